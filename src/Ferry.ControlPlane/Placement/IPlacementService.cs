@@ -1,0 +1,130 @@
+namespace Ferry.ControlPlane.Placement;
+
+/// <summary>
+/// Placement as the conductor and scheduler use it in-process (the REST API on :8778 serves the same
+/// state to compute agents and to osc-placement). All writes are atomic and persisted before they
+/// return; provider and consumer generations guard concurrent writers as in OpenStack Placement.
+/// </summary>
+public interface IPlacementService
+{
+    /// <summary>Creates the provider if missing (name updated if it changed); returns it.</summary>
+    ResourceProvider EnsureProvider(string uuid, string name);
+
+    ResourceProvider? GetProvider(string uuid);
+
+    IReadOnlyList<ResourceProvider> ListProviders();
+
+    /// <summary>Deletes a provider and every allocation against it.</summary>
+    void DeleteProvider(string uuid);
+
+    /// <summary>Replaces all inventories of a provider.</summary>
+    /// <exception cref="Core.Errors.PlacementConflictException">Generation mismatch, or usage would exceed the new capacity.</exception>
+    ResourceProvider SetInventories(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories);
+
+    IReadOnlyDictionary<string, Inventory> GetInventories(string providerUuid);
+
+    void SetTraits(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits);
+
+    IReadOnlySet<string> GetTraits(string providerUuid);
+
+    /// <summary>Used resources per class on one provider.</summary>
+    IReadOnlyDictionary<string, long> GetProviderUsages(string providerUuid);
+
+    /// <summary>Total used resources per class over all providers, optionally for one project.</summary>
+    IReadOnlyDictionary<string, long> GetUsages(string? projectId, string? userId);
+
+    /// <summary>The consumer's allocations, or an empty record (generation null) when it has none.</summary>
+    ConsumerAllocations GetAllocations(string consumerUuid);
+
+    /// <summary>All allocations against one provider, by consumer.</summary>
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>> GetProviderAllocations(string providerUuid);
+
+    /// <summary>
+    /// Replaces the consumer's allocations (empty = delete). <paramref name="consumerGeneration"/> must
+    /// match (null = the consumer must be new). Capacity is checked per provider:
+    /// (total - reserved) * allocation_ratio, min/max unit and step size.
+    /// </summary>
+    /// <exception cref="Core.Errors.PlacementConflictException">Generation mismatch or not enough capacity.</exception>
+    ConsumerAllocations PutAllocations(string consumerUuid, AllocationRequest request);
+
+    /// <summary>Deletes all of the consumer's allocations; false if it had none.</summary>
+    bool DeleteAllocations(string consumerUuid);
+
+    /// <summary>
+    /// Atomically replaces several consumers' allocations in one step (Placement's POST /allocations).
+    /// This is how a move hands the source allocation from the instance to the migration and back.
+    /// </summary>
+    void PostAllocations(IReadOnlyDictionary<string, AllocationRequest> requests);
+
+    /// <summary>
+    /// Nova's move_allocations: target gets source's allocations (overwriting its own), source ends
+    /// with none. Returns false when the source has none (already moved).
+    /// </summary>
+    bool MoveAllocations(string sourceConsumer, string targetConsumer);
+
+    /// <summary>Removes one provider's part of a consumer's allocations (rejected host during scheduling).</summary>
+    void RemoveProviderFromAllocation(string consumerUuid, string providerUuid);
+
+    /// <summary>
+    /// Providers that can fit <paramref name="resources"/> now, with their summaries. Providers having
+    /// any <paramref name="forbiddenTraits"/> or missing any <paramref name="requiredTraits"/> are skipped.
+    /// <paramref name="inTree"/> limits the answer to one provider.
+    /// </summary>
+    AllocationCandidates GetAllocationCandidates(
+        IReadOnlyDictionary<string, long> resources,
+        IReadOnlyCollection<string>? requiredTraits = null,
+        IReadOnlyCollection<string>? forbiddenTraits = null,
+        string? inTree = null,
+        int limit = 1000);
+}
+
+public static class ResourceClasses
+{
+    public const string Vcpu = "VCPU";
+    public const string MemoryMb = "MEMORY_MB";
+    public const string DiskGb = "DISK_GB";
+}
+
+public sealed record ResourceProvider(string Uuid, string Name, long Generation);
+
+public sealed record Inventory
+{
+    public required long Total { get; init; }
+    public long Reserved { get; init; }
+    public long MinUnit { get; init; } = 1;
+    public long MaxUnit { get; init; } = int.MaxValue;
+    public long StepSize { get; init; } = 1;
+    public double AllocationRatio { get; init; } = 1.0;
+
+    /// <summary>What can be allocated in all: (total - reserved) * ratio, as Placement computes it.</summary>
+    public long Capacity => (long)((Total - Reserved) * AllocationRatio);
+}
+
+/// <summary>A consumer's allocations: provider uuid → resource class → amount.</summary>
+public sealed record ConsumerAllocations
+{
+    public Dictionary<string, Dictionary<string, long>> Allocations { get; init; } = [];
+    /// <summary>null when the consumer does not exist (no allocations).</summary>
+    public long? ConsumerGeneration { get; init; }
+    public string? ProjectId { get; init; }
+    public string? UserId { get; init; }
+}
+
+public sealed record AllocationRequest
+{
+    public required Dictionary<string, Dictionary<string, long>> Allocations { get; init; }
+    public required string ProjectId { get; init; }
+    public required string UserId { get; init; }
+    public long? ConsumerGeneration { get; init; }
+}
+
+public sealed record AllocationCandidates(
+    IReadOnlyList<string> ProviderUuids,
+    IReadOnlyDictionary<string, ProviderSummary> Summaries);
+
+/// <summary>Capacity and usage of one provider, per resource class, plus its traits.</summary>
+public sealed record ProviderSummary(
+    string Uuid,
+    string Name,
+    IReadOnlyDictionary<string, (long Capacity, long Used)> Resources,
+    IReadOnlySet<string> Traits);

@@ -1,0 +1,44 @@
+namespace Ferry.Core.Domain;
+
+/// <summary>
+/// An instance as it crosses the wire: the conductor owns the row, compute agents get copies.
+/// Changes are made only through compare-and-swap updates (see <c>InstanceUpdate</c>).
+/// </summary>
+public sealed record Instance
+{
+    public required int Id { get; init; }
+    public required string Uuid { get; init; }
+    public required string DisplayName { get; init; }
+    public required string ProjectId { get; init; }
+    public required string UserId { get; init; }
+    public string? Host { get; init; }
+    public string? Node { get; init; }
+    public required Flavor Flavor { get; init; }
+    /// <summary>The flavor before a resize, kept until confirm or revert.</summary>
+    public Flavor? OldFlavor { get; init; }
+    /// <summary>The flavor a resize is moving to.</summary>
+    public Flavor? NewFlavor { get; init; }
+    public required string ImageRef { get; init; }
+    public VmState VmState { get; init; }
+    public TaskState? TaskState { get; init; }
+    public PowerState PowerState { get; init; }
+    /// <summary>vm_state before a resize, restored by revert (Nova's sys_meta old_vm_state).</summary>
+    public VmState? OldVmState { get; init; }
+    public string AvailabilityZone { get; init; } = "nova";
+    public Dictionary<string, string> Metadata { get; init; } = [];
+    public bool Locked { get; init; }
+    public string? LockedReason { get; init; }
+    public int Progress { get; init; }
+    public bool ConfigDrive { get; init; }
+    /// <summary>Boot from volume: no local root disk.</summary>
+    public bool VolumeBacked { get; init; }
+    public string? KeyName { get; init; }
+    public string? ServerGroupUuid { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset UpdatedAt { get; init; }
+    public DateTimeOffset? LaunchedAt { get; init; }
+    public DateTimeOffset? TerminatedAt { get; init; }
+
+    /// <summary>The name QEMU and libvirt use (<c>instance-%08x</c>).</summary>
+    public string Name => $"instance-{Id:x8}";
+}

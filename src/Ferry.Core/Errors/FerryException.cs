@@ -1,0 +1,50 @@
+namespace Ferry.Core.Errors;
+
+/// <summary>
+/// Base of every expected failure. Each subclass is one Nova fault and carries the HTTP status the
+/// API maps it to; <see cref="Kind"/> lets the exception cross an RPC boundary and be rebuilt as the
+/// same type on the other side (nova/exception.py; oslo.messaging expected exceptions).
+/// </summary>
+public class FerryException(string message, int httpStatus = 500) : Exception(message)
+{
+    public int HttpStatus { get; } = httpStatus;
+
+    /// <summary>The stable name used on the wire; the class name by default.</summary>
+    public virtual string Kind => GetType().Name;
+
+    /// <summary>Nova's fault name in error bodies: badRequest, itemNotFound, conflictingRequest, forbidden…</summary>
+    public string FaultName => HttpStatus switch
+    {
+        400 => "badRequest",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "itemNotFound",
+        405 => "HTTPMethodNotAllowed",
+        406 => "notAcceptable",
+        409 => "conflictingRequest",
+        413 => "overLimit",
+        _ => "computeFault",
+    };
+}
+
+public class BadRequestException(string message) : FerryException(message, 400);
+
+public class ForbiddenException(string message = "Policy doesn't allow this operation to be performed.")
+    : FerryException(message, 403);
+
+public class NotFoundException(string message) : FerryException(message, 404);
+
+public class ConflictException(string message) : FerryException(message, 409);
+
+/// <summary>Raised when the request names a microversion the API does not serve.</summary>
+public sealed class VersionNotAcceptableException(string message) : FerryException(message, 406);
+
+/// <summary>A call got no reply in time; the callee may or may not have acted.</summary>
+public sealed class RpcTimeoutException(string message) : FerryException(message, 504);
+
+/// <summary>An unexpected exception on the far side of a call, carried back as text.</summary>
+public sealed class RemoteErrorException(string kind, string message) : FerryException($"{kind}: {message}")
+{
+    public override string Kind => "RemoteError";
+    public string RemoteKind { get; } = kind;
+}

@@ -1,0 +1,68 @@
+using Ferry.Core.Domain;
+
+namespace Ferry.Core.Rpc.Compute;
+
+/// <summary>Typed client for compute.&lt;host&gt; (nova/compute/rpcapi.py). Call vs cast follows Nova.</summary>
+public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) : RpcClient(transport, options)
+{
+    public Task BuildAndRunInstanceAsync(string host, BuildAndRunInstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "build_and_run_instance", request, ct);
+
+    public Task StartInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "start_instance", request, ct);
+
+    public Task StopInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "stop_instance", request, ct);
+
+    public Task TerminateInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "terminate_instance", request, ct);
+
+    public Task<LiveMigrateData> CheckCanLiveMigrateDestinationAsync(string dest, CheckCanLiveMigrateDestinationRequest request, CancellationToken ct) =>
+        CallAsync<CheckCanLiveMigrateDestinationRequest, LiveMigrateData>(Topics.Compute(dest), "check_can_live_migrate_destination", request, ct, longCall: true);
+
+    public Task<LiveMigrateData> CheckCanLiveMigrateSourceAsync(string source, CheckCanLiveMigrateSourceRequest request, CancellationToken ct) =>
+        CallAsync<CheckCanLiveMigrateSourceRequest, LiveMigrateData>(Topics.Compute(source), "check_can_live_migrate_source", request, ct);
+
+    public Task LiveMigrationAsync(string source, LiveMigrationRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(source), "live_migration", request, ct);
+
+    public Task<LiveMigrateData> PreLiveMigrationAsync(string dest, PreLiveMigrationRequest request, CancellationToken ct) =>
+        CallAsync<PreLiveMigrationRequest, LiveMigrateData>(Topics.Compute(dest), "pre_live_migration", request, ct, longCall: true);
+
+    public Task PostLiveMigrationAtDestinationAsync(string dest, PostLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
+        CallAsync<PostLiveMigrationAtDestinationRequest, RpcEmpty>(Topics.Compute(dest), "post_live_migration_at_destination", request, ct, longCall: true);
+
+    /// <summary>A call, not Nova's cast: the source reports the migration final only once the destination is clean.</summary>
+    public Task RollbackLiveMigrationAtDestinationAsync(string dest, RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
+        CallAsync<RollbackLiveMigrationAtDestinationRequest, RpcEmpty>(Topics.Compute(dest), "rollback_live_migration_at_destination", request, ct);
+
+    public Task LiveMigrationAbortAsync(string source, LiveMigrationAbortRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(source), "live_migration_abort", request, ct);
+
+    public Task LiveMigrationForceCompleteAsync(string source, InstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(source), "live_migration_force_complete", request, ct);
+
+    public Task PrepResizeAsync(string dest, PrepResizeRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(dest), "prep_resize", request, ct);
+
+    public Task ResizeInstanceAsync(string source, ResizeInstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(source), "resize_instance", request, ct);
+
+    public Task FinishResizeAsync(string dest, FinishResizeRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(dest), "finish_resize", request, ct);
+
+    public Task ConfirmResizeAsync(string source, MigrationRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(source), "confirm_resize", request, ct);
+
+    public Task RevertResizeAsync(string dest, MigrationRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(dest), "revert_resize", request, ct);
+
+    public Task FinishRevertResizeAsync(string source, MigrationRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(source), "finish_revert_resize", request, ct);
+
+    public Task RebuildInstanceAsync(string dest, RebuildInstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(dest), "rebuild_instance", request, ct);
+
+    public async Task<bool> CheckInstanceSharedStorageAsync(string host, CheckInstanceSharedStorageRequest request, CancellationToken ct) =>
+        (await CallAsync<CheckInstanceSharedStorageRequest, BoolReply>(Topics.Compute(host), "check_instance_shared_storage", request, ct)).Value;
+}

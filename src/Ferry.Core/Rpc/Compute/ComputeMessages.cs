@@ -1,0 +1,55 @@
+using Ferry.Core.Domain;
+
+namespace Ferry.Core.Rpc.Compute;
+
+// Messages to compute.<host>. Additive changes only; docs/architecture.md lists them.
+
+/// <summary>What the two hosts learn about each other while checking a live migration (Nova's LibvirtLiveMigrateData).</summary>
+public sealed record LiveMigrateData
+{
+    /// <summary>null = "auto": the source decides (block unless storage is shared).</summary>
+    public bool? BlockMigration { get; init; }
+    public string? SharedStorageTestFile { get; init; }
+    public bool IsSharedInstancePath { get; init; }
+    public bool IsSharedBlockStorage { get; init; }
+    public long DiskAvailableMb { get; init; }
+    public string? DestHost { get; init; }
+    public string? DestAddress { get; init; }
+    /// <summary>Where the destination listens for the incoming guest (set by pre_live_migration).</summary>
+    public string? IncomingUri { get; init; }
+}
+
+public sealed record BuildAndRunInstanceRequest(Instance Instance, Image Image, string RequestId);
+
+public sealed record InstanceRequest(Instance Instance, string? RequestId = null);
+
+public sealed record CheckCanLiveMigrateDestinationRequest(Instance Instance, Migration Migration, bool? BlockMigration, string SourceHost, string? RequestId);
+
+public sealed record CheckCanLiveMigrateSourceRequest(Instance Instance, LiveMigrateData Data, string? RequestId);
+
+public sealed record LiveMigrationRequest(Instance Instance, Migration Migration, string Dest, LiveMigrateData Data, string? RequestId);
+
+public sealed record PreLiveMigrationRequest(Instance Instance, Migration Migration, LiveMigrateData Data, string? RequestId);
+
+public sealed record PostLiveMigrationAtDestinationRequest(Instance Instance, Migration Migration, string? RequestId);
+
+public sealed record RollbackLiveMigrationAtDestinationRequest(Instance Instance, Migration Migration, bool DestroyDisks, string? RequestId);
+
+public sealed record LiveMigrationAbortRequest(Instance Instance, int MigrationId, string? RequestId);
+
+public sealed record PrepResizeRequest(Instance Instance, Migration Migration, Flavor NewFlavor, RequestSpec RequestSpec, List<Selection> Alternates, string? RequestId);
+
+public sealed record ResizeInstanceRequest(Instance Instance, Migration Migration, Flavor NewFlavor, string? RequestId);
+
+/// <summary>The disks a source handed over, in the driver's own terms (a path map or transfer token).</summary>
+public sealed record FinishResizeRequest(Instance Instance, Migration Migration, Flavor NewFlavor, Dictionary<string, string> DiskInfo, string? RequestId);
+
+public sealed record MigrationRequest(Instance Instance, Migration Migration, string? RequestId);
+
+public sealed record RebuildInstanceRequest(Instance Instance, Migration Migration, Image Image, bool? OnSharedStorage, Selection Selection, string? RequestId);
+
+public sealed record CheckInstanceSharedStorageRequest(Instance Instance, string Filename);
+
+public sealed record BoolReply(bool Value);
+
+public sealed record ConsoleOutputReply(string Output);

@@ -1,0 +1,87 @@
+using Ferry.Core.Domain;
+
+namespace Ferry.Core.Rpc.Conductor;
+
+// Messages to the conductor: the move flows (from the API) and the database proxy (from compute
+// agents, which never open the database; Nova's conductor object-proxy).
+
+public sealed record BuildInstanceRequest(string InstanceUuid, RequestSpec RequestSpec, string RequestId);
+
+public sealed record LiveMigrateInstanceRequest(string InstanceUuid, string? Host, bool? BlockMigration, bool Force, string RequestId);
+
+/// <summary>Cold migration when <see cref="NewFlavorId"/> is null, resize otherwise.</summary>
+public sealed record MigrateServerRequest(string InstanceUuid, string? NewFlavorId, string? Host, string RequestId);
+
+public sealed record EvacuateRequest(string InstanceUuid, string MigrationUuid, string? Host, bool Force, bool? OnSharedStorage, string RequestId);
+
+public sealed record ServiceReportRequest(string Host, string Binary, string Topic, int Version);
+
+public sealed record ServiceReportReply(int ServiceId, bool ForcedDown, bool Disabled);
+
+public sealed record ComputeNodeUpdateRequest(ComputeNode Node);
+
+public sealed record InstanceGetRequest(string Uuid);
+
+public sealed record InstancesByHostRequest(string Host);
+
+public sealed record InstanceList(List<Instance> Instances);
+
+/// <summary>
+/// A change to an instance row. A field left null is not changed; the Set* flags say when null
+/// itself is the new value. Applied only while task_state is one of <see cref="ExpectedTaskStates"/>
+/// (when given): that compare-and-swap is what keeps two moves from both starting.
+/// </summary>
+public sealed record InstanceUpdateRequest
+{
+    public required string Uuid { get; init; }
+    public VmState? VmState { get; init; }
+    public bool SetTaskState { get; init; }
+    public TaskState? TaskState { get; init; }
+    public PowerState? PowerState { get; init; }
+    public string? Host { get; init; }
+    public string? Node { get; init; }
+    public string? AvailabilityZone { get; init; }
+    public Flavor? Flavor { get; init; }
+    public bool SetOldFlavor { get; init; }
+    public Flavor? OldFlavor { get; init; }
+    public bool SetNewFlavor { get; init; }
+    public Flavor? NewFlavor { get; init; }
+    public bool SetOldVmState { get; init; }
+    public VmState? OldVmState { get; init; }
+    public int? Progress { get; init; }
+    public DateTimeOffset? LaunchedAt { get; init; }
+    /// <summary>Marks the row deleted (terminate finished).</summary>
+    public bool Deleted { get; init; }
+    public List<TaskState?>? ExpectedTaskStates { get; init; }
+    public string? ExpectedHost { get; init; }
+}
+
+public sealed record MigrationGetRequest(string Uuid);
+
+public sealed record MigrationUpdateRequest
+{
+    public required string Uuid { get; init; }
+    public string? Status { get; init; }
+    public string? SourceNode { get; init; }
+    public string? DestCompute { get; init; }
+    public string? DestNode { get; init; }
+    public string? DestHost { get; init; }
+    public long? MemoryTotal { get; init; }
+    public long? MemoryProcessed { get; init; }
+    public long? MemoryRemaining { get; init; }
+    public long? DiskTotal { get; init; }
+    public long? DiskProcessed { get; init; }
+    public long? DiskRemaining { get; init; }
+    /// <summary>Only change the record while its status is one of these.</summary>
+    public List<string>? ExpectedStatuses { get; init; }
+}
+
+/// <summary>Migrations touching a host as source or destination, filtered by type and status.</summary>
+public sealed record MigrationsByHostRequest(string Host, List<string>? Types, List<string>? Statuses);
+
+public sealed record MigrationList(List<Migration> Migrations);
+
+/// <summary>Start or finish of an instance-action event (Nova's wrap_instance_event).</summary>
+public sealed record ActionEventRequest(string InstanceUuid, string? RequestId, string Event, string Host, bool Finished, bool Failed, string? Details);
+
+public sealed record InstanceFaultRequest(string InstanceUuid, int Code, string Message, string Host, string? Details);

@@ -1,0 +1,25 @@
+namespace Ferry.Core.Rpc;
+
+/// <summary>
+/// Moves serialized messages between services by topic (conductor, scheduler, compute.&lt;host&gt;).
+/// A cast is fire-and-forget; a call waits for a reply or times out. Messages to a topic nobody
+/// listens on wait for a listener, as on a durable broker queue. Implementations must run each
+/// message on its own task: a handler may make a nested call while its caller waits on it.
+/// </summary>
+public interface IRpcTransport
+{
+    Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken);
+
+    /// <exception cref="Errors.RpcTimeoutException">No reply within <paramref name="timeout"/>.</exception>
+    /// <exception cref="Errors.FerryException">The handler failed; rebuilt from the wire.</exception>
+    Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken);
+
+    /// <summary>Starts delivering a topic's messages to <paramref name="dispatcher"/> until the result is disposed.</summary>
+    IAsyncDisposable Listen(string topic, IRpcDispatcher dispatcher);
+}
+
+/// <summary>Runs one message for a listener and returns the serialized reply.</summary>
+public interface IRpcDispatcher
+{
+    Task<byte[]> DispatchAsync(string method, byte[] payload, CancellationToken cancellationToken);
+}

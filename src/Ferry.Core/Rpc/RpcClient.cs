@@ -1,0 +1,26 @@
+using System.Text.Json;
+
+namespace Ferry.Core.Rpc;
+
+/// <summary>Timeouts for calls: normal ones, and the long ones Nova gives live-migration checks.</summary>
+public sealed class RpcOptions
+{
+    public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(60);
+    public TimeSpan LongCallTimeout { get; set; } = TimeSpan.FromSeconds(1800);
+}
+
+/// <summary>Base of the typed clients: serialize, send, deserialize.</summary>
+public abstract class RpcClient(IRpcTransport transport, RpcOptions options)
+{
+    protected RpcOptions Options { get; } = options;
+
+    protected Task CastAsync<TRequest>(string topic, string method, TRequest request, CancellationToken cancellationToken) =>
+        transport.CastAsync(topic, method, JsonSerializer.SerializeToUtf8Bytes(request, RpcJson.TypeInfo<TRequest>()), cancellationToken);
+
+    protected async Task<TReply> CallAsync<TRequest, TReply>(string topic, string method, TRequest request, CancellationToken cancellationToken, bool longCall = false)
+    {
+        var payload = JsonSerializer.SerializeToUtf8Bytes(request, RpcJson.TypeInfo<TRequest>());
+        var reply = await transport.CallAsync(topic, method, payload, longCall ? Options.LongCallTimeout : Options.CallTimeout, cancellationToken);
+        return JsonSerializer.Deserialize(reply, RpcJson.TypeInfo<TReply>())!;
+    }
+}

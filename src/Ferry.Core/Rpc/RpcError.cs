@@ -1,0 +1,28 @@
+using System.Text.Json;
+using Ferry.Core.Errors;
+
+namespace Ferry.Core.Rpc;
+
+/// <summary>How a failed call's exception travels back to the caller.</summary>
+public sealed record RpcError(string Kind, string Message, int HttpStatus)
+{
+    public static RpcError From(Exception ex) => ex switch
+    {
+        FerryException f => new RpcError(f.Kind, f.Message, f.HttpStatus),
+        OperationCanceledException => new RpcError("Cancelled", ex.Message, 500),
+        _ => new RpcError(ex.GetType().Name, ex.Message, 500),
+    };
+
+    public FerryException ToException() => ErrorRegistry.Rebuild(Kind, Message, HttpStatus);
+
+    public byte[] Serialize() => JsonSerializer.SerializeToUtf8Bytes(this, RpcJsonContext.Default.RpcError);
+
+    public static RpcError Deserialize(byte[] bytes) =>
+        JsonSerializer.Deserialize(bytes, RpcJsonContext.Default.RpcError)!;
+}
+
+/// <summary>Thrown by a dispatcher to carry an already-serialized error (used by transports).</summary>
+public sealed class RpcFailure(RpcError error) : Exception(error.Message)
+{
+    public RpcError Error { get; } = error;
+}

@@ -1,0 +1,44 @@
+namespace Ferry.Virt;
+
+/// <summary>Everything a driver needs to run one guest; built by the compute agent from the instance.</summary>
+public sealed record GuestSpec
+{
+    public required string Uuid { get; init; }
+    /// <summary>The hypervisor-side name (instance-%08x).</summary>
+    public required string Name { get; init; }
+    public required int Vcpus { get; init; }
+    public required int MemoryMb { get; init; }
+    public required int RootGb { get; init; }
+    public required string ImageRef { get; init; }
+    public bool ConfigDrive { get; init; }
+    /// <summary>Boot from volume: the root disk is not local.</summary>
+    public bool VolumeBacked { get; init; }
+    /// <summary>Instance metadata; drivers read their per-guest knobs from it (e.g. <c>ferry:dirty_rate_mibps</c>).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+}
+
+/// <summary>What a host offers, reported to placement and to the scheduler.</summary>
+public sealed record HostResources
+{
+    public required string HypervisorType { get; init; }
+    public required long HypervisorVersion { get; init; }
+    public required int Vcpus { get; init; }
+    public required int MemoryMb { get; init; }
+    public required int LocalGb { get; init; }
+    public string CpuModel { get; init; } = "qemu64";
+    public string CpuVendor { get; init; } = "Intel";
+    public string Arch { get; init; } = "x86_64";
+    public IReadOnlyList<string> CpuFeatures { get; init; } = [];
+}
+
+/// <summary>A guest as the hypervisor sees it.</summary>
+public sealed record GuestInfo(string Uuid, GuestPowerState PowerState, int MemoryMb);
+
+public enum GuestPowerState
+{
+    NoState = 0,
+    Running = 1,
+    Paused = 3,
+    Shutdown = 4,
+    Crashed = 6,
+}

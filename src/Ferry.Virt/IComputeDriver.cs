@@ -1,0 +1,96 @@
+namespace Ferry.Virt;
+
+/// <summary>
+/// The hypervisor seam (nova/virt/driver.py). One driver instance per compute host.
+/// Contract:
+/// <list type="bullet">
+/// <item>Guests are identified by instance uuid. The driver owns guest processes and the files under
+/// its instances path; the compute agent owns everything else (state, placement, RPC).</item>
+/// <item>Expected failures are thrown as <c>Ferry.Core.Errors.FerryException</c> subclasses; anything
+/// else is a bug or an injected fault and is treated as an error of the step that called it.</item>
+/// <item>Methods are safe to call concurrently for different guests.</item>
+/// <item>Live migration never leaves two running copies: after <see cref="LiveMigrationOutcome.Completed"/>
+/// the source copy is paused until <see cref="PostLiveMigrationAtSourceAsync"/> removes it.</item>
+/// </list>
+/// </summary>
+public interface IComputeDriver
+{
+    string HypervisorType { get; }
+
+    /// <summary>Prepares the host (creates the instances path) and returns the guests already defined on it.</summary>
+    Task<IReadOnlyList<GuestInfo>> InitHostAsync(CancellationToken cancellationToken);
+
+    HostResources GetHostResources();
+
+    GuestInfo? GetGuest(string uuid);
+
+    IReadOnlyList<GuestInfo> ListGuests();
+
+    /// <summary>Creates the guest's disks from the image (or reuses them when <paramref name="reuseDisks"/>) and starts it.</summary>
+    Task SpawnAsync(GuestSpec guest, bool reuseDisks, CancellationToken cancellationToken);
+
+    /// <summary>Stops and undefines the guest; deletes its files when <paramref name="destroyDisks"/>. No error if absent.</summary>
+    Task DestroyAsync(string uuid, bool destroyDisks, CancellationToken cancellationToken);
+
+    Task PowerOffAsync(string uuid, CancellationToken cancellationToken);
+
+    Task PowerOnAsync(string uuid, CancellationToken cancellationToken);
+
+    // --- shared storage detection (a test file created on one host, looked for on the other) ---
+
+    /// <summary>Creates a uniquely named file in the instances path and returns its name.</summary>
+    string CreateSharedStorageTestFile();
+
+    bool CheckSharedStorageTestFile(string filename);
+
+    void CleanupSharedStorageTestFile(string filename);
+
+    /// <summary>True when the guest's files are visible here (evacuation on shared storage).</summary>
+    bool InstanceOnDisk(string uuid);
+
+    /// <summary>True when the guest has local disks (root or config drive) that a block migration must copy.</summary>
+    bool HasLocalDisks(GuestSpec guest);
+
+    // --- live migration ---
+
+    /// <summary>Destination side: prepares to receive the guest (incoming process, disks) and returns where to send it.</summary>
+    Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Source side: runs the migration to completion, reporting progress through <paramref name="callbacks"/>.
+    /// Returns how it ended; <see cref="LiveMigrationOutcome.Completed"/> means the destination runs the guest.
+    /// </summary>
+    Task<LiveMigrationOutcome> LiveMigrateAsync(GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, CancellationToken cancellationToken);
+
+    /// <summary>Cancels the running migration of the guest; it ends as <see cref="LiveMigrationOutcome.Cancelled"/>. False if none runs or it is in post-copy.</summary>
+    bool AbortLiveMigration(string uuid);
+
+    /// <summary>Makes a running migration finish: switches to post-copy when permitted, else pauses the guest. False if none runs.</summary>
+    bool ForceCompleteLiveMigration(string uuid);
+
+    /// <summary>Source side after success: removes the (paused) source copy; deletes files unless shared.</summary>
+    Task PostLiveMigrationAtSourceAsync(GuestSpec guest, bool sharedInstancePath, CancellationToken cancellationToken);
+
+    /// <summary>Destination side after success: the guest is the running one now.</summary>
+    Task PostLiveMigrationAtDestinationAsync(GuestSpec guest, CancellationToken cancellationToken);
+
+    /// <summary>Destination side after failure: removes the incoming guest (and its files unless shared).</summary>
+    Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken);
+
+    // --- cold migration / resize ---
+
+    /// <summary>
+    /// Source side: powers the guest off and hands its disks over for <paramref name="destHost"/>.
+    /// The source copy is kept until confirm. Returns what the destination needs to take the disks.
+    /// </summary>
+    Task<Dictionary<string, string>> MigrateDiskAndPowerOffAsync(GuestSpec guest, string destHost, GuestSpec resized, CancellationToken cancellationToken);
+
+    /// <summary>Destination side: builds the guest from the handed-over disks with the new size.</summary>
+    Task FinishMigrationAsync(GuestSpec resized, Dictionary<string, string> diskInfo, bool powerOn, CancellationToken cancellationToken);
+
+    /// <summary>Source side after confirm: deletes the kept source copy.</summary>
+    Task ConfirmMigrationAsync(GuestSpec guest, CancellationToken cancellationToken);
+
+    /// <summary>Source side after revert: restores the kept source copy and starts it when <paramref name="powerOn"/>.</summary>
+    Task FinishRevertMigrationAsync(GuestSpec guest, bool powerOn, CancellationToken cancellationToken);
+}

@@ -1,0 +1,11 @@
+namespace Ferry.Virt;
+
+/// <summary>The only way a driver talks upward: progress of a running migration (Nova's virtapi).</summary>
+public interface IDriverCallbacks
+{
+    /// <summary>Called by the migration monitor at every sample; must not block for long.</summary>
+    ValueTask MigrationProgressAsync(string instanceUuid, MigrationProgress progress, CancellationToken cancellationToken);
+
+    /// <summary>Called once when a migration switches to post-copy: from here on it cannot be aborted.</summary>
+    ValueTask MigrationSwitchedToPostCopyAsync(string instanceUuid, CancellationToken cancellationToken);
+}
