@@ -1,0 +1,45 @@
+using Ferry.ControlPlane.Conductor.Tasks;
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc;
+using Ferry.Core.Rpc.Conductor;
+
+namespace Ferry.ControlPlane.Conductor;
+
+/// <summary>
+/// Handles the conductor topic: the move flows the API casts, and the database proxy compute agents
+/// call, since they never open the database themselves (nova/conductor/manager.py).
+/// </summary>
+public sealed class ComputeTaskManager(ConductorContext context)
+{
+    public RpcServer CreateRpcServer() => new RpcServer()
+        .On<BuildInstanceRequest>("build_instance", new BuildTask(context).ExecuteAsync)
+        .On<LiveMigrateInstanceRequest>("live_migrate_instance", new LiveMigrationTask(context).ExecuteAsync)
+        .On<MigrateServerRequest>("migrate_server", new MigrationTask(context).ExecuteAsync)
+        .On<EvacuateRequest>("rebuild_instance", new EvacuateTask(context).ExecuteAsync)
+        .On<ServiceReportRequest, ServiceReportReply>("service_report", (r, _) =>
+        {
+            var service = context.Services.Report(r.Host, r.Binary, r.Topic, r.Version);
+            return Task.FromResult(new ServiceReportReply(service.Id, service.ForcedDown, service.Disabled));
+        })
+        .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (r, _) => Task.FromResult(context.Nodes.Upsert(r.Node)))
+        .On<InstanceGetRequest, Instance>("instance_get", (r, _) => Task.FromResult(context.Instances.Get(r.Uuid)))
+        .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", (r, _) =>
+            Task.FromResult(new InstanceList(context.Instances.List(host: r.Host))))
+        .On<InstanceUpdateRequest, Instance>("instance_update", (r, _) => Task.FromResult(context.Instances.Update(r)))
+        .On<MigrationGetRequest, Migration>("migration_get", (r, _) => Task.FromResult(context.Migrations.Get(r.Uuid)))
+        .On<MigrationUpdateRequest, Migration>("migration_update", (r, _) => Task.FromResult(context.Migrations.Update(r)))
+        .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", (r, _) =>
+            Task.FromResult(new MigrationList(context.Migrations.List(new Persistence.MigrationFilter(Host: r.Host))
+                .Where(m => (r.Types is null || r.Types.Contains(m.MigrationType)) && (r.Statuses is null || r.Statuses.Contains(m.Status)))
+                .ToList())))
+        .On<ActionEventRequest>("action_event", (r, _) =>
+        {
+            context.Actions.RecordEvent(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details);
+            return Task.CompletedTask;
+        })
+        .On<InstanceFaultRequest>("instance_fault_create", (r, _) =>
+        {
+            context.Actions.AddFault(r.InstanceUuid, r.Code, r.Message, r.Host, r.Details);
+            return Task.CompletedTask;
+        });
+}

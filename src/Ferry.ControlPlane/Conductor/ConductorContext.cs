@@ -1,0 +1,118 @@
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Rpc.Scheduler;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.ControlPlane.Conductor;
+
+/// <summary>What every conductor task works with; one instance per process.</summary>
+public sealed class ConductorContext(
+    InstanceStore instances,
+    MigrationStore migrations,
+    ServiceStore services,
+    ComputeNodeStore nodes,
+    CatalogStore catalog,
+    ActionStore actions,
+    ServerGroupStore groups,
+    IPlacementService placement,
+    SchedulerClient scheduler,
+    ComputeClient compute,
+    ControlPlaneOptions options,
+    TimeProvider time,
+    ILoggerFactory loggers)
+{
+    public InstanceStore Instances { get; } = instances;
+    public MigrationStore Migrations { get; } = migrations;
+    public ServiceStore Services { get; } = services;
+    public ComputeNodeStore Nodes { get; } = nodes;
+    public CatalogStore Catalog { get; } = catalog;
+    public ActionStore Actions { get; } = actions;
+    public ServerGroupStore Groups { get; } = groups;
+    public IPlacementService Placement { get; } = placement;
+    public SchedulerClient Scheduler { get; } = scheduler;
+    public ComputeClient Compute { get; } = compute;
+    public ControlPlaneOptions Options { get; } = options;
+    public TimeProvider Time { get; } = time;
+    public ILoggerFactory Loggers { get; } = loggers;
+
+    public const string ConductorHost = "conductor";
+
+    public bool IsComputeUp(string? host)
+    {
+        if (host is null)
+        {
+            return false;
+        }
+        var service = Services.Find(host, "nova-compute");
+        return service is not null && service.IsUp(Time.GetUtcNow(), Options.ServiceDownTime);
+    }
+
+    /// <summary>Records a fault and marks the action event failed: how a user learns why a cast flow failed.</summary>
+    public void RecordFailure(string instanceUuid, string? requestId, string eventName, Exception ex)
+    {
+        var code = ex is Core.Errors.FerryException f ? f.HttpStatus : 500;
+        Actions.AddFault(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? ex.ToString() : null);
+        Actions.RecordEvent(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message);
+    }
+
+    /// <summary>Clears task_state (only if it is still <paramref name="expected"/>), optionally setting vm_state.</summary>
+    public void ResetTaskState(string instanceUuid, TaskState expected, VmState? vmState = null)
+    {
+        try
+        {
+            Instances.Update(new InstanceUpdateRequest
+            {
+                Uuid = instanceUuid,
+                SetTaskState = true,
+                TaskState = null,
+                VmState = vmState,
+                Progress = 0,
+                ExpectedTaskStates = [expected],
+            });
+        }
+        catch (Core.Errors.UnexpectedTaskStateException)
+        {
+            // Someone else already moved the instance on; theirs is the newer truth.
+        }
+    }
+
+    public void SetMigrationStatus(string migrationUuid, string status) =>
+        Migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = status });
+
+    public RequestSpec BuildRequestSpec(Instance instance, Flavor flavor)
+    {
+        var image = Catalog.FindImage(instance.ImageRef);
+        ServerGroupPolicy? group = null;
+        if (instance.ServerGroupUuid is { } groupUuid && Groups.Find(groupUuid) is { } row)
+        {
+            var memberHosts = row.Members
+                .Where(m => m != instance.Uuid)
+                .Select(m => Instances.Find(m)?.Host)
+                .OfType<string>()
+                .ToList();
+            group = new ServerGroupPolicy { Uuid = row.Uuid, Policy = row.Policy, MaxServerPerHost = row.MaxServerPerHost ?? 1, MemberHosts = memberHosts };
+        }
+        return new RequestSpec
+        {
+            InstanceUuid = instance.Uuid,
+            ProjectId = instance.ProjectId,
+            UserId = instance.UserId,
+            Flavor = flavor,
+            ImageProperties = image?.Properties ?? [],
+            Group = group,
+        };
+    }
+
+    /// <summary>The amounts a flavor claims in placement.</summary>
+    public static Dictionary<string, long> Resources(Flavor flavor) => new()
+    {
+        [ResourceClasses.Vcpu] = flavor.Vcpus,
+        [ResourceClasses.MemoryMb] = flavor.MemoryMb,
+        [ResourceClasses.DiskGb] = flavor.DiskGb,
+    };
+
+    public ILogger Logger<T>() => Loggers.CreateLogger<T>();
+}

@@ -1,0 +1,89 @@
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Rpc.Scheduler;
+
+namespace Ferry.ControlPlane.Conductor.Tasks;
+
+/// <summary>
+/// Evacuation (Nova's rebuild_instance with recreate): the source host is down, so the instance
+/// keeps its source allocation (no migration consumer) and also claims the destination; the source
+/// part is released when the dead host comes back and cleans up.
+/// </summary>
+public sealed class EvacuateTask(ConductorContext context)
+{
+    private const string EventName = "rebuild_server";
+
+    public async Task ExecuteAsync(EvacuateRequest request, CancellationToken ct)
+    {
+        var instance = context.Instances.Get(request.InstanceUuid);
+        var migration = context.Migrations.Get(request.MigrationUuid);
+        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        Selection? claimed = null;
+        try
+        {
+            var selection = claimed = request.Host is not null && request.Force
+                ? ClaimForcedHost(instance, request.Host)
+                : (await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(
+                    context.BuildRequestSpec(instance, instance.Flavor) with
+                    {
+                        IgnoreHosts = [instance.Host!],
+                        RequestedHost = request.Host,
+                        IsMove = true,
+                    }, 0), ct)).Selections[0];
+            migration = context.Migrations.Update(new MigrationUpdateRequest
+            {
+                Uuid = migration.Uuid,
+                DestCompute = selection.ServiceHost,
+                DestNode = selection.Nodename,
+            });
+            var image = context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
+            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            await context.Compute.RebuildInstanceAsync(selection.ServiceHost,
+                new RebuildInstanceRequest(instance, migration, image, request.OnSharedStorage, selection, request.RequestId), ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            if (claimed is not null)
+            {
+                context.Placement.RemoveProviderFromAllocation(instance.Uuid, claimed.ComputeNodeUuid);
+            }
+            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
+            context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
+            // The guest's host is down and nothing started elsewhere: Nova reports that as ERROR.
+            context.ResetTaskState(instance.Uuid, TaskState.Rebuilding, VmState.Error);
+        }
+    }
+
+    private Selection ClaimForcedHost(Instance instance, string host)
+    {
+        var node = context.Nodes.FindByHost(host) ?? throw new ComputeHostNotFoundException(host);
+        var current = context.Placement.GetAllocations(instance.Uuid);
+        var resources = ConductorContext.Resources(instance.Flavor);
+        var allocations = current.Allocations.ToDictionary(a => a.Key, a => new Dictionary<string, long>(a.Value));
+        allocations[node.Uuid] = resources;
+        try
+        {
+            context.Placement.PutAllocations(instance.Uuid, new AllocationRequest
+            {
+                Allocations = allocations,
+                ProjectId = instance.ProjectId,
+                UserId = instance.UserId,
+                ConsumerGeneration = current.ConsumerGeneration,
+            });
+        }
+        catch (PlacementConflictException ex)
+        {
+            throw new NoValidHostException($"Unable to move instance {instance.Uuid} to host {host}. {ex.Message}");
+        }
+        return new Selection
+        {
+            ServiceHost = host,
+            Nodename = node.HypervisorHostname,
+            ComputeNodeUuid = node.Uuid,
+            Resources = resources.ToDictionary(r => r.Key, r => (int)r.Value),
+        };
+    }
+}

@@ -1,0 +1,212 @@
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Rpc.Scheduler;
+
+namespace Ferry.ControlPlane.Conductor.Tasks;
+
+/// <summary>
+/// The conductor half of a live migration (nova/conductor/tasks/live_migrate.py): checks, hands the
+/// source allocation to the migration, picks and claims a destination (retrying on pre-check failures),
+/// runs both hosts' checks, then casts live_migration to the source. Any failure before that cast
+/// puts everything back: allocations to the instance, task_state cleared, migration `error`.
+/// The guest has not been touched yet, so vm_state is left as it was.
+/// </summary>
+public sealed class LiveMigrationTask(ConductorContext context)
+{
+    private const string EventName = "conductor_live_migrate_instance";
+
+    public async Task ExecuteAsync(LiveMigrateInstanceRequest request, CancellationToken ct)
+    {
+        var instance = context.Instances.Get(request.InstanceUuid);
+        var migration = context.Migrations.Create(id => new Migration
+        {
+            Id = id,
+            Uuid = Guid.NewGuid().ToString(),
+            InstanceUuid = instance.Uuid,
+            MigrationType = MigrationType.LiveMigration,
+            Status = MigrationStatus.Accepted,
+            SourceCompute = instance.Host,
+            SourceNode = instance.Node,
+            DestCompute = request.Host,
+            OldInstanceTypeId = instance.Flavor.InternalId,
+            NewInstanceTypeId = instance.Flavor.InternalId,
+            UserId = instance.UserId,
+            ProjectId = instance.ProjectId,
+        });
+        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        var held = false;
+        try
+        {
+            if (instance.PowerState is not (PowerState.Running or PowerState.Paused))
+            {
+                throw InstanceInvalidStateException.For("os-migrateLive", instance.Uuid, "power_state", ((int)instance.PowerState).ToString());
+            }
+            if (!context.IsComputeUp(instance.Host))
+            {
+                throw new ComputeServiceUnavailableException(instance.Host ?? "None");
+            }
+            held = context.Placement.MoveAllocations(instance.Uuid, migration.Uuid);
+
+            var (selection, data) = request.Host is not null && request.Force
+                ? await ForcedDestinationAsync(instance, migration, request, ct)
+                : await FindDestinationAsync(instance, migration, request, ct);
+
+            migration = context.Migrations.Update(new MigrationUpdateRequest
+            {
+                Uuid = migration.Uuid,
+                SourceNode = instance.Node,
+                DestCompute = selection.ServiceHost,
+                DestNode = selection.Nodename,
+                DestHost = data.DestAddress,
+            });
+            context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
+            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            await context.Compute.LiveMigrationAsync(instance.Host!, new LiveMigrationRequest(instance, migration, selection.ServiceHost, data, request.RequestId), ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            if (held)
+            {
+                // Overwrites whatever the instance holds on a destination: one step back to the start.
+                context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
+            }
+            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
+            context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
+            context.ResetTaskState(instance.Uuid, TaskState.Migrating);
+        }
+    }
+
+    /// <summary>Scheduler-chosen (or scheduler-validated) destination, trying further hosts when one fails its checks.</summary>
+    private async Task<(Selection, LiveMigrateData)> FindDestinationAsync(Instance instance, Migration migration, LiveMigrateInstanceRequest request, CancellationToken ct)
+    {
+        var attempted = new List<string> { instance.Host! };
+        var lastReason = "";
+        while (true)
+        {
+            var retries = context.Options.MigrateMaxRetries;
+            if (retries != -1 && attempted.Count - 1 > retries)
+            {
+                throw new MaxRetriesExceededException(
+                    $"Exceeded max scheduling retries {retries} for instance {instance.Uuid} during live migration. Last failure: {lastReason}");
+            }
+            var spec = context.BuildRequestSpec(instance, instance.Flavor) with
+            {
+                IgnoreHosts = [.. attempted],
+                RequestedHost = request.Host,
+                IsMove = true,
+            };
+            var selection = (await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(spec, 0), ct)).Selections[0];
+            try
+            {
+                CheckCompatibleWithSource(instance.Host!, selection.ServiceHost);
+                var data = await CallLiveMigrationChecksAsync(instance, migration, selection.ServiceHost, request.BlockMigration, ct);
+                return (selection, data);
+            }
+            catch (FerryException ex) when (ex.HttpStatus == 400 || ErrorRegistry.Is<RpcTimeoutException>(ex))
+            {
+                // Nova skips a host on exception.Invalid / MigrationPreCheckError and gives its claim back.
+                context.Placement.RemoveProviderFromAllocation(instance.Uuid, selection.ComputeNodeUuid);
+                attempted.Add(selection.ServiceHost);
+                lastReason = ex.Message;
+                if (request.Host is not null)
+                {
+                    throw;
+                }
+            }
+        }
+    }
+
+    /// <summary>The operator forced a host: no scheduler, but every check the scheduler would have made.</summary>
+    private async Task<(Selection, LiveMigrateData)> ForcedDestinationAsync(Instance instance, Migration migration, LiveMigrateInstanceRequest request, CancellationToken ct)
+    {
+        var dest = request.Host!;
+        if (dest == instance.Host)
+        {
+            throw new UnableToMigrateToSelfException(instance.Uuid, dest);
+        }
+        var node = context.Nodes.FindByHost(dest) ?? throw new ComputeHostNotFoundException(dest);
+        if (!context.IsComputeUp(dest))
+        {
+            throw new ComputeServiceUnavailableException(dest);
+        }
+        CheckEnoughMemory(instance, node);
+        CheckCompatibleWithSource(instance.Host!, dest);
+        var resources = ConductorContext.Resources(instance.Flavor);
+        try
+        {
+            context.Placement.PutAllocations(instance.Uuid, new AllocationRequest
+            {
+                Allocations = new() { [node.Uuid] = resources },
+                ProjectId = instance.ProjectId,
+                UserId = instance.UserId,
+                ConsumerGeneration = context.Placement.GetAllocations(instance.Uuid).ConsumerGeneration,
+            });
+        }
+        catch (PlacementConflictException ex)
+        {
+            throw new NoValidHostException($"Unable to move instance {instance.Uuid} to host {dest}. There is not enough capacity on the host for the instance. {ex.Message}");
+        }
+        try
+        {
+            var data = await CallLiveMigrationChecksAsync(instance, migration, dest, request.BlockMigration, ct);
+            return (new Selection { ServiceHost = dest, Nodename = node.HypervisorHostname, ComputeNodeUuid = node.Uuid, Resources = resources.ToDictionary(r => r.Key, r => (int)r.Value) }, data);
+        }
+        catch
+        {
+            context.Placement.RemoveProviderFromAllocation(instance.Uuid, node.Uuid);
+            throw;
+        }
+    }
+
+    private void CheckEnoughMemory(Instance instance, ComputeNode node)
+    {
+        var inventory = context.Placement.GetInventories(node.Uuid);
+        if (!inventory.TryGetValue(ResourceClasses.MemoryMb, out var memory))
+        {
+            throw new MigrationPreCheckException($"Unable to migrate {instance.Uuid} to {node.Host}: destination reports no memory");
+        }
+        var used = context.Placement.GetProviderUsages(node.Uuid).GetValueOrDefault(ResourceClasses.MemoryMb);
+        var available = memory.Capacity - used;
+        if (available <= instance.Flavor.MemoryMb)
+        {
+            throw new MigrationPreCheckException(
+                $"Unable to migrate {instance.Uuid} to {node.Host}: Lack of memory(host:{available} <= instance:{instance.Flavor.MemoryMb})");
+        }
+    }
+
+    /// <summary>Same hypervisor type, destination not older, destination CPU offers every source CPU feature.</summary>
+    private void CheckCompatibleWithSource(string sourceHost, string destHost)
+    {
+        var source = context.Nodes.FindByHost(sourceHost) ?? throw new ComputeHostNotFoundException(sourceHost);
+        var dest = context.Nodes.FindByHost(destHost) ?? throw new ComputeHostNotFoundException(destHost);
+        if (source.HypervisorType != dest.HypervisorType)
+        {
+            throw new InvalidHypervisorTypeException();
+        }
+        if (source.HypervisorVersion > dest.HypervisorVersion)
+        {
+            throw new DestinationHypervisorTooOldException();
+        }
+        var missing = source.CpuInfo.Features.Except(dest.CpuInfo.Features).ToList();
+        if (source.CpuInfo.Arch != dest.CpuInfo.Arch || missing.Count > 0)
+        {
+            throw new InvalidCpuInfoException($"CPU doesn't have compatibility. Destination {destHost} lacks {string.Join(", ", missing.DefaultIfEmpty(source.CpuInfo.Arch))}");
+        }
+    }
+
+    private async Task<LiveMigrateData> CallLiveMigrationChecksAsync(Instance instance, Migration migration, string dest, bool? blockMigration, CancellationToken ct)
+    {
+        try
+        {
+            return await context.Compute.CheckCanLiveMigrateDestinationAsync(dest,
+                new CheckCanLiveMigrateDestinationRequest(instance, migration, blockMigration, instance.Host!, null), ct);
+        }
+        catch (RpcTimeoutException)
+        {
+            throw new MigrationPreCheckException($"Timeout while checking if we can live migrate to host: {dest}");
+        }
+    }
+}

@@ -1,0 +1,79 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Rpc.Scheduler;
+
+namespace Ferry.ControlPlane.Conductor.Tasks;
+
+/// <summary>
+/// Cold migration and resize (nova/conductor/tasks/migrate.py): migration record `pre-migrating`,
+/// source allocation handed to the migration, destination scheduled and claimed for the instance,
+/// then prep_resize cast to the destination. Failure before the cast puts it all back.
+/// </summary>
+public sealed class MigrationTask(ConductorContext context)
+{
+    private const string EventName = "conductor_migrate_server";
+
+    public async Task ExecuteAsync(MigrateServerRequest request, CancellationToken ct)
+    {
+        var instance = context.Instances.Get(request.InstanceUuid);
+        var newFlavor = request.NewFlavorId is null
+            ? instance.Flavor
+            : context.Catalog.FindFlavor(request.NewFlavorId) ?? throw new FlavorNotFoundException(request.NewFlavorId);
+        var isResize = newFlavor.InternalId != instance.Flavor.InternalId;
+        var migration = context.Migrations.Create(id => new Migration
+        {
+            Id = id,
+            Uuid = Guid.NewGuid().ToString(),
+            InstanceUuid = instance.Uuid,
+            MigrationType = isResize ? MigrationType.Resize : MigrationType.Migration,
+            Status = MigrationStatus.PreMigrating,
+            SourceCompute = instance.Host,
+            SourceNode = instance.Node,
+            OldInstanceTypeId = instance.Flavor.InternalId,
+            NewInstanceTypeId = newFlavor.InternalId,
+            UserId = instance.UserId,
+            ProjectId = instance.ProjectId,
+        });
+        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        var held = false;
+        try
+        {
+            held = context.Placement.MoveAllocations(instance.Uuid, migration.Uuid);
+            var sameHostAllowed = isResize && context.Options.AllowResizeToSameHost;
+            var spec = context.BuildRequestSpec(instance, newFlavor) with
+            {
+                IgnoreHosts = sameHostAllowed ? [] : [instance.Host!],
+                RequestedHost = request.Host,
+                IsMove = true,
+            };
+            var selections = (await context.Scheduler.SelectDestinationsAsync(
+                new SelectDestinationsRequest(spec, Math.Max(0, context.Options.MaxAttempts - 1)), ct)).Selections;
+            var selection = selections[0];
+            migration = context.Migrations.Update(new MigrationUpdateRequest
+            {
+                Uuid = migration.Uuid,
+                DestCompute = selection.ServiceHost,
+                DestNode = selection.Nodename,
+            });
+            context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
+            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            await context.Compute.PrepResizeAsync(selection.ServiceHost,
+                new PrepResizeRequest(instance, migration, newFlavor, spec, [.. selections.Skip(1)], request.RequestId), ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            if (held)
+            {
+                context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
+            }
+            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
+            var failure = ErrorRegistry.Is<NoValidHostException>(ex)
+                ? new NoValidHostException($"No valid host found for {(isResize ? "resize" : "cold migrate")}")
+                : ex;
+            context.RecordFailure(instance.Uuid, request.RequestId, EventName, failure);
+            context.ResetTaskState(instance.Uuid, TaskState.ResizePrep);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+namespace Ferry.ControlPlane;
+
+/// <summary>Options shared by the API, conductor and scheduler (Nova's [DEFAULT] and [scheduler] knobs).</summary>
+public sealed class ControlPlaneOptions
+{
+    /// <summary>A service whose last heartbeat is older than this is down (Nova: service_down_time, 60 s).</summary>
+    public TimeSpan ServiceDownTime { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Nova's allow_resize_to_same_host (false).</summary>
+    public bool AllowResizeToSameHost { get; set; }
+
+    /// <summary>Live-migration host retries in the conductor; -1 = until the scheduler runs out (Nova default).</summary>
+    public int MigrateMaxRetries { get; set; } = -1;
+
+    /// <summary>Hosts tried for a cold migration or resize: the selected one plus alternates (Nova: [scheduler] max_attempts = 3).</summary>
+    public int MaxAttempts { get; set; } = 3;
+
+    /// <summary>Return an admin password from evacuate before microversion 2.14 ([api] enable_instance_password).</summary>
+    public bool EnableInstancePassword { get; set; } = true;
+}

@@ -1,0 +1,50 @@
+using Ferry.Core.Domain;
+using Microsoft.Data.Sqlite;
+
+namespace Ferry.ControlPlane.Persistence;
+
+/// <summary>Compute nodes, one per host (Ferry's hosts each have one node named after the host).</summary>
+public sealed class ComputeNodeStore(FerryDatabase db)
+{
+    /// <summary>Creates or updates the host's node; a node keeps its uuid (= resource provider uuid) for life.</summary>
+    public ComputeNode Upsert(ComputeNode node) =>
+        db.Write((c, t) =>
+        {
+            var existing = Find(c, t, "host = $k", node.Host);
+            var saved = node with { Uuid = existing?.Uuid ?? node.Uuid, Id = existing?.Id ?? 0 };
+            if (existing is null)
+            {
+                using var insert = FerryDatabase.Command(c, t, "INSERT INTO compute_nodes(uuid, host, data) VALUES ($u, $h, '{}') RETURNING id",
+                    ("$u", saved.Uuid), ("$h", saved.Host));
+                saved = saved with { Id = Convert.ToInt32(insert.ExecuteScalar()) };
+            }
+            using var update = FerryDatabase.Command(c, t, "UPDATE compute_nodes SET data = $d WHERE id = $id",
+                ("$id", saved.Id), ("$d", Rows.Json(saved, PersistenceJsonContext.Default.ComputeNode)));
+            update.ExecuteNonQuery();
+            return saved;
+        });
+
+    public List<ComputeNode> List() =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "SELECT data FROM compute_nodes ORDER BY id");
+            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode));
+        });
+
+    public ComputeNode? FindByHost(string host) => db.Read(c => Find(c, null, "host = $k", host));
+
+    public ComputeNode? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = $k", uuid));
+
+    public void Delete(string host) =>
+        db.Write((c, t) =>
+        {
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM compute_nodes WHERE host = $h", ("$h", host));
+            command.ExecuteNonQuery();
+        });
+
+    private static ComputeNode? Find(SqliteConnection c, SqliteTransaction? t, string where, object key)
+    {
+        using var command = FerryDatabase.Command(c, t, $"SELECT data FROM compute_nodes WHERE {where}", ("$k", key));
+        return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.ComputeNode) : null;
+    }
+}

@@ -1,0 +1,45 @@
+namespace Ferry.ControlPlane.Persistence;
+
+/// <summary>
+/// Versioned schema of the compute database (Nova's main db). Scripts are only ever appended; each
+/// row keeps the queried columns plus the whole record as JSON in <c>data</c>.
+/// </summary>
+public static class ComputeSchema
+{
+    public const string Component = "compute";
+
+    public static readonly IReadOnlyList<string> Scripts =
+    [
+        """
+        CREATE TABLE flavors (internal_id INTEGER PRIMARY KEY, flavorid TEXT NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE, data TEXT NOT NULL);
+        CREATE TABLE images (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL, data TEXT NOT NULL);
+        CREATE TABLE instances (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, project_id TEXT NOT NULL,
+            host TEXT, vm_state TEXT NOT NULL, task_state TEXT, deleted INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL, data TEXT NOT NULL);
+        CREATE INDEX ix_instances_host ON instances(host, deleted);
+        CREATE TABLE services (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, host TEXT NOT NULL, binary TEXT NOT NULL,
+            data TEXT NOT NULL, UNIQUE(host, binary));
+        CREATE TABLE compute_nodes (id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, host TEXT NOT NULL UNIQUE, data TEXT NOT NULL);
+        CREATE TABLE migrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, instance_uuid TEXT NOT NULL,
+            source_compute TEXT, dest_compute TEXT, status TEXT NOT NULL, migration_type TEXT NOT NULL,
+            created_at TEXT NOT NULL, data TEXT NOT NULL);
+        CREATE INDEX ix_migrations_instance ON migrations(instance_uuid);
+        CREATE TABLE instance_actions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, instance_uuid TEXT NOT NULL, request_id TEXT NOT NULL,
+            action TEXT NOT NULL, user_id TEXT, project_id TEXT, start_time TEXT NOT NULL, updated_at TEXT,
+            message TEXT, UNIQUE(instance_uuid, request_id));
+        CREATE TABLE instance_action_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, action_id INTEGER NOT NULL REFERENCES instance_actions(id),
+            event TEXT NOT NULL, start_time TEXT NOT NULL, finish_time TEXT, result TEXT, host TEXT, details TEXT);
+        CREATE TABLE instance_faults (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, instance_uuid TEXT NOT NULL, code INTEGER NOT NULL,
+            message TEXT NOT NULL, details TEXT, host TEXT, created_at TEXT NOT NULL);
+        CREATE TABLE server_groups (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, name TEXT NOT NULL, policy TEXT NOT NULL,
+            max_server_per_host INTEGER, project_id TEXT NOT NULL, user_id TEXT NOT NULL, members TEXT NOT NULL);
+        """,
+    ];
+}

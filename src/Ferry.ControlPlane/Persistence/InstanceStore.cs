@@ -1,0 +1,92 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Conductor;
+using Microsoft.Data.Sqlite;
+
+namespace Ferry.ControlPlane.Persistence;
+
+/// <summary>Instances, with compare-and-swap updates on task_state (Nova's expected_task_state).</summary>
+public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
+{
+    /// <summary>Inserts a new instance; its integer <c>Id</c> is assigned here.</summary>
+    public Instance Create(Func<int, Instance> build) =>
+        db.Write((c, t) =>
+        {
+            using var next = FerryDatabase.Command(c, t, "SELECT COALESCE(MAX(id), 0) + 1 FROM instances");
+            var id = Convert.ToInt32(next.ExecuteScalar());
+            var instance = build(id);
+            using var insert = FerryDatabase.Command(c, t,
+                "INSERT INTO instances(id, uuid, project_id, host, vm_state, task_state, deleted, created_at, data) VALUES ($id, $u, $p, $h, $v, $ts, 0, $c, $d)",
+                ("$id", id), ("$u", instance.Uuid), ("$p", instance.ProjectId), ("$h", instance.Host), ("$v", instance.VmState.ToNova()),
+                ("$ts", instance.TaskState.ToNova()), ("$c", Rows.Time(instance.CreatedAt)), ("$d", Rows.Json(instance, PersistenceJsonContext.Default.Instance)));
+            insert.ExecuteNonQuery();
+            return instance;
+        });
+
+    public Instance? Find(string uuid, bool includeDeleted = false) =>
+        db.Read(c => Find(c, null, uuid, includeDeleted));
+
+    public Instance Get(string uuid) => Find(uuid) ?? throw new InstanceNotFoundException(uuid);
+
+    /// <summary>Instances not deleted, newest first, optionally of one project and/or host.</summary>
+    public List<Instance> List(string? projectId = null, string? host = null, bool includeDeleted = false) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null,
+                "SELECT data FROM instances WHERE ($p IS NULL OR project_id = $p) AND ($h IS NULL OR host = $h) AND ($all = 1 OR deleted = 0) ORDER BY created_at DESC, id DESC",
+                ("$p", projectId), ("$h", host), ("$all", includeDeleted ? 1 : 0));
+            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Instance));
+        });
+
+    /// <summary>
+    /// Applies <paramref name="update"/> atomically. When the update names expected task states (or
+    /// an expected host), the row must match them or nothing changes and
+    /// <see cref="UnexpectedTaskStateException"/> is thrown: that is how one of two concurrent moves loses.
+    /// </summary>
+    public Instance Update(InstanceUpdateRequest update) =>
+        db.Write((c, t) =>
+        {
+            var current = Find(c, t, update.Uuid, includeDeleted: false) ?? throw new InstanceNotFoundException(update.Uuid);
+            if (update.ExpectedTaskStates is { } expected && !expected.Contains(current.TaskState))
+            {
+                throw new UnexpectedTaskStateException(
+                    $"Conflict updating instance {update.Uuid}. Expected: {{'task_state': [{string.Join(", ", expected.Select(s => s.ToNova() ?? "None"))}]}}. Actual: {{'task_state': {current.TaskState.ToNova() ?? "None"}}}");
+            }
+            if (update.ExpectedHost is { } expectedHost && current.Host != expectedHost)
+            {
+                throw new UnexpectedTaskStateException($"Conflict updating instance {update.Uuid}: host is {current.Host}, expected {expectedHost}");
+            }
+            var next = Apply(current, update, time.GetUtcNow());
+            using var write = FerryDatabase.Command(c, t,
+                "UPDATE instances SET host = $h, vm_state = $v, task_state = $ts, deleted = $del, data = $d WHERE uuid = $u",
+                ("$u", next.Uuid), ("$h", next.Host), ("$v", next.VmState.ToNova()), ("$ts", next.TaskState.ToNova()),
+                ("$del", update.Deleted ? 1 : 0), ("$d", Rows.Json(next, PersistenceJsonContext.Default.Instance)));
+            write.ExecuteNonQuery();
+            return next;
+        });
+
+    private static Instance Apply(Instance i, InstanceUpdateRequest u, DateTimeOffset now) => i with
+    {
+        VmState = u.Deleted ? VmState.Deleted : u.VmState ?? i.VmState,
+        TaskState = u.SetTaskState ? u.TaskState : i.TaskState,
+        PowerState = u.PowerState ?? i.PowerState,
+        Host = u.Host ?? i.Host,
+        Node = u.Node ?? i.Node,
+        AvailabilityZone = u.AvailabilityZone ?? i.AvailabilityZone,
+        Flavor = u.Flavor ?? i.Flavor,
+        OldFlavor = u.SetOldFlavor ? u.OldFlavor : i.OldFlavor,
+        NewFlavor = u.SetNewFlavor ? u.NewFlavor : i.NewFlavor,
+        OldVmState = u.SetOldVmState ? u.OldVmState : i.OldVmState,
+        Progress = u.Progress ?? i.Progress,
+        LaunchedAt = u.LaunchedAt ?? i.LaunchedAt,
+        TerminatedAt = u.Deleted ? now : i.TerminatedAt,
+        UpdatedAt = now,
+    };
+
+    private static Instance? Find(SqliteConnection c, SqliteTransaction? t, string uuid, bool includeDeleted)
+    {
+        using var command = FerryDatabase.Command(c, t, "SELECT data FROM instances WHERE uuid = $u AND ($all = 1 OR deleted = 0)",
+            ("$u", uuid), ("$all", includeDeleted ? 1 : 0));
+        return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Instance) : null;
+    }
+}

@@ -1,0 +1,103 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Conductor;
+using Microsoft.Data.Sqlite;
+
+namespace Ferry.ControlPlane.Persistence;
+
+/// <summary>Migration records; status changes can be made conditional on the current status.</summary>
+public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
+{
+    public Migration Create(Func<int, Migration> build) =>
+        db.Write((c, t) =>
+        {
+            using var next = FerryDatabase.Command(c, t, "SELECT COALESCE(MAX(id), 0) + 1 FROM migrations");
+            var now = time.GetUtcNow();
+            var migration = build(Convert.ToInt32(next.ExecuteScalar())) with { CreatedAt = now, UpdatedAt = now };
+            using var insert = FerryDatabase.Command(c, t,
+                "INSERT INTO migrations(id, uuid, instance_uuid, source_compute, dest_compute, status, migration_type, created_at, data) VALUES ($id, $u, $i, $s, $d, $st, $ty, $c, $data)",
+                ("$id", migration.Id), ("$u", migration.Uuid), ("$i", migration.InstanceUuid), ("$s", migration.SourceCompute),
+                ("$d", migration.DestCompute), ("$st", migration.Status), ("$ty", migration.MigrationType),
+                ("$c", Rows.Time(now)), ("$data", Rows.Json(migration, PersistenceJsonContext.Default.Migration)));
+            insert.ExecuteNonQuery();
+            return migration;
+        });
+
+    public Migration? Find(string uuid) => db.Read(c => FindBy(c, null, "uuid = $k", uuid));
+
+    public Migration? FindById(int id) => db.Read(c => FindBy(c, null, "id = $k", id));
+
+    public Migration Get(string uuid) => Find(uuid) ?? throw new MigrationNotFoundException($"Migration {uuid} could not be found.");
+
+    /// <summary>Migrations matching every given filter, newest first (Nova sorts by created_at, id desc).</summary>
+    public List<Migration> List(MigrationFilter filter) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null,
+                """
+                SELECT data FROM migrations
+                WHERE ($i IS NULL OR instance_uuid = $i)
+                  AND ($h IS NULL OR source_compute = $h OR dest_compute = $h)
+                  AND ($s IS NULL OR source_compute = $s)
+                  AND ($st IS NULL OR status = $st)
+                  AND ($ty IS NULL OR migration_type = $ty)
+                ORDER BY created_at DESC, id DESC
+                """,
+                ("$i", filter.InstanceUuid), ("$h", filter.Host), ("$s", filter.SourceCompute),
+                ("$st", filter.Status), ("$ty", filter.MigrationType));
+            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration));
+        });
+
+    /// <summary>Migrations not in a final status (they may still hold resources or be running).</summary>
+    public List<Migration> ListUnfinished() =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null,
+                "SELECT data FROM migrations WHERE status NOT IN ('confirmed','reverted','error','failed','completed','cancelled','done')");
+            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration));
+        });
+
+    public Migration Update(MigrationUpdateRequest u) =>
+        db.Write((c, t) =>
+        {
+            var m = FindBy(c, t, "uuid = $k", u.Uuid) ?? throw new MigrationNotFoundException($"Migration {u.Uuid} could not be found.");
+            if (u.ExpectedStatuses is { } expected && !expected.Contains(m.Status))
+            {
+                throw new InvalidMigrationStateException(
+                    $"Migration {m.Id} state of instance {m.InstanceUuid} is {m.Status}. Cannot change it while it is in this state.");
+            }
+            var next = m with
+            {
+                Status = u.Status ?? m.Status,
+                SourceNode = u.SourceNode ?? m.SourceNode,
+                DestCompute = u.DestCompute ?? m.DestCompute,
+                DestNode = u.DestNode ?? m.DestNode,
+                DestHost = u.DestHost ?? m.DestHost,
+                MemoryTotal = u.MemoryTotal ?? m.MemoryTotal,
+                MemoryProcessed = u.MemoryProcessed ?? m.MemoryProcessed,
+                MemoryRemaining = u.MemoryRemaining ?? m.MemoryRemaining,
+                DiskTotal = u.DiskTotal ?? m.DiskTotal,
+                DiskProcessed = u.DiskProcessed ?? m.DiskProcessed,
+                DiskRemaining = u.DiskRemaining ?? m.DiskRemaining,
+                UpdatedAt = time.GetUtcNow(),
+            };
+            using var write = FerryDatabase.Command(c, t,
+                "UPDATE migrations SET dest_compute = $d, status = $st, data = $data WHERE uuid = $u",
+                ("$u", next.Uuid), ("$d", next.DestCompute), ("$st", next.Status), ("$data", Rows.Json(next, PersistenceJsonContext.Default.Migration)));
+            write.ExecuteNonQuery();
+            return next;
+        });
+
+    private static Migration? FindBy(SqliteConnection c, SqliteTransaction? t, string where, object key)
+    {
+        using var command = FerryDatabase.Command(c, t, $"SELECT data FROM migrations WHERE {where}", ("$k", key));
+        return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Migration) : null;
+    }
+}
+
+public sealed record MigrationFilter(
+    string? InstanceUuid = null,
+    string? Host = null,
+    string? SourceCompute = null,
+    string? Status = null,
+    string? MigrationType = null);

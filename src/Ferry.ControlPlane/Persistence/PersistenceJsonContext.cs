@@ -1,0 +1,14 @@
+using System.Text.Json.Serialization;
+using Ferry.Core.Domain;
+
+namespace Ferry.ControlPlane.Persistence;
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(Instance))]
+[JsonSerializable(typeof(Migration))]
+[JsonSerializable(typeof(Flavor))]
+[JsonSerializable(typeof(Image))]
+[JsonSerializable(typeof(Service))]
+[JsonSerializable(typeof(ComputeNode))]
+[JsonSerializable(typeof(List<string>))]
+internal sealed partial class PersistenceJsonContext : JsonSerializerContext;

@@ -1,0 +1,80 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Microsoft.Data.Sqlite;
+
+namespace Ferry.ControlPlane.Persistence;
+
+/// <summary>The services table: one row per (host, binary), with its last heartbeat.</summary>
+public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
+{
+    /// <summary>Records a heartbeat, creating the service on its first report.</summary>
+    public Service Report(string host, string binary, string topic, int version) =>
+        db.Write((c, t) =>
+        {
+            var now = time.GetUtcNow();
+            var service = Find(c, t, "host = $a AND binary = $b", host, binary);
+            service = service is null
+                ? new Service
+                {
+                    Id = 0, Uuid = Guid.NewGuid().ToString(), Host = host, Binary = binary, Topic = topic,
+                    Zone = binary == "nova-compute" ? "nova" : "internal", Version = version,
+                    LastSeenUp = now, CreatedAt = now, UpdatedAt = now,
+                }
+                : service with { LastSeenUp = now, UpdatedAt = now, Version = version };
+            return Save(c, t, service);
+        });
+
+    public List<Service> List(string? host = null, string? binary = null) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null,
+                "SELECT id, data FROM services WHERE ($h IS NULL OR host = $h) AND ($b IS NULL OR binary = $b) ORDER BY id",
+                ("$h", host), ("$b", binary));
+            return Rows.ReadAll(command, Map);
+        });
+
+    public Service? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = $a", uuid, null));
+
+    public Service? FindById(int id) => db.Read(c => Find(c, null, "id = $a", id, null));
+
+    public Service? Find(string host, string binary) => db.Read(c => Find(c, null, "host = $a AND binary = $b", host, binary));
+
+    public Service Update(int id, Func<Service, Service> change) =>
+        db.Write((c, t) =>
+        {
+            var service = Find(c, t, "id = $a", id, null) ?? throw new NotFoundException($"Service {id} could not be found.");
+            return Save(c, t, change(service) with { UpdatedAt = time.GetUtcNow() });
+        });
+
+    public void Delete(int id) =>
+        db.Write((c, t) =>
+        {
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM services WHERE id = $id", ("$id", id));
+            command.ExecuteNonQuery();
+        });
+
+    private static Service Save(SqliteConnection c, SqliteTransaction t, Service s)
+    {
+        if (s.Id == 0)
+        {
+            using var insert = FerryDatabase.Command(c, t,
+                "INSERT INTO services(uuid, host, binary, data) VALUES ($u, $h, $b, $d) RETURNING id",
+                ("$u", s.Uuid), ("$h", s.Host), ("$b", s.Binary), ("$d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
+            s = s with { Id = Convert.ToInt32(insert.ExecuteScalar()) };
+        }
+        using var update = FerryDatabase.Command(c, t, "UPDATE services SET data = $d WHERE id = $id",
+            ("$id", s.Id), ("$d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
+        update.ExecuteNonQuery();
+        return s;
+    }
+
+    private static Service? Find(SqliteConnection c, SqliteTransaction? t, string where, object a, object? b)
+    {
+        using var command = FerryDatabase.Command(c, t, $"SELECT id, data FROM services WHERE {where}", ("$a", a), ("$b", b));
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? Map(reader) : null;
+    }
+
+    private static Service Map(SqliteDataReader r) =>
+        Rows.FromJson(r.GetString(1), PersistenceJsonContext.Default.Service) with { Id = r.GetInt32(0) };
+}

@@ -1,0 +1,18 @@
+using Ferry.Core.Domain;
+
+namespace Ferry.ControlPlane.Scheduler;
+
+/// <summary>What the scheduler reads about hosts besides placement: nodes, their services, where instances run.</summary>
+public interface IHostStateSource
+{
+    IReadOnlyList<ComputeNode> GetComputeNodes();
+
+    /// <summary>The nova-compute service of each host, by host name.</summary>
+    IReadOnlyDictionary<string, Service> GetComputeServices();
+
+    /// <summary>The host an instance runs on, or null if unknown or not placed.</summary>
+    string? GetInstanceHost(string instanceUuid);
+
+    /// <summary>The availability zone of each host (hosts not listed are in the default zone "nova").</summary>
+    string GetAvailabilityZone(string host);
+}
