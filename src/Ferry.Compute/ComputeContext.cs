@@ -1,0 +1,127 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Placement;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Virt;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Compute;
+
+/// <summary>What every flow class of one compute agent works with.</summary>
+public sealed partial class ComputeContext(
+    ComputeOptions options,
+    IComputeDriver driver,
+    ConductorClient conductor,
+    ComputeClient compute,
+    PlacementHttpClient placement,
+    TimeProvider time,
+    ILogger logger)
+{
+    public ComputeOptions Options { get; } = options;
+    public string Host => Options.Host;
+    public IComputeDriver Driver { get; } = driver;
+    public ConductorClient Conductor { get; } = conductor;
+    public ComputeClient Compute { get; } = compute;
+    public PlacementHttpClient Placement { get; } = placement;
+    public TimeProvider Time { get; } = time;
+    public ILogger Logger { get; } = logger;
+
+    /// <summary>This host's compute node (and resource provider) uuid, known after start-up.</summary>
+    public string NodeUuid { get; set; } = "";
+
+    public static GuestSpec GuestFor(Instance instance, Flavor? flavor = null)
+    {
+        var f = flavor ?? instance.Flavor;
+        return new GuestSpec
+        {
+            Uuid = instance.Uuid,
+            Name = instance.Name,
+            Vcpus = f.Vcpus,
+            MemoryMb = f.MemoryMb,
+            RootGb = f.RootGb,
+            ImageRef = instance.ImageRef,
+            ConfigDrive = instance.ConfigDrive,
+            VolumeBacked = instance.VolumeBacked,
+            Metadata = instance.Metadata,
+        };
+    }
+
+    public static PowerState ToPowerState(GuestPowerState state) => (PowerState)(int)state;
+
+    public PowerState PowerStateOf(string uuid) =>
+        Driver.GetGuest(uuid) is { } guest ? ToPowerState(guest.PowerState) : PowerState.NoState;
+
+    /// <summary>
+    /// Runs one compute step as an instance-action event (Nova's wrap_instance_event + wrap_instance_fault):
+    /// start and finish are recorded, and a failure leaves a fault before it propagates.
+    /// </summary>
+    public async Task<T> RunEventAsync<T>(Instance instance, string? requestId, string eventName, Func<Task<T>> step, CancellationToken ct)
+    {
+        await Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, false, false, null), ct);
+        try
+        {
+            var result = await step();
+            await Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, true, false, null), ct);
+            return result;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.StepFailed(Logger, ex, eventName, instance.Uuid);
+            await RecordFaultAsync(instance.Uuid, requestId, eventName, ex, ct);
+            throw;
+        }
+    }
+
+    public Task RunEventAsync(Instance instance, string? requestId, string eventName, Func<Task> step, CancellationToken ct) =>
+        RunEventAsync(instance, requestId, eventName, async () =>
+        {
+            await step();
+            return true;
+        }, ct);
+
+    /// <summary>Records a fault and a failed event; never throws (it runs on failure paths).</summary>
+    public async Task RecordFaultAsync(string instanceUuid, string? requestId, string eventName, Exception ex, CancellationToken ct)
+    {
+        try
+        {
+            var code = ex is FerryException f ? f.HttpStatus : 500;
+            await Conductor.RecordFaultAsync(new InstanceFaultRequest(instanceUuid, code, ex.Message, Host, code == 500 ? ex.ToString() : null), ct);
+            await Conductor.RecordActionEventAsync(new ActionEventRequest(instanceUuid, requestId, eventName, Host, true, true, ex.Message), ct);
+        }
+        catch (Exception inner) when (inner is not OperationCanceledException)
+        {
+            Log.FaultNotRecorded(Logger, inner, instanceUuid);
+        }
+    }
+
+    /// <summary>Runs a clean-up step on a failure path: logs instead of throwing so the rest of the rollback still runs.</summary>
+    public async Task TryAsync(string what, string instanceUuid, Func<Task> step)
+    {
+        try
+        {
+            await step();
+        }
+        catch (Exception ex)
+        {
+            Log.RollbackStepFailed(Logger, ex, what, instanceUuid);
+        }
+    }
+
+    public Task<Instance> UpdateInstanceAsync(InstanceUpdateRequest request, CancellationToken ct) => Conductor.UpdateInstanceAsync(request, ct);
+
+    public Task<Migration> SetMigrationStatusAsync(string migrationUuid, string status, CancellationToken ct) =>
+        Conductor.UpdateMigrationAsync(new MigrationUpdateRequest { Uuid = migrationUuid, Status = status }, ct);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Step {Step} failed for instance {InstanceId}")]
+        public static partial void StepFailed(ILogger logger, Exception ex, string step, string instanceId);
+
+        [LoggerMessage(EventId = 201, Level = LogLevel.Error, Message = "Could not record a fault for instance {InstanceId}")]
+        public static partial void FaultNotRecorded(ILogger logger, Exception ex, string instanceId);
+
+        [LoggerMessage(EventId = 202, Level = LogLevel.Error, Message = "Rollback step {Step} failed for instance {InstanceId}")]
+        public static partial void RollbackStepFailed(ILogger logger, Exception ex, string step, string instanceId);
+    }
+}

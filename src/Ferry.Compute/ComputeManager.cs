@@ -1,0 +1,129 @@
+using Ferry.Core.Placement;
+using Ferry.Core.Rpc;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Virt;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Compute;
+
+/// <summary>
+/// One compute agent (nova-compute): starts the host (inventory, recovery), then serves topic
+/// compute.&lt;host&gt; by dispatching each method to the flow class that owns it, and heartbeats.
+/// </summary>
+public sealed partial class ComputeManager : IAsyncDisposable
+{
+    private readonly ComputeContext _context;
+    private readonly IRpcTransport _transport;
+    private readonly CancellationTokenSource _stopping = new();
+    private IAsyncDisposable? _listener;
+    private Task _heartbeat = Task.CompletedTask;
+
+    public ComputeManager(ComputeOptions options, IComputeDriver driver, IRpcTransport transport, RpcOptions rpcOptions,
+        PlacementHttpClient placement, TimeProvider time, ILoggerFactory loggers)
+    {
+        _transport = transport;
+        _context = new ComputeContext(options, driver, new ConductorClient(transport, rpcOptions), new ComputeClient(transport, rpcOptions),
+            placement, time, loggers.CreateLogger($"Ferry.Compute.{options.Host}"));
+    }
+
+    public string Host => _context.Host;
+
+    public IComputeDriver Driver => _context.Driver;
+
+    public string NodeUuid => _context.NodeUuid;
+
+    public async Task StartAsync(CancellationToken ct)
+    {
+        await _context.Driver.InitHostAsync(ct);
+        await ReportServiceAsync(ct);
+        await new ResourceTracker(_context).ReportAsync(ct);
+        await new StartupRecovery(_context).RunAsync(ct);
+        _listener = _transport.Listen(Topics.Compute(_context.Host), CreateRpcServer());
+        _heartbeat = HeartbeatAsync(_stopping.Token);
+        Log.Started(_context.Logger, _context.Host, _context.Driver.HypervisorType);
+    }
+
+    /// <summary>Stops taking messages and heartbeating, as a crashed or stopped nova-compute would.</summary>
+    public async Task StopAsync()
+    {
+        await _stopping.CancelAsync();
+        await _heartbeat;
+        if (_listener is not null)
+        {
+            await _listener.DisposeAsync();
+            _listener = null;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _stopping.Dispose();
+    }
+
+    private RpcServer CreateRpcServer()
+    {
+        var lifecycle = new InstanceLifecycle(_context);
+        var liveSource = new LiveMigrationSource(_context);
+        var liveDest = new LiveMigrationDestination(_context);
+        var resizeSource = new ResizeSource(_context);
+        var resizeDest = new ResizeDestination(_context);
+        var evacuation = new Evacuation(_context);
+        return new RpcServer()
+            .On<BuildAndRunInstanceRequest>("build_and_run_instance", lifecycle.BuildAndRunAsync)
+            .On<InstanceRequest>("start_instance", lifecycle.StartAsync)
+            .On<InstanceRequest>("stop_instance", lifecycle.StopAsync)
+            .On<InstanceRequest>("terminate_instance", lifecycle.TerminateAsync)
+            .On<CheckCanLiveMigrateDestinationRequest, LiveMigrateData>("check_can_live_migrate_destination", liveDest.CheckCanLiveMigrateDestinationAsync)
+            .On<CheckCanLiveMigrateSourceRequest, LiveMigrateData>("check_can_live_migrate_source", liveSource.CheckCanLiveMigrateSourceAsync)
+            .On<LiveMigrationRequest>("live_migration", liveSource.LiveMigrationAsync)
+            .On<PreLiveMigrationRequest, LiveMigrateData>("pre_live_migration", liveDest.PreLiveMigrationAsync)
+            .On<PostLiveMigrationAtDestinationRequest>("post_live_migration_at_destination", liveDest.PostLiveMigrationAtDestinationAsync)
+            .On<RollbackLiveMigrationAtDestinationRequest>("rollback_live_migration_at_destination", liveDest.RollbackLiveMigrationAtDestinationAsync)
+            .On<LiveMigrationAbortRequest>("live_migration_abort", liveSource.AbortAsync)
+            .On<InstanceRequest>("live_migration_force_complete", liveSource.ForceCompleteAsync)
+            .On<CheckInstanceSharedStorageRequest, BoolReply>("check_instance_shared_storage", liveDest.CheckInstanceSharedStorageAsync)
+            .On<PrepResizeRequest>("prep_resize", resizeDest.PrepResizeAsync)
+            .On<ResizeInstanceRequest>("resize_instance", resizeSource.ResizeInstanceAsync)
+            .On<FinishResizeRequest>("finish_resize", resizeDest.FinishResizeAsync)
+            .On<MigrationRequest>("confirm_resize", resizeSource.ConfirmResizeAsync)
+            .On<MigrationRequest>("revert_resize", resizeDest.RevertResizeAsync)
+            .On<MigrationRequest>("finish_revert_resize", resizeSource.FinishRevertResizeAsync)
+            .On<RebuildInstanceRequest>("rebuild_instance", evacuation.RebuildInstanceAsync);
+    }
+
+    private Task ReportServiceAsync(CancellationToken ct) =>
+        _context.Conductor.ReportServiceAsync(new ServiceReportRequest(_context.Host, "nova-compute", Topics.Compute(_context.Host), 1), ct);
+
+    private async Task HeartbeatAsync(CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(_context.Options.ReportInterval, _context.Time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct))
+            {
+                try
+                {
+                    await ReportServiceAsync(ct);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Log.HeartbeatFailed(_context.Logger, ex, _context.Host);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 220, Level = LogLevel.Information, Message = "Compute {Host} started with the {Driver} driver")]
+        public static partial void Started(ILogger logger, string host, string driver);
+
+        [LoggerMessage(EventId = 221, Level = LogLevel.Warning, Message = "Heartbeat of {Host} failed")]
+        public static partial void HeartbeatFailed(ILogger logger, Exception ex, string host);
+    }
+}

@@ -1,0 +1,35 @@
+using Ferry.Virt;
+
+namespace Ferry.Compute;
+
+/// <summary>One compute agent's settings (Nova's [DEFAULT] and [libvirt] live_migration_* options).</summary>
+public sealed class ComputeOptions
+{
+    public required string Host { get; set; }
+
+    /// <summary>Heartbeat period (Nova: report_interval, 10 s).</summary>
+    public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Outgoing live migrations run at once from this host; more wait as `queued` (Nova default 1; 0 = unlimited).</summary>
+    public int MaxConcurrentLiveMigrations { get; set; } = 1;
+
+    public double CpuAllocationRatio { get; set; } = 4.0;
+    public double RamAllocationRatio { get; set; } = 1.0;
+    public double DiskAllocationRatio { get; set; } = 1.0;
+    public int ReservedHostMemoryMb { get; set; }
+
+    public long LiveMigrationBandwidthMiBps { get; set; }
+    public int LiveMigrationDowntimeMs { get; set; } = 500;
+    public int LiveMigrationDowntimeSteps { get; set; } = 10;
+    public int LiveMigrationDowntimeDelaySecondsPerGiB { get; set; } = 75;
+    public int LiveMigrationCompletionTimeoutSecondsPerGiB { get; set; } = 800;
+    public CompletionTimeoutAction LiveMigrationTimeoutAction { get; set; } = CompletionTimeoutAction.Abort;
+    public bool LiveMigrationPermitPostCopy { get; set; }
+    public bool LiveMigrationPermitAutoConverge { get; set; }
+
+    /// <summary>Least time between two progress writes of one migration (Nova: live_migration_monitor_interval).</summary>
+    public TimeSpan MigrationProgressInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Placement API the agent reports inventory to and moves allocations with.</summary>
+    public Uri PlacementUrl { get; set; } = new("http://127.0.0.1:8778/");
+}

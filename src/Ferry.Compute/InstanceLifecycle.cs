@@ -1,0 +1,104 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+
+namespace Ferry.Compute;
+
+/// <summary>Boot, start, stop and delete of guests on this host.</summary>
+public sealed class InstanceLifecycle(ComputeContext context)
+{
+    public async Task BuildAndRunAsync(BuildAndRunInstanceRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, "compute_build_and_run_instance", async () =>
+            {
+                await context.Driver.SpawnAsync(ComputeContext.GuestFor(instance), reuseDisks: false, ct);
+                await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    VmState = VmState.Active,
+                    SetTaskState = true,
+                    TaskState = null,
+                    PowerState = context.PowerStateOf(instance.Uuid),
+                    LaunchedAt = context.Time.GetUtcNow(),
+                    ExpectedTaskStates = [TaskState.Spawning],
+                }, ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Nothing runs for a failed build: free its claim and say so.
+            await context.TryAsync("destroy", instance.Uuid, () => context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct));
+            await context.TryAsync("delete allocations", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(instance.Uuid, ct));
+            await context.TryAsync("error out", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+            {
+                Uuid = instance.Uuid,
+                VmState = VmState.Error,
+                SetTaskState = true,
+                TaskState = null,
+                PowerState = PowerState.NoState,
+            }, ct));
+        }
+    }
+
+    public Task StartAsync(InstanceRequest request, CancellationToken ct) =>
+        ChangePowerAsync(request, "compute_start_instance", TaskState.PoweringOn, VmState.Active,
+            uuid => context.Driver.PowerOnAsync(uuid, ct), ct);
+
+    public Task StopAsync(InstanceRequest request, CancellationToken ct) =>
+        ChangePowerAsync(request, "compute_stop_instance", TaskState.PoweringOff, VmState.Stopped,
+            uuid => context.Driver.PowerOffAsync(uuid, ct), ct);
+
+    private async Task ChangePowerAsync(InstanceRequest request, string eventName, TaskState during, VmState after, Func<string, Task> change, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, eventName, async () =>
+            {
+                await change(instance.Uuid);
+                await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    VmState = after,
+                    SetTaskState = true,
+                    TaskState = null,
+                    PowerState = context.PowerStateOf(instance.Uuid),
+                    ExpectedTaskStates = [during],
+                }, ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await context.TryAsync("reset task state", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+            {
+                Uuid = instance.Uuid,
+                SetTaskState = true,
+                TaskState = null,
+                PowerState = context.PowerStateOf(instance.Uuid),
+                ExpectedTaskStates = [during],
+            }, ct));
+        }
+    }
+
+    /// <summary>Deletes the guest, its allocations (and a pending resize's source hold), then the row.</summary>
+    public async Task TerminateAsync(InstanceRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        await context.RunEventAsync(instance, request.RequestId, "compute_terminate_instance", async () =>
+        {
+            await context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct);
+            await context.Placement.DeleteAllocationsAsync(instance.Uuid, ct);
+            await context.UpdateInstanceAsync(new InstanceUpdateRequest
+            {
+                Uuid = instance.Uuid,
+                Deleted = true,
+                SetTaskState = true,
+                TaskState = null,
+                PowerState = PowerState.NoState,
+            }, ct);
+        }, ct);
+    }
+}

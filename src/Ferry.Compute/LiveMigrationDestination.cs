@@ -1,0 +1,106 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+
+namespace Ferry.Compute;
+
+/// <summary>The destination's part of a live migration (KubeVirt's migration-target; Nova's *_destination steps).</summary>
+public sealed class LiveMigrationDestination(ComputeContext context)
+{
+    /// <summary>
+    /// Creates the shared-storage test file, asks the source what it sees (a nested call: the
+    /// conductor is waiting on us meanwhile), and removes the file whatever happens.
+    /// </summary>
+    public Task<LiveMigrateData> CheckCanLiveMigrateDestinationAsync(CheckCanLiveMigrateDestinationRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_check_can_live_migrate_destination", async () =>
+        {
+            var testFile = context.Driver.CreateSharedStorageTestFile();
+            try
+            {
+                var data = new LiveMigrateData
+                {
+                    BlockMigration = request.BlockMigration,
+                    SharedStorageTestFile = testFile,
+                    DestHost = context.Host,
+                    DestAddress = "127.0.0.1",
+                    DiskAvailableMb = (long)context.Driver.GetHostResources().LocalGb * 1024,
+                };
+                return await context.Compute.CheckCanLiveMigrateSourceAsync(request.SourceHost,
+                    new CheckCanLiveMigrateSourceRequest(request.Instance, data, request.RequestId), ct);
+            }
+            finally
+            {
+                context.Driver.CleanupSharedStorageTestFile(testFile);
+            }
+        }, ct);
+
+    public Task<LiveMigrateData> PreLiveMigrationAsync(PreLiveMigrationRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_pre_live_migration", async () =>
+        {
+            var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance),
+                request.Data.IsSharedInstancePath, request.Data.BlockMigration ?? false, ct);
+            return request.Data with { IncomingUri = uri };
+        }, ct);
+
+    /// <summary>The guest now runs here: make it so in the database (host switches at this moment, as in Nova).</summary>
+    public Task PostLiveMigrationAtDestinationAsync(PostLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_post_live_migration_at_destination", async () =>
+        {
+            await context.Driver.PostLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), ct);
+            await context.UpdateInstanceAsync(new InstanceUpdateRequest
+            {
+                Uuid = request.Instance.Uuid,
+                Host = context.Host,
+                Node = request.Migration.DestNode ?? context.Host,
+                PowerState = context.PowerStateOf(request.Instance.Uuid),
+                SetTaskState = true,
+                TaskState = null,
+                Progress = 0,
+                ExpectedTaskStates = [TaskState.Migrating],
+            }, ct);
+        }, ct);
+
+    public Task RollbackLiveMigrationAtDestinationAsync(RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_rollback_live_migration_at_destination", () =>
+            context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), request.DestroyDisks, ct), ct);
+
+    /// <summary>Source's shared-storage question about an instance's files (evacuation clean-up).</summary>
+    public Task<BoolReply> CheckInstanceSharedStorageAsync(CheckInstanceSharedStorageRequest request, CancellationToken ct) =>
+        Task.FromResult(new BoolReply(context.Driver.CheckSharedStorageTestFile(request.Filename)));
+}
+
+/// <summary>The source's answers to the destination's check (Nova's check_can_live_migrate_source).</summary>
+public static class LiveMigrationChecks
+{
+    /// <summary>
+    /// Decides block vs shared migration. A config drive is a local disk even for a volume-backed
+    /// instance, so such an instance is NOT treated as shared block storage (the bug of seed 004 is
+    /// Nova refusing both modes; here it simply needs block migration, which copies the config drive).
+    /// </summary>
+    public static LiveMigrateData Decide(ComputeContext context, Instance instance, LiveMigrateData data)
+    {
+        var sharedPath = data.SharedStorageTestFile is { } file && context.Driver.CheckSharedStorageTestFile(file);
+        var sharedBlock = sharedPath || !context.Driver.HasLocalDisks(ComputeContext.GuestFor(instance));
+        var block = data.BlockMigration ?? !(sharedBlock || sharedPath);
+        if (block && sharedPath)
+        {
+            throw new InvalidLocalStorageException(instance.Uuid, "Block migration can not be used with shared storage.");
+        }
+        if (!block && !sharedBlock && !sharedPath)
+        {
+            throw new InvalidSharedStorageException(instance.Uuid,
+                "Shared storage live-migration requires either shared storage or boot-from-volume with no local disks.");
+        }
+        if (block)
+        {
+            var needMb = (long)instance.Flavor.DiskGb * 1024;
+            if (needMb > data.DiskAvailableMb)
+            {
+                throw new MigrationPreCheckException(
+                    $"Unable to migrate {instance.Uuid}: Disk of instance is too large(available on destination host:{data.DiskAvailableMb} < need:{needMb})");
+            }
+        }
+        return data with { BlockMigration = block, IsSharedInstancePath = sharedPath, IsSharedBlockStorage = sharedBlock };
+    }
+}

@@ -1,0 +1,313 @@
+using System.Collections.Concurrent;
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Virt;
+
+namespace Ferry.Compute;
+
+/// <summary>
+/// The source's part of a live migration (KubeVirt's migration-source; Nova's _do_live_migration,
+/// _post_live_migration and _rollback_live_migration). Outgoing migrations beyond the host's limit
+/// wait as `queued`. The guest is never running in two places: the source copy stays paused after
+/// the copy completes until the destination has taken over, and is resumed only if the destination
+/// provably dropped its copy.
+/// </summary>
+public sealed class LiveMigrationSource(ComputeContext context)
+{
+    private readonly SemaphoreSlim? _slots = context.Options.MaxConcurrentLiveMigrations > 0
+        ? new SemaphoreSlim(context.Options.MaxConcurrentLiveMigrations)
+        : null;
+    private readonly ConcurrentDictionary<string, Outgoing> _outgoing = new();
+
+    /// <summary>Source-side answers for the destination's check (a nested call).</summary>
+    public Task<LiveMigrateData> CheckCanLiveMigrateSourceAsync(CheckCanLiveMigrateSourceRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_check_can_live_migrate_source",
+            () => Task.FromResult(LiveMigrationChecks.Decide(context, request.Instance, request.Data)), ct);
+
+    public async Task LiveMigrationAsync(LiveMigrationRequest request, CancellationToken ct)
+    {
+        var outgoing = new Outgoing(request);
+        _outgoing[request.Instance.Uuid] = outgoing;
+        try
+        {
+            await context.RunEventAsync(request.Instance, request.RequestId, "compute_live_migration", () => MigrateAsync(outgoing, ct), ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Already recorded as a fault; the flow below has put the world back.
+        }
+        finally
+        {
+            _outgoing.TryRemove(new KeyValuePair<string, Outgoing>(request.Instance.Uuid, outgoing));
+        }
+    }
+
+    public Task AbortAsync(LiveMigrationAbortRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_live_migration_abort", () =>
+        {
+            if (_outgoing.TryGetValue(request.Instance.Uuid, out var outgoing) && outgoing.Request.Migration.Id == request.MigrationId)
+            {
+                outgoing.Abort.TrySetResult();
+            }
+            return Task.CompletedTask;
+        }, ct);
+
+    public Task ForceCompleteAsync(InstanceRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_live_migration_force_complete", () =>
+        {
+            if (!_outgoing.TryGetValue(request.Instance.Uuid, out var outgoing))
+            {
+                throw new InvalidOperationException($"No active live migration for instance {request.Instance.Uuid}");
+            }
+            outgoing.ForceComplete.TrySetResult();
+            return Task.CompletedTask;
+        }, ct);
+
+    private async Task MigrateAsync(Outgoing outgoing, CancellationToken ct)
+    {
+        var request = outgoing.Request;
+        var instance = request.Instance;
+        var migration = request.Migration;
+        await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Queued, ct);
+        if (_slots is not null)
+        {
+            var slot = _slots.WaitAsync(ct);
+            if (await Task.WhenAny(slot, outgoing.Abort.Task) != slot)
+            {
+                _ = slot.ContinueWith(t => { if (t.IsCompletedSuccessfully) { _slots.Release(); } }, TaskScheduler.Default);
+                await RollbackAsync(outgoing, MigrationStatus.Cancelled, destinationPrepared: false, ct);
+                return;
+            }
+        }
+        try
+        {
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Preparing, ct);
+            LiveMigrateData data;
+            try
+            {
+                data = await context.Compute.PreLiveMigrationAsync(request.Dest, new PreLiveMigrationRequest(instance, migration, request.Data, request.RequestId), ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: true, ct);
+                throw;
+            }
+            if (outgoing.Abort.Task.IsCompleted)
+            {
+                await RollbackAsync(outgoing, MigrationStatus.Cancelled, destinationPrepared: true, ct);
+                return;
+            }
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Running, ct);
+            var outcome = await RunDriverMigrationAsync(outgoing, data, ct);
+            switch (outcome)
+            {
+                case LiveMigrationOutcome.Completed:
+                    await PostAsync(outgoing, data, ct);
+                    break;
+                case LiveMigrationOutcome.Cancelled:
+                    await RollbackAsync(outgoing, MigrationStatus.Cancelled, destinationPrepared: true, ct);
+                    break;
+                default:
+                    await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: true, ct);
+                    throw new Core.Errors.LiveMigrationFailedException($"the hypervisor reported failure migrating {instance.Uuid} to {request.Dest}");
+            }
+        }
+        finally
+        {
+            _slots?.Release();
+        }
+    }
+
+    /// <summary>Runs the driver's migration while relaying abort and force-complete requests to it.</summary>
+    private async Task<LiveMigrationOutcome> RunDriverMigrationAsync(Outgoing outgoing, LiveMigrateData data, CancellationToken ct)
+    {
+        var request = outgoing.Request;
+        var plan = new LiveMigrationPlan
+        {
+            MigrationUuid = request.Migration.Uuid,
+            DestHost = request.Dest,
+            IncomingUri = data.IncomingUri,
+            BlockMigration = data.BlockMigration ?? false,
+            BandwidthMiBps = context.Options.LiveMigrationBandwidthMiBps,
+            DowntimeMs = context.Options.LiveMigrationDowntimeMs,
+            DowntimeSteps = context.Options.LiveMigrationDowntimeSteps,
+            DowntimeDelaySecondsPerGiB = context.Options.LiveMigrationDowntimeDelaySecondsPerGiB,
+            CompletionTimeoutSecondsPerGiB = context.Options.LiveMigrationCompletionTimeoutSecondsPerGiB,
+            TimeoutAction = context.Options.LiveMigrationTimeoutAction,
+            // Nova drops post-copy for paused guests: there is nothing running to switch.
+            PermitPostCopy = context.Options.LiveMigrationPermitPostCopy && request.Instance.VmState != VmState.Paused,
+            PermitAutoConverge = context.Options.LiveMigrationPermitAutoConverge,
+        };
+        var callbacks = new ProgressReporter(context, request.Migration.Uuid, request.Instance.Uuid);
+        var guest = ComputeContext.GuestFor(request.Instance);
+        Task<LiveMigrationOutcome> migrate;
+        try
+        {
+            migrate = context.Driver.LiveMigrateAsync(guest, plan, callbacks, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            migrate = Task.FromException<LiveMigrationOutcome>(ex);
+        }
+        var aborted = false;
+        var forced = false;
+        while (!migrate.IsCompleted)
+        {
+            var pending = new List<Task> { migrate };
+            if (!aborted) { pending.Add(outgoing.Abort.Task); }
+            if (!forced) { pending.Add(outgoing.ForceComplete.Task); }
+            await Task.WhenAny(pending);
+            if (migrate.IsCompleted)
+            {
+                break;
+            }
+            // The driver may not have registered the migration yet: keep asking until it takes it.
+            if (!aborted && outgoing.Abort.Task.IsCompleted)
+            {
+                aborted = context.Driver.AbortLiveMigration(guest.Uuid) || callbacks.PostCopy;
+            }
+            if (!forced && outgoing.ForceComplete.Task.IsCompleted)
+            {
+                forced = context.Driver.ForceCompleteLiveMigration(guest.Uuid);
+            }
+            if ((!aborted && outgoing.Abort.Task.IsCompleted) || (!forced && outgoing.ForceComplete.Task.IsCompleted))
+            {
+                await Task.WhenAny(migrate, Task.Delay(TimeSpan.FromMilliseconds(5), context.Time, ct));
+            }
+        }
+        try
+        {
+            return await migrate;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A broken monitor must not leave a copy job running behind our back (Nova bug 1905944).
+            context.Driver.AbortLiveMigration(guest.Uuid);
+            await RollbackAsync(outgoing, MigrationStatus.Error, destinationPrepared: true, ct);
+            throw;
+        }
+    }
+
+    /// <summary>The copy completed: the destination takes over, then the paused source copy goes.</summary>
+    private async Task PostAsync(Outgoing outgoing, LiveMigrateData data, CancellationToken ct)
+    {
+        var request = outgoing.Request;
+        var instance = request.Instance;
+        try
+        {
+            await context.Compute.PostLiveMigrationAtDestinationAsync(request.Dest, new PostLiveMigrationAtDestinationRequest(instance, request.Migration, request.RequestId), ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The destination did not take over. Resume the source only once the destination copy is gone.
+            var destinationGone = false;
+            try
+            {
+                await context.Compute.RollbackLiveMigrationAtDestinationAsync(request.Dest,
+                    new RollbackLiveMigrationAtDestinationRequest(instance, request.Migration, !data.IsSharedInstancePath, request.RequestId), ct);
+                destinationGone = true;
+            }
+            catch (Exception inner) when (inner is not OperationCanceledException)
+            {
+                await context.RecordFaultAsync(instance.Uuid, request.RequestId, "compute_rollback_live_migration_at_destination", inner, ct);
+            }
+            if (destinationGone)
+            {
+                await context.Driver.PowerOnAsync(instance.Uuid, ct);
+                await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: false, ct);
+            }
+            else
+            {
+                // Neither copy may run: the operator decides (the fault says why).
+                await context.TryAsync("error out", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    VmState = VmState.Error,
+                    SetTaskState = true,
+                    TaskState = null,
+                    PowerState = PowerState.Paused,
+                }, ct));
+                await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
+            }
+            throw;
+        }
+        await context.TryAsync("remove source guest", instance.Uuid,
+            () => context.Driver.PostLiveMigrationAtSourceAsync(ComputeContext.GuestFor(instance), data.IsSharedInstancePath, ct));
+        await context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct);
+        await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Completed, ct);
+    }
+
+    /// <summary>Puts the world back: allocations to the instance, destination cleaned, source running, task cleared.</summary>
+    private async Task RollbackAsync(Outgoing outgoing, string status, bool destinationPrepared, CancellationToken ct)
+    {
+        var request = outgoing.Request;
+        var instance = request.Instance;
+        await context.TryAsync("revert allocations", instance.Uuid, () => context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct));
+        if (destinationPrepared)
+        {
+            await context.TryAsync("rollback at destination", instance.Uuid, () => context.Compute.RollbackLiveMigrationAtDestinationAsync(request.Dest,
+                new RollbackLiveMigrationAtDestinationRequest(instance, request.Migration, !request.Data.IsSharedInstancePath, request.RequestId), ct));
+        }
+        await context.TryAsync("reset task state", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+        {
+            Uuid = instance.Uuid,
+            SetTaskState = true,
+            TaskState = null,
+            Progress = 0,
+            PowerState = context.PowerStateOf(instance.Uuid),
+            ExpectedTaskStates = [TaskState.Migrating],
+        }, ct));
+        await context.TryAsync("migration status", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, status, ct));
+    }
+
+    private sealed class Outgoing(LiveMigrationRequest request)
+    {
+        public LiveMigrationRequest Request { get; } = request;
+        public TaskCompletionSource Abort { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource ForceComplete { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>Feeds the driver's monitor samples into the migration record, at most once per interval.</summary>
+    private sealed class ProgressReporter(ComputeContext context, string migrationUuid, string instanceUuid) : IDriverCallbacks
+    {
+        private long _lastWriteTicks;
+
+        public bool PostCopy { get; private set; }
+
+        public async ValueTask MigrationProgressAsync(string uuid, MigrationProgress progress, CancellationToken cancellationToken)
+        {
+            var now = context.Time.GetTimestamp();
+            var last = Interlocked.Read(ref _lastWriteTicks);
+            var done = progress.MemoryRemainingBytes == 0 && progress.DiskRemainingBytes == 0;
+            if (last != 0 && !done && context.Time.GetElapsedTime(last, now) < context.Options.MigrationProgressInterval)
+            {
+                return;
+            }
+            Interlocked.Exchange(ref _lastWriteTicks, now);
+            var total = progress.MemoryTotalBytes + progress.DiskTotalBytes;
+            var remaining = progress.MemoryRemainingBytes + progress.DiskRemainingBytes;
+            await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
+            {
+                Uuid = migrationUuid,
+                MemoryTotal = progress.MemoryTotalBytes,
+                MemoryProcessed = progress.MemoryProcessedBytes,
+                MemoryRemaining = progress.MemoryRemainingBytes,
+                DiskTotal = progress.DiskTotalBytes,
+                DiskProcessed = progress.DiskProcessedBytes,
+                DiskRemaining = progress.DiskRemainingBytes,
+            }, cancellationToken);
+            await context.Conductor.UpdateInstanceAsync(new InstanceUpdateRequest
+            {
+                Uuid = instanceUuid,
+                Progress = total == 0 ? 0 : (int)(100 - remaining * 100 / total),
+            }, cancellationToken);
+        }
+
+        public async ValueTask MigrationSwitchedToPostCopyAsync(string uuid, CancellationToken cancellationToken)
+        {
+            PostCopy = true;
+            await context.SetMigrationStatusAsync(migrationUuid, MigrationStatus.RunningPostCopy, cancellationToken);
+        }
+    }
+}

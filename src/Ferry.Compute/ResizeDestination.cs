@@ -1,0 +1,128 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+
+namespace Ferry.Compute;
+
+/// <summary>The destination's part of a cold migration or resize: prep_resize, finish_resize, revert_resize.</summary>
+public sealed class ResizeDestination(ComputeContext context)
+{
+    public async Task PrepResizeAsync(PrepResizeRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, "compute_prep_resize", async () =>
+            {
+                var migration = await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
+                {
+                    Uuid = request.Migration.Uuid,
+                    DestCompute = context.Host,
+                    DestNode = context.Host,
+                    DestHost = "127.0.0.1",
+                    ExpectedStatuses = [MigrationStatus.PreMigrating],
+                }, ct);
+                var updated = await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    SetNewFlavor = true,
+                    NewFlavor = request.NewFlavor,
+                    SetOldVmState = true,
+                    OldVmState = instance.VmState,
+                    ExpectedTaskStates = [TaskState.ResizePrep],
+                }, ct);
+                await context.Compute.ResizeInstanceAsync(instance.Host!, new ResizeInstanceRequest(updated, migration, request.NewFlavor, request.RequestId), ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await ResizeRollback.RevertAsync(context, instance, request.Migration, TaskState.ResizePrep, ct);
+        }
+    }
+
+    /// <summary>Builds the guest here from the handed-over disks; on failure the kept source copy comes back.</summary>
+    public async Task FinishResizeAsync(FinishResizeRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, "compute_finish_resize", async () =>
+            {
+                await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    SetTaskState = true,
+                    TaskState = TaskState.ResizeFinish,
+                    ExpectedTaskStates = [TaskState.ResizeMigrated],
+                }, ct);
+                var powerOn = instance.OldVmState != VmState.Stopped;
+                await context.Driver.FinishMigrationAsync(ComputeContext.GuestFor(instance, request.NewFlavor), request.DiskInfo, powerOn, ct);
+                await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    Flavor = request.NewFlavor,
+                    VmState = VmState.Resized,
+                    SetTaskState = true,
+                    TaskState = null,
+                    PowerState = context.PowerStateOf(instance.Uuid),
+                    ExpectedTaskStates = [TaskState.ResizeFinish],
+                }, ct);
+                await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Finished, ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Unlike Nova (bug 1825537), the source still has its copy: drop ours and let the source take it back.
+            await context.TryAsync("destroy destination copy", instance.Uuid, () => context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct));
+            await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
+            await context.Compute.FinishRevertResizeAsync(request.Migration.SourceCompute!, new MigrationRequest(instance, request.Migration, request.RequestId), ct);
+        }
+    }
+
+    public async Task RevertResizeAsync(MigrationRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, "compute_revert_resize", async () =>
+            {
+                await context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct);
+                await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Reverted, ct);
+                await context.Compute.FinishRevertResizeAsync(request.Migration.SourceCompute!, request, ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Still VERIFY_RESIZE: the operator can retry the revert or confirm.
+            await context.TryAsync("reset task state", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+            {
+                Uuid = instance.Uuid,
+                SetTaskState = true,
+                TaskState = null,
+                ExpectedTaskStates = [TaskState.ResizeReverting],
+            }, ct));
+            await context.TryAsync("migration back to finished", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Finished, ct));
+        }
+    }
+}
+
+/// <summary>The common way back for a cold migration that failed before the destination ran the guest.</summary>
+internal static class ResizeRollback
+{
+    public static async Task RevertAsync(ComputeContext context, Instance instance, Migration migration, TaskState expected, CancellationToken ct)
+    {
+        await context.TryAsync("revert allocations", instance.Uuid, () => context.Placement.MoveAllocationsAsync(migration.Uuid, instance.Uuid, ct));
+        await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error, ct));
+        await context.TryAsync("reset instance", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+        {
+            Uuid = instance.Uuid,
+            SetTaskState = true,
+            TaskState = null,
+            SetNewFlavor = true,
+            NewFlavor = null,
+            SetOldVmState = true,
+            OldVmState = null,
+            ExpectedTaskStates = [expected],
+        }, ct));
+    }
+}

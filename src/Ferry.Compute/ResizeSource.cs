@@ -1,0 +1,131 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+
+namespace Ferry.Compute;
+
+/// <summary>The source's part of a cold migration or resize: resize_instance, confirm_resize, finish_revert_resize.</summary>
+public sealed class ResizeSource(ComputeContext context)
+{
+    public async Task ResizeInstanceAsync(ResizeInstanceRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        var poweredOff = false;
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, "compute_resize_instance", async () =>
+            {
+                await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Migrating, ct);
+                await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    SetTaskState = true,
+                    TaskState = TaskState.ResizeMigrating,
+                    ExpectedTaskStates = [TaskState.ResizePrep],
+                }, ct);
+                poweredOff = true;
+                var diskInfo = await context.Driver.MigrateDiskAndPowerOffAsync(ComputeContext.GuestFor(instance), request.Migration.DestCompute!,
+                    ComputeContext.GuestFor(instance, request.NewFlavor), ct);
+                await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.PostMigrating, ct);
+                var moved = await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    Host = request.Migration.DestCompute,
+                    Node = request.Migration.DestNode,
+                    SetOldFlavor = true,
+                    OldFlavor = instance.Flavor,
+                    PowerState = PowerState.Shutdown,
+                    SetTaskState = true,
+                    TaskState = TaskState.ResizeMigrated,
+                    ExpectedTaskStates = [TaskState.ResizeMigrating],
+                }, ct);
+                await context.Compute.FinishResizeAsync(request.Migration.DestCompute!,
+                    new FinishResizeRequest(moved, request.Migration, request.NewFlavor, diskInfo, request.RequestId), ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            if (poweredOff)
+            {
+                // Our copy is intact (kept for revert): bring it back as it was.
+                await context.TryAsync("restore source", instance.Uuid, () =>
+                    context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance), instance.VmState != VmState.Stopped, ct));
+                await context.TryAsync("restore host", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    Host = context.Host,
+                    Node = instance.Node,
+                    SetOldFlavor = true,
+                    OldFlavor = null,
+                    PowerState = context.PowerStateOf(instance.Uuid),
+                }, ct));
+            }
+            var expected = poweredOff ? TaskState.ResizeMigrating : TaskState.ResizePrep;
+            var current = await context.Conductor.GetInstanceAsync(instance.Uuid, ct);
+            await ResizeRollback.RevertAsync(context, instance, request.Migration, current.TaskState ?? expected, ct);
+        }
+    }
+
+    /// <summary>Confirm: the source copy goes and so does the migration's hold on this host, whatever else fails.</summary>
+    public async Task ConfirmResizeAsync(MigrationRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, "compute_confirm_resize", async () =>
+            {
+                await context.Driver.ConfirmMigrationAsync(ComputeContext.GuestFor(instance, instance.OldFlavor), ct);
+                await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Confirmed, ct);
+                await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    VmState = instance.PowerState == PowerState.Shutdown ? VmState.Stopped : VmState.Active,
+                    SetOldFlavor = true,
+                    OldFlavor = null,
+                    SetNewFlavor = true,
+                    NewFlavor = null,
+                    SetOldVmState = true,
+                    OldVmState = null,
+                }, ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
+        }
+        finally
+        {
+            await context.TryAsync("delete migration allocation", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct));
+        }
+    }
+
+    /// <summary>Revert (or a failed finish on the destination): the kept source copy runs again, here.</summary>
+    public async Task FinishRevertResizeAsync(MigrationRequest request, CancellationToken ct)
+    {
+        var instance = await context.Conductor.GetInstanceAsync(request.Instance.Uuid, ct);
+        var oldFlavor = instance.OldFlavor ?? instance.Flavor;
+        await context.RunEventAsync(instance, request.RequestId, "compute_finish_revert_resize", async () =>
+        {
+            var powerOn = instance.OldVmState != VmState.Stopped;
+            await context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance, oldFlavor), powerOn, ct);
+            await context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct);
+            await context.UpdateInstanceAsync(new InstanceUpdateRequest
+            {
+                Uuid = instance.Uuid,
+                Host = context.Host,
+                Node = request.Migration.SourceNode ?? context.Host,
+                Flavor = oldFlavor,
+                SetOldFlavor = true,
+                OldFlavor = null,
+                SetNewFlavor = true,
+                NewFlavor = null,
+                SetOldVmState = true,
+                OldVmState = null,
+                VmState = instance.OldVmState ?? VmState.Active,
+                PowerState = context.PowerStateOf(instance.Uuid),
+                SetTaskState = true,
+                TaskState = null,
+            }, ct);
+        }, ct);
+    }
+}

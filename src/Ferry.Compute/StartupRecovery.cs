@@ -1,0 +1,150 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Compute;
+
+/// <summary>
+/// What a compute agent does before it takes messages (Nova's init_host): destroy guests that were
+/// evacuated away while it was down, then finish or roll back every move it was part of when it
+/// stopped. Unlike Nova (bug 1753676 and §4.6 of the reference), queued and preparing live migrations
+/// and resizes past resize_migrating are recovered too, so nothing is left stuck.
+/// </summary>
+public sealed partial class StartupRecovery(ComputeContext context)
+{
+    public async Task RunAsync(CancellationToken ct)
+    {
+        await DestroyEvacuatedInstancesAsync(ct);
+        var migrations = await context.Conductor.GetMigrationsByHostAsync(new MigrationsByHostRequest(context.Host, null, null), ct);
+        foreach (var instance in await context.Conductor.GetInstancesByHostAsync(context.Host, ct))
+        {
+            try
+            {
+                await RecoverInstanceAsync(instance, migrations, ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.RecoveryFailed(context.Logger, ex, instance.Uuid);
+            }
+        }
+    }
+
+    private async Task DestroyEvacuatedInstancesAsync(CancellationToken ct)
+    {
+        var evacuations = await context.Conductor.GetMigrationsByHostAsync(new MigrationsByHostRequest(context.Host,
+            [MigrationType.Evacuation], [MigrationStatus.Accepted, MigrationStatus.PreMigrating, MigrationStatus.Done]), ct);
+        foreach (var migration in evacuations.Where(m => m.SourceCompute == context.Host))
+        {
+            if (migration.Status != MigrationStatus.Done)
+            {
+                // Still being rebuilt elsewhere; the next start-up cleans up.
+                continue;
+            }
+            if (context.Driver.GetGuest(migration.InstanceUuid) is not null)
+            {
+                var shared = await IsStorageSharedWithAsync(migration);
+                await context.Driver.DestroyAsync(migration.InstanceUuid, destroyDisks: !shared, ct);
+            }
+            if (!string.IsNullOrEmpty(context.NodeUuid))
+            {
+                await context.Placement.RemoveProviderFromAllocationAsync(migration.InstanceUuid, context.NodeUuid, ct);
+            }
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Completed, ct);
+            Log.EvacuatedGuestDestroyed(context.Logger, migration.InstanceUuid);
+        }
+
+        async Task<bool> IsStorageSharedWithAsync(Migration migration)
+        {
+            if (migration.DestCompute is null)
+            {
+                return false;
+            }
+            var file = context.Driver.CreateSharedStorageTestFile();
+            try
+            {
+                var instance = await context.Conductor.GetInstanceAsync(migration.InstanceUuid, ct);
+                return await context.Compute.CheckInstanceSharedStorageAsync(migration.DestCompute, new CheckInstanceSharedStorageRequest(instance, file), ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Unknown means keep the disks: deleting a shared disk loses the guest (Nova bug 1550919).
+                Log.SharedStorageUnknown(context.Logger, ex, migration.InstanceUuid);
+                return true;
+            }
+            finally
+            {
+                context.Driver.CleanupSharedStorageTestFile(file);
+            }
+        }
+    }
+
+    private async Task RecoverInstanceAsync(Instance instance, List<Migration> migrations, CancellationToken ct)
+    {
+        var active = migrations
+            .Where(m => m.InstanceUuid == instance.Uuid && !MigrationStatus.Final.Contains(m.Status))
+            .OrderByDescending(m => m.Id)
+            .FirstOrDefault();
+        switch (instance.TaskState)
+        {
+            case TaskState.Migrating when active is not null:
+                // The copy died with us: the guest is still here (paused or running); keep it here.
+                await context.TryAsync("revert allocations", instance.Uuid, () => context.Placement.MoveAllocationsAsync(active.Uuid, instance.Uuid, ct));
+                if (active.DestCompute is { } dest && dest != context.Host)
+                {
+                    await context.TryAsync("rollback at destination", instance.Uuid, () => context.Compute.RollbackLiveMigrationAtDestinationAsync(dest,
+                        new RollbackLiveMigrationAtDestinationRequest(instance, active, DestroyDisks: true, null), ct));
+                }
+                if (context.Driver.GetGuest(instance.Uuid) is { PowerState: Virt.GuestPowerState.Paused } && instance.VmState == VmState.Active)
+                {
+                    await context.Driver.PowerOnAsync(instance.Uuid, ct);
+                }
+                await context.SetMigrationStatusAsync(active.Uuid, MigrationStatus.Error, ct);
+                await ClearTaskStateAsync(instance, ct);
+                break;
+            case TaskState.ResizePrep or TaskState.ResizeMigrating when active is not null:
+                if (context.Driver.GetGuest(instance.Uuid) is { PowerState: not Virt.GuestPowerState.Running } && instance.VmState == VmState.Active)
+                {
+                    await context.TryAsync("restore source", instance.Uuid,
+                        () => context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance), powerOn: true, ct));
+                }
+                await ResizeRollback.RevertAsync(context, instance, active, instance.TaskState.Value, ct);
+                break;
+            case TaskState.Rebuilding or TaskState.RebuildSpawning:
+                if (active is not null)
+                {
+                    await context.SetMigrationStatusAsync(active.Uuid, MigrationStatus.Failed, ct);
+                }
+                await ClearTaskStateAsync(instance, ct, VmState.Error);
+                break;
+            case TaskState.Migrating or TaskState.ResizePrep or TaskState.ResizeMigrating
+                or TaskState.PoweringOff or TaskState.PoweringOn or TaskState.Spawning:
+                await ClearTaskStateAsync(instance, ct, instance.TaskState == TaskState.Spawning ? VmState.Error : null);
+                break;
+        }
+    }
+
+    private Task ClearTaskStateAsync(Instance instance, CancellationToken ct, VmState? vmState = null) =>
+        context.UpdateInstanceAsync(new InstanceUpdateRequest
+        {
+            Uuid = instance.Uuid,
+            VmState = vmState,
+            SetTaskState = true,
+            TaskState = null,
+            Progress = 0,
+            PowerState = context.PowerStateOf(instance.Uuid),
+            ExpectedTaskStates = [instance.TaskState],
+        }, ct);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 210, Level = LogLevel.Error, Message = "Could not recover instance {InstanceId} at start-up")]
+        public static partial void RecoveryFailed(ILogger logger, Exception ex, string instanceId);
+
+        [LoggerMessage(EventId = 211, Level = LogLevel.Information, Message = "Destroyed instance {InstanceId}: it was evacuated while this host was down")]
+        public static partial void EvacuatedGuestDestroyed(ILogger logger, string instanceId);
+
+        [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "Could not tell whether instance {InstanceId} is on shared storage; keeping its disks")]
+        public static partial void SharedStorageUnknown(ILogger logger, Exception ex, string instanceId);
+    }
+}

@@ -1,0 +1,493 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using Ferry.Core.Errors;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Ferry.Virt.Fake;
+
+/// <summary>
+/// A first-class in-memory hypervisor (nova/virt/fake.py, made honest). Guests are records in a
+/// <see cref="FakeHypervisorState"/>, but their files are real: <c>&lt;InstancesPath&gt;/&lt;uuid&gt;/disk</c>
+/// (a small JSON descriptor, never the real size), <c>console.log</c> and <c>disk.config</c>, so shared
+/// storage, evacuation and resize file moves behave as on a real host. Live migration runs the pre-copy
+/// model of docs/reference/live-migration.md §1 on a simulated clock scaled by <see cref="FakeDriverOptions.TimeScale"/>.
+/// </summary>
+/// <remarks>
+/// Block migration copies the root disk as <c>RootGb / 64</c> GiB (<see cref="DiskScaleDivisor"/>): the fake
+/// disk is thin and only that fraction counts as allocated. It keeps numbers sane (a 20 GiB flavor copies
+/// 320 MiB, not 20 GiB) while disk size still matters. A config drive counts as <see cref="ConfigDriveBytes"/>.
+/// </remarks>
+public sealed partial class FakeDriver : IComputeDriver
+{
+    public const string DirtyRateMetadataKey = "ferry:dirty_rate_mibps";
+
+    /// <summary>Divisor applied to RootGb to get the bytes a block migration copies.</summary>
+    public const int DiskScaleDivisor = 64;
+
+    public const long ConfigDriveBytes = 1L << 20;
+
+    /// <summary>Round cap when <see cref="FakeDriverOptions.TimeScale"/> is 0 and nothing else ends the copy.</summary>
+    public const int MaxRoundsWithoutTime = 10_000;
+
+    private const double MiB = 1024d * 1024d;
+    private const double GiB = 1024d * MiB;
+    private const double AutoConvergeStep = 0.2;
+    private const double AutoConvergeMax = 0.99;
+
+    private readonly FakeDriverOptions _options;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, FakeMigration> _migrations = new(StringComparer.Ordinal);
+
+    public FakeDriver(
+        FakeDriverOptions options,
+        FakeHypervisorState? state = null,
+        TimeProvider? timeProvider = null,
+        ILogger<FakeDriver>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrWhiteSpace(options.InstancesPath);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.TimeScale);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.LinkBandwidthMiBps);
+        _options = options;
+        _timeProvider = timeProvider ?? TimeProvider.System;
+        _logger = logger ?? NullLogger<FakeDriver>.Instance;
+        State = state ?? new FakeHypervisorState();
+        Faults = new FakeFaultInjector(_timeProvider);
+    }
+
+    public string HypervisorType => "fake";
+
+    public FakeDriverOptions Options => _options;
+
+    public FakeHypervisorState State { get; }
+
+    public FakeFaultInjector Faults { get; }
+
+    /// <summary>Where the guest's files live on this host.</summary>
+    public string InstanceDirectory(string uuid) => Path.Combine(_options.InstancesPath, ValidSegment(uuid));
+
+    /// <summary>Where migrate_disk_and_power_off keeps the source copy until confirm or revert.</summary>
+    public string ResizeDirectory(string uuid) => InstanceDirectory(uuid) + "_resize";
+
+    /// <summary>True while a live migration of the guest runs from this host.</summary>
+    public bool IsMigrating(string uuid) => _migrations.ContainsKey(uuid);
+
+    public Task<IReadOnlyList<GuestInfo>> InitHostAsync(CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(_options.InstancesPath);
+        var guests = ListGuests();
+        LogHostInitialized(_options.HostName, guests.Count);
+        return Task.FromResult(guests);
+    }
+
+    public HostResources GetHostResources() => new()
+    {
+        HypervisorType = HypervisorType,
+        HypervisorVersion = _options.HypervisorVersion,
+        Vcpus = _options.Vcpus,
+        MemoryMb = _options.MemoryMb,
+        LocalGb = _options.LocalGb,
+        CpuModel = _options.CpuModel,
+        CpuFeatures = _options.CpuFeatures,
+    };
+
+    public GuestInfo? GetGuest(string uuid) =>
+        State.Guests.TryGetValue(uuid, out var guest) ? guest.ToInfo()
+        : State.ResizeSources.TryGetValue(uuid, out var source) ? source.ToInfo()
+        : null;
+
+    public IReadOnlyList<GuestInfo> ListGuests()
+    {
+        var guests = State.Guests.Values.Select(g => g.ToInfo()).ToList();
+        guests.AddRange(State.ResizeSources.Values
+            .Where(s => !State.Guests.ContainsKey(s.Uuid))
+            .Select(s => s.ToInfo()));
+        return guests;
+    }
+
+    public async Task SpawnAsync(GuestSpec guest, bool reuseDisks, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.Spawn, cancellationToken);
+        var dir = InstanceDirectory(guest.Uuid);
+        var record = new FakeGuest(guest.Uuid, GuestPowerState.Running, guest.MemoryMb, guest);
+        if (!State.Guests.TryAdd(guest.Uuid, record))
+        {
+            throw new ConflictException($"Guest {guest.Uuid} is already defined on {_options.HostName}.");
+        }
+        try
+        {
+            Directory.CreateDirectory(dir);
+            await WriteGuestFilesAsync(guest, dir, overwrite: !reuseDisks, cancellationToken);
+            await AppendConsoleAsync(dir, $"spawned on {_options.HostName}", cancellationToken);
+        }
+        catch
+        {
+            State.Guests.TryRemove(guest.Uuid, out _);
+            throw;
+        }
+        LogSpawned(guest.Uuid, _options.HostName, reuseDisks);
+    }
+
+    public async Task DestroyAsync(string uuid, bool destroyDisks, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.Destroy, cancellationToken);
+        if (_migrations.TryGetValue(uuid, out var migration))
+        {
+            migration.TryAbort();
+        }
+        State.Guests.TryRemove(uuid, out _);
+        if (destroyDisks)
+        {
+            DeleteDirectory(InstanceDirectory(uuid));
+        }
+        LogDestroyed(uuid, _options.HostName, destroyDisks);
+    }
+
+    public async Task PowerOffAsync(string uuid, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.PowerOff, cancellationToken);
+        SetPowerState(uuid, GuestPowerState.Shutdown);
+    }
+
+    public async Task PowerOnAsync(string uuid, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.PowerOn, cancellationToken);
+        SetPowerState(uuid, GuestPowerState.Running);
+    }
+
+    // --- shared storage detection ---
+
+    public string CreateSharedStorageTestFile()
+    {
+        Directory.CreateDirectory(_options.InstancesPath);
+        var name = $"ferry-shared-{Guid.NewGuid():N}.tmp";
+        File.WriteAllText(Path.Combine(_options.InstancesPath, name), _options.HostName);
+        return name;
+    }
+
+    public bool CheckSharedStorageTestFile(string filename) =>
+        IsPlainFileName(filename) && File.Exists(Path.Combine(_options.InstancesPath, filename));
+
+    public void CleanupSharedStorageTestFile(string filename)
+    {
+        if (IsPlainFileName(filename))
+        {
+            File.Delete(Path.Combine(_options.InstancesPath, filename));
+        }
+    }
+
+    public bool InstanceOnDisk(string uuid) => Directory.Exists(InstanceDirectory(uuid));
+
+    /// <summary>
+    /// A config drive is a local disk even for a volume-backed guest: Nova once treated such a guest as
+    /// having no local disks, so its config drive was never copied and the migration broke it.
+    /// </summary>
+    public bool HasLocalDisks(GuestSpec guest) => !guest.VolumeBacked || guest.ConfigDrive;
+
+    // --- live migration: destination side ---
+
+    public async Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.PreLiveMigration, cancellationToken);
+        var dir = InstanceDirectory(guest.Uuid);
+        if (!sharedInstancePath && Directory.Exists(dir))
+        {
+            throw new DestinationDiskExistsException(dir);
+        }
+        var record = new FakeGuest(guest.Uuid, GuestPowerState.Paused, guest.MemoryMb, guest) { Incoming = true };
+        if (!State.Guests.TryAdd(guest.Uuid, record))
+        {
+            throw new InvalidMigrationStateException($"Guest {guest.Uuid} is already defined on {_options.HostName}.");
+        }
+        if (!sharedInstancePath)
+        {
+            try
+            {
+                Directory.CreateDirectory(dir);
+                // The block copy fills these in; without it the disks are remote (volumes) or the
+                // config drive is copied ahead, as nova's pre_live_migration does.
+                await WriteGuestFilesAsync(guest, dir, overwrite: true, cancellationToken);
+            }
+            catch
+            {
+                State.Guests.TryRemove(guest.Uuid, out _);
+                throw;
+            }
+        }
+        return $"fake://{_options.HostName}/{guest.Uuid}";
+    }
+
+    public async Task PostLiveMigrationAtDestinationAsync(GuestSpec guest, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.PostLiveMigrationAtDestination, cancellationToken);
+        if (!State.TryUpdate(guest.Uuid, g => g with { PowerState = GuestPowerState.Running, Incoming = false, Spec = guest }))
+        {
+            throw new InstanceNotFoundException(guest.Uuid);
+        }
+        await AppendConsoleAsync(InstanceDirectory(guest.Uuid), $"resumed on {_options.HostName} after live migration", cancellationToken);
+    }
+
+    public async Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.RollbackLiveMigrationAtDestination, cancellationToken);
+        State.Guests.TryRemove(guest.Uuid, out _);
+        if (destroyDisks)
+        {
+            DeleteDirectory(InstanceDirectory(guest.Uuid));
+        }
+    }
+
+    // --- live migration: source side ---
+
+    public async Task<LiveMigrationOutcome> LiveMigrateAsync(GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.LiveMigration, cancellationToken);
+        if (!State.Guests.TryGetValue(guest.Uuid, out var source))
+        {
+            throw new InstanceNotFoundException(guest.Uuid);
+        }
+        var migration = new FakeMigration(guest.Uuid);
+        if (!_migrations.TryAdd(guest.Uuid, migration))
+        {
+            throw new InvalidMigrationStateException($"A live migration of {guest.Uuid} is already running on {_options.HostName}.");
+        }
+        var originalPowerState = source.PowerState;
+        var outcome = LiveMigrationOutcome.Failed;
+        LogMigrationStarted(guest.Uuid, _options.HostName, plan.DestHost, plan.MigrationUuid);
+        try
+        {
+            outcome = await RunPreCopyAsync(guest, plan, callbacks, migration, cancellationToken);
+            return outcome;
+        }
+        finally
+        {
+            migration.Finish();
+            _migrations.TryRemove(guest.Uuid, out _);
+            // Never two running copies: a completed source stays paused until post_live_migration_at_source;
+            // anything else leaves the guest as it was (unpaused if force-complete paused it).
+            var final = outcome == LiveMigrationOutcome.Completed ? GuestPowerState.Paused : originalPowerState;
+            State.TryUpdate(guest.Uuid, g => g with { PowerState = final });
+            LogMigrationFinished(guest.Uuid, plan.MigrationUuid, outcome);
+        }
+    }
+
+    public bool AbortLiveMigration(string uuid) =>
+        _migrations.TryGetValue(uuid, out var migration) && migration.TryAbort();
+
+    public bool ForceCompleteLiveMigration(string uuid) =>
+        _migrations.TryGetValue(uuid, out var migration) && migration.TryForceComplete();
+
+    public async Task PostLiveMigrationAtSourceAsync(GuestSpec guest, bool sharedInstancePath, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.PostLiveMigrationAtSource, cancellationToken);
+        State.Guests.TryRemove(guest.Uuid, out _);
+        if (!sharedInstancePath)
+        {
+            DeleteDirectory(InstanceDirectory(guest.Uuid));
+        }
+    }
+
+    // --- cold migration / resize ---
+
+    public async Task<Dictionary<string, string>> MigrateDiskAndPowerOffAsync(GuestSpec guest, string destHost, GuestSpec resized, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.MigrateDiskAndPowerOff, cancellationToken);
+        if (!guest.VolumeBacked && resized.RootGb < guest.RootGb)
+        {
+            throw new InstanceFaultRollbackException("Unable to resize disk down.");
+        }
+        if (!State.Guests.TryRemove(guest.Uuid, out var source))
+        {
+            throw new InstanceNotFoundException(guest.Uuid);
+        }
+        State.ResizeSources[guest.Uuid] = source with { PowerState = GuestPowerState.Shutdown };
+
+        var dir = InstanceDirectory(guest.Uuid);
+        var resizeDir = ResizeDirectory(guest.Uuid);
+        DeleteDirectory(resizeDir);
+        if (Directory.Exists(dir))
+        {
+            Directory.Move(dir, resizeDir);
+        }
+        else
+        {
+            Directory.CreateDirectory(resizeDir);
+        }
+        return new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["disk_path"] = Path.Combine(resizeDir, "disk"),
+            ["config_drive_path"] = Path.Combine(resizeDir, "disk.config"),
+            ["image_ref"] = guest.ImageRef,
+            ["source_host"] = _options.HostName,
+            ["dest_host"] = destHost,
+        };
+    }
+
+    public async Task FinishMigrationAsync(GuestSpec resized, Dictionary<string, string> diskInfo, bool powerOn, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.FinishMigration, cancellationToken);
+        var dir = InstanceDirectory(resized.Uuid);
+        Directory.CreateDirectory(dir);
+        var imageRef = resized.ImageRef;
+        if (diskInfo.TryGetValue("disk_path", out var diskPath) && File.Exists(diskPath))
+        {
+            // Stands in for the copy (rsync/scp) of the root disk; the resized size is applied after it.
+            File.Copy(diskPath, Path.Combine(dir, "disk"), overwrite: true);
+            imageRef = ReadImageRef(diskPath) ?? imageRef;
+        }
+        if (!resized.VolumeBacked)
+        {
+            await WriteDiskAsync(resized with { ImageRef = imageRef }, dir, cancellationToken);
+        }
+        if (resized.ConfigDrive)
+        {
+            await WriteConfigDriveAsync(resized, dir, cancellationToken);
+        }
+        await AppendConsoleAsync(dir, $"migrated to {_options.HostName}", cancellationToken);
+        var state = powerOn ? GuestPowerState.Running : GuestPowerState.Shutdown;
+        State.Guests[resized.Uuid] = new FakeGuest(resized.Uuid, state, resized.MemoryMb, resized);
+    }
+
+    public async Task ConfirmMigrationAsync(GuestSpec guest, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.ConfirmMigration, cancellationToken);
+        DeleteDirectory(ResizeDirectory(guest.Uuid));
+        State.ResizeSources.TryRemove(guest.Uuid, out _);
+    }
+
+    public async Task FinishRevertMigrationAsync(GuestSpec guest, bool powerOn, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.FinishRevertMigration, cancellationToken);
+        var dir = InstanceDirectory(guest.Uuid);
+        var resizeDir = ResizeDirectory(guest.Uuid);
+        if (Directory.Exists(resizeDir))
+        {
+            // On shared storage (or a same-host resize) the destination's copy sits at <uuid>; the kept
+            // source copy wins.
+            DeleteDirectory(dir);
+            Directory.Move(resizeDir, dir);
+        }
+        else
+        {
+            Directory.CreateDirectory(dir);
+            await WriteGuestFilesAsync(guest, dir, overwrite: false, cancellationToken);
+        }
+        State.ResizeSources.TryRemove(guest.Uuid, out _);
+        var state = powerOn ? GuestPowerState.Running : GuestPowerState.Shutdown;
+        State.Guests[guest.Uuid] = new FakeGuest(guest.Uuid, state, guest.MemoryMb, guest);
+        await AppendConsoleAsync(dir, $"reverted on {_options.HostName}", cancellationToken);
+    }
+
+    // --- helpers ---
+
+    /// <summary>Dirty rate in MiB/s: the guest's metadata key, else the host default.</summary>
+    internal double DirtyRateMiBps(GuestSpec guest) =>
+        guest.Metadata.TryGetValue(DirtyRateMetadataKey, out var text)
+        && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var rate)
+        && rate >= 0 && double.IsFinite(rate)
+            ? rate
+            : _options.DefaultDirtyRateMiBps;
+
+    /// <summary>Bytes a block migration copies for the guest's local disks (see the class remarks).</summary>
+    internal static long BlockMigrationDiskBytes(GuestSpec guest) =>
+        (guest.VolumeBacked ? 0L : (long)guest.RootGb * (1L << 30) / DiskScaleDivisor)
+        + (guest.ConfigDrive ? ConfigDriveBytes : 0L);
+
+    private void SetPowerState(string uuid, GuestPowerState powerState)
+    {
+        if (!State.TryUpdate(uuid, g => g with { PowerState = powerState }))
+        {
+            throw new InstanceNotFoundException(uuid);
+        }
+    }
+
+    private static string ValidSegment(string uuid)
+    {
+        if (string.IsNullOrWhiteSpace(uuid) || uuid is "." or ".." || !IsPlainFileName(uuid))
+        {
+            throw new BadRequestException($"Invalid instance uuid '{uuid}'.");
+        }
+        return uuid;
+    }
+
+    private static bool IsPlainFileName(string name) =>
+        !string.IsNullOrEmpty(name) && name.IndexOfAny(Path.GetInvalidFileNameChars()) < 0
+        && !name.Contains('/') && !name.Contains('\\') && name is not ("." or "..");
+
+    private static void DeleteDirectory(string path)
+    {
+        if (Directory.Exists(path))
+        {
+            Directory.Delete(path, recursive: true);
+        }
+    }
+
+    private async Task WriteGuestFilesAsync(GuestSpec guest, string dir, bool overwrite, CancellationToken cancellationToken)
+    {
+        if (!guest.VolumeBacked && (overwrite || !File.Exists(Path.Combine(dir, "disk"))))
+        {
+            await WriteDiskAsync(guest, dir, cancellationToken);
+        }
+        if (guest.ConfigDrive && (overwrite || !File.Exists(Path.Combine(dir, "disk.config"))))
+        {
+            await WriteConfigDriveAsync(guest, dir, cancellationToken);
+        }
+        if (!File.Exists(Path.Combine(dir, "console.log")))
+        {
+            await File.WriteAllTextAsync(Path.Combine(dir, "console.log"), "", cancellationToken);
+        }
+    }
+
+    private Task WriteDiskAsync(GuestSpec guest, string dir, CancellationToken cancellationToken) =>
+        WriteJsonAsync(Path.Combine(dir, "disk"), w =>
+        {
+            w.WriteString("uuid", guest.Uuid);
+            w.WriteString("format", "fake");
+            w.WriteString("image_ref", guest.ImageRef);
+            w.WriteNumber("size_gb", guest.RootGb);
+            w.WriteString("host", _options.HostName);
+        }, cancellationToken);
+
+    private Task WriteConfigDriveAsync(GuestSpec guest, string dir, CancellationToken cancellationToken) =>
+        WriteJsonAsync(Path.Combine(dir, "disk.config"), w =>
+        {
+            w.WriteString("uuid", guest.Uuid);
+            w.WriteString("format", "iso9660");
+            w.WriteString("name", guest.Name);
+        }, cancellationToken);
+
+    private static async Task WriteJsonAsync(string path, Action<Utf8JsonWriter> body, CancellationToken cancellationToken)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            writer.WriteStartObject();
+            body(writer);
+            writer.WriteEndObject();
+        }
+        await File.WriteAllBytesAsync(path, buffer.WrittenMemory, cancellationToken);
+    }
+
+    private static string? ReadImageRef(string diskPath)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(diskPath));
+            return doc.RootElement.TryGetProperty("image_ref", out var value) ? value.GetString() : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private Task AppendConsoleAsync(string dir, string line, CancellationToken cancellationToken) =>
+        Directory.Exists(dir)
+            ? File.AppendAllTextAsync(Path.Combine(dir, "console.log"),
+                $"{_timeProvider.GetUtcNow():O} {line}{Environment.NewLine}", cancellationToken)
+            : Task.CompletedTask;
+}

@@ -1,0 +1,10 @@
+namespace Ferry.Virt.Fake;
+
+/// <summary>One guest as the fake hypervisor holds it. Immutable; the table swaps whole records.</summary>
+internal sealed record FakeGuest(string Uuid, GuestPowerState PowerState, int MemoryMb, GuestSpec Spec)
+{
+    /// <summary>Defined by pre_live_migration and not yet made the running copy.</summary>
+    public bool Incoming { get; init; }
+
+    public GuestInfo ToInfo() => new(Uuid, PowerState, MemoryMb);
+}

@@ -1,0 +1,32 @@
+namespace Ferry.Virt.Fake;
+
+/// <summary>
+/// Names of the fake driver's steps, as armed in <see cref="FakeFaultInjector"/>. Each public driver
+/// method checks its own step first; the names follow nova/virt/driver.py method names.
+/// </summary>
+public static class FakeSteps
+{
+    public const string Spawn = "spawn";
+    public const string Destroy = "destroy";
+    public const string PowerOff = "power_off";
+    public const string PowerOn = "power_on";
+    public const string PreLiveMigration = "pre_live_migration";
+    /// <summary>Checked once when the copy starts; an injected failure is thrown to the caller.</summary>
+    public const string LiveMigration = "live_migration";
+    /// <summary>Checked before every pre-copy round; an injected failure ends the migration as Failed.</summary>
+    public const string LiveMigrationRound = "live_migration_round";
+    public const string PostLiveMigrationAtSource = "post_live_migration_at_source";
+    public const string PostLiveMigrationAtDestination = "post_live_migration_at_destination";
+    public const string RollbackLiveMigrationAtDestination = "rollback_live_migration_at_destination";
+    public const string MigrateDiskAndPowerOff = "migrate_disk_and_power_off";
+    public const string FinishMigration = "finish_migration";
+    public const string ConfirmMigration = "confirm_migration";
+    public const string FinishRevertMigration = "finish_revert_migration";
+
+    public static IReadOnlyList<string> All { get; } =
+    [
+        Spawn, Destroy, PowerOff, PowerOn, PreLiveMigration, LiveMigration, LiveMigrationRound,
+        PostLiveMigrationAtSource, PostLiveMigrationAtDestination, RollbackLiveMigrationAtDestination,
+        MigrateDiskAndPowerOff, FinishMigration, ConfirmMigration, FinishRevertMigration,
+    ];
+}
