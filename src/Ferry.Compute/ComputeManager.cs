@@ -33,6 +33,9 @@ public sealed partial class ComputeManager : IAsyncDisposable
 
     public string NodeUuid => _context.NodeUuid;
 
+    /// <summary>Taking messages and heartbeating (false once stopped, as a crashed host).</summary>
+    public bool IsRunning => _listener is not null;
+
     public async Task StartAsync(CancellationToken ct)
     {
         await _context.Driver.InitHostAsync(ct);

@@ -39,6 +39,7 @@ public sealed class InstanceLifecycle(ComputeContext context)
                 SetTaskState = true,
                 TaskState = null,
                 PowerState = PowerState.NoState,
+                ClearHost = true,
             }, ct));
         }
     }

@@ -66,7 +66,10 @@ public sealed class ResizeSource(ComputeContext context)
         }
     }
 
-    /// <summary>Confirm: the source copy goes and so does the migration's hold on this host, whatever else fails.</summary>
+    /// <summary>
+    /// Confirm: the source copy goes and so does the migration's hold on this host, whatever else
+    /// fails (the hold is released before the final status is written, so a final status means it is gone).
+    /// </summary>
     public async Task ConfirmResizeAsync(MigrationRequest request, CancellationToken ct)
     {
         var instance = request.Instance;
@@ -74,7 +77,14 @@ public sealed class ResizeSource(ComputeContext context)
         {
             await context.RunEventAsync(instance, request.RequestId, "compute_confirm_resize", async () =>
             {
-                await context.Driver.ConfirmMigrationAsync(ComputeContext.GuestFor(instance, instance.OldFlavor), ct);
+                try
+                {
+                    await context.Driver.ConfirmMigrationAsync(ComputeContext.GuestFor(instance, instance.OldFlavor), ct);
+                }
+                finally
+                {
+                    await context.TryAsync("delete migration allocation", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct));
+                }
                 await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Confirmed, ct);
                 await context.UpdateInstanceAsync(new InstanceUpdateRequest
                 {
@@ -92,10 +102,6 @@ public sealed class ResizeSource(ComputeContext context)
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
-        }
-        finally
-        {
-            await context.TryAsync("delete migration allocation", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct));
         }
     }
 

@@ -33,9 +33,9 @@ public sealed class ResourceTracker(ComputeContext context)
         await context.Placement.EnsureResourceProviderAsync(node.Uuid, context.Host, ct);
         await context.Placement.SetInventoriesAsync(node.Uuid, new Dictionary<string, InventoryDto>
         {
-            ["VCPU"] = new() { Total = resources.Vcpus, MaxUnit = resources.Vcpus, AllocationRatio = options.CpuAllocationRatio },
-            ["MEMORY_MB"] = new() { Total = resources.MemoryMb, Reserved = options.ReservedHostMemoryMb, MaxUnit = resources.MemoryMb, AllocationRatio = options.RamAllocationRatio },
-            ["DISK_GB"] = new() { Total = resources.LocalGb, MaxUnit = resources.LocalGb, AllocationRatio = options.DiskAllocationRatio },
+            ["VCPU"] = new(resources.Vcpus, MaxUnit: resources.Vcpus, AllocationRatio: options.CpuAllocationRatio),
+            ["MEMORY_MB"] = new(resources.MemoryMb, Reserved: options.ReservedHostMemoryMb, MaxUnit: resources.MemoryMb, AllocationRatio: options.RamAllocationRatio),
+            ["DISK_GB"] = new(resources.LocalGb, MaxUnit: resources.LocalGb, AllocationRatio: options.DiskAllocationRatio),
         }, ct);
         return node;
     }

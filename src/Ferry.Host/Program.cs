@@ -1,6 +1,37 @@
-var builder = WebApplication.CreateBuilder(args);
-var app = builder.Build();
+using System.Diagnostics;
+using Ferry.Host;
 
-app.MapGet("/", () => "Hello World!");
+var started = Stopwatch.StartNew();
+FerryHostOptions options;
+try
+{
+    options = FerryHostOptions.Parse(args);
+}
+catch (Exception ex) when (ex is ArgumentException or FormatException)
+{
+    Console.Error.WriteLine($"ferry: {ex.Message}");
+    return 2;
+}
 
-app.Run();
+await using var ferry = AllInOne.Build(options);
+using var stop = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    stop.Cancel();
+};
+AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+
+await ferry.StartAsync(stop.Token);
+Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, " +
+    $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}. Ctrl-C stops it.");
+Console.WriteLine($"Try: curl -s -H 'X-Auth-Token: admin:admin' {options.ComputeApiUrl}/v2.1/os-hypervisors");
+try
+{
+    await Task.Delay(Timeout.Infinite, stop.Token);
+}
+catch (OperationCanceledException)
+{
+}
+Console.WriteLine("Ferry stopped.");
+return 0;

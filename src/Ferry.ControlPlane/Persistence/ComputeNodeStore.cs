@@ -6,10 +6,16 @@ namespace Ferry.ControlPlane.Persistence;
 /// <summary>Compute nodes, one per host (Ferry's hosts each have one node named after the host).</summary>
 public sealed class ComputeNodeStore(FerryDatabase db)
 {
+    private long _changeStamp;
+
+    /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
+    public long ChangeStamp => Interlocked.Read(ref _changeStamp);
+
     /// <summary>Creates or updates the host's node; a node keeps its uuid (= resource provider uuid) for life.</summary>
     public ComputeNode Upsert(ComputeNode node) =>
         db.Write((c, t) =>
         {
+            Interlocked.Increment(ref _changeStamp);
             var existing = Find(c, t, "host = $k", node.Host);
             var saved = node with { Uuid = existing?.Uuid ?? node.Uuid, Id = existing?.Id ?? 0 };
             if (existing is null)
@@ -38,6 +44,7 @@ public sealed class ComputeNodeStore(FerryDatabase db)
     public void Delete(string host) =>
         db.Write((c, t) =>
         {
+            Interlocked.Increment(ref _changeStamp);
             using var command = FerryDatabase.Command(c, t, "DELETE FROM compute_nodes WHERE host = $h", ("$h", host));
             command.ExecuteNonQuery();
         });

@@ -7,10 +7,16 @@ namespace Ferry.ControlPlane.Persistence;
 /// <summary>The services table: one row per (host, binary), with its last heartbeat.</summary>
 public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
 {
+    private long _changeStamp;
+
+    /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
+    public long ChangeStamp => Interlocked.Read(ref _changeStamp);
+
     /// <summary>Records a heartbeat, creating the service on its first report.</summary>
     public Service Report(string host, string binary, string topic, int version) =>
         db.Write((c, t) =>
         {
+            Interlocked.Increment(ref _changeStamp);
             var now = time.GetUtcNow();
             var service = Find(c, t, "host = $a AND binary = $b", host, binary);
             service = service is null
@@ -42,6 +48,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     public Service Update(int id, Func<Service, Service> change) =>
         db.Write((c, t) =>
         {
+            Interlocked.Increment(ref _changeStamp);
             var service = Find(c, t, "id = $a", id, null) ?? throw new NotFoundException($"Service {id} could not be found.");
             return Save(c, t, change(service) with { UpdatedAt = time.GetUtcNow() });
         });
@@ -49,6 +56,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     public void Delete(int id) =>
         db.Write((c, t) =>
         {
+            Interlocked.Increment(ref _changeStamp);
             using var command = FerryDatabase.Command(c, t, "DELETE FROM services WHERE id = $id", ("$id", id));
             command.ExecuteNonQuery();
         });

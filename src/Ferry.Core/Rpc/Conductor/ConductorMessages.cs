@@ -40,6 +40,8 @@ public sealed record InstanceUpdateRequest
     public PowerState? PowerState { get; init; }
     public string? Host { get; init; }
     public string? Node { get; init; }
+    /// <summary>Sets host and node to none (a build that never ran anywhere).</summary>
+    public bool ClearHost { get; init; }
     public string? AvailabilityZone { get; init; }
     public Flavor? Flavor { get; init; }
     public bool SetOldFlavor { get; init; }

@@ -1,0 +1,72 @@
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Ferry.ControlPlane.Api;
+
+public static class ApiServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the compute API's services. Needs, from the host: <see cref="FerryDatabase"/> (schema
+    /// migrated), <see cref="Ferry.Core.Rpc.IRpcTransport"/>, <see cref="Ferry.Core.Rpc.RpcOptions"/> and
+    /// <see cref="ControlPlaneOptions"/> singletons. Stores, RPC clients, the noauth2 authenticator and
+    /// <see cref="TimeProvider.System"/> are added only if nothing registered them first.
+    /// </summary>
+    public static IServiceCollection AddFerryComputeApi(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IRequestAuthenticator, NoAuthRequestAuthenticator>();
+        services.TryAddSingleton<InstanceStore>();
+        services.TryAddSingleton<MigrationStore>();
+        services.TryAddSingleton<ActionStore>();
+        services.TryAddSingleton<ServiceStore>();
+        services.TryAddSingleton<ComputeNodeStore>();
+        services.TryAddSingleton<CatalogStore>();
+        services.TryAddSingleton<ServerGroupStore>();
+        services.TryAddSingleton<ConductorClient>();
+        services.TryAddSingleton<ComputeClient>();
+        services.TryAddSingleton<ComputeApi>();
+        services.TryAddSingleton<ServerViewBuilder>();
+        return services;
+    }
+
+    /// <summary>
+    /// Maps the compute API under <c>/v2.1</c> and <c>/v2</c> (as Nova serves both), and the versions
+    /// document at <c>/</c>. Unknown paths under either prefix are 404 <c>itemNotFound</c>.
+    /// </summary>
+    public static IEndpointRouteBuilder MapFerryComputeApi(this IEndpointRouteBuilder endpoints)
+    {
+        var root = endpoints.MapGroup("");
+        root.AddEndpointFilter(NovaRequestFilter.InvokeAsync);
+        root.MapGet("/", VersionsEndpoints.GetVersions).WithMetadata(AnonymousEndpoint.Instance);
+
+        foreach (var prefix in new[] { "/v2.1", "/v2" })
+        {
+            var api = endpoints.MapGroup(prefix);
+            api.AddEndpointFilter(NovaRequestFilter.InvokeAsync);
+            api.MapVersions(prefix);
+            api.MapServers();
+            api.MapServerActions();
+            api.MapServerMigrations();
+            api.MapMigrations();
+            api.MapInstanceActions();
+            api.MapServices();
+            api.MapHypervisors();
+            api.MapFlavors();
+            api.MapImages();
+            api.MapServerGroups();
+            api.MapAvailabilityZones();
+            api.MapLimits();
+            api.MapFallback("{**path}", NotFound);
+        }
+        return endpoints;
+    }
+
+    private static IResult NotFound() => throw new NotFoundException("The resource could not be found.");
+}

@@ -1,0 +1,468 @@
+using System.Security.Cryptography;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.ControlPlane.Api;
+
+/// <summary>
+/// Nova's compute/api.py: for every action the lock and state checks, the compare-and-swap of
+/// task_state that makes one of two concurrent requests lose, the instance action, and the cast to
+/// the conductor (anything that schedules) or straight to a compute host (confirm, revert, abort,
+/// force-complete, start, stop, delete). Policy and body schemas are the endpoints' job.
+/// </summary>
+internal sealed partial class ComputeApi(
+    InstanceStore instances,
+    MigrationStore migrations,
+    ActionStore actions,
+    ServiceStore services,
+    ComputeNodeStore nodes,
+    ServerGroupStore groups,
+    ConductorClient conductor,
+    ComputeClient compute,
+    ControlPlaneOptions options,
+    TimeProvider time,
+    ILogger<ComputeApi> logger)
+{
+    private static readonly TaskState?[] s_noTask = [null];
+
+    /// <summary>Task states during which the instance is being moved (delete must wait for them).</summary>
+    private static readonly TaskState[] s_moveTasks =
+    [
+        TaskState.Migrating, TaskState.ResizePrep, TaskState.ResizeMigrating, TaskState.ResizeMigrated,
+        TaskState.ResizeFinish, TaskState.ResizeReverting, TaskState.Rebuilding, TaskState.RebuildSpawning,
+    ];
+
+    public ControlPlaneOptions Options => options;
+
+    /// <summary>Nova's common.get_instance: other projects' servers do not exist for non-admins.</summary>
+    public Instance GetInstance(RequestContext ctx, string uuid, bool includeDeleted = false)
+    {
+        var instance = instances.Find(uuid, includeDeleted);
+        if (instance is null || (!ctx.IsAdmin && instance.ProjectId != ctx.ProjectId))
+        {
+            throw new InstanceNotFoundException(uuid);
+        }
+        return instance;
+    }
+
+    /// <summary>servicegroup API is_up for a host's nova-compute; a host without a service row is down.</summary>
+    public bool IsComputeUp(string? host)
+    {
+        if (host is null)
+        {
+            return false;
+        }
+        var service = services.Find(host, "nova-compute");
+        return service is not null && service.IsUp(time.GetUtcNow(), options.ServiceDownTime);
+    }
+
+    public bool IsUp(Service service) => service.IsUp(time.GetUtcNow(), options.ServiceDownTime);
+
+    // ---- create / delete -------------------------------------------------------------------------
+
+    public async Task<(Instance Instance, string AdminPass)> CreateAsync(RequestContext ctx, ServerCreateSpec spec, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        ServerGroupRow? group = null;
+        if (spec.GroupUuid is { } groupUuid)
+        {
+            group = groups.Find(groupUuid) ?? throw new BadRequestException($"Invalid server group {groupUuid}: Instance group {groupUuid} could not be found.");
+        }
+        var uuid = Guid.NewGuid().ToString();
+        var instance = instances.Create(id => new Instance
+        {
+            Id = id,
+            Uuid = uuid,
+            DisplayName = spec.Name,
+            ProjectId = ctx.ProjectId,
+            UserId = ctx.UserId,
+            Flavor = spec.Flavor,
+            ImageRef = spec.Image?.Id ?? "",
+            VmState = VmState.Building,
+            TaskState = TaskState.Scheduling,
+            PowerState = PowerState.NoState,
+            AvailabilityZone = spec.AvailabilityZone ?? "nova",
+            Metadata = spec.Metadata,
+            ConfigDrive = spec.ConfigDrive,
+            VolumeBacked = spec.VolumeBacked,
+            KeyName = spec.KeyName,
+            ServerGroupUuid = group?.Uuid,
+            CreatedAt = now,
+            UpdatedAt = now,
+        });
+        ServerGroupPolicy? policy = null;
+        if (group is not null)
+        {
+            groups.AddMember(group.Uuid, uuid);
+            var memberHosts = group.Members
+                .Where(m => m != uuid)
+                .Select(m => instances.Find(m)?.Host)
+                .OfType<string>()
+                .ToList();
+            policy = new ServerGroupPolicy
+            {
+                Uuid = group.Uuid,
+                Policy = group.Policy,
+                MaxServerPerHost = group.MaxServerPerHost ?? 1,
+                MemberHosts = memberHosts,
+            };
+        }
+        var requestSpec = new RequestSpec
+        {
+            InstanceUuid = uuid,
+            ProjectId = ctx.ProjectId,
+            UserId = ctx.UserId,
+            Flavor = spec.Flavor,
+            ImageProperties = spec.Image?.Properties ?? [],
+            AvailabilityZone = spec.AvailabilityZone,
+            RequestedHost = spec.RequestedHost,
+            SchedulerHints = spec.SchedulerHints,
+            Group = policy,
+        };
+        actions.StartAction(uuid, ctx.RequestId, "create", ctx.UserId, ctx.ProjectId);
+        await conductor.BuildInstanceAsync(new BuildInstanceRequest(uuid, requestSpec, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "build_instance", uuid, ctx.RequestId);
+        return (instance, GeneratePassword());
+    }
+
+    public async Task DeleteAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        if (instance.TaskState is { } task && s_moveTasks.Contains(task))
+        {
+            throw InstanceInvalidStateException.For("delete", instance.Uuid, "task_state", task.ToNova());
+        }
+        var allowed = Enum.GetValues<TaskState>().Where(t => !s_moveTasks.Contains(t)).Cast<TaskState?>().Append(null).ToList();
+        if (instance.Host is { } host)
+        {
+            var updated = instances.Update(new InstanceUpdateRequest
+            {
+                Uuid = instance.Uuid,
+                SetTaskState = true,
+                TaskState = TaskState.Deleting,
+                ExpectedTaskStates = allowed,
+            });
+            actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
+            await compute.TerminateInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
+            Log.Cast(logger, "terminate_instance", instance.Uuid, ctx.RequestId);
+            return;
+        }
+        // Never scheduled to a host: nothing runs anywhere, so the API deletes the row itself (Nova's local delete).
+        instances.Update(new InstanceUpdateRequest
+        {
+            Uuid = instance.Uuid,
+            Deleted = true,
+            SetTaskState = true,
+            TaskState = null,
+            ExpectedTaskStates = allowed,
+        });
+        actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
+        if (instance.ServerGroupUuid is { } groupUuid && groups.Find(groupUuid) is not null)
+        {
+            groups.RemoveMember(groupUuid, instance.Uuid);
+        }
+    }
+
+    // ---- moves -----------------------------------------------------------------------------------
+
+    public async Task LiveMigrateAsync(RequestContext ctx, Instance instance, string? host, bool? blockMigration, bool force, CancellationToken cancellationToken)
+    {
+        const string action = "os-migrateLive";
+        CheckLock(ctx, instance);
+        CheckState(instance, action, [VmState.Active, VmState.Paused], s_noTask);
+        if (host is not null && nodes.FindByHost(host) is null)
+        {
+            throw new ComputeHostNotFoundException(host);
+        }
+        SetTaskState(instance, TaskState.Migrating, s_noTask);
+        actions.StartAction(instance.Uuid, ctx.RequestId, "live-migration", ctx.UserId, ctx.ProjectId);
+        await conductor.LiveMigrateInstanceAsync(
+            new LiveMigrateInstanceRequest(instance.Uuid, host, blockMigration, force, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "live_migrate_instance", instance.Uuid, ctx.RequestId);
+    }
+
+    public async Task MigrateAsync(RequestContext ctx, Instance instance, string? host, CancellationToken cancellationToken)
+    {
+        const string action = "migrate";
+        CheckLock(ctx, instance);
+        CheckState(instance, action, [VmState.Active, VmState.Stopped], s_noTask);
+        CheckHostUp(instance);
+        if (host is not null)
+        {
+            if (nodes.FindByHost(host) is null)
+            {
+                throw new ComputeHostNotFoundException(host);
+            }
+            if (host == instance.Host)
+            {
+                throw new CannotMigrateToSameHostException();
+            }
+        }
+        SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
+        actions.StartAction(instance.Uuid, ctx.RequestId, "migrate", ctx.UserId, ctx.ProjectId);
+        await conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, null, host, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
+    }
+
+    public async Task ResizeAsync(RequestContext ctx, Instance instance, Flavor newFlavor, CancellationToken cancellationToken)
+    {
+        const string action = "resize";
+        CheckLock(ctx, instance);
+        CheckState(instance, action, [VmState.Active, VmState.Stopped], s_noTask);
+        CheckHostUp(instance);
+        if (newFlavor.Id == instance.Flavor.Id)
+        {
+            throw new CannotResizeToSameFlavorException();
+        }
+        if (newFlavor.RootGb == 0 && instance.Flavor.RootGb != 0 && !instance.VolumeBacked)
+        {
+            throw new BadRequestException("Server disk was unable to be resized because: Resize to zero disk flavor is not allowed.");
+        }
+        SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
+        actions.StartAction(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId);
+        await conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, newFlavor.Id, null, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
+    }
+
+    public async Task ConfirmResizeAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken)
+    {
+        const string action = "confirmResize";
+        CheckLock(ctx, instance);
+        CheckState(instance, action, [VmState.Resized], s_noTask);
+        var migration = FinishedMigration(instance);
+        if (!IsComputeUp(migration.SourceCompute))
+        {
+            throw new ServiceUnavailableException("Service is unavailable at this time.");
+        }
+        migration = migrations.Update(new MigrationUpdateRequest
+        {
+            Uuid = migration.Uuid,
+            Status = MigrationStatus.Confirming,
+            ExpectedStatuses = [MigrationStatus.Finished],
+        });
+        actions.StartAction(instance.Uuid, ctx.RequestId, "confirmResize", ctx.UserId, ctx.ProjectId);
+        await compute.ConfirmResizeAsync(migration.SourceCompute!, new MigrationRequest(instance, migration, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "confirm_resize", instance.Uuid, ctx.RequestId);
+    }
+
+    public async Task RevertResizeAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken)
+    {
+        const string action = "revertResize";
+        CheckLock(ctx, instance);
+        CheckState(instance, action, [VmState.Resized], s_noTask);
+        var migration = FinishedMigration(instance);
+        var updated = SetTaskState(instance, TaskState.ResizeReverting, s_noTask);
+        try
+        {
+            migration = migrations.Update(new MigrationUpdateRequest
+            {
+                Uuid = migration.Uuid,
+                Status = MigrationStatus.Reverting,
+                ExpectedStatuses = [MigrationStatus.Finished],
+            });
+        }
+        catch (FerryException)
+        {
+            instances.Update(new InstanceUpdateRequest
+            {
+                Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [TaskState.ResizeReverting],
+            });
+            throw;
+        }
+        actions.StartAction(instance.Uuid, ctx.RequestId, "revertResize", ctx.UserId, ctx.ProjectId);
+        await compute.RevertResizeAsync(migration.DestCompute!, new MigrationRequest(updated, migration, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "revert_resize", instance.Uuid, ctx.RequestId);
+    }
+
+    /// <summary>
+    /// Evacuates off a host whose compute service is down. task_state is not checked (Nova bug 1978983)
+    /// except that a second evacuation loses the compare-and-swap to the first. Returns the admin password.
+    /// </summary>
+    public async Task<string?> EvacuateAsync(RequestContext ctx, Instance instance, string? host, bool force, bool? onSharedStorage, string? adminPass, CancellationToken cancellationToken)
+    {
+        const string action = "evacuate";
+        if (host is not null)
+        {
+            if (services.Find(host, "nova-compute") is null)
+            {
+                throw new NotFoundException($"Compute host {host} could not be found.");
+            }
+            if (host == instance.Host)
+            {
+                throw new BadRequestException("The target host can't be the same one.");
+            }
+        }
+        CheckState(instance, action, [VmState.Active, VmState.Stopped, VmState.Error], taskStates: null);
+        if (instance.Host is not { } source)
+        {
+            throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        }
+        if (IsComputeUp(source))
+        {
+            throw new ComputeServiceInUseException(source);
+        }
+        var notEvacuating = Enum.GetValues<TaskState>().Where(t => t != TaskState.Rebuilding).Cast<TaskState?>().Append(null).ToList();
+        SetTaskState(instance, TaskState.Rebuilding, notEvacuating);
+        var migration = migrations.Create(id => new Migration
+        {
+            Id = id,
+            Uuid = Guid.NewGuid().ToString(),
+            InstanceUuid = instance.Uuid,
+            MigrationType = MigrationType.Evacuation,
+            Status = MigrationStatus.Accepted,
+            SourceCompute = source,
+            SourceNode = instance.Node,
+            DestCompute = host,
+            UserId = ctx.UserId,
+            ProjectId = ctx.ProjectId,
+        });
+        actions.StartAction(instance.Uuid, ctx.RequestId, "evacuate", ctx.UserId, ctx.ProjectId);
+        await conductor.EvacuateAsync(
+            new EvacuateRequest(instance.Uuid, migration.Uuid, host, force, onSharedStorage, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "rebuild_instance", instance.Uuid, ctx.RequestId);
+        return onSharedStorage == true ? null : adminPass ?? GeneratePassword();
+    }
+
+    // ---- power -----------------------------------------------------------------------------------
+
+    public async Task StartAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, "start", [VmState.Stopped], s_noTask);
+        var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        var updated = SetTaskState(instance, TaskState.PoweringOn, s_noTask);
+        actions.StartAction(instance.Uuid, ctx.RequestId, "start", ctx.UserId, ctx.ProjectId);
+        await compute.StartInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "start_instance", instance.Uuid, ctx.RequestId);
+    }
+
+    public async Task StopAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, "stop", [VmState.Active, VmState.Error], s_noTask);
+        var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        var updated = SetTaskState(instance, TaskState.PoweringOff, s_noTask);
+        actions.StartAction(instance.Uuid, ctx.RequestId, "stop", ctx.UserId, ctx.ProjectId);
+        await compute.StopInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "stop_instance", instance.Uuid, ctx.RequestId);
+    }
+
+    // ---- in-progress live migrations -------------------------------------------------------------
+
+    public async Task AbortLiveMigrationAsync(RequestContext ctx, Instance instance, string migrationId, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, "abort live migration", vmStates: null, [TaskState.Migrating]);
+        var migration = MigrationOf(instance, migrationId)
+            ?? throw new MigrationNotFoundException($"Migration {migrationId} for instance {instance.Uuid} could not be found.");
+        var allowed = ctx.Version.AtLeast(65)
+            ? new[] { MigrationStatus.Running, MigrationStatus.Queued, MigrationStatus.Preparing }
+            : [MigrationStatus.Running];
+        if (!allowed.Contains(migration.Status))
+        {
+            throw InvalidMigrationState(migration, instance, "abort live migration");
+        }
+        actions.StartAction(instance.Uuid, ctx.RequestId, "live_migration_cancel", ctx.UserId, ctx.ProjectId);
+        await compute.LiveMigrationAbortAsync(instance.Host!, new LiveMigrationAbortRequest(instance, migration.Id, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "live_migration_abort", instance.Uuid, ctx.RequestId);
+    }
+
+    public async Task ForceCompleteAsync(RequestContext ctx, Instance instance, string migrationId, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, "force_complete", [VmState.Active], [TaskState.Migrating]);
+        var migration = MigrationOf(instance, migrationId)
+            ?? throw new BadRequestException($"Migration {migrationId} for instance {instance.Uuid} could not be found.");
+        if (migration.Status != MigrationStatus.Running)
+        {
+            throw InvalidMigrationState(migration, instance, "force complete");
+        }
+        actions.StartAction(instance.Uuid, ctx.RequestId, "live_migration_force_complete", ctx.UserId, ctx.ProjectId);
+        await compute.LiveMigrationForceCompleteAsync(instance.Host!, new InstanceRequest(instance, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "live_migration_force_complete", instance.Uuid, ctx.RequestId);
+    }
+
+    // ---- helpers ---------------------------------------------------------------------------------
+
+    private Migration? MigrationOf(Instance instance, string migrationId) =>
+        int.TryParse(migrationId, out var id) && migrations.FindById(id) is { } m && m.InstanceUuid == instance.Uuid ? m : null;
+
+    private static InvalidMigrationStateException InvalidMigrationState(Migration migration, Instance instance, string method) =>
+        new($"Migration {migration.Id} state of instance {instance.Uuid} is {migration.Status}. Cannot {method} while the migration is in this state.");
+
+    private Migration FinishedMigration(Instance instance) =>
+        migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished)).FirstOrDefault()
+        ?? throw new BadRequestException("Instance has not been resized.");
+
+    private static void CheckLock(RequestContext ctx, Instance instance)
+    {
+        if (instance.Locked && !ctx.IsAdmin)
+        {
+            throw new InstanceIsLockedException(instance.Uuid);
+        }
+    }
+
+    /// <summary>Nova's check_instance_state with must_have_launched=True; a null set means "any".</summary>
+    private static void CheckState(Instance instance, string action, VmState[]? vmStates, TaskState?[]? taskStates)
+    {
+        if (vmStates is not null && !vmStates.Contains(instance.VmState))
+        {
+            throw InstanceInvalidStateException.For(action, instance.Uuid, "vm_state", instance.VmState.ToNova());
+        }
+        if (taskStates is not null && !taskStates.Contains(instance.TaskState))
+        {
+            throw InstanceInvalidStateException.For(action, instance.Uuid, "task_state", instance.TaskState.ToNova());
+        }
+        if (instance.LaunchedAt is null)
+        {
+            throw InstanceInvalidStateException.For(action, instance.Uuid, "launched_at", null);
+        }
+    }
+
+    /// <summary>check_instance_host(check_is_up=True): the source must have a host whose compute is up (bug 1856925).</summary>
+    private void CheckHostUp(Instance instance)
+    {
+        if (instance.Host is null)
+        {
+            throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        }
+        if (!IsComputeUp(instance.Host))
+        {
+            throw new ServiceUnavailableException("Service is unavailable at this time.");
+        }
+    }
+
+    private Instance SetTaskState(Instance instance, TaskState task, IEnumerable<TaskState?> expected, int? progress = null) =>
+        instances.Update(new InstanceUpdateRequest
+        {
+            Uuid = instance.Uuid,
+            SetTaskState = true,
+            TaskState = task,
+            Progress = progress,
+            ExpectedTaskStates = expected.ToList(),
+        });
+
+    /// <summary>A random admin password like Nova's utils.generate_password (12 characters).</summary>
+    public static string GeneratePassword() =>
+        RandomNumberGenerator.GetString("23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz", 12);
+}
+
+/// <summary>A validated create-server request.</summary>
+internal sealed record ServerCreateSpec
+{
+    public required string Name { get; init; }
+    public required Flavor Flavor { get; init; }
+    public Image? Image { get; init; }
+    public string? AvailabilityZone { get; init; }
+    public string? RequestedHost { get; init; }
+    public Dictionary<string, string> Metadata { get; init; } = [];
+    public bool ConfigDrive { get; init; }
+    public bool VolumeBacked { get; init; }
+    public string? KeyName { get; init; }
+    public string? GroupUuid { get; init; }
+    public Dictionary<string, List<string>> SchedulerHints { get; init; } = [];
+}

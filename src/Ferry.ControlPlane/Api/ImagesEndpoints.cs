@@ -1,0 +1,64 @@
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Ferry.ControlPlane.Api;
+
+/// <summary>
+/// Compute's image proxy over Ferry's built-in catalog (nova/api/openstack/compute/images.py). Nova
+/// stopped proxying at 2.36; Ferry has no image service, so it keeps serving it at every version.
+/// </summary>
+public static class ImagesEndpoints
+{
+    public static RouteGroupBuilder MapImages(this RouteGroupBuilder api)
+    {
+        api.MapGet("/images", (HttpContext http, CatalogStore catalog) => List(http, catalog, detail: false));
+        api.MapGet("/images/detail", (HttpContext http, CatalogStore catalog) => List(http, catalog, detail: true));
+        api.MapGet("/images/{id}", Show);
+        return api;
+    }
+
+    internal static JsonObject View(HttpContext http, Image image, bool detail)
+    {
+        var o = new JsonObject
+        {
+            ["id"] = image.Id,
+            ["name"] = image.Name,
+            ["links"] = NovaJson.Links(http, $"images/{image.Id}"),
+        };
+        if (detail)
+        {
+            o["status"] = image.Status.ToUpperInvariant();
+            o["progress"] = image.Status == "active" ? 100 : 0;
+            o["minDisk"] = image.MinDiskGb;
+            o["minRam"] = image.MinRamMb;
+            o["created"] = NovaJson.IsoZ(image.CreatedAt);
+            o["updated"] = NovaJson.IsoZ(image.CreatedAt);
+            o["metadata"] = NovaJson.ToJson(image.Properties);
+            o["OS-EXT-IMG-SIZE:size"] = image.SizeBytes;
+        }
+        return o;
+    }
+
+    internal static IResult List(HttpContext http, CatalogStore catalog, bool detail)
+    {
+        RequestContext.Of(http);
+        var images = catalog.ListImages();
+        if (http.Request.Query["name"].FirstOrDefault() is { } name)
+        {
+            images = images.Where(i => i.Name == name).ToList();
+        }
+        return NovaJson.Ok(new JsonObject { ["images"] = NovaJson.Array(images.Select(i => View(http, i, detail))) });
+    }
+
+    internal static IResult Show(HttpContext http, string id, CatalogStore catalog)
+    {
+        RequestContext.Of(http);
+        var image = catalog.FindImage(id) ?? throw new ImageNotFoundException(id);
+        return NovaJson.Ok(new JsonObject { ["image"] = View(http, image, detail: true) });
+    }
+}

@@ -1,0 +1,113 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Ferry.ControlPlane.Api;
+
+/// <summary><c>GET /os-migrations</c> (nova/api/openstack/compute/migrations.py), newest first.</summary>
+public static class MigrationsEndpoints
+{
+    public static RouteGroupBuilder MapMigrations(this RouteGroupBuilder api)
+    {
+        api.MapGet("/os-migrations", List);
+        return api;
+    }
+
+    internal static IResult List(HttpContext http, MigrationStore migrations)
+    {
+        var ctx = RequestContext.Of(http);
+        ctx.RequireAdmin("os_compute_api:os-migrations:index");
+        var v = ctx.Version;
+        var q = http.Request.Query;
+        if (v.AtLeast(59))
+        {
+            var allowed = new List<string> { "hidden", "host", "instance_uuid", "source_compute", "status", "migration_type", "limit", "marker", "changes-since" };
+            if (v.AtLeast(66))
+            {
+                allowed.Add("changes-before");
+            }
+            if (v.AtLeast(80))
+            {
+                allowed.AddRange(["user_id", "project_id"]);
+            }
+            if (q.Keys.FirstOrDefault(k => !allowed.Contains(k)) is { } unknown)
+            {
+                throw new BadRequestException(
+                    $"Invalid input for query parameters {unknown}. Value: {q[unknown]}. Additional properties are not allowed ('{unknown}' was unexpected)");
+            }
+        }
+        var host = q["host"].FirstOrDefault();
+        var filter = new MigrationFilter(
+            InstanceUuid: q["instance_uuid"].FirstOrDefault(),
+            Host: host,
+            SourceCompute: host is null ? q["source_compute"].FirstOrDefault() : null,
+            Status: q["status"].Count > 1 ? null : q["status"].FirstOrDefault(),
+            MigrationType: q["migration_type"].FirstOrDefault());
+        IEnumerable<Migration> result = migrations.List(filter);
+        if (q["status"].Count > 1)
+        {
+            var statuses = q["status"].ToHashSet();
+            result = result.Where(m => statuses.Contains(m.Status));
+        }
+        if (v.AtLeast(59))
+        {
+            var since = Time(q, "changes-since");
+            var before = v.AtLeast(66) ? Time(q, "changes-before") : null;
+            if (since is not null && before is not null && before < since)
+            {
+                throw new BadRequestException("The value of changes-since must be less than or equal to changes-before.");
+            }
+            result = result.Where(m => (since is null || m.UpdatedAt >= since) && (before is null || m.UpdatedAt <= before));
+            if (v.AtLeast(80))
+            {
+                var user = q["user_id"].FirstOrDefault();
+                var project = q["project_id"].FirstOrDefault();
+                result = result.Where(m => (user is null || m.UserId == user) && (project is null || m.ProjectId == project));
+            }
+        }
+        var list = result.ToList();
+        var full = false;
+        int? limit = null;
+        if (v.AtLeast(59))
+        {
+            if (q["marker"].FirstOrDefault() is { } marker)
+            {
+                var index = list.FindIndex(m => m.Uuid == marker);
+                if (index < 0)
+                {
+                    throw new BadRequestException($"Marker {marker} could not be found.");
+                }
+                list = list[(index + 1)..];
+            }
+            limit = ServersEndpoints.QueryLimit(q) ?? 1000;
+            full = list.Count >= limit && limit > 0;
+            list = list.Take(limit.Value).ToList();
+        }
+        var body = new JsonObject { ["migrations"] = NovaJson.Array(list.Select(m => MigrationViewBuilder.OsMigration(http, v, m))) };
+        if (full && list.Count > 0)
+        {
+            body["migrations_links"] = new JsonArray(new JsonObject
+            {
+                ["rel"] = "next",
+                ["href"] = $"{NovaJson.BaseUrl(http)}/v2.1/os-migrations?limit={limit}&marker={list[^1].Uuid}",
+            });
+        }
+        return NovaJson.Ok(body);
+    }
+
+    private static DateTimeOffset? Time(IQueryCollection q, string key)
+    {
+        if (q[key].FirstOrDefault() is not { } text)
+        {
+            return null;
+        }
+        return DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var t)
+            ? t
+            : throw new BadRequestException($"Invalid input for query parameters {key}. Value: {text}. '{text}' is not a 'date-time'");
+    }
+}

@@ -1,0 +1,217 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Ferry.Core.Errors;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Ferry.ControlPlane.Api;
+
+/// <summary>
+/// <c>POST /servers/{id}/action</c>: the move actions and power actions. Each one validates its body
+/// for the request's microversion first (400, nothing changed), then finds the server (404), checks
+/// policy (403), and hands over to <see cref="ComputeApi"/> (409 on lock/state, then the cast).
+/// </summary>
+public static class ServerActionsEndpoints
+{
+    public static RouteGroupBuilder MapServerActions(this RouteGroupBuilder api)
+    {
+        api.MapPost("/servers/{id}/action", ActionAsync);
+        return api;
+    }
+
+    internal static async Task<IResult> ActionAsync(HttpContext http, string id, ComputeApi compute, Persistence.CatalogStore catalog)
+    {
+        var ctx = RequestContext.Of(http);
+        var body = await NovaJson.ReadBodyAsync(http);
+        if (body.Count != 1)
+        {
+            throw new BadRequestException("Malformed request body");
+        }
+        var (name, value) = body.First();
+        var ct = http.RequestAborted;
+        switch (name)
+        {
+            case "os-migrateLive":
+            {
+                var (host, block, force) = ParseLiveMigrate(ctx.Version, value);
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireAdmin("os_compute_api:os-migrate-server:migrate_live");
+                await compute.LiveMigrateAsync(ctx, instance, host, block, force, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            case "migrate":
+            {
+                var host = ParseMigrate(ctx.Version, value);
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireAdmin("os_compute_api:os-migrate-server:migrate");
+                await compute.MigrateAsync(ctx, instance, host, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            case "resize":
+            {
+                var flavorRef = ParseResize(value);
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:servers:resize", instance.ProjectId);
+                var flavor = catalog.FindFlavor(BodySchema.RefId(flavorRef));
+                if (flavor is null || flavor.Disabled)
+                {
+                    throw new BadRequestException("Unable to locate requested flavor.");
+                }
+                await compute.ResizeAsync(ctx, instance, flavor, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            case "confirmResize":
+            {
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:servers:confirm_resize", instance.ProjectId);
+                await compute.ConfirmResizeAsync(ctx, instance, ct);
+                return TypedResults.NoContent();
+            }
+            case "revertResize":
+            {
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:servers:revert_resize", instance.ProjectId);
+                await compute.RevertResizeAsync(ctx, instance, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            case "evacuate":
+            {
+                var request = ParseEvacuate(ctx.Version, value);
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireAdmin("os_compute_api:os-evacuate");
+                var password = await compute.EvacuateAsync(ctx, instance, request.Host, request.Force, request.OnSharedStorage, request.AdminPass, ct);
+                if (!ctx.Version.AtLeast(14) && compute.Options.EnableInstancePassword)
+                {
+                    return NovaJson.Ok(new JsonObject { ["adminPass"] = password });
+                }
+                return TypedResults.Ok();
+            }
+            case "os-start":
+            {
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:servers:start", instance.ProjectId);
+                await compute.StartAsync(ctx, instance, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            case "os-stop":
+            {
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:servers:stop", instance.ProjectId);
+                await compute.StopAsync(ctx, instance, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            default:
+                throw new BadRequestException($"There is no such action: {name}");
+        }
+    }
+
+    /// <summary>schemas/migrate_server.py for os-migrateLive: returns (host, block_migration (null = auto), force).</summary>
+    internal static (string? Host, bool? BlockMigration, bool Force) ParseLiveMigrate(ApiVersion v, JsonNode? value)
+    {
+        const string field = "os-migrateLive";
+        if (value is not JsonObject o)
+        {
+            throw BodySchema.Invalid(field, value, $"{NovaJson.Describe(value)} is not of type 'object'");
+        }
+        string[] allowed = !v.AtLeast(25) ? ["host", "block_migration", "disk_over_commit"]
+            : v.AtLeast(30) && !v.AtLeast(68) ? ["host", "block_migration", "force"]
+            : ["host", "block_migration"];
+        BodySchema.NoAdditional(o, field, allowed);
+        BodySchema.Required(o, field, v.AtLeast(25) ? ["host", "block_migration"] : ["host", "block_migration", "disk_over_commit"]);
+        var host = BodySchema.String(o, "host", minLength: 1);
+        bool? block;
+        var blockNode = o["block_migration"];
+        if (v.AtLeast(25) && blockNode is JsonValue bv && bv.GetValueKind() == JsonValueKind.String && bv.GetValue<string>() == "auto")
+        {
+            block = null;
+        }
+        else if (blockNode is not null && BodySchema.TryBoolean(blockNode, out var b))
+        {
+            block = b;
+        }
+        else
+        {
+            throw BodySchema.Invalid("block_migration", blockNode, $"{NovaJson.Describe(blockNode)} is not one of ['auto'] or of type 'boolean'");
+        }
+        if (!v.AtLeast(25))
+        {
+            BodySchema.Boolean(o, "disk_over_commit");
+        }
+        var force = BodySchema.Boolean(o, "force") ?? false;
+        if (force && host is null)
+        {
+            throw new BadRequestException("Can't force to a non-provided destination");
+        }
+        // Before 2.30 a given host was always used as is (the conductor's forced path).
+        return (host, block, v.AtLeast(30) ? force : host is not null);
+    }
+
+    /// <summary>migrate: any body before 2.56; from 2.56 null or <c>{"host": str|null}</c>.</summary>
+    internal static string? ParseMigrate(ApiVersion v, JsonNode? value)
+    {
+        if (!v.AtLeast(56) || value is null)
+        {
+            return null;
+        }
+        if (value is not JsonObject o)
+        {
+            throw BodySchema.Invalid("migrate", value, $"{NovaJson.Describe(value)} is not of type 'object', 'null'");
+        }
+        BodySchema.NoAdditional(o, "migrate", "host");
+        return BodySchema.String(o, "host", minLength: 1);
+    }
+
+    internal static string ParseResize(JsonNode? value)
+    {
+        if (value is not JsonObject o)
+        {
+            throw BodySchema.Invalid("resize", value, $"{NovaJson.Describe(value)} is not of type 'object'");
+        }
+        BodySchema.NoAdditional(o, "resize", "flavorRef", "OS-DCF:diskConfig");
+        BodySchema.Required(o, "resize", "flavorRef");
+        var node = o["flavorRef"];
+        var flavorRef = node is JsonValue n && n.GetValueKind() == JsonValueKind.Number && n.TryGetValue<long>(out var number)
+            ? number.ToString(System.Globalization.CultureInfo.InvariantCulture)
+            : BodySchema.String(o, "flavorRef", nullable: false, minLength: 1)!;
+        if (BodySchema.String(o, "OS-DCF:diskConfig") is { } disk && disk is not ("AUTO" or "MANUAL"))
+        {
+            throw BodySchema.Invalid("OS-DCF:diskConfig", o["OS-DCF:diskConfig"], $"'{disk}' is not one of ['AUTO', 'MANUAL']");
+        }
+        return flavorRef;
+    }
+
+    internal sealed record EvacuateBody(string? Host, bool Force, bool? OnSharedStorage, string? AdminPass);
+
+    /// <summary>schemas/evacuate.py per microversion (§1.6).</summary>
+    internal static EvacuateBody ParseEvacuate(ApiVersion v, JsonNode? value)
+    {
+        const string field = "evacuate";
+        if (value is not JsonObject o)
+        {
+            throw BodySchema.Invalid(field, value, $"{NovaJson.Describe(value)} is not of type 'object'");
+        }
+        string[] allowed = !v.AtLeast(14) ? ["host", "onSharedStorage", "adminPass"]
+            : v.AtLeast(29) && !v.AtLeast(68) ? ["host", "adminPass", "force"]
+            : ["host", "adminPass"];
+        BodySchema.NoAdditional(o, field, allowed);
+        bool? shared = null;
+        if (!v.AtLeast(14))
+        {
+            BodySchema.Required(o, field, "onSharedStorage");
+            shared = BodySchema.Boolean(o, "onSharedStorage");
+        }
+        var host = BodySchema.String(o, "host", minLength: 1);
+        var adminPass = BodySchema.String(o, "adminPass");
+        var force = BodySchema.Boolean(o, "force") ?? false;
+        if (force && host is null)
+        {
+            throw new BadRequestException("Can't force to a non-provided destination");
+        }
+        if (shared == true && adminPass is not null)
+        {
+            throw new BadRequestException("admin password can't be changed on existing disk");
+        }
+        return new EvacuateBody(host, force, shared, adminPass);
+    }
+}

@@ -1,0 +1,356 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Ferry.ControlPlane.Api;
+
+/// <summary><c>/servers</c>: list, detail, show, create, delete (nova/api/openstack/compute/servers.py).</summary>
+public static class ServersEndpoints
+{
+    public static RouteGroupBuilder MapServers(this RouteGroupBuilder api)
+    {
+        api.MapGet("/servers", (HttpContext http, InstanceStore instances, ServerViewBuilder views) => List(http, instances, views, detail: false));
+        api.MapGet("/servers/detail", (HttpContext http, InstanceStore instances, ServerViewBuilder views) => List(http, instances, views, detail: true));
+        api.MapGet("/servers/{id}", Show);
+        api.MapPost("/servers", CreateAsync);
+        api.MapDelete("/servers/{id}", DeleteAsync);
+        return api;
+    }
+
+    internal static IResult Show(HttpContext http, string id, ComputeApi compute, ServerViewBuilder views)
+    {
+        var ctx = RequestContext.Of(http);
+        var instance = compute.GetInstance(ctx, id);
+        return NovaJson.Ok(new JsonObject { ["server"] = views.Detail(http, ctx, instance) });
+    }
+
+    internal static IResult List(HttpContext http, InstanceStore instances, ServerViewBuilder views, bool detail)
+    {
+        var ctx = RequestContext.Of(http);
+        var q = http.Request.Query;
+        var allTenants = q.TryGetValue("all_tenants", out var at) && (at.ToString().Length == 0 || !BodySchema.TryBoolean(at.ToString(), out var b) || b);
+        if (allTenants && !ctx.IsAdmin)
+        {
+            throw RequestContext.PolicyDenied($"os_compute_api:servers:{(detail ? "detail" : "index")}:get_all_tenants");
+        }
+        string? project = ctx.ProjectId;
+        if (ctx.IsAdmin && allTenants)
+        {
+            project = q["project_id"].FirstOrDefault() ?? q["tenant_id"].FirstOrDefault();
+        }
+        var host = ctx.IsAdmin ? q["host"].FirstOrDefault() : null;
+        IEnumerable<Instance> result = instances.List(project, host);
+        if (q["name"].FirstOrDefault() is { Length: > 0 } name)
+        {
+            result = result.Where(i => NameMatches(name, i.DisplayName));
+        }
+        if (q["status"].FirstOrDefault() is { Length: > 0 } status)
+        {
+            var wanted = status.ToUpperInvariant();
+            if (ctx.Version.AtLeast(38) && !s_statuses.Contains(wanted))
+            {
+                throw new BadRequestException($"Invalid status value");
+            }
+            result = result.Where(i => StateNames.ServerStatus(i.VmState, i.TaskState) == wanted);
+        }
+        if (q["flavor"].FirstOrDefault() is { Length: > 0 } flavor)
+        {
+            result = result.Where(i => i.Flavor.Id == flavor);
+        }
+        if (q["image"].FirstOrDefault() is { Length: > 0 } image)
+        {
+            result = result.Where(i => i.ImageRef == BodySchema.RefId(image));
+        }
+        var list = result.ToList();
+        if (q["marker"].FirstOrDefault() is { Length: > 0 } marker)
+        {
+            var index = list.FindIndex(i => i.Uuid == marker);
+            if (index < 0)
+            {
+                throw new BadRequestException($"marker [{marker}] not found");
+            }
+            list = list[(index + 1)..];
+        }
+        var limit = QueryLimit(q);
+        var full = limit is { } l && list.Count > l;
+        if (limit is { } n)
+        {
+            list = list.Take(n).ToList();
+        }
+        var servers = NovaJson.Array(list.Select(i => detail ? views.Detail(http, ctx, i) : ServerViewBuilder.Basic(http, i)));
+        var body = new JsonObject { ["servers"] = servers };
+        if (full && list.Count > 0)
+        {
+            body["servers_links"] = new JsonArray(new JsonObject
+            {
+                ["rel"] = "next",
+                ["href"] = $"{NovaJson.BaseUrl(http)}/v2.1/servers{(detail ? "/detail" : "")}?limit={limit}&marker={list[^1].Uuid}",
+            });
+        }
+        return NovaJson.Ok(body);
+    }
+
+    internal static int? QueryLimit(IQueryCollection q)
+    {
+        if (q["limit"].FirstOrDefault() is not { } text)
+        {
+            return null;
+        }
+        if (!int.TryParse(text, out var limit) || limit < 0)
+        {
+            throw new BadRequestException($"Invalid input for query parameters limit. Value: {text}. '{text}' does not match '^[0-9]*$'");
+        }
+        return Math.Min(limit, 1000);
+    }
+
+    private static readonly HashSet<string> s_statuses =
+        ["ACTIVE", "BUILD", "DELETED", "ERROR", "HARD_REBOOT", "MIGRATING", "PASSWORD", "PAUSED", "REBOOT", "REBUILD", "RESCUE",
+         "RESIZE", "REVERT_RESIZE", "SHELVED", "SHELVED_OFFLOADED", "SHUTOFF", "SOFT_DELETED", "SUSPENDED", "UNKNOWN", "VERIFY_RESIZE"];
+
+    private static bool NameMatches(string pattern, string name)
+    {
+        try
+        {
+            return Regex.IsMatch(name, pattern, RegexOptions.None, TimeSpan.FromMilliseconds(50));
+        }
+        catch (ArgumentException)
+        {
+            return name.Contains(pattern, StringComparison.Ordinal);
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            return false;
+        }
+    }
+
+    internal static async Task<IResult> CreateAsync(HttpContext http, ComputeApi compute, CatalogStore catalog, ComputeNodeStore nodes, ServiceStore services)
+    {
+        var ctx = RequestContext.Of(http);
+        var body = await NovaJson.ReadBodyAsync(http);
+        var server = BodySchema.RequiredObject(body, "server");
+        BodySchema.Required(server, "server", "name", "flavorRef");
+        var name = BodySchema.String(server, "name", nullable: false, minLength: 1)!;
+        var flavorRef = RefString(server, "flavorRef")!;
+        var imageRef = RefString(server, "imageRef");
+        var az = BodySchema.String(server, "availability_zone");
+        if (server.ContainsKey("host") && !ctx.Version.AtLeast(74))
+        {
+            throw BodySchema.Invalid("server", server, "Additional properties are not allowed ('host' was unexpected)");
+        }
+        var host = BodySchema.String(server, "host", minLength: 1);
+        var keyName = BodySchema.String(server, "key_name");
+        var configDrive = BodySchema.Boolean(server, "config_drive", allowNull: true) ?? false;
+        var metadata = StringMap(server, "metadata");
+        ValidateNetworks(server);
+        var volumeBacked = BootsFromVolume(server);
+        var hints = SchedulerHints(body, out var groupUuid);
+
+        var flavor = catalog.FindFlavor(BodySchema.RefId(flavorRef));
+        if (flavor is null || flavor.Disabled)
+        {
+            throw new BadRequestException("Invalid flavorRef provided.");
+        }
+        Image? image = null;
+        if (!string.IsNullOrEmpty(imageRef))
+        {
+            image = catalog.FindImage(BodySchema.RefId(imageRef)) ?? throw new BadRequestException("Can not find requested image");
+        }
+        else if (!volumeBacked)
+        {
+            throw new BadRequestException("Missing imageRef attribute");
+        }
+        if (image is not null)
+        {
+            if (image.MinRamMb > flavor.MemoryMb)
+            {
+                throw new BadRequestException("Flavor's memory is too small for requested image.");
+            }
+            if (!volumeBacked && flavor.RootGb > 0 && image.MinDiskGb > flavor.RootGb)
+            {
+                throw new BadRequestException("Flavor's disk is too small for requested image.");
+            }
+        }
+
+        string? requestedHost = null;
+        if (!string.IsNullOrEmpty(az) && az.Contains(':', StringComparison.Ordinal))
+        {
+            var parts = az.Split(':');
+            ctx.RequireAdmin("os_compute_api:servers:create:forced_host");
+            az = parts[0].Length == 0 ? null : parts[0];
+            requestedHost = parts[1].Length == 0 ? null : parts[1];
+        }
+        if (string.IsNullOrEmpty(az))
+        {
+            az = null;
+        }
+        else if (az != "nova" && !services.List(binary: "nova-compute").Any(s => s.Zone == az))
+        {
+            throw new BadRequestException("The requested availability zone is not available");
+        }
+        if (host is not null)
+        {
+            ctx.RequireAdmin("compute:servers:create:requested_destination");
+            requestedHost = host;
+        }
+        if (requestedHost is not null && nodes.FindByHost(requestedHost) is null)
+        {
+            throw new ComputeHostNotFoundException(requestedHost);
+        }
+
+        var spec = new ServerCreateSpec
+        {
+            Name = name,
+            Flavor = flavor,
+            Image = image,
+            AvailabilityZone = az,
+            RequestedHost = requestedHost,
+            Metadata = metadata,
+            ConfigDrive = configDrive,
+            VolumeBacked = volumeBacked,
+            KeyName = keyName,
+            GroupUuid = groupUuid,
+            SchedulerHints = hints,
+        };
+        var (instance, adminPass) = await compute.CreateAsync(ctx, spec, http.RequestAborted);
+        var links = NovaJson.Links(http, $"servers/{instance.Uuid}");
+        http.Response.Headers.Location = $"{NovaJson.BaseUrl(http)}/v2.1/servers/{instance.Uuid}";
+        return NovaJson.Ok(new JsonObject
+        {
+            ["server"] = new JsonObject
+            {
+                ["id"] = instance.Uuid,
+                ["links"] = links,
+                ["OS-DCF:diskConfig"] = "MANUAL",
+                ["security_groups"] = new JsonArray(new JsonObject { ["name"] = "default" }),
+                ["adminPass"] = adminPass,
+            },
+        }, StatusCodes.Status202Accepted);
+    }
+
+    internal static async Task<IResult> DeleteAsync(HttpContext http, string id, ComputeApi compute)
+    {
+        var ctx = RequestContext.Of(http);
+        var instance = compute.GetInstance(ctx, id);
+        ctx.RequireOwnerOrAdmin("os_compute_api:servers:delete", instance.ProjectId);
+        await compute.DeleteAsync(ctx, instance, http.RequestAborted);
+        return TypedResults.NoContent();
+    }
+
+    /// <summary>flavorRef / imageRef: a non-empty string or an integer.</summary>
+    private static string? RefString(JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var node) || node is null)
+        {
+            return null;
+        }
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<long>(out var n))
+        {
+            return n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return BodySchema.String(o, key);
+    }
+
+    private static Dictionary<string, string> StringMap(JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var node) || node is null)
+        {
+            return [];
+        }
+        if (node is not JsonObject map)
+        {
+            throw BodySchema.Invalid(key, node, $"{NovaJson.Describe(node)} is not of type 'object'");
+        }
+        var result = new Dictionary<string, string>();
+        foreach (var (k, v) in map)
+        {
+            if (v is not JsonValue s || s.GetValueKind() != JsonValueKind.String)
+            {
+                throw BodySchema.Invalid($"{key}/{k}", v, $"{NovaJson.Describe(v)} is not of type 'string'");
+            }
+            result[k] = s.GetValue<string>();
+        }
+        return result;
+    }
+
+    /// <summary>Ferry has no network service: "none", "auto" or a list of requests are accepted and ignored.</summary>
+    private static void ValidateNetworks(JsonObject server)
+    {
+        if (!server.TryGetPropertyValue("networks", out var node) || node is null)
+        {
+            return;
+        }
+        var ok = node switch
+        {
+            JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>() is "none" or "auto",
+            JsonArray a => a.All(e => e is JsonObject),
+            _ => false,
+        };
+        if (!ok)
+        {
+            throw BodySchema.Invalid("networks", node, $"{NovaJson.Describe(node)} is not valid under any of the given schemas");
+        }
+    }
+
+    private static bool BootsFromVolume(JsonObject server)
+    {
+        if (!server.TryGetPropertyValue("block_device_mapping_v2", out var node) || node is null)
+        {
+            return false;
+        }
+        if (node is not JsonArray mappings || mappings.Any(m => m is not JsonObject))
+        {
+            throw BodySchema.Invalid("block_device_mapping_v2", node, $"{NovaJson.Describe(node)} is not of type 'array'");
+        }
+        return mappings.OfType<JsonObject>().Any(m =>
+            m["boot_index"]?.ToString() == "0"
+            && (m["destination_type"]?.ToString() ?? "volume") == "volume");
+    }
+
+    private static Dictionary<string, List<string>> SchedulerHints(JsonObject body, out string? groupUuid)
+    {
+        groupUuid = null;
+        var hints = new Dictionary<string, List<string>>();
+        if (!body.TryGetPropertyValue("os:scheduler_hints", out var node) || node is null)
+        {
+            return hints;
+        }
+        if (node is not JsonObject o)
+        {
+            throw BodySchema.Invalid("os:scheduler_hints", node, $"{NovaJson.Describe(node)} is not of type 'object'");
+        }
+        if (o.ContainsKey("group"))
+        {
+            groupUuid = BodySchema.String(o, "group");
+            if (groupUuid is null || !BodySchema.IsUuid(groupUuid))
+            {
+                throw BodySchema.Invalid("os:scheduler_hints/group", o["group"], $"{NovaJson.Describe(o["group"])} is not a 'uuid'");
+            }
+            hints["group"] = [groupUuid];
+        }
+        foreach (var key in new[] { "same_host", "different_host" })
+        {
+            if (!o.TryGetPropertyValue(key, out var value) || value is null)
+            {
+                continue;
+            }
+            var list = value switch
+            {
+                JsonValue v when v.GetValueKind() == JsonValueKind.String => [v.GetValue<string>()],
+                JsonArray a when a.All(e => e is JsonValue ev && ev.GetValueKind() == JsonValueKind.String) => a.Select(e => e!.GetValue<string>()).ToList(),
+                _ => throw BodySchema.Invalid($"os:scheduler_hints/{key}", value, $"{NovaJson.Describe(value)} is not valid under any of the given schemas"),
+            };
+            if (list.FirstOrDefault(u => !BodySchema.IsUuid(u)) is { } bad)
+            {
+                throw BodySchema.Invalid($"os:scheduler_hints/{key}", value, $"'{bad}' is not a 'uuid'");
+            }
+            hints[key] = list;
+        }
+        return hints;
+    }
+}

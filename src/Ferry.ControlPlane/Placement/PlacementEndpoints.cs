@@ -1,0 +1,601 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Ferry.Core.Errors;
+using Ferry.Core.Placement;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+
+namespace Ferry.ControlPlane.Placement;
+
+/// <summary>
+/// OpenStack Placement's REST API (https://docs.openstack.org/api-ref/placement/) over
+/// <see cref="IPlacementService"/>, always answering in the shapes of microversion 1.39. Providers
+/// have no parents here: each one is its own root, so in_tree names a single provider.
+/// </summary>
+public static class PlacementEndpoints
+{
+    private static readonly PlacementJsonContext s_json = PlacementJsonContext.Default;
+
+    /// <summary>Maps the API under <paramref name="prefix"/>; the host decides the port (Placement's is 8778).</summary>
+    public static RouteGroupBuilder MapPlacementApi(this IEndpointRouteBuilder endpoints, string prefix = "")
+    {
+        var api = endpoints.MapGroup(prefix);
+        api.AddEndpointFilter(HandleVersionAndErrorsAsync);
+
+        api.MapGet("/", GetVersions);
+
+        api.MapGet("/resource_providers", ListProviders);
+        api.MapPost("/resource_providers", CreateProviderAsync);
+        api.MapGet("/resource_providers/{uuid}", GetProvider);
+        api.MapPut("/resource_providers/{uuid}", UpdateProviderAsync);
+        api.MapDelete("/resource_providers/{uuid}", DeleteProvider);
+
+        api.MapGet("/resource_providers/{uuid}/inventories", GetInventories);
+        api.MapPut("/resource_providers/{uuid}/inventories", PutInventoriesAsync);
+        api.MapDelete("/resource_providers/{uuid}/inventories", DeleteInventories);
+        api.MapGet("/resource_providers/{uuid}/inventories/{resourceClass}", GetInventory);
+        api.MapPut("/resource_providers/{uuid}/inventories/{resourceClass}", PutInventoryAsync);
+        api.MapDelete("/resource_providers/{uuid}/inventories/{resourceClass}", DeleteInventory);
+
+        api.MapGet("/resource_providers/{uuid}/usages", GetProviderUsages);
+        api.MapGet("/resource_providers/{uuid}/traits", GetTraits);
+        api.MapPut("/resource_providers/{uuid}/traits", PutTraitsAsync);
+        api.MapDelete("/resource_providers/{uuid}/traits", DeleteTraits);
+        api.MapGet("/resource_providers/{uuid}/allocations", GetProviderAllocations);
+
+        api.MapGet("/allocations/{consumer}", GetAllocations);
+        api.MapPut("/allocations/{consumer}", PutAllocationsAsync);
+        api.MapDelete("/allocations/{consumer}", DeleteAllocations);
+        api.MapPost("/allocations", PostAllocationsAsync);
+
+        api.MapGet("/allocation_candidates", GetAllocationCandidates);
+        api.MapGet("/usages", GetUsages);
+        return api;
+    }
+
+    private static async ValueTask<object?> HandleVersionAndErrorsAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        http.Response.Headers[PlacementMicroversion.HeaderName] = PlacementMicroversion.HeaderValue;
+        http.Response.Headers.Vary = PlacementMicroversion.HeaderName;
+        if (!IsAcceptableVersion(http.Request.Headers[PlacementMicroversion.HeaderName].ToString()))
+        {
+            return Error(406, $"Unacceptable version header: {http.Request.Headers[PlacementMicroversion.HeaderName]}");
+        }
+        try
+        {
+            return await next(context);
+        }
+        catch (FerryException ex)
+        {
+            return Error(ex.HttpStatus, ex.Message);
+        }
+        catch (JsonException ex)
+        {
+            return Error(400, $"Malformed JSON: {ex.Message}");
+        }
+    }
+
+    /// <summary>Accepts no header, "latest", or placement 1.x up to the maximum.</summary>
+    private static bool IsAcceptableVersion(string header)
+    {
+        if (header.Length == 0)
+        {
+            return true;
+        }
+        foreach (var part in header.Split(','))
+        {
+            var words = part.Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (words.Length != 2 || !words[0].Equals("placement", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+            if (words[1] == "latest")
+            {
+                return true;
+            }
+            var numbers = words[1].Split('.');
+            return numbers.Length == 2
+                && int.TryParse(numbers[0], NumberStyles.None, CultureInfo.InvariantCulture, out var major)
+                && int.TryParse(numbers[1], NumberStyles.None, CultureInfo.InvariantCulture, out var minor)
+                && major == 1 && minor <= 39;
+        }
+        return true;
+    }
+
+    private static JsonHttpResult<PlacementErrorsDto> Error(int status, string detail)
+    {
+        var title = status switch
+        {
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            406 => "Not Acceptable",
+            409 => "Conflict",
+            _ => "Internal Server Error",
+        };
+        var code = status != 409 ? PlacementErrorCodes.Default
+            : detail.Contains("generation conflict", StringComparison.Ordinal) ? PlacementErrorCodes.ConcurrentUpdate
+            : detail.Contains("Conflicting resource provider name", StringComparison.Ordinal) ? PlacementErrorCodes.DuplicateName
+            : detail.Contains(" in use", StringComparison.Ordinal) ? PlacementErrorCodes.InventoryInUse
+            : PlacementErrorCodes.Default;
+        return TypedResults.Json(new PlacementErrorsDto([new PlacementErrorDto(status, title, detail, code)]), s_json.PlacementErrorsDto, statusCode: status);
+    }
+
+    private static JsonHttpResult<PlacementVersionsDto> GetVersions() =>
+        TypedResults.Json(
+            new PlacementVersionsDto([new PlacementVersionDto("v1.0", PlacementMicroversion.Max, PlacementMicroversion.Min, "CURRENT", [new LinkDto("self", "")])]),
+            s_json.PlacementVersionsDto);
+
+    // ---- resource providers ----
+
+    private static JsonHttpResult<ResourceProvidersDto> ListProviders(HttpRequest request, IPlacementService placement)
+    {
+        var name = request.Query["name"].ToString();
+        var uuid = request.Query["uuid"].ToString();
+        var inTree = request.Query["in_tree"].ToString();
+        var list = new List<ResourceProviderDto>();
+        foreach (var provider in placement.ListProviders())
+        {
+            if ((name.Length > 0 && provider.Name != name) || (uuid.Length > 0 && provider.Uuid != uuid) || (inTree.Length > 0 && provider.Uuid != inTree))
+            {
+                continue;
+            }
+            list.Add(ToDto(provider));
+        }
+        return TypedResults.Json(new ResourceProvidersDto(list), s_json.ResourceProvidersDto);
+    }
+
+    private static async Task<JsonHttpResult<ResourceProviderDto>> CreateProviderAsync(HttpRequest request, HttpResponse response, IPlacementService placement, CancellationToken cancellationToken)
+    {
+        var body = await ReadAsync(request, s_json.ResourceProviderWriteDto, cancellationToken);
+        if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 200)
+        {
+            throw new BadRequestException("'name' is a required property of 1 to 200 characters.");
+        }
+        RejectParent(body.ParentProviderUuid);
+        var uuid = body.Uuid ?? Guid.NewGuid().ToString();
+        if (!Guid.TryParse(uuid, out _))
+        {
+            throw new BadRequestException($"'{uuid}' is not a 'uuid'.");
+        }
+        if (placement.GetProvider(uuid) is not null)
+        {
+            throw new PlacementConflictException($"Conflicting resource provider uuid: {uuid} already exists.");
+        }
+        var provider = placement.EnsureProvider(uuid, body.Name);
+        response.Headers.Location = $"/resource_providers/{provider.Uuid}";
+        return TypedResults.Json(ToDto(provider), s_json.ResourceProviderDto);
+    }
+
+    private static JsonHttpResult<ResourceProviderDto> GetProvider(string uuid, IPlacementService placement) =>
+        TypedResults.Json(ToDto(RequireProvider(placement, uuid)), s_json.ResourceProviderDto);
+
+    private static async Task<JsonHttpResult<ResourceProviderDto>> UpdateProviderAsync(string uuid, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    {
+        var body = await ReadAsync(request, s_json.ResourceProviderWriteDto, cancellationToken);
+        if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 200)
+        {
+            throw new BadRequestException("'name' is a required property of 1 to 200 characters.");
+        }
+        RejectParent(body.ParentProviderUuid);
+        RequireProvider(placement, uuid);
+        return TypedResults.Json(ToDto(placement.EnsureProvider(uuid, body.Name)), s_json.ResourceProviderDto);
+    }
+
+    private static NoContent DeleteProvider(string uuid, IPlacementService placement)
+    {
+        RequireProvider(placement, uuid);
+        // Placement refuses to delete a provider that still has allocations; the in-process service
+        // cascades (Nova's cascade=True). Checked then deleted: an allocation racing in is dropped too.
+        if (placement.GetProviderAllocations(uuid).Count > 0)
+        {
+            throw new PlacementConflictException($"Unable to delete resource provider {uuid}: Resource provider has allocations.");
+        }
+        placement.DeleteProvider(uuid);
+        return TypedResults.NoContent();
+    }
+
+    // ---- inventories ----
+
+    private static JsonHttpResult<ProviderInventoriesDto> GetInventories(string uuid, IPlacementService placement) =>
+        TypedResults.Json(InventoriesDto(placement, RequireProvider(placement, uuid)), s_json.ProviderInventoriesDto);
+
+    private static async Task<JsonHttpResult<ProviderInventoriesDto>> PutInventoriesAsync(string uuid, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    {
+        var body = await ReadAsync(request, s_json.ProviderInventoriesDto, cancellationToken);
+        if (body.ResourceProviderGeneration is not { } generation || body.Inventories is null)
+        {
+            throw new BadRequestException("'resource_provider_generation' and 'inventories' are required properties.");
+        }
+        RequireProvider(placement, uuid);
+        var inventories = new Dictionary<string, Inventory>(body.Inventories.Count, StringComparer.Ordinal);
+        foreach (var (rc, inventory) in body.Inventories)
+        {
+            inventories[rc] = ToInventory(inventory);
+        }
+        var provider = placement.SetInventories(uuid, generation, inventories);
+        return TypedResults.Json(InventoriesDto(placement, provider), s_json.ProviderInventoriesDto);
+    }
+
+    private static NoContent DeleteInventories(string uuid, IPlacementService placement)
+    {
+        var provider = RequireProvider(placement, uuid);
+        placement.SetInventories(uuid, provider.Generation, new Dictionary<string, Inventory>());
+        return TypedResults.NoContent();
+    }
+
+    private static JsonHttpResult<ProviderInventoryDto> GetInventory(string uuid, string resourceClass, IPlacementService placement)
+    {
+        var provider = RequireProvider(placement, uuid);
+        if (!placement.GetInventories(uuid).TryGetValue(resourceClass, out var inventory))
+        {
+            throw new NotFoundException($"No inventory of class {resourceClass} for {uuid}");
+        }
+        return TypedResults.Json(ToDto(inventory, provider.Generation), s_json.ProviderInventoryDto);
+    }
+
+    private static async Task<JsonHttpResult<ProviderInventoryDto>> PutInventoryAsync(string uuid, string resourceClass, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    {
+        var body = await ReadAsync(request, s_json.ProviderInventoryDto, cancellationToken);
+        if (body.ResourceProviderGeneration is not { } generation)
+        {
+            throw new BadRequestException("'resource_provider_generation' is a required property.");
+        }
+        RequireProvider(placement, uuid);
+        var inventory = ToInventory(new InventoryDto(body.Total, body.Reserved, body.MinUnit, body.MaxUnit, body.StepSize, body.AllocationRatio));
+        var inventories = new Dictionary<string, Inventory>(placement.GetInventories(uuid), StringComparer.Ordinal) { [resourceClass] = inventory };
+        var provider = placement.SetInventories(uuid, generation, inventories);
+        return TypedResults.Json(ToDto(inventory, provider.Generation), s_json.ProviderInventoryDto);
+    }
+
+    private static NoContent DeleteInventory(string uuid, string resourceClass, IPlacementService placement)
+    {
+        var provider = RequireProvider(placement, uuid);
+        var inventories = new Dictionary<string, Inventory>(placement.GetInventories(uuid), StringComparer.Ordinal);
+        if (!inventories.Remove(resourceClass))
+        {
+            throw new NotFoundException($"No inventory of class {resourceClass} found for delete");
+        }
+        placement.SetInventories(uuid, provider.Generation, inventories);
+        return TypedResults.NoContent();
+    }
+
+    // ---- usages, traits, provider allocations ----
+
+    private static JsonHttpResult<ProviderUsagesDto> GetProviderUsages(string uuid, IPlacementService placement)
+    {
+        var provider = RequireProvider(placement, uuid);
+        var usages = new Dictionary<string, long>(placement.GetProviderUsages(uuid), StringComparer.Ordinal);
+        return TypedResults.Json(new ProviderUsagesDto(provider.Generation, usages), s_json.ProviderUsagesDto);
+    }
+
+    private static JsonHttpResult<ProviderTraitsDto> GetTraits(string uuid, IPlacementService placement)
+    {
+        var provider = RequireProvider(placement, uuid);
+        return TypedResults.Json(TraitsDto(placement, provider), s_json.ProviderTraitsDto);
+    }
+
+    private static async Task<JsonHttpResult<ProviderTraitsDto>> PutTraitsAsync(string uuid, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    {
+        var body = await ReadAsync(request, s_json.ProviderTraitsDto, cancellationToken);
+        if (body.ResourceProviderGeneration is not { } generation || body.Traits is null)
+        {
+            throw new BadRequestException("'resource_provider_generation' and 'traits' are required properties.");
+        }
+        RequireProvider(placement, uuid);
+        placement.SetTraits(uuid, generation, body.Traits);
+        return TypedResults.Json(TraitsDto(placement, RequireProvider(placement, uuid)), s_json.ProviderTraitsDto);
+    }
+
+    private static NoContent DeleteTraits(string uuid, IPlacementService placement)
+    {
+        var provider = RequireProvider(placement, uuid);
+        placement.SetTraits(uuid, provider.Generation, []);
+        return TypedResults.NoContent();
+    }
+
+    private static JsonHttpResult<ProviderAllocationsDto> GetProviderAllocations(string uuid, IPlacementService placement)
+    {
+        var provider = RequireProvider(placement, uuid);
+        var allocations = new Dictionary<string, ConsumerResourcesDto>(StringComparer.Ordinal);
+        foreach (var (consumer, resources) in placement.GetProviderAllocations(uuid))
+        {
+            allocations[consumer] = new ConsumerResourcesDto(new Dictionary<string, long>(resources, StringComparer.Ordinal));
+        }
+        return TypedResults.Json(new ProviderAllocationsDto(provider.Generation, allocations), s_json.ProviderAllocationsDto);
+    }
+
+    // ---- allocations ----
+
+    private static JsonHttpResult<ConsumerAllocationsDto> GetAllocations(string consumer, IPlacementService placement)
+    {
+        var current = placement.GetAllocations(consumer);
+        var allocations = new Dictionary<string, AllocationResourcesDto>(current.Allocations.Count, StringComparer.Ordinal);
+        foreach (var (rp, resources) in current.Allocations)
+        {
+            allocations[rp] = new AllocationResourcesDto(resources, placement.GetProvider(rp)?.Generation);
+        }
+        var dto = new ConsumerAllocationsDto
+        {
+            Allocations = allocations,
+            ConsumerGeneration = current.ConsumerGeneration,
+            ProjectId = current.ProjectId,
+            UserId = current.UserId,
+        };
+        return TypedResults.Json(dto, s_json.ConsumerAllocationsDto);
+    }
+
+    private static async Task<NoContent> PutAllocationsAsync(string consumer, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    {
+        var body = await ReadAsync(request, s_json.ConsumerAllocationsDto, cancellationToken);
+        placement.PutAllocations(consumer, ToRequest(consumer, body));
+        return TypedResults.NoContent();
+    }
+
+    private static NoContent DeleteAllocations(string consumer, IPlacementService placement) =>
+        placement.DeleteAllocations(consumer)
+            ? TypedResults.NoContent()
+            : throw new NotFoundException($"No allocations for consumer '{consumer}'");
+
+    private static async Task<NoContent> PostAllocationsAsync(HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    {
+        var body = await ReadAsync(request, s_json.DictionaryStringConsumerAllocationsDto, cancellationToken);
+        if (body.Count == 0)
+        {
+            throw new BadRequestException("At least one consumer is required.");
+        }
+        var requests = new Dictionary<string, AllocationRequest>(body.Count, StringComparer.Ordinal);
+        foreach (var (consumer, dto) in body)
+        {
+            requests[consumer] = ToRequest(consumer, dto);
+        }
+        placement.PostAllocations(requests);
+        return TypedResults.NoContent();
+    }
+
+    // ---- allocation candidates, usages ----
+
+    private static JsonHttpResult<AllocationCandidatesDto> GetAllocationCandidates(HttpRequest request, IPlacementService placement)
+    {
+        var query = request.Query;
+        foreach (var key in query.Keys)
+        {
+            if (key.Length > "resources".Length && key.StartsWith("resources", StringComparison.Ordinal))
+            {
+                throw new BadRequestException($"Numbered request groups ('{key}') are not supported.");
+            }
+        }
+        var resources = ParseResources(query["resources"].ToString());
+
+        var required = new List<string>();
+        var forbidden = new List<string>();
+        var anyOf = new List<string[]>();
+        foreach (var key in (string[])["required", "root_required"])
+        {
+            foreach (var value in query[key])
+            {
+                ParseTraits(value ?? "", required, forbidden, anyOf);
+            }
+        }
+
+        var limit = int.MaxValue;
+        var limitText = query["limit"].ToString();
+        if (limitText.Length > 0 && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1))
+        {
+            throw new BadRequestException($"Invalid query string parameters: limit '{limitText}' must be a positive integer.");
+        }
+        var inTree = query["in_tree"].ToString();
+
+        // Any-of trait groups (required=in:A,B) are applied to the summaries, so the limit comes after them.
+        var candidates = placement.GetAllocationCandidates(
+            resources, required, forbidden, inTree.Length > 0 ? inTree : null, anyOf.Count > 0 ? int.MaxValue : limit);
+
+        var requests = new List<AllocationRequestDto>(Math.Min(candidates.ProviderUuids.Count, limit));
+        var summaries = new Dictionary<string, ProviderSummaryDto>(requests.Capacity, StringComparer.Ordinal);
+        foreach (var uuid in candidates.ProviderUuids)
+        {
+            var summary = candidates.Summaries[uuid];
+            if (!MatchesAnyOf(summary.Traits, anyOf))
+            {
+                continue;
+            }
+            requests.Add(new AllocationRequestDto
+            {
+                Allocations = new(StringComparer.Ordinal) { [uuid] = new AllocationResourcesDto(new(resources, StringComparer.Ordinal)) },
+                Mappings = new(StringComparer.Ordinal) { [""] = [uuid] },
+            });
+            summaries[uuid] = ToDto(summary);
+            if (requests.Count >= limit)
+            {
+                break;
+            }
+        }
+        return TypedResults.Json(new AllocationCandidatesDto(requests, summaries), s_json.AllocationCandidatesDto);
+    }
+
+    private static JsonHttpResult<UsagesDto> GetUsages(HttpRequest request, IPlacementService placement)
+    {
+        var projectId = request.Query["project_id"].ToString();
+        if (projectId.Length == 0)
+        {
+            throw new BadRequestException("'project_id' is a required query parameter.");
+        }
+        var userId = request.Query["user_id"].ToString();
+        var usages = placement.GetUsages(projectId, userId.Length > 0 ? userId : null);
+        return TypedResults.Json(new UsagesDto(new Dictionary<string, long>(usages, StringComparer.Ordinal)), s_json.UsagesDto);
+    }
+
+    // ---- helpers ----
+
+    private static async Task<T> ReadAsync<T>(HttpRequest request, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await JsonSerializer.DeserializeAsync(request.Body, typeInfo, cancellationToken)
+                ?? throw new BadRequestException("The request body must be a JSON object.");
+        }
+        catch (JsonException ex)
+        {
+            throw new BadRequestException($"Malformed JSON: {ex.Message}");
+        }
+    }
+
+    private static ResourceProvider RequireProvider(IPlacementService placement, string uuid) =>
+        placement.GetProvider(uuid) ?? throw new NotFoundException($"No resource provider with uuid {uuid} found");
+
+    private static void RejectParent(string? parent)
+    {
+        if (parent is not null)
+        {
+            throw new BadRequestException("Nested resource providers are not supported: parent_provider_uuid must be null.");
+        }
+    }
+
+    private static AllocationRequest ToRequest(string consumer, ConsumerAllocationsDto body)
+    {
+        if (body.Allocations is null || string.IsNullOrEmpty(body.ProjectId) || string.IsNullOrEmpty(body.UserId))
+        {
+            throw new BadRequestException($"Consumer {consumer}: 'allocations', 'project_id' and 'user_id' are required properties.");
+        }
+        var allocations = new Dictionary<string, Dictionary<string, long>>(body.Allocations.Count, StringComparer.Ordinal);
+        foreach (var (rp, part) in body.Allocations)
+        {
+            if (part?.Resources is not { Count: > 0 })
+            {
+                throw new BadRequestException($"Allocation for resource provider '{rp}' has no resources.");
+            }
+            allocations[rp] = part.Resources;
+        }
+        return new AllocationRequest
+        {
+            Allocations = allocations,
+            ProjectId = body.ProjectId,
+            UserId = body.UserId,
+            ConsumerGeneration = body.ConsumerGeneration,
+        };
+    }
+
+    private static Dictionary<string, long> ParseResources(string text)
+    {
+        if (text.Length == 0)
+        {
+            throw new BadRequestException("'resources' is a required query parameter.");
+        }
+        var resources = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var item in text.Split(','))
+        {
+            var pair = item.Split(':');
+            if (pair.Length != 2 || pair[0].Length == 0
+                || !long.TryParse(pair[1], NumberStyles.None, CultureInfo.InvariantCulture, out var amount) || amount < 1
+                || !resources.TryAdd(pair[0], amount))
+            {
+                throw new BadRequestException($"Badly formed resources parameter. Expected resources query string parameter in form: ?resources=VCPU:2,MEMORY_MB:1024. Got: {text}.");
+            }
+        }
+        return resources;
+    }
+
+    private static void ParseTraits(string value, List<string> required, List<string> forbidden, List<string[]> anyOf)
+    {
+        if (value.StartsWith("in:", StringComparison.Ordinal))
+        {
+            anyOf.Add(value[3..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            return;
+        }
+        foreach (var raw in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (raw.StartsWith('!'))
+            {
+                forbidden.Add(raw[1..]);
+            }
+            else
+            {
+                required.Add(raw);
+            }
+        }
+    }
+
+    private static bool MatchesAnyOf(IReadOnlySet<string> traits, List<string[]> anyOf)
+    {
+        foreach (var group in anyOf)
+        {
+            if (!group.Any(traits.Contains))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static ResourceProviderDto ToDto(ResourceProvider provider)
+    {
+        var self = $"/resource_providers/{provider.Uuid}";
+        return new ResourceProviderDto
+        {
+            Uuid = provider.Uuid,
+            Name = provider.Name,
+            Generation = provider.Generation,
+            RootProviderUuid = provider.Uuid,
+            ParentProviderUuid = null,
+            Links =
+            [
+                new("self", self),
+                new("inventories", self + "/inventories"),
+                new("usages", self + "/usages"),
+                new("aggregates", self + "/aggregates"),
+                new("traits", self + "/traits"),
+                new("allocations", self + "/allocations"),
+            ],
+        };
+    }
+
+    private static ProviderSummaryDto ToDto(ProviderSummary summary)
+    {
+        var resources = new Dictionary<string, ResourceCapacityDto>(summary.Resources.Count, StringComparer.Ordinal);
+        foreach (var (rc, (capacity, used)) in summary.Resources)
+        {
+            resources[rc] = new ResourceCapacityDto(capacity, used);
+        }
+        return new ProviderSummaryDto
+        {
+            Resources = resources,
+            Traits = [.. summary.Traits.Order(StringComparer.Ordinal)],
+            ParentProviderUuid = null,
+            RootProviderUuid = summary.Uuid,
+        };
+    }
+
+    private static ProviderInventoryDto ToDto(Inventory inventory, long generation) =>
+        new(generation, inventory.Total, inventory.Reserved, inventory.MinUnit, inventory.MaxUnit, inventory.StepSize, inventory.AllocationRatio);
+
+    private static Inventory ToInventory(InventoryDto dto) => new()
+    {
+        Total = dto.Total,
+        Reserved = dto.Reserved,
+        MinUnit = dto.MinUnit,
+        MaxUnit = dto.MaxUnit,
+        StepSize = dto.StepSize,
+        AllocationRatio = dto.AllocationRatio,
+    };
+
+    private static ProviderInventoriesDto InventoriesDto(IPlacementService placement, ResourceProvider provider)
+    {
+        var inventories = new Dictionary<string, InventoryDto>(StringComparer.Ordinal);
+        foreach (var (rc, inventory) in placement.GetInventories(provider.Uuid))
+        {
+            inventories[rc] = new InventoryDto(
+                inventory.Total, inventory.Reserved, inventory.MinUnit, inventory.MaxUnit, inventory.StepSize, inventory.AllocationRatio);
+        }
+        return new ProviderInventoriesDto { ResourceProviderGeneration = provider.Generation, Inventories = inventories };
+    }
+
+    private static ProviderTraitsDto TraitsDto(IPlacementService placement, ResourceProvider provider) => new()
+    {
+        ResourceProviderGeneration = provider.Generation,
+        Traits = [.. placement.GetTraits(provider.Uuid).Order(StringComparer.Ordinal)],
+    };
+}

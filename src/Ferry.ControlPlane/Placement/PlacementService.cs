@@ -1,0 +1,914 @@
+using System.Collections.Frozen;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Errors;
+using Microsoft.Data.Sqlite;
+
+namespace Ferry.ControlPlane.Placement;
+
+/// <summary>
+/// Placement kept whole in memory and written through to SQLite. Every public method runs under one
+/// lock; a write validates against memory, persists in one transaction, and only then changes memory,
+/// so a failed write leaves both untouched. Per-provider usage is maintained on each allocation write
+/// (Placement recomputes it with SQL; here it is a lookup), which keeps candidates cheap.
+/// </summary>
+public sealed class PlacementService : IPlacementService
+{
+    private const string Component = "placement";
+
+    private static readonly string[] s_migrations =
+    [
+        """
+        CREATE TABLE resource_providers (
+            uuid TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            generation INTEGER NOT NULL);
+        CREATE TABLE inventories (
+            rp TEXT NOT NULL,
+            rc TEXT NOT NULL,
+            total INTEGER NOT NULL,
+            reserved INTEGER NOT NULL,
+            min_unit INTEGER NOT NULL,
+            max_unit INTEGER NOT NULL,
+            step_size INTEGER NOT NULL,
+            allocation_ratio REAL NOT NULL,
+            PRIMARY KEY (rp, rc));
+        CREATE TABLE traits (
+            rp TEXT NOT NULL,
+            trait TEXT NOT NULL,
+            PRIMARY KEY (rp, trait));
+        CREATE TABLE consumers (
+            uuid TEXT PRIMARY KEY,
+            project_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            generation INTEGER NOT NULL);
+        CREATE TABLE allocations (
+            consumer TEXT NOT NULL,
+            rp TEXT NOT NULL,
+            rc TEXT NOT NULL,
+            used INTEGER NOT NULL,
+            PRIMARY KEY (consumer, rp, rc));
+        CREATE INDEX ix_allocations_rp ON allocations (rp);
+        """,
+    ];
+
+    private static readonly FrozenSet<string> s_noTraits = FrozenSet<string>.Empty;
+
+    private readonly FerryDatabase _database;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, ProviderState> _providers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ConsumerState> _consumers = new(StringComparer.Ordinal);
+
+    public PlacementService(FerryDatabase database)
+    {
+        _database = database;
+        _database.Migrate(Component, s_migrations);
+        _database.Read(Load);
+    }
+
+    public ResourceProvider EnsureProvider(string uuid, string name)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(uuid);
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        lock (_gate)
+        {
+            if (_providers.TryGetValue(uuid, out var existing) && existing.Record.Name == name)
+            {
+                return existing.Record;
+            }
+            foreach (var other in _providers.Values)
+            {
+                if (other.Record.Name == name && other.Record.Uuid != uuid)
+                {
+                    throw new PlacementConflictException($"Conflicting resource provider name: {name} already exists.");
+                }
+            }
+
+            if (existing is null)
+            {
+                var record = new ResourceProvider(uuid, name, 0);
+                _database.Write((c, t) => Exec(c, t,
+                    "INSERT INTO resource_providers(uuid, name, generation) VALUES ($u, $n, 0)", ("$u", uuid), ("$n", name)));
+                _providers[uuid] = new ProviderState(record);
+                return record;
+            }
+
+            // A rename does not change the generation (Placement's ResourceProvider.save).
+            _database.Write((c, t) => Exec(c, t,
+                "UPDATE resource_providers SET name = $n WHERE uuid = $u", ("$u", uuid), ("$n", name)));
+            existing.Record = existing.Record with { Name = name };
+            existing.Summary = null;
+            return existing.Record;
+        }
+    }
+
+    public ResourceProvider? GetProvider(string uuid)
+    {
+        lock (_gate)
+        {
+            return _providers.TryGetValue(uuid, out var state) ? state.Record : null;
+        }
+    }
+
+    public IReadOnlyList<ResourceProvider> ListProviders()
+    {
+        lock (_gate)
+        {
+            var list = new List<ResourceProvider>(_providers.Count);
+            foreach (var state in _providers.Values)
+            {
+                list.Add(state.Record);
+            }
+            return list;
+        }
+    }
+
+    public void DeleteProvider(string uuid)
+    {
+        lock (_gate)
+        {
+            if (!_providers.TryGetValue(uuid, out var provider))
+            {
+                return;
+            }
+
+            // Every consumer loses its part on this provider (whole consumers vanish when nothing is left).
+            var writes = new List<ConsumerWrite>(provider.Consumers.Count);
+            foreach (var consumerUuid in provider.Consumers.Keys)
+            {
+                var consumer = _consumers[consumerUuid];
+                var remaining = new Dictionary<string, Dictionary<string, long>>(consumer.Allocations, StringComparer.Ordinal);
+                remaining.Remove(uuid);
+                writes.Add(new ConsumerWrite(consumerUuid, remaining, consumer.ProjectId, consumer.UserId));
+            }
+            var plan = Plan(writes, checkCapacity: false, deletedProvider: uuid);
+
+            _database.Write((c, t) =>
+            {
+                Persist(c, t, plan);
+                Exec(c, t, "DELETE FROM inventories WHERE rp = $u", ("$u", uuid));
+                Exec(c, t, "DELETE FROM traits WHERE rp = $u", ("$u", uuid));
+                Exec(c, t, "DELETE FROM allocations WHERE rp = $u", ("$u", uuid));
+                Exec(c, t, "DELETE FROM resource_providers WHERE uuid = $u", ("$u", uuid));
+            });
+            Apply(plan);
+            _providers.Remove(uuid);
+        }
+    }
+
+    public ResourceProvider SetInventories(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories)
+    {
+        foreach (var (rc, inventory) in inventories)
+        {
+            ValidateInventory(rc, inventory);
+        }
+        lock (_gate)
+        {
+            var provider = Provider(providerUuid);
+            CheckProviderGeneration(provider, expectedGeneration);
+            foreach (var (rc, used) in provider.Usage)
+            {
+                if (used == 0)
+                {
+                    continue;
+                }
+                if (!inventories.TryGetValue(rc, out var inventory))
+                {
+                    throw new PlacementConflictException(
+                        $"Inventory for '{rc}' on resource provider '{providerUuid}' in use.");
+                }
+                if (inventory.Capacity < used)
+                {
+                    throw new PlacementConflictException(
+                        $"Unable to update inventory for resource provider {providerUuid}: " +
+                        $"usage of {rc} ({used}) would exceed the new capacity ({inventory.Capacity}).");
+                }
+            }
+
+            var generation = provider.Record.Generation + 1;
+            var copy = new Dictionary<string, Inventory>(inventories, StringComparer.Ordinal);
+            _database.Write((c, t) =>
+            {
+                Exec(c, t, "DELETE FROM inventories WHERE rp = $u", ("$u", providerUuid));
+                foreach (var (rc, inv) in copy)
+                {
+                    Exec(c, t,
+                        "INSERT INTO inventories(rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio) " +
+                        "VALUES ($u, $rc, $total, $reserved, $min, $max, $step, $ratio)",
+                        ("$u", providerUuid), ("$rc", rc), ("$total", inv.Total), ("$reserved", inv.Reserved),
+                        ("$min", inv.MinUnit), ("$max", inv.MaxUnit), ("$step", inv.StepSize), ("$ratio", inv.AllocationRatio));
+                }
+                SaveGeneration(c, t, providerUuid, generation);
+            });
+            provider.Inventories = copy;
+            provider.Bump();
+            return provider.Record;
+        }
+    }
+
+    public IReadOnlyDictionary<string, Inventory> GetInventories(string providerUuid)
+    {
+        lock (_gate)
+        {
+            return new Dictionary<string, Inventory>(Provider(providerUuid).Inventories, StringComparer.Ordinal);
+        }
+    }
+
+    public void SetTraits(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits)
+    {
+        foreach (var trait in traits)
+        {
+            if (string.IsNullOrWhiteSpace(trait))
+            {
+                throw new BadRequestException("Trait names must not be empty.");
+            }
+        }
+        lock (_gate)
+        {
+            var provider = Provider(providerUuid);
+            CheckProviderGeneration(provider, expectedGeneration);
+            var set = traits.ToFrozenSet(StringComparer.Ordinal);
+            var generation = provider.Record.Generation + 1;
+            _database.Write((c, t) =>
+            {
+                Exec(c, t, "DELETE FROM traits WHERE rp = $u", ("$u", providerUuid));
+                foreach (var trait in set)
+                {
+                    Exec(c, t, "INSERT INTO traits(rp, trait) VALUES ($u, $t)", ("$u", providerUuid), ("$t", trait));
+                }
+                SaveGeneration(c, t, providerUuid, generation);
+            });
+            provider.Traits = set;
+            provider.Bump();
+        }
+    }
+
+    public IReadOnlySet<string> GetTraits(string providerUuid)
+    {
+        lock (_gate)
+        {
+            return Provider(providerUuid).Traits;
+        }
+    }
+
+    public IReadOnlyDictionary<string, long> GetProviderUsages(string providerUuid)
+    {
+        lock (_gate)
+        {
+            var provider = Provider(providerUuid);
+            var usages = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var rc in provider.Inventories.Keys)
+            {
+                usages[rc] = 0;
+            }
+            foreach (var (rc, used) in provider.Usage)
+            {
+                if (used != 0 || usages.ContainsKey(rc))
+                {
+                    usages[rc] = used;
+                }
+            }
+            return usages;
+        }
+    }
+
+    public IReadOnlyDictionary<string, long> GetUsages(string? projectId, string? userId)
+    {
+        lock (_gate)
+        {
+            var usages = new Dictionary<string, long>(StringComparer.Ordinal);
+            if (projectId is null && userId is null)
+            {
+                foreach (var provider in _providers.Values)
+                {
+                    foreach (var (rc, used) in provider.Usage)
+                    {
+                        if (used != 0)
+                        {
+                            usages[rc] = usages.GetValueOrDefault(rc) + used;
+                        }
+                    }
+                }
+                return usages;
+            }
+            foreach (var consumer in _consumers.Values)
+            {
+                if ((projectId is not null && consumer.ProjectId != projectId) || (userId is not null && consumer.UserId != userId))
+                {
+                    continue;
+                }
+                foreach (var resources in consumer.Allocations.Values)
+                {
+                    foreach (var (rc, used) in resources)
+                    {
+                        usages[rc] = usages.GetValueOrDefault(rc) + used;
+                    }
+                }
+            }
+            return usages;
+        }
+    }
+
+    public ConsumerAllocations GetAllocations(string consumerUuid)
+    {
+        lock (_gate)
+        {
+            if (!_consumers.TryGetValue(consumerUuid, out var consumer))
+            {
+                return new ConsumerAllocations();
+            }
+            return new ConsumerAllocations
+            {
+                Allocations = Copy(consumer.Allocations),
+                ConsumerGeneration = consumer.Generation,
+                ProjectId = consumer.ProjectId,
+                UserId = consumer.UserId,
+            };
+        }
+    }
+
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>> GetProviderAllocations(string providerUuid)
+    {
+        lock (_gate)
+        {
+            var provider = Provider(providerUuid);
+            var result = new Dictionary<string, IReadOnlyDictionary<string, long>>(provider.Consumers.Count, StringComparer.Ordinal);
+            foreach (var (consumer, resources) in provider.Consumers)
+            {
+                // The inner dictionaries are never mutated once stored, so they can be handed out.
+                result[consumer] = resources;
+            }
+            return result;
+        }
+    }
+
+    public ConsumerAllocations PutAllocations(string consumerUuid, AllocationRequest request)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(consumerUuid);
+        lock (_gate)
+        {
+            CheckConsumerGeneration(consumerUuid, request.ConsumerGeneration);
+            var plan = Plan([new ConsumerWrite(consumerUuid, request.Allocations, request.ProjectId, request.UserId)], checkCapacity: true);
+            Commit(plan);
+            return GetAllocations(consumerUuid);
+        }
+    }
+
+    public bool DeleteAllocations(string consumerUuid)
+    {
+        lock (_gate)
+        {
+            if (!_consumers.TryGetValue(consumerUuid, out var consumer))
+            {
+                return false;
+            }
+            Commit(Plan([new ConsumerWrite(consumerUuid, [], consumer.ProjectId, consumer.UserId)], checkCapacity: false));
+            return true;
+        }
+    }
+
+    public void PostAllocations(IReadOnlyDictionary<string, AllocationRequest> requests)
+    {
+        lock (_gate)
+        {
+            var writes = new List<ConsumerWrite>(requests.Count);
+            foreach (var (consumerUuid, request) in requests)
+            {
+                ArgumentException.ThrowIfNullOrWhiteSpace(consumerUuid);
+                CheckConsumerGeneration(consumerUuid, request.ConsumerGeneration);
+                writes.Add(new ConsumerWrite(consumerUuid, request.Allocations, request.ProjectId, request.UserId));
+            }
+            Commit(Plan(writes, checkCapacity: true));
+        }
+    }
+
+    public bool MoveAllocations(string sourceConsumer, string targetConsumer)
+    {
+        if (sourceConsumer == targetConsumer)
+        {
+            throw new BadRequestException("Cannot move allocations of a consumer to itself.");
+        }
+        lock (_gate)
+        {
+            if (!_consumers.TryGetValue(sourceConsumer, out var source))
+            {
+                return false;
+            }
+            // As Nova's move_allocations: both consumers are written with the source's project and user.
+            Commit(Plan(
+                [
+                    new ConsumerWrite(sourceConsumer, [], source.ProjectId, source.UserId),
+                    new ConsumerWrite(targetConsumer, source.Allocations, source.ProjectId, source.UserId),
+                ],
+                checkCapacity: true));
+            return true;
+        }
+    }
+
+    public void RemoveProviderFromAllocation(string consumerUuid, string providerUuid)
+    {
+        lock (_gate)
+        {
+            if (!_consumers.TryGetValue(consumerUuid, out var consumer) || !consumer.Allocations.ContainsKey(providerUuid))
+            {
+                return;
+            }
+            var remaining = new Dictionary<string, Dictionary<string, long>>(consumer.Allocations, StringComparer.Ordinal);
+            remaining.Remove(providerUuid);
+            Commit(Plan([new ConsumerWrite(consumerUuid, remaining, consumer.ProjectId, consumer.UserId)], checkCapacity: false));
+        }
+    }
+
+    public AllocationCandidates GetAllocationCandidates(
+        IReadOnlyDictionary<string, long> resources,
+        IReadOnlyCollection<string>? requiredTraits = null,
+        IReadOnlyCollection<string>? forbiddenTraits = null,
+        string? inTree = null,
+        int limit = 1000)
+    {
+        var wanted = resources.ToArray();
+        foreach (var (rc, amount) in wanted)
+        {
+            if (amount <= 0)
+            {
+                throw new BadRequestException($"Invalid amount {amount} requested for resource class {rc}.");
+            }
+        }
+        // Arrays, so the per-provider loops below neither allocate enumerators nor dispatch through interfaces.
+        var required = requiredTraits is { Count: > 0 } ? requiredTraits.ToArray() : [];
+        var forbidden = forbiddenTraits is { Count: > 0 } ? forbiddenTraits.ToArray() : [];
+        if (limit <= 0)
+        {
+            return new AllocationCandidates([], new Dictionary<string, ProviderSummary>());
+        }
+
+        List<string> uuids;
+        Dictionary<string, ProviderSummary> summaries;
+        lock (_gate)
+        {
+            var expected = inTree is not null ? 1 : Math.Min(limit, _providers.Count);
+            uuids = new List<string>(expected);
+            summaries = new Dictionary<string, ProviderSummary>(expected, StringComparer.Ordinal);
+            if (inTree is not null)
+            {
+                if (_providers.TryGetValue(inTree, out var only))
+                {
+                    Consider(only);
+                }
+            }
+            else
+            {
+                foreach (var provider in _providers.Values)
+                {
+                    if (Consider(provider) && uuids.Count >= limit)
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        return new AllocationCandidates(uuids, summaries);
+
+        bool Consider(ProviderState provider)
+        {
+            if (!Fits(provider, wanted) || !HasTraits(provider, required, forbidden))
+            {
+                return false;
+            }
+            uuids.Add(provider.Record.Uuid);
+            summaries[provider.Record.Uuid] = provider.Summary ??= BuildSummary(provider);
+            return true;
+        }
+    }
+
+    private static bool Fits(ProviderState provider, KeyValuePair<string, long>[] wanted)
+    {
+        foreach (var (rc, amount) in wanted)
+        {
+            if (!provider.Inventories.TryGetValue(rc, out var inventory)
+                || amount < inventory.MinUnit
+                || amount > inventory.MaxUnit
+                || amount % inventory.StepSize != 0
+                || provider.Usage.GetValueOrDefault(rc) + amount > inventory.Capacity)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static bool HasTraits(ProviderState provider, string[] required, string[] forbidden)
+    {
+        foreach (var trait in required)
+        {
+            if (!provider.Traits.Contains(trait))
+            {
+                return false;
+            }
+        }
+        foreach (var trait in forbidden)
+        {
+            if (provider.Traits.Contains(trait))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static ProviderSummary BuildSummary(ProviderState provider)
+    {
+        var resources = new Dictionary<string, (long Capacity, long Used)>(provider.Inventories.Count, StringComparer.Ordinal);
+        foreach (var (rc, inventory) in provider.Inventories)
+        {
+            resources[rc] = (inventory.Capacity, provider.Usage.GetValueOrDefault(rc));
+        }
+        return new ProviderSummary(provider.Record.Uuid, provider.Record.Name, resources, provider.Traits);
+    }
+
+    private static void ValidateInventory(string rc, Inventory inventory)
+    {
+        if (string.IsNullOrWhiteSpace(rc))
+        {
+            throw new BadRequestException("Resource class names must not be empty.");
+        }
+        if (inventory.Total < 1 || inventory.Reserved < 0 || inventory.MinUnit < 1 || inventory.MaxUnit < 1
+            || inventory.StepSize < 1 || !(inventory.AllocationRatio > 0))
+        {
+            throw new BadRequestException($"Invalid inventory for {rc}: total, min_unit, max_unit and step_size must be >= 1, reserved >= 0 and allocation_ratio > 0.");
+        }
+        if (inventory.Reserved > inventory.Total)
+        {
+            throw new BadRequestException($"Unable to update inventory: invalid inventory for '{rc}': reserved ({inventory.Reserved}) exceeds total ({inventory.Total}).");
+        }
+        if (inventory.MinUnit > inventory.MaxUnit)
+        {
+            throw new BadRequestException($"Unable to update inventory: invalid inventory for '{rc}': min_unit exceeds max_unit.");
+        }
+    }
+
+    private ProviderState Provider(string uuid) =>
+        _providers.TryGetValue(uuid, out var state)
+            ? state
+            : throw new NotFoundException($"No resource provider with uuid {uuid} found");
+
+    private static void CheckProviderGeneration(ProviderState provider, long? expected)
+    {
+        if (expected is { } generation && generation != provider.Record.Generation)
+        {
+            throw new PlacementConflictException(
+                $"resource provider generation conflict: resource provider {provider.Record.Uuid} is at generation " +
+                $"{provider.Record.Generation}, not {generation}. Please update the generation and try again.");
+        }
+    }
+
+    private void CheckConsumerGeneration(string consumerUuid, long? expected)
+    {
+        var actual = _consumers.TryGetValue(consumerUuid, out var consumer) ? consumer.Generation : (long?)null;
+        if (actual != expected)
+        {
+            throw new PlacementConflictException(
+                $"consumer generation conflict - expected {expected?.ToString() ?? "null"} but got {actual?.ToString() ?? "null"}");
+        }
+    }
+
+    /// <summary>
+    /// Validates a set of consumer replacements against the current state and works out the result:
+    /// new consumer generations and the providers whose generation moves. Changes nothing.
+    /// </summary>
+    private WritePlan Plan(IReadOnlyList<ConsumerWrite> writes, bool checkCapacity, string? deletedProvider = null)
+    {
+        // Net change per provider and class: the consumers' old amounts no longer count against them.
+        var delta = new Dictionary<(string Rp, string Rc), long>();
+        var touched = new HashSet<string>(StringComparer.Ordinal);
+        var consumers = new List<PlannedConsumer>(writes.Count);
+        foreach (var write in writes)
+        {
+            var allocations = new Dictionary<string, Dictionary<string, long>>(write.Allocations.Count, StringComparer.Ordinal);
+            foreach (var (rp, resources) in write.Allocations)
+            {
+                if (resources.Count == 0)
+                {
+                    continue;
+                }
+                if (!_providers.TryGetValue(rp, out var provider) || rp == deletedProvider)
+                {
+                    throw new BadRequestException($"Allocation for resource provider '{rp}' that does not exist.");
+                }
+                foreach (var (rc, amount) in resources)
+                {
+                    if (amount < 1)
+                    {
+                        throw new BadRequestException($"Unable to allocate inventory: amount {amount} of {rc} on resource provider '{rp}' must be at least 1.");
+                    }
+                    if (!provider.Inventories.TryGetValue(rc, out var inventory))
+                    {
+                        throw new PlacementConflictException(
+                            $"Unable to allocate inventory: Inventory for '{rc}' on resource provider '{rp}' invalid.");
+                    }
+                    if (checkCapacity && (amount < inventory.MinUnit || amount > inventory.MaxUnit || amount % inventory.StepSize != 0))
+                    {
+                        throw new PlacementConflictException(
+                            $"Unable to allocate inventory: Unable to create allocation for '{rc}' on resource provider '{rp}'. " +
+                            $"The requested amount would violate inventory constraints (min_unit {inventory.MinUnit}, " +
+                            $"max_unit {inventory.MaxUnit}, step_size {inventory.StepSize}).");
+                    }
+                    delta[(rp, rc)] = delta.GetValueOrDefault((rp, rc)) + amount;
+                }
+                allocations[rp] = new Dictionary<string, long>(resources, StringComparer.Ordinal);
+                touched.Add(rp);
+            }
+
+            long? generation = null;
+            if (_consumers.TryGetValue(write.Consumer, out var old))
+            {
+                foreach (var (rp, resources) in old.Allocations)
+                {
+                    foreach (var (rc, amount) in resources)
+                    {
+                        delta[(rp, rc)] = delta.GetValueOrDefault((rp, rc)) - amount;
+                    }
+                    touched.Add(rp);
+                }
+                generation = old.Generation;
+            }
+            if (allocations.Count > 0)
+            {
+                generation = (generation ?? 0) + 1;
+            }
+            consumers.Add(new PlannedConsumer(write.Consumer, allocations, write.ProjectId, write.UserId, allocations.Count > 0 ? generation : null));
+        }
+
+        if (checkCapacity)
+        {
+            foreach (var ((rp, rc), change) in delta)
+            {
+                // Only growth is checked, so handing an allocation over (a move) never fails on a
+                // provider whose inventory shrank below its usage.
+                if (change <= 0)
+                {
+                    continue;
+                }
+                var provider = _providers[rp];
+                var inventory = provider.Inventories[rc];
+                var used = provider.Usage.GetValueOrDefault(rc);
+                if (used + change > inventory.Capacity)
+                {
+                    throw new PlacementConflictException(
+                        $"Unable to allocate inventory: Unable to create allocation for '{rc}' on resource provider '{rp}'. " +
+                        $"The requested amount would exceed the capacity (used {used}, requested {change}, capacity {inventory.Capacity}).");
+                }
+            }
+        }
+
+        touched.Remove(deletedProvider ?? "");
+        var generations = new List<(string Rp, long Generation)>(touched.Count);
+        foreach (var rp in touched)
+        {
+            generations.Add((rp, _providers[rp].Record.Generation + 1));
+        }
+        return new WritePlan(consumers, generations);
+    }
+
+    private void Commit(WritePlan plan)
+    {
+        _database.Write((c, t) => Persist(c, t, plan));
+        Apply(plan);
+    }
+
+    private static void Persist(SqliteConnection connection, SqliteTransaction transaction, WritePlan plan)
+    {
+        foreach (var consumer in plan.Consumers)
+        {
+            Exec(connection, transaction, "DELETE FROM allocations WHERE consumer = $c", ("$c", consumer.Uuid));
+            if (consumer.Generation is not { } generation)
+            {
+                Exec(connection, transaction, "DELETE FROM consumers WHERE uuid = $c", ("$c", consumer.Uuid));
+                continue;
+            }
+            Exec(connection, transaction,
+                "INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES ($c, $p, $u, $g) " +
+                "ON CONFLICT(uuid) DO UPDATE SET project_id = $p, user_id = $u, generation = $g",
+                ("$c", consumer.Uuid), ("$p", consumer.ProjectId), ("$u", consumer.UserId), ("$g", generation));
+            foreach (var (rp, resources) in consumer.Allocations)
+            {
+                foreach (var (rc, used) in resources)
+                {
+                    Exec(connection, transaction,
+                        "INSERT INTO allocations(consumer, rp, rc, used) VALUES ($c, $rp, $rc, $n)",
+                        ("$c", consumer.Uuid), ("$rp", rp), ("$rc", rc), ("$n", used));
+                }
+            }
+        }
+        foreach (var (rp, generation) in plan.ProviderGenerations)
+        {
+            SaveGeneration(connection, transaction, rp, generation);
+        }
+    }
+
+    /// <summary>Applies a persisted plan to memory; cannot fail.</summary>
+    private void Apply(WritePlan plan)
+    {
+        foreach (var planned in plan.Consumers)
+        {
+            if (_consumers.TryGetValue(planned.Uuid, out var old))
+            {
+                foreach (var (rp, resources) in old.Allocations)
+                {
+                    var provider = _providers[rp];
+                    provider.Consumers.Remove(planned.Uuid);
+                    foreach (var (rc, amount) in resources)
+                    {
+                        provider.Usage[rc] = provider.Usage.GetValueOrDefault(rc) - amount;
+                    }
+                }
+            }
+            if (planned.Generation is not { } generation)
+            {
+                _consumers.Remove(planned.Uuid);
+                continue;
+            }
+            foreach (var (rp, resources) in planned.Allocations)
+            {
+                var provider = _providers[rp];
+                provider.Consumers[planned.Uuid] = resources;
+                foreach (var (rc, amount) in resources)
+                {
+                    provider.Usage[rc] = provider.Usage.GetValueOrDefault(rc) + amount;
+                }
+            }
+            _consumers[planned.Uuid] = new ConsumerState(planned.ProjectId, planned.UserId, generation, planned.Allocations);
+        }
+        foreach (var (rp, _) in plan.ProviderGenerations)
+        {
+            _providers[rp].Bump();
+        }
+    }
+
+    private int Load(SqliteConnection connection)
+    {
+        using (var read = FerryDatabase.Command(connection, null, "SELECT uuid, name, generation FROM resource_providers"))
+        using (var reader = read.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                var uuid = reader.GetString(0);
+                _providers[uuid] = new ProviderState(new ResourceProvider(uuid, reader.GetString(1), reader.GetInt64(2)));
+            }
+        }
+
+        var inventories = new Dictionary<string, Dictionary<string, Inventory>>(StringComparer.Ordinal);
+        using (var read = FerryDatabase.Command(connection, null,
+            "SELECT rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio FROM inventories"))
+        using (var reader = read.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                var rp = reader.GetString(0);
+                if (!inventories.TryGetValue(rp, out var byClass))
+                {
+                    inventories[rp] = byClass = new Dictionary<string, Inventory>(StringComparer.Ordinal);
+                }
+                byClass[reader.GetString(1)] = new Inventory
+                {
+                    Total = reader.GetInt64(2),
+                    Reserved = reader.GetInt64(3),
+                    MinUnit = reader.GetInt64(4),
+                    MaxUnit = reader.GetInt64(5),
+                    StepSize = reader.GetInt64(6),
+                    AllocationRatio = reader.GetDouble(7),
+                };
+            }
+        }
+        foreach (var (rp, byClass) in inventories)
+        {
+            if (_providers.TryGetValue(rp, out var provider))
+            {
+                provider.Inventories = byClass;
+            }
+        }
+
+        var traits = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        using (var read = FerryDatabase.Command(connection, null, "SELECT rp, trait FROM traits"))
+        using (var reader = read.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                var rp = reader.GetString(0);
+                if (!traits.TryGetValue(rp, out var list))
+                {
+                    traits[rp] = list = [];
+                }
+                list.Add(reader.GetString(1));
+            }
+        }
+        foreach (var (rp, list) in traits)
+        {
+            if (_providers.TryGetValue(rp, out var provider))
+            {
+                provider.Traits = list.ToFrozenSet(StringComparer.Ordinal);
+            }
+        }
+
+        var consumers = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
+        using (var read = FerryDatabase.Command(connection, null, "SELECT uuid, project_id, user_id, generation FROM consumers"))
+        using (var reader = read.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                consumers[reader.GetString(0)] = (reader.GetString(1), reader.GetString(2), reader.GetInt64(3));
+            }
+        }
+        var allocations = new Dictionary<string, Dictionary<string, Dictionary<string, long>>>(StringComparer.Ordinal);
+        using (var read = FerryDatabase.Command(connection, null, "SELECT consumer, rp, rc, used FROM allocations"))
+        using (var reader = read.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                var consumer = reader.GetString(0);
+                var rp = reader.GetString(1);
+                if (!consumers.ContainsKey(consumer) || !_providers.ContainsKey(rp))
+                {
+                    continue;
+                }
+                if (!allocations.TryGetValue(consumer, out var byProvider))
+                {
+                    allocations[consumer] = byProvider = new Dictionary<string, Dictionary<string, long>>(StringComparer.Ordinal);
+                }
+                if (!byProvider.TryGetValue(rp, out var byClass))
+                {
+                    byProvider[rp] = byClass = new Dictionary<string, long>(StringComparer.Ordinal);
+                }
+                byClass[reader.GetString(2)] = reader.GetInt64(3);
+            }
+        }
+        foreach (var (uuid, byProvider) in allocations)
+        {
+            var (project, user, generation) = consumers[uuid];
+            _consumers[uuid] = new ConsumerState(project, user, generation, byProvider);
+            foreach (var (rp, resources) in byProvider)
+            {
+                var provider = _providers[rp];
+                provider.Consumers[uuid] = resources;
+                foreach (var (rc, amount) in resources)
+                {
+                    provider.Usage[rc] = provider.Usage.GetValueOrDefault(rc) + amount;
+                }
+            }
+        }
+        return 0;
+    }
+
+    private static void SaveGeneration(SqliteConnection connection, SqliteTransaction transaction, string rp, long generation) =>
+        Exec(connection, transaction, "UPDATE resource_providers SET generation = $g WHERE uuid = $u", ("$u", rp), ("$g", generation));
+
+    private static void Exec(SqliteConnection connection, SqliteTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
+        command.ExecuteNonQuery();
+    }
+
+    private static Dictionary<string, Dictionary<string, long>> Copy(Dictionary<string, Dictionary<string, long>> allocations)
+    {
+        var copy = new Dictionary<string, Dictionary<string, long>>(allocations.Count, StringComparer.Ordinal);
+        foreach (var (rp, resources) in allocations)
+        {
+            copy[rp] = new Dictionary<string, long>(resources, StringComparer.Ordinal);
+        }
+        return copy;
+    }
+
+    private sealed record ConsumerWrite(string Consumer, Dictionary<string, Dictionary<string, long>> Allocations, string ProjectId, string UserId);
+
+    /// <summary>A consumer after the write; <see cref="Generation"/> null means it is deleted (no allocations left).</summary>
+    private sealed record PlannedConsumer(string Uuid, Dictionary<string, Dictionary<string, long>> Allocations, string ProjectId, string UserId, long? Generation);
+
+    private sealed record WritePlan(List<PlannedConsumer> Consumers, List<(string Rp, long Generation)> ProviderGenerations);
+
+    /// <summary>A consumer's allocations; the dictionaries are replaced on write, never mutated.</summary>
+    private sealed record ConsumerState(string ProjectId, string UserId, long Generation, Dictionary<string, Dictionary<string, long>> Allocations);
+
+    private sealed class ProviderState(ResourceProvider record)
+    {
+        public ResourceProvider Record { get; set; } = record;
+
+        /// <summary>Replaced on write, never mutated.</summary>
+        public Dictionary<string, Inventory> Inventories { get; set; } = new(StringComparer.Ordinal);
+
+        public FrozenSet<string> Traits { get; set; } = s_noTraits;
+
+        /// <summary>Used amount per class: the sum of <see cref="Consumers"/>, kept up to date on each write.</summary>
+        public Dictionary<string, long> Usage { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Each consumer's part on this provider (the same dictionaries as in its ConsumerState).</summary>
+        public Dictionary<string, Dictionary<string, long>> Consumers { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Cached candidate summary; dropped whenever anything it shows changes.</summary>
+        public ProviderSummary? Summary { get; set; }
+
+        public void Bump()
+        {
+            Record = Record with { Generation = Record.Generation + 1 };
+            Summary = null;
+        }
+    }
+}

@@ -1,0 +1,18 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Ferry.ControlPlane.Placement;
+
+public static class PlacementServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers <see cref="PlacementService"/> as the singleton <see cref="IPlacementService"/>. It needs the
+    /// <see cref="Persistence.FerryDatabase"/> singleton and loads all placement state from it when first resolved.
+    /// </summary>
+    public static IServiceCollection AddFerryPlacement(this IServiceCollection services)
+    {
+        services.TryAddSingleton<PlacementService>();
+        services.TryAddSingleton<IPlacementService>(sp => sp.GetRequiredService<PlacementService>());
+        return services;
+    }
+}

@@ -1,0 +1,170 @@
+using Ferry.Compute;
+using Ferry.ControlPlane;
+using Ferry.ControlPlane.Api;
+using Ferry.ControlPlane.Conductor;
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Ferry.ControlPlane.Scheduler;
+using Ferry.Core.Placement;
+using Ferry.Core.Rpc;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Rpc.Scheduler;
+using Ferry.Virt.Fake;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Host;
+
+/// <summary>
+/// The all-in-one composition: API and placement on Kestrel, conductor and scheduler on the bus,
+/// and N compute agents with fake drivers, all in one process. The only place that picks concrete
+/// infrastructure (SQLite file, in-process transport, fake driver).
+/// </summary>
+public sealed class AllInOne : IAsyncDisposable
+{
+    private readonly List<IAsyncDisposable> _listeners = [];
+    private readonly Dictionary<string, FakeHypervisorState> _hypervisors = [];
+    private readonly HttpClient _placementHttp;
+
+    private AllInOne(FerryHostOptions options, WebApplication app)
+    {
+        Options = options;
+        App = app;
+        _placementHttp = new HttpClient { BaseAddress = new Uri(options.PlacementUrl + "/") };
+    }
+
+    public FerryHostOptions Options { get; }
+    public WebApplication App { get; }
+    public Dictionary<string, ComputeManager> Computes { get; } = [];
+
+    /// <summary>Adjusts each fake host's driver before it starts (CPU features, bandwidth…).</summary>
+    public Action<FakeDriverOptions>? ConfigureDriver { get; set; }
+
+    /// <summary>Adjusts each compute agent's options before it starts (live-migration policy…).</summary>
+    public Action<ComputeOptions>? ConfigureCompute { get; set; }
+
+    public IServiceProvider Services => App.Services;
+
+    public static AllInOne Build(FerryHostOptions options, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls(options.ComputeApiUrl, options.PlacementUrl);
+        builder.Logging.ClearProviders();
+        if (logging is null)
+        {
+            builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        }
+        else
+        {
+            logging(builder.Logging);
+        }
+        var services = builder.Services;
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(_ =>
+        {
+            var db = new FerryDatabase(options.DatabasePath);
+            db.Migrate(ComputeSchema.Component, ComputeSchema.Scripts);
+            return db;
+        });
+        services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime });
+        services.AddSingleton(new RpcOptions());
+        services.AddSingleton<IRpcTransport, InProcessTransport>();
+        services.TryAddSingleton<InstanceStore>();
+        services.TryAddSingleton<MigrationStore>();
+        services.TryAddSingleton<ActionStore>();
+        services.TryAddSingleton<ServiceStore>();
+        services.TryAddSingleton<ComputeNodeStore>();
+        services.TryAddSingleton<CatalogStore>();
+        services.TryAddSingleton<ServerGroupStore>();
+        services.AddSingleton<ConductorClient>();
+        services.AddSingleton<SchedulerClient>();
+        services.AddSingleton<ComputeClient>();
+        services.AddFerryPlacement();
+        services.AddSingleton<IHostStateSource, DatabaseHostStateSource>();
+        services.AddFerryScheduler(s => s.ServiceDownTime = options.ServiceDownTime);
+        services.AddSingleton<ConductorContext>();
+        services.AddSingleton<ComputeTaskManager>();
+        services.AddFerryComputeApi();
+
+        var app = builder.Build();
+        app.MapGroup("").RequireHost($"*:{options.ComputeApiPort}").MapFerryComputeApi();
+        app.MapGroup("").RequireHost($"*:{options.PlacementPort}").MapPlacementApi();
+        return new AllInOne(options, app);
+    }
+
+    /// <summary>Starts the APIs, the conductor and scheduler, then every compute agent.</summary>
+    public async Task StartAsync(CancellationToken ct)
+    {
+        var services = App.Services;
+        if (Options.Seed)
+        {
+            Seed.Apply(services.GetRequiredService<CatalogStore>(), services.GetRequiredService<TimeProvider>());
+        }
+        _ = services.GetRequiredService<IPlacementService>();
+        await App.StartAsync(ct);
+        var transport = services.GetRequiredService<IRpcTransport>();
+        _listeners.Add(transport.Listen(Topics.Conductor, services.GetRequiredService<ComputeTaskManager>().CreateRpcServer()));
+        var scheduler = services.GetRequiredService<SchedulerManager>();
+        _listeners.Add(transport.Listen(Topics.Scheduler, new RpcServer()
+            .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", (r, _) =>
+                Task.FromResult(new SelectDestinationsReply([.. scheduler.SelectDestinations(r.RequestSpec, r.NumAlternates)])))));
+        await Task.WhenAll(Enumerable.Range(1, Options.Hosts).Select(i => StartComputeAsync($"compute{i}", ct)));
+    }
+
+    /// <summary>Starts (or restarts) one compute agent; a restarted agent finds the guests its host kept.</summary>
+    public async Task<ComputeManager> StartComputeAsync(string host, CancellationToken ct, Action<ComputeOptions>? configure = null)
+    {
+        if (Computes.TryGetValue(host, out var running))
+        {
+            await running.StopAsync();
+        }
+        var services = App.Services;
+        var instancesPath = Path.GetFullPath(Path.Combine(Options.DataDirectory, "instances", Options.SharedStorage ? "shared" : host));
+        if (!_hypervisors.TryGetValue(host, out var hypervisor))
+        {
+            _hypervisors[host] = hypervisor = new FakeHypervisorState();
+        }
+        var driverOptions = new FakeDriverOptions
+        {
+            HostName = host,
+            InstancesPath = instancesPath,
+            TimeScale = Options.FakeTimeScale,
+            LinkBandwidthMiBps = Options.FakeBandwidthMiBps,
+        };
+        ConfigureDriver?.Invoke(driverOptions);
+        var driver = new FakeDriver(driverOptions, hypervisor, services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>().CreateLogger<FakeDriver>());
+        var computeOptions = new ComputeOptions
+        {
+            Host = host,
+            ReportInterval = Options.ReportInterval,
+            MaxConcurrentLiveMigrations = Options.MaxConcurrentLiveMigrations,
+            PlacementUrl = new Uri(Options.PlacementUrl + "/"),
+        };
+        ConfigureCompute?.Invoke(computeOptions);
+        configure?.Invoke(computeOptions);
+        var compute = new ComputeManager(computeOptions, driver, services.GetRequiredService<IRpcTransport>(), services.GetRequiredService<RpcOptions>(),
+            new PlacementHttpClient(_placementHttp), services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>());
+        await compute.StartAsync(ct);
+        Computes[host] = compute;
+        return compute;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var compute in Computes.Values)
+        {
+            await compute.DisposeAsync();
+        }
+        foreach (var listener in _listeners)
+        {
+            await listener.DisposeAsync();
+        }
+        await App.StopAsync();
+        await App.DisposeAsync();
+        _placementHttp.Dispose();
+    }
+}

@@ -1,0 +1,71 @@
+namespace Ferry.Host;
+
+/// <summary>Settings of an all-in-one Ferry (what `./ferry up` passes on its command line).</summary>
+public sealed class FerryHostOptions
+{
+    /// <summary>Where the SQLite file and the fake hosts' instance directories live.</summary>
+    public string DataDirectory { get; set; } = "var";
+
+    public string ListenAddress { get; set; } = "127.0.0.1";
+    public int ComputeApiPort { get; set; } = 8774;
+    public int PlacementPort { get; set; } = 8778;
+
+    /// <summary>Number of fake compute hosts, named compute1..computeN.</summary>
+    public int Hosts { get; set; } = 3;
+
+    public string Driver { get; set; } = "fake";
+
+    /// <summary>All fake hosts share one instances directory (shared storage) instead of one each.</summary>
+    public bool SharedStorage { get; set; }
+
+    /// <summary>Real seconds per simulated second in the fake driver (0 = migrations take no real time).</summary>
+    public double FakeTimeScale { get; set; } = 1.0;
+
+    /// <summary>Fake link bandwidth in MiB/s (0 = zero-cost copy).</summary>
+    public long FakeBandwidthMiBps { get; set; } = 1000;
+
+    public int MaxConcurrentLiveMigrations { get; set; } = 1;
+
+    public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan ServiceDownTime { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Seeds flavors and the test image on start when the catalog is empty.</summary>
+    public bool Seed { get; set; } = true;
+
+    public string DatabasePath => Path.Combine(DataDirectory, "ferry.db");
+
+    public string ComputeApiUrl => $"http://{ListenAddress}:{ComputeApiPort}";
+
+    public string PlacementUrl => $"http://{ListenAddress}:{PlacementPort}";
+
+    public static FerryHostOptions Parse(string[] args)
+    {
+        var options = new FerryHostOptions();
+        for (var i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--hosts": options.Hosts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--driver": options.Driver = Next(); break;
+                case "--data-dir": options.DataDirectory = Next(); break;
+                case "--compute-port": options.ComputeApiPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--placement-port": options.PlacementPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--shared-storage": options.SharedStorage = true; break;
+                case "--time-scale": options.FakeTimeScale = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--max-concurrent-live-migrations": options.MaxConcurrentLiveMigrations = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                default: throw new ArgumentException($"Unknown option {args[i]}");
+            }
+        }
+        if (options.Hosts < 1)
+        {
+            throw new ArgumentException("--hosts must be at least 1");
+        }
+        if (options.Driver != "fake")
+        {
+            throw new ArgumentException($"Unknown driver {options.Driver}: this build has the fake driver only");
+        }
+        return options;
+    }
+}

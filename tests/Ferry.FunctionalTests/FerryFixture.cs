@@ -1,0 +1,67 @@
+using System.Net;
+using System.Net.Sockets;
+using Ferry.Host;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.FunctionalTests;
+
+/// <summary>
+/// A whole Ferry in the test process: the compute API and placement on real Kestrel at free loopback
+/// ports, SQLite in a temp directory, the in-process bus and fake hosts. Subclasses tune it.
+/// </summary>
+public class FerryFixture : IAsyncLifetime
+{
+    private string _dataDirectory = "";
+
+    public AllInOne Ferry { get; private set; } = null!;
+    public NovaClient Admin { get; private set; } = null!;
+    public NovaClient Demo { get; private set; } = null!;
+
+    protected virtual void Configure(FerryHostOptions options)
+    {
+    }
+
+    protected virtual void Configure(AllInOne ferry)
+    {
+    }
+
+    public async Task InitializeAsync()
+    {
+        _dataDirectory = Directory.CreateTempSubdirectory("ferry-test-").FullName;
+        var options = new FerryHostOptions
+        {
+            DataDirectory = _dataDirectory,
+            ComputeApiPort = FreePort(),
+            PlacementPort = FreePort(),
+            Hosts = 3,
+            FakeTimeScale = 0,
+        };
+        Configure(options);
+        Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
+        Configure(Ferry);
+        await Ferry.StartAsync(CancellationToken.None);
+        Admin = new NovaClient(options.ComputeApiUrl, "admin:admin");
+        Demo = new NovaClient(options.ComputeApiUrl, "demo:demo");
+    }
+
+    public async Task DisposeAsync()
+    {
+        Admin.Dispose();
+        Demo.Dispose();
+        await Ferry.DisposeAsync();
+        try
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
