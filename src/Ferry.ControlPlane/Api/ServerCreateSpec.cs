@@ -1,0 +1,19 @@
+using Ferry.Core.Domain;
+
+namespace Ferry.ControlPlane.Api;
+
+/// <summary>A validated create-server request.</summary>
+internal sealed record ServerCreateSpec
+{
+    public required string Name { get; init; }
+    public required Flavor Flavor { get; init; }
+    public Image? Image { get; init; }
+    public string? AvailabilityZone { get; init; }
+    public string? RequestedHost { get; init; }
+    public Dictionary<string, string> Metadata { get; init; } = [];
+    public bool ConfigDrive { get; init; }
+    public bool VolumeBacked { get; init; }
+    public string? KeyName { get; init; }
+    public string? GroupUuid { get; init; }
+    public Dictionary<string, List<string>> SchedulerHints { get; init; } = [];
+}
