@@ -14,37 +14,52 @@ public sealed class BuildTask(ConductorContext context)
         const string eventName = "conductor_schedule_and_build_instances";
         var instance = context.Instances.Get(request.InstanceUuid);
         context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, false, false, null);
+        var claimed = false;
         try
         {
+            var image = string.IsNullOrEmpty(instance.ImageRef)
+                ? null
+                : context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
             var reply = await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(request.RequestSpec, 0), ct);
+            claimed = true;
             var selection = reply.Selections[0];
-            try
+            instance = context.Instances.Update(new InstanceUpdateRequest
             {
-                instance = context.Instances.Update(new InstanceUpdateRequest
-                {
-                    Uuid = instance.Uuid,
-                    Host = selection.ServiceHost,
-                    Node = selection.Nodename,
-                    AvailabilityZone = selection.AvailabilityZone,
-                    SetTaskState = true,
-                    TaskState = TaskState.Spawning,
-                    ExpectedTaskStates = [TaskState.Scheduling],
-                });
-            }
-            catch
-            {
-                // Deleted while scheduling: give the claim back.
-                context.Placement.DeleteAllocations(instance.Uuid);
-                throw;
-            }
-            var image = context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
+                Uuid = instance.Uuid,
+                Host = selection.ServiceHost,
+                Node = selection.Nodename,
+                AvailabilityZone = selection.AvailabilityZone,
+                SetTaskState = true,
+                TaskState = TaskState.Spawning,
+                ExpectedTaskStates = [TaskState.Scheduling],
+            });
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, true, false, null);
             await context.Compute.BuildAndRunInstanceAsync(selection.ServiceHost, new BuildAndRunInstanceRequest(instance, image, request.RequestId), ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            // Nothing was cast to a host: give the claim back and say why. If the instance was
+            // deleted meanwhile, there is nothing left to mark.
+            if (claimed)
+            {
+                context.Placement.DeleteAllocations(instance.Uuid);
+            }
             context.RecordFailure(instance.Uuid, request.RequestId, eventName, ex);
-            context.ResetTaskState(instance.Uuid, TaskState.Scheduling, VmState.Error);
+            try
+            {
+                context.Instances.Update(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    VmState = VmState.Error,
+                    SetTaskState = true,
+                    TaskState = null,
+                    ClearHost = true,
+                    ExpectedTaskStates = [TaskState.Scheduling, TaskState.Spawning],
+                });
+            }
+            catch (FerryException)
+            {
+            }
         }
     }
 }

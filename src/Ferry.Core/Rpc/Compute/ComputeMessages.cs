@@ -19,7 +19,8 @@ public sealed record LiveMigrateData
     public string? IncomingUri { get; init; }
 }
 
-public sealed record BuildAndRunInstanceRequest(Instance Instance, Image Image, string RequestId);
+/// <summary><see cref="Image"/> is null for a server booted from a volume.</summary>
+public sealed record BuildAndRunInstanceRequest(Instance Instance, Image? Image, string RequestId);
 
 public sealed record InstanceRequest(Instance Instance, string? RequestId = null);
 

@@ -1,0 +1,79 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Domain;
+using Ferry.Virt.Fake;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ferry.FunctionalTests.Flows;
+
+public sealed class LifecycleTests(FerryFixture fixture) : FlowTest<FerryFixture>(fixture)
+{
+    private IPlacementService Placement => Fixture.Ferry.Services.GetRequiredService<IPlacementService>();
+
+    [Fact]
+    public async Task Boot_SpawnFails_ErrorWithFaultAndNoAllocation()
+    {
+        Driver("compute2").Faults.FailNext(FakeSteps.Spawn);
+        var (status, body) = await Admin.PostAsync("servers", JsonNode.Parse("""
+            {"server": {"name": "doomed", "imageRef": "ferry-test-guest", "flavorRef": "m1.tiny", "networks": "none", "availability_zone": "nova:compute2"}}
+            """));
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        var id = body!["server"]!["id"]!.GetValue<string>();
+
+        var instance = await WaitForAsync(id, i => i.VmState == VmState.Error && i.TaskState is null, "ERROR");
+
+        Assert.Null(instance.Host);
+        Assert.Empty(Placement.GetAllocations(id).Allocations);
+        var server = await Admin.GetServerAsync(id);
+        Assert.Equal("ERROR", server["status"]!.GetValue<string>());
+        Assert.Contains("Injected failure", server["fault"]!["message"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Delete_RunningServer_GuestAndAllocationsGone()
+    {
+        var id = await BootAsync("compute1");
+
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}")).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
+
+        Assert.Null(Driver("compute1").GetGuest(id));
+        Assert.Empty(Placement.GetAllocations(id).Allocations);
+        Assert.Equal(HttpStatusCode.NotFound, (await Admin.GetAsync($"servers/{id}")).Status);
+    }
+
+    [Fact]
+    public async Task StopThenStart_PowerStateFollows()
+    {
+        var id = await BootAsync("compute3");
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"os-stop": null}""")!)).Status);
+        var stopped = await WaitForAsync(id, i => i.VmState == VmState.Stopped && i.TaskState is null, "SHUTOFF");
+        Assert.Equal(PowerState.Shutdown, stopped.PowerState);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"os-start": null}""")!)).Status);
+        var started = await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE");
+        Assert.Equal(PowerState.Running, started.PowerState);
+    }
+
+    [Fact]
+    public async Task Demo_CannotMoveAdminServer_404AndForOwnServer_403()
+    {
+        var id = await BootAsync("compute1");
+        var (status, _) = await Fixture.Demo.ActionAsync(id, JsonNode.Parse("""{"os-migrateLive": {"host": null, "block_migration": "auto"}}""")!);
+        Assert.True(status is HttpStatusCode.NotFound or HttpStatusCode.Forbidden);
+
+        var (created, body) = await Fixture.Demo.PostAsync("servers", JsonNode.Parse("""
+            {"server": {"name": "mine", "imageRef": "ferry-test-guest", "flavorRef": "m1.nano", "networks": "none"}}
+            """));
+        Assert.Equal(HttpStatusCode.Accepted, created);
+        var mine = body!["server"]!["id"]!.GetValue<string>();
+        await WaitForAsync(mine, i => i.VmState == VmState.Active, "ACTIVE");
+
+        var (forbidden, error) = await Fixture.Demo.ActionAsync(mine, JsonNode.Parse("""{"os-migrateLive": {"host": null, "block_migration": "auto"}}""")!);
+        Assert.Equal(HttpStatusCode.Forbidden, forbidden);
+        Assert.NotNull(error!["forbidden"]);
+        Assert.Null(Instances.Get(mine).TaskState);
+    }
+}
