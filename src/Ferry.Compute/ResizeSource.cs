@@ -110,28 +110,41 @@ public sealed class ResizeSource(ComputeContext context)
     {
         var instance = await context.Conductor.GetInstanceAsync(request.Instance.Uuid, ct);
         var oldFlavor = instance.OldFlavor ?? instance.Flavor;
-        await context.RunEventAsync(instance, request.RequestId, "compute_finish_revert_resize", async () =>
+        try
         {
-            var powerOn = instance.OldVmState != VmState.Stopped;
-            await context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance, oldFlavor), powerOn, ct);
-            await context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct);
-            await context.UpdateInstanceAsync(new InstanceUpdateRequest
+            await context.RunEventAsync(instance, request.RequestId, "compute_finish_revert_resize", async () =>
             {
-                Uuid = instance.Uuid,
-                Host = context.Host,
-                Node = request.Migration.SourceNode ?? context.Host,
-                Flavor = oldFlavor,
-                SetOldFlavor = true,
-                OldFlavor = null,
-                SetNewFlavor = true,
-                NewFlavor = null,
-                SetOldVmState = true,
-                OldVmState = null,
-                VmState = instance.OldVmState ?? VmState.Active,
-                PowerState = context.PowerStateOf(instance.Uuid),
-                SetTaskState = true,
-                TaskState = null,
+                var powerOn = instance.OldVmState != VmState.Stopped;
+                await context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance, oldFlavor), powerOn, ct);
+                await context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct);
+                await context.UpdateInstanceAsync(RevertedHere(instance, request.Migration, oldFlavor, instance.OldVmState ?? VmState.Active), ct);
             }, ct);
-        }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The destination copy is gone and ours would not come back: the instance is here, not
+            // running, and in ERROR so the operator sees it; the source allocation is its own again.
+            await context.TryAsync("revert allocations", instance.Uuid, () => context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct));
+            await context.TryAsync("error out", instance.Uuid, () => context.UpdateInstanceAsync(RevertedHere(instance, request.Migration, oldFlavor, VmState.Error), ct));
+            await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
+        }
     }
+
+    private InstanceUpdateRequest RevertedHere(Instance instance, Migration migration, Flavor oldFlavor, VmState vmState) => new()
+    {
+        Uuid = instance.Uuid,
+        Host = context.Host,
+        Node = migration.SourceNode ?? context.Host,
+        Flavor = oldFlavor,
+        SetOldFlavor = true,
+        OldFlavor = null,
+        SetNewFlavor = true,
+        NewFlavor = null,
+        SetOldVmState = true,
+        OldVmState = null,
+        VmState = vmState,
+        PowerState = context.PowerStateOf(instance.Uuid),
+        SetTaskState = true,
+        TaskState = null,
+    };
 }

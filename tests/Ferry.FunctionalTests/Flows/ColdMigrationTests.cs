@@ -143,3 +143,28 @@ public sealed class ColdMigrationTests(FerryFixture fixture) : FlowTest<FerryFix
         Instances.Update(new() { Uuid = id, VmState = VmState.Active });
     }
 }
+
+public sealed class RevertFailureTests(FerryFixture fixture) : FlowTest<FerryFixture>(fixture)
+{
+    [Fact]
+    public async Task Revert_SourceCannotRestore_ErrorOnSourceWithSourceAllocation()
+    {
+        var id = await BootAsync("compute1");
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"migrate": {"host": "compute2"}}""")!)).Status);
+        await WaitForMoveEndAsync(id);
+        Driver("compute1").Faults.FailNext(FakeSteps.FinishRevertMigration);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"revertResize": null}""")!)).Status);
+        var migration = await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Error, "error");
+        var instance = await WaitForAsync(id, i => i.TaskState is null && i.VmState == VmState.Error, "ERROR");
+
+        Assert.Equal("compute1", instance.Host);
+        var placement = Fixture.Ferry.Services.GetRequiredService<IPlacementService>();
+        Assert.Empty(placement.GetAllocations(migration.Uuid).Allocations);
+        Assert.Contains("Injected failure", LastFault(id));
+        // Clean the broken guest up for the next test (an operator would delete or rebuild it).
+        await Driver("compute1").DestroyAsync(id, destroyDisks: true, CancellationToken.None);
+        Instances.Update(new() { Uuid = id, Deleted = true });
+        placement.DeleteAllocations(id);
+    }
+}

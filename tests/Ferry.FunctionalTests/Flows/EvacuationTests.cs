@@ -128,3 +128,39 @@ public sealed class SharedStorageTests(SharedStorageFixture fixture) : FlowTest<
         Assert.Contains("Block migration can not be used with shared storage", LastFault(id));
     }
 }
+
+public sealed class SharedStorageEvacuationTests(SharedStorageFixture fixture) : FlowTest<SharedStorageFixture>(fixture)
+{
+    [Fact]
+    public async Task Evacuate_SharedStorage_ReusesDiskAndSourceRestartKeepsIt()
+    {
+        var id = await BootAsync("compute1");
+        var disk = Path.Combine(Driver("compute1").InstanceDirectory(id), "disk");
+        var before = await File.ReadAllTextAsync(disk);
+        await Fixture.Ferry.Computes["compute1"].StopAsync();
+        var serviceId = (await Admin.GetAsync("os-services?host=compute1&binary=nova-compute")).Body!["services"]![0]!["id"]!.GetValue<string>();
+        await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = true });
+        try
+        {
+            Assert.Equal(HttpStatusCode.OK, (await Admin.ActionAsync(id, JsonNode.Parse("""{"evacuate": {}}""")!)).Status);
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal((MigrationStatus.Done, VmState.Active), (migration.Status, instance.VmState));
+
+            await Fixture.Ferry.StartComputeAsync("compute1", CancellationToken.None);
+
+            Assert.Equal(MigrationStatus.Completed, Migrations.Get(migration.Uuid).Status);
+            Assert.Null(Driver("compute1").GetGuest(id));
+            // The disk is shared with the new host: the returning host must not delete it (Nova bug 1550919).
+            Assert.True(File.Exists(disk), "shared disk kept");
+            Assert.Equal(before, await File.ReadAllTextAsync(disk));
+        }
+        finally
+        {
+            if (!Fixture.Ferry.Computes["compute1"].IsRunning)
+            {
+                await Fixture.Ferry.StartComputeAsync("compute1", CancellationToken.None);
+            }
+            await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = false });
+        }
+    }
+}
