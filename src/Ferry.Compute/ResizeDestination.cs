@@ -14,6 +14,7 @@ public sealed class ResizeDestination(ComputeContext context)
         {
             await context.RunEventAsync(instance, request.RequestId, "compute_prep_resize", async () =>
             {
+                await context.Driver.CheckCanReceiveAsync(ComputeContext.GuestFor(instance, request.NewFlavor), ct);
                 var migration = await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
                 {
                     Uuid = request.Migration.Uuid,
@@ -36,6 +37,15 @@ public sealed class ResizeDestination(ComputeContext context)
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
+            if (request.Alternates.Count > 0)
+            {
+                // Reschedule (Nova's prep_resize retry): drop our claim; the conductor claims the next alternate.
+                await context.TryAsync("drop destination claim", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(instance.Uuid, ct));
+                var newFlavorId = request.NewFlavor.InternalId == instance.Flavor.InternalId ? null : request.NewFlavor.Id;
+                await context.Conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, newFlavorId, null, request.RequestId ?? "",
+                    request.Migration.Uuid, request.Alternates), ct);
+                return;
+            }
             await ResizeRollback.RevertAsync(context, instance, request.Migration, TaskState.ResizePrep, ct);
         }
     }
@@ -57,6 +67,9 @@ public sealed class ResizeDestination(ComputeContext context)
                 }, ct);
                 var powerOn = instance.OldVmState != VmState.Stopped;
                 await context.Driver.FinishMigrationAsync(ComputeContext.GuestFor(instance, request.NewFlavor), request.DiskInfo, powerOn, ct);
+                // Migration first, as Nova does: a client that confirms the moment it sees
+                // VERIFY_RESIZE must find a `finished` migration.
+                await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Finished, ct);
                 await context.UpdateInstanceAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
@@ -67,7 +80,6 @@ public sealed class ResizeDestination(ComputeContext context)
                     PowerState = context.PowerStateOf(instance.Uuid),
                     ExpectedTaskStates = [TaskState.ResizeFinish],
                 }, ct);
-                await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Finished, ct);
             }, ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Ferry.Compute;
 using Ferry.ControlPlane;
 using Ferry.ControlPlane.Api;
@@ -27,7 +28,7 @@ namespace Ferry.Host;
 public sealed class AllInOne : IAsyncDisposable
 {
     private readonly List<IAsyncDisposable> _listeners = [];
-    private readonly Dictionary<string, FakeHypervisorState> _hypervisors = [];
+    private readonly ConcurrentDictionary<string, FakeHypervisorState> _hypervisors = new();
     private readonly HttpClient _placementHttp;
 
     private AllInOne(FerryHostOptions options, WebApplication app)
@@ -39,7 +40,8 @@ public sealed class AllInOne : IAsyncDisposable
 
     public FerryHostOptions Options { get; }
     public WebApplication App { get; }
-    public Dictionary<string, ComputeManager> Computes { get; } = [];
+    /// <summary>Running (or stopped) compute agents by host; agents start concurrently, hence concurrent.</summary>
+    public ConcurrentDictionary<string, ComputeManager> Computes { get; } = new();
 
     /// <summary>Adjusts each fake host's driver before it starts (CPU features, bandwidth…).</summary>
     public Action<FakeDriverOptions>? ConfigureDriver { get; set; }
@@ -124,10 +126,7 @@ public sealed class AllInOne : IAsyncDisposable
         }
         var services = App.Services;
         var instancesPath = Path.GetFullPath(Path.Combine(Options.DataDirectory, "instances", Options.SharedStorage ? "shared" : host));
-        if (!_hypervisors.TryGetValue(host, out var hypervisor))
-        {
-            _hypervisors[host] = hypervisor = new FakeHypervisorState();
-        }
+        var hypervisor = _hypervisors.GetOrAdd(host, _ => new FakeHypervisorState());
         var driverOptions = new FakeDriverOptions
         {
             HostName = host,

@@ -80,6 +80,12 @@ public interface IComputeDriver
     // --- cold migration / resize ---
 
     /// <summary>
+    /// Destination side, before a cold migration or resize starts: refuses a guest this host cannot
+    /// run now (Nova's resize claim), so the conductor can try an alternate host instead.
+    /// </summary>
+    Task CheckCanReceiveAsync(GuestSpec resized, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Source side: powers the guest off and hands its disks over for <paramref name="destHost"/>.
     /// The source copy is kept until confirm. Returns what the destination needs to take the disks.
     /// </summary>

@@ -293,6 +293,17 @@ public sealed partial class FakeDriver : IComputeDriver
 
     // --- cold migration / resize ---
 
+    public async Task CheckCanReceiveAsync(GuestSpec resized, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.CheckCanReceive, cancellationToken);
+        var used = State.Guests.Values.Where(g => g.Uuid != resized.Uuid).Sum(g => (long)g.MemoryMb);
+        if (used + resized.MemoryMb > Options.MemoryMb)
+        {
+            throw new InstanceFaultRollbackException(
+                $"Insufficient compute resources: Free memory {Options.MemoryMb - used} MB < requested {resized.MemoryMb} MB.");
+        }
+    }
+
     public async Task<Dictionary<string, string>> MigrateDiskAndPowerOffAsync(GuestSpec guest, string destHost, GuestSpec resized, CancellationToken cancellationToken)
     {
         await Faults.CheckAsync(FakeSteps.MigrateDiskAndPowerOff, cancellationToken);

@@ -18,6 +18,7 @@ public static class FakeSteps
     public const string PostLiveMigrationAtSource = "post_live_migration_at_source";
     public const string PostLiveMigrationAtDestination = "post_live_migration_at_destination";
     public const string RollbackLiveMigrationAtDestination = "rollback_live_migration_at_destination";
+    public const string CheckCanReceive = "check_can_receive";
     public const string MigrateDiskAndPowerOff = "migrate_disk_and_power_off";
     public const string FinishMigration = "finish_migration";
     public const string ConfirmMigration = "confirm_migration";
@@ -27,6 +28,6 @@ public static class FakeSteps
     [
         Spawn, Destroy, PowerOff, PowerOn, PreLiveMigration, LiveMigration, LiveMigrationRound,
         PostLiveMigrationAtSource, PostLiveMigrationAtDestination, RollbackLiveMigrationAtDestination,
-        MigrateDiskAndPowerOff, FinishMigration, ConfirmMigration, FinishRevertMigration,
+        CheckCanReceive, MigrateDiskAndPowerOff, FinishMigration, ConfirmMigration, FinishRevertMigration,
     ];
 }

@@ -168,3 +168,41 @@ public sealed class RevertFailureTests(FerryFixture fixture) : FlowTest<FerryFix
         placement.DeleteAllocations(id);
     }
 }
+
+public sealed class RescheduleTests(FerryFixture fixture) : FlowTest<FerryFixture>(fixture)
+{
+    [Fact]
+    public async Task Migrate_FirstDestinationRefuses_RescheduledToAlternate()
+    {
+        var id = await BootAsync("compute1");
+        Driver("compute2").Faults.FailNext(FakeSteps.CheckCanReceive);
+        Driver("compute3").Faults.FailNext(FakeSteps.CheckCanReceive);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"migrate": null}""")!)).Status);
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        // The chosen host refused, then its only alternate refused too: back on the source.
+        Assert.Equal((MigrationStatus.Error, "compute1", VmState.Active), (migration.Status, instance.Host, instance.VmState));
+        Assert.Contains("Injected failure at check_can_receive", LastFault(id));
+        var events = Fixture.Ferry.Services.GetRequiredService<ControlPlane.Persistence.ActionStore>();
+        var action = events.ListActions(id).First(a => a.Action == "migrate");
+        Assert.Equal(2, events.ListEvents(action.Id).Count(e => e.Event == "compute_prep_resize" && e.Result == "Error"));
+    }
+
+    [Fact]
+    public async Task Migrate_OneDestinationRefuses_OtherOneUsed()
+    {
+        // A guest on compute3 leaves compute2 with the most free memory: the scheduler picks it first.
+        await BootAsync("compute3", flavor: "m1.small");
+        var id = await BootAsync("compute1");
+        Driver("compute2").Faults.FailNext(FakeSteps.CheckCanReceive);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"migrate": null}""")!)).Status);
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Finished, "compute3"), (migration.Status, instance.Host));
+        Assert.Contains(Fixture.Ferry.Services.GetRequiredService<ControlPlane.Persistence.ActionStore>().ListActions(id), a => a.Message == "Error");
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.ActionAsync(id, JsonNode.Parse("""{"confirmResize": null}""")!)).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Active, "ACTIVE");
+    }
+}

@@ -3,6 +3,7 @@ using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Core.Rpc.Scheduler;
+using Ferry.ControlPlane.Placement;
 
 namespace Ferry.ControlPlane.Conductor.Tasks;
 
@@ -22,7 +23,7 @@ public sealed class MigrationTask(ConductorContext context)
             ? instance.Flavor
             : context.Catalog.FindFlavor(request.NewFlavorId) ?? throw new FlavorNotFoundException(request.NewFlavorId);
         var isResize = newFlavor.InternalId != instance.Flavor.InternalId;
-        var migration = context.Migrations.Create(id => new Migration
+        var migration = request.MigrationUuid is { } inFlight ? context.Migrations.Get(inFlight) : context.Migrations.Create(id => new Migration
         {
             Id = id,
             Uuid = Guid.NewGuid().ToString(),
@@ -37,9 +38,15 @@ public sealed class MigrationTask(ConductorContext context)
             ProjectId = instance.ProjectId,
         });
         context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
-        var held = false;
+        // A reschedule arrives with the source already held by the migration.
+        var held = request.MigrationUuid is not null;
         try
         {
+            if (request.Alternates is { } alternates)
+            {
+                await RescheduleAsync(instance, migration, newFlavor, alternates, request, ct);
+                return;
+            }
             held = context.Placement.MoveAllocations(instance.Uuid, migration.Uuid);
             var sameHostAllowed = isResize && context.Options.AllowResizeToSameHost;
             var spec = context.BuildRequestSpec(instance, newFlavor) with
@@ -75,5 +82,35 @@ public sealed class MigrationTask(ConductorContext context)
             context.RecordFailure(instance.Uuid, request.RequestId, EventName, failure);
             context.ResetTaskState(instance.Uuid, TaskState.ResizePrep);
         }
+    }
+
+    /// <summary>Claims the first alternate that still fits and sends prep_resize there with the rest.</summary>
+    private async Task RescheduleAsync(Instance instance, Migration migration, Flavor newFlavor, List<Selection> alternates, MigrateServerRequest request, CancellationToken ct)
+    {
+        for (var i = 0; i < alternates.Count; i++)
+        {
+            var alternate = alternates[i];
+            try
+            {
+                context.Placement.PutAllocations(instance.Uuid, new Placement.AllocationRequest
+                {
+                    Allocations = new() { [alternate.ComputeNodeUuid] = ConductorContext.Resources(newFlavor) },
+                    ProjectId = instance.ProjectId,
+                    UserId = instance.UserId,
+                    ConsumerGeneration = context.Placement.GetAllocations(instance.Uuid).ConsumerGeneration,
+                });
+            }
+            catch (PlacementConflictException)
+            {
+                continue;
+            }
+            migration = context.Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, DestCompute = alternate.ServiceHost, DestNode = alternate.Nodename });
+            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            var spec = context.BuildRequestSpec(instance, newFlavor) with { IsMove = true };
+            await context.Compute.PrepResizeAsync(alternate.ServiceHost,
+                new PrepResizeRequest(instance, migration, newFlavor, spec, [.. alternates.Skip(i + 1)], request.RequestId), ct);
+            return;
+        }
+        throw new MaxRetriesExceededException("Exhausted all hosts available for retrying build failures for instance " + instance.Uuid + ".");
     }
 }

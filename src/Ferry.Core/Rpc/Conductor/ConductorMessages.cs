@@ -9,8 +9,13 @@ public sealed record BuildInstanceRequest(string InstanceUuid, RequestSpec Reque
 
 public sealed record LiveMigrateInstanceRequest(string InstanceUuid, string? Host, bool? BlockMigration, bool Force, string RequestId);
 
-/// <summary>Cold migration when <see cref="NewFlavorId"/> is null, resize otherwise.</summary>
-public sealed record MigrateServerRequest(string InstanceUuid, string? NewFlavorId, string? Host, string RequestId);
+/// <summary>
+/// Cold migration when <see cref="NewFlavorId"/> is null, resize otherwise. A destination whose
+/// prep_resize failed sends it back with the <see cref="MigrationUuid"/> in flight and the
+/// <see cref="Alternates"/> left to try (Nova's reschedule).
+/// </summary>
+public sealed record MigrateServerRequest(string InstanceUuid, string? NewFlavorId, string? Host, string RequestId,
+    string? MigrationUuid = null, List<Selection>? Alternates = null);
 
 public sealed record EvacuateRequest(string InstanceUuid, string MigrationUuid, string? Host, bool Force, bool? OnSharedStorage, string RequestId);
 

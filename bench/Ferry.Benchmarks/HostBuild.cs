@@ -1,0 +1,49 @@
+using System.Diagnostics;
+
+namespace Ferry.Benchmarks;
+
+/// <summary>
+/// Finds the Release build of the host. Building this project builds Ferry.Host (a project reference) into
+/// src/Ferry.Host/bin/Release; when that dll is missing anyway, the host is built here once.
+/// </summary>
+internal static class HostBuild
+{
+    public static string EnsureBuilt(Action<string> log)
+    {
+        var root = RepositoryRoot();
+        var dll = Path.Combine(root, "src", "Ferry.Host", "bin", "Release", "net10.0", "ferry-host.dll");
+        if (File.Exists(dll))
+        {
+            return dll;
+        }
+        log($"{dll} is missing: building src/Ferry.Host (Release)");
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = root, UseShellExecute = false };
+        foreach (var arg in new[] { "build", "src/Ferry.Host/Ferry.Host.csproj", "-c", "Release", "-nologo", "-v", "quiet" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        using var build = Process.Start(start) ?? throw new InvalidOperationException("could not run dotnet build");
+        if (!build.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            build.Kill(entireProcessTree: true);
+            throw new TimeoutException("building the host took over 5 minutes");
+        }
+        if (build.ExitCode != 0 || !File.Exists(dll))
+        {
+            throw new InvalidOperationException($"building the host failed ({build.ExitCode})");
+        }
+        return dll;
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Ferry.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+        throw new InvalidOperationException($"no Ferry.slnx above {AppContext.BaseDirectory}");
+    }
+}
