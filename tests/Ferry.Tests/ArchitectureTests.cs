@@ -1,0 +1,122 @@
+using System.Reflection;
+
+namespace Ferry.Tests;
+
+/// <summary>The dependency rules of STYLE.md, checked on the compiled assemblies (Nova's hacking checks N307/N311).</summary>
+public sealed class ArchitectureTests
+{
+    private static readonly Assembly s_core = typeof(Ferry.Core.Domain.Instance).Assembly;
+    private static readonly Assembly s_virt = typeof(Ferry.Virt.IComputeDriver).Assembly;
+    private static readonly Assembly s_compute = typeof(Ferry.Compute.ComputeManager).Assembly;
+    private static readonly Assembly s_controlPlane = typeof(Ferry.ControlPlane.ControlPlaneOptions).Assembly;
+
+    private static string[] References(Assembly assembly) =>
+        [.. assembly.GetReferencedAssemblies().Select(a => a.Name!)];
+
+    [Fact]
+    public void Core_ReferencesNoFerryProjectAndNoInfrastructure()
+    {
+        var refs = References(s_core);
+        Assert.DoesNotContain(refs, r => r.StartsWith("Ferry.", StringComparison.Ordinal));
+        Assert.DoesNotContain(refs, r => r.StartsWith("Microsoft.AspNetCore", StringComparison.Ordinal)
+            || r.StartsWith("Microsoft.EntityFrameworkCore", StringComparison.Ordinal)
+            || r.StartsWith("Microsoft.Data.Sqlite", StringComparison.Ordinal)
+            || r.StartsWith("RabbitMQ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Virt_ReferencesOnlyCore()
+    {
+        var ferry = References(s_virt).Where(r => r.StartsWith("Ferry.", StringComparison.Ordinal));
+        Assert.Equal(["Ferry.Core"], ferry);
+        Assert.DoesNotContain(References(s_virt), r => r.StartsWith("Microsoft.Data.Sqlite", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Compute_NeverSeesTheDatabaseOrControlPlane()
+    {
+        var refs = References(s_compute);
+        Assert.Equal(["Ferry.Core", "Ferry.Virt"], refs.Where(r => r.StartsWith("Ferry.", StringComparison.Ordinal)).Order());
+        Assert.DoesNotContain(refs, r => r.StartsWith("Microsoft.Data.Sqlite", StringComparison.Ordinal) || r.StartsWith("Microsoft.AspNetCore", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ControlPlane_ReachesHostsOnlyThroughCore()
+    {
+        var ferry = References(s_controlPlane).Where(r => r.StartsWith("Ferry.", StringComparison.Ordinal));
+        Assert.Equal(["Ferry.Core"], ferry);
+    }
+
+    [Fact]
+    public void FakeDriver_DoesNotDependOnOtherDrivers()
+    {
+        var fake = s_virt.GetTypes().Where(t => t.Namespace == "Ferry.Virt.Fake");
+        Assert.All(fake, t => Assert.DoesNotContain(DependenciesOf(t), d => d.Namespace?.StartsWith("Ferry.Virt.Qemu", StringComparison.Ordinal) == true));
+    }
+
+    [Theory]
+    [InlineData("Ferry.ControlPlane.Api", "Ferry.ControlPlane.Scheduler")]
+    [InlineData("Ferry.ControlPlane.Api", "Ferry.ControlPlane.Conductor")]
+    [InlineData("Ferry.ControlPlane.Persistence", "Ferry.ControlPlane.Api")]
+    [InlineData("Ferry.ControlPlane.Persistence", "Ferry.ControlPlane.Conductor")]
+    [InlineData("Ferry.ControlPlane.Persistence", "Ferry.ControlPlane.Scheduler")]
+    [InlineData("Ferry.ControlPlane.Persistence", "Ferry.ControlPlane.Placement")]
+    [InlineData("Ferry.ControlPlane.Scheduler", "Ferry.ControlPlane.Conductor")]
+    [InlineData("Ferry.ControlPlane.Scheduler", "Ferry.ControlPlane.Api")]
+    [InlineData("Ferry.ControlPlane.Placement", "Ferry.ControlPlane.Conductor")]
+    [InlineData("Ferry.ControlPlane.Placement", "Ferry.ControlPlane.Scheduler")]
+    public void ControlPlaneFolder_DoesNotReachInto(string from, string forbidden)
+    {
+        var offenders = s_controlPlane.GetTypes()
+            .Where(t => t.Namespace?.StartsWith(from, StringComparison.Ordinal) == true)
+            .SelectMany(t => DependenciesOf(t).Where(d => d.Namespace?.StartsWith(forbidden, StringComparison.Ordinal) == true).Select(d => $"{t.Name} → {d.FullName}"))
+            .ToList();
+        Assert.Empty(offenders);
+    }
+
+    [Fact]
+    public void RpcMessages_AreSealedRecords()
+    {
+        var messages = s_core.GetTypes().Where(t => t.Namespace?.StartsWith("Ferry.Core.Rpc.", StringComparison.Ordinal) == true
+            && (t.Name.EndsWith("Request", StringComparison.Ordinal) || t.Name.EndsWith("Reply", StringComparison.Ordinal)));
+        Assert.NotEmpty(messages);
+        Assert.All(messages, t =>
+        {
+            Assert.True(t.IsSealed, $"{t.Name} is not sealed");
+            Assert.NotNull(t.GetMethod("<Clone>$"));
+            Assert.NotNull(Ferry.Core.Rpc.RpcJsonContext.Default.GetTypeInfo(t));
+        });
+    }
+
+    /// <summary>Types a type names in its fields, constructors, method signatures and base types.</summary>
+    private static IEnumerable<Type> DependenciesOf(Type type)
+    {
+        const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        var types = new List<Type>();
+        if (type.BaseType is { } baseType)
+        {
+            types.Add(baseType);
+        }
+        types.AddRange(type.GetInterfaces());
+        types.AddRange(type.GetFields(all).Select(f => f.FieldType));
+        types.AddRange(type.GetProperties(all).Select(p => p.PropertyType));
+        foreach (var method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
+        {
+            types.AddRange(method.GetParameters().Select(p => p.ParameterType));
+            if (method is MethodInfo info)
+            {
+                types.Add(info.ReturnType);
+            }
+        }
+        return types.SelectMany(Unwrap).Distinct();
+
+        static IEnumerable<Type> Unwrap(Type t)
+        {
+            if (t.HasElementType)
+            {
+                return Unwrap(t.GetElementType()!);
+            }
+            return t.IsGenericType ? t.GetGenericArguments().SelectMany(Unwrap).Append(t) : [t];
+        }
+    }
+}
