@@ -1,4 +1,5 @@
 using Ferry.Core.Domain;
+using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 
@@ -86,17 +87,24 @@ public sealed class ResizeSource(ComputeContext context)
                     await context.TryAsync("delete migration allocation", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct));
                 }
                 await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Confirmed, ct);
-                await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                try
                 {
-                    Uuid = instance.Uuid,
-                    VmState = instance.PowerState == PowerState.Shutdown ? VmState.Stopped : VmState.Active,
-                    SetOldFlavor = true,
-                    OldFlavor = null,
-                    SetNewFlavor = true,
-                    NewFlavor = null,
-                    SetOldVmState = true,
-                    OldVmState = null,
-                }, ct);
+                    await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                    {
+                        Uuid = instance.Uuid,
+                        VmState = instance.PowerState == PowerState.Shutdown ? VmState.Stopped : VmState.Active,
+                        SetOldFlavor = true,
+                        OldFlavor = null,
+                        SetNewFlavor = true,
+                        NewFlavor = null,
+                        SetOldVmState = true,
+                        OldVmState = null,
+                    }, ct);
+                }
+                catch (NotFoundException)
+                {
+                    // Confirmed because the server is being deleted: the row may already be gone.
+                }
             }, ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

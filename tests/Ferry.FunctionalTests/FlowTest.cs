@@ -34,7 +34,8 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
     protected MigrationStore Migrations => Fixture.Ferry.Services.GetRequiredService<MigrationStore>();
 
     /// <summary>Boots a server (on a given host when asked) and waits until it is ACTIVE.</summary>
-    protected async Task<string> BootAsync(string? host = null, string flavor = "m1.tiny", Dictionary<string, string>? metadata = null, string name = "vm")
+    protected async Task<string> BootAsync(string? host = null, string flavor = "m1.tiny", Dictionary<string, string>? metadata = null, string name = "vm",
+        JsonObject? schedulerHints = null)
     {
         var server = new JsonObject
         {
@@ -51,7 +52,12 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
         {
             server["metadata"] = new JsonObject(metadata.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)m.Value)));
         }
-        var (status, body) = await Admin.PostAsync("servers", new JsonObject { ["server"] = server });
+        var request = new JsonObject { ["server"] = server };
+        if (schedulerHints is not null)
+        {
+            request["os:scheduler_hints"] = schedulerHints;
+        }
+        var (status, body) = await Admin.PostAsync("servers", request);
         Assert.True(status == HttpStatusCode.Accepted, $"boot: {(int)status} {body?.ToJsonString()}");
         var id = body!["server"]!["id"]!.GetValue<string>();
         await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after boot");

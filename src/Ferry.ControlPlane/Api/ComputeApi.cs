@@ -91,6 +91,7 @@ internal sealed partial class ComputeApi(
             VolumeBacked = spec.VolumeBacked,
             KeyName = spec.KeyName,
             ServerGroupUuid = group?.Uuid,
+            SchedulerHints = spec.SchedulerHints,
             CreatedAt = now,
             UpdatedAt = now,
         });
@@ -139,6 +140,14 @@ internal sealed partial class ComputeApi(
         var allowed = Enum.GetValues<TaskState>().Where(t => !s_moveTasks.Contains(t)).Cast<TaskState?>().Append(null).ToList();
         if (instance.Host is { } host)
         {
+            if (instance.VmState == VmState.Resized
+                && migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished)).FirstOrDefault() is { } resize)
+            {
+                // Deleting a resized server confirms the resize first (Nova's _confirm_resize_on_deleting),
+                // so the source copy and the migration's hold on the source host go too.
+                var confirming = migrations.Update(new MigrationUpdateRequest { Uuid = resize.Uuid, Status = MigrationStatus.Confirming, ExpectedStatuses = [MigrationStatus.Finished] });
+                await compute.ConfirmResizeAsync(resize.SourceCompute!, new MigrationRequest(instance, confirming, ctx.RequestId), cancellationToken);
+            }
             var updated = instances.Update(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,

@@ -102,6 +102,7 @@ public sealed class ConductorContext(
             UserId = instance.UserId,
             Flavor = flavor,
             ImageProperties = image?.Properties ?? [],
+            SchedulerHints = instance.SchedulerHints,
             Group = group,
         };
     }

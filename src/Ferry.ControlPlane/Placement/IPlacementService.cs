@@ -18,7 +18,7 @@ public interface IPlacementService
     void DeleteProvider(string uuid);
 
     /// <summary>Replaces all inventories of a provider.</summary>
-    /// <exception cref="Core.Errors.PlacementConflictException">Generation mismatch, or usage would exceed the new capacity.</exception>
+    /// <exception cref="Core.Errors.PlacementConflictException">Generation mismatch, or a class in use would disappear.</exception>
     ResourceProvider SetInventories(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories);
 
     IReadOnlyDictionary<string, Inventory> GetInventories(string providerUuid);

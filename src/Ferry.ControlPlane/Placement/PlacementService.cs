@@ -176,12 +176,8 @@ public sealed class PlacementService : IPlacementService
                     throw new PlacementConflictException(
                         $"Inventory for '{rc}' on resource provider '{providerUuid}' in use.");
                 }
-                if (inventory.Capacity < used)
-                {
-                    throw new PlacementConflictException(
-                        $"Unable to update inventory for resource provider {providerUuid}: " +
-                        $"usage of {rc} ({used}) would exceed the new capacity ({inventory.Capacity}).");
-                }
+                // Capacity below usage is allowed, as in Placement: a host restarted with more
+                // reserved memory must still report; it just takes nothing new until usage drops.
             }
 
             var generation = provider.Record.Generation + 1;

@@ -34,6 +34,8 @@ public sealed record Instance
     public bool VolumeBacked { get; init; }
     public string? KeyName { get; init; }
     public string? ServerGroupUuid { get; init; }
+    /// <summary>The boot request's scheduler hints (same_host, different_host…), honoured again on every move as Nova's RequestSpec does.</summary>
+    public Dictionary<string, List<string>> SchedulerHints { get; init; } = [];
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }
     public DateTimeOffset? LaunchedAt { get; init; }
