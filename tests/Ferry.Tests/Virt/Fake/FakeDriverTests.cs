@@ -677,6 +677,17 @@ public sealed class FakeDriverTests : IDisposable
     }
 
     [Fact]
+    public async Task CheckCanReceive_GuestLargerThanFreeMemory_RefusedWithRollbackFault()
+    {
+        var driver = NewDriver("host1");
+        await driver.SpawnAsync(Guest() with { MemoryMb = driver.Options.MemoryMb - 1024 }, reuseDisks: false, Ct);
+
+        await driver.CheckCanReceiveAsync(Guest() with { Uuid = Guid.NewGuid().ToString(), MemoryMb = 1024 }, Ct);
+        await Assert.ThrowsAsync<InstanceFaultRollbackException>(() =>
+            driver.CheckCanReceiveAsync(Guest() with { Uuid = Guid.NewGuid().ToString(), MemoryMb = 1025 }, Ct));
+    }
+
+    [Fact]
     public void FaultInjector_FailAlwaysThenClear_ThrowsUntilCleared()
     {
         var faults = new FakeFaultInjector();
@@ -744,6 +755,7 @@ public sealed class FakeDriverTests : IDisposable
             case FakeSteps.PostLiveMigrationAtSource: await driver.PostLiveMigrationAtSourceAsync(guest, true, Ct); break;
             case FakeSteps.PostLiveMigrationAtDestination: await driver.PostLiveMigrationAtDestinationAsync(guest, Ct); break;
             case FakeSteps.RollbackLiveMigrationAtDestination: await driver.RollbackLiveMigrationAtDestinationAsync(guest, false, Ct); break;
+            case FakeSteps.CheckCanReceive: await driver.CheckCanReceiveAsync(guest, Ct); break;
             case FakeSteps.MigrateDiskAndPowerOff: await driver.MigrateDiskAndPowerOffAsync(guest, "host2", guest, Ct); break;
             case FakeSteps.FinishMigration: await driver.FinishMigrationAsync(guest, [], true, Ct); break;
             case FakeSteps.ConfirmMigration: await driver.ConfirmMigrationAsync(guest, Ct); break;
