@@ -9,7 +9,8 @@ namespace Ferry.Compute;
 /// What a compute agent does before it takes messages (Nova's init_host): destroy guests that were
 /// evacuated away while it was down, then finish or roll back every move it was part of when it
 /// stopped. Unlike Nova (bug 1753676 and §4.6 of the reference), queued and preparing live migrations
-/// and resizes past resize_migrating are recovered too, so nothing is left stuck.
+/// and resizes caught on the destination (resize_migrated, resize_finish) are recovered too, so nothing
+/// is left stuck.
 /// </summary>
 public sealed partial class StartupRecovery(ComputeContext context)
 {
@@ -109,6 +110,13 @@ public sealed partial class StartupRecovery(ComputeContext context)
                         () => context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance), powerOn: true, ct));
                 }
                 await ResizeRollback.RevertAsync(context, instance, active, instance.TaskState.Value, ct);
+                break;
+            case TaskState.ResizeMigrated or TaskState.ResizeFinish when active is not null && active.SourceCompute is { } source && source != context.Host:
+                // We died while building the destination copy; the source kept its copy (until
+                // confirm), so drop ours and hand the instance back (Nova leaves these stuck).
+                await context.TryAsync("destroy destination copy", instance.Uuid, () => context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct));
+                await context.SetMigrationStatusAsync(active.Uuid, MigrationStatus.Error, ct);
+                await context.Compute.FinishRevertResizeAsync(source, new MigrationRequest(instance, active, null), ct);
                 break;
             case TaskState.Rebuilding or TaskState.RebuildSpawning:
                 if (active is not null)

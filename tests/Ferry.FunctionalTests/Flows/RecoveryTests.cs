@@ -41,3 +41,25 @@ public sealed class RecoveryTests(SlowLinkFixture fixture) : FlowTest<SlowLinkFi
         Assert.Equal("compute1", Instances.Get(second).Host);
     }
 }
+
+public sealed class ResizeRecoveryTests(FerryFixture fixture) : FlowTest<FerryFixture>(fixture)
+{
+    [Fact]
+    public async Task DestinationRestart_DuringFinishResize_InstanceBackOnSourceRunning()
+    {
+        var id = await BootAsync("compute1");
+        Driver("compute2").Faults.Delay(Virt.Fake.FakeSteps.FinishMigration, TimeSpan.FromSeconds(30));
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, System.Text.Json.Nodes.JsonNode.Parse("""{"migrate": {"host": "compute2"}}""")!)).Status);
+        await WaitForAsync(id, i => i.TaskState == TaskState.ResizeFinish, "resize_finish");
+        await Fixture.Ferry.Computes["compute2"].StopAsync();
+        Driver("compute2").Faults.Clear();
+        await Fixture.Ferry.StartComputeAsync("compute2", CancellationToken.None);
+
+        var instance = await WaitForAsync(id, i => i.TaskState is null && i.Host == "compute1", "back on the source");
+        Assert.Equal(VmState.Active, instance.VmState);
+        Assert.Equal(MigrationStatus.Error, Migrations.List(new(InstanceUuid: id))[0].Status);
+        Assert.Equal(Virt.GuestPowerState.Running, Driver("compute1").GetGuest(id)!.PowerState);
+        Assert.Null(Driver("compute2").GetGuest(id));
+    }
+}
