@@ -92,6 +92,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
             .On<FinishResizeRequest>("finish_resize", resizeDest.FinishResizeAsync)
             .On<MigrationRequest>("confirm_resize", resizeSource.ConfirmResizeAsync)
             .On<MigrationRequest>("revert_resize", resizeDest.RevertResizeAsync)
+            .On<MigrationRequest>("destroy_resize_source", resizeSource.DestroyResizeSourceAsync)
             .On<MigrationRequest>("finish_revert_resize", resizeSource.FinishRevertResizeAsync)
             .On<RebuildInstanceRequest>("rebuild_instance", evacuation.RebuildInstanceAsync);
     }

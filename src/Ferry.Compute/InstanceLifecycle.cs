@@ -91,6 +91,8 @@ public sealed class InstanceLifecycle(ComputeContext context)
         await context.RunEventAsync(instance, request.RequestId, "compute_terminate_instance", async () =>
         {
             await context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct);
+            // A copy kept here for a resize that could not be reverted goes too.
+            await context.Driver.ConfirmMigrationAsync(ComputeContext.GuestFor(instance), ct);
             await context.Placement.DeleteAllocationsAsync(instance.Uuid, ct);
             await context.UpdateInstanceAsync(new InstanceUpdateRequest
             {

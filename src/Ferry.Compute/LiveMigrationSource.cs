@@ -15,6 +15,8 @@ namespace Ferry.Compute;
 /// </summary>
 public sealed class LiveMigrationSource(ComputeContext context)
 {
+    private const int SourceCleanupAttempts = 3;
+
     private readonly SemaphoreSlim? _slots = context.Options.MaxConcurrentLiveMigrations > 0
         ? new SemaphoreSlim(context.Options.MaxConcurrentLiveMigrations)
         : null;
@@ -232,8 +234,25 @@ public sealed class LiveMigrationSource(ComputeContext context)
             }
             throw;
         }
-        await context.TryAsync("remove source guest", instance.Uuid,
-            () => context.Driver.PostLiveMigrationAtSourceAsync(ComputeContext.GuestFor(instance), data.IsSharedInstancePath, ct));
+        // The source copy is paused and the destination runs the guest: removing the copy may be
+        // retried freely, and a copy that will not go stays paused, never running.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await context.Driver.PostLiveMigrationAtSourceAsync(ComputeContext.GuestFor(instance), data.IsSharedInstancePath, ct);
+                break;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException && attempt < SourceCleanupAttempts)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(10 * attempt), context.Time, ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                await context.RecordFaultAsync(instance.Uuid, request.RequestId, "compute_post_live_migration_at_source", ex, ct);
+                break;
+            }
+        }
         await context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct);
         await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Completed, ct);
     }

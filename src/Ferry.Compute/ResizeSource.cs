@@ -113,6 +113,14 @@ public sealed class ResizeSource(ComputeContext context)
         }
     }
 
+    /// <summary>The server is being deleted after a failed confirm: retry removing what the confirm left here.</summary>
+    public Task DestroyResizeSourceAsync(MigrationRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_destroy_resize_source", async () =>
+        {
+            await context.Driver.ConfirmMigrationAsync(ComputeContext.GuestFor(request.Instance, request.Instance.OldFlavor), ct);
+            await context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct);
+        }, ct);
+
     /// <summary>Revert (or a failed finish on the destination): the kept source copy runs again, here.</summary>
     public async Task FinishRevertResizeAsync(MigrationRequest request, CancellationToken ct)
     {

@@ -42,17 +42,25 @@ public sealed partial class StartupRecovery(ComputeContext context)
                 // Still being rebuilt elsewhere; the next start-up cleans up.
                 continue;
             }
-            if (context.Driver.GetGuest(migration.InstanceUuid) is not null)
+            try
             {
-                var shared = await IsStorageSharedWithAsync(migration);
-                await context.Driver.DestroyAsync(migration.InstanceUuid, destroyDisks: !shared, ct);
+                if (context.Driver.GetGuest(migration.InstanceUuid) is not null)
+                {
+                    var shared = await IsStorageSharedWithAsync(migration);
+                    await context.Driver.DestroyAsync(migration.InstanceUuid, destroyDisks: !shared, ct);
+                }
+                if (!string.IsNullOrEmpty(context.NodeUuid))
+                {
+                    await context.Placement.RemoveProviderFromAllocationAsync(migration.InstanceUuid, context.NodeUuid, ct);
+                }
+                await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Completed, ct);
+                Log.EvacuatedGuestDestroyed(context.Logger, migration.InstanceUuid);
             }
-            if (!string.IsNullOrEmpty(context.NodeUuid))
+            catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                await context.Placement.RemoveProviderFromAllocationAsync(migration.InstanceUuid, context.NodeUuid, ct);
+                // The stale copy stays (stopped) and the migration `done`: the next start-up tries again.
+                Log.RecoveryFailed(context.Logger, ex, migration.InstanceUuid);
             }
-            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Completed, ct);
-            Log.EvacuatedGuestDestroyed(context.Logger, migration.InstanceUuid);
         }
 
         async Task<bool> IsStorageSharedWithAsync(Migration migration)

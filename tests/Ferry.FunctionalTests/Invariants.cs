@@ -47,7 +47,9 @@ public static class Invariants
         var nodes = services.GetRequiredService<ComputeNodeStore>().List();
         var instances = services.GetRequiredService<InstanceStore>().List();
         var catalog = services.GetRequiredService<CatalogStore>().ListFlavors().ToDictionary(f => f.InternalId);
-        var holding = services.GetRequiredService<MigrationStore>().ListUnfinished();
+        var migrationStore = services.GetRequiredService<MigrationStore>();
+        // `finished` resizes and `done` evacuations still hold their source host.
+        var holding = migrationStore.ListUnfinished().Concat(migrationStore.List(new MigrationFilter(Status: MigrationStatus.Done))).ToList();
         foreach (var node in nodes)
         {
             var expected = new Dictionary<string, long> { ["VCPU"] = 0, ["MEMORY_MB"] = 0, ["DISK_GB"] = 0 };

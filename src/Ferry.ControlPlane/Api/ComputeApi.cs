@@ -148,6 +148,12 @@ internal sealed partial class ComputeApi(
                 var confirming = migrations.Update(new MigrationUpdateRequest { Uuid = resize.Uuid, Status = MigrationStatus.Confirming, ExpectedStatuses = [MigrationStatus.Finished] });
                 await compute.ConfirmResizeAsync(resize.SourceCompute!, new MigrationRequest(instance, confirming, ctx.RequestId), cancellationToken);
             }
+            foreach (var failed in migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error))
+                .Where(m => m.MigrationType is MigrationType.Migration or MigrationType.Resize && m.SourceCompute is not null && m.SourceCompute != host))
+            {
+                // A failed confirm may have left the source copy behind: the source retries removing it.
+                await compute.DestroyResizeSourceAsync(failed.SourceCompute!, new MigrationRequest(instance, failed, ctx.RequestId), cancellationToken);
+            }
             var updated = instances.Update(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,

@@ -146,7 +146,7 @@ public sealed class LiveMigrationTests(LiveMigrationFixture fixture) : FlowTest<
     }
 
     [Fact]
-    public async Task LiveMigrate_SourceCleanupFails_MigrationStillCompletes()
+    public async Task LiveMigrate_SourceCleanupFailsOnce_RetriedAndSourceCopyGone()
     {
         var id = await BootAsync("compute1");
         Driver("compute1").Faults.FailNext(FakeSteps.PostLiveMigrationAtSource);
@@ -154,10 +154,23 @@ public sealed class LiveMigrationTests(LiveMigrationFixture fixture) : FlowTest<
         Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
         var (instance, migration) = await WaitForMoveEndAsync(id);
 
-        Assert.Equal(MigrationStatus.Completed, migration.Status);
-        Assert.Equal("compute2", instance.Host);
-        // The source copy stays paused, never running: one running copy.
-        Assert.NotEqual(Virt.GuestPowerState.Running, Driver("compute1").GetGuest(id)?.PowerState ?? Virt.GuestPowerState.Shutdown);
+        Assert.Equal((MigrationStatus.Completed, "compute2"), (migration.Status, instance.Host));
+        Assert.Null(Driver("compute1").GetGuest(id));
+    }
+
+    [Fact]
+    public async Task LiveMigrate_SourceCleanupKeepsFailing_MigrationCompletesAndSourceCopyNeverRuns()
+    {
+        var id = await BootAsync("compute1");
+        Driver("compute1").Faults.FailAlways(FakeSteps.PostLiveMigrationAtSource);
+
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Completed, "compute2"), (migration.Status, instance.Host));
+        Assert.Equal(Virt.GuestPowerState.Paused, Driver("compute1").GetGuest(id)!.PowerState);
+        Assert.Contains("post_live_migration_at_source", LastFault(id));
+        Driver("compute1").Faults.Clear();
         await Driver("compute1").DestroyAsync(id, destroyDisks: true, CancellationToken.None);
     }
 }

@@ -54,6 +54,10 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
     public Task ConfirmResizeAsync(string source, MigrationRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(source), "confirm_resize", request, ct);
 
+    /// <summary>Deletes a source copy a failed confirm left behind (sent when the server is deleted).</summary>
+    public Task DestroyResizeSourceAsync(string source, MigrationRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(source), "destroy_resize_source", request, ct);
+
     public Task RevertResizeAsync(string dest, MigrationRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(dest), "revert_resize", request, ct);
 
