@@ -1,4 +1,5 @@
 using Ferry.Core.Domain;
+using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Microsoft.Extensions.Logging;
@@ -18,6 +19,7 @@ public sealed partial class StartupRecovery(ComputeContext context)
     {
         await DestroyEvacuatedInstancesAsync(ct);
         var migrations = await context.Conductor.GetMigrationsByHostAsync(new MigrationsByHostRequest(context.Host, null, null), ct);
+        await DestroyStrayGuestsAsync(migrations, ct);
         foreach (var instance in await context.Conductor.GetInstancesByHostAsync(context.Host, ct))
         {
             try
@@ -46,7 +48,7 @@ public sealed partial class StartupRecovery(ComputeContext context)
             {
                 if (context.Driver.GetGuest(migration.InstanceUuid) is not null)
                 {
-                    var shared = await IsStorageSharedWithAsync(migration);
+                    var shared = await IsStorageSharedWithAsync(migration.InstanceUuid, migration.DestCompute, ct);
                     await context.Driver.DestroyAsync(migration.InstanceUuid, destroyDisks: !shared, ct);
                 }
                 if (!string.IsNullOrEmpty(context.NodeUuid))
@@ -62,28 +64,67 @@ public sealed partial class StartupRecovery(ComputeContext context)
                 Log.RecoveryFailed(context.Logger, ex, migration.InstanceUuid);
             }
         }
+    }
 
-        async Task<bool> IsStorageSharedWithAsync(Migration migration)
+    /// <summary>Whether this host and <paramref name="otherHost"/> share the instances path; unknown counts as shared.</summary>
+    private async Task<bool> IsStorageSharedWithAsync(string instanceUuid, string? otherHost, CancellationToken ct)
+    {
+        if (otherHost is null)
         {
-            if (migration.DestCompute is null)
-            {
-                return false;
-            }
-            var file = context.Driver.CreateSharedStorageTestFile();
+            return false;
+        }
+        var file = context.Driver.CreateSharedStorageTestFile();
+        try
+        {
+            var instance = await context.Conductor.GetInstanceAsync(instanceUuid, ct);
+            return await context.Compute.CheckInstanceSharedStorageAsync(otherHost, new CheckInstanceSharedStorageRequest(instance, file), ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Unknown means keep the disks: deleting a shared disk loses the guest (Nova bug 1550919).
+            Log.SharedStorageUnknown(context.Logger, ex, instanceUuid);
+            return true;
+        }
+        finally
+        {
+            context.Driver.CleanupSharedStorageTestFile(file);
+        }
+    }
+
+    /// <summary>
+    /// Removes guests this hypervisor still holds but the database places elsewhere with no move in
+    /// flight here (a source copy whose clean-up failed after a live migration), or not at all
+    /// (deleted). Such a copy is never running; keeping it would risk two copies one day.
+    /// </summary>
+    private async Task DestroyStrayGuestsAsync(List<Migration> migrations, CancellationToken ct)
+    {
+        foreach (var guest in context.Driver.ListGuests())
+        {
             try
             {
-                var instance = await context.Conductor.GetInstanceAsync(migration.InstanceUuid, ct);
-                return await context.Compute.CheckInstanceSharedStorageAsync(migration.DestCompute, new CheckInstanceSharedStorageRequest(instance, file), ct);
+                Instance instance;
+                try
+                {
+                    instance = await context.Conductor.GetInstanceAsync(guest.Uuid, ct);
+                }
+                catch (NotFoundException)
+                {
+                    await context.Driver.DestroyAsync(guest.Uuid, destroyDisks: true, ct);
+                    Log.StrayGuestDestroyed(context.Logger, guest.Uuid, "deleted");
+                    continue;
+                }
+                var moving = migrations.Any(m => m.InstanceUuid == guest.Uuid && !MigrationStatus.Final.Contains(m.Status));
+                if (instance.Host == context.Host || instance.Host is null || moving)
+                {
+                    continue;
+                }
+                var shared = await IsStorageSharedWithAsync(guest.Uuid, instance.Host, ct);
+                await context.Driver.DestroyAsync(guest.Uuid, destroyDisks: !shared, ct);
+                Log.StrayGuestDestroyed(context.Logger, guest.Uuid, instance.Host);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                // Unknown means keep the disks: deleting a shared disk loses the guest (Nova bug 1550919).
-                Log.SharedStorageUnknown(context.Logger, ex, migration.InstanceUuid);
-                return true;
-            }
-            finally
-            {
-                context.Driver.CleanupSharedStorageTestFile(file);
+                Log.RecoveryFailed(context.Logger, ex, guest.Uuid);
             }
         }
     }
@@ -159,6 +200,9 @@ public sealed partial class StartupRecovery(ComputeContext context)
 
         [LoggerMessage(EventId = 211, Level = LogLevel.Information, Message = "Destroyed instance {InstanceId}: it was evacuated while this host was down")]
         public static partial void EvacuatedGuestDestroyed(ILogger logger, string instanceId);
+
+        [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "Destroyed stray guest {InstanceId}: the instance is on {Owner}")]
+        public static partial void StrayGuestDestroyed(ILogger logger, string instanceId, string owner);
 
         [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "Could not tell whether instance {InstanceId} is on shared storage; keeping its disks")]
         public static partial void SharedStorageUnknown(ILogger logger, Exception ex, string instanceId);
