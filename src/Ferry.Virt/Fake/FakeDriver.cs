@@ -59,7 +59,7 @@ public sealed partial class FakeDriver : IComputeDriver
         Faults = new FakeFaultInjector(_timeProvider);
     }
 
-    public string HypervisorType => "fake";
+    public string HypervisorType => _options.HypervisorType;
 
     public FakeDriverOptions Options => _options;
 

@@ -16,6 +16,9 @@ public sealed class FakeDriverOptions
 
     public long HypervisorVersion { get; set; } = 8002000;
 
+    /// <summary>The hypervisor type the host reports; live migration needs the same type on both ends.</summary>
+    public string HypervisorType { get; set; } = "fake";
+
     public string CpuModel { get; set; } = "qemu64";
 
     public IReadOnlyList<string> CpuFeatures { get; set; } = [];
