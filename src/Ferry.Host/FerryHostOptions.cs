@@ -54,6 +54,8 @@ public sealed class FerryHostOptions
                 case "--placement-port": options.PlacementPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--shared-storage": options.SharedStorage = true; break;
                 case "--time-scale": options.FakeTimeScale = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--report-interval": options.ReportInterval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
+                case "--service-down-time": options.ServiceDownTime = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                 case "--max-concurrent-live-migrations": options.MaxConcurrentLiveMigrations = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 default: throw new ArgumentException($"Unknown option {args[i]}");
             }

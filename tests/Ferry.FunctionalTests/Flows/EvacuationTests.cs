@@ -164,3 +164,48 @@ public sealed class SharedStorageEvacuationTests(SharedStorageFixture fixture) :
         }
     }
 }
+
+/// <summary>Heartbeats every 100 ms, a service is down after 1.5 s of silence.</summary>
+public sealed class FastHeartbeatFixture : FerryFixture
+{
+    protected override void Configure(FerryHostOptions options)
+    {
+        options.ReportInterval = TimeSpan.FromMilliseconds(100);
+        options.ServiceDownTime = TimeSpan.FromMilliseconds(1500);
+    }
+}
+
+public sealed class HeartbeatTests(FastHeartbeatFixture fixture) : FlowTest<FastHeartbeatFixture>(fixture)
+{
+    [Fact]
+    public async Task Evacuate_SourceSilentLongerThanServiceDownTime_AcceptedWithoutForcedDown()
+    {
+        var id = await BootAsync("compute1");
+        await Fixture.Ferry.Computes["compute1"].StopAsync();
+        try
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            string state;
+            do
+            {
+                await Task.Delay(100);
+                var services = (await Admin.GetAsync("os-services?host=compute1&binary=nova-compute")).Body!["services"]!;
+                state = services[0]!["state"]!.GetValue<string>();
+            }
+            while (state != "down" && DateTime.UtcNow < deadline);
+            Assert.Equal("down", state);
+
+            Assert.Equal(HttpStatusCode.OK, (await Admin.ActionAsync(id, JsonNode.Parse("""{"evacuate": {}}""")!)).Status);
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal((MigrationStatus.Done, VmState.Active), (migration.Status, instance.VmState));
+            Assert.NotEqual("compute1", instance.Host);
+        }
+        finally
+        {
+            await Fixture.Ferry.StartComputeAsync("compute1", CancellationToken.None);
+        }
+        var services2 = (await Admin.GetAsync("os-services?host=compute1&binary=nova-compute")).Body!["services"]!;
+        Assert.Equal("up", services2[0]!["state"]!.GetValue<string>());
+        Assert.Null(Driver("compute1").GetGuest(id));
+    }
+}
