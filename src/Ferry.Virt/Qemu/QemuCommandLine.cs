@@ -1,0 +1,92 @@
+using System.Globalization;
+
+namespace Ferry.Virt.Qemu;
+
+/// <summary>
+/// The pure spec-to-arguments step (as KubeVirt's converter is for libvirt XML): no I/O, so it is tested without QEMU.
+/// Every option value that QEMU parses as a <c>key=value,…</c> list has its commas doubled.
+/// </summary>
+public static class QemuCommandLine
+{
+    public static IReadOnlyList<string> Build(QemuLaunchSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentException.ThrowIfNullOrWhiteSpace(spec.Uuid);
+        ArgumentException.ThrowIfNullOrWhiteSpace(spec.Name);
+        ArgumentOutOfRangeException.ThrowIfLessThan(spec.MemoryMb, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(spec.Vcpus, 1);
+        if (spec.Accel is not ("tcg" or "kvm"))
+        {
+            throw new ArgumentException($"Unknown accelerator '{spec.Accel}'.", nameof(spec));
+        }
+        if (spec.KernelPath is null && spec.DiskPath is null)
+        {
+            throw new ArgumentException("A guest needs a kernel or a disk to boot from.", nameof(spec));
+        }
+
+        var args = new List<string>
+        {
+            "-name", Escape(spec.Name),
+            "-uuid", spec.Uuid,
+            "-machine", Escape(spec.MachineType),
+            "-accel", spec.Accel,
+            "-cpu", Escape(spec.CpuModel),
+            "-m", spec.MemoryMb.ToString(CultureInfo.InvariantCulture),
+            "-smp", spec.Vcpus.ToString(CultureInfo.InvariantCulture),
+            "-nodefaults",
+            "-no-user-config",
+            "-display", "none",
+            "-chardev", $"file,id=serial0,path={Escape(spec.SerialLogPath)}",
+            "-serial", "chardev:serial0",
+            "-chardev", $"socket,id=qmp0,path={Escape(spec.QmpSocketPath)},server=on,wait=off",
+            "-mon", "chardev=qmp0,mode=control",
+        };
+        if (spec.PidFilePath is not null)
+        {
+            args.Add("-pidfile");
+            args.Add(spec.PidFilePath);
+        }
+        if (spec.KernelPath is not null)
+        {
+            args.Add("-kernel");
+            args.Add(spec.KernelPath);
+            if (!string.IsNullOrEmpty(spec.KernelAppend))
+            {
+                args.Add("-append");
+                args.Add(spec.KernelAppend);
+            }
+        }
+        if (spec.DiskPath is not null)
+        {
+            AddDisk(args, "disk0", spec.DiskPath, spec.DiskFormat, readOnly: false, bootIndex: spec.KernelPath is null ? 1 : null);
+        }
+        if (spec.ConfigDrivePath is not null)
+        {
+            AddDisk(args, "config0", spec.ConfigDrivePath, "raw", readOnly: true, bootIndex: null);
+        }
+        if (spec.StartPaused)
+        {
+            args.Add("-S");
+        }
+        if (spec.IncomingUri is not null)
+        {
+            args.Add("-incoming");
+            args.Add(spec.IncomingUri);
+        }
+        return args;
+    }
+
+    /// <summary>Doubles commas, QEMU's escape inside option lists.</summary>
+    public static string Escape(string value) => value.Replace(",", ",,", StringComparison.Ordinal);
+
+    private static void AddDisk(List<string> args, string node, string path, string format, bool readOnly, int? bootIndex)
+    {
+        var ro = readOnly ? ",read-only=on" : "";
+        args.Add("-blockdev");
+        args.Add($"driver=file,node-name={node}-file,filename={Escape(path)}{ro}");
+        args.Add("-blockdev");
+        args.Add($"driver={format},node-name={node},file={node}-file{ro}");
+        args.Add("-device");
+        args.Add(bootIndex is { } index ? $"virtio-blk-pci,drive={node},id={node}-dev,bootindex={index.ToString(CultureInfo.InvariantCulture)}" : $"virtio-blk-pci,drive={node},id={node}-dev");
+    }
+}

@@ -1,0 +1,819 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Ferry.Core.Errors;
+using Ferry.Virt.Qemu.Qmp;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Ferry.Virt.Qemu;
+
+/// <summary>
+/// Runs each guest as its own QEMU process driven over QMP, without libvirt (as Proxmox VE's qemu-server does).
+/// Files follow Nova's libvirt layout: <c>&lt;InstancesPath&gt;/_base/&lt;sha1(image ref)&gt;</c> is the host's copy of the
+/// image, <c>&lt;uuid&gt;/disk</c> a qcow2 overlay on it, plus <c>disk.config</c>, <c>console.log</c> (serial),
+/// <c>qmp.sock</c>, <c>qemu.pid</c> and <c>guest.json</c> (the spec, to restart the guest from the same disk).
+/// </summary>
+public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
+{
+    public const string QemuHypervisorType = "QEMU";
+
+    private const string BaseDirectoryName = "_base";
+    private const int MaxUnixSocketPathBytes = 107;
+    private const int ConfigDriveBytes = 64 * 1024;
+    private static readonly TimeSpan s_migrationPollInterval = TimeSpan.FromMilliseconds(100);
+
+    private readonly QemuDriverOptions _options;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, QemuGuest> _guests = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, QemuProcess> _migrating = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _baseLock = new(1, 1);
+    private long _hypervisorVersion;
+    private string? _accel;
+    private int _disposed;
+
+    public QemuDriver(QemuDriverOptions options, ILogger<QemuDriver>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrWhiteSpace(options.InstancesPath);
+        if (options.Accel is not ("auto" or "kvm" or "tcg"))
+        {
+            throw new ArgumentException($"Accel must be auto, kvm or tcg, not '{options.Accel}'.", nameof(options));
+        }
+        _options = options;
+        _logger = logger ?? NullLogger<QemuDriver>.Instance;
+    }
+
+    public string HypervisorType => QemuHypervisorType;
+
+    public QemuDriverOptions Options => _options;
+
+    /// <summary>The accelerator guests start with: the configured one, or KVM when /dev/kvm can be opened, else TCG.</summary>
+    public string Accel => _accel ??= _options.Accel != "auto" ? _options.Accel : (KvmAvailable() ? "kvm" : "tcg");
+
+    public string InstanceDirectory(string uuid) => Path.Combine(_options.InstancesPath, ValidSegment(uuid));
+
+    public string BaseDirectory => Path.Combine(_options.InstancesPath, BaseDirectoryName);
+
+    public string ConsoleLogPath(string uuid) => Path.Combine(InstanceDirectory(uuid), "console.log");
+
+    /// <summary>The pid of the guest's QEMU process while it runs.</summary>
+    public int? GetProcessId(string uuid) =>
+        _guests.TryGetValue(uuid, out var guest) && guest.Process is { } process && !process.HasExited ? process.Pid : null;
+
+    public async Task<IReadOnlyList<GuestInfo>> InitHostAsync(CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(_options.InstancesPath);
+        Directory.CreateDirectory(BaseDirectory);
+        _hypervisorVersion = await ReadQemuVersionAsync(cancellationToken);
+        var attached = 0;
+        foreach (var dir in Directory.EnumerateDirectories(_options.InstancesPath))
+        {
+            var uuid = Path.GetFileName(dir);
+            var specPath = Path.Combine(dir, "guest.json");
+            if (uuid == BaseDirectoryName || _guests.ContainsKey(uuid) || !File.Exists(specPath))
+            {
+                continue;
+            }
+            var spec = JsonSerializer.Deserialize(await File.ReadAllTextAsync(specPath, cancellationToken), QemuJsonContext.Default.GuestSpec);
+            if (spec is null || spec.Uuid != uuid)
+            {
+                continue;
+            }
+            var guest = new QemuGuest(spec);
+            var process = await QemuProcess.AttachAsync(uuid, Path.Combine(dir, "qemu.pid"), Path.Combine(dir, "qmp.sock"), cancellationToken);
+            if (process is not null)
+            {
+                guest.Process = process;
+                guest.PowerState = await QueryStatusAsync(process, cancellationToken);
+                StartEventPump(guest, process);
+                attached++;
+                LogReattached(uuid, process.Pid);
+            }
+            _guests.TryAdd(uuid, guest);
+        }
+        LogHostInitialized(_options.HostName, _hypervisorVersion, Accel, _guests.Count, attached);
+        return ListGuests();
+    }
+
+    public HostResources GetHostResources()
+    {
+        if (_hypervisorVersion == 0)
+        {
+            _hypervisorVersion = ReadQemuVersion();
+        }
+        Directory.CreateDirectory(_options.InstancesPath);
+        return new HostResources
+        {
+            HypervisorType = HypervisorType,
+            HypervisorVersion = _hypervisorVersion,
+            Vcpus = HostCpuCount(),
+            MemoryMb = HostMemoryMb(),
+            // Nova reports local_gb as the size of the instances file system; placement subtracts allocations itself.
+            LocalGb = (int)(new DriveInfo(Path.GetFullPath(_options.InstancesPath)).TotalSize >> 30),
+            CpuModel = _options.CpuModel,
+        };
+    }
+
+    public GuestInfo? GetGuest(string uuid) => _guests.TryGetValue(uuid, out var guest) ? guest.ToInfo() : null;
+
+    public IReadOnlyList<GuestInfo> ListGuests() => _guests.Values.Select(g => g.ToInfo()).ToList();
+
+    /// <summary>Asks QEMU for the guest's run state (<c>query-status</c>); Shutdown when no process runs.</summary>
+    public async Task<GuestPowerState> QueryPowerStateAsync(string uuid, CancellationToken cancellationToken)
+    {
+        if (!_guests.TryGetValue(uuid, out var guest))
+        {
+            throw new NotFoundException($"Guest {uuid} is not defined on {_options.HostName}.");
+        }
+        if (guest.Process is not { } process || process.HasExited)
+        {
+            return GuestPowerState.Shutdown;
+        }
+        guest.PowerState = await QueryStatusAsync(process, cancellationToken);
+        return guest.PowerState;
+    }
+
+    /// <summary>Runs a QMP command on the guest's monitor (diagnostics and tests).</summary>
+    public async Task<JsonElement> ExecuteQmpAsync(string uuid, string command, JsonObject? arguments, CancellationToken cancellationToken)
+    {
+        if (!_guests.TryGetValue(uuid, out var guest) || guest.Process is not { } process)
+        {
+            throw new NotFoundException($"Guest {uuid} has no running QEMU on {_options.HostName}.");
+        }
+        return await process.Qmp.ExecuteAsync(command, arguments, cancellationToken);
+    }
+
+    public async Task SpawnAsync(GuestSpec guest, bool reuseDisks, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        var dir = InstanceDirectory(guest.Uuid);
+        var record = new QemuGuest(guest);
+        if (!_guests.TryAdd(guest.Uuid, record))
+        {
+            throw new ConflictException($"Guest {guest.Uuid} is already defined on {_options.HostName}.");
+        }
+        await record.Lock.WaitAsync(cancellationToken);
+        try
+        {
+            CheckSocketPath(guest.Uuid);
+            Directory.CreateDirectory(dir);
+            var disk = Path.Combine(dir, "disk");
+            if (!reuseDisks || !File.Exists(disk))
+            {
+                if (reuseDisks)
+                {
+                    throw new NotFoundException($"Guest {guest.Uuid} has no disk at {disk} to reuse.");
+                }
+                await CreateRootDiskAsync(guest, disk, cancellationToken);
+            }
+            if (guest.ConfigDrive && (!reuseDisks || !File.Exists(Path.Combine(dir, "disk.config"))))
+            {
+                await WriteConfigDriveAsync(guest, Path.Combine(dir, "disk.config"), cancellationToken);
+            }
+            await File.WriteAllTextAsync(Path.Combine(dir, "guest.json"), JsonSerializer.Serialize(guest, QemuJsonContext.Default.GuestSpec), cancellationToken);
+            var process = await StartGuestAsync(record, cancellationToken);
+            LogSpawned(guest.Uuid, _options.HostName, process.Pid, reuseDisks);
+        }
+        catch
+        {
+            _guests.TryRemove(new KeyValuePair<string, QemuGuest>(guest.Uuid, record));
+            if (record.Process is { } started)
+            {
+                await started.DisposeAsync();
+            }
+            if (!reuseDisks && Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            throw;
+        }
+        finally
+        {
+            record.Lock.Release();
+        }
+    }
+
+    public async Task DestroyAsync(string uuid, bool destroyDisks, CancellationToken cancellationToken)
+    {
+        var dir = InstanceDirectory(uuid);
+        if (_guests.TryGetValue(uuid, out var guest))
+        {
+            await guest.Lock.WaitAsync(cancellationToken);
+            try
+            {
+                await StopGuestAsync(guest, cancellationToken);
+                _guests.TryRemove(new KeyValuePair<string, QemuGuest>(uuid, guest));
+            }
+            finally
+            {
+                guest.Lock.Release();
+            }
+        }
+        if (destroyDisks && Directory.Exists(dir))
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        LogDestroyed(uuid, _options.HostName, destroyDisks);
+    }
+
+    public async Task PowerOffAsync(string uuid, CancellationToken cancellationToken)
+    {
+        var guest = Find(uuid);
+        await guest.Lock.WaitAsync(cancellationToken);
+        try
+        {
+            await StopGuestAsync(guest, cancellationToken);
+            LogPoweredOff(uuid);
+        }
+        finally
+        {
+            guest.Lock.Release();
+        }
+    }
+
+    public async Task PowerOnAsync(string uuid, CancellationToken cancellationToken)
+    {
+        var guest = Find(uuid);
+        await guest.Lock.WaitAsync(cancellationToken);
+        try
+        {
+            if (guest.Process is { HasExited: false } running)
+            {
+                if (guest.PowerState == GuestPowerState.Paused)
+                {
+                    await running.Qmp.ExecuteAsync("cont", null, cancellationToken);
+                    guest.PowerState = await QueryStatusAsync(running, cancellationToken);
+                }
+                return;
+            }
+            var process = await StartGuestAsync(guest, cancellationToken);
+            LogPoweredOn(uuid, process.Pid);
+        }
+        finally
+        {
+            guest.Lock.Release();
+        }
+    }
+
+    public string CreateSharedStorageTestFile()
+    {
+        Directory.CreateDirectory(_options.InstancesPath);
+        var name = "ferry-shared-storage-" + Guid.NewGuid().ToString("N");
+        File.WriteAllText(Path.Combine(_options.InstancesPath, name), _options.HostName);
+        return name;
+    }
+
+    public bool CheckSharedStorageTestFile(string filename) =>
+        File.Exists(Path.Combine(_options.InstancesPath, ValidSegment(filename)));
+
+    public void CleanupSharedStorageTestFile(string filename)
+    {
+        var path = Path.Combine(_options.InstancesPath, ValidSegment(filename));
+        if (File.Exists(path))
+        {
+            File.Delete(path);
+        }
+    }
+
+    public bool InstanceOnDisk(string uuid)
+    {
+        var dir = InstanceDirectory(uuid);
+        return File.Exists(Path.Combine(dir, "disk")) || File.Exists(Path.Combine(dir, "guest.json"));
+    }
+
+    public bool HasLocalDisks(GuestSpec guest)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        return !guest.VolumeBacked || guest.ConfigDrive;
+    }
+
+    // --- live migration (pre-copy of RAM; the disk must be on shared storage or not needed by the guest) ---
+
+    public async Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        if (blockMigration)
+        {
+            throw NotYet("Block migration");
+        }
+        var record = new QemuGuest(guest);
+        if (!_guests.TryAdd(guest.Uuid, record))
+        {
+            throw new ConflictException($"Guest {guest.Uuid} is already defined on {_options.HostName}.");
+        }
+        var dir = InstanceDirectory(guest.Uuid);
+        try
+        {
+            CheckSocketPath(guest.Uuid);
+            Directory.CreateDirectory(dir);
+            if (!sharedInstancePath)
+            {
+                await CreateRootDiskAsync(guest, Path.Combine(dir, "disk"), cancellationToken);
+                if (guest.ConfigDrive)
+                {
+                    await WriteConfigDriveAsync(guest, Path.Combine(dir, "disk.config"), cancellationToken);
+                }
+                await File.WriteAllTextAsync(Path.Combine(dir, "guest.json"), JsonSerializer.Serialize(guest, QemuJsonContext.Default.GuestSpec), cancellationToken);
+            }
+            var process = await QemuProcess.StartAsync(_options.QemuBinary, LaunchSpec(guest) with { IncomingUri = "defer" }, _options.StartTimeout, cancellationToken);
+            record.Process = process;
+            record.PowerState = GuestPowerState.Paused;
+            StartEventPump(record, process);
+            var uri = string.Create(CultureInfo.InvariantCulture, $"tcp:{_options.MigrationAddress}:{FreeTcpPort(_options.MigrationAddress)}");
+            await process.Qmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = uri }, cancellationToken);
+            return uri;
+        }
+        catch
+        {
+            _guests.TryRemove(new KeyValuePair<string, QemuGuest>(guest.Uuid, record));
+            if (record.Process is { } started)
+            {
+                await started.DisposeAsync();
+            }
+            if (!sharedInstancePath && Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            throw;
+        }
+    }
+
+    public async Task<LiveMigrationOutcome> LiveMigrateAsync(GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(callbacks);
+        if (plan.BlockMigration)
+        {
+            throw NotYet("Block migration");
+        }
+        var record = Find(guest.Uuid);
+        var process = record.Process ?? throw new ConflictException($"Guest {guest.Uuid} is not running.");
+        var uri = plan.IncomingUri ?? throw new BadRequestException("The live migration plan has no incoming URI.");
+        var qmp = process.Qmp;
+        await qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject
+        {
+            ["capabilities"] = new JsonArray(
+                new JsonObject { ["capability"] = "events", ["state"] = true },
+                new JsonObject { ["capability"] = "auto-converge", ["state"] = plan.PermitAutoConverge }),
+        }, cancellationToken);
+        // Always explicit: QEMU's default of 128 MiB/s is a hidden cap (see the qemu-lab findings).
+        var bandwidth = plan.BandwidthMiBps > 0 ? plan.BandwidthMiBps << 20 : 8L << 30;
+        await qmp.ExecuteAsync("migrate-set-parameters", new JsonObject { ["max-bandwidth"] = bandwidth, ["downtime-limit"] = plan.DowntimeMs }, cancellationToken);
+        _migrating[guest.Uuid] = process;
+        try
+        {
+            await qmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = uri }, cancellationToken);
+            var iteration = 0;
+            while (true)
+            {
+                await Task.Delay(s_migrationPollInterval, cancellationToken);
+                var info = await qmp.ExecuteAsync("query-migrate", null, cancellationToken);
+                var status = info.TryGetProperty("status", out var st) ? st.GetString() : null;
+                if (info.TryGetProperty("ram", out var ram))
+                {
+                    iteration = ram.TryGetProperty("dirty-sync-count", out var syncs) ? syncs.GetInt32() : iteration;
+                    await callbacks.MigrationProgressAsync(guest.Uuid, new MigrationProgress
+                    {
+                        MemoryTotalBytes = Long(ram, "total"),
+                        MemoryProcessedBytes = Long(ram, "transferred"),
+                        MemoryRemainingBytes = Long(ram, "remaining"),
+                        DirtyRateBytesPerSecond = Long(ram, "dirty-pages-rate") * Long(ram, "page-size", 4096),
+                        Iteration = Math.Max(1, iteration),
+                        ExpectedDowntimeMs = Long(info, "expected-downtime"),
+                    }, cancellationToken);
+                }
+                switch (status)
+                {
+                    case "completed":
+                        record.PowerState = GuestPowerState.Paused; // postmigrate: never cont it (split brain)
+                        LogMigrationFinished(guest.Uuid, plan.MigrationUuid, LiveMigrationOutcome.Completed);
+                        return LiveMigrationOutcome.Completed;
+                    case "failed":
+                        LogMigrationFinished(guest.Uuid, plan.MigrationUuid, LiveMigrationOutcome.Failed);
+                        return LiveMigrationOutcome.Failed;
+                    case "cancelled":
+                        LogMigrationFinished(guest.Uuid, plan.MigrationUuid, LiveMigrationOutcome.Cancelled);
+                        return LiveMigrationOutcome.Cancelled;
+                }
+            }
+        }
+        finally
+        {
+            _migrating.TryRemove(guest.Uuid, out _);
+        }
+    }
+
+    public bool AbortLiveMigration(string uuid)
+    {
+        if (!_migrating.TryGetValue(uuid, out var process))
+        {
+            return false;
+        }
+        _ = process.Qmp.ExecuteAsync("migrate_cancel", null, CancellationToken.None)
+            .ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        return true;
+    }
+
+    public bool ForceCompleteLiveMigration(string uuid) => false;
+
+    public async Task PostLiveMigrationAtSourceAsync(GuestSpec guest, bool sharedInstancePath, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        await DestroyAsync(guest.Uuid, destroyDisks: !sharedInstancePath, cancellationToken);
+    }
+
+    public async Task PostLiveMigrationAtDestinationAsync(GuestSpec guest, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        var record = Find(guest.Uuid);
+        if (record.Process is { } process)
+        {
+            record.PowerState = await QueryStatusAsync(process, cancellationToken);
+        }
+    }
+
+    public Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        return DestroyAsync(guest.Uuid, destroyDisks, cancellationToken);
+    }
+
+    // --- cold migration / resize: issue 3, part 2 ---
+
+    public Task CheckCanReceiveAsync(GuestSpec resized, CancellationToken cancellationToken) =>
+        throw NotYet(nameof(CheckCanReceiveAsync));
+
+    public Task<Dictionary<string, string>> MigrateDiskAndPowerOffAsync(GuestSpec guest, string destHost, GuestSpec resized, CancellationToken cancellationToken) =>
+        throw NotYet(nameof(MigrateDiskAndPowerOffAsync));
+
+    public Task FinishMigrationAsync(GuestSpec resized, Dictionary<string, string> diskInfo, bool powerOn, CancellationToken cancellationToken) =>
+        throw NotYet(nameof(FinishMigrationAsync));
+
+    public Task ConfirmMigrationAsync(GuestSpec guest, CancellationToken cancellationToken) =>
+        throw NotYet(nameof(ConfirmMigrationAsync));
+
+    public Task FinishRevertMigrationAsync(GuestSpec guest, bool powerOn, CancellationToken cancellationToken) =>
+        throw NotYet(nameof(FinishRevertMigrationAsync));
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        foreach (var guest in _guests.Values)
+        {
+            if (guest.Process is not { } process)
+            {
+                continue;
+            }
+            if (_options.KillGuestsOnDispose)
+            {
+                await process.DisposeAsync();
+            }
+            else
+            {
+                await process.Qmp.DisposeAsync();
+            }
+        }
+        _guests.Clear();
+        _baseLock.Dispose();
+    }
+
+    // --- internals ---
+
+    private static long Long(JsonElement e, string name, long fallback = 0) =>
+        e.TryGetProperty(name, out var v) && v.TryGetInt64(out var l) ? l : fallback;
+
+    private static int FreeTcpPort(string address)
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Parse(address), 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static NotSupportedException NotYet(string method) =>
+        new($"{method} is not yet implemented in the QEMU driver (issue 3).");
+
+    private QemuGuest Find(string uuid) =>
+        _guests.TryGetValue(uuid, out var guest) ? guest : throw new NotFoundException($"Guest {uuid} is not defined on {_options.HostName}.");
+
+    private bool IsTestGuest(GuestSpec guest) => _options.TestGuestImageRefs.Contains(guest.ImageRef, StringComparer.Ordinal);
+
+    private QemuLaunchSpec LaunchSpec(GuestSpec guest)
+    {
+        var dir = InstanceDirectory(guest.Uuid);
+        var configDrive = Path.Combine(dir, "disk.config");
+        string? kernel = null;
+        string? append = null;
+        if (IsTestGuest(guest))
+        {
+            kernel = _options.TestGuestKernelPath is { } k && File.Exists(k)
+                ? k
+                : throw new BadRequestException($"The test guest kernel '{_options.TestGuestKernelPath}' does not exist; run tools/test-guest/build.sh.");
+            append = QemuTestGuest.KernelAppend(guest);
+        }
+        return new QemuLaunchSpec
+        {
+            Uuid = guest.Uuid,
+            Name = guest.Name,
+            MemoryMb = guest.MemoryMb,
+            Vcpus = guest.Vcpus,
+            KernelPath = kernel,
+            KernelAppend = append,
+            DiskPath = Path.Combine(dir, "disk"),
+            ConfigDrivePath = guest.ConfigDrive && File.Exists(configDrive) ? configDrive : null,
+            SerialLogPath = Path.Combine(dir, "console.log"),
+            QmpSocketPath = Path.Combine(dir, "qmp.sock"),
+            PidFilePath = Path.Combine(dir, "qemu.pid"),
+            Accel = Accel,
+            CpuModel = _options.CpuModel,
+        };
+    }
+
+    private async Task<QemuProcess> StartGuestAsync(QemuGuest guest, CancellationToken cancellationToken)
+    {
+        var process = await QemuProcess.StartAsync(_options.QemuBinary, LaunchSpec(guest.Spec), _options.StartTimeout, cancellationToken);
+        guest.Process = process;
+        try
+        {
+            guest.PowerState = await QueryStatusAsync(process, cancellationToken);
+        }
+        catch
+        {
+            guest.Process = null;
+            await process.DisposeAsync();
+            throw;
+        }
+        StartEventPump(guest, process);
+        return process;
+    }
+
+    private async Task StopGuestAsync(QemuGuest guest, CancellationToken cancellationToken)
+    {
+        if (guest.Process is { } process)
+        {
+            try
+            {
+                await process.StopAsync(_options.StopGracePeriod, cancellationToken);
+            }
+            finally
+            {
+                await process.DisposeAsync();
+                guest.Process = null;
+            }
+        }
+        guest.PowerState = GuestPowerState.Shutdown;
+    }
+
+    /// <summary>Keeps the cached power state current from QMP events; the process ending means Shutdown.</summary>
+    private void StartEventPump(QemuGuest guest, QemuProcess process) => _ = Task.Run(async () =>
+    {
+        try
+        {
+            await foreach (var e in process.Qmp.Events.ReadAllAsync(CancellationToken.None))
+            {
+                if (guest.Process != process)
+                {
+                    return;
+                }
+                var state = e.Name switch
+                {
+                    "STOP" => GuestPowerState.Paused,
+                    "RESUME" => GuestPowerState.Running,
+                    "SHUTDOWN" => GuestPowerState.Shutdown,
+                    "GUEST_PANICKED" => GuestPowerState.Crashed,
+                    _ => (GuestPowerState?)null,
+                };
+                if (state is { } s)
+                {
+                    guest.PowerState = s;
+                }
+            }
+            if (guest.Process == process)
+            {
+                guest.PowerState = GuestPowerState.Shutdown;
+                LogProcessExited(guest.Spec.Uuid, process.Pid);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }, CancellationToken.None);
+
+    private static async Task<GuestPowerState> QueryStatusAsync(QemuProcess process, CancellationToken cancellationToken)
+    {
+        var status = await process.Qmp.ExecuteAsync("query-status", null, cancellationToken);
+        return MapStatus(status.GetProperty("status").GetString());
+    }
+
+    /// <summary>QEMU's RunState (qapi/run-state.json) as a Nova power state.</summary>
+    public static GuestPowerState MapStatus(string? status) => status switch
+    {
+        "running" => GuestPowerState.Running,
+        "shutdown" => GuestPowerState.Shutdown,
+        "internal-error" or "guest-panicked" => GuestPowerState.Crashed,
+        null or "" => GuestPowerState.NoState,
+        _ => GuestPowerState.Paused, // paused, postmigrate, inmigrate, prelaunch, finish-migrate, suspended, io-error, …
+    };
+
+    private async Task CreateRootDiskAsync(GuestSpec guest, string diskPath, CancellationToken cancellationToken)
+    {
+        var (basePath, format) = await EnsureBaseImageAsync(guest, cancellationToken);
+        var args = new List<string> { "create", "-q", "-f", "qcow2", "-F", format, "-b", basePath, diskPath };
+        if (guest.RootGb > 0)
+        {
+            args.Add(string.Create(CultureInfo.InvariantCulture, $"{guest.RootGb}G"));
+        }
+        await RunToolAsync(_options.QemuImgBinary, args, cancellationToken);
+    }
+
+    /// <summary>The host's copy of the image under <c>_base/&lt;sha1(image ref)&gt;</c> (Nova's image cache), created once.</summary>
+    private async Task<(string Path, string Format)> EnsureBaseImageAsync(GuestSpec guest, CancellationToken cancellationToken)
+    {
+        var hash = Convert.ToHexStringLower(SHA1.HashData(Encoding.UTF8.GetBytes(guest.ImageRef)));
+        var basePath = Path.Combine(BaseDirectory, hash);
+        await _baseLock.WaitAsync(cancellationToken);
+        try
+        {
+            Directory.CreateDirectory(BaseDirectory);
+            if (!File.Exists(basePath))
+            {
+                var temp = basePath + ".part";
+                if (IsTestGuest(guest))
+                {
+                    // The test guest boots from -kernel; its disk only makes the instance layout real.
+                    await RunToolAsync(_options.QemuImgBinary,
+                        ["create", "-q", "-f", "raw", temp, string.Create(CultureInfo.InvariantCulture, $"{_options.TestGuestBaseImageMb}M")], cancellationToken);
+                }
+                else
+                {
+                    var source = _options.ImagesPath is { } images ? Path.Combine(images, ValidSegment(guest.ImageRef)) : null;
+                    if (source is null || !File.Exists(source))
+                    {
+                        throw new NotFoundException($"Image {guest.ImageRef} could not be found.");
+                    }
+                    File.Copy(source, temp, overwrite: true);
+                }
+                File.Move(temp, basePath, overwrite: true);
+                LogBaseCreated(guest.ImageRef, basePath);
+            }
+        }
+        finally
+        {
+            _baseLock.Release();
+        }
+        return (basePath, await DetectFormatAsync(basePath, cancellationToken));
+    }
+
+    private async Task<string> DetectFormatAsync(string path, CancellationToken cancellationToken)
+    {
+        var info = await RunToolAsync(_options.QemuImgBinary, ["info", "-U", "--output=json", path], cancellationToken);
+        using var doc = JsonDocument.Parse(info);
+        return doc.RootElement.GetProperty("format").GetString() ?? "raw";
+    }
+
+    /// <summary>A raw read-only disk holding the instance metadata as JSON (a stand-in for Nova's ISO9660 config drive).</summary>
+    private static async Task WriteConfigDriveAsync(GuestSpec guest, string path, CancellationToken cancellationToken)
+    {
+        var meta = new Dictionary<string, string>(guest.Metadata, StringComparer.Ordinal)
+        {
+            ["uuid"] = guest.Uuid,
+            ["name"] = guest.Name,
+        };
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(meta, QemuJsonContext.Default.DictionaryStringString);
+        if (bytes.Length >= ConfigDriveBytes)
+        {
+            throw new BadRequestException($"The metadata of {guest.Uuid} does not fit a config drive.");
+        }
+        await using var file = new FileStream(path, FileMode.Create, FileAccess.Write);
+        await file.WriteAsync(bytes, cancellationToken);
+        file.SetLength(ConfigDriveBytes);
+    }
+
+    private static async Task<string> RunToolAsync(string binary, IReadOnlyList<string> args, CancellationToken cancellationToken)
+    {
+        var psi = new ProcessStartInfo(binary)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var arg in args)
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        using var process = Process.Start(psi) ?? throw new FerryException($"Could not start {binary}.");
+        var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
+        var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
+        try
+        {
+            await process.WaitForExitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+        if (process.ExitCode != 0)
+        {
+            throw new FerryException($"{binary} {string.Join(' ', args)} failed ({process.ExitCode}): {(await stderr).Trim()}");
+        }
+        return await stdout;
+    }
+
+    private async Task<long> ReadQemuVersionAsync(CancellationToken cancellationToken) =>
+        ParseVersion(await RunToolAsync(_options.QemuBinary, ["--version"], cancellationToken));
+
+    private long ReadQemuVersion()
+    {
+        var psi = new ProcessStartInfo(_options.QemuBinary) { UseShellExecute = false, RedirectStandardOutput = true };
+        psi.ArgumentList.Add("--version");
+        using var process = Process.Start(psi) ?? throw new FerryException($"Could not start {_options.QemuBinary}.");
+        var output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return ParseVersion(output);
+    }
+
+    /// <summary>"QEMU emulator version 7.2.22 (…)" → 7002022 (Nova's integer hypervisor_version).</summary>
+    public static long ParseVersion(string versionOutput)
+    {
+        var m = VersionPattern().Match(versionOutput ?? "");
+        if (!m.Success)
+        {
+            throw new FerryException($"Cannot read the QEMU version from '{versionOutput}'.");
+        }
+        return long.Parse(m.Groups[1].ValueSpan, CultureInfo.InvariantCulture) * 1_000_000
+            + long.Parse(m.Groups[2].ValueSpan, CultureInfo.InvariantCulture) * 1_000
+            + (m.Groups[3].Success ? long.Parse(m.Groups[3].ValueSpan, CultureInfo.InvariantCulture) : 0);
+    }
+
+    private static bool KvmAvailable()
+    {
+        try
+        {
+            using var kvm = new FileStream("/dev/kvm", FileMode.Open, FileAccess.ReadWrite);
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private static int HostCpuCount()
+    {
+        try
+        {
+            var count = File.ReadLines("/proc/cpuinfo").Count(l => l.StartsWith("processor", StringComparison.Ordinal));
+            return count > 0 ? count : Environment.ProcessorCount;
+        }
+        catch (IOException)
+        {
+            return Environment.ProcessorCount;
+        }
+    }
+
+    private static int HostMemoryMb()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));
+            var kb = line?.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+            return kb is null ? 0 : (int)(long.Parse(kb, CultureInfo.InvariantCulture) / 1024);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    private void CheckSocketPath(string uuid)
+    {
+        var socket = Path.GetFullPath(Path.Combine(InstanceDirectory(uuid), "qmp.sock"));
+        if (Encoding.UTF8.GetByteCount(socket) > MaxUnixSocketPathBytes)
+        {
+            throw new FerryException($"The QMP socket path '{socket}' is longer than {MaxUnixSocketPathBytes} bytes; use a shorter instances path.");
+        }
+    }
+
+    private static string ValidSegment(string name)
+    {
+        if (string.IsNullOrWhiteSpace(name) || name is "." or ".." || name == BaseDirectoryName
+            || name.IndexOfAny(['/', '\\', '\0']) >= 0)
+        {
+            throw new BadRequestException($"Invalid instance or file name '{name}'.");
+        }
+        return name;
+    }
+
+    [GeneratedRegex(@"version (\d+)\.(\d+)(?:\.(\d+))?")]
+    private static partial Regex VersionPattern();
+}

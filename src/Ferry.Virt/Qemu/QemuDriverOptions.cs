@@ -1,0 +1,43 @@
+namespace Ferry.Virt.Qemu;
+
+/// <summary>Configuration of one QEMU compute host.</summary>
+public sealed class QemuDriverOptions
+{
+    public string HostName { get; set; } = Environment.MachineName;
+
+    /// <summary>Nova's instances_path: <c>&lt;uuid&gt;/disk</c>, <c>_base/&lt;hash&gt;</c>. Keep it short: QMP socket paths must fit 107 bytes.</summary>
+    public string InstancesPath { get; set; } = "/var/lib/ferry/instances";
+
+    /// <summary>Where image files are found by image ref (a local stand-in for Glance): <c>&lt;ImagesPath&gt;/&lt;imageRef&gt;</c>.</summary>
+    public string? ImagesPath { get; set; }
+
+    public string QemuBinary { get; set; } = "qemu-system-x86_64";
+
+    public string QemuImgBinary { get; set; } = "qemu-img";
+
+    /// <summary><c>auto</c> (KVM when /dev/kvm can be opened, else TCG), <c>kvm</c> or <c>tcg</c>.</summary>
+    public string Accel { get; set; } = "auto";
+
+    /// <summary>A named CPU model so guests can move between hosts.</summary>
+    public string CpuModel { get; set; } = "qemu64";
+
+    /// <summary>Image refs that mean "the Ferry test guest" (booted with -kernel from <see cref="TestGuestKernelPath"/>).</summary>
+    public IReadOnlyList<string> TestGuestImageRefs { get; set; } = [QemuTestGuest.DefaultImageRef];
+
+    /// <summary>tools/test-guest/out/ferry-test-guest.elf, built by tools/test-guest/build.sh.</summary>
+    public string? TestGuestKernelPath { get; set; }
+
+    /// <summary>Size of the raw <c>_base</c> image created for the test guest.</summary>
+    public int TestGuestBaseImageMb { get; set; } = 16;
+
+    /// <summary>The address destination QEMUs listen on for incoming migrations (this host's migration network).</summary>
+    public string MigrationAddress { get; set; } = "127.0.0.1";
+
+    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long <c>quit</c> may take before the process is killed.</summary>
+    public TimeSpan StopGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Kill every QEMU process this driver runs when it is disposed (tests; an agent that owns its guests' lifetime).</summary>
+    public bool KillGuestsOnDispose { get; set; } = true;
+}

@@ -1,0 +1,30 @@
+namespace Ferry.Virt.Qemu;
+
+/// <summary>Everything one QEMU process is started with; <see cref="QemuCommandLine.Build"/> turns it into arguments.</summary>
+public sealed record QemuLaunchSpec
+{
+    public required string Uuid { get; init; }
+    public required string Name { get; init; }
+    public required int MemoryMb { get; init; }
+    public required int Vcpus { get; init; }
+    /// <summary>A multiboot/Linux kernel booted with <c>-kernel</c>; null boots from <see cref="DiskPath"/>.</summary>
+    public string? KernelPath { get; init; }
+    public string? KernelAppend { get; init; }
+    /// <summary>The root disk (qcow2 overlay), attached as block node <c>disk0</c>.</summary>
+    public string? DiskPath { get; init; }
+    public string DiskFormat { get; init; } = "qcow2";
+    /// <summary>A read-only config drive (raw), attached as block node <c>config0</c>.</summary>
+    public string? ConfigDrivePath { get; init; }
+    public required string SerialLogPath { get; init; }
+    public required string QmpSocketPath { get; init; }
+    public string? PidFilePath { get; init; }
+    /// <summary><c>tcg</c> or <c>kvm</c>.</summary>
+    public string Accel { get; init; } = "tcg";
+    public string MachineType { get; init; } = "pc";
+    /// <summary>A named model both ends of a migration can run (not <c>host</c>).</summary>
+    public string CpuModel { get; init; } = "qemu64";
+    /// <summary>When set, the process waits for an incoming migration (<c>defer</c> = wait for <c>migrate-incoming</c>).</summary>
+    public string? IncomingUri { get; init; }
+    /// <summary>Start with vCPUs stopped (<c>-S</c>); <c>cont</c> starts them.</summary>
+    public bool StartPaused { get; init; }
+}

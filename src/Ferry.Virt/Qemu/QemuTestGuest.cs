@@ -1,0 +1,100 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Ferry.Virt.Qemu;
+
+/// <summary>
+/// What the driver and tests know about the Ferry test guest (tools/test-guest): its command line and the
+/// function its printed checksum must equal (tools/test-guest/README.md).
+/// </summary>
+public static partial class QemuTestGuest
+{
+    public const string DefaultImageRef = "ferry-test-guest";
+
+    /// <summary>Guest dirty rate in MiB/s (the key the fake driver reads too).</summary>
+    public const string DirtyRateMetadataKey = "ferry:dirty_rate_mibps";
+
+    /// <summary>Size of the dirtied region in MiB.</summary>
+    public const string RegionMetadataKey = "ferry:region_mib";
+
+    public const int TicksPerSecond = 100;
+
+    public const int DefaultRegionMib = 4;
+
+    /// <summary>The kernel command line for a guest: the dirty rate and region come from its metadata.</summary>
+    public static string KernelAppend(GuestSpec guest)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        var region = DefaultRegionMib;
+        if (guest.Metadata.TryGetValue(RegionMetadataKey, out var r) && int.TryParse(r, CultureInfo.InvariantCulture, out var parsedRegion) && parsedRegion > 0)
+        {
+            region = parsedRegion;
+        }
+        var kibPerTick = 0;
+        if (guest.Metadata.TryGetValue(DirtyRateMetadataKey, out var d) && double.TryParse(d, CultureInfo.InvariantCulture, out var mibps) && mibps > 0)
+        {
+            kibPerTick = (int)Math.Ceiling(mibps * 1024 / TicksPerSecond);
+        }
+        return string.Create(CultureInfo.InvariantCulture, $"region_mib={region} dirty_kib_per_tick={kibPerTick}");
+    }
+
+    /// <summary>A parsed <c>ferry-guest counter=N checksum=X</c> line.</summary>
+    public sealed record Sample(long Counter, uint Checksum);
+
+    /// <summary>The status lines of a console log, in order (partial last lines are skipped).</summary>
+    public static IReadOnlyList<Sample> ParseSamples(string consoleLog)
+    {
+        ArgumentNullException.ThrowIfNull(consoleLog);
+        var samples = new List<Sample>();
+        foreach (Match m in SampleLine().Matches(consoleLog))
+        {
+            samples.Add(new Sample(
+                long.Parse(m.Groups[1].ValueSpan, CultureInfo.InvariantCulture),
+                uint.Parse(m.Groups[2].ValueSpan, NumberStyles.HexNumber, CultureInfo.InvariantCulture)));
+        }
+        return samples;
+    }
+
+    /// <summary>
+    /// The checksum the region must have after <paramref name="counter"/> ticks: FNV-1a over every word, each
+    /// page at the generation sequential cyclic writes of ceil(kib/4) pages per tick give it.
+    /// </summary>
+    public static uint ExpectedChecksum(long counter, int regionMib, int dirtyKibPerTick)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(counter);
+        ArgumentOutOfRangeException.ThrowIfLessThan(regionMib, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(dirtyKibPerTick);
+        long pages = regionMib * 256L;
+        long pagesPerTick = Math.Min((dirtyKibPerTick + 3) / 4, pages);
+        long writes = counter * pagesPerTick;
+        var wraps = (uint)(writes / pages);
+        var cursor = writes % pages;
+        uint c = 0x811c9dc5u;
+        for (uint p = 0; p < pages; p++)
+        {
+            var gen = wraps + (p < cursor ? 1u : 0u);
+            for (uint w = 0; w < 1024; w++)
+            {
+                c = unchecked((c ^ WordValue(p, w, gen)) * 0x01000193u);
+            }
+        }
+        return c;
+    }
+
+    private static uint WordValue(uint page, uint word, uint gen)
+    {
+        unchecked
+        {
+            var x = ((page << 10) | word) ^ (gen * 0x9E3779B1u);
+            x ^= x >> 16;
+            x *= 0x7feb352du;
+            x ^= x >> 15;
+            x *= 0x846ca68bu;
+            x ^= x >> 16;
+            return x;
+        }
+    }
+
+    [GeneratedRegex(@"^ferry-guest counter=(\d+) checksum=([0-9a-f]{8})\r?$", RegexOptions.Multiline)]
+    private static partial Regex SampleLine();
+}

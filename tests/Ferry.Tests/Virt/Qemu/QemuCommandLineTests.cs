@@ -1,0 +1,170 @@
+using Ferry.Virt;
+using Ferry.Virt.Qemu;
+
+namespace Ferry.Tests.Virt.Qemu;
+
+public sealed class QemuCommandLineTests
+{
+    private static QemuLaunchSpec Spec() => new()
+    {
+        Uuid = "6f1b9a52-3f47-4bd3-9a0b-1d2b3c4d5e6f",
+        Name = "instance-00000001",
+        MemoryMb = 64,
+        Vcpus = 2,
+        KernelPath = "/k/ferry-test-guest.elf",
+        KernelAppend = "region_mib=4 dirty_kib_per_tick=0",
+        DiskPath = "/i/6f1b/disk",
+        SerialLogPath = "/i/6f1b/console.log",
+        QmpSocketPath = "/i/6f1b/qmp.sock",
+        PidFilePath = "/i/6f1b/qemu.pid",
+    };
+
+    private static string After(IReadOnlyList<string> args, string option)
+    {
+        var i = args.ToList().IndexOf(option);
+        Assert.True(i >= 0 && i + 1 < args.Count, $"{option} missing in: {string.Join(' ', args)}");
+        return args[i + 1];
+    }
+
+    [Fact]
+    public void Build_KernelGuest_HasIdentityResourcesAndKernel()
+    {
+        var args = QemuCommandLine.Build(Spec());
+
+        Assert.Equal("6f1b9a52-3f47-4bd3-9a0b-1d2b3c4d5e6f", After(args, "-uuid"));
+        Assert.Equal("instance-00000001", After(args, "-name"));
+        Assert.Equal("64", After(args, "-m"));
+        Assert.Equal("2", After(args, "-smp"));
+        Assert.Equal("tcg", After(args, "-accel"));
+        Assert.Equal("qemu64", After(args, "-cpu"));
+        Assert.Equal("/k/ferry-test-guest.elf", After(args, "-kernel"));
+        Assert.Equal("region_mib=4 dirty_kib_per_tick=0", After(args, "-append"));
+        Assert.Equal("/i/6f1b/qemu.pid", After(args, "-pidfile"));
+        Assert.Contains("-nodefaults", args);
+        Assert.DoesNotContain("-daemonize", args);
+        Assert.DoesNotContain("-S", args);
+        Assert.DoesNotContain("-incoming", args);
+    }
+
+    [Fact]
+    public void Build_Always_HasSerialFileAndQmpServerSocket()
+    {
+        var args = QemuCommandLine.Build(Spec());
+
+        Assert.Contains("file,id=serial0,path=/i/6f1b/console.log", args);
+        Assert.Equal("chardev:serial0", After(args, "-serial"));
+        Assert.Contains("socket,id=qmp0,path=/i/6f1b/qmp.sock,server=on,wait=off", args);
+        Assert.Equal("chardev=qmp0,mode=control", After(args, "-mon"));
+    }
+
+    [Fact]
+    public void Build_KernelGuestWithDisk_AttachesQcow2WithoutBootIndex()
+    {
+        var args = QemuCommandLine.Build(Spec());
+
+        Assert.Contains("driver=file,node-name=disk0-file,filename=/i/6f1b/disk", args);
+        Assert.Contains("driver=qcow2,node-name=disk0,file=disk0-file", args);
+        Assert.Contains("virtio-blk-pci,drive=disk0,id=disk0-dev", args);
+    }
+
+    [Fact]
+    public void Build_DiskBoot_SetsBootIndexAndNoKernel()
+    {
+        var args = QemuCommandLine.Build(Spec() with { KernelPath = null, KernelAppend = null });
+
+        Assert.DoesNotContain("-kernel", args);
+        Assert.DoesNotContain("-append", args);
+        Assert.Contains("virtio-blk-pci,drive=disk0,id=disk0-dev,bootindex=1", args);
+    }
+
+    [Fact]
+    public void Build_ConfigDrive_AttachedReadOnlyRaw()
+    {
+        var args = QemuCommandLine.Build(Spec() with { ConfigDrivePath = "/i/6f1b/disk.config" });
+
+        Assert.Contains("driver=file,node-name=config0-file,filename=/i/6f1b/disk.config,read-only=on", args);
+        Assert.Contains("driver=raw,node-name=config0,file=config0-file,read-only=on", args);
+    }
+
+    [Fact]
+    public void Build_IncomingDeferredAndPaused_AddsIncomingAndS()
+    {
+        var args = QemuCommandLine.Build(Spec() with { IncomingUri = "defer", StartPaused = true, Accel = "kvm" });
+
+        Assert.Equal("defer", After(args, "-incoming"));
+        Assert.Contains("-S", args);
+        Assert.Equal("kvm", After(args, "-accel"));
+    }
+
+    [Fact]
+    public void Build_CommasInPathsAndName_AreDoubled()
+    {
+        var args = QemuCommandLine.Build(Spec() with { Name = "a,b", SerialLogPath = "/x,y/console.log" });
+
+        Assert.Equal("a,,b", After(args, "-name"));
+        Assert.Contains("file,id=serial0,path=/x,,y/console.log", args);
+    }
+
+    [Fact]
+    public void Build_NoKernelNoDisk_Throws()
+    {
+        Assert.Throws<ArgumentException>(() => QemuCommandLine.Build(Spec() with { KernelPath = null, DiskPath = null }));
+    }
+
+    [Fact]
+    public void Build_UnknownAccel_Throws()
+    {
+        Assert.Throws<ArgumentException>(() => QemuCommandLine.Build(Spec() with { Accel = "hvf" }));
+    }
+
+    [Theory]
+    [InlineData("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright", 7002022)]
+    [InlineData("QEMU emulator version 8.2.0", 8002000)]
+    public void ParseVersion_QemuVersionOutput_IsNovaInteger(string output, long expected)
+    {
+        Assert.Equal(expected, QemuDriver.ParseVersion(output));
+    }
+
+    [Theory]
+    [InlineData("running", GuestPowerState.Running)]
+    [InlineData("paused", GuestPowerState.Paused)]
+    [InlineData("postmigrate", GuestPowerState.Paused)]
+    [InlineData("inmigrate", GuestPowerState.Paused)]
+    [InlineData("shutdown", GuestPowerState.Shutdown)]
+    [InlineData("guest-panicked", GuestPowerState.Crashed)]
+    public void MapStatus_QemuRunState_IsPowerState(string status, GuestPowerState expected)
+    {
+        Assert.Equal(expected, QemuDriver.MapStatus(status));
+    }
+
+    [Fact]
+    public void TestGuestKernelAppend_DirtyRateMetadata_BecomesKibPerTick()
+    {
+        var guest = new GuestSpec
+        {
+            Uuid = "u", Name = "n", Vcpus = 1, MemoryMb = 64, RootGb = 1, ImageRef = QemuTestGuest.DefaultImageRef,
+            Metadata = new Dictionary<string, string> { [QemuTestGuest.DirtyRateMetadataKey] = "8", [QemuTestGuest.RegionMetadataKey] = "16" },
+        };
+
+        Assert.Equal("region_mib=16 dirty_kib_per_tick=82", QemuTestGuest.KernelAppend(guest));
+    }
+
+    [Fact]
+    public void TestGuestParseSamples_ConsoleLog_ReadsCounterAndChecksum()
+    {
+        var log = "ferry-guest boot region_mib=4 dirty_kib_per_tick=64 tick_hz=100\nferry-guest counter=0 checksum=43548100\nferry-guest counter=49 checksum=537b5c63\nferry-guest counter=99 chec";
+
+        var samples = QemuTestGuest.ParseSamples(log);
+
+        Assert.Equal([new(0, 0x43548100u), new(49, 0x537b5c63u)], samples);
+    }
+
+    [Fact]
+    public void TestGuestExpectedChecksum_MatchesValuesPrintedByTheGuest()
+    {
+        // Printed by tools/test-guest under TCG with region_mib=4 dirty_kib_per_tick=64.
+        Assert.Equal(0x43548100u, QemuTestGuest.ExpectedChecksum(0, 4, 64));
+        Assert.Equal(0x537b5c63u, QemuTestGuest.ExpectedChecksum(49, 4, 64));
+        Assert.Equal(0x294372ebu, QemuTestGuest.ExpectedChecksum(99, 4, 64));
+    }
+}

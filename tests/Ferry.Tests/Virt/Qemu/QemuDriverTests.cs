@@ -1,0 +1,346 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using Ferry.Virt;
+using Ferry.Virt.Qemu;
+
+namespace Ferry.Tests.Virt.Qemu;
+
+[Trait("Requires", "qemu")]
+public sealed partial class QemuDriverTests(TestGuestFixture fixture) : IClassFixture<TestGuestFixture>, IAsyncLifetime
+{
+    private readonly string _root = TestGuestFixture.NewTempRoot();
+    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(40));
+    private readonly List<QemuDriver> _drivers = [];
+    private readonly List<(int Pid, string Uuid)> _pids = [];
+
+    private CancellationToken Ct => _timeout.Token;
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        foreach (var driver in _drivers)
+        {
+            await driver.DisposeAsync();
+        }
+        // Belt and braces: nothing a test started may outlive it.
+        foreach (var (pid, uuid) in _pids.Where(p => QemuProcess.IsAlive(p.Pid, p.Uuid)))
+        {
+            using var p = Process.GetProcessById(pid);
+            p.Kill();
+            Assert.Fail($"QEMU pid {pid} of {uuid} survived the driver's disposal");
+        }
+        _timeout.Dispose();
+        Directory.Delete(_root, recursive: true);
+    }
+
+    private QemuDriver NewDriver(bool killOnDispose = true)
+    {
+        var driver = new QemuDriver(new QemuDriverOptions
+        {
+            HostName = "qemu-test",
+            InstancesPath = Path.Combine(_root, "instances"),
+            TestGuestKernelPath = fixture.KernelPath,
+            Accel = "auto",
+            KillGuestsOnDispose = killOnDispose,
+        });
+        _drivers.Add(driver);
+        return driver;
+    }
+
+    private static GuestSpec Guest(string? dirtyMiBps = null, bool configDrive = false) => new()
+    {
+        Uuid = Guid.NewGuid().ToString(),
+        Name = "instance-" + Random.Shared.Next(1, 0xffff).ToString("x8", CultureInfo.InvariantCulture),
+        Vcpus = 1,
+        MemoryMb = 64,
+        RootGb = 1,
+        ImageRef = QemuTestGuest.DefaultImageRef,
+        ConfigDrive = configDrive,
+        Metadata = dirtyMiBps is null ? new Dictionary<string, string>() : new Dictionary<string, string> { [QemuTestGuest.DirtyRateMetadataKey] = dirtyMiBps },
+    };
+
+    private async Task<int> SpawnAsync(QemuDriver driver, GuestSpec guest)
+    {
+        await driver.SpawnAsync(guest, reuseDisks: false, Ct);
+        var pid = driver.GetProcessId(guest.Uuid) ?? throw new InvalidOperationException("no pid after spawn");
+        _pids.Add((pid, guest.Uuid));
+        return pid;
+    }
+
+    /// <summary>Waits until the console log holds at least <paramref name="count"/> status lines.</summary>
+    private async Task<IReadOnlyList<QemuTestGuest.Sample>> WaitForSamplesAsync(QemuDriver driver, string uuid, int count)
+    {
+        var log = driver.ConsoleLogPath(uuid);
+        var started = Stopwatch.StartNew();
+        while (true)
+        {
+            var text = File.Exists(log) ? await File.ReadAllTextAsync(log, Ct) : "";
+            var samples = QemuTestGuest.ParseSamples(text);
+            if (samples.Count >= count)
+            {
+                return samples;
+            }
+            if (started.Elapsed > TimeSpan.FromSeconds(15))
+            {
+                Assert.Fail($"waiting for {count} status lines of {uuid}: got {samples.Count} after {started.Elapsed.TotalSeconds:F1} s; log: {text}");
+            }
+            await Task.Delay(100, Ct);
+        }
+    }
+
+    [Fact]
+    public async Task Spawn_TestGuest_SerialShowsIncreasingCounterAndVerifiableChecksum()
+    {
+        var driver = NewDriver();
+        await driver.InitHostAsync(Ct);
+        var guest = Guest(dirtyMiBps: "8");
+        var spawned = Stopwatch.StartNew();
+
+        var pid = await SpawnAsync(driver, guest);
+        var first = await WaitForSamplesAsync(driver, guest.Uuid, 1);
+        var firstLineAfter = spawned.Elapsed;
+        var samples = await WaitForSamplesAsync(driver, guest.Uuid, 4);
+
+        Assert.True(firstLineAfter < TimeSpan.FromSeconds(5), $"first status line after {firstLineAfter.TotalMilliseconds:F0} ms");
+        Assert.Single(first);
+        for (var i = 1; i < samples.Count; i++)
+        {
+            Assert.True(samples[i].Counter > samples[i - 1].Counter, $"counter did not increase: {samples[i - 1]} then {samples[i]}");
+        }
+        var log = await File.ReadAllTextAsync(driver.ConsoleLogPath(guest.Uuid), Ct);
+        var boot = BootLine().Match(log);
+        Assert.True(boot.Success, log);
+        Assert.Equal("84", boot.Groups[2].Value); // 8 MiB/s = 82 KiB per 10 ms tick, rounded up to whole pages
+        foreach (var sample in samples)
+        {
+            Assert.Equal(QemuTestGuest.ExpectedChecksum(sample.Counter, int.Parse(boot.Groups[1].Value, CultureInfo.InvariantCulture), 84), sample.Checksum);
+        }
+        Assert.DoesNotContain("ferry-guest corrupt", log);
+        Assert.Equal(GuestPowerState.Running, await driver.QueryPowerStateAsync(guest.Uuid, Ct));
+        Assert.Equal(GuestPowerState.Running, driver.GetGuest(guest.Uuid)!.PowerState);
+        var cmdline = (await File.ReadAllTextAsync($"/proc/{pid}/cmdline", Ct)).Split('\0');
+        Assert.Contains("-uuid", cmdline);
+        Assert.Equal(guest.Uuid, cmdline[Array.IndexOf(cmdline, "-uuid") + 1]);
+        Assert.Equal(guest.Name, cmdline[Array.IndexOf(cmdline, "-name") + 1]);
+    }
+
+    [Fact]
+    public async Task Spawn_TestGuest_LaysOutNovaInstanceFiles()
+    {
+        var driver = NewDriver();
+        var guest = Guest(configDrive: true);
+
+        await SpawnAsync(driver, guest);
+
+        var dir = driver.InstanceDirectory(guest.Uuid);
+        var basePath = Path.Combine(driver.BaseDirectory, Convert.ToHexStringLower(SHA1.HashData(Encoding.UTF8.GetBytes(guest.ImageRef))));
+        Assert.True(File.Exists(basePath), basePath);
+        Assert.True(File.Exists(Path.Combine(dir, "disk.config")));
+        Assert.True(File.Exists(Path.Combine(dir, "console.log")));
+        var info = await RunAsync("qemu-img", "info", "-U", "--output=json", Path.Combine(dir, "disk"));
+        Assert.Contains("\"format\": \"qcow2\"", info);
+        Assert.Contains($"\"backing-filename\": \"{basePath}\"", info);
+        Assert.Contains("\"virtual-size\": 1073741824", info);
+        Assert.True(driver.InstanceOnDisk(guest.Uuid));
+        Assert.True(driver.HasLocalDisks(guest));
+        var blocks = await driver.ExecuteQmpAsync(guest.Uuid, "query-named-block-nodes", null, Ct);
+        var nodes = blocks.EnumerateArray().Select(n => n.GetProperty("node-name").GetString()).ToList();
+        Assert.Contains("disk0", nodes);
+        Assert.Contains("config0", nodes);
+    }
+
+    [Fact]
+    public async Task PowerOffThenOn_StopsProcessAndBootsAgainFromTheSameDisk()
+    {
+        var driver = NewDriver();
+        var guest = Guest();
+        var pid = await SpawnAsync(driver, guest);
+        await WaitForSamplesAsync(driver, guest.Uuid, 1);
+
+        await driver.PowerOffAsync(guest.Uuid, Ct);
+
+        Assert.False(QemuProcess.IsAlive(pid, guest.Uuid), "QEMU still runs after power off");
+        Assert.Null(driver.GetProcessId(guest.Uuid));
+        Assert.Equal(GuestPowerState.Shutdown, driver.GetGuest(guest.Uuid)!.PowerState);
+        Assert.Equal(GuestPowerState.Shutdown, await driver.QueryPowerStateAsync(guest.Uuid, Ct));
+        Assert.True(File.Exists(Path.Combine(driver.InstanceDirectory(guest.Uuid), "disk")));
+
+        File.Delete(driver.ConsoleLogPath(guest.Uuid));
+        await driver.PowerOnAsync(guest.Uuid, Ct);
+        var newPid = driver.GetProcessId(guest.Uuid)!.Value;
+        _pids.Add((newPid, guest.Uuid));
+        await WaitForSamplesAsync(driver, guest.Uuid, 2);
+
+        Assert.NotEqual(pid, newPid);
+        Assert.Equal(GuestPowerState.Running, await driver.QueryPowerStateAsync(guest.Uuid, Ct));
+    }
+
+    [Fact]
+    public async Task Destroy_WithDisks_LeavesNoProcessAndNoFiles()
+    {
+        var driver = NewDriver();
+        var guest = Guest();
+        var pid = await SpawnAsync(driver, guest);
+
+        await driver.DestroyAsync(guest.Uuid, destroyDisks: true, Ct);
+
+        Assert.False(QemuProcess.IsAlive(pid, guest.Uuid), "QEMU still runs after destroy");
+        Assert.False(Directory.Exists($"/proc/{pid}") && QemuProcess.IsAlive(pid, guest.Uuid));
+        Assert.False(Directory.Exists(driver.InstanceDirectory(guest.Uuid)));
+        Assert.False(driver.InstanceOnDisk(guest.Uuid));
+        Assert.Null(driver.GetGuest(guest.Uuid));
+        Assert.Empty(driver.ListGuests());
+        await driver.DestroyAsync(guest.Uuid, destroyDisks: true, Ct); // absent: no error
+    }
+
+    [Fact]
+    public async Task Spawn_TwoGuestsAtOnce_BothRunIndependently()
+    {
+        var driver = NewDriver();
+        var a = Guest(dirtyMiBps: "4");
+        var b = Guest();
+
+        await Task.WhenAll(SpawnAsync(driver, a), SpawnAsync(driver, b));
+        await Task.WhenAll(WaitForSamplesAsync(driver, a.Uuid, 2), WaitForSamplesAsync(driver, b.Uuid, 2));
+
+        Assert.NotEqual(driver.GetProcessId(a.Uuid), driver.GetProcessId(b.Uuid));
+        Assert.Equal(2, driver.ListGuests().Count(g => g.PowerState == GuestPowerState.Running));
+        await driver.DestroyAsync(a.Uuid, destroyDisks: true, Ct);
+        Assert.Equal(GuestPowerState.Running, await driver.QueryPowerStateAsync(b.Uuid, Ct));
+        Assert.Single(driver.ListGuests());
+    }
+
+    [Fact]
+    public async Task InitHost_AfterAgentRestart_ReattachesRunningGuestOverQmp()
+    {
+        var first = NewDriver(killOnDispose: false);
+        var guest = Guest();
+        var pid = await SpawnAsync(first, guest);
+        await first.DisposeAsync();
+        Assert.True(QemuProcess.IsAlive(pid, guest.Uuid), "the guest should outlive the agent");
+
+        var second = NewDriver();
+        var guests = await second.InitHostAsync(Ct);
+
+        var found = Assert.Single(guests);
+        Assert.Equal(guest.Uuid, found.Uuid);
+        Assert.Equal(GuestPowerState.Running, found.PowerState);
+        Assert.Equal(pid, second.GetProcessId(guest.Uuid));
+        await second.DestroyAsync(guest.Uuid, destroyDisks: true, Ct);
+        Assert.False(QemuProcess.IsAlive(pid, guest.Uuid));
+    }
+
+    [Fact]
+    public async Task Dispose_KillsEveryGuestProcess()
+    {
+        var driver = NewDriver();
+        var guest = Guest();
+        var pid = await SpawnAsync(driver, guest);
+
+        await driver.DisposeAsync();
+
+        Assert.False(QemuProcess.IsAlive(pid, guest.Uuid));
+    }
+
+    [Fact]
+    public async Task HostResources_AndSharedStorageFile_ReportFromThisHost()
+    {
+        var driver = NewDriver();
+        await driver.InitHostAsync(Ct);
+
+        var resources = driver.GetHostResources();
+        var file = driver.CreateSharedStorageTestFile();
+
+        Assert.Equal("QEMU", resources.HypervisorType);
+        Assert.True(resources.HypervisorVersion >= 7_000_000, resources.HypervisorVersion.ToString(CultureInfo.InvariantCulture));
+        Assert.Equal(Environment.ProcessorCount, resources.Vcpus);
+        Assert.True(resources.MemoryMb > 0);
+        Assert.True(resources.LocalGb > 0);
+        Assert.True(driver.CheckSharedStorageTestFile(file));
+        driver.CleanupSharedStorageTestFile(file);
+        Assert.False(driver.CheckSharedStorageTestFile(file));
+    }
+
+    [Fact]
+    public async Task LiveMigrate_NotYetImplemented_ThrowsNotSupported()
+    {
+        var driver = NewDriver();
+        var guest = Guest();
+
+        await Assert.ThrowsAsync<NotSupportedException>(() => driver.PreLiveMigrationAsync(guest, false, true, Ct));
+        Assert.False(driver.AbortLiveMigration(guest.Uuid));
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PreCopyBetweenTwoHosts_GuestContinuesWithIntactMemory()
+    {
+        var source = NewDriver();
+        var dest = new QemuDriver(new QemuDriverOptions
+        {
+            HostName = "qemu-test-dest",
+            InstancesPath = Path.Combine(_root, "dest"),
+            TestGuestKernelPath = fixture.KernelPath,
+        });
+        _drivers.Add(dest);
+        var guest = Guest(dirtyMiBps: "4");
+        var sourcePid = await SpawnAsync(source, guest);
+        await WaitForSamplesAsync(source, guest.Uuid, 2);
+
+        var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, Ct);
+        _pids.Add((dest.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
+        var callbacks = new RecordingCallbacks();
+        var outcome = await source.LiveMigrateAsync(guest, new LiveMigrationPlan
+        {
+            MigrationUuid = Guid.NewGuid().ToString(), DestHost = "qemu-test-dest", IncomingUri = uri, BandwidthMiBps = 64,
+        }, callbacks, Ct);
+
+        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
+        Assert.Equal(GuestPowerState.Paused, await source.QueryPowerStateAsync(guest.Uuid, Ct)); // postmigrate, never resumed
+        await source.PostLiveMigrationAtSourceAsync(guest, sharedInstancePath: false, Ct);
+        await dest.PostLiveMigrationAtDestinationAsync(guest, Ct);
+        Assert.False(QemuProcess.IsAlive(sourcePid, guest.Uuid));
+        Assert.False(Directory.Exists(source.InstanceDirectory(guest.Uuid)));
+        Assert.Equal(GuestPowerState.Running, await dest.QueryPowerStateAsync(guest.Uuid, Ct));
+        Assert.NotEmpty(callbacks.Samples);
+        var samples = await WaitForSamplesAsync(dest, guest.Uuid, 2);
+        Assert.True(samples[0].Counter > 0, "the destination should continue the counter, not reboot");
+        foreach (var sample in samples)
+        {
+            Assert.Equal(QemuTestGuest.ExpectedChecksum(sample.Counter, QemuTestGuest.DefaultRegionMib, 44), sample.Checksum);
+        }
+        Assert.DoesNotContain("ferry-guest corrupt", await File.ReadAllTextAsync(dest.ConsoleLogPath(guest.Uuid), Ct));
+    }
+
+    private sealed class RecordingCallbacks : IDriverCallbacks
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<MigrationProgress> Samples { get; } = new();
+
+        public ValueTask MigrationProgressAsync(string instanceUuid, MigrationProgress progress, CancellationToken cancellationToken)
+        {
+            Samples.Enqueue(progress);
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask MigrationSwitchedToPostCopyAsync(string instanceUuid, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+    }
+
+    private async Task<string> RunAsync(string binary, params string[] args)
+    {
+        var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var arg in args)
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        using var process = Process.Start(psi)!;
+        var output = await process.StandardOutput.ReadToEndAsync(Ct);
+        await process.WaitForExitAsync(Ct);
+        return output;
+    }
+
+    [GeneratedRegex(@"ferry-guest boot region_mib=(\d+) dirty_kib_per_tick=(\d+)")]
+    private static partial Regex BootLine();
+}

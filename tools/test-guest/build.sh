@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the Ferry test guest (a multiboot v1 ELF32 kernel) with the machine's gcc and ld.
+# Output: tools/test-guest/out/ferry-test-guest.elf. Idempotent: does nothing when the output is newer than the sources.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="$here/out"
+elf="$out/ferry-test-guest.elf"
+sources=("$here/boot.S" "$here/kmain.c" "$here/link.ld" "$here/build.sh")
+
+up_to_date=1
+[[ -f "$elf" ]] || up_to_date=0
+if (( up_to_date )); then
+  for s in "${sources[@]}"; do [[ "$s" -nt "$elf" ]] && up_to_date=0; done
+fi
+if (( up_to_date )); then echo "$elf"; exit 0; fi
+
+mkdir -p "$out"
+tmp="$(mktemp -d "$out/.build.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+cflags=(-m32 -march=i686 -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables
+        -nostdlib -nostdinc -Wall -Wextra -Werror -std=gnu11)
+gcc "${cflags[@]}" -c "$here/boot.S" -o "$tmp/boot.o"
+gcc "${cflags[@]}" -c "$here/kmain.c" -o "$tmp/kmain.o"
+ld -m elf_i386 -nostdlib -static --no-warn-rwx-segments -T "$here/link.ld" -o "$tmp/ferry-test-guest.elf" "$tmp/boot.o" "$tmp/kmain.o"
+mv -f "$tmp/ferry-test-guest.elf" "$elf"
+echo "$elf"
