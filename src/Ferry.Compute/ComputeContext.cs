@@ -65,7 +65,7 @@ public sealed partial class ComputeContext(
             await Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, true, false, null), ct);
             return result;
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (ex is not OperationCanceledException and not FaultRecordedException)
         {
             Log.StepFailed(Logger, ex, eventName, instance.Uuid);
             await RecordFaultAsync(instance.Uuid, requestId, eventName, ex, ct);

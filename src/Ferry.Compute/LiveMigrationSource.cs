@@ -16,6 +16,7 @@ namespace Ferry.Compute;
 public sealed class LiveMigrationSource(ComputeContext context)
 {
     private const int SourceCleanupAttempts = 3;
+    private const string EventName = "compute_live_migration";
 
     private readonly SemaphoreSlim? _slots = context.Options.MaxConcurrentLiveMigrations > 0
         ? new SemaphoreSlim(context.Options.MaxConcurrentLiveMigrations)
@@ -33,7 +34,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
         _outgoing[request.Instance.Uuid] = outgoing;
         try
         {
-            await context.RunEventAsync(request.Instance, request.RequestId, "compute_live_migration", () => MigrateAsync(outgoing, ct), ct);
+            await context.RunEventAsync(request.Instance, request.RequestId, EventName, () => MigrateAsync(outgoing, ct), ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -92,8 +93,8 @@ public sealed class LiveMigrationSource(ComputeContext context)
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: true, ct);
-                throw;
+                await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: true, ct, cause: ex);
+                throw new FaultRecordedException(ex);
             }
             if (outgoing.Abort.Task.IsCompleted)
             {
@@ -111,8 +112,9 @@ public sealed class LiveMigrationSource(ComputeContext context)
                     await RollbackAsync(outgoing, MigrationStatus.Cancelled, destinationPrepared: true, ct);
                     break;
                 default:
-                    await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: true, ct);
-                    throw new Core.Errors.LiveMigrationFailedException($"the hypervisor reported failure migrating {instance.Uuid} to {request.Dest}");
+                    var failure = new Core.Errors.LiveMigrationFailedException($"the hypervisor reported failure migrating {instance.Uuid} to {request.Dest}");
+                    await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: true, ct, cause: failure);
+                    throw new FaultRecordedException(failure);
             }
         }
         finally
@@ -186,8 +188,8 @@ public sealed class LiveMigrationSource(ComputeContext context)
         {
             // A broken monitor must not leave a copy job running behind our back (Nova bug 1905944).
             context.Driver.AbortLiveMigration(guest.Uuid);
-            await RollbackAsync(outgoing, MigrationStatus.Error, destinationPrepared: true, ct);
-            throw;
+            await RollbackAsync(outgoing, MigrationStatus.Error, destinationPrepared: true, ct, cause: ex);
+            throw new FaultRecordedException(ex);
         }
     }
 
@@ -217,10 +219,11 @@ public sealed class LiveMigrationSource(ComputeContext context)
             if (destinationGone)
             {
                 await context.Driver.PowerOnAsync(instance.Uuid, ct);
-                await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: false, ct);
+                await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: false, ct, cause: ex);
             }
             else
             {
+                await context.RecordFaultAsync(instance.Uuid, request.RequestId, EventName, ex, ct);
                 // Neither copy may run: the operator decides (the fault says why).
                 await context.TryAsync("error out", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
                 {
@@ -232,7 +235,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
                 }, ct));
                 await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
             }
-            throw;
+            throw new FaultRecordedException(ex);
         }
         // The source copy is paused and the destination runs the guest: removing the copy may be
         // retried freely, and a copy that will not go stays paused, never running.
@@ -258,10 +261,15 @@ public sealed class LiveMigrationSource(ComputeContext context)
     }
 
     /// <summary>Puts the world back: allocations to the instance, destination cleaned, source running, task cleared.</summary>
-    private async Task RollbackAsync(Outgoing outgoing, string status, bool destinationPrepared, CancellationToken ct)
+    private async Task RollbackAsync(Outgoing outgoing, string status, bool destinationPrepared, CancellationToken ct, Exception? cause = null)
     {
         var request = outgoing.Request;
         var instance = request.Instance;
+        if (cause is not null)
+        {
+            // Recorded before anything turns final, so whoever sees the final status also sees why.
+            await context.RecordFaultAsync(instance.Uuid, request.RequestId, EventName, cause, ct);
+        }
         await context.TryAsync("revert allocations", instance.Uuid, () => context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct));
         if (destinationPrepared)
         {

@@ -3,6 +3,7 @@ using Ferry.Compute;
 using Ferry.ControlPlane;
 using Ferry.ControlPlane.Api;
 using Ferry.ControlPlane.Conductor;
+using Ferry.ControlPlane.Identity;
 using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.ControlPlane.Scheduler;
@@ -54,7 +55,9 @@ public sealed class AllInOne : IAsyncDisposable
     public static AllInOne Build(FerryHostOptions options, Action<ILoggingBuilder>? logging = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls(options.ComputeApiUrl, options.PlacementUrl);
+        builder.WebHost.UseUrls(options.UsesKeystone
+            ? [options.ComputeApiUrl, options.PlacementUrl, options.IdentityUrl]
+            : [options.ComputeApiUrl, options.PlacementUrl]);
         builder.Logging.ClearProviders();
         if (logging is null)
         {
@@ -90,13 +93,37 @@ public sealed class AllInOne : IAsyncDisposable
         services.AddFerryScheduler(s => s.ServiceDownTime = options.ServiceDownTime);
         services.AddSingleton<ConductorContext>();
         services.AddSingleton<ComputeTaskManager>();
+        if (options.UsesKeystone)
+        {
+            services.AddFerryIdentity(IdentityOptionsOf(options));
+        }
         services.AddFerryComputeApi();
 
         var app = builder.Build();
         app.MapGroup("").RequireHost($"*:{options.ComputeApiPort}").MapFerryComputeApi();
-        app.MapGroup("").RequireHost($"*:{options.PlacementPort}").MapPlacementApi();
+        var placement = app.MapGroup("").RequireHost($"*:{options.PlacementPort}");
+        if (options.UsesKeystone)
+        {
+            placement.AddEndpointFilter(PlacementAuthFilter.InvokeAsync);
+            app.MapGroup("").RequireHost($"*:{options.IdentityPort}").MapIdentityApi();
+        }
+        placement.MapPlacementApi();
         return new AllInOne(options, app);
     }
+
+    /// <summary>The identity service's settings: its file under the data directory, and a catalog of this host's APIs.</summary>
+    public static IdentityOptions IdentityOptionsOf(FerryHostOptions options) => new()
+    {
+        ConfigPath = options.IdentityConfigPath,
+        TokenLifetime = options.TokenLifetime,
+        Catalog =
+        [
+            new CatalogService("compute", "nova", $"{options.ComputeApiUrl}/v2.1"),
+            new CatalogService("placement", "placement", options.PlacementUrl),
+            new CatalogService("identity", "keystone", $"{options.IdentityUrl}/v3"),
+            new CatalogService("image", "glance", options.ImageUrl),
+        ],
+    };
 
     /// <summary>Starts the APIs, the conductor and scheduler, then every compute agent.</summary>
     public async Task StartAsync(CancellationToken ct)
@@ -107,6 +134,16 @@ public sealed class AllInOne : IAsyncDisposable
             Seed.Apply(services.GetRequiredService<CatalogStore>(), services.GetRequiredService<TimeProvider>());
         }
         _ = services.GetRequiredService<IPlacementService>();
+        if (Options.UsesKeystone)
+        {
+            // The agents talk to placement as the admin user, like Nova's [placement] service credentials;
+            // the token lives as long as this process and never leaves it.
+            var identity = services.GetRequiredService<IdentityStore>();
+            var admin = identity.Config.Users.Find(u => u.Name == "admin") ?? throw new InvalidOperationException("The identity file has no admin user");
+            var project = identity.FindProject("admin", IdentityStore.DefaultDomainId) ?? throw new InvalidOperationException("The identity file has no admin project");
+            var token = services.GetRequiredService<TokenStore>().Issue(admin, project, identity.RolesOf(admin.Id, project.Id), ["service"], DateTimeOffset.MaxValue);
+            _placementHttp.DefaultRequestHeaders.Add("X-Auth-Token", token.Id);
+        }
         await App.StartAsync(ct);
         var transport = services.GetRequiredService<IRpcTransport>();
         _listeners.Add(transport.Listen(Topics.Conductor, services.GetRequiredService<ComputeTaskManager>().CreateRpcServer()));

@@ -9,6 +9,20 @@ public sealed class FerryHostOptions
     public string ListenAddress { get; set; } = "127.0.0.1";
     public int ComputeApiPort { get; set; } = 8774;
     public int PlacementPort { get; set; } = 8778;
+    public int IdentityPort { get; set; } = 5000;
+
+    /// <summary>Where the token catalog says the image service (Glance v2) is.</summary>
+    public int ImagePort { get; set; } = 9292;
+
+    /// <summary>
+    /// <c>noauth2</c> (X-Auth-Token: user:project; what embedded hosts and tests use unless they ask) or
+    /// <c>keystone</c> (the identity service on <see cref="IdentityPort"/>; the default on the command line).
+    /// </summary>
+    public string Auth { get; set; } = "noauth2";
+
+    public TimeSpan TokenLifetime { get; set; } = TimeSpan.FromHours(1);
+
+    public bool UsesKeystone => Auth == "keystone";
 
     /// <summary>Number of fake compute hosts, named compute1..computeN.</summary>
     public int Hosts { get; set; } = 3;
@@ -39,9 +53,16 @@ public sealed class FerryHostOptions
 
     public string PlacementUrl => $"http://{ListenAddress}:{PlacementPort}";
 
+    public string IdentityUrl => $"http://{ListenAddress}:{IdentityPort}";
+
+    public string ImageUrl => $"http://{ListenAddress}:{ImagePort}";
+
+    /// <summary>The users, projects and password hashes (keystone mode).</summary>
+    public string IdentityConfigPath => Path.Combine(DataDirectory, "identity.json");
+
     public static FerryHostOptions Parse(string[] args)
     {
-        var options = new FerryHostOptions();
+        var options = new FerryHostOptions { Auth = "keystone" };
         for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -52,6 +73,10 @@ public sealed class FerryHostOptions
                 case "--data-dir": options.DataDirectory = Next(); break;
                 case "--compute-port": options.ComputeApiPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--placement-port": options.PlacementPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--identity-port": options.IdentityPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--image-port": options.ImagePort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--auth": options.Auth = Next(); break;
+                case "--token-lifetime": options.TokenLifetime = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                 case "--shared-storage": options.SharedStorage = true; break;
                 case "--time-scale": options.FakeTimeScale = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--report-interval": options.ReportInterval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
@@ -63,6 +88,10 @@ public sealed class FerryHostOptions
         if (options.Hosts < 1)
         {
             throw new ArgumentException("--hosts must be at least 1");
+        }
+        if (options.Auth is not ("keystone" or "noauth2"))
+        {
+            throw new ArgumentException($"Unknown auth {options.Auth}: keystone or noauth2");
         }
         if (options.Driver != "fake")
         {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Ferry.ControlPlane.Identity;
 using Ferry.Host;
 
 var started = Stopwatch.StartNew();
@@ -30,7 +31,21 @@ using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Creat
 await ferry.StartAsync(stop.Token);
 Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, " +
     $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}. Ctrl-C stops it.");
-Console.WriteLine($"Try: curl -s -H 'X-Auth-Token: admin:admin' {options.ComputeApiUrl}/v2.1/os-hypervisors");
+if (options.UsesKeystone)
+{
+    // devstack's openrc files, with the development passwords the identity file was first written with.
+    var identity = AllInOne.IdentityOptionsOf(options);
+    foreach (var (user, password) in new[] { ("admin", identity.AdminPassword), ("demo", identity.DemoPassword) })
+    {
+        OpenRc.Write(Path.Combine(options.DataDirectory, $"{user}-openrc.sh"),
+            OpenRc.Variables($"{options.IdentityUrl}/v3", user, password, user, identity.Region));
+    }
+    Console.WriteLine($"Identity {options.IdentityUrl}/v3. Try: . {Path.Combine(options.DataDirectory, "admin-openrc.sh")} && openstack server list");
+}
+else
+{
+    Console.WriteLine($"Try: curl -s -H 'X-Auth-Token: admin:admin' {options.ComputeApiUrl}/v2.1/os-hypervisors");
+}
 try
 {
     await Task.Delay(Timeout.Infinite, stop.Token);

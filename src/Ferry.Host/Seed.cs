@@ -12,10 +12,11 @@ internal static class Seed
     {
         (string Id, string Name, int Vcpus, int Ram, int Disk)[] flavors =
         [
-            ("42", "m1.nano", 1, 64, 1),
+            // devstack's order, so m1.tiny is internal id 1 as in Nova (migrations show it as Old/New Flavor).
             ("1", "m1.tiny", 1, 512, 1),
             ("2", "m1.small", 1, 2048, 20),
             ("3", "m1.medium", 2, 4096, 40),
+            ("42", "m1.nano", 1, 64, 1),
         ];
         foreach (var f in flavors)
         {

@@ -93,6 +93,8 @@ public sealed class FaultSweepTests(FerryFixture fixture) : FlowTest<FerryFixtur
         var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}");
         Assert.True(status == HttpStatusCode.NoContent, $"delete: {(int)status} {body?.ToJsonString()}");
         await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
+        // Deleting a resized server also confirms it on the source, concurrently: wait for that too.
+        await Invariants.AssertQuietAndConsistentAsync(Fixture.Ferry);
         foreach (var compute in Fixture.Ferry.Computes.Values)
         {
             Assert.Null(compute.Driver.GetGuest(id));

@@ -60,7 +60,6 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 SourceNode = instance.Node,
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
-                DestHost = data.DestAddress,
             });
             context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);

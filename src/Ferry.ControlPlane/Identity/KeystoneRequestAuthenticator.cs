@@ -1,0 +1,19 @@
+using Ferry.ControlPlane.Api;
+using Microsoft.AspNetCore.Http;
+
+namespace Ferry.ControlPlane.Identity;
+
+/// <summary>
+/// What keystonemiddleware's auth_token does for Nova: the X-Auth-Token must be a live project-scoped
+/// token; the caller is its user in its project, admin when it holds the <c>admin</c> role.
+/// </summary>
+public sealed class KeystoneRequestAuthenticator(TokenStore tokens) : IRequestAuthenticator
+{
+    public ValueTask<RequestIdentity?> AuthenticateAsync(HttpContext http, CancellationToken cancellationToken)
+    {
+        var token = tokens.Validate(http.Request.Headers["X-Auth-Token"].ToString().Trim());
+        return ValueTask.FromResult(token is { Project: { } project }
+            ? new RequestIdentity(token.User.Id, project.Id, token.IsAdmin)
+            : null);
+    }
+}

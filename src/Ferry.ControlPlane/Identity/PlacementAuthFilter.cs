@@ -1,0 +1,45 @@
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Api;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ferry.ControlPlane.Identity;
+
+/// <summary>
+/// Placement behind Keystone: the version document at <c>/</c> is open, everything else needs a live
+/// token (401, keystonemiddleware's body) with the admin role (403, Placement's error body), as
+/// Placement's default policy is admin-only.
+/// </summary>
+public static class PlacementAuthFilter
+{
+    public static async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        if (http.Request.Path.Value is null or "" or "/")
+        {
+            return await next(context);
+        }
+        var token = http.RequestServices.GetRequiredService<TokenStore>().Validate(http.Request.Headers["X-Auth-Token"].ToString().Trim());
+        if (token?.Project is null)
+        {
+            http.Response.Headers.WWWAuthenticate = "Keystone uri=\"" + http.RequestServices.GetRequiredService<IdentityOptions>().Catalog
+                .FirstOrDefault(s => s.Type == "identity")?.Url.Replace("/v3", "", StringComparison.Ordinal) + "\"";
+            return IdentityEndpoints.Error(StatusCodes.Status401Unauthorized, "Unauthorized", "The request you have made requires authentication.");
+        }
+        if (!token.IsAdmin)
+        {
+            var body = new JsonObject
+            {
+                ["errors"] = new JsonArray(new JsonObject
+                {
+                    ["status"] = 403,
+                    ["title"] = "Forbidden",
+                    ["detail"] = "Access was denied to this resource.\n\n Policy does not allow placement to be performed.  ",
+                    ["request_id"] = $"req-{Guid.NewGuid()}",
+                }),
+            };
+            return TypedResults.Json(body, ApiJsonContext.Default.JsonNode, statusCode: StatusCodes.Status403Forbidden);
+        }
+        return await next(context);
+    }
+}

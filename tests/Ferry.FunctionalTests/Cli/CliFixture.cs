@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Identity;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Host;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.FunctionalTests.Cli;
+
+/// <summary>
+/// A Ferry with Keystone auth on free loopback ports (and a Glance stub, as the CLI resolves image
+/// names through the image service), plus a runner for the real <c>openstack</c> binary with the
+/// environment of <c>var/admin-openrc.sh</c> or <c>var/demo-openrc.sh</c>. When the binary is missing
+/// (<c>./ferry test</c> installs it) <see cref="Available"/> is false and the tests return early.
+/// </summary>
+public sealed class CliFixture : IAsyncLifetime
+{
+    private static readonly TimeSpan s_callTimeout = TimeSpan.FromSeconds(45);
+    private string _dataDirectory = "";
+    private GlanceStub? _glance;
+
+    public AllInOne Ferry { get; private set; } = null!;
+    public IReadOnlyList<KeyValuePair<string, string>> AdminEnv { get; private set; } = [];
+    public IReadOnlyList<KeyValuePair<string, string>> DemoEnv { get; private set; } = [];
+    public string? OpenStack { get; } = FindOnPath("openstack");
+    public bool Available => OpenStack is not null;
+
+    public async Task InitializeAsync()
+    {
+        _dataDirectory = Directory.CreateTempSubdirectory("ferry-cli-").FullName;
+        var options = new FerryHostOptions
+        {
+            DataDirectory = _dataDirectory,
+            ComputeApiPort = FreePort(),
+            PlacementPort = FreePort(),
+            IdentityPort = FreePort(),
+            ImagePort = FreePort(),
+            Auth = "keystone",
+            Hosts = 3,
+            FakeTimeScale = 0,
+        };
+        Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
+        await Ferry.StartAsync(CancellationToken.None);
+        _glance = await GlanceStub.StartAsync(options.ImageUrl, Ferry.Services.GetRequiredService<CatalogStore>(), Ferry.Services.GetRequiredService<TokenStore>(), CancellationToken.None);
+        var identity = AllInOne.IdentityOptionsOf(options);
+        AdminEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "admin", identity.AdminPassword, "admin", identity.Region);
+        DemoEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "demo", identity.DemoPassword, "demo", identity.Region);
+    }
+
+    /// <summary>Runs <c>openstack args…</c>; returns its exit code and output.</summary>
+    public async Task<CliResult> RunAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args)
+    {
+        var start = new ProcessStartInfo(OpenStack!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("OS_", StringComparison.Ordinal)).ToList())
+        {
+            start.Environment.Remove(name);
+        }
+        foreach (var (name, value) in env)
+        {
+            start.Environment[name] = value;
+        }
+        start.Environment["HOME"] = _dataDirectory;
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        using var process = Process.Start(start)!;
+        using var timeout = new CancellationTokenSource(s_callTimeout);
+        var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
+        var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+            return new CliResult(process.ExitCode, await stdout, await stderr, string.Join(' ', args));
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"openstack {string.Join(' ', args)} did not finish in {s_callTimeout.TotalSeconds} s");
+        }
+    }
+
+    /// <summary>Runs a command that must succeed with <c>-f json</c> output.</summary>
+    public async Task<JsonNode> JsonAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args)
+    {
+        var result = await RunAsync(env, [.. args, "-f", "json"]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return JsonNode.Parse(result.Stdout) ?? throw new InvalidOperationException(result.ToString());
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_glance is not null)
+        {
+            await _glance.DisposeAsync();
+        }
+        await Ferry.DisposeAsync();
+        try
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, name)).FirstOrDefault(File.Exists);
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+public sealed record CliResult(int ExitCode, string Stdout, string Stderr, string Command)
+{
+    public override string ToString() => $"openstack {Command} exited {ExitCode}\nstdout: {Stdout}\nstderr: {Stderr}";
+}

@@ -1,0 +1,138 @@
+using Ferry.ControlPlane.Identity;
+using Ferry.Tests.Api;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Ferry.Tests.Identity;
+
+public sealed class PasswordHasherTests
+{
+    [Fact]
+    public void Hash_verifies_the_right_password_only()
+    {
+        var hash = PasswordHasher.Hash("ferry-admin", iterations: 1000);
+        Assert.StartsWith("pbkdf2-sha256$1000$", hash, StringComparison.Ordinal);
+        Assert.DoesNotContain("ferry-admin", hash, StringComparison.Ordinal);
+        Assert.True(PasswordHasher.Verify("ferry-admin", hash));
+        Assert.False(PasswordHasher.Verify("ferry-admiN", hash));
+        Assert.False(PasswordHasher.Verify("", hash));
+    }
+
+    [Fact]
+    public void Same_password_gets_a_fresh_salt()
+    {
+        Assert.NotEqual(PasswordHasher.Hash("x", 1000), PasswordHasher.Hash("x", 1000));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("ferry-admin")]
+    [InlineData("pbkdf2-sha256$abc$AAAA$AAAA")]
+    [InlineData("pbkdf2-sha256$1000$not base64$AAAA")]
+    [InlineData("md5$1000$AAAA$AAAA")]
+    [InlineData("pbkdf2-sha256$1000$AAAA$")]
+    public void Malformed_hashes_never_verify(string encoded)
+    {
+        Assert.False(PasswordHasher.Verify("ferry-admin", encoded));
+    }
+}
+
+public sealed class TokenStoreTests
+{
+    private static readonly DateTimeOffset s_start = new(2026, 11, 23, 10, 0, 0, TimeSpan.Zero);
+    private readonly ManualTimeProvider _time = new(s_start);
+    private readonly IdentityStore _store = new(IdentityStore.CreateDefault("a", "d", iterations: 1000));
+    private readonly TokenStore _tokens;
+
+    public TokenStoreTests()
+    {
+        _tokens = new TokenStore(new IdentityOptions { ConfigPath = "unused", TokenLifetime = TimeSpan.FromMinutes(10) }, _time);
+    }
+
+    private IdentityToken IssueDemo()
+    {
+        var demo = _store.FindUser("demo", IdentityStore.DefaultDomainId)!;
+        var project = _store.FindProject("demo", IdentityStore.DefaultDomainId)!;
+        return _tokens.Issue(demo, project, _store.RolesOf(demo.Id, project.Id), ["password"]);
+    }
+
+    [Fact]
+    public void Token_is_valid_until_it_expires()
+    {
+        var token = IssueDemo();
+        Assert.Equal(s_start + TimeSpan.FromMinutes(10), token.ExpiresAt);
+        Assert.False(token.IsAdmin);
+        _time.Advance(TimeSpan.FromMinutes(9));
+        Assert.Same(token, _tokens.Validate(token.Id));
+        _time.Advance(TimeSpan.FromMinutes(1));
+        Assert.Null(_tokens.Validate(token.Id));
+    }
+
+    [Fact]
+    public void Revoked_unknown_and_empty_tokens_are_invalid()
+    {
+        var token = IssueDemo();
+        Assert.True(_tokens.Revoke(token.Id));
+        Assert.Null(_tokens.Validate(token.Id));
+        Assert.Null(_tokens.Validate("garbled"));
+        Assert.Null(_tokens.Validate(""));
+        Assert.Null(_tokens.Validate(null));
+    }
+
+    [Fact]
+    public void Tokens_are_opaque_and_distinct()
+    {
+        var a = IssueDemo();
+        var b = IssueDemo();
+        Assert.NotEqual(a.Id, b.Id);
+        Assert.True(a.Id.Length >= 40);
+        Assert.DoesNotContain(a.User.Id, a.Id, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Timestamps_are_iso8601_with_z()
+    {
+        Assert.Equal("2026-11-23T10:00:00.000000Z", IdentityEndpoints.Timestamp(s_start));
+        Assert.Equal("2026-11-23T10:00:00.000000Z", IdentityEndpoints.Timestamp(s_start.ToOffset(TimeSpan.FromHours(2))));
+    }
+}
+
+public sealed class IdentityStoreTests
+{
+    [Fact]
+    public void Default_file_has_admin_and_demo_with_hashed_passwords_and_owner_only_mode()
+    {
+        var directory = Directory.CreateTempSubdirectory("ferry-identity-").FullName;
+        try
+        {
+            var path = Path.Combine(directory, "identity.json");
+            var store = new IdentityStore(new IdentityOptions { ConfigPath = path, AdminPassword = "s3cret-admin", DemoPassword = "s3cret-demo" },
+                NullLogger<IdentityStore>.Instance);
+            var text = File.ReadAllText(path);
+            Assert.DoesNotContain("s3cret", text, StringComparison.Ordinal);
+            Assert.Contains("pbkdf2-sha256$", text, StringComparison.Ordinal);
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+            }
+
+            var admin = store.CheckPassword(store.FindUser("admin", IdentityStore.DefaultDomainId), "s3cret-admin");
+            Assert.NotNull(admin);
+            Assert.Null(store.CheckPassword(store.FindUser("admin", IdentityStore.DefaultDomainId), "s3cret-demo"));
+            var adminProject = store.FindProject("admin", IdentityStore.DefaultDomainId)!;
+            var demoProject = store.FindProject("demo", IdentityStore.DefaultDomainId)!;
+            Assert.Equal(["admin", "member", "reader"], store.RolesOf(admin.Id, adminProject.Id).Select(r => r.Name).Order());
+            var demo = store.FindUser("demo", IdentityStore.DefaultDomainId)!;
+            Assert.Equal(["member", "reader"], store.RolesOf(demo.Id, demoProject.Id).Select(r => r.Name).Order());
+            Assert.Empty(store.RolesOf(demo.Id, adminProject.Id));
+            Assert.Equal("Default", store.FindDomain(null, "Default")!.Name);
+
+            // A second start reads the same file: same ids.
+            var again = new IdentityStore(new IdentityOptions { ConfigPath = path }, NullLogger<IdentityStore>.Instance);
+            Assert.Equal(admin.Id, again.FindUser("admin", IdentityStore.DefaultDomainId)!.Id);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+}
