@@ -28,7 +28,16 @@ using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Creat
     stop.Cancel();
 });
 
-await ferry.StartAsync(stop.Token);
+try
+{
+    await ferry.StartAsync(stop.Token);
+}
+catch (IOException ex)
+{
+    // Usually a port already taken by another Ferry: say so in one line.
+    Console.Error.WriteLine($"ferry: cannot start: {ex.Message}");
+    return 1;
+}
 Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, " +
     $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}. Ctrl-C stops it.");
 if (options.UsesKeystone)
@@ -40,7 +49,7 @@ if (options.UsesKeystone)
         OpenRc.Write(Path.Combine(options.DataDirectory, $"{user}-openrc.sh"),
             OpenRc.Variables($"{options.IdentityUrl}/v3", user, password, user, identity.Region));
     }
-    Console.WriteLine($"Identity {options.IdentityUrl}/v3. Try: . {Path.Combine(options.DataDirectory, "admin-openrc.sh")} && openstack server list");
+    Console.WriteLine($"Identity {options.IdentityUrl}/v3. Try: . {Path.Combine(options.DataDirectory, "admin-openrc.sh")} && openstack compute service list");
 }
 else
 {
