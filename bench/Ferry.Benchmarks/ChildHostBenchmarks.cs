@@ -27,7 +27,7 @@ internal static class ChildHostBenchmarks
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { hostDll, "--data-dir", dataDirectory, "--compute-port", $"{computePort}", "--placement-port", $"{placementPort}" })
+        foreach (var arg in new[] { hostDll, "--data-dir", dataDirectory, "--compute-port", $"{computePort}", "--placement-port", $"{placementPort}", "--auth", "noauth2" })
         {
             start.ArgumentList.Add(arg);
         }
