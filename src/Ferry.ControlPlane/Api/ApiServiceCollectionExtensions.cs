@@ -22,13 +22,7 @@ public static class ApiServiceCollectionExtensions
     {
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IRequestAuthenticator, NoAuthRequestAuthenticator>();
-        services.TryAddSingleton<InstanceStore>();
-        services.TryAddSingleton<MigrationStore>();
-        services.TryAddSingleton<ActionStore>();
-        services.TryAddSingleton<ServiceStore>();
-        services.TryAddSingleton<ComputeNodeStore>();
-        services.TryAddSingleton<CatalogStore>();
-        services.TryAddSingleton<ServerGroupStore>();
+        services.AddFerryStores();
         services.TryAddSingleton<ConductorClient>();
         services.TryAddSingleton<ComputeClient>();
         services.TryAddSingleton<ComputeApi>();
