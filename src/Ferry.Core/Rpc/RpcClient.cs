@@ -2,11 +2,14 @@ using System.Text.Json;
 
 namespace Ferry.Core.Rpc;
 
-/// <summary>Timeouts for calls: normal ones, and the long ones Nova gives live-migration checks.</summary>
+/// <summary>
+/// Timeouts for calls: normal ones, and long ones for pre_live_migration, which may create disks.
+/// Nova's long_rpc_timeout is 1800 s; Ferry uses 300 s so a dead destination cannot hold a move for half an hour.
+/// </summary>
 public sealed class RpcOptions
 {
     public TimeSpan CallTimeout { get; set; } = TimeSpan.FromSeconds(60);
-    public TimeSpan LongCallTimeout { get; set; } = TimeSpan.FromSeconds(1800);
+    public TimeSpan LongCallTimeout { get; set; } = TimeSpan.FromSeconds(300);
 }
 
 /// <summary>Base of the typed clients: serialize, send, deserialize.</summary>

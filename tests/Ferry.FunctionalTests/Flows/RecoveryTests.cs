@@ -1,11 +1,42 @@
 using System.Net;
 using Ferry.Core.Domain;
+using Ferry.Core.Rpc;
+using Ferry.Host;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.FunctionalTests.Flows;
 
-/// <summary>A compute agent that stops mid-move and comes back must leave nothing stuck (Nova leaves some: §4.6, §10).</summary>
-public sealed class RecoveryTests(SlowLinkFixture fixture) : FlowTest<SlowLinkFixture>(fixture)
+/// <summary>A slow link, and calls to a dead host give up after 2 s.</summary>
+public sealed class SlowLinkShortCallsFixture : SlowLinkFixture
 {
+    protected override void Configure(AllInOne ferry)
+    {
+        base.Configure(ferry);
+        ferry.Services.GetRequiredService<RpcOptions>().CallTimeout = TimeSpan.FromSeconds(2);
+    }
+}
+
+/// <summary>A compute agent that stops mid-move and comes back must leave nothing stuck (Nova leaves some: §4.6, §10).</summary>
+public sealed class RecoveryTests(SlowLinkShortCallsFixture fixture) : FlowTest<SlowLinkShortCallsFixture>(fixture)
+{
+    [Fact]
+    public async Task DestinationDies_DuringCopy_SourceKeepsGuestAndDestinationCleanedOnReturn()
+    {
+        var id = await BootAsync("compute1", metadata: Guests.NonConverging);
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+        await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Running, "running");
+
+        await Fixture.Ferry.Computes["compute2"].StopAsync();
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.True(migration.Status is MigrationStatus.Cancelled or MigrationStatus.Failed, migration.Status);
+        Assert.Equal(("compute1", VmState.Active), (instance.Host, instance.VmState));
+        Assert.Equal(Virt.GuestPowerState.Running, Driver("compute1").GetGuest(id)!.PowerState);
+
+        await Fixture.Ferry.StartComputeAsync("compute2", CancellationToken.None);
+        Assert.Null(Driver("compute2").GetGuest(id));
+    }
+
     [Fact]
     public async Task SourceRestart_DuringRunningLiveMigration_RolledBackAndGuestStillOnSource()
     {

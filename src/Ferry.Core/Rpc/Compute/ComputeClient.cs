@@ -18,7 +18,7 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
         CastAsync(Topics.Compute(host), "terminate_instance", request, ct);
 
     public Task<LiveMigrateData> CheckCanLiveMigrateDestinationAsync(string dest, CheckCanLiveMigrateDestinationRequest request, CancellationToken ct) =>
-        CallAsync<CheckCanLiveMigrateDestinationRequest, LiveMigrateData>(Topics.Compute(dest), "check_can_live_migrate_destination", request, ct, longCall: true);
+        CallAsync<CheckCanLiveMigrateDestinationRequest, LiveMigrateData>(Topics.Compute(dest), "check_can_live_migrate_destination", request, ct);
 
     public Task<LiveMigrateData> CheckCanLiveMigrateSourceAsync(string source, CheckCanLiveMigrateSourceRequest request, CancellationToken ct) =>
         CallAsync<CheckCanLiveMigrateSourceRequest, LiveMigrateData>(Topics.Compute(source), "check_can_live_migrate_source", request, ct);
@@ -29,8 +29,12 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
     public Task<LiveMigrateData> PreLiveMigrationAsync(string dest, PreLiveMigrationRequest request, CancellationToken ct) =>
         CallAsync<PreLiveMigrationRequest, LiveMigrateData>(Topics.Compute(dest), "pre_live_migration", request, ct, longCall: true);
 
+    /// <summary>
+    /// A normal call, not Nova's long one: the guest is paused on the source while it waits, so a dead
+    /// destination must be noticed in one call timeout (then the source resumes or errors out).
+    /// </summary>
     public Task PostLiveMigrationAtDestinationAsync(string dest, PostLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
-        CallAsync<PostLiveMigrationAtDestinationRequest, RpcEmpty>(Topics.Compute(dest), "post_live_migration_at_destination", request, ct, longCall: true);
+        CallAsync<PostLiveMigrationAtDestinationRequest, RpcEmpty>(Topics.Compute(dest), "post_live_migration_at_destination", request, ct);
 
     /// <summary>A call, not Nova's cast: the source reports the migration final only once the destination is clean.</summary>
     public Task RollbackLiveMigrationAtDestinationAsync(string dest, RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
