@@ -4,6 +4,7 @@ using Ferry.ControlPlane;
 using Ferry.ControlPlane.Api;
 using Ferry.ControlPlane.Conductor;
 using Ferry.ControlPlane.Identity;
+using Ferry.ControlPlane.Images;
 using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.ControlPlane.Scheduler;
@@ -56,8 +57,8 @@ public sealed class AllInOne : IAsyncDisposable
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls(options.UsesKeystone
-            ? [options.ComputeApiUrl, options.PlacementUrl, options.IdentityUrl]
-            : [options.ComputeApiUrl, options.PlacementUrl]);
+            ? [options.ComputeApiUrl, options.PlacementUrl, options.IdentityUrl, options.ImageUrl]
+            : [options.ComputeApiUrl, options.PlacementUrl, options.ImageUrl]);
         builder.Logging.ClearProviders();
         if (logging is null)
         {
@@ -78,13 +79,8 @@ public sealed class AllInOne : IAsyncDisposable
         services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime });
         services.AddSingleton(new RpcOptions());
         services.AddSingleton<IRpcTransport, InProcessTransport>();
-        services.TryAddSingleton<InstanceStore>();
-        services.TryAddSingleton<MigrationStore>();
-        services.TryAddSingleton<ActionStore>();
-        services.TryAddSingleton<ServiceStore>();
-        services.TryAddSingleton<ComputeNodeStore>();
-        services.TryAddSingleton<CatalogStore>();
-        services.TryAddSingleton<ServerGroupStore>();
+        services.AddFerryStores();
+        services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images")), options.UsesKeystone));
         services.AddSingleton<ConductorClient>();
         services.AddSingleton<SchedulerClient>();
         services.AddSingleton<ComputeClient>();
@@ -108,6 +104,7 @@ public sealed class AllInOne : IAsyncDisposable
             app.MapGroup("").RequireHost($"*:{options.IdentityPort}").MapIdentityApi();
         }
         placement.MapPlacementApi();
+        app.MapGroup("").RequireHost($"*:{options.ImagePort}").MapImageApi();
         return new AllInOne(options, app);
     }
 

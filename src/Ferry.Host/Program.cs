@@ -38,7 +38,7 @@ catch (IOException ex)
     Console.Error.WriteLine($"ferry: cannot start: {ex.Message}");
     return 1;
 }
-Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, " +
+Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, images {options.ImageUrl}, " +
     $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}. Ctrl-C stops it.");
 if (options.UsesKeystone)
 {

@@ -33,6 +33,7 @@ public class FerryFixture : IAsyncLifetime
             DataDirectory = _dataDirectory,
             ComputeApiPort = FreePort(),
             PlacementPort = FreePort(),
+            ImagePort = FreePort(),
             Hosts = 3,
             FakeTimeScale = 0,
         };

@@ -18,6 +18,8 @@ public static class OpenRc
         new("OS_IDENTITY_API_VERSION", "3"),
         new("OS_REGION_NAME", region),
         new("OS_INTERFACE", "public"),
+        // OSC 6.0 defaults to compute 2.1, where `server create --nic none` is refused client-side (needs 2.37).
+        new("OS_COMPUTE_API_VERSION", "2.latest"),
     ];
 
     public static string Render(IEnumerable<KeyValuePair<string, string>> variables)

@@ -70,4 +70,20 @@ public sealed class CatalogStore(FerryDatabase db)
             using var command = FerryDatabase.Command(c, null, "SELECT data FROM images ORDER BY created_at, id");
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Image));
         });
+
+    /// <summary>An image by id only (Glance never resolves names in paths).</summary>
+    public Image? GetImage(string id) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE id = $k", ("$k", id));
+            return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
+        });
+
+    /// <summary>Deletes an image record; false when there was none.</summary>
+    public bool DeleteImage(string id) =>
+        db.Write((c, t) =>
+        {
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM images WHERE id = $i", ("$i", id));
+            return command.ExecuteNonQuery() > 0;
+        });
 }

@@ -3,16 +3,14 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Identity;
-using Ferry.ControlPlane.Persistence;
 using Ferry.Host;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.FunctionalTests.Cli;
 
 /// <summary>
-/// A Ferry with Keystone auth on free loopback ports (and a Glance stub, as the CLI resolves image
-/// names through the image service), plus a runner for the real <c>openstack</c> binary with the
+/// A Ferry with Keystone auth (and its Glance v2 subset, through which the CLI resolves image names)
+/// on free loopback ports, plus a runner for the real <c>openstack</c> binary with the
 /// environment of <c>var/admin-openrc.sh</c> or <c>var/demo-openrc.sh</c>. When the binary is missing
 /// (<c>./ferry test</c> installs it) <see cref="Available"/> is false and the tests return early.
 /// </summary>
@@ -20,12 +18,12 @@ public sealed class CliFixture : IAsyncLifetime
 {
     private static readonly TimeSpan s_callTimeout = TimeSpan.FromSeconds(45);
     private string _dataDirectory = "";
-    private GlanceStub? _glance;
 
     public AllInOne Ferry { get; private set; } = null!;
     public IReadOnlyList<KeyValuePair<string, string>> AdminEnv { get; private set; } = [];
     public IReadOnlyList<KeyValuePair<string, string>> DemoEnv { get; private set; } = [];
     public string? OpenStack { get; } = FindOnPath("openstack");
+    public string DataDirectory => _dataDirectory;
     public bool Available => OpenStack is not null;
 
     public async Task InitializeAsync()
@@ -44,7 +42,6 @@ public sealed class CliFixture : IAsyncLifetime
         };
         Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
         await Ferry.StartAsync(CancellationToken.None);
-        _glance = await GlanceStub.StartAsync(options.ImageUrl, Ferry.Services.GetRequiredService<CatalogStore>(), Ferry.Services.GetRequiredService<TokenStore>(), CancellationToken.None);
         var identity = AllInOne.IdentityOptionsOf(options);
         AdminEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "admin", identity.AdminPassword, "admin", identity.Region);
         DemoEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "demo", identity.DemoPassword, "demo", identity.Region);
@@ -98,10 +95,6 @@ public sealed class CliFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (_glance is not null)
-        {
-            await _glance.DisposeAsync();
-        }
         await Ferry.DisposeAsync();
         try
         {

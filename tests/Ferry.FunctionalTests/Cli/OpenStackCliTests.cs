@@ -112,6 +112,47 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     }
 
     [Fact]
+    public async Task Images_list_create_upload_show_and_boot_by_name()
+    {
+        if (!fixture.Available)
+        {
+            return;
+        }
+        var images = (await fixture.JsonAsync(fixture.AdminEnv, "image", "list")).AsArray();
+        Assert.Contains(images, i => (string?)i!["Name"] == "ferry-test-guest" && (string?)i["Status"] == "active");
+
+        var file = Path.Combine(fixture.DataDirectory, "cli-image.raw");
+        var bytes = Enumerable.Range(0, 4096).Select(i => (byte)(i * 7)).ToArray();
+        await File.WriteAllBytesAsync(file, bytes);
+        var created = await fixture.JsonAsync(fixture.AdminEnv, "image", "create", "--file", file, "--disk-format", "raw", "--container-format", "bare",
+            "--property", "hw_architecture=x86_64", "cli-image");
+        var imageId = (string)created["id"]!;
+
+        var shown = await fixture.JsonAsync(fixture.AdminEnv, "image", "show", "cli-image");
+        Assert.Equal(imageId, (string?)shown["id"]);
+        Assert.Equal("active", (string?)shown["status"]);
+        Assert.Equal(4096, (long)shown["size"]!);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData(bytes)), (string?)shown["checksum"]);
+        Assert.Equal("raw", (string?)shown["disk_format"]);
+
+        var set = await fixture.RunAsync(fixture.AdminEnv, "image", "set", "--name", "cli-image-2", "--property", "ferry_note=hello", imageId);
+        Assert.True(set.ExitCode == 0, set.ToString());
+        var renamed = await fixture.JsonAsync(fixture.AdminEnv, "image", "show", imageId);
+        Assert.Equal("cli-image-2", (string?)renamed["name"]);
+        Assert.Contains("ferry_note", renamed["properties"]?.ToJsonString() ?? renamed.ToJsonString(), StringComparison.Ordinal);
+
+        var server = await AdminAsync("server", "create", "--flavor", "m1.tiny", "--image", "ferry-test-guest", "--nic", "none", "--wait", "cli-by-name");
+        Assert.Equal("ACTIVE", (string?)server["status"]);
+        var listed = (await AdminAsync("server", "list")).AsArray();
+        Assert.Contains(listed, s => (string?)s!["ID"] == (string?)server["id"] && (string?)s["Image"] == "ferry-test-guest");
+
+        var deleted = await fixture.RunAsync(fixture.AdminEnv, "image", "delete", imageId);
+        Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        var gone = await fixture.RunAsync(fixture.AdminEnv, "image", "show", imageId);
+        Assert.NotEqual(0, gone.ExitCode);
+    }
+
+    [Fact]
     public async Task Wrong_password_is_a_one_line_401()
     {
         if (!fixture.Available)
