@@ -57,6 +57,7 @@ public static class ApiServiceCollectionExtensions
             api.MapServerGroups();
             api.MapAvailabilityZones();
             api.MapLimits();
+            api.MapAggregates();
             api.MapFallback("{**path}", NotFound);
         }
         return endpoints;

@@ -62,6 +62,8 @@ internal sealed partial class ComputeApi(
 
     public bool IsUp(Service service) => service.IsUp(time.GetUtcNow(), options.ServiceDownTime);
 
+    public DateTimeOffset Now => time.GetUtcNow();
+
     // ---- create / delete -------------------------------------------------------------------------
 
     public async Task<(Instance Instance, string AdminPass)> CreateAsync(RequestContext ctx, ServerCreateSpec spec, CancellationToken cancellationToken)

@@ -130,7 +130,7 @@ public static class HypervisorsEndpoints
             };
             if (v.AtLeast(88))
             {
-                o["uptime"] = null;
+                o["uptime"] = Uptime(n.BootedAt, compute.Now);
             }
             else
             {
@@ -164,5 +164,34 @@ public static class HypervisorsEndpoints
             o["servers"] = NovaJson.Array(hosted.Select(i => (JsonNode?)new JsonObject { ["name"] = i.Name, ["uuid"] = i.Uuid }));
         }
         return o;
+    }
+
+    /// <summary>
+    /// The host's uptime in the format of Linux `uptime`, as Nova reports it (the openstack CLI parses it):
+    /// time since the compute agent started, and this machine's load averages.
+    /// </summary>
+    internal static string? Uptime(DateTimeOffset? bootedAt, DateTimeOffset now)
+    {
+        if (bootedAt is not { } booted)
+        {
+            return null;
+        }
+        var up = now - booted;
+        var duration = up.TotalDays >= 1
+            ? $"{(int)up.TotalDays} day{((int)up.TotalDays == 1 ? "" : "s")}, {up.Hours,2}:{up.Minutes:00}"
+            : up.TotalHours >= 1 ? $"{up.Hours,2}:{up.Minutes:00}" : $"{up.Minutes} min";
+        var load = "0.00, 0.00, 0.00";
+        try
+        {
+            var parts = File.ReadAllText("/proc/loadavg").Split(' ');
+            load = $"{parts[0]}, {parts[1]}, {parts[2]}";
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $" {now:HH:mm:ss} up {duration},  1 user,  load average: {load}");
     }
 }

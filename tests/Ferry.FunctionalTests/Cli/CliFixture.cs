@@ -14,7 +14,7 @@ namespace Ferry.FunctionalTests.Cli;
 /// environment of <c>var/admin-openrc.sh</c> or <c>var/demo-openrc.sh</c>. When the binary is missing
 /// (<c>./ferry test</c> installs it) <see cref="Available"/> is false and the tests return early.
 /// </summary>
-public sealed class CliFixture : IAsyncLifetime
+public class CliFixture : IAsyncLifetime
 {
     private static readonly TimeSpan s_callTimeout = TimeSpan.FromSeconds(45);
     private string _dataDirectory = "";
@@ -23,8 +23,10 @@ public sealed class CliFixture : IAsyncLifetime
     public IReadOnlyList<KeyValuePair<string, string>> AdminEnv { get; private set; } = [];
     public IReadOnlyList<KeyValuePair<string, string>> DemoEnv { get; private set; } = [];
     public string? OpenStack { get; } = FindOnPath("openstack");
+    public string? Nova { get; } = FindOnPath("nova");
     public string DataDirectory => _dataDirectory;
     public bool Available => OpenStack is not null;
+    public bool NovaAvailable => Nova is not null;
 
     public async Task InitializeAsync()
     {
@@ -40,17 +42,34 @@ public sealed class CliFixture : IAsyncLifetime
             Hosts = 3,
             FakeTimeScale = 0,
         };
+        Configure(options);
         Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
+        Configure(Ferry);
         await Ferry.StartAsync(CancellationToken.None);
         var identity = AllInOne.IdentityOptionsOf(options);
         AdminEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "admin", identity.AdminPassword, "admin", identity.Region);
         DemoEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "demo", identity.DemoPassword, "demo", identity.Region);
     }
 
-    /// <summary>Runs <c>openstack args…</c>; returns its exit code and output.</summary>
-    public async Task<CliResult> RunAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args)
+    /// <summary>Tunes the options before the Ferry is built.</summary>
+    protected virtual void Configure(FerryHostOptions options)
     {
-        var start = new ProcessStartInfo(OpenStack!)
+    }
+
+    /// <summary>Tunes the Ferry before it starts (e.g. <see cref="AllInOne.ConfigureCompute"/>).</summary>
+    protected virtual void Configure(AllInOne ferry)
+    {
+    }
+
+    /// <summary>Runs <c>openstack args…</c>; returns its exit code and output.</summary>
+    public Task<CliResult> RunAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args) => RunToolAsync(OpenStack!, env, args);
+
+    /// <summary>Runs novaclient's <c>nova args…</c>; returns its exit code and output.</summary>
+    public Task<CliResult> NovaAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args) => RunToolAsync(Nova!, env, args);
+
+    private async Task<CliResult> RunToolAsync(string binary, IReadOnlyList<KeyValuePair<string, string>> env, string[] args)
+    {
+        var start = new ProcessStartInfo(binary)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -76,12 +95,12 @@ public sealed class CliFixture : IAsyncLifetime
         try
         {
             await process.WaitForExitAsync(timeout.Token);
-            return new CliResult(process.ExitCode, await stdout, await stderr, string.Join(' ', args));
+            return new CliResult(process.ExitCode, await stdout, await stderr, $"{Path.GetFileName(binary)} {string.Join(' ', args)}");
         }
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"openstack {string.Join(' ', args)} did not finish in {s_callTimeout.TotalSeconds} s");
+            throw new TimeoutException($"{Path.GetFileName(binary)} {string.Join(' ', args)} did not finish in {s_callTimeout.TotalSeconds} s");
         }
     }
 
@@ -119,5 +138,17 @@ public sealed class CliFixture : IAsyncLifetime
 
 public sealed record CliResult(int ExitCode, string Stdout, string Stderr, string Command)
 {
-    public override string ToString() => $"openstack {Command} exited {ExitCode}\nstdout: {Stdout}\nstderr: {Stderr}";
+    public override string ToString() => $"{Command} exited {ExitCode}\nstdout: {Stdout}\nstderr: {Stderr}";
+}
+
+/// <summary>
+/// A <see cref="CliFixture"/> on a simulated clock a hundred times faster than the real one, with a
+/// completion timeout long enough that a guest dirtying memory faster than the fake link
+/// (<c>ferry:dirty_rate_mibps=4000</c>) keeps its live migration running until aborted or forced.
+/// </summary>
+public sealed class SlowCliFixture : CliFixture
+{
+    protected override void Configure(FerryHostOptions options) => options.FakeTimeScale = 0.01;
+
+    protected override void Configure(AllInOne ferry) => ferry.ConfigureCompute = c => c.LiveMigrationCompletionTimeoutSecondsPerGiB = 100_000;
 }

@@ -1,0 +1,71 @@
+using System.Text.Json.Nodes;
+
+namespace Ferry.FunctionalTests.Cli;
+
+/// <summary>
+/// Forcing a stopped compute2 down, <c>nova evacuate</c>, restarting the agent and <c>--up</c>,
+/// on a Ferry of its own so compute2 going away does not disturb the other CLI tests.
+/// </summary>
+public sealed class EvacuateCliTests(CliFixture fixture) : IClassFixture<CliFixture>
+{
+    private const string ComputeVersion = "2.latest";
+
+    private Task<JsonNode> AdminAsync(params string[] args) => fixture.JsonAsync(fixture.AdminEnv, ["--os-compute-api-version", ComputeVersion, .. args]);
+
+    private async Task<CliResult> AdminRunAsync(params string[] args)
+    {
+        var result = await fixture.RunAsync(fixture.AdminEnv, ["--os-compute-api-version", ComputeVersion, .. args]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return result;
+    }
+
+    private async Task<string> BootAsync(string name, string host)
+    {
+        var created = await AdminAsync("server", "create", "--flavor", "m1.tiny", "--image", "ferry-test-guest", "--nic", "none",
+            "--availability-zone", $"nova:{host}", "--wait", name);
+        Assert.Equal("ACTIVE", (string?)created["status"]);
+        return (string)created["id"]!;
+    }
+
+    [Fact]
+    public async Task Force_down_evacuate_with_nova_then_restart_and_up()
+    {
+        if (!fixture.Available || !fixture.NovaAvailable)
+        {
+            return;
+        }
+        var id = await BootAsync("cli-evacuate", "compute2");
+        await fixture.Ferry.Computes["compute2"].StopAsync();
+        try
+        {
+            await AdminRunAsync("compute", "service", "set", "--down", "compute2", "nova-compute");
+            var services = (await AdminAsync("compute", "service", "list", "--service", "nova-compute")).AsArray();
+            Assert.Equal("down", (string?)services.Single(s => (string?)s!["Host"] == "compute2")!["State"]);
+            Assert.All(services.Where(s => (string?)s!["Host"] != "compute2"), s => Assert.Equal("up", (string?)s!["State"]));
+
+            var evacuate = await fixture.NovaAsync(fixture.AdminEnv, "evacuate", id);
+            Assert.True(evacuate.ExitCode == 0, evacuate.ToString());
+            var server = await CliPolling.UntilAsync(() => AdminAsync("server", "show", id),
+                s => (string?)s["status"] == "ACTIVE" && s["OS-EXT-STS:task_state"] is null && (string?)s["OS-EXT-SRV-ATTR:host"] != "compute2",
+                "the evacuation to finish");
+            Assert.Contains((string?)server["OS-EXT-SRV-ATTR:host"], new[] { "compute1", "compute3" });
+            var evacuation = Assert.Single((await AdminAsync("server", "migration", "list", "--server", id)).AsArray())!;
+            Assert.Equal("evacuation", (string?)evacuation["Type"]);
+            Assert.Equal("done", (string?)evacuation["Status"]);
+            Assert.Equal("compute2", (string?)evacuation["Source Compute"]);
+            Assert.Equal((string?)server["OS-EXT-SRV-ATTR:host"], (string?)evacuation["Dest Compute"]);
+        }
+        finally
+        {
+            await fixture.Ferry.StartComputeAsync("compute2", CancellationToken.None);
+        }
+        var completed = await CliPolling.UntilAsync(() => AdminAsync("server", "migration", "list", "--server", id),
+            list => (string?)list.AsArray().Single()!["Status"] == "completed", "the restarted agent to complete the evacuation");
+        Assert.Equal("evacuation", (string?)completed.AsArray().Single()!["Type"]);
+
+        await AdminRunAsync("compute", "service", "set", "--up", "compute2", "nova-compute");
+        var up = await CliPolling.UntilAsync(() => AdminAsync("compute", "service", "list", "--service", "nova-compute"),
+            list => list.AsArray().All(s => (string?)s!["State"] == "up"), "compute2 to be up");
+        Assert.Equal(3, up.AsArray().Count);
+    }
+}
