@@ -325,6 +325,7 @@ public static class PlacementEndpoints
             ConsumerGeneration = current.ConsumerGeneration,
             ProjectId = current.ProjectId,
             UserId = current.UserId,
+            ConsumerType = current.ConsumerGeneration is null ? null : "unknown",
         };
         return TypedResults.Json(dto, s_json.ConsumerAllocationsDto);
     }

@@ -88,6 +88,9 @@ public sealed record ConsumerAllocationsDto
     public long? ConsumerGeneration { get; init; }
     public string? ProjectId { get; init; }
     public string? UserId { get; init; }
+    /// <summary>Placement 1.38's consumer type; Ferry does not type its consumers, which Placement shows as "unknown".</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? ConsumerType { get; init; }
 }
 
 public sealed record ConsumerResourcesDto(Dictionary<string, long> Resources);
