@@ -112,6 +112,27 @@ public class CliFixture : IAsyncLifetime
         return JsonNode.Parse(result.Stdout) ?? throw new InvalidOperationException(result.ToString());
     }
 
+    /// <summary>As admin at a compute microversion: a command that must succeed, its <c>-f json</c> output.</summary>
+    public Task<JsonNode> AdminJsonAsync(string computeVersion, params string[] args) =>
+        JsonAsync(AdminEnv, ["--os-compute-api-version", computeVersion, .. args]);
+
+    /// <summary>As admin at a compute microversion: a command that must succeed, its raw result.</summary>
+    public async Task<CliResult> AdminRunAsync(string computeVersion, params string[] args)
+    {
+        var result = await RunAsync(AdminEnv, ["--os-compute-api-version", computeVersion, .. args]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return result;
+    }
+
+    /// <summary>Boots an m1.tiny server from the test image on a given host and waits until it is ACTIVE.</summary>
+    public async Task<string> BootAsync(string name, string host)
+    {
+        var created = await AdminJsonAsync("2.latest", "server", "create", "--flavor", "m1.tiny", "--image", "ferry-test-guest", "--nic", "none",
+            "--availability-zone", $"nova:{host}", "--wait", name);
+        Assert.Equal("ACTIVE", (string?)created["status"]);
+        return (string)created["id"]!;
+    }
+
     public async Task DisposeAsync()
     {
         await Ferry.DisposeAsync();

@@ -10,22 +10,11 @@ public sealed class EvacuateCliTests(CliFixture fixture) : IClassFixture<CliFixt
 {
     private const string ComputeVersion = "2.latest";
 
-    private Task<JsonNode> AdminAsync(params string[] args) => fixture.JsonAsync(fixture.AdminEnv, ["--os-compute-api-version", ComputeVersion, .. args]);
+    private Task<JsonNode> AdminAsync(params string[] args) => fixture.AdminJsonAsync(ComputeVersion, args);
 
-    private async Task<CliResult> AdminRunAsync(params string[] args)
-    {
-        var result = await fixture.RunAsync(fixture.AdminEnv, ["--os-compute-api-version", ComputeVersion, .. args]);
-        Assert.True(result.ExitCode == 0, result.ToString());
-        return result;
-    }
+    private Task<CliResult> AdminRunAsync(params string[] args) => fixture.AdminRunAsync(ComputeVersion, args);
 
-    private async Task<string> BootAsync(string name, string host)
-    {
-        var created = await AdminAsync("server", "create", "--flavor", "m1.tiny", "--image", "ferry-test-guest", "--nic", "none",
-            "--availability-zone", $"nova:{host}", "--wait", name);
-        Assert.Equal("ACTIVE", (string?)created["status"]);
-        return (string)created["id"]!;
-    }
+    private Task<string> BootAsync(string name, string host) => fixture.BootAsync(name, host);
 
     [Fact]
     public async Task Force_down_evacuate_with_nova_then_restart_and_up()

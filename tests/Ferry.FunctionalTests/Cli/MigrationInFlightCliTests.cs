@@ -10,14 +10,9 @@ public sealed class MigrationInFlightCliTests(SlowCliFixture fixture) : IClassFi
 {
     private const string ComputeVersion = "2.80";
 
-    private Task<JsonNode> AdminAsync(params string[] args) => fixture.JsonAsync(fixture.AdminEnv, ["--os-compute-api-version", ComputeVersion, .. args]);
+    private Task<JsonNode> AdminAsync(params string[] args) => fixture.AdminJsonAsync(ComputeVersion, args);
 
-    private async Task<CliResult> AdminRunAsync(params string[] args)
-    {
-        var result = await fixture.RunAsync(fixture.AdminEnv, ["--os-compute-api-version", ComputeVersion, .. args]);
-        Assert.True(result.ExitCode == 0, result.ToString());
-        return result;
-    }
+    private Task<CliResult> AdminRunAsync(params string[] args) => fixture.AdminRunAsync(ComputeVersion, args);
 
     private async Task<(string Server, int Migration)> StartNonConvergingLiveMigrationAsync(string name, string from, string to)
     {

@@ -10,7 +10,7 @@ public sealed class NovaCliTests(CliFixture fixture) : IClassFixture<CliFixture>
 {
     private const string ComputeVersion = "2.latest";
 
-    private Task<JsonNode> AdminAsync(params string[] args) => fixture.JsonAsync(fixture.AdminEnv, ["--os-compute-api-version", ComputeVersion, .. args]);
+    private Task<JsonNode> AdminAsync(params string[] args) => fixture.AdminJsonAsync(ComputeVersion, args);
 
     private async Task<string> BootAsync(IReadOnlyList<KeyValuePair<string, string>> env, string name, string? host = null)
     {

@@ -17,7 +17,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     /// <summary>What the reference session's clouds.yaml sets; OSC otherwise speaks 2.1.</summary>
     private const string ComputeVersion = "2.latest";
 
-    private Task<JsonNode> AdminAsync(params string[] args) => fixture.JsonAsync(fixture.AdminEnv, ["--os-compute-api-version", ComputeVersion, .. args]);
+    private Task<JsonNode> AdminAsync(params string[] args) => fixture.AdminJsonAsync(ComputeVersion, args);
 
     [Fact]
     public async Task Admin_lists_services_hypervisors_flavors_and_providers()
