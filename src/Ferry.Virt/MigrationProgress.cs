@@ -15,6 +15,10 @@ public sealed record MigrationProgress
     public int Iteration { get; init; }
     public long ExpectedDowntimeMs { get; init; }
     public bool PostCopy { get; init; }
+    /// <summary>Set on the final sample of a completed migration: the guest's actual pause, in ms.</summary>
+    public long? DowntimeMs { get; init; }
+    /// <summary>Set on the final sample of a completed migration: wall time from <c>migrate</c> to completion, in ms.</summary>
+    public long? TotalTimeMs { get; init; }
 }
 
 /// <summary>How a live migration ended, from the hypervisor's point of view.</summary>
