@@ -78,6 +78,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
             .On<InstanceRequest>("start_instance", lifecycle.StartAsync)
             .On<InstanceRequest>("stop_instance", lifecycle.StopAsync)
             .On<InstanceRequest>("terminate_instance", lifecycle.TerminateAsync)
+            .On<ConsoleOutputRequest, ConsoleOutputReply>("get_console_output", lifecycle.GetConsoleOutputAsync)
             .On<CheckCanLiveMigrateDestinationRequest, LiveMigrateData>("check_can_live_migrate_destination", liveDest.CheckCanLiveMigrateDestinationAsync)
             .On<CheckCanLiveMigrateSourceRequest, LiveMigrateData>("check_can_live_migrate_source", liveSource.CheckCanLiveMigrateSourceAsync)
             .On<LiveMigrationRequest>("live_migration", liveSource.LiveMigrationAsync)

@@ -1,6 +1,7 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
+using Ferry.Virt;
 
 namespace Ferry.Compute;
 
@@ -82,6 +83,13 @@ public sealed class InstanceLifecycle(ComputeContext context)
                 ExpectedTaskStates = [during],
             }, ct));
         }
+    }
+
+    /// <summary>The guest's serial console, tailed here so only the lines asked for cross the wire.</summary>
+    public async Task<ConsoleOutputReply> GetConsoleOutputAsync(ConsoleOutputRequest request, CancellationToken ct)
+    {
+        var output = await context.Driver.GetConsoleOutputAsync(request.Instance.Uuid, ct);
+        return new ConsoleOutputReply(ConsoleLog.Tail(output, request.TailLength));
     }
 
     /// <summary>Deletes the guest, its allocations (and a pending resize's source hold), then the row.</summary>

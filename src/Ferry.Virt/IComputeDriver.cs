@@ -36,6 +36,9 @@ public interface IComputeDriver
 
     Task PowerOnAsync(string uuid, CancellationToken cancellationToken);
 
+    /// <summary>The guest's serial console log (its last <see cref="ConsoleLog.MaxBytes"/>); NotFound when the guest is not here.</summary>
+    Task<string> GetConsoleOutputAsync(string uuid, CancellationToken cancellationToken);
+
     // --- shared storage detection (a test file created on one host, looked for on the other) ---
 
     /// <summary>Creates a uniquely named file in the instances path and returns its name.</summary>

@@ -368,6 +368,21 @@ internal sealed partial class ComputeApi(
         Log.Cast(logger, "stop_instance", instance.Uuid, ctx.RequestId);
     }
 
+    /// <summary>os-getConsoleOutput: the guest's serial log from its host, <paramref name="lines"/> from the end (null = all).</summary>
+    public async Task<string> GetConsoleOutputAsync(RequestContext ctx, Instance instance, int? lines, CancellationToken cancellationToken)
+    {
+        var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        try
+        {
+            var reply = await compute.GetConsoleOutputAsync(host, new ConsoleOutputRequest(instance, lines, ctx.RequestId), cancellationToken);
+            return reply.Output;
+        }
+        catch (NotFoundException)
+        {
+            throw new NotFoundException("Guest does not have a console available.");
+        }
+    }
+
     // ---- in-progress live migrations -------------------------------------------------------------
 
     public async Task AbortLiveMigrationAsync(RequestContext ctx, Instance instance, string migrationId, CancellationToken cancellationToken)

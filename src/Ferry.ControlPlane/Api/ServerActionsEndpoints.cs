@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using System.Text.Json.Nodes;
 using Ferry.Core.Errors;
 using Microsoft.AspNetCore.Builder;
@@ -12,7 +13,7 @@ namespace Ferry.ControlPlane.Api;
 /// for the request's microversion first (400, nothing changed), then finds the server (404), checks
 /// policy (403), and hands over to <see cref="ComputeApi"/> (409 on lock/state, then the cast).
 /// </summary>
-public static class ServerActionsEndpoints
+public static partial class ServerActionsEndpoints
 {
     public static RouteGroupBuilder MapServerActions(this RouteGroupBuilder api)
     {
@@ -101,9 +102,30 @@ public static class ServerActionsEndpoints
                 await compute.StopAsync(ctx, instance, ct);
                 return TypedResults.StatusCode(StatusCodes.Status202Accepted);
             }
+            case "os-getConsoleOutput":
+            {
+                var lines = ParseConsoleOutput(value);
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:os-console-output", instance.ProjectId);
+                var output = await compute.GetConsoleOutputAsync(ctx, instance, lines, ct);
+                return NovaJson.Ok(new JsonObject { ["output"] = ControlCharacters().Replace(output, "") });
+            }
             default:
                 throw new BadRequestException($"There is no such action: {name}");
         }
+    }
+
+    /// <summary>schemas/console_output.py: an optional <c>length</c> ≥ -1 (integer or its string); -1 and null mean every line.</summary>
+    internal static int? ParseConsoleOutput(JsonNode? value)
+    {
+        const string field = "os-getConsoleOutput";
+        if (value is not JsonObject o)
+        {
+            throw BodySchema.Invalid(field, value, $"{NovaJson.Describe(value)} is not of type 'object'");
+        }
+        BodySchema.NoAdditional(o, field, "length");
+        var length = BodySchema.Integer(o, "length", min: -1);
+        return length is -1 ? null : length;
     }
 
     /// <summary>schemas/migrate_server.py for os-migrateLive: returns (host, block_migration (null = auto), force).</summary>
@@ -214,4 +236,8 @@ public static class ServerActionsEndpoints
         }
         return new EvacuateBody(host, force, shared, adminPass);
     }
+
+    /// <summary>The control characters Nova strips from console output: all of C0 but tab and newline.</summary>
+    [GeneratedRegex(@"[\x00-\x08\x0B-\x1F]")]
+    private static partial Regex ControlCharacters();
 }

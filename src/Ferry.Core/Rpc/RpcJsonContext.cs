@@ -30,6 +30,7 @@ namespace Ferry.Core.Rpc;
 [JsonSerializable(typeof(RebuildInstanceRequest))]
 [JsonSerializable(typeof(CheckInstanceSharedStorageRequest))]
 [JsonSerializable(typeof(BoolReply))]
+[JsonSerializable(typeof(ConsoleOutputRequest))]
 [JsonSerializable(typeof(ConsoleOutputReply))]
 [JsonSerializable(typeof(BuildInstanceRequest))]
 [JsonSerializable(typeof(LiveMigrateInstanceRequest))]

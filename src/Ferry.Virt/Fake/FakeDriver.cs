@@ -159,6 +159,11 @@ public sealed partial class FakeDriver : IComputeDriver
         SetPowerState(uuid, GuestPowerState.Running);
     }
 
+    public Task<string> GetConsoleOutputAsync(string uuid, CancellationToken cancellationToken) =>
+        State.Guests.ContainsKey(uuid)
+            ? ConsoleLog.ReadTailAsync(Path.Combine(InstanceDirectory(uuid), "console.log"), cancellationToken)
+            : throw new NotFoundException($"Guest {uuid} is not defined on {_options.HostName}.");
+
     // --- shared storage detection ---
 
     public string CreateSharedStorageTestFile()

@@ -259,6 +259,12 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         }
     }
 
+    public Task<string> GetConsoleOutputAsync(string uuid, CancellationToken cancellationToken)
+    {
+        Find(uuid);
+        return ConsoleLog.ReadTailAsync(ConsoleLogPath(uuid), cancellationToken);
+    }
+
     public string CreateSharedStorageTestFile()
     {
         Directory.CreateDirectory(_options.InstancesPath);

@@ -76,4 +76,34 @@ public sealed class LifecycleTests(FerryFixture fixture) : FlowTest<FerryFixture
         Assert.NotNull(error!["forbidden"]);
         Assert.Null(Instances.Get(mine).TaskState);
     }
+
+    [Fact]
+    public async Task ConsoleOutput_ServesTheGuestsSerialLog_TailedAndValidated()
+    {
+        var id = await BootAsync("compute2");
+        await Admin.ActionAsync(id, JsonNode.Parse("""{"os-stop": null}""")!);
+        await WaitForAsync(id, i => i.VmState == VmState.Stopped && i.TaskState is null, "SHUTOFF");
+        await Admin.ActionAsync(id, JsonNode.Parse("""{"os-start": null}""")!);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE");
+
+        var (status, all) = await Admin.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {}}""")!);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var output = all!["output"]!.GetValue<string>();
+        Assert.Contains("spawned on compute2", output);
+        var lines = output.TrimEnd('\n').Split('\n');
+
+        var (_, last) = await Admin.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {"length": "1"}}""")!);
+        Assert.Equal(lines[^1], last!["output"]!.GetValue<string>().TrimEnd('\n'));
+        var (_, unlimited) = await Admin.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {"length": -1}}""")!);
+        Assert.Equal(output, unlimited!["output"]!.GetValue<string>());
+
+        foreach (var bad in new[] { """{"length": -2}""", """{"length": "ten"}""", """{"lines": 3}""", "[]" })
+        {
+            var (refused, error) = await Admin.ActionAsync(id, JsonNode.Parse($$"""{"os-getConsoleOutput": {{bad}}}""")!);
+            Assert.Equal(HttpStatusCode.BadRequest, refused);
+            Assert.NotNull(error!["badRequest"]);
+        }
+        var (foreign, _) = await Fixture.Demo.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {}}""")!);
+        Assert.True(foreign is HttpStatusCode.NotFound or HttpStatusCode.Forbidden);
+    }
 }

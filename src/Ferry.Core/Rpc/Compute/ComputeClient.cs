@@ -17,6 +17,9 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
     public Task TerminateInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(host), "terminate_instance", request, ct);
 
+    public Task<ConsoleOutputReply> GetConsoleOutputAsync(string host, ConsoleOutputRequest request, CancellationToken ct) =>
+        CallAsync<ConsoleOutputRequest, ConsoleOutputReply>(Topics.Compute(host), "get_console_output", request, ct);
+
     public Task<LiveMigrateData> CheckCanLiveMigrateDestinationAsync(string dest, CheckCanLiveMigrateDestinationRequest request, CancellationToken ct) =>
         CallAsync<CheckCanLiveMigrateDestinationRequest, LiveMigrateData>(Topics.Compute(dest), "check_can_live_migrate_destination", request, ct);
 

@@ -53,4 +53,7 @@ public sealed record CheckInstanceSharedStorageRequest(Instance Instance, string
 
 public sealed record BoolReply(bool Value);
 
+/// <summary>get_console_output: the last <paramref name="TailLength"/> lines (null = all).</summary>
+public sealed record ConsoleOutputRequest(Instance Instance, int? TailLength, string? RequestId);
+
 public sealed record ConsoleOutputReply(string Output);
