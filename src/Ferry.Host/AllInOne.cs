@@ -13,7 +13,9 @@ using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Core.Rpc.Scheduler;
+using Ferry.Virt;
 using Ferry.Virt.Fake;
+using Ferry.Virt.Qemu;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -45,8 +47,14 @@ public sealed class AllInOne : IAsyncDisposable
     /// <summary>Running (or stopped) compute agents by host; agents start concurrently, hence concurrent.</summary>
     public ConcurrentDictionary<string, ComputeManager> Computes { get; } = new();
 
+    /// <summary>Each host's virt driver (the last one started for the host).</summary>
+    public ConcurrentDictionary<string, IComputeDriver> Drivers { get; } = new();
+
     /// <summary>Adjusts each fake host's driver before it starts (CPU features, bandwidth…).</summary>
     public Action<FakeDriverOptions>? ConfigureDriver { get; set; }
+
+    /// <summary>Adjusts each QEMU host's driver before it starts.</summary>
+    public Action<QemuDriverOptions>? ConfigureQemuDriver { get; set; }
 
     /// <summary>Adjusts each compute agent's options before it starts (live-migration policy…).</summary>
     public Action<ComputeOptions>? ConfigureCompute { get; set; }
@@ -159,23 +167,23 @@ public sealed class AllInOne : IAsyncDisposable
             await running.StopAsync();
         }
         var services = App.Services;
-        var instancesPath = Path.GetFullPath(Path.Combine(Options.DataDirectory, "instances", Options.SharedStorage ? "shared" : host));
-        var hypervisor = _hypervisors.GetOrAdd(host, _ => new FakeHypervisorState());
-        var driverOptions = new FakeDriverOptions
+        if (Drivers.TryRemove(host, out var previous) && previous is IAsyncDisposable disposable)
         {
-            HostName = host,
-            InstancesPath = instancesPath,
-            TimeScale = Options.FakeTimeScale,
-            LinkBandwidthMiBps = Options.FakeBandwidthMiBps,
-        };
-        ConfigureDriver?.Invoke(driverOptions);
-        var driver = new FakeDriver(driverOptions, hypervisor, services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>().CreateLogger<FakeDriver>());
+            await disposable.DisposeAsync(); // QMP connections only, unless guests die with their agent (KillGuestsOnStop)
+        }
+        IComputeDriver driver = Options.Driver == "qemu" ? CreateQemuDriver(host) : CreateFakeDriver(host);
+        Drivers[host] = driver;
         var computeOptions = new ComputeOptions
         {
             Host = host,
             ReportInterval = Options.ReportInterval,
             MaxConcurrentLiveMigrations = Options.MaxConcurrentLiveMigrations,
             PlacementUrl = new Uri(Options.PlacementUrl + "/"),
+            LiveMigrationBandwidthMiBps = Options.LiveMigrationBandwidthMiBps,
+            LiveMigrationPermitPostCopy = Options.LiveMigrationPermitPostCopy,
+            LiveMigrationPermitAutoConverge = Options.LiveMigrationPermitAutoConverge,
+            LiveMigrationTimeoutAction = Options.LiveMigrationTimeoutAction,
+            LiveMigrationCompletionTimeoutSecondsPerGiB = Options.LiveMigrationCompletionTimeoutSecondsPerGiB,
         };
         ConfigureCompute?.Invoke(computeOptions);
         configure?.Invoke(computeOptions);
@@ -186,11 +194,50 @@ public sealed class AllInOne : IAsyncDisposable
         return compute;
     }
 
+    private string InstancesPath(string host) =>
+        Path.GetFullPath(Path.Combine(Options.DataDirectory, "instances", Options.SharedStorage ? "shared" : host));
+
+    private FakeDriver CreateFakeDriver(string host)
+    {
+        var services = App.Services;
+        var driverOptions = new FakeDriverOptions
+        {
+            HostName = host,
+            InstancesPath = InstancesPath(host),
+            TimeScale = Options.FakeTimeScale,
+            LinkBandwidthMiBps = Options.FakeBandwidthMiBps,
+        };
+        ConfigureDriver?.Invoke(driverOptions);
+        var hypervisor = _hypervisors.GetOrAdd(host, _ => new FakeHypervisorState());
+        return new FakeDriver(driverOptions, hypervisor, services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>().CreateLogger<FakeDriver>());
+    }
+
+    /// <summary>Hosts share this machine: each has its own instances directory (or all one, for shared storage) and image cache.</summary>
+    private QemuDriver CreateQemuDriver(string host)
+    {
+        var driverOptions = new QemuDriverOptions
+        {
+            HostName = host,
+            InstancesPath = InstancesPath(host),
+            ImagesPath = App.Services.GetRequiredService<ImageServiceOptions>().ImagesDirectory,
+            TestGuestImageRefs = [Seed.TestImageId, QemuTestGuest.DefaultImageRef],
+            TestGuestKernelPath = Path.GetFullPath(Options.TestGuestKernelPath),
+            MigrationAddress = Options.ListenAddress,
+            KillGuestsOnDispose = Options.KillGuestsOnStop,
+        };
+        ConfigureQemuDriver?.Invoke(driverOptions);
+        return new QemuDriver(driverOptions, App.Services.GetRequiredService<ILoggerFactory>().CreateLogger<QemuDriver>());
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var compute in Computes.Values)
         {
             await compute.DisposeAsync();
+        }
+        foreach (var driver in Drivers.Values.OfType<IAsyncDisposable>())
+        {
+            await driver.DisposeAsync();
         }
         foreach (var listener in _listeners)
         {

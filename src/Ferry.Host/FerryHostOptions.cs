@@ -1,3 +1,5 @@
+using Ferry.Virt;
+
 namespace Ferry.Host;
 
 /// <summary>Settings of an all-in-one Ferry (what `./ferry up` passes on its command line).</summary>
@@ -27,10 +29,30 @@ public sealed class FerryHostOptions
     /// <summary>Number of fake compute hosts, named compute1..computeN.</summary>
     public int Hosts { get; set; } = 3;
 
+    /// <summary><c>fake</c> (in-memory guests) or <c>qemu</c> (a QEMU process per guest, driven over QMP).</summary>
     public string Driver { get; set; } = "fake";
 
-    /// <summary>All fake hosts share one instances directory (shared storage) instead of one each.</summary>
+    /// <summary>All hosts share one instances directory (shared storage) instead of one each.</summary>
     public bool SharedStorage { get; set; }
+
+    /// <summary>
+    /// The test guest kernel the QEMU driver boots for the seeded <c>ferry-test-guest</c> image
+    /// (built by tools/test-guest/build.sh).
+    /// </summary>
+    public string TestGuestKernelPath { get; set; } = Path.Combine("tools", "test-guest", "out", "ferry-test-guest.elf");
+
+    /// <summary>
+    /// Kill the QEMU guests when Ferry stops. Off for `./ferry up`: like nova-compute, a stopped agent leaves
+    /// its guests running and re-attaches to them at the next start.
+    /// </summary>
+    public bool KillGuestsOnStop { get; set; }
+
+    /// <summary>The live-migration policy of every compute agent (Nova's [libvirt] live_migration_* options).</summary>
+    public long LiveMigrationBandwidthMiBps { get; set; }
+    public bool LiveMigrationPermitPostCopy { get; set; }
+    public bool LiveMigrationPermitAutoConverge { get; set; }
+    public CompletionTimeoutAction LiveMigrationTimeoutAction { get; set; } = CompletionTimeoutAction.Abort;
+    public int LiveMigrationCompletionTimeoutSecondsPerGiB { get; set; } = 800;
 
     /// <summary>Real seconds per simulated second in the fake driver (0 = migrations take no real time).</summary>
     public double FakeTimeScale { get; set; } = 1.0;
@@ -78,6 +100,20 @@ public sealed class FerryHostOptions
                 case "--auth": options.Auth = Next(); break;
                 case "--token-lifetime": options.TokenLifetime = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                 case "--shared-storage": options.SharedStorage = true; break;
+                case "--test-guest-kernel": options.TestGuestKernelPath = Next(); break;
+                case "--kill-guests-on-stop": options.KillGuestsOnStop = true; break;
+                case "--lm-bandwidth": options.LiveMigrationBandwidthMiBps = long.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--lm-permit-post-copy": options.LiveMigrationPermitPostCopy = true; break;
+                case "--lm-permit-auto-converge": options.LiveMigrationPermitAutoConverge = true; break;
+                case "--lm-completion-timeout": options.LiveMigrationCompletionTimeoutSecondsPerGiB = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--lm-timeout-action":
+                    options.LiveMigrationTimeoutAction = Next() switch
+                    {
+                        "abort" => CompletionTimeoutAction.Abort,
+                        "force_complete" => CompletionTimeoutAction.ForceComplete,
+                        var other => throw new ArgumentException($"Unknown --lm-timeout-action {other}: abort or force_complete"),
+                    };
+                    break;
                 case "--time-scale": options.FakeTimeScale = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--report-interval": options.ReportInterval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
                 case "--service-down-time": options.ServiceDownTime = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
@@ -93,9 +129,9 @@ public sealed class FerryHostOptions
         {
             throw new ArgumentException($"Unknown auth {options.Auth}: keystone or noauth2");
         }
-        if (options.Driver != "fake")
+        if (options.Driver is not ("fake" or "qemu"))
         {
-            throw new ArgumentException($"Unknown driver {options.Driver}: this build has the fake driver only");
+            throw new ArgumentException($"Unknown driver {options.Driver}: fake or qemu");
         }
         return options;
     }

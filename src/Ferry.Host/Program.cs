@@ -13,6 +13,11 @@ catch (Exception ex) when (ex is ArgumentException or FormatException)
     Console.Error.WriteLine($"ferry: {ex.Message}");
     return 2;
 }
+if (options.Driver == "qemu" && !File.Exists(options.TestGuestKernelPath))
+{
+    Console.Error.WriteLine($"ferry: the test guest kernel {options.TestGuestKernelPath} is missing: run tools/test-guest/build.sh (./ferry up does)");
+    return 2;
+}
 
 await using var ferry = AllInOne.Build(options);
 using var stop = new CancellationTokenSource();
@@ -62,5 +67,7 @@ try
 catch (OperationCanceledException)
 {
 }
-Console.WriteLine("Ferry stopped.");
+Console.WriteLine(options.Driver == "qemu" && !options.KillGuestsOnStop
+    ? "Ferry stopped. Its QEMU guests keep running (as under a stopped nova-compute); the next ./ferry up --driver qemu re-attaches them."
+    : "Ferry stopped.");
 return 0;

@@ -36,7 +36,8 @@ public static class QemuCommandLine
             "-nodefaults",
             "-no-user-config",
             "-display", "none",
-            "-chardev", $"file,id=serial0,path={Escape(spec.SerialLogPath)}",
+            // append: a restarted or migrated-in guest continues the log instead of truncating it.
+            "-chardev", $"file,id=serial0,path={Escape(spec.SerialLogPath)},append=on",
             "-serial", "chardev:serial0",
             "-chardev", $"socket,id=qmp0,path={Escape(spec.QmpSocketPath)},server=on,wait=off",
             "-mon", "chardev=qmp0,mode=control",

@@ -17,13 +17,17 @@ namespace Ferry.Virt.Qemu;
 /// Runs each guest as its own QEMU process driven over QMP, without libvirt (as Proxmox VE's qemu-server does).
 /// Files follow Nova's libvirt layout: <c>&lt;InstancesPath&gt;/_base/&lt;sha1(image ref)&gt;</c> is the host's copy of the
 /// image, <c>&lt;uuid&gt;/disk</c> a qcow2 overlay on it, plus <c>disk.config</c>, <c>console.log</c> (serial),
-/// <c>qmp.sock</c>, <c>qemu.pid</c> and <c>guest.json</c> (the spec, to restart the guest from the same disk).
+/// <c>guest.json</c> (the spec). What makes a guest <em>defined on this host</em> lives apart, in the host's own
+/// runtime directory <c>&lt;InstancesPath&gt;/_run/&lt;host&gt;/&lt;uuid&gt;/</c> (<c>guest.json</c>, <c>qmp.sock</c>,
+/// <c>qemu.pid</c>), as libvirt keeps domain definitions per host: on a shared instances path two hosts then never
+/// collide on a socket or pid file during a migration, and a host adopts only its own guests when it starts.
 /// </summary>
 public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
 {
     public const string QemuHypervisorType = "QEMU";
 
     private const string BaseDirectoryName = "_base";
+    private const string RuntimeDirectoryName = "_run";
     private const int MaxUnixSocketPathBytes = 107;
     private const int ConfigDriveBytes = 64 * 1024;
 
@@ -58,6 +62,9 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
 
     public string BaseDirectory => Path.Combine(_options.InstancesPath, BaseDirectoryName);
 
+    /// <summary>This host's definition and control files of the guest (never shared with another host).</summary>
+    public string RuntimeDirectory(string uuid) => Path.Combine(_options.InstancesPath, RuntimeDirectoryName, ValidSegment(_options.HostName), ValidSegment(uuid));
+
     public string ConsoleLogPath(string uuid) => Path.Combine(InstanceDirectory(uuid), "console.log");
 
     /// <summary>The pid of the guest's QEMU process while it runs.</summary>
@@ -70,11 +77,13 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         Directory.CreateDirectory(BaseDirectory);
         _hypervisorVersion = await ReadQemuVersionAsync(cancellationToken);
         var attached = 0;
-        foreach (var dir in Directory.EnumerateDirectories(_options.InstancesPath))
+        var definitions = Path.Combine(_options.InstancesPath, RuntimeDirectoryName, ValidSegment(_options.HostName));
+        Directory.CreateDirectory(definitions);
+        foreach (var runtime in Directory.EnumerateDirectories(definitions))
         {
-            var uuid = Path.GetFileName(dir);
-            var specPath = Path.Combine(dir, "guest.json");
-            if (uuid == BaseDirectoryName || _guests.ContainsKey(uuid) || !File.Exists(specPath))
+            var uuid = Path.GetFileName(runtime);
+            var specPath = Path.Combine(runtime, "guest.json");
+            if (_guests.ContainsKey(uuid) || !File.Exists(specPath))
             {
                 continue;
             }
@@ -84,7 +93,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
                 continue;
             }
             var guest = new QemuGuest(spec);
-            var process = await QemuProcess.AttachAsync(uuid, Path.Combine(dir, "qemu.pid"), Path.Combine(dir, "qmp.sock"), cancellationToken);
+            var process = await QemuProcess.AttachAsync(uuid, Path.Combine(runtime, "qemu.pid"), Path.Combine(runtime, "qmp.sock"), cancellationToken);
             if (process is not null)
             {
                 guest.Process = process;
@@ -213,6 +222,10 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
                 guest.Lock.Release();
             }
         }
+        if (Directory.Exists(RuntimeDirectory(uuid)))
+        {
+            Directory.Delete(RuntimeDirectory(uuid), recursive: true);
+        }
         if (destroyDisks && Directory.Exists(dir))
         {
             Directory.Delete(dir, recursive: true);
@@ -339,8 +352,19 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
 
     private bool IsTestGuest(GuestSpec guest) => _options.TestGuestImageRefs.Contains(guest.ImageRef, StringComparer.Ordinal);
 
+    /// <summary>Records the guest as defined on this host (what <see cref="InitHostAsync"/> adopts after a restart).</summary>
+    private void SaveDefinition(GuestSpec guest)
+    {
+        var runtime = RuntimeDirectory(guest.Uuid);
+        Directory.CreateDirectory(runtime);
+        File.WriteAllText(Path.Combine(runtime, "guest.json"), JsonSerializer.Serialize(guest, QemuJsonContext.Default.GuestSpec));
+    }
+
+    /// <summary>The launch spec of the guest's QEMU; defines the guest on this host first, since every start goes through here.</summary>
     private QemuLaunchSpec LaunchSpec(GuestSpec guest)
     {
+        SaveDefinition(guest);
+        var runtime = RuntimeDirectory(guest.Uuid);
         var dir = InstanceDirectory(guest.Uuid);
         var configDrive = Path.Combine(dir, "disk.config");
         string? kernel = null;
@@ -363,8 +387,8 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             DiskPath = Path.Combine(dir, "disk"),
             ConfigDrivePath = guest.ConfigDrive && File.Exists(configDrive) ? configDrive : null,
             SerialLogPath = Path.Combine(dir, "console.log"),
-            QmpSocketPath = Path.Combine(dir, "qmp.sock"),
-            PidFilePath = Path.Combine(dir, "qemu.pid"),
+            QmpSocketPath = Path.Combine(runtime, "qmp.sock"),
+            PidFilePath = Path.Combine(runtime, "qemu.pid"),
             Accel = Accel,
             CpuModel = _options.CpuModel,
         };
@@ -392,6 +416,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
     {
         if (guest.Process is { } process)
         {
+            guest.Process = null; // first, so the event pump does not report this exit as unexpected
             try
             {
                 await process.StopAsync(_options.StopGracePeriod, cancellationToken);
@@ -399,7 +424,6 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             finally
             {
                 await process.DisposeAsync();
-                guest.Process = null;
             }
         }
         guest.PowerState = GuestPowerState.Shutdown;
@@ -629,7 +653,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
 
     private void CheckSocketPath(string uuid)
     {
-        var socket = Path.GetFullPath(Path.Combine(InstanceDirectory(uuid), "qmp.sock"));
+        var socket = Path.GetFullPath(Path.Combine(RuntimeDirectory(uuid), "qmp.sock"));
         if (Encoding.UTF8.GetByteCount(socket) > MaxUnixSocketPathBytes)
         {
             throw new FerryException($"The QMP socket path '{socket}' is longer than {MaxUnixSocketPathBytes} bytes; use a shorter instances path.");
@@ -638,7 +662,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
 
     private static string ValidSegment(string name)
     {
-        if (string.IsNullOrWhiteSpace(name) || name is "." or ".." || name == BaseDirectoryName
+        if (string.IsNullOrWhiteSpace(name) || name is "." or ".." or BaseDirectoryName or RuntimeDirectoryName
             || name.IndexOfAny(['/', '\\', '\0']) >= 0)
         {
             throw new BadRequestException($"Invalid instance or file name '{name}'.");

@@ -51,7 +51,7 @@ public sealed class QemuCommandLineTests
     {
         var args = QemuCommandLine.Build(Spec());
 
-        Assert.Contains("file,id=serial0,path=/i/6f1b/console.log", args);
+        Assert.Contains("file,id=serial0,path=/i/6f1b/console.log,append=on", args);
         Assert.Equal("chardev:serial0", After(args, "-serial"));
         Assert.Contains("socket,id=qmp0,path=/i/6f1b/qmp.sock,server=on,wait=off", args);
         Assert.Equal("chardev=qmp0,mode=control", After(args, "-mon"));
@@ -102,7 +102,7 @@ public sealed class QemuCommandLineTests
         var args = QemuCommandLine.Build(Spec() with { Name = "a,b", SerialLogPath = "/x,y/console.log" });
 
         Assert.Equal("a,,b", After(args, "-name"));
-        Assert.Contains("file,id=serial0,path=/x,,y/console.log", args);
+        Assert.Contains("file,id=serial0,path=/x,,y/console.log,append=on", args);
     }
 
     [Fact]
