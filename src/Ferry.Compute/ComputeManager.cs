@@ -31,6 +31,9 @@ public sealed partial class ComputeManager : IAsyncDisposable
 
     public IComputeDriver Driver => _context.Driver;
 
+    /// <summary>The agent's settings; the live-migration policy is read when each migration starts.</summary>
+    public ComputeOptions Options => _context.Options;
+
     public string NodeUuid => _context.NodeUuid;
 
     /// <summary>Taking messages and heartbeating (false once stopped, as a crashed host).</summary>

@@ -25,9 +25,15 @@ public class FerryFixture : IAsyncLifetime
     {
     }
 
+    protected virtual string NewDataDirectory() => Directory.CreateTempSubdirectory("ferry-test-").FullName;
+
+    /// <summary>Runs before the Ferry stops (e.g. to remove what the hosts still run).</summary>
+    protected virtual Task BeforeDisposeAsync() => Task.CompletedTask;
+
     public async Task InitializeAsync()
     {
-        _dataDirectory = Directory.CreateTempSubdirectory("ferry-test-").FullName;
+        _dataDirectory = NewDataDirectory();
+        Directory.CreateDirectory(_dataDirectory);
         var options = new FerryHostOptions
         {
             DataDirectory = _dataDirectory,
@@ -47,6 +53,7 @@ public class FerryFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
+        await BeforeDisposeAsync();
         Admin.Dispose();
         Demo.Dispose();
         await Ferry.DisposeAsync();

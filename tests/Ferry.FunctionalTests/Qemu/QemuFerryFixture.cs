@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Ferry.Host;
+using Ferry.Virt.Qemu;
+
+namespace Ferry.FunctionalTests.Qemu;
+
+/// <summary>
+/// A whole Ferry whose two compute hosts run real QEMU guests (the test guest, under KVM or TCG), each host
+/// with its own instances directory. Data lives under a short /tmp path: QMP socket paths must fit 107 bytes.
+/// </summary>
+public class QemuFerryFixture : FerryFixture
+{
+    protected override string NewDataDirectory() => Path.Combine("/tmp", "fqf-" + Guid.NewGuid().ToString("N")[..8]);
+
+    protected override void Configure(FerryHostOptions options)
+    {
+        options.Driver = "qemu";
+        options.Hosts = 2;
+        options.TestGuestKernelPath = BuildTestGuest();
+        // Guests outlive an agent restart (tests restart agents); the fixture destroys them at the end.
+        options.KillGuestsOnStop = false;
+    }
+
+    public QemuDriver Driver(string host) => (QemuDriver)Ferry.Drivers[host];
+
+    protected override async Task BeforeDisposeAsync()
+    {
+        foreach (var driver in Ferry.Drivers.Values.OfType<QemuDriver>())
+        {
+            foreach (var guest in driver.ListGuests())
+            {
+                await driver.DestroyAsync(guest.Uuid, destroyDisks: true, CancellationToken.None);
+            }
+        }
+    }
+
+    /// <summary>tools/test-guest/build.sh (a no-op when the kernel is up to date); returns the kernel's path.</summary>
+    private static string BuildTestGuest([CallerFilePath] string sourceFile = "")
+    {
+        var root = new DirectoryInfo(Path.GetDirectoryName(sourceFile)!);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "tools", "test-guest", "build.sh")))
+        {
+            root = root.Parent;
+        }
+        if (root is null)
+        {
+            throw new InvalidOperationException("tools/test-guest/build.sh not found above " + sourceFile);
+        }
+        var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(root.FullName, "tools", "test-guest", "build.sh"));
+        using var build = Process.Start(psi)!;
+        var output = build.StandardOutput.ReadToEnd();
+        var errors = build.StandardError.ReadToEnd();
+        build.WaitForExit();
+        if (build.ExitCode != 0)
+        {
+            throw new InvalidOperationException("build.sh failed: " + errors);
+        }
+        return output.Trim().Split('\n')[^1];
+    }
+}
+
+/// <summary>The same, with one instances directory shared by both hosts (shared storage).</summary>
+public sealed class QemuSharedFerryFixture : QemuFerryFixture
+{
+    protected override void Configure(FerryHostOptions options)
+    {
+        base.Configure(options);
+        options.SharedStorage = true;
+    }
+}
+
+/// <summary>QEMU flow tests share two cores: one class at a time.</summary>
+[CollectionDefinition("qemu")]
+public sealed class QemuCollection;

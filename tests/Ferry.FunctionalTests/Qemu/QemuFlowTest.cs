@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Domain;
+using Ferry.Virt.Qemu;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ferry.FunctionalTests.Qemu;
+
+/// <summary>
+/// Helpers of the flow tests on real QEMU guests: the proof that a guest kept running and lost no memory is its
+/// serial console (read through the API's os-getConsoleOutput), whose counter must keep increasing and whose
+/// checksum must equal the closed form of tools/test-guest.
+/// </summary>
+public abstract class QemuFlowTest<TFixture>(TFixture fixture) : FlowTest<TFixture>(fixture)
+    where TFixture : QemuFerryFixture
+{
+    protected override TimeSpan WaitLimit => TimeSpan.FromSeconds(90);
+
+    protected IPlacementService Placement => Fixture.Ferry.Services.GetRequiredService<IPlacementService>();
+
+    protected QemuDriver Qemu(string host) => Fixture.Driver(host);
+
+    private readonly List<string> _booted = [];
+
+    /// <summary>Checks the invariants, then deletes the test's guests: they cost CPU, and a later host crash must not hit them.</summary>
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        foreach (var id in _booted)
+        {
+            await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}");
+        }
+        foreach (var id in _booted)
+        {
+            await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
+        }
+    }
+
+    /// <summary>Boots the test guest (64 MiB) dirtying <paramref name="dirtyMiBps"/> of its 4 MiB region.</summary>
+    protected async Task<string> BootGuestAsync(string host, double dirtyMiBps = 1)
+    {
+        var id = await BootAsync(host, flavor: "m1.nano", metadata: new Dictionary<string, string>
+        {
+            [QemuTestGuest.DirtyRateMetadataKey] = dirtyMiBps.ToString(CultureInfo.InvariantCulture),
+        });
+        _booted.Add(id);
+        return id;
+    }
+
+    /// <summary>The guest's status lines so far, each checked against the closed-form checksum.</summary>
+    protected async Task<IReadOnlyList<QemuTestGuest.Sample>> SamplesAsync(string id)
+    {
+        var (status, body) = await Admin.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {"length": 400}}""")!);
+        Assert.True(status == HttpStatusCode.OK, $"console output: {(int)status} {body?.ToJsonString()}");
+        var log = body!["output"]!.GetValue<string>();
+        Assert.False(log.Contains("ferry-guest corrupt", StringComparison.Ordinal), $"the guest found its memory corrupted: {log}");
+        var instance = Instances.Get(id);
+        var kibPerTick = KibPerTick(instance);
+        var samples = QemuTestGuest.ParseSamples(log);
+        foreach (var sample in samples)
+        {
+            Assert.True(QemuTestGuest.ExpectedChecksum(sample.Counter, QemuTestGuest.DefaultRegionMib, kibPerTick) == sample.Checksum,
+                $"checksum at counter {sample.Counter} is {sample.Checksum:x8}: the guest's memory is not what it wrote");
+        }
+        return samples;
+    }
+
+    /// <summary>Waits until the guest prints a counter above <paramref name="above"/>; returns the newest counter.</summary>
+    protected async Task<long> WaitForCounterAsync(string id, long above)
+    {
+        var started = Stopwatch.StartNew();
+        while (true)
+        {
+            var samples = await SamplesAsync(id);
+            if (samples.Count > 0 && samples[^1].Counter > above)
+            {
+                return samples[^1].Counter;
+            }
+            if (started.Elapsed > WaitLimit)
+            {
+                Assert.Fail($"{id}: no counter above {above} after {started.Elapsed.TotalSeconds:F0} s (last {(samples.Count > 0 ? samples[^1].Counter : -1)})");
+            }
+            await Task.Delay(250);
+        }
+    }
+
+    /// <summary>Exactly one QEMU runs the guest, on <paramref name="host"/>, and placement holds it there only.</summary>
+    protected void AssertRunsOnlyOn(string id, string host)
+    {
+        foreach (var (name, driver) in Fixture.Ferry.Drivers)
+        {
+            var pid = ((QemuDriver)driver).GetProcessId(id);
+            if (name == host)
+            {
+                Assert.True(pid is { } p && QemuProcess.IsAlive(p, id), $"no QEMU of {id} on {host}");
+            }
+            else
+            {
+                Assert.True(pid is null, $"a QEMU of {id} still runs on {name} (pid {pid})");
+            }
+        }
+        var allocations = Placement.GetAllocations(id).Allocations;
+        Assert.Equal([Fixture.Ferry.Computes[host].NodeUuid], allocations.Keys);
+    }
+
+    /// <summary>A host failure: its agent stops and every QEMU it ran dies.</summary>
+    protected async Task<string> CrashHostAsync(string host)
+    {
+        await Fixture.Ferry.Computes[host].StopAsync();
+        var driver = Qemu(host);
+        foreach (var guest in driver.ListGuests())
+        {
+            if (driver.GetProcessId(guest.Uuid) is { } pid)
+            {
+                using var process = Process.GetProcessById(pid);
+                process.Kill();
+                await process.WaitForExitAsync();
+            }
+        }
+        var serviceId = (await Admin.GetAsync($"os-services?host={host}&binary=nova-compute")).Body!["services"]![0]!["id"]!.GetValue<string>();
+        await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = true });
+        return serviceId;
+    }
+
+    protected async Task RecoverHostAsync(string host, string serviceId)
+    {
+        if (!Fixture.Ferry.Computes[host].IsRunning)
+        {
+            await Fixture.Ferry.StartComputeAsync(host, CancellationToken.None);
+        }
+        await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = false });
+    }
+
+    /// <summary>Makes live migrations from <paramref name="host"/> crawl (1 MiB/s) until disposed, so a test can act mid-way.</summary>
+    protected IDisposable SlowMigrationsFrom(string host)
+    {
+        var options = Fixture.Ferry.Computes[host].Options;
+        var bandwidth = options.LiveMigrationBandwidthMiBps;
+        options.LiveMigrationBandwidthMiBps = 1;
+        return new Restore(() => options.LiveMigrationBandwidthMiBps = bandwidth);
+    }
+
+    private static int KibPerTick(Instance instance) =>
+        instance.Metadata.TryGetValue(QemuTestGuest.DirtyRateMetadataKey, out var rate)
+            ? (int)Math.Ceiling(double.Parse(rate, CultureInfo.InvariantCulture) * 1024 / QemuTestGuest.TicksPerSecond)
+            : 0;
+
+    private sealed class Restore(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
+    }
+}

@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json.Nodes;
+using Ferry.Core.Domain;
+
+namespace Ferry.FunctionalTests.Qemu;
+
+/// <summary>Moves of real QEMU guests between two hosts that share one instances directory.</summary>
+[Collection("qemu")]
+[Trait("Requires", "qemu")]
+public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : QemuFlowTest<QemuSharedFerryFixture>(fixture)
+{
+    [Fact]
+    public async Task LiveMigrate_RunningGuest_ContinuesOnDestinationWithIntactMemory()
+    {
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 2);
+        var before = await WaitForCounterAsync(id, 0);
+
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
+        Assert.True(migration.MemoryTotal > 0, "progress from query-migrate reached the migration record");
+        await WaitForCounterAsync(id, before + 100);
+        AssertRunsOnlyOn(id, "compute2");
+    }
+
+    [Fact]
+    public async Task LiveMigrate_AbortMidway_GuestKeepsRunningOnSource()
+    {
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
+        using (SlowMigrationsFrom("compute1"))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+            var running = await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Running && m.MemoryProcessed > 0, "copying");
+            var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}/migrations/{running.Id}");
+            Assert.True(status == HttpStatusCode.Accepted, $"abort: {(int)status} {body?.ToJsonString()}");
+
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal((MigrationStatus.Cancelled, "compute1", VmState.Active), (migration.Status, instance.Host, instance.VmState));
+        }
+        var now = (await SamplesAsync(id))[^1].Counter;
+        await WaitForCounterAsync(id, now + 50);
+        AssertRunsOnlyOn(id, "compute1");
+    }
+
+    [Fact]
+    public async Task LiveMigrate_DestinationQemuDiesDuringCopy_RollsBackAndSourceKeepsRunning()
+    {
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
+        using (SlowMigrationsFrom("compute1"))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+            await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Running && m.MemoryProcessed > 0, "copying");
+            var pid = Qemu("compute2").GetProcessId(id) ?? throw new InvalidOperationException("no incoming QEMU on compute2");
+            using (var incoming = Process.GetProcessById(pid))
+            {
+                incoming.Kill();
+            }
+
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal(("compute1", VmState.Active), (instance.Host, instance.VmState));
+            Assert.Contains(migration.Status, new[] { MigrationStatus.Failed, MigrationStatus.Error });
+        }
+        var now = (await SamplesAsync(id))[^1].Counter;
+        await WaitForCounterAsync(id, now + 50);
+        AssertRunsOnlyOn(id, "compute1");
+    }
+
+    [Fact]
+    public async Task Evacuate_SharedStorage_RestartsFromTheSameDiskAndTheOldHostKeepsIt()
+    {
+        var id = await BootGuestAsync("compute1");
+        await WaitForCounterAsync(id, 0);
+        var disk = Path.Combine(Qemu("compute1").InstanceDirectory(id), "disk");
+        var serviceId = await CrashHostAsync("compute1");
+        try
+        {
+            Assert.Equal(HttpStatusCode.OK, (await Admin.ActionAsync(id, JsonNode.Parse("""{"evacuate": {}}""")!)).Status);
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal((MigrationStatus.Done, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
+            Assert.True(File.Exists(disk), "the guest restarted from the shared disk");
+
+            await Fixture.Ferry.StartComputeAsync("compute1", CancellationToken.None);
+
+            Assert.Equal(MigrationStatus.Completed, Migrations.Get(migration.Uuid).Status);
+            Assert.Null(Qemu("compute1").GetGuest(id));
+            Assert.True(File.Exists(disk), "the returning host must not delete a disk it shares with the new one");
+            await WaitForCounterAsync(id, 0);
+            AssertRunsOnlyOn(id, "compute2");
+        }
+        finally
+        {
+            await RecoverHostAsync("compute1", serviceId);
+        }
+    }
+}
