@@ -104,6 +104,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             }
             _guests.TryAdd(uuid, guest);
         }
+        await AdoptKeptResizeSourcesAsync(cancellationToken);
         LogHostInitialized(_options.HostName, _hypervisorVersion, Accel, _guests.Count, attached);
         return ListGuests();
     }
@@ -331,6 +332,11 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
                 await process.Qmp.DisposeAsync();
             }
         }
+        foreach (var transfer in _resizeTransfers.Values)
+        {
+            await transfer.DisposeAsync();
+        }
+        _resizeTransfers.Clear();
         _guests.Clear();
         _baseLock.Dispose();
     }

@@ -36,4 +36,54 @@ public sealed class QemuLocalDiskTests(QemuFerryFixture fixture) : QemuFlowTest<
             await RecoverHostAsync("compute1", serviceId);
         }
     }
+
+    [Fact]
+    public async Task ColdMigrate_ThenConfirm_GuestBootsOnDestinationAndTheKeptCopyGoes()
+    {
+        var id = await BootGuestAsync("compute1");
+        await WaitForCounterAsync(id, 0);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"migrate": {"host": "compute2"}}""")!)).Status);
+        var (resized, migration) = await WaitForMoveEndAsync(id);
+        Assert.Equal(("compute2", VmState.Resized, MigrationStatus.Finished), (resized.Host, resized.VmState, migration.Status));
+        Assert.Null(Qemu("compute1").GetProcessId(id));
+        Assert.True(Directory.Exists(Qemu("compute1").ResizeDirectory(id)), "the source keeps its copy until confirm");
+        Assert.NotNull(Qemu("compute2").GetProcessId(id));
+
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.ActionAsync(id, JsonNode.Parse("""{"confirmResize": null}""")!)).Status);
+        await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Confirmed, "confirmed");
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after confirm");
+
+        Assert.False(Directory.Exists(Qemu("compute1").ResizeDirectory(id)), "confirm deleted the kept copy");
+        await WaitForCounterAsync(id, 0);
+        AssertRunsOnlyOn(id, "compute2");
+    }
+
+    [Fact]
+    public async Task Resize_ThenRevert_DestinationRanTheNewSizeAndTheSourceCopyComesBack()
+    {
+        var id = await BootGuestAsync("compute1");
+        await WaitForCounterAsync(id, 0);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"resize": {"flavorRef": "1"}}""")!)).Status);
+        var (resized, _) = await WaitForMoveEndAsync(id);
+        Assert.Equal(("compute2", VmState.Resized), (resized.Host, resized.VmState));
+        Assert.Equal(512L << 20, await BaseMemoryBytesAsync("compute2", id));
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"revertResize": null}""")!)).Status);
+        await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Reverted, "reverted");
+        var reverted = await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after revert");
+
+        Assert.Equal(("compute1", 64), (reverted.Host, reverted.Flavor.MemoryMb));
+        Assert.Equal(64L << 20, await BaseMemoryBytesAsync("compute1", id));
+        Assert.False(Directory.Exists(Qemu("compute2").InstanceDirectory(id)), "the destination's copy is gone");
+        await WaitForCounterAsync(id, 0);
+        AssertRunsOnlyOn(id, "compute1");
+    }
+
+    private async Task<long> BaseMemoryBytesAsync(string host, string id)
+    {
+        var summary = await Qemu(host).ExecuteQmpAsync(id, "query-memory-size-summary", null, CancellationToken.None);
+        return summary.GetProperty("base-memory").GetInt64();
+    }
 }
