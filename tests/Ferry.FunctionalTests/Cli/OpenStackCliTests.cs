@@ -86,6 +86,30 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     }
 
     [Fact]
+    public async Task Admin_reads_the_console_block_migrates_and_deletes()
+    {
+        if (!fixture.Available)
+        {
+            return;
+        }
+        var id = await fixture.BootAsync("cli-block", "compute1");
+
+        var console = await fixture.AdminRunAsync(ComputeVersion, "console", "log", "show", "--lines", "5", id);
+        Assert.Contains("spawned on compute1", console.Stdout);
+
+        await fixture.AdminRunAsync(ComputeVersion, "server", "migrate", "--live-migration", "--block-migration", "--host", "compute2", "--wait", id);
+        Assert.Equal("compute2", (string?)(await AdminAsync("server", "show", id))["OS-EXT-SRV-ATTR:host"]);
+        var migration = Assert.Single((await AdminAsync("server", "migration", "list", "--server", id)).AsArray());
+        Assert.Equal(("completed", "live-migration"), ((string?)migration!["Status"], (string?)migration["Type"]));
+
+        await fixture.AdminRunAsync(ComputeVersion, "server", "delete", "--wait", id);
+        var gone = await fixture.RunAsync(fixture.AdminEnv, "--os-compute-api-version", ComputeVersion, "server", "show", id);
+        Assert.True(gone.ExitCode != 0, gone.ToString());
+        Assert.Contains($"No server with a name or ID of '{id}' exists.", gone.Stderr);
+        Assert.DoesNotContain((await AdminAsync("server", "list")).AsArray(), s => (string?)s!["ID"] == id);
+    }
+
+    [Fact]
     public async Task Demo_user_may_boot_but_not_live_migrate_or_list_services()
     {
         if (!fixture.Available)
