@@ -45,8 +45,9 @@ public sealed partial class ComputeManager : IAsyncDisposable
         await ReportServiceAsync(ct);
         await new ResourceTracker(_context).ReportAsync(ct);
         await new StartupRecovery(_context).RunAsync(ct);
+        await new PowerStateSync(_context).RunAsync(ct);
         _listener = _transport.Listen(Topics.Compute(_context.Host), CreateRpcServer());
-        _heartbeat = HeartbeatAsync(_stopping.Token);
+        _heartbeat = Task.WhenAll(HeartbeatAsync(_stopping.Token), SyncPowerStatesAsync(_stopping.Token));
         Log.Started(_context.Logger, _context.Host, _context.Driver.HypervisorType);
     }
 
@@ -126,6 +127,29 @@ public sealed partial class ComputeManager : IAsyncDisposable
         }
     }
 
+    private async Task SyncPowerStatesAsync(CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(_context.Options.PowerStateSyncInterval, _context.Time);
+        var sync = new PowerStateSync(_context);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct))
+            {
+                try
+                {
+                    await sync.RunAsync(ct);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Log.PowerStateSyncFailed(_context.Logger, ex, _context.Host);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
     private static partial class Log
     {
         [LoggerMessage(EventId = 220, Level = LogLevel.Information, Message = "Compute {Host} started with the {Driver} driver")]
@@ -133,5 +157,8 @@ public sealed partial class ComputeManager : IAsyncDisposable
 
         [LoggerMessage(EventId = 221, Level = LogLevel.Warning, Message = "Heartbeat of {Host} failed")]
         public static partial void HeartbeatFailed(ILogger logger, Exception ex, string host);
+
+        [LoggerMessage(EventId = 222, Level = LogLevel.Warning, Message = "Power state sync of {Host} failed")]
+        public static partial void PowerStateSyncFailed(ILogger logger, Exception ex, string host);
     }
 }

@@ -27,6 +27,9 @@ public sealed class ComputeOptions
     public bool LiveMigrationPermitPostCopy { get; set; }
     public bool LiveMigrationPermitAutoConverge { get; set; }
 
+    /// <summary>How often ACTIVE instances whose guest died are marked stopped (Nova: sync_power_state_interval, 600 s); also at start.</summary>
+    public TimeSpan PowerStateSyncInterval { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Least time between two progress writes of one migration (Nova: live_migration_monitor_interval).</summary>
     public TimeSpan MigrationProgressInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 

@@ -86,4 +86,36 @@ public sealed class QemuLocalDiskTests(QemuFerryFixture fixture) : QemuFlowTest<
         var summary = await Qemu(host).ExecuteQmpAsync(id, "query-memory-size-summary", null, CancellationToken.None);
         return summary.GetProperty("base-memory").GetInt64();
     }
+
+    [Fact]
+    public async Task HostRestart_AfterItsGuestDied_ServerIsShutoffAndStartBootsItFromItsDisk()
+    {
+        var id = await BootGuestAsync("compute2");
+        await WaitForCounterAsync(id, 0);
+        var serviceId = await CrashHostAsync("compute2");
+        try
+        {
+            await RecoverHostAsync("compute2", serviceId);
+
+            var stopped = await WaitForAsync(id, i => i.VmState == VmState.Stopped, "SHUTOFF after the host came back without its guest");
+            Assert.Equal((PowerState.Shutdown, "compute2"), (stopped.PowerState, stopped.Host));
+            var linesBefore = (await SamplesAsync(id)).Count;
+            Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"os-start": null}""")!)).Status);
+            await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after start");
+            // The log appends: the fresh boot's lines follow the old ones and count from 0 again.
+            var deadline = DateTime.UtcNow + WaitLimit;
+            IReadOnlyList<Virt.Qemu.QemuTestGuest.Sample> samples;
+            while ((samples = await SamplesAsync(id)).Count < linesBefore + 3 || samples[^1].Counter <= samples[linesBefore].Counter)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"the restarted guest printed {samples.Count - linesBefore} lines");
+                await Task.Delay(250);
+            }
+            Assert.True(samples[linesBefore].Counter < 100, "a fresh boot");
+            AssertRunsOnlyOn(id, "compute2");
+        }
+        finally
+        {
+            await RecoverHostAsync("compute2", serviceId);
+        }
+    }
 }

@@ -1,0 +1,49 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc.Conductor;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Compute;
+
+/// <summary>
+/// Nova's _sync_power_states: an ACTIVE instance whose guest is found shut down or crashed (it died with a
+/// host, or QEMU exited by itself) becomes SHUTOFF, so the API never shows a server running that is not.
+/// Instances with a task in flight belong to that task and are left alone.
+/// </summary>
+public sealed partial class PowerStateSync(ComputeContext context)
+{
+    public async Task RunAsync(CancellationToken ct)
+    {
+        foreach (var instance in await context.Conductor.GetInstancesByHostAsync(context.Host, ct))
+        {
+            if (instance.VmState != VmState.Active || instance.TaskState is not null
+                || context.Driver.GetGuest(instance.Uuid) is not { PowerState: Virt.GuestPowerState.Shutdown or Virt.GuestPowerState.Crashed } guest)
+            {
+                continue;
+            }
+            try
+            {
+                await context.UpdateInstanceAsync(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    VmState = VmState.Stopped,
+                    PowerState = ComputeContext.ToPowerState(guest.PowerState),
+                    ExpectedTaskStates = [null],
+                }, ct);
+                Log.Stopped(context.Logger, instance.Uuid, context.Host, guest.PowerState);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.SyncFailed(context.Logger, ex, instance.Uuid);
+            }
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 230, Level = LogLevel.Warning, Message = "Instance {InstanceId} is active but its guest on {Host} is {PowerState}: now stopped")]
+        public static partial void Stopped(ILogger logger, string instanceId, string host, Virt.GuestPowerState powerState);
+
+        [LoggerMessage(EventId = 231, Level = LogLevel.Error, Message = "Could not sync the power state of instance {InstanceId}")]
+        public static partial void SyncFailed(ILogger logger, Exception ex, string instanceId);
+    }
+}
