@@ -323,6 +323,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             {
                 continue;
             }
+            guest.Process = null; // the event pump must not take the closed monitor for an exited guest
             if (_options.KillGuestsOnDispose)
             {
                 await process.DisposeAsync();
