@@ -81,6 +81,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
             .On<BuildAndRunInstanceRequest>("build_and_run_instance", lifecycle.BuildAndRunAsync)
             .On<InstanceRequest>("start_instance", lifecycle.StartAsync)
             .On<InstanceRequest>("stop_instance", lifecycle.StopAsync)
+            .On<RebootInstanceRequest>("reboot_instance", lifecycle.RebootAsync)
             .On<InstanceRequest>("terminate_instance", lifecycle.TerminateAsync)
             .On<ConsoleOutputRequest, ConsoleOutputReply>("get_console_output", lifecycle.GetConsoleOutputAsync)
             .On<CheckCanLiveMigrateDestinationRequest, LiveMigrateData>("check_can_live_migrate_destination", liveDest.CheckCanLiveMigrateDestinationAsync)

@@ -53,6 +53,11 @@ public sealed class InstanceLifecycle(ComputeContext context)
         ChangePowerAsync(request, "compute_stop_instance", TaskState.PoweringOff, VmState.Stopped,
             uuid => context.Driver.PowerOffAsync(uuid, ct), ct);
 
+    public Task RebootAsync(RebootInstanceRequest request, CancellationToken ct) =>
+        ChangePowerAsync(new InstanceRequest(request.Instance, request.RequestId), "compute_reboot_instance",
+            request.Hard ? TaskState.RebootingHard : TaskState.Rebooting, VmState.Active,
+            uuid => context.Driver.RebootAsync(uuid, request.Hard, ct), ct);
+
     private async Task ChangePowerAsync(InstanceRequest request, string eventName, TaskState during, VmState after, Func<string, Task> change, CancellationToken ct)
     {
         var instance = request.Instance;

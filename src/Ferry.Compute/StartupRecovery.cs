@@ -175,7 +175,8 @@ public sealed partial class StartupRecovery(ComputeContext context)
                 await ClearTaskStateAsync(instance, ct, VmState.Error);
                 break;
             case TaskState.Migrating or TaskState.ResizePrep or TaskState.ResizeMigrating
-                or TaskState.PoweringOff or TaskState.PoweringOn or TaskState.Spawning:
+                or TaskState.PoweringOff or TaskState.PoweringOn or TaskState.Spawning
+                or TaskState.Rebooting or TaskState.RebootingHard:
                 await ClearTaskStateAsync(instance, ct, instance.TaskState == TaskState.Spawning ? VmState.Error : null);
                 break;
         }

@@ -36,6 +36,12 @@ public interface IComputeDriver
 
     Task PowerOnAsync(string uuid, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Restarts the guest: <paramref name="hard"/> resets it at once; soft asks it to shut down (ACPI) and resets
+    /// it when it does not within the driver's grace period (Nova's wait_soft_reboot_seconds). A stopped guest starts.
+    /// </summary>
+    Task RebootAsync(string uuid, bool hard, CancellationToken cancellationToken);
+
     /// <summary>The guest's serial console log (its last <see cref="ConsoleLog.MaxBytes"/>); NotFound when the guest is not here.</summary>
     Task<string> GetConsoleOutputAsync(string uuid, CancellationToken cancellationToken);
 

@@ -30,6 +30,8 @@ public static class StateNames
         TaskState.PoweringOff => "powering-off",
         TaskState.PoweringOn => "powering-on",
         TaskState.Deleting => "deleting",
+        TaskState.Rebooting => "rebooting",
+        TaskState.RebootingHard => "rebooting_hard",
         _ => throw new ArgumentOutOfRangeException(nameof(state)),
     };
 
@@ -42,6 +44,8 @@ public static class StateNames
         (VmState.Active or VmState.Stopped, TaskState.ResizePrep or TaskState.ResizeMigrating or TaskState.ResizeMigrated or TaskState.ResizeFinish) => "RESIZE",
         (VmState.Active or VmState.Stopped or VmState.Error, TaskState.Rebuilding or TaskState.RebuildSpawning) => "REBUILD",
         (VmState.Resized, TaskState.ResizeReverting) => "REVERT_RESIZE",
+        (VmState.Active, TaskState.Rebooting) => "REBOOT",
+        (VmState.Active or VmState.Stopped or VmState.Paused or VmState.Error, TaskState.RebootingHard) => "HARD_REBOOT",
         (VmState.Resized, _) => "VERIFY_RESIZE",
         (VmState.Building, _) => "BUILD",
         (VmState.Active, _) => "ACTIVE",

@@ -32,6 +32,8 @@ public enum TaskState
     [JsonStringEnumMemberName("powering-off")] PoweringOff,
     [JsonStringEnumMemberName("powering-on")] PoweringOn,
     [JsonStringEnumMemberName("deleting")] Deleting,
+    [JsonStringEnumMemberName("rebooting")] Rebooting,
+    [JsonStringEnumMemberName("rebooting_hard")] RebootingHard,
 }
 
 /// <summary>Nova's power_state integers (nova/compute/power_state.py).</summary>

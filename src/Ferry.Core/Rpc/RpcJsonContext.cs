@@ -16,6 +16,7 @@ namespace Ferry.Core.Rpc;
 [JsonSerializable(typeof(LiveMigrateData))]
 [JsonSerializable(typeof(BuildAndRunInstanceRequest))]
 [JsonSerializable(typeof(InstanceRequest))]
+[JsonSerializable(typeof(RebootInstanceRequest))]
 [JsonSerializable(typeof(CheckCanLiveMigrateDestinationRequest))]
 [JsonSerializable(typeof(CheckCanLiveMigrateSourceRequest))]
 [JsonSerializable(typeof(LiveMigrationRequest))]

@@ -159,6 +159,13 @@ public sealed partial class FakeDriver : IComputeDriver
         SetPowerState(uuid, GuestPowerState.Running);
     }
 
+    public async Task RebootAsync(string uuid, bool hard, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.Reboot, cancellationToken);
+        SetPowerState(uuid, GuestPowerState.Running);
+        await AppendConsoleAsync(InstanceDirectory(uuid), $"rebooted ({(hard ? "hard" : "soft")}) on {_options.HostName}", cancellationToken);
+    }
+
     public Task<string> GetConsoleOutputAsync(string uuid, CancellationToken cancellationToken) =>
         State.Guests.ContainsKey(uuid)
             ? ConsoleLog.ReadTailAsync(Path.Combine(InstanceDirectory(uuid), "console.log"), cancellationToken)

@@ -23,6 +23,8 @@ public static class FakeSteps
     public const string FinishMigration = "finish_migration";
     public const string ConfirmMigration = "confirm_migration";
     public const string FinishRevertMigration = "finish_revert_migration";
+    /// <summary>Not part of <see cref="All"/>: no move reboots a guest.</summary>
+    public const string Reboot = "reboot";
 
     public static IReadOnlyList<string> All { get; } =
     [

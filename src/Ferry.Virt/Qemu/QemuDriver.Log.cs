@@ -29,6 +29,9 @@ public sealed partial class QemuDriver
     [LoggerMessage(EventId = 7207, Level = LogLevel.Information, Message = "Created base image {BasePath} for image {ImageRef}")]
     private partial void LogBaseCreated(string imageRef, string basePath);
 
+    [LoggerMessage(EventId = 7208, Level = LogLevel.Information, Message = "Rebooted {InstanceId} (hard: {Hard})")]
+    private partial void LogRebooted(string instanceId, bool hard);
+
     [LoggerMessage(EventId = 7210, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId} ended {Outcome}")]
     private partial void LogMigrationFinished(string instanceId, string migrationId, LiveMigrationOutcome outcome);
 }

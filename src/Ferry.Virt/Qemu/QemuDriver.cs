@@ -273,6 +273,51 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         }
     }
 
+    public async Task RebootAsync(string uuid, bool hard, CancellationToken cancellationToken)
+    {
+        var guest = Find(uuid);
+        await guest.Lock.WaitAsync(cancellationToken);
+        try
+        {
+            if (guest.Process is not { HasExited: false } running)
+            {
+                await StartGuestAsync(guest, cancellationToken);
+            }
+            else if (!hard && await PowerDownGracefullyAsync(running, cancellationToken))
+            {
+                await StopGuestAsync(guest, cancellationToken);
+                await StartGuestAsync(guest, cancellationToken);
+            }
+            else
+            {
+                // system_reset restarts the machine in the same process (same disk, same QMP socket).
+                await running.Qmp.ExecuteAsync("system_reset", null, cancellationToken);
+                if (guest.PowerState == GuestPowerState.Paused)
+                {
+                    await running.Qmp.ExecuteAsync("cont", null, cancellationToken);
+                }
+                guest.PowerState = await QueryStatusAsync(running, cancellationToken);
+            }
+            LogRebooted(uuid, hard);
+        }
+        finally
+        {
+            guest.Lock.Release();
+        }
+    }
+
+    /// <summary>ACPI power button, then waits for QEMU to exit; false when the guest ignored it in time.</summary>
+    private async Task<bool> PowerDownGracefullyAsync(QemuProcess process, CancellationToken cancellationToken)
+    {
+        await process.Qmp.ExecuteAsync("system_powerdown", null, cancellationToken);
+        var deadline = DateTime.UtcNow + _options.SoftRebootTimeout;
+        while (!process.HasExited && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100, cancellationToken);
+        }
+        return process.HasExited;
+    }
+
     public Task<string> GetConsoleOutputAsync(string uuid, CancellationToken cancellationToken)
     {
         Find(uuid);

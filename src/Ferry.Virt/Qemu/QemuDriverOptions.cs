@@ -35,6 +35,9 @@ public sealed class QemuDriverOptions
 
     public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>How long a soft reboot waits for the guest to shut down after ACPI power-down before resetting it.</summary>
+    public TimeSpan SoftRebootTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How long <c>quit</c> may take before the process is killed.</summary>
     public TimeSpan StopGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
 

@@ -14,6 +14,9 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
     public Task StopInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(host), "stop_instance", request, ct);
 
+    public Task RebootInstanceAsync(string host, RebootInstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "reboot_instance", request, ct);
+
     public Task TerminateInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(host), "terminate_instance", request, ct);
 

@@ -24,6 +24,8 @@ public sealed record BuildAndRunInstanceRequest(Instance Instance, Image? Image,
 
 public sealed record InstanceRequest(Instance Instance, string? RequestId = null);
 
+public sealed record RebootInstanceRequest(Instance Instance, bool Hard, string? RequestId);
+
 public sealed record CheckCanLiveMigrateDestinationRequest(Instance Instance, Migration Migration, bool? BlockMigration, string SourceHost, string? RequestId);
 
 public sealed record CheckCanLiveMigrateSourceRequest(Instance Instance, LiveMigrateData Data, string? RequestId);
