@@ -1,35 +1,55 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Ferry.Core.Errors;
+using Ferry.Virt.Qemu.Qmp;
+using Microsoft.Extensions.Logging;
 
 namespace Ferry.Virt.Qemu;
 
-/// <summary>Live migration: incoming QEMU on the destination, <c>migrate</c> and its monitor on the source.</summary>
+/// <summary>
+/// Live migration: incoming QEMU (and, for block migration, an NBD export of its root disk) on the destination;
+/// <c>migrate</c>, the NBD mirror and the monitor with Nova's completion policy on the source
+/// (nova/virt/libvirt/migration.py; the QMP sequences are the ones measured in the qemu-lab README).
+/// </summary>
 public sealed partial class QemuDriver
 {
     private static readonly TimeSpan s_migrationPollInterval = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan s_blockJobTimeout = TimeSpan.FromSeconds(30);
 
-    private readonly ConcurrentDictionary<string, QemuProcess> _migrating = new(StringComparer.Ordinal);
+    private const double BytesPerGiB = 1024d * 1024 * 1024;
+    /// <summary>QEMU's MAX_MIGRATE_DOWNTIME (2000 s): with this limit the next pass stops the guest and sends the rest.</summary>
+    private const long MaxDowntimeLimitMs = 2_000_000;
+    /// <summary>"Unlimited" bandwidth: QEMU has no 0 = unlimited for max-bandwidth, and its default caps at 128 MiB/s.</summary>
+    private const long UnlimitedBandwidthBytes = 8L << 30;
+    private const string RootDiskNode = "disk0";
+    private const string NbdExportId = "ferry-migration-export";
+    private const string MirrorJobId = "ferry-migration-mirror";
+    private const string MirrorTargetNode = "ferry-migration-target";
+
+    private readonly ConcurrentDictionary<string, OutgoingMigration> _migrating = new(StringComparer.Ordinal);
+    /// <summary>Guests whose incoming QEMU runs an NBD server exporting their root disk (destination side of a block migration).</summary>
+    private readonly ConcurrentDictionary<string, bool> _nbdExports = new(StringComparer.Ordinal);
 
     private static long Long(JsonElement e, string name, long fallback = 0) =>
-        e.TryGetProperty(name, out var v) && v.TryGetInt64(out var l) ? l : fallback;
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.TryGetInt64(out var l) ? l : fallback;
 
-    // --- live migration (pre-copy of RAM; the disk must be on shared storage or not needed by the guest) ---
+    private static string? Str(JsonElement e, string name) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    // --- destination ---
 
     public async Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(guest);
-        if (blockMigration)
-        {
-            throw NotYet("Block migration");
-        }
         var record = new QemuGuest(guest);
         if (!_guests.TryAdd(guest.Uuid, record))
         {
             throw new ConflictException($"Guest {guest.Uuid} is already defined on {_options.HostName}.");
         }
+        var exportDisk = blockMigration && !sharedInstancePath;
         var dir = InstanceDirectory(guest.Uuid);
         try
         {
@@ -37,6 +57,8 @@ public sealed partial class QemuDriver
             Directory.CreateDirectory(dir);
             if (!sharedInstancePath)
             {
+                // A fresh overlay over this host's own _base copy: only the overlay's data is mirrored (sync=top),
+                // and the config drive is a pure function of the spec, so it is written again rather than copied.
                 await CreateRootDiskAsync(guest, Path.Combine(dir, "disk"), cancellationToken);
                 if (guest.ConfigDrive)
                 {
@@ -48,12 +70,46 @@ public sealed partial class QemuDriver
             record.Process = process;
             record.PowerState = GuestPowerState.Paused;
             StartEventPump(record, process);
+            var qmp = process.Qmp;
+            // Post-copy needs the capability on both ends before migrate-incoming; the source decides whether to use it.
+            try
+            {
+                await qmp.ExecuteAsync("migrate-set-capabilities", Capabilities(("postcopy-ram", true)), cancellationToken);
+            }
+            catch (QmpException ex)
+            {
+                LogPostCopyUnavailable(guest.Uuid, _options.HostName, ex.Message);
+            }
+            string? nbd = null;
+            if (exportDisk)
+            {
+                var port = FreeTcpPort(_options.MigrationAddress);
+                await qmp.ExecuteAsync("nbd-server-start", new JsonObject
+                {
+                    ["addr"] = new JsonObject
+                    {
+                        ["type"] = "inet",
+                        ["data"] = new JsonObject { ["host"] = _options.MigrationAddress, ["port"] = port.ToString(CultureInfo.InvariantCulture) },
+                    },
+                }, cancellationToken);
+                _nbdExports[guest.Uuid] = true;
+                await qmp.ExecuteAsync("block-export-add", new JsonObject
+                {
+                    ["type"] = "nbd",
+                    ["id"] = NbdExportId,
+                    ["node-name"] = RootDiskNode,
+                    ["name"] = RootDiskNode,
+                    ["writable"] = true,
+                }, cancellationToken);
+                nbd = IncomingEndpoints.FormatNbdUri(_options.MigrationAddress, port, RootDiskNode);
+            }
             var uri = string.Create(CultureInfo.InvariantCulture, $"tcp:{_options.MigrationAddress}:{FreeTcpPort(_options.MigrationAddress)}");
-            await process.Qmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = uri }, cancellationToken);
-            return uri;
+            await qmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = uri }, cancellationToken);
+            return new IncomingEndpoints(uri, nbd).ToString();
         }
         catch
         {
+            _nbdExports.TryRemove(guest.Uuid, out _);
             _guests.TryRemove(new KeyValuePair<string, QemuGuest>(guest.Uuid, record));
             if (record.Process is { } started)
             {
@@ -67,84 +123,90 @@ public sealed partial class QemuDriver
         }
     }
 
+    public async Task PostLiveMigrationAtDestinationAsync(GuestSpec guest, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        var record = Find(guest.Uuid);
+        await StopNbdExportAsync(record, cancellationToken);
+        if (record.Process is { } process)
+        {
+            record.PowerState = await QueryStatusAsync(process, cancellationToken);
+        }
+    }
+
+    public async Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        if (_guests.TryGetValue(guest.Uuid, out var record))
+        {
+            await StopNbdExportAsync(record, cancellationToken);
+        }
+        await DestroyAsync(guest.Uuid, destroyDisks, cancellationToken);
+    }
+
+    /// <summary>Removes the root disk's NBD export and stops the NBD server, if this host runs one for the guest.</summary>
+    private async Task StopNbdExportAsync(QemuGuest record, CancellationToken cancellationToken)
+    {
+        if (!_nbdExports.TryRemove(record.Spec.Uuid, out _) || record.Process is not { HasExited: false } process)
+        {
+            return;
+        }
+        foreach (var (command, arguments) in new (string, JsonObject?)[]
+        {
+            ("block-export-del", new JsonObject { ["id"] = NbdExportId, ["mode"] = "hard" }),
+            ("nbd-server-stop", null),
+        })
+        {
+            try
+            {
+                await process.Qmp.ExecuteAsync(command, arguments, cancellationToken);
+            }
+            catch (QmpException ex)
+            {
+                LogMigrationCleanupFailed(record.Spec.Uuid, command, ex.Message);
+            }
+        }
+    }
+
+    // --- source ---
+
     public async Task<LiveMigrationOutcome> LiveMigrateAsync(GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(guest);
         ArgumentNullException.ThrowIfNull(plan);
         ArgumentNullException.ThrowIfNull(callbacks);
-        if (plan.BlockMigration)
-        {
-            throw NotYet("Block migration");
-        }
         var record = Find(guest.Uuid);
         var process = record.Process ?? throw new ConflictException($"Guest {guest.Uuid} is not running.");
-        var uri = plan.IncomingUri ?? throw new BadRequestException("The live migration plan has no incoming URI.");
-        var qmp = process.Qmp;
-        await qmp.ExecuteAsync("migrate-set-capabilities", new JsonObject
+        var incoming = IncomingEndpoints.Parse(plan.IncomingUri ?? throw new BadRequestException("The live migration plan has no incoming URI."));
+        if (plan.BlockMigration && incoming.NbdUri is null)
         {
-            ["capabilities"] = new JsonArray(
-                new JsonObject { ["capability"] = "events", ["state"] = true },
-                new JsonObject { ["capability"] = "auto-converge", ["state"] = plan.PermitAutoConverge }),
-        }, cancellationToken);
-        // Always explicit: QEMU's default of 128 MiB/s is a hidden cap (see the qemu-lab findings).
-        var bandwidth = plan.BandwidthMiBps > 0 ? plan.BandwidthMiBps << 20 : 8L << 30;
-        await qmp.ExecuteAsync("migrate-set-parameters", new JsonObject { ["max-bandwidth"] = bandwidth, ["downtime-limit"] = plan.DowntimeMs }, cancellationToken);
-        _migrating[guest.Uuid] = process;
+            throw new BadRequestException($"Block migration of {guest.Uuid}: the destination exported no disk ({plan.IncomingUri}).");
+        }
+        var migration = new OutgoingMigration(plan);
+        if (!_migrating.TryAdd(guest.Uuid, migration))
+        {
+            throw new ConflictException($"Guest {guest.Uuid} is already migrating.");
+        }
         try
         {
-            await qmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = uri }, cancellationToken);
-            var iteration = 0;
-            while (true)
+            var outcome = await new MigrationMonitor(this, guest, process, migration, incoming, callbacks).RunAsync(cancellationToken);
+            if (outcome == LiveMigrationOutcome.Completed)
             {
-                await Task.Delay(s_migrationPollInterval, cancellationToken);
-                var info = await qmp.ExecuteAsync("query-migrate", null, cancellationToken);
-                var status = info.TryGetProperty("status", out var st) ? st.GetString() : null;
-                if (info.TryGetProperty("ram", out var ram))
-                {
-                    iteration = ram.TryGetProperty("dirty-sync-count", out var syncs) ? syncs.GetInt32() : iteration;
-                    await callbacks.MigrationProgressAsync(guest.Uuid, new MigrationProgress
-                    {
-                        MemoryTotalBytes = Long(ram, "total"),
-                        MemoryProcessedBytes = Long(ram, "transferred"),
-                        MemoryRemainingBytes = Long(ram, "remaining"),
-                        DirtyRateBytesPerSecond = Long(ram, "dirty-pages-rate") * Long(ram, "page-size", 4096),
-                        Iteration = Math.Max(1, iteration),
-                        ExpectedDowntimeMs = Long(info, "expected-downtime"),
-                    }, cancellationToken);
-                }
-                switch (status)
-                {
-                    case "completed":
-                        record.PowerState = GuestPowerState.Paused; // postmigrate: never cont it (split brain)
-                        LogMigrationFinished(guest.Uuid, plan.MigrationUuid, LiveMigrationOutcome.Completed);
-                        return LiveMigrationOutcome.Completed;
-                    case "failed":
-                        LogMigrationFinished(guest.Uuid, plan.MigrationUuid, LiveMigrationOutcome.Failed);
-                        return LiveMigrationOutcome.Failed;
-                    case "cancelled":
-                        LogMigrationFinished(guest.Uuid, plan.MigrationUuid, LiveMigrationOutcome.Cancelled);
-                        return LiveMigrationOutcome.Cancelled;
-                }
+                record.PowerState = GuestPowerState.Paused; // postmigrate: never cont it (split brain)
             }
+            LogMigrationFinished(guest.Uuid, plan.MigrationUuid, outcome);
+            return outcome;
         }
         finally
         {
-            _migrating.TryRemove(guest.Uuid, out _);
+            migration.Finish();
+            _migrating.TryRemove(new KeyValuePair<string, OutgoingMigration>(guest.Uuid, migration));
         }
     }
 
-    public bool AbortLiveMigration(string uuid)
-    {
-        if (!_migrating.TryGetValue(uuid, out var process))
-        {
-            return false;
-        }
-        _ = process.Qmp.ExecuteAsync("migrate_cancel", null, CancellationToken.None)
-            .ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
-        return true;
-    }
+    public bool AbortLiveMigration(string uuid) => _migrating.TryGetValue(uuid, out var migration) && migration.TryAbort();
 
-    public bool ForceCompleteLiveMigration(string uuid) => false;
+    public bool ForceCompleteLiveMigration(string uuid) => _migrating.TryGetValue(uuid, out var migration) && migration.TryForceComplete();
 
     public async Task PostLiveMigrationAtSourceAsync(GuestSpec guest, bool sharedInstancePath, CancellationToken cancellationToken)
     {
@@ -152,19 +214,634 @@ public sealed partial class QemuDriver
         await DestroyAsync(guest.Uuid, destroyDisks: !sharedInstancePath, cancellationToken);
     }
 
-    public async Task PostLiveMigrationAtDestinationAsync(GuestSpec guest, CancellationToken cancellationToken)
+    private static JsonObject Capabilities(params (string Name, bool State)[] capabilities) => new()
     {
-        ArgumentNullException.ThrowIfNull(guest);
-        var record = Find(guest.Uuid);
-        if (record.Process is { } process)
+        ["capabilities"] = new JsonArray(capabilities.Select(c => (JsonNode)new JsonObject { ["capability"] = c.Name, ["state"] = c.State }).ToArray()),
+    };
+
+    /// <summary>
+    /// What pre_live_migration hands the source: the migration URI, then (block migration only) the NBD URI of the
+    /// root disk's export, separated by a space: <c>tcp:10.0.0.2:4711 nbd:10.0.0.2:4712:exportname=disk0</c>.
+    /// </summary>
+    internal sealed record IncomingEndpoints(string MigrationUri, string? NbdUri)
+    {
+        public static string FormatNbdUri(string host, int port, string export) =>
+            string.Create(CultureInfo.InvariantCulture, $"nbd:{host}:{port}:exportname={export}");
+
+        public override string ToString() => NbdUri is null ? MigrationUri : MigrationUri + " " + NbdUri;
+
+        public static IncomingEndpoints Parse(string value)
         {
-            record.PowerState = await QueryStatusAsync(process, cancellationToken);
+            var parts = value.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (parts.Length is < 1 or > 2 || (parts.Length == 2 && !parts[1].StartsWith("nbd:", StringComparison.Ordinal)))
+            {
+                throw new BadRequestException($"Cannot read the incoming migration address '{value}'.");
+            }
+            var endpoints = new IncomingEndpoints(parts[0], parts.Length == 2 ? parts[1] : null);
+            if (endpoints.NbdUri is not null)
+            {
+                _ = endpoints.Nbd(); // validates
+            }
+            return endpoints;
+        }
+
+        /// <summary>Host, port and export name of <see cref="NbdUri"/> (<c>nbd:HOST:PORT:exportname=NAME</c>; HOST may be <c>[v6]</c>).</summary>
+        public (string Host, string Port, string Export) Nbd()
+        {
+            const string Prefix = "nbd:";
+            const string ExportMarker = ":exportname=";
+            var text = NbdUri ?? throw new InvalidOperationException("No NBD endpoint.");
+            var exportAt = text.LastIndexOf(ExportMarker, StringComparison.Ordinal);
+            var hostPort = exportAt > Prefix.Length ? text[Prefix.Length..exportAt] : "";
+            var portAt = hostPort.LastIndexOf(':');
+            if (exportAt < 0 || portAt <= 0 || !int.TryParse(hostPort[(portAt + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+            {
+                throw new BadRequestException($"Cannot read the NBD address '{text}'.");
+            }
+            var host = hostPort[..portAt].Trim('[', ']');
+            var export = text[(exportAt + ExportMarker.Length)..];
+            return (host, port.ToString(CultureInfo.InvariantCulture), export);
         }
     }
 
-    public Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
+    /// <summary>
+    /// Nova's downtime_steps: the limit starts at downtime/steps and rises by (downtime − base)/steps every
+    /// delay × data GiB seconds, reaching the full downtime after <c>steps</c> steps (the fake driver's schedule too).
+    /// </summary>
+    internal readonly struct DowntimeSchedule(LiveMigrationPlan plan, double dataGiB)
     {
-        ArgumentNullException.ThrowIfNull(guest);
-        return DestroyAsync(guest.Uuid, destroyDisks, cancellationToken);
+        private readonly int _steps = Math.Max(1, plan.DowntimeSteps);
+        private readonly double _stepSeconds = Math.Max(0, plan.DowntimeDelaySecondsPerGiB) * dataGiB;
+        private readonly double _downtimeMs = Math.Max(1, plan.DowntimeMs);
+
+        public long LimitMsAt(TimeSpan elapsed)
+        {
+            var baseMs = _downtimeMs / _steps;
+            var offsetMs = (_downtimeMs - baseMs) / _steps;
+            var step = _stepSeconds <= 0 ? _steps : (int)Math.Min(_steps, Math.Floor(elapsed.TotalSeconds / _stepSeconds));
+            return Math.Max(1, (long)(baseMs + offsetMs * step));
+        }
     }
+
+    /// <summary>
+    /// The control block of one outgoing migration: abort and force-complete requests from other threads, and the
+    /// one-way door into post-copy (after which an abort is refused, as in Nova).
+    /// </summary>
+    private sealed class OutgoingMigration(LiveMigrationPlan plan)
+    {
+        private readonly Lock _lock = new();
+        private bool _abortRequested;
+        private bool _forceRequested;
+        private bool _postCopy;
+        private bool _finished;
+
+        public LiveMigrationPlan Plan { get; } = plan;
+
+        public bool AbortRequested
+        {
+            get { lock (_lock) { return _abortRequested; } }
+        }
+
+        public bool ForceRequested
+        {
+            get { lock (_lock) { return _forceRequested; } }
+        }
+
+        public bool PostCopy
+        {
+            get { lock (_lock) { return _postCopy; } }
+        }
+
+        public bool TryAbort()
+        {
+            lock (_lock)
+            {
+                if (_postCopy || _finished)
+                {
+                    return false;
+                }
+                _abortRequested = true;
+                return true;
+            }
+        }
+
+        public bool TryForceComplete()
+        {
+            lock (_lock)
+            {
+                if (_finished)
+                {
+                    return false;
+                }
+                _forceRequested = true;
+                return true;
+            }
+        }
+
+        /// <summary>Enters post-copy unless an abort got in first.</summary>
+        public bool TryEnterPostCopy()
+        {
+            lock (_lock)
+            {
+                if (_abortRequested || _finished)
+                {
+                    return false;
+                }
+                _postCopy = true;
+                return true;
+            }
+        }
+
+        /// <summary>migrate-start-postcopy was refused: still pre-copy, so an abort is possible again.</summary>
+        public void LeavePostCopy()
+        {
+            lock (_lock)
+            {
+                _postCopy = false;
+            }
+        }
+
+        public void Finish()
+        {
+            lock (_lock)
+            {
+                _finished = true;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One source-side run: capabilities and parameters, the NBD mirror of the root disk (block migration),
+    /// <c>migrate</c>, then a 100 ms poll of query-migrate that reports progress and applies Nova's policy
+    /// (downtime steps, completion timeout, abort, force-complete by post-copy or stop-and-copy).
+    /// </summary>
+    private sealed class MigrationMonitor(
+        QemuDriver driver, GuestSpec guest, QemuProcess process, OutgoingMigration migration, IncomingEndpoints incoming, IDriverCallbacks callbacks)
+    {
+        private readonly QmpClient _qmp = process.Qmp;
+        private readonly LiveMigrationPlan _plan = migration.Plan;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private bool _mirrorStarted;
+        private bool _mirrorDone;
+        private bool _targetAdded;
+        private bool _migrateStarted;
+        private bool _cancelSent;
+        private bool _mirrorFailed;
+        private bool _forceApplied;
+        private bool _postCopyAnnounced;
+        private bool _timeoutFired;
+        private long _downtimeLimitMs;
+        private long _diskTotal;
+        private long _diskProcessed;
+
+        private string Uuid => guest.Uuid;
+
+        public async Task<LiveMigrationOutcome> RunAsync(CancellationToken cancellationToken)
+        {
+            var diskBytes = _plan.BlockMigration ? RootDiskBytes() : 0;
+            // Nova sizes both schedules by the data to move: RAM plus the disks that are copied (at least 1 GiB, as the fake driver).
+            var dataGiB = Math.Max(1d, (((long)guest.MemoryMb << 20) + diskBytes) / BytesPerGiB);
+            var schedule = new DowntimeSchedule(_plan, dataGiB);
+            var completionTimeout = _plan.CompletionTimeoutSecondsPerGiB > 0 ? TimeSpan.FromSeconds(_plan.CompletionTimeoutSecondsPerGiB * dataGiB) : TimeSpan.Zero;
+            var wasRunning = await RunStateAsync(cancellationToken) == "running";
+            LiveMigrationOutcome? outcome = null;
+            try
+            {
+                outcome = await MigrateAsync(schedule, completionTimeout, cancellationToken);
+                return outcome.Value;
+            }
+            catch (QmpException ex) when (!process.HasExited && !migration.PostCopy && !cancellationToken.IsCancellationRequested)
+            {
+                // A refused command (an unreachable NBD export, a mirror that cannot start…) fails this attempt; the guest stays here.
+                driver.LogMigrationStepFailed(Uuid, _plan.MigrationUuid, ex.Message);
+                outcome = LiveMigrationOutcome.Failed;
+                return outcome.Value;
+            }
+            finally
+            {
+                if (outcome != LiveMigrationOutcome.Completed && !process.HasExited && !migration.PostCopy)
+                {
+                    await RecoverSourceAsync(wasRunning);
+                }
+            }
+        }
+
+        private async Task<LiveMigrationOutcome> MigrateAsync(DowntimeSchedule schedule, TimeSpan completionTimeout, CancellationToken cancellationToken)
+        {
+            await _qmp.ExecuteAsync("migrate-set-capabilities", Capabilities(
+                ("events", true),
+                ("auto-converge", _plan.PermitAutoConverge),
+                ("postcopy-ram", _plan.PermitPostCopy),
+                ("pause-before-switchover", _plan.BlockMigration)), cancellationToken);
+            // Always explicit: QEMU's default of 128 MiB/s is a hidden cap (qemu-lab findings).
+            var bandwidth = _plan.BandwidthMiBps > 0 ? _plan.BandwidthMiBps << 20 : UnlimitedBandwidthBytes;
+            _downtimeLimitMs = schedule.LimitMsAt(TimeSpan.Zero);
+            await _qmp.ExecuteAsync("migrate-set-parameters", new JsonObject
+            {
+                ["max-bandwidth"] = bandwidth,
+                ["max-postcopy-bandwidth"] = bandwidth,
+                ["downtime-limit"] = _downtimeLimitMs,
+            }, cancellationToken);
+            if (_plan.BlockMigration)
+            {
+                await StartMirrorAsync(bandwidth, cancellationToken);
+            }
+            else
+            {
+                await StartMigrateAsync(cancellationToken);
+            }
+            while (true)
+            {
+                await Task.Delay(s_migrationPollInterval, cancellationToken);
+                await ApplyPolicyAsync(schedule, completionTimeout, cancellationToken);
+                if (_mirrorStarted && !_mirrorDone && await MirrorFailedAsync(cancellationToken))
+                {
+                    driver.LogMirrorFailed(Uuid, _plan.MigrationUuid);
+                    _mirrorFailed = true;
+                    if (!_migrateStarted)
+                    {
+                        return LiveMigrationOutcome.Failed;
+                    }
+                    await CancelMigrationAsync(cancellationToken);
+                }
+                if (!_migrateStarted)
+                {
+                    // Block migration, bulk copy of the disk: RAM follows once the mirror is in sync (BLOCK_JOB_READY).
+                    if (migration.AbortRequested)
+                    {
+                        return LiveMigrationOutcome.Cancelled;
+                    }
+                    await ReportAsync(default, null, cancellationToken);
+                    if (await MirrorReadyAsync(cancellationToken))
+                    {
+                        await StartMigrateAsync(cancellationToken);
+                    }
+                    continue;
+                }
+                var info = await _qmp.ExecuteAsync("query-migrate", null, cancellationToken);
+                var status = Str(info, "status");
+                if (status is "postcopy-active" or "postcopy-paused" or "postcopy-recover")
+                {
+                    await AnnouncePostCopyAsync(cancellationToken);
+                }
+                switch (status)
+                {
+                    case "completed":
+                        // QEMU sets "completed" a moment before it fills in total-time and downtime: read them again.
+                        for (var i = 0; i < 25 && Long(info, "total-time") == 0; i++)
+                        {
+                            await Task.Delay(TimeSpan.FromMilliseconds(20), cancellationToken);
+                            info = await _qmp.ExecuteAsync("query-migrate", null, cancellationToken);
+                        }
+                        await ReportAsync(info, status, cancellationToken, final: true);
+                        return LiveMigrationOutcome.Completed;
+                    case "failed" when migration.PostCopy:
+                    case "postcopy-paused":
+                        // The guest runs on the destination but part of its memory is only here: neither copy may be
+                        // destroyed. Recovery (migrate-recover on the destination, migrate resume:true here) is beyond
+                        // this driver's contract, so fail loudly and leave both QEMUs alone for the operator.
+                        driver.LogPostCopyLost(Uuid, _plan.MigrationUuid, status, Str(info, "error-desc") ?? "");
+                        throw new FerryException(
+                            $"Live migration {_plan.MigrationUuid} of {Uuid} broke during post-copy ({status}): the guest's memory is split between " +
+                            $"{driver._options.HostName} and {_plan.DestHost}. Do not destroy either QEMU; recovery needs migrate-recover on the destination and migrate resume on the source.");
+                    case "failed":
+                        driver.LogMigrationQemuFailed(Uuid, _plan.MigrationUuid, Str(info, "error-desc") ?? "");
+                        return LiveMigrationOutcome.Failed;
+                    case "cancelled":
+                        return _mirrorFailed ? LiveMigrationOutcome.Failed : LiveMigrationOutcome.Cancelled;
+                    case "pre-switchover":
+                        await ReportAsync(info, status, cancellationToken);
+                        await SwitchOverAsync(cancellationToken);
+                        continue;
+                }
+                await ReportAsync(info, status, cancellationToken);
+                if (migration.AbortRequested && !_cancelSent)
+                {
+                    await CancelMigrationAsync(cancellationToken);
+                }
+                if (migration.ForceRequested && !_forceApplied && _plan.PermitPostCopy && status == "active")
+                {
+                    await StartPostCopyAsync(cancellationToken);
+                }
+            }
+        }
+
+        /// <summary>Downtime steps, the completion timeout and a force-complete without post-copy (all allowed at any time).</summary>
+        private async Task ApplyPolicyAsync(DowntimeSchedule schedule, TimeSpan completionTimeout, CancellationToken cancellationToken)
+        {
+            var elapsed = _clock.Elapsed;
+            if (!_timeoutFired && completionTimeout > TimeSpan.Zero && elapsed > completionTimeout && !migration.PostCopy)
+            {
+                // Nova's should_trigger_timeout_action: once, and never in post-copy.
+                _timeoutFired = true;
+                driver.LogCompletionTimeout(Uuid, _plan.MigrationUuid, (long)completionTimeout.TotalSeconds, _plan.TimeoutAction);
+                if (_plan.TimeoutAction == CompletionTimeoutAction.Abort)
+                {
+                    migration.TryAbort();
+                }
+                else
+                {
+                    migration.TryForceComplete();
+                }
+            }
+            if (migration.ForceRequested && !_forceApplied && !_plan.PermitPostCopy)
+            {
+                // Nova pauses the guest so the copy converges. A QMP stop would carry "paused" to the destination,
+                // which cannot tell our pause from the user's; QEMU's own stop-and-copy pauses it just the same
+                // and resumes it there. With the largest downtime limit the next pass stops the guest and sends the rest.
+                _forceApplied = true;
+                driver.LogForceCompleteByPause(Uuid, _plan.MigrationUuid);
+                await SetDowntimeLimitAsync(MaxDowntimeLimitMs, cancellationToken);
+                return;
+            }
+            var limit = schedule.LimitMsAt(elapsed);
+            if (!_forceApplied && limit != _downtimeLimitMs)
+            {
+                driver.LogDowntimeStep(Uuid, _plan.MigrationUuid, limit, (long)elapsed.TotalSeconds);
+                await SetDowntimeLimitAsync(limit, cancellationToken);
+            }
+        }
+
+        private async Task SetDowntimeLimitAsync(long limitMs, CancellationToken cancellationToken)
+        {
+            _downtimeLimitMs = limitMs;
+            await _qmp.ExecuteAsync("migrate-set-parameters", new JsonObject { ["downtime-limit"] = limitMs }, cancellationToken);
+        }
+
+        private async Task StartMigrateAsync(CancellationToken cancellationToken)
+        {
+            _migrateStarted = true;
+            await _qmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = incoming.MigrationUri }, cancellationToken);
+        }
+
+        private async Task CancelMigrationAsync(CancellationToken cancellationToken)
+        {
+            _cancelSent = true;
+            await _qmp.ExecuteAsync("migrate_cancel", null, cancellationToken);
+        }
+
+        private async Task StartPostCopyAsync(CancellationToken cancellationToken)
+        {
+            _forceApplied = true;
+            if (!migration.TryEnterPostCopy())
+            {
+                return;
+            }
+            try
+            {
+                await _qmp.ExecuteAsync("migrate-start-postcopy", null, cancellationToken);
+            }
+            catch (QmpException ex)
+            {
+                // Nova logs and carries on in pre-copy.
+                migration.LeavePostCopy();
+                driver.LogPostCopyRefused(Uuid, _plan.MigrationUuid, ex.Message);
+                return;
+            }
+            await AnnouncePostCopyAsync(cancellationToken);
+        }
+
+        private async Task AnnouncePostCopyAsync(CancellationToken cancellationToken)
+        {
+            if (_postCopyAnnounced)
+            {
+                return;
+            }
+            _postCopyAnnounced = true;
+            driver.LogSwitchedToPostCopy(Uuid, _plan.MigrationUuid, (long)_clock.Elapsed.TotalMilliseconds);
+            await callbacks.MigrationSwitchedToPostCopyAsync(Uuid, cancellationToken);
+        }
+
+        private async Task ReportAsync(JsonElement info, string? status, CancellationToken cancellationToken, bool final = false)
+        {
+            var ram = info.ValueKind == JsonValueKind.Object && info.TryGetProperty("ram", out var r) ? r : default;
+            var memoryTotal = Long(ram, "total", (long)guest.MemoryMb << 20);
+            await callbacks.MigrationProgressAsync(Uuid, new MigrationProgress
+            {
+                MemoryTotalBytes = memoryTotal,
+                MemoryProcessedBytes = Long(ram, "transferred"),
+                MemoryRemainingBytes = final ? 0 : Long(ram, "remaining", memoryTotal),
+                DiskTotalBytes = _diskTotal,
+                DiskProcessedBytes = _diskProcessed,
+                DiskRemainingBytes = _diskTotal - _diskProcessed,
+                DirtyRateBytesPerSecond = Long(ram, "dirty-pages-rate") * Long(ram, "page-size", 4096),
+                Iteration = (int)Math.Max(1, Long(ram, "dirty-sync-count", 1)),
+                ExpectedDowntimeMs = Long(info, "expected-downtime"),
+                PostCopy = migration.PostCopy || (status?.StartsWith("postcopy", StringComparison.Ordinal) ?? false),
+                DowntimeMs = final ? Long(info, "downtime") : null,
+                TotalTimeMs = final ? Long(info, "total-time", (long)_clock.Elapsed.TotalMilliseconds) : null,
+            }, cancellationToken);
+        }
+
+        // --- block migration: blockdev-mirror of the root disk's top layer into the destination's NBD export ---
+
+        private long RootDiskBytes()
+        {
+            var disk = new FileInfo(Path.Combine(driver.InstanceDirectory(Uuid), "disk"));
+            return disk.Exists ? disk.Length : 0;
+        }
+
+        private async Task StartMirrorAsync(long bandwidth, CancellationToken cancellationToken)
+        {
+            var (host, port, export) = incoming.Nbd();
+            await _qmp.ExecuteAsync("blockdev-add", new JsonObject
+            {
+                ["driver"] = "nbd",
+                ["node-name"] = MirrorTargetNode,
+                ["server"] = new JsonObject { ["type"] = "inet", ["host"] = host, ["port"] = port },
+                ["export"] = export,
+            }, cancellationToken);
+            _targetAdded = true;
+            var mirror = new JsonObject
+            {
+                ["job-id"] = MirrorJobId,
+                ["device"] = RootDiskNode,
+                ["target"] = MirrorTargetNode,
+                ["sync"] = "top", // the _base layer exists on both hosts: copy only the overlay
+                ["auto-dismiss"] = false, // keep the concluded job so its error (if any) can be read
+            };
+            if (_plan.BandwidthMiBps > 0)
+            {
+                mirror["speed"] = bandwidth;
+            }
+            await _qmp.ExecuteAsync("blockdev-mirror", mirror, cancellationToken);
+            _mirrorStarted = true;
+        }
+
+        private async Task<JsonElement?> MirrorJobAsync(CancellationToken cancellationToken)
+        {
+            var jobs = await _qmp.ExecuteAsync("query-block-jobs", null, cancellationToken);
+            foreach (var job in jobs.EnumerateArray())
+            {
+                if (Str(job, "device") == MirrorJobId)
+                {
+                    _diskTotal = Long(job, "len");
+                    _diskProcessed = Long(job, "offset");
+                    return job;
+                }
+            }
+            return null;
+        }
+
+        private async Task<bool> MirrorReadyAsync(CancellationToken cancellationToken) =>
+            await MirrorJobAsync(cancellationToken) is { } job && job.TryGetProperty("ready", out var ready) && ready.GetBoolean();
+
+        private async Task<bool> MirrorFailedAsync(CancellationToken cancellationToken) =>
+            await MirrorJobAsync(cancellationToken) is not { } job || Str(job, "status") is "aborting" or "concluded" or "null";
+
+        /// <summary>
+        /// At pre-switchover (vCPUs stopped): complete the READY mirror without a pivot, drop the NBD client, then let
+        /// the migration finish. The time spent here is guest downtime.
+        /// </summary>
+        private async Task SwitchOverAsync(CancellationToken cancellationToken)
+        {
+            if (migration.AbortRequested && !migration.PostCopy)
+            {
+                await CancelMigrationAsync(cancellationToken);
+                return;
+            }
+            if (_mirrorStarted && !_mirrorDone)
+            {
+                await _qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = MirrorJobId }, cancellationToken);
+                var error = await WaitForMirrorConclusionAsync(cancellationToken);
+                _mirrorDone = true;
+                await _qmp.ExecuteAsync("job-dismiss", new JsonObject { ["id"] = MirrorJobId }, cancellationToken);
+                if (error is not null)
+                {
+                    driver.LogMirrorFailed(Uuid, _plan.MigrationUuid);
+                    _mirrorFailed = true;
+                    await CancelMigrationAsync(cancellationToken);
+                    return;
+                }
+            }
+            if (_targetAdded)
+            {
+                await _qmp.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = MirrorTargetNode }, cancellationToken);
+                _targetAdded = false;
+            }
+            await _qmp.ExecuteAsync("migrate-continue", new JsonObject { ["state"] = "pre-switchover" }, cancellationToken);
+        }
+
+        /// <summary>Waits until the mirror job has concluded; returns its error, or null when it finished cleanly.</summary>
+        private async Task<string?> WaitForMirrorConclusionAsync(CancellationToken cancellationToken)
+        {
+            var deadline = Stopwatch.StartNew();
+            while (true)
+            {
+                var job = await MirrorJobAsync(cancellationToken);
+                if (job is not { } j)
+                {
+                    return "the mirror job disappeared";
+                }
+                if (Str(j, "status") is "concluded" or "null")
+                {
+                    return Str(j, "error");
+                }
+                if (deadline.Elapsed > s_blockJobTimeout)
+                {
+                    throw new FerryException($"The mirror of {Uuid} did not conclude within {s_blockJobTimeout.TotalSeconds:F0} s.");
+                }
+                await Task.Delay(TimeSpan.FromMilliseconds(20), cancellationToken);
+            }
+        }
+
+        // --- failure: the guest must keep running here, with no job or NBD client left behind ---
+
+        private async Task RecoverSourceAsync(bool wasRunning)
+        {
+            var ct = CancellationToken.None;
+            try
+            {
+                var status = Str(await _qmp.ExecuteAsync("query-migrate", null, ct), "status");
+                if (_migrateStarted && status is "setup" or "active" or "pre-switchover" or "device" or "cancelling")
+                {
+                    if (status != "cancelling")
+                    {
+                        await _qmp.ExecuteAsync("migrate_cancel", null, ct);
+                    }
+                    status = await WaitForMigrationEndAsync(ct);
+                }
+                if (_mirrorStarted && !_mirrorDone && await MirrorJobAsync(ct) is { } job)
+                {
+                    if (Str(job, "status") is not ("concluded" or "null"))
+                    {
+                        await _qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = MirrorJobId, ["force"] = true }, ct);
+                        await WaitForMirrorConclusionAsync(ct);
+                    }
+                    await _qmp.ExecuteAsync("job-dismiss", new JsonObject { ["id"] = MirrorJobId }, ct);
+                    _mirrorDone = true;
+                }
+                if (_targetAdded)
+                {
+                    await _qmp.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = MirrorTargetNode }, ct);
+                    _targetAdded = false;
+                }
+                // QEMU restarts the vCPUs itself after a failed or cancelled migration; this only covers a guest that
+                // ends up stopped anyway. Never after "completed": the destination runs it then (split brain).
+                if (wasRunning && status is not ("completed" or "postcopy-active" or "postcopy-paused") && await RunStateAsync(ct) == "paused")
+                {
+                    driver.LogResumedAfterFailedMigration(Uuid, _plan.MigrationUuid);
+                    await _qmp.ExecuteAsync("cont", null, ct);
+                }
+            }
+            catch (Exception ex) when (ex is QmpException or FerryException or ObjectDisposedException)
+            {
+                driver.LogMigrationCleanupFailed(Uuid, "recover source", ex.Message);
+            }
+        }
+
+        private async Task<string?> WaitForMigrationEndAsync(CancellationToken cancellationToken)
+        {
+            var deadline = Stopwatch.StartNew();
+            while (true)
+            {
+                var status = Str(await _qmp.ExecuteAsync("query-migrate", null, cancellationToken), "status");
+                if (status is "completed" or "failed" or "cancelled" or null || deadline.Elapsed > s_blockJobTimeout)
+                {
+                    return status;
+                }
+                await Task.Delay(s_migrationPollInterval, cancellationToken);
+            }
+        }
+
+        private async Task<string?> RunStateAsync(CancellationToken cancellationToken) =>
+            Str(await _qmp.ExecuteAsync("query-status", null, cancellationToken), "status");
+    }
+
+    // EventIds 7220–7239: live migration (kept here, next to the code, until QemuDriver.Log.cs takes them).
+    [LoggerMessage(EventId = 7220, Level = LogLevel.Warning, Message = "Post-copy is not available for {InstanceId} on {HostName}: {Reason}")]
+    private partial void LogPostCopyUnavailable(string instanceId, string hostName, string reason);
+
+    [LoggerMessage(EventId = 7221, Level = LogLevel.Warning, Message = "Live migration clean-up step {Step} for {InstanceId} failed: {Reason}")]
+    private partial void LogMigrationCleanupFailed(string instanceId, string step, string reason);
+
+    [LoggerMessage(EventId = 7222, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: a QMP step failed: {Reason}")]
+    private partial void LogMigrationStepFailed(string instanceId, string migrationId, string reason);
+
+    [LoggerMessage(EventId = 7223, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId} failed in QEMU: {Reason}")]
+    private partial void LogMigrationQemuFailed(string instanceId, string migrationId, string reason);
+
+    [LoggerMessage(EventId = 7224, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: the disk mirror failed")]
+    private partial void LogMirrorFailed(string instanceId, string migrationId);
+
+    [LoggerMessage(EventId = 7225, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId} not completed after {TimeoutSeconds} s; action {TimeoutAction}")]
+    private partial void LogCompletionTimeout(string instanceId, string migrationId, long timeoutSeconds, CompletionTimeoutAction timeoutAction);
+
+    [LoggerMessage(EventId = 7226, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId}: downtime limit {DowntimeMs} ms after {ElapsedSeconds} s")]
+    private partial void LogDowntimeStep(string instanceId, string migrationId, long downtimeMs, long elapsedSeconds);
+
+    [LoggerMessage(EventId = 7227, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId}: force-complete pauses the guest (stop-and-copy now)")]
+    private partial void LogForceCompleteByPause(string instanceId, string migrationId);
+
+    [LoggerMessage(EventId = 7228, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId} switched to post-copy after {ElapsedMs} ms")]
+    private partial void LogSwitchedToPostCopy(string instanceId, string migrationId, long elapsedMs);
+
+    [LoggerMessage(EventId = 7229, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: switching to post-copy failed: {Reason}")]
+    private partial void LogPostCopyRefused(string instanceId, string migrationId, string reason);
+
+    [LoggerMessage(EventId = 7230, Level = LogLevel.Critical, Message = "Live migration {MigrationId} of {InstanceId} broke during post-copy ({Status}: {Reason}); the guest's memory is split between both hosts and needs manual recovery")]
+    private partial void LogPostCopyLost(string instanceId, string migrationId, string? status, string reason);
+
+    [LoggerMessage(EventId = 7231, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId} ended with the guest stopped; resumed it on the source")]
+    private partial void LogResumedAfterFailedMigration(string instanceId, string migrationId);
 }

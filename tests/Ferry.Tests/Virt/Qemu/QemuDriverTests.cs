@@ -265,69 +265,6 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : IClassFi
         Assert.False(driver.CheckSharedStorageTestFile(file));
     }
 
-    [Fact]
-    public async Task LiveMigrate_NotYetImplemented_ThrowsNotSupported()
-    {
-        var driver = NewDriver();
-        var guest = Guest();
-
-        await Assert.ThrowsAsync<NotSupportedException>(() => driver.PreLiveMigrationAsync(guest, false, true, Ct));
-        Assert.False(driver.AbortLiveMigration(guest.Uuid));
-    }
-
-    [Fact]
-    public async Task LiveMigrate_PreCopyBetweenTwoHosts_GuestContinuesWithIntactMemory()
-    {
-        var source = NewDriver();
-        var dest = new QemuDriver(new QemuDriverOptions
-        {
-            HostName = "qemu-test-dest",
-            InstancesPath = Path.Combine(_root, "dest"),
-            TestGuestKernelPath = fixture.KernelPath,
-        });
-        _drivers.Add(dest);
-        var guest = Guest(dirtyMiBps: "4");
-        var sourcePid = await SpawnAsync(source, guest);
-        await WaitForSamplesAsync(source, guest.Uuid, 2);
-
-        var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, Ct);
-        _pids.Add((dest.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
-        var callbacks = new RecordingCallbacks();
-        var outcome = await source.LiveMigrateAsync(guest, new LiveMigrationPlan
-        {
-            MigrationUuid = Guid.NewGuid().ToString(), DestHost = "qemu-test-dest", IncomingUri = uri, BandwidthMiBps = 64,
-        }, callbacks, Ct);
-
-        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
-        Assert.Equal(GuestPowerState.Paused, await source.QueryPowerStateAsync(guest.Uuid, Ct)); // postmigrate, never resumed
-        await source.PostLiveMigrationAtSourceAsync(guest, sharedInstancePath: false, Ct);
-        await dest.PostLiveMigrationAtDestinationAsync(guest, Ct);
-        Assert.False(QemuProcess.IsAlive(sourcePid, guest.Uuid));
-        Assert.False(Directory.Exists(source.InstanceDirectory(guest.Uuid)));
-        Assert.Equal(GuestPowerState.Running, await dest.QueryPowerStateAsync(guest.Uuid, Ct));
-        Assert.NotEmpty(callbacks.Samples);
-        var samples = await WaitForSamplesAsync(dest, guest.Uuid, 2);
-        Assert.True(samples[0].Counter > 0, "the destination should continue the counter, not reboot");
-        foreach (var sample in samples)
-        {
-            Assert.Equal(QemuTestGuest.ExpectedChecksum(sample.Counter, QemuTestGuest.DefaultRegionMib, 44), sample.Checksum);
-        }
-        Assert.DoesNotContain("ferry-guest corrupt", await File.ReadAllTextAsync(dest.ConsoleLogPath(guest.Uuid), Ct));
-    }
-
-    private sealed class RecordingCallbacks : IDriverCallbacks
-    {
-        public System.Collections.Concurrent.ConcurrentQueue<MigrationProgress> Samples { get; } = new();
-
-        public ValueTask MigrationProgressAsync(string instanceUuid, MigrationProgress progress, CancellationToken cancellationToken)
-        {
-            Samples.Enqueue(progress);
-            return ValueTask.CompletedTask;
-        }
-
-        public ValueTask MigrationSwitchedToPostCopyAsync(string instanceUuid, CancellationToken cancellationToken) => ValueTask.CompletedTask;
-    }
-
     private async Task<string> RunAsync(string binary, params string[] args)
     {
         var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, UseShellExecute = false };
