@@ -61,7 +61,8 @@ public readonly partial record struct ApiVersion(int Major, int Minor) : ICompar
             || !int.TryParse(match.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var major)
             || !int.TryParse(match.Groups[2].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var minor))
         {
-            throw new VersionNotAcceptableException(
+            // Nova answers a malformed version with 400, an unsupported one with 406 (wsgi.Resource.__call__).
+            throw new BadRequestException(
                 $"API Version String {requested} is of invalid format. Must be of format MajorNum.MinorNum.");
         }
         var version = new ApiVersion(major, minor);

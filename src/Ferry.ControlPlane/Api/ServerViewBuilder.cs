@@ -52,7 +52,8 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
             ["OS-SRV-USG:launched_at"] = NovaJson.Db(i.LaunchedAt),
             ["OS-SRV-USG:terminated_at"] = NovaJson.Db(i.TerminatedAt),
             ["os-extended-volumes:volumes_attached"] = new JsonArray(),
-            ["security_groups"] = new JsonArray(new JsonObject { ["name"] = "default" }),
+            // No security_groups: Nova lists the groups of the server's ports, and a Ferry server has
+            // none (as with Nova's networks=none), so the key is absent, as in nova-cli-session.txt.
         };
         if (s_progressStatuses.Contains(status))
         {

@@ -17,7 +17,10 @@ namespace Ferry.ControlPlane.Placement;
 /// </summary>
 public static class PlacementEndpoints
 {
-    private static readonly PlacementJsonContext s_json = PlacementJsonContext.Default;
+    private static readonly PlacementJsonContext s_json = new(new JsonSerializerOptions(PlacementJsonContext.Default.Options)
+    {
+        Converters = { new PlacementFloatConverter() },
+    });
 
     /// <summary>Maps the API under <paramref name="prefix"/>; the host decides the port (Placement's is 8778).</summary>
     public static RouteGroupBuilder MapPlacementApi(this IEndpointRouteBuilder endpoints, string prefix = "")
@@ -317,7 +320,9 @@ public static class PlacementEndpoints
         var allocations = new Dictionary<string, AllocationResourcesDto>(current.Allocations.Count, StringComparer.Ordinal);
         foreach (var (rp, resources) in current.Allocations)
         {
-            allocations[rp] = new AllocationResourcesDto(resources, placement.GetProvider(rp)?.Generation);
+            // Placement lists a consumer's resource classes in name order (DISK_GB, MEMORY_MB, VCPU).
+            var ordered = resources.OrderBy(r => r.Key, StringComparer.Ordinal).ToDictionary(r => r.Key, r => r.Value, StringComparer.Ordinal);
+            allocations[rp] = new AllocationResourcesDto(ordered, placement.GetProvider(rp)?.Generation);
         }
         var dto = new ConsumerAllocationsDto
         {

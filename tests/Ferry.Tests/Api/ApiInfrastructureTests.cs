@@ -37,13 +37,24 @@ public sealed class ApiInfrastructureTests(ComputeApiFixture f)
     [InlineData("2.96", "Version 2.96 is not supported by the API. Minimum is 2.1 and maximum is 2.95.")]
     [InlineData("2.0", "Version 2.0 is not supported by the API. Minimum is 2.1 and maximum is 2.95.")]
     [InlineData("3.1", "Version 3.1 is not supported by the API. Minimum is 2.1 and maximum is 2.95.")]
-    [InlineData("2.x", "API Version String 2.x is of invalid format. Must be of format MajorNum.MinorNum.")]
     public async Task Request_UnsupportedVersion_Returns406NotAcceptable(string version, string message)
     {
         var r = await f.SendAsync(HttpMethod.Get, "v2.1/servers", version: version);
         Assert.Equal(406, r.Status);
         Assert.Equal("notAcceptable", r.FaultName);
         Assert.Equal(message, r.FaultMessage);
+    }
+
+    [Theory]
+    [InlineData("2.x")]
+    [InlineData("2.latest")]
+    [InlineData("2.01")]
+    public async Task Request_MalformedVersion_Returns400BadRequest(string version)
+    {
+        var r = await f.SendAsync(HttpMethod.Get, "v2.1/servers", version: version);
+        Assert.Equal(400, r.Status);
+        Assert.Equal("badRequest", r.FaultName);
+        Assert.Equal($"API Version String {version} is of invalid format. Must be of format MajorNum.MinorNum.", r.FaultMessage);
     }
 
     [Fact]

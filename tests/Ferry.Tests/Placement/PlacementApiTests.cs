@@ -94,6 +94,41 @@ public sealed class PlacementApiTests(PlacementApiFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task GetInventories_WholeAllocationRatio_KeepsPythonFloatSpelling()
+    {
+        var rp = await NewProviderAsync(vcpu: 8);
+        using var put = await SendJsonAsync(HttpMethod.Put, $"/resource_providers/{rp}/inventories/VCPU",
+            $$"""{"resource_provider_generation": {{fixture.Service.GetProvider(rp)!.Generation}}, "total": 1000, "allocation_ratio": 16.0}""");
+        Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        using var putMemory = await SendJsonAsync(HttpMethod.Put, $"/resource_providers/{rp}/inventories/MEMORY_MB",
+            $$"""{"resource_provider_generation": {{fixture.Service.GetProvider(rp)!.Generation}}, "total": 800000, "reserved": 512, "allocation_ratio": 1.5}""");
+        Assert.Equal(HttpStatusCode.OK, putMemory.StatusCode);
+
+        var raw = await fixture.Http.GetStringAsync($"/resource_providers/{rp}/inventories", Ct);
+
+        // osc-placement prints what Placement's Python encoder wrote: 16.0 and 1.5, never 16.
+        Assert.Contains("\"allocation_ratio\":16.0", raw, StringComparison.Ordinal);
+        Assert.Contains("\"allocation_ratio\":1.5", raw, StringComparison.Ordinal);
+        Assert.Equal(16.0, (double)JsonNode.Parse(raw)!["inventories"]!["VCPU"]!["allocation_ratio"]!);
+    }
+
+    [Fact]
+    public async Task GetAllocations_SeveralResourceClasses_ListsThemInNameOrder()
+    {
+        var rp = await NewProviderAsync(vcpu: 8);
+        await Client.SetInventoriesAsync(rp, new Dictionary<string, InventoryDto> { ["VCPU"] = new(8), ["MEMORY_MB"] = new(4096), ["DISK_GB"] = new(100) }, Ct);
+        var consumer = Guid.NewGuid().ToString();
+        using var put = await SendJsonAsync(HttpMethod.Put, $"/allocations/{consumer}",
+            $$"""{"allocations": {"{{rp}}": {"resources": {"VCPU": 1, "MEMORY_MB": 64, "DISK_GB": 1} } }, "consumer_generation": null, "project_id": "p", "user_id": "u"}""");
+        Assert.Equal(HttpStatusCode.NoContent, put.StatusCode);
+
+        var body = JsonNode.Parse(await fixture.Http.GetStringAsync($"/allocations/{consumer}", Ct))!;
+
+        Assert.Equal(["DISK_GB", "MEMORY_MB", "VCPU"], body["allocations"]![rp]!["resources"]!.AsObject().Select(p => p.Key));
+        Assert.Equal(["allocations", "consumer_generation", "project_id", "user_id", "consumer_type"], body.AsObject().Select(p => p.Key));
+    }
+
+    [Fact]
     public async Task PutInventories_StaleGeneration_Returns409ConcurrentUpdate()
     {
         var rp = await NewProviderAsync(vcpu: 8);
