@@ -184,6 +184,23 @@ public sealed class LiveMigrationSource(ComputeContext context)
         {
             return await migrate;
         }
+        catch (Exception ex) when (ex is not OperationCanceledException && callbacks.PostCopy)
+        {
+            // After the switch to post-copy the guest's memory is split between both hosts: rolling back would
+            // destroy the copy that runs it. Leave both QEMUs alone (each still holds its placement claim) and
+            // hand the instance to the operator, as Nova does.
+            var split = outgoing.Request;
+            await context.RecordFaultAsync(split.Instance.Uuid, split.RequestId, EventName, ex, ct);
+            await context.TryAsync("error out", split.Instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+            {
+                Uuid = split.Instance.Uuid,
+                VmState = VmState.Error,
+                SetTaskState = true,
+                TaskState = null,
+            }, ct));
+            await context.TryAsync("migration error", split.Instance.Uuid, () => context.SetMigrationStatusAsync(split.Migration.Uuid, MigrationStatus.Error, ct));
+            throw new FaultRecordedException(ex);
+        }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // A broken monitor must not leave a copy job running behind our back (Nova bug 1905944).
