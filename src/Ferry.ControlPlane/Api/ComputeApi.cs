@@ -368,6 +368,28 @@ internal sealed partial class ComputeApi(
         Log.Cast(logger, "stop_instance", instance.Uuid, ctx.RequestId);
     }
 
+    /// <summary>
+    /// reboot (compute/api.py): soft only for an ACTIVE server with no task; hard also from SHUTOFF, PAUSED or
+    /// ERROR and over a pending soft reboot.
+    /// </summary>
+    public async Task RebootAsync(RequestContext ctx, Instance instance, bool hard, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        if (hard)
+        {
+            CheckState(instance, "reboot", [VmState.Active, VmState.Stopped, VmState.Paused, VmState.Error], [null, TaskState.Rebooting, TaskState.RebootingHard]);
+        }
+        else
+        {
+            CheckState(instance, "reboot", [VmState.Active], s_noTask);
+        }
+        var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        var updated = SetTaskState(instance, hard ? TaskState.RebootingHard : TaskState.Rebooting, hard ? [null, TaskState.Rebooting, TaskState.RebootingHard] : s_noTask);
+        actions.StartAction(instance.Uuid, ctx.RequestId, "reboot", ctx.UserId, ctx.ProjectId);
+        await compute.RebootInstanceAsync(host, new RebootInstanceRequest(updated, hard, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "reboot_instance", instance.Uuid, ctx.RequestId);
+    }
+
     /// <summary>os-getConsoleOutput: the guest's serial log from its host, <paramref name="lines"/> from the end (null = all).</summary>
     public async Task<string> GetConsoleOutputAsync(RequestContext ctx, Instance instance, int? lines, CancellationToken cancellationToken)
     {

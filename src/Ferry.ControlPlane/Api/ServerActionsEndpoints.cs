@@ -102,6 +102,14 @@ public static partial class ServerActionsEndpoints
                 await compute.StopAsync(ctx, instance, ct);
                 return TypedResults.StatusCode(StatusCodes.Status202Accepted);
             }
+            case "reboot":
+            {
+                var hard = ParseReboot(value);
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:servers:reboot", instance.ProjectId);
+                await compute.RebootAsync(ctx, instance, hard, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
             case "os-getConsoleOutput":
             {
                 var lines = ParseConsoleOutput(value);
@@ -113,6 +121,26 @@ public static partial class ServerActionsEndpoints
             default:
                 throw new BadRequestException($"There is no such action: {name}");
         }
+    }
+
+    /// <summary>schemas/servers.py reboot: <c>type</c> is required, SOFT or HARD in one of three spellings; true = hard.</summary>
+    internal static bool ParseReboot(JsonNode? value)
+    {
+        const string field = "reboot";
+        if (value is not JsonObject o)
+        {
+            throw BodySchema.Invalid(field, value, $"{NovaJson.Describe(value)} is not of type 'object'");
+        }
+        BodySchema.NoAdditional(o, field, "type");
+        BodySchema.Required(o, field, "type");
+        var type = o["type"] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
+        return type switch
+        {
+            "HARD" or "Hard" or "hard" => true,
+            "SOFT" or "Soft" or "soft" => false,
+            _ => throw BodySchema.Invalid("type", o["type"],
+                $"{NovaJson.Describe(o["type"])} is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']"),
+        };
     }
 
     /// <summary>schemas/console_output.py: an optional <c>length</c> ≥ -1 (integer or its string); -1 and null mean every line.</summary>

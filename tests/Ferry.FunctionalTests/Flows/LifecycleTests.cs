@@ -106,4 +106,33 @@ public sealed class LifecycleTests(FerryFixture fixture) : FlowTest<FerryFixture
         var (foreign, _) = await Fixture.Demo.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {}}""")!);
         Assert.True(foreign is HttpStatusCode.NotFound or HttpStatusCode.Forbidden);
     }
+
+    [Fact]
+    public async Task Reboot_SoftWhenActive_HardAlsoWhenStopped_BadTypeRefused()
+    {
+        var id = await BootAsync("compute1");
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"reboot": {"type": "SOFT"}}""")!)).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after soft reboot");
+        var (_, console) = await Admin.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {"length": 1}}""")!);
+        Assert.Contains("rebooted (soft) on compute1", console!["output"]!.GetValue<string>());
+
+        await Admin.ActionAsync(id, JsonNode.Parse("""{"os-stop": null}""")!);
+        await WaitForAsync(id, i => i.VmState == VmState.Stopped && i.TaskState is null, "SHUTOFF");
+        var (refused, conflict) = await Admin.ActionAsync(id, JsonNode.Parse("""{"reboot": {"type": "soft"}}""")!);
+        Assert.Equal(HttpStatusCode.Conflict, refused);
+        Assert.NotNull(conflict!["conflictingRequest"]);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"reboot": {"type": "hard"}}""")!)).Status);
+        var rebooted = await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after hard reboot");
+        Assert.Equal(PowerState.Running, rebooted.PowerState);
+
+        foreach (var bad in new[] { """{"type": "WARM"}""", "{}", """{"type": "HARD", "force": true}""" })
+        {
+            var (status, _) = await Admin.ActionAsync(id, JsonNode.Parse($$"""{"reboot": {{bad}}}""")!);
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+        }
+        var events = (await Admin.GetAsync($"servers/{id}/os-instance-actions")).Body!["instanceActions"]!.AsArray();
+        Assert.Equal(2, events.Count(a => (string?)a!["action"] == "reboot"));
+    }
 }

@@ -118,4 +118,26 @@ public sealed class QemuLocalDiskTests(QemuFerryFixture fixture) : QemuFlowTest<
             await RecoverHostAsync("compute2", serviceId);
         }
     }
+
+    [Fact]
+    public async Task HardReboot_ResetsTheGuestInItsOwnProcess()
+    {
+        var id = await BootGuestAsync("compute1");
+        await WaitForCounterAsync(id, 150);
+        var pid = Qemu("compute1").GetProcessId(id);
+        var linesBefore = (await SamplesAsync(id)).Count;
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"reboot": {"type": "HARD"}}""")!)).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after reboot");
+
+        var deadline = DateTime.UtcNow + WaitLimit;
+        IReadOnlyList<Virt.Qemu.QemuTestGuest.Sample> samples;
+        while ((samples = await SamplesAsync(id)).Count < linesBefore + 2 || samples.Skip(linesBefore).All(s => s.Counter >= 150))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no fresh boot in the console after the reboot");
+            await Task.Delay(250);
+        }
+        Assert.Equal(pid, Qemu("compute1").GetProcessId(id));
+        AssertRunsOnlyOn(id, "compute1");
+    }
 }
