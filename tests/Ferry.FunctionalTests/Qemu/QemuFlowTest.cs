@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.Json.Nodes;
+using Ferry.Compute;
 using Ferry.ControlPlane.Placement;
 using Ferry.Core.Domain;
 using Ferry.Virt.Qemu;
@@ -135,12 +136,17 @@ public abstract class QemuFlowTest<TFixture>(TFixture fixture) : FlowTest<TFixtu
     }
 
     /// <summary>Makes live migrations from <paramref name="host"/> crawl (1 MiB/s) until disposed, so a test can act mid-way.</summary>
-    protected IDisposable SlowMigrationsFrom(string host)
+    protected IDisposable SlowMigrationsFrom(string host) => Policy(host, o => o.LiveMigrationBandwidthMiBps = 1);
+
+    /// <summary>Changes the live-migration policy of <paramref name="host"/>'s agent until disposed.</summary>
+    protected IDisposable Policy(string host, Action<ComputeOptions> change)
     {
-        var options = Fixture.Ferry.Computes[host].Options;
-        var bandwidth = options.LiveMigrationBandwidthMiBps;
-        options.LiveMigrationBandwidthMiBps = 1;
-        return new Restore(() => options.LiveMigrationBandwidthMiBps = bandwidth);
+        var o = Fixture.Ferry.Computes[host].Options;
+        var saved = (o.LiveMigrationBandwidthMiBps, o.LiveMigrationPermitPostCopy, o.LiveMigrationPermitAutoConverge,
+            o.LiveMigrationTimeoutAction, o.LiveMigrationCompletionTimeoutSecondsPerGiB, o.LiveMigrationDowntimeMs);
+        change(o);
+        return new Restore(() => (o.LiveMigrationBandwidthMiBps, o.LiveMigrationPermitPostCopy, o.LiveMigrationPermitAutoConverge,
+            o.LiveMigrationTimeoutAction, o.LiveMigrationCompletionTimeoutSecondsPerGiB, o.LiveMigrationDowntimeMs) = saved);
     }
 
     private static int KibPerTick(Instance instance) =>
