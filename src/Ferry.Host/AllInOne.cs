@@ -34,6 +34,8 @@ public sealed class AllInOne : IAsyncDisposable
     private readonly List<IAsyncDisposable> _listeners = [];
     private readonly ConcurrentDictionary<string, FakeHypervisorState> _hypervisors = new();
     private readonly HttpClient _placementHttp;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _controlServices = Task.CompletedTask;
 
     private AllInOne(FerryHostOptions options, WebApplication app)
     {
@@ -156,7 +158,36 @@ public sealed class AllInOne : IAsyncDisposable
         _listeners.Add(transport.Listen(Topics.Scheduler, new RpcServer()
             .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", (r, _) =>
                 Task.FromResult(new SelectDestinationsReply([.. scheduler.SelectDestinations(r.RequestSpec, r.NumAlternates)])))));
+        _controlServices = ReportControlServicesAsync(_stopping.Token);
         await Task.WhenAll(Enumerable.Range(1, Options.Hosts).Select(i => StartComputeAsync($"compute{i}", ct)));
+    }
+
+    /// <summary>
+    /// The conductor and scheduler heartbeat their own service rows, as Nova's do, so `compute service list`
+    /// shows them (zone internal) and an operator sees when they stop.
+    /// </summary>
+    private async Task ReportControlServicesAsync(CancellationToken ct)
+    {
+        var services = App.Services.GetRequiredService<ServiceStore>();
+        using var timer = new PeriodicTimer(Options.ReportInterval);
+        do
+        {
+            services.Report(Options.ControllerHost, "nova-conductor", Topics.Conductor, 1);
+            services.Report(Options.ControllerHost, "nova-scheduler", Topics.Scheduler, 1);
+        }
+        while (await WaitAsync(timer, ct));
+    }
+
+    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken ct)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(ct);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Starts (or restarts) one compute agent; a restarted agent finds the guests its host kept.</summary>
@@ -231,6 +262,9 @@ public sealed class AllInOne : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync();
+        await _controlServices;
+        _stopping.Dispose();
         foreach (var compute in Computes.Values)
         {
             await compute.DisposeAsync();

@@ -26,6 +26,9 @@ public sealed class FerryHostOptions
 
     public bool UsesKeystone => Auth == "keystone";
 
+    /// <summary>The host name the conductor and scheduler report their service rows under.</summary>
+    public string ControllerHost { get; set; } = Environment.MachineName;
+
     /// <summary>Number of fake compute hosts, named compute1..computeN.</summary>
     public int Hosts { get; set; } = 3;
 

@@ -166,7 +166,7 @@ public sealed class ServerActionsEndpointsTests(ComputeApiFixture f)
     [InlineData("""{"resize": {}}""", null)]
     [InlineData("""{"resize": {"flavorRef": "2", "extra": 1}}""", null)]
     [InlineData("""{"resize": {"flavorRef": "2"}, "migrate": null}""", "Malformed request body")]
-    [InlineData("""{"reboot": {"type": "SOFT"}}""", "There is no such action: reboot")]
+    [InlineData("""{"shelve": null}""", "There is no such action: shelve")]
     public async Task Resize_BadRequest_Returns400AndChangesNothing(string body, string? message)
     {
         var vm = f.AddInstance(f.AddHost());
