@@ -22,6 +22,11 @@ if (args.Length > 0 && args[0] == "bdn")
     return 0;
 }
 
+if (args.Length > 0 && args[0] == "qemu")
+{
+    return await Ferry.Benchmarks.Qemu.QemuMigrationBench.RunAsync(args[1..]); // real QEMU live migrations (Qemu/)
+}
+
 var json = args.Contains("--json");
 var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',') ?? ["startup", "live", "cold", "concurrent", "scheduler"];
 bool Runs(string part) => only.Contains(part);

@@ -11,7 +11,7 @@ typedef unsigned char u8;
 #define PIT_HZ 1193182u
 #define TICK_HZ 100u
 #define PIT_COUNTS_PER_TICK ((PIT_HZ + TICK_HZ / 2) / TICK_HZ)
-#define PRINT_EVERY_TICKS 50u           /* print twice per (guest) second */
+#define PRINT_EVERY_TICKS 50u           /* default: print twice per (guest) second */
 #define MAX_LAG_TICKS 100u              /* drop lag beyond this instead of spiralling */
 #define REGION_BASE 0x400000u           /* 4 MiB, above the kernel */
 #define PAGE_WORDS 1024u
@@ -131,16 +131,18 @@ static u32 checksum_expected(void)
 void kmain(u32 magic, struct multiboot_info *mbi)
 {
     const char *cmdline = "";
-    u32 region_mib = 4, dirty_kib = 64, mem_upper_kib = 0;
+    u32 region_mib = 4, dirty_kib = 64, mem_upper_kib = 0, status_every = PRINT_EVERY_TICKS;
     if (magic == 0x2BADB002u && mbi) {
         if (mbi->flags & (1u << 2)) cmdline = (const char *)mbi->cmdline;
         if (mbi->flags & 1u) mem_upper_kib = mbi->mem_upper;
     }
     parse_u32(cmdline, "region_mib", &region_mib);
     parse_u32(cmdline, "dirty_kib_per_tick", &dirty_kib);
+    parse_u32(cmdline, "status_every_ticks", &status_every);  /* large regions: checksum less often */
 
     serial_init();
     if (region_mib < 1) region_mib = 1;
+    if (status_every < 1) status_every = 1;
     if (mem_upper_kib) {                /* keep the region inside RAM (mem_upper starts at 1 MiB) */
         u32 max_mib = (mem_upper_kib / 1024u + 1u > 5u) ? mem_upper_kib / 1024u + 1u - 5u : 1u;
         if (region_mib > max_mib) region_mib = max_mib;
@@ -158,7 +160,7 @@ void kmain(u32 magic, struct multiboot_info *mbi)
 
     pit_init();
     u16 last = pit_read();
-    u32 acc = 0, pending = 0, counter = 0, since_print = PRINT_EVERY_TICKS;
+    u32 acc = 0, pending = 0, counter = 0, since_print = status_every;
     for (;;) {
         u16 now = pit_read();
         acc += (u16)(last - now);
@@ -166,7 +168,7 @@ void kmain(u32 magic, struct multiboot_info *mbi)
         while (acc >= PIT_COUNTS_PER_TICK) { acc -= PIT_COUNTS_PER_TICK; pending++; since_print++; }
         if (pending > MAX_LAG_TICKS) pending = MAX_LAG_TICKS;
 
-        if (since_print >= PRINT_EVERY_TICKS) {
+        if (since_print >= status_every) {
             since_print = 0;
             u32 actual = checksum_memory();
             u32 expected = checksum_expected();

@@ -17,6 +17,9 @@ public static partial class QemuTestGuest
     /// <summary>Size of the dirtied region in MiB.</summary>
     public const string RegionMetadataKey = "ferry:region_mib";
 
+    /// <summary>Ticks between status lines (the guest's default 50); large regions checksum less often.</summary>
+    public const string StatusEveryTicksMetadataKey = "ferry:status_every_ticks";
+
     public const int TicksPerSecond = 100;
 
     public const int DefaultRegionMib = 4;
@@ -35,7 +38,12 @@ public static partial class QemuTestGuest
         {
             kibPerTick = (int)Math.Ceiling(mibps * 1024 / TicksPerSecond);
         }
-        return string.Create(CultureInfo.InvariantCulture, $"region_mib={region} dirty_kib_per_tick={kibPerTick}");
+        var append = string.Create(CultureInfo.InvariantCulture, $"region_mib={region} dirty_kib_per_tick={kibPerTick}");
+        if (guest.Metadata.TryGetValue(StatusEveryTicksMetadataKey, out var s) && int.TryParse(s, CultureInfo.InvariantCulture, out var ticks) && ticks > 0)
+        {
+            append += string.Create(CultureInfo.InvariantCulture, $" status_every_ticks={ticks}");
+        }
+        return append;
     }
 
     /// <summary>A parsed <c>ferry-guest counter=N checksum=X</c> line.</summary>
