@@ -13,4 +13,5 @@ public interface IRequestAuthenticator
 }
 
 /// <summary>An authenticated caller.</summary>
-public sealed record RequestIdentity(string UserId, string ProjectId, bool IsAdmin);
+/// <param name="ReadOnly">Holds only the <c>reader</c> role in the project: may look, not change (Keystone's default roles).</param>
+public sealed record RequestIdentity(string UserId, string ProjectId, bool IsAdmin, bool ReadOnly = false);

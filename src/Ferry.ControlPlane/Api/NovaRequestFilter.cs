@@ -19,6 +19,14 @@ internal sealed class AnonymousEndpoint
 /// </summary>
 internal static partial class NovaRequestFilter
 {
+    /// <summary>"/v2.1/servers/x/action" → "servers" (names the refused policy family).</summary>
+    private static string FirstSegmentAfterVersion(PathString path)
+    {
+        var segments = (path.Value ?? "").Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var i = segments.Length > 0 && segments[0].StartsWith('v') ? 1 : 0;
+        return i < segments.Length ? segments[i] : "";
+    }
+
     public static async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
@@ -37,6 +45,11 @@ internal static partial class NovaRequestFilter
                 var authenticator = http.RequestServices.GetRequiredService<IRequestAuthenticator>();
                 var identity = await authenticator.AuthenticateAsync(http, http.RequestAborted)
                     ?? throw new FerryException("The request you have made requires authentication.", StatusCodes.Status401Unauthorized);
+                if (identity.ReadOnly && !HttpMethods.IsGet(http.Request.Method) && !HttpMethods.IsHead(http.Request.Method))
+                {
+                    // Nova's project-reader defaults allow only the GET policies.
+                    throw RequestContext.PolicyDenied($"os_compute_api:{FirstSegmentAfterVersion(http.Request.Path)}");
+                }
                 new RequestContext(identity.UserId, identity.ProjectId, identity.IsAdmin, version, requestId).Attach(http);
             }
             return await next(context);

@@ -13,7 +13,7 @@ public sealed class KeystoneRequestAuthenticator(TokenStore tokens) : IRequestAu
     {
         var token = tokens.Validate(http.Request.Headers["X-Auth-Token"].ToString().Trim());
         return ValueTask.FromResult(token is { Project: { } project }
-            ? new RequestIdentity(token.User.Id, project.Id, token.IsAdmin)
+            ? new RequestIdentity(token.User.Id, project.Id, token.IsAdmin, token.IsReadOnly)
             : null);
     }
 }

@@ -15,6 +15,9 @@ public sealed record IdentityToken(
     string AuditId)
 {
     public bool IsAdmin => Roles.Any(r => r.Name == "admin");
+
+    /// <summary>Only <c>reader</c> (admin implies member implies reader): may read, not write.</summary>
+    public bool IsReadOnly => !IsAdmin && Roles.Any(r => r.Name == "reader") && !Roles.Any(r => r.Name == "member");
 }
 
 /// <summary>
