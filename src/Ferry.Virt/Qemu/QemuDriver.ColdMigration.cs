@@ -437,17 +437,4 @@ public sealed partial class QemuDriver
         }
         return (total, available);
     }
-
-    // EventIds 7220–7229: cold migration and resize (they belong in QemuDriver.Log.cs; kept here while that file is not ours).
-    [LoggerMessage(EventId = 7220, Level = LogLevel.Information, Message = "Serving the kept copy of {InstanceId} for {DestHost} on {Address}:{Port} ({FileCount} files)")]
-    private partial void LogResizeServing(string instanceId, string destHost, string address, int port, int fileCount);
-
-    [LoggerMessage(EventId = 7221, Level = LogLevel.Information, Message = "Finished the migration of {InstanceId} on {HostName}: {MemoryMb} MB, {RootGb} GB root (power on: {PowerOn})")]
-    private partial void LogResizeFinished(string instanceId, string hostName, int memoryMb, int rootGb, bool powerOn);
-
-    [LoggerMessage(EventId = 7222, Level = LogLevel.Information, Message = "Deleted the kept resize copy of {InstanceId} on {HostName}")]
-    private partial void LogResizeConfirmed(string instanceId, string hostName);
-
-    [LoggerMessage(EventId = 7223, Level = LogLevel.Information, Message = "Reverted the resize of {InstanceId} on {HostName} (power on: {PowerOn})")]
-    private partial void LogResizeReverted(string instanceId, string hostName, bool powerOn);
 }

@@ -807,41 +807,4 @@ public sealed partial class QemuDriver
         private async Task<string?> RunStateAsync(CancellationToken cancellationToken) =>
             Str(await _qmp.ExecuteAsync("query-status", null, cancellationToken), "status");
     }
-
-    // EventIds 7220–7239: live migration (kept here, next to the code, until QemuDriver.Log.cs takes them).
-    [LoggerMessage(EventId = 7220, Level = LogLevel.Warning, Message = "Post-copy is not available for {InstanceId} on {HostName}: {Reason}")]
-    private partial void LogPostCopyUnavailable(string instanceId, string hostName, string reason);
-
-    [LoggerMessage(EventId = 7221, Level = LogLevel.Warning, Message = "Live migration clean-up step {Step} for {InstanceId} failed: {Reason}")]
-    private partial void LogMigrationCleanupFailed(string instanceId, string step, string reason);
-
-    [LoggerMessage(EventId = 7222, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: a QMP step failed: {Reason}")]
-    private partial void LogMigrationStepFailed(string instanceId, string migrationId, string reason);
-
-    [LoggerMessage(EventId = 7223, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId} failed in QEMU: {Reason}")]
-    private partial void LogMigrationQemuFailed(string instanceId, string migrationId, string reason);
-
-    [LoggerMessage(EventId = 7224, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: the disk mirror failed")]
-    private partial void LogMirrorFailed(string instanceId, string migrationId);
-
-    [LoggerMessage(EventId = 7225, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId} not completed after {TimeoutSeconds} s; action {TimeoutAction}")]
-    private partial void LogCompletionTimeout(string instanceId, string migrationId, long timeoutSeconds, CompletionTimeoutAction timeoutAction);
-
-    [LoggerMessage(EventId = 7226, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId}: downtime limit {DowntimeMs} ms after {ElapsedSeconds} s")]
-    private partial void LogDowntimeStep(string instanceId, string migrationId, long downtimeMs, long elapsedSeconds);
-
-    [LoggerMessage(EventId = 7227, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId}: force-complete pauses the guest (stop-and-copy now)")]
-    private partial void LogForceCompleteByPause(string instanceId, string migrationId);
-
-    [LoggerMessage(EventId = 7228, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId} switched to post-copy after {ElapsedMs} ms")]
-    private partial void LogSwitchedToPostCopy(string instanceId, string migrationId, long elapsedMs);
-
-    [LoggerMessage(EventId = 7229, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: switching to post-copy failed: {Reason}")]
-    private partial void LogPostCopyRefused(string instanceId, string migrationId, string reason);
-
-    [LoggerMessage(EventId = 7230, Level = LogLevel.Critical, Message = "Live migration {MigrationId} of {InstanceId} broke during post-copy ({Status}: {Reason}); the guest's memory is split between both hosts and needs manual recovery")]
-    private partial void LogPostCopyLost(string instanceId, string migrationId, string? status, string reason);
-
-    [LoggerMessage(EventId = 7231, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId} ended with the guest stopped; resumed it on the source")]
-    private partial void LogResumedAfterFailedMigration(string instanceId, string migrationId);
 }
