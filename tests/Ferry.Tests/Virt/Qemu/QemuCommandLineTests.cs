@@ -168,3 +168,34 @@ public sealed class QemuCommandLineTests
         Assert.Equal(0x294372ebu, QemuTestGuest.ExpectedChecksum(99, 4, 64));
     }
 }
+
+public sealed class TestGuestIntegrityTests
+{
+    private static string Line(long counter, int kib) =>
+        $"ferry-guest counter={counter} checksum={QemuTestGuest.ExpectedChecksum(counter, 1, kib):x8}\n";
+
+    [Fact]
+    public void CheckIntegrity_IntactLog_Passes()
+    {
+        Assert.Null(QemuTestGuest.CheckIntegrity(Line(10, 8) + Line(60, 8), 1, 8, 0, out var ahead));
+        Assert.Equal(0, ahead);
+    }
+
+    [Fact]
+    public void CheckIntegrity_LostRegionPage_FailsEvenWithTheTcgTolerance()
+    {
+        var log = Line(10, 8) + "ferry-guest counter=60 checksum=12345678\n";
+        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, out _));
+    }
+
+    [Fact]
+    public void CheckIntegrity_StaleStackPage_ToleratedOnlyUnderTcg()
+    {
+        // Memory a few ticks ahead of the printed counter (the stack page came over stale), then the guest's own alarm.
+        var log = $"ferry-guest counter=60 checksum={QemuTestGuest.ExpectedChecksum(63, 1, 8):x8}\n"
+            + "ferry-guest corrupt counter=60 checksum=00000000 expected=11111111\n" + "ferry-guest counter=110 checksum=22222222\n";
+        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, 0, out _));
+        Assert.Null(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, out var ahead));
+        Assert.Equal(3, ahead);
+    }
+}

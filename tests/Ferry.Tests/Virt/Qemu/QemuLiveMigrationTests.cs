@@ -149,14 +149,15 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     private static void AssertSamplesIntact(GuestSpec guest, IReadOnlyList<QemuTestGuest.Sample> samples, string log, bool checkModel = true)
     {
         var (region, kib) = GuestParameters(guest);
-        Assert.False(log.Contains("ferry-guest corrupt", StringComparison.Ordinal), log);
         for (var i = 1; i < samples.Count; i++)
         {
             Assert.True(samples[i].Counter > samples[i - 1].Counter, $"counter did not increase: {samples[i - 1]} then {samples[i]}");
         }
-        foreach (var sample in samples.Where(_ => checkModel))
+        if (checkModel)
         {
-            Assert.True(QemuTestGuest.ExpectedChecksum(sample.Counter, region, kib) == sample.Checksum, $"wrong checksum in {sample}: {log}");
+            // Under TCG, QEMU 7.2 may hand over a stale copy of the guest's stack page (QemuTestGuest.TcgStalePageToleranceTicks).
+            var failure = QemuTestGuest.CheckIntegrity(log, region, kib, QemuTestGuest.TcgStalePageToleranceTicks, out _);
+            Assert.True(failure is null, $"{failure}: {log}");
         }
     }
 
@@ -299,8 +300,9 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     [Fact]
     public async Task LiveMigrate_NonConvergingWithAutoConverge_Completes()
     {
-        // A smaller working set (8 MiB, still above 16 MiB/s × 300 ms): the throttle has to climb to ~90 %, not 99 %.
-        var pair = await PrepareAsync(Guest(HotDirtyMiBps, regionMib: 8));
+        // 24 MiB/s (1.5 × the link) over 8 MiB (well above 16 MiB/s × 300 ms): pre-copy alone never ends, but a
+        // moderate throttle does, so the test stays short on a loaded machine (a maximal dirtier needs ~99 %, minutes).
+        var pair = await PrepareAsync(Guest("24", regionMib: 8));
         var callbacks = new RecordingCallbacks();
         var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
         var wall = Stopwatch.StartNew();
@@ -311,11 +313,8 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         Assert.Equal(LiveMigrationOutcome.Completed, outcome);
         Assert.True(callbacks.Samples.Last().Iteration > 2, "a hot guest needs several passes while the throttle rises");
         Assert.Equal(0, callbacks.PostCopySwitches);
-        // QEMU 7.2 under TCG loses guest writes when auto-converge throttles the vCPU: in 4 of 6 runs the destination's
-        // RAM was internally consistent (no "corrupt" line) but out of step with the vCPU's counter (checksum ≠ model),
-        // while the same guest without auto-converge (66 passes, then stop-and-copy) moved intact 2 of 2. The model
-        // check is reported, not asserted, until that is understood; never enable auto-converge on TCG in production.
-        await AssertMovedAsync(pair, counter, checkModel: false);
+        // Many bitmap syncs make QEMU 7.2's TCG stale-page race (QemuTestGuest.TcgStalePageToleranceTicks) likely here.
+        await AssertMovedAsync(pair, counter);
     }
 
     [Fact]
