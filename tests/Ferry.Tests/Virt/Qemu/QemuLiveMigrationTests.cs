@@ -146,7 +146,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         return (append["region_mib"], append["dirty_kib_per_tick"]);
     }
 
-    private static void AssertSamplesIntact(GuestSpec guest, IReadOnlyList<QemuTestGuest.Sample> samples, string log, bool checkModel = true)
+    private static void AssertSamplesIntact(QemuDriver host, GuestSpec guest, IReadOnlyList<QemuTestGuest.Sample> samples, string log, bool checkModel = true)
     {
         var (region, kib) = GuestParameters(guest);
         for (var i = 1; i < samples.Count; i++)
@@ -156,7 +156,8 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         if (checkModel)
         {
             // Under TCG, QEMU 7.2 may hand over a stale copy of the guest's stack page (QemuTestGuest.TcgStalePageToleranceTicks).
-            var failure = QemuTestGuest.CheckIntegrity(log, region, kib, QemuTestGuest.TcgStalePageToleranceTicks, out _);
+            var tolerance = host.Accel == "tcg" ? QemuTestGuest.TcgStalePageToleranceTicks : 0;
+            var failure = QemuTestGuest.CheckIntegrity(log, region, kib, tolerance, out _);
             Assert.True(failure is null, $"{failure}: {log}");
         }
     }
@@ -167,7 +168,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var (source, dest, guest) = (pair.Source, pair.Dest, pair.Guest);
         Assert.Equal(GuestPowerState.Paused, await source.QueryPowerStateAsync(guest.Uuid, Ct)); // postmigrate, never resumed
         var sourceLog = await File.ReadAllTextAsync(source.ConsoleLogPath(guest.Uuid), Ct);
-        AssertSamplesIntact(guest, QemuTestGuest.ParseSamples(sourceLog), "source: " + sourceLog[Math.Max(0, sourceLog.Length - 2000)..]);
+        AssertSamplesIntact(source, guest, QemuTestGuest.ParseSamples(sourceLog), "source: " + sourceLog[Math.Max(0, sourceLog.Length - 2000)..]);
         await source.PostLiveMigrationAtSourceAsync(guest, sharedInstancePath: false, Ct);
         await dest.PostLiveMigrationAtDestinationAsync(guest, Ct);
         Assert.False(QemuProcess.IsAlive(pair.SourcePid, guest.Uuid), "the source QEMU survived PostLiveMigrationAtSource");
@@ -175,7 +176,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         Assert.Equal(GuestPowerState.Running, await dest.QueryPowerStateAsync(guest.Uuid, Ct));
         var samples = await WaitForSamplesAsync(dest, guest.Uuid, 2);
         Assert.True(samples[0].Counter >= lastSourceCounter, $"the destination restarted the counter ({samples[0].Counter} < {lastSourceCounter}): a reboot, not a migration");
-        AssertSamplesIntact(guest, samples, "destination: " + await File.ReadAllTextAsync(dest.ConsoleLogPath(guest.Uuid), Ct), checkModel);
+        AssertSamplesIntact(dest, guest, samples, "destination: " + await File.ReadAllTextAsync(dest.ConsoleLogPath(guest.Uuid), Ct), checkModel);
         if (!checkModel)
         {
             var (region, kib) = GuestParameters(guest);
@@ -190,7 +191,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         Assert.Equal(GuestPowerState.Running, await source.QueryPowerStateAsync(guest.Uuid, Ct));
         var before = (await WaitForSamplesAsync(source, guest.Uuid, 1)).Count;
         var after = await WaitForSamplesAsync(source, guest.Uuid, before + 2);
-        AssertSamplesIntact(guest, after, await File.ReadAllTextAsync(source.ConsoleLogPath(guest.Uuid), Ct));
+        AssertSamplesIntact(source, guest, after, await File.ReadAllTextAsync(source.ConsoleLogPath(guest.Uuid), Ct));
         var jobs = await source.ExecuteQmpAsync(guest.Uuid, "query-block-jobs", null, Ct);
         Assert.Equal(0, jobs.GetArrayLength());
         var nodes = await source.ExecuteQmpAsync(guest.Uuid, "query-named-block-nodes", null, Ct);
