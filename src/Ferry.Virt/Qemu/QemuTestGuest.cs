@@ -73,41 +73,54 @@ public static partial class QemuTestGuest
     public const int TcgStalePageToleranceTicks = 16;
 
     /// <summary>
-    /// Null when the status lines of <paramref name="consoleLog"/> show intact memory: each checksum equals the
-    /// closed form at its counter. With <paramref name="toleratedTicksAhead"/> &gt; 0 (TCG), the first line that does
-    /// not may instead match a state at most that many ticks after its counter: the stale-page defect above. The
-    /// guest's bookkeeping is then inconsistent for good, so later lines are not checked (only that they exist).
-    /// Else a message saying which line proves memory was lost. <paramref name="ticksAhead"/> is the offset found (0 if none).
+    /// Null when the status lines of <paramref name="consoleLog"/> show intact memory, else a message saying which
+    /// line proves memory was lost. Every line must match the closed form at its counter, except under TCG
+    /// (<paramref name="toleratedTicks"/> &gt; 0) from the first line at or after <paramref name="movedAtCounter"/>
+    /// (the first line the destination printed): that line may match a state up to that many ticks away from its
+    /// counter (the stale stack page above; the region itself must have arrived intact), and the guest's
+    /// bookkeeping may be stale for good after it, so later lines and "corrupt" alarms prove nothing and are not checked.
     /// </summary>
-    public static string? CheckIntegrity(string consoleLog, int regionMib, int dirtyKibPerTick, int toleratedTicksAhead, out int ticksAhead)
+    public static string? CheckIntegrity(string consoleLog, int regionMib, int dirtyKibPerTick, int toleratedTicks, long movedAtCounter = 0)
     {
         ArgumentNullException.ThrowIfNull(consoleLog);
-        ticksAhead = 0;
-        // A "corrupt" line means the guest's own bookkeeping (on its stack page) disagrees with its memory: under TCG
-        // the defect above, after which later lines prove nothing; lines before it are still checked.
-        var corrupt = consoleLog.IndexOf("ferry-guest corrupt", StringComparison.Ordinal);
-        if (corrupt >= 0 && toleratedTicksAhead == 0)
+        var lines = ConsoleLines().Matches(consoleLog);
+        foreach (Match line in lines)
         {
-            return "the guest reported its own memory corrupt";
-        }
-        foreach (var sample in ParseSamples(corrupt >= 0 ? consoleLog[..corrupt] : consoleLog))
-        {
-            if (ExpectedChecksum(sample.Counter, regionMib, dirtyKibPerTick) == sample.Checksum)
+            if (line.Groups["corrupt"].Success)
             {
+                if (toleratedTicks == 0)
+                {
+                    return $"the guest reported its own memory corrupt: {line.Value.Trim()}";
+                }
                 continue;
             }
-            for (var k = 1; k <= toleratedTicksAhead; k++)
+            var counter = long.Parse(line.Groups["counter"].ValueSpan, CultureInfo.InvariantCulture);
+            var checksum = uint.Parse(line.Groups["checksum"].ValueSpan, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            if (ExpectedChecksum(counter, regionMib, dirtyKibPerTick) == checksum)
             {
-                if (ExpectedChecksum(sample.Counter + k, regionMib, dirtyKibPerTick) == sample.Checksum)
+                if (toleratedTicks > 0 && counter >= movedAtCounter)
                 {
-                    ticksAhead = k;
                     return null;
                 }
+                continue;
             }
-            return $"memory lost: at counter {sample.Counter} the checksum {sample.Checksum:x8} is no state the guest wrote (tolerance {toleratedTicksAhead} ticks)";
+            if (toleratedTicks > 0 && counter >= movedAtCounter)
+            {
+                for (var k = -toleratedTicks; k <= toleratedTicks; k++)
+                {
+                    if (counter + k >= 0 && ExpectedChecksum(counter + k, regionMib, dirtyKibPerTick) == checksum)
+                    {
+                        return null;
+                    }
+                }
+            }
+            return $"memory lost: at counter {counter} the checksum {checksum:x8} is no state the guest wrote (tolerance {toleratedTicks} ticks)";
         }
         return null;
     }
+
+    [GeneratedRegex(@"^ferry-guest (?:(?<corrupt>corrupt) .*|counter=(?<counter>\d+) checksum=(?<checksum>[0-9a-f]{8}))\r?$", RegexOptions.Multiline)]
+    private static partial Regex ConsoleLines();
 
     /// <summary>
     /// The checksum the region must have after <paramref name="counter"/> ticks: FNV-1a over every word, each

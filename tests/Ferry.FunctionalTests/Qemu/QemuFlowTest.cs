@@ -52,7 +52,11 @@ public abstract class QemuFlowTest<TFixture>(TFixture fixture) : FlowTest<TFixtu
     }
 
     /// <summary>The guest's status lines so far, each checked against the closed-form checksum.</summary>
-    protected async Task<IReadOnlyList<QemuTestGuest.Sample>> SamplesAsync(string id)
+    /// <param name="movedAtCounter">
+    /// Lines from this counter on were printed after a live migration (QemuTestGuest.CheckIntegrity): 0 when the whole
+    /// log is the destination's, the counter before the move on shared storage; by default the guest never moved live.
+    /// </param>
+    protected async Task<IReadOnlyList<QemuTestGuest.Sample>> SamplesAsync(string id, long movedAtCounter = long.MaxValue)
     {
         var (status, body) = await Admin.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {"length": 400}}""")!);
         Assert.True(status == HttpStatusCode.OK, $"console output: {(int)status} {body?.ToJsonString()}");
@@ -60,18 +64,18 @@ public abstract class QemuFlowTest<TFixture>(TFixture fixture) : FlowTest<TFixtu
         var instance = Instances.Get(id);
         // Under TCG, QEMU 7.2 may hand over a stale copy of the guest's stack page (QemuTestGuest.TcgStalePageToleranceTicks).
         var tolerance = Qemu(instance.Host!).Accel == "tcg" ? QemuTestGuest.TcgStalePageToleranceTicks : 0;
-        var failure = QemuTestGuest.CheckIntegrity(log, QemuTestGuest.DefaultRegionMib, KibPerTick(instance), tolerance, out _);
+        var failure = QemuTestGuest.CheckIntegrity(log, QemuTestGuest.DefaultRegionMib, KibPerTick(instance), tolerance, movedAtCounter);
         Assert.True(failure is null, $"{failure}: {log}");
         return QemuTestGuest.ParseSamples(log);
     }
 
     /// <summary>Waits until the guest prints a counter above <paramref name="above"/>; returns the newest counter.</summary>
-    protected async Task<long> WaitForCounterAsync(string id, long above)
+    protected async Task<long> WaitForCounterAsync(string id, long above, long movedAtCounter = long.MaxValue)
     {
         var started = Stopwatch.StartNew();
         while (true)
         {
-            var samples = await SamplesAsync(id);
+            var samples = await SamplesAsync(id, movedAtCounter);
             if (samples.Count > 0 && samples[^1].Counter > above)
             {
                 return samples[^1].Counter;

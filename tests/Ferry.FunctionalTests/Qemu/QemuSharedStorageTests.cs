@@ -21,7 +21,7 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
 
         Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
         Assert.True(migration.MemoryTotal > 0, "progress from query-migrate reached the migration record");
-        await WaitForCounterAsync(id, before + 100);
+        await WaitForCounterAsync(id, before + 100, movedAtCounter: before + 1);
         AssertRunsOnlyOn(id, "compute2");
     }
 
@@ -39,8 +39,8 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
             var (instance, migration) = await WaitForMoveEndAsync(id);
             Assert.Equal((MigrationStatus.Cancelled, "compute1", VmState.Active), (migration.Status, instance.Host, instance.VmState));
         }
-        var now = (await SamplesAsync(id))[^1].Counter;
-        await WaitForCounterAsync(id, now + 50);
+        var now = (await SamplesAsync(id, long.MaxValue))[^1].Counter;
+        await WaitForCounterAsync(id, now + 50, long.MaxValue);
         AssertRunsOnlyOn(id, "compute1");
     }
 
@@ -62,8 +62,8 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
             Assert.Equal(("compute1", VmState.Active), (instance.Host, instance.VmState));
             Assert.Contains(migration.Status, new[] { MigrationStatus.Failed, MigrationStatus.Error });
         }
-        var now = (await SamplesAsync(id))[^1].Counter;
-        await WaitForCounterAsync(id, now + 50);
+        var now = (await SamplesAsync(id, long.MaxValue))[^1].Counter;
+        await WaitForCounterAsync(id, now + 50, long.MaxValue);
         AssertRunsOnlyOn(id, "compute1");
     }
 

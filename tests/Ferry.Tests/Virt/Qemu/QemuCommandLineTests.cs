@@ -171,31 +171,34 @@ public sealed class QemuCommandLineTests
 
 public sealed class TestGuestIntegrityTests
 {
-    private static string Line(long counter, int kib) =>
-        $"ferry-guest counter={counter} checksum={QemuTestGuest.ExpectedChecksum(counter, 1, kib):x8}\n";
+    private static string Line(long counter, int kib, long stateAt = -1) =>
+        $"ferry-guest counter={counter} checksum={QemuTestGuest.ExpectedChecksum(stateAt < 0 ? counter : stateAt, 1, kib):x8}\n";
 
     [Fact]
-    public void CheckIntegrity_IntactLog_Passes()
-    {
-        Assert.Null(QemuTestGuest.CheckIntegrity(Line(10, 8) + Line(60, 8), 1, 8, 0, out var ahead));
-        Assert.Equal(0, ahead);
-    }
+    public void CheckIntegrity_IntactLog_Passes() =>
+        Assert.Null(QemuTestGuest.CheckIntegrity(Line(10, 8) + Line(60, 8), 1, 8, 0));
 
     [Fact]
     public void CheckIntegrity_LostRegionPage_FailsEvenWithTheTcgTolerance()
     {
         var log = Line(10, 8) + "ferry-guest counter=60 checksum=12345678\n";
-        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, out _));
+        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
+    }
+
+    [Fact]
+    public void CheckIntegrity_SourceLinesBeforeTheMove_AlwaysStrict()
+    {
+        var log = Line(10, 8, stateAt: 12) + Line(60, 8);
+        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
     }
 
     [Fact]
     public void CheckIntegrity_StaleStackPage_ToleratedOnlyUnderTcg()
     {
-        // Memory a few ticks ahead of the printed counter (the stack page came over stale), then the guest's own alarm.
-        var log = $"ferry-guest counter=60 checksum={QemuTestGuest.ExpectedChecksum(63, 1, 8):x8}\n"
-            + "ferry-guest corrupt counter=60 checksum=00000000 expected=11111111\n" + "ferry-guest counter=110 checksum=22222222\n";
-        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, 0, out _));
-        Assert.Null(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, out var ahead));
-        Assert.Equal(3, ahead);
+        // The first destination line shows memory a few ticks ahead of its counter, then the guest's own alarm and drift.
+        var log = Line(10, 8) + Line(60, 8, stateAt: 63) + "ferry-guest corrupt counter=60 checksum=00000000 expected=11111111\n"
+            + "ferry-guest counter=110 checksum=22222222\n";
+        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, 0));
+        Assert.Null(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
     }
 }
