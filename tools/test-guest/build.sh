@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Builds the Ferry test guest (a multiboot v1 ELF32 kernel) with the machine's gcc and ld.
-# Output: tools/test-guest/out/ferry-test-guest.elf. Idempotent: does nothing when the output is newer than the sources.
+# Output: tools/test-guest/out/ferry-test-guest.elf (its path is the last line printed) and
+# tools/test-guest/out/ferry-disk-guest.img (a boot-sector disk image). Idempotent: does nothing when the outputs are
+# newer than the sources.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="$here/out"
 elf="$out/ferry-test-guest.elf"
-sources=("$here/boot.S" "$here/kmain.c" "$here/link.ld" "$here/build.sh")
+img="$out/ferry-disk-guest.img"
+sources=("$here/boot.S" "$here/kmain.c" "$here/link.ld" "$here/bootsector.S" "$here/build.sh")
 
 up_to_date=1
-[[ -f "$elf" ]] || up_to_date=0
+[[ -f "$elf" && -f "$img" ]] || up_to_date=0
 if (( up_to_date )); then
-  for s in "${sources[@]}"; do [[ "$s" -nt "$elf" ]] && up_to_date=0; done
+  for s in "${sources[@]}"; do [[ "$s" -nt "$elf" || "$s" -nt "$img" ]] && up_to_date=0; done
 fi
 if (( up_to_date )); then echo "$elf"; exit 0; fi
 
@@ -22,5 +25,8 @@ cflags=(-m32 -march=i686 -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protect
 gcc "${cflags[@]}" -c "$here/boot.S" -o "$tmp/boot.o"
 gcc "${cflags[@]}" -c "$here/kmain.c" -o "$tmp/kmain.o"
 ld -m elf_i386 -nostdlib -static --no-warn-rwx-segments -T "$here/link.ld" -o "$tmp/ferry-test-guest.elf" "$tmp/boot.o" "$tmp/kmain.o"
+gcc -m32 -c "$here/bootsector.S" -o "$tmp/bootsector.o"
+ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o "$tmp/ferry-disk-guest.img" "$tmp/bootsector.o"
 mv -f "$tmp/ferry-test-guest.elf" "$elf"
+mv -f "$tmp/ferry-disk-guest.img" "$img"
 echo "$elf"

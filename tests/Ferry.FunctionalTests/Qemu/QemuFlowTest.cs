@@ -40,6 +40,9 @@ public abstract class QemuFlowTest<TFixture>(TFixture fixture) : FlowTest<TFixtu
         }
     }
 
+    /// <summary>Deletes the server when the test ends.</summary>
+    protected void Track(string id) => _booted.Add(id);
+
     /// <summary>Boots the test guest (64 MiB) dirtying <paramref name="dirtyMiBps"/> of its 4 MiB region.</summary>
     protected async Task<string> BootGuestAsync(string host, double dirtyMiBps = 1)
     {

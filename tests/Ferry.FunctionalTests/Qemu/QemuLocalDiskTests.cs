@@ -140,4 +140,41 @@ public sealed class QemuLocalDiskTests(QemuFerryFixture fixture) : QemuFlowTest<
         Assert.Equal(pid, Qemu("compute1").GetProcessId(id));
         AssertRunsOnlyOn(id, "compute1");
     }
+
+    [Fact]
+    public async Task Boot_AnImageUploadedToTheImageService_BootsFromItsDisk()
+    {
+        // tools/test-guest/build.sh also builds a 512-byte boot sector that prints one line: a real disk image.
+        var bytes = await File.ReadAllBytesAsync(Path.Combine(Path.GetDirectoryName(Fixture.Ferry.Options.TestGuestKernelPath)!, "ferry-disk-guest.img"));
+        using var glance = new HttpClient { BaseAddress = new Uri(Fixture.Ferry.Options.ImageUrl + "/") };
+        using var created = await glance.PostAsync("v2/images", new StringContent(
+            """{"name": "disk-guest", "disk_format": "raw", "container_format": "bare"}""", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var imageId = JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
+        using var data = new ByteArrayContent(bytes);
+        data.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/octet-stream");
+        Assert.Equal(HttpStatusCode.NoContent, (await glance.PutAsync($"v2/images/{imageId}/file", data)).StatusCode);
+
+        var (status, body) = await Admin.PostAsync("servers", JsonNode.Parse($$$"""
+            {"server": {"name": "from-disk", "imageRef": "{{{imageId}}}", "flavorRef": "m1.nano", "networks": "none", "availability_zone": "nova:compute1"}}
+            """));
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        var id = body!["server"]!["id"]!.GetValue<string>();
+        Track(id);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE");
+
+        var deadline = DateTime.UtcNow + WaitLimit;
+        string output;
+        do
+        {
+            await Task.Delay(250);
+            output = (await Admin.ActionAsync(id, JsonNode.Parse("""{"os-getConsoleOutput": {}}""")!)).Body!["output"]!.GetValue<string>();
+            Assert.True(DateTime.UtcNow < deadline, $"no boot line from the disk: '{output}'");
+        }
+        while (!output.Contains("ferry-disk-guest booted from its disk", StringComparison.Ordinal));
+        var baseImage = Path.Combine(Qemu("compute1").BaseDirectory,
+            Convert.ToHexStringLower(System.Security.Cryptography.SHA1.HashData(System.Text.Encoding.UTF8.GetBytes(imageId))));
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(baseImage));
+        AssertRunsOnlyOn(id, "compute1");
+    }
 }
