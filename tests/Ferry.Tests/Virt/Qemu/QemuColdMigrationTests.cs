@@ -11,37 +11,12 @@ using Ferry.Virt.Qemu;
 namespace Ferry.Tests.Virt.Qemu;
 
 [Trait("Requires", "qemu")]
-public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFixture<TestGuestFixture>, IAsyncLifetime
+public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : QemuDriverTest(TimeSpan.FromSeconds(90)), IClassFixture<TestGuestFixture>
 {
     // Through the device's own block backend: a second writer on node disk0 conflicts with virtio-blk's permissions.
     private const string WritePattern = "qemu-io -d /machine/peripheral/disk0-dev/virtio-backend \"write -P 0x5a 0 1M\"";
     private const long MiB = 1L << 20;
     private const long GiB = 1L << 30;
-
-    private readonly string _root = TestGuestFixture.NewTempRoot();
-    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(90));
-    private readonly List<QemuDriver> _drivers = [];
-    private readonly List<(int Pid, string Uuid)> _pids = [];
-
-    private CancellationToken Ct => _timeout.Token;
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        foreach (var driver in _drivers)
-        {
-            await driver.DisposeAsync();
-        }
-        foreach (var (pid, uuid) in _pids.Where(p => QemuProcess.IsAlive(p.Pid, p.Uuid)))
-        {
-            using var p = Process.GetProcessById(pid);
-            p.Kill();
-            Assert.Fail($"QEMU pid {pid} of {uuid} survived the driver's disposal");
-        }
-        _timeout.Dispose();
-        Directory.Delete(_root, recursive: true);
-    }
 
     [Fact]
     public async Task ColdMigrate_BetweenTwoHostsThenConfirm_DestinationRunsTheSameDiskOnItsOwnBase()
@@ -62,7 +37,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
         Assert.Equal(GuestPowerState.Shutdown, source.GetGuest(guest.Uuid)?.PowerState);
 
         await dest.FinishMigrationAsync(guest, diskInfo, powerOn: true, Ct);
-        _pids.Add((dest.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
+        Pids.Add((dest.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
 
         await WaitForSamplesAsync(dest, guest.Uuid, 2);
         AssertPatternReads(await ReadPatternAsync(dest, guest.Uuid));
@@ -100,7 +75,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
         var diskInfo = await source.MigrateDiskAndPowerOffAsync(guest, "dst", resized, Ct);
         await dest.FinishMigrationAsync(resized, diskInfo, powerOn: true, Ct);
         var destPid = dest.GetProcessId(guest.Uuid)!.Value;
-        _pids.Add((destPid, guest.Uuid));
+        Pids.Add((destPid, guest.Uuid));
 
         Assert.Equal(128 * MiB, await BaseMemoryAsync(dest, guest.Uuid));
         Assert.Equal(2 * GiB, (await ImageInfoAsync(Path.Combine(dest.InstanceDirectory(guest.Uuid), "disk"))).GetProperty("virtual-size").GetInt64());
@@ -109,7 +84,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
 
         await dest.DestroyAsync(guest.Uuid, destroyDisks: true, Ct);
         await source.FinishRevertMigrationAsync(guest, powerOn: true, Ct);
-        _pids.Add((source.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
+        Pids.Add((source.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
 
         Assert.False(QemuProcess.IsAlive(destPid, guest.Uuid));
         Assert.False(Directory.Exists(dest.InstanceDirectory(guest.Uuid)));
@@ -136,7 +111,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
         var diskInfo = await host.MigrateDiskAndPowerOffAsync(guest, "one", resized, Ct);
         await host.FinishMigrationAsync(resized, diskInfo, powerOn: true, Ct);
         var newPid = host.GetProcessId(guest.Uuid)!.Value;
-        _pids.Add((newPid, guest.Uuid));
+        Pids.Add((newPid, guest.Uuid));
 
         Assert.False(QemuProcess.IsAlive(oldPid, guest.Uuid));
         Assert.Equal(96, Assert.Single(host.ListGuests()).MemoryMb);
@@ -185,7 +160,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
         AssertClean(dest, guest.Uuid);
 
         await dest.FinishMigrationAsync(guest, diskInfo, powerOn: true, Ct);
-        _pids.Add((dest.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
+        Pids.Add((dest.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
         Assert.True(File.Exists(Path.Combine(dest.InstanceDirectory(guest.Uuid), "disk.config")));
         Assert.Equal(GuestPowerState.Running, await dest.QueryPowerStateAsync(guest.Uuid, Ct));
         await source.ConfirmMigrationAsync(guest, Ct);
@@ -211,7 +186,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
         AssertClean(dest, guest.Uuid);
         RestoreLastByte(kept, original);
         await source.FinishRevertMigrationAsync(guest, powerOn: true, Ct);
-        _pids.Add((source.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
+        Pids.Add((source.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
         await WaitForSamplesAsync(source, guest.Uuid, 1);
         AssertPatternReads(await ReadPatternAsync(source, guest.Uuid));
         Assert.False(Directory.Exists(source.ResizeDirectory(guest.Uuid)));
@@ -233,7 +208,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
         Assert.Equal(GuestPowerState.Shutdown, second.GetGuest(guest.Uuid)?.PowerState);
         Assert.False(second.InstanceOnDisk(guest.Uuid));
         await second.FinishRevertMigrationAsync(guest, powerOn: true, Ct);
-        _pids.Add((second.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
+        Pids.Add((second.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
         Assert.Equal(GuestPowerState.Running, await second.QueryPowerStateAsync(guest.Uuid, Ct));
         Assert.False(Directory.Exists(second.ResizeDirectory(guest.Uuid)));
     }
@@ -242,7 +217,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
     public async Task CheckCanReceive_MoreThanTheHostHasOrNoKernel_RefusedAsResizeClaimFailure()
     {
         var host = await NewDriverAsync("dst");
-        var noKernel = await NewDriverAsync("nok", kernelPath: Path.Combine(_root, "missing.elf"));
+        var noKernel = await NewDriverAsync("nok", kernelPath: Path.Combine(Root, "missing.elf"));
         var guest = Guest();
 
         var memory = await Assert.ThrowsAsync<InstanceFaultRollbackException>(() => host.CheckCanReceiveAsync(guest with { MemoryMb = int.MaxValue / 2 }, Ct));
@@ -262,10 +237,10 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
         var driver = new QemuDriver(new QemuDriverOptions
         {
             HostName = host,
-            InstancesPath = Path.Combine(_root, host),
+            InstancesPath = Path.Combine(Root, host),
             TestGuestKernelPath = kernelPath ?? fixture.KernelPath,
         });
-        _drivers.Add(driver);
+        Drivers.Add(driver);
         await driver.InitHostAsync(Ct);
         return driver;
     }
@@ -285,7 +260,7 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : IClassFix
     {
         await driver.SpawnAsync(guest, reuseDisks: false, Ct);
         var pid = driver.GetProcessId(guest.Uuid) ?? throw new InvalidOperationException("no pid after spawn");
-        _pids.Add((pid, guest.Uuid));
+        Pids.Add((pid, guest.Uuid));
         return pid;
     }
 

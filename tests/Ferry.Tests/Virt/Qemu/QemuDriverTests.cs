@@ -9,45 +9,19 @@ using Ferry.Virt.Qemu;
 namespace Ferry.Tests.Virt.Qemu;
 
 [Trait("Requires", "qemu")]
-public sealed partial class QemuDriverTests(TestGuestFixture fixture) : IClassFixture<TestGuestFixture>, IAsyncLifetime
+public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriverTest(TimeSpan.FromSeconds(40)), IClassFixture<TestGuestFixture>
 {
-    private readonly string _root = TestGuestFixture.NewTempRoot();
-    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(40));
-    private readonly List<QemuDriver> _drivers = [];
-    private readonly List<(int Pid, string Uuid)> _pids = [];
-
-    private CancellationToken Ct => _timeout.Token;
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        foreach (var driver in _drivers)
-        {
-            await driver.DisposeAsync();
-        }
-        // Belt and braces: nothing a test started may outlive it.
-        foreach (var (pid, uuid) in _pids.Where(p => QemuProcess.IsAlive(p.Pid, p.Uuid)))
-        {
-            using var p = Process.GetProcessById(pid);
-            p.Kill();
-            Assert.Fail($"QEMU pid {pid} of {uuid} survived the driver's disposal");
-        }
-        _timeout.Dispose();
-        Directory.Delete(_root, recursive: true);
-    }
-
     private QemuDriver NewDriver(bool killOnDispose = true)
     {
         var driver = new QemuDriver(new QemuDriverOptions
         {
             HostName = "qemu-test",
-            InstancesPath = Path.Combine(_root, "instances"),
+            InstancesPath = Path.Combine(Root, "instances"),
             TestGuestKernelPath = fixture.KernelPath,
             Accel = "auto",
             KillGuestsOnDispose = killOnDispose,
         });
-        _drivers.Add(driver);
+        Drivers.Add(driver);
         return driver;
     }
 
@@ -67,7 +41,7 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : IClassFi
     {
         await driver.SpawnAsync(guest, reuseDisks: false, Ct);
         var pid = driver.GetProcessId(guest.Uuid) ?? throw new InvalidOperationException("no pid after spawn");
-        _pids.Add((pid, guest.Uuid));
+        Pids.Add((pid, guest.Uuid));
         return pid;
     }
 
@@ -172,7 +146,7 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : IClassFi
         File.Delete(driver.ConsoleLogPath(guest.Uuid));
         await driver.PowerOnAsync(guest.Uuid, Ct);
         var newPid = driver.GetProcessId(guest.Uuid)!.Value;
-        _pids.Add((newPid, guest.Uuid));
+        Pids.Add((newPid, guest.Uuid));
         await WaitForSamplesAsync(driver, guest.Uuid, 2);
 
         Assert.NotEqual(pid, newPid);

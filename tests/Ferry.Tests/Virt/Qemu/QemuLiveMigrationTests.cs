@@ -17,48 +17,22 @@ namespace Ferry.Tests.Virt.Qemu;
 /// "Hot" guests rewrite a working set far larger than bandwidth × downtime, so pre-copy alone never ends.
 /// </summary>
 [Trait("Requires", "qemu")]
-public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutputHelper output) : IClassFixture<TestGuestFixture>, IAsyncLifetime
+public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutputHelper output) : QemuDriverTest(TimeSpan.FromSeconds(120)), IClassFixture<TestGuestFixture>
 {
     private const int HotRegionMib = 24;
     private const string HotDirtyMiBps = "400"; // more than TCG can write: the dirty rate follows the vCPU's CPU share
     private const int HotBandwidthMiBps = 16;  // 16 MiB/s × 300 ms = 4.8 MiB ≪ 24 MiB working set
     private const string RootDiskBackend = "/machine/peripheral/disk0-dev/virtio-backend";
 
-    private readonly string _root = TestGuestFixture.NewTempRoot();
-    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(120));
-    private readonly List<QemuDriver> _drivers = [];
-    private readonly List<(int Pid, string Uuid)> _pids = [];
-
-    private CancellationToken Ct => _timeout.Token;
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        foreach (var driver in _drivers)
-        {
-            await driver.DisposeAsync();
-        }
-        // Belt and braces: nothing a test started may outlive it.
-        foreach (var (pid, uuid) in _pids.Where(p => QemuProcess.IsAlive(p.Pid, p.Uuid)))
-        {
-            using var p = Process.GetProcessById(pid);
-            p.Kill();
-            Assert.Fail($"QEMU pid {pid} of {uuid} survived the driver's disposal");
-        }
-        _timeout.Dispose();
-        Directory.Delete(_root, recursive: true);
-    }
-
     private QemuDriver NewDriver(string host)
     {
         var driver = new QemuDriver(new QemuDriverOptions
         {
             HostName = host,
-            InstancesPath = Path.Combine(_root, host),
+            InstancesPath = Path.Combine(Root, host),
             TestGuestKernelPath = fixture.KernelPath,
         });
-        _drivers.Add(driver);
+        Drivers.Add(driver);
         return driver;
     }
 
@@ -96,11 +70,11 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var dest = NewDriver("dst");
         await source.SpawnAsync(guest, reuseDisks: false, Ct);
         var sourcePid = source.GetProcessId(guest.Uuid)!.Value;
-        _pids.Add((sourcePid, guest.Uuid));
+        Pids.Add((sourcePid, guest.Uuid));
         await WaitForSamplesAsync(source, guest.Uuid, 2);
         var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration, Ct);
         var destPid = dest.GetProcessId(guest.Uuid)!.Value;
-        _pids.Add((destPid, guest.Uuid));
+        Pids.Add((destPid, guest.Uuid));
         return new Pair(source, dest, guest, sourcePid, destPid, uri);
     }
 
