@@ -396,9 +396,6 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private static NotSupportedException NotYet(string method) =>
-        new($"{method} is not yet implemented in the QEMU driver (issue 3).");
-
     private QemuGuest Find(string uuid) =>
         _guests.TryGetValue(uuid, out var guest) ? guest : throw new NotFoundException($"Guest {uuid} is not defined on {_options.HostName}.");
 
