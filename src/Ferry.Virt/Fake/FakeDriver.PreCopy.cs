@@ -73,7 +73,7 @@ public sealed partial class FakeDriver
             }
 
             // Converged: stop the guest and send the rest within the downtime limit.
-            if (expectedDowntimeMs <= downtime.LimitMsAt(clock))
+            if (expectedDowntimeMs <= downtime.LimitMsAt(TimeSpan.FromSeconds(clock)))
             {
                 await SleepAsync(remaining / bandwidth, wake: null, cancellationToken);
                 return LiveMigrationOutcome.Completed;
@@ -175,24 +175,5 @@ public sealed partial class FakeDriver
         await Task.WhenAny(sleep, wake);
         await delayCts.CancelAsync();
         cancellationToken.ThrowIfCancellationRequested();
-    }
-
-    /// <summary>
-    /// Nova's downtime_steps: the limit starts at downtime/steps and rises by (downtime − base)/steps every
-    /// delay × data GiB seconds, reaching the full downtime after <c>steps</c> steps.
-    /// </summary>
-    private readonly struct DowntimeSchedule(LiveMigrationPlan plan, double dataGiB)
-    {
-        private readonly int _steps = Math.Max(1, plan.DowntimeSteps);
-        private readonly double _stepSeconds = Math.Max(0, plan.DowntimeDelaySecondsPerGiB) * dataGiB;
-        private readonly double _downtimeMs = Math.Max(0, plan.DowntimeMs);
-
-        public double LimitMsAt(double clock)
-        {
-            double baseMs = _downtimeMs / _steps;
-            double offsetMs = (_downtimeMs - baseMs) / _steps;
-            int step = _stepSeconds <= 0 ? _steps : (int)Math.Min(_steps, Math.Floor(clock / _stepSeconds));
-            return baseMs + offsetMs * step;
-        }
     }
 }

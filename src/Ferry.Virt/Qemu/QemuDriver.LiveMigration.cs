@@ -264,24 +264,8 @@ public sealed partial class QemuDriver
         }
     }
 
-    /// <summary>
-    /// Nova's downtime_steps: the limit starts at downtime/steps and rises by (downtime − base)/steps every
-    /// delay × data GiB seconds, reaching the full downtime after <c>steps</c> steps (the fake driver's schedule too).
-    /// </summary>
-    internal readonly struct DowntimeSchedule(LiveMigrationPlan plan, double dataGiB)
-    {
-        private readonly int _steps = Math.Max(1, plan.DowntimeSteps);
-        private readonly double _stepSeconds = Math.Max(0, plan.DowntimeDelaySecondsPerGiB) * dataGiB;
-        private readonly double _downtimeMs = Math.Max(1, plan.DowntimeMs);
-
-        public long LimitMsAt(TimeSpan elapsed)
-        {
-            var baseMs = _downtimeMs / _steps;
-            var offsetMs = (_downtimeMs - baseMs) / _steps;
-            var step = _stepSeconds <= 0 ? _steps : (int)Math.Min(_steps, Math.Floor(elapsed.TotalSeconds / _stepSeconds));
-            return Math.Max(1, (long)(baseMs + offsetMs * step));
-        }
-    }
+    /// <summary>QEMU takes whole milliseconds, at least 1.</summary>
+    private static long QemuLimitMs(double limitMs) => Math.Max(1, (long)limitMs);
 
     /// <summary>
     /// The control block of one outgoing migration: abort and force-complete requests from other threads, and the
@@ -435,7 +419,7 @@ public sealed partial class QemuDriver
                 ("pause-before-switchover", _plan.BlockMigration)), cancellationToken);
             // Always explicit: QEMU's default of 128 MiB/s is a hidden cap (qemu-lab findings).
             var bandwidth = _plan.BandwidthMiBps > 0 ? _plan.BandwidthMiBps << 20 : UnlimitedBandwidthBytes;
-            _downtimeLimitMs = schedule.LimitMsAt(TimeSpan.Zero);
+            _downtimeLimitMs = QemuLimitMs(schedule.LimitMsAt(TimeSpan.Zero));
             await _qmp.ExecuteAsync("migrate-set-parameters", new JsonObject
             {
                 ["max-bandwidth"] = bandwidth,
@@ -554,7 +538,7 @@ public sealed partial class QemuDriver
                 await SetDowntimeLimitAsync(MaxDowntimeLimitMs, cancellationToken);
                 return;
             }
-            var limit = schedule.LimitMsAt(elapsed);
+            var limit = QemuLimitMs(schedule.LimitMsAt(elapsed));
             if (!_forceApplied && limit != _downtimeLimitMs)
             {
                 driver.LogDowntimeStep(Uuid, _plan.MigrationUuid, limit, (long)elapsed.TotalSeconds);

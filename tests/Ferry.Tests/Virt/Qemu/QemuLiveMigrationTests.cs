@@ -408,7 +408,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     public void DowntimeSchedule_FollowsNovaSteps()
     {
         // Nova's docstring example: 10 steps, 30 s per GiB, 3 GiB, 400 ms → every 90 s: 40, 76, 112 … 400 ms.
-        var schedule = new QemuDriver.DowntimeSchedule(new LiveMigrationPlan
+        var schedule = new DowntimeSchedule(new LiveMigrationPlan
         {
             MigrationUuid = "m", DestHost = "d", DowntimeMs = 400, DowntimeSteps = 10, DowntimeDelaySecondsPerGiB = 30,
         }, dataGiB: 3);
