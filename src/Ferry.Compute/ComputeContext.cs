@@ -37,6 +37,9 @@ public sealed partial class ComputeContext(
         {
             Uuid = instance.Uuid,
             Name = instance.Name,
+            DisplayName = instance.DisplayName,
+            ProjectId = instance.ProjectId,
+            AvailabilityZone = instance.AvailabilityZone,
             Vcpus = f.Vcpus,
             MemoryMb = f.MemoryMb,
             RootGb = f.RootGb,

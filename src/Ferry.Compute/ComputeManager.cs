@@ -88,6 +88,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
             .On<CheckCanLiveMigrateSourceRequest, LiveMigrateData>("check_can_live_migrate_source", liveSource.CheckCanLiveMigrateSourceAsync)
             .On<LiveMigrationRequest>("live_migration", liveSource.LiveMigrationAsync)
             .On<PreLiveMigrationRequest, LiveMigrateData>("pre_live_migration", liveDest.PreLiveMigrationAsync)
+            .On<RecoverPostCopyAtDestinationRequest, RecoverPostCopyReply>("recover_post_copy_at_destination", liveDest.RecoverPostCopyAtDestinationAsync)
             .On<PostLiveMigrationAtDestinationRequest>("post_live_migration_at_destination", liveDest.PostLiveMigrationAtDestinationAsync)
             .On<RollbackLiveMigrationAtDestinationRequest>("rollback_live_migration_at_destination", liveDest.RollbackLiveMigrationAtDestinationAsync)
             .On<LiveMigrationAbortRequest>("live_migration_abort", liveSource.AbortAsync)
@@ -99,6 +100,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
             .On<MigrationRequest>("confirm_resize", resizeSource.ConfirmResizeAsync)
             .On<MigrationRequest>("revert_resize", resizeDest.RevertResizeAsync)
             .On<MigrationRequest>("destroy_resize_source", resizeSource.DestroyResizeSourceAsync)
+            .On<MigrationRequest>("destroy_live_migration_destination", liveDest.DestroyLiveMigrationDestinationAsync)
             .On<MigrationRequest>("finish_revert_resize", resizeSource.FinishRevertResizeAsync)
             .On<RebuildInstanceRequest>("rebuild_instance", evacuation.RebuildInstanceAsync);
     }

@@ -26,6 +26,10 @@ public sealed class ComputeOptions
     public CompletionTimeoutAction LiveMigrationTimeoutAction { get; set; } = CompletionTimeoutAction.Abort;
     public bool LiveMigrationPermitPostCopy { get; set; }
     public bool LiveMigrationPermitAutoConverge { get; set; }
+    /// <summary>Resumes of a broken post-copy stream in a row before the instance goes to ERROR (no Nova equivalent: Nova gives up at once).</summary>
+    public int LiveMigrationPostCopyRecoveryAttempts { get; set; } = 5;
+    /// <summary>Seconds without a byte moved before a post-copy stream counts as broken.</summary>
+    public int LiveMigrationPostCopyStallSeconds { get; set; } = 10;
 
     /// <summary>How often ACTIVE instances whose guest died are marked stopped (Nova: sync_power_state_interval, 600 s); also at start.</summary>
     public TimeSpan PowerStateSyncInterval { get; set; } = TimeSpan.FromSeconds(60);

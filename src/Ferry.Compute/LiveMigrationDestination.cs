@@ -61,9 +61,26 @@ public sealed class LiveMigrationDestination(ComputeContext context)
             }, ct);
         }, ct);
 
+    /// <summary>The post-copy stream broke: the guest runs here frozen on missing pages until the source resumes sending them.</summary>
+    public Task<RecoverPostCopyReply> RecoverPostCopyAtDestinationAsync(RecoverPostCopyAtDestinationRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_recover_post_copy_at_destination", async () =>
+            new RecoverPostCopyReply(await context.Driver.RecoverPostCopyAtDestinationAsync(request.Instance.Uuid, ct)), ct);
+
     public Task RollbackLiveMigrationAtDestinationAsync(RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
         context.RunEventAsync(request.Instance, request.RequestId, "compute_rollback_live_migration_at_destination", () =>
             context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), request.DestroyDisks, ct), ct);
+
+    /// <summary>
+    /// The server is being deleted after a live migration that ended in error, possibly after the switch to
+    /// post-copy, when both hosts keep a copy and a claim: drop the copy here and the migration's claim on the source
+    /// (the source's terminate drops the instance's own). Harmless when the rollback already did both.
+    /// </summary>
+    public Task DestroyLiveMigrationDestinationAsync(MigrationRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.RequestId, "compute_destroy_live_migration_destination", async () =>
+        {
+            await context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), destroyDisks: true, ct);
+            await context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct);
+        }, ct);
 
     /// <summary>Source's shared-storage question about an instance's files (evacuation clean-up).</summary>
     public Task<BoolReply> CheckInstanceSharedStorageAsync(CheckInstanceSharedStorageRequest request, CancellationToken ct) =>

@@ -142,8 +142,10 @@ public sealed class LiveMigrationSource(ComputeContext context)
             // Nova drops post-copy for paused guests: there is nothing running to switch.
             PermitPostCopy = context.Options.LiveMigrationPermitPostCopy && request.Instance.VmState != VmState.Paused,
             PermitAutoConverge = context.Options.LiveMigrationPermitAutoConverge,
+            PostCopyRecoveryAttempts = context.Options.LiveMigrationPostCopyRecoveryAttempts,
+            PostCopyStallSeconds = context.Options.LiveMigrationPostCopyStallSeconds,
         };
-        var callbacks = new ProgressReporter(context, request.Migration.Uuid, request.Instance.Uuid);
+        var callbacks = new ProgressReporter(context, request);
         var guest = ComputeContext.GuestFor(request.Instance);
         Task<LiveMigrationOutcome> migrate;
         try
@@ -313,8 +315,11 @@ public sealed class LiveMigrationSource(ComputeContext context)
     }
 
     /// <summary>Feeds the driver's monitor samples into the migration record, at most once per interval.</summary>
-    private sealed class ProgressReporter(ComputeContext context, string migrationUuid, string instanceUuid) : IDriverCallbacks
+    private sealed class ProgressReporter(ComputeContext context, LiveMigrationRequest request) : IDriverCallbacks
     {
+        private readonly string _migrationUuid = request.Migration.Uuid;
+        private readonly string _instanceUuid = request.Instance.Uuid;
+
         private long _lastWriteTicks;
 
         public bool PostCopy { get; private set; }
@@ -333,7 +338,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
             var remaining = progress.MemoryRemainingBytes + progress.DiskRemainingBytes;
             await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
             {
-                Uuid = migrationUuid,
+                Uuid = _migrationUuid,
                 MemoryTotal = progress.MemoryTotalBytes,
                 MemoryProcessed = progress.MemoryProcessedBytes,
                 MemoryRemaining = progress.MemoryRemainingBytes,
@@ -343,7 +348,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
             }, cancellationToken);
             await context.Conductor.UpdateInstanceAsync(new InstanceUpdateRequest
             {
-                Uuid = instanceUuid,
+                Uuid = _instanceUuid,
                 Progress = total == 0 ? 0 : (int)(100 - remaining * 100 / total),
             }, cancellationToken);
         }
@@ -351,7 +356,14 @@ public sealed class LiveMigrationSource(ComputeContext context)
         public async ValueTask MigrationSwitchedToPostCopyAsync(string uuid, CancellationToken cancellationToken)
         {
             PostCopy = true;
-            await context.SetMigrationStatusAsync(migrationUuid, MigrationStatus.RunningPostCopy, cancellationToken);
+            await context.SetMigrationStatusAsync(_migrationUuid, MigrationStatus.RunningPostCopy, cancellationToken);
+        }
+
+        public async ValueTask<string> RecoverPostCopyAsync(string uuid, CancellationToken cancellationToken)
+        {
+            var reply = await context.Compute.RecoverPostCopyAtDestinationAsync(request.Dest,
+                new RecoverPostCopyAtDestinationRequest(request.Instance, request.Migration, request.RequestId), cancellationToken);
+            return reply.IncomingUri;
         }
     }
 }

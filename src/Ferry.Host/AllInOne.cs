@@ -215,6 +215,8 @@ public sealed class AllInOne : IAsyncDisposable
             LiveMigrationPermitAutoConverge = Options.LiveMigrationPermitAutoConverge,
             LiveMigrationTimeoutAction = Options.LiveMigrationTimeoutAction,
             LiveMigrationCompletionTimeoutSecondsPerGiB = Options.LiveMigrationCompletionTimeoutSecondsPerGiB,
+            LiveMigrationPostCopyRecoveryAttempts = Options.LiveMigrationPostCopyRecoveryAttempts,
+            LiveMigrationPostCopyStallSeconds = Options.LiveMigrationPostCopyStallSeconds,
         };
         ConfigureCompute?.Invoke(computeOptions);
         configure?.Invoke(computeOptions);

@@ -56,6 +56,8 @@ public sealed class FerryHostOptions
     public bool LiveMigrationPermitAutoConverge { get; set; }
     public CompletionTimeoutAction LiveMigrationTimeoutAction { get; set; } = CompletionTimeoutAction.Abort;
     public int LiveMigrationCompletionTimeoutSecondsPerGiB { get; set; } = 800;
+    public int LiveMigrationPostCopyRecoveryAttempts { get; set; } = 5;
+    public int LiveMigrationPostCopyStallSeconds { get; set; } = 10;
 
     /// <summary>Real seconds per simulated second in the fake driver (0 = migrations take no real time).</summary>
     public double FakeTimeScale { get; set; } = 1.0;
@@ -109,6 +111,8 @@ public sealed class FerryHostOptions
                 case "--lm-permit-post-copy": options.LiveMigrationPermitPostCopy = true; break;
                 case "--lm-permit-auto-converge": options.LiveMigrationPermitAutoConverge = true; break;
                 case "--lm-completion-timeout": options.LiveMigrationCompletionTimeoutSecondsPerGiB = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--lm-postcopy-recovery-attempts": options.LiveMigrationPostCopyRecoveryAttempts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--lm-postcopy-stall": options.LiveMigrationPostCopyStallSeconds = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--lm-timeout-action":
                     options.LiveMigrationTimeoutAction = Next() switch
                     {

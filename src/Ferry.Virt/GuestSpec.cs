@@ -13,6 +13,10 @@ public sealed record GuestSpec
     public bool ConfigDrive { get; init; }
     /// <summary>Boot from volume: the root disk is not local.</summary>
     public bool VolumeBacked { get; init; }
+    /// <summary>The user's name for the server (meta_data.json's name and hostname); null → <see cref="Name"/>.</summary>
+    public string? DisplayName { get; init; }
+    public string? ProjectId { get; init; }
+    public string AvailabilityZone { get; init; } = "nova";
     /// <summary>Instance metadata; drivers read their per-guest knobs from it (e.g. <c>ferry:dirty_rate_mibps</c>).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
 }

@@ -83,6 +83,13 @@ public interface IComputeDriver
     /// <summary>Destination side after success: the guest is the running one now.</summary>
     Task PostLiveMigrationAtDestinationAsync(GuestSpec guest, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Destination side, when the stream of a post-copy migration broke (the guest runs here but waits for pages
+    /// only the source has): makes the incoming guest listen again and returns the address the source resumes to.
+    /// Throws when it cannot, e.g. because the incoming copy is gone.
+    /// </summary>
+    Task<string> RecoverPostCopyAtDestinationAsync(string uuid, CancellationToken cancellationToken);
+
     /// <summary>Destination side after failure: removes the incoming guest (and its files unless shared).</summary>
     Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken);
 

@@ -59,4 +59,18 @@ public sealed record LiveMigrationPlan
     public CompletionTimeoutAction TimeoutAction { get; init; } = CompletionTimeoutAction.Abort;
     public bool PermitPostCopy { get; init; }
     public bool PermitAutoConverge { get; init; }
+    /// <summary>
+    /// How many times in a row a broken post-copy stream is resumed (migrate-recover on the destination, migrate
+    /// resume on the source) before the instance is handed to the operator; 0 never resumes.
+    /// </summary>
+    public int PostCopyRecoveryAttempts { get; init; } = 5;
+    /// <summary>A post-copy stream that moves no byte for this long counts as broken (a silent link never errors).</summary>
+    public int PostCopyStallSeconds { get; init; } = 10;
+}
+
+/// <summary>The back-off between resumes of a broken post-copy stream, shared by the drivers.</summary>
+public static class PostCopyResume
+{
+    /// <summary>Seconds to wait before resume attempt <paramref name="attempt"/> (1-based): none for the first, then 1, 2, 4, 8, 10, 10…</summary>
+    public static double DelaySecondsBefore(int attempt) => attempt <= 1 ? 0 : Math.Min(Math.Pow(2, attempt - 2), 10);
 }

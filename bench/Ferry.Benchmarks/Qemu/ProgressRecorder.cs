@@ -3,7 +3,7 @@ using Ferry.Virt;
 namespace Ferry.Benchmarks.Qemu;
 
 /// <summary>The driver's up-calls during one migration: keeps the last progress sample and when post-copy began.</summary>
-internal sealed class ProgressRecorder(System.Diagnostics.Stopwatch clock) : IDriverCallbacks
+internal sealed class ProgressRecorder(System.Diagnostics.Stopwatch clock, IComputeDriver destination) : IDriverCallbacks
 {
     private MigrationProgress? _last;
     private int _samples;
@@ -32,4 +32,8 @@ internal sealed class ProgressRecorder(System.Diagnostics.Stopwatch clock) : IDr
         Interlocked.CompareExchange(ref _postCopyAtTicks, clock.ElapsedTicks, -1);
         return ValueTask.CompletedTask;
     }
+
+    /// <summary>Both hosts live in this process: the destination driver is asked directly.</summary>
+    public async ValueTask<string> RecoverPostCopyAsync(string instanceUuid, CancellationToken cancellationToken) =>
+        await destination.RecoverPostCopyAtDestinationAsync(instanceUuid, cancellationToken);
 }

@@ -184,7 +184,7 @@ internal static class QemuMigrationBench
             var following = sourceTail.FollowAsync(follow.Token);
             var monitor = new SourceMonitor(source, guest.Uuid, clock);
             var monitoring = monitor.RunAsync(follow.Token);
-            var recorder = new ProgressRecorder(clock);
+            var recorder = new ProgressRecorder(clock, dest);
             var startMs = clock.Elapsed.TotalMilliseconds;
 
             // The harness's own bound, past the plan's completion timeout (1.5 × lower bound) and whatever it escalates to.

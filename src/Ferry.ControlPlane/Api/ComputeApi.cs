@@ -156,6 +156,12 @@ internal sealed partial class ComputeApi(
                 // A failed confirm may have left the source copy behind: the source retries removing it.
                 await compute.DestroyResizeSourceAsync(failed.SourceCompute!, new MigrationRequest(instance, failed, ctx.RequestId), cancellationToken);
             }
+            foreach (var failed in migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error))
+                .Where(m => m.MigrationType == MigrationType.LiveMigration && m.DestCompute is not null && m.DestCompute != host))
+            {
+                // A live migration that failed after the switch to post-copy left a copy and a claim on both hosts.
+                await compute.DestroyLiveMigrationDestinationAsync(failed.DestCompute!, new MigrationRequest(instance, failed, ctx.RequestId), cancellationToken);
+            }
             var updated = instances.Update(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,

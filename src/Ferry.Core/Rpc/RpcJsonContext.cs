@@ -21,6 +21,8 @@ namespace Ferry.Core.Rpc;
 [JsonSerializable(typeof(CheckCanLiveMigrateSourceRequest))]
 [JsonSerializable(typeof(LiveMigrationRequest))]
 [JsonSerializable(typeof(PreLiveMigrationRequest))]
+[JsonSerializable(typeof(RecoverPostCopyAtDestinationRequest))]
+[JsonSerializable(typeof(RecoverPostCopyReply))]
 [JsonSerializable(typeof(PostLiveMigrationAtDestinationRequest))]
 [JsonSerializable(typeof(RollbackLiveMigrationAtDestinationRequest))]
 [JsonSerializable(typeof(LiveMigrationAbortRequest))]

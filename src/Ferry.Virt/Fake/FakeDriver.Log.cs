@@ -31,4 +31,19 @@ public sealed partial class FakeDriver
 
     [LoggerMessage(EventId = 7115, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId} ended {Outcome}")]
     private partial void LogMigrationFinished(string instanceId, string migrationId, LiveMigrationOutcome outcome);
+
+    [LoggerMessage(EventId = 7116, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: the post-copy stream broke with {MissingBytes} bytes still to send")]
+    private partial void LogPostCopyStreamBroke(string instanceId, string migrationId, long missingBytes);
+
+    [LoggerMessage(EventId = 7117, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: post-copy resume attempt {Attempt} of {Attempts} failed: {Reason}")]
+    private partial void LogPostCopyResumeFailed(string instanceId, string migrationId, int attempt, int attempts, string reason);
+
+    [LoggerMessage(EventId = 7118, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId}: resuming post-copy to {Uri} (attempt {Attempt} of {Attempts})")]
+    private partial void LogPostCopyResuming(string instanceId, string migrationId, int attempt, int attempts, string uri);
+
+    [LoggerMessage(EventId = 7119, Level = LogLevel.Critical, Message = "Live migration {MigrationId} of {InstanceId}: gave up resuming the post-copy stream after {Attempts} attempts; the guest's memory is split between {HostName} and {DestHost} and needs manual recovery")]
+    private partial void LogPostCopyGaveUp(string instanceId, string migrationId, int attempts, string hostName, string destHost);
+
+    [LoggerMessage(EventId = 7120, Level = LogLevel.Information, Message = "Incoming post-copy migration of {InstanceId} on {HostName} listens again on {Uri}")]
+    private partial void LogPostCopyRecoverListening(string instanceId, string hostName, string uri);
 }

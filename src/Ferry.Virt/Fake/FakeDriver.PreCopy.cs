@@ -1,3 +1,5 @@
+using Ferry.Core.Errors;
+
 namespace Ferry.Virt.Fake;
 
 // The live migration monitor: iterative pre-copy on a simulated clock, following
@@ -97,19 +99,32 @@ public sealed partial class FakeDriver
                     await callbacks.MigrationSwitchedToPostCopyAsync(guest.Uuid, cancellationToken);
                     State.TryUpdate(guest.Uuid, g => g with { PowerState = GuestPowerState.Paused });
                     // Every page still missing crosses once, at bandwidth, while the guest runs on the destination.
-                    await SleepAsync(remaining / bandwidth, wake: null, cancellationToken);
-                    clock += remaining / bandwidth;
-                    memoryProcessed += (long)remaining;
-                    await callbacks.MigrationProgressAsync(guest.Uuid, new MigrationProgress
+                    long missing = (long)remaining;
+                    int attempts = 0; // resume attempts since the stream last moved
+                    for (int chunk = 1; chunk <= PostCopyChunks; chunk++)
                     {
-                        MemoryTotalBytes = memoryBytes,
-                        MemoryProcessedBytes = memoryProcessed,
-                        MemoryRemainingBytes = 0,
-                        DiskTotalBytes = diskBytes,
-                        DiskProcessedBytes = diskBytes,
-                        Iteration = iteration + 1,
-                        PostCopy = true,
-                    }, cancellationToken);
+                        while (Faults.ShouldFail(FakeSteps.PostCopyStream))
+                        {
+                            LogPostCopyStreamBroke(guest.Uuid, plan.MigrationUuid, missing);
+                            attempts = await ResumePostCopyAsync(guest, plan, callbacks, attempts, cancellationToken);
+                        }
+                        attempts = 0;
+                        long bytes = chunk == PostCopyChunks ? missing : (long)remaining / PostCopyChunks;
+                        await SleepAsync(bytes / bandwidth, wake: null, cancellationToken);
+                        clock += bytes / bandwidth;
+                        memoryProcessed += bytes;
+                        missing -= bytes;
+                        await callbacks.MigrationProgressAsync(guest.Uuid, new MigrationProgress
+                        {
+                            MemoryTotalBytes = memoryBytes,
+                            MemoryProcessedBytes = memoryProcessed,
+                            MemoryRemainingBytes = missing,
+                            DiskTotalBytes = diskBytes,
+                            DiskProcessedBytes = diskBytes,
+                            Iteration = iteration + 1,
+                            PostCopy = true,
+                        }, cancellationToken);
+                    }
                     return LiveMigrationOutcome.Completed;
                 }
                 if (migration.AbortRequested)
@@ -136,6 +151,54 @@ public sealed partial class FakeDriver
             }
         }
     }
+
+    /// <summary>
+    /// The post-copy stream broke: asks the destination to listen again (QEMU's migrate-recover) until it answers
+    /// with an address naming it and the guest, then returns so the caller resumes sending and checks the stream
+    /// again. Gives up once <see cref="LiveMigrationPlan.PostCopyRecoveryAttempts"/> attempts were made since
+    /// the stream last moved: the source copy stays paused and the destination's copy stays, as neither holds
+    /// the whole memory.
+    /// </summary>
+    /// <returns>The attempts made since the stream last moved, this one included.</returns>
+    private async Task<int> ResumePostCopyAsync(
+        GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, int attempts, CancellationToken cancellationToken)
+    {
+        while (attempts < plan.PostCopyRecoveryAttempts)
+        {
+            attempts++;
+            await SleepAsync(PostCopyResume.DelaySecondsBefore(attempts), wake: null, cancellationToken);
+            string address;
+            try
+            {
+                address = await callbacks.RecoverPostCopyAsync(guest.Uuid, cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                LogPostCopyResumeFailed(guest.Uuid, plan.MigrationUuid, attempts, plan.PostCopyRecoveryAttempts, ex.Message);
+                continue;
+            }
+            if (!NamesIncomingGuest(address, plan.DestHost, guest.Uuid))
+            {
+                LogPostCopyResumeFailed(guest.Uuid, plan.MigrationUuid, attempts, plan.PostCopyRecoveryAttempts,
+                    $"the destination answered {address}, which does not name {guest.Uuid} on {plan.DestHost}");
+                continue;
+            }
+            LogPostCopyResuming(guest.Uuid, plan.MigrationUuid, attempts, plan.PostCopyRecoveryAttempts, address);
+            return attempts;
+        }
+        LogPostCopyGaveUp(guest.Uuid, plan.MigrationUuid, attempts, _options.HostName, plan.DestHost);
+        var tried = attempts == 0 ? "resuming it is disabled" : $"{attempts} resume attempts in a row failed";
+        throw new LiveMigrationFailedException(
+            $"the stream of migration {plan.MigrationUuid} broke during post-copy and {tried}; the memory of {guest.Uuid} is split " +
+            $"between {_options.HostName} and {plan.DestHost}, so both copies are kept for the operator.");
+    }
+
+    /// <summary>True when <paramref name="address"/> is the fake address of <paramref name="uuid"/> on <paramref name="destHost"/>.</summary>
+    private static bool NamesIncomingGuest(string? address, string destHost, string uuid) =>
+        Uri.TryCreate(address, UriKind.Absolute, out var uri)
+        && uri.Scheme == "fake"
+        && string.Equals(uri.Host, destHost, StringComparison.OrdinalIgnoreCase)
+        && uri.AbsolutePath == "/" + uuid;
 
     /// <summary>The plan's cap or the link, whichever is lower; 0 on both means infinite.</summary>
     private double BandwidthBytesPerSecond(LiveMigrationPlan plan)

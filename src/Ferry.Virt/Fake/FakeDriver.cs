@@ -37,6 +37,9 @@ public sealed partial class FakeDriver : IComputeDriver
     private const double AutoConvergeStep = 0.2;
     private const double AutoConvergeMax = 0.99;
 
+    /// <summary>The pages a post-copy migration still sends cross in this many chunks; the stream may break before each.</summary>
+    private const int PostCopyChunks = 4;
+
     private readonly FakeDriverOptions _options;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
@@ -243,6 +246,27 @@ public sealed partial class FakeDriver : IComputeDriver
         await AppendConsoleAsync(InstanceDirectory(guest.Uuid), $"resumed on {_options.HostName} after live migration", cancellationToken);
     }
 
+    public async Task<string> RecoverPostCopyAtDestinationAsync(string uuid, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.RecoverPostCopyAtDestination, cancellationToken);
+        // Counted on the record itself, so a repeated update (a lost race) recounts from the winner.
+        var recoveries = 0;
+        var incoming = false;
+        var present = State.TryUpdate(uuid, g =>
+        {
+            incoming = g.Incoming;
+            recoveries = g.PostCopyRecoveries + 1;
+            return incoming ? g with { PostCopyRecoveries = recoveries } : g;
+        });
+        if (!present || !incoming)
+        {
+            throw new InvalidMigrationStateException($"No post-copy migration of {uuid} waits on {_options.HostName}.");
+        }
+        var uri = string.Create(CultureInfo.InvariantCulture, $"fake://{_options.HostName}/{uuid}?resume={recoveries}");
+        LogPostCopyRecoverListening(uuid, _options.HostName, uri);
+        return uri;
+    }
+
     public async Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
     {
         await Faults.CheckAsync(FakeSteps.RollbackLiveMigrationAtDestination, cancellationToken);
@@ -279,9 +303,10 @@ public sealed partial class FakeDriver : IComputeDriver
         {
             migration.Finish();
             _migrations.TryRemove(guest.Uuid, out _);
-            // Never two running copies: a completed source stays paused until post_live_migration_at_source;
-            // anything else leaves the guest as it was (unpaused if force-complete paused it).
-            var final = outcome == LiveMigrationOutcome.Completed ? GuestPowerState.Paused : originalPowerState;
+            // Never two running copies: a completed source stays paused until post_live_migration_at_source, and so
+            // does one whose post-copy stream could not be resumed (the destination runs the guest, part of its
+            // memory is only here); anything else leaves the guest as it was (unpaused if force-complete paused it).
+            var final = outcome == LiveMigrationOutcome.Completed || migration.IsPostCopy ? GuestPowerState.Paused : originalPowerState;
             State.TryUpdate(guest.Uuid, g => g with { PowerState = final });
             LogMigrationFinished(guest.Uuid, plan.MigrationUuid, outcome);
         }
@@ -441,11 +466,15 @@ public sealed partial class FakeDriver : IComputeDriver
         !string.IsNullOrEmpty(name) && name.IndexOfAny(Path.GetInvalidFileNameChars()) < 0
         && !name.Contains('/') && !name.Contains('\\') && name is not ("." or "..");
 
+    /// <summary>Deletes a directory tree that another host may be deleting at the same time (shared instances path).</summary>
     private static void DeleteDirectory(string path)
     {
-        if (Directory.Exists(path))
+        try
         {
             Directory.Delete(path, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
         }
     }
 

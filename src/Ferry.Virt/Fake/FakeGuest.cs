@@ -6,5 +6,8 @@ internal sealed record FakeGuest(string Uuid, GuestPowerState PowerState, int Me
     /// <summary>Defined by pre_live_migration and not yet made the running copy.</summary>
     public bool Incoming { get; init; }
 
+    /// <summary>How often this host listened again for the guest's broken post-copy stream.</summary>
+    public int PostCopyRecoveries { get; init; }
+
     public GuestInfo ToInfo() => new(Uuid, PowerState, MemoryMb);
 }

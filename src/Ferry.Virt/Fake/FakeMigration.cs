@@ -26,6 +26,12 @@ internal sealed class FakeMigration(string instanceUuid)
         get { lock (_lock) { return _forceRequested; } }
     }
 
+    /// <summary>True once <see cref="TrySwitchToPostCopy"/> succeeded: the guest's memory is split between both hosts.</summary>
+    public bool IsPostCopy
+    {
+        get { lock (_lock) { return _postCopy; } }
+    }
+
     /// <summary>Completes when abort or force-complete is requested after the last call.</summary>
     public Task WakeTask
     {

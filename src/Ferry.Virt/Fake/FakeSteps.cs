@@ -25,6 +25,18 @@ public static class FakeSteps
     public const string FinishRevertMigration = "finish_revert_migration";
     /// <summary>Not part of <see cref="All"/>: no move reboots a guest.</summary>
     public const string Reboot = "reboot";
+    /// <summary>
+    /// Checked by the source before every chunk of the pages a post-copy migration still sends; each armed failure
+    /// breaks the stream once, and the source then asks the destination to listen again
+    /// (<see cref="RecoverPostCopyAtDestination"/>). Not part of <see cref="All"/>: only a migration that switched
+    /// to post-copy checks it, so the default flows would leave it armed and test nothing.
+    /// </summary>
+    public const string PostCopyStream = "post_copy_stream";
+    /// <summary>
+    /// The destination's side of resuming a broken post-copy stream. Not part of <see cref="All"/>, for the same
+    /// reason as <see cref="PostCopyStream"/>: nothing calls it unless that stream broke.
+    /// </summary>
+    public const string RecoverPostCopyAtDestination = "recover_post_copy_at_destination";
 
     public static IReadOnlyList<string> All { get; } =
     [

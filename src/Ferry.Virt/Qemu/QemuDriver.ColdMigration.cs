@@ -32,9 +32,6 @@ public sealed partial class QemuDriver
 
     private readonly ConcurrentDictionary<string, InstanceTransfer> _resizeTransfers = new(StringComparer.Ordinal);
 
-    /// <summary>How long the source serves its files for the destination at most.</summary>
-    internal TimeSpan ResizeTransferLifetime { get; set; } = TimeSpan.FromHours(1);
-
     /// <summary>Where <see cref="MigrateDiskAndPowerOffAsync"/> keeps the source copy until confirm or revert.</summary>
     public string ResizeDirectory(string uuid) => InstanceDirectory(uuid) + ResizeSuffix;
 
@@ -161,7 +158,7 @@ public sealed partial class QemuDriver
                 await File.WriteAllTextAsync(Path.Combine(resizeDir, ResizeHostFile), _options.HostName, cancellationToken);
                 string[] names = ["disk", "disk.config"];
                 var transfer = await InstanceTransfer.StartAsync(_options.MigrationAddress, resizeDir,
-                    names.Where(n => File.Exists(Path.Combine(resizeDir, n))).ToList(), ResizeTransferLifetime, cancellationToken);
+                    names.Where(n => File.Exists(Path.Combine(resizeDir, n))).ToList(), _options.ResizeTransferLifetime, cancellationToken);
                 _resizeTransfers[guest.Uuid] = transfer;
                 _resizeKept[guest.Uuid] = record;
                 var diskInfo = new Dictionary<string, string>(StringComparer.Ordinal)

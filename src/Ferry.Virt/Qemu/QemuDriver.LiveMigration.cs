@@ -18,6 +18,8 @@ public sealed partial class QemuDriver
 {
     private static readonly TimeSpan s_migrationPollInterval = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan s_blockJobTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>How long a post-copy resume may take to connect before the next attempt (a failed connect leaves the migration paused).</summary>
+    private static readonly TimeSpan s_resumeGrace = TimeSpan.FromSeconds(3);
 
     private const double BytesPerGiB = 1024d * 1024 * 1024;
     /// <summary>QEMU's MAX_MIGRATE_DOWNTIME (2000 s): with this limit the next pass stops the guest and sends the rest.</summary>
@@ -132,6 +134,49 @@ public sealed partial class QemuDriver
         {
             record.PowerState = await QueryStatusAsync(process, cancellationToken);
         }
+    }
+
+    public async Task<string> RecoverPostCopyAtDestinationAsync(string uuid, CancellationToken cancellationToken)
+    {
+        var record = Find(uuid);
+        if (record.Process is not { HasExited: false } process)
+        {
+            throw new FerryException($"The incoming copy of {uuid} on {_options.HostName} is gone: its post-copy migration cannot resume.");
+        }
+        var qmp = process.Qmp;
+        var status = Str(await qmp.ExecuteAsync("query-migrate", null, cancellationToken), "status");
+        if (status == "postcopy-active")
+        {
+            // The source gave up on a link that went silent, but this end still waits on the old stream: cut it.
+            await qmp.ExecuteAsync("migrate-pause", null, cancellationToken);
+            var deadline = Stopwatch.StartNew();
+            while (status == "postcopy-active" && deadline.Elapsed < s_blockJobTimeout)
+            {
+                await Task.Delay(s_migrationPollInterval, cancellationToken);
+                status = Str(await qmp.ExecuteAsync("query-migrate", null, cancellationToken), "status");
+            }
+        }
+        if (status == "postcopy-recover" && record.PostCopyRecoveryUri is { } handshaking)
+        {
+            return handshaking;
+        }
+        if (status != "postcopy-paused")
+        {
+            throw new ConflictException($"The incoming migration of {uuid} on {_options.HostName} is {status ?? "unknown"}, not waiting for a post-copy resume.");
+        }
+        var uri = string.Create(CultureInfo.InvariantCulture, $"tcp:{_options.MigrationAddress}:{FreeTcpPort(_options.MigrationAddress)}");
+        try
+        {
+            await qmp.ExecuteAsync("migrate-recover", new JsonObject { ["uri"] = uri }, cancellationToken);
+        }
+        catch (QmpException) when (record.PostCopyRecoveryUri is { } listening)
+        {
+            // QEMU accepts one migrate-recover per pause: the listener of an earlier attempt still waits for the source.
+            return listening;
+        }
+        record.PostCopyRecoveryUri = uri;
+        LogPostCopyRecoverListening(uuid, _options.HostName, uri);
+        return uri;
     }
 
     public async Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
@@ -377,6 +422,10 @@ public sealed partial class QemuDriver
         private long _downtimeLimitMs;
         private long _diskTotal;
         private long _diskProcessed;
+        private int _resumeAttempts;             // since the post-copy stream last moved
+        private Stopwatch? _resumeIssued;        // the last migrate resume, while its outcome is not known yet
+        private long _postCopyBytes = -1;        // ram.transferred at the last sample that moved
+        private readonly Stopwatch _postCopyIdle = new();
 
         private string Uuid => guest.Uuid;
 
@@ -480,14 +529,14 @@ public sealed partial class QemuDriver
                         await ReportAsync(info, status, cancellationToken, final: true);
                         return LiveMigrationOutcome.Completed;
                     case "failed" when migration.PostCopy:
+                        // QEMU gave up on the post-copy itself: nothing can resume it.
+                        throw PostCopyLost(status, Str(info, "error-desc") ?? "");
                     case "postcopy-paused":
-                        // The guest runs on the destination but part of its memory is only here: neither copy may be
-                        // destroyed. Recovery (migrate-recover on the destination, migrate resume:true here) is beyond
-                        // this driver's contract, so fail loudly and leave both QEMUs alone for the operator.
-                        driver.LogPostCopyLost(Uuid, _plan.MigrationUuid, status, Str(info, "error-desc") ?? "");
-                        throw new FerryException(
-                            $"Live migration {_plan.MigrationUuid} of {Uuid} broke during post-copy ({status}): the guest's memory is split between " +
-                            $"{driver._options.HostName} and {_plan.DestHost}. Do not destroy either QEMU; recovery needs migrate-recover on the destination and migrate resume on the source.");
+                        await ResumePostCopyAsync(cancellationToken);
+                        continue;
+                    case "postcopy-active":
+                        await WatchPostCopyStreamAsync(info, cancellationToken);
+                        break;
                     case "failed":
                         driver.LogMigrationQemuFailed(Uuid, _plan.MigrationUuid, Str(info, "error-desc") ?? "");
                         return LiveMigrationOutcome.Failed;
@@ -508,6 +557,81 @@ public sealed partial class QemuDriver
                     await StartPostCopyAsync(cancellationToken);
                 }
             }
+        }
+
+        /// <summary>
+        /// The guest's memory is split between both hosts and its stream broke: have the destination listen again
+        /// (migrate-recover) and resume to it, a bounded number of times in a row. The destination is frozen on
+        /// missing pages meanwhile, so giving up hands the instance to the operator with both QEMUs left alone.
+        /// </summary>
+        private async Task ResumePostCopyAsync(CancellationToken cancellationToken)
+        {
+            if (_resumeIssued is { } issued && issued.Elapsed < s_resumeGrace)
+            {
+                return; // the last resume is still connecting; a failed one leaves the migration paused
+            }
+            _resumeIssued = null;
+            _postCopyBytes = -1;
+            if (_resumeAttempts >= _plan.PostCopyRecoveryAttempts)
+            {
+                throw PostCopyLost("postcopy-paused", $"the stream could not be resumed after {_resumeAttempts} attempt(s)");
+            }
+            _resumeAttempts++;
+            driver.LogPostCopyPaused(Uuid, _plan.MigrationUuid, "postcopy-paused", _resumeAttempts, _plan.PostCopyRecoveryAttempts);
+            await Task.Delay(TimeSpan.FromSeconds(PostCopyResume.DelaySecondsBefore(_resumeAttempts)), cancellationToken);
+            try
+            {
+                var uri = await callbacks.RecoverPostCopyAsync(Uuid, cancellationToken);
+                driver.LogPostCopyResuming(Uuid, _plan.MigrationUuid, uri);
+                await _qmp.ExecuteAsync("migrate", new JsonObject { ["uri"] = uri, ["resume"] = true }, cancellationToken);
+                _resumeIssued = Stopwatch.StartNew();
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                driver.LogPostCopyResumeFailed(Uuid, _plan.MigrationUuid, _resumeAttempts, ex.Message);
+            }
+        }
+
+        /// <summary>
+        /// A stream that moves again ends a run of resume attempts; one that moves nothing for the stall time is a
+        /// silent link (TCP would wait minutes to notice), so it is cut here and resumed like a broken one.
+        /// </summary>
+        private async Task WatchPostCopyStreamAsync(JsonElement info, CancellationToken cancellationToken)
+        {
+            var ram = info.TryGetProperty("ram", out var r) ? r : default;
+            var transferred = Long(ram, "transferred");
+            if (transferred != _postCopyBytes)
+            {
+                if (_postCopyBytes >= 0)
+                {
+                    _resumeAttempts = 0;
+                    _resumeIssued = null;
+                }
+                _postCopyBytes = transferred;
+                _postCopyIdle.Restart();
+                return;
+            }
+            if (_plan.PostCopyStallSeconds > 0 && _postCopyIdle.Elapsed > TimeSpan.FromSeconds(_plan.PostCopyStallSeconds))
+            {
+                driver.LogPostCopyStalled(Uuid, _plan.MigrationUuid, _plan.PostCopyStallSeconds);
+                _postCopyIdle.Restart();
+                try
+                {
+                    await _qmp.ExecuteAsync("migrate-pause", null, cancellationToken);
+                }
+                catch (QmpException ex)
+                {
+                    driver.LogMigrationStepFailed(Uuid, _plan.MigrationUuid, ex.Message); // it moved on meanwhile; the next sample tells
+                }
+            }
+        }
+
+        private FerryException PostCopyLost(string? status, string reason)
+        {
+            driver.LogPostCopyLost(Uuid, _plan.MigrationUuid, status, reason);
+            return new FerryException(
+                $"Live migration {_plan.MigrationUuid} of {Uuid} broke during post-copy ({status}: {reason}): the guest's memory is split between " +
+                $"{driver._options.HostName} and {_plan.DestHost}. Both QEMUs are left as they are: the destination runs the guest and waits for the pages only the source has.");
         }
 
         /// <summary>Downtime steps, the completion timeout and a force-complete without post-copy (all allowed at any time).</summary>

@@ -71,6 +71,21 @@ public sealed partial class QemuDriver
     [LoggerMessage(EventId = 7231, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId} ended with the guest stopped; resumed it on the source")]
     private partial void LogResumedAfterFailedMigration(string instanceId, string migrationId);
 
+    [LoggerMessage(EventId = 7232, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: the post-copy stream broke ({Status}); resume attempt {Attempt} of {Attempts}")]
+    private partial void LogPostCopyPaused(string instanceId, string migrationId, string? status, int attempt, int attempts);
+
+    [LoggerMessage(EventId = 7233, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId}: resuming post-copy to {Uri}")]
+    private partial void LogPostCopyResuming(string instanceId, string migrationId, string uri);
+
+    [LoggerMessage(EventId = 7234, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: post-copy resume attempt {Attempt} failed: {Reason}")]
+    private partial void LogPostCopyResumeFailed(string instanceId, string migrationId, int attempt, string reason);
+
+    [LoggerMessage(EventId = 7235, Level = LogLevel.Warning, Message = "Live migration {MigrationId} of {InstanceId}: no post-copy byte moved for {StallSeconds} s; cutting the stream to resume it")]
+    private partial void LogPostCopyStalled(string instanceId, string migrationId, int stallSeconds);
+
+    [LoggerMessage(EventId = 7236, Level = LogLevel.Information, Message = "Incoming post-copy migration of {InstanceId} on {HostName} listens again on {Uri}")]
+    private partial void LogPostCopyRecoverListening(string instanceId, string hostName, string uri);
+
     [LoggerMessage(EventId = 7240, Level = LogLevel.Information, Message = "Serving the kept copy of {InstanceId} for {DestHost} on {Address}:{Port} ({FileCount} files)")]
     private partial void LogResizeServing(string instanceId, string destHost, string address, int port, int fileCount);
 

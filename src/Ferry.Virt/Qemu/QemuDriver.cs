@@ -29,7 +29,6 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
     private const string BaseDirectoryName = "_base";
     private const string RuntimeDirectoryName = "_run";
     private const int MaxUnixSocketPathBytes = 107;
-    private const int ConfigDriveBytes = 64 * 1024;
 
     private readonly QemuDriverOptions _options;
     private readonly ILogger _logger;
@@ -223,15 +222,24 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
                 guest.Lock.Release();
             }
         }
-        if (Directory.Exists(RuntimeDirectory(uuid)))
+        DeleteDirectory(RuntimeDirectory(uuid));
+        if (destroyDisks)
         {
-            Directory.Delete(RuntimeDirectory(uuid), recursive: true);
-        }
-        if (destroyDisks && Directory.Exists(dir))
-        {
-            Directory.Delete(dir, recursive: true);
+            DeleteDirectory(dir);
         }
         LogDestroyed(uuid, _options.HostName, destroyDisks);
+    }
+
+    /// <summary>Deletes a directory tree that another host may be deleting at the same time (shared instances path).</summary>
+    private static void DeleteDirectory(string path)
+    {
+        try
+        {
+            Directory.Delete(path, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
     }
 
     public async Task PowerOffAsync(string uuid, CancellationToken cancellationToken)
@@ -585,25 +593,29 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         return doc.RootElement.GetProperty("format").GetString() ?? "raw";
     }
 
-    /// <summary>A raw read-only disk holding the instance metadata as JSON (a stand-in for Nova's ISO9660 config drive).</summary>
-    private static async Task WriteConfigDriveAsync(GuestSpec guest, string path, CancellationToken cancellationToken)
+    /// <summary>Nova's config drive: an ISO 9660 volume labelled config-2 (<see cref="ConfigDrive"/>), made with xorriso as Nova makes it with genisoimage.</summary>
+    private async Task WriteConfigDriveAsync(GuestSpec guest, string path, CancellationToken cancellationToken)
     {
-        var meta = new Dictionary<string, string>(guest.Metadata, StringComparer.Ordinal)
+        var staging = path + ".tree";
+        if (Directory.Exists(staging))
         {
-            ["uuid"] = guest.Uuid,
-            ["name"] = guest.Name,
-        };
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(meta, QemuJsonContext.Default.DictionaryStringString);
-        if (bytes.Length >= ConfigDriveBytes)
-        {
-            throw new BadRequestException($"The metadata of {guest.Uuid} does not fit a config drive.");
+            Directory.Delete(staging, recursive: true);
         }
-        await using var file = new FileStream(path, FileMode.Create, FileAccess.Write);
-        await file.WriteAsync(bytes, cancellationToken);
-        file.SetLength(ConfigDriveBytes);
+        Directory.CreateDirectory(staging);
+        try
+        {
+            await ConfigDrive.WriteTreeAsync(guest, staging, cancellationToken);
+            await RunToolAsync(_options.XorrisoBinary,
+                ["-as", "mkisofs", "-o", path, "-ldots", "-allow-lowercase", "-allow-multidot", "-l", "-publisher", "Ferry", "-quiet", "-J", "-r", "-V", ConfigDrive.VolumeLabel, staging],
+                cancellationToken, new Dictionary<string, string> { ["SOURCE_DATE_EPOCH"] = ConfigDrive.SourceDateEpoch });
+        }
+        finally
+        {
+            Directory.Delete(staging, recursive: true);
+        }
     }
 
-    private static async Task<string> RunToolAsync(string binary, IReadOnlyList<string> args, CancellationToken cancellationToken)
+    private static async Task<string> RunToolAsync(string binary, IReadOnlyList<string> args, CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? environment = null)
     {
         var psi = new ProcessStartInfo(binary)
         {
@@ -611,11 +623,24 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[name] = value;
+        }
         foreach (var arg in args)
         {
             psi.ArgumentList.Add(arg);
         }
-        using var process = Process.Start(psi) ?? throw new FerryException($"Could not start {binary}.");
+        Process? started;
+        try
+        {
+            started = Process.Start(psi);
+        }
+        catch (System.ComponentModel.Win32Exception ex)
+        {
+            throw new FerryException($"Could not start {binary}: {ex.Message} (is its Debian package installed? see tests/qemu-packages.txt)");
+        }
+        using var process = started ?? throw new FerryException($"Could not start {binary}.");
         var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
         var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
         try

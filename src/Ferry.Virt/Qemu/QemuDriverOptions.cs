@@ -15,6 +15,9 @@ public sealed class QemuDriverOptions
 
     public string QemuImgBinary { get; set; } = "qemu-img";
 
+    /// <summary>Makes config drives (Debian package xorriso).</summary>
+    public string XorrisoBinary { get; set; } = "xorriso";
+
     /// <summary><c>auto</c> (KVM when /dev/kvm can be opened, else TCG), <c>kvm</c> or <c>tcg</c>.</summary>
     public string Accel { get; set; } = "auto";
 
@@ -34,6 +37,9 @@ public sealed class QemuDriverOptions
     public string MigrationAddress { get; set; } = "127.0.0.1";
 
     public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How long the source of a cold migration serves the guest's files to the destination at most.</summary>
+    public TimeSpan ResizeTransferLifetime { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>How long a soft reboot waits for the guest to shut down after ACPI power-down before resetting it.</summary>
     public TimeSpan SoftRebootTimeout { get; set; } = TimeSpan.FromSeconds(30);

@@ -17,6 +17,9 @@ internal sealed class QemuGuest(GuestSpec spec)
         set => _process = value;
     }
 
+    /// <summary>Where the incoming QEMU listens after migrate-recover, until the source resumes (QEMU takes one recover per pause).</summary>
+    public string? PostCopyRecoveryUri { get; set; }
+
     public GuestPowerState PowerState
     {
         get => (GuestPowerState)Volatile.Read(ref _powerState);

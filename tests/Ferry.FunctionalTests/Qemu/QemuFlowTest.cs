@@ -138,6 +138,38 @@ public abstract class QemuFlowTest<TFixture>(TFixture fixture) : FlowTest<TFixtu
         await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = false });
     }
 
+    /// <summary>
+    /// A network failure under a running migration: resets (with the kernel's <c>ss -K</c>) every established TCP
+    /// connection of the QEMU with this pid, on both ends. Its QMP socket is a unix socket and stays. Returns how many were cut.
+    /// </summary>
+    protected static async Task<int> CutTcpConnectionsAsync(int pid)
+    {
+        var listed = await RunAsync("ss", "-tnpH", "state", "established");
+        var ports = listed.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(line => line.Contains($"pid={pid},", StringComparison.Ordinal))
+            .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[2])
+            .Select(local => local[(local.LastIndexOf(':') + 1)..])
+            .ToList();
+        foreach (var port in ports)
+        {
+            await RunAsync("ss", "-K", $"( sport = :{port} or dport = :{port} )");
+        }
+        return ports.Count;
+    }
+
+    private static async Task<string> RunAsync(string file, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {file}");
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return output;
+    }
+
     /// <summary>Makes live migrations from <paramref name="host"/> crawl (1 MiB/s) until disposed, so a test can act mid-way.</summary>
     protected IDisposable SlowMigrationsFrom(string host) => Policy(host, o => o.LiveMigrationBandwidthMiBps = 1);
 

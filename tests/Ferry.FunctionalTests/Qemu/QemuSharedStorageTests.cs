@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
 using Ferry.Core.Domain;
+using Ferry.Virt;
 
 namespace Ferry.FunctionalTests.Qemu;
 
@@ -22,6 +23,42 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
         Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
         Assert.True(migration.MemoryTotal > 0, "progress from query-migrate reached the migration record");
         await WaitForCounterAsync(id, before + 100, movedAtCounter: before + 1);
+        AssertRunsOnlyOn(id, "compute2");
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PostCopyStreamCutByTheNetwork_ResumedAndCompletes()
+    {
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
+        var before = await WaitForCounterAsync(id, 0);
+        using (Policy("compute1", o =>
+        {
+            o.LiveMigrationBandwidthMiBps = 4;
+            o.LiveMigrationPermitPostCopy = true;
+            o.LiveMigrationTimeoutAction = CompletionTimeoutAction.ForceComplete;
+            o.LiveMigrationCompletionTimeoutSecondsPerGiB = 2;
+        }))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+            await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.RunningPostCopy, "post-copy");
+            // Cut once the destination runs the guest (before, the destination QEMU would exit instead of pausing).
+            var started = Stopwatch.StartNew();
+            while ((await Qemu("compute2").ExecuteQmpAsync(id, "query-status", null, CancellationToken.None)).GetProperty("status").GetString() != "running")
+            {
+                Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), "the destination never ran the guest");
+                await Task.Delay(20);
+            }
+            var source = Qemu("compute1").GetProcessId(id) ?? throw new InvalidOperationException("no source QEMU");
+            Assert.True(await CutTcpConnectionsAsync(source) > 0, "no migration connection to cut: post-copy already ended");
+
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
+        }
+        var actions = (await Admin.GetAsync($"servers/{id}/os-instance-actions")).Body!["instanceActions"]!.AsArray();
+        var move = actions.Single(a => (string?)a!["action"] == "live-migration")!;
+        var events = (await Admin.GetAsync($"servers/{id}/os-instance-actions/{(string?)move["request_id"]}")).Body!["instanceAction"]!["events"]!.AsArray();
+        Assert.Contains(events, e => (string?)e!["event"] == "compute_recover_post_copy_at_destination" && (string?)e["result"] == "Success");
+        await WaitForCounterAsync(id, before + 50, movedAtCounter: 0);
         AssertRunsOnlyOn(id, "compute2");
     }
 

@@ -46,6 +46,10 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
     public Task RollbackLiveMigrationAtDestinationAsync(string dest, RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
         CallAsync<RollbackLiveMigrationAtDestinationRequest, RpcEmpty>(Topics.Compute(dest), "rollback_live_migration_at_destination", request, ct);
 
+    /// <summary>From the source's migration monitor, while the guest runs on the destination and waits for its pages.</summary>
+    public Task<RecoverPostCopyReply> RecoverPostCopyAtDestinationAsync(string dest, RecoverPostCopyAtDestinationRequest request, CancellationToken ct) =>
+        CallAsync<RecoverPostCopyAtDestinationRequest, RecoverPostCopyReply>(Topics.Compute(dest), "recover_post_copy_at_destination", request, ct);
+
     public Task LiveMigrationAbortAsync(string source, LiveMigrationAbortRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(source), "live_migration_abort", request, ct);
 
@@ -67,6 +71,10 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
     /// <summary>Deletes a source copy a failed confirm left behind (sent when the server is deleted).</summary>
     public Task DestroyResizeSourceAsync(string source, MigrationRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(source), "destroy_resize_source", request, ct);
+
+    /// <summary>Deletes the incoming copy a failed live migration left on its destination, and the migration's claim (sent when the server is deleted).</summary>
+    public Task DestroyLiveMigrationDestinationAsync(string dest, MigrationRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(dest), "destroy_live_migration_destination", request, ct);
 
     public Task RevertResizeAsync(string dest, MigrationRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(dest), "revert_resize", request, ct);

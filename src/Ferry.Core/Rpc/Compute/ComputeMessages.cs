@@ -38,6 +38,11 @@ public sealed record PostLiveMigrationAtDestinationRequest(Instance Instance, Mi
 
 public sealed record RollbackLiveMigrationAtDestinationRequest(Instance Instance, Migration Migration, bool DestroyDisks, string? RequestId);
 
+public sealed record RecoverPostCopyAtDestinationRequest(Instance Instance, Migration Migration, string? RequestId);
+
+/// <summary>Where the destination listens again for a broken post-copy stream.</summary>
+public sealed record RecoverPostCopyReply(string IncomingUri);
+
 public sealed record LiveMigrationAbortRequest(Instance Instance, int MigrationId, string? RequestId);
 
 public sealed record PrepResizeRequest(Instance Instance, Migration Migration, Flavor NewFlavor, RequestSpec RequestSpec, List<Selection> Alternates, string? RequestId);

@@ -521,6 +521,180 @@ public sealed class FakeDriverTests : IDisposable
         Assert.Equal(10L << 20, callbacks.Progress[0].DirtyRateBytesPerSecond);
     }
 
+    // --- post-copy stream recovery ---
+
+    [Fact]
+    public async Task LiveMigrate_PostCopyStreamBreaksOnce_RecoversThroughDestinationAndCompletes()
+    {
+        var (source, dest, guest) = await PostCopyPairAsync();
+        var callbacks = RecoveringThrough(dest, guest);
+        source.Faults.FailNext(FakeSteps.PostCopyStream);
+
+        var outcome = await source.LiveMigrateAsync(guest, PostCopyPlan(attempts: 1), callbacks, Ct);
+
+        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
+        Assert.Equal(1, callbacks.Recoveries);
+        Assert.Equal(1, callbacks.PostCopySwitches);
+        Assert.True(callbacks.Progress[^1].PostCopy);
+        Assert.Equal(0, callbacks.Progress[^1].MemoryRemainingBytes);
+        Assert.Equal(GuestPowerState.Paused, source.GetGuest(guest.Uuid)!.PowerState);
+        await dest.PostLiveMigrationAtDestinationAsync(guest, Ct);
+        Assert.Equal(GuestPowerState.Running, dest.GetGuest(guest.Uuid)!.PowerState);
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PostCopyStreamBreaksMoreOftenThanAttempts_ThrowsAndKeepsBothCopies()
+    {
+        var (source, dest, guest) = await PostCopyPairAsync();
+        var callbacks = RecoveringThrough(dest, guest);
+        var plan = PostCopyPlan(attempts: 2);
+        source.Faults.FailNext(FakeSteps.PostCopyStream, times: 3); // the first break and one after each resume
+
+        var error = await Assert.ThrowsAnyAsync<FerryException>(() => source.LiveMigrateAsync(guest, plan, callbacks, Ct));
+
+        Assert.Contains($"stream of migration {plan.MigrationUuid} broke during post-copy", error.Message);
+        Assert.Contains("both copies are kept", error.Message);
+        Assert.Equal(2, callbacks.Recoveries);
+        Assert.Equal(GuestPowerState.Paused, source.GetGuest(guest.Uuid)!.PowerState);
+        Assert.True(source.InstanceOnDisk(guest.Uuid));
+        Assert.False(source.IsMigrating(guest.Uuid));
+        Assert.NotNull(dest.GetGuest(guest.Uuid));
+        Assert.True(dest.InstanceOnDisk(guest.Uuid));
+        // Still incoming: an operator can have it listen once more.
+        Assert.Equal($"fake://host2/{guest.Uuid}?resume=3", await dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
+    }
+
+    [Fact]
+    public async Task LiveMigrate_RecoveryCallbackThrowsTwiceWithThreeAttempts_Completes()
+    {
+        var (source, dest, guest) = await PostCopyPairAsync();
+        var calls = 0;
+        var callbacks = new RecordingCallbacks
+        {
+            OnRecoverPostCopy = () => ++calls <= 2
+                ? throw new RpcTimeoutException("recover_post_copy_at_destination timed out")
+                : new ValueTask<string>(dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct)),
+        };
+        source.Faults.FailNext(FakeSteps.PostCopyStream);
+
+        var outcome = await source.LiveMigrateAsync(guest, PostCopyPlan(attempts: 3), callbacks, Ct);
+
+        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
+        Assert.Equal(3, calls);
+    }
+
+    [Fact]
+    public async Task LiveMigrate_RecoveryCallbackAlwaysThrows_GivesUpAfterAttempts()
+    {
+        var (source, _, guest) = await PostCopyPairAsync();
+        var calls = 0;
+        var callbacks = new RecordingCallbacks { OnRecoverPostCopy = () => { calls++; throw new InjectedFailureException(FakeSteps.RecoverPostCopyAtDestination); } };
+        source.Faults.FailNext(FakeSteps.PostCopyStream);
+
+        await Assert.ThrowsAnyAsync<FerryException>(() => source.LiveMigrateAsync(guest, PostCopyPlan(attempts: 3), callbacks, Ct));
+
+        Assert.Equal(3, calls);
+        Assert.Equal(GuestPowerState.Paused, source.GetGuest(guest.Uuid)!.PowerState);
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PostCopyStreamBreaksWithZeroAttempts_ThrowsAtFirstBreak()
+    {
+        var (source, dest, guest) = await PostCopyPairAsync();
+        var callbacks = RecoveringThrough(dest, guest);
+        source.Faults.FailNext(FakeSteps.PostCopyStream);
+
+        var error = await Assert.ThrowsAnyAsync<FerryException>(() => source.LiveMigrateAsync(guest, PostCopyPlan(attempts: 0), callbacks, Ct));
+
+        Assert.Contains("resuming it is disabled", error.Message);
+        Assert.Equal(0, callbacks.Recoveries);
+        Assert.Equal(GuestPowerState.Paused, source.GetGuest(guest.Uuid)!.PowerState);
+        Assert.NotNull(dest.GetGuest(guest.Uuid));
+    }
+
+    [Fact]
+    public async Task LiveMigrate_StreamMovedBetweenBreaks_AttemptCountStartsOver()
+    {
+        var (source, dest, guest) = await PostCopyPairAsync();
+        var callbacks = RecoveringThrough(dest, guest);
+        // Break again after the first chunk went through: one attempt per break is enough.
+        callbacks.OnProgress = p =>
+        {
+            if (p.PostCopy && p.MemoryRemainingBytes > 0 && callbacks.Recoveries == 1)
+            {
+                source.Faults.FailNext(FakeSteps.PostCopyStream);
+            }
+        };
+        source.Faults.FailNext(FakeSteps.PostCopyStream);
+
+        var outcome = await source.LiveMigrateAsync(guest, PostCopyPlan(attempts: 1), callbacks, Ct);
+
+        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
+        Assert.Equal(2, callbacks.Recoveries);
+    }
+
+    [Fact]
+    public async Task LiveMigrate_RecoveryAnswersAnotherHost_CountsAsFailedAttempt()
+    {
+        var (source, _, guest) = await PostCopyPairAsync();
+        var callbacks = new RecordingCallbacks { OnRecoverPostCopy = () => new ValueTask<string>($"fake://host3/{guest.Uuid}?resume=1") };
+        source.Faults.FailNext(FakeSteps.PostCopyStream);
+
+        await Assert.ThrowsAnyAsync<FerryException>(() => source.LiveMigrateAsync(guest, PostCopyPlan(attempts: 2), callbacks, Ct));
+
+        Assert.Equal(GuestPowerState.Paused, source.GetGuest(guest.Uuid)!.PowerState);
+    }
+
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(2, 1)]
+    [InlineData(3, 2)]
+    [InlineData(4, 4)]
+    [InlineData(5, 8)]
+    [InlineData(6, 10)]
+    [InlineData(9, 10)]
+    public void PostCopyResumeDelay_Attempt_DoublesUpToTen(int attempt, double expected) =>
+        Assert.Equal(expected, PostCopyResume.DelaySecondsBefore(attempt));
+
+    [Fact]
+    public async Task RecoverPostCopyAtDestination_IncomingGuest_CountsRecoveriesInAddress()
+    {
+        var dest = NewDriver("host2");
+        var guest = Guest();
+        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+
+        Assert.Equal($"fake://host2/{guest.Uuid}?resume=1", await dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
+        Assert.Equal($"fake://host2/{guest.Uuid}?resume=2", await dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
+    }
+
+    [Fact]
+    public async Task RecoverPostCopyAtDestination_GuestNotIncoming_ThrowsInvalidMigrationState()
+    {
+        var dest = NewDriver("host2");
+        var running = Guest();
+        await dest.SpawnAsync(running, reuseDisks: false, Ct);
+        var arrived = Guest();
+        await dest.PreLiveMigrationAsync(arrived, sharedInstancePath: false, blockMigration: true, Ct);
+        await dest.PostLiveMigrationAtDestinationAsync(arrived, Ct);
+
+        await Assert.ThrowsAsync<InvalidMigrationStateException>(() => dest.RecoverPostCopyAtDestinationAsync(running.Uuid, Ct));
+        await Assert.ThrowsAsync<InvalidMigrationStateException>(() => dest.RecoverPostCopyAtDestinationAsync(arrived.Uuid, Ct));
+        await Assert.ThrowsAsync<InvalidMigrationStateException>(() => dest.RecoverPostCopyAtDestinationAsync(Guid.NewGuid().ToString(), Ct));
+        Assert.Equal(GuestPowerState.Running, dest.GetGuest(running.Uuid)!.PowerState);
+    }
+
+    [Fact]
+    public async Task RecoverPostCopyAtDestination_FaultInjected_ThrowsOnceThenListens()
+    {
+        var dest = NewDriver("host2");
+        var guest = Guest();
+        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+        dest.Faults.FailNext(FakeSteps.RecoverPostCopyAtDestination);
+
+        await Assert.ThrowsAsync<InjectedFailureException>(() => dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
+        Assert.Equal($"fake://host2/{guest.Uuid}?resume=1", await dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
+    }
+
     [Fact]
     public async Task PreLiveMigration_DestinationDirExistsOnUnsharedStorage_Throws()
     {
@@ -814,6 +988,37 @@ public sealed class FakeDriverTests : IDisposable
         };
     }
 
+    /// <summary>A guest that never converges by itself, running on host1, with host2 prepared to receive it.</summary>
+    private async Task<(FakeDriver Source, FakeDriver Dest, GuestSpec Guest)> PostCopyPairAsync()
+    {
+        var (source, dest) = (NewDriver("host1"), NewDriver("host2"));
+        var guest = Guest(memoryMb: 1024, dirtyRateMiBps: 2000);
+        await source.SpawnAsync(guest, reuseDisks: false, Ct);
+        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+        return (source, dest, guest);
+    }
+
+    /// <summary>Forces completion through post-copy once the 5 s completion timeout fires.</summary>
+    private static LiveMigrationPlan PostCopyPlan(int attempts) => Plan() with
+    {
+        CompletionTimeoutSecondsPerGiB = 5,
+        TimeoutAction = CompletionTimeoutAction.ForceComplete,
+        PermitPostCopy = true,
+        PostCopyRecoveryAttempts = attempts,
+    };
+
+    /// <summary>Callbacks that recover as the compute layer does: by asking the destination driver.</summary>
+    private RecordingCallbacks RecoveringThrough(FakeDriver dest, GuestSpec guest)
+    {
+        var callbacks = new RecordingCallbacks();
+        callbacks.OnRecoverPostCopy = () =>
+        {
+            callbacks.Recoveries++;
+            return new ValueTask<string>(dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
+        };
+        return callbacks;
+    }
+
     private static LiveMigrationPlan Plan() => new() { MigrationUuid = Guid.NewGuid().ToString(), DestHost = "host2" };
 
     private sealed class RecordingCallbacks : IDriverCallbacks
@@ -838,6 +1043,13 @@ public sealed class FakeDriverTests : IDisposable
             FirstProgress.TrySetResult();
             return ValueTask.CompletedTask;
         }
+
+        public Func<ValueTask<string>>? OnRecoverPostCopy { get; set; }
+
+        public int Recoveries { get; set; }
+
+        public ValueTask<string> RecoverPostCopyAsync(string instanceUuid, CancellationToken cancellationToken) =>
+            OnRecoverPostCopy?.Invoke() ?? throw new InvalidOperationException("This test expects no post-copy recovery.");
 
         public ValueTask MigrationSwitchedToPostCopyAsync(string instanceUuid, CancellationToken cancellationToken)
         {

@@ -11,12 +11,12 @@ namespace Ferry.Tests.Virt.Qemu;
 [Trait("Requires", "qemu")]
 public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriverTest(TimeSpan.FromSeconds(40)), IClassFixture<TestGuestFixture>
 {
-    private QemuDriver NewDriver(bool killOnDispose = true)
+    private QemuDriver NewDriver(bool killOnDispose = true, string host = "qemu-test")
     {
         var driver = new QemuDriver(new QemuDriverOptions
         {
-            HostName = "qemu-test",
-            InstancesPath = Path.Combine(Root, "instances"),
+            HostName = host,
+            InstancesPath = Path.Combine(Root, host == "qemu-test" ? "instances" : host),
             TestGuestKernelPath = fixture.KernelPath,
             Accel = "auto",
             KillGuestsOnDispose = killOnDispose,
@@ -126,6 +126,52 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
         Assert.Contains("disk0", nodes);
         Assert.Contains("config0", nodes);
     }
+
+    [Fact]
+    public async Task Spawn_WithConfigDrive_WritesNovasIso9660ConfigDrive()
+    {
+        var driver = NewDriver();
+        var guest = Guest(configDrive: true) with
+        {
+            DisplayName = "Web server_01.prod",
+            ProjectId = "p-1",
+            AvailabilityZone = "zone-a",
+            Metadata = new Dictionary<string, string> { ["role"] = "web" },
+        };
+
+        await SpawnAsync(driver, guest);
+
+        var drive = Path.Combine(driver.InstanceDirectory(guest.Uuid), "disk.config");
+        Assert.Equal("config-2", (await RunAsync("blkid", "-o", "value", "-s", "LABEL", drive)).Trim());
+        Assert.Equal("iso9660", (await RunAsync("blkid", "-o", "value", "-s", "TYPE", drive)).Trim());
+        var extracted = Path.Combine(Root, "meta_data.json");
+        await RunAsync("xorriso", "-osirrox", "on", "-indev", drive, "-extract", "/openstack/latest/meta_data.json", extracted);
+        var meta = System.Text.Json.Nodes.JsonNode.Parse(await File.ReadAllTextAsync(extracted, Ct))!;
+        Assert.Equal(guest.Uuid, (string?)meta["uuid"]);
+        Assert.Equal("Web server_01.prod", (string?)meta["name"]);
+        Assert.Equal("web-server-01-prod", (string?)meta["hostname"]);
+        Assert.Equal("zone-a", (string?)meta["availability_zone"]);
+        Assert.Equal("p-1", (string?)meta["project_id"]);
+        Assert.Equal("web", (string?)meta["meta"]!["role"]);
+        var listing = await RunAsync("xorriso", "-indev", drive, "-find", "/openstack", "-type", "f");
+        foreach (var file in new[] { "2012-08-10/meta_data.json", "latest/network_data.json", "latest/vendor_data.json", "latest/vendor_data2.json" })
+        {
+            Assert.Contains($"/openstack/{file}", listing, StringComparison.Ordinal);
+        }
+        // A destination writes the drive again instead of copying it: the bytes must not depend on when.
+        var again = NewDriver(host: "qemu-test-2");
+        await Task.Delay(1100, Ct);
+        await again.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+        Pids.Add((again.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
+        Assert.Equal(await File.ReadAllBytesAsync(drive, Ct), await File.ReadAllBytesAsync(Path.Combine(again.InstanceDirectory(guest.Uuid), "disk.config"), Ct));
+    }
+
+    [Theory]
+    [InlineData("Web server_01.prod", "web-server-01-prod")]
+    [InlineData("-db-", "db")]
+    [InlineData("!!!", "server-u")]
+    public void ConfigDriveHostname_FollowsNovasSanitizeHostname(string displayName, string expected) =>
+        Assert.Equal(expected, ConfigDrive.Hostname(displayName, "u"));
 
     [Fact]
     public async Task PowerOffThenOn_StopsProcessAndBootsAgainFromTheSameDisk()
@@ -241,14 +287,16 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
 
     private async Task<string> RunAsync(string binary, params string[] args)
     {
-        var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in args)
         {
             psi.ArgumentList.Add(arg);
         }
         using var process = Process.Start(psi)!;
+        var errors = process.StandardError.ReadToEndAsync(Ct); // xorriso reports progress there
         var output = await process.StandardOutput.ReadToEndAsync(Ct);
         await process.WaitForExitAsync(Ct);
+        Assert.True(process.ExitCode == 0, $"{binary} {string.Join(' ', args)}: exit {process.ExitCode}: {await errors}");
         return output;
     }
 

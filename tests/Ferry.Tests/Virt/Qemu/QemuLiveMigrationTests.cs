@@ -121,7 +121,8 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     }
 
     /// <param name="destination">The host the guest moved to (the TCG stale-page tolerance applies there); null for a source log.</param>
-    private static void AssertSamplesIntact(QemuDriver? destination, GuestSpec guest, IReadOnlyList<QemuTestGuest.Sample> samples, string log, bool checkModel = true)
+    /// <param name="label">Names the log in a failure message (kept apart from the log: a prefix would hide its first line from the check).</param>
+    private static void AssertSamplesIntact(QemuDriver? destination, GuestSpec guest, IReadOnlyList<QemuTestGuest.Sample> samples, string label, string log, bool checkModel = true)
     {
         var (region, kib) = GuestParameters(guest);
         for (var i = 1; i < samples.Count; i++)
@@ -133,7 +134,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
             // Under TCG, QEMU 7.2 may hand over a stale copy of the guest's stack page (QemuTestGuest.TcgStalePageToleranceTicks).
             var tolerance = destination?.Accel == "tcg" ? QemuTestGuest.TcgStalePageToleranceTicks : 0;
             var failure = QemuTestGuest.CheckIntegrity(log, region, kib, tolerance);
-            Assert.True(failure is null, $"{failure}: {log}");
+            Assert.True(failure is null, $"{failure}: {label}: {log[Math.Max(0, log.Length - 2000)..]}");
         }
     }
 
@@ -143,7 +144,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var (source, dest, guest) = (pair.Source, pair.Dest, pair.Guest);
         Assert.Equal(GuestPowerState.Paused, await source.QueryPowerStateAsync(guest.Uuid, Ct)); // postmigrate, never resumed
         var sourceLog = await File.ReadAllTextAsync(source.ConsoleLogPath(guest.Uuid), Ct);
-        AssertSamplesIntact(null, guest, QemuTestGuest.ParseSamples(sourceLog), "source: " + sourceLog[Math.Max(0, sourceLog.Length - 2000)..]);
+        AssertSamplesIntact(null, guest, QemuTestGuest.ParseSamples(sourceLog), "source", sourceLog);
         await source.PostLiveMigrationAtSourceAsync(guest, sharedInstancePath: false, Ct);
         await dest.PostLiveMigrationAtDestinationAsync(guest, Ct);
         Assert.False(QemuProcess.IsAlive(pair.SourcePid, guest.Uuid), "the source QEMU survived PostLiveMigrationAtSource");
@@ -151,7 +152,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         Assert.Equal(GuestPowerState.Running, await dest.QueryPowerStateAsync(guest.Uuid, Ct));
         var samples = await WaitForSamplesAsync(dest, guest.Uuid, 2);
         Assert.True(samples[0].Counter >= lastSourceCounter, $"the destination restarted the counter ({samples[0].Counter} < {lastSourceCounter}): a reboot, not a migration");
-        AssertSamplesIntact(dest, guest, samples, "destination: " + await File.ReadAllTextAsync(dest.ConsoleLogPath(guest.Uuid), Ct), checkModel);
+        AssertSamplesIntact(dest, guest, samples, "destination", await File.ReadAllTextAsync(dest.ConsoleLogPath(guest.Uuid), Ct), checkModel);
         if (!checkModel)
         {
             var (region, kib) = GuestParameters(guest);
@@ -166,7 +167,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         Assert.Equal(GuestPowerState.Running, await source.QueryPowerStateAsync(guest.Uuid, Ct));
         var before = (await WaitForSamplesAsync(source, guest.Uuid, 1)).Count;
         var after = await WaitForSamplesAsync(source, guest.Uuid, before + 2);
-        AssertSamplesIntact(null, guest, after, await File.ReadAllTextAsync(source.ConsoleLogPath(guest.Uuid), Ct));
+        AssertSamplesIntact(null, guest, after, "source", await File.ReadAllTextAsync(source.ConsoleLogPath(guest.Uuid), Ct));
         var jobs = await source.ExecuteQmpAsync(guest.Uuid, "query-block-jobs", null, Ct);
         Assert.Equal(0, jobs.GetArrayLength());
         var nodes = await source.ExecuteQmpAsync(guest.Uuid, "query-named-block-nodes", null, Ct);
@@ -365,43 +366,119 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         await AssertMovedAsync(pair, counter);
     }
 
-    [Fact]
-    public async Task LiveMigrate_PostCopyInterrupted_FailsLoudlyAndTouchesNeitherCopy()
+    /// <summary>
+    /// Starts a migration of a hot guest that is forced into post-copy once 4 MiB crossed, and returns when the
+    /// destination runs the guest (from then on an interrupted stream pauses the migration; earlier, while the
+    /// destination still loads the device state, the destination QEMU would exit instead).
+    /// </summary>
+    private async Task<Task<LiveMigrationOutcome>> StartPostCopyAsync(Pair pair, LiveMigrationPlan plan, RecordingCallbacks callbacks)
     {
-        var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
-        var callbacks = new RecordingCallbacks();
-
-        var migrate = pair.Source.LiveMigrateAsync(pair.Guest, Plan(pair.IncomingUri, 8) with { PermitPostCopy = true }, callbacks, Ct);
+        var migrate = pair.Source.LiveMigrateAsync(pair.Guest, plan with { PermitPostCopy = true }, callbacks, Ct);
         await WaitUntilAsync(() => callbacks.Samples.Any(s => s.MemoryProcessedBytes > 4 << 20), "4 MiB sent", TimeSpan.FromSeconds(30));
         Assert.True(pair.Source.ForceCompleteLiveMigration(pair.Guest.Uuid));
         await WaitUntilAsync(() => callbacks.PostCopySwitches == 1, "switch to post-copy", TimeSpan.FromSeconds(30));
-        // Once the destination runs the guest, interrupt the stream the way a network failure does: the source
-        // parks the migration in postcopy-paused. (Interrupted earlier, while the destination still loads the
-        // device state, the destination QEMU exits instead.)
+        var started = Stopwatch.StartNew();
         while ((await pair.Dest.ExecuteQmpAsync(pair.Guest.Uuid, "query-status", null, Ct)).GetProperty("status").GetString() != "running")
         {
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), "the destination never ran the guest");
             await Task.Delay(20, Ct);
         }
-        for (var attempt = 0; ; attempt++)
+        Assert.False(migrate.IsCompleted, "post-copy ended before the test could interrupt it");
+        return migrate;
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PostCopyStreamCut_ResumedByMigrateRecoverAndGuestContinues()
+    {
+        var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
+        await using var network = new TcpRelay(pair.IncomingUri);
+        var recoveries = 0;
+        var callbacks = new RecordingCallbacks
         {
-            try
+            OnRecoverPostCopy = async () =>
             {
-                await pair.Source.ExecuteQmpAsync(pair.Guest.Uuid, "migrate-pause", null, Ct);
-                break;
-            }
-            catch (Ferry.Virt.Qemu.Qmp.QmpException) when (attempt < 100)
+                Interlocked.Increment(ref recoveries);
+                return await pair.Dest.RecoverPostCopyAtDestinationAsync(pair.Guest.Uuid, Ct);
+            },
+        };
+        var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
+        var wall = Stopwatch.StartNew();
+        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps), callbacks);
+
+        network.Cut();
+        var outcome = await migrate;
+
+        Report("post-copy cut and resumed", wall, callbacks);
+        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
+        Assert.True(recoveries >= 1, "the stream was cut but never resumed");
+        await AssertMovedAsync(pair, counter);
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PostCopyLinkGoesSilent_StallCutAndResumed()
+    {
+        var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
+        await using var network = new TcpRelay(pair.IncomingUri);
+        var recoveries = 0;
+        var callbacks = new RecordingCallbacks
+        {
+            OnRecoverPostCopy = async () =>
             {
-                await Task.Delay(20, Ct); // still entering postcopy-active
-            }
-        }
+                Interlocked.Increment(ref recoveries);
+                return await pair.Dest.RecoverPostCopyAtDestinationAsync(pair.Guest.Uuid, Ct);
+            },
+        };
+        var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
+        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps) with { PostCopyStallSeconds = 2 }, callbacks);
+
+        network.Silence(); // no reset reaches either QEMU: only the monitor's stall check can notice
+        var outcome = await migrate;
+
+        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
+        Assert.True(recoveries >= 1, "the link went silent but the stream was never resumed");
+        await AssertMovedAsync(pair, counter);
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PostCopyCannotResume_FailsLoudlyAndTouchesNeitherCopy()
+    {
+        var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
+        await using var network = new TcpRelay(pair.IncomingUri);
+        var recoveries = 0;
+        var callbacks = new RecordingCallbacks
+        {
+            OnRecoverPostCopy = () =>
+            {
+                Interlocked.Increment(ref recoveries);
+                throw new Ferry.Core.Errors.FerryException("the destination host does not answer");
+            },
+        };
+        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps) with { PostCopyRecoveryAttempts = 2 }, callbacks);
+
+        network.Cut();
 
         var error = await Assert.ThrowsAsync<Ferry.Core.Errors.FerryException>(() => migrate);
         Assert.Contains("post-copy", error.Message, StringComparison.Ordinal);
+        Assert.Equal(2, recoveries);
         Assert.False(pair.Source.AbortLiveMigration(pair.Guest.Uuid));
         Assert.True(QemuProcess.IsAlive(pair.SourcePid, pair.Guest.Uuid), "the source holds part of the guest's memory: it must stay");
         Assert.True(QemuProcess.IsAlive(pair.DestPid, pair.Guest.Uuid), "the destination runs the guest: it must stay");
         var status = await pair.Source.ExecuteQmpAsync(pair.Guest.Uuid, "query-status", null, Ct);
         Assert.NotEqual("running", status.GetProperty("status").GetString()); // never resumed on the source (split brain)
+        // The destination still waits for its pages: a later resume by hand remains possible.
+        var incoming = await pair.Dest.ExecuteQmpAsync(pair.Guest.Uuid, "query-migrate", null, Ct);
+        Assert.Equal("postcopy-paused", incoming.GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task RecoverPostCopyAtDestination_NoPausedPostCopy_Refused()
+    {
+        var pair = await PrepareAsync(Guest(dirtyMiBps: "4"));
+
+        var error = await Assert.ThrowsAsync<Ferry.Core.Errors.ConflictException>(() => pair.Dest.RecoverPostCopyAtDestinationAsync(pair.Guest.Uuid, Ct));
+
+        Assert.Contains("not waiting for a post-copy resume", error.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<Ferry.Core.Errors.ConflictException>(() => pair.Source.RecoverPostCopyAtDestinationAsync(pair.Guest.Uuid, Ct));
     }
 
     [Fact]
@@ -468,6 +545,11 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
             Samples.Enqueue(progress);
             return ValueTask.CompletedTask;
         }
+
+        public Func<ValueTask<string>>? OnRecoverPostCopy { get; set; }
+
+        public ValueTask<string> RecoverPostCopyAsync(string instanceUuid, CancellationToken cancellationToken) =>
+            OnRecoverPostCopy?.Invoke() ?? throw new InvalidOperationException("This test expects no post-copy recovery.");
 
         public ValueTask MigrationSwitchedToPostCopyAsync(string instanceUuid, CancellationToken cancellationToken)
         {

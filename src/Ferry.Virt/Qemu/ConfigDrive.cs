@@ -1,0 +1,75 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+
+namespace Ferry.Virt.Qemu;
+
+/// <summary>
+/// The files of Nova's config drive (nova/virt/configdrive.py, nova/api/metadata/base.py): an ISO 9660 volume
+/// labelled <c>config-2</c> with <c>openstack/{2012-08-10,latest}/meta_data.json</c> and friends, which cloud-init's
+/// ConfigDrive datasource reads. Its content is a pure function of the guest spec (no random seed, fixed dates),
+/// so a destination can write the same bytes again instead of copying them.
+/// </summary>
+internal static class ConfigDrive
+{
+    public const string VolumeLabel = "config-2";
+
+    /// <summary>Every file and directory gets this date, and so does the volume (SOURCE_DATE_EPOCH).</summary>
+    public static readonly DateTimeOffset FixedDate = new(2012, 8, 10, 0, 0, 0, TimeSpan.Zero);
+
+    private static readonly string[] s_versions = ["2012-08-10", "latest"];
+
+    /// <summary>Writes the drive's tree under <paramref name="root"/> (an empty directory).</summary>
+    public static async Task WriteTreeAsync(GuestSpec guest, string root, CancellationToken cancellationToken)
+    {
+        foreach (var version in s_versions)
+        {
+            var dir = Path.Combine(root, "openstack", version);
+            Directory.CreateDirectory(dir);
+            await File.WriteAllTextAsync(Path.Combine(dir, "meta_data.json"), MetaData(guest).ToJsonString(), Encoding.UTF8, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(dir, "network_data.json"), """{"links": [], "networks": [], "services": []}""", Encoding.UTF8, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data.json"), "{}", Encoding.UTF8, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data2.json"), "{}", Encoding.UTF8, cancellationToken);
+        }
+        foreach (var entry in Directory.EnumerateFileSystemEntries(root, "*", SearchOption.AllDirectories).Append(root))
+        {
+            File.SetLastWriteTimeUtc(entry, FixedDate.UtcDateTime);
+        }
+    }
+
+    public static string SourceDateEpoch => FixedDate.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Nova's meta_data.json, less what Ferry does not have (keys, devices, random_seed).</summary>
+    public static JsonObject MetaData(GuestSpec guest)
+    {
+        var meta = new JsonObject();
+        foreach (var (key, value) in guest.Metadata.OrderBy(m => m.Key, StringComparer.Ordinal))
+        {
+            meta[key] = value;
+        }
+        var name = guest.DisplayName ?? guest.Name;
+        return new JsonObject
+        {
+            ["uuid"] = guest.Uuid,
+            ["meta"] = meta,
+            ["hostname"] = Hostname(name, guest.Uuid),
+            ["name"] = name,
+            ["launch_index"] = 0,
+            ["availability_zone"] = guest.AvailabilityZone,
+            ["project_id"] = guest.ProjectId,
+            ["public_keys"] = new JsonObject(),
+            ["keys"] = new JsonArray(),
+            ["devices"] = new JsonArray(),
+        };
+    }
+
+    /// <summary>Nova's sanitize_hostname, ASCII only: spaces, underscores and dots become dashes, anything else outside [a-z0-9-] goes, no dash at either end, at most 63 characters.</summary>
+    public static string Hostname(string displayName, string uuid)
+    {
+        var hostname = Regex.Replace(displayName.ToLowerInvariant(), "[ _.]", "-");
+        hostname = Regex.Replace(hostname, "[^a-z0-9-]+", "").Trim('-');
+        hostname = hostname.Length > 63 ? hostname[..63].TrimEnd('-') : hostname;
+        return hostname.Length == 0 ? "server-" + uuid : hostname;
+    }
+}

@@ -1,0 +1,110 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Domain;
+using Ferry.Virt.Fake;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ferry.FunctionalTests.Flows;
+
+/// <summary>Post-copy permitted, and a broken post-copy stream resumed at most twice in a row.</summary>
+public sealed class PostCopyRecoveryFixture : SlowLinkFixture
+{
+    public const int RecoveryAttempts = 2;
+
+    protected override void ConfigurePolicy(Compute.ComputeOptions compute)
+    {
+        compute.LiveMigrationPermitPostCopy = true;
+        compute.LiveMigrationPostCopyRecoveryAttempts = RecoveryAttempts;
+    }
+}
+
+/// <summary>
+/// A post-copy stream that breaks (<see cref="FakeSteps.PostCopyStream"/> on the source): the source's driver asks the
+/// destination compute over RPC to listen again and resumes, or hands the instance to the operator once its attempts run out.
+/// </summary>
+public sealed class PostCopyRecoveryTests(PostCopyRecoveryFixture fixture) : FlowTest<PostCopyRecoveryFixture>(fixture)
+{
+    private const string RecoverEvent = "compute_recover_post_copy_at_destination";
+
+    [Fact]
+    public async Task PostCopyStreamBreaksTwice_ResumedFromDestination_CompletesOnDestination()
+    {
+        var id = await BootAsync("compute1", metadata: Guests.NonConverging);
+        Driver("compute1").Faults.FailNext(FakeSteps.PostCopyStream, times: 2);
+
+        await ForceIntoPostCopyAsync(id);
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active, (TaskState?)null),
+            (migration.Status, instance.Host, instance.VmState, instance.TaskState));
+        var placement = Fixture.Ferry.Services.GetRequiredService<IPlacementService>();
+        var nodes = Fixture.Ferry.Services.GetRequiredService<ComputeNodeStore>();
+        Assert.Equal([nodes.FindByHost("compute2")!.Uuid], placement.GetAllocations(id).Allocations.Keys);
+        Assert.Empty(placement.GetAllocations(migration.Uuid).Allocations);
+        Assert.Null(Driver("compute1").GetGuest(id));
+        Assert.Equal(Virt.GuestPowerState.Running, Driver("compute2").GetGuest(id)!.PowerState);
+        Assert.Null(Driver("compute3").GetGuest(id));
+        var events = await LiveMigrationEventsAsync(id);
+        var recoveries = events.Where(e => (string?)e["event"] == RecoverEvent).ToList();
+        Assert.Equal(2, recoveries.Count);
+        Assert.All(recoveries, e => Assert.Equal("Success", (string?)e["result"]));
+        Assert.All(recoveries, e => Assert.Equal("compute2", (string?)e["host"]));
+    }
+
+    [Fact]
+    public async Task DestinationCannotRecover_AttemptsExhausted_InstanceErrorAndBothCopiesKept()
+    {
+        var id = await BootAsync("compute1", metadata: Guests.NonConverging);
+        Driver("compute1").Faults.FailNext(FakeSteps.PostCopyStream);
+        Driver("compute2").Faults.FailAlways(FakeSteps.RecoverPostCopyAtDestination);
+
+        await ForceIntoPostCopyAsync(id);
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Error, VmState.Error, (TaskState?)null), (migration.Status, instance.VmState, instance.TaskState));
+        Assert.Equal(Virt.GuestPowerState.Paused, Driver("compute1").GetGuest(id)?.PowerState);
+        Assert.NotNull(Driver("compute2").GetGuest(id));
+        Assert.Contains("broke during post-copy", LastFault(id));
+        var recoveries = (await LiveMigrationEventsAsync(id)).Where(e => (string?)e["event"] == RecoverEvent).ToList();
+        Assert.Equal(PostCopyRecoveryFixture.RecoveryAttempts, recoveries.Count);
+        Assert.All(recoveries, e => Assert.Equal("Error", (string?)e["result"]));
+
+        // Deleting the server removes both copies and both claims: the instance's on compute2 (the source's
+        // terminate) and the migration's on compute1 (compute2's destroy_live_migration_destination).
+        Driver("compute2").Faults.Clear();
+        var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}");
+        Assert.True(status == HttpStatusCode.NoContent, $"delete: {(int)status} {body?.ToJsonString()}");
+        await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
+        var placement = Fixture.Ferry.Services.GetRequiredService<IPlacementService>();
+        var deadline = DateTime.UtcNow + WaitLimit;
+        while (Driver("compute2").GetGuest(id) is not null || placement.GetAllocations(migration.Uuid).Allocations.Count > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the destination's copy or the migration's claim outlived the delete");
+            await Task.Delay(10);
+        }
+        Assert.Null(Driver("compute1").GetGuest(id));
+        Assert.Empty(placement.GetAllocations(id).Allocations);
+    }
+
+    /// <summary>Starts the live migration to compute2 and force-completes it once it runs, which switches to post-copy.</summary>
+    private async Task ForceIntoPostCopyAsync(string id)
+    {
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+        var running = await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Running, "running");
+        var (status, body) = await Admin.PostAsync($"servers/{id}/migrations/{running.Id}/action", JsonNode.Parse("""{"force_complete": null}"""));
+        Assert.True(status == HttpStatusCode.Accepted, $"force_complete: {(int)status} {body?.ToJsonString()}");
+    }
+
+    /// <summary>The events of the live-migration action, as <c>GET /servers/{id}/os-instance-actions/{request_id}</c> shows them.</summary>
+    private async Task<List<JsonNode>> LiveMigrationEventsAsync(string id)
+    {
+        var (listed, list) = await Admin.GetAsync($"servers/{id}/os-instance-actions");
+        Assert.Equal(HttpStatusCode.OK, listed);
+        var requestId = (string?)list!["instanceActions"]!.AsArray().Single(a => (string?)a!["action"] == "live-migration")!["request_id"];
+        var (shown, action) = await Admin.GetAsync($"servers/{id}/os-instance-actions/{requestId}");
+        Assert.Equal(HttpStatusCode.OK, shown);
+        return [.. action!["instanceAction"]!["events"]!.AsArray().Select(e => e!)];
+    }
+}
