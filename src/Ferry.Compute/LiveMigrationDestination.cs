@@ -39,7 +39,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
         context.RunEventAsync(request.Instance, request.RequestId, "compute_pre_live_migration", async () =>
         {
             var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance),
-                request.Data.IsSharedInstancePath, request.Data.BlockMigration ?? false, ct);
+                request.Data.IsSharedInstancePath, request.Data.BlockMigration ?? false, request.Data.ParallelConnections, ct);
             return request.Data with { IncomingUri = uri };
         }, ct);
 

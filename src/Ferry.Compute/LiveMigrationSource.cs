@@ -89,7 +89,9 @@ public sealed class LiveMigrationSource(ComputeContext context)
             LiveMigrateData data;
             try
             {
-                data = await context.Compute.PreLiveMigrationAsync(request.Dest, new PreLiveMigrationRequest(instance, migration, request.Data, request.RequestId), ct);
+                // The source decides how many streams carry the memory; both ends must set them up alike.
+                var prepare = request.Data with { ParallelConnections = PermitPostCopy(request) ? 1 : Math.Max(1, context.Options.LiveMigrationParallelConnections) };
+                data = await context.Compute.PreLiveMigrationAsync(request.Dest, new PreLiveMigrationRequest(instance, migration, prepare, request.RequestId), ct);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -123,6 +125,10 @@ public sealed class LiveMigrationSource(ComputeContext context)
         }
     }
 
+    /// <summary>Nova drops post-copy for paused guests: there is nothing running to switch.</summary>
+    private bool PermitPostCopy(LiveMigrationRequest request) =>
+        context.Options.LiveMigrationPermitPostCopy && request.Instance.VmState != VmState.Paused;
+
     /// <summary>Runs the driver's migration while relaying abort and force-complete requests to it.</summary>
     private async Task<LiveMigrationOutcome> RunDriverMigrationAsync(Outgoing outgoing, LiveMigrateData data, CancellationToken ct)
     {
@@ -139,9 +145,9 @@ public sealed class LiveMigrationSource(ComputeContext context)
             DowntimeDelaySecondsPerGiB = context.Options.LiveMigrationDowntimeDelaySecondsPerGiB,
             CompletionTimeoutSecondsPerGiB = context.Options.LiveMigrationCompletionTimeoutSecondsPerGiB,
             TimeoutAction = context.Options.LiveMigrationTimeoutAction,
-            // Nova drops post-copy for paused guests: there is nothing running to switch.
-            PermitPostCopy = context.Options.LiveMigrationPermitPostCopy && request.Instance.VmState != VmState.Paused,
+            PermitPostCopy = PermitPostCopy(request),
             PermitAutoConverge = context.Options.LiveMigrationPermitAutoConverge,
+            ParallelConnections = data.ParallelConnections,
             PostCopyRecoveryAttempts = context.Options.LiveMigrationPostCopyRecoveryAttempts,
             PostCopyStallSeconds = context.Options.LiveMigrationPostCopyStallSeconds,
         };

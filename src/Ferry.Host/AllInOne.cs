@@ -217,6 +217,7 @@ public sealed class AllInOne : IAsyncDisposable
             LiveMigrationCompletionTimeoutSecondsPerGiB = Options.LiveMigrationCompletionTimeoutSecondsPerGiB,
             LiveMigrationPostCopyRecoveryAttempts = Options.LiveMigrationPostCopyRecoveryAttempts,
             LiveMigrationPostCopyStallSeconds = Options.LiveMigrationPostCopyStallSeconds,
+            LiveMigrationParallelConnections = Options.LiveMigrationParallelConnections,
         };
         ConfigureCompute?.Invoke(computeOptions);
         configure?.Invoke(computeOptions);

@@ -58,6 +58,7 @@ public sealed class FerryHostOptions
     public int LiveMigrationCompletionTimeoutSecondsPerGiB { get; set; } = 800;
     public int LiveMigrationPostCopyRecoveryAttempts { get; set; } = 5;
     public int LiveMigrationPostCopyStallSeconds { get; set; } = 10;
+    public int LiveMigrationParallelConnections { get; set; } = 1;
 
     /// <summary>Real seconds per simulated second in the fake driver (0 = migrations take no real time).</summary>
     public double FakeTimeScale { get; set; } = 1.0;
@@ -112,6 +113,7 @@ public sealed class FerryHostOptions
                 case "--lm-permit-auto-converge": options.LiveMigrationPermitAutoConverge = true; break;
                 case "--lm-completion-timeout": options.LiveMigrationCompletionTimeoutSecondsPerGiB = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--lm-postcopy-recovery-attempts": options.LiveMigrationPostCopyRecoveryAttempts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--lm-parallel-connections": options.LiveMigrationParallelConnections = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--lm-postcopy-stall": options.LiveMigrationPostCopyStallSeconds = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 case "--lm-timeout-action":
                     options.LiveMigrationTimeoutAction = Next() switch

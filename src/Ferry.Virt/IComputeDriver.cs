@@ -62,8 +62,11 @@ public interface IComputeDriver
 
     // --- live migration ---
 
-    /// <summary>Destination side: prepares to receive the guest (incoming process, disks) and returns where to send it.</summary>
-    Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, CancellationToken cancellationToken);
+    /// <summary>
+    /// Destination side: prepares to receive the guest (incoming process, disks) and returns where to send it;
+    /// the memory comes over <paramref name="parallelConnections"/> streams (the plan's, chosen by the source).
+    /// </summary>
+    Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, int parallelConnections, CancellationToken cancellationToken);
 
     /// <summary>
     /// Source side: runs the migration to completion, reporting progress through <paramref name="callbacks"/>.

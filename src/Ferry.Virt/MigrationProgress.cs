@@ -59,6 +59,8 @@ public sealed record LiveMigrationPlan
     public CompletionTimeoutAction TimeoutAction { get; init; } = CompletionTimeoutAction.Abort;
     public bool PermitPostCopy { get; init; }
     public bool PermitAutoConverge { get; init; }
+    /// <summary>TCP streams for the memory: above 1, QEMU's multifd with this many channels (never with post-copy, which QEMU 7.2 refuses to combine).</summary>
+    public int ParallelConnections { get; init; } = 1;
     /// <summary>
     /// How many times in a row a broken post-copy stream is resumed (migrate-recover on the destination, migrate
     /// resume on the source) before the instance is handed to the operator; 0 never resumes.

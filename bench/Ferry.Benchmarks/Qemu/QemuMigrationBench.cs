@@ -178,7 +178,7 @@ internal static class QemuMigrationBench
                 MeasuredDirtyMiBps = cell.DirtyFraction > 0 ? sourceTail.DirtyRateMiBps(0, double.MaxValue) : 0,
             };
 
-            var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, cancellationToken);
+            var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, parallelConnections: 1, cancellationToken);
             destDefined = true;
             using var follow = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var following = sourceTail.FollowAsync(follow.Token);

@@ -205,7 +205,8 @@ public sealed partial class FakeDriver : IComputeDriver
 
     // --- live migration: destination side ---
 
-    public async Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, CancellationToken cancellationToken)
+    /// <remarks>The simulated link is one pipe: <paramref name="parallelConnections"/> changes nothing here.</remarks>
+    public async Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, int parallelConnections, CancellationToken cancellationToken)
     {
         await Faults.CheckAsync(FakeSteps.PreLiveMigration, cancellationToken);
         var dir = InstanceDirectory(guest.Uuid);

@@ -43,7 +43,7 @@ public sealed partial class QemuDriver
 
     // --- destination ---
 
-    public async Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, CancellationToken cancellationToken)
+    public async Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, int parallelConnections, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(guest);
         var record = new QemuGuest(guest);
@@ -73,14 +73,23 @@ public sealed partial class QemuDriver
             record.PowerState = GuestPowerState.Paused;
             StartEventPump(record, process);
             var qmp = process.Qmp;
-            // Post-copy needs the capability on both ends before migrate-incoming; the source decides whether to use it.
-            try
+            if (parallelConnections > 1)
             {
-                await qmp.ExecuteAsync("migrate-set-capabilities", Capabilities(("postcopy-ram", true)), cancellationToken);
+                // multifd must match on both ends before migrate-incoming (and excludes post-copy in QEMU 7.2).
+                await qmp.ExecuteAsync("migrate-set-capabilities", Capabilities(("multifd", true)), cancellationToken);
+                await qmp.ExecuteAsync("migrate-set-parameters", new JsonObject { ["multifd-channels"] = parallelConnections }, cancellationToken);
             }
-            catch (QmpException ex)
+            else
             {
-                LogPostCopyUnavailable(guest.Uuid, _options.HostName, ex.Message);
+                // Post-copy needs the capability on both ends before migrate-incoming; the source decides whether to use it.
+                try
+                {
+                    await qmp.ExecuteAsync("migrate-set-capabilities", Capabilities(("postcopy-ram", true)), cancellationToken);
+                }
+                catch (QmpException ex)
+                {
+                    LogPostCopyUnavailable(guest.Uuid, _options.HostName, ex.Message);
+                }
             }
             string? nbd = null;
             if (exportDisk)
@@ -461,20 +470,27 @@ public sealed partial class QemuDriver
 
         private async Task<LiveMigrationOutcome> MigrateAsync(DowntimeSchedule schedule, TimeSpan completionTimeout, CancellationToken cancellationToken)
         {
+            var multifd = _plan.ParallelConnections > 1 && !_plan.PermitPostCopy;
             await _qmp.ExecuteAsync("migrate-set-capabilities", Capabilities(
                 ("events", true),
                 ("auto-converge", _plan.PermitAutoConverge),
                 ("postcopy-ram", _plan.PermitPostCopy),
+                ("multifd", multifd),
                 ("pause-before-switchover", _plan.BlockMigration)), cancellationToken);
             // Always explicit: QEMU's default of 128 MiB/s is a hidden cap (qemu-lab findings).
             var bandwidth = _plan.BandwidthMiBps > 0 ? _plan.BandwidthMiBps << 20 : UnlimitedBandwidthBytes;
             _downtimeLimitMs = QemuLimitMs(schedule.LimitMsAt(TimeSpan.Zero));
-            await _qmp.ExecuteAsync("migrate-set-parameters", new JsonObject
+            var parameters = new JsonObject
             {
                 ["max-bandwidth"] = bandwidth,
                 ["max-postcopy-bandwidth"] = bandwidth,
                 ["downtime-limit"] = _downtimeLimitMs,
-            }, cancellationToken);
+            };
+            if (multifd)
+            {
+                parameters["multifd-channels"] = _plan.ParallelConnections;
+            }
+            await _qmp.ExecuteAsync("migrate-set-parameters", parameters, cancellationToken);
             if (_plan.BlockMigration)
             {
                 await StartMirrorAsync(bandwidth, cancellationToken);

@@ -178,10 +178,10 @@ public abstract class QemuFlowTest<TFixture>(TFixture fixture) : FlowTest<TFixtu
     {
         var o = Fixture.Ferry.Computes[host].Options;
         var saved = (o.LiveMigrationBandwidthMiBps, o.LiveMigrationPermitPostCopy, o.LiveMigrationPermitAutoConverge,
-            o.LiveMigrationTimeoutAction, o.LiveMigrationCompletionTimeoutSecondsPerGiB, o.LiveMigrationDowntimeMs);
+            o.LiveMigrationTimeoutAction, o.LiveMigrationCompletionTimeoutSecondsPerGiB, o.LiveMigrationDowntimeMs, o.LiveMigrationParallelConnections);
         change(o);
         return new Restore(() => (o.LiveMigrationBandwidthMiBps, o.LiveMigrationPermitPostCopy, o.LiveMigrationPermitAutoConverge,
-            o.LiveMigrationTimeoutAction, o.LiveMigrationCompletionTimeoutSecondsPerGiB, o.LiveMigrationDowntimeMs) = saved);
+            o.LiveMigrationTimeoutAction, o.LiveMigrationCompletionTimeoutSecondsPerGiB, o.LiveMigrationDowntimeMs, o.LiveMigrationParallelConnections) = saved);
     }
 
     private static int KibPerTick(Instance instance) =>

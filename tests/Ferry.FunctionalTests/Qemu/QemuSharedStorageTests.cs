@@ -26,6 +26,34 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
         AssertRunsOnlyOn(id, "compute2");
     }
 
+    [Theory]
+    [InlineData(false, true)]
+    [InlineData(true, false)] // QEMU 7.2 cannot combine multifd with post-copy: post-copy wins
+    public async Task LiveMigrate_ParallelConnections_MultifdOnBothEndsUnlessPostCopyIsPermitted(bool permitPostCopy, bool expectMultifd)
+    {
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 2);
+        var before = await WaitForCounterAsync(id, 0);
+        using (Policy("compute1", o =>
+        {
+            o.LiveMigrationParallelConnections = 3;
+            o.LiveMigrationPermitPostCopy = permitPostCopy;
+        }))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal((MigrationStatus.Completed, "compute2"), (migration.Status, instance.Host));
+        }
+        var capabilities = await Qemu("compute2").ExecuteQmpAsync(id, "query-migrate-capabilities", null, CancellationToken.None);
+        Assert.Contains(capabilities.EnumerateArray(), c => c.GetProperty("capability").GetString() == "multifd" && c.GetProperty("state").GetBoolean() == expectMultifd);
+        if (expectMultifd)
+        {
+            var parameters = await Qemu("compute2").ExecuteQmpAsync(id, "query-migrate-parameters", null, CancellationToken.None);
+            Assert.Equal(3, parameters.GetProperty("multifd-channels").GetInt32());
+        }
+        await WaitForCounterAsync(id, before + 50, movedAtCounter: before + 1);
+        AssertRunsOnlyOn(id, "compute2");
+    }
+
     [Fact]
     public async Task LiveMigrate_PostCopyStreamCutByTheNetwork_ResumedAndCompletes()
     {

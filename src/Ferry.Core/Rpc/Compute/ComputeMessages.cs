@@ -17,6 +17,8 @@ public sealed record LiveMigrateData
     public string? DestAddress { get; init; }
     /// <summary>Where the destination listens for the incoming guest (set by pre_live_migration).</summary>
     public string? IncomingUri { get; init; }
+    /// <summary>TCP streams for the memory (multifd when above 1), decided by the source and set up by both ends.</summary>
+    public int ParallelConnections { get; init; } = 1;
 }
 
 /// <summary><see cref="Image"/> is null for a server booted from a volume.</summary>

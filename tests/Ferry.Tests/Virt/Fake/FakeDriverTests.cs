@@ -186,7 +186,7 @@ public sealed class FakeDriverTests : IDisposable
         await source.SpawnAsync(guest, reuseDisks: false, Ct);
         var callbacks = new RecordingCallbacks();
 
-        var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+        var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
         Assert.Equal($"fake://host2/{guest.Uuid}", uri);
         Assert.Equal(GuestPowerState.Paused, dest.GetGuest(guest.Uuid)!.PowerState);
 
@@ -661,7 +661,7 @@ public sealed class FakeDriverTests : IDisposable
     {
         var dest = NewDriver("host2");
         var guest = Guest();
-        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
 
         Assert.Equal($"fake://host2/{guest.Uuid}?resume=1", await dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
         Assert.Equal($"fake://host2/{guest.Uuid}?resume=2", await dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
@@ -674,7 +674,7 @@ public sealed class FakeDriverTests : IDisposable
         var running = Guest();
         await dest.SpawnAsync(running, reuseDisks: false, Ct);
         var arrived = Guest();
-        await dest.PreLiveMigrationAsync(arrived, sharedInstancePath: false, blockMigration: true, Ct);
+        await dest.PreLiveMigrationAsync(arrived, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
         await dest.PostLiveMigrationAtDestinationAsync(arrived, Ct);
 
         await Assert.ThrowsAsync<InvalidMigrationStateException>(() => dest.RecoverPostCopyAtDestinationAsync(running.Uuid, Ct));
@@ -688,7 +688,7 @@ public sealed class FakeDriverTests : IDisposable
     {
         var dest = NewDriver("host2");
         var guest = Guest();
-        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
         dest.Faults.FailNext(FakeSteps.RecoverPostCopyAtDestination);
 
         await Assert.ThrowsAsync<InjectedFailureException>(() => dest.RecoverPostCopyAtDestinationAsync(guest.Uuid, Ct));
@@ -703,7 +703,7 @@ public sealed class FakeDriverTests : IDisposable
         Directory.CreateDirectory(dest.InstanceDirectory(guest.Uuid));
 
         await Assert.ThrowsAsync<DestinationDiskExistsException>(
-            () => dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct));
+            () => dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct));
         Assert.Null(dest.GetGuest(guest.Uuid));
     }
 
@@ -712,7 +712,7 @@ public sealed class FakeDriverTests : IDisposable
     {
         var dest = NewDriver("host2");
         var guest = Guest(volumeBacked: true, configDrive: true);
-        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, Ct);
+        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, parallelConnections: 1, Ct);
         Assert.True(File.Exists(Path.Combine(dest.InstanceDirectory(guest.Uuid), "disk.config")));
 
         await dest.RollbackLiveMigrationAtDestinationAsync(guest, destroyDisks: true, Ct);
@@ -729,7 +729,7 @@ public sealed class FakeDriverTests : IDisposable
         var guest = Guest();
         await source.SpawnAsync(guest, reuseDisks: false, Ct);
 
-        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: true, blockMigration: false, Ct);
+        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: true, blockMigration: false, parallelConnections: 1, Ct);
         Assert.Equal(LiveMigrationOutcome.Completed, await source.LiveMigrateAsync(guest, Plan(), new RecordingCallbacks(), Ct));
         await source.PostLiveMigrationAtSourceAsync(guest, sharedInstancePath: true, Ct);
         await dest.PostLiveMigrationAtDestinationAsync(guest, Ct);
@@ -924,7 +924,7 @@ public sealed class FakeDriverTests : IDisposable
             case FakeSteps.Destroy: await driver.DestroyAsync(guest.Uuid, destroyDisks: false, Ct); break;
             case FakeSteps.PowerOff: await driver.PowerOffAsync(guest.Uuid, Ct); break;
             case FakeSteps.PowerOn: await driver.PowerOnAsync(guest.Uuid, Ct); break;
-            case FakeSteps.PreLiveMigration: await IgnoreFerryErrors(driver.PreLiveMigrationAsync(guest, true, false, Ct)); break;
+            case FakeSteps.PreLiveMigration: await IgnoreFerryErrors(driver.PreLiveMigrationAsync(guest, true, false, 1, Ct)); break;
             case FakeSteps.LiveMigration: await driver.LiveMigrateAsync(guest, Plan(), new RecordingCallbacks(), Ct); break;
             case FakeSteps.PostLiveMigrationAtSource: await driver.PostLiveMigrationAtSourceAsync(guest, true, Ct); break;
             case FakeSteps.PostLiveMigrationAtDestination: await driver.PostLiveMigrationAtDestinationAsync(guest, Ct); break;
@@ -994,7 +994,7 @@ public sealed class FakeDriverTests : IDisposable
         var (source, dest) = (NewDriver("host1"), NewDriver("host2"));
         var guest = Guest(memoryMb: 1024, dirtyRateMiBps: 2000);
         await source.SpawnAsync(guest, reuseDisks: false, Ct);
-        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+        await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
         return (source, dest, guest);
     }
 

@@ -161,7 +161,7 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
         // A destination writes the drive again instead of copying it: the bytes must not depend on when.
         var again = NewDriver(host: "qemu-test-2");
         await Task.Delay(1100, Ct);
-        await again.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, Ct);
+        await again.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
         Pids.Add((again.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
         Assert.Equal(await File.ReadAllBytesAsync(drive, Ct), await File.ReadAllBytesAsync(Path.Combine(again.InstanceDirectory(guest.Uuid), "disk.config"), Ct));
     }

@@ -64,7 +64,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     };
 
     /// <summary>Spawns the guest on a fresh source, waits for it to run, and prepares a fresh destination.</summary>
-    private async Task<Pair> PrepareAsync(GuestSpec guest, bool blockMigration = false)
+    private async Task<Pair> PrepareAsync(GuestSpec guest, bool blockMigration = false, int parallelConnections = 1)
     {
         var source = NewDriver("src");
         var dest = NewDriver("dst");
@@ -72,7 +72,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var sourcePid = source.GetProcessId(guest.Uuid)!.Value;
         Pids.Add((sourcePid, guest.Uuid));
         await WaitForSamplesAsync(source, guest.Uuid, 2);
-        var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration, Ct);
+        var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration, parallelConnections, Ct);
         var destPid = dest.GetProcessId(guest.Uuid)!.Value;
         Pids.Add((destPid, guest.Uuid));
         return new Pair(source, dest, guest, sourcePid, destPid, uri);
@@ -208,6 +208,26 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         Assert.True(final.TotalTimeMs > 0, $"total time {final.TotalTimeMs}");
         Assert.Equal(0, callbacks.PostCopySwitches);
         Assert.DoesNotContain(callbacks.Samples, s => s.PostCopy);
+        await AssertMovedAsync(pair, counter);
+    }
+
+    [Fact]
+    public async Task LiveMigrate_ParallelConnections_MovesMemoryOverMultifdChannels()
+    {
+        var pair = await PrepareAsync(Guest(dirtyMiBps: "4"), parallelConnections: 2);
+        var callbacks = new RecordingCallbacks();
+        var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
+
+        var outcome = await pair.Source.LiveMigrateAsync(pair.Guest, Plan(pair.IncomingUri, 64) with { ParallelConnections = 2 }, callbacks, Ct);
+
+        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
+        foreach (var driver in new[] { pair.Source, pair.Dest })
+        {
+            var capabilities = await driver.ExecuteQmpAsync(pair.Guest.Uuid, "query-migrate-capabilities", null, Ct);
+            Assert.Contains(capabilities.EnumerateArray(), c => c.GetProperty("capability").GetString() == "multifd" && c.GetProperty("state").GetBoolean());
+            var parameters = await driver.ExecuteQmpAsync(pair.Guest.Uuid, "query-migrate-parameters", null, Ct);
+            Assert.Equal(2, parameters.GetProperty("multifd-channels").GetInt32());
+        }
         await AssertMovedAsync(pair, counter);
     }
 
