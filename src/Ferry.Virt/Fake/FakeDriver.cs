@@ -231,6 +231,7 @@ public sealed partial class FakeDriver : IComputeDriver
             catch
             {
                 State.Guests.TryRemove(guest.Uuid, out _);
+                DeleteDirectory(dir);
                 throw;
             }
         }
@@ -271,8 +272,8 @@ public sealed partial class FakeDriver : IComputeDriver
     public async Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
     {
         await Faults.CheckAsync(FakeSteps.RollbackLiveMigrationAtDestination, cancellationToken);
-        State.Guests.TryRemove(guest.Uuid, out _);
-        if (destroyDisks)
+        // A guest pre_live_migration never defined here (it refused over files already here) has no files of this attempt.
+        if (State.Guests.TryRemove(guest.Uuid, out _) && destroyDisks)
         {
             DeleteDirectory(InstanceDirectory(guest.Uuid));
         }

@@ -46,13 +46,19 @@ public sealed partial class QemuDriver
     public async Task<string> PreLiveMigrationAsync(GuestSpec guest, bool sharedInstancePath, bool blockMigration, int parallelConnections, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(guest);
+        var dir = InstanceDirectory(guest.Uuid);
+        if (!sharedInstancePath && Directory.Exists(dir))
+        {
+            // Leftovers of an earlier life of this guest here (an evacuation's, say): never write over them, and
+            // never let a rollback of this attempt delete them.
+            throw new DestinationDiskExistsException(dir);
+        }
         var record = new QemuGuest(guest);
         if (!_guests.TryAdd(guest.Uuid, record))
         {
             throw new ConflictException($"Guest {guest.Uuid} is already defined on {_options.HostName}.");
         }
         var exportDisk = blockMigration && !sharedInstancePath;
-        var dir = InstanceDirectory(guest.Uuid);
         try
         {
             CheckSocketPath(guest.Uuid);
@@ -191,10 +197,14 @@ public sealed partial class QemuDriver
     public async Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(guest);
-        if (_guests.TryGetValue(guest.Uuid, out var record))
+        if (!_guests.TryGetValue(guest.Uuid, out var record))
         {
-            await StopNbdExportAsync(record, cancellationToken);
+            // pre_live_migration never defined it here (it refused, e.g. over files already here): those files are
+            // not this attempt's to delete.
+            DeleteDirectory(RuntimeDirectory(guest.Uuid));
+            return;
         }
+        await StopNbdExportAsync(record, cancellationToken);
         await DestroyAsync(guest.Uuid, destroyDisks, cancellationToken);
     }
 

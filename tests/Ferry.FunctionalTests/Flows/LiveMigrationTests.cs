@@ -38,6 +38,26 @@ public sealed class LiveMigrationTests(LiveMigrationFixture fixture) : FlowTest<
     }
 
     [Fact]
+    public async Task LiveMigrate_DestinationHoldsOldFilesOfTheGuest_FailsAndLeavesThemAlone()
+    {
+        var id = await BootAsync("compute1");
+        // Leftovers of an earlier life of this guest on compute2 (Nova: DestinationDiskExists).
+        var leftover = Path.Combine(Driver("compute2").InstanceDirectory(id), "disk");
+        Directory.CreateDirectory(Path.GetDirectoryName(leftover)!);
+        await File.WriteAllTextAsync(leftover, "an earlier copy");
+
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2", blockMigration: true));
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Failed, "compute1", VmState.Active), (migration.Status, instance.Host, instance.VmState));
+        Assert.Contains("already exists", LastFault(id));
+        Assert.Equal("an earlier copy", await File.ReadAllTextAsync(leftover));
+        Assert.Equal(Virt.GuestPowerState.Running, Driver("compute1").GetGuest(id)!.PowerState);
+        Assert.Null(Driver("compute2").GetGuest(id));
+        Directory.Delete(Path.GetDirectoryName(leftover)!, recursive: true);
+    }
+
+    [Fact]
     public async Task LiveMigrate_WithoutHost_SchedulerSkipsIncompatibleCpuAndRetries()
     {
         // compute3 has the most free memory once compute2 carries a guest, so the scheduler tries it

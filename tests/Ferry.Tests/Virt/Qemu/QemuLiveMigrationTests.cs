@@ -491,6 +491,21 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     }
 
     [Fact]
+    public async Task PreLiveMigration_GuestFilesAlreadyHere_RefusedAndLeftAlone()
+    {
+        var dest = NewDriver("dst");
+        var guest = Guest(dirtyMiBps: "4");
+        var leftover = Path.Combine(dest.InstanceDirectory(guest.Uuid), "disk");
+        Directory.CreateDirectory(Path.GetDirectoryName(leftover)!);
+        await File.WriteAllTextAsync(leftover, "an earlier copy", Ct);
+
+        await Assert.ThrowsAsync<DestinationDiskExistsException>(() => dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct));
+
+        Assert.Equal("an earlier copy", await File.ReadAllTextAsync(leftover, Ct));
+        Assert.Null(dest.GetGuest(guest.Uuid));
+    }
+
+    [Fact]
     public async Task RecoverPostCopyAtDestination_NoPausedPostCopy_Refused()
     {
         var pair = await PrepareAsync(Guest(dirtyMiBps: "4"));

@@ -1,6 +1,6 @@
 using Ferry.Core.Errors;
 
-namespace Ferry.Virt.Fake;
+namespace Ferry.Virt;
 
 /// <summary>
 /// The destination already holds the guest's files on unshared storage (nova.exception.DestinationDiskExists).
