@@ -25,6 +25,9 @@ public class CliFixture : IAsyncLifetime
     public string? OpenStack { get; } = FindOnPath("openstack");
     public string? Nova { get; } = FindOnPath("nova");
     public string DataDirectory => _dataDirectory;
+    /// <summary>Keystone's root, e.g. http://127.0.0.1:5000.</summary>
+    public string IdentityUrl { get; private set; } = "";
+    public string AdminPassword { get; private set; } = "";
     public bool Available => OpenStack is not null;
     public bool NovaAvailable => Nova is not null;
 
@@ -47,6 +50,8 @@ public class CliFixture : IAsyncLifetime
         Configure(Ferry);
         await Ferry.StartAsync(CancellationToken.None);
         var identity = AllInOne.IdentityOptionsOf(options);
+        IdentityUrl = options.IdentityUrl;
+        AdminPassword = identity.AdminPassword;
         AdminEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "admin", identity.AdminPassword, "admin", identity.Region);
         DemoEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "demo", identity.DemoPassword, "demo", identity.Region);
     }
