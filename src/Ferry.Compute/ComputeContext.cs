@@ -40,6 +40,7 @@ public sealed partial class ComputeContext(
             DisplayName = instance.DisplayName,
             ProjectId = instance.ProjectId,
             AvailabilityZone = instance.AvailabilityZone,
+            UserData = instance.UserData,
             Vcpus = f.Vcpus,
             MemoryMb = f.MemoryMb,
             RootGb = f.RootGb,

@@ -17,6 +17,8 @@ public sealed record GuestSpec
     public string? DisplayName { get; init; }
     public string? ProjectId { get; init; }
     public string AvailabilityZone { get; init; } = "nova";
+    /// <summary>Base64 user data for the config drive (cloud-init's user_data); null when none was given.</summary>
+    public string? UserData { get; init; }
     /// <summary>Instance metadata; drivers read their per-guest knobs from it (e.g. <c>ferry:dirty_rate_mibps</c>).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
 }

@@ -92,6 +92,7 @@ internal sealed partial class ComputeApi(
             ConfigDrive = spec.ConfigDrive,
             VolumeBacked = spec.VolumeBacked,
             KeyName = spec.KeyName,
+            UserData = spec.UserData,
             ServerGroupUuid = group?.Uuid,
             SchedulerHints = spec.SchedulerHints,
             CreatedAt = now,

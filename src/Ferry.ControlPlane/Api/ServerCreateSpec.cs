@@ -14,6 +14,8 @@ internal sealed record ServerCreateSpec
     public bool ConfigDrive { get; init; }
     public bool VolumeBacked { get; init; }
     public string? KeyName { get; init; }
+    /// <summary>Base64, as the user sent it (Nova keeps it encoded too); the config drive carries it decoded.</summary>
+    public string? UserData { get; init; }
     public string? GroupUuid { get; init; }
     public Dictionary<string, List<string>> SchedulerHints { get; init; } = [];
 }

@@ -71,7 +71,7 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
                 server["OS-EXT-SRV-ATTR:kernel_id"] = "";
                 server["OS-EXT-SRV-ATTR:ramdisk_id"] = "";
                 server["OS-EXT-SRV-ATTR:root_device_name"] = i.VolumeBacked ? "/dev/vda" : "/dev/sda";
-                server["OS-EXT-SRV-ATTR:user_data"] = null;
+                server["OS-EXT-SRV-ATTR:user_data"] = i.UserData;
             }
         }
         if (v.AtLeast(3) && (ctx.IsAdmin || v.AtLeast(90)))

@@ -109,6 +109,22 @@ public static class ServersEndpoints
         return Math.Min(limit, 1000);
     }
 
+    /// <summary>Nova's user_data: base64 (whitespace allowed, as Python's decoder allows it), at most 65535 characters.</summary>
+    private static string? UserData(JsonObject server)
+    {
+        var userData = BodySchema.String(server, "user_data", maxLength: 65535);
+        if (userData is null)
+        {
+            return null;
+        }
+        var compact = string.Concat(userData.Where(c => !char.IsWhiteSpace(c)));
+        if (!Convert.TryFromBase64String(compact, new byte[compact.Length], out _))
+        {
+            throw BodySchema.Invalid("user_data", server["user_data"], $"'{userData}' is not a 'base64'");
+        }
+        return userData;
+    }
+
     private static readonly HashSet<string> s_statuses =
         ["ACTIVE", "BUILD", "DELETED", "ERROR", "HARD_REBOOT", "MIGRATING", "PASSWORD", "PAUSED", "REBOOT", "REBUILD", "RESCUE",
          "RESIZE", "REVERT_RESIZE", "SHELVED", "SHELVED_OFFLOADED", "SHUTOFF", "SOFT_DELETED", "SUSPENDED", "UNKNOWN", "VERIFY_RESIZE"];
@@ -146,6 +162,7 @@ public static class ServersEndpoints
         var host = BodySchema.String(server, "host", minLength: 1);
         var keyName = BodySchema.String(server, "key_name");
         var configDrive = BodySchema.Boolean(server, "config_drive", allowNull: true) ?? false;
+        var userData = UserData(server);
         var metadata = StringMap(server, "metadata");
         ValidateNetworks(server);
         var volumeBacked = BootsFromVolume(server);
@@ -214,6 +231,7 @@ public static class ServersEndpoints
             ConfigDrive = configDrive,
             VolumeBacked = volumeBacked,
             KeyName = keyName,
+            UserData = userData,
             GroupUuid = groupUuid,
             SchedulerHints = hints,
         };

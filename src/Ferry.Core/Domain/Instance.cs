@@ -33,6 +33,8 @@ public sealed record Instance
     /// <summary>Boot from volume: no local root disk.</summary>
     public bool VolumeBacked { get; init; }
     public string? KeyName { get; init; }
+    /// <summary>Base64 user data (cloud-init reads it from the config drive), as given at create.</summary>
+    public string? UserData { get; init; }
     public string? ServerGroupUuid { get; init; }
     /// <summary>The boot request's scheduler hints (same_host, different_host…), honoured again on every move as Nova's RequestSpec does.</summary>
     public Dictionary<string, List<string>> SchedulerHints { get; init; } = [];

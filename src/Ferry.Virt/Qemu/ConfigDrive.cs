@@ -31,6 +31,11 @@ internal static class ConfigDrive
             await File.WriteAllTextAsync(Path.Combine(dir, "network_data.json"), """{"links": [], "networks": [], "services": []}""", Encoding.UTF8, cancellationToken);
             await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data.json"), "{}", Encoding.UTF8, cancellationToken);
             await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data2.json"), "{}", Encoding.UTF8, cancellationToken);
+            if (guest.UserData is { } userData)
+            {
+                var compact = string.Concat(userData.Where(c => !char.IsWhiteSpace(c)));
+                await File.WriteAllBytesAsync(Path.Combine(dir, "user_data"), Convert.FromBase64String(compact), cancellationToken);
+            }
         }
         foreach (var entry in Directory.EnumerateFileSystemEntries(root, "*", SearchOption.AllDirectories).Append(root))
         {

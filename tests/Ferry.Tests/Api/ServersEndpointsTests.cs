@@ -81,11 +81,43 @@ public sealed class ServersEndpointsTests(ComputeApiFixture f)
     [InlineData("""{"server": {"name": "x", "imageRef": "cirros", "flavorRef": "1", "networks": 5}}""", 400)]
     [InlineData("""{"server": {"name": "x", "imageRef": "cirros", "flavorRef": "1", "availability_zone": "nova:somehost"}}""", 403)]
     [InlineData("""{"servers": {}}""", 400)]
+    [InlineData("""{"server": {"name": "x", "imageRef": "cirros", "flavorRef": "1", "user_data": "not base64!"}}""", 400)]
+    [InlineData("""{"server": {"name": "x", "imageRef": "cirros", "flavorRef": "1", "user_data": 5}}""", 400)]
     public async Task Create_InvalidRequest_ReturnsErrorAndCreatesNothing(string body, int status)
     {
         var before = f.Instances.List(includeDeleted: true).Count;
         var r = await f.SendAsync(HttpMethod.Post, "v2.1/servers", body, token: "alice:p1");
         Assert.Equal(status, r.Status);
+        Assert.Equal(before, f.Instances.List(includeDeleted: true).Count);
+    }
+
+    [Fact]
+    public async Task Create_UserData_KeptEncodedAndShownToAdminFrom23()
+    {
+        var userData = Convert.ToBase64String("#cloud-config\nhostname: web\n"u8.ToArray());
+        var r = await f.SendAsync(HttpMethod.Post, "v2.1/servers", $$$"""
+            {"server": {"name": "ud", "imageRef": "cirros", "flavorRef": "1", "networks": "none", "config_drive": true, "user_data": "{{{userData}}}"}}
+            """);
+        Assert.Equal(202, r.Status);
+        var id = r.Json!["server"]!["id"]!.GetValue<string>();
+
+        Assert.Equal(userData, f.Instances.Get(id).UserData);
+        var shown = await f.SendAsync(HttpMethod.Get, $"v2.1/servers/{id}", version: "2.3");
+        Assert.Equal(userData, shown.Json!["server"]!["OS-EXT-SRV-ATTR:user_data"]!.GetValue<string>());
+        var old = await f.SendAsync(HttpMethod.Get, $"v2.1/servers/{id}", version: "2.1");
+        Assert.False(old.Json!["server"]!.AsObject().ContainsKey("OS-EXT-SRV-ATTR:user_data"));
+    }
+
+    [Fact]
+    public async Task Create_UserDataOver65535Characters_RefusedWithNovasMessage()
+    {
+        var before = f.Instances.List(includeDeleted: true).Count;
+        var r = await f.SendAsync(HttpMethod.Post, "v2.1/servers", $$$"""
+            {"server": {"name": "ud", "imageRef": "cirros", "flavorRef": "1", "networks": "none", "user_data": "{{{new string('A', 65536)}}}"}}
+            """);
+
+        Assert.Equal(400, r.Status);
+        Assert.Contains("Invalid input for field/attribute user_data", r.Json!["badRequest"]!["message"]!.GetValue<string>());
         Assert.Equal(before, f.Instances.List(includeDeleted: true).Count);
     }
 

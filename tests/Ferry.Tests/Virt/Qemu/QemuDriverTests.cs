@@ -137,6 +137,7 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
             ProjectId = "p-1",
             AvailabilityZone = "zone-a",
             Metadata = new Dictionary<string, string> { ["role"] = "web" },
+            UserData = Convert.ToBase64String("#cloud-config\nhostname: web\n"u8.ToArray()),
         };
 
         await SpawnAsync(driver, guest);
@@ -154,6 +155,9 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
         Assert.Equal("p-1", (string?)meta["project_id"]);
         Assert.Equal("web", (string?)meta["meta"]!["role"]);
         var listing = await RunAsync("xorriso", "-indev", drive, "-find", "/openstack", "-type", "f");
+        var userData = Path.Combine(Root, "user_data");
+        await RunAsync("xorriso", "-osirrox", "on", "-indev", drive, "-extract", "/openstack/latest/user_data", userData);
+        Assert.Equal("#cloud-config\nhostname: web\n", await File.ReadAllTextAsync(userData, Ct));
         foreach (var file in new[] { "2012-08-10/meta_data.json", "latest/network_data.json", "latest/vendor_data.json", "latest/vendor_data2.json" })
         {
             Assert.Contains($"/openstack/{file}", listing, StringComparison.Ordinal);
