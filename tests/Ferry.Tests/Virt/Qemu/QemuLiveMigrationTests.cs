@@ -407,20 +407,18 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         return migrate;
     }
 
+    /// <summary>Callbacks that resume a broken post-copy stream the way the compute layer does: through the destination driver.</summary>
+    private RecordingCallbacks ResumingAtDestination(Pair pair) => new()
+    {
+        OnRecoverPostCopy = () => new ValueTask<string>(pair.Dest.RecoverPostCopyAtDestinationAsync(pair.Guest.Uuid, Ct)),
+    };
+
     [Fact]
     public async Task LiveMigrate_PostCopyStreamCut_ResumedByMigrateRecoverAndGuestContinues()
     {
         var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
         await using var network = new TcpRelay(pair.IncomingUri);
-        var recoveries = 0;
-        var callbacks = new RecordingCallbacks
-        {
-            OnRecoverPostCopy = async () =>
-            {
-                Interlocked.Increment(ref recoveries);
-                return await pair.Dest.RecoverPostCopyAtDestinationAsync(pair.Guest.Uuid, Ct);
-            },
-        };
+        var callbacks = ResumingAtDestination(pair);
         var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
         var wall = Stopwatch.StartNew();
         var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps), callbacks);
@@ -430,7 +428,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
 
         Report("post-copy cut and resumed", wall, callbacks);
         Assert.Equal(LiveMigrationOutcome.Completed, outcome);
-        Assert.True(recoveries >= 1, "the stream was cut but never resumed");
+        Assert.True(callbacks.Recoveries >= 1, "the stream was cut but never resumed");
         await AssertMovedAsync(pair, counter);
     }
 
@@ -439,15 +437,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     {
         var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
         await using var network = new TcpRelay(pair.IncomingUri);
-        var recoveries = 0;
-        var callbacks = new RecordingCallbacks
-        {
-            OnRecoverPostCopy = async () =>
-            {
-                Interlocked.Increment(ref recoveries);
-                return await pair.Dest.RecoverPostCopyAtDestinationAsync(pair.Guest.Uuid, Ct);
-            },
-        };
+        var callbacks = ResumingAtDestination(pair);
         var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
         var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps) with { PostCopyStallSeconds = 2 }, callbacks);
 
@@ -455,7 +445,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var outcome = await migrate;
 
         Assert.Equal(LiveMigrationOutcome.Completed, outcome);
-        Assert.True(recoveries >= 1, "the link went silent but the stream was never resumed");
+        Assert.True(callbacks.Recoveries >= 1, "the link went silent but the stream was never resumed");
         await AssertMovedAsync(pair, counter);
     }
 
@@ -464,22 +454,14 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     {
         var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
         await using var network = new TcpRelay(pair.IncomingUri);
-        var recoveries = 0;
-        var callbacks = new RecordingCallbacks
-        {
-            OnRecoverPostCopy = () =>
-            {
-                Interlocked.Increment(ref recoveries);
-                throw new Ferry.Core.Errors.FerryException("the destination host does not answer");
-            },
-        };
+        var callbacks = new RecordingCallbacks { OnRecoverPostCopy = () => throw new Ferry.Core.Errors.FerryException("the destination host does not answer") };
         var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps) with { PostCopyRecoveryAttempts = 2 }, callbacks);
 
         network.Cut();
 
         var error = await Assert.ThrowsAsync<Ferry.Core.Errors.FerryException>(() => migrate);
         Assert.Contains("post-copy", error.Message, StringComparison.Ordinal);
-        Assert.Equal(2, recoveries);
+        Assert.Equal(2, callbacks.Recoveries);
         Assert.False(pair.Source.AbortLiveMigration(pair.Guest.Uuid));
         Assert.True(QemuProcess.IsAlive(pair.SourcePid, pair.Guest.Uuid), "the source holds part of the guest's memory: it must stay");
         Assert.True(QemuProcess.IsAlive(pair.DestPid, pair.Guest.Uuid), "the destination runs the guest: it must stay");
@@ -581,10 +563,17 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
             return ValueTask.CompletedTask;
         }
 
+        private int _recoveries;
+
         public Func<ValueTask<string>>? OnRecoverPostCopy { get; set; }
 
-        public ValueTask<string> RecoverPostCopyAsync(string instanceUuid, CancellationToken cancellationToken) =>
-            OnRecoverPostCopy?.Invoke() ?? throw new InvalidOperationException("This test expects no post-copy recovery.");
+        public int Recoveries => Volatile.Read(ref _recoveries);
+
+        public ValueTask<string> RecoverPostCopyAsync(string instanceUuid, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _recoveries);
+            return OnRecoverPostCopy?.Invoke() ?? throw new InvalidOperationException("This test expects no post-copy recovery.");
+        }
 
         public ValueTask MigrationSwitchedToPostCopyAsync(string instanceUuid, CancellationToken cancellationToken)
         {
