@@ -323,9 +323,6 @@ public sealed class LiveMigrationSource(ComputeContext context)
     /// <summary>Feeds the driver's monitor samples into the migration record, at most once per interval.</summary>
     private sealed class ProgressReporter(ComputeContext context, LiveMigrationRequest request) : IDriverCallbacks
     {
-        private readonly string _migrationUuid = request.Migration.Uuid;
-        private readonly string _instanceUuid = request.Instance.Uuid;
-
         private long _lastWriteTicks;
 
         public bool PostCopy { get; private set; }
@@ -344,7 +341,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
             var remaining = progress.MemoryRemainingBytes + progress.DiskRemainingBytes;
             await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
             {
-                Uuid = _migrationUuid,
+                Uuid = request.Migration.Uuid,
                 MemoryTotal = progress.MemoryTotalBytes,
                 MemoryProcessed = progress.MemoryProcessedBytes,
                 MemoryRemaining = progress.MemoryRemainingBytes,
@@ -354,7 +351,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
             }, cancellationToken);
             await context.Conductor.UpdateInstanceAsync(new InstanceUpdateRequest
             {
-                Uuid = _instanceUuid,
+                Uuid = request.Instance.Uuid,
                 Progress = total == 0 ? 0 : (int)(100 - remaining * 100 / total),
             }, cancellationToken);
         }
@@ -362,7 +359,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
         public async ValueTask MigrationSwitchedToPostCopyAsync(string uuid, CancellationToken cancellationToken)
         {
             PostCopy = true;
-            await context.SetMigrationStatusAsync(_migrationUuid, MigrationStatus.RunningPostCopy, cancellationToken);
+            await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.RunningPostCopy, cancellationToken);
         }
 
         public async ValueTask<string> RecoverPostCopyAsync(string uuid, CancellationToken cancellationToken)
