@@ -11,6 +11,8 @@ namespace Ferry.Benchmarks.Qemu;
 /// <see cref="QemuDriver"/>s (pre_live_migration on the destination, live_migration on the source, post on both),
 /// for guest RAM × dirty rate (as a fraction of the bandwidth cap) × escalation policy. Prints a markdown table (or JSON)
 /// on stdout, progress on stderr, and draws docs/img/qemu-migration.png.
+/// <c>./ferry bench qemu --parallel [--json] [--repeat N]</c> runs <see cref="ParallelConnectionsBench"/> instead: 1, 2 and 4 parallel
+/// connections (QEMU multifd) for an idle, prefilled guest of 128 and 256 MiB, unlimited and at 64 MiB/s; no chart.
 /// </summary>
 internal static class QemuMigrationBench
 {
@@ -31,7 +33,7 @@ internal static class QemuMigrationBench
     public const int DefaultStatusEveryTicks = 50;
 
     /// <summary>The guest keeps its first 4 MiB for the kernel and the last MiB free (tools/test-guest/kmain.c).</summary>
-    private const int GuestReservedMib = 5;
+    internal const int GuestReservedMib = 5;
 
     private static readonly double[] s_dirtyFractions = [0, 0.25, 1.5];
 
@@ -39,6 +41,10 @@ internal static class QemuMigrationBench
 
     public static async Task<int> RunAsync(string[] args)
     {
+        if (args.Contains("--parallel"))
+        {
+            return await ParallelConnectionsBench.RunAsync(args);
+        }
         var json = args.Contains("--json");
         var quick = args.Contains("--quick");
         var root = RepositoryRoot();
@@ -103,7 +109,7 @@ internal static class QemuMigrationBench
         return cells;
     }
 
-    private static QemuDriver NewDriver(string host, string instances, string kernel)
+    internal static QemuDriver NewDriver(string host, string instances, string kernel)
     {
         Directory.CreateDirectory(instances);
         return new QemuDriver(new QemuDriverOptions
@@ -238,18 +244,8 @@ internal static class QemuMigrationBench
 
             completed = true;
             result = Figures(result, recorder, info, monitor, endMs - startMs, endMs);
-            var lastSourceCounter = sourceTail.Points.Count > 0 ? sourceTail.Points[^1].Counter : -1;
-            CopyQuietly(sourceTail.Path, Path.Combine(logs, cell.Key + "-src.log")); // post_live_migration_at_source deletes it
-            await source.PostLiveMigrationAtSourceAsync(guest, sharedInstancePath: false, cancellationToken);
-            await dest.PostLiveMigrationAtDestinationAsync(guest, cancellationToken);
-            var continued = await destTail.WaitAsync(t => t.Points.Any(p => p.Counter > lastSourceCounter), TimeSpan.FromSeconds(20), cancellationToken);
-            var checksumsOk = destTail.Points.All(p => QemuTestGuest.ExpectedChecksum(p.Counter, boot.RegionMib, boot.DirtyKibPerTick) == p.Checksum);
-            var continues = continued && checksumsOk && !destTail.SawCorrupt && !sourceTail.SawCorrupt;
-            return result with
-            {
-                GuestContinues = continues,
-                Note = continues ? result.Note : (result.Note + (continued ? "" : " no counter line on the destination;") + (checksumsOk ? "" : " checksum mismatch;") + (destTail.SawCorrupt ? " guest reported corruption;" : "")).Trim(),
-            };
+            var (continues, note) = await FinishAndCheckGuestAsync(source, dest, guest, sourceTail, destTail, boot, Path.Combine(logs, cell.Key), result.Note, cancellationToken);
+            return result with { GuestContinues = continues, Note = note };
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -298,7 +294,26 @@ internal static class QemuMigrationBench
         return result with { TotalMs = totalMs, DowntimeMs = downtimeMs, TransferredBytes = transferred, Source = source, Note = note };
     }
 
-    private static async Task<JsonElement?> QueryMigrateAsync(QemuDriver source, string uuid, CancellationToken cancellationToken)
+    /// <summary>
+    /// After a completed move: post_live_migration on both ends, then the guest must go on on the destination past the
+    /// source's last counter, with every checksum the closed form and no corruption alarm. Returns that, and the note
+    /// extended with what failed. The source's console is kept as <c>&lt;logPrefix&gt;-src.log</c> (the post step deletes it).
+    /// </summary>
+    internal static async Task<(bool Continues, string Note)> FinishAndCheckGuestAsync(QemuDriver source, QemuDriver dest, GuestSpec guest,
+        ConsoleTail sourceTail, ConsoleTail destTail, (int RegionMib, int DirtyKibPerTick) boot, string logPrefix, string note, CancellationToken cancellationToken)
+    {
+        sourceTail.Poll();
+        var lastSourceCounter = sourceTail.Points.Count > 0 ? sourceTail.Points[^1].Counter : -1;
+        CopyQuietly(sourceTail.Path, logPrefix + "-src.log");
+        await source.PostLiveMigrationAtSourceAsync(guest, sharedInstancePath: false, cancellationToken);
+        await dest.PostLiveMigrationAtDestinationAsync(guest, cancellationToken);
+        var continued = await destTail.WaitAsync(t => t.Points.Any(p => p.Counter > lastSourceCounter), TimeSpan.FromSeconds(20), cancellationToken);
+        var checksumsOk = destTail.Points.All(p => QemuTestGuest.ExpectedChecksum(p.Counter, boot.RegionMib, boot.DirtyKibPerTick) == p.Checksum);
+        var continues = continued && checksumsOk && !destTail.SawCorrupt && !sourceTail.SawCorrupt;
+        return (continues, continues ? note : (note + (continued ? "" : " no counter line on the destination;") + (checksumsOk ? "" : " checksum mismatch;") + (destTail.SawCorrupt ? " guest reported corruption;" : "")).Trim());
+    }
+
+    internal static async Task<JsonElement?> QueryMigrateAsync(QemuDriver source, string uuid, CancellationToken cancellationToken)
     {
         try
         {
@@ -310,7 +325,7 @@ internal static class QemuMigrationBench
         }
     }
 
-    private static async Task CleanUpAsync(QemuDriver source, QemuDriver dest, GuestSpec guest, bool destDefined, bool completed)
+    internal static async Task CleanUpAsync(QemuDriver source, QemuDriver dest, GuestSpec guest, bool destDefined, bool completed)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         async Task Quietly(Func<Task> step)
@@ -333,7 +348,7 @@ internal static class QemuMigrationBench
         }
     }
 
-    private static string BuildTestGuest(string root)
+    internal static string BuildTestGuest(string root)
     {
         var build = Process.Start(new ProcessStartInfo("bash", [Path.Combine(root, "tools", "test-guest", "build.sh")])
         {
@@ -349,7 +364,7 @@ internal static class QemuMigrationBench
         return output;
     }
 
-    private static string QemuVersion()
+    internal static string QemuVersion()
     {
         try
         {
@@ -364,7 +379,7 @@ internal static class QemuMigrationBench
         }
     }
 
-    private static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         foreach (var start in new[] { Environment.CurrentDirectory, AppContext.BaseDirectory })
         {
@@ -379,7 +394,7 @@ internal static class QemuMigrationBench
         throw new InvalidOperationException($"no Ferry.slnx above {Environment.CurrentDirectory} or {AppContext.BaseDirectory}");
     }
 
-    private static void CopyQuietly(string from, string to)
+    internal static void CopyQuietly(string from, string to)
     {
         try
         {
@@ -390,7 +405,7 @@ internal static class QemuMigrationBench
         }
     }
 
-    private static void TryDelete(string dir)
+    internal static void TryDelete(string dir)
     {
         try
         {
