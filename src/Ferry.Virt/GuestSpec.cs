@@ -19,6 +19,12 @@ public sealed record GuestSpec
     public string AvailabilityZone { get; init; } = "nova";
     /// <summary>Base64 user data for the config drive (cloud-init's user_data); null when none was given.</summary>
     public string? UserData { get; init; }
+    /// <summary>The key pair named at create (meta_data.json's public_keys and keys); null when none was.</summary>
+    public string? KeyName { get; init; }
+    /// <summary>That key pair's public key, as stored on the instance at create.</summary>
+    public string? KeyData { get; init; }
+    /// <summary>That key pair's type: <c>ssh</c> or <c>x509</c>.</summary>
+    public string? KeyType { get; init; }
     /// <summary>Instance metadata; drivers read their per-guest knobs from it (e.g. <c>ferry:dirty_rate_mibps</c>).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
 }

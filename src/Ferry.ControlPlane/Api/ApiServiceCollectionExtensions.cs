@@ -55,6 +55,7 @@ public static class ApiServiceCollectionExtensions
             api.MapFlavors();
             api.MapImages();
             api.MapServerGroups();
+            api.MapKeypairs();
             api.MapAvailabilityZones();
             api.MapLimits();
             api.MapAggregates();

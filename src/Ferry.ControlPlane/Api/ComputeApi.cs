@@ -21,6 +21,7 @@ internal sealed partial class ComputeApi(
     ServiceStore services,
     ComputeNodeStore nodes,
     ServerGroupStore groups,
+    KeyPairStore keypairs,
     ConductorClient conductor,
     ComputeClient compute,
     ControlPlaneOptions options,
@@ -74,6 +75,12 @@ internal sealed partial class ComputeApi(
         {
             group = groups.Find(groupUuid) ?? throw new BadRequestException($"Invalid server group {groupUuid}: Instance group {groupUuid} could not be found.");
         }
+        // The key pair is the requesting user's; its public data is copied onto the instance (key_data).
+        KeyPairRow? keypair = null;
+        if (spec.KeyName is { } keyName)
+        {
+            keypair = keypairs.Find(ctx.UserId, keyName) ?? throw new BadRequestException("Invalid key_name provided.");
+        }
         var uuid = Guid.NewGuid().ToString();
         var instance = instances.Create(id => new Instance
         {
@@ -91,7 +98,9 @@ internal sealed partial class ComputeApi(
             Metadata = spec.Metadata,
             ConfigDrive = spec.ConfigDrive,
             VolumeBacked = spec.VolumeBacked,
-            KeyName = spec.KeyName,
+            KeyName = keypair?.Name,
+            KeyData = keypair?.PublicKey,
+            KeyType = keypair?.Type,
             UserData = spec.UserData,
             ServerGroupUuid = group?.Uuid,
             SchedulerHints = spec.SchedulerHints,

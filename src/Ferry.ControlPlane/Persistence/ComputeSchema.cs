@@ -41,5 +41,11 @@ public static class ComputeSchema
             id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, name TEXT NOT NULL, policy TEXT NOT NULL,
             max_server_per_host INTEGER, project_id TEXT NOT NULL, user_id TEXT NOT NULL, members TEXT NOT NULL);
         """,
+        // Key pairs belong to a user, not a project (Nova's API database key_pairs; rows are hard-deleted).
+        """
+        CREATE TABLE key_pairs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
+            fingerprint TEXT NOT NULL, public_key TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE(user_id, name));
+        """,
     ];
 }

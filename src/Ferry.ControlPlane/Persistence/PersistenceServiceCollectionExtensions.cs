@@ -16,6 +16,7 @@ public static class PersistenceServiceCollectionExtensions
         services.TryAddSingleton<ComputeNodeStore>();
         services.TryAddSingleton<CatalogStore>();
         services.TryAddSingleton<ServerGroupStore>();
+        services.TryAddSingleton<KeyPairStore>();
         return services;
     }
 }

@@ -33,6 +33,13 @@ public sealed record Instance
     /// <summary>Boot from volume: no local root disk.</summary>
     public bool VolumeBacked { get; init; }
     public string? KeyName { get; init; }
+    /// <summary>
+    /// The key pair's public key as it was when the server was created (Nova's instance.key_data): deleting
+    /// or replacing the key pair later does not change what this server's config drive carries.
+    /// </summary>
+    public string? KeyData { get; init; }
+    /// <summary>The key pair's type at create time, <c>ssh</c> or <c>x509</c> (Nova keeps the whole key pair in instance.keypairs).</summary>
+    public string? KeyType { get; init; }
     /// <summary>Base64 user data (cloud-init reads it from the config drive), as given at create.</summary>
     public string? UserData { get; init; }
     public string? ServerGroupUuid { get; init; }

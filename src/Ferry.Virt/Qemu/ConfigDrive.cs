@@ -45,7 +45,10 @@ internal static class ConfigDrive
 
     public static string SourceDateEpoch => FixedDate.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
 
-    /// <summary>Nova's meta_data.json, less what Ferry does not have (keys, devices, random_seed).</summary>
+    /// <summary>
+    /// Nova's meta_data.json, less what Ferry does not have (devices, random_seed). As in Nova's
+    /// InstanceMetadata, public_keys and keys are there only when the server was created with a key pair.
+    /// </summary>
     public static JsonObject MetaData(GuestSpec guest)
     {
         var meta = new JsonObject();
@@ -54,7 +57,7 @@ internal static class ConfigDrive
             meta[key] = value;
         }
         var name = guest.DisplayName ?? guest.Name;
-        return new JsonObject
+        var data = new JsonObject
         {
             ["uuid"] = guest.Uuid,
             ["meta"] = meta,
@@ -63,10 +66,14 @@ internal static class ConfigDrive
             ["launch_index"] = 0,
             ["availability_zone"] = guest.AvailabilityZone,
             ["project_id"] = guest.ProjectId,
-            ["public_keys"] = new JsonObject(),
-            ["keys"] = new JsonArray(),
             ["devices"] = new JsonArray(),
         };
+        if (guest.KeyName is { } keyName && guest.KeyData is { } keyData)
+        {
+            data["public_keys"] = new JsonObject { [keyName] = keyData };
+            data["keys"] = new JsonArray(new JsonObject { ["name"] = keyName, ["type"] = guest.KeyType ?? "ssh", ["data"] = keyData });
+        }
+        return data;
     }
 
     /// <summary>Nova's sanitize_hostname, ASCII only: spaces, underscores and dots become dashes, anything else outside [a-z0-9-] goes, no dash at either end, at most 63 characters.</summary>

@@ -92,6 +92,46 @@ public sealed class ServersEndpointsTests(ComputeApiFixture f)
     }
 
     [Fact]
+    public async Task Create_KnownKeyName_KeepsKeyDataOnInstanceAfterKeypairIsDeleted()
+    {
+        var user = $"k{Guid.NewGuid():N}"[..12];
+        var imported = await f.SendAsync(HttpMethod.Post, "v2.1/os-keypairs", $$$"""
+            {"keypair": {"name": "k1", "public_key": "{{{KeypairsEndpointsTests.RsaKey.TrimEnd()}}}"}}
+            """, token: $"{user}:p1");
+        Assert.Equal(201, imported.Status);
+
+        var r = await f.SendAsync(HttpMethod.Post, "v2.1/servers", """
+            {"server": {"name": "keyed", "imageRef": "cirros", "flavorRef": "1", "networks": "none", "key_name": "k1"}}
+            """, token: $"{user}:p1");
+        Assert.Equal(202, r.Status);
+        var id = r.Json!["server"]!["id"]!.GetValue<string>();
+        Assert.Equal(204, (await f.SendAsync(HttpMethod.Delete, "v2.1/os-keypairs/k1", token: $"{user}:p1")).Status);
+
+        var row = f.Instances.Get(id);
+        Assert.Equal(("k1", KeypairsEndpointsTests.RsaKey.TrimEnd(), "ssh"), (row.KeyName, row.KeyData, row.KeyType));
+        var shown = await f.SendAsync(HttpMethod.Get, $"v2.1/servers/{id}", token: $"{user}:p1");
+        Assert.Equal("k1", shown.Json!["server"]!["key_name"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData("nope")]
+    [InlineData("owned-by-someone-else")]
+    public async Task Create_UnknownKeyNameForUser_Returns400AndCreatesNothing(string keyName)
+    {
+        await f.SendAsync(HttpMethod.Post, "v2.1/os-keypairs", $$$"""
+            {"keypair": {"name": "owned-by-someone-else", "public_key": "{{{KeypairsEndpointsTests.RsaKey.TrimEnd()}}}"}}
+            """, token: "someone-else:p1");
+        var before = f.Instances.List(includeDeleted: true).Count;
+
+        var r = await f.SendAsync(HttpMethod.Post, "v2.1/servers", $$$"""
+            {"server": {"name": "keyed", "imageRef": "cirros", "flavorRef": "1", "networks": "none", "key_name": "{{{keyName}}}"}}
+            """, token: "alice:p1");
+
+        Assert.Equal((400, "Invalid key_name provided."), (r.Status, r.FaultMessage));
+        Assert.Equal(before, f.Instances.List(includeDeleted: true).Count);
+    }
+
+    [Fact]
     public async Task Create_UserData_KeptEncodedAndShownToAdminFrom23()
     {
         var userData = Convert.ToBase64String("#cloud-config\nhostname: web\n"u8.ToArray());

@@ -138,6 +138,9 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
             AvailabilityZone = "zone-a",
             Metadata = new Dictionary<string, string> { ["role"] = "web" },
             UserData = Convert.ToBase64String("#cloud-config\nhostname: web\n"u8.ToArray()),
+            KeyName = "k1",
+            KeyData = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKAMBQ6v4Ctefx2tUr3KptM0wnhjrhUCz07gDnXn1VGN alice@example\n",
+            KeyType = "ssh",
         };
 
         await SpawnAsync(driver, guest);
@@ -154,6 +157,11 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
         Assert.Equal("zone-a", (string?)meta["availability_zone"]);
         Assert.Equal("p-1", (string?)meta["project_id"]);
         Assert.Equal("web", (string?)meta["meta"]!["role"]);
+        // Nova's meta_data.json: public_keys maps the key name to its data, keys lists name, type and data.
+        Assert.Equal(guest.KeyData, (string?)meta["public_keys"]!["k1"]);
+        Assert.Single(meta["public_keys"]!.AsObject());
+        var key = Assert.Single(meta["keys"]!.AsArray())!;
+        Assert.Equal(("k1", "ssh", guest.KeyData), ((string?)key["name"], (string?)key["type"], (string?)key["data"]));
         var listing = await RunAsync("xorriso", "-indev", drive, "-find", "/openstack", "-type", "f");
         var userData = Path.Combine(Root, "user_data");
         await RunAsync("xorriso", "-osirrox", "on", "-indev", drive, "-extract", "/openstack/latest/user_data", userData);

@@ -1,0 +1,79 @@
+using Ferry.Core.Errors;
+using Microsoft.Data.Sqlite;
+
+namespace Ferry.ControlPlane.Persistence;
+
+/// <summary>
+/// Key pairs, unique by (user, name) (Nova's KeyPair object in the API database). They belong to the
+/// user, so no query here filters by project.
+/// </summary>
+public sealed class KeyPairStore(FerryDatabase db, TimeProvider time)
+{
+    private const string Columns = "id, user_id, name, type, fingerprint, public_key, created_at";
+
+    /// <summary>Adds a key pair; 409 with Nova's KeyPairExists message when the user already has one of that name.</summary>
+    public KeyPairRow Create(string userId, string name, string type, string fingerprint, string publicKey) =>
+        db.Write((c, t) =>
+        {
+            using var exists = FerryDatabase.Command(c, t, "SELECT 1 FROM key_pairs WHERE user_id = $u AND name = $n", ("$u", userId), ("$n", name));
+            if (exists.ExecuteScalar() is not null)
+            {
+                throw new ConflictException($"Key pair '{name}' already exists.");
+            }
+            var now = time.GetUtcNow();
+            using var insert = FerryDatabase.Command(c, t,
+                "INSERT INTO key_pairs(user_id, name, type, fingerprint, public_key, created_at) VALUES ($u, $n, $t, $f, $p, $c) RETURNING id",
+                ("$u", userId), ("$n", name), ("$t", type), ("$f", fingerprint), ("$p", publicKey), ("$c", Rows.Time(now)));
+            var id = Convert.ToInt32(insert.ExecuteScalar());
+            return new KeyPairRow(id, userId, name, type, fingerprint, publicKey, now);
+        });
+
+    public KeyPairRow? Find(string userId, string name) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, $"SELECT {Columns} FROM key_pairs WHERE user_id = $u AND name = $n", ("$u", userId), ("$n", name));
+            return Rows.ReadAll(command, Map).FirstOrDefault();
+        });
+
+    /// <summary>The user's key pairs by name; after <paramref name="marker"/> (a name, which must exist) and at most <paramref name="limit"/>.</summary>
+    public List<KeyPairRow> List(string userId, int? limit = null, string? marker = null) =>
+        db.Read(c =>
+        {
+            string? after = null;
+            if (marker is not null)
+            {
+                using var find = FerryDatabase.Command(c, null, "SELECT name FROM key_pairs WHERE user_id = $u AND name = $n", ("$u", userId), ("$n", marker));
+                after = find.ExecuteScalar() as string ?? throw new BadRequestException($"Marker {marker} could not be found.");
+            }
+            using var command = FerryDatabase.Command(c, null,
+                $"SELECT {Columns} FROM key_pairs WHERE user_id = $u AND ($a IS NULL OR name > $a) ORDER BY name, id LIMIT $l",
+                ("$u", userId), ("$a", after), ("$l", limit ?? -1));
+            return Rows.ReadAll(command, Map);
+        });
+
+    public int Count(string userId) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "SELECT COUNT(*) FROM key_pairs WHERE user_id = $u", ("$u", userId));
+            return Convert.ToInt32(command.ExecuteScalar());
+        });
+
+    /// <summary>Removes a key pair; 404 with Nova's KeypairNotFound message when there is none.</summary>
+    public void Delete(string userId, string name) =>
+        db.Write((c, t) =>
+        {
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM key_pairs WHERE user_id = $u AND name = $n", ("$u", userId), ("$n", name));
+            if (command.ExecuteNonQuery() == 0)
+            {
+                throw NotFound(userId, name);
+            }
+        });
+
+    public static NotFoundException NotFound(string userId, string name) => new($"Keypair {name} not found for user {userId}");
+
+    private static KeyPairRow Map(SqliteDataReader r) =>
+        new(r.GetInt32(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), Rows.ParseTime(r.GetString(6)));
+}
+
+/// <summary>One key pair; <see cref="Type"/> is <c>ssh</c> or <c>x509</c>.</summary>
+public sealed record KeyPairRow(int Id, string UserId, string Name, string Type, string Fingerprint, string PublicKey, DateTimeOffset CreatedAt);
