@@ -28,7 +28,8 @@ public sealed class ComputeOptions
     public bool LiveMigrationPermitAutoConverge { get; set; }
     /// <summary>
     /// Nova's live_migration_parallel_connections (2026.1): above 1, the memory moves over that many streams (multifd).
-    /// Default 1: on 2 cores multifd measured 2.3× slower (qemu-lab); it pays off with cores to spare and a fast link.
+    /// Default 1, as in Nova: under a bandwidth cap extra streams gain nothing, uncapped they need free cores
+    /// (BENCHMARKS.md, "Parallel connections": 0.26–0.75× the time on a quiet 2-core machine, no dependable gain on a busy one).
     /// Dropped for a migration that may switch to post-copy (QEMU before 10.1 cannot combine them).
     /// </summary>
     public int LiveMigrationParallelConnections { get; set; } = 1;
