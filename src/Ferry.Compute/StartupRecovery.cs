@@ -137,6 +137,16 @@ public sealed partial class StartupRecovery(ComputeContext context)
             .FirstOrDefault();
         switch (instance.TaskState)
         {
+            case TaskState.Migrating when active is { Status: MigrationStatus.RunningPostCopy }:
+                // The guest already runs on the destination and part of its memory may be only here: a rollback
+                // would destroy the running copy and resuming ours would run a stale one. Keep both, as after a
+                // post-copy failure, and hand the instance to the operator (a delete removes both copies).
+                await context.RecordFaultAsync(instance.Uuid, null, "compute_live_migration", new Core.Errors.LiveMigrationFailedException(
+                    $"the compute agent on {context.Host} restarted while live migration {active.Uuid} of {instance.Uuid} was in post-copy; " +
+                    $"the guest's memory may be split between {context.Host} and {active.DestCompute}, so both copies are kept"), ct);
+                await context.SetMigrationStatusAsync(active.Uuid, MigrationStatus.Error, ct);
+                await ClearTaskStateAsync(instance, ct, VmState.Error);
+                break;
             case TaskState.Migrating when active is not null:
                 // The copy died with us: the guest is still here (paused or running); keep it here.
                 await context.TryAsync("revert allocations", instance.Uuid, () => context.Placement.MoveAllocationsAsync(active.Uuid, instance.Uuid, ct));

@@ -103,6 +103,7 @@ public sealed partial class FakeDriver
                     int attempts = 0; // resume attempts since the stream last moved
                     for (int chunk = 1; chunk <= PostCopyChunks; chunk++)
                     {
+                        await Faults.DelayAsync(FakeSteps.PostCopyStream, cancellationToken); // a delay holds the guest in post-copy
                         while (Faults.ShouldFail(FakeSteps.PostCopyStream))
                         {
                             LogPostCopyStreamBroke(guest.Uuid, plan.MigrationUuid, missing);

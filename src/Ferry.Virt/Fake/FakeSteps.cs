@@ -27,7 +27,7 @@ public static class FakeSteps
     public const string Reboot = "reboot";
     /// <summary>
     /// Checked by the source before every chunk of the pages a post-copy migration still sends; each armed failure
-    /// breaks the stream once, and the source then asks the destination to listen again
+    /// breaks the stream once (and a delay holds the migration in post-copy), and the source then asks the destination to listen again
     /// (<see cref="RecoverPostCopyAtDestination"/>). Not part of <see cref="All"/>: only a migration that switched
     /// to post-copy checks it, so the default flows would leave it armed and test nothing.
     /// </summary>

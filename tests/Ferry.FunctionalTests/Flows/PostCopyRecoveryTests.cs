@@ -88,6 +88,44 @@ public sealed class PostCopyRecoveryTests(PostCopyRecoveryFixture fixture) : Flo
         Assert.Empty(placement.GetAllocations(id).Allocations);
     }
 
+    [Fact]
+    public async Task SourceAgentRestart_DuringPostCopy_NothingRolledBackAndBothCopiesKept()
+    {
+        var id = await BootAsync("compute1", metadata: Guests.NonConverging);
+        Driver("compute1").Faults.Delay(FakeSteps.PostCopyStream, TimeSpan.FromSeconds(30));
+        Migration migration;
+        try
+        {
+            await ForceIntoPostCopyAsync(id);
+            migration = await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.RunningPostCopy, "post-copy");
+            await Fixture.Ferry.Computes["compute1"].StopAsync();
+            await Fixture.Ferry.StartComputeAsync("compute1", CancellationToken.None);
+        }
+        finally
+        {
+            Driver("compute1").Faults.Clear();
+        }
+
+        // A rollback would destroy the copy that runs the guest, a resume would run the stale one.
+        var instance = Instances.Get(id);
+        Assert.Equal((VmState.Error, (TaskState?)null, "compute1"), (instance.VmState, instance.TaskState, instance.Host));
+        Assert.Equal(MigrationStatus.Error, Migrations.Get(migration.Uuid).Status);
+        Assert.Equal(Virt.GuestPowerState.Paused, Driver("compute1").GetGuest(id)?.PowerState);
+        Assert.NotNull(Driver("compute2").GetGuest(id));
+        Assert.Contains("post-copy", LastFault(id));
+
+        var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}");
+        Assert.True(status == HttpStatusCode.NoContent, $"delete: {(int)status} {body?.ToJsonString()}");
+        await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
+        var placement = Fixture.Ferry.Services.GetRequiredService<IPlacementService>();
+        var deadline = DateTime.UtcNow + WaitLimit;
+        while (Driver("compute2").GetGuest(id) is not null || placement.GetAllocations(migration.Uuid).Allocations.Count > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the destination's copy or the migration's claim outlived the delete");
+            await Task.Delay(10);
+        }
+    }
+
     /// <summary>Starts the live migration to compute2 and force-completes it once it runs, which switches to post-copy.</summary>
     private async Task ForceIntoPostCopyAsync(string id)
     {
