@@ -76,9 +76,11 @@ public static partial class QemuTestGuest
     /// Null when the status lines of <paramref name="consoleLog"/> show intact memory, else a message saying which
     /// line proves memory was lost. Every line must match the closed form at its counter, except under TCG
     /// (<paramref name="toleratedTicks"/> &gt; 0) from the first line at or after <paramref name="movedAtCounter"/>
-    /// (the first line the destination printed): that line may match a state up to that many ticks away from its
-    /// counter (the stale stack page above; the region itself must have arrived intact), and the guest's
-    /// bookkeeping may be stale for good after it, so later lines and "corrupt" alarms prove nothing and are not checked.
+    /// (the first line the destination printed), where the stale page above shows one of two ways: that line
+    /// matches a state up to that many ticks away from its counter (a stale stack page: the guest's bookkeeping may
+    /// be stale for good after it, so later lines and "corrupt" alarms are not checked), or it matches no state but a
+    /// later line matches its own counter exactly (a stale region page, since rewritten: the bookkeeping was intact).
+    /// Anything else fails, a bad first destination line with no later line included.
     /// </summary>
     public static string? CheckIntegrity(string consoleLog, int regionMib, int dirtyKibPerTick, int toleratedTicks, long movedAtCounter = 0)
     {
@@ -104,6 +106,7 @@ public static partial class QemuTestGuest
                 }
                 continue;
             }
+            var failure = $"memory lost: at counter {counter} the checksum {checksum:x8} is no state the guest wrote (tolerance {toleratedTicks} ticks)";
             if (toleratedTicks > 0 && counter >= movedAtCounter)
             {
                 for (var k = -toleratedTicks; k <= toleratedTicks; k++)
@@ -113,11 +116,17 @@ public static partial class QemuTestGuest
                         return null;
                     }
                 }
+                return LaterLineMatches(lines, line.Index, regionMib, dirtyKibPerTick) ? null : failure + ", and no later line returned to the closed form";
             }
-            return $"memory lost: at counter {counter} the checksum {checksum:x8} is no state the guest wrote (tolerance {toleratedTicks} ticks)";
+            return failure;
         }
         return null;
     }
+
+    private static bool LaterLineMatches(MatchCollection lines, int after, int regionMib, int dirtyKibPerTick) =>
+        lines.Any(l => l.Index > after && !l.Groups["corrupt"].Success
+            && ExpectedChecksum(long.Parse(l.Groups["counter"].ValueSpan, CultureInfo.InvariantCulture), regionMib, dirtyKibPerTick)
+                == uint.Parse(l.Groups["checksum"].ValueSpan, NumberStyles.HexNumber, CultureInfo.InvariantCulture));
 
     [GeneratedRegex(@"^ferry-guest (?:(?<corrupt>corrupt) .*|counter=(?<counter>\d+) checksum=(?<checksum>[0-9a-f]{8}))\r?$", RegexOptions.Multiline)]
     private static partial Regex ConsoleLines();

@@ -186,6 +186,23 @@ public sealed class TestGuestIntegrityTests
     }
 
     [Fact]
+    public void CheckIntegrity_StaleRegionPageRewrittenLater_ToleratedOnlyUnderTcg()
+    {
+        // The first destination line matches no state (a stale region page, the guest's own alarm), a later one is exact again.
+        var log = Line(10, 8) + "ferry-guest counter=60 checksum=12345678\n" + "ferry-guest corrupt counter=60 checksum=12345678 expected=11111111\n"
+            + Line(110, 8);
+        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, 0));
+        Assert.Null(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
+    }
+
+    [Fact]
+    public void CheckIntegrity_BadFirstDestinationLineNeverRecovers_FailsEvenWithTheTcgTolerance()
+    {
+        var log = Line(10, 8) + "ferry-guest counter=60 checksum=12345678\n" + Line(110, 8, stateAt: 300);
+        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
+    }
+
+    [Fact]
     public void CheckIntegrity_SourceLinesBeforeTheMove_AlwaysStrict()
     {
         var log = Line(10, 8, stateAt: 12) + Line(60, 8);
