@@ -80,6 +80,12 @@ public interface IComputeDriver
     /// <summary>Makes a running migration finish: switches to post-copy when permitted, else pauses the guest. False if none runs.</summary>
     bool ForceCompleteLiveMigration(string uuid);
 
+    /// <summary>
+    /// Source side, when no monitor watches the guest's outgoing live migration (the agent restarted under it):
+    /// what the hypervisor says about it. A hypervisor that runs migrations only under a monitor answers None.
+    /// </summary>
+    Task<OutgoingMigrationState> GetOutgoingMigrationStateAsync(string uuid, CancellationToken cancellationToken);
+
     /// <summary>Source side after success: removes the (paused) source copy; deletes files unless shared.</summary>
     Task PostLiveMigrationAtSourceAsync(GuestSpec guest, bool sharedInstancePath, CancellationToken cancellationToken);
 

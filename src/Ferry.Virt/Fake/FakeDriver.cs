@@ -314,6 +314,10 @@ public sealed partial class FakeDriver : IComputeDriver
         }
     }
 
+    /// <summary>The simulated copy runs only under its monitor: once the agent is gone, so is the migration.</summary>
+    public Task<OutgoingMigrationState> GetOutgoingMigrationStateAsync(string uuid, CancellationToken cancellationToken) =>
+        Task.FromResult(OutgoingMigrationState.None);
+
     public bool AbortLiveMigration(string uuid) =>
         _migrations.TryGetValue(uuid, out var migration) && migration.TryAbort();
 

@@ -268,6 +268,22 @@ public sealed partial class QemuDriver
         }
     }
 
+    /// <summary>QEMU carries on with a migration whether or not anyone watches: its query-migrate after an agent restart.</summary>
+    public async Task<OutgoingMigrationState> GetOutgoingMigrationStateAsync(string uuid, CancellationToken cancellationToken)
+    {
+        if (!_guests.TryGetValue(uuid, out var record) || record.Process is not { HasExited: false } process)
+        {
+            return OutgoingMigrationState.None;
+        }
+        return Str(await process.Qmp.ExecuteAsync("query-migrate", null, cancellationToken), "status") switch
+        {
+            "completed" => OutgoingMigrationState.Completed,
+            "setup" or "active" or "pre-switchover" or "device" or "postcopy-active" or "postcopy-recover" or "cancelling" => OutgoingMigrationState.Running,
+            "failed" or "cancelled" or "postcopy-paused" => OutgoingMigrationState.Failed,
+            _ => OutgoingMigrationState.None,
+        };
+    }
+
     public bool AbortLiveMigration(string uuid) => _migrating.TryGetValue(uuid, out var migration) && migration.TryAbort();
 
     public bool ForceCompleteLiveMigration(string uuid) => _migrating.TryGetValue(uuid, out var migration) && migration.TryForceComplete();

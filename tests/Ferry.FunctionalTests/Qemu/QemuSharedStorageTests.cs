@@ -3,6 +3,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Ferry.Core.Domain;
 using Ferry.Virt;
+using Ferry.Virt.Qemu;
 
 namespace Ferry.FunctionalTests.Qemu;
 
@@ -87,6 +88,35 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
         var events = (await Admin.GetAsync($"servers/{id}/os-instance-actions/{(string?)move["request_id"]}")).Body!["instanceAction"]!["events"]!.AsArray();
         Assert.Contains(events, e => (string?)e!["event"] == "compute_recover_post_copy_at_destination" && (string?)e["result"] == "Success");
         await WaitForCounterAsync(id, before + 50, movedAtCounter: 0);
+        AssertRunsOnlyOn(id, "compute2");
+    }
+
+    [Fact]
+    public async Task LiveMigrate_SourceAgentRestartsDuringPostCopy_QemuFinishesAndStartupCompletesTheMove()
+    {
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
+        var before = await WaitForCounterAsync(id, 0);
+        using (Policy("compute1", o =>
+        {
+            o.LiveMigrationBandwidthMiBps = 4;
+            o.LiveMigrationPermitPostCopy = true;
+            o.LiveMigrationTimeoutAction = CompletionTimeoutAction.ForceComplete;
+            o.LiveMigrationCompletionTimeoutSecondsPerGiB = 2;
+        }))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+            await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.RunningPostCopy, "post-copy");
+            var source = Qemu("compute1").GetProcessId(id) ?? throw new InvalidOperationException("no source QEMU");
+
+            // The agent goes, its QEMU stays and carries on with the post-copy on its own.
+            await Fixture.Ferry.Computes["compute1"].StopAsync();
+            Assert.True(QemuProcess.IsAlive(source, id), "the source QEMU died with its agent");
+            await Fixture.Ferry.StartComputeAsync("compute1", CancellationToken.None);
+
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
+        }
+        await WaitForCounterAsync(id, before + 50, movedAtCounter: before + 1);
         AssertRunsOnlyOn(id, "compute2");
     }
 
