@@ -71,21 +71,8 @@ public sealed class PostCopyRecoveryTests(PostCopyRecoveryFixture fixture) : Flo
         Assert.Equal(PostCopyRecoveryFixture.RecoveryAttempts, recoveries.Count);
         Assert.All(recoveries, e => Assert.Equal("Error", (string?)e["result"]));
 
-        // Deleting the server removes both copies and both claims: the instance's on compute2 (the source's
-        // terminate) and the migration's on compute1 (compute2's destroy_live_migration_destination).
         Driver("compute2").Faults.Clear();
-        var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}");
-        Assert.True(status == HttpStatusCode.NoContent, $"delete: {(int)status} {body?.ToJsonString()}");
-        await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
-        var placement = Fixture.Ferry.Services.GetRequiredService<IPlacementService>();
-        var deadline = DateTime.UtcNow + WaitLimit;
-        while (Driver("compute2").GetGuest(id) is not null || placement.GetAllocations(migration.Uuid).Allocations.Count > 0)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the destination's copy or the migration's claim outlived the delete");
-            await Task.Delay(10);
-        }
-        Assert.Null(Driver("compute1").GetGuest(id));
-        Assert.Empty(placement.GetAllocations(id).Allocations);
+        await DeleteAndAssertNothingLeftAsync(id, migration.Uuid);
     }
 
     [Fact]
@@ -114,16 +101,28 @@ public sealed class PostCopyRecoveryTests(PostCopyRecoveryFixture fixture) : Flo
         Assert.NotNull(Driver("compute2").GetGuest(id));
         Assert.Contains("post-copy", LastFault(id));
 
+        await DeleteAndAssertNothingLeftAsync(id, migration.Uuid);
+    }
+
+    /// <summary>
+    /// Deleting a server left with a copy and a claim on both hosts removes all four: the instance's claim on compute2
+    /// and the source copy (the source's terminate), the destination copy and the migration's claim on compute1
+    /// (compute2's destroy_live_migration_destination).
+    /// </summary>
+    private async Task DeleteAndAssertNothingLeftAsync(string id, string migrationUuid)
+    {
         var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}");
         Assert.True(status == HttpStatusCode.NoContent, $"delete: {(int)status} {body?.ToJsonString()}");
         await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
         var placement = Fixture.Ferry.Services.GetRequiredService<IPlacementService>();
         var deadline = DateTime.UtcNow + WaitLimit;
-        while (Driver("compute2").GetGuest(id) is not null || placement.GetAllocations(migration.Uuid).Allocations.Count > 0)
+        while (Driver("compute2").GetGuest(id) is not null || placement.GetAllocations(migrationUuid).Allocations.Count > 0)
         {
             Assert.True(DateTime.UtcNow < deadline, "the destination's copy or the migration's claim outlived the delete");
             await Task.Delay(10);
         }
+        Assert.Null(Driver("compute1").GetGuest(id));
+        Assert.Empty(placement.GetAllocations(id).Allocations);
     }
 
     /// <summary>Starts the live migration to compute2 and force-completes it once it runs, which switches to post-copy.</summary>
