@@ -201,28 +201,8 @@ internal static class ParallelConnectionsBench
     /// <summary>Total time and downtime from the driver's final sample (else query-migrate, else the wall clock); bytes from query-migrate.</summary>
     private static ParallelResult Figures(ParallelResult result, MigrationProgress? last, JsonElement? info, double wallMs)
     {
-        double totalMs, downtimeMs;
-        string source;
-        if (last?.TotalTimeMs is { } t && last.DowntimeMs is { } d)
-        {
-            (totalMs, downtimeMs, source) = (t, d, "driver");
-        }
-        else if (info is { } i && i.TryGetProperty("total-time", out var tt) && i.TryGetProperty("downtime", out var dt))
-        {
-            (totalMs, downtimeMs, source) = (tt.GetDouble(), dt.GetDouble(), "query-migrate");
-        }
-        else
-        {
-            (totalMs, downtimeMs, source) = (wallMs, double.NaN, "wall clock");
-        }
-        var ram = info is { } j && j.TryGetProperty("ram", out var r) ? r : (JsonElement?)null;
-        return result with
-        {
-            TotalMs = totalMs,
-            DowntimeMs = downtimeMs,
-            Source = source,
-            TransferredBytes = ram is { } a && a.TryGetProperty("transferred", out var tr) ? tr.GetDouble() : last?.MemoryProcessedBytes ?? double.NaN,
-            MultifdBytes = ram is { } b && b.TryGetProperty("multifd-bytes", out var mb) ? mb.GetDouble() : double.NaN,
-        };
+        var (totalMs, downtimeMs, source, transferred) = QemuMigrationBench.MigrationFigures(last, info, wallMs);
+        var multifd = info is { } i && i.TryGetProperty("ram", out var ram) && ram.TryGetProperty("multifd-bytes", out var mb) ? mb.GetDouble() : double.NaN;
+        return result with { TotalMs = totalMs, DowntimeMs = downtimeMs, Source = source, TransferredBytes = transferred, MultifdBytes = multifd };
     }
 }

@@ -263,27 +263,30 @@ internal static class QemuMigrationBench
         }
     }
 
-    /// <summary>Total time, downtime and bytes: the driver's final sample when it carries them, else query-migrate on the source.</summary>
-    private static CellResult Figures(CellResult result, ProgressRecorder recorder, JsonElement? info, SourceMonitor monitor, double wallMs, double endMs)
+    /// <summary>
+    /// Total time and downtime from the driver's final sample when it carries them, else query-migrate on the source,
+    /// else the wall clock (named in Source); bytes sent from query-migrate, else the driver's last sample.
+    /// </summary>
+    internal static (double TotalMs, double DowntimeMs, string Source, double TransferredBytes) MigrationFigures(MigrationProgress? last, JsonElement? info, double wallMs)
     {
-        var last = recorder.Last;
-        double totalMs, downtimeMs;
-        string source;
-        if (last?.TotalTimeMs is { } t && last.DowntimeMs is { } d)
-        {
-            (totalMs, downtimeMs, source) = (t, d, "driver");
-        }
-        else if (info is { } i && i.TryGetProperty("total-time", out var tt) && i.TryGetProperty("downtime", out var dt))
-        {
-            (totalMs, downtimeMs, source) = (tt.GetDouble(), dt.GetDouble(), "query-migrate");
-        }
-        else
-        {
-            (totalMs, downtimeMs, source) = (wallMs, double.NaN, "wall clock");
-        }
         var transferred = info is { } j && j.TryGetProperty("ram", out var ram) && ram.TryGetProperty("transferred", out var tr)
             ? tr.GetDouble()
             : last?.MemoryProcessedBytes ?? double.NaN;
+        if (last?.TotalTimeMs is { } t && last.DowntimeMs is { } d)
+        {
+            return (t, d, "driver", transferred);
+        }
+        if (info is { } i && i.TryGetProperty("total-time", out var tt) && i.TryGetProperty("downtime", out var dt))
+        {
+            return (tt.GetDouble(), dt.GetDouble(), "query-migrate", transferred);
+        }
+        return (wallMs, double.NaN, "wall clock", transferred);
+    }
+
+    /// <summary>Total time, downtime and bytes: the driver's final sample when it carries them, else query-migrate on the source.</summary>
+    private static CellResult Figures(CellResult result, ProgressRecorder recorder, JsonElement? info, SourceMonitor monitor, double wallMs, double endMs)
+    {
+        var (totalMs, downtimeMs, source, transferred) = MigrationFigures(recorder.Last, info, wallMs);
         var note = "";
         // A guest paused to force completion is down from the pause on, whatever QEMU counts as the stop-and-copy.
         if (monitor.PausedAtMs is { } paused && endMs - paused > downtimeMs)
