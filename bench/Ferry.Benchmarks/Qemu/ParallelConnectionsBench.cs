@@ -140,31 +140,24 @@ internal static class ParallelConnectionsBench
             var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, cell.Connections, cancellationToken);
             destDefined = true;
             var recorder = new ProgressRecorder(clock, dest);
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var timedOut = false;
-            using var abortTimer = new Timer(_ =>
-            {
-                timedOut = true;
-                source.AbortLiveMigration(guest.Uuid);
-                deadline.CancelAfter(TimeSpan.FromSeconds(30));
-            }, null, s_harnessLimit, Timeout.InfiniteTimeSpan);
+            await using var limit = new HarnessLimit(source, guest.Uuid, s_harnessLimit, cancellationToken);
 
             LiveMigrationOutcome? outcome = null;
             string? error = null;
             var startMs = clock.Elapsed.TotalMilliseconds;
             try
             {
-                outcome = await source.LiveMigrateAsync(guest, Plan(cell, uri), recorder, deadline.Token);
+                outcome = await source.LiveMigrateAsync(guest, Plan(cell, uri), recorder, limit.Token);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 error = $"{ex.GetType().Name}: {ex.Message}";
             }
             var wallMs = clock.Elapsed.TotalMilliseconds - startMs;
-            await abortTimer.DisposeAsync();
+            await limit.DisposeAsync();
             result = result with
             {
-                Outcome = timedOut ? "timed out" : error is not null ? "error: " + error : outcome switch
+                Outcome = limit.TimedOut ? "timed out" : error is not null ? "error: " + error : outcome switch
                 {
                     LiveMigrationOutcome.Completed => "completed",
                     LiveMigrationOutcome.Failed => "failed",

@@ -194,28 +194,21 @@ internal static class QemuMigrationBench
             var startMs = clock.Elapsed.TotalMilliseconds;
 
             // The harness's own bound, past the plan's completion timeout (1.5 × lower bound) and whatever it escalates to.
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var timedOut = false;
             var harnessLimit = lowerBound * 3 + TimeSpan.FromSeconds(20);
-            using var abortTimer = new Timer(_ =>
-            {
-                timedOut = true;
-                source.AbortLiveMigration(guest.Uuid);
-                deadline.CancelAfter(TimeSpan.FromSeconds(30));
-            }, null, harnessLimit, Timeout.InfiniteTimeSpan);
+            await using var limit = new HarnessLimit(source, guest.Uuid, harnessLimit, cancellationToken);
 
             LiveMigrationOutcome? outcome = null;
             string? error = null;
             try
             {
-                outcome = await source.LiveMigrateAsync(guest, Plan(cell, uri), recorder, deadline.Token);
+                outcome = await source.LiveMigrateAsync(guest, Plan(cell, uri), recorder, limit.Token);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 error = $"{ex.GetType().Name}: {ex.Message}";
             }
             var endMs = clock.Elapsed.TotalMilliseconds;
-            await abortTimer.DisposeAsync();
+            await limit.DisposeAsync();
 
             var info = outcome == LiveMigrationOutcome.Completed ? await QueryMigrateAsync(source, guest.Uuid, cancellationToken) : null;
             await follow.CancelAsync();
@@ -223,7 +216,7 @@ internal static class QemuMigrationBench
             sourceTail.Poll();
             result = result with
             {
-                Outcome = timedOut ? "timed out" : error is not null ? "error: " + error : outcome switch
+                Outcome = limit.TimedOut ? "timed out" : error is not null ? "error: " + error : outcome switch
                 {
                     LiveMigrationOutcome.Completed => "completed",
                     LiveMigrationOutcome.Failed => "failed",
