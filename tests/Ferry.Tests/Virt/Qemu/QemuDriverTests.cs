@@ -80,7 +80,7 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
         var samples = await WaitForSamplesAsync(driver, guest.Uuid, 4);
 
         Assert.True(firstLineAfter < TimeSpan.FromSeconds(5), $"first status line after {firstLineAfter.TotalMilliseconds:F0} ms");
-        Assert.Single(first);
+        Assert.Equal(0, first[0].Counter); // the guest prints its state once before the first tick (a slow poll may see more lines)
         for (var i = 1; i < samples.Count; i++)
         {
             Assert.True(samples[i].Counter > samples[i - 1].Counter, $"counter did not increase: {samples[i - 1]} then {samples[i]}");
