@@ -17,7 +17,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
     private readonly IRpcTransport _transport;
     private readonly CancellationTokenSource _stopping = new();
     private IAsyncDisposable? _listener;
-    private Task _heartbeat = Task.CompletedTask;
+    private Task _background = Task.CompletedTask;
 
     public ComputeManager(ComputeOptions options, IComputeDriver driver, IRpcTransport transport, RpcOptions rpcOptions,
         PlacementHttpClient placement, TimeProvider time, ILoggerFactory loggers)
@@ -44,10 +44,15 @@ public sealed partial class ComputeManager : IAsyncDisposable
         await _context.Driver.InitHostAsync(ct);
         await ReportServiceAsync(ct);
         await new ResourceTracker(_context).ReportAsync(ct);
-        await new StartupRecovery(_context).RunAsync(ct);
+        var recovery = new StartupRecovery(_context);
+        await recovery.RunAsync(ct);
         await new PowerStateSync(_context).RunAsync(ct);
-        _listener = _transport.Listen(Topics.Compute(_context.Host), CreateRpcServer());
-        _heartbeat = Task.WhenAll(HeartbeatAsync(_stopping.Token), SyncPowerStatesAsync(_stopping.Token));
+        var liveSource = new LiveMigrationSource(_context);
+        _listener = _transport.Listen(Topics.Compute(_context.Host), CreateRpcServer(liveSource));
+        // Monitors of post-copy migrations run while the agent serves: they may take minutes, and abort or
+        // force-complete requests for them arrive as messages.
+        var reattached = recovery.PostCopies.Select(p => liveSource.ReattachPostCopyAsync(p.Instance, p.Migration, p.Dest, p.SharedInstancePath, _stopping.Token));
+        _background = Task.WhenAll([HeartbeatAsync(_stopping.Token), SyncPowerStatesAsync(_stopping.Token), .. reattached]);
         Log.Started(_context.Logger, _context.Host, _context.Driver.HypervisorType);
     }
 
@@ -55,7 +60,14 @@ public sealed partial class ComputeManager : IAsyncDisposable
     public async Task StopAsync()
     {
         await _stopping.CancelAsync();
-        await _heartbeat;
+        try
+        {
+            await _background;
+        }
+        catch (OperationCanceledException)
+        {
+            // A re-attached monitor stopped with the agent; the next start-up attaches again.
+        }
         if (_listener is not null)
         {
             await _listener.DisposeAsync();
@@ -69,10 +81,9 @@ public sealed partial class ComputeManager : IAsyncDisposable
         _stopping.Dispose();
     }
 
-    private RpcServer CreateRpcServer()
+    private RpcServer CreateRpcServer(LiveMigrationSource liveSource)
     {
         var lifecycle = new InstanceLifecycle(_context);
-        var liveSource = new LiveMigrationSource(_context);
         var liveDest = new LiveMigrationDestination(_context);
         var resizeSource = new ResizeSource(_context);
         var resizeDest = new ResizeDestination(_context);

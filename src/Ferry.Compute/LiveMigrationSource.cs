@@ -46,6 +46,39 @@ public sealed class LiveMigrationSource(ComputeContext context)
         }
     }
 
+    /// <summary>
+    /// Start-up, under a post-copy migration the hypervisor carried on while the agent was down. The guest already runs
+    /// on the destination and part of its memory may be only here, so nothing is rolled back: the driver's monitor takes
+    /// the migration over (progress, stream recovery) and the move ends as it would have: finished, or handed to the
+    /// operator with both copies kept.
+    /// </summary>
+    public async Task ReattachPostCopyAsync(Instance instance, Migration migration, string dest, bool sharedInstancePath, CancellationToken ct)
+    {
+        var data = new LiveMigrateData { DestHost = dest, IsSharedInstancePath = sharedInstancePath };
+        var outgoing = new Outgoing(new LiveMigrationRequest(instance, migration, dest, data, RequestId: null)) { PostCopy = true };
+        _outgoing[instance.Uuid] = outgoing;
+        try
+        {
+            // The outcome can only be Completed: anything else after the switch is handed to the operator inside.
+            await RunDriverMigrationAsync(outgoing, data, ct);
+            await PostAsync(outgoing, data, ct);
+            // Closes the event the agent opened before it restarted (null request: the instance's latest action).
+            await context.Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, null, EventName, context.Host, true, false, null), ct);
+        }
+        catch (FaultRecordedException)
+        {
+            // Recorded, and the instance is where the operator can see it.
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await context.RecordFaultAsync(instance.Uuid, null, EventName, ex, ct);
+        }
+        finally
+        {
+            _outgoing.TryRemove(new KeyValuePair<string, Outgoing>(instance.Uuid, outgoing));
+        }
+    }
+
     public Task AbortAsync(LiveMigrationAbortRequest request, CancellationToken ct) =>
         context.RunEventAsync(request.Instance, request.RequestId, "compute_live_migration_abort", () =>
         {
@@ -151,12 +184,15 @@ public sealed class LiveMigrationSource(ComputeContext context)
             PostCopyRecoveryAttempts = context.Options.LiveMigrationPostCopyRecoveryAttempts,
             PostCopyStallSeconds = context.Options.LiveMigrationPostCopyStallSeconds,
         };
-        var callbacks = new ProgressReporter(context, request);
+        var callbacks = new ProgressReporter(context, outgoing);
         var guest = ComputeContext.GuestFor(request.Instance);
         Task<LiveMigrationOutcome> migrate;
         try
         {
-            migrate = context.Driver.LiveMigrateAsync(guest, plan, callbacks, ct);
+            // A migration already in post-copy was started before an agent restart: the driver takes it over.
+            migrate = outgoing.PostCopy
+                ? context.Driver.ReattachLiveMigrationAsync(guest, plan, callbacks, ct)
+                : context.Driver.LiveMigrateAsync(guest, plan, callbacks, ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -177,7 +213,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
             // The driver may not have registered the migration yet: keep asking until it takes it.
             if (!aborted && outgoing.Abort.Task.IsCompleted)
             {
-                aborted = context.Driver.AbortLiveMigration(guest.Uuid) || callbacks.PostCopy;
+                aborted = context.Driver.AbortLiveMigration(guest.Uuid) || outgoing.PostCopy;
             }
             if (!forced && outgoing.ForceComplete.Task.IsCompleted)
             {
@@ -190,23 +226,18 @@ public sealed class LiveMigrationSource(ComputeContext context)
         }
         try
         {
-            return await migrate;
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException && callbacks.PostCopy)
-        {
-            // After the switch to post-copy the guest's memory is split between both hosts: rolling back would
-            // destroy the copy that runs it. Leave both QEMUs alone (each still holds its placement claim) and
-            // hand the instance to the operator, as Nova does.
-            var split = outgoing.Request;
-            await context.RecordFaultAsync(split.Instance.Uuid, split.RequestId, EventName, ex, ct);
-            await context.TryAsync("error out", split.Instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+            var outcome = await migrate;
+            if (outcome != LiveMigrationOutcome.Completed && outgoing.PostCopy)
             {
-                Uuid = split.Instance.Uuid,
-                VmState = VmState.Error,
-                SetTaskState = true,
-                TaskState = null,
-            }, ct));
-            await context.TryAsync("migration error", split.Instance.Uuid, () => context.SetMigrationStatusAsync(split.Migration.Uuid, MigrationStatus.Error, ct));
+                throw new Core.Errors.LiveMigrationFailedException(
+                    $"the hypervisor on {context.Host} reports live migration {request.Migration.Uuid} {outcome.ToString().ToLowerInvariant()} after the " +
+                    $"switch to post-copy; the guest's memory may be split between {context.Host} and {request.Dest}, so both copies are kept");
+            }
+            return outcome;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException && outgoing.PostCopy)
+        {
+            await HandSplitGuestToOperatorAsync(outgoing, ex, ct);
             throw new FaultRecordedException(ex);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -218,6 +249,25 @@ public sealed class LiveMigrationSource(ComputeContext context)
         }
     }
 
+    /// <summary>
+    /// After the switch to post-copy the guest's memory is split between both hosts, or (once it completed) only the
+    /// destination's is current: rolling back would destroy the copy that runs the guest and resuming ours would run a
+    /// stale one. Both copies stay as they are (each still holds its placement claim) and the operator decides, as in Nova.
+    /// </summary>
+    private async Task HandSplitGuestToOperatorAsync(Outgoing outgoing, Exception cause, CancellationToken ct)
+    {
+        var request = outgoing.Request;
+        await context.RecordFaultAsync(request.Instance.Uuid, request.RequestId, EventName, cause, ct);
+        await context.TryAsync("error out", request.Instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
+        {
+            Uuid = request.Instance.Uuid,
+            VmState = VmState.Error,
+            SetTaskState = true,
+            TaskState = null,
+        }, ct));
+        await context.TryAsync("migration error", request.Instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
+    }
+
     /// <summary>The copy completed: the destination takes over, then the paused source copy goes.</summary>
     private async Task PostAsync(Outgoing outgoing, LiveMigrateData data, CancellationToken ct)
     {
@@ -226,6 +276,15 @@ public sealed class LiveMigrationSource(ComputeContext context)
         try
         {
             await context.Compute.PostLiveMigrationAtDestinationAsync(request.Dest, new PostLiveMigrationAtDestinationRequest(instance, request.Migration, request.RequestId), ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException && outgoing.PostCopy)
+        {
+            // The destination has run the guest since the switch: our memory is stale, so neither rollback applies.
+            var failure = new Core.Errors.LiveMigrationFailedException(
+                $"post-copy live migration {request.Migration.Uuid} completed but {request.Dest} did not take the guest over ({ex.Message}); " +
+                $"its copy is the current one and the one on {context.Host} is stale, so both are kept");
+            await HandSplitGuestToOperatorAsync(outgoing, failure, ct);
+            throw new FaultRecordedException(failure);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -316,16 +375,17 @@ public sealed class LiveMigrationSource(ComputeContext context)
     private sealed class Outgoing(LiveMigrationRequest request)
     {
         public LiveMigrationRequest Request { get; } = request;
+        /// <summary>Set at the switch to post-copy: from then on the guest runs on the destination and nothing rolls back.</summary>
+        public bool PostCopy { get; set; }
         public TaskCompletionSource Abort { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public TaskCompletionSource ForceComplete { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     /// <summary>Feeds the driver's monitor samples into the migration record, at most once per interval.</summary>
-    private sealed class ProgressReporter(ComputeContext context, LiveMigrationRequest request) : IDriverCallbacks
+    private sealed class ProgressReporter(ComputeContext context, Outgoing outgoing) : IDriverCallbacks
     {
+        private readonly LiveMigrationRequest _request = outgoing.Request;
         private long _lastWriteTicks;
-
-        public bool PostCopy { get; private set; }
 
         public async ValueTask MigrationProgressAsync(string uuid, MigrationProgress progress, CancellationToken cancellationToken)
         {
@@ -341,7 +401,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
             var remaining = progress.MemoryRemainingBytes + progress.DiskRemainingBytes;
             await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
             {
-                Uuid = request.Migration.Uuid,
+                Uuid = _request.Migration.Uuid,
                 MemoryTotal = progress.MemoryTotalBytes,
                 MemoryProcessed = progress.MemoryProcessedBytes,
                 MemoryRemaining = progress.MemoryRemainingBytes,
@@ -351,21 +411,21 @@ public sealed class LiveMigrationSource(ComputeContext context)
             }, cancellationToken);
             await context.Conductor.UpdateInstanceAsync(new InstanceUpdateRequest
             {
-                Uuid = request.Instance.Uuid,
+                Uuid = _request.Instance.Uuid,
                 Progress = total == 0 ? 0 : (int)(100 - remaining * 100 / total),
             }, cancellationToken);
         }
 
         public async ValueTask MigrationSwitchedToPostCopyAsync(string uuid, CancellationToken cancellationToken)
         {
-            PostCopy = true;
-            await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.RunningPostCopy, cancellationToken);
+            outgoing.PostCopy = true;
+            await context.SetMigrationStatusAsync(_request.Migration.Uuid, MigrationStatus.RunningPostCopy, cancellationToken);
         }
 
         public async ValueTask<string> RecoverPostCopyAsync(string uuid, CancellationToken cancellationToken)
         {
-            var reply = await context.Compute.RecoverPostCopyAtDestinationAsync(request.Dest,
-                new RecoverPostCopyAtDestinationRequest(request.Instance, request.Migration, request.RequestId), cancellationToken);
+            var reply = await context.Compute.RecoverPostCopyAtDestinationAsync(_request.Dest,
+                new RecoverPostCopyAtDestinationRequest(_request.Instance, _request.Migration, _request.RequestId), cancellationToken);
             return reply.IncomingUri;
         }
     }

@@ -17,8 +17,13 @@ namespace Ferry.Compute;
 /// </summary>
 public sealed partial class StartupRecovery(ComputeContext context)
 {
-    /// <summary>How long start-up waits for a post-copy migration the hypervisor is still finishing on its own.</summary>
-    private static readonly TimeSpan s_postCopyFinishWait = TimeSpan.FromSeconds(60);
+    /// <summary>
+    /// Post-copy migrations this host was the source of when it stopped. The hypervisor may have carried them on alone;
+    /// their monitors are attached again once the agent serves (<see cref="LiveMigrationSource.ReattachPostCopyAsync"/>).
+    /// </summary>
+    public List<PostCopyToReattach> PostCopies { get; } = [];
+
+    public sealed record PostCopyToReattach(Instance Instance, Migration Migration, string Dest, bool SharedInstancePath);
 
     public async Task RunAsync(CancellationToken ct)
     {
@@ -142,8 +147,9 @@ public sealed partial class StartupRecovery(ComputeContext context)
             .FirstOrDefault();
         switch (instance.TaskState)
         {
-            case TaskState.Migrating when active is { Status: MigrationStatus.RunningPostCopy }:
-                await RecoverPostCopyAsync(instance, active, ct);
+            case TaskState.Migrating when active is { Status: MigrationStatus.RunningPostCopy, DestCompute: { } postCopyDest }:
+                // Never rolled back: the guest runs on the destination and part of its memory may be only here.
+                PostCopies.Add(new PostCopyToReattach(instance, active, postCopyDest, await IsStorageSharedWithAsync(instance.Uuid, postCopyDest, ct)));
                 break;
             case TaskState.Migrating when active is not null:
                 // The copy died with us: the guest is still here (paused or running); keep it here.
@@ -190,53 +196,6 @@ public sealed partial class StartupRecovery(ComputeContext context)
         }
     }
 
-    /// <summary>
-    /// The agent restarted under a post-copy migration. The guest already runs on the destination and part of its
-    /// memory may be only here: a rollback would destroy the running copy and resuming ours would run a stale one.
-    /// The hypervisor may carry on alone: once it reports the copy complete, the move is finished as the monitor would
-    /// have finished it. Anything else keeps both copies and hands the instance to the operator (a delete removes both).
-    /// </summary>
-    private async Task RecoverPostCopyAsync(Instance instance, Migration active, CancellationToken ct)
-    {
-        var state = await context.Driver.GetOutgoingMigrationStateAsync(instance.Uuid, ct);
-        var waited = Stopwatch.StartNew();
-        while (state == OutgoingMigrationState.Running && waited.Elapsed < s_postCopyFinishWait)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(200), context.Time, ct);
-            state = await context.Driver.GetOutgoingMigrationStateAsync(instance.Uuid, ct);
-        }
-        if (state == OutgoingMigrationState.Completed && active.DestCompute is { } dest)
-        {
-            try
-            {
-                await context.Compute.PostLiveMigrationAtDestinationAsync(dest, new PostLiveMigrationAtDestinationRequest(instance, active, null), ct);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                await HandPostCopyToOperatorAsync(instance, active, $"the destination did not take over after the restart ({ex.Message})", ct);
-                return;
-            }
-            // The destination runs the guest and the instance is there: our paused copy goes, as in post_live_migration.
-            var shared = await IsStorageSharedWithAsync(instance.Uuid, dest, ct);
-            await context.TryAsync("post live migration at source", instance.Uuid,
-                () => context.Driver.PostLiveMigrationAtSourceAsync(ComputeContext.GuestFor(instance), shared, ct));
-            await context.TryAsync("drop the migration's claim", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(active.Uuid, ct));
-            await context.SetMigrationStatusAsync(active.Uuid, MigrationStatus.Completed, ct);
-            Log.PostCopyFinishedAtStartup(context.Logger, instance.Uuid, dest);
-            return;
-        }
-        await HandPostCopyToOperatorAsync(instance, active, $"the hypervisor reports the migration {state}", ct);
-    }
-
-    private async Task HandPostCopyToOperatorAsync(Instance instance, Migration active, string why, CancellationToken ct)
-    {
-        await context.RecordFaultAsync(instance.Uuid, null, "compute_live_migration", new Core.Errors.LiveMigrationFailedException(
-            $"the compute agent on {context.Host} restarted while live migration {active.Uuid} of {instance.Uuid} was in post-copy and {why}; " +
-            $"the guest's memory may be split between {context.Host} and {active.DestCompute}, so both copies are kept"), ct);
-        await context.SetMigrationStatusAsync(active.Uuid, MigrationStatus.Error, ct);
-        await ClearTaskStateAsync(instance, ct, VmState.Error);
-    }
-
     private Task ClearTaskStateAsync(Instance instance, CancellationToken ct, VmState? vmState = null) =>
         context.UpdateInstanceAsync(new InstanceUpdateRequest
         {
@@ -251,9 +210,6 @@ public sealed partial class StartupRecovery(ComputeContext context)
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 214, Level = LogLevel.Information, Message = "Finished the post-copy move of {InstanceId} to {DestHost} that the hypervisor completed while the agent was down")]
-        public static partial void PostCopyFinishedAtStartup(ILogger logger, string instanceId, string destHost);
-
         [LoggerMessage(EventId = 210, Level = LogLevel.Error, Message = "Could not recover instance {InstanceId} at start-up")]
         public static partial void RecoveryFailed(ILogger logger, Exception ex, string instanceId);
 

@@ -81,10 +81,13 @@ public interface IComputeDriver
     bool ForceCompleteLiveMigration(string uuid);
 
     /// <summary>
-    /// Source side, when no monitor watches the guest's outgoing live migration (the agent restarted under it):
-    /// what the hypervisor says about it. A hypervisor that runs migrations only under a monitor answers None.
+    /// Source side, after the agent restarted under a post-copy migration that the hypervisor carried on alone:
+    /// watches it again as <see cref="LiveMigrateAsync"/> would from the switch on (progress, stream recovery)
+    /// until it ends. <see cref="LiveMigrationOutcome.Completed"/> means the destination runs the guest;
+    /// <see cref="LiveMigrationOutcome.Failed"/> that the hypervisor has no such migration any more (a hypervisor
+    /// that runs migrations only under a monitor answers it at once). Throws when the post-copy is lost.
     /// </summary>
-    Task<OutgoingMigrationState> GetOutgoingMigrationStateAsync(string uuid, CancellationToken cancellationToken);
+    Task<LiveMigrationOutcome> ReattachLiveMigrationAsync(GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, CancellationToken cancellationToken);
 
     /// <summary>Source side after success: removes the (paused) source copy; deletes files unless shared.</summary>
     Task PostLiveMigrationAtSourceAsync(GuestSpec guest, bool sharedInstancePath, CancellationToken cancellationToken);

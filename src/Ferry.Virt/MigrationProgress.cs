@@ -77,15 +77,3 @@ public static class PostCopyResume
     public static double DelaySecondsBefore(int attempt) => attempt <= 1 ? 0 : Math.Min(Math.Pow(2, attempt - 2), 10);
 }
 
-/// <summary>An outgoing live migration as the hypervisor reports it without a monitor (see <see cref="IComputeDriver.GetOutgoingMigrationStateAsync"/>).</summary>
-public enum OutgoingMigrationState
-{
-    /// <summary>No migration, or none the hypervisor remembers.</summary>
-    None,
-    /// <summary>Still copying (pre-copy or post-copy).</summary>
-    Running,
-    /// <summary>Done: the destination runs the guest; the source copy is paused for good.</summary>
-    Completed,
-    /// <summary>Failed, cancelled, or a post-copy stream that broke.</summary>
-    Failed,
-}

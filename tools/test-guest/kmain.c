@@ -97,9 +97,21 @@ static inline u32 word_value(u32 page, u32 word, u32 gen)
     return x;
 }
 
-static u32 g_pages;                     /* region size in pages */
-static u32 g_cursor;                    /* next page to write */
-static u32 g_wraps;                     /* completed passes over the region */
+static u32 g_pages;                     /* region size in pages (at most 65535, so pages squared fits in 32 bits) */
+
+/*
+ * Where the writes stand after `counter` ticks of `per_tick` pages: `wraps` completed passes over the region,
+ * `cursor` the next page. Derived from the counter alone, never kept in memory: a live migration under TCG on
+ * QEMU 7.2 can hand over a stale copy of a page (README), and bookkeeping kept in one would drift from the
+ * closed form for good; a stale counter only replays ticks whose writes are already there.
+ * 32-bit only: counter = q * pages + r, so counter * per_tick = q * per_tick * pages + r * per_tick, r * per_tick < pages^2.
+ */
+static void position_at(u32 counter, u32 per_tick, u32 *wraps, u32 *cursor)
+{
+    u32 q = counter / g_pages, r = counter % g_pages, rest = r * per_tick;
+    *wraps = q * per_tick + rest / g_pages;
+    *cursor = rest % g_pages;
+}
 
 static void write_page(u32 page, u32 gen)
 {
@@ -117,12 +129,13 @@ static u32 checksum_memory(void)
     return c;
 }
 
-/* The same checksum, computed from the counter state alone (what the memory must hold). */
-static u32 checksum_expected(void)
+/* The same checksum, computed from the counter alone (what the memory must hold). */
+static u32 checksum_expected(u32 counter, u32 per_tick)
 {
-    u32 c = 0x811c9dc5u;
+    u32 c = 0x811c9dc5u, wraps, cursor;
+    position_at(counter, per_tick, &wraps, &cursor);
     for (u32 p = 0; p < g_pages; p++) {
-        u32 gen = g_wraps + (p < g_cursor ? 1u : 0u);
+        u32 gen = wraps + (p < cursor ? 1u : 0u);
         for (u32 i = 0; i < PAGE_WORDS; i++) c = (c ^ word_value(p, i, gen)) * 0x01000193u;
     }
     return c;
@@ -147,6 +160,7 @@ void kmain(u32 magic, struct multiboot_info *mbi)
         u32 max_mib = (mem_upper_kib / 1024u + 1u > 5u) ? mem_upper_kib / 1024u + 1u - 5u : 1u;
         if (region_mib > max_mib) region_mib = max_mib;
     }
+    if (region_mib > 255u) region_mib = 255u;
     g_pages = region_mib * 256u;
     u32 pages_per_tick = (dirty_kib + 3u) / 4u;
     if (pages_per_tick > g_pages) pages_per_tick = g_pages;
@@ -171,7 +185,7 @@ void kmain(u32 magic, struct multiboot_info *mbi)
         if (since_print >= status_every) {
             since_print = 0;
             u32 actual = checksum_memory();
-            u32 expected = checksum_expected();
+            u32 expected = checksum_expected(counter, pages_per_tick);
             puts_serial("ferry-guest counter="); put_dec(counter);
             puts_serial(" checksum="); put_hex8(actual);
             puts_serial("\n");
@@ -185,9 +199,11 @@ void kmain(u32 magic, struct multiboot_info *mbi)
 
         if (pending == 0) continue;
         pending--;
+        u32 wraps, cursor;
+        position_at(counter, pages_per_tick, &wraps, &cursor);
         for (u32 i = 0; i < pages_per_tick; i++) {
-            write_page(g_cursor, g_wraps + 1u);
-            if (++g_cursor == g_pages) { g_cursor = 0; g_wraps++; }
+            write_page(cursor, wraps + 1u);
+            if (++cursor == g_pages) { cursor = 0; wraps++; }
         }
         counter++;
     }

@@ -315,8 +315,8 @@ public sealed partial class FakeDriver : IComputeDriver
     }
 
     /// <summary>The simulated copy runs only under its monitor: once the agent is gone, so is the migration.</summary>
-    public Task<OutgoingMigrationState> GetOutgoingMigrationStateAsync(string uuid, CancellationToken cancellationToken) =>
-        Task.FromResult(OutgoingMigrationState.None);
+    public Task<LiveMigrationOutcome> ReattachLiveMigrationAsync(GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, CancellationToken cancellationToken) =>
+        Task.FromResult(LiveMigrationOutcome.Failed);
 
     public bool AbortLiveMigration(string uuid) =>
         _migrations.TryGetValue(uuid, out var migration) && migration.TryAbort();

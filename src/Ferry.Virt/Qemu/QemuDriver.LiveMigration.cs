@@ -20,6 +20,8 @@ public sealed partial class QemuDriver
     private static readonly TimeSpan s_blockJobTimeout = TimeSpan.FromSeconds(30);
     /// <summary>How long a post-copy resume may take to connect before the next attempt (a failed connect leaves the migration paused).</summary>
     private static readonly TimeSpan s_resumeGrace = TimeSpan.FromSeconds(3);
+    /// <summary>How long the destination may stay in inmigrate after the source reported the copy complete.</summary>
+    private static readonly TimeSpan s_incomingSettleTime = TimeSpan.FromSeconds(10);
 
     private const double BytesPerGiB = 1024d * 1024 * 1024;
     /// <summary>QEMU's MAX_MIGRATE_DOWNTIME (2000 s): with this limit the next pass stops the guest and sends the rest.</summary>
@@ -147,9 +149,18 @@ public sealed partial class QemuDriver
         await StopNbdExportAsync(record, cancellationToken);
         if (record.Process is { } process)
         {
-            record.PowerState = await QueryStatusAsync(process, cancellationToken);
+            // The source reports completed a moment before this end has loaded the last of the state and left inmigrate.
+            var settling = Stopwatch.StartNew();
+            var status = await RunStatusAsync(process, cancellationToken);
+            while (status == "inmigrate" && settling.Elapsed < s_incomingSettleTime)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(20), cancellationToken);
+                status = await RunStatusAsync(process, cancellationToken);
+            }
+            record.PowerState = MapStatus(status);
         }
     }
+
 
     public async Task<string> RecoverPostCopyAtDestinationAsync(string uuid, CancellationToken cancellationToken)
     {
@@ -246,42 +257,58 @@ public sealed partial class QemuDriver
         {
             throw new BadRequestException($"Block migration of {guest.Uuid}: the destination exported no disk ({plan.IncomingUri}).");
         }
-        var migration = new OutgoingMigration(plan);
-        if (!_migrating.TryAdd(guest.Uuid, migration))
+        return await MonitorAsync(record, plan, migration => new MigrationMonitor(this, guest, process, migration, incoming, callbacks).RunAsync(cancellationToken));
+    }
+
+    /// <summary>QEMU carries on with a migration whether or not anyone watches: after an agent restart, a new monitor takes it over.</summary>
+    public async Task<LiveMigrationOutcome> ReattachLiveMigrationAsync(GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guest);
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(callbacks);
+        if (!_guests.TryGetValue(guest.Uuid, out var record) || record.Process is not { HasExited: false } process)
         {
-            throw new ConflictException($"Guest {guest.Uuid} is already migrating.");
+            return LiveMigrationOutcome.Failed;
+        }
+        var status = Str(await process.Qmp.ExecuteAsync("query-migrate", null, cancellationToken), "status");
+        LogMigrationReattaching(guest.Uuid, plan.MigrationUuid, status ?? "none");
+        switch (status)
+        {
+            case "completed":
+                record.PowerState = GuestPowerState.Paused; // postmigrate: never cont it (split brain)
+                return LiveMigrationOutcome.Completed;
+            // "active" and "device": the switch was asked for and QEMU has not made it yet.
+            case "active" or "device" or "postcopy-active" or "postcopy-paused" or "postcopy-recover":
+                return await MonitorAsync(record, plan, migration => new MigrationMonitor(this, guest, process, migration, IncomingEndpoints.None, callbacks).ReattachAsync(cancellationToken));
+            default:
+                return LiveMigrationOutcome.Failed;
+        }
+    }
+
+    /// <summary>Runs one monitor over the guest's outgoing migration, the only one it may have.</summary>
+    private async Task<LiveMigrationOutcome> MonitorAsync(QemuGuest record, LiveMigrationPlan plan, Func<OutgoingMigration, Task<LiveMigrationOutcome>> monitor)
+    {
+        var uuid = record.Spec.Uuid;
+        var migration = new OutgoingMigration(plan);
+        if (!_migrating.TryAdd(uuid, migration))
+        {
+            throw new ConflictException($"Guest {uuid} is already migrating.");
         }
         try
         {
-            var outcome = await new MigrationMonitor(this, guest, process, migration, incoming, callbacks).RunAsync(cancellationToken);
+            var outcome = await monitor(migration);
             if (outcome == LiveMigrationOutcome.Completed)
             {
                 record.PowerState = GuestPowerState.Paused; // postmigrate: never cont it (split brain)
             }
-            LogMigrationFinished(guest.Uuid, plan.MigrationUuid, outcome);
+            LogMigrationFinished(uuid, plan.MigrationUuid, outcome);
             return outcome;
         }
         finally
         {
             migration.Finish();
-            _migrating.TryRemove(new KeyValuePair<string, OutgoingMigration>(guest.Uuid, migration));
+            _migrating.TryRemove(new KeyValuePair<string, OutgoingMigration>(uuid, migration));
         }
-    }
-
-    /// <summary>QEMU carries on with a migration whether or not anyone watches: its query-migrate after an agent restart.</summary>
-    public async Task<OutgoingMigrationState> GetOutgoingMigrationStateAsync(string uuid, CancellationToken cancellationToken)
-    {
-        if (!_guests.TryGetValue(uuid, out var record) || record.Process is not { HasExited: false } process)
-        {
-            return OutgoingMigrationState.None;
-        }
-        return Str(await process.Qmp.ExecuteAsync("query-migrate", null, cancellationToken), "status") switch
-        {
-            "completed" => OutgoingMigrationState.Completed,
-            "setup" or "active" or "pre-switchover" or "device" or "postcopy-active" or "postcopy-recover" or "cancelling" => OutgoingMigrationState.Running,
-            "failed" or "cancelled" or "postcopy-paused" => OutgoingMigrationState.Failed,
-            _ => OutgoingMigrationState.None,
-        };
     }
 
     public bool AbortLiveMigration(string uuid) => _migrating.TryGetValue(uuid, out var migration) && migration.TryAbort();
@@ -305,6 +332,9 @@ public sealed partial class QemuDriver
     /// </summary>
     internal sealed record IncomingEndpoints(string MigrationUri, string? NbdUri)
     {
+        /// <summary>For a re-attached monitor, which never starts a stream (a resume asks the destination where to).</summary>
+        public static readonly IncomingEndpoints None = new("", null);
+
         public static string FormatNbdUri(string host, int port, string export) =>
             string.Create(CultureInfo.InvariantCulture, $"nbd:{host}:{port}:exportname={export}");
 
@@ -525,6 +555,26 @@ public sealed partial class QemuDriver
             {
                 await StartMigrateAsync(cancellationToken);
             }
+            return await WatchAsync(schedule, completionTimeout, cancellationToken);
+        }
+
+        /// <summary>
+        /// Takes over a post-copy migration QEMU carried on without a monitor: the policy that led there is spent (no
+        /// downtime steps, no timeout action), what is left is watching it end and resuming a broken stream.
+        /// </summary>
+        public Task<LiveMigrationOutcome> ReattachAsync(CancellationToken cancellationToken)
+        {
+            _migrateStarted = true;
+            _forceApplied = true;
+            _timeoutFired = true;
+            _postCopyAnnounced = true;
+            migration.TryEnterPostCopy();
+            return WatchAsync(new DowntimeSchedule(_plan, dataGiB: 1), TimeSpan.Zero, cancellationToken);
+        }
+
+        /// <summary>Polls query-migrate until the migration ends, applying the policy and reporting progress on the way.</summary>
+        private async Task<LiveMigrationOutcome> WatchAsync(DowntimeSchedule schedule, TimeSpan completionTimeout, CancellationToken cancellationToken)
+        {
             while (true)
             {
                 await Task.Delay(s_migrationPollInterval, cancellationToken);
@@ -954,7 +1004,6 @@ public sealed partial class QemuDriver
             }
         }
 
-        private async Task<string?> RunStateAsync(CancellationToken cancellationToken) =>
-            Str(await _qmp.ExecuteAsync("query-status", null, cancellationToken), "status");
+        private Task<string?> RunStateAsync(CancellationToken cancellationToken) => RunStatusAsync(process, cancellationToken);
     }
 }

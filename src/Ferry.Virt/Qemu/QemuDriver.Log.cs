@@ -35,6 +35,9 @@ public sealed partial class QemuDriver
     [LoggerMessage(EventId = 7210, Level = LogLevel.Information, Message = "Live migration {MigrationId} of {InstanceId} ended {Outcome}")]
     private partial void LogMigrationFinished(string instanceId, string migrationId, LiveMigrationOutcome outcome);
 
+    [LoggerMessage(EventId = 7244, Level = LogLevel.Information, Message = "Re-attaching to live migration {MigrationId} of {InstanceId}, which QEMU reports {Status}")]
+    private partial void LogMigrationReattaching(string instanceId, string migrationId, string status);
+
     [LoggerMessage(EventId = 7220, Level = LogLevel.Warning, Message = "Post-copy is not available for {InstanceId} on {HostName}: {Reason}")]
     private partial void LogPostCopyUnavailable(string instanceId, string hostName, string reason);
 

@@ -521,11 +521,12 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         }
     }, CancellationToken.None);
 
-    private static async Task<GuestPowerState> QueryStatusAsync(QemuProcess process, CancellationToken cancellationToken)
-    {
-        var status = await process.Qmp.ExecuteAsync("query-status", null, cancellationToken);
-        return MapStatus(status.GetProperty("status").GetString());
-    }
+    private static async Task<GuestPowerState> QueryStatusAsync(QemuProcess process, CancellationToken cancellationToken) =>
+        MapStatus(await RunStatusAsync(process, cancellationToken));
+
+    /// <summary>QEMU's RunState: running, paused, inmigrate, postmigrate…</summary>
+    private static async Task<string?> RunStatusAsync(QemuProcess process, CancellationToken cancellationToken) =>
+        (await process.Qmp.ExecuteAsync("query-status", null, cancellationToken)).GetProperty("status").GetString();
 
     /// <summary>QEMU's RunState (qapi/run-state.json) as a Nova power state.</summary>
     public static GuestPowerState MapStatus(string? status) => status switch

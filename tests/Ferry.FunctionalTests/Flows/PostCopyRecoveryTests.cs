@@ -75,6 +75,27 @@ public sealed class PostCopyRecoveryTests(PostCopyRecoveryFixture fixture) : Flo
         await DeleteAndAssertNothingLeftAsync(id, migration.Uuid);
     }
 
+    /// <summary>
+    /// After a post-copy the destination has run the guest since the switch and the source's memory is stale: when the
+    /// destination then fails to take over, resuming the source (the pre-copy answer) would run the guest from the past.
+    /// </summary>
+    [Fact]
+    public async Task PostCopyCompleted_DestinationFailsToTakeOver_SourceNotResumedAndBothCopiesKept()
+    {
+        var id = await BootAsync("compute1", metadata: Guests.NonConverging);
+        Driver("compute2").Faults.FailNext(FakeSteps.PostLiveMigrationAtDestination);
+
+        await ForceIntoPostCopyAsync(id);
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Error, VmState.Error, (TaskState?)null), (migration.Status, instance.VmState, instance.TaskState));
+        Assert.Equal(Virt.GuestPowerState.Paused, Driver("compute1").GetGuest(id)?.PowerState);
+        Assert.NotNull(Driver("compute2").GetGuest(id));
+        Assert.Contains("did not take the guest over", LastFault(id));
+
+        await DeleteAndAssertNothingLeftAsync(id, migration.Uuid);
+    }
+
     [Fact]
     public async Task SourceAgentRestart_DuringPostCopy_NothingRolledBackAndBothCopiesKept()
     {
@@ -93,8 +114,9 @@ public sealed class PostCopyRecoveryTests(PostCopyRecoveryFixture fixture) : Flo
             Driver("compute1").Faults.Clear();
         }
 
-        // A rollback would destroy the copy that runs the guest, a resume would run the stale one.
-        var instance = Instances.Get(id);
+        // A rollback would destroy the copy that runs the guest, a resume would run the stale one. The fake's copy
+        // stopped with its agent, so the re-attached monitor finds nothing to watch.
+        var instance = await WaitForAsync(id, i => i.VmState == VmState.Error, "handed to the operator");
         Assert.Equal((VmState.Error, (TaskState?)null, "compute1"), (instance.VmState, instance.TaskState, instance.Host));
         Assert.Equal(MigrationStatus.Error, Migrations.Get(migration.Uuid).Status);
         Assert.Equal(Virt.GuestPowerState.Paused, Driver("compute1").GetGuest(id)?.PowerState);

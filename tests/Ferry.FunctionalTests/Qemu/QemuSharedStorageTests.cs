@@ -59,11 +59,11 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
     /// Live-migrates the guest to compute2 over a 4 MiB/s link with post-copy permitted and a 2 s/GiB completion timeout
     /// that force-completes, and returns once the migration is in post-copy; disposing it restores compute1's policy.
     /// </summary>
-    private async Task<IDisposable> MigrateIntoPostCopyAsync(string id)
+    private async Task<IDisposable> MigrateIntoPostCopyAsync(string id, long bandwidthMiBps = 4)
     {
         var policy = Policy("compute1", o =>
         {
-            o.LiveMigrationBandwidthMiBps = 4;
+            o.LiveMigrationBandwidthMiBps = bandwidthMiBps;
             o.LiveMigrationPermitPostCopy = true;
             o.LiveMigrationTimeoutAction = CompletionTimeoutAction.ForceComplete;
             o.LiveMigrationCompletionTimeoutSecondsPerGiB = 2;
@@ -73,6 +73,24 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
         return policy;
     }
 
+    /// <summary>Waits until the destination QEMU runs the guest (a stream cut before that makes it exit instead of pausing).</summary>
+    private async Task WaitUntilDestinationRunsAsync(string id)
+    {
+        var started = Stopwatch.StartNew();
+        while ((await Qemu("compute2").ExecuteQmpAsync(id, "query-status", null, CancellationToken.None)).GetProperty("status").GetString() != "running")
+        {
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), "the destination never ran the guest");
+            await Task.Delay(20);
+        }
+    }
+
+    private async Task<JsonArray> LiveMigrationEventsAsync(string id)
+    {
+        var actions = (await Admin.GetAsync($"servers/{id}/os-instance-actions")).Body!["instanceActions"]!.AsArray();
+        var move = actions.Single(a => (string?)a!["action"] == "live-migration")!;
+        return (await Admin.GetAsync($"servers/{id}/os-instance-actions/{(string?)move["request_id"]}")).Body!["instanceAction"]!["events"]!.AsArray();
+    }
+
     [Fact]
     public async Task LiveMigrate_PostCopyStreamCutByTheNetwork_ResumedAndCompletes()
     {
@@ -80,23 +98,14 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
         var before = await WaitForCounterAsync(id, 0);
         using (await MigrateIntoPostCopyAsync(id))
         {
-            // Cut once the destination runs the guest (before, the destination QEMU would exit instead of pausing).
-            var started = Stopwatch.StartNew();
-            while ((await Qemu("compute2").ExecuteQmpAsync(id, "query-status", null, CancellationToken.None)).GetProperty("status").GetString() != "running")
-            {
-                Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), "the destination never ran the guest");
-                await Task.Delay(20);
-            }
+            await WaitUntilDestinationRunsAsync(id);
             var source = Qemu("compute1").GetProcessId(id) ?? throw new InvalidOperationException("no source QEMU");
             Assert.True(await CutTcpConnectionsAsync(source) > 0, "no migration connection to cut: post-copy already ended");
 
             var (instance, migration) = await WaitForMoveEndAsync(id);
             Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
         }
-        var actions = (await Admin.GetAsync($"servers/{id}/os-instance-actions")).Body!["instanceActions"]!.AsArray();
-        var move = actions.Single(a => (string?)a!["action"] == "live-migration")!;
-        var events = (await Admin.GetAsync($"servers/{id}/os-instance-actions/{(string?)move["request_id"]}")).Body!["instanceAction"]!["events"]!.AsArray();
-        Assert.Contains(events, e => (string?)e!["event"] == "compute_recover_post_copy_at_destination" && (string?)e["result"] == "Success");
+        Assert.Contains(await LiveMigrationEventsAsync(id), e => (string?)e!["event"] == "compute_recover_post_copy_at_destination" && (string?)e["result"] == "Success");
         await WaitForCounterAsync(id, before + 50, movedAtCounter: before + 1);
         AssertRunsOnlyOn(id, "compute2");
     }
@@ -118,6 +127,33 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
             var (instance, migration) = await WaitForMoveEndAsync(id);
             Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
         }
+        await WaitForCounterAsync(id, before + 50, movedAtCounter: before + 1);
+        AssertRunsOnlyOn(id, "compute2");
+    }
+
+    /// <summary>
+    /// The restarted agent attaches a new monitor to the post-copy QEMU carried on, so a stream that breaks after the
+    /// restart is resumed as under the first monitor (before, start-up could only wait for QEMU to finish alone).
+    /// </summary>
+    [Fact]
+    public async Task LiveMigrate_SourceAgentRestartsDuringPostCopyThenTheStreamIsCut_ReattachedMonitorResumesIt()
+    {
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
+        var before = await WaitForCounterAsync(id, 0);
+        using (await MigrateIntoPostCopyAsync(id, bandwidthMiBps: 2))
+        {
+            await WaitUntilDestinationRunsAsync(id);
+            await Fixture.Ferry.Computes["compute1"].StopAsync();
+            await Fixture.Ferry.StartComputeAsync("compute1", CancellationToken.None);
+            var source = Qemu("compute1").GetProcessId(id) ?? throw new InvalidOperationException("no source QEMU");
+            Assert.True(await CutTcpConnectionsAsync(source) > 0, "no migration connection to cut: post-copy already ended");
+
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Active), (migration.Status, instance.Host, instance.VmState));
+        }
+        var events = await LiveMigrationEventsAsync(id);
+        Assert.Contains(events, e => (string?)e!["event"] == "compute_recover_post_copy_at_destination" && (string?)e["result"] == "Success");
+        Assert.All(events.Where(e => (string?)e!["event"] == "compute_live_migration"), e => Assert.Equal("Success", (string?)e!["result"]));
         await WaitForCounterAsync(id, before + 50, movedAtCounter: before + 1);
         AssertRunsOnlyOn(id, "compute2");
     }

@@ -171,51 +171,77 @@ public sealed class QemuCommandLineTests
 
 public sealed class TestGuestIntegrityTests
 {
-    private static string Line(long counter, int kib, long stateAt = -1) =>
-        $"ferry-guest counter={counter} checksum={QemuTestGuest.ExpectedChecksum(stateAt < 0 ? counter : stateAt, 1, kib):x8}\n";
+    // Region 1 MiB (256 pages), 8 KiB (2 pages) per tick: one pass over the region takes 128 ticks.
+    private const int Region = 1;
+    private const int Kib = 8;
+
+    private static string Line(long counter, long stateAt = -1) =>
+        $"ferry-guest counter={counter} checksum={QemuTestGuest.ExpectedChecksum(stateAt < 0 ? counter : stateAt, Region, Kib):x8}\n";
+
+    private static string Bad(long counter) => $"ferry-guest counter={counter} checksum=12345678\n";
+
+    private static string Alarm(long counter) => $"ferry-guest corrupt counter={counter} checksum=12345678 expected=11111111\n";
+
+    private static QemuTestGuest.Integrity Strict(string log) => QemuTestGuest.CheckIntegrity(log, Region, Kib, tolerateStalePage: false).Verdict;
+
+    private static QemuTestGuest.Integrity Tcg(string log, long movedAtCounter = 50) =>
+        QemuTestGuest.CheckIntegrity(log, Region, Kib, tolerateStalePage: true, movedAtCounter).Verdict;
 
     [Fact]
-    public void CheckIntegrity_IntactLog_Passes() =>
-        Assert.Null(QemuTestGuest.CheckIntegrity(Line(10, 8) + Line(60, 8), 1, 8, 0));
+    public void HealingTicks_OnePassOverTheRegionPlusAStaleCounter() =>
+        Assert.Equal(128 + QemuTestGuest.TcgStaleCounterTicks, QemuTestGuest.HealingTicks(Region, Kib));
 
     [Fact]
-    public void CheckIntegrity_LostRegionPage_FailsEvenWithTheTcgTolerance()
+    public void CheckIntegrity_IntactLog_Intact()
     {
-        var log = Line(10, 8) + "ferry-guest counter=60 checksum=12345678\n";
-        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
+        Assert.Equal(QemuTestGuest.Integrity.Intact, Strict(Line(10) + Line(60)));
+        Assert.Equal(QemuTestGuest.Integrity.Intact, Tcg(Line(10) + Line(60)));
     }
 
     [Fact]
     public void CheckIntegrity_StaleRegionPageRewrittenLater_ToleratedOnlyUnderTcg()
     {
-        // The first destination line matches no state (a stale region page, the guest's own alarm), a later one is exact again.
-        var log = Line(10, 8) + "ferry-guest counter=60 checksum=12345678\n" + "ferry-guest corrupt counter=60 checksum=12345678 expected=11111111\n"
-            + Line(110, 8);
-        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, 0));
-        Assert.Null(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
+        // The first destination lines match no state (a stale region page, the guest's own alarm) until a pass rewrote it.
+        var log = Line(10) + Bad(60) + Alarm(60) + Bad(110) + Line(160);
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Strict(log));
+        Assert.Equal(QemuTestGuest.Integrity.Intact, Tcg(log));
     }
 
     [Fact]
-    public void CheckIntegrity_BadFirstDestinationLineNeverRecovers_FailsEvenWithTheTcgTolerance()
+    public void CheckIntegrity_StaleCounter_ToleratedOnlyUnderTcg()
     {
-        var log = Line(10, 8) + "ferry-guest counter=60 checksum=12345678\n" + Line(110, 8, stateAt: 300);
-        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
+        // The first destination line shows memory a few ticks ahead of its counter; the guest replays those ticks.
+        var log = Line(10) + Line(60, stateAt: 63) + Alarm(60) + Line(110);
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Strict(log));
+        Assert.Equal(QemuTestGuest.Integrity.Intact, Tcg(log));
+    }
+
+    [Fact]
+    public void CheckIntegrity_WrongLinesSinceTheMove_HealingUntilOnePassIsOver()
+    {
+        Assert.Equal(QemuTestGuest.Integrity.Healing, Tcg(Line(10) + Bad(60)));
+        Assert.Equal(QemuTestGuest.Integrity.Healing, Tcg(Line(10) + Bad(60) + Bad(60 + 144)));
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Bad(60) + Bad(60 + 145)));
+    }
+
+    [Fact]
+    public void CheckIntegrity_DriftThatNeverMatches_Lost()
+    {
+        // A line in some other state (here 300) is not healing either.
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Bad(60) + Line(110, stateAt: 300) + Line(210, stateAt: 400)));
+    }
+
+    [Fact]
+    public void CheckIntegrity_AfterHealing_StrictAgain()
+    {
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Bad(60) + Line(110) + Bad(160)));
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Line(60) + Alarm(60)));
     }
 
     [Fact]
     public void CheckIntegrity_SourceLinesBeforeTheMove_AlwaysStrict()
     {
-        var log = Line(10, 8, stateAt: 12) + Line(60, 8);
-        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
-    }
-
-    [Fact]
-    public void CheckIntegrity_StaleStackPage_ToleratedOnlyUnderTcg()
-    {
-        // The first destination line shows memory a few ticks ahead of its counter, then the guest's own alarm and drift.
-        var log = Line(10, 8) + Line(60, 8, stateAt: 63) + "ferry-guest corrupt counter=60 checksum=00000000 expected=11111111\n"
-            + "ferry-guest counter=110 checksum=22222222\n";
-        Assert.NotNull(QemuTestGuest.CheckIntegrity(log, 1, 8, 0));
-        Assert.Null(QemuTestGuest.CheckIntegrity(log, 1, 8, QemuTestGuest.TcgStalePageToleranceTicks, movedAtCounter: 50));
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10, stateAt: 12) + Line(60)));
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Alarm(10) + Line(60)));
     }
 }
