@@ -8,7 +8,7 @@ namespace Ferry.Virt.Fake;
 public sealed partial class FakeDriver
 {
     private async Task<LiveMigrationOutcome> RunPreCopyAsync(
-        GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, FakeMigration migration, CancellationToken cancellationToken)
+        GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, MigrationControl migration, CancellationToken cancellationToken)
     {
         long memoryBytes = (long)guest.MemoryMb << 20;
         long diskBytes = plan.BlockMigration ? BlockMigrationDiskBytes(guest) : 0;
@@ -94,7 +94,7 @@ public sealed partial class FakeDriver
 
             if (migration.ForceRequested)
             {
-                if (plan.PermitPostCopy && migration.TrySwitchToPostCopy())
+                if (plan.PermitPostCopy && migration.TryEnterPostCopy())
                 {
                     await callbacks.MigrationSwitchedToPostCopyAsync(guest.Uuid, cancellationToken);
                     State.TryUpdate(guest.Uuid, g => g with { PowerState = GuestPowerState.Paused });

@@ -43,7 +43,7 @@ public sealed partial class FakeDriver : IComputeDriver
     private readonly FakeDriverOptions _options;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
-    private readonly ConcurrentDictionary<string, FakeMigration> _migrations = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, MigrationControl> _migrations = new(StringComparer.Ordinal);
 
     public FakeDriver(
         FakeDriverOptions options,
@@ -288,7 +288,7 @@ public sealed partial class FakeDriver : IComputeDriver
         {
             throw new InstanceNotFoundException(guest.Uuid);
         }
-        var migration = new FakeMigration(guest.Uuid);
+        var migration = new MigrationControl();
         if (!_migrations.TryAdd(guest.Uuid, migration))
         {
             throw new InvalidMigrationStateException($"A live migration of {guest.Uuid} is already running on {_options.HostName}.");
@@ -308,7 +308,7 @@ public sealed partial class FakeDriver : IComputeDriver
             // Never two running copies: a completed source stays paused until post_live_migration_at_source, and so
             // does one whose post-copy stream could not be resumed (the destination runs the guest, part of its
             // memory is only here); anything else leaves the guest as it was (unpaused if force-complete paused it).
-            var final = outcome == LiveMigrationOutcome.Completed || migration.IsPostCopy ? GuestPowerState.Paused : originalPowerState;
+            var final = outcome == LiveMigrationOutcome.Completed || migration.PostCopy ? GuestPowerState.Paused : originalPowerState;
             State.TryUpdate(guest.Uuid, g => g with { PowerState = final });
             LogMigrationFinished(guest.Uuid, plan.MigrationUuid, outcome);
         }

@@ -33,7 +33,7 @@ public sealed partial class QemuDriver
     private const string MirrorJobId = "ferry-migration-mirror";
     private const string MirrorTargetNode = "ferry-migration-target";
 
-    private readonly ConcurrentDictionary<string, OutgoingMigration> _migrating = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, MigrationControl> _migrating = new(StringComparer.Ordinal);
     /// <summary>Guests whose incoming QEMU runs an NBD server exporting their root disk (destination side of a block migration).</summary>
     private readonly ConcurrentDictionary<string, bool> _nbdExports = new(StringComparer.Ordinal);
 
@@ -257,7 +257,7 @@ public sealed partial class QemuDriver
         {
             throw new BadRequestException($"Block migration of {guest.Uuid}: the destination exported no disk ({plan.IncomingUri}).");
         }
-        return await MonitorAsync(record, plan, migration => new MigrationMonitor(this, guest, process, migration, incoming, callbacks).RunAsync(cancellationToken));
+        return await MonitorAsync(record, plan, migration => new MigrationMonitor(this, guest, plan, process, migration, incoming, callbacks).RunAsync(cancellationToken));
     }
 
     /// <summary>QEMU carries on with a migration whether or not anyone watches: after an agent restart, a new monitor takes it over.</summary>
@@ -279,17 +279,17 @@ public sealed partial class QemuDriver
                 return LiveMigrationOutcome.Completed;
             // "active" and "device": the switch was asked for and QEMU has not made it yet.
             case "active" or "device" or "postcopy-active" or "postcopy-paused" or "postcopy-recover":
-                return await MonitorAsync(record, plan, migration => new MigrationMonitor(this, guest, process, migration, IncomingEndpoints.None, callbacks).ReattachAsync(cancellationToken));
+                return await MonitorAsync(record, plan, migration => new MigrationMonitor(this, guest, plan, process, migration, IncomingEndpoints.None, callbacks).ReattachAsync(cancellationToken));
             default:
                 return LiveMigrationOutcome.Failed;
         }
     }
 
     /// <summary>Runs one monitor over the guest's outgoing migration, the only one it may have.</summary>
-    private async Task<LiveMigrationOutcome> MonitorAsync(QemuGuest record, LiveMigrationPlan plan, Func<OutgoingMigration, Task<LiveMigrationOutcome>> monitor)
+    private async Task<LiveMigrationOutcome> MonitorAsync(QemuGuest record, LiveMigrationPlan plan, Func<MigrationControl, Task<LiveMigrationOutcome>> monitor)
     {
         var uuid = record.Spec.Uuid;
-        var migration = new OutgoingMigration(plan);
+        var migration = new MigrationControl();
         if (!_migrating.TryAdd(uuid, migration))
         {
             throw new ConflictException($"Guest {uuid} is already migrating.");
@@ -307,7 +307,7 @@ public sealed partial class QemuDriver
         finally
         {
             migration.Finish();
-            _migrating.TryRemove(new KeyValuePair<string, OutgoingMigration>(uuid, migration));
+            _migrating.TryRemove(new KeyValuePair<string, MigrationControl>(uuid, migration));
         }
     }
 
@@ -378,102 +378,15 @@ public sealed partial class QemuDriver
     private static long QemuLimitMs(double limitMs) => Math.Max(1, (long)limitMs);
 
     /// <summary>
-    /// The control block of one outgoing migration: abort and force-complete requests from other threads, and the
-    /// one-way door into post-copy (after which an abort is refused, as in Nova).
-    /// </summary>
-    private sealed class OutgoingMigration(LiveMigrationPlan plan)
-    {
-        private readonly Lock _lock = new();
-        private bool _abortRequested;
-        private bool _forceRequested;
-        private bool _postCopy;
-        private bool _finished;
-
-        public LiveMigrationPlan Plan { get; } = plan;
-
-        public bool AbortRequested
-        {
-            get { lock (_lock) { return _abortRequested; } }
-        }
-
-        public bool ForceRequested
-        {
-            get { lock (_lock) { return _forceRequested; } }
-        }
-
-        public bool PostCopy
-        {
-            get { lock (_lock) { return _postCopy; } }
-        }
-
-        public bool TryAbort()
-        {
-            lock (_lock)
-            {
-                if (_postCopy || _finished)
-                {
-                    return false;
-                }
-                _abortRequested = true;
-                return true;
-            }
-        }
-
-        public bool TryForceComplete()
-        {
-            lock (_lock)
-            {
-                if (_finished)
-                {
-                    return false;
-                }
-                _forceRequested = true;
-                return true;
-            }
-        }
-
-        /// <summary>Enters post-copy unless an abort got in first.</summary>
-        public bool TryEnterPostCopy()
-        {
-            lock (_lock)
-            {
-                if (_abortRequested || _finished)
-                {
-                    return false;
-                }
-                _postCopy = true;
-                return true;
-            }
-        }
-
-        /// <summary>migrate-start-postcopy was refused: still pre-copy, so an abort is possible again.</summary>
-        public void LeavePostCopy()
-        {
-            lock (_lock)
-            {
-                _postCopy = false;
-            }
-        }
-
-        public void Finish()
-        {
-            lock (_lock)
-            {
-                _finished = true;
-            }
-        }
-    }
-
-    /// <summary>
     /// One source-side run: capabilities and parameters, the NBD mirror of the root disk (block migration),
     /// <c>migrate</c>, then a 100 ms poll of query-migrate that reports progress and applies Nova's policy
     /// (downtime steps, completion timeout, abort, force-complete by post-copy or stop-and-copy).
     /// </summary>
     private sealed class MigrationMonitor(
-        QemuDriver driver, GuestSpec guest, QemuProcess process, OutgoingMigration migration, IncomingEndpoints incoming, IDriverCallbacks callbacks)
+        QemuDriver driver, GuestSpec guest, LiveMigrationPlan plan, QemuProcess process, MigrationControl migration, IncomingEndpoints incoming, IDriverCallbacks callbacks)
     {
         private readonly QmpClient _qmp = process.Qmp;
-        private readonly LiveMigrationPlan _plan = migration.Plan;
+        private readonly LiveMigrationPlan _plan = plan;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private bool _mirrorStarted;
         private bool _mirrorDone;

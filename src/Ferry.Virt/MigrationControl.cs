@@ -1,11 +1,11 @@
-namespace Ferry.Virt.Fake;
+namespace Ferry.Virt;
 
 /// <summary>
-/// The control block of one running live migration: requests from other threads (abort, force-complete)
-/// and the one-way switch to post-copy. The copy loop in <see cref="FakeDriver"/> polls it between rounds
-/// and is woken from its sleep when a request arrives.
+/// The control block of one outgoing live migration, shared by the drivers' monitors: requests from other threads
+/// (abort, force-complete) and the one-way door into post-copy, after which an abort is refused (Nova: a post-copy
+/// cannot be aborted). A monitor polls it, or sleeps on <see cref="WakeTask"/> to be woken by a request.
 /// </summary>
-internal sealed class FakeMigration(string instanceUuid)
+internal sealed class MigrationControl
 {
     private readonly Lock _lock = new();
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -13,8 +13,6 @@ internal sealed class FakeMigration(string instanceUuid)
     private bool _forceRequested;
     private bool _postCopy;
     private bool _finished;
-
-    public string InstanceUuid { get; } = instanceUuid;
 
     public bool AbortRequested
     {
@@ -26,8 +24,8 @@ internal sealed class FakeMigration(string instanceUuid)
         get { lock (_lock) { return _forceRequested; } }
     }
 
-    /// <summary>True once <see cref="TrySwitchToPostCopy"/> succeeded: the guest's memory is split between both hosts.</summary>
-    public bool IsPostCopy
+    /// <summary>True once <see cref="TryEnterPostCopy"/> succeeded: the guest's memory is split between both hosts.</summary>
+    public bool PostCopy
     {
         get { lock (_lock) { return _postCopy; } }
     }
@@ -38,7 +36,7 @@ internal sealed class FakeMigration(string instanceUuid)
         get { lock (_lock) { return _wake.Task; } }
     }
 
-    /// <summary>Asks the loop to cancel; refused once in post-copy or finished (nova: abort of post-copy is not possible).</summary>
+    /// <summary>Asks the monitor to cancel; refused once in post-copy or finished.</summary>
     public bool TryAbort()
     {
         lock (_lock)
@@ -67,8 +65,8 @@ internal sealed class FakeMigration(string instanceUuid)
         }
     }
 
-    /// <summary>The one-way door: after this an abort is refused. Fails if an abort got in first.</summary>
-    public bool TrySwitchToPostCopy()
+    /// <summary>Enters post-copy unless an abort got in first.</summary>
+    public bool TryEnterPostCopy()
     {
         lock (_lock)
         {
@@ -78,6 +76,15 @@ internal sealed class FakeMigration(string instanceUuid)
             }
             _postCopy = true;
             return true;
+        }
+    }
+
+    /// <summary>The hypervisor refused the switch: still pre-copy, so an abort is possible again.</summary>
+    public void LeavePostCopy()
+    {
+        lock (_lock)
+        {
+            _postCopy = false;
         }
     }
 
