@@ -20,6 +20,8 @@ public sealed partial class QemuDriver
     private static readonly TimeSpan s_blockJobTimeout = TimeSpan.FromSeconds(30);
     /// <summary>How long a post-copy resume may take to connect before the next attempt (a failed connect leaves the migration paused).</summary>
     private static readonly TimeSpan s_resumeGrace = TimeSpan.FromSeconds(3);
+    /// <summary>Cuts of a stalled stream refused in a row before the monitor gives up on it.</summary>
+    private const int MaxRefusedPauses = 3;
     /// <summary>How long the destination may stay in inmigrate after the source reported the copy complete.</summary>
     private static readonly TimeSpan s_incomingSettleTime = TimeSpan.FromSeconds(10);
 
@@ -160,7 +162,6 @@ public sealed partial class QemuDriver
             record.PowerState = MapStatus(status);
         }
     }
-
 
     public async Task<string> RecoverPostCopyAtDestinationAsync(string uuid, CancellationToken cancellationToken)
     {
@@ -404,8 +405,17 @@ public sealed partial class QemuDriver
         private Stopwatch? _resumeIssued;        // the last migrate resume, while its outcome is not known yet
         private long _postCopyBytes = -1;        // ram.transferred at the last sample that moved
         private readonly Stopwatch _postCopyIdle = new();
+        private Stopwatch? _recovering;          // since the migration entered postcopy-recover, while it stays there
+        private int _refusedPauses;              // migrate-pause refused in a row on a stalled stream
 
         private string Uuid => guest.Uuid;
+
+        /// <summary>
+        /// The longest a resume handshake (postcopy-recover) may take: three stall periods, at least 10 s (30 s with stall
+        /// detection off). QEMU 7.2 waits in it for good when the other end never answers and cannot pause it
+        /// (migrate-pause there came in 8.2), so the monitor gives up instead of hanging.
+        /// </summary>
+        private TimeSpan RecoverHandshakeLimit => TimeSpan.FromSeconds(_plan.PostCopyStallSeconds > 0 ? Math.Max(10, 3 * _plan.PostCopyStallSeconds) : 30);
 
         public async Task<LiveMigrationOutcome> RunAsync(CancellationToken cancellationToken)
         {
@@ -518,6 +528,10 @@ public sealed partial class QemuDriver
                 }
                 var info = await _qmp.ExecuteAsync("query-migrate", null, cancellationToken);
                 var status = Str(info, "status");
+                if (status != "postcopy-recover")
+                {
+                    _recovering = null;
+                }
                 if (status is "postcopy-active" or "postcopy-paused" or "postcopy-recover")
                 {
                     await AnnouncePostCopyAsync(cancellationToken);
@@ -541,6 +555,13 @@ public sealed partial class QemuDriver
                         continue;
                     case "postcopy-active":
                         await WatchPostCopyStreamAsync(info, cancellationToken);
+                        break;
+                    case "postcopy-recover":
+                        _recovering ??= Stopwatch.StartNew();
+                        if (_recovering.Elapsed > RecoverHandshakeLimit)
+                        {
+                            throw PostCopyLost(status, $"the resume handshake did not finish in {RecoverHandshakeLimit.TotalSeconds:F0} s");
+                        }
                         break;
                     case "failed":
                         driver.LogMigrationQemuFailed(Uuid, _plan.MigrationUuid, Str(info, "error-desc") ?? "");
@@ -614,6 +635,7 @@ public sealed partial class QemuDriver
                 }
                 _postCopyBytes = transferred;
                 _postCopyIdle.Restart();
+                _refusedPauses = 0;
                 return;
             }
             if (_plan.PostCopyStallSeconds > 0 && _postCopyIdle.Elapsed > TimeSpan.FromSeconds(_plan.PostCopyStallSeconds))
@@ -626,7 +648,12 @@ public sealed partial class QemuDriver
                 }
                 catch (QmpException ex)
                 {
-                    driver.LogMigrationStepFailed(Uuid, _plan.MigrationUuid, ex.Message); // it moved on meanwhile; the next sample tells
+                    // Usually it moved on meanwhile and the next sample tells; refused again and again, QEMU is stuck.
+                    driver.LogMigrationStepFailed(Uuid, _plan.MigrationUuid, ex.Message);
+                    if (++_refusedPauses >= MaxRefusedPauses)
+                    {
+                        throw PostCopyLost("postcopy-active", $"the stalled stream could not be cut ({_refusedPauses} migrate-pause refused: {ex.Message})");
+                    }
                 }
             }
         }

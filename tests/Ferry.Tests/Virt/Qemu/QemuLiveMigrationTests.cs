@@ -31,7 +31,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
             HostName = host,
             InstancesPath = Path.Combine(Root, host),
             TestGuestKernelPath = fixture.KernelPath,
-        });
+        }, new TestOutputLogger<QemuDriver>(output, host));
         Drivers.Add(driver);
         return driver;
     }
@@ -448,6 +448,45 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         Assert.Equal(LiveMigrationOutcome.Completed, outcome);
         Assert.True(callbacks.Recoveries >= 1, "the link went silent but the stream was never resumed");
         await AssertMovedAsync(pair, counter);
+    }
+
+    /// <summary>QEMU 7.2 waits for good in postcopy-recover when the destination never answers: the monitor must give up, not hang.</summary>
+    [Fact]
+    public async Task LiveMigrate_PostCopyResumeHandshakeNeverAnswered_GivesUpAndTouchesNeitherCopy()
+    {
+        var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
+        await using var network = new TcpRelay(pair.IncomingUri);
+        TcpRelay? deadPath = null;
+        var callbacks = new RecordingCallbacks
+        {
+            OnRecoverPostCopy = async () =>
+            {
+                // The destination listens again, but the path to it drops everything from now on.
+                deadPath ??= new TcpRelay(await pair.Dest.RecoverPostCopyAtDestinationAsync(pair.Guest.Uuid, Ct));
+                deadPath.Silence();
+                return deadPath.Uri;
+            },
+        };
+        try
+        {
+            var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps) with { PostCopyStallSeconds = 2 }, callbacks);
+            network.Cut();
+
+            var error = await Assert.ThrowsAsync<Ferry.Core.Errors.FerryException>(() => migrate);
+            Assert.Contains("post-copy", error.Message, StringComparison.Ordinal);
+            Assert.True(callbacks.Recoveries >= 1, "the stream was cut but no resume was tried");
+            Assert.True(QemuProcess.IsAlive(pair.SourcePid, pair.Guest.Uuid), "the source holds part of the guest's memory: it must stay");
+            Assert.True(QemuProcess.IsAlive(pair.DestPid, pair.Guest.Uuid), "the destination runs the guest: it must stay");
+            var status = await pair.Source.ExecuteQmpAsync(pair.Guest.Uuid, "query-status", null, Ct);
+            Assert.NotEqual("running", status.GetProperty("status").GetString()); // never resumed on the source (split brain)
+        }
+        finally
+        {
+            if (deadPath is not null)
+            {
+                await deadPath.DisposeAsync();
+            }
+        }
     }
 
     [Fact]
