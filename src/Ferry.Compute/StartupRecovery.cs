@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Compute;
