@@ -15,6 +15,16 @@ public sealed class ControlPlaneOptions
     /// <summary>Hosts tried for a cold migration or resize: the selected one plus alternates (Nova: [scheduler] max_attempts = 3).</summary>
     public int MaxAttempts { get; set; } = 3;
 
+    /// <summary>
+    /// A build no compute has acknowledged after this long goes to ERROR (Nova: instance_build_timeout, where 0,
+    /// its default, disables the check; here zero disables it too, but the default is on so that a build cast to
+    /// a host that is gone does not stay BUILD for good).
+    /// </summary>
+    public TimeSpan InstanceBuildTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How often the conductor looks for timed-out builds (Nova's periodic task spacing, 60 s).</summary>
+    public TimeSpan BuildTimeoutCheckInterval { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Return an admin password from evacuate before microversion 2.14 ([api] enable_instance_password).</summary>
     public bool EnableInstancePassword { get; set; } = true;
 }

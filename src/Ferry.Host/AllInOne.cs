@@ -99,6 +99,8 @@ public sealed class AllInOne : IAsyncDisposable
         services.AddFerryScheduler(s => s.ServiceDownTime = options.ServiceDownTime);
         services.AddSingleton<ConductorContext>();
         services.AddSingleton<ComputeTaskManager>();
+        services.AddSingleton<BuildTimeoutCheck>();
+        services.AddHostedService(sp => sp.GetRequiredService<BuildTimeoutCheck>());
         if (options.UsesKeystone)
         {
             services.AddFerryIdentity(IdentityOptionsOf(options));
@@ -159,6 +161,8 @@ public sealed class AllInOne : IAsyncDisposable
             .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", (r, _) =>
                 Task.FromResult(new SelectDestinationsReply([.. scheduler.SelectDestinations(r.RequestSpec, r.NumAlternates)])))));
         _controlServices = ReportControlServicesAsync(_stopping.Token);
+        // Compute hosts of an earlier run (more --hosts, another driver) are down from the first second.
+        services.GetRequiredService<ServiceStore>().MarkComputesDownExcept([.. Enumerable.Range(1, Options.Hosts).Select(i => $"compute{i}")]);
         await Task.WhenAll(Enumerable.Range(1, Options.Hosts).Select(i => StartComputeAsync($"compute{i}", ct)));
     }
 

@@ -1,4 +1,5 @@
 using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
@@ -15,7 +16,7 @@ public static class ApiServiceCollectionExtensions
     /// <summary>
     /// Registers the compute API's services. Needs, from the host: <see cref="FerryDatabase"/> (schema
     /// migrated), <see cref="Ferry.Core.Rpc.IRpcTransport"/>, <see cref="Ferry.Core.Rpc.RpcOptions"/> and
-    /// <see cref="ControlPlaneOptions"/> singletons. Stores, RPC clients, the noauth2 authenticator and
+    /// <see cref="ControlPlaneOptions"/> singletons. Stores, placement, RPC clients, the noauth2 authenticator and
     /// <see cref="TimeProvider.System"/> are added only if nothing registered them first.
     /// </summary>
     public static IServiceCollection AddFerryComputeApi(this IServiceCollection services)
@@ -23,6 +24,7 @@ public static class ApiServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IRequestAuthenticator, NoAuthRequestAuthenticator>();
         services.AddFerryStores();
+        services.AddFerryPlacement(); // local delete frees allocations itself (Nova's API calls placement too)
         services.TryAddSingleton<ConductorClient>();
         services.TryAddSingleton<ComputeClient>();
         services.TryAddSingleton<ComputeApi>();

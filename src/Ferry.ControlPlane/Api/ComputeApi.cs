@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Compute;
@@ -22,6 +23,7 @@ internal sealed partial class ComputeApi(
     ComputeNodeStore nodes,
     ServerGroupStore groups,
     KeyPairStore keypairs,
+    IPlacementService placement,
     ConductorClient conductor,
     ComputeClient compute,
     ControlPlaneOptions options,
@@ -172,6 +174,15 @@ internal sealed partial class ComputeApi(
                 // A live migration that failed after the switch to post-copy left a copy and a claim on both hosts.
                 await compute.DestroyLiveMigrationDestinationAsync(failed.DestCompute!, new MigrationRequest(instance, failed, ctx.RequestId), cancellationToken);
             }
+            if (!IsComputeUp(host))
+            {
+                // Nobody on the host would act on a terminate (an ERROR or stuck BUILD server of a dead or stale
+                // host): delete it here and free its claim, as Nova's _local_delete does. A host that comes back
+                // destroys the guest of a deleted instance at start-up.
+                Log.LocalDelete(logger, host, instance.Uuid, ctx.RequestId);
+                DeleteLocally(ctx, instance, allowed);
+                return;
+            }
             var updated = instances.Update(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,
@@ -185,15 +196,23 @@ internal sealed partial class ComputeApi(
             return;
         }
         // Never scheduled to a host: nothing runs anywhere, so the API deletes the row itself (Nova's local delete).
+        DeleteLocally(ctx, instance, allowed);
+    }
+
+    /// <summary>Marks the row deleted (losing to a move that started meanwhile), then frees its allocations and group seat.</summary>
+    private void DeleteLocally(RequestContext ctx, Instance instance, List<TaskState?> allowed)
+    {
         instances.Update(new InstanceUpdateRequest
         {
             Uuid = instance.Uuid,
             Deleted = true,
             SetTaskState = true,
             TaskState = null,
+            PowerState = PowerState.NoState,
             ExpectedTaskStates = allowed,
         });
         actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
+        placement.DeleteAllocations(instance.Uuid);
         if (instance.ServerGroupUuid is { } groupUuid && groups.Find(groupUuid) is not null)
         {
             groups.RemoveMember(groupUuid, instance.Uuid);
@@ -419,6 +438,19 @@ internal sealed partial class ComputeApi(
         {
             throw new NotFoundException("Guest does not have a console available.");
         }
+    }
+
+    // ---- admin actions ---------------------------------------------------------------------------
+
+    /// <summary>
+    /// os-resetState (admin_actions.py): sets vm_state and clears task_state whatever they were, with no
+    /// lock or state check, and records the instance action; nothing is sent to a host.
+    /// </summary>
+    public void ResetState(RequestContext ctx, Instance instance, VmState state)
+    {
+        actions.StartAction(instance.Uuid, ctx.RequestId, "resetState", ctx.UserId, ctx.ProjectId);
+        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, VmState = state, SetTaskState = true, TaskState = null });
+        Log.ResetState(logger, instance.Uuid, state.ToNova(), ctx.RequestId);
     }
 
     // ---- in-progress live migrations -------------------------------------------------------------

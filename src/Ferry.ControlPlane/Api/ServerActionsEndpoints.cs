@@ -110,6 +110,14 @@ public static partial class ServerActionsEndpoints
                 await compute.RebootAsync(ctx, instance, hard, ct);
                 return TypedResults.StatusCode(StatusCodes.Status202Accepted);
             }
+            case "os-resetState":
+            {
+                var state = ParseResetState(value);
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireAdmin("os_compute_api:os-admin-actions:reset_state");
+                compute.ResetState(ctx, instance, state);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
             case "os-getConsoleOutput":
             {
                 var lines = ParseConsoleOutput(value);
@@ -140,6 +148,25 @@ public static partial class ServerActionsEndpoints
             "SOFT" or "Soft" or "soft" => false,
             _ => throw BodySchema.Invalid("type", o["type"],
                 $"{NovaJson.Describe(o["type"])} is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']"),
+        };
+    }
+
+    /// <summary>schemas/reset_server_state.py: <c>{"state": "active"|"error"}</c>, nothing else.</summary>
+    internal static Core.Domain.VmState ParseResetState(JsonNode? value)
+    {
+        const string field = "os-resetState";
+        if (value is not JsonObject o)
+        {
+            throw BodySchema.Invalid(field, value, $"{NovaJson.Describe(value)} is not of type 'object'");
+        }
+        BodySchema.NoAdditional(o, field, "state");
+        BodySchema.Required(o, field, "state");
+        var state = o["state"] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
+        return state switch
+        {
+            "active" => Core.Domain.VmState.Active,
+            "error" => Core.Domain.VmState.Error,
+            _ => throw BodySchema.Invalid("state", o["state"], $"{NovaJson.Describe(o["state"])} is not one of ['active', 'error']"),
         };
     }
 

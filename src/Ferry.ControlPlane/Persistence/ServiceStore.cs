@@ -30,6 +30,24 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
             return Save(c, t, service);
         });
 
+    /// <summary>
+    /// Makes the nova-compute services of every host not in <paramref name="runningHosts"/> down at once (their
+    /// last heartbeat is forgotten; updated_at stays), for a process that knows which compute hosts it runs:
+    /// hosts of an earlier run must not look up until service_down_time passes. Returns the hosts marked down.
+    /// </summary>
+    public List<string> MarkComputesDownExcept(IReadOnlyCollection<string> runningHosts) =>
+        db.Write((c, t) =>
+        {
+            Interlocked.Increment(ref _changeStamp);
+            using var command = FerryDatabase.Command(c, t, "SELECT id, data FROM services WHERE binary = 'nova-compute' ORDER BY id");
+            var stale = Rows.ReadAll(command, Map).Where(s => !runningHosts.Contains(s.Host)).ToList();
+            foreach (var service in stale)
+            {
+                Save(c, t, service with { LastSeenUp = DateTimeOffset.UnixEpoch });
+            }
+            return stale.Select(s => s.Host).ToList();
+        });
+
     public List<Service> List(string? host = null, string? binary = null) =>
         db.Read(c =>
         {

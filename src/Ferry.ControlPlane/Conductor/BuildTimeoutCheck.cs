@@ -1,0 +1,88 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Conductor;
+using Microsoft.Extensions.Hosting;
+
+namespace Ferry.ControlPlane.Conductor;
+
+/// <summary>
+/// Nova's <c>_check_instance_build_time</c> (instance_build_timeout): a server still BUILD after the timeout goes
+/// to ERROR. Nova runs it on each compute for its own instances, so a build cast to a host that is gone (a stale
+/// host of an earlier run, a host that died after scheduling) would stay BUILD for good; here the conductor runs
+/// it for builds no compute has acknowledged (no <c>compute_build_and_run_instance</c> event yet). The claim is
+/// given back and the host cleared, as for any build that never ran, and a fault says why (Nova only logs it).
+/// A compute that picks the build up later loses the task_state compare-and-swap and cleans up after itself.
+/// </summary>
+public sealed partial class BuildTimeoutCheck(ConductorContext context) : BackgroundService
+{
+    public const string FaultMessage = "Instance build timed out. Set to error state.";
+
+    private const string ComputeBuildEvent = "compute_build_and_run_instance";
+
+    /// <summary>One pass; returns the uuids of the instances set to ERROR.</summary>
+    public List<string> Run()
+    {
+        var timeout = context.Options.InstanceBuildTimeout;
+        var timedOut = new List<string>();
+        if (timeout <= TimeSpan.Zero)
+        {
+            return timedOut;
+        }
+        var now = context.Time.GetUtcNow();
+        foreach (var instance in context.Instances.List())
+        {
+            if (instance.VmState != VmState.Building || now - instance.CreatedAt <= timeout || IsAcknowledged(instance.Uuid))
+            {
+                continue;
+            }
+            try
+            {
+                context.Instances.Update(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid,
+                    VmState = VmState.Error,
+                    SetTaskState = true,
+                    TaskState = null,
+                    PowerState = PowerState.NoState,
+                    ClearHost = true,
+                    ExpectedTaskStates = [TaskState.Scheduling, TaskState.Spawning],
+                });
+            }
+            catch (FerryException)
+            {
+                // Deleted or moved on meanwhile: not stuck after all.
+                continue;
+            }
+            context.Placement.DeleteAllocations(instance.Uuid);
+            context.Actions.AddFault(instance.Uuid, 500, FaultMessage, instance.Host ?? ConductorContext.ConductorHost, null);
+            Log.TimedOut(context.Logger<BuildTimeoutCheck>(), instance.Uuid, instance.Host ?? "no host", timeout);
+            timedOut.Add(instance.Uuid);
+        }
+        return timedOut;
+    }
+
+    private bool IsAcknowledged(string uuid) =>
+        context.Actions.ListActions(uuid).Any(a => a.Action == "create" && context.Actions.ListEvents(a.Id).Any(e => e.Event == ComputeBuildEvent));
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(context.Options.BuildTimeoutCheckInterval, context.Time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    Run();
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Log.CheckFailed(context.Logger<BuildTimeoutCheck>(), ex);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}
