@@ -58,6 +58,24 @@ public sealed class InstanceLifecycle(ComputeContext context)
             request.Hard ? TaskState.RebootingHard : TaskState.Rebooting, VmState.Active,
             uuid => context.Driver.RebootAsync(uuid, request.Hard, ct), ct);
 
+    /// <summary>Nova's pause_instance: the guest's vCPUs stop, it stays in memory.</summary>
+    public Task PauseAsync(InstanceRequest request, CancellationToken ct) =>
+        ChangePowerAsync(request, "compute_pause_instance", TaskState.Pausing, VmState.Paused,
+            uuid => context.Driver.PauseAsync(uuid, ct), ct);
+
+    public Task UnpauseAsync(InstanceRequest request, CancellationToken ct) =>
+        ChangePowerAsync(request, "compute_unpause_instance", TaskState.Unpausing, VmState.Active,
+            uuid => context.Driver.UnpauseAsync(uuid, ct), ct);
+
+    /// <summary>Nova's suspend_instance: the guest's state is saved on this host and its process ends.</summary>
+    public Task SuspendAsync(InstanceRequest request, CancellationToken ct) =>
+        ChangePowerAsync(request, "compute_suspend_instance", TaskState.Suspending, VmState.Suspended,
+            uuid => context.Driver.SuspendAsync(uuid, ct), ct);
+
+    public Task ResumeAsync(InstanceRequest request, CancellationToken ct) =>
+        ChangePowerAsync(request, "compute_resume_instance", TaskState.Resuming, VmState.Active,
+            uuid => context.Driver.ResumeAsync(uuid, ct), ct);
+
     private async Task ChangePowerAsync(InstanceRequest request, string eventName, TaskState during, VmState after, Func<string, Task> change, CancellationToken ct)
     {
         var instance = request.Instance;

@@ -48,6 +48,11 @@ public sealed class LiveMigrationDestination(ComputeContext context)
         context.RunEventAsync(request.Instance, request.RequestId, "compute_post_live_migration_at_destination", async () =>
         {
             await context.Driver.PostLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), ct);
+            if (request.Instance.VmState == VmState.Paused)
+            {
+                // A paused server stays paused where it lands, as libvirt keeps a paused domain paused.
+                await context.Driver.PauseAsync(request.Instance.Uuid, ct);
+            }
             await context.UpdateInstanceAsync(new InstanceUpdateRequest
             {
                 Uuid = request.Instance.Uuid,

@@ -189,7 +189,8 @@ public sealed partial class StartupRecovery(ComputeContext context)
                 break;
             case TaskState.Migrating or TaskState.ResizePrep or TaskState.ResizeMigrating
                 or TaskState.PoweringOff or TaskState.PoweringOn or TaskState.Spawning
-                or TaskState.Rebooting or TaskState.RebootingHard:
+                or TaskState.Rebooting or TaskState.RebootingHard
+                or TaskState.Pausing or TaskState.Unpausing or TaskState.Suspending or TaskState.Resuming:
                 await ClearTaskStateAsync(instance, ct, instance.TaskState == TaskState.Spawning ? VmState.Error : null);
                 break;
         }

@@ -53,4 +53,6 @@ public enum GuestPowerState
     Paused = 3,
     Shutdown = 4,
     Crashed = 6,
+    /// <summary>Saved to a file and not running (Nova's SUSPENDED: libvirt's managed save).</summary>
+    Suspended = 7,
 }

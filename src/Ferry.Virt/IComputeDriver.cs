@@ -36,6 +36,21 @@ public interface IComputeDriver
 
     Task PowerOnAsync(string uuid, CancellationToken cancellationToken);
 
+    /// <summary>Freezes the running guest's vCPUs in memory (QMP <c>stop</c>); it stays defined and holds its memory.</summary>
+    Task PauseAsync(string uuid, CancellationToken cancellationToken);
+
+    /// <summary>Lets a paused guest run on (QMP <c>cont</c>).</summary>
+    Task UnpauseAsync(string uuid, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Saves the running guest's state to a file on the host and ends its process (libvirt's managed save,
+    /// which Nova's suspend uses); the guest reports <see cref="GuestPowerState.Suspended"/> until resumed.
+    /// </summary>
+    Task SuspendAsync(string uuid, CancellationToken cancellationToken);
+
+    /// <summary>Starts a suspended guest again from its saved state, running from where it stopped; the file goes.</summary>
+    Task ResumeAsync(string uuid, CancellationToken cancellationToken);
+
     /// <summary>
     /// Restarts the guest: <paramref name="hard"/> resets it at once; soft asks it to shut down (ACPI) and resets
     /// it when it does not within the driver's grace period (Nova's wait_soft_reboot_seconds). A stopped guest starts.

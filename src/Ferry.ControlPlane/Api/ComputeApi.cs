@@ -404,15 +404,15 @@ internal sealed partial class ComputeApi(
     }
 
     /// <summary>
-    /// reboot (compute/api.py): soft only for an ACTIVE server with no task; hard also from SHUTOFF, PAUSED or
-    /// ERROR and over a pending soft reboot.
+    /// reboot (compute/api.py): soft only for an ACTIVE server with no task; hard also from SHUTOFF, PAUSED, SUSPENDED
+    /// or ERROR and over a pending soft reboot.
     /// </summary>
     public async Task RebootAsync(RequestContext ctx, Instance instance, bool hard, CancellationToken cancellationToken)
     {
         CheckLock(ctx, instance);
         if (hard)
         {
-            CheckState(instance, "reboot", [VmState.Active, VmState.Stopped, VmState.Paused, VmState.Error], [null, TaskState.Rebooting, TaskState.RebootingHard]);
+            CheckState(instance, "reboot", [VmState.Active, VmState.Stopped, VmState.Paused, VmState.Suspended, VmState.Error], [null, TaskState.Rebooting, TaskState.RebootingHard]);
         }
         else
         {
@@ -423,6 +423,33 @@ internal sealed partial class ComputeApi(
         actions.StartAction(instance.Uuid, ctx.RequestId, "reboot", ctx.UserId, ctx.ProjectId);
         await compute.RebootInstanceAsync(host, new RebootInstanceRequest(updated, hard, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "reboot_instance", instance.Uuid, ctx.RequestId);
+    }
+
+    /// <summary>pause (compute/api.py): an ACTIVE server with no task; the guest stays in memory on its host.</summary>
+    public Task PauseAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken) =>
+        CastPowerActionAsync(ctx, instance, "pause", VmState.Active, TaskState.Pausing, compute.PauseInstanceAsync, cancellationToken);
+
+    public Task UnpauseAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken) =>
+        CastPowerActionAsync(ctx, instance, "unpause", VmState.Paused, TaskState.Unpausing, compute.UnpauseInstanceAsync, cancellationToken);
+
+    /// <summary>suspend: an ACTIVE server with no task; its state is saved on its host and the guest stops running.</summary>
+    public Task SuspendAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken) =>
+        CastPowerActionAsync(ctx, instance, "suspend", VmState.Active, TaskState.Suspending, compute.SuspendInstanceAsync, cancellationToken);
+
+    public Task ResumeAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken) =>
+        CastPowerActionAsync(ctx, instance, "resume", VmState.Suspended, TaskState.Resuming, compute.ResumeInstanceAsync, cancellationToken);
+
+    /// <summary>Lock and state checks, the task_state compare-and-swap, the instance action (named as the API action) and the cast.</summary>
+    private async Task CastPowerActionAsync(RequestContext ctx, Instance instance, string action, VmState from, TaskState task,
+        Func<string, InstanceRequest, CancellationToken, Task> cast, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, action, [from], s_noTask);
+        var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        var updated = SetTaskState(instance, task, s_noTask);
+        actions.StartAction(instance.Uuid, ctx.RequestId, action, ctx.UserId, ctx.ProjectId);
+        await cast(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, $"{action}_instance", instance.Uuid, ctx.RequestId);
     }
 
     /// <summary>os-getConsoleOutput: the guest's serial log from its host, <paramref name="lines"/> from the end (null = all).</summary>

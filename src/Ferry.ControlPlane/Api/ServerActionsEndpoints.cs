@@ -110,6 +110,35 @@ public static partial class ServerActionsEndpoints
                 await compute.RebootAsync(ctx, instance, hard, ct);
                 return TypedResults.StatusCode(StatusCodes.Status202Accepted);
             }
+            // pause_server.py and suspend_server.py: no body schema; owner or admin (project member).
+            case "pause":
+            {
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:os-pause-server:pause", instance.ProjectId);
+                await compute.PauseAsync(ctx, instance, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            case "unpause":
+            {
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:os-pause-server:unpause", instance.ProjectId);
+                await compute.UnpauseAsync(ctx, instance, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            case "suspend":
+            {
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:os-suspend-server:suspend", instance.ProjectId);
+                await compute.SuspendAsync(ctx, instance, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
+            case "resume":
+            {
+                var instance = compute.GetInstance(ctx, id);
+                ctx.RequireOwnerOrAdmin("os_compute_api:os-suspend-server:resume", instance.ProjectId);
+                await compute.ResumeAsync(ctx, instance, ct);
+                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+            }
             case "os-resetState":
             {
                 var state = ParseResetState(value);

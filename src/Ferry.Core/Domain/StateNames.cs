@@ -12,6 +12,7 @@ public static class StateNames
         VmState.Resized => "resized",
         VmState.Error => "error",
         VmState.Deleted => "deleted",
+        VmState.Suspended => "suspended",
         _ => throw new ArgumentOutOfRangeException(nameof(state)),
     };
 
@@ -32,6 +33,10 @@ public static class StateNames
         TaskState.Deleting => "deleting",
         TaskState.Rebooting => "rebooting",
         TaskState.RebootingHard => "rebooting_hard",
+        TaskState.Pausing => "pausing",
+        TaskState.Unpausing => "unpausing",
+        TaskState.Suspending => "suspending",
+        TaskState.Resuming => "resuming",
         _ => throw new ArgumentOutOfRangeException(nameof(state)),
     };
 
@@ -51,6 +56,7 @@ public static class StateNames
         (VmState.Active, _) => "ACTIVE",
         (VmState.Stopped, _) => "SHUTOFF",
         (VmState.Paused, _) => "PAUSED",
+        (VmState.Suspended, _) => "SUSPENDED",
         (VmState.Error, _) => "ERROR",
         (VmState.Deleted, _) => "DELETED",
         _ => "UNKNOWN",

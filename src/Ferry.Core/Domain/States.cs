@@ -13,6 +13,7 @@ public enum VmState
     [JsonStringEnumMemberName("resized")] Resized,
     [JsonStringEnumMemberName("error")] Error,
     [JsonStringEnumMemberName("deleted")] Deleted,
+    [JsonStringEnumMemberName("suspended")] Suspended,
 }
 
 /// <summary>Nova's task_state: what is being done to the instance right now (nova/compute/task_states.py).</summary>
@@ -34,6 +35,10 @@ public enum TaskState
     [JsonStringEnumMemberName("deleting")] Deleting,
     [JsonStringEnumMemberName("rebooting")] Rebooting,
     [JsonStringEnumMemberName("rebooting_hard")] RebootingHard,
+    [JsonStringEnumMemberName("pausing")] Pausing,
+    [JsonStringEnumMemberName("unpausing")] Unpausing,
+    [JsonStringEnumMemberName("suspending")] Suspending,
+    [JsonStringEnumMemberName("resuming")] Resuming,
 }
 
 /// <summary>Nova's power_state integers (nova/compute/power_state.py).</summary>
@@ -44,6 +49,7 @@ public enum PowerState
     Paused = 3,
     Shutdown = 4,
     Crashed = 6,
+    Suspended = 7,
 }
 
 /// <summary>Nova's migration_type values.</summary>

@@ -100,4 +100,10 @@ public sealed partial class QemuDriver
 
     [LoggerMessage(EventId = 7243, Level = LogLevel.Information, Message = "Reverted the resize of {InstanceId} on {HostName} (power on: {PowerOn})")]
     private partial void LogResizeReverted(string instanceId, string hostName, bool powerOn);
+
+    [LoggerMessage(EventId = 7250, Level = LogLevel.Information, Message = "Suspended {InstanceId}: its state is saved in {Path}")]
+    private partial void LogSuspended(string instanceId, string path);
+
+    [LoggerMessage(EventId = 7251, Level = LogLevel.Information, Message = "Resumed {InstanceId} from its saved state (QEMU pid {Pid})")]
+    private partial void LogResumed(string instanceId, int pid);
 }

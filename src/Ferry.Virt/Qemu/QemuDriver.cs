@@ -101,6 +101,10 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
                 attached++;
                 LogReattached(uuid, process.Pid);
             }
+            else if (File.Exists(ManagedSavePath(uuid)))
+            {
+                guest.PowerState = GuestPowerState.Suspended;
+            }
             _guests.TryAdd(uuid, guest);
         }
         await AdoptKeptResizeSourcesAsync(cancellationToken);

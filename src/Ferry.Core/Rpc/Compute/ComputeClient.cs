@@ -14,6 +14,18 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
     public Task StopInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(host), "stop_instance", request, ct);
 
+    public Task PauseInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "pause_instance", request, ct);
+
+    public Task UnpauseInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "unpause_instance", request, ct);
+
+    public Task SuspendInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "suspend_instance", request, ct);
+
+    public Task ResumeInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "resume_instance", request, ct);
+
     public Task RebootInstanceAsync(string host, RebootInstanceRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(host), "reboot_instance", request, ct);
 
