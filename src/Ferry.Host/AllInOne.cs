@@ -90,7 +90,7 @@ public sealed class AllInOne : IAsyncDisposable
         services.AddSingleton(new RpcOptions());
         services.AddSingleton<IRpcTransport, InProcessTransport>();
         services.AddFerryStores();
-        services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images")), options.UsesKeystone));
+        services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images"))));
         services.AddSingleton<ConductorClient>();
         services.AddSingleton<SchedulerClient>();
         services.AddSingleton<ComputeClient>();

@@ -54,6 +54,13 @@ public static class FlavorsEndpoints
         return o;
     }
 
+    /// <summary>
+    /// The flavor when the caller may use it: a private flavor is the admin's alone (Ferry keeps no flavor access
+    /// lists), and Nova answers as if it did not exist (404 on show, 400 on create and resize).
+    /// </summary>
+    internal static Flavor? Accessible(RequestContext ctx, Flavor? flavor) =>
+        flavor is not null && (flavor.IsPublic || ctx.IsAdmin) ? flavor : null;
+
     internal static IResult List(HttpContext http, CatalogStore catalog, bool detail)
     {
         var ctx = RequestContext.Of(http);
@@ -77,21 +84,21 @@ public static class FlavorsEndpoints
     internal static IResult Show(HttpContext http, string id, CatalogStore catalog)
     {
         var ctx = RequestContext.Of(http);
-        var flavor = catalog.FindFlavor(id) ?? throw new FlavorNotFoundException(id);
+        var flavor = Accessible(ctx, catalog.FindFlavor(id)) ?? throw new FlavorNotFoundException(id);
         return NovaJson.Ok(new JsonObject { ["flavor"] = View(http, ctx.Version, flavor, detail: true) });
     }
 
     internal static IResult ExtraSpecs(HttpContext http, string id, CatalogStore catalog)
     {
-        RequestContext.Of(http);
-        var flavor = catalog.FindFlavor(id) ?? throw new FlavorNotFoundException(id);
+        var ctx = RequestContext.Of(http);
+        var flavor = Accessible(ctx, catalog.FindFlavor(id)) ?? throw new FlavorNotFoundException(id);
         return NovaJson.Ok(new JsonObject { ["extra_specs"] = NovaJson.ToJson(flavor.ExtraSpecs) });
     }
 
     internal static IResult ExtraSpec(HttpContext http, string id, string key, CatalogStore catalog)
     {
-        RequestContext.Of(http);
-        var flavor = catalog.FindFlavor(id) ?? throw new FlavorNotFoundException(id);
+        var ctx = RequestContext.Of(http);
+        var flavor = Accessible(ctx, catalog.FindFlavor(id)) ?? throw new FlavorNotFoundException(id);
         return flavor.ExtraSpecs.TryGetValue(key, out var value)
             ? NovaJson.Ok(new JsonObject { [key] = value })
             : throw new NotFoundException($"Flavor {id} has no extra specs with key {key}.");

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Images;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
@@ -46,8 +47,8 @@ public static class ImagesEndpoints
 
     internal static IResult List(HttpContext http, CatalogStore catalog, bool detail)
     {
-        RequestContext.Of(http);
-        var images = catalog.ListImages();
+        var ctx = RequestContext.Of(http);
+        var images = catalog.ListImages().Where(i => ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, i)).ToList();
         if (http.Request.Query["name"].FirstOrDefault() is { } name)
         {
             images = images.Where(i => i.Name == name).ToList();
@@ -57,8 +58,11 @@ public static class ImagesEndpoints
 
     internal static IResult Show(HttpContext http, string id, CatalogStore catalog)
     {
-        RequestContext.Of(http);
-        var image = catalog.FindImage(id) ?? throw new ImageNotFoundException(id);
+        var ctx = RequestContext.Of(http);
+        // Nova asks Glance as the caller: an image the caller cannot see is not found.
+        var image = catalog.FindImage(id) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
+            ? found
+            : throw new ImageNotFoundException(id);
         return NovaJson.Ok(new JsonObject { ["image"] = View(http, image, detail: true) });
     }
 }

@@ -54,7 +54,7 @@ public static partial class ServerActionsEndpoints
                 var flavorRef = ParseResize(value);
                 var instance = compute.GetInstance(ctx, id);
                 ctx.RequireOwnerOrAdmin("os_compute_api:servers:resize", instance.ProjectId);
-                var flavor = catalog.FindFlavor(BodySchema.RefId(flavorRef));
+                var flavor = FlavorsEndpoints.Accessible(ctx, catalog.FindFlavor(BodySchema.RefId(flavorRef)));
                 if (flavor is null || flavor.Disabled)
                 {
                     throw new BadRequestException("Unable to locate requested flavor.");

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Ferry.ControlPlane.Images;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
@@ -168,7 +169,7 @@ public static class ServersEndpoints
         var volumeBacked = BootsFromVolume(server);
         var hints = SchedulerHints(body, out var groupUuid);
 
-        var flavor = catalog.FindFlavor(BodySchema.RefId(flavorRef));
+        var flavor = FlavorsEndpoints.Accessible(ctx, catalog.FindFlavor(BodySchema.RefId(flavorRef)));
         if (flavor is null || flavor.Disabled)
         {
             throw new BadRequestException("Invalid flavorRef provided.");
@@ -176,7 +177,9 @@ public static class ServersEndpoints
         Image? image = null;
         if (!string.IsNullOrEmpty(imageRef))
         {
-            image = catalog.FindImage(BodySchema.RefId(imageRef)) ?? throw new BadRequestException("Can not find requested image");
+            image = catalog.FindImage(BodySchema.RefId(imageRef)) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
+                ? found
+                : throw new BadRequestException("Can not find requested image");
         }
         else if (!volumeBacked)
         {

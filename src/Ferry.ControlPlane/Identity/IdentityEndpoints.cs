@@ -85,7 +85,7 @@ public static class IdentityEndpoints
         ["media-types"] = new JsonArray(new JsonObject { ["base"] = "application/json", ["type"] = "application/vnd.openstack.identity-v3+json" }),
     };
 
-    private static async Task<IResult> IssueTokenAsync(HttpContext http, IdentityStore store, TokenStore tokens, IdentityOptions options)
+    private static async Task<IResult> IssueTokenAsync(HttpContext http, IdentityStore store, TokenStore tokens, IdentityOptions options, LoginLockout lockout)
     {
         JsonNode? body;
         using (var reader = new StreamReader(http.Request.Body))
@@ -118,7 +118,20 @@ public static class IdentityEndpoints
                 var domain = FindDomain(store, userNode["domain"] as JsonObject);
                 found = domain is null ? null : store.FindUser(name, domain.Id);
             }
-            user = store.CheckPassword(found, password) ?? throw Unauthorized(AuthRequired);
+            if (found is not null && lockout.IsLocked(found.Id))
+            {
+                throw Unauthorized($"The account is locked for user: {found.Id}.");
+            }
+            if (store.CheckPassword(found, password) is not { } checkedUser)
+            {
+                if (found is not null)
+                {
+                    lockout.RecordFailure(found.Id);
+                }
+                throw Unauthorized(AuthRequired);
+            }
+            lockout.Reset(checkedUser.Id);
+            user = checkedUser;
         }
         else if (methods.Contains("token"))
         {
@@ -204,12 +217,11 @@ public static class IdentityEndpoints
 
     private static IResult ListProjects(HttpContext http, IdentityStore store, TokenStore tokens)
     {
-        var caller = Caller(http, tokens);
+        RequireAdmin(Caller(http, tokens), "identity:list_projects");
         var name = http.Request.Query["name"].ToString();
-        var visible = caller.IsAdmin ? store.Config.Projects : store.ProjectsOf(caller.User.Id);
         return Json(new JsonObject
         {
-            ["projects"] = new JsonArray([.. visible.Where(p => name.Length == 0 || p.Name == name).Select(p => (JsonNode)ProjectView(http, p))]),
+            ["projects"] = new JsonArray([.. store.Config.Projects.Where(p => name.Length == 0 || p.Name == name).Select(p => (JsonNode)ProjectView(http, p))]),
             ["links"] = SelfLinks(http),
         });
     }
@@ -217,8 +229,13 @@ public static class IdentityEndpoints
     private static IResult ShowProject(HttpContext http, string id, IdentityStore store, TokenStore tokens)
     {
         var caller = Caller(http, tokens);
+        // Keystone's get_project: admin, or a token scoped to that very project.
+        if (!caller.IsAdmin && caller.Project?.Id != id)
+        {
+            throw Forbidden("identity:get_project");
+        }
         var project = store.FindProject(id);
-        if (project is null || (!caller.IsAdmin && store.RolesOf(caller.User.Id, project.Id).Count == 0))
+        if (project is null)
         {
             return Error(404, "Not Found", $"Could not find project: {id}.");
         }
@@ -227,12 +244,11 @@ public static class IdentityEndpoints
 
     private static IResult ListUsers(HttpContext http, IdentityStore store, TokenStore tokens)
     {
-        var caller = Caller(http, tokens);
+        RequireAdmin(Caller(http, tokens), "identity:list_users");
         var name = http.Request.Query["name"].ToString();
-        var visible = caller.IsAdmin ? store.Config.Users : [caller.User];
         return Json(new JsonObject
         {
-            ["users"] = new JsonArray([.. visible.Where(u => name.Length == 0 || u.Name == name).Select(u => (JsonNode)UserView(http, u))]),
+            ["users"] = new JsonArray([.. store.Config.Users.Where(u => name.Length == 0 || u.Name == name).Select(u => (JsonNode)UserView(http, u))]),
             ["links"] = SelfLinks(http),
         });
     }
@@ -240,8 +256,13 @@ public static class IdentityEndpoints
     private static IResult ShowUser(HttpContext http, string id, IdentityStore store, TokenStore tokens)
     {
         var caller = Caller(http, tokens);
+        // Keystone's get_user: admin, or the user's own record.
+        if (!caller.IsAdmin && caller.User.Id != id)
+        {
+            throw Forbidden("identity:get_user");
+        }
         var user = store.FindUser(id);
-        if (user is null || (!caller.IsAdmin && user.Id != caller.User.Id))
+        if (user is null)
         {
             return Error(404, "Not Found", $"Could not find user: {id}.");
         }
@@ -250,7 +271,7 @@ public static class IdentityEndpoints
 
     private static IResult ListRoles(HttpContext http, IdentityStore store, TokenStore tokens)
     {
-        _ = Caller(http, tokens);
+        RequireAdmin(Caller(http, tokens), "identity:list_roles");
         return Json(new JsonObject
         {
             ["roles"] = new JsonArray([.. store.Config.Roles.Select(r => (JsonNode)new JsonObject { ["id"] = r.Id, ["name"] = r.Name, ["domain_id"] = null })]),
@@ -359,7 +380,7 @@ public static class IdentityEndpoints
             ?? throw new IdentityException(404, "Not Found", $"Could not find token: {subjectId}.");
         if (!caller.IsAdmin && caller.User.Id != subject.User.Id)
         {
-            throw new IdentityException(403, "Forbidden", "You are not authorized to perform the requested action: identity:validate_token.");
+            throw Forbidden("identity:validate_token");
         }
         return subject;
     }
@@ -367,6 +388,21 @@ public static class IdentityEndpoints
     private static string StableId(string key) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..32];
 
     private static IdentityException Unauthorized(string message) => new(401, "Unauthorized", message);
+
+    /// <summary>Keystone's policy refusal (ForbiddenAction), naming the rule.</summary>
+    private static IdentityException Forbidden(string action) => new(403, "Forbidden", $"You are not authorized to perform the requested action: {action}.");
+
+    /// <summary>
+    /// Keystone's default policy for listing users, projects and roles (admin or a system/domain reader): a
+    /// project-scoped non-admin is refused; it reads itself at /v3/users/{id} and its projects at /v3/auth/projects.
+    /// </summary>
+    private static void RequireAdmin(IdentityToken caller, string action)
+    {
+        if (!caller.IsAdmin)
+        {
+            throw Forbidden(action);
+        }
+    }
 
     private static IdentityException BadRequest(string message) => new(400, "Bad Request", message);
 }

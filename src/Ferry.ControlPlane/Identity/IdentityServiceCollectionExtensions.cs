@@ -16,6 +16,7 @@ public static class IdentityServiceCollectionExtensions
         services.AddSingleton(options);
         services.AddSingleton<IdentityStore>();
         services.AddSingleton<TokenStore>();
+        services.AddSingleton<LoginLockout>();
         services.AddSingleton<IRequestAuthenticator, KeystoneRequestAuthenticator>();
         return services;
     }

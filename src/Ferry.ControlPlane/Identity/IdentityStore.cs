@@ -12,9 +12,11 @@ public sealed partial class IdentityStore
 {
     public const string DefaultDomainId = "default";
     private readonly IdentityConfig _config;
+    private readonly Lazy<string> _dummyHash;
 
     public IdentityStore(IdentityOptions options, ILogger<IdentityStore> logger)
     {
+        _dummyHash = new(DummyHash);
         if (File.Exists(options.ConfigPath))
         {
             _config = JsonSerializer.Deserialize(File.ReadAllText(options.ConfigPath), IdentityJsonContext.Default.IdentityConfig)
@@ -37,7 +39,11 @@ public sealed partial class IdentityStore
         }
     }
 
-    public IdentityStore(IdentityConfig config) => _config = config;
+    public IdentityStore(IdentityConfig config)
+    {
+        _config = config;
+        _dummyHash = new(DummyHash);
+    }
 
     public IdentityConfig Config => _config;
 
@@ -91,9 +97,19 @@ public sealed partial class IdentityStore
     public IReadOnlyList<ProjectEntry> ProjectsOf(string userId) =>
         [.. _config.Projects.Where(p => _config.Assignments.Any(a => a.UserId == userId && a.ProjectId == p.Id))];
 
-    /// <summary>The enabled user whose password matches, or null.</summary>
-    public UserEntry? CheckPassword(UserEntry? user, string password) =>
-        user is { Enabled: true } && PasswordHasher.Verify(password, user.PasswordHash) ? user : null;
+    /// <summary>
+    /// The enabled user whose password matches, or null. A password is hashed even when there is no such user
+    /// (against a dummy hash of the same cost), so the answer's timing does not tell whether a user exists.
+    /// </summary>
+    public UserEntry? CheckPassword(UserEntry? user, string password)
+    {
+        var matches = PasswordHasher.Verify(password, user?.PasswordHash ?? _dummyHash.Value);
+        return user is { Enabled: true } && matches ? user : null;
+    }
+
+    private string DummyHash() =>
+        PasswordHasher.Hash(Guid.NewGuid().ToString(), _config.Users.Select(u => PasswordHasher.Iterations(u.PasswordHash)).FirstOrDefault(i => i is not null)
+            ?? PasswordHasher.DefaultIterations);
 
     private static partial class Log
     {

@@ -76,8 +76,9 @@ public static class ImageEndpoints
         var path = http.Request.Path.Value ?? "";
         if (path is not ("" or "/" or "/versions"))
         {
+            // Keystone's token or, in noauth2 mode, noauth2's user:project: never nothing.
             var identity = await http.RequestServices.GetRequiredService<IRequestAuthenticator>().AuthenticateAsync(http, http.RequestAborted);
-            if (identity is null && http.RequestServices.GetRequiredService<ImageServiceOptions>().RequireToken)
+            if (identity is null)
             {
                 var identityUrl = http.RequestServices.GetService<IdentityOptions>()?.Catalog.FirstOrDefault(s => s.Type == "identity")?.Url;
                 http.Response.Headers.WWWAuthenticate = $"Keystone uri=\"{identityUrl?.Replace("/v3", "", StringComparison.Ordinal)}\"";
@@ -99,22 +100,36 @@ public static class ImageEndpoints
         }
     }
 
-    /// <summary>The caller, or null in noauth mode without a usable token (then everything is open).</summary>
-    private static RequestIdentity? Caller(HttpContext http) => http.Items[IdentityKey] as RequestIdentity;
+    /// <summary>The authenticated caller (the request filter answered 401 to anyone else).</summary>
+    private static RequestIdentity Caller(HttpContext http) =>
+        http.Items[IdentityKey] as RequestIdentity ?? throw new ImageApiException(401, "The request you have made requires authentication.");
 
-    private static bool CanSee(RequestIdentity? caller, Image image) =>
-        caller is null or { IsAdmin: true } || image.Visibility is "public" or "community" || image.Owner is null || image.Owner == caller.ProjectId;
+    private static bool CanSee(RequestIdentity caller, Image image) => ImageAccess.CanSee(caller.ProjectId, caller.IsAdmin, image);
 
-    private static bool CanModify(RequestIdentity? caller, Image image) =>
-        caller is null or { IsAdmin: true } || (image.Owner is not null && image.Owner == caller.ProjectId);
+    /// <summary>
+    /// Glance's default write rules (<c>role:admin or (role:member and project_id:%(owner)s)</c>): a reader or
+    /// another project's member is refused with oslo.policy's message naming the rule.
+    /// </summary>
+    private static void Authorize(RequestIdentity caller, string action, Image? image)
+    {
+        if (caller.ReadOnly || (image is not null && !ImageAccess.CanModify(caller.ProjectId, caller.IsAdmin, image)))
+        {
+            throw new ImageApiException(403, $"You are not authorized to complete {action} action.");
+        }
+    }
 
+    /// <summary>An image the caller can see, looked up by its canonical id; 404 (as Glance) otherwise, so nothing is revealed.</summary>
     private static Image Visible(HttpContext http, CatalogStore catalog, string id) =>
-        catalog.GetImage(id) is { } image && CanSee(Caller(http), image) ? image : throw ImageApiException.NotFound(id);
+        ImageAccess.Canonical(id) is { } canonical && catalog.GetImage(canonical) is { } image && CanSee(Caller(http), image)
+            ? image
+            : throw ImageApiException.NotFound(id);
 
-    private static Image Modifiable(HttpContext http, CatalogStore catalog, string id)
+    /// <summary>An image the caller may change with <paramref name="action"/>: 404 when it cannot see it, 403 when it may not change it.</summary>
+    private static Image Modifiable(HttpContext http, CatalogStore catalog, string id, string action)
     {
         var image = Visible(http, catalog, id);
-        return CanModify(Caller(http), image) ? image : throw new ImageApiException(403, "You are not permitted to modify this image.");
+        Authorize(Caller(http), action, image);
+        return image;
     }
 
     private static JsonObject Versions(HttpContext http)
@@ -143,7 +158,8 @@ public static class ImageEndpoints
         }
         if (query["id"].ToString() is { Length: > 0 } id)
         {
-            images = images.Where(i => i.Id == id);
+            var canonical = ImageAccess.Canonical(id);
+            images = images.Where(i => i.Id == canonical);
         }
         if (query["status"].ToString() is { Length: > 0 } status)
         {
@@ -156,7 +172,7 @@ public static class ImageEndpoints
                 images = images.Where(i => i.Visibility == visibility);
             }
         }
-        else if (caller is not null)
+        else
         {
             // Glance lists community images only when asked for them.
             images = images.Where(i => i.Visibility != "community" || i.Owner == caller.ProjectId);
@@ -282,12 +298,10 @@ public static class ImageEndpoints
             throw new ImageApiException(400, "Request body must be a JSON object.");
         }
         var caller = Caller(http);
+        Authorize(caller, "add_image", null);
         var now = time.GetUtcNow();
-        var id = body["id"] is JsonNode idNode ? Str(idNode, "id") : Guid.NewGuid().ToString();
-        if (!Guid.TryParse(id, out _))
-        {
-            throw new ImageApiException(400, $"id {id} is not a valid UUID");
-        }
+        var requestedId = body["id"] is JsonNode idNode ? Str(idNode, "id") : Guid.NewGuid().ToString();
+        var id = ImageAccess.Canonical(requestedId) ?? throw new ImageApiException(400, $"id {requestedId} is not a valid UUID");
         if (catalog.GetImage(id) is not null)
         {
             throw new ImageApiException(409, $"Image with identifier {id} already exists!");
@@ -298,7 +312,7 @@ public static class ImageEndpoints
             Name = "",
             Status = "queued",
             Visibility = "shared",
-            Owner = caller?.ProjectId,
+            Owner = caller.ProjectId,
             CreatedAt = now,
             UpdatedAt = now,
             DiskFormat = "",
@@ -323,7 +337,7 @@ public static class ImageEndpoints
         {
             throw new ImageApiException(415, $"Unsupported Content-Type; use {PatchContentType}");
         }
-        var image = Modifiable(http, catalog, id);
+        var image = Modifiable(http, catalog, id, "modify_image");
         if (await JsonNode.ParseAsync(http.Request.Body, cancellationToken: cancellationToken) is not JsonArray operations)
         {
             throw new ImageApiException(400, "Request body must be a JSON array of operation objects.");
@@ -372,12 +386,12 @@ public static class ImageEndpoints
     }
 
     /// <summary>Sets one attribute or custom property from a request value, as POST and PATCH allow.</summary>
-    private static Image Apply(Image image, string key, JsonNode? value, RequestIdentity? caller) => key switch
+    private static Image Apply(Image image, string key, JsonNode? value, RequestIdentity caller) => key switch
     {
         "name" => image with { Name = value is null ? "" : Str(value, key) },
         "disk_format" => image with { DiskFormat = OneOf(value, key, s_diskFormats) },
         "container_format" => image with { ContainerFormat = OneOf(value, key, s_containerFormats) },
-        "visibility" => OneOf(value, key, s_visibilities) is var v && v == "public" && caller is { IsAdmin: false }
+        "visibility" => OneOf(value, key, s_visibilities) is var v && v == "public" && !caller.IsAdmin
             ? throw new ImageApiException(403, "Forbidden to set 'public' visibility.")
             : image with { Visibility = v },
         "min_disk" => image with { MinDiskGb = Int(value, key) },
@@ -390,7 +404,7 @@ public static class ImageEndpoints
         {
             Tags = value is JsonArray tags ? [.. tags.Select(t => Str(t, "tags")).Distinct()] : throw new ImageApiException(400, "tags must be an array"),
         },
-        "owner" => caller is { IsAdmin: false } ? throw new ImageApiException(403, "Attribute 'owner' is read-only.") : image with { Owner = value?.ToString() },
+        "owner" => !caller.IsAdmin ? throw new ImageApiException(403, "Attribute 'owner' is read-only.") : image with { Owner = value?.ToString() },
         _ when s_reserved.Contains(key) => throw new ImageApiException(403, $"Attribute '{key}' is read-only."),
         _ => image with
         {
@@ -417,19 +431,19 @@ public static class ImageEndpoints
 
     private static IResult DeleteImage(string id, HttpContext http, CatalogStore catalog, ImageServiceOptions options)
     {
-        var image = Modifiable(http, catalog, id);
+        var image = Modifiable(http, catalog, id, "delete_image");
         if (image.Protected)
         {
-            throw new ImageApiException(403, $"Image {id} is protected and cannot be deleted.");
+            throw new ImageApiException(403, $"Image {image.Id} is protected and cannot be deleted.");
         }
-        catalog.DeleteImage(id);
-        File.Delete(DataPath(options, id));
+        catalog.DeleteImage(image.Id);
+        File.Delete(DataPath(options, image.Id));
         return Results.NoContent();
     }
 
     private static async Task<IResult> UploadAsync(string id, HttpContext http, CatalogStore catalog, ImageServiceOptions options, TimeProvider time, CancellationToken cancellationToken)
     {
-        var image = Modifiable(http, catalog, id);
+        var image = Modifiable(http, catalog, id, "upload_image");
         if (image.Status != "queued")
         {
             throw new ImageApiException(409, $"Image status transition from {image.Status} to saving is not allowed");
@@ -438,13 +452,19 @@ public static class ImageEndpoints
         {
             throw new ImageApiException(400, "Properties disk_format, container_format must be set prior to saving data.");
         }
+        var cap = options.ImageSizeCap;
+        if (http.Request.ContentLength > cap)
+        {
+            throw TooLarge();
+        }
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
         {
+            // Counted below against image_size_cap, with Glance's answer; Kestrel's own limit would cut at 30 MB.
             limit.MaxRequestBodySize = null;
         }
         catalog.SaveImage(image with { Status = "saving", UpdatedAt = time.GetUtcNow() });
         Directory.CreateDirectory(options.ImagesDirectory);
-        var path = DataPath(options, id);
+        var path = DataPath(options, image.Id);
         var partial = path + ".part";
         long size = 0;
         using var md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
@@ -457,6 +477,10 @@ public static class ImageEndpoints
                 int read;
                 while ((read = await http.Request.Body.ReadAsync(buffer, cancellationToken)) > 0)
                 {
+                    if (size + read > cap)
+                    {
+                        throw TooLarge();
+                    }
                     md5.AppendData(buffer, 0, read);
                     sha512.AppendData(buffer, 0, read);
                     await file.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
@@ -483,10 +507,13 @@ public static class ImageEndpoints
         return Results.NoContent();
     }
 
+    /// <summary>Glance's answer to an upload beyond <c>image_size_cap</c>; the image goes back to queued.</summary>
+    private static ImageApiException TooLarge() => new(413, "The incoming image is too large: The provided image is too large.");
+
     private static IResult Download(string id, HttpContext http, CatalogStore catalog, ImageServiceOptions options)
     {
         var image = Visible(http, catalog, id);
-        var path = DataPath(options, id);
+        var path = DataPath(options, image.Id);
         if (image.Status != "active" || !File.Exists(path))
         {
             // Glance answers 204 for an image without data.

@@ -60,7 +60,7 @@ public sealed class CatalogStore(FerryDatabase db)
     public Image? FindImage(string idOrName) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE id = $k UNION ALL SELECT data FROM images WHERE name = $k LIMIT 1", ("$k", idOrName));
+            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE id = $k COLLATE NOCASE UNION ALL SELECT data FROM images WHERE name = $k LIMIT 1", ("$k", idOrName));
             return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
         });
 
@@ -71,11 +71,11 @@ public sealed class CatalogStore(FerryDatabase db)
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Image));
         });
 
-    /// <summary>An image by id only (Glance never resolves names in paths).</summary>
+    /// <summary>An image by id only (Glance never resolves names in paths), in any spelling of the id: one UUID is one image.</summary>
     public Image? GetImage(string id) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE id = $k", ("$k", id));
+            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE id = $k COLLATE NOCASE", ("$k", id));
             return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
         });
 
