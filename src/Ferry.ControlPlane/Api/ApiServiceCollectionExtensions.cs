@@ -41,6 +41,7 @@ public static class ApiServiceCollectionExtensions
         var root = endpoints.MapGroup("");
         root.AddEndpointFilter(NovaRequestFilter.InvokeAsync);
         root.MapGet("/", VersionsEndpoints.GetVersions).WithMetadata(AnonymousEndpoint.Instance);
+        root.MapFallback("{**path}", NotFound);
 
         foreach (var prefix in new[] { "/v2.1", "/v2" })
         {

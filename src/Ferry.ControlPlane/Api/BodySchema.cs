@@ -141,12 +141,19 @@ internal static class BodySchema
         }
     }
 
-    /// <summary>An integer member, also accepting its decimal string form as Nova's flavor schema does.</summary>
-    public static int? Integer(JsonObject o, string key, int min = int.MinValue, int max = int.MaxValue)
+    /// <summary>
+    /// An integer member, also accepting its decimal string form as Nova's flavor schema does; absent gives
+    /// null, and so does an explicit null only where the schema allows it (<paramref name="nullable"/>).
+    /// </summary>
+    public static int? Integer(JsonObject o, string key, int min = int.MinValue, int max = int.MaxValue, bool nullable = false)
     {
-        if (!o.TryGetPropertyValue(key, out var node) || node is null)
+        if (!o.TryGetPropertyValue(key, out var node))
         {
             return null;
+        }
+        if (node is null)
+        {
+            return nullable ? null : throw Invalid(key, null, "None is not of type 'integer', 'string'");
         }
         int value;
         if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<int>(out var i))

@@ -68,13 +68,8 @@ internal static class NovaJson
         JsonNode? node;
         try
         {
-            using var reader = new StreamReader(http.Request.Body);
-            var text = await reader.ReadToEndAsync(http.RequestAborted);
-            if (string.IsNullOrWhiteSpace(text))
-            {
-                throw new BadRequestException("The request body is empty or not valid JSON.");
-            }
-            node = JsonNode.Parse(text);
+            node = await RequestJson.ReadAsync(http.Request, http.RequestAborted)
+                ?? throw new BadRequestException("The request body is empty or not valid JSON.");
         }
         catch (JsonException ex)
         {

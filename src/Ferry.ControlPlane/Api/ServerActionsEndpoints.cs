@@ -208,7 +208,7 @@ public static partial class ServerActionsEndpoints
             throw BodySchema.Invalid(field, value, $"{NovaJson.Describe(value)} is not of type 'object'");
         }
         BodySchema.NoAdditional(o, field, "length");
-        var length = BodySchema.Integer(o, "length", min: -1);
+        var length = BodySchema.Integer(o, "length", min: -1, nullable: true);
         return length is -1 ? null : length;
     }
 

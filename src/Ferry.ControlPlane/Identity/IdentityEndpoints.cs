@@ -74,6 +74,15 @@ public static class IdentityEndpoints
         {
             return Error(400, "Bad Request", "The request body is not valid JSON.");
         }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            ApiErrorLog.RequestFailed(http, "identity", ex);
+            return Error(500, "Internal Server Error", "An unexpected error prevented the server from fulfilling your request.");
+        }
     }
 
     private static JsonObject Version(HttpContext http) => new()
@@ -87,15 +96,12 @@ public static class IdentityEndpoints
 
     private static async Task<IResult> IssueTokenAsync(HttpContext http, IdentityStore store, TokenStore tokens, IdentityOptions options, LoginLockout lockout)
     {
-        JsonNode? body;
-        using (var reader = new StreamReader(http.Request.Body))
-        {
-            var text = await reader.ReadToEndAsync(http.RequestAborted);
-            body = string.IsNullOrWhiteSpace(text) ? null : JsonNode.Parse(text);
-        }
+        var body = await RequestJson.ReadAsync(http.Request, http.RequestAborted) as JsonObject;
         var auth = body?["auth"] as JsonObject ?? throw BadRequest("Expecting to find auth in request body.");
         var identity = auth["identity"] as JsonObject ?? throw BadRequest("Expecting to find identity in auth.");
-        var methods = (identity["methods"] as JsonArray)?.Select(m => m?.GetValue<string>()).OfType<string>().ToList() ?? [];
+        var methods = (identity["methods"] as JsonArray)?.Select((m, i) => m is JsonValue v && v.GetValueKind() == JsonValueKind.String
+            ? v.GetValue<string>()
+            : throw BadRequest($"Invalid input for field 'identity/methods/{i}': {m?.ToJsonString() ?? "None"} is not of type 'string'")).ToList() ?? [];
         if (methods.Count == 0)
         {
             throw BadRequest("Expecting to find methods in identity.");
@@ -105,7 +111,7 @@ public static class IdentityEndpoints
         IdentityToken? previous = null;
         if (methods.Contains("password"))
         {
-            var userNode = identity["password"]?["user"] as JsonObject ?? throw BadRequest("Expecting to find user in password.");
+            var userNode = (identity["password"] as JsonObject)?["user"] as JsonObject ?? throw BadRequest("Expecting to find user in password.");
             var password = Text(userNode, "password") ?? throw BadRequest("Expecting to find password in user.");
             UserEntry? found;
             if (Text(userNode, "id") is { } userId)

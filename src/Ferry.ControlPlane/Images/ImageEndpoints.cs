@@ -98,6 +98,15 @@ public static class ImageEndpoints
         {
             return Error(400, "Malformed JSON in request body.");
         }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            ApiErrorLog.RequestFailed(http, "image", ex);
+            return Error(500, "The server has either erred or is incapable of performing the requested operation.");
+        }
     }
 
     /// <summary>The authenticated caller (the request filter answered 401 to anyone else).</summary>
@@ -293,7 +302,7 @@ public static class ImageEndpoints
 
     private static async Task<IResult> CreateImageAsync(HttpContext http, CatalogStore catalog, TimeProvider time, CancellationToken cancellationToken)
     {
-        if (await JsonNode.ParseAsync(http.Request.Body, cancellationToken: cancellationToken) is not JsonObject body)
+        if (await RequestJson.ReadAsync(http.Request, cancellationToken) is not JsonObject body)
         {
             throw new ImageApiException(400, "Request body must be a JSON object.");
         }
@@ -338,15 +347,19 @@ public static class ImageEndpoints
             throw new ImageApiException(415, $"Unsupported Content-Type; use {PatchContentType}");
         }
         var image = Modifiable(http, catalog, id, "modify_image");
-        if (await JsonNode.ParseAsync(http.Request.Body, cancellationToken: cancellationToken) is not JsonArray operations)
+        if (await RequestJson.ReadAsync(http.Request, cancellationToken) is not JsonArray operations)
         {
             throw new ImageApiException(400, "Request body must be a JSON array of operation objects.");
         }
         var caller = Caller(http);
         foreach (var operation in operations)
         {
-            var op = operation?["op"]?.GetValue<string>() ?? throw new ImageApiException(400, "Operation objects must contain exactly one member named \"op\".");
-            var path = operation["path"]?.GetValue<string>() ?? throw new ImageApiException(400, "Unable to find 'path' in JSON Schema change");
+            // Glance's JSON-patch reader: each change is an object whose "op" and "path" are strings.
+            var change = operation as JsonObject ?? throw new ImageApiException(400, "Operations must be JSON objects.");
+            var op = change["op"] is JsonValue opValue && opValue.GetValueKind() == JsonValueKind.String ? opValue.GetValue<string>()
+                : throw new ImageApiException(400, "Operation objects must contain exactly one member named \"op\".");
+            var path = change["path"] is JsonValue pathValue && pathValue.GetValueKind() == JsonValueKind.String ? pathValue.GetValue<string>()
+                : throw new ImageApiException(400, "Unable to find 'path' in JSON Schema change");
             var key = path.TrimStart('/');
             var tagIndex = key.StartsWith("tags/", StringComparison.Ordinal) ? key[5..] : null;
             if (key.Length == 0 || (key.Contains('/', StringComparison.Ordinal) && tagIndex is null))
@@ -356,14 +369,14 @@ public static class ImageEndpoints
             switch (op)
             {
                 case "add" when tagIndex is not null:
-                    image = image with { Tags = [.. image.Tags.Where(t => t != Str(operation["value"], "tag")), Str(operation["value"], "tag")] };
+                    image = image with { Tags = [.. image.Tags.Where(t => t != Str(change["value"], "tag")), Str(change["value"], "tag")] };
                     break;
                 case "add" or "replace":
                     if (op == "replace" && !s_reserved.Contains(key) && !image.Properties.ContainsKey(key))
                     {
                         throw new ImageApiException(409, $"Property {key} does not exist.");
                     }
-                    image = Apply(image, key, operation["value"], caller);
+                    image = Apply(image, key, change["value"], caller);
                     break;
                 case "remove" when tagIndex is not null:
                     image = image with { Tags = [.. image.Tags.Where((_, i) => i.ToString(CultureInfo.InvariantCulture) != tagIndex)] };
@@ -436,8 +449,13 @@ public static class ImageEndpoints
         {
             throw new ImageApiException(403, $"Image {image.Id} is protected and cannot be deleted.");
         }
+        // An image without data has no file (and the store's directory may not exist yet).
+        var data = DataPath(options, image.Id);
         catalog.DeleteImage(image.Id);
-        File.Delete(DataPath(options, image.Id));
+        if (File.Exists(data))
+        {
+            File.Delete(data);
+        }
         return Results.NoContent();
     }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Ferry.ControlPlane.Api;
 using Ferry.Core.Errors;
 using Ferry.Core.Placement;
 using Microsoft.AspNetCore.Builder;
@@ -56,17 +57,20 @@ public static class PlacementEndpoints
 
         api.MapGet("/allocation_candidates", GetAllocationCandidates);
         api.MapGet("/usages", GetUsages);
+        api.MapFallback("{**path}", NotFound);
         return api;
     }
 
     private static async ValueTask<object?> HandleVersionAndErrorsAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
+        var requestId = $"req-{Guid.NewGuid()}";
+        http.Response.Headers["openstack-request-id"] = requestId;
         http.Response.Headers[PlacementMicroversion.HeaderName] = PlacementMicroversion.HeaderValue;
         http.Response.Headers.Vary = PlacementMicroversion.HeaderName;
         if (!IsAcceptableVersion(http.Request.Headers[PlacementMicroversion.HeaderName].ToString()))
         {
-            return Error(406, $"Unacceptable version header: {http.Request.Headers[PlacementMicroversion.HeaderName]}");
+            return Error(406, $"Unacceptable version header: {http.Request.Headers[PlacementMicroversion.HeaderName]}", requestId);
         }
         try
         {
@@ -74,13 +78,26 @@ public static class PlacementEndpoints
         }
         catch (FerryException ex)
         {
-            return Error(ex.HttpStatus, ex.Message);
+            return Error(ex.HttpStatus, ex.Message, requestId);
         }
         catch (JsonException ex)
         {
-            return Error(400, $"Malformed JSON: {ex.Message}");
+            return Error(400, $"Malformed JSON: {ex.Message}", requestId);
+        }
+        catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            ApiErrorLog.RequestFailed(http, "placement", ex);
+            return Error(500, "An unexpected error occurred.", requestId);
         }
     }
+
+    /// <summary>Placement's answer to a path it does not serve (webob's 404 through its JSON error formatter).</summary>
+    private static JsonHttpResult<PlacementErrorsDto> NotFound(HttpContext http) =>
+        Error(404, "The resource could not be found.", http.Response.Headers["openstack-request-id"].ToString());
 
     /// <summary>Accepts no header, "latest", or placement 1.x up to the maximum.</summary>
     private static bool IsAcceptableVersion(string header)
@@ -109,13 +126,14 @@ public static class PlacementEndpoints
         return true;
     }
 
-    private static JsonHttpResult<PlacementErrorsDto> Error(int status, string detail)
+    private static JsonHttpResult<PlacementErrorsDto> Error(int status, string detail, string requestId)
     {
         var title = status switch
         {
             400 => "Bad Request",
             403 => "Forbidden",
             404 => "Not Found",
+            405 => "Method Not Allowed",
             406 => "Not Acceptable",
             409 => "Conflict",
             _ => "Internal Server Error",
@@ -125,7 +143,7 @@ public static class PlacementEndpoints
             : detail.Contains("Conflicting resource provider name", StringComparison.Ordinal) ? PlacementErrorCodes.DuplicateName
             : detail.Contains(" in use", StringComparison.Ordinal) ? PlacementErrorCodes.InventoryInUse
             : PlacementErrorCodes.Default;
-        return TypedResults.Json(new PlacementErrorsDto([new PlacementErrorDto(status, title, detail, code)]), s_json.PlacementErrorsDto, statusCode: status);
+        return TypedResults.Json(new PlacementErrorsDto([new PlacementErrorDto(status, title, detail, code) { RequestId = requestId }]), s_json.PlacementErrorsDto, statusCode: status);
     }
 
     private static JsonHttpResult<PlacementVersionsDto> GetVersions() =>
@@ -337,6 +355,7 @@ public static class PlacementEndpoints
 
     private static async Task<NoContent> PutAllocationsAsync(string consumer, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
     {
+        RequireConsumerUuid(consumer);
         var body = await ReadAsync(request, s_json.ConsumerAllocationsDto, cancellationToken);
         placement.PutAllocations(consumer, ToRequest(consumer, body));
         return TypedResults.NoContent();
@@ -357,6 +376,7 @@ public static class PlacementEndpoints
         var requests = new Dictionary<string, AllocationRequest>(body.Count, StringComparer.Ordinal);
         foreach (var (consumer, dto) in body)
         {
+            RequireConsumerUuid(consumer);
             requests[consumer] = ToRequest(consumer, dto);
         }
         placement.PostAllocations(requests);
@@ -441,12 +461,23 @@ public static class PlacementEndpoints
     {
         try
         {
-            return await JsonSerializer.DeserializeAsync(request.Body, typeInfo, cancellationToken)
+            // The shared reader settles repeated keys and refuses lone surrogates before the typed binding.
+            var node = await RequestJson.ReadAsync(request, cancellationToken);
+            return (node is null ? default : node.Deserialize(typeInfo))
                 ?? throw new BadRequestException("The request body must be a JSON object.");
         }
         catch (JsonException ex)
         {
             throw new BadRequestException($"Malformed JSON: {ex.Message}");
+        }
+    }
+
+    /// <summary>Placement refuses to write allocations for a consumer id that is not a UUID (handlers/allocation.py).</summary>
+    private static void RequireConsumerUuid(string consumer)
+    {
+        if (!BodySchema.IsUuid(consumer))
+        {
+            throw new BadRequestException($"Malformed consumer_uuid: {consumer}");
         }
     }
 

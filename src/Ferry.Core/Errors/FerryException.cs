@@ -12,17 +12,25 @@ public class FerryException(string message, int httpStatus = 500) : Exception(me
     /// <summary>The stable name used on the wire; the class name by default.</summary>
     public virtual string Kind => GetType().Name;
 
-    /// <summary>Nova's fault name in error bodies: badRequest, itemNotFound, conflictingRequest, forbidden…</summary>
-    public string FaultName => HttpStatus switch
+    /// <summary>
+    /// Nova's fault name in error bodies (<c>wsgi.Fault._fault_names</c>): badRequest, itemNotFound,
+    /// conflictingRequest, forbidden…; every other status, 406 included, is a computeFault.
+    /// </summary>
+    public string FaultName => FaultNameOf(HttpStatus);
+
+    public static string FaultNameOf(int httpStatus) => httpStatus switch
     {
         400 => "badRequest",
         401 => "unauthorized",
         403 => "forbidden",
         404 => "itemNotFound",
-        405 => "HTTPMethodNotAllowed",
-        406 => "notAcceptable",
+        405 => "badMethod",
         409 => "conflictingRequest",
         413 => "overLimit",
+        415 => "badMediaType",
+        429 => "overLimit",
+        501 => "notImplemented",
+        503 => "serviceUnavailable",
         _ => "computeFault",
     };
 }

@@ -119,7 +119,11 @@ public sealed record AllocationCandidatesDto(
 
 public sealed record UsagesDto(Dictionary<string, long> Usages);
 
-public sealed record PlacementErrorDto(int Status, string Title, string Detail, string Code);
+public sealed record PlacementErrorDto(int Status, string Title, string Detail, string Code)
+{
+    /// <summary>The request's id, as Placement's request-id middleware adds it to every error.</summary>
+    public string? RequestId { get; init; }
+}
 
 public sealed record PlacementErrorsDto(List<PlacementErrorDto> Errors);
 

@@ -1,0 +1,58 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ferry.FunctionalTests.Fuzz;
+
+/// <summary>One mapped route: its service (by port), method and template (a fallback has no method).</summary>
+internal sealed record FuzzRoute(FuzzService Service, string? Method, string Template, IReadOnlyList<string> Parameters)
+{
+    public bool IsFallback => Method is null;
+
+    /// <summary>The template without the compute API's version prefix, the key of the seed bodies.</summary>
+    public string Key
+    {
+        get
+        {
+            var t = Template;
+            foreach (var prefix in new[] { "/v2.1", "/v2" })
+            {
+                if (Service == FuzzService.Compute && (t == prefix || t.StartsWith(prefix + "/", StringComparison.Ordinal)))
+                {
+                    t = t[prefix.Length..];
+                    break;
+                }
+            }
+            return $"{Method} {(t.Length == 0 ? "/" : t)}";
+        }
+    }
+
+    public override string ToString() => $"{Service} {Method ?? "*"} {Template}";
+
+    /// <summary>Every route the host mapped (its EndpointDataSource), each attributed to a service by its port.</summary>
+    public static List<FuzzRoute> Enumerate(IServiceProvider services, IReadOnlyDictionary<int, FuzzService> ports)
+    {
+        var routes = new List<FuzzRoute>();
+        foreach (var endpoint in services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>())
+        {
+            var host = endpoint.Metadata.GetMetadata<IHostMetadata>()?.Hosts.FirstOrDefault() ?? "";
+            var port = int.TryParse(host[(host.LastIndexOf(':') + 1)..], out var p) ? p : 0;
+            if (!ports.TryGetValue(port, out var service))
+            {
+                throw new InvalidOperationException($"Route {endpoint.RoutePattern.RawText} is not bound to a service port (host '{host}')");
+            }
+            var template = "/" + (endpoint.RoutePattern.RawText ?? "").TrimStart('/');
+            var parameters = endpoint.RoutePattern.Parameters.Select(x => x.Name).ToList();
+            var methods = endpoint.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods;
+            if (methods is null || methods.Count == 0)
+            {
+                routes.Add(new FuzzRoute(service, null, template, parameters));
+                continue;
+            }
+            routes.AddRange(methods.Select(m => new FuzzRoute(service, m, template, parameters)));
+        }
+        return routes;
+    }
+
+    public static bool IsSafe(string method) => HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method);
+}

@@ -1,0 +1,173 @@
+using System.Text.Json.Nodes;
+
+namespace Ferry.FunctionalTests.Fuzz;
+
+/// <summary>
+/// The real ids the fuzzer puts in paths and bodies (so that a bad body reaches the handler, not only the
+/// 404), and the seed bodies — one valid request per write route — that the mutations bend.
+/// </summary>
+internal sealed class FuzzWorld
+{
+    /// <summary>An ed25519 public key (its private half was thrown away).</summary>
+    public const string PublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM5zuM085KTqqYw3CXLNYk6HgkI1CzSGSANI00l9e528 fuzz";
+
+    public Dictionary<string, List<string>> Ids { get; } = new(StringComparer.Ordinal);
+    public string ThrowawayToken { get; set; } = "";
+    public Random Random { get; set; } = new(0);
+
+    public void Add(string kind, string? id)
+    {
+        if (!string.IsNullOrEmpty(id))
+        {
+            (Ids.TryGetValue(kind, out var list) ? list : Ids[kind] = []).Add(id);
+        }
+    }
+
+    public string One(string kind) => Ids.TryGetValue(kind, out var list) && list.Count > 0 ? list[Random.Next(list.Count)] : "none";
+
+    /// <summary>A real id for a route parameter, chosen by its name and the path segment before it.</summary>
+    public string ValidValue(FuzzRoute route, string parameter, Random random)
+    {
+        var kind = parameter switch
+        {
+            "uuid" => "provider",
+            "consumer" or "server_id" => "server",
+            "resourceClass" => "resource_class",
+            "migrationId" => "migration",
+            "requestId" => "request",
+            "key" => "extra_spec",
+            "name" => "keypair",
+            _ => null,
+        };
+        if (kind is null)
+        {
+            var segments = route.Template.Split('/');
+            var at = Array.FindIndex(segments, s => s == $"{{{parameter}}}");
+            kind = (at > 0 ? segments[at - 1] : "") switch
+            {
+                "servers" => "server",
+                "flavors" => "flavor",
+                "images" => "image",
+                "os-server-groups" => "group",
+                "os-services" => "service",
+                "os-hypervisors" => "hypervisor",
+                "projects" => "project",
+                "users" => "user",
+                "os-keypairs" => "keypair",
+                "os-quota-sets" or "os-quota-class-sets" => "project",
+                _ => null,
+            };
+        }
+        if (kind is null || !Ids.ContainsKey(kind))
+        {
+            var all = Ids.Values.SelectMany(v => v).ToList();
+            return all[random.Next(all.Count)];
+        }
+        var ids = Ids[kind];
+        return ids[random.Next(ids.Count)];
+    }
+
+    /// <summary>One valid body per write route (keys as <see cref="FuzzRoute.Key"/>); other routes get a small object.</summary>
+    public static Dictionary<string, Func<FuzzWorld, JsonNode>> Seeds(string adminPassword) => new(StringComparer.Ordinal)
+    {
+        ["POST /servers"] = w => new JsonObject
+        {
+            ["server"] = new JsonObject
+            {
+                ["name"] = "fuzz",
+                ["imageRef"] = w.One("image"),
+                ["flavorRef"] = w.One("flavor"),
+                ["networks"] = "none",
+                ["availability_zone"] = "nova",
+                ["metadata"] = new JsonObject { ["k"] = "v" },
+                ["min_count"] = 1,
+            },
+        },
+        ["POST /servers/{id}/action"] = w => w.Random.Next(12) switch
+        {
+            0 => new JsonObject { ["os-migrateLive"] = new JsonObject { ["host"] = "compute2", ["block_migration"] = "auto" } },
+            1 => new JsonObject { ["os-migrateLive"] = new JsonObject { ["host"] = null, ["block_migration"] = false, ["disk_over_commit"] = false } },
+            2 => new JsonObject { ["migrate"] = new JsonObject { ["host"] = "compute3" } },
+            3 => new JsonObject { ["resize"] = new JsonObject { ["flavorRef"] = w.One("flavor") } },
+            4 => new JsonObject { ["confirmResize"] = null },
+            5 => new JsonObject { ["revertResize"] = null },
+            6 => new JsonObject { ["evacuate"] = new JsonObject { ["host"] = "compute2", ["onSharedStorage"] = false } },
+            7 => new JsonObject { ["os-start"] = null },
+            8 => new JsonObject { ["os-stop"] = null },
+            9 => new JsonObject { ["reboot"] = new JsonObject { ["type"] = "SOFT" } },
+            10 => new JsonObject { ["os-getConsoleOutput"] = new JsonObject { ["length"] = 10 } },
+            _ => new JsonObject { ["unknownAction"] = new JsonObject() },
+        },
+        ["POST /servers/{id}/migrations/{migrationId}/action"] = _ => new JsonObject { ["force_complete"] = null },
+        ["POST /flavors"] = _ => new JsonObject
+        {
+            ["flavor"] = new JsonObject
+            {
+                ["name"] = "fuzz", ["ram"] = 512, ["vcpus"] = 1, ["disk"] = 1, ["OS-FLV-EXT-DATA:ephemeral"] = 0, ["swap"] = 0,
+                ["rxtx_factor"] = 1.0, ["os-flavor-access:is_public"] = true,
+            },
+        },
+        ["POST /os-keypairs"] = _ => new JsonObject { ["keypair"] = new JsonObject { ["name"] = "fuzz", ["type"] = "ssh", ["public_key"] = PublicKey } },
+        ["POST /os-server-groups"] = w => new JsonObject
+        {
+            ["server_group"] = w.Random.Next(2) == 0
+                ? new JsonObject { ["name"] = "fuzz", ["policies"] = new JsonArray("anti-affinity") }
+                : new JsonObject { ["name"] = "fuzz", ["policy"] = "soft-affinity", ["rules"] = new JsonObject() },
+        },
+        ["PUT /os-services/{id}"] = w => w.Random.Next(2) == 0
+            ? new JsonObject { ["status"] = "enabled" }
+            : new JsonObject { ["forced_down"] = false },
+        ["POST /resource_providers"] = _ => new JsonObject { ["name"] = "fuzz", ["uuid"] = Guid.NewGuid().ToString() },
+        ["PUT /resource_providers/{uuid}"] = _ => new JsonObject { ["name"] = "fuzz-renamed", ["parent_provider_uuid"] = null },
+        ["PUT /resource_providers/{uuid}/inventories"] = _ => new JsonObject
+        {
+            ["resource_provider_generation"] = 1,
+            ["inventories"] = new JsonObject
+            {
+                ["VCPU"] = new JsonObject { ["total"] = 8, ["reserved"] = 0, ["min_unit"] = 1, ["max_unit"] = 8, ["step_size"] = 1, ["allocation_ratio"] = 16.0 },
+            },
+        },
+        ["PUT /resource_providers/{uuid}/inventories/{resourceClass}"] = _ => new JsonObject
+        {
+            ["resource_provider_generation"] = 1, ["total"] = 8, ["reserved"] = 0, ["min_unit"] = 1, ["max_unit"] = 8, ["step_size"] = 1,
+            ["allocation_ratio"] = 1.0,
+        },
+        ["PUT /resource_providers/{uuid}/traits"] = _ => new JsonObject { ["resource_provider_generation"] = 1, ["traits"] = new JsonArray("CUSTOM_FUZZ", "HW_CPU_X86_AVX") },
+        ["PUT /allocations/{consumer}"] = w => Allocation(w),
+        ["POST /allocations"] = w => new JsonObject { [Guid.NewGuid().ToString()] = Allocation(w) },
+        ["POST /v3/auth/tokens"] = w => new JsonObject
+        {
+            ["auth"] = new JsonObject
+            {
+                ["identity"] = new JsonObject
+                {
+                    ["methods"] = new JsonArray("password"),
+                    ["password"] = new JsonObject
+                    {
+                        // A wrong password only for a user that does not exist: lock-out must not end the run.
+                        ["user"] = w.Random.Next(2) == 0
+                            ? new JsonObject { ["name"] = "admin", ["domain"] = new JsonObject { ["id"] = "default" }, ["password"] = adminPassword }
+                            : new JsonObject { ["name"] = "fuzz-nobody", ["domain"] = new JsonObject { ["name"] = "Default" }, ["password"] = "x" },
+                    },
+                },
+                ["scope"] = new JsonObject { ["project"] = new JsonObject { ["name"] = "admin", ["domain"] = new JsonObject { ["id"] = "default" } } },
+            },
+        },
+        ["POST /v2/images"] = _ => new JsonObject
+        {
+            ["name"] = "fuzz", ["disk_format"] = "raw", ["container_format"] = "bare", ["visibility"] = "private", ["min_ram"] = 0,
+            ["tags"] = new JsonArray("t"), ["fuzz:property"] = "v",
+        },
+        ["PATCH /v2/images/{id}"] = w => new JsonArray(
+            new JsonObject { ["op"] = "replace", ["path"] = "/name", ["value"] = "fuzz" },
+            new JsonObject { ["op"] = w.Random.Next(2) == 0 ? "add" : "remove", ["path"] = "/fuzz_key", ["value"] = "v" }),
+    };
+
+    private static JsonObject Allocation(FuzzWorld w) => new()
+    {
+        ["allocations"] = new JsonObject { [w.One("provider")] = new JsonObject { ["resources"] = new JsonObject { ["VCPU"] = 1, ["MEMORY_MB"] = 64 } } },
+        ["project_id"] = w.One("project"),
+        ["user_id"] = w.One("user"),
+        ["consumer_generation"] = null,
+    };
+}

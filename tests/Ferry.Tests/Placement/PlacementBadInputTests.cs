@@ -1,0 +1,83 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace Ferry.Tests.Placement;
+
+/// <summary>Bad requests the fuzz run found: each is answered in Placement's own error body, with its request id.</summary>
+public sealed class PlacementBadInputTests(PlacementApiFixture fixture) : IClassFixture<PlacementApiFixture>, IDisposable
+{
+    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(30));
+
+    private CancellationToken Ct => _timeout.Token;
+
+    public void Dispose() => _timeout.Dispose();
+
+    [Theory]
+    [InlineData("%20")]
+    [InlineData("not-a-uuid")]
+    public async Task PutAllocations_ConsumerNotUuid_Returns400(string consumer)
+    {
+        using var response = await SendAsync(HttpMethod.Put, $"/allocations/{consumer}",
+            """{"allocations": {}, "project_id": "p", "user_id": "u", "consumer_generation": null}""");
+
+        var error = await ErrorAsync(response, 400);
+        Assert.StartsWith("Malformed consumer_uuid: ", (string?)error["detail"]);
+    }
+
+    [Fact]
+    public async Task PostAllocations_ConsumerNotUuid_Returns400()
+    {
+        using var response = await SendAsync(HttpMethod.Post, "/allocations",
+            """{"x": {"allocations": {}, "project_id": "p", "user_id": "u", "consumer_generation": null}}""");
+
+        await ErrorAsync(response, 400);
+    }
+
+    [Theory]
+    [InlineData("""{"name": "\ud800"}""")]
+    [InlineData("""{"name": "a", "name": {"x": 1}}""")]
+    public async Task PostResourceProvider_LoneSurrogateOrRepeatedKeyOfWrongType_Returns400(string body)
+    {
+        using var response = await SendAsync(HttpMethod.Post, "/resource_providers", body);
+
+        await ErrorAsync(response, 400);
+    }
+
+    [Theory]
+    [InlineData("GET", "/nope")]
+    [InlineData("GET", "/resource_providers/x/y/z")]
+    [InlineData("PATCH", "/resource_providers")]
+    public async Task Request_UnservedPathOrMethod_Returns404InPlacementShape(string method, string path)
+    {
+        using var response = await SendAsync(new HttpMethod(method), path, null);
+
+        await ErrorAsync(response, 404);
+    }
+
+    /// <summary>The body's single error, checked against Placement's shape: status, title, detail and the request id of the header.</summary>
+    private async Task<JsonNode> ErrorAsync(HttpResponseMessage response, int status)
+    {
+        var text = await response.Content.ReadAsStringAsync(Ct);
+        Assert.True(status == (int)response.StatusCode, text);
+        var errors = JsonNode.Parse(text)!["errors"]!.AsArray();
+        var error = Assert.Single(errors)!;
+        Assert.Equal(status, (int?)error["status"]);
+        Assert.False(string.IsNullOrEmpty((string?)error["title"]));
+        Assert.False(string.IsNullOrEmpty((string?)error["detail"]));
+        Assert.Equal(response.Headers.GetValues("openstack-request-id").Single(), (string?)error["request_id"]);
+        Assert.StartsWith("req-", (string?)error["request_id"]);
+        return error;
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string? json)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (json is not null)
+        {
+            request.Content = new StringContent(json, Encoding.UTF8, "application/json");
+        }
+        request.Headers.Add("OpenStack-API-Version", "placement 1.39");
+        return await fixture.Http.SendAsync(request, Ct);
+    }
+}
