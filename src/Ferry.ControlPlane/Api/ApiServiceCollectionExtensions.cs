@@ -27,6 +27,7 @@ public static class ApiServiceCollectionExtensions
         services.TryAddSingleton<ComputeClient>();
         services.TryAddSingleton<ComputeApi>();
         services.TryAddSingleton<ServerViewBuilder>();
+        services.TryAddSingleton<QuotaEngine>();
         return services;
     }
 
@@ -58,6 +59,8 @@ public static class ApiServiceCollectionExtensions
             api.MapKeypairs();
             api.MapAvailabilityZones();
             api.MapLimits();
+            api.MapQuotaSets();
+            api.MapQuotaClassSets();
             api.MapAggregates();
             api.MapFallback("{**path}", NotFound);
         }
