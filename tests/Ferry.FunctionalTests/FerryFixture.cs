@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Ferry.Host;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.FunctionalTests;
@@ -47,6 +48,9 @@ public class FerryFixture : IAsyncLifetime
         Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
         Configure(Ferry);
         await Ferry.StartAsync(CancellationToken.None);
+        // Flow tests keep many servers in one project: lift Nova's default quotas (10 instances, 20 cores) for them.
+        Ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.QuotaStore>().SetClassLimits(
+            "default", new Dictionary<string, long> { ["instances"] = 1000, ["cores"] = 10000, ["ram"] = 10_000_000 });
         Admin = new NovaClient(options.ComputeApiUrl, "admin:admin");
         Demo = new NovaClient(options.ComputeApiUrl, "demo:demo");
     }

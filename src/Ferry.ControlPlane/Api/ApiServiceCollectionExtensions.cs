@@ -29,6 +29,7 @@ public static class ApiServiceCollectionExtensions
         services.TryAddSingleton<ComputeClient>();
         services.TryAddSingleton<ComputeApi>();
         services.TryAddSingleton<ServerViewBuilder>();
+        services.TryAddSingleton<QuotaEngine>();
         return services;
     }
 
@@ -61,6 +62,8 @@ public static class ApiServiceCollectionExtensions
             api.MapKeypairs();
             api.MapAvailabilityZones();
             api.MapLimits();
+            api.MapQuotaSets();
+            api.MapQuotaClassSets();
             api.MapAggregates();
             api.MapFallback("{**path}", NotFound);
         }

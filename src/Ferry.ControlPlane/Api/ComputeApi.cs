@@ -24,6 +24,7 @@ internal sealed partial class ComputeApi(
     ServerGroupStore groups,
     KeyPairStore keypairs,
     IPlacementService placement,
+    QuotaEngine quotas,
     ConductorClient conductor,
     ComputeClient compute,
     ControlPlaneOptions options,
@@ -83,6 +84,19 @@ internal sealed partial class ComputeApi(
         {
             keypair = keypairs.Find(ctx.UserId, keyName) ?? throw new BadRequestException("Invalid key_name provided.");
         }
+        var count = quotas.CheckCreate(ctx, spec, group);
+        Instance? first = null;
+        for (var i = 1; i <= count; i++)
+        {
+            // Nova's multi_instance_display_name_template "%(name)s-%(count)d" when more than one is asked for.
+            var one = await BuildOneAsync(ctx, spec with { Name = spec.MaxCount > 1 ? $"{spec.Name}-{i}" : spec.Name }, group, keypair, now, cancellationToken);
+            first ??= one;
+        }
+        return (first!, GeneratePassword());
+    }
+
+    private async Task<Instance> BuildOneAsync(RequestContext ctx, ServerCreateSpec spec, ServerGroupRow? group, KeyPairRow? keypair, DateTimeOffset now, CancellationToken cancellationToken)
+    {
         var uuid = Guid.NewGuid().ToString();
         var instance = instances.Create(id => new Instance
         {
@@ -141,7 +155,7 @@ internal sealed partial class ComputeApi(
         actions.StartAction(uuid, ctx.RequestId, "create", ctx.UserId, ctx.ProjectId);
         await conductor.BuildInstanceAsync(new BuildInstanceRequest(uuid, requestSpec, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "build_instance", uuid, ctx.RequestId);
-        return (instance, GeneratePassword());
+        return instance;
     }
 
     public async Task DeleteAsync(RequestContext ctx, Instance instance, CancellationToken cancellationToken)
@@ -274,6 +288,7 @@ internal sealed partial class ComputeApi(
         {
             throw new BadRequestException("Server disk was unable to be resized because: Resize to zero disk flavor is not allowed.");
         }
+        quotas.CheckUpsize(instance, instance.Flavor, newFlavor);
         SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
         actions.StartAction(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId);
         await conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, newFlavor.Id, null, ctx.RequestId), cancellationToken);
@@ -307,6 +322,7 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Resized], s_noTask);
         var migration = FinishedMigration(instance);
+        quotas.CheckUpsize(instance, instance.Flavor, instance.OldFlavor ?? instance.Flavor);
         var updated = SetTaskState(instance, TaskState.ResizeReverting, s_noTask);
         try
         {

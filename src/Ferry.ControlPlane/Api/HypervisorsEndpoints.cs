@@ -21,7 +21,117 @@ public static class HypervisorsEndpoints
         api.MapGet("/os-hypervisors/detail", (HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute) =>
             List(http, nodes, services, instances, compute, detail: true));
         api.MapGet("/os-hypervisors/{id}", Show);
+        api.MapGet("/os-hypervisors/statistics", Statistics);
+        api.MapGet("/os-hypervisors/{id}/uptime", GetUptime);
+        api.MapGet("/os-hypervisors/{pattern}/search", (HttpContext http, string pattern, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute) =>
+            Search(http, pattern, nodes, services, instances, compute, withServers: false));
+        api.MapGet("/os-hypervisors/{pattern}/servers", (HttpContext http, string pattern, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute) =>
+            Search(http, pattern, nodes, services, instances, compute, withServers: true));
         return api;
+    }
+
+    /// <summary>Nova answers a route its microversion does not serve with a plain 404.</summary>
+    private static void RequireVersion(RequestContext ctx, int fromMinor, int toMinor)
+    {
+        if (!ctx.Version.AtLeast(fromMinor) || ctx.Version.AtLeast(toMinor + 1))
+        {
+            throw new NotFoundException("The resource could not be found.");
+        }
+    }
+
+    private static NotFoundException HypervisorNotFound(string id) => new($"Hypervisor with ID '{id}' could not be found.");
+
+    /// <summary>
+    /// _validate_id and compute_node_get: a UUID from 2.53 (else 400), an integer before (else 404); the node
+    /// must exist and have a nova-compute service.
+    /// </summary>
+    private static ComputeNode FindNode(RequestContext ctx, string id, ComputeNodeStore nodes)
+    {
+        ComputeNode? node;
+        if (ctx.Version.AtLeast(53))
+        {
+            if (!BodySchema.IsUuid(id))
+            {
+                throw new BadRequestException($"Invalid uuid {id}");
+            }
+            node = nodes.FindByUuid(id);
+        }
+        else
+        {
+            node = int.TryParse(id, out var intId) ? nodes.List().FirstOrDefault(n => n.Id == intId) : null;
+        }
+        return node ?? throw HypervisorNotFound(id);
+    }
+
+    /// <summary>GET /os-hypervisors/statistics (2.1–2.87): sums over the enabled nova-compute hosts (compute_node_statistics).</summary>
+    internal static IResult Statistics(HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances)
+    {
+        var ctx = RequestContext.Of(http);
+        RequireVersion(ctx, 1, 87);
+        ctx.RequireAdmin("os_compute_api:os-hypervisors:statistics");
+        var enabled = nodes.List().Where(n => services.Find(n.Host, "nova-compute") is { Disabled: false }).ToList();
+        var usage = enabled.Select(n => Usage(n, instances.List(host: n.Host))).ToList();
+        return NovaJson.Ok(new JsonObject
+        {
+            ["hypervisor_statistics"] = new JsonObject
+            {
+                ["count"] = enabled.Count,
+                ["vcpus"] = enabled.Sum(n => n.Vcpus),
+                ["memory_mb"] = enabled.Sum(n => (long)n.MemoryMb),
+                ["local_gb"] = enabled.Sum(n => (long)n.LocalGb),
+                ["vcpus_used"] = usage.Sum(u => u.VcpusUsed),
+                ["memory_mb_used"] = usage.Sum(u => (long)u.RamUsed),
+                ["local_gb_used"] = usage.Sum(u => (long)u.DiskUsed),
+                ["free_ram_mb"] = enabled.Zip(usage).Sum(p => (long)p.First.MemoryMb - p.Second.RamUsed),
+                ["free_disk_gb"] = enabled.Zip(usage).Sum(p => (long)p.First.LocalGb - p.Second.DiskUsed),
+                ["current_workload"] = usage.Sum(u => u.Workload),
+                ["running_vms"] = usage.Sum(u => u.Running),
+                ["disk_available_least"] = enabled.Zip(usage).Sum(p => (long)p.First.LocalGb - p.Second.DiskUsed),
+            },
+        });
+    }
+
+    /// <summary>
+    /// GET /os-hypervisors/{id}/uptime (2.1–2.87): the basic view plus the host's uptime; a host whose compute
+    /// service is down cannot answer (400 ComputeServiceUnavailable). From 2.88 the detail view carries it.
+    /// </summary>
+    internal static IResult GetUptime(HttpContext http, string id, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute)
+    {
+        var ctx = RequestContext.Of(http);
+        RequireVersion(ctx, 1, 87);
+        ctx.RequireAdmin("os_compute_api:os-hypervisors:uptime");
+        var node = FindNode(ctx, id, nodes);
+        if (services.Find(node.Host, "nova-compute") is null)
+        {
+            throw HypervisorNotFound(id);
+        }
+        if (!compute.IsComputeUp(node.Host))
+        {
+            throw new BadRequestException($"Compute service of {node.Host} is unavailable at this time.");
+        }
+        var view = View(ctx, node, services, instances, compute, detail: false, withServers: false);
+        view["uptime"] = Uptime(node.BootedAt, compute.Now);
+        return NovaJson.Ok(new JsonObject { ["hypervisor"] = view });
+    }
+
+    /// <summary>
+    /// GET /os-hypervisors/{pattern}/search and /servers (2.1–2.52): the basic view of every hypervisor whose
+    /// hostname contains the pattern (404 when none does); /servers adds the servers on each, when there are any.
+    /// </summary>
+    internal static IResult Search(HttpContext http, string pattern, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute, bool withServers)
+    {
+        var ctx = RequestContext.Of(http);
+        RequireVersion(ctx, 1, 52);
+        ctx.RequireAdmin($"os_compute_api:os-hypervisors:{(withServers ? "servers" : "search")}");
+        var matching = nodes.List().Where(n => n.HypervisorHostname.Contains(pattern, StringComparison.OrdinalIgnoreCase)).ToList();
+        if (matching.Count == 0)
+        {
+            throw new NotFoundException($"No hypervisor matching '{pattern}' could be found.");
+        }
+        var views = matching
+            .Where(n => services.Find(n.Host, "nova-compute") is not null)
+            .Select(n => (JsonNode?)View(ctx, n, services, instances, compute, detail: false, withServers));
+        return NovaJson.Ok(new JsonObject { ["hypervisors"] = NovaJson.Array(views) });
     }
 
     internal static IResult List(HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute, bool detail)
@@ -66,7 +176,9 @@ public static class HypervisorsEndpoints
         }
         var body = new JsonObject
         {
-            ["hypervisors"] = NovaJson.Array(nodesList.Select(n => View(ctx, n, services, instances, compute, detail, withServers))),
+            // A node whose compute service was deleted is skipped, as Nova skips it.
+            ["hypervisors"] = NovaJson.Array(nodesList.Where(n => services.Find(n.Host, "nova-compute") is not null)
+                .Select(n => View(ctx, n, services, instances, compute, detail, withServers))),
         };
         if (limit is { } lim && nodesList.Count == lim && lim > 0)
         {
@@ -84,22 +196,10 @@ public static class HypervisorsEndpoints
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:show");
-        ComputeNode? node;
-        if (ctx.Version.AtLeast(53))
+        var node = FindNode(ctx, id, nodes);
+        if (services.Find(node.Host, "nova-compute") is null)
         {
-            if (!BodySchema.IsUuid(id))
-            {
-                throw new BadRequestException($"Invalid uuid {id}");
-            }
-            node = nodes.FindByUuid(id);
-        }
-        else
-        {
-            node = int.TryParse(id, out var intId) ? nodes.List().FirstOrDefault(n => n.Id == intId) : null;
-        }
-        if (node is null)
-        {
-            throw new NotFoundException($"Hypervisor with ID {id} could not be found.");
+            throw HypervisorNotFound(id);
         }
         var withServers = ctx.Version.AtLeast(53) && http.Request.Query["with_servers"].FirstOrDefault() is { } ws && BodySchema.TryBoolean(ws, out var b) && b;
         return NovaJson.Ok(new JsonObject { ["hypervisor"] = View(ctx, node, services, instances, compute, detail: true, withServers) });
@@ -130,24 +230,23 @@ public static class HypervisorsEndpoints
             };
             if (v.AtLeast(88))
             {
-                o["uptime"] = Uptime(n.BootedAt, compute.Now);
+                // A host that is down cannot report its uptime: Nova shows null.
+                o["uptime"] = service is not null && compute.IsUp(service) ? Uptime(n.BootedAt, compute.Now) : null;
             }
             else
             {
-                var vcpusUsed = hosted.Sum(i => i.Flavor.Vcpus);
-                var ramUsed = hosted.Sum(i => i.Flavor.MemoryMb) + n.ReservedHostMemoryMb;
-                var diskUsed = hosted.Sum(i => i.VolumeBacked ? i.Flavor.DiskGb - i.Flavor.RootGb : i.Flavor.DiskGb);
+                var u = Usage(n, hosted);
                 o["vcpus"] = n.Vcpus;
                 o["memory_mb"] = n.MemoryMb;
                 o["local_gb"] = n.LocalGb;
-                o["vcpus_used"] = vcpusUsed;
-                o["memory_mb_used"] = ramUsed;
-                o["local_gb_used"] = diskUsed;
-                o["free_ram_mb"] = n.MemoryMb - ramUsed;
-                o["free_disk_gb"] = n.LocalGb - diskUsed;
-                o["current_workload"] = hosted.Count(i => i.TaskState is not null);
-                o["running_vms"] = hosted.Count;
-                o["disk_available_least"] = n.LocalGb - diskUsed;
+                o["vcpus_used"] = u.VcpusUsed;
+                o["memory_mb_used"] = u.RamUsed;
+                o["local_gb_used"] = u.DiskUsed;
+                o["free_ram_mb"] = n.MemoryMb - u.RamUsed;
+                o["free_disk_gb"] = n.LocalGb - u.DiskUsed;
+                o["current_workload"] = u.Workload;
+                o["running_vms"] = u.Running;
+                o["disk_available_least"] = n.LocalGb - u.DiskUsed;
                 var cpu = new JsonObject
                 {
                     ["arch"] = n.CpuInfo.Arch,
@@ -159,12 +258,21 @@ public static class HypervisorsEndpoints
                 o["cpu_info"] = v.AtLeast(28) ? cpu : cpu.ToJsonString();
             }
         }
-        if (withServers)
+        // Nova lists servers only when there are some, except that from 2.75 a requested list is always there.
+        if (withServers && (hosted.Count > 0 || v.AtLeast(75)))
         {
             o["servers"] = NovaJson.Array(hosted.Select(i => (JsonNode?)new JsonObject { ["name"] = i.Name, ["uuid"] = i.Uuid }));
         }
         return o;
     }
+
+    /// <summary>What the resource tracker would report for a node: the instances the database places on it.</summary>
+    private static (int VcpusUsed, int RamUsed, int DiskUsed, int Workload, int Running) Usage(ComputeNode n, List<Instance> hosted) =>
+        (hosted.Sum(i => i.Flavor.Vcpus),
+         hosted.Sum(i => i.Flavor.MemoryMb) + n.ReservedHostMemoryMb,
+         hosted.Sum(i => i.VolumeBacked ? i.Flavor.DiskGb - i.Flavor.RootGb : i.Flavor.DiskGb),
+         hosted.Count(i => i.TaskState is not null),
+         hosted.Count);
 
     /// <summary>
     /// The host's uptime in the format of Linux `uptime`, as Nova reports it (the openstack CLI parses it):

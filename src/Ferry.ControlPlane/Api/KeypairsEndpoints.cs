@@ -16,9 +16,6 @@ namespace Ferry.ControlPlane.Api;
 /// </summary>
 public static class KeypairsEndpoints
 {
-    /// <summary>Nova's default key_pairs quota (the value <c>/limits</c> reports as maxTotalKeypairs).</summary>
-    private const int MaxKeypairsPerUser = 100;
-
     private const string SafeChars = "_- 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     private const string SafeChars292 = "@._- 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
@@ -88,7 +85,7 @@ public static class KeypairsEndpoints
         return ctx.Version.AtLeast(2) ? TypedResults.NoContent() : TypedResults.StatusCode(StatusCodes.Status202Accepted);
     }
 
-    internal static async Task<IResult> CreateAsync(HttpContext http, KeyPairStore keypairs, TimeProvider time)
+    internal static async Task<IResult> CreateAsync(HttpContext http, KeyPairStore keypairs, QuotaEngine quotas, TimeProvider time)
     {
         var ctx = RequestContext.Of(http);
         var v = ctx.Version;
@@ -124,10 +121,7 @@ public static class KeypairsEndpoints
         {
             throw KeypairCrypto.Invalid("Keypair name must be string and between 1 and 255 characters long");
         }
-        if (keypairs.Count(userId) >= MaxKeypairsPerUser)
-        {
-            throw new ForbiddenException("Quota exceeded, too many key pairs.");
-        }
+        quotas.CheckKeyPairs(ctx.ProjectId, userId);
 
         string? privateKey = null;
         string fingerprint;

@@ -18,4 +18,7 @@ internal sealed record ServerCreateSpec
     public string? UserData { get; init; }
     public string? GroupUuid { get; init; }
     public Dictionary<string, List<string>> SchedulerHints { get; init; } = [];
+    /// <summary>min_count / max_count: build as many as quota allows in this range (Nova's multiple create).</summary>
+    public int MinCount { get; init; } = 1;
+    public int MaxCount { get; init; } = 1;
 }

@@ -78,7 +78,7 @@ public static class ServerGroupsEndpoints
         return TypedResults.NoContent();
     }
 
-    internal static async Task<IResult> CreateAsync(HttpContext http, ServerGroupStore groups)
+    internal static async Task<IResult> CreateAsync(HttpContext http, ServerGroupStore groups, QuotaEngine quotas)
     {
         var ctx = RequestContext.Of(http);
         var body = await NovaJson.ReadBodyAsync(http);
@@ -121,6 +121,7 @@ public static class ServerGroupsEndpoints
             throw BodySchema.Invalid("policy", JsonValue.Create(policy), $"'{policy}' is not one of [{string.Join(", ", allowedPolicies.Select(x => $"'{x}'"))}]");
         }
         var name = BodySchema.String(g, "name", nullable: false, minLength: 1)!;
+        quotas.CheckServerGroups(ctx.ProjectId, ctx.UserId);
         var group = groups.Create(name, policy, maxPerHost, ctx.ProjectId, ctx.UserId);
         return NovaJson.Ok(new JsonObject { ["server_group"] = View(ctx, group) });
     }

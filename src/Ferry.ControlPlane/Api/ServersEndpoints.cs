@@ -168,6 +168,12 @@ public static class ServersEndpoints
         ValidateNetworks(server);
         var volumeBacked = BootsFromVolume(server);
         var hints = SchedulerHints(body, out var groupUuid);
+        var minCount = PositiveInteger(server, "min_count") ?? 1;
+        var maxCount = PositiveInteger(server, "max_count") ?? minCount;
+        if (minCount > maxCount)
+        {
+            throw new BadRequestException("min_count must be <= max_count");
+        }
 
         var flavor = FlavorsEndpoints.Accessible(ctx, catalog.FindFlavor(BodySchema.RefId(flavorRef)));
         if (flavor is null || flavor.Disabled)
@@ -237,6 +243,8 @@ public static class ServersEndpoints
             UserData = userData,
             GroupUuid = groupUuid,
             SchedulerHints = hints,
+            MinCount = minCount,
+            MaxCount = maxCount,
         };
         var (instance, adminPass) = await compute.CreateAsync(ctx, spec, http.RequestAborted);
         var links = NovaJson.Links(http, $"servers/{instance.Uuid}");
@@ -261,6 +269,39 @@ public static class ServersEndpoints
         ctx.RequireOwnerOrAdmin("os_compute_api:servers:delete", instance.ProjectId);
         await compute.DeleteAsync(ctx, instance, http.RequestAborted);
         return TypedResults.NoContent();
+    }
+
+    /// <summary>Nova's parameter_types.positive_integer (min_count, max_count): 1 or more, as a number or digits.</summary>
+    private static int? PositiveInteger(JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var node))
+        {
+            return null;
+        }
+        long value;
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<long>(out var n))
+        {
+            value = n;
+        }
+        else if (node is JsonValue s && s.GetValueKind() == JsonValueKind.String)
+        {
+            var text = s.GetValue<string>();
+            if (text.Length == 0 || !text.All(char.IsAsciiDigit))
+            {
+                throw BodySchema.Invalid(key, node, $"'{text}' does not match '^[0-9]*$'");
+            }
+            value = long.TryParse(text, out var parsed) ? parsed : long.MaxValue;
+        }
+        else
+        {
+            throw BodySchema.Invalid(key, node, $"{NovaJson.Describe(node)} is not of type 'integer', 'string'");
+        }
+        if (value < 1)
+        {
+            throw BodySchema.Invalid(key, node, $"{value} is less than the minimum of 1");
+        }
+        // More than an int holds can never fit a quota; cap it so the quota check answers.
+        return (int)Math.Min(value, int.MaxValue);
     }
 
     /// <summary>flavorRef / imageRef: a non-empty string or an integer.</summary>

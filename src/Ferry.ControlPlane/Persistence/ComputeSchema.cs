@@ -47,5 +47,15 @@ public static class ComputeSchema
             id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
             fingerprint TEXT NOT NULL, public_key TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE(user_id, name));
         """,
+        // Quota limits set through os-quota-sets (user_id '' = the project's own row) and os-quota-class-sets
+        // (Nova's quotas, project_user_quotas and quota_classes tables; a missing row means the default).
+        """
+        CREATE TABLE quotas (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, project_id TEXT NOT NULL, user_id TEXT NOT NULL DEFAULT '',
+            resource TEXT NOT NULL, hard_limit INTEGER NOT NULL, UNIQUE(project_id, user_id, resource));
+        CREATE TABLE quota_classes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, class_name TEXT NOT NULL, resource TEXT NOT NULL,
+            hard_limit INTEGER NOT NULL, UNIQUE(class_name, resource));
+        """,
     ];
 }

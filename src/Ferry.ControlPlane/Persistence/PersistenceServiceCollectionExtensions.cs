@@ -17,6 +17,7 @@ public static class PersistenceServiceCollectionExtensions
         services.TryAddSingleton<CatalogStore>();
         services.TryAddSingleton<ServerGroupStore>();
         services.TryAddSingleton<KeyPairStore>();
+        services.TryAddSingleton<QuotaStore>();
         return services;
     }
 }

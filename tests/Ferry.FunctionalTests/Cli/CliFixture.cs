@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Identity;
 using Ferry.Host;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.FunctionalTests.Cli;
@@ -49,6 +50,9 @@ public class CliFixture : IAsyncLifetime
         Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
         Configure(Ferry);
         await Ferry.StartAsync(CancellationToken.None);
+        // Flow tests keep many servers in one project: lift Nova's default quotas (10 instances, 20 cores) for them.
+        Ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.QuotaStore>().SetClassLimits(
+            "default", new Dictionary<string, long> { ["instances"] = 1000, ["cores"] = 10000, ["ram"] = 10_000_000 });
         var identity = AllInOne.IdentityOptionsOf(options);
         IdentityUrl = options.IdentityUrl;
         AdminPassword = identity.AdminPassword;

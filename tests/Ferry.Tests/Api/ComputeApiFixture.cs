@@ -92,6 +92,8 @@ public sealed class ComputeApiFixture : IAsyncLifetime
         Transport = sp.GetRequiredService<InProcessTransport>();
         _listeners.Add(Transport.Listen(Topics.Conductor, new RecordingDispatcher(Topics.Conductor, this)));
 
+        // Most tests add servers to the admin project by the dozen; quota tests use projects of their own.
+        sp.GetRequiredService<QuotaStore>().SetLimits("admin", null, new Dictionary<string, long> { ["instances"] = -1, ["cores"] = -1, ["ram"] = -1 });
         Catalog.CreateFlavor(id => new Flavor { InternalId = id, Id = "1", Name = "m1.tiny", Vcpus = 1, MemoryMb = 512, RootGb = 1 });
         Catalog.CreateFlavor(id => new Flavor { InternalId = id, Id = "2", Name = "m1.small", Vcpus = 1, MemoryMb = 2048, RootGb = 20 });
         Catalog.SaveImage(new Image { Id = "155d900f-4e14-4e4c-a73d-069cbf4541e6", Name = "cirros", CreatedAt = Time.GetUtcNow() });

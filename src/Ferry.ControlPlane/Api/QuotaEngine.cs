@@ -1,0 +1,281 @@
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+
+namespace Ferry.ControlPlane.Api;
+
+/// <summary>One resource's limit and what is in use (Nova's get_project_quotas with usages).</summary>
+internal sealed record QuotaUsage(long Limit, long InUse);
+
+/// <summary>
+/// Nova's DbQuotaDriver (nova/quota.py) over <see cref="QuotaStore"/>: the effective limit of each resource is
+/// the user's row, else the project's, else the <c>default</c> quota class's, else the configured default; usage
+/// is counted from the instances, key pairs and server groups. Checks raise <see cref="OverQuotaException"/>
+/// with Nova's messages.
+/// </summary>
+internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, ServerGroupStore groups, KeyPairStore keypairs)
+{
+    public const string DefaultClass = "default";
+
+    /// <summary>Every resource, sorted by name as Nova's QuotaEngine.resources, with Nova's [quota] defaults.</summary>
+    public static readonly IReadOnlyList<(string Name, long Default)> Resources =
+    [
+        ("cores", 20),
+        ("fixed_ips", -1),
+        ("floating_ips", -1),
+        ("injected_file_content_bytes", 10240),
+        ("injected_file_path_bytes", 255),
+        ("injected_files", 5),
+        ("instances", 10),
+        ("key_pairs", 100),
+        ("metadata_items", 128),
+        ("ram", 51200),
+        ("security_group_rules", -1),
+        ("security_groups", -1),
+        ("server_group_members", 10),
+        ("server_groups", 10),
+    ];
+
+    /// <summary>Network quotas (nova-network's) that microversion 2.36 hides in os-quota-sets (2.50 in os-quota-class-sets).</summary>
+    public static readonly IReadOnlySet<string> NetworkResources = new HashSet<string> { "fixed_ips", "floating_ips", "security_group_rules", "security_groups" };
+
+    /// <summary>Personality-file quotas that microversion 2.57 hides.</summary>
+    public static readonly IReadOnlySet<string> InjectedFileResources = new HashSet<string> { "injected_files", "injected_file_content_bytes", "injected_file_path_bytes" };
+
+    public static bool IsResource(string name) => Resources.Any(r => r.Name == name);
+
+    /// <summary>Configured defaults overridden by the <c>default</c> quota class (get_defaults).</summary>
+    public Dictionary<string, long> Defaults()
+    {
+        var byClass = store.ClassLimits(DefaultClass);
+        return Resources.ToDictionary(r => r.Name, r => byClass.GetValueOrDefault(r.Name, r.Default));
+    }
+
+    /// <summary>A quota class's limits: its rows over the configured defaults (get_class_quotas).</summary>
+    public Dictionary<string, long> ClassQuotas(string className)
+    {
+        var byClass = store.ClassLimits(className);
+        return Resources.ToDictionary(r => r.Name, r => byClass.GetValueOrDefault(r.Name, r.Default));
+    }
+
+    /// <summary>The project's limits and usage (get_project_quotas).</summary>
+    public Dictionary<string, QuotaUsage> ProjectQuotas(string projectId)
+    {
+        var defaults = Defaults();
+        var own = store.Limits(projectId);
+        var usage = Usage(projectId, userId: null);
+        return Resources.ToDictionary(r => r.Name, r => new QuotaUsage(own.GetValueOrDefault(r.Name, defaults[r.Name]), usage.GetValueOrDefault(r.Name)));
+    }
+
+    /// <summary>One user's limits in a project (its rows over the project's) and its usage (get_user_quotas).</summary>
+    public Dictionary<string, QuotaUsage> UserQuotas(string projectId, string userId)
+    {
+        var project = ProjectQuotas(projectId);
+        var own = store.Limits(projectId, userId);
+        var usage = Usage(projectId, userId);
+        return Resources.ToDictionary(r => r.Name, r => new QuotaUsage(own.GetValueOrDefault(r.Name, project[r.Name].Limit), usage.GetValueOrDefault(r.Name)));
+    }
+
+    /// <summary>
+    /// The range a new limit must lie in (get_settable_quotas): for a project at least what is used and what its
+    /// users' limits add up to; for a user at least what the user uses and at most what the project has left.
+    /// </summary>
+    public Dictionary<string, (long Minimum, long Maximum)> SettableQuotas(string projectId, string? userId)
+    {
+        var project = ProjectQuotas(projectId);
+        var userLimits = store.UserLimits(projectId);
+        var result = new Dictionary<string, (long, long)>();
+        if (userId is null)
+        {
+            foreach (var (name, q) in project)
+            {
+                // A project limit below the sum of its users' limits would leave them unreachable.
+                var sumOfUsers = userLimits.TryGetValue(name, out var list) && q.Limit != -1 ? list.Sum() : 0;
+                result[name] = (Math.Max(sumOfUsers, q.InUse), -1);
+            }
+            return result;
+        }
+        var mine = store.Limits(projectId, userId);
+        foreach (var (name, q) in UserQuotas(projectId, userId))
+        {
+            var projectLimit = project[name].Limit;
+            long maximum;
+            if (projectLimit == -1 || (userLimits.TryGetValue(name, out var all) && all.Contains(-1)))
+            {
+                maximum = -1;
+            }
+            else
+            {
+                var remains = projectLimit - (userLimits.TryGetValue(name, out var set) ? set.Sum() : 0);
+                maximum = remains + mine.GetValueOrDefault(name, 0);
+            }
+            result[name] = (q.InUse, maximum);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// check_num_instances_quota: how many of <paramref name="minCount"/>..<paramref name="maxCount"/> instances of
+    /// <paramref name="flavor"/> fit the project's (and, where the user has limits of its own, the user's)
+    /// instances, cores and ram quotas; throws TooManyInstances when not even <paramref name="minCount"/> fit.
+    /// </summary>
+    public int CheckInstances(string projectId, string userId, Flavor flavor, int minCount, int maxCount)
+    {
+        var userScoped = store.Limits(projectId, userId).Keys.Any(k => k is "instances" or "cores" or "ram");
+        var scopes = userScoped ? new[] { ProjectQuotas(projectId), UserQuotas(projectId, userId) } : [ProjectQuotas(projectId)];
+        var deltas = new Dictionary<string, long> { ["instances"] = maxCount, ["cores"] = (long)maxCount * flavor.Vcpus, ["ram"] = (long)maxCount * flavor.MemoryMb };
+        foreach (var quotas in scopes)
+        {
+            var overs = Overs(quotas, deltas);
+            if (overs.Count == 0)
+            {
+                continue;
+            }
+            // How many fit: the instance headroom, reduced by what the cores and ram headroom allow.
+            long allowed = Headroom(quotas, "instances") ?? long.MaxValue;
+            if (flavor.Vcpus > 0 && Headroom(quotas, "cores") is { } cores)
+            {
+                allowed = Math.Min(allowed, cores / flavor.Vcpus);
+            }
+            if (flavor.MemoryMb > 0 && Headroom(quotas, "ram") is { } ram)
+            {
+                allowed = Math.Min(allowed, ram / flavor.MemoryMb);
+            }
+            if (allowed >= minCount && allowed < maxCount)
+            {
+                return CheckInstances(projectId, userId, flavor, minCount, (int)allowed);
+            }
+            var requested = new Dictionary<string, string>
+            {
+                ["instances"] = minCount == maxCount ? $"{minCount}" : $"{minCount}-{maxCount}",
+                ["cores"] = $"{deltas["cores"]}",
+                ["ram"] = $"{deltas["ram"]}",
+            };
+            throw TooMany(overs, requested, quotas);
+        }
+        return maxCount;
+    }
+
+    /// <summary>
+    /// What a server create must fit, in Nova's order: metadata items, then the number of instances (returns how
+    /// many of min_count..max_count to build), then the server group's members.
+    /// </summary>
+    public int CheckCreate(RequestContext ctx, ServerCreateSpec spec, ServerGroupRow? group)
+    {
+        CheckMetadataItems(ctx.ProjectId, ctx.UserId, spec.Metadata.Count);
+        var count = CheckInstances(ctx.ProjectId, ctx.UserId, spec.Flavor, spec.MinCount, spec.MaxCount);
+        if (group is not null)
+        {
+            CheckServerGroupMembers(ctx.ProjectId, ctx.UserId, group.Members.Count, count);
+        }
+        return count;
+    }
+
+    /// <summary>
+    /// _check_quota_for_upsize (also for a revert, from the new flavor back to the old): a resize may grow cores and ram by the difference between the flavors; a
+    /// downsize needs no quota.
+    /// </summary>
+    public void CheckUpsize(Instance instance, Flavor current, Flavor newFlavor)
+    {
+        var deltas = new Dictionary<string, long>();
+        if (newFlavor.Vcpus > current.Vcpus)
+        {
+            deltas["cores"] = newFlavor.Vcpus - current.Vcpus;
+        }
+        if (newFlavor.MemoryMb > current.MemoryMb)
+        {
+            deltas["ram"] = newFlavor.MemoryMb - current.MemoryMb;
+        }
+        if (deltas.Count == 0)
+        {
+            return;
+        }
+        var userScoped = store.Limits(instance.ProjectId, instance.UserId).Keys.Any(k => k is "cores" or "ram");
+        var scopes = userScoped
+            ? new[] { ProjectQuotas(instance.ProjectId), UserQuotas(instance.ProjectId, instance.UserId) }
+            : [ProjectQuotas(instance.ProjectId)];
+        foreach (var quotas in scopes)
+        {
+            var overs = Overs(quotas, deltas);
+            if (overs.Count > 0)
+            {
+                throw TooMany(overs, deltas.ToDictionary(d => d.Key, d => $"{d.Value}"), quotas);
+            }
+        }
+    }
+
+    /// <summary>Server metadata on create: MetadataLimitExceeded.</summary>
+    public void CheckMetadataItems(string projectId, string userId, int count)
+    {
+        var limit = EffectiveLimit(projectId, userId, "metadata_items");
+        if (limit >= 0 && count > limit)
+        {
+            throw new OverQuotaException($"Maximum number of metadata items exceeds {limit}");
+        }
+    }
+
+    /// <summary>A new key pair: KeypairLimitExceeded when the user already holds the limit.</summary>
+    public void CheckKeyPairs(string projectId, string userId)
+    {
+        var limit = EffectiveLimit(projectId, userId, "key_pairs");
+        if (limit >= 0 && keypairs.Count(userId) + 1 > limit)
+        {
+            throw new OverQuotaException("Quota exceeded, too many key pairs.");
+        }
+    }
+
+    /// <summary>A new server group in the project.</summary>
+    public void CheckServerGroups(string projectId, string userId)
+    {
+        var limit = EffectiveLimit(projectId, userId, "server_groups");
+        if (limit >= 0 && groups.List(projectId).Count + 1 > limit)
+        {
+            throw new OverQuotaException("Quota exceeded, too many server groups.");
+        }
+    }
+
+    /// <summary>One more member in a server group.</summary>
+    public void CheckServerGroupMembers(string projectId, string userId, int currentMembers, int adding)
+    {
+        var limit = EffectiveLimit(projectId, userId, "server_group_members");
+        if (limit >= 0 && currentMembers + adding > limit)
+        {
+            throw new OverQuotaException("Quota exceeded, too many servers in group");
+        }
+    }
+
+    private long EffectiveLimit(string projectId, string userId, string resource) =>
+        store.Limits(projectId, userId).TryGetValue(resource, out var own) ? own
+        : store.Limits(projectId).TryGetValue(resource, out var project) ? project
+        : Defaults()[resource];
+
+    /// <summary>Usage of the countable resources; key_pairs and server_group_members are not counted here (Nova: always 0).</summary>
+    private Dictionary<string, long> Usage(string projectId, string? userId)
+    {
+        var mine = instances.List(projectId).Where(i => userId is null || i.UserId == userId).ToList();
+        return new Dictionary<string, long>
+        {
+            ["instances"] = mine.Count,
+            ["cores"] = mine.Sum(i => (long)i.Flavor.Vcpus),
+            ["ram"] = mine.Sum(i => (long)i.Flavor.MemoryMb),
+            ["server_groups"] = groups.List(projectId).Count(g => userId is null || g.UserId == userId),
+        };
+    }
+
+    private static List<string> Overs(Dictionary<string, QuotaUsage> quotas, Dictionary<string, long> deltas) =>
+        deltas.Where(d => d.Value > 0 && quotas[d.Key] is { Limit: >= 0 } q && q.InUse + d.Value > q.Limit)
+            .Select(d => d.Key).Order(StringComparer.Ordinal).ToList();
+
+    private static long? Headroom(Dictionary<string, QuotaUsage> quotas, string resource) =>
+        quotas[resource] is { Limit: >= 0 } q ? Math.Max(0, q.Limit - q.InUse) : null;
+
+    /// <summary>TooManyInstances: "Quota exceeded for cores, ram: Requested 4, 4096, but already used 2, 512 of 4, 2048 cores, ram".</summary>
+    private static OverQuotaException TooMany(List<string> overs, Dictionary<string, string> requested, Dictionary<string, QuotaUsage> quotas)
+    {
+        var names = string.Join(", ", overs);
+        var reqs = string.Join(", ", overs.Select(o => requested[o]));
+        var used = string.Join(", ", overs.Select(o => quotas[o].InUse));
+        var allowed = string.Join(", ", overs.Select(o => quotas[o].Limit));
+        return new OverQuotaException($"Quota exceeded for {names}: Requested {reqs}, but already used {used} of {allowed} {names}");
+    }
+}
