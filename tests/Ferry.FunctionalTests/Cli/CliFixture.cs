@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Identity;
 using Ferry.Host;
@@ -37,10 +35,10 @@ public class CliFixture : IAsyncLifetime
         var options = new FerryHostOptions
         {
             DataDirectory = _dataDirectory,
-            ComputeApiPort = FreePort(),
-            PlacementPort = FreePort(),
-            IdentityPort = FreePort(),
-            ImagePort = FreePort(),
+            ComputeApiPort = 0,
+            PlacementPort = 0,
+            IdentityPort = 0,
+            ImagePort = 0,
             Auth = "keystone",
             Hosts = 3,
             FakeTimeScale = 0,
@@ -154,12 +152,6 @@ public class CliFixture : IAsyncLifetime
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
             .Select(dir => Path.Combine(dir, name)).FirstOrDefault(File.Exists);
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
 
 public sealed record CliResult(int ExitCode, string Stdout, string Stderr, string Command)
