@@ -41,8 +41,9 @@ internal sealed class InProcessFerry : IAsyncDisposable
         var options = new FerryHostOptions
         {
             DataDirectory = dataDirectory,
-            ComputeApiPort = FreePort(),
-            PlacementPort = FreePort(),
+            ComputeApiPort = 0, // bound at build time: no race for a released port
+            PlacementPort = 0,
+            ImagePort = 0,
             Hosts = hosts,
             FakeTimeScale = 0,
             FakeBandwidthMiBps = 0,

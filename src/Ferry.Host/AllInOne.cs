@@ -13,6 +13,7 @@ using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Core.Rpc.Scheduler;
+using Ferry.Host.Logging;
 using Ferry.Virt;
 using Ferry.Virt.Fake;
 using Ferry.Virt.Qemu;
@@ -66,13 +67,12 @@ public sealed class AllInOne : IAsyncDisposable
     public static AllInOne Build(FerryHostOptions options, Action<ILoggingBuilder>? logging = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls(options.UsesKeystone
-            ? [options.ComputeApiUrl, options.PlacementUrl, options.IdentityUrl, options.ImageUrl]
-            : [options.ComputeApiUrl, options.PlacementUrl, options.ImageUrl]);
+        var listeners = ListenSockets.Bind(options);
+        builder.WebHost.ConfigureKestrel(kestrel => listeners.Configure(kestrel));
         builder.Logging.ClearProviders();
         if (logging is null)
         {
-            builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+            builder.Logging.AddFerryLogging(options.LogLevel, options.LogFilePath, Console.Out);
         }
         else
         {
@@ -117,6 +117,7 @@ public sealed class AllInOne : IAsyncDisposable
         }
         placement.MapPlacementApi();
         app.MapGroup("").RequireHost($"*:{options.ImagePort}").MapImageApi();
+        app.MapHealthcheck(Healthcheck.DisableFilePath(options.DataDirectory)); // every API port, before any authentication
         return new AllInOne(options, app);
     }
 

@@ -1,4 +1,5 @@
 using Ferry.Virt;
+using Microsoft.Extensions.Logging;
 
 namespace Ferry.Host;
 
@@ -72,6 +73,12 @@ public sealed class FerryHostOptions
 
     public TimeSpan ServiceDownTime { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The level of Ferry's own log categories; framework categories (Microsoft.*, System.*) log warnings and above.</summary>
+    public LogLevel LogLevel { get; set; } = LogLevel.Information;
+
+    /// <summary>A file that gets every log line besides the console (`./ferry up`: var/log/ferry-&lt;utc&gt;.log); null for none.</summary>
+    public string? LogFilePath { get; set; }
+
     /// <summary>Seeds flavors and the test image on start when the catalog is empty.</summary>
     public bool Seed { get; set; } = true;
 
@@ -88,60 +95,9 @@ public sealed class FerryHostOptions
     /// <summary>The users, projects and password hashes (keystone mode).</summary>
     public string IdentityConfigPath => Path.Combine(DataDirectory, "identity.json");
 
-    public static FerryHostOptions Parse(string[] args)
-    {
-        var options = new FerryHostOptions { Auth = "keystone" };
-        for (var i = 0; i < args.Length; i++)
-        {
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
-            switch (args[i])
-            {
-                case "--hosts": options.Hosts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--driver": options.Driver = Next(); break;
-                case "--data-dir": options.DataDirectory = Next(); break;
-                case "--compute-port": options.ComputeApiPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--placement-port": options.PlacementPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--identity-port": options.IdentityPort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--image-port": options.ImagePort = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--auth": options.Auth = Next(); break;
-                case "--token-lifetime": options.TokenLifetime = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
-                case "--shared-storage": options.SharedStorage = true; break;
-                case "--test-guest-kernel": options.TestGuestKernelPath = Next(); break;
-                case "--kill-guests-on-stop": options.KillGuestsOnStop = true; break;
-                case "--lm-bandwidth": options.LiveMigrationBandwidthMiBps = long.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--lm-permit-post-copy": options.LiveMigrationPermitPostCopy = true; break;
-                case "--lm-permit-auto-converge": options.LiveMigrationPermitAutoConverge = true; break;
-                case "--lm-completion-timeout": options.LiveMigrationCompletionTimeoutSecondsPerGiB = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--lm-postcopy-recovery-attempts": options.LiveMigrationPostCopyRecoveryAttempts = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--lm-parallel-connections": options.LiveMigrationParallelConnections = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--lm-postcopy-stall": options.LiveMigrationPostCopyStallSeconds = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--lm-timeout-action":
-                    options.LiveMigrationTimeoutAction = Next() switch
-                    {
-                        "abort" => CompletionTimeoutAction.Abort,
-                        "force_complete" => CompletionTimeoutAction.ForceComplete,
-                        var other => throw new ArgumentException($"Unknown --lm-timeout-action {other}: abort or force_complete"),
-                    };
-                    break;
-                case "--time-scale": options.FakeTimeScale = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--report-interval": options.ReportInterval = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
-                case "--service-down-time": options.ServiceDownTime = TimeSpan.FromSeconds(double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
-                case "--max-concurrent-live-migrations": options.MaxConcurrentLiveMigrations = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                default: throw new ArgumentException($"Unknown option {args[i]}");
-            }
-        }
-        if (options.Hosts < 1)
-        {
-            throw new ArgumentException("--hosts must be at least 1");
-        }
-        if (options.Auth is not ("keystone" or "noauth2"))
-        {
-            throw new ArgumentException($"Unknown auth {options.Auth}: keystone or noauth2");
-        }
-        if (options.Driver is not ("fake" or "qemu"))
-        {
-            throw new ArgumentException($"Unknown driver {options.Driver}: fake or qemu");
-        }
-        return options;
-    }
+    /// <summary>
+    /// The options of a `./ferry up` command line (<see cref="FerryCommandLine"/>); a bad value throws an
+    /// <see cref="ArgumentException"/> whose message names the flag.
+    /// </summary>
+    public static FerryHostOptions Parse(string[] args) => FerryCommandLine.Bind(FerryCommandLine.Parse(args));
 }

@@ -1,23 +1,32 @@
 using System.Diagnostics;
 using Ferry.ControlPlane.Identity;
 using Ferry.Host;
+using Ferry.Host.Logging;
 
 var started = Stopwatch.StartNew();
-FerryHostOptions options;
-try
+var commandLine = FerryCommandLine.Parse(args);
+if (commandLine.Errors.Count > 0)
 {
-    options = FerryHostOptions.Parse(args);
-}
-catch (Exception ex) when (ex is ArgumentException or FormatException)
-{
-    Console.Error.WriteLine($"ferry: {ex.Message}");
+    foreach (var error in commandLine.Errors)
+    {
+        Console.Error.WriteLine($"ferry: {error.Message}");
+    }
+    Console.Error.WriteLine("ferry: ./ferry up --help lists every option");
     return 2;
 }
+if (FerryCommandLine.WantsHelp(commandLine))
+{
+    Console.Out.Write(FerryCommandLine.HelpText());
+    return 0;
+}
+var options = FerryCommandLine.Bind(commandLine);
 if (options.Driver == "qemu" && !File.Exists(options.TestGuestKernelPath))
 {
     Console.Error.WriteLine($"ferry: the test guest kernel {options.TestGuestKernelPath} is missing: run tools/test-guest/build.sh (./ferry up does)");
     return 2;
 }
+Directory.CreateDirectory(options.DataDirectory);
+options.LogFilePath = FerryLogging.LogFilePath(options.DataDirectory, DateTimeOffset.UtcNow);
 
 await using var ferry = AllInOne.Build(options);
 using var stop = new CancellationTokenSource();
@@ -44,7 +53,7 @@ catch (IOException ex)
     return 1;
 }
 Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, images {options.ImageUrl}, " +
-    $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}. Ctrl-C stops it.");
+    $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}, log {Path.GetFullPath(options.LogFilePath)}. Ctrl-C stops it.");
 if (options.UsesKeystone)
 {
     // devstack's openrc files, with the development passwords the identity file was first written with.

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Ferry.Host;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -38,9 +36,9 @@ public class FerryFixture : IAsyncLifetime
         var options = new FerryHostOptions
         {
             DataDirectory = _dataDirectory,
-            ComputeApiPort = FreePort(),
-            PlacementPort = FreePort(),
-            ImagePort = FreePort(),
+            ComputeApiPort = 0,
+            PlacementPort = 0,
+            ImagePort = 0,
             Hosts = 3,
             FakeTimeScale = 0,
         };
@@ -68,12 +66,5 @@ public class FerryFixture : IAsyncLifetime
         catch (IOException)
         {
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Identity;
 using Ferry.Host;
@@ -12,8 +10,9 @@ namespace Ferry.FunctionalTests.Cli;
 /// <summary>
 /// A Ferry with Keystone auth (and its Glance v2 subset, through which the CLI resolves image names)
 /// on free loopback ports, plus a runner for the real <c>openstack</c> binary with the
-/// environment of <c>var/admin-openrc.sh</c> or <c>var/demo-openrc.sh</c>. When the binary is missing
-/// (<c>./ferry test</c> installs it) <see cref="Available"/> is false and the tests return early.
+/// environment of <c>var/admin-openrc.sh</c> or <c>var/demo-openrc.sh</c>. When a client is missing the
+/// tests that need it fail (<see cref="RequireOpenStack"/>) and say which package to install:
+/// <c>./ferry test</c> installs them (tests/debian-packages.txt), so a missing client is a broken setup, never a pass.
 /// </summary>
 public class CliFixture : IAsyncLifetime
 {
@@ -29,8 +28,24 @@ public class CliFixture : IAsyncLifetime
     /// <summary>Keystone's root, e.g. http://127.0.0.1:5000.</summary>
     public string IdentityUrl { get; private set; } = "";
     public string AdminPassword { get; private set; } = "";
-    public bool Available => OpenStack is not null;
-    public bool NovaAvailable => Nova is not null;
+
+    /// <summary>Fails the test, naming the package, when <c>openstack</c> is not on the PATH.</summary>
+    public void RequireOpenStack() => RequireTool(OpenStack, "openstack", "python3-openstackclient");
+
+    /// <summary>Fails the test, naming the packages, when <c>openstack</c> or novaclient's <c>nova</c> is not on the PATH.</summary>
+    public void RequireOpenStackAndNova()
+    {
+        RequireOpenStack();
+        RequireTool(Nova, "nova", "python3-novaclient");
+    }
+
+    internal static void RequireTool(string? path, string name, string package)
+    {
+        if (path is null)
+        {
+            Assert.Fail($"`{name}` is not on the PATH, so this test cannot run: install {package} (./ferry test installs tests/debian-packages.txt).");
+        }
+    }
 
     public async Task InitializeAsync()
     {
@@ -38,10 +53,10 @@ public class CliFixture : IAsyncLifetime
         var options = new FerryHostOptions
         {
             DataDirectory = _dataDirectory,
-            ComputeApiPort = FreePort(),
-            PlacementPort = FreePort(),
-            IdentityPort = FreePort(),
-            ImagePort = FreePort(),
+            ComputeApiPort = 0,
+            PlacementPort = 0,
+            IdentityPort = 0,
+            ImagePort = 0,
             Auth = "keystone",
             Hosts = 3,
             FakeTimeScale = 0,
@@ -154,16 +169,10 @@ public class CliFixture : IAsyncLifetime
         }
     }
 
-    private static string? FindOnPath(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+    internal static string? FindOnPath(string name, string? path = null) =>
+        (path ?? Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
             .Select(dir => Path.Combine(dir, name)).FirstOrDefault(File.Exists);
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
 
 public sealed record CliResult(int ExitCode, string Stdout, string Stderr, string Command)

@@ -19,10 +19,7 @@ public sealed class EvacuateCliTests(CliFixture fixture) : IClassFixture<CliFixt
     [Fact]
     public async Task Force_down_evacuate_with_nova_then_restart_and_up()
     {
-        if (!fixture.Available || !fixture.NovaAvailable)
-        {
-            return;
-        }
+        fixture.RequireOpenStackAndNova();
         var id = await BootAsync("cli-evacuate", "compute2");
         await fixture.Ferry.Computes["compute2"].StopAsync();
         try

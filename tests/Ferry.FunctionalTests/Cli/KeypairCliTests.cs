@@ -15,10 +15,7 @@ public sealed class KeypairCliTests(CliFixture fixture) : IClassFixture<CliFixtu
     [Fact]
     public async Task Keypair_import_list_show_boot_with_key_and_delete()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var file = Path.Combine(fixture.DataDirectory, "k1.pub");
         await File.WriteAllTextAsync(file, PublicKey);
 
@@ -55,10 +52,7 @@ public sealed class KeypairCliTests(CliFixture fixture) : IClassFixture<CliFixtu
     [Fact]
     public async Task Keypair_generation_with_client_defaults_writes_private_key_and_292_requires_public_key()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var privateFile = Path.Combine(fixture.DataDirectory, "k2.pem");
 
         // From 2.92 Nova no longer generates keys; an explicit 2.92 reaches the server as such.

@@ -31,10 +31,7 @@ public sealed class NovaCliTests(CliFixture fixture) : IClassFixture<CliFixture>
     [Fact]
     public async Task Nova_live_migration_migrate_and_migration_list()
     {
-        if (!fixture.Available || !fixture.NovaAvailable)
-        {
-            return;
-        }
+        fixture.RequireOpenStackAndNova();
         var id = await BootAsync(fixture.AdminEnv, "nova-a", "compute1");
 
         await NovaAsync("live-migration", id, "compute3");
@@ -63,10 +60,7 @@ public sealed class NovaCliTests(CliFixture fixture) : IClassFixture<CliFixture>
     [Fact]
     public async Task Demo_user_may_resize_but_admin_only_moves_are_403()
     {
-        if (!fixture.Available || !fixture.NovaAvailable)
-        {
-            return;
-        }
+        fixture.RequireOpenStackAndNova();
         var id = await BootAsync(fixture.DemoEnv, "nova-demo");
 
         static Task Forbidden(CliResult result)

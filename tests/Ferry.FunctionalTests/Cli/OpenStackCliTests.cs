@@ -22,10 +22,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     [Fact]
     public async Task Admin_lists_services_hypervisors_flavors_and_providers()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var services = (await AdminAsync("compute", "service", "list")).AsArray();
         Assert.Equal(["compute1", "compute2", "compute3"], services.Where(s => (string?)s!["Binary"] == "nova-compute").Select(s => (string)s!["Host"]!).Order());
         Assert.All(services, s => Assert.Equal("up", (string?)s!["State"]));
@@ -46,10 +43,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     [Fact]
     public async Task Admin_boots_live_migrates_cold_migrates_and_confirms()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var created = await AdminAsync("server", "create", "--flavor", "m1.tiny", "--image", "ferry-test-guest", "--nic", "none",
             "--availability-zone", "nova:compute1", "--wait", "cli-a");
         Assert.Equal("ACTIVE", (string?)created["status"]);
@@ -89,10 +83,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     [Fact]
     public async Task Admin_reads_the_console_block_migrates_and_deletes()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var id = await fixture.BootAsync("cli-block", "compute1");
 
         var console = await fixture.AdminRunAsync(ComputeVersion, "console", "log", "show", "--lines", "5", id);
@@ -113,10 +104,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     [Fact]
     public async Task Demo_user_may_boot_but_not_live_migrate_or_list_services()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var created = await fixture.JsonAsync(fixture.DemoEnv, "--os-compute-api-version", ComputeVersion,
             "server", "create", "--flavor", "m1.tiny", "--image", "ferry-test-guest", "--nic", "none", "--wait", "cli-demo");
         var id = (string)created["id"]!;
@@ -139,10 +127,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     [Fact]
     public async Task Images_list_create_upload_show_and_boot_by_name()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var images = (await fixture.JsonAsync(fixture.AdminEnv, "image", "list")).AsArray();
         Assert.Contains(images, i => (string?)i!["Name"] == "ferry-test-guest" && (string?)i["Status"] == "active");
 
@@ -180,10 +165,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     [Fact]
     public async Task Wrong_password_is_a_one_line_401()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var env = fixture.DemoEnv.Select(v => v.Key == "OS_PASSWORD" ? KeyValuePair.Create(v.Key, "wrong") : v).ToList();
         var result = await fixture.RunAsync(env, "token", "issue");
         Assert.NotEqual(0, result.ExitCode);
@@ -193,10 +175,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     [Fact]
     public async Task Token_issue_and_validate_round_trip()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var token = await fixture.JsonAsync(fixture.AdminEnv, "token", "issue");
         var id = (string)token["id"]!;
         Assert.NotNull(token["expires"]);
@@ -220,10 +199,7 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     [Fact]
     public async Task Garbled_token_is_a_one_line_401()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var env = fixture.AdminEnv.Where(v => v.Key is "OS_AUTH_URL" or "OS_PROJECT_NAME" or "OS_PROJECT_DOMAIN_NAME" or "OS_IDENTITY_API_VERSION" or "OS_REGION_NAME")
             .Append(KeyValuePair.Create("OS_AUTH_TYPE", "token")).Append(KeyValuePair.Create("OS_TOKEN", "garbled")).ToList();
         var result = await fixture.RunAsync(env, "server", "list");

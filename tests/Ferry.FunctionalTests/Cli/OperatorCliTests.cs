@@ -19,10 +19,7 @@ public sealed class OperatorCliTests(CliFixture fixture) : IClassFixture<CliFixt
     [Fact]
     public async Task Disable_enable_service_and_flavor_create()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         await AdminRunAsync("compute", "service", "set", "--disable", "--disable-reason", "cli test", "compute3", "nova-compute");
         var disabled = (await AdminAsync("compute", "service", "list", "--service", "nova-compute")).AsArray();
         Assert.Equal("disabled", (string?)disabled.Single(s => (string?)s!["Host"] == "compute3")!["Status"]);
@@ -44,10 +41,7 @@ public sealed class OperatorCliTests(CliFixture fixture) : IClassFixture<CliFixt
     [Fact]
     public async Task Events_allocations_and_provider_usage_follow_a_live_migration()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var id = await BootAsync("cli-events", "compute1");
         await AdminRunAsync("server", "migrate", "--live-migration", "--host", "compute3", "--wait", id);
 
@@ -87,10 +81,7 @@ public sealed class OperatorCliTests(CliFixture fixture) : IClassFixture<CliFixt
     [Fact]
     public async Task Hypervisor_show_by_name()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var hypervisor = await AdminAsync("hypervisor", "show", "compute1");
         Assert.Equal("compute1", (string?)hypervisor["hypervisor_hostname"]);
         Assert.Equal("fake", (string?)hypervisor["hypervisor_type"]);

@@ -16,10 +16,7 @@ public sealed class ResizeCliTests(CliFixture fixture) : IClassFixture<CliFixtur
     [Fact]
     public async Task Resize_confirm_then_migrate_revert()
     {
-        if (!fixture.Available)
-        {
-            return;
-        }
+        fixture.RequireOpenStack();
         var id = await BootAsync("cli-resize", "compute1");
 
         await AdminRunAsync("server", "resize", "--flavor", "m1.small", "--wait", id);

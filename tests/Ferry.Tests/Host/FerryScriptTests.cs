@@ -1,0 +1,49 @@
+using System.Diagnostics;
+
+namespace Ferry.Tests.Host;
+
+/// <summary>The `ferry` script's own behaviour (what CI and an operator read at the end of `./ferry test`).</summary>
+public sealed class FerryScriptTests
+{
+    [Fact]
+    public async Task Test_BuildFails_SaysSoAndCountsNoTest()
+    {
+        var project = Directory.CreateTempSubdirectory("ferry-broken-").FullName;
+        try
+        {
+            await File.WriteAllTextAsync(Path.Combine(project, "Broken.csproj"),
+                """<Project Sdk="Microsoft.NET.Sdk"><PropertyGroup><TargetFramework>net10.0</TargetFramework></PropertyGroup></Project>""");
+            await File.WriteAllTextAsync(Path.Combine(project, "Broken.cs"), "class Broken {");
+
+            var (exitCode, output) = await RunAsync(Path.Combine(project, "Broken.csproj"));
+
+            Assert.NotEqual(0, exitCode);
+            Assert.Contains("ferry test: the build failed (errors above); no test ran", output, StringComparison.Ordinal);
+            Assert.DoesNotContain("passed,", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(project, recursive: true);
+        }
+    }
+
+    private static async Task<(int ExitCode, string Output)> RunAsync(string solution)
+    {
+        var start = new ProcessStartInfo("bash")
+        {
+            WorkingDirectory = FerryCommandLineTests.RepoRoot(),
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add("ferry");
+        start.ArgumentList.Add("test");
+        start.Environment["FERRY_TEST_SOLUTION"] = solution;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
+        var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout + await stderr);
+    }
+}
