@@ -152,7 +152,12 @@ public sealed partial class FakeDriver : IComputeDriver
         {
             migration.TryAbort();
         }
-        State.Guests.TryRemove(uuid, out _);
+        if (!State.Guests.TryRemove(uuid, out _) && State.ResizeSources.TryRemove(uuid, out _) && destroyDisks)
+        {
+            // Only the kept source copy of a resize was defined here (its confirm failed, or the guest moved on):
+            // destroying it removes it with its files, as libvirt's delete_instance_files takes <uuid>_resize too.
+            DeleteDirectory(ResizeDirectory(uuid));
+        }
         if (destroyDisks)
         {
             DeleteDirectory(InstanceDirectory(uuid));

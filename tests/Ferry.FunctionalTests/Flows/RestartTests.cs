@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json.Nodes;
 using Ferry.Core.Domain;
 using Ferry.Virt;
 
@@ -43,6 +44,28 @@ public sealed class RestartTests : IAsyncLifetime
         await _ferry.ActAsync(resized, """{"revertResize": null}""", i => i.VmState == VmState.Active && i.TaskState is null && i.Host == "compute2", "reverted");
 
         Assert.Equal(PowerState.Running, _ferry.Instances.Get(running).PowerState);
+        await Invariants.AssertQuietAndConsistentAsync(_ferry.Ferry);
+    }
+
+    [Fact]
+    public async Task WholeFerryRestart_AfterEvacuation_OldHostDropsItsCopyAndFiles()
+    {
+        var id = await _ferry.BootAsync("compute1");
+        await _ferry.Ferry.Computes["compute1"].StopAsync();
+        var service = (await _ferry.Admin.GetAsync("os-services?host=compute1&binary=nova-compute")).Body!["services"]![0]!["id"]!.GetValue<string>();
+        await _ferry.Admin.SendAsync(HttpMethod.Put, $"os-services/{service}", new JsonObject { ["forced_down"] = true });
+        await _ferry.ActAsync(id, """{"evacuate": {}}""", i => i.Host != "compute1" && i.TaskState is null, "evacuated");
+        await _ferry.Admin.SendAsync(HttpMethod.Put, $"os-services/{service}", new JsonObject { ["forced_down"] = false });
+        var oldCopy = Path.Combine(_ferry.DataDirectory, "instances", "compute1", id);
+        Assert.True(Directory.Exists(oldCopy), "the down host keeps its files until it comes back");
+
+        // The old host comes back only with the whole Ferry: a new process must still know its guest to remove it.
+        await _ferry.StopAsync();
+        await _ferry.StartAsync();
+
+        Assert.False(Directory.Exists(oldCopy), "evacuated guest's files left on the old host");
+        Assert.Null(_ferry.Ferry.Drivers["compute1"].GetGuest(id));
+        Assert.Equal(MigrationStatus.Completed, _ferry.Migrations.List(new(InstanceUuid: id))[0].Status);
         await Invariants.AssertQuietAndConsistentAsync(_ferry.Ferry);
     }
 }
