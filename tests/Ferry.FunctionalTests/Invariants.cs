@@ -2,6 +2,7 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.Core.Domain;
 using Ferry.Host;
+using Ferry.Virt.Fake;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.FunctionalTests;
@@ -10,7 +11,8 @@ namespace Ferry.FunctionalTests;
 /// What must hold after every test, once the system is quiet: no task_state left, every migration
 /// final (or legitimately holding: `finished` awaiting confirm, `done` awaiting the source's return),
 /// per provider placement usage equal to what the instances and held migrations account for, and
-/// each active instance's guest running on exactly one live host.
+/// each active instance's guest running on exactly one live host, and on disk each fake host's instance
+/// directories and guest definitions exactly those the database places there.
 /// </summary>
 public static class Invariants
 {
@@ -38,6 +40,8 @@ public static class Invariants
         }
         AssertPlacementMatches(ferry);
         AssertOneRunningCopy(ferry);
+        AssertGuestsMatch(ferry);
+        AssertFilesMatch(ferry);
     }
 
     public static void AssertPlacementMatches(AllInOne ferry)
@@ -101,5 +105,97 @@ public static class Invariants
                 Assert.True(running.Count == 0, $"Instance {instance.Uuid} of a dead host runs on [{string.Join(", ", running)}]");
             }
         }
+    }
+
+    /// <summary>
+    /// Every guest a live fake host defines is an instance the database places there, or the source copy of an
+    /// unconfirmed resize from there: a copy left anywhere else (a rolled-back destination, an evacuated source
+    /// that came back, a deleted server) is a second copy waiting to run.
+    /// </summary>
+    public static void AssertGuestsMatch(AllInOne ferry)
+    {
+        var (instances, holding) = DatabaseView(ferry);
+        foreach (var compute in ferry.Computes.Values.Where(c => c.IsRunning && c.Driver is FakeDriver))
+        {
+            foreach (var guest in compute.Driver.ListGuests())
+            {
+                var owned = instances.TryGetValue(guest.Uuid, out var instance) && instance.Host == compute.Host;
+                var resizeSource = holding.Any(m => m.InstanceUuid == guest.Uuid && m.SourceCompute == compute.Host
+                    && (m.Status == MigrationStatus.Finished || (m.Status == MigrationStatus.Error && instance?.Host != compute.Host)));
+                Assert.True(owned || resizeSource,
+                    $"{compute.Host} defines guest {guest.Uuid} ({guest.PowerState}) but the database places it on {(instance is null ? "no host (deleted)" : instance.Host)}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Each fake instances directory (one per host, or one shared) holds, besides <c>_base</c> and <c>_run</c>,
+    /// exactly: <c>&lt;uuid&gt;</c> for every instance on a host using it, <c>&lt;uuid&gt;_resize</c> for every
+    /// unconfirmed resize from such a host, and, while the source host of a `done` evacuation is down, that
+    /// source's old copy (it is removed when the host comes back).
+    /// </summary>
+    public static void AssertFilesMatch(AllInOne ferry)
+    {
+        var (instances, holding) = DatabaseView(ferry);
+        var fakeHosts = ferry.Computes.Values.Where(c => c.Driver is FakeDriver).ToList();
+        foreach (var group in fakeHosts.GroupBy(c => Path.GetFullPath(((FakeDriver)c.Driver).Options.InstancesPath)))
+        {
+            var hosts = group.Select(c => c.Host).ToHashSet();
+            var downHosts = group.Where(c => !c.IsRunning).Select(c => c.Host).ToHashSet();
+            var expected = new HashSet<string>(StringComparer.Ordinal);
+            var allowed = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var instance in instances.Values.Where(i => i.Host is { } h && hosts.Contains(h)))
+            {
+                (downHosts.Contains(instance.Host!) || instance.VmState == VmState.Error ? allowed : expected).Add(instance.Uuid);
+                if (instance.VmState == VmState.Error)
+                {
+                    // A revert whose source copy would not come back keeps it for the operator.
+                    allowed.Add(instance.Uuid + "_resize");
+                }
+            }
+            foreach (var m in holding.Where(m => m.SourceCompute is { } h && hosts.Contains(h)))
+            {
+                if (m.Status == MigrationStatus.Error)
+                {
+                    // A confirm that failed on the source left its copy there, recorded; the next start-up removes it.
+                    if (instances.TryGetValue(m.InstanceUuid, out var moved) && moved.Host != m.SourceCompute)
+                    {
+                        allowed.Add(m.InstanceUuid + "_resize");
+                    }
+                }
+                else if (m.Status == MigrationStatus.Finished)
+                {
+                    (downHosts.Contains(m.SourceCompute!) ? allowed : expected).Add(m.InstanceUuid + "_resize");
+                }
+                else if (m.Status == MigrationStatus.Done && downHosts.Contains(m.SourceCompute!))
+                {
+                    allowed.Add(m.InstanceUuid);
+                }
+            }
+            var actual = Directory.Exists(group.Key)
+                ? Directory.EnumerateDirectories(group.Key).Select(Path.GetFileName).OfType<string>()
+                    .Where(d => d is not ("_base" or FakeDriver.RuntimeDirectoryName)).ToHashSet(StringComparer.Ordinal)
+                : [];
+            var missing = expected.Except(actual).Order().ToList();
+            var stray = actual.Except(expected).Except(allowed).Order().ToList();
+            Assert.True(missing.Count == 0 && stray.Count == 0,
+                $"Instances directory of {string.Join(", ", hosts.Order())}: missing [{string.Join(", ", missing)}], not in the database [{string.Join(", ", stray)}]");
+        }
+    }
+
+    /// <summary>
+    /// Instances not deleted, by uuid, and the migrations that still hold something on their source (`finished`,
+    /// `done`; and a cold move in `error`, whose failed confirm leaves the source copy).
+    /// </summary>
+    private static (Dictionary<string, Instance> Instances, List<Migration> Holding) DatabaseView(AllInOne ferry)
+    {
+        var services = ferry.Services;
+        var instances = services.GetRequiredService<InstanceStore>().List().Where(i => i.VmState != VmState.Deleted).ToDictionary(i => i.Uuid);
+        var store = services.GetRequiredService<MigrationStore>();
+        var holding = store.ListUnfinished().Where(m => m.Status == MigrationStatus.Finished)
+            .Concat(store.List(new MigrationFilter(Status: MigrationStatus.Done)))
+            .Concat(store.List(new MigrationFilter(Status: MigrationStatus.Error))
+                .Where(m => m.MigrationType is MigrationType.Migration or MigrationType.Resize)).ToList();
+        return (instances, holding);
     }
 }

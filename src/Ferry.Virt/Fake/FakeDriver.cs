@@ -29,6 +29,9 @@ public sealed partial class FakeDriver : IComputeDriver
 
     public const long ConfigDriveBytes = 1L << 20;
 
+    /// <summary>The directory under the instances path that holds each host's guest definitions; never an instance.</summary>
+    public const string RuntimeDirectoryName = "_run";
+
     /// <summary>Round cap when <see cref="FakeDriverOptions.TimeScale"/> is 0 and nothing else ends the copy.</summary>
     public const int MaxRoundsWithoutTime = 10_000;
 
@@ -59,6 +62,7 @@ public sealed partial class FakeDriver : IComputeDriver
         _timeProvider = timeProvider ?? TimeProvider.System;
         _logger = logger ?? NullLogger<FakeDriver>.Instance;
         State = state ?? new FakeHypervisorState();
+        State.Attach(RunDirectory);
         Faults = new FakeFaultInjector(_timeProvider);
     }
 
@@ -69,6 +73,12 @@ public sealed partial class FakeDriver : IComputeDriver
     public FakeHypervisorState State { get; }
 
     public FakeFaultInjector Faults { get; }
+
+    /// <summary>
+    /// This host's guest definitions (<see cref="FakeHypervisorState"/>): per host even on shared storage, as
+    /// the QEMU driver's <c>_run/&lt;host&gt;</c>, so hosts sharing an instances path never adopt each other's guests.
+    /// </summary>
+    public string RunDirectory => Path.Combine(_options.InstancesPath, RuntimeDirectoryName, ValidSegment(_options.HostName));
 
     /// <summary>Where the guest's files live on this host.</summary>
     public string InstanceDirectory(string uuid) => Path.Combine(_options.InstancesPath, ValidSegment(uuid));
@@ -142,7 +152,12 @@ public sealed partial class FakeDriver : IComputeDriver
         {
             migration.TryAbort();
         }
-        State.Guests.TryRemove(uuid, out _);
+        if (!State.Guests.TryRemove(uuid, out _) && State.ResizeSources.TryRemove(uuid, out _) && destroyDisks)
+        {
+            // Only the kept source copy of a resize was defined here (its confirm failed, or the guest moved on):
+            // destroying it removes it with its files, as libvirt's delete_instance_files takes <uuid>_resize too.
+            DeleteDirectory(ResizeDirectory(uuid));
+        }
         if (destroyDisks)
         {
             DeleteDirectory(InstanceDirectory(uuid));

@@ -146,6 +146,58 @@ public sealed class FakeDriverTests : IDisposable
         Assert.True(Directory.Exists(driver.Options.InstancesPath));
     }
 
+    [Fact]
+    public async Task InitHost_NewProcessOnSameInstancesPath_FindsGuestsWithPowerState()
+    {
+        var before = NewDriver("host1");
+        var (running, stopped) = (Guest(), Guest(configDrive: true));
+        await before.SpawnAsync(running, reuseDisks: false, Ct);
+        await before.SpawnAsync(stopped, reuseDisks: false, Ct);
+        await before.PowerOffAsync(stopped.Uuid, Ct);
+
+        // A new driver with a new state is what a new process builds.
+        var after = NewDriver("host1");
+        var guests = await after.InitHostAsync(Ct);
+
+        Assert.Equal(
+            [(running.Uuid, GuestPowerState.Running), (stopped.Uuid, GuestPowerState.Shutdown)],
+            guests.Select(g => (g.Uuid, g.PowerState)).OrderBy(g => g.Uuid == stopped.Uuid));
+        await after.PowerOnAsync(stopped.Uuid, Ct);
+        Assert.Equal(GuestPowerState.Running, NewDriver("host1").GetGuest(stopped.Uuid)!.PowerState);
+        await after.DestroyAsync(running.Uuid, destroyDisks: true, Ct);
+        Assert.Null(NewDriver("host1").GetGuest(running.Uuid));
+    }
+
+    [Fact]
+    public async Task InitHost_NewProcessAfterResizeAndIncomingMigration_KeepsSourceCopyAndIncomingGuest()
+    {
+        var (source, dest) = (NewDriver("host1"), NewDriver("host2"));
+        var (resized, moving) = (Guest(), Guest());
+        await source.SpawnAsync(resized, reuseDisks: false, Ct);
+        await source.MigrateDiskAndPowerOffAsync(resized, "host2", resized, Ct);
+        await dest.PreLiveMigrationAsync(moving, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
+
+        var (source2, dest2) = (NewDriver("host1"), NewDriver("host2"));
+
+        Assert.Equal(GuestPowerState.Shutdown, source2.GetGuest(resized.Uuid)!.PowerState);
+        await source2.FinishRevertMigrationAsync(resized, powerOn: true, Ct);
+        Assert.Equal(GuestPowerState.Running, NewDriver("host1").GetGuest(resized.Uuid)!.PowerState);
+        Assert.Equal(GuestPowerState.Paused, dest2.GetGuest(moving.Uuid)!.PowerState);
+        // Only an incoming guest can be resumed after a broken post-copy stream: the flag came back too.
+        await dest2.RecoverPostCopyAtDestinationAsync(moving.Uuid, Ct);
+    }
+
+    [Fact]
+    public async Task InitHost_SharedInstancesPath_EachHostFindsOnlyItsOwnGuests()
+    {
+        var path = Path.Combine(_root, "shared");
+        var guest = Guest();
+        await NewDriver("host1", instancesPath: path).SpawnAsync(guest, reuseDisks: false, Ct);
+
+        Assert.Empty(await NewDriver("host2", instancesPath: path).InitHostAsync(Ct));
+        Assert.Single(await NewDriver("host1", instancesPath: path).InitHostAsync(Ct));
+    }
+
     // --- shared storage ---
 
     [Fact]
