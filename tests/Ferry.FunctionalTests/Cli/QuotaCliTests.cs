@@ -8,7 +8,7 @@ public sealed class QuotaCliTests(CliFixture fixture) : IClassFixture<CliFixture
     [Fact]
     public async Task QuotaSetShowAndLimits_DemoProject_EnforcedOnCreate()
     {
-        Assert.True(fixture.Available, "the openstack CLI (python3-openstackclient) is not installed");
+        fixture.RequireOpenStack();
         await fixture.AdminRunAsync("2.latest", "quota", "set", "--cores", "2", "--instances", "3", "--ram", "8192", "demo");
 
         var shown = await fixture.AdminJsonAsync("2.latest", "quota", "show", "demo");
