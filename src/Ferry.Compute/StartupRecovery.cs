@@ -28,6 +28,7 @@ public sealed partial class StartupRecovery(ComputeContext context)
     {
         await DestroyEvacuatedInstancesAsync(ct);
         var migrations = await context.Conductor.GetMigrationsByHostAsync(new MigrationsByHostRequest(context.Host, null, null), ct);
+        await RecoverMovesAwayAsync(migrations, ct);
         await DestroyStrayGuestsAsync(migrations, ct);
         foreach (var instance in await context.Conductor.GetInstancesByHostAsync(context.Host, ct))
         {
@@ -40,6 +41,85 @@ public sealed partial class StartupRecovery(ComputeContext context)
                 Log.RecoveryFailed(context.Logger, ex, instance.Uuid);
             }
         }
+    }
+
+    /// <summary>
+    /// Moves this host took part in whose instance the database already places on another host, so that the
+    /// recovery by instance below never sees them: a live migration whose destination took over while the
+    /// source's clean-up had not run, a confirm that had not finished on the source, an evacuation rebuild
+    /// that died here before the instance became ours.
+    /// </summary>
+    private async Task RecoverMovesAwayAsync(List<Migration> migrations, CancellationToken ct)
+    {
+        foreach (var migration in migrations.Where(m => !MigrationStatus.Final.Contains(m.Status)))
+        {
+            try
+            {
+                Instance instance;
+                try
+                {
+                    instance = await context.Conductor.GetInstanceAsync(migration.InstanceUuid, ct);
+                }
+                catch (NotFoundException)
+                {
+                    continue;
+                }
+                if (instance.Host == context.Host)
+                {
+                    continue;
+                }
+                switch (migration.MigrationType)
+                {
+                    case MigrationType.LiveMigration when migration.SourceCompute == context.Host && instance.Host == migration.DestCompute
+                        && migration.Status != MigrationStatus.RunningPostCopy:
+                        // post_live_migration_at_destination ran (it moves the instance): only our clean-up is missing.
+                        if (context.Driver.GetGuest(instance.Uuid) is not null)
+                        {
+                            var shared = await IsStorageSharedWithAsync(instance.Uuid, migration.DestCompute, ct);
+                            await context.Driver.PostLiveMigrationAtSourceAsync(ComputeContext.GuestFor(instance), shared, ct);
+                        }
+                        await context.Placement.DeleteAllocationsAsync(migration.Uuid, ct);
+                        await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Completed, ct);
+                        Log.MoveRecovered(context.Logger, instance.Uuid, migration.MigrationType, migration.Status, "completed at the source");
+                        break;
+                    case MigrationType.Migration or MigrationType.Resize when migration.SourceCompute == context.Host && migration.Status == MigrationStatus.Confirming:
+                        await new ResizeSource(context).ConfirmResizeAsync(new MigrationRequest(instance, migration, null), ct);
+                        Log.MoveRecovered(context.Logger, instance.Uuid, migration.MigrationType, migration.Status, "confirmed");
+                        break;
+                    case MigrationType.Evacuation when migration.DestCompute == context.Host:
+                        await AbandonEvacuationRebuildAsync(instance, migration, ct);
+                        break;
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.RecoveryFailed(context.Logger, ex, migration.InstanceUuid);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The rebuild of an evacuated instance died here: drop whatever it built (and our share of the doubled
+    /// allocation) and leave the instance in ERROR on its old host, as a failed rebuild does, so the operator
+    /// evacuates again. A disk on shared storage may be the only one: it stays unless the storage is known not shared.
+    /// </summary>
+    private async Task AbandonEvacuationRebuildAsync(Instance instance, Migration migration, CancellationToken ct)
+    {
+        if (context.Driver.GetGuest(instance.Uuid) is not null || context.Driver.InstanceOnDisk(instance.Uuid))
+        {
+            var shared = await IsStorageSharedWithAsync(instance.Uuid, migration.SourceCompute, ct);
+            await context.Driver.DestroyAsync(instance.Uuid, destroyDisks: !shared, ct);
+        }
+        if (!string.IsNullOrEmpty(context.NodeUuid))
+        {
+            await context.Placement.RemoveProviderFromAllocationAsync(instance.Uuid, context.NodeUuid, ct);
+        }
+        await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Failed, ct);
+        if (instance.TaskState is TaskState.Rebuilding or TaskState.RebuildSpawning)
+        {
+            await ClearTaskStateAsync(instance, ct, VmState.Error, powerState: false);
+        }
+        Log.MoveRecovered(context.Logger, instance.Uuid, migration.MigrationType, migration.Status, "abandoned at the destination");
     }
 
     private async Task DestroyEvacuatedInstancesAsync(CancellationToken ct)
@@ -181,11 +261,28 @@ public sealed partial class StartupRecovery(ComputeContext context)
                 await context.Compute.FinishRevertResizeAsync(source, new MigrationRequest(instance, active, null), ct);
                 break;
             case TaskState.Rebuilding or TaskState.RebuildSpawning:
+                // The old host of an evacuation: the destination drops what it built when it starts
+                // (RecoverMovesAwayAsync); one that never got the rebuild, or was never chosen, holds a claim only.
                 if (active is not null)
                 {
+                    if (active.DestCompute is { } rebuildHost && rebuildHost != context.Host)
+                    {
+                        await context.TryAsync("destination claim", instance.Uuid, () => DropOtherProvidersAsync(instance.Uuid, ct));
+                    }
                     await context.SetMigrationStatusAsync(active.Uuid, MigrationStatus.Failed, ct);
                 }
+                else
+                {
+                    await context.TryAsync("destination claim", instance.Uuid, () => DropOtherProvidersAsync(instance.Uuid, ct));
+                }
                 await ClearTaskStateAsync(instance, ct, VmState.Error);
+                break;
+            case TaskState.ResizeReverting:
+                await ResumeRevertAsync(instance, migrations, ct);
+                break;
+            case TaskState.Deleting:
+                // The delete was accepted: finish it (destroying what is left here is idempotent).
+                await new InstanceLifecycle(context).TerminateAsync(new InstanceRequest(instance, null), ct);
                 break;
             case TaskState.Migrating or TaskState.ResizePrep or TaskState.ResizeMigrating
                 or TaskState.PoweringOff or TaskState.PoweringOn or TaskState.Spawning
@@ -196,7 +293,45 @@ public sealed partial class StartupRecovery(ComputeContext context)
         }
     }
 
-    private Task ClearTaskStateAsync(Instance instance, CancellationToken ct, VmState? vmState = null) =>
+    /// <summary>
+    /// A revert died on this (destination) host: the instance is still ours in the database. Drop our copy (again)
+    /// and hand the instance back to the source, whose finish_revert_resize brings its kept copy back (idempotent).
+    /// </summary>
+    private async Task ResumeRevertAsync(Instance instance, List<Migration> migrations, CancellationToken ct)
+    {
+        var migration = migrations
+            .Where(m => m.InstanceUuid == instance.Uuid && m.MigrationType is MigrationType.Migration or MigrationType.Resize
+                && m.Status is MigrationStatus.Reverting or MigrationStatus.Reverted)
+            .OrderByDescending(m => m.Id)
+            .FirstOrDefault();
+        if (migration?.SourceCompute is not { } source)
+        {
+            await ClearTaskStateAsync(instance, ct);
+            return;
+        }
+        if (source != context.Host && context.Driver.GetGuest(instance.Uuid) is not null)
+        {
+            await context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct);
+        }
+        if (migration.Status != MigrationStatus.Reverted)
+        {
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Reverted, ct);
+        }
+        await context.Compute.FinishRevertResizeAsync(source, new MigrationRequest(instance, migration with { Status = MigrationStatus.Reverted }, null), ct);
+        Log.MoveRecovered(context.Logger, instance.Uuid, migration.MigrationType, migration.Status, "revert resumed");
+    }
+
+    /// <summary>Leaves the instance's allocation on this host's provider only (a claim made elsewhere for a move that died).</summary>
+    private async Task DropOtherProvidersAsync(string instanceUuid, CancellationToken ct)
+    {
+        var allocations = await context.Placement.GetAllocationsAsync(instanceUuid, ct);
+        foreach (var provider in (allocations.Allocations?.Keys.ToList() ?? []).Where(p => p != context.NodeUuid))
+        {
+            await context.Placement.RemoveProviderFromAllocationAsync(instanceUuid, provider, ct);
+        }
+    }
+
+    private Task ClearTaskStateAsync(Instance instance, CancellationToken ct, VmState? vmState = null, bool powerState = true) =>
         context.UpdateInstanceAsync(new InstanceUpdateRequest
         {
             Uuid = instance.Uuid,
@@ -204,7 +339,7 @@ public sealed partial class StartupRecovery(ComputeContext context)
             SetTaskState = true,
             TaskState = null,
             Progress = 0,
-            PowerState = context.PowerStateOf(instance.Uuid),
+            PowerState = powerState ? context.PowerStateOf(instance.Uuid) : null,
             ExpectedTaskStates = [instance.TaskState],
         }, ct);
 
@@ -218,6 +353,9 @@ public sealed partial class StartupRecovery(ComputeContext context)
 
         [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "Destroyed stray guest {InstanceId}: the instance is on {Owner}")]
         public static partial void StrayGuestDestroyed(ILogger logger, string instanceId, string owner);
+
+        [LoggerMessage(EventId = 214, Level = LogLevel.Warning, Message = "Recovered {MigrationType} of instance {InstanceId} found {Status} at start-up: {Outcome}")]
+        public static partial void MoveRecovered(ILogger logger, string instanceId, string migrationType, string status, string outcome);
 
         [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "Could not tell whether instance {InstanceId} is on shared storage; keeping its disks")]
         public static partial void SharedStorageUnknown(ILogger logger, Exception ex, string instanceId);

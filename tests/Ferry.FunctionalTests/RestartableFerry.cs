@@ -18,10 +18,11 @@ public sealed class RestartableFerry : IAsyncDisposable
 {
     private readonly Action<FerryHostOptions>? _configure;
 
-    public RestartableFerry(Action<FerryHostOptions>? configure = null)
+    /// <param name="dataDirectory">An existing data directory (e.g. one a killed child process left), else a new one; deleted on dispose either way.</param>
+    public RestartableFerry(Action<FerryHostOptions>? configure = null, string? dataDirectory = null)
     {
         _configure = configure;
-        DataDirectory = Directory.CreateTempSubdirectory("ferry-restart-").FullName;
+        DataDirectory = dataDirectory ?? Directory.CreateTempSubdirectory("ferry-restart-").FullName;
     }
 
     public string DataDirectory { get; }
@@ -121,6 +122,7 @@ public sealed class RestartableFerry : IAsyncDisposable
         if (Ferry is not null)
         {
             await StopAsync();
+            Ferry = null!;
         }
         try
         {
@@ -131,7 +133,7 @@ public sealed class RestartableFerry : IAsyncDisposable
         }
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -143,6 +143,7 @@ public sealed partial class FakeDriver : IComputeDriver
             throw;
         }
         LogSpawned(guest.Uuid, _options.HostName, reuseDisks);
+        FakeCrashPoint.After(FakeSteps.Spawn);
     }
 
     public async Task DestroyAsync(string uuid, bool destroyDisks, CancellationToken cancellationToken)
@@ -163,18 +164,21 @@ public sealed partial class FakeDriver : IComputeDriver
             DeleteDirectory(InstanceDirectory(uuid));
         }
         LogDestroyed(uuid, _options.HostName, destroyDisks);
+        FakeCrashPoint.After(FakeSteps.Destroy);
     }
 
     public async Task PowerOffAsync(string uuid, CancellationToken cancellationToken)
     {
         await Faults.CheckAsync(FakeSteps.PowerOff, cancellationToken);
         SetPowerState(uuid, GuestPowerState.Shutdown);
+        FakeCrashPoint.After(FakeSteps.PowerOff);
     }
 
     public async Task PowerOnAsync(string uuid, CancellationToken cancellationToken)
     {
         await Faults.CheckAsync(FakeSteps.PowerOn, cancellationToken);
         SetPowerState(uuid, GuestPowerState.Running);
+        FakeCrashPoint.After(FakeSteps.PowerOn);
     }
 
     public async Task RebootAsync(string uuid, bool hard, CancellationToken cancellationToken)
@@ -250,6 +254,7 @@ public sealed partial class FakeDriver : IComputeDriver
                 throw;
             }
         }
+        FakeCrashPoint.After(FakeSteps.PreLiveMigration);
         return $"fake://{_options.HostName}/{guest.Uuid}";
     }
 
@@ -261,6 +266,7 @@ public sealed partial class FakeDriver : IComputeDriver
             throw new InstanceNotFoundException(guest.Uuid);
         }
         await AppendConsoleAsync(InstanceDirectory(guest.Uuid), $"resumed on {_options.HostName} after live migration", cancellationToken);
+        FakeCrashPoint.After(FakeSteps.PostLiveMigrationAtDestination);
     }
 
     public async Task<string> RecoverPostCopyAtDestinationAsync(string uuid, CancellationToken cancellationToken)
@@ -292,6 +298,7 @@ public sealed partial class FakeDriver : IComputeDriver
         {
             DeleteDirectory(InstanceDirectory(guest.Uuid));
         }
+        FakeCrashPoint.After(FakeSteps.RollbackLiveMigrationAtDestination);
     }
 
     // --- live migration: source side ---
@@ -326,6 +333,7 @@ public sealed partial class FakeDriver : IComputeDriver
             var final = outcome == LiveMigrationOutcome.Completed || migration.PostCopy ? GuestPowerState.Paused : originalPowerState;
             State.TryUpdate(guest.Uuid, g => g with { PowerState = final });
             LogMigrationFinished(guest.Uuid, plan.MigrationUuid, outcome);
+            FakeCrashPoint.After(FakeSteps.LiveMigration);
         }
     }
 
@@ -347,6 +355,7 @@ public sealed partial class FakeDriver : IComputeDriver
         {
             DeleteDirectory(InstanceDirectory(guest.Uuid));
         }
+        FakeCrashPoint.After(FakeSteps.PostLiveMigrationAtSource);
     }
 
     // --- cold migration / resize ---
@@ -386,6 +395,7 @@ public sealed partial class FakeDriver : IComputeDriver
         {
             Directory.CreateDirectory(resizeDir);
         }
+        FakeCrashPoint.After(FakeSteps.MigrateDiskAndPowerOff);
         return new Dictionary<string, string>(StringComparer.Ordinal)
         {
             ["disk_path"] = Path.Combine(resizeDir, "disk"),
@@ -419,6 +429,7 @@ public sealed partial class FakeDriver : IComputeDriver
         await AppendConsoleAsync(dir, $"migrated to {_options.HostName}", cancellationToken);
         var state = powerOn ? GuestPowerState.Running : GuestPowerState.Shutdown;
         State.Guests[resized.Uuid] = new FakeGuest(resized.Uuid, state, resized.MemoryMb, resized);
+        FakeCrashPoint.After(FakeSteps.FinishMigration);
     }
 
     public async Task ConfirmMigrationAsync(GuestSpec guest, CancellationToken cancellationToken)
@@ -426,6 +437,7 @@ public sealed partial class FakeDriver : IComputeDriver
         await Faults.CheckAsync(FakeSteps.ConfirmMigration, cancellationToken);
         DeleteDirectory(ResizeDirectory(guest.Uuid));
         State.ResizeSources.TryRemove(guest.Uuid, out _);
+        FakeCrashPoint.After(FakeSteps.ConfirmMigration);
     }
 
     public async Task FinishRevertMigrationAsync(GuestSpec guest, bool powerOn, CancellationToken cancellationToken)
@@ -449,6 +461,7 @@ public sealed partial class FakeDriver : IComputeDriver
         var state = powerOn ? GuestPowerState.Running : GuestPowerState.Shutdown;
         State.Guests[guest.Uuid] = new FakeGuest(guest.Uuid, state, guest.MemoryMb, guest);
         await AppendConsoleAsync(dir, $"reverted on {_options.HostName}", cancellationToken);
+        FakeCrashPoint.After(FakeSteps.FinishRevertMigration);
     }
 
     // --- helpers ---

@@ -93,6 +93,11 @@ public sealed class FakeFaultInjector(TimeProvider? timeProvider = null)
     /// <summary>Consumes one armed failure of the step; true when the caller must fail.</summary>
     internal bool ShouldFail(string step)
     {
+        FakeCrashPoint.Before(step);
+        if (FakeCrashPoint.ShouldFail(step))
+        {
+            return true;
+        }
         lock (_lock)
         {
             if (!_failures.TryGetValue(step, out var armed))

@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace Ferry.FunctionalTests;
+
+/// <summary>
+/// `ferry-host` in a child process (fake driver, noauth2, free ports, the caller's data directory), so a test
+/// can have the whole Ferry killed with SIGKILL mid-move (<c>FERRY_FAKE_CRASH_AT</c>) and start another on its data.
+/// </summary>
+public sealed class FerryChildProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    private FerryChildProcess(Process process, NovaClient admin)
+    {
+        _process = process;
+        Admin = admin;
+    }
+
+    public NovaClient Admin { get; }
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>What the child wrote so far (stderr and stdout), for failure messages.</summary>
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public static async Task<FerryChildProcess> StartAsync(string dataDirectory, IReadOnlyDictionary<string, string> environment, int hosts = 3)
+    {
+        var computePort = RestartableFerry.FreePort();
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry-host"))
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[]
+        {
+            "--auth", "noauth2", "--data-dir", dataDirectory, "--hosts", hosts.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--time-scale", "0", "--compute-port", Port(computePort), "--placement-port", Port(RestartableFerry.FreePort()),
+            "--image-port", Port(RestartableFerry.FreePort()), "--identity-port", Port(RestartableFerry.FreePort()),
+        })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+        var process = Process.Start(start) ?? throw new InvalidOperationException("ferry-host did not start");
+        var child = new FerryChildProcess(process, new NovaClient($"http://127.0.0.1:{computePort}", "admin:admin"));
+        process.ErrorDataReceived += (_, e) => child.Append(e.Data);
+        process.OutputDataReceived += (_, e) => child.Append(e.Data);
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"ferry-host exited with {process.ExitCode} before it was ready: {child.Output}");
+            }
+            // Printed once every agent has started (registered with placement, recovered its guests).
+            if (child.Output.Contains("Ferry is ready", StringComparison.Ordinal))
+            {
+                return child;
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                await child.DisposeAsync();
+                throw new TimeoutException($"ferry-host not ready after 60 s: {child.Output}");
+            }
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Waits until the process ends by itself; false when it still runs after <paramref name="timeout"/>.</summary>
+    public async Task<bool> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Polls the server until <paramref name="condition"/> holds (or the child died: a crash point was reached).</summary>
+    public async Task<JsonNode?> WaitForServerAsync(string id, Func<JsonNode, bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        JsonNode? server = null;
+        while (!_process.HasExited)
+        {
+            try
+            {
+                var (status, body) = await Admin.GetAsync($"servers/{id}");
+                server = status == HttpStatusCode.OK ? body!["server"] : null;
+                if (server is not null && condition(server))
+                {
+                    return server;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"Waiting for {what}: server {id} is {server?.ToJsonString()}");
+            }
+            await Task.Delay(20);
+        }
+        return null;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Admin.Dispose();
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
+    }
+
+    private static string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}
