@@ -48,9 +48,9 @@ public sealed class LiveMigrationDestination(ComputeContext context)
         context.RunEventAsync(request.Instance, request.RequestId, "compute_post_live_migration_at_destination", async () =>
         {
             await context.Driver.PostLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), ct);
-            if (request.Instance.VmState == VmState.Paused)
+            if (request.Instance.VmState == VmState.Paused && context.Driver.GetGuest(request.Instance.Uuid) is { PowerState: Virt.GuestPowerState.Running })
             {
-                // A paused server stays paused where it lands, as libvirt keeps a paused domain paused.
+                // A paused server stays paused where it lands, as libvirt keeps a paused domain paused (QEMU does by itself).
                 await context.Driver.PauseAsync(request.Instance.Uuid, ct);
             }
             await context.UpdateInstanceAsync(new InstanceUpdateRequest

@@ -293,6 +293,8 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         {
             if (guest.Process is not { HasExited: false } running)
             {
+                // A hard reboot boots afresh: a suspended guest's saved state goes, as Nova's libvirt driver drops the managed save.
+                File.Delete(ManagedSavePath(uuid));
                 await StartGuestAsync(guest, cancellationToken);
             }
             else if (!hard && await PowerDownGracefullyAsync(running, cancellationToken))
