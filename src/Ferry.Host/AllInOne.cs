@@ -107,16 +107,18 @@ public sealed class AllInOne : IAsyncDisposable
         }
         services.AddFerryComputeApi();
 
+        services.AddLocalPortRouting();
+
         var app = builder.Build();
-        app.MapGroup("").RequireHost($"*:{options.ComputeApiPort}").MapFerryComputeApi();
-        var placement = app.MapGroup("").RequireHost($"*:{options.PlacementPort}");
+        app.MapGroup("").RequireLocalPort(options.ComputeApiPort).MapFerryComputeApi();
+        var placement = app.MapGroup("").RequireLocalPort(options.PlacementPort);
+        placement.AddEndpointFilter(PlacementAuthFilter.InvokeAsync);
         if (options.UsesKeystone)
         {
-            placement.AddEndpointFilter(PlacementAuthFilter.InvokeAsync);
-            app.MapGroup("").RequireHost($"*:{options.IdentityPort}").MapIdentityApi();
+            app.MapGroup("").RequireLocalPort(options.IdentityPort).MapIdentityApi();
         }
         placement.MapPlacementApi();
-        app.MapGroup("").RequireHost($"*:{options.ImagePort}").MapImageApi();
+        app.MapGroup("").RequireLocalPort(options.ImagePort).MapImageApi();
         app.MapHealthcheck(Healthcheck.DisableFilePath(options.DataDirectory)); // every API port, before any authentication
         return new AllInOne(options, app);
     }
@@ -153,6 +155,10 @@ public sealed class AllInOne : IAsyncDisposable
             var project = identity.FindProject("admin", IdentityStore.DefaultDomainId) ?? throw new InvalidOperationException("The identity file has no admin project");
             var token = services.GetRequiredService<TokenStore>().Issue(admin, project, identity.RolesOf(admin.Id, project.Id), ["service"], DateTimeOffset.MaxValue);
             _placementHttp.DefaultRequestHeaders.Add("X-Auth-Token", token.Id);
+        }
+        else
+        {
+            _placementHttp.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin"); // noauth2 still wants a token
         }
         await App.StartAsync(ct);
         var transport = services.GetRequiredService<IRpcTransport>();

@@ -52,6 +52,10 @@ internal static partial class NovaRequestFilter
                 }
                 new RequestContext(identity.UserId, identity.ProjectId, identity.IsAdmin, version, requestId).Attach(http);
             }
+            if (!IsJsonContentType(http.Request.ContentType))
+            {
+                return NovaJson.Fault(StatusCodes.Status415UnsupportedMediaType, "badMediaType", "Unsupported Content-Type");
+            }
             return await next(context);
         }
         catch (FerryException ex)
@@ -72,6 +76,23 @@ internal static partial class NovaRequestFilter
             return NovaJson.Fault(StatusCodes.Status500InternalServerError, "computeFault",
                 "Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/ and attach the Nova API log if possible.");
         }
+    }
+
+    /// <summary>
+    /// Nova's <c>Request.get_content_type</c>: no Content-Type, an empty one or <c>text/plain</c> is read as JSON;
+    /// anything but JSON (XML, forms, multipart…) is refused with 415 before the body is looked at.
+    /// </summary>
+    internal static bool IsJsonContentType(string? contentType)
+    {
+        if (string.IsNullOrWhiteSpace(contentType))
+        {
+            return true;
+        }
+        var mediaType = contentType.Split(';', 2)[0].Trim();
+        return mediaType.Length == 0
+            || mediaType.Equals("text/plain", StringComparison.OrdinalIgnoreCase)
+            || mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+            || mediaType.Equals("application/vnd.openstack.compute+json", StringComparison.OrdinalIgnoreCase);
     }
 
     private static ILogger Logger(HttpContext http) =>

@@ -49,7 +49,8 @@ public static class ServersEndpoints
         IEnumerable<Instance> result = instances.List(project, host);
         if (q["name"].FirstOrDefault() is { Length: > 0 } name)
         {
-            result = result.Where(i => NameMatches(name, i.DisplayName));
+            var matches = NameFilter(name);
+            result = result.Where(i => matches(i.DisplayName));
         }
         if (q["status"].FirstOrDefault() is { Length: > 0 } status)
         {
@@ -130,21 +131,46 @@ public static class ServersEndpoints
         ["ACTIVE", "BUILD", "DELETED", "ERROR", "HARD_REBOOT", "MIGRATING", "PASSWORD", "PAUSED", "REBOOT", "REBUILD", "RESCUE",
          "RESIZE", "REVERT_RESIZE", "SHELVED", "SHELVED_OFFLOADED", "SHUTOFF", "SOFT_DELETED", "SUSPENDED", "UNKNOWN", "VERIFY_RESIZE"];
 
-    private static bool NameMatches(string pattern, string name)
+    /// <summary>
+    /// Nova's <c>name</c> filter, a regular expression, compiled once per request. Matching is linear in the name
+    /// (the non-backtracking engine), so a pathological pattern costs no more than a plain one; a pattern that engine
+    /// cannot run (backreferences, lookarounds) runs on the backtracking engine with one time budget for the whole
+    /// list, after which nothing more matches. A pattern that is not a regex matches as a substring.
+    /// </summary>
+    internal static Func<string, bool> NameFilter(string pattern)
     {
         try
         {
-            return Regex.IsMatch(name, pattern, RegexOptions.None, TimeSpan.FromMilliseconds(50));
+            var linear = new Regex(pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
+            return linear.IsMatch;
+        }
+        catch (NotSupportedException)
+        {
         }
         catch (ArgumentException)
         {
-            return name.Contains(pattern, StringComparison.Ordinal);
+            return name => name.Contains(pattern, StringComparison.Ordinal);
         }
-        catch (RegexMatchTimeoutException)
+        var budget = System.Diagnostics.Stopwatch.StartNew();
+        return name =>
         {
-            return false;
-        }
+            var left = s_nameFilterBudget - budget.Elapsed;
+            if (left <= TimeSpan.Zero)
+            {
+                return false;
+            }
+            try
+            {
+                return Regex.IsMatch(name, pattern, RegexOptions.CultureInvariant, left);
+            }
+            catch (RegexMatchTimeoutException)
+            {
+                return false;
+            }
+        };
     }
+
+    private static readonly TimeSpan s_nameFilterBudget = TimeSpan.FromMilliseconds(100);
 
     internal static async Task<IResult> CreateAsync(HttpContext http, ComputeApi compute, CatalogStore catalog, ComputeNodeStore nodes, ServiceStore services)
     {

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ferry.ControlPlane.Persistence;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.ControlPlane.Identity;
@@ -19,6 +20,7 @@ public sealed partial class IdentityStore
         _dummyHash = new(DummyHash);
         if (File.Exists(options.ConfigPath))
         {
+            PrivateFiles.Restrict(options.ConfigPath);
             _config = JsonSerializer.Deserialize(File.ReadAllText(options.ConfigPath), IdentityJsonContext.Default.IdentityConfig)
                 ?? throw new InvalidOperationException($"{options.ConfigPath} is empty");
         }
@@ -28,12 +30,7 @@ public sealed partial class IdentityStore
             var directory = Path.GetDirectoryName(Path.GetFullPath(options.ConfigPath))!;
             Directory.CreateDirectory(directory);
             var temporary = options.ConfigPath + ".tmp";
-            File.WriteAllText(temporary, "");
-            if (!OperatingSystem.IsWindows())
-            {
-                File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            }
-            File.WriteAllText(temporary, JsonSerializer.Serialize(_config, IdentityJsonContext.Default.IdentityConfig));
+            PrivateFiles.WriteAllText(temporary, JsonSerializer.Serialize(_config, IdentityJsonContext.Default.IdentityConfig));
             File.Move(temporary, options.ConfigPath, overwrite: true);
             Log.Created(logger, options.ConfigPath);
         }

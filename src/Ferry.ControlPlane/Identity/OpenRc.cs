@@ -1,4 +1,5 @@
 using System.Text;
+using Ferry.ControlPlane.Persistence;
 
 namespace Ferry.ControlPlane.Identity;
 
@@ -35,11 +36,6 @@ public static class OpenRc
     /// <summary>Writes the file readable by its owner only (it holds a password).</summary>
     public static void Write(string path, IEnumerable<KeyValuePair<string, string>> variables)
     {
-        File.WriteAllText(path, "");
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
-        File.WriteAllText(path, Render(variables));
+        PrivateFiles.WriteAllText(path, Render(variables));
     }
 }

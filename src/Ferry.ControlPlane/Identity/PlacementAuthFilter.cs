@@ -6,8 +6,9 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Ferry.ControlPlane.Identity;
 
 /// <summary>
-/// Placement behind Keystone: the version document at <c>/</c> is open, everything else needs a live
-/// token (401, keystonemiddleware's body) with the admin role (403, Placement's error body), as
+/// Placement's authentication and default policy: the version document at <c>/</c> is open; everything else
+/// needs a caller (401: a live Keystone token, or in noauth2 mode an <c>X-Auth-Token: user:project</c>, as
+/// placement's own noauth2 middleware demands) with the admin role (403, Placement's error body), as
 /// Placement's default policy is admin-only.
 /// </summary>
 public static class PlacementAuthFilter
@@ -19,14 +20,16 @@ public static class PlacementAuthFilter
         {
             return await next(context);
         }
-        var token = http.RequestServices.GetRequiredService<TokenStore>().Validate(http.Request.Headers["X-Auth-Token"].ToString().Trim());
-        if (token?.Project is null)
+        var caller = await http.RequestServices.GetRequiredService<IRequestAuthenticator>().AuthenticateAsync(http, http.RequestAborted);
+        if (caller is null)
         {
-            http.Response.Headers.WWWAuthenticate = "Keystone uri=\"" + http.RequestServices.GetRequiredService<IdentityOptions>().Catalog
-                .FirstOrDefault(s => s.Type == "identity")?.Url.Replace("/v3", "", StringComparison.Ordinal) + "\"";
+            if (http.RequestServices.GetService<IdentityOptions>()?.Catalog.FirstOrDefault(s => s.Type == "identity")?.Url is { } identityUrl)
+            {
+                http.Response.Headers.WWWAuthenticate = "Keystone uri=\"" + identityUrl.Replace("/v3", "", StringComparison.Ordinal) + "\"";
+            }
             return IdentityEndpoints.Error(StatusCodes.Status401Unauthorized, "Unauthorized", "The request you have made requires authentication.");
         }
-        if (!token.IsAdmin)
+        if (!caller.IsAdmin)
         {
             var body = new JsonObject
             {

@@ -489,7 +489,7 @@ public static class ImageEndpoints
         using var sha512 = IncrementalHash.CreateHash(HashAlgorithmName.SHA512);
         try
         {
-            await using (var file = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
+            await using (var file = PrivateFiles.Create(partial, useAsync: true))
             {
                 var buffer = new byte[1 << 16];
                 int read;

@@ -18,6 +18,16 @@ public sealed class FerryDatabase : IDisposable
         if (path != ":memory:")
         {
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            // SQLite creates the file with the umask's mode (world-readable) and its -wal/-shm files with the
+            // database file's mode: create it owner-only first, and narrow files an older start left behind.
+            if (!File.Exists(path))
+            {
+                PrivateFiles.Create(path).Dispose();
+            }
+            foreach (var file in new[] { path, path + "-wal", path + "-shm" })
+            {
+                PrivateFiles.Restrict(file);
+            }
         }
         _connection = new SqliteConnection(new SqliteConnectionStringBuilder
         {
