@@ -6,6 +6,9 @@ public sealed class ControlPlaneOptions
     /// <summary>A service whose last heartbeat is older than this is down (Nova: service_down_time, 60 s).</summary>
     public TimeSpan ServiceDownTime { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The image API's root, for the "alternate" link of image views (Nova's glance api_servers); null = port 9292 of the request's host.</summary>
+    public string? ImageApiUrl { get; set; }
+
     /// <summary>Nova's allow_resize_to_same_host (false).</summary>
     public bool AllowResizeToSameHost { get; set; }
 

@@ -86,7 +86,7 @@ public sealed class AllInOne : IAsyncDisposable
             db.Migrate(ComputeSchema.Component, ComputeSchema.Scripts);
             return db;
         });
-        services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime });
+        services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime, ImageApiUrl = options.ImageUrl });
         services.AddSingleton(new RpcOptions());
         services.AddSingleton<IRpcTransport, InProcessTransport>();
         services.AddFerryStores();

@@ -6,6 +6,7 @@ using Ferry.Core.Errors;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.ControlPlane.Api;
 
@@ -31,6 +32,14 @@ public static class ImagesEndpoints
             ["name"] = image.Name,
             ["links"] = NovaJson.Links(http, $"images/{image.Id}"),
         };
+        // Nova's image view adds a third link to the image service itself (views/images.py _get_alternate_link).
+        var glance = http.RequestServices.GetRequiredService<ControlPlaneOptions>().ImageApiUrl ?? $"{http.Request.Scheme}://{http.Request.Host.Host}:9292";
+        o["links"]!.AsArray().Add(new JsonObject
+        {
+            ["rel"] = "alternate",
+            ["type"] = "application/vnd.openstack.image",
+            ["href"] = $"{glance.TrimEnd('/')}/images/{image.Id}",
+        });
         if (detail)
         {
             o["status"] = image.Status.ToUpperInvariant();

@@ -35,9 +35,10 @@ public static class ServerGroupsEndpoints
             o["metadata"] = new JsonObject();
         }
         o["members"] = NovaJson.Array(g.Members.Select(m => (JsonNode?)m));
-        o["project_id"] = g.ProjectId;
+        // Both owners appear from 2.13 (server_groups.py _format_server_group).
         if (ctx.Version.AtLeast(13))
         {
+            o["project_id"] = g.ProjectId;
             o["user_id"] = g.UserId;
         }
         return o;

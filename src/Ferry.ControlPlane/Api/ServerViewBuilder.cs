@@ -19,7 +19,7 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
         ["links"] = NovaJson.Links(http, $"servers/{instance.Uuid}"),
     };
 
-    public JsonObject Detail(HttpContext http, RequestContext ctx, Instance i)
+    public JsonObject Detail(HttpContext http, RequestContext ctx, Instance i, bool show = true)
     {
         var v = ctx.Version;
         var status = StateNames.ServerStatus(i.VmState, i.TaskState);
@@ -98,7 +98,8 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
         {
             server["trusted_image_certificates"] = null;
         }
-        if (v.AtLeast(71))
+        // From 2.71 in show (and update/rebuild answers), never in the list's detail view (views/servers.py).
+        if (v.AtLeast(71) && show)
         {
             server["server_groups"] = i.ServerGroupUuid is { } g ? new JsonArray(g) : new JsonArray();
         }

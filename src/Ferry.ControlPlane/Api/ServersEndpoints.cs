@@ -85,7 +85,7 @@ public static class ServersEndpoints
         {
             list = list.Take(n).ToList();
         }
-        var servers = NovaJson.Array(list.Select(i => detail ? views.Detail(http, ctx, i) : ServerViewBuilder.Basic(http, i)));
+        var servers = NovaJson.Array(list.Select(i => detail ? views.Detail(http, ctx, i, show: false) : ServerViewBuilder.Basic(http, i)));
         var body = new JsonObject { ["servers"] = servers };
         if (full && list.Count > 0)
         {

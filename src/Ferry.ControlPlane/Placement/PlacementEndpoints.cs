@@ -57,6 +57,7 @@ public static class PlacementEndpoints
 
         api.MapGet("/allocation_candidates", GetAllocationCandidates);
         api.MapGet("/usages", GetUsages);
+        api.MapResourceClassesAndTraits();
         api.MapFallback("{**path}", NotFound);
         return api;
     }
@@ -300,14 +301,18 @@ public static class PlacementEndpoints
         return TypedResults.Json(TraitsDto(placement, provider), s_json.ProviderTraitsDto);
     }
 
-    private static async Task<JsonHttpResult<ProviderTraitsDto>> PutTraitsAsync(string uuid, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    private static async Task<JsonHttpResult<ProviderTraitsDto>> PutTraitsAsync(string uuid, HttpRequest request, IPlacementService placement, PlacementCatalog catalog, CancellationToken cancellationToken)
     {
         var body = await ReadAsync(request, s_json.ProviderTraitsDto, cancellationToken);
         if (body.ResourceProviderGeneration is not { } generation || body.Traits is null)
         {
             throw new BadRequestException("'resource_provider_generation' and 'traits' are required properties.");
         }
-        RequireProvider(placement, uuid);
+        // Placement checks the generation (409) before the names (400); SetTraits does the former.
+        if (RequireProvider(placement, uuid).Generation == generation)
+        {
+            ResourceClassesAndTraitsEndpoints.RequireTraits(catalog, body.Traits);
+        }
         placement.SetTraits(uuid, generation, body.Traits);
         return TypedResults.Json(TraitsDto(placement, RequireProvider(placement, uuid)), s_json.ProviderTraitsDto);
     }

@@ -13,6 +13,8 @@ public static class PlacementServiceCollectionExtensions
     {
         services.TryAddSingleton<PlacementService>();
         services.TryAddSingleton<IPlacementService>(sp => sp.GetRequiredService<PlacementService>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<PlacementCatalog>();
         return services;
     }
 }
