@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -9,26 +10,80 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Ferry.Benchmarks;
 
 // `./ferry bench [--json] [--only a,b]`: measures the figures of BENCHMARKS.md, prints a table (or, with
-// --json, one JSON object) on stdout; progress goes to stderr. `./ferry bench bdn [BDN args]` runs
-// BenchmarkDotNet instead (select_destinations at 1,000 hosts), with a short in-process job.
-if (args.Length > 0 && args[0] == "bdn")
+// --json, one JSON object) on stdout; progress goes to stderr. `./ferry bench qemu [...]`: real QEMU live
+// migrations (Qemu/). `./ferry bench bdn [BDN args]` runs BenchmarkDotNet instead (select_destinations at
+// 1,000 hosts), with a short in-process job. `./ferry bench --help` (and `qemu --help`) list every option.
+var parts = new[] { "startup", "live", "cold", "concurrent", "scheduler" };
+var jsonOption = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
+var onlyOption = new Option<string[]>("--only")
+{
+    Description = $"Run only these parts, comma-separated: {string.Join(", ", parts)}.",
+    HelpName = "PARTS",
+    CustomParser = r => r.Tokens.Count == 1 ? r.Tokens[0].Value.Split(',') : [],
+};
+onlyOption.Validators.Add(r =>
+{
+    foreach (var part in r.GetValueOrDefault<string[]>() ?? [])
+    {
+        if (!parts.Contains(part))
+        {
+            r.AddError($"--only: '{part}' is not one of {string.Join(", ", parts)}");
+        }
+    }
+});
+var qemuJson = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
+var quick = new Option<bool>("--quick") { Description = "Only the 64 MiB guest." };
+var png = new Option<string>("--png") { Description = "Where to write the chart (default docs/img/qemu-migration.png).", HelpName = "FILE" };
+var statusTicks = PositiveInt("--status-ticks", "Guest status line every N ticks.");
+var qemuOnly = new Option<string>("--only") { Description = "Run only these cells, comma-separated.", HelpName = "CELLS" };
+var parallel = new Option<bool>("--parallel") { Description = "Measure 1, 2 and 4 memory streams (multifd) instead." };
+var repeat = PositiveInt("--repeat", "Rounds per cell with --parallel.");
+var qemu = new Command("qemu", "Real QEMU live migrations between two local QEMU hosts (results in BENCHMARKS.md).")
+{
+    qemuJson, quick, png, statusTicks, qemuOnly, parallel, repeat,
+};
+var bdn = new Command("bdn", "BenchmarkDotNet (select_destinations at 1,000 hosts); further arguments go to BenchmarkDotNet.")
+{
+    TreatUnmatchedTokensAsErrors = false,
+};
+var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, qemu, bdn };
+foreach (var version in command.Options.OfType<VersionOption>().ToList())
+{
+    command.Options.Remove(version); // no release version to print
+}
+command.SetAction(_ => 0); // the figures run below; without an action System.CommandLine would require a subcommand
+var parsed = command.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    foreach (var error in parsed.Errors)
+    {
+        Console.Error.WriteLine($"ferry bench: {error.Message}");
+    }
+    return 2;
+}
+if (parsed.Action is System.CommandLine.Help.HelpAction)
+{
+    return parsed.Invoke();
+}
+if (parsed.CommandResult.Command == bdn)
 {
     var config = DefaultConfig.Instance
         .AddJob(Job.ShortRun.WithToolchain(InProcessEmitToolchain.Instance).WithId("short-inprocess"))
         .WithOptions(ConfigOptions.DisableOptimizationsValidator)
         .WithArtifactsPath(Path.Combine(AppContext.BaseDirectory, "BenchmarkDotNet.Artifacts")); // under bin/, out of git
-    var rest = args[1..];
+    var rest = parsed.UnmatchedTokens.ToArray();
     BenchmarkSwitcher.FromTypes([typeof(SelectDestinationsBenchmark)]).Run(rest.Length == 0 ? ["--filter", "*"] : rest, config);
     return 0;
 }
-
-if (args.Length > 0 && args[0] == "qemu")
+if (parsed.CommandResult.Command == qemu)
 {
-    return await Ferry.Benchmarks.Qemu.QemuMigrationBench.RunAsync(args[1..]); // real QEMU live migrations (Qemu/)
+    return await Ferry.Benchmarks.Qemu.QemuMigrationBench.RunAsync(new Ferry.Benchmarks.Qemu.QemuBenchArguments(
+        parsed.GetValue(qemuJson), parsed.GetValue(quick), parsed.GetValue(png), parsed.GetValue(statusTicks),
+        parsed.GetValue(qemuOnly)?.Split(','), parsed.GetValue(parallel), parsed.GetValue(repeat)));
 }
 
-var json = args.Contains("--json");
-var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',') ?? ["startup", "live", "cold", "concurrent", "scheduler"];
+var json = parsed.GetValue(jsonOption);
+var only = parsed.GetValue(onlyOption) ?? parts;
 bool Runs(string part) => only.Contains(part);
 var results = new Results { LoadAtStart = Results.LoadAverage() };
 var total = Stopwatch.StartNew();
@@ -106,6 +161,21 @@ results.LoadAtEnd = Results.LoadAverage();
 Log($"done in {total.Elapsed.TotalSeconds:0} s; load average {results.LoadAtStart} at start, {results.LoadAtEnd} at end");
 Console.Out.Write(json ? results.ToJson() : results.ToTable());
 return 0; // a missed target is a finding reported in the output, not a harness failure
+
+static Option<int?> PositiveInt(string name, string description) => new(name)
+{
+    Description = description,
+    HelpName = "N",
+    CustomParser = r =>
+    {
+        var text = r.Tokens.Count == 1 ? r.Tokens[0].Value : "";
+        if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) || value < 1)
+        {
+            r.AddError($"{name}: '{text}' is not a whole number of at least 1");
+        }
+        return value;
+    },
+};
 
 /// <summary>The figures of one run, with Nova's and the targets beside them.</summary>
 internal sealed class Results

@@ -37,11 +37,11 @@ internal static class ParallelConnectionsBench
 
     private static void Log(string line) => Console.Error.WriteLine($"[bench qemu --parallel {DateTime.Now:HH:mm:ss}] {line}");
 
-    public static async Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(QemuBenchArguments args)
     {
-        var json = args.Contains("--json");
-        var repeat = int.TryParse(args.SkipWhile(a => a != "--repeat").Skip(1).FirstOrDefault(), CultureInfo.InvariantCulture, out var r) && r > 0 ? r : DefaultRounds;
-        var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',');
+        var json = args.Json;
+        var repeat = args.Repeat ?? DefaultRounds;
+        var only = args.Only;
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {

@@ -39,16 +39,16 @@ internal static class QemuMigrationBench
 
     private static void Log(string line) => Console.Error.WriteLine($"[bench qemu {DateTime.Now:HH:mm:ss}] {line}");
 
-    public static async Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(QemuBenchArguments args)
     {
-        if (args.Contains("--parallel"))
+        if (args.Parallel)
         {
             return await ParallelConnectionsBench.RunAsync(args);
         }
-        var json = args.Contains("--json");
-        var quick = args.Contains("--quick");
+        var json = args.Json;
+        var quick = args.Quick;
         var root = RepositoryRoot();
-        var png = args.SkipWhile(a => a != "--png").Skip(1).FirstOrDefault() ?? Path.Combine(root, "docs", "img", "qemu-migration.png");
+        var png = args.Png ?? Path.Combine(root, "docs", "img", "qemu-migration.png");
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {
@@ -56,12 +56,12 @@ internal static class QemuMigrationBench
             cts.Cancel();
         };
 
-        var statusTicks = int.TryParse(args.SkipWhile(a => a != "--status-ticks").Skip(1).FirstOrDefault(), CultureInfo.InvariantCulture, out var n) && n > 0 ? n : DefaultStatusEveryTicks;
+        var statusTicks = args.StatusTicks ?? DefaultStatusEveryTicks;
         var total = Stopwatch.StartNew();
         var loadAtStart = Results.LoadAverage();
         var kernel = BuildTestGuest(root);
         var work = Path.Combine(Path.GetTempPath(), $"fqb{Environment.ProcessId}");
-        var only = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault()?.Split(',');
+        var only = args.Only;
         var cells = Cells(quick ? [64] : [64, 128, 256]).Where(c => only is null || only.Contains(c.Key)).ToList();
         var logs = Path.Combine(Path.GetTempPath(), "ferry-bench-qemu-logs");
         Directory.CreateDirectory(logs);
