@@ -692,10 +692,19 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             + (m.Groups[3].Success ? long.Parse(m.Groups[3].ValueSpan, CultureInfo.InvariantCulture) : 0);
     }
 
+    /// <summary>
+    /// KVM is used only when the CPU offers hardware virtualization (vmx/svm in /proc/cpuinfo) and /dev/kvm opens:
+    /// some VMs expose a /dev/kvm that opens without nested virtualization behind it, and a guest started there
+    /// never runs its first instruction.
+    /// </summary>
     private static bool KvmAvailable()
     {
         try
         {
+            if (!CpuHasVirtualization(File.ReadLines("/proc/cpuinfo")))
+            {
+                return false;
+            }
             using var kvm = new FileStream("/dev/kvm", FileMode.Open, FileAccess.ReadWrite);
             return true;
         }
@@ -704,6 +713,10 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             return false;
         }
     }
+
+    internal static bool CpuHasVirtualization(IEnumerable<string> cpuinfo) =>
+        cpuinfo.Where(line => line.StartsWith("flags", StringComparison.Ordinal))
+            .Any(line => line.Split([' ', '\t', ':'], StringSplitOptions.RemoveEmptyEntries).Any(flag => flag is "vmx" or "svm"));
 
     private static int HostCpuCount()
     {
