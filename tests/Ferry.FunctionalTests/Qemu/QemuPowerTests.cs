@@ -53,4 +53,26 @@ public sealed class QemuPowerTests(QemuFerryFixture fixture) : QemuFlowTest<Qemu
         Assert.False(File.Exists(Qemu("compute1").ManagedSavePath(id)), "the saved state goes once resumed");
         AssertRunsOnlyOn(id, "compute1");
     }
+
+    [Fact]
+    public async Task Paused_LiveMigratesAndStaysPaused_UnpauseGoesOnFromWhereItStopped()
+    {
+        var id = await BootGuestAsync("compute1");
+        await WaitForCounterAsync(id, 0);
+        await ActAsync(id, "pause");
+        await WaitForAsync(id, i => i.VmState == VmState.Paused && i.TaskState is null, "PAUSED");
+        var frozen = (await SamplesAsync(id))[^1].Counter;
+
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+        var (moved, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Completed, "compute2", VmState.Paused, PowerState.Paused), (migration.Status, moved.Host, moved.VmState, moved.PowerState));
+        Assert.Equal(GuestPowerState.Paused, await Qemu("compute2").QueryPowerStateAsync(id, CancellationToken.None));
+        AssertRunsOnlyOn(id, "compute2");
+        await ActAsync(id, "unpause");
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after unpause on compute2");
+        await WaitForCounterAsync(id, frozen, movedAtCounter: 0);
+        // The destination's first line continues the count: the guest was moved, not booted again.
+        Assert.True((await SamplesAsync(id, movedAtCounter: 0))[0].Counter > frozen);
+    }
 }
