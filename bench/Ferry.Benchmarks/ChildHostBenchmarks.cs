@@ -27,7 +27,7 @@ internal static class ChildHostBenchmarks
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { hostDll, "--data-dir", dataDirectory, "--compute-port", $"{computePort}", "--placement-port", $"{placementPort}", "--auth", "noauth2" })
+        foreach (var arg in new[] { hostDll, "--data-dir", dataDirectory, "--compute-port", $"{computePort}", "--placement-port", $"{placementPort}", "--image-port", $"{InProcessFerry.FreePort()}", "--auth", "noauth2" })
         {
             start.ArgumentList.Add(arg);
         }

@@ -2,6 +2,8 @@ using System.Diagnostics;
 using Ferry.ControlPlane.Identity;
 using Ferry.Host;
 using Ferry.Host.Logging;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 var started = Stopwatch.StartNew();
 var commandLine = FerryCommandLine.Parse(args);
@@ -29,6 +31,9 @@ Directory.CreateDirectory(options.DataDirectory);
 options.LogFilePath = FerryLogging.LogFilePath(options.DataDirectory, DateTimeOffset.UtcNow);
 
 await using var ferry = AllInOne.Build(options);
+var log = ferry.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Ferry.Host");
+HostLog.Starting(log, options.Hosts, options.Driver, options.SharedStorage, options.Auth, Path.GetFullPath(options.DataDirectory),
+    options.ComputeApiUrl, options.PlacementUrl, options.ImageUrl, options.LogLevel);
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
 {
@@ -76,6 +81,7 @@ try
 catch (OperationCanceledException)
 {
 }
+HostLog.Stopping(log, options.Driver == "qemu" && !options.KillGuestsOnStop);
 Console.WriteLine(options.Driver == "qemu" && !options.KillGuestsOnStop
     ? "Ferry stopped. Its QEMU guests keep running (as under a stopped nova-compute); the next ./ferry up --driver qemu re-attaches them."
     : "Ferry stopped.");

@@ -25,15 +25,30 @@ public sealed class FerryCommandLineTests
         {
             start.ArgumentList.Add(arg);
         }
-        // No dotnet on the PATH: the help must not need a build.
-        start.Environment["PATH"] = "/usr/bin:/bin";
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        using var process = Process.Start(start)!;
-        var stdout = await process.StandardOutput.ReadToEndAsync(timeout.Token);
-        var stderr = await process.StandardError.ReadToEndAsync(timeout.Token);
-        await process.WaitForExitAsync(timeout.Token);
+        // A dotnet first on the PATH that only records that it ran: the help must not build or run anything.
+        var stubs = Directory.CreateTempSubdirectory("ferry-no-dotnet-").FullName;
+        var marker = Path.Combine(stubs, "dotnet-ran");
+        var stub = Path.Combine(stubs, "dotnet");
+        await File.WriteAllTextAsync(stub, $"#!/bin/sh\ntouch '{marker}'\nexit 97\n");
+        File.SetUnixFileMode(stub, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        start.Environment["PATH"] = $"{stubs}:{Environment.GetEnvironmentVariable("PATH")}";
+        string stdout, stderr;
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            using var process = Process.Start(start)!;
+            stdout = await process.StandardOutput.ReadToEndAsync(timeout.Token);
+            stderr = await process.StandardError.ReadToEndAsync(timeout.Token);
+            await process.WaitForExitAsync(timeout.Token);
+            Assert.True(process.ExitCode == 0, $"./ferry up --help exited {process.ExitCode}: {stderr}");
+            Assert.False(File.Exists(marker), "./ferry up --help ran dotnet");
+        }
+        finally
+        {
+            Directory.Delete(stubs, recursive: true);
+        }
 
-        Assert.True(process.ExitCode == 0, $"./ferry up --help exited {process.ExitCode}: {stderr}");
+        Assert.Equal(FerryCommandLine.HelpText(), stdout);
         var options = FerryCommandLine.Command.Options;
         Assert.True(options.Count > 20, $"only {options.Count} options");
         foreach (var option in options)
