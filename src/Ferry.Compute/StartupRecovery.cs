@@ -235,8 +235,10 @@ public sealed partial class StartupRecovery(ComputeContext context)
                 await context.TryAsync("revert allocations", instance.Uuid, () => context.Placement.MoveAllocationsAsync(active.Uuid, instance.Uuid, ct));
                 if (active.DestCompute is { } dest && dest != context.Host)
                 {
+                    // On shared storage the destination's instance directory is ours: it must stay.
+                    var sharedWithDest = await IsStorageSharedWithAsync(instance.Uuid, dest, ct);
                     await context.TryAsync("rollback at destination", instance.Uuid, () => context.Compute.RollbackLiveMigrationAtDestinationAsync(dest,
-                        new RollbackLiveMigrationAtDestinationRequest(instance, active, DestroyDisks: true, null), ct));
+                        new RollbackLiveMigrationAtDestinationRequest(instance, active, DestroyDisks: !sharedWithDest, null), ct));
                 }
                 if (context.Driver.GetGuest(instance.Uuid) is { PowerState: Virt.GuestPowerState.Paused } && instance.VmState == VmState.Active)
                 {

@@ -36,7 +36,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<FerryChildProcess> StartAsync(string dataDirectory, IReadOnlyDictionary<string, string> environment, int hosts = 3)
+    public static async Task<FerryChildProcess> StartAsync(string dataDirectory, IReadOnlyDictionary<string, string> environment, int hosts = 3, bool sharedStorage = false)
     {
         var computePort = RestartableFerry.FreePort();
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry-host"))
@@ -53,6 +53,10 @@ public sealed class FerryChildProcess : IAsyncDisposable
         })
         {
             start.ArgumentList.Add(arg);
+        }
+        if (sharedStorage)
+        {
+            start.ArgumentList.Add("--shared-storage");
         }
         foreach (var (name, value) in environment)
         {

@@ -30,6 +30,12 @@ public abstract class CrashSweepTests
         ["revert"] = [FakeSteps.Destroy, After(FakeSteps.Destroy), FakeSteps.FinishRevertMigration, After(FakeSteps.FinishRevertMigration)],
         ["evacuate"] = [FakeSteps.Spawn, After(FakeSteps.Spawn)],
         ["delete"] = [FakeSteps.Destroy, After(FakeSteps.Destroy)],
+        // On shared storage the instance directory is one for both hosts: no clean-up may delete it.
+        ["shared:live"] = [After(FakeSteps.PreLiveMigration), After(FakeSteps.PostLiveMigrationAtDestination), FakeSteps.PostLiveMigrationAtSource],
+        ["shared:live-rollback"] = [After(FakeSteps.RollbackLiveMigrationAtDestination)],
+        ["shared:cold"] = [After(FakeSteps.MigrateDiskAndPowerOff), After(FakeSteps.FinishMigration)],
+        ["shared:revert"] = [After(FakeSteps.Destroy), After(FakeSteps.FinishRevertMigration)],
+        ["shared:evacuate"] = [FakeSteps.Spawn, After(FakeSteps.Spawn)],
     };
 
     protected static TheoryData<string, string> Cases(params string[] flows)
@@ -45,8 +51,10 @@ public abstract class CrashSweepTests
         return data;
     }
 
-    protected static async Task RunTrialAsync(string flow, string point)
+    protected static async Task RunTrialAsync(string flowName, string point)
     {
+        var shared = flowName.StartsWith("shared:", StringComparison.Ordinal);
+        var flow = shared ? flowName["shared:".Length..] : flowName;
         var dataDirectory = Directory.CreateTempSubdirectory("ferry-crash-").FullName;
         var armed = Path.Combine(dataDirectory, "crash-armed");
         var environment = new Dictionary<string, string>
@@ -59,7 +67,7 @@ public abstract class CrashSweepTests
             environment["FERRY_FAKE_FAIL_AT"] = FakeSteps.LiveMigrationRound;
         }
         string id;
-        await using (var child = await FerryChildProcess.StartAsync(dataDirectory, environment))
+        await using (var child = await FerryChildProcess.StartAsync(dataDirectory, environment, sharedStorage: shared))
         {
             id = await BootAsync(child);
             if (flow is "confirm" or "revert")
@@ -100,7 +108,7 @@ public abstract class CrashSweepTests
             Assert.True(await child.WaitForExitAsync(TimeSpan.FromSeconds(30)), $"{flow}: crash point {point} never reached; the child said:\n{child.Output}");
         }
 
-        await using var ferry = new RestartableFerry(dataDirectory: dataDirectory);
+        await using var ferry = new RestartableFerry(options => options.SharedStorage = shared, dataDirectory);
         await ferry.StartAsync();
         if (flow == "evacuate")
         {
@@ -172,6 +180,16 @@ public sealed class CrashSweepResizeTests : CrashSweepTests
 
     [Theory]
     [MemberData(nameof(ResizeCases))]
+    public Task Flow_ProcessKilledAtStep_RecoveredConsistent(string flow, string point) => RunTrialAsync(flow, point);
+}
+
+public sealed class CrashSweepSharedStorageTests : CrashSweepTests
+{
+    public static TheoryData<string, string> SharedCases() =>
+        Cases("shared:live", "shared:live-rollback", "shared:cold", "shared:revert", "shared:evacuate");
+
+    [Theory]
+    [MemberData(nameof(SharedCases))]
     public Task Flow_ProcessKilledAtStep_RecoveredConsistent(string flow, string point) => RunTrialAsync(flow, point);
 }
 
