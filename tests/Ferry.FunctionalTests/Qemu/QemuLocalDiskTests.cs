@@ -147,6 +147,7 @@ public sealed class QemuLocalDiskTests(QemuFerryFixture fixture) : QemuFlowTest<
         // tools/test-guest/build.sh also builds a 512-byte boot sector that prints one line: a real disk image.
         var bytes = await File.ReadAllBytesAsync(Path.Combine(Path.GetDirectoryName(Fixture.Ferry.Options.TestGuestKernelPath)!, "ferry-disk-guest.img"));
         using var glance = new HttpClient { BaseAddress = new Uri(Fixture.Ferry.Options.ImageUrl + "/") };
+        glance.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin"); // noauth2 still wants a token
         using var created = await glance.PostAsync("v2/images", new StringContent(
             """{"name": "disk-guest", "disk_format": "raw", "container_format": "bare"}""", System.Text.Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);

@@ -92,7 +92,7 @@ public class SecurityFixture : CliFixture, IAsyncLifetime
 
     /// <summary>Sends one request as <paramref name="caller"/>; a JSON body unless <paramref name="contentType"/> says otherwise.</summary>
     public async Task<(int Status, JsonNode? Body, HttpResponseMessage Response)> SendAsync(Caller caller, Service service, HttpMethod method, string path,
-        string? body = null, string contentType = "application/json", string? baseUrl = null)
+        string? body = null, string contentType = "application/json", string? baseUrl = null, string microversion = "2.95")
     {
         using var request = new HttpRequestMessage(method, (baseUrl ?? BaseUrl(service)) + path);
         if (Token(caller) is { } token)
@@ -101,7 +101,7 @@ public class SecurityFixture : CliFixture, IAsyncLifetime
         }
         if (service == Service.Compute)
         {
-            request.Headers.Add("OpenStack-API-Version", "compute 2.95");
+            request.Headers.Add("OpenStack-API-Version", $"compute {microversion}");
         }
         if (service == Service.Placement)
         {

@@ -1,0 +1,276 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Identity;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Host;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ferry.FunctionalTests.Security;
+
+/// <summary>How a route is guarded under Nova's, Glance's, Keystone's and Placement's default policies.</summary>
+public enum Rule
+{
+    /// <summary>Any authenticated caller may read.</summary>
+    AnyReader,
+    /// <summary>Creates something in the caller's own project: a reader may not.</summary>
+    AnyMember,
+    /// <summary>Reads a resource of the demo project: its reader and member, and admins; another project gets 404.</summary>
+    OwnedRead,
+    /// <summary>Changes a resource of the demo project: its member and admins; its reader 403, another project 404.</summary>
+    OwnedWrite,
+    /// <summary>Admin-only on a resource of the demo project: others of the project 403, another project 404 (looked up first).</summary>
+    AdminOwned,
+    /// <summary>Admin-only: every non-admin 403.</summary>
+    Admin,
+}
+
+/// <summary>A route with the identities of the resources the matrix fixture created.</summary>
+public sealed record PolicyRoute(Service Service, string Method, string Path, Rule Rule, string? Body = null, string ContentType = "application/json",
+    int AllowedStatus = 200, Dictionary<Caller, int>? Overrides = null)
+{
+    public override string ToString() => $"{Service} {Method} {Path}";
+}
+
+/// <summary>
+/// The security fixture plus one of everything the demo project owns (a server, a server group, a keypair, a private
+/// image), with heartbeats far apart so that the database only changes when a request changes it.
+/// </summary>
+public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
+{
+    public Dictionary<string, string> Ids { get; } = [];
+
+    protected override void Configure(FerryHostOptions options)
+    {
+        options.Hosts = 1;
+        options.ReportInterval = TimeSpan.FromHours(1);
+    }
+
+    public new async Task InitializeAsync()
+    {
+        await base.InitializeAsync();
+        var server = await SendAsync(Caller.Member, Service.Compute, HttpMethod.Post, "/servers",
+            """{"server": {"name": "owned", "imageRef": "ferry-test-guest", "flavorRef": "m1.nano", "networks": "none"}}""");
+        Assert.True(server.Status == 202, server.Body?.ToJsonString());
+        Ids["server"] = (string)server.Body!["server"]!["id"]!;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((string?)(await SendAsync(Caller.Member, Service.Compute, HttpMethod.Get, $"/servers/{Ids["server"]}")).Body?["server"]?["status"] != "ACTIVE")
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the demo server did not become ACTIVE");
+            await Task.Delay(50);
+        }
+        var group = await SendAsync(Caller.Member, Service.Compute, HttpMethod.Post, "/os-server-groups", """{"server_group": {"name": "g", "policy": "affinity"}}""");
+        Ids["group"] = (string)group.Body!["server_group"]!["id"]!;
+        var keypair = await SendAsync(Caller.Member, Service.Compute, HttpMethod.Post, "/os-keypairs", """{"keypair": {"name": "demo-key"}}""", microversion: "2.91");
+        Assert.True(keypair.Status is 200 or 201, $"keypair: {keypair.Status}");
+        var image = await SendAsync(Caller.Member, Service.Image, HttpMethod.Post, "/images", """{"name": "demo-private", "disk_format": "raw", "container_format": "bare", "visibility": "private"}""");
+        Ids["image"] = (string)image.Body!["id"]!;
+        var actions = await SendAsync(Caller.Admin, Service.Compute, HttpMethod.Get, $"/servers/{Ids["server"]}/os-instance-actions");
+        Ids["request"] = (string)actions.Body!["instanceActions"]![0]!["request_id"]!;
+        var hypervisors = await SendAsync(Caller.Admin, Service.Compute, HttpMethod.Get, "/os-hypervisors");
+        Ids["hypervisor"] = (string)hypervisors.Body!["hypervisors"]![0]!["id"]!;
+        var services = await SendAsync(Caller.Admin, Service.Compute, HttpMethod.Get, "/os-services?binary=nova-compute");
+        Ids["service"] = (string)services.Body!["services"]![0]!["id"]!;
+        var providers = await SendAsync(Caller.Admin, Service.Placement, HttpMethod.Get, "/resource_providers");
+        Ids["provider"] = (string)providers.Body!["resource_providers"]![0]!["uuid"]!;
+        Ids["demoUser"] = Identity.FindUser("demo", IdentityStore.DefaultDomainId)!.Id;
+        Ids["demoProject"] = DemoProjectId;
+    }
+
+    /// <summary>Everything a refused request could have changed: every row of every table, the image files, the identity file in memory.</summary>
+    public string Snapshot()
+    {
+        var text = new StringBuilder();
+        Ferry.Services.GetRequiredService<FerryDatabase>().Read(connection =>
+        {
+            using var tables = connection.CreateCommand();
+            tables.CommandText = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name";
+            var names = new List<string>();
+            using (var reader = tables.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    names.Add(reader.GetString(0));
+                }
+            }
+            foreach (var name in names)
+            {
+                using var rows = connection.CreateCommand();
+                rows.CommandText = $"SELECT * FROM \"{name}\" ORDER BY 1";
+                using var reader = rows.ExecuteReader();
+                text.Append("## ").Append(name).Append('\n');
+                while (reader.Read())
+                {
+                    for (var i = 0; i < reader.FieldCount; i++)
+                    {
+                        text.Append(reader.IsDBNull(i) ? "null" : Convert.ToString(reader.GetValue(i), System.Globalization.CultureInfo.InvariantCulture)).Append('|');
+                    }
+                    text.Append('\n');
+                }
+            }
+            return 0;
+        });
+        var images = Path.Combine(DataDirectory, "images");
+        if (Directory.Exists(images))
+        {
+            foreach (var file in Directory.EnumerateFiles(images).Order())
+            {
+                text.Append(file).Append(' ').Append(new FileInfo(file).Length).Append('\n');
+            }
+        }
+        text.Append(JsonSerializer.Serialize(Identity.Config.Users.Select(u => u.Id + u.Name + u.Enabled)));
+        text.Append(JsonSerializer.Serialize(Identity.Config.Assignments));
+        return text.ToString();
+    }
+}
+
+/// <summary>
+/// Every route × every kind of caller: the status the services' default policies give, and for every refused
+/// request, that nothing changed. Requests a caller is allowed to make that would change state are not sent (the
+/// flow tests make them); allowed reads are.
+/// </summary>
+public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixture<PolicyMatrixFixture>
+{
+    private static readonly Caller[] s_callers = Enum.GetValues<Caller>();
+
+    private static PolicyRoute R(Service service, string method, string path, Rule rule, string? body = null, int allowed = 200,
+        Dictionary<Caller, int>? overrides = null, string contentType = "application/json") =>
+        new(service, method, path, rule, body, contentType, allowed, overrides);
+
+    public static TheoryData<PolicyRoute> Routes() =>
+    [
+        // Compute (Nova): servers.
+        R(Service.Compute, "GET", "/servers", Rule.AnyReader),
+        R(Service.Compute, "GET", "/servers/detail", Rule.AnyReader),
+        R(Service.Compute, "POST", "/servers", Rule.AnyMember, """{"server": {"name": "x", "imageRef": "ferry-test-guest", "flavorRef": "m1.nano", "networks": "none"}}""", 202),
+        R(Service.Compute, "GET", "/servers/{server}", Rule.OwnedRead),
+        R(Service.Compute, "DELETE", "/servers/{server}", Rule.OwnedWrite, allowed: 204),
+        R(Service.Compute, "POST", "/servers/{server}/action", Rule.OwnedWrite, """{"os-stop": null}""", 202),
+        R(Service.Compute, "POST", "/servers/{server}/action", Rule.OwnedWrite, """{"reboot": {"type": "HARD"}}""", 202),
+        R(Service.Compute, "POST", "/servers/{server}/action", Rule.OwnedWrite, """{"resize": {"flavorRef": "m1.tiny"}}""", 202),
+        R(Service.Compute, "POST", "/servers/{server}/action", Rule.OwnedWrite, """{"os-getConsoleOutput": {"length": 5}}"""),
+        R(Service.Compute, "POST", "/servers/{server}/action", Rule.AdminOwned, """{"os-migrateLive": {"host": null, "block_migration": "auto"}}""", 202),
+        R(Service.Compute, "POST", "/servers/{server}/action", Rule.AdminOwned, """{"migrate": null}""", 202),
+        R(Service.Compute, "POST", "/servers/{server}/action", Rule.AdminOwned, """{"evacuate": {}}""", 200),
+        R(Service.Compute, "GET", "/servers/{server}/migrations", Rule.AdminOwned),
+        R(Service.Compute, "GET", "/servers/{server}/os-instance-actions", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/servers/{server}/os-instance-actions/{request}", Rule.OwnedRead),
+        // Compute: flavors, images, limits, zones.
+        R(Service.Compute, "GET", "/flavors", Rule.AnyReader),
+        R(Service.Compute, "GET", "/flavors/detail", Rule.AnyReader),
+        R(Service.Compute, "GET", "/flavors/m1.tiny", Rule.AnyReader),
+        R(Service.Compute, "GET", "/flavors/m1.tiny/os-extra_specs", Rule.AnyReader),
+        R(Service.Compute, "POST", "/flavors", Rule.Admin, """{"flavor": {"name": "evil", "ram": 64, "vcpus": 1, "disk": 1}}"""),
+        R(Service.Compute, "DELETE", "/flavors/m1.tiny", Rule.Admin, allowed: 202),
+        R(Service.Compute, "GET", "/images", Rule.AnyReader),
+        R(Service.Compute, "GET", "/images/detail", Rule.AnyReader),
+        R(Service.Compute, "GET", "/images/{image}", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/limits", Rule.AnyReader),
+        R(Service.Compute, "GET", "/os-availability-zone", Rule.AnyReader),
+        R(Service.Compute, "GET", "/os-availability-zone/detail", Rule.Admin),
+        // Compute: admin APIs.
+        R(Service.Compute, "GET", "/os-hypervisors", Rule.Admin),
+        R(Service.Compute, "GET", "/os-hypervisors/detail", Rule.Admin),
+        R(Service.Compute, "GET", "/os-hypervisors/{hypervisor}", Rule.Admin),
+        R(Service.Compute, "GET", "/os-services", Rule.Admin),
+        R(Service.Compute, "PUT", "/os-services/{service}", Rule.Admin, """{"status": "disabled"}"""),
+        R(Service.Compute, "DELETE", "/os-services/{service}", Rule.Admin, allowed: 204),
+        R(Service.Compute, "GET", "/os-migrations", Rule.Admin),
+        R(Service.Compute, "GET", "/os-aggregates", Rule.Admin),
+        // Compute: server groups (project-owned) and keypairs (user-owned: another user, admin included, does not see them by name).
+        R(Service.Compute, "GET", "/os-server-groups", Rule.AnyReader),
+        R(Service.Compute, "POST", "/os-server-groups", Rule.AnyMember, """{"server_group": {"name": "x", "policy": "affinity"}}"""),
+        R(Service.Compute, "GET", "/os-server-groups/{group}", Rule.OwnedRead),
+        R(Service.Compute, "DELETE", "/os-server-groups/{group}", Rule.OwnedWrite, allowed: 204),
+        R(Service.Compute, "GET", "/os-keypairs", Rule.AnyReader),
+        R(Service.Compute, "POST", "/os-keypairs", Rule.AnyMember, """{"keypair": {"name": "x", "type": "ssh", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPBp8oT2a7CS6ReJ0CDBJlJW3T1l0tCH3ZQxQ8rFz7Jk x"}}"""),
+        R(Service.Compute, "GET", "/os-keypairs/demo-key", Rule.OwnedRead, overrides: new() { [Caller.Reader] = 404, [Caller.Admin] = 404 }),
+        R(Service.Compute, "DELETE", "/os-keypairs/demo-key", Rule.OwnedWrite, allowed: 202, overrides: new() { [Caller.Admin] = 404 }),
+        // Placement: admin-only throughout.
+        R(Service.Placement, "GET", "/resource_providers", Rule.Admin),
+        R(Service.Placement, "GET", "/resource_providers/{provider}", Rule.Admin),
+        R(Service.Placement, "GET", "/resource_providers/{provider}/inventories", Rule.Admin),
+        R(Service.Placement, "GET", "/resource_providers/{provider}/usages", Rule.Admin),
+        R(Service.Placement, "POST", "/resource_providers", Rule.Admin, """{"name": "evil"}""", 200),
+        R(Service.Placement, "DELETE", "/resource_providers/{provider}", Rule.Admin, allowed: 204),
+        R(Service.Placement, "DELETE", "/resource_providers/{provider}/inventories", Rule.Admin, allowed: 204),
+        R(Service.Placement, "GET", "/allocations/{server}", Rule.Admin),
+        R(Service.Placement, "DELETE", "/allocations/{server}", Rule.Admin, allowed: 204),
+        R(Service.Placement, "GET", "/usages?project_id={demoProject}", Rule.Admin),
+        R(Service.Placement, "GET", "/allocation_candidates?resources=VCPU:1", Rule.Admin),
+        // Identity (Keystone).
+        R(Service.Identity, "GET", "/auth/catalog", Rule.AnyReader),
+        R(Service.Identity, "GET", "/auth/projects", Rule.AnyReader),
+        R(Service.Identity, "GET", "/users", Rule.Admin),
+        R(Service.Identity, "GET", "/projects", Rule.Admin),
+        R(Service.Identity, "GET", "/roles", Rule.Admin),
+        R(Service.Identity, "GET", "/users/{demoUser}", Rule.OwnedRead, overrides: new() { [Caller.Reader] = 403, [Caller.OtherMember] = 403 }),
+        R(Service.Identity, "GET", "/projects/{demoProject}", Rule.OwnedRead, overrides: new() { [Caller.OtherMember] = 403 }),
+        // Image (Glance).
+        R(Service.Image, "GET", "/images", Rule.AnyReader),
+        R(Service.Image, "POST", "/images", Rule.AnyMember, """{"name": "x"}""", 201),
+        R(Service.Image, "GET", "/images/{image}", Rule.OwnedRead),
+        R(Service.Image, "GET", "/images/{image}/file", Rule.OwnedRead, allowed: 204),
+        R(Service.Image, "PATCH", "/images/{image}", Rule.OwnedWrite, """[{"op": "replace", "path": "/name", "value": "pwned"}]""",
+            contentType: "application/openstack-images-v2.1-json-patch"),
+        R(Service.Image, "PUT", "/images/{image}/file", Rule.OwnedWrite, "data", 204, contentType: "application/octet-stream"),
+        R(Service.Image, "DELETE", "/images/{image}", Rule.OwnedWrite, allowed: 204),
+        R(Service.Image, "DELETE", "/images/2d4b7a1e-6c1f-4a3e-9a8e-f3e7c0d9b001", Rule.Admin, allowed: 204,
+            overrides: new() { [Caller.Reader] = 403, [Caller.Member] = 403, [Caller.OtherMember] = 403 }),
+    ];
+
+    /// <summary>The status a caller gets; null when the caller is allowed to change state (not sent).</summary>
+    private static int? Expected(PolicyRoute route, Caller caller)
+    {
+        if (route.Overrides?.TryGetValue(caller, out var forced) == true)
+        {
+            return forced;
+        }
+        var write = route.Method != "GET";
+        var allowed = write ? (int?)null : route.AllowedStatus;
+        return (caller, route.Rule) switch
+        {
+            (Caller.Anonymous or Caller.BadToken or Caller.ExpiredToken, _) => 401,
+            (Caller.Admin, _) => allowed,
+            (_, Rule.Admin) => 403,
+            (_, Rule.AnyReader) => route.AllowedStatus,
+            (Caller.Reader, Rule.AnyMember or Rule.OwnedWrite or Rule.AdminOwned) => 403,
+            (_, Rule.AnyMember) => null,
+            (Caller.OtherMember, _) => 404,
+            (_, Rule.OwnedRead) => route.AllowedStatus,
+            (_, Rule.OwnedWrite) => null,
+            (_, Rule.AdminOwned) => 403,
+            _ => throw new InvalidOperationException($"{route} {caller}"),
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(Routes))]
+    public async Task Route_EveryCaller_GetsDefaultPolicyStatusAndRefusalsChangeNothing(PolicyRoute route)
+    {
+        var path = route.Path;
+        foreach (var (key, value) in fixture.Ids)
+        {
+            path = path.Replace("{" + key + "}", value, StringComparison.Ordinal);
+        }
+        var failures = new List<string>();
+        foreach (var caller in s_callers)
+        {
+            if (Expected(route, caller) is not { } expected)
+            {
+                continue;
+            }
+            var before = fixture.Snapshot();
+            var (status, body, _) = await fixture.SendAsync(caller, route.Service, new HttpMethod(route.Method), path, route.Body, route.ContentType);
+            if (status != expected)
+            {
+                failures.Add($"{caller}: {status} (expected {expected}) {body?.ToJsonString()}");
+            }
+            if (status >= 400 && fixture.Snapshot() != before)
+            {
+                failures.Add($"{caller}: refused with {status} but the state changed");
+            }
+        }
+        Assert.True(failures.Count == 0, $"{route.Method} {path}:\n" + string.Join("\n", failures));
+    }
+}
