@@ -140,6 +140,10 @@ public static class HypervisorsEndpoints
         ctx.RequireAdmin($"os_compute_api:os-hypervisors:{(detail ? "list-detail" : "list")}");
         var v = ctx.Version;
         var q = http.Request.Query;
+        if (v.AtLeast(53))
+        {
+            QuerySchema.NoAdditional(http, "limit", "marker", "hypervisor_hostname_pattern", "with_servers");
+        }
         IEnumerable<ComputeNode> list = nodes.List();
         var pattern = v.AtLeast(53) ? q["hypervisor_hostname_pattern"].FirstOrDefault() : null;
         var withServers = v.AtLeast(53) && q["with_servers"].FirstOrDefault() is { } ws && BodySchema.TryBoolean(ws, out var b) && b;
@@ -196,6 +200,10 @@ public static class HypervisorsEndpoints
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:show");
+        if (ctx.Version.AtLeast(53))
+        {
+            QuerySchema.NoAdditional(http, "with_servers");
+        }
         var node = FindNode(ctx, id, nodes);
         if (services.Find(node.Host, "nova-compute") is null)
         {

@@ -48,6 +48,10 @@ public static class LimitsEndpoints
     {
         var ctx = RequestContext.Of(http);
         var project = ctx.ProjectId;
+        if (ctx.Version.AtLeast(75))
+        {
+            QuerySchema.NoAdditional(http, "tenant_id");
+        }
         if (http.Request.Query.ContainsKey("tenant_id"))
         {
             ctx.RequireAdmin("os_compute_api:limits:other_project");

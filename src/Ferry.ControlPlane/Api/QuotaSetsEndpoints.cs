@@ -163,7 +163,15 @@ public static class QuotaSetsEndpoints
         }
     }
 
-    private static string? UserId(HttpContext http) => http.Request.Query["user_id"].FirstOrDefault() is { Length: > 0 } u ? u : null;
+    /// <summary>The user_id query parameter; from 2.75 it is the only one allowed.</summary>
+    private static string? UserId(HttpContext http)
+    {
+        if (RequestContext.Of(http).Version.AtLeast(75))
+        {
+            QuerySchema.NoAdditional(http, "user_id");
+        }
+        return http.Request.Query["user_id"].FirstOrDefault() is { Length: > 0 } u ? u : null;
+    }
 
     private static JsonObject Format(ApiVersion version, string? projectId, Dictionary<string, JsonNode> values)
     {

@@ -212,4 +212,20 @@ public sealed class HypervisorsEndpointsTests(ComputeApiFixture f)
 
         Assert.Equal(403, r.Status);
     }
+
+    [Theory]
+    [InlineData("os-hypervisors?bogus=1")]
+    [InlineData("os-hypervisors/detail?with_servers=true&bogus=1")]
+    [InlineData("os-hypervisors/{uuid}?bogus=1")]
+    public async Task Query_UnknownParameterFrom253_Returns400(string path)
+    {
+        var (_, node) = AddBootedHost();
+        var url = "v2.1/" + path.Replace("{uuid}", node.Uuid, StringComparison.Ordinal);
+
+        var at253 = await f.SendAsync(HttpMethod.Get, url, version: "2.53");
+        var at252 = await f.SendAsync(HttpMethod.Get, url.Replace(node.Uuid, node.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal), version: "2.52");
+
+        Assert.Equal((400, "Additional properties are not allowed ('bogus' was unexpected)"), (at253.Status, at253.FaultMessage));
+        Assert.Equal(200, at252.Status);
+    }
 }

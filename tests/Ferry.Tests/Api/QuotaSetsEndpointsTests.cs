@@ -379,6 +379,21 @@ public sealed class QuotaSetsEndpointsTests(ComputeApiFixture f)
         Assert.Empty(f.Groups.List(project));
     }
 
+    [Theory]
+    [InlineData("os-quota-sets/{p}?bogus=1")]
+    [InlineData("os-quota-sets/{p}/detail?bogus=1")]
+    [InlineData("limits?bogus=1")]
+    public async Task Query_UnknownParameterFrom275_Returns400(string path)
+    {
+        var url = "v2.1/" + path.Replace("{p}", NewProject(), StringComparison.Ordinal);
+
+        var at275 = await f.SendAsync(HttpMethod.Get, url, version: "2.75");
+        var at274 = await f.SendAsync(HttpMethod.Get, url, version: "2.74");
+
+        Assert.Equal((400, "Additional properties are not allowed ('bogus' was unexpected)"), (at275.Status, at275.FaultMessage));
+        Assert.Equal(200, at274.Status);
+    }
+
     private static JsonObject CreateBody(int? min = null, int? max = null)
     {
         var server = new JsonObject { ["name"] = "vm", ["imageRef"] = "cirros", ["flavorRef"] = "1", ["networks"] = "none" };
