@@ -237,7 +237,7 @@ public static class PlacementEndpoints
         var inventories = new Dictionary<string, Inventory>(body.Inventories.Count, StringComparer.Ordinal);
         foreach (var (rc, inventory) in body.Inventories)
         {
-            inventories[rc] = ToInventory(inventory);
+            inventories[rc] = ToInventory(inventory ?? throw NotAnObject());
         }
         var provider = placement.SetInventories(uuid, generation, inventories);
         return TypedResults.Json(InventoriesDto(placement, provider), s_json.ProviderInventoriesDto);
@@ -307,6 +307,10 @@ public static class PlacementEndpoints
         if (body.ResourceProviderGeneration is not { } generation || body.Traits is null)
         {
             throw new BadRequestException("'resource_provider_generation' and 'traits' are required properties.");
+        }
+        if (body.Traits.Any(t => t is null))
+        {
+            throw new BadRequestException("JSON does not validate: None is not of type 'string'");
         }
         // Placement checks the generation (409) before the names (400); SetTraits does the former.
         if (RequireProvider(placement, uuid).Generation == generation)
@@ -497,8 +501,15 @@ public static class PlacementEndpoints
         }
     }
 
-    private static AllocationRequest ToRequest(string consumer, ConsumerAllocationsDto body)
+    /// <summary>A JSON null where Placement's schema wants an object (a binding gives null, not an error).</summary>
+    private static BadRequestException NotAnObject() => new("JSON does not validate: None is not of type 'object'");
+
+    private static AllocationRequest ToRequest(string consumer, ConsumerAllocationsDto? body)
     {
+        if (body is null)
+        {
+            throw NotAnObject();
+        }
         if (body.Allocations is null || string.IsNullOrEmpty(body.ProjectId) || string.IsNullOrEmpty(body.UserId))
         {
             throw new BadRequestException($"Consumer {consumer}: 'allocations', 'project_id' and 'user_id' are required properties.");

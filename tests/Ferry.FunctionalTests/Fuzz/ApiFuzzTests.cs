@@ -19,7 +19,7 @@ namespace Ferry.FunctionalTests.Fuzz;
 public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const int DefaultSeed = 20261204;
-    private const int DefaultRequests = 3000;
+    private const int DefaultRequests = 5000;
     private static readonly TimeSpan s_settleTimeout = TimeSpan.FromSeconds(10);
 
     private readonly HttpClient _http = new(new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false }) { Timeout = TimeSpan.FromSeconds(30) };
@@ -97,11 +97,37 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
         var failures = new Dictionary<string, (int Count, string Example)>(StringComparer.Ordinal);
         var statuses = new SortedDictionary<int, int>();
         var clock = Stopwatch.StartNew();
+        var sending = new Stopwatch();
+        var checking = new Stopwatch();
+        var settling = new Stopwatch();
+        // The tables are read again only when SQLite says another connection committed (data_version);
+        // first make sure that a write through the API does move it, or the check below could never fail.
+        var tables = state.Take();
+        var version = state.Version();
+        await SendJsonAsync(HttpMethod.Post, _options.ComputeApiUrl + "/v2.1/os-keypairs", "member",
+            new JsonObject { ["keypair"] = new JsonObject { ["name"] = "fuzz-probe", ["public_key"] = FuzzWorld.PublicKey } });
+        Assert.NotEqual(version, state.Version());
+        Assert.False(StateSnapshot.Same(tables, state.Take()));
+        tables = state.Take();
+        version = state.Version();
         foreach (var route in plan)
         {
             var request = generator.Next(route, seeds);
-            var before = FuzzRoute.IsSafe(request.Method) ? null : state.Take();
+            SortedDictionary<string, string>? files = null;
+            if (!FuzzRoute.IsSafe(request.Method))
+            {
+                checking.Start();
+                if (state.Version() != version)
+                {
+                    version = state.Version();
+                    tables = state.Take();
+                }
+                files = state.Files();
+                checking.Stop();
+            }
+            sending.Start();
             var (status, contentType, body) = await SendAsync(request);
+            sending.Stop();
             statuses[status] = statuses.GetValueOrDefault(status) + 1;
             string? problem = null;
             if (status >= 500)
@@ -112,19 +138,38 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             {
                 problem = $"{status} {shape}";
             }
-            if (before is not null)
+            if (files is not null)
             {
                 if (status >= 400)
                 {
-                    var after = state.Take();
-                    if (!StateSnapshot.Same(before, after))
+                    checking.Start();
+                    var changed = new List<string>();
+                    if (state.Version() != version)
                     {
-                        problem = (problem is null ? "" : problem + "; ") + $"refused with {status} but changed {StateSnapshot.Diff(before, after)}";
+                        version = state.Version();
+                        var after = state.Take();
+                        if (!StateSnapshot.Same(tables, after))
+                        {
+                            changed.Add(StateSnapshot.Diff(tables, after));
+                        }
+                        tables = after;
                     }
+                    var filesAfter = state.Files();
+                    if (!StateSnapshot.Same(files, filesAfter))
+                    {
+                        changed.Add(StateSnapshot.Diff(files, filesAfter));
+                    }
+                    if (changed.Count > 0)
+                    {
+                        problem = (problem is null ? "" : problem + "; ") + $"refused with {status} but changed {string.Join("; ", changed)}";
+                    }
+                    checking.Stop();
                 }
                 else
                 {
+                    settling.Start();
                     await SettleAsync(state);
+                    settling.Stop();
                 }
             }
             if (problem is not null)
@@ -136,7 +181,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             }
         }
         clock.Stop();
-        output.WriteLine($"{total} requests in {clock.Elapsed.TotalSeconds:F1} s; statuses {string.Join(", ", statuses.Select(p => $"{p.Key}×{p.Value}"))}");
+        output.WriteLine($"{total} requests in {clock.Elapsed.TotalSeconds:F1} s (sending {sending.Elapsed.TotalSeconds:F1} s, state checks {checking.Elapsed.TotalSeconds:F1} s, settling after accepted writes {settling.Elapsed.TotalSeconds:F1} s); statuses {string.Join(", ", statuses.Select(p => $"{p.Key}×{p.Value}"))}");
         foreach (var error in _errors.Errors.Distinct().Take(40))
         {
             output.WriteLine($"logged: {error}");
@@ -149,31 +194,22 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             $"{failures.Values.Sum(f => f.Count)} bad answers in {failures.Count} kinds (seed {seed}); first: {failures.Keys.Order(StringComparer.Ordinal).FirstOrDefault()}");
     }
 
-    /// <summary>Waits until what a successful write started (a build, a migration) has stopped changing state.</summary>
+    /// <summary>Waits until what a successful write started (a build, a migration) has stopped changing the database.</summary>
     private static async Task SettleAsync(StateSnapshot state)
     {
         var clock = Stopwatch.StartNew();
-        var last = state.Take();
+        var last = state.Version();
         while (clock.Elapsed < s_settleTimeout)
         {
             await Task.Delay(15);
-            var now = state.Take();
-            if (StateSnapshot.Same(last, now) && !now.GetValueOrDefault("instances", "").Contains("|building|", StringComparison.Ordinal)
-                && !InFlight(now))
+            var now = state.Version();
+            if (now == last && state.InFlight() == 0)
             {
                 return;
             }
             last = now;
         }
     }
-
-    /// <summary>True while an instance has a task state (a move or action still running).</summary>
-    private static bool InFlight(SortedDictionary<string, string> state) =>
-        state.GetValueOrDefault("instances", "").Split('\n').Any(row =>
-            new[] { "|scheduling|", "|spawning|", "|migrating|", "|resize_prep|", "|resize_migrating|", "|resize_migrated|", "|resize_finish|",
-                "|rebuilding|", "|rebuild_spawning|", "|powering-on|", "|powering-off|", "|rebooting|", "|deleting|", "|resize_reverting|",
-                "|resize_confirming|", "|networking|", "|block_device_mapping|", "|rebuild_block_device_mapping|" }
-                .Any(t => row.Contains(t, StringComparison.Ordinal)));
 
     private async Task<(int Status, string? ContentType, string Body)> SendAsync(FuzzRequest request)
     {

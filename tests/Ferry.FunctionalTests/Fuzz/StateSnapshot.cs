@@ -20,7 +20,7 @@ internal sealed class StateSnapshot(string dataDirectory) : IDisposable
         return connection;
     }
 
-    /// <summary>Table name → its rows (ordered), plus "files:*" entries for the data directory's files.</summary>
+    /// <summary>Table name → its rows (ordered).</summary>
     public SortedDictionary<string, string> Take()
     {
         var state = new SortedDictionary<string, string>(StringComparer.Ordinal);
@@ -46,6 +46,29 @@ internal sealed class StateSnapshot(string dataDirectory) : IDisposable
                 state[table] = string.Join('\n', rows);
             }
         }
+        return state;
+    }
+
+    /// <summary>SQLite's <c>PRAGMA data_version</c>: changes whenever another connection commits to the file.</summary>
+    public long Version()
+    {
+        using var cmd = _db.CreateCommand();
+        cmd.CommandText = "PRAGMA data_version";
+        return (long)cmd.ExecuteScalar()!;
+    }
+
+    /// <summary>Instances still building or with a task under way.</summary>
+    public long InFlight()
+    {
+        using var cmd = _db.CreateCommand();
+        cmd.CommandText = "SELECT count(*) FROM instances WHERE deleted = 0 AND (task_state IS NOT NULL OR vm_state = 'building')";
+        return (long)cmd.ExecuteScalar()!;
+    }
+
+    /// <summary>The image store's files (name and size) and a hash of the identity file.</summary>
+    public SortedDictionary<string, string> Files()
+    {
+        var state = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var dir in new[] { "images" })
         {
             var path = Path.Combine(dataDirectory, dir);

@@ -45,6 +45,32 @@ public sealed class PlacementBadInputTests(PlacementApiFixture fixture) : IClass
     }
 
     [Theory]
+    [InlineData("inventories", """{"resource_provider_generation": 0, "inventories": {"VCPU": null}}""")]
+    [InlineData("traits", """{"resource_provider_generation": 0, "traits": ["CUSTOM_A", null]}""")]
+    public async Task PutProviderCollection_NullEntry_Returns400AndChangesNothing(string collection, string body)
+    {
+        var uuid = Guid.NewGuid().ToString();
+        using (var created = await SendAsync(HttpMethod.Post, "/resource_providers", $$"""{"name": "null-{{uuid}}", "uuid": "{{uuid}}"}"""))
+        {
+            Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync(Ct));
+        }
+
+        using var response = await SendAsync(HttpMethod.Put, $"/resource_providers/{uuid}/{collection}", body);
+
+        await ErrorAsync(response, 400);
+        using var provider = await SendAsync(HttpMethod.Get, $"/resource_providers/{uuid}", null);
+        Assert.Equal(0, (int?)JsonNode.Parse(await provider.Content.ReadAsStringAsync(Ct))!["generation"]);
+    }
+
+    [Fact]
+    public async Task PostAllocations_NullConsumerEntry_Returns400()
+    {
+        using var response = await SendAsync(HttpMethod.Post, "/allocations", $$"""{"{{Guid.NewGuid()}}": null}""");
+
+        await ErrorAsync(response, 400);
+    }
+
+    [Theory]
     [InlineData("GET", "/nope")]
     [InlineData("GET", "/resource_providers/x/y/z")]
     [InlineData("PATCH", "/resource_providers")]
