@@ -1,3 +1,4 @@
+using Ferry.ControlPlane.Api;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -35,11 +36,14 @@ internal sealed record FuzzRoute(FuzzService Service, string? Method, string Tem
         var routes = new List<FuzzRoute>();
         foreach (var endpoint in services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>())
         {
-            var host = endpoint.Metadata.GetMetadata<IHostMetadata>()?.Hosts.FirstOrDefault() ?? "";
-            var port = int.TryParse(host[(host.LastIndexOf(':') + 1)..], out var p) ? p : 0;
+            if (endpoint.RoutePattern.RawText == "/healthcheck")
+            {
+                continue; // served on every port, without a service's error shape (oslo.middleware's text answers)
+            }
+            var port = endpoint.Metadata.GetMetadata<LocalPortMetadata>()?.Port ?? 0;
             if (!ports.TryGetValue(port, out var service))
             {
-                throw new InvalidOperationException($"Route {endpoint.RoutePattern.RawText} is not bound to a service port (host '{host}')");
+                throw new InvalidOperationException($"Route {endpoint.RoutePattern.RawText} is not bound to a service port (port {port})");
             }
             var template = "/" + (endpoint.RoutePattern.RawText ?? "").TrimStart('/');
             var parameters = endpoint.RoutePattern.Parameters.Select(x => x.Name).ToList();
