@@ -379,6 +379,19 @@ public sealed class QuotaSetsEndpointsTests(ComputeApiFixture f)
         Assert.Empty(f.Groups.List(project));
     }
 
+    [Fact]
+    public async Task CreateServer_ConcurrentRequests_NeverExceedTheQuota()
+    {
+        var project = NewProject();
+        await f.SendAsync(HttpMethod.Put, $"v2.1/os-quota-sets/{project}", """{"quota_set": {"instances": 3}}""");
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => f.SendAsync(HttpMethod.Post, "v2.1/servers", CreateBody(), token: $"u:{project}")));
+
+        Assert.Equal(3, results.Count(r => r.Status == 202));
+        Assert.All(results.Where(r => r.Status != 202), r => Assert.Equal(403, r.Status));
+        Assert.Equal(3, f.Instances.List(project).Count);
+    }
+
     [Theory]
     [InlineData("os-quota-sets/{p}?bogus=1")]
     [InlineData("os-quota-sets/{p}/detail?bogus=1")]
