@@ -84,6 +84,7 @@ internal sealed partial class ComputeApi(
         {
             keypair = keypairs.Find(ctx.UserId, keyName) ?? throw new BadRequestException("Invalid key_name provided.");
         }
+        using var quotaGate = await quotas.EnterCreateAsync(cancellationToken);
         var count = quotas.CheckCreate(ctx, spec, group);
         Instance? first = null;
         for (var i = 1; i <= count; i++)

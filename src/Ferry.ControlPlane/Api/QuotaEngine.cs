@@ -17,6 +17,9 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
 {
     public const string DefaultClass = "default";
 
+    /// <summary>Serializes quota check and instance rows of concurrent creates, so two requests cannot both take the last slot.</summary>
+    private readonly SemaphoreSlim _createGate = new(1, 1);
+
     /// <summary>Every resource, sorted by name as Nova's QuotaEngine.resources, with Nova's [quota] defaults.</summary>
     public static readonly IReadOnlyList<(string Name, long Default)> Resources =
     [
@@ -154,6 +157,29 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
             throw TooMany(overs, requested, quotas);
         }
         return maxCount;
+    }
+
+    /// <summary>
+    /// Held by a server create from its quota check until its instance rows exist (Nova rechecks after creating
+    /// the rows instead; holding the gate gives the same guarantee without building rows that must be undone).
+    /// </summary>
+    public async Task<IDisposable> EnterCreateAsync(CancellationToken cancellationToken)
+    {
+        await _createGate.WaitAsync(cancellationToken);
+        return new Releaser(_createGate);
+    }
+
+    private sealed class Releaser(SemaphoreSlim gate) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                gate.Release();
+            }
+        }
     }
 
     /// <summary>

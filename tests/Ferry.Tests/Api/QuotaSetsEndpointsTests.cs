@@ -364,6 +364,30 @@ public sealed class QuotaSetsEndpointsTests(ComputeApiFixture f)
     }
 
     [Fact]
+    public async Task RevertResize_OfADownsizeOverQuota_Returns403AndLeavesMigrationFinished()
+    {
+        var source = f.AddHost();
+        var dest = f.AddHost();
+        var project = NewProject();
+        await f.SendAsync(HttpMethod.Put, $"v2.1/os-quota-sets/{project}", """{"quota_set": {"ram": 1024}}""");
+        // Resized down from m1.small (2048 MB) to m1.tiny (512 MB): going back needs 1536 MB more.
+        var small = f.Catalog.FindFlavor("2")!;
+        var vm = AddServer(project, "u", dest);
+        vm = f.Instances.Update(new Ferry.Core.Rpc.Conductor.InstanceUpdateRequest
+        {
+            Uuid = vm.Uuid, VmState = VmState.Resized, SetOldFlavor = true, OldFlavor = small,
+        });
+        var migration = f.AddMigration(vm with { Host = source }, MigrationType.Resize, MigrationStatus.Finished, dest);
+
+        var r = await f.SendAsync(HttpMethod.Post, $"v2.1/servers/{vm.Uuid}/action", """{"revertResize": null}""", token: $"u:{project}");
+
+        Assert.Equal(403, r.Status);
+        Assert.Equal("Quota exceeded for ram: Requested 1536, but already used 512 of 1024 ram", r.FaultMessage);
+        Assert.Equal(MigrationStatus.Finished, f.Migrations.Get(migration.Uuid).Status);
+        Assert.Null(f.Instances.Get(vm.Uuid).TaskState);
+    }
+
+    [Fact]
     public async Task CreateKeypairAndServerGroup_OverQuota_Return403()
     {
         var project = NewProject();
@@ -377,6 +401,19 @@ public sealed class QuotaSetsEndpointsTests(ComputeApiFixture f)
         Assert.Equal((403, "Quota exceeded, too many key pairs."), (key.Status, key.FaultMessage));
         Assert.Equal((403, "Quota exceeded, too many server groups."), (group.Status, group.FaultMessage));
         Assert.Empty(f.Groups.List(project));
+    }
+
+    [Fact]
+    public async Task CreateServer_ConcurrentRequests_NeverExceedTheQuota()
+    {
+        var project = NewProject();
+        await f.SendAsync(HttpMethod.Put, $"v2.1/os-quota-sets/{project}", """{"quota_set": {"instances": 3}}""");
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => f.SendAsync(HttpMethod.Post, "v2.1/servers", CreateBody(), token: $"u:{project}")));
+
+        Assert.Equal(3, results.Count(r => r.Status == 202));
+        Assert.All(results.Where(r => r.Status != 202), r => Assert.Equal(403, r.Status));
+        Assert.Equal(3, f.Instances.List(project).Count);
     }
 
     [Theory]
