@@ -13,11 +13,11 @@ public sealed partial class IdentityStore
 {
     public const string DefaultDomainId = "default";
     private readonly IdentityConfig _config;
-    private readonly Lazy<string> _dummyHash;
+    /// <summary>Hashed once at start, so that the first unknown user's login costs what every other login costs.</summary>
+    private readonly string _dummyHash;
 
     public IdentityStore(IdentityOptions options, ILogger<IdentityStore> logger)
     {
-        _dummyHash = new(DummyHash);
         if (File.Exists(options.ConfigPath))
         {
             PrivateFiles.Restrict(options.ConfigPath);
@@ -34,12 +34,13 @@ public sealed partial class IdentityStore
             File.Move(temporary, options.ConfigPath, overwrite: true);
             Log.Created(logger, options.ConfigPath);
         }
+        _dummyHash = DummyHash();
     }
 
     public IdentityStore(IdentityConfig config)
     {
         _config = config;
-        _dummyHash = new(DummyHash);
+        _dummyHash = DummyHash();
     }
 
     public IdentityConfig Config => _config;
@@ -100,7 +101,7 @@ public sealed partial class IdentityStore
     /// </summary>
     public UserEntry? CheckPassword(UserEntry? user, string password)
     {
-        var matches = PasswordHasher.Verify(password, user?.PasswordHash ?? _dummyHash.Value);
+        var matches = PasswordHasher.Verify(password, user?.PasswordHash ?? _dummyHash);
         return user is { Enabled: true } && matches ? user : null;
     }
 
