@@ -93,14 +93,15 @@ public sealed class FaultSweepTests(FerryFixture fixture) : FlowTest<FerryFixtur
         var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}");
         Assert.True(status == HttpStatusCode.NoContent, $"delete: {(int)status} {body?.ToJsonString()}");
         await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
-        // Deleting a resized server also confirms it on the source, concurrently: wait for that too.
-        await Invariants.AssertQuietAndConsistentAsync(Fixture.Ferry);
-        // A copy a failed confirm left on the source is removed by a cast of its own: give it time.
+        // A copy a failed confirm left on the source is removed by a cast of its own, which the database does not
+        // show: give it time before the invariants look at the disks.
         var deadline = DateTime.UtcNow + WaitLimit;
         while (Fixture.Ferry.Computes.Values.Any(c => c.Driver.GetGuest(id) is not null) && DateTime.UtcNow < deadline)
         {
             await Task.Delay(10);
         }
+        // Deleting a resized server also confirms it on the source, concurrently: wait for that too.
+        await Invariants.AssertQuietAndConsistentAsync(Fixture.Ferry);
         foreach (var compute in Fixture.Ferry.Computes.Values)
         {
             Assert.Null(compute.Driver.GetGuest(id));
