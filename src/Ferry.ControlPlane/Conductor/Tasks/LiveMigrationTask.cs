@@ -81,6 +81,11 @@ public sealed class LiveMigrationTask(ConductorContext context)
     /// <summary>Scheduler-chosen (or scheduler-validated) destination, trying further hosts when one fails its checks.</summary>
     private async Task<(Selection, LiveMigrateData)> FindDestinationAsync(Instance instance, Migration migration, LiveMigrateInstanceRequest request, CancellationToken ct)
     {
+        if (request.Host == instance.Host)
+        {
+            // The scheduler ignores the source, so this would only end in "No valid host was found": say why.
+            throw new UnableToMigrateToSelfException(instance.Uuid, instance.Host!);
+        }
         var attempted = new List<string> { instance.Host! };
         var lastReason = "";
         while (true)
