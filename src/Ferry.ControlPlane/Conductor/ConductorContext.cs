@@ -54,7 +54,7 @@ public sealed class ConductorContext(
     public void RecordFailure(string instanceUuid, string? requestId, string eventName, Exception ex)
     {
         var code = ex is Core.Errors.FerryException f ? f.HttpStatus : 500;
-        Actions.AddFault(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? ex.ToString() : null);
+        Actions.AddFault(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? Core.Errors.FaultDetails.Describe(ex) : null);
         Actions.RecordEvent(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message);
     }
 
