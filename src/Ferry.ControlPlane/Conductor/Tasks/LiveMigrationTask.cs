@@ -21,6 +21,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
     public async Task ExecuteAsync(LiveMigrateInstanceRequest request, CancellationToken ct)
     {
         var instance = context.Instances.Get(request.InstanceUuid);
+        var started = context.Time.GetTimestamp();
         var migration = context.Migrations.Create(id => new Migration
         {
             Id = id,
@@ -63,6 +64,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             });
             context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.LiveMigrationAsync(instance.Host!, new LiveMigrationRequest(instance, migration, selection.ServiceHost, data, request.RequestId), ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
