@@ -1,6 +1,8 @@
 using System.Net;
 using System.Text.RegularExpressions;
+using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.FunctionalTests.Flows;
 
@@ -45,6 +47,23 @@ public sealed partial class MoveLogTests(LoggingFerryFixture fixture) : FlowTest
 
         Assert.Contains(Fixture.Logs.Lines, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning
             && l.Message == $"conductor_live_migrate_instance of instance {id} failed: Unable to migrate instance ({id}) to current host (compute1).");
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PreLiveMigrationFails_FaultDetailsAreTheCauseNotAStackTrace()
+    {
+        var id = await BootAsync("compute1");
+        Driver("compute2").Faults.FailNext(Ferry.Virt.Fake.FakeSteps.PreLiveMigration);
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+        var (_, migration) = await WaitForMoveEndAsync(id);
+
+        var fault = Fixture.Ferry.Services.GetRequiredService<ActionStore>().LatestFault(id)!;
+
+        Assert.Equal(500, fault.Code);
+        Assert.StartsWith("InjectedFailureException: ", fault.Details);
+        Assert.DoesNotContain(" at Ferry.", fault.Details);
+        Assert.Contains(Fixture.Logs.Lines, l => l.Level == Microsoft.Extensions.Logging.LogLevel.Warning
+            && l.Message.StartsWith($"compute_pre_live_migration of instance {id} (migration {migration.Uuid}) on compute2: failed after ", StringComparison.Ordinal));
     }
 
     [GeneratedRegex(@": done in \d+ ms$")]
