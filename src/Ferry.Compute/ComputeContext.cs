@@ -63,25 +63,34 @@ public sealed partial class ComputeContext(
     /// Runs one compute step as an instance-action event (Nova's wrap_instance_event + wrap_instance_fault):
     /// start and finish are recorded, and a failure leaves a fault before it propagates.
     /// </summary>
-    public async Task<T> RunEventAsync<T>(Instance instance, string? requestId, string eventName, Func<Task<T>> step, CancellationToken ct)
+    public Task<T> RunEventAsync<T>(Instance instance, string? requestId, string eventName, Func<Task<T>> step, CancellationToken ct) =>
+        RunEventAsync(instance, null, requestId, eventName, step, ct);
+
+    /// <summary>The same, for a step of a move: its log line names the migration too.</summary>
+    public async Task<T> RunEventAsync<T>(Instance instance, Migration? migration, string? requestId, string eventName, Func<Task<T>> step, CancellationToken ct)
     {
         await Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, false, false, null), ct);
+        var started = Time.GetTimestamp();
         try
         {
             var result = await step();
             await Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, true, false, null), ct);
+            Log.StepDone(Logger, eventName, instance.Uuid, migration?.Uuid ?? "-", Host, (long)Time.GetElapsedTime(started).TotalMilliseconds);
             return result;
         }
         catch (Exception ex) when (ex is not OperationCanceledException and not FaultRecordedException)
         {
-            Log.StepFailed(Logger, ex, eventName, instance.Uuid);
+            Log.StepFailed(Logger, ex, eventName, instance.Uuid, migration?.Uuid ?? "-", Host, (long)Time.GetElapsedTime(started).TotalMilliseconds, ex.Message);
             await RecordFaultAsync(instance.Uuid, requestId, eventName, ex, ct);
             throw;
         }
     }
 
     public Task RunEventAsync(Instance instance, string? requestId, string eventName, Func<Task> step, CancellationToken ct) =>
-        RunEventAsync(instance, requestId, eventName, async () =>
+        RunEventAsync(instance, null, requestId, eventName, step, ct);
+
+    public Task RunEventAsync(Instance instance, Migration? migration, string? requestId, string eventName, Func<Task> step, CancellationToken ct) =>
+        RunEventAsync(instance, migration, requestId, eventName, async () =>
         {
             await step();
             return true;
@@ -93,7 +102,7 @@ public sealed partial class ComputeContext(
         try
         {
             var code = ex is FerryException f ? f.HttpStatus : 500;
-            await Conductor.RecordFaultAsync(new InstanceFaultRequest(instanceUuid, code, ex.Message, Host, code == 500 ? ex.ToString() : null), ct);
+            await Conductor.RecordFaultAsync(new InstanceFaultRequest(instanceUuid, code, ex.Message, Host, code == 500 ? FaultDetails.Describe(ex) : null), ct);
             await Conductor.RecordActionEventAsync(new ActionEventRequest(instanceUuid, requestId, eventName, Host, true, true, ex.Message), ct);
         }
         catch (Exception inner) when (inner is not OperationCanceledException)
@@ -122,9 +131,6 @@ public sealed partial class ComputeContext(
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Step {Step} failed for instance {InstanceId}")]
-        public static partial void StepFailed(ILogger logger, Exception ex, string step, string instanceId);
-
         [LoggerMessage(EventId = 201, Level = LogLevel.Error, Message = "Could not record a fault for instance {InstanceId}")]
         public static partial void FaultNotRecorded(ILogger logger, Exception ex, string instanceId);
 

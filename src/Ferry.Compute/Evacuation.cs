@@ -19,7 +19,7 @@ public sealed class Evacuation(ComputeContext context)
         var diskWasHere = true;
         try
         {
-            await context.RunEventAsync(instance, request.RequestId, "compute_rebuild_instance", async () =>
+            await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_rebuild_instance", async () =>
             {
                 await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
                 {

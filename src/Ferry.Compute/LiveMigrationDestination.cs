@@ -13,7 +13,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
     /// conductor is waiting on us meanwhile), and removes the file whatever happens.
     /// </summary>
     public Task<LiveMigrateData> CheckCanLiveMigrateDestinationAsync(CheckCanLiveMigrateDestinationRequest request, CancellationToken ct) =>
-        context.RunEventAsync(request.Instance, request.RequestId, "compute_check_can_live_migrate_destination", async () =>
+        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_check_can_live_migrate_destination", async () =>
         {
             var testFile = context.Driver.CreateSharedStorageTestFile();
             try
@@ -36,7 +36,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
         }, ct);
 
     public Task<LiveMigrateData> PreLiveMigrationAsync(PreLiveMigrationRequest request, CancellationToken ct) =>
-        context.RunEventAsync(request.Instance, request.RequestId, "compute_pre_live_migration", async () =>
+        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_pre_live_migration", async () =>
         {
             var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance),
                 request.Data.IsSharedInstancePath, request.Data.BlockMigration ?? false, request.Data.ParallelConnections, ct);
@@ -45,7 +45,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
 
     /// <summary>The guest now runs here: make it so in the database (host switches at this moment, as in Nova).</summary>
     public Task PostLiveMigrationAtDestinationAsync(PostLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
-        context.RunEventAsync(request.Instance, request.RequestId, "compute_post_live_migration_at_destination", async () =>
+        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_post_live_migration_at_destination", async () =>
         {
             await context.Driver.PostLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), ct);
             if (request.Instance.VmState == VmState.Paused && context.Driver.GetGuest(request.Instance.Uuid) is { PowerState: Virt.GuestPowerState.Running })
@@ -68,11 +68,11 @@ public sealed class LiveMigrationDestination(ComputeContext context)
 
     /// <summary>The post-copy stream broke: the guest runs here frozen on missing pages until the source resumes sending them.</summary>
     public Task<RecoverPostCopyReply> RecoverPostCopyAtDestinationAsync(RecoverPostCopyAtDestinationRequest request, CancellationToken ct) =>
-        context.RunEventAsync(request.Instance, request.RequestId, "compute_recover_post_copy_at_destination", async () =>
+        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_recover_post_copy_at_destination", async () =>
             new RecoverPostCopyReply(await context.Driver.RecoverPostCopyAtDestinationAsync(request.Instance.Uuid, ct)), ct);
 
     public Task RollbackLiveMigrationAtDestinationAsync(RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
-        context.RunEventAsync(request.Instance, request.RequestId, "compute_rollback_live_migration_at_destination", () =>
+        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_rollback_live_migration_at_destination", () =>
             context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), request.DestroyDisks, ct), ct);
 
     /// <summary>
@@ -81,7 +81,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
     /// (the source's terminate drops the instance's own). Harmless when the rollback already did both.
     /// </summary>
     public Task DestroyLiveMigrationDestinationAsync(MigrationRequest request, CancellationToken ct) =>
-        context.RunEventAsync(request.Instance, request.RequestId, "compute_destroy_live_migration_destination", async () =>
+        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_destroy_live_migration_destination", async () =>
         {
             await context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), destroyDisks: true, ct);
             await context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct);

@@ -13,7 +13,7 @@ namespace Ferry.Compute;
 /// the copy completes until the destination has taken over, and is resumed only if the destination
 /// provably dropped its copy.
 /// </summary>
-public sealed class LiveMigrationSource(ComputeContext context)
+public sealed partial class LiveMigrationSource(ComputeContext context)
 {
     private const int SourceCleanupAttempts = 3;
     private const string EventName = "compute_live_migration";
@@ -34,7 +34,7 @@ public sealed class LiveMigrationSource(ComputeContext context)
         _outgoing[request.Instance.Uuid] = outgoing;
         try
         {
-            await context.RunEventAsync(request.Instance, request.RequestId, EventName, () => MigrateAsync(outgoing, ct), ct);
+            await context.RunEventAsync(request.Instance, request.Migration, request.RequestId, EventName, () => MigrateAsync(outgoing, ct), ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
@@ -409,11 +409,13 @@ public sealed class LiveMigrationSource(ComputeContext context)
                 DiskProcessed = progress.DiskProcessedBytes,
                 DiskRemaining = progress.DiskRemainingBytes,
             }, cancellationToken);
+            var percent = total == 0 ? 0 : (int)(100 - remaining * 100 / total);
             await context.Conductor.UpdateInstanceAsync(new InstanceUpdateRequest
             {
                 Uuid = _request.Instance.Uuid,
-                Progress = total == 0 ? 0 : (int)(100 - remaining * 100 / total),
+                Progress = percent,
             }, cancellationToken);
+            Log.Progress(context.Logger, _request.Instance.Uuid, _request.Migration.Uuid, context.Host, _request.Dest, percent, remaining >> 20);
         }
 
         public async ValueTask MigrationSwitchedToPostCopyAsync(string uuid, CancellationToken cancellationToken)

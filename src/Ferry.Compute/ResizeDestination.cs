@@ -12,7 +12,7 @@ public sealed class ResizeDestination(ComputeContext context)
         var instance = request.Instance;
         try
         {
-            await context.RunEventAsync(instance, request.RequestId, "compute_prep_resize", async () =>
+            await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_prep_resize", async () =>
             {
                 await context.Driver.CheckCanReceiveAsync(ComputeContext.GuestFor(instance, request.NewFlavor), ct);
                 var migration = await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
@@ -56,7 +56,7 @@ public sealed class ResizeDestination(ComputeContext context)
         var instance = request.Instance;
         try
         {
-            await context.RunEventAsync(instance, request.RequestId, "compute_finish_resize", async () =>
+            await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_finish_resize", async () =>
             {
                 await context.UpdateInstanceAsync(new InstanceUpdateRequest
                 {
@@ -96,7 +96,7 @@ public sealed class ResizeDestination(ComputeContext context)
         var instance = request.Instance;
         try
         {
-            await context.RunEventAsync(instance, request.RequestId, "compute_revert_resize", async () =>
+            await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_revert_resize", async () =>
             {
                 await context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct);
                 await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Reverted, ct);

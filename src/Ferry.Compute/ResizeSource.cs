@@ -14,7 +14,7 @@ public sealed class ResizeSource(ComputeContext context)
         var poweredOff = false;
         try
         {
-            await context.RunEventAsync(instance, request.RequestId, "compute_resize_instance", async () =>
+            await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_resize_instance", async () =>
             {
                 await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Migrating, ct);
                 await context.UpdateInstanceAsync(new InstanceUpdateRequest
@@ -76,7 +76,7 @@ public sealed class ResizeSource(ComputeContext context)
         var instance = request.Instance;
         try
         {
-            await context.RunEventAsync(instance, request.RequestId, "compute_confirm_resize", async () =>
+            await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_confirm_resize", async () =>
             {
                 try
                 {
@@ -115,7 +115,7 @@ public sealed class ResizeSource(ComputeContext context)
 
     /// <summary>The server is being deleted after a failed confirm: retry removing what the confirm left here.</summary>
     public Task DestroyResizeSourceAsync(MigrationRequest request, CancellationToken ct) =>
-        context.RunEventAsync(request.Instance, request.RequestId, "compute_destroy_resize_source", async () =>
+        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_destroy_resize_source", async () =>
         {
             await context.Driver.ConfirmMigrationAsync(ComputeContext.GuestFor(request.Instance, request.Instance.OldFlavor), ct);
             await context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct);
@@ -128,7 +128,7 @@ public sealed class ResizeSource(ComputeContext context)
         var oldFlavor = instance.OldFlavor ?? instance.Flavor;
         try
         {
-            await context.RunEventAsync(instance, request.RequestId, "compute_finish_revert_resize", async () =>
+            await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_finish_revert_resize", async () =>
             {
                 var powerOn = instance.OldVmState != VmState.Stopped;
                 await context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance, oldFlavor), powerOn, ct);

@@ -24,6 +24,8 @@ public class FerryFixture : IAsyncLifetime
     {
     }
 
+    protected virtual void ConfigureLogging(ILoggingBuilder logging) => logging.SetMinimumLevel(LogLevel.None);
+
     protected virtual string NewDataDirectory() => Directory.CreateTempSubdirectory("ferry-test-").FullName;
 
     /// <summary>Runs before the Ferry stops (e.g. to remove what the hosts still run).</summary>
@@ -43,7 +45,7 @@ public class FerryFixture : IAsyncLifetime
             FakeTimeScale = 0,
         };
         Configure(options);
-        Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
+        Ferry = AllInOne.Build(options, ConfigureLogging);
         Configure(Ferry);
         await Ferry.StartAsync(CancellationToken.None);
         // Flow tests keep many servers in one project: lift Nova's default quotas (10 instances, 20 cores) for them.

@@ -13,6 +13,7 @@ public sealed class BuildTask(ConductorContext context)
     {
         const string eventName = "conductor_schedule_and_build_instances";
         var instance = context.Instances.Get(request.InstanceUuid);
+        var started = context.Time.GetTimestamp();
         context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, false, false, null);
         var claimed = false;
         try
@@ -34,6 +35,7 @@ public sealed class BuildTask(ConductorContext context)
                 ExpectedTaskStates = [TaskState.Scheduling],
             });
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, true, false, null);
+            context.LogTaskDone(eventName, instance.Uuid, null, null, selection.ServiceHost, started);
             await context.Compute.BuildAndRunInstanceAsync(selection.ServiceHost, new BuildAndRunInstanceRequest(instance, image, request.RequestId), ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

@@ -9,7 +9,7 @@ using Microsoft.Extensions.Logging;
 namespace Ferry.ControlPlane.Conductor;
 
 /// <summary>What every conductor task works with; one instance per process.</summary>
-public sealed class ConductorContext(
+public sealed partial class ConductorContext(
     InstanceStore instances,
     MigrationStore migrations,
     ServiceStore services,
@@ -37,6 +37,11 @@ public sealed class ConductorContext(
     public ControlPlaneOptions Options { get; } = options;
     public TimeProvider Time { get; } = time;
     public ILoggerFactory Loggers { get; } = loggers;
+    private readonly ILogger _logger = loggers.CreateLogger("Ferry.ControlPlane.Conductor");
+
+    /// <summary>The conductor's line for a task step that handed the move on to <paramref name="dest"/>.</summary>
+    public void LogTaskDone(string step, string instanceUuid, string? migrationUuid, string? source, string? dest, long startedTimestamp) =>
+        Log.TaskDone(_logger, step, instanceUuid, migrationUuid ?? "-", source ?? "-", dest ?? "-", (long)Time.GetElapsedTime(startedTimestamp).TotalMilliseconds);
 
     public const string ConductorHost = "conductor";
 
@@ -54,7 +59,8 @@ public sealed class ConductorContext(
     public void RecordFailure(string instanceUuid, string? requestId, string eventName, Exception ex)
     {
         var code = ex is Core.Errors.FerryException f ? f.HttpStatus : 500;
-        Actions.AddFault(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? ex.ToString() : null);
+        Log.TaskFailed(_logger, code == 500 ? ex : null, eventName, instanceUuid, ex.Message);
+        Actions.AddFault(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? Core.Errors.FaultDetails.Describe(ex) : null);
         Actions.RecordEvent(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message);
     }
 

@@ -9,6 +9,12 @@ public class FerryException(string message, int httpStatus = 500) : Exception(me
 {
     public int HttpStatus { get; } = httpStatus;
 
+    /// <summary>
+    /// What an operator can act on beyond the message (a log's last lines, the file to read): shown in the
+    /// fault's <c>details</c> (<see cref="FaultDetails"/>). Never a stack trace: that goes to the log.
+    /// </summary>
+    public string? Details { get; init; }
+
     /// <summary>The stable name used on the wire; the class name by default.</summary>
     public virtual string Kind => GetType().Name;
 

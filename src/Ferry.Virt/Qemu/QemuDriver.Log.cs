@@ -23,8 +23,8 @@ public sealed partial class QemuDriver
     [LoggerMessage(EventId = 7205, Level = LogLevel.Information, Message = "Reattached to {InstanceId} (pid {Pid})")]
     private partial void LogReattached(string instanceId, int pid);
 
-    [LoggerMessage(EventId = 7206, Level = LogLevel.Warning, Message = "QEMU of {InstanceId} exited (pid {Pid})")]
-    private partial void LogProcessExited(string instanceId, int pid);
+    [LoggerMessage(EventId = 7206, Level = LogLevel.Warning, Message = "QEMU of {InstanceId} exited (pid {Pid}); its last output: {QemuOutput}")]
+    private partial void LogProcessExited(string instanceId, int pid, string qemuOutput);
 
     [LoggerMessage(EventId = 7207, Level = LogLevel.Information, Message = "Created base image {BasePath} for image {ImageRef}")]
     private partial void LogBaseCreated(string imageRef, string basePath);

@@ -29,6 +29,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
     private const string BaseDirectoryName = "_base";
     private const string RuntimeDirectoryName = "_run";
     private const int MaxUnixSocketPathBytes = 107;
+    private const string QemuLogFileName = "qemu.log";
 
     private readonly QemuDriverOptions _options;
     private readonly ILogger _logger;
@@ -92,7 +93,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
                 continue;
             }
             var guest = new QemuGuest(spec);
-            var process = await QemuProcess.AttachAsync(uuid, Path.Combine(runtime, "qemu.pid"), Path.Combine(runtime, "qmp.sock"), cancellationToken);
+            var process = await QemuProcess.AttachAsync(uuid, Path.Combine(runtime, "qemu.pid"), Path.Combine(runtime, "qmp.sock"), cancellationToken, Path.Combine(InstanceDirectory(uuid), QemuLogFileName));
             if (process is not null)
             {
                 guest.Process = process;
@@ -450,6 +451,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             DiskPath = Path.Combine(dir, "disk"),
             ConfigDrivePath = guest.ConfigDrive && File.Exists(configDrive) ? configDrive : null,
             SerialLogPath = Path.Combine(dir, "console.log"),
+            LogPath = Path.Combine(dir, QemuLogFileName),
             QmpSocketPath = Path.Combine(runtime, "qmp.sock"),
             PidFilePath = Path.Combine(runtime, "qemu.pid"),
             Accel = Accel,
@@ -519,7 +521,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             if (guest.Process == process)
             {
                 guest.PowerState = GuestPowerState.Shutdown;
-                LogProcessExited(guest.Spec.Uuid, process.Pid);
+                LogProcessExited(guest.Spec.Uuid, process.Pid, string.Join(" | ", process.LastOutput));
             }
         }
         catch (ObjectDisposedException)

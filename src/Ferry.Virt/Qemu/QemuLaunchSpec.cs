@@ -18,6 +18,8 @@ public sealed record QemuLaunchSpec
     public required string SerialLogPath { get; init; }
     public required string QmpSocketPath { get; init; }
     public string? PidFilePath { get; init; }
+    /// <summary>QEMU's own stdout and stderr, appended (<c>qemu.log</c> beside <c>console.log</c>); null discards them.</summary>
+    public string? LogPath { get; init; }
     /// <summary><c>tcg</c> or <c>kvm</c>.</summary>
     public string Accel { get; init; } = "tcg";
     public string MachineType { get; init; } = "pc";

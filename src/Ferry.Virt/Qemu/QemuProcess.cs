@@ -1,28 +1,34 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using Ferry.Virt.Qemu.Qmp;
 
 namespace Ferry.Virt.Qemu;
 
 /// <summary>
-/// One QEMU process and its monitor connection. Either started here (a child process, never
-/// <c>-daemonize</c>d, stderr captured) or attached to a process a previous agent left running (by pid
+/// One QEMU process and its monitor connection. Either started here (a child process in a session of its own,
+/// never <c>-daemonize</c>d, output appended to <c>qemu.log</c>) or attached to a process a previous agent left running (by pid
 /// file and QMP socket). Disposal kills the process if it still runs.
 /// </summary>
 public sealed class QemuProcess : IAsyncDisposable
 {
-    private const int MaxStderrChars = 16 * 1024;
+    /// <summary>How much of QEMU's log a failure quotes: its last lines, within a bound.</summary>
+    public const int QuotedLogLines = 10;
+    private const int MaxQuotedLogChars = 2048;
     private static readonly TimeSpan s_pollInterval = TimeSpan.FromMilliseconds(20);
 
     private readonly Process? _child;
-    private readonly StringBuilder _stderr = new();
+    private readonly string? _logPath;
+    private readonly long _logStart;
     private int _disposed;
 
-    private QemuProcess(int pid, Process? child, string uuid)
+    private QemuProcess(int pid, Process? child, string uuid, string? logPath, long logStart)
     {
         Pid = pid;
         _child = child;
         Uuid = uuid;
+        _logPath = logPath;
+        _logStart = logStart;
     }
 
     public int Pid { get; }
@@ -35,21 +41,17 @@ public sealed class QemuProcess : IAsyncDisposable
     /// <summary>True when this process was found running rather than started here.</summary>
     public bool Attached => _child is null;
 
-    /// <summary>What QEMU wrote to stderr so far (only for processes started here).</summary>
-    public string StandardError
-    {
-        get
-        {
-            lock (_stderr)
-            {
-                return _stderr.ToString();
-            }
-        }
-    }
+    /// <summary>The last lines QEMU wrote to stdout and stderr since this process started (its log file's tail).</summary>
+    public IReadOnlyList<string> LastOutput => ReadLogTail(_logPath, _logStart);
 
     public bool HasExited => _child is not null ? _child.HasExited : !IsAlive(Pid, Uuid);
 
-    /// <summary>Starts QEMU and waits until its QMP socket answers.</summary>
+    /// <summary>
+    /// Starts QEMU in a session of its own and waits until its QMP socket answers. Its own session keeps it out of
+    /// the agent's process group, so a terminal's Ctrl-C or a SIGTERM to the group stops the agent and not its
+    /// guests (as libvirt's guests outlive nova-compute). QEMU's stdout and stderr are appended to
+    /// <see cref="QemuLaunchSpec.LogPath"/> rather than piped to the agent: a pipe would break when the agent stops.
+    /// </summary>
     public static async Task<QemuProcess> StartAsync(string binary, QemuLaunchSpec spec, TimeSpan startTimeout, CancellationToken cancellationToken)
     {
         var args = QemuCommandLine.Build(spec);
@@ -57,33 +59,43 @@ public sealed class QemuProcess : IAsyncDisposable
         {
             File.Delete(spec.QmpSocketPath);
         }
-        var psi = new ProcessStartInfo(binary)
+        long logStart = 0;
+        if (spec.LogPath is { } log)
         {
-            UseShellExecute = false,
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            RedirectStandardInput = true,
-        };
+            await File.AppendAllTextAsync(log, string.Create(CultureInfo.InvariantCulture,
+                $"--- {DateTime.UtcNow:yyyy-MM-dd HH:mm:ss.fff}Z starting QEMU{(spec.IncomingUri is null ? "" : " for an incoming migration")}{Environment.NewLine}"), cancellationToken);
+            logStart = new FileInfo(log).Length;
+        }
+        // sh is never a process group leader, so setsid(1) calls setsid() and execs QEMU in place: the pid stays the child's.
+        var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add("exec setsid \"$0\" \"$@\" </dev/null >>\"$FERRY_QEMU_LOG\" 2>&1");
+        psi.ArgumentList.Add(binary);
         foreach (var arg in args)
         {
             psi.ArgumentList.Add(arg);
         }
-        var child = Process.Start(psi) ?? throw new QemuStartException($"Could not start {binary}.");
-        var process = new QemuProcess(child.Id, child, spec.Uuid);
-        child.ErrorDataReceived += (_, e) => process.AppendStderr(e.Data);
-        child.OutputDataReceived += (_, e) => process.AppendStderr(e.Data);
-        child.BeginErrorReadLine();
-        child.BeginOutputReadLine();
+        psi.Environment["FERRY_QEMU_LOG"] = spec.LogPath ?? "/dev/null";
+        Process child;
+        try
+        {
+            child = Process.Start(psi) ?? throw new QemuStartException($"Could not start {binary}.");
+        }
+        catch (System.ComponentModel.Win32Exception ex)
+        {
+            throw new QemuStartException($"Could not start {binary}: {ex.Message}");
+        }
+        var process = new QemuProcess(child.Id, child, spec.Uuid, spec.LogPath, logStart);
         try
         {
             process.Qmp = await ConnectWhenReadyAsync(spec.QmpSocketPath, startTimeout, () => child.HasExited, cancellationToken)
-                ?? throw new QemuStartException(await process.DescribeFailureAsync($"QEMU for {spec.Uuid} exited during start-up", cancellationToken));
+                ?? throw await process.DescribeFailureAsync($"QEMU for {spec.Uuid} exited during start-up", cancellationToken);
             return process;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             await process.DisposeAsync();
-            throw new QemuStartException($"QEMU for {spec.Uuid} did not open its monitor within {startTimeout.TotalSeconds:F0} s. {process.StandardError}");
+            throw process.Failure($"QEMU for {spec.Uuid} did not open its monitor within {startTimeout.TotalSeconds:F0} s");
         }
         catch
         {
@@ -93,7 +105,7 @@ public sealed class QemuProcess : IAsyncDisposable
     }
 
     /// <summary>Attaches to a QEMU process left running by a previous agent; null if it is not running.</summary>
-    public static async Task<QemuProcess?> AttachAsync(string uuid, string pidFilePath, string qmpSocketPath, CancellationToken cancellationToken)
+    public static async Task<QemuProcess?> AttachAsync(string uuid, string pidFilePath, string qmpSocketPath, CancellationToken cancellationToken, string? logPath = null)
     {
         if (!File.Exists(pidFilePath) || !File.Exists(qmpSocketPath)
             || !int.TryParse((await File.ReadAllTextAsync(pidFilePath, cancellationToken)).Trim(), out var pid)
@@ -101,7 +113,7 @@ public sealed class QemuProcess : IAsyncDisposable
         {
             return null;
         }
-        var process = new QemuProcess(pid, null, uuid);
+        var process = new QemuProcess(pid, null, uuid, logPath, logPath is not null && File.Exists(logPath) ? new FileInfo(logPath).Length : 0);
         try
         {
             process.Qmp = await QmpClient.ConnectAsync(qmpSocketPath, cancellationToken);
@@ -248,33 +260,61 @@ public sealed class QemuProcess : IAsyncDisposable
                 {
                     // not listening yet
                 }
+                catch (Exception ex) when (ex is IOException or QmpException && !cancellationToken.IsCancellationRequested)
+                {
+                    // QEMU listens before it checks the rest of its command line, then exits: the loop reports that.
+                }
             }
             await Task.Delay(s_pollInterval, cts.Token);
         }
     }
 
-    private async Task<string> DescribeFailureAsync(string what, CancellationToken cancellationToken)
+    private async Task<QemuStartException> DescribeFailureAsync(string what, CancellationToken cancellationToken)
     {
         if (_child is not null)
         {
             await _child.WaitForExitAsync(cancellationToken);
-            return $"{what} (exit code {_child.ExitCode}): {StandardError.Trim()}";
+            return Failure(string.Create(CultureInfo.InvariantCulture, $"{what} (exit code {_child.ExitCode})"));
         }
-        return what;
+        return Failure(what);
     }
 
-    private void AppendStderr(string? line)
+    /// <summary>
+    /// A start failure an operator can act on: the message ends with QEMU's last line (usually its error), the
+    /// details quote its last lines and name the log file.
+    /// </summary>
+    public QemuStartException Failure(string what)
     {
-        if (line is null)
+        var tail = ReadLogTail(_logPath, _logStart);
+        return new QemuStartException(tail.Count == 0 ? what + "." : $"{what}: {tail[^1]}")
         {
-            return;
+            Details = tail.Count == 0 ? null : $"Last lines of {_logPath}:\n{string.Join('\n', tail)}",
+        };
+    }
+
+    /// <summary>The last <see cref="QuotedLogLines"/> non-empty lines of the log from <paramref name="start"/> on, bounded in size.</summary>
+    public static IReadOnlyList<string> ReadLogTail(string? logPath, long start)
+    {
+        if (logPath is null)
+        {
+            return [];
         }
-        lock (_stderr)
+        try
         {
-            if (_stderr.Length < MaxStderrChars)
+            using var stream = new FileStream(logPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            var from = Math.Max(start, stream.Length - MaxQuotedLogChars);
+            if (from >= stream.Length)
             {
-                _stderr.AppendLine(line);
+                return [];
             }
+            stream.Seek(from, SeekOrigin.Begin);
+            using var reader = new StreamReader(stream, Encoding.UTF8);
+            return [.. reader.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Where(l => !l.StartsWith("--- ", StringComparison.Ordinal)).TakeLast(QuotedLogLines)];
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return [];
         }
     }
 }

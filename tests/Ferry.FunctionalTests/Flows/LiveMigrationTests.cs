@@ -100,6 +100,19 @@ public sealed class LiveMigrationTests(LiveMigrationFixture fixture) : FlowTest<
     }
 
     [Fact]
+    public async Task LiveMigrate_ToOwnHostNotForced_FaultSaysCurrentHost()
+    {
+        var id = await BootAsync("compute1");
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute1"));
+
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal(MigrationStatus.Error, migration.Status);
+        Assert.Equal(("compute1", VmState.Active), (instance.Host, instance.VmState));
+        Assert.Equal($"Unable to migrate instance ({id}) to current host (compute1).", LastFault(id));
+    }
+
+    [Fact]
     public async Task LiveMigrate_StoppedServer_Is409WithNovaMessage()
     {
         var id = await BootAsync("compute1");

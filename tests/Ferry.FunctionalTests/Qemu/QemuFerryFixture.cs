@@ -36,7 +36,7 @@ public class QemuFerryFixture : FerryFixture
     }
 
     /// <summary>tools/test-guest/build.sh (a no-op when the kernel is up to date); returns the kernel's path.</summary>
-    private static string BuildTestGuest([CallerFilePath] string sourceFile = "")
+    internal static string BuildTestGuest([CallerFilePath] string sourceFile = "")
     {
         var root = new DirectoryInfo(Path.GetDirectoryName(sourceFile)!);
         while (root is not null && !File.Exists(Path.Combine(root.FullName, "tools", "test-guest", "build.sh")))

@@ -19,6 +19,7 @@ public sealed class EvacuateTask(ConductorContext context)
     public async Task ExecuteAsync(EvacuateRequest request, CancellationToken ct)
     {
         var instance = context.Instances.Get(request.InstanceUuid);
+        var started = context.Time.GetTimestamp();
         var migration = context.Migrations.Get(request.MigrationUuid);
         context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
         Selection? claimed = null;
@@ -41,6 +42,7 @@ public sealed class EvacuateTask(ConductorContext context)
             });
             var image = context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.RebuildInstanceAsync(selection.ServiceHost,
                 new RebuildInstanceRequest(instance, migration, image, request.OnSharedStorage, selection, request.RequestId), ct);
         }

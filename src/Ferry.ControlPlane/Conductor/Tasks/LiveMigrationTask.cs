@@ -21,6 +21,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
     public async Task ExecuteAsync(LiveMigrateInstanceRequest request, CancellationToken ct)
     {
         var instance = context.Instances.Get(request.InstanceUuid);
+        var started = context.Time.GetTimestamp();
         var migration = context.Migrations.Create(id => new Migration
         {
             Id = id,
@@ -63,6 +64,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             });
             context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.LiveMigrationAsync(instance.Host!, new LiveMigrationRequest(instance, migration, selection.ServiceHost, data, request.RequestId), ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -81,6 +83,11 @@ public sealed class LiveMigrationTask(ConductorContext context)
     /// <summary>Scheduler-chosen (or scheduler-validated) destination, trying further hosts when one fails its checks.</summary>
     private async Task<(Selection, LiveMigrateData)> FindDestinationAsync(Instance instance, Migration migration, LiveMigrateInstanceRequest request, CancellationToken ct)
     {
+        if (request.Host == instance.Host)
+        {
+            // The scheduler ignores the source, so this would only end in "No valid host was found": say why.
+            throw new UnableToMigrateToSelfException(instance.Uuid, instance.Host!);
+        }
         var attempted = new List<string> { instance.Host! };
         var lastReason = "";
         while (true)

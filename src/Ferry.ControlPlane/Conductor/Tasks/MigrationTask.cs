@@ -19,6 +19,7 @@ public sealed class MigrationTask(ConductorContext context)
     public async Task ExecuteAsync(MigrateServerRequest request, CancellationToken ct)
     {
         var instance = context.Instances.Get(request.InstanceUuid);
+        var started = context.Time.GetTimestamp();
         var newFlavor = request.NewFlavorId is null
             ? instance.Flavor
             : context.Catalog.FindFlavor(request.NewFlavorId) ?? throw new FlavorNotFoundException(request.NewFlavorId);
@@ -66,6 +67,7 @@ public sealed class MigrationTask(ConductorContext context)
             });
             context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.PrepResizeAsync(selection.ServiceHost,
                 new PrepResizeRequest(instance, migration, newFlavor, spec, [.. selections.Skip(1)], request.RequestId), ct);
         }
@@ -87,6 +89,7 @@ public sealed class MigrationTask(ConductorContext context)
     /// <summary>Claims the first alternate that still fits and sends prep_resize there with the rest.</summary>
     private async Task RescheduleAsync(Instance instance, Migration migration, Flavor newFlavor, List<Selection> alternates, MigrateServerRequest request, CancellationToken ct)
     {
+        var started = context.Time.GetTimestamp();
         for (var i = 0; i < alternates.Count; i++)
         {
             var alternate = alternates[i];
@@ -106,6 +109,7 @@ public sealed class MigrationTask(ConductorContext context)
             }
             migration = context.Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, DestCompute = alternate.ServiceHost, DestNode = alternate.Nodename });
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, alternate.ServiceHost, started);
             var spec = context.BuildRequestSpec(instance, newFlavor) with { IsMove = true };
             await context.Compute.PrepResizeAsync(alternate.ServiceHost,
                 new PrepResizeRequest(instance, migration, newFlavor, spec, [.. alternates.Skip(i + 1)], request.RequestId), ct);

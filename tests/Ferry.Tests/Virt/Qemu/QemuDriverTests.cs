@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Ferry.Virt;
 using Ferry.Virt.Qemu;
+using Ferry.Virt.Qemu.Qmp;
 
 namespace Ferry.Tests.Virt.Qemu;
 
@@ -64,6 +65,50 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
             }
             await Task.Delay(100, Ct);
         }
+    }
+
+    [Fact]
+    public async Task Spawn_TestGuest_QemuRunsInItsOwnSessionAndLogsBesideConsole()
+    {
+        var driver = NewDriver();
+        await driver.InitHostAsync(Ct);
+        var guest = Guest();
+
+        var pid = await SpawnAsync(driver, guest);
+
+        // Its own session and process group: a terminal's Ctrl-C or a SIGTERM to the agent's group cannot reach it.
+        var (session, group) = SessionAndGroup(pid);
+        var (ownSession, ownGroup) = SessionAndGroup(Environment.ProcessId);
+        Assert.Equal((pid, pid), (session, group));
+        Assert.NotEqual(ownSession, session);
+        Assert.NotEqual(ownGroup, group);
+        var log = Path.Combine(driver.InstanceDirectory(guest.Uuid), "qemu.log");
+        Assert.StartsWith("--- ", await File.ReadAllTextAsync(log, Ct));
+    }
+
+    [Fact]
+    public async Task Spawn_QemuRefusesToStart_FailureQuotesQemuAndNamesItsLog()
+    {
+        var driver = NewDriver();
+        driver.Options.CpuModel = "no-such-cpu";
+        await driver.InitHostAsync(Ct);
+        var guest = Guest();
+
+        var ex = await Assert.ThrowsAsync<QemuStartException>(() => driver.SpawnAsync(guest, reuseDisks: false, Ct));
+
+        Assert.Contains("exited during start-up", ex.Message);
+        Assert.Contains("no-such-cpu", ex.Message); // QEMU's own words: unable to find CPU model 'no-such-cpu'
+        Assert.Contains("qemu.log", ex.Details);
+        Assert.Contains("no-such-cpu", ex.Details);
+        Assert.Null(driver.GetGuest(guest.Uuid));
+    }
+
+    /// <summary>Fields 6 and 5 of /proc/&lt;pid&gt;/stat: session id and process group id.</summary>
+    private static (int Session, int Group) SessionAndGroup(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (int.Parse(fields[3], CultureInfo.InvariantCulture), int.Parse(fields[2], CultureInfo.InvariantCulture));
     }
 
     [Fact]

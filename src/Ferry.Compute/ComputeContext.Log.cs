@@ -1,0 +1,17 @@
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Compute;
+
+// EventIds of the compute agent: 200–239 (this file, ComputeManager, PowerStateSync, StartupRecovery), 240–249 moves.
+public sealed partial class ComputeContext
+{
+    private static partial class Log
+    {
+        /// <summary>One line per step of every flow: what an operator follows a move by.</summary>
+        [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "{Step} of instance {InstanceId} (migration {MigrationId}) on {Host}: done in {DurationMs} ms")]
+        public static partial void StepDone(ILogger logger, string step, string instanceId, string migrationId, string host, long durationMs);
+
+        [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "{Step} of instance {InstanceId} (migration {MigrationId}) on {Host}: failed after {DurationMs} ms: {Error}")]
+        public static partial void StepFailed(ILogger logger, Exception ex, string step, string instanceId, string migrationId, string host, long durationMs, string error);
+    }
+}

@@ -1,0 +1,16 @@
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.ControlPlane.Conductor;
+
+// EventIds of the conductor: 300–349.
+public sealed partial class ConductorContext
+{
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "{Step} of instance {InstanceId} (migration {MigrationId}) from {Source} to {Dest}: done in {DurationMs} ms")]
+        public static partial void TaskDone(ILogger logger, string step, string instanceId, string migrationId, string source, string dest, long durationMs);
+
+        [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message = "{Step} of instance {InstanceId} failed: {Error}")]
+        public static partial void TaskFailed(ILogger logger, Exception? ex, string step, string instanceId, string error);
+    }
+}

@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Text;
+using Ferry.Virt.Qemu;
+
+namespace Ferry.FunctionalTests.Qemu;
+
+/// <summary>
+/// A whole `ferry-host` (the built src/Ferry.Host dll) as a child process in a process group of its own, as a
+/// terminal runs `./ferry up`: a signal sent to the group is what Ctrl-C (SIGINT) or a service manager (SIGTERM) sends.
+/// </summary>
+public sealed class FerryHostProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    private FerryHostProcess(Process process, string computeUrl)
+    {
+        _process = process;
+        ComputeUrl = computeUrl;
+    }
+
+    public string ComputeUrl { get; }
+
+    public int Pid => _process.Id;
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    /// <summary>Starts ferry-host with <paramref name="arguments"/> on free ports and waits until it says it is ready.</summary>
+    public static async Task<FerryHostProcess> StartAsync(string dataDirectory, IEnumerable<string> arguments, CancellationToken ct)
+    {
+        var ports = FreePorts(4);
+        // setsid: the child leads a new session and process group (pgid = its pid), like a shell's foreground job.
+        var psi = new ProcessStartInfo("setsid")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+        };
+        foreach (var argument in (string[])["dotnet", HostDll(), "--data-dir", dataDirectory, "--auth", "noauth2",
+            "--compute-port", ports[0], "--placement-port", ports[1], "--identity-port", ports[2], "--image-port", ports[3]])
+        {
+            psi.ArgumentList.Add(argument);
+        }
+        foreach (var argument in arguments)
+        {
+            psi.ArgumentList.Add(argument);
+        }
+        var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start ferry-host");
+        var host = new FerryHostProcess(process, $"http://127.0.0.1:{ports[0]}");
+        process.OutputDataReceived += (_, e) => host.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => host.Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var started = Stopwatch.StartNew();
+        while (!host.Output.Contains("Ferry is ready", StringComparison.Ordinal))
+        {
+            if (process.HasExited || started.Elapsed > TimeSpan.FromSeconds(60))
+            {
+                await host.DisposeAsync();
+                throw new InvalidOperationException($"ferry-host did not become ready ({started.Elapsed.TotalSeconds:F0} s, exited: {process.HasExited}): {host.Output}");
+            }
+            await Task.Delay(100, ct);
+        }
+        return host;
+    }
+
+    /// <summary>Sends <paramref name="signal"/> (INT, TERM, KILL) to the child's whole process group and waits for it to exit.</summary>
+    public async Task<int> SignalGroupAndWaitAsync(string signal, CancellationToken ct)
+    {
+        using (var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-s", signal, "--", "-" + Pid.ToString(CultureInfo.InvariantCulture) } })!)
+        {
+            await kill.WaitForExitAsync(ct);
+        }
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(60));
+        await _process.WaitForExitAsync(timeout.Token);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            await SignalGroupAndWaitAsync("KILL", CancellationToken.None);
+        }
+        _process.Dispose();
+    }
+
+    /// <summary>Pids of the live QEMU processes whose command line contains <paramref name="marker"/> (a data directory, a uuid).</summary>
+    public static IReadOnlyList<int> QemuProcesses(string marker)
+    {
+        var pids = new List<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid))
+            {
+                continue;
+            }
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                if (cmdline.StartsWith("qemu-system", StringComparison.Ordinal) || cmdline.Contains("/qemu-system", StringComparison.Ordinal))
+                {
+                    if (cmdline.Contains(marker, StringComparison.Ordinal) && QemuProcess.IsAlive(pid, marker))
+                    {
+                        pids.Add(pid);
+                    }
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+        return pids;
+    }
+
+    /// <summary>Kills every QEMU whose command line names <paramref name="marker"/>: a failed test must leave none behind.</summary>
+    public static void KillQemuProcesses(string marker)
+    {
+        foreach (var pid in QemuProcesses(marker))
+        {
+            try
+            {
+                using var process = Process.GetProcessById(pid);
+                process.Kill();
+                process.WaitForExit(5000);
+            }
+            catch (ArgumentException)
+            {
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
+    }
+
+    /// <summary>Ports bound together, then released for the child (the host takes fixed ports on its command line).</summary>
+    private static string[] FreePorts(int count)
+    {
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            listeners.ForEach(l => l.Start());
+            return [.. listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture))];
+        }
+        finally
+        {
+            listeners.ForEach(l => l.Stop());
+        }
+    }
+
+    /// <summary>src/Ferry.Host/bin/&lt;configuration&gt;/net10.0/ferry-host.dll, built with the tests (they reference Ferry.Host).</summary>
+    private static string HostDll([CallerFilePath] string sourceFile = "")
+    {
+        var root = new DirectoryInfo(Path.GetDirectoryName(sourceFile)!);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Ferry.slnx")))
+        {
+            root = root.Parent;
+        }
+#if DEBUG
+        const string configuration = "Debug";
+#else
+        const string configuration = "Release";
+#endif
+        var dll = Path.Combine(root?.FullName ?? throw new InvalidOperationException("Ferry.slnx not found above " + sourceFile),
+            "src", "Ferry.Host", "bin", configuration, "net10.0", "ferry-host.dll");
+        return File.Exists(dll) ? dll : throw new InvalidOperationException($"{dll} is missing: build src/Ferry.Host first");
+    }
+}
