@@ -36,7 +36,10 @@ public static class IdentityEndpoints
         api.MapGet("/v3/users", ListUsers);
         api.MapGet("/v3/users/{id}", ShowUser);
         api.MapGet("/v3/roles", ListRoles);
-        api.MapFallback("{**path}", () => Error(404, "Not Found", "The resource could not be found."));
+        // Keystone (Flask) answers a served path with another method 405, an unknown path 404.
+        api.MapFallback("{**path}", (HttpContext http) => AllowedMethods.IsWrongMethod(http)
+            ? Error(405, "Method Not Allowed", "The method is not allowed for the requested URL.")
+            : Error(404, "Not Found", "The resource could not be found."));
         return api;
     }
 

@@ -96,9 +96,14 @@ public static class PlacementEndpoints
         }
     }
 
-    /// <summary>Placement's answer to a path it does not serve (webob's 404 through its JSON error formatter).</summary>
+    /// <summary>
+    /// Placement's answer to a path it does not serve (404) or serves with other methods (405 and
+    /// <c>Allow</c>, placement/handler.py handle_405), through its JSON error formatter.
+    /// </summary>
     private static JsonHttpResult<PlacementErrorsDto> NotFound(HttpContext http) =>
-        Error(404, "The resource could not be found.", http.Response.Headers["openstack-request-id"].ToString());
+        AllowedMethods.IsWrongMethod(http)
+            ? Error(405, "The method specified is not allowed for this resource.", http.Response.Headers["openstack-request-id"].ToString())
+            : Error(404, "The resource could not be found.", http.Response.Headers["openstack-request-id"].ToString());
 
     /// <summary>Accepts no header, "latest", or placement 1.x up to the maximum.</summary>
     private static bool IsAcceptableVersion(string header)

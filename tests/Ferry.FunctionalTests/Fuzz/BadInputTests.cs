@@ -68,6 +68,33 @@ public sealed class BadInputTests(CliFixture fixture) : IClassFixture<CliFixture
         Assert.True(response.StatusCode == HttpStatusCode.NoContent, await response.Content.ReadAsStringAsync());
     }
 
+    [Theory]
+    [InlineData("identity", "DELETE", "/v3/users", 405)]
+    [InlineData("identity", "GET", "/v3/nope", 404)]
+    [InlineData("image", "PUT", "/v2/images", 405)]
+    [InlineData("image", "GET", "/v2/nope", 404)]
+    public async Task Request_WrongMethodOrUnknownPath_Returns405Or404InServiceShape(string service, string method, string path, int status)
+    {
+        var token = await AdminTokenAsync();
+        var url = (service == "identity" ? fixture.IdentityUrl : ImageUrl) + path;
+        using var request = new HttpRequestMessage(new HttpMethod(method), url);
+        request.Headers.Add("X-Auth-Token", token);
+        using var response = await _http.SendAsync(request);
+
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(status == (int)response.StatusCode, text);
+        var body = JsonNode.Parse(text)!;
+        if (service == "identity")
+        {
+            Assert.Equal(status, (int?)body["error"]!["code"]);
+        }
+        else
+        {
+            Assert.StartsWith($"{status} ", (string?)body["code"]);
+        }
+        Assert.Equal(status == 405, response.Content.Headers.Allow.Count > 0);
+    }
+
     private string ImageUrl => fixture.Ferry.Options.ImageUrl;
 
     private async Task<string> AdminTokenAsync()

@@ -73,12 +73,24 @@ public sealed class PlacementBadInputTests(PlacementApiFixture fixture) : IClass
     [Theory]
     [InlineData("GET", "/nope")]
     [InlineData("GET", "/resource_providers/x/y/z")]
-    [InlineData("PATCH", "/resource_providers")]
-    public async Task Request_UnservedPathOrMethod_Returns404InPlacementShape(string method, string path)
+    [InlineData("POST", "/nope/resource_providers")]
+    public async Task Request_UnservedPath_Returns404InPlacementShape(string method, string path)
     {
         using var response = await SendAsync(new HttpMethod(method), path, null);
 
         await ErrorAsync(response, 404);
+    }
+
+    [Theory]
+    [InlineData("PATCH", "/resource_providers", "GET, POST")]
+    [InlineData("POST", "/resource_providers/x", "DELETE, GET, PUT")]
+    [InlineData("DELETE", "/allocations", "POST")]
+    public async Task Request_ServedPathWithAnotherMethod_Returns405WithAllow(string method, string path, string allow)
+    {
+        using var response = await SendAsync(new HttpMethod(method), path, null);
+
+        await ErrorAsync(response, 405);
+        Assert.Equal(allow, string.Join(", ", response.Content.Headers.Allow));
     }
 
     /// <summary>The body's single error, checked against Placement's shape: status, title, detail and the request id of the header.</summary>
