@@ -11,15 +11,15 @@ namespace Ferry.ControlPlane.Api;
 /// </summary>
 internal static class AllowedMethods
 {
-    /// <summary>The methods of the endpoints with the fallback's host constraint whose template matches the path; empty for an unknown path.</summary>
+    /// <summary>The methods of the endpoints on the fallback's port whose template matches the path; empty for an unknown path.</summary>
     public static IReadOnlyList<string> At(HttpContext http)
     {
-        var hosts = http.GetEndpoint()?.Metadata.GetMetadata<IHostMetadata>()?.Hosts ?? [];
+        var port = http.GetEndpoint()?.Metadata.GetMetadata<LocalPortMetadata>()?.Port;
         var methods = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var endpoint in http.RequestServices.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>())
         {
             if (endpoint.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods is not { Count: > 0 } served
-                || !(endpoint.Metadata.GetMetadata<IHostMetadata>()?.Hosts ?? []).SequenceEqual(hosts))
+                || endpoint.Metadata.GetMetadata<LocalPortMetadata>()?.Port != port)
             {
                 continue;
             }
