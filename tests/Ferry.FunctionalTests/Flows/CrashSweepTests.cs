@@ -177,6 +177,7 @@ public abstract class CrashSweepTests
     }
 }
 
+[Collection(ProcessRestartCollection.Name)]
 public sealed class CrashSweepLiveTests : CrashSweepTests
 {
     public static TheoryData<string, string> LiveCases() => Cases("live", "live-rollback");
@@ -186,6 +187,7 @@ public sealed class CrashSweepLiveTests : CrashSweepTests
     public Task Flow_ProcessKilledAtStep_RecoveredConsistent(string flow, string point) => RunTrialAsync(flow, point);
 }
 
+[Collection(ProcessRestartCollection.Name)]
 public sealed class CrashSweepResizeTests : CrashSweepTests
 {
     public static TheoryData<string, string> ResizeCases() => Cases("cold", "resize");
@@ -195,6 +197,7 @@ public sealed class CrashSweepResizeTests : CrashSweepTests
     public Task Flow_ProcessKilledAtStep_RecoveredConsistent(string flow, string point) => RunTrialAsync(flow, point);
 }
 
+[Collection(ProcessRestartCollection.Name)]
 public sealed class CrashSweepSharedStorageTests : CrashSweepTests
 {
     public static TheoryData<string, string> SharedCases() =>
@@ -205,6 +208,7 @@ public sealed class CrashSweepSharedStorageTests : CrashSweepTests
     public Task Flow_ProcessKilledAtStep_RecoveredConsistent(string flow, string point) => RunTrialAsync(flow, point);
 }
 
+[Collection(ProcessRestartCollection.Name)]
 public sealed class CrashSweepOtherTests : CrashSweepTests
 {
     public static TheoryData<string, string> OtherCases() => Cases("confirm", "revert", "evacuate", "delete");
