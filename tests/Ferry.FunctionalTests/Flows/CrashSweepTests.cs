@@ -53,9 +53,25 @@ public abstract class CrashSweepTests
 
     protected static async Task RunTrialAsync(string flowName, string point)
     {
+        var dataDirectory = Directory.CreateTempSubdirectory("ferry-crash-").FullName;
+        try
+        {
+            await RunTrialAsync(flowName, point, dataDirectory);
+        }
+        finally
+        {
+            // Normally gone with the recovering Ferry; not when the trial failed before it started.
+            if (Directory.Exists(dataDirectory))
+            {
+                Directory.Delete(dataDirectory, recursive: true);
+            }
+        }
+    }
+
+    private static async Task RunTrialAsync(string flowName, string point, string dataDirectory)
+    {
         var shared = flowName.StartsWith("shared:", StringComparison.Ordinal);
         var flow = shared ? flowName["shared:".Length..] : flowName;
-        var dataDirectory = Directory.CreateTempSubdirectory("ferry-crash-").FullName;
         var armed = Path.Combine(dataDirectory, "crash-armed");
         var environment = new Dictionary<string, string>
         {
