@@ -53,9 +53,25 @@ public abstract class CrashSweepTests
 
     protected static async Task RunTrialAsync(string flowName, string point)
     {
+        var dataDirectory = Directory.CreateTempSubdirectory("ferry-crash-").FullName;
+        try
+        {
+            await RunTrialAsync(flowName, point, dataDirectory);
+        }
+        finally
+        {
+            // Normally gone with the recovering Ferry; not when the trial failed before it started.
+            if (Directory.Exists(dataDirectory))
+            {
+                Directory.Delete(dataDirectory, recursive: true);
+            }
+        }
+    }
+
+    private static async Task RunTrialAsync(string flowName, string point, string dataDirectory)
+    {
         var shared = flowName.StartsWith("shared:", StringComparison.Ordinal);
         var flow = shared ? flowName["shared:".Length..] : flowName;
-        var dataDirectory = Directory.CreateTempSubdirectory("ferry-crash-").FullName;
         var armed = Path.Combine(dataDirectory, "crash-armed");
         var environment = new Dictionary<string, string>
         {
@@ -177,6 +193,7 @@ public abstract class CrashSweepTests
     }
 }
 
+[Collection(ProcessRestartCollection.Name)]
 public sealed class CrashSweepLiveTests : CrashSweepTests
 {
     public static TheoryData<string, string> LiveCases() => Cases("live", "live-rollback");
@@ -186,6 +203,7 @@ public sealed class CrashSweepLiveTests : CrashSweepTests
     public Task Flow_ProcessKilledAtStep_RecoveredConsistent(string flow, string point) => RunTrialAsync(flow, point);
 }
 
+[Collection(ProcessRestartCollection.Name)]
 public sealed class CrashSweepResizeTests : CrashSweepTests
 {
     public static TheoryData<string, string> ResizeCases() => Cases("cold", "resize");
@@ -195,6 +213,7 @@ public sealed class CrashSweepResizeTests : CrashSweepTests
     public Task Flow_ProcessKilledAtStep_RecoveredConsistent(string flow, string point) => RunTrialAsync(flow, point);
 }
 
+[Collection(ProcessRestartCollection.Name)]
 public sealed class CrashSweepSharedStorageTests : CrashSweepTests
 {
     public static TheoryData<string, string> SharedCases() =>
@@ -205,6 +224,7 @@ public sealed class CrashSweepSharedStorageTests : CrashSweepTests
     public Task Flow_ProcessKilledAtStep_RecoveredConsistent(string flow, string point) => RunTrialAsync(flow, point);
 }
 
+[Collection(ProcessRestartCollection.Name)]
 public sealed class CrashSweepOtherTests : CrashSweepTests
 {
     public static TheoryData<string, string> OtherCases() => Cases("confirm", "revert", "evacuate", "delete");

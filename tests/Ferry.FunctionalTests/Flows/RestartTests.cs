@@ -9,6 +9,7 @@ namespace Ferry.FunctionalTests.Flows;
 /// A whole Ferry stopped and started again on the same data directory: the fake hosts' guests outlive it, as
 /// QEMU's do, so every server booted before can still be stopped, started, moved and resized.
 /// </summary>
+[Collection(ProcessRestartCollection.Name)]
 public sealed class RestartTests : IAsyncLifetime
 {
     private readonly RestartableFerry _ferry = new();
