@@ -42,15 +42,17 @@ public sealed class FerryHostProcess : IAsyncDisposable
     public static async Task<FerryHostProcess> StartAsync(string dataDirectory, IEnumerable<string> arguments, CancellationToken ct)
     {
         var ports = FreePorts(4);
-        // setsid: the child leads a new session and process group (pgid = its pid), like a shell's foreground job.
-        var psi = new ProcessStartInfo("setsid")
+        // The child leads a new session and process group (pgid = its pid), like a shell's foreground job, with
+        // SIGINT at its default even when this test run inherited it ignored (a background job of a script).
+        var psi = new ProcessStartInfo("perl")
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
         };
-        foreach (var argument in (string[])["dotnet", HostDll(), "--data-dir", dataDirectory, "--auth", "noauth2",
+        foreach (var argument in (string[])["-MPOSIX", "-e", "$SIG{INT} = 'DEFAULT'; POSIX::setsid() or die \"setsid: $!\"; exec { $ARGV[0] } @ARGV or die \"exec: $!\"",
+            "dotnet", HostDll(), "--data-dir", dataDirectory, "--auth", "noauth2",
             "--compute-port", ports[0], "--placement-port", ports[1], "--identity-port", ports[2], "--image-port", ports[3]])
         {
             psi.ArgumentList.Add(argument);
