@@ -99,13 +99,14 @@ public sealed class StaleHostTests(FerryFixture fixture) : FlowTest<FerryFixture
         var timeout = options.InstanceBuildTimeout;
         // The host died after its last heartbeat: still up for the scheduler, but nobody takes the build.
         await Fixture.Ferry.Computes["compute3"].StopAsync();
+        string? id = null;
         try
         {
             var (status, body) = await Admin.PostAsync("servers", JsonNode.Parse("""
                 {"server": {"name": "orphan", "imageRef": "ferry-test-guest", "flavorRef": "m1.tiny", "networks": "none", "availability_zone": "nova:compute3"}}
                 """));
             Assert.Equal(HttpStatusCode.Accepted, status);
-            var id = body!["server"]!["id"]!.GetValue<string>();
+            id = body!["server"]!["id"]!.GetValue<string>();
             await WaitForAsync(id, i => i.TaskState == TaskState.Spawning && i.Host == "compute3", "cast to compute3");
             Assert.NotEmpty(Placement.GetAllocations(id).Allocations);
             Assert.Empty(check.Run()); // not timed out yet
@@ -127,7 +128,19 @@ public sealed class StaleHostTests(FerryFixture fixture) : FlowTest<FerryFixture
         {
             options.InstanceBuildTimeout = timeout;
             // The queued build reaches the host when it is back: it loses the compare-and-swap and cleans up.
-            await Fixture.Ferry.StartComputeAsync("compute3", CancellationToken.None);
+            var compute3 = await Fixture.Ferry.StartComputeAsync("compute3", CancellationToken.None);
+            // Before the invariants look: the late build spawns the guest, then loses and destroys it.
+            var appeared = false;
+            for (var waited = 0; id is not null && waited < 200; waited++)
+            {
+                var defined = compute3.Driver.ListGuests().Any(g => g.Uuid == id);
+                appeared |= defined;
+                if (appeared && !defined)
+                {
+                    break;
+                }
+                await Task.Delay(50);
+            }
         }
     }
 
