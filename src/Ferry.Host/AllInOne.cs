@@ -145,7 +145,7 @@ public sealed class AllInOne : IAsyncDisposable
         {
             Seed.Apply(services.GetRequiredService<CatalogStore>(), services.GetRequiredService<TimeProvider>());
         }
-        _ = services.GetRequiredService<IPlacementService>();
+        services.StartFerryPlacement();
         if (Options.UsesKeystone)
         {
             // The agents talk to placement as the admin user, like Nova's [placement] service credentials;

@@ -17,4 +17,14 @@ public static class PlacementServiceCollectionExtensions
         services.TryAddSingleton<PlacementCatalog>();
         return services;
     }
+
+    /// <summary>
+    /// Loads placement's state and creates its catalog's tables at start, not on the first request that binds them
+    /// (a refused one included: endpoint filters run after parameter binding).
+    /// </summary>
+    public static void StartFerryPlacement(this IServiceProvider services)
+    {
+        _ = services.GetRequiredService<IPlacementService>();
+        _ = services.GetRequiredService<PlacementCatalog>();
+    }
 }

@@ -23,11 +23,13 @@ public enum Rule
     AdminOwned,
     /// <summary>Admin-only: every non-admin 403.</summary>
     Admin,
+    /// <summary>Unauthenticated by design (version discovery): every caller, anonymous included, gets the allowed status.</summary>
+    Public,
 }
 
 /// <summary>A route with the identities of the resources the matrix fixture created.</summary>
 public sealed record PolicyRoute(Service Service, string Method, string Path, Rule Rule, string? Body = null, string ContentType = "application/json",
-    int AllowedStatus = 200, Dictionary<Caller, int>? Overrides = null)
+    int AllowedStatus = 200, Dictionary<Caller, int>? Overrides = null, string Microversion = "2.95", bool Root = false)
 {
     public override string ToString() => $"{Service} {Method} {Path}";
 }
@@ -69,6 +71,7 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
         Ids["request"] = (string)actions.Body!["instanceActions"]![0]!["request_id"]!;
         var hypervisors = await SendAsync(Caller.Admin, Service.Compute, HttpMethod.Get, "/os-hypervisors");
         Ids["hypervisor"] = (string)hypervisors.Body!["hypervisors"]![0]!["id"]!;
+        Ids["hypervisorName"] = (string)hypervisors.Body!["hypervisors"]![0]!["hypervisor_hostname"]!;
         var services = await SendAsync(Caller.Admin, Service.Compute, HttpMethod.Get, "/os-services?binary=nova-compute");
         Ids["service"] = (string)services.Body!["services"]![0]!["id"]!;
         var providers = await SendAsync(Caller.Admin, Service.Placement, HttpMethod.Get, "/resource_providers");
@@ -76,6 +79,15 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
         Ids["demoUser"] = Identity.FindUser("demo", IdentityStore.DefaultDomainId)!.Id;
         Ids["demoProject"] = DemoProjectId;
     }
+
+    /// <summary>The service's URL without its API version prefix (version discovery).</summary>
+    public string RootUrl(Service service) => service switch
+    {
+        Service.Compute => Ferry.Options.ComputeApiUrl,
+        Service.Placement => Ferry.Options.PlacementUrl,
+        Service.Identity => Ferry.Options.IdentityUrl,
+        _ => Ferry.Options.ImageUrl,
+    };
 
     /// <summary>Everything a refused request could have changed: every row of every table, the image files, the identity file in memory.</summary>
     public string Snapshot()
@@ -134,8 +146,8 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
     private static readonly Caller[] s_callers = Enum.GetValues<Caller>();
 
     private static PolicyRoute R(Service service, string method, string path, Rule rule, string? body = null, int allowed = 200,
-        Dictionary<Caller, int>? overrides = null, string contentType = "application/json") =>
-        new(service, method, path, rule, body, contentType, allowed, overrides);
+        Dictionary<Caller, int>? overrides = null, string contentType = "application/json", string microversion = "2.95", bool root = false) =>
+        new(service, method, path, rule, body, contentType, allowed, overrides, microversion, root);
 
     public static TheoryData<PolicyRoute> Routes() =>
     [
@@ -153,6 +165,9 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Compute, "POST", "/servers/{server}/action", Rule.AdminOwned, """{"migrate": null}""", 202),
         R(Service.Compute, "POST", "/servers/{server}/action", Rule.AdminOwned, """{"evacuate": {}}""", 200),
         R(Service.Compute, "GET", "/servers/{server}/migrations", Rule.AdminOwned),
+        R(Service.Compute, "GET", "/servers/{server}/migrations/1", Rule.AdminOwned, overrides: new() { [Caller.Admin] = 404 }),
+        R(Service.Compute, "POST", "/servers/{server}/migrations/1/action", Rule.AdminOwned, """{"force_complete": null}""", 202),
+        R(Service.Compute, "DELETE", "/servers/{server}/migrations/1", Rule.AdminOwned, allowed: 202),
         R(Service.Compute, "GET", "/servers/{server}/os-instance-actions", Rule.OwnedRead),
         R(Service.Compute, "GET", "/servers/{server}/os-instance-actions/{request}", Rule.OwnedRead),
         // Compute: flavors, images, limits, zones.
@@ -160,6 +175,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Compute, "GET", "/flavors/detail", Rule.AnyReader),
         R(Service.Compute, "GET", "/flavors/m1.tiny", Rule.AnyReader),
         R(Service.Compute, "GET", "/flavors/m1.tiny/os-extra_specs", Rule.AnyReader),
+        R(Service.Compute, "GET", "/flavors/m1.tiny/os-extra_specs/hw:cpu_policy", Rule.AnyReader, allowed: 404),
         R(Service.Compute, "POST", "/flavors", Rule.Admin, """{"flavor": {"name": "evil", "ram": 64, "vcpus": 1, "disk": 1}}"""),
         R(Service.Compute, "DELETE", "/flavors/m1.tiny", Rule.Admin, allowed: 202),
         R(Service.Compute, "GET", "/images", Rule.AnyReader),
@@ -168,8 +184,23 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Compute, "GET", "/limits", Rule.AnyReader),
         R(Service.Compute, "GET", "/os-availability-zone", Rule.AnyReader),
         R(Service.Compute, "GET", "/os-availability-zone/detail", Rule.Admin),
+        // Compute: version discovery (outside the authenticated pipeline in Nova's api-paste).
+        R(Service.Compute, "GET", "/", Rule.Public),
+        R(Service.Compute, "GET", "/", Rule.Public, root: true),
+        // Compute: quotas. A project's reader sees its own quotas; another project is refused by policy (403, not 404).
+        R(Service.Compute, "GET", "/os-quota-sets/{demoProject}", Rule.OwnedRead, overrides: new() { [Caller.OtherMember] = 403 }),
+        R(Service.Compute, "GET", "/os-quota-sets/{demoProject}/detail", Rule.OwnedRead, overrides: new() { [Caller.OtherMember] = 403 }),
+        R(Service.Compute, "GET", "/os-quota-sets/{demoProject}/defaults", Rule.AnyReader),
+        R(Service.Compute, "PUT", "/os-quota-sets/{demoProject}", Rule.Admin, """{"quota_set": {"instances": 1000}}"""),
+        R(Service.Compute, "DELETE", "/os-quota-sets/{demoProject}", Rule.Admin, allowed: 202),
+        R(Service.Compute, "GET", "/os-quota-class-sets/default", Rule.Admin),
+        R(Service.Compute, "PUT", "/os-quota-class-sets/default", Rule.Admin, """{"quota_class_set": {"instances": 1000}}"""),
         // Compute: admin APIs.
         R(Service.Compute, "GET", "/os-hypervisors", Rule.Admin),
+        R(Service.Compute, "GET", "/os-hypervisors/statistics", Rule.Admin, microversion: "2.87"),
+        R(Service.Compute, "GET", "/os-hypervisors/{hypervisor}/uptime", Rule.Admin, microversion: "2.87"),
+        R(Service.Compute, "GET", "/os-hypervisors/{hypervisorName}/search", Rule.Admin, microversion: "2.52"),
+        R(Service.Compute, "GET", "/os-hypervisors/{hypervisorName}/servers", Rule.Admin, microversion: "2.52"),
         R(Service.Compute, "GET", "/os-hypervisors/detail", Rule.Admin),
         R(Service.Compute, "GET", "/os-hypervisors/{hypervisor}", Rule.Admin),
         R(Service.Compute, "GET", "/os-services", Rule.Admin),
@@ -198,7 +229,34 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Placement, "DELETE", "/allocations/{server}", Rule.Admin, allowed: 204),
         R(Service.Placement, "GET", "/usages?project_id={demoProject}", Rule.Admin),
         R(Service.Placement, "GET", "/allocation_candidates?resources=VCPU:1", Rule.Admin),
+        R(Service.Placement, "GET", "/", Rule.Public, root: true),
+        R(Service.Placement, "PUT", "/resource_providers/{provider}", Rule.Admin, """{"name": "evil"}"""),
+        R(Service.Placement, "GET", "/resource_providers/{provider}/allocations", Rule.Admin),
+        R(Service.Placement, "PUT", "/resource_providers/{provider}/inventories", Rule.Admin,
+            """{"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 1000}}}"""),
+        R(Service.Placement, "GET", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin),
+        R(Service.Placement, "PUT", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin,
+            """{"resource_provider_generation": 0, "total": 1000}"""),
+        R(Service.Placement, "DELETE", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin, allowed: 204),
+        R(Service.Placement, "GET", "/resource_providers/{provider}/traits", Rule.Admin),
+        R(Service.Placement, "PUT", "/resource_providers/{provider}/traits", Rule.Admin,
+            """{"resource_provider_generation": 0, "traits": ["CUSTOM_EVIL"]}"""),
+        R(Service.Placement, "DELETE", "/resource_providers/{provider}/traits", Rule.Admin, allowed: 204),
+        R(Service.Placement, "PUT", "/allocations/{server}", Rule.Admin,
+            """{"allocations": {}, "project_id": "p", "user_id": "u", "consumer_generation": 1}""", 204),
+        R(Service.Placement, "POST", "/allocations", Rule.Admin, """{}""", 204),
+        R(Service.Placement, "GET", "/resource_classes", Rule.Admin),
+        R(Service.Placement, "GET", "/resource_classes/VCPU", Rule.Admin),
+        R(Service.Placement, "POST", "/resource_classes", Rule.Admin, """{"name": "CUSTOM_EVIL"}""", 201),
+        R(Service.Placement, "PUT", "/resource_classes/CUSTOM_EVIL", Rule.Admin, allowed: 201),
+        R(Service.Placement, "DELETE", "/resource_classes/CUSTOM_EVIL", Rule.Admin, allowed: 204),
+        R(Service.Placement, "GET", "/traits", Rule.Admin),
+        R(Service.Placement, "GET", "/traits/HW_CPU_X86_AVX", Rule.Admin, allowed: 204),
+        R(Service.Placement, "PUT", "/traits/CUSTOM_EVIL", Rule.Admin, allowed: 201),
+        R(Service.Placement, "DELETE", "/traits/CUSTOM_EVIL", Rule.Admin, allowed: 204),
         // Identity (Keystone).
+        R(Service.Identity, "GET", "/", Rule.Public),
+        R(Service.Identity, "GET", "/", Rule.Public, allowed: 300, root: true),
         R(Service.Identity, "GET", "/auth/catalog", Rule.AnyReader),
         R(Service.Identity, "GET", "/auth/projects", Rule.AnyReader),
         R(Service.Identity, "GET", "/users", Rule.Admin),
@@ -206,7 +264,11 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Identity, "GET", "/roles", Rule.Admin),
         R(Service.Identity, "GET", "/users/{demoUser}", Rule.OwnedRead, overrides: new() { [Caller.Reader] = 403, [Caller.OtherMember] = 403 }),
         R(Service.Identity, "GET", "/projects/{demoProject}", Rule.OwnedRead, overrides: new() { [Caller.OtherMember] = 403 }),
-        // Image (Glance).
+        // Image (Glance): version discovery is public; the schemas need a token but no role.
+        R(Service.Image, "GET", "/", Rule.Public, allowed: 300, root: true),
+        R(Service.Image, "GET", "/versions", Rule.Public, root: true),
+        R(Service.Image, "GET", "/schemas/image", Rule.AnyReader),
+        R(Service.Image, "GET", "/schemas/images", Rule.AnyReader),
         R(Service.Image, "GET", "/images", Rule.AnyReader),
         R(Service.Image, "POST", "/images", Rule.AnyMember, """{"name": "x"}""", 201),
         R(Service.Image, "GET", "/images/{image}", Rule.OwnedRead),
@@ -230,6 +292,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         var allowed = write ? (int?)null : route.AllowedStatus;
         return (caller, route.Rule) switch
         {
+            (_, Rule.Public) => route.AllowedStatus,
             (Caller.Anonymous or Caller.BadToken or Caller.ExpiredToken, _) => 401,
             (Caller.Admin, _) => allowed,
             (_, Rule.Admin) => 403,
@@ -261,14 +324,16 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
                 continue;
             }
             var before = fixture.Snapshot();
-            var (status, body, _) = await fixture.SendAsync(caller, route.Service, new HttpMethod(route.Method), path, route.Body, route.ContentType);
+            var (status, body, _) = await fixture.SendAsync(caller, route.Service, new HttpMethod(route.Method), path, route.Body, route.ContentType,
+                baseUrl: route.Root ? fixture.RootUrl(route.Service) : null, microversion: route.Microversion);
             if (status != expected)
             {
                 failures.Add($"{caller}: {status} (expected {expected}) {body?.ToJsonString()}");
             }
-            if (status >= 400 && fixture.Snapshot() != before)
+            if (status >= 400 && fixture.Snapshot() is var after && after != before)
             {
-                failures.Add($"{caller}: refused with {status} but the state changed");
+                var changed = after.Split('\n').Except(before.Split('\n')).Concat(before.Split('\n').Except(after.Split('\n')).Select(l => "- " + l));
+                failures.Add($"{caller}: refused with {status} but the state changed: {string.Join(" / ", changed.Take(6))}");
             }
         }
         Assert.True(failures.Count == 0, $"{route.Method} {path}:\n" + string.Join("\n", failures));
