@@ -29,7 +29,8 @@ public enum Rule
 
 /// <summary>A route with the identities of the resources the matrix fixture created.</summary>
 public sealed record PolicyRoute(Service Service, string Method, string Path, Rule Rule, string? Body = null, string ContentType = "application/json",
-    int AllowedStatus = 200, Dictionary<Caller, int>? Overrides = null, string Microversion = "2.95", bool Root = false)
+    int AllowedStatus = 200, Dictionary<Caller, int>? Overrides = null, string Microversion = "2.95", bool Root = false,
+    Dictionary<string, string>? Headers = null)
 {
     public override string ToString() => $"{Service} {Method} {Path}";
 }
@@ -78,6 +79,7 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
         Ids["provider"] = (string)providers.Body!["resource_providers"]![0]!["uuid"]!;
         Ids["demoUser"] = Identity.FindUser("demo", IdentityStore.DefaultDomainId)!.Id;
         Ids["demoProject"] = DemoProjectId;
+        Ids["memberToken"] = Token(Caller.Member)!;
     }
 
     /// <summary>The service's URL without its API version prefix (version discovery).</summary>
@@ -146,8 +148,9 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
     private static readonly Caller[] s_callers = Enum.GetValues<Caller>();
 
     private static PolicyRoute R(Service service, string method, string path, Rule rule, string? body = null, int allowed = 200,
-        Dictionary<Caller, int>? overrides = null, string contentType = "application/json", string microversion = "2.95", bool root = false) =>
-        new(service, method, path, rule, body, contentType, allowed, overrides, microversion, root);
+        Dictionary<Caller, int>? overrides = null, string contentType = "application/json", string microversion = "2.95", bool root = false,
+        Dictionary<string, string>? headers = null) =>
+        new(service, method, path, rule, body, contentType, allowed, overrides, microversion, root, headers);
 
     public static TheoryData<PolicyRoute> Routes() =>
     [
@@ -257,6 +260,13 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         // Identity (Keystone).
         R(Service.Identity, "GET", "/", Rule.Public),
         R(Service.Identity, "GET", "/", Rule.Public, allowed: 300, root: true),
+        // Tokens: identity:validate_token (and check, revoke) is admin or the subject token's own user.
+        R(Service.Identity, "GET", "/auth/tokens", Rule.OwnedRead, overrides: new() { [Caller.Reader] = 403, [Caller.OtherMember] = 403 },
+            headers: new() { ["X-Subject-Token"] = "{memberToken}" }),
+        R(Service.Identity, "HEAD", "/auth/tokens", Rule.OwnedRead, overrides: new() { [Caller.Reader] = 403, [Caller.OtherMember] = 403 },
+            headers: new() { ["X-Subject-Token"] = "{memberToken}" }),
+        R(Service.Identity, "DELETE", "/auth/tokens", Rule.OwnedWrite, allowed: 204, overrides: new() { [Caller.OtherMember] = 403 },
+            headers: new() { ["X-Subject-Token"] = "{memberToken}" }),
         R(Service.Identity, "GET", "/auth/catalog", Rule.AnyReader),
         R(Service.Identity, "GET", "/auth/projects", Rule.AnyReader),
         R(Service.Identity, "GET", "/users", Rule.Admin),
@@ -288,7 +298,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         {
             return forced;
         }
-        var write = route.Method != "GET";
+        var write = route.Method is not ("GET" or "HEAD");
         var allowed = write ? (int?)null : route.AllowedStatus;
         return (caller, route.Rule) switch
         {
@@ -316,6 +326,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         {
             path = path.Replace("{" + key + "}", value, StringComparison.Ordinal);
         }
+        var headers = route.Headers?.ToDictionary(h => h.Key, h => fixture.Ids.Aggregate(h.Value, (v, id) => v.Replace("{" + id.Key + "}", id.Value, StringComparison.Ordinal)));
         var failures = new List<string>();
         foreach (var caller in s_callers)
         {
@@ -325,7 +336,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
             }
             var before = fixture.Snapshot();
             var (status, body, _) = await fixture.SendAsync(caller, route.Service, new HttpMethod(route.Method), path, route.Body, route.ContentType,
-                baseUrl: route.Root ? fixture.RootUrl(route.Service) : null, microversion: route.Microversion);
+                baseUrl: route.Root ? fixture.RootUrl(route.Service) : null, microversion: route.Microversion, headers: headers);
             if (status != expected)
             {
                 failures.Add($"{caller}: {status} (expected {expected}) {body?.ToJsonString()}");

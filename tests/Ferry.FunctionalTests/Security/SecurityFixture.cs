@@ -92,9 +92,14 @@ public class SecurityFixture : CliFixture, IAsyncLifetime
 
     /// <summary>Sends one request as <paramref name="caller"/>; a JSON body unless <paramref name="contentType"/> says otherwise.</summary>
     public async Task<(int Status, JsonNode? Body, HttpResponseMessage Response)> SendAsync(Caller caller, Service service, HttpMethod method, string path,
-        string? body = null, string contentType = "application/json", string? baseUrl = null, string microversion = "2.95")
+        string? body = null, string contentType = "application/json", string? baseUrl = null, string microversion = "2.95",
+        IReadOnlyDictionary<string, string>? headers = null)
     {
         using var request = new HttpRequestMessage(method, (baseUrl ?? BaseUrl(service)) + path);
+        foreach (var (name, value) in headers ?? new Dictionary<string, string>())
+        {
+            request.Headers.Add(name, value);
+        }
         if (Token(caller) is { } token)
         {
             request.Headers.Add("X-Auth-Token", token);
