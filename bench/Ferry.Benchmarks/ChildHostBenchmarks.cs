@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 
 namespace Ferry.Benchmarks;
 
@@ -8,7 +9,7 @@ namespace Ferry.Benchmarks;
 /// The built Release host as `./ferry up` runs it (less the build): time until the API answers with three
 /// hypervisors, then its resident memory after booting 10 servers and live-migrating each once.
 /// </summary>
-internal static class ChildHostBenchmarks
+internal static partial class ChildHostBenchmarks
 {
     private static readonly TimeSpan s_startLimit = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan s_workLimit = TimeSpan.FromSeconds(60);
@@ -19,25 +20,29 @@ internal static class ChildHostBenchmarks
     public static async Task<Result> RunAsync(string hostDll, bool measureMemory)
     {
         var dataDirectory = Directory.CreateTempSubdirectory("ferry-bench-host-").FullName;
-        var computePort = InProcessFerry.FreePort();
-        var placementPort = InProcessFerry.FreePort();
         var start = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { hostDll, "--data-dir", dataDirectory, "--compute-port", $"{computePort}", "--placement-port", $"{placementPort}", "--image-port", $"{InProcessFerry.FreePort()}", "--auth", "noauth2" })
+        foreach (var arg in new[] { hostDll, "--data-dir", dataDirectory, "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--auth", "noauth2" })
         {
             start.ArgumentList.Add(arg);
         }
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        using var http = InProcessFerry.Client($"http://127.0.0.1:{computePort}");
-        http.Timeout = TimeSpan.FromSeconds(10);
 
         var t0 = Stopwatch.GetTimestamp();
         using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start the host");
-        process.OutputDataReceived += (_, _) => { };
+        // Every port 0: the host binds free ports itself and names them in its ready line.
+        var computeUrl = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not null && ReadyLine().Match(e.Data) is { Success: true } ready)
+            {
+                computeUrl.TrySetResult(ready.Groups["compute"].Value);
+            }
+        };
         process.ErrorDataReceived += (_, e) =>
         {
             if (e.Data is not null)
@@ -47,6 +52,7 @@ internal static class ChildHostBenchmarks
         };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        HttpClient? client = null;
         try
         {
             while (true)
@@ -59,12 +65,18 @@ internal static class ChildHostBenchmarks
                 {
                     throw new TimeoutException($"the host was not ready in {s_startLimit.TotalSeconds} s");
                 }
-                if (await HypervisorCountAsync(http) >= 3)
+                if (computeUrl.Task.IsCompleted)
                 {
-                    break;
+                    client ??= InProcessFerry.Client(computeUrl.Task.Result);
+                    client.Timeout = TimeSpan.FromSeconds(10);
+                    if (await HypervisorCountAsync(client) >= 3)
+                    {
+                        break;
+                    }
                 }
                 await Task.Delay(5);
             }
+            var http = client!;
             var startupMs = Stats.Ms(Stopwatch.GetTimestamp() - t0);
             var rssAfterStart = ReadStatusKb(process.Id, "VmRSS") / 1024.0;
             if (!measureMemory)
@@ -96,6 +108,7 @@ internal static class ChildHostBenchmarks
         }
         finally
         {
+            client?.Dispose();
             if (!process.HasExited)
             {
                 process.Kill(entireProcessTree: true);
@@ -110,6 +123,9 @@ internal static class ChildHostBenchmarks
             }
         }
     }
+
+    [GeneratedRegex(@"Ferry is ready in \d+ ms: compute API (?<compute>http://[^\s,]+)/v2\.1,")]
+    private static partial Regex ReadyLine();
 
     private static async Task<int> HypervisorCountAsync(HttpClient http)
     {

@@ -90,7 +90,7 @@ public sealed class AllInOne : IAsyncDisposable
         services.AddSingleton(new RpcOptions());
         services.AddSingleton<IRpcTransport, InProcessTransport>();
         services.AddFerryStores();
-        services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images"))));
+        services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images"))) { ImageSizeCap = options.ImageSizeCap });
         services.AddSingleton<ConductorClient>();
         services.AddSingleton<SchedulerClient>();
         services.AddSingleton<ComputeClient>();
@@ -128,6 +128,8 @@ public sealed class AllInOne : IAsyncDisposable
     {
         ConfigPath = options.IdentityConfigPath,
         TokenLifetime = options.TokenLifetime,
+        LockoutFailureAttempts = options.LockoutFailureAttempts,
+        LockoutDuration = options.LockoutDuration,
         Catalog =
         [
             new CatalogService("compute", "nova", $"{options.ComputeApiUrl}/v2.1"),

@@ -30,6 +30,11 @@ public static class FerryCommandLine
     private static readonly Option<int> s_imagePort = Port("--image-port", "Port of the image API (Glance v2 subset).", s_defaults.ImagePort);
     private static readonly Option<string> s_auth = Choice("--auth", "keystone (tokens from the identity API) or noauth2 (X-Auth-Token: user:project, Nova's test convention).", "keystone", ["keystone", "noauth2"]);
     private static readonly Option<double> s_tokenLifetime = Seconds("--token-lifetime", "Lifetime of an issued token, in seconds.", s_defaults.TokenLifetime.TotalSeconds, min: 1);
+    private static readonly Option<int> s_lockoutFailureAttempts = Int("--lockout-failure-attempts",
+        "Keystone's lockout_failure_attempts: wrong passwords in a row before an account is locked (0: never).", s_defaults.LockoutFailureAttempts, 0, 1000, "N");
+    private static readonly Option<double> s_lockoutDuration = Seconds("--lockout-duration", "Keystone's lockout_duration: seconds a locked account stays locked after its last failure.",
+        s_defaults.LockoutDuration.TotalSeconds, min: 1);
+    private static readonly Option<long> s_imageSizeCap = Long("--image-size-cap", "Glance's image_size_cap: the largest image upload, in bytes.", s_defaults.ImageSizeCap, 1, "BYTES");
     private static readonly Option<string> s_logLevel = Choice("--log-level",
         "Level of Ferry's own log lines on the console and in <data dir>/log/ferry-<utc>.log: trace, debug, information, warning, error, " +
         "critical or none. Framework categories (ASP.NET Core requests…) log warnings and above.",
@@ -66,7 +71,7 @@ public static class FerryCommandLine
         {
             s_driver, s_hosts, s_sharedStorage, s_dataDirectory,
             s_computePort, s_placementPort, s_identityPort, s_imagePort,
-            s_auth, s_tokenLifetime, s_logLevel,
+            s_auth, s_tokenLifetime, s_lockoutFailureAttempts, s_lockoutDuration, s_imageSizeCap, s_logLevel,
             s_testGuestKernel, s_killGuestsOnStop,
             s_lmBandwidth, s_lmPermitPostCopy, s_lmPermitAutoConverge, s_lmCompletionTimeout, s_lmTimeoutAction,
             s_lmPostCopyRecoveryAttempts, s_lmPostCopyStall, s_lmParallelConnections, s_maxConcurrentLiveMigrations,
@@ -105,6 +110,9 @@ public static class FerryCommandLine
             IdentityPort = result.GetValue(s_identityPort),
             ImagePort = result.GetValue(s_imagePort),
             TokenLifetime = TimeSpan.FromSeconds(result.GetValue(s_tokenLifetime)),
+            LockoutFailureAttempts = result.GetValue(s_lockoutFailureAttempts),
+            LockoutDuration = TimeSpan.FromSeconds(result.GetValue(s_lockoutDuration)),
+            ImageSizeCap = result.GetValue(s_imageSizeCap),
             LogLevel = ParseLogLevel(result.GetValue(s_logLevel)!),
             TestGuestKernelPath = result.GetValue(s_testGuestKernel)!,
             KillGuestsOnStop = result.GetValue(s_killGuestsOnStop),

@@ -1,3 +1,4 @@
+using Ferry.ControlPlane.Images;
 using Ferry.Virt;
 using Microsoft.Extensions.Logging;
 
@@ -24,6 +25,15 @@ public sealed class FerryHostOptions
     public string Auth { get; set; } = "noauth2";
 
     public TimeSpan TokenLifetime { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>Keystone's <c>lockout_failure_attempts</c>: wrong passwords in a row before an account is locked (0: never).</summary>
+    public int LockoutFailureAttempts { get; set; } = 6;
+
+    /// <summary>Keystone's <c>lockout_duration</c>: how long a locked account stays locked after its last failure.</summary>
+    public TimeSpan LockoutDuration { get; set; } = TimeSpan.FromSeconds(1800);
+
+    /// <summary>Glance's <c>image_size_cap</c>: the largest image upload in bytes (1 TiB by default).</summary>
+    public long ImageSizeCap { get; set; } = ImageServiceOptions.DefaultImageSizeCap;
 
     public bool UsesKeystone => Auth == "keystone";
 

@@ -6,7 +6,7 @@ using System.Text.Json.Nodes;
 namespace Ferry.FunctionalTests;
 
 /// <summary>
-/// `ferry-host` in a child process (fake driver, noauth2, free ports, the caller's data directory), so a test
+/// `ferry-host` in a child process (fake driver, noauth2, every port 0 read back from its ready line, the caller's data directory), so a test
 /// can have the whole Ferry killed with SIGKILL mid-move (<c>FERRY_FAKE_CRASH_AT</c>) and start another on its data.
 /// </summary>
 public sealed class FerryChildProcess : IAsyncDisposable
@@ -14,13 +14,16 @@ public sealed class FerryChildProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
 
-    private FerryChildProcess(Process process, NovaClient admin)
+    private FerryChildProcess(Process process)
     {
         _process = process;
-        Admin = admin;
     }
 
-    public NovaClient Admin { get; }
+    /// <summary>The compute API at the port the child bound (known once it is ready).</summary>
+    public NovaClient Admin { get; private set; } = null!;
+
+    /// <summary>The compute API's URL, with the port the child bound.</summary>
+    public string ComputeUrl { get; private set; } = "";
 
     public bool HasExited => _process.HasExited;
 
@@ -38,7 +41,6 @@ public sealed class FerryChildProcess : IAsyncDisposable
 
     public static async Task<FerryChildProcess> StartAsync(string dataDirectory, IReadOnlyDictionary<string, string> environment, int hosts = 3, bool sharedStorage = false)
     {
-        var computePort = RestartableFerry.FreePort();
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry-host"))
         {
             RedirectStandardError = true,
@@ -48,8 +50,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
         foreach (var arg in new[]
         {
             "--auth", "noauth2", "--data-dir", dataDirectory, "--hosts", hosts.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--time-scale", "0", "--compute-port", Port(computePort), "--placement-port", Port(RestartableFerry.FreePort()),
-            "--image-port", Port(RestartableFerry.FreePort()), "--identity-port", Port(RestartableFerry.FreePort()),
+            "--time-scale", "0", "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--identity-port", "0",
         })
         {
             start.ArgumentList.Add(arg);
@@ -63,7 +64,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
             start.Environment[name] = value;
         }
         var process = Process.Start(start) ?? throw new InvalidOperationException("ferry-host did not start");
-        var child = new FerryChildProcess(process, new NovaClient($"http://127.0.0.1:{computePort}", "admin:admin"));
+        var child = new FerryChildProcess(process);
         process.ErrorDataReceived += (_, e) => child.Append(e.Data);
         process.OutputDataReceived += (_, e) => child.Append(e.Data);
         process.BeginErrorReadLine();
@@ -75,9 +76,11 @@ public sealed class FerryChildProcess : IAsyncDisposable
             {
                 throw new InvalidOperationException($"ferry-host exited with {process.ExitCode} before it was ready: {child.Output}");
             }
-            // Printed once every agent has started (registered with placement, recovered its guests).
-            if (child.Output.Contains("Ferry is ready", StringComparison.Ordinal))
+            // Printed once every agent has started (registered with placement, recovered its guests), with the ports bound.
+            if (FerryReadyLine.Find(child.Output) is { } urls)
             {
+                child.ComputeUrl = urls.ComputeUrl;
+                child.Admin = new NovaClient(urls.ComputeUrl, "admin:admin");
                 return child;
             }
             if (DateTime.UtcNow > deadline)
@@ -134,7 +137,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        Admin.Dispose();
+        Admin?.Dispose();
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
@@ -154,6 +157,4 @@ public sealed class FerryChildProcess : IAsyncDisposable
             _output.AppendLine(line);
         }
     }
-
-    private static string Port(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -40,6 +40,7 @@ public class FerryFixture : IAsyncLifetime
             DataDirectory = _dataDirectory,
             ComputeApiPort = 0,
             PlacementPort = 0,
+            IdentityPort = 0,
             ImagePort = 0,
             Hosts = 3,
             FakeTimeScale = 0,

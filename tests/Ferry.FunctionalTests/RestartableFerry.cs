@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
@@ -37,33 +36,21 @@ public sealed class RestartableFerry : IAsyncDisposable
 
     public async Task StartAsync()
     {
-        for (var attempt = 1; ; attempt++)
+        // Port 0: each start binds free ports of its own (a restart may get other ones) and the options name them.
+        var options = new FerryHostOptions
         {
-            var options = new FerryHostOptions
-            {
-                DataDirectory = DataDirectory,
-                ComputeApiPort = FreePort(),
-                PlacementPort = FreePort(),
-                ImagePort = FreePort(),
-                Hosts = 3,
-                FakeTimeScale = 0,
-            };
-            _configure?.Invoke(options);
-            var ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
-            try
-            {
-                await ferry.StartAsync(CancellationToken.None);
-            }
-            catch (IOException) when (attempt < 3)
-            {
-                // A port taken between probing and binding: try others.
-                await ferry.DisposeAsync();
-                continue;
-            }
-            Ferry = ferry;
-            Admin = new NovaClient(options.ComputeApiUrl, "admin:admin");
-            return;
-        }
+            DataDirectory = DataDirectory,
+            ComputeApiPort = 0,
+            PlacementPort = 0,
+            IdentityPort = 0,
+            ImagePort = 0,
+            Hosts = 3,
+            FakeTimeScale = 0,
+        };
+        _configure?.Invoke(options);
+        Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
+        await Ferry.StartAsync(CancellationToken.None);
+        Admin = new NovaClient(options.ComputeApiUrl, "admin:admin");
     }
 
     /// <summary>Stops the whole Ferry as Ctrl-C does; the guests stay defined on their hosts.</summary>
@@ -131,12 +118,5 @@ public sealed class RestartableFerry : IAsyncDisposable
         catch (IOException)
         {
         }
-    }
-
-    internal static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

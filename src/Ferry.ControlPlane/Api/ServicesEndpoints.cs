@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 using Microsoft.AspNetCore.Builder;
@@ -168,7 +169,8 @@ public static class ServicesEndpoints
         }
     }
 
-    internal static IResult Delete(HttpContext http, string id, ServiceStore services, InstanceStore instances, MigrationStore migrations, ComputeNodeStore nodes)
+    internal static IResult Delete(HttpContext http, string id, ServiceStore services, InstanceStore instances, MigrationStore migrations, ComputeNodeStore nodes,
+        IPlacementService placement)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-services:delete");
@@ -198,6 +200,12 @@ public static class ServicesEndpoints
             if (migrations.ListUnfinished().Any(m => m.SourceCompute == service.Host || m.DestCompute == service.Host))
             {
                 throw new ConflictException("Unable to delete compute service that has in-progress migrations. Complete the migrations or delete the instances first.");
+            }
+            // As Nova: the node's resource provider goes too (with whatever is still allocated against it), or it
+            // would stay in placement as a candidate for a host that no longer exists.
+            if (nodes.FindByHost(service.Host) is { } node)
+            {
+                placement.DeleteProvider(node.Uuid);
             }
             nodes.Delete(service.Host);
         }

@@ -1,20 +1,20 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
-using Ferry.ControlPlane.Images;
 using Ferry.Host;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.FunctionalTests.Images;
 
-/// <summary>A Ferry whose image service caps uploads at 4 KiB (Glance's <c>image_size_cap</c>).</summary>
+/// <summary>A Ferry whose image service caps uploads at 4 KiB (Glance's <c>image_size_cap</c>), set as `./ferry up --image-size-cap 4096` sets it.</summary>
 public sealed class CappedImageFixture : FerryFixture
 {
     public const long Cap = 4096;
 
-    protected override void Configure(AllInOne ferry) => ferry.Services.GetRequiredService<ImageServiceOptions>().ImageSizeCap = Cap;
+    protected override void Configure(FerryHostOptions options) =>
+        options.ImageSizeCap = FerryHostOptions.Parse(["--image-size-cap", Cap.ToString(CultureInfo.InvariantCulture)]).ImageSizeCap;
 }
 
 public sealed class ImageSizeCapTests(CappedImageFixture fixture) : IClassFixture<CappedImageFixture>

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Text;
 using Ferry.Virt.Qemu;
@@ -17,13 +15,13 @@ public sealed class FerryHostProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly StringBuilder _output = new();
 
-    private FerryHostProcess(Process process, string computeUrl)
+    private FerryHostProcess(Process process)
     {
         _process = process;
-        ComputeUrl = computeUrl;
     }
 
-    public string ComputeUrl { get; }
+    /// <summary>The compute API at the port the child bound, read from its ready line.</summary>
+    public string ComputeUrl { get; private set; } = "";
 
     public int Pid => _process.Id;
 
@@ -38,10 +36,9 @@ public sealed class FerryHostProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts ferry-host with <paramref name="arguments"/> on free ports and waits until it says it is ready.</summary>
+    /// <summary>Starts ferry-host with <paramref name="arguments"/> on ports it binds itself (0) and waits until it says it is ready, with which.</summary>
     public static async Task<FerryHostProcess> StartAsync(string dataDirectory, IEnumerable<string> arguments, CancellationToken ct)
     {
-        var ports = FreePorts(4);
         // The child leads a new session and process group (pgid = its pid), like a shell's foreground job, with
         // SIGINT at its default even when this test run inherited it ignored (a background job of a script).
         var psi = new ProcessStartInfo("perl")
@@ -53,7 +50,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
         };
         foreach (var argument in (string[])["-MPOSIX", "-e", "$SIG{INT} = 'DEFAULT'; POSIX::setsid() or die \"setsid: $!\"; exec { $ARGV[0] } @ARGV or die \"exec: $!\"",
             "dotnet", HostDll(), "--data-dir", dataDirectory, "--auth", "noauth2",
-            "--compute-port", ports[0], "--placement-port", ports[1], "--identity-port", ports[2], "--image-port", ports[3]])
+            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0"])
         {
             psi.ArgumentList.Add(argument);
         }
@@ -62,13 +59,14 @@ public sealed class FerryHostProcess : IAsyncDisposable
             psi.ArgumentList.Add(argument);
         }
         var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start ferry-host");
-        var host = new FerryHostProcess(process, $"http://127.0.0.1:{ports[0]}");
+        var host = new FerryHostProcess(process);
         process.OutputDataReceived += (_, e) => host.Append(e.Data);
         process.ErrorDataReceived += (_, e) => host.Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         var started = Stopwatch.StartNew();
-        while (!host.Output.Contains("Ferry is ready", StringComparison.Ordinal))
+        (string ComputeUrl, string, string)? urls;
+        while ((urls = FerryReadyLine.Find(host.Output)) is null)
         {
             if (process.HasExited || started.Elapsed > TimeSpan.FromSeconds(60))
             {
@@ -77,6 +75,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
             }
             await Task.Delay(100, ct);
         }
+        host.ComputeUrl = urls.Value.ComputeUrl;
         return host;
     }
 
@@ -162,21 +161,6 @@ public sealed class FerryHostProcess : IAsyncDisposable
         lock (_output)
         {
             _output.AppendLine(line);
-        }
-    }
-
-    /// <summary>Ports bound together, then released for the child (the host takes fixed ports on its command line).</summary>
-    private static string[] FreePorts(int count)
-    {
-        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
-        try
-        {
-            listeners.ForEach(l => l.Start());
-            return [.. listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture))];
-        }
-        finally
-        {
-            listeners.ForEach(l => l.Stop());
         }
     }
 

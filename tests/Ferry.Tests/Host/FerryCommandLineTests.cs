@@ -74,6 +74,10 @@ public sealed class FerryCommandLineTests
     [InlineData("--lm-bandwidth -5", "--lm-bandwidth: -5 is below 0")]
     [InlineData("--log-level loud", "--log-level: 'loud' is not one of trace, debug, information, warning, error, critical, none")]
     [InlineData("--max-concurrent-live-migrations many", "--max-concurrent-live-migrations: 'many' is not a whole number")]
+    [InlineData("--image-size-cap 1G", "--image-size-cap: '1G' is not a whole number")]
+    [InlineData("--image-size-cap 0", "--image-size-cap: 0 is below 1")]
+    [InlineData("--lockout-failure-attempts -1", "--lockout-failure-attempts: -1 is out of range (0..1000)")]
+    [InlineData("--lockout-duration 0", "--lockout-duration: 0 is below 1")]
     [InlineData("--no-such-flag", "'--no-such-flag'")]
     public void Parse_BadValue_OneLineNamingTheFlag(string commandLine, string expected)
     {
@@ -108,6 +112,8 @@ public sealed class FerryCommandLineTests
         Assert.Equal(defaults.LiveMigrationPostCopyStallSeconds, options.LiveMigrationPostCopyStallSeconds);
         Assert.Equal(defaults.LiveMigrationParallelConnections, options.LiveMigrationParallelConnections);
         Assert.Equal(defaults.TestGuestKernelPath, options.TestGuestKernelPath);
+        Assert.Equal(1L << 40, options.ImageSizeCap);
+        Assert.Equal((6, TimeSpan.FromSeconds(1800)), (options.LockoutFailureAttempts, options.LockoutDuration));
         Assert.False(options.SharedStorage || options.KillGuestsOnStop || options.LiveMigrationPermitPostCopy || options.LiveMigrationPermitAutoConverge);
     }
 
@@ -119,6 +125,7 @@ public sealed class FerryCommandLineTests
             "--driver", "qemu", "--hosts", "5", "--shared-storage", "--data-dir", "/tmp/x",
             "--compute-port", "1", "--placement-port", "2", "--identity-port", "3", "--image-port", "4",
             "--auth", "noauth2", "--token-lifetime", "90", "--log-level", "debug",
+            "--lockout-failure-attempts", "0", "--lockout-duration", "60", "--image-size-cap", "4096",
             "--test-guest-kernel", "k.elf", "--kill-guests-on-stop",
             "--lm-bandwidth", "100", "--lm-permit-post-copy", "--lm-permit-auto-converge", "--lm-completion-timeout", "7",
             "--lm-timeout-action", "force_complete", "--lm-postcopy-recovery-attempts", "2", "--lm-postcopy-stall", "3",
@@ -133,6 +140,8 @@ public sealed class FerryCommandLineTests
         Assert.Equal((1, 2, 3, 4), (options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort));
         Assert.Equal("noauth2", options.Auth);
         Assert.Equal(TimeSpan.FromSeconds(90), options.TokenLifetime);
+        Assert.Equal((0, TimeSpan.FromSeconds(60)), (options.LockoutFailureAttempts, options.LockoutDuration));
+        Assert.Equal(4096, options.ImageSizeCap);
         Assert.Equal(LogLevel.Debug, options.LogLevel);
         Assert.Equal("k.elf", options.TestGuestKernelPath);
         Assert.True(options.KillGuestsOnStop);
