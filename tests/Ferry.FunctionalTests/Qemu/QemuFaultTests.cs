@@ -71,6 +71,32 @@ public sealed class QemuFaultTests(QemuFerryFixture fixture) : QemuFlowTest<Qemu
     }
 
     [Fact]
+    public async Task LiveMigrate_DestinationQemuRefusesToStart_SourcesFaultQuotesItsLastLines()
+    {
+        var id = await BootGuestAsync("compute1");
+        var log = Path.Combine(Qemu("compute2").InstanceDirectory(id), "qemu.log");
+        var options = Qemu("compute2").Options;
+        var cpu = options.CpuModel;
+        options.CpuModel = "no-such-cpu";
+        try
+        {
+            Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal(("compute1", VmState.Active, MigrationStatus.Failed), (instance.Host, instance.VmState, migration.Status));
+        }
+        finally
+        {
+            options.CpuModel = cpu;
+        }
+        // pre_live_migration failed on compute2 and the fault is the source's: the details crossed the call.
+        var (message, details) = await FaultAsync(id);
+        Assert.Contains("no-such-cpu", message);
+        Assert.Contains($"Last lines of {log}:", details);
+        Assert.Contains("no-such-cpu", details);
+        AssertRunsOnlyOn(id, "compute1");
+    }
+
+    [Fact]
     public async Task LiveMigrate_SourceQemuDiesMidCopy_FaultQuotesItsLastLinesAndNamesItsLog()
     {
         var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
