@@ -97,6 +97,30 @@ public sealed class QemuFaultTests(QemuFerryFixture fixture) : QemuFlowTest<Qemu
     }
 
     [Fact]
+    public async Task ColdMigrate_DestinationQemuRefusesToStartInFinish_FaultQuotesItsLastLines()
+    {
+        var id = await BootGuestAsync("compute1");
+        var log = Path.Combine(Qemu("compute2").InstanceDirectory(id), "qemu.log");
+        var options = Qemu("compute2").Options;
+        var cpu = options.CpuModel;
+        options.CpuModel = "no-such-cpu";
+        try
+        {
+            Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"migrate": {"host": "compute2"}}""")!)).Status);
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+            Assert.Equal(("compute1", MigrationStatus.Error), (instance.Host, migration.Status));
+        }
+        finally
+        {
+            options.CpuModel = cpu;
+        }
+        var fault = Fixture.Ferry.Services.GetRequiredService<ActionStore>().LatestFault(id) ?? throw new InvalidOperationException($"{id} has no fault");
+        Assert.Contains("no-such-cpu", fault.Message);
+        Assert.Contains($"Last lines of {log}:", fault.Details);
+        Assert.Contains("no-such-cpu", fault.Details);
+    }
+
+    [Fact]
     public async Task LiveMigrate_SourceQemuDiesMidCopy_FaultQuotesItsLastLinesAndNamesItsLog()
     {
         var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
