@@ -105,7 +105,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
             .On<PreLiveMigrationRequest, LiveMigrateData>("pre_live_migration", liveDest.PreLiveMigrationAsync)
             .On<RecoverPostCopyAtDestinationRequest, RecoverPostCopyReply>("recover_post_copy_at_destination", liveDest.RecoverPostCopyAtDestinationAsync)
             .On<PostLiveMigrationAtDestinationRequest>("post_live_migration_at_destination", liveDest.PostLiveMigrationAtDestinationAsync)
-            .On<RollbackLiveMigrationAtDestinationRequest>("rollback_live_migration_at_destination", liveDest.RollbackLiveMigrationAtDestinationAsync)
+            .On<RollbackLiveMigrationAtDestinationRequest, RollbackLiveMigrationAtDestinationReply>("rollback_live_migration_at_destination", liveDest.RollbackLiveMigrationAtDestinationAsync)
             .On<LiveMigrationAbortRequest>("live_migration_abort", liveSource.AbortAsync)
             .On<InstanceRequest>("live_migration_force_complete", liveSource.ForceCompleteAsync)
             .On<CheckInstanceSharedStorageRequest, BoolReply>("check_instance_shared_storage", liveDest.CheckInstanceSharedStorageAsync)

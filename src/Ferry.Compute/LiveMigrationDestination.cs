@@ -71,9 +71,15 @@ public sealed class LiveMigrationDestination(ComputeContext context)
         context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_recover_post_copy_at_destination", async () =>
             new RecoverPostCopyReply(await context.Driver.RecoverPostCopyAtDestinationAsync(request.Instance.Uuid, ct)), ct);
 
-    public Task RollbackLiveMigrationAtDestinationAsync(RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
-        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_rollback_live_migration_at_destination", () =>
-            context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), request.DestroyDisks, ct), ct);
+    /// <summary>Drops the incoming copy; tells the source when its hypervisor process had died on its own (QEMU's last words go in the fault).</summary>
+    public Task<RollbackLiveMigrationAtDestinationReply> RollbackLiveMigrationAtDestinationAsync(RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
+        context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_rollback_live_migration_at_destination", async () =>
+        {
+            // Read before the rollback deletes the incoming copy's files (its qemu.log with them).
+            var exit = await context.Driver.GuestExitReportAsync(request.Instance.Uuid, ct);
+            await context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), request.DestroyDisks, ct);
+            return new RollbackLiveMigrationAtDestinationReply(exit?.Message, exit?.Details);
+        }, ct);
 
     /// <summary>
     /// The server is being deleted after a live migration that ended in error, possibly after the switch to

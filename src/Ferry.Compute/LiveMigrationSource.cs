@@ -349,27 +349,46 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
     {
         var request = outgoing.Request;
         var instance = request.Instance;
-        if (cause is not null)
-        {
-            // Recorded before anything turns final, so whoever sees the final status also sees why.
-            await context.RecordFaultAsync(instance.Uuid, request.RequestId, EventName, cause, ct);
-        }
         await context.TryAsync("revert allocations", instance.Uuid, () => context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct));
+        RollbackLiveMigrationAtDestinationReply? destination = null;
         if (destinationPrepared)
         {
-            await context.TryAsync("rollback at destination", instance.Uuid, () => context.Compute.RollbackLiveMigrationAtDestinationAsync(request.Dest,
+            await context.TryAsync("rollback at destination", instance.Uuid, async () => destination = await context.Compute.RollbackLiveMigrationAtDestinationAsync(request.Dest,
                 new RollbackLiveMigrationAtDestinationRequest(instance, request.Migration, !request.Data.IsSharedInstancePath, request.RequestId), ct));
         }
+        if (cause is not null)
+        {
+            // Recorded before anything turns final, so whoever sees the final status also sees why; the destination's
+            // QEMU dying is often the why, and only that host can read its last words.
+            await context.RecordFaultAsync(instance.Uuid, request.RequestId, EventName, WithDestinationExit(cause, request.Dest, destination), ct);
+        }
+        var power = context.PowerStateOf(instance.Uuid);
         await context.TryAsync("reset task state", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
         {
             Uuid = instance.Uuid,
             SetTaskState = true,
             TaskState = null,
             Progress = 0,
-            PowerState = context.PowerStateOf(instance.Uuid),
+            PowerState = power,
+            // The source's guest died under the migration: SHUTOFF now, as the power-state sync would make it later.
+            VmState = power is PowerState.Shutdown or PowerState.Crashed ? VmState.Stopped : null,
             ExpectedTaskStates = [TaskState.Migrating],
         }, ct));
         await context.TryAsync("migration status", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, status, ct));
+    }
+
+    /// <summary>The cause, completed with what the destination said of its incoming copy's hypervisor dying on its own.</summary>
+    private static Exception WithDestinationExit(Exception cause, string dest, RollbackLiveMigrationAtDestinationReply? destination)
+    {
+        if (destination?.GuestExit is not { } exit)
+        {
+            return cause;
+        }
+        var own = cause is Core.Errors.FerryException { Details: { } d } ? d + "\n" : "";
+        return new Core.Errors.LiveMigrationFailedException($"{cause.Message.Replace("Live migration failed: ", "", StringComparison.Ordinal)}; on {dest}: {exit}")
+        {
+            Details = own + (destination.GuestExitDetails ?? ""),
+        };
     }
 
     private sealed class Outgoing(LiveMigrationRequest request)

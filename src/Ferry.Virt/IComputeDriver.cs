@@ -117,6 +117,13 @@ public interface IComputeDriver
     /// </summary>
     Task<string> RecoverPostCopyAtDestinationAsync(string uuid, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Why the guest's hypervisor process ended on its own, if it did: its last words as a failure (message, and details
+    /// an operator can act on); null while it runs, after a stop asked for, or when the driver cannot tell.
+    /// </summary>
+    Task<Ferry.Core.Errors.FerryException?> GuestExitReportAsync(string uuid, CancellationToken cancellationToken) =>
+        Task.FromResult<Ferry.Core.Errors.FerryException?>(null);
+
     /// <summary>Destination side after failure: removes the incoming guest (and its files unless shared).</summary>
     Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken);
 

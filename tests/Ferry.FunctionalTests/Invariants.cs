@@ -2,7 +2,9 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.Core.Domain;
 using Ferry.Host;
+using Ferry.Virt;
 using Ferry.Virt.Fake;
+using Ferry.Virt.Qemu;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.FunctionalTests;
@@ -11,8 +13,8 @@ namespace Ferry.FunctionalTests;
 /// What must hold after every test, once the system is quiet: no task_state left, every migration
 /// final (or legitimately holding: `finished` awaiting confirm, `done` awaiting the source's return),
 /// per provider placement usage equal to what the instances and held migrations account for, and
-/// each active instance's guest running on exactly one live host, and on disk each fake host's instance
-/// directories and guest definitions exactly those the database places there.
+/// each active instance's guest running on exactly one live host, and on disk each host's instance
+/// directories and guest definitions (fake and QEMU alike) exactly those the database places there.
 /// </summary>
 public static class Invariants
 {
@@ -108,37 +110,50 @@ public static class Invariants
     }
 
     /// <summary>
-    /// Every guest a live fake host defines is an instance the database places there, or the source copy of an
+    /// Every guest a live host defines (QEMU: also under <c>_run/&lt;host&gt;</c>) is an instance the database places there, or the source copy of an
     /// unconfirmed resize from there: a copy left anywhere else (a rolled-back destination, an evacuated source
     /// that came back, a deleted server) is a second copy waiting to run.
     /// </summary>
     public static void AssertGuestsMatch(AllInOne ferry)
     {
         var (instances, holding) = DatabaseView(ferry);
-        foreach (var compute in ferry.Computes.Values.Where(c => c.IsRunning && c.Driver is FakeDriver))
+        foreach (var compute in ferry.Computes.Values.Where(c => c.IsRunning && InstancesPath(c.Driver) is not null))
         {
-            foreach (var guest in compute.Driver.ListGuests())
+            // What the driver defines now, and (QEMU) the definitions on disk it would adopt after a restart.
+            var defined = compute.Driver.ListGuests().Select(g => (g.Uuid, What: g.PowerState.ToString()));
+            if (compute.Driver is QemuDriver qemu)
             {
-                var owned = instances.TryGetValue(guest.Uuid, out var instance) && instance.Host == compute.Host;
-                var resizeSource = holding.Any(m => m.InstanceUuid == guest.Uuid && m.SourceCompute == compute.Host
+                var run = Path.GetDirectoryName(qemu.RuntimeDirectory(Guid.Empty.ToString()))!;
+                defined = defined.Concat(Directory.Exists(run)
+                    ? Directory.EnumerateDirectories(run).Select(d => (Uuid: Path.GetFileName(d), What: "definition " + d))
+                    : []);
+            }
+            foreach (var (uuid, what) in defined)
+            {
+                var owned = instances.TryGetValue(uuid, out var instance) && instance.Host == compute.Host;
+                var resizeSource = holding.Any(m => m.InstanceUuid == uuid && m.SourceCompute == compute.Host
+                    && m.MigrationType != MigrationType.LiveMigration
                     && (m.Status == MigrationStatus.Finished || (m.Status == MigrationStatus.Error && instance?.Host != compute.Host)));
-                Assert.True(owned || resizeSource,
-                    $"{compute.Host} defines guest {guest.Uuid} ({guest.PowerState}) but the database places it on {(instance is null ? "no host (deleted)" : instance.Host)}");
+                var splitByPostCopy = instance?.VmState == VmState.Error && holding.Any(m => m.InstanceUuid == uuid
+                    && m.MigrationType == MigrationType.LiveMigration && (m.SourceCompute == compute.Host || m.DestCompute == compute.Host));
+                Assert.True(owned || resizeSource || splitByPostCopy,
+                    $"{compute.Host} defines guest {uuid} ({what}) but the database places it on {(instance is null ? "no host (deleted)" : instance.Host)}");
             }
         }
     }
 
     /// <summary>
-    /// Each fake instances directory (one per host, or one shared) holds, besides <c>_base</c> and <c>_run</c>,
-    /// exactly: <c>&lt;uuid&gt;</c> for every instance on a host using it, <c>&lt;uuid&gt;_resize</c> for every
-    /// unconfirmed resize from such a host, and, while the source host of a `done` evacuation is down, that
-    /// source's old copy (it is removed when the host comes back).
+    /// Each instances directory (one per host, or one shared; fake and QEMU hosts alike) holds, besides <c>_base</c>
+    /// and <c>_run</c>, exactly: <c>&lt;uuid&gt;</c> for every instance on a host using it, <c>&lt;uuid&gt;_resize</c>
+    /// for every unconfirmed resize from such a host, and, while the source host of a `done` evacuation is down, that
+    /// source's old copy (it is removed when the host comes back). A live migration that broke after the switch to
+    /// post-copy leaves the instance in ERROR with a copy on both hosts, for the operator.
     /// </summary>
     public static void AssertFilesMatch(AllInOne ferry)
     {
         var (instances, holding) = DatabaseView(ferry);
-        var fakeHosts = ferry.Computes.Values.Where(c => c.Driver is FakeDriver).ToList();
-        foreach (var group in fakeHosts.GroupBy(c => Path.GetFullPath(((FakeDriver)c.Driver).Options.InstancesPath)))
+        var hostsWithFiles = ferry.Computes.Values.Where(c => InstancesPath(c.Driver) is not null).ToList();
+        foreach (var group in hostsWithFiles.GroupBy(c => Path.GetFullPath(InstancesPath(c.Driver)!)))
         {
             var hosts = group.Select(c => c.Host).ToHashSet();
             var downHosts = group.Where(c => !c.IsRunning).Select(c => c.Host).ToHashSet();
@@ -153,7 +168,7 @@ public static class Invariants
                     allowed.Add(instance.Uuid + "_resize");
                 }
             }
-            foreach (var m in holding.Where(m => m.SourceCompute is { } h && hosts.Contains(h)))
+            foreach (var m in holding.Where(m => m.SourceCompute is { } h && hosts.Contains(h) && m.MigrationType != MigrationType.LiveMigration))
             {
                 if (m.Status == MigrationStatus.Error)
                 {
@@ -168,6 +183,14 @@ public static class Invariants
                     (downHosts.Contains(m.SourceCompute!) ? allowed : expected).Add(m.InstanceUuid + "_resize");
                 }
                 else if (m.Status == MigrationStatus.Done && downHosts.Contains(m.SourceCompute!))
+                {
+                    allowed.Add(m.InstanceUuid);
+                }
+            }
+            foreach (var m in holding.Where(m => m.MigrationType == MigrationType.LiveMigration
+                && (hosts.Contains(m.SourceCompute ?? "") || hosts.Contains(m.DestCompute ?? ""))))
+            {
+                if (instances.TryGetValue(m.InstanceUuid, out var split) && split.VmState == VmState.Error)
                 {
                     allowed.Add(m.InstanceUuid);
                 }
@@ -195,7 +218,15 @@ public static class Invariants
         var holding = store.ListUnfinished().Where(m => m.Status == MigrationStatus.Finished)
             .Concat(store.List(new MigrationFilter(Status: MigrationStatus.Done)))
             .Concat(store.List(new MigrationFilter(Status: MigrationStatus.Error))
-                .Where(m => m.MigrationType is MigrationType.Migration or MigrationType.Resize)).ToList();
+                .Where(m => m.MigrationType is MigrationType.Migration or MigrationType.Resize or MigrationType.LiveMigration)).ToList();
         return (instances, holding);
     }
+
+    /// <summary>Where a driver keeps its instance directories; null for a driver that keeps none.</summary>
+    private static string? InstancesPath(IComputeDriver driver) => driver switch
+    {
+        FakeDriver fake => fake.Options.InstancesPath,
+        QemuDriver qemu => qemu.Options.InstancesPath,
+        _ => null,
+    };
 }

@@ -13,7 +13,16 @@ public class FerryException(string message, int httpStatus = 500) : Exception(me
     /// What an operator can act on beyond the message (a log's last lines, the file to read): shown in the
     /// fault's <c>details</c> (<see cref="FaultDetails"/>). Never a stack trace: that goes to the log.
     /// </summary>
-    public string? Details { get; init; }
+    public string? Details { get => _details; init => _details = value; }
+
+    private string? _details;
+
+    /// <summary>Gives an exception rebuilt from the wire the details it had on the far side of the call.</summary>
+    internal FerryException WithDetails(string? details)
+    {
+        _details ??= details;
+        return this;
+    }
 
     /// <summary>The stable name used on the wire; the class name by default.</summary>
     public virtual string Kind => GetType().Name;

@@ -25,6 +25,7 @@ namespace Ferry.Core.Rpc;
 [JsonSerializable(typeof(RecoverPostCopyReply))]
 [JsonSerializable(typeof(PostLiveMigrationAtDestinationRequest))]
 [JsonSerializable(typeof(RollbackLiveMigrationAtDestinationRequest))]
+[JsonSerializable(typeof(RollbackLiveMigrationAtDestinationReply))]
 [JsonSerializable(typeof(LiveMigrationAbortRequest))]
 [JsonSerializable(typeof(PrepResizeRequest))]
 [JsonSerializable(typeof(ResizeInstanceRequest))]

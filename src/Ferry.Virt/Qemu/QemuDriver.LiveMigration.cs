@@ -24,6 +24,8 @@ public sealed partial class QemuDriver
     private const int MaxRefusedPauses = 3;
     /// <summary>How long the destination may stay in inmigrate after the source reported the copy complete.</summary>
     private static readonly TimeSpan s_incomingSettleTime = TimeSpan.FromSeconds(10);
+    /// <summary>How long a QEMU whose monitor closed may take to exit before it is taken for hung rather than dead.</summary>
+    private static readonly TimeSpan s_exitSettleTime = TimeSpan.FromSeconds(2);
 
     private const double BytesPerGiB = 1024d * 1024 * 1024;
     /// <summary>QEMU's MAX_MIGRATE_DOWNTIME (2000 s): with this limit the next pass stops the guest and sends the rest.</summary>
@@ -204,6 +206,31 @@ public sealed partial class QemuDriver
         record.PostCopyRecoveryUri = uri;
         LogPostCopyRecoverListening(uuid, _options.HostName, uri);
         return uri;
+    }
+
+    public async Task<FerryException?> GuestExitReportAsync(string uuid, CancellationToken cancellationToken)
+    {
+        if (!_guests.TryGetValue(uuid, out var guest) || guest.Process is not { } process)
+        {
+            return null; // never started here, or stopped on purpose
+        }
+        if (!process.HasExited)
+        {
+            try
+            {
+                await RunStatusAsync(process, cancellationToken);
+                return null;
+            }
+            catch (Exception ex) when (ex is QmpException or IOException or ObjectDisposedException)
+            {
+                // The monitor is gone: the process is on its way out (or hangs); give it a moment to end.
+            }
+            if (!await process.WaitForExitAsync(s_exitSettleTime, cancellationToken))
+            {
+                return null;
+            }
+        }
+        return process.Died($"QEMU of {uuid} on {_options.HostName} (pid {process.Pid}) exited on its own");
     }
 
     public async Task RollbackLiveMigrationAtDestinationAsync(GuestSpec guest, bool destroyDisks, CancellationToken cancellationToken)
@@ -431,12 +458,22 @@ public sealed partial class QemuDriver
                 outcome = await MigrateAsync(schedule, completionTimeout, cancellationToken);
                 return outcome.Value;
             }
-            catch (QmpException ex) when (!process.HasExited && !migration.PostCopy && !cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (ex is QmpException or IOException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
             {
-                // A refused command (an unreachable NBD export, a mirror that cannot start…) fails this attempt; the guest stays here.
                 driver.LogMigrationStepFailed(Uuid, _plan.MigrationUuid, ex.Message);
-                outcome = LiveMigrationOutcome.Failed;
-                return outcome.Value;
+                var connectionLost = ex is not QmpException q || q.ErrorClass == QmpException.ConnectionClosedClass;
+                if (process.HasExited || (connectionLost && await process.WaitForExitAsync(s_exitSettleTime, CancellationToken.None)))
+                {
+                    // QEMU itself died under the migration: what it said last is what the operator needs.
+                    throw process.Died($"QEMU of {Uuid} on {driver._options.HostName} (pid {process.Pid}) died during live migration {_plan.MigrationUuid} to {_plan.DestHost}");
+                }
+                if (ex is QmpException && !migration.PostCopy)
+                {
+                    // A refused command (an unreachable NBD export, a mirror that cannot start…) fails this attempt; the guest stays here.
+                    outcome = LiveMigrationOutcome.Failed;
+                    return outcome.Value;
+                }
+                throw;
             }
             finally
             {

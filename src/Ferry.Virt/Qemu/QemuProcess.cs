@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Ferry.Core.Errors;
 using Ferry.Virt.Qemu.Qmp;
 
 namespace Ferry.Virt.Qemu;
@@ -289,6 +290,20 @@ public sealed class QemuProcess : IAsyncDisposable
         return new QemuStartException(tail.Count == 0 ? what + "." : $"{what}: {tail[^1]}")
         {
             Details = tail.Count == 0 ? null : $"Last lines of {_logPath}:\n{string.Join('\n', tail)}",
+        };
+    }
+
+    /// <summary>
+    /// QEMU ended on its own (killed, crashed, or gave up on an incoming migration): the message ends with its last line
+    /// and its exit code, the details quote its last lines and name the log file.
+    /// </summary>
+    public FerryException Died(string what)
+    {
+        var tail = ReadLogTail(_logPath, _logStart);
+        var code = _child is { HasExited: true } child ? string.Create(CultureInfo.InvariantCulture, $" (exit code {child.ExitCode})") : "";
+        return new FerryException(tail.Count == 0 ? $"{what}{code}." : $"{what}{code}: {tail[^1]}")
+        {
+            Details = tail.Count == 0 ? $"{_logPath} holds nothing from this QEMU." : $"Last lines of {_logPath}:\n{string.Join('\n', tail)}",
         };
     }
 

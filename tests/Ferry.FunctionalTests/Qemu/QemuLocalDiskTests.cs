@@ -9,6 +9,32 @@ namespace Ferry.FunctionalTests.Qemu;
 [Trait("Requires", "qemu")]
 public sealed class QemuLocalDiskTests(QemuFerryFixture fixture) : QemuFlowTest<QemuFerryFixture>(fixture)
 {
+    /// <summary>The check after every QEMU test sees a QEMU host's files: a directory or definition the database does not account for fails it.</summary>
+    [Fact]
+    public void Invariants_StrayDirectoryOrDefinitionOnAQemuHost_CheckFails()
+    {
+        var stray = Guid.NewGuid().ToString();
+        var directory = Qemu("compute2").InstanceDirectory(stray);
+        var definition = Qemu("compute2").RuntimeDirectory(stray);
+        try
+        {
+            Directory.CreateDirectory(directory);
+            var files = Assert.ThrowsAny<Exception>(() => Invariants.AssertFilesMatch(Fixture.Ferry));
+            Assert.Contains($"not in the database [{stray}]", files.Message);
+            Directory.Delete(directory);
+            Directory.CreateDirectory(definition);
+            var guests = Assert.ThrowsAny<Exception>(() => Invariants.AssertGuestsMatch(Fixture.Ferry));
+            Assert.Contains($"compute2 defines guest {stray}", guests.Message);
+        }
+        finally
+        {
+            foreach (var path in new[] { directory, definition }.Where(Directory.Exists))
+            {
+                Directory.Delete(path, recursive: true);
+            }
+        }
+    }
+
     [Fact]
     public async Task Evacuate_LocalDisks_RebuildsFromTheImageAndTheOldHostDestroysItsCopy()
     {

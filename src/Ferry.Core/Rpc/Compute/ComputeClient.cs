@@ -55,8 +55,8 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
         CallAsync<PostLiveMigrationAtDestinationRequest, RpcEmpty>(Topics.Compute(dest), "post_live_migration_at_destination", request, ct);
 
     /// <summary>A call, not Nova's cast: the source reports the migration final only once the destination is clean.</summary>
-    public Task RollbackLiveMigrationAtDestinationAsync(string dest, RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
-        CallAsync<RollbackLiveMigrationAtDestinationRequest, RpcEmpty>(Topics.Compute(dest), "rollback_live_migration_at_destination", request, ct);
+    public Task<RollbackLiveMigrationAtDestinationReply> RollbackLiveMigrationAtDestinationAsync(string dest, RollbackLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
+        CallAsync<RollbackLiveMigrationAtDestinationRequest, RollbackLiveMigrationAtDestinationReply>(Topics.Compute(dest), "rollback_live_migration_at_destination", request, ct);
 
     /// <summary>From the source's migration monitor, while the guest runs on the destination and waits for its pages.</summary>
     public Task<RecoverPostCopyReply> RecoverPostCopyAtDestinationAsync(string dest, RecoverPostCopyAtDestinationRequest request, CancellationToken ct) =>

@@ -40,6 +40,12 @@ public sealed record PostLiveMigrationAtDestinationRequest(Instance Instance, Mi
 
 public sealed record RollbackLiveMigrationAtDestinationRequest(Instance Instance, Migration Migration, bool DestroyDisks, string? RequestId);
 
+/// <summary>
+/// What the destination knew of a failed live migration: the hypervisor process of its incoming copy ended on its own
+/// (its message and details, QEMU's last lines), or both null.
+/// </summary>
+public sealed record RollbackLiveMigrationAtDestinationReply(string? GuestExit, string? GuestExitDetails);
+
 public sealed record RecoverPostCopyAtDestinationRequest(Instance Instance, Migration Migration, string? RequestId);
 
 /// <summary>Where the destination listens again for a broken post-copy stream.</summary>
