@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Text.Json.Nodes;
+using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -89,56 +90,23 @@ public static partial class ServerActionsEndpoints
                 return TypedResults.Ok();
             }
             case "os-start":
-            {
-                var instance = compute.GetInstance(ctx, id);
-                ctx.RequireOwnerOrAdmin("os_compute_api:servers:start", instance.ProjectId);
-                await compute.StartAsync(ctx, instance, ct);
-                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
-            }
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:start", instance => compute.StartAsync(ctx, instance, ct));
             case "os-stop":
-            {
-                var instance = compute.GetInstance(ctx, id);
-                ctx.RequireOwnerOrAdmin("os_compute_api:servers:stop", instance.ProjectId);
-                await compute.StopAsync(ctx, instance, ct);
-                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
-            }
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:stop", instance => compute.StopAsync(ctx, instance, ct));
             case "reboot":
             {
                 var hard = ParseReboot(value);
-                var instance = compute.GetInstance(ctx, id);
-                ctx.RequireOwnerOrAdmin("os_compute_api:servers:reboot", instance.ProjectId);
-                await compute.RebootAsync(ctx, instance, hard, ct);
-                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:reboot", instance => compute.RebootAsync(ctx, instance, hard, ct));
             }
             // pause_server.py and suspend_server.py: no body schema; owner or admin (project member).
             case "pause":
-            {
-                var instance = compute.GetInstance(ctx, id);
-                ctx.RequireOwnerOrAdmin("os_compute_api:os-pause-server:pause", instance.ProjectId);
-                await compute.PauseAsync(ctx, instance, ct);
-                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
-            }
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-pause-server:pause", instance => compute.PauseAsync(ctx, instance, ct));
             case "unpause":
-            {
-                var instance = compute.GetInstance(ctx, id);
-                ctx.RequireOwnerOrAdmin("os_compute_api:os-pause-server:unpause", instance.ProjectId);
-                await compute.UnpauseAsync(ctx, instance, ct);
-                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
-            }
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-pause-server:unpause", instance => compute.UnpauseAsync(ctx, instance, ct));
             case "suspend":
-            {
-                var instance = compute.GetInstance(ctx, id);
-                ctx.RequireOwnerOrAdmin("os_compute_api:os-suspend-server:suspend", instance.ProjectId);
-                await compute.SuspendAsync(ctx, instance, ct);
-                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
-            }
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-suspend-server:suspend", instance => compute.SuspendAsync(ctx, instance, ct));
             case "resume":
-            {
-                var instance = compute.GetInstance(ctx, id);
-                ctx.RequireOwnerOrAdmin("os_compute_api:os-suspend-server:resume", instance.ProjectId);
-                await compute.ResumeAsync(ctx, instance, ct);
-                return TypedResults.StatusCode(StatusCodes.Status202Accepted);
-            }
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-suspend-server:resume", instance => compute.ResumeAsync(ctx, instance, ct));
             case "os-resetState":
             {
                 var state = ParseResetState(value);
@@ -319,6 +287,15 @@ public static partial class ServerActionsEndpoints
             throw new BadRequestException("admin password can't be changed on existing disk");
         }
         return new EvacuateBody(host, force, shared, adminPass);
+    }
+
+    /// <summary>An action the server's owner (or an admin) may take on it: looked up first, then the policy, then 202.</summary>
+    private static async Task<IResult> OwnerActionAsync(ComputeApi compute, RequestContext ctx, string id, string policy, Func<Instance, Task> act)
+    {
+        var instance = compute.GetInstance(ctx, id);
+        ctx.RequireOwnerOrAdmin(policy, instance.ProjectId);
+        await act(instance);
+        return TypedResults.StatusCode(StatusCodes.Status202Accepted);
     }
 
     /// <summary>The control characters Nova strips from console output: all of C0 but tab and newline.</summary>
