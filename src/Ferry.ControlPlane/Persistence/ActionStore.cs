@@ -1,4 +1,4 @@
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Ferry.ControlPlane.Persistence;
 
@@ -9,8 +9,8 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
         db.Write((c, t) =>
         {
             using var command = FerryDatabase.Command(c, t,
-                "INSERT OR IGNORE INTO instance_actions(instance_uuid, request_id, action, user_id, project_id, start_time, updated_at) VALUES ($i, $r, $a, $u, $p, $now, $now)",
-                ("$i", instanceUuid), ("$r", requestId), ("$a", action), ("$u", userId), ("$p", projectId), ("$now", Rows.Time(time.GetUtcNow())));
+                "INSERT INTO instance_actions(instance_uuid, request_id, action, user_id, project_id, start_time, updated_at) VALUES (@i, @r, @a, @u, @p, @now, @now) ON CONFLICT DO NOTHING",
+                ("@i", instanceUuid), ("@r", requestId), ("@a", action), ("@u", userId), ("@p", projectId), ("@now", Rows.Time(time.GetUtcNow())));
             command.ExecuteNonQuery();
         });
 
@@ -20,8 +20,8 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
         {
             var now = Rows.Time(time.GetUtcNow());
             using var find = FerryDatabase.Command(c, t,
-                "SELECT id FROM instance_actions WHERE instance_uuid = $i AND ($r IS NULL OR request_id = $r) ORDER BY id DESC LIMIT 1",
-                ("$i", instanceUuid), ("$r", requestId));
+                "SELECT id FROM instance_actions WHERE instance_uuid = @i AND (CAST(@r AS TEXT) IS NULL OR request_id = @r) ORDER BY id DESC LIMIT 1",
+                ("@i", instanceUuid), ("@r", requestId));
             if (find.ExecuteScalar() is not long actionId)
             {
                 return;
@@ -29,29 +29,29 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
             if (!finished)
             {
                 using var insert = FerryDatabase.Command(c, t,
-                    "INSERT INTO instance_action_events(action_id, event, start_time, host) VALUES ($a, $e, $now, $h)",
-                    ("$a", actionId), ("$e", eventName), ("$now", now), ("$h", host));
+                    "INSERT INTO instance_action_events(action_id, event, start_time, host) VALUES (@a, @e, @now, @h)",
+                    ("@a", actionId), ("@e", eventName), ("@now", now), ("@h", host));
                 insert.ExecuteNonQuery();
             }
             else
             {
                 using var update = FerryDatabase.Command(c, t,
                     """
-                    UPDATE instance_action_events SET finish_time = $now, result = $res, details = $d
-                    WHERE id = (SELECT id FROM instance_action_events WHERE action_id = $a AND event = $e AND finish_time IS NULL ORDER BY id DESC LIMIT 1)
+                    UPDATE instance_action_events SET finish_time = @now, result = @res, details = @d
+                    WHERE id = (SELECT id FROM instance_action_events WHERE action_id = @a AND event = @e AND finish_time IS NULL ORDER BY id DESC LIMIT 1)
                     """,
-                    ("$a", actionId), ("$e", eventName), ("$now", now), ("$res", failed ? "Error" : "Success"), ("$d", details));
+                    ("@a", actionId), ("@e", eventName), ("@now", now), ("@res", failed ? "Error" : "Success"), ("@d", details));
                 if (update.ExecuteNonQuery() == 0)
                 {
                     using var insert = FerryDatabase.Command(c, t,
-                        "INSERT INTO instance_action_events(action_id, event, start_time, finish_time, result, host, details) VALUES ($a, $e, $now, $now, $res, $h, $d)",
-                        ("$a", actionId), ("$e", eventName), ("$now", now), ("$res", failed ? "Error" : "Success"), ("$h", host), ("$d", details));
+                        "INSERT INTO instance_action_events(action_id, event, start_time, finish_time, result, host, details) VALUES (@a, @e, @now, @now, @res, @h, @d)",
+                        ("@a", actionId), ("@e", eventName), ("@now", now), ("@res", failed ? "Error" : "Success"), ("@h", host), ("@d", details));
                     insert.ExecuteNonQuery();
                 }
             }
             using var touch = FerryDatabase.Command(c, t,
-                "UPDATE instance_actions SET updated_at = $now, message = CASE WHEN $failed = 1 THEN 'Error' ELSE message END WHERE id = $a",
-                ("$a", actionId), ("$now", now), ("$failed", failed ? 1 : 0));
+                "UPDATE instance_actions SET updated_at = @now, message = CASE WHEN @failed = 1 THEN 'Error' ELSE message END WHERE id = @a",
+                ("@a", actionId), ("@now", now), ("@failed", failed ? 1 : 0));
             touch.ExecuteNonQuery();
         });
 
@@ -59,8 +59,8 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT id, instance_uuid, request_id, action, user_id, project_id, start_time, updated_at, message FROM instance_actions WHERE instance_uuid = $i ORDER BY id DESC",
-                ("$i", instanceUuid));
+                "SELECT id, instance_uuid, request_id, action, user_id, project_id, start_time, updated_at, message FROM instance_actions WHERE instance_uuid = @i ORDER BY id DESC",
+                ("@i", instanceUuid));
             return Rows.ReadAll(command, MapAction);
         });
 
@@ -68,8 +68,8 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT event, start_time, finish_time, result, host, details FROM instance_action_events WHERE action_id = $a ORDER BY id",
-                ("$a", actionId));
+                "SELECT event, start_time, finish_time, result, host, details FROM instance_action_events WHERE action_id = @a ORDER BY id",
+                ("@a", actionId));
             return Rows.ReadAll(command, r => new InstanceActionEventRow(
                 r.GetString(0), r.GetString(1), Rows.NullableString(r, 2), Rows.NullableString(r, 3), Rows.NullableString(r, 4), Rows.NullableString(r, 5)));
         });
@@ -78,8 +78,8 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
         db.Write((c, t) =>
         {
             using var command = FerryDatabase.Command(c, t,
-                "INSERT INTO instance_faults(instance_uuid, code, message, details, host, created_at) VALUES ($i, $c, $m, $d, $h, $now)",
-                ("$i", instanceUuid), ("$c", code), ("$m", message), ("$d", details), ("$h", host), ("$now", Rows.Time(time.GetUtcNow())));
+                "INSERT INTO instance_faults(instance_uuid, code, message, details, host, created_at) VALUES (@i, @c, @m, @d, @h, @now)",
+                ("@i", instanceUuid), ("@c", code), ("@m", message), ("@d", details), ("@h", host), ("@now", Rows.Time(time.GetUtcNow())));
             command.ExecuteNonQuery();
         });
 
@@ -87,12 +87,12 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT code, message, details, created_at FROM instance_faults WHERE instance_uuid = $i ORDER BY id DESC LIMIT 1", ("$i", instanceUuid));
+                "SELECT code, message, details, created_at FROM instance_faults WHERE instance_uuid = @i ORDER BY id DESC LIMIT 1", ("@i", instanceUuid));
             using var r = command.ExecuteReader();
-            return r.Read() ? new InstanceFaultRow(r.GetInt32(0), r.GetString(1), Rows.NullableString(r, 2), r.GetString(3)) : null;
+            return r.Read() ? new InstanceFaultRow(Rows.Int(r, 0), r.GetString(1), Rows.NullableString(r, 2), r.GetString(3)) : null;
         });
 
-    private static InstanceActionRow MapAction(SqliteDataReader r) => new(
+    private static InstanceActionRow MapAction(DbDataReader r) => new(
         r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), Rows.NullableString(r, 4), Rows.NullableString(r, 5),
         r.GetString(6), Rows.NullableString(r, 7), Rows.NullableString(r, 8));
 }

@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 
@@ -6,19 +7,29 @@ namespace Ferry.ControlPlane.Persistence;
 /// <summary>Flavors and the built-in image catalog.</summary>
 public sealed class CatalogStore(FerryDatabase db)
 {
+    /// <summary>Inserts a flavor; its <c>InternalId</c> comes from the database. 409 when its id or name is taken.</summary>
     public Flavor CreateFlavor(Func<int, Flavor> build) =>
         db.Write((c, t) =>
         {
-            using var next = FerryDatabase.Command(c, t, "SELECT COALESCE(MAX(internal_id), 0) + 1 FROM flavors");
-            var flavor = build(Convert.ToInt32(next.ExecuteScalar()));
-            using var dup = FerryDatabase.Command(c, t, "SELECT COUNT(*) FROM flavors WHERE flavorid = $f OR name = $n", ("$f", flavor.Id), ("$n", flavor.Name));
+            var id = Rows.ReserveId(c, t, "INSERT INTO flavors(flavorid, name, data) VALUES (@f, @f, '{}') RETURNING internal_id", ("@f", Rows.Placeholder()));
+            var flavor = build(id);
+            var conflict = new ConflictException($"Flavor with name {flavor.Name} or ID {flavor.Id} already exists.");
+            using var dup = FerryDatabase.Command(c, t, "SELECT COUNT(*) FROM flavors WHERE flavorid = @f OR name = @n", ("@f", flavor.Id), ("@n", flavor.Name));
             if (Convert.ToInt32(dup.ExecuteScalar()) > 0)
             {
-                throw new ConflictException($"Flavor with name {flavor.Name} or ID {flavor.Id} already exists.");
+                throw conflict;
             }
-            using var insert = FerryDatabase.Command(c, t, "INSERT INTO flavors(internal_id, flavorid, name, data) VALUES ($i, $f, $n, $d)",
-                ("$i", flavor.InternalId), ("$f", flavor.Id), ("$n", flavor.Name), ("$d", Rows.Json(flavor, PersistenceJsonContext.Default.Flavor)));
-            insert.ExecuteNonQuery();
+            using var fill = FerryDatabase.Command(c, t, "UPDATE flavors SET flavorid = @f, name = @n, data = @d WHERE internal_id = @i",
+                ("@i", flavor.InternalId), ("@f", flavor.Id), ("@n", flavor.Name), ("@d", Rows.Json(flavor, PersistenceJsonContext.Default.Flavor)));
+            try
+            {
+                fill.ExecuteNonQuery();
+            }
+            catch (DbException e) when (SqlDialect.IsUniqueViolation(e))
+            {
+                // Another process created the same flavor after the check above.
+                throw conflict;
+            }
             return flavor;
         });
 
@@ -26,7 +37,7 @@ public sealed class CatalogStore(FerryDatabase db)
     public Flavor? FindFlavor(string idOrName) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM flavors WHERE flavorid = $k UNION ALL SELECT data FROM flavors WHERE name = $k LIMIT 1", ("$k", idOrName));
+            using var command = FerryDatabase.Command(c, null, "SELECT data FROM flavors WHERE flavorid = @k UNION ALL SELECT data FROM flavors WHERE name = @k LIMIT 1", ("@k", idOrName));
             return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Flavor) : null;
         });
 
@@ -40,7 +51,7 @@ public sealed class CatalogStore(FerryDatabase db)
     public void DeleteFlavor(string id) =>
         db.Write((c, t) =>
         {
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM flavors WHERE flavorid = $f", ("$f", id));
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM flavors WHERE flavorid = @f", ("@f", id));
             if (command.ExecuteNonQuery() == 0)
             {
                 throw new FlavorNotFoundException(id);
@@ -51,8 +62,8 @@ public sealed class CatalogStore(FerryDatabase db)
         db.Write((c, t) =>
         {
             using var command = FerryDatabase.Command(c, t,
-                "INSERT INTO images(id, name, created_at, data) VALUES ($i, $n, $c, $d) ON CONFLICT(id) DO UPDATE SET name = $n, data = $d",
-                ("$i", image.Id), ("$n", image.Name), ("$c", Rows.Time(image.CreatedAt)), ("$d", Rows.Json(image, PersistenceJsonContext.Default.Image)));
+                "INSERT INTO images(id, name, created_at, data) VALUES (@i, @n, @c, @d) ON CONFLICT(id) DO UPDATE SET name = @n, data = @d",
+                ("@i", image.Id), ("@n", image.Name), ("@c", Rows.Time(image.CreatedAt)), ("@d", Rows.Json(image, PersistenceJsonContext.Default.Image)));
             command.ExecuteNonQuery();
             return image;
         });
@@ -60,7 +71,7 @@ public sealed class CatalogStore(FerryDatabase db)
     public Image? FindImage(string idOrName) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE id = $k COLLATE NOCASE UNION ALL SELECT data FROM images WHERE name = $k LIMIT 1", ("$k", idOrName));
+            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE lower(id) = lower(@k) UNION ALL SELECT data FROM images WHERE name = @k LIMIT 1", ("@k", idOrName));
             return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
         });
 
@@ -75,7 +86,7 @@ public sealed class CatalogStore(FerryDatabase db)
     public Image? GetImage(string id) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE id = $k COLLATE NOCASE", ("$k", id));
+            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE lower(id) = lower(@k)", ("@k", id));
             return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
         });
 
@@ -83,7 +94,7 @@ public sealed class CatalogStore(FerryDatabase db)
     public bool DeleteImage(string id) =>
         db.Write((c, t) =>
         {
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM images WHERE id = $i", ("$i", id));
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM images WHERE id = @i", ("@i", id));
             return command.ExecuteNonQuery() > 0;
         });
 }

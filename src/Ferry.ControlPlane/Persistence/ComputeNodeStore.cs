@@ -1,5 +1,5 @@
 using Ferry.Core.Domain;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Ferry.ControlPlane.Persistence;
 
@@ -16,16 +16,19 @@ public sealed class ComputeNodeStore(FerryDatabase db)
         db.Write((c, t) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            var existing = Find(c, t, "host = $k", node.Host);
-            var saved = node with { Uuid = existing?.Uuid ?? node.Uuid, Id = existing?.Id ?? 0 };
-            if (existing is null)
+            // Insert-or-nothing and then lock the row: two processes registering one host end with one node.
+            using (var ensure = FerryDatabase.Command(c, t, "INSERT INTO compute_nodes(uuid, host, data) VALUES (@u, @h, '{}') ON CONFLICT(host) DO NOTHING",
+                ("@u", node.Uuid), ("@h", node.Host)))
             {
-                using var insert = FerryDatabase.Command(c, t, "INSERT INTO compute_nodes(uuid, host, data) VALUES ($u, $h, '{}') RETURNING id",
-                    ("$u", saved.Uuid), ("$h", saved.Host));
-                saved = saved with { Id = Convert.ToInt32(insert.ExecuteScalar()) };
+                ensure.ExecuteNonQuery();
             }
-            using var update = FerryDatabase.Command(c, t, "UPDATE compute_nodes SET data = $d WHERE id = $id",
-                ("$id", saved.Id), ("$d", Rows.Json(saved, PersistenceJsonContext.Default.ComputeNode)));
+            using var find = FerryDatabase.Command(c, t, "SELECT id, uuid FROM compute_nodes WHERE host = @h" + db.Dialect.ForUpdate, ("@h", node.Host));
+            using var reader = find.ExecuteReader();
+            reader.Read();
+            var saved = node with { Id = Rows.Int(reader, 0), Uuid = reader.GetString(1) };
+            reader.Close();
+            using var update = FerryDatabase.Command(c, t, "UPDATE compute_nodes SET data = @d WHERE id = @id",
+                ("@id", saved.Id), ("@d", Rows.Json(saved, PersistenceJsonContext.Default.ComputeNode)));
             update.ExecuteNonQuery();
             return saved;
         });
@@ -37,21 +40,21 @@ public sealed class ComputeNodeStore(FerryDatabase db)
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode));
         });
 
-    public ComputeNode? FindByHost(string host) => db.Read(c => Find(c, null, "host = $k", host));
+    public ComputeNode? FindByHost(string host) => db.Read(c => Find(c, null, "host = @k", host));
 
-    public ComputeNode? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = $k", uuid));
+    public ComputeNode? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = @k", uuid));
 
     public void Delete(string host) =>
         db.Write((c, t) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM compute_nodes WHERE host = $h", ("$h", host));
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM compute_nodes WHERE host = @h", ("@h", host));
             command.ExecuteNonQuery();
         });
 
-    private static ComputeNode? Find(SqliteConnection c, SqliteTransaction? t, string where, object key)
+    private static ComputeNode? Find(DbConnection c, DbTransaction? t, string where, object key)
     {
-        using var command = FerryDatabase.Command(c, t, $"SELECT data FROM compute_nodes WHERE {where}", ("$k", key));
+        using var command = FerryDatabase.Command(c, t, $"SELECT data FROM compute_nodes WHERE {where}", ("@k", key));
         return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.ComputeNode) : null;
     }
 }

@@ -19,8 +19,8 @@ public static class ComputeSchema
             created_at TEXT NOT NULL, data TEXT NOT NULL);
         CREATE INDEX ix_instances_host ON instances(host, deleted);
         CREATE TABLE services (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, host TEXT NOT NULL, binary TEXT NOT NULL,
-            data TEXT NOT NULL, UNIQUE(host, binary));
+            id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, host TEXT NOT NULL, "binary" TEXT NOT NULL,
+            data TEXT NOT NULL, UNIQUE(host, "binary"));
         CREATE TABLE compute_nodes (id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, host TEXT NOT NULL UNIQUE, data TEXT NOT NULL);
         CREATE TABLE migrations (
             id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, instance_uuid TEXT NOT NULL,

@@ -1,20 +1,43 @@
+using System.Data;
+using System.Data.Common;
 using Microsoft.Data.Sqlite;
+using Npgsql;
 
 namespace Ferry.ControlPlane.Persistence;
 
 /// <summary>
-/// The control plane's SQLite database. One connection, used under a lock: every store operation is
-/// a short synchronous transaction, so serializing them is both simpler and faster than pooling and
-/// retrying on SQLITE_BUSY. Compare-and-swap updates rely on this: a read and the write that depends
-/// on it happen inside one <see cref="Write{T}"/>.
+/// The control plane's database, on one of two engines chosen by the connection setting (see
+/// <see cref="DatabaseConnection"/>). SQLite, the embedded default, is one connection used under a lock:
+/// every store operation is a short synchronous transaction, so serializing them is simpler and faster than
+/// pooling and retrying on SQLITE_BUSY. PostgreSQL is a pooled <see cref="NpgsqlDataSource"/> shared by any
+/// number of processes, with no process lock: a store that decides from what it reads locks the row
+/// (<see cref="SqlDialect.ForUpdate"/>) or makes its UPDATE conditional and counts rows, and ids come from
+/// identity columns.
 /// </summary>
 public sealed class FerryDatabase : IDisposable
 {
-    private readonly SqliteConnection _connection;
+    /// <summary>Key of the PostgreSQL advisory lock that serializes schema upgrades between processes.</summary>
+    private const long MigrationLockKey = 0x4665727279_01;
+
+    private const int TransientRetries = 5;
+
+    private readonly SqliteConnection? _sqlite;
+    private readonly NpgsqlDataSource? _postgres;
     private readonly Lock _gate = new();
 
-    public FerryDatabase(string path)
+    /// <param name="connection">A SQLite file path (or <c>sqlite:PATH</c>, or <c>:memory:</c>), a
+    /// <c>postgresql://user@host:port/db</c> URI or an Npgsql keyword string (<c>Host=…;Database=…</c>).</param>
+    public FerryDatabase(string connection)
     {
+        var parsed = DatabaseConnection.Parse(connection);
+        Dialect = parsed.Engine == DatabaseEngine.PostgreSql ? SqlDialect.PostgreSql : SqlDialect.Sqlite;
+        Description = parsed.Description;
+        if (parsed.Engine == DatabaseEngine.PostgreSql)
+        {
+            _postgres = NpgsqlDataSource.Create(parsed.ConnectionString);
+            return;
+        }
+        var path = parsed.ConnectionString;
         if (path != ":memory:")
         {
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
@@ -29,91 +52,169 @@ public sealed class FerryDatabase : IDisposable
                 PrivateFiles.Restrict(file);
             }
         }
-        _connection = new SqliteConnection(new SqliteConnectionStringBuilder
+        _sqlite = new SqliteConnection(new SqliteConnectionStringBuilder
         {
             DataSource = path,
             Mode = SqliteOpenMode.ReadWriteCreate,
             Pooling = false,
         }.ToString());
-        _connection.Open();
-        Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;");
-        Execute("CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)");
+        _sqlite.Open();
+        using var pragmas = Command(_sqlite, null, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;");
+        pragmas.ExecuteNonQuery();
     }
 
+    public SqlDialect Dialect { get; }
+
+    /// <summary>True when other processes may write the same database (PostgreSQL): in-memory caches must re-check it.</summary>
+    public bool IsShared => _postgres is not null;
+
+    /// <summary>The engine and where it is, without credentials (for logs and errors).</summary>
+    public string Description { get; }
+
     /// <summary>
-    /// Brings one component's schema up to date: runs each script whose index is at or above the
-    /// recorded version, in order, each in its own transaction. Scripts are only ever appended.
+    /// Brings one component's schema up to date: runs each script whose index is at or above the recorded
+    /// version, in order, in one transaction. Scripts are only ever appended; a database already at a later
+    /// version (a newer Ferry ran) is left as it is. On PostgreSQL an advisory lock makes processes that start
+    /// together upgrade one after the other.
     /// </summary>
     public void Migrate(string component, IReadOnlyList<string> scripts)
     {
         Write((connection, transaction) =>
         {
-            using var read = Command(connection, transaction, "SELECT version FROM schema_version WHERE component = $c", ("$c", component));
-            var current = Convert.ToInt32(read.ExecuteScalar() ?? 0);
+            if (IsShared)
+            {
+                using var gate = Command(connection, transaction, "SELECT pg_advisory_xact_lock(@k)", ("@k", MigrationLockKey));
+                gate.ExecuteNonQuery();
+            }
+            using (var create = Command(connection, transaction, "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"))
+            {
+                create.ExecuteNonQuery();
+            }
+            var current = Version(connection, transaction, component);
+            if (current >= scripts.Count)
+            {
+                return;
+            }
             for (var i = current; i < scripts.Count; i++)
             {
-                using var step = Command(connection, transaction, scripts[i]);
+                using var step = Command(connection, transaction, Dialect.Translate(scripts[i]));
                 step.ExecuteNonQuery();
             }
             using var save = Command(connection, transaction,
-                "INSERT INTO schema_version(component, version) VALUES ($c, $v) ON CONFLICT(component) DO UPDATE SET version = $v",
-                ("$c", component), ("$v", scripts.Count));
+                "INSERT INTO schema_version(component, version) VALUES (@c, @v) ON CONFLICT(component) DO UPDATE SET version = @v",
+                ("@c", component), ("@v", scripts.Count));
             save.ExecuteNonQuery();
-            return 0;
         });
     }
 
-    public T Read<T>(Func<SqliteConnection, T> read)
-    {
-        lock (_gate)
+    /// <summary>The recorded schema version of a component; 0 when it has none yet.</summary>
+    public int SchemaVersion(string component) =>
+        Read(connection =>
         {
-            return read(_connection);
+            using var exists = Command(connection, null, IsShared
+                ? "SELECT to_regclass('schema_version') IS NOT NULL"
+                : "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'");
+            return Convert.ToBoolean(exists.ExecuteScalar()) ? Version(connection, null, component) : 0;
+        });
+
+    private static int Version(DbConnection connection, DbTransaction? transaction, string component)
+    {
+        using var read = Command(connection, transaction, "SELECT version FROM schema_version WHERE component = @c", ("@c", component));
+        return Convert.ToInt32(read.ExecuteScalar() ?? 0);
+    }
+
+    public T Read<T>(Func<DbConnection, T> read)
+    {
+        if (_postgres is null)
+        {
+            lock (_gate)
+            {
+                return read(_sqlite!);
+            }
+        }
+        using var connection = _postgres.OpenConnection();
+        return read(connection);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="read"/> on one consistent snapshot of the whole database (PostgreSQL's REPEATABLE
+    /// READ), for a reader that must see several tables as of one moment.
+    /// </summary>
+    public T Snapshot<T>(Func<DbConnection, DbTransaction, T> read)
+    {
+        if (_postgres is null)
+        {
+            return Write(read);
+        }
+        using var connection = _postgres.OpenConnection();
+        using var transaction = connection.BeginTransaction(IsolationLevel.RepeatableRead);
+        var result = read(connection, transaction);
+        transaction.Commit();
+        return result;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="write"/> in one transaction and commits it; an exception rolls everything back.
+    /// On PostgreSQL a deadlock or serialization failure runs it again (so it must not depend on having run once).
+    /// </summary>
+    public T Write<T>(Func<DbConnection, DbTransaction, T> write)
+    {
+        if (_postgres is null)
+        {
+            lock (_gate)
+            {
+                using var transaction = _sqlite!.BeginTransaction();
+                var result = write(_sqlite, transaction);
+                transaction.Commit();
+                return result;
+            }
+        }
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var connection = _postgres.OpenConnection();
+                using var transaction = connection.BeginTransaction(IsolationLevel.ReadCommitted);
+                var result = write(connection, transaction);
+                transaction.Commit();
+                return result;
+            }
+            catch (DbException e) when (attempt < TransientRetries && SqlDialect.IsTransient(e))
+            {
+                // Another transaction held rows this one needed in the other order: run it again.
+            }
         }
     }
 
-    public T Write<T>(Func<SqliteConnection, SqliteTransaction, T> write)
-    {
-        lock (_gate)
-        {
-            using var transaction = _connection.BeginTransaction();
-            var result = write(_connection, transaction);
-            transaction.Commit();
-            return result;
-        }
-    }
-
-    public void Write(Action<SqliteConnection, SqliteTransaction> write) =>
+    public void Write(Action<DbConnection, DbTransaction> write) =>
         Write<int>((c, t) =>
         {
             write(c, t);
             return 0;
         });
 
-    private void Execute(string sql)
-    {
-        using var command = _connection.CreateCommand();
-        command.CommandText = sql;
-        command.ExecuteNonQuery();
-    }
-
-    /// <summary>Builds a parameterized command; null values become SQL NULL.</summary>
-    public static SqliteCommand Command(SqliteConnection connection, SqliteTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
+    /// <summary>Builds a parameterized command (<c>@name</c> parameters); null values become SQL NULL.</summary>
+    public static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
     {
         var command = connection.CreateCommand();
         command.Transaction = transaction;
         command.CommandText = sql;
         foreach (var (name, value) in parameters)
         {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            parameter.Value = value ?? DBNull.Value;
+            command.Parameters.Add(parameter);
         }
         return command;
     }
 
     public void Dispose()
     {
+        _postgres?.Dispose();
         lock (_gate)
         {
-            _connection.Dispose();
+            _sqlite?.Dispose();
         }
     }
 }

@@ -1,30 +1,30 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Conductor;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Ferry.ControlPlane.Persistence;
 
 /// <summary>Instances, with compare-and-swap updates on task_state (Nova's expected_task_state).</summary>
 public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
 {
-    /// <summary>Inserts a new instance; its integer <c>Id</c> is assigned here.</summary>
+    /// <summary>Inserts a new instance; its integer <c>Id</c> comes from the database's identity column.</summary>
     public Instance Create(Func<int, Instance> build) =>
         db.Write((c, t) =>
         {
-            using var next = FerryDatabase.Command(c, t, "SELECT COALESCE(MAX(id), 0) + 1 FROM instances");
-            var id = Convert.ToInt32(next.ExecuteScalar());
+            var id = Rows.ReserveId(c, t,
+                "INSERT INTO instances(uuid, project_id, vm_state, deleted, created_at, data) VALUES (@u, '', '', 1, '', '{}') RETURNING id", ("@u", Rows.Placeholder()));
             var instance = build(id);
-            using var insert = FerryDatabase.Command(c, t,
-                "INSERT INTO instances(id, uuid, project_id, host, vm_state, task_state, deleted, created_at, data) VALUES ($id, $u, $p, $h, $v, $ts, 0, $c, $d)",
-                ("$id", id), ("$u", instance.Uuid), ("$p", instance.ProjectId), ("$h", instance.Host), ("$v", instance.VmState.ToNova()),
-                ("$ts", instance.TaskState.ToNova()), ("$c", Rows.Time(instance.CreatedAt)), ("$d", Rows.Json(instance, PersistenceJsonContext.Default.Instance)));
-            insert.ExecuteNonQuery();
+            using var fill = FerryDatabase.Command(c, t,
+                "UPDATE instances SET uuid = @u, project_id = @p, host = @h, vm_state = @v, task_state = @ts, deleted = 0, created_at = @c, data = @d WHERE id = @id",
+                ("@id", id), ("@u", instance.Uuid), ("@p", instance.ProjectId), ("@h", instance.Host), ("@v", instance.VmState.ToNova()),
+                ("@ts", instance.TaskState.ToNova()), ("@c", Rows.Time(instance.CreatedAt)), ("@d", Rows.Json(instance, PersistenceJsonContext.Default.Instance)));
+            fill.ExecuteNonQuery();
             return instance;
         });
 
     public Instance? Find(string uuid, bool includeDeleted = false) =>
-        db.Read(c => Find(c, null, uuid, includeDeleted));
+        db.Read(c => Find(c, null, uuid, includeDeleted, ""));
 
     public Instance Get(string uuid) => Find(uuid) ?? throw new InstanceNotFoundException(uuid);
 
@@ -33,8 +33,8 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT data FROM instances WHERE ($p IS NULL OR project_id = $p) AND ($h IS NULL OR host = $h) AND ($all = 1 OR deleted = 0) ORDER BY created_at DESC, id DESC",
-                ("$p", projectId), ("$h", host), ("$all", includeDeleted ? 1 : 0));
+                "SELECT data FROM instances WHERE (CAST(@p AS TEXT) IS NULL OR project_id = @p) AND (CAST(@h AS TEXT) IS NULL OR host = @h) AND (@all = 1 OR deleted = 0) ORDER BY created_at DESC, id DESC",
+                ("@p", projectId), ("@h", host), ("@all", includeDeleted ? 1 : 0));
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Instance));
         });
 
@@ -42,11 +42,12 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
     /// Applies <paramref name="update"/> atomically. When the update names expected task states (or
     /// an expected host), the row must match them or nothing changes and
     /// <see cref="UnexpectedTaskStateException"/> is thrown: that is how one of two concurrent moves loses.
+    /// The row is read for update, so across processes the second writer waits and then checks the first's result.
     /// </summary>
     public Instance Update(InstanceUpdateRequest update) =>
         db.Write((c, t) =>
         {
-            var current = Find(c, t, update.Uuid, includeDeleted: false) ?? throw new InstanceNotFoundException(update.Uuid);
+            var current = Find(c, t, update.Uuid, includeDeleted: false, db.Dialect.ForUpdate) ?? throw new InstanceNotFoundException(update.Uuid);
             if (update.ExpectedTaskStates is { } expected && !expected.Contains(current.TaskState))
             {
                 throw new UnexpectedTaskStateException(
@@ -58,9 +59,9 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             }
             var next = Apply(current, update, time.GetUtcNow());
             using var write = FerryDatabase.Command(c, t,
-                "UPDATE instances SET host = $h, vm_state = $v, task_state = $ts, deleted = $del, data = $d WHERE uuid = $u",
-                ("$u", next.Uuid), ("$h", next.Host), ("$v", next.VmState.ToNova()), ("$ts", next.TaskState.ToNova()),
-                ("$del", update.Deleted ? 1 : 0), ("$d", Rows.Json(next, PersistenceJsonContext.Default.Instance)));
+                "UPDATE instances SET host = @h, vm_state = @v, task_state = @ts, deleted = @del, data = @d WHERE uuid = @u",
+                ("@u", next.Uuid), ("@h", next.Host), ("@v", next.VmState.ToNova()), ("@ts", next.TaskState.ToNova()),
+                ("@del", update.Deleted ? 1 : 0), ("@d", Rows.Json(next, PersistenceJsonContext.Default.Instance)));
             write.ExecuteNonQuery();
             return next;
         });
@@ -83,10 +84,10 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         UpdatedAt = now,
     };
 
-    private static Instance? Find(SqliteConnection c, SqliteTransaction? t, string uuid, bool includeDeleted)
+    private static Instance? Find(DbConnection c, DbTransaction? t, string uuid, bool includeDeleted, string forUpdate)
     {
-        using var command = FerryDatabase.Command(c, t, "SELECT data FROM instances WHERE uuid = $u AND ($all = 1 OR deleted = 0)",
-            ("$u", uuid), ("$all", includeDeleted ? 1 : 0));
+        using var command = FerryDatabase.Command(c, t, "SELECT data FROM instances WHERE uuid = @u AND (@all = 1 OR deleted = 0)" + forUpdate,
+            ("@u", uuid), ("@all", includeDeleted ? 1 : 0));
         return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Instance) : null;
     }
 }

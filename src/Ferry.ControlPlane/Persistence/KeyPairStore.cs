@@ -1,5 +1,5 @@
 using Ferry.Core.Errors;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Ferry.ControlPlane.Persistence;
 
@@ -15,23 +15,32 @@ public sealed class KeyPairStore(FerryDatabase db, TimeProvider time)
     public KeyPairRow Create(string userId, string name, string type, string fingerprint, string publicKey) =>
         db.Write((c, t) =>
         {
-            using var exists = FerryDatabase.Command(c, t, "SELECT 1 FROM key_pairs WHERE user_id = $u AND name = $n", ("$u", userId), ("$n", name));
+            using var exists = FerryDatabase.Command(c, t, "SELECT 1 FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name));
             if (exists.ExecuteScalar() is not null)
             {
                 throw new ConflictException($"Key pair '{name}' already exists.");
             }
             var now = time.GetUtcNow();
             using var insert = FerryDatabase.Command(c, t,
-                "INSERT INTO key_pairs(user_id, name, type, fingerprint, public_key, created_at) VALUES ($u, $n, $t, $f, $p, $c) RETURNING id",
-                ("$u", userId), ("$n", name), ("$t", type), ("$f", fingerprint), ("$p", publicKey), ("$c", Rows.Time(now)));
-            var id = Convert.ToInt32(insert.ExecuteScalar());
+                "INSERT INTO key_pairs(user_id, name, type, fingerprint, public_key, created_at) VALUES (@u, @n, @t, @f, @p, @c) RETURNING id",
+                ("@u", userId), ("@n", name), ("@t", type), ("@f", fingerprint), ("@p", publicKey), ("@c", Rows.Time(now)));
+            int id;
+            try
+            {
+                id = Convert.ToInt32(insert.ExecuteScalar());
+            }
+            catch (DbException e) when (SqlDialect.IsUniqueViolation(e))
+            {
+                // Another process added the same name after the check above.
+                throw new ConflictException($"Key pair '{name}' already exists.");
+            }
             return new KeyPairRow(id, userId, name, type, fingerprint, publicKey, now);
         });
 
     public KeyPairRow? Find(string userId, string name) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, $"SELECT {Columns} FROM key_pairs WHERE user_id = $u AND name = $n", ("$u", userId), ("$n", name));
+            using var command = FerryDatabase.Command(c, null, $"SELECT {Columns} FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name));
             return Rows.ReadAll(command, Map).FirstOrDefault();
         });
 
@@ -42,19 +51,19 @@ public sealed class KeyPairStore(FerryDatabase db, TimeProvider time)
             string? after = null;
             if (marker is not null)
             {
-                using var find = FerryDatabase.Command(c, null, "SELECT name FROM key_pairs WHERE user_id = $u AND name = $n", ("$u", userId), ("$n", marker));
+                using var find = FerryDatabase.Command(c, null, "SELECT name FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", marker));
                 after = find.ExecuteScalar() as string ?? throw new BadRequestException($"Marker {marker} could not be found.");
             }
             using var command = FerryDatabase.Command(c, null,
-                $"SELECT {Columns} FROM key_pairs WHERE user_id = $u AND ($a IS NULL OR name > $a) ORDER BY name, id LIMIT $l",
-                ("$u", userId), ("$a", after), ("$l", limit ?? -1));
+                $"SELECT {Columns} FROM key_pairs WHERE user_id = @u AND (CAST(@a AS TEXT) IS NULL OR name > @a) ORDER BY name, id" + (limit is null ? "" : " LIMIT @l"),
+                ("@u", userId), ("@a", after), ("@l", limit));
             return Rows.ReadAll(command, Map);
         });
 
     public int Count(string userId) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT COUNT(*) FROM key_pairs WHERE user_id = $u", ("$u", userId));
+            using var command = FerryDatabase.Command(c, null, "SELECT COUNT(*) FROM key_pairs WHERE user_id = @u", ("@u", userId));
             return Convert.ToInt32(command.ExecuteScalar());
         });
 
@@ -62,7 +71,7 @@ public sealed class KeyPairStore(FerryDatabase db, TimeProvider time)
     public void Delete(string userId, string name) =>
         db.Write((c, t) =>
         {
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM key_pairs WHERE user_id = $u AND name = $n", ("$u", userId), ("$n", name));
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name));
             if (command.ExecuteNonQuery() == 0)
             {
                 throw NotFound(userId, name);
@@ -71,8 +80,8 @@ public sealed class KeyPairStore(FerryDatabase db, TimeProvider time)
 
     public static NotFoundException NotFound(string userId, string name) => new($"Keypair {name} not found for user {userId}");
 
-    private static KeyPairRow Map(SqliteDataReader r) =>
-        new(r.GetInt32(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), Rows.ParseTime(r.GetString(6)));
+    private static KeyPairRow Map(DbDataReader r) =>
+        new(Rows.Int(r, 0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetString(5), Rows.ParseTime(r.GetString(6)));
 }
 
 /// <summary>One key pair; <see cref="Type"/> is <c>ssh</c> or <c>x509</c>.</summary>

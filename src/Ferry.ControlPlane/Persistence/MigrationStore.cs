@@ -1,31 +1,33 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Conductor;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Ferry.ControlPlane.Persistence;
 
 /// <summary>Migration records; status changes can be made conditional on the current status.</summary>
 public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
 {
+    /// <summary>Inserts a new migration; its integer <c>Id</c> comes from the database's identity column.</summary>
     public Migration Create(Func<int, Migration> build) =>
         db.Write((c, t) =>
         {
-            using var next = FerryDatabase.Command(c, t, "SELECT COALESCE(MAX(id), 0) + 1 FROM migrations");
+            var id = Rows.ReserveId(c, t,
+                "INSERT INTO migrations(uuid, instance_uuid, status, migration_type, created_at, data) VALUES (@u, '', '', '', '', '{}') RETURNING id", ("@u", Rows.Placeholder()));
             var now = time.GetUtcNow();
-            var migration = build(Convert.ToInt32(next.ExecuteScalar())) with { CreatedAt = now, UpdatedAt = now };
-            using var insert = FerryDatabase.Command(c, t,
-                "INSERT INTO migrations(id, uuid, instance_uuid, source_compute, dest_compute, status, migration_type, created_at, data) VALUES ($id, $u, $i, $s, $d, $st, $ty, $c, $data)",
-                ("$id", migration.Id), ("$u", migration.Uuid), ("$i", migration.InstanceUuid), ("$s", migration.SourceCompute),
-                ("$d", migration.DestCompute), ("$st", migration.Status), ("$ty", migration.MigrationType),
-                ("$c", Rows.Time(now)), ("$data", Rows.Json(migration, PersistenceJsonContext.Default.Migration)));
-            insert.ExecuteNonQuery();
+            var migration = build(id) with { CreatedAt = now, UpdatedAt = now };
+            using var fill = FerryDatabase.Command(c, t,
+                "UPDATE migrations SET uuid = @u, instance_uuid = @i, source_compute = @s, dest_compute = @d, status = @st, migration_type = @ty, created_at = @c, data = @data WHERE id = @id",
+                ("@id", id), ("@u", migration.Uuid), ("@i", migration.InstanceUuid), ("@s", migration.SourceCompute),
+                ("@d", migration.DestCompute), ("@st", migration.Status), ("@ty", migration.MigrationType),
+                ("@c", Rows.Time(now)), ("@data", Rows.Json(migration, PersistenceJsonContext.Default.Migration)));
+            fill.ExecuteNonQuery();
             return migration;
         });
 
-    public Migration? Find(string uuid) => db.Read(c => FindBy(c, null, "uuid = $k", uuid));
+    public Migration? Find(string uuid) => db.Read(c => FindBy(c, null, "uuid = @k", uuid, ""));
 
-    public Migration? FindById(int id) => db.Read(c => FindBy(c, null, "id = $k", id));
+    public Migration? FindById(int id) => db.Read(c => FindBy(c, null, "id = @k", id, ""));
 
     public Migration Get(string uuid) => Find(uuid) ?? throw new MigrationNotFoundException($"Migration {uuid} could not be found.");
 
@@ -36,15 +38,15 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
             using var command = FerryDatabase.Command(c, null,
                 """
                 SELECT data FROM migrations
-                WHERE ($i IS NULL OR instance_uuid = $i)
-                  AND ($h IS NULL OR source_compute = $h OR dest_compute = $h)
-                  AND ($s IS NULL OR source_compute = $s)
-                  AND ($st IS NULL OR status = $st)
-                  AND ($ty IS NULL OR migration_type = $ty)
+                WHERE (CAST(@i AS TEXT) IS NULL OR instance_uuid = @i)
+                  AND (CAST(@h AS TEXT) IS NULL OR source_compute = @h OR dest_compute = @h)
+                  AND (CAST(@s AS TEXT) IS NULL OR source_compute = @s)
+                  AND (CAST(@st AS TEXT) IS NULL OR status = @st)
+                  AND (CAST(@ty AS TEXT) IS NULL OR migration_type = @ty)
                 ORDER BY created_at DESC, id DESC
                 """,
-                ("$i", filter.InstanceUuid), ("$h", filter.Host), ("$s", filter.SourceCompute),
-                ("$st", filter.Status), ("$ty", filter.MigrationType));
+                ("@i", filter.InstanceUuid), ("@h", filter.Host), ("@s", filter.SourceCompute),
+                ("@st", filter.Status), ("@ty", filter.MigrationType));
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration));
         });
 
@@ -60,7 +62,7 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
     public Migration Update(MigrationUpdateRequest u) =>
         db.Write((c, t) =>
         {
-            var m = FindBy(c, t, "uuid = $k", u.Uuid) ?? throw new MigrationNotFoundException($"Migration {u.Uuid} could not be found.");
+            var m = FindBy(c, t, "uuid = @k", u.Uuid, db.Dialect.ForUpdate) ?? throw new MigrationNotFoundException($"Migration {u.Uuid} could not be found.");
             if (u.ExpectedStatuses is { } expected && !expected.Contains(m.Status))
             {
                 throw new InvalidMigrationStateException(
@@ -82,15 +84,15 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
                 UpdatedAt = time.GetUtcNow(),
             };
             using var write = FerryDatabase.Command(c, t,
-                "UPDATE migrations SET dest_compute = $d, status = $st, data = $data WHERE uuid = $u",
-                ("$u", next.Uuid), ("$d", next.DestCompute), ("$st", next.Status), ("$data", Rows.Json(next, PersistenceJsonContext.Default.Migration)));
+                "UPDATE migrations SET dest_compute = @d, status = @st, data = @data WHERE uuid = @u",
+                ("@u", next.Uuid), ("@d", next.DestCompute), ("@st", next.Status), ("@data", Rows.Json(next, PersistenceJsonContext.Default.Migration)));
             write.ExecuteNonQuery();
             return next;
         });
 
-    private static Migration? FindBy(SqliteConnection c, SqliteTransaction? t, string where, object key)
+    private static Migration? FindBy(DbConnection c, DbTransaction? t, string where, object key, string forUpdate)
     {
-        using var command = FerryDatabase.Command(c, t, $"SELECT data FROM migrations WHERE {where}", ("$k", key));
+        using var command = FerryDatabase.Command(c, t, $"SELECT data FROM migrations WHERE {where}{forUpdate}", ("@k", key));
         return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Migration) : null;
     }
 }

@@ -1,3 +1,5 @@
+using System.Data.Common;
+
 namespace Ferry.ControlPlane.Persistence;
 
 /// <summary>
@@ -12,8 +14,8 @@ public sealed class QuotaStore(FerryDatabase db)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT resource, hard_limit FROM quotas WHERE project_id = $p AND user_id = $u",
-                ("$p", projectId), ("$u", userId ?? ""));
+                "SELECT resource, hard_limit FROM quotas WHERE project_id = @p AND user_id = @u",
+                ("@p", projectId), ("@u", userId ?? ""));
             return ReadLimits(command);
         });
 
@@ -22,7 +24,7 @@ public sealed class QuotaStore(FerryDatabase db)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT resource, hard_limit FROM quotas WHERE project_id = $p AND user_id <> ''", ("$p", projectId));
+                "SELECT resource, hard_limit FROM quotas WHERE project_id = @p AND user_id <> ''", ("@p", projectId));
             var result = new Dictionary<string, List<long>>();
             using var reader = command.ExecuteReader();
             while (reader.Read())
@@ -44,9 +46,9 @@ public sealed class QuotaStore(FerryDatabase db)
             foreach (var (resource, limit) in limits)
             {
                 using var upsert = FerryDatabase.Command(c, t,
-                    "INSERT INTO quotas(project_id, user_id, resource, hard_limit) VALUES ($p, $u, $r, $l) "
-                    + "ON CONFLICT(project_id, user_id, resource) DO UPDATE SET hard_limit = $l",
-                    ("$p", projectId), ("$u", userId ?? ""), ("$r", resource), ("$l", limit));
+                    "INSERT INTO quotas(project_id, user_id, resource, hard_limit) VALUES (@p, @u, @r, @l) "
+                    + "ON CONFLICT(project_id, user_id, resource) DO UPDATE SET hard_limit = @l",
+                    ("@p", projectId), ("@u", userId ?? ""), ("@r", resource), ("@l", limit));
                 upsert.ExecuteNonQuery();
             }
         });
@@ -59,8 +61,8 @@ public sealed class QuotaStore(FerryDatabase db)
         db.Write((c, t) =>
         {
             using var delete = userId is null
-                ? FerryDatabase.Command(c, t, "DELETE FROM quotas WHERE project_id = $p", ("$p", projectId))
-                : FerryDatabase.Command(c, t, "DELETE FROM quotas WHERE project_id = $p AND user_id = $u", ("$p", projectId), ("$u", userId));
+                ? FerryDatabase.Command(c, t, "DELETE FROM quotas WHERE project_id = @p", ("@p", projectId))
+                : FerryDatabase.Command(c, t, "DELETE FROM quotas WHERE project_id = @p AND user_id = @u", ("@p", projectId), ("@u", userId));
             delete.ExecuteNonQuery();
         });
 
@@ -68,7 +70,7 @@ public sealed class QuotaStore(FerryDatabase db)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT resource, hard_limit FROM quota_classes WHERE class_name = $n", ("$n", className));
+                "SELECT resource, hard_limit FROM quota_classes WHERE class_name = @n", ("@n", className));
             return ReadLimits(command);
         });
 
@@ -78,14 +80,14 @@ public sealed class QuotaStore(FerryDatabase db)
             foreach (var (resource, limit) in limits)
             {
                 using var upsert = FerryDatabase.Command(c, t,
-                    "INSERT INTO quota_classes(class_name, resource, hard_limit) VALUES ($n, $r, $l) "
-                    + "ON CONFLICT(class_name, resource) DO UPDATE SET hard_limit = $l",
-                    ("$n", className), ("$r", resource), ("$l", limit));
+                    "INSERT INTO quota_classes(class_name, resource, hard_limit) VALUES (@n, @r, @l) "
+                    + "ON CONFLICT(class_name, resource) DO UPDATE SET hard_limit = @l",
+                    ("@n", className), ("@r", resource), ("@l", limit));
                 upsert.ExecuteNonQuery();
             }
         });
 
-    private static Dictionary<string, long> ReadLimits(Microsoft.Data.Sqlite.SqliteCommand command)
+    private static Dictionary<string, long> ReadLimits(DbCommand command)
     {
         var result = new Dictionary<string, long>();
         using var reader = command.ExecuteReader();

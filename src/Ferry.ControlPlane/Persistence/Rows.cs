@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Ferry.ControlPlane.Persistence;
 
@@ -17,7 +17,7 @@ internal static class Rows
     public static DateTimeOffset ParseTime(string value) =>
         DateTimeOffset.Parse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal);
 
-    public static List<T> ReadAll<T>(SqliteCommand command, Func<SqliteDataReader, T> map)
+    public static List<T> ReadAll<T>(DbCommand command, Func<DbDataReader, T> map)
     {
         using var reader = command.ExecuteReader();
         var rows = new List<T>();
@@ -28,6 +28,22 @@ internal static class Rows
         return rows;
     }
 
-    public static string? NullableString(SqliteDataReader reader, int ordinal) =>
+    public static string? NullableString(DbDataReader reader, int ordinal) =>
         reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
+
+    /// <summary>An integer column as Int32 on either engine (PostgreSQL's are BIGINT, read back as Int64).</summary>
+    public static int Int(DbDataReader reader, int ordinal) => Convert.ToInt32(reader.GetValue(ordinal), CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Inserts a placeholder row (<paramref name="insertSql"/> ends with <c>RETURNING</c> its id column) and returns the id the database gave it, for a record that must carry its own
+    /// id (in its JSON) before it is written: the caller fills the row with an UPDATE in the same transaction.
+    /// </summary>
+    public static int ReserveId(DbConnection connection, DbTransaction transaction, string insertSql, params (string Name, object? Value)[] parameters)
+    {
+        using var insert = FerryDatabase.Command(connection, transaction, insertSql, parameters);
+        return Convert.ToInt32(insert.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>A unique value for a placeholder row's UNIQUE columns until the real values are written.</summary>
+    public static string Placeholder() => "pending-" + Guid.NewGuid().ToString("N");
 }

@@ -1,6 +1,6 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Ferry.ControlPlane.Persistence;
 
@@ -12,22 +12,24 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
     public long ChangeStamp => Interlocked.Read(ref _changeStamp);
 
-    /// <summary>Records a heartbeat, creating the service on its first report.</summary>
+    /// <summary>Records a heartbeat, creating the service on its first report (an upsert, so two processes never make two rows).</summary>
     public Service Report(string host, string binary, string topic, int version) =>
         db.Write((c, t) =>
         {
             Interlocked.Increment(ref _changeStamp);
             var now = time.GetUtcNow();
-            var service = Find(c, t, "host = $a AND binary = $b", host, binary);
-            service = service is null
-                ? new Service
-                {
-                    Id = 0, Uuid = Guid.NewGuid().ToString(), Host = host, Binary = binary, Topic = topic,
-                    Zone = binary == "nova-compute" ? "nova" : "internal", Version = version,
-                    LastSeenUp = now, CreatedAt = now, UpdatedAt = now,
-                }
-                : service with { LastSeenUp = now, UpdatedAt = now, Version = version };
-            return Save(c, t, service);
+            var fresh = new Service
+            {
+                Id = 0, Uuid = Guid.NewGuid().ToString(), Host = host, Binary = binary, Topic = topic,
+                Zone = binary == "nova-compute" ? "nova" : "internal", Version = version,
+                LastSeenUp = now, CreatedAt = now, UpdatedAt = now,
+            };
+            using var ensure = FerryDatabase.Command(c, t,
+                "INSERT INTO services(uuid, host, \"binary\", data) VALUES (@u, @h, @b, @d) ON CONFLICT(host, \"binary\") DO NOTHING",
+                ("@u", fresh.Uuid), ("@h", host), ("@b", binary), ("@d", Rows.Json(fresh, PersistenceJsonContext.Default.Service)));
+            var created = ensure.ExecuteNonQuery() == 1;
+            var service = Find(c, t, "host = @a AND \"binary\" = @b" + db.Dialect.ForUpdate, host, binary)!;
+            return Save(c, t, created ? fresh with { Id = service.Id } : service with { LastSeenUp = now, UpdatedAt = now, Version = version });
         });
 
     /// <summary>
@@ -39,7 +41,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         db.Write((c, t) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            using var command = FerryDatabase.Command(c, t, "SELECT id, data FROM services WHERE binary = 'nova-compute' ORDER BY id");
+            using var command = FerryDatabase.Command(c, t, "SELECT id, data FROM services WHERE \"binary\" = 'nova-compute' ORDER BY id" + db.Dialect.ForUpdate);
             var stale = Rows.ReadAll(command, Map).Where(s => !runningHosts.Contains(s.Host)).ToList();
             foreach (var service in stale)
             {
@@ -52,22 +54,22 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT id, data FROM services WHERE ($h IS NULL OR host = $h) AND ($b IS NULL OR binary = $b) ORDER BY id",
-                ("$h", host), ("$b", binary));
+                "SELECT id, data FROM services WHERE (CAST(@h AS TEXT) IS NULL OR host = @h) AND (CAST(@b AS TEXT) IS NULL OR \"binary\" = @b) ORDER BY id",
+                ("@h", host), ("@b", binary));
             return Rows.ReadAll(command, Map);
         });
 
-    public Service? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = $a", uuid, null));
+    public Service? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = @a", uuid, null));
 
-    public Service? FindById(int id) => db.Read(c => Find(c, null, "id = $a", id, null));
+    public Service? FindById(int id) => db.Read(c => Find(c, null, "id = @a", id, null));
 
-    public Service? Find(string host, string binary) => db.Read(c => Find(c, null, "host = $a AND binary = $b", host, binary));
+    public Service? Find(string host, string binary) => db.Read(c => Find(c, null, "host = @a AND \"binary\" = @b", host, binary));
 
     public Service Update(int id, Func<Service, Service> change) =>
         db.Write((c, t) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            var service = Find(c, t, "id = $a", id, null) ?? throw new NotFoundException($"Service {id} could not be found.");
+            var service = Find(c, t, "id = @a" + db.Dialect.ForUpdate, id, null) ?? throw new NotFoundException($"Service {id} could not be found.");
             return Save(c, t, change(service) with { UpdatedAt = time.GetUtcNow() });
         });
 
@@ -75,32 +77,32 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         db.Write((c, t) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM services WHERE id = $id", ("$id", id));
+            using var command = FerryDatabase.Command(c, t, "DELETE FROM services WHERE id = @id", ("@id", id));
             command.ExecuteNonQuery();
         });
 
-    private static Service Save(SqliteConnection c, SqliteTransaction t, Service s)
+    private static Service Save(DbConnection c, DbTransaction t, Service s)
     {
         if (s.Id == 0)
         {
             using var insert = FerryDatabase.Command(c, t,
-                "INSERT INTO services(uuid, host, binary, data) VALUES ($u, $h, $b, $d) RETURNING id",
-                ("$u", s.Uuid), ("$h", s.Host), ("$b", s.Binary), ("$d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
+                "INSERT INTO services(uuid, host, \"binary\", data) VALUES (@u, @h, @b, @d) RETURNING id",
+                ("@u", s.Uuid), ("@h", s.Host), ("@b", s.Binary), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
             s = s with { Id = Convert.ToInt32(insert.ExecuteScalar()) };
         }
-        using var update = FerryDatabase.Command(c, t, "UPDATE services SET data = $d WHERE id = $id",
-            ("$id", s.Id), ("$d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
+        using var update = FerryDatabase.Command(c, t, "UPDATE services SET data = @d WHERE id = @id",
+            ("@id", s.Id), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
         update.ExecuteNonQuery();
         return s;
     }
 
-    private static Service? Find(SqliteConnection c, SqliteTransaction? t, string where, object a, object? b)
+    private static Service? Find(DbConnection c, DbTransaction? t, string where, object a, object? b)
     {
-        using var command = FerryDatabase.Command(c, t, $"SELECT id, data FROM services WHERE {where}", ("$a", a), ("$b", b));
+        using var command = FerryDatabase.Command(c, t, $"SELECT id, data FROM services WHERE {where}", ("@a", a), ("@b", b));
         using var reader = command.ExecuteReader();
         return reader.Read() ? Map(reader) : null;
     }
 
-    private static Service Map(SqliteDataReader r) =>
-        Rows.FromJson(r.GetString(1), PersistenceJsonContext.Default.Service) with { Id = r.GetInt32(0) };
+    private static Service Map(DbDataReader r) =>
+        Rows.FromJson(r.GetString(1), PersistenceJsonContext.Default.Service) with { Id = Rows.Int(r, 0) };
 }

@@ -10,16 +10,6 @@ namespace Ferry.ControlPlane.Placement;
 /// </summary>
 internal sealed class PlacementCatalog
 {
-    private const string Component = "placement_catalog";
-
-    private static readonly string[] s_migrations =
-    [
-        """
-        CREATE TABLE custom_resource_classes (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
-        CREATE TABLE custom_traits (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
-        """,
-    ];
-
     private static readonly HashSet<string> s_standardClasses = [.. StandardNames.ResourceClasses];
     private static readonly HashSet<string> s_standardTraits = [.. StandardNames.Traits];
 
@@ -32,7 +22,7 @@ internal sealed class PlacementCatalog
         _db = db;
         _placement = placement;
         _time = time;
-        _db.Migrate(Component, s_migrations);
+        _db.Migrate(PlacementSchema.CatalogComponent, PlacementSchema.CatalogScripts);
     }
 
     /// <summary>Placement's CUSTOM_RC_PATTERN / CUSTOM_TRAIT_PATTERN: <c>^CUSTOM_[A-Z0-9_]+$</c>, at most 255 characters.</summary>
@@ -65,7 +55,7 @@ internal sealed class PlacementCatalog
         }
         _db.Write((c, t) =>
         {
-            using var command = FerryDatabase.Command(c, t, "UPDATE custom_resource_classes SET name = $new WHERE name = $old", ("$new", newName), ("$old", name));
+            using var command = FerryDatabase.Command(c, t, "UPDATE custom_resource_classes SET name = @new WHERE name = @old", ("@new", newName), ("@old", name));
             command.ExecuteNonQuery();
         });
     }
@@ -128,22 +118,22 @@ internal sealed class PlacementCatalog
     private bool CustomExists(string table, string name) =>
         _db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, $"SELECT 1 FROM {table} WHERE name = $n", ("$n", name));
+            using var command = FerryDatabase.Command(c, null, $"SELECT 1 FROM {table} WHERE name = @n", ("@n", name));
             return command.ExecuteScalar() is not null;
         });
 
     private bool Insert(string table, string name) =>
         _db.Write((c, t) =>
         {
-            using var command = FerryDatabase.Command(c, t, $"INSERT INTO {table}(name, created_at) VALUES ($n, $c) ON CONFLICT(name) DO NOTHING",
-                ("$n", name), ("$c", Rows.Time(_time.GetUtcNow())));
+            using var command = FerryDatabase.Command(c, t, $"INSERT INTO {table}(name, created_at) VALUES (@n, @c) ON CONFLICT(name) DO NOTHING",
+                ("@n", name), ("@c", Rows.Time(_time.GetUtcNow())));
             return command.ExecuteNonQuery() == 1;
         });
 
     private void Remove(string table, string name) =>
         _db.Write((c, t) =>
         {
-            using var command = FerryDatabase.Command(c, t, $"DELETE FROM {table} WHERE name = $n", ("$n", name));
+            using var command = FerryDatabase.Command(c, t, $"DELETE FROM {table} WHERE name = @n", ("@n", name));
             command.ExecuteNonQuery();
         });
 }

@@ -1,7 +1,7 @@
 using System.Collections.Frozen;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Errors;
-using Microsoft.Data.Sqlite;
+using System.Data.Common;
 
 namespace Ferry.ControlPlane.Placement;
 
@@ -13,44 +13,6 @@ namespace Ferry.ControlPlane.Placement;
 /// </summary>
 public sealed class PlacementService : IPlacementService
 {
-    private const string Component = "placement";
-
-    private static readonly string[] s_migrations =
-    [
-        """
-        CREATE TABLE resource_providers (
-            uuid TEXT PRIMARY KEY,
-            name TEXT NOT NULL,
-            generation INTEGER NOT NULL);
-        CREATE TABLE inventories (
-            rp TEXT NOT NULL,
-            rc TEXT NOT NULL,
-            total INTEGER NOT NULL,
-            reserved INTEGER NOT NULL,
-            min_unit INTEGER NOT NULL,
-            max_unit INTEGER NOT NULL,
-            step_size INTEGER NOT NULL,
-            allocation_ratio REAL NOT NULL,
-            PRIMARY KEY (rp, rc));
-        CREATE TABLE traits (
-            rp TEXT NOT NULL,
-            trait TEXT NOT NULL,
-            PRIMARY KEY (rp, trait));
-        CREATE TABLE consumers (
-            uuid TEXT PRIMARY KEY,
-            project_id TEXT NOT NULL,
-            user_id TEXT NOT NULL,
-            generation INTEGER NOT NULL);
-        CREATE TABLE allocations (
-            consumer TEXT NOT NULL,
-            rp TEXT NOT NULL,
-            rc TEXT NOT NULL,
-            used INTEGER NOT NULL,
-            PRIMARY KEY (consumer, rp, rc));
-        CREATE INDEX ix_allocations_rp ON allocations (rp);
-        """,
-    ];
-
     private static readonly FrozenSet<string> s_noTraits = FrozenSet<string>.Empty;
 
     private readonly FerryDatabase _database;
@@ -61,7 +23,7 @@ public sealed class PlacementService : IPlacementService
     public PlacementService(FerryDatabase database)
     {
         _database = database;
-        _database.Migrate(Component, s_migrations);
+        _database.Migrate(PlacementSchema.Component, PlacementSchema.Scripts);
         _database.Read(Load);
     }
 
@@ -87,14 +49,14 @@ public sealed class PlacementService : IPlacementService
             {
                 var record = new ResourceProvider(uuid, name, 0);
                 _database.Write((c, t) => Exec(c, t,
-                    "INSERT INTO resource_providers(uuid, name, generation) VALUES ($u, $n, 0)", ("$u", uuid), ("$n", name)));
+                    "INSERT INTO resource_providers(uuid, name, generation) VALUES (@u, @n, 0)", ("@u", uuid), ("@n", name)));
                 _providers[uuid] = new ProviderState(record);
                 return record;
             }
 
             // A rename does not change the generation (Placement's ResourceProvider.save).
             _database.Write((c, t) => Exec(c, t,
-                "UPDATE resource_providers SET name = $n WHERE uuid = $u", ("$u", uuid), ("$n", name)));
+                "UPDATE resource_providers SET name = @n WHERE uuid = @u", ("@u", uuid), ("@n", name)));
             existing.Record = existing.Record with { Name = name };
             existing.Summary = null;
             return existing.Record;
@@ -145,10 +107,10 @@ public sealed class PlacementService : IPlacementService
             _database.Write((c, t) =>
             {
                 Persist(c, t, plan);
-                Exec(c, t, "DELETE FROM inventories WHERE rp = $u", ("$u", uuid));
-                Exec(c, t, "DELETE FROM traits WHERE rp = $u", ("$u", uuid));
-                Exec(c, t, "DELETE FROM allocations WHERE rp = $u", ("$u", uuid));
-                Exec(c, t, "DELETE FROM resource_providers WHERE uuid = $u", ("$u", uuid));
+                Exec(c, t, "DELETE FROM inventories WHERE rp = @u", ("@u", uuid));
+                Exec(c, t, "DELETE FROM traits WHERE rp = @u", ("@u", uuid));
+                Exec(c, t, "DELETE FROM allocations WHERE rp = @u", ("@u", uuid));
+                Exec(c, t, "DELETE FROM resource_providers WHERE uuid = @u", ("@u", uuid));
             });
             Apply(plan);
             _providers.Remove(uuid);
@@ -184,14 +146,14 @@ public sealed class PlacementService : IPlacementService
             var copy = new Dictionary<string, Inventory>(inventories, StringComparer.Ordinal);
             _database.Write((c, t) =>
             {
-                Exec(c, t, "DELETE FROM inventories WHERE rp = $u", ("$u", providerUuid));
+                Exec(c, t, "DELETE FROM inventories WHERE rp = @u", ("@u", providerUuid));
                 foreach (var (rc, inv) in copy)
                 {
                     Exec(c, t,
                         "INSERT INTO inventories(rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio) " +
-                        "VALUES ($u, $rc, $total, $reserved, $min, $max, $step, $ratio)",
-                        ("$u", providerUuid), ("$rc", rc), ("$total", inv.Total), ("$reserved", inv.Reserved),
-                        ("$min", inv.MinUnit), ("$max", inv.MaxUnit), ("$step", inv.StepSize), ("$ratio", inv.AllocationRatio));
+                        "VALUES (@u, @rc, @total, @reserved, @min, @max, @step, @ratio)",
+                        ("@u", providerUuid), ("@rc", rc), ("@total", inv.Total), ("@reserved", inv.Reserved),
+                        ("@min", inv.MinUnit), ("@max", inv.MaxUnit), ("@step", inv.StepSize), ("@ratio", inv.AllocationRatio));
                 }
                 SaveGeneration(c, t, providerUuid, generation);
             });
@@ -226,10 +188,10 @@ public sealed class PlacementService : IPlacementService
             var generation = provider.Record.Generation + 1;
             _database.Write((c, t) =>
             {
-                Exec(c, t, "DELETE FROM traits WHERE rp = $u", ("$u", providerUuid));
+                Exec(c, t, "DELETE FROM traits WHERE rp = @u", ("@u", providerUuid));
                 foreach (var trait in set)
                 {
-                    Exec(c, t, "INSERT INTO traits(rp, trait) VALUES ($u, $t)", ("$u", providerUuid), ("$t", trait));
+                    Exec(c, t, "INSERT INTO traits(rp, trait) VALUES (@u, @t)", ("@u", providerUuid), ("@t", trait));
                 }
                 SaveGeneration(c, t, providerUuid, generation);
             });
@@ -671,27 +633,27 @@ public sealed class PlacementService : IPlacementService
         Apply(plan);
     }
 
-    private static void Persist(SqliteConnection connection, SqliteTransaction transaction, WritePlan plan)
+    private static void Persist(DbConnection connection, DbTransaction transaction, WritePlan plan)
     {
         foreach (var consumer in plan.Consumers)
         {
-            Exec(connection, transaction, "DELETE FROM allocations WHERE consumer = $c", ("$c", consumer.Uuid));
+            Exec(connection, transaction, "DELETE FROM allocations WHERE consumer = @c", ("@c", consumer.Uuid));
             if (consumer.Generation is not { } generation)
             {
-                Exec(connection, transaction, "DELETE FROM consumers WHERE uuid = $c", ("$c", consumer.Uuid));
+                Exec(connection, transaction, "DELETE FROM consumers WHERE uuid = @c", ("@c", consumer.Uuid));
                 continue;
             }
             Exec(connection, transaction,
-                "INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES ($c, $p, $u, $g) " +
-                "ON CONFLICT(uuid) DO UPDATE SET project_id = $p, user_id = $u, generation = $g",
-                ("$c", consumer.Uuid), ("$p", consumer.ProjectId), ("$u", consumer.UserId), ("$g", generation));
+                "INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES (@c, @p, @u, @g) " +
+                "ON CONFLICT(uuid) DO UPDATE SET project_id = @p, user_id = @u, generation = @g",
+                ("@c", consumer.Uuid), ("@p", consumer.ProjectId), ("@u", consumer.UserId), ("@g", generation));
             foreach (var (rp, resources) in consumer.Allocations)
             {
                 foreach (var (rc, used) in resources)
                 {
                     Exec(connection, transaction,
-                        "INSERT INTO allocations(consumer, rp, rc, used) VALUES ($c, $rp, $rc, $n)",
-                        ("$c", consumer.Uuid), ("$rp", rp), ("$rc", rc), ("$n", used));
+                        "INSERT INTO allocations(consumer, rp, rc, used) VALUES (@c, @rp, @rc, @n)",
+                        ("@c", consumer.Uuid), ("@rp", rp), ("@rc", rc), ("@n", used));
                 }
             }
         }
@@ -740,7 +702,7 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
-    private int Load(SqliteConnection connection)
+    private int Load(DbConnection connection)
     {
         using (var read = FerryDatabase.Command(connection, null, "SELECT uuid, name, generation FROM resource_providers"))
         using (var reader = read.ExecuteReader())
@@ -854,10 +816,10 @@ public sealed class PlacementService : IPlacementService
         return 0;
     }
 
-    private static void SaveGeneration(SqliteConnection connection, SqliteTransaction transaction, string rp, long generation) =>
-        Exec(connection, transaction, "UPDATE resource_providers SET generation = $g WHERE uuid = $u", ("$u", rp), ("$g", generation));
+    private static void SaveGeneration(DbConnection connection, DbTransaction transaction, string rp, long generation) =>
+        Exec(connection, transaction, "UPDATE resource_providers SET generation = @g WHERE uuid = @u", ("@u", rp), ("@g", generation));
 
-    private static void Exec(SqliteConnection connection, SqliteTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
+    private static void Exec(DbConnection connection, DbTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
     {
         using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
         command.ExecuteNonQuery();

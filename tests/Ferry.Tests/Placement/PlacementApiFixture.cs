@@ -1,6 +1,7 @@
 using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.Core.Placement;
+using Ferry.Tests.Persistence;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -11,7 +12,7 @@ namespace Ferry.Tests.Placement;
 /// <summary>Placement's REST API on real Kestrel at 127.0.0.1:0 over a temp SQLite file, shared by one test class.</summary>
 public sealed class PlacementApiFixture : IAsyncLifetime
 {
-    private readonly PlacementTestDatabase _files = new();
+    private readonly TestDatabase _files = new();
     private WebApplication? _app;
 
     public HttpClient Http { get; private set; } = null!;

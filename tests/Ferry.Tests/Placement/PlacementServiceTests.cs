@@ -1,18 +1,28 @@
+using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.Core.Errors;
+using Ferry.Tests.Persistence;
+using Ferry.Tests.Shared;
 
 namespace Ferry.Tests.Placement;
 
-public sealed class PlacementServiceTests : IDisposable
+public sealed class SqlitePlacementServiceTests() : PlacementServiceTests(DatabaseEngine.Sqlite);
+
+[Collection(PostgresServer.Collection)]
+public sealed class PostgresPlacementServiceTests() : PlacementServiceTests(DatabaseEngine.PostgreSql);
+
+/// <summary>Placement's rules, run once over each database engine.</summary>
+public abstract class PlacementServiceTests : IDisposable
 {
     private const string Project = "project-1";
     private const string User = "user-1";
 
-    private readonly PlacementTestDatabase _files = new();
+    private readonly TestDatabase _files;
     private readonly PlacementService _placement;
 
-    public PlacementServiceTests()
+    protected PlacementServiceTests(DatabaseEngine engine)
     {
+        _files = new TestDatabase(engine);
         _placement = new PlacementService(_files.Open());
     }
 

@@ -1,0 +1,260 @@
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Tests.Api;
+using Ferry.Tests.Shared;
+
+namespace Ferry.Tests.Persistence;
+
+public sealed class SqliteStoreTests() : StoreTests(DatabaseEngine.Sqlite);
+
+[Collection(PostgresServer.Collection)]
+public sealed class PostgresStoreTests() : StoreTests(DatabaseEngine.PostgreSql);
+
+/// <summary>Every store's reads and writes, run once over each database engine.</summary>
+public abstract class StoreTests : IDisposable
+{
+    private readonly TestDatabase _files;
+    private readonly FerryDatabase _db;
+
+    protected StoreTests(DatabaseEngine engine)
+    {
+        _files = new TestDatabase(engine);
+        _db = _files.Open();
+        DatabaseSchema.Sync(_db);
+    }
+
+    public void Dispose() => _files.Dispose();
+
+    internal static Flavor SmallFlavor(int internalId = 1) => new() { InternalId = internalId, Id = "1", Name = "m1.small", Vcpus = 1, MemoryMb = 512, RootGb = 1 };
+
+    internal static Instance NewInstance(int id, string? uuid = null) => new()
+    {
+        Id = id, Uuid = uuid ?? Guid.NewGuid().ToString(), DisplayName = "vm", ProjectId = "p1", UserId = "u1", Host = "host-a",
+        Flavor = SmallFlavor(), ImageRef = "img", VmState = VmState.Active, CreatedAt = DateTimeOffset.UtcNow,
+    };
+
+    [Fact]
+    public void InstanceStore_CreateFindListUpdate_RoundTrips()
+    {
+        var store = new InstanceStore(_db, TimeProvider.System);
+        var first = store.Create(id => NewInstance(id));
+        var second = store.Create(id => NewInstance(id));
+
+        Assert.True(first.Id > 0);
+        Assert.NotEqual(first.Id, second.Id);
+        Assert.Equal(first.Id, store.Get(first.Uuid).Id);
+        Assert.Equal(2, store.List(projectId: "p1", host: "host-a").Count);
+
+        var moved = store.Update(new InstanceUpdateRequest { Uuid = first.Uuid, Host = "host-b", SetTaskState = true, TaskState = TaskState.Migrating });
+        Assert.Equal("host-b", store.Get(first.Uuid).Host);
+        Assert.Equal(TaskState.Migrating, moved.TaskState);
+        Assert.Single(store.List(host: "host-b"));
+
+        store.Update(new InstanceUpdateRequest { Uuid = second.Uuid, Deleted = true });
+        Assert.Null(store.Find(second.Uuid));
+        Assert.NotNull(store.Find(second.Uuid, includeDeleted: true));
+    }
+
+    [Fact]
+    public void InstanceStore_UpdateWithUnexpectedTaskState_ThrowsNovaMessageAndChangesNothing()
+    {
+        var store = new InstanceStore(_db, TimeProvider.System);
+        var instance = store.Create(id => NewInstance(id));
+        store.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, SetTaskState = true, TaskState = TaskState.Migrating, ExpectedTaskStates = [null] });
+
+        var ex = Assert.Throws<UnexpectedTaskStateException>(() => store.Update(new InstanceUpdateRequest
+        {
+            Uuid = instance.Uuid, SetTaskState = true, TaskState = TaskState.ResizePrep, Host = "elsewhere", ExpectedTaskStates = [null],
+        }));
+
+        Assert.Equal($"Conflict updating instance {instance.Uuid}. Expected: {{'task_state': [None]}}. Actual: {{'task_state': migrating}}", ex.Message);
+        var stored = store.Get(instance.Uuid);
+        Assert.Equal(TaskState.Migrating, stored.TaskState);
+        Assert.Equal("host-a", stored.Host);
+    }
+
+    [Fact]
+    public void MigrationStore_CreateListUpdate_GuardsExpectedStatus()
+    {
+        var store = new MigrationStore(_db, TimeProvider.System);
+        var instanceUuid = Guid.NewGuid().ToString();
+        Migration Build(int id) => new()
+        {
+            Id = id, Uuid = Guid.NewGuid().ToString(), InstanceUuid = instanceUuid, MigrationType = "live-migration", Status = "accepted",
+            SourceCompute = "host-a", UserId = "u1", ProjectId = "p1",
+        };
+        var first = store.Create(Build);
+        var second = store.Create(Build);
+
+        Assert.NotEqual(first.Id, second.Id);
+        Assert.Equal(first.Uuid, store.FindById(first.Id)!.Uuid);
+        Assert.Equal(2, store.List(new MigrationFilter(InstanceUuid: instanceUuid, Host: "host-a")).Count);
+        var running = store.Update(new MigrationUpdateRequest { Uuid = first.Uuid, Status = "running", DestCompute = "host-b", MemoryTotal = 1L << 33 });
+        Assert.Equal("host-b", store.Get(first.Uuid).DestCompute);
+        Assert.Equal(1L << 33, running.MemoryTotal);
+        Assert.Throws<InvalidMigrationStateException>(() => store.Update(new MigrationUpdateRequest { Uuid = first.Uuid, Status = "cancelled", ExpectedStatuses = ["accepted"] }));
+        Assert.Equal("running", store.Get(first.Uuid).Status);
+        store.Update(new MigrationUpdateRequest { Uuid = first.Uuid, Status = "completed" });
+        Assert.Equal([second.Uuid], store.ListUnfinished().Where(m => m.InstanceUuid == instanceUuid).Select(m => m.Uuid));
+    }
+
+    [Fact]
+    public void ActionStore_ActionEventsAndFaults_AreRecordedInOrder()
+    {
+        var store = new ActionStore(_db, TimeProvider.System);
+        var instance = Guid.NewGuid().ToString();
+        store.StartAction(instance, "req-1", "live-migration", "u1", "p1");
+        store.StartAction(instance, "req-1", "live-migration", "u1", "p1");
+        store.RecordEvent(instance, "req-1", "compute_live_migration", "host-a", finished: false, failed: false, details: null);
+        store.RecordEvent(instance, "req-1", "compute_live_migration", "host-a", finished: true, failed: true, details: "boom");
+        store.AddFault(instance, 500, "first", "host-a", null);
+        store.AddFault(instance, 409, "second", "host-a", "details");
+
+        var action = Assert.Single(store.ListActions(instance));
+        Assert.Equal("Error", action.Message);
+        var ev = Assert.Single(store.ListEvents(action.Id));
+        Assert.Equal(("Error", "boom"), (ev.Result, ev.Details));
+        Assert.Equal((409, "second"), (store.LatestFault(instance)!.Code, store.LatestFault(instance)!.Message));
+    }
+
+    [Fact]
+    public void ServiceStore_ReportTwice_KeepsOneRowAndMovesTheHeartbeat()
+    {
+        var time = new ManualTimeProvider(new DateTimeOffset(2026, 12, 4, 10, 0, 0, TimeSpan.Zero));
+        var store = new ServiceStore(_db, time);
+        var first = store.Report("host-a", "nova-compute", "compute", 66);
+        time.Advance(TimeSpan.FromSeconds(10));
+        var second = store.Report("host-a", "nova-compute", "compute", 67);
+        store.Report("host-b", "nova-compute", "compute", 66);
+
+        Assert.Equal(first.Id, second.Id);
+        Assert.Equal(first.Uuid, second.Uuid);
+        Assert.Equal(time.GetUtcNow(), store.Find("host-a", "nova-compute")!.LastSeenUp);
+        Assert.Equal(67, store.FindById(first.Id)!.Version);
+        Assert.Equal(2, store.List(binary: "nova-compute").Count);
+        Assert.Equal(["host-b"], store.MarkComputesDownExcept(["host-a"]));
+        var disabled = store.Update(first.Id, s => s with { Disabled = true });
+        Assert.True(store.FindByUuid(first.Uuid)!.Disabled);
+        Assert.True(disabled.Disabled);
+    }
+
+    [Fact]
+    public void ComputeNodeStore_UpsertAgain_KeepsIdAndUuid()
+    {
+        var store = new ComputeNodeStore(_db);
+        ComputeNode Node(string uuid, int vcpus) => new()
+        {
+            Uuid = uuid, Host = "host-a", HypervisorHostname = "host-a", HypervisorType = "fake", HypervisorVersion = 1, Vcpus = vcpus, MemoryMb = 1024, LocalGb = 10,
+        };
+        var first = store.Upsert(Node(Guid.NewGuid().ToString(), 4));
+        var again = store.Upsert(Node(Guid.NewGuid().ToString(), 8));
+
+        Assert.Equal((first.Id, first.Uuid), (again.Id, again.Uuid));
+        Assert.Equal(8, store.FindByUuid(first.Uuid)!.Vcpus);
+        Assert.Single(store.List());
+        store.Delete("host-a");
+        Assert.Null(store.FindByHost("host-a"));
+    }
+
+    [Fact]
+    public void CatalogStore_FlavorsAndImages_RoundTripAndRejectDuplicates()
+    {
+        var store = new CatalogStore(_db);
+        var small = store.CreateFlavor(id => SmallFlavor(id));
+        var large = store.CreateFlavor(id => SmallFlavor(id) with { Id = "2", Name = "m1.large" });
+        Assert.NotEqual(small.InternalId, large.InternalId);
+        Assert.Equal(large.InternalId, store.FindFlavor("m1.large")!.InternalId);
+        var ex = Assert.Throws<ConflictException>(() => store.CreateFlavor(id => SmallFlavor(id) with { Id = "3" }));
+        Assert.Equal("Flavor with name m1.small or ID 3 already exists.", ex.Message);
+        Assert.Equal(["1", "2"], store.ListFlavors().Select(f => f.Id));
+        store.DeleteFlavor("1");
+        Assert.Throws<FlavorNotFoundException>(() => store.DeleteFlavor("1"));
+
+        var id = Guid.NewGuid().ToString();
+        store.SaveImage(new Image { Id = id, Name = "cirros", CreatedAt = DateTimeOffset.UtcNow });
+        store.SaveImage(new Image { Id = id, Name = "cirros-2", CreatedAt = DateTimeOffset.UtcNow });
+        Assert.Equal("cirros-2", store.GetImage(id.ToUpperInvariant())!.Name);
+        Assert.Equal(id, store.FindImage("cirros-2")!.Id);
+        Assert.True(store.DeleteImage(id));
+        Assert.Empty(store.ListImages());
+    }
+
+    [Fact]
+    public void KeyPairStore_CreateListDelete_PagesAndRejectsDuplicates()
+    {
+        var store = new KeyPairStore(_db, TimeProvider.System);
+        foreach (var name in new[] { "c", "a", "b" })
+        {
+            store.Create("u1", name, "ssh", "fp", "ssh-ed25519 AAAA");
+        }
+        Assert.Equal("Key pair 'a' already exists.", Assert.Throws<ConflictException>(() => store.Create("u1", "a", "ssh", "fp", "k")).Message);
+        Assert.Equal(["a", "b", "c"], store.List("u1").Select(k => k.Name));
+        Assert.Equal(["b"], store.List("u1", limit: 1, marker: "a").Select(k => k.Name));
+        Assert.Equal(3, store.Count("u1"));
+        store.Delete("u1", "b");
+        Assert.Throws<NotFoundException>(() => store.Delete("u1", "b"));
+        Assert.True(store.Find("u1", "a")!.Id > 0);
+    }
+
+    [Fact]
+    public void ServerGroupStore_Members_AreAddedAndRemoved()
+    {
+        var store = new ServerGroupStore(_db);
+        var group = store.Create("g", "anti-affinity", 2, "p1", "u1");
+        store.AddMember(group.Uuid, "i1");
+        store.AddMember(group.Uuid, "i2");
+        store.RemoveMember(group.Uuid, "i1");
+
+        var stored = store.Find(group.Uuid)!;
+        Assert.Equal(["i2"], stored.Members);
+        Assert.Equal(2, stored.MaxServerPerHost);
+        store.Delete(group.Uuid);
+        Assert.Throws<NotFoundException>(() => store.AddMember(group.Uuid, "i3"));
+    }
+
+    [Fact]
+    public void QuotaStore_SetLimitsTwice_Replaces()
+    {
+        var store = new QuotaStore(_db);
+        store.SetLimits("p1", null, new Dictionary<string, long> { ["cores"] = 10, ["ram"] = 1L << 40 });
+        store.SetLimits("p1", null, new Dictionary<string, long> { ["cores"] = 20 });
+        store.SetLimits("p1", "u1", new Dictionary<string, long> { ["cores"] = 5 });
+        store.SetClassLimits("default", new Dictionary<string, long> { ["instances"] = 7 });
+
+        Assert.Equal(new Dictionary<string, long> { ["cores"] = 20, ["ram"] = 1L << 40 }, store.Limits("p1"));
+        Assert.Equal([5L], store.UserLimits("p1")["cores"]);
+        Assert.Equal(7, store.ClassLimits("default")["instances"]);
+        store.DeleteLimits("p1", "u1");
+        Assert.Empty(store.Limits("p1", "u1"));
+    }
+
+    [Fact]
+    public void DatabaseSchema_SyncAgain_ChangesNothing()
+    {
+        var again = DatabaseSchema.Sync(_db);
+
+        Assert.All(again, r => Assert.Equal(r.Before, r.After));
+        Assert.True(DatabaseSchema.IsCurrent(_db));
+        Assert.Equal(ComputeSchema.Scripts.Count, _db.SchemaVersion(ComputeSchema.Component));
+    }
+
+    [Fact]
+    public void DatabaseSchema_OlderComputeVersion_IsUpgradedKeepingRows()
+    {
+        using var older = new TestDatabase(_files.Engine);
+        var db = older.Open();
+        db.Migrate(ComputeSchema.Component, ComputeSchema.Scripts.Take(1).ToList());
+        var instance = new InstanceStore(db, TimeProvider.System).Create(id => NewInstance(id));
+        Assert.False(DatabaseSchema.IsCurrent(db));
+
+        var results = DatabaseSchema.Sync(db);
+
+        Assert.Contains(new SchemaSyncResult(ComputeSchema.Component, 1, ComputeSchema.Scripts.Count), results);
+        Assert.Contains(new SchemaSyncResult(PlacementSchema.Component, 0, PlacementSchema.Scripts.Count), results);
+        Assert.True(DatabaseSchema.IsCurrent(db));
+        Assert.NotNull(new InstanceStore(db, TimeProvider.System).Find(instance.Uuid));
+        new KeyPairStore(db, TimeProvider.System).Create("u1", "k", "ssh", "fp", "key");
+    }
+}
