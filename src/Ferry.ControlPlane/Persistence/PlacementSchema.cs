@@ -45,6 +45,11 @@ public static class PlacementSchema
             PRIMARY KEY (consumer, rp, rc));
         CREATE INDEX ix_allocations_rp ON allocations (rp);
         """,
+        // Bumped after every committed write, so a placement replica knows cheaply when its cache may be stale.
+        """
+        CREATE TABLE placement_state (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+        INSERT INTO placement_state(id, version) VALUES (1, 0);
+        """,
     ];
 
     public static readonly IReadOnlyList<string> CatalogScripts =

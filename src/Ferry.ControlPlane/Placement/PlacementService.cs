@@ -6,10 +6,18 @@ using System.Data.Common;
 namespace Ferry.ControlPlane.Placement;
 
 /// <summary>
-/// Placement kept whole in memory and written through to SQLite. Every public method runs under one
-/// lock; a write validates against memory, persists in one transaction, and only then changes memory,
-/// so a failed write leaves both untouched. Per-provider usage is maintained on each allocation write
-/// (Placement recomputes it with SQL; here it is a lookup), which keeps candidates cheap.
+/// Placement cached whole in memory and written through to the database, which stays authoritative. Every
+/// public method runs under one lock; a write validates against memory, persists in one transaction, and
+/// only then changes memory, so a failed write leaves both untouched. Per-provider usage is maintained on
+/// each allocation write (Placement recomputes it with SQL; here it is a lookup), which keeps candidates cheap.
+/// <para>
+/// On a shared database (PostgreSQL, several placement replicas) every write is conditional on the generations
+/// the cache holds: each touched provider's <c>UPDATE … WHERE generation = g</c> and each consumer's must hit
+/// its row, or the cache is stale, the transaction rolls back, the changed providers and their consumers are
+/// reloaded and the write is validated again (capacity, the caller's generation). So two replicas can never
+/// both claim the last of an inventory. Each write also bumps <c>placement_state.version</c> after it commits;
+/// a replica whose cache was taken at another version reloads what changed before it answers.
+/// </para>
 /// </summary>
 public sealed class PlacementService : IPlacementService
 {
@@ -20,18 +28,25 @@ public sealed class PlacementService : IPlacementService
     private readonly Dictionary<string, ProviderState> _providers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ConsumerState> _consumers = new(StringComparer.Ordinal);
 
+    /// <summary>Attempts of one write against a cache that keeps turning out stale before it answers 409.</summary>
+    private const int MaxAttempts = 20;
+
+    /// <summary>The <c>placement_state</c> version the cache matches (shared database only).</summary>
+    private long _seenVersion;
+
     public PlacementService(FerryDatabase database)
     {
         _database = database;
         _database.Migrate(PlacementSchema.Component, PlacementSchema.Scripts);
-        _database.Read(Load);
+        _seenVersion = _database.IsShared ? _database.Read(ReadVersion) : 0;
+        _database.Snapshot((c, t) => Load(c, t));
     }
 
     public ResourceProvider EnsureProvider(string uuid, string name)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(uuid);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        lock (_gate)
+        return Mutate(() =>
         {
             if (_providers.TryGetValue(uuid, out var existing) && existing.Record.Name == name)
             {
@@ -48,25 +63,32 @@ public sealed class PlacementService : IPlacementService
             if (existing is null)
             {
                 var record = new ResourceProvider(uuid, name, 0);
-                _database.Write((c, t) => Exec(c, t,
-                    "INSERT INTO resource_providers(uuid, name, generation) VALUES (@u, @n, 0)", ("@u", uuid), ("@n", name)));
+                WriteThrough((c, t) =>
+                {
+                    if (Exec(c, t, "INSERT INTO resource_providers(uuid, name, generation) VALUES (@u, @n, 0) ON CONFLICT(uuid) DO NOTHING",
+                        ("@u", uuid), ("@n", name)) == 0)
+                    {
+                        throw new StaleCacheException(); // Another replica created it first.
+                    }
+                });
                 _providers[uuid] = new ProviderState(record);
                 return record;
             }
 
             // A rename does not change the generation (Placement's ResourceProvider.save).
-            _database.Write((c, t) => Exec(c, t,
+            WriteThrough((c, t) => Exec(c, t,
                 "UPDATE resource_providers SET name = @n WHERE uuid = @u", ("@u", uuid), ("@n", name)));
             existing.Record = existing.Record with { Name = name };
             existing.Summary = null;
             return existing.Record;
-        }
+        });
     }
 
     public ResourceProvider? GetProvider(string uuid)
     {
         lock (_gate)
         {
+            Refresh();
             return _providers.TryGetValue(uuid, out var state) ? state.Record : null;
         }
     }
@@ -75,6 +97,7 @@ public sealed class PlacementService : IPlacementService
     {
         lock (_gate)
         {
+            Refresh();
             var list = new List<ResourceProvider>(_providers.Count);
             foreach (var state in _providers.Values)
             {
@@ -86,7 +109,7 @@ public sealed class PlacementService : IPlacementService
 
     public void DeleteProvider(string uuid)
     {
-        lock (_gate)
+        Mutate(() =>
         {
             if (!_providers.TryGetValue(uuid, out var provider))
             {
@@ -104,17 +127,21 @@ public sealed class PlacementService : IPlacementService
             }
             var plan = Plan(writes, checkCapacity: false, deletedProvider: uuid);
 
-            _database.Write((c, t) =>
+            var generation = provider.Record.Generation;
+            WriteThrough((c, t) =>
             {
                 Persist(c, t, plan);
+                if (Exec(c, t, "DELETE FROM resource_providers WHERE uuid = @u AND generation = @g", ("@u", uuid), ("@g", generation)) == 0)
+                {
+                    throw new StaleCacheException();
+                }
                 Exec(c, t, "DELETE FROM inventories WHERE rp = @u", ("@u", uuid));
                 Exec(c, t, "DELETE FROM traits WHERE rp = @u", ("@u", uuid));
                 Exec(c, t, "DELETE FROM allocations WHERE rp = @u", ("@u", uuid));
-                Exec(c, t, "DELETE FROM resource_providers WHERE uuid = @u", ("@u", uuid));
             });
             Apply(plan);
             _providers.Remove(uuid);
-        }
+        });
     }
 
     public ResourceProvider SetInventories(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories)
@@ -123,7 +150,7 @@ public sealed class PlacementService : IPlacementService
         {
             ValidateInventory(rc, inventory);
         }
-        lock (_gate)
+        return Mutate(() =>
         {
             var provider = Provider(providerUuid);
             CheckProviderGeneration(provider, expectedGeneration);
@@ -144,7 +171,7 @@ public sealed class PlacementService : IPlacementService
 
             var generation = provider.Record.Generation + 1;
             var copy = new Dictionary<string, Inventory>(inventories, StringComparer.Ordinal);
-            _database.Write((c, t) =>
+            WriteThrough((c, t) =>
             {
                 Exec(c, t, "DELETE FROM inventories WHERE rp = @u", ("@u", providerUuid));
                 foreach (var (rc, inv) in copy)
@@ -160,13 +187,14 @@ public sealed class PlacementService : IPlacementService
             provider.Inventories = copy;
             provider.Bump();
             return provider.Record;
-        }
+        });
     }
 
     public IReadOnlyDictionary<string, Inventory> GetInventories(string providerUuid)
     {
         lock (_gate)
         {
+            Refresh();
             return new Dictionary<string, Inventory>(Provider(providerUuid).Inventories, StringComparer.Ordinal);
         }
     }
@@ -180,13 +208,13 @@ public sealed class PlacementService : IPlacementService
                 throw new BadRequestException("Trait names must not be empty.");
             }
         }
-        lock (_gate)
+        Mutate(() =>
         {
             var provider = Provider(providerUuid);
             CheckProviderGeneration(provider, expectedGeneration);
             var set = traits.ToFrozenSet(StringComparer.Ordinal);
             var generation = provider.Record.Generation + 1;
-            _database.Write((c, t) =>
+            WriteThrough((c, t) =>
             {
                 Exec(c, t, "DELETE FROM traits WHERE rp = @u", ("@u", providerUuid));
                 foreach (var trait in set)
@@ -197,13 +225,14 @@ public sealed class PlacementService : IPlacementService
             });
             provider.Traits = set;
             provider.Bump();
-        }
+        });
     }
 
     public IReadOnlySet<string> GetTraits(string providerUuid)
     {
         lock (_gate)
         {
+            Refresh();
             return Provider(providerUuid).Traits;
         }
     }
@@ -212,6 +241,7 @@ public sealed class PlacementService : IPlacementService
     {
         lock (_gate)
         {
+            Refresh();
             var provider = Provider(providerUuid);
             var usages = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var rc in provider.Inventories.Keys)
@@ -233,6 +263,7 @@ public sealed class PlacementService : IPlacementService
     {
         lock (_gate)
         {
+            Refresh();
             var usages = new Dictionary<string, long>(StringComparer.Ordinal);
             if (projectId is null && userId is null)
             {
@@ -270,6 +301,7 @@ public sealed class PlacementService : IPlacementService
     {
         lock (_gate)
         {
+            Refresh();
             if (!_consumers.TryGetValue(consumerUuid, out var consumer))
             {
                 return new ConsumerAllocations();
@@ -288,6 +320,7 @@ public sealed class PlacementService : IPlacementService
     {
         lock (_gate)
         {
+            Refresh();
             var provider = Provider(providerUuid);
             var result = new Dictionary<string, IReadOnlyDictionary<string, long>>(provider.Consumers.Count, StringComparer.Ordinal);
             foreach (var (consumer, resources) in provider.Consumers)
@@ -302,18 +335,18 @@ public sealed class PlacementService : IPlacementService
     public ConsumerAllocations PutAllocations(string consumerUuid, AllocationRequest request)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(consumerUuid);
-        lock (_gate)
+        return Mutate(() =>
         {
             CheckConsumerGeneration(consumerUuid, request.ConsumerGeneration);
             var plan = Plan([new ConsumerWrite(consumerUuid, request.Allocations, request.ProjectId, request.UserId)], checkCapacity: true);
             Commit(plan);
             return GetAllocations(consumerUuid);
-        }
+        });
     }
 
     public bool DeleteAllocations(string consumerUuid)
     {
-        lock (_gate)
+        return Mutate(() =>
         {
             if (!_consumers.TryGetValue(consumerUuid, out var consumer))
             {
@@ -321,12 +354,12 @@ public sealed class PlacementService : IPlacementService
             }
             Commit(Plan([new ConsumerWrite(consumerUuid, [], consumer.ProjectId, consumer.UserId)], checkCapacity: false));
             return true;
-        }
+        });
     }
 
     public void PostAllocations(IReadOnlyDictionary<string, AllocationRequest> requests)
     {
-        lock (_gate)
+        Mutate(() =>
         {
             var writes = new List<ConsumerWrite>(requests.Count);
             foreach (var (consumerUuid, request) in requests)
@@ -336,7 +369,7 @@ public sealed class PlacementService : IPlacementService
                 writes.Add(new ConsumerWrite(consumerUuid, request.Allocations, request.ProjectId, request.UserId));
             }
             Commit(Plan(writes, checkCapacity: true));
-        }
+        });
     }
 
     public bool MoveAllocations(string sourceConsumer, string targetConsumer)
@@ -345,7 +378,7 @@ public sealed class PlacementService : IPlacementService
         {
             throw new BadRequestException("Cannot move allocations of a consumer to itself.");
         }
-        lock (_gate)
+        return Mutate(() =>
         {
             if (!_consumers.TryGetValue(sourceConsumer, out var source))
             {
@@ -359,12 +392,12 @@ public sealed class PlacementService : IPlacementService
                 ],
                 checkCapacity: true));
             return true;
-        }
+        });
     }
 
     public void RemoveProviderFromAllocation(string consumerUuid, string providerUuid)
     {
-        lock (_gate)
+        Mutate(() =>
         {
             if (!_consumers.TryGetValue(consumerUuid, out var consumer) || !consumer.Allocations.ContainsKey(providerUuid))
             {
@@ -373,7 +406,7 @@ public sealed class PlacementService : IPlacementService
             var remaining = new Dictionary<string, Dictionary<string, long>>(consumer.Allocations, StringComparer.Ordinal);
             remaining.Remove(providerUuid);
             Commit(Plan([new ConsumerWrite(consumerUuid, remaining, consumer.ProjectId, consumer.UserId)], checkCapacity: false));
-        }
+        });
     }
 
     public AllocationCandidates GetAllocationCandidates(
@@ -403,6 +436,7 @@ public sealed class PlacementService : IPlacementService
         Dictionary<string, ProviderSummary> summaries;
         lock (_gate)
         {
+            Refresh();
             var expected = inTree is not null ? 1 : Math.Min(limit, _providers.Count);
             uuids = new List<string>(expected);
             summaries = new Dictionary<string, ProviderSummary>(expected, StringComparer.Ordinal);
@@ -593,7 +627,7 @@ public sealed class PlacementService : IPlacementService
             {
                 generation = (generation ?? 0) + 1;
             }
-            consumers.Add(new PlannedConsumer(write.Consumer, allocations, write.ProjectId, write.UserId, allocations.Count > 0 ? generation : null));
+            consumers.Add(new PlannedConsumer(write.Consumer, allocations, write.ProjectId, write.UserId, allocations.Count > 0 ? generation : null, old?.Generation));
         }
 
         if (checkCapacity)
@@ -629,24 +663,41 @@ public sealed class PlacementService : IPlacementService
 
     private void Commit(WritePlan plan)
     {
-        _database.Write((c, t) => Persist(c, t, plan));
+        WriteThrough((c, t) => Persist(c, t, plan));
         Apply(plan);
     }
 
+    /// <summary>
+    /// Writes a plan, each consumer and provider row conditional on the generation the plan was made from
+    /// (consumers first, then providers, each in uuid order, so concurrent writers lock rows in one order).
+    /// </summary>
     private static void Persist(DbConnection connection, DbTransaction transaction, WritePlan plan)
     {
-        foreach (var consumer in plan.Consumers)
+        foreach (var consumer in plan.Consumers.OrderBy(c => c.Uuid, StringComparer.Ordinal))
         {
-            Exec(connection, transaction, "DELETE FROM allocations WHERE consumer = @c", ("@c", consumer.Uuid));
-            if (consumer.Generation is not { } generation)
+            int rows;
+            if (consumer.OldGeneration is { } old)
             {
-                Exec(connection, transaction, "DELETE FROM consumers WHERE uuid = @c", ("@c", consumer.Uuid));
-                continue;
+                rows = consumer.Generation is { } next
+                    ? Exec(connection, transaction, "UPDATE consumers SET project_id = @p, user_id = @u, generation = @g WHERE uuid = @c AND generation = @old",
+                        ("@c", consumer.Uuid), ("@p", consumer.ProjectId), ("@u", consumer.UserId), ("@g", next), ("@old", old))
+                    : Exec(connection, transaction, "DELETE FROM consumers WHERE uuid = @c AND generation = @old", ("@c", consumer.Uuid), ("@old", old));
             }
-            Exec(connection, transaction,
-                "INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES (@c, @p, @u, @g) " +
-                "ON CONFLICT(uuid) DO UPDATE SET project_id = @p, user_id = @u, generation = @g",
-                ("@c", consumer.Uuid), ("@p", consumer.ProjectId), ("@u", consumer.UserId), ("@g", generation));
+            else if (consumer.Generation is { } first)
+            {
+                rows = Exec(connection, transaction,
+                    "INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES (@c, @p, @u, @g) ON CONFLICT(uuid) DO NOTHING",
+                    ("@c", consumer.Uuid), ("@p", consumer.ProjectId), ("@u", consumer.UserId), ("@g", first));
+            }
+            else
+            {
+                continue; // Absent before and after: nothing of it to write.
+            }
+            if (rows == 0)
+            {
+                throw new StaleCacheException();
+            }
+            Exec(connection, transaction, "DELETE FROM allocations WHERE consumer = @c", ("@c", consumer.Uuid));
             foreach (var (rp, resources) in consumer.Allocations)
             {
                 foreach (var (rc, used) in resources)
@@ -657,7 +708,7 @@ public sealed class PlacementService : IPlacementService
                 }
             }
         }
-        foreach (var (rp, generation) in plan.ProviderGenerations)
+        foreach (var (rp, generation) in plan.ProviderGenerations.OrderBy(g => g.Rp, StringComparer.Ordinal))
         {
             SaveGeneration(connection, transaction, rp, generation);
         }
@@ -702,9 +753,172 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
-    private int Load(DbConnection connection)
+    /// <summary>
+    /// Runs a write under the lock against a fresh cache; when the database shows the cache was stale, reloads
+    /// and runs it again, so validation (capacity, generations) always happens against what is committed.
+    /// </summary>
+    private T Mutate<T>(Func<T> write)
     {
-        using (var read = FerryDatabase.Command(connection, null, "SELECT uuid, name, generation FROM resource_providers"))
+        lock (_gate)
+        {
+            for (var attempt = 1; ; attempt++)
+            {
+                Refresh(force: attempt > 1);
+                try
+                {
+                    return write();
+                }
+                catch (StaleCacheException) when (attempt < MaxAttempts)
+                {
+                    // Another replica wrote first: reload and validate again.
+                }
+                catch (StaleCacheException)
+                {
+                    // Placement's ConcurrentUpdateDetected.
+                    throw new PlacementConflictException("Another thread concurrently updated the data. Please retry your update");
+                }
+            }
+        }
+    }
+
+    private void Mutate(Action write) =>
+        Mutate(() =>
+        {
+            write();
+            return 0;
+        });
+
+    /// <summary>Writes in one transaction; on a shared database then bumps the version other replicas check.</summary>
+    private void WriteThrough(Action<DbConnection, DbTransaction> write)
+    {
+        _database.Write(write);
+        if (!_database.IsShared)
+        {
+            return;
+        }
+        // After the commit, so a replica that sees the new version also sees this write.
+        var version = _database.Write((c, t) =>
+        {
+            using var bump = FerryDatabase.Command(c, t, "UPDATE placement_state SET version = version + 1 WHERE id = 1 RETURNING version");
+            return Convert.ToInt64(bump.ExecuteScalar());
+        });
+        if (version == _seenVersion + 1)
+        {
+            _seenVersion = version; // Nobody else wrote in between: the cache (after Apply) is current.
+        }
+    }
+
+    private static long ReadVersion(DbConnection connection)
+    {
+        using var read = FerryDatabase.Command(connection, null, "SELECT version FROM placement_state WHERE id = 1");
+        return Convert.ToInt64(read.ExecuteScalar());
+    }
+
+    /// <summary>
+    /// On a shared database, brings the cache up to what is committed when another replica wrote since it was
+    /// taken (or, with <paramref name="force"/>, after a write found it stale): providers whose generation or
+    /// name differs are reloaded with every consumer that has (or had) allocations on them.
+    /// </summary>
+    private void Refresh(bool force = false)
+    {
+        if (!_database.IsShared)
+        {
+            return;
+        }
+        var version = _database.Read(ReadVersion);
+        if (!force && version == _seenVersion)
+        {
+            return;
+        }
+        _database.Snapshot((c, t) => Reconcile(c, t));
+        _seenVersion = version;
+    }
+
+    private int Reconcile(DbConnection connection, DbTransaction transaction)
+    {
+        var committed = new Dictionary<string, (string Name, long Generation)>(StringComparer.Ordinal);
+        using (var read = FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers"))
+        using (var reader = read.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                committed[reader.GetString(0)] = (reader.GetString(1), reader.GetInt64(2));
+            }
+        }
+        var changed = new List<string>();
+        foreach (var (uuid, (name, generation)) in committed)
+        {
+            if (!_providers.TryGetValue(uuid, out var cached) || cached.Record.Generation != generation || cached.Record.Name != name)
+            {
+                changed.Add(uuid);
+            }
+        }
+        var removed = _providers.Keys.Where(uuid => !committed.ContainsKey(uuid)).ToList();
+        if (changed.Count == 0 && removed.Count == 0)
+        {
+            return 0;
+        }
+
+        // Consumers to reload: those the cache has on the providers, and those the database has there now.
+        var consumers = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var uuid in changed.Concat(removed))
+        {
+            if (_providers.TryGetValue(uuid, out var cached))
+            {
+                consumers.UnionWith(cached.Consumers.Keys);
+            }
+        }
+        var changedArray = changed.ToArray();
+        using (var read = FerryDatabase.Command(connection, transaction, "SELECT DISTINCT consumer FROM allocations WHERE rp = ANY(@rps)", ("@rps", changedArray)))
+        using (var reader = read.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                consumers.Add(reader.GetString(0));
+            }
+        }
+        foreach (var uuid in consumers)
+        {
+            if (_consumers.Remove(uuid, out var old))
+            {
+                foreach (var (rp, resources) in old.Allocations)
+                {
+                    if (_providers.TryGetValue(rp, out var provider))
+                    {
+                        provider.Consumers.Remove(uuid);
+                        foreach (var (rc, amount) in resources)
+                        {
+                            provider.Usage[rc] = provider.Usage.GetValueOrDefault(rc) - amount;
+                        }
+                        provider.Summary = null;
+                    }
+                }
+            }
+        }
+        foreach (var uuid in removed)
+        {
+            _providers.Remove(uuid);
+        }
+        foreach (var uuid in changed)
+        {
+            var (name, generation) = committed[uuid];
+            if (!_providers.TryGetValue(uuid, out var provider))
+            {
+                _providers[uuid] = provider = new ProviderState(new ResourceProvider(uuid, name, generation));
+            }
+            provider.Record = new ResourceProvider(uuid, name, generation);
+            provider.Inventories = new Dictionary<string, Inventory>(StringComparer.Ordinal);
+            provider.Traits = s_noTraits;
+            provider.Summary = null;
+        }
+        LoadInventoriesAndTraits(connection, transaction, " WHERE rp = ANY(@rps)", changedArray);
+        LoadConsumers(connection, transaction, " WHERE uuid = ANY(@cs)", " WHERE consumer = ANY(@cs)", [.. consumers]);
+        return 0;
+    }
+
+    private int Load(DbConnection connection, DbTransaction transaction)
+    {
+        using (var read = FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers"))
         using (var reader = read.ExecuteReader())
         {
             while (reader.Read())
@@ -713,10 +927,17 @@ public sealed class PlacementService : IPlacementService
                 _providers[uuid] = new ProviderState(new ResourceProvider(uuid, reader.GetString(1), reader.GetInt64(2)));
             }
         }
+        LoadInventoriesAndTraits(connection, transaction, "", []);
+        LoadConsumers(connection, transaction, "", "", []);
+        return 0;
+    }
 
+    /// <summary>Sets the inventories and traits of the cached providers the filter selects (all when empty).</summary>
+    private void LoadInventoriesAndTraits(DbConnection connection, DbTransaction transaction, string filter, string[] providers)
+    {
         var inventories = new Dictionary<string, Dictionary<string, Inventory>>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, null,
-            "SELECT rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio FROM inventories"))
+        using (var read = FerryDatabase.Command(connection, transaction,
+            "SELECT rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio FROM inventories" + filter, ("@rps", providers)))
         using (var reader = read.ExecuteReader())
         {
             while (reader.Read())
@@ -746,7 +967,7 @@ public sealed class PlacementService : IPlacementService
         }
 
         var traits = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, null, "SELECT rp, trait FROM traits"))
+        using (var read = FerryDatabase.Command(connection, transaction, "SELECT rp, trait FROM traits" + filter, ("@rps", providers)))
         using (var reader = read.ExecuteReader())
         {
             while (reader.Read())
@@ -766,9 +987,13 @@ public sealed class PlacementService : IPlacementService
                 provider.Traits = list.ToFrozenSet(StringComparer.Ordinal);
             }
         }
+    }
 
+    /// <summary>Adds the consumers the filters select (all when empty) to the cache, with their usage on each provider.</summary>
+    private void LoadConsumers(DbConnection connection, DbTransaction transaction, string consumerFilter, string allocationFilter, string[] uuids)
+    {
         var consumers = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, null, "SELECT uuid, project_id, user_id, generation FROM consumers"))
+        using (var read = FerryDatabase.Command(connection, transaction, "SELECT uuid, project_id, user_id, generation FROM consumers" + consumerFilter, ("@cs", uuids)))
         using (var reader = read.ExecuteReader())
         {
             while (reader.Read())
@@ -777,7 +1002,7 @@ public sealed class PlacementService : IPlacementService
             }
         }
         var allocations = new Dictionary<string, Dictionary<string, Dictionary<string, long>>>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, null, "SELECT consumer, rp, rc, used FROM allocations"))
+        using (var read = FerryDatabase.Command(connection, transaction, "SELECT consumer, rp, rc, used FROM allocations" + allocationFilter, ("@cs", uuids)))
         using (var reader = read.ExecuteReader())
         {
             while (reader.Read())
@@ -807,22 +1032,29 @@ public sealed class PlacementService : IPlacementService
             {
                 var provider = _providers[rp];
                 provider.Consumers[uuid] = resources;
+                provider.Summary = null;
                 foreach (var (rc, amount) in resources)
                 {
                     provider.Usage[rc] = provider.Usage.GetValueOrDefault(rc) + amount;
                 }
             }
         }
-        return 0;
     }
 
-    private static void SaveGeneration(DbConnection connection, DbTransaction transaction, string rp, long generation) =>
-        Exec(connection, transaction, "UPDATE resource_providers SET generation = @g WHERE uuid = @u", ("@u", rp), ("@g", generation));
+    /// <summary>Moves a provider to <paramref name="generation"/> from the one before it, or finds the cache stale.</summary>
+    private static void SaveGeneration(DbConnection connection, DbTransaction transaction, string rp, long generation)
+    {
+        if (Exec(connection, transaction, "UPDATE resource_providers SET generation = @g WHERE uuid = @u AND generation = @old",
+            ("@u", rp), ("@g", generation), ("@old", generation - 1)) == 0)
+        {
+            throw new StaleCacheException();
+        }
+    }
 
-    private static void Exec(DbConnection connection, DbTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
+    private static int Exec(DbConnection connection, DbTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
     {
         using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
-        command.ExecuteNonQuery();
+        return command.ExecuteNonQuery();
     }
 
     private static Dictionary<string, Dictionary<string, long>> Copy(Dictionary<string, Dictionary<string, long>> allocations)
@@ -835,10 +1067,14 @@ public sealed class PlacementService : IPlacementService
         return copy;
     }
 
+    /// <summary>A conditional write hit no row: another replica changed it since the cache was taken.</summary>
+    private sealed class StaleCacheException : Exception;
+
     private sealed record ConsumerWrite(string Consumer, Dictionary<string, Dictionary<string, long>> Allocations, string ProjectId, string UserId);
 
     /// <summary>A consumer after the write; <see cref="Generation"/> null means it is deleted (no allocations left).</summary>
-    private sealed record PlannedConsumer(string Uuid, Dictionary<string, Dictionary<string, long>> Allocations, string ProjectId, string UserId, long? Generation);
+    private sealed record PlannedConsumer(
+        string Uuid, Dictionary<string, Dictionary<string, long>> Allocations, string ProjectId, string UserId, long? Generation, long? OldGeneration);
 
     private sealed record WritePlan(List<PlannedConsumer> Consumers, List<(string Rp, long Generation)> ProviderGenerations);
 

@@ -1,0 +1,138 @@
+using System.Collections.Concurrent;
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Errors;
+using Ferry.Tests.Persistence;
+using Ferry.Tests.Shared;
+
+namespace Ferry.Tests.Placement;
+
+/// <summary>
+/// Two <see cref="PlacementService"/>s, each on its own <see cref="FerryDatabase"/> (own pool, own cache, no lock
+/// in common) over one PostgreSQL database: two placement replicas.
+/// </summary>
+[Collection(PostgresServer.Collection)]
+public sealed class PlacementReplicaTests : IDisposable
+{
+    private readonly TestDatabase _files = new(DatabaseEngine.PostgreSql);
+    private readonly FerryDatabase _database;
+    private readonly PlacementService _first;
+    private readonly PlacementService _second;
+
+    public PlacementReplicaTests()
+    {
+        _database = _files.Open();
+        _first = new PlacementService(_database);
+        _second = new PlacementService(_files.Open());
+    }
+
+    public void Dispose() => _files.Dispose();
+
+    [Fact]
+    public async Task PutAllocations_ManyParallelClaimsThroughTwoReplicas_NeverOverCommit()
+    {
+        const int Providers = 3;
+        const int VcpusEach = 8;
+        var providers = Enumerable.Range(0, Providers).Select(i => AddProvider(_first, $"host-{i}", VcpusEach)).ToArray();
+        var replicas = new[] { _first, _second };
+        var created = new ConcurrentBag<string>();
+        var full = 0;
+        var concurrent = 0;
+
+        // 2 replicas x 4 workers x 15 claims of one VCPU = 120 claims on 24 VCPUs.
+        var workers = Enumerable.Range(0, 8).Select(w => Task.Run(() =>
+        {
+            var replica = replicas[w % 2];
+            for (var i = 0; i < 15; i++)
+            {
+                var consumer = Guid.NewGuid().ToString();
+                try
+                {
+                    replica.PutAllocations(consumer, Request(providers[(w + i) % Providers], vcpu: 1));
+                    created.Add(consumer);
+                }
+                catch (PlacementConflictException e) when (e.Message.StartsWith("Unable to allocate inventory", StringComparison.Ordinal))
+                {
+                    Interlocked.Increment(ref full);
+                }
+                catch (PlacementConflictException)
+                {
+                    Interlocked.Increment(ref concurrent);
+                }
+            }
+        }));
+        await Task.WhenAll(workers).WaitAsync(TimeSpan.FromMinutes(2));
+
+        var (used, rows) = _database.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "SELECT rp, SUM(used), COUNT(DISTINCT consumer) FROM allocations WHERE rc = 'VCPU' GROUP BY rp");
+            var byProvider = Rows.ReadAll(command, r => (Rp: r.GetString(0), Used: Convert.ToInt64(r.GetValue(1)), Consumers: Convert.ToInt64(r.GetValue(2))));
+            return (byProvider.ToDictionary(p => p.Rp, p => p.Used), byProvider.Sum(p => p.Consumers));
+        });
+        Assert.All(providers, rp => Assert.InRange(used.GetValueOrDefault(rp), 0, VcpusEach));
+        Assert.Equal(created.Count, rows);
+        Assert.Equal(created.Count, used.Values.Sum());
+        Assert.Equal(120, created.Count + full + concurrent);
+        Assert.Equal(Providers * VcpusEach, created.Count); // Enough claims to fill every provider.
+        foreach (var replica in replicas)
+        {
+            Assert.All(providers, rp => Assert.Equal(used[rp], replica.GetProviderUsages(rp)["VCPU"]));
+            Assert.All(created, consumer => Assert.Equal(1, replica.GetAllocations(consumer).ConsumerGeneration));
+        }
+    }
+
+    [Fact]
+    public void SetInventories_CallerGenerationStaleAfterOtherReplicaWrote_ThrowsGenerationConflict()
+    {
+        var rp = AddProvider(_first, "host-a", 8);
+        Assert.Equal(1, _second.GetProvider(rp)!.Generation);
+        _first.SetInventories(rp, 1, Inventories(16));
+
+        var ex = Assert.Throws<PlacementConflictException>(() => _second.SetInventories(rp, 1, Inventories(4)));
+
+        Assert.Equal(
+            $"resource provider generation conflict: resource provider {rp} is at generation 2, not 1. Please update the generation and try again.",
+            ex.Message);
+        Assert.Equal(16, _second.GetInventories(rp)["VCPU"].Total);
+        _second.SetInventories(rp, 2, Inventories(4));
+        Assert.Equal(4, _first.GetInventories(rp)["VCPU"].Total);
+    }
+
+    [Fact]
+    public void Writes_OfOneReplica_AreSeenByTheOtherAndCheckedAgainstIt()
+    {
+        var rp = AddProvider(_first, "host-a", 4);
+        _first.PutAllocations("c1", Request(rp, vcpu: 3));
+
+        Assert.Equal(3, _second.GetProviderUsages(rp)["VCPU"]);
+        Assert.Equal(1, _second.GetAllocations("c1").ConsumerGeneration);
+        Assert.Throws<PlacementConflictException>(() => _second.PutAllocations("c2", Request(rp, vcpu: 2)));
+        var consumerConflict = Assert.Throws<PlacementConflictException>(() => _second.PutAllocations("c1", Request(rp, vcpu: 1)));
+        Assert.Equal("consumer generation conflict - expected null but got 1", consumerConflict.Message);
+
+        _second.MoveAllocations("c1", "c3");
+        Assert.Null(_first.GetAllocations("c1").ConsumerGeneration);
+        Assert.Equal(3, _first.GetAllocations("c3").Allocations[rp]["VCPU"]);
+        _first.DeleteProvider(rp);
+        Assert.Null(_second.GetProvider(rp));
+        Assert.Null(_second.GetAllocations("c3").ConsumerGeneration);
+    }
+
+    private static string AddProvider(PlacementService placement, string name, long vcpus)
+    {
+        var uuid = Guid.NewGuid().ToString();
+        placement.EnsureProvider(uuid, name);
+        placement.SetInventories(uuid, 0, Inventories(vcpus));
+        return uuid;
+    }
+
+    private static Dictionary<string, Inventory> Inventories(long vcpus) => new() { ["VCPU"] = new Inventory { Total = vcpus } };
+
+    private static AllocationRequest Request(string rp, long vcpu) => new()
+    {
+        Allocations = new() { [rp] = new Dictionary<string, long> { ["VCPU"] = vcpu } },
+        ProjectId = "p1",
+        UserId = "u1",
+        ConsumerGeneration = null,
+    };
+}
