@@ -13,6 +13,7 @@ internal sealed class ConductorService(IRpcTransport transport, ComputeTaskManag
     public override Task StartAsync(CancellationToken cancellationToken)
     {
         _listener = transport.Listen(Topics.Conductor, manager.CreateRpcServer());
+        ControlServiceHeartbeat.Report(services, options.ControllerHost, "nova-conductor", Topics.Conductor);
         return base.StartAsync(cancellationToken);
     }
 

@@ -8,15 +8,17 @@ namespace Ferry.Host.Roles;
 /// </summary>
 internal static class ControlServiceHeartbeat
 {
-    /// <summary>Reports now, then every <paramref name="interval"/> until <paramref name="ct"/> is cancelled.</summary>
+    /// <summary>One heartbeat: done at start, before the role says it is ready, so `compute service list` shows it at once.</summary>
+    public static void Report(ServiceStore services, string host, string binary, string topic) => services.Report(host, binary, topic, 1);
+
+    /// <summary>A heartbeat every <paramref name="interval"/> until <paramref name="ct"/> is cancelled.</summary>
     public static async Task RunAsync(ServiceStore services, string host, string binary, string topic, TimeSpan interval, CancellationToken ct)
     {
         using var timer = new PeriodicTimer(interval);
-        do
+        while (await WaitAsync(timer, ct))
         {
-            services.Report(host, binary, topic, 1);
+            Report(services, host, binary, topic);
         }
-        while (await WaitAsync(timer, ct));
     }
 
     private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken ct)

@@ -16,6 +16,7 @@ internal sealed class SchedulerService(IRpcTransport transport, SchedulerManager
         _listener = transport.Listen(Topics.Scheduler, new RpcServer()
             .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", (r, _) =>
                 Task.FromResult(new SelectDestinationsReply([.. scheduler.SelectDestinations(r.RequestSpec, r.NumAlternates)]))));
+        ControlServiceHeartbeat.Report(services, options.ControllerHost, "nova-scheduler", Topics.Scheduler);
         return base.StartAsync(cancellationToken);
     }
 
