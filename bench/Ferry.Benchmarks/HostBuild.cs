@@ -11,7 +11,7 @@ internal static class HostBuild
     public static string EnsureBuilt(Action<string> log)
     {
         var root = RepositoryRoot();
-        var dll = Path.Combine(root, "src", "Ferry.Host", "bin", "Release", "net10.0", "ferry-host.dll");
+        var dll = Path.Combine(root, "src", "Ferry.Host", "bin", "Release", "net10.0", "ferry.dll");
         if (File.Exists(dll))
         {
             return dll;

@@ -1,126 +1,74 @@
 using System.Collections.Concurrent;
 using Ferry.Compute;
-using Ferry.ControlPlane;
-using Ferry.ControlPlane.Api;
-using Ferry.ControlPlane.Conductor;
 using Ferry.ControlPlane.Identity;
-using Ferry.ControlPlane.Images;
 using Ferry.ControlPlane.Persistence;
-using Ferry.ControlPlane.Placement;
-using Ferry.ControlPlane.Scheduler;
-using Ferry.Core.Placement;
 using Ferry.Core.Rpc;
-using Ferry.Core.Rpc.Compute;
-using Ferry.Core.Rpc.Conductor;
-using Ferry.Core.Rpc.Scheduler;
-using Ferry.Host.Logging;
+using Ferry.Host.Roles;
 using Ferry.Virt;
 using Ferry.Virt.Fake;
 using Ferry.Virt.Qemu;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.Host;
 
 /// <summary>
-/// The all-in-one composition: API and placement on Kestrel, conductor and scheduler on the bus,
-/// and N compute agents with fake drivers, all in one process. The only place that picks concrete
-/// infrastructure (SQLite file, in-process transport, fake driver).
+/// The all-in-one (`./ferry up`, <c>ferry all-in-one</c>): every role in one process. The api, conductor and scheduler
+/// roles share one generic host (a <see cref="WebApplication"/>), on the in-process bus and the SQLite file of one
+/// <see cref="FerryInfrastructure"/>, and N compute agents (<see cref="ComputeAgents"/>) run beside them.
 /// </summary>
 public sealed class AllInOne : IAsyncDisposable
 {
-    private readonly List<IAsyncDisposable> _listeners = [];
-    private readonly ConcurrentDictionary<string, FakeHypervisorState> _hypervisors = new();
-    private readonly HttpClient _placementHttp;
-    private readonly CancellationTokenSource _stopping = new();
-    private Task _controlServices = Task.CompletedTask;
+    private readonly FerryInfrastructure _infrastructure;
+    private readonly ComputeAgents _agents;
 
-    private AllInOne(FerryHostOptions options, WebApplication app)
+    private AllInOne(FerryHostOptions options, WebApplication app, FerryInfrastructure infrastructure)
     {
         Options = options;
         App = app;
-        _placementHttp = new HttpClient { BaseAddress = new Uri(options.PlacementUrl + "/") };
+        _infrastructure = infrastructure;
+        _agents = new ComputeAgents(options, app.Services.GetRequiredService<IRpcTransport>(), app.Services.GetRequiredService<RpcOptions>(),
+            app.Services.GetRequiredService<TimeProvider>(), app.Services.GetRequiredService<ILoggerFactory>());
     }
 
     public FerryHostOptions Options { get; }
     public WebApplication App { get; }
+
     /// <summary>Running (or stopped) compute agents by host; agents start concurrently, hence concurrent.</summary>
-    public ConcurrentDictionary<string, ComputeManager> Computes { get; } = new();
+    public ConcurrentDictionary<string, ComputeManager> Computes => _agents.Computes;
 
     /// <summary>Each host's virt driver (the last one started for the host).</summary>
-    public ConcurrentDictionary<string, IComputeDriver> Drivers { get; } = new();
+    public ConcurrentDictionary<string, IComputeDriver> Drivers => _agents.Drivers;
 
     /// <summary>Adjusts each fake host's driver before it starts (CPU features, bandwidth…).</summary>
-    public Action<FakeDriverOptions>? ConfigureDriver { get; set; }
+    public Action<FakeDriverOptions>? ConfigureDriver { get => _agents.ConfigureDriver; set => _agents.ConfigureDriver = value; }
 
     /// <summary>Adjusts each QEMU host's driver before it starts.</summary>
-    public Action<QemuDriverOptions>? ConfigureQemuDriver { get; set; }
+    public Action<QemuDriverOptions>? ConfigureQemuDriver { get => _agents.ConfigureQemuDriver; set => _agents.ConfigureQemuDriver = value; }
 
     /// <summary>Adjusts each compute agent's options before it starts (live-migration policy…).</summary>
-    public Action<ComputeOptions>? ConfigureCompute { get; set; }
+    public Action<ComputeOptions>? ConfigureCompute { get => _agents.ConfigureCompute; set => _agents.ConfigureCompute = value; }
 
     public IServiceProvider Services => App.Services;
 
     public static AllInOne Build(FerryHostOptions options, Action<ILoggingBuilder>? logging = null)
     {
+        var infrastructure = new FerryInfrastructure(options);
         var builder = WebApplication.CreateSlimBuilder();
         var listeners = ListenSockets.Bind(options);
         builder.WebHost.ConfigureKestrel(kestrel => listeners.Configure(kestrel));
-        builder.Logging.ClearProviders();
-        if (logging is null)
-        {
-            builder.Logging.AddFerryLogging(options.LogLevel, options.LogFilePath, Console.Out);
-        }
-        else
-        {
-            logging(builder.Logging);
-        }
-        var services = builder.Services;
-        services.AddSingleton(TimeProvider.System);
-        services.AddSingleton(_ =>
-        {
-            var db = new FerryDatabase(options.DatabasePath);
-            db.Migrate(ComputeSchema.Component, ComputeSchema.Scripts);
-            return db;
-        });
-        services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime, ImageApiUrl = options.ImageUrl });
-        services.AddSingleton(new RpcOptions());
-        services.AddSingleton<IRpcTransport, InProcessTransport>();
-        services.AddFerryStores();
-        services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images"))) { ImageSizeCap = options.ImageSizeCap });
-        services.AddSingleton<ConductorClient>();
-        services.AddSingleton<SchedulerClient>();
-        services.AddSingleton<ComputeClient>();
-        services.AddFerryPlacement();
-        services.AddSingleton<IHostStateSource, DatabaseHostStateSource>();
-        services.AddFerryScheduler(s => s.ServiceDownTime = options.ServiceDownTime);
-        services.AddSingleton<ConductorContext>();
-        services.AddSingleton<ComputeTaskManager>();
-        services.AddSingleton<BuildTimeoutCheck>();
-        services.AddHostedService(sp => sp.GetRequiredService<BuildTimeoutCheck>());
-        if (options.UsesKeystone)
-        {
-            services.AddFerryIdentity(IdentityOptionsOf(options));
-        }
-        services.AddFerryComputeApi();
-
-        services.AddLocalPortRouting();
-
+        RoleHosts.ConfigureLogging(builder.Logging, options, logging);
+        builder.Services
+            .AddFerryBus(infrastructure)
+            .AddFerryControlPlane(options, infrastructure)
+            .AddFerryApiRole(options)
+            .AddFerryConductorRole(options)
+            .AddFerrySchedulerRole(options);
         var app = builder.Build();
-        app.MapGroup("").RequireLocalPort(options.ComputeApiPort).MapFerryComputeApi();
-        var placement = app.MapGroup("").RequireLocalPort(options.PlacementPort);
-        placement.AddEndpointFilter(PlacementAuthFilter.InvokeAsync);
-        if (options.UsesKeystone)
-        {
-            app.MapGroup("").RequireLocalPort(options.IdentityPort).MapIdentityApi();
-        }
-        placement.MapPlacementApi();
-        app.MapGroup("").RequireLocalPort(options.ImagePort).MapImageApi();
-        app.MapHealthcheck(Healthcheck.DisableFilePath(options.DataDirectory)); // every API port, before any authentication
-        return new AllInOne(options, app);
+        app.MapFerryApiRole(options);
+        return new AllInOne(options, app, infrastructure);
     }
 
     /// <summary>The identity service's settings: its file under the data directory, and a catalog of this host's APIs.</summary>
@@ -143,158 +91,38 @@ public sealed class AllInOne : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var services = App.Services;
-        if (Options.Seed)
-        {
-            Seed.Apply(services.GetRequiredService<CatalogStore>(), services.GetRequiredService<TimeProvider>());
-        }
-        services.StartFerryPlacement();
-        if (Options.UsesKeystone)
-        {
-            // The agents talk to placement as the admin user, like Nova's [placement] service credentials;
-            // the token lives as long as this process and never leaves it.
-            var identity = services.GetRequiredService<IdentityStore>();
-            var admin = identity.Config.Users.Find(u => u.Name == "admin") ?? throw new InvalidOperationException("The identity file has no admin user");
-            var project = identity.FindProject("admin", IdentityStore.DefaultDomainId) ?? throw new InvalidOperationException("The identity file has no admin project");
-            var token = services.GetRequiredService<TokenStore>().Issue(admin, project, identity.RolesOf(admin.Id, project.Id), ["service"], DateTimeOffset.MaxValue);
-            _placementHttp.DefaultRequestHeaders.Add("X-Auth-Token", token.Id);
-        }
-        else
-        {
-            _placementHttp.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin"); // noauth2 still wants a token
-        }
+        _agents.UsePlacementToken(PlacementToken(services, Options));
         await App.StartAsync(ct);
-        var transport = services.GetRequiredService<IRpcTransport>();
-        _listeners.Add(transport.Listen(Topics.Conductor, services.GetRequiredService<ComputeTaskManager>().CreateRpcServer()));
-        var scheduler = services.GetRequiredService<SchedulerManager>();
-        _listeners.Add(transport.Listen(Topics.Scheduler, new RpcServer()
-            .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", (r, _) =>
-                Task.FromResult(new SelectDestinationsReply([.. scheduler.SelectDestinations(r.RequestSpec, r.NumAlternates)])))));
-        _controlServices = ReportControlServicesAsync(_stopping.Token);
         // Compute hosts of an earlier run (more --hosts, another driver) are down from the first second.
         services.GetRequiredService<ServiceStore>().MarkComputesDownExcept([.. Enumerable.Range(1, Options.Hosts).Select(i => $"compute{i}")]);
         await Task.WhenAll(Enumerable.Range(1, Options.Hosts).Select(i => StartComputeAsync($"compute{i}", ct)));
     }
 
     /// <summary>
-    /// The conductor and scheduler heartbeat their own service rows, as Nova's do, so `compute service list`
-    /// shows them (zone internal) and an operator sees when they stop.
+    /// The agents talk to placement as the admin user, like Nova's [placement] service credentials; in one process the
+    /// token is issued directly, lives as long as this process and never leaves it.
     /// </summary>
-    private async Task ReportControlServicesAsync(CancellationToken ct)
+    private static string PlacementToken(IServiceProvider services, FerryHostOptions options)
     {
-        var services = App.Services.GetRequiredService<ServiceStore>();
-        using var timer = new PeriodicTimer(Options.ReportInterval);
-        do
+        if (!options.UsesKeystone)
         {
-            services.Report(Options.ControllerHost, "nova-conductor", Topics.Conductor, 1);
-            services.Report(Options.ControllerHost, "nova-scheduler", Topics.Scheduler, 1);
+            return "admin:admin"; // noauth2 still wants a token
         }
-        while (await WaitAsync(timer, ct));
-    }
-
-    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken ct)
-    {
-        try
-        {
-            return await timer.WaitForNextTickAsync(ct);
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
-        }
+        var identity = services.GetRequiredService<IdentityStore>();
+        var admin = identity.Config.Users.Find(u => u.Name == "admin") ?? throw new InvalidOperationException("The identity file has no admin user");
+        var project = identity.FindProject("admin", IdentityStore.DefaultDomainId) ?? throw new InvalidOperationException("The identity file has no admin project");
+        return services.GetRequiredService<TokenStore>().Issue(admin, project, identity.RolesOf(admin.Id, project.Id), ["service"], DateTimeOffset.MaxValue).Id;
     }
 
     /// <summary>Starts (or restarts) one compute agent; a restarted agent finds the guests its host kept.</summary>
-    public async Task<ComputeManager> StartComputeAsync(string host, CancellationToken ct, Action<ComputeOptions>? configure = null)
-    {
-        if (Computes.TryGetValue(host, out var running))
-        {
-            await running.StopAsync();
-        }
-        var services = App.Services;
-        if (Drivers.TryRemove(host, out var previous) && previous is IAsyncDisposable disposable)
-        {
-            await disposable.DisposeAsync(); // QMP connections only, unless guests die with their agent (KillGuestsOnStop)
-        }
-        IComputeDriver driver = Options.Driver == "qemu" ? CreateQemuDriver(host) : CreateFakeDriver(host);
-        Drivers[host] = driver;
-        var computeOptions = new ComputeOptions
-        {
-            Host = host,
-            ReportInterval = Options.ReportInterval,
-            MaxConcurrentLiveMigrations = Options.MaxConcurrentLiveMigrations,
-            PlacementUrl = new Uri(Options.PlacementUrl + "/"),
-            LiveMigrationBandwidthMiBps = Options.LiveMigrationBandwidthMiBps,
-            LiveMigrationPermitPostCopy = Options.LiveMigrationPermitPostCopy,
-            LiveMigrationPermitAutoConverge = Options.LiveMigrationPermitAutoConverge,
-            LiveMigrationTimeoutAction = Options.LiveMigrationTimeoutAction,
-            LiveMigrationCompletionTimeoutSecondsPerGiB = Options.LiveMigrationCompletionTimeoutSecondsPerGiB,
-            LiveMigrationPostCopyRecoveryAttempts = Options.LiveMigrationPostCopyRecoveryAttempts,
-            LiveMigrationPostCopyStallSeconds = Options.LiveMigrationPostCopyStallSeconds,
-            LiveMigrationParallelConnections = Options.LiveMigrationParallelConnections,
-        };
-        ConfigureCompute?.Invoke(computeOptions);
-        configure?.Invoke(computeOptions);
-        var compute = new ComputeManager(computeOptions, driver, services.GetRequiredService<IRpcTransport>(), services.GetRequiredService<RpcOptions>(),
-            new PlacementHttpClient(_placementHttp), services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>());
-        await compute.StartAsync(ct);
-        Computes[host] = compute;
-        return compute;
-    }
-
-    private string InstancesPath(string host) =>
-        Path.GetFullPath(Path.Combine(Options.DataDirectory, "instances", Options.SharedStorage ? "shared" : host));
-
-    private FakeDriver CreateFakeDriver(string host)
-    {
-        var services = App.Services;
-        var driverOptions = new FakeDriverOptions
-        {
-            HostName = host,
-            InstancesPath = InstancesPath(host),
-            TimeScale = Options.FakeTimeScale,
-            LinkBandwidthMiBps = Options.FakeBandwidthMiBps,
-        };
-        ConfigureDriver?.Invoke(driverOptions);
-        var hypervisor = _hypervisors.GetOrAdd(host, _ => new FakeHypervisorState());
-        return new FakeDriver(driverOptions, hypervisor, services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>().CreateLogger<FakeDriver>());
-    }
-
-    /// <summary>Hosts share this machine: each has its own instances directory (or all one, for shared storage) and image cache.</summary>
-    private QemuDriver CreateQemuDriver(string host)
-    {
-        var driverOptions = new QemuDriverOptions
-        {
-            HostName = host,
-            InstancesPath = InstancesPath(host),
-            ImagesPath = App.Services.GetRequiredService<ImageServiceOptions>().ImagesDirectory,
-            TestGuestImageRefs = [Seed.TestImageId, QemuTestGuest.DefaultImageRef],
-            TestGuestKernelPath = Path.GetFullPath(Options.TestGuestKernelPath),
-            MigrationAddress = Options.ListenAddress,
-            KillGuestsOnDispose = Options.KillGuestsOnStop,
-        };
-        ConfigureQemuDriver?.Invoke(driverOptions);
-        return new QemuDriver(driverOptions, App.Services.GetRequiredService<ILoggerFactory>().CreateLogger<QemuDriver>());
-    }
+    public Task<ComputeManager> StartComputeAsync(string host, CancellationToken ct, Action<ComputeOptions>? configure = null) =>
+        _agents.StartAsync(host, ct, configure);
 
     public async ValueTask DisposeAsync()
     {
-        await _stopping.CancelAsync();
-        await _controlServices;
-        _stopping.Dispose();
-        foreach (var compute in Computes.Values)
-        {
-            await compute.DisposeAsync();
-        }
-        foreach (var driver in Drivers.Values.OfType<IAsyncDisposable>())
-        {
-            await driver.DisposeAsync();
-        }
-        foreach (var listener in _listeners)
-        {
-            await listener.DisposeAsync();
-        }
+        await _agents.DisposeAsync();
         await App.StopAsync();
         await App.DisposeAsync();
-        _placementHttp.Dispose();
+        await _infrastructure.DisposeAsync();
     }
 }

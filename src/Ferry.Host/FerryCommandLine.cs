@@ -1,232 +1,219 @@
+using System.Collections;
 using System.CommandLine;
 using System.CommandLine.Help;
-using System.CommandLine.Parsing;
 using System.Globalization;
-using Ferry.Virt;
-using Microsoft.Extensions.Logging;
+using Ferry.Host.Configuration;
 
 namespace Ferry.Host;
 
 /// <summary>
-/// The command line of `./ferry up` (System.CommandLine): every flag with its meaning, its default and its
-/// validation, and the binding to <see cref="FerryHostOptions"/>. A bad value is one line that names the flag.
-/// The help text is also kept beside this file (ferry-up-help.txt) so that `./ferry up --help` needs no build;
-/// a test keeps the two equal.
+/// The command line of the <c>ferry</c> program (System.CommandLine): one subcommand per role, each with the flags of
+/// its settings (<see cref="FerrySettings"/>) and <c>--config</c>. A bad flag value is one line that names the flag;
+/// values from the file and the environment get the same check at binding (<see cref="FerryConfiguration"/>).
+/// The help of <c>all-in-one</c> is also kept beside this file (ferry-up-help.txt) so that `./ferry up --help` needs
+/// no build; a test keeps the two equal.
 /// </summary>
 public static class FerryCommandLine
 {
     /// <summary>The width the help is rendered at, for the terminal and for the kept copy alike.</summary>
     public const int HelpWidth = 110;
 
-    private static readonly FerryHostOptions s_defaults = new();
+    public const string ConfigFlag = "--config";
 
-    private static readonly Option<string> s_driver = Choice("--driver", "The virt driver of every compute host: fake (simulated guests) or qemu (a QEMU process per guest).", "fake", ["fake", "qemu"]);
-    private static readonly Option<int> s_hosts = Int("--hosts", "Number of compute hosts, named compute1..computeN.", s_defaults.Hosts, 1, 1000, "N");
-    private static readonly Option<bool> s_sharedStorage = Flag("--shared-storage", "All hosts share one instances directory (var/instances/shared) instead of one each.");
-    private static readonly Option<string> s_dataDirectory = Text("--data-dir", "Where the database, images, instances, logs and openrc files live.", "var", "DIR");
-    private static readonly Option<int> s_computePort = Port("--compute-port", "Port of the compute API (Nova v2.1).", s_defaults.ComputeApiPort);
-    private static readonly Option<int> s_placementPort = Port("--placement-port", "Port of the placement API.", s_defaults.PlacementPort);
-    private static readonly Option<int> s_identityPort = Port("--identity-port", "Port of the identity API (Keystone v3 subset; keystone auth only).", s_defaults.IdentityPort);
-    private static readonly Option<int> s_imagePort = Port("--image-port", "Port of the image API (Glance v2 subset).", s_defaults.ImagePort);
-    private static readonly Option<string> s_auth = Choice("--auth", "keystone (tokens from the identity API) or noauth2 (X-Auth-Token: user:project, Nova's test convention).", "keystone", ["keystone", "noauth2"]);
-    private static readonly Option<double> s_tokenLifetime = Seconds("--token-lifetime", "Lifetime of an issued token, in seconds.", s_defaults.TokenLifetime.TotalSeconds, min: 1);
-    private static readonly Option<int> s_lockoutFailureAttempts = Int("--lockout-failure-attempts",
-        "Keystone's lockout_failure_attempts: wrong passwords in a row before an account is locked (0: never).", s_defaults.LockoutFailureAttempts, 0, 1000, "N");
-    private static readonly Option<double> s_lockoutDuration = Seconds("--lockout-duration", "Keystone's lockout_duration: seconds a locked account stays locked after its last failure.",
-        s_defaults.LockoutDuration.TotalSeconds, min: 1);
-    private static readonly Option<long> s_imageSizeCap = Long("--image-size-cap", "Glance's image_size_cap: the largest image upload, in bytes.", s_defaults.ImageSizeCap, 1, "BYTES");
-    private static readonly Option<string> s_logLevel = Choice("--log-level",
-        "Level of Ferry's own log lines on the console and in <data dir>/log/ferry-<utc>.log: trace, debug, information, warning, error, " +
-        "critical or none. Framework categories (ASP.NET Core requests…) log warnings and above.",
-        "information", ["trace", "debug", "information", "warning", "error", "critical", "none"], "LEVEL");
-    private static readonly Option<string> s_testGuestKernel = Text("--test-guest-kernel", "The test guest kernel QEMU boots for the image ferry-test-guest (built by tools/test-guest/build.sh).",
-        s_defaults.TestGuestKernelPath, "FILE");
-    private static readonly Option<bool> s_killGuestsOnStop = Flag("--kill-guests-on-stop", "End every guest Ferry started when Ferry stops (default: QEMU guests keep running and are re-attached at the next start).");
-    private static readonly Option<long> s_lmBandwidth = Long("--lm-bandwidth", "Live-migration bandwidth limit in MiB/s (0: no limit).", s_defaults.LiveMigrationBandwidthMiBps, 0, "MIBPS");
-    private static readonly Option<bool> s_lmPermitPostCopy = Flag("--lm-permit-post-copy", "Let a live migration switch to post-copy when it does not converge.");
-    private static readonly Option<bool> s_lmPermitAutoConverge = Flag("--lm-permit-auto-converge", "Let QEMU throttle the guest's CPUs when a live migration does not converge.");
-    private static readonly Option<int> s_lmCompletionTimeout = Int("--lm-completion-timeout", "Seconds per GiB of guest memory before the timeout action is taken (0: never).",
-        s_defaults.LiveMigrationCompletionTimeoutSecondsPerGiB, 0, int.MaxValue, "S");
-    private static readonly Option<string> s_lmTimeoutAction = Choice("--lm-timeout-action", "What a live migration past its completion timeout does: abort or force_complete.", "abort", ["abort", "force_complete"]);
-    private static readonly Option<int> s_lmPostCopyRecoveryAttempts = Int("--lm-postcopy-recovery-attempts", "Resumes of a broken post-copy stream in a row before the instance goes to ERROR.",
-        s_defaults.LiveMigrationPostCopyRecoveryAttempts, 0, 1000, "N");
-    private static readonly Option<int> s_lmPostCopyStall = Int("--lm-postcopy-stall", "Seconds a post-copy stream may move nothing before it counts as broken.",
-        s_defaults.LiveMigrationPostCopyStallSeconds, 1, 86400, "S");
-    private static readonly Option<int> s_lmParallelConnections = Int("--lm-parallel-connections", "Memory streams (multifd) of a live migration; 1 whenever post-copy is permitted.",
-        s_defaults.LiveMigrationParallelConnections, 1, 256, "N");
-    private static readonly Option<int> s_maxConcurrentLiveMigrations = Int("--max-concurrent-live-migrations", "Outgoing live migrations per host at once (0: no limit).",
-        s_defaults.MaxConcurrentLiveMigrations, 0, 1000, "N");
-    private static readonly Option<double> s_timeScale = Seconds("--time-scale", "Fake driver: real seconds per simulated second (0: moves take no real time).", s_defaults.FakeTimeScale, min: 0, helpName: "X");
-    private static readonly Option<double> s_reportInterval = Seconds("--report-interval", "Seconds between service heartbeats.", s_defaults.ReportInterval.TotalSeconds, min: 0.01);
-    private static readonly Option<double> s_serviceDownTime = Seconds("--service-down-time", "Seconds without a heartbeat after which a service counts as down.", s_defaults.ServiceDownTime.TotalSeconds, min: 0.01);
+    /// <summary>Each role's subcommand: its words after <c>ferry</c>, what it runs, and the roles whose settings it takes.</summary>
+    private static readonly (string[] Words, FerryRoles Role, string Description)[] s_roles =
+    [
+        (["all-in-one"], FerryRoles.AllInOne,
+            "Runs an all-in-one Ferry on 127.0.0.1: the compute, placement, identity and image APIs, the conductor and scheduler, and N compute hosts."),
+        (["api"], FerryRoles.Api, "Runs the API services: the compute, placement, identity and image APIs (or the subset --apis names)."),
+        (["conductor"], FerryRoles.Conductor, "Runs the conductor: the conductor RPC server, the build timeout check and its service heartbeat."),
+        (["scheduler"], FerryRoles.Scheduler, "Runs the scheduler: the scheduler RPC server and its service heartbeat."),
+        (["compute"], FerryRoles.Compute, "Runs one compute agent (--host NAME): its virt driver and compute manager; it never opens the database."),
+        (["db", "sync"], FerryRoles.DbSync, "Brings the database schema up to date and exits (Nova's nova-manage db sync)."),
+    ];
 
-    private static readonly Lazy<RootCommand> s_command = new(Build);
+    private static readonly Lazy<RootCommand> s_root = new(BuildRoot);
 
-    /// <summary>The command with every option, in the order the help lists them (one instance: options are shared symbols).</summary>
-    public static RootCommand Command => s_command.Value;
+    /// <summary>The whole program's command: <c>ferry &lt;role&gt; [options]</c>.</summary>
+    public static RootCommand Root => s_root.Value;
 
-    private static RootCommand Build()
+    /// <summary>The all-in-one's command (what `./ferry up` runs).</summary>
+    public static Command Command => CommandOf(FerryRoles.AllInOne);
+
+    /// <summary>The subcommand of <paramref name="role"/>.</summary>
+    public static Command CommandOf(FerryRoles role)
     {
-        var command = new RootCommand("Runs an all-in-one Ferry on 127.0.0.1: the compute, placement, identity and image APIs, the conductor and scheduler, and N compute hosts.")
+        var words = s_roles.First(r => r.Role == role).Words;
+        Command command = Root;
+        foreach (var word in words)
         {
-            s_driver, s_hosts, s_sharedStorage, s_dataDirectory,
-            s_computePort, s_placementPort, s_identityPort, s_imagePort,
-            s_auth, s_tokenLifetime, s_lockoutFailureAttempts, s_lockoutDuration, s_imageSizeCap, s_logLevel,
-            s_testGuestKernel, s_killGuestsOnStop,
-            s_lmBandwidth, s_lmPermitPostCopy, s_lmPermitAutoConverge, s_lmCompletionTimeout, s_lmTimeoutAction,
-            s_lmPostCopyRecoveryAttempts, s_lmPostCopyStall, s_lmParallelConnections, s_maxConcurrentLiveMigrations,
-            s_timeScale, s_reportInterval, s_serviceDownTime,
-        };
+            command = command.Subcommands.First(c => c.Name == word);
+        }
+        return command;
+    }
+
+    /// <summary>The words that start <paramref name="role"/>'s command line (<c>all-in-one</c>, <c>db sync</c>…).</summary>
+    public static IReadOnlyList<string> WordsOf(FerryRoles role) => s_roles.First(r => r.Role == role).Words;
+
+    private static RootCommand BuildRoot()
+    {
+        var root = new RootCommand(
+            "Ferry: an OpenStack Nova-compatible compute control plane. Each role runs alone or all together (all-in-one). Settings come, in rising " +
+            $"precedence, from {FerrySettings.DefaultConfigFile} (or --config FILE), environment variables ({FerrySettings.EnvironmentPrefix} + the key, " +
+            "__ between sections: FERRY_HOSTS, FERRY_API__COMPUTEPORT) and flags.");
+        RemoveVersion(root);
+        foreach (var (words, role, description) in s_roles)
+        {
+            var command = new Command(words[^1], description);
+            command.Options.Add(new Option<string>(ConfigFlag)
+            {
+                Description = $"A JSON configuration file (default: {FerrySettings.DefaultConfigFile} when it exists), below the environment and flags.",
+                HelpName = "FILE",
+            });
+            foreach (var setting in FerrySettings.Of(role))
+            {
+                command.Options.Add(OptionOf(setting));
+            }
+            Command parent = root;
+            foreach (var word in words[..^1])
+            {
+                var group = parent.Subcommands.FirstOrDefault(c => c.Name == word);
+                if (group is null)
+                {
+                    group = new Command(word, "Database commands.");
+                    parent.Subcommands.Add(group);
+                }
+                parent = group;
+            }
+            parent.Subcommands.Add(command);
+        }
+        return root;
+    }
+
+    private static void RemoveVersion(Command command)
+    {
         // Ferry has no release version to print: drop System.CommandLine's --version.
         foreach (var version in command.Options.OfType<VersionOption>().ToList())
         {
             command.Options.Remove(version);
         }
-        return command;
     }
 
-    /// <summary>Parses <paramref name="args"/>; the errors, if any, are one line each and name the flag.</summary>
-    public static ParseResult Parse(IReadOnlyList<string> args) => Command.Parse(args);
+    private static Option OptionOf(FerrySetting setting)
+    {
+        if (setting.IsSwitch)
+        {
+            return new Option<bool>(setting.Flag) { Description = setting.Description, Arity = ArgumentArity.Zero };
+        }
+        var option = new Option<string>(setting.Flag) { Description = setting.Description, HelpName = setting.HelpName };
+        if (setting.Default is { } defaultValue)
+        {
+            option.DefaultValueFactory = _ => defaultValue;
+        }
+        option.Validators.Add(result =>
+        {
+            if (result.Implicit)
+            {
+                return;
+            }
+            var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (setting.Validate(text) is { } error)
+            {
+                result.AddError($"{setting.Flag}: {error}");
+            }
+        });
+        return option;
+    }
+
+    /// <summary>Parses a whole <c>ferry</c> command line; the errors, if any, are one line each and name the flag.</summary>
+    public static ParseResult ParseProgram(IReadOnlyList<string> args) => Root.Parse(args);
+
+    /// <summary>Parses an all-in-one command line (what follows `./ferry up`).</summary>
+    public static ParseResult Parse(IReadOnlyList<string> args) => Root.Parse([.. WordsOf(FerryRoles.AllInOne), .. args]);
 
     /// <summary>True when the command line asks for the help (-h, --help, -?).</summary>
     public static bool WantsHelp(ParseResult result) => result.Errors.Count == 0 && result.Action is HelpAction;
 
-    /// <summary>The options a parse without errors stands for.</summary>
+    /// <summary>The role a parsed command line runs; <see cref="FerryRoles.None"/> when it names none (<c>ferry</c>, <c>ferry db</c>).</summary>
+    public static FerryRoles RoleOf(ParseResult result)
+    {
+        var command = result.CommandResult.Command;
+        foreach (var (_, role, _) in s_roles)
+        {
+            if (ReferenceEquals(CommandOf(role), command))
+            {
+                return role;
+            }
+        }
+        return FerryRoles.None;
+    }
+
+    /// <summary>The flags given on the command line (not their defaults), by configuration key, as text.</summary>
+    public static IReadOnlyDictionary<string, string> GivenFlags(ParseResult result)
+    {
+        var flags = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var role = RoleOf(result);
+        if (role == FerryRoles.None)
+        {
+            return flags;
+        }
+        foreach (var option in CommandOf(role).Options)
+        {
+            if (FerrySettings.All.FirstOrDefault(s => s.Flag == option.Name) is not { } setting || result.GetResult(option) is not { Implicit: false } given)
+            {
+                continue;
+            }
+            flags[setting.Key] = setting.IsSwitch ? "true" : given.Tokens.Count == 1 ? given.Tokens[0].Value : "";
+        }
+        return flags;
+    }
+
+    /// <summary>The <c>--config</c> file the command line names, or null.</summary>
+    public static string? ConfigFile(ParseResult result) =>
+        RoleOf(result) is var role && role != FerryRoles.None && CommandOf(role).Options.First(o => o.Name == ConfigFlag) is Option<string> config
+            ? result.GetValue(config)
+            : null;
+
+    /// <summary>
+    /// The options a parse without errors stands for, from its flags alone (no file, no environment): what tests and
+    /// <see cref="FerryHostOptions.Parse"/> use.
+    /// </summary>
     public static FerryHostOptions Bind(ParseResult result)
     {
         if (result.Errors.Count > 0)
         {
             throw new ArgumentException(string.Join(Environment.NewLine, result.Errors.Select(e => e.Message)));
         }
-        return new FerryHostOptions
-        {
-            Auth = result.GetValue(s_auth)!,
-            Driver = result.GetValue(s_driver)!,
-            Hosts = result.GetValue(s_hosts),
-            SharedStorage = result.GetValue(s_sharedStorage),
-            DataDirectory = result.GetValue(s_dataDirectory)!,
-            ComputeApiPort = result.GetValue(s_computePort),
-            PlacementPort = result.GetValue(s_placementPort),
-            IdentityPort = result.GetValue(s_identityPort),
-            ImagePort = result.GetValue(s_imagePort),
-            TokenLifetime = TimeSpan.FromSeconds(result.GetValue(s_tokenLifetime)),
-            LockoutFailureAttempts = result.GetValue(s_lockoutFailureAttempts),
-            LockoutDuration = TimeSpan.FromSeconds(result.GetValue(s_lockoutDuration)),
-            ImageSizeCap = result.GetValue(s_imageSizeCap),
-            LogLevel = ParseLogLevel(result.GetValue(s_logLevel)!),
-            TestGuestKernelPath = result.GetValue(s_testGuestKernel)!,
-            KillGuestsOnStop = result.GetValue(s_killGuestsOnStop),
-            LiveMigrationBandwidthMiBps = result.GetValue(s_lmBandwidth),
-            LiveMigrationPermitPostCopy = result.GetValue(s_lmPermitPostCopy),
-            LiveMigrationPermitAutoConverge = result.GetValue(s_lmPermitAutoConverge),
-            LiveMigrationCompletionTimeoutSecondsPerGiB = result.GetValue(s_lmCompletionTimeout),
-            LiveMigrationTimeoutAction = result.GetValue(s_lmTimeoutAction) == "force_complete" ? CompletionTimeoutAction.ForceComplete : CompletionTimeoutAction.Abort,
-            LiveMigrationPostCopyRecoveryAttempts = result.GetValue(s_lmPostCopyRecoveryAttempts),
-            LiveMigrationPostCopyStallSeconds = result.GetValue(s_lmPostCopyStall),
-            LiveMigrationParallelConnections = result.GetValue(s_lmParallelConnections),
-            MaxConcurrentLiveMigrations = result.GetValue(s_maxConcurrentLiveMigrations),
-            FakeTimeScale = result.GetValue(s_timeScale),
-            ReportInterval = TimeSpan.FromSeconds(result.GetValue(s_reportInterval)),
-            ServiceDownTime = TimeSpan.FromSeconds(result.GetValue(s_serviceDownTime)),
-        };
+        var loaded = FerryConfiguration.Load(result, environment: new Hashtable(), defaultConfigFile: null);
+        return loaded.Errors.Count == 0 ? loaded.Options : throw new ArgumentException(string.Join(Environment.NewLine, loaded.Errors));
     }
 
-    /// <summary>The help of `./ferry up`, rendered at <see cref="HelpWidth"/> columns whatever the terminal.</summary>
-    public static string HelpText()
+    /// <summary>The help of `./ferry up` (the all-in-one), rendered at <see cref="HelpWidth"/> columns whatever the terminal.</summary>
+    public static string HelpText() => HelpText(FerryRoles.AllInOne);
+
+    /// <summary>The help of one role's command (or of the program, for <see cref="FerryRoles.None"/>).</summary>
+    public static string HelpText(FerryRoles role)
     {
         using var output = new StringWriter(CultureInfo.InvariantCulture) { NewLine = "\n" };
-        var help = Command.Parse(["--help"]);
+        string[] words = role == FerryRoles.None ? [] : [.. WordsOf(role)];
+        var help = Root.Parse([.. words, "--help"]);
         if (help.Action is HelpAction action)
         {
             action.MaxWidth = HelpWidth;
         }
         help.Invoke(new InvocationConfiguration { Output = output });
-        // The usage line names the running executable (ferry-host, or a test host): name the command an operator types.
+        // The usage line names the running executable (ferry, or a test host): name the command an operator types.
         var lines = output.ToString().Split('\n');
         var usage = Array.IndexOf(lines, "Usage:");
         if (usage >= 0 && usage + 1 < lines.Length)
         {
-            lines[usage + 1] = "  ./ferry up [options]";
+            lines[usage + 1] = role switch
+            {
+                FerryRoles.AllInOne => "  ./ferry up [options]",
+                FerryRoles.None => "  ferry [command] [options]",
+                _ => $"  ferry {string.Join(' ', words)} [options]",
+            };
         }
         return string.Join('\n', lines.Select(line => line.TrimEnd()));
     }
-
-    private static LogLevel ParseLogLevel(string value) => Enum.Parse<LogLevel>(value, ignoreCase: true);
-
-    private static Option<bool> Flag(string name, string description) => new(name) { Description = description, Arity = ArgumentArity.Zero };
-
-    private static Option<string> Text(string name, string description, string defaultValue, string helpName) =>
-        new(name) { Description = description, HelpName = helpName, DefaultValueFactory = _ => defaultValue };
-
-    private static Option<string> Choice(string name, string description, string defaultValue, string[] choices, string? helpName = null)
-    {
-        var option = new Option<string>(name) { Description = description, HelpName = helpName ?? string.Join('|', choices), DefaultValueFactory = _ => defaultValue };
-        option.Validators.Add(result =>
-        {
-            var value = result.GetValueOrDefault<string>();
-            if (!choices.Contains(value, StringComparer.Ordinal))
-            {
-                result.AddError($"{name}: '{value}' is not one of {string.Join(", ", choices)}");
-            }
-        });
-        return option;
-    }
-
-    private static Option<int> Port(string name, string description, int defaultValue) =>
-        Int(name, description + " 0 picks a free port.", defaultValue, 0, 65535, "PORT");
-
-    private static Option<int> Int(string name, string description, int defaultValue, int min, int max, string helpName) => new(name)
-    {
-        Description = description,
-        HelpName = helpName,
-        DefaultValueFactory = _ => defaultValue,
-        CustomParser = result => ParseNumber(result, name, min, max, (string s, out int v) => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out v), "a whole number"),
-    };
-
-    private static Option<long> Long(string name, string description, long defaultValue, long min, string helpName) => new(name)
-    {
-        Description = description,
-        HelpName = helpName,
-        DefaultValueFactory = _ => defaultValue,
-        CustomParser = result => ParseNumber(result, name, min, long.MaxValue, (string s, out long v) => long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out v), "a whole number"),
-    };
-
-    private static Option<double> Seconds(string name, string description, double defaultValue, double min, string helpName = "S") => new(name)
-    {
-        Description = description,
-        HelpName = helpName,
-        DefaultValueFactory = _ => defaultValue,
-        CustomParser = result => ParseNumber(result, name, min, 1e9,
-            (string s, out double v) => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out v) && double.IsFinite(v), "a number"),
-    };
-
-    private delegate bool TryParse<T>(string text, out T value);
-
-    private static T ParseNumber<T>(ArgumentResult result, string name, T min, T max, TryParse<T> tryParse, string what)
-        where T : IComparable<T>
-    {
-        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-        if (!tryParse(text, out var value))
-        {
-            result.AddError($"{name}: '{text}' is not {what}");
-            return default!;
-        }
-        if (value.CompareTo(min) < 0 || value.CompareTo(max) > 0)
-        {
-            result.AddError(max.CompareTo(min) > 0 && !IsUnbounded(max)
-                ? $"{name}: {text} is out of range ({Invariant(min)}..{Invariant(max)})"
-                : $"{name}: {text} is below {Invariant(min)}");
-        }
-        return value;
-    }
-
-    private static string? Invariant<T>(T value) => Convert.ToString(value, CultureInfo.InvariantCulture);
-
-    private static bool IsUnbounded<T>(T max) => max switch
-    {
-        int i => i == int.MaxValue,
-        long l => l == long.MaxValue,
-        double d => d >= 1e9,
-        _ => false,
-    };
 }

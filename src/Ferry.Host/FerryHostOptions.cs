@@ -4,13 +4,51 @@ using Microsoft.Extensions.Logging;
 
 namespace Ferry.Host;
 
-/// <summary>Settings of an all-in-one Ferry (what `./ferry up` passes on its command line).</summary>
+/// <summary>
+/// Settings of every Ferry role (what `./ferry up` and `ferry &lt;role&gt;` take from the configuration file, the
+/// environment and their command line; see <see cref="Configuration.FerrySettings"/>).
+/// </summary>
 public sealed class FerryHostOptions
 {
     /// <summary>Where the SQLite file and the fake hosts' instance directories live.</summary>
     public string DataDirectory { get; set; } = "var";
 
+    /// <summary>
+    /// The database: null for the SQLite file under the data directory, else a SQLite path or a PostgreSQL connection
+    /// string (passed through to <see cref="FerryInfrastructure.OpenDatabase"/>).
+    /// </summary>
+    public string? Database { get; set; }
+
+    /// <summary><c>inprocess</c> (every role in this process) or a <c>rabbitmq://</c> URL (roles in separate processes).</summary>
+    public string Transport { get; set; } = "inprocess";
+
+    public bool UsesInProcessTransport => Transport == "inprocess";
+
+    /// <summary>The APIs the api role serves (all four by default).</summary>
+    public IReadOnlySet<string> Apis { get; set; } = new HashSet<string>(Configuration.FerrySettings.ApiNames);
+
+    public bool Serves(string api) => Apis.Contains(api);
+
     public string ListenAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>Public URLs the APIs advertise (catalog) and other roles reach them at; null: http://listen:port.</summary>
+    public string? ComputeApiPublicUrl { get; set; }
+    public string? PlacementPublicUrl { get; set; }
+    public string? IdentityPublicUrl { get; set; }
+    public string? ImagePublicUrl { get; set; }
+
+    /// <summary>The compute role's host name (<c>ferry compute --host NAME</c>).</summary>
+    public string? ComputeHost { get; set; }
+
+    /// <summary>The address a compute host's migrations are reached at (Nova's my_ip); null: <see cref="ListenAddress"/>.</summary>
+    public string? ComputeAddress { get; set; }
+
+    public string MigrationAddress => ComputeAddress ?? ListenAddress;
+
+    /// <summary>The credentials a separate compute agent logs in with to reach placement (keystone auth).</summary>
+    public string ServiceUser { get; set; } = "admin";
+    public string? ServicePassword { get; set; }
+    public string ServiceProject { get; set; } = "admin";
     public int ComputeApiPort { get; set; } = 8774;
     public int PlacementPort { get; set; } = 8778;
     public int IdentityPort { get; set; } = 5000;
@@ -92,21 +130,25 @@ public sealed class FerryHostOptions
     /// <summary>Seeds flavors and the test image on start when the catalog is empty.</summary>
     public bool Seed { get; set; } = true;
 
+    /// <summary>The SQLite file under the data directory (the default database).</summary>
     public string DatabasePath => Path.Combine(DataDirectory, "ferry.db");
 
-    public string ComputeApiUrl => $"http://{ListenAddress}:{ComputeApiPort}";
+    /// <summary>What <see cref="FerryInfrastructure.OpenDatabase"/> opens: <see cref="Database"/>, else <see cref="DatabasePath"/>.</summary>
+    public string DatabaseSetting => Database ?? DatabasePath;
 
-    public string PlacementUrl => $"http://{ListenAddress}:{PlacementPort}";
+    public string ComputeApiUrl => ComputeApiPublicUrl ?? $"http://{ListenAddress}:{ComputeApiPort}";
 
-    public string IdentityUrl => $"http://{ListenAddress}:{IdentityPort}";
+    public string PlacementUrl => PlacementPublicUrl ?? $"http://{ListenAddress}:{PlacementPort}";
 
-    public string ImageUrl => $"http://{ListenAddress}:{ImagePort}";
+    public string IdentityUrl => IdentityPublicUrl ?? $"http://{ListenAddress}:{IdentityPort}";
+
+    public string ImageUrl => ImagePublicUrl ?? $"http://{ListenAddress}:{ImagePort}";
 
     /// <summary>The users, projects and password hashes (keystone mode).</summary>
     public string IdentityConfigPath => Path.Combine(DataDirectory, "identity.json");
 
     /// <summary>
-    /// The options of a `./ferry up` command line (<see cref="FerryCommandLine"/>); a bad value throws an
+    /// The options of a `./ferry up` command line alone (no file, no environment); a bad value throws an
     /// <see cref="ArgumentException"/> whose message names the flag.
     /// </summary>
     public static FerryHostOptions Parse(string[] args) => FerryCommandLine.Bind(FerryCommandLine.Parse(args));

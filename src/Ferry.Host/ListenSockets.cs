@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 namespace Ferry.Host;
 
 /// <summary>
-/// The API ports of an all-in-one. A port of 0 is bound here, at build time, to a free port that the
+/// The API ports of an api role (or all-in-one): one per API it serves. A port of 0 is bound here, at build time, to a free port that the
 /// options then name, and Kestrel takes over that very socket: no window in which another process
 /// can take the port between choosing it and listening on it, and the token catalog, the agents'
 /// placement URL and the tests know the real port before anything starts.
@@ -18,13 +18,22 @@ internal sealed class ListenSockets
     public static ListenSockets Bind(FerryHostOptions options)
     {
         var sockets = new ListenSockets { _address = IPAddress.Parse(options.ListenAddress) };
-        options.ComputeApiPort = sockets.Add(options.ComputeApiPort);
-        options.PlacementPort = sockets.Add(options.PlacementPort);
-        if (options.UsesKeystone)
+        if (options.Serves("compute"))
+        {
+            options.ComputeApiPort = sockets.Add(options.ComputeApiPort);
+        }
+        if (options.Serves("placement"))
+        {
+            options.PlacementPort = sockets.Add(options.PlacementPort);
+        }
+        if (options.UsesKeystone && options.Serves("identity"))
         {
             options.IdentityPort = sockets.Add(options.IdentityPort);
         }
-        options.ImagePort = sockets.Add(options.ImagePort);
+        if (options.Serves("image"))
+        {
+            options.ImagePort = sockets.Add(options.ImagePort);
+        }
         return sockets;
     }
 

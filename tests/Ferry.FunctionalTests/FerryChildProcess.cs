@@ -6,7 +6,7 @@ using System.Text.Json.Nodes;
 namespace Ferry.FunctionalTests;
 
 /// <summary>
-/// `ferry-host` in a child process (fake driver, noauth2, every port 0 read back from its ready line, the caller's data directory), so a test
+/// `ferry all-in-one` in a child process (fake driver, noauth2, every port 0 read back from its ready line, the caller's data directory), so a test
 /// can have the whole Ferry killed with SIGKILL mid-move (<c>FERRY_FAKE_CRASH_AT</c>) and start another on its data.
 /// </summary>
 public sealed class FerryChildProcess : IAsyncDisposable
@@ -41,7 +41,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
 
     public static async Task<FerryChildProcess> StartAsync(string dataDirectory, IReadOnlyDictionary<string, string> environment, int hosts = 3, bool sharedStorage = false)
     {
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry-host"))
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry"))
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
@@ -49,7 +49,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
         };
         foreach (var arg in new[]
         {
-            "--auth", "noauth2", "--data-dir", dataDirectory, "--hosts", hosts.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "all-in-one", "--auth", "noauth2", "--data-dir", dataDirectory, "--hosts", hosts.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--time-scale", "0", "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--identity-port", "0",
         })
         {
@@ -63,7 +63,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
         {
             start.Environment[name] = value;
         }
-        var process = Process.Start(start) ?? throw new InvalidOperationException("ferry-host did not start");
+        var process = Process.Start(start) ?? throw new InvalidOperationException("ferry all-in-one did not start");
         var child = new FerryChildProcess(process);
         process.ErrorDataReceived += (_, e) => child.Append(e.Data);
         process.OutputDataReceived += (_, e) => child.Append(e.Data);
@@ -74,7 +74,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
         {
             if (process.HasExited)
             {
-                throw new InvalidOperationException($"ferry-host exited with {process.ExitCode} before it was ready: {child.Output}");
+                throw new InvalidOperationException($"ferry all-in-one exited with {process.ExitCode} before it was ready: {child.Output}");
             }
             // Printed once every agent has started (registered with placement, recovered its guests), with the ports bound.
             if (FerryReadyLine.Find(child.Output) is { } urls)
@@ -86,7 +86,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
             if (DateTime.UtcNow > deadline)
             {
                 await child.DisposeAsync();
-                throw new TimeoutException($"ferry-host not ready after 60 s: {child.Output}");
+                throw new TimeoutException($"ferry all-in-one not ready after 60 s: {child.Output}");
             }
             await Task.Delay(50);
         }

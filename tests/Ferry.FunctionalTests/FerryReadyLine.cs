@@ -3,7 +3,7 @@ using System.Text.RegularExpressions;
 namespace Ferry.FunctionalTests;
 
 /// <summary>
-/// The URLs a `ferry-host` child prints in its "Ferry is ready" line. Children are started with every port 0, so the
+/// The URLs a `ferry all-in-one` child prints in its "Ferry is ready" line. Children are started with every port 0, so the
 /// ports they bound (and keep: no window between choosing and binding) are known only from this line.
 /// </summary>
 internal static partial class FerryReadyLine

@@ -14,9 +14,13 @@ public static class FerryLogging
     /// <summary>The categories that are framework noise at information level.</summary>
     private static readonly string[] s_frameworkCategories = ["Microsoft", "System"];
 
-    /// <summary>Where a run's log file goes: &lt;data dir&gt;/log/ferry-&lt;utc&gt;.log.</summary>
-    public static string LogFilePath(string dataDirectory, DateTimeOffset startedAt) =>
-        Path.Combine(dataDirectory, "log", $"ferry-{startedAt.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.log");
+    /// <summary>
+    /// Where a run's log file goes: &lt;data dir&gt;/log/ferry-&lt;utc&gt;.log, or ferry-&lt;role&gt;-&lt;utc&gt;.log for one role (roles
+    /// started together on one data directory must not share a file).
+    /// </summary>
+    public static string LogFilePath(string dataDirectory, DateTimeOffset startedAt, string? role = null) =>
+        Path.Combine(dataDirectory, "log",
+            $"ferry-{(role is null ? "" : role + "-")}{startedAt.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.log");
 
     /// <summary>Sends the log to <paramref name="console"/> (if any) and to <paramref name="logFilePath"/> (if any).</summary>
     public static ILoggingBuilder AddFerryLogging(this ILoggingBuilder logging, LogLevel level, string? logFilePath, TextWriter? console, TimeProvider? time = null)

@@ -3,7 +3,7 @@ using System.Net.Sockets;
 
 namespace Ferry.FunctionalTests.Host;
 
-/// <summary>A `ferry-host` child binds port 0 itself and tells its ports in the ready line: no port is probed, released and bound later.</summary>
+/// <summary>A `ferry all-in-one` child binds port 0 itself and tells its ports in the ready line: no port is probed, released and bound later.</summary>
 [Collection(ProcessRestartCollection.Name)]
 public sealed class ChildPortTests
 {

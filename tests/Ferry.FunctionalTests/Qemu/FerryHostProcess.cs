@@ -7,7 +7,7 @@ using Ferry.Virt.Qemu;
 namespace Ferry.FunctionalTests.Qemu;
 
 /// <summary>
-/// A whole `ferry-host` (the built src/Ferry.Host dll) as a child process in a process group of its own, as a
+/// A whole `ferry all-in-one` (the built src/Ferry.Host dll) as a child process in a process group of its own, as a
 /// terminal runs `./ferry up`: a signal sent to the group is what Ctrl-C (SIGINT) or a service manager (SIGTERM) sends.
 /// </summary>
 public sealed class FerryHostProcess : IAsyncDisposable
@@ -36,7 +36,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts ferry-host with <paramref name="arguments"/> on ports it binds itself (0) and waits until it says it is ready, with which.</summary>
+    /// <summary>Starts ferry all-in-one with <paramref name="arguments"/> on ports it binds itself (0) and waits until it says it is ready, with which.</summary>
     public static async Task<FerryHostProcess> StartAsync(string dataDirectory, IEnumerable<string> arguments, CancellationToken ct)
     {
         // The child leads a new session and process group (pgid = its pid), like a shell's foreground job, with
@@ -49,7 +49,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
             RedirectStandardInput = true,
         };
         foreach (var argument in (string[])["-MPOSIX", "-e", "$SIG{INT} = 'DEFAULT'; POSIX::setsid() or die \"setsid: $!\"; exec { $ARGV[0] } @ARGV or die \"exec: $!\"",
-            "dotnet", HostDll(), "--data-dir", dataDirectory, "--auth", "noauth2",
+            "dotnet", HostDll(), "all-in-one", "--data-dir", dataDirectory, "--auth", "noauth2",
             "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0"])
         {
             psi.ArgumentList.Add(argument);
@@ -58,7 +58,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
         {
             psi.ArgumentList.Add(argument);
         }
-        var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start ferry-host");
+        var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start ferry");
         var host = new FerryHostProcess(process);
         process.OutputDataReceived += (_, e) => host.Append(e.Data);
         process.ErrorDataReceived += (_, e) => host.Append(e.Data);
@@ -71,7 +71,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
             if (process.HasExited || started.Elapsed > TimeSpan.FromSeconds(60))
             {
                 await host.DisposeAsync();
-                throw new InvalidOperationException($"ferry-host did not become ready ({started.Elapsed.TotalSeconds:F0} s, exited: {process.HasExited}): {host.Output}");
+                throw new InvalidOperationException($"ferry did not become ready ({started.Elapsed.TotalSeconds:F0} s, exited: {process.HasExited}): {host.Output}");
             }
             await Task.Delay(100, ct);
         }
@@ -164,7 +164,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>src/Ferry.Host/bin/&lt;configuration&gt;/net10.0/ferry-host.dll, built with the tests (they reference Ferry.Host).</summary>
+    /// <summary>src/Ferry.Host/bin/&lt;configuration&gt;/net10.0/ferry.dll, built with the tests (they reference Ferry.Host).</summary>
     private static string HostDll([CallerFilePath] string sourceFile = "")
     {
         var root = new DirectoryInfo(Path.GetDirectoryName(sourceFile)!);
@@ -178,7 +178,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
         const string configuration = "Release";
 #endif
         var dll = Path.Combine(root?.FullName ?? throw new InvalidOperationException("Ferry.slnx not found above " + sourceFile),
-            "src", "Ferry.Host", "bin", configuration, "net10.0", "ferry-host.dll");
+            "src", "Ferry.Host", "bin", configuration, "net10.0", "ferry.dll");
         return File.Exists(dll) ? dll : throw new InvalidOperationException($"{dll} is missing: build src/Ferry.Host first");
     }
 }

@@ -7,7 +7,7 @@ namespace Ferry.FunctionalTests.Qemu;
 
 /// <summary>
 /// QEMU guests outlive the Ferry that started them (Ctrl-C, SIGTERM), as libvirt's guests outlive nova-compute,
-/// unless Ferry runs with --kill-guests-on-stop. Each test runs `ferry-host` as a child process in its own process
+/// unless Ferry runs with --kill-guests-on-stop. Each test runs `ferry all-in-one` as a child process in its own process
 /// group and signals the whole group, as a terminal or a service manager does.
 /// </summary>
 [Collection("qemu")]

@@ -14,7 +14,7 @@ public sealed class FerryCommandLineTests
         var kept = File.ReadAllText(Path.Combine(RepoRoot(), "src", "Ferry.Host", "ferry-up-help.txt"));
         Assert.True(kept == FerryCommandLine.HelpText(),
             "src/Ferry.Host/ferry-up-help.txt differs from the command's help: regenerate it with " +
-            "`dotnet src/Ferry.Host/bin/Release/net10.0/ferry-host.dll --help > src/Ferry.Host/ferry-up-help.txt`");
+            "`dotnet src/Ferry.Host/bin/Release/net10.0/ferry.dll all-in-one --help > src/Ferry.Host/ferry-up-help.txt`");
     }
 
     [Fact]

@@ -1,0 +1,138 @@
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Rpc;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Host;
+
+/// <summary>
+/// The one place that turns the <c>database</c> and <c>transport</c> settings into a <see cref="FerryDatabase"/> and an
+/// <see cref="IRpcTransport"/>. Every role of one process shares one instance (one database connection, one bus), so
+/// roles composed as separate hosts in one process (tests, the all-in-one) meet exactly as separate processes would
+/// through a shared database and broker. The database is opened on first use: a compute agent never opens it.
+/// </summary>
+public sealed class FerryInfrastructure : IAsyncDisposable
+{
+    private readonly Lock _gate = new();
+    private readonly FerryHostOptions _options;
+    private FerryDatabase? _database;
+    private PlacementService? _placement;
+    private IRpcTransport? _transport;
+
+    public FerryInfrastructure(FerryHostOptions options)
+    {
+        _options = options;
+        // A bad transport stops the start here, before anything is bound or opened.
+        if (!options.UsesInProcessTransport)
+        {
+            _ = CreateTransport(options.Transport, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+        }
+    }
+
+    /// <summary>
+    /// The bus, created on first use with the first caller's loggers (the host's, once its container exists). The
+    /// containers that hand it out may dispose it too when they stop, so a transport's disposal must be idempotent.
+    /// </summary>
+    public IRpcTransport TransportFor(ILoggerFactory loggers)
+    {
+        lock (_gate)
+        {
+            return _transport ??= CreateTransport(_options.Transport, loggers);
+        }
+    }
+
+    /// <summary>The database, opened and its schema brought up to date on first use.</summary>
+    public FerryDatabase Database
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (_database is null)
+                {
+                    var database = OpenDatabase(_options.DatabaseSetting);
+                    SyncSchema(database);
+                    _database = database;
+                }
+                return _database;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Placement's state, one per process. Placement keeps its state in memory (loaded from the database once), so two
+    /// copies in one process would disagree: the api, conductor and scheduler roles of one process share this one. Once
+    /// placement's state is authoritative in the database (issue 10, part 2), each role can have its own.
+    /// </summary>
+    public PlacementService Placement
+    {
+        get
+        {
+            var database = Database;
+            lock (_gate)
+            {
+                return _placement ??= new PlacementService(database);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The transport a <c>transport</c> setting names: <c>inprocess</c>, or a <c>rabbitmq://</c> URL. RabbitMQ's
+    /// transport (RabbitMqTransport, issue 10 part 3) is plugged in here; until then a <c>rabbitmq://</c> URL stops the
+    /// role with one line that says so.
+    /// </summary>
+    public static IRpcTransport CreateTransport(string transport, ILoggerFactory loggers)
+    {
+        if (transport == "inprocess")
+        {
+            return new InProcessTransport(loggers.CreateLogger<InProcessTransport>());
+        }
+        if (transport.StartsWith("rabbitmq://", StringComparison.Ordinal))
+        {
+            throw new FerryStartException($"transport: {Redacted(transport)} names RabbitMQ, whose transport this build of Ferry does not have yet");
+        }
+        throw new FerryStartException($"transport: '{transport}' is neither inprocess nor a rabbitmq:// URL");
+    }
+
+    /// <summary>
+    /// The database a <c>database</c> setting names: a SQLite file path, or a PostgreSQL connection string (one with
+    /// <c>Host=</c>), which is passed through to the PostgreSQL support (issue 10 part 2) once it is plugged in here.
+    /// </summary>
+    public static FerryDatabase OpenDatabase(string database)
+    {
+        if (IsPostgres(database))
+        {
+            throw new FerryStartException("database: a PostgreSQL connection string needs PostgreSQL support, which this build of Ferry does not have yet");
+        }
+        return new FerryDatabase(database);
+    }
+
+    /// <summary>A connection string (key=value;…) rather than a file path.</summary>
+    public static bool IsPostgres(string database) =>
+        database.Contains("Host=", StringComparison.OrdinalIgnoreCase) || database.StartsWith("postgres", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Brings every component's schema up to date (what `ferry db sync` runs; idempotent).</summary>
+    public static void SyncSchema(FerryDatabase database)
+    {
+        database.Migrate(ComputeSchema.Component, ComputeSchema.Scripts);
+        // Placement creates its tables when built (both of its components): build them once on this database.
+        using var placement = new ServiceCollection().AddSingleton(database).AddFerryPlacement().BuildServiceProvider();
+        placement.StartFerryPlacement();
+    }
+
+    /// <summary>A URL without its password, for messages.</summary>
+    public static string Redacted(string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.UserInfo.Contains(':', StringComparison.Ordinal)
+            ? url.Replace(uri.UserInfo, uri.UserInfo.Split(':')[0] + ":***", StringComparison.Ordinal)
+            : url;
+
+    public ValueTask DisposeAsync()
+    {
+        _database?.Dispose();
+        return _transport is IAsyncDisposable disposable ? disposable.DisposeAsync() : ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>A start that cannot go on for a reason the operator fixes in the settings: one line, exit 2, no stack trace.</summary>
+public sealed class FerryStartException(string message) : Exception(message);

@@ -1,0 +1,22 @@
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace Ferry.Host.Roles;
+
+/// <summary>The api role's work before it answers: the seed flavors and image, and placement's state loaded.</summary>
+internal sealed class ApiStartup(IServiceProvider services, FerryHostOptions options) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (options.Seed)
+        {
+            Seed.Apply(services.GetRequiredService<CatalogStore>(), services.GetRequiredService<TimeProvider>());
+        }
+        services.StartFerryPlacement();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

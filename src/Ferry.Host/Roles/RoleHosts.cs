@@ -1,0 +1,82 @@
+using Ferry.Core.Rpc;
+using Ferry.Host.Logging;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Host.Roles;
+
+/// <summary>
+/// Each role as its own generic host (<c>ferry api|conductor|scheduler|compute</c>): the api role a
+/// <see cref="WebApplication"/>, the others a plain <see cref="IHost"/> of background services. Roles of one process
+/// share its <see cref="FerryInfrastructure"/> (database connection and bus).
+/// </summary>
+public static class RoleHosts
+{
+    /// <summary>The APIs the options serve, each on its own port (port 0 is bound here and the options name the real one).</summary>
+    public static WebApplication BuildApi(FerryHostOptions options, FerryInfrastructure infrastructure, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        var listeners = ListenSockets.Bind(options);
+        builder.WebHost.ConfigureKestrel(kestrel => listeners.Configure(kestrel));
+        ConfigureLogging(builder.Logging, options, logging);
+        builder.Services.AddFerryBus(infrastructure).AddFerryControlPlane(options, infrastructure).AddFerryApiRole(options);
+        var app = builder.Build();
+        app.MapFerryApiRole(options);
+        return app;
+    }
+
+    public static IHost BuildConductor(FerryHostOptions options, FerryInfrastructure infrastructure, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = NewHost(options, logging);
+        builder.Services.AddFerryBus(infrastructure).AddFerryControlPlane(options, infrastructure).AddFerryConductorRole(options);
+        return builder.Build();
+    }
+
+    public static IHost BuildScheduler(FerryHostOptions options, FerryInfrastructure infrastructure, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = NewHost(options, logging);
+        builder.Services.AddFerryBus(infrastructure).AddFerryControlPlane(options, infrastructure).AddFerrySchedulerRole(options);
+        return builder.Build();
+    }
+
+    /// <summary>One compute agent, <see cref="FerryHostOptions.ComputeHost"/>; it never opens the database.</summary>
+    public static IHost BuildCompute(FerryHostOptions options, FerryInfrastructure infrastructure, Action<ILoggingBuilder>? logging = null,
+        Action<ComputeAgents>? configure = null)
+    {
+        var builder = NewHost(options, logging);
+        builder.Services.AddFerryBus(infrastructure);
+        builder.Services.AddSingleton(sp =>
+        {
+            var agents = new ComputeAgents(options, sp.GetRequiredService<IRpcTransport>(), sp.GetRequiredService<RpcOptions>(),
+                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>());
+            configure?.Invoke(agents);
+            return agents;
+        });
+        builder.Services.AddHostedService(sp => new ComputeAgentService(sp.GetRequiredService<ComputeAgents>(), options));
+        return builder.Build();
+    }
+
+    private static HostApplicationBuilder NewHost(FerryHostOptions options, Action<ILoggingBuilder>? logging)
+    {
+        // No appsettings, no host environment variables: Ferry's settings are already bound (FerryConfiguration).
+        var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        ConfigureLogging(builder.Logging, options, logging);
+        return builder;
+    }
+
+    internal static void ConfigureLogging(ILoggingBuilder builder, FerryHostOptions options, Action<ILoggingBuilder>? logging)
+    {
+        builder.ClearProviders();
+        if (logging is null)
+        {
+            builder.AddFerryLogging(options.LogLevel, options.LogFilePath, Console.Out);
+        }
+        else
+        {
+            logging(builder);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+using Ferry.ControlPlane;
+using Ferry.ControlPlane.Api;
+using Ferry.ControlPlane.Conductor;
+using Ferry.ControlPlane.Identity;
+using Ferry.ControlPlane.Images;
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Ferry.ControlPlane.Scheduler;
+using Ferry.Core.Rpc;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Rpc.Scheduler;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Host.Roles;
+
+/// <summary>
+/// The services of each role, registered so that roles combine in one container (the all-in-one) or stand alone in
+/// their own host. Shared infrastructure comes from one <see cref="FerryInfrastructure"/> per process.
+/// </summary>
+internal static class RoleServices
+{
+    /// <summary>What every role needs: the clock, the bus and its timeouts.</summary>
+    public static IServiceCollection AddFerryBus(this IServiceCollection services, FerryInfrastructure infrastructure)
+    {
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(new RpcOptions());
+        services.AddSingleton<IRpcTransport>(sp => infrastructure.TransportFor(sp.GetRequiredService<ILoggerFactory>()));
+        return services;
+    }
+
+    /// <summary>What the control-plane roles (api, conductor, scheduler) share: the database, its stores, placement, the RPC clients.</summary>
+    public static IServiceCollection AddFerryControlPlane(this IServiceCollection services, FerryHostOptions options, FerryInfrastructure infrastructure)
+    {
+        // Instances, not factories: the infrastructure, not a role's container, closes them.
+        services.AddSingleton(infrastructure.Database);
+        services.AddSingleton(infrastructure.Placement);
+        services.AddSingleton<IPlacementService>(infrastructure.Placement);
+        services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime, ImageApiUrl = options.ImageUrl });
+        services.AddFerryStores();
+        services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images"))) { ImageSizeCap = options.ImageSizeCap });
+        services.AddSingleton<ConductorClient>();
+        services.AddSingleton<SchedulerClient>();
+        services.AddSingleton<ComputeClient>();
+        services.AddFerryPlacement();
+        return services;
+    }
+
+    /// <summary>The conductor role: its RPC server, the build timeout check and its heartbeat.</summary>
+    public static IServiceCollection AddFerryConductorRole(this IServiceCollection services, FerryHostOptions options)
+    {
+        services.AddSingleton<ConductorContext>();
+        services.AddSingleton<ComputeTaskManager>();
+        services.AddSingleton<BuildTimeoutCheck>();
+        services.AddHostedService(sp => new ConductorService(sp.GetRequiredService<IRpcTransport>(), sp.GetRequiredService<ComputeTaskManager>(),
+            sp.GetRequiredService<ServiceStore>(), options));
+        services.AddHostedService(sp => sp.GetRequiredService<BuildTimeoutCheck>());
+        return services;
+    }
+
+    /// <summary>The scheduler role: its RPC server and its heartbeat.</summary>
+    public static IServiceCollection AddFerrySchedulerRole(this IServiceCollection services, FerryHostOptions options)
+    {
+        services.AddSingleton<IHostStateSource, DatabaseHostStateSource>();
+        services.AddFerryScheduler(s => s.ServiceDownTime = options.ServiceDownTime);
+        services.AddHostedService(sp => new SchedulerService(sp.GetRequiredService<IRpcTransport>(), sp.GetRequiredService<SchedulerManager>(),
+            sp.GetRequiredService<ServiceStore>(), options));
+        return services;
+    }
+
+    /// <summary>The api role's services: identity (keystone auth), the compute API, per-port routing, and its start-up work.</summary>
+    public static IServiceCollection AddFerryApiRole(this IServiceCollection services, FerryHostOptions options)
+    {
+        if (options.UsesKeystone)
+        {
+            // The compute and placement APIs check tokens with the identity service even where its API is not served.
+            services.AddFerryIdentity(AllInOne.IdentityOptionsOf(options));
+        }
+        services.AddFerryComputeApi();
+        services.AddLocalPortRouting();
+        services.AddHostedService(sp => new ApiStartup(sp, options));
+        return services;
+    }
+
+    /// <summary>Maps each API the options serve on its own port, and the healthcheck on every one.</summary>
+    public static void MapFerryApiRole(this WebApplication app, FerryHostOptions options)
+    {
+        if (options.Serves("compute"))
+        {
+            app.MapGroup("").RequireLocalPort(options.ComputeApiPort).MapFerryComputeApi();
+        }
+        if (options.Serves("placement"))
+        {
+            var placement = app.MapGroup("").RequireLocalPort(options.PlacementPort);
+            placement.AddEndpointFilter(PlacementAuthFilter.InvokeAsync);
+            placement.MapPlacementApi();
+        }
+        if (options.UsesKeystone && options.Serves("identity"))
+        {
+            app.MapGroup("").RequireLocalPort(options.IdentityPort).MapIdentityApi();
+        }
+        if (options.Serves("image"))
+        {
+            app.MapGroup("").RequireLocalPort(options.ImagePort).MapImageApi();
+        }
+        app.MapHealthcheck(Healthcheck.DisableFilePath(options.DataDirectory)); // every API port, before any authentication
+    }
+}

@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using Microsoft.Data.Sqlite;
+
+namespace Ferry.FunctionalTests.Host;
+
+/// <summary>The <c>ferry</c> program as an operator runs it: <c>ferry db sync</c>, and the one-line refusals of a bad start.</summary>
+public sealed class FerryProgramTests : IDisposable
+{
+    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("ferry-program-").FullName;
+
+    public void Dispose() => Directory.Delete(_dataDirectory, recursive: true);
+
+    [Fact]
+    public async Task DbSync_EmptyThenUpToDate_ExitsZeroAndChangesNothingTheSecondTime()
+    {
+        var first = await RunAsync(["db", "sync", "--data-dir", _dataDirectory]);
+        var afterFirst = SchemaVersions();
+        var second = await RunAsync(["db", "sync", "--data-dir", _dataDirectory]);
+
+        Assert.True(first.ExitCode == 0, first.Output);
+        Assert.Contains($"ferry db sync: the database {Path.Combine(_dataDirectory, "ferry.db")} is up to date.", first.Output, StringComparison.Ordinal);
+        Assert.Equal(["compute", "placement", "placement_catalog"], afterFirst.Keys.Order());
+        Assert.All(afterFirst.Values, version => Assert.True(version > 0));
+        Assert.True(second.ExitCode == 0, second.Output);
+        Assert.Equal(afterFirst, SchemaVersions());
+    }
+
+    [Fact]
+    public async Task DbSync_DatabaseFromEnvironment_SyncsThatFile()
+    {
+        var path = Path.Combine(_dataDirectory, "elsewhere", "nova.db");
+
+        var run = await RunAsync(["db", "sync"], new() { ["FERRY_DATABASE"] = path });
+
+        Assert.True(run.ExitCode == 0, run.Output);
+        Assert.True(File.Exists(path));
+    }
+
+    [Theory]
+    [InlineData("all-in-one --data-dir {0}", "FERRY_HOSTS", "abc", "ferry: FERRY_HOSTS (environment variable): 'abc' is not a whole number")]
+    [InlineData("compute --host c1 --data-dir {0}", null, null,
+        "ferry: ferry compute needs a shared transport: set transport (FERRY_TRANSPORT or --transport) to rabbitmq://…")]
+    [InlineData("compute --host c1 --data-dir {0} --transport rabbitmq://ferry:secret@127.0.0.1/", null, null,
+        "ferry: transport: rabbitmq://ferry:***@127.0.0.1/ names RabbitMQ, whose transport this build of Ferry does not have yet")]
+    public async Task Start_BadSetting_OneLineAndExitTwo(string commandLine, string? variable, string? value, string expected)
+    {
+        var environment = variable is null ? new Dictionary<string, string>() : new() { [variable] = value! };
+
+        var run = await RunAsync(string.Format(System.Globalization.CultureInfo.InvariantCulture, commandLine, _dataDirectory).Split(' '), environment);
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Equal(expected, run.Output.Trim());
+    }
+
+    private Dictionary<string, long> SchemaVersions()
+    {
+        using var connection = new SqliteConnection($"Data Source={Path.Combine(_dataDirectory, "ferry.db")};Pooling=false");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT component, version FROM schema_version";
+        using var reader = command.ExecuteReader();
+        var versions = new Dictionary<string, long>();
+        while (reader.Read())
+        {
+            versions[reader.GetString(0)] = reader.GetInt64(1);
+        }
+        return versions;
+    }
+
+    private static async Task<(int ExitCode, string Output)> RunAsync(string[] args, Dictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+        foreach (var (name, value) in environment ?? [])
+        {
+            start.Environment[name] = value;
+        }
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
+        var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+        return (process.ExitCode, await stdout + await stderr);
+    }
+}
