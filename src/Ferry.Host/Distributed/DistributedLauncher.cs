@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Ferry.Host.Distributed;
+
+/// <summary>What `ferry distributed` (`./ferry up --distributed`) runs besides the settings every role shares.</summary>
+public sealed record DistributedPlan(
+    string DataDirectory,
+    int Hosts,
+    int Replicas,
+    int PostgresPort,
+    int RabbitMqPort,
+    int ComputePort,
+    int PlacementPort,
+    int IdentityPort,
+    int ImagePort,
+    bool UsesKeystone,
+    IReadOnlyDictionary<string, string> Environment);
+
+/// <summary>
+/// Nova's shape on one machine: PostgreSQL and RabbitMQ on loopback (data under the data directory), `ferry db sync`,
+/// then every control-plane role as its own processes (<see cref="DistributedPlan.Replicas"/> each of api, conductor
+/// and scheduler; the api replicas share their ports through SO_REUSEPORT, so the kernel spreads connections between
+/// them) and one `ferry compute` process per host. <see cref="DisposeAsync"/> stops them all, agents first, then the
+/// broker and the database. The children's pids are kept in <c>&lt;data dir&gt;/distributed.pids</c>, so a start after a
+/// killed launcher first ends the processes it left.
+/// </summary>
+public sealed class DistributedLauncher : IAsyncDisposable
+{
+    private static readonly TimeSpan s_readyTimeout = TimeSpan.FromSeconds(120);
+
+    private readonly DistributedPlan _plan;
+    private readonly TextWriter _output;
+    private readonly List<FerryChild> _children = [];
+    private LocalPostgres? _postgres;
+    private LocalRabbitMq? _rabbitMq;
+
+    private DistributedLauncher(DistributedPlan plan, TextWriter output)
+    {
+        _plan = plan;
+        _output = output;
+    }
+
+    public LocalPostgres Postgres => _postgres ?? throw new InvalidOperationException("not started");
+
+    public LocalRabbitMq RabbitMq => _rabbitMq ?? throw new InvalidOperationException("not started");
+
+    /// <summary>The running children, in start order.</summary>
+    public IReadOnlyList<FerryChild> Children => _children;
+
+    public string ComputeApiUrl { get; private set; } = "";
+    public string PlacementUrl { get; private set; } = "";
+    public string IdentityUrl { get; private set; } = "";
+    public string ImageUrl { get; private set; } = "";
+
+    private string PidFile => Path.Combine(_plan.DataDirectory, "distributed.pids");
+
+    /// <summary>Starts everything; on any failure stops what it started and throws <see cref="FerryStartException"/>.</summary>
+    public static async Task<DistributedLauncher> StartAsync(DistributedPlan plan, TextWriter output, CancellationToken ct)
+    {
+        var launcher = new DistributedLauncher(plan, output);
+        try
+        {
+            await launcher.StartAllAsync(ct);
+            return launcher;
+        }
+        catch
+        {
+            await launcher.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task StartAllAsync(CancellationToken ct)
+    {
+        Directory.CreateDirectory(_plan.DataDirectory);
+        KillLeftovers();
+        _postgres = LocalPostgres.Start(Path.Combine(_plan.DataDirectory, "postgres"), _plan.PostgresPort);
+        _rabbitMq = await LocalRabbitMq.StartAsync(Path.Combine(_plan.DataDirectory, "rabbitmq"), _plan.RabbitMqPort);
+        var shared = new Dictionary<string, string>(_plan.Environment)
+        {
+            ["FERRY_DATADIR"] = _plan.DataDirectory,
+            ["FERRY_DATABASE"] = _postgres.ConnectionString,
+            ["FERRY_TRANSPORT"] = _rabbitMq.Url,
+        };
+
+        using (var sync = FerryChild.Start("db-sync", ["db", "sync"], shared))
+        {
+            var exit = await sync.WaitForExitAsync(s_readyTimeout, ct);
+            if (exit != 0)
+            {
+                throw new FerryStartException($"ferry db sync exited {exit}: {sync.LastLine()}");
+            }
+        }
+
+        // The first api replica picks the ports (0: free ones); the others join it on the same ports.
+        var first = await StartAsync("api-1", ["api", "--reuse-port", .. ApiPorts(_plan.ComputePort, _plan.PlacementPort, _plan.IdentityPort, _plan.ImagePort)], shared, ct);
+        ComputeApiUrl = UrlIn(first.ReadyLine, "compute API", "/v2.1");
+        PlacementUrl = UrlIn(first.ReadyLine, "placement", "");
+        ImageUrl = UrlIn(first.ReadyLine, "images", "");
+        IdentityUrl = _plan.UsesKeystone ? UrlIn(first.ReadyLine, "identity", "/v3") : "";
+        var ports = new[] { PortOf(ComputeApiUrl), PortOf(PlacementUrl), _plan.UsesKeystone ? PortOf(IdentityUrl) : 0, PortOf(ImageUrl) };
+        var others = Enumerable.Range(2, _plan.Replicas - 1)
+            .Select(i => StartAsync($"api-{i}", ["api", "--reuse-port", .. ApiPorts(ports[0], ports[1], ports[2], ports[3])], shared, ct));
+        var control = Enumerable.Range(1, _plan.Replicas).SelectMany(i => new[]
+        {
+            StartAsync($"conductor-{i}", ["conductor", "--controller-host", $"{Environment.MachineName}-{i}"], shared, ct),
+            StartAsync($"scheduler-{i}", ["scheduler", "--controller-host", $"{Environment.MachineName}-{i}"], shared, ct),
+        });
+        await Task.WhenAll(others.Concat(control));
+
+        var agentEnvironment = new Dictionary<string, string>(shared)
+        {
+            ["FERRY_API__PLACEMENTURL"] = PlacementUrl,
+            ["FERRY_API__IMAGEURL"] = ImageUrl,
+        };
+        if (_plan.UsesKeystone)
+        {
+            agentEnvironment["FERRY_API__IDENTITYURL"] = IdentityUrl[..^"/v3".Length];
+        }
+        await Task.WhenAll(Enumerable.Range(1, _plan.Hosts).Select(i => StartAsync($"compute{i}", ["compute", "--host", $"compute{i}"], agentEnvironment, ct)));
+    }
+
+    private static string[] ApiPorts(int compute, int placement, int identity, int image) =>
+    [
+        "--compute-port", Invariant(compute), "--placement-port", Invariant(placement), "--identity-port", Invariant(identity), "--image-port", Invariant(image),
+    ];
+
+    private async Task<FerryChild> StartAsync(string name, string[] arguments, IReadOnlyDictionary<string, string> environment, CancellationToken ct)
+    {
+        var child = FerryChild.Start(name, arguments, environment);
+        lock (_children)
+        {
+            _children.Add(child);
+            File.WriteAllLines(PidFile, _children.Select(c => Invariant(c.ProcessId)));
+        }
+        await child.WaitReadyAsync(s_readyTimeout, ct);
+        return child;
+    }
+
+    /// <summary>Ends the children a killed launcher left (only processes whose command line is a Ferry role of this data directory).</summary>
+    private void KillLeftovers()
+    {
+        if (!File.Exists(PidFile))
+        {
+            return;
+        }
+        foreach (var line in File.ReadAllLines(PidFile))
+        {
+            if (int.TryParse(line, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}")
+                && File.ReadAllText($"/proc/{pid}/environ").Contains($"FERRY_DATADIR={_plan.DataDirectory}\0", StringComparison.Ordinal))
+            {
+                _ = ProcessSignals.Send(pid, "KILL");
+            }
+        }
+        File.Delete(PidFile);
+    }
+
+    private static string UrlIn(string readyLine, string label, string suffix)
+    {
+        var match = Regex.Match(readyLine, Regex.Escape(label) + @" (http://\S+?)" + Regex.Escape(suffix) + "(?:,|$| )");
+        return match.Success ? match.Groups[1].Value + suffix : throw new FerryStartException($"cannot find the {label} URL in: {readyLine}");
+    }
+
+    private static int PortOf(string url) => new Uri(url).Port;
+
+    private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    public async ValueTask DisposeAsync()
+    {
+        // Agents first (they finish or hand back what they run), then the control plane, then the broker and the database.
+        var order = new[] { "compute", "conductor", "scheduler", "api" };
+        foreach (var prefix in order)
+        {
+            var group = _children.Where(c => c.Name.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            await Task.WhenAll(group.Select(c => c.StopAsync(TimeSpan.FromSeconds(15))));
+        }
+        foreach (var child in _children)
+        {
+            child.Dispose();
+        }
+        _children.Clear();
+        File.Delete(PidFile);
+        if (_rabbitMq is not null)
+        {
+            await _rabbitMq.StopAsync();
+        }
+        _postgres?.Stop();
+    }
+}
