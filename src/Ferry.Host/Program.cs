@@ -26,7 +26,7 @@ if (commandLine.Errors.Count > 0)
 }
 if (FerryCommandLine.WantsHelp(commandLine) || role == FerryRoles.None)
 {
-    Console.Out.Write(FerryCommandLine.HelpText(role));
+    Console.Out.Write(FerryCommandLine.HelpText(commandLine));
     return FerryCommandLine.WantsHelp(commandLine) ? 0 : 2;
 }
 var loaded = FerryConfiguration.Load(commandLine, Environment.GetEnvironmentVariables());
