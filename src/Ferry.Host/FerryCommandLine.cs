@@ -191,11 +191,21 @@ public static class FerryCommandLine
     /// <summary>The help of `./ferry up` (the all-in-one), rendered at <see cref="HelpWidth"/> columns whatever the terminal.</summary>
     public static string HelpText() => HelpText(FerryRoles.AllInOne);
 
+    /// <summary>The help of the command a parsed command line names (a role, the <c>db</c> group, or the program).</summary>
+    public static string HelpText(ParseResult result)
+    {
+        var role = RoleOf(result);
+        return role != FerryRoles.None || result.CommandResult.Command is RootCommand
+            ? HelpText(role)
+            : HelpText(FerryRoles.None, [result.CommandResult.Command.Name]);
+    }
+
     /// <summary>The help of one role's command (or of the program, for <see cref="FerryRoles.None"/>).</summary>
-    public static string HelpText(FerryRoles role)
+    public static string HelpText(FerryRoles role) => HelpText(role, role == FerryRoles.None ? [] : [.. WordsOf(role)]);
+
+    private static string HelpText(FerryRoles role, string[] words)
     {
         using var output = new StringWriter(CultureInfo.InvariantCulture) { NewLine = "\n" };
-        string[] words = role == FerryRoles.None ? [] : [.. WordsOf(role)];
         var help = Root.Parse([.. words, "--help"]);
         if (help.Action is HelpAction action)
         {
@@ -210,7 +220,7 @@ public static class FerryCommandLine
             lines[usage + 1] = role switch
             {
                 FerryRoles.AllInOne => "  ./ferry up [options]",
-                FerryRoles.None => "  ferry [command] [options]",
+                FerryRoles.None => $"  ferry {string.Join(' ', [.. words, "[command]"])} [options]",
                 _ => $"  ferry {string.Join(' ', words)} [options]",
             };
         }

@@ -26,7 +26,7 @@ if (commandLine.Errors.Count > 0)
 }
 if (FerryCommandLine.WantsHelp(commandLine) || role == FerryRoles.None)
 {
-    Console.Out.Write(FerryCommandLine.HelpText(role));
+    Console.Out.Write(FerryCommandLine.HelpText(commandLine));
     return FerryCommandLine.WantsHelp(commandLine) ? 0 : 2;
 }
 var loaded = FerryConfiguration.Load(commandLine, Environment.GetEnvironmentVariables());
@@ -100,13 +100,7 @@ static async Task<int> RunAllInOneAsync(FerryHostOptions options, Stopwatch star
         $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}, log {Path.GetFullPath(options.LogFilePath)}. Ctrl-C stops it.");
     if (options.UsesKeystone)
     {
-        // devstack's openrc files, with the development passwords the identity file was first written with.
-        var identity = AllInOne.IdentityOptionsOf(options);
-        foreach (var (user, password) in new[] { ("admin", identity.AdminPassword), ("demo", identity.DemoPassword) })
-        {
-            OpenRc.Write(Path.Combine(options.DataDirectory, $"{user}-openrc.sh"),
-                OpenRc.Variables($"{options.IdentityUrl}/v3", user, password, user, identity.Region));
-        }
+        WriteOpenRcFiles(options);
         Console.WriteLine($"Identity {options.IdentityUrl}/v3. Try: . {Path.Combine(options.DataDirectory, "admin-openrc.sh")} && openstack compute service list");
     }
     else
@@ -144,6 +138,10 @@ static async Task<int> RunRoleAsync(FerryRoles role, FerryHostOptions options, S
         Console.Error.WriteLine($"ferry: cannot start: {ex.Message}");
         return 1;
     }
+    if (role == FerryRoles.Api && options.UsesKeystone && options.Serves("identity"))
+    {
+        WriteOpenRcFiles(options);
+    }
     var transport = FerryInfrastructure.Redacted(options.Transport);
     Console.WriteLine(role switch
     {
@@ -156,6 +154,17 @@ static async Task<int> RunRoleAsync(FerryRoles role, FerryHostOptions options, S
     await host.StopAsync();
     Console.WriteLine($"Ferry {name} stopped.");
     return 0;
+}
+
+// devstack's openrc files, with the development passwords the identity file was first written with.
+static void WriteOpenRcFiles(FerryHostOptions options)
+{
+    var identity = AllInOne.IdentityOptionsOf(options);
+    foreach (var (user, password) in new[] { ("admin", identity.AdminPassword), ("demo", identity.DemoPassword) })
+    {
+        OpenRc.Write(Path.Combine(options.DataDirectory, $"{user}-openrc.sh"),
+            OpenRc.Variables($"{options.IdentityUrl}/v3", user, password, user, identity.Region));
+    }
 }
 
 static IEnumerable<string> ServedApis(FerryHostOptions options)

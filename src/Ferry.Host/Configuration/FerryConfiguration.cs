@@ -84,7 +84,9 @@ public static class FerryConfiguration
         {
             foreach (var key in LeafKeys(fileProvider, null))
             {
-                if (FerrySettings.Find(key) is null)
+                // A list setting's JSON array comes as key:0, key:1…
+                var parent = key.LastIndexOf(':') is var colon and > 0 && int.TryParse(key[(colon + 1)..], out _) ? key[..colon] : null;
+                if (FerrySettings.Find(key) is null && !(parent is not null && FerrySettings.Find(parent) is { IsList: true }))
                 {
                     errors.Add($"{configFile}: '{key}' is not a Ferry setting");
                 }
@@ -94,8 +96,13 @@ public static class FerryConfiguration
         var options = new FerryHostOptions();
         foreach (var setting in FerrySettings.All)
         {
+            var value = manager[setting.Key];
+            if (value is null && setting.IsList && manager.GetSection(setting.Key).GetChildren().ToList() is { Count: > 0 } items)
+            {
+                value = string.Join(',', items.Select(i => i.Value));
+            }
             // A setting no source gives takes the default its help shows (the command line's, e.g. auth keystone).
-            if (manager[setting.Key] is not { } value)
+            if (value is null)
             {
                 if (setting.Default is { } defaultValue)
                 {
@@ -103,7 +110,7 @@ public static class FerryConfiguration
                 }
                 continue;
             }
-            var provider = ((IConfigurationRoot)manager).Providers.Last(p => p.TryGet(setting.Key, out _));
+            var provider = ((IConfigurationRoot)manager).Providers.LastOrDefault(p => p.TryGet(setting.Key, out _)) ?? fileProvider;
             if (setting.Validate(value) is { } error)
             {
                 var origin = ReferenceEquals(provider, flagProvider) ? setting.Flag

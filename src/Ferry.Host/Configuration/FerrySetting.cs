@@ -37,6 +37,9 @@ public sealed record FerrySetting(
     /// <summary>A switch: given without a value on the command line, true or false in a file or the environment.</summary>
     public bool IsSwitch { get; init; }
 
+    /// <summary>A comma-separated list; a JSON array in the file says the same.</summary>
+    public bool IsList { get; init; }
+
     /// <summary>The environment variable that sets it (FERRY_HOSTS, FERRY_API__COMPUTEPORT…).</summary>
     public string EnvironmentVariable => FerrySettings.EnvironmentPrefix + Key.Replace(":", "__", StringComparison.Ordinal).ToUpperInvariant();
 

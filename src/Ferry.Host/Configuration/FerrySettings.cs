@@ -40,7 +40,10 @@ public static class FerrySettings
             "TRANSPORT", "inprocess", FerryRoles.Running, CheckTransport, (o, v) => o.Transport = v),
         Text("listen", "--listen", "The address the APIs listen on.", s_defaults.ListenAddress, "ADDRESS", ApiOnly, (o, v) => o.ListenAddress = v, CheckAddress),
         new("apis", "--apis", "The APIs this process serves, comma-separated: compute, placement, identity, image (identity with keystone auth only).",
-            "LIST", string.Join(',', ApiNames), FerryRoles.Api, CheckApis, (o, v) => o.Apis = new HashSet<string>(SplitList(v), StringComparer.Ordinal)),
+            "LIST", string.Join(',', ApiNames), FerryRoles.Api, CheckApis, (o, v) => o.Apis = new HashSet<string>(SplitList(v), StringComparer.Ordinal))
+        {
+            IsList = true,
+        },
         Port("api:computePort", "--compute-port", "Port of the compute API (Nova v2.1).", s_defaults.ComputeApiPort, (o, v) => o.ComputeApiPort = v),
         Port("api:placementPort", "--placement-port", "Port of the placement API.", s_defaults.PlacementPort, (o, v) => o.PlacementPort = v),
         Port("api:identityPort", "--identity-port", "Port of the identity API (Keystone v3 subset; keystone auth only).", s_defaults.IdentityPort, (o, v) => o.IdentityPort = v),

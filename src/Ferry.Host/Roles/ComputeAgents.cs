@@ -24,14 +24,17 @@ public sealed class ComputeAgents : IAsyncDisposable
     private readonly ILoggerFactory _loggers;
     private readonly ConcurrentDictionary<string, FakeHypervisorState> _hypervisors = new();
 
-    public ComputeAgents(FerryHostOptions options, IRpcTransport transport, RpcOptions rpcOptions, TimeProvider time, ILoggerFactory loggers)
+    /// <param name="placementHandler">What placement requests go through (a separate agent's Keystone login); null: straight out.</param>
+    public ComputeAgents(FerryHostOptions options, IRpcTransport transport, RpcOptions rpcOptions, TimeProvider time, ILoggerFactory loggers,
+        HttpMessageHandler? placementHandler = null)
     {
         _options = options;
         _transport = transport;
         _rpcOptions = rpcOptions;
         _time = time;
         _loggers = loggers;
-        _placementHttp = new HttpClient { BaseAddress = new Uri(options.PlacementUrl + "/") };
+        _placementHttp = placementHandler is null ? new HttpClient() : new HttpClient(placementHandler, disposeHandler: true);
+        _placementHttp.BaseAddress = new Uri(options.PlacementUrl + "/");
     }
 
     /// <summary>Running (or stopped) compute agents by host; agents start concurrently, hence concurrent.</summary>

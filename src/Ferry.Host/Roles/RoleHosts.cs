@@ -48,14 +48,15 @@ public static class RoleHosts
     {
         var builder = NewHost(options, logging);
         builder.Services.AddFerryBus(infrastructure);
+        var keystone = ComputeAgentService.KeystoneLogin(options); // the agents' HttpClient owns (and disposes) it
         builder.Services.AddSingleton(sp =>
         {
             var agents = new ComputeAgents(options, sp.GetRequiredService<IRpcTransport>(), sp.GetRequiredService<RpcOptions>(),
-                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>());
+                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(), keystone);
             configure?.Invoke(agents);
             return agents;
         });
-        builder.Services.AddHostedService(sp => new ComputeAgentService(sp.GetRequiredService<ComputeAgents>(), options));
+        builder.Services.AddHostedService(sp => new ComputeAgentService(sp.GetRequiredService<ComputeAgents>(), options, keystone));
         return builder.Build();
     }
 

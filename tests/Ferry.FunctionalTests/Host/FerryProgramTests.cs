@@ -52,6 +52,76 @@ public sealed class FerryProgramTests : IDisposable
         Assert.Equal(expected, run.Output.Trim());
     }
 
+    [Fact]
+    public async Task Api_PlacementAndImagesAlone_ServesThemAndStopsOnSigterm()
+    {
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry"))
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[] { "api", "--apis", "placement,image", "--auth", "noauth2", "--placement-port", "0", "--image-port", "0", "--data-dir", _dataDirectory })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        using var process = Process.Start(start)!;
+        var output = new System.Text.StringBuilder();
+        void Append(string? line)
+        {
+            lock (output)
+            {
+                output.AppendLine(line);
+            }
+        }
+        string Output()
+        {
+            lock (output)
+            {
+                return output.ToString();
+            }
+        }
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            System.Text.RegularExpressions.Match ready;
+            while (!(ready = System.Text.RegularExpressions.Regex.Match(Output(), @"Ferry api is ready in \d+ ms: placement (?<placement>http://\S+), images (?<image>http://\S+), transport inprocess")).Success)
+            {
+                Assert.False(process.HasExited, $"ferry api exited with {(process.HasExited ? process.ExitCode : 0)}: {Output()}");
+                Assert.True(DateTime.UtcNow < deadline, $"ferry api not ready after 60 s: {Output()}");
+                await Task.Delay(50);
+            }
+            using var http = new HttpClient();
+            http.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin");
+            var placement = await http.GetAsync($"{ready.Groups["placement"].Value}/resource_providers");
+            var images = await http.GetAsync($"{ready.Groups["image"].Value.TrimEnd(',')}/v2/images");
+
+            Assert.Equal(System.Net.HttpStatusCode.OK, placement.StatusCode);
+            Assert.Equal(System.Net.HttpStatusCode.OK, images.StatusCode);
+            Assert.DoesNotContain("compute API", Output(), StringComparison.Ordinal);
+
+            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                await kill.WaitForExitAsync();
+            }
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await process.WaitForExitAsync(timeout.Token);
+            Assert.Equal(0, process.ExitCode);
+            Assert.Contains("Ferry api stopped.", Output(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
     private Dictionary<string, long> SchemaVersions()
     {
         using var connection = new SqliteConnection($"Data Source={Path.Combine(_dataDirectory, "ferry.db")};Pooling=false");

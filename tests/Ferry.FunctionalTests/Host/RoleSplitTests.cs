@@ -18,8 +18,11 @@ namespace Ferry.FunctionalTests.Host;
 [Collection(ProcessRestartCollection.Name)]
 public sealed class RoleSplitTests
 {
-    [Fact]
-    public async Task SeparateRoleHosts_BootAndLiveMigrate_ServerMovesToTheOtherHost()
+    /// <summary>With keystone auth, each compute role logs in to the identity API for its placement token, as a separate process must.</summary>
+    [Theory]
+    [InlineData("noauth2")]
+    [InlineData("keystone")]
+    public async Task SeparateRoleHosts_BootAndLiveMigrate_ServerMovesToTheOtherHost(string auth)
     {
         var dataDirectory = Directory.CreateTempSubdirectory("ferry-roles-").FullName;
         var options = new FerryHostOptions
@@ -31,6 +34,7 @@ public sealed class RoleSplitTests
             ImagePort = 0,
             FakeTimeScale = 0,
             ReportInterval = TimeSpan.FromSeconds(1),
+            Auth = auth,
         };
         var infrastructure = new FerryInfrastructure(options);
         static void Quiet(ILoggingBuilder logging) => logging.SetMinimumLevel(LogLevel.None);
@@ -49,7 +53,10 @@ public sealed class RoleSplitTests
             {
                 await host.StartAsync();
             }
-            using var admin = new NovaClient(options.ComputeApiUrl, "admin:admin");
+            var token = auth == "keystone"
+                ? await ServiceToken.LoginAsync(options.IdentityUrl, "admin", AllInOne.IdentityOptionsOf(options).AdminPassword, "admin", CancellationToken.None)
+                : "admin:admin";
+            using var admin = new NovaClient(options.ComputeApiUrl, token);
             var (servicesStatus, services) = await admin.GetAsync("os-services");
             Assert.Equal(HttpStatusCode.OK, servicesStatus);
             var binaries = services!["services"]!.AsArray().Select(s => $"{s!["binary"]}@{s["host"]}").ToList();

@@ -145,6 +145,19 @@ public sealed class FerryConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void Load_ApisAsJsonArray_SameAsTheCommaList()
+    {
+        var file = File("""{ "apis": ["placement", "identity"] }""");
+
+        var loaded = Load(["api", "--config", file]);
+        var bad = Load(["api", "--config", File("""{ "apis": ["placement", "volume"] }""")]);
+
+        Assert.Empty(loaded.Errors);
+        Assert.Equal(["identity", "placement"], loaded.Options.Apis.Order());
+        Assert.EndsWith("'volume' is not one of compute, placement, identity, image", Assert.Single(bad.Errors), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Load_ComputeRole_TakesItsHostAndAddress()
     {
         var loaded = Load(["compute", "--host", "hv-07", "--address", "10.0.0.7", "--transport", "rabbitmq://mq"],
