@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
+using System.Text;
+using Ferry.ControlPlane.Persistence;
 
 namespace Ferry.ControlPlane.Identity;
 
@@ -21,53 +23,121 @@ public sealed record IdentityToken(
 }
 
 /// <summary>
-/// Opaque random tokens kept in memory with their expiry (a restart revokes them all, as clients
-/// simply authenticate again). Expired tokens are dropped when met and when new ones are issued.
+/// Opaque random tokens kept in the database's <c>tokens</c> table with their expiry, so a token one API replica
+/// issued is valid on every other, and revoking it on one revokes it everywhere. Only a SHA-256 of the token
+/// id is stored (a leaked table holds no usable token), and the user without its password hash. Expired rows
+/// are deleted when met and when new tokens are issued. On an unshared database (SQLite, one process) validated
+/// tokens are also kept in memory, since no other process can revoke them.
 /// </summary>
-public sealed class TokenStore(IdentityOptions options, TimeProvider time)
+public sealed class TokenStore
 {
-    private readonly ConcurrentDictionary<string, IdentityToken> _tokens = new(StringComparer.Ordinal);
+    private readonly IdentityOptions _options;
+    private readonly TimeProvider _time;
+    private readonly FerryDatabase _db;
+    private readonly ConcurrentDictionary<string, IdentityToken>? _local;
 
-    public TimeSpan Lifetime => options.TokenLifetime;
+    public TokenStore(IdentityOptions options, TimeProvider time, FerryDatabase db)
+    {
+        _options = options;
+        _time = time;
+        _db = db;
+        _local = db.IsShared ? null : new ConcurrentDictionary<string, IdentityToken>(StringComparer.Ordinal);
+        db.Migrate(IdentitySchema.Component, IdentitySchema.Scripts);
+    }
+
+    public TimeSpan Lifetime => _options.TokenLifetime;
 
     public IdentityToken Issue(UserEntry user, ProjectEntry? project, IReadOnlyList<RoleEntry> roles, IReadOnlyList<string> methods,
         DateTimeOffset? expiresAt = null, string? auditId = null)
     {
-        var now = time.GetUtcNow();
-        PurgeExpired(now);
-        var expires = expiresAt ?? now + options.TokenLifetime;
+        var now = _time.GetUtcNow();
+        var expires = expiresAt ?? now + _options.TokenLifetime;
         var token = new IdentityToken(NewSecret(32), user, project, roles, methods, now, expires, auditId ?? NewSecret(16));
-        _tokens[token.Id] = token;
+        _db.Write((c, t) =>
+        {
+            using (var purge = FerryDatabase.Command(c, t, "DELETE FROM tokens WHERE expires_at <= @now", ("@now", Rows.Time(now))))
+            {
+                purge.ExecuteNonQuery();
+            }
+            using var insert = FerryDatabase.Command(c, t,
+                "INSERT INTO tokens(id_hash, user_id, project_id, user_data, project_data, roles, methods, issued_at, expires_at, audit_id) " +
+                "VALUES (@h, @u, @p, @ud, @pd, @r, @m, @i, @e, @a)",
+                ("@h", Hash(token.Id)), ("@u", user.Id), ("@p", project?.Id),
+                ("@ud", Rows.Json(user with { PasswordHash = "" }, TokenJsonContext.Default.UserEntry)),
+                ("@pd", project is null ? null : Rows.Json(project, TokenJsonContext.Default.ProjectEntry)),
+                ("@r", Rows.Json(roles.ToList(), TokenJsonContext.Default.ListRoleEntry)), ("@m", Rows.Json(methods.ToList(), TokenJsonContext.Default.ListString)),
+                ("@i", Rows.Time(now)), ("@e", Rows.Time(expires)), ("@a", token.AuditId));
+            insert.ExecuteNonQuery();
+        });
+        _local?.TryAdd(token.Id, token);
+        if (_local is not null)
+        {
+            foreach (var (id, cached) in _local)
+            {
+                if (cached.ExpiresAt <= now)
+                {
+                    _local.TryRemove(id, out _);
+                }
+            }
+        }
         return token;
     }
 
     /// <summary>The live token with this id, or null when unknown, revoked or expired.</summary>
     public IdentityToken? Validate(string? id)
     {
-        if (string.IsNullOrEmpty(id) || !_tokens.TryGetValue(id, out var token))
+        if (string.IsNullOrEmpty(id))
         {
             return null;
         }
-        if (token.ExpiresAt <= time.GetUtcNow())
+        var now = _time.GetUtcNow();
+        if (_local is not null && _local.TryGetValue(id, out var cached))
         {
-            _tokens.TryRemove(id, out _);
+            if (cached.ExpiresAt > now)
+            {
+                return cached;
+            }
+            Revoke(id);
             return null;
         }
+        var token = _db.Read(c =>
+        {
+            using var read = FerryDatabase.Command(c, null,
+                "SELECT user_data, project_data, roles, methods, issued_at, expires_at, audit_id FROM tokens WHERE id_hash = @h", ("@h", Hash(id)));
+            using var r = read.ExecuteReader();
+            return r.Read()
+                ? new IdentityToken(id,
+                    Rows.FromJson(r.GetString(0), TokenJsonContext.Default.UserEntry),
+                    r.IsDBNull(1) ? null : Rows.FromJson(r.GetString(1), TokenJsonContext.Default.ProjectEntry),
+                    Rows.FromJson(r.GetString(2), TokenJsonContext.Default.ListRoleEntry),
+                    Rows.FromJson(r.GetString(3), TokenJsonContext.Default.ListString),
+                    Rows.ParseTime(r.GetString(4)), Rows.ParseTime(r.GetString(5)), r.GetString(6))
+                : null;
+        });
+        if (token is null)
+        {
+            return null;
+        }
+        if (token.ExpiresAt <= now)
+        {
+            Revoke(id);
+            return null;
+        }
+        _local?.TryAdd(id, token);
         return token;
     }
 
-    public bool Revoke(string id) => _tokens.TryRemove(id, out _);
-
-    private void PurgeExpired(DateTimeOffset now)
+    public bool Revoke(string id)
     {
-        foreach (var (id, token) in _tokens)
+        _local?.TryRemove(id, out _);
+        return _db.Write((c, t) =>
         {
-            if (token.ExpiresAt <= now)
-            {
-                _tokens.TryRemove(id, out _);
-            }
-        }
+            using var delete = FerryDatabase.Command(c, t, "DELETE FROM tokens WHERE id_hash = @h", ("@h", Hash(id)));
+            return delete.ExecuteNonQuery() > 0;
+        });
     }
+
+    private static string Hash(string id) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(id)));
 
     private static string NewSecret(int bytes) =>
         Convert.ToBase64String(RandomNumberGenerator.GetBytes(bytes)).TrimEnd('=').Replace('+', '-').Replace('/', '_');

@@ -107,6 +107,27 @@ public sealed class FerryDatabase : IDisposable
         });
     }
 
+    /// <summary>
+    /// Opens a connection and runs a trivial query, so a process fails at start, in one line naming the database,
+    /// rather than on its first request.
+    /// </summary>
+    /// <exception cref="DatabaseUnavailableException">The server cannot be reached or refuses the login.</exception>
+    public void CheckReachable()
+    {
+        try
+        {
+            Read(connection =>
+            {
+                using var ping = Command(connection, null, "SELECT 1");
+                return ping.ExecuteScalar();
+            });
+        }
+        catch (Exception e) when (e is DbException or TimeoutException or System.Net.Sockets.SocketException)
+        {
+            throw new DatabaseUnavailableException(Description, e);
+        }
+    }
+
     /// <summary>The recorded schema version of a component; 0 when it has none yet.</summary>
     public int SchemaVersion(string component) =>
         Read(connection =>

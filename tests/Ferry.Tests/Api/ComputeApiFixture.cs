@@ -39,7 +39,7 @@ public sealed class RecordingDispatcher(string topic, ComputeApiFixture fixture)
     }
 }
 
-/// <summary>The compute API on real Kestrel at 127.0.0.1:0 over a temp SQLite file and the in-process bus.</summary>
+/// <summary>The compute API on real Kestrel at 127.0.0.1:0 over a temp SQLite file (or PostgreSQL, see InitializeAsync) and the in-process bus.</summary>
 public sealed class ComputeApiFixture : IAsyncLifetime
 {
     private readonly string _dbPath = Path.Combine(Path.GetTempPath(), $"ferry-api-{Guid.NewGuid():N}.db");
@@ -63,7 +63,11 @@ public sealed class ComputeApiFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Db = new FerryDatabase(_dbPath);
+        // FERRY_TEST_DATABASE=postgresql runs the API tests over a fresh database on the test PostgreSQL server
+        // (its temp dir is removed by the next run: these classes are not in the postgres collection).
+        Db = new FerryDatabase(Environment.GetEnvironmentVariable("FERRY_TEST_DATABASE") == "postgresql"
+            ? Ferry.Tests.Shared.PostgresServer.Shared.CreateDatabase("api")
+            : _dbPath);
         Db.Migrate(ComputeSchema.Component, ComputeSchema.Scripts);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");

@@ -330,8 +330,8 @@ public sealed class KeypairsEndpointsTests(ComputeApiFixture f)
             f.Db.Write((c, t) =>
             {
                 using var insert = Ferry.ControlPlane.Persistence.FerryDatabase.Command(c, t,
-                    "INSERT INTO key_pairs(user_id, name, type, fingerprint, public_key, created_at) VALUES ($u, $n, 'ssh', 'f', 'k', '2026-11-22T10:00:00Z')",
-                    ("$u", user), ("$n", $"k{i}"));
+                    "INSERT INTO key_pairs(user_id, name, type, fingerprint, public_key, created_at) VALUES (@u, @n, 'ssh', 'f', 'k', '2026-11-22T10:00:00Z')",
+                    ("@u", user), ("@n", $"k{i}"));
                 insert.ExecuteNonQuery();
             });
         }

@@ -1,5 +1,8 @@
 using Ferry.ControlPlane.Identity;
+using Ferry.ControlPlane.Persistence;
 using Ferry.Tests.Api;
+using Ferry.Tests.Persistence;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Ferry.Tests.Identity;
@@ -36,19 +39,82 @@ public sealed class PasswordHasherTests
     }
 }
 
-public sealed class TokenStoreTests
+public sealed class SqliteTokenStoreTests() : TokenStoreTests(DatabaseEngine.Sqlite);
+
+[Collection(PostgresServer.Collection)]
+public sealed class PostgresTokenStoreTests() : TokenStoreTests(DatabaseEngine.PostgreSql)
+{
+    [Fact]
+    public void Token_IssuedByOneReplica_IsValidOnAnotherUntilRevokedThere()
+    {
+        var other = OtherReplica();
+        var token = IssueDemo();
+
+        var seen = other.Validate(token.Id);
+
+        Assert.NotNull(seen);
+        Assert.Equal((token.User.Id, token.Project!.Id, token.AuditId, token.ExpiresAt), (seen.User.Id, seen.Project!.Id, seen.AuditId, seen.ExpiresAt));
+        Assert.Equal(token.Roles.Select(r => r.Name).Order(), seen.Roles.Select(r => r.Name).Order());
+        Assert.Equal(["password"], seen.Methods);
+        Assert.Equal("", seen.User.PasswordHash);
+        Assert.True(other.Revoke(token.Id));
+        Assert.Null(Tokens.Validate(token.Id));
+    }
+}
+
+/// <summary>The token store over each database engine.</summary>
+public abstract class TokenStoreTests : IDisposable
 {
     private static readonly DateTimeOffset s_start = new(2026, 11, 23, 10, 0, 0, TimeSpan.Zero);
     private readonly ManualTimeProvider _time = new(s_start);
     private readonly IdentityStore _store = new(IdentityStore.CreateDefault("a", "d", iterations: 1000));
+    private readonly IdentityOptions _options = new() { ConfigPath = "unused", TokenLifetime = TimeSpan.FromMinutes(10) };
+    private readonly TestDatabase _files;
     private readonly TokenStore _tokens;
 
-    public TokenStoreTests()
+    protected TokenStoreTests(DatabaseEngine engine)
     {
-        _tokens = new TokenStore(new IdentityOptions { ConfigPath = "unused", TokenLifetime = TimeSpan.FromMinutes(10) }, _time);
+        _files = new TestDatabase(engine);
+        _tokens = new TokenStore(_options, _time, _files.Open());
     }
 
-    private IdentityToken IssueDemo()
+    public void Dispose() => _files.Dispose();
+
+    private protected TokenStore Tokens => _tokens;
+
+    /// <summary>A second process on the same database: its own connection and token store.</summary>
+    private protected TokenStore OtherReplica() => new(_options, _time, _files.Open());
+
+    [Fact]
+    public void Token_StoredAsHashOnly_NeverAsItsId()
+    {
+        var token = IssueDemo();
+        var stored = _files.Open().Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "SELECT id_hash, user_data FROM tokens");
+            using var r = command.ExecuteReader();
+            Assert.True(r.Read());
+            return r.GetString(0) + r.GetString(1);
+        });
+        Assert.DoesNotContain(token.Id, stored, StringComparison.Ordinal);
+        Assert.DoesNotContain("pbkdf2", stored, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Token_ExpiredRows_ArePurgedWhenTheNextIsIssued()
+    {
+        IssueDemo();
+        _time.Advance(TimeSpan.FromMinutes(11));
+        IssueDemo();
+        var rows = _files.Open().Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "SELECT COUNT(*) FROM tokens");
+            return Convert.ToInt32(command.ExecuteScalar());
+        });
+        Assert.Equal(1, rows);
+    }
+
+    private protected IdentityToken IssueDemo()
     {
         var demo = _store.FindUser("demo", IdentityStore.DefaultDomainId)!;
         var project = _store.FindProject("demo", IdentityStore.DefaultDomainId)!;
@@ -62,7 +128,8 @@ public sealed class TokenStoreTests
         Assert.Equal(s_start + TimeSpan.FromMinutes(10), token.ExpiresAt);
         Assert.False(token.IsAdmin);
         _time.Advance(TimeSpan.FromMinutes(9));
-        Assert.Same(token, _tokens.Validate(token.Id));
+        Assert.Equal(token.AuditId, _tokens.Validate(token.Id)?.AuditId);
+        Assert.Equal(token.AuditId, OtherReplica().Validate(token.Id)?.AuditId);
         _time.Advance(TimeSpan.FromMinutes(1));
         Assert.Null(_tokens.Validate(token.Id));
     }
@@ -73,6 +140,7 @@ public sealed class TokenStoreTests
         var token = IssueDemo();
         Assert.True(_tokens.Revoke(token.Id));
         Assert.Null(_tokens.Validate(token.Id));
+        Assert.Null(OtherReplica().Validate(token.Id));
         Assert.Null(_tokens.Validate("garbled"));
         Assert.Null(_tokens.Validate(""));
         Assert.Null(_tokens.Validate(null));

@@ -13,7 +13,7 @@ public sealed class ReaderRoleTests
 {
     private readonly IdentityStore _store = new(IdentityStore.CreateDefault("a", "d", iterations: 1000));
     private readonly TokenStore _tokens = new(new IdentityOptions { ConfigPath = "unused", TokenLifetime = TimeSpan.FromMinutes(10) },
-        new ManualTimeProvider(new DateTimeOffset(2026, 11, 23, 10, 0, 0, TimeSpan.Zero)));
+        new ManualTimeProvider(new DateTimeOffset(2026, 11, 23, 10, 0, 0, TimeSpan.Zero)), new Ferry.ControlPlane.Persistence.FerryDatabase(":memory:"));
 
     private IdentityToken IssueDemo(params string[] roleNames)
     {

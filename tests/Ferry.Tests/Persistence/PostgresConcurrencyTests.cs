@@ -51,7 +51,7 @@ public sealed class PostgresConcurrencyTests : IDisposable
             })).ToArray();
             var results = await Task.WhenAll(attempts).WaitAsync(TimeSpan.FromSeconds(60));
 
-            var winner = Assert.Single(results.Select((r, i) => (r, i)).Where(x => x.r.Won)).i;
+            var winner = Assert.Single(results.Select((r, i) => (r, i)), x => x.r.Won).i;
             Assert.Equal(states[winner], stores[0].Get(instance.Uuid).TaskState);
             Assert.Equal(
                 $"Conflict updating instance {instance.Uuid}. Expected: {{'task_state': [None]}}. Actual: {{'task_state': {states[winner].ToNova()}}}",
