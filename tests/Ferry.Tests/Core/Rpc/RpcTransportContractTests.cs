@@ -189,9 +189,11 @@ public abstract class RpcTransportContractTests : IAsyncLifetime
             transport.CallAsync("compute.slow", "reboot_instance", Bytes("expired"), TimeSpan.FromMilliseconds(200), CancellationToken.None));
         var dispatcher = new RecordingDispatcher("a");
 
-        await ListenAsync(transport, "compute.slow", dispatcher);
-        // Queued behind the expired one: once it is answered, the expired one has been dropped or run.
+        var listener = transport.Listen("compute.slow", dispatcher);
+        await ListeningAsync(listener);
         await transport.CallAsync("compute.slow", "reboot_instance", Bytes("fresh"), s_long, CancellationToken.None);
+        // Stopping the listener waits for the handlers it started, so a run of the expired message would be recorded by now.
+        await listener.DisposeAsync();
 
         Assert.Equal(["fresh"], dispatcher.Handled);
     }
