@@ -14,6 +14,7 @@ using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Core.Rpc.Scheduler;
 using Ferry.Host.Logging;
+using Ferry.Host.Messaging;
 using Ferry.Virt;
 using Ferry.Virt.Fake;
 using Ferry.Virt.Qemu;
@@ -88,7 +89,14 @@ public sealed class AllInOne : IAsyncDisposable
         });
         services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime, ImageApiUrl = options.ImageUrl });
         services.AddSingleton(new RpcOptions());
-        services.AddSingleton<IRpcTransport, InProcessTransport>();
+        if (options.RabbitMq is { } rabbitMq)
+        {
+            services.AddRabbitMqTransport(rabbitMq);
+        }
+        else
+        {
+            services.AddSingleton<IRpcTransport, InProcessTransport>();
+        }
         services.AddFerryStores();
         services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images"))) { ImageSizeCap = options.ImageSizeCap });
         services.AddSingleton<ConductorClient>();

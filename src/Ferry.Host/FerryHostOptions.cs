@@ -40,6 +40,9 @@ public sealed class FerryHostOptions
     /// <summary>The host name the conductor and scheduler report their service rows under.</summary>
     public string ControllerHost { get; set; } = Environment.MachineName;
 
+    /// <summary>The bus: null for the in-process one (`./ferry up`), else RabbitMQ at <see cref="RabbitMqOptions.Url"/>.</summary>
+    public Messaging.RabbitMqOptions? RabbitMq { get; set; }
+
     /// <summary>Number of fake compute hosts, named compute1..computeN.</summary>
     public int Hosts { get; set; } = 3;
 

@@ -32,60 +32,61 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
 
     private readonly RabbitMqOptions _options;
     private readonly RabbitMqEndpoint _endpoint;
-    private readonly IConnection _connection;
-    private readonly IChannel _publish;
-    private readonly IChannel _calls;
-    private readonly IChannel _replies;
-    private readonly string _replyQueue;
     private readonly IRpcDeduplicator _deduplicator;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, TaskCompletionSource<RpcOutcome>> _pending = new();
     private readonly ConcurrentDictionary<string, byte> _declaredTopics = new();
     private readonly ConcurrentDictionary<Listener, byte> _listeners = new();
+    private Link? _link;
     private volatile bool _recovering;
     private volatile bool _disposed;
 
-    private RabbitMqTransport(RabbitMqOptions options, RabbitMqEndpoint endpoint, IConnection connection, IChannel publish, IChannel calls,
-        IChannel replies, string replyQueue, IRpcDeduplicator deduplicator, TimeProvider timeProvider, ILogger logger)
+    /// <summary>Parses the URL (a bad one throws <see cref="FormatException"/> naming the setting); <see cref="StartAsync"/> connects.</summary>
+    public RabbitMqTransport(RabbitMqOptions options, IRpcDeduplicator deduplicator, ILogger<RabbitMqTransport> logger, TimeProvider timeProvider)
     {
         _options = options;
-        _endpoint = endpoint;
-        _connection = connection;
-        _publish = publish;
-        _calls = calls;
-        _replies = replies;
-        _replyQueue = replyQueue;
+        _endpoint = RabbitMqEndpoint.Parse(options.Url);
         _deduplicator = deduplicator;
         _timeProvider = timeProvider;
         _logger = logger;
-        _connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
-        _connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
     }
 
     /// <summary>The broker as an operator would name it: the URL without its password.</summary>
     public string BrokerDisplay => _endpoint.Display;
 
+    private sealed record Link(IConnection Connection, IChannel Publish, IChannel Calls, IChannel Replies, string ReplyQueue);
+
+    private Link Bus => _link ?? throw new InvalidOperationException("RabbitMqTransport.StartAsync has not run");
+
+    /// <summary>Creates a transport and connects it (<see cref="StartAsync"/>).</summary>
+    /// <exception cref="FormatException">The URL is not a rabbitmq:// URL.</exception>
+    /// <exception cref="RpcUnavailableException">No broker at the URL.</exception>
+    public static async Task<RabbitMqTransport> ConnectAsync(RabbitMqOptions options, IRpcDeduplicator deduplicator, ILogger<RabbitMqTransport> logger,
+        TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        var transport = new RabbitMqTransport(options, deduplicator, logger, timeProvider);
+        await transport.StartAsync(cancellationToken);
+        return transport;
+    }
+
     /// <summary>
     /// Connects, declares the exchange and this instance's reply queue. A broker that cannot be reached gives one
     /// <see cref="RpcUnavailableException"/> line naming the URL (without its password) and the setting to change.
     /// </summary>
-    /// <exception cref="FormatException">The URL is not a rabbitmq:// URL.</exception>
-    public static async Task<RabbitMqTransport> ConnectAsync(RabbitMqOptions options, IRpcDeduplicator deduplicator, ILogger<RabbitMqTransport> logger,
-        TimeProvider timeProvider, CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var endpoint = RabbitMqEndpoint.Parse(options.Url);
         var factory = new ConnectionFactory
         {
-            HostName = endpoint.HostName,
-            Port = endpoint.Port,
-            VirtualHost = endpoint.VirtualHost,
-            UserName = endpoint.UserName,
-            Password = endpoint.Password,
+            HostName = _endpoint.HostName,
+            Port = _endpoint.Port,
+            VirtualHost = _endpoint.VirtualHost,
+            UserName = _endpoint.UserName,
+            Password = _endpoint.Password,
             AutomaticRecoveryEnabled = true,
             TopologyRecoveryEnabled = true,
-            NetworkRecoveryInterval = options.RecoveryInterval,
-            RequestedConnectionTimeout = options.UnavailableWait,
+            NetworkRecoveryInterval = _options.RecoveryInterval,
+            RequestedConnectionTimeout = _options.UnavailableWait,
             ClientProvidedName = $"ferry {Environment.MachineName} {Environment.ProcessId}",
         };
         IConnection connection;
@@ -96,25 +97,26 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         catch (Exception ex) when (ex is BrokerUnreachableException or IOException or System.Net.Sockets.SocketException or TimeoutException)
         {
             throw new RpcUnavailableException(
-                $"Cannot reach the message broker at {endpoint.Display}: {Innermost(ex).Message}; set {RabbitMqOptions.SettingName} to a running RabbitMQ");
+                $"Cannot reach the message broker at {_endpoint.Display}: {Innermost(ex).Message}; set {RabbitMqOptions.SettingName} to a running RabbitMQ");
         }
         try
         {
             var publish = await connection.CreateChannelAsync(
                 new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true), cancellationToken);
-            await publish.ExchangeDeclareAsync(options.Exchange, ExchangeType.Topic, durable: true, autoDelete: false, cancellationToken: cancellationToken);
+            await publish.ExchangeDeclareAsync(_options.Exchange, ExchangeType.Topic, durable: true, autoDelete: false, cancellationToken: cancellationToken);
             var calls = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
             var replies = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
             // Named by the client, not the server, so topology recovery re-creates it under the same name after a
             // broker restart and replies to calls made before it still find it.
-            var replyQueue = $"{options.Exchange}.reply.{Guid.NewGuid():N}";
+            var replyQueue = $"{_options.Exchange}.reply.{Guid.NewGuid():N}";
             await replies.QueueDeclareAsync(replyQueue, durable: false, exclusive: true, autoDelete: true, cancellationToken: cancellationToken);
-            var transport = new RabbitMqTransport(options, endpoint, connection, publish, calls, replies, replyQueue, deduplicator, timeProvider, logger);
             var consumer = new AsyncEventingBasicConsumer(replies);
-            consumer.ReceivedAsync += transport.OnReplyAsync;
+            consumer.ReceivedAsync += OnReplyAsync;
             await replies.BasicConsumeAsync(replyQueue, autoAck: true, consumer, cancellationToken);
-            Log.Connected(logger, endpoint.Display, options.Exchange);
-            return transport;
+            connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
+            connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
+            _link = new Link(connection, publish, calls, replies, replyQueue);
+            Log.Connected(_logger, _endpoint.Display, _options.Exchange);
         }
         catch
         {
@@ -124,17 +126,17 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     }
 
     public Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken) =>
-        PublishRequestAsync(_publish, topic, RpcEnvelope.Create(method, replyTo: null, deadline: null), payload, cancellationToken);
+        PublishRequestAsync(Bus.Publish, topic, RpcEnvelope.Create(method, replyTo: null, deadline: null), payload, cancellationToken);
 
     public async Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var deadline = _timeProvider.GetUtcNow() + timeout;
-        var envelope = RpcEnvelope.Create(method, _replyQueue, deadline);
+        var envelope = RpcEnvelope.Create(method, Bus.ReplyQueue, deadline);
         var reply = new TaskCompletionSource<RpcOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
         _pending[envelope.MessageId] = reply;
         try
         {
-            await PublishRequestAsync(_calls, topic, envelope, payload, cancellationToken);
+            await PublishRequestAsync(Bus.Calls, topic, envelope, payload, cancellationToken);
             RpcOutcome outcome;
             try
             {
@@ -174,15 +176,19 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         {
             pending.TrySetException(new RpcUnavailableException("The RPC transport is stopping"));
         }
+        if (_link is not { } link)
+        {
+            return;
+        }
         try
         {
-            await _connection.CloseAsync(TimeSpan.FromSeconds(2));
+            await link.Connection.CloseAsync(TimeSpan.FromSeconds(2));
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // Already gone with the broker; nothing left to close.
         }
-        await _connection.DisposeAsync();
+        await link.Connection.DisposeAsync();
     }
 
     private string QueueOf(string topic) => $"{_options.Exchange}.{topic}";
@@ -235,7 +241,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         }
     }
 
-    private bool IsAvailable(IChannel channel) => !_recovering && _connection.IsOpen && channel.IsOpen;
+    private bool IsAvailable(IChannel channel) => !_recovering && Bus.Connection.IsOpen && channel.IsOpen;
 
     private async Task DeclareTopicAsync(IChannel channel, string topic, CancellationToken cancellationToken)
     {
@@ -311,11 +317,11 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         var giveUp = envelope.Deadline ?? _timeProvider.GetUtcNow() + _options.UnavailableWait;
         while (!_disposed)
         {
-            if (IsAvailable(_calls))
+            if (IsAvailable(Bus.Calls))
             {
                 try
                 {
-                    await _calls.BasicPublishAsync("", envelope.ReplyTo!, mandatory: false, properties, outcome.Body);
+                    await Bus.Calls.BasicPublishAsync("", envelope.ReplyTo!, mandatory: false, properties, outcome.Body);
                     return;
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
@@ -382,7 +388,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             {
                 try
                 {
-                    var channel = await transport._connection.CreateChannelAsync(cancellationToken: _stop.Token);
+                    var channel = await transport.Bus.Connection.CreateChannelAsync(cancellationToken: _stop.Token);
                     await channel.BasicQosAsync(0, transport._options.Prefetch, global: false, _stop.Token);
                     await transport.DeclareTopicAsync(channel, topic, _stop.Token);
                     var consumer = new AsyncEventingBasicConsumer(channel);
