@@ -17,8 +17,9 @@ namespace Ferry.Core.Rpc;
 public interface IRpcDeduplicator
 {
     /// <summary>
-    /// Claims <paramref name="messageId"/> for one run. <see cref="RpcClaimState.Busy"/> means another run holds a
-    /// claim younger than <paramref name="lease"/>; an older claim is taken over.
+    /// Claims <paramref name="messageId"/> for one run. <see cref="RpcClaimState.Busy"/> means another run holds the
+    /// claim. A store shared by replicas takes over a claim older than <paramref name="lease"/> (its replica is
+    /// presumed dead); one that only serves its own process knows its runs are alive and may ignore the lease.
     /// </summary>
     ValueTask<RpcClaim> ClaimAsync(string messageId, TimeSpan lease, CancellationToken cancellationToken);
 

@@ -3,70 +3,49 @@ using System.Collections.Concurrent;
 namespace Ferry.Core.Rpc;
 
 /// <summary>
-/// The default <see cref="IRpcDeduplicator"/>: message ids of one process, each outcome kept for <see cref="Ttl"/>
-/// and at most <see cref="Capacity"/> of them (the oldest go first). A redelivery comes within seconds of the
-/// original, so both bounds are generous; a forgotten id only means the handler runs again.
+/// The default <see cref="IRpcDeduplicator"/>: message ids of one process. A claim lives until its run completes or
+/// releases it; the lease is not needed, since every run is in this process and a run that died took the process
+/// (and this memory) with it. An outcome is kept for <see cref="Ttl"/> after it was recorded, and at most
+/// <see cref="Capacity"/> outcomes (the oldest go first): a redelivery comes within seconds of the broker's
+/// restart, so both bounds are generous, and a forgotten id only means the handler runs again.
 /// </summary>
 public sealed class InMemoryRpcDeduplicator(TimeProvider timeProvider) : IRpcDeduplicator
 {
     private readonly ConcurrentDictionary<string, Entry> _entries = new();
-    private readonly ConcurrentQueue<(string Id, DateTimeOffset At)> _order = new();
+    private readonly ConcurrentQueue<(string Id, long Stamp, DateTimeOffset At)> _order = new();
     private readonly Lock _evictLock = new();
+    private long _stamps;
 
     public InMemoryRpcDeduplicator() : this(TimeProvider.System)
     {
     }
 
-    public int Capacity { get; init; } = 100_000;
+    public int Capacity { get; init; } = 10_000;
     public TimeSpan Ttl { get; init; } = TimeSpan.FromMinutes(10);
 
     public int Count => _entries.Count;
 
     public ValueTask<RpcClaim> ClaimAsync(string messageId, TimeSpan lease, CancellationToken cancellationToken)
     {
-        var now = timeProvider.GetUtcNow();
-        Evict(now);
-        while (true)
+        Evict(timeProvider.GetUtcNow());
+        if (_entries.TryAdd(messageId, new Entry(Interlocked.Increment(ref _stamps), null)))
         {
-            var fresh = new Entry(now, null);
-            if (_entries.TryAdd(messageId, fresh))
-            {
-                _order.Enqueue((messageId, now));
-                return ValueTask.FromResult(RpcClaim.Claimed);
-            }
-            if (!_entries.TryGetValue(messageId, out var entry))
-            {
-                continue;
-            }
-            if (entry.Outcome is not null)
-            {
-                return ValueTask.FromResult(new RpcClaim(RpcClaimState.Done, entry.Outcome));
-            }
-            if (now - entry.ClaimedAt < lease)
-            {
-                return ValueTask.FromResult(RpcClaim.Busy);
-            }
-            // The claim outlived its lease: its run is presumed dead, so this one takes over.
-            if (_entries.TryUpdate(messageId, fresh, entry))
-            {
-                _order.Enqueue((messageId, now));
-                return ValueTask.FromResult(RpcClaim.Claimed);
-            }
+            return ValueTask.FromResult(RpcClaim.Claimed);
         }
+        if (!_entries.TryGetValue(messageId, out var entry))
+        {
+            // Released between the two looks: the caller's next poll claims it.
+            return ValueTask.FromResult(RpcClaim.Busy);
+        }
+        return ValueTask.FromResult(entry.Outcome is null ? RpcClaim.Busy : new RpcClaim(RpcClaimState.Done, entry.Outcome));
     }
 
     public ValueTask CompleteAsync(string messageId, RpcOutcome outcome, CancellationToken cancellationToken)
     {
-        var now = timeProvider.GetUtcNow();
-        if (_entries.TryGetValue(messageId, out var entry))
-        {
-            _entries[messageId] = entry with { Outcome = outcome };
-        }
-        else
-        {
-            _entries[messageId] = new Entry(now, outcome);
-            _order.Enqueue((messageId, now));
-        }
+        var entry = new Entry(Interlocked.Increment(ref _stamps), outcome);
+        _entries[messageId] = entry;
+        // Only outcomes age out: a claim in progress stays until its run ends, however long that takes.
+        _order.Enqueue((messageId, entry.Stamp, timeProvider.GetUtcNow()));
         return ValueTask.CompletedTask;
     }
 
@@ -81,17 +60,16 @@ public sealed class InMemoryRpcDeduplicator(TimeProvider timeProvider) : IRpcDed
 
     private void Evict(DateTimeOffset now)
     {
-        if (!_order.TryPeek(out var oldest) || (now - oldest.At < Ttl && _entries.Count <= Capacity))
+        if (!_order.TryPeek(out var oldest) || (now - oldest.At < Ttl && _order.Count <= Capacity))
         {
             return;
         }
         lock (_evictLock)
         {
-            while (_order.TryPeek(out oldest) && (now - oldest.At >= Ttl || _entries.Count > Capacity))
+            while (_order.TryPeek(out oldest) && (now - oldest.At >= Ttl || _order.Count > Capacity))
             {
                 _order.TryDequeue(out _);
-                // An id claimed again after release is enqueued twice; only its newest record ages it out.
-                if (_entries.TryGetValue(oldest.Id, out var entry) && entry.ClaimedAt <= oldest.At)
+                if (_entries.TryGetValue(oldest.Id, out var entry) && entry.Stamp == oldest.Stamp)
                 {
                     _entries.TryRemove(new KeyValuePair<string, Entry>(oldest.Id, entry));
                 }
@@ -99,5 +77,5 @@ public sealed class InMemoryRpcDeduplicator(TimeProvider timeProvider) : IRpcDed
         }
     }
 
-    private sealed record Entry(DateTimeOffset ClaimedAt, RpcOutcome? Outcome);
+    private sealed record Entry(long Stamp, RpcOutcome? Outcome);
 }

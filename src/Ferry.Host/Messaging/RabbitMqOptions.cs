@@ -24,7 +24,7 @@ public sealed class RabbitMqOptions
     /// <summary>How long a stopping listener lets running handlers finish (and ack) before it closes its channel.</summary>
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>After this long a deduplication claim whose run never finished is taken over by a redelivery.</summary>
+    /// <summary>After this long a shared deduplicator lets a redelivery take over a claim whose run never finished (its replica died).</summary>
     public TimeSpan ClaimLease { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>How often a redelivery polls the deduplicator while the first run of its message is still going.</summary>

@@ -54,15 +54,17 @@ public sealed class InMemoryRpcDeduplicatorTests
     }
 
     [Fact]
-    public async Task ClaimAsync_ClaimOlderThanLease_TakesOver()
+    public async Task ClaimAsync_RunLongerThanLeaseAndTtl_StaysBusyUntilItEnds()
     {
+        // A live migration's cast runs for many minutes; a redelivery during it must wait, never run it twice.
         var time = new ManualTime();
-        var dedup = new InMemoryRpcDeduplicator(time);
+        var dedup = new InMemoryRpcDeduplicator(time) { Ttl = TimeSpan.FromMinutes(10) };
         await dedup.ClaimAsync("m1", s_lease, default);
-        time.Now += s_lease + TimeSpan.FromSeconds(1);
+        time.Now += TimeSpan.FromHours(2);
 
-        Assert.Equal(RpcClaimState.Claimed, (await dedup.ClaimAsync("m1", s_lease, default)).State);
         Assert.Equal(RpcClaimState.Busy, (await dedup.ClaimAsync("m1", s_lease, default)).State);
+        await dedup.CompleteAsync("m1", s_reply, default);
+        Assert.Equal(RpcClaimState.Done, (await dedup.ClaimAsync("m1", s_lease, default)).State);
     }
 
     [Fact]
