@@ -151,6 +151,11 @@ public sealed class AllInOne : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var services = App.Services;
+        // The broker first: a missing one is then one line (RpcUnavailableException), before anything else started.
+        if (services.GetService<RabbitMqTransport>() is { } rabbitMq)
+        {
+            await rabbitMq.StartAsync(ct);
+        }
         if (Options.Seed)
         {
             Seed.Apply(services.GetRequiredService<CatalogStore>(), services.GetRequiredService<TimeProvider>());

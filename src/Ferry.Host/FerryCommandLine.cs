@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Help;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using Ferry.Host.Messaging;
 using Ferry.Virt;
 using Microsoft.Extensions.Logging;
 
@@ -60,6 +61,8 @@ public static class FerryCommandLine
     private static readonly Option<double> s_reportInterval = Seconds("--report-interval", "Seconds between service heartbeats.", s_defaults.ReportInterval.TotalSeconds, min: 0.01);
     private static readonly Option<double> s_serviceDownTime = Seconds("--service-down-time", "Seconds without a heartbeat after which a service counts as down.", s_defaults.ServiceDownTime.TotalSeconds, min: 0.01);
 
+    private static readonly Option<string> s_transportUrl = TransportUrl();
+
     private static readonly Lazy<RootCommand> s_command = new(Build);
 
     /// <summary>The command with every option, in the order the help lists them (one instance: options are shared symbols).</summary>
@@ -75,7 +78,7 @@ public static class FerryCommandLine
             s_testGuestKernel, s_killGuestsOnStop,
             s_lmBandwidth, s_lmPermitPostCopy, s_lmPermitAutoConverge, s_lmCompletionTimeout, s_lmTimeoutAction,
             s_lmPostCopyRecoveryAttempts, s_lmPostCopyStall, s_lmParallelConnections, s_maxConcurrentLiveMigrations,
-            s_timeScale, s_reportInterval, s_serviceDownTime,
+            s_timeScale, s_reportInterval, s_serviceDownTime, s_transportUrl,
         };
         // Ferry has no release version to print: drop System.CommandLine's --version.
         foreach (var version in command.Options.OfType<VersionOption>().ToList())
@@ -128,6 +131,7 @@ public static class FerryCommandLine
             FakeTimeScale = result.GetValue(s_timeScale),
             ReportInterval = TimeSpan.FromSeconds(result.GetValue(s_reportInterval)),
             ServiceDownTime = TimeSpan.FromSeconds(result.GetValue(s_serviceDownTime)),
+            RabbitMq = result.GetValue(s_transportUrl) is { } url && url != "none" ? new RabbitMqOptions { Url = url } : null,
         };
     }
 
@@ -167,6 +171,28 @@ public static class FerryCommandLine
             if (!choices.Contains(value, StringComparer.Ordinal))
             {
                 result.AddError($"{name}: '{value}' is not one of {string.Join(", ", choices)}");
+            }
+        });
+        return option;
+    }
+
+    private static Option<string> TransportUrl()
+    {
+        var option = Text("--transport-url", "The message bus: RabbitMQ at rabbitmq://user:pass@host:port/vhost (amqp:// too), or none for the in-process bus.",
+            "none", "URL");
+        option.Validators.Add(result =>
+        {
+            var value = result.GetValueOrDefault<string>();
+            if (value != "none")
+            {
+                try
+                {
+                    RabbitMqEndpoint.Parse(value);
+                }
+                catch (FormatException ex)
+                {
+                    result.AddError(ex.Message);
+                }
             }
         });
         return option;

@@ -57,6 +57,12 @@ catch (IOException ex)
     Console.Error.WriteLine($"ferry: cannot start: {ex.Message}");
     return 1;
 }
+catch (Ferry.Core.Errors.RpcUnavailableException ex)
+{
+    // No broker at --transport-url: the message names it (without its password) and the flag.
+    Console.Error.WriteLine($"ferry: cannot start: {ex.Message}");
+    return 1;
+}
 Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, images {options.ImageUrl}, " +
     $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}, log {Path.GetFullPath(options.LogFilePath)}. Ctrl-C stops it.");
 if (options.UsesKeystone)

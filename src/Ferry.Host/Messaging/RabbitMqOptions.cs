@@ -4,7 +4,7 @@ namespace Ferry.Host.Messaging;
 public sealed class RabbitMqOptions
 {
     /// <summary>The setting an operator changes when the broker cannot be reached (named in that error).</summary>
-    public const string SettingName = "--transport-url (Ferry:TransportUrl)";
+    public const string SettingName = "--transport-url";
 
     /// <summary><c>rabbitmq://user:pass@host:port/vhost</c>; <c>amqp://</c> and oslo's <c>rabbit://</c> are accepted too.</summary>
     public string Url { get; set; } = "rabbitmq://guest:guest@127.0.0.1:5672/";

@@ -71,11 +71,15 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     }
 
     /// <summary>
-    /// Connects, declares the exchange and this instance's reply queue. A broker that cannot be reached gives one
+    /// Connects (once; later calls do nothing), declares the exchange and this instance's reply queue. A broker that cannot be reached gives one
     /// <see cref="RpcUnavailableException"/> line naming the URL (without its password) and the setting to change.
     /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (_link is not null)
+        {
+            return;
+        }
         var factory = new ConnectionFactory
         {
             HostName = _endpoint.HostName,
