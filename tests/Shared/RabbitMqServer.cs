@@ -186,7 +186,7 @@ public sealed class RabbitMqServer : IAsyncLifetime
     }
 
     /// <summary>Kills the nodes and deletes the dirs of earlier runs whose test process is dead.</summary>
-    private static void CleanStaleNodes()
+    internal static void CleanStaleNodes()
     {
         foreach (var dir in System.IO.Directory.GetDirectories(Path.GetTempPath(), DirPrefix + "*"))
         {
