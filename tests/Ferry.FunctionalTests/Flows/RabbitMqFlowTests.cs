@@ -6,6 +6,7 @@ using Ferry.Core.Rpc;
 using Ferry.Host;
 using Ferry.Host.Messaging;
 using Ferry.Tests.Shared;
+using Ferry.Virt.Fake;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.FunctionalTests.Flows;
@@ -97,5 +98,28 @@ public sealed class RabbitMqFlowTests(RabbitMqFerryFixture fixture) : FlowTest<R
         Assert.Equal(("compute1", VmState.Active, MigrationStatus.Completed), (instance.Host, instance.VmState, migration.Status));
         Assert.Null(Driver("compute2").GetGuest(id));
         Assert.Equal(Virt.GuestPowerState.Running, Driver("compute1").GetGuest(id)!.PowerState);
+    }
+
+    [Fact]
+    public async Task MigrateAndConfirm_BrokerRestartedMidMove_MoveFinishesOnce()
+    {
+        var id = await BootAsync("compute3");
+        // The source holds the copy of the disk long enough for the broker to go down around it.
+        Driver("compute3").Faults.Delay(FakeSteps.MigrateDiskAndPowerOff, TimeSpan.FromSeconds(4));
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, new JsonObject { ["migrate"] = new JsonObject { ["host"] = "compute2" } })).Status);
+        await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Migrating, "migrating");
+
+        await Fixture.Broker.StopAsync();
+        Assert.Equal(MigrationStatus.Migrating, Migrations.List(new MigrationFilter(InstanceUuid: id)).First().Status);
+        await Fixture.Broker.StartAsync();
+        var (resized, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal(("compute2", VmState.Resized, MigrationStatus.Finished), (resized.Host, resized.VmState, migration.Status));
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.ActionAsync(id, JsonNode.Parse("""{"confirmResize": null}""")!)).Status);
+        await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.Confirmed, "confirmed");
+        var confirmed = await WaitForAsync(id, i => i.VmState == VmState.Active, "ACTIVE after confirm");
+        Assert.Equal("compute2", confirmed.Host);
+        Assert.Null(Driver("compute3").GetGuest(id));
+        Assert.Equal(Virt.GuestPowerState.Running, Driver("compute2").GetGuest(id)!.PowerState);
     }
 }
