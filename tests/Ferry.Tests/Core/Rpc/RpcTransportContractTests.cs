@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc;
+using Microsoft.Extensions.Logging;
 
 namespace Ferry.Tests.Core.Rpc;
 
@@ -13,6 +14,15 @@ public abstract class RpcTransportContractTests : IAsyncLifetime
 {
     private static readonly TimeSpan s_long = TimeSpan.FromSeconds(30);
     private readonly List<IAsyncDisposable> _disposables = [];
+    private readonly ScopeCapturingLoggerProvider _logs = new();
+
+    protected RpcTransportContractTests()
+    {
+        LoggerFactory = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(_logs).SetMinimumLevel(LogLevel.Trace));
+    }
+
+    /// <summary>The factory the transports log through: its lines keep their scopes, for the tests to read.</summary>
+    protected ILoggerFactory LoggerFactory { get; }
 
     /// <summary>A transport on the same bus as every other one this test made (a new client of the broker, or the one in-process bus).</summary>
     protected abstract Task<IRpcTransport> ConnectAsync();
@@ -30,6 +40,7 @@ public abstract class RpcTransportContractTests : IAsyncLifetime
         {
             await _disposables[i].DisposeAsync();
         }
+        LoggerFactory.Dispose();
     }
 
     protected static byte[] Bytes(string s) => Encoding.UTF8.GetBytes(s);
@@ -162,6 +173,27 @@ public abstract class RpcTransportContractTests : IAsyncLifetime
         var (trace, parent) = await seen.Task.WaitAsync(s_long);
         Assert.Equal(caller.TraceId, trace);
         Assert.Equal(caller.SpanId, parent);
+    }
+
+    [Fact]
+    public async Task CallAsync_HandlerLogs_LineCarriesTraceIdMessageIdAndMethod()
+    {
+        var transport = await ConnectAsync();
+        var handlerLog = LoggerFactory.CreateLogger("Ferry.Compute.ComputeManager");
+        await ListenAsync(transport, "compute.host1", new RecordingDispatcher("a", (_, p, _) =>
+        {
+            handlerLog.LogInformation("handling {Payload}", Text(p));
+            return Task.FromResult(p);
+        }));
+
+        using var caller = new Activity("conductor task").SetIdFormat(ActivityIdFormat.W3C).Start();
+        await transport.CallAsync("compute.host1", "check_can_live_migrate_destination", Bytes("scoped"), s_long, CancellationToken.None);
+        caller.Stop();
+
+        var line = Assert.Single(_logs.Lines, l => l.Message == "handling scoped");
+        Assert.Equal(caller.TraceId.ToString(), line.Scope["TraceId"]);
+        Assert.Equal("check_can_live_migrate_destination", line.Scope["RpcMethod"]);
+        Assert.Matches("^[0-9a-f]{32}$", (string)line.Scope["MessageId"]!);
     }
 
     [Fact]

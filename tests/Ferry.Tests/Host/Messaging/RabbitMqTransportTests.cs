@@ -4,6 +4,7 @@ using Ferry.Core.Rpc;
 using Ferry.Host.Messaging;
 using Ferry.Tests.Core.Rpc;
 using Ferry.Tests.Shared;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Ferry.Tests.Host.Messaging;
@@ -32,7 +33,7 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
             RecoveryInterval = TimeSpan.FromMilliseconds(500),
             ShutdownGrace = shutdownGrace ?? TimeSpan.FromSeconds(5),
         };
-        var transport = await RabbitMqTransport.ConnectAsync(options, deduplicator, NullLogger<RabbitMqTransport>.Instance, TimeProvider.System, CancellationToken.None);
+        var transport = await RabbitMqTransport.ConnectAsync(options, deduplicator, LoggerFactory.CreateLogger<RabbitMqTransport>(), TimeProvider.System, CancellationToken.None);
         DisposeLater(transport);
         return transport;
     }
