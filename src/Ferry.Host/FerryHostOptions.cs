@@ -22,7 +22,7 @@ public sealed class FerryHostOptions
     /// <summary><c>inprocess</c> (every role in this process) or a <c>rabbitmq://</c> URL (roles in separate processes).</summary>
     public string Transport { get; set; } = "inprocess";
 
-    public bool UsesInProcessTransport => Transport == "inprocess";
+    public bool UsesInProcessTransport => Transport == "inprocess" && RabbitMq is null;
 
     /// <summary>The APIs the api role serves (all four by default).</summary>
     public IReadOnlySet<string> Apis { get; set; } = new HashSet<string>(Configuration.FerrySettings.ApiNames);
@@ -77,6 +77,15 @@ public sealed class FerryHostOptions
 
     /// <summary>The host name the conductor and scheduler report their service rows under.</summary>
     public string ControllerHost { get; set; } = Environment.MachineName;
+
+    /// <summary>RabbitMQ with settings of its own (tests: an exchange per fixture, short recovery); else <see cref="Transport"/> decides.</summary>
+    public Messaging.RabbitMqOptions? RabbitMq { get; set; }
+
+    /// <summary>
+    /// How long a call or cast waits for a RabbitMQ broker that is down or reconnecting before it fails (a restart takes
+    /// about 7 s here): long enough that a broker restart delays a move rather than rolling it back.
+    /// </summary>
+    public TimeSpan TransportUnavailableWait { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Number of fake compute hosts, named compute1..computeN.</summary>
     public int Hosts { get; set; } = 3;

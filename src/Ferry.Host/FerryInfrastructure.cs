@@ -1,6 +1,7 @@
 using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.Core.Rpc;
+using Ferry.Host.Messaging;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -26,7 +27,7 @@ public sealed class FerryInfrastructure : IAsyncDisposable
         // A bad transport stops the start here, before anything is bound or opened.
         if (!options.UsesInProcessTransport)
         {
-            _ = CreateTransport(options.Transport, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+            _ = CreateTransport(options, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
         }
     }
 
@@ -38,7 +39,7 @@ public sealed class FerryInfrastructure : IAsyncDisposable
     {
         lock (_gate)
         {
-            return _transport ??= CreateTransport(_options.Transport, loggers);
+            return _transport ??= CreateTransport(_options, loggers);
         }
     }
 
@@ -78,48 +79,57 @@ public sealed class FerryInfrastructure : IAsyncDisposable
     }
 
     /// <summary>
-    /// The transport a <c>transport</c> setting names: <c>inprocess</c>, or a <c>rabbitmq://</c> URL. RabbitMQ's
-    /// transport (RabbitMqTransport, issue 10 part 3) is plugged in here; until then a <c>rabbitmq://</c> URL stops the
-    /// role with one line that says so.
+    /// The transport the settings name: <c>inprocess</c>, or RabbitMQ at a <c>rabbitmq://</c> (<c>amqp://</c>, <c>rabbit://</c>) URL,
+    /// tuned by <see cref="FerryHostOptions.RabbitMq"/> when given. RabbitMQ's transport connects when its host starts
+    /// (<see cref="Roles.RoleServices.AddFerryBus"/>); a bad URL stops the start here, in one line.
     /// </summary>
-    public static IRpcTransport CreateTransport(string transport, ILoggerFactory loggers)
+    public static IRpcTransport CreateTransport(FerryHostOptions options, ILoggerFactory loggers)
     {
-        if (transport == "inprocess")
+        if (options.UsesInProcessTransport)
         {
             return new InProcessTransport(loggers.CreateLogger<InProcessTransport>());
         }
-        if (transport.StartsWith("rabbitmq://", StringComparison.Ordinal))
+        var rabbitMq = options.RabbitMq ?? new RabbitMqOptions { Url = options.Transport, UnavailableWait = options.TransportUnavailableWait };
+        try
         {
-            throw new FerryStartException($"transport: {Redacted(transport)} names RabbitMQ, whose transport this build of Ferry does not have yet");
+            _ = RabbitMqEndpoint.Parse(rabbitMq.Url);
         }
-        throw new FerryStartException($"transport: '{transport}' is neither inprocess nor a rabbitmq:// URL");
+        catch (FormatException ex)
+        {
+            throw new FerryStartException($"transport: {ex.Message}");
+        }
+        return new RabbitMqTransport(rabbitMq, new InMemoryRpcDeduplicator(TimeProvider.System), loggers.CreateLogger<RabbitMqTransport>(), TimeProvider.System);
     }
 
-    /// <summary>
-    /// The database a <c>database</c> setting names: a SQLite file path, or a PostgreSQL connection string (one with
-    /// <c>Host=</c>), which is passed through to the PostgreSQL support (issue 10 part 2) once it is plugged in here.
-    /// </summary>
+    /// <summary>The database a <c>database</c> setting names: a SQLite file path, or PostgreSQL (a <c>postgresql://</c> URI or <c>Host=…</c> string).</summary>
     public static FerryDatabase OpenDatabase(string database)
     {
-        if (IsPostgres(database))
+        FerryDatabase opened;
+        try
         {
-            throw new FerryStartException("database: a PostgreSQL connection string needs PostgreSQL support, which this build of Ferry does not have yet");
+            opened = new FerryDatabase(database);
         }
-        return new FerryDatabase(database);
+        catch (ArgumentException ex)
+        {
+            throw new FerryStartException($"database: {ex.Message}");
+        }
+        try
+        {
+            opened.CheckReachable();
+            return opened;
+        }
+        catch (DatabaseUnavailableException ex)
+        {
+            opened.Dispose();
+            throw new FerryStartException($"{ex.Message}; set database (FERRY_DATABASE or --database) to a running one");
+        }
     }
 
-    /// <summary>A connection string (key=value;…) rather than a file path.</summary>
-    public static bool IsPostgres(string database) =>
-        database.Contains("Host=", StringComparison.OrdinalIgnoreCase) || database.StartsWith("postgres", StringComparison.OrdinalIgnoreCase);
+    /// <summary>A connection string or URI of PostgreSQL rather than a SQLite file path.</summary>
+    public static bool IsPostgres(string database) => DatabaseConnection.Parse(database).Engine == DatabaseEngine.PostgreSql;
 
     /// <summary>Brings every component's schema up to date (what `ferry db sync` runs; idempotent).</summary>
-    public static void SyncSchema(FerryDatabase database)
-    {
-        database.Migrate(ComputeSchema.Component, ComputeSchema.Scripts);
-        // Placement creates its tables when built (both of its components): build them once on this database.
-        using var placement = new ServiceCollection().AddSingleton(database).AddFerryPlacement().BuildServiceProvider();
-        placement.StartFerryPlacement();
-    }
+    public static void SyncSchema(FerryDatabase database) => DatabaseSchema.Sync(database);
 
     /// <summary>A URL without its password, for messages.</summary>
     public static string Redacted(string url) =>

@@ -53,6 +53,12 @@ catch (FerryStartException ex)
     Console.Error.WriteLine($"ferry: {ex.Message}");
     return 2;
 }
+catch (Ferry.Core.Errors.RpcUnavailableException ex)
+{
+    // The broker the settings name is not there (or refuses the login): one line naming it and the setting.
+    Console.Error.WriteLine($"ferry: cannot start: {ex.Message}");
+    return 1;
+}
 
 static int DbSync(FerryHostOptions options)
 {

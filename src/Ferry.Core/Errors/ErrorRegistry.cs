@@ -25,6 +25,7 @@ public static class ErrorRegistry
         [nameof(ComputeServiceUnavailableException)] = m => new Rebuilt<ComputeServiceUnavailableException>(m, 400, nameof(ComputeServiceUnavailableException)),
         [nameof(UnableToMigrateToSelfException)] = m => new Rebuilt<UnableToMigrateToSelfException>(m, 400, nameof(UnableToMigrateToSelfException)),
         [nameof(RpcTimeoutException)] = m => new RpcTimeoutException(m),
+        [nameof(RpcUnavailableException)] = m => new RpcUnavailableException(m),
         [nameof(LiveMigrationFailedException)] = m => new Rebuilt<LiveMigrationFailedException>(m, 500, nameof(LiveMigrationFailedException)),
         [nameof(PlacementConflictException)] = m => new PlacementConflictException(m),
     };

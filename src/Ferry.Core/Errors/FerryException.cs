@@ -24,6 +24,12 @@ public class FerryException(string message, int httpStatus = 500) : Exception(me
         return this;
     }
 
+    /// <summary>
+    /// True when the same request may succeed if retried later unchanged (the bus or database was away), as
+    /// Npgsql's <c>NpgsqlException.IsTransient</c>; false for every fault the request itself caused.
+    /// </summary>
+    public virtual bool IsTransient => false;
+
     /// <summary>The stable name used on the wire; the class name by default.</summary>
     public virtual string Kind => GetType().Name;
 
@@ -64,6 +70,15 @@ public sealed class VersionNotAcceptableException(string message) : FerryExcepti
 
 /// <summary>A call got no reply in time; the callee may or may not have acted.</summary>
 public sealed class RpcTimeoutException(string message) : FerryException(message, 504);
+
+/// <summary>
+/// The message bus could not take a call or cast (broker down, or reconnecting past the bounded wait): nothing was
+/// sent, so retrying later is safe. A 503 in Nova's shape (serviceUnavailable).
+/// </summary>
+public sealed class RpcUnavailableException(string message) : FerryException(message, 503)
+{
+    public override bool IsTransient => true;
+}
 
 /// <summary>An unexpected exception on the far side of a call, carried back as text.</summary>
 public sealed class RemoteErrorException(string kind, string message) : FerryException($"{kind}: {message}")

@@ -8,22 +8,30 @@ namespace Ferry.Core.Rpc;
 /// <summary>
 /// The embedded transport: one unbounded queue per topic, every message still serialized (so a
 /// broker can replace this without touching a flow), and each delivered message run on its own task.
+/// Messages carry the same <see cref="RpcEnvelope"/> as on a broker: an expired call is not run, and the
+/// handler runs in the sender's trace.
 /// </summary>
-public sealed partial class InProcessTransport(ILogger<InProcessTransport> logger) : IRpcTransport
+public sealed partial class InProcessTransport(ILogger<InProcessTransport> logger, TimeProvider timeProvider) : IRpcTransport
 {
     private readonly ConcurrentDictionary<string, Channel<Envelope>> _queues = new();
     private readonly ILogger _logger = logger;
+    private readonly TimeProvider _timeProvider = timeProvider;
+
+    public InProcessTransport(ILogger<InProcessTransport> logger) : this(logger, TimeProvider.System)
+    {
+    }
 
     public Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken)
     {
-        Queue(topic).Writer.TryWrite(new Envelope(method, payload, Reply: null));
+        Queue(topic).Writer.TryWrite(new Envelope(RpcEnvelope.Create(method, replyTo: null, deadline: null), payload, Reply: null));
         return Task.CompletedTask;
     }
 
     public async Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var reply = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
-        Queue(topic).Writer.TryWrite(new Envelope(method, payload, reply));
+        var meta = RpcEnvelope.Create(method, replyTo: "in-process", _timeProvider.GetUtcNow() + timeout);
+        Queue(topic).Writer.TryWrite(new Envelope(meta, payload, reply));
         try
         {
             return await reply.Task.WaitAsync(timeout, cancellationToken);
@@ -46,9 +54,9 @@ public sealed partial class InProcessTransport(ILogger<InProcessTransport> logge
     }
 
     private Channel<Envelope> Queue(string topic) =>
-        _queues.GetOrAdd(topic, _ => Channel.CreateUnbounded<Envelope>(new UnboundedChannelOptions { SingleReader = true }));
+        _queues.GetOrAdd(topic, _ => Channel.CreateUnbounded<Envelope>(new UnboundedChannelOptions { SingleReader = false }));
 
-    private sealed record Envelope(string Method, byte[] Payload, TaskCompletionSource<byte[]>? Reply);
+    private sealed record Envelope(RpcEnvelope Meta, byte[] Payload, TaskCompletionSource<byte[]>? Reply);
 
     private sealed class Listener(InProcessTransport transport, string topic, IRpcDispatcher dispatcher) : IAsyncDisposable
     {
@@ -82,9 +90,16 @@ public sealed partial class InProcessTransport(ILogger<InProcessTransport> logge
 
         private async Task HandleAsync(Envelope envelope)
         {
+            if (envelope.Meta.IsExpired(transport._timeProvider.GetUtcNow()))
+            {
+                Log.ExpiredDropped(transport._logger, topic, envelope.Meta.Method, envelope.Meta.MessageId);
+                return;
+            }
+            using var activity = RpcTracing.StartHandlerActivity(envelope.Meta, topic);
+            using var scope = RpcTracing.BeginScope(transport._logger, envelope.Meta, activity);
             try
             {
-                var result = await dispatcher.DispatchAsync(envelope.Method, envelope.Payload, _stop.Token);
+                var result = await dispatcher.DispatchAsync(envelope.Meta.Method, envelope.Payload, _stop.Token);
                 envelope.Reply?.TrySetResult(result);
             }
             catch (Exception ex)
@@ -93,7 +108,7 @@ public sealed partial class InProcessTransport(ILogger<InProcessTransport> logge
                 {
                     if (ex is not OperationCanceledException)
                     {
-                        Log.CastFailed(transport._logger, ex, topic, envelope.Method);
+                        Log.CastFailed(transport._logger, ex, topic, envelope.Meta.Method);
                     }
                 }
                 else
@@ -117,5 +132,8 @@ public sealed partial class InProcessTransport(ILogger<InProcessTransport> logge
     {
         [LoggerMessage(EventId = 100, Level = LogLevel.Error, Message = "Cast {Method} on {Topic} failed")]
         public static partial void CastFailed(ILogger logger, Exception ex, string topic, string method);
+
+        [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Dropped {Method} on {Topic} (message {MessageId}): its caller's deadline has passed")]
+        public static partial void ExpiredDropped(ILogger logger, string topic, string method, string messageId);
     }
 }

@@ -196,9 +196,15 @@ public static class FerrySettings
         {
             return null;
         }
-        return Uri.TryCreate(value, UriKind.Absolute, out var uri) && uri.Scheme == "rabbitmq" && uri.Host.Length > 0
-            ? null
-            : $"'{value}' is neither inprocess nor a rabbitmq://host URL";
+        try
+        {
+            _ = Messaging.RabbitMqEndpoint.Parse(value);
+            return null;
+        }
+        catch (FormatException)
+        {
+            return $"'{FerryInfrastructure.Redacted(value)}' is neither inprocess nor a rabbitmq://user:pass@host:port/vhost URL";
+        }
     }
 
     private static List<string> SplitList(string value) =>

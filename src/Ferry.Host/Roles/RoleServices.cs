@@ -12,6 +12,7 @@ using Ferry.Core.Rpc.Conductor;
 using Ferry.Core.Rpc.Scheduler;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.Host.Roles;
@@ -28,6 +29,8 @@ internal static class RoleServices
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(new RpcOptions());
         services.AddSingleton<IRpcTransport>(sp => infrastructure.TransportFor(sp.GetRequiredService<ILoggerFactory>()));
+        // Registered before every other hosted service, so the broker is connected before anything listens or calls.
+        services.AddHostedService<TransportConnection>();
         return services;
     }
 
@@ -107,4 +110,13 @@ internal static class RoleServices
         }
         app.MapHealthcheck(Healthcheck.DisableFilePath(options.DataDirectory)); // every API port, before any authentication
     }
+}
+
+/// <summary>Connects a broker transport when its host starts: a broker that cannot be reached fails the start in one line.</summary>
+internal sealed class TransportConnection(IRpcTransport transport) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) =>
+        transport is Messaging.RabbitMqTransport rabbitMq ? rabbitMq.StartAsync(cancellationToken) : Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

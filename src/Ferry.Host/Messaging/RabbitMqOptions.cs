@@ -1,0 +1,32 @@
+namespace Ferry.Host.Messaging;
+
+/// <summary>Settings of <see cref="RabbitMqTransport"/> (Nova's <c>transport_url</c> and <c>[oslo_messaging_rabbit]</c>).</summary>
+public sealed class RabbitMqOptions
+{
+    /// <summary>The setting an operator changes when the broker cannot be reached (named in that error).</summary>
+    public const string SettingName = "transport (FERRY_TRANSPORT or --transport)";
+
+    /// <summary><c>rabbitmq://user:pass@host:port/vhost</c>; <c>amqp://</c> and oslo's <c>rabbit://</c> are accepted too.</summary>
+    public string Url { get; set; } = "rabbitmq://guest:guest@127.0.0.1:5672/";
+
+    /// <summary>The topic exchange every topic's queue is bound to (oslo's <c>control_exchange</c>); queues are named <c>exchange.topic</c>.</summary>
+    public string Exchange { get; set; } = "ferry";
+
+    /// <summary>Unacknowledged messages a listener holds at once; each runs on its own task, so nested calls cannot deadlock.</summary>
+    public ushort Prefetch { get; set; } = 64;
+
+    /// <summary>How long a call or cast waits for the broker (down, or reconnecting) before it fails with a transient error.</summary>
+    public TimeSpan UnavailableWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often the connection retries after the broker went away.</summary>
+    public TimeSpan RecoveryInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a stopping listener lets running handlers finish (and ack) before it closes its channel.</summary>
+    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>After this long a shared deduplicator lets a redelivery take over a claim whose run never finished (its replica died).</summary>
+    public TimeSpan ClaimLease { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>How often a redelivery polls the deduplicator while the first run of its message is still going.</summary>
+    public TimeSpan BusyPollInterval { get; set; } = TimeSpan.FromMilliseconds(50);
+}

@@ -1,0 +1,40 @@
+using System.Diagnostics;
+using Ferry.Tests.Shared;
+
+namespace Ferry.Tests.Host.Messaging;
+
+/// <summary>The broker fixture cleans up after a test run that was killed.</summary>
+public sealed class RabbitMqServerTests
+{
+    [Fact]
+    public async Task CleanStaleNodes_DirOfDeadRun_RemovedAndLiveRunsKept()
+    {
+        // A pid that has surely exited: a process we started and waited for.
+        using var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        await gone.WaitForExitAsync();
+        var stale = Path.Combine(Path.GetTempPath(), $"ferry-rabbit-{gone.Id}-{Guid.NewGuid():N}");
+        var live = Path.Combine(Path.GetTempPath(), $"ferry-rabbit-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        foreach (var (dir, owner) in new[] { (stale, gone.Id), (live, Environment.ProcessId) })
+        {
+            Directory.CreateDirectory(Path.Combine(dir, "mnesia"));
+            await File.WriteAllTextAsync(Path.Combine(dir, "owner.pid"), owner.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            // The node's pid file names a live process that is not a node of that dir: it must not be killed.
+            await File.WriteAllTextAsync(Path.Combine(dir, "pid"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        try
+        {
+            RabbitMqServer.CleanStaleNodes();
+
+            Assert.False(Directory.Exists(stale));
+            Assert.True(Directory.Exists(live));
+        }
+        finally
+        {
+            Directory.Delete(live, recursive: true);
+            if (Directory.Exists(stale))
+            {
+                Directory.Delete(stale, recursive: true);
+            }
+        }
+    }
+}

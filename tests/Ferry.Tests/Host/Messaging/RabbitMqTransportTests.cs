@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc;
+using Ferry.Host.Messaging;
+using Ferry.Tests.Core.Rpc;
+using Ferry.Tests.Shared;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Ferry.Tests.Host.Messaging;
+
+/// <summary>The transport contract over a real RabbitMQ node, plus what only a broker can do: restart, redeliver, expire.</summary>
+[Collection(RabbitMqCollection.Name)]
+public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransportContractTests
+{
+    private static readonly TimeSpan s_long = TimeSpan.FromSeconds(30);
+
+    // A fresh exchange per test keeps its queues apart from every other test's on the shared node.
+    private readonly string _exchange = $"ferry-test-{Guid.NewGuid():N}";
+
+    protected override async Task<IRpcTransport> ConnectAsync() => await ConnectAsync(new InMemoryRpcDeduplicator());
+
+    protected override Task ListeningAsync(IAsyncDisposable listener) =>
+        ((RabbitMqTransport.Listener)listener).Ready.WaitAsync(s_long);
+
+    private async Task<RabbitMqTransport> ConnectAsync(IRpcDeduplicator deduplicator, TimeSpan? shutdownGrace = null)
+    {
+        var options = new RabbitMqOptions
+        {
+            Url = broker.Url,
+            Exchange = _exchange,
+            UnavailableWait = TimeSpan.FromSeconds(2),
+            RecoveryInterval = TimeSpan.FromMilliseconds(500),
+            ShutdownGrace = shutdownGrace ?? TimeSpan.FromSeconds(5),
+        };
+        var transport = await RabbitMqTransport.ConnectAsync(options, deduplicator, LoggerFactory.CreateLogger<RabbitMqTransport>(), TimeProvider.System, CancellationToken.None);
+        DisposeLater(transport);
+        return transport;
+    }
+
+    /// <summary>Calls until one succeeds: after a restart the client reconnects on its own, within a few recovery intervals.</summary>
+    private static async Task<byte[]> CallOnceRecoveredAsync(IRpcTransport transport, string topic, string payload)
+    {
+        using var give = new CancellationTokenSource(s_long);
+        while (true)
+        {
+            try
+            {
+                return await transport.CallAsync(topic, "ping", Bytes(payload), TimeSpan.FromSeconds(10), give.Token);
+            }
+            catch (RpcUnavailableException) when (!give.IsCancellationRequested)
+            {
+            }
+        }
+    }
+
+    [Fact]
+    public async Task CallAsync_BrokerRestartedBetweenCalls_SameTransportCallsAndCastsAgain()
+    {
+        var transport = await ConnectAsync();
+        var casts = new RecordingDispatcher("casts");
+        await ListenAsync(transport, "conductor", new RecordingDispatcher("a"));
+        await ListenAsync(transport, "compute.host1", casts);
+        Assert.Equal("before", Text(await transport.CallAsync("conductor", "ping", Bytes("before"), s_long, CancellationToken.None)));
+
+        await broker.RestartAsync();
+
+        Assert.Equal("after", Text(await CallOnceRecoveredAsync(transport, "conductor", "after")));
+        await transport.CastAsync("compute.host1", "stop_instance", Bytes("cast-after"), CancellationToken.None);
+        // The cast is confirmed by the broker; a call queued behind it on the same topic proves it was delivered.
+        await transport.CallAsync("compute.host1", "ping", Bytes("marker"), s_long, CancellationToken.None);
+        Assert.Equal(["cast-after", "marker"], casts.Handled);
+    }
+
+    [Fact]
+    public async Task CallAsync_BrokerDown_FailsTransientWithinBoundThenRecovers()
+    {
+        var transport = await ConnectAsync();
+        await ListenAsync(transport, "conductor", new RecordingDispatcher("a"));
+        await broker.StopAsync();
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            var ex = await Assert.ThrowsAsync<RpcUnavailableException>(() =>
+                transport.CallAsync("conductor", "ping", Bytes("down"), s_long, CancellationToken.None));
+            var castEx = await Assert.ThrowsAsync<RpcUnavailableException>(() =>
+                transport.CastAsync("conductor", "ping", Bytes("down"), CancellationToken.None));
+            clock.Stop();
+
+            Assert.True(ex.IsTransient);
+            Assert.Equal(503, ex.HttpStatus);
+            Assert.Equal("serviceUnavailable", ex.FaultName);
+            Assert.Contains($"127.0.0.1:{broker.Port}", ex.Message);
+            Assert.DoesNotContain("guest:guest", ex.Message);
+            Assert.True(castEx.IsTransient);
+            // Two operations, each bounded by UnavailableWait (2 s): never the call's 30 s timeout.
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(12), $"unavailable after {clock.Elapsed}");
+        }
+        finally
+        {
+            await broker.StartAsync();
+        }
+
+        Assert.Equal("back", Text(await CallOnceRecoveredAsync(transport, "conductor", "back")));
+    }
+
+    [Fact]
+    public async Task CallAsync_BrokerRestartedWhileHandlerRuns_CallSucceedsAndHandlerRunsOnce()
+    {
+        var transport = await ConnectAsync();
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var dispatcher = new RecordingDispatcher("a", async (_, p, _) =>
+        {
+            started.TrySetResult();
+            await release.Task;
+            return p;
+        });
+        await ListenAsync(transport, "compute.host1", dispatcher);
+
+        var call = transport.CallAsync("compute.host1", "pre_live_migration", Bytes("during"), TimeSpan.FromSeconds(60), CancellationToken.None);
+        await started.Task.WaitAsync(s_long);
+        await broker.RestartAsync();
+        release.TrySetResult();
+
+        Assert.Equal("during", Text(await call.WaitAsync(TimeSpan.FromSeconds(90))));
+        // The unacked request came back after the restart: the deduplicator answered it instead of a second run.
+        Assert.Equal("next", Text(await CallOnceRecoveredAsync(transport, "compute.host1", "next")));
+        Assert.Equal(["during", "next"], dispatcher.Handled);
+    }
+
+    [Fact]
+    public async Task Listen_ConsumerStopsBeforeAck_OtherReplicaGetsMessageAndSharedDeduplicatorRunsItOnce()
+    {
+        var shared = new InMemoryRpcDeduplicator();
+        var dying = await ConnectAsync(shared, shutdownGrace: TimeSpan.FromMilliseconds(300));
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var runs = 0;
+        // Ignores its cancellation token: the side effect is done, only the ack is missing when the consumer goes.
+        await ListenAsync(dying, "conductor", new RecordingDispatcher("dying", async (_, p, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            started.TrySetResult();
+            await release.Task;
+            return Bytes($"dying:{Text(p)}");
+        }));
+        var caller = await ConnectAsync();
+        var call = caller.CallAsync("conductor", "migrate_server", Bytes("m1"), TimeSpan.FromSeconds(60), CancellationToken.None);
+        await started.Task.WaitAsync(s_long);
+
+        var survivor = await ConnectAsync(shared);
+        await ListenAsync(survivor, "conductor", new RecordingDispatcher("survivor", (_, p, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            return Task.FromResult(Bytes($"survivor:{Text(p)}"));
+        }));
+        await dying.DisposeAsync();
+        release.TrySetResult();
+
+        Assert.Equal("dying:m1", Text(await call.WaitAsync(s_long)));
+        Assert.Equal(1, Volatile.Read(ref runs));
+    }
+
+    [Fact]
+    public async Task Listen_ConsumerStopsBeforeAckWithoutSharedDeduplicator_OtherReplicaRunsItAgain()
+    {
+        // The same story with a deduplicator per replica: the redelivery runs again. This is what the shared one prevents.
+        var dying = await ConnectAsync(new InMemoryRpcDeduplicator(), shutdownGrace: TimeSpan.FromMilliseconds(300));
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var runs = 0;
+        await ListenAsync(dying, "conductor", new RecordingDispatcher("dying", async (_, p, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            started.TrySetResult();
+            await release.Task;
+            return p;
+        }));
+        var caller = await ConnectAsync();
+        var call = caller.CallAsync("conductor", "migrate_server", Bytes("m1"), TimeSpan.FromSeconds(60), CancellationToken.None);
+        await started.Task.WaitAsync(s_long);
+        var survivor = await ConnectAsync(new InMemoryRpcDeduplicator());
+        await ListenAsync(survivor, "conductor", new RecordingDispatcher("survivor", (_, p, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            return Task.FromResult(p);
+        }));
+
+        await dying.DisposeAsync();
+        await call.WaitAsync(s_long);
+        release.TrySetResult();
+
+        Assert.Equal(2, Volatile.Read(ref runs));
+    }
+
+    [Fact]
+    public async Task ConnectAsync_NoBrokerAtUrl_OneLineNamingUrlWithoutPasswordAndSetting()
+    {
+        var closedPort = FreePort();
+        var options = new RabbitMqOptions { Url = $"rabbitmq://ferry:s3cret@127.0.0.1:{closedPort}/prod" };
+
+        var ex = await Assert.ThrowsAsync<RpcUnavailableException>(() =>
+            RabbitMqTransport.ConnectAsync(options, new InMemoryRpcDeduplicator(), NullLogger<RabbitMqTransport>.Instance, TimeProvider.System, CancellationToken.None));
+
+        Assert.StartsWith($"Cannot reach the message broker at rabbitmq://ferry@127.0.0.1:{closedPort}/prod: ", ex.Message);
+        Assert.Contains(RabbitMqOptions.SettingName, ex.Message);
+        Assert.DoesNotContain("s3cret", ex.Message);
+        Assert.DoesNotContain('\n', ex.Message);
+        Assert.True(ex.IsTransient);
+    }
+
+    private static int FreePort()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+}
