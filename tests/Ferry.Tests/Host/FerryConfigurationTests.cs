@@ -77,7 +77,7 @@ public sealed class FerryConfigurationTests : IDisposable
     [InlineData("FERRY_API__COMPUTEPORT", "70000", "FERRY_API__COMPUTEPORT (environment variable): 70000 is out of range (0..65535)")]
     [InlineData("FERRY_TIMESCALE", "-1", "FERRY_TIMESCALE (environment variable): -1 is below 0")]
     [InlineData("FERRY_SHAREDSTORAGE", "yes", "FERRY_SHAREDSTORAGE (environment variable): 'yes' is not true or false")]
-    [InlineData("FERRY_TRANSPORT", "kafka://x", "FERRY_TRANSPORT (environment variable): 'kafka://x' is neither inprocess nor a rabbitmq://host URL")]
+    [InlineData("FERRY_TRANSPORT", "kafka://x", "FERRY_TRANSPORT (environment variable): 'kafka://x' is neither inprocess nor a rabbitmq://user:pass@host:port/vhost URL")]
     [InlineData("FERRY_LISTEN", "localhost", "FERRY_LISTEN (environment variable): 'localhost' is not an IP address")]
     [InlineData("FERRY_API__PLACEMENTURL", "placement:8778", "FERRY_API__PLACEMENTURL (environment variable): 'placement:8778' is not an http:// or https:// URL")]
     [InlineData("FERRY_LOGLEVEL", "loud", "FERRY_LOGLEVEL (environment variable): 'loud' is not one of trace, debug, information, warning, error, critical, none")]
