@@ -45,10 +45,13 @@ public static class PlacementSchema
             PRIMARY KEY (consumer, rp, rc));
         CREATE INDEX ix_allocations_rp ON allocations (rp);
         """,
-        // Bumped after every committed write, so a placement replica knows cheaply when its cache may be stale.
+        // Bumped after every committed write, with the providers it changed, so a placement replica knows cheaply
+        // when its cache is stale and what to reload.
         """
         CREATE TABLE placement_state (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
         INSERT INTO placement_state(id, version) VALUES (1, 0);
+        CREATE TABLE placement_changes (version INTEGER NOT NULL, rp TEXT NOT NULL);
+        CREATE INDEX ix_placement_changes_version ON placement_changes (version);
         """,
     ];
 

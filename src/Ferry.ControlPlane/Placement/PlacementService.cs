@@ -15,8 +15,9 @@ namespace Ferry.ControlPlane.Placement;
 /// the cache holds: each touched provider's <c>UPDATE … WHERE generation = g</c> and each consumer's must hit
 /// its row, or the cache is stale, the transaction rolls back, the changed providers and their consumers are
 /// reloaded and the write is validated again (capacity, the caller's generation). So two replicas can never
-/// both claim the last of an inventory. Each write also bumps <c>placement_state.version</c> after it commits;
-/// a replica whose cache was taken at another version reloads what changed before it answers.
+/// both claim the last of an inventory. Each write also bumps <c>placement_state.version</c> after it commits and
+/// logs the providers it changed in <c>placement_changes</c>; a replica whose cache was taken at another version
+/// reloads those providers (and their consumers) before it answers.
 /// </para>
 /// </summary>
 public sealed class PlacementService : IPlacementService
@@ -30,6 +31,10 @@ public sealed class PlacementService : IPlacementService
 
     /// <summary>Attempts of one write against a cache that keeps turning out stale before it answers 409.</summary>
     private const int MaxAttempts = 20;
+
+    /// <summary>How many versions of the change log are kept, and how often older ones are deleted.</summary>
+    private const long ChangeLogKept = 10_000;
+    private const long ChangeLogPurgeEvery = 1_000;
 
     /// <summary>The <c>placement_state</c> version the cache matches (shared database only).</summary>
     private long _seenVersion;
@@ -63,7 +68,7 @@ public sealed class PlacementService : IPlacementService
             if (existing is null)
             {
                 var record = new ResourceProvider(uuid, name, 0);
-                WriteThrough((c, t) =>
+                WriteThrough([uuid], (c, t) =>
                 {
                     if (Exec(c, t, "INSERT INTO resource_providers(uuid, name, generation) VALUES (@u, @n, 0) ON CONFLICT(uuid) DO NOTHING",
                         ("@u", uuid), ("@n", name)) == 0)
@@ -76,7 +81,7 @@ public sealed class PlacementService : IPlacementService
             }
 
             // A rename does not change the generation (Placement's ResourceProvider.save).
-            WriteThrough((c, t) => Exec(c, t,
+            WriteThrough([uuid], (c, t) => Exec(c, t,
                 "UPDATE resource_providers SET name = @n WHERE uuid = @u", ("@u", uuid), ("@n", name)));
             existing.Record = existing.Record with { Name = name };
             existing.Summary = null;
@@ -128,7 +133,7 @@ public sealed class PlacementService : IPlacementService
             var plan = Plan(writes, checkCapacity: false, deletedProvider: uuid);
 
             var generation = provider.Record.Generation;
-            WriteThrough((c, t) =>
+            WriteThrough([uuid, .. plan.ProviderGenerations.Select(g => g.Rp)], (c, t) =>
             {
                 Persist(c, t, plan);
                 if (Exec(c, t, "DELETE FROM resource_providers WHERE uuid = @u AND generation = @g", ("@u", uuid), ("@g", generation)) == 0)
@@ -171,7 +176,7 @@ public sealed class PlacementService : IPlacementService
 
             var generation = provider.Record.Generation + 1;
             var copy = new Dictionary<string, Inventory>(inventories, StringComparer.Ordinal);
-            WriteThrough((c, t) =>
+            WriteThrough([providerUuid], (c, t) =>
             {
                 Exec(c, t, "DELETE FROM inventories WHERE rp = @u", ("@u", providerUuid));
                 foreach (var (rc, inv) in copy)
@@ -214,7 +219,7 @@ public sealed class PlacementService : IPlacementService
             CheckProviderGeneration(provider, expectedGeneration);
             var set = traits.ToFrozenSet(StringComparer.Ordinal);
             var generation = provider.Record.Generation + 1;
-            WriteThrough((c, t) =>
+            WriteThrough([providerUuid], (c, t) =>
             {
                 Exec(c, t, "DELETE FROM traits WHERE rp = @u", ("@u", providerUuid));
                 foreach (var trait in set)
@@ -663,7 +668,7 @@ public sealed class PlacementService : IPlacementService
 
     private void Commit(WritePlan plan)
     {
-        WriteThrough((c, t) => Persist(c, t, plan));
+        WriteThrough(plan.ProviderGenerations.Select(g => g.Rp), (c, t) => Persist(c, t, plan));
         Apply(plan);
     }
 
@@ -788,19 +793,33 @@ public sealed class PlacementService : IPlacementService
             return 0;
         });
 
-    /// <summary>Writes in one transaction; on a shared database then bumps the version other replicas check.</summary>
-    private void WriteThrough(Action<DbConnection, DbTransaction> write)
+    /// <summary>
+    /// Writes in one transaction; on a shared database then bumps the version other replicas check and logs the
+    /// providers the write changed under it, so they reload only those.
+    /// </summary>
+    private void WriteThrough(IEnumerable<string> providers, Action<DbConnection, DbTransaction> write)
     {
         _database.Write(write);
         if (!_database.IsShared)
         {
             return;
         }
-        // After the commit, so a replica that sees the new version also sees this write.
+        // After the commit, so a replica that sees the new version also sees this write. The version row's lock
+        // makes bumps commit in version order: a replica that reads version V finds every change up to V logged.
+        var changed = providers.Distinct(StringComparer.Ordinal).ToList();
         var version = _database.Write((c, t) =>
         {
             using var bump = FerryDatabase.Command(c, t, "UPDATE placement_state SET version = version + 1 WHERE id = 1 RETURNING version");
-            return Convert.ToInt64(bump.ExecuteScalar());
+            var version = Convert.ToInt64(bump.ExecuteScalar());
+            foreach (var rp in changed)
+            {
+                Exec(c, t, "INSERT INTO placement_changes(version, rp) VALUES (@v, @rp)", ("@v", version), ("@rp", rp));
+            }
+            if (version % ChangeLogPurgeEvery == 0)
+            {
+                Exec(c, t, "DELETE FROM placement_changes WHERE version <= @old", ("@old", version - ChangeLogKept));
+            }
+            return version;
         });
         if (version == _seenVersion + 1)
         {
@@ -830,14 +849,27 @@ public sealed class PlacementService : IPlacementService
         {
             return;
         }
-        _database.Snapshot((c, t) => Reconcile(c, t));
+        // A forced reload, or one further behind than the change log keeps, compares every provider.
+        var seen = _seenVersion;
+        var whole = force || version - seen >= ChangeLogKept;
+        _database.Snapshot((c, t) => Reconcile(c, t, whole ? null : (seen, version)));
         _seenVersion = version;
     }
 
-    private int Reconcile(DbConnection connection, DbTransaction transaction)
+    /// <param name="versions">Only the providers logged as changed after the first version up to the second; null for all.</param>
+    private int Reconcile(DbConnection connection, DbTransaction transaction, (long After, long Upto)? versions)
     {
+        string[]? candidates = null;
+        if (versions is var (after, upto))
+        {
+            using var log = FerryDatabase.Command(connection, transaction,
+                "SELECT DISTINCT rp FROM placement_changes WHERE version > @after AND version <= @upto", ("@after", after), ("@upto", upto));
+            candidates = [.. Rows.ReadAll(log, r => r.GetString(0))];
+        }
         var committed = new Dictionary<string, (string Name, long Generation)>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers"))
+        using (var read = candidates is null
+            ? FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers")
+            : FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers WHERE uuid = ANY(@rps)", ("@rps", candidates)))
         using (var reader = read.ExecuteReader())
         {
             while (reader.Read())
@@ -853,7 +885,7 @@ public sealed class PlacementService : IPlacementService
                 changed.Add(uuid);
             }
         }
-        var removed = _providers.Keys.Where(uuid => !committed.ContainsKey(uuid)).ToList();
+        var removed = (candidates ?? (IEnumerable<string>)_providers.Keys).Where(uuid => _providers.ContainsKey(uuid) && !committed.ContainsKey(uuid)).ToList();
         if (changed.Count == 0 && removed.Count == 0)
         {
             return 0;

@@ -12,7 +12,8 @@ namespace Ferry.Tests.Placement;
 /// <summary>Placement's REST API on real Kestrel at 127.0.0.1:0 over a temp SQLite file, shared by one test class.</summary>
 public sealed class PlacementApiFixture : IAsyncLifetime
 {
-    private readonly TestDatabase _files = new();
+    // FERRY_TEST_DATABASE=postgresql runs the placement API tests over PostgreSQL.
+    private readonly TestDatabase _files = new(Environment.GetEnvironmentVariable("FERRY_TEST_DATABASE") == "postgresql" ? DatabaseEngine.PostgreSql : DatabaseEngine.Sqlite);
     private WebApplication? _app;
 
     public HttpClient Http { get; private set; } = null!;

@@ -118,6 +118,34 @@ public sealed class PlacementReplicaTests : IDisposable
         Assert.Null(_second.GetAllocations("c3").ConsumerGeneration);
     }
 
+    [Fact]
+    public void PutAllocations_WriteOfAReplicaThatDiedBeforeLoggingIt_IsFoundByTheConditionalWrite()
+    {
+        var rp = AddProvider(_first, "host-a", 4);
+        Assert.Equal(1, _second.GetProvider(rp)!.Generation);
+        // What a replica killed between its commit and its version bump leaves: a claim nobody was told about.
+        _database.Write((c, t) =>
+        {
+            foreach (var sql in new[]
+            {
+                "INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES ('ghost', 'p1', 'u1', 1)",
+                $"INSERT INTO allocations(consumer, rp, rc, used) VALUES ('ghost', '{rp}', 'VCPU', 3)",
+                $"UPDATE resource_providers SET generation = 2 WHERE uuid = '{rp}'",
+            })
+            {
+                using var command = FerryDatabase.Command(c, t, sql);
+                command.ExecuteNonQuery();
+            }
+        });
+
+        var ex = Assert.Throws<PlacementConflictException>(() => _second.PutAllocations("c1", Request(rp, vcpu: 2)));
+
+        Assert.StartsWith("Unable to allocate inventory", ex.Message);
+        Assert.Equal(3, _second.GetProviderUsages(rp)["VCPU"]);
+        _second.PutAllocations("c1", Request(rp, vcpu: 1));
+        Assert.Equal(4, _first.GetProviderUsages(rp)["VCPU"]);
+    }
+
     private static string AddProvider(PlacementService placement, string name, long vcpus)
     {
         var uuid = Guid.NewGuid().ToString();
