@@ -79,6 +79,7 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         OldVmState = u.SetOldVmState ? u.OldVmState : i.OldVmState,
         Progress = u.Progress ?? i.Progress,
         LaunchedAt = u.LaunchedAt ?? i.LaunchedAt,
+        Metadata = u.Metadata ?? i.Metadata,
         TerminatedAt = u.Deleted ? now : i.TerminatedAt,
         UpdatedAt = now,
     };

@@ -98,6 +98,9 @@ internal sealed class FuzzWorld
             10 => new JsonObject { ["os-getConsoleOutput"] = new JsonObject { ["length"] = 10 } },
             _ => new JsonObject { ["unknownAction"] = new JsonObject() },
         },
+        ["POST /servers/{id}/metadata"] = _ => new JsonObject { ["metadata"] = new JsonObject { ["fuzz"] = "v", ["k"] = "w" } },
+        ["PUT /servers/{id}/metadata"] = _ => new JsonObject { ["metadata"] = new JsonObject { ["k"] = "v" } },
+        ["PUT /servers/{id}/metadata/{key}"] = _ => new JsonObject { ["meta"] = new JsonObject { ["k"] = "v" } },
         ["POST /servers/{id}/migrations/{migrationId}/action"] = _ => new JsonObject { ["force_complete"] = null },
         ["POST /flavors"] = _ => new JsonObject
         {

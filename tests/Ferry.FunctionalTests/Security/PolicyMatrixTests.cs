@@ -53,7 +53,7 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
     {
         await base.InitializeAsync();
         var server = await SendAsync(Caller.Member, Service.Compute, HttpMethod.Post, "/servers",
-            """{"server": {"name": "owned", "imageRef": "ferry-test-guest", "flavorRef": "m1.nano", "networks": "none"}}""");
+            """{"server": {"name": "owned", "imageRef": "ferry-test-guest", "flavorRef": "m1.nano", "networks": "none", "metadata": {"k": "v"}}}""");
         Assert.True(server.Status == 202, server.Body?.ToJsonString());
         Ids["server"] = (string)server.Body!["server"]!["id"]!;
         var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -173,6 +173,14 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Compute, "DELETE", "/servers/{server}/migrations/1", Rule.AdminOwned, allowed: 202),
         R(Service.Compute, "GET", "/servers/{server}/os-instance-actions", Rule.OwnedRead),
         R(Service.Compute, "GET", "/servers/{server}/os-instance-actions/{request}", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/servers/{server}/metadata", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/servers/{server}/metadata/k", Rule.OwnedRead),
+        R(Service.Compute, "POST", "/servers/{server}/metadata", Rule.OwnedWrite, """{"metadata": {"evil": "x"}}"""),
+        R(Service.Compute, "PUT", "/servers/{server}/metadata", Rule.OwnedWrite, """{"metadata": {}}"""),
+        R(Service.Compute, "PUT", "/servers/{server}/metadata/k", Rule.OwnedWrite, """{"meta": {"k": "pwned"}}"""),
+        R(Service.Compute, "DELETE", "/servers/{server}/metadata/k", Rule.OwnedWrite, allowed: 204),
+        R(Service.Compute, "GET", "/servers/{server}/ips", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/servers/{server}/ips/private", Rule.OwnedRead, allowed: 404),
         // Compute: flavors, images, limits, zones.
         R(Service.Compute, "GET", "/flavors", Rule.AnyReader),
         R(Service.Compute, "GET", "/flavors/detail", Rule.AnyReader),

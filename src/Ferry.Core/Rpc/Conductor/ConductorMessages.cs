@@ -57,6 +57,8 @@ public sealed record InstanceUpdateRequest
     public VmState? OldVmState { get; init; }
     public int? Progress { get; init; }
     public DateTimeOffset? LaunchedAt { get; init; }
+    /// <summary>Replaces the instance's metadata (server metadata API).</summary>
+    public Dictionary<string, string>? Metadata { get; init; }
     /// <summary>Marks the row deleted (terminate finished).</summary>
     public bool Deleted { get; init; }
     public List<TaskState?>? ExpectedTaskStates { get; init; }
