@@ -130,6 +130,11 @@ internal sealed class FuzzWorld
                 ["VCPU"] = new JsonObject { ["total"] = 8, ["reserved"] = 0, ["min_unit"] = 1, ["max_unit"] = 8, ["step_size"] = 1, ["allocation_ratio"] = 16.0 },
             },
         },
+        ["POST /resource_providers/{uuid}/inventories"] = w => new JsonObject
+        {
+            ["resource_class"] = w.Random.Next(2) == 0 ? "DISK_GB" : "CUSTOM_FUZZ", ["total"] = 8, ["reserved"] = 0, ["min_unit"] = 1, ["max_unit"] = 8,
+            ["step_size"] = 1, ["allocation_ratio"] = 1.0,
+        },
         ["PUT /resource_providers/{uuid}/inventories/{resourceClass}"] = _ => new JsonObject
         {
             ["resource_provider_generation"] = 1, ["total"] = 8, ["reserved"] = 0, ["min_unit"] = 1, ["max_unit"] = 8, ["step_size"] = 1,

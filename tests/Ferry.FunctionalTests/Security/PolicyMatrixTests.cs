@@ -246,6 +246,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Placement, "PUT", "/resource_providers/{provider}/inventories", Rule.Admin,
             """{"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 1000}}}"""),
         R(Service.Placement, "GET", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin),
+        R(Service.Placement, "POST", "/resource_providers/{provider}/inventories", Rule.Admin, """{"resource_class": "DISK_GB", "total": 10}""", 201),
         R(Service.Placement, "PUT", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin,
             """{"resource_provider_generation": 0, "total": 1000}"""),
         R(Service.Placement, "DELETE", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin, allowed: 204),
