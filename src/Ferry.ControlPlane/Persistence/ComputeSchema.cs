@@ -57,5 +57,9 @@ public static class ComputeSchema
             id INTEGER PRIMARY KEY AUTOINCREMENT, class_name TEXT NOT NULL, resource TEXT NOT NULL,
             hard_limit INTEGER NOT NULL, UNIQUE(class_name, resource));
         """,
+        // An event's traceback: shown to admins as Nova shows its Python traceback, holding Ferry's fault details instead.
+        """
+        ALTER TABLE instance_action_events ADD COLUMN traceback TEXT;
+        """,
     ];
 }
