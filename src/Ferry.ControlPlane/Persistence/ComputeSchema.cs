@@ -61,5 +61,9 @@ public static class ComputeSchema
         """
         ALTER TABLE instance_action_events ADD COLUMN traceback TEXT;
         """,
+        // The build timeout check's query: live BUILD instances by age, without reading every row.
+        """
+        CREATE INDEX ix_instances_building ON instances(vm_state, created_at) WHERE deleted = 0;
+        """,
     ];
 }
