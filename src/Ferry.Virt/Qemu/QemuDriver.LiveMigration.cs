@@ -708,10 +708,14 @@ public sealed partial class QemuDriver
             driver.LogPostCopyLost(Uuid, _plan.MigrationUuid, status, reason);
             // The destination's answer to the last resume is what an operator acts on (its QEMU's last line, its log).
             var last = _lastResumeFailure;
+            // A plain failure on the destination's side crosses the call as "<Kind>: <message>": quote the message.
+            var said = last is RemoteErrorException remote && last.Message.StartsWith(remote.RemoteKind + ": ", StringComparison.Ordinal)
+                ? last.Message[(remote.RemoteKind.Length + 2)..]
+                : last?.Message;
             return new FerryException(
                 $"Live migration {_plan.MigrationUuid} of {Uuid} broke during post-copy ({status}: {reason}): the guest's memory is split between " +
                 $"{driver._options.HostName} and {_plan.DestHost}. Both QEMUs are left as they are: the destination runs the guest and waits for the pages only the source has." +
-                (last is null ? "" : $" The last resume failed on {_plan.DestHost}: {last.Message}"))
+                (last is null ? "" : $" The last resume failed on {_plan.DestHost}: {said}"))
             {
                 Details = (last as FerryException)?.Details,
             };
