@@ -103,7 +103,7 @@ public sealed partial class ComputeContext(
         {
             var code = ex is FerryException f ? f.HttpStatus : 500;
             await Conductor.RecordFaultAsync(new InstanceFaultRequest(instanceUuid, code, ex.Message, Host, code == 500 ? FaultDetails.Describe(ex) : null), ct);
-            await Conductor.RecordActionEventAsync(new ActionEventRequest(instanceUuid, requestId, eventName, Host, true, true, ex.Message), ct);
+            await Conductor.RecordActionEventAsync(new ActionEventRequest(instanceUuid, requestId, eventName, Host, true, true, ex.Message, FaultDetails.Describe(ex)), ct);
         }
         catch (Exception inner) when (inner is not OperationCanceledException)
         {

@@ -51,6 +51,7 @@ public static class ApiServiceCollectionExtensions
             api.MapVersions(prefix);
             api.MapServers();
             api.MapServerActions();
+            api.MapServerMetadata();
             api.MapServerMigrations();
             api.MapMigrations();
             api.MapInstanceActions();

@@ -497,6 +497,44 @@ internal sealed partial class ComputeApi(
         Log.ResetState(logger, instance.Uuid, state.ToNova(), ctx.RequestId);
     }
 
+    // ---- server metadata -------------------------------------------------------------------------
+
+    private static readonly VmState[] s_metadataStates = [VmState.Active, VmState.Paused, VmState.Suspended, VmState.Stopped];
+
+    /// <summary>
+    /// update_instance_metadata: merges <paramref name="metadata"/> into the server's (or replaces them all), checks
+    /// the metadata_items quota on the result, and returns it. No task may be running (the swap expects none).
+    /// </summary>
+    public Dictionary<string, string> UpdateMetadata(RequestContext ctx, Instance instance, Dictionary<string, string> metadata, bool replace)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, "update metadata", s_metadataStates, s_noTask);
+        var next = replace ? new Dictionary<string, string>(metadata) : new Dictionary<string, string>(instance.Metadata);
+        if (!replace)
+        {
+            foreach (var (key, value) in metadata)
+            {
+                next[key] = value;
+            }
+        }
+        if (next.Count > 0)
+        {
+            quotas.CheckMetadataItems(ctx.ProjectId, ctx.UserId, next.Count);
+        }
+        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] });
+        return next;
+    }
+
+    /// <summary>delete_instance_metadata: the same lock and state checks as an update.</summary>
+    public void DeleteMetadataKey(RequestContext ctx, Instance instance, string key)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, "delete metadata", s_metadataStates, s_noTask);
+        var next = new Dictionary<string, string>(instance.Metadata);
+        next.Remove(key);
+        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] });
+    }
+
     // ---- in-progress live migrations -------------------------------------------------------------
 
     public async Task AbortLiveMigrationAsync(RequestContext ctx, Instance instance, string migrationId, CancellationToken cancellationToken)

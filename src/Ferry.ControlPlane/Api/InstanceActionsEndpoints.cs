@@ -44,9 +44,10 @@ public static class InstanceActionsEndpoints
                     ["finish_time"] = NovaJson.Db(e.FinishTime),
                     ["result"] = e.Result,
                 };
+                // os-instance-actions:events (admin): the traceback, Ferry's fault details for a failed event.
                 if (ctx.IsAdmin)
                 {
-                    ev["traceback"] = null;
+                    ev["traceback"] = e.Traceback;
                 }
                 if (v.AtLeast(62))
                 {
@@ -56,7 +57,8 @@ public static class InstanceActionsEndpoints
                         ev["host"] = e.Host;
                     }
                 }
-                if (v.AtLeast(84))
+                // os-instance-actions:events:details is admin-only by default.
+                if (v.AtLeast(84) && ctx.IsAdmin)
                 {
                     ev["details"] = e.Details;
                 }

@@ -28,10 +28,10 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Backgr
         {
             return timedOut;
         }
-        var now = context.Time.GetUtcNow();
-        foreach (var instance in context.Instances.List())
+        // Only BUILD rows older than the timeout are read: the check runs every minute whatever the number of servers.
+        foreach (var instance in context.Instances.ListBuildingCreatedBefore(context.Time.GetUtcNow() - timeout))
         {
-            if (instance.VmState != VmState.Building || now - instance.CreatedAt <= timeout || IsAcknowledged(instance.Uuid))
+            if (IsAcknowledged(instance.Uuid))
             {
                 continue;
             }

@@ -61,7 +61,7 @@ public sealed partial class ConductorContext(
         var code = ex is Core.Errors.FerryException f ? f.HttpStatus : 500;
         Log.TaskFailed(_logger, code == 500 ? ex : null, eventName, instanceUuid, ex.Message);
         Actions.AddFault(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? Core.Errors.FaultDetails.Describe(ex) : null);
-        Actions.RecordEvent(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message);
+        Actions.RecordEvent(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message, Core.Errors.FaultDetails.Describe(ex));
     }
 
     /// <summary>Clears task_state (only if it is still <paramref name="expected"/>), optionally setting vm_state.</summary>

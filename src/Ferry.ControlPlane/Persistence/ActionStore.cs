@@ -15,7 +15,8 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
         });
 
     /// <summary>Starts or finishes an event of the action identified by request id; a failed event marks the action "Error".</summary>
-    public void RecordEvent(string instanceUuid, string? requestId, string eventName, string host, bool finished, bool failed, string? details) =>
+    public void RecordEvent(string instanceUuid, string? requestId, string eventName, string host, bool finished, bool failed, string? details,
+        string? traceback = null) =>
         db.Write((c, t) =>
         {
             var now = Rows.Time(time.GetUtcNow());
@@ -37,15 +38,15 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
             {
                 using var update = FerryDatabase.Command(c, t,
                     """
-                    UPDATE instance_action_events SET finish_time = @now, result = @res, details = @d
+                    UPDATE instance_action_events SET finish_time = @now, result = @res, details = @d, traceback = @tb
                     WHERE id = (SELECT id FROM instance_action_events WHERE action_id = @a AND event = @e AND finish_time IS NULL ORDER BY id DESC LIMIT 1)
                     """,
-                    ("@a", actionId), ("@e", eventName), ("@now", now), ("@res", failed ? "Error" : "Success"), ("@d", details));
+                    ("@a", actionId), ("@e", eventName), ("@now", now), ("@res", failed ? "Error" : "Success"), ("@d", details), ("@tb", traceback));
                 if (update.ExecuteNonQuery() == 0)
                 {
                     using var insert = FerryDatabase.Command(c, t,
-                        "INSERT INTO instance_action_events(action_id, event, start_time, finish_time, result, host, details) VALUES (@a, @e, @now, @now, @res, @h, @d)",
-                        ("@a", actionId), ("@e", eventName), ("@now", now), ("@res", failed ? "Error" : "Success"), ("@h", host), ("@d", details));
+                        "INSERT INTO instance_action_events(action_id, event, start_time, finish_time, result, host, details, traceback) VALUES (@a, @e, @now, @now, @res, @h, @d, @tb)",
+                        ("@a", actionId), ("@e", eventName), ("@now", now), ("@res", failed ? "Error" : "Success"), ("@h", host), ("@d", details), ("@tb", traceback));
                     insert.ExecuteNonQuery();
                 }
             }
@@ -68,10 +69,11 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
         db.Read(c =>
         {
             using var command = FerryDatabase.Command(c, null,
-                "SELECT event, start_time, finish_time, result, host, details FROM instance_action_events WHERE action_id = @a ORDER BY id",
+                "SELECT event, start_time, finish_time, result, host, details, traceback FROM instance_action_events WHERE action_id = @a ORDER BY id",
                 ("@a", actionId));
             return Rows.ReadAll(command, r => new InstanceActionEventRow(
-                r.GetString(0), r.GetString(1), Rows.NullableString(r, 2), Rows.NullableString(r, 3), Rows.NullableString(r, 4), Rows.NullableString(r, 5)));
+                r.GetString(0), r.GetString(1), Rows.NullableString(r, 2), Rows.NullableString(r, 3), Rows.NullableString(r, 4), Rows.NullableString(r, 5),
+                Rows.NullableString(r, 6)));
         });
 
     public void AddFault(string instanceUuid, int code, string message, string? host, string? details) =>
@@ -99,6 +101,6 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
 
 public sealed record InstanceActionRow(long Id, string InstanceUuid, string RequestId, string Action, string? UserId, string? ProjectId, string StartTime, string? UpdatedAt, string? Message);
 
-public sealed record InstanceActionEventRow(string Event, string StartTime, string? FinishTime, string? Result, string? Host, string? Details);
+public sealed record InstanceActionEventRow(string Event, string StartTime, string? FinishTime, string? Result, string? Host, string? Details, string? Traceback = null);
 
 public sealed record InstanceFaultRow(int Code, string Message, string? Details, string CreatedAt);

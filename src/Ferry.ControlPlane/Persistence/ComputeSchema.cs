@@ -57,5 +57,13 @@ public static class ComputeSchema
             id INTEGER PRIMARY KEY AUTOINCREMENT, class_name TEXT NOT NULL, resource TEXT NOT NULL,
             hard_limit INTEGER NOT NULL, UNIQUE(class_name, resource));
         """,
+        // An event's traceback: shown to admins as Nova shows its Python traceback, holding Ferry's fault details instead.
+        """
+        ALTER TABLE instance_action_events ADD COLUMN traceback TEXT;
+        """,
+        // The build timeout check's query: live BUILD instances by age, without reading every row.
+        """
+        CREATE INDEX ix_instances_building ON instances(vm_state, created_at) WHERE deleted = 0;
+        """,
     ];
 }

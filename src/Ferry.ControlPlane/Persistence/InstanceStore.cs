@@ -38,6 +38,17 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Instance));
         });
 
+    internal const string BuildingCreatedBeforeSql =
+        "SELECT data FROM instances WHERE vm_state = 'building' AND deleted = 0 AND created_at < @before ORDER BY created_at, id";
+
+    /// <summary>Live instances still BUILD that were created before <paramref name="before"/>, oldest first (through an index).</summary>
+    public List<Instance> ListBuildingCreatedBefore(DateTimeOffset before) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, BuildingCreatedBeforeSql, ("@before", Rows.Time(before)));
+            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Instance));
+        });
+
     /// <summary>
     /// Applies <paramref name="update"/> atomically. When the update names expected task states (or
     /// an expected host), the row must match them or nothing changes and
@@ -80,6 +91,7 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         OldVmState = u.SetOldVmState ? u.OldVmState : i.OldVmState,
         Progress = u.Progress ?? i.Progress,
         LaunchedAt = u.LaunchedAt ?? i.LaunchedAt,
+        Metadata = u.Metadata ?? i.Metadata,
         TerminatedAt = u.Deleted ? now : i.TerminatedAt,
         UpdatedAt = now,
     };

@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization.Metadata;
+using System.Text.RegularExpressions;
 using Ferry.ControlPlane.Api;
 using Ferry.Core.Errors;
 using Ferry.Core.Placement;
@@ -16,7 +18,7 @@ namespace Ferry.ControlPlane.Placement;
 /// <see cref="IPlacementService"/>, always answering in the shapes of microversion 1.39. Providers
 /// have no parents here: each one is its own root, so in_tree names a single provider.
 /// </summary>
-public static class PlacementEndpoints
+public static partial class PlacementEndpoints
 {
     private static readonly PlacementJsonContext s_json = new(new JsonSerializerOptions(PlacementJsonContext.Default.Options)
     {
@@ -39,6 +41,7 @@ public static class PlacementEndpoints
 
         api.MapGet("/resource_providers/{uuid}/inventories", GetInventories);
         api.MapPut("/resource_providers/{uuid}/inventories", PutInventoriesAsync);
+        api.MapPost("/resource_providers/{uuid}/inventories", CreateInventoryAsync);
         api.MapDelete("/resource_providers/{uuid}/inventories", DeleteInventories);
         api.MapGet("/resource_providers/{uuid}/inventories/{resourceClass}", GetInventory);
         api.MapPut("/resource_providers/{uuid}/inventories/{resourceClass}", PutInventoryAsync);
@@ -231,18 +234,24 @@ public static class PlacementEndpoints
     private static JsonHttpResult<ProviderInventoriesDto> GetInventories(string uuid, IPlacementService placement) =>
         TypedResults.Json(InventoriesDto(placement, RequireProvider(placement, uuid)), s_json.ProviderInventoriesDto);
 
-    private static async Task<JsonHttpResult<ProviderInventoriesDto>> PutInventoriesAsync(string uuid, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    private static async Task<JsonHttpResult<ProviderInventoriesDto>> PutInventoriesAsync(string uuid, HttpRequest request, IPlacementService placement,
+        PlacementCatalog catalog, CancellationToken cancellationToken)
     {
         var body = await ReadAsync(request, s_json.ProviderInventoriesDto, cancellationToken);
         if (body.ResourceProviderGeneration is not { } generation || body.Inventories is null)
         {
             throw new BadRequestException("'resource_provider_generation' and 'inventories' are required properties.");
         }
-        RequireProvider(placement, uuid);
+        var current = RequireProvider(placement, uuid);
         var inventories = new Dictionary<string, Inventory>(body.Inventories.Count, StringComparer.Ordinal);
         foreach (var (rc, inventory) in body.Inventories)
         {
             inventories[rc] = ToInventory(inventory ?? throw NotAnObject());
+        }
+        // Placement answers a stale generation (409) before it looks the classes up (400).
+        if (current.Generation == generation)
+        {
+            RequireResourceClasses(catalog, inventories.Keys, $"Unknown resource class in inventory for resource provider {uuid}");
         }
         var provider = placement.SetInventories(uuid, generation, inventories);
         return TypedResults.Json(InventoriesDto(placement, provider), s_json.ProviderInventoriesDto);
@@ -265,19 +274,89 @@ public static class PlacementEndpoints
         return TypedResults.Json(ToDto(inventory, provider.Generation), s_json.ProviderInventoryDto);
     }
 
-    private static async Task<JsonHttpResult<ProviderInventoryDto>> PutInventoryAsync(string uuid, string resourceClass, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
+    private static async Task<JsonHttpResult<ProviderInventoryDto>> PutInventoryAsync(string uuid, string resourceClass, HttpRequest request, IPlacementService placement,
+        PlacementCatalog catalog, CancellationToken cancellationToken)
     {
         var body = await ReadAsync(request, s_json.ProviderInventoryDto, cancellationToken);
         if (body.ResourceProviderGeneration is not { } generation)
         {
             throw new BadRequestException("'resource_provider_generation' is a required property.");
         }
-        RequireProvider(placement, uuid);
+        if (RequireProvider(placement, uuid).Generation == generation)
+        {
+            RequireResourceClasses(catalog, [resourceClass], $"Unable to update inventory for resource provider {uuid}");
+        }
         var inventory = ToInventory(new InventoryDto(body.Total, body.Reserved, body.MinUnit, body.MaxUnit, body.StepSize, body.AllocationRatio));
         var inventories = new Dictionary<string, Inventory>(placement.GetInventories(uuid), StringComparer.Ordinal) { [resourceClass] = inventory };
         var provider = placement.SetInventories(uuid, generation, inventories);
         return TypedResults.Json(ToDto(inventory, provider.Generation), s_json.ProviderInventoryDto);
     }
+
+    /// <summary>
+    /// POST one inventory (handlers/inventory.py create_inventory): the body names its <c>resource_class</c> and needs no
+    /// generation; 201 with a Location, 409 when the provider already has that class, 400 for a class that does not exist.
+    /// </summary>
+    private static async Task<JsonHttpResult<ProviderInventoryDto>> CreateInventoryAsync(string uuid, HttpRequest request, HttpResponse response,
+        IPlacementService placement, PlacementCatalog catalog, CancellationToken cancellationToken)
+    {
+        JsonObject body;
+        try
+        {
+            body = await RequestJson.ReadAsync(request, cancellationToken) as JsonObject ?? throw new BadRequestException("The request body must be a JSON object.");
+        }
+        catch (JsonException ex)
+        {
+            throw new BadRequestException($"Malformed JSON: {ex.Message}");
+        }
+        if (!body.TryGetPropertyValue("resource_class", out var rcNode) || rcNode is not JsonValue rcValue || rcValue.GetValueKind() != JsonValueKind.String)
+        {
+            throw new BadRequestException("JSON does not validate: 'resource_class' is a required property of type 'string'.");
+        }
+        var resourceClass = rcValue.GetValue<string>();
+        if (!ResourceClassPattern().IsMatch(resourceClass))
+        {
+            throw new BadRequestException($"JSON does not validate: '{resourceClass}' does not match '^[A-Z0-9_]+$'");
+        }
+        if (body.ContainsKey("resource_provider_generation"))
+        {
+            throw new BadRequestException("JSON does not validate: Additional properties are not allowed ('resource_provider_generation' was unexpected)");
+        }
+        body.Remove("resource_class");
+        body["resource_provider_generation"] = 0;
+        ProviderInventoryDto dto;
+        try
+        {
+            dto = body.Deserialize(s_json.ProviderInventoryDto) ?? throw new BadRequestException("The request body must be a JSON object.");
+        }
+        catch (JsonException ex)
+        {
+            throw new BadRequestException($"Malformed JSON: {ex.Message}");
+        }
+        var provider = RequireProvider(placement, uuid);
+        var existing = placement.GetInventories(uuid);
+        if (existing.ContainsKey(resourceClass))
+        {
+            throw new PlacementConflictException($"Update conflict: an inventory of class {resourceClass} already exists on resource provider {uuid}.");
+        }
+        RequireResourceClasses(catalog, [resourceClass], $"Unable to create inventory for resource provider {uuid}");
+        var inventory = ToInventory(new InventoryDto(dto.Total, dto.Reserved, dto.MinUnit, dto.MaxUnit, dto.StepSize, dto.AllocationRatio));
+        var inventories = new Dictionary<string, Inventory>(existing, StringComparer.Ordinal) { [resourceClass] = inventory };
+        var updated = placement.SetInventories(uuid, provider.Generation, inventories);
+        response.Headers.Location = $"{request.Scheme}://{request.Host}/resource_providers/{uuid}/inventories/{resourceClass}";
+        return TypedResults.Json(ToDto(inventory, updated.Generation), s_json.ProviderInventoryDto, statusCode: StatusCodes.Status201Created);
+    }
+
+    /// <summary>Placement's ResourceClassNotFound for a class neither standard nor custom-created, prefixed as each handler words it.</summary>
+    private static void RequireResourceClasses(PlacementCatalog catalog, IEnumerable<string> classes, string prefix)
+    {
+        if (classes.FirstOrDefault(rc => !catalog.ResourceClassExists(rc)) is { } unknown)
+        {
+            throw new BadRequestException($"{prefix}: No such resource class {unknown}.");
+        }
+    }
+
+    [GeneratedRegex("^[A-Z0-9_]+$")]
+    private static partial Regex ResourceClassPattern();
 
     private static NoContent DeleteInventory(string uuid, string resourceClass, IPlacementService placement)
     {

@@ -168,6 +168,11 @@ public sealed partial class QemuDriver
     public async Task<string> RecoverPostCopyAtDestinationAsync(string uuid, CancellationToken cancellationToken)
     {
         var record = Find(uuid);
+        // The incoming QEMU died after the switch (the usual reason the stream broke): its last words, not just "gone".
+        if (await GuestExitReportAsync(uuid, cancellationToken) is { } exit)
+        {
+            throw exit;
+        }
         if (record.Process is not { HasExited: false } process)
         {
             throw new FerryException($"The incoming copy of {uuid} on {_options.HostName} is gone: its post-copy migration cannot resume.");
@@ -429,6 +434,7 @@ public sealed partial class QemuDriver
         private long _diskTotal;
         private long _diskProcessed;
         private int _resumeAttempts;             // since the post-copy stream last moved
+        private Exception? _lastResumeFailure;   // why the last resume could not be made (the destination QEMU's death, say)
         private Stopwatch? _resumeIssued;        // the last migrate resume, while its outcome is not known yet
         private long _postCopyBytes = -1;        // ram.transferred at the last sample that moved
         private readonly Stopwatch _postCopyIdle = new();
@@ -652,6 +658,7 @@ public sealed partial class QemuDriver
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 driver.LogPostCopyResumeFailed(Uuid, _plan.MigrationUuid, _resumeAttempts, ex.Message);
+                _lastResumeFailure = ex;
             }
         }
 
@@ -669,6 +676,7 @@ public sealed partial class QemuDriver
                 {
                     _resumeAttempts = 0;
                     _resumeIssued = null;
+                    _lastResumeFailure = null;
                 }
                 _postCopyBytes = transferred;
                 _postCopyIdle.Restart();
@@ -698,9 +706,19 @@ public sealed partial class QemuDriver
         private FerryException PostCopyLost(string? status, string reason)
         {
             driver.LogPostCopyLost(Uuid, _plan.MigrationUuid, status, reason);
+            // The destination's answer to the last resume is what an operator acts on (its QEMU's last line, its log).
+            var last = _lastResumeFailure;
+            // A plain failure on the destination's side crosses the call as "<Kind>: <message>": quote the message.
+            var said = last is RemoteErrorException remote && last.Message.StartsWith(remote.RemoteKind + ": ", StringComparison.Ordinal)
+                ? last.Message[(remote.RemoteKind.Length + 2)..]
+                : last?.Message;
             return new FerryException(
                 $"Live migration {_plan.MigrationUuid} of {Uuid} broke during post-copy ({status}: {reason}): the guest's memory is split between " +
-                $"{driver._options.HostName} and {_plan.DestHost}. Both QEMUs are left as they are: the destination runs the guest and waits for the pages only the source has.");
+                $"{driver._options.HostName} and {_plan.DestHost}. Both QEMUs are left as they are: the destination runs the guest and waits for the pages only the source has." +
+                (last is null ? "" : $" The last resume failed on {_plan.DestHost}: {said}"))
+            {
+                Details = (last as FerryException)?.Details,
+            };
         }
 
         /// <summary>Downtime steps, the completion timeout and a force-complete without post-copy (all allowed at any time).</summary>

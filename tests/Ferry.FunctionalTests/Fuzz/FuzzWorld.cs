@@ -98,6 +98,9 @@ internal sealed class FuzzWorld
             10 => new JsonObject { ["os-getConsoleOutput"] = new JsonObject { ["length"] = 10 } },
             _ => new JsonObject { ["unknownAction"] = new JsonObject() },
         },
+        ["POST /servers/{id}/metadata"] = _ => new JsonObject { ["metadata"] = new JsonObject { ["fuzz"] = "v", ["k"] = "w" } },
+        ["PUT /servers/{id}/metadata"] = _ => new JsonObject { ["metadata"] = new JsonObject { ["k"] = "v" } },
+        ["PUT /servers/{id}/metadata/{key}"] = _ => new JsonObject { ["meta"] = new JsonObject { ["k"] = "v" } },
         ["POST /servers/{id}/migrations/{migrationId}/action"] = _ => new JsonObject { ["force_complete"] = null },
         ["POST /flavors"] = _ => new JsonObject
         {
@@ -126,6 +129,11 @@ internal sealed class FuzzWorld
             {
                 ["VCPU"] = new JsonObject { ["total"] = 8, ["reserved"] = 0, ["min_unit"] = 1, ["max_unit"] = 8, ["step_size"] = 1, ["allocation_ratio"] = 16.0 },
             },
+        },
+        ["POST /resource_providers/{uuid}/inventories"] = w => new JsonObject
+        {
+            ["resource_class"] = w.Random.Next(2) == 0 ? "DISK_GB" : "CUSTOM_FUZZ", ["total"] = 8, ["reserved"] = 0, ["min_unit"] = 1, ["max_unit"] = 8,
+            ["step_size"] = 1, ["allocation_ratio"] = 1.0,
         },
         ["PUT /resource_providers/{uuid}/inventories/{resourceClass}"] = _ => new JsonObject
         {

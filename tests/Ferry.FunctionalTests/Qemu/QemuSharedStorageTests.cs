@@ -1,9 +1,11 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
 using Ferry.Virt;
 using Ferry.Virt.Qemu;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.FunctionalTests.Qemu;
 
@@ -176,6 +178,54 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
         var now = (await SamplesAsync(id, long.MaxValue))[^1].Counter;
         await WaitForCounterAsync(id, now + 50, long.MaxValue);
         AssertRunsOnlyOn(id, "compute1");
+    }
+
+    /// <summary>
+    /// The destination QEMU dies after the switch to post-copy: nothing can roll back (the guest's memory is split), the
+    /// server goes to ERROR for the operator, and the fault quotes that QEMU's last line and names its log, as a failed start does.
+    /// </summary>
+    [Fact]
+    public async Task LiveMigrate_DestinationQemuDiesAfterPostCopySwitch_ErrorFaultQuotesItsLastLineAndLog()
+    {
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
+        var log = Path.Combine(Qemu("compute2").InstanceDirectory(id), "qemu.log");
+        var options = Fixture.Ferry.Computes["compute1"].Options;
+        var attempts = options.LiveMigrationPostCopyRecoveryAttempts;
+        options.LiveMigrationPostCopyRecoveryAttempts = 2;
+        var pid = 0;
+        try
+        {
+            using (await MigrateIntoPostCopyAsync(id, bandwidthMiBps: 1))
+            {
+                await WaitUntilDestinationRunsAsync(id);
+                pid = Qemu("compute2").GetProcessId(id) ?? throw new InvalidOperationException("no incoming QEMU on compute2");
+                // SIGTERM makes QEMU say why it stops ("terminating on signal 15 from pid …") before it goes.
+                using (var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", pid.ToString(System.Globalization.CultureInfo.InvariantCulture) } })!)
+                {
+                    await kill.WaitForExitAsync();
+                    Assert.Equal(0, kill.ExitCode);
+                }
+
+                var (instance, migration) = await WaitForMoveEndAsync(id);
+                Assert.Equal((MigrationStatus.Error, VmState.Error), (migration.Status, instance.VmState));
+            }
+        }
+        finally
+        {
+            options.LiveMigrationPostCopyRecoveryAttempts = attempts;
+        }
+        var fault = Fixture.Ferry.Services.GetRequiredService<ActionStore>().LatestFault(id) ?? throw new InvalidOperationException($"{id} has no fault");
+        var lastLine = File.ReadLines(log).Last(l => l.Trim().Length > 0);
+        Assert.Contains("broke during post-copy", fault.Message, StringComparison.Ordinal);
+        Assert.Contains($"The last resume failed on compute2: QEMU of {id} on compute2 (pid {pid}) exited on its own", fault.Message, StringComparison.Ordinal);
+        Assert.True(fault.Message.EndsWith(lastLine, StringComparison.Ordinal), $"the message does not quote QEMU's last line '{lastLine}': {fault.Message}");
+        Assert.Contains($"Last lines of {log}:", fault.Details, StringComparison.Ordinal);
+        Assert.Contains("terminating on signal 15", fault.Details, StringComparison.Ordinal);
+        Assert.DoesNotContain(" at Ferry.", fault.Details, StringComparison.Ordinal);
+
+        // The operator deletes it: both copies and both claims go (the invariants check the claims after the test).
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}")).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Deleted, "deleted");
     }
 
     [Fact]

@@ -53,7 +53,7 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
     {
         await base.InitializeAsync();
         var server = await SendAsync(Caller.Member, Service.Compute, HttpMethod.Post, "/servers",
-            """{"server": {"name": "owned", "imageRef": "ferry-test-guest", "flavorRef": "m1.nano", "networks": "none"}}""");
+            """{"server": {"name": "owned", "imageRef": "ferry-test-guest", "flavorRef": "m1.nano", "networks": "none", "metadata": {"k": "v"}}}""");
         Assert.True(server.Status == 202, server.Body?.ToJsonString());
         Ids["server"] = (string)server.Body!["server"]!["id"]!;
         var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -79,6 +79,7 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
         Ids["provider"] = (string)providers.Body!["resource_providers"]![0]!["uuid"]!;
         Ids["demoUser"] = Identity.FindUser("demo", IdentityStore.DefaultDomainId)!.Id;
         Ids["demoProject"] = DemoProjectId;
+        Ids["flavor"] = "m1.tiny";
         Ids["memberToken"] = Token(Caller.Member)!;
     }
 
@@ -92,9 +93,12 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
     };
 
     /// <summary>Everything a refused request could have changed: every row of every table, the image files, the identity file in memory.</summary>
-    public string Snapshot()
+    public string Snapshot() => string.Concat(SnapshotSections().Select(s => $"## {s.Key}\n{s.Value}"));
+
+    /// <summary>The snapshot by part: one per table, then <c>image files</c> and <c>identity</c>.</summary>
+    public SortedDictionary<string, string> SnapshotSections()
     {
-        var text = new StringBuilder();
+        var sections = new SortedDictionary<string, string>(StringComparer.Ordinal);
         Ferry.Services.GetRequiredService<FerryDatabase>().Read(connection =>
         {
             using var tables = connection.CreateCommand();
@@ -112,7 +116,7 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
                 using var rows = connection.CreateCommand();
                 rows.CommandText = $"SELECT * FROM \"{name}\" ORDER BY 1";
                 using var reader = rows.ExecuteReader();
-                text.Append("## ").Append(name).Append('\n');
+                var text = new StringBuilder();
                 while (reader.Read())
                 {
                     for (var i = 0; i < reader.FieldCount; i++)
@@ -121,27 +125,29 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
                     }
                     text.Append('\n');
                 }
+                sections[name] = text.ToString();
             }
             return 0;
         });
+        var files = new StringBuilder();
         var images = Path.Combine(DataDirectory, "images");
         if (Directory.Exists(images))
         {
             foreach (var file in Directory.EnumerateFiles(images).Order())
             {
-                text.Append(file).Append(' ').Append(new FileInfo(file).Length).Append('\n');
+                files.Append(file).Append(' ').Append(new FileInfo(file).Length).Append('\n');
             }
         }
-        text.Append(JsonSerializer.Serialize(Identity.Config.Users.Select(u => u.Id + u.Name + u.Enabled)));
-        text.Append(JsonSerializer.Serialize(Identity.Config.Assignments));
-        return text.ToString();
+        sections["image files"] = files.ToString();
+        sections["identity"] = JsonSerializer.Serialize(Identity.Config.Users.Select(u => u.Id + u.Name + u.Enabled)) + JsonSerializer.Serialize(Identity.Config.Assignments);
+        return sections;
     }
 }
 
 /// <summary>
 /// Every route × every kind of caller: the status the services' default policies give, and for every refused
-/// request, that nothing changed. Requests a caller is allowed to make that would change state are not sent (the
-/// flow tests make them); allowed reads are.
+/// request, that nothing changed. Requests a caller is allowed to make that change state are sent by
+/// <see cref="PolicyMatrixWriteTests"/>.
 /// </summary>
 public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixture<PolicyMatrixFixture>
 {
@@ -173,6 +179,14 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Compute, "DELETE", "/servers/{server}/migrations/1", Rule.AdminOwned, allowed: 202),
         R(Service.Compute, "GET", "/servers/{server}/os-instance-actions", Rule.OwnedRead),
         R(Service.Compute, "GET", "/servers/{server}/os-instance-actions/{request}", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/servers/{server}/metadata", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/servers/{server}/metadata/k", Rule.OwnedRead),
+        R(Service.Compute, "POST", "/servers/{server}/metadata", Rule.OwnedWrite, """{"metadata": {"evil": "x"}}"""),
+        R(Service.Compute, "PUT", "/servers/{server}/metadata", Rule.OwnedWrite, """{"metadata": {}}"""),
+        R(Service.Compute, "PUT", "/servers/{server}/metadata/k", Rule.OwnedWrite, """{"meta": {"k": "pwned"}}"""),
+        R(Service.Compute, "DELETE", "/servers/{server}/metadata/k", Rule.OwnedWrite, allowed: 204),
+        R(Service.Compute, "GET", "/servers/{server}/ips", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/servers/{server}/ips/private", Rule.OwnedRead, allowed: 404),
         // Compute: flavors, images, limits, zones.
         R(Service.Compute, "GET", "/flavors", Rule.AnyReader),
         R(Service.Compute, "GET", "/flavors/detail", Rule.AnyReader),
@@ -180,7 +194,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Compute, "GET", "/flavors/m1.tiny/os-extra_specs", Rule.AnyReader),
         R(Service.Compute, "GET", "/flavors/m1.tiny/os-extra_specs/hw:cpu_policy", Rule.AnyReader, allowed: 404),
         R(Service.Compute, "POST", "/flavors", Rule.Admin, """{"flavor": {"name": "evil", "ram": 64, "vcpus": 1, "disk": 1}}"""),
-        R(Service.Compute, "DELETE", "/flavors/m1.tiny", Rule.Admin, allowed: 202),
+        R(Service.Compute, "DELETE", "/flavors/{flavor}", Rule.Admin, allowed: 202),
         R(Service.Compute, "GET", "/images", Rule.AnyReader),
         R(Service.Compute, "GET", "/images/detail", Rule.AnyReader),
         R(Service.Compute, "GET", "/images/{image}", Rule.OwnedRead),
@@ -217,9 +231,9 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Compute, "GET", "/os-server-groups/{group}", Rule.OwnedRead),
         R(Service.Compute, "DELETE", "/os-server-groups/{group}", Rule.OwnedWrite, allowed: 204),
         R(Service.Compute, "GET", "/os-keypairs", Rule.AnyReader),
-        R(Service.Compute, "POST", "/os-keypairs", Rule.AnyMember, """{"keypair": {"name": "x", "type": "ssh", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPBp8oT2a7CS6ReJ0CDBJlJW3T1l0tCH3ZQxQ8rFz7Jk x"}}"""),
+        R(Service.Compute, "POST", "/os-keypairs", Rule.AnyMember, """{"keypair": {"name": "x", "type": "ssh", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPBp8oT2a7CS6ReJ0CDBJlJW3T1l0tCH3ZQxQ8rFz7Jk x"}}""", 201),
         R(Service.Compute, "GET", "/os-keypairs/demo-key", Rule.OwnedRead, overrides: new() { [Caller.Reader] = 404, [Caller.Admin] = 404 }),
-        R(Service.Compute, "DELETE", "/os-keypairs/demo-key", Rule.OwnedWrite, allowed: 202, overrides: new() { [Caller.Admin] = 404 }),
+        R(Service.Compute, "DELETE", "/os-keypairs/demo-key", Rule.OwnedWrite, allowed: 204, overrides: new() { [Caller.Admin] = 404 }),
         // Placement: admin-only throughout.
         R(Service.Placement, "GET", "/resource_providers", Rule.Admin),
         R(Service.Placement, "GET", "/resource_providers/{provider}", Rule.Admin),
@@ -238,6 +252,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Placement, "PUT", "/resource_providers/{provider}/inventories", Rule.Admin,
             """{"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 1000}}}"""),
         R(Service.Placement, "GET", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin),
+        R(Service.Placement, "POST", "/resource_providers/{provider}/inventories", Rule.Admin, """{"resource_class": "DISK_GB", "total": 10}""", 201),
         R(Service.Placement, "PUT", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin,
             """{"resource_provider_generation": 0, "total": 1000}"""),
         R(Service.Placement, "DELETE", "/resource_providers/{provider}/inventories/VCPU", Rule.Admin, allowed: 204),
@@ -247,7 +262,8 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Placement, "DELETE", "/resource_providers/{provider}/traits", Rule.Admin, allowed: 204),
         R(Service.Placement, "PUT", "/allocations/{server}", Rule.Admin,
             """{"allocations": {}, "project_id": "p", "user_id": "u", "consumer_generation": 1}""", 204),
-        R(Service.Placement, "POST", "/allocations", Rule.Admin, """{}""", 204),
+        R(Service.Placement, "POST", "/allocations", Rule.Admin,
+            """{"{consumer}": {"allocations": {"{provider}": {"resources": {"VCPU": 1}}}, "project_id": "p", "user_id": "u", "consumer_generation": null}}""", 204),
         R(Service.Placement, "GET", "/resource_classes", Rule.Admin),
         R(Service.Placement, "GET", "/resource_classes/VCPU", Rule.Admin),
         R(Service.Placement, "POST", "/resource_classes", Rule.Admin, """{"name": "CUSTOM_EVIL"}""", 201),
@@ -292,7 +308,7 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
     ];
 
     /// <summary>The status a caller gets; null when the caller is allowed to change state (not sent).</summary>
-    private static int? Expected(PolicyRoute route, Caller caller)
+    internal static int? Expected(PolicyRoute route, Caller caller)
     {
         if (route.Overrides?.TryGetValue(caller, out var forced) == true)
         {

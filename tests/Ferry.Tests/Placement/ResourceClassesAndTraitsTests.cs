@@ -197,4 +197,59 @@ public sealed class ResourceClassesAndTraitsTests(PlacementApiFixture fixture) :
         Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(HttpMethod.Delete, $"/resource_providers/{rp}/traits")).Status);
         Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(HttpMethod.Delete, $"/traits/{name}")).Status);
     }
+    [Fact]
+    public async Task Inventories_UnknownResourceClass_400NoSuchResourceClass_NothingChanged()
+    {
+        var rp = Guid.NewGuid().ToString();
+        var generation = fixture.Service.EnsureProvider(rp, $"host-{rp}").Generation;
+        generation = fixture.Service.SetInventories(rp, generation, new Dictionary<string, Ferry.ControlPlane.Placement.Inventory> { ["VCPU"] = new() { Total = 4 } }).Generation;
+        var unknown = Unique("CUSTOM_NEVER_CREATED_");
+
+        var all = await SendAsync(HttpMethod.Put, $"/resource_providers/{rp}/inventories",
+            body: $$"""{"resource_provider_generation": {{generation}}, "inventories": {"VCPU": {"total": 8}, "{{unknown}}": {"total": 1} } }""");
+        Assert.Equal((HttpStatusCode.BadRequest, $"Unknown resource class in inventory for resource provider {rp}: No such resource class {unknown}."),
+            (all.Status, Detail(all.Json)));
+        var house = await SendAsync(HttpMethod.Put, $"/resource_providers/{rp}/inventories", body: $$"""{"resource_provider_generation": {{generation}}, "inventories": {"HOUSE": {"total": 253} } }""");
+        Assert.Equal((HttpStatusCode.BadRequest, $"Unknown resource class in inventory for resource provider {rp}: No such resource class HOUSE."), (house.Status, Detail(house.Json)));
+        var one = await SendAsync(HttpMethod.Put, $"/resource_providers/{rp}/inventories/{unknown}", body: $$"""{"resource_provider_generation": {{generation}}, "total": 1}""");
+        Assert.Equal((HttpStatusCode.BadRequest, $"Unable to update inventory for resource provider {rp}: No such resource class {unknown}."), (one.Status, Detail(one.Json)));
+        var post = await SendAsync(HttpMethod.Post, $"/resource_providers/{rp}/inventories", body: """{"resource_class": "NO_CLASS_14", "total": 2048}""");
+        Assert.Equal((HttpStatusCode.BadRequest, $"Unable to create inventory for resource provider {rp}: No such resource class NO_CLASS_14."), (post.Status, Detail(post.Json)));
+
+        Assert.Equal(generation, fixture.Service.GetProvider(rp)!.Generation);
+        var inventories = fixture.Service.GetInventories(rp);
+        Assert.Equal(["VCPU"], inventories.Keys);
+        Assert.Equal(4, inventories["VCPU"].Total);
+
+        // A stale generation is a conflict first, as Placement checks it before the classes.
+        var stale = await SendAsync(HttpMethod.Put, $"/resource_providers/{rp}/inventories", body: $$"""{"resource_provider_generation": {{generation + 7}}, "inventories": {"HOUSE": {"total": 1} } }""");
+        Assert.Equal(HttpStatusCode.Conflict, stale.Status);
+
+        // Once created, the custom class is accepted.
+        Assert.Equal(HttpStatusCode.Created, (await SendAsync(HttpMethod.Put, $"/resource_classes/{unknown}")).Status);
+        var accepted = await SendAsync(HttpMethod.Put, $"/resource_providers/{rp}/inventories/{unknown}", body: $$"""{"resource_provider_generation": {{generation}}, "total": 1}""");
+        Assert.Equal(HttpStatusCode.OK, accepted.Status);
+        Assert.Equal(1, fixture.Service.GetInventories(rp)[unknown].Total);
+        Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(HttpMethod.Delete, $"/resource_providers/{rp}/inventories/{unknown}")).Status);
+        Assert.Equal(HttpStatusCode.NoContent, (await SendAsync(HttpMethod.Delete, $"/resource_classes/{unknown}")).Status);
+    }
+
+    [Fact]
+    public async Task PostInventory_NewClass201WithLocation_SameClassAgain409()
+    {
+        var rp = Guid.NewGuid().ToString();
+        var generation = fixture.Service.EnsureProvider(rp, $"host-{rp}").Generation;
+
+        var created = await SendAsync(HttpMethod.Post, $"/resource_providers/{rp}/inventories",
+            body: """{"resource_class": "DISK_GB", "total": 2048, "reserved": 512, "min_unit": 10, "max_unit": 1024, "step_size": 10, "allocation_ratio": 1.0}""");
+        Assert.Equal(HttpStatusCode.Created, created.Status);
+        Assert.EndsWith($"/resource_providers/{rp}/inventories/DISK_GB", created.Response.Headers.Location!.ToString());
+        Assert.Equal((generation + 1, 2048L, 512L), ((long)created.Json!["resource_provider_generation"]!, (long)created.Json["total"]!, (long)created.Json["reserved"]!));
+        Assert.Equal(2048, fixture.Service.GetInventories(rp)["DISK_GB"].Total);
+
+        var again = await SendAsync(HttpMethod.Post, $"/resource_providers/{rp}/inventories", body: """{"resource_class": "DISK_GB", "total": 1}""");
+        Assert.Equal(HttpStatusCode.Conflict, again.Status);
+        Assert.Contains("Update conflict", Detail(again.Json));
+        Assert.Equal(2048, fixture.Service.GetInventories(rp)["DISK_GB"].Total);
+    }
 }

@@ -57,6 +57,8 @@ public sealed record InstanceUpdateRequest
     public VmState? OldVmState { get; init; }
     public int? Progress { get; init; }
     public DateTimeOffset? LaunchedAt { get; init; }
+    /// <summary>Replaces the instance's metadata (server metadata API).</summary>
+    public Dictionary<string, string>? Metadata { get; init; }
     /// <summary>Marks the row deleted (terminate finished).</summary>
     public bool Deleted { get; init; }
     public List<TaskState?>? ExpectedTaskStates { get; init; }
@@ -89,6 +91,9 @@ public sealed record MigrationsByHostRequest(string Host, List<string>? Types, L
 public sealed record MigrationList(List<Migration> Migrations);
 
 /// <summary>Start or finish of an instance-action event (Nova's wrap_instance_event).</summary>
-public sealed record ActionEventRequest(string InstanceUuid, string? RequestId, string Event, string Host, bool Finished, bool Failed, string? Details);
+/// <param name="Details">What failed, in a line (Nova's event <c>details</c>).</param>
+/// <param name="Traceback">The fault's details (causes, the failing layer's last words) where Nova keeps a Python traceback.</param>
+public sealed record ActionEventRequest(string InstanceUuid, string? RequestId, string Event, string Host, bool Finished, bool Failed, string? Details,
+    string? Traceback = null);
 
 public sealed record InstanceFaultRequest(string InstanceUuid, int Code, string Message, string Host, string? Details);

@@ -512,6 +512,33 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         Assert.Equal("postcopy-paused", incoming.GetProperty("status").GetString());
     }
 
+    /// <summary>
+    /// The destination QEMU dies after the switch (OOM, an operator's kill): the resumes the compute layer asks of the
+    /// destination fail with that QEMU's last words, and the monitor's error quotes them, as a QEMU that failed to start is quoted.
+    /// </summary>
+    [Fact]
+    public async Task LiveMigrate_DestinationQemuDiesAfterPostCopySwitch_ErrorQuotesItsLastLineAndLog()
+    {
+        var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
+        var callbacks = ResumingAtDestination(pair);
+        var log = Path.Combine(pair.Dest.InstanceDirectory(pair.Guest.Uuid), "qemu.log");
+        var migrate = await StartPostCopyAsync(pair, Plan(pair.IncomingUri, HotBandwidthMiBps) with { PostCopyRecoveryAttempts = 2 }, callbacks);
+
+        // SIGTERM makes QEMU say why it stops ("terminating on signal 15 from pid …") before it goes.
+        using (var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", pair.DestPid.ToString(CultureInfo.InvariantCulture) } })!)
+        {
+            await kill.WaitForExitAsync(Ct);
+            Assert.Equal(0, kill.ExitCode);
+        }
+
+        var error = await Assert.ThrowsAsync<Ferry.Core.Errors.FerryException>(() => migrate);
+        Assert.Contains("broke during post-copy", error.Message, StringComparison.Ordinal);
+        Assert.Contains("terminating on signal 15", error.Message, StringComparison.Ordinal);
+        Assert.Contains($"Last lines of {log}:", error.Details, StringComparison.Ordinal);
+        Assert.Contains("terminating on signal 15", error.Details, StringComparison.Ordinal);
+        Assert.True(QemuProcess.IsAlive(pair.SourcePid, pair.Guest.Uuid), "the source holds part of the guest's memory: it must stay");
+    }
+
     [Fact]
     public async Task PreLiveMigration_GuestFilesAlreadyHere_RefusedAndLeftAlone()
     {
