@@ -14,6 +14,7 @@ using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Core.Rpc.Scheduler;
 using Ferry.Host.Logging;
+using Ferry.Host.Observability;
 using Ferry.Virt;
 using Ferry.Virt.Fake;
 using Ferry.Virt.Qemu;
@@ -108,8 +109,10 @@ public sealed class AllInOne : IAsyncDisposable
         services.AddFerryComputeApi();
 
         services.AddLocalPortRouting();
+        if (options.Metrics) { services.AddFerryMetrics(new FerryMetricsOptions { Role = "all-in-one" }); }
 
         var app = builder.Build();
+        if (options.Metrics) { app.MapFerryMetrics(options.ServiceByPort()); } // every API port, no token (as /healthcheck)
         app.MapGroup("").RequireLocalPort(options.ComputeApiPort).MapFerryComputeApi();
         var placement = app.MapGroup("").RequireLocalPort(options.PlacementPort);
         placement.AddEndpointFilter(PlacementAuthFilter.InvokeAsync);

@@ -92,6 +92,9 @@ public sealed class FerryHostOptions
     /// <summary>Seeds flavors and the test image on start when the catalog is empty.</summary>
     public bool Seed { get; set; } = true;
 
+    /// <summary>Collects metrics and serves them on <c>/metrics</c> (off only to measure what they cost).</summary>
+    public bool Metrics { get; set; } = true;
+
     public string DatabasePath => Path.Combine(DataDirectory, "ferry.db");
 
     public string ComputeApiUrl => $"http://{ListenAddress}:{ComputeApiPort}";

@@ -1,3 +1,4 @@
+using Ferry.Core.Observability;
 using Microsoft.Data.Sqlite;
 
 namespace Ferry.ControlPlane.Persistence;
@@ -67,7 +68,7 @@ public sealed class FerryDatabase : IDisposable
     {
         lock (_gate)
         {
-            return read(_connection);
+            return DatabaseMetrics.Measure("read", () => read(_connection));
         }
     }
 
@@ -75,10 +76,13 @@ public sealed class FerryDatabase : IDisposable
     {
         lock (_gate)
         {
-            using var transaction = _connection.BeginTransaction();
-            var result = write(_connection, transaction);
-            transaction.Commit();
-            return result;
+            return DatabaseMetrics.Measure("write", () =>
+            {
+                using var transaction = _connection.BeginTransaction();
+                var result = write(_connection, transaction);
+                transaction.Commit();
+                return result;
+            });
         }
     }
 
