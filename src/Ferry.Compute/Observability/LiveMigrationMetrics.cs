@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Text;
 using Ferry.Core.Observability;
 using Ferry.Virt;
 
@@ -9,9 +11,14 @@ namespace Ferry.Compute.Observability;
 /// <summary>
 /// Progress of each running live migration on its source host, under KubeVirt's virt-handler series names
 /// (<c>kubevirt_vmi_migration_*</c>, labelled <c>vmi</c> = instance and <c>vmim</c> = migration as KubeVirt's are), plus
-/// the expected and actual downtime. A migration's series exist from its first sample until it ends, so the set stays
-/// bounded by the migrations running now.
+/// the expected downtime now and (a histogram on the meter) the actual downtime at switch-over.
 /// </summary>
+/// <remarks>
+/// A migration's series exist from its first sample until its driver run ends. They are rendered here, in Prometheus
+/// text, rather than as observable gauges on the meter: OpenTelemetry's SDK keeps a point for every label set a
+/// cumulative instrument ever reported and sends every new one to an overflow series after 2,000, so per-migration
+/// labels would break after 2,000 migrations in one process. Here the set is the migrations running now, nothing more.
+/// </remarks>
 public static class LiveMigrationMetrics
 {
     private static readonly ConcurrentDictionary<string, Series> s_running = new();
@@ -20,16 +27,18 @@ public static class LiveMigrationMetrics
         "ferry.live_migration.downtime", "s", "The guest's actual pause at the switch-over of each completed live migration.",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
 
-    static LiveMigrationMetrics()
-    {
-        Gauge("kubevirt_vmi_migration_data_processed_bytes", "The guest data (memory and disk) processed and migrated so far.", s => s.Processed);
-        Gauge("kubevirt_vmi_migration_data_remaining_bytes", "The guest data (memory and disk) still to be migrated.", s => s.Remaining);
-        Gauge("kubevirt_vmi_migration_dirty_memory_rate_bytes", "The rate at which the guest dirties memory, in bytes per second.", s => s.DirtyRate);
-        Gauge("kubevirt_vmi_migration_memory_transfer_rate_bytes", "The rate at which memory is being transferred, in bytes per second.", s => s.MemoryRate);
-        Gauge("kubevirt_vmi_migration_disk_transfer_rate_bytes", "The rate at which disk is being transferred, in bytes per second.", s => s.DiskRate);
-        FerryMeters.Meter.CreateObservableGauge("ferry.live_migration.expected_downtime",
-            () => Observe(s => s.ExpectedDowntimeMs / 1000.0), "s", "The downtime the hypervisor expects at switch-over with the current dirty rate.");
-    }
+    private static readonly (string Name, string Help, Func<Series, double> Value)[] s_families =
+    [
+        ("kubevirt_vmi_migration_data_processed_bytes", "The guest data (memory and disk) processed and migrated so far.", s => s.Processed),
+        ("kubevirt_vmi_migration_data_remaining_bytes", "The guest data (memory and disk) still to be migrated.", s => s.Remaining),
+        ("kubevirt_vmi_migration_dirty_memory_rate_bytes", "The rate at which the guest dirties memory, in bytes per second.", s => s.DirtyRate),
+        ("kubevirt_vmi_migration_memory_transfer_rate_bytes", "The rate at which memory is being transferred, in bytes per second.", s => s.MemoryRate),
+        ("kubevirt_vmi_migration_disk_transfer_rate_bytes", "The rate at which disk is being transferred, in bytes per second.", s => s.DiskRate),
+        ("ferry_live_migration_expected_downtime_seconds", "The downtime the hypervisor expects at switch-over with the current dirty rate.", s => s.ExpectedDowntimeMs / 1000.0),
+    ];
+
+    /// <summary>The names of the per-migration series (what <see cref="WritePrometheus"/> writes).</summary>
+    public static IEnumerable<string> SeriesNames => s_families.Select(f => f.Name);
 
     /// <summary>Starts a migration's series; disposing the result removes them (the migration ended, however it ended).</summary>
     public static IDisposable Track(string instanceUuid, string migrationUuid)
@@ -52,11 +61,24 @@ public static class LiveMigrationMetrics
         }
     }
 
-    private static void Gauge(string name, string description, Func<Series, double> value) =>
-        FerryMeters.Meter.CreateObservableGauge(name, () => Observe(value), description: description);
+    /// <summary>Writes the gauge families of the running migrations in Prometheus text format (also valid OpenMetrics).</summary>
+    public static void WritePrometheus(StringBuilder text)
+    {
+        var running = s_running.Values.Select(s => s.Snapshot()).OfType<Snapshot>().ToList();
+        foreach (var (name, help, value) in s_families)
+        {
+            text.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+            text.Append("# TYPE ").Append(name).Append(" gauge\n");
+            foreach (var s in running)
+            {
+                // UUIDs need no escaping in a label value.
+                text.Append(name).Append("{vmi=\"").Append(s.Instance).Append("\",vmim=\"").Append(s.Migration).Append("\"} ")
+                    .Append(value(s.Values).ToString("R", CultureInfo.InvariantCulture)).Append('\n');
+            }
+        }
+    }
 
-    private static IEnumerable<Measurement<double>> Observe(Func<Series, double> value) =>
-        [.. s_running.Values.Where(s => s.Sampled).Select(s => new Measurement<double>(value(s), s.Tags))];
+    private sealed record Snapshot(string Instance, string Migration, Series Values);
 
     private sealed class Series(string instanceUuid, string migrationUuid) : IDisposable
     {
@@ -64,9 +86,8 @@ public static class LiveMigrationMetrics
         private long _at;
         private long _memoryProcessed;
         private long _diskProcessed;
+        private bool _sampled;
 
-        public KeyValuePair<string, object?>[] Tags { get; } = [new("vmi", instanceUuid), new("vmim", migrationUuid)];
-        public bool Sampled { get; private set; }
         public double Processed { get; private set; }
         public double Remaining { get; private set; }
         public double DirtyRate { get; private set; }
@@ -79,7 +100,7 @@ public static class LiveMigrationMetrics
             var now = Stopwatch.GetTimestamp();
             lock (_gate)
             {
-                if (Sampled)
+                if (_sampled)
                 {
                     var seconds = Stopwatch.GetElapsedTime(_at, now).TotalSeconds;
                     if (seconds > 0)
@@ -95,7 +116,25 @@ public static class LiveMigrationMetrics
                 Remaining = p.MemoryRemainingBytes + p.DiskRemainingBytes;
                 DirtyRate = p.DirtyRateBytesPerSecond;
                 ExpectedDowntimeMs = p.ExpectedDowntimeMs;
-                Sampled = true;
+                _sampled = true;
+            }
+        }
+
+        /// <summary>A consistent copy of the latest sample, or null before the first one.</summary>
+        public Snapshot? Snapshot()
+        {
+            lock (_gate)
+            {
+                if (!_sampled)
+                {
+                    return null;
+                }
+                var copy = new Series(instanceUuid, migrationUuid)
+                {
+                    Processed = Processed, Remaining = Remaining, DirtyRate = DirtyRate,
+                    MemoryRate = MemoryRate, DiskRate = DiskRate, ExpectedDowntimeMs = ExpectedDowntimeMs,
+                };
+                return new Snapshot(instanceUuid, migrationUuid, copy);
             }
         }
 

@@ -148,7 +148,12 @@ public sealed class MetricsKeystoneFixture : FerryFixture
     protected override void Configure(FerryHostOptions options) => options.Auth = "keystone";
 }
 
-/// <summary><c>/metrics</c> on every API port and on the listener of a process without an API.</summary>
+/// <summary>
+/// <c>/metrics</c> on every API port and on the listener of a process without an API. Alone too: every all-in-one in
+/// the process records on ASP.NET Core's meters of the same name, and OpenTelemetry ends a shared stream when any of
+/// them is disposed (another test's Ferry stopping), so request series are only reliable with one Ferry running.
+/// </summary>
+[Collection(MetricsCollection.Name)]
 public sealed class MetricsEndpointTests(MetricsKeystoneFixture fixture) : IClassFixture<MetricsKeystoneFixture>
 {
     [Fact]
