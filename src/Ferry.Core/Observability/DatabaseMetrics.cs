@@ -43,6 +43,25 @@ public static class DatabaseMetrics
         }
     }
 
+    /// <summary>The asynchronous form, for a database driver with async I/O (Npgsql).</summary>
+    public static async Task<T> MeasureAsync<T>(string operation, Func<Task<T>> query)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var outcome = "error";
+        try
+        {
+            var result = await query();
+            outcome = "ok";
+            Volatile.Write(ref s_lastSuccess, Stopwatch.GetTimestamp());
+            return result;
+        }
+        finally
+        {
+            Volatile.Write(ref s_up, outcome == "ok" ? 1 : 0);
+            s_queries.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, new("operation", operation), new("outcome", outcome));
+        }
+    }
+
     private static IEnumerable<Measurement<int>> ObserveUp()
     {
         var up = Volatile.Read(ref s_up);
