@@ -47,6 +47,7 @@ internal sealed class InProcessFerry : IAsyncDisposable
             FakeTimeScale = 0,
             FakeBandwidthMiBps = 0,
             MaxConcurrentLiveMigrations = maxConcurrentLiveMigrations,
+            Metrics = Environment.GetEnvironmentVariable("FERRY_BENCH_METRICS") != "0", // 0: measure what metrics cost
         };
         var ferry = AllInOne.Build(options, logging => logging.ClearProviders().SetMinimumLevel(LogLevel.None));
         using var cts = new CancellationTokenSource(s_bootLimit);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Ferry.Compute.Observability;
 using Ferry.Core.Domain;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
@@ -185,6 +186,7 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
             PostCopyStallSeconds = context.Options.LiveMigrationPostCopyStallSeconds,
         };
         var callbacks = new ProgressReporter(context, outgoing);
+        using var progressMetrics = LiveMigrationMetrics.Track(request.Instance.Uuid, request.Migration.Uuid);
         var guest = ComputeContext.GuestFor(request.Instance);
         Task<LiveMigrationOutcome> migrate;
         try
@@ -408,6 +410,7 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
 
         public async ValueTask MigrationProgressAsync(string uuid, MigrationProgress progress, CancellationToken cancellationToken)
         {
+            LiveMigrationMetrics.Sample(_request.Migration.Uuid, progress);
             var now = context.Time.GetTimestamp();
             var last = Interlocked.Read(ref _lastWriteTicks);
             var done = progress.MemoryRemainingBytes == 0 && progress.DiskRemainingBytes == 0;

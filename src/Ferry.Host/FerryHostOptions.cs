@@ -140,6 +140,9 @@ public sealed class FerryHostOptions
     public bool Seed { get; set; } = true;
 
     /// <summary>The SQLite file under the data directory (the default database).</summary>
+    /// <summary>Collects metrics and serves them on <c>/metrics</c> (off only to measure what they cost).</summary>
+    public bool Metrics { get; set; } = true;
+
     public string DatabasePath => Path.Combine(DataDirectory, "ferry.db");
 
     /// <summary>What <see cref="FerryInfrastructure.OpenDatabase"/> opens: <see cref="Database"/>, else <see cref="DatabasePath"/>.</summary>

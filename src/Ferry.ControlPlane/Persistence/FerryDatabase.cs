@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using Ferry.Core.Observability;
 using Microsoft.Data.Sqlite;
 using Npgsql;
 
@@ -144,7 +145,9 @@ public sealed class FerryDatabase : IDisposable
         return Convert.ToInt32(read.ExecuteScalar() ?? 0);
     }
 
-    public T Read<T>(Func<DbConnection, T> read)
+    public T Read<T>(Func<DbConnection, T> read) => DatabaseMetrics.Measure("read", () => ReadUnmeasured(read));
+
+    private T ReadUnmeasured<T>(Func<DbConnection, T> read)
     {
         if (_postgres is null)
         {
@@ -178,7 +181,9 @@ public sealed class FerryDatabase : IDisposable
     /// Runs <paramref name="write"/> in one transaction and commits it; an exception rolls everything back.
     /// On PostgreSQL a deadlock or serialization failure runs it again (so it must not depend on having run once).
     /// </summary>
-    public T Write<T>(Func<DbConnection, DbTransaction, T> write)
+    public T Write<T>(Func<DbConnection, DbTransaction, T> write) => DatabaseMetrics.Measure("write", () => WriteUnmeasured(write));
+
+    private T WriteUnmeasured<T>(Func<DbConnection, DbTransaction, T> write)
     {
         if (_postgres is null)
         {

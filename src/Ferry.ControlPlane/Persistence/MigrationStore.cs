@@ -1,5 +1,6 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
+using Ferry.Core.Observability;
 using Ferry.Core.Rpc.Conductor;
 using System.Data.Common;
 
@@ -87,6 +88,7 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
                 "UPDATE migrations SET dest_compute = @d, status = @st, data = @data WHERE uuid = @u",
                 ("@u", next.Uuid), ("@d", next.DestCompute), ("@st", next.Status), ("@data", Rows.Json(next, PersistenceJsonContext.Default.Migration)));
             write.ExecuteNonQuery();
+            MoveMetrics.StatusChanged(m.MigrationType, m.Status, next.Status);
             return next;
         });
 

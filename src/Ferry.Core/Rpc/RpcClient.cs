@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ferry.Core.Observability;
 
 namespace Ferry.Core.Rpc;
 
@@ -18,12 +19,12 @@ public abstract class RpcClient(IRpcTransport transport, RpcOptions options)
     protected RpcOptions Options { get; } = options;
 
     protected Task CastAsync<TRequest>(string topic, string method, TRequest request, CancellationToken cancellationToken) =>
-        transport.CastAsync(topic, method, JsonSerializer.SerializeToUtf8Bytes(request, RpcJson.TypeInfo<TRequest>()), cancellationToken);
+        RpcMetrics.CountCast(topic, method, transport.CastAsync(topic, method, JsonSerializer.SerializeToUtf8Bytes(request, RpcJson.TypeInfo<TRequest>()), cancellationToken));
 
     protected async Task<TReply> CallAsync<TRequest, TReply>(string topic, string method, TRequest request, CancellationToken cancellationToken, bool longCall = false)
     {
         var payload = JsonSerializer.SerializeToUtf8Bytes(request, RpcJson.TypeInfo<TRequest>());
-        var reply = await transport.CallAsync(topic, method, payload, longCall ? Options.LongCallTimeout : Options.CallTimeout, cancellationToken);
+        var reply = await RpcMetrics.TimeCallAsync(topic, method, () => transport.CallAsync(topic, method, payload, longCall ? Options.LongCallTimeout : Options.CallTimeout, cancellationToken));
         return JsonSerializer.Deserialize(reply, RpcJson.TypeInfo<TReply>())!;
     }
 }

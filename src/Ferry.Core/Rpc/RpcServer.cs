@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Ferry.Core.Observability;
 
 namespace Ferry.Core.Rpc;
 
@@ -31,7 +32,7 @@ public sealed class RpcServer : IRpcDispatcher
 
     public Task<byte[]> DispatchAsync(string method, byte[] payload, CancellationToken cancellationToken) =>
         _handlers.TryGetValue(method, out var handler)
-            ? handler(payload, cancellationToken)
+            ? RpcMetrics.TimeHandlerAsync(method, () => handler(payload, cancellationToken))
             : throw new InvalidOperationException($"No handler for RPC method {method}");
 }
 

@@ -10,6 +10,7 @@ using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Core.Rpc.Scheduler;
+using Ferry.Host.Observability;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -83,6 +84,10 @@ internal static class RoleServices
         }
         services.AddFerryComputeApi();
         services.AddLocalPortRouting();
+        if (options.Metrics)
+        {
+            services.AddFerryMetrics(new FerryMetricsOptions { Role = "api" });
+        }
         services.AddHostedService(sp => new ApiStartup(sp, options));
         return services;
     }
@@ -90,6 +95,10 @@ internal static class RoleServices
     /// <summary>Maps each API the options serve on its own port, and the healthcheck on every one.</summary>
     public static void MapFerryApiRole(this WebApplication app, FerryHostOptions options)
     {
+        if (options.Metrics)
+        {
+            app.MapFerryMetrics(options.ServiceByPort()); // every API port, no token (as /healthcheck)
+        }
         if (options.Serves("compute"))
         {
             app.MapGroup("").RequireLocalPort(options.ComputeApiPort).MapFerryComputeApi();

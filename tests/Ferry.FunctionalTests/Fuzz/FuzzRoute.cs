@@ -36,9 +36,9 @@ internal sealed record FuzzRoute(FuzzService Service, string? Method, string Tem
         var routes = new List<FuzzRoute>();
         foreach (var endpoint in services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>())
         {
-            if (endpoint.RoutePattern.RawText == "/healthcheck")
+            if (endpoint.RoutePattern.RawText is "/healthcheck" or "/metrics")
             {
-                continue; // served on every port, without a service's error shape (oslo.middleware's text answers)
+                continue; // served on every port, without a service's error shape (oslo.middleware's text answers, Prometheus text)
             }
             var port = endpoint.Metadata.GetMetadata<LocalPortMetadata>()?.Port ?? 0;
             if (!ports.TryGetValue(port, out var service))
