@@ -133,12 +133,6 @@ public static partial class ServerMetadataEndpoints
         {
             throw BodySchema.Invalid(member, node, $"{NovaJson.Describe(node)} is not of type 'object'");
         }
-        var bad = map.Select(p => p.Key).Where(k => !KeyPattern().IsMatch(k)).ToList();
-        if (bad.Count > 0)
-        {
-            throw BodySchema.Invalid(member, map,
-                $"Additional properties are not allowed ({string.Join(", ", bad.Select(e => $"'{e}'"))} {(bad.Count == 1 ? "was" : "were")} unexpected)");
-        }
         if (exactlyOne && map.Count == 0)
         {
             throw BodySchema.Invalid(member, map, "{} should be non-empty");
@@ -146,6 +140,18 @@ public static partial class ServerMetadataEndpoints
         if (exactlyOne && map.Count > 1)
         {
             throw BodySchema.Invalid(member, map, $"{NovaJson.Describe(map)} has too many properties");
+        }
+        return Metadata(map, member);
+    }
+
+    /// <summary>Nova's <c>parameter_types.metadata</c> (server create's <c>metadata</c> too).</summary>
+    internal static Dictionary<string, string> Metadata(JsonObject map, string member)
+    {
+        var bad = map.Select(p => p.Key).Where(k => !KeyPattern().IsMatch(k)).ToList();
+        if (bad.Count > 0)
+        {
+            throw BodySchema.Invalid(member, map,
+                $"Additional properties are not allowed ({string.Join(", ", bad.Select(e => $"'{e}'"))} {(bad.Count == 1 ? "was" : "were")} unexpected)");
         }
         var result = new Dictionary<string, string>();
         foreach (var (k, v) in map)

@@ -190,7 +190,9 @@ public static class ServersEndpoints
         var keyName = BodySchema.String(server, "key_name");
         var configDrive = BodySchema.Boolean(server, "config_drive", allowNull: true) ?? false;
         var userData = UserData(server);
-        var metadata = StringMap(server, "metadata");
+        var metadata = server.TryGetPropertyValue("metadata", out var metadataNode) && metadataNode is not null
+            ? ServerMetadataEndpoints.Metadata(metadataNode as JsonObject ?? throw BodySchema.Invalid("metadata", metadataNode, $"{NovaJson.Describe(metadataNode)} is not of type 'object'"), "metadata")
+            : [];
         ValidateNetworks(server);
         var volumeBacked = BootsFromVolume(server);
         var hints = SchedulerHints(body, out var groupUuid);
@@ -342,28 +344,6 @@ public static class ServersEndpoints
             return n.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
         return BodySchema.String(o, key);
-    }
-
-    private static Dictionary<string, string> StringMap(JsonObject o, string key)
-    {
-        if (!o.TryGetPropertyValue(key, out var node) || node is null)
-        {
-            return [];
-        }
-        if (node is not JsonObject map)
-        {
-            throw BodySchema.Invalid(key, node, $"{NovaJson.Describe(node)} is not of type 'object'");
-        }
-        var result = new Dictionary<string, string>();
-        foreach (var (k, v) in map)
-        {
-            if (v is not JsonValue s || s.GetValueKind() != JsonValueKind.String)
-            {
-                throw BodySchema.Invalid($"{key}/{k}", v, $"{NovaJson.Describe(v)} is not of type 'string'");
-            }
-            result[k] = s.GetValue<string>();
-        }
-        return result;
     }
 
     /// <summary>Ferry has no network service: "none", "auto" or a list of requests are accepted and ignored.</summary>

@@ -171,4 +171,19 @@ public sealed class ServerMetadataTests(FerryFixture fixture) : FlowTest<FerryFi
         (status, body) = await Admin.GetAsync("servers/00000000-0000-0000-0000-000000000000/ips");
         Assert.Equal(HttpStatusCode.NotFound, status);
     }
+    [Theory]
+    [InlineData("""{"a/b": "v"}""", "Additional properties are not allowed ('a/b' was unexpected)")]
+    [InlineData("""{"k": 1}""", "1 is not of type 'string'")]
+    [InlineData("""{"": "v"}""", "Additional properties are not allowed ('' was unexpected)")]
+    public async Task CreateServer_MetadataNovaRefuses_400NoServer(string metadata, string reason)
+    {
+        var before = Instances.List().Count;
+        var (status, body) = await Admin.PostAsync("servers", Json($$"""
+            {"server": {"name": "bad-meta", "imageRef": "ferry-test-guest", "flavorRef": "m1.nano", "networks": "none", "metadata": {{metadata}} } }
+            """));
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Contains(reason, Message(body, "badRequest"));
+        Assert.Equal(before, Instances.List().Count);
+    }
 }
