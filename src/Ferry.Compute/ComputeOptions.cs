@@ -7,6 +7,22 @@ public sealed class ComputeOptions
 {
     public required string Host { get; set; }
 
+    /// <summary>
+    /// Nova's my_ip: this host's address on the management network. The cold-migration transfer server binds it,
+    /// migrations record it as their dest_host, and the compute node reports it as host_ip.
+    /// </summary>
+    public string MyIp { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// Nova's [libvirt] live_migration_inbound_addr: where this host, as a live migration's destination, listens for the
+    /// memory stream and the NBD server of a block migration (null: <see cref="MyIp"/>). The destination hands it to the
+    /// source in the migrate data; the source never assumes it.
+    /// </summary>
+    public string? LiveMigrationInboundAddress { get; set; }
+
+    /// <summary><see cref="LiveMigrationInboundAddress"/>, or <see cref="MyIp"/> when it is not set.</summary>
+    public string InboundAddress => LiveMigrationInboundAddress ?? MyIp;
+
     /// <summary>Heartbeat period (Nova: report_interval, 10 s).</summary>
     public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -46,4 +62,17 @@ public sealed class ComputeOptions
 
     /// <summary>Placement API the agent reports inventory to and moves allocations with.</summary>
     public Uri PlacementUrl { get; set; } = new("http://127.0.0.1:8778/");
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the setting when an address is not an IP address.</summary>
+    public void Validate()
+    {
+        if (!System.Net.IPAddress.TryParse(MyIp, out _))
+        {
+            throw new ArgumentException($"my_ip: '{MyIp}' is not an IP address.", nameof(MyIp));
+        }
+        if (LiveMigrationInboundAddress is { } inbound && !System.Net.IPAddress.TryParse(inbound, out _))
+        {
+            throw new ArgumentException($"live_migration_inbound_addr: '{inbound}' is not an IP address.", nameof(LiveMigrationInboundAddress));
+        }
+    }
 }

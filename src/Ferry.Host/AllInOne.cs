@@ -215,11 +215,10 @@ public sealed class AllInOne : IAsyncDisposable
         {
             await disposable.DisposeAsync(); // QMP connections only, unless guests die with their agent (KillGuestsOnStop)
         }
-        IComputeDriver driver = Options.Driver == "qemu" ? CreateQemuDriver(host) : CreateFakeDriver(host);
-        Drivers[host] = driver;
         var computeOptions = new ComputeOptions
         {
             Host = host,
+            MyIp = Options.ListenAddress,
             ReportInterval = Options.ReportInterval,
             MaxConcurrentLiveMigrations = Options.MaxConcurrentLiveMigrations,
             PlacementUrl = new Uri(Options.PlacementUrl + "/"),
@@ -234,6 +233,9 @@ public sealed class AllInOne : IAsyncDisposable
         };
         ConfigureCompute?.Invoke(computeOptions);
         configure?.Invoke(computeOptions);
+        // The driver binds what the agent advertises: its my_ip and live_migration_inbound_addr.
+        IComputeDriver driver = Options.Driver == "qemu" ? CreateQemuDriver(host, computeOptions) : CreateFakeDriver(host, computeOptions);
+        Drivers[host] = driver;
         var compute = new ComputeManager(computeOptions, driver, services.GetRequiredService<IRpcTransport>(), services.GetRequiredService<RpcOptions>(),
             new PlacementHttpClient(_placementHttp), services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>());
         await compute.StartAsync(ct);
@@ -244,12 +246,14 @@ public sealed class AllInOne : IAsyncDisposable
     private string InstancesPath(string host) =>
         Path.GetFullPath(Path.Combine(Options.DataDirectory, "instances", Options.SharedStorage ? "shared" : host));
 
-    private FakeDriver CreateFakeDriver(string host)
+    private FakeDriver CreateFakeDriver(string host, ComputeOptions compute)
     {
         var services = App.Services;
         var driverOptions = new FakeDriverOptions
         {
             HostName = host,
+            MigrationAddress = compute.InboundAddress,
+            HostAddress = compute.MyIp,
             InstancesPath = InstancesPath(host),
             TimeScale = Options.FakeTimeScale,
             LinkBandwidthMiBps = Options.FakeBandwidthMiBps,
@@ -260,7 +264,7 @@ public sealed class AllInOne : IAsyncDisposable
     }
 
     /// <summary>Hosts share this machine: each has its own instances directory (or all one, for shared storage) and image cache.</summary>
-    private QemuDriver CreateQemuDriver(string host)
+    private QemuDriver CreateQemuDriver(string host, ComputeOptions compute)
     {
         var driverOptions = new QemuDriverOptions
         {
@@ -269,7 +273,8 @@ public sealed class AllInOne : IAsyncDisposable
             ImagesPath = App.Services.GetRequiredService<ImageServiceOptions>().ImagesDirectory,
             TestGuestImageRefs = [Seed.TestImageId, QemuTestGuest.DefaultImageRef],
             TestGuestKernelPath = Path.GetFullPath(Options.TestGuestKernelPath),
-            MigrationAddress = Options.ListenAddress,
+            MigrationAddress = compute.InboundAddress,
+            HostAddress = compute.MyIp,
             KillGuestsOnDispose = Options.KillGuestsOnStop,
         };
         ConfigureQemuDriver?.Invoke(driverOptions);
