@@ -8,6 +8,7 @@ using Ferry.ControlPlane.Images;
 using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.ControlPlane.Scheduler;
+using Ferry.Core.Identity;
 using Ferry.Core.Placement;
 using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
@@ -35,6 +36,7 @@ public sealed class AllInOne : IAsyncDisposable
     private readonly List<IAsyncDisposable> _listeners = [];
     private readonly ConcurrentDictionary<string, FakeHypervisorState> _hypervisors = new();
     private readonly HttpClient _placementHttp;
+    private readonly HttpClient _identityHttp = new();
     private readonly CancellationTokenSource _stopping = new();
     private Task _controlServices = Task.CompletedTask;
 
@@ -63,6 +65,12 @@ public sealed class AllInOne : IAsyncDisposable
     public Action<ComputeOptions>? ConfigureCompute { get; set; }
 
     public IServiceProvider Services => App.Services;
+
+    /// <summary>The agents' service credentials for placement (keystone mode); null: the admin user and project.</summary>
+    public KeystoneCredentials? PlacementCredentials { get; set; }
+
+    /// <summary>The agents' Keystone session (keystone mode, once started); null under noauth2.</summary>
+    public KeystoneSession? PlacementSession { get; private set; }
 
     public static AllInOne Build(FerryHostOptions options, Action<ILoggingBuilder>? logging = null)
     {
@@ -150,13 +158,15 @@ public sealed class AllInOne : IAsyncDisposable
         services.StartFerryPlacement();
         if (Options.UsesKeystone)
         {
-            // The agents talk to placement as the admin user, like Nova's [placement] service credentials;
-            // the token lives as long as this process and never leaves it.
-            var identity = services.GetRequiredService<IdentityStore>();
-            var admin = identity.Config.Users.Find(u => u.Name == "admin") ?? throw new InvalidOperationException("The identity file has no admin user");
-            var project = identity.FindProject("admin", IdentityStore.DefaultDomainId) ?? throw new InvalidOperationException("The identity file has no admin project");
-            var token = services.GetRequiredService<TokenStore>().Issue(admin, project, identity.RolesOf(admin.Id, project.Id), ["service"], DateTimeOffset.MaxValue);
-            _placementHttp.DefaultRequestHeaders.Add("X-Auth-Token", token.Id);
+            // The agents log in to the identity API with Nova's [placement] service credentials (here the admin
+            // user) and find placement in the token's catalog; one session serves every agent of this process.
+            PlacementSession = new KeystoneSession(_identityHttp, PlacementCredentials ?? new KeystoneCredentials
+            {
+                AuthUrl = new Uri(Options.IdentityUrl + "/v3"),
+                Username = "admin",
+                Password = services.GetRequiredService<IdentityOptions>().AdminPassword,
+                ProjectName = "admin",
+            }, services.GetRequiredService<TimeProvider>());
         }
         else
         {
@@ -237,7 +247,8 @@ public sealed class AllInOne : IAsyncDisposable
         IComputeDriver driver = Options.Driver == "qemu" ? CreateQemuDriver(host, computeOptions) : CreateFakeDriver(host, computeOptions);
         Drivers[host] = driver;
         var compute = new ComputeManager(computeOptions, driver, services.GetRequiredService<IRpcTransport>(), services.GetRequiredService<RpcOptions>(),
-            new PlacementHttpClient(_placementHttp), services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>());
+            PlacementSession is { } session ? new PlacementHttpClient(_identityHttp, session) : new PlacementHttpClient(_placementHttp),
+            services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>());
         await compute.StartAsync(ct);
         Computes[host] = compute;
         return compute;
@@ -301,5 +312,6 @@ public sealed class AllInOne : IAsyncDisposable
         await App.StopAsync();
         await App.DisposeAsync();
         _placementHttp.Dispose();
+        _identityHttp.Dispose();
     }
 }
