@@ -9,6 +9,7 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.ControlPlane.Scheduler;
 using Ferry.Core.Identity;
+using Ferry.Core.Images;
 using Ferry.Core.Placement;
 using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
@@ -281,7 +282,6 @@ public sealed class AllInOne : IAsyncDisposable
         {
             HostName = host,
             InstancesPath = InstancesPath(host),
-            ImagesPath = App.Services.GetRequiredService<ImageServiceOptions>().ImagesDirectory,
             TestGuestImageRefs = [Seed.TestImageId, QemuTestGuest.DefaultImageRef],
             TestGuestKernelPath = Path.GetFullPath(Options.TestGuestKernelPath),
             MigrationAddress = compute.InboundAddress,
@@ -289,7 +289,11 @@ public sealed class AllInOne : IAsyncDisposable
             KillGuestsOnDispose = Options.KillGuestsOnStop,
         };
         ConfigureQemuDriver?.Invoke(driverOptions);
-        return new QemuDriver(driverOptions, App.Services.GetRequiredService<ILoggerFactory>().CreateLogger<QemuDriver>());
+        // Images reach the host through the image API with the agent's token, never the controller's directory.
+        IImageService images = PlacementSession is { } session
+            ? new ImageHttpClient(_identityHttp, session)
+            : new ImageHttpClient(_identityHttp, new Uri(Options.ImageUrl), "admin:admin");
+        return new QemuDriver(driverOptions, App.Services.GetRequiredService<ILoggerFactory>().CreateLogger<QemuDriver>(), images);
     }
 
     public async ValueTask DisposeAsync()

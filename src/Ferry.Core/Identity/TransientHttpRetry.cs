@@ -34,13 +34,17 @@ public static class TransientHttpRetry
         })
         .Build();
 
-    /// <summary>Sends a fresh request from <paramref name="newRequest"/> per attempt (a request message can be sent once).</summary>
-    public static async Task<HttpResponseMessage> SendAsync(HttpClient httpClient, Func<HttpRequestMessage> newRequest, CancellationToken cancellationToken) =>
+    /// <summary>
+    /// Sends a fresh request from <paramref name="newRequest"/> per attempt (a request message can be sent once).
+    /// <see cref="HttpCompletionOption.ResponseHeadersRead"/> streams a large body instead of buffering it.
+    /// </summary>
+    public static async Task<HttpResponseMessage> SendAsync(HttpClient httpClient, Func<HttpRequestMessage> newRequest, CancellationToken cancellationToken,
+        HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead) =>
         await s_pipeline.ExecuteAsync(static async (state, ct) =>
         {
             using var request = state.newRequest();
-            return await state.httpClient.SendAsync(request, ct);
-        }, (httpClient, newRequest), cancellationToken);
+            return await state.httpClient.SendAsync(request, state.completion, ct);
+        }, (httpClient, newRequest, completion), cancellationToken);
 
     private static bool IsTransient(HttpResponseMessage response) =>
         response.StatusCode is HttpStatusCode.BadGateway or HttpStatusCode.ServiceUnavailable or HttpStatusCode.GatewayTimeout
