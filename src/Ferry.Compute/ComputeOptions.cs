@@ -1,3 +1,4 @@
+using Ferry.Core.Identity;
 using Ferry.Virt;
 
 namespace Ferry.Compute;
@@ -60,8 +61,24 @@ public sealed class ComputeOptions
     /// <summary>Least time between two progress writes of one migration (Nova: live_migration_monitor_interval).</summary>
     public TimeSpan MigrationProgressInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>Placement API the agent reports inventory to and moves allocations with.</summary>
-    public Uri PlacementUrl { get; set; } = new("http://127.0.0.1:8778/");
+    /// <summary>
+    /// Placement API the agent reports inventory to and moves allocations with (Nova's [placement] endpoint_override);
+    /// null: the <c>placement</c> endpoint of the service token's catalog.
+    /// </summary>
+    public Uri? PlacementUrl { get; set; }
+
+    /// <summary>The image API images are downloaded from (Nova's [glance] endpoint_override); null: the token catalog's <c>image</c> endpoint.</summary>
+    public Uri? ImageUrl { get; set; }
+
+    /// <summary>
+    /// The agent's Keystone service credentials for placement and the image API (Nova's [placement] and [glance]
+    /// keystoneauth options). Null: the identity service is off (noauth2), and <see cref="NoAuthToken"/> is sent to
+    /// <see cref="PlacementUrl"/> and <see cref="ImageUrl"/>, which must then be set.
+    /// </summary>
+    public KeystoneCredentials? ServiceCredentials { get; set; }
+
+    /// <summary>The token of the noauth2 convention (<c>user:project</c>) when <see cref="ServiceCredentials"/> is null.</summary>
+    public string NoAuthToken { get; set; } = "admin:admin";
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the setting when an address is not an IP address.</summary>
     public void Validate()

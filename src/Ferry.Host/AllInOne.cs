@@ -36,7 +36,6 @@ public sealed class AllInOne : IAsyncDisposable
 {
     private readonly List<IAsyncDisposable> _listeners = [];
     private readonly ConcurrentDictionary<string, FakeHypervisorState> _hypervisors = new();
-    private readonly HttpClient _placementHttp;
     private readonly HttpClient _identityHttp = new();
     private readonly CancellationTokenSource _stopping = new();
     private Task _controlServices = Task.CompletedTask;
@@ -45,7 +44,6 @@ public sealed class AllInOne : IAsyncDisposable
     {
         Options = options;
         App = app;
-        _placementHttp = new HttpClient { BaseAddress = new Uri(options.PlacementUrl + "/") };
     }
 
     public FerryHostOptions Options { get; }
@@ -169,10 +167,6 @@ public sealed class AllInOne : IAsyncDisposable
                 ProjectName = "admin",
             }, services.GetRequiredService<TimeProvider>());
         }
-        else
-        {
-            _placementHttp.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin"); // noauth2 still wants a token
-        }
         await App.StartAsync(ct);
         var transport = services.GetRequiredService<IRpcTransport>();
         _listeners.Add(transport.Listen(Topics.Conductor, services.GetRequiredService<ComputeTaskManager>().CreateRpcServer()));
@@ -232,7 +226,10 @@ public sealed class AllInOne : IAsyncDisposable
             MyIp = Options.ListenAddress,
             ReportInterval = Options.ReportInterval,
             MaxConcurrentLiveMigrations = Options.MaxConcurrentLiveMigrations,
-            PlacementUrl = new Uri(Options.PlacementUrl + "/"),
+            // With credentials the endpoints come from the token's catalog, as in a Nova deployment.
+            PlacementUrl = PlacementSession is null ? new Uri(Options.PlacementUrl + "/") : null,
+            ImageUrl = PlacementSession is null ? new Uri(Options.ImageUrl + "/") : null,
+            ServiceCredentials = PlacementSession?.Credentials,
             LiveMigrationBandwidthMiBps = Options.LiveMigrationBandwidthMiBps,
             LiveMigrationPermitPostCopy = Options.LiveMigrationPermitPostCopy,
             LiveMigrationPermitAutoConverge = Options.LiveMigrationPermitAutoConverge,
@@ -244,12 +241,14 @@ public sealed class AllInOne : IAsyncDisposable
         };
         ConfigureCompute?.Invoke(computeOptions);
         configure?.Invoke(computeOptions);
+        // Every agent of this process shares the one login, unless it was given credentials of its own.
+        var clients = ServiceClients.Create(computeOptions, _identityHttp, services.GetRequiredService<TimeProvider>(),
+            computeOptions.ServiceCredentials is { } own && own == PlacementSession?.Credentials ? PlacementSession : null);
         // The driver binds what the agent advertises: its my_ip and live_migration_inbound_addr.
-        IComputeDriver driver = Options.Driver == "qemu" ? CreateQemuDriver(host, computeOptions) : CreateFakeDriver(host, computeOptions);
+        IComputeDriver driver = Options.Driver == "qemu" ? CreateQemuDriver(host, computeOptions, clients.Images) : CreateFakeDriver(host, computeOptions);
         Drivers[host] = driver;
         var compute = new ComputeManager(computeOptions, driver, services.GetRequiredService<IRpcTransport>(), services.GetRequiredService<RpcOptions>(),
-            PlacementSession is { } session ? new PlacementHttpClient(_identityHttp, session) : new PlacementHttpClient(_placementHttp),
-            services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>());
+            clients.Placement, services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>());
         await compute.StartAsync(ct);
         Computes[host] = compute;
         return compute;
@@ -276,7 +275,7 @@ public sealed class AllInOne : IAsyncDisposable
     }
 
     /// <summary>Hosts share this machine: each has its own instances directory (or all one, for shared storage) and image cache.</summary>
-    private QemuDriver CreateQemuDriver(string host, ComputeOptions compute)
+    private QemuDriver CreateQemuDriver(string host, ComputeOptions compute, IImageService images)
     {
         var driverOptions = new QemuDriverOptions
         {
@@ -290,9 +289,6 @@ public sealed class AllInOne : IAsyncDisposable
         };
         ConfigureQemuDriver?.Invoke(driverOptions);
         // Images reach the host through the image API with the agent's token, never the controller's directory.
-        IImageService images = PlacementSession is { } session
-            ? new ImageHttpClient(_identityHttp, session)
-            : new ImageHttpClient(_identityHttp, new Uri(Options.ImageUrl), "admin:admin");
         return new QemuDriver(driverOptions, App.Services.GetRequiredService<ILoggerFactory>().CreateLogger<QemuDriver>(), images);
     }
 
@@ -315,7 +311,6 @@ public sealed class AllInOne : IAsyncDisposable
         }
         await App.StopAsync();
         await App.DisposeAsync();
-        _placementHttp.Dispose();
         _identityHttp.Dispose();
     }
 }

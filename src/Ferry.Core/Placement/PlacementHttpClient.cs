@@ -33,6 +33,14 @@ public sealed class PlacementHttpClient
         _authToken = authToken;
     }
 
+    /// <summary>A fixed token (noauth2) sent to a known placement endpoint.</summary>
+    public PlacementHttpClient(HttpClient httpClient, string authToken, Uri endpoint)
+    {
+        _httpClient = httpClient;
+        _authToken = authToken;
+        _endpoint = endpoint;
+    }
+
     /// <summary>
     /// As a Nova service: tokens come from <paramref name="session"/> (logged in again once on a 401), and the
     /// placement endpoint is <paramref name="endpoint"/>, else the token catalog's <c>placement</c> entry.

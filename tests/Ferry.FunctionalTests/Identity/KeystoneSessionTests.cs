@@ -1,4 +1,5 @@
 using System.Net;
+using Ferry.Compute;
 using Ferry.Core.Identity;
 using Ferry.Core.Placement;
 using Ferry.Host;
@@ -112,6 +113,59 @@ public sealed class KeystoneSessionTests(KeystoneFerryFixture fixture) : IClassF
         Assert.Equal(401, error.HttpStatus);
         Assert.Contains($"Authentication to {AuthUrl} as user admin", error.Message);
         Assert.Contains("401", error.Message);
+    }
+
+    [Fact]
+    public async Task ServiceClients_KeystoneCredentials_DownloadAnImageVerifiedThroughTheCatalogsImageEndpoint()
+    {
+        var options = new ComputeOptions
+        {
+            Host = "elsewhere",
+            ServiceCredentials = new KeystoneCredentials { AuthUrl = AuthUrl, Username = "admin", Password = "ferry-admin", ProjectName = "admin" },
+        };
+        var clients = ServiceClients.Create(options, _http, TimeProvider.System);
+        var token = await clients.Session!.GetTokenAsync(CancellationToken.None);
+        var imageUrl = await clients.Session.GetEndpointAsync("image", CancellationToken.None);
+        var bytes = Enumerable.Range(0, 70_000).Select(i => (byte)i).ToArray();
+        string imageId;
+        using (var create = new HttpRequestMessage(HttpMethod.Post, new Uri(imageUrl, "v2/images")))
+        {
+            create.Headers.Add("X-Auth-Token", token);
+            create.Content = new StringContent("""{"name": "ks-download", "disk_format": "raw", "container_format": "bare"}""", System.Text.Encoding.UTF8, "application/json");
+            using var created = await _http.SendAsync(create);
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            imageId = System.Text.Json.Nodes.JsonNode.Parse(await created.Content.ReadAsStringAsync())!["id"]!.GetValue<string>();
+        }
+        using (var upload = new HttpRequestMessage(HttpMethod.Put, new Uri(imageUrl, $"v2/images/{imageId}/file")))
+        {
+            upload.Headers.Add("X-Auth-Token", token);
+            upload.Content = new ByteArrayContent(bytes);
+            upload.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/octet-stream");
+            using var uploaded = await _http.SendAsync(upload);
+            Assert.Equal(HttpStatusCode.NoContent, uploaded.StatusCode);
+        }
+        var target = Path.Combine(Path.GetTempPath(), "ferry-ks-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await Ferry.Virt.ImageDownload.FetchAsync(clients.Images, imageId, target, CancellationToken.None);
+
+            Assert.Equal(bytes, await File.ReadAllBytesAsync(target));
+            Assert.Equal(1, clients.Session.Logins);
+        }
+        finally
+        {
+            File.Delete(target);
+        }
+    }
+
+    [Fact]
+    public void ServiceClients_NoCredentialsAndNoPlacementUrl_IsRefusedNamingTheSetting()
+    {
+        var error = Assert.Throws<ArgumentException>(() =>
+            ServiceClients.Create(new ComputeOptions { Host = "h", ImageUrl = new Uri("http://127.0.0.1:9292/") }, _http, TimeProvider.System));
+
+        Assert.Equal(nameof(ComputeOptions.PlacementUrl), error.ParamName);
+        Assert.Contains("placement_url and image_url", error.Message);
     }
 
     /// <summary>A client clock the test moves by hand (the identity service keeps the real one).</summary>
