@@ -22,6 +22,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
     public ComputeManager(ComputeOptions options, IComputeDriver driver, IRpcTransport transport, RpcOptions rpcOptions,
         PlacementHttpClient placement, TimeProvider time, ILoggerFactory loggers)
     {
+        options.Validate();
         _transport = transport;
         _context = new ComputeContext(options, driver, new ConductorClient(transport, rpcOptions), new ComputeClient(transport, rpcOptions),
             placement, time, loggers.CreateLogger($"Ferry.Compute.{options.Host}"));

@@ -1,3 +1,4 @@
+using Ferry.Core.Identity;
 using Ferry.Virt;
 
 namespace Ferry.Compute;
@@ -6,6 +7,22 @@ namespace Ferry.Compute;
 public sealed class ComputeOptions
 {
     public required string Host { get; set; }
+
+    /// <summary>
+    /// Nova's my_ip: this host's address on the management network. The cold-migration transfer server binds it,
+    /// migrations record it as their dest_host, and the compute node reports it as host_ip.
+    /// </summary>
+    public string MyIp { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// Nova's [libvirt] live_migration_inbound_addr: where this host, as a live migration's destination, listens for the
+    /// memory stream and the NBD server of a block migration (null: <see cref="MyIp"/>). The destination hands it to the
+    /// source in the migrate data; the source never assumes it.
+    /// </summary>
+    public string? LiveMigrationInboundAddress { get; set; }
+
+    /// <summary><see cref="LiveMigrationInboundAddress"/>, or <see cref="MyIp"/> when it is not set.</summary>
+    public string InboundAddress => LiveMigrationInboundAddress ?? MyIp;
 
     /// <summary>Heartbeat period (Nova: report_interval, 10 s).</summary>
     public TimeSpan ReportInterval { get; set; } = TimeSpan.FromSeconds(10);
@@ -44,6 +61,35 @@ public sealed class ComputeOptions
     /// <summary>Least time between two progress writes of one migration (Nova: live_migration_monitor_interval).</summary>
     public TimeSpan MigrationProgressInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>Placement API the agent reports inventory to and moves allocations with.</summary>
-    public Uri PlacementUrl { get; set; } = new("http://127.0.0.1:8778/");
+    /// <summary>
+    /// Placement API the agent reports inventory to and moves allocations with (Nova's [placement] endpoint_override);
+    /// null: the <c>placement</c> endpoint of the service token's catalog.
+    /// </summary>
+    public Uri? PlacementUrl { get; set; }
+
+    /// <summary>The image API images are downloaded from (Nova's [glance] endpoint_override); null: the token catalog's <c>image</c> endpoint.</summary>
+    public Uri? ImageUrl { get; set; }
+
+    /// <summary>
+    /// The agent's Keystone service credentials for placement and the image API (Nova's [placement] and [glance]
+    /// keystoneauth options). Null: the identity service is off (noauth2), and <see cref="NoAuthToken"/> is sent to
+    /// <see cref="PlacementUrl"/> and <see cref="ImageUrl"/>, which must then be set.
+    /// </summary>
+    public KeystoneCredentials? ServiceCredentials { get; set; }
+
+    /// <summary>The token of the noauth2 convention (<c>user:project</c>) when <see cref="ServiceCredentials"/> is null.</summary>
+    public string NoAuthToken { get; set; } = "admin:admin";
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the setting when an address is not an IP address.</summary>
+    public void Validate()
+    {
+        if (!System.Net.IPAddress.TryParse(MyIp, out _))
+        {
+            throw new ArgumentException($"my_ip: '{MyIp}' is not an IP address.", nameof(MyIp));
+        }
+        if (LiveMigrationInboundAddress is { } inbound && !System.Net.IPAddress.TryParse(inbound, out _))
+        {
+            throw new ArgumentException($"live_migration_inbound_addr: '{inbound}' is not an IP address.", nameof(LiveMigrationInboundAddress));
+        }
+    }
 }

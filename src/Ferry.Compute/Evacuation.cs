@@ -27,7 +27,7 @@ public sealed class Evacuation(ComputeContext context)
                     Status = MigrationStatus.PreMigrating,
                     DestCompute = context.Host,
                     DestNode = context.Host,
-                    DestHost = "127.0.0.1",
+                    DestHost = context.Options.MyIp,
                 }, ct);
                 var onDisk = diskWasHere = context.Driver.InstanceOnDisk(instance.Uuid);
                 if (request.OnSharedStorage is { } claimed && claimed != onDisk)

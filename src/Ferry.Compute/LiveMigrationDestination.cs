@@ -23,7 +23,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
                     BlockMigration = request.BlockMigration,
                     SharedStorageTestFile = testFile,
                     DestHost = context.Host,
-                    DestAddress = "127.0.0.1",
+                    DestAddress = context.Options.InboundAddress,
                     DiskAvailableMb = (long)context.Driver.GetHostResources().LocalGb * 1024,
                 };
                 return await context.Compute.CheckCanLiveMigrateSourceAsync(request.SourceHost,

@@ -172,6 +172,7 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
             MigrationUuid = request.Migration.Uuid,
             DestHost = request.Dest,
             IncomingUri = data.IncomingUri,
+            DestAddress = data.DestAddress,
             BlockMigration = data.BlockMigration ?? false,
             BandwidthMiBps = context.Options.LiveMigrationBandwidthMiBps,
             DowntimeMs = context.Options.LiveMigrationDowntimeMs,

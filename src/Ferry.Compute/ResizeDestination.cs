@@ -20,7 +20,7 @@ public sealed class ResizeDestination(ComputeContext context)
                     Uuid = request.Migration.Uuid,
                     DestCompute = context.Host,
                     DestNode = context.Host,
-                    DestHost = "127.0.0.1",
+                    DestHost = context.Options.MyIp,
                     ExpectedStatuses = [MigrationStatus.PreMigrating],
                 }, ct);
                 var updated = await context.UpdateInstanceAsync(new InstanceUpdateRequest

@@ -16,6 +16,7 @@ public sealed class ResourceTracker(ComputeContext context)
             Uuid = Guid.NewGuid().ToString(),
             Host = context.Host,
             HypervisorHostname = context.Host,
+            HostIp = options.MyIp,
             HypervisorType = resources.HypervisorType,
             HypervisorVersion = resources.HypervisorVersion,
             Vcpus = resources.Vcpus,

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Ferry.Compute;
 using Ferry.ControlPlane.Identity;
 using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Identity;
 using Ferry.Core.Rpc;
 using Ferry.Host.Roles;
 using Ferry.Virt;
@@ -53,6 +54,12 @@ public sealed class AllInOne : IAsyncDisposable
 
     public IServiceProvider Services => App.Services;
 
+    /// <summary>The agents' service credentials for placement (keystone mode); null: the admin user and project.</summary>
+    public KeystoneCredentials? PlacementCredentials { get; set; }
+
+    /// <summary>The agents' Keystone session (keystone mode, once started); null under noauth2.</summary>
+    public KeystoneSession? PlacementSession => _agents.Session;
+
     public static AllInOne Build(FerryHostOptions options, Action<ILoggingBuilder>? logging = null)
     {
         var infrastructure = new FerryInfrastructure(options);
@@ -91,8 +98,19 @@ public sealed class AllInOne : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var services = App.Services;
-        _agents.UsePlacementToken(PlacementToken(services, Options));
         await App.StartAsync(ct);
+        if (Options.UsesKeystone)
+        {
+            // The agents log in to the identity API with Nova's [placement] service credentials (here the admin
+            // user) and find placement and images in the token's catalog; one session serves every agent of this process.
+            await _agents.LogInAsync(PlacementCredentials ?? new KeystoneCredentials
+            {
+                AuthUrl = new Uri(Options.IdentityUrl + "/v3"),
+                Username = "admin",
+                Password = services.GetRequiredService<IdentityOptions>().AdminPassword,
+                ProjectName = "admin",
+            }, ct);
+        }
         // Compute hosts of an earlier run (more --hosts, another driver) are down from the first second.
         services.GetRequiredService<ServiceStore>().MarkComputesDownExcept([.. Enumerable.Range(1, Options.Hosts).Select(i => $"compute{i}")]);
         await Task.WhenAll(Enumerable.Range(1, Options.Hosts).Select(i => StartComputeAsync($"compute{i}", ct)));
@@ -102,18 +120,6 @@ public sealed class AllInOne : IAsyncDisposable
     /// The agents talk to placement as the admin user, like Nova's [placement] service credentials; in one process the
     /// token is issued directly, lives as long as this process and never leaves it.
     /// </summary>
-    private static string PlacementToken(IServiceProvider services, FerryHostOptions options)
-    {
-        if (!options.UsesKeystone)
-        {
-            return "admin:admin"; // noauth2 still wants a token
-        }
-        var identity = services.GetRequiredService<IdentityStore>();
-        var admin = identity.Config.Users.Find(u => u.Name == "admin") ?? throw new InvalidOperationException("The identity file has no admin user");
-        var project = identity.FindProject("admin", IdentityStore.DefaultDomainId) ?? throw new InvalidOperationException("The identity file has no admin project");
-        return services.GetRequiredService<TokenStore>().Issue(admin, project, identity.RolesOf(admin.Id, project.Id), ["service"], DateTimeOffset.MaxValue).Id;
-    }
-
     /// <summary>Starts (or restarts) one compute agent; a restarted agent finds the guests its host kept.</summary>
     public Task<ComputeManager> StartComputeAsync(string host, CancellationToken ct, Action<ComputeOptions>? configure = null) =>
         _agents.StartAsync(host, ct, configure);

@@ -48,6 +48,8 @@ public sealed record LiveMigrationPlan
     public required string DestHost { get; init; }
     /// <summary>Where the destination waits for the guest (returned by pre_live_migration).</summary>
     public string? IncomingUri { get; init; }
+    /// <summary>The destination's live_migration_inbound_addr from the migrate data: the address <see cref="IncomingUri"/> must name.</summary>
+    public string? DestAddress { get; init; }
     public bool BlockMigration { get; init; }
     /// <summary>0 = unlimited.</summary>
     public long BandwidthMiBps { get; init; }

@@ -1,8 +1,10 @@
 using System.Net;
+using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Ferry.Core.Errors;
+using Ferry.Core.Identity;
 
 namespace Ferry.Core.Placement;
 
@@ -17,8 +19,39 @@ namespace Ferry.Core.Placement;
 /// 409 → <see cref="PlacementConflictException"/> (after the retries, for generation conflicts),
 /// anything else → <see cref="FerryException"/> with the status.
 /// </remarks>
-public sealed class PlacementHttpClient(HttpClient httpClient, string? authToken = null)
+public sealed class PlacementHttpClient
 {
+    private readonly HttpClient _httpClient;
+    private readonly string? _authToken;
+    private readonly KeystoneSession? _session;
+    private readonly Uri? _endpoint;
+
+    /// <summary>A fixed token (noauth2, or one minted in-process); relative paths go to <paramref name="httpClient"/>'s base address.</summary>
+    public PlacementHttpClient(HttpClient httpClient, string? authToken = null)
+    {
+        _httpClient = httpClient;
+        _authToken = authToken;
+    }
+
+    /// <summary>A fixed token (noauth2) sent to a known placement endpoint.</summary>
+    public PlacementHttpClient(HttpClient httpClient, string authToken, Uri endpoint)
+    {
+        _httpClient = httpClient;
+        _authToken = authToken;
+        _endpoint = endpoint;
+    }
+
+    /// <summary>
+    /// As a Nova service: tokens come from <paramref name="session"/> (logged in again once on a 401), and the
+    /// placement endpoint is <paramref name="endpoint"/>, else the token catalog's <c>placement</c> entry.
+    /// </summary>
+    public PlacementHttpClient(HttpClient httpClient, KeystoneSession session, Uri? endpoint = null)
+    {
+        _httpClient = httpClient;
+        _session = session;
+        _endpoint = endpoint;
+    }
+
     /// <summary>How many times a generation-guarded write is tried before its conflict is thrown.</summary>
     public const int MaxAttempts = 4;
 
@@ -204,24 +237,61 @@ public sealed class PlacementHttpClient(HttpClient httpClient, string? authToken
         return await ReadAsync(response, typeInfo, cancellationToken);
     }
 
-    private Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken cancellationToken)
     {
-        var request = new HttpRequestMessage(method, path) { Content = content };
-        request.Headers.TryAddWithoutValidation(PlacementMicroversion.HeaderName, PlacementMicroversion.HeaderValue);
-        request.Headers.Accept.ParseAdd("application/json");
-        if (authToken is not null)
+        // Buffered once: each attempt (a transient retry, the one after a 401) sends a fresh copy.
+        using (content)
         {
-            request.Headers.TryAddWithoutValidation("X-Auth-Token", authToken);
+            var body = content is null ? null : await content.ReadAsByteArrayAsync(cancellationToken);
+            var contentType = content?.Headers.ContentType;
+            var token = _session is null ? _authToken : await _session.GetTokenAsync(cancellationToken);
+            var uri = await UriOfAsync(path, cancellationToken);
+            var response = await SendOnceAsync(method, uri, body, contentType, token, cancellationToken);
+            if (response.StatusCode != HttpStatusCode.Unauthorized || _session is null || token is null)
+            {
+                return response;
+            }
+            // keystoneauth's reauthenticate: the token was revoked or expired early; log in again, once.
+            response.Dispose();
+            _session.Invalidate(token);
+            token = await _session.GetTokenAsync(cancellationToken);
+            return await SendOnceAsync(method, uri, body, contentType, token, cancellationToken);
         }
-        return SendAndDisposeAsync(request, cancellationToken);
     }
 
-    private async Task<HttpResponseMessage> SendAndDisposeAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-    {
-        using (request)
+    private Task<HttpResponseMessage> SendOnceAsync(HttpMethod method, Uri uri, byte[]? body, MediaTypeHeaderValue? contentType, string? token,
+        CancellationToken cancellationToken) =>
+        TransientHttpRetry.SendAsync(_httpClient, () =>
         {
-            return await httpClient.SendAsync(request, cancellationToken);
+            var request = new HttpRequestMessage(method, uri);
+            if (body is not null)
+            {
+                request.Content = new ByteArrayContent(body);
+                request.Content.Headers.ContentType = contentType;
+            }
+            request.Headers.TryAddWithoutValidation(PlacementMicroversion.HeaderName, PlacementMicroversion.HeaderValue);
+            request.Headers.Accept.ParseAdd("application/json");
+            if (token is not null)
+            {
+                request.Headers.TryAddWithoutValidation("X-Auth-Token", token);
+            }
+            return request;
+        }, cancellationToken);
+
+    /// <summary>The configured endpoint, else the catalog's; relative to the client's base address when neither is known.</summary>
+    private async Task<Uri> UriOfAsync(string path, CancellationToken cancellationToken)
+    {
+        var root = _endpoint ?? _httpClient.BaseAddress;
+        if (root is null && _session is not null)
+        {
+            root = await _session.GetEndpointAsync("placement", cancellationToken);
         }
+        if (root is null)
+        {
+            return new Uri(path, UriKind.Relative);
+        }
+        var withSlash = root.AbsoluteUri.EndsWith('/') ? root : new Uri(root.AbsoluteUri + "/");
+        return new Uri(withSlash, path);
     }
 
     private static async Task<T> ReadAsync<T>(HttpResponseMessage response, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken) =>

@@ -1,34 +1,31 @@
 using Ferry.ControlPlane.Identity;
+using Ferry.Core.Identity;
 using Microsoft.Extensions.Hosting;
 
 namespace Ferry.Host.Roles;
 
 /// <summary>The compute role: one agent (<c>--host NAME</c>), started with the host and stopped with it.</summary>
-internal sealed class ComputeAgentService(ComputeAgents agents, FerryHostOptions options, KeystoneTokenHandler? keystone) : IHostedService
+internal sealed class ComputeAgentService(ComputeAgents agents, FerryHostOptions options) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        // Placement wants a token like any service's: a Keystone login with the service credentials (renewed when
-        // placement refuses it), or noauth2's admin:admin. The first login happens here: bad credentials stop the start.
-        if (keystone is null)
+        // Placement and images want a token like any service's: a Keystone login with the service credentials (renewed
+        // before it expires and when refused), or noauth2's admin:admin. The first login happens here: bad credentials stop the start.
+        if (options.UsesKeystone)
         {
-            agents.UsePlacementToken("admin:admin");
-        }
-        else
-        {
-            await keystone.EnsureTokenAsync(cancellationToken);
+            await agents.LogInAsync(ServiceCredentials(options), cancellationToken);
         }
         await agents.StartAsync(options.ComputeHost ?? throw new FerryStartException("compute:host: the compute role needs a host name"), cancellationToken);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken) => await agents.DisposeAsync();
 
-    /// <summary>The Keystone login of a separate agent (keystone auth), or null (noauth2).</summary>
-    public static KeystoneTokenHandler? KeystoneLogin(FerryHostOptions options) => options.UsesKeystone
-        ? new KeystoneTokenHandler(ct => ServiceToken.LoginAsync(options.IdentityUrl, options.ServiceUser,
-            options.ServicePassword ?? new IdentityOptions { ConfigPath = "" }.AdminPassword, options.ServiceProject, ct))
-        {
-            InnerHandler = new HttpClientHandler(),
-        }
-        : null;
+    /// <summary>Nova's [placement] credentials of a separate agent: the service user, its password and project.</summary>
+    public static KeystoneCredentials ServiceCredentials(FerryHostOptions options) => new()
+    {
+        AuthUrl = new Uri(options.IdentityUrl + "/v3"),
+        Username = options.ServiceUser,
+        Password = options.ServicePassword ?? new IdentityOptions { ConfigPath = "" }.AdminPassword,
+        ProjectName = options.ServiceProject,
+    };
 }

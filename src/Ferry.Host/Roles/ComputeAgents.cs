@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Ferry.Compute;
-using Ferry.Core.Placement;
+using Ferry.Core.Identity;
+using Ferry.Core.Images;
 using Ferry.Core.Rpc;
 using Ferry.Virt;
 using Ferry.Virt.Fake;
@@ -12,29 +13,26 @@ namespace Ferry.Host.Roles;
 /// <summary>
 /// The compute agents of one process (one for <c>ferry compute</c>, N for the all-in-one): each host's driver and
 /// <see cref="ComputeManager"/>, started, restarted (a restarted agent finds the guests its host kept) and stopped.
-/// Agents reach the control plane only through the bus and the placement API.
+/// Agents reach the control plane only through the bus and the placement and image APIs, with one Keystone session
+/// for every agent of the process (Nova's [placement] service credentials), or noauth2's fixed token.
 /// </summary>
 public sealed class ComputeAgents : IAsyncDisposable
 {
     private readonly FerryHostOptions _options;
     private readonly IRpcTransport _transport;
     private readonly RpcOptions _rpcOptions;
-    private readonly HttpClient _placementHttp;
+    private readonly HttpClient _http = new();
     private readonly TimeProvider _time;
     private readonly ILoggerFactory _loggers;
     private readonly ConcurrentDictionary<string, FakeHypervisorState> _hypervisors = new();
 
-    /// <param name="placementHandler">What placement requests go through (a separate agent's Keystone login); null: straight out.</param>
-    public ComputeAgents(FerryHostOptions options, IRpcTransport transport, RpcOptions rpcOptions, TimeProvider time, ILoggerFactory loggers,
-        HttpMessageHandler? placementHandler = null)
+    public ComputeAgents(FerryHostOptions options, IRpcTransport transport, RpcOptions rpcOptions, TimeProvider time, ILoggerFactory loggers)
     {
         _options = options;
         _transport = transport;
         _rpcOptions = rpcOptions;
         _time = time;
         _loggers = loggers;
-        _placementHttp = placementHandler is null ? new HttpClient() : new HttpClient(placementHandler, disposeHandler: true);
-        _placementHttp.BaseAddress = new Uri(options.PlacementUrl + "/");
     }
 
     /// <summary>Running (or stopped) compute agents by host; agents start concurrently, hence concurrent.</summary>
@@ -47,11 +45,14 @@ public sealed class ComputeAgents : IAsyncDisposable
     public Action<QemuDriverOptions>? ConfigureQemuDriver { get; set; }
     public Action<ComputeOptions>? ConfigureCompute { get; set; }
 
-    /// <summary>The token every agent sends to placement (set before the first agent starts).</summary>
-    public void UsePlacementToken(string token)
+    /// <summary>The agents' Keystone session (keystone auth; set before the first agent starts); null under noauth2.</summary>
+    public KeystoneSession? Session { get; private set; }
+
+    /// <summary>Logs the agents in with <paramref name="credentials"/> (keystone auth): bad credentials fail here, in one line.</summary>
+    public async Task LogInAsync(KeystoneCredentials credentials, CancellationToken ct)
     {
-        _placementHttp.DefaultRequestHeaders.Remove("X-Auth-Token");
-        _placementHttp.DefaultRequestHeaders.Add("X-Auth-Token", token);
+        Session = new KeystoneSession(_http, credentials, _time);
+        await Session.GetTokenAsync(ct);
     }
 
     /// <summary>Starts (or restarts) one compute agent; a restarted agent finds the guests its host kept.</summary>
@@ -65,14 +66,16 @@ public sealed class ComputeAgents : IAsyncDisposable
         {
             await disposable.DisposeAsync(); // QMP connections only, unless guests die with their agent (KillGuestsOnStop)
         }
-        IComputeDriver driver = _options.Driver == "qemu" ? CreateQemuDriver(host) : CreateFakeDriver(host);
-        Drivers[host] = driver;
         var computeOptions = new ComputeOptions
         {
             Host = host,
+            MyIp = _options.MigrationAddress,
             ReportInterval = _options.ReportInterval,
             MaxConcurrentLiveMigrations = _options.MaxConcurrentLiveMigrations,
-            PlacementUrl = new Uri(_options.PlacementUrl + "/"),
+            // With credentials the endpoints come from the token's catalog, as in a Nova deployment.
+            PlacementUrl = Session is null ? new Uri(_options.PlacementUrl + "/") : null,
+            ImageUrl = Session is null ? new Uri(_options.ImageUrl + "/") : null,
+            ServiceCredentials = Session?.Credentials,
             LiveMigrationBandwidthMiBps = _options.LiveMigrationBandwidthMiBps,
             LiveMigrationPermitPostCopy = _options.LiveMigrationPermitPostCopy,
             LiveMigrationPermitAutoConverge = _options.LiveMigrationPermitAutoConverge,
@@ -84,7 +87,13 @@ public sealed class ComputeAgents : IAsyncDisposable
         };
         ConfigureCompute?.Invoke(computeOptions);
         configure?.Invoke(computeOptions);
-        var compute = new ComputeManager(computeOptions, driver, _transport, _rpcOptions, new PlacementHttpClient(_placementHttp), _time, _loggers);
+        // Every agent of this process shares the one login, unless it was given credentials of its own.
+        var clients = ServiceClients.Create(computeOptions, _http, _time,
+            computeOptions.ServiceCredentials is { } own && own == Session?.Credentials ? Session : null);
+        // The driver binds what the agent advertises: its my_ip and live_migration_inbound_addr.
+        IComputeDriver driver = _options.Driver == "qemu" ? CreateQemuDriver(host, computeOptions, clients.Images) : CreateFakeDriver(host, computeOptions);
+        Drivers[host] = driver;
+        var compute = new ComputeManager(computeOptions, driver, _transport, _rpcOptions, clients.Placement, _time, _loggers);
         await compute.StartAsync(ct);
         Computes[host] = compute;
         return compute;
@@ -93,11 +102,13 @@ public sealed class ComputeAgents : IAsyncDisposable
     private string InstancesPath(string host) =>
         Path.GetFullPath(Path.Combine(_options.DataDirectory, "instances", _options.SharedStorage ? "shared" : host));
 
-    private FakeDriver CreateFakeDriver(string host)
+    private FakeDriver CreateFakeDriver(string host, ComputeOptions compute)
     {
         var driverOptions = new FakeDriverOptions
         {
             HostName = host,
+            MigrationAddress = compute.InboundAddress,
+            HostAddress = compute.MyIp,
             InstancesPath = InstancesPath(host),
             TimeScale = _options.FakeTimeScale,
             LinkBandwidthMiBps = _options.FakeBandwidthMiBps,
@@ -108,20 +119,21 @@ public sealed class ComputeAgents : IAsyncDisposable
     }
 
     /// <summary>Hosts share this machine: each has its own instances directory (or all one, for shared storage) and image cache.</summary>
-    private QemuDriver CreateQemuDriver(string host)
+    private QemuDriver CreateQemuDriver(string host, ComputeOptions compute, IImageService images)
     {
         var driverOptions = new QemuDriverOptions
         {
             HostName = host,
             InstancesPath = InstancesPath(host),
-            ImagesPath = Path.GetFullPath(Path.Combine(_options.DataDirectory, "images")),
             TestGuestImageRefs = [Seed.TestImageId, QemuTestGuest.DefaultImageRef],
             TestGuestKernelPath = Path.GetFullPath(_options.TestGuestKernelPath),
-            MigrationAddress = _options.MigrationAddress,
+            MigrationAddress = compute.InboundAddress,
+            HostAddress = compute.MyIp,
             KillGuestsOnDispose = _options.KillGuestsOnStop,
         };
         ConfigureQemuDriver?.Invoke(driverOptions);
-        return new QemuDriver(driverOptions, _loggers.CreateLogger<QemuDriver>());
+        // Images reach the host through the image API with the agent's token, never the controller's directory.
+        return new QemuDriver(driverOptions, _loggers.CreateLogger<QemuDriver>(), images);
     }
 
     /// <summary>Stops every agent, then closes its driver (QEMU guests stay up unless KillGuestsOnStop).</summary>
@@ -137,6 +149,6 @@ public sealed class ComputeAgents : IAsyncDisposable
         }
         Computes.Clear();
         Drivers.Clear();
-        _placementHttp.Dispose();
+        _http.Dispose();
     }
 }

@@ -48,15 +48,14 @@ public static class RoleHosts
     {
         var builder = NewHost(options, logging);
         builder.Services.AddFerryBus(infrastructure);
-        var keystone = ComputeAgentService.KeystoneLogin(options); // the agents' HttpClient owns (and disposes) it
         builder.Services.AddSingleton(sp =>
         {
             var agents = new ComputeAgents(options, sp.GetRequiredService<IRpcTransport>(), sp.GetRequiredService<RpcOptions>(),
-                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(), keystone);
+                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>());
             configure?.Invoke(agents);
             return agents;
         });
-        builder.Services.AddHostedService(sp => new ComputeAgentService(sp.GetRequiredService<ComputeAgents>(), options, keystone));
+        builder.Services.AddHostedService(sp => new ComputeAgentService(sp.GetRequiredService<ComputeAgents>(), options));
         return builder.Build();
     }
 

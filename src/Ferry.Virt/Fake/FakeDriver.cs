@@ -255,7 +255,7 @@ public sealed partial class FakeDriver : IComputeDriver
             }
         }
         FakeCrashPoint.After(FakeSteps.PreLiveMigration);
-        return $"fake://{_options.HostName}/{guest.Uuid}";
+        return $"fake://{_options.HostName}/{guest.Uuid}?address={_options.MigrationAddress}";
     }
 
     public async Task PostLiveMigrationAtDestinationAsync(GuestSpec guest, CancellationToken cancellationToken)
@@ -315,6 +315,13 @@ public sealed partial class FakeDriver : IComputeDriver
         {
             throw new InvalidMigrationStateException($"A live migration of {guest.Uuid} is already running on {_options.HostName}.");
         }
+        // As QEMU would: the stream goes where the destination said it listens, which must be its inbound address.
+        if (plan.DestAddress is { } expected && IncomingAddress(plan.IncomingUri) is { } listening && listening != expected)
+        {
+            _migrations.TryRemove(guest.Uuid, out _);
+            throw new InvalidMigrationStateException(
+                $"The destination {plan.DestHost} listens on {listening}, not on its live_migration_inbound_addr {expected}.");
+        }
         var originalPowerState = source.PowerState;
         var outcome = LiveMigrationOutcome.Failed;
         LogMigrationStarted(guest.Uuid, _options.HostName, plan.DestHost, plan.MigrationUuid);
@@ -335,6 +342,23 @@ public sealed partial class FakeDriver : IComputeDriver
             LogMigrationFinished(guest.Uuid, plan.MigrationUuid, outcome);
             FakeCrashPoint.After(FakeSteps.LiveMigration);
         }
+    }
+
+    /// <summary>The <c>address</c> an incoming URI of <see cref="PreLiveMigrationAsync"/> names; null for any other URI.</summary>
+    internal static string? IncomingAddress(string? uri)
+    {
+        if (!Uri.TryCreate(uri, UriKind.Absolute, out var parsed) || parsed.Scheme != "fake")
+        {
+            return null;
+        }
+        foreach (var pair in parsed.Query.TrimStart('?').Split('&'))
+        {
+            if (pair.StartsWith("address=", StringComparison.Ordinal))
+            {
+                return Uri.UnescapeDataString(pair["address=".Length..]);
+            }
+        }
+        return null;
     }
 
     /// <summary>The simulated copy runs only under its monitor: once the agent is gone, so is the migration.</summary>
@@ -402,6 +426,7 @@ public sealed partial class FakeDriver : IComputeDriver
             ["config_drive_path"] = Path.Combine(resizeDir, "disk.config"),
             ["image_ref"] = guest.ImageRef,
             ["source_host"] = _options.HostName,
+            ["source_address"] = _options.HostAddress,
             ["dest_host"] = destHost,
         };
     }

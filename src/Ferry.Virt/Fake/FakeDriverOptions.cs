@@ -5,6 +5,12 @@ public sealed class FakeDriverOptions
 {
     public string HostName { get; set; } = "fake-host";
 
+    /// <summary>Where an incoming live migration "listens" (Nova's live_migration_inbound_addr): named in the incoming URI.</summary>
+    public string MigrationAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>This host's own address (Nova's my_ip): where the kept copy of a cold migration is "served" from.</summary>
+    public string HostAddress { get; set; } = "127.0.0.1";
+
     /// <summary>A real directory. Hosts configured with the same path share storage.</summary>
     public string InstancesPath { get; set; } = Path.Combine(Path.GetTempPath(), "ferry-fake-instances");
 

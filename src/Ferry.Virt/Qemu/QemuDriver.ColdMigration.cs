@@ -157,7 +157,7 @@ public sealed partial class QemuDriver
             {
                 await File.WriteAllTextAsync(Path.Combine(resizeDir, ResizeHostFile), _options.HostName, cancellationToken);
                 string[] names = ["disk", "disk.config"];
-                var transfer = await InstanceTransfer.StartAsync(_options.MigrationAddress, resizeDir,
+                var transfer = await InstanceTransfer.StartAsync(_options.HostAddress, resizeDir,
                     names.Where(n => File.Exists(Path.Combine(resizeDir, n))).ToList(), _options.ResizeTransferLifetime, cancellationToken);
                 _resizeTransfers[guest.Uuid] = transfer;
                 _resizeKept[guest.Uuid] = record;

@@ -29,6 +29,9 @@ public sealed partial class QemuDriver
     [LoggerMessage(EventId = 7207, Level = LogLevel.Information, Message = "Created base image {BasePath} for image {ImageRef}")]
     private partial void LogBaseCreated(string imageRef, string basePath);
 
+    [LoggerMessage(EventId = 7209, Level = LogLevel.Information, Message = "Downloaded image {ImageRef} from the image service to {HostName} ({Bytes} bytes, verified)")]
+    private partial void LogImageDownloaded(string imageRef, string hostName, long bytes);
+
     [LoggerMessage(EventId = 7208, Level = LogLevel.Information, Message = "Rebooted {InstanceId} (hard: {Hard})")]
     private partial void LogRebooted(string instanceId, bool hard);
 

@@ -7,6 +7,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Ferry.Core.Errors;
+using Ferry.Core.Images;
 using Ferry.Virt.Qemu.Qmp;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -35,12 +36,18 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, QemuGuest> _guests = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _baseLock = new(1, 1);
+    /// <summary>One lock per image: guests of one image wait for its single download, other images download meanwhile.</summary>
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _imageLocks = new(StringComparer.Ordinal);
+    private readonly IImageService? _images;
+    private int _imageDownloads;
     private long _hypervisorVersion;
     private string? _accel;
     private int _disposed;
 
-    public QemuDriver(QemuDriverOptions options, ILogger<QemuDriver>? logger = null)
+    /// <param name="images">Where images missing from <c>_base</c> are downloaded from (the image API); null: only <see cref="QemuDriverOptions.ImagesPath"/>.</param>
+    public QemuDriver(QemuDriverOptions options, ILogger<QemuDriver>? logger = null, IImageService? images = null)
     {
+        _images = images;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentException.ThrowIfNullOrWhiteSpace(options.InstancesPath);
         if (options.Accel is not ("auto" or "kvm" or "tcg"))
@@ -61,6 +68,9 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
     public string InstanceDirectory(string uuid) => Path.Combine(_options.InstancesPath, ValidSegment(uuid));
 
     public string BaseDirectory => Path.Combine(_options.InstancesPath, BaseDirectoryName);
+
+    /// <summary>Images downloaded from the image service into <see cref="BaseDirectory"/> so far (verified ones).</summary>
+    public int ImageDownloads => Volatile.Read(ref _imageDownloads);
 
     /// <summary>This host's definition and control files of the guest (never shared with another host).</summary>
     public string RuntimeDirectory(string uuid) => Path.Combine(_options.InstancesPath, RuntimeDirectoryName, ValidSegment(_options.HostName), ValidSegment(uuid));
@@ -557,40 +567,58 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         await RunToolAsync(_options.QemuImgBinary, args, cancellationToken);
     }
 
-    /// <summary>The host's copy of the image under <c>_base/&lt;sha1(image ref)&gt;</c> (Nova's image cache), created once.</summary>
+    /// <summary>
+    /// The host's copy of the image under <c>_base/&lt;sha1(image ref)&gt;</c> (Nova's image cache), created once: the test
+    /// guest's blank disk, a copy from <see cref="QemuDriverOptions.ImagesPath"/>, or a verified download from the image
+    /// service written to <c>*.part</c> and renamed, so <c>_base</c> never holds a partial or corrupt image.
+    /// </summary>
     private async Task<(string Path, string Format)> EnsureBaseImageAsync(GuestSpec guest, CancellationToken cancellationToken)
     {
         var hash = Convert.ToHexStringLower(SHA1.HashData(Encoding.UTF8.GetBytes(guest.ImageRef)));
         var basePath = Path.Combine(BaseDirectory, hash);
-        await _baseLock.WaitAsync(cancellationToken);
+        var imageLock = _imageLocks.GetOrAdd(hash, _ => new SemaphoreSlim(1, 1));
+        await imageLock.WaitAsync(cancellationToken);
         try
         {
             Directory.CreateDirectory(BaseDirectory);
             if (!File.Exists(basePath))
             {
                 var temp = basePath + ".part";
-                if (IsTestGuest(guest))
+                try
                 {
-                    // The test guest boots from -kernel; its disk only makes the instance layout real.
-                    await RunToolAsync(_options.QemuImgBinary,
-                        ["create", "-q", "-f", "raw", temp, string.Create(CultureInfo.InvariantCulture, $"{_options.TestGuestBaseImageMb}M")], cancellationToken);
-                }
-                else
-                {
-                    var source = _options.ImagesPath is { } images ? Path.Combine(images, ValidSegment(guest.ImageRef)) : null;
-                    if (source is null || !File.Exists(source))
+                    var local = _options.ImagesPath is { } images ? Path.Combine(images, ValidSegment(guest.ImageRef)) : null;
+                    if (IsTestGuest(guest))
+                    {
+                        // The test guest boots from -kernel; its disk only makes the instance layout real.
+                        await RunToolAsync(_options.QemuImgBinary,
+                            ["create", "-q", "-f", "raw", temp, string.Create(CultureInfo.InvariantCulture, $"{_options.TestGuestBaseImageMb}M")], cancellationToken);
+                    }
+                    else if (local is not null && File.Exists(local))
+                    {
+                        File.Copy(local, temp, overwrite: true);
+                    }
+                    else if (_images is not null)
+                    {
+                        await ImageDownload.FetchAsync(_images, guest.ImageRef, temp, cancellationToken);
+                        Interlocked.Increment(ref _imageDownloads);
+                        LogImageDownloaded(guest.ImageRef, _options.HostName, new FileInfo(temp).Length);
+                    }
+                    else
                     {
                         throw new NotFoundException($"Image {guest.ImageRef} could not be found.");
                     }
-                    File.Copy(source, temp, overwrite: true);
+                    File.Move(temp, basePath, overwrite: true);
                 }
-                File.Move(temp, basePath, overwrite: true);
+                finally
+                {
+                    File.Delete(temp); // a failed or cancelled fetch leaves nothing behind
+                }
                 LogBaseCreated(guest.ImageRef, basePath);
             }
         }
         finally
         {
-            _baseLock.Release();
+            imageLock.Release();
         }
         return (basePath, await DetectFormatAsync(basePath, cancellationToken));
     }

@@ -33,8 +33,14 @@ public sealed class QemuDriverOptions
     /// <summary>Size of the raw <c>_base</c> image created for the test guest.</summary>
     public int TestGuestBaseImageMb { get; set; } = 16;
 
-    /// <summary>The address destination QEMUs listen on for incoming migrations (this host's migration network).</summary>
+    /// <summary>
+    /// The address destination QEMUs listen on for incoming migrations and their NBD servers (Nova's
+    /// live_migration_inbound_addr; the agent sets it from its own options).
+    /// </summary>
     public string MigrationAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>This host's own address (Nova's my_ip): the cold-migration transfer server listens on it.</summary>
+    public string HostAddress { get; set; } = "127.0.0.1";
 
     public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(15);
 

@@ -54,7 +54,8 @@ public sealed class RoleSplitTests
                 await host.StartAsync();
             }
             var token = auth == "keystone"
-                ? await ServiceToken.LoginAsync(options.IdentityUrl, "admin", AllInOne.IdentityOptionsOf(options).AdminPassword, "admin", CancellationToken.None)
+                ? await new Ferry.Core.Identity.KeystoneSession(new HttpClient(), Ferry.Host.Roles.ComputeAgentService.ServiceCredentials(options), TimeProvider.System)
+                    .GetTokenAsync(CancellationToken.None)
                 : "admin:admin";
             using var admin = new NovaClient(options.ComputeApiUrl, token);
             var (servicesStatus, services) = await admin.GetAsync("os-services");

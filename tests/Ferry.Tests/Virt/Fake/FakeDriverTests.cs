@@ -231,6 +231,32 @@ public sealed class FakeDriverTests : IDisposable
     // --- live migration ---
 
     [Fact]
+    public async Task PreLiveMigration_OwnInboundAddress_IsNamedInTheIncomingUriAndChecksTheSourcesExpectation()
+    {
+        var source = NewDriver("host1");
+        var dest = new FakeDriver(new FakeDriverOptions
+        {
+            HostName = "host2",
+            InstancesPath = Path.Combine(_root, "host2"),
+            MigrationAddress = "127.0.0.3",
+            TimeScale = 0,
+        });
+        var guest = Guest();
+        await source.SpawnAsync(guest, reuseDisks: false, Ct);
+
+        var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
+
+        Assert.Equal("127.0.0.3", FakeDriver.IncomingAddress(uri));
+        // A source told another inbound address than the one the destination listens on refuses to send.
+        var error = await Assert.ThrowsAsync<InvalidMigrationStateException>(() =>
+            source.LiveMigrateAsync(guest, Plan() with { IncomingUri = uri, DestAddress = "127.0.0.2" }, new RecordingCallbacks(), Ct));
+        Assert.Contains("listens on 127.0.0.3, not on its live_migration_inbound_addr 127.0.0.2", error.Message);
+        Assert.Equal(GuestPowerState.Running, source.GetGuest(guest.Uuid)!.PowerState);
+        Assert.Equal(LiveMigrationOutcome.Completed,
+            await source.LiveMigrateAsync(guest, Plan() with { IncomingUri = uri, DestAddress = "127.0.0.3" }, new RecordingCallbacks(), Ct));
+    }
+
+    [Fact]
     public async Task LiveMigrate_ZeroDirtyRate_CompletesAndLeavesOneRunningCopy()
     {
         var (source, dest) = (NewDriver("host1"), NewDriver("host2"));
@@ -239,7 +265,7 @@ public sealed class FakeDriverTests : IDisposable
         var callbacks = new RecordingCallbacks();
 
         var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: true, parallelConnections: 1, Ct);
-        Assert.Equal($"fake://host2/{guest.Uuid}", uri);
+        Assert.Equal($"fake://host2/{guest.Uuid}?address=127.0.0.1", uri);
         Assert.Equal(GuestPowerState.Paused, dest.GetGuest(guest.Uuid)!.PowerState);
 
         var outcome = await source.LiveMigrateAsync(guest, Plan() with { IncomingUri = uri }, callbacks, Ct);

@@ -60,6 +60,31 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : QemuDrive
         Assert.Equal(GuestPowerState.Running, await dest.QueryPowerStateAsync(guest.Uuid, Ct));
     }
 
+    /// <summary>Two hosts on their own loopback addresses: the source serves its kept copy on its my_ip only, and the destination pulls it from there.</summary>
+    [Fact]
+    public async Task ColdMigrate_HostsOnTheirOwnAddresses_SourceServesOnlyOnItsOwnAddress()
+    {
+        var source = await NewDriverAsync("src", address: "127.0.0.2");
+        var dest = await NewDriverAsync("dst", address: "127.0.0.3");
+        var guest = Guest();
+        await SpawnAsync(source, guest);
+        await WaitForSamplesAsync(source, guest.Uuid, 1);
+
+        var diskInfo = await source.MigrateDiskAndPowerOffAsync(guest, "dst", guest, Ct);
+
+        Assert.Equal("127.0.0.2", diskInfo[InstanceTransfer.AddressKey]);
+        var port = int.Parse(diskInfo[InstanceTransfer.PortKey], CultureInfo.InvariantCulture);
+        Assert.Equal([new System.Net.IPEndPoint(System.Net.IPAddress.Parse("127.0.0.2"), port)], await ListeningSockets.OnPortAsync(port));
+        Assert.True(await ListeningSockets.RefusesAsync("127.0.0.3", port), "the source also serves on the destination's address");
+        await dest.FinishMigrationAsync(guest, diskInfo, powerOn: true, Ct);
+        Pids.Add((dest.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
+        await WaitForSamplesAsync(dest, guest.Uuid, 2);
+        var transfer = source.GetResizeTransfer(guest.Uuid)!;
+        await transfer.Completion.WaitAsync(Ct);
+        Assert.True(transfer.Transferred);
+        await source.ConfirmMigrationAsync(guest, Ct);
+    }
+
     [Fact]
     public async Task Resize_BiggerFlavorThenRevert_DestinationRunsBiggerAndSourceComesBackIntact()
     {
@@ -232,13 +257,15 @@ public sealed class QemuColdMigrationTests(TestGuestFixture fixture) : QemuDrive
 
     // --- helpers ---
 
-    private async Task<QemuDriver> NewDriverAsync(string host, string? kernelPath = null)
+    private async Task<QemuDriver> NewDriverAsync(string host, string? kernelPath = null, string address = "127.0.0.1")
     {
         var driver = new QemuDriver(new QemuDriverOptions
         {
             HostName = host,
             InstancesPath = Path.Combine(Root, host),
             TestGuestKernelPath = kernelPath ?? fixture.KernelPath,
+            MigrationAddress = address,
+            HostAddress = address,
         });
         Drivers.Add(driver);
         await driver.InitHostAsync(Ct);

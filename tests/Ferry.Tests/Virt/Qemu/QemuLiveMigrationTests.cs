@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -24,13 +25,15 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     private const int HotBandwidthMiBps = 16;  // 16 MiB/s × 300 ms = 4.8 MiB ≪ 24 MiB working set
     private const string RootDiskBackend = "/machine/peripheral/disk0-dev/virtio-backend";
 
-    private QemuDriver NewDriver(string host)
+    private QemuDriver NewDriver(string host, string address = "127.0.0.1")
     {
         var driver = new QemuDriver(new QemuDriverOptions
         {
             HostName = host,
             InstancesPath = Path.Combine(Root, host),
             TestGuestKernelPath = fixture.KernelPath,
+            MigrationAddress = address,
+            HostAddress = address,
         }, new TestOutputLogger<QemuDriver>(output, host));
         Drivers.Add(driver);
         return driver;
@@ -64,10 +67,11 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     };
 
     /// <summary>Spawns the guest on a fresh source, waits for it to run, and prepares a fresh destination.</summary>
-    private async Task<Pair> PrepareAsync(GuestSpec guest, bool blockMigration = false, int parallelConnections = 1)
+    private async Task<Pair> PrepareAsync(GuestSpec guest, bool blockMigration = false, int parallelConnections = 1,
+        string sourceAddress = "127.0.0.1", string destAddress = "127.0.0.1")
     {
-        var source = NewDriver("src");
-        var dest = NewDriver("dst");
+        var source = NewDriver("src", sourceAddress);
+        var dest = NewDriver("dst", destAddress);
         await source.SpawnAsync(guest, reuseDisks: false, Ct);
         var sourcePid = source.GetProcessId(guest.Uuid)!.Value;
         Pids.Add((sourcePid, guest.Uuid));
@@ -190,6 +194,37 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
             $"{name}: wall {wall.ElapsedMilliseconds} ms, samples {callbacks.Samples.Count}, total-time {final?.TotalTimeMs} ms, downtime {final?.DowntimeMs} ms, " +
             $"memory sent {final?.MemoryProcessedBytes / (1 << 20)} MiB, disk {final?.DiskProcessedBytes / (1 << 20)}/{final?.DiskTotalBytes / (1 << 20)} MiB, " +
             $"iterations {final?.Iteration}, post-copy {callbacks.PostCopySwitches}"));
+    }
+
+    /// <summary>
+    /// Two hosts on their own loopback addresses (127.0.0.2 and .3): the destination QEMU listens only on its inbound
+    /// address, the URI it hands back names it, and the source reaches it there.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task LiveMigrate_HostsOnTheirOwnAddresses_DestinationListensOnlyOnItsInboundAddress(bool blockMigration)
+    {
+        var guest = Guest(dirtyMiBps: "4");
+        var pair = await PrepareAsync(guest, blockMigration, sourceAddress: "127.0.0.2", destAddress: "127.0.0.3");
+
+        var endpoints = QemuDriver.IncomingEndpoints.Parse(pair.IncomingUri);
+        Assert.StartsWith("tcp:127.0.0.3:", endpoints.MigrationUri, StringComparison.Ordinal);
+        var listening = await ListeningSockets.OfProcessAsync(pair.DestPid);
+        Assert.Equal(blockMigration ? 2 : 1, listening.Count); // the memory stream, and the NBD server of a block migration
+        Assert.All(listening, l => Assert.Equal(IPAddress.Parse("127.0.0.3"), l.Address));
+        Assert.True(await ListeningSockets.RefusesAsync("127.0.0.2", listening[0].Port), "the destination also listens on the source's address");
+        if (blockMigration)
+        {
+            Assert.Contains("127.0.0.3", endpoints.NbdUri, StringComparison.Ordinal);
+        }
+        Assert.Empty(await ListeningSockets.OfProcessAsync(pair.SourcePid));
+        var counter = await LastCounterAsync(pair.Source, guest.Uuid);
+
+        var outcome = await pair.Source.LiveMigrateAsync(guest, Plan(pair.IncomingUri, 64) with { BlockMigration = blockMigration }, new RecordingCallbacks(), Ct);
+
+        Assert.Equal(LiveMigrationOutcome.Completed, outcome);
+        await AssertMovedAsync(pair, counter);
     }
 
     [Fact]
