@@ -70,7 +70,7 @@ public sealed class AllInOne : IAsyncDisposable
         builder.Services
             .AddFerryBus(infrastructure)
             .AddFerryControlPlane(options, infrastructure)
-            .AddFerryApiRole(options)
+            .AddFerryApiRole(options, metricsRole: "all-in-one")
             .AddFerryConductorRole(options)
             .AddFerrySchedulerRole(options);
         var app = builder.Build();
@@ -98,6 +98,7 @@ public sealed class AllInOne : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var services = App.Services;
+        await FerryInfrastructure.ConnectAsync(services, ct); // a missing broker: one line, before anything starts
         await App.StartAsync(ct);
         if (Options.UsesKeystone)
         {

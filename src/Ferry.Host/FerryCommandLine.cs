@@ -30,6 +30,9 @@ public static class FerryCommandLine
         (["scheduler"], FerryRoles.Scheduler, "Runs the scheduler: the scheduler RPC server and its service heartbeat."),
         (["compute"], FerryRoles.Compute, "Runs one compute agent (--host NAME): its virt driver and compute manager; it never opens the database."),
         (["db", "sync"], FerryRoles.DbSync, "Brings the database schema up to date and exits (Nova's nova-manage db sync)."),
+        (["distributed"], FerryRoles.Distributed,
+            "Runs Ferry as Nova runs: PostgreSQL and RabbitMQ on 127.0.0.1 under the data directory, then each role as its own processes " +
+            "(--replicas of the api, conductor and scheduler, one compute per host). Ctrl-C stops them all."),
     ];
 
     private static readonly Lazy<RootCommand> s_root = new(BuildRoot);

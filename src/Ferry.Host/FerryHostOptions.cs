@@ -87,6 +87,21 @@ public sealed class FerryHostOptions
     /// </summary>
     public TimeSpan TransportUnavailableWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>The api role shares its ports with other api processes (SO_REUSEPORT), as the distributed launcher's replicas do.</summary>
+    public bool ReusePort { get; set; }
+
+    /// <summary>The name in a role's log file name; null: the role's own (api, conductor, compute-&lt;host&gt;…).</summary>
+    public string? LogName { get; set; }
+
+    /// <summary>`ferry distributed`: processes of each control-plane role.</summary>
+    public int Replicas { get; set; } = 2;
+
+    /// <summary>`ferry distributed`: the PostgreSQL port (0: a free one).</summary>
+    public int PostgresPort { get; set; }
+
+    /// <summary>`ferry distributed`: the RabbitMQ port (0: a free one).</summary>
+    public int RabbitMqPort { get; set; }
+
     /// <summary>Number of fake compute hosts, named compute1..computeN.</summary>
     public int Hosts { get; set; } = 3;
 

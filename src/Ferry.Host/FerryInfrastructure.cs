@@ -43,6 +43,13 @@ public sealed class FerryInfrastructure : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Connects a broker transport before its host starts, so a broker that cannot be reached is one line from
+    /// <see cref="Ferry.Core.Errors.RpcUnavailableException"/> rather than the generic host's failed-start report.
+    /// </summary>
+    public static Task ConnectAsync(IServiceProvider services, CancellationToken ct) =>
+        services.GetService(typeof(IRpcTransport)) is RabbitMqTransport rabbitMq ? rabbitMq.StartAsync(ct) : Task.CompletedTask;
+
     /// <summary>The database, opened and its schema brought up to date on first use.</summary>
     public FerryDatabase Database
     {

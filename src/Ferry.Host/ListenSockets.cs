@@ -14,10 +14,11 @@ internal sealed class ListenSockets
 {
     private readonly List<(int Port, ulong? Handle)> _ports = [];
     private IPAddress _address = IPAddress.Loopback;
+    private bool _reusePort;
 
     public static ListenSockets Bind(FerryHostOptions options)
     {
-        var sockets = new ListenSockets { _address = IPAddress.Parse(options.ListenAddress) };
+        var sockets = new ListenSockets { _address = IPAddress.Parse(options.ListenAddress), _reusePort = options.ReusePort };
         if (options.Serves("compute"))
         {
             options.ComputeApiPort = sockets.Add(options.ComputeApiPort);
@@ -54,13 +55,19 @@ internal sealed class ListenSockets
 
     private int Add(int port)
     {
-        if (port != 0)
+        if (port != 0 && !_reusePort)
         {
             _ports.Add((port, null));
             return port;
         }
         var socket = new Socket(_address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(_address, 0));
+        if (_reusePort)
+        {
+            // Linux's SO_REUSEPORT (SOL_SOCKET 1, option 15): every api replica binds the same port and the kernel
+            // spreads new connections between them, so a client needs no proxy to reach either.
+            socket.SetRawSocketOption(1, 15, BitConverter.GetBytes(1));
+        }
+        socket.Bind(new IPEndPoint(_address, port));
         var bound = ((IPEndPoint)socket.LocalEndPoint!).Port;
         var handle = (ulong)socket.Handle;
         // Kestrel owns the descriptor from here on (it listens on it and closes it at stop): this Socket

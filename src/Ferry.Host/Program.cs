@@ -45,6 +45,7 @@ try
     {
         FerryRoles.DbSync => DbSync(options),
         FerryRoles.AllInOne => await RunAllInOneAsync(options, started),
+        FerryRoles.Distributed => await RunDistributedAsync(options, commandLine, started),
         _ => await RunRoleAsync(role, options, started),
     };
 }
@@ -121,9 +122,16 @@ static async Task<int> RunAllInOneAsync(FerryHostOptions options, Stopwatch star
     return 0;
 }
 
+static async Task<int> RunDistributedAsync(FerryHostOptions options, System.CommandLine.ParseResult commandLine, Stopwatch started)
+{
+    using var stop = StopSignals.Register();
+    return await Ferry.Host.Distributed.DistributedCommand.RunAsync(options, FerryCommandLine.GivenFlags(commandLine), FerryCommandLine.ConfigFile(commandLine),
+        started, stop.Token);
+}
+
 static async Task<int> RunRoleAsync(FerryRoles role, FerryHostOptions options, Stopwatch started)
 {
-    var name = role == FerryRoles.Compute ? $"compute-{options.ComputeHost}" : role.ToString().ToLowerInvariant();
+    var name = options.LogName ?? (role == FerryRoles.Compute ? $"compute-{options.ComputeHost}" : role.ToString().ToLowerInvariant());
     Directory.CreateDirectory(options.DataDirectory);
     options.LogFilePath = FerryLogging.LogFilePath(options.DataDirectory, DateTimeOffset.UtcNow, name);
     await using var infrastructure = new FerryInfrastructure(options);
@@ -135,6 +143,7 @@ static async Task<int> RunRoleAsync(FerryRoles role, FerryHostOptions options, S
         _ => RoleHosts.BuildCompute(options, infrastructure),
     };
     using var stop = StopSignals.Register();
+    await FerryInfrastructure.ConnectAsync(host.Services, stop.Token);
     try
     {
         await host.StartAsync(stop.Token);

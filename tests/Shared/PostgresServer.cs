@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 
 namespace Ferry.Tests.Shared;
@@ -68,15 +66,9 @@ public sealed class PostgresServer
         var root = Path.Combine(Path.GetTempPath(), "ferry-pg-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(root);
         File.WriteAllText(Path.Combine(root, OwnerFile), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
-        Run("chown", "-R", "postgres:postgres", root);
-        var data = Path.Combine(root, "data");
-        AsPostgres("initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions");
-        var port = FreePort();
-        var server = new PostgresServer(root, port);
-        AsPostgres("pg_ctl", "-D", data, "-l", Path.Combine(root, "server.log"), "-w", "-t", "60", "-o",
-            $"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
-            "start");
-        return server;
+        // The server `ferry distributed` runs, without durability: nothing a test writes is kept.
+        var server = Ferry.Host.Distributed.LocalPostgres.Start(root, port: 0, durable: false);
+        return new PostgresServer(root, server.Port);
     }
 
     /// <summary>Stops the server of this process, if it was started, and removes its dir.</summary>
@@ -155,37 +147,6 @@ public sealed class PostgresServer
         catch (ArgumentException)
         {
             return false;
-        }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static void AsPostgres(string tool, params string[] arguments) =>
-        Run("runuser", ["-u", "postgres", "--", Path.Combine(BinDirectory, tool), .. arguments]);
-
-    private static void Run(string file, params string[] arguments)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = "/" };
-        foreach (var argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-        using var process = Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new InvalidOperationException($"{file} {string.Join(' ', arguments)} did not finish in 120 s");
-        }
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"{file} {string.Join(' ', arguments)} exited {process.ExitCode}: {error.Result}{output.Result}");
         }
     }
 }

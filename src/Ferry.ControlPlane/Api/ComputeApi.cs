@@ -247,8 +247,8 @@ internal sealed partial class ComputeApi(
         }
         SetTaskState(instance, TaskState.Migrating, s_noTask);
         actions.StartAction(instance.Uuid, ctx.RequestId, "live-migration", ctx.UserId, ctx.ProjectId);
-        await conductor.LiveMigrateInstanceAsync(
-            new LiveMigrateInstanceRequest(instance.Uuid, host, blockMigration, force, ctx.RequestId), cancellationToken);
+        await CastOrUndoAsync(instance, TaskState.Migrating, () => conductor.LiveMigrateInstanceAsync(
+            new LiveMigrateInstanceRequest(instance.Uuid, host, blockMigration, force, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "live_migrate_instance", instance.Uuid, ctx.RequestId);
     }
 
@@ -271,7 +271,7 @@ internal sealed partial class ComputeApi(
         }
         SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
         actions.StartAction(instance.Uuid, ctx.RequestId, "migrate", ctx.UserId, ctx.ProjectId);
-        await conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, null, host, ctx.RequestId), cancellationToken);
+        await CastOrUndoAsync(instance, TaskState.ResizePrep, () => conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, null, host, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
     }
 
@@ -292,7 +292,8 @@ internal sealed partial class ComputeApi(
         quotas.CheckUpsize(instance, instance.Flavor, newFlavor);
         SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
         actions.StartAction(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId);
-        await conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, newFlavor.Id, null, ctx.RequestId), cancellationToken);
+        await CastOrUndoAsync(instance, TaskState.ResizePrep,
+            () => conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, newFlavor.Id, null, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
     }
 
@@ -390,8 +391,8 @@ internal sealed partial class ComputeApi(
             ProjectId = ctx.ProjectId,
         });
         actions.StartAction(instance.Uuid, ctx.RequestId, "evacuate", ctx.UserId, ctx.ProjectId);
-        await conductor.EvacuateAsync(
-            new EvacuateRequest(instance.Uuid, migration.Uuid, host, force, onSharedStorage, ctx.RequestId), cancellationToken);
+        await CastOrUndoAsync(instance, TaskState.Rebuilding, () => conductor.EvacuateAsync(
+            new EvacuateRequest(instance.Uuid, migration.Uuid, host, force, onSharedStorage, ctx.RequestId), cancellationToken), migration.Uuid);
         Log.Cast(logger, "rebuild_instance", instance.Uuid, ctx.RequestId);
         return onSharedStorage == true ? null : adminPass ?? GeneratePassword();
     }
@@ -617,6 +618,28 @@ internal sealed partial class ComputeApi(
         if (!IsComputeUp(instance.Host))
         {
             throw new ServiceUnavailableException("Service is unavailable at this time.");
+        }
+    }
+
+    /// <summary>
+    /// Casts a move to the conductor. When the bus cannot take it (the broker is down: nothing was sent), the move never
+    /// started: the task_state this request set is taken back (and its migration record, if any, ends in error) before
+    /// the 503 reaches the caller, so the server is not left stuck in a move no one runs.
+    /// </summary>
+    private async Task CastOrUndoAsync(Instance instance, TaskState task, Func<Task> cast, string? migrationUuid = null)
+    {
+        try
+        {
+            await cast();
+        }
+        catch (RpcUnavailableException)
+        {
+            instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [task] });
+            if (migrationUuid is not null)
+            {
+                migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = MigrationStatus.Error });
+            }
+            throw;
         }
     }
 

@@ -14,6 +14,9 @@ public enum FerryRoles
     AllInOne = 16,
     DbSync = 32,
 
+    /// <summary>`ferry distributed`: every role as its own processes over a PostgreSQL and a RabbitMQ of its own.</summary>
+    Distributed = 64,
+
     /// <summary>The roles that run services (everything but <c>db sync</c>).</summary>
     Running = Api | Conductor | Scheduler | Compute | AllInOne,
     Every = Running | DbSync,

@@ -114,10 +114,25 @@ public static class FerrySettings
             FerryRoles.Conductor | FerryRoles.Scheduler | Agent, (o, v) => o.ReportInterval = TimeSpan.FromSeconds(v)),
         Seconds("serviceDownTime", "--service-down-time", "Seconds without a heartbeat after which a service counts as down.", s_defaults.ServiceDownTime.TotalSeconds, 0.01,
             Controller, (o, v) => o.ServiceDownTime = TimeSpan.FromSeconds(v)),
+        Switch("api:reusePort", "--reuse-port",
+            "Share the API ports with other api processes on this machine (SO_REUSEPORT): the kernel spreads connections between them.",
+            FerryRoles.Api, (o, v) => o.ReusePort = v),
+        Text("logName", "--log-name", "The name in this process's log file name (<data dir>/log/ferry-<name>-<utc>.log). Default: the role.",
+            null, "NAME", FerryRoles.Api | FerryRoles.Conductor | FerryRoles.Scheduler | FerryRoles.Compute, (o, v) => o.LogName = v, CheckHostName),
+        Int("distributed:replicas", "--replicas", "Processes of each control-plane role (api, conductor, scheduler).", s_defaults.Replicas, 1, 8, "N",
+            FerryRoles.Distributed, (o, v) => o.Replicas = v),
+        Int("distributed:postgresPort", "--postgres-port", "Port of the PostgreSQL server it runs under <data dir>/postgres. 0 picks a free port.",
+            s_defaults.PostgresPort, 0, 65535, "PORT", FerryRoles.Distributed, (o, v) => o.PostgresPort = v),
+        Int("distributed:rabbitmqPort", "--rabbitmq-port", "Port of the RabbitMQ node it runs under <data dir>/rabbitmq. 0 picks a free port.",
+            s_defaults.RabbitMqPort, 0, 65535, "PORT", FerryRoles.Distributed, (o, v) => o.RabbitMqPort = v),
     ];
 
     /// <summary>The settings of one role, in help order.</summary>
-    public static IReadOnlyList<FerrySetting> Of(FerryRoles role) => [.. All.Where(s => (s.Roles & role) != 0)];
+    /// <remarks>The distributed launcher takes the all-in-one's settings (it hands them to its roles) except the database and the
+    /// transport, which it runs itself.</remarks>
+    public static IReadOnlyList<FerrySetting> Of(FerryRoles role) => role == FerryRoles.Distributed
+        ? [.. All.Where(s => (s.Roles & (FerryRoles.AllInOne | FerryRoles.Distributed)) != 0 && s.Key is not ("database" or "transport"))]
+        : [.. All.Where(s => (s.Roles & role) != 0)];
 
     /// <summary>The setting a configuration key names (case-insensitive, as .NET configuration keys are), or null.</summary>
     public static FerrySetting? Find(string key) => All.FirstOrDefault(s => string.Equals(s.Key, key, StringComparison.OrdinalIgnoreCase));

@@ -24,7 +24,7 @@ public sealed record DistributedPlan(
 /// and scheduler; the api replicas share their ports through SO_REUSEPORT, so the kernel spreads connections between
 /// them) and one `ferry compute` process per host. <see cref="DisposeAsync"/> stops them all, agents first, then the
 /// broker and the database. The children's pids are kept in <c>&lt;data dir&gt;/distributed.pids</c>, so a start after a
-/// killed launcher first ends the processes it left.
+/// killed launcher first ends the processes it left (one "pid name" line each).
 /// </summary>
 public sealed class DistributedLauncher : IAsyncDisposable
 {
@@ -129,11 +129,11 @@ public sealed class DistributedLauncher : IAsyncDisposable
 
     private async Task<FerryChild> StartAsync(string name, string[] arguments, IReadOnlyDictionary<string, string> environment, CancellationToken ct)
     {
-        var child = FerryChild.Start(name, arguments, environment);
+        var child = FerryChild.Start(name, [.. arguments, "--log-name", name], environment);
         lock (_children)
         {
             _children.Add(child);
-            File.WriteAllLines(PidFile, _children.Select(c => Invariant(c.ProcessId)));
+            File.WriteAllLines(PidFile, _children.Select(c => $"{Invariant(c.ProcessId)} {c.Name}"));
         }
         await child.WaitReadyAsync(s_readyTimeout, ct);
         return child;
@@ -148,7 +148,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
         }
         foreach (var line in File.ReadAllLines(PidFile))
         {
-            if (int.TryParse(line, CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}")
+            if (int.TryParse(line.Split(' ')[0], CultureInfo.InvariantCulture, out var pid) && Directory.Exists($"/proc/{pid}")
                 && File.ReadAllText($"/proc/{pid}/environ").Contains($"FERRY_DATADIR={_plan.DataDirectory}\0", StringComparison.Ordinal))
             {
                 _ = ProcessSignals.Send(pid, "KILL");

@@ -104,14 +104,17 @@ public sealed class LocalPostgres
         }
     }
 
-    /// <summary>The server a killed run left in this directory, if one still runs: stopped before starting anew.</summary>
-    private void StopLeftover()
+    private void StopLeftover() => StopLeftover(Directory);
+
+    /// <summary>The server a killed run left in <paramref name="directory"/>, if one still runs: stopped (before starting anew, or by a test's clean-up).</summary>
+    public static void StopLeftover(string directory)
     {
-        var pidFile = Path.Combine(DataDirectory, "postmaster.pid");
+        var data = Path.Combine(directory, "data");
+        var pidFile = Path.Combine(data, "postmaster.pid");
         if (File.Exists(pidFile) && int.TryParse(File.ReadLines(pidFile).FirstOrDefault(), CultureInfo.InvariantCulture, out var pid)
             && System.IO.Directory.Exists($"/proc/{pid}"))
         {
-            Stop(immediate: true);
+            Succeeds(ToolCommand("pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "60", "stop"));
         }
     }
 

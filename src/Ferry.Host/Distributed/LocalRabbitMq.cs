@@ -134,6 +134,9 @@ public sealed class LocalRabbitMq : IAsyncDisposable
         await StartNodeAsync();
     }
 
+    /// <summary>Starts the node again after <see cref="StopAsync"/>, on the same directory and ports.</summary>
+    public Task StartAgainAsync() => _process is null ? StartNodeAsync() : Task.CompletedTask;
+
     public ValueTask DisposeAsync() => new(StopAsync());
 
     /// <summary>What the node printed (for a test's failure message).</summary>

@@ -75,7 +75,8 @@ internal static class RoleServices
     }
 
     /// <summary>The api role's services: identity (keystone auth), the compute API, per-port routing, and its start-up work.</summary>
-    public static IServiceCollection AddFerryApiRole(this IServiceCollection services, FerryHostOptions options)
+    /// <param name="metricsRole">The role its metrics name (service_name ferry-&lt;role&gt;): api, or all-in-one.</param>
+    public static IServiceCollection AddFerryApiRole(this IServiceCollection services, FerryHostOptions options, string metricsRole = "api")
     {
         if (options.UsesKeystone)
         {
@@ -86,7 +87,7 @@ internal static class RoleServices
         services.AddLocalPortRouting();
         if (options.Metrics)
         {
-            services.AddFerryMetrics(new FerryMetricsOptions { Role = "api" });
+            services.AddFerryMetrics(new FerryMetricsOptions { Role = metricsRole });
         }
         services.AddHostedService(sp => new ApiStartup(sp, options));
         return services;

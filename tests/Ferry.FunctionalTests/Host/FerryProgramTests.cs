@@ -19,7 +19,7 @@ public sealed class FerryProgramTests : IDisposable
 
         Assert.True(first.ExitCode == 0, first.Output);
         Assert.Contains($"ferry db sync: the database {Path.Combine(_dataDirectory, "ferry.db")} is up to date.", first.Output, StringComparison.Ordinal);
-        Assert.Equal(["compute", "placement", "placement_catalog"], afterFirst.Keys.Order());
+        Assert.Equal(["compute", "identity", "placement", "placement_catalog"], afterFirst.Keys.Order());
         Assert.All(afterFirst.Values, version => Assert.True(version > 0));
         Assert.True(second.ExitCode == 0, second.Output);
         Assert.Equal(afterFirst, SchemaVersions());
@@ -40,8 +40,8 @@ public sealed class FerryProgramTests : IDisposable
     [InlineData("all-in-one --data-dir {0}", "FERRY_HOSTS", "abc", "ferry: FERRY_HOSTS (environment variable): 'abc' is not a whole number")]
     [InlineData("compute --host c1 --data-dir {0}", null, null,
         "ferry: ferry compute needs a shared transport: set transport (FERRY_TRANSPORT or --transport) to rabbitmq://…")]
-    [InlineData("compute --host c1 --data-dir {0} --transport rabbitmq://ferry:secret@127.0.0.1/", null, null,
-        "ferry: transport: rabbitmq://ferry:***@127.0.0.1/ names RabbitMQ, whose transport this build of Ferry does not have yet")]
+    [InlineData("conductor --data-dir {0}", "FERRY_TRANSPORT", "kafka://ferry:secret@127.0.0.1/",
+        "ferry: FERRY_TRANSPORT (environment variable): 'kafka://ferry:***@127.0.0.1/' is neither inprocess nor a rabbitmq://user:pass@host:port/vhost URL")]
     public async Task Start_BadSetting_OneLineAndExitTwo(string commandLine, string? variable, string? value, string expected)
     {
         var environment = variable is null ? new Dictionary<string, string>() : new() { [variable] = value! };
@@ -50,6 +50,28 @@ public sealed class FerryProgramTests : IDisposable
 
         Assert.Equal(2, run.ExitCode);
         Assert.Equal(expected, run.Output.Trim());
+    }
+
+    [Fact]
+    public async Task Start_NoBrokerOrDatabaseWhereTheSettingsSay_OneLineNamingItAndTheSettingExitNonZero()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var closed = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+
+        var noBroker = await RunAsync(["conductor", "--data-dir", _dataDirectory, "--transport", $"rabbitmq://ferry:s3cret@127.0.0.1:{closed}/"]);
+        var noDatabase = await RunAsync(["conductor", "--data-dir", _dataDirectory, "--transport", $"rabbitmq://ferry:s3cret@127.0.0.1:{closed}/",
+            "--database", $"postgresql://ferry:s3cret@127.0.0.1:{closed}/ferry"]);
+
+        Assert.NotEqual(0, noBroker.ExitCode);
+        var broker = Assert.Single(noBroker.Output.Trim().Split('\n'));
+        Assert.StartsWith($"ferry: cannot start: Cannot reach the message broker at rabbitmq://ferry@127.0.0.1:{closed}/: ", broker);
+        Assert.EndsWith("set transport (FERRY_TRANSPORT or --transport) to a running RabbitMQ", broker);
+        Assert.NotEqual(0, noDatabase.ExitCode);
+        var database = Assert.Single(noDatabase.Output.Trim().Split('\n'));
+        Assert.StartsWith($"ferry: Cannot reach the database postgresql://ferry@127.0.0.1:{closed}/ferry: ", database);
+        Assert.DoesNotContain("s3cret", broker + database);
     }
 
     [Fact]

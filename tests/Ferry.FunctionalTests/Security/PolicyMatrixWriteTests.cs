@@ -183,7 +183,7 @@ public sealed class PolicyMatrixWriteTests(PolicyMatrixFixture fixture) : IClass
             c => c.ExpectAsync(Caller.Admin, Service.Placement, "GET", "/traits/CUSTOM_EVIL", 404),
             Prepare: c => c.ExpectAsync(Caller.Admin, Service.Placement, "PUT", "/traits/CUSTOM_EVIL", null, 201)),
         // Identity: revoking a token of the member's (a fresh one: the caller's own stays valid).
-        ["Identity DELETE /auth/tokens"] = new([],
+        ["Identity DELETE /auth/tokens"] = new(["tokens"],
             c => c.ExpectAsync(Caller.Admin, Service.Identity, "GET", "/auth/tokens", 404, headers: new() { ["X-Subject-Token"] = c.Ids["memberToken"] }),
             Prepare: c =>
             {

@@ -61,6 +61,9 @@ public sealed class ComputeApiFixture : IAsyncLifetime
     public HttpClient Client { get; private set; } = null!;
     public ControlPlaneOptions Options { get; } = new();
 
+    /// <summary>While true, every cast and call the API makes fails as it does when the broker is down (nothing sent).</summary>
+    public bool BusDown { get; set; }
+
     public async Task InitializeAsync()
     {
         // FERRY_TEST_DATABASE=postgresql runs the API tests over a fresh database on the test PostgreSQL server
@@ -77,7 +80,7 @@ public sealed class ComputeApiFixture : IAsyncLifetime
         builder.Services.AddSingleton(Options);
         builder.Services.AddSingleton(new RpcOptions());
         builder.Services.AddSingleton<InProcessTransport>();
-        builder.Services.AddSingleton<IRpcTransport>(sp => sp.GetRequiredService<InProcessTransport>());
+        builder.Services.AddSingleton<IRpcTransport>(sp => new OutageTransport(sp.GetRequiredService<InProcessTransport>(), () => BusDown));
         builder.Services.AddFerryComputeApi();
         _app = builder.Build();
         _app.MapFerryComputeApi();
@@ -247,4 +250,16 @@ public sealed record ApiResponse(int Status, JsonNode? Json, string Raw, Diction
 public sealed class ComputeApiCollection : ICollectionFixture<ComputeApiFixture>
 {
     public const string Name = "ComputeApi";
+}
+
+/// <summary>The fixture's bus with an off switch: a broker outage as the API sees it (RpcUnavailableException, nothing sent).</summary>
+public sealed class OutageTransport(IRpcTransport inner, Func<bool> down) : IRpcTransport
+{
+    public Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken) =>
+        down() ? throw new Ferry.Core.Errors.RpcUnavailableException("Cannot reach the message broker") : inner.CastAsync(topic, method, payload, cancellationToken);
+
+    public Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken) =>
+        down() ? throw new Ferry.Core.Errors.RpcUnavailableException("Cannot reach the message broker") : inner.CallAsync(topic, method, payload, timeout, cancellationToken);
+
+    public IAsyncDisposable Listen(string topic, IRpcDispatcher dispatcher) => inner.Listen(topic, dispatcher);
 }

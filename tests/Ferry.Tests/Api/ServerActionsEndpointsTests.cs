@@ -27,6 +27,31 @@ public sealed class ServerActionsEndpointsTests(ComputeApiFixture f)
         Assert.Equal("live-migration", action.Action);
     }
 
+    [Theory]
+    [InlineData("""{"os-migrateLive": {"host": null, "block_migration": "auto"}}""")]
+    [InlineData("""{"migrate": null}""")]
+    [InlineData("""{"resize": {"flavorRef": "2"}}""")]
+    public async Task Move_BusDown_503AndTheServerIsNotLeftInTheMove(string body)
+    {
+        var vm = f.AddInstance(f.AddHost());
+        f.AddHost();
+        f.BusDown = true;
+        try
+        {
+            var r = await ActionAsync(vm, body);
+
+            Assert.Equal(503, r.Status);
+            Assert.Equal("serviceUnavailable", r.FaultName);
+        }
+        finally
+        {
+            f.BusDown = false;
+        }
+        var after = f.Instances.Get(vm.Uuid);
+        Assert.Null(after.TaskState);
+        Assert.Equal(VmState.Active, after.VmState);
+    }
+
     [Fact]
     public async Task LiveMigrate_TaskMigrating_Returns409WithNovaMessage()
     {

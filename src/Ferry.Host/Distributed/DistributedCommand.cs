@@ -1,0 +1,47 @@
+using System.Diagnostics;
+using Ferry.Host.Configuration;
+
+namespace Ferry.Host.Distributed;
+
+/// <summary>`ferry distributed` (`./ferry up --distributed`): the launcher in the foreground until Ctrl-C or SIGTERM.</summary>
+internal static class DistributedCommand
+{
+    /// <param name="givenSettings">The settings given on the command line (key → value), handed to every role as FERRY_ variables.</param>
+    public static async Task<int> RunAsync(FerryHostOptions options, IReadOnlyDictionary<string, string> givenSettings, string? configFile,
+        Stopwatch started, CancellationToken stopping)
+    {
+        var environment = new Dictionary<string, string>();
+        foreach (var (key, value) in givenSettings)
+        {
+            if (FerrySettings.Find(key) is { } setting && (setting.Roles & ~FerryRoles.Distributed) != 0)
+            {
+                environment[setting.EnvironmentVariable] = value;
+            }
+        }
+        if (configFile is not null)
+        {
+            environment[FerryConfiguration.ConfigVariable] = Path.GetFullPath(configFile);
+        }
+        var plan = new DistributedPlan(Path.GetFullPath(options.DataDirectory), options.Hosts, options.Replicas, options.PostgresPort, options.RabbitMqPort,
+            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.UsesKeystone, environment);
+        await using var launcher = await DistributedLauncher.StartAsync(plan, Console.Out, stopping);
+        var dataDirectory = plan.DataDirectory;
+        Console.WriteLine($"Ferry (distributed) is ready in {started.ElapsedMilliseconds} ms: compute API {launcher.ComputeApiUrl}, placement {launcher.PlacementUrl}, " +
+            (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}; PostgreSQL 127.0.0.1:{launcher.Postgres.Port}, " +
+            $"RabbitMQ 127.0.0.1:{launcher.RabbitMq.Port}; {options.Replicas} api, {options.Replicas} conductor, {options.Replicas} scheduler and " +
+            $"{options.Hosts} compute processes (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
+        if (options.UsesKeystone)
+        {
+            Console.WriteLine($"Try: . {Path.Combine(dataDirectory, "admin-openrc.sh")} && openstack compute service list");
+        }
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stopping);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        Console.WriteLine("Ferry (distributed) is stopping: compute agents, then the control plane, RabbitMQ and PostgreSQL.");
+        return 0;
+    }
+}
