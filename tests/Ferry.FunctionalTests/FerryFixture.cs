@@ -1,4 +1,6 @@
 using Ferry.Host;
+using Ferry.Host.Messaging;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -7,9 +9,19 @@ namespace Ferry.FunctionalTests;
 /// <summary>
 /// A whole Ferry in the test process: the compute API and placement on real Kestrel at free loopback
 /// ports, SQLite in a temp directory, the in-process bus and fake hosts. Subclasses tune it.
+/// With <c>FERRY_TEST_SHAPE=postgresql-rabbitmq</c> (the second pass of <c>./ferry test</c>) the same fixture runs
+/// over a database of its own on the run's PostgreSQL server and an exchange of its own on the run's RabbitMQ node.
 /// </summary>
 public class FerryFixture : IAsyncLifetime
 {
+    /// <summary>The run's one RabbitMQ node for the PostgreSQL + RabbitMQ pass (the script removes it after the run).</summary>
+    private static readonly Lazy<Task<RabbitMqServer>> s_sharedBroker = new(async () =>
+    {
+        var broker = new RabbitMqServer();
+        await broker.InitializeAsync();
+        return broker;
+    });
+
     private string _dataDirectory = "";
 
     public AllInOne Ferry { get; private set; } = null!;
@@ -45,6 +57,17 @@ public class FerryFixture : IAsyncLifetime
             Hosts = 3,
             FakeTimeScale = 0,
         };
+        if (Environment.GetEnvironmentVariable("FERRY_TEST_SHAPE") == "postgresql-rabbitmq")
+        {
+            options.Database = PostgresServer.Shared.CreateDatabase("flow");
+            options.RabbitMq = new RabbitMqOptions
+            {
+                Url = (await s_sharedBroker.Value).Url,
+                Exchange = $"ferry-flow-{Guid.NewGuid():N}",
+                RecoveryInterval = TimeSpan.FromMilliseconds(500),
+                UnavailableWait = TimeSpan.FromSeconds(30),
+            };
+        }
         Configure(options);
         Ferry = AllInOne.Build(options, ConfigureLogging);
         Configure(Ferry);

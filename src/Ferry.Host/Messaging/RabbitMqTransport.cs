@@ -480,8 +480,13 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                 }
                 catch (OperationCanceledException) when (_stop.IsCancellationRequested)
                 {
-                    // Stopping mid-run: no outcome and no ack, so the next delivery runs it again.
-                    await transport._deduplicator.ReleaseAsync(envelope.MessageId, CancellationToken.None);
+                    // The service stopped the run (an agent stopping, as with the in-process bus): the message is
+                    // spent, not run again by the next delivery. What the run left half done is the next start's
+                    // to finish or roll back (start-up recovery), as after a crash; running it again from the top
+                    // would race that recovery (a live migration restarted while it is being rolled back).
+                    outcome = new RpcOutcome(true, RpcError.From(new RpcUnavailableException($"{envelope.Method} on {topic} stopped with its service")).Serialize());
+                    await transport._deduplicator.CompleteAsync(envelope.MessageId, outcome, CancellationToken.None);
+                    await AckAsync(channel, tag);
                     return;
                 }
                 catch (Exception ex)

@@ -86,12 +86,16 @@ public class CliFixture : IAsyncLifetime
     }
 
     /// <summary>Runs <c>openstack args…</c>; returns its exit code and output.</summary>
-    public Task<CliResult> RunAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args) => RunToolAsync(OpenStack!, env, args);
+    public Task<CliResult> RunAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args) =>
+        RunToolAsync(OpenStack!, env, _dataDirectory, s_callTimeout, args);
 
     /// <summary>Runs novaclient's <c>nova args…</c>; returns its exit code and output.</summary>
-    public Task<CliResult> NovaAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args) => RunToolAsync(Nova!, env, args);
+    public Task<CliResult> NovaAsync(IReadOnlyList<KeyValuePair<string, string>> env, params string[] args) =>
+        RunToolAsync(Nova!, env, _dataDirectory, s_callTimeout, args);
 
-    private async Task<CliResult> RunToolAsync(string binary, IReadOnlyList<KeyValuePair<string, string>> env, string[] args)
+    /// <summary>Runs a client with exactly the <c>OS_*</c> variables of <paramref name="env"/> and its own HOME (no stray clouds.yaml).</summary>
+    internal static async Task<CliResult> RunToolAsync(string binary, IReadOnlyList<KeyValuePair<string, string>> env, string home, TimeSpan callTimeout,
+        string[] args)
     {
         var start = new ProcessStartInfo(binary)
         {
@@ -107,13 +111,13 @@ public class CliFixture : IAsyncLifetime
         {
             start.Environment[name] = value;
         }
-        start.Environment["HOME"] = _dataDirectory;
+        start.Environment["HOME"] = home;
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
         }
         using var process = Process.Start(start)!;
-        using var timeout = new CancellationTokenSource(s_callTimeout);
+        using var timeout = new CancellationTokenSource(callTimeout);
         var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
         var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
         try
@@ -124,7 +128,7 @@ public class CliFixture : IAsyncLifetime
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{Path.GetFileName(binary)} {string.Join(' ', args)} did not finish in {s_callTimeout.TotalSeconds} s");
+            throw new TimeoutException($"{Path.GetFileName(binary)} {string.Join(' ', args)} did not finish in {callTimeout.TotalSeconds} s");
         }
     }
 

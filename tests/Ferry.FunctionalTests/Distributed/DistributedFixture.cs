@@ -99,29 +99,10 @@ public sealed class DistributedFixture : IAsyncLifetime
             .Select(parts => KeyValuePair.Create(parts[0], parts[1].Trim('\'')))];
 
     /// <summary>Runs <c>openstack args…</c> as admin and returns its result.</summary>
-    public async Task<CliResult> OpenStackAsync(params string[] args)
+    public Task<CliResult> OpenStackAsync(params string[] args)
     {
         CliFixture.RequireTool(OpenStack, "openstack", "python3-openstackclient");
-        var start = new ProcessStartInfo(OpenStack!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var name in start.Environment.Keys.Where(k => k.StartsWith("OS_", StringComparison.Ordinal)).ToList())
-        {
-            start.Environment.Remove(name);
-        }
-        foreach (var (name, value) in AdminEnv)
-        {
-            start.Environment[name] = value;
-        }
-        start.Environment["HOME"] = DataDirectory;
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(start)!;
-        using var timeout = new CancellationTokenSource(s_callTimeout);
-        var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
-        var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
-        await process.WaitForExitAsync(timeout.Token);
-        return new CliResult(process.ExitCode, await stdout, await stderr, $"openstack {string.Join(' ', args)}");
+        return CliFixture.RunToolAsync(OpenStack!, AdminEnv, DataDirectory, s_callTimeout, args);
     }
 
     /// <summary>A command that must succeed, with its <c>-f json</c> output.</summary>
