@@ -52,6 +52,9 @@ internal sealed class InProcessFerry : IAsyncDisposable
         var ferry = AllInOne.Build(options, logging => logging.ClearProviders().SetMinimumLevel(LogLevel.None));
         using var cts = new CancellationTokenSource(s_bootLimit);
         await ferry.StartAsync(cts.Token);
+        // The benchmarks boot hundreds of servers in one project: lift Nova's default quotas (10 instances, 20 cores).
+        ferry.Services.GetRequiredService<QuotaStore>().SetClassLimits(
+            "default", new Dictionary<string, long> { ["instances"] = -1, ["cores"] = -1, ["ram"] = -1 });
         return new InProcessFerry(dataDirectory, ferry);
     }
 

@@ -83,7 +83,7 @@ if (parsed.CommandResult.Command == qemu)
 }
 
 var json = parsed.GetValue(jsonOption);
-var only = parsed.GetValue(onlyOption) ?? parts;
+var only = parsed.GetValue(onlyOption) is { Length: > 0 } given ? given : parts; // no --only (an empty list): every part
 bool Runs(string part) => only.Contains(part);
 var results = new Results { LoadAtStart = Results.LoadAverage() };
 var total = Stopwatch.StartNew();
