@@ -58,8 +58,10 @@ internal static class RoleServices
         services.AddSingleton<ConductorContext>();
         services.AddSingleton<ComputeTaskManager>();
         services.AddSingleton<BuildTimeoutCheck>();
-        services.AddHostedService(sp => new ConductorService(sp.GetRequiredService<IRpcTransport>(), sp.GetRequiredService<ComputeTaskManager>(),
-            sp.GetRequiredService<ServiceStore>(), options));
+        // AddSingleton, not AddHostedService: that registers one service per implementation type, and the all-in-one
+        // holds two ControlServices (conductor and scheduler).
+        services.AddSingleton<IHostedService>(sp => new ControlService(sp.GetRequiredService<IRpcTransport>(), Topics.Conductor, "nova-conductor",
+            sp.GetRequiredService<ComputeTaskManager>().CreateRpcServer, sp.GetRequiredService<ServiceStore>(), options));
         services.AddHostedService(sp => sp.GetRequiredService<BuildTimeoutCheck>());
         return services;
     }
@@ -69,8 +71,14 @@ internal static class RoleServices
     {
         services.AddSingleton<IHostStateSource, DatabaseHostStateSource>();
         services.AddFerryScheduler(s => s.ServiceDownTime = options.ServiceDownTime);
-        services.AddHostedService(sp => new SchedulerService(sp.GetRequiredService<IRpcTransport>(), sp.GetRequiredService<SchedulerManager>(),
-            sp.GetRequiredService<ServiceStore>(), options));
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var scheduler = sp.GetRequiredService<SchedulerManager>();
+            return new ControlService(sp.GetRequiredService<IRpcTransport>(), Topics.Scheduler, "nova-scheduler", () => new RpcServer()
+                .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", (r, _) =>
+                    Task.FromResult(new SelectDestinationsReply([.. scheduler.SelectDestinations(r.RequestSpec, r.NumAlternates)]))),
+                sp.GetRequiredService<ServiceStore>(), options);
+        });
         return services;
     }
 

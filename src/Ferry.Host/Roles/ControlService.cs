@@ -1,6 +1,37 @@
 using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Rpc;
+using Microsoft.Extensions.Hosting;
 
 namespace Ferry.Host.Roles;
+
+/// <summary>
+/// A control-plane role's listener on its topic (<c>conductor</c>, <c>scheduler</c>; replicas share the topic's queue)
+/// and its service row's heartbeat while it runs.
+/// </summary>
+internal sealed class ControlService(IRpcTransport transport, string topic, string binary, Func<IRpcDispatcher> dispatcher, ServiceStore services,
+    FerryHostOptions options) : BackgroundService
+{
+    private IAsyncDisposable? _listener;
+
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        _listener = transport.Listen(topic, dispatcher());
+        ControlServiceHeartbeat.Report(services, options.ControllerHost, binary, topic);
+        return base.StartAsync(cancellationToken);
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        ControlServiceHeartbeat.RunAsync(services, options.ControllerHost, binary, topic, options.ReportInterval, stoppingToken);
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        if (_listener is not null)
+        {
+            await _listener.DisposeAsync();
+        }
+    }
+}
 
 /// <summary>
 /// The conductor's and scheduler's heartbeat: their own service rows, as Nova's report, so that `compute service list`
