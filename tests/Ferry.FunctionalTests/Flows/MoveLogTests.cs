@@ -17,6 +17,16 @@ public sealed partial class MoveLogTests(LoggingFerryFixture fixture) : FlowTest
         var (instance, migration) = await WaitForMoveEndAsync(id);
         Assert.Equal(MigrationStatus.Completed, migration.Status);
 
+        // A step's line is written when the step returns, which may be after the API shows the move's end (over
+        // RabbitMQ the source's last reply lands later): wait for every step's line, then read them once.
+        var steps = new[] { "conductor_live_migrate_instance", "compute_check_can_live_migrate_destination", "compute_pre_live_migration",
+            "compute_live_migration", "compute_post_live_migration_at_destination" };
+        var deadline = DateTime.UtcNow + WaitLimit;
+        while (!steps.All(step => Fixture.Logs.Lines.Any(l => l.Message.StartsWith(step + " of instance " + id, StringComparison.Ordinal)))
+            && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
         var lines = Fixture.Logs.Lines.Select(l => l.Message).Where(l => l.Contains(id, StringComparison.Ordinal)).ToList();
         string Line(string step, string host) =>
             Assert.Single(lines, l => l.StartsWith(step + " of instance " + id, StringComparison.Ordinal) && l.Contains(host, StringComparison.Ordinal));
