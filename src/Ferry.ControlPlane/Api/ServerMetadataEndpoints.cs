@@ -51,26 +51,21 @@ public static partial class ServerMetadataEndpoints
     }
 
     /// <summary>POST merges the body's items into the server's; answers 200 (not 201, as Nova) with all of them.</summary>
-    internal static async Task<IResult> CreateAsync(HttpContext http, string id, ComputeApi compute)
-    {
-        var ctx = RequestContext.Of(http);
-        var body = await NovaJson.ReadBodyAsync(http);
-        var metadata = MetadataBody(body, "metadata");
-        var instance = compute.GetInstance(ctx, id);
-        ctx.RequireOwnerOrAdmin(PolicyRoot + "create", instance.ProjectId);
-        var result = compute.UpdateMetadata(ctx, instance, metadata, replace: false);
-        return NovaJson.Ok(new JsonObject { ["metadata"] = NovaJson.ToJson(result) });
-    }
+    internal static Task<IResult> CreateAsync(HttpContext http, string id, ComputeApi compute) =>
+        WriteAllAsync(http, id, compute, "create", replace: false);
 
     /// <summary>PUT on the collection replaces every item.</summary>
-    internal static async Task<IResult> UpdateAllAsync(HttpContext http, string id, ComputeApi compute)
+    internal static Task<IResult> UpdateAllAsync(HttpContext http, string id, ComputeApi compute) =>
+        WriteAllAsync(http, id, compute, "update_all", replace: true);
+
+    private static async Task<IResult> WriteAllAsync(HttpContext http, string id, ComputeApi compute, string rule, bool replace)
     {
         var ctx = RequestContext.Of(http);
         var body = await NovaJson.ReadBodyAsync(http);
         var metadata = MetadataBody(body, "metadata");
         var instance = compute.GetInstance(ctx, id);
-        ctx.RequireOwnerOrAdmin(PolicyRoot + "update_all", instance.ProjectId);
-        var result = compute.UpdateMetadata(ctx, instance, metadata, replace: true);
+        ctx.RequireOwnerOrAdmin(PolicyRoot + rule, instance.ProjectId);
+        var result = compute.UpdateMetadata(ctx, instance, metadata, replace);
         return NovaJson.Ok(new JsonObject { ["metadata"] = NovaJson.ToJson(result) });
     }
 
