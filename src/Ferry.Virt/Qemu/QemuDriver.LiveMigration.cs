@@ -22,6 +22,11 @@ public sealed partial class QemuDriver
     private static readonly TimeSpan s_resumeGrace = TimeSpan.FromSeconds(3);
     /// <summary>Cuts of a stalled stream refused in a row before the monitor gives up on it.</summary>
     private const int MaxRefusedPauses = 3;
+    /// <summary>
+    /// How long QEMU may take to notice a cut it accepted and enter postcopy-paused: its migration thread sees the
+    /// shut socket on its next write, which on a busy host (TCG vCPUs, two cores) took over 6 s.
+    /// </summary>
+    private static readonly TimeSpan s_cutSettleTime = TimeSpan.FromSeconds(30);
     /// <summary>How long the destination may stay in inmigrate after the source reported the copy complete.</summary>
     private static readonly TimeSpan s_incomingSettleTime = TimeSpan.FromSeconds(10);
     /// <summary>How long a QEMU whose monitor closed may take to exit before it is taken for hung rather than dead.</summary>
@@ -440,6 +445,7 @@ public sealed partial class QemuDriver
         private readonly Stopwatch _postCopyIdle = new();
         private Stopwatch? _recovering;          // since the migration entered postcopy-recover, while it stays there
         private int _refusedPauses;              // migrate-pause refused in a row on a stalled stream
+        private Stopwatch? _cutAccepted;         // since a migrate-pause was accepted, while QEMU has not paused yet
 
         private string Uuid => guest.Uuid;
 
@@ -575,6 +581,10 @@ public sealed partial class QemuDriver
                 {
                     _recovering = null;
                 }
+                if (status != "postcopy-active")
+                {
+                    _cutAccepted = null;
+                }
                 if (status is "postcopy-active" or "postcopy-paused" or "postcopy-recover")
                 {
                     await AnnouncePostCopyAsync(cancellationToken);
@@ -681,6 +691,17 @@ public sealed partial class QemuDriver
                 _postCopyBytes = transferred;
                 _postCopyIdle.Restart();
                 _refusedPauses = 0;
+                _cutAccepted = null;
+                return;
+            }
+            if (_cutAccepted is { } cut)
+            {
+                // The stream is shut already: a second migrate-pause is refused ("Failed to pause source migration"),
+                // so wait for QEMU's migration thread to notice, within a bound.
+                if (cut.Elapsed > s_cutSettleTime)
+                {
+                    throw PostCopyLost("postcopy-active", $"QEMU did not pause the stream within {s_cutSettleTime.TotalSeconds:F0} s of its cut");
+                }
                 return;
             }
             if (_plan.PostCopyStallSeconds > 0 && _postCopyIdle.Elapsed > TimeSpan.FromSeconds(_plan.PostCopyStallSeconds))
@@ -690,6 +711,7 @@ public sealed partial class QemuDriver
                 try
                 {
                     await _qmp.ExecuteAsync("migrate-pause", null, cancellationToken);
+                    _cutAccepted = Stopwatch.StartNew();
                 }
                 catch (QmpException ex)
                 {
