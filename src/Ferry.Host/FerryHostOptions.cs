@@ -22,6 +22,9 @@ public sealed class FerryHostOptions
     /// <summary><c>inprocess</c> (every role in this process) or a <c>rabbitmq://</c> URL (roles in separate processes).</summary>
     public string Transport { get; set; } = "inprocess";
 
+    /// <summary>The RabbitMQ exchange (oslo.messaging's control_exchange, "nova" in Nova); queues are named after it.</summary>
+    public string ControlExchange { get; set; } = "ferry";
+
     public bool UsesInProcessTransport => Transport == "inprocess" && RabbitMq is null;
 
     /// <summary>The APIs the api role serves (all four by default).</summary>

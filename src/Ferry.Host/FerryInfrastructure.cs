@@ -96,7 +96,7 @@ public sealed class FerryInfrastructure : IAsyncDisposable
         {
             return new InProcessTransport(loggers.CreateLogger<InProcessTransport>());
         }
-        var rabbitMq = options.RabbitMq ?? new RabbitMqOptions { Url = options.Transport, UnavailableWait = options.TransportUnavailableWait };
+        var rabbitMq = options.RabbitMq ?? new RabbitMqOptions { Url = options.Transport, Exchange = options.ControlExchange, UnavailableWait = options.TransportUnavailableWait };
         try
         {
             _ = RabbitMqEndpoint.Parse(rabbitMq.Url);

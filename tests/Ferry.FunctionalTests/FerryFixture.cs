@@ -15,6 +15,8 @@ namespace Ferry.FunctionalTests;
 public class FerryFixture : IAsyncLifetime
 {
     /// <summary>The run's one RabbitMQ node for the PostgreSQL + RabbitMQ pass (the script removes it after the run).</summary>
+    internal static Task<RabbitMqServer> SharedBrokerAsync() => s_sharedBroker.Value;
+
     private static readonly Lazy<Task<RabbitMqServer>> s_sharedBroker = new(async () =>
     {
         var broker = new RabbitMqServer();

@@ -38,6 +38,8 @@ public static class FerrySettings
             null, "DB", FerryRoles.Every & ~FerryRoles.Compute, (o, v) => o.Database = v),
         new("transport", "--transport", "The message bus between roles: inprocess (all roles in this one process) or a rabbitmq://user:pass@host:5672/vhost URL.",
             "TRANSPORT", "inprocess", FerryRoles.Running, CheckTransport, (o, v) => o.Transport = v),
+        Text("controlExchange", "--control-exchange", "The RabbitMQ exchange of this deployment (oslo.messaging's control_exchange); its queues are <exchange>.<topic>, so several deployments can share one broker.",
+            s_defaults.ControlExchange, "NAME", FerryRoles.Running, (o, v) => o.ControlExchange = v),
         Text("listen", "--listen", "The address the APIs listen on.", s_defaults.ListenAddress, "ADDRESS", ApiOnly, (o, v) => o.ListenAddress = v, CheckAddress),
         new("apis", "--apis", "The APIs this process serves, comma-separated: compute, placement, identity, image (identity with keystone auth only).",
             "LIST", string.Join(',', ApiNames), FerryRoles.Api, CheckApis, (o, v) => o.Apis = new HashSet<string>(SplitList(v), StringComparer.Ordinal))
@@ -128,10 +130,10 @@ public static class FerrySettings
     ];
 
     /// <summary>The settings of one role, in help order.</summary>
-    /// <remarks>The distributed launcher takes the all-in-one's settings (it hands them to its roles) except the database and the
-    /// transport, which it runs itself.</remarks>
+    /// <remarks>The distributed launcher takes the all-in-one's settings (it hands them to its roles); given a database or a
+    /// transport it uses the operator's PostgreSQL or RabbitMQ instead of running its own.</remarks>
     public static IReadOnlyList<FerrySetting> Of(FerryRoles role) => role == FerryRoles.Distributed
-        ? [.. All.Where(s => (s.Roles & (FerryRoles.AllInOne | FerryRoles.Distributed)) != 0 && s.Key is not ("database" or "transport"))]
+        ? [.. All.Where(s => (s.Roles & (FerryRoles.AllInOne | FerryRoles.Distributed)) != 0)]
         : [.. All.Where(s => (s.Roles & role) != 0)];
 
     /// <summary>The setting a configuration key names (case-insensitive, as .NET configuration keys are), or null.</summary>

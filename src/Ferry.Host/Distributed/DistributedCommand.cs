@@ -23,12 +23,17 @@ internal static class DistributedCommand
             environment[FerryConfiguration.ConfigVariable] = Path.GetFullPath(configFile);
         }
         var plan = new DistributedPlan(Path.GetFullPath(options.DataDirectory), options.Hosts, options.Replicas, options.PostgresPort, options.RabbitMqPort,
-            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.UsesKeystone, environment);
+            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.UsesKeystone, environment)
+        {
+            // Given a database or a broker, the launcher uses the operator's own instead of starting one.
+            Database = options.Database,
+            Transport = options.UsesInProcessTransport ? null : options.Transport,
+        };
         await using var launcher = await DistributedLauncher.StartAsync(plan, Console.Out, stopping);
         var dataDirectory = plan.DataDirectory;
         Console.WriteLine($"Ferry (distributed) is ready in {started.ElapsedMilliseconds} ms: compute API {launcher.ComputeApiUrl}, placement {launcher.PlacementUrl}, " +
-            (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}; PostgreSQL 127.0.0.1:{launcher.Postgres.Port}, " +
-            $"RabbitMQ 127.0.0.1:{launcher.RabbitMq.Port}; {options.Replicas} api, {options.Replicas} conductor, {options.Replicas} scheduler and " +
+            (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}; {launcher.DatabaseDisplay}, " +
+            $"{launcher.BrokerDisplay}; {options.Replicas} api, {options.Replicas} conductor, {options.Replicas} scheduler and " +
             $"{options.Hosts} compute processes (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
         if (options.UsesKeystone)
         {
@@ -41,7 +46,7 @@ internal static class DistributedCommand
         catch (OperationCanceledException)
         {
         }
-        Console.WriteLine("Ferry (distributed) is stopping: compute agents, then the control plane, RabbitMQ and PostgreSQL.");
+        Console.WriteLine("Ferry (distributed) is stopping: compute agents, then the control plane, then the RabbitMQ and PostgreSQL it started.");
         return 0;
     }
 }

@@ -16,7 +16,14 @@ public sealed record DistributedPlan(
     int IdentityPort,
     int ImagePort,
     bool UsesKeystone,
-    IReadOnlyDictionary<string, string> Environment);
+    IReadOnlyDictionary<string, string> Environment)
+{
+    /// <summary>An operator's own PostgreSQL (a <c>database</c> setting): used instead of starting one under the data directory.</summary>
+    public string? Database { get; init; }
+
+    /// <summary>An operator's own RabbitMQ (a <c>transport</c> URL): used instead of starting a node under the data directory.</summary>
+    public string? Transport { get; init; }
+}
 
 /// <summary>
 /// Nova's shape on one machine: PostgreSQL and RabbitMQ on loopback (data under the data directory), `ferry db sync`,
@@ -42,9 +49,15 @@ public sealed class DistributedLauncher : IAsyncDisposable
         _output = output;
     }
 
-    public LocalPostgres Postgres => _postgres ?? throw new InvalidOperationException("not started");
+    /// <summary>The PostgreSQL this launcher started, or null when the plan names the operator's own.</summary>
+    public LocalPostgres? Postgres => _postgres;
 
-    public LocalRabbitMq RabbitMq => _rabbitMq ?? throw new InvalidOperationException("not started");
+    /// <summary>The RabbitMQ node this launcher started, or null when the plan names the operator's own.</summary>
+    public LocalRabbitMq? RabbitMq => _rabbitMq;
+
+    /// <summary>The database and the broker as the ready line names them (never with a password).</summary>
+    public string DatabaseDisplay { get; private set; } = "";
+    public string BrokerDisplay { get; private set; } = "";
 
     /// <summary>The running children, in start order.</summary>
     public IReadOnlyList<FerryChild> Children => _children;
@@ -76,13 +89,35 @@ public sealed class DistributedLauncher : IAsyncDisposable
     {
         Directory.CreateDirectory(_plan.DataDirectory);
         KillLeftovers();
-        _postgres = LocalPostgres.Start(Path.Combine(_plan.DataDirectory, "postgres"), _plan.PostgresPort);
-        _rabbitMq = await LocalRabbitMq.StartAsync(Path.Combine(_plan.DataDirectory, "rabbitmq"), _plan.RabbitMqPort);
+        string database, transport;
+        if (_plan.Database is { } given)
+        {
+            using var opened = FerryInfrastructure.OpenDatabase(given); // unreachable or not PostgreSQL: one line, nothing started
+            if (!opened.IsShared)
+            {
+                throw new FerryStartException($"database: '{given}' is a SQLite file, which one process owns; the distributed shape needs PostgreSQL (postgresql://…)");
+            }
+            (database, DatabaseDisplay) = (given, opened.Description);
+        }
+        else
+        {
+            _postgres = LocalPostgres.Start(Path.Combine(_plan.DataDirectory, "postgres"), _plan.PostgresPort);
+            (database, DatabaseDisplay) = (_postgres.ConnectionString, $"PostgreSQL 127.0.0.1:{_postgres.Port}");
+        }
+        if (_plan.Transport is { } url)
+        {
+            (transport, BrokerDisplay) = (url, Messaging.RabbitMqEndpoint.Parse(url).Display);
+        }
+        else
+        {
+            _rabbitMq = await LocalRabbitMq.StartAsync(Path.Combine(_plan.DataDirectory, "rabbitmq"), _plan.RabbitMqPort);
+            (transport, BrokerDisplay) = (_rabbitMq.Url, $"RabbitMQ 127.0.0.1:{_rabbitMq.Port}");
+        }
         var shared = new Dictionary<string, string>(_plan.Environment)
         {
             ["FERRY_DATADIR"] = _plan.DataDirectory,
-            ["FERRY_DATABASE"] = _postgres.ConnectionString,
-            ["FERRY_TRANSPORT"] = _rabbitMq.Url,
+            ["FERRY_DATABASE"] = database,
+            ["FERRY_TRANSPORT"] = transport,
         };
 
         using (var sync = FerryChild.Start("db-sync", ["db", "sync"], shared))

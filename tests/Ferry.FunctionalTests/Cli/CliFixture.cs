@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Identity;
+using Ferry.FunctionalTests.Distributed;
 using Ferry.Host;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -13,13 +14,24 @@ namespace Ferry.FunctionalTests.Cli;
 /// environment of <c>var/admin-openrc.sh</c> or <c>var/demo-openrc.sh</c>. When a client is missing the
 /// tests that need it fail (<see cref="RequireOpenStack"/>) and say which package to install:
 /// <c>./ferry test</c> installs them (tests/debian-packages.txt), so a missing client is a broken setup, never a pass.
+/// With <c>FERRY_TEST_SHAPE=distributed</c> (a pass of <c>./ferry test</c>) the same clients talk to `ferry distributed`
+/// instead: every role its own processes (two replicas of each control-plane role, one compute process per host) over a
+/// database of its own on the run's PostgreSQL server and an exchange of its own on the run's RabbitMQ node.
 /// </summary>
 public class CliFixture : IAsyncLifetime
 {
     private static readonly TimeSpan s_callTimeout = TimeSpan.FromSeconds(45);
     private string _dataDirectory = "";
+    private AllInOne? _ferry;
 
-    public AllInOne Ferry { get; private set; } = null!;
+    /// <summary>True in the pass of <c>./ferry test</c> that runs the CLI suite against `ferry distributed`.</summary>
+    public static bool DistributedShape => Environment.GetEnvironmentVariable("FERRY_TEST_SHAPE") == "distributed";
+
+    /// <summary>The all-in-one under test (not in the distributed shape, whose roles are other processes: the script's filter leaves those tests out).</summary>
+    public AllInOne Ferry => _ferry ?? throw new InvalidOperationException("this test reaches into the all-in-one's process, which the distributed shape does not have");
+
+    /// <summary>`ferry distributed` under test (<see cref="DistributedShape"/>), else null.</summary>
+    public DistributedFerry? Distributed { get; private set; }
     public IReadOnlyList<KeyValuePair<string, string>> AdminEnv { get; private set; } = [];
     public IReadOnlyList<KeyValuePair<string, string>> DemoEnv { get; private set; } = [];
     public string? OpenStack { get; } = FindOnPath("openstack");
@@ -62,11 +74,16 @@ public class CliFixture : IAsyncLifetime
             FakeTimeScale = 0,
         };
         Configure(options);
-        Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
-        Configure(Ferry);
-        await Ferry.StartAsync(CancellationToken.None);
+        if (DistributedShape)
+        {
+            await StartDistributedAsync(options);
+            return;
+        }
+        _ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
+        Configure(_ferry);
+        await _ferry.StartAsync(CancellationToken.None);
         // Flow tests keep many servers in one project: lift Nova's default quotas (10 instances, 20 cores) for them.
-        Ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.QuotaStore>().SetClassLimits(
+        _ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.QuotaStore>().SetClassLimits(
             "default", new Dictionary<string, long> { ["instances"] = 1000, ["cores"] = 10000, ["ram"] = 10_000_000 });
         var identity = AllInOne.IdentityOptionsOf(options);
         IdentityUrl = options.IdentityUrl;
@@ -74,6 +91,29 @@ public class CliFixture : IAsyncLifetime
         AdminEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "admin", identity.AdminPassword, "admin", identity.Region);
         DemoEnv = OpenRc.Variables($"{options.IdentityUrl}/v3", "demo", identity.DemoPassword, "demo", identity.Region);
     }
+
+    /// <summary>
+    /// The same Ferry as the all-in-one's options describe, as `ferry distributed` runs it: its settings as flags, the run's
+    /// PostgreSQL and RabbitMQ instead of servers of its own.
+    /// </summary>
+    private async Task StartDistributedAsync(FerryHostOptions options)
+    {
+        var broker = await FerryFixture.SharedBrokerAsync();
+        Distributed = await DistributedFerry.StartAsync(_dataDirectory,
+            "--hosts", Invariant(options.Hosts), "--replicas", "2", "--time-scale", Invariant(options.FakeTimeScale),
+            "--lm-completion-timeout", Invariant(options.LiveMigrationCompletionTimeoutSecondsPerGiB),
+            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0",
+            "--database", Tests.Shared.PostgresServer.Shared.CreateDatabase("cli"), "--transport", broker.Url,
+            "--control-exchange", $"ferry-cli-{Guid.NewGuid():N}");
+        AdminEnv = Distributed.AdminEnv;
+        DemoEnv = Distributed.DemoEnv;
+        AdminPassword = DistributedFerry.Variable(AdminEnv, "OS_PASSWORD");
+        IdentityUrl = DistributedFerry.Variable(AdminEnv, "OS_AUTH_URL")[..^"/v3".Length];
+        // As for the all-in-one: Nova's default quotas (10 instances, 20 cores) are too few for the suite.
+        await AdminRunAsync("2.latest", "quota", "set", "--class", "--instances", "1000", "--cores", "10000", "--ram", "10000000", "default");
+    }
+
+    private static string Invariant(IFormattable value) => value.ToString(null, System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Tunes the options before the Ferry is built.</summary>
     protected virtual void Configure(FerryHostOptions options)
@@ -83,6 +123,28 @@ public class CliFixture : IAsyncLifetime
     /// <summary>Tunes the Ferry before it starts (e.g. <see cref="AllInOne.ConfigureCompute"/>).</summary>
     protected virtual void Configure(AllInOne ferry)
     {
+    }
+
+    /// <summary>Stops a host's compute agent as a crash would: the agent of the all-in-one, or kill -9 of its `ferry compute` process.</summary>
+    public async Task StopComputeAsync(string host)
+    {
+        if (Distributed is { } distributed)
+        {
+            await distributed.KillAsync(host);
+            return;
+        }
+        await Ferry.Computes[host].StopAsync();
+    }
+
+    /// <summary>Starts a host's compute agent again after <see cref="StopComputeAsync"/>; it finds the guests its host kept.</summary>
+    public async Task StartComputeAsync(string host)
+    {
+        if (Distributed is { } distributed)
+        {
+            await distributed.StartAgainAsync(host);
+            return;
+        }
+        await Ferry.StartComputeAsync(host, CancellationToken.None);
     }
 
     /// <summary>Runs <c>openstack args…</c>; returns its exit code and output.</summary>
@@ -163,7 +225,14 @@ public class CliFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await Ferry.DisposeAsync();
+        if (Distributed is not null)
+        {
+            await Distributed.DisposeAsync();
+        }
+        if (_ferry is not null)
+        {
+            await _ferry.DisposeAsync();
+        }
         try
         {
             Directory.Delete(_dataDirectory, recursive: true);
@@ -191,7 +260,9 @@ public sealed record CliResult(int ExitCode, string Stdout, string Stderr, strin
 /// </summary>
 public sealed class SlowCliFixture : CliFixture
 {
-    protected override void Configure(FerryHostOptions options) => options.FakeTimeScale = 0.01;
-
-    protected override void Configure(AllInOne ferry) => ferry.ConfigureCompute = c => c.LiveMigrationCompletionTimeoutSecondsPerGiB = 100_000;
+    protected override void Configure(FerryHostOptions options)
+    {
+        options.FakeTimeScale = 0.01;
+        options.LiveMigrationCompletionTimeoutSecondsPerGiB = 100_000;
+    }
 }

@@ -21,7 +21,7 @@ public sealed class EvacuateCliTests(CliFixture fixture) : IClassFixture<CliFixt
     {
         fixture.RequireOpenStackAndNova();
         var id = await BootAsync("cli-evacuate", "compute2");
-        await fixture.Ferry.Computes["compute2"].StopAsync();
+        await fixture.StopComputeAsync("compute2");
         try
         {
             await AdminRunAsync("compute", "service", "set", "--down", "compute2", "nova-compute");
@@ -43,7 +43,7 @@ public sealed class EvacuateCliTests(CliFixture fixture) : IClassFixture<CliFixt
         }
         finally
         {
-            await fixture.Ferry.StartComputeAsync("compute2", CancellationToken.None);
+            await fixture.StartComputeAsync("compute2");
         }
         var completed = await CliPolling.UntilAsync(() => AdminAsync("server", "migration", "list", "--server", id),
             list => (string?)list.AsArray().Single()!["Status"] == "completed", "the restarted agent to complete the evacuation");
