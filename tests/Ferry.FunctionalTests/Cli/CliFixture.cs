@@ -98,6 +98,8 @@ public class CliFixture : IAsyncLifetime
     /// </summary>
     private async Task StartDistributedAsync(FerryHostOptions options)
     {
+        // If this test process is killed, the next `./ferry test` ends this launcher and its roles (the script's clean_test_servers).
+        await File.WriteAllTextAsync(Path.Combine(_dataDirectory, "owner.pid"), Invariant(Environment.ProcessId));
         var broker = await FerryFixture.SharedBrokerAsync();
         Distributed = await DistributedFerry.StartAsync(_dataDirectory,
             "--hosts", Invariant(options.Hosts), "--replicas", "2", "--time-scale", Invariant(options.FakeTimeScale),
