@@ -20,6 +20,7 @@ public sealed class FerryInfrastructure : IAsyncDisposable
     private FerryDatabase? _database;
     private PlacementService? _placement;
     private IRpcTransport? _transport;
+    private DatabaseRpcDeduplicator? _deduplicator;
 
     public FerryInfrastructure(FerryHostOptions options)
     {
@@ -39,7 +40,17 @@ public sealed class FerryInfrastructure : IAsyncDisposable
     {
         lock (_gate)
         {
-            return _transport ??= CreateTransport(_options, loggers);
+            if (_transport is null)
+            {
+                _transport = CreateTransport(_options, loggers);
+                if (_transport is RabbitMqTransport rabbitMq)
+                {
+                    // Only a process that serves conductor or scheduler (and so has the database) ever opens it for this.
+                    _deduplicator = new DatabaseRpcDeduplicator(() => Database, TimeProvider.System);
+                    rabbitMq.ReplicaTopicsDeduplicator = _deduplicator;
+                }
+            }
+            return _transport;
         }
     }
 
@@ -144,10 +155,15 @@ public sealed class FerryInfrastructure : IAsyncDisposable
             ? url.Replace(uri.UserInfo, uri.UserInfo.Split(':')[0] + ":***", StringComparison.Ordinal)
             : url;
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
+        // The bus first: its listeners' last messages still record their outcomes in the database.
+        if (_transport is IAsyncDisposable disposable)
+        {
+            await disposable.DisposeAsync();
+        }
+        _deduplicator?.Dispose();
         _database?.Dispose();
-        return _transport is IAsyncDisposable disposable ? disposable.DisposeAsync() : ValueTask.CompletedTask;
     }
 }
 

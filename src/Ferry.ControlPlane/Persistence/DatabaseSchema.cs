@@ -14,6 +14,7 @@ public static class DatabaseSchema
         (PlacementSchema.Component, PlacementSchema.Scripts),
         (PlacementSchema.CatalogComponent, PlacementSchema.CatalogScripts),
         (IdentitySchema.Component, IdentitySchema.Scripts),
+        (MessagingSchema.Component, MessagingSchema.Scripts),
     ];
 
     /// <summary>Applies every missing script of every component; running it again changes nothing.</summary>

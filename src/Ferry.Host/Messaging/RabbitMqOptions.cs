@@ -24,8 +24,11 @@ public sealed class RabbitMqOptions
     /// <summary>How long a stopping listener lets running handlers finish (and ack) before it closes its channel.</summary>
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>After this long a shared deduplicator lets a redelivery take over a claim whose run never finished (its replica died).</summary>
-    public TimeSpan ClaimLease { get; set; } = TimeSpan.FromMinutes(10);
+    /// <summary>
+    /// After this long without renewal a shared deduplicator lets a redelivery take over a claim whose run never finished
+    /// (its replica died); a live claim is renewed several times per lease however long its run takes.
+    /// </summary>
+    public TimeSpan ClaimLease { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How often a redelivery polls the deduplicator while the first run of its message is still going.</summary>
     public TimeSpan BusyPollInterval { get; set; } = TimeSpan.FromMilliseconds(50);

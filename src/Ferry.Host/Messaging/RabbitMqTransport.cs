@@ -52,6 +52,16 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         _logger = logger;
     }
 
+    /// <summary>
+    /// The deduplicator of the topics every replica of a role shares (conductor, scheduler), when it is not the process's
+    /// own: one in the database lets a replica answer a redelivery another replica finished but never acked. Per-host
+    /// topics (compute.&lt;host&gt;) have one consumer process and keep the process's own. Set before listening.
+    /// </summary>
+    public IRpcDeduplicator? ReplicaTopicsDeduplicator { get; set; }
+
+    private IRpcDeduplicator DeduplicatorFor(string topic) =>
+        topic is Topics.Conductor or Topics.Scheduler && ReplicaTopicsDeduplicator is { } shared ? shared : _deduplicator;
+
     /// <summary>The broker as an operator would name it: the URL without its password.</summary>
     public string BrokerDisplay => _endpoint.Display;
 
@@ -372,6 +382,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     /// <summary>One topic's consumer: its own channel, prefetch-bounded, each delivery run on its own task.</summary>
     internal sealed class Listener(RabbitMqTransport transport, string topic, IRpcDispatcher dispatcher) : IAsyncDisposable
     {
+        private readonly IRpcDeduplicator _deduplicator = transport.DeduplicatorFor(topic);
         private readonly CancellationTokenSource _stop = new();
         private readonly ConcurrentDictionary<Task, byte> _running = new();
         private readonly SemaphoreSlim _ackLock = new(1, 1);
@@ -451,7 +462,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             RpcClaim claim;
             try
             {
-                while ((claim = await transport._deduplicator.ClaimAsync(envelope.MessageId, transport._options.ClaimLease, _stop.Token)).State == RpcClaimState.Busy)
+                while ((claim = await _deduplicator.ClaimAsync(envelope.MessageId, transport._options.ClaimLease, _stop.Token)).State == RpcClaimState.Busy)
                 {
                     await Task.Delay(transport._options.BusyPollInterval, transport._timeProvider, _stop.Token);
                 }
@@ -485,7 +496,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                     // to finish or roll back (start-up recovery), as after a crash; running it again from the top
                     // would race that recovery (a live migration restarted while it is being rolled back).
                     outcome = new RpcOutcome(true, RpcError.From(new RpcUnavailableException($"{envelope.Method} on {topic} stopped with its service")).Serialize());
-                    await transport._deduplicator.CompleteAsync(envelope.MessageId, outcome, CancellationToken.None);
+                    await _deduplicator.CompleteAsync(envelope.MessageId, outcome, CancellationToken.None);
                     await AckAsync(channel, tag);
                     return;
                 }
@@ -498,7 +509,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                     outcome = new RpcOutcome(true, RpcError.From(ex).Serialize());
                 }
             }
-            await transport._deduplicator.CompleteAsync(envelope.MessageId, outcome, CancellationToken.None);
+            await _deduplicator.CompleteAsync(envelope.MessageId, outcome, CancellationToken.None);
             if (envelope.ReplyTo is not null)
             {
                 await transport.PublishReplyAsync(envelope, outcome);

@@ -1,8 +1,10 @@
 using System.Diagnostics;
+using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc;
 using Ferry.Host.Messaging;
 using Ferry.Tests.Core.Rpc;
+using Ferry.Tests.Persistence;
 using Ferry.Tests.Shared;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -150,6 +152,46 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         await started.Task.WaitAsync(s_long);
 
         var survivor = await ConnectAsync(shared);
+        await ListenAsync(survivor, "conductor", new RecordingDispatcher("survivor", (_, p, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            return Task.FromResult(Bytes($"survivor:{Text(p)}"));
+        }));
+        await dying.DisposeAsync();
+        release.TrySetResult();
+
+        Assert.Equal("dying:m1", Text(await call.WaitAsync(s_long)));
+        Assert.Equal(1, Volatile.Read(ref runs));
+    }
+
+    [Fact]
+    public async Task Listen_ReplicaFinishesButDiesBeforeAck_OtherReplicaAnswersFromTheDatabaseWithoutRunningAgain()
+    {
+        // Two replicas as two processes: each its own transport, deduplicator and PostgreSQL pool, one database between them.
+        using var database = new TestDatabase(DatabaseEngine.PostgreSql);
+        var first = database.Open();
+        DatabaseSchema.Sync(first);
+        var second = database.Open();
+        using var dyingClaims = new DatabaseRpcDeduplicator(() => first, TimeProvider.System);
+        using var survivorClaims = new DatabaseRpcDeduplicator(() => second, TimeProvider.System);
+        var dying = await ConnectAsync(new InMemoryRpcDeduplicator(), shutdownGrace: TimeSpan.FromMilliseconds(300));
+        dying.ReplicaTopicsDeduplicator = dyingClaims;
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var runs = 0;
+        await ListenAsync(dying, "conductor", new RecordingDispatcher("dying", async (_, p, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            started.TrySetResult();
+            await release.Task;
+            return Bytes($"dying:{Text(p)}");
+        }));
+        var caller = await ConnectAsync();
+        var call = caller.CallAsync("conductor", "migrate_server", Bytes("m1"), TimeSpan.FromSeconds(60), CancellationToken.None);
+        await started.Task.WaitAsync(s_long);
+
+        var survivor = await ConnectAsync(new InMemoryRpcDeduplicator());
+        survivor.ReplicaTopicsDeduplicator = survivorClaims;
         await ListenAsync(survivor, "conductor", new RecordingDispatcher("survivor", (_, p, _) =>
         {
             Interlocked.Increment(ref runs);

@@ -1,0 +1,158 @@
+using System.Collections.Concurrent;
+using Ferry.Core.Rpc;
+
+namespace Ferry.ControlPlane.Persistence;
+
+/// <summary>
+/// An <see cref="IRpcDeduplicator"/> shared by every replica of a topic through the database: a replica that died
+/// between finishing a message and acking it leaves the outcome here, and the replica that gets the redelivery answers
+/// with it instead of running the handler again. A claim is renewed by its process while the run goes on (a live
+/// migration's cast runs for minutes); one not renewed for the lease (its process died) is taken over. Outcomes are kept
+/// for <see cref="Ttl"/>.
+/// </summary>
+public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
+{
+    private readonly Func<FerryDatabase> _database;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<string, byte> _running = new();
+    private readonly ITimer _renewal;
+    private readonly Lock _gate = new();
+    private TimeSpan _renewedLease;
+    private long _nextEvictionMs;
+
+    /// <param name="database">The database, opened on first use (a process that never takes a message never opens it).</param>
+    public DatabaseRpcDeduplicator(Func<FerryDatabase> database, TimeProvider time)
+    {
+        _database = database;
+        _time = time;
+        _renewal = time.CreateTimer(_ => Renew(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    public TimeSpan Ttl { get; init; } = TimeSpan.FromMinutes(10);
+
+    private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    public ValueTask<RpcClaim> ClaimAsync(string messageId, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        ScheduleRenewal(lease);
+        EvictOld();
+        var now = NowMs;
+        var claim = _database().Write((c, t) =>
+        {
+            using var insert = FerryDatabase.Command(c, t,
+                "INSERT INTO rpc_messages(message_id, renewed_ms) VALUES (@id, @now) ON CONFLICT(message_id) DO NOTHING", ("@id", messageId), ("@now", now));
+            if (insert.ExecuteNonQuery() == 1)
+            {
+                return RpcClaim.Claimed;
+            }
+            using var read = FerryDatabase.Command(c, t,
+                "SELECT renewed_ms, completed_ms, is_error, outcome FROM rpc_messages WHERE message_id = @id" + _database().Dialect.ForUpdate, ("@id", messageId));
+            using var row = read.ExecuteReader();
+            if (!row.Read())
+            {
+                return RpcClaim.Busy; // released between the two statements: the next poll claims it
+            }
+            if (!row.IsDBNull(1))
+            {
+                return new RpcClaim(RpcClaimState.Done, new RpcOutcome(Convert.ToInt64(row.GetValue(2)) != 0, (byte[])row.GetValue(3)));
+            }
+            var renewed = Convert.ToInt64(row.GetValue(0));
+            row.Close();
+            if (now - renewed < (long)lease.TotalMilliseconds)
+            {
+                return RpcClaim.Busy;
+            }
+            // Its process stopped renewing: it died with the run unfinished, so this delivery runs it again.
+            using var takeOver = FerryDatabase.Command(c, t,
+                "UPDATE rpc_messages SET renewed_ms = @now WHERE message_id = @id AND completed_ms IS NULL AND renewed_ms = @renewed",
+                ("@id", messageId), ("@now", now), ("@renewed", renewed));
+            return takeOver.ExecuteNonQuery() == 1 ? RpcClaim.Claimed : RpcClaim.Busy;
+        });
+        if (claim.State == RpcClaimState.Claimed)
+        {
+            _running[messageId] = 0;
+        }
+        return ValueTask.FromResult(claim);
+    }
+
+    public ValueTask CompleteAsync(string messageId, RpcOutcome outcome, CancellationToken cancellationToken)
+    {
+        _database().Write((c, t) =>
+        {
+            using var update = FerryDatabase.Command(c, t,
+                "UPDATE rpc_messages SET completed_ms = @now, is_error = @error, outcome = @outcome WHERE message_id = @id",
+                ("@id", messageId), ("@now", NowMs), ("@error", outcome.IsError ? 1 : 0), ("@outcome", outcome.Body));
+            update.ExecuteNonQuery();
+        });
+        _running.TryRemove(messageId, out _);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask ReleaseAsync(string messageId, CancellationToken cancellationToken)
+    {
+        _running.TryRemove(messageId, out _);
+        _database().Write((c, t) =>
+        {
+            using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE message_id = @id AND completed_ms IS NULL", ("@id", messageId));
+            delete.ExecuteNonQuery();
+        });
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Renews this process's claims a few times per lease, so only a dead process's claims expire.</summary>
+    private void ScheduleRenewal(TimeSpan lease)
+    {
+        lock (_gate)
+        {
+            if (lease != _renewedLease)
+            {
+                _renewedLease = lease;
+                _renewal.Change(lease / 3, lease / 3);
+            }
+        }
+    }
+
+    private void Renew()
+    {
+        var running = _running.Keys.ToArray();
+        if (running.Length == 0)
+        {
+            return;
+        }
+        try
+        {
+            var now = NowMs;
+            _database().Write((c, t) =>
+            {
+                foreach (var id in running)
+                {
+                    using var renew = FerryDatabase.Command(c, t,
+                        "UPDATE rpc_messages SET renewed_ms = @now WHERE message_id = @id AND completed_ms IS NULL", ("@id", id), ("@now", now));
+                    renew.ExecuteNonQuery();
+                }
+            });
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or DatabaseUnavailableException)
+        {
+            // The database is away: the next tick renews (a claim outlives a short outage by the rest of its lease).
+        }
+    }
+
+    /// <summary>Forgets outcomes older than <see cref="Ttl"/>, at most once a minute.</summary>
+    private void EvictOld()
+    {
+        var now = NowMs;
+        var next = Interlocked.Read(ref _nextEvictionMs);
+        if (now < next || Interlocked.CompareExchange(ref _nextEvictionMs, now + 60_000, next) != next)
+        {
+            return;
+        }
+        _database().Write((c, t) =>
+        {
+            using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE completed_ms < @before", ("@before", now - (long)Ttl.TotalMilliseconds));
+            delete.ExecuteNonQuery();
+        });
+    }
+
+    public void Dispose() => _renewal.Dispose();
+}
