@@ -20,7 +20,7 @@ namespace Ferry.Benchmarks;
 public static class ScaleWorld
 {
     /// <summary>Instances seeded per host at once: a host's guests are spawned in order, hosts in parallel.</summary>
-    private const int HostConcurrency = 8;
+    private const int HostConcurrency = 16;
 
     /// <summary>
     /// Seeds <paramref name="instances"/> ACTIVE instances of <paramref name="flavorName"/> spread round-robin over every
@@ -57,27 +57,23 @@ public static class ScaleWorld
                 var node = nodes[host];
                 var driver = (FakeDriver)ferry.Drivers[host];
                 var now = DateTimeOffset.UtcNow;
-                var created = new List<Instance>(perHost[host]);
-                for (var n = 0; n < perHost[host]; n++)
+                var created = store.CreateMany(perHost[host], (n, id) => new Instance
                 {
-                    created.Add(store.Create(id => new Instance
-                    {
-                        Id = id,
-                        Uuid = Guid.NewGuid().ToString(),
-                        DisplayName = $"scale-{host}-{n}",
-                        ProjectId = projectId,
-                        UserId = userId,
-                        Host = host,
-                        Node = node.HypervisorHostname,
-                        Flavor = flavor,
-                        ImageRef = image.Id,
-                        VmState = VmState.Active,
-                        PowerState = PowerState.Running,
-                        CreatedAt = now,
-                        UpdatedAt = now,
-                        LaunchedAt = now,
-                    }));
-                }
+                    Id = id,
+                    Uuid = Guid.NewGuid().ToString(),
+                    DisplayName = $"scale-{host}-{n}",
+                    ProjectId = projectId,
+                    UserId = userId,
+                    Host = host,
+                    Node = node.HypervisorHostname,
+                    Flavor = flavor,
+                    ImageRef = image.Id,
+                    VmState = VmState.Active,
+                    PowerState = PowerState.Running,
+                    CreatedAt = now,
+                    UpdatedAt = now,
+                    LaunchedAt = now,
+                });
                 // One placement write per host: its instances' allocations against its provider, as the scheduler claims them.
                 placement.PostAllocations(created.ToDictionary(i => i.Uuid, i => new AllocationRequest
                 {

@@ -9,19 +9,32 @@ namespace Ferry.ControlPlane.Persistence;
 public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
 {
     /// <summary>Inserts a new instance; its integer <c>Id</c> comes from the database's identity column.</summary>
-    public Instance Create(Func<int, Instance> build) =>
+    public Instance Create(Func<int, Instance> build) => db.Write((c, t) => Insert(c, t, build));
+
+    /// <summary>Inserts <paramref name="count"/> new instances in one transaction (a seeded world of 100,000; one commit each was most of its time).</summary>
+    public List<Instance> CreateMany(int count, Func<int, int, Instance> build) =>
         db.Write((c, t) =>
         {
-            var id = Rows.ReserveId(c, t,
-                "INSERT INTO instances(uuid, project_id, vm_state, deleted, created_at, data) VALUES (@u, '', '', 1, '', '{}') RETURNING id", ("@u", Rows.Placeholder()));
-            var instance = build(id);
-            using var fill = FerryDatabase.Command(c, t,
-                "UPDATE instances SET uuid = @u, project_id = @p, host = @h, vm_state = @v, task_state = @ts, deleted = 0, created_at = @c, data = @d WHERE id = @id",
-                ("@id", id), ("@u", instance.Uuid), ("@p", instance.ProjectId), ("@h", instance.Host), ("@v", instance.VmState.ToNova()),
-                ("@ts", instance.TaskState.ToNova()), ("@c", Rows.Time(instance.CreatedAt)), ("@d", Rows.Json(instance, PersistenceJsonContext.Default.Instance)));
-            fill.ExecuteNonQuery();
-            return instance;
+            var created = new List<Instance>(count);
+            for (var n = 0; n < count; n++)
+            {
+                created.Add(Insert(c, t, id => build(n, id)));
+            }
+            return created;
         });
+
+    private static Instance Insert(DbConnection c, DbTransaction t, Func<int, Instance> build)
+    {
+        var id = Rows.ReserveId(c, t,
+            "INSERT INTO instances(uuid, project_id, vm_state, deleted, created_at, data) VALUES (@u, '', '', 1, '', '{}') RETURNING id", ("@u", Rows.Placeholder()));
+        var instance = build(id);
+        using var fill = FerryDatabase.Command(c, t,
+            "UPDATE instances SET uuid = @u, project_id = @p, host = @h, vm_state = @v, task_state = @ts, deleted = 0, created_at = @c, data = @d WHERE id = @id",
+            ("@id", id), ("@u", instance.Uuid), ("@p", instance.ProjectId), ("@h", instance.Host), ("@v", instance.VmState.ToNova()),
+            ("@ts", instance.TaskState.ToNova()), ("@c", Rows.Time(instance.CreatedAt)), ("@d", Rows.Json(instance, PersistenceJsonContext.Default.Instance)));
+        fill.ExecuteNonQuery();
+        return instance;
+    }
 
     public Instance? Find(string uuid, bool includeDeleted = false) =>
         db.Read(c => Find(c, null, uuid, includeDeleted, ""));
