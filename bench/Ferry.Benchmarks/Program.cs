@@ -13,7 +13,9 @@ using Ferry.Benchmarks;
 // --json, one JSON object) on stdout; progress goes to stderr. `./ferry bench qemu [...]`: real QEMU live
 // migrations (Qemu/). `./ferry bench bdn [BDN args]` runs BenchmarkDotNet instead (select_destinations at
 // 1,000 hosts), with a short in-process job. `./ferry bench --help` (and `qemu --help`) list every option.
-var parts = new[] { "startup", "live", "cold", "concurrent", "scheduler" };
+var parts = new[] { "startup", "live", "cold", "concurrent", "scheduler", "scale" };
+// Parts a run without --only leaves out: "scale" takes several minutes (10,000 hosts, 100,000 instances).
+var slowParts = new[] { "scale" };
 var jsonOption = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
 var onlyOption = new Option<string[]>("--only")
 {
@@ -31,6 +33,8 @@ onlyOption.Validators.Add(r =>
         }
     }
 });
+var scaleHosts = PositiveInt("--scale-hosts", "Compute hosts of the scale part (default 10000).");
+var scaleInstances = PositiveInt("--scale-instances", "Instances of the scale part (default 100000).");
 var qemuJson = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
 var quick = new Option<bool>("--quick") { Description = "Only the 64 MiB guest." };
 var png = new Option<string>("--png") { Description = "Where to write the chart (default docs/img/qemu-migration.png).", HelpName = "FILE" };
@@ -46,7 +50,7 @@ var bdn = new Command("bdn", "BenchmarkDotNet (select_destinations at 1,000 host
 {
     TreatUnmatchedTokensAsErrors = false,
 };
-var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, qemu, bdn };
+var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, scaleHosts, scaleInstances, qemu, bdn };
 foreach (var version in command.Options.OfType<VersionOption>().ToList())
 {
     command.Options.Remove(version); // no release version to print
@@ -83,7 +87,7 @@ if (parsed.CommandResult.Command == qemu)
 }
 
 var json = parsed.GetValue(jsonOption);
-var only = parsed.GetValue(onlyOption) is { Length: > 0 } given ? given : parts; // no --only (an empty list): every part
+var only = parsed.GetValue(onlyOption) is { Length: > 0 } given ? given : [.. parts.Except(slowParts)]; // no --only: every part but the slow ones
 bool Runs(string part) => only.Contains(part);
 var results = new Results { LoadAtStart = Results.LoadAverage() };
 var total = Stopwatch.StartNew();
@@ -144,6 +148,12 @@ try
         }
     }
 
+    if (Runs("scale"))
+    {
+        var hostDll = HostBuild.EnsureBuilt(Log);
+        results.Scale = await ScaleBenchmarks.RunAsync(hostDll, parsed.GetValue(scaleHosts) ?? 10_000, parsed.GetValue(scaleInstances) ?? 100_000, Log);
+    }
+
     if (Runs("scheduler"))
     {
         var (samples, setupMs) = SchedulerBenchmarks.SelectDestinations(hosts: 1_000, instances: 10_000, warmup: 300, measured: 3_000, budget: TimeSpan.FromSeconds(60));
@@ -196,6 +206,7 @@ internal sealed class Results
     public double RssMb { get; set; } = double.NaN;
     public double PeakRssMb { get; set; } = double.NaN;
     public double RssAtReadyMb { get; set; } = double.NaN;
+    public ScaleBenchmarks.Result? Scale { get; set; }
     public string LoadAtStart { get; set; } = "";
     public string LoadAtEnd { get; set; } = "";
 
@@ -224,6 +235,11 @@ internal sealed class Results
         yield return ("select_destinations_p99_ms_1000_hosts", "select_destinations p99, 1,000 hosts / 10,000 instances", P(Select, 99), "ms", 5, true, NovaSelectMsHigh, "0.10–0.21 s at 3–103 nodes");
         yield return ("startup_ms", "all-in-one start → 3 hypervisors listed (median of 3)", StartupMs, "ms", 3000, true, double.NaN, "—");
         yield return ("rss_mb_all_in_one", "RSS of the all-in-one, 3 hosts, after 10 boots + 10 live migrations", RssMb, "MB", 150, true, NovaRssMb, "~1.9 GB");
+        var scale = Scale is { } sc ? $"{sc.Hosts:N0} hosts / {sc.Instances:N0} instances" : "";
+        yield return ("scale_restart_ready_ms", $"all-in-one restart → ready, {scale}", Scale?.RestartReadyMs ?? double.NaN, "ms", 30_000, true, double.NaN, "—");
+        yield return ("scale_fresh_start_ms", $"all-in-one start, empty data dir, {scale} hosts", Scale?.FreshStartMs ?? double.NaN, "ms", 30_000, true, double.NaN, "—");
+        yield return ("scale_rss_mb", $"RSS of the restarted all-in-one, {scale}", Scale?.RssMb ?? double.NaN, "MB", double.NaN, true, double.NaN, "—");
+        yield return ("scale_heartbeat_busiest_second_share", "share of heartbeats in the busiest second of the interval", (Scale?.HeartbeatMaxSecondShare ?? double.NaN) * 100, "%", 20, true, double.NaN, "—");
     }
 
     public List<string> Missed() => [.. Rows().Where(r => !double.IsNaN(r.Value) && (r.AtMost ? r.Value > r.Target : r.Value < r.Target)).Select(r => r.Key)];
@@ -266,6 +282,12 @@ internal sealed class Results
         if (StartupRuns.Count > 0)
         {
             sb.AppendLine(CultureInfo.InvariantCulture, $"start-up runs: {string.Join(", ", StartupRuns.Select(s => F(s) + " ms"))}; RSS at ready {F(RssAtReadyMb)} MB, after work {F(RssMb)} MB, peak (VmHWM) {F(PeakRssMb)} MB");
+        }
+        if (Scale is { } s)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"scale: {s.Hosts} hosts / {s.Instances} instances: fresh start {F(s.FreshStartMs)} ms, seeding {F(s.SeedMs)} ms, " +
+                $"restart ready {F(s.RestartReadyMs)} ms ({F(s.RestartWallMs)} ms from the process start), RSS {F(s.RssMb)} MB (peak {F(s.PeakRssMb)} MB), " +
+                $"heartbeats over {s.HeartbeatSecondsUsed} of {F(s.ReportIntervalSeconds)} s, busiest second {F(s.HeartbeatMaxSecondShare * 100)} %");
         }
         var missed = Missed();
         sb.AppendLine(missed.Count == 0 ? "all measured targets met" : $"targets missed: {string.Join(", ", missed)}");

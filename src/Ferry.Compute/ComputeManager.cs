@@ -124,49 +124,42 @@ public sealed partial class ComputeManager : IAsyncDisposable
     private Task ReportServiceAsync(CancellationToken ct) =>
         _context.Conductor.ReportServiceAsync(new ServiceReportRequest(_context.Host, "nova-compute", Topics.Compute(_context.Host), 1), ct);
 
+    /// <summary>
+    /// Heartbeats at this host's stable point of every <see cref="ComputeOptions.ReportInterval"/> (see <see cref="SpreadTimer"/>);
+    /// the one done at start-up is not repeated before it.
+    /// </summary>
     private async Task HeartbeatAsync(CancellationToken ct)
     {
-        using var timer = new PeriodicTimer(_context.Options.ReportInterval, _context.Time);
-        try
+        using var timer = new SpreadTimer(_context.Host, _context.Options.ReportInterval, _context.Time);
+        await timer.RunAsync(async (_, token) =>
         {
-            while (await timer.WaitForNextTickAsync(ct))
+            try
             {
-                try
-                {
-                    await ReportServiceAsync(ct);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    Log.HeartbeatFailed(_context.Logger, ex, _context.Host);
-                }
+                await ReportServiceAsync(token);
             }
-        }
-        catch (OperationCanceledException)
-        {
-        }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.HeartbeatFailed(_context.Logger, ex, _context.Host);
+            }
+        }, ct);
     }
 
+    /// <summary>Power-state syncs at this host's stable point of every <see cref="ComputeOptions.PowerStateSyncInterval"/>.</summary>
     private async Task SyncPowerStatesAsync(CancellationToken ct)
     {
-        using var timer = new PeriodicTimer(_context.Options.PowerStateSyncInterval, _context.Time);
+        using var timer = new SpreadTimer(_context.Host, _context.Options.PowerStateSyncInterval, _context.Time);
         var sync = new PowerStateSync(_context);
-        try
+        await timer.RunAsync(async (_, token) =>
         {
-            while (await timer.WaitForNextTickAsync(ct))
+            try
             {
-                try
-                {
-                    await sync.RunAsync(ct);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    Log.PowerStateSyncFailed(_context.Logger, ex, _context.Host);
-                }
+                await sync.RunAsync(token);
             }
-        }
-        catch (OperationCanceledException)
-        {
-        }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.PowerStateSyncFailed(_context.Logger, ex, _context.Host);
+            }
+        }, ct);
     }
 
     private static partial class Log

@@ -187,7 +187,10 @@ public sealed partial class StartupRecovery(ComputeContext context)
     /// </summary>
     private async Task DestroyStrayGuestsAsync(List<Migration> migrations, CancellationToken ct)
     {
-        foreach (var guest in context.Driver.ListGuests())
+        // One read of the instances placed here (through an index) settles almost every guest: only the others are looked
+        // up one by one (a restart of 10,000 hosts with 100,000 guests made 100,000 calls otherwise).
+        var ours = (await context.Conductor.GetInstancesByHostAsync(context.Host, ct)).Select(i => i.Uuid).ToHashSet(StringComparer.Ordinal);
+        foreach (var guest in context.Driver.ListGuests().Where(g => !ours.Contains(g.Uuid)))
         {
             try
             {

@@ -113,8 +113,9 @@ public sealed class AllInOne : IAsyncDisposable
             }, ct);
         }
         // Compute hosts of an earlier run (more --hosts, another driver) are down from the first second.
-        services.GetRequiredService<ServiceStore>().MarkComputesDownExcept([.. Enumerable.Range(1, Options.Hosts).Select(i => $"compute{i}")]);
-        await Task.WhenAll(Enumerable.Range(1, Options.Hosts).Select(i => StartComputeAsync($"compute{i}", ct)));
+        var hosts = Enumerable.Range(1, Options.Hosts).Select(i => $"compute{i}").ToList();
+        services.GetRequiredService<ServiceStore>().MarkComputesDownExcept(hosts.ToHashSet());
+        await _agents.StartAllAsync(hosts, ct);
     }
 
     /// <summary>

@@ -56,6 +56,7 @@ public static class Invariants
         var migrationStore = services.GetRequiredService<MigrationStore>();
         // `finished` resizes and `done` evacuations still hold their source host.
         var holding = migrationStore.ListUnfinished().Concat(migrationStore.List(new MigrationFilter(Status: MigrationStatus.Done))).ToList();
+        var byHost = instances.ToLookup(i => i.Host ?? ""); // by host once: 2,000 hosts × 20,000 instances in the scale test
         foreach (var node in nodes)
         {
             var expected = new Dictionary<string, long> { ["VCPU"] = 0, ["MEMORY_MB"] = 0, ["DISK_GB"] = 0 };
@@ -65,7 +66,7 @@ public static class Invariants
                 expected["MEMORY_MB"] += f.MemoryMb;
                 expected["DISK_GB"] += f.DiskGb;
             }
-            foreach (var instance in instances.Where(i => i.Host == node.Host))
+            foreach (var instance in byHost[node.Host])
             {
                 Add(instance.Flavor);
             }
@@ -93,9 +94,12 @@ public static class Invariants
     {
         var instances = ferry.Services.GetRequiredService<InstanceStore>().List();
         var live = ferry.Computes.Values.Where(c => c.IsRunning).ToList();
+        // Each live host's running guests, read once (ListGuests holds what GetGuest finds), not each host asked per instance.
+        var runningOn = live.SelectMany(c => c.Driver.ListGuests().Where(g => g.PowerState == Virt.GuestPowerState.Running).Select(g => (g.Uuid, c.Host)))
+            .ToLookup(g => g.Uuid, g => g.Host);
         foreach (var instance in instances.Where(i => i.VmState == VmState.Active))
         {
-            var running = live.Where(c => c.Driver.GetGuest(instance.Uuid)?.PowerState == Virt.GuestPowerState.Running).Select(c => c.Host).ToList();
+            var running = runningOn[instance.Uuid].ToList();
             var hostAlive = live.Any(c => c.Host == instance.Host);
             if (hostAlive)
             {

@@ -24,7 +24,7 @@ public sealed class ComputeTaskManager(ConductorContext context)
         .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (r, _) => Task.FromResult(context.Nodes.Upsert(r.Node)))
         .On<InstanceGetRequest, Instance>("instance_get", (r, _) => Task.FromResult(context.Instances.Get(r.Uuid)))
         .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", (r, _) =>
-            Task.FromResult(new InstanceList(context.Instances.List(host: r.Host))))
+            Task.FromResult(new InstanceList(context.Instances.ListByHost(r.Host))))
         .On<InstanceUpdateRequest, Instance>("instance_update", (r, _) => Task.FromResult(context.Instances.Update(r)))
         .On<MigrationGetRequest, Migration>("migration_get", (r, _) => Task.FromResult(context.Migrations.Get(r.Uuid)))
         .On<MigrationUpdateRequest, Migration>("migration_update", (r, _) => Task.FromResult(context.Migrations.Update(r)))

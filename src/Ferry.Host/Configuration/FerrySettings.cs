@@ -30,7 +30,7 @@ public static class FerrySettings
     [
         Choice("driver", "--driver", "The virt driver of every compute host: fake (simulated guests) or qemu (a QEMU process per guest).",
             "fake", ["fake", "qemu"], Agent, (o, v) => o.Driver = v),
-        Int("hosts", "--hosts", "Number of compute hosts, named compute1..computeN.", s_defaults.Hosts, 1, 1000, "N", FerryRoles.AllInOne, (o, v) => o.Hosts = v),
+        Int("hosts", "--hosts", "Number of compute hosts, named compute1..computeN.", s_defaults.Hosts, 1, 10000, "N", FerryRoles.AllInOne, (o, v) => o.Hosts = v),
         Switch("sharedStorage", "--shared-storage", "All hosts share one instances directory (var/instances/shared) instead of one each.", Agent, (o, v) => o.SharedStorage = v),
         Text("dataDir", "--data-dir", "Where the database, images, instances, logs and openrc files live.", s_defaults.DataDirectory, "DIR", FerryRoles.Every,
             (o, v) => o.DataDirectory = v),

@@ -21,10 +21,20 @@ public sealed class ComputeAgents : IAsyncDisposable
     private readonly FerryHostOptions _options;
     private readonly IRpcTransport _transport;
     private readonly RpcOptions _rpcOptions;
-    private readonly HttpClient _http = new();
+    private readonly HttpClient _http = new(CreateHandler());
     private readonly TimeProvider _time;
     private readonly ILoggerFactory _loggers;
     private readonly ConcurrentDictionary<string, FakeHypervisorState> _hypervisors = new();
+
+    /// <summary>
+    /// Connections the agents of this process keep open to one API (placement, images, identity) at most. All agents share
+    /// one handler, so 10,000 hosts of an all-in-one wait their turn for a connection instead of opening one each
+    /// (two descriptors per loopback connection ran the process out of them at 20,000).
+    /// </summary>
+    public const int MaxConnectionsPerServer = 32;
+
+    /// <summary>Agents started at once by <see cref="StartAllAsync"/>: more only queue on the bus and the database.</summary>
+    public const int StartConcurrency = 32;
 
     public ComputeAgents(FerryHostOptions options, IRpcTransport transport, RpcOptions rpcOptions, TimeProvider time, ILoggerFactory loggers)
     {
@@ -98,6 +108,18 @@ public sealed class ComputeAgents : IAsyncDisposable
         Computes[host] = compute;
         return compute;
     }
+
+    /// <summary>Starts every agent of <paramref name="hosts"/>, <see cref="StartConcurrency"/> at a time.</summary>
+    public Task StartAllAsync(IEnumerable<string> hosts, CancellationToken ct) =>
+        Parallel.ForEachAsync(hosts, new ParallelOptions { MaxDegreeOfParallelism = StartConcurrency, CancellationToken = ct },
+            async (host, token) => await StartAsync(host, token));
+
+    /// <summary>The one handler behind every agent's placement, image and identity calls (see <see cref="MaxConnectionsPerServer"/>).</summary>
+    internal static SocketsHttpHandler CreateHandler() => new()
+    {
+        MaxConnectionsPerServer = MaxConnectionsPerServer,
+        PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
+    };
 
     private string InstancesPath(string host) =>
         Path.GetFullPath(Path.Combine(_options.DataDirectory, "instances", _options.SharedStorage ? "shared" : host));

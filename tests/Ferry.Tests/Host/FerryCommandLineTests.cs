@@ -63,7 +63,7 @@ public sealed class FerryCommandLineTests
 
     [Theory]
     [InlineData("--hosts abc", "--hosts: 'abc' is not a whole number")]
-    [InlineData("--hosts 0", "--hosts: 0 is out of range (1..1000)")]
+    [InlineData("--hosts 0", "--hosts: 0 is out of range (1..10000)")]
     [InlineData("--hosts", "'--hosts'")]
     [InlineData("--driver xen", "--driver: 'xen' is not one of fake, qemu")]
     [InlineData("--auth basic", "--auth: 'basic' is not one of keystone, noauth2")]

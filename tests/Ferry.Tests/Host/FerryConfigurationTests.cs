@@ -72,7 +72,7 @@ public sealed class FerryConfigurationTests : IDisposable
 
     [Theory]
     [InlineData("FERRY_HOSTS", "abc", "FERRY_HOSTS (environment variable): 'abc' is not a whole number")]
-    [InlineData("FERRY_HOSTS", "0", "FERRY_HOSTS (environment variable): 0 is out of range (1..1000)")]
+    [InlineData("FERRY_HOSTS", "0", "FERRY_HOSTS (environment variable): 0 is out of range (1..10000)")]
     [InlineData("FERRY_DRIVER", "xen", "FERRY_DRIVER (environment variable): 'xen' is not one of fake, qemu")]
     [InlineData("FERRY_API__COMPUTEPORT", "70000", "FERRY_API__COMPUTEPORT (environment variable): 70000 is out of range (0..65535)")]
     [InlineData("FERRY_TIMESCALE", "-1", "FERRY_TIMESCALE (environment variable): -1 is below 0")]

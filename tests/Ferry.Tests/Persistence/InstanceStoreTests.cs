@@ -5,7 +5,7 @@ using Ferry.Tests.Api;
 
 namespace Ferry.Tests.Persistence;
 
-/// <summary>The build timeout check's store query: only live BUILD rows older than a time, through an index.</summary>
+/// <summary>The store queries that run per host or per period: only the rows asked for, through an index.</summary>
 public sealed class InstanceStoreTests : IDisposable
 {
     private static readonly DateTimeOffset s_start = new(2026, 12, 4, 12, 0, 0, TimeSpan.Zero);
@@ -70,4 +70,46 @@ public sealed class InstanceStoreTests : IDisposable
         Assert.Contains("USING INDEX ix_instances_building", plan, StringComparison.Ordinal);
         Assert.DoesNotContain("SCAN instances", plan, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void ListByHost_InstancesOnSeveralHostsAndADeletedOne_OnlyTheHostsLiveInstancesNewestFirst()
+    {
+        var older = AddOn("compute1", TimeSpan.FromMinutes(10));
+        var newer = AddOn("compute1", TimeSpan.FromMinutes(1));
+        AddOn("compute2", TimeSpan.FromMinutes(5));
+        AddOn(null, TimeSpan.FromMinutes(5));
+        var deleted = AddOn("compute1", TimeSpan.FromMinutes(3));
+        _instances.Update(new InstanceUpdateRequest { Uuid = deleted.Uuid, Deleted = true });
+
+        var found = _instances.ListByHost("compute1");
+
+        Assert.Equal([newer.Uuid, older.Uuid], found.Select(i => i.Uuid));
+    }
+
+    [Fact]
+    public void ByHostQuery_PlanSearchesTheHostIndex_NeverScansInstances()
+    {
+        var plan = _db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "EXPLAIN QUERY PLAN " + InstanceStore.ByHostSql, ("@h", "compute1"));
+            using var reader = command.ExecuteReader();
+            var lines = new List<string>();
+            while (reader.Read())
+            {
+                lines.Add(reader.GetString(3));
+            }
+            return string.Join(" / ", lines);
+        });
+
+        Assert.Contains("USING INDEX ix_instances_host (host=? AND deleted=?)", plan, StringComparison.Ordinal);
+        Assert.DoesNotContain("SCAN instances", plan, StringComparison.Ordinal);
+    }
+
+    private Instance AddOn(string? host, TimeSpan age) =>
+        _instances.Create(id => new Instance
+        {
+            Id = id, Uuid = Guid.NewGuid().ToString(), DisplayName = $"vm-{id}", ProjectId = "p", UserId = "u", Host = host, Node = host,
+            Flavor = new Flavor { InternalId = 1, Id = "1", Name = "m1.tiny", MemoryMb = 512, Vcpus = 1, RootGb = 1 }, ImageRef = "img",
+            VmState = VmState.Active, CreatedAt = s_start - age, UpdatedAt = s_start - age,
+        });
 }

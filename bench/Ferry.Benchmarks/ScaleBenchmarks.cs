@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Ferry.Host;
+using Microsoft.Extensions.Logging;
+
+namespace Ferry.Benchmarks;
+
+/// <summary>
+/// `./ferry bench --only scale`: an all-in-one of <c>hosts</c> fake hosts started on an empty data directory (in this
+/// process), <c>instances</c> instances seeded into it (<see cref="ScaleWorld"/>), then the built host started again on
+/// that data directory as `./ferry up` runs it: its "Ferry is ready" time (start-up recovery and power sync of every
+/// host included), its resident memory, and how its compute services' heartbeats spread over one report interval.
+/// </summary>
+internal static partial class ScaleBenchmarks
+{
+    private static readonly TimeSpan s_restartLimit = TimeSpan.FromMinutes(3);
+
+    public sealed record Result(int Hosts, int Instances, double FreshStartMs, double SeedMs, double RestartReadyMs, double RestartWallMs,
+        double RssMb, double PeakRssMb, double HeartbeatMaxSecondShare, int HeartbeatSecondsUsed, double ReportIntervalSeconds);
+
+    public static async Task<Result> RunAsync(string hostDll, int hosts, int instances, Action<string> log)
+    {
+        var dataDirectory = Directory.CreateTempSubdirectory("ferry-bench-scale-").FullName;
+        try
+        {
+            var options = new FerryHostOptions
+            {
+                DataDirectory = dataDirectory,
+                ComputeApiPort = 0,
+                PlacementPort = 0,
+                IdentityPort = 0,
+                ImagePort = 0,
+                Hosts = hosts,
+                Auth = "noauth2",
+            };
+            double freshMs, seedMs;
+            await using (var ferry = AllInOne.Build(options, logging => logging.ClearProviders().SetMinimumLevel(LogLevel.None)))
+            {
+                var t0 = Stopwatch.GetTimestamp();
+                await ferry.StartAsync(CancellationToken.None);
+                freshMs = Stats.Ms(Stopwatch.GetTimestamp() - t0);
+                log($"scale: {hosts} hosts started on an empty data directory in {freshMs:0} ms (in process)");
+                var seeded = await ScaleWorld.SeedAsync(ferry, instances, CancellationToken.None);
+                seedMs = seeded.Elapsed.TotalMilliseconds;
+                log($"scale: {instances} instances seeded in {seedMs:0} ms");
+            }
+            return await RestartAsync(hostDll, dataDirectory, hosts, instances, freshMs, seedMs, options.ReportInterval, log);
+        }
+        finally
+        {
+            try
+            {
+                Directory.Delete(dataDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    private static async Task<Result> RestartAsync(string hostDll, string dataDirectory, int hosts, int instances, double freshMs, double seedMs,
+        TimeSpan reportInterval, Action<string> log)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[]
+        {
+            hostDll, "all-in-one", "--hosts", hosts.ToString(CultureInfo.InvariantCulture), "--data-dir", dataDirectory, "--compute-port", "0",
+            "--placement-port", "0", "--image-port", "0", "--auth", "noauth2", "--log-level", "warning",
+        })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        var t0 = Stopwatch.GetTimestamp();
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start the host");
+        var ready = new TaskCompletionSource<(double Ms, string ComputeUrl)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is not null && ReadyLine().Match(e.Data) is { Success: true } m)
+            {
+                ready.TrySetResult((double.Parse(m.Groups["ms"].Value, CultureInfo.InvariantCulture), m.Groups["compute"].Value));
+            }
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                Console.Error.WriteLine($"  [host] {e.Data}");
+            }
+        };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            var exited = process.WaitForExitAsync();
+            var first = await Task.WhenAny(ready.Task, exited, Task.Delay(s_restartLimit));
+            if (first != ready.Task)
+            {
+                throw new InvalidOperationException(first == exited ? $"the host exited with {process.ExitCode} before it was ready"
+                    : $"the host was not ready in {s_restartLimit.TotalMinutes} min");
+            }
+            var wallMs = Stats.Ms(Stopwatch.GetTimestamp() - t0);
+            var (readyMs, computeUrl) = ready.Task.Result;
+            var readyAt = DateTimeOffset.UtcNow;
+            log($"scale: restart with {instances} instances ready in {readyMs:0} ms ({wallMs:0} ms from the process start)");
+            using var http = InProcessFerry.Client(computeUrl);
+            http.Timeout = TimeSpan.FromSeconds(60);
+            // Every host heartbeats once per interval at its own point of it: after one whole interval past ready, each
+            // service's updated_at is a periodic heartbeat, not the start-up one.
+            var heartbeats = await WaitForHeartbeatsAfterAsync(http, readyAt + reportInterval, hosts, TimeSpan.FromTicks(reportInterval.Ticks * 6));
+            var seconds = heartbeats.GroupBy(t => t.ToUnixTimeSeconds() % (long)reportInterval.TotalSeconds).Select(g => g.Count()).ToList();
+            var result = new Result(hosts, instances, freshMs, seedMs, readyMs, wallMs, ReadStatusKb(process.Id, "VmRSS") / 1024.0,
+                ReadStatusKb(process.Id, "VmHWM") / 1024.0, seconds.Max() / (double)heartbeats.Count, seconds.Count, reportInterval.TotalSeconds);
+            log($"scale: RSS {result.RssMb:0} MB (peak {result.PeakRssMb:0} MB); heartbeats over {seconds.Count} of {reportInterval.TotalSeconds:0} seconds, " +
+                $"the busiest second {result.HeartbeatMaxSecondShare:P1}");
+            return result;
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+            await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+        }
+    }
+
+    /// <summary>Each compute service's last heartbeat, once every one of them is later than <paramref name="after"/>.</summary>
+    private static async Task<List<DateTimeOffset>> WaitForHeartbeatsAfterAsync(HttpClient http, DateTimeOffset after, int hosts, TimeSpan limit)
+    {
+        var started = Stopwatch.GetTimestamp();
+        while (true)
+        {
+            using var response = await http.GetAsync("os-services?binary=nova-compute");
+            if (response.StatusCode != HttpStatusCode.OK)
+            {
+                throw new InvalidOperationException($"os-services: {(int)response.StatusCode}");
+            }
+            var times = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["services"]!.AsArray()
+                .Select(s => DateTimeOffset.Parse(s!["updated_at"]!.GetValue<string>() + "Z", CultureInfo.InvariantCulture)).ToList();
+            if (times.Count >= hosts && times.All(t => t > after))
+            {
+                return times;
+            }
+            if (Stopwatch.GetElapsedTime(started) > limit)
+            {
+                throw new TimeoutException($"{times.Count(t => t <= after)} of {times.Count} compute services had not heartbeaten after {after:HH:mm:ss} in {limit.TotalSeconds} s");
+            }
+            await Task.Delay(500);
+        }
+    }
+
+    [GeneratedRegex(@"Ferry is ready in (?<ms>\d+) ms: compute API (?<compute>http://[^\s,]+)/v2\.1,")]
+    private static partial Regex ReadyLine();
+
+    private static long ReadStatusKb(int pid, string field)
+    {
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        {
+            if (line.StartsWith(field + ":", StringComparison.Ordinal))
+            {
+                return long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            }
+        }
+        throw new InvalidOperationException($"no {field} in /proc/{pid}/status");
+    }
+}
