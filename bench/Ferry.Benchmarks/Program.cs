@@ -14,10 +14,11 @@ using Ferry.Benchmarks;
 // migrations (Qemu/). `./ferry bench bdn [BDN args]` runs BenchmarkDotNet instead (select_destinations at
 // 1,000 hosts), with a short in-process job. `./ferry bench --help` (and `qemu --help`) list every option.
 var parts = new[] { "startup", "live", "cold", "concurrent", "scheduler" };
+var extraParts = new[] { "queries" }; // long (minutes): run only when named in --only
 var jsonOption = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
 var onlyOption = new Option<string[]>("--only")
 {
-    Description = $"Run only these parts, comma-separated: {string.Join(", ", parts)}.",
+    Description = $"Run only these parts, comma-separated: {string.Join(", ", parts)}; and {string.Join(", ", extraParts)}, never run by default.",
     HelpName = "PARTS",
     CustomParser = r => r.Tokens.Count == 1 ? r.Tokens[0].Value.Split(',') : [],
 };
@@ -25,9 +26,9 @@ onlyOption.Validators.Add(r =>
 {
     foreach (var part in r.GetValueOrDefault<string[]>() ?? [])
     {
-        if (!parts.Contains(part))
+        if (!parts.Contains(part) && !extraParts.Contains(part))
         {
-            r.AddError($"--only: '{part}' is not one of {string.Join(", ", parts)}");
+            r.AddError($"--only: '{part}' is not one of {string.Join(", ", parts.Concat(extraParts))}");
         }
     }
 });
@@ -46,7 +47,14 @@ var bdn = new Command("bdn", "BenchmarkDotNet (select_destinations at 1,000 host
 {
     TreatUnmatchedTokensAsErrors = false,
 };
-var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, qemu, bdn };
+var queryHosts = PositiveInt("--query-hosts", "queries: compute hosts seeded (default 10000).");
+var queryInstances = PositiveInt("--query-instances", "queries: instances seeded (default 100000).");
+var queryDatabase = new Option<string>("--query-database")
+{
+    Description = "queries: also run on this PostgreSQL database (postgresql://… or Host=…); it must be empty.",
+    HelpName = "DB",
+};
+var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, queryHosts, queryInstances, queryDatabase, qemu, bdn };
 foreach (var version in command.Options.OfType<VersionOption>().ToList())
 {
     command.Options.Remove(version); // no release version to print
@@ -150,6 +158,17 @@ try
         results.Select = samples;
         Log($"select_destinations, 1000 hosts / 10000 instances (setup {setupMs:0} ms): n={samples.Count} p50 {Stats.Percentile(samples, 50):0.000} ms p99 {Stats.Percentile(samples, 99):0.000} ms");
     }
+
+    if (Runs("queries"))
+    {
+        var hosts = parsed.GetValue(queryHosts) ?? 10_000;
+        var instances = parsed.GetValue(queryInstances) ?? 100_000;
+        results.Queries.Add(await QueryBenchmarks.RunAsync(hosts, instances, database: null, "sqlite", Log));
+        if (parsed.GetValue(queryDatabase) is { } postgres)
+        {
+            results.Queries.Add(await QueryBenchmarks.RunAsync(hosts, instances, postgres, "postgresql", Log));
+        }
+    }
 }
 catch (Exception ex)
 {
@@ -191,6 +210,7 @@ internal sealed class Results
     public List<(double PerSecond, double WallMs)>? Concurrent3 { get; set; }
     public List<(double PerSecond, double WallMs)>? Concurrent20 { get; set; }
     public List<double>? Select { get; set; }
+    public List<QueryFigures> Queries { get; } = [];
     public double StartupMs { get; set; } = double.NaN;
     public List<double> StartupRuns { get; set; } = [];
     public double RssMb { get; set; } = double.NaN;
@@ -267,6 +287,10 @@ internal sealed class Results
         {
             sb.AppendLine(CultureInfo.InvariantCulture, $"start-up runs: {string.Join(", ", StartupRuns.Select(s => F(s) + " ms"))}; RSS at ready {F(RssAtReadyMb)} MB, after work {F(RssMb)} MB, peak (VmHWM) {F(PeakRssMb)} MB");
         }
+        foreach (var queries in Queries)
+        {
+            sb.Append(queries.ToTable());
+        }
         var missed = Missed();
         sb.AppendLine(missed.Count == 0 ? "all measured targets met" : $"targets missed: {string.Join(", ", missed)}");
         return sb.ToString();
@@ -294,6 +318,13 @@ internal sealed class Results
             w.WriteString("load_average_start", LoadAtStart);
             w.WriteString("load_average_end", LoadAtEnd);
             w.WriteString("date", DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture));
+            foreach (var queries in Queries)
+            {
+                foreach (var (key, _, samples, _) in queries.Rows())
+                {
+                    Number(w, key, Stats.Percentile(samples, 99));
+                }
+            }
             w.WriteStartArray("targets_missed");
             foreach (var key in Missed())
             {

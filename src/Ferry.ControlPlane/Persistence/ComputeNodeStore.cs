@@ -40,6 +40,21 @@ public sealed class ComputeNodeStore(FerryDatabase db)
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode));
         });
 
+    /// <summary>
+    /// One page of nodes in id order after <paramref name="afterId"/>, at most <paramref name="limit"/> (null: all),
+    /// as Nova's compute_node_get_all_by_pagination: one query on the primary key, however many nodes there are.
+    /// </summary>
+    public List<ComputeNode> ListPage(int? afterId, int? limit) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null,
+                "SELECT data FROM compute_nodes" + (afterId is null ? "" : " WHERE id > @after") + " ORDER BY id" + (limit is null ? "" : " LIMIT @limit"),
+                ("@after", afterId), ("@limit", limit));
+            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode));
+        });
+
+    public ComputeNode? FindById(int id) => db.Read(c => Find(c, null, "id = @k", id));
+
     public ComputeNode? FindByHost(string host) => db.Read(c => Find(c, null, "host = @k", host));
 
     public ComputeNode? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = @k", uuid));
