@@ -182,7 +182,10 @@ public static class HypervisorsEndpoints
             page = nodes.ListPage(afterId: null, limit: null);
         }
         // Three queries for the whole page (nodes, services, usage; a fourth for with_servers), never one per node.
-        var facts = HostFacts.Load(services, instances, withServers ? page.Select(n => n.Host).ToList() : null);
+        // A page reads the services and usage of its own hosts (index seeks); the whole list reads them all at once.
+        var facts = limit is null
+            ? HostFacts.Load(services, instances, withServers ? page.Select(n => n.Host).ToList() : null)
+            : HostFacts.LoadFor(page.Select(n => n.Host).ToList(), services, instances, withServers);
         // A node whose compute service was deleted is skipped, as Nova skips it (and, as Nova, counted out of the page).
         var shown = page.Where(n => facts.Services.ContainsKey(n.Host)).ToList();
         var body = new JsonObject
@@ -298,6 +301,9 @@ public static class HypervisorsEndpoints
     {
         public static HostFacts Load(ServiceStore services, InstanceStore instances, IReadOnlyCollection<string>? serversOf) =>
             new(ComputeServices(services), instances.UsageByHost(), serversOf is null ? null : instances.ListIdsByHost(serversOf));
+
+        public static HostFacts LoadFor(List<string> hosts, ServiceStore services, InstanceStore instances, bool withServers) =>
+            new(services.FindByHosts(hosts, "nova-compute"), instances.UsageByHost(hosts), withServers ? instances.ListIdsByHost(hosts) : null);
 
         /// <summary>The facts of one host (show, uptime).</summary>
         public static HostFacts Of(string host, ServiceStore services, InstanceStore instances, bool withServers)

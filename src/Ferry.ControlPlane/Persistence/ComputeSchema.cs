@@ -86,5 +86,13 @@ public static class ComputeSchema
         CREATE INDEX ix_instances_usage ON instances(host, vcpus, memory_mb, disk_gb, task_state) WHERE deleted = 0;
         CREATE INDEX ix_instance_faults_instance ON instance_faults(instance_uuid, id);
         """,
+        // A change number on every service and compute node write (the table's highest plus one), so that the
+        // scheduler's cached host states read only the rows changed since its last look, not 10,000 of each.
+        """
+        ALTER TABLE services ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE compute_nodes ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX ix_services_change_seq ON services(change_seq);
+        CREATE INDEX ix_compute_nodes_change_seq ON compute_nodes(change_seq);
+        """,
     ];
 }

@@ -96,6 +96,25 @@ public abstract class QueryPlanTests : IDisposable
     }
 
     [Fact]
+    public void UsageOfHosts_SeeksTheCoveringIndex()
+    {
+        var plan = Plan(string.Format(System.Globalization.CultureInfo.InvariantCulture, InstanceStore.UsageOfHostsSql, "@h0, @h1"), [("@h0", "a"), ("@h1", "b")]);
+
+        Assert.DoesNotContain("Seq Scan", plan, StringComparison.Ordinal);
+        // PostgreSQL may seek any index that leads with host on a table it has no statistics of.
+        Assert.Contains(_db.Dialect.Engine == DatabaseEngine.Sqlite ? "SEARCH instances USING COVERING INDEX ix_instances_usage (host=?)" : "(host = ANY", plan, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ServicesChangedSince_SeeksTheChangeIndex()
+    {
+        var plan = Plan(ServiceStore.ChangedSinceSql, [("@after", 5L), ("@b", "nova-compute")]);
+
+        Assert.DoesNotContain("Seq Scan", plan, StringComparison.Ordinal);
+        Assert.Contains(_db.Dialect.Engine == DatabaseEngine.Sqlite ? "ix_services_change_seq" : "(change_seq >", plan, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void LatestFault_SeeksTheFaultIndex()
     {
         var plan = Plan("SELECT code FROM instance_faults WHERE instance_uuid = @i ORDER BY id DESC LIMIT 1", [("@i", "x")]);
