@@ -94,7 +94,7 @@ public static class MigrationsEndpoints
         return NovaJson.Ok(body);
     }
 
-    private static DateTimeOffset? Time(IQueryCollection q, string key)
+    internal static DateTimeOffset? Time(IQueryCollection q, string key)
     {
         if (q[key].FirstOrDefault() is not { } text)
         {

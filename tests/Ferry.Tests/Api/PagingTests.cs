@@ -207,6 +207,31 @@ public sealed class PagingTests(ComputeApiFixture f)
     }
 
     [Fact]
+    public async Task InstanceActions_From258_PagedByRequestIdWithLinksAndBadMarker400()
+    {
+        var vm = f.AddInstance(f.AddHost());
+        for (var i = 1; i <= 3; i++)
+        {
+            f.Actions.StartAction(vm.Uuid, $"req-{i}", "stop", "admin", "admin");
+        }
+        var path = $"v2.1/servers/{vm.Uuid}/os-instance-actions";
+
+        var old = await f.SendAsync(HttpMethod.Get, path + "?limit=1", version: "2.57");
+        var first = await f.SendAsync(HttpMethod.Get, path + "?limit=2", version: "2.58");
+        var rest = await f.SendAsync(HttpMethod.Get, PathOf(first.Json!["links"]![0]!["href"]!.GetValue<string>()), version: "2.58");
+        var bad = await f.SendAsync(HttpMethod.Get, path + "?marker=req-9", version: "2.58");
+        var unknown = await f.SendAsync(HttpMethod.Get, path + "?bogus=1", version: "2.58");
+
+        Assert.Equal(3, old.Json!["instanceActions"]!.AsArray().Count); // no paging before 2.58
+        Assert.Equal(["req-3", "req-2"], first.Json!["instanceActions"]!.AsArray().Select(a => a!["request_id"]!.GetValue<string>()));
+        Assert.EndsWith($"/v2.1/servers/{vm.Uuid}/os-instance-actions?limit=2&marker=req-2", first.Json!["links"]![0]!["href"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(["req-1"], rest.Json!["instanceActions"]!.AsArray().Select(a => a!["request_id"]!.GetValue<string>()));
+        Assert.False(rest.Json!.AsObject().ContainsKey("links"));
+        Assert.Equal((400, "Marker req-9 could not be found."), (bad.Status, bad.FaultMessage));
+        Assert.Equal(400, unknown.Status);
+    }
+
+    [Fact]
     public async Task FlavorsList_MaxLimit_CutWithNextLink()
     {
         await WithMaxLimitAsync(1, async () =>
