@@ -51,7 +51,7 @@ var queryHosts = PositiveInt("--query-hosts", "queries: compute hosts seeded (de
 var queryInstances = PositiveInt("--query-instances", "queries: instances seeded (default 100000).");
 var queryDatabase = new Option<string>("--query-database")
 {
-    Description = "queries: also run on this PostgreSQL database (postgresql://… or Host=…); it must be empty.",
+    Description = "queries: run on this PostgreSQL database (postgresql://… or Host=…; it must be empty) instead of SQLite.",
     HelpName = "DB",
 };
 var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, queryHosts, queryInstances, queryDatabase, qemu, bdn };
@@ -163,11 +163,9 @@ try
     {
         var hosts = parsed.GetValue(queryHosts) ?? 10_000;
         var instances = parsed.GetValue(queryInstances) ?? 100_000;
-        results.Queries.Add(await QueryBenchmarks.RunAsync(hosts, instances, database: null, "sqlite", Log));
-        if (parsed.GetValue(queryDatabase) is { } postgres)
-        {
-            results.Queries.Add(await QueryBenchmarks.RunAsync(hosts, instances, postgres, "postgresql", Log));
-        }
+        results.Queries.Add(parsed.GetValue(queryDatabase) is { } postgres
+            ? await QueryBenchmarks.RunAsync(hosts, instances, postgres, "postgresql", Log)
+            : await QueryBenchmarks.RunAsync(hosts, instances, database: null, "sqlite", Log));
     }
 }
 catch (Exception ex)
