@@ -13,13 +13,13 @@ using Ferry.Benchmarks;
 // --json, one JSON object) on stdout; progress goes to stderr. `./ferry bench qemu [...]`: real QEMU live
 // migrations (Qemu/). `./ferry bench bdn [BDN args]` runs BenchmarkDotNet instead (select_destinations at
 // 1,000 hosts), with a short in-process job. `./ferry bench --help` (and `qemu --help`) list every option.
-var parts = new[] { "startup", "live", "cold", "concurrent", "scheduler", "scale" };
-// Parts a run without --only leaves out: "scale" takes several minutes (10,000 hosts, 100,000 instances).
-var slowParts = new[] { "scale" };
+var parts = new[] { "startup", "live", "cold", "concurrent", "scheduler" };
+// Long (minutes, 10,000 hosts / 100,000 instances): run only when named in --only.
+var extraParts = new[] { "scale", "queries" };
 var jsonOption = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
 var onlyOption = new Option<string[]>("--only")
 {
-    Description = $"Run only these parts, comma-separated: {string.Join(", ", parts)}.",
+    Description = $"Run only these parts, comma-separated: {string.Join(", ", parts)}; and {string.Join(", ", extraParts)}, never run by default.",
     HelpName = "PARTS",
     CustomParser = r => r.Tokens.Count == 1 ? r.Tokens[0].Value.Split(',') : [],
 };
@@ -27,9 +27,9 @@ onlyOption.Validators.Add(r =>
 {
     foreach (var part in r.GetValueOrDefault<string[]>() ?? [])
     {
-        if (!parts.Contains(part))
+        if (!parts.Contains(part) && !extraParts.Contains(part))
         {
-            r.AddError($"--only: '{part}' is not one of {string.Join(", ", parts)}");
+            r.AddError($"--only: '{part}' is not one of {string.Join(", ", parts.Concat(extraParts))}");
         }
     }
 });
@@ -50,7 +50,14 @@ var bdn = new Command("bdn", "BenchmarkDotNet (select_destinations at 1,000 host
 {
     TreatUnmatchedTokensAsErrors = false,
 };
-var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, scaleHosts, scaleInstances, qemu, bdn };
+var queryHosts = PositiveInt("--query-hosts", "queries: compute hosts seeded (default 10000).");
+var queryInstances = PositiveInt("--query-instances", "queries: instances seeded (default 100000).");
+var queryDatabase = new Option<string>("--query-database")
+{
+    Description = "queries: run on this PostgreSQL database (postgresql://… or Host=…; it must be empty) instead of SQLite.",
+    HelpName = "DB",
+};
+var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, scaleHosts, scaleInstances, queryHosts, queryInstances, queryDatabase, qemu, bdn };
 foreach (var version in command.Options.OfType<VersionOption>().ToList())
 {
     command.Options.Remove(version); // no release version to print
@@ -87,7 +94,7 @@ if (parsed.CommandResult.Command == qemu)
 }
 
 var json = parsed.GetValue(jsonOption);
-var only = parsed.GetValue(onlyOption) is { Length: > 0 } given ? given : [.. parts.Except(slowParts)]; // no --only: every part but the slow ones
+var only = parsed.GetValue(onlyOption) is { Length: > 0 } given ? given : parts; // no --only: every part but the long ones
 bool Runs(string part) => only.Contains(part);
 var results = new Results { LoadAtStart = Results.LoadAverage() };
 var total = Stopwatch.StartNew();
@@ -160,6 +167,15 @@ try
         results.Select = samples;
         Log($"select_destinations, 1000 hosts / 10000 instances (setup {setupMs:0} ms): n={samples.Count} p50 {Stats.Percentile(samples, 50):0.000} ms p99 {Stats.Percentile(samples, 99):0.000} ms");
     }
+
+    if (Runs("queries"))
+    {
+        var hosts = parsed.GetValue(queryHosts) ?? 10_000;
+        var instances = parsed.GetValue(queryInstances) ?? 100_000;
+        results.Queries.Add(parsed.GetValue(queryDatabase) is { } postgres
+            ? await QueryBenchmarks.RunAsync(hosts, instances, postgres, "postgresql", Log)
+            : await QueryBenchmarks.RunAsync(hosts, instances, database: null, "sqlite", Log));
+    }
 }
 catch (Exception ex)
 {
@@ -201,6 +217,7 @@ internal sealed class Results
     public List<(double PerSecond, double WallMs)>? Concurrent3 { get; set; }
     public List<(double PerSecond, double WallMs)>? Concurrent20 { get; set; }
     public List<double>? Select { get; set; }
+    public List<QueryFigures> Queries { get; } = [];
     public double StartupMs { get; set; } = double.NaN;
     public List<double> StartupRuns { get; set; } = [];
     public double RssMb { get; set; } = double.NaN;
@@ -242,7 +259,11 @@ internal sealed class Results
         yield return ("scale_heartbeat_busiest_second_share", "share of heartbeats in the busiest second of the interval", (Scale?.HeartbeatMaxSecondShare ?? double.NaN) * 100, "%", 20, true, double.NaN, "—");
     }
 
-    public List<string> Missed() => [.. Rows().Where(r => !double.IsNaN(r.Value) && (r.AtMost ? r.Value > r.Target : r.Value < r.Target)).Select(r => r.Key)];
+    public List<string> Missed() =>
+    [
+        .. Rows().Where(r => !double.IsNaN(r.Value) && (r.AtMost ? r.Value > r.Target : r.Value < r.Target)).Select(r => r.Key),
+        .. Queries.SelectMany(q => q.Rows()).Where(r => Stats.Percentile(r.Samples, 99) > r.Target).Select(r => r.Key),
+    ];
 
     public string ToTable()
     {
@@ -289,6 +310,10 @@ internal sealed class Results
                 $"restart ready {F(s.RestartReadyMs)} ms ({F(s.RestartWallMs)} ms from the process start), RSS {F(s.RssMb)} MB (peak {F(s.PeakRssMb)} MB), " +
                 $"heartbeats over {s.HeartbeatSecondsUsed} of {F(s.ReportIntervalSeconds)} s, busiest second {F(s.HeartbeatMaxSecondShare * 100)} %");
         }
+        foreach (var queries in Queries)
+        {
+            sb.Append(queries.ToTable());
+        }
         var missed = Missed();
         sb.AppendLine(missed.Count == 0 ? "all measured targets met" : $"targets missed: {string.Join(", ", missed)}");
         return sb.ToString();
@@ -316,6 +341,13 @@ internal sealed class Results
             w.WriteString("load_average_start", LoadAtStart);
             w.WriteString("load_average_end", LoadAtEnd);
             w.WriteString("date", DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture));
+            foreach (var queries in Queries)
+            {
+                foreach (var (key, _, samples, _) in queries.Rows())
+                {
+                    Number(w, key, Stats.Percentile(samples, 99));
+                }
+            }
             w.WriteStartArray("targets_missed");
             foreach (var key in Missed())
             {

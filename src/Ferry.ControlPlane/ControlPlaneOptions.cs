@@ -28,6 +28,9 @@ public sealed class ControlPlaneOptions
     /// <summary>How often the conductor looks for timed-out builds (Nova's periodic task spacing, 60 s).</summary>
     public TimeSpan BuildTimeoutCheckInterval { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The most items one page of a compute API list holds (Nova's [api] max_limit, 1000).</summary>
+    public int MaxLimit { get; set; } = 1000;
+
     /// <summary>Return an admin password from evacuate before microversion 2.14 ([api] enable_instance_password).</summary>
     public bool EnableInstancePassword { get; set; } = true;
 }

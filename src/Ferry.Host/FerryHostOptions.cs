@@ -148,6 +148,9 @@ public sealed class FerryHostOptions
 
     public TimeSpan ServiceDownTime { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Nova's [api] max_limit: the most items one page of a compute API list returns.</summary>
+    public int MaxLimit { get; set; } = 1000;
+
     /// <summary>The level of Ferry's own log categories; framework categories (Microsoft.*, System.*) log warnings and above.</summary>
     public LogLevel LogLevel { get; set; } = LogLevel.Information;
 

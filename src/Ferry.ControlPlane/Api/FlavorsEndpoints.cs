@@ -74,11 +74,14 @@ public static class FlavorsEndpoints
             }
             flavors = flavors[(index + 1)..];
         }
-        if (ServersEndpoints.QueryLimit(http.Request.Query) is { } limit)
+        var limit = Paging.Limit(http);
+        flavors = flavors.Take(limit).ToList();
+        var body = new JsonObject { ["flavors"] = NovaJson.Array(flavors.Select(f => View(http, ctx.Version, f, detail))) };
+        if (Paging.Links(http, detail ? "flavors/detail" : "flavors", flavors.Count, limit, flavors.Count > 0 ? flavors[^1].Id : null) is { Count: > 0 } links)
         {
-            flavors = flavors.Take(limit).ToList();
+            body["flavors_links"] = links;
         }
-        return NovaJson.Ok(new JsonObject { ["flavors"] = NovaJson.Array(flavors.Select(f => View(http, ctx.Version, f, detail))) });
+        return NovaJson.Ok(body);
     }
 
     internal static IResult Show(HttpContext http, string id, CatalogStore catalog)

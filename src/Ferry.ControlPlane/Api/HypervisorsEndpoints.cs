@@ -69,8 +69,10 @@ public static class HypervisorsEndpoints
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 1, 87);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:statistics");
-        var enabled = nodes.List().Where(n => services.Find(n.Host, "nova-compute") is { Disabled: false }).ToList();
-        var usage = enabled.Select(n => Usage(n, instances.List(host: n.Host))).ToList();
+        var computes = ComputeServices(services);
+        var usedByHost = instances.UsageByHost();
+        var enabled = nodes.List().Where(n => computes.TryGetValue(n.Host, out var s) && !s.Disabled).ToList();
+        var usage = enabled.Select(n => Usage(n, usedByHost.GetValueOrDefault(n.Host))).ToList();
         return NovaJson.Ok(new JsonObject
         {
             ["hypervisor_statistics"] = new JsonObject
@@ -109,7 +111,7 @@ public static class HypervisorsEndpoints
         {
             throw new BadRequestException($"Compute service of {node.Host} is unavailable at this time.");
         }
-        var view = View(ctx, node, services, instances, compute, detail: false, withServers: false);
+        var view = View(ctx, node, HostFacts.Of(node.Host, services, instances, withServers: false), compute, detail: false, withServers: false);
         view["uptime"] = Uptime(node.BootedAt, compute.Now);
         return NovaJson.Ok(new JsonObject { ["hypervisor"] = view });
     }
@@ -128,9 +130,10 @@ public static class HypervisorsEndpoints
         {
             throw new NotFoundException($"No hypervisor matching '{pattern}' could be found.");
         }
+        var facts = HostFacts.Load(services, instances, withServers ? matching.Select(n => n.Host).ToList() : null);
         var views = matching
-            .Where(n => services.Find(n.Host, "nova-compute") is not null)
-            .Select(n => (JsonNode?)View(ctx, n, services, instances, compute, detail: false, withServers));
+            .Where(n => facts.Services.ContainsKey(n.Host))
+            .Select(n => (JsonNode?)View(ctx, n, facts, compute, detail: false, withServers));
         return NovaJson.Ok(new JsonObject { ["hypervisors"] = NovaJson.Array(views) });
     }
 
@@ -144,54 +147,59 @@ public static class HypervisorsEndpoints
         {
             QuerySchema.NoAdditional(http, "limit", "marker", "hypervisor_hostname_pattern", "with_servers");
         }
-        IEnumerable<ComputeNode> list = nodes.List();
         var pattern = v.AtLeast(53) ? q["hypervisor_hostname_pattern"].FirstOrDefault() : null;
         var withServers = v.AtLeast(53) && q["with_servers"].FirstOrDefault() is { } ws && BodySchema.TryBoolean(ws, out var b) && b;
+        List<ComputeNode> page;
+        int? limit = null;
         if (pattern is not null)
         {
             if (q.ContainsKey("limit") || q.ContainsKey("marker"))
             {
                 throw new BadRequestException("Paging over hypervisors with the hypervisor_hostname_pattern query parameter is not supported.");
             }
-            list = list.Where(n => n.HypervisorHostname.Contains(pattern, StringComparison.OrdinalIgnoreCase)).ToList();
-            if (!list.Any())
+            page = nodes.List().Where(n => n.HypervisorHostname.Contains(pattern, StringComparison.OrdinalIgnoreCase)).ToList();
+            if (page.Count == 0)
             {
                 throw new NotFoundException($"No hypervisor matching '{pattern}' could be found.");
             }
         }
-        var nodesList = list.ToList();
-        int? limit = null;
-        if (v.AtLeast(33))
+        else if (v.AtLeast(33))
         {
+            // One page in id order from the marker's id on (Nova's compute_node_get_all_by_pagination), at most max_limit.
+            int? after = null;
             if (q["marker"].FirstOrDefault() is { } marker)
             {
-                var index = nodesList.FindIndex(n => (v.AtLeast(53) ? n.Uuid : n.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)) == marker);
-                if (index < 0)
-                {
-                    throw new BadRequestException($"marker [{marker}] not found");
-                }
-                nodesList = nodesList[(index + 1)..];
+                var markerNode = v.AtLeast(53)
+                    ? nodes.FindByUuid(marker)
+                    : int.TryParse(marker, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var markerId) ? nodes.FindById(markerId) : null;
+                after = markerNode?.Id ?? throw new BadRequestException($"marker [{marker}] not found");
             }
-            limit = ServersEndpoints.QueryLimit(q);
-            if (limit is { } l)
-            {
-                nodesList = nodesList.Take(l).ToList();
-            }
+            limit = Paging.Limit(http);
+            page = nodes.ListPage(after, limit);
         }
+        else
+        {
+            page = nodes.ListPage(afterId: null, limit: null);
+        }
+        // Three queries for the whole page (nodes, services, usage; a fourth for with_servers), never one per node.
+        // A page reads the services and usage of its own hosts (index seeks); the whole list reads them all at once.
+        var facts = limit is null
+            ? HostFacts.Load(services, instances, withServers ? page.Select(n => n.Host).ToList() : null)
+            : HostFacts.LoadFor(page.Select(n => n.Host).ToList(), services, instances, withServers);
+        // A node whose compute service was deleted is skipped, as Nova skips it (and, as Nova, counted out of the page).
+        var shown = page.Where(n => facts.Services.ContainsKey(n.Host)).ToList();
         var body = new JsonObject
         {
-            // A node whose compute service was deleted is skipped, as Nova skips it.
-            ["hypervisors"] = NovaJson.Array(nodesList.Where(n => services.Find(n.Host, "nova-compute") is not null)
-                .Select(n => View(ctx, n, services, instances, compute, detail, withServers))),
+            ["hypervisors"] = NovaJson.Array(shown.Select(n => View(ctx, n, facts, compute, detail, withServers))),
         };
-        if (limit is { } lim && nodesList.Count == lim && lim > 0)
+        if (limit is { } lim)
         {
-            var last = nodesList[^1];
-            body["hypervisors_links"] = new JsonArray(new JsonObject
+            var last = shown.Count > 0 ? shown[^1] : null;
+            var lastId = last is null ? null : v.AtLeast(53) ? last.Uuid : last.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (Paging.Links(http, detail ? "os-hypervisors/detail" : "os-hypervisors", shown.Count, lim, lastId) is { Count: > 0 } links)
             {
-                ["rel"] = "next",
-                ["href"] = $"{NovaJson.BaseUrl(http)}/v2.1/os-hypervisors{(detail ? "/detail" : "")}?limit={lim}&marker={(v.AtLeast(53) ? last.Uuid : last.Id)}",
-            });
+                body["hypervisors_links"] = links; // absent, not empty, when there is no next page (as Nova)
+            }
         }
         return NovaJson.Ok(body);
     }
@@ -205,18 +213,19 @@ public static class HypervisorsEndpoints
             QuerySchema.NoAdditional(http, "with_servers");
         }
         var node = FindNode(ctx, id, nodes);
-        if (services.Find(node.Host, "nova-compute") is null)
+        var withServers = ctx.Version.AtLeast(53) && http.Request.Query["with_servers"].FirstOrDefault() is { } ws && BodySchema.TryBoolean(ws, out var b) && b;
+        var facts = HostFacts.Of(node.Host, services, instances, withServers);
+        if (!facts.Services.ContainsKey(node.Host))
         {
             throw HypervisorNotFound(id);
         }
-        var withServers = ctx.Version.AtLeast(53) && http.Request.Query["with_servers"].FirstOrDefault() is { } ws && BodySchema.TryBoolean(ws, out var b) && b;
-        return NovaJson.Ok(new JsonObject { ["hypervisor"] = View(ctx, node, services, instances, compute, detail: true, withServers) });
+        return NovaJson.Ok(new JsonObject { ["hypervisor"] = View(ctx, node, facts, compute, detail: true, withServers) });
     }
 
-    private static JsonObject View(RequestContext ctx, ComputeNode n, ServiceStore services, InstanceStore instances, ComputeApi compute, bool detail, bool withServers)
+    private static JsonObject View(RequestContext ctx, ComputeNode n, HostFacts facts, ComputeApi compute, bool detail, bool withServers)
     {
         var v = ctx.Version;
-        var service = services.Find(n.Host, "nova-compute");
+        var service = facts.Services.GetValueOrDefault(n.Host);
         var o = new JsonObject
         {
             ["id"] = v.AtLeast(53) ? n.Uuid : n.Id,
@@ -224,7 +233,6 @@ public static class HypervisorsEndpoints
             ["state"] = service is not null && compute.IsUp(service) ? "up" : "down",
             ["status"] = service is { Disabled: false } ? "enabled" : "disabled",
         };
-        var hosted = instances.List(host: n.Host);
         if (detail)
         {
             o["hypervisor_type"] = n.HypervisorType;
@@ -243,7 +251,7 @@ public static class HypervisorsEndpoints
             }
             else
             {
-                var u = Usage(n, hosted);
+                var u = Usage(n, facts.Usage.GetValueOrDefault(n.Host));
                 o["vcpus"] = n.Vcpus;
                 o["memory_mb"] = n.MemoryMb;
                 o["local_gb"] = n.LocalGb;
@@ -267,20 +275,49 @@ public static class HypervisorsEndpoints
             }
         }
         // Nova lists servers only when there are some, except that from 2.75 a requested list is always there.
+        var hosted = facts.Hosted?.GetValueOrDefault(n.Host) ?? [];
         if (withServers && (hosted.Count > 0 || v.AtLeast(75)))
         {
-            o["servers"] = NovaJson.Array(hosted.Select(i => (JsonNode?)new JsonObject { ["name"] = i.Name, ["uuid"] = i.Uuid }));
+            // Instance.Name is instance-%08x of the id: the view needs no more of the row than (id, uuid).
+            o["servers"] = NovaJson.Array(hosted.Select(i => (JsonNode?)new JsonObject { ["name"] = $"instance-{i.Id:x8}", ["uuid"] = i.Uuid }));
         }
         return o;
     }
 
     /// <summary>What the resource tracker would report for a node: the instances the database places on it.</summary>
-    private static (int VcpusUsed, int RamUsed, int DiskUsed, int Workload, int Running) Usage(ComputeNode n, List<Instance> hosted) =>
-        (hosted.Sum(i => i.Flavor.Vcpus),
-         hosted.Sum(i => i.Flavor.MemoryMb) + n.ReservedHostMemoryMb,
-         hosted.Sum(i => i.VolumeBacked ? i.Flavor.DiskGb - i.Flavor.RootGb : i.Flavor.DiskGb),
-         hosted.Count(i => i.TaskState is not null),
-         hosted.Count);
+    private static (long VcpusUsed, long RamUsed, long DiskUsed, long Workload, long Running) Usage(ComputeNode n, HostUsage? used) =>
+        used is null
+            ? (0, n.ReservedHostMemoryMb, 0, 0, 0)
+            : (used.Vcpus, used.MemoryMb + n.ReservedHostMemoryMb, used.DiskGb, used.Busy, used.Count);
+
+    private static Dictionary<string, Service> ComputeServices(ServiceStore services) =>
+        services.List(binary: "nova-compute").ToDictionary(s => s.Host, StringComparer.Ordinal);
+
+    /// <summary>What the views need beside the nodes, read once per request: compute services and usage by host, and (with_servers) the instances on each.</summary>
+    private sealed record HostFacts(
+        IReadOnlyDictionary<string, Service> Services,
+        IReadOnlyDictionary<string, HostUsage> Usage,
+        IReadOnlyDictionary<string, List<(int Id, string Uuid)>>? Hosted)
+    {
+        public static HostFacts Load(ServiceStore services, InstanceStore instances, IReadOnlyCollection<string>? serversOf) =>
+            new(ComputeServices(services), instances.UsageByHost(), serversOf is null ? null : instances.ListIdsByHost(serversOf));
+
+        public static HostFacts LoadFor(List<string> hosts, ServiceStore services, InstanceStore instances, bool withServers) =>
+            new(services.FindByHosts(hosts, "nova-compute"), instances.UsageByHost(hosts), withServers ? instances.ListIdsByHost(hosts) : null);
+
+        /// <summary>The facts of one host (show, uptime).</summary>
+        public static HostFacts Of(string host, ServiceStore services, InstanceStore instances, bool withServers)
+        {
+            var service = services.Find(host, "nova-compute");
+            var hosted = instances.List(host: host);
+            var usage = new HostUsage(hosted.Sum(i => (long)i.Flavor.Vcpus), hosted.Sum(i => (long)i.Flavor.MemoryMb), hosted.Sum(i => (long)InstanceStore.DiskUsed(i)),
+                hosted.Count(i => i.TaskState is not null), hosted.Count);
+            return new(
+                service is null ? new Dictionary<string, Service>() : new Dictionary<string, Service> { [host] = service },
+                new Dictionary<string, HostUsage> { [host] = usage },
+                withServers ? new Dictionary<string, List<(int Id, string Uuid)>> { [host] = hosted.Select(i => (i.Id, i.Uuid)).ToList() } : null);
+        }
+    }
 
     /// <summary>
     /// The host's uptime in the format of Linux `uptime`, as Nova reports it (the openstack CLI parses it):

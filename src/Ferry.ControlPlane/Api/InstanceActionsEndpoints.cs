@@ -22,7 +22,50 @@ public static class InstanceActionsEndpoints
         var ctx = RequestContext.Of(http);
         var instance = compute.GetInstance(ctx, id, includeDeleted: ctx.Version.AtLeast(21));
         var list = actions.ListActions(instance.Uuid);
-        return NovaJson.Ok(new JsonObject { ["instanceActions"] = NovaJson.Array(list.Select(a => Action(ctx, a))) });
+        var v = ctx.Version;
+        if (!v.AtLeast(58))
+        {
+            return NovaJson.Ok(new JsonObject { ["instanceActions"] = NovaJson.Array(list.Select(a => Action(ctx, a))) });
+        }
+        // 2.58: paged (limit cut to max_limit, marker = a request_id) and filtered by changes-since (2.66: changes-before)
+        // on updated_at, newest first (nova/api/openstack/compute/instance_actions.py index).
+        var q = http.Request.Query;
+        string[] allowed = v.AtLeast(66) ? ["limit", "marker", "changes-since", "changes-before"] : ["limit", "marker", "changes-since"];
+        QuerySchema.NoAdditional(http, allowed);
+        var since = MigrationsEndpoints.Time(q, "changes-since");
+        var before = v.AtLeast(66) ? MigrationsEndpoints.Time(q, "changes-before") : null;
+        if (since is not null && before is not null && before < since)
+        {
+            throw new BadRequestException("The value of changes-since must be less than or equal to changes-before.");
+        }
+        IEnumerable<InstanceActionRow> rows = list;
+        if (since is not null || before is not null)
+        {
+            rows = rows.Where(a =>
+            {
+                var updated = DateTimeOffset.Parse(a.UpdatedAt ?? a.StartTime, System.Globalization.CultureInfo.InvariantCulture,
+                    System.Globalization.DateTimeStyles.AssumeUniversal | System.Globalization.DateTimeStyles.AdjustToUniversal);
+                return (since is null || updated >= since) && (before is null || updated <= before);
+            });
+        }
+        var selected = rows.ToList();
+        if (q["marker"].FirstOrDefault() is { } marker)
+        {
+            var at = selected.FindIndex(a => a.RequestId == marker);
+            if (at < 0)
+            {
+                throw new BadRequestException($"Marker {marker} could not be found.");
+            }
+            selected = selected[(at + 1)..];
+        }
+        var limit = Paging.Limit(http);
+        selected = [.. selected.Take(limit)];
+        var body = new JsonObject { ["instanceActions"] = NovaJson.Array(selected.Select(a => Action(ctx, a))) };
+        if (Paging.Links(http, $"servers/{id}/os-instance-actions", selected.Count, limit, selected.Count > 0 ? selected[^1].RequestId : null) is { Count: > 0 } links)
+        {
+            body["links"] = links;
+        }
+        return NovaJson.Ok(body);
     }
 
     internal static IResult Show(HttpContext http, string id, string requestId, ComputeApi compute, ActionStore actions)

@@ -38,7 +38,7 @@ public static class KeypairsEndpoints
         string? marker = null;
         if (v.AtLeast(35))
         {
-            limit = ServersEndpoints.QueryLimit(http.Request.Query) ?? 1000;
+            limit = Paging.Limit(http);
             marker = http.Request.Query["marker"].FirstOrDefault();
         }
         var list = keypairs.List(userId, limit, marker);
@@ -46,17 +46,9 @@ public static class KeypairsEndpoints
         {
             ["keypairs"] = NovaJson.Array(list.Select(k => (JsonNode?)new JsonObject { ["keypair"] = Summary(v, k) })),
         };
-        if (limit is { } l && l > 0 && list.Count == l)
+        if (limit is { } l && Paging.Links(http, "os-keypairs", list.Count, l, list.Count > 0 ? list[^1].Name : null) is { Count: > 0 } links)
         {
-            // Nova's collection links: the request's own parameters with the marker set to the last name.
-            var query = http.Request.Query.Where(p => p.Key != "marker")
-                .Select(p => KeyValuePair.Create(p.Key, (string?)p.Value.ToString()))
-                .Append(KeyValuePair.Create("marker", (string?)list[^1].Name));
-            body["keypairs_links"] = new JsonArray(new JsonObject
-            {
-                ["rel"] = "next",
-                ["href"] = $"{NovaJson.BaseUrl(http)}/v2.1/os-keypairs{QueryString.Create(query)}",
-            });
+            body["keypairs_links"] = links;
         }
         return NovaJson.Ok(body);
     }

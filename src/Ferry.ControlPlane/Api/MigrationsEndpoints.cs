@@ -71,7 +71,6 @@ public static class MigrationsEndpoints
             }
         }
         var list = result.ToList();
-        var full = false;
         int? limit = null;
         if (v.AtLeast(59))
         {
@@ -84,23 +83,18 @@ public static class MigrationsEndpoints
                 }
                 list = list[(index + 1)..];
             }
-            limit = ServersEndpoints.QueryLimit(q) ?? 1000;
-            full = list.Count >= limit && limit > 0;
+            limit = Paging.Limit(http);
             list = list.Take(limit.Value).ToList();
         }
         var body = new JsonObject { ["migrations"] = NovaJson.Array(list.Select(m => MigrationViewBuilder.OsMigration(http, v, m))) };
-        if (full && list.Count > 0)
+        if (limit is { } l && Paging.Links(http, "os-migrations", list.Count, l, list.Count > 0 ? list[^1].Uuid : null) is { Count: > 0 } links)
         {
-            body["migrations_links"] = new JsonArray(new JsonObject
-            {
-                ["rel"] = "next",
-                ["href"] = $"{NovaJson.BaseUrl(http)}/v2.1/os-migrations?limit={limit}&marker={list[^1].Uuid}",
-            });
+            body["migrations_links"] = links;
         }
         return NovaJson.Ok(body);
     }
 
-    private static DateTimeOffset? Time(IQueryCollection q, string key)
+    internal static DateTimeOffset? Time(IQueryCollection q, string key)
     {
         if (q[key].FirstOrDefault() is not { } text)
         {

@@ -19,7 +19,23 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
         ["links"] = NovaJson.Links(http, $"servers/{instance.Uuid}"),
     };
 
-    public JsonObject Detail(HttpContext http, RequestContext ctx, Instance i, bool show = true)
+    /// <summary>
+    /// The detailed views of a page of servers, with what they need from other tables (each host's compute service,
+    /// the faults of failed servers) read in one query each for the whole page, not one per server.
+    /// </summary>
+    public IEnumerable<JsonNode?> DetailList(HttpContext http, RequestContext ctx, List<Instance> page)
+    {
+        var hosts = page.Where(i => i.Host is not null).Select(i => i.Host!).ToList();
+        var computes = hosts.Count == 0 ? [] : services.FindByHosts(hosts, "nova-compute");
+        var failed = page.Where(i => i.VmState is VmState.Error or VmState.Deleted).Select(i => i.Uuid).ToList();
+        var faults = failed.Count == 0 ? [] : actions.LatestFaults(failed);
+        return page.Select(i => (JsonNode?)Detail(http, ctx, i, show: false, computes.GetValueOrDefault, faults.GetValueOrDefault));
+    }
+
+    public JsonObject Detail(HttpContext http, RequestContext ctx, Instance i, bool show = true) =>
+        Detail(http, ctx, i, show, host => services.Find(host, "nova-compute"), actions.LatestFault);
+
+    private JsonObject Detail(HttpContext http, RequestContext ctx, Instance i, bool show, Func<string, Service?> computeService, Func<string, InstanceFaultRow?> latestFault)
     {
         var v = ctx.Version;
         var status = StateNames.ServerStatus(i.VmState, i.TaskState);
@@ -105,9 +121,9 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
         }
         if (v.AtLeast(16) && ctx.IsAdmin)
         {
-            server["host_status"] = HostStatus(i.Host);
+            server["host_status"] = HostStatus(i.Host, computeService);
         }
-        if (i.VmState is VmState.Error or VmState.Deleted && actions.LatestFault(i.Uuid) is { } fault)
+        if (i.VmState is VmState.Error or VmState.Deleted && latestFault(i.Uuid) is { } fault)
         {
             var f = new JsonObject
             {
@@ -125,13 +141,15 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
     }
 
     /// <summary>host_status (≥2.16): UP, DOWN, MAINTENANCE (service disabled), UNKNOWN, or "" without a host.</summary>
-    public string HostStatus(string? host)
+    public string HostStatus(string? host) => HostStatus(host, h => services.Find(h, "nova-compute"));
+
+    private string HostStatus(string? host, Func<string, Service?> computeService)
     {
         if (host is null)
         {
             return "";
         }
-        var service = services.Find(host, "nova-compute");
+        var service = computeService(host);
         if (service is null)
         {
             return "UNKNOWN";

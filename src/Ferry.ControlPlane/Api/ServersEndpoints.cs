@@ -46,11 +46,14 @@ public static class ServersEndpoints
             project = q["project_id"].FirstOrDefault() ?? q["tenant_id"].FirstOrDefault();
         }
         var host = ctx.IsAdmin ? q["host"].FirstOrDefault() : null;
-        IEnumerable<Instance> result = instances.List(project, host);
+        // Project, host and (through the vm_states it can come from) status select rows in SQL; the rest is checked
+        // here on each row read. Rows come in keyset pages in Nova's default order until the page is full.
+        var filter = new InstanceListFilter { ProjectId = project, Host = host };
+        var checks = new List<Func<Instance, bool>>();
         if (q["name"].FirstOrDefault() is { Length: > 0 } name)
         {
             var matches = NameFilter(name);
-            result = result.Where(i => matches(i.DisplayName));
+            checks.Add(i => matches(i.DisplayName));
         }
         if (q["status"].FirstOrDefault() is { Length: > 0 } status)
         {
@@ -59,57 +62,61 @@ public static class ServersEndpoints
             {
                 throw new BadRequestException($"Invalid status value");
             }
-            result = result.Where(i => StateNames.ServerStatus(i.VmState, i.TaskState) == wanted);
+            filter = filter with { VmStates = VmStatesShowing(wanted) };
+            checks.Add(i => StateNames.ServerStatus(i.VmState, i.TaskState) == wanted);
         }
         if (q["flavor"].FirstOrDefault() is { Length: > 0 } flavor)
         {
-            result = result.Where(i => i.Flavor.Id == flavor);
+            checks.Add(i => i.Flavor.Id == flavor);
         }
         if (q["image"].FirstOrDefault() is { Length: > 0 } image)
         {
-            result = result.Where(i => i.ImageRef == BodySchema.RefId(image));
+            var imageId = BodySchema.RefId(image);
+            checks.Add(i => i.ImageRef == imageId);
         }
-        var list = result.ToList();
+        InstancePosition? after = null;
         if (q["marker"].FirstOrDefault() is { Length: > 0 } marker)
         {
-            var index = list.FindIndex(i => i.Uuid == marker);
-            if (index < 0)
+            after = instances.FindPosition(marker) ?? throw new BadRequestException($"marker [{marker}] not found");
+        }
+        var limit = Paging.Limit(http);
+        var list = new List<Instance>(Math.Min(limit, 1024));
+        while (list.Count < limit)
+        {
+            // Without row checks one read fills the page; with them, read ahead in batches until it is full.
+            var batch = checks.Count == 0 ? limit - list.Count : Math.Max(limit - list.Count, 200);
+            var rows = instances.ListPage(filter, after, batch);
+            foreach (var row in rows)
             {
-                throw new BadRequestException($"marker [{marker}] not found");
+                if (list.Count < limit && checks.TrueForAll(check => check(row)))
+                {
+                    list.Add(row);
+                }
             }
-            list = list[(index + 1)..];
-        }
-        var limit = QueryLimit(q);
-        var full = limit is { } l && list.Count > l;
-        if (limit is { } n)
-        {
-            list = list.Take(n).ToList();
-        }
-        var servers = NovaJson.Array(list.Select(i => detail ? views.Detail(http, ctx, i, show: false) : ServerViewBuilder.Basic(http, i)));
-        var body = new JsonObject { ["servers"] = servers };
-        if (full && list.Count > 0)
-        {
-            body["servers_links"] = new JsonArray(new JsonObject
+            if (rows.Count < batch)
             {
-                ["rel"] = "next",
-                ["href"] = $"{NovaJson.BaseUrl(http)}/v2.1/servers{(detail ? "/detail" : "")}?limit={limit}&marker={list[^1].Uuid}",
-            });
+                break;
+            }
+            after = InstancePosition.Of(rows[^1]);
+        }
+        var servers = detail
+            ? NovaJson.Array(views.DetailList(http, ctx, list))
+            : NovaJson.Array(list.Select(i => (JsonNode?)ServerViewBuilder.Basic(http, i)));
+        var body = new JsonObject { ["servers"] = servers };
+        if (Paging.Links(http, detail ? "servers/detail" : "servers", list.Count, limit, list.Count > 0 ? list[^1].Uuid : null) is { Count: > 0 } links)
+        {
+            body["servers_links"] = links;
         }
         return NovaJson.Ok(body);
     }
 
-    internal static int? QueryLimit(IQueryCollection q)
-    {
-        if (q["limit"].FirstOrDefault() is not { } text)
-        {
-            return null;
-        }
-        if (!int.TryParse(text, out var limit) || limit < 0)
-        {
-            throw new BadRequestException($"Invalid input for query parameters limit. Value: {text}. '{text}' does not match '^[0-9]*$'");
-        }
-        return Math.Min(limit, 1000);
-    }
+    /// <summary>The vm_states whose servers can show <paramref name="status"/> (with some task_state), for the SQL side of the status filter.</summary>
+    private static List<string> VmStatesShowing(string status) =>
+        Enum.GetValues<VmState>()
+            .Where(vm => StateNames.ServerStatus(vm, null) == status
+                || Enum.GetValues<TaskState>().Any(task => StateNames.ServerStatus(vm, task) == status))
+            .Select(vm => vm.ToNova())
+            .ToList();
 
     /// <summary>Nova's user_data: base64 (whitespace allowed, as Python's decoder allows it), at most 65535 characters.</summary>
     private static string? UserData(JsonObject server)

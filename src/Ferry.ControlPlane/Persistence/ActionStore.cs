@@ -94,6 +94,26 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
             return r.Read() ? new InstanceFaultRow(Rows.Int(r, 0), r.GetString(1), Rows.NullableString(r, 2), r.GetString(3)) : null;
         });
 
+    /// <summary>The latest fault of each of <paramref name="instanceUuids"/> that has one, by instance: one query per 500 instances.</summary>
+    public Dictionary<string, InstanceFaultRow> LatestFaults(IReadOnlyCollection<string> instanceUuids) =>
+        db.Read(c =>
+        {
+            var found = new Dictionary<string, InstanceFaultRow>(StringComparer.Ordinal);
+            foreach (var chunk in instanceUuids.Distinct(StringComparer.Ordinal).Chunk(500))
+            {
+                var names = chunk.Select((_, i) => $"@i{i}").ToArray();
+                using var command = FerryDatabase.Command(c, null,
+                    $"SELECT instance_uuid, code, message, details, created_at FROM instance_faults WHERE instance_uuid IN ({string.Join(", ", names)}) ORDER BY id DESC",
+                    [.. chunk.Select((u, i) => ($"@i{i}", (object?)u))]);
+                using var r = command.ExecuteReader();
+                while (r.Read())
+                {
+                    found.TryAdd(r.GetString(0), new InstanceFaultRow(Rows.Int(r, 1), r.GetString(2), Rows.NullableString(r, 3), r.GetString(4)));
+                }
+            }
+            return found;
+        });
+
     private static InstanceActionRow MapAction(DbDataReader r) => new(
         r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), Rows.NullableString(r, 4), Rows.NullableString(r, 5),
         r.GetString(6), Rows.NullableString(r, 7), Rows.NullableString(r, 8));

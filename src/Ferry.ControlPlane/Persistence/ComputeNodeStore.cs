@@ -8,8 +8,22 @@ public sealed class ComputeNodeStore(FerryDatabase db)
 {
     private long _changeStamp;
 
+    private long _deleteStamp;
+
     /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
     public long ChangeStamp => Interlocked.Read(ref _changeStamp);
+
+    /// <summary>Grows on every delete in this process: a reader that follows <see cref="ListChangedSince"/> must then read everything again.</summary>
+    public long DeleteStamp => Interlocked.Read(ref _deleteStamp);
+
+    /// <summary>The nodes written after change number <paramref name="afterSeq"/>, each with its change number (see <see cref="ServiceStore.ListChangedSince"/>).</summary>
+    public List<(ComputeNode Node, long Seq)> ListChangedSince(long afterSeq) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "SELECT data, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
+            return Rows.ReadAll(command, r => (Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode),
+                Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)));
+        });
 
     /// <summary>Creates or updates the host's node; a node keeps its uuid (= resource provider uuid) for life.</summary>
     public ComputeNode Upsert(ComputeNode node) =>
@@ -27,7 +41,8 @@ public sealed class ComputeNodeStore(FerryDatabase db)
             reader.Read();
             var saved = node with { Id = Rows.Int(reader, 0), Uuid = reader.GetString(1) };
             reader.Close();
-            using var update = FerryDatabase.Command(c, t, "UPDATE compute_nodes SET data = @d WHERE id = @id",
+            using var update = FerryDatabase.Command(c, t,
+                "UPDATE compute_nodes SET data = @d, change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM compute_nodes) WHERE id = @id",
                 ("@id", saved.Id), ("@d", Rows.Json(saved, PersistenceJsonContext.Default.ComputeNode)));
             update.ExecuteNonQuery();
             return saved;
@@ -40,6 +55,21 @@ public sealed class ComputeNodeStore(FerryDatabase db)
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode));
         });
 
+    /// <summary>
+    /// One page of nodes in id order after <paramref name="afterId"/>, at most <paramref name="limit"/> (null: all),
+    /// as Nova's compute_node_get_all_by_pagination: one query on the primary key, however many nodes there are.
+    /// </summary>
+    public List<ComputeNode> ListPage(int? afterId, int? limit) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null,
+                "SELECT data FROM compute_nodes" + (afterId is null ? "" : " WHERE id > @after") + " ORDER BY id" + (limit is null ? "" : " LIMIT @limit"),
+                ("@after", afterId), ("@limit", limit));
+            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode));
+        });
+
+    public ComputeNode? FindById(int id) => db.Read(c => Find(c, null, "id = @k", id));
+
     public ComputeNode? FindByHost(string host) => db.Read(c => Find(c, null, "host = @k", host));
 
     public ComputeNode? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = @k", uuid));
@@ -48,6 +78,7 @@ public sealed class ComputeNodeStore(FerryDatabase db)
         db.Write((c, t) =>
         {
             Interlocked.Increment(ref _changeStamp);
+            Interlocked.Increment(ref _deleteStamp);
             using var command = FerryDatabase.Command(c, t, "DELETE FROM compute_nodes WHERE host = @h", ("@h", host));
             command.ExecuteNonQuery();
         });

@@ -65,5 +65,34 @@ public static class ComputeSchema
         """
         CREATE INDEX ix_instances_building ON instances(vm_state, created_at) WHERE deleted = 0;
         """,
+        // Lists at 100,000 instances: keyset pages in Nova's default order (created_at desc, id desc), alone or by
+        // project, host or vm_state, through an index; each live row's usage (the hypervisor views sum it per host
+        // from one covering index, without reading the JSON); an instance's latest fault without a scan. Existing rows get their usage
+        // from their JSON (json_extract, which SqlDialect translates for PostgreSQL).
+        """
+        ALTER TABLE instances ADD COLUMN vcpus INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE instances ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE instances ADD COLUMN disk_gb INTEGER NOT NULL DEFAULT 0;
+        UPDATE instances SET
+            vcpus = COALESCE(CAST(json_extract(data, '$.flavor.vcpus') AS INTEGER), 0),
+            memory_mb = COALESCE(CAST(json_extract(data, '$.flavor.memory_mb') AS INTEGER), 0),
+            disk_gb = COALESCE(CAST(json_extract(data, '$.flavor.disk_gb') AS INTEGER), 0)
+                - CASE WHEN CAST(json_extract(data, '$.volume_backed') AS TEXT) IN ('1', 'true')
+                       THEN COALESCE(CAST(json_extract(data, '$.flavor.root_gb') AS INTEGER), 0) ELSE 0 END;
+        CREATE INDEX ix_instances_created ON instances(created_at, id) WHERE deleted = 0;
+        CREATE INDEX ix_instances_project_created ON instances(project_id, created_at, id) WHERE deleted = 0;
+        CREATE INDEX ix_instances_live_host ON instances(host, created_at, id) WHERE deleted = 0;
+        CREATE INDEX ix_instances_status_created ON instances(vm_state, created_at, id) WHERE deleted = 0;
+        CREATE INDEX ix_instances_usage ON instances(host, vcpus, memory_mb, disk_gb, task_state) WHERE deleted = 0;
+        CREATE INDEX ix_instance_faults_instance ON instance_faults(instance_uuid, id);
+        """,
+        // A change number on every service and compute node write (the table's highest plus one), so that the
+        // scheduler's cached host states read only the rows changed since its last look, not 10,000 of each.
+        """
+        ALTER TABLE services ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE compute_nodes ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX ix_services_change_seq ON services(change_seq);
+        CREATE INDEX ix_compute_nodes_change_seq ON compute_nodes(change_seq);
+        """,
     ];
 }

@@ -29,9 +29,11 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             "INSERT INTO instances(uuid, project_id, vm_state, deleted, created_at, data) VALUES (@u, '', '', 1, '', '{}') RETURNING id", ("@u", Rows.Placeholder()));
         var instance = build(id);
         using var fill = FerryDatabase.Command(c, t,
-            "UPDATE instances SET uuid = @u, project_id = @p, host = @h, vm_state = @v, task_state = @ts, deleted = 0, created_at = @c, data = @d WHERE id = @id",
+            "UPDATE instances SET uuid = @u, project_id = @p, host = @h, vm_state = @v, task_state = @ts, deleted = 0, created_at = @c, data = @d, "
+            + "vcpus = @vcpus, memory_mb = @ram, disk_gb = @disk WHERE id = @id",
             ("@id", id), ("@u", instance.Uuid), ("@p", instance.ProjectId), ("@h", instance.Host), ("@v", instance.VmState.ToNova()),
-            ("@ts", instance.TaskState.ToNova()), ("@c", Rows.Time(instance.CreatedAt)), ("@d", Rows.Json(instance, PersistenceJsonContext.Default.Instance)));
+            ("@ts", instance.TaskState.ToNova()), ("@c", Rows.Time(instance.CreatedAt)), ("@d", Rows.Json(instance, PersistenceJsonContext.Default.Instance)),
+            ("@vcpus", instance.Flavor.Vcpus), ("@ram", instance.Flavor.MemoryMb), ("@disk", DiskUsed(instance)));
         fill.ExecuteNonQuery();
         return instance;
     }
@@ -43,11 +45,18 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
 
     /// <summary>Instances not deleted, newest first, optionally of one project and/or host.</summary>
     public List<Instance> List(string? projectId = null, string? host = null, bool includeDeleted = false) =>
+        ListPage(new InstanceListFilter { ProjectId = projectId, Host = host, IncludeDeleted = includeDeleted }, after: null, limit: null);
+
+    /// <summary>
+    /// One page of the instances <paramref name="filter"/> selects in Nova's default order (created_at desc, id desc),
+    /// starting after <paramref name="after"/> (keyset paging: the page costs the same wherever it starts), at most
+    /// <paramref name="limit"/> rows (null: all). Only the given filters reach the SQL, so an index serves each shape.
+    /// </summary>
+    public List<Instance> ListPage(InstanceListFilter filter, InstancePosition? after, int? limit) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null,
-                "SELECT data FROM instances WHERE (CAST(@p AS TEXT) IS NULL OR project_id = @p) AND (CAST(@h AS TEXT) IS NULL OR host = @h) AND (@all = 1 OR deleted = 0) ORDER BY created_at DESC, id DESC",
-                ("@p", projectId), ("@h", host), ("@all", includeDeleted ? 1 : 0));
+            var (sql, parameters) = PageSql(filter, after, limit);
+            using var command = FerryDatabase.Command(c, null, sql, [.. parameters]);
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Instance));
         });
 
@@ -65,6 +74,134 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             using var command = FerryDatabase.Command(c, null, ByHostSql, ("@h", host));
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Instance));
         });
+
+    /// <summary>The SQL of <see cref="ListPage"/> (the query-plan tests explain it).</summary>
+    internal static (string Sql, List<(string Name, object? Value)> Parameters) PageSql(InstanceListFilter filter, InstancePosition? after, int? limit)
+    {
+        var where = new List<string>();
+        var parameters = new List<(string Name, object? Value)>();
+        if (!filter.IncludeDeleted)
+        {
+            where.Add("deleted = 0");
+        }
+        if (filter.ProjectId is { } project)
+        {
+            where.Add("project_id = @p");
+            parameters.Add(("@p", project));
+        }
+        if (filter.Host is { } host)
+        {
+            where.Add("host = @h");
+            parameters.Add(("@h", host));
+        }
+        if (filter.VmStates is { } states)
+        {
+            var names = states.Select((state, i) => $"@vm{i}").ToList();
+            where.Add(names.Count switch
+            {
+                0 => "1 = 0",
+                1 => "vm_state = @vm0", // an equality, so the (vm_state, created_at, id) index also gives the order
+                _ => $"vm_state IN ({string.Join(", ", names)})",
+            });
+            parameters.AddRange(states.Select((state, i) => ($"@vm{i}", (object?)state)));
+        }
+        if (after is { } position)
+        {
+            // A plain range on created_at first, so that both engines seek the (…, created_at, id) index to the marker
+            // (an OR or a row value alone would make one of them scan from the newest row); the id breaks ties.
+            where.Add("created_at <= @ac AND (created_at < @ac OR id < @aid)");
+            parameters.Add(("@ac", position.CreatedAt));
+            parameters.Add(("@aid", position.Id));
+        }
+        var sql = "SELECT data FROM instances" + (where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "") + " ORDER BY created_at DESC, id DESC";
+        if (limit is { } n)
+        {
+            sql += " LIMIT @limit";
+            parameters.Add(("@limit", n));
+        }
+        return (sql, parameters);
+    }
+
+    /// <summary>Where a page that starts after <paramref name="uuid"/> starts (deleted rows too, as Nova finds a marker), or null when there is no such instance.</summary>
+    public InstancePosition? FindPosition(string uuid) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, "SELECT created_at, id FROM instances WHERE uuid = @u", ("@u", uuid));
+            using var reader = command.ExecuteReader();
+            return reader.Read() ? new InstancePosition(reader.GetString(0), Rows.Int(reader, 1)) : null;
+        });
+
+    internal const string UsageByHostSql =
+        "SELECT host, SUM(vcpus), SUM(memory_mb), SUM(disk_gb), SUM(CASE WHEN task_state IS NULL THEN 0 ELSE 1 END), COUNT(*) "
+        + "FROM instances WHERE deleted = 0 AND host IS NOT NULL GROUP BY host";
+
+    internal const string UsageOfHostsSql =
+        "SELECT host, SUM(vcpus), SUM(memory_mb), SUM(disk_gb), SUM(CASE WHEN task_state IS NULL THEN 0 ELSE 1 END), COUNT(*) "
+        + "FROM instances WHERE deleted = 0 AND host IN ({0}) GROUP BY host";
+
+    /// <summary>
+    /// What the live instances on each host use (an aggregate over the covering usage index, no JSON read), by host:
+    /// of every host, or of <paramref name="hosts"/> only (a page: index seeks, one query per 500 hosts).
+    /// </summary>
+    public Dictionary<string, HostUsage> UsageByHost(IReadOnlyCollection<string>? hosts = null) =>
+        db.Read(c =>
+        {
+            var usage = new Dictionary<string, HostUsage>(StringComparer.Ordinal);
+            if (hosts is null)
+            {
+                using var all = FerryDatabase.Command(c, null, UsageByHostSql);
+                ReadUsage(all, usage);
+                return usage;
+            }
+            foreach (var chunk in hosts.Distinct(StringComparer.Ordinal).Chunk(500))
+            {
+                var names = chunk.Select((_, i) => $"@h{i}").ToArray();
+                using var some = FerryDatabase.Command(c, null, string.Format(System.Globalization.CultureInfo.InvariantCulture, UsageOfHostsSql, string.Join(", ", names)),
+                    [.. chunk.Select((h, i) => ($"@h{i}", (object?)h))]);
+                ReadUsage(some, usage);
+            }
+            return usage;
+        });
+
+    private static void ReadUsage(DbCommand command, Dictionary<string, HostUsage> usage)
+    {
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            usage[reader.GetString(0)] = new HostUsage(Long(reader, 1), Long(reader, 2), Long(reader, 3), Long(reader, 4), Long(reader, 5));
+        }
+    }
+
+    /// <summary>The live instances on each of <paramref name="hosts"/> as (id, uuid), newest first, by host.</summary>
+    public Dictionary<string, List<(int Id, string Uuid)>> ListIdsByHost(IReadOnlyCollection<string> hosts) =>
+        db.Read(c =>
+        {
+            var result = new Dictionary<string, List<(int Id, string Uuid)>>(StringComparer.Ordinal);
+            foreach (var chunk in hosts.Distinct(StringComparer.Ordinal).Chunk(500))
+            {
+                var names = chunk.Select((_, i) => $"@h{i}").ToArray();
+                using var command = FerryDatabase.Command(c, null,
+                    $"SELECT host, id, uuid FROM instances WHERE deleted = 0 AND host IN ({string.Join(", ", names)}) ORDER BY created_at DESC, id DESC",
+                    [.. chunk.Select((h, i) => ($"@h{i}", (object?)h))]);
+                using var reader = command.ExecuteReader();
+                while (reader.Read())
+                {
+                    var host = reader.GetString(0);
+                    if (!result.TryGetValue(host, out var list))
+                    {
+                        result[host] = list = [];
+                    }
+                    list.Add((Rows.Int(reader, 1), reader.GetString(2)));
+                }
+            }
+            return result;
+        });
+
+    private static long Long(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? 0 : Convert.ToInt64(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>The local disk an instance uses: its flavor's, without the root disk when it boots from a volume.</summary>
+    internal static int DiskUsed(Instance instance) =>
+        instance.VolumeBacked ? instance.Flavor.DiskGb - instance.Flavor.RootGb : instance.Flavor.DiskGb;
 
     internal const string BuildingCreatedBeforeSql =
         "SELECT data FROM instances WHERE vm_state = 'building' AND deleted = 0 AND created_at < @before ORDER BY created_at, id";
@@ -98,9 +235,10 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             }
             var next = Apply(current, update, time.GetUtcNow());
             using var write = FerryDatabase.Command(c, t,
-                "UPDATE instances SET host = @h, vm_state = @v, task_state = @ts, deleted = @del, data = @d WHERE uuid = @u",
+                "UPDATE instances SET host = @h, vm_state = @v, task_state = @ts, deleted = @del, data = @d, vcpus = @vcpus, memory_mb = @ram, disk_gb = @disk WHERE uuid = @u",
                 ("@u", next.Uuid), ("@h", next.Host), ("@v", next.VmState.ToNova()), ("@ts", next.TaskState.ToNova()),
-                ("@del", update.Deleted ? 1 : 0), ("@d", Rows.Json(next, PersistenceJsonContext.Default.Instance)));
+                ("@del", update.Deleted ? 1 : 0), ("@d", Rows.Json(next, PersistenceJsonContext.Default.Instance)),
+                ("@vcpus", next.Flavor.Vcpus), ("@ram", next.Flavor.MemoryMb), ("@disk", DiskUsed(next)));
             write.ExecuteNonQuery();
             return next;
         });
@@ -131,3 +269,23 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Instance) : null;
     }
 }
+
+/// <summary>What <see cref="InstanceStore.ListPage"/> selects; a null filter selects everything.</summary>
+public sealed record InstanceListFilter
+{
+    public string? ProjectId { get; init; }
+    public string? Host { get; init; }
+    /// <summary>Only these vm_states (Nova's names); empty selects nothing.</summary>
+    public IReadOnlyCollection<string>? VmStates { get; init; }
+    public bool IncludeDeleted { get; init; }
+}
+
+/// <summary>An instance's place in the default order (its created_at as stored, and its id): a page marker.</summary>
+public sealed record InstancePosition(string CreatedAt, int Id)
+{
+    /// <summary>The position of an instance read from the store.</summary>
+    public static InstancePosition Of(Instance instance) => new(Rows.Time(instance.CreatedAt), instance.Id);
+}
+
+/// <summary>The live instances on one host, summed: what the hypervisor views report as used.</summary>
+public sealed record HostUsage(long Vcpus, long MemoryMb, long DiskGb, long Busy, long Count);

@@ -9,8 +9,27 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
 {
     private long _changeStamp;
 
+    private long _deleteStamp;
+
     /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
     public long ChangeStamp => Interlocked.Read(ref _changeStamp);
+
+    /// <summary>Grows on every delete in this process: a reader that follows <see cref="ListChangedSince"/> must then read everything again.</summary>
+    public long DeleteStamp => Interlocked.Read(ref _deleteStamp);
+
+    internal const string ChangedSinceSql = "SELECT id, data, change_seq FROM services WHERE change_seq > @after AND \"binary\" = @b";
+
+    /// <summary>
+    /// The services of <paramref name="binary"/> written after change number <paramref name="afterSeq"/>, each with its
+    /// change number (every write gives its row the table's highest plus one; through an index, so a reader that
+    /// keeps the highest it has seen reads only what changed since).
+    /// </summary>
+    public List<(Service Service, long Seq)> ListChangedSince(string binary, long afterSeq) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, ChangedSinceSql, ("@after", afterSeq), ("@b", binary));
+            return Rows.ReadAll(command, r => (Map(r), Convert.ToInt64(r.GetValue(2), System.Globalization.CultureInfo.InvariantCulture)));
+        });
 
     /// <summary>Records a heartbeat, creating the service on its first report (an upsert, so two processes never make two rows).</summary>
     public Service Report(string host, string binary, string topic, int version) =>
@@ -53,10 +72,31 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     public List<Service> List(string? host = null, string? binary = null) =>
         db.Read(c =>
         {
+            // Only the given filters reach the SQL, so the (host, binary) index serves a host's rows.
+            var where = string.Join(" AND ", new[] { host is null ? null : "host = @h", binary is null ? null : "\"binary\" = @b" }.OfType<string>());
             using var command = FerryDatabase.Command(c, null,
-                "SELECT id, data FROM services WHERE (CAST(@h AS TEXT) IS NULL OR host = @h) AND (CAST(@b AS TEXT) IS NULL OR \"binary\" = @b) ORDER BY id",
+                "SELECT id, data FROM services" + (where.Length > 0 ? " WHERE " + where : "") + " ORDER BY id",
                 ("@h", host), ("@b", binary));
             return Rows.ReadAll(command, Map);
+        });
+
+    /// <summary>The services of <paramref name="binary"/> on each of <paramref name="hosts"/>, by host: one query per 500 hosts.</summary>
+    public Dictionary<string, Service> FindByHosts(IReadOnlyCollection<string> hosts, string binary) =>
+        db.Read(c =>
+        {
+            var found = new Dictionary<string, Service>(StringComparer.Ordinal);
+            foreach (var chunk in hosts.Distinct(StringComparer.Ordinal).Chunk(500))
+            {
+                var names = chunk.Select((_, i) => $"@h{i}").ToArray();
+                using var command = FerryDatabase.Command(c, null,
+                    $"SELECT id, data FROM services WHERE \"binary\" = @b AND host IN ({string.Join(", ", names)})",
+                    [("@b", binary), .. chunk.Select((h, i) => ($"@h{i}", (object?)h))]);
+                foreach (var service in Rows.ReadAll(command, Map))
+                {
+                    found[service.Host] = service;
+                }
+            }
+            return found;
         });
 
     public Service? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = @a", uuid, null));
@@ -77,6 +117,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         db.Write((c, t) =>
         {
             Interlocked.Increment(ref _changeStamp);
+            Interlocked.Increment(ref _deleteStamp);
             using var command = FerryDatabase.Command(c, t, "DELETE FROM services WHERE id = @id", ("@id", id));
             command.ExecuteNonQuery();
         });
@@ -90,7 +131,8 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
                 ("@u", s.Uuid), ("@h", s.Host), ("@b", s.Binary), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
             s = s with { Id = Convert.ToInt32(insert.ExecuteScalar()) };
         }
-        using var update = FerryDatabase.Command(c, t, "UPDATE services SET data = @d WHERE id = @id",
+        using var update = FerryDatabase.Command(c, t,
+            "UPDATE services SET data = @d, change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services) WHERE id = @id",
             ("@id", s.Id), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
         update.ExecuteNonQuery();
         return s;

@@ -4,13 +4,35 @@ using Ferry.Core.Domain;
 namespace Ferry.ControlPlane.Scheduler;
 
 /// <summary>
-/// Host facts for the scheduler, read from the database and cached until a service or node row
-/// changes (or a second passes, so heartbeats are seen): scheduling then costs no query at all.
+/// Host facts for the scheduler, kept in memory as Nova's HostManager keeps its host states, and brought up to date
+/// incrementally: a write in this process (or a second's age, for the other processes' writes) makes the next
+/// request read only the service and node rows changed since the last look (their <c>change_seq</c>, through an
+/// index), so a request at 10,000 hosts reads a handful of rows, not 20,000. Unchanged rows keep their objects, so
+/// <see cref="HostManager"/> keeps their host states. A delete in this process reads everything again; on a shared
+/// database (PostgreSQL) so does a minute's age, for other processes' deletes, and each incremental read goes back
+/// a window of change numbers, since concurrent transactions can commit their numbers out of order. Capacity never
+/// comes from here: placement's claims decide, so a stale view can pick a host that then refuses, never over-commit.
 /// </summary>
-public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, TimeProvider time) : IHostStateSource
+public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, FerryDatabase database, TimeProvider time)
+    : IHostStateSource
 {
+    private const string ComputeBinary = "nova-compute";
     private static readonly TimeSpan s_maxAge = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan s_fullReloadAge = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// How far back in change numbers a read on a shared database looks again: a transaction that took its number
+    /// before others but committed after them is still read, unless more than this many writes came in between
+    /// (then the next full reload finds it).
+    /// </summary>
+    internal const long SharedOverlap = 2048;
+
+    private static readonly Comparer<ComputeNode> s_byId = Comparer<ComputeNode>.Create((a, b) => a.Id.CompareTo(b.Id));
+
+    private readonly Lock _refresh = new();
     private volatile Snapshot? _snapshot;
+    private int _fullReads;
+    private int _incrementalReads;
 
     public IReadOnlyList<ComputeNode> GetComputeNodes() => Current().Nodes;
 
@@ -21,29 +43,135 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     public string GetAvailabilityZone(string host) =>
         Current().Services.TryGetValue(host, out var service) ? service.Zone : "nova";
 
+    /// <summary>How many full reads and incremental reads this source made (for tests and diagnostics).</summary>
+    internal (int Full, int Incremental) Reads => (_fullReads, _incrementalReads);
+
     private Snapshot Current()
     {
         var snapshot = _snapshot;
-        var now = time.GetTimestamp();
-        if (snapshot is not null
-            && snapshot.NodeStamp == nodes.ChangeStamp
-            && snapshot.ServiceStamp == services.ChangeStamp
-            && time.GetElapsedTime(snapshot.TakenAt, now) < s_maxAge)
+        if (snapshot is not null && IsCurrent(snapshot, time.GetTimestamp()))
         {
             return snapshot;
         }
-        // Stamps are read before the rows so a concurrent write makes the next call reload.
-        var nodeStamp = nodes.ChangeStamp;
-        var serviceStamp = services.ChangeStamp;
-        snapshot = new Snapshot(
-            nodes.List(),
-            services.List(binary: "nova-compute").ToDictionary(s => s.Host),
-            nodeStamp,
-            serviceStamp,
-            now);
-        _snapshot = snapshot;
-        return snapshot;
+        lock (_refresh)
+        {
+            // Another request may have refreshed it while this one waited.
+            snapshot = _snapshot;
+            var now = time.GetTimestamp();
+            if (snapshot is not null && IsCurrent(snapshot, now))
+            {
+                return snapshot;
+            }
+            // Stamps are read before the rows so a concurrent write makes the next call read again.
+            var stamps = new Stamps(nodes.ChangeStamp, services.ChangeStamp, nodes.DeleteStamp, services.DeleteStamp);
+            var full = snapshot is null
+                || stamps.NodeDeletes != snapshot.Stamps.NodeDeletes
+                || stamps.ServiceDeletes != snapshot.Stamps.ServiceDeletes
+                || (database.IsShared && time.GetElapsedTime(snapshot.FullAt, now) >= s_fullReloadAge);
+            snapshot = full ? ReadAll(stamps, now) : ReadChanges(snapshot!, stamps, now);
+            _snapshot = snapshot;
+            return snapshot;
+        }
     }
 
-    private sealed record Snapshot(List<ComputeNode> Nodes, Dictionary<string, Service> Services, long NodeStamp, long ServiceStamp, long TakenAt);
+    private bool IsCurrent(Snapshot snapshot, long now) =>
+        snapshot.Stamps.Nodes == nodes.ChangeStamp
+        && snapshot.Stamps.Services == services.ChangeStamp
+        && time.GetElapsedTime(snapshot.TakenAt, now) < s_maxAge;
+
+    private Snapshot ReadAll(Stamps stamps, long now)
+    {
+        Interlocked.Increment(ref _fullReads);
+        var nodeRows = nodes.ListChangedSince(-1);
+        var serviceRows = services.ListChangedSince(ComputeBinary, -1);
+        var nodeSeqs = new Dictionary<int, long>(nodeRows.Count);
+        var serviceSeqs = new Dictionary<string, long>(serviceRows.Count, StringComparer.Ordinal);
+        var byHost = new Dictionary<string, Service>(serviceRows.Count, StringComparer.Ordinal);
+        foreach (var (node, seq) in nodeRows)
+        {
+            nodeSeqs[node.Id] = seq;
+        }
+        // By id, as services.List gives them, so that of two rows of one host (never, with the unique key) the later wins.
+        foreach (var (service, seq) in serviceRows.OrderBy(r => r.Service.Id))
+        {
+            byHost[service.Host] = service;
+            serviceSeqs[service.Host] = seq;
+        }
+        var ordered = nodeRows.Select(r => r.Node).OrderBy(n => n.Id).ToArray();
+        return new Snapshot(ordered, byHost, nodeSeqs, serviceSeqs,
+            nodeRows.Count == 0 ? 0 : nodeRows.Max(r => r.Seq), serviceRows.Count == 0 ? 0 : serviceRows.Max(r => r.Seq), stamps, now, now);
+    }
+
+    private Snapshot ReadChanges(Snapshot old, Stamps stamps, long now)
+    {
+        Interlocked.Increment(ref _incrementalReads);
+        var overlap = database.IsShared ? SharedOverlap : 0;
+        // Rows already seen at the same change number (the shared overlap reads them again) are not changes.
+        var changedNodes = nodes.ListChangedSince(old.NodeSeq - overlap)
+            .Where(r => !old.NodeSeqs.TryGetValue(r.Node.Id, out var seen) || seen != r.Seq).ToList();
+        var changedServices = services.ListChangedSince(ComputeBinary, old.ServiceSeq - overlap)
+            .Where(r => !old.ServiceSeqs.TryGetValue(r.Service.Host, out var seen) || seen != r.Seq).ToList();
+        if (changedNodes.Count == 0 && changedServices.Count == 0)
+        {
+            return old with { Stamps = stamps, TakenAt = now };
+        }
+
+        var nodeList = old.Nodes;
+        var nodeSeqs = old.NodeSeqs;
+        var nodeSeq = old.NodeSeq;
+        if (changedNodes.Count > 0)
+        {
+            nodeSeqs = new Dictionary<int, long>(old.NodeSeqs);
+            nodeList = (ComputeNode[])old.Nodes.Clone();
+            var added = new List<ComputeNode>();
+            foreach (var (node, seq) in changedNodes)
+            {
+                // Ids only grow, so the list stays in id order: an updated node is found by binary search.
+                var at = Array.BinarySearch(nodeList, node, s_byId);
+                if (at >= 0)
+                {
+                    nodeList[at] = node;
+                }
+                else
+                {
+                    added.Add(node);
+                }
+                nodeSeqs[node.Id] = seq;
+                nodeSeq = Math.Max(nodeSeq, seq);
+            }
+            if (added.Count > 0)
+            {
+                nodeList = [.. nodeList.Concat(added).OrderBy(n => n.Id)];
+            }
+        }
+
+        var byHost = old.Services;
+        var serviceSeqs = old.ServiceSeqs;
+        var serviceSeq = old.ServiceSeq;
+        if (changedServices.Count > 0)
+        {
+            byHost = new Dictionary<string, Service>(old.Services, StringComparer.Ordinal);
+            serviceSeqs = new Dictionary<string, long>(old.ServiceSeqs, StringComparer.Ordinal);
+            foreach (var (service, seq) in changedServices)
+            {
+                byHost[service.Host] = service;
+                serviceSeqs[service.Host] = seq;
+                serviceSeq = Math.Max(serviceSeq, seq);
+            }
+        }
+        return new Snapshot(nodeList, byHost, nodeSeqs, serviceSeqs, nodeSeq, serviceSeq, stamps, now, old.FullAt);
+    }
+
+    private sealed record Stamps(long Nodes, long Services, long NodeDeletes, long ServiceDeletes);
+
+    private sealed record Snapshot(
+        ComputeNode[] Nodes,
+        Dictionary<string, Service> Services,
+        Dictionary<int, long> NodeSeqs,
+        Dictionary<string, long> ServiceSeqs,
+        long NodeSeq,
+        long ServiceSeq,
+        Stamps Stamps,
+        long TakenAt,
+        long FullAt);
 }

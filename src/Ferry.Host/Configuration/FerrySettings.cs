@@ -116,6 +116,8 @@ public static class FerrySettings
             FerryRoles.Conductor | FerryRoles.Scheduler | Agent, (o, v) => o.ReportInterval = TimeSpan.FromSeconds(v)),
         Seconds("serviceDownTime", "--service-down-time", "Seconds without a heartbeat after which a service counts as down.", s_defaults.ServiceDownTime.TotalSeconds, 0.01,
             Controller, (o, v) => o.ServiceDownTime = TimeSpan.FromSeconds(v)),
+        Int("api:maxLimit", "--max-limit", "Nova's [api] max_limit: the most items one page of a compute API list returns (a larger limit is cut to it).",
+            s_defaults.MaxLimit, 1, 100_000, "N", ApiOnly, (o, v) => o.MaxLimit = v),
         Switch("api:reusePort", "--reuse-port",
             "Share the API ports with other api processes on this machine (SO_REUSEPORT): the kernel spreads connections between them.",
             FerryRoles.Api, (o, v) => o.ReusePort = v),

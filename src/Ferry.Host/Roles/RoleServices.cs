@@ -42,7 +42,7 @@ internal static class RoleServices
         services.AddSingleton(infrastructure.Database);
         services.AddSingleton(infrastructure.Placement);
         services.AddSingleton<IPlacementService>(infrastructure.Placement);
-        services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime, ImageApiUrl = options.ImageUrl });
+        services.AddSingleton(new ControlPlaneOptions { ServiceDownTime = options.ServiceDownTime, ImageApiUrl = options.ImageUrl, MaxLimit = options.MaxLimit });
         services.AddFerryStores();
         services.AddSingleton(new ImageServiceOptions(Path.GetFullPath(Path.Combine(options.DataDirectory, "images"))) { ImageSizeCap = options.ImageSizeCap });
         services.AddSingleton<ConductorClient>();

@@ -246,7 +246,16 @@ public abstract class StoreTests : IDisposable
         using var older = new TestDatabase(_files.Engine);
         var db = older.Open();
         db.Migrate(ComputeSchema.Component, ComputeSchema.Scripts.Take(1).ToList());
-        var instance = new InstanceStore(db, TimeProvider.System).Create(id => NewInstance(id));
+        // A row as the first version wrote it: its usage only in the JSON, which the upgrade copies into columns.
+        var instance = NewInstance(1) with { Flavor = SmallFlavor() with { Vcpus = 2, MemoryMb = 768, RootGb = 3, EphemeralGb = 4 } };
+        db.Write((c, t) =>
+        {
+            using var insert = FerryDatabase.Command(c, t,
+                "INSERT INTO instances(uuid, project_id, host, vm_state, deleted, created_at, data) VALUES (@u, 'p1', 'host-a', 'active', 0, @c, @d)",
+                ("@u", instance.Uuid), ("@c", instance.CreatedAt.UtcDateTime.ToString("o")),
+                ("@d", System.Text.Json.JsonSerializer.Serialize(instance, PersistenceJsonContext.Default.Instance)));
+            insert.ExecuteNonQuery();
+        });
         Assert.False(DatabaseSchema.IsCurrent(db));
 
         var results = DatabaseSchema.Sync(db);
@@ -255,6 +264,7 @@ public abstract class StoreTests : IDisposable
         Assert.Contains(new SchemaSyncResult(PlacementSchema.Component, 0, PlacementSchema.Scripts.Count), results);
         Assert.True(DatabaseSchema.IsCurrent(db));
         Assert.NotNull(new InstanceStore(db, TimeProvider.System).Find(instance.Uuid));
+        Assert.Equal(new HostUsage(2, 768, 7, 0, 1), new InstanceStore(db, TimeProvider.System).UsageByHost()["host-a"]);
         new KeyPairStore(db, TimeProvider.System).Create("u1", "k", "ssh", "fp", "key");
     }
 }

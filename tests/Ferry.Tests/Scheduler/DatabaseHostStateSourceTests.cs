@@ -1,0 +1,159 @@
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Scheduler;
+using Ferry.Core.Domain;
+using Ferry.Tests.Persistence;
+using Ferry.Tests.Shared;
+
+namespace Ferry.Tests.Scheduler;
+
+public sealed class SqliteDatabaseHostStateSourceTests() : DatabaseHostStateSourceTests(DatabaseEngine.Sqlite);
+
+[Collection(PostgresServer.Collection)]
+public sealed class PostgresDatabaseHostStateSourceTests() : DatabaseHostStateSourceTests(DatabaseEngine.PostgreSql)
+{
+    [Fact]
+    public void GetComputeServices_WriteCommittedAfterALaterOne_IsStillRead()
+    {
+        var (_, services, source) = Open();
+        Report("h1", "h2");
+        Assert.Equal(2, source.GetComputeServices().Count);
+        var other = OtherProcess();
+
+        // h1's write takes its change number first and commits last, after h2's and after the source has read h2's.
+        other.Write((c, t) =>
+        {
+            using var write = FerryDatabase.Command(c, t,
+                "UPDATE services SET data = REPLACE(data, '\"disabled\":false', '\"disabled\":true'), "
+                + "change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services) WHERE host = 'h1'");
+            Assert.Equal(1, write.ExecuteNonQuery());
+            var h2 = services.Find("h2", "nova-compute")!;
+            services.Update(h2.Id, s => s with { DisabledReason = "later" });
+            Assert.Equal("later", source.GetComputeServices()["h2"].DisabledReason);
+        });
+        Time.Advance(TimeSpan.FromSeconds(1)); // another process's write: seen once the snapshot is a second old
+
+        Assert.True(source.GetComputeServices()["h1"].Disabled);
+        Assert.Equal(1, source.Reads.Full);
+    }
+}
+
+/// <summary>
+/// The scheduler's cached host states over each engine: a write is seen by the next request, through a read of the
+/// changed rows only; another process's write within a second; a delete through a full read.
+/// </summary>
+public abstract class DatabaseHostStateSourceTests : IDisposable
+{
+    private readonly TestDatabase _files;
+    private readonly FerryDatabase _db;
+    private readonly ServiceStore _services;
+    private readonly ComputeNodeStore _nodes;
+
+    protected DatabaseHostStateSourceTests(DatabaseEngine engine)
+    {
+        _files = new TestDatabase(engine);
+        _db = _files.Open();
+        DatabaseSchema.Sync(_db);
+        _services = new ServiceStore(_db, Time);
+        _nodes = new ComputeNodeStore(_db);
+    }
+
+    internal SteppedClock Time { get; } = new(new DateTimeOffset(2026, 12, 5, 0, 0, 0, TimeSpan.Zero));
+
+    public void Dispose() => _files.Dispose();
+
+    protected (ComputeNodeStore Nodes, ServiceStore Services, DatabaseHostStateSource Source) Open() =>
+        (_nodes, _services, new DatabaseHostStateSource(_nodes, _services, new InstanceStore(_db, Time), _db, Time));
+
+    /// <summary>The same database as another process sees it: its own connection (pool), stores and stamps.</summary>
+    protected FerryDatabase OtherProcess() => _files.Open();
+
+    protected void Report(params string[] hosts)
+    {
+        foreach (var host in hosts)
+        {
+            AddHost(_db, host);
+        }
+    }
+
+    private static void AddHost(FerryDatabase db, string host)
+    {
+        new ServiceStore(db, TimeProvider.System).Report(host, "nova-compute", "compute", 1);
+        new ComputeNodeStore(db).Upsert(new ComputeNode
+        {
+            Uuid = Guid.NewGuid().ToString(), Host = host, HypervisorHostname = host, HypervisorType = "fake",
+            HypervisorVersion = 1, Vcpus = 8, MemoryMb = 8192, LocalGb = 100,
+        });
+    }
+
+    [Fact]
+    public void GetComputeServices_LocalDisableAndHeartbeat_SeenAtOnceReadingOnlyChangedRows()
+    {
+        var (nodes, services, source) = Open();
+        Report("h1", "h2", "h3");
+        var before = source.GetComputeNodes();
+        var h2 = services.Find("h2", "nova-compute")!;
+
+        services.Update(h2.Id, s => s with { Disabled = true, DisabledReason = "maintenance" });
+        Time.Advance(TimeSpan.FromSeconds(5));
+        services.Report("h3", "nova-compute", "compute", 1);
+
+        var after = source.GetComputeServices();
+        Assert.True(after["h2"].Disabled);
+        Assert.Equal(Time.GetUtcNow(), after["h3"].LastSeenUp);
+        Assert.False(after["h1"].Disabled);
+        Assert.Same(before, source.GetComputeNodes()); // no node changed: the same list, so the same host states
+        Assert.Equal((1, 1), source.Reads);
+        Assert.Equal(3, nodes.List().Count);
+    }
+
+    [Fact]
+    public void GetComputeNodes_NodeAddedAndUpdatedByAnotherProcess_SeenWhenASecondOld()
+    {
+        var (_, _, source) = Open();
+        Report("h1", "h2");
+        var first = source.GetComputeNodes();
+        var other = OtherProcess();
+        AddHost(other, "h3");
+        var otherNodes = new ComputeNodeStore(other);
+        otherNodes.Upsert(otherNodes.FindByHost("h1")! with { Vcpus = 64 });
+
+        Assert.Same(first, source.GetComputeNodes()); // no write in this process, and not yet a second old
+        Time.Advance(TimeSpan.FromSeconds(1));
+        var nodes = source.GetComputeNodes();
+
+        Assert.Equal(["h1", "h2", "h3"], nodes.Select(n => n.Host));
+        Assert.Equal(64, nodes[0].Vcpus);
+        Assert.Same(first[1], nodes[1]); // an unchanged node keeps its object
+        Assert.True(source.GetComputeServices().ContainsKey("h3"));
+        Assert.Equal(1, source.Reads.Full);
+    }
+
+    [Fact]
+    public void GetComputeNodes_LocalDelete_ReadsEverythingAgain()
+    {
+        var (nodes, services, source) = Open();
+        Report("h1", "h2");
+        Assert.Equal(2, source.GetComputeNodes().Count);
+
+        nodes.Delete("h1");
+        services.Delete(services.Find("h1", "nova-compute")!.Id);
+
+        Assert.Equal(["h2"], source.GetComputeNodes().Select(n => n.Host));
+        Assert.False(source.GetComputeServices().ContainsKey("h1"));
+        Assert.Equal(2, source.Reads.Full);
+    }
+}
+
+/// <summary>A clock the test moves by hand, timestamps included (the source measures its snapshot's age with them).</summary>
+internal sealed class SteppedClock(DateTimeOffset start) : TimeProvider
+{
+    private DateTimeOffset _now = start;
+
+    public override DateTimeOffset GetUtcNow() => _now;
+
+    public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+    public override long GetTimestamp() => _now.UtcTicks;
+
+    public void Advance(TimeSpan by) => _now += by;
+}
