@@ -23,13 +23,17 @@ internal static class DistributedCommand
             environment[FerryConfiguration.ConfigVariable] = Path.GetFullPath(configFile);
         }
         var plan = new DistributedPlan(Path.GetFullPath(options.DataDirectory), options.Hosts, options.Replicas, options.PostgresPort, options.RabbitMqPort,
-            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.UsesKeystone, environment);
+            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.UsesKeystone, environment, options.MetricsPort);
         await using var launcher = await DistributedLauncher.StartAsync(plan, Console.Out, stopping);
         var dataDirectory = plan.DataDirectory;
         Console.WriteLine($"Ferry (distributed) is ready in {started.ElapsedMilliseconds} ms: compute API {launcher.ComputeApiUrl}, placement {launcher.PlacementUrl}, " +
             (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}; PostgreSQL 127.0.0.1:{launcher.Postgres.Port}, " +
             $"RabbitMQ 127.0.0.1:{launcher.RabbitMq.Port}; {options.Replicas} api, {options.Replicas} conductor, {options.Replicas} scheduler and " +
             $"{options.Hosts} compute processes (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
+        if (launcher.MetricsUrls() is { Count: > 0 } metrics)
+        {
+            Console.WriteLine($"Metrics (besides every API port's /metrics): {string.Join(", ", metrics.Select(m => $"{m.Name} {m.Url}"))}");
+        }
         if (options.UsesKeystone)
         {
             Console.WriteLine($"Try: . {Path.Combine(dataDirectory, "admin-openrc.sh")} && openstack compute service list");
