@@ -15,7 +15,7 @@ namespace Ferry.Benchmarks;
 /// in a temp directory, fake hosts with no simulated time and zero-cost memory copy, logging off.
 /// Driven only through the REST API; the instance store is read to see when a move has ended.
 /// </summary>
-internal sealed class InProcessFerry : IAsyncDisposable
+internal sealed class InProcessFerry : IBenchFerry, IAsyncDisposable
 {
     private static readonly TimeSpan s_bootLimit = TimeSpan.FromSeconds(60);
     private readonly string _dataDirectory;
@@ -33,6 +33,11 @@ internal sealed class InProcessFerry : IAsyncDisposable
     public HttpClient Http { get; }
     public InstanceStore Instances { get; }
     public MigrationStore Migrations { get; }
+
+    public IReadOnlyList<string> HostNames =>
+        [.. Ferry.Computes.Keys.OrderBy(h => int.Parse(h["compute".Length..], System.Globalization.CultureInfo.InvariantCulture))];
+
+    public TimeSpan LatencyPoll => TimeSpan.FromMilliseconds(0.2);
 
     public static async Task<InProcessFerry> StartAsync(int hosts, int maxConcurrentLiveMigrations)
     {

@@ -4,10 +4,9 @@ using Ferry.Core.Domain;
 
 namespace Ferry.Benchmarks;
 
-/// <summary>Latency of single moves and throughput of many at once, through the REST API of an in-process all-in-one.</summary>
+/// <summary>Latency of single moves and throughput of many at once, through the REST API of a running Ferry (either shape).</summary>
 internal static class MigrationBenchmarks
 {
-    private static readonly TimeSpan s_tight = TimeSpan.FromMilliseconds(0.2);
     private static readonly TimeSpan s_moveLimit = TimeSpan.FromSeconds(20);
 
     /// <summary>
@@ -15,7 +14,7 @@ internal static class MigrationBenchmarks
     /// one server moving between compute1 and compute2, <paramref name="warmup"/> unmeasured moves first.
     /// Between moves (untimed) the migration record is also waited for to be completed.
     /// </summary>
-    public static async Task<List<double>> LiveMigrationLatencyAsync(InProcessFerry ferry, int warmup, int measured, TimeSpan budget)
+    public static async Task<List<double>> LiveMigrationLatencyAsync(IBenchFerry ferry, int warmup, int measured, TimeSpan budget)
     {
         var (id, _) = (await ferry.BootManyAsync(["compute1"]))[0];
         return await Poll.OnDedicatedThread(() =>
@@ -29,7 +28,7 @@ internal static class MigrationBenchmarks
                 var t0 = Stopwatch.GetTimestamp();
                 ferry.Action(id, InProcessFerry.LiveMigrateBody(destination), HttpStatusCode.Accepted);
                 var t1 = Poll.SpinUntil(() => ferry.Instances.Find(id) is { TaskState: null, VmState: VmState.Active } inst && inst.Host == destination,
-                    s_tight, s_moveLimit, $"{id} ACTIVE on {destination}");
+                    ferry.LatencyPoll, s_moveLimit, $"{id} ACTIVE on {destination}");
                 if (i >= warmup)
                 {
                     samples.Add(Stats.Ms(t1 - t0));
@@ -45,7 +44,7 @@ internal static class MigrationBenchmarks
     /// Cold migrate + confirm: POST migrate → VERIFY_RESIZE on the destination → POST confirmResize (204)
     /// → ACTIVE on the destination with the migration confirmed. The whole span is one sample.
     /// </summary>
-    public static async Task<List<double>> ColdMigrateConfirmLatencyAsync(InProcessFerry ferry, int warmup, int measured, TimeSpan budget)
+    public static async Task<List<double>> ColdMigrateConfirmLatencyAsync(IBenchFerry ferry, int warmup, int measured, TimeSpan budget)
     {
         var (id, _) = (await ferry.BootManyAsync(["compute1"]))[0];
         return await Poll.OnDedicatedThread(() =>
@@ -62,11 +61,11 @@ internal static class MigrationBenchmarks
                 // other way round), and a confirm in between is refused with 400 "Instance has not been resized".
                 Poll.SpinUntil(() => ferry.Instances.Find(id) is { TaskState: null, VmState: VmState.Resized } inst && inst.Host == destination
                         && ferry.NewestMigration(id) is { Status: MigrationStatus.Finished },
-                    s_tight, s_moveLimit, $"{id} VERIFY_RESIZE on {destination}");
+                    ferry.LatencyPoll, s_moveLimit, $"{id} VERIFY_RESIZE on {destination}");
                 ferry.Action(id, InProcessFerry.ConfirmBody, HttpStatusCode.NoContent);
                 var t1 = Poll.SpinUntil(() => ferry.Instances.Find(id) is { TaskState: null, VmState: VmState.Active } inst && inst.Host == destination
                         && ferry.NewestMigration(id) is { Status: MigrationStatus.Confirmed },
-                    s_tight, s_moveLimit, $"{id} ACTIVE on {destination} after confirm");
+                    ferry.LatencyPoll, s_moveLimit, $"{id} ACTIVE on {destination} after confirm");
                 if (i >= warmup)
                 {
                     samples.Add(Stats.Ms(t1 - t0));
@@ -82,9 +81,9 @@ internal static class MigrationBenchmarks
     /// host (computeN → computeN+1, the last to compute1), <paramref name="rounds"/> times. Each round gives
     /// migrations per second from the first API call to the moment every server is ACTIVE on its destination.
     /// </summary>
-    public static async Task<List<(double PerSecond, double WallMs)>> ConcurrentLiveMigrationsAsync(InProcessFerry ferry, int servers, int rounds, TimeSpan limit)
+    public static async Task<List<(double PerSecond, double WallMs)>> ConcurrentLiveMigrationsAsync(IBenchFerry ferry, int servers, int rounds, TimeSpan limit)
     {
-        var hosts = ferry.Ferry.Computes.Keys.OrderBy(h => int.Parse(h["compute".Length..], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var hosts = ferry.HostNames.ToArray();
         var booted = await ferry.BootManyAsync([.. Enumerable.Range(0, servers).Select(i => hosts[i % hosts.Length])]);
         var hostOf = booted.ToDictionary(b => b.Id, b => b.Host);
         var results = new List<(double, double)>(rounds);

@@ -164,6 +164,12 @@ public sealed class FerryHostOptions
     /// <summary>Collects metrics and serves them on <c>/metrics</c> (off only to measure what they cost).</summary>
     public bool Metrics { get; set; } = true;
 
+    /// <summary>
+    /// A port of its own for <c>GET /metrics</c> in a process without an API (conductor, scheduler, compute); 0 picks a free
+    /// one, null serves none. API processes serve <c>/metrics</c> on their API ports instead.
+    /// </summary>
+    public int? MetricsPort { get; set; }
+
     public string DatabasePath => Path.Combine(DataDirectory, "ferry.db");
 
     /// <summary>What <see cref="FerryInfrastructure.OpenDatabase"/> opens: <see cref="Database"/>, else <see cref="DatabasePath"/>.</summary>

@@ -164,7 +164,7 @@ static async Task<int> RunRoleAsync(FerryRoles role, FerryHostOptions options, S
         FerryRoles.Compute => $"Ferry compute {options.ComputeHost} is ready in {started.ElapsedMilliseconds} ms: {options.Driver} driver, placement {options.PlacementUrl}, " +
             $"migration address {options.MigrationAddress}, transport {transport}",
         _ => $"Ferry {name} is ready in {started.ElapsedMilliseconds} ms: transport {transport}",
-    } + $", log {Path.GetFullPath(options.LogFilePath)}. Ctrl-C stops it.");
+    } + (RoleHosts.MetricsUrl(host) is { } metrics ? $", metrics {metrics}" : "") + $", log {Path.GetFullPath(options.LogFilePath)}. Ctrl-C stops it.");
     await stop.WaitAsync();
     await host.StopAsync();
     Console.WriteLine($"Ferry {name} stopped.");

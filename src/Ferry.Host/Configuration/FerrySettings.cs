@@ -123,6 +123,14 @@ public static class FerrySettings
             FerryRoles.Api, (o, v) => o.ReusePort = v),
         Text("logName", "--log-name", "The name in this process's log file name (<data dir>/log/ferry-<name>-<utc>.log). Default: the role.",
             null, "NAME", FerryRoles.Api | FerryRoles.Conductor | FerryRoles.Scheduler | FerryRoles.Compute, (o, v) => o.LogName = v, CheckHostName),
+        new("metricsPort", "--metrics-port",
+            "Serve GET /metrics (Prometheus text) on this port of a conductor, scheduler or compute process (API processes serve it on their " +
+            "API ports); 0 picks a free port, named in the ready line. On the compute role it listens on --address. Default: none. " +
+            "ferry distributed gives one to each of its conductor, scheduler and compute processes: 0 free ports, N the ports N, N+1… in start order.",
+            "PORT", null, FerryRoles.Conductor | FerryRoles.Scheduler | FerryRoles.Compute | FerryRoles.Distributed,
+            v => int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n is < 0 or > 65535 ? $"{v} is out of range (0..65535)" : null
+                : $"'{v}' is not a whole number",
+            (o, v) => o.MetricsPort = int.Parse(v, NumberStyles.Integer, CultureInfo.InvariantCulture)),
         Int("distributed:replicas", "--replicas", "Processes of each control-plane role (api, conductor, scheduler).", s_defaults.Replicas, 1, 8, "N",
             FerryRoles.Distributed, (o, v) => o.Replicas = v),
         Int("distributed:postgresPort", "--postgres-port", "Port of the PostgreSQL server it runs under <data dir>/postgres. 0 picks a free port.",

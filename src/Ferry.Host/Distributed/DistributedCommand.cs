@@ -23,7 +23,7 @@ internal static class DistributedCommand
             environment[FerryConfiguration.ConfigVariable] = Path.GetFullPath(configFile);
         }
         var plan = new DistributedPlan(Path.GetFullPath(options.DataDirectory), options.Hosts, options.Replicas, options.PostgresPort, options.RabbitMqPort,
-            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.UsesKeystone, environment)
+            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.UsesKeystone, environment, options.MetricsPort)
         {
             // Given a database or a broker, the launcher uses the operator's own instead of starting one.
             Database = options.Database,
@@ -35,6 +35,10 @@ internal static class DistributedCommand
             (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}; {launcher.DatabaseDisplay}, " +
             $"{launcher.BrokerDisplay}; {options.Replicas} api, {options.Replicas} conductor, {options.Replicas} scheduler and " +
             $"{options.Hosts} compute processes (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
+        if (launcher.MetricsUrls() is { Count: > 0 } metrics)
+        {
+            Console.WriteLine($"Metrics (besides every API port's /metrics): {string.Join(", ", metrics.Select(m => $"{m.Name} {m.Url}"))}");
+        }
         if (options.UsesKeystone)
         {
             Console.WriteLine($"Try: . {Path.Combine(dataDirectory, "admin-openrc.sh")} && openstack compute service list");

@@ -16,7 +16,8 @@ public sealed record DistributedPlan(
     int IdentityPort,
     int ImagePort,
     bool UsesKeystone,
-    IReadOnlyDictionary<string, string> Environment)
+    IReadOnlyDictionary<string, string> Environment,
+    int? MetricsPort = null)
 {
     /// <summary>An operator's own PostgreSQL (a <c>database</c> setting): used instead of starting one under the data directory.</summary>
     public string? Database { get; init; }
@@ -140,8 +141,8 @@ public sealed class DistributedLauncher : IAsyncDisposable
             .Select(i => StartAsync($"api-{i}", ["api", "--reuse-port", .. ApiPorts(ports[0], ports[1], ports[2], ports[3])], shared, ct));
         var control = Enumerable.Range(1, _plan.Replicas).SelectMany(i => new[]
         {
-            StartAsync($"conductor-{i}", ["conductor", "--controller-host", $"{Environment.MachineName}-{i}"], shared, ct),
-            StartAsync($"scheduler-{i}", ["scheduler", "--controller-host", $"{Environment.MachineName}-{i}"], shared, ct),
+            StartAsync($"conductor-{i}", ["conductor", "--controller-host", $"{Environment.MachineName}-{i}", .. MetricsPort(2 * (i - 1))], shared, ct),
+            StartAsync($"scheduler-{i}", ["scheduler", "--controller-host", $"{Environment.MachineName}-{i}", .. MetricsPort(2 * (i - 1) + 1)], shared, ct),
         });
         await Task.WhenAll(others.Concat(control));
 
@@ -154,8 +155,23 @@ public sealed class DistributedLauncher : IAsyncDisposable
         {
             agentEnvironment["FERRY_API__IDENTITYURL"] = IdentityUrl[..^"/v3".Length];
         }
-        await Task.WhenAll(Enumerable.Range(1, _plan.Hosts).Select(i => StartAsync($"compute{i}", ["compute", "--host", $"compute{i}"], agentEnvironment, ct)));
+        await Task.WhenAll(Enumerable.Range(1, _plan.Hosts).Select(i =>
+            StartAsync($"compute{i}", ["compute", "--host", $"compute{i}", .. MetricsPort(2 * _plan.Replicas + i - 1)], agentEnvironment, ct)));
     }
+
+    /// <summary>Each process without an API and its <c>/metrics</c> URL, from its ready line (with <see cref="DistributedPlan.MetricsPort"/>).</summary>
+    public IReadOnlyList<(string Name, string Url)> MetricsUrls() =>
+        [.. _children.Select(c => (c.Name, Match: Regex.Match(c.ReadyLine, @", metrics (http://\S+?/metrics),")))
+            .Where(c => c.Match.Success)
+            .Select(c => (c.Name, c.Match.Groups[1].Value))];
+
+    // --metrics-port for the index-th process without an API: 0 gives each a free port, N the ports N, N+1… in that order.
+    private string[] MetricsPort(int index) => _plan.MetricsPort switch
+    {
+        null => [],
+        0 => ["--metrics-port", "0"],
+        { } first => ["--metrics-port", Invariant(first + index)],
+    };
 
     private static string[] ApiPorts(int compute, int placement, int identity, int image) =>
     [

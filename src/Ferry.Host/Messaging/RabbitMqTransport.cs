@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 using Ferry.Core.Errors;
+using Ferry.Core.Observability;
 using Ferry.Core.Rpc;
 using Microsoft.Extensions.Logging;
 using RabbitMQ.Client;
@@ -39,6 +40,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     private readonly ConcurrentDictionary<string, byte> _declaredTopics = new();
     private readonly ConcurrentDictionary<Listener, byte> _listeners = new();
     private Link? _link;
+    private IDisposable? _health;
     private volatile bool _recovering;
     private volatile bool _disposed;
 
@@ -130,6 +132,8 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
             connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
             _link = new Link(connection, publish, calls, replies, replyQueue);
+            // ferry.bus.up{transport="rabbitmq"} reads the connection at every scrape: 0 from its loss until its recovery.
+            _health = BusMetrics.Register("rabbitmq", () => !_disposed && !_recovering && connection.IsOpen);
             Log.Connected(_logger, _endpoint.Display, _options.Exchange);
         }
         catch
@@ -185,6 +189,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             return;
         }
         _disposed = true;
+        _health?.Dispose();
         await Task.WhenAll(_listeners.Keys.Select(l => l.DisposeAsync().AsTask()));
         foreach (var pending in _pending.Values)
         {

@@ -44,7 +44,8 @@ public static class FerryMetrics
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
         if (options.ListenPort is { } port)
         {
-            services.AddHostedService(sp => new MetricsListener(IPAddress.Parse(options.ListenAddress), port, sp.GetRequiredService<MeterProvider>()));
+            services.AddSingleton(sp => new MetricsListener(IPAddress.Parse(options.ListenAddress), port, sp.GetRequiredService<MeterProvider>()));
+            services.AddHostedService(sp => sp.GetRequiredService<MetricsListener>());
         }
         return services;
     }

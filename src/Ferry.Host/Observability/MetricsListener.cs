@@ -3,6 +3,8 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -18,6 +20,9 @@ internal sealed class MetricsListener(IPAddress address, int port, MeterProvider
 {
     private WebApplication? _app;
 
+    /// <summary>Where it serves, once started (port 0 resolved to the one bound): http://address:port/metrics.</summary>
+    public string Url { get; private set; } = "";
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -31,6 +36,9 @@ internal sealed class MetricsListener(IPAddress address, int port, MeterProvider
         app.MapPrometheusScrapingEndpoint(FerryMetrics.Path, meterProvider, configureBranchedPipeline: null, optionsName: null);
         await app.StartAsync(cancellationToken);
         _app = app;
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault()
+            ?? $"http://{address}:{port}";
+        Url = bound.Replace("[::]", address.ToString(), StringComparison.Ordinal) + FerryMetrics.Path;
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)

@@ -1,5 +1,6 @@
 using Ferry.Core.Rpc;
 using Ferry.Host.Logging;
+using Ferry.Host.Observability;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -32,6 +33,7 @@ public static class RoleHosts
     {
         var builder = NewHost(options, logging);
         builder.Services.AddFerryBus(infrastructure).AddFerryControlPlane(options, infrastructure).AddFerryConductorRole(options);
+        AddMetricsListener(builder.Services, options, "conductor", options.ListenAddress);
         return builder.Build();
     }
 
@@ -39,6 +41,7 @@ public static class RoleHosts
     {
         var builder = NewHost(options, logging);
         builder.Services.AddFerryBus(infrastructure).AddFerryControlPlane(options, infrastructure).AddFerrySchedulerRole(options);
+        AddMetricsListener(builder.Services, options, "scheduler", options.ListenAddress);
         return builder.Build();
     }
 
@@ -56,7 +59,20 @@ public static class RoleHosts
             return agents;
         });
         builder.Services.AddHostedService(sp => new ComputeAgentService(sp.GetRequiredService<ComputeAgents>(), options));
+        AddMetricsListener(builder.Services, options, "compute", options.MigrationAddress);
         return builder.Build();
+    }
+
+    /// <summary>The URL of the role's own metrics listener once started (<c>--metrics-port</c>), or null when it has none.</summary>
+    public static string? MetricsUrl(IHost host) => host.Services.GetService<MetricsListener>()?.Url;
+
+    // A role without an API serves /metrics on a port of its own, and only when given one (--metrics-port).
+    private static void AddMetricsListener(IServiceCollection services, FerryHostOptions options, string role, string address)
+    {
+        if (options.Metrics && options.MetricsPort is { } port)
+        {
+            services.AddFerryMetrics(new FerryMetricsOptions { Role = role, ListenPort = port, ListenAddress = address });
+        }
     }
 
     private static HostApplicationBuilder NewHost(FerryHostOptions options, Action<ILoggingBuilder>? logging)

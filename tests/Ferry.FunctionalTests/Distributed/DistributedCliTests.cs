@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Ferry.FunctionalTests.Observability;
 
 namespace Ferry.FunctionalTests.Distributed;
 
@@ -61,6 +62,43 @@ public sealed class DistributedCliTests(DistributedFixture fixture) : IClassFixt
         var after = await BootAsync("dist-c", "compute1");
         await RunAsync("server", "delete", "--wait", before, after);
     }
+
+    [Fact]
+    public async Task Metrics_ConductorAndComputeProcesses_ServeRpcBusAndMigrationSeries()
+    {
+        var urls = fixture.MetricsUrls();
+        Assert.Equal(["compute1", "compute2", "conductor-1", "conductor-2", "scheduler-1", "scheduler-2"], urls.Keys.Order());
+        var id = await BootAsync("dist-m", "compute1");
+
+        await RunAsync("server", "migrate", "--live-migration", "--host", "compute2", "--wait", id);
+
+        Assert.Equal("compute2", await HostOfAsync(id));
+        // Either conductor replica may have run the move (one may be gone: another test kills conductor-1); the
+        // migration turns completed just after the server shows ACTIVE on its destination.
+        var children = fixture.Children();
+        List<PrometheusSample> conductors = [];
+        for (var started = Stopwatch.StartNew(); conductors.Sum("ferry_moves_total", ("type", "live-migration"), ("status", "completed")) < 1; await Task.Delay(200))
+        {
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(60), $"no completed live migration counted by a conductor: {string.Join('\n', conductors.Where(s => s.Name.StartsWith("ferry_moves", StringComparison.Ordinal)))}");
+            conductors = [];
+            foreach (var name in new[] { "conductor-1", "conductor-2" }.Where(n => Directory.Exists($"/proc/{children[n]}")))
+            {
+                conductors.AddRange(await ScrapeAsync(urls[name]));
+            }
+        }
+        Assert.True(conductors.Sum("ferry_rpc_server_duration_seconds_count", ("method", "live_migrate_instance"), ("outcome", "ok")) >= 1);
+        Assert.True(conductors.Sum("kubevirt_vmi_migration_succeeded") >= 1);
+        var source = await ScrapeAsync(urls["compute1"]);
+        var destination = await ScrapeAsync(urls["compute2"]);
+        Assert.True(source.Sum("ferry_rpc_server_duration_seconds_count", ("method", "live_migration"), ("outcome", "ok")) >= 1);
+        Assert.True(source.Sum("ferry_rpc_client_call_duration_seconds_count", ("topic", "compute"), ("method", "pre_live_migration"), ("outcome", "ok")) >= 1);
+        Assert.True(destination.Sum("ferry_rpc_server_duration_seconds_count", ("method", "pre_live_migration"), ("outcome", "ok")) >= 1);
+        Assert.All(new[] { conductors, source, destination }, samples => Assert.Contains(samples, s => s.Name == "ferry_bus_up" && s.Has(("transport", "rabbitmq")) && s.Value == 1));
+        Assert.Contains(source, s => s.Name == "target_info" && s.Has(("service_name", "ferry-compute")));
+        await RunAsync("server", "delete", "--wait", id);
+    }
+
+    private static Task<List<PrometheusSample>> ScrapeAsync(string url) => MetricsScraper.ScrapeAsync(url[..^"/metrics".Length]);
 
     private async Task<string> BootAsync(string name, string host)
     {

@@ -54,7 +54,7 @@ public sealed class DistributedFixture : IAsyncLifetime
         foreach (var arg in new[]
         {
             "distributed", "--data-dir", DataDirectory, "--hosts", "2", "--replicas", "2", "--time-scale", "0",
-            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0",
+            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--metrics-port", "0",
         })
         {
             start.ArgumentList.Add(arg);
@@ -91,6 +91,15 @@ public sealed class DistributedFixture : IAsyncLifetime
         File.ReadAllLines(Path.Combine(DataDirectory, "distributed.pids"))
             .Select(line => line.Split(' '))
             .ToDictionary(parts => parts[1], parts => int.Parse(parts[0], CultureInfo.InvariantCulture));
+
+    /// <summary>The <c>/metrics</c> URL of each process without an API (conductor-1, compute2…), from the launcher's metrics line.</summary>
+    public IReadOnlyDictionary<string, string> MetricsUrls()
+    {
+        var line = Output.Split('\n').Single(l => l.StartsWith("Metrics (besides", StringComparison.Ordinal));
+        return line[(line.IndexOf(": ", StringComparison.Ordinal) + 2)..].Trim().Split(", ")
+            .Select(entry => entry.Split(' '))
+            .ToDictionary(parts => parts[0], parts => parts[1]);
+    }
 
     private static List<KeyValuePair<string, string>> ReadOpenRc(string path) =>
         [.. File.ReadAllLines(path)

@@ -81,11 +81,23 @@ public sealed class FerryConfigurationTests : IDisposable
     [InlineData("FERRY_LISTEN", "localhost", "FERRY_LISTEN (environment variable): 'localhost' is not an IP address")]
     [InlineData("FERRY_API__PLACEMENTURL", "placement:8778", "FERRY_API__PLACEMENTURL (environment variable): 'placement:8778' is not an http:// or https:// URL")]
     [InlineData("FERRY_LOGLEVEL", "loud", "FERRY_LOGLEVEL (environment variable): 'loud' is not one of trace, debug, information, warning, error, critical, none")]
+    [InlineData("FERRY_METRICSPORT", "abc", "FERRY_METRICSPORT (environment variable): 'abc' is not a whole number")]
+    [InlineData("FERRY_METRICSPORT", "65536", "FERRY_METRICSPORT (environment variable): 65536 is out of range (0..65535)")]
     public void Load_BadEnvironmentValue_OneLineNamingTheVariable(string variable, string value, string expected)
     {
         var loaded = Load(["all-in-one"], new() { [variable] = value });
 
         Assert.Equal(expected, Assert.Single(loaded.Errors));
+    }
+
+    [Theory]
+    [InlineData("conductor")]
+    [InlineData("scheduler")]
+    [InlineData("compute")]
+    public void Load_MetricsPortFlag_SetOnRolesWithoutAnApiAndUnsetByDefault(string role)
+    {
+        Assert.Equal(9109, Load([role, "--metrics-port", "9109"]).Options.MetricsPort);
+        Assert.Null(Load([role]).Options.MetricsPort);
     }
 
     [Theory]

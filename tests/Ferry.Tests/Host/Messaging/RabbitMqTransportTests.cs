@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Errors;
+using Ferry.Core.Observability;
 using Ferry.Core.Rpc;
 using Ferry.Host.Messaging;
+using Ferry.Tests.Core.Observability;
 using Ferry.Tests.Core.Rpc;
 using Ferry.Tests.Persistence;
 using Ferry.Tests.Shared;
@@ -104,6 +106,48 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         }
 
         Assert.Equal("back", Text(await CallOnceRecoveredAsync(transport, "conductor", "back")));
+    }
+
+    [Fact]
+    public async Task BusUpGauge_BrokerStoppedThenStarted_ZeroWhileDownOneAfterReconnection()
+    {
+        using var recorder = new FerryMeterRecorder();
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator());
+        await ListenAsync(transport, "conductor", new RecordingDispatcher("a"));
+        Assert.Equal(1, BusUp(recorder));
+
+        await broker.StopAsync();
+        try
+        {
+            await WaitUntilAsync(() => BusUp(recorder) == 0, "ferry.bus.up 0 while the broker is stopped");
+        }
+        finally
+        {
+            await broker.StartAsync();
+        }
+
+        await WaitUntilAsync(() => BusUp(recorder) == 1, "ferry.bus.up 1 after the connection recovered");
+        Assert.Equal("back", Text(await CallOnceRecoveredAsync(transport, "conductor", "back")));
+        await transport.DisposeAsync();
+        Assert.DoesNotContain("rabbitmq", BusMetrics.Current().Keys); // a transport gone reports nothing
+    }
+
+    /// <summary>ferry.bus.up{transport="rabbitmq"} as a scrape reads it now (observable gauges are read on demand).</summary>
+    private static double BusUp(FerryMeterRecorder recorder)
+    {
+        recorder.Measurements.Clear();
+        recorder.Observe();
+        return recorder.ValuesOf("ferry.bus.up", ("transport", "rabbitmq")).Single();
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var started = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(started.Elapsed < s_long, $"{what}: not reached after {started.Elapsed.TotalSeconds:F1} s");
+            await Task.Delay(50);
+        }
     }
 
     [Fact]

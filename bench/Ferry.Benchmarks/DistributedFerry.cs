@@ -1,0 +1,264 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Domain;
+using Ferry.Host;
+using Ferry.Host.Distributed;
+
+namespace Ferry.Benchmarks;
+
+/// <summary>
+/// `ferry distributed` (what `./ferry up --distributed` runs) in a child process, as an operator starts it: PostgreSQL and
+/// RabbitMQ of its own under a temp data directory, `ferry db sync`, two replicas of api, conductor and scheduler and one
+/// `ferry compute` process per host, fake driver with no simulated time, every port 0 read back from its ready line.
+/// Driven only through the REST API; its PostgreSQL database is read to see when a move has ended.
+/// </summary>
+internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
+{
+    private static readonly TimeSpan s_startLimit = TimeSpan.FromSeconds(240);
+    private static readonly TimeSpan s_bootLimit = TimeSpan.FromSeconds(120);
+
+    private readonly Process _launcher;
+    private readonly StringBuilder _output;
+    private readonly FerryDatabase _database;
+
+    private DistributedFerry(string dataDirectory, Process launcher, StringBuilder output, string computeUrl, int postgresPort, int hosts, double startupMs)
+    {
+        DataDirectory = dataDirectory;
+        _launcher = launcher;
+        _output = output;
+        Http = InProcessFerry.Client(computeUrl);
+        HostNames = [.. Enumerable.Range(1, hosts).Select(i => $"compute{i}")];
+        StartupMs = startupMs;
+        var connection = new Npgsql.NpgsqlConnectionStringBuilder { Host = "127.0.0.1", Port = postgresPort, Username = "postgres", Database = "ferry" }.ConnectionString;
+        _database = FerryInfrastructure.OpenDatabase(connection);
+        Instances = new InstanceStore(_database, TimeProvider.System);
+        Migrations = new MigrationStore(_database, TimeProvider.System);
+    }
+
+    public string DataDirectory { get; }
+    public HttpClient Http { get; }
+    public InstanceStore Instances { get; }
+    public MigrationStore Migrations { get; }
+    public IReadOnlyList<string> HostNames { get; }
+
+    /// <summary>Each read is a PostgreSQL round trip (~0.2 ms): a tighter loop would only take CPU from the processes measured.</summary>
+    public TimeSpan LatencyPoll => TimeSpan.FromMilliseconds(1);
+
+    /// <summary>From starting the launcher to the compute API listing every hypervisor (a fresh data directory: initdb included).</summary>
+    public double StartupMs { get; }
+
+    /// <summary>Starts `ferry distributed` with <paramref name="hosts"/> compute processes and waits until the API lists them all.</summary>
+    public static async Task<DistributedFerry> StartAsync(string hostDll, int hosts, int maxConcurrentLiveMigrations, Action<string> log)
+    {
+        // Under /tmp (mode 0755 under the usual umask): PostgreSQL runs as the postgres user, which must reach its directory.
+        var dataDirectory = Path.Combine("/tmp", $"ferry-bench-dist-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
+        Directory.CreateDirectory(dataDirectory);
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[]
+        {
+            hostDll, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--replicas", "2",
+            "--time-scale", "0", "--max-concurrent-live-migrations", Invariant(maxConcurrentLiveMigrations), "--auth", "noauth2",
+            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--log-level", "warning",
+        })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        var output = new StringBuilder();
+        var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var t0 = Stopwatch.GetTimestamp();
+        var launcher = new Process { StartInfo = start, EnableRaisingEvents = true };
+        void OnLine(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+            lock (output)
+            {
+                output.AppendLine(line);
+            }
+            if (line.StartsWith("Ferry (distributed) is ready", StringComparison.Ordinal))
+            {
+                ready.TrySetResult(line);
+            }
+        }
+        launcher.OutputDataReceived += (_, e) => OnLine(e.Data);
+        launcher.ErrorDataReceived += (_, e) => OnLine(e.Data);
+        launcher.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"ferry distributed exited before it was ready:\n{Text(output)}"));
+        launcher.Start();
+        launcher.BeginOutputReadLine();
+        launcher.BeginErrorReadLine();
+        try
+        {
+            var line = await ready.Task.WaitAsync(s_startLimit);
+            var match = ReadyLine().Match(line);
+            if (!match.Success)
+            {
+                throw new InvalidOperationException($"unexpected ready line: {line}");
+            }
+            var computeUrl = match.Groups["compute"].Value;
+            using (var probe = InProcessFerry.Client(computeUrl))
+            {
+                while (await HypervisorCountAsync(probe) < hosts)
+                {
+                    if (Stopwatch.GetElapsedTime(t0) > s_startLimit)
+                    {
+                        throw new TimeoutException($"{hosts} hypervisors not listed within {s_startLimit.TotalSeconds} s");
+                    }
+                    await Task.Delay(5);
+                }
+            }
+            var startupMs = Stats.Ms(Stopwatch.GetTimestamp() - t0);
+            log($"ferry distributed ({hosts} hosts, 2 replicas) ready in {startupMs:0} ms: {line}");
+            var ferry = new DistributedFerry(dataDirectory, launcher, output, computeUrl,
+                int.Parse(match.Groups["postgres"].Value, CultureInfo.InvariantCulture), hosts, startupMs);
+            // The benchmarks boot hundreds of servers in one project: lift Nova's default quotas (10 instances, 20 cores).
+            new QuotaStore(ferry._database).SetClassLimits("default", new Dictionary<string, long> { ["instances"] = -1, ["cores"] = -1, ["ram"] = -1 });
+            return ferry;
+        }
+        catch
+        {
+            await StopAsync(launcher, dataDirectory, output);
+            throw;
+        }
+    }
+
+    [GeneratedRegex(@"compute API (?<compute>http://[^\s,]+)/v2\.1,.*PostgreSQL 127\.0\.0\.1:(?<postgres>\d+),")]
+    private static partial Regex ReadyLine();
+
+    private static async Task<int> HypervisorCountAsync(HttpClient http)
+    {
+        try
+        {
+            using var response = await http.GetAsync("os-hypervisors");
+            return response.StatusCode != HttpStatusCode.OK ? 0
+                : JsonNode.Parse(await response.Content.ReadAsStringAsync())?["hypervisors"]?.AsArray().Count ?? 0;
+        }
+        catch (HttpRequestException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>The role processes the launcher started (api-1, conductor-2, compute1…) with their pids, from its pid file.</summary>
+    public IReadOnlyList<(string Name, int Pid)> Children() =>
+        [.. File.ReadAllLines(Path.Combine(DataDirectory, "distributed.pids"))
+            .Select(line => line.Split(' '))
+            .Select(parts => (parts[1], int.Parse(parts[0], CultureInfo.InvariantCulture)))];
+
+    /// <summary>The PostgreSQL server's processes: the postmaster (its pid file) and its children.</summary>
+    public IReadOnlyList<int> PostgresProcesses() =>
+        ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(DataDirectory, "postgres", "data", "postmaster.pid")));
+
+    /// <summary>The RabbitMQ node's processes: the Erlang VM (its pid file) and its children (epmd is shared by every node, not counted).</summary>
+    public IReadOnlyList<int> RabbitMqProcesses() =>
+        ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(DataDirectory, "rabbitmq", "pid")));
+
+    public async Task<List<(string Id, string Host)>> BootManyAsync(IReadOnlyList<string> hosts)
+    {
+        using var gate = new SemaphoreSlim(16);
+        var ids = await Task.WhenAll(hosts.Select(async (host, i) =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                return await InProcessFerry.PostBootAsync(Http, $"bench-{i}", host);
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+        var wanted = ids.ToHashSet(StringComparer.Ordinal);
+        await Poll.UntilAsync(() => Instances.List().Count(i => wanted.Contains(i.Uuid) && i.VmState == VmState.Active && i.TaskState is null) == wanted.Count,
+            TimeSpan.FromMilliseconds(50), s_bootLimit, $"{ids.Length} servers ACTIVE");
+        return [.. ids.Zip(hosts)];
+    }
+
+    public async Task ActionAsync(string id, string json, HttpStatusCode expected)
+    {
+        using var response = await Http.SendAsync(InProcessFerry.Post($"servers/{id}/action", json));
+        if (response.StatusCode != expected)
+        {
+            throw new InvalidOperationException($"action on {id}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+    }
+
+    public void Action(string id, string json, HttpStatusCode expected)
+    {
+        using var response = Http.Send(InProcessFerry.Post($"servers/{id}/action", json));
+        if (response.StatusCode != expected)
+        {
+            using var reader = new StreamReader(response.Content.ReadAsStream());
+            throw new InvalidOperationException($"action on {id}: {(int)response.StatusCode} {reader.ReadToEnd()}");
+        }
+    }
+
+    public Migration? NewestMigration(string instanceId) =>
+        Migrations.List(new MigrationFilter(InstanceUuid: instanceId)).FirstOrDefault();
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        _database.Dispose();
+        await StopAsync(_launcher, DataDirectory, _output);
+    }
+
+    /// <summary>SIGTERM to the launcher (Ctrl-C), which stops every process it started; whatever outlives it is killed.</summary>
+    private static async Task StopAsync(Process launcher, string dataDirectory, StringBuilder output)
+    {
+        var pidFile = Path.Combine(dataDirectory, "distributed.pids");
+        var children = File.Exists(pidFile)
+            ? File.ReadAllLines(pidFile).Select(l => int.Parse(l.Split(' ')[0], CultureInfo.InvariantCulture)).ToList()
+            : [];
+        try
+        {
+            if (!launcher.HasExited)
+            {
+                _ = ProcessSignals.Send(launcher.Id, "TERM");
+                await launcher.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(120));
+            }
+        }
+        catch (TimeoutException)
+        {
+            Console.Error.WriteLine($"[bench] warning: ferry distributed did not stop within 120 s:\n{Text(output)}");
+        }
+        finally
+        {
+            foreach (var pid in children.Where(pid => Directory.Exists($"/proc/{pid}")))
+            {
+                Process.GetProcessById(pid).Kill(entireProcessTree: true);
+            }
+            if (!launcher.HasExited)
+            {
+                launcher.Kill(entireProcessTree: true);
+            }
+            launcher.Dispose();
+            LocalRabbitMq.KillLeftover(Path.Combine(dataDirectory, "rabbitmq"));
+            LocalPostgres.StopLeftover(Path.Combine(dataDirectory, "postgres"));
+            try
+            {
+                Directory.Delete(dataDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    private static string Text(StringBuilder output)
+    {
+        lock (output)
+        {
+            return output.ToString();
+        }
+    }
+
+    private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
+}

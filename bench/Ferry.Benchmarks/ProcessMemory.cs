@@ -1,0 +1,86 @@
+using System.Globalization;
+
+namespace Ferry.Benchmarks;
+
+/// <summary>Resident memory of other processes, from /proc: VmRSS (what ps shows) and PSS (shared pages split between their users).</summary>
+internal static class ProcessMemory
+{
+    /// <summary>A <c>/proc/&lt;pid&gt;/status</c> field in MB (VmRSS, VmHWM…); 0 once the process is gone.</summary>
+    public static double StatusMb(int pid, string field) => ReadKb($"/proc/{pid}/status", field) / 1024.0;
+
+    /// <summary>
+    /// Proportional set size in MB: each page shared with N processes counts 1/N. Summed over processes it is what they
+    /// take together, where the sum of VmRSS counts a shared page (the .NET runtime's mapped files) once per process.
+    /// </summary>
+    public static double PssMb(int pid) => ReadKb($"/proc/{pid}/smaps_rollup", "Pss") / 1024.0;
+
+    /// <summary>The pid on the first line of a pid file (PostgreSQL's postmaster.pid, RabbitMQ's pid), or null.</summary>
+    public static int? PidInFile(string file)
+    {
+        try
+        {
+            return int.TryParse(File.ReadLines(file).FirstOrDefault()?.Trim(), CultureInfo.InvariantCulture, out var pid) ? pid : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary><paramref name="root"/> and every process below it (by parent pid); empty when it is null or gone.</summary>
+    public static IReadOnlyList<int> Tree(int? root)
+    {
+        if (root is not { } top || !Directory.Exists($"/proc/{top}"))
+        {
+            return [];
+        }
+        var parents = new Dictionary<int, int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), CultureInfo.InvariantCulture, out var pid) && ParentOf(pid) is { } parent)
+            {
+                parents[pid] = parent;
+            }
+        }
+        var tree = new List<int> { top };
+        for (var i = 0; i < tree.Count; i++)
+        {
+            tree.AddRange(parents.Where(p => p.Value == tree[i]).Select(p => p.Key));
+        }
+        return tree;
+    }
+
+    private static int? ParentOf(int pid)
+    {
+        try
+        {
+            // "pid (comm) state ppid …": comm may hold spaces and parentheses, so read after the last ')'.
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return int.Parse(fields[1], CultureInfo.InvariantCulture);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return null;
+        }
+    }
+
+    private static long ReadKb(string file, string field)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(file))
+            {
+                if (line.StartsWith(field + ":", StringComparison.Ordinal))
+                {
+                    return long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // The process ended: it holds nothing.
+        }
+        return 0;
+    }
+}
