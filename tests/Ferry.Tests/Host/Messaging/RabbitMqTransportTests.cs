@@ -211,8 +211,9 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     [Fact]
     public async Task Listen_ReplicaFinishesButDiesBeforeAck_OtherReplicaAnswersFromTheDatabaseWithoutRunningAgain()
     {
-        // Two replicas as two processes: each its own transport, deduplicator and PostgreSQL pool, one database between them.
-        using var database = new TestDatabase(DatabaseEngine.PostgreSql);
+        // Two replicas: each its own transport, deduplicator and connection, one database between them (SQLite here: the
+        // PostgreSQL server of this test process belongs to its own collection; the store is tested on both engines).
+        using var database = new TestDatabase(DatabaseEngine.Sqlite);
         var first = database.Open();
         DatabaseSchema.Sync(first);
         var second = database.Open();
