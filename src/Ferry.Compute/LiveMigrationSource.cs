@@ -261,6 +261,8 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
     {
         var request = outgoing.Request;
         await context.RecordFaultAsync(request.Instance.Uuid, request.RequestId, EventName, cause, ct);
+        // The migration ends first: whoever sees the instance leave its task state finds the move already final.
+        await context.TryAsync("migration error", request.Instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
         await context.TryAsync("error out", request.Instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
         {
             Uuid = request.Instance.Uuid,
@@ -268,7 +270,6 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
             SetTaskState = true,
             TaskState = null,
         }, ct));
-        await context.TryAsync("migration error", request.Instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
     }
 
     /// <summary>The copy completed: the destination takes over, then the paused source copy goes.</summary>
@@ -311,7 +312,8 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
             else
             {
                 await context.RecordFaultAsync(instance.Uuid, request.RequestId, EventName, ex, ct);
-                // Neither copy may run: the operator decides (the fault says why).
+                // Neither copy may run: the operator decides (the fault says why). The migration ends first, as above.
+                await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
                 await context.TryAsync("error out", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
@@ -320,7 +322,6 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
                     TaskState = null,
                     PowerState = PowerState.Paused,
                 }, ct));
-                await context.TryAsync("migration error", instance.Uuid, () => context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Error, ct));
             }
             throw new FaultRecordedException(ex);
         }
