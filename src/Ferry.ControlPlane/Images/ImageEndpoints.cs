@@ -25,6 +25,9 @@ public static class ImageEndpoints
     private const string PatchContentType = "application/openstack-images-v2.1-json-patch";
 
     /// <summary>Keys with a meaning of their own; everything else in a request body is a custom property.</summary>
+    /// <summary>Glance's <c>api_limit_max</c>: the most images one page of the list returns.</summary>
+    internal const int ApiLimitMax = 1000;
+
     private static readonly HashSet<string> s_reserved =
     [
         "id", "name", "status", "visibility", "size", "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
@@ -216,6 +219,8 @@ public static class ImageEndpoints
         {
             throw new ImageApiException(400, "limit param must be an integer");
         }
+        // Glance's api_limit_max (1000): a larger limit is cut to it.
+        limit = Math.Min(limit, ApiLimitMax);
         var page = sorted.Take(limit).ToList();
         var body = new JsonObject
         {

@@ -17,13 +17,31 @@ public sealed class ComputeNodeStore(FerryDatabase db)
     public long DeleteStamp => Interlocked.Read(ref _deleteStamp);
 
     /// <summary>The nodes written after change number <paramref name="afterSeq"/>, each with its change number (see <see cref="ServiceStore.ListChangedSince"/>).</summary>
-    public List<(ComputeNode Node, long Seq)> ListChangedSince(long afterSeq) =>
+    /// <param name="isNew">When given, only the (id, change number) pairs are read first, and the rows only for the pairs it accepts.</param>
+    public List<(ComputeNode Node, long Seq)> ListChangedSince(long afterSeq, Func<int, long, bool>? isNew = null) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
-            return Rows.ReadAll(command, r => (Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode),
-                Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)));
+            if (isNew is null)
+            {
+                using var command = FerryDatabase.Command(c, null, "SELECT data, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
+                return Rows.ReadAll(command, ReadWithSeq);
+            }
+            using var keys = FerryDatabase.Command(c, null, "SELECT id, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
+            var wanted = Rows.ReadAll(keys, r => (Id: Rows.Int(r, 0), Seq: Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)))
+                .Where(k => isNew(k.Id, k.Seq)).Select(k => k.Id).ToList();
+            var rows = new List<(ComputeNode Node, long Seq)>(wanted.Count);
+            foreach (var chunk in wanted.Chunk(500))
+            {
+                var names = chunk.Select((_, i) => $"@i{i}").ToArray();
+                using var command = FerryDatabase.Command(c, null, $"SELECT data, change_seq FROM compute_nodes WHERE id IN ({string.Join(", ", names)})",
+                    [.. chunk.Select((id, i) => ($"@i{i}", (object?)id))]);
+                rows.AddRange(Rows.ReadAll(command, ReadWithSeq));
+            }
+            return rows;
         });
+
+    private static (ComputeNode Node, long Seq) ReadWithSeq(DbDataReader r) =>
+        (Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode), Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>Creates or updates the host's node; a node keeps its uuid (= resource provider uuid) for life.</summary>
     public ComputeNode Upsert(ComputeNode node) =>

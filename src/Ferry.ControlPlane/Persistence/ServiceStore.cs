@@ -24,12 +24,35 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     /// change number (every write gives its row the table's highest plus one; through an index, so a reader that
     /// keeps the highest it has seen reads only what changed since).
     /// </summary>
-    public List<(Service Service, long Seq)> ListChangedSince(string binary, long afterSeq) =>
+    /// <param name="isNew">When given, only the (host, change number) pairs are read first and the rows are read only
+    /// for the pairs it accepts: a reader that looks back over rows it already has reads their keys, not their JSON.</param>
+    public List<(Service Service, long Seq)> ListChangedSince(string binary, long afterSeq, Func<string, long, bool>? isNew = null) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null, ChangedSinceSql, ("@after", afterSeq), ("@b", binary));
-            return Rows.ReadAll(command, r => (Map(r), Convert.ToInt64(r.GetValue(2), System.Globalization.CultureInfo.InvariantCulture)));
+            if (isNew is null)
+            {
+                using var command = FerryDatabase.Command(c, null, ChangedSinceSql, ("@after", afterSeq), ("@b", binary));
+                return Rows.ReadAll(command, ReadWithSeq);
+            }
+            using var keys = FerryDatabase.Command(c, null, ChangedKeysSinceSql, ("@after", afterSeq), ("@b", binary));
+            var wanted = Rows.ReadAll(keys, r => (Host: r.GetString(0), Seq: Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)))
+                .Where(k => isNew(k.Host, k.Seq)).Select(k => k.Host).ToList();
+            var rows = new List<(Service Service, long Seq)>(wanted.Count);
+            foreach (var chunk in wanted.Chunk(500))
+            {
+                var names = chunk.Select((_, i) => $"@h{i}").ToArray();
+                using var command = FerryDatabase.Command(c, null,
+                    $"SELECT id, data, change_seq FROM services WHERE \"binary\" = @b AND host IN ({string.Join(", ", names)})",
+                    [("@b", binary), .. chunk.Select((h, i) => ($"@h{i}", (object?)h))]);
+                rows.AddRange(Rows.ReadAll(command, ReadWithSeq));
+            }
+            return rows;
         });
+
+    internal const string ChangedKeysSinceSql = "SELECT host, change_seq FROM services WHERE change_seq > @after AND \"binary\" = @b";
+
+    private static (Service Service, long Seq) ReadWithSeq(DbDataReader r) =>
+        (Map(r), Convert.ToInt64(r.GetValue(2), System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>Records a heartbeat, creating the service on its first report (an upsert, so two processes never make two rows).</summary>
     public Service Report(string host, string binary, string topic, int version) =>

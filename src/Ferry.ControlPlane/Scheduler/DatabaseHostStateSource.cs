@@ -105,12 +105,21 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     private Snapshot ReadChanges(Snapshot old, Stamps stamps, long now)
     {
         Interlocked.Increment(ref _incrementalReads);
-        var overlap = database.IsShared ? SharedOverlap : 0;
-        // Rows already seen at the same change number (the shared overlap reads them again) are not changes.
-        var changedNodes = nodes.ListChangedSince(old.NodeSeq - overlap)
-            .Where(r => !old.NodeSeqs.TryGetValue(r.Node.Id, out var seen) || seen != r.Seq).ToList();
-        var changedServices = services.ListChangedSince(ComputeBinary, old.ServiceSeq - overlap)
-            .Where(r => !old.ServiceSeqs.TryGetValue(r.Service.Host, out var seen) || seen != r.Seq).ToList();
+        // Rows already seen at the same change number are not changes. The shared overlap looks back over many such
+        // rows: there only their keys are read, and the rows of the new pairs.
+        List<(ComputeNode Node, long Seq)> changedNodes;
+        List<(Service Service, long Seq)> changedServices;
+        if (database.IsShared)
+        {
+            changedNodes = nodes.ListChangedSince(old.NodeSeq - SharedOverlap, (id, seq) => !old.NodeSeqs.TryGetValue(id, out var seen) || seen != seq);
+            changedServices = services.ListChangedSince(ComputeBinary, old.ServiceSeq - SharedOverlap,
+                (host, seq) => !old.ServiceSeqs.TryGetValue(host, out var seen) || seen != seq);
+        }
+        else
+        {
+            changedNodes = nodes.ListChangedSince(old.NodeSeq);
+            changedServices = services.ListChangedSince(ComputeBinary, old.ServiceSeq);
+        }
         if (changedNodes.Count == 0 && changedServices.Count == 0)
         {
             return old with { Stamps = stamps, TakenAt = now };

@@ -94,6 +94,22 @@ public sealed class ImageApiTests(FerryFixture fixture) : IClassFixture<FerryFix
     }
 
     [Fact]
+    public async Task List_limit_above_api_limit_max_is_cut_to_1000_with_next()
+    {
+        var catalog = fixture.Ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.CatalogStore>();
+        for (var i = 0; i < 1001; i++)
+        {
+            catalog.SaveImage(new Ferry.Core.Domain.Image { Id = Guid.NewGuid().ToString(), Name = $"cap-{i:D4}", Status = "deactivated", CreatedAt = DateTimeOffset.UtcNow });
+        }
+        using var http = Client();
+
+        var page = (await http.GetFromJsonAsync<JsonNode>("v2/images?status=deactivated&limit=5000"))!;
+
+        Assert.Equal(1000, page["images"]!.AsArray().Count);
+        Assert.StartsWith("/v2/images?", (string)page["next"]!, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task List_pages_with_limit_marker_and_next()
     {
         using var http = Client();

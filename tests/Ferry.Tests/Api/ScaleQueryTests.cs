@@ -89,7 +89,9 @@ public sealed class ScaleQueryTests(ComputeApiFixture f, ITestOutputHelper outpu
         var timer = Stopwatch.StartNew();
         while (next is not null)
         {
+            var pageTimer = Stopwatch.StartNew();
             var page = await f.SendAsync(HttpMethod.Get, next, version: version);
+            log.WriteLine($"  page {pages + 1}: {pageTimer.ElapsedMilliseconds} ms");
             Assert.Equal(200, page.Status);
             var items = page.Json![key]!.AsArray();
             Assert.True(items.Count <= limit);
