@@ -18,22 +18,27 @@ public sealed partial class IdentityStore
 
     public IdentityStore(IdentityOptions options, ILogger<IdentityStore> logger)
     {
-        if (File.Exists(options.ConfigPath))
+        if (!File.Exists(options.ConfigPath))
         {
-            PrivateFiles.Restrict(options.ConfigPath);
-            _config = JsonSerializer.Deserialize(File.ReadAllText(options.ConfigPath), IdentityJsonContext.Default.IdentityConfig)
-                ?? throw new InvalidOperationException($"{options.ConfigPath} is empty");
-        }
-        else
-        {
-            _config = CreateDefault(options.AdminPassword, options.DemoPassword);
+            var created = CreateDefault(options.AdminPassword, options.DemoPassword);
             var directory = Path.GetDirectoryName(Path.GetFullPath(options.ConfigPath))!;
             Directory.CreateDirectory(directory);
-            var temporary = options.ConfigPath + ".tmp";
-            PrivateFiles.WriteAllText(temporary, JsonSerializer.Serialize(_config, IdentityJsonContext.Default.IdentityConfig));
-            File.Move(temporary, options.ConfigPath, overwrite: true);
-            Log.Created(logger, options.ConfigPath);
+            var temporary = $"{options.ConfigPath}.{Guid.NewGuid():N}.tmp";
+            PrivateFiles.WriteAllText(temporary, JsonSerializer.Serialize(created, IdentityJsonContext.Default.IdentityConfig));
+            try
+            {
+                // Never over another's: api replicas starting on one data directory must all read the same users and projects.
+                File.Move(temporary, options.ConfigPath, overwrite: false);
+                Log.Created(logger, options.ConfigPath);
+            }
+            catch (IOException) when (File.Exists(options.ConfigPath))
+            {
+                File.Delete(temporary); // another process wrote it first: its ids are everyone's
+            }
         }
+        PrivateFiles.Restrict(options.ConfigPath);
+        _config = JsonSerializer.Deserialize(File.ReadAllText(options.ConfigPath), IdentityJsonContext.Default.IdentityConfig)
+            ?? throw new InvalidOperationException($"{options.ConfigPath} is empty");
         _dummyHash = DummyHash();
     }
 

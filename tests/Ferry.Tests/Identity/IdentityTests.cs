@@ -203,4 +203,33 @@ public sealed class IdentityStoreTests
             Directory.Delete(directory, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task Constructor_ReplicasStartingTogetherOnAFreshDirectory_AllReadTheSameUsersAndProjects()
+    {
+        // Two api replicas of `ferry distributed` create the identity file on their first request: each kept the users and
+        // projects it had drawn itself, so a token of one replica named a project the other did not know.
+        var directory = Directory.CreateTempSubdirectory("ferry-identity-").FullName;
+        try
+        {
+            var path = Path.Combine(directory, "identity.json");
+            using var together = new Barrier(4);
+            var stores = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Factory.StartNew(() =>
+            {
+                together.SignalAndWait();
+                return new IdentityStore(new IdentityOptions { ConfigPath = path }, NullLogger<IdentityStore>.Instance);
+            }, TaskCreationOptions.LongRunning)));
+
+            var onDisk = new IdentityStore(new IdentityOptions { ConfigPath = path }, NullLogger<IdentityStore>.Instance);
+            var demoProject = onDisk.FindProject("demo", IdentityStore.DefaultDomainId)!.Id;
+            var demoUser = onDisk.FindUser("demo", IdentityStore.DefaultDomainId)!.Id;
+            Assert.All(stores, store => Assert.Equal((demoProject, demoUser),
+                (store.FindProject("demo", IdentityStore.DefaultDomainId)!.Id, store.FindUser("demo", IdentityStore.DefaultDomainId)!.Id)));
+            Assert.Equal(["identity.json"], Directory.GetFiles(directory).Select(Path.GetFileName));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
 }
