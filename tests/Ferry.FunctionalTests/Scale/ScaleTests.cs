@@ -68,7 +68,9 @@ public sealed class ScaleTests(ITestOutputHelper output)
         await AssertConsistentAsync(ferry, "before the restart");
 
         // Stopped as Ctrl-C stops it, started again on the same data directory: start-up recovery and power sync of every host.
+        clock.Restart();
         await ferry.StopAsync();
+        output.WriteLine($"stop, {Hosts} hosts: {clock.ElapsedMilliseconds} ms");
         clock.Restart();
         await ferry.StartAsync();
         output.WriteLine($"restart, {Hosts} hosts with {InstanceCount} instances: {clock.ElapsedMilliseconds} ms");
@@ -78,6 +80,9 @@ public sealed class ScaleTests(ITestOutputHelper output)
         Assert.All(instances, i => Assert.True(i.VmState == VmState.Active && i.PowerState == PowerState.Running && i.TaskState is null,
             $"{i.Uuid} on {i.Host}: {i.VmState}/{i.PowerState}/{i.TaskState} after the restart"));
         await AssertConsistentAsync(ferry, "after the restart");
+        clock.Restart();
+        await ferry.DisposeAsync();
+        output.WriteLine($"stop and delete the data directory: {clock.ElapsedMilliseconds} ms");
     }
 
     private async Task AssertConsistentAsync(RestartableFerry ferry, string when)
