@@ -23,11 +23,13 @@ public sealed class ScaleTests(ITestOutputHelper output)
     [Fact]
     public async Task AllInOne_2000HostsAnd20000Instances_StartsSpreadsHeartbeatsMovesAndRestarts()
     {
+        // In memory when the machine has a tmpfs: 20,000 guests' files written and deleted are the disk's time, not Ferry's.
+        var dataDirectory = Directory.Exists("/dev/shm") ? Directory.CreateDirectory(Path.Combine("/dev/shm", $"ferry-scale-{Guid.NewGuid():N}")).FullName : null;
         await using var ferry = new RestartableFerry(o =>
         {
             o.Hosts = Hosts;
             o.ReportInterval = s_reportInterval;
-        });
+        }, dataDirectory);
         var clock = Stopwatch.StartNew();
         await ferry.StartAsync();
         output.WriteLine($"start, {Hosts} hosts, empty data directory: {clock.ElapsedMilliseconds} ms");
