@@ -63,7 +63,7 @@ public sealed class AllInOne : IAsyncDisposable
     public static AllInOne Build(FerryHostOptions options, Action<ILoggingBuilder>? logging = null)
     {
         var infrastructure = new FerryInfrastructure(options);
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = WebApplication.CreateSlimBuilder(RoleHosts.WebOptions);
         var listeners = ListenSockets.Bind(options);
         builder.WebHost.ConfigureKestrel(kestrel => listeners.Configure(kestrel));
         RoleHosts.ConfigureLogging(builder.Logging, options, logging);

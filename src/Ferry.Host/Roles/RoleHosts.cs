@@ -19,7 +19,7 @@ public static class RoleHosts
     /// <summary>The APIs the options serve, each on its own port (port 0 is bound here and the options name the real one).</summary>
     public static WebApplication BuildApi(FerryHostOptions options, FerryInfrastructure infrastructure, Action<ILoggingBuilder>? logging = null)
     {
-        var builder = WebApplication.CreateSlimBuilder();
+        var builder = WebApplication.CreateSlimBuilder(WebOptions);
         var listeners = ListenSockets.Bind(options);
         builder.WebHost.ConfigureKestrel(kestrel => listeners.Configure(kestrel));
         ConfigureLogging(builder.Logging, options, logging);
@@ -74,6 +74,12 @@ public static class RoleHosts
             services.AddFerryMetrics(new FerryMetricsOptions { Role = role, ListenPort = port, ListenAddress = address });
         }
     }
+    /// <summary>
+    /// The web hosts' defaults less appsettings.json's reload on change: Ferry reads no appsettings (its settings are
+    /// FerrySettings), and the reload watches the content root (the working directory, where <c>var/</c> usually is)
+    /// with every subdirectory: one inotify watch per instance directory, 100,000 of them at scale, each new one an event.
+    /// </summary>
+    internal static WebApplicationOptions WebOptions => new() { Args = ["--hostBuilder:reloadConfigOnChange=false"] };
 
     private static HostApplicationBuilder NewHost(FerryHostOptions options, Action<ILoggingBuilder>? logging)
     {

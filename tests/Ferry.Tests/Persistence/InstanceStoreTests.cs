@@ -106,6 +106,21 @@ public sealed class InstanceStoreTests : IDisposable
         Assert.DoesNotContain("SCAN instances", plan, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void CreateMany_ThreeOnOneHost_EachGetsItsOwnIdAndAllAreListed()
+    {
+        var created = _instances.CreateMany(3, (n, id) => new Instance
+        {
+            Id = id, Uuid = $"00000000-0000-0000-0000-00000000000{n}", DisplayName = $"vm-{n}", ProjectId = "p", UserId = "u", Host = "compute1",
+            Flavor = new Flavor { InternalId = 1, Id = "1", Name = "m1.tiny", MemoryMb = 512, Vcpus = 1, RootGb = 1 }, ImageRef = "img",
+            VmState = VmState.Active, CreatedAt = s_start, UpdatedAt = s_start,
+        });
+
+        Assert.Equal(3, created.Select(i => i.Id).Distinct().Count());
+        Assert.Equal(created.Select(i => i.Uuid).Order(), _instances.ListByHost("compute1").Select(i => i.Uuid).Order());
+        Assert.All(created, i => Assert.Equal(i.Id, _instances.Get(i.Uuid).Id));
+    }
+
     private Instance AddOn(string? host, TimeSpan age) =>
         _instances.Create(id => new Instance
         {
