@@ -17,13 +17,19 @@ public sealed class FerryInfrastructure : IAsyncDisposable
 {
     private readonly Lock _gate = new();
     private readonly FerryHostOptions _options;
+    private readonly TimeSpan _transportWait;
+    private readonly TimeSpan _databaseWait;
     private FerryDatabase? _database;
     private PlacementService? _placement;
     private IRpcTransport? _transport;
 
-    public FerryInfrastructure(FerryHostOptions options)
+    /// <param name="apiOnly">The process is an api role alone: it waits <see cref="FerryHostOptions.ApiUnavailableWait"/>
+    /// for the broker and the database, not the longer waits the conductor and agents need.</param>
+    public FerryInfrastructure(FerryHostOptions options, bool apiOnly = false)
     {
         _options = options;
+        _transportWait = apiOnly ? options.ApiUnavailableWait : options.TransportUnavailableWait;
+        _databaseWait = apiOnly ? options.ApiUnavailableWait : options.DatabaseUnavailableWait;
         // A bad transport stops the start here, before anything is bound or opened.
         if (!options.UsesInProcessTransport)
         {
@@ -39,7 +45,7 @@ public sealed class FerryInfrastructure : IAsyncDisposable
     {
         lock (_gate)
         {
-            return _transport ??= CreateTransport(_options, loggers);
+            return _transport ??= CreateTransport(_options, loggers, _transportWait);
         }
     }
 
@@ -60,6 +66,7 @@ public sealed class FerryInfrastructure : IAsyncDisposable
                 if (_database is null)
                 {
                     var database = OpenDatabase(_options.DatabaseSetting);
+                    database.UnavailableWait = _databaseWait;
                     SyncSchema(database);
                     _database = database;
                 }
@@ -90,13 +97,14 @@ public sealed class FerryInfrastructure : IAsyncDisposable
     /// tuned by <see cref="FerryHostOptions.RabbitMq"/> when given. RabbitMQ's transport connects when its host starts
     /// (<see cref="Roles.RoleServices.AddFerryBus"/>); a bad URL stops the start here, in one line.
     /// </summary>
-    public static IRpcTransport CreateTransport(FerryHostOptions options, ILoggerFactory loggers)
+    /// <param name="unavailableWait">How long a call or cast waits for a broker that is away (default <see cref="FerryHostOptions.TransportUnavailableWait"/>).</param>
+    public static IRpcTransport CreateTransport(FerryHostOptions options, ILoggerFactory loggers, TimeSpan? unavailableWait = null)
     {
         if (options.UsesInProcessTransport)
         {
             return new InProcessTransport(loggers.CreateLogger<InProcessTransport>());
         }
-        var rabbitMq = options.RabbitMq ?? new RabbitMqOptions { Url = options.Transport, UnavailableWait = options.TransportUnavailableWait };
+        var rabbitMq = options.RabbitMq ?? new RabbitMqOptions { Url = options.Transport, UnavailableWait = unavailableWait ?? options.TransportUnavailableWait };
         try
         {
             _ = RabbitMqEndpoint.Parse(rabbitMq.Url);
