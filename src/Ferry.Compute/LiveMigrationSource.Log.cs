@@ -8,8 +8,5 @@ public sealed partial class LiveMigrationSource
     {
         [LoggerMessage(EventId = 240, Level = LogLevel.Information, Message = "live migration of instance {InstanceId} (migration {MigrationId}) from {Host} to {Dest}: {Percent}% copied, {RemainingMiB} MiB left")]
         public static partial void Progress(ILogger logger, string instanceId, string migrationId, string host, string dest, int percent, long remainingMiB);
-
-        [LoggerMessage(EventId = 241, Level = LogLevel.Warning, Message = "live migration of instance {InstanceId} (migration {MigrationId}) not started: the migration is {Status} (a request delivered again after the move ended)")]
-        public static partial void Stale(ILogger logger, string instanceId, string migrationId, string status);
     }
 }

@@ -46,7 +46,7 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
         catch (InvalidMigrationStateException)
         {
             var now = await context.Conductor.GetMigrationAsync(request.Migration.Uuid, ct);
-            Log.Stale(context.Logger, request.Instance.Uuid, request.Migration.Uuid, now.Status);
+            context.LogStaleRequest(EventName, request.Instance.Uuid, request.Migration.Uuid, $"migration {now.Status}");
             return;
         }
         var outgoing = new Outgoing(request);
