@@ -298,6 +298,12 @@ public sealed class DistributedFaultTests(DistributedFaultFixture fixture) : ICl
             Assert.Null(Host(server));
             Assert.Empty((await _state.PlacementGetAsync($"allocations/{server["id"]}"))["allocations"]!.AsObject());
         }
+        // Both scheduler processes took select_destinations calls: each turned some boots away.
+        foreach (var scheduler in new[] { "scheduler-1", "scheduler-2" })
+        {
+            Assert.Contains(fixture.LogLines(scheduler), l => l.Contains("Got no allocation candidates", StringComparison.Ordinal)
+                || l.Contains("Could not claim any", StringComparison.Ordinal));
+        }
         // Usages equal exactly what the ACTIVE servers hold: no allocation leaked by a lost race.
         await _state.AssertQuietAndConsistentAsync();
         await _state.DeleteAllServersAsync();
