@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Ferry.Compute.Observability;
 using Ferry.Core.Domain;
+using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Virt;
@@ -31,6 +32,23 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
 
     public async Task LiveMigrationAsync(LiveMigrationRequest request, CancellationToken ct)
     {
+        // The first step is a compare-and-swap: a cast RabbitMQ delivers again to this agent after it was killed mid-move
+        // finds the move already ended by start-up recovery (or a conductor that took it over), and is dropped.
+        try
+        {
+            await context.Conductor.UpdateMigrationAsync(new MigrationUpdateRequest
+            {
+                Uuid = request.Migration.Uuid,
+                Status = MigrationStatus.Queued,
+                ExpectedStatuses = [MigrationStatus.Accepted],
+            }, ct);
+        }
+        catch (InvalidMigrationStateException)
+        {
+            var now = await context.Conductor.GetMigrationAsync(request.Migration.Uuid, ct);
+            context.LogStaleRequest(EventName, request.Instance.Uuid, request.Migration.Uuid, $"migration {now.Status}");
+            return;
+        }
         var outgoing = new Outgoing(request);
         _outgoing[request.Instance.Uuid] = outgoing;
         try
@@ -106,7 +124,6 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
         var request = outgoing.Request;
         var instance = request.Instance;
         var migration = request.Migration;
-        await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Queued, ct);
         if (_slots is not null)
         {
             var slot = _slots.WaitAsync(ct);

@@ -54,6 +54,14 @@ public sealed class ResizeDestination(ComputeContext context)
     public async Task FinishResizeAsync(FinishResizeRequest request, CancellationToken ct)
     {
         var instance = request.Instance;
+        // Delivered again after this agent was killed in it: start-up recovery already gave the instance back to the
+        // source and ended the migration. Rolling back here would destroy whatever runs here by now and revert the source twice.
+        var migration = await context.Conductor.GetMigrationAsync(request.Migration.Uuid, ct);
+        if (MigrationStatus.Final.Contains(migration.Status))
+        {
+            context.LogStaleRequest("compute_finish_resize", instance.Uuid, migration.Uuid, $"migration {migration.Status}");
+            return;
+        }
         try
         {
             await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_finish_resize", async () =>

@@ -90,6 +90,19 @@ public sealed class FerryHostOptions
     /// </summary>
     public TimeSpan TransportUnavailableWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long an operation waits for a PostgreSQL server that is down or restarting before it fails (503 in an API's
+    /// shape): long enough that a conductor serving a compute agent's call rides out a restart.
+    /// </summary>
+    public TimeSpan DatabaseUnavailableWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// An api process on its own (`ferry api`) waits this long instead, for the broker and for the database: its caller
+    /// is a client holding an HTTP request open, who should get a 503 soon rather than wait for a restart. The
+    /// all-in-one keeps the longer waits, since its conductor and agents share the api's transport and database.
+    /// </summary>
+    public TimeSpan ApiUnavailableWait { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The api role shares its ports with other api processes (SO_REUSEPORT), as the distributed launcher's replicas do.</summary>
     public bool ReusePort { get; set; }
 

@@ -17,14 +17,20 @@ public sealed class FerryInfrastructure : IAsyncDisposable
 {
     private readonly Lock _gate = new();
     private readonly FerryHostOptions _options;
+    private readonly TimeSpan _transportWait;
+    private readonly TimeSpan _databaseWait;
     private FerryDatabase? _database;
     private PlacementService? _placement;
     private IRpcTransport? _transport;
     private DatabaseRpcDeduplicator? _deduplicator;
 
-    public FerryInfrastructure(FerryHostOptions options)
+    /// <param name="apiOnly">The process is an api role alone: it waits <see cref="FerryHostOptions.ApiUnavailableWait"/>
+    /// for the broker and the database, not the longer waits the conductor and agents need.</param>
+    public FerryInfrastructure(FerryHostOptions options, bool apiOnly = false)
     {
         _options = options;
+        _transportWait = apiOnly ? options.ApiUnavailableWait : options.TransportUnavailableWait;
+        _databaseWait = apiOnly ? options.ApiUnavailableWait : options.DatabaseUnavailableWait;
         // A bad transport stops the start here, before anything is bound or opened.
         if (!options.UsesInProcessTransport)
         {
@@ -42,7 +48,7 @@ public sealed class FerryInfrastructure : IAsyncDisposable
         {
             if (_transport is null)
             {
-                _transport = CreateTransport(_options, loggers);
+                _transport = CreateTransport(_options, loggers, _transportWait);
                 if (_transport is RabbitMqTransport rabbitMq)
                 {
                     // Only a process that serves conductor or scheduler (and so has the database) ever opens it for this.
@@ -71,6 +77,7 @@ public sealed class FerryInfrastructure : IAsyncDisposable
                 if (_database is null)
                 {
                     var database = OpenDatabase(_options.DatabaseSetting);
+                    database.UnavailableWait = _databaseWait;
                     SyncSchema(database);
                     _database = database;
                 }
@@ -101,13 +108,14 @@ public sealed class FerryInfrastructure : IAsyncDisposable
     /// tuned by <see cref="FerryHostOptions.RabbitMq"/> when given. RabbitMQ's transport connects when its host starts
     /// (<see cref="Roles.RoleServices.AddFerryBus"/>); a bad URL stops the start here, in one line.
     /// </summary>
-    public static IRpcTransport CreateTransport(FerryHostOptions options, ILoggerFactory loggers)
+    /// <param name="unavailableWait">How long a call or cast waits for a broker that is away (default <see cref="FerryHostOptions.TransportUnavailableWait"/>).</param>
+    public static IRpcTransport CreateTransport(FerryHostOptions options, ILoggerFactory loggers, TimeSpan? unavailableWait = null)
     {
         if (options.UsesInProcessTransport)
         {
             return new InProcessTransport(loggers.CreateLogger<InProcessTransport>());
         }
-        var rabbitMq = options.RabbitMq ?? new RabbitMqOptions { Url = options.Transport, Exchange = options.ControlExchange, UnavailableWait = options.TransportUnavailableWait };
+        var rabbitMq = options.RabbitMq ?? new RabbitMqOptions { Url = options.Transport, Exchange = options.ControlExchange, UnavailableWait = unavailableWait ?? options.TransportUnavailableWait };
         try
         {
             _ = RabbitMqEndpoint.Parse(rabbitMq.Url);

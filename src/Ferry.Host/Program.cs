@@ -134,7 +134,7 @@ static async Task<int> RunRoleAsync(FerryRoles role, FerryHostOptions options, S
     var name = options.LogName ?? (role == FerryRoles.Compute ? $"compute-{options.ComputeHost}" : role.ToString().ToLowerInvariant());
     Directory.CreateDirectory(options.DataDirectory);
     options.LogFilePath = FerryLogging.LogFilePath(options.DataDirectory, DateTimeOffset.UtcNow, name);
-    await using var infrastructure = new FerryInfrastructure(options);
+    await using var infrastructure = new FerryInfrastructure(options, apiOnly: role == FerryRoles.Api);
     using var host = role switch
     {
         FerryRoles.Api => RoleHosts.BuildApi(options, infrastructure),

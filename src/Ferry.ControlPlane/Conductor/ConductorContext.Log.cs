@@ -12,5 +12,9 @@ public sealed partial class ConductorContext
 
         [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message = "{Step} of instance {InstanceId} failed: {Error}")]
         public static partial void TaskFailed(ILogger logger, Exception? ex, string step, string instanceId, string error);
+
+        [LoggerMessage(EventId = 302, Level = LogLevel.Warning,
+            Message = "{Step} of instance {InstanceId} delivered again (the conductor running it died): migration {MigrationId} of that run rolled back, running it anew")]
+        public static partial void TakenOver(ILogger logger, string step, string instanceId, string migrationId);
     }
 }

@@ -85,6 +85,49 @@ public sealed partial class ConductorContext(
         }
     }
 
+    /// <summary>
+    /// A move task delivered again because the conductor running it died before acknowledging it (RabbitMQ hands an
+    /// unacknowledged message to another replica, or to the restarted one). Nova's conductor leaves such a move stuck
+    /// in its first status with the migration holding the source; here the new delivery decides. If the earlier run
+    /// already handed the move to a compute host (its conductor event finished just before that cast), the move is
+    /// going on and this delivery does nothing (true). Otherwise the earlier run's migration, still in
+    /// <paramref name="firstStatus"/>, ends `error` and gives its allocations back to the instance (overwriting a
+    /// destination the earlier run claimed), and this delivery runs the task from the start (false).
+    /// </summary>
+    public bool TakeOverFromDeadConductor(string instanceUuid, string? requestId, string eventName, IReadOnlyCollection<string> migrationTypes, string firstStatus)
+    {
+        var earlier = Migrations.List(new MigrationFilter(InstanceUuid: instanceUuid, Status: firstStatus))
+            .Where(m => migrationTypes.Contains(m.MigrationType)).ToList();
+        if (earlier.Count == 0)
+        {
+            return false;
+        }
+        if (requestId is not null && HandedOff(instanceUuid, requestId, eventName))
+        {
+            return true;
+        }
+        foreach (var migration in earlier)
+        {
+            try
+            {
+                Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [firstStatus] });
+            }
+            catch (Core.Errors.FerryException)
+            {
+                // Moved on meanwhile: a compute host has it.
+                continue;
+            }
+            Placement.MoveAllocations(migration.Uuid, instanceUuid);
+            Log.TakenOver(_logger, eventName, instanceUuid, migration.Uuid);
+        }
+        return false;
+    }
+
+    private bool HandedOff(string instanceUuid, string requestId, string eventName) =>
+        Actions.ListActions(instanceUuid).Where(a => a.RequestId == requestId)
+            .SelectMany(a => Actions.ListEvents(a.Id))
+            .Any(e => e.Event == eventName && e.FinishTime is not null);
+
     public void SetMigrationStatus(string migrationUuid, string status) =>
         Migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = status });
 

@@ -66,6 +66,14 @@ public sealed class FerryDatabase : IDisposable
 
     public SqlDialect Dialect { get; }
 
+    /// <summary>
+    /// PostgreSQL: how long an operation keeps trying while the server cannot be reached (down, restarting, or every
+    /// pooled connection broken by a restart) before it throws <see cref="DatabaseUnavailableException"/>.
+    /// </summary>
+    public TimeSpan UnavailableWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    private static readonly TimeSpan s_unavailableRetryInterval = TimeSpan.FromMilliseconds(250);
+
     /// <summary>True when other processes may write the same database (PostgreSQL): in-memory caches must re-check it.</summary>
     public bool IsShared => _postgres is not null;
 
@@ -117,7 +125,8 @@ public sealed class FerryDatabase : IDisposable
     {
         try
         {
-            Read(connection =>
+            // Once, without waiting for the server: a start names the database at once.
+            ReadOnce(connection =>
             {
                 using var ping = Command(connection, null, "SELECT 1");
                 return ping.ExecuteScalar();
@@ -156,9 +165,55 @@ public sealed class FerryDatabase : IDisposable
                 return read(_sqlite!);
             }
         }
+        return WhileReachable(() => ReadOnce(read));
+    }
+
+    private T ReadOnce<T>(Func<DbConnection, T> read)
+    {
+        if (_postgres is null)
+        {
+            lock (_gate)
+            {
+                return read(_sqlite!);
+            }
+        }
         using var connection = _postgres.OpenConnection();
         return read(connection);
     }
+
+    /// <summary>
+    /// Runs <paramref name="operation"/>, and again while the server cannot be reached, for at most
+    /// <see cref="UnavailableWait"/>. A failure of the connection drops every pooled one: after a server restart they are
+    /// all broken, and each would fail once more. A commit whose connection broke is not run again (it may have landed).
+    /// </summary>
+    private T WhileReachable<T>(Func<T> operation)
+    {
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return operation();
+            }
+            catch (Exception e) when (IsConnectionFailure(e))
+            {
+                _postgres!.Clear();
+                if (e is CommitFailedException || started.Elapsed + s_unavailableRetryInterval > UnavailableWait)
+                {
+                    throw new DatabaseUnavailableException(Description, e is CommitFailedException ? e.InnerException! : e);
+                }
+                Thread.Sleep(s_unavailableRetryInterval);
+            }
+        }
+    }
+
+    /// <summary>The server is away or the connection broke (not a deadlock: <see cref="SqlDialect.IsTransient"/> runs those again).</summary>
+    private static bool IsConnectionFailure(Exception e) =>
+        e is CommitFailedException
+        || (e is NpgsqlException { IsTransient: true } npgsql && !SqlDialect.IsTransient(npgsql))
+        || (e is InvalidOperationException && e.InnerException is NpgsqlException { IsTransient: true });
+
+    private sealed class CommitFailedException(Exception inner) : Exception(inner.Message, inner);
 
     /// <summary>
     /// Runs <paramref name="read"/> on one consistent snapshot of the whole database (PostgreSQL's REPEATABLE
@@ -170,11 +225,14 @@ public sealed class FerryDatabase : IDisposable
         {
             return Write(read);
         }
-        using var connection = _postgres.OpenConnection();
-        using var transaction = connection.BeginTransaction(IsolationLevel.RepeatableRead);
-        var result = read(connection, transaction);
-        transaction.Commit();
-        return result;
+        return WhileReachable(() =>
+        {
+            using var connection = _postgres.OpenConnection();
+            using var transaction = connection.BeginTransaction(IsolationLevel.RepeatableRead);
+            var result = read(connection, transaction);
+            transaction.Commit();
+            return result;
+        });
     }
 
     /// <summary>
@@ -195,21 +253,31 @@ public sealed class FerryDatabase : IDisposable
                 return result;
             }
         }
-        for (var attempt = 1; ; attempt++)
+        return WhileReachable(() =>
         {
-            try
+            for (var attempt = 1; ; attempt++)
             {
-                using var connection = _postgres.OpenConnection();
-                using var transaction = connection.BeginTransaction(IsolationLevel.ReadCommitted);
-                var result = write(connection, transaction);
-                transaction.Commit();
-                return result;
+                try
+                {
+                    using var connection = _postgres.OpenConnection();
+                    using var transaction = connection.BeginTransaction(IsolationLevel.ReadCommitted);
+                    var result = write(connection, transaction);
+                    try
+                    {
+                        transaction.Commit();
+                    }
+                    catch (Exception e) when (IsConnectionFailure(e))
+                    {
+                        throw new CommitFailedException(e);
+                    }
+                    return result;
+                }
+                catch (DbException e) when (attempt < TransientRetries && SqlDialect.IsTransient(e))
+                {
+                    // Another transaction held rows this one needed in the other order: run it again.
+                }
             }
-            catch (DbException e) when (attempt < TransientRetries && SqlDialect.IsTransient(e))
-            {
-                // Another transaction held rows this one needed in the other order: run it again.
-            }
-        }
+        });
     }
 
     public void Write(Action<DbConnection, DbTransaction> write) =>

@@ -41,6 +41,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
     private readonly DistributedPlan _plan;
     private readonly TextWriter _output;
     private readonly List<FerryChild> _children = [];
+    private readonly Dictionary<string, (string[] Arguments, IReadOnlyDictionary<string, string> Environment)> _started = [];
     private LocalPostgres? _postgres;
     private LocalRabbitMq? _rabbitMq;
 
@@ -183,11 +184,37 @@ public sealed class DistributedLauncher : IAsyncDisposable
         var child = FerryChild.Start(name, [.. arguments, "--log-name", name], environment);
         lock (_children)
         {
+            _started[name] = (arguments, environment);
             _children.Add(child);
             File.WriteAllLines(PidFile, _children.Select(c => $"{Invariant(c.ProcessId)} {c.Name}"));
         }
         await child.WaitReadyAsync(s_readyTimeout, ct);
         return child;
+    }
+
+    /// <summary>
+    /// Starts the role process <paramref name="name"/> (api-1, conductor-2, compute1…) again, with the words and settings it
+    /// first had, once it has died (killed, or crashed). The launcher does not do it by itself: a dead replica's work
+    /// falls to the others (the queues are shared), and a dead compute agent's host stays down until it is started
+    /// again, as under systemd without Restart=.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No such child, or it still runs.</exception>
+    public async Task<FerryChild> RestartAsync(string name, CancellationToken ct)
+    {
+        FerryChild old;
+        (string[] Arguments, IReadOnlyDictionary<string, string> Environment) start;
+        lock (_children)
+        {
+            old = _children.LastOrDefault(c => c.Name == name) ?? throw new InvalidOperationException($"no child {name}");
+            if (!old.HasExited)
+            {
+                throw new InvalidOperationException($"{name} still runs");
+            }
+            start = _started[name];
+            _children.Remove(old);
+        }
+        old.Dispose();
+        return await StartAsync(name, start.Arguments, start.Environment, ct);
     }
 
     /// <summary>Ends the children a killed launcher left (only processes whose command line is a Ferry role of this data directory).</summary>

@@ -83,7 +83,8 @@ public sealed class LocalPostgres
     /// <summary>Creates <paramref name="name"/> unless it exists; returns its connection string.</summary>
     public string EnsureDatabase(string name)
     {
-        using var connection = new NpgsqlConnection(ConnectionStringOf("postgres"));
+        // Unpooled: after a restart of the server a pooled connection of this process would be a dead one.
+        using var connection = new NpgsqlConnection(ConnectionStringOf("postgres") + ";Pooling=false");
         connection.Open();
         using var exists = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = @n", connection);
         exists.Parameters.AddWithValue("n", name);

@@ -73,6 +73,7 @@ public sealed class FakeFaultInjector(TimeProvider? timeProvider = null)
     /// <summary>Waits the step's delay, if any, then <see cref="Check"/>s it.</summary>
     public async ValueTask CheckAsync(string step, CancellationToken cancellationToken)
     {
+        await FakeCrashPoint.HoldAsync(step, cancellationToken);
         await DelayAsync(step, cancellationToken);
         Check(step);
     }

@@ -20,6 +20,10 @@ public sealed class LiveMigrationTask(ConductorContext context)
 
     public async Task ExecuteAsync(LiveMigrateInstanceRequest request, CancellationToken ct)
     {
+        if (context.TakeOverFromDeadConductor(request.InstanceUuid, request.RequestId, EventName, [MigrationType.LiveMigration], MigrationStatus.Accepted))
+        {
+            return;
+        }
         var instance = context.Instances.Get(request.InstanceUuid);
         var started = context.Time.GetTimestamp();
         var migration = context.Migrations.Create(id => new Migration

@@ -18,6 +18,11 @@ public sealed class MigrationTask(ConductorContext context)
 
     public async Task ExecuteAsync(MigrateServerRequest request, CancellationToken ct)
     {
+        if (request.MigrationUuid is null && context.TakeOverFromDeadConductor(request.InstanceUuid, request.RequestId, EventName,
+            [MigrationType.Migration, MigrationType.Resize], MigrationStatus.PreMigrating))
+        {
+            return;
+        }
         var instance = context.Instances.Get(request.InstanceUuid);
         var started = context.Time.GetTimestamp();
         var newFlavor = request.NewFlavorId is null
