@@ -49,7 +49,7 @@ internal static class DistributedBenchmarks
             }
             catch (TimeoutException ex)
             {
-                results.Concurrent20Failure = ex.Message;
+                results.Concurrent20Failure = $"{ex.Message} (every process's log kept in {ferry.KeepLogs()})";
                 log($"{Results.Servers20} concurrent live migrations, 20 hosts: NOT MEASURED: {ex.Message}");
             }
         }
