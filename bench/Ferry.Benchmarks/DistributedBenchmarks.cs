@@ -39,10 +39,19 @@ internal static class DistributedBenchmarks
         }
         if (runs("concurrent"))
         {
+            // 20 hosts are 26 processes on this machine: a round that does not finish is reported, not fatal to the other figures.
             await using var ferry = await DistributedFerry.StartAsync(hostDll, hosts: 20, maxConcurrentLiveMigrations: Results.RaisedLimit, log);
-            var rounds = await MigrationBenchmarks.ConcurrentLiveMigrationsAsync(ferry, servers: Results.Servers20, rounds: 3, limit: TimeSpan.FromSeconds(120));
-            results.Concurrent20 = rounds;
-            log($"{Results.Servers20} concurrent live migrations, 20 hosts, limit {Results.RaisedLimit}: {string.Join(", ", rounds.Select(r => $"{r.PerSecond:0.0}/s ({r.WallMs:0} ms)"))}");
+            try
+            {
+                var rounds = await MigrationBenchmarks.ConcurrentLiveMigrationsAsync(ferry, servers: Results.Servers20, rounds: 3, limit: TimeSpan.FromSeconds(120));
+                results.Concurrent20 = rounds;
+                log($"{Results.Servers20} concurrent live migrations, 20 hosts, limit {Results.RaisedLimit}: {string.Join(", ", rounds.Select(r => $"{r.PerSecond:0.0}/s ({r.WallMs:0} ms)"))}");
+            }
+            catch (TimeoutException ex)
+            {
+                results.Concurrent20Failure = $"{ex.Message} (every process's log kept in {ferry.KeepLogs()})";
+                log($"{Results.Servers20} concurrent live migrations, 20 hosts: NOT MEASURED: {ex.Message}");
+            }
         }
     }
 

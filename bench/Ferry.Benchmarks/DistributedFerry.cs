@@ -160,6 +160,18 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
     public IReadOnlyList<int> RabbitMqProcesses() =>
         ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(DataDirectory, "rabbitmq", "pid")));
 
+    /// <summary>Copies every process's log out of the data directory (deleted at the end) for a figure that failed; returns where.</summary>
+    public string KeepLogs()
+    {
+        var kept = Path.Combine(Path.GetTempPath(), $"ferry-bench-logs-{DateTime.UtcNow:yyyyMMddTHHmmss}");
+        Directory.CreateDirectory(kept);
+        foreach (var file in Directory.GetFiles(Path.Combine(DataDirectory, "log")))
+        {
+            File.Copy(file, Path.Combine(kept, Path.GetFileName(file)));
+        }
+        return kept;
+    }
+
     public async Task<List<(string Id, string Host)>> BootManyAsync(IReadOnlyList<string> hosts)
     {
         using var gate = new SemaphoreSlim(16);

@@ -93,17 +93,27 @@ internal static class MigrationBenchmarks
             var t0 = Stopwatch.GetTimestamp();
             await Task.WhenAll(destinationOf.Select(b => ferry.ActionAsync(b.Key, InProcessFerry.LiveMigrateBody(b.Value), HttpStatusCode.Accepted)));
             var finished = 0L;
-            await Poll.UntilAsync(() =>
+            var done = 0;
+            try
             {
-                var done = ferry.Instances.List().Count(i => i.TaskState is null && i.VmState == VmState.Active
-                    && destinationOf.TryGetValue(i.Uuid, out var d) && d == i.Host);
-                if (done < servers)
+                await Poll.UntilAsync(() =>
                 {
-                    return false;
-                }
-                finished = Stopwatch.GetTimestamp();
-                return true;
-            }, TimeSpan.FromMilliseconds(servers <= 20 ? 2 : 20), limit, $"{servers} concurrent live migrations"); // reading 240 rows costs CPU: look less often
+                    done = ferry.Instances.List().Count(i => i.TaskState is null && i.VmState == VmState.Active
+                        && destinationOf.TryGetValue(i.Uuid, out var d) && d == i.Host);
+                    if (done < servers)
+                    {
+                        return false;
+                    }
+                    finished = Stopwatch.GetTimestamp();
+                    return true;
+                }, TimeSpan.FromMilliseconds(servers <= 20 ? 2 : 20), limit, $"{servers} concurrent live migrations"); // reading 240 rows costs CPU: look less often
+            }
+            catch (TimeoutException ex)
+            {
+                // Say how far it got: slow, or stuck (which statuses the round's migrations are in).
+                var statuses = ferry.Migrations.List(new()).GroupBy(m => m.Status).Select(g => $"{g.Count()} {g.Key}");
+                throw new TimeoutException($"{ex.Message} (round {round + 1}): {done} of {servers} ACTIVE on their destinations; migrations {string.Join(", ", statuses)}", ex);
+            }
             var wallMs = Stats.Ms(finished - t0);
             results.Add((servers / (wallMs / 1000.0), wallMs));
             // Untimed: every migration record final before the next round.

@@ -14,10 +14,13 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
             command.ExecuteNonQuery();
         });
 
-    /// <summary>Starts or finishes an event of the action identified by request id; a failed event marks the action "Error".</summary>
+    /// <summary>
+    /// Starts or finishes an event of the action identified by request id; a failed event marks the action "Error". History
+    /// only (<see cref="FerryDatabase.WriteHistory"/>): a finish whose start a database crash lost is recorded whole.
+    /// </summary>
     public void RecordEvent(string instanceUuid, string? requestId, string eventName, string host, bool finished, bool failed, string? details,
         string? traceback = null) =>
-        db.Write((c, t) =>
+        db.WriteHistory((c, t) =>
         {
             var now = Rows.Time(time.GetUtcNow());
             using var find = FerryDatabase.Command(c, t,

@@ -12,8 +12,13 @@ public sealed class RabbitMqOptions
     /// <summary>The topic exchange every topic's queue is bound to (oslo's <c>control_exchange</c>); queues are named <c>exchange.topic</c>.</summary>
     public string Exchange { get; set; } = "ferry";
 
-    /// <summary>Unacknowledged messages a listener holds at once; each runs on its own task, so nested calls cannot deadlock.</summary>
-    public ushort Prefetch { get; set; } = 64;
+    /// <summary>
+    /// Unacknowledged messages a listener holds at once (0: no limit, oslo.messaging's <c>rabbit_qos_prefetch_count</c>
+    /// default). Each runs on its own task; a limit would bring back the deadlock of a serial queue once that many handlers
+    /// wait on calls whose own nested calls sit in the queue behind them (240 moves at once: every conductor slot held by
+    /// a <c>live_migrate_instance</c> waiting on computes that wait on <c>action_event</c> calls to the conductor).
+    /// </summary>
+    public ushort Prefetch { get; set; }
 
     /// <summary>How long a call or cast waits for the broker (down, or reconnecting) before it fails with a transient error.</summary>
     public TimeSpan UnavailableWait { get; set; } = TimeSpan.FromSeconds(5);

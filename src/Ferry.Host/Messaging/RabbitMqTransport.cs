@@ -19,7 +19,7 @@ namespace Ferry.Host.Messaging;
 /// call's confirm: waiting for the broker's as well would only add its disk flush to every call). Every message carries an
 /// <see cref="RpcEnvelope"/> in its AMQP properties: message id, reply-to, deadline (AMQP <c>expiration</c> plus a
 /// header checked on receipt), <c>traceparent</c> and method. Listeners ack after the handler finishes, hold at most
-/// <see cref="RabbitMqOptions.Prefetch"/> messages and run each on its own task; a redelivery runs once through
+/// <see cref="RabbitMqOptions.Prefetch"/> messages (no limit by default) and run each on its own task; a redelivery runs once through
 /// <see cref="IRpcDeduplicator"/>. The connection and its topology (queues, bindings, consumers) recover by
 /// themselves after a broker restart; a call or cast made while the broker is away waits at most
 /// <see cref="RabbitMqOptions.UnavailableWait"/>, then fails with <see cref="RpcUnavailableException"/>.

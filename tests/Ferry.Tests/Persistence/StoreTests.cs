@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
@@ -34,6 +35,42 @@ public abstract class StoreTests : IDisposable
         Id = id, Uuid = uuid ?? Guid.NewGuid().ToString(), DisplayName = "vm", ProjectId = "p1", UserId = "u1", Host = "host-a",
         Flavor = SmallFlavor(), ImageRef = "img", VmState = VmState.Active, CreatedAt = DateTimeOffset.UtcNow,
     };
+
+    [Fact]
+    public void WriteHistory_PostgreSql_CommitsWithoutWaitingForTheWalFlushWhileWriteWaits()
+    {
+        string Setting(DbConnection c, DbTransaction t)
+        {
+            using var show = FerryDatabase.Command(c, t, _files.Engine == DatabaseEngine.PostgreSql ? "SHOW synchronous_commit" : "PRAGMA synchronous");
+            return Convert.ToString(show.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture)!;
+        }
+        var db = _db;
+        if (_files.Engine == DatabaseEngine.PostgreSql)
+        {
+            // The test server runs with synchronous_commit off for speed: this database's sessions get it on, as a real server's do.
+            _db.Write((c, t) =>
+            {
+                using var name = FerryDatabase.Command(c, t, "SELECT current_database()");
+                using var alter = FerryDatabase.Command(c, t, $"ALTER DATABASE \"{name.ExecuteScalar()}\" SET synchronous_commit = on");
+                alter.ExecuteNonQuery();
+            });
+            db = _files.Open(); // a pool of its own: its sessions start with the database's setting
+        }
+        string? inHistory = null;
+        db.WriteHistory((c, t) => inHistory = Setting(c, t));
+        var inWrite = db.Write((c, t) => Setting(c, t));
+
+        if (_files.Engine == DatabaseEngine.PostgreSql)
+        {
+            Assert.Equal("off", inHistory);
+            Assert.Equal("on", inWrite); // SET LOCAL ends with its transaction: the pooled connection is durable again
+        }
+        else
+        {
+            Assert.Equal("1", inHistory); // SQLite commits the same way either way (synchronous=NORMAL under WAL)
+            Assert.Equal("1", inWrite);
+        }
+    }
 
     [Fact]
     public void InstanceStore_CreateFindListUpdate_RoundTrips()

@@ -109,6 +109,37 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     }
 
     [Fact]
+    public async Task Listen_MoreLongHandlersThanOldPrefetchEachCallingItsOwnTopic_AllRunAtOnceAndComplete()
+    {
+        // 240 moves at once on 20 hosts: every conductor slot held by a live_migrate_instance waiting on a compute that
+        // waits on an action_event call queued behind more live_migrate_instance messages. A bounded prefetch (it was
+        // 64) deadlocks that until the calls time out; oslo.messaging's rabbit_qos_prefetch_count is 0 (no limit) too.
+        const int Outer = 100;
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator());
+        var started = 0;
+        var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await ListenAsync(transport, "conductor", new RecordingDispatcher("a", async (method, payload, ct) =>
+        {
+            if (method == "inner")
+            {
+                return payload;
+            }
+            if (Interlocked.Increment(ref started) == Outer)
+            {
+                all.TrySetResult();
+            }
+            await all.Task.WaitAsync(ct);
+            return await transport.CallAsync("conductor", "inner", payload, s_long, ct);
+        }));
+
+        var calls = Enumerable.Range(0, Outer).Select(i => transport.CallAsync("conductor", "outer", Bytes($"m{i}"), s_long, CancellationToken.None));
+        var replies = await Task.WhenAll(calls);
+
+        Assert.Equal(Enumerable.Range(0, Outer).Select(i => $"m{i}"), replies.Select(Text));
+        Assert.Equal(0, new RabbitMqOptions().Prefetch);
+    }
+
+    [Fact]
     public async Task BusUpGauge_BrokerStoppedThenStarted_ZeroWhileDownOneAfterReconnection()
     {
         using var recorder = new FerryMeterRecorder();
