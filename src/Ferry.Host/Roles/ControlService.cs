@@ -1,6 +1,7 @@
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Rpc;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace Ferry.Host.Roles;
 
@@ -9,7 +10,7 @@ namespace Ferry.Host.Roles;
 /// and its service row's heartbeat while it runs.
 /// </summary>
 internal sealed class ControlService(IRpcTransport transport, string topic, string binary, Func<IRpcDispatcher> dispatcher, ServiceStore services,
-    FerryHostOptions options) : BackgroundService
+    FerryHostOptions options, ILogger<ControlService> logger) : BackgroundService
 {
     private IAsyncDisposable? _listener;
 
@@ -21,7 +22,7 @@ internal sealed class ControlService(IRpcTransport transport, string topic, stri
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        ControlServiceHeartbeat.RunAsync(services, options.ControllerHost, binary, topic, options.ReportInterval, stoppingToken);
+        ControlServiceHeartbeat.RunAsync(services, options.ControllerHost, binary, topic, options.ReportInterval, logger, stoppingToken);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
@@ -37,18 +38,29 @@ internal sealed class ControlService(IRpcTransport transport, string topic, stri
 /// The conductor's and scheduler's heartbeat: their own service rows, as Nova's report, so that `compute service list`
 /// shows them (zone internal) and an operator sees when they stop.
 /// </summary>
-internal static class ControlServiceHeartbeat
+internal static partial class ControlServiceHeartbeat
 {
     /// <summary>One heartbeat: done at start, before the role says it is ready, so `compute service list` shows it at once.</summary>
     public static void Report(ServiceStore services, string host, string binary, string topic) => services.Report(host, binary, topic, 1);
 
-    /// <summary>A heartbeat every <paramref name="interval"/> until <paramref name="ct"/> is cancelled.</summary>
-    public static async Task RunAsync(ServiceStore services, string host, string binary, string topic, TimeSpan interval, CancellationToken ct)
+    /// <summary>
+    /// A heartbeat every <paramref name="interval"/> until <paramref name="ct"/> is cancelled. A heartbeat the database
+    /// cannot take (an outage longer than its wait) is skipped, not fatal: the role keeps serving and reports again once
+    /// the database is back (an exception here would stop the whole process).
+    /// </summary>
+    public static async Task RunAsync(ServiceStore services, string host, string binary, string topic, TimeSpan interval, ILogger logger, CancellationToken ct)
     {
         using var timer = new PeriodicTimer(interval);
         while (await WaitAsync(timer, ct))
         {
-            Report(services, host, binary, topic);
+            try
+            {
+                Report(services, host, binary, topic);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.HeartbeatFailed(logger, ex, binary, host);
+            }
         }
     }
 
@@ -62,5 +74,11 @@ internal static class ControlServiceHeartbeat
         {
             return false;
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 131, Level = LogLevel.Warning, Message = "Heartbeat of {Binary} on {Host} failed; the next one is tried at its time")]
+        public static partial void HeartbeatFailed(ILogger logger, Exception ex, string binary, string host);
     }
 }

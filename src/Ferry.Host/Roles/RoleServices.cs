@@ -61,7 +61,8 @@ internal static class RoleServices
         // AddSingleton, not AddHostedService: that registers one service per implementation type, and the all-in-one
         // holds two ControlServices (conductor and scheduler).
         services.AddSingleton<IHostedService>(sp => new ControlService(sp.GetRequiredService<IRpcTransport>(), Topics.Conductor, "nova-conductor",
-            sp.GetRequiredService<ComputeTaskManager>().CreateRpcServer, sp.GetRequiredService<ServiceStore>(), options));
+            sp.GetRequiredService<ComputeTaskManager>().CreateRpcServer, sp.GetRequiredService<ServiceStore>(), options,
+            sp.GetRequiredService<ILogger<ControlService>>()));
         services.AddHostedService(sp => sp.GetRequiredService<BuildTimeoutCheck>());
         return services;
     }
@@ -77,7 +78,7 @@ internal static class RoleServices
             return new ControlService(sp.GetRequiredService<IRpcTransport>(), Topics.Scheduler, "nova-scheduler", () => new RpcServer()
                 .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", (r, _) =>
                     Task.FromResult(new SelectDestinationsReply([.. scheduler.SelectDestinations(r.RequestSpec, r.NumAlternates)]))),
-                sp.GetRequiredService<ServiceStore>(), options);
+                sp.GetRequiredService<ServiceStore>(), options, sp.GetRequiredService<ILogger<ControlService>>());
         });
         return services;
     }
