@@ -291,6 +291,9 @@ internal sealed class Results
         yield return ("scale_fresh_start_ms", $"all-in-one start, empty data dir, {scale} hosts", Scale?.FreshStartMs ?? double.NaN, "ms", 30_000, true, double.NaN, "—");
         yield return ("scale_rss_mb", $"RSS of the restarted all-in-one, {scale}", Scale?.RssMb ?? double.NaN, "MB", double.NaN, true, double.NaN, "—");
         yield return ("scale_heartbeat_busiest_second_share", "share of heartbeats in the busiest second of the interval", (Scale?.HeartbeatMaxSecondShare ?? double.NaN) * 100, "%", 20, true, double.NaN, "—");
+        var moves = Scale?.ConcurrentLiveMigrations;
+        yield return ("scale_concurrent_live_migrations_not_completed", $"{moves?.Moves ?? 200} live migrations at once at that size, not completed", moves?.NotCompleted ?? double.NaN, "", 0, true, double.NaN, "—");
+        yield return ("scale_concurrent_live_migrations_per_s", $"the same, moves per second until the last was final", moves is { } m ? m.Moves / (m.WallMs / 1000) : double.NaN, "/s", double.NaN, false, double.NaN, "—");
     }
 
     // The targets for the distributed shape (Nova 26.2 was measured distributed: PostgreSQL/MySQL, RabbitMQ, processes).
@@ -362,9 +365,10 @@ internal sealed class Results
         }
         if (Scale is { } s)
         {
+            var moves = s.ConcurrentLiveMigrations is { } m ? $"; {m.Moves} live migrations at once: {m.Completed} completed, {m.NotCompleted} not, in {F(m.WallMs)} ms" : "";
             sb.AppendLine(CultureInfo.InvariantCulture, $"scale: {s.Hosts} hosts / {s.Instances} instances: fresh start {F(s.FreshStartMs)} ms, seeding {F(s.SeedMs)} ms, " +
                 $"restart ready {F(s.RestartReadyMs)} ms ({F(s.RestartWallMs)} ms from the process start), RSS {F(s.RssMb)} MB (peak {F(s.PeakRssMb)} MB), " +
-                $"heartbeats over {s.HeartbeatSecondsUsed} of {F(s.ReportIntervalSeconds)} s, busiest second {F(s.HeartbeatMaxSecondShare * 100)} %");
+                $"heartbeats over {s.HeartbeatSecondsUsed} of {F(s.ReportIntervalSeconds)} s, busiest second {F(s.HeartbeatMaxSecondShare * 100)} %{moves}");
         }
         foreach (var queries in Queries)
         {

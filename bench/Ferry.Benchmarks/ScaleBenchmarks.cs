@@ -18,8 +18,15 @@ internal static partial class ScaleBenchmarks
 {
     private static readonly TimeSpan s_restartLimit = TimeSpan.FromMinutes(3);
 
+    /// <summary>Live migrations started at once on the restarted cloud (issue 10: 200 at that size, no error).</summary>
+    private const int ConcurrentMoves = 200;
+
     public sealed record Result(int Hosts, int Instances, double FreshStartMs, double SeedMs, double RestartReadyMs, double RestartWallMs,
-        double RssMb, double PeakRssMb, double HeartbeatMaxSecondShare, int HeartbeatSecondsUsed, double ReportIntervalSeconds);
+        double RssMb, double PeakRssMb, double HeartbeatMaxSecondShare, int HeartbeatSecondsUsed, double ReportIntervalSeconds)
+    {
+        /// <summary>The <see cref="ConcurrentMoves"/> live migrations: how many completed, how many did not, and the time until the last was final.</summary>
+        public (int Moves, int Completed, int NotCompleted, double WallMs)? ConcurrentLiveMigrations { get; init; }
+    }
 
     public static async Task<Result> RunAsync(string hostDll, int hosts, int instances, Action<string> log)
     {
@@ -112,8 +119,13 @@ internal static partial class ScaleBenchmarks
             // service's updated_at is a periodic heartbeat, not the start-up one.
             var heartbeats = await WaitForHeartbeatsAfterAsync(http, readyAt + reportInterval, hosts, TimeSpan.FromTicks(reportInterval.Ticks * 6));
             var seconds = heartbeats.GroupBy(t => t.ToUnixTimeSeconds() % (long)reportInterval.TotalSeconds).Select(g => g.Count()).ToList();
-            var result = new Result(hosts, instances, freshMs, seedMs, readyMs, wallMs, ReadStatusKb(process.Id, "VmRSS") / 1024.0,
-                ReadStatusKb(process.Id, "VmHWM") / 1024.0, seconds.Max() / (double)heartbeats.Count, seconds.Count, reportInterval.TotalSeconds);
+            var rssMb = ReadStatusKb(process.Id, "VmRSS") / 1024.0;
+            var moves = await ConcurrentLiveMigrationsAsync(http, Math.Min(ConcurrentMoves, hosts / 2), log);
+            var result = new Result(hosts, instances, freshMs, seedMs, readyMs, wallMs, rssMb,
+                ReadStatusKb(process.Id, "VmHWM") / 1024.0, seconds.Max() / (double)heartbeats.Count, seconds.Count, reportInterval.TotalSeconds)
+            {
+                ConcurrentLiveMigrations = moves,
+            };
             log($"scale: RSS {result.RssMb:0} MB (peak {result.PeakRssMb:0} MB); heartbeats over {seconds.Count} of {reportInterval.TotalSeconds:0} seconds, " +
                 $"the busiest second {result.HeartbeatMaxSecondShare:P1}");
             return result;
@@ -125,6 +137,58 @@ internal static partial class ScaleBenchmarks
                 process.Kill(entireProcessTree: true);
             }
             await process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+        }
+    }
+
+    /// <summary>
+    /// Live-migrates <paramref name="moves"/> servers on as many different hosts at once, the scheduler choosing each
+    /// destination among every host, and waits until each migration is final.
+    /// </summary>
+    private static async Task<(int Moves, int Completed, int NotCompleted, double WallMs)> ConcurrentLiveMigrationsAsync(HttpClient http, int moves, Action<string> log)
+    {
+        // One server from each of `moves` hosts: a host's servers are neighbours in the list, so read pages until there are enough.
+        var byHost = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (string? marker = null; byHost.Count < moves;)
+        {
+            var page = JsonNode.Parse(await http.GetStringAsync($"servers/detail?all_tenants=1&limit=1000{(marker is null ? "" : "&marker=" + marker)}"))!["servers"]!.AsArray();
+            if (page.Count == 0)
+            {
+                break;
+            }
+            foreach (var server in page.Where(s => (string?)s!["status"] == "ACTIVE"))
+            {
+                byHost.TryAdd((string)server!["OS-EXT-SRV-ATTR:host"]!, (string)server["id"]!);
+            }
+            marker = (string)page[^1]!["id"]!;
+        }
+        var chosen = byHost.Values.Take(moves).ToList();
+        var t0 = Stopwatch.GetTimestamp();
+        await Task.WhenAll(chosen.Select(async id =>
+        {
+            using var response = await http.SendAsync(InProcessFerry.Post($"servers/{id}/action", """{"os-migrateLive": {"host": null, "block_migration": "auto"}}"""));
+            if (response.StatusCode != HttpStatusCode.Accepted)
+            {
+                throw new InvalidOperationException($"live migration of {id}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            }
+        }));
+        var ids = chosen.ToHashSet(StringComparer.Ordinal);
+        string[] finals = ["completed", "error", "failed", "cancelled"];
+        while (true)
+        {
+            var migrations = JsonNode.Parse(await http.GetStringAsync("os-migrations?migration_type=live-migration&limit=1000"))!["migrations"]!.AsArray()
+                .Where(m => ids.Contains((string)m!["instance_uuid"]!)).ToList();
+            if (migrations.Count == chosen.Count && migrations.All(m => finals.Contains((string?)m!["status"])))
+            {
+                var wallMs = Stats.Ms(Stopwatch.GetTimestamp() - t0);
+                var completed = migrations.Count(m => (string?)m!["status"] == "completed");
+                log($"scale: {chosen.Count} live migrations at once: {completed} completed, {chosen.Count - completed} not, in {wallMs:0} ms");
+                return (chosen.Count, completed, chosen.Count - completed, wallMs);
+            }
+            if (Stopwatch.GetElapsedTime(t0) > s_restartLimit)
+            {
+                throw new TimeoutException($"{chosen.Count} live migrations at once: not all final after {s_restartLimit.TotalMinutes} min");
+            }
+            await Task.Delay(200);
         }
     }
 
