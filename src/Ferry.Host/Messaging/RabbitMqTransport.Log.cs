@@ -38,5 +38,8 @@ public sealed partial class RabbitMqTransport
 
         [LoggerMessage(EventId = 130, Level = LogLevel.Warning, Message = "The reply to {Method} (message {MessageId}) could not be sent before its caller's deadline")]
         public static partial void ReplyLost(ILogger logger, string method, string messageId);
+
+        [LoggerMessage(EventId = 132, Level = LogLevel.Information, Message = "{Method} on {Topic} (message {MessageId}) sent again: the connection recovered while its reply was awaited")]
+        public static partial void CallResent(ILogger logger, string method, string topic, string messageId);
     }
 }

@@ -42,6 +42,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     private Link? _link;
     private IDisposable? _health;
     private volatile bool _recovering;
+    private TaskCompletionSource _recovered = new(TaskCreationOptions.RunContinuationsAsynchronously); // completed at each recovery, then replaced
     private volatile bool _disposed;
 
     /// <summary>Parses the URL (a bad one throws <see cref="FormatException"/> naming the setting); <see cref="StartAsync"/> connects.</summary>
@@ -154,17 +155,31 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         _pending[envelope.MessageId] = reply;
         try
         {
+            var recovered = Volatile.Read(ref _recovered).Task;
             await PublishRequestAsync(Bus.Calls, topic, envelope, payload, cancellationToken);
-            RpcOutcome outcome;
             try
             {
-                var left = deadline - _timeProvider.GetUtcNow();
-                outcome = await reply.Task.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken);
+                while (true)
+                {
+                    var left = deadline - _timeProvider.GetUtcNow();
+                    var first = await Task.WhenAny(reply.Task, recovered).WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _timeProvider, cancellationToken);
+                    if (first == reply.Task)
+                    {
+                        break;
+                    }
+                    // The connection came back: a reply sent while it was down went with the broker (reply queues do not
+                    // outlive it), so ask again under the same message id; the receiver's deduplicator answers a request it
+                    // already ran with the recorded outcome instead of running it twice.
+                    recovered = Volatile.Read(ref _recovered).Task;
+                    Log.CallResent(_logger, method, topic, envelope.MessageId);
+                    await PublishRequestAsync(Bus.Calls, topic, envelope, payload, cancellationToken);
+                }
             }
             catch (TimeoutException)
             {
                 throw new RpcTimeoutException($"Timed out waiting for a reply to {method} on {topic} after {timeout.TotalSeconds:0.###} s");
             }
+            var outcome = await reply.Task;
             return outcome.IsError ? throw RpcError.Deserialize(outcome.Body).ToException() : outcome.Body;
         }
         finally
@@ -372,6 +387,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         _recovering = false;
         _declaredTopics.Clear();
         Log.ConnectionRecovered(_logger, _endpoint.Display);
+        Interlocked.Exchange(ref _recovered, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
         return Task.CompletedTask;
     }
 

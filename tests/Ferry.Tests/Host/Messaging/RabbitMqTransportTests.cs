@@ -210,7 +210,42 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     public async Task Listen_ConsumerStopsBeforeAck_OtherReplicaGetsMessageAndSharedDeduplicatorRunsItOnce()
     {
         var shared = new InMemoryRpcDeduplicator();
-        var dying = await ConnectAsync(shared, shutdownGrace: TimeSpan.FromMilliseconds(300));
+
+        var (reply, runs) = await ReplicaDiesBeforeAckAsync(() => ConnectAsync(shared, shutdownGrace: TimeSpan.FromMilliseconds(300)), () => ConnectAsync(shared));
+
+        Assert.Equal(("dying:m1", 1), (reply, runs));
+    }
+
+    [Fact]
+    public async Task Listen_ReplicaFinishesButDiesBeforeAck_OtherReplicaAnswersFromTheDatabaseWithoutRunningAgain()
+    {
+        // Two replicas: each its own transport, deduplicator and connection, one database between them (SQLite here: the
+        // PostgreSQL server of this test process belongs to its own collection; the store is tested on both engines).
+        using var database = new TestDatabase(DatabaseEngine.Sqlite);
+        var first = database.Open();
+        DatabaseSchema.Sync(first);
+        var second = database.Open();
+        using var dyingClaims = new DatabaseRpcDeduplicator(() => first, TimeProvider.System);
+        using var survivorClaims = new DatabaseRpcDeduplicator(() => second, TimeProvider.System);
+        async Task<RabbitMqTransport> Replica(DatabaseRpcDeduplicator claims, TimeSpan? shutdownGrace = null)
+        {
+            var transport = await ConnectAsync(new InMemoryRpcDeduplicator(), shutdownGrace);
+            transport.ReplicaTopicsDeduplicator = claims;
+            return transport;
+        }
+
+        var (reply, runs) = await ReplicaDiesBeforeAckAsync(() => Replica(dyingClaims, TimeSpan.FromMilliseconds(300)), () => Replica(survivorClaims));
+
+        Assert.Equal(("dying:m1", 1), (reply, runs));
+    }
+
+    /// <summary>
+    /// A conductor call whose handler has done its work when its replica goes away before the ack; the other replica gets
+    /// the redelivery. Returns the caller's reply and how many times a handler ran.
+    /// </summary>
+    private async Task<(string Reply, int Runs)> ReplicaDiesBeforeAckAsync(Func<Task<RabbitMqTransport>> dyingReplica, Func<Task<RabbitMqTransport>> survivingReplica)
+    {
+        var dying = await dyingReplica();
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var runs = 0;
@@ -226,7 +261,7 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         var call = caller.CallAsync("conductor", "migrate_server", Bytes("m1"), TimeSpan.FromSeconds(60), CancellationToken.None);
         await started.Task.WaitAsync(s_long);
 
-        var survivor = await ConnectAsync(shared);
+        var survivor = await survivingReplica();
         await ListenAsync(survivor, "conductor", new RecordingDispatcher("survivor", (_, p, _) =>
         {
             Interlocked.Increment(ref runs);
@@ -235,49 +270,8 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         await dying.DisposeAsync();
         release.TrySetResult();
 
-        Assert.Equal("dying:m1", Text(await call.WaitAsync(s_long)));
-        Assert.Equal(1, Volatile.Read(ref runs));
-    }
-
-    [Fact]
-    public async Task Listen_ReplicaFinishesButDiesBeforeAck_OtherReplicaAnswersFromTheDatabaseWithoutRunningAgain()
-    {
-        // Two replicas: each its own transport, deduplicator and connection, one database between them (SQLite here: the
-        // PostgreSQL server of this test process belongs to its own collection; the store is tested on both engines).
-        using var database = new TestDatabase(DatabaseEngine.Sqlite);
-        var first = database.Open();
-        DatabaseSchema.Sync(first);
-        var second = database.Open();
-        using var dyingClaims = new DatabaseRpcDeduplicator(() => first, TimeProvider.System);
-        using var survivorClaims = new DatabaseRpcDeduplicator(() => second, TimeProvider.System);
-        var dying = await ConnectAsync(new InMemoryRpcDeduplicator(), shutdownGrace: TimeSpan.FromMilliseconds(300));
-        dying.ReplicaTopicsDeduplicator = dyingClaims;
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var runs = 0;
-        await ListenAsync(dying, "conductor", new RecordingDispatcher("dying", async (_, p, _) =>
-        {
-            Interlocked.Increment(ref runs);
-            started.TrySetResult();
-            await release.Task;
-            return Bytes($"dying:{Text(p)}");
-        }));
-        var caller = await ConnectAsync();
-        var call = caller.CallAsync("conductor", "migrate_server", Bytes("m1"), TimeSpan.FromSeconds(60), CancellationToken.None);
-        await started.Task.WaitAsync(s_long);
-
-        var survivor = await ConnectAsync(new InMemoryRpcDeduplicator());
-        survivor.ReplicaTopicsDeduplicator = survivorClaims;
-        await ListenAsync(survivor, "conductor", new RecordingDispatcher("survivor", (_, p, _) =>
-        {
-            Interlocked.Increment(ref runs);
-            return Task.FromResult(Bytes($"survivor:{Text(p)}"));
-        }));
-        await dying.DisposeAsync();
-        release.TrySetResult();
-
-        Assert.Equal("dying:m1", Text(await call.WaitAsync(s_long)));
-        Assert.Equal(1, Volatile.Read(ref runs));
+        var reply = Text(await call.WaitAsync(s_long));
+        return (reply, Volatile.Read(ref runs));
     }
 
     [Fact]
