@@ -193,28 +193,6 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         return [.. ids.Zip(hosts)];
     }
 
-    public async Task ActionAsync(string id, string json, HttpStatusCode expected)
-    {
-        using var response = await Http.SendAsync(InProcessFerry.Post($"servers/{id}/action", json));
-        if (response.StatusCode != expected)
-        {
-            throw new InvalidOperationException($"action on {id}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
-        }
-    }
-
-    public void Action(string id, string json, HttpStatusCode expected)
-    {
-        using var response = Http.Send(InProcessFerry.Post($"servers/{id}/action", json));
-        if (response.StatusCode != expected)
-        {
-            using var reader = new StreamReader(response.Content.ReadAsStream());
-            throw new InvalidOperationException($"action on {id}: {(int)response.StatusCode} {reader.ReadToEnd()}");
-        }
-    }
-
-    public Migration? NewestMigration(string instanceId) =>
-        Migrations.List(new MigrationFilter(InstanceUuid: instanceId)).FirstOrDefault();
-
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();

@@ -24,9 +24,26 @@ internal interface IBenchFerry
 
     Task<List<(string Id, string Host)>> BootManyAsync(IReadOnlyList<string> hosts);
 
-    Task ActionAsync(string id, string json, HttpStatusCode expected);
+    /// <summary>POSTs a server action; anything but <paramref name="expected"/> throws with the answer.</summary>
+    async Task ActionAsync(string id, string json, HttpStatusCode expected)
+    {
+        using var response = await Http.SendAsync(InProcessFerry.Post($"servers/{id}/action", json));
+        if (response.StatusCode != expected)
+        {
+            throw new InvalidOperationException($"action on {id}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+    }
 
-    void Action(string id, string json, HttpStatusCode expected);
+    /// <summary>Synchronous form, for the latency loop on its dedicated thread.</summary>
+    void Action(string id, string json, HttpStatusCode expected)
+    {
+        using var response = Http.Send(InProcessFerry.Post($"servers/{id}/action", json));
+        if (response.StatusCode != expected)
+        {
+            using var reader = new StreamReader(response.Content.ReadAsStream());
+            throw new InvalidOperationException($"action on {id}: {(int)response.StatusCode} {reader.ReadToEnd()}");
+        }
+    }
 
-    Migration? NewestMigration(string instanceId);
+    Migration? NewestMigration(string instanceId) => Migrations.List(new MigrationFilter(InstanceUuid: instanceId)).FirstOrDefault();
 }

@@ -135,29 +135,6 @@ internal sealed class InProcessFerry : IBenchFerry, IAsyncDisposable
     }
 
     /// <summary>Sends one server action; throws unless the status is <paramref name="expected"/>.</summary>
-    public async Task ActionAsync(string id, string json, HttpStatusCode expected)
-    {
-        using var response = await Http.SendAsync(Post($"servers/{id}/action", json));
-        if (response.StatusCode != expected)
-        {
-            throw new InvalidOperationException($"action on {id}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
-        }
-    }
-
-    /// <summary>Synchronous form, for the latency loop on its dedicated thread.</summary>
-    public void Action(string id, string json, HttpStatusCode expected)
-    {
-        using var response = Http.Send(Post($"servers/{id}/action", json));
-        if (response.StatusCode != expected)
-        {
-            using var reader = new StreamReader(response.Content.ReadAsStream());
-            throw new InvalidOperationException($"action on {id}: {(int)response.StatusCode} {reader.ReadToEnd()}");
-        }
-    }
-
-    public Migration? NewestMigration(string instanceId) =>
-        Migrations.List(new MigrationFilter(InstanceUuid: instanceId)).FirstOrDefault();
-
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();
