@@ -88,6 +88,22 @@ public sealed class ArchitectureTests
         });
     }
 
+    [Fact]
+    public void LogEventIds_AreUniqueAcrossFerry()
+    {
+        // An operator filters logs by event id; two messages under one id make that filter lie.
+        Assembly[] ferry = [s_core, s_virt, s_compute, s_controlPlane, typeof(Ferry.Host.Roles.RoleHosts).Assembly];
+        const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static | BindingFlags.Instance | BindingFlags.DeclaredOnly;
+        var ids = ferry.SelectMany(a => a.GetTypes()).SelectMany(t => t.GetMethods(all))
+            .Select(m => (Method: m, Attribute: m.GetCustomAttribute<Microsoft.Extensions.Logging.LoggerMessageAttribute>()))
+            .Where(x => x.Attribute is not null)
+            .Select(x => (Id: x.Attribute!.EventId, Name: $"{x.Method.DeclaringType!.FullName}.{x.Method.Name}"))
+            .ToList();
+        Assert.NotEmpty(ids);
+        var shared = ids.GroupBy(x => x.Id).Where(g => g.Count() > 1).Select(g => $"{g.Key}: {string.Join(", ", g.Select(x => x.Name))}");
+        Assert.Empty(shared);
+    }
+
     /// <summary>Types a type names in its fields, constructors, method signatures and base types.</summary>
     private static IEnumerable<Type> DependenciesOf(Type type)
     {
