@@ -94,5 +94,13 @@ public static class ComputeSchema
         CREATE INDEX ix_services_change_seq ON services(change_seq);
         CREATE INDEX ix_compute_nodes_change_seq ON compute_nodes(change_seq);
         """,
+        // A compute agent's start-up lists its host's migrations (source or destination); deleting a service looks for
+        // migrations not yet final. Both without a scan of every migration ever made.
+        """
+        CREATE INDEX ix_migrations_source ON migrations(source_compute, created_at, id);
+        CREATE INDEX ix_migrations_dest ON migrations(dest_compute, created_at, id);
+        CREATE INDEX ix_migrations_unfinished ON migrations(status)
+            WHERE status NOT IN ('confirmed','reverted','error','failed','completed','cancelled','done');
+        """,
     ];
 }

@@ -36,29 +36,47 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
     public List<Migration> List(MigrationFilter filter) =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null,
-                """
-                SELECT data FROM migrations
-                WHERE (CAST(@i AS TEXT) IS NULL OR instance_uuid = @i)
-                  AND (CAST(@h AS TEXT) IS NULL OR source_compute = @h OR dest_compute = @h)
-                  AND (CAST(@s AS TEXT) IS NULL OR source_compute = @s)
-                  AND (CAST(@st AS TEXT) IS NULL OR status = @st)
-                  AND (CAST(@ty AS TEXT) IS NULL OR migration_type = @ty)
-                ORDER BY created_at DESC, id DESC
-                """,
-                ("@i", filter.InstanceUuid), ("@h", filter.Host), ("@s", filter.SourceCompute),
-                ("@st", filter.Status), ("@ty", filter.MigrationType));
+            var (sql, parameters) = ListSql(filter);
+            using var command = FerryDatabase.Command(c, null, sql, [.. parameters]);
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration));
         });
+
+    /// <summary>
+    /// Only the given filters go into the WHERE clause: a "@x IS NULL OR column = @x" clause keeps both engines from
+    /// seeking an index, and a compute agent lists its host's migrations at every start (10,000 agents at once).
+    /// </summary>
+    internal static (string Sql, List<(string Name, object? Value)> Parameters) ListSql(MigrationFilter filter)
+    {
+        var where = new List<string>();
+        var parameters = new List<(string, object?)>();
+        void Add(string clause, string name, string? value)
+        {
+            if (value is not null)
+            {
+                where.Add(clause);
+                parameters.Add((name, value));
+            }
+        }
+        Add("instance_uuid = @i", "@i", filter.InstanceUuid);
+        Add("(source_compute = @h OR dest_compute = @h)", "@h", filter.Host);
+        Add("source_compute = @s", "@s", filter.SourceCompute);
+        Add("status = @st", "@st", filter.Status);
+        Add("migration_type = @ty", "@ty", filter.MigrationType);
+        var condition = where.Count == 0 ? "" : " WHERE " + string.Join(" AND ", where);
+        return ($"SELECT data FROM migrations{condition} ORDER BY created_at DESC, id DESC", parameters);
+    }
 
     /// <summary>Migrations not in a final status (they may still hold resources or be running).</summary>
     public List<Migration> ListUnfinished() =>
         db.Read(c =>
         {
-            using var command = FerryDatabase.Command(c, null,
-                "SELECT data FROM migrations WHERE status NOT IN ('confirmed','reverted','error','failed','completed','cancelled','done')");
+            using var command = FerryDatabase.Command(c, null, UnfinishedSql);
             return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration));
         });
+
+    // The same predicate as the partial index ix_migrations_unfinished, word for word, so both engines use it.
+    internal const string UnfinishedSql =
+        "SELECT data FROM migrations WHERE status NOT IN ('confirmed','reverted','error','failed','completed','cancelled','done')";
 
     public Migration Update(MigrationUpdateRequest u) =>
         db.Write((c, t) =>

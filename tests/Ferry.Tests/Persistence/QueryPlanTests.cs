@@ -115,6 +115,28 @@ public abstract class QueryPlanTests : IDisposable
     }
 
     [Fact]
+    public void MigrationsOfHost_SeekTheSourceAndDestinationIndexes()
+    {
+        var (sql, parameters) = MigrationStore.ListSql(new MigrationFilter(Host: "compute7"));
+
+        var plan = Plan(sql, parameters);
+
+        Assert.Contains("ix_migrations_source", plan, StringComparison.Ordinal);
+        Assert.Contains("ix_migrations_dest", plan, StringComparison.Ordinal);
+        Assert.DoesNotContain("Seq Scan", plan, StringComparison.Ordinal);
+        Assert.DoesNotContain("SCAN migrations", plan, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void UnfinishedMigrations_SeekThePartialIndex()
+    {
+        var plan = Plan(MigrationStore.UnfinishedSql, []);
+
+        Assert.Contains("ix_migrations_unfinished", plan, StringComparison.Ordinal);
+        Assert.DoesNotContain("Seq Scan", plan, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void LatestFault_SeeksTheFaultIndex()
     {
         var plan = Plan("SELECT code FROM instance_faults WHERE instance_uuid = @i ORDER BY id DESC LIMIT 1", [("@i", "x")]);
