@@ -278,12 +278,12 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     /// <summary>Usage of the countable resources; key_pairs and server_group_members are not counted here (Nova: always 0).</summary>
     private Dictionary<string, long> Usage(string projectId, string? userId)
     {
-        var mine = instances.List(projectId).Where(i => userId is null || i.UserId == userId).ToList();
+        var mine = instances.UsageOfProject(projectId, userId);
         return new Dictionary<string, long>
         {
-            ["instances"] = mine.Count,
-            ["cores"] = mine.Sum(i => (long)i.Flavor.Vcpus),
-            ["ram"] = mine.Sum(i => (long)i.Flavor.MemoryMb),
+            ["instances"] = mine.Instances,
+            ["cores"] = mine.Cores,
+            ["ram"] = mine.RamMb,
             ["server_groups"] = groups.List(projectId).Count(g => userId is null || g.UserId == userId),
         };
     }

@@ -102,5 +102,12 @@ public static class ComputeSchema
         CREATE INDEX ix_migrations_unfinished ON migrations(status)
             WHERE status NOT IN ('confirmed','reverted','error','failed','completed','cancelled','done');
         """,
+        // Quota checks count a project's (or a user's) instances, cores and RAM on every create and resize: an
+        // aggregate over a covering index instead of reading every instance's JSON.
+        """
+        ALTER TABLE instances ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
+        UPDATE instances SET user_id = COALESCE(CAST(json_extract(data, '$.user_id') AS TEXT), '');
+        CREATE INDEX ix_instances_project_usage ON instances(project_id, user_id, vcpus, memory_mb) WHERE deleted = 0;
+        """,
     ];
 }

@@ -29,9 +29,9 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             "INSERT INTO instances(uuid, project_id, vm_state, deleted, created_at, data) VALUES (@u, '', '', 1, '', '{}') RETURNING id", ("@u", Rows.Placeholder()));
         var instance = build(id);
         using var fill = FerryDatabase.Command(c, t,
-            "UPDATE instances SET uuid = @u, project_id = @p, host = @h, vm_state = @v, task_state = @ts, deleted = 0, created_at = @c, data = @d, "
+            "UPDATE instances SET uuid = @u, project_id = @p, user_id = @usr, host = @h, vm_state = @v, task_state = @ts, deleted = 0, created_at = @c, data = @d, "
             + "vcpus = @vcpus, memory_mb = @ram, disk_gb = @disk WHERE id = @id",
-            ("@id", id), ("@u", instance.Uuid), ("@p", instance.ProjectId), ("@h", instance.Host), ("@v", instance.VmState.ToNova()),
+            ("@id", id), ("@u", instance.Uuid), ("@p", instance.ProjectId), ("@usr", instance.UserId), ("@h", instance.Host), ("@v", instance.VmState.ToNova()),
             ("@ts", instance.TaskState.ToNova()), ("@c", Rows.Time(instance.CreatedAt)), ("@d", Rows.Json(instance, PersistenceJsonContext.Default.Instance)),
             ("@vcpus", instance.Flavor.Vcpus), ("@ram", instance.Flavor.MemoryMb), ("@disk", DiskUsed(instance)));
         fill.ExecuteNonQuery();
@@ -129,6 +129,19 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             using var command = FerryDatabase.Command(c, null, "SELECT created_at, id FROM instances WHERE uuid = @u", ("@u", uuid));
             using var reader = command.ExecuteReader();
             return reader.Read() ? new InstancePosition(reader.GetString(0), Rows.Int(reader, 1)) : null;
+        });
+
+    internal const string ProjectUsageSql =
+        "SELECT COUNT(*), SUM(vcpus), SUM(memory_mb) FROM instances WHERE deleted = 0 AND project_id = @p AND (@all = 1 OR user_id = @usr)";
+
+    /// <summary>What a project's live instances (or one user's of them) count against quota: instances, cores and RAM.</summary>
+    public ProjectUsage UsageOfProject(string projectId, string? userId = null) =>
+        db.Read(c =>
+        {
+            using var command = FerryDatabase.Command(c, null, ProjectUsageSql, ("@p", projectId), ("@all", userId is null ? 1 : 0), ("@usr", userId ?? ""));
+            using var reader = command.ExecuteReader();
+            reader.Read();
+            return new ProjectUsage(Long(reader, 0), Long(reader, 1), Long(reader, 2));
         });
 
     internal const string UsageByHostSql =
@@ -289,3 +302,6 @@ public sealed record InstancePosition(string CreatedAt, int Id)
 
 /// <summary>The live instances on one host, summed: what the hypervisor views report as used.</summary>
 public sealed record HostUsage(long Vcpus, long MemoryMb, long DiskGb, long Busy, long Count);
+
+/// <summary>A project's (or user's) live instances as quota counts them.</summary>
+public sealed record ProjectUsage(long Instances, long Cores, long RamMb);

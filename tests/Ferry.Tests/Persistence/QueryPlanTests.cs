@@ -115,6 +115,19 @@ public abstract class QueryPlanTests : IDisposable
     }
 
     [Fact]
+    public void UsageOfProject_ReadsOnlyTheCoveringIndex()
+    {
+        var plan = Plan(InstanceStore.ProjectUsageSql, [("@p", "p1"), ("@all", 0), ("@usr", "u1")]);
+
+        Assert.Contains("ix_instances_project_usage", plan, StringComparison.Ordinal);
+        Assert.DoesNotContain("Seq Scan", plan, StringComparison.Ordinal);
+        if (_db.Dialect.Engine == DatabaseEngine.Sqlite)
+        {
+            Assert.Contains("COVERING INDEX", plan, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public void MigrationsOfHost_SeekTheSourceAndDestinationIndexes()
     {
         var (sql, parameters) = MigrationStore.ListSql(new MigrationFilter(Host: "compute7"));

@@ -95,6 +95,23 @@ public abstract class StoreTests : IDisposable
     }
 
     [Fact]
+    public void InstanceStore_UsageOfProject_CountsLiveInstancesOfTheProjectOrUser()
+    {
+        var store = new InstanceStore(_db, TimeProvider.System);
+        var small = SmallFlavor() with { Vcpus = 1, MemoryMb = 512 };
+        var large = SmallFlavor() with { Vcpus = 4, MemoryMb = 2048 };
+        store.Create(id => NewInstance(id) with { Flavor = small });
+        store.Create(id => NewInstance(id) with { Flavor = large, UserId = "u2" });
+        store.Create(id => NewInstance(id) with { Flavor = large, ProjectId = "p2" });
+        var gone = store.Create(id => NewInstance(id) with { Flavor = large });
+        store.Update(new InstanceUpdateRequest { Uuid = gone.Uuid, Deleted = true });
+
+        Assert.Equal(new ProjectUsage(2, 5, 2560), store.UsageOfProject("p1"));
+        Assert.Equal(new ProjectUsage(1, 4, 2048), store.UsageOfProject("p1", "u2"));
+        Assert.Equal(new ProjectUsage(0, 0, 0), store.UsageOfProject("p3"));
+    }
+
+    [Fact]
     public void InstanceStore_UpdateWithUnexpectedTaskState_ThrowsNovaMessageAndChangesNothing()
     {
         var store = new InstanceStore(_db, TimeProvider.System);
@@ -302,6 +319,7 @@ public abstract class StoreTests : IDisposable
         Assert.True(DatabaseSchema.IsCurrent(db));
         Assert.NotNull(new InstanceStore(db, TimeProvider.System).Find(instance.Uuid));
         Assert.Equal(new HostUsage(2, 768, 7, 0, 1), new InstanceStore(db, TimeProvider.System).UsageByHost()["host-a"]);
+        Assert.Equal(new ProjectUsage(1, 2, 768), new InstanceStore(db, TimeProvider.System).UsageOfProject("p1", instance.UserId));
         new KeyPairStore(db, TimeProvider.System).Create("u1", "k", "ssh", "fp", "key");
     }
 }
