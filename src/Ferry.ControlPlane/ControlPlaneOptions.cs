@@ -28,6 +28,13 @@ public sealed class ControlPlaneOptions
     /// <summary>How often the conductor looks for timed-out builds (Nova's periodic task spacing, 60 s).</summary>
     public TimeSpan BuildTimeoutCheckInterval { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// A move (live migration, cold migration or resize, evacuation) whose request no conductor took after this long
+    /// is ended: the API that accepted it died before its cast reached the bus (<see cref="Conductor.LostMoveCheck"/>;
+    /// checked every <see cref="BuildTimeoutCheckInterval"/>). Zero disables the check.
+    /// </summary>
+    public TimeSpan MoveStartTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>The most items one page of a compute API list holds (Nova's [api] max_limit, 1000).</summary>
     public int MaxLimit { get; set; } = 1000;
 

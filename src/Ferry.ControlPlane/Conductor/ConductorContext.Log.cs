@@ -16,5 +16,8 @@ public sealed partial class ConductorContext
         [LoggerMessage(EventId = 302, Level = LogLevel.Warning,
             Message = "{Step} of instance {InstanceId} delivered again (the conductor running it died): migration {MigrationId} of that run rolled back, running it anew")]
         public static partial void TakenOver(ILogger logger, string step, string instanceId, string migrationId);
+
+        [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "{Step} of instance {InstanceId} dropped: the server is no longer {Expected} (task_state {Actual}), so its move was ended or never wanted")]
+        public static partial void MoveDropped(ILogger logger, string step, string instanceId, string expected, string actual);
     }
 }

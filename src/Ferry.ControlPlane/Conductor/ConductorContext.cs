@@ -123,6 +123,21 @@ public sealed partial class ConductorContext(
         return false;
     }
 
+    /// <summary>
+    /// Whether a move task that just arrived is still wanted: the API set <paramref name="expected"/> before casting it,
+    /// so a server in any other task_state had its move ended (by <see cref="LostMoveCheck"/> when the cast came too late,
+    /// or by a finished earlier delivery) and running it now would move a server no request is waiting on.
+    /// </summary>
+    public bool IsMoveWanted(Instance instance, TaskState expected, string step)
+    {
+        if (instance.TaskState == expected)
+        {
+            return true;
+        }
+        Log.MoveDropped(_logger, step, instance.Uuid, expected.ToNova(), instance.TaskState.ToNova() ?? "None");
+        return false;
+    }
+
     private bool HandedOff(string instanceUuid, string requestId, string eventName) =>
         Actions.ListActions(instanceUuid).Where(a => a.RequestId == requestId)
             .SelectMany(a => Actions.ListEvents(a.Id))

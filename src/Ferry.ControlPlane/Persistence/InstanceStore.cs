@@ -216,6 +216,18 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
     internal static int DiskUsed(Instance instance) =>
         instance.VolumeBacked ? instance.Flavor.DiskGb - instance.Flavor.RootGb : instance.Flavor.DiskGb;
 
+    internal const string InTaskStatesSql = "SELECT data FROM instances WHERE deleted = 0 AND task_state IS NOT NULL AND task_state IN ({0})";
+
+    /// <summary>Live instances in one of <paramref name="states"/> (through the task_state index: most servers have none).</summary>
+    public List<Instance> ListInTaskStates(IEnumerable<TaskState> states) =>
+        db.Read(c =>
+        {
+            var names = states.Select(s => s.ToNova()).ToList();
+            var sql = string.Format(System.Globalization.CultureInfo.InvariantCulture, InTaskStatesSql, string.Join(", ", names.Select((_, i) => $"@s{i}")));
+            using var command = FerryDatabase.Command(c, null, sql, [.. names.Select((n, i) => ($"@s{i}", (object?)n))]);
+            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Instance));
+        });
+
     internal const string BuildingCreatedBeforeSql =
         "SELECT data FROM instances WHERE vm_state = 'building' AND deleted = 0 AND created_at < @before ORDER BY created_at, id";
 

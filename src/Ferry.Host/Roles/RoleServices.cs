@@ -58,12 +58,14 @@ internal static class RoleServices
         services.AddSingleton<ConductorContext>();
         services.AddSingleton<ComputeTaskManager>();
         services.AddSingleton<BuildTimeoutCheck>();
+        services.AddSingleton<LostMoveCheck>();
         // AddSingleton, not AddHostedService: that registers one service per implementation type, and the all-in-one
         // holds two ControlServices (conductor and scheduler).
         services.AddSingleton<IHostedService>(sp => new ControlService(sp.GetRequiredService<IRpcTransport>(), Topics.Conductor, "nova-conductor",
             sp.GetRequiredService<ComputeTaskManager>().CreateRpcServer, sp.GetRequiredService<ServiceStore>(), options,
             sp.GetRequiredService<ILogger<ControlService>>()));
         services.AddHostedService(sp => sp.GetRequiredService<BuildTimeoutCheck>());
+        services.AddHostedService(sp => sp.GetRequiredService<LostMoveCheck>());
         return services;
     }
 

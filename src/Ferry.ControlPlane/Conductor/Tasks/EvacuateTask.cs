@@ -21,6 +21,10 @@ public sealed class EvacuateTask(ConductorContext context)
         var instance = context.Instances.Get(request.InstanceUuid);
         var started = context.Time.GetTimestamp();
         var migration = context.Migrations.Get(request.MigrationUuid);
+        if (migration.Status != MigrationStatus.Accepted || !context.IsMoveWanted(instance, TaskState.Rebuilding, EventName))
+        {
+            return;
+        }
         context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
         Selection? claimed = null;
         try

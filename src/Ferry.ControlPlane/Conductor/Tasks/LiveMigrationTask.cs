@@ -25,6 +25,10 @@ public sealed class LiveMigrationTask(ConductorContext context)
             return;
         }
         var instance = context.Instances.Get(request.InstanceUuid);
+        if (!context.IsMoveWanted(instance, TaskState.Migrating, EventName))
+        {
+            return;
+        }
         var started = context.Time.GetTimestamp();
         var migration = context.Migrations.Create(id => new Migration
         {

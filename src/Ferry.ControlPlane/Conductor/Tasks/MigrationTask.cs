@@ -24,6 +24,10 @@ public sealed class MigrationTask(ConductorContext context)
             return;
         }
         var instance = context.Instances.Get(request.InstanceUuid);
+        if (request.MigrationUuid is null && !context.IsMoveWanted(instance, TaskState.ResizePrep, EventName))
+        {
+            return;
+        }
         var started = context.Time.GetTimestamp();
         var newFlavor = request.NewFlavorId is null
             ? instance.Flavor

@@ -1,0 +1,102 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Conductor;
+using Microsoft.Extensions.Hosting;
+
+namespace Ferry.ControlPlane.Conductor;
+
+/// <summary>
+/// A move an API process accepted but never handed to a conductor: the API set the task_state (and started the action)
+/// and died before its cast reached the bus. No one would ever run or end that move, so after
+/// <see cref="ControlPlaneOptions.MoveStartTimeout"/> with no conductor event on its action the task_state is taken back
+/// (compare-and-swap), an evacuation's migration record ends in error, and the action gets the conductor's event as
+/// failed with the reason. A cast that was only late and arrives afterwards finds the task_state gone and is dropped
+/// (<see cref="ConductorContext.IsMoveWanted"/>). Nova has no such check: there such a server stays in its task_state until
+/// an admin resets it.
+/// </summary>
+public sealed partial class LostMoveCheck(ConductorContext context) : BackgroundService
+{
+    public const string Details = "No conductor took this request before the move start timeout (the API service that accepted it may have stopped): the move never started.";
+
+    /// <summary>What the API sets for each move, the actions it starts, and the event the conductor records first.</summary>
+    private static readonly Dictionary<TaskState, (string[] Actions, string ConductorEvent)> s_moves = new()
+    {
+        [TaskState.Migrating] = (["live-migration"], "conductor_live_migrate_instance"),
+        [TaskState.ResizePrep] = (["migrate", "resize"], "conductor_migrate_server"),
+        [TaskState.Rebuilding] = (["evacuate"], "rebuild_server"),
+    };
+
+    /// <summary>One pass; returns the uuids of the instances whose lost move was ended.</summary>
+    public List<string> Run()
+    {
+        var ended = new List<string>();
+        var timeout = context.Options.MoveStartTimeout;
+        if (timeout <= TimeSpan.Zero)
+        {
+            return ended;
+        }
+        var before = context.Time.GetUtcNow() - timeout;
+        foreach (var instance in context.Instances.ListInTaskStates(s_moves.Keys))
+        {
+            var (actionNames, conductorEvent) = s_moves[instance.TaskState!.Value];
+            var action = context.Actions.ListActions(instance.Uuid).Where(a => actionNames.Contains(a.Action)).MaxBy(a => a.Id);
+            // No action yet: the API died between the task_state and the action; the task_state's write is the start.
+            var startedAt = action is null ? instance.UpdatedAt : DateTimeOffset.Parse(action.StartTime, System.Globalization.CultureInfo.InvariantCulture);
+            if (startedAt > before || (action is not null && context.Actions.ListEvents(action.Id).Any(e => e.Event == conductorEvent)))
+            {
+                continue;
+            }
+            try
+            {
+                context.Instances.Update(new InstanceUpdateRequest
+                {
+                    Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [instance.TaskState],
+                });
+            }
+            catch (FerryException)
+            {
+                continue; // a conductor took it meanwhile, or the server was deleted
+            }
+            if (instance.TaskState == TaskState.Rebuilding)
+            {
+                foreach (var migration in context.Migrations.List(new Persistence.MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Accepted, MigrationType: MigrationType.Evacuation)))
+                {
+                    try
+                    {
+                        context.Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [MigrationStatus.Accepted] });
+                    }
+                    catch (FerryException)
+                    {
+                        // A conductor took it after all.
+                    }
+                }
+            }
+            context.Actions.RecordEvent(instance.Uuid, action?.RequestId, conductorEvent, ConductorContext.ConductorHost, true, true, Details);
+            Log.Ended(context.Logger<LostMoveCheck>(), instance.Uuid, instance.TaskState.Value.ToNova()!, action?.RequestId ?? "no action", timeout);
+            ended.Add(instance.Uuid);
+        }
+        return ended;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(context.Options.BuildTimeoutCheckInterval, context.Time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    Run();
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Log.CheckFailed(context.Logger<LostMoveCheck>(), ex);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}
