@@ -305,18 +305,9 @@ public static class HypervisorsEndpoints
         public static HostFacts LoadFor(List<string> hosts, ServiceStore services, InstanceStore instances, bool withServers) =>
             new(services.FindByHosts(hosts, "nova-compute"), instances.UsageByHost(hosts), withServers ? instances.ListIdsByHost(hosts) : null);
 
-        /// <summary>The facts of one host (show, uptime).</summary>
-        public static HostFacts Of(string host, ServiceStore services, InstanceStore instances, bool withServers)
-        {
-            var service = services.Find(host, "nova-compute");
-            var hosted = instances.List(host: host);
-            var usage = new HostUsage(hosted.Sum(i => (long)i.Flavor.Vcpus), hosted.Sum(i => (long)i.Flavor.MemoryMb), hosted.Sum(i => (long)InstanceStore.DiskUsed(i)),
-                hosted.Count(i => i.TaskState is not null), hosted.Count);
-            return new(
-                service is null ? new Dictionary<string, Service>() : new Dictionary<string, Service> { [host] = service },
-                new Dictionary<string, HostUsage> { [host] = usage },
-                withServers ? new Dictionary<string, List<(int Id, string Uuid)>> { [host] = hosted.Select(i => (i.Id, i.Uuid)).ToList() } : null);
-        }
+        /// <summary>The facts of one host (show, uptime): the same index reads as a page of one.</summary>
+        public static HostFacts Of(string host, ServiceStore services, InstanceStore instances, bool withServers) =>
+            LoadFor([host], services, instances, withServers);
     }
 
     /// <summary>

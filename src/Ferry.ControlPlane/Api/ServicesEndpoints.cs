@@ -193,7 +193,7 @@ public static class ServicesEndpoints
         }
         if (service.Binary == "nova-compute")
         {
-            if (instances.List(host: service.Host).Count > 0)
+            if (instances.UsageByHost([service.Host]).ContainsKey(service.Host))
             {
                 throw new ConflictException("Unable to delete compute service that is hosting instances. Migrate or delete the instances first.");
             }
