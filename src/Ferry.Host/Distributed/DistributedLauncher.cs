@@ -199,7 +199,9 @@ public sealed class DistributedLauncher : IAsyncDisposable
             _children.Add(child);
             File.WriteAllLines(PidFile, _children.Select(c => $"{Invariant(c.ProcessId)} {c.Name}"));
         }
-        await child.WaitReadyAsync(s_readyTimeout, ct);
+        // A compute process of many hosts starts each of them (service row, node, provider) before it says it is ready.
+        var hosts = name.StartsWith("compute", StringComparison.Ordinal) ? _plan.HostsPerCompute : 1;
+        await child.WaitReadyAsync(s_readyTimeout + TimeSpan.FromSeconds(0.25 * (hosts - 1)), ct);
         return child;
     }
 
