@@ -28,7 +28,7 @@ namespace Ferry.Benchmarks;
 /// </summary>
 internal static partial class DistributedScaleBenchmarks
 {
-    private static readonly TimeSpan s_startLimit = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan s_startLimit = TimeSpan.FromMinutes(20);
     private static readonly TimeSpan s_reportInterval = new FerryHostOptions().ReportInterval;
 
     public sealed record Result(int Hosts, int Instances, int HostsPerCompute, int ComputeProcesses, double FreshStartMs, double SeedMs, double RestartReadyMs,
@@ -182,7 +182,10 @@ internal static partial class DistributedScaleBenchmarks
     {
         while (true)
         {
-            using var response = await http.GetAsync("os-hypervisors");
+            // 2.1: every hypervisor in one list (from 2.33 a page holds at most max_limit).
+            using var request = new HttpRequestMessage(HttpMethod.Get, "os-hypervisors");
+            request.Headers.Add("OpenStack-API-Version", "compute 2.1");
+            using var response = await http.SendAsync(request);
             var count = response.StatusCode == HttpStatusCode.OK
                 ? System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())?["hypervisors"]?.AsArray().Count ?? 0
                 : 0;
