@@ -86,7 +86,7 @@ public static class FerrySettings
             "This compute agent's host name (Nova's [DEFAULT] host). With the fake driver one process may serve several hosts: " +
             $"names separated by commas and ranges such as compute[1-1000], at most {ComputeHostList.MaxHosts}.",
             "NAME", null, FerryRoles.Compute, v => ComputeHostList.Parse(v).Error,
-            (o, v) => (o.ComputeHost, o.ComputeHosts) = (v, ComputeHostList.Parse(v).Hosts))
+            (o, v) => o.ComputeHost = v)
         {
             IsList = true,
         },

@@ -15,13 +15,14 @@ internal sealed class ComputeAgentService(ComputeAgents agents, FerryHostOptions
         {
             await agents.LogInAsync(ServiceCredentials(options), cancellationToken);
         }
-        if (options.ComputeHosts.Count == 0)
+        var hosts = options.ComputeHosts;
+        if (hosts.Count == 0)
         {
             throw new FerryStartException("compute:host: the compute role needs a host name");
         }
         // Several hosts (fake driver) share this process's bus connection, HTTP client and token; each keeps its own queue,
         // service row, provider and periodic tasks.
-        await agents.StartAllAsync(options.ComputeHosts, cancellationToken);
+        await agents.StartAllAsync(hosts, cancellationToken);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken) => await agents.DisposeAsync();
