@@ -36,6 +36,7 @@ onlyOption.Validators.Add(r =>
 });
 var scaleHosts = PositiveInt("--scale-hosts", "Compute hosts of the scale part (default 10000).");
 var scaleInstances = PositiveInt("--scale-instances", "Instances of the scale part (default 100000).");
+var scaleHostsPerCompute = PositiveInt("--scale-hosts-per-compute", "scale with --distributed: fake hosts per `ferry compute` process (default 1000).");
 var distributedOption = new Option<bool>("--distributed")
 {
     Description = "Measure against `ferry distributed` (what ./ferry up --distributed runs: PostgreSQL, RabbitMQ, 2 replicas of api, " +
@@ -64,7 +65,7 @@ var queryDatabase = new Option<string>("--query-database")
     Description = "queries: run on this PostgreSQL database (postgresql://… or Host=…; it must be empty) instead of SQLite.",
     HelpName = "DB",
 };
-var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, distributedOption, scaleHosts, scaleInstances, queryHosts, queryInstances, queryDatabase, qemu, bdn };
+var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, distributedOption, scaleHosts, scaleInstances, scaleHostsPerCompute, queryHosts, queryInstances, queryDatabase, qemu, bdn };
 foreach (var version in command.Options.OfType<VersionOption>().ToList())
 {
     command.Options.Remove(version); // no release version to print
@@ -113,6 +114,14 @@ try
     if (distributed)
     {
         await DistributedBenchmarks.RunAsync(results, only.Contains, Log);
+        if (only.Contains("scale"))
+        {
+            var hostDll = HostBuild.EnsureBuilt(Log);
+            var hosts = parsed.GetValue(scaleHosts) ?? 10_000;
+            results.DistributedScale = await DistributedScaleBenchmarks.RunAsync(hostDll, hosts, parsed.GetValue(scaleInstances) ?? 100_000,
+                Math.Min(hosts, parsed.GetValue(scaleHostsPerCompute) ?? 1_000), Log);
+            results.Queries.Add(results.DistributedScale.Queries);
+        }
     }
 
     if (Runs("startup"))
@@ -237,6 +246,7 @@ internal sealed class Results
     public double PeakRssMb { get; set; } = double.NaN;
     public double RssAtReadyMb { get; set; } = double.NaN;
     public ScaleBenchmarks.Result? Scale { get; set; }
+    public DistributedScaleBenchmarks.Result? DistributedScale { get; set; }
     public string LoadAtStart { get; set; } = "";
     public string LoadAtEnd { get; set; } = "";
 
@@ -308,6 +318,17 @@ internal sealed class Results
         yield return ("pss_mb_ferry_processes", "the same, sum of PSS (shared runtime pages counted once)", PssMb, "MB", double.NaN, true, double.NaN, "—");
         yield return ("rss_mb_postgresql", "PostgreSQL (postmaster and its children), VmRSS", PostgresRssMb, "MB", double.NaN, true, double.NaN, "counted apart");
         yield return ("rss_mb_rabbitmq", "RabbitMQ (Erlang VM and its children), VmRSS", RabbitMqRssMb, "MB", double.NaN, true, double.NaN, "counted apart");
+        if (DistributedScale is { } ds)
+        {
+            var size = $"{ds.Hosts:N0} hosts / {ds.Instances:N0} instances, {ds.ComputeProcesses} compute processes";
+            yield return ("scale_restart_ready_ms", $"distributed start → ready, {size}", ds.RestartReadyMs, "ms", 30_000, true, double.NaN, "—");
+            yield return ("scale_fresh_start_ms", $"distributed start, empty database, {ds.Hosts:N0} hosts → all listed", ds.FreshStartMs, "ms", 30_000, true, double.NaN, "—");
+            yield return ("scale_rss_mb", $"all Ferry processes at that size, sum of VmRSS", ds.RssMb, "MB", double.NaN, true, double.NaN, "—");
+            yield return ("scale_heartbeat_busiest_second_share", "share of heartbeats in the busiest second of the interval", ds.HeartbeatMaxSecondShare * 100, "%", 20, true, double.NaN, "—");
+            var m = ds.ConcurrentLiveMigrations;
+            yield return ("scale_concurrent_live_migrations_not_completed", $"{m.Moves} live migrations at once at that size, not completed", m.NotCompleted, "", 0, true, double.NaN, "—");
+            yield return ("scale_concurrent_live_migrations_per_s", "the same, moves per second until the last was final", m.Moves / (m.WallMs / 1000), "/s", double.NaN, false, double.NaN, "—");
+        }
     }
 
     public List<string> Missed() =>
@@ -369,6 +390,14 @@ internal sealed class Results
             sb.AppendLine(CultureInfo.InvariantCulture, $"scale: {s.Hosts} hosts / {s.Instances} instances: fresh start {F(s.FreshStartMs)} ms, seeding {F(s.SeedMs)} ms, " +
                 $"restart ready {F(s.RestartReadyMs)} ms ({F(s.RestartWallMs)} ms from the process start), RSS {F(s.RssMb)} MB (peak {F(s.PeakRssMb)} MB), " +
                 $"heartbeats over {s.HeartbeatSecondsUsed} of {F(s.ReportIntervalSeconds)} s, busiest second {F(s.HeartbeatMaxSecondShare * 100)} %{moves}");
+        }
+        if (DistributedScale is { } ds)
+        {
+            var m = ds.ConcurrentLiveMigrations;
+            sb.AppendLine(CultureInfo.InvariantCulture, $"scale (distributed): {ds.Hosts} hosts in {ds.ComputeProcesses} compute processes of {ds.HostsPerCompute} / {ds.Instances} instances: " +
+                $"start on an empty database {F(ds.FreshStartMs)} ms, seeding {F(ds.SeedMs)} ms, start with the instances {F(ds.RestartReadyMs)} ms, Ferry processes VmRSS {F(ds.RssMb)} MB, " +
+                $"PostgreSQL {F(ds.PostgresRssMb)} MB, RabbitMQ {F(ds.RabbitMqRssMb)} MB, heartbeats over {ds.HeartbeatSecondsUsed} of {F(ds.ReportIntervalSeconds)} s, " +
+                $"busiest second {F(ds.HeartbeatMaxSecondShare * 100)} %; {m.Moves} live migrations at once: {m.Completed} completed, {m.NotCompleted} not, in {F(m.WallMs)} ms");
         }
         foreach (var queries in Queries)
         {

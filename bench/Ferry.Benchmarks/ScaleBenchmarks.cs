@@ -144,7 +144,7 @@ internal static partial class ScaleBenchmarks
     /// Live-migrates <paramref name="moves"/> servers on as many different hosts at once, the scheduler choosing each
     /// destination among every host, and waits until each migration is final.
     /// </summary>
-    private static async Task<(int Moves, int Completed, int NotCompleted, double WallMs)> ConcurrentLiveMigrationsAsync(HttpClient http, int moves, Action<string> log)
+    internal static async Task<(int Moves, int Completed, int NotCompleted, double WallMs)> ConcurrentLiveMigrationsAsync(HttpClient http, int moves, Action<string> log)
     {
         // One server from each of `moves` hosts: a host's servers are neighbours in the list, so read pages until there are enough.
         var byHost = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -193,7 +193,7 @@ internal static partial class ScaleBenchmarks
     }
 
     /// <summary>Each compute service's last heartbeat, once every one of them is later than <paramref name="after"/>.</summary>
-    private static async Task<List<DateTimeOffset>> WaitForHeartbeatsAfterAsync(HttpClient http, DateTimeOffset after, int hosts, TimeSpan limit)
+    internal static async Task<List<DateTimeOffset>> WaitForHeartbeatsAfterAsync(HttpClient http, DateTimeOffset after, int hosts, TimeSpan limit)
     {
         var started = Stopwatch.GetTimestamp();
         while (true)

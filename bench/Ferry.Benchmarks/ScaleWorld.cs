@@ -30,17 +30,28 @@ public static class ScaleWorld
     public static async Task<SeedResult> SeedAsync(AllInOne ferry, int instances, CancellationToken ct,
         string flavorName = "m1.nano", string projectId = "admin", string userId = "admin")
     {
+        var services = ferry.Services;
+        var hosts = ferry.Computes.Values.Where(c => c.IsRunning).Select(c => c.Host).Order(StringComparer.Ordinal).ToList();
+        return await SeedAsync(services.GetRequiredService<InstanceStore>(), services.GetRequiredService<IPlacementService>(),
+            services.GetRequiredService<CatalogStore>(), services.GetRequiredService<ComputeNodeStore>(), hosts, host => (FakeDriver)ferry.Drivers[host],
+            instances, ct, flavorName, projectId, userId);
+    }
+
+    /// <summary>
+    /// Seeds <paramref name="instances"/> ACTIVE instances round-robin over <paramref name="hosts"/> through the stores and
+    /// placement, each guest spawned by <paramref name="driverOf"/> its host (the distributed bench: a driver on the host's
+    /// instances directory while its agent is stopped, so the agent finds the guest when it starts).
+    /// </summary>
+    public static async Task<SeedResult> SeedAsync(InstanceStore store, IPlacementService placement, CatalogStore catalog, ComputeNodeStore computeNodes,
+        IReadOnlyList<string> hosts, Func<string, FakeDriver> driverOf, int instances, CancellationToken ct,
+        string flavorName = "m1.nano", string projectId = "admin", string userId = "admin")
+    {
         ArgumentOutOfRangeException.ThrowIfNegative(instances);
         var started = Stopwatch.GetTimestamp();
-        var services = ferry.Services;
-        var store = services.GetRequiredService<InstanceStore>();
-        var placement = services.GetRequiredService<IPlacementService>();
-        var catalog = services.GetRequiredService<CatalogStore>();
         var flavor = catalog.FindFlavor(flavorName) ?? throw new InvalidOperationException($"No flavor {flavorName} to seed with.");
         var image = catalog.ListImages().FirstOrDefault(i => i.Name == "ferry-test-guest")
             ?? throw new InvalidOperationException("No image ferry-test-guest to seed with.");
-        var nodes = services.GetRequiredService<ComputeNodeStore>().List().ToDictionary(n => n.Host, StringComparer.Ordinal);
-        var hosts = ferry.Computes.Values.Where(c => c.IsRunning).Select(c => c.Host).Order(StringComparer.Ordinal).ToList();
+        var nodes = computeNodes.List().ToDictionary(n => n.Host, StringComparer.Ordinal);
         if (hosts.Count == 0 && instances > 0)
         {
             throw new InvalidOperationException("No running compute host to seed instances on.");
@@ -55,7 +66,7 @@ public static class ScaleWorld
             async (host, token) =>
             {
                 var node = nodes[host];
-                var driver = (FakeDriver)ferry.Drivers[host];
+                var driver = driverOf(host);
                 var now = DateTimeOffset.UtcNow;
                 var created = store.CreateMany(perHost[host], (n, id) => new Instance
                 {

@@ -43,6 +43,12 @@ public sealed class FerryHostOptions
     /// <summary>The compute role's host name (<c>ferry compute --host NAME</c>).</summary>
     public string? ComputeHost { get; set; }
 
+    /// <summary>
+    /// The hosts <see cref="ComputeHost"/> names (one, or several for a fake-driver process; see <see cref="Configuration.ComputeHostList"/>);
+    /// none when it names none or is not a host list. Read from it, so options built in code (tests) need only the name.
+    /// </summary>
+    public IReadOnlyList<string> ComputeHosts => ComputeHost is null ? [] : Configuration.ComputeHostList.Parse(ComputeHost).Hosts;
+
     /// <summary>The address a compute host's migrations are reached at (Nova's my_ip); null: <see cref="ListenAddress"/>.</summary>
     public string? ComputeAddress { get; set; }
 
@@ -111,6 +117,9 @@ public sealed class FerryHostOptions
 
     /// <summary>`ferry distributed`: processes of each control-plane role.</summary>
     public int Replicas { get; set; } = 2;
+
+    /// <summary>`ferry distributed`: hosts each compute process serves (fake driver; 1: one process per host).</summary>
+    public int HostsPerCompute { get; set; } = 1;
 
     /// <summary>`ferry distributed`: the PostgreSQL port (0: a free one).</summary>
     public int PostgresPort { get; set; }

@@ -131,7 +131,9 @@ static async Task<int> RunDistributedAsync(FerryHostOptions options, System.Comm
 
 static async Task<int> RunRoleAsync(FerryRoles role, FerryHostOptions options, Stopwatch started)
 {
-    var name = options.LogName ?? (role == FerryRoles.Compute ? $"compute-{options.ComputeHost}" : role.ToString().ToLowerInvariant());
+    var computeHosts = options.ComputeHosts;
+    var hosts = computeHosts.Count > 1 ? $"{computeHosts[0]}..{computeHosts[^1]}" : options.ComputeHost;
+    var name = options.LogName ?? (role == FerryRoles.Compute ? $"compute-{hosts}" : role.ToString().ToLowerInvariant());
     Directory.CreateDirectory(options.DataDirectory);
     options.LogFilePath = FerryLogging.LogFilePath(options.DataDirectory, DateTimeOffset.UtcNow, name);
     await using var infrastructure = new FerryInfrastructure(options, apiOnly: role == FerryRoles.Api);
@@ -161,7 +163,7 @@ static async Task<int> RunRoleAsync(FerryRoles role, FerryHostOptions options, S
     Console.WriteLine(role switch
     {
         FerryRoles.Api => $"Ferry api is ready in {started.ElapsedMilliseconds} ms: {string.Join(", ", ServedApis(options))}, transport {transport}",
-        FerryRoles.Compute => $"Ferry compute {options.ComputeHost} is ready in {started.ElapsedMilliseconds} ms: {options.Driver} driver, placement {options.PlacementUrl}, " +
+        FerryRoles.Compute => $"Ferry compute {hosts}{(computeHosts.Count > 1 ? $" ({computeHosts.Count} hosts)" : "")} is ready in {started.ElapsedMilliseconds} ms: {options.Driver} driver, placement {options.PlacementUrl}, " +
             $"migration address {options.MigrationAddress}, transport {transport}",
         _ => $"Ferry {name} is ready in {started.ElapsedMilliseconds} ms: transport {transport}",
     } + (RoleHosts.MetricsUrl(host) is { } metrics ? $", metrics {metrics}" : "") + $", log {Path.GetFullPath(options.LogFilePath)}. Ctrl-C stops it.");

@@ -150,6 +150,15 @@ public static class FerryConfiguration
         {
             errors.Add($"ferry compute needs a host name: set compute:host ({FerrySettings.EnvironmentPrefix}COMPUTE__HOST or --host)");
         }
+        // A QEMU host binds its migration and NBD ports on its address and owns the guests' processes: one per process.
+        if (role == FerryRoles.Compute && options.ComputeHosts.Count > 1 && options.Driver == "qemu")
+        {
+            errors.Add($"--host: the qemu driver serves one host per process, not {options.ComputeHosts.Count}: give one name, or use the fake driver");
+        }
+        if (role == FerryRoles.Distributed && options.HostsPerCompute > 1 && options.Driver == "qemu")
+        {
+            errors.Add($"--hosts-per-compute: the qemu driver serves one host per process, not {options.HostsPerCompute}: leave it at 1, or use the fake driver");
+        }
         return errors;
     }
 

@@ -82,7 +82,14 @@ public static class FerrySettings
             (o, v) => o.LogLevel = Enum.Parse<LogLevel>(v, ignoreCase: true), "LEVEL"),
         Text("controllerHost", "--controller-host", "The host name the conductor and scheduler report their service rows under.", null, "NAME",
             FerryRoles.Conductor | FerryRoles.Scheduler | FerryRoles.AllInOne, (o, v) => o.ControllerHost = v, CheckHostName),
-        Text("compute:host", "--host", "This compute agent's host name (Nova's [DEFAULT] host).", null, "NAME", FerryRoles.Compute, (o, v) => o.ComputeHost = v, CheckHostName),
+        new("compute:host", "--host",
+            "This compute agent's host name (Nova's [DEFAULT] host). With the fake driver one process may serve several hosts: " +
+            $"names separated by commas and ranges such as compute[1-1000], at most {ComputeHostList.MaxHosts}.",
+            "NAME", null, FerryRoles.Compute, v => ComputeHostList.Parse(v).Error,
+            (o, v) => o.ComputeHost = v)
+        {
+            IsList = true,
+        },
         Text("compute:address", "--address",
             "The address this host's live migrations, NBD and cold-migration transfers are reached at (Nova's my_ip). Default: the listen address.",
             null, "ADDRESS", Agent, (o, v) => o.ComputeAddress = v, CheckAddress),
@@ -131,6 +138,9 @@ public static class FerrySettings
             v => int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n is < 0 or > 65535 ? $"{v} is out of range (0..65535)" : null
                 : $"'{v}' is not a whole number",
             (o, v) => o.MetricsPort = int.Parse(v, NumberStyles.Integer, CultureInfo.InvariantCulture)),
+        Int("distributed:hostsPerCompute", "--hosts-per-compute",
+            "Hosts each `ferry compute` process serves (fake driver): 10,000 hosts in 10 processes of 1,000 instead of 10,000 processes.",
+            s_defaults.HostsPerCompute, 1, ComputeHostList.MaxHosts, "N", FerryRoles.Distributed, (o, v) => o.HostsPerCompute = v),
         Int("distributed:replicas", "--replicas", "Processes of each control-plane role (api, conductor, scheduler).", s_defaults.Replicas, 1, 8, "N",
             FerryRoles.Distributed, (o, v) => o.Replicas = v),
         Int("distributed:postgresPort", "--postgres-port", "Port of the PostgreSQL server it runs under <data dir>/postgres. 0 picks a free port.",

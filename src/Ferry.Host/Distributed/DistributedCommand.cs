@@ -27,6 +27,7 @@ internal static class DistributedCommand
         {
             // Given a database or a broker, the launcher uses the operator's own instead of starting one.
             Database = options.Database,
+            HostsPerCompute = options.HostsPerCompute,
             Transport = options.UsesInProcessTransport ? null : options.Transport,
         };
         await using var launcher = await DistributedLauncher.StartAsync(plan, Console.Out, stopping);
@@ -34,7 +35,7 @@ internal static class DistributedCommand
         Console.WriteLine($"Ferry (distributed) is ready in {started.ElapsedMilliseconds} ms: compute API {launcher.ComputeApiUrl}, placement {launcher.PlacementUrl}, " +
             (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}; {launcher.DatabaseDisplay}, " +
             $"{launcher.BrokerDisplay}; {options.Replicas} api, {options.Replicas} conductor, {options.Replicas} scheduler and " +
-            $"{options.Hosts} compute processes (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
+            $"{plan.ComputeProcesses().Count} compute processes for {options.Hosts} hosts (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
         if (launcher.MetricsUrls() is { Count: > 0 } metrics)
         {
             Console.WriteLine($"Metrics (besides every API port's /metrics): {string.Join(", ", metrics.Select(m => $"{m.Name} {m.Url}"))}");

@@ -19,6 +19,17 @@ public sealed record DistributedPlan(
     IReadOnlyDictionary<string, string> Environment,
     int? MetricsPort = null)
 {
+    /// <summary>Hosts each `ferry compute` process serves (fake driver): compute1..computeK in the first, and so on; the last may serve fewer.</summary>
+    public int HostsPerCompute { get; init; } = 1;
+
+    /// <summary>Each compute process's name and the hosts it serves (as <c>--host</c> takes them): compute2, or compute[1-1000].</summary>
+    public IReadOnlyList<(string Name, string Hosts)> ComputeProcesses() =>
+        [.. Enumerable.Range(0, (Hosts + HostsPerCompute - 1) / HostsPerCompute).Select(p =>
+        {
+            var (first, last) = (p * HostsPerCompute + 1, Math.Min(Hosts, (p + 1) * HostsPerCompute));
+            return (first == last ? $"compute{first}" : $"compute{first}-{last}", Configuration.ComputeHostList.RangeOf("compute", first, last));
+        })];
+
     /// <summary>An operator's own PostgreSQL (a <c>database</c> setting): used instead of starting one under the data directory.</summary>
     public string? Database { get; init; }
 
@@ -30,7 +41,7 @@ public sealed record DistributedPlan(
 /// Nova's shape on one machine: PostgreSQL and RabbitMQ on loopback (data under the data directory), `ferry db sync`,
 /// then every control-plane role as its own processes (<see cref="DistributedPlan.Replicas"/> each of api, conductor
 /// and scheduler; the api replicas share their ports through SO_REUSEPORT, so the kernel spreads connections between
-/// them) and one `ferry compute` process per host. <see cref="DisposeAsync"/> stops them all, agents first, then the
+/// them) and one `ferry compute` process per host, or per <see cref="DistributedPlan.HostsPerCompute"/> hosts. <see cref="DisposeAsync"/> stops them all, agents first, then the
 /// broker and the database. The children's pids are kept in <c>&lt;data dir&gt;/distributed.pids</c>, so a start after a
 /// killed launcher first ends the processes it left (one "pid name" line each).
 /// </summary>
@@ -156,8 +167,8 @@ public sealed class DistributedLauncher : IAsyncDisposable
         {
             agentEnvironment["FERRY_API__IDENTITYURL"] = IdentityUrl[..^"/v3".Length];
         }
-        await Task.WhenAll(Enumerable.Range(1, _plan.Hosts).Select(i =>
-            StartAsync($"compute{i}", ["compute", "--host", $"compute{i}", .. MetricsPort(2 * _plan.Replicas + i - 1)], agentEnvironment, ct)));
+        await Task.WhenAll(_plan.ComputeProcesses().Select((process, i) =>
+            StartAsync(process.Name, ["compute", "--host", process.Hosts, .. MetricsPort(2 * _plan.Replicas + i)], agentEnvironment, ct)));
     }
 
     /// <summary>Each process without an API and its <c>/metrics</c> URL, from its ready line (with <see cref="DistributedPlan.MetricsPort"/>).</summary>
@@ -188,7 +199,9 @@ public sealed class DistributedLauncher : IAsyncDisposable
             _children.Add(child);
             File.WriteAllLines(PidFile, _children.Select(c => $"{Invariant(c.ProcessId)} {c.Name}"));
         }
-        await child.WaitReadyAsync(s_readyTimeout, ct);
+        // A compute process of many hosts starts each of them (service row, node, provider) before it says it is ready.
+        var hosts = name.StartsWith("compute", StringComparison.Ordinal) ? _plan.HostsPerCompute : 1;
+        await child.WaitReadyAsync(s_readyTimeout + TimeSpan.FromSeconds(0.25 * (hosts - 1)), ct);
         return child;
     }
 

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Hosting;
 
 namespace Ferry.Host.Roles;
 
-/// <summary>The compute role: one agent (<c>--host NAME</c>), started with the host and stopped with it.</summary>
+/// <summary>The compute role: one agent per host of <c>--host</c> (one, or several with the fake driver), started with the host and stopped with it.</summary>
 internal sealed class ComputeAgentService(ComputeAgents agents, FerryHostOptions options) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -15,7 +15,14 @@ internal sealed class ComputeAgentService(ComputeAgents agents, FerryHostOptions
         {
             await agents.LogInAsync(ServiceCredentials(options), cancellationToken);
         }
-        await agents.StartAsync(options.ComputeHost ?? throw new FerryStartException("compute:host: the compute role needs a host name"), cancellationToken);
+        var hosts = options.ComputeHosts;
+        if (hosts.Count == 0)
+        {
+            throw new FerryStartException("compute:host: the compute role needs a host name");
+        }
+        // Several hosts (fake driver) share this process's bus connection, HTTP client and token; each keeps its own queue,
+        // service row, provider and periodic tasks.
+        await agents.StartAllAsync(hosts, cancellationToken);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken) => await agents.DisposeAsync();

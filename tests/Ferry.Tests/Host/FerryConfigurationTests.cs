@@ -170,6 +170,43 @@ public sealed class FerryConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void Load_ComputeRoleWithHostRangeAndNames_ServesEveryHostInOrder()
+    {
+        var loaded = Load(["compute", "--host", "compute[9-11],hv-a", "--transport", "rabbitmq://mq"]);
+
+        Assert.Empty(loaded.Errors);
+        Assert.Equal(["compute9", "compute10", "compute11", "hv-a"], loaded.Options.ComputeHosts);
+    }
+
+    [Theory]
+    [InlineData("compute[3-1]", "--host: 'compute[3-1]' is not a range of host names (name[first-last], first <= last)")]
+    [InlineData("a,b,a", "--host: names the host 'a' twice")]
+    [InlineData("bad/name", "--host: 'bad/name' is not a host name (letters, digits, '-', '.', '_')")]
+    [InlineData("c[1-2001]", "--host: 'c[1-2001]' names more than 2000 hosts")]
+    public void Load_ComputeRoleWithBadHostList_SaysWhyInOneLine(string hosts, string expected)
+    {
+        var commandLine = FerryCommandLine.ParseProgram(["compute", "--host", hosts, "--transport", "rabbitmq://mq"]);
+
+        Assert.Equal(expected, Assert.Single(commandLine.Errors).Message);
+    }
+
+    [Fact]
+    public void Load_QemuComputeWithSeveralHosts_IsRefused()
+    {
+        var loaded = Load(["compute", "--host", "compute[1-2]", "--driver", "qemu", "--transport", "rabbitmq://mq"]);
+
+        Assert.Equal(["--host: the qemu driver serves one host per process, not 2: give one name, or use the fake driver"], loaded.Errors);
+    }
+
+    [Fact]
+    public void DistributedPlan_HostsPerCompute_SplitsHostsIntoProcessesLastOneSmaller()
+    {
+        var plan = new Ferry.Host.Distributed.DistributedPlan("/tmp/x", 7, 1, 0, 0, 0, 0, 0, 0, false, new Dictionary<string, string>()) { HostsPerCompute = 3 };
+
+        Assert.Equal([("compute1-3", "compute[1-3]"), ("compute4-6", "compute[4-6]"), ("compute7", "compute7")], plan.ComputeProcesses());
+    }
+
+    [Fact]
     public void Load_ComputeRole_TakesItsHostAndAddress()
     {
         var loaded = Load(["compute", "--host", "hv-07", "--address", "10.0.0.7", "--transport", "rabbitmq://mq"],

@@ -1,0 +1,325 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.RegularExpressions;
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Ferry.Core.Domain;
+using Ferry.Core.Rpc;
+using Ferry.Core.Rpc.Scheduler;
+using Ferry.Host;
+using Ferry.Host.Distributed;
+using Ferry.Host.Messaging;
+using Ferry.Virt.Fake;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Ferry.Benchmarks;
+
+/// <summary>
+/// `./ferry bench --distributed --only scale`: the scale figures of issue 10 part 6 against `ferry distributed` (every role
+/// its own process, two replicas of api, conductor and scheduler, <c>hostsPerCompute</c> fake hosts per `ferry compute`
+/// process) over a PostgreSQL and a RabbitMQ this bench runs, so both outlive the launcher between its two starts:
+/// a start on an empty database (db sync, every host's service, node and provider created), then, with every process
+/// stopped, <c>instances</c> instances seeded as the all-in-one's scale bench seeds them (<see cref="ScaleWorld"/>: rows,
+/// allocations and each guest's files on its host's instances directory), then the measured start on that cloud, its
+/// heartbeat spread, the three queries (select_destinations as an RPC call through RabbitMQ to the scheduler replicas)
+/// and 200 concurrent live migrations.
+/// </summary>
+internal static partial class DistributedScaleBenchmarks
+{
+    private static readonly TimeSpan s_startLimit = TimeSpan.FromMinutes(20);
+    private static readonly TimeSpan s_reportInterval = new FerryHostOptions().ReportInterval;
+
+    public sealed record Result(int Hosts, int Instances, int HostsPerCompute, int ComputeProcesses, double FreshStartMs, double SeedMs, double RestartReadyMs,
+        double RssMb, double PostgresRssMb, double RabbitMqRssMb, double HeartbeatMaxSecondShare, int HeartbeatSecondsUsed, double ReportIntervalSeconds,
+        QueryFigures Queries, (int Moves, int Completed, int NotCompleted, double WallMs) ConcurrentLiveMigrations);
+
+    public static async Task<Result> RunAsync(string hostDll, int hosts, int instances, int hostsPerCompute, Action<string> log)
+    {
+        // Under /tmp (mode 0755 under the usual umask): PostgreSQL runs as the postgres user, which must reach its directory.
+        var dataDirectory = Path.Combine("/tmp", $"ferry-bench-dscale-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
+        Directory.CreateDirectory(dataDirectory);
+        LocalPostgres? postgres = null;
+        LocalRabbitMq? rabbitMq = null;
+        Launched? ferry = null;
+        try
+        {
+            postgres = LocalPostgres.Start(Path.Combine(dataDirectory, "postgres"), 0);
+            rabbitMq = await LocalRabbitMq.StartAsync(Path.Combine(dataDirectory, "rabbitmq"), 0);
+            string[] arguments =
+            [
+                hostDll, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--hosts-per-compute", Invariant(hostsPerCompute),
+                "--replicas", "2", "--database", postgres.ConnectionString, "--transport", rabbitMq.Url, "--auth", "noauth2",
+                "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--log-level", "warning",
+            ];
+            var processes = (hosts + hostsPerCompute - 1) / hostsPerCompute;
+
+            ferry = await Launched.StartAsync(arguments, dataDirectory);
+            using (var http = InProcessFerry.Client(ferry.ComputeUrl))
+            {
+                await WaitForHypervisorsAsync(http, hosts, ferry.Started);
+            }
+            var freshMs = Stats.Ms(Stopwatch.GetTimestamp() - ferry.Started);
+            log($"distributed scale: {hosts} hosts in {processes} compute processes started on an empty database in {freshMs:0} ms (every hypervisor listed)");
+            await ferry.DisposeAsync();
+            ferry = null;
+
+            // Every process stopped: a running agent would find the seeded instances missing from its driver.
+            double seedMs;
+            using (var database = FerryInfrastructure.OpenDatabase(postgres.ConnectionString))
+            {
+                var names = Enumerable.Range(1, hosts).Select(i => $"compute{i}").ToList();
+                var seeded = await ScaleWorld.SeedAsync(new InstanceStore(database, TimeProvider.System), new PlacementService(database), new CatalogStore(database),
+                    new ComputeNodeStore(database), names, host => new FakeDriver(new FakeDriverOptions
+                    {
+                        HostName = host,
+                        InstancesPath = Path.Combine(dataDirectory, "instances", host),
+                        TimeScale = 0,
+                    }, new FakeHypervisorState(), TimeProvider.System, NullLogger<FakeDriver>.Instance), instances, CancellationToken.None);
+                seedMs = seeded.Elapsed.TotalMilliseconds;
+            }
+            log($"distributed scale: {instances} instances seeded in {seedMs:0} ms");
+
+            ferry = await Launched.StartAsync(arguments, dataDirectory);
+            var readyMs = Stats.Ms(ferry.ReadyAt - ferry.Started);
+            var readyAt = DateTimeOffset.UtcNow;
+            log($"distributed scale: restart with {instances} instances ready in {readyMs:0} ms: {ferry.ReadyLine}");
+            using var api = InProcessFerry.Client(ferry.ComputeUrl);
+            api.Timeout = TimeSpan.FromSeconds(60);
+            var heartbeats = await ScaleBenchmarks.WaitForHeartbeatsAfterAsync(api, readyAt + s_reportInterval, hosts, TimeSpan.FromTicks(s_reportInterval.Ticks * 6));
+            var seconds = heartbeats.GroupBy(t => t.ToUnixTimeSeconds() % (long)s_reportInterval.TotalSeconds).Select(g => g.Count()).ToList();
+            var children = ferry.Children();
+            var rssMb = children.Sum(c => ProcessMemory.StatusMb(c.Pid, "VmRSS"));
+            var postgresMb = ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(postgres.Directory, "data", "postmaster.pid"))).Sum(p => ProcessMemory.StatusMb(p, "VmRSS"));
+            var rabbitMqMb = ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(rabbitMq.Directory, "pid"))).Sum(p => ProcessMemory.StatusMb(p, "VmRSS"));
+            log($"distributed scale: {children.Count} Ferry processes VmRSS {rssMb:0} MB, PostgreSQL {postgresMb:0} MB, RabbitMQ {rabbitMqMb:0} MB; " +
+                $"heartbeats over {seconds.Count} of {s_reportInterval.TotalSeconds:0} seconds, the busiest second {seconds.Max() / (double)heartbeats.Count:P1}");
+
+            var queries = await QueriesAsync(api, ferry.PlacementUrl, rabbitMq.Url, postgres.ConnectionString, hosts, instances, log);
+            var moves = await ScaleBenchmarks.ConcurrentLiveMigrationsAsync(api, Math.Min(200, hosts / 2), log);
+            return new Result(hosts, instances, hostsPerCompute, processes, freshMs, seedMs, readyMs, rssMb, postgresMb, rabbitMqMb,
+                seconds.Max() / (double)heartbeats.Count, seconds.Count, s_reportInterval.TotalSeconds, queries, moves);
+        }
+        finally
+        {
+            if (ferry is not null)
+            {
+                await ferry.DisposeAsync();
+            }
+            if (rabbitMq is not null)
+            {
+                await rabbitMq.StopAsync();
+            }
+            postgres?.Stop();
+            try
+            {
+                Directory.Delete(dataDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>
+    /// select_destinations as the conductor asks it (an RPC call on the scheduler topic, either replica answering; each
+    /// claim released through the placement API, outside the time), then the API's two lists.
+    /// </summary>
+    private static async Task<QueryFigures> QueriesAsync(HttpClient api, string placementUrl, string transportUrl, string database, int hosts, int instances,
+        Action<string> log)
+    {
+        var figures = new QueryFigures("distributed", hosts, instances, double.NaN);
+        Flavor flavor;
+        using (var db = FerryInfrastructure.OpenDatabase(database))
+        {
+            flavor = new CatalogStore(db).FindFlavor("m1.nano") ?? throw new InvalidOperationException("no flavor m1.nano");
+        }
+        await using (var transport = await RabbitMqTransport.ConnectAsync(new RabbitMqOptions { Url = transportUrl }, new InMemoryRpcDeduplicator(TimeProvider.System),
+            NullLogger<RabbitMqTransport>.Instance, TimeProvider.System, CancellationToken.None))
+        using (var placement = new HttpClient { BaseAddress = new Uri(placementUrl + "/") })
+        {
+            placement.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin");
+            placement.DefaultRequestHeaders.Add("OpenStack-API-Version", "placement 1.28");
+            var scheduler = new SchedulerClient(transport, new RpcOptions());
+            var started = Stopwatch.GetTimestamp();
+            for (var i = 0; i < 50 + 1000 && Stopwatch.GetElapsedTime(started) < TimeSpan.FromSeconds(90); i++)
+            {
+                var spec = new RequestSpec { InstanceUuid = Guid.NewGuid().ToString(), ProjectId = "project-bench", UserId = "user-bench", Flavor = flavor };
+                var t0 = Stopwatch.GetTimestamp();
+                var reply = await scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(spec, 2), CancellationToken.None);
+                var t1 = Stopwatch.GetTimestamp();
+                if (reply.Selections.Count != 3)
+                {
+                    throw new InvalidOperationException($"expected a host and two alternates, got {reply.Selections.Count}");
+                }
+                using (var deleted = await placement.DeleteAsync($"allocations/{spec.InstanceUuid}"))
+                {
+                    if (deleted.StatusCode != HttpStatusCode.NoContent)
+                    {
+                        throw new InvalidOperationException($"DELETE allocations/{spec.InstanceUuid}: {(int)deleted.StatusCode}");
+                    }
+                }
+                if (i >= 50)
+                {
+                    figures.Select.Add(Stats.Ms(t1 - t0));
+                }
+            }
+        }
+        log($"select_destinations (RPC through RabbitMQ): n={figures.Select.Count} p50 {Stats.Percentile(figures.Select, 50):0.00} ms p99 {Stats.Percentile(figures.Select, 99):0.00} ms");
+        await QueryBenchmarks.TimeGetAsync(api, "os-hypervisors/detail", "2.1", warmup: 2, measured: 20, figures.HypervisorsAll,
+            json => QueryBenchmarks.Check(json, "hypervisors", hosts));
+        log($"GET /os-hypervisors/detail (2.1, all {hosts}): p50 {Stats.Percentile(figures.HypervisorsAll, 50):0} ms p99 {Stats.Percentile(figures.HypervisorsAll, 99):0} ms");
+        await QueryBenchmarks.TimeGetAsync(api, "os-hypervisors/detail", "2.53", warmup: 3, measured: 50, figures.HypervisorsPage,
+            json => QueryBenchmarks.Check(json, "hypervisors", Math.Min(1000, hosts)));
+        log($"GET /os-hypervisors/detail (2.53, a page of 1000): p50 {Stats.Percentile(figures.HypervisorsPage, 50):0} ms p99 {Stats.Percentile(figures.HypervisorsPage, 99):0} ms");
+        await QueryBenchmarks.TimeServersPagesAsync(api, instances, figures.ServersPage);
+        log($"GET /servers/detail?limit=1000: {figures.ServersPage.Count} pages, p50 {Stats.Percentile(figures.ServersPage, 50):0} ms p99 {Stats.Percentile(figures.ServersPage, 99):0} ms");
+        return figures;
+    }
+
+    private static async Task WaitForHypervisorsAsync(HttpClient http, int hosts, long started)
+    {
+        while (true)
+        {
+            // 2.1: every hypervisor in one list (from 2.33 a page holds at most max_limit).
+            using var request = new HttpRequestMessage(HttpMethod.Get, "os-hypervisors");
+            request.Headers.Add("OpenStack-API-Version", "compute 2.1");
+            using var response = await http.SendAsync(request);
+            var count = response.StatusCode == HttpStatusCode.OK
+                ? System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync())?["hypervisors"]?.AsArray().Count ?? 0
+                : 0;
+            if (count >= hosts)
+            {
+                return;
+            }
+            if (Stopwatch.GetElapsedTime(started) > s_startLimit)
+            {
+                throw new TimeoutException($"{count} of {hosts} hypervisors listed after {s_startLimit.TotalMinutes} min");
+            }
+            await Task.Delay(200);
+        }
+    }
+
+    private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    [GeneratedRegex(@"compute API (?<compute>http://[^\s,]+)/v2\.1, placement (?<placement>http://[^\s,]+),")]
+    private static partial Regex ReadyLine();
+
+    /// <summary>One run of the launcher: ready when it prints its ready line; disposing sends SIGTERM (Ctrl-C) and kills what outlives it.</summary>
+    private sealed class Launched : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly StringBuilder _output = new();
+        private readonly string _dataDirectory;
+
+        private Launched(Process process, string dataDirectory)
+        {
+            _process = process;
+            _dataDirectory = dataDirectory;
+        }
+
+        public long Started { get; private init; }
+        public long ReadyAt { get; private set; }
+        public string ReadyLine { get; private set; } = "";
+        public string ComputeUrl { get; private set; } = "";
+        public string PlacementUrl { get; private set; } = "";
+
+        public static async Task<Launched> StartAsync(string[] arguments, string dataDirectory)
+        {
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var arg in arguments)
+            {
+                start.ArgumentList.Add(arg);
+            }
+            start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+            var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+            var launched = new Launched(process, dataDirectory) { Started = Stopwatch.GetTimestamp() };
+            var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            void OnLine(string? line)
+            {
+                if (line is null)
+                {
+                    return;
+                }
+                lock (launched._output)
+                {
+                    launched._output.AppendLine(line);
+                }
+                if (line.StartsWith("Ferry (distributed) is ready", StringComparison.Ordinal))
+                {
+                    launched.ReadyAt = Stopwatch.GetTimestamp();
+                    ready.TrySetResult(line);
+                }
+            }
+            process.OutputDataReceived += (_, e) => OnLine(e.Data);
+            process.ErrorDataReceived += (_, e) => OnLine(e.Data);
+            process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"ferry distributed exited before it was ready:\n{launched.Output}"));
+            process.Start();
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            try
+            {
+                launched.ReadyLine = await ready.Task.WaitAsync(s_startLimit);
+                var match = DistributedScaleBenchmarks.ReadyLine().Match(launched.ReadyLine);
+                if (!match.Success)
+                {
+                    throw new InvalidOperationException($"unexpected ready line: {launched.ReadyLine}");
+                }
+                (launched.ComputeUrl, launched.PlacementUrl) = (match.Groups["compute"].Value, match.Groups["placement"].Value);
+                return launched;
+            }
+            catch
+            {
+                await launched.DisposeAsync();
+                throw;
+            }
+        }
+
+        public string Output
+        {
+            get
+            {
+                lock (_output)
+                {
+                    return _output.ToString();
+                }
+            }
+        }
+
+        public IReadOnlyList<(string Name, int Pid)> Children() =>
+            [.. File.ReadAllLines(Path.Combine(_dataDirectory, "distributed.pids"))
+                .Select(line => line.Split(' '))
+                .Select(parts => (parts[1], int.Parse(parts[0], CultureInfo.InvariantCulture)))];
+
+        public async ValueTask DisposeAsync()
+        {
+            var pidFile = Path.Combine(_dataDirectory, "distributed.pids");
+            var children = File.Exists(pidFile) ? Children().Select(c => c.Pid).ToList() : [];
+            try
+            {
+                if (!_process.HasExited)
+                {
+                    _ = ProcessSignals.Send(_process.Id, "TERM");
+                    await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(180));
+                }
+            }
+            catch (TimeoutException)
+            {
+                Console.Error.WriteLine($"[bench] warning: ferry distributed did not stop within 180 s:\n{Output}");
+            }
+            finally
+            {
+                foreach (var pid in children.Where(pid => Directory.Exists($"/proc/{pid}")))
+                {
+                    Process.GetProcessById(pid).Kill(entireProcessTree: true);
+                }
+                if (!_process.HasExited)
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
+                _process.Dispose();
+            }
+        }
+    }
+}
