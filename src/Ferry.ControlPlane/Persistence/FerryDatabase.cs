@@ -294,6 +294,14 @@ public sealed class FerryDatabase : IDisposable
     /// row: every later durable commit flushes them with it); no move decides anything from them.
     /// </summary>
     public void WriteHistory(Action<DbConnection, DbTransaction> write) =>
+        WriteHistory<int>((c, t) =>
+        {
+            write(c, t);
+            return 0;
+        });
+
+    /// <inheritdoc cref="WriteHistory(Action{DbConnection, DbTransaction})"/>
+    public T WriteHistory<T>(Func<DbConnection, DbTransaction, T> write) =>
         Write((c, t) =>
         {
             if (_postgres is not null)
@@ -301,7 +309,7 @@ public sealed class FerryDatabase : IDisposable
                 using var relax = Command(c, t, "SET LOCAL synchronous_commit TO OFF");
                 relax.ExecuteNonQuery();
             }
-            write(c, t);
+            return write(c, t);
         });
 
     /// <summary>Builds a parameterized command (<c>@name</c> parameters); null values become SQL NULL.</summary>
