@@ -304,13 +304,22 @@ public sealed class FerryDatabase : IDisposable
     public T WriteHistory<T>(Func<DbConnection, DbTransaction, T> write) =>
         Write((c, t) =>
         {
-            if (_postgres is not null)
-            {
-                using var relax = Command(c, t, "SET LOCAL synchronous_commit TO OFF");
-                relax.ExecuteNonQuery();
-            }
+            CommitWithoutFlush(c, t);
             return write(c, t);
         });
+
+    /// <summary>
+    /// Lets the commit of transaction <paramref name="t"/> return before its WAL flush (PostgreSQL; SQLite commits the same
+    /// way either way), for a write a crash may lose at no cost: <see cref="WriteHistory{T}"/>, or a heartbeat's time.
+    /// </summary>
+    public void CommitWithoutFlush(DbConnection c, DbTransaction t)
+    {
+        if (_postgres is not null)
+        {
+            using var relax = Command(c, t, "SET LOCAL synchronous_commit TO OFF");
+            relax.ExecuteNonQuery();
+        }
+    }
 
     /// <summary>Builds a parameterized command (<c>@name</c> parameters); null values become SQL NULL.</summary>
     public static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
