@@ -9,6 +9,11 @@ namespace Ferry.ControlPlane.Persistence;
 /// with it instead of running the handler again. A claim is renewed by its process while the run goes on (a live
 /// migration's cast runs for minutes); one not renewed for the lease (its process died) is taken over. Outcomes are kept
 /// for <see cref="Ttl"/>.
+/// Its rows are written without waiting for the WAL flush (<see cref="FerryDatabase.WriteHistory{T}"/>): they are seen by
+/// the other replicas at once all the same, and a claim or outcome matters only while the process that wrote it has not
+/// yet acked its message, so only a PostgreSQL crash in that same instant could lose one that counts. Waiting for the
+/// flush cost two disk flushes per conductor and scheduler message: half the commits of a move, and most of the
+/// heartbeats' at 2,000 hosts (BENCHMARKS.md).
 /// </summary>
 public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
 {
@@ -37,7 +42,7 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         ScheduleRenewal(lease);
         EvictOld();
         var now = NowMs;
-        var claim = _database().Write((c, t) =>
+        var claim = _database().WriteHistory((c, t) =>
         {
             using var insert = FerryDatabase.Command(c, t,
                 "INSERT INTO rpc_messages(message_id, renewed_ms) VALUES (@id, @now) ON CONFLICT(message_id) DO NOTHING", ("@id", messageId), ("@now", now));
@@ -77,7 +82,7 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
 
     public ValueTask CompleteAsync(string messageId, RpcOutcome outcome, CancellationToken cancellationToken)
     {
-        _database().Write((c, t) =>
+        _database().WriteHistory((c, t) =>
         {
             using var update = FerryDatabase.Command(c, t,
                 "UPDATE rpc_messages SET completed_ms = @now, is_error = @error, outcome = @outcome WHERE message_id = @id",
@@ -91,7 +96,7 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
     public ValueTask ReleaseAsync(string messageId, CancellationToken cancellationToken)
     {
         _running.TryRemove(messageId, out _);
-        _database().Write((c, t) =>
+        _database().WriteHistory((c, t) =>
         {
             using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE message_id = @id AND completed_ms IS NULL", ("@id", messageId));
             delete.ExecuteNonQuery();
@@ -122,7 +127,7 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         try
         {
             var now = NowMs;
-            _database().Write((c, t) =>
+            _database().WriteHistory((c, t) =>
             {
                 foreach (var id in running)
                 {
@@ -147,7 +152,7 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         {
             return;
         }
-        _database().Write((c, t) =>
+        _database().WriteHistory((c, t) =>
         {
             using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE completed_ms < @before", ("@before", now - (long)Ttl.TotalMilliseconds));
             delete.ExecuteNonQuery();

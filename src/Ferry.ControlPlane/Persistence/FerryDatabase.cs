@@ -294,15 +294,32 @@ public sealed class FerryDatabase : IDisposable
     /// row: every later durable commit flushes them with it); no move decides anything from them.
     /// </summary>
     public void WriteHistory(Action<DbConnection, DbTransaction> write) =>
+        WriteHistory<int>((c, t) =>
+        {
+            write(c, t);
+            return 0;
+        });
+
+    /// <inheritdoc cref="WriteHistory(Action{DbConnection, DbTransaction})"/>
+    public T WriteHistory<T>(Func<DbConnection, DbTransaction, T> write) =>
         Write((c, t) =>
         {
-            if (_postgres is not null)
-            {
-                using var relax = Command(c, t, "SET LOCAL synchronous_commit TO OFF");
-                relax.ExecuteNonQuery();
-            }
-            write(c, t);
+            CommitWithoutFlush(c, t);
+            return write(c, t);
         });
+
+    /// <summary>
+    /// Lets the commit of transaction <paramref name="t"/> return before its WAL flush (PostgreSQL; SQLite commits the same
+    /// way either way), for a write a crash may lose at no cost: <see cref="WriteHistory{T}"/>, or a heartbeat's time.
+    /// </summary>
+    public void CommitWithoutFlush(DbConnection c, DbTransaction t)
+    {
+        if (_postgres is not null)
+        {
+            using var relax = Command(c, t, "SET LOCAL synchronous_commit TO OFF");
+            relax.ExecuteNonQuery();
+        }
+    }
 
     /// <summary>Builds a parameterized command (<c>@name</c> parameters); null values become SQL NULL.</summary>
     public static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
