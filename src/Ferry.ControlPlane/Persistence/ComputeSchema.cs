@@ -94,5 +94,11 @@ public static class ComputeSchema
         CREATE INDEX ix_services_change_seq ON services(change_seq);
         CREATE INDEX ix_compute_nodes_change_seq ON compute_nodes(change_seq);
         """,
+        // The compute's key for one run of a step (ActionEventRequest.Key): its start and finish find the one row by it, in
+        // any order and any number of times. NULLs are distinct in a unique index on both engines: unkeyed rows as before.
+        """
+        ALTER TABLE instance_action_events ADD COLUMN event_key TEXT;
+        CREATE UNIQUE INDEX ix_instance_action_events_key ON instance_action_events(event_key);
+        """,
     ];
 }
