@@ -157,6 +157,31 @@ public abstract class StoreTests : IDisposable
     }
 
     [Fact]
+    public void Read_PostgreSql_ConnectionGoesBackToThePoolWithoutDiscardAll()
+    {
+        if (_files.Engine != DatabaseEngine.PostgreSql)
+        {
+            return; // one connection, never pooled
+        }
+        var db = _files.Open(); // a pool of its own: one idle connection, taken again by the next use
+        // A session setting survives the return to the pool only when Npgsql sends no DISCARD ALL (nothing of Ferry's sets one).
+        var first = db.Read(c =>
+        {
+            using var set = FerryDatabase.Command(c, null, "SET application_name = 'ferry-reset-probe'; SELECT pg_backend_pid()");
+            return Convert.ToInt32(set.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        });
+        var (second, name) = db.Read(c =>
+        {
+            using var show = FerryDatabase.Command(c, null, "SELECT pg_backend_pid(), current_setting('application_name')");
+            using var r = show.ExecuteReader();
+            r.Read();
+            return (Convert.ToInt32(r.GetValue(0), System.Globalization.CultureInfo.InvariantCulture), r.GetString(1));
+        });
+        Assert.Equal(first, second);
+        Assert.Equal("ferry-reset-probe", name);
+    }
+
+    [Fact]
     public void ActionStore_KeyedStartAfterItsFinish_ChangesNothing()
     {
         var time = new ManualTimeProvider(new DateTimeOffset(2026, 12, 5, 6, 0, 0, TimeSpan.Zero));
