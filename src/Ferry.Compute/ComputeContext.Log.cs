@@ -21,5 +21,8 @@ public sealed partial class ComputeContext
         [LoggerMessage(EventId = 204, Level = LogLevel.Warning,
             Message = "{Step} of instance {InstanceId} (migration {MigrationId}) on {Host}: not run, the move is over ({Reason}); a request delivered again after this agent was killed")]
         public static partial void StaleRequest(ILogger logger, string step, string instanceId, string migrationId, string host, string reason);
+
+        [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "The start of {Step} of instance {InstanceId} was not sent (its finish records the event whole)")]
+        public static partial void EventStartNotSent(ILogger logger, Exception ex, string step, string instanceId);
     }
 }

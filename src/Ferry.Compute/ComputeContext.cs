@@ -67,14 +67,22 @@ public sealed partial class ComputeContext(
         RunEventAsync(instance, null, requestId, eventName, step, ct);
 
     /// <summary>The same, for a step of a move: its log line names the migration too.</summary>
+    /// <remarks>
+    /// The start is a cast the step does not wait for (Nova waits: a conductor round trip and two durable commits on every
+    /// step of a move); the finish stays a call, so the event list is complete when the step's outcome is visible. Both carry
+    /// the run's key, which makes the order in which they land irrelevant.
+    /// </remarks>
     public async Task<T> RunEventAsync<T>(Instance instance, Migration? migration, string? requestId, string eventName, Func<Task<T>> step, CancellationToken ct)
     {
-        await Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, false, false, null), ct);
+        var open = new OpenEvent(instance.Uuid, eventName, Guid.NewGuid().ToString("N"), Time.GetUtcNow(), s_openEvents.Value);
+        StartEvent(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, false, false, null, Key: open.Key, StartTime: open.StartTime));
         var started = Time.GetTimestamp();
+        s_openEvents.Value = open;
         try
         {
             var result = await step();
-            await Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, true, false, null), ct);
+            await Conductor.RecordActionEventAsync(new ActionEventRequest(instance.Uuid, requestId, eventName, Host, true, false, null,
+                Key: open.Key, StartTime: open.StartTime), ct);
             Log.StepDone(Logger, eventName, instance.Uuid, migration?.Uuid ?? "-", Host, (long)Time.GetElapsedTime(started).TotalMilliseconds);
             return result;
         }
@@ -84,6 +92,43 @@ public sealed partial class ComputeContext(
             await RecordFaultAsync(instance.Uuid, requestId, eventName, ex, ct);
             throw;
         }
+        finally
+        {
+            s_openEvents.Value = open.Outer;
+        }
+    }
+
+    /// <summary>The events this flow has started and not finished (innermost first): a fault recorded inside one finishes it by its key.</summary>
+    private static readonly AsyncLocal<OpenEvent?> s_openEvents = new();
+
+    private sealed record OpenEvent(string InstanceUuid, string Event, string Key, DateTimeOffset StartTime, OpenEvent? Outer);
+
+    private static OpenEvent? FindOpenEvent(string instanceUuid, string eventName)
+    {
+        for (var e = s_openEvents.Value; e is not null; e = e.Outer)
+        {
+            if (e.InstanceUuid == instanceUuid && e.Event == eventName)
+            {
+                return e;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Sends an event's start without waiting for it: if it is lost, the finish records the event whole.</summary>
+    private void StartEvent(ActionEventRequest start)
+    {
+        Task sent;
+        try
+        {
+            sent = Conductor.CastActionEventStartAsync(start, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            sent = Task.FromException(ex);
+        }
+        _ = sent.ContinueWith(t => Log.EventStartNotSent(Logger, t.Exception!.GetBaseException(), start.Event, start.InstanceUuid),
+            CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     public Task RunEventAsync(Instance instance, string? requestId, string eventName, Func<Task> step, CancellationToken ct) =>
@@ -103,7 +148,10 @@ public sealed partial class ComputeContext(
         {
             var code = ex is FerryException f ? f.HttpStatus : 500;
             await Conductor.RecordFaultAsync(new InstanceFaultRequest(instanceUuid, code, ex.Message, Host, code == 500 ? FaultDetails.Describe(ex) : null), ct);
-            await Conductor.RecordActionEventAsync(new ActionEventRequest(instanceUuid, requestId, eventName, Host, true, true, ex.Message, FaultDetails.Describe(ex)), ct);
+            // Inside the step's own run: its key, so the finish lands on the row its start made (or will make).
+            var open = FindOpenEvent(instanceUuid, eventName);
+            await Conductor.RecordActionEventAsync(new ActionEventRequest(instanceUuid, requestId, eventName, Host, true, true, ex.Message, FaultDetails.Describe(ex),
+                open?.Key, open?.StartTime), ct);
         }
         catch (Exception inner) when (inner is not OperationCanceledException)
         {

@@ -34,7 +34,7 @@ public sealed class ComputeTaskManager(ConductorContext context)
                 .ToList())))
         .On<ActionEventRequest>("action_event", (r, _) =>
         {
-            context.Actions.RecordEvent(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback);
+            context.Actions.RecordEvent(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback, r.Key, r.StartTime);
             return Task.CompletedTask;
         })
         .On<InstanceFaultRequest>("instance_fault_create", (r, _) =>

@@ -17,9 +17,11 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
     /// <summary>
     /// Starts or finishes an event of the action identified by request id; a failed event marks the action "Error". History
     /// only (<see cref="FerryDatabase.WriteHistory"/>): a finish whose start a database crash lost is recorded whole.
+    /// With <paramref name="eventKey"/> (the compute's key for one run of the step) the row is found by the key: a start
+    /// that arrives after its finish, or twice, or at two conductor replicas at once, changes nothing, and so does a second finish.
     /// </summary>
     public void RecordEvent(string instanceUuid, string? requestId, string eventName, string host, bool finished, bool failed, string? details,
-        string? traceback = null) =>
+        string? traceback = null, string? eventKey = null, DateTimeOffset? startTime = null) =>
         db.WriteHistory((c, t) =>
         {
             var now = Rows.Time(time.GetUtcNow());
@@ -30,7 +32,15 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
             {
                 return;
             }
-            if (!finished)
+            if (eventKey is not null)
+            {
+                if (!RecordKeyedEvent(c, t, actionId, eventKey, eventName, host, startTime is { } s ? Rows.Time(s) : now, finished ? now : null,
+                    failed, details, traceback))
+                {
+                    return;
+                }
+            }
+            else if (!finished)
             {
                 using var insert = FerryDatabase.Command(c, t,
                     "INSERT INTO instance_action_events(action_id, event, start_time, host) VALUES (@a, @e, @now, @h)",
@@ -58,6 +68,30 @@ public sealed class ActionStore(FerryDatabase db, TimeProvider time)
                 ("@a", actionId), ("@now", now), ("@failed", failed ? 1 : 0));
             touch.ExecuteNonQuery();
         });
+
+    /// <summary>
+    /// The keyed start (<paramref name="finishTime"/> null) or finish of an event: one statement whatever arrived before it,
+    /// the unique key settling a race between replicas. False when the row was already there as this message would leave it.
+    /// </summary>
+    private static bool RecordKeyedEvent(DbConnection c, DbTransaction t, long actionId, string key, string eventName, string host, string startTime,
+        string? finishTime, bool failed, string? details, string? traceback)
+    {
+        using var upsert = finishTime is null
+            ? FerryDatabase.Command(c, t,
+                "INSERT INTO instance_action_events(action_id, event, start_time, host, event_key) VALUES (@a, @e, @start, @h, @k) ON CONFLICT(event_key) DO NOTHING",
+                ("@a", actionId), ("@e", eventName), ("@start", startTime), ("@h", host), ("@k", key))
+            : FerryDatabase.Command(c, t,
+                """
+                INSERT INTO instance_action_events(action_id, event, start_time, finish_time, result, host, details, traceback, event_key)
+                VALUES (@a, @e, @start, @finish, @res, @h, @d, @tb, @k)
+                ON CONFLICT(event_key) DO UPDATE SET finish_time = excluded.finish_time, result = excluded.result, details = excluded.details,
+                    traceback = excluded.traceback
+                WHERE instance_action_events.finish_time IS NULL
+                """,
+                ("@a", actionId), ("@e", eventName), ("@start", startTime), ("@finish", finishTime), ("@res", failed ? "Error" : "Success"), ("@h", host),
+                ("@d", details), ("@tb", traceback), ("@k", key));
+        return upsert.ExecuteNonQuery() > 0;
+    }
 
     public List<InstanceActionRow> ListActions(string instanceUuid) =>
         db.Read(c =>

@@ -113,5 +113,11 @@ public static class ComputeSchema
         """
         CREATE INDEX ix_instances_task_state ON instances(task_state) WHERE deleted = 0 AND task_state IS NOT NULL;
         """,
+        // The compute's key for one run of a step (ActionEventRequest.Key): its start and finish find the one row by it, in
+        // any order and any number of times. NULLs are distinct in a unique index on both engines: unkeyed rows as before.
+        """
+        ALTER TABLE instance_action_events ADD COLUMN event_key TEXT;
+        CREATE UNIQUE INDEX ix_instance_action_events_key ON instance_action_events(event_key);
+        """,
     ];
 }

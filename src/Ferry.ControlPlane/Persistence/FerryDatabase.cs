@@ -35,7 +35,7 @@ public sealed class FerryDatabase : IDisposable
         Description = parsed.Description;
         if (parsed.Engine == DatabaseEngine.PostgreSql)
         {
-            _postgres = NpgsqlDataSource.Create(parsed.ConnectionString);
+            _postgres = NpgsqlDataSource.Create(WithoutResetOnClose(parsed.ConnectionString));
             return;
         }
         var path = parsed.ConnectionString;
@@ -65,6 +65,22 @@ public sealed class FerryDatabase : IDisposable
     }
 
     public SqlDialect Dialect { get; }
+
+    /// <summary>
+    /// Ferry's sessions keep no state between uses (SET LOCAL and transaction-scoped advisory locks only; no SET, LISTEN,
+    /// session lock or temp table), so a connection going back to the pool needs no <c>DISCARD ALL</c>: that was one more
+    /// round trip on every store call (21 per live migration). An operator's own No Reset On Close wins.
+    /// </summary>
+    private static string WithoutResetOnClose(string connectionString)
+    {
+        // The plain builder: Npgsql's own says it "contains" every keyword it knows, set or not.
+        var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        if (given.ContainsKey("No Reset On Close") || given.ContainsKey("NoResetOnClose"))
+        {
+            return connectionString;
+        }
+        return new NpgsqlConnectionStringBuilder(connectionString) { NoResetOnClose = true }.ConnectionString;
+    }
 
     /// <summary>
     /// PostgreSQL: how long an operation keeps trying while the server cannot be reached (down, restarting, or every

@@ -174,6 +174,99 @@ public abstract class StoreTests : IDisposable
     }
 
     [Fact]
+    public void Read_PostgreSql_ConnectionGoesBackToThePoolWithoutDiscardAll()
+    {
+        if (_files.Engine != DatabaseEngine.PostgreSql)
+        {
+            return; // one connection, never pooled
+        }
+        var db = _files.Open(); // a pool of its own: one idle connection, taken again by the next use
+        // A session setting survives the return to the pool only when Npgsql sends no DISCARD ALL (nothing of Ferry's sets one).
+        var first = db.Read(c =>
+        {
+            using var set = FerryDatabase.Command(c, null, "SET application_name = 'ferry-reset-probe'; SELECT pg_backend_pid()");
+            return Convert.ToInt32(set.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        });
+        var (second, name) = db.Read(c =>
+        {
+            using var show = FerryDatabase.Command(c, null, "SELECT pg_backend_pid(), current_setting('application_name')");
+            using var r = show.ExecuteReader();
+            r.Read();
+            return (Convert.ToInt32(r.GetValue(0), System.Globalization.CultureInfo.InvariantCulture), r.GetString(1));
+        });
+        Assert.Equal(first, second);
+        Assert.Equal("ferry-reset-probe", name);
+    }
+
+    [Fact]
+    public void ActionStore_KeyedStartAfterItsFinish_ChangesNothing()
+    {
+        var time = new ManualTimeProvider(new DateTimeOffset(2026, 12, 5, 6, 0, 0, TimeSpan.Zero));
+        var store = new ActionStore(_db, time);
+        var instance = Guid.NewGuid().ToString();
+        store.StartAction(instance, "req-1", "live-migration", "u1", "p1");
+        var started = time.GetUtcNow();
+        time.Advance(TimeSpan.FromSeconds(2));
+        store.RecordEvent(instance, "req-1", "compute_live_migration", "host-a", finished: true, failed: true, details: "boom", eventKey: "k1", startTime: started);
+        var before = Assert.Single(store.ListActions(instance));
+        time.Advance(TimeSpan.FromSeconds(3));
+
+        // The start's cast lands last (another conductor replica, a slow queue).
+        store.RecordEvent(instance, "req-1", "compute_live_migration", "host-a", finished: false, failed: false, details: null, eventKey: "k1", startTime: started);
+
+        Assert.Equal(before, Assert.Single(store.ListActions(instance)));
+        var ev = Assert.Single(store.ListEvents(before.Id));
+        Assert.Equal(("compute_live_migration", "Error", "boom", "host-a"), (ev.Event, ev.Result, ev.Details, ev.Host));
+        Assert.Equal((Rows.Time(started), Rows.Time(started.AddSeconds(2))), (ev.StartTime, ev.FinishTime));
+    }
+
+    [Fact]
+    public void ActionStore_KeyedStartTwiceThenFinishTwice_RecordsOneEventFinishedOnce()
+    {
+        var time = new ManualTimeProvider(new DateTimeOffset(2026, 12, 5, 6, 0, 0, TimeSpan.Zero));
+        var store = new ActionStore(_db, time);
+        var instance = Guid.NewGuid().ToString();
+        store.StartAction(instance, "req-1", "live-migration", "u1", "p1");
+        var started = time.GetUtcNow();
+        store.RecordEvent(instance, "req-1", "compute_pre_live_migration", "host-b", finished: false, failed: false, details: null, eventKey: "k1", startTime: started);
+        store.RecordEvent(instance, "req-1", "compute_pre_live_migration", "host-b", finished: false, failed: false, details: null, eventKey: "k1", startTime: started);
+        var action = Assert.Single(store.ListActions(instance));
+        Assert.Null(Assert.Single(store.ListEvents(action.Id)).FinishTime);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        store.RecordEvent(instance, "req-1", "compute_pre_live_migration", "host-b", finished: true, failed: false, details: null, eventKey: "k1", startTime: started);
+        time.Advance(TimeSpan.FromSeconds(1));
+        store.RecordEvent(instance, "req-1", "compute_pre_live_migration", "host-b", finished: true, failed: true, details: "late", eventKey: "k1", startTime: started);
+
+        var ev = Assert.Single(store.ListEvents(action.Id));
+        Assert.Equal(("Success", (string?)null, Rows.Time(started), Rows.Time(started.AddSeconds(1))), (ev.Result, ev.Details, ev.StartTime, ev.FinishTime));
+        Assert.Null(Assert.Single(store.ListActions(instance)).Message);
+    }
+
+    [Fact]
+    public void ActionStore_KeyedStartOnTwoReplicasAtOnce_RecordsOneEvent()
+    {
+        var replicas = new[] { new ActionStore(_db, TimeProvider.System), new ActionStore(_files.Open(), TimeProvider.System) };
+        var instance = Guid.NewGuid().ToString();
+        replicas[0].StartAction(instance, "req-1", "live-migration", "u1", "p1");
+        var keys = Enumerable.Range(0, 20).Select(i => $"key-{i}").ToArray();
+        var started = DateTimeOffset.UtcNow;
+
+        // Each start delivered to both replicas at the same moment, and a third time to the first.
+        Parallel.ForEach(keys.SelectMany(k => new[] { (k, 0), (k, 1), (k, 0) }), new ParallelOptions { MaxDegreeOfParallelism = 4 }, item =>
+            replicas[item.Item2].RecordEvent(instance, "req-1", "compute_live_migration", "host-a", finished: false, failed: false, details: null,
+                eventKey: item.k, startTime: started));
+        foreach (var k in keys)
+        {
+            replicas[1].RecordEvent(instance, "req-1", "compute_live_migration", "host-a", finished: true, failed: false, details: null, eventKey: k, startTime: started);
+        }
+
+        var events = replicas[0].ListEvents(Assert.Single(replicas[0].ListActions(instance)).Id);
+        Assert.Equal(keys.Length, events.Count);
+        Assert.All(events, e => Assert.Equal("Success", e.Result));
+    }
+
+    [Fact]
     public void ServiceStore_ReportTwice_KeepsOneRowAndMovesTheHeartbeat()
     {
         var time = new ManualTimeProvider(new DateTimeOffset(2026, 12, 4, 10, 0, 0, TimeSpan.Zero));

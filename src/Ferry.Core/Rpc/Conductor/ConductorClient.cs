@@ -44,6 +44,10 @@ public sealed class ConductorClient(IRpcTransport transport, RpcOptions options)
     public Task RecordActionEventAsync(ActionEventRequest request, CancellationToken ct) =>
         CallAsync<ActionEventRequest, RpcEmpty>(Topics.Conductor, "action_event", request, ct);
 
+    /// <summary>An event's start, keyed (<see cref="ActionEventRequest.Key"/>), as a cast: the step does not wait for the conductor's write.</summary>
+    public Task CastActionEventStartAsync(ActionEventRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Conductor, "action_event", request, ct);
+
     public Task RecordFaultAsync(InstanceFaultRequest request, CancellationToken ct) =>
         CallAsync<InstanceFaultRequest, RpcEmpty>(Topics.Conductor, "instance_fault_create", request, ct);
 }

@@ -93,7 +93,12 @@ public sealed record MigrationList(List<Migration> Migrations);
 /// <summary>Start or finish of an instance-action event (Nova's wrap_instance_event).</summary>
 /// <param name="Details">What failed, in a line (Nova's event <c>details</c>).</param>
 /// <param name="Traceback">The fault's details (causes, the failing layer's last words) where Nova keeps a Python traceback.</param>
+/// <param name="Key">Chosen by the compute for one run of a step, sent with its start and its finish: the event's row is found by it,
+/// so the start may arrive late, twice, or at another conductor replica (a cast) and change nothing once the finish is there.
+/// Null: the finish closes the latest unfinished event of that name (start-up recovery, and older agents).</param>
+/// <param name="StartTime">When the compute started the step (Nova takes it in the compute too): the row's start time whichever message
+/// lands first.</param>
 public sealed record ActionEventRequest(string InstanceUuid, string? RequestId, string Event, string Host, bool Finished, bool Failed, string? Details,
-    string? Traceback = null);
+    string? Traceback = null, string? Key = null, DateTimeOffset? StartTime = null);
 
 public sealed record InstanceFaultRequest(string InstanceUuid, int Code, string Message, string Host, string? Details);
