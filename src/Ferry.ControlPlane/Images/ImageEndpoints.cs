@@ -152,7 +152,7 @@ public static class ImageEndpoints
         var versions = new JsonArray();
         foreach (var (id, status) in new[] { ("v2.17", "CURRENT"), ("v2.16", "SUPPORTED"), ("v2.15", "SUPPORTED"), ("v2.9", "SUPPORTED"), ("v2.0", "SUPPORTED") })
         {
-            versions.Add(new JsonObject
+            versions.Add((JsonNode)new JsonObject
             {
                 ["id"] = id,
                 ["status"] = status,
