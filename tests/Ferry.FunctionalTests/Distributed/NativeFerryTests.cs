@@ -81,7 +81,7 @@ public sealed partial class NativeFerryTests
         }
         using var response = await http.SendAsync(request);
         var text = await response.Content.ReadAsStringAsync();
-        var body = text.Length > 0 && text.TrimStart().StartsWith('{') ? JsonNode.Parse(text)!.ToJsonString() : text;
+        var body = text.Length > 0 && text.TrimStart().StartsWith('{') ? Sorted(JsonNode.Parse(text))!.ToJsonString() : text;
         foreach (var url in new[] { ferry.ComputeUrl, ferry.PlacementUrl, ferry.ImageUrl })
         {
             body = body.Replace(url.TrimEnd('/'), "<url>", StringComparison.Ordinal).Replace(new Uri(url).Authority, "<authority>", StringComparison.Ordinal);
@@ -89,6 +89,14 @@ public sealed partial class NativeFerryTests
         body = Volatile().Replace(body, "<masked>");
         return $"{(int)response.StatusCode} {response.Content.Headers.ContentType?.MediaType} {body}";
     }
+
+    /// <summary>The node with every object's members in name order: a map's order (hosts in a zone) is the agents' start order.</summary>
+    private static JsonNode? Sorted(JsonNode? node) => node switch
+    {
+        JsonObject o => new JsonObject(o.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => KeyValuePair.Create(p.Key, Sorted(p.Value)))),
+        JsonArray a => new JsonArray([.. a.Select(Sorted)]),
+        _ => node?.DeepClone(),
+    };
 
     // uuids, request ids and ISO 8601 times: two Ferrys differ in them by design.
     [GeneratedRegex(@"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|req-[0-9a-f-]+|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")]
