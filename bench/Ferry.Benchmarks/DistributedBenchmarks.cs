@@ -11,6 +11,8 @@ internal static class DistributedBenchmarks
     public static async Task RunAsync(Results results, Func<string, bool> runs, Action<string> log)
     {
         var hostDll = HostBuild.EnsureBuilt(log);
+        results.FerryBinary = HostBuild.Describe(hostDll);
+        log($"ferry distributed runs {results.FerryBinary}");
         if (runs("startup") || runs("live") || runs("cold") || runs("concurrent"))
         {
             await using var ferry = await DistributedFerry.StartAsync(hostDll, hosts: 3, maxConcurrentLiveMigrations: 1, log);

@@ -58,13 +58,14 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         // Under /tmp (mode 0755 under the usual umask): PostgreSQL runs as the postgres user, which must reach its directory.
         var dataDirectory = Path.Combine("/tmp", $"ferry-bench-dist-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
         Directory.CreateDirectory(dataDirectory);
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in new[]
-        {
-            hostDll, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--replicas", "2",
+        var (program, prefix) = HostBuild.Command(hostDll);
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in (string[])
+        [
+            .. prefix, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--replicas", "2",
             "--time-scale", "0", "--max-concurrent-live-migrations", Invariant(maxConcurrentLiveMigrations), "--auth", "noauth2",
             "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--log-level", "warning",
-        })
+        ])
         {
             start.ArgumentList.Add(arg);
         }

@@ -35,6 +35,19 @@ internal static class HostBuild
         return dll;
     }
 
+    /// <summary>
+    /// How to run ferry: the executable <c>FERRY_BINARY</c> names (the native ferry, which <c>./ferry bench --distributed</c>
+    /// publishes and sets), else <c>dotnet</c> with the built <paramref name="hostDll"/>.
+    /// </summary>
+    public static (string FileName, string[] Prefix) Command(string hostDll) =>
+        Environment.GetEnvironmentVariable("FERRY_BINARY") is { Length: > 0 } binary
+            ? (File.Exists(binary) ? Path.GetFullPath(binary) : throw new InvalidOperationException($"FERRY_BINARY={binary}: no such file"), [])
+            : ("dotnet", [hostDll]);
+
+    /// <summary>What <see cref="Command"/> runs, for the report: "native (path)" or "JIT (dotnet path)".</summary>
+    public static string Describe(string hostDll) =>
+        Command(hostDll) is ("dotnet", _) ? $"JIT (dotnet {hostDll})" : $"native ({Command(hostDll).FileName})";
+
     private static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

@@ -260,6 +260,9 @@ internal sealed class Results
     public double RabbitMqRssMb { get; set; } = double.NaN;
     public int FerryProcesses { get; set; }
 
+    /// <summary>Distributed: which ferry ran the processes, "native (path)" or "JIT (dotnet path)".</summary>
+    public string FerryBinary { get; set; } = "";
+
     /// <summary>Why the 240-at-once figure is missing (a round that did not finish in time), or null.</summary>
     public string? Concurrent20Failure { get; set; }
 
@@ -378,7 +381,7 @@ internal sealed class Results
         }
         if (Distributed && FerryProcesses > 0)
         {
-            sb.AppendLine(CultureInfo.InvariantCulture, $"memory: {FerryProcesses} Ferry processes, VmRSS {F(RssAtReadyMb)} MB at ready, {F(RssMb)} MB after the run (PSS {F(PssMb)} MB, peaks summed {F(PeakRssMb)} MB); PostgreSQL {F(PostgresRssMb)} MB, RabbitMQ {F(RabbitMqRssMb)} MB");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"memory: {FerryProcesses} Ferry processes ({FerryBinary}), VmRSS {F(RssAtReadyMb)} MB at ready, {F(RssMb)} MB after the run (PSS {F(PssMb)} MB, peaks summed {F(PeakRssMb)} MB); PostgreSQL {F(PostgresRssMb)} MB, RabbitMQ {F(RabbitMqRssMb)} MB");
         }
         else if (StartupRuns.Count > 0)
         {
@@ -427,6 +430,10 @@ internal sealed class Results
             w.WriteNumber("select_destinations_samples", Select?.Count ?? 0);
             w.WriteNumber("concurrent_live_migrations_20_hosts_servers", Servers20);
             w.WriteString("shape", Distributed ? "distributed" : "embedded");
+            if (Distributed)
+            {
+                w.WriteString("ferry_binary", FerryBinary);
+            }
             if (Concurrent20Failure is not null)
             {
                 w.WriteString("concurrent_live_migrations_20_hosts_failure", Concurrent20Failure);

@@ -25,6 +25,10 @@ public sealed class FerryChildProcess : IAsyncDisposable
     /// <summary>The compute API's URL, with the port the child bound.</summary>
     public string ComputeUrl { get; private set; } = "";
 
+    public string PlacementUrl { get; private set; } = "";
+
+    public string ImageUrl { get; private set; } = "";
+
     public bool HasExited => _process.HasExited;
 
     /// <summary>What the child wrote so far (stderr and stdout), for failure messages.</summary>
@@ -39,9 +43,10 @@ public sealed class FerryChildProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<FerryChildProcess> StartAsync(string dataDirectory, IReadOnlyDictionary<string, string> environment, int hosts = 3, bool sharedStorage = false)
+    /// <param name="program">The ferry executable (a native one); null: the JIT build's apphost beside the tests.</param>
+    public static async Task<FerryChildProcess> StartAsync(string dataDirectory, IReadOnlyDictionary<string, string> environment, int hosts = 3, bool sharedStorage = false, string? program = null)
     {
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry"))
+        var start = new ProcessStartInfo(program ?? Path.Combine(AppContext.BaseDirectory, "ferry"))
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
@@ -80,6 +85,8 @@ public sealed class FerryChildProcess : IAsyncDisposable
             if (FerryReadyLine.Find(child.Output) is { } urls)
             {
                 child.ComputeUrl = urls.ComputeUrl;
+                child.PlacementUrl = urls.PlacementUrl;
+                child.ImageUrl = urls.ImageUrl;
                 child.Admin = new NovaClient(urls.ComputeUrl, "admin:admin");
                 return child;
             }

@@ -42,7 +42,7 @@ public static class ApiServiceCollectionExtensions
         var root = endpoints.MapGroup("");
         root.AddEndpointFilter(NovaRequestFilter.InvokeAsync);
         root.MapGet("/", VersionsEndpoints.GetVersions).WithMetadata(AnonymousEndpoint.Instance);
-        root.MapFallback("{**path}", NotFound);
+        root.Map("{**path}", NotFound).AsFallback();
 
         foreach (var prefix in new[] { "/v2.1", "/v2" })
         {
@@ -66,7 +66,7 @@ public static class ApiServiceCollectionExtensions
             api.MapQuotaSets();
             api.MapQuotaClassSets();
             api.MapAggregates();
-            api.MapFallback("{**path}", NotFound);
+            api.Map("{**path}", NotFound).AsFallback();
         }
         return endpoints;
     }

@@ -50,7 +50,7 @@ public static class AvailabilityZonesEndpoints
                     hosts[byHost.Key] = entry;
                 }
             }
-            zones.Add(new JsonObject
+            zones.Add((JsonNode)new JsonObject
             {
                 ["zoneName"] = zone.Key,
                 ["zoneState"] = new JsonObject { ["available"] = zone.Any(s => !s.Disabled && compute.IsUp(s)) },
@@ -59,7 +59,7 @@ public static class AvailabilityZonesEndpoints
         }
         if (zones.Count == 0 && !detail)
         {
-            zones.Add(new JsonObject { ["zoneName"] = "nova", ["zoneState"] = new JsonObject { ["available"] = false }, ["hosts"] = null });
+            zones.Add((JsonNode)new JsonObject { ["zoneName"] = "nova", ["zoneState"] = new JsonObject { ["available"] = false }, ["hosts"] = null });
         }
         return NovaJson.Ok(new JsonObject { ["availabilityZoneInfo"] = zones });
     }

@@ -34,7 +34,7 @@ public static class ImagesEndpoints
         };
         // Nova's image view adds a third link to the image service itself (views/images.py _get_alternate_link).
         var glance = http.RequestServices.GetRequiredService<ControlPlaneOptions>().ImageApiUrl ?? $"{http.Request.Scheme}://{http.Request.Host.Host}:9292";
-        o["links"]!.AsArray().Add(new JsonObject
+        o["links"]!.AsArray().Add((JsonNode)new JsonObject
         {
             ["rel"] = "alternate",
             ["type"] = "application/vnd.openstack.image",

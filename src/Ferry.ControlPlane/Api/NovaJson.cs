@@ -37,10 +37,9 @@ internal static class NovaJson
 
     /// <summary>Nova's self + bookmark links for a resource path such as <c>servers/{id}</c>.</summary>
     public static JsonArray Links(HttpContext http, string path) =>
-    [
-        new JsonObject { ["rel"] = "self", ["href"] = $"{BaseUrl(http)}/v2.1/{path}" },
-        new JsonObject { ["rel"] = "bookmark", ["href"] = $"{BaseUrl(http)}/{path}" },
-    ];
+        new(
+            new JsonObject { ["rel"] = "self", ["href"] = $"{BaseUrl(http)}/v2.1/{path}" },
+            new JsonObject { ["rel"] = "bookmark", ["href"] = $"{BaseUrl(http)}/{path}" });
 
     public static JsonObject ToJson(Dictionary<string, string> values)
     {

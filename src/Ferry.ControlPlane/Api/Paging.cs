@@ -51,7 +51,7 @@ internal static class Paging
         {
             return [];
         }
-        return [new JsonObject { ["rel"] = "next", ["href"] = NextHref(http, collection, lastId) }];
+        return new JsonArray(new JsonObject { ["rel"] = "next", ["href"] = NextHref(http, collection, lastId) });
     }
 
     /// <summary>The request's URL for <paramref name="collection"/> with its parameters sorted by name and <c>marker</c> set to <paramref name="marker"/>.</summary>

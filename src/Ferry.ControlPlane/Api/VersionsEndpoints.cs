@@ -26,7 +26,7 @@ public static class VersionsEndpoints
         var links = new JsonArray(new JsonObject { ["rel"] = "self", ["href"] = $"{NovaJson.BaseUrl(http)}/{(current ? "v2.1" : "v2")}/" });
         if (detailed)
         {
-            links.Add(new JsonObject { ["rel"] = "describedby", ["type"] = "text/html", ["href"] = "http://docs.openstack.org/" });
+            links.Add((JsonNode)new JsonObject { ["rel"] = "describedby", ["type"] = "text/html", ["href"] = "http://docs.openstack.org/" });
         }
         var version = new JsonObject
         {

@@ -37,9 +37,9 @@ public static class IdentityEndpoints
         api.MapGet("/v3/users/{id}", ShowUser);
         api.MapGet("/v3/roles", ListRoles);
         // Keystone (Flask) answers a served path with another method 405, an unknown path 404.
-        api.MapFallback("{**path}", (HttpContext http) => AllowedMethods.IsWrongMethod(http)
+        api.Map("{**path}", (HttpContext http) => AllowedMethods.IsWrongMethod(http)
             ? Error(405, "Method Not Allowed", "The method is not allowed for the requested URL.")
-            : Error(404, "Not Found", "The resource could not be found."));
+            : Error(404, "Not Found", "The resource could not be found.")).AsFallback();
         return api;
     }
 

@@ -55,9 +55,9 @@ public static class ImageEndpoints
         api.MapGet("/v2/schemas/image", () => Json(ImageSchemas.Image()));
         api.MapGet("/v2/schemas/images", () => Json(ImageSchemas.Images()));
         // Glance's router rejects a served path with another method: 405 with Allow (glance/common/wsgi.py).
-        api.MapFallback("{**path}", (HttpContext http) => AllowedMethods.IsWrongMethod(http)
+        api.Map("{**path}", (HttpContext http) => AllowedMethods.IsWrongMethod(http)
             ? Error(405, $"The method {http.Request.Method} is not allowed for this resource.")
-            : Error(404, "The resource could not be found."));
+            : Error(404, "The resource could not be found.")).AsFallback();
         return api;
     }
 
@@ -152,7 +152,7 @@ public static class ImageEndpoints
         var versions = new JsonArray();
         foreach (var (id, status) in new[] { ("v2.17", "CURRENT"), ("v2.16", "SUPPORTED"), ("v2.15", "SUPPORTED"), ("v2.9", "SUPPORTED"), ("v2.0", "SUPPORTED") })
         {
-            versions.Add(new JsonObject
+            versions.Add((JsonNode)new JsonObject
             {
                 ["id"] = id,
                 ["status"] = status,

@@ -61,7 +61,7 @@ public static partial class PlacementEndpoints
         api.MapGet("/allocation_candidates", GetAllocationCandidates);
         api.MapGet("/usages", GetUsages);
         api.MapResourceClassesAndTraits();
-        api.MapFallback("{**path}", NotFound);
+        api.Map("{**path}", NotFound).AsFallback();
         return api;
     }
 

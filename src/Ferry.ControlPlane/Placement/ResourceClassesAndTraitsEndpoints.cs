@@ -87,7 +87,7 @@ public static class ResourceClassesAndTraitsEndpoints
         var list = new JsonArray();
         foreach (var name in catalog.ResourceClasses())
         {
-            list.Add(ResourceClassView(name));
+            list.Add((JsonNode)ResourceClassView(name));
         }
         return Json(new JsonObject { ["resource_classes"] = list });
     }
@@ -229,7 +229,7 @@ public static class ResourceClassesAndTraitsEndpoints
         var list = new JsonArray();
         foreach (var trait in traits)
         {
-            list.Add(trait);
+            list.Add((JsonNode?)trait);
         }
         return Json(new JsonObject { ["traits"] = list });
     }

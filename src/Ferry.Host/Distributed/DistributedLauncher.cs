@@ -35,6 +35,9 @@ public sealed record DistributedPlan(
 
     /// <summary>An operator's own RabbitMQ (a <c>transport</c> URL): used instead of starting a node under the data directory.</summary>
     public string? Transport { get; init; }
+
+    /// <summary>The <c>ferry</c> executable the roles run (tests: a native ferry); null: this program.</summary>
+    public string? Program { get; init; }
 }
 
 /// <summary>
@@ -133,7 +136,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
             ["FERRY_TRANSPORT"] = transport,
         };
 
-        using (var sync = FerryChild.Start("db-sync", ["db", "sync"], shared))
+        using (var sync = FerryChild.Start("db-sync", ["db", "sync"], shared, _plan.Program))
         {
             var exit = await sync.WaitForExitAsync(s_readyTimeout, ct);
             if (exit != 0)
@@ -192,7 +195,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
 
     private async Task<FerryChild> StartAsync(string name, string[] arguments, IReadOnlyDictionary<string, string> environment, CancellationToken ct)
     {
-        var child = FerryChild.Start(name, [.. arguments, "--log-name", name], environment);
+        var child = FerryChild.Start(name, [.. arguments, "--log-name", name], environment, _plan.Program);
         lock (_children)
         {
             _started[name] = (arguments, environment);

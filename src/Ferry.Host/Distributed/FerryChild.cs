@@ -30,19 +30,19 @@ public sealed class FerryChild : IDisposable
     /// <summary>The line the role printed when it was ready (its URLs and log file).</summary>
     public string ReadyLine => _ready.Task.IsCompletedSuccessfully ? _ready.Task.Result : "";
 
-    public static FerryChild Start(string name, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment)
+    /// <param name="program">
+    /// The <c>ferry</c> executable to run (a native one, say); null: this program again.
+    /// </param>
+    public static FerryChild Start(string name, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, string? program = null)
     {
         var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        // Under `dotnet ferry.dll` the process is dotnet and the program its first argument; a published ferry runs itself.
-        var self = Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
-        if (Path.GetFileNameWithoutExtension(self) == "dotnet")
+        // Under `dotnet ferry.dll` the process is dotnet and the program its first argument (ferry.dll beside this code:
+        // Assembly.Location is empty in a native ferry); the apphost or a native ferry runs itself.
+        var self = program ?? Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
+        info.FileName = self;
+        if (program is null && Path.GetFileNameWithoutExtension(self) == "dotnet")
         {
-            info.FileName = self;
-            info.ArgumentList.Add(typeof(FerryChild).Assembly.Location);
-        }
-        else
-        {
-            info.FileName = self;
+            info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ferry.dll"));
         }
         foreach (var argument in arguments)
         {

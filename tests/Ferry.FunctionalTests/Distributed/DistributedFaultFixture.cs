@@ -60,7 +60,7 @@ public sealed class DistributedFaultFixture : IAsyncLifetime
             ["FERRY_FAKE_CRASH_ARMED"] = CrashArmedFile,
             ["FERRY_FAKE_HOLD"] = HoldFile,
         };
-        var plan = new DistributedPlan(DataDirectory, Hosts, Replicas: 2, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, UsesKeystone: false, given);
+        var plan = new DistributedPlan(DataDirectory, Hosts, Replicas: 2, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, UsesKeystone: false, given) { Program = FerryBinary.Given };
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(240));
         _launcher = await DistributedLauncher.StartAsync(plan, TextWriter.Synchronized(_launcherOutput), timeout.Token);
         _environment = new Dictionary<string, string>(given)
@@ -87,7 +87,7 @@ public sealed class DistributedFaultFixture : IAsyncLifetime
     {
         var child = FerryChild.Start(name,
             ["api", "--apis", "compute", "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--identity-port", "0", "--log-name", name],
-            _environment);
+            _environment, FerryBinary.Given);
         lock (_apis)
         {
             _apis[name] = child;

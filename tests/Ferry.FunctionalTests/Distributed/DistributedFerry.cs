@@ -26,7 +26,7 @@ public sealed class DistributedFerry : IAsyncDisposable
     private DistributedFerry(string dataDirectory, IEnumerable<string> arguments)
     {
         DataDirectory = dataDirectory;
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry"))
+        var start = new ProcessStartInfo(FerryBinary.Executable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

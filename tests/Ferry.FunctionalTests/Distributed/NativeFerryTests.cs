@@ -1,0 +1,104 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+
+namespace Ferry.FunctionalTests.Distributed;
+
+/// <summary>
+/// The native ferry (<c>FERRY_BINARY</c>, published by <c>./ferry test</c>) answers as the JIT one does where Native AOT
+/// changes what runs: bodies built with <c>JsonArray</c> (links, paging, zones, traits, resource classes, version
+/// documents), minimal API handlers bound by the request delegate generator, and the wording of 4xx errors (framework
+/// messages are kept: no <c>UseSystemResourceKeys</c>). Both run as `ferry all-in-one` child processes on their own data.
+/// </summary>
+public sealed partial class NativeFerryTests
+{
+    private static readonly (string Api, HttpMethod Method, string Path, string? Body)[] s_requests =
+    [
+        ("compute", HttpMethod.Get, "/", null),
+        ("compute", HttpMethod.Get, "/v2.1/", null),
+        ("compute", HttpMethod.Get, "/v2.1/flavors?limit=1", null),
+        ("compute", HttpMethod.Get, "/v2.1/flavors/detail", null),
+        ("compute", HttpMethod.Get, "/v2.1/flavors?limit=abc", null),
+        ("compute", HttpMethod.Get, "/v2.1/flavors/no-such-flavor", null),
+        ("compute", HttpMethod.Get, "/v2.1/os-availability-zone", null),
+        ("compute", HttpMethod.Get, "/v2.1/os-availability-zone/detail", null),
+        ("compute", HttpMethod.Get, "/v2.1/images", null),
+        ("compute", HttpMethod.Get, "/v2.1/servers/detail?limit=1", null),
+        ("compute", HttpMethod.Get, "/v2.1/1.5", null),
+        ("placement", HttpMethod.Delete, "/1.5", null),
+        ("images", HttpMethod.Get, "/v2/no-such/1.5", null),
+        ("compute", HttpMethod.Post, "/v2.1/servers", "{\"server\": {\"name\": "),
+        ("compute", HttpMethod.Post, "/v2.1/servers", "{\"server\": {\"name\": \"x\", \"flavorRef\": 42}}"),
+        ("placement", HttpMethod.Get, "/", null),
+        ("placement", HttpMethod.Get, "/traits?name=startswith:COMPUTE_STATUS", null),
+        ("placement", HttpMethod.Get, "/resource_classes", null),
+        ("placement", HttpMethod.Get, "/resource_providers?name=compute1", null),
+        ("images", HttpMethod.Get, "/", null),
+        ("images", HttpMethod.Get, "/v2/images", null),
+    ];
+
+    [Fact]
+    public async Task Apis_SameRequestsToNativeAndJitFerry_SameStatusAndBody()
+    {
+        var native = FerryBinary.Given
+            ?? throw new InvalidOperationException($"{FerryBinary.Variable} is not set: ./ferry test publishes the native ferry and sets it");
+        var nativeDir = Directory.CreateTempSubdirectory("ferry-native-").FullName;
+        var jitDir = Directory.CreateTempSubdirectory("ferry-jit-").FullName;
+        try
+        {
+            var started = await Task.WhenAll(
+                FerryChildProcess.StartAsync(nativeDir, new Dictionary<string, string>(), hosts: 2, program: native),
+                FerryChildProcess.StartAsync(jitDir, new Dictionary<string, string>(), hosts: 2));
+            await using var nativeFerry = started[0];
+            await using var jitFerry = started[1];
+            foreach (var request in s_requests)
+            {
+                var fromNative = await SendAsync(nativeFerry, request);
+                var fromJit = await SendAsync(jitFerry, request);
+                Assert.True(fromJit == fromNative, $"{request.Method} {request.Api} {request.Path}:\n  JIT:    {fromJit}\n  native: {fromNative}");
+            }
+        }
+        finally
+        {
+            Directory.Delete(nativeDir, recursive: true);
+            Directory.Delete(jitDir, recursive: true);
+        }
+    }
+
+    /// <summary>Status, content type and body, with what differs between two Ferrys by design (ports, uuids, times) masked.</summary>
+    private static async Task<string> SendAsync(FerryChildProcess ferry, (string Api, HttpMethod Method, string Path, string? Body) r)
+    {
+        var baseUrl = r.Api switch { "compute" => ferry.ComputeUrl, "placement" => ferry.PlacementUrl, _ => ferry.ImageUrl };
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        using var request = new HttpRequestMessage(r.Method, baseUrl.TrimEnd('/') + r.Path);
+        request.Headers.Add("X-Auth-Token", "admin:admin");
+        request.Headers.Add("OpenStack-API-Version", r.Api == "placement" ? "placement 1.39" : "compute 2.95");
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        if (r.Body is not null)
+        {
+            request.Content = new StringContent(r.Body, Encoding.UTF8, "application/json");
+        }
+        using var response = await http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        var body = text.Length > 0 && text.TrimStart().StartsWith('{') ? Sorted(JsonNode.Parse(text))!.ToJsonString() : text;
+        foreach (var url in new[] { ferry.ComputeUrl, ferry.PlacementUrl, ferry.ImageUrl })
+        {
+            body = body.Replace(url.TrimEnd('/'), "<url>", StringComparison.Ordinal).Replace(new Uri(url).Authority, "<authority>", StringComparison.Ordinal);
+        }
+        body = Volatile().Replace(body, "<masked>");
+        return $"{(int)response.StatusCode} {response.Content.Headers.ContentType?.MediaType} {body}";
+    }
+
+    /// <summary>The node with every object's members in name order: a map's order (hosts in a zone) is the agents' start order.</summary>
+    private static JsonNode? Sorted(JsonNode? node) => node switch
+    {
+        JsonObject o => new JsonObject(o.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => KeyValuePair.Create(p.Key, Sorted(p.Value)))),
+        JsonArray a => new JsonArray([.. a.Select(Sorted)]),
+        _ => node?.DeepClone(),
+    };
+
+    // uuids, request ids and ISO 8601 times: two Ferrys differ in them by design.
+    [GeneratedRegex(@"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|req-[0-9a-f-]+|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")]
+    private static partial Regex Volatile();
+}
