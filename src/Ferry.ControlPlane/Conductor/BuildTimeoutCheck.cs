@@ -1,7 +1,6 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Conductor;
-using Microsoft.Extensions.Hosting;
 
 namespace Ferry.ControlPlane.Conductor;
 
@@ -13,7 +12,7 @@ namespace Ferry.ControlPlane.Conductor;
 /// given back and the host cleared, as for any build that never ran, and a fault says why (Nova only logs it).
 /// A compute that picks the build up later loses the task_state compare-and-swap and cleans up after itself.
 /// </summary>
-public sealed partial class BuildTimeoutCheck(ConductorContext context) : BackgroundService
+public sealed partial class BuildTimeoutCheck(ConductorContext context) : PeriodicCheck(context.Options, context.Time)
 {
     public const string FaultMessage = "Instance build timed out. Set to error state.";
 
@@ -64,25 +63,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Backgr
     private bool IsAcknowledged(string uuid) =>
         context.Actions.ListActions(uuid).Any(a => a.Action == "create" && context.Actions.ListEvents(a.Id).Any(e => e.Event == ComputeBuildEvent));
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(context.Options.BuildTimeoutCheckInterval, context.Time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                try
-                {
-                    Run();
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    Log.CheckFailed(context.Logger<BuildTimeoutCheck>(), ex);
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
+    protected override void RunOnce() => Run();
+
+    protected override void LogFailure(Exception ex) => Log.CheckFailed(context.Logger<BuildTimeoutCheck>(), ex);
 }

@@ -1,7 +1,6 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
 using Ferry.Core.Rpc.Conductor;
-using Microsoft.Extensions.Hosting;
 
 namespace Ferry.ControlPlane.Conductor;
 
@@ -14,7 +13,7 @@ namespace Ferry.ControlPlane.Conductor;
 /// (<see cref="ConductorContext.IsMoveWanted"/>). Nova has no such check: there such a server stays in its task_state until
 /// an admin resets it.
 /// </summary>
-public sealed partial class LostMoveCheck(ConductorContext context) : BackgroundService
+public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCheck(context.Options, context.Time)
 {
     public const string Details = "No conductor took this request before the move start timeout (the API service that accepted it may have stopped): the move never started.";
 
@@ -78,25 +77,7 @@ public sealed partial class LostMoveCheck(ConductorContext context) : Background
         return ended;
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(context.Options.BuildTimeoutCheckInterval, context.Time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                try
-                {
-                    Run();
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    Log.CheckFailed(context.Logger<LostMoveCheck>(), ex);
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
+    protected override void RunOnce() => Run();
+
+    protected override void LogFailure(Exception ex) => Log.CheckFailed(context.Logger<LostMoveCheck>(), ex);
 }

@@ -10,14 +10,24 @@ namespace Ferry.FunctionalTests.Distributed;
 /// real <c>openstack</c> client talks to it with the admin openrc it wrote. Disposing sends SIGTERM, as Ctrl-C would, and
 /// checks that everything it started is gone.
 /// </summary>
-public sealed class DistributedFixture : IAsyncLifetime
+public class DistributedFixture : IAsyncLifetime
 {
     private static readonly TimeSpan s_callTimeout = TimeSpan.FromSeconds(90);
 
     private DistributedFerry _ferry = null!;
 
     /// <summary>Under /tmp with mode 0755: PostgreSQL runs as the postgres user, which must reach its directory.</summary>
-    public string DataDirectory { get; } = Path.Combine("/tmp", $"ferry-dist-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
+    public string DataDirectory { get; }
+
+    public DistributedFixture() => DataDirectory = Path.Combine("/tmp", $"ferry-{Name}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
+
+    /// <summary>What the data directory's name says the deployment is (the test script cleans <c>/tmp/ferry-dist*</c> a killed run left).</summary>
+    protected virtual string Name => "dist";
+
+    /// <summary>The flags of <c>ferry distributed</c> besides the data directory.</summary>
+    protected virtual string[] Arguments =>
+        ["--hosts", "2", "--replicas", "2", "--time-scale", "0",
+         "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--metrics-port", "0"];
 
     public string? OpenStack { get; } = CliFixture.FindOnPath("openstack");
 
@@ -27,9 +37,7 @@ public sealed class DistributedFixture : IAsyncLifetime
 
     public string Output => _ferry.Output;
 
-    public async Task InitializeAsync() =>
-        _ferry = await DistributedFerry.StartAsync(DataDirectory, "--hosts", "2", "--replicas", "2", "--time-scale", "0",
-            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--metrics-port", "0");
+    public async Task InitializeAsync() => _ferry = await DistributedFerry.StartAsync(DataDirectory, Arguments);
 
     /// <summary>The role processes the launcher started, by name (api-1, conductor-2, compute1…), from its pid file.</summary>
     public IReadOnlyDictionary<string, int> Children() => _ferry.Children();
@@ -50,13 +58,16 @@ public sealed class DistributedFixture : IAsyncLifetime
         return CliFixture.RunToolAsync(OpenStack!, AdminEnv, DataDirectory, s_callTimeout, args);
     }
 
-    /// <summary>A command that must succeed, with its <c>-f json</c> output.</summary>
-    public async Task<JsonNode> JsonAsync(params string[] args)
+    /// <summary>Runs <c>openstack args…</c> as admin; it must succeed.</summary>
+    public async Task<CliResult> RunAsync(params string[] args)
     {
-        var result = await OpenStackAsync([.. args, "-f", "json"]);
+        var result = await OpenStackAsync(args);
         Assert.True(result.ExitCode == 0, result.ToString());
-        return JsonNode.Parse(result.Stdout)!;
+        return result;
     }
+
+    /// <summary>A command that must succeed, with its <c>-f json</c> output.</summary>
+    public async Task<JsonNode> JsonAsync(params string[] args) => JsonNode.Parse((await RunAsync([.. args, "-f", "json"])).Stdout)!;
 
     public async Task DisposeAsync()
     {

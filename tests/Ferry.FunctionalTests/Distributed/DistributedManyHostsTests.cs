@@ -8,49 +8,13 @@ namespace Ferry.FunctionalTests.Distributed;
 /// compute4, each host with its own queue, service row and provider; the real `openstack` client moves a server
 /// between two hosts of one process and between processes.
 /// </summary>
-public sealed class ManyHostsFixture : IAsyncLifetime
+public sealed class ManyHostsFixture : DistributedFixture
 {
-    private static readonly TimeSpan s_callTimeout = TimeSpan.FromSeconds(90);
+    protected override string Name => "dist-many";
 
-    private DistributedFerry _ferry = null!;
-
-    /// <summary>Under /tmp with mode 0755: PostgreSQL runs as the postgres user, which must reach its directory.</summary>
-    public string DataDirectory { get; } = Path.Combine("/tmp", $"ferry-dist-many-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
-
-    public string? OpenStack { get; } = CliFixture.FindOnPath("openstack");
-
-    public string ReadyLine => _ferry.ReadyLine;
-
-    public async Task InitializeAsync() =>
-        _ferry = await DistributedFerry.StartAsync(DataDirectory, "--hosts", "4", "--hosts-per-compute", "3", "--replicas", "1", "--time-scale", "0",
-            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0");
-
-    /// <summary>The role processes the launcher started, by name, from its pid file.</summary>
-    public IReadOnlyDictionary<string, int> Children() => _ferry.Children();
-
-    /// <summary>A command that must succeed, with its <c>-f json</c> output.</summary>
-    public async Task<JsonNode> JsonAsync(params string[] args)
-    {
-        var result = await RunAsync([.. args, "-f", "json"]);
-        return JsonNode.Parse(result.Stdout)!;
-    }
-
-    /// <summary>Runs <c>openstack args…</c> as admin; it must succeed.</summary>
-    public async Task<CliResult> RunAsync(params string[] args)
-    {
-        CliFixture.RequireTool(OpenStack, "openstack", "python3-openstackclient");
-        var result = await CliFixture.RunToolAsync(OpenStack!, _ferry.AdminEnv, DataDirectory, s_callTimeout, args);
-        Assert.True(result.ExitCode == 0, result.ToString());
-        return result;
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_ferry is not null)
-        {
-            await _ferry.DisposeAsync();
-        }
-    }
+    protected override string[] Arguments =>
+        ["--hosts", "4", "--hosts-per-compute", "3", "--replicas", "1", "--time-scale", "0",
+         "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0"];
 }
 
 [Collection(ProcessRestartCollection.Name)]
