@@ -45,17 +45,18 @@ internal static partial class DistributedScaleBenchmarks
         Launched? ferry = null;
         try
         {
+            log($"ferry distributed runs {HostBuild.Describe(hostDll)}");
             postgres = LocalPostgres.Start(Path.Combine(dataDirectory, "postgres"), 0);
             rabbitMq = await LocalRabbitMq.StartAsync(Path.Combine(dataDirectory, "rabbitmq"), 0);
             string[] arguments =
             [
-                hostDll, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--hosts-per-compute", Invariant(hostsPerCompute),
+                .. HostBuild.Command(hostDll).Prefix, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--hosts-per-compute", Invariant(hostsPerCompute),
                 "--replicas", "2", "--database", postgres.ConnectionString, "--transport", rabbitMq.Url, "--auth", "noauth2",
                 "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--log-level", "warning",
             ];
             var processes = (hosts + hostsPerCompute - 1) / hostsPerCompute;
 
-            ferry = await Launched.StartAsync(arguments, dataDirectory);
+            ferry = await Launched.StartAsync(HostBuild.Command(hostDll).FileName, arguments, dataDirectory);
             using (var http = InProcessFerry.Client(ferry.ComputeUrl))
             {
                 await WaitForHypervisorsAsync(http, hosts, ferry.Started);
@@ -81,7 +82,7 @@ internal static partial class DistributedScaleBenchmarks
             }
             log($"distributed scale: {instances} instances seeded in {seedMs:0} ms");
 
-            ferry = await Launched.StartAsync(arguments, dataDirectory);
+            ferry = await Launched.StartAsync(HostBuild.Command(hostDll).FileName, arguments, dataDirectory);
             var readyMs = Stats.Ms(ferry.ReadyAt - ferry.Started);
             var readyAt = DateTimeOffset.UtcNow;
             log($"distributed scale: restart with {instances} instances ready in {readyMs:0} ms: {ferry.ReadyLine}");
@@ -225,9 +226,10 @@ internal static partial class DistributedScaleBenchmarks
         public string ComputeUrl { get; private set; } = "";
         public string PlacementUrl { get; private set; } = "";
 
-        public static async Task<Launched> StartAsync(string[] arguments, string dataDirectory)
+        /// <param name="program">The native ferry or dotnet (<see cref="HostBuild.Command"/>).</param>
+        public static async Task<Launched> StartAsync(string program, string[] arguments, string dataDirectory)
         {
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             foreach (var arg in arguments)
             {
                 start.ArgumentList.Add(arg);
