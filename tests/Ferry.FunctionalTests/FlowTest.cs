@@ -102,10 +102,17 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
         }
     }
 
-    /// <summary>Waits until the instance's newest migration is final and its task_state cleared.</summary>
-    protected async Task<(Instance Instance, Migration Migration)> WaitForMoveEndAsync(string id)
+    /// <summary>
+    /// Waits until the instance's newest migration is final and its task_state cleared. A second move of the same
+    /// instance passes the first's migration as <paramref name="after"/>: its record is written by the conductor after
+    /// the API's 202, so until then the newest migration is the first move's, already final.
+    /// </summary>
+    protected async Task<(Instance Instance, Migration Migration)> WaitForMoveEndAsync(string id, Migration? after = null)
     {
-        var migration = await WaitForMigrationAsync(id, m => MigrationStatus.Final.Contains(m.Status) || m.Status is MigrationStatus.Finished or MigrationStatus.Done, "the move to end");
+        var migration = await WaitForMigrationAsync(
+            id,
+            m => m.Id > (after?.Id ?? 0) && (MigrationStatus.Final.Contains(m.Status) || m.Status is MigrationStatus.Finished or MigrationStatus.Done),
+            after is null ? "the move to end" : $"a move after migration {after.Id} to end");
         var instance = await WaitForAsync(id, i => i.TaskState is null, "task_state cleared");
         return (instance, Migrations.Get(migration.Uuid));
     }

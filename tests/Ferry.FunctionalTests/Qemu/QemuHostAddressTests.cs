@@ -34,7 +34,7 @@ public sealed class QemuHostAddressTests(QemuHostAddressFerryFixture fixture) : 
         AssertRunsOnlyOn(id, "compute2");
 
         Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"migrate": {"host": "compute1"}}""")!)).Status);
-        var (resized, cold) = await WaitForMoveEndAsync(id);
+        var (resized, cold) = await WaitForMoveEndAsync(id, after: live);
         Assert.True(cold.Status == MigrationStatus.Finished, $"{cold.Status}: {LastFault(id)}");
         Assert.Equal(("compute1", "127.0.0.2"), (resized.Host, cold.DestHost));
         Assert.Equal(HttpStatusCode.NoContent, (await Admin.ActionAsync(id, JsonNode.Parse("""{"confirmResize": null}""")!)).Status);
