@@ -43,9 +43,9 @@ internal sealed partial class ComputeApi(
     public ControlPlaneOptions Options => options;
 
     /// <summary>Nova's common.get_instance: other projects' servers do not exist for non-admins.</summary>
-    public Instance GetInstance(RequestContext ctx, string uuid, bool includeDeleted = false)
+    public async Task<Instance> GetInstanceAsync(RequestContext ctx, string uuid, CancellationToken cancellationToken, bool includeDeleted = false)
     {
-        var instance = instances.Find(uuid, includeDeleted);
+        var instance = await instances.FindAsync(uuid, cancellationToken, includeDeleted);
         if (instance is null || (!ctx.IsAdmin && instance.ProjectId != ctx.ProjectId))
         {
             throw new InstanceNotFoundException(uuid);
@@ -99,7 +99,7 @@ internal sealed partial class ComputeApi(
     private async Task<Instance> BuildOneAsync(RequestContext ctx, ServerCreateSpec spec, ServerGroupRow? group, KeyPairRow? keypair, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var uuid = Guid.NewGuid().ToString();
-        var instance = instances.Create(id => new Instance
+        var instance = await instances.CreateAsync(id => new Instance
         {
             Id = id,
             Uuid = uuid,
@@ -123,16 +123,19 @@ internal sealed partial class ComputeApi(
             SchedulerHints = spec.SchedulerHints,
             CreatedAt = now,
             UpdatedAt = now,
-        });
+        }, cancellationToken);
         ServerGroupPolicy? policy = null;
         if (group is not null)
         {
             groups.AddMember(group.Uuid, uuid);
-            var memberHosts = group.Members
-                .Where(m => m != uuid)
-                .Select(m => instances.Find(m)?.Host)
-                .OfType<string>()
-                .ToList();
+            var memberHosts = new List<string>();
+            foreach (var member in group.Members.Where(m => m != uuid))
+            {
+                if ((await instances.FindAsync(member, cancellationToken))?.Host is { } memberHost)
+                {
+                    memberHosts.Add(memberHost);
+                }
+            }
             policy = new ServerGroupPolicy
             {
                 Uuid = group.Uuid,
@@ -195,29 +198,29 @@ internal sealed partial class ComputeApi(
                 // host): delete it here and free its claim, as Nova's _local_delete does. A host that comes back
                 // destroys the guest of a deleted instance at start-up.
                 Log.LocalDelete(logger, host, instance.Uuid, ctx.RequestId);
-                DeleteLocally(ctx, instance, allowed);
+                await DeleteLocallyAsync(ctx, instance, allowed, cancellationToken);
                 return;
             }
-            var updated = instances.Update(new InstanceUpdateRequest
+            var updated = await instances.UpdateAsync(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,
                 SetTaskState = true,
                 TaskState = TaskState.Deleting,
                 ExpectedTaskStates = allowed,
-            });
+            }, cancellationToken);
             actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
             await compute.TerminateInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
             Log.Cast(logger, "terminate_instance", instance.Uuid, ctx.RequestId);
             return;
         }
         // Never scheduled to a host: nothing runs anywhere, so the API deletes the row itself (Nova's local delete).
-        DeleteLocally(ctx, instance, allowed);
+        await DeleteLocallyAsync(ctx, instance, allowed, cancellationToken);
     }
 
     /// <summary>Marks the row deleted (losing to a move that started meanwhile), then frees its allocations and group seat.</summary>
-    private void DeleteLocally(RequestContext ctx, Instance instance, List<TaskState?> allowed)
+    private async Task DeleteLocallyAsync(RequestContext ctx, Instance instance, List<TaskState?> allowed, CancellationToken cancellationToken)
     {
-        instances.Update(new InstanceUpdateRequest
+        await instances.UpdateAsync(new InstanceUpdateRequest
         {
             Uuid = instance.Uuid,
             Deleted = true,
@@ -225,7 +228,7 @@ internal sealed partial class ComputeApi(
             TaskState = null,
             PowerState = PowerState.NoState,
             ExpectedTaskStates = allowed,
-        });
+        }, CancellationToken.None); // the row is deleted: what follows frees its resources and must run too
         actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
         placement.DeleteAllocations(instance.Uuid);
         if (instance.ServerGroupUuid is { } groupUuid && groups.Find(groupUuid) is not null)
@@ -245,7 +248,7 @@ internal sealed partial class ComputeApi(
         {
             throw new ComputeHostNotFoundException(host);
         }
-        SetTaskState(instance, TaskState.Migrating, s_noTask);
+        await SetTaskStateAsync(instance, TaskState.Migrating, s_noTask, cancellationToken);
         actions.StartAction(instance.Uuid, ctx.RequestId, "live-migration", ctx.UserId, ctx.ProjectId);
         await CastOrUndoAsync(instance, TaskState.Migrating, () => conductor.LiveMigrateInstanceAsync(
             new LiveMigrateInstanceRequest(instance.Uuid, host, blockMigration, force, ctx.RequestId), cancellationToken));
@@ -269,7 +272,7 @@ internal sealed partial class ComputeApi(
                 throw new CannotMigrateToSameHostException();
             }
         }
-        SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
+        await SetTaskStateAsync(instance, TaskState.ResizePrep, s_noTask, cancellationToken, progress: 0);
         actions.StartAction(instance.Uuid, ctx.RequestId, "migrate", ctx.UserId, ctx.ProjectId);
         await CastOrUndoAsync(instance, TaskState.ResizePrep, () => conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, null, host, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
@@ -290,7 +293,7 @@ internal sealed partial class ComputeApi(
             throw new BadRequestException("Server disk was unable to be resized because: Resize to zero disk flavor is not allowed.");
         }
         quotas.CheckUpsize(instance, instance.Flavor, newFlavor);
-        SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
+        await SetTaskStateAsync(instance, TaskState.ResizePrep, s_noTask, cancellationToken, progress: 0);
         actions.StartAction(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId);
         await CastOrUndoAsync(instance, TaskState.ResizePrep,
             () => conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, newFlavor.Id, null, ctx.RequestId), cancellationToken));
@@ -325,7 +328,7 @@ internal sealed partial class ComputeApi(
         CheckState(instance, action, [VmState.Resized], s_noTask);
         var migration = FinishedMigration(instance);
         quotas.CheckUpsize(instance, instance.Flavor, instance.OldFlavor ?? instance.Flavor);
-        var updated = SetTaskState(instance, TaskState.ResizeReverting, s_noTask);
+        var updated = await SetTaskStateAsync(instance, TaskState.ResizeReverting, s_noTask, cancellationToken);
         try
         {
             migration = migrations.Update(new MigrationUpdateRequest
@@ -337,10 +340,10 @@ internal sealed partial class ComputeApi(
         }
         catch (FerryException)
         {
-            instances.Update(new InstanceUpdateRequest
+            await instances.UpdateAsync(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [TaskState.ResizeReverting],
-            });
+            }, CancellationToken.None);
             throw;
         }
         actions.StartAction(instance.Uuid, ctx.RequestId, "revertResize", ctx.UserId, ctx.ProjectId);
@@ -376,7 +379,7 @@ internal sealed partial class ComputeApi(
             throw new ComputeServiceInUseException(source);
         }
         var notEvacuating = Enum.GetValues<TaskState>().Where(t => t != TaskState.Rebuilding).Cast<TaskState?>().Append(null).ToList();
-        SetTaskState(instance, TaskState.Rebuilding, notEvacuating);
+        await SetTaskStateAsync(instance, TaskState.Rebuilding, notEvacuating, cancellationToken);
         var migration = migrations.Create(id => new Migration
         {
             Id = id,
@@ -404,7 +407,7 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, "start", [VmState.Stopped], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
-        var updated = SetTaskState(instance, TaskState.PoweringOn, s_noTask);
+        var updated = await SetTaskStateAsync(instance, TaskState.PoweringOn, s_noTask, cancellationToken);
         actions.StartAction(instance.Uuid, ctx.RequestId, "start", ctx.UserId, ctx.ProjectId);
         await compute.StartInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "start_instance", instance.Uuid, ctx.RequestId);
@@ -415,7 +418,7 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, "stop", [VmState.Active, VmState.Error], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
-        var updated = SetTaskState(instance, TaskState.PoweringOff, s_noTask);
+        var updated = await SetTaskStateAsync(instance, TaskState.PoweringOff, s_noTask, cancellationToken);
         actions.StartAction(instance.Uuid, ctx.RequestId, "stop", ctx.UserId, ctx.ProjectId);
         await compute.StopInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "stop_instance", instance.Uuid, ctx.RequestId);
@@ -437,7 +440,7 @@ internal sealed partial class ComputeApi(
             CheckState(instance, "reboot", [VmState.Active], s_noTask);
         }
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
-        var updated = SetTaskState(instance, hard ? TaskState.RebootingHard : TaskState.Rebooting, hard ? [null, TaskState.Rebooting, TaskState.RebootingHard] : s_noTask);
+        var updated = await SetTaskStateAsync(instance, hard ? TaskState.RebootingHard : TaskState.Rebooting, hard ? [null, TaskState.Rebooting, TaskState.RebootingHard] : s_noTask, cancellationToken);
         actions.StartAction(instance.Uuid, ctx.RequestId, "reboot", ctx.UserId, ctx.ProjectId);
         await compute.RebootInstanceAsync(host, new RebootInstanceRequest(updated, hard, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "reboot_instance", instance.Uuid, ctx.RequestId);
@@ -464,7 +467,7 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, action, [from], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
-        var updated = SetTaskState(instance, task, s_noTask);
+        var updated = await SetTaskStateAsync(instance, task, s_noTask, cancellationToken);
         actions.StartAction(instance.Uuid, ctx.RequestId, action, ctx.UserId, ctx.ProjectId);
         await cast(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, $"{action}_instance", instance.Uuid, ctx.RequestId);
@@ -491,10 +494,10 @@ internal sealed partial class ComputeApi(
     /// os-resetState (admin_actions.py): sets vm_state and clears task_state whatever they were, with no
     /// lock or state check, and records the instance action; nothing is sent to a host.
     /// </summary>
-    public void ResetState(RequestContext ctx, Instance instance, VmState state)
+    public async Task ResetStateAsync(RequestContext ctx, Instance instance, VmState state, CancellationToken cancellationToken)
     {
         actions.StartAction(instance.Uuid, ctx.RequestId, "resetState", ctx.UserId, ctx.ProjectId);
-        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, VmState = state, SetTaskState = true, TaskState = null });
+        await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, VmState = state, SetTaskState = true, TaskState = null }, cancellationToken);
         Log.ResetState(logger, instance.Uuid, state.ToNova(), ctx.RequestId);
     }
 
@@ -506,7 +509,8 @@ internal sealed partial class ComputeApi(
     /// update_instance_metadata: merges <paramref name="metadata"/> into the server's (or replaces them all), checks
     /// the metadata_items quota on the result, and returns it. No task may be running (the swap expects none).
     /// </summary>
-    public Dictionary<string, string> UpdateMetadata(RequestContext ctx, Instance instance, Dictionary<string, string> metadata, bool replace)
+    public async Task<Dictionary<string, string>> UpdateMetadataAsync(RequestContext ctx, Instance instance, Dictionary<string, string> metadata, bool replace,
+        CancellationToken cancellationToken)
     {
         CheckLock(ctx, instance);
         CheckState(instance, "update metadata", s_metadataStates, s_noTask);
@@ -522,18 +526,18 @@ internal sealed partial class ComputeApi(
         {
             quotas.CheckMetadataItems(ctx.ProjectId, ctx.UserId, next.Count);
         }
-        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] });
+        await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] }, cancellationToken);
         return next;
     }
 
     /// <summary>delete_instance_metadata: the same lock and state checks as an update.</summary>
-    public void DeleteMetadataKey(RequestContext ctx, Instance instance, string key)
+    public async Task DeleteMetadataKeyAsync(RequestContext ctx, Instance instance, string key, CancellationToken cancellationToken)
     {
         CheckLock(ctx, instance);
         CheckState(instance, "delete metadata", s_metadataStates, s_noTask);
         var next = new Dictionary<string, string>(instance.Metadata);
         next.Remove(key);
-        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] });
+        await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] }, cancellationToken);
     }
 
     // ---- in-progress live migrations -------------------------------------------------------------
@@ -634,7 +638,8 @@ internal sealed partial class ComputeApi(
         }
         catch (RpcUnavailableException)
         {
-            instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [task] });
+            // The undo must land whatever became of the request: the server would stay in a move no one runs.
+            await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [task] }, CancellationToken.None);
             if (migrationUuid is not null)
             {
                 migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = MigrationStatus.Error });
@@ -643,15 +648,15 @@ internal sealed partial class ComputeApi(
         }
     }
 
-    private Instance SetTaskState(Instance instance, TaskState task, IEnumerable<TaskState?> expected, int? progress = null) =>
-        instances.Update(new InstanceUpdateRequest
+    private Task<Instance> SetTaskStateAsync(Instance instance, TaskState task, IEnumerable<TaskState?> expected, CancellationToken cancellationToken, int? progress = null) =>
+        instances.UpdateAsync(new InstanceUpdateRequest
         {
             Uuid = instance.Uuid,
             SetTaskState = true,
             TaskState = task,
             Progress = progress,
             ExpectedTaskStates = expected.ToList(),
-        });
+        }, cancellationToken);
 
     /// <summary>A random admin password like Nova's utils.generate_password (12 characters).</summary>
     public static string GeneratePassword() =>

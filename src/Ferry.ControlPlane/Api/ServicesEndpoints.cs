@@ -19,7 +19,7 @@ public static class ServicesEndpoints
     {
         api.MapGet("/os-services", List);
         api.MapPut("/os-services/{id}", UpdateAsync);
-        api.MapDelete("/os-services/{id}", Delete);
+        api.MapDelete("/os-services/{id}", DeleteAsync);
         return api;
     }
 
@@ -169,7 +169,7 @@ public static class ServicesEndpoints
         }
     }
 
-    internal static IResult Delete(HttpContext http, string id, ServiceStore services, InstanceStore instances, MigrationStore migrations, ComputeNodeStore nodes,
+    internal static async Task<IResult> DeleteAsync(HttpContext http, string id, ServiceStore services, InstanceStore instances, MigrationStore migrations, ComputeNodeStore nodes,
         IPlacementService placement)
     {
         var ctx = RequestContext.Of(http);
@@ -193,7 +193,7 @@ public static class ServicesEndpoints
         }
         if (service.Binary == "nova-compute")
         {
-            if (instances.UsageByHost([service.Host]).ContainsKey(service.Host))
+            if ((await instances.UsageByHostAsync([service.Host], http.RequestAborted)).ContainsKey(service.Host))
             {
                 throw new ConflictException("Unable to delete compute service that is hosting instances. Migrate or delete the instances first.");
             }

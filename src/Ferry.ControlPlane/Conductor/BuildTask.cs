@@ -12,7 +12,7 @@ public sealed class BuildTask(ConductorContext context)
     public async Task ExecuteAsync(BuildInstanceRequest request, CancellationToken ct)
     {
         const string eventName = "conductor_schedule_and_build_instances";
-        var instance = context.Instances.Get(request.InstanceUuid);
+        var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         var started = context.Time.GetTimestamp();
         context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, false, false, null);
         var claimed = false;
@@ -24,7 +24,7 @@ public sealed class BuildTask(ConductorContext context)
             var reply = await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(request.RequestSpec, 0), ct);
             claimed = true;
             var selection = reply.Selections[0];
-            instance = context.Instances.Update(new InstanceUpdateRequest
+            instance = await context.Instances.UpdateAsync(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,
                 Host = selection.ServiceHost,
@@ -33,7 +33,7 @@ public sealed class BuildTask(ConductorContext context)
                 SetTaskState = true,
                 TaskState = TaskState.Spawning,
                 ExpectedTaskStates = [TaskState.Scheduling],
-            });
+            }, ct);
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, true, false, null);
             context.LogTaskDone(eventName, instance.Uuid, null, null, selection.ServiceHost, started);
             await context.Compute.BuildAndRunInstanceAsync(selection.ServiceHost, new BuildAndRunInstanceRequest(instance, image, request.RequestId), ct);
@@ -49,7 +49,7 @@ public sealed class BuildTask(ConductorContext context)
             context.RecordFailure(instance.Uuid, request.RequestId, eventName, ex);
             try
             {
-                context.Instances.Update(new InstanceUpdateRequest
+                await context.Instances.UpdateAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
                     VmState = VmState.Error,
@@ -57,7 +57,7 @@ public sealed class BuildTask(ConductorContext context)
                     TaskState = null,
                     ClearHost = true,
                     ExpectedTaskStates = [TaskState.Scheduling, TaskState.Spawning],
-                });
+                }, CancellationToken.None); // the failure is recorded whatever became of the caller
             }
             catch (FerryException)
             {

@@ -19,7 +19,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
     private const string ComputeBuildEvent = "compute_build_and_run_instance";
 
     /// <summary>One pass; returns the uuids of the instances set to ERROR.</summary>
-    public List<string> Run()
+    public async Task<List<string>> RunAsync(CancellationToken cancellationToken)
     {
         var timeout = context.Options.InstanceBuildTimeout;
         var timedOut = new List<string>();
@@ -28,7 +28,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
             return timedOut;
         }
         // Only BUILD rows older than the timeout are read: the check runs every minute whatever the number of servers.
-        foreach (var instance in context.Instances.ListBuildingCreatedBefore(context.Time.GetUtcNow() - timeout))
+        foreach (var instance in await context.Instances.ListBuildingCreatedBeforeAsync(context.Time.GetUtcNow() - timeout, cancellationToken))
         {
             if (IsAcknowledged(instance.Uuid))
             {
@@ -36,7 +36,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
             }
             try
             {
-                context.Instances.Update(new InstanceUpdateRequest
+                await context.Instances.UpdateAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
                     VmState = VmState.Error,
@@ -45,7 +45,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
                     PowerState = PowerState.NoState,
                     ClearHost = true,
                     ExpectedTaskStates = [TaskState.Scheduling, TaskState.Spawning],
-                });
+                }, cancellationToken);
             }
             catch (FerryException)
             {
@@ -63,7 +63,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
     private bool IsAcknowledged(string uuid) =>
         context.Actions.ListActions(uuid).Any(a => a.Action == "create" && context.Actions.ListEvents(a.Id).Any(e => e.Event == ComputeBuildEvent));
 
-    protected override void RunOnce() => Run();
+    protected override Task RunOnceAsync(CancellationToken cancellationToken) => RunAsync(cancellationToken);
 
     protected override void LogFailure(Exception ex) => Log.CheckFailed(context.Logger<BuildTimeoutCheck>(), ex);
 }

@@ -22,10 +22,10 @@ public sealed class ComputeTaskManager(ConductorContext context)
             return Task.FromResult(new ServiceReportReply(service.Id, service.ForcedDown, service.Disabled));
         })
         .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (r, _) => Task.FromResult(context.Nodes.Upsert(r.Node)))
-        .On<InstanceGetRequest, Instance>("instance_get", (r, _) => Task.FromResult(context.Instances.Get(r.Uuid)))
-        .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", (r, _) =>
-            Task.FromResult(new InstanceList(context.Instances.ListByHost(r.Host))))
-        .On<InstanceUpdateRequest, Instance>("instance_update", (r, _) => Task.FromResult(context.Instances.Update(r)))
+        .On<InstanceGetRequest, Instance>("instance_get", (r, ct) => context.Instances.GetAsync(r.Uuid, ct))
+        .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", async (r, ct) =>
+            new InstanceList(await context.Instances.ListByHostAsync(r.Host, ct)))
+        .On<InstanceUpdateRequest, Instance>("instance_update", (r, ct) => context.Instances.UpdateAsync(r, ct))
         .On<MigrationGetRequest, Migration>("migration_get", (r, _) => Task.FromResult(context.Migrations.Get(r.Uuid)))
         .On<MigrationUpdateRequest, Migration>("migration_update", (r, _) => Task.FromResult(context.Migrations.Update(r)))
         .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", (r, _) =>

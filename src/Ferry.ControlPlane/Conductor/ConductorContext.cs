@@ -65,11 +65,12 @@ public sealed partial class ConductorContext(
     }
 
     /// <summary>Clears task_state (only if it is still <paramref name="expected"/>), optionally setting vm_state.</summary>
-    public void ResetTaskState(string instanceUuid, TaskState expected, VmState? vmState = null)
+    /// <remarks>The undo of a failed move: it runs to its end whatever became of the caller.</remarks>
+    public async Task ResetTaskStateAsync(string instanceUuid, TaskState expected, VmState? vmState = null)
     {
         try
         {
-            Instances.Update(new InstanceUpdateRequest
+            await Instances.UpdateAsync(new InstanceUpdateRequest
             {
                 Uuid = instanceUuid,
                 SetTaskState = true,
@@ -77,7 +78,7 @@ public sealed partial class ConductorContext(
                 VmState = vmState,
                 Progress = 0,
                 ExpectedTaskStates = [expected],
-            });
+            }, CancellationToken.None);
         }
         catch (Core.Errors.UnexpectedTaskStateException)
         {
@@ -146,17 +147,20 @@ public sealed partial class ConductorContext(
     public void SetMigrationStatus(string migrationUuid, string status) =>
         Migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = status });
 
-    public RequestSpec BuildRequestSpec(Instance instance, Flavor flavor)
+    public async Task<RequestSpec> BuildRequestSpecAsync(Instance instance, Flavor flavor, CancellationToken cancellationToken)
     {
         var image = Catalog.FindImage(instance.ImageRef);
         ServerGroupPolicy? group = null;
         if (instance.ServerGroupUuid is { } groupUuid && Groups.Find(groupUuid) is { } row)
         {
-            var memberHosts = row.Members
-                .Where(m => m != instance.Uuid)
-                .Select(m => Instances.Find(m)?.Host)
-                .OfType<string>()
-                .ToList();
+            var memberHosts = new List<string>();
+            foreach (var member in row.Members.Where(m => m != instance.Uuid))
+            {
+                if ((await Instances.FindAsync(member, cancellationToken))?.Host is { } memberHost)
+                {
+                    memberHosts.Add(memberHost);
+                }
+            }
             group = new ServerGroupPolicy { Uuid = row.Uuid, Policy = row.Policy, MaxServerPerHost = row.MaxServerPerHost ?? 1, MemberHosts = memberHosts };
         }
         return new RequestSpec

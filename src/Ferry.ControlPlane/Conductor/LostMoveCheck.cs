@@ -26,7 +26,7 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
     };
 
     /// <summary>One pass; returns the uuids of the instances whose lost move was ended.</summary>
-    public List<string> Run()
+    public async Task<List<string>> RunAsync(CancellationToken cancellationToken)
     {
         var ended = new List<string>();
         var timeout = context.Options.MoveStartTimeout;
@@ -35,7 +35,7 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
             return ended;
         }
         var before = context.Time.GetUtcNow() - timeout;
-        foreach (var instance in context.Instances.ListInTaskStates(s_moves.Keys))
+        foreach (var instance in await context.Instances.ListInTaskStatesAsync(s_moves.Keys, cancellationToken))
         {
             var (actionNames, conductorEvent) = s_moves[instance.TaskState!.Value];
             var action = context.Actions.ListActions(instance.Uuid).Where(a => actionNames.Contains(a.Action)).MaxBy(a => a.Id);
@@ -47,10 +47,10 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
             }
             try
             {
-                context.Instances.Update(new InstanceUpdateRequest
+                await context.Instances.UpdateAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [instance.TaskState],
-                });
+                }, cancellationToken);
             }
             catch (FerryException)
             {
@@ -77,7 +77,7 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
         return ended;
     }
 
-    protected override void RunOnce() => Run();
+    protected override Task RunOnceAsync(CancellationToken cancellationToken) => RunAsync(cancellationToken);
 
     protected override void LogFailure(Exception ex) => Log.CheckFailed(context.Logger<LostMoveCheck>(), ex);
 }

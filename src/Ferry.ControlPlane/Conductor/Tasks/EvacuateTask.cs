@@ -18,7 +18,7 @@ public sealed class EvacuateTask(ConductorContext context)
 
     public async Task ExecuteAsync(EvacuateRequest request, CancellationToken ct)
     {
-        var instance = context.Instances.Get(request.InstanceUuid);
+        var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         var started = context.Time.GetTimestamp();
         var migration = context.Migrations.Get(request.MigrationUuid);
         if (migration.Status != MigrationStatus.Accepted || !context.IsMoveWanted(instance, TaskState.Rebuilding, EventName))
@@ -32,7 +32,7 @@ public sealed class EvacuateTask(ConductorContext context)
             var selection = claimed = request.Host is not null && request.Force
                 ? ClaimForcedHost(instance, request.Host)
                 : (await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(
-                    context.BuildRequestSpec(instance, instance.Flavor) with
+                    (await context.BuildRequestSpecAsync(instance, instance.Flavor, ct)) with
                     {
                         IgnoreHosts = [instance.Host!],
                         RequestedHost = request.Host,
@@ -59,7 +59,7 @@ public sealed class EvacuateTask(ConductorContext context)
             context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
             context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
             // The guest's host is down and nothing started elsewhere: Nova reports that as ERROR.
-            context.ResetTaskState(instance.Uuid, TaskState.Rebuilding, VmState.Error);
+            await context.ResetTaskStateAsync(instance.Uuid, TaskState.Rebuilding, VmState.Error);
         }
     }
 

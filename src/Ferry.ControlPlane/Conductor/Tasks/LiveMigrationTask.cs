@@ -24,7 +24,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
         {
             return;
         }
-        var instance = context.Instances.Get(request.InstanceUuid);
+        var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         if (!context.IsMoveWanted(instance, TaskState.Migrating, EventName))
         {
             return;
@@ -70,7 +70,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
             });
-            context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
+            await context.Instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone }, ct);
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.LiveMigrationAsync(instance.Host!, new LiveMigrationRequest(instance, migration, selection.ServiceHost, data, request.RequestId), ct);
@@ -84,7 +84,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             }
             context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
             context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
-            context.ResetTaskState(instance.Uuid, TaskState.Migrating);
+            await context.ResetTaskStateAsync(instance.Uuid, TaskState.Migrating);
         }
     }
 
@@ -106,7 +106,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 throw new MaxRetriesExceededException(
                     $"Exceeded max scheduling retries {retries} for instance {instance.Uuid} during live migration. Last failure: {lastReason}");
             }
-            var spec = context.BuildRequestSpec(instance, instance.Flavor) with
+            var spec = (await context.BuildRequestSpecAsync(instance, instance.Flavor, ct)) with
             {
                 IgnoreHosts = [.. attempted],
                 RequestedHost = request.Host,

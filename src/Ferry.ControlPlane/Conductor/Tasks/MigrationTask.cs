@@ -23,7 +23,7 @@ public sealed class MigrationTask(ConductorContext context)
         {
             return;
         }
-        var instance = context.Instances.Get(request.InstanceUuid);
+        var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         if (request.MigrationUuid is null && !context.IsMoveWanted(instance, TaskState.ResizePrep, EventName))
         {
             return;
@@ -59,7 +59,7 @@ public sealed class MigrationTask(ConductorContext context)
             }
             held = context.Placement.MoveAllocations(instance.Uuid, migration.Uuid);
             var sameHostAllowed = isResize && context.Options.AllowResizeToSameHost;
-            var spec = context.BuildRequestSpec(instance, newFlavor) with
+            var spec = (await context.BuildRequestSpecAsync(instance, newFlavor, ct)) with
             {
                 IgnoreHosts = sameHostAllowed ? [] : [instance.Host!],
                 RequestedHost = request.Host,
@@ -74,7 +74,7 @@ public sealed class MigrationTask(ConductorContext context)
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
             });
-            context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
+            await context.Instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone }, ct);
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.PrepResizeAsync(selection.ServiceHost,
@@ -91,7 +91,7 @@ public sealed class MigrationTask(ConductorContext context)
                 ? new NoValidHostException($"No valid host found for {(isResize ? "resize" : "cold migrate")}")
                 : ex;
             context.RecordFailure(instance.Uuid, request.RequestId, EventName, failure);
-            context.ResetTaskState(instance.Uuid, TaskState.ResizePrep);
+            await context.ResetTaskStateAsync(instance.Uuid, TaskState.ResizePrep);
         }
     }
 
@@ -119,7 +119,7 @@ public sealed class MigrationTask(ConductorContext context)
             migration = context.Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, DestCompute = alternate.ServiceHost, DestNode = alternate.Nodename });
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, alternate.ServiceHost, started);
-            var spec = context.BuildRequestSpec(instance, newFlavor) with { IsMove = true };
+            var spec = (await context.BuildRequestSpecAsync(instance, newFlavor, ct)) with { IsMove = true };
             await context.Compute.PrepResizeAsync(alternate.ServiceHost,
                 new PrepResizeRequest(instance, migration, newFlavor, spec, [.. alternates.Skip(i + 1)], request.RequestId), ct);
             return;
