@@ -173,20 +173,21 @@ internal sealed partial class ComputeApi(
         if (instance.Host is { } host)
         {
             if (instance.VmState == VmState.Resized
-                && migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished)).FirstOrDefault() is { } resize)
+                && (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished), cancellationToken)).FirstOrDefault() is { } resize)
             {
                 // Deleting a resized server confirms the resize first (Nova's _confirm_resize_on_deleting),
                 // so the source copy and the migration's hold on the source host go too.
-                var confirming = migrations.Update(new MigrationUpdateRequest { Uuid = resize.Uuid, Status = MigrationStatus.Confirming, ExpectedStatuses = [MigrationStatus.Finished] });
+                var confirming = await migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = resize.Uuid, Status = MigrationStatus.Confirming, ExpectedStatuses = [MigrationStatus.Finished] },
+                    cancellationToken);
                 await compute.ConfirmResizeAsync(resize.SourceCompute!, new MigrationRequest(instance, confirming, ctx.RequestId), cancellationToken);
             }
-            foreach (var failed in migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error))
+            foreach (var failed in (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error), cancellationToken))
                 .Where(m => m.MigrationType is MigrationType.Migration or MigrationType.Resize && m.SourceCompute is not null && m.SourceCompute != host))
             {
                 // A failed confirm may have left the source copy behind: the source retries removing it.
                 await compute.DestroyResizeSourceAsync(failed.SourceCompute!, new MigrationRequest(instance, failed, ctx.RequestId), cancellationToken);
             }
-            foreach (var failed in migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error))
+            foreach (var failed in (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error), cancellationToken))
                 .Where(m => m.MigrationType == MigrationType.LiveMigration && m.DestCompute is not null && m.DestCompute != host))
             {
                 // A live migration that failed after the switch to post-copy left a copy and a claim on both hosts.
@@ -305,17 +306,17 @@ internal sealed partial class ComputeApi(
         const string action = "confirmResize";
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Resized], s_noTask);
-        var migration = FinishedMigration(instance);
+        var migration = await FinishedMigrationAsync(instance, cancellationToken);
         if (!IsComputeUp(migration.SourceCompute))
         {
             throw new ServiceUnavailableException("Service is unavailable at this time.");
         }
-        migration = migrations.Update(new MigrationUpdateRequest
+        migration = await migrations.UpdateAsync(new MigrationUpdateRequest
         {
             Uuid = migration.Uuid,
             Status = MigrationStatus.Confirming,
             ExpectedStatuses = [MigrationStatus.Finished],
-        });
+        }, cancellationToken);
         actions.StartAction(instance.Uuid, ctx.RequestId, "confirmResize", ctx.UserId, ctx.ProjectId);
         await compute.ConfirmResizeAsync(migration.SourceCompute!, new MigrationRequest(instance, migration, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "confirm_resize", instance.Uuid, ctx.RequestId);
@@ -326,17 +327,17 @@ internal sealed partial class ComputeApi(
         const string action = "revertResize";
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Resized], s_noTask);
-        var migration = FinishedMigration(instance);
+        var migration = await FinishedMigrationAsync(instance, cancellationToken);
         quotas.CheckUpsize(instance, instance.Flavor, instance.OldFlavor ?? instance.Flavor);
         var updated = await SetTaskStateAsync(instance, TaskState.ResizeReverting, s_noTask, cancellationToken);
         try
         {
-            migration = migrations.Update(new MigrationUpdateRequest
+            migration = await migrations.UpdateAsync(new MigrationUpdateRequest
             {
                 Uuid = migration.Uuid,
                 Status = MigrationStatus.Reverting,
                 ExpectedStatuses = [MigrationStatus.Finished],
-            });
+            }, cancellationToken);
         }
         catch (FerryException)
         {
@@ -380,7 +381,7 @@ internal sealed partial class ComputeApi(
         }
         var notEvacuating = Enum.GetValues<TaskState>().Where(t => t != TaskState.Rebuilding).Cast<TaskState?>().Append(null).ToList();
         await SetTaskStateAsync(instance, TaskState.Rebuilding, notEvacuating, cancellationToken);
-        var migration = migrations.Create(id => new Migration
+        var migration = await migrations.CreateAsync(id => new Migration
         {
             Id = id,
             Uuid = Guid.NewGuid().ToString(),
@@ -392,7 +393,7 @@ internal sealed partial class ComputeApi(
             DestCompute = host,
             UserId = ctx.UserId,
             ProjectId = ctx.ProjectId,
-        });
+        }, cancellationToken);
         actions.StartAction(instance.Uuid, ctx.RequestId, "evacuate", ctx.UserId, ctx.ProjectId);
         await CastOrUndoAsync(instance, TaskState.Rebuilding, () => conductor.EvacuateAsync(
             new EvacuateRequest(instance.Uuid, migration.Uuid, host, force, onSharedStorage, ctx.RequestId), cancellationToken), migration.Uuid);
@@ -546,7 +547,7 @@ internal sealed partial class ComputeApi(
     {
         CheckLock(ctx, instance);
         CheckState(instance, "abort live migration", vmStates: null, [TaskState.Migrating]);
-        var migration = MigrationOf(instance, migrationId)
+        var migration = await MigrationOfAsync(instance, migrationId, cancellationToken)
             ?? throw new MigrationNotFoundException($"Migration {migrationId} for instance {instance.Uuid} could not be found.");
         var allowed = ctx.Version.AtLeast(65)
             ? new[] { MigrationStatus.Running, MigrationStatus.Queued, MigrationStatus.Preparing }
@@ -564,7 +565,7 @@ internal sealed partial class ComputeApi(
     {
         CheckLock(ctx, instance);
         CheckState(instance, "force_complete", [VmState.Active], [TaskState.Migrating]);
-        var migration = MigrationOf(instance, migrationId)
+        var migration = await MigrationOfAsync(instance, migrationId, cancellationToken)
             ?? throw new BadRequestException($"Migration {migrationId} for instance {instance.Uuid} could not be found.");
         if (migration.Status != MigrationStatus.Running)
         {
@@ -577,14 +578,14 @@ internal sealed partial class ComputeApi(
 
     // ---- helpers ---------------------------------------------------------------------------------
 
-    private Migration? MigrationOf(Instance instance, string migrationId) =>
-        int.TryParse(migrationId, out var id) && migrations.FindById(id) is { } m && m.InstanceUuid == instance.Uuid ? m : null;
+    private async Task<Migration?> MigrationOfAsync(Instance instance, string migrationId, CancellationToken cancellationToken) =>
+        int.TryParse(migrationId, out var id) && await migrations.FindByIdAsync(id, cancellationToken) is { } m && m.InstanceUuid == instance.Uuid ? m : null;
 
     private static InvalidMigrationStateException InvalidMigrationState(Migration migration, Instance instance, string method) =>
         new($"Migration {migration.Id} state of instance {instance.Uuid} is {migration.Status}. Cannot {method} while the migration is in this state.");
 
-    private Migration FinishedMigration(Instance instance) =>
-        migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished)).FirstOrDefault()
+    private async Task<Migration> FinishedMigrationAsync(Instance instance, CancellationToken cancellationToken) =>
+        (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished), cancellationToken)).FirstOrDefault()
         ?? throw new BadRequestException("Instance has not been resized.");
 
     private static void CheckLock(RequestContext ctx, Instance instance)
@@ -642,7 +643,7 @@ internal sealed partial class ComputeApi(
             await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [task] }, CancellationToken.None);
             if (migrationUuid is not null)
             {
-                migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = MigrationStatus.Error });
+                await migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migrationUuid, Status = MigrationStatus.Error }, CancellationToken.None);
             }
             throw;
         }

@@ -37,7 +37,7 @@ public static class ServerMigrationsEndpoints
         RequireVersion(ctx, 23);
         var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireAdmin("os_compute_api:servers:migrations:index");
-        var inProgress = InProgress(migrations, instance.Uuid);
+        var inProgress = await InProgressAsync(migrations, instance.Uuid, http.RequestAborted);
         return NovaJson.Ok(new JsonObject
         {
             ["migrations"] = NovaJson.Array(inProgress.Select(m => MigrationViewBuilder.ServerMigration(ctx.Version, m))),
@@ -50,7 +50,7 @@ public static class ServerMigrationsEndpoints
         RequireVersion(ctx, 23);
         var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireAdmin("os_compute_api:servers:migrations:show");
-        var migration = InProgress(migrations, instance.Uuid).FirstOrDefault(m => m.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) == migrationId)
+        var migration = (await InProgressAsync(migrations, instance.Uuid, http.RequestAborted)).FirstOrDefault(m => m.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) == migrationId)
             ?? throw new NotFoundException($"In-progress live migration {migrationId} is not found for server {instance.Uuid}.");
         return NovaJson.Ok(new JsonObject { ["migration"] = MigrationViewBuilder.ServerMigration(ctx.Version, migration) });
     }
@@ -82,8 +82,8 @@ public static class ServerMigrationsEndpoints
         return TypedResults.StatusCode(StatusCodes.Status202Accepted);
     }
 
-    private static List<Migration> InProgress(MigrationStore migrations, string instanceUuid) =>
-        migrations.List(new MigrationFilter(InstanceUuid: instanceUuid, MigrationType: MigrationType.LiveMigration))
+    private static async Task<List<Migration>> InProgressAsync(MigrationStore migrations, string instanceUuid, CancellationToken cancellationToken) =>
+        (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instanceUuid, MigrationType: MigrationType.LiveMigration), cancellationToken))
             .Where(m => MigrationStatus.LiveInProgress.Contains(m.Status))
             .ToList();
 }

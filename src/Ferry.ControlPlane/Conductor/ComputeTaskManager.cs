@@ -26,12 +26,12 @@ public sealed class ComputeTaskManager(ConductorContext context)
         .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", async (r, ct) =>
             new InstanceList(await context.Instances.ListByHostAsync(r.Host, ct)))
         .On<InstanceUpdateRequest, Instance>("instance_update", (r, ct) => context.Instances.UpdateAsync(r, ct))
-        .On<MigrationGetRequest, Migration>("migration_get", (r, _) => Task.FromResult(context.Migrations.Get(r.Uuid)))
-        .On<MigrationUpdateRequest, Migration>("migration_update", (r, _) => Task.FromResult(context.Migrations.Update(r)))
-        .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", (r, _) =>
-            Task.FromResult(new MigrationList(context.Migrations.List(new Persistence.MigrationFilter(Host: r.Host))
+        .On<MigrationGetRequest, Migration>("migration_get", (r, ct) => context.Migrations.GetAsync(r.Uuid, ct))
+        .On<MigrationUpdateRequest, Migration>("migration_update", (r, ct) => context.Migrations.UpdateAsync(r, ct))
+        .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", async (r, ct) =>
+            new MigrationList((await context.Migrations.ListAsync(new Persistence.MigrationFilter(Host: r.Host), ct))
                 .Where(m => (r.Types is null || r.Types.Contains(m.MigrationType)) && (r.Statuses is null || r.Statuses.Contains(m.Status)))
-                .ToList())))
+                .ToList()))
         .On<ActionEventRequest>("action_event", (r, _) =>
         {
             context.Actions.RecordEvent(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback, r.Key, r.StartTime);

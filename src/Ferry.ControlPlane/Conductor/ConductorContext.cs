@@ -95,9 +95,10 @@ public sealed partial class ConductorContext(
     /// <paramref name="firstStatus"/>, ends `error` and gives its allocations back to the instance (overwriting a
     /// destination the earlier run claimed), and this delivery runs the task from the start (false).
     /// </summary>
-    public bool TakeOverFromDeadConductor(string instanceUuid, string? requestId, string eventName, IReadOnlyCollection<string> migrationTypes, string firstStatus)
+    public async Task<bool> TakeOverFromDeadConductorAsync(string instanceUuid, string? requestId, string eventName, IReadOnlyCollection<string> migrationTypes,
+        string firstStatus, CancellationToken cancellationToken)
     {
-        var earlier = Migrations.List(new MigrationFilter(InstanceUuid: instanceUuid, Status: firstStatus))
+        var earlier = (await Migrations.ListAsync(new MigrationFilter(InstanceUuid: instanceUuid, Status: firstStatus), cancellationToken))
             .Where(m => migrationTypes.Contains(m.MigrationType)).ToList();
         if (earlier.Count == 0)
         {
@@ -111,7 +112,8 @@ public sealed partial class ConductorContext(
         {
             try
             {
-                Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [firstStatus] });
+                await Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [firstStatus] },
+                    cancellationToken);
             }
             catch (Core.Errors.FerryException)
             {
@@ -144,8 +146,9 @@ public sealed partial class ConductorContext(
             .SelectMany(a => Actions.ListEvents(a.Id))
             .Any(e => e.Event == eventName && e.FinishTime is not null);
 
-    public void SetMigrationStatus(string migrationUuid, string status) =>
-        Migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = status });
+    /// <remarks>Sets the final status of a failed move: it runs to its end whatever became of the caller.</remarks>
+    public Task SetMigrationStatusAsync(string migrationUuid, string status) =>
+        Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migrationUuid, Status = status }, CancellationToken.None);
 
     public async Task<RequestSpec> BuildRequestSpecAsync(Instance instance, Flavor flavor, CancellationToken cancellationToken)
     {

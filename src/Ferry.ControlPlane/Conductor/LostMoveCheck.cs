@@ -58,11 +58,11 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
             }
             if (instance.TaskState == TaskState.Rebuilding)
             {
-                foreach (var migration in context.Migrations.List(new Persistence.MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Accepted, MigrationType: MigrationType.Evacuation)))
+                foreach (var migration in await context.Migrations.ListAsync(new Persistence.MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Accepted, MigrationType: MigrationType.Evacuation), cancellationToken))
                 {
                     try
                     {
-                        context.Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [MigrationStatus.Accepted] });
+                        await context.Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [MigrationStatus.Accepted] }, cancellationToken);
                     }
                     catch (FerryException)
                     {

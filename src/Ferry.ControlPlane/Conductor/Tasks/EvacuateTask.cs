@@ -20,7 +20,7 @@ public sealed class EvacuateTask(ConductorContext context)
     {
         var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         var started = context.Time.GetTimestamp();
-        var migration = context.Migrations.Get(request.MigrationUuid);
+        var migration = await context.Migrations.GetAsync(request.MigrationUuid, ct);
         if (migration.Status != MigrationStatus.Accepted || !context.IsMoveWanted(instance, TaskState.Rebuilding, EventName))
         {
             return;
@@ -38,12 +38,12 @@ public sealed class EvacuateTask(ConductorContext context)
                         RequestedHost = request.Host,
                         IsMove = true,
                     }, 0), ct)).Selections[0];
-            migration = context.Migrations.Update(new MigrationUpdateRequest
+            migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest
             {
                 Uuid = migration.Uuid,
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
-            });
+            }, ct);
             var image = context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
@@ -56,7 +56,7 @@ public sealed class EvacuateTask(ConductorContext context)
             {
                 context.Placement.RemoveProviderFromAllocation(instance.Uuid, claimed.ComputeNodeUuid);
             }
-            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
             context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
             // The guest's host is down and nothing started elsewhere: Nova reports that as ERROR.
             await context.ResetTaskStateAsync(instance.Uuid, TaskState.Rebuilding, VmState.Error);

@@ -20,7 +20,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
 
     public async Task ExecuteAsync(LiveMigrateInstanceRequest request, CancellationToken ct)
     {
-        if (context.TakeOverFromDeadConductor(request.InstanceUuid, request.RequestId, EventName, [MigrationType.LiveMigration], MigrationStatus.Accepted))
+        if (await context.TakeOverFromDeadConductorAsync(request.InstanceUuid, request.RequestId, EventName, [MigrationType.LiveMigration], MigrationStatus.Accepted, ct))
         {
             return;
         }
@@ -30,7 +30,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             return;
         }
         var started = context.Time.GetTimestamp();
-        var migration = context.Migrations.Create(id => new Migration
+        var migration = await context.Migrations.CreateAsync(id => new Migration
         {
             Id = id,
             Uuid = Guid.NewGuid().ToString(),
@@ -44,7 +44,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             NewInstanceTypeId = instance.Flavor.InternalId,
             UserId = instance.UserId,
             ProjectId = instance.ProjectId,
-        });
+        }, ct);
         context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
         var held = false;
         try
@@ -63,13 +63,13 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 ? await ForcedDestinationAsync(instance, migration, request, ct)
                 : await FindDestinationAsync(instance, migration, request, ct);
 
-            migration = context.Migrations.Update(new MigrationUpdateRequest
+            migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest
             {
                 Uuid = migration.Uuid,
                 SourceNode = instance.Node,
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
-            });
+            }, ct);
             await context.Instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone }, ct);
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
@@ -82,7 +82,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 // Overwrites whatever the instance holds on a destination: one step back to the start.
                 context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
             }
-            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
             context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
             await context.ResetTaskStateAsync(instance.Uuid, TaskState.Migrating);
         }

@@ -18,8 +18,8 @@ public sealed class MigrationTask(ConductorContext context)
 
     public async Task ExecuteAsync(MigrateServerRequest request, CancellationToken ct)
     {
-        if (request.MigrationUuid is null && context.TakeOverFromDeadConductor(request.InstanceUuid, request.RequestId, EventName,
-            [MigrationType.Migration, MigrationType.Resize], MigrationStatus.PreMigrating))
+        if (request.MigrationUuid is null && await context.TakeOverFromDeadConductorAsync(request.InstanceUuid, request.RequestId, EventName,
+            [MigrationType.Migration, MigrationType.Resize], MigrationStatus.PreMigrating, ct))
         {
             return;
         }
@@ -33,7 +33,7 @@ public sealed class MigrationTask(ConductorContext context)
             ? instance.Flavor
             : context.Catalog.FindFlavor(request.NewFlavorId) ?? throw new FlavorNotFoundException(request.NewFlavorId);
         var isResize = newFlavor.InternalId != instance.Flavor.InternalId;
-        var migration = request.MigrationUuid is { } inFlight ? context.Migrations.Get(inFlight) : context.Migrations.Create(id => new Migration
+        var migration = request.MigrationUuid is { } inFlight ? await context.Migrations.GetAsync(inFlight, ct) : await context.Migrations.CreateAsync(id => new Migration
         {
             Id = id,
             Uuid = Guid.NewGuid().ToString(),
@@ -46,7 +46,7 @@ public sealed class MigrationTask(ConductorContext context)
             NewInstanceTypeId = newFlavor.InternalId,
             UserId = instance.UserId,
             ProjectId = instance.ProjectId,
-        });
+        }, ct);
         context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
         // A reschedule arrives with the source already held by the migration.
         var held = request.MigrationUuid is not null;
@@ -68,12 +68,12 @@ public sealed class MigrationTask(ConductorContext context)
             var selections = (await context.Scheduler.SelectDestinationsAsync(
                 new SelectDestinationsRequest(spec, Math.Max(0, context.Options.MaxAttempts - 1)), ct)).Selections;
             var selection = selections[0];
-            migration = context.Migrations.Update(new MigrationUpdateRequest
+            migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest
             {
                 Uuid = migration.Uuid,
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
-            });
+            }, ct);
             await context.Instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone }, ct);
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
@@ -86,7 +86,7 @@ public sealed class MigrationTask(ConductorContext context)
             {
                 context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
             }
-            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
             var failure = ErrorRegistry.Is<NoValidHostException>(ex)
                 ? new NoValidHostException($"No valid host found for {(isResize ? "resize" : "cold migrate")}")
                 : ex;
@@ -116,7 +116,7 @@ public sealed class MigrationTask(ConductorContext context)
             {
                 continue;
             }
-            migration = context.Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, DestCompute = alternate.ServiceHost, DestNode = alternate.Nodename });
+            migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migration.Uuid, DestCompute = alternate.ServiceHost, DestNode = alternate.Nodename }, ct);
             context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, alternate.ServiceHost, started);
             var spec = (await context.BuildRequestSpecAsync(instance, newFlavor, ct)) with { IsMove = true };
