@@ -156,7 +156,7 @@ internal sealed partial class ComputeApi(
             SchedulerHints = spec.SchedulerHints,
             Group = policy,
         };
-        actions.StartAction(uuid, ctx.RequestId, "create", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(uuid, ctx.RequestId, "create", ctx.UserId, ctx.ProjectId, cancellationToken);
         await conductor.BuildInstanceAsync(new BuildInstanceRequest(uuid, requestSpec, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "build_instance", uuid, ctx.RequestId);
         return instance;
@@ -209,7 +209,7 @@ internal sealed partial class ComputeApi(
                 TaskState = TaskState.Deleting,
                 ExpectedTaskStates = allowed,
             }, cancellationToken);
-            actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
+            await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId, cancellationToken);
             await compute.TerminateInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
             Log.Cast(logger, "terminate_instance", instance.Uuid, ctx.RequestId);
             return;
@@ -230,7 +230,7 @@ internal sealed partial class ComputeApi(
             PowerState = PowerState.NoState,
             ExpectedTaskStates = allowed,
         }, CancellationToken.None); // the row is deleted: what follows frees its resources and must run too
-        actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId, CancellationToken.None);
         placement.DeleteAllocations(instance.Uuid);
         if (instance.ServerGroupUuid is { } groupUuid && groups.Find(groupUuid) is not null)
         {
@@ -250,7 +250,7 @@ internal sealed partial class ComputeApi(
             throw new ComputeHostNotFoundException(host);
         }
         await SetTaskStateAsync(instance, TaskState.Migrating, s_noTask, cancellationToken);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "live-migration", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "live-migration", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.Migrating, () => conductor.LiveMigrateInstanceAsync(
             new LiveMigrateInstanceRequest(instance.Uuid, host, blockMigration, force, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "live_migrate_instance", instance.Uuid, ctx.RequestId);
@@ -274,7 +274,7 @@ internal sealed partial class ComputeApi(
             }
         }
         await SetTaskStateAsync(instance, TaskState.ResizePrep, s_noTask, cancellationToken, progress: 0);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "migrate", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "migrate", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.ResizePrep, () => conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, null, host, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
     }
@@ -295,7 +295,7 @@ internal sealed partial class ComputeApi(
         }
         quotas.CheckUpsize(instance, instance.Flavor, newFlavor);
         await SetTaskStateAsync(instance, TaskState.ResizePrep, s_noTask, cancellationToken, progress: 0);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.ResizePrep,
             () => conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, newFlavor.Id, null, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
@@ -317,7 +317,7 @@ internal sealed partial class ComputeApi(
             Status = MigrationStatus.Confirming,
             ExpectedStatuses = [MigrationStatus.Finished],
         }, cancellationToken);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "confirmResize", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "confirmResize", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.ConfirmResizeAsync(migration.SourceCompute!, new MigrationRequest(instance, migration, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "confirm_resize", instance.Uuid, ctx.RequestId);
     }
@@ -347,7 +347,7 @@ internal sealed partial class ComputeApi(
             }, CancellationToken.None);
             throw;
         }
-        actions.StartAction(instance.Uuid, ctx.RequestId, "revertResize", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "revertResize", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.RevertResizeAsync(migration.DestCompute!, new MigrationRequest(updated, migration, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "revert_resize", instance.Uuid, ctx.RequestId);
     }
@@ -394,7 +394,7 @@ internal sealed partial class ComputeApi(
             UserId = ctx.UserId,
             ProjectId = ctx.ProjectId,
         }, cancellationToken);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "evacuate", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "evacuate", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.Rebuilding, () => conductor.EvacuateAsync(
             new EvacuateRequest(instance.Uuid, migration.Uuid, host, force, onSharedStorage, ctx.RequestId), cancellationToken), migration.Uuid);
         Log.Cast(logger, "rebuild_instance", instance.Uuid, ctx.RequestId);
@@ -409,7 +409,7 @@ internal sealed partial class ComputeApi(
         CheckState(instance, "start", [VmState.Stopped], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
         var updated = await SetTaskStateAsync(instance, TaskState.PoweringOn, s_noTask, cancellationToken);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "start", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "start", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.StartInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "start_instance", instance.Uuid, ctx.RequestId);
     }
@@ -420,7 +420,7 @@ internal sealed partial class ComputeApi(
         CheckState(instance, "stop", [VmState.Active, VmState.Error], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
         var updated = await SetTaskStateAsync(instance, TaskState.PoweringOff, s_noTask, cancellationToken);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "stop", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "stop", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.StopInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "stop_instance", instance.Uuid, ctx.RequestId);
     }
@@ -442,7 +442,7 @@ internal sealed partial class ComputeApi(
         }
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
         var updated = await SetTaskStateAsync(instance, hard ? TaskState.RebootingHard : TaskState.Rebooting, hard ? [null, TaskState.Rebooting, TaskState.RebootingHard] : s_noTask, cancellationToken);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "reboot", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "reboot", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.RebootInstanceAsync(host, new RebootInstanceRequest(updated, hard, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "reboot_instance", instance.Uuid, ctx.RequestId);
     }
@@ -469,7 +469,7 @@ internal sealed partial class ComputeApi(
         CheckState(instance, action, [from], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
         var updated = await SetTaskStateAsync(instance, task, s_noTask, cancellationToken);
-        actions.StartAction(instance.Uuid, ctx.RequestId, action, ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, action, ctx.UserId, ctx.ProjectId, cancellationToken);
         await cast(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, $"{action}_instance", instance.Uuid, ctx.RequestId);
     }
@@ -497,7 +497,7 @@ internal sealed partial class ComputeApi(
     /// </summary>
     public async Task ResetStateAsync(RequestContext ctx, Instance instance, VmState state, CancellationToken cancellationToken)
     {
-        actions.StartAction(instance.Uuid, ctx.RequestId, "resetState", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "resetState", ctx.UserId, ctx.ProjectId, cancellationToken);
         await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, VmState = state, SetTaskState = true, TaskState = null }, cancellationToken);
         Log.ResetState(logger, instance.Uuid, state.ToNova(), ctx.RequestId);
     }
@@ -556,7 +556,7 @@ internal sealed partial class ComputeApi(
         {
             throw InvalidMigrationState(migration, instance, "abort live migration");
         }
-        actions.StartAction(instance.Uuid, ctx.RequestId, "live_migration_cancel", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "live_migration_cancel", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.LiveMigrationAbortAsync(instance.Host!, new LiveMigrationAbortRequest(instance, migration.Id, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "live_migration_abort", instance.Uuid, ctx.RequestId);
     }
@@ -571,7 +571,7 @@ internal sealed partial class ComputeApi(
         {
             throw InvalidMigrationState(migration, instance, "force complete");
         }
-        actions.StartAction(instance.Uuid, ctx.RequestId, "live_migration_force_complete", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "live_migration_force_complete", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.LiveMigrationForceCompleteAsync(instance.Host!, new InstanceRequest(instance, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "live_migration_force_complete", instance.Uuid, ctx.RequestId);
     }

@@ -21,7 +21,7 @@ public static class InstanceActionsEndpoints
     {
         var ctx = RequestContext.Of(http);
         var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted, includeDeleted: ctx.Version.AtLeast(21));
-        var list = actions.ListActions(instance.Uuid);
+        var list = await actions.ListActionsAsync(instance.Uuid, http.RequestAborted);
         var v = ctx.Version;
         if (!v.AtLeast(58))
         {
@@ -72,13 +72,13 @@ public static class InstanceActionsEndpoints
     {
         var ctx = RequestContext.Of(http);
         var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted, includeDeleted: ctx.Version.AtLeast(21));
-        var action = actions.ListActions(instance.Uuid).FirstOrDefault(a => a.RequestId == requestId)
+        var action = (await actions.ListActionsAsync(instance.Uuid, http.RequestAborted)).FirstOrDefault(a => a.RequestId == requestId)
             ?? throw new NotFoundException($"Action {requestId} not found");
         var view = Action(ctx, action);
         var v = ctx.Version;
         if (ctx.IsAdmin || v.AtLeast(51))
         {
-            view["events"] = NovaJson.Array(actions.ListEvents(action.Id).Select(e =>
+            view["events"] = NovaJson.Array((await actions.ListEventsAsync(action.Id, http.RequestAborted)).Select(e =>
             {
                 var ev = new JsonObject
                 {

@@ -28,7 +28,7 @@ public static class ServersEndpoints
     {
         var ctx = RequestContext.Of(http);
         var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
-        return NovaJson.Ok(new JsonObject { ["server"] = views.Detail(http, ctx, instance) });
+        return NovaJson.Ok(new JsonObject { ["server"] = await views.DetailAsync(http, ctx, instance) });
     }
 
     internal static async Task<IResult> ListAsync(HttpContext http, InstanceStore instances, ServerViewBuilder views, bool detail)
@@ -100,7 +100,7 @@ public static class ServersEndpoints
             after = InstancePosition.Of(rows[^1]);
         }
         var servers = detail
-            ? NovaJson.Array(views.DetailList(http, ctx, list))
+            ? NovaJson.Array(await views.DetailListAsync(http, ctx, list))
             : NovaJson.Array(list.Select(i => (JsonNode?)ServerViewBuilder.Basic(http, i)));
         var body = new JsonObject { ["servers"] = servers };
         if (Paging.Links(http, detail ? "servers/detail" : "servers", list.Count, limit, list.Count > 0 ? list[^1].Uuid : null) is { Count: > 0 } links)

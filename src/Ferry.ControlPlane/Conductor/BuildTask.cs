@@ -14,7 +14,7 @@ public sealed class BuildTask(ConductorContext context)
         const string eventName = "conductor_schedule_and_build_instances";
         var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         var started = context.Time.GetTimestamp();
-        context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, false, false, null);
+        await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, false, false, null, cancellationToken: ct);
         var claimed = false;
         try
         {
@@ -34,7 +34,7 @@ public sealed class BuildTask(ConductorContext context)
                 TaskState = TaskState.Spawning,
                 ExpectedTaskStates = [TaskState.Scheduling],
             }, ct);
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, true, false, null);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(eventName, instance.Uuid, null, null, selection.ServiceHost, started);
             await context.Compute.BuildAndRunInstanceAsync(selection.ServiceHost, new BuildAndRunInstanceRequest(instance, image, request.RequestId), ct);
         }
@@ -46,7 +46,7 @@ public sealed class BuildTask(ConductorContext context)
             {
                 context.Placement.DeleteAllocations(instance.Uuid);
             }
-            context.RecordFailure(instance.Uuid, request.RequestId, eventName, ex);
+            await context.RecordFailureAsync(instance.Uuid, request.RequestId, eventName, ex);
             try
             {
                 await context.Instances.UpdateAsync(new InstanceUpdateRequest

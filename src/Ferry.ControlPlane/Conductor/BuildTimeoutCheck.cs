@@ -30,7 +30,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
         // Only BUILD rows older than the timeout are read: the check runs every minute whatever the number of servers.
         foreach (var instance in await context.Instances.ListBuildingCreatedBeforeAsync(context.Time.GetUtcNow() - timeout, cancellationToken))
         {
-            if (IsAcknowledged(instance.Uuid))
+            if (await IsAcknowledgedAsync(instance.Uuid, cancellationToken))
             {
                 continue;
             }
@@ -53,15 +53,24 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
                 continue;
             }
             context.Placement.DeleteAllocations(instance.Uuid);
-            context.Actions.AddFault(instance.Uuid, 500, FaultMessage, instance.Host ?? ConductorContext.ConductorHost, null);
+            await context.Actions.AddFaultAsync(instance.Uuid, 500, FaultMessage, instance.Host ?? ConductorContext.ConductorHost, null, CancellationToken.None);
             Log.TimedOut(context.Logger<BuildTimeoutCheck>(), instance.Uuid, instance.Host ?? "no host", timeout);
             timedOut.Add(instance.Uuid);
         }
         return timedOut;
     }
 
-    private bool IsAcknowledged(string uuid) =>
-        context.Actions.ListActions(uuid).Any(a => a.Action == "create" && context.Actions.ListEvents(a.Id).Any(e => e.Event == ComputeBuildEvent));
+    private async Task<bool> IsAcknowledgedAsync(string uuid, CancellationToken cancellationToken)
+    {
+        foreach (var action in (await context.Actions.ListActionsAsync(uuid, cancellationToken)).Where(a => a.Action == "create"))
+        {
+            if ((await context.Actions.ListEventsAsync(action.Id, cancellationToken)).Any(e => e.Event == ComputeBuildEvent))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     protected override Task RunOnceAsync(CancellationToken cancellationToken) => RunAsync(cancellationToken);
 

@@ -32,14 +32,7 @@ public sealed class ComputeTaskManager(ConductorContext context)
             new MigrationList((await context.Migrations.ListAsync(new Persistence.MigrationFilter(Host: r.Host), ct))
                 .Where(m => (r.Types is null || r.Types.Contains(m.MigrationType)) && (r.Statuses is null || r.Statuses.Contains(m.Status)))
                 .ToList()))
-        .On<ActionEventRequest>("action_event", (r, _) =>
-        {
-            context.Actions.RecordEvent(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback, r.Key, r.StartTime);
-            return Task.CompletedTask;
-        })
-        .On<InstanceFaultRequest>("instance_fault_create", (r, _) =>
-        {
-            context.Actions.AddFault(r.InstanceUuid, r.Code, r.Message, r.Host, r.Details);
-            return Task.CompletedTask;
-        });
+        .On<ActionEventRequest>("action_event", (r, ct) =>
+            context.Actions.RecordEventAsync(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback, r.Key, r.StartTime, ct))
+        .On<InstanceFaultRequest>("instance_fault_create", (r, ct) => context.Actions.AddFaultAsync(r.InstanceUuid, r.Code, r.Message, r.Host, r.Details, ct));
 }

@@ -56,12 +56,14 @@ public sealed partial class ConductorContext(
     }
 
     /// <summary>Records a fault and marks the action event failed: how a user learns why a cast flow failed.</summary>
-    public void RecordFailure(string instanceUuid, string? requestId, string eventName, Exception ex)
+    /// <remarks>Runs to its end whatever became of the caller: the failure is what the user will read.</remarks>
+    public async Task RecordFailureAsync(string instanceUuid, string? requestId, string eventName, Exception ex)
     {
         var code = ex is Core.Errors.FerryException f ? f.HttpStatus : 500;
         Log.TaskFailed(_logger, code == 500 ? ex : null, eventName, instanceUuid, ex.Message);
-        Actions.AddFault(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? Core.Errors.FaultDetails.Describe(ex) : null);
-        Actions.RecordEvent(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message, Core.Errors.FaultDetails.Describe(ex));
+        await Actions.AddFaultAsync(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? Core.Errors.FaultDetails.Describe(ex) : null, CancellationToken.None);
+        await Actions.RecordEventAsync(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message, Core.Errors.FaultDetails.Describe(ex),
+            cancellationToken: CancellationToken.None);
     }
 
     /// <summary>Clears task_state (only if it is still <paramref name="expected"/>), optionally setting vm_state.</summary>
@@ -104,7 +106,7 @@ public sealed partial class ConductorContext(
         {
             return false;
         }
-        if (requestId is not null && HandedOff(instanceUuid, requestId, eventName))
+        if (requestId is not null && await HandedOffAsync(instanceUuid, requestId, eventName, cancellationToken))
         {
             return true;
         }
@@ -141,10 +143,17 @@ public sealed partial class ConductorContext(
         return false;
     }
 
-    private bool HandedOff(string instanceUuid, string requestId, string eventName) =>
-        Actions.ListActions(instanceUuid).Where(a => a.RequestId == requestId)
-            .SelectMany(a => Actions.ListEvents(a.Id))
-            .Any(e => e.Event == eventName && e.FinishTime is not null);
+    private async Task<bool> HandedOffAsync(string instanceUuid, string requestId, string eventName, CancellationToken cancellationToken)
+    {
+        foreach (var action in (await Actions.ListActionsAsync(instanceUuid, cancellationToken)).Where(a => a.RequestId == requestId))
+        {
+            if ((await Actions.ListEventsAsync(action.Id, cancellationToken)).Any(e => e.Event == eventName && e.FinishTime is not null))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <remarks>Sets the final status of a failed move: it runs to its end whatever became of the caller.</remarks>
     public Task SetMigrationStatusAsync(string migrationUuid, string status) =>

@@ -38,10 +38,10 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
         foreach (var instance in await context.Instances.ListInTaskStatesAsync(s_moves.Keys, cancellationToken))
         {
             var (actionNames, conductorEvent) = s_moves[instance.TaskState!.Value];
-            var action = context.Actions.ListActions(instance.Uuid).Where(a => actionNames.Contains(a.Action)).MaxBy(a => a.Id);
+            var action = (await context.Actions.ListActionsAsync(instance.Uuid, cancellationToken)).Where(a => actionNames.Contains(a.Action)).MaxBy(a => a.Id);
             // No action yet: the API died between the task_state and the action; the task_state's write is the start.
             var startedAt = action is null ? instance.UpdatedAt : DateTimeOffset.Parse(action.StartTime, System.Globalization.CultureInfo.InvariantCulture);
-            if (startedAt > before || (action is not null && context.Actions.ListEvents(action.Id).Any(e => e.Event == conductorEvent)))
+            if (startedAt > before || (action is not null && (await context.Actions.ListEventsAsync(action.Id, cancellationToken)).Any(e => e.Event == conductorEvent)))
             {
                 continue;
             }
@@ -70,7 +70,8 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
                     }
                 }
             }
-            context.Actions.RecordEvent(instance.Uuid, action?.RequestId, conductorEvent, ConductorContext.ConductorHost, true, true, Details);
+            await context.Actions.RecordEventAsync(instance.Uuid, action?.RequestId, conductorEvent, ConductorContext.ConductorHost, true, true, Details,
+                cancellationToken: CancellationToken.None);
             Log.Ended(context.Logger<LostMoveCheck>(), instance.Uuid, instance.TaskState.Value.ToNova()!, action?.RequestId ?? "no action", timeout);
             ended.Add(instance.Uuid);
         }

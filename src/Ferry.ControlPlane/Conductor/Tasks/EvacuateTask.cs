@@ -25,7 +25,7 @@ public sealed class EvacuateTask(ConductorContext context)
         {
             return;
         }
-        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null, cancellationToken: ct);
         Selection? claimed = null;
         try
         {
@@ -45,7 +45,7 @@ public sealed class EvacuateTask(ConductorContext context)
                 DestNode = selection.Nodename,
             }, ct);
             var image = context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.RebuildInstanceAsync(selection.ServiceHost,
                 new RebuildInstanceRequest(instance, migration, image, request.OnSharedStorage, selection, request.RequestId), ct);
@@ -57,7 +57,7 @@ public sealed class EvacuateTask(ConductorContext context)
                 context.Placement.RemoveProviderFromAllocation(instance.Uuid, claimed.ComputeNodeUuid);
             }
             await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
-            context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
+            await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, ex);
             // The guest's host is down and nothing started elsewhere: Nova reports that as ERROR.
             await context.ResetTaskStateAsync(instance.Uuid, TaskState.Rebuilding, VmState.Error);
         }

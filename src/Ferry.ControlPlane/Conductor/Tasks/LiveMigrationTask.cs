@@ -45,7 +45,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             UserId = instance.UserId,
             ProjectId = instance.ProjectId,
         }, ct);
-        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null, cancellationToken: ct);
         var held = false;
         try
         {
@@ -71,7 +71,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 DestNode = selection.Nodename,
             }, ct);
             await context.Instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone }, ct);
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.LiveMigrationAsync(instance.Host!, new LiveMigrationRequest(instance, migration, selection.ServiceHost, data, request.RequestId), ct);
         }
@@ -83,7 +83,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
             }
             await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
-            context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
+            await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, ex);
             await context.ResetTaskStateAsync(instance.Uuid, TaskState.Migrating);
         }
     }

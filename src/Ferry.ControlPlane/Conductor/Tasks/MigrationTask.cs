@@ -47,7 +47,7 @@ public sealed class MigrationTask(ConductorContext context)
             UserId = instance.UserId,
             ProjectId = instance.ProjectId,
         }, ct);
-        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null, cancellationToken: ct);
         // A reschedule arrives with the source already held by the migration.
         var held = request.MigrationUuid is not null;
         try
@@ -75,7 +75,7 @@ public sealed class MigrationTask(ConductorContext context)
                 DestNode = selection.Nodename,
             }, ct);
             await context.Instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone }, ct);
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.PrepResizeAsync(selection.ServiceHost,
                 new PrepResizeRequest(instance, migration, newFlavor, spec, [.. selections.Skip(1)], request.RequestId), ct);
@@ -90,7 +90,7 @@ public sealed class MigrationTask(ConductorContext context)
             var failure = ErrorRegistry.Is<NoValidHostException>(ex)
                 ? new NoValidHostException($"No valid host found for {(isResize ? "resize" : "cold migrate")}")
                 : ex;
-            context.RecordFailure(instance.Uuid, request.RequestId, EventName, failure);
+            await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, failure);
             await context.ResetTaskStateAsync(instance.Uuid, TaskState.ResizePrep);
         }
     }
@@ -117,7 +117,7 @@ public sealed class MigrationTask(ConductorContext context)
                 continue;
             }
             migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migration.Uuid, DestCompute = alternate.ServiceHost, DestNode = alternate.Nodename }, ct);
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, alternate.ServiceHost, started);
             var spec = (await context.BuildRequestSpecAsync(instance, newFlavor, ct)) with { IsMove = true };
             await context.Compute.PrepResizeAsync(alternate.ServiceHost,
