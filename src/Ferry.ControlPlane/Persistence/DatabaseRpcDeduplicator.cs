@@ -30,7 +30,7 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
     {
         _database = database;
         _time = time;
-        _renewal = time.CreateTimer(state => _ = RenewAsync(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _renewal = time.CreateTimer(_ => Renew(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
     public TimeSpan Ttl { get; init; } = TimeSpan.FromMinutes(10);
@@ -117,7 +117,11 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         }
     }
 
-    private async Task RenewAsync()
+    /// <remarks>
+    /// Synchronous on purpose: a timer tick off every request path, a few times per lease, and a renewal done when the tick
+    /// returns (a claim is never seen stale because its renewal was still on its way).
+    /// </remarks>
+    private void Renew()
     {
         var running = _running.Keys.ToArray();
         if (running.Length == 0)
@@ -127,15 +131,15 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         try
         {
             var now = NowMs;
-            await _database().WriteHistoryAsync(async (c, t, ct) =>
+            _database().WriteHistory((c, t) =>
             {
                 foreach (var id in running)
                 {
-                    await using var renew = FerryDatabase.Command(c, t,
+                    using var renew = FerryDatabase.Command(c, t,
                         "UPDATE rpc_messages SET renewed_ms = @now WHERE message_id = @id AND completed_ms IS NULL", ("@id", id), ("@now", now));
-                    await renew.ExecuteNonQueryAsync(ct);
+                    renew.ExecuteNonQuery();
                 }
-            }, CancellationToken.None);
+            });
         }
         catch (Exception ex) when (ex is System.Data.Common.DbException or DatabaseUnavailableException)
         {
