@@ -55,7 +55,7 @@ public static partial class ServerActionsEndpoints
                 var flavorRef = ParseResize(value);
                 var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireOwnerOrAdmin("os_compute_api:servers:resize", instance.ProjectId);
-                var flavor = FlavorsEndpoints.Accessible(ctx, catalog.FindFlavor(BodySchema.RefId(flavorRef)));
+                var flavor = FlavorsEndpoints.Accessible(ctx, await catalog.FindFlavorAsync(BodySchema.RefId(flavorRef), ct));
                 if (flavor is null || flavor.Disabled)
                 {
                     throw new BadRequestException("Unable to locate requested flavor.");

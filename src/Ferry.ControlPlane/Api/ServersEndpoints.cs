@@ -210,7 +210,7 @@ public static class ServersEndpoints
             throw new BadRequestException("min_count must be <= max_count");
         }
 
-        var flavor = FlavorsEndpoints.Accessible(ctx, catalog.FindFlavor(BodySchema.RefId(flavorRef)));
+        var flavor = FlavorsEndpoints.Accessible(ctx, await catalog.FindFlavorAsync(BodySchema.RefId(flavorRef), http.RequestAborted));
         if (flavor is null || flavor.Disabled)
         {
             throw new BadRequestException("Invalid flavorRef provided.");
@@ -218,7 +218,7 @@ public static class ServersEndpoints
         Image? image = null;
         if (!string.IsNullOrEmpty(imageRef))
         {
-            image = catalog.FindImage(BodySchema.RefId(imageRef)) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
+            image = await catalog.FindImageAsync(BodySchema.RefId(imageRef), http.RequestAborted) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
                 ? found
                 : throw new BadRequestException("Can not find requested image");
         }

@@ -20,7 +20,7 @@ public sealed class BuildTask(ConductorContext context)
         {
             var image = string.IsNullOrEmpty(instance.ImageRef)
                 ? null
-                : context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
+                : await context.Catalog.FindImageAsync(instance.ImageRef, ct) ?? throw new ImageNotFoundException(instance.ImageRef);
             var reply = await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(request.RequestSpec, 0), ct);
             claimed = true;
             var selection = reply.Selections[0];

@@ -161,7 +161,7 @@ public sealed partial class ConductorContext(
 
     public async Task<RequestSpec> BuildRequestSpecAsync(Instance instance, Flavor flavor, CancellationToken cancellationToken)
     {
-        var image = Catalog.FindImage(instance.ImageRef);
+        var image = await Catalog.FindImageAsync(instance.ImageRef, cancellationToken);
         ServerGroupPolicy? group = null;
         if (instance.ServerGroupUuid is { } groupUuid && Groups.Find(groupUuid) is { } row)
         {

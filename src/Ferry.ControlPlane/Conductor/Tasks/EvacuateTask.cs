@@ -44,7 +44,7 @@ public sealed class EvacuateTask(ConductorContext context)
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
             }, ct);
-            var image = context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
+            var image = await context.Catalog.FindImageAsync(instance.ImageRef, ct) ?? throw new ImageNotFoundException(instance.ImageRef);
             await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.RebuildInstanceAsync(selection.ServiceHost,

@@ -31,7 +31,7 @@ public sealed class MigrationTask(ConductorContext context)
         var started = context.Time.GetTimestamp();
         var newFlavor = request.NewFlavorId is null
             ? instance.Flavor
-            : context.Catalog.FindFlavor(request.NewFlavorId) ?? throw new FlavorNotFoundException(request.NewFlavorId);
+            : await context.Catalog.FindFlavorAsync(request.NewFlavorId, ct) ?? throw new FlavorNotFoundException(request.NewFlavorId);
         var isResize = newFlavor.InternalId != instance.Flavor.InternalId;
         var migration = request.MigrationUuid is { } inFlight ? await context.Migrations.GetAsync(inFlight, ct) : await context.Migrations.CreateAsync(id => new Migration
         {
