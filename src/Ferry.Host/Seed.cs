@@ -8,7 +8,7 @@ internal static class Seed
 {
     public const string TestImageId = "2d4b7a1e-6c1f-4a3e-9a8e-f3e7c0d9b001";
 
-    public static void Apply(CatalogStore catalog, TimeProvider time)
+    public static async Task ApplyAsync(CatalogStore catalog, TimeProvider time, CancellationToken cancellationToken)
     {
         (string Id, string Name, int Vcpus, int Ram, int Disk)[] flavors =
         [
@@ -20,24 +20,24 @@ internal static class Seed
         ];
         foreach (var f in flavors)
         {
-            if (catalog.FindFlavor(f.Id) is null)
+            if (await catalog.FindFlavorAsync(f.Id, cancellationToken) is null)
             {
-                catalog.CreateFlavor(internalId => new Flavor
+                await catalog.CreateFlavorAsync(internalId => new Flavor
                 {
                     InternalId = internalId, Id = f.Id, Name = f.Name, Vcpus = f.Vcpus, MemoryMb = f.Ram, RootGb = f.Disk,
-                });
+                }, cancellationToken);
             }
         }
-        if (catalog.FindImage(TestImageId) is null)
+        if (await catalog.FindImageAsync(TestImageId, cancellationToken) is null)
         {
-            catalog.SaveImage(new Image
+            await catalog.SaveImageAsync(new Image
             {
                 Id = TestImageId,
                 Name = "ferry-test-guest",
                 SizeBytes = 1 << 20,
                 CreatedAt = time.GetUtcNow(),
                 Properties = new() { ["hw_architecture"] = "x86_64" },
-            });
+            }, cancellationToken);
         }
     }
 }

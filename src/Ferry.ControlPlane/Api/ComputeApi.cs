@@ -43,9 +43,9 @@ internal sealed partial class ComputeApi(
     public ControlPlaneOptions Options => options;
 
     /// <summary>Nova's common.get_instance: other projects' servers do not exist for non-admins.</summary>
-    public Instance GetInstance(RequestContext ctx, string uuid, bool includeDeleted = false)
+    public async Task<Instance> GetInstanceAsync(RequestContext ctx, string uuid, CancellationToken cancellationToken, bool includeDeleted = false)
     {
-        var instance = instances.Find(uuid, includeDeleted);
+        var instance = await instances.FindAsync(uuid, cancellationToken, includeDeleted);
         if (instance is null || (!ctx.IsAdmin && instance.ProjectId != ctx.ProjectId))
         {
             throw new InstanceNotFoundException(uuid);
@@ -99,7 +99,7 @@ internal sealed partial class ComputeApi(
     private async Task<Instance> BuildOneAsync(RequestContext ctx, ServerCreateSpec spec, ServerGroupRow? group, KeyPairRow? keypair, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var uuid = Guid.NewGuid().ToString();
-        var instance = instances.Create(id => new Instance
+        var instance = await instances.CreateAsync(id => new Instance
         {
             Id = id,
             Uuid = uuid,
@@ -123,16 +123,19 @@ internal sealed partial class ComputeApi(
             SchedulerHints = spec.SchedulerHints,
             CreatedAt = now,
             UpdatedAt = now,
-        });
+        }, cancellationToken);
         ServerGroupPolicy? policy = null;
         if (group is not null)
         {
             groups.AddMember(group.Uuid, uuid);
-            var memberHosts = group.Members
-                .Where(m => m != uuid)
-                .Select(m => instances.Find(m)?.Host)
-                .OfType<string>()
-                .ToList();
+            var memberHosts = new List<string>();
+            foreach (var member in group.Members.Where(m => m != uuid))
+            {
+                if ((await instances.FindAsync(member, cancellationToken))?.Host is { } memberHost)
+                {
+                    memberHosts.Add(memberHost);
+                }
+            }
             policy = new ServerGroupPolicy
             {
                 Uuid = group.Uuid,
@@ -153,7 +156,7 @@ internal sealed partial class ComputeApi(
             SchedulerHints = spec.SchedulerHints,
             Group = policy,
         };
-        actions.StartAction(uuid, ctx.RequestId, "create", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(uuid, ctx.RequestId, "create", ctx.UserId, ctx.ProjectId, cancellationToken);
         await conductor.BuildInstanceAsync(new BuildInstanceRequest(uuid, requestSpec, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "build_instance", uuid, ctx.RequestId);
         return instance;
@@ -170,20 +173,21 @@ internal sealed partial class ComputeApi(
         if (instance.Host is { } host)
         {
             if (instance.VmState == VmState.Resized
-                && migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished)).FirstOrDefault() is { } resize)
+                && (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished), cancellationToken)).FirstOrDefault() is { } resize)
             {
                 // Deleting a resized server confirms the resize first (Nova's _confirm_resize_on_deleting),
                 // so the source copy and the migration's hold on the source host go too.
-                var confirming = migrations.Update(new MigrationUpdateRequest { Uuid = resize.Uuid, Status = MigrationStatus.Confirming, ExpectedStatuses = [MigrationStatus.Finished] });
+                var confirming = await migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = resize.Uuid, Status = MigrationStatus.Confirming, ExpectedStatuses = [MigrationStatus.Finished] },
+                    cancellationToken);
                 await compute.ConfirmResizeAsync(resize.SourceCompute!, new MigrationRequest(instance, confirming, ctx.RequestId), cancellationToken);
             }
-            foreach (var failed in migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error))
+            foreach (var failed in (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error), cancellationToken))
                 .Where(m => m.MigrationType is MigrationType.Migration or MigrationType.Resize && m.SourceCompute is not null && m.SourceCompute != host))
             {
                 // A failed confirm may have left the source copy behind: the source retries removing it.
                 await compute.DestroyResizeSourceAsync(failed.SourceCompute!, new MigrationRequest(instance, failed, ctx.RequestId), cancellationToken);
             }
-            foreach (var failed in migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error))
+            foreach (var failed in (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Error), cancellationToken))
                 .Where(m => m.MigrationType == MigrationType.LiveMigration && m.DestCompute is not null && m.DestCompute != host))
             {
                 // A live migration that failed after the switch to post-copy left a copy and a claim on both hosts.
@@ -195,29 +199,29 @@ internal sealed partial class ComputeApi(
                 // host): delete it here and free its claim, as Nova's _local_delete does. A host that comes back
                 // destroys the guest of a deleted instance at start-up.
                 Log.LocalDelete(logger, host, instance.Uuid, ctx.RequestId);
-                DeleteLocally(ctx, instance, allowed);
+                await DeleteLocallyAsync(ctx, instance, allowed, cancellationToken);
                 return;
             }
-            var updated = instances.Update(new InstanceUpdateRequest
+            var updated = await instances.UpdateAsync(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,
                 SetTaskState = true,
                 TaskState = TaskState.Deleting,
                 ExpectedTaskStates = allowed,
-            });
-            actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
+            }, cancellationToken);
+            await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId, cancellationToken);
             await compute.TerminateInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
             Log.Cast(logger, "terminate_instance", instance.Uuid, ctx.RequestId);
             return;
         }
         // Never scheduled to a host: nothing runs anywhere, so the API deletes the row itself (Nova's local delete).
-        DeleteLocally(ctx, instance, allowed);
+        await DeleteLocallyAsync(ctx, instance, allowed, cancellationToken);
     }
 
     /// <summary>Marks the row deleted (losing to a move that started meanwhile), then frees its allocations and group seat.</summary>
-    private void DeleteLocally(RequestContext ctx, Instance instance, List<TaskState?> allowed)
+    private async Task DeleteLocallyAsync(RequestContext ctx, Instance instance, List<TaskState?> allowed, CancellationToken cancellationToken)
     {
-        instances.Update(new InstanceUpdateRequest
+        await instances.UpdateAsync(new InstanceUpdateRequest
         {
             Uuid = instance.Uuid,
             Deleted = true,
@@ -225,8 +229,8 @@ internal sealed partial class ComputeApi(
             TaskState = null,
             PowerState = PowerState.NoState,
             ExpectedTaskStates = allowed,
-        });
-        actions.StartAction(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId);
+        }, CancellationToken.None); // the row is deleted: what follows frees its resources and must run too
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId, CancellationToken.None);
         placement.DeleteAllocations(instance.Uuid);
         if (instance.ServerGroupUuid is { } groupUuid && groups.Find(groupUuid) is not null)
         {
@@ -245,8 +249,8 @@ internal sealed partial class ComputeApi(
         {
             throw new ComputeHostNotFoundException(host);
         }
-        SetTaskState(instance, TaskState.Migrating, s_noTask);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "live-migration", ctx.UserId, ctx.ProjectId);
+        await SetTaskStateAsync(instance, TaskState.Migrating, s_noTask, cancellationToken);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "live-migration", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.Migrating, () => conductor.LiveMigrateInstanceAsync(
             new LiveMigrateInstanceRequest(instance.Uuid, host, blockMigration, force, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "live_migrate_instance", instance.Uuid, ctx.RequestId);
@@ -269,8 +273,8 @@ internal sealed partial class ComputeApi(
                 throw new CannotMigrateToSameHostException();
             }
         }
-        SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "migrate", ctx.UserId, ctx.ProjectId);
+        await SetTaskStateAsync(instance, TaskState.ResizePrep, s_noTask, cancellationToken, progress: 0);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "migrate", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.ResizePrep, () => conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, null, host, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
     }
@@ -290,8 +294,8 @@ internal sealed partial class ComputeApi(
             throw new BadRequestException("Server disk was unable to be resized because: Resize to zero disk flavor is not allowed.");
         }
         quotas.CheckUpsize(instance, instance.Flavor, newFlavor);
-        SetTaskState(instance, TaskState.ResizePrep, s_noTask, progress: 0);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId);
+        await SetTaskStateAsync(instance, TaskState.ResizePrep, s_noTask, cancellationToken, progress: 0);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.ResizePrep,
             () => conductor.MigrateServerAsync(new MigrateServerRequest(instance.Uuid, newFlavor.Id, null, ctx.RequestId), cancellationToken));
         Log.Cast(logger, "migrate_server", instance.Uuid, ctx.RequestId);
@@ -302,18 +306,18 @@ internal sealed partial class ComputeApi(
         const string action = "confirmResize";
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Resized], s_noTask);
-        var migration = FinishedMigration(instance);
+        var migration = await FinishedMigrationAsync(instance, cancellationToken);
         if (!IsComputeUp(migration.SourceCompute))
         {
             throw new ServiceUnavailableException("Service is unavailable at this time.");
         }
-        migration = migrations.Update(new MigrationUpdateRequest
+        migration = await migrations.UpdateAsync(new MigrationUpdateRequest
         {
             Uuid = migration.Uuid,
             Status = MigrationStatus.Confirming,
             ExpectedStatuses = [MigrationStatus.Finished],
-        });
-        actions.StartAction(instance.Uuid, ctx.RequestId, "confirmResize", ctx.UserId, ctx.ProjectId);
+        }, cancellationToken);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "confirmResize", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.ConfirmResizeAsync(migration.SourceCompute!, new MigrationRequest(instance, migration, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "confirm_resize", instance.Uuid, ctx.RequestId);
     }
@@ -323,27 +327,27 @@ internal sealed partial class ComputeApi(
         const string action = "revertResize";
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Resized], s_noTask);
-        var migration = FinishedMigration(instance);
+        var migration = await FinishedMigrationAsync(instance, cancellationToken);
         quotas.CheckUpsize(instance, instance.Flavor, instance.OldFlavor ?? instance.Flavor);
-        var updated = SetTaskState(instance, TaskState.ResizeReverting, s_noTask);
+        var updated = await SetTaskStateAsync(instance, TaskState.ResizeReverting, s_noTask, cancellationToken);
         try
         {
-            migration = migrations.Update(new MigrationUpdateRequest
+            migration = await migrations.UpdateAsync(new MigrationUpdateRequest
             {
                 Uuid = migration.Uuid,
                 Status = MigrationStatus.Reverting,
                 ExpectedStatuses = [MigrationStatus.Finished],
-            });
+            }, cancellationToken);
         }
         catch (FerryException)
         {
-            instances.Update(new InstanceUpdateRequest
+            await instances.UpdateAsync(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [TaskState.ResizeReverting],
-            });
+            }, CancellationToken.None);
             throw;
         }
-        actions.StartAction(instance.Uuid, ctx.RequestId, "revertResize", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "revertResize", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.RevertResizeAsync(migration.DestCompute!, new MigrationRequest(updated, migration, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "revert_resize", instance.Uuid, ctx.RequestId);
     }
@@ -376,8 +380,8 @@ internal sealed partial class ComputeApi(
             throw new ComputeServiceInUseException(source);
         }
         var notEvacuating = Enum.GetValues<TaskState>().Where(t => t != TaskState.Rebuilding).Cast<TaskState?>().Append(null).ToList();
-        SetTaskState(instance, TaskState.Rebuilding, notEvacuating);
-        var migration = migrations.Create(id => new Migration
+        await SetTaskStateAsync(instance, TaskState.Rebuilding, notEvacuating, cancellationToken);
+        var migration = await migrations.CreateAsync(id => new Migration
         {
             Id = id,
             Uuid = Guid.NewGuid().ToString(),
@@ -389,8 +393,8 @@ internal sealed partial class ComputeApi(
             DestCompute = host,
             UserId = ctx.UserId,
             ProjectId = ctx.ProjectId,
-        });
-        actions.StartAction(instance.Uuid, ctx.RequestId, "evacuate", ctx.UserId, ctx.ProjectId);
+        }, cancellationToken);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "evacuate", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.Rebuilding, () => conductor.EvacuateAsync(
             new EvacuateRequest(instance.Uuid, migration.Uuid, host, force, onSharedStorage, ctx.RequestId), cancellationToken), migration.Uuid);
         Log.Cast(logger, "rebuild_instance", instance.Uuid, ctx.RequestId);
@@ -404,8 +408,8 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, "start", [VmState.Stopped], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
-        var updated = SetTaskState(instance, TaskState.PoweringOn, s_noTask);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "start", ctx.UserId, ctx.ProjectId);
+        var updated = await SetTaskStateAsync(instance, TaskState.PoweringOn, s_noTask, cancellationToken);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "start", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.StartInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "start_instance", instance.Uuid, ctx.RequestId);
     }
@@ -415,8 +419,8 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, "stop", [VmState.Active, VmState.Error], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
-        var updated = SetTaskState(instance, TaskState.PoweringOff, s_noTask);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "stop", ctx.UserId, ctx.ProjectId);
+        var updated = await SetTaskStateAsync(instance, TaskState.PoweringOff, s_noTask, cancellationToken);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "stop", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.StopInstanceAsync(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "stop_instance", instance.Uuid, ctx.RequestId);
     }
@@ -437,8 +441,8 @@ internal sealed partial class ComputeApi(
             CheckState(instance, "reboot", [VmState.Active], s_noTask);
         }
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
-        var updated = SetTaskState(instance, hard ? TaskState.RebootingHard : TaskState.Rebooting, hard ? [null, TaskState.Rebooting, TaskState.RebootingHard] : s_noTask);
-        actions.StartAction(instance.Uuid, ctx.RequestId, "reboot", ctx.UserId, ctx.ProjectId);
+        var updated = await SetTaskStateAsync(instance, hard ? TaskState.RebootingHard : TaskState.Rebooting, hard ? [null, TaskState.Rebooting, TaskState.RebootingHard] : s_noTask, cancellationToken);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "reboot", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.RebootInstanceAsync(host, new RebootInstanceRequest(updated, hard, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "reboot_instance", instance.Uuid, ctx.RequestId);
     }
@@ -464,8 +468,8 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, action, [from], s_noTask);
         var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
-        var updated = SetTaskState(instance, task, s_noTask);
-        actions.StartAction(instance.Uuid, ctx.RequestId, action, ctx.UserId, ctx.ProjectId);
+        var updated = await SetTaskStateAsync(instance, task, s_noTask, cancellationToken);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, action, ctx.UserId, ctx.ProjectId, cancellationToken);
         await cast(host, new InstanceRequest(updated, ctx.RequestId), cancellationToken);
         Log.Cast(logger, $"{action}_instance", instance.Uuid, ctx.RequestId);
     }
@@ -491,10 +495,10 @@ internal sealed partial class ComputeApi(
     /// os-resetState (admin_actions.py): sets vm_state and clears task_state whatever they were, with no
     /// lock or state check, and records the instance action; nothing is sent to a host.
     /// </summary>
-    public void ResetState(RequestContext ctx, Instance instance, VmState state)
+    public async Task ResetStateAsync(RequestContext ctx, Instance instance, VmState state, CancellationToken cancellationToken)
     {
-        actions.StartAction(instance.Uuid, ctx.RequestId, "resetState", ctx.UserId, ctx.ProjectId);
-        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, VmState = state, SetTaskState = true, TaskState = null });
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "resetState", ctx.UserId, ctx.ProjectId, cancellationToken);
+        await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, VmState = state, SetTaskState = true, TaskState = null }, cancellationToken);
         Log.ResetState(logger, instance.Uuid, state.ToNova(), ctx.RequestId);
     }
 
@@ -506,7 +510,8 @@ internal sealed partial class ComputeApi(
     /// update_instance_metadata: merges <paramref name="metadata"/> into the server's (or replaces them all), checks
     /// the metadata_items quota on the result, and returns it. No task may be running (the swap expects none).
     /// </summary>
-    public Dictionary<string, string> UpdateMetadata(RequestContext ctx, Instance instance, Dictionary<string, string> metadata, bool replace)
+    public async Task<Dictionary<string, string>> UpdateMetadataAsync(RequestContext ctx, Instance instance, Dictionary<string, string> metadata, bool replace,
+        CancellationToken cancellationToken)
     {
         CheckLock(ctx, instance);
         CheckState(instance, "update metadata", s_metadataStates, s_noTask);
@@ -522,18 +527,18 @@ internal sealed partial class ComputeApi(
         {
             quotas.CheckMetadataItems(ctx.ProjectId, ctx.UserId, next.Count);
         }
-        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] });
+        await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] }, cancellationToken);
         return next;
     }
 
     /// <summary>delete_instance_metadata: the same lock and state checks as an update.</summary>
-    public void DeleteMetadataKey(RequestContext ctx, Instance instance, string key)
+    public async Task DeleteMetadataKeyAsync(RequestContext ctx, Instance instance, string key, CancellationToken cancellationToken)
     {
         CheckLock(ctx, instance);
         CheckState(instance, "delete metadata", s_metadataStates, s_noTask);
         var next = new Dictionary<string, string>(instance.Metadata);
         next.Remove(key);
-        instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] });
+        await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] }, cancellationToken);
     }
 
     // ---- in-progress live migrations -------------------------------------------------------------
@@ -542,7 +547,7 @@ internal sealed partial class ComputeApi(
     {
         CheckLock(ctx, instance);
         CheckState(instance, "abort live migration", vmStates: null, [TaskState.Migrating]);
-        var migration = MigrationOf(instance, migrationId)
+        var migration = await MigrationOfAsync(instance, migrationId, cancellationToken)
             ?? throw new MigrationNotFoundException($"Migration {migrationId} for instance {instance.Uuid} could not be found.");
         var allowed = ctx.Version.AtLeast(65)
             ? new[] { MigrationStatus.Running, MigrationStatus.Queued, MigrationStatus.Preparing }
@@ -551,7 +556,7 @@ internal sealed partial class ComputeApi(
         {
             throw InvalidMigrationState(migration, instance, "abort live migration");
         }
-        actions.StartAction(instance.Uuid, ctx.RequestId, "live_migration_cancel", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "live_migration_cancel", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.LiveMigrationAbortAsync(instance.Host!, new LiveMigrationAbortRequest(instance, migration.Id, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "live_migration_abort", instance.Uuid, ctx.RequestId);
     }
@@ -560,27 +565,27 @@ internal sealed partial class ComputeApi(
     {
         CheckLock(ctx, instance);
         CheckState(instance, "force_complete", [VmState.Active], [TaskState.Migrating]);
-        var migration = MigrationOf(instance, migrationId)
+        var migration = await MigrationOfAsync(instance, migrationId, cancellationToken)
             ?? throw new BadRequestException($"Migration {migrationId} for instance {instance.Uuid} could not be found.");
         if (migration.Status != MigrationStatus.Running)
         {
             throw InvalidMigrationState(migration, instance, "force complete");
         }
-        actions.StartAction(instance.Uuid, ctx.RequestId, "live_migration_force_complete", ctx.UserId, ctx.ProjectId);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "live_migration_force_complete", ctx.UserId, ctx.ProjectId, cancellationToken);
         await compute.LiveMigrationForceCompleteAsync(instance.Host!, new InstanceRequest(instance, ctx.RequestId), cancellationToken);
         Log.Cast(logger, "live_migration_force_complete", instance.Uuid, ctx.RequestId);
     }
 
     // ---- helpers ---------------------------------------------------------------------------------
 
-    private Migration? MigrationOf(Instance instance, string migrationId) =>
-        int.TryParse(migrationId, out var id) && migrations.FindById(id) is { } m && m.InstanceUuid == instance.Uuid ? m : null;
+    private async Task<Migration?> MigrationOfAsync(Instance instance, string migrationId, CancellationToken cancellationToken) =>
+        int.TryParse(migrationId, out var id) && await migrations.FindByIdAsync(id, cancellationToken) is { } m && m.InstanceUuid == instance.Uuid ? m : null;
 
     private static InvalidMigrationStateException InvalidMigrationState(Migration migration, Instance instance, string method) =>
         new($"Migration {migration.Id} state of instance {instance.Uuid} is {migration.Status}. Cannot {method} while the migration is in this state.");
 
-    private Migration FinishedMigration(Instance instance) =>
-        migrations.List(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished)).FirstOrDefault()
+    private async Task<Migration> FinishedMigrationAsync(Instance instance, CancellationToken cancellationToken) =>
+        (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Finished), cancellationToken)).FirstOrDefault()
         ?? throw new BadRequestException("Instance has not been resized.");
 
     private static void CheckLock(RequestContext ctx, Instance instance)
@@ -634,24 +639,25 @@ internal sealed partial class ComputeApi(
         }
         catch (RpcUnavailableException)
         {
-            instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [task] });
+            // The undo must land whatever became of the request: the server would stay in a move no one runs.
+            await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [task] }, CancellationToken.None);
             if (migrationUuid is not null)
             {
-                migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = MigrationStatus.Error });
+                await migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migrationUuid, Status = MigrationStatus.Error }, CancellationToken.None);
             }
             throw;
         }
     }
 
-    private Instance SetTaskState(Instance instance, TaskState task, IEnumerable<TaskState?> expected, int? progress = null) =>
-        instances.Update(new InstanceUpdateRequest
+    private Task<Instance> SetTaskStateAsync(Instance instance, TaskState task, IEnumerable<TaskState?> expected, CancellationToken cancellationToken, int? progress = null) =>
+        instances.UpdateAsync(new InstanceUpdateRequest
         {
             Uuid = instance.Uuid,
             SetTaskState = true,
             TaskState = task,
             Progress = progress,
             ExpectedTaskStates = expected.ToList(),
-        });
+        }, cancellationToken);
 
     /// <summary>A random admin password like Nova's utils.generate_password (12 characters).</summary>
     public static string GeneratePassword() =>

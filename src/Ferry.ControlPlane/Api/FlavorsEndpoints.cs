@@ -13,13 +13,13 @@ public static class FlavorsEndpoints
 {
     public static RouteGroupBuilder MapFlavors(this RouteGroupBuilder api)
     {
-        api.MapGet("/flavors", (HttpContext http, CatalogStore catalog) => List(http, catalog, detail: false));
-        api.MapGet("/flavors/detail", (HttpContext http, CatalogStore catalog) => List(http, catalog, detail: true));
-        api.MapGet("/flavors/{id}", Show);
+        api.MapGet("/flavors", (HttpContext http, CatalogStore catalog) => ListAsync(http, catalog, detail: false));
+        api.MapGet("/flavors/detail", (HttpContext http, CatalogStore catalog) => ListAsync(http, catalog, detail: true));
+        api.MapGet("/flavors/{id}", ShowAsync);
         api.MapPost("/flavors", CreateAsync);
-        api.MapDelete("/flavors/{id}", Delete);
-        api.MapGet("/flavors/{id}/os-extra_specs", ExtraSpecs);
-        api.MapGet("/flavors/{id}/os-extra_specs/{key}", ExtraSpec);
+        api.MapDelete("/flavors/{id}", DeleteAsync);
+        api.MapGet("/flavors/{id}/os-extra_specs", ExtraSpecsAsync);
+        api.MapGet("/flavors/{id}/os-extra_specs/{key}", ExtraSpecAsync);
         return api;
     }
 
@@ -61,10 +61,10 @@ public static class FlavorsEndpoints
     internal static Flavor? Accessible(RequestContext ctx, Flavor? flavor) =>
         flavor is not null && (flavor.IsPublic || ctx.IsAdmin) ? flavor : null;
 
-    internal static IResult List(HttpContext http, CatalogStore catalog, bool detail)
+    internal static async Task<IResult> ListAsync(HttpContext http, CatalogStore catalog, bool detail)
     {
         var ctx = RequestContext.Of(http);
-        var flavors = catalog.ListFlavors().Where(f => (f.IsPublic || ctx.IsAdmin) && !f.Disabled).ToList();
+        var flavors = (await catalog.ListFlavorsAsync(http.RequestAborted)).Where(f => (f.IsPublic || ctx.IsAdmin) && !f.Disabled).ToList();
         if (http.Request.Query["marker"].FirstOrDefault() is { } marker)
         {
             var index = flavors.FindIndex(f => f.Id == marker);
@@ -84,24 +84,24 @@ public static class FlavorsEndpoints
         return NovaJson.Ok(body);
     }
 
-    internal static IResult Show(HttpContext http, string id, CatalogStore catalog)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, CatalogStore catalog)
     {
         var ctx = RequestContext.Of(http);
-        var flavor = Accessible(ctx, catalog.FindFlavor(id)) ?? throw new FlavorNotFoundException(id);
+        var flavor = Accessible(ctx, await catalog.FindFlavorAsync(id, http.RequestAborted)) ?? throw new FlavorNotFoundException(id);
         return NovaJson.Ok(new JsonObject { ["flavor"] = View(http, ctx.Version, flavor, detail: true) });
     }
 
-    internal static IResult ExtraSpecs(HttpContext http, string id, CatalogStore catalog)
+    internal static async Task<IResult> ExtraSpecsAsync(HttpContext http, string id, CatalogStore catalog)
     {
         var ctx = RequestContext.Of(http);
-        var flavor = Accessible(ctx, catalog.FindFlavor(id)) ?? throw new FlavorNotFoundException(id);
+        var flavor = Accessible(ctx, await catalog.FindFlavorAsync(id, http.RequestAborted)) ?? throw new FlavorNotFoundException(id);
         return NovaJson.Ok(new JsonObject { ["extra_specs"] = NovaJson.ToJson(flavor.ExtraSpecs) });
     }
 
-    internal static IResult ExtraSpec(HttpContext http, string id, string key, CatalogStore catalog)
+    internal static async Task<IResult> ExtraSpecAsync(HttpContext http, string id, string key, CatalogStore catalog)
     {
         var ctx = RequestContext.Of(http);
-        var flavor = Accessible(ctx, catalog.FindFlavor(id)) ?? throw new FlavorNotFoundException(id);
+        var flavor = Accessible(ctx, await catalog.FindFlavorAsync(id, http.RequestAborted)) ?? throw new FlavorNotFoundException(id);
         return flavor.ExtraSpecs.TryGetValue(key, out var value)
             ? NovaJson.Ok(new JsonObject { [key] = value })
             : throw new NotFoundException($"Flavor {id} has no extra specs with key {key}.");
@@ -134,7 +134,7 @@ public static class FlavorsEndpoints
         {
             throw BodySchema.Invalid("rxtx_factor", rv, $"{rv.ToJsonString()} is not of type 'number'");
         }
-        var flavor = catalog.CreateFlavor(internalId => new Flavor
+        var flavor = await catalog.CreateFlavorAsync(internalId => new Flavor
         {
             InternalId = internalId,
             Id = id ?? Guid.NewGuid().ToString(),
@@ -147,15 +147,15 @@ public static class FlavorsEndpoints
             RxtxFactor = rxtx,
             IsPublic = isPublic,
             Description = description,
-        });
+        }, http.RequestAborted);
         return NovaJson.Ok(new JsonObject { ["flavor"] = View(http, ctx.Version, flavor, detail: true) });
     }
 
-    internal static IResult Delete(HttpContext http, string id, CatalogStore catalog)
+    internal static async Task<IResult> DeleteAsync(HttpContext http, string id, CatalogStore catalog)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-flavor-manage:delete");
-        catalog.DeleteFlavor(id);
+        await catalog.DeleteFlavorAsync(id, http.RequestAborted);
         return TypedResults.StatusCode(StatusCodes.Status202Accepted);
     }
 }

@@ -17,16 +17,16 @@ public static class HypervisorsEndpoints
     public static RouteGroupBuilder MapHypervisors(this RouteGroupBuilder api)
     {
         api.MapGet("/os-hypervisors", (HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute) =>
-            List(http, nodes, services, instances, compute, detail: false));
+            ListAsync(http, nodes, services, instances, compute, detail: false));
         api.MapGet("/os-hypervisors/detail", (HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute) =>
-            List(http, nodes, services, instances, compute, detail: true));
-        api.MapGet("/os-hypervisors/{id}", Show);
-        api.MapGet("/os-hypervisors/statistics", Statistics);
-        api.MapGet("/os-hypervisors/{id}/uptime", GetUptime);
+            ListAsync(http, nodes, services, instances, compute, detail: true));
+        api.MapGet("/os-hypervisors/{id}", ShowAsync);
+        api.MapGet("/os-hypervisors/statistics", StatisticsAsync);
+        api.MapGet("/os-hypervisors/{id}/uptime", GetUptimeAsync);
         api.MapGet("/os-hypervisors/{pattern}/search", (HttpContext http, string pattern, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute) =>
-            Search(http, pattern, nodes, services, instances, compute, withServers: false));
+            SearchAsync(http, pattern, nodes, services, instances, compute, withServers: false));
         api.MapGet("/os-hypervisors/{pattern}/servers", (HttpContext http, string pattern, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute) =>
-            Search(http, pattern, nodes, services, instances, compute, withServers: true));
+            SearchAsync(http, pattern, nodes, services, instances, compute, withServers: true));
         return api;
     }
 
@@ -64,13 +64,13 @@ public static class HypervisorsEndpoints
     }
 
     /// <summary>GET /os-hypervisors/statistics (2.1–2.87): sums over the enabled nova-compute hosts (compute_node_statistics).</summary>
-    internal static IResult Statistics(HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances)
+    internal static async Task<IResult> StatisticsAsync(HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances)
     {
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 1, 87);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:statistics");
         var computes = ComputeServices(services);
-        var usedByHost = instances.UsageByHost();
+        var usedByHost = await instances.UsageByHostAsync(null, http.RequestAborted);
         var enabled = nodes.List().Where(n => computes.TryGetValue(n.Host, out var s) && !s.Disabled).ToList();
         var usage = enabled.Select(n => Usage(n, usedByHost.GetValueOrDefault(n.Host))).ToList();
         return NovaJson.Ok(new JsonObject
@@ -97,7 +97,7 @@ public static class HypervisorsEndpoints
     /// GET /os-hypervisors/{id}/uptime (2.1–2.87): the basic view plus the host's uptime; a host whose compute
     /// service is down cannot answer (400 ComputeServiceUnavailable). From 2.88 the detail view carries it.
     /// </summary>
-    internal static IResult GetUptime(HttpContext http, string id, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute)
+    internal static async Task<IResult> GetUptimeAsync(HttpContext http, string id, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 1, 87);
@@ -111,7 +111,7 @@ public static class HypervisorsEndpoints
         {
             throw new BadRequestException($"Compute service of {node.Host} is unavailable at this time.");
         }
-        var view = View(ctx, node, HostFacts.Of(node.Host, services, instances, withServers: false), compute, detail: false, withServers: false);
+        var view = View(ctx, node, await HostFacts.OfAsync(node.Host, services, instances, withServers: false, http.RequestAborted), compute, detail: false, withServers: false);
         view["uptime"] = Uptime(node.BootedAt, compute.Now);
         return NovaJson.Ok(new JsonObject { ["hypervisor"] = view });
     }
@@ -120,7 +120,7 @@ public static class HypervisorsEndpoints
     /// GET /os-hypervisors/{pattern}/search and /servers (2.1–2.52): the basic view of every hypervisor whose
     /// hostname contains the pattern (404 when none does); /servers adds the servers on each, when there are any.
     /// </summary>
-    internal static IResult Search(HttpContext http, string pattern, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute, bool withServers)
+    internal static async Task<IResult> SearchAsync(HttpContext http, string pattern, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute, bool withServers)
     {
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 1, 52);
@@ -130,14 +130,14 @@ public static class HypervisorsEndpoints
         {
             throw new NotFoundException($"No hypervisor matching '{pattern}' could be found.");
         }
-        var facts = HostFacts.Load(services, instances, withServers ? matching.Select(n => n.Host).ToList() : null);
+        var facts = await HostFacts.LoadAsync(services, instances, withServers ? matching.Select(n => n.Host).ToList() : null, http.RequestAborted);
         var views = matching
             .Where(n => facts.Services.ContainsKey(n.Host))
             .Select(n => (JsonNode?)View(ctx, n, facts, compute, detail: false, withServers));
         return NovaJson.Ok(new JsonObject { ["hypervisors"] = NovaJson.Array(views) });
     }
 
-    internal static IResult List(HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute, bool detail)
+    internal static async Task<IResult> ListAsync(HttpContext http, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute, bool detail)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin($"os_compute_api:os-hypervisors:{(detail ? "list-detail" : "list")}");
@@ -184,8 +184,8 @@ public static class HypervisorsEndpoints
         // Three queries for the whole page (nodes, services, usage; a fourth for with_servers), never one per node.
         // A page reads the services and usage of its own hosts (index seeks); the whole list reads them all at once.
         var facts = limit is null
-            ? HostFacts.Load(services, instances, withServers ? page.Select(n => n.Host).ToList() : null)
-            : HostFacts.LoadFor(page.Select(n => n.Host).ToList(), services, instances, withServers);
+            ? await HostFacts.LoadAsync(services, instances, withServers ? page.Select(n => n.Host).ToList() : null, http.RequestAborted)
+            : await HostFacts.LoadForAsync(page.Select(n => n.Host).ToList(), services, instances, withServers, http.RequestAborted);
         // A node whose compute service was deleted is skipped, as Nova skips it (and, as Nova, counted out of the page).
         var shown = page.Where(n => facts.Services.ContainsKey(n.Host)).ToList();
         var body = new JsonObject
@@ -204,7 +204,7 @@ public static class HypervisorsEndpoints
         return NovaJson.Ok(body);
     }
 
-    internal static IResult Show(HttpContext http, string id, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:show");
@@ -214,7 +214,7 @@ public static class HypervisorsEndpoints
         }
         var node = FindNode(ctx, id, nodes);
         var withServers = ctx.Version.AtLeast(53) && http.Request.Query["with_servers"].FirstOrDefault() is { } ws && BodySchema.TryBoolean(ws, out var b) && b;
-        var facts = HostFacts.Of(node.Host, services, instances, withServers);
+        var facts = await HostFacts.OfAsync(node.Host, services, instances, withServers, http.RequestAborted);
         if (!facts.Services.ContainsKey(node.Host))
         {
             throw HypervisorNotFound(id);
@@ -299,15 +299,19 @@ public static class HypervisorsEndpoints
         IReadOnlyDictionary<string, HostUsage> Usage,
         IReadOnlyDictionary<string, List<(int Id, string Uuid)>>? Hosted)
     {
-        public static HostFacts Load(ServiceStore services, InstanceStore instances, IReadOnlyCollection<string>? serversOf) =>
-            new(ComputeServices(services), instances.UsageByHost(), serversOf is null ? null : instances.ListIdsByHost(serversOf));
+        public static async Task<HostFacts> LoadAsync(ServiceStore services, InstanceStore instances, IReadOnlyCollection<string>? serversOf,
+            CancellationToken cancellationToken) =>
+            new(ComputeServices(services), await instances.UsageByHostAsync(null, cancellationToken),
+                serversOf is null ? null : await instances.ListIdsByHostAsync(serversOf, cancellationToken));
 
-        public static HostFacts LoadFor(List<string> hosts, ServiceStore services, InstanceStore instances, bool withServers) =>
-            new(services.FindByHosts(hosts, "nova-compute"), instances.UsageByHost(hosts), withServers ? instances.ListIdsByHost(hosts) : null);
+        public static async Task<HostFacts> LoadForAsync(List<string> hosts, ServiceStore services, InstanceStore instances, bool withServers,
+            CancellationToken cancellationToken) =>
+            new(services.FindByHosts(hosts, "nova-compute"), await instances.UsageByHostAsync(hosts, cancellationToken),
+                withServers ? await instances.ListIdsByHostAsync(hosts, cancellationToken) : null);
 
         /// <summary>The facts of one host (show, uptime): the same index reads as a page of one.</summary>
-        public static HostFacts Of(string host, ServiceStore services, InstanceStore instances, bool withServers) =>
-            LoadFor([host], services, instances, withServers);
+        public static Task<HostFacts> OfAsync(string host, ServiceStore services, InstanceStore instances, bool withServers, CancellationToken cancellationToken) =>
+            LoadForAsync([host], services, instances, withServers, cancellationToken);
     }
 
     /// <summary>

@@ -18,9 +18,9 @@ public static class ImagesEndpoints
 {
     public static RouteGroupBuilder MapImages(this RouteGroupBuilder api)
     {
-        api.MapGet("/images", (HttpContext http, CatalogStore catalog) => List(http, catalog, detail: false));
-        api.MapGet("/images/detail", (HttpContext http, CatalogStore catalog) => List(http, catalog, detail: true));
-        api.MapGet("/images/{id}", Show);
+        api.MapGet("/images", (HttpContext http, CatalogStore catalog) => ListAsync(http, catalog, detail: false));
+        api.MapGet("/images/detail", (HttpContext http, CatalogStore catalog) => ListAsync(http, catalog, detail: true));
+        api.MapGet("/images/{id}", ShowAsync);
         return api;
     }
 
@@ -54,10 +54,10 @@ public static class ImagesEndpoints
         return o;
     }
 
-    internal static IResult List(HttpContext http, CatalogStore catalog, bool detail)
+    internal static async Task<IResult> ListAsync(HttpContext http, CatalogStore catalog, bool detail)
     {
         var ctx = RequestContext.Of(http);
-        var images = catalog.ListImages().Where(i => ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, i)).ToList();
+        var images = (await catalog.ListImagesAsync(http.RequestAborted)).Where(i => ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, i)).ToList();
         if (http.Request.Query["name"].FirstOrDefault() is { } name)
         {
             images = images.Where(i => i.Name == name).ToList();
@@ -65,11 +65,11 @@ public static class ImagesEndpoints
         return NovaJson.Ok(new JsonObject { ["images"] = NovaJson.Array(images.Select(i => View(http, i, detail))) });
     }
 
-    internal static IResult Show(HttpContext http, string id, CatalogStore catalog)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, CatalogStore catalog)
     {
         var ctx = RequestContext.Of(http);
         // Nova asks Glance as the caller: an image the caller cannot see is not found.
-        var image = catalog.FindImage(id) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
+        var image = await catalog.FindImageAsync(id, http.RequestAborted) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
             ? found
             : throw new ImageNotFoundException(id);
         return NovaJson.Ok(new JsonObject { ["image"] = View(http, image, detail: true) });

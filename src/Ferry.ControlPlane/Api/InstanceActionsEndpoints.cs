@@ -12,16 +12,16 @@ public static class InstanceActionsEndpoints
 {
     public static RouteGroupBuilder MapInstanceActions(this RouteGroupBuilder api)
     {
-        api.MapGet("/servers/{id}/os-instance-actions", List);
-        api.MapGet("/servers/{id}/os-instance-actions/{requestId}", Show);
+        api.MapGet("/servers/{id}/os-instance-actions", ListAsync);
+        api.MapGet("/servers/{id}/os-instance-actions/{requestId}", ShowAsync);
         return api;
     }
 
-    internal static IResult List(HttpContext http, string id, ComputeApi compute, ActionStore actions)
+    internal static async Task<IResult> ListAsync(HttpContext http, string id, ComputeApi compute, ActionStore actions)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id, includeDeleted: ctx.Version.AtLeast(21));
-        var list = actions.ListActions(instance.Uuid);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted, includeDeleted: ctx.Version.AtLeast(21));
+        var list = await actions.ListActionsAsync(instance.Uuid, http.RequestAborted);
         var v = ctx.Version;
         if (!v.AtLeast(58))
         {
@@ -68,17 +68,17 @@ public static class InstanceActionsEndpoints
         return NovaJson.Ok(body);
     }
 
-    internal static IResult Show(HttpContext http, string id, string requestId, ComputeApi compute, ActionStore actions)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, string requestId, ComputeApi compute, ActionStore actions)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id, includeDeleted: ctx.Version.AtLeast(21));
-        var action = actions.ListActions(instance.Uuid).FirstOrDefault(a => a.RequestId == requestId)
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted, includeDeleted: ctx.Version.AtLeast(21));
+        var action = (await actions.ListActionsAsync(instance.Uuid, http.RequestAborted)).FirstOrDefault(a => a.RequestId == requestId)
             ?? throw new NotFoundException($"Action {requestId} not found");
         var view = Action(ctx, action);
         var v = ctx.Version;
         if (ctx.IsAdmin || v.AtLeast(51))
         {
-            view["events"] = NovaJson.Array(actions.ListEvents(action.Id).Select(e =>
+            view["events"] = NovaJson.Array((await actions.ListEventsAsync(action.Id, http.RequestAborted)).Select(e =>
             {
                 var ev = new JsonObject
                 {

@@ -14,11 +14,11 @@ public static class MigrationsEndpoints
 {
     public static RouteGroupBuilder MapMigrations(this RouteGroupBuilder api)
     {
-        api.MapGet("/os-migrations", List);
+        api.MapGet("/os-migrations", ListAsync);
         return api;
     }
 
-    internal static IResult List(HttpContext http, MigrationStore migrations)
+    internal static async Task<IResult> ListAsync(HttpContext http, MigrationStore migrations)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-migrations:index");
@@ -48,7 +48,7 @@ public static class MigrationsEndpoints
             SourceCompute: host is null ? q["source_compute"].FirstOrDefault() : null,
             Status: q["status"].Count > 1 ? null : q["status"].FirstOrDefault(),
             MigrationType: q["migration_type"].FirstOrDefault());
-        IEnumerable<Migration> result = migrations.List(filter);
+        IEnumerable<Migration> result = await migrations.ListAsync(filter, http.RequestAborted);
         if (q["status"].Count > 1)
         {
             var statuses = q["status"].ToHashSet();

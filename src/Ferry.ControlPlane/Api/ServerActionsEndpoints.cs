@@ -37,7 +37,7 @@ public static partial class ServerActionsEndpoints
             case "os-migrateLive":
             {
                 var (host, block, force) = ParseLiveMigrate(ctx.Version, value);
-                var instance = compute.GetInstance(ctx, id);
+                var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireAdmin("os_compute_api:os-migrate-server:migrate_live");
                 await compute.LiveMigrateAsync(ctx, instance, host, block, force, ct);
                 return TypedResults.StatusCode(StatusCodes.Status202Accepted);
@@ -45,7 +45,7 @@ public static partial class ServerActionsEndpoints
             case "migrate":
             {
                 var host = ParseMigrate(ctx.Version, value);
-                var instance = compute.GetInstance(ctx, id);
+                var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireAdmin("os_compute_api:os-migrate-server:migrate");
                 await compute.MigrateAsync(ctx, instance, host, ct);
                 return TypedResults.StatusCode(StatusCodes.Status202Accepted);
@@ -53,9 +53,9 @@ public static partial class ServerActionsEndpoints
             case "resize":
             {
                 var flavorRef = ParseResize(value);
-                var instance = compute.GetInstance(ctx, id);
+                var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireOwnerOrAdmin("os_compute_api:servers:resize", instance.ProjectId);
-                var flavor = FlavorsEndpoints.Accessible(ctx, catalog.FindFlavor(BodySchema.RefId(flavorRef)));
+                var flavor = FlavorsEndpoints.Accessible(ctx, await catalog.FindFlavorAsync(BodySchema.RefId(flavorRef), ct));
                 if (flavor is null || flavor.Disabled)
                 {
                     throw new BadRequestException("Unable to locate requested flavor.");
@@ -65,14 +65,14 @@ public static partial class ServerActionsEndpoints
             }
             case "confirmResize":
             {
-                var instance = compute.GetInstance(ctx, id);
+                var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireOwnerOrAdmin("os_compute_api:servers:confirm_resize", instance.ProjectId);
                 await compute.ConfirmResizeAsync(ctx, instance, ct);
                 return TypedResults.NoContent();
             }
             case "revertResize":
             {
-                var instance = compute.GetInstance(ctx, id);
+                var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireOwnerOrAdmin("os_compute_api:servers:revert_resize", instance.ProjectId);
                 await compute.RevertResizeAsync(ctx, instance, ct);
                 return TypedResults.StatusCode(StatusCodes.Status202Accepted);
@@ -80,7 +80,7 @@ public static partial class ServerActionsEndpoints
             case "evacuate":
             {
                 var request = ParseEvacuate(ctx.Version, value);
-                var instance = compute.GetInstance(ctx, id);
+                var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireAdmin("os_compute_api:os-evacuate");
                 var password = await compute.EvacuateAsync(ctx, instance, request.Host, request.Force, request.OnSharedStorage, request.AdminPass, ct);
                 if (!ctx.Version.AtLeast(14) && compute.Options.EnableInstancePassword)
@@ -90,35 +90,35 @@ public static partial class ServerActionsEndpoints
                 return TypedResults.Ok();
             }
             case "os-start":
-                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:start", instance => compute.StartAsync(ctx, instance, ct));
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:start", instance => compute.StartAsync(ctx, instance, ct), ct);
             case "os-stop":
-                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:stop", instance => compute.StopAsync(ctx, instance, ct));
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:stop", instance => compute.StopAsync(ctx, instance, ct), ct);
             case "reboot":
             {
                 var hard = ParseReboot(value);
-                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:reboot", instance => compute.RebootAsync(ctx, instance, hard, ct));
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:servers:reboot", instance => compute.RebootAsync(ctx, instance, hard, ct), ct);
             }
             // pause_server.py and suspend_server.py: no body schema; owner or admin (project member).
             case "pause":
-                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-pause-server:pause", instance => compute.PauseAsync(ctx, instance, ct));
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-pause-server:pause", instance => compute.PauseAsync(ctx, instance, ct), ct);
             case "unpause":
-                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-pause-server:unpause", instance => compute.UnpauseAsync(ctx, instance, ct));
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-pause-server:unpause", instance => compute.UnpauseAsync(ctx, instance, ct), ct);
             case "suspend":
-                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-suspend-server:suspend", instance => compute.SuspendAsync(ctx, instance, ct));
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-suspend-server:suspend", instance => compute.SuspendAsync(ctx, instance, ct), ct);
             case "resume":
-                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-suspend-server:resume", instance => compute.ResumeAsync(ctx, instance, ct));
+                return await OwnerActionAsync(compute, ctx, id, "os_compute_api:os-suspend-server:resume", instance => compute.ResumeAsync(ctx, instance, ct), ct);
             case "os-resetState":
             {
                 var state = ParseResetState(value);
-                var instance = compute.GetInstance(ctx, id);
+                var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireAdmin("os_compute_api:os-admin-actions:reset_state");
-                compute.ResetState(ctx, instance, state);
+                await compute.ResetStateAsync(ctx, instance, state, ct);
                 return TypedResults.StatusCode(StatusCodes.Status202Accepted);
             }
             case "os-getConsoleOutput":
             {
                 var lines = ParseConsoleOutput(value);
-                var instance = compute.GetInstance(ctx, id);
+                var instance = await compute.GetInstanceAsync(ctx, id, ct);
                 ctx.RequireOwnerOrAdmin("os_compute_api:os-console-output", instance.ProjectId);
                 var output = await compute.GetConsoleOutputAsync(ctx, instance, lines, ct);
                 return NovaJson.Ok(new JsonObject { ["output"] = ControlCharacters().Replace(output, "") });
@@ -290,9 +290,10 @@ public static partial class ServerActionsEndpoints
     }
 
     /// <summary>An action the server's owner (or an admin) may take on it: looked up first, then the policy, then 202.</summary>
-    private static async Task<IResult> OwnerActionAsync(ComputeApi compute, RequestContext ctx, string id, string policy, Func<Instance, Task> act)
+    private static async Task<IResult> OwnerActionAsync(ComputeApi compute, RequestContext ctx, string id, string policy, Func<Instance, Task> act,
+        CancellationToken cancellationToken)
     {
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, cancellationToken);
         ctx.RequireOwnerOrAdmin(policy, instance.ProjectId);
         await act(instance);
         return TypedResults.StatusCode(StatusCodes.Status202Accepted);

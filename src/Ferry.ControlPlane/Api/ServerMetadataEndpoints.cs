@@ -17,31 +17,31 @@ public static partial class ServerMetadataEndpoints
 {
     public static RouteGroupBuilder MapServerMetadata(this RouteGroupBuilder api)
     {
-        api.MapGet("/servers/{id}/metadata", Index);
+        api.MapGet("/servers/{id}/metadata", IndexAsync);
         api.MapPost("/servers/{id}/metadata", CreateAsync);
         api.MapPut("/servers/{id}/metadata", UpdateAllAsync);
-        api.MapGet("/servers/{id}/metadata/{key}", Show);
+        api.MapGet("/servers/{id}/metadata/{key}", ShowAsync);
         api.MapPut("/servers/{id}/metadata/{key}", UpdateAsync);
-        api.MapDelete("/servers/{id}/metadata/{key}", Delete);
-        api.MapGet("/servers/{id}/ips", Ips);
-        api.MapGet("/servers/{id}/ips/{network}", IpsOfNetwork);
+        api.MapDelete("/servers/{id}/metadata/{key}", DeleteAsync);
+        api.MapGet("/servers/{id}/ips", IpsAsync);
+        api.MapGet("/servers/{id}/ips/{network}", IpsOfNetworkAsync);
         return api;
     }
 
     private const string PolicyRoot = "os_compute_api:server-metadata:";
 
-    internal static IResult Index(HttpContext http, string id, ComputeApi compute)
+    internal static async Task<IResult> IndexAsync(HttpContext http, string id, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin(PolicyRoot + "index", instance.ProjectId);
         return NovaJson.Ok(new JsonObject { ["metadata"] = NovaJson.ToJson(instance.Metadata) });
     }
 
-    internal static IResult Show(HttpContext http, string id, string key, ComputeApi compute)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, string key, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin(PolicyRoot + "show", instance.ProjectId);
         if (!instance.Metadata.TryGetValue(key, out var value))
         {
@@ -63,9 +63,9 @@ public static partial class ServerMetadataEndpoints
         var ctx = RequestContext.Of(http);
         var body = await NovaJson.ReadBodyAsync(http);
         var metadata = MetadataBody(body, "metadata");
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin(PolicyRoot + rule, instance.ProjectId);
-        var result = compute.UpdateMetadata(ctx, instance, metadata, replace);
+        var result = await compute.UpdateMetadataAsync(ctx, instance, metadata, replace, http.RequestAborted);
         return NovaJson.Ok(new JsonObject { ["metadata"] = NovaJson.ToJson(result) });
     }
 
@@ -75,41 +75,41 @@ public static partial class ServerMetadataEndpoints
         var ctx = RequestContext.Of(http);
         var body = await NovaJson.ReadBodyAsync(http);
         var meta = MetadataBody(body, "meta", exactlyOne: true);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin(PolicyRoot + "update", instance.ProjectId);
         if (!meta.ContainsKey(key))
         {
             throw new BadRequestException("Request body and URI mismatch");
         }
-        compute.UpdateMetadata(ctx, instance, meta, replace: false);
+        await compute.UpdateMetadataAsync(ctx, instance, meta, replace: false, http.RequestAborted);
         return NovaJson.Ok(new JsonObject { ["meta"] = NovaJson.ToJson(meta) });
     }
 
-    internal static IResult Delete(HttpContext http, string id, string key, ComputeApi compute)
+    internal static async Task<IResult> DeleteAsync(HttpContext http, string id, string key, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin(PolicyRoot + "delete", instance.ProjectId);
         if (!instance.Metadata.ContainsKey(key))
         {
             throw new NotFoundException("Metadata item was not found");
         }
-        compute.DeleteMetadataKey(ctx, instance, key);
+        await compute.DeleteMetadataKeyAsync(ctx, instance, key, http.RequestAborted);
         return TypedResults.NoContent();
     }
 
-    internal static IResult Ips(HttpContext http, string id, ComputeApi compute)
+    internal static async Task<IResult> IpsAsync(HttpContext http, string id, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin("os_compute_api:ips:index", instance.ProjectId);
         return NovaJson.Ok(new JsonObject { ["addresses"] = new JsonObject() });
     }
 
-    internal static IResult IpsOfNetwork(HttpContext http, string id, string network, ComputeApi compute)
+    internal static async Task<IResult> IpsOfNetworkAsync(HttpContext http, string id, string network, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin("os_compute_api:ips:show", instance.ProjectId);
         // A server is a member of no network here; Nova answers this for any name it is not on.
         throw new NotFoundException("Instance is not a member of specified network");

@@ -16,8 +16,8 @@ public static class ServerMigrationsEndpoints
 {
     public static RouteGroupBuilder MapServerMigrations(this RouteGroupBuilder api)
     {
-        api.MapGet("/servers/{id}/migrations", List);
-        api.MapGet("/servers/{id}/migrations/{migrationId}", Show);
+        api.MapGet("/servers/{id}/migrations", ListAsync);
+        api.MapGet("/servers/{id}/migrations/{migrationId}", ShowAsync);
         api.MapDelete("/servers/{id}/migrations/{migrationId}", AbortAsync);
         api.MapPost("/servers/{id}/migrations/{migrationId}/action", ForceCompleteAsync);
         return api;
@@ -31,26 +31,26 @@ public static class ServerMigrationsEndpoints
         }
     }
 
-    internal static IResult List(HttpContext http, string id, ComputeApi compute, MigrationStore migrations)
+    internal static async Task<IResult> ListAsync(HttpContext http, string id, ComputeApi compute, MigrationStore migrations)
     {
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 23);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireAdmin("os_compute_api:servers:migrations:index");
-        var inProgress = InProgress(migrations, instance.Uuid);
+        var inProgress = await InProgressAsync(migrations, instance.Uuid, http.RequestAborted);
         return NovaJson.Ok(new JsonObject
         {
             ["migrations"] = NovaJson.Array(inProgress.Select(m => MigrationViewBuilder.ServerMigration(ctx.Version, m))),
         });
     }
 
-    internal static IResult Show(HttpContext http, string id, string migrationId, ComputeApi compute, MigrationStore migrations)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, string migrationId, ComputeApi compute, MigrationStore migrations)
     {
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 23);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireAdmin("os_compute_api:servers:migrations:show");
-        var migration = InProgress(migrations, instance.Uuid).FirstOrDefault(m => m.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) == migrationId)
+        var migration = (await InProgressAsync(migrations, instance.Uuid, http.RequestAborted)).FirstOrDefault(m => m.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) == migrationId)
             ?? throw new NotFoundException($"In-progress live migration {migrationId} is not found for server {instance.Uuid}.");
         return NovaJson.Ok(new JsonObject { ["migration"] = MigrationViewBuilder.ServerMigration(ctx.Version, migration) });
     }
@@ -59,7 +59,7 @@ public static class ServerMigrationsEndpoints
     {
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 24);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireAdmin("os_compute_api:servers:migrations:delete");
         await compute.AbortLiveMigrationAsync(ctx, instance, migrationId, http.RequestAborted);
         return TypedResults.StatusCode(StatusCodes.Status202Accepted);
@@ -76,14 +76,14 @@ public static class ServerMigrationsEndpoints
         {
             throw BodySchema.Invalid("force_complete", body["force_complete"], $"{NovaJson.Describe(body["force_complete"])} is not of type 'null'");
         }
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireAdmin("os_compute_api:servers:migrations:force_complete");
         await compute.ForceCompleteAsync(ctx, instance, migrationId, http.RequestAborted);
         return TypedResults.StatusCode(StatusCodes.Status202Accepted);
     }
 
-    private static List<Migration> InProgress(MigrationStore migrations, string instanceUuid) =>
-        migrations.List(new MigrationFilter(InstanceUuid: instanceUuid, MigrationType: MigrationType.LiveMigration))
+    private static async Task<List<Migration>> InProgressAsync(MigrationStore migrations, string instanceUuid, CancellationToken cancellationToken) =>
+        (await migrations.ListAsync(new MigrationFilter(InstanceUuid: instanceUuid, MigrationType: MigrationType.LiveMigration), cancellationToken))
             .Where(m => MigrationStatus.LiveInProgress.Contains(m.Status))
             .ToList();
 }

@@ -23,17 +23,21 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
     /// The detailed views of a page of servers, with what they need from other tables (each host's compute service,
     /// the faults of failed servers) read in one query each for the whole page, not one per server.
     /// </summary>
-    public IEnumerable<JsonNode?> DetailList(HttpContext http, RequestContext ctx, List<Instance> page)
+    public async Task<IEnumerable<JsonNode?>> DetailListAsync(HttpContext http, RequestContext ctx, List<Instance> page)
     {
         var hosts = page.Where(i => i.Host is not null).Select(i => i.Host!).ToList();
         var computes = hosts.Count == 0 ? [] : services.FindByHosts(hosts, "nova-compute");
         var failed = page.Where(i => i.VmState is VmState.Error or VmState.Deleted).Select(i => i.Uuid).ToList();
-        var faults = failed.Count == 0 ? [] : actions.LatestFaults(failed);
+        var faults = failed.Count == 0 ? [] : await actions.LatestFaultsAsync(failed, http.RequestAborted);
         return page.Select(i => (JsonNode?)Detail(http, ctx, i, show: false, computes.GetValueOrDefault, faults.GetValueOrDefault));
     }
 
-    public JsonObject Detail(HttpContext http, RequestContext ctx, Instance i, bool show = true) =>
-        Detail(http, ctx, i, show, host => services.Find(host, "nova-compute"), actions.LatestFault);
+    public async Task<JsonObject> DetailAsync(HttpContext http, RequestContext ctx, Instance i, bool show = true)
+    {
+        // Only a failed server shows its latest fault: read it up front, as the list does for its page.
+        var fault = i.VmState is VmState.Error or VmState.Deleted ? await actions.LatestFaultAsync(i.Uuid, http.RequestAborted) : null;
+        return Detail(http, ctx, i, show, host => services.Find(host, "nova-compute"), _ => fault);
+    }
 
     private JsonObject Detail(HttpContext http, RequestContext ctx, Instance i, bool show, Func<string, Service?> computeService, Func<string, InstanceFaultRow?> latestFault)
     {

@@ -16,22 +16,22 @@ public static class ServersEndpoints
 {
     public static RouteGroupBuilder MapServers(this RouteGroupBuilder api)
     {
-        api.MapGet("/servers", (HttpContext http, InstanceStore instances, ServerViewBuilder views) => List(http, instances, views, detail: false));
-        api.MapGet("/servers/detail", (HttpContext http, InstanceStore instances, ServerViewBuilder views) => List(http, instances, views, detail: true));
-        api.MapGet("/servers/{id}", Show);
+        api.MapGet("/servers", (HttpContext http, InstanceStore instances, ServerViewBuilder views) => ListAsync(http, instances, views, detail: false));
+        api.MapGet("/servers/detail", (HttpContext http, InstanceStore instances, ServerViewBuilder views) => ListAsync(http, instances, views, detail: true));
+        api.MapGet("/servers/{id}", ShowAsync);
         api.MapPost("/servers", CreateAsync);
         api.MapDelete("/servers/{id}", DeleteAsync);
         return api;
     }
 
-    internal static IResult Show(HttpContext http, string id, ComputeApi compute, ServerViewBuilder views)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, ComputeApi compute, ServerViewBuilder views)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id);
-        return NovaJson.Ok(new JsonObject { ["server"] = views.Detail(http, ctx, instance) });
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
+        return NovaJson.Ok(new JsonObject { ["server"] = await views.DetailAsync(http, ctx, instance) });
     }
 
-    internal static IResult List(HttpContext http, InstanceStore instances, ServerViewBuilder views, bool detail)
+    internal static async Task<IResult> ListAsync(HttpContext http, InstanceStore instances, ServerViewBuilder views, bool detail)
     {
         var ctx = RequestContext.Of(http);
         var q = http.Request.Query;
@@ -77,7 +77,7 @@ public static class ServersEndpoints
         InstancePosition? after = null;
         if (q["marker"].FirstOrDefault() is { Length: > 0 } marker)
         {
-            after = instances.FindPosition(marker) ?? throw new BadRequestException($"marker [{marker}] not found");
+            after = await instances.FindPositionAsync(marker, http.RequestAborted) ?? throw new BadRequestException($"marker [{marker}] not found");
         }
         var limit = Paging.Limit(http);
         var list = new List<Instance>(Math.Min(limit, 1024));
@@ -85,7 +85,7 @@ public static class ServersEndpoints
         {
             // Without row checks one read fills the page; with them, read ahead in batches until it is full.
             var batch = checks.Count == 0 ? limit - list.Count : Math.Max(limit - list.Count, 200);
-            var rows = instances.ListPage(filter, after, batch);
+            var rows = await instances.ListPageAsync(filter, after, batch, http.RequestAborted);
             foreach (var row in rows)
             {
                 if (list.Count < limit && checks.TrueForAll(check => check(row)))
@@ -100,7 +100,7 @@ public static class ServersEndpoints
             after = InstancePosition.Of(rows[^1]);
         }
         var servers = detail
-            ? NovaJson.Array(views.DetailList(http, ctx, list))
+            ? NovaJson.Array(await views.DetailListAsync(http, ctx, list))
             : NovaJson.Array(list.Select(i => (JsonNode?)ServerViewBuilder.Basic(http, i)));
         var body = new JsonObject { ["servers"] = servers };
         if (Paging.Links(http, detail ? "servers/detail" : "servers", list.Count, limit, list.Count > 0 ? list[^1].Uuid : null) is { Count: > 0 } links)
@@ -210,7 +210,7 @@ public static class ServersEndpoints
             throw new BadRequestException("min_count must be <= max_count");
         }
 
-        var flavor = FlavorsEndpoints.Accessible(ctx, catalog.FindFlavor(BodySchema.RefId(flavorRef)));
+        var flavor = FlavorsEndpoints.Accessible(ctx, await catalog.FindFlavorAsync(BodySchema.RefId(flavorRef), http.RequestAborted));
         if (flavor is null || flavor.Disabled)
         {
             throw new BadRequestException("Invalid flavorRef provided.");
@@ -218,7 +218,7 @@ public static class ServersEndpoints
         Image? image = null;
         if (!string.IsNullOrEmpty(imageRef))
         {
-            image = catalog.FindImage(BodySchema.RefId(imageRef)) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
+            image = await catalog.FindImageAsync(BodySchema.RefId(imageRef), http.RequestAborted) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
                 ? found
                 : throw new BadRequestException("Can not find requested image");
         }
@@ -300,7 +300,7 @@ public static class ServersEndpoints
     internal static async Task<IResult> DeleteAsync(HttpContext http, string id, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
-        var instance = compute.GetInstance(ctx, id);
+        var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin("os_compute_api:servers:delete", instance.ProjectId);
         await compute.DeleteAsync(ctx, instance, http.RequestAborted);
         return TypedResults.NoContent();

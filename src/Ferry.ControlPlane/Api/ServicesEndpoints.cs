@@ -19,7 +19,7 @@ public static class ServicesEndpoints
     {
         api.MapGet("/os-services", List);
         api.MapPut("/os-services/{id}", UpdateAsync);
-        api.MapDelete("/os-services/{id}", Delete);
+        api.MapDelete("/os-services/{id}", DeleteAsync);
         return api;
     }
 
@@ -57,12 +57,13 @@ public static class ServicesEndpoints
         ctx.RequireAdmin("os_compute_api:os-services:update");
         var body = await NovaJson.ReadBodyAsync(http);
         return ctx.Version.AtLeast(53)
-            ? Update(ctx, id, body, services, migrations, compute)
-            : UpdateLegacy(ctx, id, body, services, migrations);
+            ? await UpdateByUuidAsync(ctx, id, body, services, migrations, compute, http.RequestAborted)
+            : await UpdateLegacyAsync(ctx, id, body, services, migrations, http.RequestAborted);
     }
 
     /// <summary>PUT /os-services/{uuid} (≥2.53).</summary>
-    private static IResult Update(RequestContext ctx, string id, JsonObject body, ServiceStore services, MigrationStore migrations, ComputeApi compute)
+    private static async Task<IResult> UpdateByUuidAsync(RequestContext ctx, string id, JsonObject body, ServiceStore services, MigrationStore migrations, ComputeApi compute,
+        CancellationToken cancellationToken)
     {
         if (!BodySchema.IsUuid(id))
         {
@@ -91,7 +92,7 @@ public static class ServicesEndpoints
         }
         if (forcedDown == false)
         {
-            CheckForEvacuations(migrations, service.Host);
+            await CheckForEvacuationsAsync(migrations, service.Host, cancellationToken);
         }
         var updated = services.Update(service.Id, s =>
         {
@@ -110,7 +111,8 @@ public static class ServicesEndpoints
     }
 
     /// <summary>PUT /os-services/{enable|disable|disable-log-reason|force-down} (before 2.53).</summary>
-    private static IResult UpdateLegacy(RequestContext ctx, string action, JsonObject body, ServiceStore services, MigrationStore migrations)
+    private static async Task<IResult> UpdateLegacyAsync(RequestContext ctx, string action, JsonObject body, ServiceStore services, MigrationStore migrations,
+        CancellationToken cancellationToken)
     {
         if (action is not ("enable" or "disable" or "disable-log-reason") && !(action == "force-down" && ctx.Version.AtLeast(11)))
         {
@@ -133,7 +135,7 @@ public static class ServicesEndpoints
         var service = services.Find(host, binary) ?? throw new NotFoundException($"Could not find binary {binary} on host {host}.");
         if (forcedDown == false && action == "force-down")
         {
-            CheckForEvacuations(migrations, host);
+            await CheckForEvacuationsAsync(migrations, host, cancellationToken);
         }
         var updated = services.Update(service.Id, s => action switch
         {
@@ -159,9 +161,9 @@ public static class ServicesEndpoints
     }
 
     /// <summary>A host is not up again until its compute has cleaned up what was evacuated off it.</summary>
-    private static void CheckForEvacuations(MigrationStore migrations, string host)
+    private static async Task CheckForEvacuationsAsync(MigrationStore migrations, string host, CancellationToken cancellationToken)
     {
-        if (migrations.List(new MigrationFilter(SourceCompute: host, Status: MigrationStatus.Done, MigrationType: MigrationType.Evacuation)).Count > 0)
+        if ((await migrations.ListAsync(new MigrationFilter(SourceCompute: host, Status: MigrationStatus.Done, MigrationType: MigrationType.Evacuation), cancellationToken)).Count > 0)
         {
             throw new BadRequestException(
                 $"Unable to force up host {host} as `done` evacuation migration records remain associated with the host. " +
@@ -169,7 +171,7 @@ public static class ServicesEndpoints
         }
     }
 
-    internal static IResult Delete(HttpContext http, string id, ServiceStore services, InstanceStore instances, MigrationStore migrations, ComputeNodeStore nodes,
+    internal static async Task<IResult> DeleteAsync(HttpContext http, string id, ServiceStore services, InstanceStore instances, MigrationStore migrations, ComputeNodeStore nodes,
         IPlacementService placement)
     {
         var ctx = RequestContext.Of(http);
@@ -193,11 +195,11 @@ public static class ServicesEndpoints
         }
         if (service.Binary == "nova-compute")
         {
-            if (instances.UsageByHost([service.Host]).ContainsKey(service.Host))
+            if ((await instances.UsageByHostAsync([service.Host], http.RequestAborted)).ContainsKey(service.Host))
             {
                 throw new ConflictException("Unable to delete compute service that is hosting instances. Migrate or delete the instances first.");
             }
-            if (migrations.ListUnfinished().Any(m => m.SourceCompute == service.Host || m.DestCompute == service.Host))
+            if ((await migrations.ListUnfinishedAsync(http.RequestAborted)).Any(m => m.SourceCompute == service.Host || m.DestCompute == service.Host))
             {
                 throw new ConflictException("Unable to delete compute service that has in-progress migrations. Complete the migrations or delete the instances first.");
             }

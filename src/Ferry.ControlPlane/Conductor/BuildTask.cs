@@ -12,19 +12,19 @@ public sealed class BuildTask(ConductorContext context)
     public async Task ExecuteAsync(BuildInstanceRequest request, CancellationToken ct)
     {
         const string eventName = "conductor_schedule_and_build_instances";
-        var instance = context.Instances.Get(request.InstanceUuid);
+        var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         var started = context.Time.GetTimestamp();
-        context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, false, false, null);
+        await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, false, false, null, cancellationToken: ct);
         var claimed = false;
         try
         {
             var image = string.IsNullOrEmpty(instance.ImageRef)
                 ? null
-                : context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
+                : await context.Catalog.FindImageAsync(instance.ImageRef, ct) ?? throw new ImageNotFoundException(instance.ImageRef);
             var reply = await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(request.RequestSpec, 0), ct);
             claimed = true;
             var selection = reply.Selections[0];
-            instance = context.Instances.Update(new InstanceUpdateRequest
+            instance = await context.Instances.UpdateAsync(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,
                 Host = selection.ServiceHost,
@@ -33,8 +33,8 @@ public sealed class BuildTask(ConductorContext context)
                 SetTaskState = true,
                 TaskState = TaskState.Spawning,
                 ExpectedTaskStates = [TaskState.Scheduling],
-            });
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, true, false, null);
+            }, ct);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, eventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(eventName, instance.Uuid, null, null, selection.ServiceHost, started);
             await context.Compute.BuildAndRunInstanceAsync(selection.ServiceHost, new BuildAndRunInstanceRequest(instance, image, request.RequestId), ct);
         }
@@ -46,10 +46,10 @@ public sealed class BuildTask(ConductorContext context)
             {
                 context.Placement.DeleteAllocations(instance.Uuid);
             }
-            context.RecordFailure(instance.Uuid, request.RequestId, eventName, ex);
+            await context.RecordFailureAsync(instance.Uuid, request.RequestId, eventName, ex);
             try
             {
-                context.Instances.Update(new InstanceUpdateRequest
+                await context.Instances.UpdateAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
                     VmState = VmState.Error,
@@ -57,7 +57,7 @@ public sealed class BuildTask(ConductorContext context)
                     TaskState = null,
                     ClearHost = true,
                     ExpectedTaskStates = [TaskState.Scheduling, TaskState.Spawning],
-                });
+                }, CancellationToken.None); // the failure is recorded whatever became of the caller
             }
             catch (FerryException)
             {

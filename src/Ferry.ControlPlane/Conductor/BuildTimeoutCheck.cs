@@ -19,7 +19,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
     private const string ComputeBuildEvent = "compute_build_and_run_instance";
 
     /// <summary>One pass; returns the uuids of the instances set to ERROR.</summary>
-    public List<string> Run()
+    public async Task<List<string>> RunAsync(CancellationToken cancellationToken)
     {
         var timeout = context.Options.InstanceBuildTimeout;
         var timedOut = new List<string>();
@@ -28,15 +28,15 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
             return timedOut;
         }
         // Only BUILD rows older than the timeout are read: the check runs every minute whatever the number of servers.
-        foreach (var instance in context.Instances.ListBuildingCreatedBefore(context.Time.GetUtcNow() - timeout))
+        foreach (var instance in await context.Instances.ListBuildingCreatedBeforeAsync(context.Time.GetUtcNow() - timeout, cancellationToken))
         {
-            if (IsAcknowledged(instance.Uuid))
+            if (await IsAcknowledgedAsync(instance.Uuid, cancellationToken))
             {
                 continue;
             }
             try
             {
-                context.Instances.Update(new InstanceUpdateRequest
+                await context.Instances.UpdateAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
                     VmState = VmState.Error,
@@ -45,7 +45,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
                     PowerState = PowerState.NoState,
                     ClearHost = true,
                     ExpectedTaskStates = [TaskState.Scheduling, TaskState.Spawning],
-                });
+                }, cancellationToken);
             }
             catch (FerryException)
             {
@@ -53,17 +53,26 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
                 continue;
             }
             context.Placement.DeleteAllocations(instance.Uuid);
-            context.Actions.AddFault(instance.Uuid, 500, FaultMessage, instance.Host ?? ConductorContext.ConductorHost, null);
+            await context.Actions.AddFaultAsync(instance.Uuid, 500, FaultMessage, instance.Host ?? ConductorContext.ConductorHost, null, CancellationToken.None);
             Log.TimedOut(context.Logger<BuildTimeoutCheck>(), instance.Uuid, instance.Host ?? "no host", timeout);
             timedOut.Add(instance.Uuid);
         }
         return timedOut;
     }
 
-    private bool IsAcknowledged(string uuid) =>
-        context.Actions.ListActions(uuid).Any(a => a.Action == "create" && context.Actions.ListEvents(a.Id).Any(e => e.Event == ComputeBuildEvent));
+    private async Task<bool> IsAcknowledgedAsync(string uuid, CancellationToken cancellationToken)
+    {
+        foreach (var action in (await context.Actions.ListActionsAsync(uuid, cancellationToken)).Where(a => a.Action == "create"))
+        {
+            if ((await context.Actions.ListEventsAsync(action.Id, cancellationToken)).Any(e => e.Event == ComputeBuildEvent))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
-    protected override void RunOnce() => Run();
+    protected override Task RunOnceAsync(CancellationToken cancellationToken) => RunAsync(cancellationToken);
 
     protected override void LogFailure(Exception ex) => Log.CheckFailed(context.Logger<BuildTimeoutCheck>(), ex);
 }

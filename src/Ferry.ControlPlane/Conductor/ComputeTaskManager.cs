@@ -22,24 +22,17 @@ public sealed class ComputeTaskManager(ConductorContext context)
             return Task.FromResult(new ServiceReportReply(service.Id, service.ForcedDown, service.Disabled));
         })
         .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (r, _) => Task.FromResult(context.Nodes.Upsert(r.Node)))
-        .On<InstanceGetRequest, Instance>("instance_get", (r, _) => Task.FromResult(context.Instances.Get(r.Uuid)))
-        .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", (r, _) =>
-            Task.FromResult(new InstanceList(context.Instances.ListByHost(r.Host))))
-        .On<InstanceUpdateRequest, Instance>("instance_update", (r, _) => Task.FromResult(context.Instances.Update(r)))
-        .On<MigrationGetRequest, Migration>("migration_get", (r, _) => Task.FromResult(context.Migrations.Get(r.Uuid)))
-        .On<MigrationUpdateRequest, Migration>("migration_update", (r, _) => Task.FromResult(context.Migrations.Update(r)))
-        .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", (r, _) =>
-            Task.FromResult(new MigrationList(context.Migrations.List(new Persistence.MigrationFilter(Host: r.Host))
+        .On<InstanceGetRequest, Instance>("instance_get", (r, ct) => context.Instances.GetAsync(r.Uuid, ct))
+        .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", async (r, ct) =>
+            new InstanceList(await context.Instances.ListByHostAsync(r.Host, ct)))
+        .On<InstanceUpdateRequest, Instance>("instance_update", (r, ct) => context.Instances.UpdateAsync(r, ct))
+        .On<MigrationGetRequest, Migration>("migration_get", (r, ct) => context.Migrations.GetAsync(r.Uuid, ct))
+        .On<MigrationUpdateRequest, Migration>("migration_update", (r, ct) => context.Migrations.UpdateAsync(r, ct))
+        .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", async (r, ct) =>
+            new MigrationList((await context.Migrations.ListAsync(new Persistence.MigrationFilter(Host: r.Host), ct))
                 .Where(m => (r.Types is null || r.Types.Contains(m.MigrationType)) && (r.Statuses is null || r.Statuses.Contains(m.Status)))
-                .ToList())))
-        .On<ActionEventRequest>("action_event", (r, _) =>
-        {
-            context.Actions.RecordEvent(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback, r.Key, r.StartTime);
-            return Task.CompletedTask;
-        })
-        .On<InstanceFaultRequest>("instance_fault_create", (r, _) =>
-        {
-            context.Actions.AddFault(r.InstanceUuid, r.Code, r.Message, r.Host, r.Details);
-            return Task.CompletedTask;
-        });
+                .ToList()))
+        .On<ActionEventRequest>("action_event", (r, ct) =>
+            context.Actions.RecordEventAsync(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback, r.Key, r.StartTime, ct))
+        .On<InstanceFaultRequest>("instance_fault_create", (r, ct) => context.Actions.AddFaultAsync(r.InstanceUuid, r.Code, r.Message, r.Host, r.Details, ct));
 }

@@ -56,20 +56,23 @@ public sealed partial class ConductorContext(
     }
 
     /// <summary>Records a fault and marks the action event failed: how a user learns why a cast flow failed.</summary>
-    public void RecordFailure(string instanceUuid, string? requestId, string eventName, Exception ex)
+    /// <remarks>Runs to its end whatever became of the caller: the failure is what the user will read.</remarks>
+    public async Task RecordFailureAsync(string instanceUuid, string? requestId, string eventName, Exception ex)
     {
         var code = ex is Core.Errors.FerryException f ? f.HttpStatus : 500;
         Log.TaskFailed(_logger, code == 500 ? ex : null, eventName, instanceUuid, ex.Message);
-        Actions.AddFault(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? Core.Errors.FaultDetails.Describe(ex) : null);
-        Actions.RecordEvent(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message, Core.Errors.FaultDetails.Describe(ex));
+        await Actions.AddFaultAsync(instanceUuid, code, ex.Message, ConductorHost, code == 500 ? Core.Errors.FaultDetails.Describe(ex) : null, CancellationToken.None);
+        await Actions.RecordEventAsync(instanceUuid, requestId, eventName, ConductorHost, finished: true, failed: true, ex.Message, Core.Errors.FaultDetails.Describe(ex),
+            cancellationToken: CancellationToken.None);
     }
 
     /// <summary>Clears task_state (only if it is still <paramref name="expected"/>), optionally setting vm_state.</summary>
-    public void ResetTaskState(string instanceUuid, TaskState expected, VmState? vmState = null)
+    /// <remarks>The undo of a failed move: it runs to its end whatever became of the caller.</remarks>
+    public async Task ResetTaskStateAsync(string instanceUuid, TaskState expected, VmState? vmState = null)
     {
         try
         {
-            Instances.Update(new InstanceUpdateRequest
+            await Instances.UpdateAsync(new InstanceUpdateRequest
             {
                 Uuid = instanceUuid,
                 SetTaskState = true,
@@ -77,7 +80,7 @@ public sealed partial class ConductorContext(
                 VmState = vmState,
                 Progress = 0,
                 ExpectedTaskStates = [expected],
-            });
+            }, CancellationToken.None);
         }
         catch (Core.Errors.UnexpectedTaskStateException)
         {
@@ -94,15 +97,16 @@ public sealed partial class ConductorContext(
     /// <paramref name="firstStatus"/>, ends `error` and gives its allocations back to the instance (overwriting a
     /// destination the earlier run claimed), and this delivery runs the task from the start (false).
     /// </summary>
-    public bool TakeOverFromDeadConductor(string instanceUuid, string? requestId, string eventName, IReadOnlyCollection<string> migrationTypes, string firstStatus)
+    public async Task<bool> TakeOverFromDeadConductorAsync(string instanceUuid, string? requestId, string eventName, IReadOnlyCollection<string> migrationTypes,
+        string firstStatus, CancellationToken cancellationToken)
     {
-        var earlier = Migrations.List(new MigrationFilter(InstanceUuid: instanceUuid, Status: firstStatus))
+        var earlier = (await Migrations.ListAsync(new MigrationFilter(InstanceUuid: instanceUuid, Status: firstStatus), cancellationToken))
             .Where(m => migrationTypes.Contains(m.MigrationType)).ToList();
         if (earlier.Count == 0)
         {
             return false;
         }
-        if (requestId is not null && HandedOff(instanceUuid, requestId, eventName))
+        if (requestId is not null && await HandedOffAsync(instanceUuid, requestId, eventName, cancellationToken))
         {
             return true;
         }
@@ -110,7 +114,8 @@ public sealed partial class ConductorContext(
         {
             try
             {
-                Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [firstStatus] });
+                await Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [firstStatus] },
+                    cancellationToken);
             }
             catch (Core.Errors.FerryException)
             {
@@ -138,25 +143,36 @@ public sealed partial class ConductorContext(
         return false;
     }
 
-    private bool HandedOff(string instanceUuid, string requestId, string eventName) =>
-        Actions.ListActions(instanceUuid).Where(a => a.RequestId == requestId)
-            .SelectMany(a => Actions.ListEvents(a.Id))
-            .Any(e => e.Event == eventName && e.FinishTime is not null);
-
-    public void SetMigrationStatus(string migrationUuid, string status) =>
-        Migrations.Update(new MigrationUpdateRequest { Uuid = migrationUuid, Status = status });
-
-    public RequestSpec BuildRequestSpec(Instance instance, Flavor flavor)
+    private async Task<bool> HandedOffAsync(string instanceUuid, string requestId, string eventName, CancellationToken cancellationToken)
     {
-        var image = Catalog.FindImage(instance.ImageRef);
+        foreach (var action in (await Actions.ListActionsAsync(instanceUuid, cancellationToken)).Where(a => a.RequestId == requestId))
+        {
+            if ((await Actions.ListEventsAsync(action.Id, cancellationToken)).Any(e => e.Event == eventName && e.FinishTime is not null))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <remarks>Sets the final status of a failed move: it runs to its end whatever became of the caller.</remarks>
+    public Task SetMigrationStatusAsync(string migrationUuid, string status) =>
+        Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migrationUuid, Status = status }, CancellationToken.None);
+
+    public async Task<RequestSpec> BuildRequestSpecAsync(Instance instance, Flavor flavor, CancellationToken cancellationToken)
+    {
+        var image = await Catalog.FindImageAsync(instance.ImageRef, cancellationToken);
         ServerGroupPolicy? group = null;
         if (instance.ServerGroupUuid is { } groupUuid && Groups.Find(groupUuid) is { } row)
         {
-            var memberHosts = row.Members
-                .Where(m => m != instance.Uuid)
-                .Select(m => Instances.Find(m)?.Host)
-                .OfType<string>()
-                .ToList();
+            var memberHosts = new List<string>();
+            foreach (var member in row.Members.Where(m => m != instance.Uuid))
+            {
+                if ((await Instances.FindAsync(member, cancellationToken))?.Host is { } memberHost)
+                {
+                    memberHosts.Add(memberHost);
+                }
+            }
             group = new ServerGroupPolicy { Uuid = row.Uuid, Policy = row.Policy, MaxServerPerHost = row.MaxServerPerHost ?? 1, MemberHosts = memberHosts };
         }
         return new RequestSpec

@@ -26,7 +26,7 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
     };
 
     /// <summary>One pass; returns the uuids of the instances whose lost move was ended.</summary>
-    public List<string> Run()
+    public async Task<List<string>> RunAsync(CancellationToken cancellationToken)
     {
         var ended = new List<string>();
         var timeout = context.Options.MoveStartTimeout;
@@ -35,22 +35,22 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
             return ended;
         }
         var before = context.Time.GetUtcNow() - timeout;
-        foreach (var instance in context.Instances.ListInTaskStates(s_moves.Keys))
+        foreach (var instance in await context.Instances.ListInTaskStatesAsync(s_moves.Keys, cancellationToken))
         {
             var (actionNames, conductorEvent) = s_moves[instance.TaskState!.Value];
-            var action = context.Actions.ListActions(instance.Uuid).Where(a => actionNames.Contains(a.Action)).MaxBy(a => a.Id);
+            var action = (await context.Actions.ListActionsAsync(instance.Uuid, cancellationToken)).Where(a => actionNames.Contains(a.Action)).MaxBy(a => a.Id);
             // No action yet: the API died between the task_state and the action; the task_state's write is the start.
             var startedAt = action is null ? instance.UpdatedAt : DateTimeOffset.Parse(action.StartTime, System.Globalization.CultureInfo.InvariantCulture);
-            if (startedAt > before || (action is not null && context.Actions.ListEvents(action.Id).Any(e => e.Event == conductorEvent)))
+            if (startedAt > before || (action is not null && (await context.Actions.ListEventsAsync(action.Id, cancellationToken)).Any(e => e.Event == conductorEvent)))
             {
                 continue;
             }
             try
             {
-                context.Instances.Update(new InstanceUpdateRequest
+                await context.Instances.UpdateAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid, SetTaskState = true, TaskState = null, ExpectedTaskStates = [instance.TaskState],
-                });
+                }, cancellationToken);
             }
             catch (FerryException)
             {
@@ -58,11 +58,11 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
             }
             if (instance.TaskState == TaskState.Rebuilding)
             {
-                foreach (var migration in context.Migrations.List(new Persistence.MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Accepted, MigrationType: MigrationType.Evacuation)))
+                foreach (var migration in await context.Migrations.ListAsync(new Persistence.MigrationFilter(InstanceUuid: instance.Uuid, Status: MigrationStatus.Accepted, MigrationType: MigrationType.Evacuation), cancellationToken))
                 {
                     try
                     {
-                        context.Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [MigrationStatus.Accepted] });
+                        await context.Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migration.Uuid, Status = MigrationStatus.Error, ExpectedStatuses = [MigrationStatus.Accepted] }, cancellationToken);
                     }
                     catch (FerryException)
                     {
@@ -70,14 +70,15 @@ public sealed partial class LostMoveCheck(ConductorContext context) : PeriodicCh
                     }
                 }
             }
-            context.Actions.RecordEvent(instance.Uuid, action?.RequestId, conductorEvent, ConductorContext.ConductorHost, true, true, Details);
+            await context.Actions.RecordEventAsync(instance.Uuid, action?.RequestId, conductorEvent, ConductorContext.ConductorHost, true, true, Details,
+                cancellationToken: CancellationToken.None);
             Log.Ended(context.Logger<LostMoveCheck>(), instance.Uuid, instance.TaskState.Value.ToNova()!, action?.RequestId ?? "no action", timeout);
             ended.Add(instance.Uuid);
         }
         return ended;
     }
 
-    protected override void RunOnce() => Run();
+    protected override Task RunOnceAsync(CancellationToken cancellationToken) => RunAsync(cancellationToken);
 
     protected override void LogFailure(Exception ex) => Log.CheckFailed(context.Logger<LostMoveCheck>(), ex);
 }

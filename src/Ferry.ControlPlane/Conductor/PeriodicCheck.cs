@@ -8,8 +8,8 @@ namespace Ferry.ControlPlane.Conductor;
 /// </summary>
 public abstract class PeriodicCheck(ControlPlaneOptions options, TimeProvider time) : BackgroundService
 {
-    /// <summary>One pass of the check.</summary>
-    protected abstract void RunOnce();
+    /// <summary>One pass of the check; <paramref name="cancellationToken"/> is the host's stopping token.</summary>
+    protected abstract Task RunOnceAsync(CancellationToken cancellationToken);
 
     /// <summary>Logs a pass that failed.</summary>
     protected abstract void LogFailure(Exception ex);
@@ -23,7 +23,7 @@ public abstract class PeriodicCheck(ControlPlaneOptions options, TimeProvider ti
             {
                 try
                 {
-                    RunOnce();
+                    await RunOnceAsync(stoppingToken);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {

@@ -45,13 +45,13 @@ public static class ImageEndpoints
         api.AddEndpointFilter(HandleRequestAsync);
         api.MapGet("/", (HttpContext http) => Json(Versions(http), 300));
         api.MapGet("/versions", (HttpContext http) => Json(Versions(http)));
-        api.MapGet("/v2/images", ListImages);
+        api.MapGet("/v2/images", ListImagesAsync);
         api.MapPost("/v2/images", CreateImageAsync);
-        api.MapGet("/v2/images/{id}", ShowImage);
+        api.MapGet("/v2/images/{id}", ShowImageAsync);
         api.MapMethods("/v2/images/{id}", ["PATCH"], UpdateImageAsync);
-        api.MapDelete("/v2/images/{id}", DeleteImage);
+        api.MapDelete("/v2/images/{id}", DeleteImageAsync);
         api.MapPut("/v2/images/{id}/file", UploadAsync);
-        api.MapGet("/v2/images/{id}/file", Download);
+        api.MapGet("/v2/images/{id}/file", DownloadAsync);
         api.MapGet("/v2/schemas/image", () => Json(ImageSchemas.Image()));
         api.MapGet("/v2/schemas/images", () => Json(ImageSchemas.Images()));
         // Glance's router rejects a served path with another method: 405 with Allow (glance/common/wsgi.py).
@@ -134,15 +134,15 @@ public static class ImageEndpoints
     }
 
     /// <summary>An image the caller can see, looked up by its canonical id; 404 (as Glance) otherwise, so nothing is revealed.</summary>
-    private static Image Visible(HttpContext http, CatalogStore catalog, string id) =>
-        ImageAccess.Canonical(id) is { } canonical && catalog.GetImage(canonical) is { } image && CanSee(Caller(http), image)
+    private static async Task<Image> VisibleAsync(HttpContext http, CatalogStore catalog, string id) =>
+        ImageAccess.Canonical(id) is { } canonical && await catalog.GetImageAsync(canonical, http.RequestAborted) is { } image && CanSee(Caller(http), image)
             ? image
             : throw ImageApiException.NotFound(id);
 
     /// <summary>An image the caller may change with <paramref name="action"/>: 404 when it cannot see it, 403 when it may not change it.</summary>
-    private static Image Modifiable(HttpContext http, CatalogStore catalog, string id, string action)
+    private static async Task<Image> ModifiableAsync(HttpContext http, CatalogStore catalog, string id, string action)
     {
-        var image = Visible(http, catalog, id);
+        var image = await VisibleAsync(http, catalog, id);
         Authorize(Caller(http), action, image);
         return image;
     }
@@ -162,11 +162,11 @@ public static class ImageEndpoints
         return new JsonObject { ["versions"] = versions };
     }
 
-    private static IResult ListImages(HttpContext http, CatalogStore catalog)
+    private static async Task<IResult> ListImagesAsync(HttpContext http, CatalogStore catalog)
     {
         var query = http.Request.Query;
         var caller = Caller(http);
-        IEnumerable<Image> images = catalog.ListImages().Where(i => CanSee(caller, i));
+        IEnumerable<Image> images = (await catalog.ListImagesAsync(http.RequestAborted)).Where(i => CanSee(caller, i));
         if (query["name"].ToString() is { Length: > 0 } name)
         {
             images = images.Where(i => i.Name == name);
@@ -306,7 +306,7 @@ public static class ImageEndpoints
         return [.. ordered!];
     }
 
-    private static IResult ShowImage(string id, HttpContext http, CatalogStore catalog) => Json(View(Visible(http, catalog, id)));
+    private static async Task<IResult> ShowImageAsync(string id, HttpContext http, CatalogStore catalog) => Json(View(await VisibleAsync(http, catalog, id)));
 
     private static async Task<IResult> CreateImageAsync(HttpContext http, CatalogStore catalog, TimeProvider time, CancellationToken cancellationToken)
     {
@@ -319,7 +319,7 @@ public static class ImageEndpoints
         var now = time.GetUtcNow();
         var requestedId = body["id"] is JsonNode idNode ? Str(idNode, "id") : Guid.NewGuid().ToString();
         var id = ImageAccess.Canonical(requestedId) ?? throw new ImageApiException(400, $"id {requestedId} is not a valid UUID");
-        if (catalog.GetImage(id) is not null)
+        if (await catalog.GetImageAsync(id, cancellationToken) is not null)
         {
             throw new ImageApiException(409, $"Image with identifier {id} already exists!");
         }
@@ -343,7 +343,7 @@ public static class ImageEndpoints
             }
             image = Apply(image, key, value, caller);
         }
-        catalog.SaveImage(image);
+        await catalog.SaveImageAsync(image, cancellationToken);
         http.Response.Headers.Location = $"{NovaJson.BaseUrl(http)}/v2/images/{image.Id}";
         return Json(View(image), 201);
     }
@@ -354,7 +354,7 @@ public static class ImageEndpoints
         {
             throw new ImageApiException(415, $"Unsupported Content-Type; use {PatchContentType}");
         }
-        var image = Modifiable(http, catalog, id, "modify_image");
+        var image = await ModifiableAsync(http, catalog, id, "modify_image");
         if (await RequestJson.ReadAsync(http.Request, cancellationToken) is not JsonArray operations)
         {
             throw new ImageApiException(400, "Request body must be a JSON array of operation objects.");
@@ -402,7 +402,7 @@ public static class ImageEndpoints
                     throw new ImageApiException(400, $"Invalid operation: `{op}`: must be one of add, remove, replace.");
             }
         }
-        image = catalog.SaveImage(image with { UpdatedAt = time.GetUtcNow() });
+        image = await catalog.SaveImageAsync(image with { UpdatedAt = time.GetUtcNow() }, cancellationToken);
         return Json(View(image));
     }
 
@@ -450,16 +450,16 @@ public static class ImageEndpoints
         return allowed.Contains(text) ? text : throw new ImageApiException(400, $"Invalid value '{text}' for '{key}': must be one of {string.Join(", ", allowed)}");
     }
 
-    private static IResult DeleteImage(string id, HttpContext http, CatalogStore catalog, ImageServiceOptions options)
+    private static async Task<IResult> DeleteImageAsync(string id, HttpContext http, CatalogStore catalog, ImageServiceOptions options)
     {
-        var image = Modifiable(http, catalog, id, "delete_image");
+        var image = await ModifiableAsync(http, catalog, id, "delete_image");
         if (image.Protected)
         {
             throw new ImageApiException(403, $"Image {image.Id} is protected and cannot be deleted.");
         }
         // An image without data has no file (and the store's directory may not exist yet).
         var data = DataPath(options, image.Id);
-        catalog.DeleteImage(image.Id);
+        await catalog.DeleteImageAsync(image.Id, http.RequestAborted);
         if (File.Exists(data))
         {
             File.Delete(data);
@@ -469,7 +469,7 @@ public static class ImageEndpoints
 
     private static async Task<IResult> UploadAsync(string id, HttpContext http, CatalogStore catalog, ImageServiceOptions options, TimeProvider time, CancellationToken cancellationToken)
     {
-        var image = Modifiable(http, catalog, id, "upload_image");
+        var image = await ModifiableAsync(http, catalog, id, "upload_image");
         if (image.Status != "queued")
         {
             throw new ImageApiException(409, $"Image status transition from {image.Status} to saving is not allowed");
@@ -488,7 +488,7 @@ public static class ImageEndpoints
             // Counted below against image_size_cap, with Glance's answer; Kestrel's own limit would cut at 30 MB.
             limit.MaxRequestBodySize = null;
         }
-        catalog.SaveImage(image with { Status = "saving", UpdatedAt = time.GetUtcNow() });
+        await catalog.SaveImageAsync(image with { Status = "saving", UpdatedAt = time.GetUtcNow() }, cancellationToken);
         Directory.CreateDirectory(options.ImagesDirectory);
         var path = DataPath(options, image.Id);
         var partial = path + ".part";
@@ -518,10 +518,11 @@ public static class ImageEndpoints
         catch
         {
             File.Delete(partial);
-            catalog.SaveImage(image with { UpdatedAt = time.GetUtcNow() });
+            // The image goes back to what it was whatever became of the request: it would stay "saving" for good.
+            await catalog.SaveImageAsync(image with { UpdatedAt = time.GetUtcNow() }, CancellationToken.None);
             throw;
         }
-        catalog.SaveImage(image with
+        await catalog.SaveImageAsync(image with
         {
             Status = "active",
             SizeBytes = size,
@@ -529,16 +530,16 @@ public static class ImageEndpoints
             OsHashAlgo = "sha512",
             OsHashValue = Convert.ToHexStringLower(sha512.GetHashAndReset()),
             UpdatedAt = time.GetUtcNow(),
-        });
+        }, CancellationToken.None); // the file is in place: the record must say so
         return Results.NoContent();
     }
 
     /// <summary>Glance's answer to an upload beyond <c>image_size_cap</c>; the image goes back to queued.</summary>
     private static ImageApiException TooLarge() => new(413, "The incoming image is too large: The provided image is too large.");
 
-    private static IResult Download(string id, HttpContext http, CatalogStore catalog, ImageServiceOptions options)
+    private static async Task<IResult> DownloadAsync(string id, HttpContext http, CatalogStore catalog, ImageServiceOptions options)
     {
-        var image = Visible(http, catalog, id);
+        var image = await VisibleAsync(http, catalog, id);
         var path = DataPath(options, image.Id);
         if (image.Status != "active" || !File.Exists(path))
         {

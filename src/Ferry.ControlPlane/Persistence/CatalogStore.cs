@@ -8,22 +8,22 @@ namespace Ferry.ControlPlane.Persistence;
 public sealed class CatalogStore(FerryDatabase db)
 {
     /// <summary>Inserts a flavor; its <c>InternalId</c> comes from the database. 409 when its id or name is taken.</summary>
-    public Flavor CreateFlavor(Func<int, Flavor> build) =>
-        db.Write((c, t) =>
+    public Task<Flavor> CreateFlavorAsync(Func<int, Flavor> build, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
-            var id = Rows.ReserveId(c, t, "INSERT INTO flavors(flavorid, name, data) VALUES (@f, @f, '{}') RETURNING internal_id", ("@f", Rows.Placeholder()));
+            var id = await Rows.ReserveIdAsync(c, t, "INSERT INTO flavors(flavorid, name, data) VALUES (@f, @f, '{}') RETURNING internal_id", ct, ("@f", Rows.Placeholder()));
             var flavor = build(id);
             var conflict = new ConflictException($"Flavor with name {flavor.Name} or ID {flavor.Id} already exists.");
-            using var dup = FerryDatabase.Command(c, t, "SELECT COUNT(*) FROM flavors WHERE flavorid = @f OR name = @n", ("@f", flavor.Id), ("@n", flavor.Name));
-            if (Convert.ToInt32(dup.ExecuteScalar()) > 0)
+            await using var dup = FerryDatabase.Command(c, t, "SELECT COUNT(*) FROM flavors WHERE flavorid = @f OR name = @n", ("@f", flavor.Id), ("@n", flavor.Name));
+            if (Convert.ToInt32(await dup.ExecuteScalarAsync(ct)) > 0)
             {
                 throw conflict;
             }
-            using var fill = FerryDatabase.Command(c, t, "UPDATE flavors SET flavorid = @f, name = @n, data = @d WHERE internal_id = @i",
+            await using var fill = FerryDatabase.Command(c, t, "UPDATE flavors SET flavorid = @f, name = @n, data = @d WHERE internal_id = @i",
                 ("@i", flavor.InternalId), ("@f", flavor.Id), ("@n", flavor.Name), ("@d", Rows.Json(flavor, PersistenceJsonContext.Default.Flavor)));
             try
             {
-                fill.ExecuteNonQuery();
+                await fill.ExecuteNonQueryAsync(ct);
             }
             catch (DbException e) when (SqlDialect.IsUniqueViolation(e))
             {
@@ -31,70 +31,70 @@ public sealed class CatalogStore(FerryDatabase db)
                 throw conflict;
             }
             return flavor;
-        });
+        }, cancellationToken);
 
     /// <summary>A flavor by API id, or by name as the clients also allow.</summary>
-    public Flavor? FindFlavor(string idOrName) =>
-        db.Read(c =>
+    public Task<Flavor?> FindFlavorAsync(string idOrName, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM flavors WHERE flavorid = @k UNION ALL SELECT data FROM flavors WHERE name = @k LIMIT 1", ("@k", idOrName));
-            return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Flavor) : null;
-        });
+            await using var command = FerryDatabase.Command(c, null, "SELECT data FROM flavors WHERE flavorid = @k UNION ALL SELECT data FROM flavors WHERE name = @k LIMIT 1", ("@k", idOrName));
+            return await command.ExecuteScalarAsync(ct) is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Flavor) : null;
+        }, cancellationToken);
 
-    public List<Flavor> ListFlavors() =>
-        db.Read(c =>
+    public Task<List<Flavor>> ListFlavorsAsync(CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM flavors ORDER BY internal_id");
-            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Flavor));
-        });
+            await using var command = FerryDatabase.Command(c, null, "SELECT data FROM flavors ORDER BY internal_id");
+            return await Rows.ReadAllAsync(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Flavor), ct);
+        }, cancellationToken);
 
-    public void DeleteFlavor(string id) =>
-        db.Write((c, t) =>
+    public Task DeleteFlavorAsync(string id, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM flavors WHERE flavorid = @f", ("@f", id));
-            if (command.ExecuteNonQuery() == 0)
+            await using var command = FerryDatabase.Command(c, t, "DELETE FROM flavors WHERE flavorid = @f", ("@f", id));
+            if (await command.ExecuteNonQueryAsync(ct) == 0)
             {
                 throw new FlavorNotFoundException(id);
             }
-        });
+        }, cancellationToken);
 
-    public Image SaveImage(Image image) =>
-        db.Write((c, t) =>
+    public Task<Image> SaveImageAsync(Image image, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
-            using var command = FerryDatabase.Command(c, t,
+            await using var command = FerryDatabase.Command(c, t,
                 "INSERT INTO images(id, name, created_at, data) VALUES (@i, @n, @c, @d) ON CONFLICT(id) DO UPDATE SET name = @n, data = @d",
                 ("@i", image.Id), ("@n", image.Name), ("@c", Rows.Time(image.CreatedAt)), ("@d", Rows.Json(image, PersistenceJsonContext.Default.Image)));
-            command.ExecuteNonQuery();
+            await command.ExecuteNonQueryAsync(ct);
             return image;
-        });
+        }, cancellationToken);
 
-    public Image? FindImage(string idOrName) =>
-        db.Read(c =>
+    public Task<Image?> FindImageAsync(string idOrName, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE lower(id) = lower(@k) UNION ALL SELECT data FROM images WHERE name = @k LIMIT 1", ("@k", idOrName));
-            return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
-        });
+            await using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE lower(id) = lower(@k) UNION ALL SELECT data FROM images WHERE name = @k LIMIT 1", ("@k", idOrName));
+            return await command.ExecuteScalarAsync(ct) is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
+        }, cancellationToken);
 
-    public List<Image> ListImages() =>
-        db.Read(c =>
+    public Task<List<Image>> ListImagesAsync(CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images ORDER BY created_at, id");
-            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Image));
-        });
+            await using var command = FerryDatabase.Command(c, null, "SELECT data FROM images ORDER BY created_at, id");
+            return await Rows.ReadAllAsync(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Image), ct);
+        }, cancellationToken);
 
     /// <summary>An image by id only (Glance never resolves names in paths), in any spelling of the id: one UUID is one image.</summary>
-    public Image? GetImage(string id) =>
-        db.Read(c =>
+    public Task<Image?> GetImageAsync(string id, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE lower(id) = lower(@k)", ("@k", id));
-            return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
-        });
+            await using var command = FerryDatabase.Command(c, null, "SELECT data FROM images WHERE lower(id) = lower(@k)", ("@k", id));
+            return await command.ExecuteScalarAsync(ct) is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Image) : null;
+        }, cancellationToken);
 
     /// <summary>Deletes an image record; false when there was none.</summary>
-    public bool DeleteImage(string id) =>
-        db.Write((c, t) =>
+    public Task<bool> DeleteImageAsync(string id, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM images WHERE id = @i", ("@i", id));
-            return command.ExecuteNonQuery() > 0;
-        });
+            await using var command = FerryDatabase.Command(c, t, "DELETE FROM images WHERE id = @i", ("@i", id));
+            return await command.ExecuteNonQueryAsync(ct) > 0;
+        }, cancellationToken);
 }

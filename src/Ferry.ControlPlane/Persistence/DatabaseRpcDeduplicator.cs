@@ -9,7 +9,7 @@ namespace Ferry.ControlPlane.Persistence;
 /// with it instead of running the handler again. A claim is renewed by its process while the run goes on (a live
 /// migration's cast runs for minutes); one not renewed for the lease (its process died) is taken over. Outcomes are kept
 /// for <see cref="Ttl"/>.
-/// Its rows are written without waiting for the WAL flush (<see cref="FerryDatabase.WriteHistory{T}"/>): they are seen by
+/// Its rows are written without waiting for the WAL flush (<see cref="FerryDatabase.WriteHistoryAsync{T}"/>): they are seen by
 /// the other replicas at once all the same, and a claim or outcome matters only while the process that wrote it has not
 /// yet acked its message, so only a PostgreSQL crash in that same instant could lose one that counts. Waiting for the
 /// flush cost two disk flushes per conductor and scheduler message: half the commits of a move, and most of the
@@ -37,23 +37,23 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
 
     private long NowMs => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
-    public ValueTask<RpcClaim> ClaimAsync(string messageId, TimeSpan lease, CancellationToken cancellationToken)
+    public async ValueTask<RpcClaim> ClaimAsync(string messageId, TimeSpan lease, CancellationToken cancellationToken)
     {
         ScheduleRenewal(lease);
-        EvictOld();
+        await EvictOldAsync(cancellationToken);
         var now = NowMs;
-        var claim = _database().WriteHistory((c, t) =>
+        var claim = await _database().WriteHistoryAsync(async (c, t, ct) =>
         {
-            using var insert = FerryDatabase.Command(c, t,
+            await using var insert = FerryDatabase.Command(c, t,
                 "INSERT INTO rpc_messages(message_id, renewed_ms) VALUES (@id, @now) ON CONFLICT(message_id) DO NOTHING", ("@id", messageId), ("@now", now));
-            if (insert.ExecuteNonQuery() == 1)
+            if (await insert.ExecuteNonQueryAsync(ct) == 1)
             {
                 return RpcClaim.Claimed;
             }
-            using var read = FerryDatabase.Command(c, t,
+            await using var read = FerryDatabase.Command(c, t,
                 "SELECT renewed_ms, completed_ms, is_error, outcome FROM rpc_messages WHERE message_id = @id" + _database().Dialect.ForUpdate, ("@id", messageId));
-            using var row = read.ExecuteReader();
-            if (!row.Read())
+            await using var row = await read.ExecuteReaderAsync(ct);
+            if (!await row.ReadAsync(ct))
             {
                 return RpcClaim.Busy; // released between the two statements: the next poll claims it
             }
@@ -62,46 +62,46 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
                 return new RpcClaim(RpcClaimState.Done, new RpcOutcome(Convert.ToInt64(row.GetValue(2)) != 0, (byte[])row.GetValue(3)));
             }
             var renewed = Convert.ToInt64(row.GetValue(0));
-            row.Close();
+            await row.CloseAsync();
             if (now - renewed < (long)lease.TotalMilliseconds)
             {
                 return RpcClaim.Busy;
             }
             // Its process stopped renewing: it died with the run unfinished, so this delivery runs it again.
-            using var takeOver = FerryDatabase.Command(c, t,
+            await using var takeOver = FerryDatabase.Command(c, t,
                 "UPDATE rpc_messages SET renewed_ms = @now WHERE message_id = @id AND completed_ms IS NULL AND renewed_ms = @renewed",
                 ("@id", messageId), ("@now", now), ("@renewed", renewed));
-            return takeOver.ExecuteNonQuery() == 1 ? RpcClaim.Claimed : RpcClaim.Busy;
-        });
+            return await takeOver.ExecuteNonQueryAsync(ct) == 1 ? RpcClaim.Claimed : RpcClaim.Busy;
+        }, cancellationToken);
         if (claim.State == RpcClaimState.Claimed)
         {
             _running[messageId] = 0;
         }
-        return ValueTask.FromResult(claim);
+        return claim;
     }
 
-    public ValueTask CompleteAsync(string messageId, RpcOutcome outcome, CancellationToken cancellationToken)
+    /// <remarks>The outcome of a run that happened is kept whatever the token says: a redelivery must not run it again.</remarks>
+    public async ValueTask CompleteAsync(string messageId, RpcOutcome outcome, CancellationToken cancellationToken)
     {
-        _database().WriteHistory((c, t) =>
+        await _database().WriteHistoryAsync(async (c, t, ct) =>
         {
-            using var update = FerryDatabase.Command(c, t,
+            await using var update = FerryDatabase.Command(c, t,
                 "UPDATE rpc_messages SET completed_ms = @now, is_error = @error, outcome = @outcome WHERE message_id = @id",
                 ("@id", messageId), ("@now", NowMs), ("@error", outcome.IsError ? 1 : 0), ("@outcome", outcome.Body));
-            update.ExecuteNonQuery();
-        });
+            await update.ExecuteNonQueryAsync(ct);
+        }, CancellationToken.None);
         _running.TryRemove(messageId, out _);
-        return ValueTask.CompletedTask;
     }
 
-    public ValueTask ReleaseAsync(string messageId, CancellationToken cancellationToken)
+    /// <remarks>Runs whatever the token says: a claim left behind would hold the redelivery off for its lease.</remarks>
+    public async ValueTask ReleaseAsync(string messageId, CancellationToken cancellationToken)
     {
         _running.TryRemove(messageId, out _);
-        _database().WriteHistory((c, t) =>
+        await _database().WriteHistoryAsync(async (c, t, ct) =>
         {
-            using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE message_id = @id AND completed_ms IS NULL", ("@id", messageId));
-            delete.ExecuteNonQuery();
-        });
-        return ValueTask.CompletedTask;
+            await using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE message_id = @id AND completed_ms IS NULL", ("@id", messageId));
+            await delete.ExecuteNonQueryAsync(ct);
+        }, CancellationToken.None);
     }
 
     /// <summary>Renews this process's claims a few times per lease, so only a dead process's claims expire.</summary>
@@ -117,6 +117,10 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         }
     }
 
+    /// <remarks>
+    /// Synchronous on purpose: a timer tick off every request path, a few times per lease, and a renewal done when the tick
+    /// returns (a claim is never seen stale because its renewal was still on its way).
+    /// </remarks>
     private void Renew()
     {
         var running = _running.Keys.ToArray();
@@ -144,7 +148,7 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
     }
 
     /// <summary>Forgets outcomes older than <see cref="Ttl"/>, at most once a minute.</summary>
-    private void EvictOld()
+    private async Task EvictOldAsync(CancellationToken cancellationToken)
     {
         var now = NowMs;
         var next = Interlocked.Read(ref _nextEvictionMs);
@@ -152,11 +156,11 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         {
             return;
         }
-        _database().WriteHistory((c, t) =>
+        await _database().WriteHistoryAsync(async (c, t, ct) =>
         {
-            using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE completed_ms < @before", ("@before", now - (long)Ttl.TotalMilliseconds));
-            delete.ExecuteNonQuery();
-        });
+            await using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE completed_ms < @before", ("@before", now - (long)Ttl.TotalMilliseconds));
+            await delete.ExecuteNonQueryAsync(ct);
+        }, cancellationToken);
     }
 
     public void Dispose() => _renewal.Dispose();

@@ -15,7 +15,7 @@ namespace Ferry.ControlPlane.Persistence;
 /// (<see cref="SqlDialect.ForUpdate"/>) or makes its UPDATE conditional and counts rows, and ids come from
 /// identity columns.
 /// </summary>
-public sealed class FerryDatabase : IDisposable
+public sealed partial class FerryDatabase : IDisposable
 {
     /// <summary>Key of the PostgreSQL advisory lock that serializes schema upgrades between processes.</summary>
     private const long MigrationLockKey = 0x4665727279_01;
@@ -24,7 +24,9 @@ public sealed class FerryDatabase : IDisposable
 
     private readonly SqliteConnection? _sqlite;
     private readonly NpgsqlDataSource? _postgres;
-    private readonly Lock _gate = new();
+    // SQLite's one connection, taken by one operation at a time. A semaphore rather than a lock so that an async operation
+    // may hold it across its awaits (Microsoft.Data.Sqlite's async methods complete synchronously, so it is held as briefly).
+    private readonly SemaphoreSlim _gate = new(1, 1);
 
     /// <param name="connection">A SQLite file path (or <c>sqlite:PATH</c>, or <c>:memory:</c>), a
     /// <c>postgresql://user@host:port/db</c> URI or an Npgsql keyword string (<c>Host=…;Database=…</c>).</param>
@@ -176,10 +178,7 @@ public sealed class FerryDatabase : IDisposable
     {
         if (_postgres is null)
         {
-            lock (_gate)
-            {
-                return read(_sqlite!);
-            }
+            return ReadOnce(read);
         }
         return WhileReachable(() => ReadOnce(read));
     }
@@ -188,9 +187,14 @@ public sealed class FerryDatabase : IDisposable
     {
         if (_postgres is null)
         {
-            lock (_gate)
+            _gate.Wait();
+            try
             {
                 return read(_sqlite!);
+            }
+            finally
+            {
+                _gate.Release();
             }
         }
         using var connection = _postgres.OpenConnection();
@@ -261,12 +265,17 @@ public sealed class FerryDatabase : IDisposable
     {
         if (_postgres is null)
         {
-            lock (_gate)
+            _gate.Wait();
+            try
             {
                 using var transaction = _sqlite!.BeginTransaction();
                 var result = write(_sqlite, transaction);
                 transaction.Commit();
                 return result;
+            }
+            finally
+            {
+                _gate.Release();
             }
         }
         return WhileReachable(() =>
@@ -356,9 +365,14 @@ public sealed class FerryDatabase : IDisposable
     public void Dispose()
     {
         _postgres?.Dispose();
-        lock (_gate)
+        _gate.Wait();
+        try
         {
             _sqlite?.Dispose();
+        }
+        finally
+        {
+            _gate.Release();
         }
     }
 }

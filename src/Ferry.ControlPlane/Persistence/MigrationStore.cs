@@ -10,36 +10,39 @@ namespace Ferry.ControlPlane.Persistence;
 public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
 {
     /// <summary>Inserts a new migration; its integer <c>Id</c> comes from the database's identity column.</summary>
-    public Migration Create(Func<int, Migration> build) =>
-        db.Write((c, t) =>
+    public Task<Migration> CreateAsync(Func<int, Migration> build, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
-            var id = Rows.ReserveId(c, t,
-                "INSERT INTO migrations(uuid, instance_uuid, status, migration_type, created_at, data) VALUES (@u, '', '', '', '', '{}') RETURNING id", ("@u", Rows.Placeholder()));
+            var id = await Rows.ReserveIdAsync(c, t,
+                "INSERT INTO migrations(uuid, instance_uuid, status, migration_type, created_at, data) VALUES (@u, '', '', '', '', '{}') RETURNING id", ct, ("@u", Rows.Placeholder()));
             var now = time.GetUtcNow();
             var migration = build(id) with { CreatedAt = now, UpdatedAt = now };
-            using var fill = FerryDatabase.Command(c, t,
+            await using var fill = FerryDatabase.Command(c, t,
                 "UPDATE migrations SET uuid = @u, instance_uuid = @i, source_compute = @s, dest_compute = @d, status = @st, migration_type = @ty, created_at = @c, data = @data WHERE id = @id",
                 ("@id", id), ("@u", migration.Uuid), ("@i", migration.InstanceUuid), ("@s", migration.SourceCompute),
                 ("@d", migration.DestCompute), ("@st", migration.Status), ("@ty", migration.MigrationType),
                 ("@c", Rows.Time(now)), ("@data", Rows.Json(migration, PersistenceJsonContext.Default.Migration)));
-            fill.ExecuteNonQuery();
+            await fill.ExecuteNonQueryAsync(ct);
             return migration;
-        });
+        }, cancellationToken);
 
-    public Migration? Find(string uuid) => db.Read(c => FindBy(c, null, "uuid = @k", uuid, ""));
+    public Task<Migration?> FindAsync(string uuid, CancellationToken cancellationToken) =>
+        db.ReadAsync((c, ct) => FindByAsync(c, null, "uuid = @k", uuid, "", ct), cancellationToken);
 
-    public Migration? FindById(int id) => db.Read(c => FindBy(c, null, "id = @k", id, ""));
+    public Task<Migration?> FindByIdAsync(int id, CancellationToken cancellationToken) =>
+        db.ReadAsync((c, ct) => FindByAsync(c, null, "id = @k", id, "", ct), cancellationToken);
 
-    public Migration Get(string uuid) => Find(uuid) ?? throw new MigrationNotFoundException($"Migration {uuid} could not be found.");
+    public async Task<Migration> GetAsync(string uuid, CancellationToken cancellationToken) =>
+        await FindAsync(uuid, cancellationToken) ?? throw new MigrationNotFoundException($"Migration {uuid} could not be found.");
 
     /// <summary>Migrations matching every given filter, newest first (Nova sorts by created_at, id desc).</summary>
-    public List<Migration> List(MigrationFilter filter) =>
-        db.Read(c =>
+    public Task<List<Migration>> ListAsync(MigrationFilter filter, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
             var (sql, parameters) = ListSql(filter);
-            using var command = FerryDatabase.Command(c, null, sql, [.. parameters]);
-            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration));
-        });
+            await using var command = FerryDatabase.Command(c, null, sql, [.. parameters]);
+            return await Rows.ReadAllAsync(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration), ct);
+        }, cancellationToken);
 
     /// <summary>
     /// Only the given filters go into the WHERE clause: a "@x IS NULL OR column = @x" clause keeps both engines from
@@ -67,21 +70,22 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
     }
 
     /// <summary>Migrations not in a final status (they may still hold resources or be running).</summary>
-    public List<Migration> ListUnfinished() =>
-        db.Read(c =>
+    public Task<List<Migration>> ListUnfinishedAsync(CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null, UnfinishedSql);
-            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration));
-        });
+            await using var command = FerryDatabase.Command(c, null, UnfinishedSql);
+            return await Rows.ReadAllAsync(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration), ct);
+        }, cancellationToken);
 
     // The same predicate as the partial index ix_migrations_unfinished, word for word, so both engines use it.
     internal const string UnfinishedSql =
         "SELECT data FROM migrations WHERE status NOT IN ('confirmed','reverted','error','failed','completed','cancelled','done')";
 
-    public Migration Update(MigrationUpdateRequest u) =>
-        db.Write((c, t) =>
+    /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait to begin it.</remarks>
+    public Task<Migration> UpdateAsync(MigrationUpdateRequest u, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
-            var m = FindBy(c, t, "uuid = @k", u.Uuid, db.Dialect.ForUpdate) ?? throw new MigrationNotFoundException($"Migration {u.Uuid} could not be found.");
+            var m = await FindByAsync(c, t, "uuid = @k", u.Uuid, db.Dialect.ForUpdate, ct) ?? throw new MigrationNotFoundException($"Migration {u.Uuid} could not be found.");
             if (u.ExpectedStatuses is { } expected && !expected.Contains(m.Status))
             {
                 throw new InvalidMigrationStateException(
@@ -102,18 +106,18 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
                 DiskRemaining = u.DiskRemaining ?? m.DiskRemaining,
                 UpdatedAt = time.GetUtcNow(),
             };
-            using var write = FerryDatabase.Command(c, t,
+            await using var write = FerryDatabase.Command(c, t,
                 "UPDATE migrations SET dest_compute = @d, status = @st, data = @data WHERE uuid = @u",
                 ("@u", next.Uuid), ("@d", next.DestCompute), ("@st", next.Status), ("@data", Rows.Json(next, PersistenceJsonContext.Default.Migration)));
-            write.ExecuteNonQuery();
+            await write.ExecuteNonQueryAsync(ct);
             MoveMetrics.StatusChanged(m.MigrationType, m.Status, next.Status);
             return next;
-        });
+        }, cancellationToken);
 
-    private static Migration? FindBy(DbConnection c, DbTransaction? t, string where, object key, string forUpdate)
+    private static async Task<Migration?> FindByAsync(DbConnection c, DbTransaction? t, string where, object key, string forUpdate, CancellationToken cancellationToken)
     {
-        using var command = FerryDatabase.Command(c, t, $"SELECT data FROM migrations WHERE {where}{forUpdate}", ("@k", key));
-        return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Migration) : null;
+        await using var command = FerryDatabase.Command(c, t, $"SELECT data FROM migrations WHERE {where}{forUpdate}", ("@k", key));
+        return await command.ExecuteScalarAsync(cancellationToken) is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Migration) : null;
     }
 }
 

@@ -28,6 +28,25 @@ internal static class Rows
         return rows;
     }
 
+    /// <summary>Every row of <paramref name="command"/>, mapped (the asynchronous form of <see cref="ReadAll{T}"/>).</summary>
+    public static async Task<List<T>> ReadAllAsync<T>(DbCommand command, Func<DbDataReader, T> map, CancellationToken cancellationToken)
+    {
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var rows = new List<T>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(map(reader));
+        }
+        return rows;
+    }
+
+    /// <summary>The first row of <paramref name="command"/>, mapped, or the default when there is none.</summary>
+    public static async Task<T?> ReadFirstAsync<T>(DbCommand command, Func<DbDataReader, T> map, CancellationToken cancellationToken)
+    {
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? map(reader) : default;
+    }
+
     public static string? NullableString(DbDataReader reader, int ordinal) =>
         reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
@@ -42,6 +61,14 @@ internal static class Rows
     {
         using var insert = FerryDatabase.Command(connection, transaction, insertSql, parameters);
         return Convert.ToInt32(insert.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+
+    /// <inheritdoc cref="ReserveId"/>
+    public static async Task<int> ReserveIdAsync(DbConnection connection, DbTransaction transaction, string insertSql, CancellationToken cancellationToken,
+        params (string Name, object? Value)[] parameters)
+    {
+        await using var insert = FerryDatabase.Command(connection, transaction, insertSql, parameters);
+        return Convert.ToInt32(await insert.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
     }
 
     /// <summary>A unique value for a placeholder row's UNIQUE columns until the real values are written.</summary>

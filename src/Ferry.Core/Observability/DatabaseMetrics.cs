@@ -55,9 +55,17 @@ public static class DatabaseMetrics
             Volatile.Write(ref s_lastSuccess, Stopwatch.GetTimestamp());
             return result;
         }
+        catch (OperationCanceledException)
+        {
+            outcome = "cancelled"; // the caller went away: says nothing about the database's health
+            throw;
+        }
         finally
         {
-            Volatile.Write(ref s_up, outcome == "ok" ? 1 : 0);
+            if (outcome != "cancelled")
+            {
+                Volatile.Write(ref s_up, outcome == "ok" ? 1 : 0);
+            }
             s_queries.Record(Stopwatch.GetElapsedTime(started).TotalSeconds, new("operation", operation), new("outcome", outcome));
         }
     }

@@ -8,14 +8,13 @@ namespace Ferry.Host.Roles;
 /// <summary>The api role's work before it answers: the seed flavors and image, and placement's state loaded.</summary>
 internal sealed class ApiStartup(IServiceProvider services, FerryHostOptions options) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
         if (options.Seed)
         {
-            Seed.Apply(services.GetRequiredService<CatalogStore>(), services.GetRequiredService<TimeProvider>());
+            await Seed.ApplyAsync(services.GetRequiredService<CatalogStore>(), services.GetRequiredService<TimeProvider>(), cancellationToken);
         }
         services.StartFerryPlacement();
-        return Task.CompletedTask;
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

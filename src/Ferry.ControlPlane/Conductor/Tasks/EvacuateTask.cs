@@ -18,34 +18,34 @@ public sealed class EvacuateTask(ConductorContext context)
 
     public async Task ExecuteAsync(EvacuateRequest request, CancellationToken ct)
     {
-        var instance = context.Instances.Get(request.InstanceUuid);
+        var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         var started = context.Time.GetTimestamp();
-        var migration = context.Migrations.Get(request.MigrationUuid);
+        var migration = await context.Migrations.GetAsync(request.MigrationUuid, ct);
         if (migration.Status != MigrationStatus.Accepted || !context.IsMoveWanted(instance, TaskState.Rebuilding, EventName))
         {
             return;
         }
-        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null, cancellationToken: ct);
         Selection? claimed = null;
         try
         {
             var selection = claimed = request.Host is not null && request.Force
                 ? ClaimForcedHost(instance, request.Host)
                 : (await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(
-                    context.BuildRequestSpec(instance, instance.Flavor) with
+                    (await context.BuildRequestSpecAsync(instance, instance.Flavor, ct)) with
                     {
                         IgnoreHosts = [instance.Host!],
                         RequestedHost = request.Host,
                         IsMove = true,
                     }, 0), ct)).Selections[0];
-            migration = context.Migrations.Update(new MigrationUpdateRequest
+            migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest
             {
                 Uuid = migration.Uuid,
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
-            });
-            var image = context.Catalog.FindImage(instance.ImageRef) ?? throw new ImageNotFoundException(instance.ImageRef);
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            }, ct);
+            var image = await context.Catalog.FindImageAsync(instance.ImageRef, ct) ?? throw new ImageNotFoundException(instance.ImageRef);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.RebuildInstanceAsync(selection.ServiceHost,
                 new RebuildInstanceRequest(instance, migration, image, request.OnSharedStorage, selection, request.RequestId), ct);
@@ -56,10 +56,10 @@ public sealed class EvacuateTask(ConductorContext context)
             {
                 context.Placement.RemoveProviderFromAllocation(instance.Uuid, claimed.ComputeNodeUuid);
             }
-            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
-            context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
+            await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, ex);
             // The guest's host is down and nothing started elsewhere: Nova reports that as ERROR.
-            context.ResetTaskState(instance.Uuid, TaskState.Rebuilding, VmState.Error);
+            await context.ResetTaskStateAsync(instance.Uuid, TaskState.Rebuilding, VmState.Error);
         }
     }
 

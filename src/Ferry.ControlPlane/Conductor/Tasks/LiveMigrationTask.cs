@@ -20,17 +20,17 @@ public sealed class LiveMigrationTask(ConductorContext context)
 
     public async Task ExecuteAsync(LiveMigrateInstanceRequest request, CancellationToken ct)
     {
-        if (context.TakeOverFromDeadConductor(request.InstanceUuid, request.RequestId, EventName, [MigrationType.LiveMigration], MigrationStatus.Accepted))
+        if (await context.TakeOverFromDeadConductorAsync(request.InstanceUuid, request.RequestId, EventName, [MigrationType.LiveMigration], MigrationStatus.Accepted, ct))
         {
             return;
         }
-        var instance = context.Instances.Get(request.InstanceUuid);
+        var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         if (!context.IsMoveWanted(instance, TaskState.Migrating, EventName))
         {
             return;
         }
         var started = context.Time.GetTimestamp();
-        var migration = context.Migrations.Create(id => new Migration
+        var migration = await context.Migrations.CreateAsync(id => new Migration
         {
             Id = id,
             Uuid = Guid.NewGuid().ToString(),
@@ -44,8 +44,8 @@ public sealed class LiveMigrationTask(ConductorContext context)
             NewInstanceTypeId = instance.Flavor.InternalId,
             UserId = instance.UserId,
             ProjectId = instance.ProjectId,
-        });
-        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        }, ct);
+        await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null, cancellationToken: ct);
         var held = false;
         try
         {
@@ -63,15 +63,15 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 ? await ForcedDestinationAsync(instance, migration, request, ct)
                 : await FindDestinationAsync(instance, migration, request, ct);
 
-            migration = context.Migrations.Update(new MigrationUpdateRequest
+            migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest
             {
                 Uuid = migration.Uuid,
                 SourceNode = instance.Node,
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
-            });
-            context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            }, ct);
+            await context.Instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone }, ct);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.LiveMigrationAsync(instance.Host!, new LiveMigrationRequest(instance, migration, selection.ServiceHost, data, request.RequestId), ct);
         }
@@ -82,9 +82,9 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 // Overwrites whatever the instance holds on a destination: one step back to the start.
                 context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
             }
-            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
-            context.RecordFailure(instance.Uuid, request.RequestId, EventName, ex);
-            context.ResetTaskState(instance.Uuid, TaskState.Migrating);
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
+            await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, ex);
+            await context.ResetTaskStateAsync(instance.Uuid, TaskState.Migrating);
         }
     }
 
@@ -106,7 +106,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
                 throw new MaxRetriesExceededException(
                     $"Exceeded max scheduling retries {retries} for instance {instance.Uuid} during live migration. Last failure: {lastReason}");
             }
-            var spec = context.BuildRequestSpec(instance, instance.Flavor) with
+            var spec = (await context.BuildRequestSpecAsync(instance, instance.Flavor, ct)) with
             {
                 IgnoreHosts = [.. attempted],
                 RequestedHost = request.Host,

@@ -18,12 +18,12 @@ public sealed class MigrationTask(ConductorContext context)
 
     public async Task ExecuteAsync(MigrateServerRequest request, CancellationToken ct)
     {
-        if (request.MigrationUuid is null && context.TakeOverFromDeadConductor(request.InstanceUuid, request.RequestId, EventName,
-            [MigrationType.Migration, MigrationType.Resize], MigrationStatus.PreMigrating))
+        if (request.MigrationUuid is null && await context.TakeOverFromDeadConductorAsync(request.InstanceUuid, request.RequestId, EventName,
+            [MigrationType.Migration, MigrationType.Resize], MigrationStatus.PreMigrating, ct))
         {
             return;
         }
-        var instance = context.Instances.Get(request.InstanceUuid);
+        var instance = await context.Instances.GetAsync(request.InstanceUuid, ct);
         if (request.MigrationUuid is null && !context.IsMoveWanted(instance, TaskState.ResizePrep, EventName))
         {
             return;
@@ -31,9 +31,9 @@ public sealed class MigrationTask(ConductorContext context)
         var started = context.Time.GetTimestamp();
         var newFlavor = request.NewFlavorId is null
             ? instance.Flavor
-            : context.Catalog.FindFlavor(request.NewFlavorId) ?? throw new FlavorNotFoundException(request.NewFlavorId);
+            : await context.Catalog.FindFlavorAsync(request.NewFlavorId, ct) ?? throw new FlavorNotFoundException(request.NewFlavorId);
         var isResize = newFlavor.InternalId != instance.Flavor.InternalId;
-        var migration = request.MigrationUuid is { } inFlight ? context.Migrations.Get(inFlight) : context.Migrations.Create(id => new Migration
+        var migration = request.MigrationUuid is { } inFlight ? await context.Migrations.GetAsync(inFlight, ct) : await context.Migrations.CreateAsync(id => new Migration
         {
             Id = id,
             Uuid = Guid.NewGuid().ToString(),
@@ -46,8 +46,8 @@ public sealed class MigrationTask(ConductorContext context)
             NewInstanceTypeId = newFlavor.InternalId,
             UserId = instance.UserId,
             ProjectId = instance.ProjectId,
-        });
-        context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null);
+        }, ct);
+        await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, false, false, null, cancellationToken: ct);
         // A reschedule arrives with the source already held by the migration.
         var held = request.MigrationUuid is not null;
         try
@@ -59,7 +59,7 @@ public sealed class MigrationTask(ConductorContext context)
             }
             held = context.Placement.MoveAllocations(instance.Uuid, migration.Uuid);
             var sameHostAllowed = isResize && context.Options.AllowResizeToSameHost;
-            var spec = context.BuildRequestSpec(instance, newFlavor) with
+            var spec = (await context.BuildRequestSpecAsync(instance, newFlavor, ct)) with
             {
                 IgnoreHosts = sameHostAllowed ? [] : [instance.Host!],
                 RequestedHost = request.Host,
@@ -68,14 +68,14 @@ public sealed class MigrationTask(ConductorContext context)
             var selections = (await context.Scheduler.SelectDestinationsAsync(
                 new SelectDestinationsRequest(spec, Math.Max(0, context.Options.MaxAttempts - 1)), ct)).Selections;
             var selection = selections[0];
-            migration = context.Migrations.Update(new MigrationUpdateRequest
+            migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest
             {
                 Uuid = migration.Uuid,
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
-            });
-            context.Instances.Update(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone });
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            }, ct);
+            await context.Instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, AvailabilityZone = selection.AvailabilityZone }, ct);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.PrepResizeAsync(selection.ServiceHost,
                 new PrepResizeRequest(instance, migration, newFlavor, spec, [.. selections.Skip(1)], request.RequestId), ct);
@@ -86,12 +86,12 @@ public sealed class MigrationTask(ConductorContext context)
             {
                 context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
             }
-            context.SetMigrationStatus(migration.Uuid, MigrationStatus.Error);
+            await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
             var failure = ErrorRegistry.Is<NoValidHostException>(ex)
                 ? new NoValidHostException($"No valid host found for {(isResize ? "resize" : "cold migrate")}")
                 : ex;
-            context.RecordFailure(instance.Uuid, request.RequestId, EventName, failure);
-            context.ResetTaskState(instance.Uuid, TaskState.ResizePrep);
+            await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, failure);
+            await context.ResetTaskStateAsync(instance.Uuid, TaskState.ResizePrep);
         }
     }
 
@@ -116,10 +116,10 @@ public sealed class MigrationTask(ConductorContext context)
             {
                 continue;
             }
-            migration = context.Migrations.Update(new MigrationUpdateRequest { Uuid = migration.Uuid, DestCompute = alternate.ServiceHost, DestNode = alternate.Nodename });
-            context.Actions.RecordEvent(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null);
+            migration = await context.Migrations.UpdateAsync(new MigrationUpdateRequest { Uuid = migration.Uuid, DestCompute = alternate.ServiceHost, DestNode = alternate.Nodename }, ct);
+            await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, alternate.ServiceHost, started);
-            var spec = context.BuildRequestSpec(instance, newFlavor) with { IsMove = true };
+            var spec = (await context.BuildRequestSpecAsync(instance, newFlavor, ct)) with { IsMove = true };
             await context.Compute.PrepResizeAsync(alternate.ServiceHost,
                 new PrepResizeRequest(instance, migration, newFlavor, spec, [.. alternates.Skip(i + 1)], request.RequestId), ct);
             return;

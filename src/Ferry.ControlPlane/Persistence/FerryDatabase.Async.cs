@@ -1,0 +1,210 @@
+using System.Data;
+using System.Data.Common;
+using Ferry.Core.Observability;
+
+namespace Ferry.ControlPlane.Persistence;
+
+/// <summary>
+/// The asynchronous forms of the database's operations. On PostgreSQL they wait for the server without holding a thread
+/// (Npgsql's async I/O); on SQLite they run as the synchronous ones do (Microsoft.Data.Sqlite's async methods complete
+/// synchronously), one at a time on its one connection.
+/// </summary>
+/// <remarks>
+/// A read hands its delegate the caller's token: an abandoned read changes nothing. A write honours the token only until
+/// its transaction begins (waiting for the connection, or for an unreachable server between attempts); once begun it runs
+/// to its commit with <see cref="CancellationToken.None"/>, so a state change is never left half made because a client
+/// went away.
+/// </remarks>
+public sealed partial class FerryDatabase
+{
+    /// <inheritdoc cref="Read{T}(Func{DbConnection, T})"/>
+    public Task<T> ReadAsync<T>(Func<DbConnection, CancellationToken, Task<T>> read, CancellationToken cancellationToken) =>
+        DatabaseMetrics.MeasureAsync("read", () => ReadUnmeasuredAsync(read, cancellationToken));
+
+    private async Task<T> ReadUnmeasuredAsync<T>(Func<DbConnection, CancellationToken, Task<T>> read, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (_postgres is null)
+        {
+            await _gate.WaitAsync(cancellationToken);
+            try
+            {
+                return await read(_sqlite!, cancellationToken);
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+        return await WhileReachableAsync(async () =>
+        {
+            await using var connection = await _postgres.OpenConnectionAsync(cancellationToken);
+            return await read(connection, cancellationToken);
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc cref="Snapshot{T}(Func{DbConnection, DbTransaction, T})"/>
+    public Task<T> SnapshotAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, Task<T>> read, CancellationToken cancellationToken) =>
+        DatabaseMetrics.MeasureAsync("read", () => SnapshotUnmeasuredAsync(read, cancellationToken));
+
+    private async Task<T> SnapshotUnmeasuredAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, Task<T>> read, CancellationToken cancellationToken)
+    {
+        if (_postgres is null)
+        {
+            await _gate.WaitAsync(cancellationToken);
+            try
+            {
+                // SQLite's one connection already sees one moment; the transaction keeps it so across statements.
+                await using var transaction = await _sqlite!.BeginTransactionAsync(cancellationToken);
+                var result = await read(_sqlite, transaction, cancellationToken);
+                await transaction.CommitAsync(CancellationToken.None);
+                return result;
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+        return await WhileReachableAsync(async () =>
+        {
+            await using var connection = await _postgres.OpenConnectionAsync(cancellationToken);
+            await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken);
+            var result = await read(connection, transaction, cancellationToken);
+            await transaction.CommitAsync(CancellationToken.None);
+            return result;
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="write"/> in one transaction and commits it; an exception rolls everything back. On PostgreSQL a
+    /// deadlock or serialization failure runs it again (so it must not depend on having run once).
+    /// <paramref name="cancellationToken"/> stops the wait for a connection; the delegate gets <see cref="CancellationToken.None"/>,
+    /// so a write that has begun completes.
+    /// </summary>
+    public Task<T> WriteAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, Task<T>> write, CancellationToken cancellationToken) =>
+        DatabaseMetrics.MeasureAsync("write", () => WriteUnmeasuredAsync(write, cancellationToken));
+
+    /// <inheritdoc cref="WriteAsync{T}(Func{DbConnection, DbTransaction, CancellationToken, Task{T}}, CancellationToken)"/>
+    public Task WriteAsync(Func<DbConnection, DbTransaction, CancellationToken, Task> write, CancellationToken cancellationToken) =>
+        WriteAsync<int>(async (c, t, ct) =>
+        {
+            await write(c, t, ct);
+            return 0;
+        }, cancellationToken);
+
+    private async Task<T> WriteUnmeasuredAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, Task<T>> write, CancellationToken cancellationToken)
+    {
+        // Npgsql hands out an idle pooled connection without looking at the token: check it before anything begins.
+        cancellationToken.ThrowIfCancellationRequested();
+        if (_postgres is null)
+        {
+            await _gate.WaitAsync(cancellationToken);
+            try
+            {
+                await using var transaction = await _sqlite!.BeginTransactionAsync(CancellationToken.None);
+                var result = await write(_sqlite, transaction, CancellationToken.None);
+                await transaction.CommitAsync(CancellationToken.None);
+                return result;
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+        return await WhileReachableAsync(async () =>
+        {
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    await using var connection = await _postgres.OpenConnectionAsync(cancellationToken);
+                    await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, CancellationToken.None);
+                    var result = await write(connection, transaction, CancellationToken.None);
+                    try
+                    {
+                        await transaction.CommitAsync(CancellationToken.None);
+                    }
+                    catch (Exception e) when (IsConnectionFailure(e))
+                    {
+                        throw new CommitFailedException(e);
+                    }
+                    return result;
+                }
+                catch (DbException e) when (attempt < TransientRetries && SqlDialect.IsTransient(e))
+                {
+                    // Another transaction held rows this one needed in the other order: run it again (it rolled back).
+                }
+            }
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="WriteAsync{T}"/> for rows that are history only: the commit does not wait for its WAL flush (see
+    /// <see cref="WriteHistory{T}(Func{DbConnection, DbTransaction, T})"/>).
+    /// </summary>
+    public Task<T> WriteHistoryAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, Task<T>> write, CancellationToken cancellationToken) =>
+        WriteAsync(async (c, t, ct) =>
+        {
+            await CommitWithoutFlushAsync(c, t, ct);
+            return await write(c, t, ct);
+        }, cancellationToken);
+
+    /// <inheritdoc cref="WriteHistoryAsync{T}(Func{DbConnection, DbTransaction, CancellationToken, Task{T}}, CancellationToken)"/>
+    public Task WriteHistoryAsync(Func<DbConnection, DbTransaction, CancellationToken, Task> write, CancellationToken cancellationToken) =>
+        WriteHistoryAsync<int>(async (c, t, ct) =>
+        {
+            await write(c, t, ct);
+            return 0;
+        }, cancellationToken);
+
+    /// <inheritdoc cref="CommitWithoutFlush(DbConnection, DbTransaction)"/>
+    public async Task CommitWithoutFlushAsync(DbConnection c, DbTransaction t, CancellationToken cancellationToken)
+    {
+        if (_postgres is not null)
+        {
+            await using var relax = Command(c, t, "SET LOCAL synchronous_commit TO OFF");
+            await relax.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>The asynchronous form of <see cref="WhileReachable{T}"/>: the wait between attempts holds no thread and ends on cancellation.</summary>
+    private async Task<T> WhileReachableAsync<T>(Func<Task<T>> operation, CancellationToken cancellationToken)
+    {
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                return await operation();
+            }
+            catch (Exception e) when (IsConnectionFailure(e))
+            {
+                _postgres!.Clear();
+                if (e is CommitFailedException || started.Elapsed + s_unavailableRetryInterval > UnavailableWait)
+                {
+                    throw new DatabaseUnavailableException(Description, e is CommitFailedException ? e.InnerException! : e);
+                }
+                await Task.Delay(s_unavailableRetryInterval, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>Runs <paramref name="command"/> (and disposes it), returning the rows it changed.</summary>
+    public static async Task<int> ExecuteAsync(DbCommand command, CancellationToken cancellationToken)
+    {
+        await using (command)
+        {
+            return await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Runs <paramref name="command"/> (and disposes it), returning the first column of its first row, or null.</summary>
+    public static async Task<object?> ScalarAsync(DbCommand command, CancellationToken cancellationToken)
+    {
+        await using (command)
+        {
+            var value = await command.ExecuteScalarAsync(cancellationToken);
+            return value is DBNull ? null : value;
+        }
+    }
+}
