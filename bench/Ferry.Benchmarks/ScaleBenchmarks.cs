@@ -60,7 +60,15 @@ internal static partial class ScaleBenchmarks
         {
             try
             {
-                Directory.Delete(dataDirectory, recursive: true);
+                // FERRY_BENCH_KEEP_DATA=1 keeps the seeded data directory, to time restarts of other builds on the same 100,000 instances.
+                if (Environment.GetEnvironmentVariable("FERRY_BENCH_KEEP_DATA") == "1")
+                {
+                    log($"scale: data directory kept: {dataDirectory}");
+                }
+                else
+                {
+                    Directory.Delete(dataDirectory, recursive: true);
+                }
             }
             catch (IOException)
             {

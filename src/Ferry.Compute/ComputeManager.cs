@@ -47,7 +47,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
         await new ResourceTracker(_context).ReportAsync(ct);
         var recovery = new StartupRecovery(_context);
         await recovery.RunAsync(ct);
-        await new PowerStateSync(_context).RunAsync(ct);
+        await new PowerStateSync(_context).RunAsync(recovery.Instances, ct);
         var liveSource = new LiveMigrationSource(_context);
         _listener = _transport.Listen(Topics.Compute(_context.Host), CreateRpcServer(liveSource));
         // Monitors of post-copy migrations run while the agent serves: they may take minutes, and abort or

@@ -11,9 +11,12 @@ namespace Ferry.Compute;
 /// </summary>
 public sealed partial class PowerStateSync(ComputeContext context)
 {
-    public async Task RunAsync(CancellationToken ct)
+    public Task RunAsync(CancellationToken ct) => RunAsync(null, ct);
+
+    /// <param name="instances">The host's instances as just read (start-up recovery's list); null: read them now.</param>
+    public async Task RunAsync(IReadOnlyList<Instance>? instances, CancellationToken ct)
     {
-        foreach (var instance in await context.Conductor.GetInstancesByHostAsync(context.Host, ct))
+        foreach (var instance in instances ?? await context.Conductor.GetInstancesByHostAsync(context.Host, ct))
         {
             if (instance.VmState != VmState.Active || instance.TaskState is not null
                 || context.Driver.GetGuest(instance.Uuid) is not { PowerState: Virt.GuestPowerState.Shutdown or Virt.GuestPowerState.Crashed } guest)

@@ -11,9 +11,10 @@ public sealed class ResourceTracker(ComputeContext context)
     {
         var resources = context.Driver.GetHostResources();
         var options = context.Options;
+        var proposedUuid = Guid.NewGuid().ToString();
         var node = await context.Conductor.UpdateComputeNodeAsync(new ComputeNodeUpdateRequest(new ComputeNode
         {
-            Uuid = Guid.NewGuid().ToString(),
+            Uuid = proposedUuid,
             Host = context.Host,
             HypervisorHostname = context.Host,
             HostIp = options.MyIp,
@@ -31,13 +32,13 @@ public sealed class ResourceTracker(ComputeContext context)
             BootedAt = context.Time.GetUtcNow(),
         }), ct);
         context.NodeUuid = node.Uuid;
-        await context.Placement.EnsureResourceProviderAsync(node.Uuid, context.Host, ct);
-        await context.Placement.SetInventoriesAsync(node.Uuid, new Dictionary<string, InventoryDto>
+        // The conductor keeps a node's uuid for life: ours back means the node was created now, so its provider is new too.
+        await context.Placement.ReportResourceProviderAsync(node.Uuid, context.Host, new Dictionary<string, InventoryDto>
         {
             ["VCPU"] = new(resources.Vcpus, MaxUnit: resources.Vcpus, AllocationRatio: options.CpuAllocationRatio),
             ["MEMORY_MB"] = new(resources.MemoryMb, Reserved: options.ReservedHostMemoryMb, MaxUnit: resources.MemoryMb, AllocationRatio: options.RamAllocationRatio),
             ["DISK_GB"] = new(resources.LocalGb, MaxUnit: resources.LocalGb, AllocationRatio: options.DiskAllocationRatio),
-        }, ct);
+        }, newNode: node.Uuid == proposedUuid, ct);
         return node;
     }
 }

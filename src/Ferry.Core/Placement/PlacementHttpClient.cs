@@ -124,6 +124,78 @@ public sealed class PlacementHttpClient
         }
     }
 
+    /// <summary>
+    /// A compute node's report at start-up (Nova's _ensure_resource_provider then set_inventory_for_provider) in as few
+    /// requests as the API allows, since 10,000 hosts of one process each make it: a node the conductor has just created
+    /// (<paramref name="newNode"/>) has no provider yet, so the provider is created (POST) and its inventories written at
+    /// the generation the POST answered (PUT): two requests. A known node's inventories are read (the provider's
+    /// generation comes with them): unchanged, that one request is all; a 404 means the provider is missing and it is
+    /// created as for a new node. As in Nova, an existing provider is never renamed here. Any conflict falls back to
+    /// <see cref="EnsureResourceProviderAsync"/> and <see cref="SetInventoriesAsync"/>, which read and retry.
+    /// </summary>
+    /// <returns>The provider's generation after the report.</returns>
+    public async Task<long> ReportResourceProviderAsync(string uuid, string name, IReadOnlyDictionary<string, InventoryDto> inventories, bool newNode,
+        CancellationToken cancellationToken)
+    {
+        long generation;
+        if (!newNode)
+        {
+            using var get = await SendAsync(HttpMethod.Get, $"resource_providers/{uuid}/inventories", null, cancellationToken);
+            if (get.StatusCode == HttpStatusCode.OK)
+            {
+                var current = await ReadAsync(get, s_json.ProviderInventoriesDto, cancellationToken);
+                generation = current.ResourceProviderGeneration ?? 0;
+                return SameInventories(current.Inventories, inventories)
+                    ? generation
+                    : await TryPutInventoriesAsync(uuid, generation, inventories, cancellationToken) ?? await SetInventoriesAsync(uuid, inventories, cancellationToken);
+            }
+            if (get.StatusCode != HttpStatusCode.NotFound)
+            {
+                throw await ErrorAsync(get, cancellationToken);
+            }
+        }
+        using (var post = await SendAsync(HttpMethod.Post, "resource_providers",
+            JsonContent.Create(new ResourceProviderWriteDto { Name = name, Uuid = uuid }, s_json.ResourceProviderWriteDto), cancellationToken))
+        {
+            if (post.IsSuccessStatusCode)
+            {
+                generation = (await ReadAsync(post, s_json.ResourceProviderDto, cancellationToken)).Generation;
+            }
+            else
+            {
+                var error = await ReadErrorAsync(post, cancellationToken);
+                if (post.StatusCode != HttpStatusCode.Conflict || error.Code == PlacementErrorCodes.DuplicateName)
+                {
+                    throw ToException(post.StatusCode, error);
+                }
+                // Another writer created it meanwhile: read it, then write the inventories as any update does.
+                await EnsureResourceProviderAsync(uuid, name, cancellationToken);
+                return await SetInventoriesAsync(uuid, inventories, cancellationToken);
+            }
+        }
+        return await TryPutInventoriesAsync(uuid, generation, inventories, cancellationToken) ?? await SetInventoriesAsync(uuid, inventories, cancellationToken);
+    }
+
+    /// <summary>PUT of the inventories at a generation already known; null on a generation conflict (the caller reads and retries).</summary>
+    private async Task<long?> TryPutInventoriesAsync(string uuid, long generation, IReadOnlyDictionary<string, InventoryDto> inventories,
+        CancellationToken cancellationToken)
+    {
+        var body = new ProviderInventoriesDto
+        {
+            ResourceProviderGeneration = generation,
+            Inventories = new Dictionary<string, InventoryDto>(inventories, StringComparer.Ordinal),
+        };
+        using var put = await SendAsync(HttpMethod.Put, $"resource_providers/{uuid}/inventories",
+            JsonContent.Create(body, s_json.ProviderInventoriesDto), cancellationToken);
+        if (put.IsSuccessStatusCode)
+        {
+            var written = await ReadAsync(put, s_json.ProviderInventoriesDto, cancellationToken);
+            return written.ResourceProviderGeneration ?? generation + 1;
+        }
+        await ThrowUnlessRetryableAsync(put, attempt: 1, cancellationToken);
+        return null;
+    }
+
     public Task<ProviderUsagesDto> GetProviderUsagesAsync(string uuid, CancellationToken cancellationToken) =>
         GetAsync($"resource_providers/{uuid}/usages", s_json.ProviderUsagesDto, cancellationToken);
 

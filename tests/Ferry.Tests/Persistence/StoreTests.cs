@@ -306,6 +306,30 @@ public abstract class StoreTests : IDisposable
     }
 
     [Fact]
+    public void ComputeNodeStore_UpsertSameNodeNewBootTime_WritesTheBootTimeAndNextChange()
+    {
+        var store = new ComputeNodeStore(_db);
+        var booted = new DateTimeOffset(2026, 12, 5, 8, 0, 0, TimeSpan.Zero);
+        ComputeNode Node(DateTimeOffset bootedAt, int vcpus) => new()
+        {
+            Uuid = Guid.NewGuid().ToString(), Host = "host-b", HypervisorHostname = "host-b", HypervisorType = "fake", HypervisorVersion = 1,
+            Vcpus = vcpus, MemoryMb = 1024, LocalGb = 10, BootedAt = bootedAt,
+        };
+        var first = store.Upsert(Node(booted, 4));
+        var seq = store.ListChangedSince(0).Single(n => n.Node.Id == first.Id).Seq;
+
+        // A restart: only the boot time differs (written without waiting for a flush on PostgreSQL), then a real change.
+        var restarted = store.Upsert(Node(booted.AddMinutes(5), 4));
+        var restartedSeq = store.ListChangedSince(seq).Single(n => n.Node.Id == first.Id).Seq;
+        store.Upsert(Node(booted.AddMinutes(9), 6));
+
+        Assert.Equal((first.Id, first.Uuid), (restarted.Id, restarted.Uuid));
+        Assert.True(restartedSeq > seq);
+        Assert.Equal(booted.AddMinutes(9), store.FindByHost("host-b")!.BootedAt);
+        Assert.Equal(6, store.FindByHost("host-b")!.Vcpus);
+    }
+
+    [Fact]
     public void CatalogStore_FlavorsAndImages_RoundTripAndRejectDuplicates()
     {
         var store = new CatalogStore(_db);

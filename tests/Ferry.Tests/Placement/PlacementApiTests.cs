@@ -94,6 +94,78 @@ public sealed class PlacementApiTests(PlacementApiFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task ReportResourceProviderAsync_NewNode_CreatesProviderWithInventoriesInTwoRequests()
+    {
+        using var counting = new CountingHandler(new SocketsHttpHandler());
+        using var http = new HttpClient(counting) { BaseAddress = fixture.Http.BaseAddress };
+        var client = new PlacementHttpClient(http, authToken: "test-token");
+        var uuid = Guid.NewGuid().ToString();
+
+        var generation = await client.ReportResourceProviderAsync(uuid, $"host-{uuid}", Inventories(vcpu: 8, memoryMb: 4096), newNode: true, Ct);
+
+        Assert.Equal(["POST resource_providers", $"PUT resource_providers/{uuid}/inventories"], counting.Requests);
+        Assert.Equal(fixture.Service.GetProvider(uuid)!.Generation, generation);
+        Assert.Equal($"host-{uuid}", fixture.Service.GetProvider(uuid)!.Name);
+        Assert.Equal(8, fixture.Service.GetInventories(uuid)["VCPU"].Total);
+        Assert.Equal(4096, fixture.Service.GetInventories(uuid)["MEMORY_MB"].Total);
+    }
+
+    [Fact]
+    public async Task ReportResourceProviderAsync_KnownNodeUnchangedThenChanged_OneRequestThenTwo()
+    {
+        var uuid = await NewProviderAsync(vcpu: 8);
+        using var counting = new CountingHandler(new SocketsHttpHandler());
+        using var http = new HttpClient(counting) { BaseAddress = fixture.Http.BaseAddress };
+        var client = new PlacementHttpClient(http, authToken: "test-token");
+        var before = fixture.Service.GetProvider(uuid)!.Generation;
+
+        var unchanged = await client.ReportResourceProviderAsync(uuid, $"host-{uuid}", Inventories(vcpu: 8), newNode: false, Ct);
+        var unchangedRequests = counting.Requests.ToList();
+        var changed = await client.ReportResourceProviderAsync(uuid, $"host-{uuid}", Inventories(vcpu: 12), newNode: false, Ct);
+
+        Assert.Equal([$"GET resource_providers/{uuid}/inventories"], unchangedRequests);
+        Assert.Equal(before, unchanged);
+        Assert.Equal(3, counting.Requests.Count);
+        Assert.Equal(before + 1, changed);
+        Assert.Equal(12, fixture.Service.GetInventories(uuid)["VCPU"].Total);
+    }
+
+    [Fact]
+    public async Task ReportResourceProviderAsync_KnownNodeWithoutProvider_CreatesIt()
+    {
+        var uuid = Guid.NewGuid().ToString();
+
+        await Client.ReportResourceProviderAsync(uuid, $"host-{uuid}", Inventories(vcpu: 4), newNode: false, Ct);
+
+        Assert.Equal($"host-{uuid}", fixture.Service.GetProvider(uuid)!.Name);
+        Assert.Equal(4, fixture.Service.GetInventories(uuid)["VCPU"].Total);
+    }
+
+    [Fact]
+    public async Task ReportResourceProviderAsync_NewNodeWhoseProviderAnotherWriterMade_ReadsAndWritesInventories()
+    {
+        var uuid = Guid.NewGuid().ToString();
+        await Client.EnsureResourceProviderAsync(uuid, $"host-{uuid}", Ct);
+        fixture.Service.SetTraits(uuid, null, ["CUSTOM_BUMP"]);
+
+        await Client.ReportResourceProviderAsync(uuid, $"host-{uuid}", Inventories(vcpu: 6), newNode: true, Ct);
+
+        Assert.Equal(6, fixture.Service.GetInventories(uuid)["VCPU"].Total);
+    }
+
+    [Fact]
+    public async Task ReportResourceProviderAsync_NameTakenByAnotherProvider_Throws409()
+    {
+        var name = $"taken-{Guid.NewGuid()}";
+        await Client.EnsureResourceProviderAsync(Guid.NewGuid().ToString(), name, Ct);
+        var uuid = Guid.NewGuid().ToString();
+
+        await Assert.ThrowsAsync<PlacementConflictException>(() => Client.ReportResourceProviderAsync(uuid, name, Inventories(vcpu: 4), newNode: true, Ct));
+
+        Assert.Null(fixture.Service.GetProvider(uuid));
+    }
+
+    [Fact]
     public async Task GetInventories_WholeAllocationRatio_KeepsPythonFloatSpelling()
     {
         var rp = await NewProviderAsync(vcpu: 8);
@@ -467,5 +539,17 @@ public sealed class PlacementApiTests(PlacementApiFixture fixture) : IClassFixtu
         Assert.False(string.IsNullOrEmpty((string?)error["title"]));
         Assert.Equal("placement 1.39", response.Headers.GetValues("OpenStack-API-Version").Single());
         return (string?)error["detail"] ?? "";
+    }
+
+    /// <summary>Records each request's method and path (relative to the placement root), then sends it on.</summary>
+    private sealed class CountingHandler(HttpMessageHandler inner) : DelegatingHandler(inner)
+    {
+        public List<string> Requests { get; } = [];
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Requests.Add($"{request.Method} {request.RequestUri!.AbsolutePath.TrimStart('/')}");
+            return base.SendAsync(request, cancellationToken);
+        }
     }
 }
