@@ -31,6 +31,9 @@ public sealed class FerryChildProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>The child's process id (its /proc entry).</summary>
+    public int Pid => _process.Id;
+
     /// <summary>What the child wrote so far (stderr and stdout), for failure messages.</summary>
     public string Output
     {

@@ -64,6 +64,21 @@ public sealed class DistributedCliTests(DistributedFixture fixture) : IClassFixt
     }
 
     [Fact]
+    public void Schedulers_DatabaseOpened_LoadNoKerberosLibraries()
+    {
+        var children = fixture.Children();
+
+        // The launcher's PostgreSQL connections turn GSS encryption off: Npgsql's default would look for Kerberos
+        // credentials at every connection, mapping libgssapi_krb5 and libkrb5 into each process (~1 MB of each's memory).
+        foreach (var name in new[] { "scheduler-1", "scheduler-2" })
+        {
+            var maps = File.ReadAllText($"/proc/{children[name]}/maps");
+            Assert.DoesNotContain("libgssapi_krb5", maps, StringComparison.Ordinal);
+            Assert.DoesNotContain("libkrb5", maps, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task Metrics_ConductorAndComputeProcesses_ServeRpcBusAndMigrationSeries()
     {
         var urls = fixture.MetricsUrls();

@@ -66,6 +66,42 @@ public sealed partial class NativeFerryTests
         }
     }
 
+    [Fact]
+    public void Binary_Published_KeepsTypeDataInItsFileAndIsNotPositionIndependent()
+    {
+        var native = FerryBinary.Given
+            ?? throw new InvalidOperationException($"{FerryBinary.Variable} is not set: ./ferry test publishes the native ferry and sets it");
+        var elf = ElfFile.Read(native);
+
+        // A dehydrated binary rebuilds its type data into .hydrated at start: ~10 MB of private memory in every process.
+        Assert.DoesNotContain(".hydrated", elf.SectionNames);
+        // ET_EXEC, not ET_DYN (PIE): a PIE relocates every pointer of that data at load, making each page private again.
+        Assert.Equal(ElfFile.Executable, elf.Type);
+    }
+
+    [Fact]
+    public async Task Process_NativeAllInOneReady_HasNoEventPipeThreadNorDiagnosticsSocket()
+    {
+        var native = FerryBinary.Given
+            ?? throw new InvalidOperationException($"{FerryBinary.Variable} is not set: ./ferry test publishes the native ferry and sets it");
+        var dataDir = Directory.CreateTempSubdirectory("ferry-native-threads-").FullName;
+        try
+        {
+            await using var ferry = await FerryChildProcess.StartAsync(dataDir, new Dictionary<string, string>(), hosts: 1, program: native);
+            var threads = Directory.GetDirectories($"/proc/{ferry.Pid}/task")
+                .Select(task => File.ReadAllText(Path.Combine(task, "comm")).Trim())
+                .ToList();
+
+            // EventSource is compiled out (EventSourceSupport=false): no diagnostics server, so no thread or socket for it.
+            Assert.DoesNotContain(".NET EventPipe", threads);
+            Assert.Empty(Directory.GetFiles(Path.GetTempPath(), $"dotnet-diagnostic-{ferry.Pid}-*"));
+        }
+        finally
+        {
+            Directory.Delete(dataDir, recursive: true);
+        }
+    }
+
     /// <summary>Status, content type and body, with what differs between two Ferrys by design (ports, uuids, times) masked.</summary>
     private static async Task<string> SendAsync(FerryChildProcess ferry, (string Api, HttpMethod Method, string Path, string? Body) r)
     {
