@@ -47,11 +47,23 @@ public sealed partial class NativeFerryTests
         var jitDir = Directory.CreateTempSubdirectory("ferry-jit-").FullName;
         try
         {
-            var started = await Task.WhenAll(
-                FerryChildProcess.StartAsync(nativeDir, new Dictionary<string, string>(), hosts: 2, program: native),
-                FerryChildProcess.StartAsync(jitDir, new Dictionary<string, string>(), hosts: 2));
-            await using var nativeFerry = started[0];
-            await using var jitFerry = started[1];
+            var startNative = FerryChildProcess.StartAsync(nativeDir, new Dictionary<string, string>(), hosts: 2, program: native);
+            var startJit = FerryChildProcess.StartAsync(jitDir, new Dictionary<string, string>(), hosts: 2);
+            try
+            {
+                await Task.WhenAll(startNative, startJit);
+            }
+            catch
+            {
+                // The one that started is stopped too (WhenAll throws before anything below would dispose it).
+                foreach (var start in new[] { startNative, startJit }.Where(t => t.IsCompletedSuccessfully))
+                {
+                    await start.Result.DisposeAsync();
+                }
+                throw;
+            }
+            await using var nativeFerry = startNative.Result;
+            await using var jitFerry = startJit.Result;
             foreach (var request in s_requests)
             {
                 var fromNative = await SendAsync(nativeFerry, request);
