@@ -60,11 +60,15 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         Directory.CreateDirectory(dataDirectory);
         var (program, prefix) = HostBuild.Command(hostDll);
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // FERRY_BENCH_DISTRIBUTED_ARGS (space-separated) adds flags for a profile, e.g. "--log-level information --metrics-port 0";
+        // the logs are then kept when the run ends.
+        var extra = ExtraArguments();
         foreach (var arg in (string[])
         [
             .. prefix, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--replicas", "2",
             "--time-scale", "0", "--max-concurrent-live-migrations", Invariant(maxConcurrentLiveMigrations), "--auth", "noauth2",
-            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--log-level", "warning",
+            "--compute-port", "0", "--placement-port", "0", "--image-port", "0",
+            .. extra.Contains("--log-level") ? (string[])[] : ["--log-level", "warning"], .. extra,
         ])
         {
             start.ArgumentList.Add(arg);
@@ -194,8 +198,15 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         return [.. ids.Zip(hosts)];
     }
 
+    private static string[] ExtraArguments() =>
+        Environment.GetEnvironmentVariable("FERRY_BENCH_DISTRIBUTED_ARGS")?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+
     public async ValueTask DisposeAsync()
     {
+        if (ExtraArguments().Length > 0)
+        {
+            Console.Error.WriteLine($"[bench] logs kept in {KeepLogs()}");
+        }
         Http.Dispose();
         _database.Dispose();
         await StopAsync(_launcher, DataDirectory, _output);

@@ -15,9 +15,11 @@ namespace Ferry.ControlPlane.Placement;
 /// the cache holds: each touched provider's <c>UPDATE … WHERE generation = g</c> and each consumer's must hit
 /// its row, or the cache is stale, the transaction rolls back, the changed providers and their consumers are
 /// reloaded and the write is validated again (capacity, the caller's generation). So two replicas can never
-/// both claim the last of an inventory. Each write also bumps <c>placement_state.version</c> after it commits and
-/// logs the providers it changed in <c>placement_changes</c>; a replica whose cache was taken at another version
-/// reloads those providers (and their consumers) before it answers.
+/// both claim the last of an inventory. Each write also logs the providers it changed in <c>placement_log</c>, in its
+/// own transaction and under its transaction id, with no row in common with other writers (a single version row made
+/// every write of every replica wait on one lock held across a durable commit). Before it answers, a replica reads the
+/// log from the oldest transaction that was still running when it last looked (every older one was committed and seen
+/// then) and reloads the providers whose generation or name its cache does not have (and their consumers).
 /// </para>
 /// </summary>
 public sealed class PlacementService : IPlacementService
@@ -32,19 +34,34 @@ public sealed class PlacementService : IPlacementService
     /// <summary>Attempts of one write against a cache that keeps turning out stale before it answers 409.</summary>
     private const int MaxAttempts = 20;
 
-    /// <summary>How many versions of the change log are kept, and how often older ones are deleted.</summary>
-    private const long ChangeLogKept = 10_000;
-    private const long ChangeLogPurgeEvery = 1_000;
+    /// <summary>
+    /// How long change-log rows are kept; a replica that has not read the log for half of it compares every provider
+    /// instead (the rows it needs may be gone). Old rows are deleted by every <see cref="LogPurgeEvery"/>-th write.
+    /// </summary>
+    private static readonly TimeSpan s_logKept = TimeSpan.FromMinutes(10);
+    private const long LogPurgeEvery = 1_000;
 
-    /// <summary>The <c>placement_state</c> version the cache matches (shared database only).</summary>
-    private long _seenVersion;
+    /// <summary>
+    /// Shared database only: the oldest transaction id that was still running when the log was last read. Every
+    /// transaction with a smaller id had ended then, and its changes were seen; later ones are read from the log.
+    /// </summary>
+    private long _watermark;
+    private long _lastLook;
+    private long _writes;
+
+    /// <summary>The providers of the write under way, reloaded when the database shows the cache stale for them.</summary>
+    private string[] _writing = [];
 
     public PlacementService(FerryDatabase database)
     {
         _database = database;
         _database.Migrate(PlacementSchema.Component, PlacementSchema.Scripts);
-        _seenVersion = _database.IsShared ? _database.Read(ReadVersion) : 0;
-        _database.Snapshot((c, t) => Load(c, t));
+        _lastLook = System.Diagnostics.Stopwatch.GetTimestamp();
+        _database.Snapshot((c, t) =>
+        {
+            _watermark = _database.IsShared ? ReadWatermark(c, t) : 0; // the snapshot's own: what it cannot see comes later
+            return Load(c, t);
+        });
     }
 
     public ResourceProvider EnsureProvider(string uuid, string name)
@@ -768,7 +785,9 @@ public sealed class PlacementService : IPlacementService
         {
             for (var attempt = 1; ; attempt++)
             {
-                Refresh(force: attempt > 1);
+                // A conflict was committed after the last look, so the log has it; the providers of the write are
+                // compared as well, and after a few rounds every provider (a row changed by hand logs nothing).
+                Refresh(also: attempt > 1 ? _writing : null, whole: attempt >= 5);
                 try
                 {
                     return write();
@@ -794,78 +813,105 @@ public sealed class PlacementService : IPlacementService
         });
 
     /// <summary>
-    /// Writes in one transaction; on a shared database then bumps the version other replicas check and logs the
-    /// providers the write changed under it, so they reload only those.
+    /// Writes in one transaction; on a shared database the same transaction logs the providers the write changed, under
+    /// its transaction id, so other replicas reload only those (and no row is shared by writers of different providers).
     /// </summary>
     private void WriteThrough(IEnumerable<string> providers, Action<DbConnection, DbTransaction> write)
     {
-        _database.Write(write);
         if (!_database.IsShared)
         {
+            _database.Write(write);
             return;
         }
-        // After the commit, so a replica that sees the new version also sees this write. The version row's lock
-        // makes bumps commit in version order: a replica that reads version V finds every change up to V logged.
-        var changed = providers.Distinct(StringComparer.Ordinal).ToList();
-        var version = _database.Write((c, t) =>
+        var changed = providers.Distinct(StringComparer.Ordinal).ToArray();
+        _writing = changed;
+        var purge = ++_writes % LogPurgeEvery == 0;
+        _database.Write((c, t) =>
         {
-            using var bump = FerryDatabase.Command(c, t, "UPDATE placement_state SET version = version + 1 WHERE id = 1 RETURNING version");
-            var version = Convert.ToInt64(bump.ExecuteScalar());
-            foreach (var rp in changed)
+            write(c, t);
+            Exec(c, t,
+                "INSERT INTO placement_log(txid, rp, logged_at) " +
+                "SELECT pg_current_xact_id()::text::bigint, rp, extract(epoch from now())::bigint FROM unnest(@rps) AS rp",
+                ("@rps", changed));
+            if (purge)
             {
-                Exec(c, t, "INSERT INTO placement_changes(version, rp) VALUES (@v, @rp)", ("@v", version), ("@rp", rp));
+                Exec(c, t, "DELETE FROM placement_log WHERE logged_at < extract(epoch from now())::bigint - @kept",
+                    ("@kept", (long)s_logKept.TotalSeconds));
             }
-            if (version % ChangeLogPurgeEvery == 0)
-            {
-                Exec(c, t, "DELETE FROM placement_changes WHERE version <= @old", ("@old", version - ChangeLogKept));
-            }
-            return version;
         });
-        if (version == _seenVersion + 1)
-        {
-            _seenVersion = version; // Nobody else wrote in between: the cache (after Apply) is current.
-        }
     }
 
-    private static long ReadVersion(DbConnection connection)
+    /// <summary>The oldest transaction id still running as of the statement's (or REPEATABLE READ transaction's) snapshot.</summary>
+    private static long ReadWatermark(DbConnection connection, DbTransaction? transaction)
     {
-        using var read = FerryDatabase.Command(connection, null, "SELECT version FROM placement_state WHERE id = 1");
+        using var read = FerryDatabase.Command(connection, transaction, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint");
         return Convert.ToInt64(read.ExecuteScalar());
     }
 
     /// <summary>
-    /// On a shared database, brings the cache up to what is committed when another replica wrote since it was
-    /// taken (or, with <paramref name="force"/>, after a write found it stale): providers whose generation or
-    /// name differs are reloaded with every consumer that has (or had) allocations on them.
+    /// On a shared database, brings the cache up to what is committed: reads (one round trip) the providers logged by
+    /// transactions at or after the watermark with their committed generation and name, and reloads those the cache
+    /// has otherwise, with every consumer that has (or had) allocations on them; <paramref name="also"/> are compared
+    /// too, and <paramref name="whole"/> (or a cache idle longer than the log keeps) compares every provider.
     /// </summary>
-    private void Refresh(bool force = false)
+    private void Refresh(IReadOnlyCollection<string>? also = null, bool whole = false)
     {
         if (!_database.IsShared)
         {
             return;
         }
-        var version = _database.Read(ReadVersion);
-        if (!force && version == _seenVersion)
+        var looked = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (whole || System.Diagnostics.Stopwatch.GetElapsedTime(_lastLook, looked) > s_logKept / 2)
         {
+            var watermark = _database.Snapshot((c, t) =>
+            {
+                var w = ReadWatermark(c, t);
+                Reconcile(c, t, null);
+                return w;
+            });
+            _watermark = Math.Max(_watermark, watermark);
+            _lastLook = looked;
             return;
         }
-        // A forced reload, or one further behind than the change log keeps, compares every provider.
-        var seen = _seenVersion;
-        var whole = force || version - seen >= ChangeLogKept;
-        _database.Snapshot((c, t) => Reconcile(c, t, whole ? null : (seen, version)));
-        _seenVersion = version;
+        var (next, logged) = _database.Read(c =>
+        {
+            using var read = FerryDatabase.Command(c, null,
+                "SELECT w.xmin, l.rp, p.name, p.generation " +
+                "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) w " +
+                "LEFT JOIN (SELECT DISTINCT rp FROM placement_log WHERE txid >= @w) l ON true " +
+                "LEFT JOIN resource_providers p ON p.uuid = l.rp",
+                ("@w", _watermark));
+            var rows = Rows.ReadAll(read, r => (
+                Xmin: r.GetInt64(0),
+                Rp: r.IsDBNull(1) ? null : r.GetString(1),
+                Name: r.IsDBNull(2) ? null : r.GetString(2),
+                Generation: r.IsDBNull(3) ? (long?)null : r.GetInt64(3)));
+            return (rows[0].Xmin, rows);
+        });
+        var stale = new HashSet<string>(also ?? [], StringComparer.Ordinal);
+        foreach (var (_, rp, name, generation) in logged)
+        {
+            if (rp is null)
+            {
+                continue;
+            }
+            var cached = _providers.GetValueOrDefault(rp);
+            if (generation is null ? cached is not null : cached is null || cached.Record.Generation != generation || cached.Record.Name != name)
+            {
+                stale.Add(rp);
+            }
+        }
+        if (stale.Count > 0)
+        {
+            _database.Snapshot((c, t) => Reconcile(c, t, [.. stale]));
+        }
+        _watermark = Math.Max(_watermark, next);
+        _lastLook = looked;
     }
 
-    /// <param name="versions">Only the providers logged as changed after the first version up to the second; null for all.</param>
-    private int Reconcile(DbConnection connection, DbTransaction transaction, (long After, long Upto)? versions)
+    /// <param name="candidates">Only these providers are compared; null for all.</param>
+    private int Reconcile(DbConnection connection, DbTransaction transaction, string[]? candidates)
     {
-        string[]? candidates = null;
-        if (versions is var (after, upto))
-        {
-            using var log = FerryDatabase.Command(connection, transaction,
-                "SELECT DISTINCT rp FROM placement_changes WHERE version > @after AND version <= @upto", ("@after", after), ("@upto", upto));
-            candidates = [.. Rows.ReadAll(log, r => r.GetString(0))];
-        }
         var committed = new Dictionary<string, (string Name, long Generation)>(StringComparer.Ordinal);
         using (var read = candidates is null
             ? FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers")
