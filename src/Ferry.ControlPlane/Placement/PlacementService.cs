@@ -85,21 +85,15 @@ public sealed class PlacementService : IPlacementService
             if (existing is null)
             {
                 var record = new ResourceProvider(uuid, name, 0);
-                WriteThrough([uuid], (c, t) =>
-                {
-                    if (Exec(c, t, "INSERT INTO resource_providers(uuid, name, generation) VALUES (@u, @n, 0) ON CONFLICT(uuid) DO NOTHING",
-                        ("@u", uuid), ("@n", name)) == 0)
-                    {
-                        throw new StaleCacheException(); // Another replica created it first.
-                    }
-                });
+                // Hits no row when another replica created it first.
+                WriteThrough([uuid], w => w.MustHit("INSERT INTO resource_providers(uuid, name, generation) VALUES (@u, @n, 0) ON CONFLICT(uuid) DO NOTHING",
+                    ("@u", uuid), ("@n", name)));
                 _providers[uuid] = new ProviderState(record);
                 return record;
             }
 
             // A rename does not change the generation (Placement's ResourceProvider.save).
-            WriteThrough([uuid], (c, t) => Exec(c, t,
-                "UPDATE resource_providers SET name = @n WHERE uuid = @u", ("@u", uuid), ("@n", name)));
+            WriteThrough([uuid], w => w.Add("UPDATE resource_providers SET name = @n WHERE uuid = @u", ("@u", uuid), ("@n", name)));
             existing.Record = existing.Record with { Name = name };
             existing.Summary = null;
             return existing.Record;
@@ -150,16 +144,13 @@ public sealed class PlacementService : IPlacementService
             var plan = Plan(writes, checkCapacity: false, deletedProvider: uuid);
 
             var generation = provider.Record.Generation;
-            WriteThrough([uuid, .. plan.ProviderGenerations.Select(g => g.Rp)], (c, t) =>
+            WriteThrough([uuid, .. plan.ProviderGenerations.Select(g => g.Rp)], w =>
             {
-                Persist(c, t, plan);
-                if (Exec(c, t, "DELETE FROM resource_providers WHERE uuid = @u AND generation = @g", ("@u", uuid), ("@g", generation)) == 0)
-                {
-                    throw new StaleCacheException();
-                }
-                Exec(c, t, "DELETE FROM inventories WHERE rp = @u", ("@u", uuid));
-                Exec(c, t, "DELETE FROM traits WHERE rp = @u", ("@u", uuid));
-                Exec(c, t, "DELETE FROM allocations WHERE rp = @u", ("@u", uuid));
+                Persist(w, plan);
+                w.MustHit("DELETE FROM resource_providers WHERE uuid = @u AND generation = @g", ("@u", uuid), ("@g", generation));
+                w.Add("DELETE FROM inventories WHERE rp = @u", ("@u", uuid));
+                w.Add("DELETE FROM traits WHERE rp = @u", ("@u", uuid));
+                w.Add("DELETE FROM allocations WHERE rp = @u", ("@u", uuid));
             });
             Apply(plan);
             _providers.Remove(uuid);
@@ -193,18 +184,18 @@ public sealed class PlacementService : IPlacementService
 
             var generation = provider.Record.Generation + 1;
             var copy = new Dictionary<string, Inventory>(inventories, StringComparer.Ordinal);
-            WriteThrough([providerUuid], (c, t) =>
+            WriteThrough([providerUuid], w =>
             {
-                Exec(c, t, "DELETE FROM inventories WHERE rp = @u", ("@u", providerUuid));
+                w.Add("DELETE FROM inventories WHERE rp = @u", ("@u", providerUuid));
                 foreach (var (rc, inv) in copy)
                 {
-                    Exec(c, t,
+                    w.Add(
                         "INSERT INTO inventories(rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio) " +
                         "VALUES (@u, @rc, @total, @reserved, @min, @max, @step, @ratio)",
                         ("@u", providerUuid), ("@rc", rc), ("@total", inv.Total), ("@reserved", inv.Reserved),
                         ("@min", inv.MinUnit), ("@max", inv.MaxUnit), ("@step", inv.StepSize), ("@ratio", inv.AllocationRatio));
                 }
-                SaveGeneration(c, t, providerUuid, generation);
+                SaveGeneration(w, providerUuid, generation);
             });
             provider.Inventories = copy;
             provider.Bump();
@@ -236,14 +227,14 @@ public sealed class PlacementService : IPlacementService
             CheckProviderGeneration(provider, expectedGeneration);
             var set = traits.ToFrozenSet(StringComparer.Ordinal);
             var generation = provider.Record.Generation + 1;
-            WriteThrough([providerUuid], (c, t) =>
+            WriteThrough([providerUuid], w =>
             {
-                Exec(c, t, "DELETE FROM traits WHERE rp = @u", ("@u", providerUuid));
+                w.Add("DELETE FROM traits WHERE rp = @u", ("@u", providerUuid));
                 foreach (var trait in set)
                 {
-                    Exec(c, t, "INSERT INTO traits(rp, trait) VALUES (@u, @t)", ("@u", providerUuid), ("@t", trait));
+                    w.Add("INSERT INTO traits(rp, trait) VALUES (@u, @t)", ("@u", providerUuid), ("@t", trait));
                 }
-                SaveGeneration(c, t, providerUuid, generation);
+                SaveGeneration(w, providerUuid, generation);
             });
             provider.Traits = set;
             provider.Bump();
@@ -685,7 +676,7 @@ public sealed class PlacementService : IPlacementService
 
     private void Commit(WritePlan plan)
     {
-        WriteThrough(plan.ProviderGenerations.Select(g => g.Rp), (c, t) => Persist(c, t, plan));
+        WriteThrough(plan.ProviderGenerations.Select(g => g.Rp), w => Persist(w, plan));
         Apply(plan);
     }
 
@@ -693,46 +684,44 @@ public sealed class PlacementService : IPlacementService
     /// Writes a plan, each consumer and provider row conditional on the generation the plan was made from
     /// (consumers first, then providers, each in uuid order, so concurrent writers lock rows in one order).
     /// </summary>
-    private static void Persist(DbConnection connection, DbTransaction transaction, WritePlan plan)
+    private static void Persist(WriteBatch write, WritePlan plan)
     {
         foreach (var consumer in plan.Consumers.OrderBy(c => c.Uuid, StringComparer.Ordinal))
         {
-            int rows;
             if (consumer.OldGeneration is { } old)
             {
-                rows = consumer.Generation is { } next
-                    ? Exec(connection, transaction, "UPDATE consumers SET project_id = @p, user_id = @u, generation = @g WHERE uuid = @c AND generation = @old",
-                        ("@c", consumer.Uuid), ("@p", consumer.ProjectId), ("@u", consumer.UserId), ("@g", next), ("@old", old))
-                    : Exec(connection, transaction, "DELETE FROM consumers WHERE uuid = @c AND generation = @old", ("@c", consumer.Uuid), ("@old", old));
+                if (consumer.Generation is { } next)
+                {
+                    write.MustHit("UPDATE consumers SET project_id = @p, user_id = @u, generation = @g WHERE uuid = @c AND generation = @old",
+                        ("@c", consumer.Uuid), ("@p", consumer.ProjectId), ("@u", consumer.UserId), ("@g", next), ("@old", old));
+                }
+                else
+                {
+                    write.MustHit("DELETE FROM consumers WHERE uuid = @c AND generation = @old", ("@c", consumer.Uuid), ("@old", old));
+                }
             }
             else if (consumer.Generation is { } first)
             {
-                rows = Exec(connection, transaction,
-                    "INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES (@c, @p, @u, @g) ON CONFLICT(uuid) DO NOTHING",
+                write.MustHit("INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES (@c, @p, @u, @g) ON CONFLICT(uuid) DO NOTHING",
                     ("@c", consumer.Uuid), ("@p", consumer.ProjectId), ("@u", consumer.UserId), ("@g", first));
             }
             else
             {
                 continue; // Absent before and after: nothing of it to write.
             }
-            if (rows == 0)
-            {
-                throw new StaleCacheException();
-            }
-            Exec(connection, transaction, "DELETE FROM allocations WHERE consumer = @c", ("@c", consumer.Uuid));
+            write.Add("DELETE FROM allocations WHERE consumer = @c", ("@c", consumer.Uuid));
             foreach (var (rp, resources) in consumer.Allocations)
             {
                 foreach (var (rc, used) in resources)
                 {
-                    Exec(connection, transaction,
-                        "INSERT INTO allocations(consumer, rp, rc, used) VALUES (@c, @rp, @rc, @n)",
+                    write.Add("INSERT INTO allocations(consumer, rp, rc, used) VALUES (@c, @rp, @rc, @n)",
                         ("@c", consumer.Uuid), ("@rp", rp), ("@rc", rc), ("@n", used));
                 }
             }
         }
         foreach (var (rp, generation) in plan.ProviderGenerations.OrderBy(g => g.Rp, StringComparer.Ordinal))
         {
-            SaveGeneration(connection, transaction, rp, generation);
+            SaveGeneration(write, rp, generation);
         }
     }
 
@@ -816,29 +805,24 @@ public sealed class PlacementService : IPlacementService
     /// Writes in one transaction; on a shared database the same transaction logs the providers the write changed, under
     /// its transaction id, so other replicas reload only those (and no row is shared by writers of different providers).
     /// </summary>
-    private void WriteThrough(IEnumerable<string> providers, Action<DbConnection, DbTransaction> write)
+    private void WriteThrough(IEnumerable<string> providers, Action<WriteBatch> build)
     {
-        if (!_database.IsShared)
+        var write = new WriteBatch();
+        build(write);
+        if (_database.IsShared)
         {
-            _database.Write(write);
-            return;
-        }
-        var changed = providers.Distinct(StringComparer.Ordinal).ToArray();
-        _writing = changed;
-        var purge = ++_writes % LogPurgeEvery == 0;
-        _database.Write((c, t) =>
-        {
-            write(c, t);
-            Exec(c, t,
-                "INSERT INTO placement_log(txid, rp, logged_at) " +
+            var changed = providers.Distinct(StringComparer.Ordinal).ToArray();
+            _writing = changed;
+            write.Add("INSERT INTO placement_log(txid, rp, logged_at) " +
                 "SELECT pg_current_xact_id()::text::bigint, rp, extract(epoch from now())::bigint FROM unnest(@rps) AS rp",
                 ("@rps", changed));
-            if (purge)
+            if (++_writes % LogPurgeEvery == 0)
             {
-                Exec(c, t, "DELETE FROM placement_log WHERE logged_at < extract(epoch from now())::bigint - @kept",
+                write.Add("DELETE FROM placement_log WHERE logged_at < extract(epoch from now())::bigint - @kept",
                     ("@kept", (long)s_logKept.TotalSeconds));
             }
-        });
+        }
+        _database.Write(write.Run);
     }
 
     /// <summary>The oldest transaction id still running as of the statement's (or REPEATABLE READ transaction's) snapshot.</summary>
@@ -1120,19 +1104,62 @@ public sealed class PlacementService : IPlacementService
     }
 
     /// <summary>Moves a provider to <paramref name="generation"/> from the one before it, or finds the cache stale.</summary>
-    private static void SaveGeneration(DbConnection connection, DbTransaction transaction, string rp, long generation)
-    {
-        if (Exec(connection, transaction, "UPDATE resource_providers SET generation = @g WHERE uuid = @u AND generation = @old",
-            ("@u", rp), ("@g", generation), ("@old", generation - 1)) == 0)
-        {
-            throw new StaleCacheException();
-        }
-    }
+    private static void SaveGeneration(WriteBatch write, string rp, long generation) =>
+        write.MustHit("UPDATE resource_providers SET generation = @g WHERE uuid = @u AND generation = @old",
+            ("@u", rp), ("@g", generation), ("@old", generation - 1));
 
-    private static int Exec(DbConnection connection, DbTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
+    /// <summary>
+    /// The statements of one write, sent to PostgreSQL in one round trip (a batch) rather than one each: the write runs
+    /// under the cache's lock, so every round trip of it is one the process's other placement calls wait for. A statement
+    /// added with <see cref="MustHit"/> is conditional on a generation: when it changed no row, the cache was stale and
+    /// the transaction rolls back.
+    /// </summary>
+    private sealed class WriteBatch
     {
-        using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
-        return command.ExecuteNonQuery();
+        private readonly List<(string Sql, (string Name, object? Value)[] Parameters, bool MustHit)> _statements = [];
+
+        public void Add(string sql, params (string Name, object? Value)[] parameters) => _statements.Add((sql, parameters, false));
+
+        public void MustHit(string sql, params (string Name, object? Value)[] parameters) => _statements.Add((sql, parameters, true));
+
+        public void Run(DbConnection connection, DbTransaction transaction)
+        {
+            if (!connection.CanCreateBatch)
+            {
+                foreach (var (sql, parameters, mustHit) in _statements)
+                {
+                    using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
+                    if (command.ExecuteNonQuery() == 0 && mustHit)
+                    {
+                        throw new StaleCacheException();
+                    }
+                }
+                return;
+            }
+            using var batch = connection.CreateBatch();
+            batch.Transaction = transaction;
+            foreach (var (sql, parameters, _) in _statements)
+            {
+                var command = batch.CreateBatchCommand();
+                command.CommandText = sql;
+                foreach (var (name, value) in parameters)
+                {
+                    var parameter = command.CreateParameter();
+                    parameter.ParameterName = name;
+                    parameter.Value = value ?? DBNull.Value;
+                    command.Parameters.Add(parameter);
+                }
+                batch.BatchCommands.Add(command);
+            }
+            batch.ExecuteNonQuery();
+            for (var i = 0; i < _statements.Count; i++)
+            {
+                if (_statements[i].MustHit && batch.BatchCommands[i].RecordsAffected == 0)
+                {
+                    throw new StaleCacheException();
+                }
+            }
+        }
     }
 
     private static Dictionary<string, Dictionary<string, long>> Copy(Dictionary<string, Dictionary<string, long>> allocations)
