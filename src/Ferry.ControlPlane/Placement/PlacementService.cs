@@ -930,14 +930,24 @@ public sealed class PlacementService : IPlacementService
                 consumers.UnionWith(cached.Consumers.Keys);
             }
         }
+        // The consumers the database has on the changed providers now are selected in SQL, so the four reads go in
+        // one round trip (they run under the cache's lock).
         var changedArray = changed.ToArray();
-        using (var read = FerryDatabase.Command(connection, transaction, "SELECT DISTINCT consumer FROM allocations WHERE rp = ANY(@rps)", ("@rps", changedArray)))
-        using (var reader = read.ExecuteReader())
+        var known = consumers.ToArray();
+        const string OnChanged = "(SELECT consumer FROM allocations WHERE rp = ANY(@rps))";
+        var inventories = new List<(string Rp, string Rc, Inventory Inventory)>();
+        var traits = new List<(string Rp, string Trait)>();
+        var consumerRows = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
+        var allocationRows = new List<(string Consumer, string Rp, string Rc, long Used)>();
+        ReadMany(connection, transaction, changedArray, known,
+            (InventoriesSql + " WHERE rp = ANY(@rps)", r => inventories.Add(ReadInventory(r))),
+            (TraitsSql + " WHERE rp = ANY(@rps)", r => traits.Add((r.GetString(0), r.GetString(1)))),
+            (ConsumersSql + " WHERE uuid = ANY(@cs) OR uuid IN " + OnChanged, r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
+            (AllocationsSql + " WHERE consumer = ANY(@cs) OR consumer IN " + OnChanged,
+                r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
+        foreach (var (consumer, _, _, _) in allocationRows)
         {
-            while (reader.Read())
-            {
-                consumers.Add(reader.GetString(0));
-            }
+            consumers.Add(consumer);
         }
         foreach (var uuid in consumers)
         {
@@ -973,118 +983,142 @@ public sealed class PlacementService : IPlacementService
             provider.Traits = s_noTraits;
             provider.Summary = null;
         }
-        LoadInventoriesAndTraits(connection, transaction, " WHERE rp = ANY(@rps)", changedArray);
-        LoadConsumers(connection, transaction, " WHERE uuid = ANY(@cs)", " WHERE consumer = ANY(@cs)", [.. consumers]);
+        SetInventoriesAndTraits(inventories, traits);
+        AddConsumers(consumerRows, allocationRows);
         return 0;
     }
+
+    private const string InventoriesSql = "SELECT rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio FROM inventories";
+    private const string TraitsSql = "SELECT rp, trait FROM traits";
+    private const string ConsumersSql = "SELECT uuid, project_id, user_id, generation FROM consumers";
+    private const string AllocationsSql = "SELECT consumer, rp, rc, used FROM allocations";
 
     private int Load(DbConnection connection, DbTransaction transaction)
     {
-        using (var read = FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers"))
-        using (var reader = read.ExecuteReader())
-        {
-            while (reader.Read())
-            {
-                var uuid = reader.GetString(0);
-                _providers[uuid] = new ProviderState(new ResourceProvider(uuid, reader.GetString(1), reader.GetInt64(2)));
-            }
-        }
-        LoadInventoriesAndTraits(connection, transaction, "", []);
-        LoadConsumers(connection, transaction, "", "", []);
+        var inventories = new List<(string Rp, string Rc, Inventory Inventory)>();
+        var traits = new List<(string Rp, string Trait)>();
+        var consumerRows = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
+        var allocationRows = new List<(string Consumer, string Rp, string Rc, long Used)>();
+        ReadMany(connection, transaction, [], [],
+            ("SELECT uuid, name, generation FROM resource_providers",
+                r => _providers[r.GetString(0)] = new ProviderState(new ResourceProvider(r.GetString(0), r.GetString(1), r.GetInt64(2)))),
+            (InventoriesSql, r => inventories.Add(ReadInventory(r))),
+            (TraitsSql, r => traits.Add((r.GetString(0), r.GetString(1)))),
+            (ConsumersSql, r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
+            (AllocationsSql, r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
+        SetInventoriesAndTraits(inventories, traits);
+        AddConsumers(consumerRows, allocationRows);
         return 0;
     }
 
-    /// <summary>Sets the inventories and traits of the cached providers the filter selects (all when empty).</summary>
-    private void LoadInventoriesAndTraits(DbConnection connection, DbTransaction transaction, string filter, string[] providers)
+    /// <summary>
+    /// Runs each query (parameters <c>@rps</c> and <c>@cs</c>, when it names them) and hands every row to its reader:
+    /// on PostgreSQL as one batch (one round trip), on SQLite one after the other.
+    /// </summary>
+    private static void ReadMany(DbConnection connection, DbTransaction transaction, string[] providers, string[] consumers,
+        params (string Sql, Action<DbDataReader> Read)[] queries)
     {
-        var inventories = new Dictionary<string, Dictionary<string, Inventory>>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, transaction,
-            "SELECT rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio FROM inventories" + filter, ("@rps", providers)))
-        using (var reader = read.ExecuteReader())
+        (string, object?)[] Parameters(string sql) =>
+        [
+            .. sql.Contains("@rps", StringComparison.Ordinal) ? [("@rps", (object?)providers)] : Array.Empty<(string, object?)>(),
+            .. sql.Contains("@cs", StringComparison.Ordinal) ? [("@cs", (object?)consumers)] : Array.Empty<(string, object?)>(),
+        ];
+        if (!connection.CanCreateBatch)
         {
-            while (reader.Read())
+            foreach (var (sql, read) in queries)
             {
-                var rp = reader.GetString(0);
-                if (!inventories.TryGetValue(rp, out var byClass))
+                using var command = FerryDatabase.Command(connection, transaction, sql, Parameters(sql));
+                using var reader = command.ExecuteReader();
+                while (reader.Read())
                 {
-                    inventories[rp] = byClass = new Dictionary<string, Inventory>(StringComparer.Ordinal);
+                    read(reader);
                 }
-                byClass[reader.GetString(1)] = new Inventory
-                {
-                    Total = reader.GetInt64(2),
-                    Reserved = reader.GetInt64(3),
-                    MinUnit = reader.GetInt64(4),
-                    MaxUnit = reader.GetInt64(5),
-                    StepSize = reader.GetInt64(6),
-                    AllocationRatio = reader.GetDouble(7),
-                };
             }
+            return;
         }
-        foreach (var (rp, byClass) in inventories)
+        using var batch = connection.CreateBatch();
+        batch.Transaction = transaction;
+        foreach (var (sql, _) in queries)
         {
-            if (_providers.TryGetValue(rp, out var provider))
+            batch.BatchCommands.Add(BatchCommand(batch, sql, Parameters(sql)));
+        }
+        using var results = batch.ExecuteReader();
+        for (var i = 0; i < queries.Length; i++)
+        {
+            if (i > 0 && !results.NextResult())
             {
-                provider.Inventories = byClass;
+                throw new InvalidOperationException($"placement: {queries.Length} queries sent, {i} results read");
             }
-        }
-
-        var traits = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, transaction, "SELECT rp, trait FROM traits" + filter, ("@rps", providers)))
-        using (var reader = read.ExecuteReader())
-        {
-            while (reader.Read())
+            while (results.Read())
             {
-                var rp = reader.GetString(0);
-                if (!traits.TryGetValue(rp, out var list))
-                {
-                    traits[rp] = list = [];
-                }
-                list.Add(reader.GetString(1));
-            }
-        }
-        foreach (var (rp, list) in traits)
-        {
-            if (_providers.TryGetValue(rp, out var provider))
-            {
-                provider.Traits = list.ToFrozenSet(StringComparer.Ordinal);
+                queries[i].Read(results);
             }
         }
     }
 
-    /// <summary>Adds the consumers the filters select (all when empty) to the cache, with their usage on each provider.</summary>
-    private void LoadConsumers(DbConnection connection, DbTransaction transaction, string consumerFilter, string allocationFilter, string[] uuids)
+    private static DbBatchCommand BatchCommand(DbBatch batch, string sql, (string Name, object? Value)[] parameters)
     {
-        var consumers = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, transaction, "SELECT uuid, project_id, user_id, generation FROM consumers" + consumerFilter, ("@cs", uuids)))
-        using (var reader = read.ExecuteReader())
+        var command = batch.CreateBatchCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
         {
-            while (reader.Read())
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            parameter.Value = value ?? DBNull.Value;
+            command.Parameters.Add(parameter);
+        }
+        return command;
+    }
+
+    private static (string Rp, string Rc, Inventory Inventory) ReadInventory(DbDataReader reader) => (reader.GetString(0), reader.GetString(1), new Inventory
+    {
+        Total = reader.GetInt64(2),
+        Reserved = reader.GetInt64(3),
+        MinUnit = reader.GetInt64(4),
+        MaxUnit = reader.GetInt64(5),
+        StepSize = reader.GetInt64(6),
+        AllocationRatio = reader.GetDouble(7),
+    });
+
+    /// <summary>Sets the inventories and traits read for cached providers (a provider without rows keeps what it had).</summary>
+    private void SetInventoriesAndTraits(List<(string Rp, string Rc, Inventory Inventory)> inventories, List<(string Rp, string Trait)> traits)
+    {
+        foreach (var group in inventories.GroupBy(i => i.Rp, StringComparer.Ordinal))
+        {
+            if (_providers.TryGetValue(group.Key, out var provider))
             {
-                consumers[reader.GetString(0)] = (reader.GetString(1), reader.GetString(2), reader.GetInt64(3));
+                provider.Inventories = group.ToDictionary(i => i.Rc, i => i.Inventory, StringComparer.Ordinal);
             }
         }
-        var allocations = new Dictionary<string, Dictionary<string, Dictionary<string, long>>>(StringComparer.Ordinal);
-        using (var read = FerryDatabase.Command(connection, transaction, "SELECT consumer, rp, rc, used FROM allocations" + allocationFilter, ("@cs", uuids)))
-        using (var reader = read.ExecuteReader())
+        foreach (var group in traits.GroupBy(t => t.Rp, StringComparer.Ordinal))
         {
-            while (reader.Read())
+            if (_providers.TryGetValue(group.Key, out var provider))
             {
-                var consumer = reader.GetString(0);
-                var rp = reader.GetString(1);
-                if (!consumers.ContainsKey(consumer) || !_providers.ContainsKey(rp))
-                {
-                    continue;
-                }
-                if (!allocations.TryGetValue(consumer, out var byProvider))
-                {
-                    allocations[consumer] = byProvider = new Dictionary<string, Dictionary<string, long>>(StringComparer.Ordinal);
-                }
-                if (!byProvider.TryGetValue(rp, out var byClass))
-                {
-                    byProvider[rp] = byClass = new Dictionary<string, long>(StringComparer.Ordinal);
-                }
-                byClass[reader.GetString(2)] = reader.GetInt64(3);
+                provider.Traits = group.Select(t => t.Trait).ToFrozenSet(StringComparer.Ordinal);
             }
+        }
+    }
+
+    /// <summary>Adds the consumers read to the cache, with their usage on each cached provider.</summary>
+    private void AddConsumers(
+        Dictionary<string, (string Project, string User, long Generation)> consumers, List<(string Consumer, string Rp, string Rc, long Used)> rows)
+    {
+        var allocations = new Dictionary<string, Dictionary<string, Dictionary<string, long>>>(StringComparer.Ordinal);
+        foreach (var (consumer, rp, rc, used) in rows)
+        {
+            if (!consumers.ContainsKey(consumer) || !_providers.ContainsKey(rp))
+            {
+                continue;
+            }
+            if (!allocations.TryGetValue(consumer, out var byProvider))
+            {
+                allocations[consumer] = byProvider = new Dictionary<string, Dictionary<string, long>>(StringComparer.Ordinal);
+            }
+            if (!byProvider.TryGetValue(rp, out var byClass))
+            {
+                byProvider[rp] = byClass = new Dictionary<string, long>(StringComparer.Ordinal);
+            }
+            byClass[rc] = used;
         }
         foreach (var (uuid, byProvider) in allocations)
         {
