@@ -88,6 +88,10 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
             {
                 output.AppendLine(line);
             }
+            if (line.StartsWith("Metrics (besides", StringComparison.Ordinal))
+            {
+                Console.Error.WriteLine($"[bench] {line}"); // with --metrics-port in FERRY_BENCH_DISTRIBUTED_ARGS: where to scrape
+            }
             if (line.StartsWith("Ferry (distributed) is ready", StringComparison.Ordinal))
             {
                 ready.TrySetResult(line);

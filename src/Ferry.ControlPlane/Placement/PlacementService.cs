@@ -1023,7 +1023,7 @@ public sealed class PlacementService : IPlacementService
             .. sql.Contains("@rps", StringComparison.Ordinal) ? [("@rps", (object?)providers)] : Array.Empty<(string, object?)>(),
             .. sql.Contains("@cs", StringComparison.Ordinal) ? [("@cs", (object?)consumers)] : Array.Empty<(string, object?)>(),
         ];
-        if (!connection.CanCreateBatch)
+        if (!CanBatch(connection, queries.Select(q => (q.Sql, Parameters(q.Sql)))))
         {
             foreach (var (sql, read) in queries)
             {
@@ -1054,6 +1054,35 @@ public sealed class PlacementService : IPlacementService
                 queries[i].Read(results);
             }
         }
+    }
+
+    /// <summary>
+    /// Batches only what fits Npgsql's write buffer (8 KB): a larger batch run synchronously is written from a thread-pool
+    /// thread (so that the server's replies cannot block the write), and with the pool starved by blocked callers that
+    /// write never starts while the caller holds the cache lock (seen: a scheduler stuck until its command timed out).
+    /// </summary>
+    private static bool CanBatch(DbConnection connection, IEnumerable<(string Sql, (string Name, object? Value)[] Parameters)> statements)
+    {
+        if (!connection.CanCreateBatch)
+        {
+            return false;
+        }
+        var bytes = 0L;
+        foreach (var (sql, parameters) in statements)
+        {
+            // Parse, Bind, Describe and Execute: the text once, a few words per parameter, each value.
+            bytes += 64 + System.Text.Encoding.UTF8.GetByteCount(sql);
+            foreach (var (_, value) in parameters)
+            {
+                bytes += value switch
+                {
+                    string text => 16 + System.Text.Encoding.UTF8.GetByteCount(text),
+                    string[] texts => 48 + texts.Sum(t => 8L + System.Text.Encoding.UTF8.GetByteCount(t)),
+                    _ => 24,
+                };
+            }
+        }
+        return bytes <= 6_000;
     }
 
     private static DbBatchCommand BatchCommand(DbBatch batch, string sql, (string Name, object? Value)[] parameters)
@@ -1158,7 +1187,7 @@ public sealed class PlacementService : IPlacementService
 
         public void Run(DbConnection connection, DbTransaction transaction)
         {
-            if (!connection.CanCreateBatch)
+            if (!CanBatch(connection, _statements.Select(s => (s.Sql, s.Parameters))))
             {
                 foreach (var (sql, parameters, mustHit) in _statements)
                 {
