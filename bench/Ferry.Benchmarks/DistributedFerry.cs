@@ -172,7 +172,7 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
     /// <summary>Copies every process's log out of the data directory (deleted at the end) for a figure that failed; returns where.</summary>
     public string KeepLogs()
     {
-        var kept = Path.Combine(Path.GetTempPath(), $"ferry-bench-logs-{DateTime.UtcNow:yyyyMMddTHHmmss}");
+        var kept = Path.Combine(Path.GetTempPath(), $"ferry-bench-logs-{DateTime.UtcNow:yyyyMMddTHHmmss}-{Guid.NewGuid().ToString("N")[..4]}");
         Directory.CreateDirectory(kept);
         foreach (var file in Directory.GetFiles(Path.Combine(DataDirectory, "log")))
         {

@@ -897,15 +897,15 @@ public sealed class PlacementService : IPlacementService
     private int Reconcile(DbConnection connection, DbTransaction transaction, string[]? candidates)
     {
         var committed = new Dictionary<string, (string Name, long Generation)>(StringComparer.Ordinal);
-        using (var read = candidates is null
-            ? FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers")
-            : FerryDatabase.Command(connection, transaction, "SELECT uuid, name, generation FROM resource_providers WHERE uuid = ANY(@rps)", ("@rps", candidates)))
-        using (var reader = read.ExecuteReader())
+        if (candidates is null)
         {
-            while (reader.Read())
-            {
-                committed[reader.GetString(0)] = (reader.GetString(1), reader.GetInt64(2));
-            }
+            ReadMany(connection, transaction, [], [],
+                ("SELECT uuid, name, generation FROM resource_providers", r => committed[r.GetString(0)] = (r.GetString(1), r.GetInt64(2))));
+        }
+        foreach (var rps in (candidates ?? []).Chunk(100))
+        {
+            ReadMany(connection, transaction, rps, [],
+                ("SELECT uuid, name, generation FROM resource_providers WHERE uuid = ANY(@rps)", r => committed[r.GetString(0)] = (r.GetString(1), r.GetInt64(2))));
         }
         var changed = new List<string>();
         foreach (var (uuid, (name, generation)) in committed)
@@ -939,12 +939,22 @@ public sealed class PlacementService : IPlacementService
         var traits = new List<(string Rp, string Trait)>();
         var consumerRows = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
         var allocationRows = new List<(string Consumer, string Rp, string Rc, long Used)>();
-        ReadMany(connection, transaction, changedArray, known,
-            (InventoriesSql + " WHERE rp = ANY(@rps)", r => inventories.Add(ReadInventory(r))),
-            (TraitsSql + " WHERE rp = ANY(@rps)", r => traits.Add((r.GetString(0), r.GetString(1)))),
-            (ConsumersSql + " WHERE uuid = ANY(@cs) OR uuid IN " + OnChanged, r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
-            (AllocationsSql + " WHERE consumer = ANY(@cs) OR consumer IN " + OnChanged,
-                r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
+        // Arrays of at most 100 uuids per query: a command larger than Npgsql's 8 KB write buffer is written from a
+        // thread-pool thread when run synchronously, which a starved pool never runs (a scheduler hung on it).
+        foreach (var rps in changedArray.Chunk(100))
+        {
+            ReadMany(connection, transaction, rps, [],
+                (InventoriesSql + " WHERE rp = ANY(@rps)", r => inventories.Add(ReadInventory(r))),
+                (TraitsSql + " WHERE rp = ANY(@rps)", r => traits.Add((r.GetString(0), r.GetString(1)))),
+                (ConsumersSql + " WHERE uuid IN " + OnChanged, r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
+                (AllocationsSql + " WHERE consumer IN " + OnChanged, r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
+        }
+        foreach (var cs in known.Chunk(100))
+        {
+            ReadMany(connection, transaction, [], cs,
+                (ConsumersSql + " WHERE uuid = ANY(@cs)", r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
+                (AllocationsSql + " WHERE consumer = ANY(@cs)", r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
+        }
         foreach (var (consumer, _, _, _) in allocationRows)
         {
             consumers.Add(consumer);
