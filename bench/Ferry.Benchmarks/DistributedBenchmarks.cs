@@ -39,7 +39,7 @@ internal static class DistributedBenchmarks
             }
             MeasureMemory(ferry, results, log);
         }
-        if (runs("concurrent"))
+        if (runs("concurrent") || runs("concurrent240"))
         {
             // 20 hosts are 26 processes on this machine: a round that does not finish is reported, not fatal to the other figures.
             await using var ferry = await DistributedFerry.StartAsync(hostDll, hosts: 20, maxConcurrentLiveMigrations: Results.RaisedLimit, log);

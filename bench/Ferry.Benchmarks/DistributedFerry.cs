@@ -60,11 +60,15 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         Directory.CreateDirectory(dataDirectory);
         var (program, prefix) = HostBuild.Command(hostDll);
         var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // FERRY_BENCH_DISTRIBUTED_ARGS (space-separated) adds flags for a profile, e.g. "--log-level information --metrics-port 0";
+        // the logs are then kept when the run ends.
+        var extra = ExtraArguments();
         foreach (var arg in (string[])
         [
             .. prefix, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--replicas", "2",
             "--time-scale", "0", "--max-concurrent-live-migrations", Invariant(maxConcurrentLiveMigrations), "--auth", "noauth2",
-            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--log-level", "warning",
+            "--compute-port", "0", "--placement-port", "0", "--image-port", "0",
+            .. extra.Contains("--log-level") ? (string[])[] : ["--log-level", "warning"], .. extra,
         ])
         {
             start.ArgumentList.Add(arg);
@@ -83,6 +87,10 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
             lock (output)
             {
                 output.AppendLine(line);
+            }
+            if (line.StartsWith("Metrics (besides", StringComparison.Ordinal))
+            {
+                Console.Error.WriteLine($"[bench] {line}"); // with --metrics-port in FERRY_BENCH_DISTRIBUTED_ARGS: where to scrape
             }
             if (line.StartsWith("Ferry (distributed) is ready", StringComparison.Ordinal))
             {
@@ -164,7 +172,7 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
     /// <summary>Copies every process's log out of the data directory (deleted at the end) for a figure that failed; returns where.</summary>
     public string KeepLogs()
     {
-        var kept = Path.Combine(Path.GetTempPath(), $"ferry-bench-logs-{DateTime.UtcNow:yyyyMMddTHHmmss}");
+        var kept = Path.Combine(Path.GetTempPath(), $"ferry-bench-logs-{DateTime.UtcNow:yyyyMMddTHHmmss}-{Guid.NewGuid().ToString("N")[..4]}");
         Directory.CreateDirectory(kept);
         foreach (var file in Directory.GetFiles(Path.Combine(DataDirectory, "log")))
         {
@@ -194,8 +202,15 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         return [.. ids.Zip(hosts)];
     }
 
+    private static string[] ExtraArguments() =>
+        Environment.GetEnvironmentVariable("FERRY_BENCH_DISTRIBUTED_ARGS")?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+
     public async ValueTask DisposeAsync()
     {
+        if (ExtraArguments().Length > 0)
+        {
+            Console.Error.WriteLine($"[bench] logs kept in {KeepLogs()}");
+        }
         Http.Dispose();
         _database.Dispose();
         await StopAsync(_launcher, DataDirectory, _output);

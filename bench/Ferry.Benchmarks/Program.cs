@@ -16,7 +16,8 @@ using Ferry.Benchmarks;
 // 1,000 hosts), with a short in-process job. `./ferry bench --help` (and `qemu --help`) list every option.
 var parts = new[] { "startup", "live", "cold", "concurrent", "scheduler" };
 // Long (minutes, 10,000 hosts / 100,000 instances): run only when named in --only.
-var extraParts = new[] { "scale", "queries" };
+// concurrent240: only the 240-at-once round of "concurrent" (which runs the 20-at-once rounds first).
+var extraParts = new[] { "scale", "queries", "concurrent240" };
 var jsonOption = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
 var onlyOption = new Option<string[]>("--only")
 {
@@ -169,6 +170,9 @@ try
             results.Concurrent3 = rounds;
             Log($"20 concurrent live migrations, 3 hosts, 1 outgoing per host: {string.Join(", ", rounds.Select(r => $"{r.PerSecond:0.0}/s ({r.WallMs:0} ms)"))}");
         }
+    }
+    if (Runs("concurrent") || Runs("concurrent240"))
+    {
         await using (var ferry = await InProcessFerry.StartAsync(hosts: 20, maxConcurrentLiveMigrations: Results.RaisedLimit))
         {
             var rounds = await MigrationBenchmarks.ConcurrentLiveMigrationsAsync(ferry, servers: Results.Servers20, rounds: 3, limit: TimeSpan.FromSeconds(60));

@@ -53,6 +53,17 @@ public static class PlacementSchema
         CREATE TABLE placement_changes (version INTEGER NOT NULL, rp TEXT NOT NULL);
         CREATE INDEX ix_placement_changes_version ON placement_changes (version);
         """,
+        // Replaces the version row, which every write of every replica updated (so all placement writes queued on one
+        // row lock held across a durable commit): each write logs the providers it changed in its own transaction, under
+        // its transaction id; a replica reads the log from the oldest transaction still running when it last looked.
+        // Rows older than a few minutes are purged; a replica idle longer than that compares every provider instead.
+        """
+        DROP TABLE placement_changes;
+        DROP TABLE placement_state;
+        CREATE TABLE placement_log (txid INTEGER NOT NULL, rp TEXT NOT NULL, logged_at INTEGER NOT NULL);
+        CREATE INDEX ix_placement_log_txid ON placement_log (txid);
+        CREATE INDEX ix_placement_log_logged_at ON placement_log (logged_at);
+        """,
     ];
 
     public static readonly IReadOnlyList<string> CatalogScripts =

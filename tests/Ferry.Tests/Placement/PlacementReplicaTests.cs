@@ -146,6 +146,59 @@ public sealed class PlacementReplicaTests : IDisposable
         Assert.Equal(4, _first.GetProviderUsages(rp)["VCPU"]);
     }
 
+    [Fact]
+    public void GetAllocationCandidates_AfterOtherReplicaClaimsAndFrees_SchedulerCacheFollows()
+    {
+        var full = AddProvider(_first, "host-a", 2);
+        var spare = AddProvider(_first, "host-b", 2);
+        var want = new Dictionary<string, long> { ["VCPU"] = 2 };
+        Assert.Equal(new[] { full, spare }.Order(), _second.GetAllocationCandidates(want).ProviderUuids.Order());
+
+        _first.PutAllocations("c1", Request(full, vcpu: 2));
+        Assert.Equal([spare], _second.GetAllocationCandidates(want).ProviderUuids);
+
+        _first.DeleteAllocations("c1");
+        Assert.Equal(new[] { full, spare }.Order(), _second.GetAllocationCandidates(want).ProviderUuids.Order());
+    }
+
+    [Fact]
+    public async Task GetProviderUsages_WriteCommittedAfterTheLookByATransactionOlderThanOnesSeen_IsSeen()
+    {
+        var rp = AddProvider(_first, "host-a", 4);
+        var other = AddProvider(_first, "host-b", 4);
+        Assert.Equal(1, _second.GetProvider(rp)!.Generation);
+
+        // An older transaction (its id taken first) is still open while a younger one commits and the second replica
+        // looks: the log must be read from the older one's id, not from the newest seen, or its write is never seen.
+        await using var connection = new Npgsql.NpgsqlConnection(_files.Connection);
+        await connection.OpenAsync();
+        await using var older = await connection.BeginTransactionAsync();
+        await Exec(connection, older, "SELECT pg_current_xact_id()");
+        _first.PutAllocations("young", Request(other, vcpu: 1));
+        Assert.Equal(1, _second.GetProviderUsages(other)["VCPU"]);
+        foreach (var sql in new[]
+        {
+            "INSERT INTO consumers(uuid, project_id, user_id, generation) VALUES ('old', 'p1', 'u1', 1)",
+            $"INSERT INTO allocations(consumer, rp, rc, used) VALUES ('old', '{rp}', 'VCPU', 3)",
+            $"UPDATE resource_providers SET generation = 2 WHERE uuid = '{rp}'",
+            $"INSERT INTO placement_log(txid, rp, logged_at) VALUES (pg_current_xact_id()::text::bigint, '{rp}', 0)",
+        })
+        {
+            await Exec(connection, older, sql);
+        }
+        await older.CommitAsync();
+
+        Assert.Equal(3, _second.GetProviderUsages(rp)["VCPU"]);
+        Assert.Equal(2, _second.GetProvider(rp)!.Generation);
+        Assert.Equal(1, _second.GetAllocations("old").ConsumerGeneration);
+
+        static async Task Exec(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction transaction, string sql)
+        {
+            await using var command = new Npgsql.NpgsqlCommand(sql, connection, transaction);
+            await command.ExecuteNonQueryAsync();
+        }
+    }
+
     private static string AddProvider(PlacementService placement, string name, long vcpus)
     {
         var uuid = Guid.NewGuid().ToString();

@@ -350,6 +350,41 @@ public abstract class PlacementServiceTests : IDisposable
         Assert.Equal(50, _placement.GetProviderAllocations(rp).Count);
     }
 
+    [Fact]
+    public async Task PutAllocations_TwoAtOnceOnProviderWithRoomForOne_ExactlyOneWins()
+    {
+        // Two placement replicas on PostgreSQL (own pool, own cache); the one service of the embedded shape on SQLite.
+        var other = _files.Engine == DatabaseEngine.PostgreSql ? new PlacementService(_files.Open()) : _placement;
+        var replicas = new[] { _placement, other };
+        for (var round = 0; round < 20; round++)
+        {
+            var rp = AddProvider($"host-{round}", new Inventory { Total = 1 });
+            Assert.Equal(1, other.GetProvider(rp)!.Generation); // both caches hold the provider empty before the race
+            using var start = new Barrier(2);
+            var outcomes = await Task.WhenAll(replicas.Select((replica, i) => Task.Run(() =>
+            {
+                start.SignalAndWait(TimeSpan.FromSeconds(30));
+                try
+                {
+                    replica.PutAllocations($"c{round}-{i}", Request(rp, vcpu: 1));
+                    return true;
+                }
+                catch (PlacementConflictException)
+                {
+                    return false;
+                }
+            }))).WaitAsync(TimeSpan.FromSeconds(60));
+
+            Assert.Equal(1, outcomes.Count(won => won));
+            var winner = $"c{round}-{Array.IndexOf(outcomes, true)}";
+            foreach (var replica in replicas)
+            {
+                Assert.Equal(1, replica.GetProviderUsages(rp)["VCPU"]);
+                Assert.Equal([winner], replica.GetProviderAllocations(rp).Keys);
+            }
+        }
+    }
+
     private string AddProvider(string name, Inventory vcpu)
     {
         var uuid = Guid.NewGuid().ToString();
