@@ -684,7 +684,7 @@ public sealed class PlacementService : IPlacementService
     /// Writes a plan, each consumer and provider row conditional on the generation the plan was made from
     /// (consumers first, then providers, each in uuid order, so concurrent writers lock rows in one order).
     /// </summary>
-    private static void Persist(WriteBatch write, WritePlan plan)
+    private static void Persist(WriteStatements write, WritePlan plan)
     {
         foreach (var consumer in plan.Consumers.OrderBy(c => c.Uuid, StringComparer.Ordinal))
         {
@@ -805,9 +805,9 @@ public sealed class PlacementService : IPlacementService
     /// Writes in one transaction; on a shared database the same transaction logs the providers the write changed, under
     /// its transaction id, so other replicas reload only those (and no row is shared by writers of different providers).
     /// </summary>
-    private void WriteThrough(IEnumerable<string> providers, Action<WriteBatch> build)
+    private void WriteThrough(IEnumerable<string> providers, Action<WriteStatements> build)
     {
-        var write = new WriteBatch();
+        var write = new WriteStatements();
         build(write);
         if (_database.IsShared)
         {
@@ -930,8 +930,7 @@ public sealed class PlacementService : IPlacementService
                 consumers.UnionWith(cached.Consumers.Keys);
             }
         }
-        // The consumers the database has on the changed providers now are selected in SQL, so the four reads go in
-        // one round trip (they run under the cache's lock).
+        // The consumers the database has on the changed providers now are selected in SQL (no read of them first).
         var changedArray = changed.ToArray();
         var known = consumers.ToArray();
         const string OnChanged = "(SELECT consumer FROM allocations WHERE rp = ANY(@rps))";
@@ -1022,8 +1021,7 @@ public sealed class PlacementService : IPlacementService
     }
 
     /// <summary>
-    /// Runs each query (parameters <c>@rps</c> and <c>@cs</c>, when it names them) and hands every row to its reader:
-    /// on PostgreSQL as one batch (one round trip), on SQLite one after the other.
+    /// Runs each query (parameters <c>@rps</c> and <c>@cs</c>, when it names them) and hands every row to its reader.
     /// </summary>
     private static void ReadMany(DbConnection connection, DbTransaction transaction, string[] providers, string[] consumers,
         params (string Sql, Action<DbDataReader> Read)[] queries)
@@ -1033,84 +1031,17 @@ public sealed class PlacementService : IPlacementService
             .. sql.Contains("@rps", StringComparison.Ordinal) ? [("@rps", (object?)providers)] : Array.Empty<(string, object?)>(),
             .. sql.Contains("@cs", StringComparison.Ordinal) ? [("@cs", (object?)consumers)] : Array.Empty<(string, object?)>(),
         ];
-        if (!CanBatch(connection, queries.Select(q => (q.Sql, Parameters(q.Sql)))))
+        // One statement at a time: sent as one Npgsql batch, the native schedulers hung at the first select_destinations
+        // of the 240-at-once round (a reload stopped after its first statement; not yet understood).
+        foreach (var (sql, read) in queries)
         {
-            foreach (var (sql, read) in queries)
+            using var command = FerryDatabase.Command(connection, transaction, sql, Parameters(sql));
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
             {
-                using var command = FerryDatabase.Command(connection, transaction, sql, Parameters(sql));
-                using var reader = command.ExecuteReader();
-                while (reader.Read())
-                {
-                    read(reader);
-                }
-            }
-            return;
-        }
-        using var batch = connection.CreateBatch();
-        batch.Transaction = transaction;
-        foreach (var (sql, _) in queries)
-        {
-            batch.BatchCommands.Add(BatchCommand(batch, sql, Parameters(sql)));
-        }
-        using var results = batch.ExecuteReader();
-        for (var i = 0; i < queries.Length; i++)
-        {
-            if (i > 0 && !results.NextResult())
-            {
-                throw new InvalidOperationException($"placement: {queries.Length} queries sent, {i} results read");
-            }
-            while (results.Read())
-            {
-                queries[i].Read(results);
+                read(reader);
             }
         }
-    }
-
-    /// <summary>
-    /// Batches only what fits Npgsql's write buffer (8 KB): a larger batch run synchronously is written from a thread-pool
-    /// thread (so that the server's replies cannot block the write), and with the pool starved by blocked callers that
-    /// write never starts while the caller holds the cache lock (seen: a scheduler stuck until its command timed out).
-    /// </summary>
-    private static bool CanBatch(DbConnection connection, IEnumerable<(string Sql, (string Name, object? Value)[] Parameters)> statements)
-    {
-        // Off: with batches on, the native ferry's schedulers hung at the first select_destinations of the 240-at-once
-        // round (each reload stopped after its first statement); not yet understood, so every statement goes on its own.
-        if (!s_batches || !connection.CanCreateBatch)
-        {
-            return false;
-        }
-        var bytes = 0L;
-        foreach (var (sql, parameters) in statements)
-        {
-            // Parse, Bind, Describe and Execute: the text once, a few words per parameter, each value.
-            bytes += 64 + System.Text.Encoding.UTF8.GetByteCount(sql);
-            foreach (var (_, value) in parameters)
-            {
-                bytes += value switch
-                {
-                    string text => 16 + System.Text.Encoding.UTF8.GetByteCount(text),
-                    string[] texts => 48 + texts.Sum(t => 8L + System.Text.Encoding.UTF8.GetByteCount(t)),
-                    _ => 24,
-                };
-            }
-        }
-        return bytes <= 6_000;
-    }
-
-    private static readonly bool s_batches = false;
-
-    private static DbBatchCommand BatchCommand(DbBatch batch, string sql, (string Name, object? Value)[] parameters)
-    {
-        var command = batch.CreateBatchCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            var parameter = command.CreateParameter();
-            parameter.ParameterName = name;
-            parameter.Value = value ?? DBNull.Value;
-            command.Parameters.Add(parameter);
-        }
-        return command;
     }
 
     private static (string Rp, string Rc, Inventory Inventory) ReadInventory(DbDataReader reader) => (reader.GetString(0), reader.GetString(1), new Inventory
@@ -1181,17 +1112,15 @@ public sealed class PlacementService : IPlacementService
     }
 
     /// <summary>Moves a provider to <paramref name="generation"/> from the one before it, or finds the cache stale.</summary>
-    private static void SaveGeneration(WriteBatch write, string rp, long generation) =>
+    private static void SaveGeneration(WriteStatements write, string rp, long generation) =>
         write.MustHit("UPDATE resource_providers SET generation = @g WHERE uuid = @u AND generation = @old",
             ("@u", rp), ("@g", generation), ("@old", generation - 1));
 
     /// <summary>
-    /// The statements of one write, sent to PostgreSQL in one round trip (a batch) rather than one each: the write runs
-    /// under the cache's lock, so every round trip of it is one the process's other placement calls wait for. A statement
-    /// added with <see cref="MustHit"/> is conditional on a generation: when it changed no row, the cache was stale and
-    /// the transaction rolls back.
+    /// The statements of one write, run in order in its transaction. A statement added with <see cref="MustHit"/> is
+    /// conditional on a generation: when it changed no row, the cache was stale and the transaction rolls back.
     /// </summary>
-    private sealed class WriteBatch
+    private sealed class WriteStatements
     {
         private readonly List<(string Sql, (string Name, object? Value)[] Parameters, bool MustHit)> _statements = [];
 
@@ -1201,37 +1130,10 @@ public sealed class PlacementService : IPlacementService
 
         public void Run(DbConnection connection, DbTransaction transaction)
         {
-            if (!CanBatch(connection, _statements.Select(s => (s.Sql, s.Parameters))))
+            foreach (var (sql, parameters, mustHit) in _statements)
             {
-                foreach (var (sql, parameters, mustHit) in _statements)
-                {
-                    using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
-                    if (command.ExecuteNonQuery() == 0 && mustHit)
-                    {
-                        throw new StaleCacheException();
-                    }
-                }
-                return;
-            }
-            using var batch = connection.CreateBatch();
-            batch.Transaction = transaction;
-            foreach (var (sql, parameters, _) in _statements)
-            {
-                var command = batch.CreateBatchCommand();
-                command.CommandText = sql;
-                foreach (var (name, value) in parameters)
-                {
-                    var parameter = command.CreateParameter();
-                    parameter.ParameterName = name;
-                    parameter.Value = value ?? DBNull.Value;
-                    command.Parameters.Add(parameter);
-                }
-                batch.BatchCommands.Add(command);
-            }
-            batch.ExecuteNonQuery();
-            for (var i = 0; i < _statements.Count; i++)
-            {
-                if (_statements[i].MustHit && batch.BatchCommands[i].RecordsAffected == 0)
+                using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
+                if (command.ExecuteNonQuery() == 0 && mustHit)
                 {
                     throw new StaleCacheException();
                 }
