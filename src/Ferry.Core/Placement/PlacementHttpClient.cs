@@ -108,19 +108,10 @@ public sealed class PlacementHttpClient
             {
                 return generation;
             }
-            var body = new ProviderInventoriesDto
+            if (await TryPutInventoriesAsync(uuid, generation, inventories, attempt, cancellationToken) is { } written)
             {
-                ResourceProviderGeneration = generation,
-                Inventories = new Dictionary<string, InventoryDto>(inventories, StringComparer.Ordinal),
-            };
-            using var put = await SendAsync(HttpMethod.Put, $"resource_providers/{uuid}/inventories",
-                JsonContent.Create(body, s_json.ProviderInventoriesDto), cancellationToken);
-            if (put.IsSuccessStatusCode)
-            {
-                var written = await ReadAsync(put, s_json.ProviderInventoriesDto, cancellationToken);
-                return written.ResourceProviderGeneration ?? generation + 1;
+                return written;
             }
-            await ThrowUnlessRetryableAsync(put, attempt, cancellationToken);
         }
     }
 
@@ -147,7 +138,7 @@ public sealed class PlacementHttpClient
                 generation = current.ResourceProviderGeneration ?? 0;
                 return SameInventories(current.Inventories, inventories)
                     ? generation
-                    : await TryPutInventoriesAsync(uuid, generation, inventories, cancellationToken) ?? await SetInventoriesAsync(uuid, inventories, cancellationToken);
+                    : await TryPutInventoriesAsync(uuid, generation, inventories, attempt: 1, cancellationToken) ?? await SetInventoriesAsync(uuid, inventories, cancellationToken);
             }
             if (get.StatusCode != HttpStatusCode.NotFound)
             {
@@ -173,12 +164,12 @@ public sealed class PlacementHttpClient
                 return await SetInventoriesAsync(uuid, inventories, cancellationToken);
             }
         }
-        return await TryPutInventoriesAsync(uuid, generation, inventories, cancellationToken) ?? await SetInventoriesAsync(uuid, inventories, cancellationToken);
+        return await TryPutInventoriesAsync(uuid, generation, inventories, attempt: 1, cancellationToken) ?? await SetInventoriesAsync(uuid, inventories, cancellationToken);
     }
 
     /// <summary>PUT of the inventories at a generation already known; null on a generation conflict (the caller reads and retries).</summary>
     private async Task<long?> TryPutInventoriesAsync(string uuid, long generation, IReadOnlyDictionary<string, InventoryDto> inventories,
-        CancellationToken cancellationToken)
+        int attempt, CancellationToken cancellationToken)
     {
         var body = new ProviderInventoriesDto
         {
@@ -192,7 +183,7 @@ public sealed class PlacementHttpClient
             var written = await ReadAsync(put, s_json.ProviderInventoriesDto, cancellationToken);
             return written.ResourceProviderGeneration ?? generation + 1;
         }
-        await ThrowUnlessRetryableAsync(put, attempt: 1, cancellationToken);
+        await ThrowUnlessRetryableAsync(put, attempt, cancellationToken);
         return null;
     }
 
