@@ -20,6 +20,7 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
     private readonly Func<FerryDatabase> _database;
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, byte> _running = new();
+    private int _renewing;
     private readonly ITimer _renewal;
     private readonly Lock _gate = new();
     private TimeSpan _renewedLease;
@@ -124,15 +125,30 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
     private void Renew()
     {
         var running = _running.Keys.ToArray();
-        if (running.Length == 0)
+        // A tick that finds the last one still running leaves it be: ticks piling up would each hold a thread.
+        if (running.Length == 0 || Interlocked.Exchange(ref _renewing, 1) == 1)
         {
             return;
         }
         try
         {
             var now = NowMs;
-            _database().WriteHistory((c, t) =>
+            var database = _database();
+            database.WriteHistory((c, t) =>
             {
+                if (database.IsShared)
+                {
+                    // One statement, and rows another transaction holds are skipped, not waited for: that one is writing the
+                    // outcome (or a release), after which there is nothing to renew. Waiting here held a thread-pool thread
+                    // per tick while the writer's async continuation queued for a thread: under 240 moves at once the
+                    // conductors' pools starved and their calls timed out.
+                    using var renew = FerryDatabase.Command(c, t,
+                        "UPDATE rpc_messages SET renewed_ms = @now WHERE message_id IN " +
+                        "(SELECT message_id FROM rpc_messages WHERE message_id = ANY(@ids) AND completed_ms IS NULL FOR UPDATE SKIP LOCKED)",
+                        ("@ids", running), ("@now", now));
+                    renew.ExecuteNonQuery();
+                    return;
+                }
                 foreach (var id in running)
                 {
                     using var renew = FerryDatabase.Command(c, t,
@@ -144,6 +160,10 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         catch (Exception ex) when (ex is System.Data.Common.DbException or DatabaseUnavailableException)
         {
             // The database is away: the next tick renews (a claim outlives a short outage by the rest of its lease).
+        }
+        finally
+        {
+            Volatile.Write(ref _renewing, 0);
         }
     }
 

@@ -38,6 +38,7 @@ public sealed partial class FerryDatabase : IDisposable
         if (parsed.Engine == DatabaseEngine.PostgreSql)
         {
             _postgres = NpgsqlDataSource.Create(WithoutResetOnClose(parsed.ConnectionString));
+            EnsureThreadsForPool(new NpgsqlConnectionStringBuilder(_postgres.ConnectionString).MaxPoolSize);
             return;
         }
         var path = parsed.ConnectionString;
@@ -64,6 +65,22 @@ public sealed partial class FerryDatabase : IDisposable
         _sqlite.Open();
         using var pragmas = Command(_sqlite, null, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;");
         pragmas.ExecuteNonQuery();
+    }
+
+    /// <summary>
+    /// Lets the thread pool add threads at once up to the connection pool's size and a margin. Synchronous calls (the
+    /// stores not yet async, placement) block a thread while they wait for a pooled connection, and the connections are
+    /// held by async writes that need a thread for their next step: with the pool's slow thread injection, 240 moves at
+    /// once starved a conductor (threads in <c>Open</c>, transactions idle mid-way, calls timing out after 60 s).
+    /// </summary>
+    private static void EnsureThreadsForPool(int maxPoolSize)
+    {
+        ThreadPool.GetMinThreads(out var workers, out var completionPorts);
+        var wanted = maxPoolSize + 32;
+        if (workers < wanted)
+        {
+            ThreadPool.SetMinThreads(wanted, completionPorts);
+        }
     }
 
     public SqlDialect Dialect { get; }
