@@ -2,6 +2,7 @@ using System.Collections;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Ferry.ControlPlane.Identity;
+using Ferry.ControlPlane.Persistence;
 using Ferry.Host;
 using Ferry.Host.Configuration;
 using Ferry.Host.Logging;
@@ -39,6 +40,10 @@ if (loaded.Errors.Count > 0)
     return 2;
 }
 var options = loaded.Options;
+if (FerryInfrastructure.IsPostgres(options.DatabaseSetting))
+{
+    FerryDatabase.EnsureThreadsForPool(options.DatabaseSetting);
+}
 try
 {
     return role switch

@@ -38,7 +38,6 @@ public sealed partial class FerryDatabase : IDisposable
         if (parsed.Engine == DatabaseEngine.PostgreSql)
         {
             _postgres = NpgsqlDataSource.Create(WithoutResetOnClose(parsed.ConnectionString));
-            EnsureThreadsForPool(new NpgsqlConnectionStringBuilder(_postgres.ConnectionString).MaxPoolSize);
             return;
         }
         var path = parsed.ConnectionString;
@@ -71,10 +70,12 @@ public sealed partial class FerryDatabase : IDisposable
     /// Lets the thread pool add threads at once up to the connection pool's size and a margin. Synchronous calls (the
     /// stores not yet async, placement) block a thread while they wait for a pooled connection, and the connections are
     /// held by async writes that need a thread for their next step: with the pool's slow thread injection, 240 moves at
-    /// once starved a conductor (threads in <c>Open</c>, transactions idle mid-way, calls timing out after 60 s).
+    /// once starved a conductor (threads in <c>Open</c>, transactions idle mid-way, calls timing out after 60 s). Called
+    /// by the <c>ferry</c> program for a PostgreSQL database, not here: it sets the whole process's pool.
     /// </summary>
-    private static void EnsureThreadsForPool(int maxPoolSize)
+    public static void EnsureThreadsForPool(string connection)
     {
+        var maxPoolSize = new NpgsqlConnectionStringBuilder(DatabaseConnection.Parse(connection).ConnectionString).MaxPoolSize;
         ThreadPool.GetMinThreads(out var workers, out var completionPorts);
         var wanted = maxPoolSize + 32;
         if (workers < wanted)

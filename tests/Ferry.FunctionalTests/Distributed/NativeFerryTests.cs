@@ -106,7 +106,9 @@ public sealed partial class NativeFerryTests
 
             // EventSource is compiled out (EventSourceSupport=false): no diagnostics server, so no thread or socket for it.
             Assert.DoesNotContain(".NET EventPipe", threads);
-            Assert.Empty(Directory.GetFiles(Path.GetTempPath(), $"dotnet-diagnostic-{ferry.Pid}-*"));
+            // Only a socket made since this process started: one left by a killed earlier process with the same pid is not its.
+            var startedAt = System.Diagnostics.Process.GetProcessById(ferry.Pid).StartTime.ToUniversalTime().AddSeconds(-1);
+            Assert.Empty(Directory.GetFiles(Path.GetTempPath(), $"dotnet-diagnostic-{ferry.Pid}-*").Where(f => File.GetLastWriteTimeUtc(f) >= startedAt));
         }
         finally
         {
