@@ -30,6 +30,8 @@ public sealed class RestartableFerry : IAsyncDisposable
 
     public NovaClient Admin { get; private set; } = null!;
 
+    private bool _started;
+
     public InstanceStore Instances => Ferry.Services.GetRequiredService<InstanceStore>();
 
     public MigrationStore Migrations => Ferry.Services.GetRequiredService<MigrationStore>();
@@ -51,12 +53,18 @@ public sealed class RestartableFerry : IAsyncDisposable
         Ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
         await Ferry.StartAsync(CancellationToken.None);
         Admin = new NovaClient(options.ComputeApiUrl, "admin:admin");
+        _started = true;
     }
 
     /// <summary>Stops the whole Ferry as Ctrl-C does; the guests stay defined on their hosts.</summary>
     public async Task StopAsync()
     {
-        Admin.Dispose();
+        // A start that threw leaves no client: stopping must not hide that start's own error.
+        if (_started)
+        {
+            Admin.Dispose();
+        }
+        _started = false;
         await Ferry.DisposeAsync();
     }
 

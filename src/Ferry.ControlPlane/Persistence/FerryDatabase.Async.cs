@@ -17,6 +17,14 @@ namespace Ferry.ControlPlane.Persistence;
 /// </remarks>
 public sealed partial class FerryDatabase
 {
+    /// <summary>
+    /// Takes SQLite's one connection, blocking the thread. Never by <c>WaitAsync</c>: a waiter queued that way is handed the
+    /// connection on release but needs a pool thread to go on, while the threads blocked in the synchronous forms hold the pool;
+    /// 2,000 hosts starting at once starved it so (conductor calls timed out after 60 s). Nothing awaited under the connection
+    /// yields (SQLite's async methods complete synchronously), so the holder never needs another thread either.
+    /// </summary>
+    private void EnterSqlite(CancellationToken cancellationToken) => _gate.Wait(cancellationToken);
+
     /// <inheritdoc cref="Read{T}(Func{DbConnection, T})"/>
     public Task<T> ReadAsync<T>(Func<DbConnection, CancellationToken, Task<T>> read, CancellationToken cancellationToken) =>
         DatabaseMetrics.MeasureAsync("read", () => ReadUnmeasuredAsync(read, cancellationToken));
@@ -26,7 +34,7 @@ public sealed partial class FerryDatabase
         cancellationToken.ThrowIfCancellationRequested();
         if (_postgres is null)
         {
-            await _gate.WaitAsync(cancellationToken);
+            EnterSqlite(cancellationToken);
             try
             {
                 return await read(_sqlite!, cancellationToken);
@@ -51,7 +59,7 @@ public sealed partial class FerryDatabase
     {
         if (_postgres is null)
         {
-            await _gate.WaitAsync(cancellationToken);
+            EnterSqlite(cancellationToken);
             try
             {
                 // SQLite's one connection already sees one moment; the transaction keeps it so across statements.
@@ -98,7 +106,7 @@ public sealed partial class FerryDatabase
         cancellationToken.ThrowIfCancellationRequested();
         if (_postgres is null)
         {
-            await _gate.WaitAsync(cancellationToken);
+            EnterSqlite(cancellationToken);
             try
             {
                 await using var transaction = await _sqlite!.BeginTransactionAsync(CancellationToken.None);

@@ -25,7 +25,8 @@ public sealed partial class FerryDatabase : IDisposable
     private readonly SqliteConnection? _sqlite;
     private readonly NpgsqlDataSource? _postgres;
     // SQLite's one connection, taken by one operation at a time. A semaphore rather than a lock so that an async operation
-    // may hold it across its awaits (Microsoft.Data.Sqlite's async methods complete synchronously, so it is held as briefly).
+    // may hold it across its awaits (Microsoft.Data.Sqlite's async methods complete synchronously, so it is held as briefly);
+    // always taken by a blocking wait (see EnterSqlite).
     private readonly SemaphoreSlim _gate = new(1, 1);
 
     /// <param name="connection">A SQLite file path (or <c>sqlite:PATH</c>, or <c>:memory:</c>), a
