@@ -48,12 +48,10 @@ public static class MigrationsEndpoints
             SourceCompute: host is null ? q["source_compute"].FirstOrDefault() : null,
             Status: q["status"].Count > 1 ? null : q["status"].FirstOrDefault(),
             MigrationType: q["migration_type"].FirstOrDefault());
-        IEnumerable<Migration> result = await migrations.ListAsync(filter, http.RequestAborted);
-        if (q["status"].Count > 1)
-        {
-            var statuses = q["status"].ToHashSet();
-            result = result.Where(m => statuses.Contains(m.Status));
-        }
+        var statuses = q["status"].Count > 1 ? q["status"].ToHashSet() : null;
+        Func<Migration, bool> keep = m => statuses is null || statuses.Contains(m.Status);
+        List<Migration> list;
+        int? limit = null;
         if (v.AtLeast(59))
         {
             var since = Time(q, "changes-since");
@@ -62,29 +60,18 @@ public static class MigrationsEndpoints
             {
                 throw new BadRequestException("The value of changes-since must be less than or equal to changes-before.");
             }
-            result = result.Where(m => (since is null || m.UpdatedAt >= since) && (before is null || m.UpdatedAt <= before));
-            if (v.AtLeast(80))
-            {
-                var user = q["user_id"].FirstOrDefault();
-                var project = q["project_id"].FirstOrDefault();
-                result = result.Where(m => (user is null || m.UserId == user) && (project is null || m.ProjectId == project));
-            }
-        }
-        var list = result.ToList();
-        int? limit = null;
-        if (v.AtLeast(59))
-        {
-            if (q["marker"].FirstOrDefault() is { } marker)
-            {
-                var index = list.FindIndex(m => m.Uuid == marker);
-                if (index < 0)
-                {
-                    throw new BadRequestException($"Marker {marker} could not be found.");
-                }
-                list = list[(index + 1)..];
-            }
+            var user = v.AtLeast(80) ? q["user_id"].FirstOrDefault() : null;
+            var project = v.AtLeast(80) ? q["project_id"].FirstOrDefault() : null;
+            var byStatus = keep;
+            keep = m => byStatus(m) && (since is null || m.UpdatedAt >= since) && (before is null || m.UpdatedAt <= before)
+                && (user is null || m.UserId == user) && (project is null || m.ProjectId == project);
             limit = Paging.Limit(http);
-            list = list.Take(limit.Value).ToList();
+            list = await migrations.ListPageAsync(filter, q["marker"].FirstOrDefault(), limit.Value, keep, http.RequestAborted);
+        }
+        else
+        {
+            // Before 2.59 the list has no paging in Nova either: every match.
+            list = [.. (await migrations.ListAsync(filter, http.RequestAborted)).Where(keep)];
         }
         var body = new JsonObject { ["migrations"] = NovaJson.Array(list.Select(m => MigrationViewBuilder.OsMigration(http, v, m))) };
         if (limit is { } l && Paging.Links(http, "os-migrations", list.Count, l, list.Count > 0 ? list[^1].Uuid : null) is { Count: > 0 } links)

@@ -119,5 +119,9 @@ public static class ComputeSchema
         ALTER TABLE instance_action_events ADD COLUMN event_key TEXT;
         CREATE UNIQUE INDEX ix_instance_action_events_key ON instance_action_events(event_key);
         """,
+        // GET /os-migrations (2.59+) reads a page down the newest-first order from its marker, not every migration ever made.
+        """
+        CREATE INDEX ix_migrations_created ON migrations(created_at, id);
+        """,
     ];
 }

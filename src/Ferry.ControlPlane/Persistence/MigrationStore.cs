@@ -45,10 +45,49 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
         }, cancellationToken);
 
     /// <summary>
-    /// Only the given filters go into the WHERE clause: a "@x IS NULL OR column = @x" clause keeps both engines from
-    /// seeking an index, and a compute agent lists its host's migrations at every start (10,000 agents at once).
+    /// One page of <c>GET /os-migrations</c>: the migrations after <paramref name="marker"/> (a migration's uuid) that match
+    /// <paramref name="filter"/> and <paramref name="keep"/> (what has no column: times, users, several statuses), newest
+    /// first, at most <paramref name="limit"/> of them. Read in batches down the (created_at, id) order, so a page costs the
+    /// rows up to its end, not every migration ever made.
     /// </summary>
-    internal static (string Sql, List<(string Name, object? Value)> Parameters) ListSql(MigrationFilter filter)
+    /// <exception cref="BadRequestException">No migration has the uuid <paramref name="marker"/> (Nova's MarkerNotFound).</exception>
+    public Task<List<Migration>> ListPageAsync(MigrationFilter filter, string? marker, int limit, Func<Migration, bool> keep, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
+        {
+            MigrationPosition? after = null;
+            if (marker is not null)
+            {
+                await using var find = FerryDatabase.Command(c, null, "SELECT created_at, id FROM migrations WHERE uuid = @u", ("@u", marker));
+                after = await Rows.ReadFirstAsync(find, r => (MigrationPosition?)new MigrationPosition(r.GetString(0), r.GetInt32(1)), ct)
+                    ?? throw new BadRequestException($"Marker {marker} could not be found.");
+            }
+            var page = new List<Migration>();
+            var batch = Math.Clamp(limit, 1, PageBatch);
+            while (page.Count < limit)
+            {
+                var (sql, parameters) = ListSql(filter, after, batch);
+                await using var command = FerryDatabase.Command(c, null, sql, [.. parameters]);
+                var rows = await Rows.ReadAllAsync(command, r => (Position: new MigrationPosition(r.GetString(1), r.GetInt32(2)),
+                    Migration: Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.Migration)), ct);
+                page.AddRange(rows.Select(row => row.Migration).Where(keep).Take(limit - page.Count));
+                if (rows.Count < batch)
+                {
+                    break;
+                }
+                after = rows[^1].Position;
+            }
+            return page;
+        }, cancellationToken);
+
+    // Rows read per round trip while a page is filled: a page of 1,000 with no filter is one or two reads.
+    private const int PageBatch = 500;
+
+    /// <summary>
+    /// Only the given filters go into the WHERE clause: a "@x IS NULL OR column = @x" clause keeps both engines from
+    /// seeking an index, and a compute agent lists its host's migrations at every start (10,000 agents at once). A page
+    /// continues strictly after <paramref name="after"/> in the (created_at, id) descending order.
+    /// </summary>
+    internal static (string Sql, List<(string Name, object? Value)> Parameters) ListSql(MigrationFilter filter, MigrationPosition? after = null, int? take = null)
     {
         var where = new List<string>();
         var parameters = new List<(string, object?)>();
@@ -65,8 +104,15 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
         Add("source_compute = @s", "@s", filter.SourceCompute);
         Add("status = @st", "@st", filter.Status);
         Add("migration_type = @ty", "@ty", filter.MigrationType);
+        if (after is { } position)
+        {
+            where.Add("(created_at < @ac OR (created_at = @ac AND id < @aid))");
+            parameters.Add(("@ac", position.CreatedAt));
+            parameters.Add(("@aid", position.Id));
+        }
         var condition = where.Count == 0 ? "" : " WHERE " + string.Join(" AND ", where);
-        return ($"SELECT data FROM migrations{condition} ORDER BY created_at DESC, id DESC", parameters);
+        var limit = take is { } n ? $" LIMIT {n.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "";
+        return ($"SELECT data, created_at, id FROM migrations{condition} ORDER BY created_at DESC, id DESC{limit}", parameters);
     }
 
     /// <summary>Migrations not in a final status (they may still hold resources or be running).</summary>
@@ -120,6 +166,9 @@ public sealed class MigrationStore(FerryDatabase db, TimeProvider time)
         return await command.ExecuteScalarAsync(cancellationToken) is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Migration) : null;
     }
 }
+
+/// <summary>Where a migration sits in the newest-first order of <c>GET /os-migrations</c>.</summary>
+internal readonly record struct MigrationPosition(string CreatedAt, int Id);
 
 public sealed record MigrationFilter(
     string? InstanceUuid = null,

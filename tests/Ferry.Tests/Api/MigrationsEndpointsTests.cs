@@ -135,6 +135,43 @@ public sealed class MigrationsEndpointsTests(ComputeApiFixture f)
     }
 
     [Fact]
+    public async Task OsMigrations_PagesWithMarkers_EachMatchOnceNewestFirst()
+    {
+        // 300 migrations made in one instant (ties ordered by id), a third of them in each status: pages of 40 of two
+        // statuses are filled from several batches of rows each, and the marker chain ends with a short page.
+        var vm = f.AddInstance(f.AddHost());
+        var dest = f.AddHost();
+        string[] statuses = [MigrationStatus.Confirmed, MigrationStatus.Error, MigrationStatus.Running];
+        var made = Enumerable.Range(0, 300).Select(i => f.AddMigration(vm, MigrationType.Migration, statuses[i % 3], dest)).ToList();
+        var expected = made.Where(m => m.Status != MigrationStatus.Running).OrderByDescending(m => m.Id).Select(m => m.Uuid).ToList();
+
+        var seen = new List<string>();
+        string? marker = null;
+        while (true)
+        {
+            var query = $"v2.1/os-migrations?instance_uuid={vm.Uuid}&status=confirmed&status=error&limit=40" + (marker is null ? "" : $"&marker={marker}");
+            var page = await f.SendAsync(HttpMethod.Get, query, version: "2.59");
+            Assert.Equal(200, page.Status);
+            var uuids = page.Json!["migrations"]!.AsArray().Select(m => m!["uuid"]!.GetValue<string>()).ToList();
+            seen.AddRange(uuids);
+            if (page.Json["migrations_links"] is null)
+            {
+                Assert.True(uuids.Count < 40, "a full page links to the next");
+                break;
+            }
+            marker = uuids[^1];
+        }
+        Assert.Equal(expected, seen);
+
+        // As in Nova, a marker need only name a migration, not one the filters keep: the page starts after it.
+        var afterRunning = await f.SendAsync(HttpMethod.Get, $"v2.1/os-migrations?instance_uuid={vm.Uuid}&status=error&limit=1&marker={made[2].Uuid}", version: "2.59");
+        Assert.Equal(made[1].Uuid, Assert.Single(afterRunning.Json!["migrations"]!.AsArray())!["uuid"]!.GetValue<string>());
+        var unknown = await f.SendAsync(HttpMethod.Get, "v2.1/os-migrations?marker=nope", version: "2.59");
+        Assert.Equal(400, unknown.Status);
+        Assert.Equal("Marker nope could not be found.", unknown.FaultMessage);
+    }
+
+    [Fact]
     public async Task InstanceActions_ListAndShow_IncludeEvents()
     {
         var vm = f.AddInstance(f.AddHost(), project: "pa");
