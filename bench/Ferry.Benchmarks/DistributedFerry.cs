@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Ferry.ControlPlane.Persistence;
@@ -22,15 +21,13 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
     private static readonly TimeSpan s_startLimit = TimeSpan.FromSeconds(240);
     private static readonly TimeSpan s_bootLimit = TimeSpan.FromSeconds(120);
 
-    private readonly Process _launcher;
-    private readonly StringBuilder _output;
+    private readonly DistributedRun _run;
     private readonly FerryDatabase _database;
 
-    private DistributedFerry(string dataDirectory, Process launcher, StringBuilder output, string computeUrl, int postgresPort, int hosts, double startupMs)
+    private DistributedFerry(string dataDirectory, DistributedRun run, string computeUrl, int postgresPort, int hosts, double startupMs)
     {
         DataDirectory = dataDirectory;
-        _launcher = launcher;
-        _output = output;
+        _run = run;
         Http = InProcessFerry.Client(computeUrl);
         HostNames = [.. Enumerable.Range(1, hosts).Select(i => $"compute{i}")];
         StartupMs = startupMs;
@@ -59,53 +56,27 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         var dataDirectory = Path.Combine("/tmp", $"ferry-bench-dist-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
         Directory.CreateDirectory(dataDirectory);
         var (program, prefix) = HostBuild.Command(hostDll);
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         // FERRY_BENCH_DISTRIBUTED_ARGS (space-separated) adds flags for a profile, e.g. "--log-level information --metrics-port 0";
         // the logs are then kept when the run ends.
         var extra = ExtraArguments();
-        foreach (var arg in (string[])
+        string[] arguments =
         [
             .. prefix, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--replicas", "2",
             "--time-scale", "0", "--max-concurrent-live-migrations", Invariant(maxConcurrentLiveMigrations), "--auth", "noauth2",
             "--compute-port", "0", "--placement-port", "0", "--image-port", "0",
             .. extra.Contains("--log-level") ? (string[])[] : ["--log-level", "warning"], .. extra,
-        ])
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        var output = new StringBuilder();
-        var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var t0 = Stopwatch.GetTimestamp();
-        var launcher = new Process { StartInfo = start, EnableRaisingEvents = true };
-        void OnLine(string? line)
-        {
-            if (line is null)
-            {
-                return;
-            }
-            lock (output)
-            {
-                output.AppendLine(line);
-            }
-            if (line.StartsWith("Metrics (besides", StringComparison.Ordinal))
-            {
-                Console.Error.WriteLine($"[bench] {line}"); // with --metrics-port in FERRY_BENCH_DISTRIBUTED_ARGS: where to scrape
-            }
-            if (line.StartsWith("Ferry (distributed) is ready", StringComparison.Ordinal))
-            {
-                ready.TrySetResult(line);
-            }
-        }
-        launcher.OutputDataReceived += (_, e) => OnLine(e.Data);
-        launcher.ErrorDataReceived += (_, e) => OnLine(e.Data);
-        launcher.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"ferry distributed exited before it was ready:\n{Text(output)}"));
-        launcher.Start();
-        launcher.BeginOutputReadLine();
-        launcher.BeginErrorReadLine();
+        ];
+        DistributedRun? run = null;
         try
         {
-            var line = await ready.Task.WaitAsync(s_startLimit);
+            run = await DistributedRun.StartAsync(program, arguments, dataDirectory, s_startLimit, line =>
+            {
+                if (line.StartsWith("Metrics (besides", StringComparison.Ordinal))
+                {
+                    Console.Error.WriteLine($"[bench] {line}"); // with --metrics-port in FERRY_BENCH_DISTRIBUTED_ARGS: where to scrape
+                }
+            });
+            var line = run.ReadyLine;
             var match = ReadyLine().Match(line);
             if (!match.Success)
             {
@@ -116,16 +87,16 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
             {
                 while (await HypervisorCountAsync(probe) < hosts)
                 {
-                    if (Stopwatch.GetElapsedTime(t0) > s_startLimit)
+                    if (Stopwatch.GetElapsedTime(run.Started) > s_startLimit)
                     {
                         throw new TimeoutException($"{hosts} hypervisors not listed within {s_startLimit.TotalSeconds} s");
                     }
                     await Task.Delay(5);
                 }
             }
-            var startupMs = Stats.Ms(Stopwatch.GetTimestamp() - t0);
+            var startupMs = Stats.Ms(Stopwatch.GetTimestamp() - run.Started);
             log($"ferry distributed ({hosts} hosts, 2 replicas) ready in {startupMs:0} ms: {line}");
-            var ferry = new DistributedFerry(dataDirectory, launcher, output, computeUrl,
+            var ferry = new DistributedFerry(dataDirectory, run, computeUrl,
                 int.Parse(match.Groups["postgres"].Value, CultureInfo.InvariantCulture), hosts, startupMs);
             // The benchmarks boot hundreds of servers in one project: lift Nova's default quotas (10 instances, 20 cores).
             new QuotaStore(ferry._database).SetClassLimits("default", new Dictionary<string, long> { ["instances"] = -1, ["cores"] = -1, ["ram"] = -1 });
@@ -133,7 +104,7 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         }
         catch
         {
-            await StopAsync(launcher, dataDirectory, output);
+            await StopAsync(run, dataDirectory);
             throw;
         }
     }
@@ -155,11 +126,8 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         }
     }
 
-    /// <summary>The role processes the launcher started (api-1, conductor-2, compute1…) with their pids, from its pid file.</summary>
-    public IReadOnlyList<(string Name, int Pid)> Children() =>
-        [.. File.ReadAllLines(Path.Combine(DataDirectory, "distributed.pids"))
-            .Select(line => line.Split(' '))
-            .Select(parts => (parts[1], int.Parse(parts[0], CultureInfo.InvariantCulture)))];
+    /// <inheritdoc cref="DistributedRun.Children"/>
+    public IReadOnlyList<(string Name, int Pid)> Children() => _run.Children();
 
     /// <summary>The PostgreSQL server's processes: the postmaster (its pid file) and its children.</summary>
     public IReadOnlyList<int> PostgresProcesses() =>
@@ -213,39 +181,22 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         }
         Http.Dispose();
         _database.Dispose();
-        await StopAsync(_launcher, DataDirectory, _output);
+        await StopAsync(_run, DataDirectory);
     }
 
-    /// <summary>SIGTERM to the launcher (Ctrl-C), which stops every process it started; whatever outlives it is killed.</summary>
-    private static async Task StopAsync(Process launcher, string dataDirectory, StringBuilder output)
+    /// <summary>Stops the run (if it started) and the PostgreSQL and RabbitMQ it left, then deletes the data directory.</summary>
+    private static async Task StopAsync(DistributedRun? run, string dataDirectory)
     {
-        var pidFile = Path.Combine(dataDirectory, "distributed.pids");
-        var children = File.Exists(pidFile)
-            ? File.ReadAllLines(pidFile).Select(l => int.Parse(l.Split(' ')[0], CultureInfo.InvariantCulture)).ToList()
-            : [];
         try
         {
-            if (!launcher.HasExited)
+            if (run is not null)
             {
-                _ = ProcessSignals.Send(launcher.Id, "TERM");
-                await launcher.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(120));
+                await run.StopAsync(TimeSpan.FromSeconds(120));
+                await run.DisposeAsync();
             }
-        }
-        catch (TimeoutException)
-        {
-            Console.Error.WriteLine($"[bench] warning: ferry distributed did not stop within 120 s:\n{Text(output)}");
         }
         finally
         {
-            foreach (var pid in children.Where(pid => Directory.Exists($"/proc/{pid}")))
-            {
-                Process.GetProcessById(pid).Kill(entireProcessTree: true);
-            }
-            if (!launcher.HasExited)
-            {
-                launcher.Kill(entireProcessTree: true);
-            }
-            launcher.Dispose();
             LocalRabbitMq.KillLeftover(Path.Combine(dataDirectory, "rabbitmq"));
             LocalPostgres.StopLeftover(Path.Combine(dataDirectory, "postgres"));
             try
@@ -255,14 +206,6 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
             catch (IOException)
             {
             }
-        }
-    }
-
-    private static string Text(StringBuilder output)
-    {
-        lock (output)
-        {
-            return output.ToString();
         }
     }
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Text;
 using System.Text.RegularExpressions;
 using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
@@ -42,7 +41,7 @@ internal static partial class DistributedScaleBenchmarks
         Directory.CreateDirectory(dataDirectory);
         LocalPostgres? postgres = null;
         LocalRabbitMq? rabbitMq = null;
-        Launched? ferry = null;
+        DistributedRun? ferry = null;
         try
         {
             log($"ferry distributed runs {HostBuild.Describe(hostDll)}");
@@ -56,8 +55,9 @@ internal static partial class DistributedScaleBenchmarks
             ];
             var processes = (hosts + hostsPerCompute - 1) / hostsPerCompute;
 
-            ferry = await Launched.StartAsync(HostBuild.Command(hostDll).FileName, arguments, dataDirectory);
-            using (var http = InProcessFerry.Client(ferry.ComputeUrl))
+            ferry = await DistributedRun.StartAsync(HostBuild.Command(hostDll).FileName, arguments, dataDirectory, s_startLimit);
+            var (computeUrl, _) = Urls(ferry.ReadyLine);
+            using (var http = InProcessFerry.Client(computeUrl))
             {
                 await WaitForHypervisorsAsync(http, hosts, ferry.Started);
             }
@@ -82,11 +82,12 @@ internal static partial class DistributedScaleBenchmarks
             }
             log($"distributed scale: {instances} instances seeded in {seedMs:0} ms");
 
-            ferry = await Launched.StartAsync(HostBuild.Command(hostDll).FileName, arguments, dataDirectory);
+            ferry = await DistributedRun.StartAsync(HostBuild.Command(hostDll).FileName, arguments, dataDirectory, s_startLimit);
+            (computeUrl, var placementUrl) = Urls(ferry.ReadyLine);
             var readyMs = Stats.Ms(ferry.ReadyAt - ferry.Started);
             var readyAt = DateTimeOffset.UtcNow;
             log($"distributed scale: restart with {instances} instances ready in {readyMs:0} ms: {ferry.ReadyLine}");
-            using var api = InProcessFerry.Client(ferry.ComputeUrl);
+            using var api = InProcessFerry.Client(computeUrl);
             api.Timeout = TimeSpan.FromSeconds(60);
             var heartbeats = await ScaleBenchmarks.WaitForHeartbeatsAfterAsync(api, readyAt + s_reportInterval, hosts, TimeSpan.FromTicks(s_reportInterval.Ticks * 6));
             var seconds = heartbeats.GroupBy(t => t.ToUnixTimeSeconds() % (long)s_reportInterval.TotalSeconds).Select(g => g.Count()).ToList();
@@ -97,7 +98,7 @@ internal static partial class DistributedScaleBenchmarks
             log($"distributed scale: {children.Count} Ferry processes VmRSS {rssMb:0} MB, PostgreSQL {postgresMb:0} MB, RabbitMQ {rabbitMqMb:0} MB; " +
                 $"heartbeats over {seconds.Count} of {s_reportInterval.TotalSeconds:0} seconds, the busiest second {seconds.Max() / (double)heartbeats.Count:P1}");
 
-            var queries = await QueriesAsync(api, ferry.PlacementUrl, rabbitMq.Url, postgres.ConnectionString, hosts, instances, log);
+            var queries = await QueriesAsync(api, placementUrl, rabbitMq.Url, postgres.ConnectionString, hosts, instances, log);
             var moves = await ScaleBenchmarks.ConcurrentLiveMigrationsAsync(api, Math.Min(200, hosts / 2), log);
             return new Result(hosts, instances, hostsPerCompute, processes, freshMs, seedMs, readyMs, rssMb, postgresMb, rabbitMqMb,
                 seconds.Max() / (double)heartbeats.Count, seconds.Count, s_reportInterval.TotalSeconds, queries, moves);
@@ -204,124 +205,11 @@ internal static partial class DistributedScaleBenchmarks
 
     private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
 
+    private static (string Compute, string Placement) Urls(string readyLine) =>
+        ReadyLine().Match(readyLine) is { Success: true } match
+            ? (match.Groups["compute"].Value, match.Groups["placement"].Value)
+            : throw new InvalidOperationException($"unexpected ready line: {readyLine}");
+
     [GeneratedRegex(@"compute API (?<compute>http://[^\s,]+)/v2\.1, placement (?<placement>http://[^\s,]+),")]
     private static partial Regex ReadyLine();
-
-    /// <summary>One run of the launcher: ready when it prints its ready line; disposing sends SIGTERM (Ctrl-C) and kills what outlives it.</summary>
-    private sealed class Launched : IAsyncDisposable
-    {
-        private readonly Process _process;
-        private readonly StringBuilder _output = new();
-        private readonly string _dataDirectory;
-
-        private Launched(Process process, string dataDirectory)
-        {
-            _process = process;
-            _dataDirectory = dataDirectory;
-        }
-
-        public long Started { get; private init; }
-        public long ReadyAt { get; private set; }
-        public string ReadyLine { get; private set; } = "";
-        public string ComputeUrl { get; private set; } = "";
-        public string PlacementUrl { get; private set; } = "";
-
-        /// <param name="program">The native ferry or dotnet (<see cref="HostBuild.Command"/>).</param>
-        public static async Task<Launched> StartAsync(string program, string[] arguments, string dataDirectory)
-        {
-            var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var arg in arguments)
-            {
-                start.ArgumentList.Add(arg);
-            }
-            start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-            var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-            var launched = new Launched(process, dataDirectory) { Started = Stopwatch.GetTimestamp() };
-            var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-            void OnLine(string? line)
-            {
-                if (line is null)
-                {
-                    return;
-                }
-                lock (launched._output)
-                {
-                    launched._output.AppendLine(line);
-                }
-                if (line.StartsWith("Ferry (distributed) is ready", StringComparison.Ordinal))
-                {
-                    launched.ReadyAt = Stopwatch.GetTimestamp();
-                    ready.TrySetResult(line);
-                }
-            }
-            process.OutputDataReceived += (_, e) => OnLine(e.Data);
-            process.ErrorDataReceived += (_, e) => OnLine(e.Data);
-            process.Exited += (_, _) => ready.TrySetException(new InvalidOperationException($"ferry distributed exited before it was ready:\n{launched.Output}"));
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            try
-            {
-                launched.ReadyLine = await ready.Task.WaitAsync(s_startLimit);
-                var match = DistributedScaleBenchmarks.ReadyLine().Match(launched.ReadyLine);
-                if (!match.Success)
-                {
-                    throw new InvalidOperationException($"unexpected ready line: {launched.ReadyLine}");
-                }
-                (launched.ComputeUrl, launched.PlacementUrl) = (match.Groups["compute"].Value, match.Groups["placement"].Value);
-                return launched;
-            }
-            catch
-            {
-                await launched.DisposeAsync();
-                throw;
-            }
-        }
-
-        public string Output
-        {
-            get
-            {
-                lock (_output)
-                {
-                    return _output.ToString();
-                }
-            }
-        }
-
-        public IReadOnlyList<(string Name, int Pid)> Children() =>
-            [.. File.ReadAllLines(Path.Combine(_dataDirectory, "distributed.pids"))
-                .Select(line => line.Split(' '))
-                .Select(parts => (parts[1], int.Parse(parts[0], CultureInfo.InvariantCulture)))];
-
-        public async ValueTask DisposeAsync()
-        {
-            var pidFile = Path.Combine(_dataDirectory, "distributed.pids");
-            var children = File.Exists(pidFile) ? Children().Select(c => c.Pid).ToList() : [];
-            try
-            {
-                if (!_process.HasExited)
-                {
-                    _ = ProcessSignals.Send(_process.Id, "TERM");
-                    await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(180));
-                }
-            }
-            catch (TimeoutException)
-            {
-                Console.Error.WriteLine($"[bench] warning: ferry distributed did not stop within 180 s:\n{Output}");
-            }
-            finally
-            {
-                foreach (var pid in children.Where(pid => Directory.Exists($"/proc/{pid}")))
-                {
-                    Process.GetProcessById(pid).Kill(entireProcessTree: true);
-                }
-                if (!_process.HasExited)
-                {
-                    _process.Kill(entireProcessTree: true);
-                }
-                _process.Dispose();
-            }
-        }
-    }
 }

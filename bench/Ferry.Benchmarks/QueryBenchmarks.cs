@@ -42,7 +42,7 @@ internal static class QueryBenchmarks
         log($"GET /os-hypervisors/detail (2.1, all {hosts + 1}): p50 {Stats.Percentile(figures.HypervisorsAll, 50):0} ms p99 {Stats.Percentile(figures.HypervisorsAll, 99):0} ms");
         // One page of max_limit (2.53).
         await TimeGetAsync(world.Http, "os-hypervisors/detail", "2.53", warmup: 3, measured: 50, figures.HypervisorsPage,
-            json => Check(json, "hypervisors", 1000));
+            json => Check(json, "hypervisors", Math.Min(1000, hosts + 1)));
         log($"GET /os-hypervisors/detail (2.53, a page of 1000): p50 {Stats.Percentile(figures.HypervisorsPage, 50):0} ms p99 {Stats.Percentile(figures.HypervisorsPage, 99):0} ms");
 
         await TimeServersPagesAsync(world.Http, instances, figures.ServersPage);
@@ -50,20 +50,36 @@ internal static class QueryBenchmarks
         return figures;
     }
 
-    /// <summary>Pages of 1000 servers of every project, following the next links: the first page and ever deeper ones (the first 3 not timed).</summary>
+    /// <summary>
+    /// Pages of 1000 servers of every project, following the next links: the first page and ever deeper ones (the first 3
+    /// requests not timed), up to 60 requests; a cloud of fewer pages is walked again from the first until 20 are timed.
+    /// </summary>
     internal static async Task TimeServersPagesAsync(HttpClient http, int instances, List<double> samples)
     {
-        string? path = "servers/detail?all_tenants=1&limit=1000";
-        var pages = 0;
-        while (path is not null && pages < 60)
+        const string First = "servers/detail?all_tenants=1&limit=1000";
+        var path = First;
+        var page = 0;
+        for (var request = 0; request < 60; request++)
         {
             var (json, ms) = await TimedGetAsync(http, path, "2.95");
-            Check(json, "servers", Math.Min(1000, instances - pages * 1000));
-            if (pages++ >= 3)
+            Check(json, "servers", Math.Min(1000, instances - page * 1000));
+            if (request >= 3)
             {
                 samples.Add(ms);
             }
-            path = json["servers_links"] is JsonArray links ? new Uri(links[0]!["href"]!.GetValue<string>()).PathAndQuery[("/v2.1/".Length)..] : null;
+            if (json["servers_links"] is JsonArray links)
+            {
+                path = new Uri(links[0]!["href"]!.GetValue<string>()).PathAndQuery[("/v2.1/".Length)..];
+                page++;
+            }
+            else if (samples.Count >= 20)
+            {
+                return;
+            }
+            else
+            {
+                (path, page) = (First, 0);
+            }
         }
     }
 
