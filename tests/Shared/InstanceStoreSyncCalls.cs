@@ -20,6 +20,9 @@ internal static class InstanceStoreSyncCalls
     public static Instance? Find(this InstanceStore store, string uuid, bool includeDeleted) =>
         Wait(() => store.FindAsync(uuid, CancellationToken.None, includeDeleted));
 
+    public static ProjectUsage UsageOfProject(this InstanceStore store, string projectId, string? userId = null) =>
+        Wait(() => store.UsageOfProjectAsync(projectId, userId, CancellationToken.None));
+
     public static Instance Get(this InstanceStore store, string uuid) => Wait(() => store.GetAsync(uuid, CancellationToken.None));
 
     public static List<Instance> List(this InstanceStore store, string? projectId = null, string? host = null, bool includeDeleted = false) =>

@@ -85,7 +85,7 @@ internal sealed partial class ComputeApi(
             keypair = keypairs.Find(ctx.UserId, keyName) ?? throw new BadRequestException("Invalid key_name provided.");
         }
         using var quotaGate = await quotas.EnterCreateAsync(cancellationToken);
-        var count = quotas.CheckCreate(ctx, spec, group);
+        var count = await quotas.CheckCreateAsync(ctx, spec, group, cancellationToken);
         Instance? first = null;
         for (var i = 1; i <= count; i++)
         {
@@ -293,7 +293,7 @@ internal sealed partial class ComputeApi(
         {
             throw new BadRequestException("Server disk was unable to be resized because: Resize to zero disk flavor is not allowed.");
         }
-        quotas.CheckUpsize(instance, instance.Flavor, newFlavor);
+        await quotas.CheckUpsizeAsync(instance, instance.Flavor, newFlavor, cancellationToken);
         await SetTaskStateAsync(instance, TaskState.ResizePrep, s_noTask, cancellationToken, progress: 0);
         await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.ResizePrep,
@@ -328,7 +328,7 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Resized], s_noTask);
         var migration = await FinishedMigrationAsync(instance, cancellationToken);
-        quotas.CheckUpsize(instance, instance.Flavor, instance.OldFlavor ?? instance.Flavor);
+        await quotas.CheckUpsizeAsync(instance, instance.Flavor, instance.OldFlavor ?? instance.Flavor, cancellationToken);
         var updated = await SetTaskStateAsync(instance, TaskState.ResizeReverting, s_noTask, cancellationToken);
         try
         {
@@ -525,7 +525,7 @@ internal sealed partial class ComputeApi(
         }
         if (next.Count > 0)
         {
-            quotas.CheckMetadataItems(ctx.ProjectId, ctx.UserId, next.Count);
+            await quotas.CheckMetadataItemsAsync(ctx.ProjectId, ctx.UserId, next.Count, cancellationToken);
         }
         await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] }, cancellationToken);
         return next;

@@ -113,7 +113,7 @@ public static class KeypairsEndpoints
         {
             throw KeypairCrypto.Invalid("Keypair name must be string and between 1 and 255 characters long");
         }
-        quotas.CheckKeyPairs(ctx.ProjectId, userId);
+        await quotas.CheckKeyPairsAsync(ctx.ProjectId, userId, http.RequestAborted);
 
         string? privateKey = null;
         string fingerprint;

@@ -122,7 +122,7 @@ public static class ServerGroupsEndpoints
             throw BodySchema.Invalid("policy", JsonValue.Create(policy), $"'{policy}' is not one of [{string.Join(", ", allowedPolicies.Select(x => $"'{x}'"))}]");
         }
         var name = BodySchema.String(g, "name", nullable: false, minLength: 1)!;
-        quotas.CheckServerGroups(ctx.ProjectId, ctx.UserId);
+        await quotas.CheckServerGroupsAsync(ctx.ProjectId, ctx.UserId, http.RequestAborted);
         var group = groups.Create(name, policy, maxPerHost, ctx.ProjectId, ctx.UserId);
         return NovaJson.Ok(new JsonObject { ["server_group"] = View(ctx, group) });
     }

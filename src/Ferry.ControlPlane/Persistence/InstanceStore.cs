@@ -145,17 +145,6 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         "SELECT COUNT(*), SUM(vcpus), SUM(memory_mb) FROM instances WHERE deleted = 0 AND project_id = @p AND (@all = 1 OR user_id = @usr)";
 
     /// <summary>What a project's live instances (or one user's of them) count against quota: instances, cores and RAM.</summary>
-    /// <remarks>Synchronous until the quota engine and its store are converted.</remarks>
-    public ProjectUsage UsageOfProject(string projectId, string? userId = null) =>
-        db.Read(c =>
-        {
-            using var command = FerryDatabase.Command(c, null, ProjectUsageSql, ("@p", projectId), ("@all", userId is null ? 1 : 0), ("@usr", userId ?? ""));
-            using var reader = command.ExecuteReader();
-            reader.Read();
-            return new ProjectUsage(Long(reader, 0), Long(reader, 1), Long(reader, 2));
-        });
-
-    /// <inheritdoc cref="UsageOfProject"/>
     public Task<ProjectUsage> UsageOfProjectAsync(string projectId, string? userId, CancellationToken cancellationToken) =>
         db.ReadAsync(async (c, ct) =>
         {
