@@ -82,7 +82,7 @@ internal sealed partial class ComputeApi(
         KeyPairRow? keypair = null;
         if (spec.KeyName is { } keyName)
         {
-            keypair = keypairs.Find(ctx.UserId, keyName) ?? throw new BadRequestException("Invalid key_name provided.");
+            keypair = await keypairs.FindAsync(ctx.UserId, keyName, cancellationToken) ?? throw new BadRequestException("Invalid key_name provided.");
         }
         using var quotaGate = await quotas.EnterCreateAsync(cancellationToken);
         var count = await quotas.CheckCreateAsync(ctx, spec, group, cancellationToken);

@@ -246,7 +246,7 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     public async Task CheckKeyPairsAsync(string projectId, string userId, CancellationToken cancellationToken)
     {
         var limit = await EffectiveLimitAsync(projectId, userId, "key_pairs", cancellationToken);
-        if (limit >= 0 && keypairs.Count(userId) + 1 > limit)
+        if (limit >= 0 && await keypairs.CountAsync(userId, cancellationToken) + 1 > limit)
         {
             throw new OverQuotaException("Quota exceeded, too many key pairs.");
         }
