@@ -76,7 +76,7 @@ internal sealed partial class ComputeApi(
         ServerGroupRow? group = null;
         if (spec.GroupUuid is { } groupUuid)
         {
-            group = groups.Find(groupUuid) ?? throw new BadRequestException($"Invalid server group {groupUuid}: Instance group {groupUuid} could not be found.");
+            group = await groups.FindAsync(groupUuid, cancellationToken) ?? throw new BadRequestException($"Invalid server group {groupUuid}: Instance group {groupUuid} could not be found.");
         }
         // The key pair is the requesting user's; its public data is copied onto the instance (key_data).
         KeyPairRow? keypair = null;
@@ -127,7 +127,7 @@ internal sealed partial class ComputeApi(
         ServerGroupPolicy? policy = null;
         if (group is not null)
         {
-            groups.AddMember(group.Uuid, uuid);
+            await groups.AddMemberAsync(group.Uuid, uuid, cancellationToken);
             var memberHosts = new List<string>();
             foreach (var member in group.Members.Where(m => m != uuid))
             {
@@ -232,9 +232,9 @@ internal sealed partial class ComputeApi(
         }, CancellationToken.None); // the row is deleted: what follows frees its resources and must run too
         await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId, CancellationToken.None);
         placement.DeleteAllocations(instance.Uuid);
-        if (instance.ServerGroupUuid is { } groupUuid && groups.Find(groupUuid) is not null)
+        if (instance.ServerGroupUuid is { } groupUuid && await groups.FindAsync(groupUuid, CancellationToken.None) is not null)
         {
-            groups.RemoveMember(groupUuid, instance.Uuid);
+            await groups.RemoveMemberAsync(groupUuid, instance.Uuid, CancellationToken.None);
         }
     }
 

@@ -256,7 +256,7 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     public async Task CheckServerGroupsAsync(string projectId, string userId, CancellationToken cancellationToken)
     {
         var limit = await EffectiveLimitAsync(projectId, userId, "server_groups", cancellationToken);
-        if (limit >= 0 && groups.List(projectId).Count + 1 > limit)
+        if (limit >= 0 && (await groups.ListAsync(projectId, cancellationToken)).Count + 1 > limit)
         {
             throw new OverQuotaException("Quota exceeded, too many server groups.");
         }
@@ -286,7 +286,7 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
             ["instances"] = mine.Instances,
             ["cores"] = mine.Cores,
             ["ram"] = mine.RamMb,
-            ["server_groups"] = groups.List(projectId).Count(g => userId is null || g.UserId == userId),
+            ["server_groups"] = (await groups.ListAsync(projectId, cancellationToken)).Count(g => userId is null || g.UserId == userId),
         };
     }
 
