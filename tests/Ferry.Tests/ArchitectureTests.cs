@@ -116,6 +116,7 @@ public sealed class ArchitectureTests
         { typeof(Ferry.ControlPlane.Persistence.QuotaStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.KeyPairStore), ["NotFound"] }, // NotFound only builds the exception
         { typeof(Ferry.ControlPlane.Persistence.ServerGroupStore), [] },
+        { typeof(Ferry.ControlPlane.Identity.TokenStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.MigrationStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.ActionStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.CatalogStore), [] },
