@@ -112,7 +112,7 @@ public sealed class ArchitectureTests
     /// </summary>
     public static TheoryData<Type, string[]> AsyncStores => new()
     {
-        { typeof(Ferry.ControlPlane.Persistence.InstanceStore), ["Find"] }, // scheduler filters
+        { typeof(Ferry.ControlPlane.Persistence.InstanceStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.QuotaStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.KeyPairStore), ["NotFound"] }, // NotFound only builds the exception
         { typeof(Ferry.ControlPlane.Persistence.ServerGroupStore), [] },

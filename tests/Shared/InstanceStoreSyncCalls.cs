@@ -17,6 +17,8 @@ internal static class InstanceStoreSyncCalls
     public static List<Instance> CreateMany(this InstanceStore store, int count, Func<int, int, Instance> build) =>
         Wait(() => store.CreateManyAsync(count, build, CancellationToken.None));
 
+    public static Instance? Find(this InstanceStore store, string uuid) => Wait(() => store.FindAsync(uuid, CancellationToken.None));
+
     public static Instance? Find(this InstanceStore store, string uuid, bool includeDeleted) =>
         Wait(() => store.FindAsync(uuid, CancellationToken.None, includeDeleted));
 

@@ -154,6 +154,7 @@ internal sealed partial class ComputeApi(
             AvailabilityZone = spec.AvailabilityZone,
             RequestedHost = spec.RequestedHost,
             SchedulerHints = spec.SchedulerHints,
+            HintedHosts = await instances.HostsOfHintedInstancesAsync(spec.SchedulerHints, cancellationToken),
             Group = policy,
         };
         await actions.StartActionAsync(uuid, ctx.RequestId, "create", ctx.UserId, ctx.ProjectId, cancellationToken);

@@ -183,6 +183,7 @@ public sealed partial class ConductorContext(
             Flavor = flavor,
             ImageProperties = image?.Properties ?? [],
             SchedulerHints = instance.SchedulerHints,
+            HintedHosts = await Instances.HostsOfHintedInstancesAsync(instance.SchedulerHints, cancellationToken),
             Group = group,
         };
     }
