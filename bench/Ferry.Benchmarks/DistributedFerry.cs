@@ -99,7 +99,8 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
             var ferry = new DistributedFerry(dataDirectory, run, computeUrl,
                 int.Parse(match.Groups["postgres"].Value, CultureInfo.InvariantCulture), hosts, startupMs);
             // The benchmarks boot hundreds of servers in one project: lift Nova's default quotas (10 instances, 20 cores).
-            new QuotaStore(ferry._database).SetClassLimits("default", new Dictionary<string, long> { ["instances"] = -1, ["cores"] = -1, ["ram"] = -1 });
+            await new QuotaStore(ferry._database).SetClassLimitsAsync("default", new Dictionary<string, long> { ["instances"] = -1, ["cores"] = -1, ["ram"] = -1 },
+                CancellationToken.None);
             return ferry;
         }
         catch

@@ -58,8 +58,8 @@ internal sealed class InProcessFerry : IBenchFerry, IAsyncDisposable
         using var cts = new CancellationTokenSource(s_bootLimit);
         await ferry.StartAsync(cts.Token);
         // The benchmarks boot hundreds of servers in one project: lift Nova's default quotas (10 instances, 20 cores).
-        ferry.Services.GetRequiredService<QuotaStore>().SetClassLimits(
-            "default", new Dictionary<string, long> { ["instances"] = -1, ["cores"] = -1, ["ram"] = -1 });
+        await ferry.Services.GetRequiredService<QuotaStore>().SetClassLimitsAsync(
+            "default", new Dictionary<string, long> { ["instances"] = -1, ["cores"] = -1, ["ram"] = -1 }, cts.Token);
         return new InProcessFerry(dataDirectory, ferry);
     }
 

@@ -135,8 +135,6 @@ internal sealed class SchedulerWorld : IDisposable
 
         public IReadOnlyDictionary<string, Service> GetComputeServices() => Services;
 
-        public string? GetInstanceHost(string instanceUuid) => null;
-
         public string GetAvailabilityZone(string host) => "nova";
     }
 }

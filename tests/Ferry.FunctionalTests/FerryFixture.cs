@@ -75,8 +75,8 @@ public class FerryFixture : IAsyncLifetime
         Configure(Ferry);
         await Ferry.StartAsync(CancellationToken.None);
         // Flow tests keep many servers in one project: lift Nova's default quotas (10 instances, 20 cores) for them.
-        Ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.QuotaStore>().SetClassLimits(
-            "default", new Dictionary<string, long> { ["instances"] = 1000, ["cores"] = 10000, ["ram"] = 10_000_000 });
+        await Ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.QuotaStore>().SetClassLimitsAsync(
+            "default", new Dictionary<string, long> { ["instances"] = 1000, ["cores"] = 10000, ["ram"] = 10_000_000 }, CancellationToken.None);
         Admin = new NovaClient(options.ComputeApiUrl, "admin:admin");
         Demo = new NovaClient(options.ComputeApiUrl, "demo:demo");
     }

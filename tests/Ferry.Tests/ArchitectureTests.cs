@@ -112,7 +112,11 @@ public sealed class ArchitectureTests
     /// </summary>
     public static TheoryData<Type, string[]> AsyncStores => new()
     {
-        { typeof(Ferry.ControlPlane.Persistence.InstanceStore), ["Find", "UsageOfProject"] }, // scheduler filters, quota engine
+        { typeof(Ferry.ControlPlane.Persistence.InstanceStore), [] },
+        { typeof(Ferry.ControlPlane.Persistence.QuotaStore), [] },
+        { typeof(Ferry.ControlPlane.Persistence.KeyPairStore), ["NotFound"] }, // NotFound only builds the exception
+        { typeof(Ferry.ControlPlane.Persistence.ServerGroupStore), [] },
+        { typeof(Ferry.ControlPlane.Identity.TokenStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.MigrationStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.ActionStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.CatalogStore), [] },

@@ -17,8 +17,13 @@ internal static class InstanceStoreSyncCalls
     public static List<Instance> CreateMany(this InstanceStore store, int count, Func<int, int, Instance> build) =>
         Wait(() => store.CreateManyAsync(count, build, CancellationToken.None));
 
+    public static Instance? Find(this InstanceStore store, string uuid) => Wait(() => store.FindAsync(uuid, CancellationToken.None));
+
     public static Instance? Find(this InstanceStore store, string uuid, bool includeDeleted) =>
         Wait(() => store.FindAsync(uuid, CancellationToken.None, includeDeleted));
+
+    public static ProjectUsage UsageOfProject(this InstanceStore store, string projectId, string? userId = null) =>
+        Wait(() => store.UsageOfProjectAsync(projectId, userId, CancellationToken.None));
 
     public static Instance Get(this InstanceStore store, string uuid) => Wait(() => store.GetAsync(uuid, CancellationToken.None));
 

@@ -76,16 +76,16 @@ internal sealed partial class ComputeApi(
         ServerGroupRow? group = null;
         if (spec.GroupUuid is { } groupUuid)
         {
-            group = groups.Find(groupUuid) ?? throw new BadRequestException($"Invalid server group {groupUuid}: Instance group {groupUuid} could not be found.");
+            group = await groups.FindAsync(groupUuid, cancellationToken) ?? throw new BadRequestException($"Invalid server group {groupUuid}: Instance group {groupUuid} could not be found.");
         }
         // The key pair is the requesting user's; its public data is copied onto the instance (key_data).
         KeyPairRow? keypair = null;
         if (spec.KeyName is { } keyName)
         {
-            keypair = keypairs.Find(ctx.UserId, keyName) ?? throw new BadRequestException("Invalid key_name provided.");
+            keypair = await keypairs.FindAsync(ctx.UserId, keyName, cancellationToken) ?? throw new BadRequestException("Invalid key_name provided.");
         }
         using var quotaGate = await quotas.EnterCreateAsync(cancellationToken);
-        var count = quotas.CheckCreate(ctx, spec, group);
+        var count = await quotas.CheckCreateAsync(ctx, spec, group, cancellationToken);
         Instance? first = null;
         for (var i = 1; i <= count; i++)
         {
@@ -127,7 +127,7 @@ internal sealed partial class ComputeApi(
         ServerGroupPolicy? policy = null;
         if (group is not null)
         {
-            groups.AddMember(group.Uuid, uuid);
+            await groups.AddMemberAsync(group.Uuid, uuid, cancellationToken);
             var memberHosts = new List<string>();
             foreach (var member in group.Members.Where(m => m != uuid))
             {
@@ -154,6 +154,7 @@ internal sealed partial class ComputeApi(
             AvailabilityZone = spec.AvailabilityZone,
             RequestedHost = spec.RequestedHost,
             SchedulerHints = spec.SchedulerHints,
+            HintedHosts = await instances.HostsOfHintedInstancesAsync(spec.SchedulerHints, cancellationToken),
             Group = policy,
         };
         await actions.StartActionAsync(uuid, ctx.RequestId, "create", ctx.UserId, ctx.ProjectId, cancellationToken);
@@ -232,9 +233,9 @@ internal sealed partial class ComputeApi(
         }, CancellationToken.None); // the row is deleted: what follows frees its resources and must run too
         await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId, CancellationToken.None);
         placement.DeleteAllocations(instance.Uuid);
-        if (instance.ServerGroupUuid is { } groupUuid && groups.Find(groupUuid) is not null)
+        if (instance.ServerGroupUuid is { } groupUuid && await groups.FindAsync(groupUuid, CancellationToken.None) is not null)
         {
-            groups.RemoveMember(groupUuid, instance.Uuid);
+            await groups.RemoveMemberAsync(groupUuid, instance.Uuid, CancellationToken.None);
         }
     }
 
@@ -293,7 +294,7 @@ internal sealed partial class ComputeApi(
         {
             throw new BadRequestException("Server disk was unable to be resized because: Resize to zero disk flavor is not allowed.");
         }
-        quotas.CheckUpsize(instance, instance.Flavor, newFlavor);
+        await quotas.CheckUpsizeAsync(instance, instance.Flavor, newFlavor, cancellationToken);
         await SetTaskStateAsync(instance, TaskState.ResizePrep, s_noTask, cancellationToken, progress: 0);
         await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "resize", ctx.UserId, ctx.ProjectId, cancellationToken);
         await CastOrUndoAsync(instance, TaskState.ResizePrep,
@@ -328,7 +329,7 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Resized], s_noTask);
         var migration = await FinishedMigrationAsync(instance, cancellationToken);
-        quotas.CheckUpsize(instance, instance.Flavor, instance.OldFlavor ?? instance.Flavor);
+        await quotas.CheckUpsizeAsync(instance, instance.Flavor, instance.OldFlavor ?? instance.Flavor, cancellationToken);
         var updated = await SetTaskStateAsync(instance, TaskState.ResizeReverting, s_noTask, cancellationToken);
         try
         {
@@ -525,7 +526,7 @@ internal sealed partial class ComputeApi(
         }
         if (next.Count > 0)
         {
-            quotas.CheckMetadataItems(ctx.ProjectId, ctx.UserId, next.Count);
+            await quotas.CheckMetadataItemsAsync(ctx.ProjectId, ctx.UserId, next.Count, cancellationToken);
         }
         await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, Metadata = next, ExpectedTaskStates = [null] }, cancellationToken);
         return next;

@@ -21,14 +21,14 @@ public static class KeypairsEndpoints
 
     public static RouteGroupBuilder MapKeypairs(this RouteGroupBuilder api)
     {
-        api.MapGet("/os-keypairs", List);
+        api.MapGet("/os-keypairs", ListAsync);
         api.MapPost("/os-keypairs", CreateAsync);
-        api.MapGet("/os-keypairs/{name}", Show);
-        api.MapDelete("/os-keypairs/{name}", Delete);
+        api.MapGet("/os-keypairs/{name}", ShowAsync);
+        api.MapDelete("/os-keypairs/{name}", DeleteAsync);
         return api;
     }
 
-    internal static IResult List(HttpContext http, KeyPairStore keypairs)
+    internal static async Task<IResult> ListAsync(HttpContext http, KeyPairStore keypairs)
     {
         var ctx = RequestContext.Of(http);
         var v = ctx.Version;
@@ -41,7 +41,7 @@ public static class KeypairsEndpoints
             limit = Paging.Limit(http);
             marker = http.Request.Query["marker"].FirstOrDefault();
         }
-        var list = keypairs.List(userId, limit, marker);
+        var list = await keypairs.ListAsync(userId, limit, marker, http.RequestAborted);
         var body = new JsonObject
         {
             ["keypairs"] = NovaJson.Array(list.Select(k => (JsonNode?)new JsonObject { ["keypair"] = Summary(v, k) })),
@@ -53,12 +53,12 @@ public static class KeypairsEndpoints
         return NovaJson.Ok(body);
     }
 
-    internal static IResult Show(HttpContext http, string name, KeyPairStore keypairs)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string name, KeyPairStore keypairs)
     {
         var ctx = RequestContext.Of(http);
         CheckQuery(http, ctx.Version, "user_id");
         var userId = TargetUser(http, ctx, "show");
-        var k = keypairs.Find(userId, name) ?? throw KeyPairStore.NotFound(userId, name);
+        var k = await keypairs.FindAsync(userId, name, http.RequestAborted) ?? throw KeyPairStore.NotFound(userId, name);
         var o = Summary(ctx.Version, k);
         o["user_id"] = k.UserId;
         o["created_at"] = NovaJson.Db(k.CreatedAt);
@@ -69,11 +69,11 @@ public static class KeypairsEndpoints
         return NovaJson.Ok(new JsonObject { ["keypair"] = o });
     }
 
-    internal static IResult Delete(HttpContext http, string name, KeyPairStore keypairs)
+    internal static async Task<IResult> DeleteAsync(HttpContext http, string name, KeyPairStore keypairs)
     {
         var ctx = RequestContext.Of(http);
         CheckQuery(http, ctx.Version, "user_id");
-        keypairs.Delete(TargetUser(http, ctx, "delete"), name);
+        await keypairs.DeleteAsync(TargetUser(http, ctx, "delete"), name, http.RequestAborted);
         return ctx.Version.AtLeast(2) ? TypedResults.NoContent() : TypedResults.StatusCode(StatusCodes.Status202Accepted);
     }
 
@@ -113,7 +113,7 @@ public static class KeypairsEndpoints
         {
             throw KeypairCrypto.Invalid("Keypair name must be string and between 1 and 255 characters long");
         }
-        quotas.CheckKeyPairs(ctx.ProjectId, userId);
+        await quotas.CheckKeyPairsAsync(ctx.ProjectId, userId, http.RequestAborted);
 
         string? privateKey = null;
         string fingerprint;
@@ -126,7 +126,7 @@ public static class KeypairsEndpoints
             var generated = type == KeypairCrypto.X509 ? KeypairCrypto.GenerateX509(userId, time.GetUtcNow()) : KeypairCrypto.GenerateSsh();
             (publicKey, privateKey, fingerprint) = (generated.PublicKey, generated.PrivateKey, generated.Fingerprint);
         }
-        var row = keypairs.Create(userId, name, type, fingerprint, publicKey);
+        var row = await keypairs.CreateAsync(userId, name, type, fingerprint, publicKey, http.RequestAborted);
         var o = Summary(v, row);
         o["user_id"] = row.UserId;
         if (privateKey is not null)

@@ -40,11 +40,11 @@ public static class LimitsEndpoints
 
     public static RouteGroupBuilder MapLimits(this RouteGroupBuilder api)
     {
-        api.MapGet("/limits", Get);
+        api.MapGet("/limits", GetAsync);
         return api;
     }
 
-    internal static IResult Get(HttpContext http, QuotaEngine quotas)
+    internal static async Task<IResult> GetAsync(HttpContext http, QuotaEngine quotas)
     {
         var ctx = RequestContext.Of(http);
         var project = ctx.ProjectId;
@@ -57,7 +57,7 @@ public static class LimitsEndpoints
             ctx.RequireAdmin("os_compute_api:limits:other_project");
             project = http.Request.Query["tenant_id"].FirstOrDefault() ?? "";
         }
-        var values = quotas.ProjectQuotas(project);
+        var values = await quotas.ProjectQuotasAsync(project, http.RequestAborted);
         var v = ctx.Version;
         bool Filtered(string resource) =>
             (v.AtLeast(36) && resource is "floating_ips" or "security_groups" or "security_group_rules")

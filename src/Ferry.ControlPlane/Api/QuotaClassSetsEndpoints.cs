@@ -17,7 +17,7 @@ public static class QuotaClassSetsEndpoints
 {
     public static RouteGroupBuilder MapQuotaClassSets(this RouteGroupBuilder api)
     {
-        api.MapGet("/os-quota-class-sets/{id}", Show);
+        api.MapGet("/os-quota-class-sets/{id}", ShowAsync);
         api.MapPut("/os-quota-class-sets/{id}", UpdateAsync);
         return api;
     }
@@ -27,11 +27,11 @@ public static class QuotaClassSetsEndpoints
             ? QuotaEngine.NetworkResources.Contains(resource) || (version.AtLeast(57) && QuotaEngine.InjectedFileResources.Contains(resource))
             : resource is "server_groups" or "server_group_members";
 
-    internal static IResult Show(HttpContext http, string id, QuotaEngine quotas)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, QuotaEngine quotas)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-quota-class-sets:show");
-        return NovaJson.Ok(Format(ctx.Version, id, quotas.ClassQuotas(id)));
+        return NovaJson.Ok(Format(ctx.Version, id, await quotas.ClassQuotasAsync(id, http.RequestAborted)));
     }
 
     internal static async Task<IResult> UpdateAsync(HttpContext http, string id, QuotaEngine quotas, QuotaStore store)
@@ -48,8 +48,9 @@ public static class QuotaClassSetsEndpoints
             // oslo's check_string_length wording.
             throw new BadRequestException($"quota_class_name has {id.Length} characters, more than 255.");
         }
-        store.SetClassLimits(id, QuotaSetsEndpoints.ParseLimits(set, "quota_class_set"));
-        return NovaJson.Ok(Format(ctx.Version, null, quotas.ClassQuotas(id)));
+        await store.SetClassLimitsAsync(id, QuotaSetsEndpoints.ParseLimits(set, "quota_class_set"), http.RequestAborted);
+        // The limits are set: the answer is read whatever became of the client.
+        return NovaJson.Ok(Format(ctx.Version, null, await quotas.ClassQuotasAsync(id, CancellationToken.None)));
     }
 
     private static JsonObject Format(ApiVersion version, string? className, Dictionary<string, long> values)

@@ -48,34 +48,34 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     public static bool IsResource(string name) => Resources.Any(r => r.Name == name);
 
     /// <summary>Configured defaults overridden by the <c>default</c> quota class (get_defaults).</summary>
-    public Dictionary<string, long> Defaults()
+    public async Task<Dictionary<string, long>> DefaultsAsync(CancellationToken cancellationToken)
     {
-        var byClass = store.ClassLimits(DefaultClass);
+        var byClass = await store.ClassLimitsAsync(DefaultClass, cancellationToken);
         return Resources.ToDictionary(r => r.Name, r => byClass.GetValueOrDefault(r.Name, r.Default));
     }
 
     /// <summary>A quota class's limits: its rows over the configured defaults (get_class_quotas).</summary>
-    public Dictionary<string, long> ClassQuotas(string className)
+    public async Task<Dictionary<string, long>> ClassQuotasAsync(string className, CancellationToken cancellationToken)
     {
-        var byClass = store.ClassLimits(className);
+        var byClass = await store.ClassLimitsAsync(className, cancellationToken);
         return Resources.ToDictionary(r => r.Name, r => byClass.GetValueOrDefault(r.Name, r.Default));
     }
 
     /// <summary>The project's limits and usage (get_project_quotas).</summary>
-    public Dictionary<string, QuotaUsage> ProjectQuotas(string projectId)
+    public async Task<Dictionary<string, QuotaUsage>> ProjectQuotasAsync(string projectId, CancellationToken cancellationToken)
     {
-        var defaults = Defaults();
-        var own = store.Limits(projectId);
-        var usage = Usage(projectId, userId: null);
+        var defaults = await DefaultsAsync(cancellationToken);
+        var own = await store.LimitsAsync(projectId, null, cancellationToken);
+        var usage = await UsageAsync(projectId, userId: null, cancellationToken);
         return Resources.ToDictionary(r => r.Name, r => new QuotaUsage(own.GetValueOrDefault(r.Name, defaults[r.Name]), usage.GetValueOrDefault(r.Name)));
     }
 
     /// <summary>One user's limits in a project (its rows over the project's) and its usage (get_user_quotas).</summary>
-    public Dictionary<string, QuotaUsage> UserQuotas(string projectId, string userId)
+    public async Task<Dictionary<string, QuotaUsage>> UserQuotasAsync(string projectId, string userId, CancellationToken cancellationToken)
     {
-        var project = ProjectQuotas(projectId);
-        var own = store.Limits(projectId, userId);
-        var usage = Usage(projectId, userId);
+        var project = await ProjectQuotasAsync(projectId, cancellationToken);
+        var own = await store.LimitsAsync(projectId, userId, cancellationToken);
+        var usage = await UsageAsync(projectId, userId, cancellationToken);
         return Resources.ToDictionary(r => r.Name, r => new QuotaUsage(own.GetValueOrDefault(r.Name, project[r.Name].Limit), usage.GetValueOrDefault(r.Name)));
     }
 
@@ -83,10 +83,10 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     /// The range a new limit must lie in (get_settable_quotas): for a project at least what is used and what its
     /// users' limits add up to; for a user at least what the user uses and at most what the project has left.
     /// </summary>
-    public Dictionary<string, (long Minimum, long Maximum)> SettableQuotas(string projectId, string? userId)
+    public async Task<Dictionary<string, (long Minimum, long Maximum)>> SettableQuotasAsync(string projectId, string? userId, CancellationToken cancellationToken)
     {
-        var project = ProjectQuotas(projectId);
-        var userLimits = store.UserLimits(projectId);
+        var project = await ProjectQuotasAsync(projectId, cancellationToken);
+        var userLimits = await store.UserLimitsAsync(projectId, cancellationToken);
         var result = new Dictionary<string, (long, long)>();
         if (userId is null)
         {
@@ -98,8 +98,8 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
             }
             return result;
         }
-        var mine = store.Limits(projectId, userId);
-        foreach (var (name, q) in UserQuotas(projectId, userId))
+        var mine = await store.LimitsAsync(projectId, userId, cancellationToken);
+        foreach (var (name, q) in await UserQuotasAsync(projectId, userId, cancellationToken))
         {
             var projectLimit = project[name].Limit;
             long maximum;
@@ -122,10 +122,12 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     /// <paramref name="flavor"/> fit the project's (and, where the user has limits of its own, the user's)
     /// instances, cores and ram quotas; throws TooManyInstances when not even <paramref name="minCount"/> fit.
     /// </summary>
-    public int CheckInstances(string projectId, string userId, Flavor flavor, int minCount, int maxCount)
+    public async Task<int> CheckInstancesAsync(string projectId, string userId, Flavor flavor, int minCount, int maxCount, CancellationToken cancellationToken)
     {
-        var userScoped = store.Limits(projectId, userId).Keys.Any(k => k is "instances" or "cores" or "ram");
-        var scopes = userScoped ? new[] { ProjectQuotas(projectId), UserQuotas(projectId, userId) } : [ProjectQuotas(projectId)];
+        var userScoped = (await store.LimitsAsync(projectId, userId, cancellationToken)).Keys.Any(k => k is "instances" or "cores" or "ram");
+        var scopes = userScoped
+            ? new[] { await ProjectQuotasAsync(projectId, cancellationToken), await UserQuotasAsync(projectId, userId, cancellationToken) }
+            : [await ProjectQuotasAsync(projectId, cancellationToken)];
         var deltas = new Dictionary<string, long> { ["instances"] = maxCount, ["cores"] = (long)maxCount * flavor.Vcpus, ["ram"] = (long)maxCount * flavor.MemoryMb };
         foreach (var quotas in scopes)
         {
@@ -146,7 +148,7 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
             }
             if (allowed >= minCount && allowed < maxCount)
             {
-                return CheckInstances(projectId, userId, flavor, minCount, (int)allowed);
+                return await CheckInstancesAsync(projectId, userId, flavor, minCount, (int)allowed, cancellationToken);
             }
             var requested = new Dictionary<string, string>
             {
@@ -186,13 +188,13 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     /// What a server create must fit, in Nova's order: metadata items, then the number of instances (returns how
     /// many of min_count..max_count to build), then the server group's members.
     /// </summary>
-    public int CheckCreate(RequestContext ctx, ServerCreateSpec spec, ServerGroupRow? group)
+    public async Task<int> CheckCreateAsync(RequestContext ctx, ServerCreateSpec spec, ServerGroupRow? group, CancellationToken cancellationToken)
     {
-        CheckMetadataItems(ctx.ProjectId, ctx.UserId, spec.Metadata.Count);
-        var count = CheckInstances(ctx.ProjectId, ctx.UserId, spec.Flavor, spec.MinCount, spec.MaxCount);
+        await CheckMetadataItemsAsync(ctx.ProjectId, ctx.UserId, spec.Metadata.Count, cancellationToken);
+        var count = await CheckInstancesAsync(ctx.ProjectId, ctx.UserId, spec.Flavor, spec.MinCount, spec.MaxCount, cancellationToken);
         if (group is not null)
         {
-            CheckServerGroupMembers(ctx.ProjectId, ctx.UserId, group.Members.Count, count);
+            await CheckServerGroupMembersAsync(ctx.ProjectId, ctx.UserId, group.Members.Count, count, cancellationToken);
         }
         return count;
     }
@@ -201,7 +203,7 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     /// _check_quota_for_upsize (also for a revert, from the new flavor back to the old): a resize may grow cores and ram by the difference between the flavors; a
     /// downsize needs no quota.
     /// </summary>
-    public void CheckUpsize(Instance instance, Flavor current, Flavor newFlavor)
+    public async Task CheckUpsizeAsync(Instance instance, Flavor current, Flavor newFlavor, CancellationToken cancellationToken)
     {
         var deltas = new Dictionary<string, long>();
         if (newFlavor.Vcpus > current.Vcpus)
@@ -216,10 +218,10 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
         {
             return;
         }
-        var userScoped = store.Limits(instance.ProjectId, instance.UserId).Keys.Any(k => k is "cores" or "ram");
+        var userScoped = (await store.LimitsAsync(instance.ProjectId, instance.UserId, cancellationToken)).Keys.Any(k => k is "cores" or "ram");
         var scopes = userScoped
-            ? new[] { ProjectQuotas(instance.ProjectId), UserQuotas(instance.ProjectId, instance.UserId) }
-            : [ProjectQuotas(instance.ProjectId)];
+            ? new[] { await ProjectQuotasAsync(instance.ProjectId, cancellationToken), await UserQuotasAsync(instance.ProjectId, instance.UserId, cancellationToken) }
+            : [await ProjectQuotasAsync(instance.ProjectId, cancellationToken)];
         foreach (var quotas in scopes)
         {
             var overs = Overs(quotas, deltas);
@@ -231,9 +233,9 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     }
 
     /// <summary>Server metadata on create: MetadataLimitExceeded.</summary>
-    public void CheckMetadataItems(string projectId, string userId, int count)
+    public async Task CheckMetadataItemsAsync(string projectId, string userId, int count, CancellationToken cancellationToken)
     {
-        var limit = EffectiveLimit(projectId, userId, "metadata_items");
+        var limit = await EffectiveLimitAsync(projectId, userId, "metadata_items", cancellationToken);
         if (limit >= 0 && count > limit)
         {
             throw new OverQuotaException($"Maximum number of metadata items exceeds {limit}");
@@ -241,50 +243,50 @@ internal sealed class QuotaEngine(QuotaStore store, InstanceStore instances, Ser
     }
 
     /// <summary>A new key pair: KeypairLimitExceeded when the user already holds the limit.</summary>
-    public void CheckKeyPairs(string projectId, string userId)
+    public async Task CheckKeyPairsAsync(string projectId, string userId, CancellationToken cancellationToken)
     {
-        var limit = EffectiveLimit(projectId, userId, "key_pairs");
-        if (limit >= 0 && keypairs.Count(userId) + 1 > limit)
+        var limit = await EffectiveLimitAsync(projectId, userId, "key_pairs", cancellationToken);
+        if (limit >= 0 && await keypairs.CountAsync(userId, cancellationToken) + 1 > limit)
         {
             throw new OverQuotaException("Quota exceeded, too many key pairs.");
         }
     }
 
     /// <summary>A new server group in the project.</summary>
-    public void CheckServerGroups(string projectId, string userId)
+    public async Task CheckServerGroupsAsync(string projectId, string userId, CancellationToken cancellationToken)
     {
-        var limit = EffectiveLimit(projectId, userId, "server_groups");
-        if (limit >= 0 && groups.List(projectId).Count + 1 > limit)
+        var limit = await EffectiveLimitAsync(projectId, userId, "server_groups", cancellationToken);
+        if (limit >= 0 && (await groups.ListAsync(projectId, cancellationToken)).Count + 1 > limit)
         {
             throw new OverQuotaException("Quota exceeded, too many server groups.");
         }
     }
 
     /// <summary>One more member in a server group.</summary>
-    public void CheckServerGroupMembers(string projectId, string userId, int currentMembers, int adding)
+    public async Task CheckServerGroupMembersAsync(string projectId, string userId, int currentMembers, int adding, CancellationToken cancellationToken)
     {
-        var limit = EffectiveLimit(projectId, userId, "server_group_members");
+        var limit = await EffectiveLimitAsync(projectId, userId, "server_group_members", cancellationToken);
         if (limit >= 0 && currentMembers + adding > limit)
         {
             throw new OverQuotaException("Quota exceeded, too many servers in group");
         }
     }
 
-    private long EffectiveLimit(string projectId, string userId, string resource) =>
-        store.Limits(projectId, userId).TryGetValue(resource, out var own) ? own
-        : store.Limits(projectId).TryGetValue(resource, out var project) ? project
-        : Defaults()[resource];
+    private async Task<long> EffectiveLimitAsync(string projectId, string userId, string resource, CancellationToken cancellationToken) =>
+        (await store.LimitsAsync(projectId, userId, cancellationToken)).TryGetValue(resource, out var own) ? own
+        : (await store.LimitsAsync(projectId, null, cancellationToken)).TryGetValue(resource, out var project) ? project
+        : (await DefaultsAsync(cancellationToken))[resource];
 
     /// <summary>Usage of the countable resources; key_pairs and server_group_members are not counted here (Nova: always 0).</summary>
-    private Dictionary<string, long> Usage(string projectId, string? userId)
+    private async Task<Dictionary<string, long>> UsageAsync(string projectId, string? userId, CancellationToken cancellationToken)
     {
-        var mine = instances.UsageOfProject(projectId, userId);
+        var mine = await instances.UsageOfProjectAsync(projectId, userId, cancellationToken);
         return new Dictionary<string, long>
         {
             ["instances"] = mine.Instances,
             ["cores"] = mine.Cores,
             ["ram"] = mine.RamMb,
-            ["server_groups"] = groups.List(projectId).Count(g => userId is null || g.UserId == userId),
+            ["server_groups"] = (await groups.ListAsync(projectId, cancellationToken)).Count(g => userId is null || g.UserId == userId),
         };
     }
 

@@ -18,11 +18,11 @@ public static class QuotaSetsEndpoints
 {
     public static RouteGroupBuilder MapQuotaSets(this RouteGroupBuilder api)
     {
-        api.MapGet("/os-quota-sets/{id}", Show);
-        api.MapGet("/os-quota-sets/{id}/detail", Detail);
-        api.MapGet("/os-quota-sets/{id}/defaults", Defaults);
+        api.MapGet("/os-quota-sets/{id}", ShowAsync);
+        api.MapGet("/os-quota-sets/{id}/detail", DetailAsync);
+        api.MapGet("/os-quota-sets/{id}/defaults", DefaultsAsync);
         api.MapPut("/os-quota-sets/{id}", UpdateAsync);
-        api.MapDelete("/os-quota-sets/{id}", Delete);
+        api.MapDelete("/os-quota-sets/{id}", DeleteAsync);
         return api;
     }
 
@@ -31,21 +31,19 @@ public static class QuotaSetsEndpoints
         (version.AtLeast(36) && QuotaEngine.NetworkResources.Contains(resource))
         || (version.AtLeast(57) && QuotaEngine.InjectedFileResources.Contains(resource));
 
-    internal static IResult Show(HttpContext http, string id, QuotaEngine quotas)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, QuotaEngine quotas)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireOwnerOrAdmin("os_compute_api:os-quota-sets:show", id);
-        var userId = UserId(http);
-        var values = userId is null ? quotas.ProjectQuotas(id) : quotas.UserQuotas(id, userId);
+        var values = await QuotasAsync(quotas, id, UserId(http), http.RequestAborted);
         return NovaJson.Ok(Format(ctx.Version, id, values.ToDictionary(v => v.Key, v => (JsonNode)v.Value.Limit)));
     }
 
-    internal static IResult Detail(HttpContext http, string id, QuotaEngine quotas)
+    internal static async Task<IResult> DetailAsync(HttpContext http, string id, QuotaEngine quotas)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireOwnerOrAdmin("os_compute_api:os-quota-sets:detail", id);
-        var userId = UserId(http);
-        var values = userId is null ? quotas.ProjectQuotas(id) : quotas.UserQuotas(id, userId);
+        var values = await QuotasAsync(quotas, id, UserId(http), http.RequestAborted);
         // Reservations are gone since Pike; "reserved" stays in the contract as 0.
         return NovaJson.Ok(Format(ctx.Version, id, values.ToDictionary(v => v.Key, v => (JsonNode)new JsonObject
         {
@@ -55,10 +53,10 @@ public static class QuotaSetsEndpoints
         })));
     }
 
-    internal static IResult Defaults(HttpContext http, string id, QuotaEngine quotas)
+    internal static async Task<IResult> DefaultsAsync(HttpContext http, string id, QuotaEngine quotas)
     {
         var ctx = RequestContext.Of(http);
-        return NovaJson.Ok(Format(ctx.Version, id, quotas.Defaults().ToDictionary(v => v.Key, v => (JsonNode)v.Value)));
+        return NovaJson.Ok(Format(ctx.Version, id, (await quotas.DefaultsAsync(http.RequestAborted)).ToDictionary(v => v.Key, v => (JsonNode)v.Value)));
     }
 
     internal static async Task<IResult> UpdateAsync(HttpContext http, string id, QuotaEngine quotas, QuotaStore store)
@@ -75,25 +73,30 @@ public static class QuotaSetsEndpoints
         var userId = UserId(http);
         if (!force)
         {
-            var settable = quotas.SettableQuotas(id, userId);
+            var settable = await quotas.SettableQuotasAsync(id, userId, http.RequestAborted);
             foreach (var (resource, limit) in requested)
             {
                 ValidateLimit(resource, limit, settable[resource].Minimum, settable[resource].Maximum);
             }
         }
-        store.SetLimits(id, userId, requested);
-        var values = userId is null ? quotas.ProjectQuotas(id) : quotas.UserQuotas(id, userId);
+        await store.SetLimitsAsync(id, userId, requested, http.RequestAborted);
+        // The limits are set: the answer is read whatever became of the client.
+        var values = await QuotasAsync(quotas, id, userId, CancellationToken.None);
         // Nova's update answer has no "id" (kept as v2 had it).
         return NovaJson.Ok(Format(ctx.Version, null, values.ToDictionary(v => v.Key, v => (JsonNode)v.Value.Limit)));
     }
 
-    internal static IResult Delete(HttpContext http, string id, QuotaStore store)
+    internal static async Task<IResult> DeleteAsync(HttpContext http, string id, QuotaStore store)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-quota-sets:delete");
-        store.DeleteLimits(id, UserId(http));
+        await store.DeleteLimitsAsync(id, UserId(http), http.RequestAborted);
         return TypedResults.StatusCode(StatusCodes.Status202Accepted);
     }
+
+    /// <summary>The project's quotas, or one user's in it.</summary>
+    private static Task<Dictionary<string, QuotaUsage>> QuotasAsync(QuotaEngine quotas, string projectId, string? userId, CancellationToken cancellationToken) =>
+        userId is null ? quotas.ProjectQuotasAsync(projectId, cancellationToken) : quotas.UserQuotasAsync(projectId, userId, cancellationToken);
 
     /// <summary>Nova's _common_quota: an integer, or its decimal string, from -1 (unlimited) to 2^31-1.</summary>
     internal static Dictionary<string, long> ParseLimits(JsonObject set, string field)

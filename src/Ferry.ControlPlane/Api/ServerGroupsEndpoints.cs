@@ -12,10 +12,10 @@ public static class ServerGroupsEndpoints
 {
     public static RouteGroupBuilder MapServerGroups(this RouteGroupBuilder api)
     {
-        api.MapGet("/os-server-groups", List);
-        api.MapGet("/os-server-groups/{id}", Show);
+        api.MapGet("/os-server-groups", ListAsync);
+        api.MapGet("/os-server-groups/{id}", ShowAsync);
         api.MapPost("/os-server-groups", CreateAsync);
-        api.MapDelete("/os-server-groups/{id}", Delete);
+        api.MapDelete("/os-server-groups/{id}", DeleteAsync);
         return api;
     }
 
@@ -44,7 +44,7 @@ public static class ServerGroupsEndpoints
         return o;
     }
 
-    internal static IResult List(HttpContext http, ServerGroupStore groups)
+    internal static async Task<IResult> ListAsync(HttpContext http, ServerGroupStore groups)
     {
         var ctx = RequestContext.Of(http);
         var all = http.Request.Query["all_projects"].FirstOrDefault() is { } a && BodySchema.TryBoolean(a.Length == 0 ? "true" : a, out var b) && b;
@@ -52,13 +52,13 @@ public static class ServerGroupsEndpoints
         {
             ctx.RequireAdmin("os_compute_api:os-server-groups:index:all_projects");
         }
-        var list = groups.List(all ? null : ctx.ProjectId);
+        var list = await groups.ListAsync(all ? null : ctx.ProjectId, http.RequestAborted);
         return NovaJson.Ok(new JsonObject { ["server_groups"] = NovaJson.Array(list.Select(g => View(ctx, g))) });
     }
 
-    private static ServerGroupRow Get(RequestContext ctx, ServerGroupStore groups, string id)
+    private static async Task<ServerGroupRow> GetAsync(RequestContext ctx, ServerGroupStore groups, string id, CancellationToken cancellationToken)
     {
-        var group = groups.Find(id);
+        var group = await groups.FindAsync(id, cancellationToken);
         if (group is null || (!ctx.IsAdmin && group.ProjectId != ctx.ProjectId))
         {
             throw new NotFoundException($"Instance group {id} could not be found.");
@@ -66,16 +66,16 @@ public static class ServerGroupsEndpoints
         return group;
     }
 
-    internal static IResult Show(HttpContext http, string id, ServerGroupStore groups)
+    internal static async Task<IResult> ShowAsync(HttpContext http, string id, ServerGroupStore groups)
     {
         var ctx = RequestContext.Of(http);
-        return NovaJson.Ok(new JsonObject { ["server_group"] = View(ctx, Get(ctx, groups, id)) });
+        return NovaJson.Ok(new JsonObject { ["server_group"] = View(ctx, await GetAsync(ctx, groups, id, http.RequestAborted)) });
     }
 
-    internal static IResult Delete(HttpContext http, string id, ServerGroupStore groups)
+    internal static async Task<IResult> DeleteAsync(HttpContext http, string id, ServerGroupStore groups)
     {
         var ctx = RequestContext.Of(http);
-        groups.Delete(Get(ctx, groups, id).Uuid);
+        await groups.DeleteAsync((await GetAsync(ctx, groups, id, http.RequestAborted)).Uuid, http.RequestAborted);
         return TypedResults.NoContent();
     }
 
@@ -122,8 +122,8 @@ public static class ServerGroupsEndpoints
             throw BodySchema.Invalid("policy", JsonValue.Create(policy), $"'{policy}' is not one of [{string.Join(", ", allowedPolicies.Select(x => $"'{x}'"))}]");
         }
         var name = BodySchema.String(g, "name", nullable: false, minLength: 1)!;
-        quotas.CheckServerGroups(ctx.ProjectId, ctx.UserId);
-        var group = groups.Create(name, policy, maxPerHost, ctx.ProjectId, ctx.UserId);
+        await quotas.CheckServerGroupsAsync(ctx.ProjectId, ctx.UserId, http.RequestAborted);
+        var group = await groups.CreateAsync(name, policy, maxPerHost, ctx.ProjectId, ctx.UserId, http.RequestAborted);
         return NovaJson.Ok(new JsonObject { ["server_group"] = View(ctx, group) });
     }
 }

@@ -163,7 +163,7 @@ public sealed partial class ConductorContext(
     {
         var image = await Catalog.FindImageAsync(instance.ImageRef, cancellationToken);
         ServerGroupPolicy? group = null;
-        if (instance.ServerGroupUuid is { } groupUuid && Groups.Find(groupUuid) is { } row)
+        if (instance.ServerGroupUuid is { } groupUuid && await Groups.FindAsync(groupUuid, cancellationToken) is { } row)
         {
             var memberHosts = new List<string>();
             foreach (var member in row.Members.Where(m => m != instance.Uuid))
@@ -183,6 +183,7 @@ public sealed partial class ConductorContext(
             Flavor = flavor,
             ImageProperties = image?.Properties ?? [],
             SchedulerHints = instance.SchedulerHints,
+            HintedHosts = await Instances.HostsOfHintedInstancesAsync(instance.SchedulerHints, cancellationToken),
             Group = group,
         };
     }

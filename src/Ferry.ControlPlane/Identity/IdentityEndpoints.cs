@@ -26,16 +26,16 @@ public static class IdentityEndpoints
         api.MapGet("/", (HttpContext http) => Json(new JsonObject { ["versions"] = new JsonObject { ["values"] = new JsonArray(Version(http)) } }, 300));
         api.MapGet("/v3", (HttpContext http) => Json(new JsonObject { ["version"] = Version(http) }));
         api.MapPost("/v3/auth/tokens", IssueTokenAsync);
-        api.MapGet("/v3/auth/tokens", ValidateToken);
-        api.MapMethods("/v3/auth/tokens", ["HEAD"], CheckToken);
-        api.MapDelete("/v3/auth/tokens", RevokeToken);
-        api.MapGet("/v3/auth/catalog", GetCatalog);
-        api.MapGet("/v3/auth/projects", GetAuthProjects);
-        api.MapGet("/v3/projects", ListProjects);
-        api.MapGet("/v3/projects/{id}", ShowProject);
-        api.MapGet("/v3/users", ListUsers);
-        api.MapGet("/v3/users/{id}", ShowUser);
-        api.MapGet("/v3/roles", ListRoles);
+        api.MapGet("/v3/auth/tokens", ValidateTokenAsync);
+        api.MapMethods("/v3/auth/tokens", ["HEAD"], CheckTokenAsync);
+        api.MapDelete("/v3/auth/tokens", RevokeTokenAsync);
+        api.MapGet("/v3/auth/catalog", GetCatalogAsync);
+        api.MapGet("/v3/auth/projects", GetAuthProjectsAsync);
+        api.MapGet("/v3/projects", ListProjectsAsync);
+        api.MapGet("/v3/projects/{id}", ShowProjectAsync);
+        api.MapGet("/v3/users", ListUsersAsync);
+        api.MapGet("/v3/users/{id}", ShowUserAsync);
+        api.MapGet("/v3/roles", ListRolesAsync);
         // Keystone (Flask) answers a served path with another method 405, an unknown path 404.
         api.Map("{**path}", (HttpContext http) => AllowedMethods.IsWrongMethod(http)
             ? Error(405, "Method Not Allowed", "The method is not allowed for the requested URL.")
@@ -144,7 +144,7 @@ public static class IdentityEndpoints
         }
         else if (methods.Contains("token"))
         {
-            previous = tokens.Validate(Text(identity["token"] as JsonObject, "id")) ?? throw Unauthorized(AuthRequired);
+            previous = await tokens.ValidateAsync(Text(identity["token"] as JsonObject, "id"), http.RequestAborted) ?? throw Unauthorized(AuthRequired);
             user = previous.User;
         }
         else
@@ -182,14 +182,14 @@ public static class IdentityEndpoints
         }
 
         // A token obtained with a token keeps the original's expiry and audit chain.
-        var token = tokens.Issue(user, project, roles, previous is null ? methods : previous.Methods, previous?.ExpiresAt, previous?.AuditId);
+        var token = await tokens.IssueAsync(user, project, roles, previous is null ? methods : previous.Methods, previous?.ExpiresAt, previous?.AuditId, http.RequestAborted);
         http.Response.Headers["X-Subject-Token"] = token.Id;
         return Json(new JsonObject { ["token"] = TokenView(token, store, options) }, 201);
     }
 
-    private static IResult ValidateToken(HttpContext http, IdentityStore store, TokenStore tokens, IdentityOptions options)
+    private static async Task<IResult> ValidateTokenAsync(HttpContext http, IdentityStore store, TokenStore tokens, IdentityOptions options)
     {
-        var subject = Subject(http, tokens);
+        var subject = await SubjectAsync(http, tokens);
         http.Response.Headers["X-Subject-Token"] = subject.Id;
         var view = TokenView(subject, store, options);
         if (http.Request.Query.ContainsKey("nocatalog"))
@@ -199,34 +199,34 @@ public static class IdentityEndpoints
         return Json(new JsonObject { ["token"] = view });
     }
 
-    private static IResult CheckToken(HttpContext http, TokenStore tokens)
+    private static async Task<IResult> CheckTokenAsync(HttpContext http, TokenStore tokens)
     {
-        http.Response.Headers["X-Subject-Token"] = Subject(http, tokens).Id;
+        http.Response.Headers["X-Subject-Token"] = (await SubjectAsync(http, tokens)).Id;
         return Results.Ok();
     }
 
-    private static IResult RevokeToken(HttpContext http, TokenStore tokens)
+    private static async Task<IResult> RevokeTokenAsync(HttpContext http, TokenStore tokens)
     {
-        tokens.Revoke(Subject(http, tokens).Id);
+        await tokens.RevokeAsync((await SubjectAsync(http, tokens)).Id, http.RequestAborted);
         return Results.NoContent();
     }
 
-    private static IResult GetCatalog(HttpContext http, TokenStore tokens, IdentityOptions options)
+    private static async Task<IResult> GetCatalogAsync(HttpContext http, TokenStore tokens, IdentityOptions options)
     {
-        _ = Caller(http, tokens);
+        _ = await CallerAsync(http, tokens);
         return Json(new JsonObject { ["catalog"] = Catalog(options), ["links"] = SelfLinks(http) });
     }
 
-    private static IResult GetAuthProjects(HttpContext http, IdentityStore store, TokenStore tokens) =>
+    private static async Task<IResult> GetAuthProjectsAsync(HttpContext http, IdentityStore store, TokenStore tokens) =>
         Json(new JsonObject
         {
-            ["projects"] = new JsonArray([.. store.ProjectsOf(Caller(http, tokens).User.Id).Select(p => (JsonNode)ProjectView(http, p))]),
+            ["projects"] = new JsonArray([.. store.ProjectsOf((await CallerAsync(http, tokens)).User.Id).Select(p => (JsonNode)ProjectView(http, p))]),
             ["links"] = SelfLinks(http),
         });
 
-    private static IResult ListProjects(HttpContext http, IdentityStore store, TokenStore tokens)
+    private static async Task<IResult> ListProjectsAsync(HttpContext http, IdentityStore store, TokenStore tokens)
     {
-        RequireAdmin(Caller(http, tokens), "identity:list_projects");
+        RequireAdmin(await CallerAsync(http, tokens), "identity:list_projects");
         var name = http.Request.Query["name"].ToString();
         return Json(new JsonObject
         {
@@ -235,9 +235,9 @@ public static class IdentityEndpoints
         });
     }
 
-    private static IResult ShowProject(HttpContext http, string id, IdentityStore store, TokenStore tokens)
+    private static async Task<IResult> ShowProjectAsync(HttpContext http, string id, IdentityStore store, TokenStore tokens)
     {
-        var caller = Caller(http, tokens);
+        var caller = await CallerAsync(http, tokens);
         // Keystone's get_project: admin, or a token scoped to that very project.
         if (!caller.IsAdmin && caller.Project?.Id != id)
         {
@@ -251,9 +251,9 @@ public static class IdentityEndpoints
         return Json(new JsonObject { ["project"] = ProjectView(http, project) });
     }
 
-    private static IResult ListUsers(HttpContext http, IdentityStore store, TokenStore tokens)
+    private static async Task<IResult> ListUsersAsync(HttpContext http, IdentityStore store, TokenStore tokens)
     {
-        RequireAdmin(Caller(http, tokens), "identity:list_users");
+        RequireAdmin(await CallerAsync(http, tokens), "identity:list_users");
         var name = http.Request.Query["name"].ToString();
         return Json(new JsonObject
         {
@@ -262,9 +262,9 @@ public static class IdentityEndpoints
         });
     }
 
-    private static IResult ShowUser(HttpContext http, string id, IdentityStore store, TokenStore tokens)
+    private static async Task<IResult> ShowUserAsync(HttpContext http, string id, IdentityStore store, TokenStore tokens)
     {
-        var caller = Caller(http, tokens);
+        var caller = await CallerAsync(http, tokens);
         // Keystone's get_user: admin, or the user's own record.
         if (!caller.IsAdmin && caller.User.Id != id)
         {
@@ -278,9 +278,9 @@ public static class IdentityEndpoints
         return Json(new JsonObject { ["user"] = UserView(http, user) });
     }
 
-    private static IResult ListRoles(HttpContext http, IdentityStore store, TokenStore tokens)
+    private static async Task<IResult> ListRolesAsync(HttpContext http, IdentityStore store, TokenStore tokens)
     {
-        RequireAdmin(Caller(http, tokens), "identity:list_roles");
+        RequireAdmin(await CallerAsync(http, tokens), "identity:list_roles");
         return Json(new JsonObject
         {
             ["roles"] = new JsonArray([.. store.Config.Roles.Select(r => (JsonNode)new JsonObject { ["id"] = r.Id, ["name"] = r.Name, ["domain_id"] = null })]),
@@ -377,15 +377,15 @@ public static class IdentityEndpoints
         o?[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
 
     /// <summary>The caller's token (X-Auth-Token); 401 when missing, unknown or expired.</summary>
-    private static IdentityToken Caller(HttpContext http, TokenStore tokens) =>
-        tokens.Validate(http.Request.Headers["X-Auth-Token"].ToString()) ?? throw Unauthorized(AuthRequired);
+    private static async Task<IdentityToken> CallerAsync(HttpContext http, TokenStore tokens) =>
+        await tokens.ValidateAsync(http.Request.Headers["X-Auth-Token"].ToString(), http.RequestAborted) ?? throw Unauthorized(AuthRequired);
 
     /// <summary>The token asked about (X-Subject-Token); the caller must be admin or its owner.</summary>
-    private static IdentityToken Subject(HttpContext http, TokenStore tokens)
+    private static async Task<IdentityToken> SubjectAsync(HttpContext http, TokenStore tokens)
     {
-        var caller = Caller(http, tokens);
+        var caller = await CallerAsync(http, tokens);
         var subjectId = http.Request.Headers["X-Subject-Token"].ToString();
-        var subject = tokens.Validate(subjectId)
+        var subject = await tokens.ValidateAsync(subjectId, http.RequestAborted)
             ?? throw new IdentityException(404, "Not Found", $"Could not find token: {subjectId}.");
         if (!caller.IsAdmin && caller.User.Id != subject.User.Id)
         {

@@ -47,28 +47,25 @@ public sealed class TokenStore
 
     public TimeSpan Lifetime => _options.TokenLifetime;
 
-    public IdentityToken Issue(UserEntry user, ProjectEntry? project, IReadOnlyList<RoleEntry> roles, IReadOnlyList<string> methods,
-        DateTimeOffset? expiresAt = null, string? auditId = null)
+    /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait to begin it.</remarks>
+    public async Task<IdentityToken> IssueAsync(UserEntry user, ProjectEntry? project, IReadOnlyList<RoleEntry> roles, IReadOnlyList<string> methods,
+        DateTimeOffset? expiresAt, string? auditId, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
         var expires = expiresAt ?? now + _options.TokenLifetime;
         var token = new IdentityToken(NewSecret(32), user, project, roles, methods, now, expires, auditId ?? NewSecret(16));
-        _db.Write((c, t) =>
+        await _db.WriteAsync(async (c, t, ct) =>
         {
-            using (var purge = FerryDatabase.Command(c, t, "DELETE FROM tokens WHERE expires_at <= @now", ("@now", Rows.Time(now))))
-            {
-                purge.ExecuteNonQuery();
-            }
-            using var insert = FerryDatabase.Command(c, t,
+            await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t, "DELETE FROM tokens WHERE expires_at <= @now", ("@now", Rows.Time(now))), ct);
+            await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t,
                 "INSERT INTO tokens(id_hash, user_id, project_id, user_data, project_data, roles, methods, issued_at, expires_at, audit_id) " +
                 "VALUES (@h, @u, @p, @ud, @pd, @r, @m, @i, @e, @a)",
                 ("@h", Hash(token.Id)), ("@u", user.Id), ("@p", project?.Id),
                 ("@ud", Rows.Json(user with { PasswordHash = "" }, TokenJsonContext.Default.UserEntry)),
                 ("@pd", project is null ? null : Rows.Json(project, TokenJsonContext.Default.ProjectEntry)),
                 ("@r", Rows.Json(roles.ToList(), TokenJsonContext.Default.ListRoleEntry)), ("@m", Rows.Json(methods.ToList(), TokenJsonContext.Default.ListString)),
-                ("@i", Rows.Time(now)), ("@e", Rows.Time(expires)), ("@a", token.AuditId));
-            insert.ExecuteNonQuery();
-        });
+                ("@i", Rows.Time(now)), ("@e", Rows.Time(expires)), ("@a", token.AuditId)), ct);
+        }, cancellationToken);
         _local?.TryAdd(token.Id, token);
         if (_local is not null)
         {
@@ -84,57 +81,61 @@ public sealed class TokenStore
     }
 
     /// <summary>The live token with this id, or null when unknown, revoked or expired.</summary>
-    public IdentityToken? Validate(string? id)
+    /// <remarks>Runs on every API request: a token held in memory (unshared database) is answered without a task.</remarks>
+    public ValueTask<IdentityToken?> ValidateAsync(string? id, CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(id))
         {
-            return null;
+            return ValueTask.FromResult<IdentityToken?>(null);
         }
+        if (_local is not null && _local.TryGetValue(id, out var cached) && cached.ExpiresAt > _time.GetUtcNow())
+        {
+            return ValueTask.FromResult<IdentityToken?>(cached);
+        }
+        return new ValueTask<IdentityToken?>(LoadAsync(id, cancellationToken));
+    }
+
+    private async Task<IdentityToken?> LoadAsync(string id, CancellationToken cancellationToken)
+    {
         var now = _time.GetUtcNow();
-        if (_local is not null && _local.TryGetValue(id, out var cached))
+        if (_local is not null && _local.ContainsKey(id))
         {
-            if (cached.ExpiresAt > now)
-            {
-                return cached;
-            }
-            Revoke(id);
+            // Expired in memory: gone from the table too.
+            await RevokeAsync(id, cancellationToken);
             return null;
         }
-        var token = _db.Read(c =>
+        var token = await _db.ReadAsync(async (c, ct) =>
         {
-            using var read = FerryDatabase.Command(c, null,
+            await using var read = FerryDatabase.Command(c, null,
                 "SELECT user_data, project_data, roles, methods, issued_at, expires_at, audit_id FROM tokens WHERE id_hash = @h", ("@h", Hash(id)));
-            using var r = read.ExecuteReader();
-            return r.Read()
-                ? new IdentityToken(id,
-                    Rows.FromJson(r.GetString(0), TokenJsonContext.Default.UserEntry),
-                    r.IsDBNull(1) ? null : Rows.FromJson(r.GetString(1), TokenJsonContext.Default.ProjectEntry),
-                    Rows.FromJson(r.GetString(2), TokenJsonContext.Default.ListRoleEntry),
-                    Rows.FromJson(r.GetString(3), TokenJsonContext.Default.ListString),
-                    Rows.ParseTime(r.GetString(4)), Rows.ParseTime(r.GetString(5)), r.GetString(6))
-                : null;
-        });
+            return await Rows.ReadFirstAsync(read, r => new IdentityToken(id,
+                Rows.FromJson(r.GetString(0), TokenJsonContext.Default.UserEntry),
+                r.IsDBNull(1) ? null : Rows.FromJson(r.GetString(1), TokenJsonContext.Default.ProjectEntry),
+                Rows.FromJson(r.GetString(2), TokenJsonContext.Default.ListRoleEntry),
+                Rows.FromJson(r.GetString(3), TokenJsonContext.Default.ListString),
+                Rows.ParseTime(r.GetString(4)), Rows.ParseTime(r.GetString(5)), r.GetString(6)), ct);
+        }, cancellationToken);
         if (token is null)
         {
             return null;
         }
         if (token.ExpiresAt <= now)
         {
-            Revoke(id);
+            await RevokeAsync(id, cancellationToken);
             return null;
         }
         _local?.TryAdd(id, token);
         return token;
     }
 
-    public bool Revoke(string id)
+    /// <summary>Deletes the token; false when there was none.</summary>
+    /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait to begin it.</remarks>
+    public Task<bool> RevokeAsync(string id, CancellationToken cancellationToken)
     {
         _local?.TryRemove(id, out _);
-        return _db.Write((c, t) =>
-        {
-            using var delete = FerryDatabase.Command(c, t, "DELETE FROM tokens WHERE id_hash = @h", ("@h", Hash(id)));
-            return delete.ExecuteNonQuery() > 0;
-        });
+        return _db.WriteAsync(async (c, t, ct) =>
+            await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t, "DELETE FROM tokens WHERE id_hash = @h", ("@h", Hash(id))), ct) > 0,
+            cancellationToken);
     }
 
     private static string Hash(string id) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(id)));

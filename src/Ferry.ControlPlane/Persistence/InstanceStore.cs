@@ -40,14 +40,6 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         return instance;
     }
 
-    /// <remarks>Synchronous for the scheduler's filters (a sync pipeline; another helper's area this round).</remarks>
-    public Instance? Find(string uuid) =>
-        db.Read(c =>
-        {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM instances WHERE uuid = @u AND deleted = 0", ("@u", uuid));
-            return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.Instance) : null;
-        });
-
     public Task<Instance?> FindAsync(string uuid, CancellationToken cancellationToken, bool includeDeleted = false) =>
         db.ReadAsync((c, ct) => FindAsync(c, null, uuid, includeDeleted, "", ct), cancellationToken);
 
@@ -145,17 +137,6 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         "SELECT COUNT(*), SUM(vcpus), SUM(memory_mb) FROM instances WHERE deleted = 0 AND project_id = @p AND (@all = 1 OR user_id = @usr)";
 
     /// <summary>What a project's live instances (or one user's of them) count against quota: instances, cores and RAM.</summary>
-    /// <remarks>Synchronous until the quota engine and its store are converted.</remarks>
-    public ProjectUsage UsageOfProject(string projectId, string? userId = null) =>
-        db.Read(c =>
-        {
-            using var command = FerryDatabase.Command(c, null, ProjectUsageSql, ("@p", projectId), ("@all", userId is null ? 1 : 0), ("@usr", userId ?? ""));
-            using var reader = command.ExecuteReader();
-            reader.Read();
-            return new ProjectUsage(Long(reader, 0), Long(reader, 1), Long(reader, 2));
-        });
-
-    /// <inheritdoc cref="UsageOfProject"/>
     public Task<ProjectUsage> UsageOfProjectAsync(string projectId, string? userId, CancellationToken cancellationToken) =>
         db.ReadAsync(async (c, ct) =>
         {
@@ -228,6 +209,48 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             }
             return result;
         }, cancellationToken);
+
+    /// <summary>
+    /// The hosts of the live, placed instances among <paramref name="uuids"/>, by uuid (one query per 500, through the uuid
+    /// key); unknown, deleted and unplaced instances are left out.
+    /// </summary>
+    public Task<Dictionary<string, string>> HostsOfAsync(IReadOnlyCollection<string> uuids, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
+        {
+            var hosts = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var chunk in uuids.Distinct(StringComparer.Ordinal).Chunk(500))
+            {
+                var names = chunk.Select((_, i) => $"@u{i}").ToArray();
+                await using var command = FerryDatabase.Command(c, null,
+                    $"SELECT uuid, host FROM instances WHERE deleted = 0 AND host IS NOT NULL AND uuid IN ({string.Join(", ", names)})",
+                    [.. chunk.Select((u, i) => ($"@u{i}", (object?)u))]);
+                foreach (var (uuid, host) in await Rows.ReadAllAsync(command, r => (r.GetString(0), r.GetString(1)), ct))
+                {
+                    hosts[uuid] = host;
+                }
+            }
+            return hosts;
+        }, cancellationToken);
+
+    /// <summary>The scheduler hints whose values are instance uuids (Nova's SameHostFilter and DifferentHostFilter).</summary>
+    private static readonly string[] s_instanceHints = ["same_host", "different_host"];
+
+    /// <summary>
+    /// For each hint that names instances (<c>same_host</c>, <c>different_host</c>), the distinct hosts those live instances
+    /// run on, in the hint's order: read before scheduling, so the scheduler's filters read no database. No hint, no read.
+    /// </summary>
+    public async Task<Dictionary<string, List<string>>> HostsOfHintedInstancesAsync(IReadOnlyDictionary<string, List<string>> hints,
+        CancellationToken cancellationToken)
+    {
+        var named = s_instanceHints.Where(h => hints.TryGetValue(h, out var uuids) && uuids.Count > 0).ToList();
+        if (named.Count == 0)
+        {
+            return [];
+        }
+        var hosts = await HostsOfAsync([.. named.SelectMany(h => hints[h])], cancellationToken);
+        return named.ToDictionary(h => h, h => hints[h].Select(u => hosts.GetValueOrDefault(u)).OfType<string>().Distinct(StringComparer.Ordinal).ToList(),
+            StringComparer.Ordinal);
+    }
 
     private static long Long(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? 0 : Convert.ToInt64(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
 

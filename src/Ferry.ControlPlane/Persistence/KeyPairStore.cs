@@ -12,22 +12,22 @@ public sealed class KeyPairStore(FerryDatabase db, TimeProvider time)
     private const string Columns = "id, user_id, name, type, fingerprint, public_key, created_at";
 
     /// <summary>Adds a key pair; 409 with Nova's KeyPairExists message when the user already has one of that name.</summary>
-    public KeyPairRow Create(string userId, string name, string type, string fingerprint, string publicKey) =>
-        db.Write((c, t) =>
+    /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait to begin it.</remarks>
+    public Task<KeyPairRow> CreateAsync(string userId, string name, string type, string fingerprint, string publicKey, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
-            using var exists = FerryDatabase.Command(c, t, "SELECT 1 FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name));
-            if (exists.ExecuteScalar() is not null)
+            if (await FerryDatabase.ScalarAsync(FerryDatabase.Command(c, t, "SELECT 1 FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name)), ct)
+                is not null)
             {
                 throw new ConflictException($"Key pair '{name}' already exists.");
             }
             var now = time.GetUtcNow();
-            using var insert = FerryDatabase.Command(c, t,
-                "INSERT INTO key_pairs(user_id, name, type, fingerprint, public_key, created_at) VALUES (@u, @n, @t, @f, @p, @c) RETURNING id",
-                ("@u", userId), ("@n", name), ("@t", type), ("@f", fingerprint), ("@p", publicKey), ("@c", Rows.Time(now)));
             int id;
             try
             {
-                id = Convert.ToInt32(insert.ExecuteScalar());
+                id = Convert.ToInt32(await FerryDatabase.ScalarAsync(FerryDatabase.Command(c, t,
+                    "INSERT INTO key_pairs(user_id, name, type, fingerprint, public_key, created_at) VALUES (@u, @n, @t, @f, @p, @c) RETURNING id",
+                    ("@u", userId), ("@n", name), ("@t", type), ("@f", fingerprint), ("@p", publicKey), ("@c", Rows.Time(now))), ct));
             }
             catch (DbException e) when (SqlDialect.IsUniqueViolation(e))
             {
@@ -35,48 +35,46 @@ public sealed class KeyPairStore(FerryDatabase db, TimeProvider time)
                 throw new ConflictException($"Key pair '{name}' already exists.");
             }
             return new KeyPairRow(id, userId, name, type, fingerprint, publicKey, now);
-        });
+        }, cancellationToken);
 
-    public KeyPairRow? Find(string userId, string name) =>
-        db.Read(c =>
+    public Task<KeyPairRow?> FindAsync(string userId, string name, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null, $"SELECT {Columns} FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name));
-            return Rows.ReadAll(command, Map).FirstOrDefault();
-        });
+            await using var command = FerryDatabase.Command(c, null, $"SELECT {Columns} FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name));
+            return await Rows.ReadFirstAsync(command, Map, ct);
+        }, cancellationToken);
 
     /// <summary>The user's key pairs by name; after <paramref name="marker"/> (a name, which must exist) and at most <paramref name="limit"/>.</summary>
-    public List<KeyPairRow> List(string userId, int? limit = null, string? marker = null) =>
-        db.Read(c =>
+    public Task<List<KeyPairRow>> ListAsync(string userId, int? limit, string? marker, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
             string? after = null;
             if (marker is not null)
             {
-                using var find = FerryDatabase.Command(c, null, "SELECT name FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", marker));
-                after = find.ExecuteScalar() as string ?? throw new BadRequestException($"Marker {marker} could not be found.");
+                after = await FerryDatabase.ScalarAsync(FerryDatabase.Command(c, null, "SELECT name FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", marker)), ct)
+                    as string ?? throw new BadRequestException($"Marker {marker} could not be found.");
             }
-            using var command = FerryDatabase.Command(c, null,
+            await using var command = FerryDatabase.Command(c, null,
                 $"SELECT {Columns} FROM key_pairs WHERE user_id = @u AND (CAST(@a AS TEXT) IS NULL OR name > @a) ORDER BY name, id" + (limit is null ? "" : " LIMIT @l"),
                 ("@u", userId), ("@a", after), ("@l", limit));
-            return Rows.ReadAll(command, Map);
-        });
+            return await Rows.ReadAllAsync(command, Map, ct);
+        }, cancellationToken);
 
-    public int Count(string userId) =>
-        db.Read(c =>
-        {
-            using var command = FerryDatabase.Command(c, null, "SELECT COUNT(*) FROM key_pairs WHERE user_id = @u", ("@u", userId));
-            return Convert.ToInt32(command.ExecuteScalar());
-        });
+    public Task<int> CountAsync(string userId, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
+            Convert.ToInt32(await FerryDatabase.ScalarAsync(FerryDatabase.Command(c, null, "SELECT COUNT(*) FROM key_pairs WHERE user_id = @u", ("@u", userId)), ct)),
+            cancellationToken);
 
     /// <summary>Removes a key pair; 404 with Nova's KeypairNotFound message when there is none.</summary>
-    public void Delete(string userId, string name) =>
-        db.Write((c, t) =>
+    /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait to begin it.</remarks>
+    public Task DeleteAsync(string userId, string name, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name));
-            if (command.ExecuteNonQuery() == 0)
+            if (await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t, "DELETE FROM key_pairs WHERE user_id = @u AND name = @n", ("@u", userId), ("@n", name)), ct) == 0)
             {
                 throw NotFound(userId, name);
             }
-        });
+        }, cancellationToken);
 
     public static NotFoundException NotFound(string userId, string name) => new($"Keypair {name} not found for user {userId}");
 

@@ -13,7 +13,7 @@ namespace Ferry.ControlPlane.Scheduler;
 /// a window of change numbers, since concurrent transactions can commit their numbers out of order. Capacity never
 /// comes from here: placement's claims decide, so a stale view can pick a host that then refuses, never over-commit.
 /// </summary>
-public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore services, InstanceStore instances, FerryDatabase database, TimeProvider time)
+public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore services, FerryDatabase database, TimeProvider time)
     : IHostStateSource
 {
     private const string ComputeBinary = "nova-compute";
@@ -37,8 +37,6 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     public IReadOnlyList<ComputeNode> GetComputeNodes() => Current().Nodes;
 
     public IReadOnlyDictionary<string, Service> GetComputeServices() => Current().Services;
-
-    public string? GetInstanceHost(string instanceUuid) => instances.Find(instanceUuid)?.Host;
 
     public string GetAvailabilityZone(string host) =>
         Current().Services.TryGetValue(host, out var service) ? service.Zone : "nova";

@@ -10,9 +10,6 @@ public interface IHostStateSource
     /// <summary>The nova-compute service of each host, by host name.</summary>
     IReadOnlyDictionary<string, Service> GetComputeServices();
 
-    /// <summary>The host an instance runs on, or null if unknown or not placed.</summary>
-    string? GetInstanceHost(string instanceUuid);
-
     /// <summary>The availability zone of each host (hosts not listed are in the default zone "nova").</summary>
     string GetAvailabilityZone(string host);
 }

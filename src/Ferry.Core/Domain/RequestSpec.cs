@@ -15,6 +15,11 @@ public sealed record RequestSpec
     public string? RequestedHost { get; init; }
     /// <summary>Hints as Nova passes them: same_host / different_host hold instance uuids.</summary>
     public Dictionary<string, List<string>> SchedulerHints { get; init; } = [];
+    /// <summary>
+    /// By hint (same_host, different_host): the distinct hosts its instances run on, read by whoever builds the spec (as
+    /// <see cref="ServerGroupPolicy.MemberHosts"/>), so the scheduler's filters read no database.
+    /// </summary>
+    public Dictionary<string, List<string>> HintedHosts { get; init; } = [];
     public ServerGroupPolicy? Group { get; init; }
     /// <summary>Consumer whose current allocation the claim is made for (the instance).</summary>
     public bool IsMove { get; init; }

@@ -83,8 +83,8 @@ public class CliFixture : IAsyncLifetime
         Configure(_ferry);
         await _ferry.StartAsync(CancellationToken.None);
         // Flow tests keep many servers in one project: lift Nova's default quotas (10 instances, 20 cores) for them.
-        _ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.QuotaStore>().SetClassLimits(
-            "default", new Dictionary<string, long> { ["instances"] = 1000, ["cores"] = 10000, ["ram"] = 10_000_000 });
+        await _ferry.Services.GetRequiredService<Ferry.ControlPlane.Persistence.QuotaStore>().SetClassLimitsAsync(
+            "default", new Dictionary<string, long> { ["instances"] = 1000, ["cores"] = 10000, ["ram"] = 10_000_000 }, CancellationToken.None);
         var identity = AllInOne.IdentityOptionsOf(options);
         IdentityUrl = options.IdentityUrl;
         AdminPassword = identity.AdminPassword;

@@ -27,6 +27,24 @@ public sealed class ServersEndpointsTests(ComputeApiFixture f)
     }
 
     [Fact]
+    public async Task Create_SameHostHint_CastsTheHintedInstancesHostsForTheScheduler()
+    {
+        var host = f.AddHost();
+        var anchor = f.AddInstance(host);
+
+        var r = await f.SendAsync(HttpMethod.Post, "v2.1/servers", $$$"""
+            {"server": {"name": "next-to", "imageRef": "cirros", "flavorRef": "m1.tiny", "networks": "none"},
+             "os:scheduler_hints": {"same_host": ["{{{anchor.Uuid}}}", "9734ff7a-5414-49c3-9482-bce51b8fd722"]}}
+            """);
+
+        Assert.Equal(202, r.Status);
+        var id = r.Json!["server"]!["id"]!.GetValue<string>();
+        var cast = await f.WaitForCastAsync("build_instance", c => c.Payload["instance_uuid"]!.GetValue<string>() == id);
+        var hosts = cast.Payload["request_spec"]!["hinted_hosts"]!["same_host"]!.AsArray();
+        Assert.Equal(host, Assert.Single(hosts)!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task Show_AdminAt295_ReturnsNovaDetailKeysWithoutSecurityGroups()
     {
         var vm = f.AddInstance(f.AddHost());

@@ -112,6 +112,31 @@ public abstract class StoreTests : IDisposable
     }
 
     [Fact]
+    public async Task InstanceStore_HostsOfHintedInstances_ResolvesEachHintToDistinctHostsOfLiveInstances()
+    {
+        var store = new InstanceStore(_db, TimeProvider.System);
+        var a = store.Create(id => NewInstance(id) with { Host = "h1" });
+        var b = store.Create(id => NewInstance(id) with { Host = "h2" });
+        var c = store.Create(id => NewInstance(id) with { Host = "h1" });
+        var unplaced = store.Create(id => NewInstance(id) with { Host = null });
+        var gone = store.Create(id => NewInstance(id) with { Host = "h3" });
+        store.Update(new InstanceUpdateRequest { Uuid = gone.Uuid, Deleted = true });
+        var hints = new Dictionary<string, List<string>>
+        {
+            ["same_host"] = [a.Uuid, c.Uuid, unplaced.Uuid, "unknown"],
+            ["different_host"] = [b.Uuid, gone.Uuid],
+            ["query"] = ["not an instance"],
+        };
+
+        var hosts = await store.HostsOfHintedInstancesAsync(hints, CancellationToken.None);
+
+        Assert.Equal(["different_host", "same_host"], hosts.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["h1"], hosts["same_host"]);
+        Assert.Equal(["h2"], hosts["different_host"]);
+        Assert.Empty(await store.HostsOfHintedInstancesAsync(new Dictionary<string, List<string>> { ["same_host"] = [] }, CancellationToken.None));
+    }
+
+    [Fact]
     public void InstanceStore_UpdateWithUnexpectedTaskState_ThrowsNovaMessageAndChangesNothing()
     {
         var store = new InstanceStore(_db, TimeProvider.System);

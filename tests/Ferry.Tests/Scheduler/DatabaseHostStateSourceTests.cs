@@ -62,7 +62,7 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
     public void Dispose() => _files.Dispose();
 
     protected (ComputeNodeStore Nodes, ServiceStore Services, DatabaseHostStateSource Source) Open() =>
-        (_nodes, _services, new DatabaseHostStateSource(_nodes, _services, new InstanceStore(_db, Time), _db, Time));
+        (_nodes, _services, new DatabaseHostStateSource(_nodes, _services, _db, Time));
 
     /// <summary>The same database as another process sees it: its own connection (pool), stores and stamps.</summary>
     protected FerryDatabase OtherProcess() => _files.Open();

@@ -65,8 +65,8 @@ public sealed class SchedulerManagerTests : IDisposable
             new ImagePropertiesFilter(),
             new ServerGroupAntiAffinityFilter(),
             new ServerGroupAffinityFilter(),
-            new SameHostFilter(_source),
-            new DifferentHostFilter(_source),
+            new SameHostFilter(),
+            new DifferentHostFilter(),
         ];
         IHostWeigher[] weighers = [new RamWeigher(options), new CpuWeigher(options), new DiskWeigher(options)];
         return new SchedulerManager(_intercepting, new HostManager(_source), filters, weighers, options, NullLogger<SchedulerManager>.Instance);
@@ -281,19 +281,9 @@ public sealed class SchedulerManagerTests : IDisposable
     [Fact]
     public void SelectDestinations_SameHostHint_PlacedNextToInstance()
     {
-        _source.InstanceHosts["other"] = "h1";
-
-        var selections = Scheduler().SelectDestinations(Spec(hints: new() { ["same_host"] = ["other"] }), 0);
+        var selections = Scheduler().SelectDestinations(Spec(hints: new() { ["same_host"] = ["other"] }, hintedHosts: new() { ["same_host"] = ["h1"] }), 0);
 
         Assert.Equal("h1", selections[0].ServiceHost);
-    }
-
-    [Fact]
-    public void SelectDestinations_NoHintsOrGroup_NeverLooksUpInstanceHosts()
-    {
-        Scheduler().SelectDestinations(Spec(), 3);
-
-        Assert.Equal(0, _source.InstanceHostLookups);
     }
 
     [Fact]

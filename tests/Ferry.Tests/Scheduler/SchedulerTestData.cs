@@ -27,7 +27,8 @@ internal static class SchedulerTestData
         ServerGroupPolicy? group = null,
         Dictionary<string, List<string>>? hints = null,
         List<string>? ignoreHosts = null,
-        string? requestedHost = null) => new()
+        string? requestedHost = null,
+        Dictionary<string, List<string>>? hintedHosts = null) => new()
     {
         InstanceUuid = instanceUuid,
         ProjectId = "project-1",
@@ -37,6 +38,7 @@ internal static class SchedulerTestData
         ImageProperties = imageProperties ?? [],
         Group = group,
         SchedulerHints = hints ?? [],
+        HintedHosts = hintedHosts ?? [],
         IgnoreHosts = ignoreHosts ?? [],
         RequestedHost = requestedHost,
     };
@@ -103,19 +105,11 @@ internal sealed class TestHostStateSource : IHostStateSource
 {
     public List<ComputeNode> Nodes { get; } = [];
     public Dictionary<string, Service> Services { get; } = new(StringComparer.Ordinal);
-    public Dictionary<string, string> InstanceHosts { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, string> Zones { get; } = new(StringComparer.Ordinal);
-    public int InstanceHostLookups { get; private set; }
 
     public IReadOnlyList<ComputeNode> GetComputeNodes() => Nodes;
 
     public IReadOnlyDictionary<string, Service> GetComputeServices() => Services;
-
-    public string? GetInstanceHost(string instanceUuid)
-    {
-        InstanceHostLookups++;
-        return InstanceHosts.GetValueOrDefault(instanceUuid);
-    }
 
     public string GetAvailabilityZone(string host) => Zones.GetValueOrDefault(host, "nova");
 }

@@ -6,12 +6,12 @@ namespace Ferry.ControlPlane.Scheduler.Filters;
 /// Hint <c>different_host</c>: passes only hosts running none of the listed instances
 /// (nova/scheduler/filters/affinity_filter.py DifferentHostFilter).
 /// </summary>
-public sealed class DifferentHostFilter(IHostStateSource source) : IHostFilter
+public sealed class DifferentHostFilter : IHostFilter
 {
-    private readonly HintedInstanceHosts _hinted = new(source, "different_host");
+    private const string Hint = "different_host";
 
     public string Name => "DifferentHostFilter";
 
     public bool HostPasses(HostState host, RequestSpec spec) =>
-        _hinted.HostsFor(spec) is not { } hosts || !HintedInstanceHosts.Contains(hosts, host.Host);
+        HintedInstanceHosts.HostsFor(spec, Hint) is not { } hosts || !HintedInstanceHosts.Contains(hosts, host.Host);
 }

@@ -5,46 +5,34 @@ namespace Ferry.Tests.Scheduler;
 
 public sealed class SameHostFilterTests
 {
-    private readonly TestHostStateSource _source = new();
-
-    public SameHostFilterTests()
-    {
-        _source.InstanceHosts["a"] = "h1";
-        _source.InstanceHosts["b"] = "h2";
-    }
-
     [Fact]
-    public void HostPasses_NoHint_PassesWithoutLookup()
+    public void HostPasses_NoHint_Passes()
     {
-        Assert.True(new SameHostFilter(_source).HostPasses(State("h3"), Spec()));
-        Assert.Equal(0, _source.InstanceHostLookups);
+        Assert.True(new SameHostFilter().HostPasses(State("h3"), Spec()));
     }
 
     [Fact]
     public void HostPasses_HostRunsHintedInstance_Passes()
     {
-        var spec = Spec(hints: new() { ["same_host"] = ["a", "b"] });
+        var spec = Spec(hints: new() { ["same_host"] = ["a", "b"] }, hintedHosts: new() { ["same_host"] = ["h1", "h2"] });
 
-        Assert.True(new SameHostFilter(_source).HostPasses(State("h2"), spec));
+        Assert.True(new SameHostFilter().HostPasses(State("h2"), spec));
     }
 
     [Fact]
     public void HostPasses_HostRunsNoHintedInstance_Fails()
     {
-        var spec = Spec(hints: new() { ["same_host"] = ["a"] });
+        var spec = Spec(hints: new() { ["same_host"] = ["a"] }, hintedHosts: new() { ["same_host"] = ["h1"] });
 
-        Assert.False(new SameHostFilter(_source).HostPasses(State("h2"), spec));
+        Assert.False(new SameHostFilter().HostPasses(State("h2"), spec));
     }
 
     [Fact]
-    public void HostPasses_ManyHosts_ResolvesHintOncePerRequest()
+    public void HostPasses_HintedInstancesNotPlaced_FailsEveryHost()
     {
-        var filter = new SameHostFilter(_source);
-        var spec = Spec(hints: new() { ["same_host"] = ["a", "b", "unknown"] });
+        var spec = Spec(hints: new() { ["same_host"] = ["unknown"] }, hintedHosts: new() { ["same_host"] = [] });
 
-        var passed = Enumerable.Range(0, 50).Count(i => filter.HostPasses(State("h" + i), spec));
-
-        Assert.Equal(2, passed);
-        Assert.Equal(3, _source.InstanceHostLookups);
+        Assert.False(new SameHostFilter().HostPasses(State("h1"), spec));
+        Assert.False(new SameHostFilter().HostPasses(State("h1"), Spec(hints: new() { ["same_host"] = ["unknown"] })));
     }
 }
