@@ -69,7 +69,7 @@ public static class HypervisorsEndpoints
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 1, 87);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:statistics");
-        var computes = ComputeServices(services);
+        var computes = await ComputeServicesAsync(services, http.RequestAborted);
         var usedByHost = await instances.UsageByHostAsync(null, http.RequestAborted);
         var enabled = nodes.List().Where(n => computes.TryGetValue(n.Host, out var s) && !s.Disabled).ToList();
         var usage = enabled.Select(n => Usage(n, usedByHost.GetValueOrDefault(n.Host))).ToList();
@@ -103,11 +103,11 @@ public static class HypervisorsEndpoints
         RequireVersion(ctx, 1, 87);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:uptime");
         var node = FindNode(ctx, id, nodes);
-        if (services.Find(node.Host, "nova-compute") is null)
+        if (await services.FindAsync(node.Host, "nova-compute", http.RequestAborted) is null)
         {
             throw HypervisorNotFound(id);
         }
-        if (!compute.IsComputeUp(node.Host))
+        if (!await compute.IsComputeUpAsync(node.Host, http.RequestAborted))
         {
             throw new BadRequestException($"Compute service of {node.Host} is unavailable at this time.");
         }
@@ -290,8 +290,8 @@ public static class HypervisorsEndpoints
             ? (0, n.ReservedHostMemoryMb, 0, 0, 0)
             : (used.Vcpus, used.MemoryMb + n.ReservedHostMemoryMb, used.DiskGb, used.Busy, used.Count);
 
-    private static Dictionary<string, Service> ComputeServices(ServiceStore services) =>
-        services.List(binary: "nova-compute").ToDictionary(s => s.Host, StringComparer.Ordinal);
+    private static async Task<Dictionary<string, Service>> ComputeServicesAsync(ServiceStore services, CancellationToken cancellationToken) =>
+        (await services.ListAsync(cancellationToken, binary: "nova-compute")).ToDictionary(s => s.Host, StringComparer.Ordinal);
 
     /// <summary>What the views need beside the nodes, read once per request: compute services and usage by host, and (with_servers) the instances on each.</summary>
     private sealed record HostFacts(
@@ -301,12 +301,12 @@ public static class HypervisorsEndpoints
     {
         public static async Task<HostFacts> LoadAsync(ServiceStore services, InstanceStore instances, IReadOnlyCollection<string>? serversOf,
             CancellationToken cancellationToken) =>
-            new(ComputeServices(services), await instances.UsageByHostAsync(null, cancellationToken),
+            new(await ComputeServicesAsync(services, cancellationToken), await instances.UsageByHostAsync(null, cancellationToken),
                 serversOf is null ? null : await instances.ListIdsByHostAsync(serversOf, cancellationToken));
 
         public static async Task<HostFacts> LoadForAsync(List<string> hosts, ServiceStore services, InstanceStore instances, bool withServers,
             CancellationToken cancellationToken) =>
-            new(services.FindByHosts(hosts, "nova-compute"), await instances.UsageByHostAsync(hosts, cancellationToken),
+            new(await services.FindByHostsAsync(hosts, "nova-compute", cancellationToken), await instances.UsageByHostAsync(hosts, cancellationToken),
                 withServers ? await instances.ListIdsByHostAsync(hosts, cancellationToken) : null);
 
         /// <summary>The facts of one host (show, uptime): the same index reads as a page of one.</summary>

@@ -250,7 +250,7 @@ public static class ServersEndpoints
         {
             az = null;
         }
-        else if (az != "nova" && !services.List(binary: "nova-compute").Any(s => s.Zone == az))
+        else if (az != "nova" && !(await services.ListAsync(http.RequestAborted, binary: "nova-compute")).Any(s => s.Zone == az))
         {
             throw new BadRequestException("The requested availability zone is not available");
         }

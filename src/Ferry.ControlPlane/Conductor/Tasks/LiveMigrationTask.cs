@@ -53,7 +53,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             {
                 throw InstanceInvalidStateException.For("os-migrateLive", instance.Uuid, "power_state", ((int)instance.PowerState).ToString());
             }
-            if (!context.IsComputeUp(instance.Host))
+            if (!await context.IsComputeUpAsync(instance.Host, ct))
             {
                 throw new ComputeServiceUnavailableException(instance.Host ?? "None");
             }
@@ -142,7 +142,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             throw new UnableToMigrateToSelfException(instance.Uuid, dest);
         }
         var node = context.Nodes.FindByHost(dest) ?? throw new ComputeHostNotFoundException(dest);
-        if (!context.IsComputeUp(dest))
+        if (!await context.IsComputeUpAsync(dest, ct))
         {
             throw new ComputeServiceUnavailableException(dest);
         }
