@@ -245,7 +245,7 @@ internal sealed partial class ComputeApi(
         const string action = "os-migrateLive";
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Active, VmState.Paused], s_noTask);
-        if (host is not null && nodes.FindByHost(host) is null)
+        if (host is not null && await nodes.FindByHostAsync(host, cancellationToken) is null)
         {
             throw new ComputeHostNotFoundException(host);
         }
@@ -264,7 +264,7 @@ internal sealed partial class ComputeApi(
         await CheckHostUpAsync(instance, cancellationToken);
         if (host is not null)
         {
-            if (nodes.FindByHost(host) is null)
+            if (await nodes.FindByHostAsync(host, cancellationToken) is null)
             {
                 throw new ComputeHostNotFoundException(host);
             }

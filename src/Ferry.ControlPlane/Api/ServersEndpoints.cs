@@ -259,7 +259,7 @@ public static class ServersEndpoints
             ctx.RequireAdmin("compute:servers:create:requested_destination");
             requestedHost = host;
         }
-        if (requestedHost is not null && nodes.FindByHost(requestedHost) is null)
+        if (requestedHost is not null && await nodes.FindByHostAsync(requestedHost, http.RequestAborted) is null)
         {
             throw new ComputeHostNotFoundException(requestedHost);
         }

@@ -205,14 +205,16 @@ public static class ServicesEndpoints
             }
             // As Nova: the node's resource provider goes too (with whatever is still allocated against it), or it
             // would stay in placement as a candidate for a host that no longer exists.
-            if (nodes.FindByHost(service.Host) is { } node)
+            if (await nodes.FindByHostAsync(service.Host, http.RequestAborted) is { } node)
             {
                 placement.DeleteProvider(node.Uuid);
             }
-            nodes.Delete(service.Host);
+            // From the provider's delete on, the node and the service go too, whatever became of the request.
+            await nodes.DeleteAsync(service.Host, CancellationToken.None);
+            await services.DeleteAsync(service.Id, CancellationToken.None);
+            return TypedResults.NoContent();
         }
-        // Once the node and its provider are gone the service row goes too, whatever became of the request.
-        await services.DeleteAsync(service.Id, service.Binary == "nova-compute" ? CancellationToken.None : http.RequestAborted);
+        await services.DeleteAsync(service.Id, http.RequestAborted);
         return TypedResults.NoContent();
     }
 }

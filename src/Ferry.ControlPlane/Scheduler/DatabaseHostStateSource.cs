@@ -89,7 +89,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     private async Task<Snapshot> ReadAllAsync(Stamps stamps, long now, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _fullReads);
-        var nodeRows = nodes.ListChangedSince(-1);
+        var nodeRows = await nodes.ListChangedSinceAsync(-1, cancellationToken);
         var serviceRows = await services.ListChangedSinceAsync(ComputeBinary, -1, cancellationToken);
         var nodeSeqs = new Dictionary<int, long>(nodeRows.Count);
         var serviceSeqs = new Dictionary<string, long>(serviceRows.Count, StringComparer.Ordinal);
@@ -118,13 +118,14 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
         List<(Service Service, long Seq)> changedServices;
         if (database.IsShared)
         {
-            changedNodes = nodes.ListChangedSince(old.NodeSeq - SharedOverlap, (id, seq) => !old.NodeSeqs.TryGetValue(id, out var seen) || seen != seq);
+            changedNodes = await nodes.ListChangedSinceAsync(old.NodeSeq - SharedOverlap, cancellationToken,
+                (id, seq) => !old.NodeSeqs.TryGetValue(id, out var seen) || seen != seq);
             changedServices = await services.ListChangedSinceAsync(ComputeBinary, old.ServiceSeq - SharedOverlap, cancellationToken,
                 (host, seq) => !old.ServiceSeqs.TryGetValue(host, out var seen) || seen != seq);
         }
         else
         {
-            changedNodes = nodes.ListChangedSince(old.NodeSeq);
+            changedNodes = await nodes.ListChangedSinceAsync(old.NodeSeq, cancellationToken);
             changedServices = await services.ListChangedSinceAsync(ComputeBinary, old.ServiceSeq, cancellationToken);
         }
         if (changedNodes.Count == 0 && changedServices.Count == 0)
