@@ -22,7 +22,7 @@ internal static class QueryBenchmarks
         {
             var spec = world.NextSpec();
             var t0 = Stopwatch.GetTimestamp();
-            var selections = world.Scheduler.SelectDestinations(spec, numAlternates: 2);
+            var selections = await world.Scheduler.SelectDestinationsAsync(spec, numAlternates: 2, CancellationToken.None);
             var t1 = Stopwatch.GetTimestamp();
             if (selections.Count != 3)
             {

@@ -51,7 +51,7 @@ public static class ScaleWorld
         var flavor = catalog.FindFlavor(flavorName) ?? throw new InvalidOperationException($"No flavor {flavorName} to seed with.");
         var image = catalog.ListImages().FirstOrDefault(i => i.Name == "ferry-test-guest")
             ?? throw new InvalidOperationException("No image ferry-test-guest to seed with.");
-        var nodes = computeNodes.List().ToDictionary(n => n.Host, StringComparer.Ordinal);
+        var nodes = (await computeNodes.ListAsync(ct)).ToDictionary(n => n.Host, StringComparer.Ordinal);
         if (hosts.Count == 0 && instances > 0)
         {
             throw new InvalidOperationException("No running compute host to seed instances on.");

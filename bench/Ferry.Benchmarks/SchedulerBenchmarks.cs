@@ -5,7 +5,7 @@ namespace Ferry.Benchmarks;
 /// <summary>select_destinations timed call by call; each claim is released after the call, outside the timed span.</summary>
 internal static class SchedulerBenchmarks
 {
-    public static (List<double> Samples, double SetupMs) SelectDestinations(int hosts, int instances, int warmup, int measured, TimeSpan budget)
+    public static async Task<(List<double> Samples, double SetupMs)> SelectDestinationsAsync(int hosts, int instances, int warmup, int measured, TimeSpan budget)
     {
         var setup = Stopwatch.StartNew();
         using var world = new SchedulerWorld(hosts, instances);
@@ -16,7 +16,7 @@ internal static class SchedulerBenchmarks
         {
             var spec = world.NextSpec();
             var t0 = Stopwatch.GetTimestamp();
-            var selections = world.Scheduler.SelectDestinations(spec, numAlternates: 2);
+            var selections = await world.Scheduler.SelectDestinationsAsync(spec, numAlternates: 2, CancellationToken.None);
             var t1 = Stopwatch.GetTimestamp();
             if (selections.Count != 3)
             {

@@ -131,6 +131,8 @@ internal sealed class SchedulerWorld : IDisposable
         public List<ComputeNode> Nodes { get; } = [];
         public Dictionary<string, Service> Services { get; } = new(StringComparer.Ordinal);
 
+        public ValueTask RefreshAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
         public IReadOnlyList<ComputeNode> GetComputeNodes() => Nodes;
 
         public IReadOnlyDictionary<string, Service> GetComputeServices() => Services;

@@ -25,10 +25,10 @@ public class SelectDestinationsBenchmark
     public void Cleanup() => _world.Dispose();
 
     [Benchmark(Description = "select_destinations + release, 1000 hosts")]
-    public int SelectDestinationsAndRelease()
+    public async Task<int> SelectDestinationsAndRelease()
     {
         var spec = _world.NextSpec();
-        var count = _world.Scheduler.SelectDestinations(spec, numAlternates: 2).Count;
+        var count = (await _world.Scheduler.SelectDestinationsAsync(spec, numAlternates: 2, CancellationToken.None)).Count;
         _world.Placement.DeleteAllocations(spec.InstanceUuid);
         return count;
     }

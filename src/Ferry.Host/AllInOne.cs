@@ -114,7 +114,7 @@ public sealed class AllInOne : IAsyncDisposable
         }
         // Compute hosts of an earlier run (more --hosts, another driver) are down from the first second.
         var hosts = Enumerable.Range(1, Options.Hosts).Select(i => $"compute{i}").ToList();
-        services.GetRequiredService<ServiceStore>().MarkComputesDownExcept(hosts.ToHashSet());
+        await services.GetRequiredService<ServiceStore>().MarkComputesDownExceptAsync(hosts.ToHashSet(), ct);
         await _agents.StartAllAsync(hosts, ct);
     }
 

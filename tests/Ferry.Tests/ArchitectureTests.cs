@@ -120,6 +120,8 @@ public sealed class ArchitectureTests
         { typeof(Ferry.ControlPlane.Persistence.MigrationStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.ActionStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.CatalogStore), [] },
+        { typeof(Ferry.ControlPlane.Persistence.ServiceStore), [] },
+        { typeof(Ferry.ControlPlane.Persistence.ComputeNodeStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.DatabaseRpcDeduplicator), ["Dispose"] }, // Dispose only stops the renewal timer
     };
 

@@ -11,19 +11,19 @@ public static class AvailabilityZonesEndpoints
 {
     public static RouteGroupBuilder MapAvailabilityZones(this RouteGroupBuilder api)
     {
-        api.MapGet("/os-availability-zone", (HttpContext http, ServiceStore services, ComputeApi compute) => List(http, services, compute, detail: false));
-        api.MapGet("/os-availability-zone/detail", (HttpContext http, ServiceStore services, ComputeApi compute) => List(http, services, compute, detail: true));
+        api.MapGet("/os-availability-zone", (HttpContext http, ServiceStore services, ComputeApi compute) => ListAsync(http, services, compute, detail: false));
+        api.MapGet("/os-availability-zone/detail", (HttpContext http, ServiceStore services, ComputeApi compute) => ListAsync(http, services, compute, detail: true));
         return api;
     }
 
-    internal static IResult List(HttpContext http, ServiceStore services, ComputeApi compute, bool detail)
+    internal static async Task<IResult> ListAsync(HttpContext http, ServiceStore services, ComputeApi compute, bool detail)
     {
         var ctx = RequestContext.Of(http);
         if (detail)
         {
             ctx.RequireAdmin("os_compute_api:os-availability-zone:detail");
         }
-        var all = services.List();
+        var all = await services.ListAsync(http.RequestAborted);
         var zones = new JsonArray();
         foreach (var zone in all.GroupBy(s => s.Zone).OrderBy(z => z.Key == "internal" ? 1 : 0).ThenBy(z => z.Key, StringComparer.Ordinal))
         {

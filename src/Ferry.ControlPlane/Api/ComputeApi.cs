@@ -54,13 +54,13 @@ internal sealed partial class ComputeApi(
     }
 
     /// <summary>servicegroup API is_up for a host's nova-compute; a host without a service row is down.</summary>
-    public bool IsComputeUp(string? host)
+    public async Task<bool> IsComputeUpAsync(string? host, CancellationToken cancellationToken)
     {
         if (host is null)
         {
             return false;
         }
-        var service = services.Find(host, "nova-compute");
+        var service = await services.FindAsync(host, "nova-compute", cancellationToken);
         return service is not null && service.IsUp(time.GetUtcNow(), options.ServiceDownTime);
     }
 
@@ -194,7 +194,7 @@ internal sealed partial class ComputeApi(
                 // A live migration that failed after the switch to post-copy left a copy and a claim on both hosts.
                 await compute.DestroyLiveMigrationDestinationAsync(failed.DestCompute!, new MigrationRequest(instance, failed, ctx.RequestId), cancellationToken);
             }
-            if (!IsComputeUp(host))
+            if (!await IsComputeUpAsync(host, cancellationToken))
             {
                 // Nobody on the host would act on a terminate (an ERROR or stuck BUILD server of a dead or stale
                 // host): delete it here and free its claim, as Nova's _local_delete does. A host that comes back
@@ -246,7 +246,7 @@ internal sealed partial class ComputeApi(
         const string action = "os-migrateLive";
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Active, VmState.Paused], s_noTask);
-        if (host is not null && nodes.FindByHost(host) is null)
+        if (host is not null && await nodes.FindByHostAsync(host, cancellationToken) is null)
         {
             throw new ComputeHostNotFoundException(host);
         }
@@ -262,10 +262,10 @@ internal sealed partial class ComputeApi(
         const string action = "migrate";
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Active, VmState.Stopped], s_noTask);
-        CheckHostUp(instance);
+        await CheckHostUpAsync(instance, cancellationToken);
         if (host is not null)
         {
-            if (nodes.FindByHost(host) is null)
+            if (await nodes.FindByHostAsync(host, cancellationToken) is null)
             {
                 throw new ComputeHostNotFoundException(host);
             }
@@ -285,7 +285,7 @@ internal sealed partial class ComputeApi(
         const string action = "resize";
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Active, VmState.Stopped], s_noTask);
-        CheckHostUp(instance);
+        await CheckHostUpAsync(instance, cancellationToken);
         if (newFlavor.Id == instance.Flavor.Id)
         {
             throw new CannotResizeToSameFlavorException();
@@ -308,7 +308,7 @@ internal sealed partial class ComputeApi(
         CheckLock(ctx, instance);
         CheckState(instance, action, [VmState.Resized], s_noTask);
         var migration = await FinishedMigrationAsync(instance, cancellationToken);
-        if (!IsComputeUp(migration.SourceCompute))
+        if (!await IsComputeUpAsync(migration.SourceCompute, cancellationToken))
         {
             throw new ServiceUnavailableException("Service is unavailable at this time.");
         }
@@ -362,7 +362,7 @@ internal sealed partial class ComputeApi(
         const string action = "evacuate";
         if (host is not null)
         {
-            if (services.Find(host, "nova-compute") is null)
+            if (await services.FindAsync(host, "nova-compute", cancellationToken) is null)
             {
                 throw new NotFoundException($"Compute host {host} could not be found.");
             }
@@ -376,7 +376,7 @@ internal sealed partial class ComputeApi(
         {
             throw new ConflictException($"Instance {instance.Uuid} is not ready");
         }
-        if (IsComputeUp(source))
+        if (await IsComputeUpAsync(source, cancellationToken))
         {
             throw new ComputeServiceInUseException(source);
         }
@@ -615,13 +615,13 @@ internal sealed partial class ComputeApi(
     }
 
     /// <summary>check_instance_host(check_is_up=True): the source must have a host whose compute is up (bug 1856925).</summary>
-    private void CheckHostUp(Instance instance)
+    private async Task CheckHostUpAsync(Instance instance, CancellationToken cancellationToken)
     {
         if (instance.Host is null)
         {
             throw new ConflictException($"Instance {instance.Uuid} is not ready");
         }
-        if (!IsComputeUp(instance.Host))
+        if (!await IsComputeUpAsync(instance.Host, cancellationToken))
         {
             throw new ServiceUnavailableException("Service is unavailable at this time.");
         }

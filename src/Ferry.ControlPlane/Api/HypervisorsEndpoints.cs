@@ -45,7 +45,7 @@ public static class HypervisorsEndpoints
     /// _validate_id and compute_node_get: a UUID from 2.53 (else 400), an integer before (else 404); the node
     /// must exist and have a nova-compute service.
     /// </summary>
-    private static ComputeNode FindNode(RequestContext ctx, string id, ComputeNodeStore nodes)
+    private static async Task<ComputeNode> FindNodeAsync(RequestContext ctx, string id, ComputeNodeStore nodes, CancellationToken cancellationToken)
     {
         ComputeNode? node;
         if (ctx.Version.AtLeast(53))
@@ -54,11 +54,11 @@ public static class HypervisorsEndpoints
             {
                 throw new BadRequestException($"Invalid uuid {id}");
             }
-            node = nodes.FindByUuid(id);
+            node = await nodes.FindByUuidAsync(id, cancellationToken);
         }
         else
         {
-            node = int.TryParse(id, out var intId) ? nodes.List().FirstOrDefault(n => n.Id == intId) : null;
+            node = int.TryParse(id, out var intId) ? await nodes.FindByIdAsync(intId, cancellationToken) : null;
         }
         return node ?? throw HypervisorNotFound(id);
     }
@@ -69,9 +69,9 @@ public static class HypervisorsEndpoints
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 1, 87);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:statistics");
-        var computes = ComputeServices(services);
+        var computes = await ComputeServicesAsync(services, http.RequestAborted);
         var usedByHost = await instances.UsageByHostAsync(null, http.RequestAborted);
-        var enabled = nodes.List().Where(n => computes.TryGetValue(n.Host, out var s) && !s.Disabled).ToList();
+        var enabled = (await nodes.ListAsync(http.RequestAborted)).Where(n => computes.TryGetValue(n.Host, out var s) && !s.Disabled).ToList();
         var usage = enabled.Select(n => Usage(n, usedByHost.GetValueOrDefault(n.Host))).ToList();
         return NovaJson.Ok(new JsonObject
         {
@@ -102,12 +102,12 @@ public static class HypervisorsEndpoints
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 1, 87);
         ctx.RequireAdmin("os_compute_api:os-hypervisors:uptime");
-        var node = FindNode(ctx, id, nodes);
-        if (services.Find(node.Host, "nova-compute") is null)
+        var node = await FindNodeAsync(ctx, id, nodes, http.RequestAborted);
+        if (await services.FindAsync(node.Host, "nova-compute", http.RequestAborted) is null)
         {
             throw HypervisorNotFound(id);
         }
-        if (!compute.IsComputeUp(node.Host))
+        if (!await compute.IsComputeUpAsync(node.Host, http.RequestAborted))
         {
             throw new BadRequestException($"Compute service of {node.Host} is unavailable at this time.");
         }
@@ -125,7 +125,7 @@ public static class HypervisorsEndpoints
         var ctx = RequestContext.Of(http);
         RequireVersion(ctx, 1, 52);
         ctx.RequireAdmin($"os_compute_api:os-hypervisors:{(withServers ? "servers" : "search")}");
-        var matching = nodes.List().Where(n => n.HypervisorHostname.Contains(pattern, StringComparison.OrdinalIgnoreCase)).ToList();
+        var matching = (await nodes.ListAsync(http.RequestAborted)).Where(n => n.HypervisorHostname.Contains(pattern, StringComparison.OrdinalIgnoreCase)).ToList();
         if (matching.Count == 0)
         {
             throw new NotFoundException($"No hypervisor matching '{pattern}' could be found.");
@@ -157,7 +157,7 @@ public static class HypervisorsEndpoints
             {
                 throw new BadRequestException("Paging over hypervisors with the hypervisor_hostname_pattern query parameter is not supported.");
             }
-            page = nodes.List().Where(n => n.HypervisorHostname.Contains(pattern, StringComparison.OrdinalIgnoreCase)).ToList();
+            page = (await nodes.ListAsync(http.RequestAborted)).Where(n => n.HypervisorHostname.Contains(pattern, StringComparison.OrdinalIgnoreCase)).ToList();
             if (page.Count == 0)
             {
                 throw new NotFoundException($"No hypervisor matching '{pattern}' could be found.");
@@ -170,16 +170,18 @@ public static class HypervisorsEndpoints
             if (q["marker"].FirstOrDefault() is { } marker)
             {
                 var markerNode = v.AtLeast(53)
-                    ? nodes.FindByUuid(marker)
-                    : int.TryParse(marker, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var markerId) ? nodes.FindById(markerId) : null;
+                    ? await nodes.FindByUuidAsync(marker, http.RequestAborted)
+                    : int.TryParse(marker, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var markerId)
+                        ? await nodes.FindByIdAsync(markerId, http.RequestAborted)
+                        : null;
                 after = markerNode?.Id ?? throw new BadRequestException($"marker [{marker}] not found");
             }
             limit = Paging.Limit(http);
-            page = nodes.ListPage(after, limit);
+            page = await nodes.ListPageAsync(after, limit, http.RequestAborted);
         }
         else
         {
-            page = nodes.ListPage(afterId: null, limit: null);
+            page = await nodes.ListPageAsync(afterId: null, limit: null, http.RequestAborted);
         }
         // Three queries for the whole page (nodes, services, usage; a fourth for with_servers), never one per node.
         // A page reads the services and usage of its own hosts (index seeks); the whole list reads them all at once.
@@ -212,7 +214,7 @@ public static class HypervisorsEndpoints
         {
             QuerySchema.NoAdditional(http, "with_servers");
         }
-        var node = FindNode(ctx, id, nodes);
+        var node = await FindNodeAsync(ctx, id, nodes, http.RequestAborted);
         var withServers = ctx.Version.AtLeast(53) && http.Request.Query["with_servers"].FirstOrDefault() is { } ws && BodySchema.TryBoolean(ws, out var b) && b;
         var facts = await HostFacts.OfAsync(node.Host, services, instances, withServers, http.RequestAborted);
         if (!facts.Services.ContainsKey(node.Host))
@@ -290,8 +292,8 @@ public static class HypervisorsEndpoints
             ? (0, n.ReservedHostMemoryMb, 0, 0, 0)
             : (used.Vcpus, used.MemoryMb + n.ReservedHostMemoryMb, used.DiskGb, used.Busy, used.Count);
 
-    private static Dictionary<string, Service> ComputeServices(ServiceStore services) =>
-        services.List(binary: "nova-compute").ToDictionary(s => s.Host, StringComparer.Ordinal);
+    private static async Task<Dictionary<string, Service>> ComputeServicesAsync(ServiceStore services, CancellationToken cancellationToken) =>
+        (await services.ListAsync(cancellationToken, binary: "nova-compute")).ToDictionary(s => s.Host, StringComparer.Ordinal);
 
     /// <summary>What the views need beside the nodes, read once per request: compute services and usage by host, and (with_servers) the instances on each.</summary>
     private sealed record HostFacts(
@@ -301,12 +303,12 @@ public static class HypervisorsEndpoints
     {
         public static async Task<HostFacts> LoadAsync(ServiceStore services, InstanceStore instances, IReadOnlyCollection<string>? serversOf,
             CancellationToken cancellationToken) =>
-            new(ComputeServices(services), await instances.UsageByHostAsync(null, cancellationToken),
+            new(await ComputeServicesAsync(services, cancellationToken), await instances.UsageByHostAsync(null, cancellationToken),
                 serversOf is null ? null : await instances.ListIdsByHostAsync(serversOf, cancellationToken));
 
         public static async Task<HostFacts> LoadForAsync(List<string> hosts, ServiceStore services, InstanceStore instances, bool withServers,
             CancellationToken cancellationToken) =>
-            new(services.FindByHosts(hosts, "nova-compute"), await instances.UsageByHostAsync(hosts, cancellationToken),
+            new(await services.FindByHostsAsync(hosts, "nova-compute", cancellationToken), await instances.UsageByHostAsync(hosts, cancellationToken),
                 withServers ? await instances.ListIdsByHostAsync(hosts, cancellationToken) : null);
 
         /// <summary>The facts of one host (show, uptime): the same index reads as a page of one.</summary>

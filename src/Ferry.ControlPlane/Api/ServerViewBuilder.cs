@@ -26,7 +26,7 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
     public async Task<IEnumerable<JsonNode?>> DetailListAsync(HttpContext http, RequestContext ctx, List<Instance> page)
     {
         var hosts = page.Where(i => i.Host is not null).Select(i => i.Host!).ToList();
-        var computes = hosts.Count == 0 ? [] : services.FindByHosts(hosts, "nova-compute");
+        var computes = hosts.Count == 0 ? [] : await services.FindByHostsAsync(hosts, "nova-compute", http.RequestAborted);
         var failed = page.Where(i => i.VmState is VmState.Error or VmState.Deleted).Select(i => i.Uuid).ToList();
         var faults = failed.Count == 0 ? [] : await actions.LatestFaultsAsync(failed, http.RequestAborted);
         return page.Select(i => (JsonNode?)Detail(http, ctx, i, show: false, computes.GetValueOrDefault, faults.GetValueOrDefault));
@@ -36,7 +36,11 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
     {
         // Only a failed server shows its latest fault: read it up front, as the list does for its page.
         var fault = i.VmState is VmState.Error or VmState.Deleted ? await actions.LatestFaultAsync(i.Uuid, http.RequestAborted) : null;
-        return Detail(http, ctx, i, show, host => services.Find(host, "nova-compute"), _ => fault);
+        // Only an admin's view from 2.16 shows host_status, which needs the host's compute service.
+        var computeService = ctx.Version.AtLeast(16) && ctx.IsAdmin && i.Host is { } host
+            ? await services.FindAsync(host, "nova-compute", http.RequestAborted)
+            : null;
+        return Detail(http, ctx, i, show, _ => computeService, _ => fault);
     }
 
     private JsonObject Detail(HttpContext http, RequestContext ctx, Instance i, bool show, Func<string, Service?> computeService, Func<string, InstanceFaultRow?> latestFault)
@@ -145,8 +149,6 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
     }
 
     /// <summary>host_status (≥2.16): UP, DOWN, MAINTENANCE (service disabled), UNKNOWN, or "" without a host.</summary>
-    public string HostStatus(string? host) => HostStatus(host, h => services.Find(h, "nova-compute"));
-
     private string HostStatus(string? host, Func<string, Service?> computeService)
     {
         if (host is null)

@@ -250,7 +250,7 @@ public static class ServersEndpoints
         {
             az = null;
         }
-        else if (az != "nova" && !services.List(binary: "nova-compute").Any(s => s.Zone == az))
+        else if (az != "nova" && !(await services.ListAsync(http.RequestAborted, binary: "nova-compute")).Any(s => s.Zone == az))
         {
             throw new BadRequestException("The requested availability zone is not available");
         }
@@ -259,7 +259,7 @@ public static class ServersEndpoints
             ctx.RequireAdmin("compute:servers:create:requested_destination");
             requestedHost = host;
         }
-        if (requestedHost is not null && nodes.FindByHost(requestedHost) is null)
+        if (requestedHost is not null && await nodes.FindByHostAsync(requestedHost, http.RequestAborted) is null)
         {
             throw new ComputeHostNotFoundException(requestedHost);
         }

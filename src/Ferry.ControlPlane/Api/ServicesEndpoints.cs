@@ -17,7 +17,7 @@ public static class ServicesEndpoints
 {
     public static RouteGroupBuilder MapServices(this RouteGroupBuilder api)
     {
-        api.MapGet("/os-services", List);
+        api.MapGet("/os-services", ListAsync);
         api.MapPut("/os-services/{id}", UpdateAsync);
         api.MapDelete("/os-services/{id}", DeleteAsync);
         return api;
@@ -43,11 +43,11 @@ public static class ServicesEndpoints
         return o;
     }
 
-    internal static IResult List(HttpContext http, ServiceStore services, ComputeApi compute)
+    internal static async Task<IResult> ListAsync(HttpContext http, ServiceStore services, ComputeApi compute)
     {
         var ctx = RequestContext.Of(http);
         ctx.RequireAdmin("os_compute_api:os-services:list");
-        var list = services.List(http.Request.Query["host"].FirstOrDefault(), http.Request.Query["binary"].FirstOrDefault());
+        var list = await services.ListAsync(http.RequestAborted, http.Request.Query["host"].FirstOrDefault(), http.Request.Query["binary"].FirstOrDefault());
         return NovaJson.Ok(new JsonObject { ["services"] = NovaJson.Array(list.Select(s => View(ctx, compute, s))) });
     }
 
@@ -77,7 +77,7 @@ public static class ServicesEndpoints
         }
         var reason = BodySchema.String(body, "disabled_reason", nullable: false, minLength: 1);
         var forcedDown = BodySchema.Boolean(body, "forced_down");
-        var service = services.FindByUuid(id) ?? throw new NotFoundException($"Service {id} could not be found.");
+        var service = await services.FindByUuidAsync(id, cancellationToken) ?? throw new NotFoundException($"Service {id} could not be found.");
         if (service.Binary != "nova-compute")
         {
             throw new BadRequestException($"Updating a {service.Binary} service is not supported. Only nova-compute services can be updated.");
@@ -94,7 +94,7 @@ public static class ServicesEndpoints
         {
             await CheckForEvacuationsAsync(migrations, service.Host, cancellationToken);
         }
-        var updated = services.Update(service.Id, s =>
+        var updated = await services.UpdateAsync(service.Id, s =>
         {
             var next = s;
             if (status == "enabled")
@@ -106,7 +106,7 @@ public static class ServicesEndpoints
                 next = next with { Disabled = true, DisabledReason = reason };
             }
             return forcedDown is { } f ? next with { ForcedDown = f } : next;
-        });
+        }, cancellationToken);
         return NovaJson.Ok(new JsonObject { ["service"] = View(ctx, compute, updated) });
     }
 
@@ -132,18 +132,18 @@ public static class ServicesEndpoints
         {
             throw new BadRequestException("Missing forced_down field");
         }
-        var service = services.Find(host, binary) ?? throw new NotFoundException($"Could not find binary {binary} on host {host}.");
+        var service = await services.FindAsync(host, binary, cancellationToken) ?? throw new NotFoundException($"Could not find binary {binary} on host {host}.");
         if (forcedDown == false && action == "force-down")
         {
             await CheckForEvacuationsAsync(migrations, host, cancellationToken);
         }
-        var updated = services.Update(service.Id, s => action switch
+        var updated = await services.UpdateAsync(service.Id, s => action switch
         {
             "enable" => s with { Disabled = false, DisabledReason = null },
             "disable" => s with { Disabled = true },
             "disable-log-reason" => s with { Disabled = true, DisabledReason = reason },
             _ => s with { ForcedDown = forcedDown!.Value },
-        });
+        }, cancellationToken);
         var view = new JsonObject { ["host"] = updated.Host, ["binary"] = updated.Binary };
         if (action == "force-down")
         {
@@ -183,11 +183,11 @@ public static class ServicesEndpoints
             {
                 throw new BadRequestException($"Invalid uuid {id}");
             }
-            service = services.FindByUuid(id);
+            service = await services.FindByUuidAsync(id, http.RequestAborted);
         }
         else
         {
-            service = int.TryParse(id, out var intId) ? services.FindById(intId) : throw new BadRequestException($"Invalid ID {id}");
+            service = int.TryParse(id, out var intId) ? await services.FindByIdAsync(intId, http.RequestAborted) : throw new BadRequestException($"Invalid ID {id}");
         }
         if (service is null)
         {
@@ -205,13 +205,16 @@ public static class ServicesEndpoints
             }
             // As Nova: the node's resource provider goes too (with whatever is still allocated against it), or it
             // would stay in placement as a candidate for a host that no longer exists.
-            if (nodes.FindByHost(service.Host) is { } node)
+            if (await nodes.FindByHostAsync(service.Host, http.RequestAborted) is { } node)
             {
                 placement.DeleteProvider(node.Uuid);
             }
-            nodes.Delete(service.Host);
+            // From the provider's delete on, the node and the service go too, whatever became of the request.
+            await nodes.DeleteAsync(service.Host, CancellationToken.None);
+            await services.DeleteAsync(service.Id, CancellationToken.None);
+            return TypedResults.NoContent();
         }
-        services.Delete(service.Id);
+        await services.DeleteAsync(service.Id, http.RequestAborted);
         return TypedResults.NoContent();
     }
 }

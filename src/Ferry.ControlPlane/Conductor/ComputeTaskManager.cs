@@ -16,12 +16,12 @@ public sealed class ComputeTaskManager(ConductorContext context)
         .On<LiveMigrateInstanceRequest>("live_migrate_instance", new LiveMigrationTask(context).ExecuteAsync)
         .On<MigrateServerRequest>("migrate_server", new MigrationTask(context).ExecuteAsync)
         .On<EvacuateRequest>("rebuild_instance", new EvacuateTask(context).ExecuteAsync)
-        .On<ServiceReportRequest, ServiceReportReply>("service_report", (r, _) =>
+        .On<ServiceReportRequest, ServiceReportReply>("service_report", async (r, ct) =>
         {
-            var service = context.Services.Report(r.Host, r.Binary, r.Topic, r.Version);
-            return Task.FromResult(new ServiceReportReply(service.Id, service.ForcedDown, service.Disabled));
+            var service = await context.Services.ReportAsync(r.Host, r.Binary, r.Topic, r.Version, ct);
+            return new ServiceReportReply(service.Id, service.ForcedDown, service.Disabled);
         })
-        .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (r, _) => Task.FromResult(context.Nodes.Upsert(r.Node)))
+        .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (r, ct) => context.Nodes.UpsertAsync(r.Node, ct))
         .On<InstanceGetRequest, Instance>("instance_get", (r, ct) => context.Instances.GetAsync(r.Uuid, ct))
         .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", async (r, ct) =>
             new InstanceList(await context.Instances.ListByHostAsync(r.Host, ct)))

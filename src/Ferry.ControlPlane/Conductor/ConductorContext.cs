@@ -45,13 +45,13 @@ public sealed partial class ConductorContext(
 
     public const string ConductorHost = "conductor";
 
-    public bool IsComputeUp(string? host)
+    public async Task<bool> IsComputeUpAsync(string? host, CancellationToken cancellationToken)
     {
         if (host is null)
         {
             return false;
         }
-        var service = Services.Find(host, "nova-compute");
+        var service = await Services.FindAsync(host, "nova-compute", cancellationToken);
         return service is not null && service.IsUp(Time.GetUtcNow(), Options.ServiceDownTime);
     }
 

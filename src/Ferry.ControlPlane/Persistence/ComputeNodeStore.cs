@@ -4,6 +4,7 @@ using System.Data.Common;
 namespace Ferry.ControlPlane.Persistence;
 
 /// <summary>Compute nodes, one per host (Ferry's hosts each have one node named after the host).</summary>
+/// <remarks>Reads stop on their token; a write honours it only until its transaction begins (see <see cref="FerryDatabase.WriteAsync{T}"/>).</remarks>
 public sealed class ComputeNodeStore(FerryDatabase db)
 {
     private long _changeStamp;
@@ -13,105 +14,105 @@ public sealed class ComputeNodeStore(FerryDatabase db)
     /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
     public long ChangeStamp => Interlocked.Read(ref _changeStamp);
 
-    /// <summary>Grows on every delete in this process: a reader that follows <see cref="ListChangedSince"/> must then read everything again.</summary>
+    /// <summary>Grows on every delete in this process: a reader that follows <see cref="ListChangedSinceAsync"/> must then read everything again.</summary>
     public long DeleteStamp => Interlocked.Read(ref _deleteStamp);
 
-    /// <summary>The nodes written after change number <paramref name="afterSeq"/>, each with its change number (see <see cref="ServiceStore.ListChangedSince"/>).</summary>
+    /// <summary>The nodes written after change number <paramref name="afterSeq"/>, each with its change number (see <see cref="ServiceStore.ListChangedSinceAsync"/>).</summary>
     /// <param name="isNew">When given, only the (id, change number) pairs are read first, and the rows only for the pairs it accepts.</param>
-    public List<(ComputeNode Node, long Seq)> ListChangedSince(long afterSeq, Func<int, long, bool>? isNew = null) =>
-        db.Read(c =>
+    public Task<List<(ComputeNode Node, long Seq)>> ListChangedSinceAsync(long afterSeq, CancellationToken cancellationToken, Func<int, long, bool>? isNew = null) =>
+        db.ReadAsync(async (c, ct) =>
         {
             if (isNew is null)
             {
-                using var command = FerryDatabase.Command(c, null, "SELECT data, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
-                return Rows.ReadAll(command, ReadWithSeq);
+                await using var command = FerryDatabase.Command(c, null, "SELECT data, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
+                return await Rows.ReadAllAsync(command, ReadWithSeq, ct);
             }
-            using var keys = FerryDatabase.Command(c, null, "SELECT id, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
-            var wanted = Rows.ReadAll(keys, r => (Id: Rows.Int(r, 0), Seq: Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)))
-                .Where(k => isNew(k.Id, k.Seq)).Select(k => k.Id).ToList();
+            List<int> wanted;
+            await using (var keys = FerryDatabase.Command(c, null, "SELECT id, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq)))
+            {
+                wanted = (await Rows.ReadAllAsync(keys, r => (Id: Rows.Int(r, 0), Seq: Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)), ct))
+                    .Where(k => isNew(k.Id, k.Seq)).Select(k => k.Id).ToList();
+            }
             var rows = new List<(ComputeNode Node, long Seq)>(wanted.Count);
             foreach (var chunk in wanted.Chunk(500))
             {
                 var names = chunk.Select((_, i) => $"@i{i}").ToArray();
-                using var command = FerryDatabase.Command(c, null, $"SELECT data, change_seq FROM compute_nodes WHERE id IN ({string.Join(", ", names)})",
+                await using var command = FerryDatabase.Command(c, null, $"SELECT data, change_seq FROM compute_nodes WHERE id IN ({string.Join(", ", names)})",
                     [.. chunk.Select((id, i) => ($"@i{i}", (object?)id))]);
-                rows.AddRange(Rows.ReadAll(command, ReadWithSeq));
+                rows.AddRange(await Rows.ReadAllAsync(command, ReadWithSeq, ct));
             }
             return rows;
-        });
+        }, cancellationToken);
 
     private static (ComputeNode Node, long Seq) ReadWithSeq(DbDataReader r) =>
         (Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode), Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>Creates or updates the host's node; a node keeps its uuid (= resource provider uuid) for life.</summary>
-    public ComputeNode Upsert(ComputeNode node) =>
-        db.Write((c, t) =>
+    public Task<ComputeNode> UpsertAsync(ComputeNode node, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
             Interlocked.Increment(ref _changeStamp);
             // Insert-or-nothing and then lock the row: two processes registering one host end with one node.
-            using (var ensure = FerryDatabase.Command(c, t, "INSERT INTO compute_nodes(uuid, host, data) VALUES (@u, @h, '{}') ON CONFLICT(host) DO NOTHING",
-                ("@u", node.Uuid), ("@h", node.Host)))
+            await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t, "INSERT INTO compute_nodes(uuid, host, data) VALUES (@u, @h, '{}') ON CONFLICT(host) DO NOTHING",
+                ("@u", node.Uuid), ("@h", node.Host)), ct);
+            ComputeNode saved;
+            string previous;
+            await using (var find = FerryDatabase.Command(c, t, "SELECT id, uuid, data FROM compute_nodes WHERE host = @h" + db.Dialect.ForUpdate, ("@h", node.Host)))
             {
-                ensure.ExecuteNonQuery();
+                (saved, previous) = (await Rows.ReadFirstAsync(find, r => (node with { Id = Rows.Int(r, 0), Uuid = r.GetString(1) }, r.GetString(2)), ct))!;
             }
-            using var find = FerryDatabase.Command(c, t, "SELECT id, uuid, data FROM compute_nodes WHERE host = @h" + db.Dialect.ForUpdate, ("@h", node.Host));
-            using var reader = find.ExecuteReader();
-            reader.Read();
-            var saved = node with { Id = Rows.Int(reader, 0), Uuid = reader.GetString(1) };
-            var previous = reader.GetString(2);
-            reader.Close();
             if (previous != "{}" && Rows.FromJson(previous, PersistenceJsonContext.Default.ComputeNode) with { BootedAt = saved.BootedAt } is var same
                 && Rows.Json(same, PersistenceJsonContext.Default.ComputeNode) == Rows.Json(saved, PersistenceJsonContext.Default.ComputeNode))
             {
                 // A restarted agent reporting the same node: only its boot time moves, which a PostgreSQL crash may lose (the
                 // uptime shows the boot before); 10,000 hosts restarting no longer wait on 10,000 disk flushes.
-                db.CommitWithoutFlush(c, t);
+                await db.CommitWithoutFlushAsync(c, t, ct);
             }
-            using var update = FerryDatabase.Command(c, t,
+            await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t,
                 "UPDATE compute_nodes SET data = @d, change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM compute_nodes) WHERE id = @id",
-                ("@id", saved.Id), ("@d", Rows.Json(saved, PersistenceJsonContext.Default.ComputeNode)));
-            update.ExecuteNonQuery();
+                ("@id", saved.Id), ("@d", Rows.Json(saved, PersistenceJsonContext.Default.ComputeNode))), ct);
             return saved;
-        });
+        }, cancellationToken);
 
-    public List<ComputeNode> List() =>
-        db.Read(c =>
+    public Task<List<ComputeNode>> ListAsync(CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null, "SELECT data FROM compute_nodes ORDER BY id");
-            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode));
-        });
+            await using var command = FerryDatabase.Command(c, null, "SELECT data FROM compute_nodes ORDER BY id");
+            return await Rows.ReadAllAsync(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode), ct);
+        }, cancellationToken);
 
     /// <summary>
     /// One page of nodes in id order after <paramref name="afterId"/>, at most <paramref name="limit"/> (null: all),
     /// as Nova's compute_node_get_all_by_pagination: one query on the primary key, however many nodes there are.
     /// </summary>
-    public List<ComputeNode> ListPage(int? afterId, int? limit) =>
-        db.Read(c =>
+    public Task<List<ComputeNode>> ListPageAsync(int? afterId, int? limit, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
-            using var command = FerryDatabase.Command(c, null,
+            await using var command = FerryDatabase.Command(c, null,
                 "SELECT data FROM compute_nodes" + (afterId is null ? "" : " WHERE id > @after") + " ORDER BY id" + (limit is null ? "" : " LIMIT @limit"),
                 ("@after", afterId), ("@limit", limit));
-            return Rows.ReadAll(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode));
-        });
+            return await Rows.ReadAllAsync(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode), ct);
+        }, cancellationToken);
 
-    public ComputeNode? FindById(int id) => db.Read(c => Find(c, null, "id = @k", id));
+    public Task<ComputeNode?> FindByIdAsync(int id, CancellationToken cancellationToken) =>
+        db.ReadAsync((c, ct) => FindAsync(c, "id = @k", id, ct), cancellationToken);
 
-    public ComputeNode? FindByHost(string host) => db.Read(c => Find(c, null, "host = @k", host));
+    public Task<ComputeNode?> FindByHostAsync(string host, CancellationToken cancellationToken) =>
+        db.ReadAsync((c, ct) => FindAsync(c, "host = @k", host, ct), cancellationToken);
 
-    public ComputeNode? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = @k", uuid));
+    public Task<ComputeNode?> FindByUuidAsync(string uuid, CancellationToken cancellationToken) =>
+        db.ReadAsync((c, ct) => FindAsync(c, "uuid = @k", uuid, ct), cancellationToken);
 
-    public void Delete(string host) =>
-        db.Write((c, t) =>
+    public Task DeleteAsync(string host, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
             Interlocked.Increment(ref _changeStamp);
             Interlocked.Increment(ref _deleteStamp);
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM compute_nodes WHERE host = @h", ("@h", host));
-            command.ExecuteNonQuery();
-        });
+            await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t, "DELETE FROM compute_nodes WHERE host = @h", ("@h", host)), ct);
+        }, cancellationToken);
 
-    private static ComputeNode? Find(DbConnection c, DbTransaction? t, string where, object key)
-    {
-        using var command = FerryDatabase.Command(c, t, $"SELECT data FROM compute_nodes WHERE {where}", ("@k", key));
-        return command.ExecuteScalar() is string json ? Rows.FromJson(json, PersistenceJsonContext.Default.ComputeNode) : null;
-    }
+    private static async Task<ComputeNode?> FindAsync(DbConnection c, string where, object key, CancellationToken cancellationToken) =>
+        await FerryDatabase.ScalarAsync(FerryDatabase.Command(c, null, $"SELECT data FROM compute_nodes WHERE {where}", ("@k", key)), cancellationToken) is string json
+            ? Rows.FromJson(json, PersistenceJsonContext.Default.ComputeNode)
+            : null;
 }

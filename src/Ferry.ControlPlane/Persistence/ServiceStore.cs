@@ -5,6 +5,7 @@ using System.Data.Common;
 namespace Ferry.ControlPlane.Persistence;
 
 /// <summary>The services table: one row per (host, binary), with its last heartbeat.</summary>
+/// <remarks>Reads stop on their token; a write honours it only until its transaction begins (see <see cref="FerryDatabase.WriteAsync{T}"/>).</remarks>
 public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
 {
     private long _changeStamp;
@@ -14,7 +15,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
     public long ChangeStamp => Interlocked.Read(ref _changeStamp);
 
-    /// <summary>Grows on every delete in this process: a reader that follows <see cref="ListChangedSince"/> must then read everything again.</summary>
+    /// <summary>Grows on every delete in this process: a reader that follows <see cref="ListChangedSinceAsync"/> must then read everything again.</summary>
     public long DeleteStamp => Interlocked.Read(ref _deleteStamp);
 
     internal const string ChangedSinceSql = "SELECT id, data, change_seq FROM services WHERE change_seq > @after AND \"binary\" = @b";
@@ -26,28 +27,32 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     /// </summary>
     /// <param name="isNew">When given, only the (host, change number) pairs are read first and the rows are read only
     /// for the pairs it accepts: a reader that looks back over rows it already has reads their keys, not their JSON.</param>
-    public List<(Service Service, long Seq)> ListChangedSince(string binary, long afterSeq, Func<string, long, bool>? isNew = null) =>
-        db.Read(c =>
+    public Task<List<(Service Service, long Seq)>> ListChangedSinceAsync(string binary, long afterSeq, CancellationToken cancellationToken,
+        Func<string, long, bool>? isNew = null) =>
+        db.ReadAsync(async (c, ct) =>
         {
             if (isNew is null)
             {
-                using var command = FerryDatabase.Command(c, null, ChangedSinceSql, ("@after", afterSeq), ("@b", binary));
-                return Rows.ReadAll(command, ReadWithSeq);
+                await using var command = FerryDatabase.Command(c, null, ChangedSinceSql, ("@after", afterSeq), ("@b", binary));
+                return await Rows.ReadAllAsync(command, ReadWithSeq, ct);
             }
-            using var keys = FerryDatabase.Command(c, null, ChangedKeysSinceSql, ("@after", afterSeq), ("@b", binary));
-            var wanted = Rows.ReadAll(keys, r => (Host: r.GetString(0), Seq: Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)))
-                .Where(k => isNew(k.Host, k.Seq)).Select(k => k.Host).ToList();
+            List<string> wanted;
+            await using (var keys = FerryDatabase.Command(c, null, ChangedKeysSinceSql, ("@after", afterSeq), ("@b", binary)))
+            {
+                wanted = (await Rows.ReadAllAsync(keys, r => (Host: r.GetString(0), Seq: Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture)), ct))
+                    .Where(k => isNew(k.Host, k.Seq)).Select(k => k.Host).ToList();
+            }
             var rows = new List<(Service Service, long Seq)>(wanted.Count);
             foreach (var chunk in wanted.Chunk(500))
             {
                 var names = chunk.Select((_, i) => $"@h{i}").ToArray();
-                using var command = FerryDatabase.Command(c, null,
+                await using var command = FerryDatabase.Command(c, null,
                     $"SELECT id, data, change_seq FROM services WHERE \"binary\" = @b AND host IN ({string.Join(", ", names)})",
                     [("@b", binary), .. chunk.Select((h, i) => ($"@h{i}", (object?)h))]);
-                rows.AddRange(Rows.ReadAll(command, ReadWithSeq));
+                rows.AddRange(await Rows.ReadAllAsync(command, ReadWithSeq, ct));
             }
             return rows;
-        });
+        }, cancellationToken);
 
     internal const string ChangedKeysSinceSql = "SELECT host, change_seq FROM services WHERE change_seq > @after AND \"binary\" = @b";
 
@@ -55,8 +60,8 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         (Map(r), Convert.ToInt64(r.GetValue(2), System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>Records a heartbeat, creating the service on its first report (an upsert, so two processes never make two rows).</summary>
-    public Service Report(string host, string binary, string topic, int version) =>
-        db.Write((c, t) =>
+    public Task<Service> ReportAsync(string host, string binary, string topic, int version, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
             Interlocked.Increment(ref _changeStamp);
             var now = time.GetUtcNow();
@@ -70,113 +75,118 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
             // each waited on three before. The row's id lives in its column; the JSON's is not read. Like a heartbeat it
             // need not wait for the disk: a row a PostgreSQL crash loses is made again by the host's next report, and
             // nothing refers to it by id (the node is found by host). That was one of four flushes of each host's first start.
-            db.CommitWithoutFlush(c, t);
-            using var ensure = FerryDatabase.Command(c, t,
+            await db.CommitWithoutFlushAsync(c, t, ct);
+            await using (var ensure = FerryDatabase.Command(c, t,
                 "INSERT INTO services(uuid, host, \"binary\", data, change_seq) VALUES (@u, @h, @b, @d, "
                 + "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services)) ON CONFLICT(host, \"binary\") DO NOTHING RETURNING id",
-                ("@u", fresh.Uuid), ("@h", host), ("@b", binary), ("@d", Rows.Json(fresh, PersistenceJsonContext.Default.Service)));
-            if (ensure.ExecuteScalar() is { } id and not DBNull)
+                ("@u", fresh.Uuid), ("@h", host), ("@b", binary), ("@d", Rows.Json(fresh, PersistenceJsonContext.Default.Service))))
             {
-                return fresh with { Id = Convert.ToInt32(id, System.Globalization.CultureInfo.InvariantCulture) };
+                if (await ensure.ExecuteScalarAsync(ct) is { } id and not DBNull)
+                {
+                    return fresh with { Id = Convert.ToInt32(id, System.Globalization.CultureInfo.InvariantCulture) };
+                }
             }
             // A heartbeat only moves updated_at: one a PostgreSQL crash loses is the next one's to make (10,000 hosts
             // report every 10 s; waiting for a disk flush each was most of the database's commit time).
-            var service = Find(c, t, "host = @a AND \"binary\" = @b" + db.Dialect.ForUpdate, host, binary)!;
-            return Save(c, t, service with { LastSeenUp = now, UpdatedAt = now, Version = version });
-        });
+            var service = (await FindAsync(c, t, "host = @a AND \"binary\" = @b" + db.Dialect.ForUpdate, host, binary, ct))!;
+            return await SaveAsync(c, t, service with { LastSeenUp = now, UpdatedAt = now, Version = version }, ct);
+        }, cancellationToken);
 
     /// <summary>
     /// Makes the nova-compute services of every host not in <paramref name="runningHosts"/> down at once (their
     /// last heartbeat is forgotten; updated_at stays), for a process that knows which compute hosts it runs:
     /// hosts of an earlier run must not look up until service_down_time passes. Returns the hosts marked down.
     /// </summary>
-    public List<string> MarkComputesDownExcept(IReadOnlyCollection<string> runningHosts) =>
-        db.Write((c, t) =>
+    public Task<List<string>> MarkComputesDownExceptAsync(IReadOnlyCollection<string> runningHosts, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            using var command = FerryDatabase.Command(c, t, "SELECT id, data FROM services WHERE \"binary\" = 'nova-compute' ORDER BY id" + db.Dialect.ForUpdate);
-            var stale = Rows.ReadAll(command, Map).Where(s => !runningHosts.Contains(s.Host)).ToList();
+            List<Service> stale;
+            await using (var command = FerryDatabase.Command(c, t, "SELECT id, data FROM services WHERE \"binary\" = 'nova-compute' ORDER BY id" + db.Dialect.ForUpdate))
+            {
+                stale = (await Rows.ReadAllAsync(command, Map, ct)).Where(s => !runningHosts.Contains(s.Host)).ToList();
+            }
             foreach (var service in stale)
             {
-                Save(c, t, service with { LastSeenUp = DateTimeOffset.UnixEpoch });
+                await SaveAsync(c, t, service with { LastSeenUp = DateTimeOffset.UnixEpoch }, ct);
             }
             return stale.Select(s => s.Host).ToList();
-        });
+        }, cancellationToken);
 
-    public List<Service> List(string? host = null, string? binary = null) =>
-        db.Read(c =>
+    public Task<List<Service>> ListAsync(CancellationToken cancellationToken, string? host = null, string? binary = null) =>
+        db.ReadAsync(async (c, ct) =>
         {
             // Only the given filters reach the SQL, so the (host, binary) index serves a host's rows.
             var where = string.Join(" AND ", new[] { host is null ? null : "host = @h", binary is null ? null : "\"binary\" = @b" }.OfType<string>());
-            using var command = FerryDatabase.Command(c, null,
+            await using var command = FerryDatabase.Command(c, null,
                 "SELECT id, data FROM services" + (where.Length > 0 ? " WHERE " + where : "") + " ORDER BY id",
                 ("@h", host), ("@b", binary));
-            return Rows.ReadAll(command, Map);
-        });
+            return await Rows.ReadAllAsync(command, Map, ct);
+        }, cancellationToken);
 
     /// <summary>The services of <paramref name="binary"/> on each of <paramref name="hosts"/>, by host: one query per 500 hosts.</summary>
-    public Dictionary<string, Service> FindByHosts(IReadOnlyCollection<string> hosts, string binary) =>
-        db.Read(c =>
+    public Task<Dictionary<string, Service>> FindByHostsAsync(IReadOnlyCollection<string> hosts, string binary, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
         {
             var found = new Dictionary<string, Service>(StringComparer.Ordinal);
             foreach (var chunk in hosts.Distinct(StringComparer.Ordinal).Chunk(500))
             {
                 var names = chunk.Select((_, i) => $"@h{i}").ToArray();
-                using var command = FerryDatabase.Command(c, null,
+                await using var command = FerryDatabase.Command(c, null,
                     $"SELECT id, data FROM services WHERE \"binary\" = @b AND host IN ({string.Join(", ", names)})",
                     [("@b", binary), .. chunk.Select((h, i) => ($"@h{i}", (object?)h))]);
-                foreach (var service in Rows.ReadAll(command, Map))
+                foreach (var service in await Rows.ReadAllAsync(command, Map, ct))
                 {
                     found[service.Host] = service;
                 }
             }
             return found;
-        });
+        }, cancellationToken);
 
-    public Service? FindByUuid(string uuid) => db.Read(c => Find(c, null, "uuid = @a", uuid, null));
+    public Task<Service?> FindByUuidAsync(string uuid, CancellationToken cancellationToken) =>
+        db.ReadAsync((c, ct) => FindAsync(c, null, "uuid = @a", uuid, null, ct), cancellationToken);
 
-    public Service? FindById(int id) => db.Read(c => Find(c, null, "id = @a", id, null));
+    public Task<Service?> FindByIdAsync(int id, CancellationToken cancellationToken) =>
+        db.ReadAsync((c, ct) => FindAsync(c, null, "id = @a", id, null, ct), cancellationToken);
 
-    public Service? Find(string host, string binary) => db.Read(c => Find(c, null, "host = @a AND \"binary\" = @b", host, binary));
+    public Task<Service?> FindAsync(string host, string binary, CancellationToken cancellationToken) =>
+        db.ReadAsync((c, ct) => FindAsync(c, null, "host = @a AND \"binary\" = @b", host, binary, ct), cancellationToken);
 
-    public Service Update(int id, Func<Service, Service> change) =>
-        db.Write((c, t) =>
+    public Task<Service> UpdateAsync(int id, Func<Service, Service> change, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            var service = Find(c, t, "id = @a" + db.Dialect.ForUpdate, id, null) ?? throw new NotFoundException($"Service {id} could not be found.");
-            return Save(c, t, change(service) with { UpdatedAt = time.GetUtcNow() });
-        });
+            var service = await FindAsync(c, t, "id = @a" + db.Dialect.ForUpdate, id, null, ct) ?? throw new NotFoundException($"Service {id} could not be found.");
+            return await SaveAsync(c, t, change(service) with { UpdatedAt = time.GetUtcNow() }, ct);
+        }, cancellationToken);
 
-    public void Delete(int id) =>
-        db.Write((c, t) =>
+    public Task DeleteAsync(int id, CancellationToken cancellationToken) =>
+        db.WriteAsync(async (c, t, ct) =>
         {
             Interlocked.Increment(ref _changeStamp);
             Interlocked.Increment(ref _deleteStamp);
-            using var command = FerryDatabase.Command(c, t, "DELETE FROM services WHERE id = @id", ("@id", id));
-            command.ExecuteNonQuery();
-        });
+            await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t, "DELETE FROM services WHERE id = @id", ("@id", id)), ct);
+        }, cancellationToken);
 
-    private static Service Save(DbConnection c, DbTransaction t, Service s)
+    private static async Task<Service> SaveAsync(DbConnection c, DbTransaction t, Service s, CancellationToken cancellationToken)
     {
         if (s.Id == 0)
         {
-            using var insert = FerryDatabase.Command(c, t,
+            var id = await FerryDatabase.ScalarAsync(FerryDatabase.Command(c, t,
                 "INSERT INTO services(uuid, host, \"binary\", data) VALUES (@u, @h, @b, @d) RETURNING id",
-                ("@u", s.Uuid), ("@h", s.Host), ("@b", s.Binary), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
-            s = s with { Id = Convert.ToInt32(insert.ExecuteScalar()) };
+                ("@u", s.Uuid), ("@h", s.Host), ("@b", s.Binary), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service))), cancellationToken);
+            s = s with { Id = Convert.ToInt32(id, System.Globalization.CultureInfo.InvariantCulture) };
         }
-        using var update = FerryDatabase.Command(c, t,
+        await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t,
             "UPDATE services SET data = @d, change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services) WHERE id = @id",
-            ("@id", s.Id), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service)));
-        update.ExecuteNonQuery();
+            ("@id", s.Id), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service))), cancellationToken);
         return s;
     }
 
-    private static Service? Find(DbConnection c, DbTransaction? t, string where, object a, object? b)
+    private static async Task<Service?> FindAsync(DbConnection c, DbTransaction? t, string where, object a, object? b, CancellationToken cancellationToken)
     {
-        using var command = FerryDatabase.Command(c, t, $"SELECT id, data FROM services WHERE {where}", ("@a", a), ("@b", b));
-        using var reader = command.ExecuteReader();
-        return reader.Read() ? Map(reader) : null;
+        await using var command = FerryDatabase.Command(c, t, $"SELECT id, data FROM services WHERE {where}", ("@a", a), ("@b", b));
+        return await Rows.ReadFirstAsync(command, Map, cancellationToken);
     }
 
     private static Service Map(DbDataReader r) =>

@@ -29,36 +29,41 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
 
     private static readonly Comparer<ComputeNode> s_byId = Comparer<ComputeNode>.Create((a, b) => a.Id.CompareTo(b.Id));
 
-    private readonly Lock _refresh = new();
+    // Held across the database reads, so one request reads the changes and the others wait for it (asynchronously).
+    private readonly SemaphoreSlim _refresh = new(1, 1);
     private volatile Snapshot? _snapshot;
     private int _fullReads;
     private int _incrementalReads;
 
-    public IReadOnlyList<ComputeNode> GetComputeNodes() => Current().Nodes;
+    public IReadOnlyList<ComputeNode> GetComputeNodes() => Loaded().Nodes;
 
-    public IReadOnlyDictionary<string, Service> GetComputeServices() => Current().Services;
+    public IReadOnlyDictionary<string, Service> GetComputeServices() => Loaded().Services;
 
     public string GetAvailabilityZone(string host) =>
-        Current().Services.TryGetValue(host, out var service) ? service.Zone : "nova";
+        Loaded().Services.TryGetValue(host, out var service) ? service.Zone : "nova";
 
     /// <summary>How many full reads and incremental reads this source made (for tests and diagnostics).</summary>
     internal (int Full, int Incremental) Reads => (_fullReads, _incrementalReads);
 
-    private Snapshot Current()
+    private Snapshot Loaded() =>
+        _snapshot ?? throw new InvalidOperationException("The scheduler's host states were read before they were loaded (RefreshAsync).");
+
+    public async ValueTask RefreshAsync(CancellationToken cancellationToken)
     {
         var snapshot = _snapshot;
         if (snapshot is not null && IsCurrent(snapshot, time.GetTimestamp()))
         {
-            return snapshot;
+            return;
         }
-        lock (_refresh)
+        await _refresh.WaitAsync(cancellationToken);
+        try
         {
             // Another request may have refreshed it while this one waited.
             snapshot = _snapshot;
             var now = time.GetTimestamp();
             if (snapshot is not null && IsCurrent(snapshot, now))
             {
-                return snapshot;
+                return;
             }
             // Stamps are read before the rows so a concurrent write makes the next call read again.
             var stamps = new Stamps(nodes.ChangeStamp, services.ChangeStamp, nodes.DeleteStamp, services.DeleteStamp);
@@ -66,9 +71,11 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
                 || stamps.NodeDeletes != snapshot.Stamps.NodeDeletes
                 || stamps.ServiceDeletes != snapshot.Stamps.ServiceDeletes
                 || (database.IsShared && time.GetElapsedTime(snapshot.FullAt, now) >= s_fullReloadAge);
-            snapshot = full ? ReadAll(stamps, now) : ReadChanges(snapshot!, stamps, now);
-            _snapshot = snapshot;
-            return snapshot;
+            _snapshot = full ? await ReadAllAsync(stamps, now, cancellationToken) : await ReadChangesAsync(snapshot!, stamps, now, cancellationToken);
+        }
+        finally
+        {
+            _refresh.Release();
         }
     }
 
@@ -77,11 +84,11 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
         && snapshot.Stamps.Services == services.ChangeStamp
         && time.GetElapsedTime(snapshot.TakenAt, now) < s_maxAge;
 
-    private Snapshot ReadAll(Stamps stamps, long now)
+    private async Task<Snapshot> ReadAllAsync(Stamps stamps, long now, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _fullReads);
-        var nodeRows = nodes.ListChangedSince(-1);
-        var serviceRows = services.ListChangedSince(ComputeBinary, -1);
+        var nodeRows = await nodes.ListChangedSinceAsync(-1, cancellationToken);
+        var serviceRows = await services.ListChangedSinceAsync(ComputeBinary, -1, cancellationToken);
         var nodeSeqs = new Dictionary<int, long>(nodeRows.Count);
         var serviceSeqs = new Dictionary<string, long>(serviceRows.Count, StringComparer.Ordinal);
         var byHost = new Dictionary<string, Service>(serviceRows.Count, StringComparer.Ordinal);
@@ -100,7 +107,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
             nodeRows.Count == 0 ? 0 : nodeRows.Max(r => r.Seq), serviceRows.Count == 0 ? 0 : serviceRows.Max(r => r.Seq), stamps, now, now);
     }
 
-    private Snapshot ReadChanges(Snapshot old, Stamps stamps, long now)
+    private async Task<Snapshot> ReadChangesAsync(Snapshot old, Stamps stamps, long now, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _incrementalReads);
         // Rows already seen at the same change number are not changes. The shared overlap looks back over many such
@@ -109,14 +116,15 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
         List<(Service Service, long Seq)> changedServices;
         if (database.IsShared)
         {
-            changedNodes = nodes.ListChangedSince(old.NodeSeq - SharedOverlap, (id, seq) => !old.NodeSeqs.TryGetValue(id, out var seen) || seen != seq);
-            changedServices = services.ListChangedSince(ComputeBinary, old.ServiceSeq - SharedOverlap,
+            changedNodes = await nodes.ListChangedSinceAsync(old.NodeSeq - SharedOverlap, cancellationToken,
+                (id, seq) => !old.NodeSeqs.TryGetValue(id, out var seen) || seen != seq);
+            changedServices = await services.ListChangedSinceAsync(ComputeBinary, old.ServiceSeq - SharedOverlap, cancellationToken,
                 (host, seq) => !old.ServiceSeqs.TryGetValue(host, out var seen) || seen != seq);
         }
         else
         {
-            changedNodes = nodes.ListChangedSince(old.NodeSeq);
-            changedServices = services.ListChangedSince(ComputeBinary, old.ServiceSeq);
+            changedNodes = await nodes.ListChangedSinceAsync(old.NodeSeq, cancellationToken);
+            changedServices = await services.ListChangedSinceAsync(ComputeBinary, old.ServiceSeq, cancellationToken);
         }
         if (changedNodes.Count == 0 && changedServices.Count == 0)
         {

@@ -15,6 +15,9 @@ public sealed class HostManager(IHostStateSource source)
 {
     private readonly ConcurrentDictionary<string, HostState> _states = new(StringComparer.Ordinal);
 
+    /// <summary>Loads the host facts a request reads (<see cref="IHostStateSource.RefreshAsync"/>): the rest of this class reads memory only.</summary>
+    public ValueTask RefreshAsync(CancellationToken cancellationToken) => source.RefreshAsync(cancellationToken);
+
     /// <summary>The uuid of the (first) compute node of <paramref name="host"/>, or null when it has none.</summary>
     public string? GetNodeUuid(string host)
     {

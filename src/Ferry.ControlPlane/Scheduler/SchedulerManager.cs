@@ -39,9 +39,11 @@ public sealed partial class SchedulerManager(
     /// claimed host; up to <paramref name="numAlternates"/> further filtered hosts follow, unclaimed.
     /// </summary>
     /// <exception cref="NoValidHostException">No candidate passes the filters or can be claimed.</exception>
-    public IReadOnlyList<Selection> SelectDestinations(RequestSpec spec, int numAlternates)
+    public async Task<IReadOnlyList<Selection>> SelectDestinationsAsync(RequestSpec spec, int numAlternates, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        // Host facts are loaded before anything filters: the filter chain is synchronous and must not wait on the database.
+        await hostManager.RefreshAsync(cancellationToken);
         var opts = options.Value;
         var resources = RequestedResources(spec.Flavor);
 

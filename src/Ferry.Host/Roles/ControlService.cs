@@ -14,11 +14,11 @@ internal sealed class ControlService(IRpcTransport transport, string topic, stri
 {
     private IAsyncDisposable? _listener;
 
-    public override Task StartAsync(CancellationToken cancellationToken)
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
         _listener = transport.Listen(topic, dispatcher());
-        ControlServiceHeartbeat.Report(services, options.ControllerHost, binary, topic);
-        return base.StartAsync(cancellationToken);
+        await ControlServiceHeartbeat.ReportAsync(services, options.ControllerHost, binary, topic, cancellationToken);
+        await base.StartAsync(cancellationToken);
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
@@ -41,7 +41,8 @@ internal sealed class ControlService(IRpcTransport transport, string topic, stri
 internal static partial class ControlServiceHeartbeat
 {
     /// <summary>One heartbeat: done at start, before the role says it is ready, so `compute service list` shows it at once.</summary>
-    public static void Report(ServiceStore services, string host, string binary, string topic) => services.Report(host, binary, topic, 1);
+    public static Task ReportAsync(ServiceStore services, string host, string binary, string topic, CancellationToken ct) =>
+        services.ReportAsync(host, binary, topic, 1, ct);
 
     /// <summary>
     /// A heartbeat every <paramref name="interval"/> until <paramref name="ct"/> is cancelled. A heartbeat the database
@@ -55,7 +56,11 @@ internal static partial class ControlServiceHeartbeat
         {
             try
             {
-                Report(services, host, binary, topic);
+                await ReportAsync(services, host, binary, topic, ct);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return; // stopping while a heartbeat waited for the database
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

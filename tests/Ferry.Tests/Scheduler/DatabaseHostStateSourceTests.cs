@@ -16,6 +16,7 @@ public sealed class PostgresDatabaseHostStateSourceTests() : DatabaseHostStateSo
     {
         var (_, services, source) = Open();
         Report("h1", "h2");
+        source.Refresh();
         Assert.Equal(2, source.GetComputeServices().Count);
         var other = OtherProcess();
 
@@ -28,9 +29,11 @@ public sealed class PostgresDatabaseHostStateSourceTests() : DatabaseHostStateSo
             Assert.Equal(1, write.ExecuteNonQuery());
             var h2 = services.Find("h2", "nova-compute")!;
             services.Update(h2.Id, s => s with { DisabledReason = "later" });
+            source.Refresh();
             Assert.Equal("later", source.GetComputeServices()["h2"].DisabledReason);
         });
         Time.Advance(TimeSpan.FromSeconds(1)); // another process's write: seen once the snapshot is a second old
+        source.Refresh();
 
         Assert.True(source.GetComputeServices()["h1"].Disabled);
         Assert.Equal(1, source.Reads.Full);
@@ -90,12 +93,14 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
     {
         var (nodes, services, source) = Open();
         Report("h1", "h2", "h3");
+        source.Refresh();
         var before = source.GetComputeNodes();
         var h2 = services.Find("h2", "nova-compute")!;
 
         services.Update(h2.Id, s => s with { Disabled = true, DisabledReason = "maintenance" });
         Time.Advance(TimeSpan.FromSeconds(5));
         services.Report("h3", "nova-compute", "compute", 1);
+        source.Refresh();
 
         var after = source.GetComputeServices();
         Assert.True(after["h2"].Disabled);
@@ -111,14 +116,17 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
     {
         var (_, _, source) = Open();
         Report("h1", "h2");
+        source.Refresh();
         var first = source.GetComputeNodes();
         var other = OtherProcess();
         AddHost(other, "h3");
         var otherNodes = new ComputeNodeStore(other);
         otherNodes.Upsert(otherNodes.FindByHost("h1")! with { Vcpus = 64 });
 
+        source.Refresh();
         Assert.Same(first, source.GetComputeNodes()); // no write in this process, and not yet a second old
         Time.Advance(TimeSpan.FromSeconds(1));
+        source.Refresh();
         var nodes = source.GetComputeNodes();
 
         Assert.Equal(["h1", "h2", "h3"], nodes.Select(n => n.Host));
@@ -133,14 +141,39 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
     {
         var (nodes, services, source) = Open();
         Report("h1", "h2");
+        source.Refresh();
         Assert.Equal(2, source.GetComputeNodes().Count);
 
         nodes.Delete("h1");
         services.Delete(services.Find("h1", "nova-compute")!.Id);
+        source.Refresh();
 
         Assert.Equal(["h2"], source.GetComputeNodes().Select(n => n.Host));
         Assert.False(source.GetComputeServices().ContainsKey("h1"));
         Assert.Equal(2, source.Reads.Full);
+    }
+
+    [Fact]
+    public async Task GetComputeNodes_WriteAfterRefresh_AnswersFromMemoryUntilTheNextRefresh()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var (nodes, services, source) = Open();
+        Assert.Throws<InvalidOperationException>(() => source.GetComputeNodes()); // nothing loaded: never a read of its own
+        Report("h1", "h2");
+        await source.RefreshAsync(timeout.Token);
+        var loaded = source.GetComputeNodes();
+
+        // The getters are what the synchronous filters call: they must not go to the database, even when it changed.
+        Report("h3");
+        services.Update(services.Find("h1", "nova-compute")!.Id, s => s with { Disabled = true });
+
+        Assert.Same(loaded, source.GetComputeNodes());
+        Assert.False(source.GetComputeServices()["h1"].Disabled);
+        Assert.Equal((1, 0), source.Reads);
+        await source.RefreshAsync(timeout.Token);
+        Assert.Equal(["h1", "h2", "h3"], source.GetComputeNodes().Select(n => n.Host));
+        Assert.True(source.GetComputeServices()["h1"].Disabled);
+        Assert.Equal(3, nodes.List().Count);
     }
 }
 

@@ -287,6 +287,18 @@ public sealed class SchedulerManagerTests : IDisposable
     }
 
     [Fact]
+    public async Task SelectDestinationsAsync_Request_LoadsHostFactsOnceBeforeFiltering()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var scheduler = Scheduler();
+
+        await scheduler.SelectDestinationsAsync(Spec("inst-1"), 3, timeout.Token);
+        await scheduler.SelectDestinationsAsync(Spec("inst-2", requestedHost: "h4"), 0, timeout.Token);
+
+        Assert.Equal(2, _source.Refreshes);
+    }
+
+    [Fact]
     public void SelectDestinations_HostSubsetSize_PicksAmongTheBestN()
     {
         var scheduler = Scheduler(o => o.HostSubsetSize = 2);

@@ -107,6 +107,14 @@ internal sealed class TestHostStateSource : IHostStateSource
     public Dictionary<string, Service> Services { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, string> Zones { get; } = new(StringComparer.Ordinal);
 
+    public int Refreshes { get; private set; }
+
+    public ValueTask RefreshAsync(CancellationToken cancellationToken)
+    {
+        Refreshes++;
+        return ValueTask.CompletedTask;
+    }
+
     public IReadOnlyList<ComputeNode> GetComputeNodes() => Nodes;
 
     public IReadOnlyDictionary<string, Service> GetComputeServices() => Services;

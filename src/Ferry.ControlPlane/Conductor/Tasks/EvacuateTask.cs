@@ -30,7 +30,7 @@ public sealed class EvacuateTask(ConductorContext context)
         try
         {
             var selection = claimed = request.Host is not null && request.Force
-                ? ClaimForcedHost(instance, request.Host)
+                ? await ClaimForcedHostAsync(instance, request.Host, ct)
                 : (await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(
                     (await context.BuildRequestSpecAsync(instance, instance.Flavor, ct)) with
                     {
@@ -63,9 +63,9 @@ public sealed class EvacuateTask(ConductorContext context)
         }
     }
 
-    private Selection ClaimForcedHost(Instance instance, string host)
+    private async Task<Selection> ClaimForcedHostAsync(Instance instance, string host, CancellationToken ct)
     {
-        var node = context.Nodes.FindByHost(host) ?? throw new ComputeHostNotFoundException(host);
+        var node = await context.Nodes.FindByHostAsync(host, ct) ?? throw new ComputeHostNotFoundException(host);
         var current = context.Placement.GetAllocations(instance.Uuid);
         var resources = ConductorContext.Resources(instance.Flavor);
         var allocations = current.Allocations.ToDictionary(a => a.Key, a => new Dictionary<string, long>(a.Value));

@@ -53,7 +53,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             {
                 throw InstanceInvalidStateException.For("os-migrateLive", instance.Uuid, "power_state", ((int)instance.PowerState).ToString());
             }
-            if (!context.IsComputeUp(instance.Host))
+            if (!await context.IsComputeUpAsync(instance.Host, ct))
             {
                 throw new ComputeServiceUnavailableException(instance.Host ?? "None");
             }
@@ -115,7 +115,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             var selection = (await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(spec, 0), ct)).Selections[0];
             try
             {
-                CheckCompatibleWithSource(instance.Host!, selection.ServiceHost);
+                await CheckCompatibleWithSourceAsync(instance.Host!, selection.ServiceHost, ct);
                 var data = await CallLiveMigrationChecksAsync(instance, migration, selection.ServiceHost, request.BlockMigration, ct);
                 return (selection, data);
             }
@@ -141,13 +141,13 @@ public sealed class LiveMigrationTask(ConductorContext context)
         {
             throw new UnableToMigrateToSelfException(instance.Uuid, dest);
         }
-        var node = context.Nodes.FindByHost(dest) ?? throw new ComputeHostNotFoundException(dest);
-        if (!context.IsComputeUp(dest))
+        var node = await context.Nodes.FindByHostAsync(dest, ct) ?? throw new ComputeHostNotFoundException(dest);
+        if (!await context.IsComputeUpAsync(dest, ct))
         {
             throw new ComputeServiceUnavailableException(dest);
         }
         CheckEnoughMemory(instance, node);
-        CheckCompatibleWithSource(instance.Host!, dest);
+        await CheckCompatibleWithSourceAsync(instance.Host!, dest, ct);
         var resources = ConductorContext.Resources(instance.Flavor);
         try
         {
@@ -192,10 +192,10 @@ public sealed class LiveMigrationTask(ConductorContext context)
     }
 
     /// <summary>Same hypervisor type, destination not older, destination CPU offers every source CPU feature.</summary>
-    private void CheckCompatibleWithSource(string sourceHost, string destHost)
+    private async Task CheckCompatibleWithSourceAsync(string sourceHost, string destHost, CancellationToken ct)
     {
-        var source = context.Nodes.FindByHost(sourceHost) ?? throw new ComputeHostNotFoundException(sourceHost);
-        var dest = context.Nodes.FindByHost(destHost) ?? throw new ComputeHostNotFoundException(destHost);
+        var source = await context.Nodes.FindByHostAsync(sourceHost, ct) ?? throw new ComputeHostNotFoundException(sourceHost);
+        var dest = await context.Nodes.FindByHostAsync(destHost, ct) ?? throw new ComputeHostNotFoundException(destHost);
         if (source.HypervisorType != dest.HypervisorType)
         {
             throw new InvalidHypervisorTypeException();
