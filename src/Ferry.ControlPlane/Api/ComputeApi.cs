@@ -231,7 +231,7 @@ internal sealed partial class ComputeApi(
             ExpectedTaskStates = allowed,
         }, CancellationToken.None); // the row is deleted: what follows frees its resources and must run too
         await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId, CancellationToken.None);
-        placement.DeleteAllocations(instance.Uuid);
+        await placement.DeleteAllocationsAsync(instance.Uuid, CancellationToken.None);
         if (instance.ServerGroupUuid is { } groupUuid && groups.Find(groupUuid) is not null)
         {
             groups.RemoveMember(groupUuid, instance.Uuid);

@@ -207,7 +207,7 @@ public static class ServicesEndpoints
             // would stay in placement as a candidate for a host that no longer exists.
             if (nodes.FindByHost(service.Host) is { } node)
             {
-                placement.DeleteProvider(node.Uuid);
+                await placement.DeleteProviderAsync(node.Uuid, http.RequestAborted);
             }
             nodes.Delete(service.Host);
         }

@@ -78,8 +78,8 @@ internal static class RoleServices
         {
             var scheduler = sp.GetRequiredService<SchedulerManager>();
             return new ControlService(sp.GetRequiredService<IRpcTransport>(), Topics.Scheduler, "nova-scheduler", () => new RpcServer()
-                .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", (r, _) =>
-                    Task.FromResult(new SelectDestinationsReply([.. scheduler.SelectDestinations(r.RequestSpec, r.NumAlternates)]))),
+                .On<SelectDestinationsRequest, SelectDestinationsReply>("select_destinations", async (r, ct) =>
+                    new SelectDestinationsReply([.. await scheduler.SelectDestinationsAsync(r.RequestSpec, r.NumAlternates, ct)])),
                 sp.GetRequiredService<ServiceStore>(), options, sp.GetRequiredService<ILogger<ControlService>>());
         });
         return services;

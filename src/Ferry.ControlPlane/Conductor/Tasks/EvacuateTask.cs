@@ -30,7 +30,7 @@ public sealed class EvacuateTask(ConductorContext context)
         try
         {
             var selection = claimed = request.Host is not null && request.Force
-                ? ClaimForcedHost(instance, request.Host)
+                ? await ClaimForcedHostAsync(instance, request.Host, ct)
                 : (await context.Scheduler.SelectDestinationsAsync(new SelectDestinationsRequest(
                     (await context.BuildRequestSpecAsync(instance, instance.Flavor, ct)) with
                     {
@@ -54,7 +54,7 @@ public sealed class EvacuateTask(ConductorContext context)
         {
             if (claimed is not null)
             {
-                context.Placement.RemoveProviderFromAllocation(instance.Uuid, claimed.ComputeNodeUuid);
+                await context.Placement.RemoveProviderFromAllocationAsync(instance.Uuid, claimed.ComputeNodeUuid, CancellationToken.None);
             }
             await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
             await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, ex);
@@ -63,22 +63,22 @@ public sealed class EvacuateTask(ConductorContext context)
         }
     }
 
-    private Selection ClaimForcedHost(Instance instance, string host)
+    private async Task<Selection> ClaimForcedHostAsync(Instance instance, string host, CancellationToken ct)
     {
         var node = context.Nodes.FindByHost(host) ?? throw new ComputeHostNotFoundException(host);
-        var current = context.Placement.GetAllocations(instance.Uuid);
+        var current = await context.Placement.GetAllocationsAsync(instance.Uuid, ct);
         var resources = ConductorContext.Resources(instance.Flavor);
         var allocations = current.Allocations.ToDictionary(a => a.Key, a => new Dictionary<string, long>(a.Value));
         allocations[node.Uuid] = resources;
         try
         {
-            context.Placement.PutAllocations(instance.Uuid, new AllocationRequest
+            await context.Placement.PutAllocationsAsync(instance.Uuid, new AllocationRequest
             {
                 Allocations = allocations,
                 ProjectId = instance.ProjectId,
                 UserId = instance.UserId,
                 ConsumerGeneration = current.ConsumerGeneration,
-            });
+            }, ct);
         }
         catch (PlacementConflictException ex)
         {
