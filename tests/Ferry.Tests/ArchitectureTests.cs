@@ -117,6 +117,7 @@ public sealed class ArchitectureTests
         { typeof(Ferry.ControlPlane.Persistence.ActionStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.CatalogStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.DatabaseRpcDeduplicator), ["Dispose"] }, // Dispose only stops the renewal timer
+        { typeof(Ferry.ControlPlane.Placement.PlacementService), [] },
     };
 
     [Theory]
