@@ -123,6 +123,7 @@ public sealed class ArchitectureTests
         { typeof(Ferry.ControlPlane.Persistence.ServiceStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.ComputeNodeStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.DatabaseRpcDeduplicator), ["Dispose"] }, // Dispose only stops the renewal timer
+        { typeof(Ferry.ControlPlane.Placement.PlacementService), [] },
     };
 
     [Theory]

@@ -232,7 +232,7 @@ internal sealed partial class ComputeApi(
             ExpectedTaskStates = allowed,
         }, CancellationToken.None); // the row is deleted: what follows frees its resources and must run too
         await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "delete", ctx.UserId, ctx.ProjectId, CancellationToken.None);
-        placement.DeleteAllocations(instance.Uuid);
+        await placement.DeleteAllocationsAsync(instance.Uuid, CancellationToken.None);
         if (instance.ServerGroupUuid is { } groupUuid && await groups.FindAsync(groupUuid, CancellationToken.None) is not null)
         {
             await groups.RemoveMemberAsync(groupUuid, instance.Uuid, CancellationToken.None);

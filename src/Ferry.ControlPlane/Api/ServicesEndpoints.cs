@@ -207,7 +207,7 @@ public static class ServicesEndpoints
             // would stay in placement as a candidate for a host that no longer exists.
             if (await nodes.FindByHostAsync(service.Host, http.RequestAborted) is { } node)
             {
-                placement.DeleteProvider(node.Uuid);
+                await placement.DeleteProviderAsync(node.Uuid, http.RequestAborted);
             }
             // From the provider's delete on, the node and the service go too, whatever became of the request.
             await nodes.DeleteAsync(service.Host, CancellationToken.None);

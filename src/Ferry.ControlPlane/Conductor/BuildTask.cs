@@ -44,7 +44,7 @@ public sealed class BuildTask(ConductorContext context)
             // deleted meanwhile, there is nothing left to mark.
             if (claimed)
             {
-                context.Placement.DeleteAllocations(instance.Uuid);
+                await context.Placement.DeleteAllocationsAsync(instance.Uuid, CancellationToken.None);
             }
             await context.RecordFailureAsync(instance.Uuid, request.RequestId, eventName, ex);
             try

@@ -52,7 +52,7 @@ public sealed partial class BuildTimeoutCheck(ConductorContext context) : Period
                 // Deleted or moved on meanwhile: not stuck after all.
                 continue;
             }
-            context.Placement.DeleteAllocations(instance.Uuid);
+            await context.Placement.DeleteAllocationsAsync(instance.Uuid, CancellationToken.None);
             await context.Actions.AddFaultAsync(instance.Uuid, 500, FaultMessage, instance.Host ?? ConductorContext.ConductorHost, null, CancellationToken.None);
             Log.TimedOut(context.Logger<BuildTimeoutCheck>(), instance.Uuid, instance.Host ?? "no host", timeout);
             timedOut.Add(instance.Uuid);

@@ -122,7 +122,7 @@ public sealed partial class ConductorContext(
                 // Moved on meanwhile: a compute host has it.
                 continue;
             }
-            Placement.MoveAllocations(migration.Uuid, instanceUuid);
+            await Placement.MoveAllocationsAsync(migration.Uuid, instanceUuid, cancellationToken);
             Log.TakenOver(_logger, eventName, instanceUuid, migration.Uuid);
         }
         return false;

@@ -8,36 +8,36 @@ namespace Ferry.ControlPlane.Placement;
 public interface IPlacementService
 {
     /// <summary>Creates the provider if missing (name updated if it changed); returns it.</summary>
-    ResourceProvider EnsureProvider(string uuid, string name);
+    Task<ResourceProvider> EnsureProviderAsync(string uuid, string name, CancellationToken cancellationToken);
 
-    ResourceProvider? GetProvider(string uuid);
+    Task<ResourceProvider?> GetProviderAsync(string uuid, CancellationToken cancellationToken);
 
-    IReadOnlyList<ResourceProvider> ListProviders();
+    Task<IReadOnlyList<ResourceProvider>> ListProvidersAsync(CancellationToken cancellationToken);
 
     /// <summary>Deletes a provider and every allocation against it.</summary>
-    void DeleteProvider(string uuid);
+    Task DeleteProviderAsync(string uuid, CancellationToken cancellationToken);
 
     /// <summary>Replaces all inventories of a provider.</summary>
     /// <exception cref="Core.Errors.PlacementConflictException">Generation mismatch, or a class in use would disappear.</exception>
-    ResourceProvider SetInventories(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories);
+    Task<ResourceProvider> SetInventoriesAsync(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories, CancellationToken cancellationToken);
 
-    IReadOnlyDictionary<string, Inventory> GetInventories(string providerUuid);
+    Task<IReadOnlyDictionary<string, Inventory>> GetInventoriesAsync(string providerUuid, CancellationToken cancellationToken);
 
-    void SetTraits(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits);
+    Task SetTraitsAsync(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits, CancellationToken cancellationToken);
 
-    IReadOnlySet<string> GetTraits(string providerUuid);
+    Task<IReadOnlySet<string>> GetTraitsAsync(string providerUuid, CancellationToken cancellationToken);
 
     /// <summary>Used resources per class on one provider.</summary>
-    IReadOnlyDictionary<string, long> GetProviderUsages(string providerUuid);
+    Task<IReadOnlyDictionary<string, long>> GetProviderUsagesAsync(string providerUuid, CancellationToken cancellationToken);
 
     /// <summary>Total used resources per class over all providers, optionally for one project.</summary>
-    IReadOnlyDictionary<string, long> GetUsages(string? projectId, string? userId);
+    Task<IReadOnlyDictionary<string, long>> GetUsagesAsync(string? projectId, string? userId, CancellationToken cancellationToken);
 
     /// <summary>The consumer's allocations, or an empty record (generation null) when it has none.</summary>
-    ConsumerAllocations GetAllocations(string consumerUuid);
+    Task<ConsumerAllocations> GetAllocationsAsync(string consumerUuid, CancellationToken cancellationToken);
 
     /// <summary>All allocations against one provider, by consumer.</summary>
-    IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>> GetProviderAllocations(string providerUuid);
+    Task<IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>>> GetProviderAllocationsAsync(string providerUuid, CancellationToken cancellationToken);
 
     /// <summary>
     /// Replaces the consumer's allocations (empty = delete). <paramref name="consumerGeneration"/> must
@@ -45,37 +45,38 @@ public interface IPlacementService
     /// (total - reserved) * allocation_ratio, min/max unit and step size.
     /// </summary>
     /// <exception cref="Core.Errors.PlacementConflictException">Generation mismatch or not enough capacity.</exception>
-    ConsumerAllocations PutAllocations(string consumerUuid, AllocationRequest request);
+    Task<ConsumerAllocations> PutAllocationsAsync(string consumerUuid, AllocationRequest request, CancellationToken cancellationToken);
 
     /// <summary>Deletes all of the consumer's allocations; false if it had none.</summary>
-    bool DeleteAllocations(string consumerUuid);
+    Task<bool> DeleteAllocationsAsync(string consumerUuid, CancellationToken cancellationToken);
 
     /// <summary>
     /// Atomically replaces several consumers' allocations in one step (Placement's POST /allocations).
     /// This is how a move hands the source allocation from the instance to the migration and back.
     /// </summary>
-    void PostAllocations(IReadOnlyDictionary<string, AllocationRequest> requests);
+    Task PostAllocationsAsync(IReadOnlyDictionary<string, AllocationRequest> requests, CancellationToken cancellationToken);
 
     /// <summary>
     /// Nova's move_allocations: target gets source's allocations (overwriting its own), source ends
     /// with none. Returns false when the source has none (already moved).
     /// </summary>
-    bool MoveAllocations(string sourceConsumer, string targetConsumer);
+    Task<bool> MoveAllocationsAsync(string sourceConsumer, string targetConsumer, CancellationToken cancellationToken);
 
     /// <summary>Removes one provider's part of a consumer's allocations (rejected host during scheduling).</summary>
-    void RemoveProviderFromAllocation(string consumerUuid, string providerUuid);
+    Task RemoveProviderFromAllocationAsync(string consumerUuid, string providerUuid, CancellationToken cancellationToken);
 
     /// <summary>
     /// Providers that can fit <paramref name="resources"/> now, with their summaries. Providers having
     /// any <paramref name="forbiddenTraits"/> or missing any <paramref name="requiredTraits"/> are skipped.
     /// <paramref name="inTree"/> limits the answer to one provider.
     /// </summary>
-    AllocationCandidates GetAllocationCandidates(
+    Task<AllocationCandidates> GetAllocationCandidatesAsync(
         IReadOnlyDictionary<string, long> resources,
-        IReadOnlyCollection<string>? requiredTraits = null,
-        IReadOnlyCollection<string>? forbiddenTraits = null,
-        string? inTree = null,
-        int limit = 1000);
+        IReadOnlyCollection<string>? requiredTraits,
+        IReadOnlyCollection<string>? forbiddenTraits,
+        string? inTree,
+        int limit,
+        CancellationToken cancellationToken);
 }
 
 public static class ResourceClasses

@@ -43,13 +43,13 @@ internal sealed class PlacementCatalog
     /// Renames a custom class (the 1.2–1.6 PUT). Placement keys inventories and allocations by the class's id, so
     /// they follow the new name; Ferry keys them by name, so a class in use keeps its name (409).
     /// </summary>
-    public void RenameResourceClass(string name, string newName)
+    public async Task RenameResourceClassAsync(string name, string newName, CancellationToken cancellationToken)
     {
         if (ResourceClassExists(newName))
         {
             throw new ConflictException($"Resource class already exists: {newName}");
         }
-        if (InUse(name))
+        if (await InUseAsync(name, cancellationToken))
         {
             throw new ConflictException($"Cannot rename resource class {name}: it is in use in inventory.");
         }
@@ -60,9 +60,19 @@ internal sealed class PlacementCatalog
         });
     }
 
-    private bool InUse(string resourceClass) => _placement.ListProviders().Any(p => _placement.GetInventories(p.Uuid).ContainsKey(resourceClass));
+    private async Task<bool> InUseAsync(string resourceClass, CancellationToken cancellationToken)
+    {
+        foreach (var provider in await _placement.ListProvidersAsync(cancellationToken))
+        {
+            if ((await _placement.GetInventoriesAsync(provider.Uuid, cancellationToken)).ContainsKey(resourceClass))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
-    public void DeleteResourceClass(string name)
+    public async Task DeleteResourceClassAsync(string name, CancellationToken cancellationToken)
     {
         if (!ResourceClassExists(name))
         {
@@ -72,7 +82,7 @@ internal sealed class PlacementCatalog
         {
             throw new BadRequestException($"Error in delete resource class: Cannot delete standard resource class {name}.");
         }
-        if (InUse(name))
+        if (await InUseAsync(name, cancellationToken))
         {
             throw new ConflictException($"Error in delete resource class: Cannot delete resource class {name}. Class is in use in inventory.");
         }
@@ -88,7 +98,7 @@ internal sealed class PlacementCatalog
     /// <summary>Adds a custom trait; false when it already existed.</summary>
     public bool CreateTrait(string name) => !s_standardTraits.Contains(name) && Insert("custom_traits", name);
 
-    public void DeleteTrait(string name)
+    public async Task DeleteTraitAsync(string name, CancellationToken cancellationToken)
     {
         if (!TraitExists(name))
         {
@@ -98,7 +108,7 @@ internal sealed class PlacementCatalog
         {
             throw new BadRequestException($"Cannot delete standard trait {name}.");
         }
-        if (AssociatedTraits().Contains(name))
+        if ((await AssociatedTraitsAsync(cancellationToken)).Contains(name))
         {
             throw new ConflictException($"The trait {name} is in use by a resource provider.");
         }
@@ -106,7 +116,15 @@ internal sealed class PlacementCatalog
     }
 
     /// <summary>Traits some provider has.</summary>
-    public HashSet<string> AssociatedTraits() => [.. _placement.ListProviders().SelectMany(p => _placement.GetTraits(p.Uuid))];
+    public async Task<HashSet<string>> AssociatedTraitsAsync(CancellationToken cancellationToken)
+    {
+        var traits = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var provider in await _placement.ListProvidersAsync(cancellationToken))
+        {
+            traits.UnionWith(await _placement.GetTraitsAsync(provider.Uuid, cancellationToken));
+        }
+        return traits;
+    }
 
     private List<string> Custom(string table) =>
         _db.Read(c =>

@@ -33,33 +33,33 @@ public static partial class PlacementEndpoints
 
         api.MapGet("/", GetVersions);
 
-        api.MapGet("/resource_providers", ListProviders);
+        api.MapGet("/resource_providers", ListProvidersAsync);
         api.MapPost("/resource_providers", CreateProviderAsync);
-        api.MapGet("/resource_providers/{uuid}", GetProvider);
+        api.MapGet("/resource_providers/{uuid}", GetProviderAsync);
         api.MapPut("/resource_providers/{uuid}", UpdateProviderAsync);
-        api.MapDelete("/resource_providers/{uuid}", DeleteProvider);
+        api.MapDelete("/resource_providers/{uuid}", DeleteProviderAsync);
 
-        api.MapGet("/resource_providers/{uuid}/inventories", GetInventories);
+        api.MapGet("/resource_providers/{uuid}/inventories", GetInventoriesAsync);
         api.MapPut("/resource_providers/{uuid}/inventories", PutInventoriesAsync);
         api.MapPost("/resource_providers/{uuid}/inventories", CreateInventoryAsync);
-        api.MapDelete("/resource_providers/{uuid}/inventories", DeleteInventories);
-        api.MapGet("/resource_providers/{uuid}/inventories/{resourceClass}", GetInventory);
+        api.MapDelete("/resource_providers/{uuid}/inventories", DeleteInventoriesAsync);
+        api.MapGet("/resource_providers/{uuid}/inventories/{resourceClass}", GetInventoryAsync);
         api.MapPut("/resource_providers/{uuid}/inventories/{resourceClass}", PutInventoryAsync);
-        api.MapDelete("/resource_providers/{uuid}/inventories/{resourceClass}", DeleteInventory);
+        api.MapDelete("/resource_providers/{uuid}/inventories/{resourceClass}", DeleteInventoryAsync);
 
-        api.MapGet("/resource_providers/{uuid}/usages", GetProviderUsages);
-        api.MapGet("/resource_providers/{uuid}/traits", GetTraits);
+        api.MapGet("/resource_providers/{uuid}/usages", GetProviderUsagesAsync);
+        api.MapGet("/resource_providers/{uuid}/traits", GetTraitsAsync);
         api.MapPut("/resource_providers/{uuid}/traits", PutTraitsAsync);
-        api.MapDelete("/resource_providers/{uuid}/traits", DeleteTraits);
-        api.MapGet("/resource_providers/{uuid}/allocations", GetProviderAllocations);
+        api.MapDelete("/resource_providers/{uuid}/traits", DeleteTraitsAsync);
+        api.MapGet("/resource_providers/{uuid}/allocations", GetProviderAllocationsAsync);
 
-        api.MapGet("/allocations/{consumer}", GetAllocations);
+        api.MapGet("/allocations/{consumer}", GetAllocationsAsync);
         api.MapPut("/allocations/{consumer}", PutAllocationsAsync);
-        api.MapDelete("/allocations/{consumer}", DeleteAllocations);
+        api.MapDelete("/allocations/{consumer}", DeleteAllocationsAsync);
         api.MapPost("/allocations", PostAllocationsAsync);
 
-        api.MapGet("/allocation_candidates", GetAllocationCandidates);
-        api.MapGet("/usages", GetUsages);
+        api.MapGet("/allocation_candidates", GetAllocationCandidatesAsync);
+        api.MapGet("/usages", GetUsagesAsync);
         api.MapResourceClassesAndTraits();
         api.Map("{**path}", NotFound).AsFallback();
         return api;
@@ -162,13 +162,13 @@ public static partial class PlacementEndpoints
 
     // ---- resource providers ----
 
-    private static JsonHttpResult<ResourceProvidersDto> ListProviders(HttpRequest request, IPlacementService placement)
+    private static async Task<JsonHttpResult<ResourceProvidersDto>> ListProvidersAsync(HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
     {
         var name = request.Query["name"].ToString();
         var uuid = request.Query["uuid"].ToString();
         var inTree = request.Query["in_tree"].ToString();
         var list = new List<ResourceProviderDto>();
-        foreach (var provider in placement.ListProviders())
+        foreach (var provider in await placement.ListProvidersAsync(cancellationToken))
         {
             if ((name.Length > 0 && provider.Name != name) || (uuid.Length > 0 && provider.Uuid != uuid) || (inTree.Length > 0 && provider.Uuid != inTree))
             {
@@ -192,17 +192,17 @@ public static partial class PlacementEndpoints
         {
             throw new BadRequestException($"'{uuid}' is not a 'uuid'.");
         }
-        if (placement.GetProvider(uuid) is not null)
+        if (await placement.GetProviderAsync(uuid, cancellationToken) is not null)
         {
             throw new PlacementConflictException($"Conflicting resource provider uuid: {uuid} already exists.");
         }
-        var provider = placement.EnsureProvider(uuid, body.Name);
+        var provider = await placement.EnsureProviderAsync(uuid, body.Name, cancellationToken);
         response.Headers.Location = $"/resource_providers/{provider.Uuid}";
         return TypedResults.Json(ToDto(provider), s_json.ResourceProviderDto);
     }
 
-    private static JsonHttpResult<ResourceProviderDto> GetProvider(string uuid, IPlacementService placement) =>
-        TypedResults.Json(ToDto(RequireProvider(placement, uuid)), s_json.ResourceProviderDto);
+    private static async Task<JsonHttpResult<ResourceProviderDto>> GetProviderAsync(string uuid, IPlacementService placement, CancellationToken cancellationToken) =>
+        TypedResults.Json(ToDto(await RequireProviderAsync(placement, uuid, cancellationToken)), s_json.ResourceProviderDto);
 
     private static async Task<JsonHttpResult<ResourceProviderDto>> UpdateProviderAsync(string uuid, HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
     {
@@ -212,27 +212,27 @@ public static partial class PlacementEndpoints
             throw new BadRequestException("'name' is a required property of 1 to 200 characters.");
         }
         RejectParent(body.ParentProviderUuid);
-        RequireProvider(placement, uuid);
-        return TypedResults.Json(ToDto(placement.EnsureProvider(uuid, body.Name)), s_json.ResourceProviderDto);
+        await RequireProviderAsync(placement, uuid, cancellationToken);
+        return TypedResults.Json(ToDto(await placement.EnsureProviderAsync(uuid, body.Name, cancellationToken)), s_json.ResourceProviderDto);
     }
 
-    private static NoContent DeleteProvider(string uuid, IPlacementService placement)
+    private static async Task<NoContent> DeleteProviderAsync(string uuid, IPlacementService placement, CancellationToken cancellationToken)
     {
-        RequireProvider(placement, uuid);
+        await RequireProviderAsync(placement, uuid, cancellationToken);
         // Placement refuses to delete a provider that still has allocations; the in-process service
         // cascades (Nova's cascade=True). Checked then deleted: an allocation racing in is dropped too.
-        if (placement.GetProviderAllocations(uuid).Count > 0)
+        if ((await placement.GetProviderAllocationsAsync(uuid, cancellationToken)).Count > 0)
         {
             throw new PlacementConflictException($"Unable to delete resource provider {uuid}: Resource provider has allocations.");
         }
-        placement.DeleteProvider(uuid);
+        await placement.DeleteProviderAsync(uuid, cancellationToken);
         return TypedResults.NoContent();
     }
 
     // ---- inventories ----
 
-    private static JsonHttpResult<ProviderInventoriesDto> GetInventories(string uuid, IPlacementService placement) =>
-        TypedResults.Json(InventoriesDto(placement, RequireProvider(placement, uuid)), s_json.ProviderInventoriesDto);
+    private static async Task<JsonHttpResult<ProviderInventoriesDto>> GetInventoriesAsync(string uuid, IPlacementService placement, CancellationToken cancellationToken) =>
+        TypedResults.Json(await InventoriesDtoAsync(placement, await RequireProviderAsync(placement, uuid, cancellationToken), cancellationToken), s_json.ProviderInventoriesDto);
 
     private static async Task<JsonHttpResult<ProviderInventoriesDto>> PutInventoriesAsync(string uuid, HttpRequest request, IPlacementService placement,
         PlacementCatalog catalog, CancellationToken cancellationToken)
@@ -242,7 +242,7 @@ public static partial class PlacementEndpoints
         {
             throw new BadRequestException("'resource_provider_generation' and 'inventories' are required properties.");
         }
-        var current = RequireProvider(placement, uuid);
+        var current = await RequireProviderAsync(placement, uuid, cancellationToken);
         var inventories = new Dictionary<string, Inventory>(body.Inventories.Count, StringComparer.Ordinal);
         foreach (var (rc, inventory) in body.Inventories)
         {
@@ -253,21 +253,21 @@ public static partial class PlacementEndpoints
         {
             RequireResourceClasses(catalog, inventories.Keys, $"Unknown resource class in inventory for resource provider {uuid}");
         }
-        var provider = placement.SetInventories(uuid, generation, inventories);
-        return TypedResults.Json(InventoriesDto(placement, provider), s_json.ProviderInventoriesDto);
+        var provider = await placement.SetInventoriesAsync(uuid, generation, inventories, cancellationToken);
+        return TypedResults.Json(await InventoriesDtoAsync(placement, provider, cancellationToken), s_json.ProviderInventoriesDto);
     }
 
-    private static NoContent DeleteInventories(string uuid, IPlacementService placement)
+    private static async Task<NoContent> DeleteInventoriesAsync(string uuid, IPlacementService placement, CancellationToken cancellationToken)
     {
-        var provider = RequireProvider(placement, uuid);
-        placement.SetInventories(uuid, provider.Generation, new Dictionary<string, Inventory>());
+        var provider = await RequireProviderAsync(placement, uuid, cancellationToken);
+        await placement.SetInventoriesAsync(uuid, provider.Generation, new Dictionary<string, Inventory>(), cancellationToken);
         return TypedResults.NoContent();
     }
 
-    private static JsonHttpResult<ProviderInventoryDto> GetInventory(string uuid, string resourceClass, IPlacementService placement)
+    private static async Task<JsonHttpResult<ProviderInventoryDto>> GetInventoryAsync(string uuid, string resourceClass, IPlacementService placement, CancellationToken cancellationToken)
     {
-        var provider = RequireProvider(placement, uuid);
-        if (!placement.GetInventories(uuid).TryGetValue(resourceClass, out var inventory))
+        var provider = await RequireProviderAsync(placement, uuid, cancellationToken);
+        if (!(await placement.GetInventoriesAsync(uuid, cancellationToken)).TryGetValue(resourceClass, out var inventory))
         {
             throw new NotFoundException($"No inventory of class {resourceClass} for {uuid}");
         }
@@ -282,13 +282,13 @@ public static partial class PlacementEndpoints
         {
             throw new BadRequestException("'resource_provider_generation' is a required property.");
         }
-        if (RequireProvider(placement, uuid).Generation == generation)
+        if ((await RequireProviderAsync(placement, uuid, cancellationToken)).Generation == generation)
         {
             RequireResourceClasses(catalog, [resourceClass], $"Unable to update inventory for resource provider {uuid}");
         }
         var inventory = ToInventory(new InventoryDto(body.Total, body.Reserved, body.MinUnit, body.MaxUnit, body.StepSize, body.AllocationRatio));
-        var inventories = new Dictionary<string, Inventory>(placement.GetInventories(uuid), StringComparer.Ordinal) { [resourceClass] = inventory };
-        var provider = placement.SetInventories(uuid, generation, inventories);
+        var inventories = new Dictionary<string, Inventory>(await placement.GetInventoriesAsync(uuid, cancellationToken), StringComparer.Ordinal) { [resourceClass] = inventory };
+        var provider = await placement.SetInventoriesAsync(uuid, generation, inventories, cancellationToken);
         return TypedResults.Json(ToDto(inventory, provider.Generation), s_json.ProviderInventoryDto);
     }
 
@@ -332,8 +332,8 @@ public static partial class PlacementEndpoints
         {
             throw new BadRequestException($"Malformed JSON: {ex.Message}");
         }
-        var provider = RequireProvider(placement, uuid);
-        var existing = placement.GetInventories(uuid);
+        var provider = await RequireProviderAsync(placement, uuid, cancellationToken);
+        var existing = await placement.GetInventoriesAsync(uuid, cancellationToken);
         if (existing.ContainsKey(resourceClass))
         {
             throw new PlacementConflictException($"Update conflict: an inventory of class {resourceClass} already exists on resource provider {uuid}.");
@@ -341,7 +341,7 @@ public static partial class PlacementEndpoints
         RequireResourceClasses(catalog, [resourceClass], $"Unable to create inventory for resource provider {uuid}");
         var inventory = ToInventory(new InventoryDto(dto.Total, dto.Reserved, dto.MinUnit, dto.MaxUnit, dto.StepSize, dto.AllocationRatio));
         var inventories = new Dictionary<string, Inventory>(existing, StringComparer.Ordinal) { [resourceClass] = inventory };
-        var updated = placement.SetInventories(uuid, provider.Generation, inventories);
+        var updated = await placement.SetInventoriesAsync(uuid, provider.Generation, inventories, cancellationToken);
         response.Headers.Location = $"{request.Scheme}://{request.Host}/resource_providers/{uuid}/inventories/{resourceClass}";
         return TypedResults.Json(ToDto(inventory, updated.Generation), s_json.ProviderInventoryDto, statusCode: StatusCodes.Status201Created);
     }
@@ -358,31 +358,31 @@ public static partial class PlacementEndpoints
     [GeneratedRegex("^[A-Z0-9_]+$")]
     private static partial Regex ResourceClassPattern();
 
-    private static NoContent DeleteInventory(string uuid, string resourceClass, IPlacementService placement)
+    private static async Task<NoContent> DeleteInventoryAsync(string uuid, string resourceClass, IPlacementService placement, CancellationToken cancellationToken)
     {
-        var provider = RequireProvider(placement, uuid);
-        var inventories = new Dictionary<string, Inventory>(placement.GetInventories(uuid), StringComparer.Ordinal);
+        var provider = await RequireProviderAsync(placement, uuid, cancellationToken);
+        var inventories = new Dictionary<string, Inventory>(await placement.GetInventoriesAsync(uuid, cancellationToken), StringComparer.Ordinal);
         if (!inventories.Remove(resourceClass))
         {
             throw new NotFoundException($"No inventory of class {resourceClass} found for delete");
         }
-        placement.SetInventories(uuid, provider.Generation, inventories);
+        await placement.SetInventoriesAsync(uuid, provider.Generation, inventories, cancellationToken);
         return TypedResults.NoContent();
     }
 
     // ---- usages, traits, provider allocations ----
 
-    private static JsonHttpResult<ProviderUsagesDto> GetProviderUsages(string uuid, IPlacementService placement)
+    private static async Task<JsonHttpResult<ProviderUsagesDto>> GetProviderUsagesAsync(string uuid, IPlacementService placement, CancellationToken cancellationToken)
     {
-        var provider = RequireProvider(placement, uuid);
-        var usages = new Dictionary<string, long>(placement.GetProviderUsages(uuid), StringComparer.Ordinal);
+        var provider = await RequireProviderAsync(placement, uuid, cancellationToken);
+        var usages = new Dictionary<string, long>(await placement.GetProviderUsagesAsync(uuid, cancellationToken), StringComparer.Ordinal);
         return TypedResults.Json(new ProviderUsagesDto(provider.Generation, usages), s_json.ProviderUsagesDto);
     }
 
-    private static JsonHttpResult<ProviderTraitsDto> GetTraits(string uuid, IPlacementService placement)
+    private static async Task<JsonHttpResult<ProviderTraitsDto>> GetTraitsAsync(string uuid, IPlacementService placement, CancellationToken cancellationToken)
     {
-        var provider = RequireProvider(placement, uuid);
-        return TypedResults.Json(TraitsDto(placement, provider), s_json.ProviderTraitsDto);
+        var provider = await RequireProviderAsync(placement, uuid, cancellationToken);
+        return TypedResults.Json(await TraitsDtoAsync(placement, provider, cancellationToken), s_json.ProviderTraitsDto);
     }
 
     private static async Task<JsonHttpResult<ProviderTraitsDto>> PutTraitsAsync(string uuid, HttpRequest request, IPlacementService placement, PlacementCatalog catalog, CancellationToken cancellationToken)
@@ -397,26 +397,26 @@ public static partial class PlacementEndpoints
             throw new BadRequestException("JSON does not validate: None is not of type 'string'");
         }
         // Placement checks the generation (409) before the names (400); SetTraits does the former.
-        if (RequireProvider(placement, uuid).Generation == generation)
+        if ((await RequireProviderAsync(placement, uuid, cancellationToken)).Generation == generation)
         {
             ResourceClassesAndTraitsEndpoints.RequireTraits(catalog, body.Traits);
         }
-        placement.SetTraits(uuid, generation, body.Traits);
-        return TypedResults.Json(TraitsDto(placement, RequireProvider(placement, uuid)), s_json.ProviderTraitsDto);
+        await placement.SetTraitsAsync(uuid, generation, body.Traits, cancellationToken);
+        return TypedResults.Json(await TraitsDtoAsync(placement, await RequireProviderAsync(placement, uuid, cancellationToken), cancellationToken), s_json.ProviderTraitsDto);
     }
 
-    private static NoContent DeleteTraits(string uuid, IPlacementService placement)
+    private static async Task<NoContent> DeleteTraitsAsync(string uuid, IPlacementService placement, CancellationToken cancellationToken)
     {
-        var provider = RequireProvider(placement, uuid);
-        placement.SetTraits(uuid, provider.Generation, []);
+        var provider = await RequireProviderAsync(placement, uuid, cancellationToken);
+        await placement.SetTraitsAsync(uuid, provider.Generation, [], cancellationToken);
         return TypedResults.NoContent();
     }
 
-    private static JsonHttpResult<ProviderAllocationsDto> GetProviderAllocations(string uuid, IPlacementService placement)
+    private static async Task<JsonHttpResult<ProviderAllocationsDto>> GetProviderAllocationsAsync(string uuid, IPlacementService placement, CancellationToken cancellationToken)
     {
-        var provider = RequireProvider(placement, uuid);
+        var provider = await RequireProviderAsync(placement, uuid, cancellationToken);
         var allocations = new Dictionary<string, ConsumerResourcesDto>(StringComparer.Ordinal);
-        foreach (var (consumer, resources) in placement.GetProviderAllocations(uuid))
+        foreach (var (consumer, resources) in await placement.GetProviderAllocationsAsync(uuid, cancellationToken))
         {
             allocations[consumer] = new ConsumerResourcesDto(new Dictionary<string, long>(resources, StringComparer.Ordinal));
         }
@@ -425,15 +425,15 @@ public static partial class PlacementEndpoints
 
     // ---- allocations ----
 
-    private static JsonHttpResult<ConsumerAllocationsDto> GetAllocations(string consumer, IPlacementService placement)
+    private static async Task<JsonHttpResult<ConsumerAllocationsDto>> GetAllocationsAsync(string consumer, IPlacementService placement, CancellationToken cancellationToken)
     {
-        var current = placement.GetAllocations(consumer);
+        var current = await placement.GetAllocationsAsync(consumer, cancellationToken);
         var allocations = new Dictionary<string, AllocationResourcesDto>(current.Allocations.Count, StringComparer.Ordinal);
         foreach (var (rp, resources) in current.Allocations)
         {
             // Placement lists a consumer's resource classes in name order (DISK_GB, MEMORY_MB, VCPU).
             var ordered = resources.OrderBy(r => r.Key, StringComparer.Ordinal).ToDictionary(r => r.Key, r => r.Value, StringComparer.Ordinal);
-            allocations[rp] = new AllocationResourcesDto(ordered, placement.GetProvider(rp)?.Generation);
+            allocations[rp] = new AllocationResourcesDto(ordered, (await placement.GetProviderAsync(rp, cancellationToken))?.Generation);
         }
         var dto = new ConsumerAllocationsDto
         {
@@ -450,12 +450,12 @@ public static partial class PlacementEndpoints
     {
         RequireConsumerUuid(consumer);
         var body = await ReadAsync(request, s_json.ConsumerAllocationsDto, cancellationToken);
-        placement.PutAllocations(consumer, ToRequest(consumer, body));
+        await placement.PutAllocationsAsync(consumer, ToRequest(consumer, body), cancellationToken);
         return TypedResults.NoContent();
     }
 
-    private static NoContent DeleteAllocations(string consumer, IPlacementService placement) =>
-        placement.DeleteAllocations(consumer)
+    private static async Task<NoContent> DeleteAllocationsAsync(string consumer, IPlacementService placement, CancellationToken cancellationToken) =>
+        await placement.DeleteAllocationsAsync(consumer, cancellationToken)
             ? TypedResults.NoContent()
             : throw new NotFoundException($"No allocations for consumer '{consumer}'");
 
@@ -472,13 +472,13 @@ public static partial class PlacementEndpoints
             RequireConsumerUuid(consumer);
             requests[consumer] = ToRequest(consumer, dto);
         }
-        placement.PostAllocations(requests);
+        await placement.PostAllocationsAsync(requests, cancellationToken);
         return TypedResults.NoContent();
     }
 
     // ---- allocation candidates, usages ----
 
-    private static JsonHttpResult<AllocationCandidatesDto> GetAllocationCandidates(HttpRequest request, IPlacementService placement)
+    private static async Task<JsonHttpResult<AllocationCandidatesDto>> GetAllocationCandidatesAsync(HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
     {
         var query = request.Query;
         foreach (var key in query.Keys)
@@ -510,8 +510,8 @@ public static partial class PlacementEndpoints
         var inTree = query["in_tree"].ToString();
 
         // Any-of trait groups (required=in:A,B) are applied to the summaries, so the limit comes after them.
-        var candidates = placement.GetAllocationCandidates(
-            resources, required, forbidden, inTree.Length > 0 ? inTree : null, anyOf.Count > 0 ? int.MaxValue : limit);
+        var candidates = await placement.GetAllocationCandidatesAsync(
+            resources, required, forbidden, inTree.Length > 0 ? inTree : null, anyOf.Count > 0 ? int.MaxValue : limit, cancellationToken);
 
         var requests = new List<AllocationRequestDto>(Math.Min(candidates.ProviderUuids.Count, limit));
         var summaries = new Dictionary<string, ProviderSummaryDto>(requests.Capacity, StringComparer.Ordinal);
@@ -536,7 +536,7 @@ public static partial class PlacementEndpoints
         return TypedResults.Json(new AllocationCandidatesDto(requests, summaries), s_json.AllocationCandidatesDto);
     }
 
-    private static JsonHttpResult<UsagesDto> GetUsages(HttpRequest request, IPlacementService placement)
+    private static async Task<JsonHttpResult<UsagesDto>> GetUsagesAsync(HttpRequest request, IPlacementService placement, CancellationToken cancellationToken)
     {
         var projectId = request.Query["project_id"].ToString();
         if (projectId.Length == 0)
@@ -544,7 +544,7 @@ public static partial class PlacementEndpoints
             throw new BadRequestException("'project_id' is a required query parameter.");
         }
         var userId = request.Query["user_id"].ToString();
-        var usages = placement.GetUsages(projectId, userId.Length > 0 ? userId : null);
+        var usages = await placement.GetUsagesAsync(projectId, userId.Length > 0 ? userId : null, cancellationToken);
         return TypedResults.Json(new UsagesDto(new Dictionary<string, long>(usages, StringComparer.Ordinal)), s_json.UsagesDto);
     }
 
@@ -574,8 +574,8 @@ public static partial class PlacementEndpoints
         }
     }
 
-    private static ResourceProvider RequireProvider(IPlacementService placement, string uuid) =>
-        placement.GetProvider(uuid) ?? throw new NotFoundException($"No resource provider with uuid {uuid} found");
+    private static async Task<ResourceProvider> RequireProviderAsync(IPlacementService placement, string uuid, CancellationToken cancellationToken) =>
+        await placement.GetProviderAsync(uuid, cancellationToken) ?? throw new NotFoundException($"No resource provider with uuid {uuid} found");
 
     private static void RejectParent(string? parent)
     {
@@ -719,10 +719,10 @@ public static partial class PlacementEndpoints
         AllocationRatio = dto.AllocationRatio,
     };
 
-    private static ProviderInventoriesDto InventoriesDto(IPlacementService placement, ResourceProvider provider)
+    private static async Task<ProviderInventoriesDto> InventoriesDtoAsync(IPlacementService placement, ResourceProvider provider, CancellationToken cancellationToken)
     {
         var inventories = new Dictionary<string, InventoryDto>(StringComparer.Ordinal);
-        foreach (var (rc, inventory) in placement.GetInventories(provider.Uuid))
+        foreach (var (rc, inventory) in await placement.GetInventoriesAsync(provider.Uuid, cancellationToken))
         {
             inventories[rc] = new InventoryDto(
                 inventory.Total, inventory.Reserved, inventory.MinUnit, inventory.MaxUnit, inventory.StepSize, inventory.AllocationRatio);
@@ -730,9 +730,9 @@ public static partial class PlacementEndpoints
         return new ProviderInventoriesDto { ResourceProviderGeneration = provider.Generation, Inventories = inventories };
     }
 
-    private static ProviderTraitsDto TraitsDto(IPlacementService placement, ResourceProvider provider) => new()
+    private static async Task<ProviderTraitsDto> TraitsDtoAsync(IPlacementService placement, ResourceProvider provider, CancellationToken cancellationToken) => new()
     {
         ResourceProviderGeneration = provider.Generation,
-        Traits = [.. placement.GetTraits(provider.Uuid).Order(StringComparer.Ordinal)],
+        Traits = [.. (await placement.GetTraitsAsync(provider.Uuid, cancellationToken)).Order(StringComparer.Ordinal)],
     };
 }

@@ -1,25 +1,34 @@
 using System.Collections.Frozen;
+using System.Data.Common;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Errors;
-using System.Data.Common;
 
 namespace Ferry.ControlPlane.Placement;
 
 /// <summary>
-/// Placement cached whole in memory and written through to the database, which stays authoritative. Every
-/// public method runs under one lock; a write validates against memory, persists in one transaction, and
-/// only then changes memory, so a failed write leaves both untouched. Per-provider usage is maintained on
-/// each allocation write (Placement recomputes it with SQL; here it is a lookup), which keeps candidates cheap.
+/// Placement cached whole in memory and written through to the database, which stays authoritative. The cache's lock
+/// is held only for work in memory, never across a database round trip. A write is planned and validated against the
+/// cache (capacity, the caller's generations) under that lock, committed with no lock held, each touched provider's and
+/// consumer's row conditional on the generation the plan was made from (<c>UPDATE … WHERE generation = g</c>: the row
+/// count decides), and applied to the cache after the commit under the lock again. So writes to different providers
+/// commit in parallel, and two writers (threads or replicas) can never both claim the last of an inventory: the loser's
+/// conditional update hits no row, it reloads the providers it touched and plans again, as Placement's
+/// ConcurrentUpdateDetected retry does. Per-provider usage is maintained on each allocation write (Placement recomputes
+/// it with SQL; here it is a lookup), which keeps candidates cheap.
 /// <para>
-/// On a shared database (PostgreSQL, several placement replicas) every write is conditional on the generations
-/// the cache holds: each touched provider's <c>UPDATE … WHERE generation = g</c> and each consumer's must hit
-/// its row, or the cache is stale, the transaction rolls back, the changed providers and their consumers are
-/// reloaded and the write is validated again (capacity, the caller's generation). So two replicas can never
-/// both claim the last of an inventory. Each write also logs the providers it changed in <c>placement_log</c>, in its
-/// own transaction and under its transaction id, with no row in common with other writers (a single version row made
-/// every write of every replica wait on one lock held across a durable commit). Before it answers, a replica reads the
-/// log from the oldest transaction that was still running when it last looked (every older one was committed and seen
-/// then) and reloads the providers whose generation or name its cache does not have (and their consumers).
+/// On a shared database (PostgreSQL, several placement replicas) each write also logs the providers it changed in
+/// <c>placement_log</c>, in its own transaction and under its transaction id, with no row in common with other writers.
+/// Before it answers a read, a replica reads the log from the oldest transaction that was still running when it last
+/// looked (every older one was committed and seen then) and reloads the providers whose generation or name its cache
+/// does not have (and their consumers). Those refreshes run one at a time (<see cref="_sequence"/>), and a caller
+/// shares one that began after it arrived, so a burst of reads costs one round trip; a write's application to the cache
+/// is sequenced with them too, so a reload read before a commit never overwrites what the commit applied after it. A
+/// write plans from the cache without a refresh first: the conditional updates catch a stale cache, and an answer
+/// that refuses or changes nothing is given only after a refresh confirms it.
+/// </para>
+/// <para>
+/// On SQLite (one process, one connection that serialises every write anyway) the cache is authoritative: writes run
+/// one at a time from plan to application (<see cref="_sequence"/>), reads never wait for them.
 /// </para>
 /// </summary>
 public sealed class PlacementService : IPlacementService
@@ -27,12 +36,21 @@ public sealed class PlacementService : IPlacementService
     private static readonly FrozenSet<string> s_noTraits = FrozenSet<string>.Empty;
 
     private readonly FerryDatabase _database;
+
+    /// <summary>Guards the cache's dictionaries; held only for work in memory.</summary>
     private readonly Lock _gate = new();
+
+    /// <summary>
+    /// Shared database: one refresh (log read, reload, application) or one write's application to the cache at a time.
+    /// SQLite: one write at a time, plan to application.
+    /// </summary>
+    private readonly SemaphoreSlim _sequence = new(1, 1);
+
     private readonly Dictionary<string, ProviderState> _providers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ConsumerState> _consumers = new(StringComparer.Ordinal);
 
     /// <summary>Attempts of one write against a cache that keeps turning out stale before it answers 409.</summary>
-    private const int MaxAttempts = 20;
+    private const int MaxAttempts = 50;
 
     /// <summary>
     /// How long change-log rows are kept; a replica that has not read the log for half of it compares every provider
@@ -49,30 +67,42 @@ public sealed class PlacementService : IPlacementService
     private long _lastLook;
     private long _writes;
 
-    /// <summary>The providers of the write under way, reloaded when the database shows the cache stale for them.</summary>
-    private string[] _writing = [];
+    /// <summary>Refreshes begun (under <see cref="_sequence"/>), and the number of the last one that completed.</summary>
+    private long _refreshesBegun;
+    private long _lastRefreshed;
+
+    /// <summary>Under <see cref="_gate"/>: providers the next refresh compares with the database (a write found them stale).</summary>
+    private readonly HashSet<string> _compare = new(StringComparer.Ordinal);
+
+    /// <summary>Under <see cref="_gate"/>: providers the next refresh reloads whatever their generation (a commit could not be applied).</summary>
+    private readonly HashSet<string> _suspect = new(StringComparer.Ordinal);
+
+    /// <summary>Under <see cref="_gate"/>: the next refresh compares every provider.</summary>
+    private bool _compareAll;
 
     public PlacementService(FerryDatabase database)
     {
         _database = database;
         _database.Migrate(PlacementSchema.Component, PlacementSchema.Scripts);
         _lastLook = System.Diagnostics.Stopwatch.GetTimestamp();
-        _database.Snapshot((c, t) =>
+        // Once, when the singleton is first resolved at start (StartFerryPlacement), before anything can call it.
+        _database.SnapshotAsync(async (c, t, ct) =>
         {
-            _watermark = _database.IsShared ? ReadWatermark(c, t) : 0; // the snapshot's own: what it cannot see comes later
-            return Load(c, t);
-        });
+            _watermark = _database.IsShared ? await ReadWatermarkAsync(c, t, ct) : 0; // the snapshot's own: what it cannot see comes later
+            await LoadAsync(c, t, ct);
+            return 0;
+        }, CancellationToken.None).GetAwaiter().GetResult();
     }
 
-    public ResourceProvider EnsureProvider(string uuid, string name)
+    public Task<ResourceProvider> EnsureProviderAsync(string uuid, string name, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(uuid);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        return Mutate(() =>
+        return MutateAsync(() =>
         {
             if (_providers.TryGetValue(uuid, out var existing) && existing.Record.Name == name)
             {
-                return existing.Record;
+                return Change.None(existing.Record);
             }
             foreach (var other in _providers.Values)
             {
@@ -86,34 +116,41 @@ public sealed class PlacementService : IPlacementService
             {
                 var record = new ResourceProvider(uuid, name, 0);
                 // Hits no row when another replica created it first.
-                WriteThrough([uuid], w => w.MustHit("INSERT INTO resource_providers(uuid, name, generation) VALUES (@u, @n, 0) ON CONFLICT(uuid) DO NOTHING",
-                    ("@u", uuid), ("@n", name)));
-                _providers[uuid] = new ProviderState(record);
-                return record;
+                return new Change<ResourceProvider>(record, [uuid],
+                    w => w.MustHit("INSERT INTO resource_providers(uuid, name, generation) VALUES (@u, @n, 0) ON CONFLICT(uuid) DO NOTHING",
+                        ("@u", uuid), ("@n", name)),
+                    [(uuid, null)], [],
+                    () => _providers[uuid] = new ProviderState(record));
             }
 
             // A rename does not change the generation (Placement's ResourceProvider.save).
-            WriteThrough([uuid], w => w.Add("UPDATE resource_providers SET name = @n WHERE uuid = @u", ("@u", uuid), ("@n", name)));
-            existing.Record = existing.Record with { Name = name };
-            existing.Summary = null;
-            return existing.Record;
-        });
+            var renamed = existing.Record with { Name = name };
+            return new Change<ResourceProvider>(renamed, [uuid],
+                w => w.MustHit("UPDATE resource_providers SET name = @n WHERE uuid = @u AND generation = @g", ("@u", uuid), ("@n", name), ("@g", renamed.Generation)),
+                [(uuid, renamed.Generation)], [],
+                () =>
+                {
+                    var provider = _providers[uuid];
+                    provider.Record = provider.Record with { Name = name };
+                    provider.Summary = null;
+                });
+        }, cancellationToken);
     }
 
-    public ResourceProvider? GetProvider(string uuid)
+    public async Task<ResourceProvider?> GetProviderAsync(string uuid, CancellationToken cancellationToken)
     {
+        await RefreshAsync(cancellationToken);
         lock (_gate)
         {
-            Refresh();
             return _providers.TryGetValue(uuid, out var state) ? state.Record : null;
         }
     }
 
-    public IReadOnlyList<ResourceProvider> ListProviders()
+    public async Task<IReadOnlyList<ResourceProvider>> ListProvidersAsync(CancellationToken cancellationToken)
     {
+        await RefreshAsync(cancellationToken);
         lock (_gate)
         {
-            Refresh();
             var list = new List<ResourceProvider>(_providers.Count);
             foreach (var state in _providers.Values)
             {
@@ -123,13 +160,12 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
-    public void DeleteProvider(string uuid)
-    {
-        Mutate(() =>
+    public Task DeleteProviderAsync(string uuid, CancellationToken cancellationToken) =>
+        MutateAsync(() =>
         {
             if (!_providers.TryGetValue(uuid, out var provider))
             {
-                return;
+                return Change.None(0);
             }
 
             // Every consumer loses its part on this provider (whole consumers vanish when nothing is left).
@@ -144,26 +180,32 @@ public sealed class PlacementService : IPlacementService
             var plan = Plan(writes, checkCapacity: false, deletedProvider: uuid);
 
             var generation = provider.Record.Generation;
-            WriteThrough([uuid, .. plan.ProviderGenerations.Select(g => g.Rp)], w =>
-            {
-                Persist(w, plan);
-                w.MustHit("DELETE FROM resource_providers WHERE uuid = @u AND generation = @g", ("@u", uuid), ("@g", generation));
-                w.Add("DELETE FROM inventories WHERE rp = @u", ("@u", uuid));
-                w.Add("DELETE FROM traits WHERE rp = @u", ("@u", uuid));
-                w.Add("DELETE FROM allocations WHERE rp = @u", ("@u", uuid));
-            });
-            Apply(plan);
-            _providers.Remove(uuid);
-        });
-    }
+            return new Change<int>(0, [uuid, .. plan.ProviderGenerations.Select(g => g.Rp)],
+                w =>
+                {
+                    Persist(w, plan);
+                    w.MustHit("DELETE FROM resource_providers WHERE uuid = @u AND generation = @g", ("@u", uuid), ("@g", generation));
+                    w.Add("DELETE FROM inventories WHERE rp = @u", ("@u", uuid));
+                    w.Add("DELETE FROM traits WHERE rp = @u", ("@u", uuid));
+                    w.Add("DELETE FROM allocations WHERE rp = @u", ("@u", uuid));
+                },
+                [(uuid, generation), .. BaseOf(plan)], ConsumersBaseOf(plan),
+                () =>
+                {
+                    Apply(plan);
+                    _providers.Remove(uuid);
+                });
+        }, cancellationToken);
 
-    public ResourceProvider SetInventories(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories)
+    public Task<ResourceProvider> SetInventoriesAsync(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories,
+        CancellationToken cancellationToken)
     {
         foreach (var (rc, inventory) in inventories)
         {
             ValidateInventory(rc, inventory);
         }
-        return Mutate(() =>
+        var copy = new Dictionary<string, Inventory>(inventories, StringComparer.Ordinal);
+        return MutateAsync(() =>
         {
             var provider = Provider(providerUuid);
             CheckProviderGeneration(provider, expectedGeneration);
@@ -173,7 +215,7 @@ public sealed class PlacementService : IPlacementService
                 {
                     continue;
                 }
-                if (!inventories.TryGetValue(rc, out var inventory))
+                if (!copy.ContainsKey(rc))
                 {
                     throw new PlacementConflictException(
                         $"Inventory for '{rc}' on resource provider '{providerUuid}' in use.");
@@ -183,36 +225,41 @@ public sealed class PlacementService : IPlacementService
             }
 
             var generation = provider.Record.Generation + 1;
-            var copy = new Dictionary<string, Inventory>(inventories, StringComparer.Ordinal);
-            WriteThrough([providerUuid], w =>
-            {
-                w.Add("DELETE FROM inventories WHERE rp = @u", ("@u", providerUuid));
-                foreach (var (rc, inv) in copy)
+            var result = provider.Record with { Generation = generation };
+            return new Change<ResourceProvider>(result, [providerUuid],
+                w =>
                 {
-                    w.Add(
-                        "INSERT INTO inventories(rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio) " +
-                        "VALUES (@u, @rc, @total, @reserved, @min, @max, @step, @ratio)",
-                        ("@u", providerUuid), ("@rc", rc), ("@total", inv.Total), ("@reserved", inv.Reserved),
-                        ("@min", inv.MinUnit), ("@max", inv.MaxUnit), ("@step", inv.StepSize), ("@ratio", inv.AllocationRatio));
-                }
-                SaveGeneration(w, providerUuid, generation);
-            });
-            provider.Inventories = copy;
-            provider.Bump();
-            return provider.Record;
-        });
+                    w.Add("DELETE FROM inventories WHERE rp = @u", ("@u", providerUuid));
+                    foreach (var (rc, inv) in copy)
+                    {
+                        w.Add(
+                            "INSERT INTO inventories(rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio) " +
+                            "VALUES (@u, @rc, @total, @reserved, @min, @max, @step, @ratio)",
+                            ("@u", providerUuid), ("@rc", rc), ("@total", inv.Total), ("@reserved", inv.Reserved),
+                            ("@min", inv.MinUnit), ("@max", inv.MaxUnit), ("@step", inv.StepSize), ("@ratio", inv.AllocationRatio));
+                    }
+                    SaveGeneration(w, providerUuid, generation);
+                },
+                [(providerUuid, generation - 1)], [],
+                () =>
+                {
+                    var applied = _providers[providerUuid];
+                    applied.Inventories = copy;
+                    applied.Bump();
+                });
+        }, cancellationToken);
     }
 
-    public IReadOnlyDictionary<string, Inventory> GetInventories(string providerUuid)
+    public async Task<IReadOnlyDictionary<string, Inventory>> GetInventoriesAsync(string providerUuid, CancellationToken cancellationToken)
     {
+        await RefreshAsync(cancellationToken);
         lock (_gate)
         {
-            Refresh();
             return new Dictionary<string, Inventory>(Provider(providerUuid).Inventories, StringComparer.Ordinal);
         }
     }
 
-    public void SetTraits(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits)
+    public Task SetTraitsAsync(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits, CancellationToken cancellationToken)
     {
         foreach (var trait in traits)
         {
@@ -221,40 +268,46 @@ public sealed class PlacementService : IPlacementService
                 throw new BadRequestException("Trait names must not be empty.");
             }
         }
-        Mutate(() =>
+        var set = traits.ToFrozenSet(StringComparer.Ordinal);
+        return MutateAsync(() =>
         {
             var provider = Provider(providerUuid);
             CheckProviderGeneration(provider, expectedGeneration);
-            var set = traits.ToFrozenSet(StringComparer.Ordinal);
             var generation = provider.Record.Generation + 1;
-            WriteThrough([providerUuid], w =>
-            {
-                w.Add("DELETE FROM traits WHERE rp = @u", ("@u", providerUuid));
-                foreach (var trait in set)
+            return new Change<int>(0, [providerUuid],
+                w =>
                 {
-                    w.Add("INSERT INTO traits(rp, trait) VALUES (@u, @t)", ("@u", providerUuid), ("@t", trait));
-                }
-                SaveGeneration(w, providerUuid, generation);
-            });
-            provider.Traits = set;
-            provider.Bump();
-        });
+                    w.Add("DELETE FROM traits WHERE rp = @u", ("@u", providerUuid));
+                    foreach (var trait in set)
+                    {
+                        w.Add("INSERT INTO traits(rp, trait) VALUES (@u, @t)", ("@u", providerUuid), ("@t", trait));
+                    }
+                    SaveGeneration(w, providerUuid, generation);
+                },
+                [(providerUuid, generation - 1)], [],
+                () =>
+                {
+                    var applied = _providers[providerUuid];
+                    applied.Traits = set;
+                    applied.Bump();
+                });
+        }, cancellationToken);
     }
 
-    public IReadOnlySet<string> GetTraits(string providerUuid)
+    public async Task<IReadOnlySet<string>> GetTraitsAsync(string providerUuid, CancellationToken cancellationToken)
     {
+        await RefreshAsync(cancellationToken);
         lock (_gate)
         {
-            Refresh();
             return Provider(providerUuid).Traits;
         }
     }
 
-    public IReadOnlyDictionary<string, long> GetProviderUsages(string providerUuid)
+    public async Task<IReadOnlyDictionary<string, long>> GetProviderUsagesAsync(string providerUuid, CancellationToken cancellationToken)
     {
+        await RefreshAsync(cancellationToken);
         lock (_gate)
         {
-            Refresh();
             var provider = Provider(providerUuid);
             var usages = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var rc in provider.Inventories.Keys)
@@ -272,11 +325,11 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
-    public IReadOnlyDictionary<string, long> GetUsages(string? projectId, string? userId)
+    public async Task<IReadOnlyDictionary<string, long>> GetUsagesAsync(string? projectId, string? userId, CancellationToken cancellationToken)
     {
+        await RefreshAsync(cancellationToken);
         lock (_gate)
         {
-            Refresh();
             var usages = new Dictionary<string, long>(StringComparer.Ordinal);
             if (projectId is null && userId is null)
             {
@@ -310,11 +363,11 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
-    public ConsumerAllocations GetAllocations(string consumerUuid)
+    public async Task<ConsumerAllocations> GetAllocationsAsync(string consumerUuid, CancellationToken cancellationToken)
     {
+        await RefreshAsync(cancellationToken);
         lock (_gate)
         {
-            Refresh();
             if (!_consumers.TryGetValue(consumerUuid, out var consumer))
             {
                 return new ConsumerAllocations();
@@ -329,11 +382,11 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
-    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>> GetProviderAllocations(string providerUuid)
+    public async Task<IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>>> GetProviderAllocationsAsync(string providerUuid, CancellationToken cancellationToken)
     {
+        await RefreshAsync(cancellationToken);
         lock (_gate)
         {
-            Refresh();
             var provider = Provider(providerUuid);
             var result = new Dictionary<string, IReadOnlyDictionary<string, long>>(provider.Consumers.Count, StringComparer.Ordinal);
             foreach (var (consumer, resources) in provider.Consumers)
@@ -345,89 +398,87 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
-    public ConsumerAllocations PutAllocations(string consumerUuid, AllocationRequest request)
+    public Task<ConsumerAllocations> PutAllocationsAsync(string consumerUuid, AllocationRequest request, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(consumerUuid);
-        return Mutate(() =>
+        return MutateAsync(() =>
         {
             CheckConsumerGeneration(consumerUuid, request.ConsumerGeneration);
             var plan = Plan([new ConsumerWrite(consumerUuid, request.Allocations, request.ProjectId, request.UserId)], checkCapacity: true);
-            Commit(plan);
-            return GetAllocations(consumerUuid);
-        });
+            var planned = plan.Consumers[0];
+            var result = planned.Generation is { } generation
+                ? new ConsumerAllocations { Allocations = Copy(planned.Allocations), ConsumerGeneration = generation, ProjectId = planned.ProjectId, UserId = planned.UserId }
+                : new ConsumerAllocations();
+            return Commit(result, plan);
+        }, cancellationToken);
     }
 
-    public bool DeleteAllocations(string consumerUuid)
+    public Task<bool> DeleteAllocationsAsync(string consumerUuid, CancellationToken cancellationToken) =>
+        MutateAsync(() =>
+            _consumers.TryGetValue(consumerUuid, out var consumer)
+                ? Commit(true, Plan([new ConsumerWrite(consumerUuid, [], consumer.ProjectId, consumer.UserId)], checkCapacity: false))
+                : Change.None(false),
+            cancellationToken);
+
+    public Task PostAllocationsAsync(IReadOnlyDictionary<string, AllocationRequest> requests, CancellationToken cancellationToken)
     {
-        return Mutate(() =>
+        foreach (var consumerUuid in requests.Keys)
         {
-            if (!_consumers.TryGetValue(consumerUuid, out var consumer))
-            {
-                return false;
-            }
-            Commit(Plan([new ConsumerWrite(consumerUuid, [], consumer.ProjectId, consumer.UserId)], checkCapacity: false));
-            return true;
-        });
-    }
-
-    public void PostAllocations(IReadOnlyDictionary<string, AllocationRequest> requests)
-    {
-        Mutate(() =>
+            ArgumentException.ThrowIfNullOrWhiteSpace(consumerUuid);
+        }
+        return MutateAsync(() =>
         {
             var writes = new List<ConsumerWrite>(requests.Count);
             foreach (var (consumerUuid, request) in requests)
             {
-                ArgumentException.ThrowIfNullOrWhiteSpace(consumerUuid);
                 CheckConsumerGeneration(consumerUuid, request.ConsumerGeneration);
                 writes.Add(new ConsumerWrite(consumerUuid, request.Allocations, request.ProjectId, request.UserId));
             }
-            Commit(Plan(writes, checkCapacity: true));
-        });
+            return Commit(0, Plan(writes, checkCapacity: true));
+        }, cancellationToken);
     }
 
-    public bool MoveAllocations(string sourceConsumer, string targetConsumer)
+    public Task<bool> MoveAllocationsAsync(string sourceConsumer, string targetConsumer, CancellationToken cancellationToken)
     {
         if (sourceConsumer == targetConsumer)
         {
             throw new BadRequestException("Cannot move allocations of a consumer to itself.");
         }
-        return Mutate(() =>
+        return MutateAsync(() =>
         {
             if (!_consumers.TryGetValue(sourceConsumer, out var source))
             {
-                return false;
+                return Change.None(false);
             }
             // As Nova's move_allocations: both consumers are written with the source's project and user.
-            Commit(Plan(
+            return Commit(true, Plan(
                 [
                     new ConsumerWrite(sourceConsumer, [], source.ProjectId, source.UserId),
                     new ConsumerWrite(targetConsumer, source.Allocations, source.ProjectId, source.UserId),
                 ],
                 checkCapacity: true));
-            return true;
-        });
+        }, cancellationToken);
     }
 
-    public void RemoveProviderFromAllocation(string consumerUuid, string providerUuid)
-    {
-        Mutate(() =>
+    public Task RemoveProviderFromAllocationAsync(string consumerUuid, string providerUuid, CancellationToken cancellationToken) =>
+        MutateAsync(() =>
         {
             if (!_consumers.TryGetValue(consumerUuid, out var consumer) || !consumer.Allocations.ContainsKey(providerUuid))
             {
-                return;
+                return Change.None(0);
             }
             var remaining = new Dictionary<string, Dictionary<string, long>>(consumer.Allocations, StringComparer.Ordinal);
             remaining.Remove(providerUuid);
-            Commit(Plan([new ConsumerWrite(consumerUuid, remaining, consumer.ProjectId, consumer.UserId)], checkCapacity: false));
-        });
-    }
+            return Commit(0, Plan([new ConsumerWrite(consumerUuid, remaining, consumer.ProjectId, consumer.UserId)], checkCapacity: false));
+        }, cancellationToken);
 
-    public AllocationCandidates GetAllocationCandidates(
+    public async Task<AllocationCandidates> GetAllocationCandidatesAsync(
         IReadOnlyDictionary<string, long> resources,
-        IReadOnlyCollection<string>? requiredTraits = null,
-        IReadOnlyCollection<string>? forbiddenTraits = null,
-        string? inTree = null,
-        int limit = 1000)
+        IReadOnlyCollection<string>? requiredTraits,
+        IReadOnlyCollection<string>? forbiddenTraits,
+        string? inTree,
+        int limit,
+        CancellationToken cancellationToken)
     {
         var wanted = resources.ToArray();
         foreach (var (rc, amount) in wanted)
@@ -445,11 +496,11 @@ public sealed class PlacementService : IPlacementService
             return new AllocationCandidates([], new Dictionary<string, ProviderSummary>());
         }
 
+        await RefreshAsync(cancellationToken);
         List<string> uuids;
         Dictionary<string, ProviderSummary> summaries;
         lock (_gate)
         {
-            Refresh();
             var expected = inTree is not null ? 1 : Math.Min(limit, _providers.Count);
             uuids = new List<string>(expected);
             summaries = new Dictionary<string, ProviderSummary>(expected, StringComparer.Ordinal);
@@ -674,11 +725,6 @@ public sealed class PlacementService : IPlacementService
         return new WritePlan(consumers, generations);
     }
 
-    private void Commit(WritePlan plan)
-    {
-        WriteThrough(plan.ProviderGenerations.Select(g => g.Rp), w => Persist(w, plan));
-        Apply(plan);
-    }
 
     /// <summary>
     /// Writes a plan, each consumer and provider row conditional on the generation the plan was made from
@@ -764,172 +810,339 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
+
+    private static List<(string Rp, long? Generation)> BaseOf(WritePlan plan) =>
+        [.. plan.ProviderGenerations.Select(g => (g.Rp, (long?)(g.Generation - 1)))];
+
+    private static List<(string Consumer, long? Generation)> ConsumersBaseOf(WritePlan plan) =>
+        [.. plan.Consumers.Select(c => (c.Uuid, c.OldGeneration))];
+
+    /// <summary>A write of allocations made from <paramref name="plan"/>, answering <paramref name="result"/>.</summary>
+    private Change<T> Commit<T>(T result, WritePlan plan) =>
+        new(result, [.. plan.ProviderGenerations.Select(g => g.Rp)], w => Persist(w, plan), BaseOf(plan), ConsumersBaseOf(plan), () => Apply(plan));
+
     /// <summary>
-    /// Runs a write under the lock against a fresh cache; when the database shows the cache was stale, reloads
-    /// and runs it again, so validation (capacity, generations) always happens against what is committed.
+    /// Plans a write from the cache under its lock, commits it with no lock held, and applies it to the cache. When the
+    /// database shows the cache was stale (a conditional update hit no row), the providers of the write are compared again
+    /// and it is planned again, so validation (capacity, generations) always ends against what is committed. On a shared
+    /// database a refusal (an exception from the plan) or a write that changes nothing is answered only from a cache
+    /// refreshed after the call began.
     /// </summary>
-    private T Mutate<T>(Func<T> write)
+    private async Task<T> MutateAsync<T>(Func<Change<T>> plan, CancellationToken cancellationToken)
     {
-        lock (_gate)
+        if (!_database.IsShared)
         {
-            for (var attempt = 1; ; attempt++)
+            // SQLite: the one connection serialises every write anyway; holding the sequence from plan to application
+            // keeps the cache authoritative, and nothing here waits on another process.
+            await _sequence.WaitAsync(cancellationToken);
+            try
             {
-                // A conflict was committed after the last look, so the log has it; the providers of the write are
-                // compared as well, and after a few rounds every provider (a row changed by hand logs nothing).
-                Refresh(also: attempt > 1 ? _writing : null, whole: attempt >= 5);
-                try
+                Change<T> change;
+                lock (_gate)
                 {
-                    return write();
+                    change = plan();
                 }
-                catch (StaleCacheException) when (attempt < MaxAttempts)
+                if (change.Build is not null)
                 {
-                    // Another replica wrote first: reload and validate again.
+                    await WriteThroughAsync(change, cancellationToken);
+                    lock (_gate)
+                    {
+                        change.Apply();
+                    }
                 }
-                catch (StaleCacheException)
+                return change.Result;
+            }
+            catch (StaleCacheException)
+            {
+                // A row changed under the cache by hand: Placement's ConcurrentUpdateDetected.
+                throw new PlacementConflictException("Another thread concurrently updated the data. Please retry your update");
+            }
+            finally
+            {
+                _sequence.Release();
+            }
+        }
+
+        var refreshed = false;
+        for (var attempt = 1; ; attempt++)
+        {
+            Change<T> change;
+            try
+            {
+                lock (_gate)
                 {
-                    // Placement's ConcurrentUpdateDetected.
-                    throw new PlacementConflictException("Another thread concurrently updated the data. Please retry your update");
+                    change = plan();
                 }
             }
+            catch (FerryException) when (!refreshed)
+            {
+                // Perhaps refused from a stale cache (a consumer generation another replica moved, a provider it created).
+                await RefreshAsync(cancellationToken);
+                refreshed = true;
+                continue;
+            }
+            if (change.Build is null)
+            {
+                if (refreshed)
+                {
+                    return change.Result;
+                }
+                await RefreshAsync(cancellationToken);
+                refreshed = true;
+                continue;
+            }
+            try
+            {
+                await WriteThroughAsync(change, cancellationToken);
+            }
+            catch (StaleCacheException) when (attempt < MaxAttempts)
+            {
+                // Another writer committed first: compare its providers (after a few rounds, every provider: a row
+                // changed by hand logs nothing), reload what changed, and plan again.
+                lock (_gate)
+                {
+                    _compare.UnionWith(change.Providers);
+                    _compareAll |= attempt >= 5;
+                }
+                await RefreshAsync(cancellationToken);
+                refreshed = true;
+                continue;
+            }
+            catch (StaleCacheException)
+            {
+                // Placement's ConcurrentUpdateDetected.
+                throw new PlacementConflictException("Another thread concurrently updated the data. Please retry your update");
+            }
+            await ApplyCommittedAsync(change);
+            return change.Result;
         }
     }
 
-    private void Mutate(Action write) =>
-        Mutate(() =>
+    /// <summary>
+    /// Applies a committed write to the cache, sequenced with refreshes. When the cache no longer holds what the write was
+    /// planned from (a refresh already loaded it, or something older), nothing is applied and its providers are reloaded
+    /// by the next refresh instead.
+    /// </summary>
+    private async Task ApplyCommittedAsync<T>(Change<T> change)
+    {
+        await _sequence.WaitAsync(CancellationToken.None);
+        try
         {
-            write();
-            return 0;
-        });
+            lock (_gate)
+            {
+                var current = change.ProviderBase.All(b => (_providers.TryGetValue(b.Rp, out var p) ? p.Record.Generation : (long?)null) == b.Generation)
+                    && change.ConsumerBase.All(b => (_consumers.TryGetValue(b.Consumer, out var c) ? c.Generation : (long?)null) == b.Generation);
+                if (current)
+                {
+                    change.Apply();
+                }
+                else
+                {
+                    _suspect.UnionWith(change.Providers);
+                }
+            }
+        }
+        finally
+        {
+            _sequence.Release();
+        }
+    }
 
     /// <summary>
     /// Writes in one transaction; on a shared database the same transaction logs the providers the write changed, under
     /// its transaction id, so other replicas reload only those (and no row is shared by writers of different providers).
     /// </summary>
-    private void WriteThrough(IEnumerable<string> providers, Action<WriteStatements> build)
+    private async Task WriteThroughAsync<T>(Change<T> change, CancellationToken cancellationToken)
     {
         var write = new WriteStatements();
-        build(write);
+        change.Build!(write);
         if (_database.IsShared)
         {
-            var changed = providers.Distinct(StringComparer.Ordinal).ToArray();
-            _writing = changed;
+            var changed = change.Providers.Distinct(StringComparer.Ordinal).ToArray();
             write.Add("INSERT INTO placement_log(txid, rp, logged_at) " +
                 "SELECT pg_current_xact_id()::text::bigint, rp, extract(epoch from now())::bigint FROM unnest(@rps) AS rp",
                 ("@rps", changed));
-            if (++_writes % LogPurgeEvery == 0)
+            if (Interlocked.Increment(ref _writes) % LogPurgeEvery == 0)
             {
                 write.Add("DELETE FROM placement_log WHERE logged_at < extract(epoch from now())::bigint - @kept",
                     ("@kept", (long)s_logKept.TotalSeconds));
             }
         }
-        _database.Write(write.Run);
+        await _database.WriteAsync(write.RunAsync, cancellationToken);
     }
 
     /// <summary>The oldest transaction id still running as of the statement's (or REPEATABLE READ transaction's) snapshot.</summary>
-    private static long ReadWatermark(DbConnection connection, DbTransaction? transaction)
+    private static async Task<long> ReadWatermarkAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
-        using var read = FerryDatabase.Command(connection, transaction, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint");
-        return Convert.ToInt64(read.ExecuteScalar());
+        await using var read = FerryDatabase.Command(connection, transaction, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint");
+        return Convert.ToInt64(await read.ExecuteScalarAsync(cancellationToken), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>
-    /// On a shared database, brings the cache up to what is committed: reads (one round trip) the providers logged by
-    /// transactions at or after the watermark with their committed generation and name, and reloads those the cache
-    /// has otherwise, with every consumer that has (or had) allocations on them; <paramref name="also"/> are compared
-    /// too, and <paramref name="whole"/> (or a cache idle longer than the log keeps) compares every provider.
+    /// On a shared database, brings the cache up to what was committed before the call: shares a refresh that began
+    /// after the call did, or runs one.
     /// </summary>
-    private void Refresh(IReadOnlyCollection<string>? also = null, bool whole = false)
+    private async Task RefreshAsync(CancellationToken cancellationToken)
     {
         if (!_database.IsShared)
         {
             return;
         }
-        var looked = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (whole || System.Diagnostics.Stopwatch.GetElapsedTime(_lastLook, looked) > s_logKept / 2)
+        var arrival = Volatile.Read(ref _refreshesBegun);
+        await _sequence.WaitAsync(cancellationToken);
+        try
         {
-            var watermark = _database.Snapshot((c, t) =>
+            if (_lastRefreshed > arrival)
             {
-                var w = ReadWatermark(c, t);
-                Reconcile(c, t, null);
-                return w;
-            });
-            _watermark = Math.Max(_watermark, watermark);
-            _lastLook = looked;
-            return;
-        }
-        var (next, logged) = _database.Read(c =>
-        {
-            using var read = FerryDatabase.Command(c, null,
-                "SELECT w.xmin, l.rp, p.name, p.generation " +
-                "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) w " +
-                "LEFT JOIN (SELECT DISTINCT rp FROM placement_log WHERE txid >= @w) l ON true " +
-                "LEFT JOIN resource_providers p ON p.uuid = l.rp",
-                ("@w", _watermark));
-            var rows = Rows.ReadAll(read, r => (
-                Xmin: r.GetInt64(0),
-                Rp: r.IsDBNull(1) ? null : r.GetString(1),
-                Name: r.IsDBNull(2) ? null : r.GetString(2),
-                Generation: r.IsDBNull(3) ? (long?)null : r.GetInt64(3)));
-            return (rows[0].Xmin, rows);
-        });
-        var stale = new HashSet<string>(also ?? [], StringComparer.Ordinal);
-        foreach (var (_, rp, name, generation) in logged)
-        {
-            if (rp is null)
-            {
-                continue;
+                return; // one that began after this call arrived has completed
             }
-            var cached = _providers.GetValueOrDefault(rp);
-            if (generation is null ? cached is not null : cached is null || cached.Record.Generation != generation || cached.Record.Name != name)
-            {
-                stale.Add(rp);
-            }
+            var number = Interlocked.Increment(ref _refreshesBegun);
+            await RefreshOnceAsync(cancellationToken);
+            _lastRefreshed = number;
         }
-        if (stale.Count > 0)
+        finally
         {
-            _database.Snapshot((c, t) => Reconcile(c, t, [.. stale]));
+            _sequence.Release();
         }
-        _watermark = Math.Max(_watermark, next);
-        _lastLook = looked;
     }
 
+    /// <summary>
+    /// Under <see cref="_sequence"/>: reads (one round trip) the providers logged by transactions at or after the
+    /// watermark with their committed generation and name, and reloads those the cache has otherwise, with every consumer
+    /// that has (or had) allocations on them; the providers in <see cref="_compare"/> are compared too, those in
+    /// <see cref="_suspect"/> reloaded, and <see cref="_compareAll"/> (or a cache idle longer than the log keeps)
+    /// compares every provider. The database is read with no lock held; the cache changes under the lock at the end.
+    /// </summary>
+    private async Task RefreshOnceAsync(CancellationToken cancellationToken)
+    {
+        var looked = System.Diagnostics.Stopwatch.GetTimestamp();
+        string[] compare;
+        string[] forced;
+        bool whole;
+        lock (_gate)
+        {
+            compare = [.. _compare];
+            forced = [.. _suspect];
+            whole = _compareAll || System.Diagnostics.Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastLook), looked) > s_logKept / 2;
+        }
+        long next;
+        if (whole)
+        {
+            (next, var reload) = await _database.SnapshotAsync(async (c, t, ct) =>
+                (await ReadWatermarkAsync(c, t, ct), await ReadReloadAsync(c, t, null, forced, ct)), cancellationToken);
+            lock (_gate)
+            {
+                ApplyReload(reload);
+                _compareAll = false;
+            }
+        }
+        else
+        {
+            var logged = await _database.ReadAsync(async (c, ct) =>
+            {
+                await using var read = FerryDatabase.Command(c, null,
+                    "SELECT w.xmin, l.rp, p.name, p.generation " +
+                    "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) w " +
+                    "LEFT JOIN (SELECT DISTINCT rp FROM placement_log WHERE txid >= @w) l ON true " +
+                    "LEFT JOIN resource_providers p ON p.uuid = l.rp",
+                    ("@w", Interlocked.Read(ref _watermark)));
+                return await Rows.ReadAllAsync(read, r => (
+                    Xmin: r.GetInt64(0),
+                    Rp: r.IsDBNull(1) ? null : r.GetString(1),
+                    Name: r.IsDBNull(2) ? null : r.GetString(2),
+                    Generation: r.IsDBNull(3) ? (long?)null : r.GetInt64(3)), ct);
+            }, cancellationToken);
+            next = logged[0].Xmin;
+            var stale = new HashSet<string>(compare, StringComparer.Ordinal);
+            stale.UnionWith(forced);
+            lock (_gate)
+            {
+                foreach (var (_, rp, name, generation) in logged)
+                {
+                    if (rp is null)
+                    {
+                        continue;
+                    }
+                    var cached = _providers.GetValueOrDefault(rp);
+                    if (generation is null ? cached is not null : cached is null || cached.Record.Generation != generation || cached.Record.Name != name)
+                    {
+                        stale.Add(rp);
+                    }
+                }
+            }
+            if (stale.Count > 0)
+            {
+                var reload = await _database.SnapshotAsync((c, t, ct) => ReadReloadAsync(c, t, [.. stale], forced, ct), cancellationToken);
+                lock (_gate)
+                {
+                    ApplyReload(reload);
+                }
+            }
+        }
+        lock (_gate)
+        {
+            _compare.ExceptWith(compare);
+            _suspect.ExceptWith(forced);
+            _watermark = Math.Max(_watermark, next);
+            _lastLook = looked;
+        }
+    }
+
+    /// <summary>What a refresh read: the providers changed or gone, and the rows to load for them and their consumers.</summary>
+    private sealed record Reload(
+        Dictionary<string, (string Name, long Generation)> Committed,
+        List<string> Changed,
+        List<string> Removed,
+        HashSet<string> Consumers,
+        List<(string Rp, string Rc, Inventory Inventory)> Inventories,
+        List<(string Rp, string Trait)> Traits,
+        Dictionary<string, (string Project, string User, long Generation)> ConsumerRows,
+        List<(string Consumer, string Rp, string Rc, long Used)> AllocationRows);
+
     /// <param name="candidates">Only these providers are compared; null for all.</param>
-    private int Reconcile(DbConnection connection, DbTransaction transaction, string[]? candidates)
+    /// <param name="forced">Reloaded even when their generation and name match.</param>
+    private async Task<Reload?> ReadReloadAsync(DbConnection connection, DbTransaction transaction, string[]? candidates, string[] forced,
+        CancellationToken cancellationToken)
     {
         var committed = new Dictionary<string, (string Name, long Generation)>(StringComparer.Ordinal);
         if (candidates is null)
         {
-            ReadMany(connection, transaction, [], [],
+            await ReadManyAsync(connection, transaction, [], [], cancellationToken,
                 ("SELECT uuid, name, generation FROM resource_providers", r => committed[r.GetString(0)] = (r.GetString(1), r.GetInt64(2))));
         }
         foreach (var rps in (candidates ?? []).Chunk(100))
         {
-            ReadMany(connection, transaction, rps, [],
+            await ReadManyAsync(connection, transaction, rps, [], cancellationToken,
                 ("SELECT uuid, name, generation FROM resource_providers WHERE uuid = ANY(@rps)", r => committed[r.GetString(0)] = (r.GetString(1), r.GetInt64(2))));
         }
         var changed = new List<string>();
-        foreach (var (uuid, (name, generation)) in committed)
-        {
-            if (!_providers.TryGetValue(uuid, out var cached) || cached.Record.Generation != generation || cached.Record.Name != name)
-            {
-                changed.Add(uuid);
-            }
-        }
-        var removed = (candidates ?? (IEnumerable<string>)_providers.Keys).Where(uuid => _providers.ContainsKey(uuid) && !committed.ContainsKey(uuid)).ToList();
-        if (changed.Count == 0 && removed.Count == 0)
-        {
-            return 0;
-        }
-
+        List<string> removed;
         // Consumers to reload: those the cache has on the providers, and those the database has there now.
         var consumers = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var uuid in changed.Concat(removed))
+        lock (_gate)
         {
-            if (_providers.TryGetValue(uuid, out var cached))
+            var force = forced.ToHashSet(StringComparer.Ordinal);
+            foreach (var (uuid, (name, generation)) in committed)
             {
-                consumers.UnionWith(cached.Consumers.Keys);
+                if (!_providers.TryGetValue(uuid, out var cached) || cached.Record.Generation != generation || cached.Record.Name != name || force.Contains(uuid))
+                {
+                    changed.Add(uuid);
+                }
+            }
+            removed = [.. (candidates ?? (IEnumerable<string>)_providers.Keys).Where(uuid => _providers.ContainsKey(uuid) && !committed.ContainsKey(uuid))];
+            if (changed.Count == 0 && removed.Count == 0)
+            {
+                return null;
+            }
+            foreach (var uuid in changed.Concat(removed))
+            {
+                if (_providers.TryGetValue(uuid, out var cached))
+                {
+                    consumers.UnionWith(cached.Consumers.Keys);
+                }
             }
         }
+
         // The consumers the database has on the changed providers now are selected in SQL (no read of them first).
         var changedArray = changed.ToArray();
         var known = consumers.ToArray();
@@ -938,11 +1151,10 @@ public sealed class PlacementService : IPlacementService
         var traits = new List<(string Rp, string Trait)>();
         var consumerRows = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
         var allocationRows = new List<(string Consumer, string Rp, string Rc, long Used)>();
-        // Arrays of at most 100 uuids per query: a command larger than Npgsql's 8 KB write buffer is written from a
-        // thread-pool thread when run synchronously, which a starved pool never runs (a scheduler hung on it).
+        // Arrays of at most 100 uuids per query (commands stay within Npgsql's 8 KB write buffer).
         foreach (var rps in changedArray.Chunk(100))
         {
-            ReadMany(connection, transaction, rps, [],
+            await ReadManyAsync(connection, transaction, rps, [], cancellationToken,
                 (InventoriesSql + " WHERE rp = ANY(@rps)", r => inventories.Add(ReadInventory(r))),
                 (TraitsSql + " WHERE rp = ANY(@rps)", r => traits.Add((r.GetString(0), r.GetString(1)))),
                 (ConsumersSql + " WHERE uuid IN " + OnChanged, r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
@@ -950,7 +1162,7 @@ public sealed class PlacementService : IPlacementService
         }
         foreach (var cs in known.Chunk(100))
         {
-            ReadMany(connection, transaction, [], cs,
+            await ReadManyAsync(connection, transaction, [], cs, cancellationToken,
                 (ConsumersSql + " WHERE uuid = ANY(@cs)", r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
                 (AllocationsSql + " WHERE consumer = ANY(@cs)", r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
         }
@@ -958,7 +1170,17 @@ public sealed class PlacementService : IPlacementService
         {
             consumers.Add(consumer);
         }
-        foreach (var uuid in consumers)
+        return new Reload(committed, changed, removed, consumers, inventories, traits, consumerRows, allocationRows);
+    }
+
+    /// <summary>Under the lock: replaces the cache's state of the providers and consumers a refresh read.</summary>
+    private void ApplyReload(Reload? reload)
+    {
+        if (reload is null)
+        {
+            return;
+        }
+        foreach (var uuid in reload.Consumers)
         {
             if (_consumers.Remove(uuid, out var old))
             {
@@ -976,13 +1198,13 @@ public sealed class PlacementService : IPlacementService
                 }
             }
         }
-        foreach (var uuid in removed)
+        foreach (var uuid in reload.Removed)
         {
             _providers.Remove(uuid);
         }
-        foreach (var uuid in changed)
+        foreach (var uuid in reload.Changed)
         {
-            var (name, generation) = committed[uuid];
+            var (name, generation) = reload.Committed[uuid];
             if (!_providers.TryGetValue(uuid, out var provider))
             {
                 _providers[uuid] = provider = new ProviderState(new ResourceProvider(uuid, name, generation));
@@ -992,9 +1214,8 @@ public sealed class PlacementService : IPlacementService
             provider.Traits = s_noTraits;
             provider.Summary = null;
         }
-        SetInventoriesAndTraits(inventories, traits);
-        AddConsumers(consumerRows, allocationRows);
-        return 0;
+        SetInventoriesAndTraits(reload.Inventories, reload.Traits);
+        AddConsumers(reload.ConsumerRows, reload.AllocationRows);
     }
 
     private const string InventoriesSql = "SELECT rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio FROM inventories";
@@ -1002,29 +1223,35 @@ public sealed class PlacementService : IPlacementService
     private const string ConsumersSql = "SELECT uuid, project_id, user_id, generation FROM consumers";
     private const string AllocationsSql = "SELECT consumer, rp, rc, used FROM allocations";
 
-    private int Load(DbConnection connection, DbTransaction transaction)
+    private async Task LoadAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
     {
+        var providers = new List<ResourceProvider>();
         var inventories = new List<(string Rp, string Rc, Inventory Inventory)>();
         var traits = new List<(string Rp, string Trait)>();
         var consumerRows = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
         var allocationRows = new List<(string Consumer, string Rp, string Rc, long Used)>();
-        ReadMany(connection, transaction, [], [],
-            ("SELECT uuid, name, generation FROM resource_providers",
-                r => _providers[r.GetString(0)] = new ProviderState(new ResourceProvider(r.GetString(0), r.GetString(1), r.GetInt64(2)))),
+        await ReadManyAsync(connection, transaction, [], [], cancellationToken,
+            ("SELECT uuid, name, generation FROM resource_providers", r => providers.Add(new ResourceProvider(r.GetString(0), r.GetString(1), r.GetInt64(2)))),
             (InventoriesSql, r => inventories.Add(ReadInventory(r))),
             (TraitsSql, r => traits.Add((r.GetString(0), r.GetString(1)))),
             (ConsumersSql, r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
             (AllocationsSql, r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
-        SetInventoriesAndTraits(inventories, traits);
-        AddConsumers(consumerRows, allocationRows);
-        return 0;
+        lock (_gate)
+        {
+            foreach (var provider in providers)
+            {
+                _providers[provider.Uuid] = new ProviderState(provider);
+            }
+            SetInventoriesAndTraits(inventories, traits);
+            AddConsumers(consumerRows, allocationRows);
+        }
     }
 
     /// <summary>
     /// Runs each query (parameters <c>@rps</c> and <c>@cs</c>, when it names them) and hands every row to its reader.
     /// </summary>
-    private static void ReadMany(DbConnection connection, DbTransaction transaction, string[] providers, string[] consumers,
-        params (string Sql, Action<DbDataReader> Read)[] queries)
+    private static async Task ReadManyAsync(DbConnection connection, DbTransaction transaction, string[] providers, string[] consumers,
+        CancellationToken cancellationToken, params (string Sql, Action<DbDataReader> Read)[] queries)
     {
         (string, object?)[] Parameters(string sql) =>
         [
@@ -1035,9 +1262,9 @@ public sealed class PlacementService : IPlacementService
         // of the 240-at-once round (a reload stopped after its first statement; not yet understood).
         foreach (var (sql, read) in queries)
         {
-            using var command = FerryDatabase.Command(connection, transaction, sql, Parameters(sql));
-            using var reader = command.ExecuteReader();
-            while (reader.Read())
+            await using var command = FerryDatabase.Command(connection, transaction, sql, Parameters(sql));
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
             {
                 read(reader);
             }
@@ -1128,17 +1355,35 @@ public sealed class PlacementService : IPlacementService
 
         public void MustHit(string sql, params (string Name, object? Value)[] parameters) => _statements.Add((sql, parameters, true));
 
-        public void Run(DbConnection connection, DbTransaction transaction)
+        public async Task RunAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
         {
             foreach (var (sql, parameters, mustHit) in _statements)
             {
-                using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
-                if (command.ExecuteNonQuery() == 0 && mustHit)
+                await using var command = FerryDatabase.Command(connection, transaction, sql, parameters);
+                if (await command.ExecuteNonQueryAsync(cancellationToken) == 0 && mustHit)
                 {
                     throw new StaleCacheException();
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// One write as planned under the lock: its answer, the providers it changes (logged), its statements (null: nothing to
+    /// write), the generations it was planned from (null: absent), and its application to the cache after the commit.
+    /// </summary>
+    private sealed record Change<T>(
+        T Result,
+        string[] Providers,
+        Action<WriteStatements>? Build,
+        IReadOnlyList<(string Rp, long? Generation)> ProviderBase,
+        IReadOnlyList<(string Consumer, long? Generation)> ConsumerBase,
+        Action Apply);
+
+    private static class Change
+    {
+        /// <summary>Nothing to write: the answer is <paramref name="result"/>.</summary>
+        public static Change<T> None<T>(T result) => new(result, [], null, [], [], static () => { });
     }
 
     private static Dictionary<string, Dictionary<string, long>> Copy(Dictionary<string, Dictionary<string, long>> allocations)

@@ -24,12 +24,12 @@ public static class ResourceClassesAndTraitsEndpoints
         api.MapPost("/resource_classes", CreateResourceClassAsync);
         api.MapGet("/resource_classes/{name}", GetResourceClass);
         api.MapPut("/resource_classes/{name}", PutResourceClassAsync);
-        api.MapDelete("/resource_classes/{name}", DeleteResourceClass);
+        api.MapDelete("/resource_classes/{name}", DeleteResourceClassAsync);
 
-        api.MapGet("/traits", ListTraits);
+        api.MapGet("/traits", ListTraitsAsync);
         api.MapGet("/traits/{name}", GetTrait);
         api.MapPut("/traits/{name}", PutTrait);
-        api.MapDelete("/traits/{name}", DeleteTrait);
+        api.MapDelete("/traits/{name}", DeleteTraitAsync);
         return api;
     }
 
@@ -124,7 +124,7 @@ public static class ResourceClassesAndTraitsEndpoints
             {
                 throw new BadRequestException($"Cannot update standard resource class {name}");
             }
-            catalog.RenameResourceClass(name, newName);
+            await catalog.RenameResourceClassAsync(name, newName, http.RequestAborted);
             return Json(ResourceClassView(newName));
         }
         CheckCustomName(name);
@@ -133,10 +133,10 @@ public static class ResourceClassesAndTraitsEndpoints
         return Results.StatusCode(created ? StatusCodes.Status201Created : StatusCodes.Status204NoContent);
     }
 
-    internal static IResult DeleteResourceClass(HttpRequest request, string name, PlacementCatalog catalog)
+    internal static async Task<IResult> DeleteResourceClassAsync(HttpRequest request, string name, PlacementCatalog catalog, CancellationToken cancellationToken)
     {
         RequireVersion(request, 2);
-        catalog.DeleteResourceClass(name);
+        await catalog.DeleteResourceClassAsync(name, cancellationToken);
         return Results.NoContent();
     }
 
@@ -188,7 +188,7 @@ public static class ResourceClassesAndTraitsEndpoints
     // ---- traits ----
 
     /// <summary>GET /traits with <c>name=in:A,B</c> or <c>name=startswith:P</c> and <c>associated=true|false</c>.</summary>
-    internal static IResult ListTraits(HttpRequest request, PlacementCatalog catalog)
+    internal static async Task<IResult> ListTraitsAsync(HttpRequest request, PlacementCatalog catalog, CancellationToken cancellationToken)
     {
         RequireVersion(request, 6);
         if (request.Query.Keys.FirstOrDefault(k => k is not ("name" or "associated")) is { } unknown)
@@ -223,7 +223,7 @@ public static class ResourceClassesAndTraitsEndpoints
             {
                 throw new BadRequestException("The query parameter \"associated\" only accepts \"true\" or \"false\"");
             }
-            var associated = catalog.AssociatedTraits();
+            var associated = await catalog.AssociatedTraitsAsync(cancellationToken);
             traits = traits.Where(t => associated.Contains(t) == (text == "true"));
         }
         var list = new JsonArray();
@@ -253,10 +253,10 @@ public static class ResourceClassesAndTraitsEndpoints
         return Results.StatusCode(created ? StatusCodes.Status201Created : StatusCodes.Status204NoContent);
     }
 
-    internal static IResult DeleteTrait(HttpRequest request, string name, PlacementCatalog catalog)
+    internal static async Task<IResult> DeleteTraitAsync(HttpRequest request, string name, PlacementCatalog catalog, CancellationToken cancellationToken)
     {
         RequireVersion(request, 6);
-        catalog.DeleteTrait(name);
+        await catalog.DeleteTraitAsync(name, cancellationToken);
         return Results.NoContent();
     }
 

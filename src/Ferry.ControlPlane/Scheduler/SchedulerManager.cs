@@ -58,7 +58,7 @@ public sealed partial class SchedulerManager(
             ? Math.Max(opts.MaxPlacementResults, hostManager.NodeCount)
             : opts.MaxPlacementResults;
 
-        var candidates = placement.GetAllocationCandidates(resources, null, s_forbiddenTraits, inTree, limit);
+        var candidates = await placement.GetAllocationCandidatesAsync(resources, null, s_forbiddenTraits, inTree, limit, cancellationToken);
         if (candidates.ProviderUuids.Count == 0)
         {
             Log.NoCandidates(logger, spec.InstanceUuid);
@@ -76,15 +76,8 @@ public sealed partial class SchedulerManager(
                 throw new NoValidHostException(NotEnoughHosts);
             }
             weighed = ArrayPool<WeighedHost>.Shared.Rent(count);
-            var hosts = weighed.AsSpan(0, count);
-            for (var i = 0; i < count; i++)
-            {
-                hosts[i] = new WeighedHost(states[i]);
-            }
-            HostWeighing.Weigh(hosts, _weighers, spec);
-            HostWeighing.SortBestFirst(hosts);
-            PickFromSubset(hosts, opts.HostSubsetSize);
-            return ClaimAndSelect(hosts, spec, resources, numAlternates);
+            Rank(weighed.AsSpan(0, count), states, spec, opts.HostSubsetSize);
+            return await ClaimAndSelectAsync(new ArraySegment<WeighedHost>(weighed, 0, count), spec, resources, numAlternates, cancellationToken);
         }
         finally
         {
@@ -96,27 +89,42 @@ public sealed partial class SchedulerManager(
         }
     }
 
+    /// <summary>Weighs the filtered hosts into <paramref name="hosts"/>, best first (a span: no await may cross it).</summary>
+    private void Rank(Span<WeighedHost> hosts, HostState[] states, RequestSpec spec, int subsetSize)
+    {
+        for (var i = 0; i < hosts.Length; i++)
+        {
+            hosts[i] = new WeighedHost(states[i]);
+        }
+        HostWeighing.Weigh(hosts, _weighers, spec);
+        HostWeighing.SortBestFirst(hosts);
+        PickFromSubset(hosts, subsetSize);
+    }
+
     /// <summary>Claims the first host that accepts, best first; the selection and the alternates after it.</summary>
-    private List<Selection> ClaimAndSelect(ReadOnlySpan<WeighedHost> hosts, RequestSpec spec, Dictionary<string, long> resources, int numAlternates)
+    private async Task<List<Selection>> ClaimAndSelectAsync(ArraySegment<WeighedHost> hosts, RequestSpec spec, Dictionary<string, long> resources, int numAlternates,
+        CancellationToken cancellationToken)
     {
         ConsumerAllocations? current = null;
-        for (var chosen = 0; chosen < hosts.Length; chosen++)
+        for (var chosen = 0; chosen < hosts.Count; chosen++)
         {
-            if (!TryClaim(hosts[chosen].Host, spec, resources, ref current))
+            bool claimed;
+            (claimed, current) = await TryClaimAsync(hosts[chosen].Host, spec, resources, current, cancellationToken);
+            if (!claimed)
             {
                 continue;
             }
             // Alternates come after the claimed host: hosts before it just failed a claim.
-            var alternates = Math.Clamp(numAlternates, 0, hosts.Length - chosen - 1);
+            var alternates = Math.Clamp(numAlternates, 0, hosts.Count - chosen - 1);
             var selections = new List<Selection>(1 + alternates);
             for (var i = chosen; i <= chosen + alternates; i++)
             {
                 selections.Add(ToSelection(hosts[i].Host, spec.Flavor));
             }
-            Log.Selected(logger, spec.InstanceUuid, hosts[chosen].Host.Host, hosts[chosen].Host.Nodename, hosts.Length);
+            Log.Selected(logger, spec.InstanceUuid, hosts[chosen].Host.Host, hosts[chosen].Host.Nodename, hosts.Count);
             return selections;
         }
-        Log.NoClaim(logger, spec.InstanceUuid, hosts.Length);
+        Log.NoClaim(logger, spec.InstanceUuid, hosts.Count);
         throw new NoValidHostException(NotEnoughHosts);
     }
 
@@ -187,9 +195,10 @@ public sealed partial class SchedulerManager(
     /// claim_resources). An existing allocation is kept and the new one added to it, under the
     /// consumer generation read with it (_move_operation_alloc_request).
     /// </summary>
-    private bool TryClaim(HostState host, RequestSpec spec, Dictionary<string, long> resources, ref ConsumerAllocations? current)
+    private async Task<(bool Claimed, ConsumerAllocations? Current)> TryClaimAsync(HostState host, RequestSpec spec, Dictionary<string, long> resources,
+        ConsumerAllocations? current, CancellationToken cancellationToken)
     {
-        current ??= placement.GetAllocations(spec.InstanceUuid);
+        current ??= await placement.GetAllocationsAsync(spec.InstanceUuid, cancellationToken);
         var allocations = new Dictionary<string, Dictionary<string, long>>(current.Allocations.Count + 1, StringComparer.Ordinal);
         foreach (var (provider, amounts) in current.Allocations)
         {
@@ -208,20 +217,19 @@ public sealed partial class SchedulerManager(
         }
         try
         {
-            placement.PutAllocations(spec.InstanceUuid, new AllocationRequest
+            await placement.PutAllocationsAsync(spec.InstanceUuid, new AllocationRequest
             {
                 Allocations = allocations,
                 ProjectId = spec.ProjectId,
                 UserId = spec.UserId,
                 ConsumerGeneration = current.ConsumerGeneration,
-            });
-            return true;
+            }, cancellationToken);
+            return (true, current);
         }
         catch (PlacementConflictException ex)
         {
             Log.ClaimConflict(logger, spec.InstanceUuid, host.Host, ex.Message);
-            current = null; // the consumer may have changed too: read it again before the next attempt
-            return false;
+            return (false, null); // the consumer may have changed too: read it again before the next attempt
         }
     }
 

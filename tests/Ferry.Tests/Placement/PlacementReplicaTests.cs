@@ -199,6 +199,57 @@ public sealed class PlacementReplicaTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task PutAllocations_ClaimWaitingOnOneProvidersRow_LeavesClaimsAndReadsOfOtherProvidersFree()
+    {
+        var ct = CancellationToken.None; // xunit v2 here: the waits below are bounded each
+        var busy = AddProvider(_first, "host-a", 4);
+        var free = AddProvider(_first, "host-b", 4);
+
+        // Another writer holds the busy provider's row, so a claim there waits in the database until that one ends.
+        await using var connection = new Npgsql.NpgsqlConnection(_files.Connection);
+        await connection.OpenAsync(ct);
+        await using var holder = await connection.BeginTransactionAsync(ct);
+        await using (var hold = new Npgsql.NpgsqlCommand($"SELECT 1 FROM resource_providers WHERE uuid = '{busy}' FOR UPDATE", connection, holder))
+        {
+            await hold.ExecuteNonQueryAsync(ct);
+        }
+        var waiting = _first.PutAllocationsAsync("c-busy", Request(busy, vcpu: 1), ct);
+        await WaitForBlockedLockAsync(ct);
+
+        // The same replica claims and reads another provider meanwhile: a lock held across the waiting claim's round trip
+        // (the one placement lock before) would hold both until the other writer ended.
+        var claimed = await _first.PutAllocationsAsync("c-free", Request(free, vcpu: 2), ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
+        var usages = await _first.GetProviderUsagesAsync(free, ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
+
+        Assert.Equal(1, claimed.ConsumerGeneration);
+        Assert.Equal(2, usages["VCPU"]);
+        Assert.False(waiting.IsCompleted);
+        await holder.RollbackAsync(ct);
+        await waiting.WaitAsync(TimeSpan.FromSeconds(30), ct);
+        Assert.Equal(1, _second.GetProviderUsages(busy)["VCPU"]);
+        Assert.Equal(2, _second.GetProviderUsages(free)["VCPU"]);
+    }
+
+    /// <summary>Until some backend of this database waits for a lock (the claim behind the held row).</summary>
+    private async Task WaitForBlockedLockAsync(CancellationToken cancellationToken)
+    {
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bounded.CancelAfter(TimeSpan.FromSeconds(30));
+        await using var connection = new Npgsql.NpgsqlConnection(_files.Connection);
+        await connection.OpenAsync(bounded.Token);
+        while (true)
+        {
+            await using var look = new Npgsql.NpgsqlCommand(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database()", connection);
+            if (Convert.ToInt64(await look.ExecuteScalarAsync(bounded.Token)) > 0)
+            {
+                return;
+            }
+            await Task.Delay(10, bounded.Token);
+        }
+    }
+
     private static string AddProvider(PlacementService placement, string name, long vcpus)
     {
         var uuid = Guid.NewGuid().ToString();

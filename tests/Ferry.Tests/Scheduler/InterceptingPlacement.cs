@@ -7,36 +7,47 @@ internal sealed class InterceptingPlacement(IPlacementService inner) : IPlacemen
 {
     public Action? AfterCandidates { get; set; }
 
-    public AllocationCandidates GetAllocationCandidates(
+    public async Task<AllocationCandidates> GetAllocationCandidatesAsync(
         IReadOnlyDictionary<string, long> resources,
-        IReadOnlyCollection<string>? requiredTraits = null,
-        IReadOnlyCollection<string>? forbiddenTraits = null,
-        string? inTree = null,
-        int limit = 1000)
+        IReadOnlyCollection<string>? requiredTraits,
+        IReadOnlyCollection<string>? forbiddenTraits,
+        string? inTree,
+        int limit,
+        CancellationToken cancellationToken)
     {
-        var candidates = inner.GetAllocationCandidates(resources, requiredTraits, forbiddenTraits, inTree, limit);
+        var candidates = await inner.GetAllocationCandidatesAsync(resources, requiredTraits, forbiddenTraits, inTree, limit, cancellationToken);
         AfterCandidates?.Invoke();
         return candidates;
     }
 
-    public ResourceProvider EnsureProvider(string uuid, string name) => inner.EnsureProvider(uuid, name);
-    public ResourceProvider? GetProvider(string uuid) => inner.GetProvider(uuid);
-    public IReadOnlyList<ResourceProvider> ListProviders() => inner.ListProviders();
-    public void DeleteProvider(string uuid) => inner.DeleteProvider(uuid);
-    public ResourceProvider SetInventories(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories) =>
-        inner.SetInventories(providerUuid, expectedGeneration, inventories);
-    public IReadOnlyDictionary<string, Inventory> GetInventories(string providerUuid) => inner.GetInventories(providerUuid);
-    public void SetTraits(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits) =>
-        inner.SetTraits(providerUuid, expectedGeneration, traits);
-    public IReadOnlySet<string> GetTraits(string providerUuid) => inner.GetTraits(providerUuid);
-    public IReadOnlyDictionary<string, long> GetProviderUsages(string providerUuid) => inner.GetProviderUsages(providerUuid);
-    public IReadOnlyDictionary<string, long> GetUsages(string? projectId, string? userId) => inner.GetUsages(projectId, userId);
-    public ConsumerAllocations GetAllocations(string consumerUuid) => inner.GetAllocations(consumerUuid);
-    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>> GetProviderAllocations(string providerUuid) =>
-        inner.GetProviderAllocations(providerUuid);
-    public ConsumerAllocations PutAllocations(string consumerUuid, AllocationRequest request) => inner.PutAllocations(consumerUuid, request);
-    public bool DeleteAllocations(string consumerUuid) => inner.DeleteAllocations(consumerUuid);
-    public void PostAllocations(IReadOnlyDictionary<string, AllocationRequest> requests) => inner.PostAllocations(requests);
-    public bool MoveAllocations(string sourceConsumer, string targetConsumer) => inner.MoveAllocations(sourceConsumer, targetConsumer);
-    public void RemoveProviderFromAllocation(string consumerUuid, string providerUuid) => inner.RemoveProviderFromAllocation(consumerUuid, providerUuid);
+    public Task<ResourceProvider> EnsureProviderAsync(string uuid, string name, CancellationToken cancellationToken) =>
+        inner.EnsureProviderAsync(uuid, name, cancellationToken);
+    public Task<ResourceProvider?> GetProviderAsync(string uuid, CancellationToken cancellationToken) => inner.GetProviderAsync(uuid, cancellationToken);
+    public Task<IReadOnlyList<ResourceProvider>> ListProvidersAsync(CancellationToken cancellationToken) => inner.ListProvidersAsync(cancellationToken);
+    public Task DeleteProviderAsync(string uuid, CancellationToken cancellationToken) => inner.DeleteProviderAsync(uuid, cancellationToken);
+    public Task<ResourceProvider> SetInventoriesAsync(string providerUuid, long? expectedGeneration, IReadOnlyDictionary<string, Inventory> inventories,
+        CancellationToken cancellationToken) =>
+        inner.SetInventoriesAsync(providerUuid, expectedGeneration, inventories, cancellationToken);
+    public Task<IReadOnlyDictionary<string, Inventory>> GetInventoriesAsync(string providerUuid, CancellationToken cancellationToken) =>
+        inner.GetInventoriesAsync(providerUuid, cancellationToken);
+    public Task SetTraitsAsync(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits, CancellationToken cancellationToken) =>
+        inner.SetTraitsAsync(providerUuid, expectedGeneration, traits, cancellationToken);
+    public Task<IReadOnlySet<string>> GetTraitsAsync(string providerUuid, CancellationToken cancellationToken) => inner.GetTraitsAsync(providerUuid, cancellationToken);
+    public Task<IReadOnlyDictionary<string, long>> GetProviderUsagesAsync(string providerUuid, CancellationToken cancellationToken) =>
+        inner.GetProviderUsagesAsync(providerUuid, cancellationToken);
+    public Task<IReadOnlyDictionary<string, long>> GetUsagesAsync(string? projectId, string? userId, CancellationToken cancellationToken) =>
+        inner.GetUsagesAsync(projectId, userId, cancellationToken);
+    public Task<ConsumerAllocations> GetAllocationsAsync(string consumerUuid, CancellationToken cancellationToken) =>
+        inner.GetAllocationsAsync(consumerUuid, cancellationToken);
+    public Task<IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>>> GetProviderAllocationsAsync(string providerUuid, CancellationToken cancellationToken) =>
+        inner.GetProviderAllocationsAsync(providerUuid, cancellationToken);
+    public Task<ConsumerAllocations> PutAllocationsAsync(string consumerUuid, AllocationRequest request, CancellationToken cancellationToken) =>
+        inner.PutAllocationsAsync(consumerUuid, request, cancellationToken);
+    public Task<bool> DeleteAllocationsAsync(string consumerUuid, CancellationToken cancellationToken) => inner.DeleteAllocationsAsync(consumerUuid, cancellationToken);
+    public Task PostAllocationsAsync(IReadOnlyDictionary<string, AllocationRequest> requests, CancellationToken cancellationToken) =>
+        inner.PostAllocationsAsync(requests, cancellationToken);
+    public Task<bool> MoveAllocationsAsync(string sourceConsumer, string targetConsumer, CancellationToken cancellationToken) =>
+        inner.MoveAllocationsAsync(sourceConsumer, targetConsumer, cancellationToken);
+    public Task RemoveProviderFromAllocationAsync(string consumerUuid, string providerUuid, CancellationToken cancellationToken) =>
+        inner.RemoveProviderFromAllocationAsync(consumerUuid, providerUuid, cancellationToken);
 }

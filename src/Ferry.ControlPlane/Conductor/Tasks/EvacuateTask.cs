@@ -54,7 +54,7 @@ public sealed class EvacuateTask(ConductorContext context)
         {
             if (claimed is not null)
             {
-                context.Placement.RemoveProviderFromAllocation(instance.Uuid, claimed.ComputeNodeUuid);
+                await context.Placement.RemoveProviderFromAllocationAsync(instance.Uuid, claimed.ComputeNodeUuid, CancellationToken.None);
             }
             await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
             await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, ex);
@@ -66,19 +66,19 @@ public sealed class EvacuateTask(ConductorContext context)
     private async Task<Selection> ClaimForcedHostAsync(Instance instance, string host, CancellationToken ct)
     {
         var node = await context.Nodes.FindByHostAsync(host, ct) ?? throw new ComputeHostNotFoundException(host);
-        var current = context.Placement.GetAllocations(instance.Uuid);
+        var current = await context.Placement.GetAllocationsAsync(instance.Uuid, ct);
         var resources = ConductorContext.Resources(instance.Flavor);
         var allocations = current.Allocations.ToDictionary(a => a.Key, a => new Dictionary<string, long>(a.Value));
         allocations[node.Uuid] = resources;
         try
         {
-            context.Placement.PutAllocations(instance.Uuid, new AllocationRequest
+            await context.Placement.PutAllocationsAsync(instance.Uuid, new AllocationRequest
             {
                 Allocations = allocations,
                 ProjectId = instance.ProjectId,
                 UserId = instance.UserId,
                 ConsumerGeneration = current.ConsumerGeneration,
-            });
+            }, ct);
         }
         catch (PlacementConflictException ex)
         {

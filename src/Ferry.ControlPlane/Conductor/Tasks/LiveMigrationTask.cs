@@ -57,7 +57,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             {
                 throw new ComputeServiceUnavailableException(instance.Host ?? "None");
             }
-            held = context.Placement.MoveAllocations(instance.Uuid, migration.Uuid);
+            held = await context.Placement.MoveAllocationsAsync(instance.Uuid, migration.Uuid, ct);
 
             var (selection, data) = request.Host is not null && request.Force
                 ? await ForcedDestinationAsync(instance, migration, request, ct)
@@ -80,7 +80,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             if (held)
             {
                 // Overwrites whatever the instance holds on a destination: one step back to the start.
-                context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
+                await context.Placement.MoveAllocationsAsync(migration.Uuid, instance.Uuid, CancellationToken.None);
             }
             await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
             await context.RecordFailureAsync(instance.Uuid, request.RequestId, EventName, ex);
@@ -122,7 +122,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
             catch (FerryException ex) when (ex.HttpStatus == 400 || ErrorRegistry.Is<RpcTimeoutException>(ex))
             {
                 // Nova skips a host on exception.Invalid / MigrationPreCheckError and gives its claim back.
-                context.Placement.RemoveProviderFromAllocation(instance.Uuid, selection.ComputeNodeUuid);
+                await context.Placement.RemoveProviderFromAllocationAsync(instance.Uuid, selection.ComputeNodeUuid, CancellationToken.None);
                 attempted.Add(selection.ServiceHost);
                 lastReason = ex.Message;
                 if (request.Host is not null)
@@ -146,18 +146,18 @@ public sealed class LiveMigrationTask(ConductorContext context)
         {
             throw new ComputeServiceUnavailableException(dest);
         }
-        CheckEnoughMemory(instance, node);
+        await CheckEnoughMemoryAsync(instance, node, ct);
         await CheckCompatibleWithSourceAsync(instance.Host!, dest, ct);
         var resources = ConductorContext.Resources(instance.Flavor);
         try
         {
-            context.Placement.PutAllocations(instance.Uuid, new AllocationRequest
+            await context.Placement.PutAllocationsAsync(instance.Uuid, new AllocationRequest
             {
                 Allocations = new() { [node.Uuid] = resources },
                 ProjectId = instance.ProjectId,
                 UserId = instance.UserId,
-                ConsumerGeneration = context.Placement.GetAllocations(instance.Uuid).ConsumerGeneration,
-            });
+                ConsumerGeneration = (await context.Placement.GetAllocationsAsync(instance.Uuid, ct)).ConsumerGeneration,
+            }, ct);
         }
         catch (PlacementConflictException ex)
         {
@@ -170,19 +170,19 @@ public sealed class LiveMigrationTask(ConductorContext context)
         }
         catch
         {
-            context.Placement.RemoveProviderFromAllocation(instance.Uuid, node.Uuid);
+            await context.Placement.RemoveProviderFromAllocationAsync(instance.Uuid, node.Uuid, CancellationToken.None);
             throw;
         }
     }
 
-    private void CheckEnoughMemory(Instance instance, ComputeNode node)
+    private async Task CheckEnoughMemoryAsync(Instance instance, ComputeNode node, CancellationToken ct)
     {
-        var inventory = context.Placement.GetInventories(node.Uuid);
+        var inventory = await context.Placement.GetInventoriesAsync(node.Uuid, ct);
         if (!inventory.TryGetValue(ResourceClasses.MemoryMb, out var memory))
         {
             throw new MigrationPreCheckException($"Unable to migrate {instance.Uuid} to {node.Host}: destination reports no memory");
         }
-        var used = context.Placement.GetProviderUsages(node.Uuid).GetValueOrDefault(ResourceClasses.MemoryMb);
+        var used = (await context.Placement.GetProviderUsagesAsync(node.Uuid, ct)).GetValueOrDefault(ResourceClasses.MemoryMb);
         var available = memory.Capacity - used;
         if (available <= instance.Flavor.MemoryMb)
         {

@@ -57,7 +57,7 @@ public sealed class MigrationTask(ConductorContext context)
                 await RescheduleAsync(instance, migration, newFlavor, alternates, request, ct);
                 return;
             }
-            held = context.Placement.MoveAllocations(instance.Uuid, migration.Uuid);
+            held = await context.Placement.MoveAllocationsAsync(instance.Uuid, migration.Uuid, ct);
             var sameHostAllowed = isResize && context.Options.AllowResizeToSameHost;
             var spec = (await context.BuildRequestSpecAsync(instance, newFlavor, ct)) with
             {
@@ -84,7 +84,7 @@ public sealed class MigrationTask(ConductorContext context)
         {
             if (held)
             {
-                context.Placement.MoveAllocations(migration.Uuid, instance.Uuid);
+                await context.Placement.MoveAllocationsAsync(migration.Uuid, instance.Uuid, CancellationToken.None);
             }
             await context.SetMigrationStatusAsync(migration.Uuid, MigrationStatus.Error);
             var failure = ErrorRegistry.Is<NoValidHostException>(ex)
@@ -104,13 +104,13 @@ public sealed class MigrationTask(ConductorContext context)
             var alternate = alternates[i];
             try
             {
-                context.Placement.PutAllocations(instance.Uuid, new Placement.AllocationRequest
+                await context.Placement.PutAllocationsAsync(instance.Uuid, new Placement.AllocationRequest
                 {
                     Allocations = new() { [alternate.ComputeNodeUuid] = ConductorContext.Resources(newFlavor) },
                     ProjectId = instance.ProjectId,
                     UserId = instance.UserId,
-                    ConsumerGeneration = context.Placement.GetAllocations(instance.Uuid).ConsumerGeneration,
-                });
+                    ConsumerGeneration = (await context.Placement.GetAllocationsAsync(instance.Uuid, ct)).ConsumerGeneration,
+                }, ct);
             }
             catch (PlacementConflictException)
             {
