@@ -130,6 +130,8 @@ public sealed class DistributedFaultTests(DistributedFaultFixture fixture) : ICl
         Assert.Equal("compute3", Host(resized));
         Assert.Equal(HttpStatusCode.NoContent, (await fixture.Admin.ActionAsync(id, JsonNode.Parse("""{"confirmResize": null}""")!)).Status);
         await _state.WaitForMigrationAsync(id, m => (string?)m["status"] == "confirmed", "confirmed");
+        // As in Nova, the compute marks the migration confirmed before it sets the server back to ACTIVE.
+        await _state.WaitForServerAsync(id, s => Status(s) == "ACTIVE", "ACTIVE after the confirm");
         await _state.AssertQuietAndConsistentAsync();
         Assert.Equal((int)migration["id"]!, (int)(await _state.MigrationsAsync(id))[0]["id"]!);
         await LiveMigrateAndWaitAsync(id, "compute1");
