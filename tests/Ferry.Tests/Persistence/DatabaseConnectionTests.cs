@@ -60,4 +60,23 @@ public sealed class DatabaseConnectionTests
 
         Assert.StartsWith($"Cannot reach the database postgresql://ferry@127.0.0.1:{port}/nova: ", ex.Message);
     }
+
+    [Fact]
+    public void WithFerryDefaults_PlainConnection_NoResetAndStatementsAutoPrepared()
+    {
+        var tuned = new NpgsqlConnectionStringBuilder(FerryDatabase.WithFerryDefaults("Host=db;Database=ferry"));
+
+        Assert.True(tuned.NoResetOnClose);
+        Assert.True(tuned.MaxAutoPrepare > 100);
+        Assert.Equal(2, tuned.AutoPrepareMinUsages);
+    }
+
+    [Fact]
+    public void WithFerryDefaults_OperatorsOwnSettings_Win()
+    {
+        var given = new NpgsqlConnectionStringBuilder(FerryDatabase.WithFerryDefaults("Host=db;Database=ferry;Max Auto Prepare=0;No Reset On Close=false"));
+
+        Assert.Equal(0, given.MaxAutoPrepare);
+        Assert.False(given.NoResetOnClose);
+    }
 }
