@@ -43,14 +43,16 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
         ScheduleRenewal(lease);
         await EvictOldAsync(cancellationToken);
         var now = NowMs;
+        // A first delivery (nearly every one) is a single statement; a redelivery reads the row in a transaction.
+        if (await _database().ExecuteHistoryAsync(
+                "INSERT INTO rpc_messages(message_id, renewed_ms) VALUES (@id, @now) ON CONFLICT(message_id) DO NOTHING", cancellationToken,
+                ("@id", messageId), ("@now", now)) == 1)
+        {
+            _running[messageId] = 0;
+            return RpcClaim.Claimed;
+        }
         var claim = await _database().WriteHistoryAsync(async (c, t, ct) =>
         {
-            await using var insert = FerryDatabase.Command(c, t,
-                "INSERT INTO rpc_messages(message_id, renewed_ms) VALUES (@id, @now) ON CONFLICT(message_id) DO NOTHING", ("@id", messageId), ("@now", now));
-            if (await insert.ExecuteNonQueryAsync(ct) == 1)
-            {
-                return RpcClaim.Claimed;
-            }
             await using var read = FerryDatabase.Command(c, t,
                 "SELECT renewed_ms, completed_ms, is_error, outcome FROM rpc_messages WHERE message_id = @id" + _database().Dialect.ForUpdate, ("@id", messageId));
             await using var row = await read.ExecuteReaderAsync(ct);
@@ -84,13 +86,9 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
     /// <remarks>The outcome of a run that happened is kept whatever the token says: a redelivery must not run it again.</remarks>
     public async ValueTask CompleteAsync(string messageId, RpcOutcome outcome, CancellationToken cancellationToken)
     {
-        await _database().WriteHistoryAsync(async (c, t, ct) =>
-        {
-            await using var update = FerryDatabase.Command(c, t,
-                "UPDATE rpc_messages SET completed_ms = @now, is_error = @error, outcome = @outcome WHERE message_id = @id",
-                ("@id", messageId), ("@now", NowMs), ("@error", outcome.IsError ? 1 : 0), ("@outcome", outcome.Body));
-            await update.ExecuteNonQueryAsync(ct);
-        }, CancellationToken.None);
+        await _database().ExecuteHistoryAsync(
+            "UPDATE rpc_messages SET completed_ms = @now, is_error = @error, outcome = @outcome WHERE message_id = @id", CancellationToken.None,
+            ("@id", messageId), ("@now", NowMs), ("@error", outcome.IsError ? 1 : 0), ("@outcome", outcome.Body));
         _running.TryRemove(messageId, out _);
     }
 
@@ -98,11 +96,8 @@ public sealed class DatabaseRpcDeduplicator : IRpcDeduplicator, IDisposable
     public async ValueTask ReleaseAsync(string messageId, CancellationToken cancellationToken)
     {
         _running.TryRemove(messageId, out _);
-        await _database().WriteHistoryAsync(async (c, t, ct) =>
-        {
-            await using var delete = FerryDatabase.Command(c, t, "DELETE FROM rpc_messages WHERE message_id = @id AND completed_ms IS NULL", ("@id", messageId));
-            await delete.ExecuteNonQueryAsync(ct);
-        }, CancellationToken.None);
+        await _database().ExecuteHistoryAsync("DELETE FROM rpc_messages WHERE message_id = @id AND completed_ms IS NULL", CancellationToken.None,
+            ("@id", messageId));
     }
 
     /// <summary>Renews this process's claims a few times per lease, so only a dead process's claims expire.</summary>

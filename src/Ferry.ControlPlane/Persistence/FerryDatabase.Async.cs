@@ -165,6 +165,34 @@ public sealed partial class FerryDatabase
             return 0;
         }, cancellationToken);
 
+    /// <summary>
+    /// One statement on rows that are history only (see <see cref="WriteHistory{T}(Func{DbConnection, DbTransaction, T})"/>),
+    /// as its own transaction, committed without waiting for its WAL flush. On PostgreSQL it is one round trip on a connection
+    /// whose sessions run with <c>synchronous_commit</c> off, where <see cref="WriteHistoryAsync{T}"/> takes four (BEGIN,
+    /// SET LOCAL, the statement, COMMIT): the RPC deduplicator writes two such rows for every message. A connection lost
+    /// mid-way runs it again, so it must be safe to run twice. Returns the rows it changed.
+    /// </summary>
+    /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait for a connection.</remarks>
+    public Task<int> ExecuteHistoryAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
+        DatabaseMetrics.MeasureAsync("write", () =>
+        {
+            if (_postgresHistory is null)
+            {
+                return WriteUnmeasuredAsync(async (c, t, ct) =>
+                {
+                    await using var command = Command(c, t, sql, parameters);
+                    return await command.ExecuteNonQueryAsync(ct);
+                }, cancellationToken);
+            }
+            cancellationToken.ThrowIfCancellationRequested();
+            return WhileReachableAsync(async () =>
+            {
+                await using var connection = await _postgresHistory.Value.OpenConnectionAsync(cancellationToken);
+                await using var command = Command(connection, null, sql, parameters);
+                return await command.ExecuteNonQueryAsync(CancellationToken.None);
+            }, cancellationToken);
+        });
+
     /// <inheritdoc cref="CommitWithoutFlush(DbConnection, DbTransaction)"/>
     public async Task CommitWithoutFlushAsync(DbConnection c, DbTransaction t, CancellationToken cancellationToken)
     {
@@ -188,6 +216,10 @@ public sealed partial class FerryDatabase
             catch (Exception e) when (IsConnectionFailure(e))
             {
                 _postgres!.Clear();
+                if (_postgresHistory is { IsValueCreated: true })
+                {
+                    _postgresHistory.Value.Clear();
+                }
                 if (e is CommitFailedException || started.Elapsed + s_unavailableRetryInterval > UnavailableWait)
                 {
                     throw new DatabaseUnavailableException(Description, e is CommitFailedException ? e.InnerException! : e);

@@ -24,6 +24,8 @@ public sealed partial class FerryDatabase : IDisposable
 
     private readonly SqliteConnection? _sqlite;
     private readonly NpgsqlDataSource? _postgres;
+    // Connections whose sessions commit without waiting for the WAL flush, for ExecuteHistoryAsync; opened on first use.
+    private readonly Lazy<NpgsqlDataSource>? _postgresHistory;
     // SQLite's one connection, taken by one operation at a time. A semaphore rather than a lock so that an async operation
     // may hold it across its awaits (Microsoft.Data.Sqlite's async methods complete synchronously, so it is held as briefly);
     // always taken by a blocking wait (see EnterSqlite).
@@ -38,7 +40,9 @@ public sealed partial class FerryDatabase : IDisposable
         Description = parsed.Description;
         if (parsed.Engine == DatabaseEngine.PostgreSql)
         {
-            _postgres = NpgsqlDataSource.Create(WithFerryDefaults(parsed.ConnectionString));
+            var tuned = WithFerryDefaults(parsed.ConnectionString);
+            _postgres = NpgsqlDataSource.Create(tuned);
+            _postgresHistory = new Lazy<NpgsqlDataSource>(() => NpgsqlDataSource.Create(WithoutFlushWait(tuned)));
             return;
         }
         var path = parsed.ConnectionString;
@@ -113,6 +117,22 @@ public sealed partial class FerryDatabase : IDisposable
         }
         return builder.ConnectionString;
     }
+
+    /// <summary>
+    /// The same database for <see cref="ExecuteHistoryAsync"/>: every session commits without waiting for its WAL flush
+    /// (<c>synchronous_commit</c> off from the connection's start-up options), at most <see cref="HistoryConnections"/> of them.
+    /// </summary>
+    internal static string WithoutFlushWait(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        builder.Options = $"{builder.Options} -c synchronous_commit=off".TrimStart();
+        builder.MaxPoolSize = Math.Min(builder.MaxPoolSize, HistoryConnections);
+        builder.MinPoolSize = 0;
+        return builder.ConnectionString;
+    }
+
+    // History statements are one short round trip each: a few connections carry a process's share.
+    private const int HistoryConnections = 16;
 
     // Room for every statement the stores, placement and the deduplicator run (~150 distinct texts) on each connection.
     private const int AutoPreparedStatements = 256;
@@ -398,6 +418,10 @@ public sealed partial class FerryDatabase : IDisposable
     public void Dispose()
     {
         _postgres?.Dispose();
+        if (_postgresHistory is { IsValueCreated: true })
+        {
+            _postgresHistory.Value.Dispose();
+        }
         _gate.Wait();
         try
         {

@@ -79,4 +79,13 @@ public sealed class DatabaseConnectionTests
         Assert.Equal(0, given.MaxAutoPrepare);
         Assert.False(given.NoResetOnClose);
     }
+
+    [Fact]
+    public void WithoutFlushWait_Connection_SessionsCommitWithoutFlushOnAFewConnections()
+    {
+        var history = new NpgsqlConnectionStringBuilder(FerryDatabase.WithoutFlushWait("Host=db;Database=ferry;Options=-c statement_timeout=5000"));
+
+        Assert.Equal("-c statement_timeout=5000 -c synchronous_commit=off", history.Options);
+        Assert.True(history.MaxPoolSize <= 16);
+    }
 }

@@ -54,6 +54,17 @@ public abstract class FerryDatabaseAsyncTests : IDisposable
     }
 
     [Fact]
+    public async Task ExecuteHistoryAsync_OneStatement_CommittedAndSeenByOthers()
+    {
+        var changed = await _db.ExecuteHistoryAsync("INSERT INTO numbers(n) VALUES (@n), (@m)", CancellationToken.None, ("@n", 7), ("@m", 8));
+
+        Assert.Equal(2, changed);
+        Assert.Equal([7, 8], await NumbersAsync(CancellationToken.None));
+        Assert.Equal(1, await _db.ExecuteHistoryAsync("DELETE FROM numbers WHERE n = @n", CancellationToken.None, ("@n", 7)));
+        Assert.Equal([8], await NumbersAsync(CancellationToken.None));
+    }
+
+    [Fact]
     public async Task WriteAsync_TokenCancelledBeforeStart_ThrowsAndWritesNothing()
     {
         using var request = new CancellationTokenSource();
