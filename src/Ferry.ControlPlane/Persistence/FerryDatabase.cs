@@ -72,11 +72,12 @@ public sealed partial class FerryDatabase : IDisposable
     }
 
     /// <summary>
-    /// Lets the thread pool add threads at once up to the connection pool's size and a margin. Synchronous calls (the
-    /// stores not yet async, placement) block a thread while they wait for a pooled connection, and the connections are
-    /// held by async writes that need a thread for their next step: with the pool's slow thread injection, 240 moves at
-    /// once starved a conductor (threads in <c>Open</c>, transactions idle mid-way, calls timing out after 60 s). Called
-    /// by the <c>ferry</c> program for a PostgreSQL database, not here: it sets the whole process's pool.
+    /// Lets the thread pool add threads at once up to the connection pool's size and a margin. A synchronous call blocks
+    /// a thread while it waits for a pooled connection that an async write may hold, and that write needs a thread for its
+    /// next step: with the pool's slow thread injection, 240 moves at once starved a conductor while most stores were
+    /// synchronous (threads in <c>Open</c>, transactions idle mid-way, calls timing out after 60 s). Every store is async
+    /// now; this stays as a guard for the synchronous paths left (the deduplicator's renewal tick, start-up). Called by the
+    /// <c>ferry</c> program for a PostgreSQL database, not here: it sets the whole process's pool.
     /// </summary>
     public static void EnsureThreadsForPool(string connection)
     {
