@@ -23,6 +23,13 @@ public sealed class RabbitMqOptions
     /// <summary>How long a call or cast waits for the broker (down, or reconnecting) before it fails with a transient error.</summary>
     public TimeSpan UnavailableWait { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long a cast waits for the broker's confirm while its connection stays up. A slow confirm is a loaded broker
+    /// (its disk flush queued behind others), not an absent one: 200 live migrations requested at once on a saturated
+    /// machine waited over 5 s for one, and the API answered 503 for a move the broker then took.
+    /// </summary>
+    public TimeSpan ConfirmWait { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How often the connection retries after the broker went away.</summary>
     public TimeSpan RecoveryInterval { get; set; } = TimeSpan.FromSeconds(1);
 

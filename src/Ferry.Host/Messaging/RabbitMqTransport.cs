@@ -230,7 +230,8 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     /// <summary>
     /// Publishes a request with confirms, declaring its topic's queue first so a message to a topic nobody listens
     /// on yet waits for a listener. While the broker is away it retries for <see cref="RabbitMqOptions.UnavailableWait"/>;
-    /// a retried publish keeps its message id, so a copy the broker did take runs once (the deduplicator).
+    /// while it is connected but slow, a publish waits up to <see cref="RabbitMqOptions.ConfirmWait"/> for its confirm.
+    /// A retried publish keeps its message id, so a copy the broker did take runs once (the deduplicator).
     /// </summary>
     private async Task PublishRequestAsync(IChannel channel, string topic, RpcEnvelope envelope, byte[] payload, CancellationToken cancellationToken)
     {
@@ -240,11 +241,11 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         string? lastError = null;
         while (true)
         {
-            var left = giveUp - _timeProvider.GetUtcNow();
-            if (left > TimeSpan.Zero && IsAvailable(channel))
+            if (_timeProvider.GetUtcNow() < giveUp && IsAvailable(channel))
             {
+                var attemptStart = _timeProvider.GetUtcNow();
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                attempt.CancelAfter(left);
+                attempt.CancelAfter(_options.ConfirmWait);
                 try
                 {
                     if (!_declaredTopics.ContainsKey(topic))
@@ -257,13 +258,21 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {
-                    lastError = "no confirm from the broker";
+                    if (IsAvailable(channel))
+                    {
+                        throw new RpcUnavailableException(
+                            $"The message broker at {_endpoint.Display} is overloaded: {envelope.Method} to {topic} had no confirm " +
+                            $"within {_options.ConfirmWait.TotalSeconds:0.###} s");
+                    }
+                    lastError = "the connection was lost before the broker confirmed";
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException && !_disposed)
                 {
                     lastError = ex.Message;
                     Log.PublishFailed(_logger, envelope.Method, topic, ex.Message);
                 }
+                // Time spent connected, waiting on the broker, is not time it was away.
+                giveUp += _timeProvider.GetUtcNow() - attemptStart;
             }
             if (_timeProvider.GetUtcNow() >= giveUp)
             {

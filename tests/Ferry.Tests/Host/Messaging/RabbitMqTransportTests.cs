@@ -3,6 +3,7 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Errors;
 using Ferry.Core.Observability;
 using Ferry.Core.Rpc;
+using Ferry.Host.Distributed;
 using Ferry.Host.Messaging;
 using Ferry.Tests.Core.Observability;
 using Ferry.Tests.Core.Rpc;
@@ -27,13 +28,14 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     protected override Task ListeningAsync(IAsyncDisposable listener) =>
         ((RabbitMqTransport.Listener)listener).Ready.WaitAsync(s_long);
 
-    private async Task<RabbitMqTransport> ConnectAsync(IRpcDeduplicator deduplicator, TimeSpan? shutdownGrace = null)
+    private async Task<RabbitMqTransport> ConnectAsync(IRpcDeduplicator deduplicator, TimeSpan? shutdownGrace = null, TimeSpan? confirmWait = null)
     {
         var options = new RabbitMqOptions
         {
             Url = broker.Url,
             Exchange = _exchange,
             UnavailableWait = TimeSpan.FromSeconds(2),
+            ConfirmWait = confirmWait ?? TimeSpan.FromSeconds(30),
             RecoveryInterval = TimeSpan.FromMilliseconds(500),
             ShutdownGrace = shutdownGrace ?? TimeSpan.FromSeconds(5),
         };
@@ -74,6 +76,57 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         // The cast is confirmed by the broker; a call queued behind it on the same topic proves it was delivered.
         await transport.CallAsync("compute.host1", "ping", Bytes("marker"), s_long, CancellationToken.None);
         Assert.Equal(["cast-after", "marker"], casts.Handled);
+    }
+
+    [Fact]
+    public async Task CastAsync_BrokerConnectedButSlowerThanUnavailableWait_WaitsForTheConfirm()
+    {
+        var transport = await ConnectAsync();
+        var casts = new RecordingDispatcher("casts");
+        await ListenAsync(transport, "conductor", casts);
+        Assert.Equal("warm", Text(await transport.CallAsync("conductor", "ping", Bytes("warm"), s_long, CancellationToken.None)));
+
+        // The broker stalls (stopped, its connections open) for longer than UnavailableWait (2 s): a loaded broker, not a lost one.
+        Task cast;
+        using (PauseBroker())
+        {
+            cast = transport.CastAsync("conductor", "live_migrate_instance", Bytes("slow"), CancellationToken.None);
+            await Task.Delay(TimeSpan.FromSeconds(3.5));
+            Assert.False(cast.IsCompleted, $"the cast ended while the broker was stopped: {cast.Exception?.InnerException?.Message}");
+        }
+
+        await cast.WaitAsync(s_long);
+        await transport.CallAsync("conductor", "ping", Bytes("marker"), s_long, CancellationToken.None);
+        Assert.Equal(["warm", "slow", "marker"], casts.Handled);
+    }
+
+    [Fact]
+    public async Task CastAsync_BrokerConnectedButNoConfirmWithinConfirmWait_FailsTransientNamingIt()
+    {
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator(), confirmWait: TimeSpan.FromSeconds(1));
+        await ListenAsync(transport, "conductor", new RecordingDispatcher("a"));
+        Assert.Equal("warm", Text(await transport.CallAsync("conductor", "ping", Bytes("warm"), s_long, CancellationToken.None)));
+
+        using (PauseBroker())
+        {
+            var error = await Assert.ThrowsAsync<RpcUnavailableException>(() =>
+                transport.CastAsync("conductor", "live_migrate_instance", Bytes("stuck"), CancellationToken.None).WaitAsync(s_long));
+            Assert.Contains("overloaded", error.Message, StringComparison.Ordinal);
+            Assert.Contains("no confirm within 1 s", error.Message, StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>Stops the broker's Erlang VM (SIGSTOP) until disposed (SIGCONT): its sockets stay open, nothing answers.</summary>
+    private IDisposable PauseBroker()
+    {
+        var beam = LocalRabbitMq.ReadPid(Path.Combine(broker.Directory, "pid")) ?? throw new InvalidOperationException("the broker wrote no pid file");
+        Assert.Equal(0, ProcessSignals.Send(beam, "STOP"));
+        return new Resume(beam);
+    }
+
+    private sealed class Resume(int pid) : IDisposable
+    {
+        public void Dispose() => ProcessSignals.Send(pid, "CONT");
     }
 
     [Fact]
