@@ -8,6 +8,13 @@ namespace Ferry.ControlPlane.Conductor;
 /// <summary>
 /// Handles the conductor topic: the move flows the API casts, and the database proxy compute agents
 /// call, since they never open the database themselves (nova/conductor/manager.py).
+/// <para>
+/// Idempotent (run again on a redelivery, no deduplication row): the reads, <c>service_report</c> (sets the heartbeat's
+/// time and version; a first report's insert is an upsert) and <c>compute_node_update</c> (sets the node's fields; its uuid
+/// is kept for life, so a second run answers the same uuid). Not: the moves, <c>instance_update</c> and
+/// <c>migration_update</c> (compare-and-swap on an expected state: a second run fails, or undoes a later change),
+/// <c>action_event</c> (an unkeyed start inserts a row) and <c>instance_fault_create</c> (inserts a row).
+/// </para>
 /// </summary>
 public sealed class ComputeTaskManager(ConductorContext context)
 {
@@ -20,18 +27,18 @@ public sealed class ComputeTaskManager(ConductorContext context)
         {
             var service = await context.Services.ReportAsync(r.Host, r.Binary, r.Topic, r.Version, ct);
             return new ServiceReportReply(service.Id, service.ForcedDown, service.Disabled);
-        })
-        .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (r, ct) => context.Nodes.UpsertAsync(r.Node, ct))
-        .On<InstanceGetRequest, Instance>("instance_get", (r, ct) => context.Instances.GetAsync(r.Uuid, ct))
+        }, idempotent: true)
+        .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (r, ct) => context.Nodes.UpsertAsync(r.Node, ct), idempotent: true)
+        .On<InstanceGetRequest, Instance>("instance_get", (r, ct) => context.Instances.GetAsync(r.Uuid, ct), idempotent: true)
         .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", async (r, ct) =>
-            new InstanceList(await context.Instances.ListByHostAsync(r.Host, ct)))
+            new InstanceList(await context.Instances.ListByHostAsync(r.Host, ct)), idempotent: true)
         .On<InstanceUpdateRequest, Instance>("instance_update", (r, ct) => context.Instances.UpdateAsync(r, ct))
-        .On<MigrationGetRequest, Migration>("migration_get", (r, ct) => context.Migrations.GetAsync(r.Uuid, ct))
+        .On<MigrationGetRequest, Migration>("migration_get", (r, ct) => context.Migrations.GetAsync(r.Uuid, ct), idempotent: true)
         .On<MigrationUpdateRequest, Migration>("migration_update", (r, ct) => context.Migrations.UpdateAsync(r, ct))
         .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", async (r, ct) =>
             new MigrationList((await context.Migrations.ListAsync(new Persistence.MigrationFilter(Host: r.Host), ct))
                 .Where(m => (r.Types is null || r.Types.Contains(m.MigrationType)) && (r.Statuses is null || r.Statuses.Contains(m.Status)))
-                .ToList()))
+                .ToList()), idempotent: true)
         .On<ActionEventRequest>("action_event", (r, ct) =>
             context.Actions.RecordEventAsync(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback, r.Key, r.StartTime, ct))
         .On<InstanceFaultRequest>("instance_fault_create", (r, ct) => context.Actions.AddFaultAsync(r.InstanceUuid, r.Code, r.Message, r.Host, r.Details, ct));

@@ -193,6 +193,34 @@ public sealed partial class FerryDatabase
             }, cancellationToken);
         });
 
+    /// <summary>
+    /// One statement that returns rows (<c>UPDATE … RETURNING</c>), as its own transaction, committed without waiting for
+    /// its WAL flush, on the connections of <see cref="ExecuteHistoryAsync"/> (PostgreSQL: one round trip, no BEGIN, SET LOCAL
+    /// or COMMIT). For writes that a PostgreSQL crash may lose because the next one makes them again (a heartbeat). A
+    /// connection lost mid-way runs it again, so it must be safe to run twice. Returns its first row, mapped, or null.
+    /// </summary>
+    /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait for a connection.</remarks>
+    public Task<T?> QueryFirstWithoutFlushAsync<T>(string sql, Func<DbDataReader, T> map, CancellationToken cancellationToken,
+        params (string Name, object? Value)[] parameters) where T : class =>
+        DatabaseMetrics.MeasureAsync("write", () =>
+        {
+            if (_postgresHistory is null)
+            {
+                return WriteUnmeasuredAsync(async (c, t, ct) =>
+                {
+                    await using var command = Command(c, t, sql, parameters);
+                    return await Rows.ReadFirstAsync(command, map, ct);
+                }, cancellationToken);
+            }
+            cancellationToken.ThrowIfCancellationRequested();
+            return WhileReachableAsync(async () =>
+            {
+                await using var connection = await _postgresHistory.Value.OpenConnectionAsync(cancellationToken);
+                await using var command = Command(connection, null, sql, parameters);
+                return await Rows.ReadFirstAsync(command, map, CancellationToken.None);
+            }, cancellationToken);
+        });
+
     /// <inheritdoc cref="CommitWithoutFlush(DbConnection, DbTransaction)"/>
     public async Task CommitWithoutFlushAsync(DbConnection c, DbTransaction t, CancellationToken cancellationToken)
     {

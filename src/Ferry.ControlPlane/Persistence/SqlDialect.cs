@@ -55,6 +55,17 @@ public sealed partial class SqlDialect
         return BlobType().Replace(script, "BYTEA");
     }
 
+    /// <summary>
+    /// The JSON text in <paramref name="column"/> with the top-level keys of the JSON object in <paramref name="patch"/> (a
+    /// parameter or expression) set over it, as text: the others keep what the row holds when the statement runs, so a
+    /// write of a few keys never undoes a concurrent change of another (PostgreSQL's jsonb <c>||</c>; SQLite's
+    /// <c>json_patch</c>, an RFC 7396 merge: the patch must hold no nulls). PostgreSQL writes it back in jsonb's own key
+    /// order and spacing; readers parse it, so only its text changes.
+    /// </summary>
+    public string JsonSetKeys(string column, string patch) => Engine == DatabaseEngine.PostgreSql
+        ? $"CAST(CAST({column} AS jsonb) || CAST({patch} AS jsonb) AS text)"
+        : $"json_patch({column}, {patch})";
+
     /// <summary>True when <paramref name="exception"/> is a UNIQUE or PRIMARY KEY violation.</summary>
     public static bool IsUniqueViolation(DbException exception) => exception switch
     {

@@ -22,4 +22,11 @@ public interface IRpcTransport
 public interface IRpcDispatcher
 {
     Task<byte[]> DispatchAsync(string method, byte[] payload, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// True when running <paramref name="method"/> twice for one message leaves the same state and reply as running it once
+    /// (reads, writes that only set values). A transport then skips its deduplication (<see cref="IRpcDeduplicator"/>) for
+    /// it, as oslo.messaging never dedups: a redelivery runs the handler again, and no claim or outcome is written for it.
+    /// </summary>
+    bool IsIdempotent(string method) => false;
 }

@@ -8,9 +8,22 @@ namespace Ferry.Core.Rpc;
 public sealed class RpcServer : IRpcDispatcher
 {
     private readonly Dictionary<string, Func<byte[], CancellationToken, Task<byte[]>>> _handlers = [];
+    private readonly HashSet<string> _idempotent = [];
 
-    public RpcServer On<TRequest, TReply>(string method, Func<TRequest, CancellationToken, Task<TReply>> handler)
+    /// <param name="idempotent">The handler may run twice for one message and leave the same state and reply as once (a read,
+    /// or a write that only sets values): a broker's redelivery then simply runs it again, with no deduplication record
+    /// (<see cref="IRpcDispatcher.IsIdempotent"/>). Leave it false for anything that checks and changes state (a CAS, a move
+    /// step, an insert).</param>
+    public RpcServer On<TRequest, TReply>(string method, Func<TRequest, CancellationToken, Task<TReply>> handler, bool idempotent = false)
     {
+        if (idempotent)
+        {
+            _idempotent.Add(method);
+        }
+        else
+        {
+            _idempotent.Remove(method);
+        }
         var requestType = RpcJson.TypeInfo<TRequest>();
         var replyType = RpcJson.TypeInfo<TReply>();
         _handlers[method] = async (payload, ct) =>
@@ -23,12 +36,14 @@ public sealed class RpcServer : IRpcDispatcher
     }
 
     /// <summary>A handler with no reply (casts, or calls that only need to know it succeeded).</summary>
-    public RpcServer On<TRequest>(string method, Func<TRequest, CancellationToken, Task> handler) =>
+    public RpcServer On<TRequest>(string method, Func<TRequest, CancellationToken, Task> handler, bool idempotent = false) =>
         On<TRequest, RpcEmpty>(method, async (request, ct) =>
         {
             await handler(request, ct);
             return RpcEmpty.Instance;
-        });
+        }, idempotent);
+
+    public bool IsIdempotent(string method) => _idempotent.Contains(method);
 
     public Task<byte[]> DispatchAsync(string method, byte[] payload, CancellationToken cancellationToken) =>
         _handlers.TryGetValue(method, out var handler)

@@ -20,9 +20,9 @@ namespace Ferry.Host.Messaging;
 /// <see cref="RpcEnvelope"/> in its AMQP properties: message id, reply-to, deadline (AMQP <c>expiration</c> plus a
 /// header checked on receipt), <c>traceparent</c> and method. Listeners ack after the handler finishes, hold at most
 /// <see cref="RabbitMqOptions.Prefetch"/> messages (no limit by default) and run each on its own task; a redelivery runs once through
-/// <see cref="IRpcDeduplicator"/>. The connection and its topology (queues, bindings, consumers) recover by
-/// themselves after a broker restart; a call or cast made while the broker is away waits at most
-/// <see cref="RabbitMqOptions.UnavailableWait"/>, then fails with <see cref="RpcUnavailableException"/>.
+/// <see cref="IRpcDeduplicator"/>, unless its method is idempotent (<see cref="IRpcDispatcher.IsIdempotent"/>): that one runs again.
+/// The connection and its topology (queues, bindings, consumers) recover by themselves after a broker restart; a call or
+/// cast made while the broker is away waits at most <see cref="RabbitMqOptions.UnavailableWait"/>, then fails with <see cref="RpcUnavailableException"/>.
 /// </summary>
 public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
 {
@@ -489,10 +489,14 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                 await AckAsync(channel, tag);
                 return;
             }
-            RpcClaim claim;
+            // A method safe to run twice (reads, heartbeats) is not deduplicated: a redelivery runs it again. On the shared
+            // topics that saves a claim and an outcome row in the database for every such message (two statements per heartbeat).
+            var deduplicated = !dispatcher.IsIdempotent(envelope.Method);
+            var claim = RpcClaim.Claimed;
             try
             {
-                while ((claim = await _deduplicator.ClaimAsync(envelope.MessageId, transport._options.ClaimLease, _stop.Token)).State == RpcClaimState.Busy)
+                while (deduplicated
+                    && (claim = await _deduplicator.ClaimAsync(envelope.MessageId, transport._options.ClaimLease, _stop.Token)).State == RpcClaimState.Busy)
                 {
                     await Task.Delay(transport._options.BusyPollInterval, transport._timeProvider, _stop.Token);
                 }
@@ -519,6 +523,11 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                 {
                     outcome = new RpcOutcome(false, await dispatcher.DispatchAsync(envelope.Method, body, _stop.Token));
                 }
+                catch (OperationCanceledException) when (_stop.IsCancellationRequested && !deduplicated)
+                {
+                    // Not acked: the broker hands it to another replica, or to this topic's next listener, which runs it again.
+                    return;
+                }
                 catch (OperationCanceledException) when (_stop.IsCancellationRequested)
                 {
                     // The service stopped the run (an agent stopping, as with the in-process bus): the message is
@@ -539,7 +548,10 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                     outcome = new RpcOutcome(true, RpcError.From(ex).Serialize());
                 }
             }
-            await _deduplicator.CompleteAsync(envelope.MessageId, outcome, CancellationToken.None);
+            if (deduplicated)
+            {
+                await _deduplicator.CompleteAsync(envelope.MessageId, outcome, CancellationToken.None);
+            }
             if (envelope.ReplyTo is not null)
             {
                 await transport.PublishReplyAsync(envelope, outcome);

@@ -313,6 +313,31 @@ public abstract class StoreTests : IDisposable
     }
 
     [Fact]
+    public async Task ServiceStore_HeartbeatAfterAdminChange_KeepsItMovesTheTimesAndTakesTheNextChangeNumber()
+    {
+        var time = new ManualTimeProvider(new DateTimeOffset(2026, 12, 5, 10, 0, 0, TimeSpan.Zero));
+        var agent = new ServiceStore(_db, time);
+        var admin = new ServiceStore(_db, time);
+        var created = agent.Report("host-a", "nova-compute", "compute", 66);
+        agent.Report("host-b", "nova-compute", "compute", 66);
+        time.Advance(TimeSpan.FromSeconds(3));
+        var changed = admin.Update(created.Id, s => s with { Disabled = true, DisabledReason = "maintenance", ForcedDown = true });
+        var seqBefore = (await agent.ListChangedSinceAsync("nova-compute", -1, CancellationToken.None)).Max(r => r.Seq);
+        time.Advance(TimeSpan.FromSeconds(7));
+
+        var beat = agent.Report("host-a", "nova-compute", "compute", 67);
+
+        // The reply the compute gets carries the admin's flags; the row keeps them, with the heartbeat's times and version.
+        Assert.Equal((created.Id, created.Uuid, true, true), (beat.Id, beat.Uuid, beat.Disabled, beat.ForcedDown));
+        var stored = admin.FindById(created.Id)!;
+        Assert.Equal(changed with { LastSeenUp = time.GetUtcNow(), UpdatedAt = time.GetUtcNow(), Version = 67 }, stored);
+        Assert.Equal(created.CreatedAt, stored.CreatedAt);
+        var changedSince = await agent.ListChangedSinceAsync("nova-compute", seqBefore, CancellationToken.None);
+        Assert.Equal(["host-a"], changedSince.Select(r => r.Service.Host));
+        Assert.Equal(seqBefore + 1, Assert.Single(changedSince).Seq);
+    }
+
+    [Fact]
     public void ComputeNodeStore_UpsertAgain_KeepsIdAndUuid()
     {
         var store = new ComputeNodeStore(_db);

@@ -3,6 +3,7 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Errors;
 using Ferry.Core.Observability;
 using Ferry.Core.Rpc;
+using Ferry.Core.Rpc.Conductor;
 using Ferry.Host.Distributed;
 using Ferry.Host.Messaging;
 using Ferry.Tests.Core.Observability;
@@ -357,6 +358,82 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         release.TrySetResult();
 
         Assert.Equal(2, Volatile.Read(ref runs));
+    }
+
+    [Fact]
+    public async Task Listen_IdempotentCallRedeliveredAfterReplicaDies_RunsAgainAndWritesNoDeduplicationRow()
+    {
+        var (reply, runs, rows) = await SharedTopicReplicaDiesBeforeAckAsync(idempotent: true);
+
+        // The survivor ran it again instead of waiting for the dying replica's claim; nothing was written to rpc_messages.
+        Assert.Equal(("survivor i1", 2, 0L), (reply, runs, rows));
+    }
+
+    [Fact]
+    public async Task Listen_NotIdempotentCallRedeliveredAfterReplicaDies_RunsOnceThroughTheDatabaseRow()
+    {
+        var (reply, runs, rows) = await SharedTopicReplicaDiesBeforeAckAsync(idempotent: false);
+
+        Assert.Equal(("dying i1", 1, 1L), (reply, runs, rows));
+    }
+
+    /// <summary>
+    /// A conductor call to an <see cref="RpcServer"/> whose handler is declared idempotent or not, on two replicas sharing a
+    /// <see cref="DatabaseRpcDeduplicator"/>: the first runs it and stops before its ack, the other gets the redelivery.
+    /// Returns the caller's reply, how many times a handler ran, and the rows left in rpc_messages.
+    /// </summary>
+    private async Task<(string Reply, int Runs, long Rows)> SharedTopicReplicaDiesBeforeAckAsync(bool idempotent)
+    {
+        using var database = new TestDatabase(DatabaseEngine.Sqlite);
+        var first = database.Open();
+        DatabaseSchema.Sync(first);
+        var second = database.Open();
+        using var dyingClaims = new DatabaseRpcDeduplicator(() => first, TimeProvider.System);
+        using var survivorClaims = new DatabaseRpcDeduplicator(() => second, TimeProvider.System);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var runs = 0;
+        var dying = await ConnectAsync(new InMemoryRpcDeduplicator(), TimeSpan.FromMilliseconds(300));
+        dying.ReplicaTopicsDeduplicator = dyingClaims;
+        // Ignores its cancellation token: the work is done, only the ack is missing when the consumer goes.
+        await ListenAsync(dying, "conductor", new RpcServer().On<InstanceGetRequest, InstanceGetRequest>("instance_get", async (r, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            started.TrySetResult();
+            await release.Task;
+            return r with { Uuid = "dying " + r.Uuid };
+        }, idempotent));
+        var caller = await ConnectAsync();
+        var request = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new InstanceGetRequest("i1"), RpcJson.TypeInfo<InstanceGetRequest>());
+        var call = caller.CallAsync("conductor", "instance_get", request, TimeSpan.FromSeconds(60), CancellationToken.None);
+        await started.Task.WaitAsync(s_long);
+
+        var survivor = await ConnectAsync(new InMemoryRpcDeduplicator());
+        survivor.ReplicaTopicsDeduplicator = survivorClaims;
+        await ListenAsync(survivor, "conductor", new RpcServer().On<InstanceGetRequest, InstanceGetRequest>("instance_get", (r, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            return Task.FromResult(r with { Uuid = "survivor " + r.Uuid });
+        }, idempotent));
+        var dyingStopped = dying.DisposeAsync().AsTask();
+        if (idempotent)
+        {
+            // The redelivery runs at once: the dying replica's run is still blocked, and nothing tells the survivor to wait for it.
+            var early = await call.WaitAsync(s_long);
+            release.TrySetResult();
+            await dyingStopped;
+            return (System.Text.Json.JsonSerializer.Deserialize(early, RpcJson.TypeInfo<InstanceGetRequest>())!.Uuid, Volatile.Read(ref runs), RowsOf(first));
+        }
+        await dyingStopped;
+        release.TrySetResult();
+        var reply = await call.WaitAsync(s_long);
+        return (System.Text.Json.JsonSerializer.Deserialize(reply, RpcJson.TypeInfo<InstanceGetRequest>())!.Uuid, Volatile.Read(ref runs), RowsOf(first));
+
+        static long RowsOf(FerryDatabase db) => db.Read(c =>
+        {
+            using var count = FerryDatabase.Command(c, null, "SELECT COUNT(*) FROM rpc_messages");
+            return Convert.ToInt64(count.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        });
     }
 
     [Fact]

@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Tests.Shared;
+
+namespace Ferry.Tests.Persistence;
+
+/// <summary>A heartbeat on PostgreSQL: what it sends to the server, and how it meets an admin's write of the same row.</summary>
+[Collection(PostgresServer.Collection)]
+public sealed class PostgresServiceHeartbeatTests : IDisposable
+{
+    private readonly TestDatabase _files = new(DatabaseEngine.PostgreSql);
+    private readonly FerryDatabase _agentProcess;
+    private readonly FerryDatabase _apiProcess;
+
+    public PostgresServiceHeartbeatTests()
+    {
+        _agentProcess = _files.Open();
+        _apiProcess = _files.Open();
+        DatabaseSchema.Sync(_agentProcess);
+    }
+
+    public void Dispose() => _files.Dispose();
+
+    [Fact]
+    public async Task ReportAsync_ExistingService_OneUpdateStatementAndNothingElse()
+    {
+        var store = new ServiceStore(_agentProcess, TimeProvider.System);
+        store.Report("host-a", "nova-compute", "compute", 66);
+        var statements = new List<string>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Npgsql",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+        };
+        Activity? test = null;
+        listener.ActivityStopped = activity =>
+        {
+            // Only this heartbeat's commands: other test classes' run in parallel under other traces.
+            if (activity.Source.Name == "Npgsql" && test is not null && activity.TraceId == test.TraceId
+                && (activity.GetTagItem("db.query.text") ?? activity.GetTagItem("db.statement")) is string sql)
+            {
+                lock (statements)
+                {
+                    statements.Add(sql);
+                }
+            }
+        };
+        ActivitySource.AddActivityListener(listener);
+
+        using (test = new Activity("heartbeat").SetIdFormat(ActivityIdFormat.W3C).Start())
+        {
+            await store.ReportAsync("host-a", "nova-compute", "compute", 67, CancellationToken.None);
+        }
+
+        var statement = Assert.Single(statements);
+        Assert.StartsWith("UPDATE services SET data = ", statement, StringComparison.Ordinal);
+        Assert.Equal(67, store.Find("host-a", "nova-compute")!.Version);
+    }
+
+    [Fact]
+    public async Task ReportAsync_WhileAnotherProcessDisablesTheServiceInItsTransaction_WaitsForItAndKeepsTheDisable()
+    {
+        var agent = new ServiceStore(_agentProcess, TimeProvider.System);
+        var admin = new ServiceStore(_apiProcess, TimeProvider.System);
+        var created = agent.Report("host-a", "nova-compute", "compute", 66);
+        using var rowLocked = new ManualResetEventSlim();
+        using var write = new ManualResetEventSlim();
+        // The admin's read-modify-write of the whole row, held between its locking read and its write.
+        var disabling = Task.Run(() => admin.Update(created.Id, s =>
+        {
+            rowLocked.Set();
+            Assert.True(write.Wait(TimeSpan.FromSeconds(60)), "the test never let the admin's write go on");
+            return s with { Disabled = true, DisabledReason = "maintenance" };
+        }));
+        Assert.True(rowLocked.Wait(TimeSpan.FromSeconds(30)), "the admin's transaction never read the row");
+
+        var beat = agent.ReportAsync("host-a", "nova-compute", "compute", 67, CancellationToken.None);
+        await WaitForLockWaitersAsync(1);
+        write.Set();
+        await disabling.WaitAsync(TimeSpan.FromSeconds(30));
+        var reported = await beat.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(reported.Disabled);
+        var stored = admin.FindById(created.Id)!;
+        Assert.Equal((true, "maintenance", 67), (stored.Disabled, stored.DisabledReason, stored.Version));
+        Assert.True(stored.LastSeenUp > created.LastSeenUp, $"last_seen_up {stored.LastSeenUp:O} did not move from {created.LastSeenUp:O}");
+    }
+
+    /// <summary>Waits until <paramref name="count"/> sessions of this database wait for a row lock (bounded).</summary>
+    private async Task WaitForLockWaitersAsync(int count)
+    {
+        using var give = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            var waiting = await _apiProcess.ReadAsync(async (c, ct) =>
+            {
+                await using var query = FerryDatabase.Command(c, null,
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+                return Convert.ToInt32(await query.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
+            }, give.Token);
+            if (waiting >= count)
+            {
+                return;
+            }
+            await Task.Delay(20, give.Token);
+        }
+    }
+}
