@@ -89,8 +89,9 @@ public sealed class PostgresServer
     /// <summary>
     /// Starts a process, in a session of its own so it outlives the test host and its process group, that waits for
     /// <paramref name="owner"/> to end, then stops the server of <paramref name="root"/> at once and removes the dir.
-    /// VSTest gives its test host a moment to exit after the run and then kills it, so nothing in the host itself can be
-    /// relied on to stop the server (see <c>clean_test_servers</c> in the ferry script for the same steps).
+    /// An exit handler in the test host runs only when the host ends normally, not when it is killed (a killed run, or
+    /// VSTest ending a host slow to exit); the watcher runs either way (<c>clean_test_servers</c> in the ferry script
+    /// takes the same steps).
     /// </summary>
     private static void WatchOwner(string root, int owner)
     {

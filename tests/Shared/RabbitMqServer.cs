@@ -39,7 +39,7 @@ public sealed class RabbitMqServer : IAsyncLifetime
         CleanStaleNodes();
         System.IO.Directory.CreateDirectory(Directory);
         await File.WriteAllTextAsync(Path.Combine(Directory, "owner.pid"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        // Starts and restarts on a loaded 2-core machine (a full test run) can take well over the default 90 s.
+        // A start or restart on a loaded 2-core machine (a full test run) can take a minute or more; the default bound is 90 s.
         _node = await LocalRabbitMq.StartAsync(Directory, port: 0, NodeName, startTimeout: TimeSpan.FromMinutes(5));
         AppDomain.CurrentDomain.ProcessExit += (_, _) => LocalRabbitMq.KillLeftover(Directory);
         WatchOwner(Directory, Environment.ProcessId);
@@ -48,7 +48,7 @@ public sealed class RabbitMqServer : IAsyncLifetime
     /// <summary>
     /// Starts a process, in a session of its own, that waits for <paramref name="owner"/> to end and then kills the node
     /// of <paramref name="directory"/> (only a beam whose command line names the dir) and removes the dir: the run's shared
-    /// broker is never disposed, and VSTest kills a test host that takes more than a moment to exit, exit handlers and all.
+    /// broker is never disposed, and the exit handler (which only kills the node) does not run in a killed test host.
     /// </summary>
     internal static void WatchOwner(string directory, int owner)
     {
