@@ -9,8 +9,10 @@ namespace Ferry.Tests.Shared;
 /// (run as the <c>postgres</c> user, since initdb refuses root), on a free loopback port, with fsync off. Each
 /// test class asks for its own database with <see cref="CreateDatabase"/>. Test classes that use it join the
 /// <see cref="Collection"/> collection, whose fixture stops the server and removes its dir when they are done,
-/// pass or fail (the test host raises no exit event to do it later); a dir left by a killed run (its owner
-/// process gone) is removed by the next start.
+/// pass or fail. Test classes outside the collection (the functional tests' PostgreSQL + RabbitMQ shape) are covered by
+/// a watcher process started with the server: once the test process is gone, however it ended (a plain
+/// <c>dotnet test</c> whose test host exits or is killed by the runner, a killed run), it stops the server and removes
+/// its dir. A dir a watcher could not clean (the machine rebooted) is removed by the next start (its owner process gone).
 /// </summary>
 public sealed class PostgresServer
 {
@@ -58,6 +60,15 @@ public sealed class PostgresServer
 
     private static PostgresServer Start()
     {
+        var server = StartOwnedBy(Environment.ProcessId);
+        // The quick way out of a test host that exits normally; the watcher covers one killed before or during this.
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => StopShared();
+        return server;
+    }
+
+    /// <summary>A server of its own that lives until process <paramref name="owner"/> ends (the shared one's owner is this process).</summary>
+    internal static PostgresServer StartOwnedBy(int owner)
+    {
         if (!IsInstalled)
         {
             throw new InvalidOperationException($"PostgreSQL 15 is not installed ({BinDirectory}/pg_ctl missing): install the Debian package 'postgresql'.");
@@ -65,10 +76,44 @@ public sealed class PostgresServer
         RemoveLeftovers();
         var root = Path.Combine(Path.GetTempPath(), "ferry-pg-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(root);
-        File.WriteAllText(Path.Combine(root, OwnerFile), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        File.WriteAllText(Path.Combine(root, OwnerFile), owner.ToString(CultureInfo.InvariantCulture));
         // The server `ferry distributed` runs, without durability: nothing a test writes is kept.
         var server = Ferry.Host.Distributed.LocalPostgres.Start(root, port: 0, durable: false);
+        WatchOwner(root, owner);
         return new PostgresServer(root, server.Port);
+    }
+
+    /// <summary>The dir of this server (its data under <c>data/</c>).</summary>
+    internal string Root => _root;
+
+    /// <summary>
+    /// Starts a process, in a session of its own so it outlives the test host and its process group, that waits for
+    /// <paramref name="owner"/> to end, then stops the server of <paramref name="root"/> at once and removes the dir.
+    /// An exit handler in the test host runs only when the host ends normally, not when it is killed (a killed run, or
+    /// VSTest ending a host slow to exit); the watcher runs either way (<c>clean_test_servers</c> in the ferry script
+    /// takes the same steps).
+    /// </summary>
+    private static void WatchOwner(string root, int owner)
+    {
+        const string Script = """
+            exec </dev/null >/dev/null 2>&1
+            tail --pid="$1" -f /dev/null
+            if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$3" -D "$2/data" -m immediate -w -t 60 stop
+            else "$3" -D "$2/data" -m immediate -w -t 60 stop; fi
+            rm -rf "$2"
+            """;
+        var start = new ProcessStartInfo("setsid")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var argument in new[] { "sh", "-c", Script, "ferry-pg-watch", owner.ToString(CultureInfo.InvariantCulture), root, Path.Combine(BinDirectory, "pg_ctl") })
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var watcher = Process.Start(start) ?? throw new InvalidOperationException("could not start the PostgreSQL watcher (setsid sh)");
     }
 
     /// <summary>Stops the server of this process, if it was started, and removes its dir.</summary>

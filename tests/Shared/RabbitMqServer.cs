@@ -7,7 +7,8 @@ namespace Ferry.Tests.Shared;
 /// node name and ports on 127.0.0.1, every file under a temp dir <c>/tmp/ferry-rabbit-&lt;pid&gt;-&lt;n&gt;</c>.
 /// <see cref="StopAsync"/> and <see cref="StartAsync"/> restart it on the same dir and port (a broker restart as
 /// clients see it). Dirs a killed earlier run left behind (their owner pid is dead) are cleaned, their node killed,
-/// when a new one starts. epmd is shared and stays.
+/// when a new one starts; a watcher process kills the node and removes the dir once the test process is gone, however
+/// it ended. epmd is shared and stays.
 /// </summary>
 public sealed class RabbitMqServer : IAsyncLifetime
 {
@@ -38,8 +39,38 @@ public sealed class RabbitMqServer : IAsyncLifetime
         CleanStaleNodes();
         System.IO.Directory.CreateDirectory(Directory);
         await File.WriteAllTextAsync(Path.Combine(Directory, "owner.pid"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        _node = await LocalRabbitMq.StartAsync(Directory, port: 0, NodeName);
+        // A start or restart on a loaded 2-core machine (a full test run) can take a minute or more; the default bound is 90 s.
+        _node = await LocalRabbitMq.StartAsync(Directory, port: 0, NodeName, startTimeout: TimeSpan.FromMinutes(5));
         AppDomain.CurrentDomain.ProcessExit += (_, _) => LocalRabbitMq.KillLeftover(Directory);
+        WatchOwner(Directory, Environment.ProcessId);
+    }
+
+    /// <summary>
+    /// Starts a process, in a session of its own, that waits for <paramref name="owner"/> to end and then kills the node
+    /// of <paramref name="directory"/> (only a beam whose command line names the dir) and removes the dir: the run's shared
+    /// broker is never disposed, and the exit handler (which only kills the node) does not run in a killed test host.
+    /// </summary>
+    internal static void WatchOwner(string directory, int owner)
+    {
+        const string Script = """
+            exec </dev/null >/dev/null 2>&1
+            tail --pid="$1" -f /dev/null
+            beam=$(cat "$2/pid" 2>/dev/null)
+            if [ -n "$beam" ] && tr '\0' ' ' < "/proc/$beam/cmdline" | grep -qF -- "$2"; then kill -9 "$beam"; fi
+            rm -rf "$2"
+            """;
+        var start = new System.Diagnostics.ProcessStartInfo("setsid")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var argument in new[] { "sh", "-c", Script, "ferry-rabbit-watch", owner.ToString(System.Globalization.CultureInfo.InvariantCulture), directory })
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var watcher = System.Diagnostics.Process.Start(start) ?? throw new InvalidOperationException("could not start the RabbitMQ watcher (setsid sh)");
     }
 
     /// <summary>Starts the node again after <see cref="StopAsync"/> (same dir and port).</summary>

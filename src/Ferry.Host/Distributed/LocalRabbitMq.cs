@@ -42,9 +42,12 @@ public sealed class LocalRabbitMq : IAsyncDisposable
 
     public static bool IsInstalled => File.Exists(ServerScript);
 
+    /// <summary>How long a start waits for the node to accept AMQP (tests on a loaded machine allow more).</summary>
+    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(90);
+
     /// <summary>Starts the node of <paramref name="directory"/> on <paramref name="port"/> (0: a free one) and waits until it accepts AMQP.</summary>
     /// <exception cref="FerryStartException">RabbitMQ is missing or would not start (its last output quoted).</exception>
-    public static async Task<LocalRabbitMq> StartAsync(string directory, int port, string? nodeName = null)
+    public static async Task<LocalRabbitMq> StartAsync(string directory, int port, string? nodeName = null, TimeSpan? startTimeout = null)
     {
         if (!IsInstalled)
         {
@@ -61,6 +64,10 @@ public sealed class LocalRabbitMq : IAsyncDisposable
         nodeName ??= File.Exists(nameFile) ? (await File.ReadAllTextAsync(nameFile)).Trim() : $"ferry-{Guid.NewGuid().ToString("N")[..8]}@localhost";
         await File.WriteAllTextAsync(nameFile, nodeName);
         var node = new LocalRabbitMq(directory, nodeName, port == 0 ? LocalPostgres.FreePort() : port, LocalPostgres.FreePort());
+        if (startTimeout is { } timeout)
+        {
+            node.StartTimeout = timeout;
+        }
         await node.StartNodeAsync();
         return node;
     }
@@ -91,7 +98,7 @@ public sealed class LocalRabbitMq : IAsyncDisposable
         var deadline = Stopwatch.StartNew();
         while (!await AcceptsAsync())
         {
-            if (process.HasExited || deadline.Elapsed > TimeSpan.FromSeconds(90))
+            if (process.HasExited || deadline.Elapsed > StartTimeout)
             {
                 Kill();
                 var last = Output().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3);
@@ -123,9 +130,19 @@ public sealed class LocalRabbitMq : IAsyncDisposable
         catch (TimeoutException)
         {
             Kill();
+            // The next start reuses the node name and ports: only once this node is gone.
+            await WaitGoneAsync(ReadPid(Path.Combine(Directory, "pid")));
         }
         _process = null;
         process.Dispose();
+    }
+
+    private static async Task WaitGoneAsync(int? pid)
+    {
+        for (var i = 0; pid is { } beam && i < 200 && System.IO.Directory.Exists($"/proc/{beam}"); i++)
+        {
+            await Task.Delay(50);
+        }
     }
 
     public async Task RestartAsync()

@@ -16,9 +16,28 @@ namespace Ferry.FunctionalTests.Distributed;
 /// send a request to one replica in particular. Every compute process carries <c>FERRY_FAKE_CRASH_AT</c> armed by a
 /// file (<see cref="ArmCrash"/>), so a test can have one die at a step of a move.
 /// </summary>
-public sealed class DistributedFaultFixture : IAsyncLifetime
+public class DistributedFaultFixture : IAsyncLifetime
 {
     public const int Hosts = 3;
+
+    private readonly int _hostsPerCompute;
+    private readonly IReadOnlyDictionary<string, string> _settings;
+
+    public DistributedFaultFixture()
+        : this(Hosts, hostsPerCompute: 1, new Dictionary<string, string>())
+    {
+    }
+
+    /// <summary>Another size of the same shape: <paramref name="settings"/> (FERRY_… variables) go to every process, after the fixture's own.</summary>
+    protected DistributedFaultFixture(int hosts, int hostsPerCompute, IReadOnlyDictionary<string, string> settings)
+    {
+        HostCount = hosts;
+        _hostsPerCompute = hostsPerCompute;
+        _settings = settings;
+    }
+
+    /// <summary>Compute hosts compute1..computeN (<see cref="Hosts"/> for the fault tests).</summary>
+    public int HostCount { get; }
 
     private readonly StringWriter _launcherOutput = new();
     private readonly Dictionary<string, FerryChild> _apis = [];
@@ -60,7 +79,15 @@ public sealed class DistributedFaultFixture : IAsyncLifetime
             ["FERRY_FAKE_CRASH_ARMED"] = CrashArmedFile,
             ["FERRY_FAKE_HOLD"] = HoldFile,
         };
-        var plan = new DistributedPlan(DataDirectory, Hosts, Replicas: 2, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, UsesKeystone: false, given) { Program = FerryBinary.Given };
+        foreach (var (name, value) in _settings)
+        {
+            given[name] = value;
+        }
+        var plan = new DistributedPlan(DataDirectory, HostCount, Replicas: 2, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, UsesKeystone: false, given)
+        {
+            Program = FerryBinary.Given,
+            HostsPerCompute = _hostsPerCompute,
+        };
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(240));
         _launcher = await DistributedLauncher.StartAsync(plan, TextWriter.Synchronized(_launcherOutput), timeout.Token);
         _environment = new Dictionary<string, string>(given)

@@ -200,7 +200,7 @@ public sealed class DistributedState(DistributedFaultFixture fixture)
     private void AssertGuestsMatch(JsonArray servers)
     {
         var byId = servers.ToDictionary(s => (string)s!["id"]!, s => s!);
-        var hosts = Enumerable.Range(1, DistributedFaultFixture.Hosts).Select(i => $"compute{i}").ToList();
+        var hosts = Enumerable.Range(1, fixture.HostCount).Select(i => $"compute{i}").ToList();
         var defined = hosts.ToDictionary(h => h, GuestsOn);
         foreach (var (id, server) in byId.Where(s => Status(s.Value) == "ACTIVE"))
         {

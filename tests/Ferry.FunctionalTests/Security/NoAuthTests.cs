@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using Ferry.ControlPlane.Persistence;
+using Npgsql;
 
 namespace Ferry.FunctionalTests.Security;
 
@@ -63,8 +65,32 @@ public sealed class NoAuthTests(FerryFixture fixture) : IClassFixture<FerryFixtu
 
         var directory = fixture.Ferry.Options.DataDirectory;
         var files = Directory.EnumerateFiles(directory, "ferry.db*").Concat(Directory.EnumerateFiles(Path.Combine(directory, "images"))).ToList();
-        Assert.Contains(files, f => f.EndsWith("ferry.db", StringComparison.Ordinal));
+        if (DatabaseConnection.Parse(fixture.Ferry.Options.Database ?? Path.Combine(directory, "ferry.db")).Engine == DatabaseEngine.PostgreSql)
+        {
+            // The PostgreSQL shape keeps no database file here: the rows live in the server's own data directory.
+            Assert.DoesNotContain(files, f => Path.GetFileName(f).StartsWith("ferry.db", StringComparison.Ordinal));
+            await AssertPostgresDataOwnerOnlyAsync(fixture.Ferry.Options.Database!);
+        }
+        else
+        {
+            Assert.Contains(files, f => f.EndsWith("ferry.db", StringComparison.Ordinal));
+        }
         Assert.Contains(files, f => f.EndsWith(id, StringComparison.Ordinal));
         Assert.All(files, f => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(f)));
+    }
+
+    /// <summary>
+    /// The PostgreSQL equivalent of an owner-only ferry.db: this Ferry's tables are in the database it was given, and the
+    /// server keeps them in a data directory nobody but its owner can enter (the tests' server user may read the setting).
+    /// </summary>
+    private static async Task AssertPostgresDataOwnerOnlyAsync(string database)
+    {
+        await using var connection = new NpgsqlConnection(DatabaseConnection.Parse(database).ConnectionString);
+        await connection.OpenAsync();
+        await using var tables = new NpgsqlCommand("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN ('instances', 'migrations')", connection);
+        Assert.Equal(2L, (long)(await tables.ExecuteScalarAsync())!);
+        await using var show = new NpgsqlCommand("SHOW data_directory", connection);
+        var dataDirectory = (string)(await show.ExecuteScalarAsync())!;
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(dataDirectory));
     }
 }

@@ -37,4 +37,38 @@ public sealed class RabbitMqServerTests
             }
         }
     }
+
+    [Fact]
+    public async Task WatchOwner_OwnerProcessEnds_NodeOfTheDirKilledAndDirRemoved()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"ferry-rabbit-watch-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(Path.Combine(dir, "mnesia"));
+        // Stand-ins: the owner for a test host, the "node" for a beam whose command line names its dir.
+        using var owner = Process.Start(new ProcessStartInfo("sleep", "600") { UseShellExecute = false })!;
+        using var node = Process.Start(new ProcessStartInfo("sh", ["-c", "while :; do sleep 1; done", dir]) { UseShellExecute = false })!;
+        await File.WriteAllTextAsync(Path.Combine(dir, "pid"), node.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        try
+        {
+            RabbitMqServer.WatchOwner(dir, owner.Id);
+            Assert.False(node.HasExited);
+
+            owner.Kill();
+            await node.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(120));
+            var waited = Stopwatch.StartNew();
+            while (Directory.Exists(dir))
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"{dir} still there {waited.Elapsed.TotalSeconds:F0} s after its node died");
+                await Task.Delay(50);
+            }
+        }
+        finally
+        {
+            owner.Kill();
+            node.Kill();
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
 }

@@ -21,21 +21,28 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
 {
     private static readonly TimeSpan s_long = TimeSpan.FromSeconds(30);
 
+    // What a broker restart may take on a loaded 2-core machine (RabbitMqServer.StartTimeout is as long).
+    private static readonly TimeSpan s_restart = TimeSpan.FromMinutes(5);
+
     // A fresh exchange per test keeps its queues apart from every other test's on the shared node.
     private readonly string _exchange = $"ferry-test-{Guid.NewGuid():N}";
 
-    protected override async Task<IRpcTransport> ConnectAsync() => await ConnectAsync(new InMemoryRpcDeduplicator());
+    // The contract's tests never stop the broker: their publishes may wait for it as long as a call waits for a reply, as
+    // a loaded 2-core machine can take seconds to declare a queue and confirm a publish (with 2 s such a call failed as unavailable).
+    protected override async Task<IRpcTransport> ConnectAsync() => await ConnectAsync(new InMemoryRpcDeduplicator(), unavailableWait: s_long);
 
     protected override Task ListeningAsync(IAsyncDisposable listener) =>
         ((RabbitMqTransport.Listener)listener).Ready.WaitAsync(s_long);
 
-    private async Task<RabbitMqTransport> ConnectAsync(IRpcDeduplicator deduplicator, TimeSpan? shutdownGrace = null, TimeSpan? confirmWait = null)
+    /// <param name="unavailableWait">How long a publish waits for the broker (2 s: the tests that stop it fail fast and retry).</param>
+    private async Task<RabbitMqTransport> ConnectAsync(IRpcDeduplicator deduplicator, TimeSpan? shutdownGrace = null, TimeSpan? unavailableWait = null,
+        TimeSpan? confirmWait = null)
     {
         var options = new RabbitMqOptions
         {
             Url = broker.Url,
             Exchange = _exchange,
-            UnavailableWait = TimeSpan.FromSeconds(2),
+            UnavailableWait = unavailableWait ?? TimeSpan.FromSeconds(2),
             ConfirmWait = confirmWait ?? TimeSpan.FromSeconds(30),
             RecoveryInterval = TimeSpan.FromMilliseconds(500),
             ShutdownGrace = shutdownGrace ?? TimeSpan.FromSeconds(5),
@@ -64,7 +71,7 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     [Fact]
     public async Task CallAsync_BrokerRestartedBetweenCalls_SameTransportCallsAndCastsAgain()
     {
-        var transport = await ConnectAsync();
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator());
         var casts = new RecordingDispatcher("casts");
         await ListenAsync(transport, "conductor", new RecordingDispatcher("a"));
         await ListenAsync(transport, "compute.host1", casts);
@@ -82,7 +89,7 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     [Fact]
     public async Task CastAsync_BrokerConnectedButSlowerThanUnavailableWait_WaitsForTheConfirm()
     {
-        var transport = await ConnectAsync();
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator());
         var casts = new RecordingDispatcher("casts");
         await ListenAsync(transport, "conductor", casts);
         Assert.Equal("warm", Text(await transport.CallAsync("conductor", "ping", Bytes("warm"), s_long, CancellationToken.None)));
@@ -133,7 +140,7 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     [Fact]
     public async Task CallAsync_BrokerDown_FailsTransientWithinBoundThenRecovers()
     {
-        var transport = await ConnectAsync();
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator());
         await ListenAsync(transport, "conductor", new RecordingDispatcher("a"));
         await broker.StopAsync();
         try
@@ -238,7 +245,8 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     [Fact]
     public async Task CallAsync_BrokerRestartedWhileHandlerRuns_CallSucceedsAndHandlerRunsOnce()
     {
-        var transport = await ConnectAsync();
+        // The request sent again after the restart must not fail as unavailable because a loaded broker confirms it slowly.
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator(), unavailableWait: s_long);
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var dispatcher = new RecordingDispatcher("a", async (_, p, _) =>
@@ -249,12 +257,23 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         });
         await ListenAsync(transport, "compute.host1", dispatcher);
 
-        var call = transport.CallAsync("compute.host1", "pre_live_migration", Bytes("during"), TimeSpan.FromSeconds(60), CancellationToken.None);
+        // The call's deadline is also its message's TTL, and it has to outlast the restart (the request is sent again
+        // after it): on a loaded 2-core machine a broker stop and start take minutes, not the seconds they take idle.
+        var call = transport.CallAsync("compute.host1", "pre_live_migration", Bytes("during"), s_restart, CancellationToken.None);
         await started.Task.WaitAsync(s_long);
+        var restart = Stopwatch.StartNew();
         await broker.RestartAsync();
+        restart.Stop();
         release.TrySetResult();
 
-        Assert.Equal("during", Text(await call.WaitAsync(TimeSpan.FromSeconds(90))));
+        try
+        {
+            Assert.Equal("during", Text(await call));
+        }
+        catch (RpcTimeoutException ex)
+        {
+            Assert.Fail($"{ex.Message} (the restart took {restart.Elapsed.TotalSeconds:F0} s); handled [{string.Join(", ", dispatcher.Handled)}]; broker: {Tail(broker.Output())}");
+        }
         // The unacked request came back after the restart: the deduplicator answered it instead of a second run.
         Assert.Equal("next", Text(await CallOnceRecoveredAsync(transport, "compute.host1", "next")));
         Assert.Equal(["during", "next"], dispatcher.Handled);
@@ -460,4 +479,6 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         listener.Stop();
         return port;
     }
+
+    private static string Tail(string text) => string.Join(" | ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(5));
 }
