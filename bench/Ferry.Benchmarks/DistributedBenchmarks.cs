@@ -19,6 +19,7 @@ internal static class DistributedBenchmarks
             results.StartupMs = ferry.StartupMs;
             results.StartupRuns = [ferry.StartupMs];
             results.RssAtReadyMb = ferry.Children().Sum(c => ProcessMemory.StatusMb(c.Pid, "VmRSS"));
+            LogEachProcess(ferry, "at ready", log);
             if (runs("live"))
             {
                 var samples = await MigrationBenchmarks.LiveMigrationLatencyAsync(ferry, warmup: 20, measured: 100, budget: TimeSpan.FromSeconds(60));
@@ -61,10 +62,7 @@ internal static class DistributedBenchmarks
     private static void MeasureMemory(DistributedFerry ferry, Results results, Action<string> log)
     {
         var children = ferry.Children();
-        foreach (var (name, pid) in children)
-        {
-            log($"  {name,-12} VmRSS {ProcessMemory.StatusMb(pid, "VmRSS"),6:0.0} MB  PSS {ProcessMemory.PssMb(pid),6:0.0} MB  peak (VmHWM) {ProcessMemory.StatusMb(pid, "VmHWM"),6:0.0} MB");
-        }
+        LogEachProcess(ferry, "after the run", log);
         results.RssMb = children.Sum(c => ProcessMemory.StatusMb(c.Pid, "VmRSS"));
         results.PssMb = children.Sum(c => ProcessMemory.PssMb(c.Pid));
         results.PeakRssMb = children.Sum(c => ProcessMemory.StatusMb(c.Pid, "VmHWM"));
@@ -75,5 +73,37 @@ internal static class DistributedBenchmarks
         results.RabbitMqRssMb = rabbitMq.Sum(pid => ProcessMemory.StatusMb(pid, "VmRSS"));
         log($"memory after the run: {children.Count} Ferry processes VmRSS {results.RssMb:0} MB (PSS {results.PssMb:0} MB, peak {results.PeakRssMb:0} MB); " +
             $"PostgreSQL {postgres.Count} processes {results.PostgresRssMb:0} MB; RabbitMQ {rabbitMq.Count} processes {results.RabbitMqRssMb:0} MB");
+    }
+
+    /// <summary>
+    /// Each Ferry process's VmRSS, its anonymous and file parts, PSS, peak and threads. With FERRY_BENCH_MEMORY_DIR set, each
+    /// one's <c>/proc</c> status and smaps are copied there too (per mapping: GC regions, malloc arenas, stacks, the binary).
+    /// </summary>
+    private static void LogEachProcess(DistributedFerry ferry, string when, Action<string> log)
+    {
+        var copyTo = Environment.GetEnvironmentVariable("FERRY_BENCH_MEMORY_DIR");
+        log($"memory {when}:");
+        foreach (var (name, pid) in ferry.Children())
+        {
+            log($"  {name,-12} VmRSS {ProcessMemory.StatusMb(pid, "VmRSS"),6:0.0} MB  anon {ProcessMemory.StatusMb(pid, "RssAnon"),5:0.0} MB  " +
+                $"file {ProcessMemory.StatusMb(pid, "RssFile"),5:0.0} MB  PSS {ProcessMemory.PssMb(pid),6:0.0} MB  " +
+                $"peak (VmHWM) {ProcessMemory.StatusMb(pid, "VmHWM"),6:0.0} MB  threads {ProcessMemory.StatusCount(pid, "Threads"),4}");
+            if (!string.IsNullOrEmpty(copyTo))
+            {
+                var prefix = Path.Combine(copyTo, $"{when.Replace(' ', '-')}.{name}.{pid}");
+                Directory.CreateDirectory(copyTo);
+                foreach (var file in new[] { "status", "smaps" })
+                {
+                    try
+                    {
+                        File.WriteAllText($"{prefix}.{file}", File.ReadAllText($"/proc/{pid}/{file}"));
+                    }
+                    catch (IOException)
+                    {
+                        // The process ended: nothing to copy.
+                    }
+                }
+            }
+        }
     }
 }

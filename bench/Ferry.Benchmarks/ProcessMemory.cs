@@ -8,6 +8,9 @@ internal static class ProcessMemory
     /// <summary>A <c>/proc/&lt;pid&gt;/status</c> field in MB (VmRSS, VmHWM…); 0 once the process is gone.</summary>
     public static double StatusMb(int pid, string field) => ReadKb($"/proc/{pid}/status", field) / 1024.0;
 
+    /// <summary>A <c>/proc/&lt;pid&gt;/status</c> field that is a count (Threads); 0 once the process is gone.</summary>
+    public static long StatusCount(int pid, string field) => ReadKb($"/proc/{pid}/status", field);
+
     /// <summary>
     /// Proportional set size in MB: each page shared with N processes counts 1/N. Summed over processes it is what they
     /// take together, where the sum of VmRSS counts a shared page (the .NET runtime's mapped files) once per process.
