@@ -14,8 +14,8 @@ namespace Ferry.Host.Messaging;
 /// <summary>
 /// <see cref="IRpcTransport"/> over RabbitMQ with oslo.messaging's shape: one durable topic exchange
 /// (<see cref="RabbitMqOptions.Exchange"/>), one durable queue per topic shared by every replica that listens on it
-/// (competing consumers), persistent messages, casts published with confirms (a cast accepted is a cast the broker
-/// holds), and calls answered on this instance's exclusive reply queue, matched by message id (the reply is the
+/// (competing consumers), casts persistent and published with confirms (a cast accepted is a cast the broker
+/// holds), calls transient (re-sent by the caller after a broker restart), and calls answered on this instance's exclusive reply queue, matched by message id (the reply is the
 /// call's confirm: waiting for the broker's as well would only add its disk flush to every call). Every message carries an
 /// <see cref="RpcEnvelope"/> in its AMQP properties: message id, reply-to, deadline (AMQP <c>expiration</c> plus a
 /// header checked on receipt), <c>traceparent</c> and method. Listeners ack after the handler finishes, hold at most
@@ -309,7 +309,10 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             ReplyTo = envelope.ReplyTo,
             Type = envelope.Method,
             ContentType = "application/json",
-            DeliveryMode = DeliveryModes.Persistent,
+            // A cast is persistent: once confirmed it must outlive a broker restart. A call is not written to the broker's
+            // disk (most of a 10,000-host control plane's traffic is calls: heartbeats, reads): its caller waits for the
+            // reply and sends it again under the same message id when its connection recovers (CallAsync).
+            DeliveryMode = envelope.ReplyTo is null ? DeliveryModes.Persistent : DeliveryModes.Transient,
             Expiration = expiration,
             Timestamp = new AmqpTimestamp(_timeProvider.GetUtcNow().ToUnixTimeSeconds()),
             Headers = headers,

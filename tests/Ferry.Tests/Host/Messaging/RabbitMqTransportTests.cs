@@ -456,6 +456,39 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     }
 
     [Fact]
+    public async Task Publish_CallTransientCastPersistent_AsTheBrokerHoldsThem()
+    {
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator());
+        // Nobody listens on the topic: both messages wait in its durable queue, where a plain AMQP client reads them.
+        using var giveUp = new CancellationTokenSource();
+        var call = transport.CallAsync("compute.idle", "instance_get", Bytes("call"), s_long, giveUp.Token);
+        await transport.CastAsync("compute.idle", "live_migration", Bytes("cast"), CancellationToken.None);
+
+        var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(broker.Url) };
+        await using var connection = await factory.CreateConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        var modes = new Dictionary<string, RabbitMQ.Client.DeliveryModes>();
+        var deadline = Stopwatch.StartNew();
+        while (modes.Count < 2)
+        {
+            Assert.True(deadline.Elapsed < s_long, $"the queue held only {string.Join(", ", modes.Keys)}");
+            if (await channel.BasicGetAsync($"{_exchange}.compute.idle", autoAck: true) is { } message)
+            {
+                modes[message.BasicProperties.Type!] = message.BasicProperties.DeliveryMode;
+            }
+            else
+            {
+                await Task.Delay(50);
+            }
+        }
+        await giveUp.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+
+        Assert.Equal(RabbitMQ.Client.DeliveryModes.Transient, modes["instance_get"]);
+        Assert.Equal(RabbitMQ.Client.DeliveryModes.Persistent, modes["live_migration"]);
+    }
+
+    [Fact]
     public async Task ConnectAsync_NoBrokerAtUrl_OneLineNamingUrlWithoutPasswordAndSetting()
     {
         var closedPort = FreePort();
