@@ -97,20 +97,28 @@ public static partial class QemuTestGuest
     /// <summary>
     /// Checks the status lines of <paramref name="consoleLog"/> against the closed form; the detail says which line
     /// proves memory lost, or which one is still healing. Every line must match at its counter, except under TCG
-    /// (<paramref name="tolerateStalePage"/>) from the first line at or after <paramref name="movedAtCounter"/> (the
-    /// first line the destination printed): lines there, and the guest's own alarms, may be wrong for up to
-    /// <see cref="HealingTicks"/> after the first wrong one, provided a line then matches exactly; from that line on
-    /// everything must match again.
+    /// (<paramref name="tolerateStalePage"/>) from the first line at or after <paramref name="movedAtCounter"/>: there
+    /// one run of wrong lines and guest alarms is allowed, for up to <see cref="HealingTicks"/> after its first wrong
+    /// line, provided a line then matches exactly; from that line on everything must match again. The run need not
+    /// start at <paramref name="movedAtCounter"/>: on shared storage both hosts print to one log, and a source that
+    /// copies for seconds prints matching lines after that counter before the destination prints its first.
+    /// Between two boots the counter only grows: a line not above the one before it means two copies of the guest
+    /// print at once (split brain).
     /// </summary>
     public static (Integrity Verdict, string? Detail) CheckIntegrity(string consoleLog, int regionMib, int dirtyKibPerTick, bool tolerateStalePage, long movedAtCounter = 0)
     {
         ArgumentNullException.ThrowIfNull(consoleLog);
         long? firstBad = null;   // counter of the first wrong line since the move, while the guest has not healed
-        var healed = false;      // a line since the move matched: from here on, strict
+        var healed = false;      // a line after a wrong one since the move matched: from here on, strict
         string? badLine = null;
         long lastCounter = -1;
         foreach (Match line in ConsoleLines().Matches(consoleLog))
         {
+            if (line.Groups["boot"].Success)
+            {
+                lastCounter = -1;
+                continue;
+            }
             var tolerant = tolerateStalePage && !healed && lastCounter >= movedAtCounter;
             if (line.Groups["corrupt"].Success)
             {
@@ -122,11 +130,15 @@ public static partial class QemuTestGuest
             }
             var counter = long.Parse(line.Groups["counter"].ValueSpan, CultureInfo.InvariantCulture);
             var checksum = uint.Parse(line.Groups["checksum"].ValueSpan, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            if (counter <= lastCounter)
+            {
+                return (Integrity.Lost, $"two copies of the guest print: counter {counter} follows {lastCounter} with no boot between");
+            }
             lastCounter = counter;
             tolerant = tolerateStalePage && !healed && counter >= movedAtCounter;
             if (ExpectedChecksum(counter, regionMib, dirtyKibPerTick) == checksum)
             {
-                healed |= tolerateStalePage && counter >= movedAtCounter;
+                healed |= firstBad is not null;
                 continue;
             }
             var failure = $"memory lost: at counter {counter} the checksum {checksum:x8} is no state the guest wrote";
@@ -146,7 +158,7 @@ public static partial class QemuTestGuest
             : (Integrity.Intact, null);
     }
 
-    [GeneratedRegex(@"^ferry-guest (?:(?<corrupt>corrupt) .*|counter=(?<counter>\d+) checksum=(?<checksum>[0-9a-f]{8}))\r?$", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^ferry-guest (?:(?<boot>boot) .*|(?<corrupt>corrupt) .*|counter=(?<counter>\d+) checksum=(?<checksum>[0-9a-f]{8}))\r?$", RegexOptions.Multiline)]
     private static partial Regex ConsoleLines();
 
     /// <summary>

@@ -235,7 +235,25 @@ public sealed class TestGuestIntegrityTests
     public void CheckIntegrity_AfterHealing_StrictAgain()
     {
         Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Bad(60) + Line(110) + Bad(160)));
-        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Line(60) + Alarm(60)));
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Bad(60) + Line(110) + Alarm(110)));
+    }
+
+    [Fact]
+    public void CheckIntegrity_SourceStillPrintingAfterMovedAtCounter_DestinationsStalePageTolerated()
+    {
+        // Shared storage: the source's matching lines 60 and 110 come after the counter the test saw before the move.
+        var log = Line(10) + Line(60) + Line(110) + Bad(160) + Alarm(160) + Line(210);
+        Assert.Equal(QemuTestGuest.Integrity.Intact, Tcg(log));
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Strict(log));
+    }
+
+    [Fact]
+    public void CheckIntegrity_CounterNotAboveThePreviousWithoutABoot_TwoCopiesPrint()
+    {
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Strict(Line(10) + Line(110) + Line(60)));
+        Assert.Equal(QemuTestGuest.Integrity.Lost, Tcg(Line(10) + Line(60) + Line(60)));
+        var rebooted = Line(10) + Line(60) + $"ferry-guest boot region_mib={Region} dirty_kib_per_tick={Kib} tick_hz=100\n" + Line(0) + Line(49);
+        Assert.Equal(QemuTestGuest.Integrity.Intact, Strict(rebooted));
     }
 
     [Fact]
