@@ -174,24 +174,7 @@ public sealed partial class FerryDatabase
     /// </summary>
     /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait for a connection.</remarks>
     public Task<int> ExecuteHistoryAsync(string sql, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
-        DatabaseMetrics.MeasureAsync("write", () =>
-        {
-            if (_postgresHistory is null)
-            {
-                return WriteUnmeasuredAsync(async (c, t, ct) =>
-                {
-                    await using var command = Command(c, t, sql, parameters);
-                    return await command.ExecuteNonQueryAsync(ct);
-                }, cancellationToken);
-            }
-            cancellationToken.ThrowIfCancellationRequested();
-            return WhileReachableAsync(async () =>
-            {
-                await using var connection = await _postgresHistory.Value.OpenConnectionAsync(cancellationToken);
-                await using var command = Command(connection, null, sql, parameters);
-                return await command.ExecuteNonQueryAsync(CancellationToken.None);
-            }, cancellationToken);
-        });
+        WithoutFlushAsync(sql, parameters, (command, ct) => command.ExecuteNonQueryAsync(ct), cancellationToken);
 
     /// <summary>
     /// One statement that returns rows (<c>UPDATE … RETURNING</c>), as its own transaction, committed without waiting for
@@ -202,6 +185,15 @@ public sealed partial class FerryDatabase
     /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait for a connection.</remarks>
     public Task<T?> QueryFirstWithoutFlushAsync<T>(string sql, Func<DbDataReader, T> map, CancellationToken cancellationToken,
         params (string Name, object? Value)[] parameters) where T : class =>
+        WithoutFlushAsync(sql, parameters, (command, ct) => Rows.ReadFirstAsync(command, map, ct), cancellationToken);
+
+    /// <summary>
+    /// Runs one statement as its own transaction without waiting for its WAL flush: on PostgreSQL on the no-flush
+    /// connections, retried while the server is unreachable (a begun statement finishes whatever the token); on SQLite
+    /// as an ordinary write.
+    /// </summary>
+    private Task<T> WithoutFlushAsync<T>(string sql, (string Name, object? Value)[] parameters, Func<DbCommand, CancellationToken, Task<T>> run,
+        CancellationToken cancellationToken) =>
         DatabaseMetrics.MeasureAsync("write", () =>
         {
             if (_postgresHistory is null)
@@ -209,7 +201,7 @@ public sealed partial class FerryDatabase
                 return WriteUnmeasuredAsync(async (c, t, ct) =>
                 {
                     await using var command = Command(c, t, sql, parameters);
-                    return await Rows.ReadFirstAsync(command, map, ct);
+                    return await run(command, ct);
                 }, cancellationToken);
             }
             cancellationToken.ThrowIfCancellationRequested();
@@ -217,7 +209,7 @@ public sealed partial class FerryDatabase
             {
                 await using var connection = await _postgresHistory.Value.OpenConnectionAsync(cancellationToken);
                 await using var command = Command(connection, null, sql, parameters);
-                return await Rows.ReadFirstAsync(command, map, CancellationToken.None);
+                return await run(command, CancellationToken.None);
             }, cancellationToken);
         });
 

@@ -14,15 +14,17 @@ namespace Ferry.Host.Messaging;
 /// <summary>
 /// <see cref="IRpcTransport"/> over RabbitMQ with oslo.messaging's shape: one durable topic exchange
 /// (<see cref="RabbitMqOptions.Exchange"/>), one durable queue per topic shared by every replica that listens on it
-/// (competing consumers), casts persistent and published with confirms (a cast accepted is a cast the broker
-/// holds), calls transient (re-sent by the caller after a broker restart), and calls answered on this instance's exclusive reply queue, matched by message id (the reply is the
-/// call's confirm: waiting for the broker's as well would only add its disk flush to every call). Every message carries an
-/// <see cref="RpcEnvelope"/> in its AMQP properties: message id, reply-to, deadline (AMQP <c>expiration</c> plus a
-/// header checked on receipt), <c>traceparent</c> and method. Listeners ack after the handler finishes, hold at most
-/// <see cref="RabbitMqOptions.Prefetch"/> messages (no limit by default) and run each on its own task; a redelivery runs once through
-/// <see cref="IRpcDeduplicator"/>, unless its method is idempotent (<see cref="IRpcDispatcher.IsIdempotent"/>): that one runs again.
-/// The connection and its topology (queues, bindings, consumers) recover by themselves after a broker restart; a call or
-/// cast made while the broker is away waits at most <see cref="RabbitMqOptions.UnavailableWait"/>, then fails with <see cref="RpcUnavailableException"/>.
+/// (competing consumers). Casts are persistent and published with confirms (a cast accepted is a cast the broker
+/// holds); calls are transient (re-sent by the caller after a broker restart) and answered on this instance's
+/// exclusive reply queue, matched by message id (the reply is the call's confirm: waiting for the broker's as well
+/// would only add its disk flush to every call). Every message carries an <see cref="RpcEnvelope"/> in its AMQP
+/// properties: message id, reply-to, deadline (AMQP <c>expiration</c> plus a header checked on receipt),
+/// <c>traceparent</c> and method. Listeners ack after the handler finishes, hold at most
+/// <see cref="RabbitMqOptions.Prefetch"/> messages (no limit by default) and run each on its own task; a redelivery
+/// runs once through <see cref="IRpcDeduplicator"/>, unless its method is idempotent
+/// (<see cref="IRpcDispatcher.IsIdempotent"/>): that one runs again. The connection and its topology (queues, bindings,
+/// consumers) recover by themselves after a broker restart; a call or cast made while the broker is away waits at most
+/// <see cref="RabbitMqOptions.UnavailableWait"/>, then fails with <see cref="RpcUnavailableException"/>.
 /// </summary>
 public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
 {
