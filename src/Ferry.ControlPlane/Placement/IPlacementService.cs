@@ -27,6 +27,12 @@ public interface IPlacementService
 
     Task<IReadOnlySet<string>> GetTraitsAsync(string providerUuid, CancellationToken cancellationToken);
 
+    /// <summary>Whether some provider has an inventory of <paramref name="resourceClass"/>.</summary>
+    Task<bool> IsResourceClassInventoriedAsync(string resourceClass, CancellationToken cancellationToken);
+
+    /// <summary>The traits some provider has.</summary>
+    Task<IReadOnlySet<string>> GetAssociatedTraitsAsync(CancellationToken cancellationToken);
+
     /// <summary>Used resources per class on one provider.</summary>
     Task<IReadOnlyDictionary<string, long>> GetProviderUsagesAsync(string providerUuid, CancellationToken cancellationToken);
 

@@ -49,7 +49,7 @@ internal sealed class PlacementCatalog
         {
             throw new ConflictException($"Resource class already exists: {newName}");
         }
-        if (await InUseAsync(name, cancellationToken))
+        if (await _placement.IsResourceClassInventoriedAsync(name, cancellationToken))
         {
             throw new ConflictException($"Cannot rename resource class {name}: it is in use in inventory.");
         }
@@ -58,18 +58,6 @@ internal sealed class PlacementCatalog
             using var command = FerryDatabase.Command(c, t, "UPDATE custom_resource_classes SET name = @new WHERE name = @old", ("@new", newName), ("@old", name));
             command.ExecuteNonQuery();
         });
-    }
-
-    private async Task<bool> InUseAsync(string resourceClass, CancellationToken cancellationToken)
-    {
-        foreach (var provider in await _placement.ListProvidersAsync(cancellationToken))
-        {
-            if ((await _placement.GetInventoriesAsync(provider.Uuid, cancellationToken)).ContainsKey(resourceClass))
-            {
-                return true;
-            }
-        }
-        return false;
     }
 
     public async Task DeleteResourceClassAsync(string name, CancellationToken cancellationToken)
@@ -82,7 +70,7 @@ internal sealed class PlacementCatalog
         {
             throw new BadRequestException($"Error in delete resource class: Cannot delete standard resource class {name}.");
         }
-        if (await InUseAsync(name, cancellationToken))
+        if (await _placement.IsResourceClassInventoriedAsync(name, cancellationToken))
         {
             throw new ConflictException($"Error in delete resource class: Cannot delete resource class {name}. Class is in use in inventory.");
         }
@@ -116,15 +104,7 @@ internal sealed class PlacementCatalog
     }
 
     /// <summary>Traits some provider has.</summary>
-    public async Task<HashSet<string>> AssociatedTraitsAsync(CancellationToken cancellationToken)
-    {
-        var traits = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var provider in await _placement.ListProvidersAsync(cancellationToken))
-        {
-            traits.UnionWith(await _placement.GetTraitsAsync(provider.Uuid, cancellationToken));
-        }
-        return traits;
-    }
+    public Task<IReadOnlySet<string>> AssociatedTraitsAsync(CancellationToken cancellationToken) => _placement.GetAssociatedTraitsAsync(cancellationToken);
 
     private List<string> Custom(string table) =>
         _db.Read(c =>

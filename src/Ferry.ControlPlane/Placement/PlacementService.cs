@@ -303,6 +303,37 @@ public sealed class PlacementService : IPlacementService
         }
     }
 
+    // One refresh for every provider: a catalog delete at 10,000 providers asked them one by one (a refresh each).
+    public async Task<bool> IsResourceClassInventoriedAsync(string resourceClass, CancellationToken cancellationToken)
+    {
+        await RefreshAsync(cancellationToken);
+        lock (_gate)
+        {
+            foreach (var state in _providers.Values)
+            {
+                if (state.Inventories.ContainsKey(resourceClass))
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+    }
+
+    public async Task<IReadOnlySet<string>> GetAssociatedTraitsAsync(CancellationToken cancellationToken)
+    {
+        await RefreshAsync(cancellationToken);
+        lock (_gate)
+        {
+            var traits = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var state in _providers.Values)
+            {
+                traits.UnionWith(state.Traits);
+            }
+            return traits;
+        }
+    }
+
     public async Task<IReadOnlyDictionary<string, long>> GetProviderUsagesAsync(string providerUuid, CancellationToken cancellationToken)
     {
         await RefreshAsync(cancellationToken);

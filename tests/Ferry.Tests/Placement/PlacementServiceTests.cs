@@ -385,6 +385,21 @@ public abstract class PlacementServiceTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task CatalogQueries_InventoryAndTraitsOverAllProviders_OneAnswerFromEveryProvider()
+    {
+        var a = AddProvider("host-a", new Inventory { Total = 8 });
+        var b = AddProvider("host-b", new Inventory { Total = 8 });
+        _placement.SetTraits(a, 1, ["CUSTOM_A", "HW_CPU_X86_AVX2"]);
+        _placement.SetTraits(b, 1, ["CUSTOM_B"]);
+        _placement.SetInventories(b, 2, new Dictionary<string, Inventory> { ["VCPU"] = new() { Total = 8 }, ["CUSTOM_GPU"] = new() { Total = 1 } });
+
+        Assert.True(await _placement.IsResourceClassInventoriedAsync("CUSTOM_GPU", CancellationToken.None));
+        Assert.True(await _placement.IsResourceClassInventoriedAsync("VCPU", CancellationToken.None));
+        Assert.False(await _placement.IsResourceClassInventoriedAsync("MEMORY_MB", CancellationToken.None));
+        Assert.Equal(["CUSTOM_A", "CUSTOM_B", "HW_CPU_X86_AVX2"], (await _placement.GetAssociatedTraitsAsync(CancellationToken.None)).Order(StringComparer.Ordinal));
+    }
+
     private string AddProvider(string name, Inventory vcpu)
     {
         var uuid = Guid.NewGuid().ToString();

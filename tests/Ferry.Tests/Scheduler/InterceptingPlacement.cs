@@ -33,6 +33,10 @@ internal sealed class InterceptingPlacement(IPlacementService inner) : IPlacemen
     public Task SetTraitsAsync(string providerUuid, long? expectedGeneration, IReadOnlyCollection<string> traits, CancellationToken cancellationToken) =>
         inner.SetTraitsAsync(providerUuid, expectedGeneration, traits, cancellationToken);
     public Task<IReadOnlySet<string>> GetTraitsAsync(string providerUuid, CancellationToken cancellationToken) => inner.GetTraitsAsync(providerUuid, cancellationToken);
+
+    public Task<bool> IsResourceClassInventoriedAsync(string resourceClass, CancellationToken cancellationToken) => inner.IsResourceClassInventoriedAsync(resourceClass, cancellationToken);
+
+    public Task<IReadOnlySet<string>> GetAssociatedTraitsAsync(CancellationToken cancellationToken) => inner.GetAssociatedTraitsAsync(cancellationToken);
     public Task<IReadOnlyDictionary<string, long>> GetProviderUsagesAsync(string providerUuid, CancellationToken cancellationToken) =>
         inner.GetProviderUsagesAsync(providerUuid, cancellationToken);
     public Task<IReadOnlyDictionary<string, long>> GetUsagesAsync(string? projectId, string? userId, CancellationToken cancellationToken) =>
