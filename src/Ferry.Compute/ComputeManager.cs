@@ -43,11 +43,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         await _context.Driver.InitHostAsync(ct);
-        await ReportServiceAsync(ct);
-        await new ResourceTracker(_context).ReportAsync(ct);
-        var recovery = new StartupRecovery(_context);
-        await recovery.RunAsync(ct);
-        await new PowerStateSync(_context).RunAsync(recovery.Instances, ct);
+        var recovery = await ReportAndRecoverAsync(ct);
         var liveSource = new LiveMigrationSource(_context);
         _listener = _transport.Listen(Topics.Compute(_context.Host), CreateRpcServer(liveSource));
         // Monitors of post-copy migrations run while the agent serves: they may take minutes, and abort or
@@ -121,6 +117,36 @@ public sealed partial class ComputeManager : IAsyncDisposable
             .On<RebuildInstanceRequest>("rebuild_instance", evacuation.RebuildInstanceAsync);
     }
 
+    /// <summary>
+    /// Reports the service, node and inventory and recovers what the last run left, again from the top while the
+    /// conductor cannot be reached or answers too late (every step may run twice), as nova-compute waits for
+    /// nova-conductor at start: 10,000 agents starting at once can keep a broker busier than one call's wait.
+    /// </summary>
+    private async Task<StartupRecovery> ReportAndRecoverAsync(CancellationToken ct)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await ReportServiceAsync(ct);
+                await new ResourceTracker(_context).ReportAsync(ct);
+                var recovery = new StartupRecovery(_context);
+                await recovery.RunAsync(ct);
+                await new PowerStateSync(_context).RunAsync(recovery.Instances, ct);
+                return recovery;
+            }
+            catch (Exception ex) when (ex is Core.Errors.RpcUnavailableException or Core.Errors.RpcTimeoutException && waited.Elapsed < s_conductorWait)
+            {
+                Log.WaitingForConductor(_context.Logger, _context.Host, attempt, ex.Message);
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(attempt, 5)), _context.Time, ct);
+            }
+        }
+    }
+
+    // How long a starting agent keeps trying to reach the conductor before its start fails.
+    private static readonly TimeSpan s_conductorWait = TimeSpan.FromMinutes(5);
+
     private Task ReportServiceAsync(CancellationToken ct) =>
         _context.Conductor.ReportServiceAsync(new ServiceReportRequest(_context.Host, "nova-compute", Topics.Compute(_context.Host), 1), ct);
 
@@ -172,5 +198,8 @@ public sealed partial class ComputeManager : IAsyncDisposable
 
         [LoggerMessage(EventId = 222, Level = LogLevel.Warning, Message = "Power state sync of {Host} failed")]
         public static partial void PowerStateSyncFailed(ILogger logger, Exception ex, string host);
+
+        [LoggerMessage(EventId = 223, Level = LogLevel.Warning, Message = "Compute {Host} start: the conductor did not answer (attempt {Attempt}: {Reason}); trying again")]
+        public static partial void WaitingForConductor(ILogger logger, string host, int attempt, string reason);
     }
 }

@@ -1,0 +1,82 @@
+using Ferry.Compute;
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Tests.Placement;
+using Ferry.Virt.Fake;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Ferry.Tests.Compute;
+
+/// <summary>A compute agent's start against a conductor that does not answer at first (placement is real, on loopback).</summary>
+public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFixture<PlacementApiFixture>, IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("ferry-compute-start-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task StartAsync_ConductorUnreachableThenBack_StartsOnceItAnswers(bool timeout)
+    {
+        var transport = new InProcessTransport(NullLogger<InProcessTransport>.Instance);
+        var conductor = new StubConductor();
+        await using var listener = transport.Listen(Topics.Conductor, conductor.Server);
+        // Conductor calls 1 (the first service report) and 4 (the migrations, after the node was reported) fail as a busy
+        // or absent broker fails them; the agent starts over each time.
+        var flaky = new FailingCalls(transport, failing: [1, 4], timeout);
+        var host = timeout ? "start-host-timeout" : "start-host-unavailable"; // one placement for both cases: a provider each
+        await using var compute = new ComputeManager(new ComputeOptions { Host = host },
+            new FakeDriver(new FakeDriverOptions { HostName = host, InstancesPath = Path.Combine(_root, host), TimeScale = 0 }),
+            flaky, new RpcOptions(), placement.Client, TimeProvider.System, NullLoggerFactory.Instance);
+
+        await compute.StartAsync(CancellationToken.None);
+
+        Assert.True(compute.IsRunning);
+        Assert.Equal(2, flaky.Failed);
+        Assert.Equal(conductor.NodeUuid, compute.NodeUuid);
+        Assert.NotNull(await placement.Service.GetProviderAsync(conductor.NodeUuid!, CancellationToken.None));
+    }
+
+    /// <summary>Answers the four calls of an agent's start as a conductor with an empty database does.</summary>
+    private sealed class StubConductor
+    {
+        public string? NodeUuid { get; private set; }
+
+        public RpcServer Server => new RpcServer()
+            .On<ServiceReportRequest, ServiceReportReply>("service_report", (_, _) => Task.FromResult(new ServiceReportReply(1, false, false)))
+            .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (request, _) =>
+            {
+                NodeUuid ??= request.Node.Uuid;
+                return Task.FromResult(request.Node with { Id = 1, Uuid = NodeUuid });
+            })
+            .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", (_, _) => Task.FromResult(new MigrationList([])))
+            .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", (_, _) => Task.FromResult(new InstanceList([])));
+    }
+
+    private sealed class FailingCalls(IRpcTransport inner, int[] failing, bool failWithTimeout) : IRpcTransport
+    {
+        private int _calls;
+
+        public int Failed { get; private set; }
+
+        public Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken) =>
+            inner.CastAsync(topic, method, payload, cancellationToken);
+
+        public Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            if (topic == Topics.Conductor && failing.Contains(Interlocked.Increment(ref _calls)))
+            {
+                Failed++;
+                return Task.FromException<byte[]>(failWithTimeout
+                    ? new RpcTimeoutException($"Timed out waiting for a reply to {method} on {topic}")
+                    : new RpcUnavailableException($"The message broker is overloaded: {method} to {topic} had no confirm"));
+            }
+            return inner.CallAsync(topic, method, payload, timeout, cancellationToken);
+        }
+
+        public IAsyncDisposable Listen(string topic, IRpcDispatcher dispatcher) => inner.Listen(topic, dispatcher);
+    }
+}
