@@ -35,10 +35,9 @@ public sealed class ComputeTaskManager(ConductorContext context)
         .On<InstanceUpdateRequest, Instance>("instance_update", (r, ct) => context.Instances.UpdateAsync(r, ct))
         .On<MigrationGetRequest, Migration>("migration_get", (r, ct) => context.Migrations.GetAsync(r.Uuid, ct), idempotent: true)
         .On<MigrationUpdateRequest, Migration>("migration_update", (r, ct) => context.Migrations.UpdateAsync(r, ct))
-        .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", async (r, ct) =>
-            new MigrationList((await context.Migrations.ListAsync(new Persistence.MigrationFilter(Host: r.Host), ct))
-                .Where(m => (r.Types is null || r.Types.Contains(m.MigrationType)) && (r.Statuses is null || r.Statuses.Contains(m.Status)))
-                .ToList()), idempotent: true)
+        .On<HostRecoveryStateRequest, HostRecoveryState>("host_recovery_state_get", async (r, ct) =>
+            new HostRecoveryState(await context.Instances.ListByHostAsync(r.Host, ct),
+                await context.Migrations.ListAsync(new Persistence.MigrationFilter(Host: r.Host), ct)), idempotent: true)
         .On<ActionEventRequest>("action_event", (r, ct) =>
             context.Actions.RecordEventAsync(r.InstanceUuid, r.RequestId, r.Event, r.Host, r.Finished, r.Failed, r.Details, r.Traceback, r.Key, r.StartTime, ct))
         .On<InstanceFaultRequest>("instance_fault_create", (r, ct) => context.Actions.AddFaultAsync(r.InstanceUuid, r.Code, r.Message, r.Host, r.Details, ct));

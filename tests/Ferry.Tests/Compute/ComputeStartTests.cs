@@ -24,7 +24,7 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
         var transport = new InProcessTransport(NullLogger<InProcessTransport>.Instance);
         var conductor = new StubConductor();
         await using var listener = transport.Listen(Topics.Conductor, conductor.Server);
-        // Conductor calls 1 (the first service report) and 4 (the migrations, after the node was reported) fail as a busy
+        // Conductor calls 1 (the first service report) and 4 (the recovery's read, after the node was reported) fail as a busy
         // or absent broker fails them; the agent starts over each time.
         var flaky = new FailingCalls(transport, failing: [1, 4], timeout);
         var host = timeout ? "start-host-timeout" : "start-host-unavailable"; // one placement for both cases: a provider each
@@ -40,7 +40,7 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
         Assert.NotNull(await placement.Service.GetProviderAsync(conductor.NodeUuid!, CancellationToken.None));
     }
 
-    /// <summary>Answers the four calls of an agent's start as a conductor with an empty database does.</summary>
+    /// <summary>Answers the three calls of an agent's start as a conductor with an empty database does.</summary>
     private sealed class StubConductor
     {
         public string? NodeUuid { get; private set; }
@@ -52,8 +52,7 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
                 NodeUuid ??= request.Node.Uuid;
                 return Task.FromResult(request.Node with { Id = 1, Uuid = NodeUuid });
             })
-            .On<MigrationsByHostRequest, MigrationList>("migration_get_by_host", (_, _) => Task.FromResult(new MigrationList([])))
-            .On<InstancesByHostRequest, InstanceList>("instance_get_all_by_host", (_, _) => Task.FromResult(new InstanceList([])));
+            .On<HostRecoveryStateRequest, HostRecoveryState>("host_recovery_state_get", (_, _) => Task.FromResult(new HostRecoveryState([], [])));
     }
 
     private sealed class FailingCalls(IRpcTransport inner, int[] failing, bool failWithTimeout) : IRpcTransport

@@ -38,8 +38,9 @@ public sealed class ConductorClient(IRpcTransport transport, RpcOptions options)
     public Task<Migration> UpdateMigrationAsync(MigrationUpdateRequest request, CancellationToken ct) =>
         CallAsync<MigrationUpdateRequest, Migration>(Topics.Conductor, "migration_update", request, ct);
 
-    public async Task<List<Migration>> GetMigrationsByHostAsync(MigrationsByHostRequest request, CancellationToken ct) =>
-        (await CallAsync<MigrationsByHostRequest, MigrationList>(Topics.Conductor, "migration_get_by_host", request, ct)).Migrations;
+    /// <summary>The host's instances and its migrations in one call (10,000 agents starting make one each).</summary>
+    public Task<HostRecoveryState> GetHostRecoveryStateAsync(string host, CancellationToken ct) =>
+        CallAsync<HostRecoveryStateRequest, HostRecoveryState>(Topics.Conductor, "host_recovery_state_get", new HostRecoveryStateRequest(host), ct);
 
     public Task RecordActionEventAsync(ActionEventRequest request, CancellationToken ct) =>
         CallAsync<ActionEventRequest, RpcEmpty>(Topics.Conductor, "action_event", request, ct);

@@ -85,10 +85,11 @@ public sealed record MigrationUpdateRequest
     public List<string>? ExpectedStatuses { get; init; }
 }
 
-/// <summary>Migrations touching a host as source or destination, filtered by type and status.</summary>
-public sealed record MigrationsByHostRequest(string Host, List<string>? Types, List<string>? Statuses);
+/// <summary>What a starting agent's recovery reads of its host, in one call.</summary>
+public sealed record HostRecoveryStateRequest(string Host);
 
-public sealed record MigrationList(List<Migration> Migrations);
+/// <summary>The instances placed on the host, and every migration it is the source or destination of.</summary>
+public sealed record HostRecoveryState(List<Instance> Instances, List<Migration> Migrations);
 
 /// <summary>Start or finish of an instance-action event (Nova's wrap_instance_event).</summary>
 /// <param name="Details">What failed, in a line (Nova's event <c>details</c>).</param>
