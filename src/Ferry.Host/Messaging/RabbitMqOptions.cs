@@ -42,6 +42,9 @@ public sealed class RabbitMqOptions
     /// </summary>
     public TimeSpan ClaimLease { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Channels the connection may open (0: the broker's limit, 2,047 by default); tests set a small one.</summary>
+    internal ushort ChannelMax { get; set; }
+
     /// <summary>How often a redelivery polls the deduplicator while the first run of its message is still going.</summary>
     public TimeSpan BusyPollInterval { get; set; } = TimeSpan.FromMilliseconds(50);
 }

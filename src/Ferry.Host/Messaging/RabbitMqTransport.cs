@@ -105,6 +105,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             AutomaticRecoveryEnabled = true,
             TopologyRecoveryEnabled = true,
             NetworkRecoveryInterval = _options.RecoveryInterval,
+            RequestedChannelMax = _options.ChannelMax == 0 ? ConnectionFactory.DefaultChannelMax : _options.ChannelMax,
             RequestedConnectionTimeout = _options.UnavailableWait,
             ClientProvidedName = $"ferry {Environment.MachineName} {Environment.ProcessId}",
         };
@@ -436,9 +437,10 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         {
             while (!_stop.IsCancellationRequested)
             {
+                IChannel? channel = null;
                 try
                 {
-                    var channel = await transport.Bus.Connection.CreateChannelAsync(cancellationToken: _stop.Token);
+                    channel = await transport.Bus.Connection.CreateChannelAsync(cancellationToken: _stop.Token);
                     await channel.BasicQosAsync(0, transport._options.Prefetch, global: false, _stop.Token);
                     await transport.DeclareTopicAsync(channel, topic, _stop.Token);
                     var consumer = new AsyncEventingBasicConsumer(channel);
@@ -451,11 +453,18 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                 }
                 catch (OperationCanceledException) when (_stop.IsCancellationRequested)
                 {
+                    if (_channel != channel)
+                    {
+                        await CloseQuietlyAsync(channel);
+                    }
                     return;
                 }
                 catch (Exception ex)
                 {
                     Log.ListenFailed(transport._logger, topic, ex.Message);
+                    // Closed before the next try: a broker too busy to answer in time made 1,000 listeners of one process
+                    // retry until their abandoned channels filled the connection's 2,047 and none could listen again.
+                    await CloseQuietlyAsync(channel);
                     try
                     {
                         await Task.Delay(transport._options.RecoveryInterval, transport._timeProvider, _stop.Token);
@@ -465,6 +474,22 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
                         return;
                     }
                 }
+            }
+        }
+
+        private static async Task CloseQuietlyAsync(IChannel? channel)
+        {
+            if (channel is null)
+            {
+                return;
+            }
+            try
+            {
+                await channel.DisposeAsync();
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Gone with the connection already.
             }
         }
 

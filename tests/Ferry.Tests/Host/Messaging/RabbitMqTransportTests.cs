@@ -36,7 +36,7 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
 
     /// <param name="unavailableWait">How long a publish waits for the broker (2 s: the tests that stop it fail fast and retry).</param>
     private async Task<RabbitMqTransport> ConnectAsync(IRpcDeduplicator deduplicator, TimeSpan? shutdownGrace = null, TimeSpan? unavailableWait = null,
-        TimeSpan? confirmWait = null)
+        TimeSpan? confirmWait = null, ushort channelMax = 0)
     {
         var options = new RabbitMqOptions
         {
@@ -46,6 +46,7 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
             ConfirmWait = confirmWait ?? TimeSpan.FromSeconds(30),
             RecoveryInterval = TimeSpan.FromMilliseconds(500),
             ShutdownGrace = shutdownGrace ?? TimeSpan.FromSeconds(5),
+            ChannelMax = channelMax,
         };
         var transport = await RabbitMqTransport.ConnectAsync(options, deduplicator, LoggerFactory.CreateLogger<RabbitMqTransport>(), TimeProvider.System, CancellationToken.None);
         DisposeLater(transport);
@@ -198,6 +199,22 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
 
         Assert.Equal(Enumerable.Range(0, Outer).Select(i => $"m{i}"), replies.Select(Text));
         Assert.Equal(0, new RabbitMqOptions().Prefetch);
+    }
+
+    [Fact]
+    public async Task Listen_StartFailingOverAndOver_ClosesEachTrysChannelSoOtherTopicsStillListen()
+    {
+        // A connection of 6 channels: the transport's own three (publish, calls, replies) and three for listeners. A queue
+        // name longer than AMQP's 255 bytes fails in the client, leaving the try's channel open unless the listener closes it.
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator(), channelMax: 6);
+        var failing = transport.Listen($"compute.{new string('x', 300)}", new RecordingDispatcher("never"));
+        DisposeLater(failing);
+        await Task.Delay(TimeSpan.FromSeconds(3)); // six tries at the 500 ms recovery interval
+
+        await ListenAsync(transport, "compute.ok", new RecordingDispatcher("ok"));
+
+        Assert.Equal("fine", Text(await transport.CallAsync("compute.ok", "ping", Bytes("fine"), s_long, CancellationToken.None)));
+        Assert.False(((RabbitMqTransport.Listener)failing).Ready.IsCompleted);
     }
 
     [Fact]
