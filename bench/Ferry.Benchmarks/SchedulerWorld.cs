@@ -135,6 +135,15 @@ internal sealed class SchedulerWorld : IDisposable
 
         public IReadOnlyList<ComputeNode> GetComputeNodes() => Nodes;
 
+        // Filled at the first request, after setup has added every node.
+        private Dictionary<string, int>? _positions;
+
+        public int IndexOfComputeNode(string uuid)
+        {
+            _positions ??= Nodes.Select((n, i) => (n.Uuid, i)).ToDictionary(p => p.Uuid, p => p.i, StringComparer.Ordinal);
+            return _positions.TryGetValue(uuid, out var position) ? position : -1;
+        }
+
         public IReadOnlyDictionary<string, Service> GetComputeServices() => Services;
 
         public string GetAvailabilityZone(string host) => "nova";

@@ -37,6 +37,8 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
 
     public IReadOnlyList<ComputeNode> GetComputeNodes() => Loaded().Nodes;
 
+    public int IndexOfComputeNode(string uuid) => Loaded().Positions.TryGetValue(uuid, out var position) ? position : -1;
+
     public IReadOnlyDictionary<string, Service> GetComputeServices() => Loaded().Services;
 
     public string GetAvailabilityZone(string host) =>
@@ -103,7 +105,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
             serviceSeqs[service.Host] = seq;
         }
         var ordered = nodeRows.Select(r => r.Node).OrderBy(n => n.Id).ToArray();
-        return new Snapshot(ordered, byHost, nodeSeqs, serviceSeqs,
+        return new Snapshot(ordered, PositionsOf(ordered), byHost, nodeSeqs, serviceSeqs,
             nodeRows.Count == 0 ? 0 : nodeRows.Max(r => r.Seq), serviceRows.Count == 0 ? 0 : serviceRows.Max(r => r.Seq), stamps, now, now);
     }
 
@@ -132,6 +134,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
         }
 
         var nodeList = old.Nodes;
+        var positions = old.Positions;
         var nodeSeqs = old.NodeSeqs;
         var nodeSeq = old.NodeSeq;
         if (changedNodes.Count > 0)
@@ -157,6 +160,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
             if (added.Count > 0)
             {
                 nodeList = [.. nodeList.Concat(added).OrderBy(n => n.Id)];
+                positions = PositionsOf(nodeList);
             }
         }
 
@@ -174,13 +178,25 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
                 serviceSeq = Math.Max(serviceSeq, seq);
             }
         }
-        return new Snapshot(nodeList, byHost, nodeSeqs, serviceSeqs, nodeSeq, serviceSeq, stamps, now, old.FullAt);
+        return new Snapshot(nodeList, positions, byHost, nodeSeqs, serviceSeqs, nodeSeq, serviceSeq, stamps, now, old.FullAt);
+    }
+
+    // A node's uuid is kept for life, so positions change only when nodes come or go.
+    private static Dictionary<string, int> PositionsOf(ComputeNode[] nodes)
+    {
+        var positions = new Dictionary<string, int>(nodes.Length, StringComparer.Ordinal);
+        for (var i = 0; i < nodes.Length; i++)
+        {
+            positions[nodes[i].Uuid] = i;
+        }
+        return positions;
     }
 
     private sealed record Stamps(long Nodes, long Services, long NodeDeletes, long ServiceDeletes);
 
     private sealed record Snapshot(
         ComputeNode[] Nodes,
+        Dictionary<string, int> Positions,
         Dictionary<string, Service> Services,
         Dictionary<int, long> NodeSeqs,
         Dictionary<string, long> ServiceSeqs,

@@ -15,6 +15,9 @@ public interface IHostStateSource
     /// <summary>The compute nodes as of the last <see cref="RefreshAsync"/>, in id order.</summary>
     IReadOnlyList<ComputeNode> GetComputeNodes();
 
+    /// <summary>The position in <see cref="GetComputeNodes"/> of the node with this uuid, or -1.</summary>
+    int IndexOfComputeNode(string uuid);
+
     /// <summary>The nova-compute service of each host, by host name, as of the last <see cref="RefreshAsync"/>.</summary>
     IReadOnlyDictionary<string, Service> GetComputeServices();
 

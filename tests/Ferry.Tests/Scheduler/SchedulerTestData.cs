@@ -117,6 +117,8 @@ internal sealed class TestHostStateSource : IHostStateSource
 
     public IReadOnlyList<ComputeNode> GetComputeNodes() => Nodes;
 
+    public int IndexOfComputeNode(string uuid) => Nodes.FindIndex(n => n.Uuid == uuid);
+
     public IReadOnlyDictionary<string, Service> GetComputeServices() => Services;
 
     public string GetAvailabilityZone(string host) => Zones.GetValueOrDefault(host, "nova");
