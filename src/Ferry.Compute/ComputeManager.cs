@@ -119,7 +119,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
 
     /// <summary>
     /// Reports the service, node and inventory and recovers what the last run left, again from the top while the
-    /// conductor cannot be reached or answers too late (every step may run twice), as nova-compute waits for
+    /// conductor or placement cannot be reached or answers too late (every step may run twice), as nova-compute waits for
     /// nova-conductor at start: 10,000 agents starting at once can keep a broker busier than one call's wait.
     /// </summary>
     private async Task<StartupRecovery> ReportAndRecoverAsync(CancellationToken ct)
@@ -136,13 +136,21 @@ public sealed partial class ComputeManager : IAsyncDisposable
                 await new PowerStateSync(_context).RunAsync(recovery.Instances, ct);
                 return recovery;
             }
-            catch (Exception ex) when (ex is Core.Errors.RpcUnavailableException or Core.Errors.RpcTimeoutException && waited.Elapsed < s_conductorWait)
+            catch (Exception ex) when (IsUnavailable(ex) && waited.Elapsed < s_conductorWait)
             {
                 Log.WaitingForConductor(_context.Logger, _context.Host, attempt, ex.Message);
                 await Task.Delay(TimeSpan.FromSeconds(Math.Min(attempt, 5)), _context.Time, ct);
             }
         }
     }
+
+    /// <summary>
+    /// The conductor or placement cannot answer now (away, or too busy: a placement API whose database refuses more
+    /// connections answers 503), as opposed to a request it refused.
+    /// </summary>
+    private static bool IsUnavailable(Exception ex) =>
+        ex is Core.Errors.RpcUnavailableException or Core.Errors.RpcTimeoutException or HttpRequestException
+            or Core.Errors.FerryException { HttpStatus: 503 };
 
     // How long a starting agent keeps trying to reach the conductor before its start fails.
     private static readonly TimeSpan s_conductorWait = TimeSpan.FromMinutes(5);

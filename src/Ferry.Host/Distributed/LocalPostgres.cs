@@ -36,11 +36,23 @@ public sealed class LocalPostgres
 
     // No GSS encryption on this loopback server: Npgsql's default (Prefer) looks for Kerberos credentials at every
     // connection, loading libgssapi_krb5 and libkrb5 into every process that opens the database (~1 MB each).
+    // At most ConnectionsAProcess a process: with Npgsql's default of 100, six control-plane processes of a loaded
+    // 10,000-host start grew their pools past max_connections ("53300: sorry, too many clients already"), and on 2 cores
+    // a statement waiting for a pooled connection is no slower than one waiting for a CPU in its own backend.
     public string ConnectionStringOf(string database) =>
         new NpgsqlConnectionStringBuilder
         {
             Host = "127.0.0.1", Port = Port, Username = "postgres", Database = database, GssEncryptionMode = GssEncryptionMode.Disable,
+            MaxPoolSize = ConnectionsAProcess,
         }.ConnectionString;
+
+    /// <summary>
+    /// The pool of each process (its history statements have up to 16 more): 3 replicas of api, conductor and scheduler
+    /// take at most 9 × 66 of the server's <see cref="MaxConnections"/>.
+    /// </summary>
+    internal const int ConnectionsAProcess = 50;
+
+    private const int MaxConnections = 800;
 
     /// <summary>
     /// Starts the server of <paramref name="directory"/> (created when new) on <paramref name="port"/> (0: a free one) and
@@ -70,7 +82,7 @@ public sealed class LocalPostgres
         {
             server.Tool("initdb", "-D", server.DataDirectory, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-instructions");
         }
-        var settings = $"-p {server.Port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=400" +
+        var settings = $"-p {server.Port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections={MaxConnections}" +
             (durable ? "" : " -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         var log = Path.Combine(directory, "server.log");
         try

@@ -40,6 +40,49 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
         Assert.NotNull(await placement.Service.GetProviderAsync(conductor.NodeUuid!, CancellationToken.None));
     }
 
+    [Fact]
+    public async Task StartAsync_PlacementAnswers503ThenBack_StartsOnceItAnswers()
+    {
+        var transport = new InProcessTransport(NullLogger<InProcessTransport>.Instance);
+        var conductor = new StubConductor();
+        await using var listener = transport.Listen(Topics.Conductor, conductor.Server);
+        // Placement's first two requests fail as an API whose database refuses more connections fails them.
+        var busy = new BusyPlacement(failFirst: 2) { InnerHandler = new HttpClientHandler() };
+        using var http = new HttpClient(busy) { BaseAddress = placement.Http.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        const string Host = "start-host-placement-busy";
+        await using var compute = new ComputeManager(new ComputeOptions { Host = Host },
+            new FakeDriver(new FakeDriverOptions { HostName = Host, InstancesPath = Path.Combine(_root, Host), TimeScale = 0 }),
+            transport, new RpcOptions(), new Ferry.Core.Placement.PlacementHttpClient(http, authToken: "test-token"), TimeProvider.System, NullLoggerFactory.Instance);
+
+        await compute.StartAsync(CancellationToken.None);
+
+        Assert.True(compute.IsRunning);
+        Assert.Equal(2, busy.Failed);
+        Assert.NotNull(await placement.Service.GetProviderAsync(conductor.NodeUuid!, CancellationToken.None));
+    }
+
+    private sealed class BusyPlacement(int failFirst) : DelegatingHandler
+    {
+        private int _requests;
+
+        public int Failed { get; private set; }
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _requests) > failFirst)
+            {
+                return base.SendAsync(request, cancellationToken);
+            }
+            Failed++;
+            return Task.FromResult(new HttpResponseMessage(System.Net.HttpStatusCode.ServiceUnavailable)
+            {
+                Content = new StringContent(
+                    """{"errors": [{"status": 503, "title": "Service Unavailable", "detail": "Cannot reach the database: 53300: sorry, too many clients already", "code": "placement.undefined_code"}]}""",
+                    System.Text.Encoding.UTF8, "application/json"),
+            });
+        }
+    }
+
     /// <summary>Answers the three calls of an agent's start as a conductor with an empty database does.</summary>
     private sealed class StubConductor
     {
