@@ -41,6 +41,9 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     private readonly ConcurrentDictionary<string, TaskCompletionSource<RpcOutcome>> _pending = new();
     private readonly ConcurrentDictionary<string, byte> _declaredTopics = new();
     private readonly ConcurrentDictionary<Listener, byte> _listeners = new();
+    // Listeners opening their channel and queue at once: a process of 1,000 fake hosts starting all of theirs together
+    // kept a broker so busy that its answers came after the client's timeout, and every late one was tried again.
+    private readonly SemaphoreSlim _listenerStarts = new(16, 16);
     private Link? _link;
     private IDisposable? _health;
     private volatile bool _recovering;
@@ -106,6 +109,10 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             TopologyRecoveryEnabled = true,
             NetworkRecoveryInterval = _options.RecoveryInterval,
             RequestedChannelMax = _options.ChannelMax == 0 ? ConnectionFactory.DefaultChannelMax : _options.ChannelMax,
+            // A broker declaring 10,000 durable queues at once answers a declare or bind in more than the client's default
+            // 20 s; a listener whose declare timed out starts over on a new channel, adding to the work that made it late.
+            // A broker that is gone is found by the connection's heartbeat, not by this.
+            ContinuationTimeout = TimeSpan.FromMinutes(2),
             RequestedConnectionTimeout = _options.UnavailableWait,
             ClientProvidedName = $"ferry {Environment.MachineName} {Environment.ProcessId}",
         };
@@ -437,43 +444,71 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         {
             while (!_stop.IsCancellationRequested)
             {
-                IChannel? channel = null;
                 try
                 {
-                    channel = await transport.Bus.Connection.CreateChannelAsync(cancellationToken: _stop.Token);
-                    await channel.BasicQosAsync(0, transport._options.Prefetch, global: false, _stop.Token);
-                    await transport.DeclareTopicAsync(channel, topic, _stop.Token);
-                    var consumer = new AsyncEventingBasicConsumer(channel);
-                    consumer.ReceivedAsync += OnReceivedAsync;
-                    _channel = channel;
-                    _consumerTag = await channel.BasicConsumeAsync(transport.QueueOf(topic), autoAck: false, consumer, _stop.Token);
-                    Log.Listening(transport._logger, topic, transport.QueueOf(topic));
-                    _ready.TrySetResult();
+                    await transport._listenerStarts.WaitAsync(_stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
                     return;
                 }
-                catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+                try
                 {
-                    if (_channel != channel)
-                    {
-                        await CloseQuietlyAsync(channel);
-                    }
-                    return;
-                }
-                catch (Exception ex)
-                {
-                    Log.ListenFailed(transport._logger, topic, ex.Message);
-                    // Closed before the next try: a broker too busy to answer in time made 1,000 listeners of one process
-                    // retry until their abandoned channels filled the connection's 2,047 and none could listen again.
-                    await CloseQuietlyAsync(channel);
-                    try
-                    {
-                        await Task.Delay(transport._options.RecoveryInterval, transport._timeProvider, _stop.Token);
-                    }
-                    catch (OperationCanceledException)
+                    if (await TryStartAsync())
                     {
                         return;
                     }
                 }
+                finally
+                {
+                    transport._listenerStarts.Release();
+                }
+                try
+                {
+                    await Task.Delay(transport._options.RecoveryInterval, transport._timeProvider, _stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+
+        /// <summary>Opens a channel, declares the topic and consumes it; false (the try's channel closed) when the broker failed it.</summary>
+        private async Task<bool> TryStartAsync()
+        {
+            IChannel? channel = null;
+            try
+            {
+                channel = await transport.Bus.Connection.CreateChannelAsync(cancellationToken: _stop.Token);
+                if (transport._options.Prefetch > 0)
+                {
+                    await channel.BasicQosAsync(0, transport._options.Prefetch, global: false, _stop.Token); // no limit is a channel's default
+                }
+                await transport.DeclareTopicAsync(channel, topic, _stop.Token);
+                var consumer = new AsyncEventingBasicConsumer(channel);
+                consumer.ReceivedAsync += OnReceivedAsync;
+                _channel = channel;
+                _consumerTag = await channel.BasicConsumeAsync(transport.QueueOf(topic), autoAck: false, consumer, _stop.Token);
+                Log.Listening(transport._logger, topic, transport.QueueOf(topic));
+                _ready.TrySetResult();
+                return true;
+            }
+            catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+            {
+                if (_channel != channel)
+                {
+                    await CloseQuietlyAsync(channel);
+                }
+                return true; // stopping: nothing more to try
+            }
+            catch (Exception ex)
+            {
+                Log.ListenFailed(transport._logger, topic, ex.Message);
+                // Closed before the next try: a broker too busy to answer in time made 1,000 listeners of one process
+                // retry until their abandoned channels filled the connection's 2,047 and none could listen again.
+                await CloseQuietlyAsync(channel);
+                return false;
             }
         }
 
