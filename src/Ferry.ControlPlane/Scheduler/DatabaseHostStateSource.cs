@@ -5,9 +5,10 @@ namespace Ferry.ControlPlane.Scheduler;
 
 /// <summary>
 /// Host facts for the scheduler, kept in memory as Nova's HostManager keeps its host states, and brought up to date
-/// incrementally: a write in this process (or a second's age, for the other processes' writes) makes the next
-/// request read only the service and node rows changed since the last look (their <c>change_seq</c>, through an
-/// index), so a request at 10,000 hosts reads a handful of rows, not 20,000. Unchanged rows keep their objects, so
+/// incrementally: a write in this process makes the next request read only the service and node rows changed since
+/// the last look (their <c>change_seq</c>, through an index), so a request at 10,000 hosts reads a handful of rows, not
+/// 20,000; other processes' writes are read once the view is a second old, by a read in the background that the
+/// requests meanwhile do not wait for (they wait once it is 5 s old). Unchanged rows keep their objects, so
 /// <see cref="HostManager"/> keeps their host states. A delete in this process reads everything again; on a shared
 /// database (PostgreSQL) so does a minute's age, for other processes' deletes, and each incremental read goes back
 /// a window of change numbers, since concurrent transactions can commit their numbers out of order. Capacity never
@@ -19,6 +20,8 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     private const string ComputeBinary = "nova-compute";
     private static readonly TimeSpan s_maxAge = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan s_fullReloadAge = TimeSpan.FromMinutes(1);
+    // Past s_maxAge a request uses the view while a background read renews it, until it is this much older.
+    private static readonly TimeSpan s_backgroundWindow = TimeSpan.FromSeconds(4);
 
     /// <summary>
     /// How far back in change numbers a read on a shared database looks again: a transaction that took its number
@@ -32,6 +35,8 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     // Held across the database reads, so one request reads the changes and the others wait for it (asynchronously).
     private readonly SemaphoreSlim _refresh = new(1, 1);
     private volatile Snapshot? _snapshot;
+    private int _backgroundRunning;
+    private Task _background = Task.CompletedTask;
     private int _fullReads;
     private int _incrementalReads;
 
@@ -50,18 +55,52 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     private Snapshot Loaded() =>
         _snapshot ?? throw new InvalidOperationException("The scheduler's host states were read before they were loaded (RefreshAsync).");
 
-    public async ValueTask RefreshAsync(CancellationToken cancellationToken)
+    public ValueTask RefreshAsync(CancellationToken cancellationToken)
     {
         var snapshot = _snapshot;
-        if (snapshot is not null && IsCurrent(snapshot, time.GetTimestamp()))
+        var now = time.GetTimestamp();
+        if (snapshot is not null && IsCurrent(snapshot, now))
         {
-            return;
+            return ValueTask.CompletedTask;
         }
+        if (snapshot is not null && !HasOwnWrites(snapshot) && time.GetElapsedTime(snapshot.TakenAt, now) < s_maxAge + s_backgroundWindow)
+        {
+            // Only other processes' writes can be missing, and the view is at most a few seconds old: this request uses it
+            // while one read brings it up to date. At 10,000 hosts that read (a second's heartbeats, ~1,000 rows) was the
+            // tail of select_destinations for the request that had to wait on it.
+            if (Interlocked.CompareExchange(ref _backgroundRunning, 1, 0) == 0)
+            {
+                _background = Task.Run(async () =>
+                {
+                    try
+                    {
+                        await RefreshNowAsync(CancellationToken.None);
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        // Left as it was: a request once the view is older than the window reads inline and fails with the error.
+                    }
+                    finally
+                    {
+                        Volatile.Write(ref _backgroundRunning, 0);
+                    }
+                });
+            }
+            return ValueTask.CompletedTask;
+        }
+        return new ValueTask(RefreshNowAsync(cancellationToken));
+    }
+
+    /// <summary>The refresh a request started in the background, if any (tests wait on it).</summary>
+    internal Task BackgroundRefresh => _background;
+
+    private async Task RefreshNowAsync(CancellationToken cancellationToken)
+    {
         await _refresh.WaitAsync(cancellationToken);
         try
         {
             // Another request may have refreshed it while this one waited.
-            snapshot = _snapshot;
+            var snapshot = _snapshot;
             var now = time.GetTimestamp();
             if (snapshot is not null && IsCurrent(snapshot, now))
             {
@@ -82,9 +121,10 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     }
 
     private bool IsCurrent(Snapshot snapshot, long now) =>
-        snapshot.Stamps.Nodes == nodes.ChangeStamp
-        && snapshot.Stamps.Services == services.ChangeStamp
-        && time.GetElapsedTime(snapshot.TakenAt, now) < s_maxAge;
+        !HasOwnWrites(snapshot) && time.GetElapsedTime(snapshot.TakenAt, now) < s_maxAge;
+
+    private bool HasOwnWrites(Snapshot snapshot) =>
+        snapshot.Stamps.Nodes != nodes.ChangeStamp || snapshot.Stamps.Services != services.ChangeStamp;
 
     private async Task<Snapshot> ReadAllAsync(Stamps stamps, long now, CancellationToken cancellationToken)
     {

@@ -33,7 +33,7 @@ public sealed class PostgresDatabaseHostStateSourceTests() : DatabaseHostStateSo
             Assert.Equal("later", source.GetComputeServices()["h2"].DisabledReason);
         });
         Time.Advance(TimeSpan.FromSeconds(1)); // another process's write: seen once the snapshot is a second old
-        source.Refresh();
+        RefreshInTheBackground(source);
 
         Assert.True(source.GetComputeServices()["h1"].Disabled);
         Assert.Equal(1, source.Reads.Full);
@@ -69,6 +69,18 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
 
     /// <summary>The same database as another process sees it: its own connection (pool), stores and stamps.</summary>
     protected FerryDatabase OtherProcess() => _files.Open();
+
+    /// <summary>
+    /// A request on a view a second old or more (other processes' writes only): it answers at once from the view and starts a
+    /// read in the background; this waits for that read, as the next requests would see its result.
+    /// </summary>
+    protected static void RefreshInTheBackground(DatabaseHostStateSource source)
+    {
+        var (_, incremental) = source.Reads;
+        source.Refresh();
+        Assert.True(source.BackgroundRefresh.Wait(TimeSpan.FromSeconds(30)));
+        Assert.Equal(incremental + 1, source.Reads.Incremental);
+    }
 
     protected void Report(params string[] hosts)
     {
@@ -126,7 +138,7 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
         source.Refresh();
         Assert.Same(first, source.GetComputeNodes()); // no write in this process, and not yet a second old
         Time.Advance(TimeSpan.FromSeconds(1));
-        source.Refresh();
+        RefreshInTheBackground(source);
         var nodes = source.GetComputeNodes();
 
         Assert.Equal(["h1", "h2", "h3"], nodes.Select(n => n.Host));
@@ -134,6 +146,22 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
         Assert.Same(first[1], nodes[1]); // an unchanged node keeps its object
         Assert.True(source.GetComputeServices().ContainsKey("h3"));
         Assert.Equal(1, source.Reads.Full);
+    }
+
+    [Fact]
+    public void GetComputeNodes_ViewOlderThanItsBackgroundWindow_RequestWaitsForTheRead()
+    {
+        var (_, _, source) = Open();
+        Report("h1");
+        source.Refresh();
+        AddHost(OtherProcess(), "h2");
+
+        Time.Advance(TimeSpan.FromSeconds(10));
+        source.Refresh(); // no request for 10 s: this one reads before it answers
+
+        Assert.Equal(["h1", "h2"], source.GetComputeNodes().Select(n => n.Host));
+        Assert.True(source.BackgroundRefresh.IsCompleted);
+        Assert.Equal((1, 1), source.Reads);
     }
 
     [Fact]
