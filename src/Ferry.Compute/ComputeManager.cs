@@ -155,8 +155,9 @@ public sealed partial class ComputeManager : IAsyncDisposable
     // How long a starting agent keeps trying to reach the conductor before its start fails.
     private static readonly TimeSpan s_conductorWait = TimeSpan.FromMinutes(5);
 
-    private Task ReportServiceAsync(CancellationToken ct) =>
-        _context.Conductor.ReportServiceAsync(new ServiceReportRequest(_context.Host, "nova-compute", Topics.Compute(_context.Host), 1), ct);
+    private Task ReportServiceAsync(CancellationToken ct) => _context.Conductor.ReportServiceAsync(ServiceReport(), ct);
+
+    private ServiceReportRequest ServiceReport() => new(_context.Host, "nova-compute", Topics.Compute(_context.Host), 1);
 
     /// <summary>
     /// Heartbeats at this host's stable point of every <see cref="ComputeOptions.ReportInterval"/> (see <see cref="SpreadTimer"/>);
@@ -169,7 +170,7 @@ public sealed partial class ComputeManager : IAsyncDisposable
         {
             try
             {
-                await ReportServiceAsync(token);
+                await _context.Conductor.HeartbeatAsync(ServiceReport(), _context.Options.ReportInterval, token);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

@@ -10,6 +10,14 @@ public interface IRpcTransport
 {
     Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// A cast that is worth nothing after <paramref name="expiresAfter"/> and that a restart of the bus may lose (a
+    /// heartbeat: the next one replaces it). The bus keeps it off its disk and drops it once expired. A plain cast
+    /// where the transport has no such difference.
+    /// </summary>
+    Task NotifyAsync(string topic, string method, byte[] payload, TimeSpan expiresAfter, CancellationToken cancellationToken) =>
+        CastAsync(topic, method, payload, cancellationToken);
+
     /// <exception cref="Errors.RpcTimeoutException">No reply within <paramref name="timeout"/>.</exception>
     /// <exception cref="Errors.FerryException">The handler failed; rebuilt from the wire.</exception>
     Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken);

@@ -21,6 +21,10 @@ public abstract class RpcClient(IRpcTransport transport, RpcOptions options)
     protected Task CastAsync<TRequest>(string topic, string method, TRequest request, CancellationToken cancellationToken) =>
         RpcMetrics.CountCast(topic, method, transport.CastAsync(topic, method, JsonSerializer.SerializeToUtf8Bytes(request, RpcJson.TypeInfo<TRequest>()), cancellationToken));
 
+    protected Task NotifyAsync<TRequest>(string topic, string method, TRequest request, TimeSpan expiresAfter, CancellationToken cancellationToken) =>
+        RpcMetrics.CountCast(topic, method, transport.NotifyAsync(topic, method, JsonSerializer.SerializeToUtf8Bytes(request, RpcJson.TypeInfo<TRequest>()),
+            expiresAfter, cancellationToken));
+
     protected async Task<TReply> CallAsync<TRequest, TReply>(string topic, string method, TRequest request, CancellationToken cancellationToken, bool longCall = false)
     {
         var payload = JsonSerializer.SerializeToUtf8Bytes(request, RpcJson.TypeInfo<TRequest>());

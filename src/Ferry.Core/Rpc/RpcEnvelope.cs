@@ -10,7 +10,7 @@ namespace Ferry.Core.Rpc;
 /// </summary>
 /// <param name="MessageId">Unique per message; also the correlation id of a call's reply.</param>
 /// <param name="ReplyTo">Where a call's reply goes; null for a cast.</param>
-/// <param name="Deadline">When the caller stops waiting (a call's timeout); null for a cast.</param>
+/// <param name="Deadline">When the caller stops waiting (a call's timeout), or when a notification is worth nothing; null for a cast.</param>
 /// <param name="TraceParent">The W3C <c>traceparent</c> of the sender's activity, or of a new trace.</param>
 public sealed record RpcEnvelope(string MessageId, string Method, string? ReplyTo, DateTimeOffset? Deadline, string TraceParent)
 {

@@ -157,6 +157,10 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     public Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken) =>
         PublishRequestAsync(Bus.Publish, topic, RpcEnvelope.Create(method, replyTo: null, deadline: null), payload, cancellationToken);
 
+    /// <summary>A transient cast with a deadline (the AMQP expiration too): the broker neither writes it to disk nor keeps it past then.</summary>
+    public Task NotifyAsync(string topic, string method, byte[] payload, TimeSpan expiresAfter, CancellationToken cancellationToken) =>
+        PublishRequestAsync(Bus.Publish, topic, RpcEnvelope.Create(method, replyTo: null, deadline: _timeProvider.GetUtcNow() + expiresAfter), payload, cancellationToken);
+
     public async Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var deadline = _timeProvider.GetUtcNow() + timeout;
@@ -320,9 +324,10 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             Type = envelope.Method,
             ContentType = "application/json",
             // A cast is persistent: once confirmed it must outlive a broker restart. A call is not written to the broker's
-            // disk (most of a 10,000-host control plane's traffic is calls: heartbeats, reads): its caller waits for the
-            // reply and sends it again under the same message id when its connection recovers (CallAsync).
-            DeliveryMode = envelope.ReplyTo is null ? DeliveryModes.Persistent : DeliveryModes.Transient,
+            // disk (most of a 10,000-host control plane's traffic is calls and heartbeats): its caller waits for the reply and
+            // sends it again under the same message id when its connection recovers (CallAsync). Nor is a cast with a
+            // deadline (NotifyAsync: a heartbeat), which the next one replaces.
+            DeliveryMode = envelope.ReplyTo is null && envelope.Deadline is null ? DeliveryModes.Persistent : DeliveryModes.Transient,
             Expiration = expiration,
             Timestamp = new AmqpTimestamp(_timeProvider.GetUtcNow().ToUnixTimeSeconds()),
             Headers = headers,

@@ -473,25 +473,28 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     }
 
     [Fact]
-    public async Task Publish_CallTransientCastPersistent_AsTheBrokerHoldsThem()
+    public async Task Publish_CallAndNotificationTransientCastPersistent_AsTheBrokerHoldsThem()
     {
         var transport = await ConnectAsync(new InMemoryRpcDeduplicator());
-        // Nobody listens on the topic: both messages wait in its durable queue, where a plain AMQP client reads them.
+        // Nobody listens on the topic: the messages wait in its durable queue, where a plain AMQP client reads them.
         using var giveUp = new CancellationTokenSource();
         var call = transport.CallAsync("compute.idle", "instance_get", Bytes("call"), s_long, giveUp.Token);
         await transport.CastAsync("compute.idle", "live_migration", Bytes("cast"), CancellationToken.None);
+        await transport.NotifyAsync("compute.idle", "service_report", Bytes("beat"), TimeSpan.FromMinutes(5), CancellationToken.None);
 
         var factory = new RabbitMQ.Client.ConnectionFactory { Uri = new Uri(broker.Url) };
         await using var connection = await factory.CreateConnectionAsync();
         await using var channel = await connection.CreateChannelAsync();
         var modes = new Dictionary<string, RabbitMQ.Client.DeliveryModes>();
+        var expirations = new Dictionary<string, string?>();
         var deadline = Stopwatch.StartNew();
-        while (modes.Count < 2)
+        while (modes.Count < 3)
         {
             Assert.True(deadline.Elapsed < s_long, $"the queue held only {string.Join(", ", modes.Keys)}");
             if (await channel.BasicGetAsync($"{_exchange}.compute.idle", autoAck: true) is { } message)
             {
                 modes[message.BasicProperties.Type!] = message.BasicProperties.DeliveryMode;
+                expirations[message.BasicProperties.Type!] = message.BasicProperties.Expiration;
             }
             else
             {
@@ -503,6 +506,9 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
 
         Assert.Equal(RabbitMQ.Client.DeliveryModes.Transient, modes["instance_get"]);
         Assert.Equal(RabbitMQ.Client.DeliveryModes.Persistent, modes["live_migration"]);
+        Assert.Equal(RabbitMQ.Client.DeliveryModes.Transient, modes["service_report"]);
+        Assert.Null(expirations["live_migration"]);
+        Assert.InRange(long.Parse(expirations["service_report"]!, System.Globalization.CultureInfo.InvariantCulture), 1, 300_000);
     }
 
     [Fact]
