@@ -38,10 +38,9 @@ public sealed partial class StartupRecovery(ComputeContext context)
         var state = await context.Conductor.GetHostRecoveryStateAsync(context.Host, ct);
         var migrations = await DestroyEvacuatedInstancesAsync(state.Migrations, ct);
         await RecoverMovesAwayAsync(migrations, ct);
-        var instances = state.Instances;
-        Instances = instances;
-        await DestroyStrayGuestsAsync(migrations, instances, ct);
-        foreach (var instance in instances)
+        Instances = state.Instances;
+        await DestroyStrayGuestsAsync(migrations, state.Instances, ct);
+        foreach (var instance in state.Instances)
         {
             try
             {

@@ -23,7 +23,7 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
     {
         var transport = new InProcessTransport(NullLogger<InProcessTransport>.Instance);
         var conductor = new StubConductor();
-        await using var listener = transport.Listen(Topics.Conductor, conductor.Server);
+        await using var listener = transport.Listen(Topics.Conductor, conductor.CreateServer());
         // Conductor calls 1 (the first service report) and 4 (the recovery's read, after the node was reported) fail as a busy
         // or absent broker fails them; the agent starts over each time.
         var flaky = new FailingCalls(transport, failing: [1, 4], timeout);
@@ -45,7 +45,7 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
     {
         var transport = new InProcessTransport(NullLogger<InProcessTransport>.Instance);
         var conductor = new StubConductor();
-        await using var listener = transport.Listen(Topics.Conductor, conductor.Server);
+        await using var listener = transport.Listen(Topics.Conductor, conductor.CreateServer());
         // Placement's first two requests fail as an API whose database refuses more connections fails them.
         var busy = new BusyPlacement(failFirst: 2) { InnerHandler = new HttpClientHandler() };
         using var http = new HttpClient(busy) { BaseAddress = placement.Http.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
@@ -88,7 +88,7 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
     {
         public string? NodeUuid { get; private set; }
 
-        public RpcServer Server => new RpcServer()
+        public RpcServer CreateServer() => new RpcServer()
             .On<ServiceReportRequest, ServiceReportReply>("service_report", (_, _) => Task.FromResult(new ServiceReportReply(1, false, false)))
             .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (request, _) =>
             {
