@@ -157,9 +157,13 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     public Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken) =>
         PublishRequestAsync(Bus.Publish, topic, RpcEnvelope.Create(method, replyTo: null, deadline: null), payload, cancellationToken);
 
-    /// <summary>A transient cast with a deadline (the AMQP expiration too): the broker neither writes it to disk nor keeps it past then.</summary>
+    /// <summary>
+    /// A transient cast with a deadline (the AMQP expiration too): the broker neither writes it to disk nor keeps it past
+    /// then. Sent on the channel without publisher confirms: the next one replaces a notification the broker drops, so
+    /// waiting for its confirm would only cost a round trip and a wake-up per heartbeat.
+    /// </summary>
     public Task NotifyAsync(string topic, string method, byte[] payload, TimeSpan expiresAfter, CancellationToken cancellationToken) =>
-        PublishRequestAsync(Bus.Publish, topic, RpcEnvelope.Create(method, replyTo: null, deadline: _timeProvider.GetUtcNow() + expiresAfter), payload, cancellationToken);
+        PublishRequestAsync(Bus.Calls, topic, RpcEnvelope.Create(method, replyTo: null, deadline: _timeProvider.GetUtcNow() + expiresAfter), payload, cancellationToken);
 
     public async Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken)
     {

@@ -125,6 +125,25 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         }
     }
 
+    [Fact]
+    public async Task NotifyAsync_BrokerConnectedButAnsweringNothing_ReturnsWithoutWaitingForAConfirm()
+    {
+        // A heartbeat is not confirmed: the next one replaces it, and a confirm per heartbeat is a round trip and a wake-up.
+        var transport = await ConnectAsync(new InMemoryRpcDeduplicator(), confirmWait: TimeSpan.FromSeconds(30));
+        var dispatcher = new RecordingDispatcher("a");
+        await ListenAsync(transport, "conductor", dispatcher);
+        Assert.Equal("warm", Text(await transport.CallAsync("conductor", "ping", Bytes("warm"), s_long, CancellationToken.None)));
+
+        using (PauseBroker())
+        {
+            var clock = Stopwatch.StartNew();
+            await transport.NotifyAsync("conductor", "service_report", Bytes("beat"), TimeSpan.FromSeconds(30), CancellationToken.None).WaitAsync(s_long);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"the notification waited {clock.Elapsed.TotalSeconds:0.0} s for a paused broker");
+        }
+        // Sent all the same: handled once the broker runs again.
+        await WaitUntilAsync(() => dispatcher.Handled.Contains("beat"), "the notification's delivery after the broker resumed");
+    }
+
     /// <summary>Stops the broker's Erlang VM (SIGSTOP) until disposed (SIGCONT): its sockets stay open, nothing answers.</summary>
     private IDisposable PauseBroker()
     {
