@@ -32,7 +32,11 @@ internal static partial class DistributedScaleBenchmarks
 
     public sealed record Result(int Hosts, int Instances, int HostsPerCompute, int ComputeProcesses, double FreshStartMs, double SeedMs, double RestartReadyMs,
         double RssMb, double PostgresRssMb, double RabbitMqRssMb, double HeartbeatMaxSecondShare, int HeartbeatSecondsUsed, double ReportIntervalSeconds,
-        QueryFigures Queries, (int Moves, int Completed, int NotCompleted, double WallMs) ConcurrentLiveMigrations);
+        QueryFigures Queries, (int Moves, int Completed, int NotCompleted, double WallMs) ConcurrentLiveMigrations,
+        IReadOnlyDictionary<string, double> SteadyCpuPercent);
+
+    // How long the steady state after the start is watched: two heartbeat intervals, a third of a power-sync one.
+    private static readonly TimeSpan s_steadyWindow = TimeSpan.FromSeconds(20);
 
     public static async Task<Result> RunAsync(string hostDll, int hosts, int instances, int hostsPerCompute, Action<string> log)
     {
@@ -101,10 +105,16 @@ internal static partial class DistributedScaleBenchmarks
             log($"distributed scale: {children.Count} Ferry processes VmRSS {rssMb:0} MB, PostgreSQL {postgresMb:0} MB, RabbitMQ {rabbitMqMb:0} MB; " +
                 $"heartbeats over {seconds.Count} of {s_reportInterval.TotalSeconds:0} seconds, the busiest second {seconds.Max() / (double)heartbeats.Count:P1}");
 
+            // What the idle control plane costs (heartbeats and power syncs only): the CPU every figure below shares the
+            // machine with. % of one core per role over the window.
+            var steady = await SteadyCpuAsync(children, postgres, rabbitMq);
+            log($"distributed scale: steady state, % of one core over {s_steadyWindow.TotalSeconds:0} s: " +
+                string.Join(", ", steady.Select(r => $"{r.Key} {r.Value:0.0}")));
+
             var queries = await QueriesAsync(api, placementUrl, rabbitMq.Url, postgres.ConnectionString, hosts, instances, log);
             var moves = await ScaleBenchmarks.ConcurrentLiveMigrationsAsync(api, Math.Min(200, hosts / 2), log);
             return new Result(hosts, instances, hostsPerCompute, processes, freshMs, seedMs, readyMs, rssMb, postgresMb, rabbitMqMb,
-                seconds.Max() / (double)heartbeats.Count, seconds.Count, s_reportInterval.TotalSeconds, queries, moves);
+                seconds.Max() / (double)heartbeats.Count, seconds.Count, s_reportInterval.TotalSeconds, queries, moves, steady);
         }
         finally
         {
@@ -125,6 +135,27 @@ internal static partial class DistributedScaleBenchmarks
             {
             }
         }
+    }
+
+    /// <summary>CPU used over <see cref="s_steadyWindow"/> by each role's processes (compute1-1000 → compute), in % of one core.</summary>
+    private static async Task<IReadOnlyDictionary<string, double>> SteadyCpuAsync(IReadOnlyList<(string Name, int Pid)> children,
+        LocalPostgres postgres, LocalRabbitMq rabbitMq)
+    {
+        var roles = children.Select(c => (Role: new string([.. c.Name.TakeWhile(char.IsAsciiLetter)]), c.Pid))
+            .Concat(ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(postgres.Directory, "data", "postmaster.pid"))).Select(p => (Role: "postgresql", Pid: p)))
+            .Concat(ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(rabbitMq.Directory, "pid"))).Select(p => (Role: "rabbitmq", Pid: p)))
+            .ToList();
+        var before = roles.Select(r => ProcessMemory.CpuTime(r.Pid)).ToList();
+        var clock = Stopwatch.StartNew();
+        await Task.Delay(s_steadyWindow);
+        var elapsed = clock.Elapsed;
+        var used = new SortedDictionary<string, double>(StringComparer.Ordinal);
+        for (var i = 0; i < roles.Count; i++)
+        {
+            used[roles[i].Role] = used.GetValueOrDefault(roles[i].Role) + (ProcessMemory.CpuTime(roles[i].Pid) - before[i]) / elapsed * 100;
+        }
+        used["all"] = used.Values.Sum();
+        return used;
     }
 
     /// <summary>

@@ -17,6 +17,26 @@ internal static class ProcessMemory
     /// </summary>
     public static double PssMb(int pid) => ReadKb($"/proc/{pid}/smaps_rollup", "Pss") / 1024.0;
 
+    /// <summary>CPU time the process has used (user + system, <c>/proc/&lt;pid&gt;/stat</c>); zero once it is gone.</summary>
+    public static TimeSpan CpuTime(int pid)
+    {
+        try
+        {
+            // "pid (comm) state ppid …": utime and stime are the 14th and 15th fields, the 12th and 13th after the comm.
+            var fields = File.ReadAllText($"/proc/{pid}/stat").AsSpan();
+            var rest = fields[(fields.LastIndexOf(')') + 2)..].ToString().Split(' ');
+            var ticks = long.Parse(rest[11], CultureInfo.InvariantCulture) + long.Parse(rest[12], CultureInfo.InvariantCulture);
+            return TimeSpan.FromSeconds(ticks / (double)ClockTicksPerSecond);
+        }
+        catch (IOException)
+        {
+            return TimeSpan.Zero;
+        }
+    }
+
+    // USER_HZ: 100 on every Linux of the last two decades (sysconf(_SC_CLK_TCK)); /proc/PID/stat counts in it.
+    private const int ClockTicksPerSecond = 100;
+
     /// <summary>The pid on the first line of a pid file (PostgreSQL's postmaster.pid, RabbitMQ's pid), or null.</summary>
     public static int? PidInFile(string file)
     {

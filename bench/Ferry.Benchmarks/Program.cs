@@ -404,7 +404,8 @@ internal sealed class Results
             sb.AppendLine(CultureInfo.InvariantCulture, $"scale (distributed): {ds.Hosts} hosts in {ds.ComputeProcesses} compute processes of {ds.HostsPerCompute} / {ds.Instances} instances: " +
                 $"start on an empty database {F(ds.FreshStartMs)} ms, seeding {F(ds.SeedMs)} ms, start with the instances {F(ds.RestartReadyMs)} ms, Ferry processes VmRSS {F(ds.RssMb)} MB, " +
                 $"PostgreSQL {F(ds.PostgresRssMb)} MB, RabbitMQ {F(ds.RabbitMqRssMb)} MB, heartbeats over {ds.HeartbeatSecondsUsed} of {F(ds.ReportIntervalSeconds)} s, " +
-                $"busiest second {F(ds.HeartbeatMaxSecondShare * 100)} %; {m.Moves} live migrations at once: {m.Completed} completed, {m.NotCompleted} not, in {F(m.WallMs)} ms");
+                $"busiest second {F(ds.HeartbeatMaxSecondShare * 100)} %; {m.Moves} live migrations at once: {m.Completed} completed, {m.NotCompleted} not, in {F(m.WallMs)} ms; " +
+                $"steady state, % of one core: {string.Join(", ", ds.SteadyCpuPercent.Select(r => $"{r.Key} {F(r.Value)}"))}");
         }
         foreach (var queries in Queries)
         {

@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using Ferry.Core.Placement;
 using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
@@ -18,6 +19,8 @@ public sealed partial class ComputeManager : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private IAsyncDisposable? _listener;
     private Task _background = Task.CompletedTask;
+    // Guests the driver reported stopped by themselves, synced one by one off the driver's thread.
+    private readonly Channel<string> _stoppedGuests = Channel.CreateUnbounded<string>(new() { SingleReader = true });
 
     public ComputeManager(ComputeOptions options, IComputeDriver driver, IRpcTransport transport, RpcOptions rpcOptions,
         PlacementHttpClient placement, TimeProvider time, ILoggerFactory loggers)
@@ -49,13 +52,15 @@ public sealed partial class ComputeManager : IAsyncDisposable
         // Monitors of post-copy migrations run while the agent serves: they may take minutes, and abort or
         // force-complete requests for them arrive as messages.
         var reattached = recovery.PostCopies.Select(p => liveSource.ReattachPostCopyAsync(p.Instance, p.Migration, p.Dest, p.SharedInstancePath, _stopping.Token));
-        _background = Task.WhenAll([HeartbeatAsync(_stopping.Token), SyncPowerStatesAsync(_stopping.Token), .. reattached]);
+        _context.Driver.GuestStopped += OnGuestStopped;
+        _background = Task.WhenAll([HeartbeatAsync(_stopping.Token), SyncPowerStatesAsync(_stopping.Token), SyncStoppedGuestsAsync(_stopping.Token), .. reattached]);
         Log.Started(_context.Logger, _context.Host, _context.Driver.HypervisorType);
     }
 
     /// <summary>Stops taking messages and heartbeating, as a crashed or stopped nova-compute would.</summary>
     public async Task StopAsync()
     {
+        _context.Driver.GuestStopped -= OnGuestStopped;
         await _stopping.CancelAsync();
         try
         {
@@ -177,6 +182,32 @@ public sealed partial class ComputeManager : IAsyncDisposable
                 Log.HeartbeatFailed(_context.Logger, ex, _context.Host);
             }
         }, ct);
+    }
+
+    private void OnGuestStopped(string instanceUuid) => _stoppedGuests.Writer.TryWrite(instanceUuid);
+
+    /// <summary>The instances whose guests the driver reported stopped by themselves, each synced as it comes.</summary>
+    private async Task SyncStoppedGuestsAsync(CancellationToken ct)
+    {
+        var sync = new PowerStateSync(_context);
+        try
+        {
+            await foreach (var instanceUuid in _stoppedGuests.Reader.ReadAllAsync(ct))
+            {
+                try
+                {
+                    await sync.RunForAsync(instanceUuid, ct);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    // The periodic sync finds it later.
+                    Log.PowerStateSyncFailed(_context.Logger, ex, _context.Host);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
     }
 
     /// <summary>Power-state syncs at this host's stable point of every <see cref="ComputeOptions.PowerStateSyncInterval"/>.</summary>

@@ -55,8 +55,11 @@ public sealed class ComputeOptions
     /// <summary>Seconds without a byte moved before a post-copy stream counts as broken.</summary>
     public int LiveMigrationPostCopyStallSeconds { get; set; } = 10;
 
-    /// <summary>How often ACTIVE instances whose guest died are marked stopped (Nova: sync_power_state_interval, 600 s); also at start.</summary>
-    public TimeSpan PowerStateSyncInterval { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>
+    /// How often ACTIVE instances whose guest died are marked stopped, also at start (Nova's sync_power_state_interval); a
+    /// guest the driver reports stopped (<see cref="Virt.IComputeDriver.GuestStopped"/>) is synced at once.
+    /// </summary>
+    public TimeSpan PowerStateSyncInterval { get; set; } = TimeSpan.FromSeconds(600);
 
     /// <summary>Least time between two progress writes of one migration (Nova: live_migration_monitor_interval).</summary>
     public TimeSpan MigrationProgressInterval { get; set; } = TimeSpan.FromMilliseconds(500);

@@ -18,26 +18,52 @@ public sealed partial class PowerStateSync(ComputeContext context)
     {
         foreach (var instance in instances ?? await context.Conductor.GetInstancesByHostAsync(context.Host, ct))
         {
-            if (instance.VmState != VmState.Active || instance.TaskState is not null
-                || context.Driver.GetGuest(instance.Uuid) is not { PowerState: Virt.GuestPowerState.Shutdown or Virt.GuestPowerState.Crashed } guest)
+            await SyncAsync(instance, ct);
+        }
+    }
+
+    /// <summary>
+    /// One instance's sync, when the driver reports its guest stopped by itself (Nova's handle_lifecycle_event): read
+    /// now, since a move may have taken it to another host or a task may own it since the guest stopped.
+    /// </summary>
+    public async Task RunForAsync(string instanceUuid, CancellationToken ct)
+    {
+        Instance instance;
+        try
+        {
+            instance = await context.Conductor.GetInstanceAsync(instanceUuid, ct);
+        }
+        catch (Core.Errors.NotFoundException)
+        {
+            return; // deleted meanwhile
+        }
+        if (instance.Host == context.Host)
+        {
+            await SyncAsync(instance, ct);
+        }
+    }
+
+    private async Task SyncAsync(Instance instance, CancellationToken ct)
+    {
+        if (instance.VmState != VmState.Active || instance.TaskState is not null
+            || context.Driver.GetGuest(instance.Uuid) is not { PowerState: Virt.GuestPowerState.Shutdown or Virt.GuestPowerState.Crashed } guest)
+        {
+            return;
+        }
+        try
+        {
+            await context.UpdateInstanceAsync(new InstanceUpdateRequest
             {
-                continue;
-            }
-            try
-            {
-                await context.UpdateInstanceAsync(new InstanceUpdateRequest
-                {
-                    Uuid = instance.Uuid,
-                    VmState = VmState.Stopped,
-                    PowerState = ComputeContext.ToPowerState(guest.PowerState),
-                    ExpectedTaskStates = [null],
-                }, ct);
-                Log.Stopped(context.Logger, instance.Uuid, context.Host, guest.PowerState);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                Log.SyncFailed(context.Logger, ex, instance.Uuid);
-            }
+                Uuid = instance.Uuid,
+                VmState = VmState.Stopped,
+                PowerState = ComputeContext.ToPowerState(guest.PowerState),
+                ExpectedTaskStates = [null],
+            }, ct);
+            Log.Stopped(context.Logger, instance.Uuid, context.Host, guest.PowerState);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.SyncFailed(context.Logger, ex, instance.Uuid);
         }
     }
 

@@ -170,6 +170,12 @@ public sealed class FerryHostOptions
 
     public TimeSpan ServiceDownTime { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// Between a host's power-state syncs (Nova's default): a guest that stops by itself is seen at once through its driver's
+    /// event; this sync is the net under a missed event. At 10,000 hosts a minute's interval was 167 instance reads a second.
+    /// </summary>
+    public TimeSpan PowerStateSyncInterval { get; set; } = TimeSpan.FromSeconds(600);
+
     /// <summary>Nova's [api] max_limit: the most items one page of a compute API list returns.</summary>
     public int MaxLimit { get; set; } = 1000;
 

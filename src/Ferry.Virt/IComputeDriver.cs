@@ -24,6 +24,13 @@ public interface IComputeDriver
 
     GuestInfo? GetGuest(string uuid);
 
+    /// <summary>
+    /// Raised with a guest's uuid when it stopped by itself, not through this driver: its process exited (the guest
+    /// powered off, or the process was killed) or it panicked. Nova's lifecycle events (the virt driver's emit_event):
+    /// the agent syncs that instance's power state at once instead of at its next periodic sync. Handlers must not block.
+    /// </summary>
+    event Action<string>? GuestStopped;
+
     IReadOnlyList<GuestInfo> ListGuests();
 
     /// <summary>Creates the guest's disks from the image (or reuses them when <paramref name="reuseDisks"/>) and starts it.</summary>

@@ -81,6 +81,7 @@ public sealed class ComputeAgents : IAsyncDisposable
             Host = host,
             MyIp = _options.MigrationAddress,
             ReportInterval = _options.ReportInterval,
+            PowerStateSyncInterval = _options.PowerStateSyncInterval,
             MaxConcurrentLiveMigrations = _options.MaxConcurrentLiveMigrations,
             // With credentials the endpoints come from the token's catalog, as in a Nova deployment.
             PlacementUrl = Session is null ? new Uri(_options.PlacementUrl + "/") : null,

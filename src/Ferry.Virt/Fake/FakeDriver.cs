@@ -108,6 +108,8 @@ public sealed partial class FakeDriver : IComputeDriver
         CpuFeatures = _options.CpuFeatures,
     };
 
+    public event Action<string>? GuestStopped;
+
     public GuestInfo? GetGuest(string uuid) =>
         State.Guests.TryGetValue(uuid, out var guest) ? guest.ToInfo()
         : State.ResizeSources.TryGetValue(uuid, out var source) ? source.ToInfo()

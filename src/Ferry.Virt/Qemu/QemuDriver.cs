@@ -142,6 +142,8 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         };
     }
 
+    public event Action<string>? GuestStopped;
+
     public GuestInfo? GetGuest(string uuid) => _guests.TryGetValue(uuid, out var guest) ? guest.ToInfo() : null;
 
     public IReadOnlyList<GuestInfo> ListGuests() => _guests.Values.Select(g => g.ToInfo()).ToList();
@@ -526,12 +528,18 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
                 if (state is { } s)
                 {
                     guest.PowerState = s;
+                    if (s == GuestPowerState.Crashed)
+                    {
+                        GuestStopped?.Invoke(guest.Spec.Uuid);
+                    }
                 }
             }
+            // Still this guest's process: the driver did not end it (its own stops let go of the process first).
             if (guest.Process == process)
             {
                 guest.PowerState = GuestPowerState.Shutdown;
                 LogProcessExited(guest.Spec.Uuid, process.Pid, string.Join(" | ", process.LastOutput));
+                GuestStopped?.Invoke(guest.Spec.Uuid);
             }
         }
         catch (ObjectDisposedException)

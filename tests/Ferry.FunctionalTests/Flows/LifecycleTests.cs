@@ -58,6 +58,37 @@ public sealed class LifecycleTests(FerryFixture fixture) : FlowTest<FerryFixture
     }
 
     [Fact]
+    public async Task GuestStopsByItself_ServerIsShutoffAtOnce_NotAtTheNextPeriodicSync()
+    {
+        // An hour between periodic syncs: only the driver's event can make it SHUTOFF within the wait.
+        await Fixture.Ferry.StartComputeAsync("compute3", CancellationToken.None, c => c.PowerStateSyncInterval = TimeSpan.FromHours(1));
+        try
+        {
+            var poweredOff = await BootAsync("compute3");
+            var panicked = await BootAsync("compute3");
+            var untouched = await BootAsync("compute3");
+
+            Driver("compute3").StopByItself(poweredOff);
+            Driver("compute3").StopByItself(panicked, Virt.GuestPowerState.Crashed);
+
+            var stopped = await WaitForAsync(poweredOff, i => i.VmState == VmState.Stopped, "SHUTOFF after its guest powered off");
+            Assert.Equal((PowerState.Shutdown, (TaskState?)null), (stopped.PowerState, stopped.TaskState));
+            var crashed = await WaitForAsync(panicked, i => i.VmState == VmState.Stopped, "SHUTOFF after its guest panicked");
+            Assert.Equal(PowerState.Crashed, crashed.PowerState);
+            Assert.Equal((VmState.Active, PowerState.Running), (Instances.Get(untouched).VmState, Instances.Get(untouched).PowerState));
+
+            // As after any stop, the server starts again.
+            Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(poweredOff, JsonNode.Parse("""{"os-start": null}""")!)).Status);
+            var started = await WaitForAsync(poweredOff, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after start");
+            Assert.Equal(PowerState.Running, started.PowerState);
+        }
+        finally
+        {
+            await Fixture.Ferry.StartComputeAsync("compute3", CancellationToken.None);
+        }
+    }
+
+    [Fact]
     public async Task Demo_CannotMoveAdminServer_404AndForOwnServer_403()
     {
         var id = await BootAsync("compute1");

@@ -146,6 +146,27 @@ public sealed class QemuLocalDiskTests(QemuFerryFixture fixture) : QemuFlowTest<
     }
 
     [Fact]
+    public async Task GuestQemuKilled_ServerIsShutoffAtOnceAndStartBootsItAgain()
+    {
+        // The periodic sync runs every 600 s: within the wait only the driver's event (its QEMU exited) can stop the server.
+        var id = await BootGuestAsync("compute1");
+        await WaitForCounterAsync(id, 0);
+        var pid = Qemu("compute1").GetProcessId(id) ?? throw new InvalidOperationException("the guest has no QEMU process");
+
+        using (var qemu = System.Diagnostics.Process.GetProcessById(pid))
+        {
+            qemu.Kill();
+        }
+
+        var stopped = await WaitForAsync(id, i => i.VmState == VmState.Stopped, "SHUTOFF after its QEMU was killed");
+        Assert.Equal((PowerState.Shutdown, "compute1", (TaskState?)null), (stopped.PowerState, stopped.Host, stopped.TaskState));
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"os-start": null}""")!)).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after start");
+        Assert.NotEqual(pid, Qemu("compute1").GetProcessId(id));
+        AssertRunsOnlyOn(id, "compute1");
+    }
+
+    [Fact]
     public async Task HardReboot_ResetsTheGuestInItsOwnProcess()
     {
         var id = await BootGuestAsync("compute1");

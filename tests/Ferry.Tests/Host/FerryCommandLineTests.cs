@@ -131,6 +131,7 @@ public sealed class FerryCommandLineTests
             "--lm-timeout-action", "force_complete", "--lm-postcopy-recovery-attempts", "2", "--lm-postcopy-stall", "3",
             "--lm-parallel-connections", "4", "--max-concurrent-live-migrations", "0",
             "--time-scale", "0.5", "--report-interval", "2.5", "--service-down-time", "30",
+            "--sync-power-state-interval", "600",
         ]);
 
         Assert.Equal("qemu", options.Driver);
@@ -157,6 +158,7 @@ public sealed class FerryCommandLineTests
         Assert.Equal(0.5, options.FakeTimeScale);
         Assert.Equal(TimeSpan.FromSeconds(2.5), options.ReportInterval);
         Assert.Equal(TimeSpan.FromSeconds(30), options.ServiceDownTime);
+        Assert.Equal(TimeSpan.FromSeconds(600), options.PowerStateSyncInterval);
     }
 
     [Fact]
