@@ -17,7 +17,6 @@ public sealed partial class FakeDriver
     public Task ResumeAsync(string uuid, CancellationToken cancellationToken) =>
         ChangePowerAsync(uuid, GuestPowerState.Suspended, GuestPowerState.Running, "resumed", cancellationToken);
 
-    /// <summary>Moves the guest from <paramref name="from"/> to <paramref name="to"/>; any other state is refused, as libvirt refuses it.</summary>
     /// <summary>
     /// The guest stops by itself (it powers off inside, its process dies, or it panics with <see cref="GuestPowerState.Crashed"/>),
     /// as no API call makes it: a hypervisor's unexpected stop, for tests. Raises <see cref="GuestStopped"/> as the QEMU driver does.
@@ -28,6 +27,7 @@ public sealed partial class FakeDriver
         GuestStopped?.Invoke(uuid);
     }
 
+    /// <summary>Moves the guest from <paramref name="from"/> to <paramref name="to"/>; any other state is refused, as libvirt refuses it.</summary>
     private async Task ChangePowerAsync(string uuid, GuestPowerState from, GuestPowerState to, string what, CancellationToken cancellationToken)
     {
         GuestPowerState? refused = null;
