@@ -6,7 +6,8 @@ namespace Ferry.Compute;
 
 /// <summary>
 /// Nova's _sync_power_states: an ACTIVE instance whose guest is found shut down or crashed (it died with a
-/// host, or QEMU exited by itself) becomes SHUTOFF, so the API never shows a server running that is not.
+/// host, QEMU exited by itself, or the guest panicked) becomes SHUTOFF, so the API never shows a server running that
+/// is not. A crashed guest's process still holds its memory and CPUs: it is powered off first, as Nova's stop does.
 /// Instances with a task in flight belong to that task and are left alone.
 /// </summary>
 public sealed partial class PowerStateSync(ComputeContext context)
@@ -52,11 +53,17 @@ public sealed partial class PowerStateSync(ComputeContext context)
         }
         try
         {
+            var power = guest.PowerState;
+            if (power == Virt.GuestPowerState.Crashed)
+            {
+                await context.Driver.PowerOffAsync(instance.Uuid, ct);
+                power = Virt.GuestPowerState.Shutdown;
+            }
             await context.UpdateInstanceAsync(new InstanceUpdateRequest
             {
                 Uuid = instance.Uuid,
                 VmState = VmState.Stopped,
-                PowerState = ComputeContext.ToPowerState(guest.PowerState),
+                PowerState = ComputeContext.ToPowerState(power),
                 ExpectedTaskStates = [null],
             }, ct);
             Log.Stopped(context.Logger, instance.Uuid, context.Host, guest.PowerState);

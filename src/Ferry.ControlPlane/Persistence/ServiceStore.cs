@@ -12,7 +12,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
 
     private long _deleteStamp;
 
-    private readonly string _heartbeatSql = HeartbeatSql(db.Dialect);
+    private readonly string _versionSql = VersionSql(db.Dialect);
 
     /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
     public long ChangeStamp => Interlocked.Read(ref _changeStamp);
@@ -20,12 +20,16 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     /// <summary>Grows on every delete in this process: a reader that follows <see cref="ListChangedSinceAsync"/> must then read everything again.</summary>
     public long DeleteStamp => Interlocked.Read(ref _deleteStamp);
 
-    internal const string ChangedSinceSql = "SELECT id, data, change_seq FROM services WHERE change_seq > @after AND \"binary\" = @b";
+    /// <summary>What every read of whole rows selects: <see cref="Map"/> reads them in this order.</summary>
+    private const string Columns = "id, data, heartbeat_at";
+
+    internal const string ChangedSinceSql = $"SELECT {Columns}, change_seq FROM services WHERE change_seq > @after AND \"binary\" = @b";
 
     /// <summary>
     /// The services of <paramref name="binary"/> written after change number <paramref name="afterSeq"/>, each with its
     /// change number (every write gives its row the table's highest plus one; through an index, so a reader that
-    /// keeps the highest it has seen reads only what changed since).
+    /// keeps the highest it has seen reads only what changed since). A heartbeat is not such a write: see
+    /// <see cref="ListHeartbeatsSinceAsync"/>.
     /// </summary>
     /// <param name="isNew">When given, only the (host, change number) pairs are read first and the rows are read only
     /// for the pairs it accepts: a reader that looks back over rows it already has reads their keys, not their JSON.</param>
@@ -49,7 +53,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
             {
                 var names = chunk.Select((_, i) => $"@h{i}").ToArray();
                 await using var command = FerryDatabase.Command(c, null,
-                    $"SELECT id, data, change_seq FROM services WHERE \"binary\" = @b AND host IN ({string.Join(", ", names)})",
+                    $"SELECT {Columns}, change_seq FROM services WHERE \"binary\" = @b AND host IN ({string.Join(", ", names)})",
                     [("@b", binary), .. chunk.Select((h, i) => ($"@h{i}", (object?)h))]);
                 rows.AddRange(await Rows.ReadAllAsync(command, ReadWithSeq, ct));
             }
@@ -59,23 +63,44 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     internal const string ChangedKeysSinceSql = "SELECT host, change_seq FROM services WHERE change_seq > @after AND \"binary\" = @b";
 
     private static (Service Service, long Seq) ReadWithSeq(DbDataReader r) =>
-        (Map(r), Convert.ToInt64(r.GetValue(2), System.Globalization.CultureInfo.InvariantCulture));
+        (Map(r), Convert.ToInt64(r.GetValue(3), System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>
+    /// The last heartbeat of each service of <paramref name="binary"/> that reported after <paramref name="after"/> (all
+    /// of them when null): host and time. A scan without an index, of two narrow columns; the scheduler's view reads it
+    /// once a second instead of every heartbeat's row.
+    /// </summary>
+    public Task<List<(string Host, DateTimeOffset At)>> ListHeartbeatsSinceAsync(string binary, DateTimeOffset? after, CancellationToken cancellationToken) =>
+        db.ReadAsync(async (c, ct) =>
+        {
+            await using var command = FerryDatabase.Command(c, null,
+                "SELECT host, heartbeat_at FROM services WHERE \"binary\" = @b AND heartbeat_at > @after",
+                ("@b", binary), ("@after", after?.UtcTicks ?? long.MinValue));
+            return await Rows.ReadAllAsync(command, r => (r.GetString(0), FromTicks(r.GetValue(1))), ct);
+        }, cancellationToken);
 
     /// <summary>Records a heartbeat, creating the service on its first report (an upsert, so two processes never make two rows).</summary>
     public async Task<Service> ReportAsync(string host, string binary, string topic, int version, CancellationToken cancellationToken)
     {
-        Interlocked.Increment(ref _changeStamp);
         var now = time.GetUtcNow();
         // A heartbeat is this one statement, outside any transaction and without waiting for the disk (10,000 hosts report
         // every 10 s: BEGIN, SET LOCAL, the insert attempt, a locking read, the write and COMMIT each were most of the
-        // database's work). It sets only its own keys in the JSON, in SQL, so an admin's disable or forced_down written
-        // meanwhile stays; the row lock of the UPDATE orders it with that write. One a PostgreSQL crash loses is the next
-        // one's to make.
-        if (await db.QueryFirstWithoutFlushAsync(_heartbeatSql, Map, cancellationToken,
-                ("@h", host), ("@b", binary), ("@beat", HeartbeatKeys(now, version))) is { } reported)
+        // database's work). It writes only heartbeat_at, so an admin's disable or forced_down written meanwhile stays (the
+        // row lock of the UPDATE orders it with that write), no index changes and it takes no change number. One a
+        // PostgreSQL crash loses is the next one's to make.
+        if (await db.QueryFirstWithoutFlushAsync(HeartbeatSql, Map, cancellationToken,
+                ("@h", host), ("@b", binary), ("@at", now.UtcTicks)) is { } reported)
         {
-            return reported;
+            // A new version (the host's agent was upgraded) is a change the readers of changes must see.
+            if (reported.Version == version)
+            {
+                return reported;
+            }
+            Interlocked.Increment(ref _changeStamp);
+            return await db.QueryFirstWithoutFlushAsync(_versionSql, Map, cancellationToken,
+                ("@h", host), ("@b", binary), ("@keys", VersionKeys(now, version))) ?? reported;
         }
+        Interlocked.Increment(ref _changeStamp);
         return await db.WriteAsync(async (c, t, ct) =>
         {
             var fresh = new Service
@@ -90,9 +115,9 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
             // nothing refers to it by id (the node is found by host). That was one of four flushes of each host's first start.
             await db.CommitWithoutFlushAsync(c, t, ct);
             await using (var ensure = FerryDatabase.Command(c, t,
-                "INSERT INTO services(uuid, host, \"binary\", data, change_seq) VALUES (@u, @h, @b, @d, "
+                "INSERT INTO services(uuid, host, \"binary\", data, heartbeat_at, change_seq) VALUES (@u, @h, @b, @d, @at, "
                 + "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services)) ON CONFLICT(host, \"binary\") DO NOTHING RETURNING id",
-                ("@u", fresh.Uuid), ("@h", host), ("@b", binary), ("@d", Rows.Json(fresh, PersistenceJsonContext.Default.Service))))
+                ("@u", fresh.Uuid), ("@h", host), ("@b", binary), ("@d", Rows.Json(fresh, PersistenceJsonContext.Default.Service)), ("@at", now.UtcTicks)))
             {
                 if (await ensure.ExecuteScalarAsync(ct) is { } id and not DBNull)
                 {
@@ -100,27 +125,36 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
                 }
             }
             // Another process made the row since the heartbeat found none: this report is a heartbeat on it.
-            await using var beat = FerryDatabase.Command(c, t, _heartbeatSql, ("@h", host), ("@b", binary), ("@beat", HeartbeatKeys(now, version)));
-            return (await Rows.ReadFirstAsync(beat, Map, ct))!;
+            await using (var beat = FerryDatabase.Command(c, t, HeartbeatSql, ("@h", host), ("@b", binary), ("@at", now.UtcTicks)))
+            {
+                if (await Rows.ReadFirstAsync(beat, Map, ct) is { } existing && existing.Version == version)
+                {
+                    return existing;
+                }
+            }
+            await using var upgrade = FerryDatabase.Command(c, t, _versionSql, ("@h", host), ("@b", binary), ("@keys", VersionKeys(now, version)));
+            return (await Rows.ReadFirstAsync(upgrade, Map, ct))!;
         }, cancellationToken);
     }
 
-    /// <summary>
-    /// A heartbeat on an existing row: its time and version keys set in the stored JSON (<see cref="SqlDialect.JsonSetKeys"/>),
-    /// the table's next change number (the scheduler reads the rows changed since its last look), the row read back.
-    /// </summary>
-    internal static string HeartbeatSql(SqlDialect dialect) =>
-        $"UPDATE services SET data = {dialect.JsonSetKeys("data", "@beat")}, change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services) "
-        + "WHERE host = @h AND \"binary\" = @b RETURNING id, data";
+    /// <summary>A heartbeat on an existing row: its time in heartbeat_at, the row read back.</summary>
+    internal const string HeartbeatSql = $"UPDATE services SET heartbeat_at = @at WHERE host = @h AND \"binary\" = @b RETURNING {Columns}";
 
-    /// <summary>The keys a heartbeat sets, spelled and formatted as <see cref="PersistenceJsonContext"/> writes a <see cref="Service"/>.</summary>
-    private static string HeartbeatKeys(DateTimeOffset now, int version)
+    /// <summary>
+    /// A report of a new version: the version and updated_at keys set in the stored JSON (<see cref="SqlDialect.JsonSetKeys"/>,
+    /// so an admin's flags written meanwhile stay) and the table's next change number, the row read back.
+    /// </summary>
+    private static string VersionSql(SqlDialect dialect) =>
+        $"UPDATE services SET data = {dialect.JsonSetKeys("data", "@keys")}, change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services) "
+        + $"WHERE host = @h AND \"binary\" = @b RETURNING {Columns}";
+
+    /// <summary>The keys a new version sets, spelled and formatted as <see cref="PersistenceJsonContext"/> writes a <see cref="Service"/>.</summary>
+    private static string VersionKeys(DateTimeOffset now, int version)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(128);
         using (var json = new System.Text.Json.Utf8JsonWriter(buffer))
         {
             json.WriteStartObject();
-            json.WriteString("last_seen_up", now);
             json.WriteString("updated_at", now);
             json.WriteNumber("version", version);
             json.WriteEndObject();
@@ -138,7 +172,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         {
             Interlocked.Increment(ref _changeStamp);
             List<Service> stale;
-            await using (var command = FerryDatabase.Command(c, t, "SELECT id, data FROM services WHERE \"binary\" = 'nova-compute' ORDER BY id" + db.Dialect.ForUpdate))
+            await using (var command = FerryDatabase.Command(c, t, $"SELECT {Columns} FROM services WHERE \"binary\" = 'nova-compute' ORDER BY id" + db.Dialect.ForUpdate))
             {
                 stale = (await Rows.ReadAllAsync(command, Map, ct)).Where(s => !runningHosts.Contains(s.Host)).ToList();
             }
@@ -155,7 +189,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
             // Only the given filters reach the SQL, so the (host, binary) index serves a host's rows.
             var where = string.Join(" AND ", new[] { host is null ? null : "host = @h", binary is null ? null : "\"binary\" = @b" }.OfType<string>());
             await using var command = FerryDatabase.Command(c, null,
-                "SELECT id, data FROM services" + (where.Length > 0 ? " WHERE " + where : "") + " ORDER BY id",
+                $"SELECT {Columns} FROM services" + (where.Length > 0 ? " WHERE " + where : "") + " ORDER BY id",
                 ("@h", host), ("@b", binary));
             return await Rows.ReadAllAsync(command, Map, ct);
         }, cancellationToken);
@@ -169,7 +203,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
             {
                 var names = chunk.Select((_, i) => $"@h{i}").ToArray();
                 await using var command = FerryDatabase.Command(c, null,
-                    $"SELECT id, data FROM services WHERE \"binary\" = @b AND host IN ({string.Join(", ", names)})",
+                    $"SELECT {Columns} FROM services WHERE \"binary\" = @b AND host IN ({string.Join(", ", names)})",
                     [("@b", binary), .. chunk.Select((h, i) => ($"@h{i}", (object?)h))]);
                 foreach (var service in await Rows.ReadAllAsync(command, Map, ct))
                 {
@@ -213,18 +247,32 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
                 ("@u", s.Uuid), ("@h", s.Host), ("@b", s.Binary), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service))), cancellationToken);
             s = s with { Id = Convert.ToInt32(id, System.Globalization.CultureInfo.InvariantCulture) };
         }
+        // heartbeat_at is written with the rest: the row was read locked, so it holds the last heartbeat, or the time a
+        // caller set (MarkComputesDownExceptAsync forgets it).
         await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t,
-            "UPDATE services SET data = @d, change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services) WHERE id = @id",
-            ("@id", s.Id), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service))), cancellationToken);
+            "UPDATE services SET data = @d, heartbeat_at = @at, change_seq = (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services) WHERE id = @id",
+            ("@id", s.Id), ("@d", Rows.Json(s, PersistenceJsonContext.Default.Service)), ("@at", s.LastSeenUp?.UtcTicks)), cancellationToken);
         return s;
     }
 
     private static async Task<Service?> FindAsync(DbConnection c, DbTransaction? t, string where, object a, object? b, CancellationToken cancellationToken)
     {
-        await using var command = FerryDatabase.Command(c, t, $"SELECT id, data FROM services WHERE {where}", ("@a", a), ("@b", b));
+        await using var command = FerryDatabase.Command(c, t, $"SELECT {Columns} FROM services WHERE {where}", ("@a", a), ("@b", b));
         return await Rows.ReadFirstAsync(command, Map, cancellationToken);
     }
 
-    private static Service Map(DbDataReader r) =>
-        Rows.FromJson(r.GetString(1), PersistenceJsonContext.Default.Service) with { Id = Rows.Int(r, 0) };
+    /// <summary>A row read as <see cref="Columns"/>: the JSON, with its id, and the last heartbeat when the row has one (it moves updated_at too, as Nova's report does).</summary>
+    private static Service Map(DbDataReader r)
+    {
+        var service = Rows.FromJson(r.GetString(1), PersistenceJsonContext.Default.Service) with { Id = Rows.Int(r, 0) };
+        if (r.IsDBNull(2))
+        {
+            return service;
+        }
+        var beat = FromTicks(r.GetValue(2));
+        return service with { LastSeenUp = beat, UpdatedAt = beat > service.UpdatedAt ? beat : service.UpdatedAt };
+    }
+
+    private static DateTimeOffset FromTicks(object ticks) =>
+        new(Convert.ToInt64(ticks, System.Globalization.CultureInfo.InvariantCulture), TimeSpan.Zero);
 }

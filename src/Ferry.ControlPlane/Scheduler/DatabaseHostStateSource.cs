@@ -11,7 +11,8 @@ namespace Ferry.ControlPlane.Scheduler;
 /// requests meanwhile do not wait for (they wait once it is 5 s old). Unchanged rows keep their objects, so
 /// <see cref="HostManager"/> keeps their host states. A delete in this process reads everything again; on a shared
 /// database (PostgreSQL) so does a minute's age, for other processes' deletes, and each incremental read goes back
-/// a window of change numbers, since concurrent transactions can commit their numbers out of order. Capacity never
+/// a window of change numbers, since concurrent transactions can commit their numbers out of order. Heartbeats take
+/// no change number: their times are read apart, at most once a second, from the column alone. Capacity never
 /// comes from here: placement's claims decide, so a stale view can pick a host that then refuses, never over-commit.
 /// </summary>
 public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore services, FerryDatabase database, TimeProvider time)
@@ -22,6 +23,9 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     private static readonly TimeSpan s_fullReloadAge = TimeSpan.FromMinutes(1);
     // Past s_maxAge a request uses the view while a background read renews it, until it is this much older.
     private static readonly TimeSpan s_backgroundWindow = TimeSpan.FromSeconds(4);
+    // Heartbeats are read from a little before the newest one seen: one whose commit came later than a newer one's is read
+    // too. One later still is read with the host's next heartbeat (a host is down only after service_down_time of silence).
+    private static readonly TimeSpan s_heartbeatOverlap = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// How far back in change numbers a read on a shared database looks again: a transaction that took its number
@@ -112,7 +116,12 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
                 || stamps.NodeDeletes != snapshot.Stamps.NodeDeletes
                 || stamps.ServiceDeletes != snapshot.Stamps.ServiceDeletes
                 || (database.IsShared && time.GetElapsedTime(snapshot.FullAt, now) >= s_fullReloadAge);
-            _snapshot = full ? await ReadAllAsync(stamps, now, cancellationToken) : await ReadChangesAsync(snapshot!, stamps, now, cancellationToken);
+            var next = full ? await ReadAllAsync(stamps, now, cancellationToken) : await ReadChangesAsync(snapshot!, stamps, now, cancellationToken);
+            if (time.GetElapsedTime(next.HeartbeatsReadAt, now) >= s_maxAge)
+            {
+                next = await ReadHeartbeatsAsync(next, now, cancellationToken);
+            }
+            _snapshot = next;
         }
         finally
         {
@@ -146,7 +155,27 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
         }
         var ordered = nodeRows.Select(r => r.Node).OrderBy(n => n.Id).ToArray();
         return new Snapshot(ordered, PositionsOf(ordered), byHost, nodeSeqs, serviceSeqs,
-            nodeRows.Count == 0 ? 0 : nodeRows.Max(r => r.Seq), serviceRows.Count == 0 ? 0 : serviceRows.Max(r => r.Seq), stamps, now, now);
+            nodeRows.Count == 0 ? 0 : nodeRows.Max(r => r.Seq), serviceRows.Count == 0 ? 0 : serviceRows.Max(r => r.Seq), stamps, now, now,
+            now, byHost.Values.Max(s => s.LastSeenUp));
+    }
+
+    /// <summary>The heartbeats since the newest the view has seen (less the overlap), set on the services they came from.</summary>
+    private async Task<Snapshot> ReadHeartbeatsAsync(Snapshot old, long now, CancellationToken cancellationToken)
+    {
+        var beats = await services.ListHeartbeatsSinceAsync(ComputeBinary, old.NewestHeartbeat - s_heartbeatOverlap, cancellationToken);
+        Dictionary<string, Service>? byHost = null;
+        var newest = old.NewestHeartbeat;
+        foreach (var (host, at) in beats)
+        {
+            newest = newest is null || at > newest ? at : newest;
+            // A host whose row the view has not read yet comes with its row, on the read of changes.
+            if (old.Services.TryGetValue(host, out var service) && service.LastSeenUp != at)
+            {
+                byHost ??= new Dictionary<string, Service>(old.Services, StringComparer.Ordinal);
+                byHost[host] = service with { LastSeenUp = at, UpdatedAt = at > service.UpdatedAt ? at : service.UpdatedAt };
+            }
+        }
+        return old with { Services = byHost ?? old.Services, HeartbeatsReadAt = now, NewestHeartbeat = newest };
     }
 
     private async Task<Snapshot> ReadChangesAsync(Snapshot old, Stamps stamps, long now, CancellationToken cancellationToken)
@@ -218,7 +247,8 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
                 serviceSeq = Math.Max(serviceSeq, seq);
             }
         }
-        return new Snapshot(nodeList, positions, byHost, nodeSeqs, serviceSeqs, nodeSeq, serviceSeq, stamps, now, old.FullAt);
+        return new Snapshot(nodeList, positions, byHost, nodeSeqs, serviceSeqs, nodeSeq, serviceSeq, stamps, now, old.FullAt,
+            old.HeartbeatsReadAt, old.NewestHeartbeat);
     }
 
     // A node's uuid is kept for life, so positions change only when nodes come or go.
@@ -244,5 +274,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
         long ServiceSeq,
         Stamps Stamps,
         long TakenAt,
-        long FullAt);
+        long FullAt,
+        long HeartbeatsReadAt,
+        DateTimeOffset? NewestHeartbeat);
 }

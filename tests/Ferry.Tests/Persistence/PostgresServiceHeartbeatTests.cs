@@ -22,10 +22,76 @@ public sealed class PostgresServiceHeartbeatTests : IDisposable
     public void Dispose() => _files.Dispose();
 
     [Fact]
-    public async Task ReportAsync_ExistingService_OneUpdateStatementAndNothingElse()
+    public async Task ReportAsync_ExistingService_OneUpdateOfTheHeartbeatColumnAndNothingElse()
+    {
+        var store = new ServiceStore(_agentProcess, TimeProvider.System);
+        var created = store.Report("host-a", "nova-compute", "compute", 66);
+
+        var statements = await StatementsOfAsync(() => store.ReportAsync("host-a", "nova-compute", "compute", 66, CancellationToken.None));
+
+        var statement = Assert.Single(statements);
+        Assert.StartsWith("UPDATE services SET heartbeat_at = ", statement, StringComparison.Ordinal);
+        Assert.True(store.Find("host-a", "nova-compute")!.LastSeenUp > created.LastSeenUp);
+    }
+
+    [Fact]
+    public async Task ReportAsync_NewVersion_TheHeartbeatThenTheVersionWithAChangeNumber()
     {
         var store = new ServiceStore(_agentProcess, TimeProvider.System);
         store.Report("host-a", "nova-compute", "compute", 66);
+        var seqBefore = (await store.ListChangedSinceAsync("nova-compute", -1, CancellationToken.None)).Max(r => r.Seq);
+
+        var statements = await StatementsOfAsync(() => store.ReportAsync("host-a", "nova-compute", "compute", 67, CancellationToken.None));
+
+        Assert.Equal(2, statements.Count);
+        Assert.StartsWith("UPDATE services SET data = ", statements[1], StringComparison.Ordinal);
+        Assert.Equal(67, store.Find("host-a", "nova-compute")!.Version);
+        Assert.Equal(67, Assert.Single(await store.ListChangedSinceAsync("nova-compute", seqBefore, CancellationToken.None)).Service.Version);
+    }
+
+    [Fact]
+    public async Task ReportAsync_HeartbeatsOfOneRow_AreHotUpdatesTouchingNoIndex()
+    {
+        var store = new ServiceStore(_agentProcess, TimeProvider.System);
+        store.Report("host-a", "nova-compute", "compute", 66);
+        var (updatesBefore, hotBefore) = await UpdateCountsAsync(0);
+
+        for (var i = 0; i < 20; i++)
+        {
+            await store.ReportAsync("host-a", "nova-compute", "compute", 66, CancellationToken.None);
+        }
+
+        // PostgreSQL's statistics reach pg_stat_user_tables from each backend within a second or so.
+        var (updates, hot) = await UpdateCountsAsync(updatesBefore + 20);
+        Assert.Equal(updatesBefore + 20, updates);
+        Assert.Equal(20, hot - hotBefore);
+    }
+
+    /// <summary>The (updates, HOT updates) of the services table PostgreSQL counted, once it counts at least <paramref name="atLeast"/> updates (bounded).</summary>
+    private async Task<(long Updates, long Hot)> UpdateCountsAsync(long atLeast)
+    {
+        using var give = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            var counts = await _apiProcess.ReadAsync(async (c, ct) =>
+            {
+                await using var query = FerryDatabase.Command(c, null,
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'services' AND schemaname = current_schema()");
+                await using var reader = await query.ExecuteReaderAsync(ct);
+                Assert.True(await reader.ReadAsync(ct));
+                return (reader.GetInt64(0), reader.GetInt64(1));
+            }, give.Token);
+            if (counts.Item1 >= atLeast)
+            {
+                return counts;
+            }
+            await Task.Delay(100, give.Token);
+        }
+    }
+
+    /// <summary>The SQL statements <paramref name="act"/> sends to PostgreSQL, in order.</summary>
+    private static async Task<List<string>> StatementsOfAsync(Func<Task> act)
+    {
         var statements = new List<string>();
         using var listener = new ActivityListener
         {
@@ -49,12 +115,12 @@ public sealed class PostgresServiceHeartbeatTests : IDisposable
 
         using (test = new Activity("heartbeat").SetIdFormat(ActivityIdFormat.W3C).Start())
         {
-            await store.ReportAsync("host-a", "nova-compute", "compute", 67, CancellationToken.None);
+            await act();
         }
-
-        var statement = Assert.Single(statements);
-        Assert.StartsWith("UPDATE services SET data = ", statement, StringComparison.Ordinal);
-        Assert.Equal(67, store.Find("host-a", "nova-compute")!.Version);
+        lock (statements)
+        {
+            return [.. statements];
+        }
     }
 
     [Fact]

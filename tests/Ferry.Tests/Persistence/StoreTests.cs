@@ -338,6 +338,33 @@ public abstract class StoreTests : IDisposable
     }
 
     [Fact]
+    public async Task ServiceStore_HeartbeatSameVersion_MovesOnlyTheHeartbeatAndTakesNoChangeNumber()
+    {
+        var time = new ManualTimeProvider(new DateTimeOffset(2026, 12, 6, 10, 0, 0, TimeSpan.Zero));
+        var agent = new ServiceStore(_db, time);
+        var created = agent.Report("host-a", "nova-compute", "compute", 66);
+        agent.Report("host-b", "nova-compute", "compute", 66);
+        var seqBefore = (await agent.ListChangedSinceAsync("nova-compute", -1, CancellationToken.None)).Max(r => r.Seq);
+        var stampBefore = agent.ChangeStamp;
+        time.Advance(TimeSpan.FromSeconds(10));
+
+        var beat = agent.Report("host-a", "nova-compute", "compute", 66);
+
+        Assert.Equal(created with { LastSeenUp = time.GetUtcNow(), UpdatedAt = time.GetUtcNow() }, beat);
+        Assert.Equal(beat, agent.FindById(created.Id));
+        Assert.Empty(await agent.ListChangedSinceAsync("nova-compute", seqBefore, CancellationToken.None));
+        Assert.Equal(stampBefore, agent.ChangeStamp); // the scheduler's view in this process is not made to read again
+        var since = await agent.ListHeartbeatsSinceAsync("nova-compute", created.LastSeenUp, CancellationToken.None);
+        Assert.Equal(("host-a", time.GetUtcNow()), Assert.Single(since));
+        Assert.Equal(2, (await agent.ListHeartbeatsSinceAsync("nova-compute", null, CancellationToken.None)).Count);
+
+        // Forgetting a host's heartbeat (a restart without it) reaches the column the heartbeats write.
+        Assert.Equal(["host-a"], agent.MarkComputesDownExcept(["host-b"]));
+        Assert.Equal(DateTimeOffset.UnixEpoch, agent.FindById(created.Id)!.LastSeenUp);
+        Assert.Equal(beat.UpdatedAt, agent.FindById(created.Id)!.UpdatedAt);
+    }
+
+    [Fact]
     public void ComputeNodeStore_UpsertAgain_KeepsIdAndUuid()
     {
         var store = new ComputeNodeStore(_db);

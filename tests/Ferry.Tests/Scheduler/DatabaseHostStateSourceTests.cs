@@ -90,9 +90,10 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
         }
     }
 
-    private static void AddHost(FerryDatabase db, string host)
+    // On the test's clock: the view reads heartbeats from shortly before the newest it has seen.
+    private void AddHost(FerryDatabase db, string host)
     {
-        new ServiceStore(db, TimeProvider.System).Report(host, "nova-compute", "compute", 1);
+        new ServiceStore(db, Time).Report(host, "nova-compute", "compute", 1);
         new ComputeNodeStore(db).Upsert(new ComputeNode
         {
             Uuid = Guid.NewGuid().ToString(), Host = host, HypervisorHostname = host, HypervisorType = "fake",
@@ -121,6 +122,30 @@ public abstract class DatabaseHostStateSourceTests : IDisposable
         Assert.Same(before, source.GetComputeNodes()); // no node changed: the same list, so the same host states
         Assert.Equal((1, 1), source.Reads);
         Assert.Equal(3, nodes.List().Count);
+    }
+
+    [Fact]
+    public void GetComputeServices_HeartbeatsOfAnotherProcess_SeenOnceASecondOldWithoutTheirRowsOrARefresh()
+    {
+        var (_, services, source) = Open();
+        Report("h1", "h2");
+        source.Refresh();
+        var before = source.GetComputeServices();
+        var other = new ServiceStore(OtherProcess(), Time);
+
+        Time.Advance(TimeSpan.FromSeconds(0.5));
+        other.Report("h1", "nova-compute", "compute", 1);
+        services.Report("h2", "nova-compute", "compute", 1); // this process's heartbeat is no write the view must read at once
+        source.Refresh();
+        Assert.Same(before, source.GetComputeServices());
+
+        Time.Advance(TimeSpan.FromSeconds(0.5));
+        RefreshInTheBackground(source);
+        var after = source.GetComputeServices();
+        Assert.Equal(Time.GetUtcNow() - TimeSpan.FromSeconds(0.5), after["h1"].LastSeenUp);
+        Assert.Equal(after["h1"].LastSeenUp, after["h2"].LastSeenUp);
+        Assert.Equal(before["h1"] with { LastSeenUp = after["h1"].LastSeenUp, UpdatedAt = after["h1"].UpdatedAt }, after["h1"]);
+        Assert.Equal((1, 1), source.Reads); // the heartbeats came with the read of changes, which found no changed row
     }
 
     [Fact]
