@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Tests.Shared;
 
@@ -27,7 +26,7 @@ public sealed class PostgresServiceHeartbeatTests : IDisposable
         var store = new ServiceStore(_agentProcess, TimeProvider.System);
         var created = store.Report("host-a", "nova-compute", "compute", 66);
 
-        var statements = await StatementsOfAsync(() => store.ReportAsync("host-a", "nova-compute", "compute", 66, CancellationToken.None));
+        var statements = await NpgsqlCommands.RecordAsync(() => store.ReportAsync("host-a", "nova-compute", "compute", 66, CancellationToken.None));
 
         var statement = Assert.Single(statements);
         Assert.StartsWith("UPDATE services SET heartbeat_at = ", statement, StringComparison.Ordinal);
@@ -41,7 +40,7 @@ public sealed class PostgresServiceHeartbeatTests : IDisposable
         store.Report("host-a", "nova-compute", "compute", 66);
         var seqBefore = (await store.ListChangedSinceAsync("nova-compute", -1, CancellationToken.None)).Max(r => r.Seq);
 
-        var statements = await StatementsOfAsync(() => store.ReportAsync("host-a", "nova-compute", "compute", 67, CancellationToken.None));
+        var statements = await NpgsqlCommands.RecordAsync(() => store.ReportAsync("host-a", "nova-compute", "compute", 67, CancellationToken.None));
 
         Assert.Equal(2, statements.Count);
         Assert.StartsWith("UPDATE services SET data = ", statements[1], StringComparison.Ordinal);
@@ -86,40 +85,6 @@ public sealed class PostgresServiceHeartbeatTests : IDisposable
                 return counts;
             }
             await Task.Delay(100, give.Token);
-        }
-    }
-
-    /// <summary>The SQL statements <paramref name="act"/> sends to PostgreSQL, in order.</summary>
-    private static async Task<List<string>> StatementsOfAsync(Func<Task> act)
-    {
-        var statements = new List<string>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == "Npgsql",
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-        };
-        Activity? test = null;
-        listener.ActivityStopped = activity =>
-        {
-            // Only this heartbeat's commands: other test classes' run in parallel under other traces.
-            if (activity.Source.Name == "Npgsql" && test is not null && activity.TraceId == test.TraceId
-                && (activity.GetTagItem("db.query.text") ?? activity.GetTagItem("db.statement")) is string sql)
-            {
-                lock (statements)
-                {
-                    statements.Add(sql);
-                }
-            }
-        };
-        ActivitySource.AddActivityListener(listener);
-
-        using (test = new Activity("heartbeat").SetIdFormat(ActivityIdFormat.W3C).Start())
-        {
-            await act();
-        }
-        lock (statements)
-        {
-            return [.. statements];
         }
     }
 

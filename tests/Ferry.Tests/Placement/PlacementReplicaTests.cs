@@ -250,6 +250,29 @@ public sealed class PlacementReplicaTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task SetInventories_ThreeClasses_OneInsertAndTheWholeWriteInOneRoundTrip()
+    {
+        var uuid = Guid.NewGuid().ToString();
+        _first.EnsureProvider(uuid, "host-a");
+        var inventories = new Dictionary<string, Inventory>
+        {
+            ["VCPU"] = new() { Total = 8, AllocationRatio = 4 },
+            ["MEMORY_MB"] = new() { Total = 8192, Reserved = 512 },
+            ["DISK_GB"] = new() { Total = 100, MaxUnit = 50 },
+        };
+
+        var commands = await NpgsqlCommands.RecordAsync(() => _first.SetInventoriesAsync(uuid, 0, inventories, CancellationToken.None));
+
+        // The refresh's look at the log, then one batch: log, delete, insert, conditional generation.
+        var write = Assert.Single(commands, c => c.Contains("INSERT INTO inventories", StringComparison.Ordinal));
+        Assert.Contains("UPDATE resource_providers SET generation", write, StringComparison.Ordinal);
+        Assert.Contains("INSERT INTO placement_log", write, StringComparison.Ordinal);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(write, "INSERT INTO inventories"));
+        Assert.Equal(inventories, await _second.GetInventoriesAsync(uuid, CancellationToken.None));
+        Assert.Equal(1, _second.GetProvider(uuid)!.Generation);
+    }
+
     private static string AddProvider(PlacementService placement, string name, long vcpus)
     {
         var uuid = Guid.NewGuid().ToString();
