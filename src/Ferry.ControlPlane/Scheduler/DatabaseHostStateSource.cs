@@ -12,8 +12,9 @@ namespace Ferry.ControlPlane.Scheduler;
 /// <see cref="HostManager"/> keeps their host states. A delete in this process reads everything again; on a shared
 /// database (PostgreSQL) so does a minute's age, for other processes' deletes, and each incremental read goes back
 /// a window of change numbers, since concurrent transactions can commit their numbers out of order. Heartbeats take
-/// no change number: their times are read apart, at most once a second, from the column alone. Capacity never
-/// comes from here: placement's claims decide, so a stale view can pick a host that then refuses, never over-commit.
+/// no change number: their times are read apart, at most once a second, from the column alone, and a service is judged
+/// up as of that read (<see cref="HeartbeatsAsOf"/>), so a view a few seconds old never takes live hosts for silent ones.
+/// Capacity never comes from here: placement's claims decide, so a stale view can pick a host that then refuses, never over-commit.
 /// </summary>
 public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore services, FerryDatabase database, TimeProvider time)
     : IHostStateSource
@@ -49,6 +50,8 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     public int IndexOfComputeNode(string uuid) => Loaded().Positions.TryGetValue(uuid, out var position) ? position : -1;
 
     public IReadOnlyDictionary<string, Service> GetComputeServices() => Loaded().Services;
+
+    public DateTimeOffset? HeartbeatsAsOf => _snapshot?.HeartbeatsAsOf;
 
     public string GetAvailabilityZone(string host) =>
         Loaded().Services.TryGetValue(host, out var service) ? service.Zone : "nova";
@@ -138,6 +141,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
     private async Task<Snapshot> ReadAllAsync(Stamps stamps, long now, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _fullReads);
+        var asOf = time.GetUtcNow(); // before the read: every heartbeat written before it is read
         var nodeRows = await nodes.ListChangedSinceAsync(-1, cancellationToken);
         var serviceRows = await services.ListChangedSinceAsync(ComputeBinary, -1, cancellationToken);
         var nodeSeqs = new Dictionary<int, long>(nodeRows.Count);
@@ -156,12 +160,13 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
         var ordered = nodeRows.Select(r => r.Node).OrderBy(n => n.Id).ToArray();
         return new Snapshot(ordered, PositionsOf(ordered), byHost, nodeSeqs, serviceSeqs,
             nodeRows.Count == 0 ? 0 : nodeRows.Max(r => r.Seq), serviceRows.Count == 0 ? 0 : serviceRows.Max(r => r.Seq), stamps, now, now,
-            now, byHost.Values.Max(s => s.LastSeenUp));
+            now, asOf, byHost.Values.Max(s => s.LastSeenUp));
     }
 
     /// <summary>The heartbeats since the newest the view has seen (less the overlap), set on the services they came from.</summary>
     private async Task<Snapshot> ReadHeartbeatsAsync(Snapshot old, long now, CancellationToken cancellationToken)
     {
+        var asOf = time.GetUtcNow();
         var beats = await services.ListHeartbeatsSinceAsync(ComputeBinary, old.NewestHeartbeat - s_heartbeatOverlap, cancellationToken);
         Dictionary<string, Service>? byHost = null;
         var newest = old.NewestHeartbeat;
@@ -175,7 +180,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
                 byHost[host] = service with { LastSeenUp = at, UpdatedAt = at > service.UpdatedAt ? at : service.UpdatedAt };
             }
         }
-        return old with { Services = byHost ?? old.Services, HeartbeatsReadAt = now, NewestHeartbeat = newest };
+        return old with { Services = byHost ?? old.Services, HeartbeatsReadAt = now, HeartbeatsAsOf = asOf, NewestHeartbeat = newest };
     }
 
     private async Task<Snapshot> ReadChangesAsync(Snapshot old, Stamps stamps, long now, CancellationToken cancellationToken)
@@ -248,7 +253,7 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
             }
         }
         return new Snapshot(nodeList, positions, byHost, nodeSeqs, serviceSeqs, nodeSeq, serviceSeq, stamps, now, old.FullAt,
-            old.HeartbeatsReadAt, old.NewestHeartbeat);
+            old.HeartbeatsReadAt, old.HeartbeatsAsOf, old.NewestHeartbeat);
     }
 
     // A node's uuid is kept for life, so positions change only when nodes come or go.
@@ -276,5 +281,6 @@ public sealed class DatabaseHostStateSource(ComputeNodeStore nodes, ServiceStore
         long TakenAt,
         long FullAt,
         long HeartbeatsReadAt,
+        DateTimeOffset HeartbeatsAsOf,
         DateTimeOffset? NewestHeartbeat);
 }

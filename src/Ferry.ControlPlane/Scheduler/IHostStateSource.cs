@@ -23,4 +23,10 @@ public interface IHostStateSource
 
     /// <summary>The availability zone of each host (hosts not listed are in the default zone "nova").</summary>
     string GetAvailabilityZone(string host);
+
+    /// <summary>
+    /// When the services' heartbeats were read: a service is judged up or down as of then, so a view a few seconds old
+    /// never takes a live host for a silent one (null: they are current).
+    /// </summary>
+    DateTimeOffset? HeartbeatsAsOf => null;
 }

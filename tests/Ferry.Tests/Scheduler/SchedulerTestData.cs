@@ -122,4 +122,6 @@ internal sealed class TestHostStateSource : IHostStateSource
     public IReadOnlyDictionary<string, Service> GetComputeServices() => Services;
 
     public string GetAvailabilityZone(string host) => Zones.GetValueOrDefault(host, "nova");
+
+    public DateTimeOffset? HeartbeatsAsOf { get; set; }
 }

@@ -28,6 +28,19 @@ public sealed class ComputeFilterTests
     }
 
     [Fact]
+    public void HostPasses_ViewReadTheHeartbeatsEarlier_JudgedAsOfThatRead()
+    {
+        var host = State("h1", service: Service("h1", lastSeenUp: Now.AddSeconds(-30)));
+        var source = new TestHostStateSource { HeartbeatsAsOf = Now };
+        var filter = new ComputeFilter(_time, Options(o => o.ServiceDownTime = TimeSpan.FromSeconds(60)), source);
+        _time.Now = Now.AddSeconds(31); // 61 s after the heartbeat, 30 s after the view read it
+
+        Assert.True(filter.HostPasses(host, Spec()));
+        source.HeartbeatsAsOf = _time.Now; // read again and still the same heartbeat: silent for 61 s
+        Assert.False(filter.HostPasses(host, Spec()));
+    }
+
+    [Fact]
     public void HostPasses_HeartbeatOlderThanServiceDownTime_Fails()
     {
         var host = State("h1", service: Service("h1", lastSeenUp: Now.AddSeconds(-30)));
