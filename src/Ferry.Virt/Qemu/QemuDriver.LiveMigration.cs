@@ -27,6 +27,11 @@ public sealed partial class QemuDriver
     /// shut socket on its next write, which on a busy host (TCG vCPUs, two cores) took over 6 s.
     /// </summary>
     private static readonly TimeSpan s_cutSettleTime = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// How long the source's monitor may stay silent in post-copy before the monitor gives up: the guest's memory is split
+    /// between the hosts, so a QEMU too slow to answer (starved on a busy host) is asked again rather than abandoned.
+    /// </summary>
+    private static readonly TimeSpan s_postCopyMonitorSilence = TimeSpan.FromSeconds(120);
     /// <summary>How long the destination may stay in inmigrate after the source reported the copy complete.</summary>
     private static readonly TimeSpan s_incomingSettleTime = TimeSpan.FromSeconds(10);
     /// <summary>How long a QEMU whose monitor closed may take to exit before it is taken for hung rather than dead.</summary>
@@ -446,6 +451,7 @@ public sealed partial class QemuDriver
         private Stopwatch? _recovering;          // since the migration entered postcopy-recover, while it stays there
         private int _refusedPauses;              // migrate-pause refused in a row on a stalled stream
         private Stopwatch? _cutAccepted;         // since a migrate-pause was accepted, while QEMU has not paused yet
+        private Stopwatch? _monitorSilent;       // since query-migrate first went unanswered in post-copy, while it stays so
 
         private string Uuid => guest.Uuid;
 
@@ -575,7 +581,22 @@ public sealed partial class QemuDriver
                     }
                     continue;
                 }
-                var info = await _qmp.ExecuteAsync("query-migrate", null, cancellationToken);
+                JsonElement info;
+                try
+                {
+                    info = await _qmp.ExecuteAsync("query-migrate", null, cancellationToken);
+                    _monitorSilent = null;
+                }
+                catch (QmpException ex) when (ex.ErrorClass == QmpException.TimeoutClass && migration.PostCopy && !process.HasExited)
+                {
+                    driver.LogMigrationStepFailed(Uuid, _plan.MigrationUuid, ex.Message);
+                    _monitorSilent ??= Stopwatch.StartNew();
+                    if (_monitorSilent.Elapsed > s_postCopyMonitorSilence)
+                    {
+                        throw PostCopyLost(null, $"the source QEMU's monitor did not answer for {s_postCopyMonitorSilence.TotalSeconds:F0} s");
+                    }
+                    continue;
+                }
                 var status = Str(info, "status");
                 if (status != "postcopy-recover")
                 {

@@ -117,7 +117,7 @@ public sealed class QmpClient : IAsyncDisposable
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new QmpException("Timeout", $"No reply to '{command}' within {s_defaultTimeout.TotalSeconds:F0} s.");
+                throw new QmpException(QmpException.TimeoutClass, $"No reply to '{command}' within {s_defaultTimeout.TotalSeconds:F0} s.");
             }
         }
         catch (IOException ex)

@@ -16,6 +16,9 @@ public sealed class QmpException(string errorClass, string description)
     /// <summary>The error class used when the monitor connection closed (QEMU exited or was killed).</summary>
     public const string ConnectionClosedClass = "ConnectionClosed";
 
+    /// <summary>The error class used when QEMU did not answer a command in time (its monitor may answer later).</summary>
+    public const string TimeoutClass = "Timeout";
+
     public string ErrorClass { get; } = errorClass;
 
     public string Description { get; } = description;

@@ -485,6 +485,30 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         await AssertMovedAsync(pair, counter);
     }
 
+    [Fact]
+    public async Task LiveMigrate_PostCopySourceFrozenLongerThanAMonitorTimeout_AskedAgainAndCompletes()
+    {
+        var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
+        var callbacks = ResumingAtDestination(pair);
+        var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
+        var migrate = await StartPostCopyAsync(pair, Plan(pair.IncomingUri, HotBandwidthMiBps), callbacks);
+
+        // A source host so busy that its QEMU answers nothing for longer than a QMP command may take (20 s).
+        Assert.Equal(0, Ferry.Host.Distributed.ProcessSignals.Send(pair.SourcePid, "STOP"));
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(25), Ct);
+            Assert.False(migrate.IsCompleted, "the migration ended while its source QEMU was stopped");
+        }
+        finally
+        {
+            Ferry.Host.Distributed.ProcessSignals.Send(pair.SourcePid, "CONT");
+        }
+
+        Assert.Equal(LiveMigrationOutcome.Completed, await migrate);
+        await AssertMovedAsync(pair, counter);
+    }
+
     /// <summary>QEMU 7.2 waits for good in postcopy-recover when the destination never answers: the monitor must give up, not hang.</summary>
     [Fact]
     public async Task LiveMigrate_PostCopyResumeHandshakeNeverAnswered_GivesUpAndTouchesNeitherCopy()
