@@ -52,13 +52,23 @@ public sealed class ComputeNodeStore(FerryDatabase db)
         db.WriteAsync(async (c, t, ct) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            // Insert-or-nothing and then lock the row: two processes registering one host end with one node.
-            await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t, "INSERT INTO compute_nodes(uuid, host, data) VALUES (@u, @h, '{}') ON CONFLICT(host) DO NOTHING",
-                ("@u", node.Uuid), ("@h", node.Host)), ct);
-            ComputeNode saved;
-            string previous;
-            await using (var find = FerryDatabase.Command(c, t, "SELECT id, uuid, data FROM compute_nodes WHERE host = @h" + db.Dialect.ForUpdate, ("@h", node.Host)))
+            // Insert-or-nothing, then lock the row if it was there: two processes registering one host end with one node. A
+            // row the insert made is this transaction's already (a new host's start skips the locking read).
+            object? madeId;
+            await using (var insert = FerryDatabase.Command(c, t,
+                "INSERT INTO compute_nodes(uuid, host, data) VALUES (@u, @h, '{}') ON CONFLICT(host) DO NOTHING RETURNING id", ("@u", node.Uuid), ("@h", node.Host)))
             {
+                madeId = await insert.ExecuteScalarAsync(ct);
+            }
+            ComputeNode saved;
+            var previous = "{}";
+            if (madeId is not null and not DBNull)
+            {
+                saved = node with { Id = Convert.ToInt32(madeId, System.Globalization.CultureInfo.InvariantCulture) };
+            }
+            else
+            {
+                await using var find = FerryDatabase.Command(c, t, "SELECT id, uuid, data FROM compute_nodes WHERE host = @h" + db.Dialect.ForUpdate, ("@h", node.Host));
                 (saved, previous) = (await Rows.ReadFirstAsync(find, r => (node with { Id = Rows.Int(r, 0), Uuid = r.GetString(1) }, r.GetString(2)), ct))!;
             }
             if (previous != "{}" && Rows.FromJson(previous, PersistenceJsonContext.Default.ComputeNode) with { BootedAt = saved.BootedAt } is var same

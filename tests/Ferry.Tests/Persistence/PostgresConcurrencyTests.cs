@@ -115,6 +115,51 @@ public sealed class PostgresConcurrencyTests : IDisposable
     }
 
     [Fact]
+    public async Task ComputeNodeStore_FirstReportsFromTwoProcessesAtOnce_OneNodeWithOneUuidAndTheLaterFields()
+    {
+        for (var round = 0; round < 20; round++)
+        {
+            var host = $"host-{round}";
+            using var start = new Barrier(2);
+            var saved = await Task.WhenAll(new[] { (_first, 4), (_second, 8) }.Select(p => Task.Run(() =>
+            {
+                start.SignalAndWait(TimeSpan.FromSeconds(30));
+                return new ComputeNodeStore(p.Item1).Upsert(new ComputeNode
+                {
+                    Uuid = Guid.NewGuid().ToString(), Host = host, HypervisorHostname = host, HypervisorType = "fake",
+                    HypervisorVersion = 1, Vcpus = p.Item2, MemoryMb = 1024, LocalGb = 10,
+                });
+            }))).WaitAsync(TimeSpan.FromSeconds(60));
+
+            // Whichever made the row, the other updated it: one id and uuid, the fields of the one that wrote last.
+            Assert.Equal((saved[0].Id, saved[0].Uuid), (saved[1].Id, saved[1].Uuid));
+            var stored = new ComputeNodeStore(_first).FindByHost(host)!;
+            Assert.Equal(saved[0].Uuid, stored.Uuid);
+            Assert.Contains(stored.Vcpus, new[] { 4, 8 });
+        }
+    }
+
+    [Fact]
+    public async Task ComputeNodeStore_NewHost_TheInsertAndTheWriteOnly()
+    {
+        var store = new ComputeNodeStore(_first);
+        var node = new ComputeNode
+        {
+            Uuid = Guid.NewGuid().ToString(), Host = "host-a", HypervisorHostname = "host-a", HypervisorType = "fake",
+            HypervisorVersion = 1, Vcpus = 4, MemoryMb = 1024, LocalGb = 10,
+        };
+
+        var fresh = await NpgsqlCommands.RecordAsync(() => store.UpsertAsync(node, CancellationToken.None));
+        var again = await NpgsqlCommands.RecordAsync(() => store.UpsertAsync(node with { Uuid = Guid.NewGuid().ToString(), Vcpus = 8 }, CancellationToken.None));
+
+        Assert.Collection(fresh, c => Assert.StartsWith("INSERT INTO compute_nodes", c, StringComparison.Ordinal),
+            c => Assert.StartsWith("UPDATE compute_nodes", c, StringComparison.Ordinal));
+        Assert.Contains(again, c => c.Contains("FOR UPDATE", StringComparison.Ordinal)); // a known host locks its row first
+        var stored = store.FindByHost("host-a")!;
+        Assert.Equal((node.Uuid, 8), (stored.Uuid, stored.Vcpus));
+    }
+
+    [Fact]
     public async Task KeyPairStore_SameNameFromTwoProcessesAtOnce_OneCreatedOneConflict()
     {
         for (var round = 0; round < 20; round++)
