@@ -127,8 +127,10 @@ public sealed class PostgresServer
 
     private static void StopAndRemove(string root)
     {
-        // Kill the postmaster and its children outright (an immediate stop without the wait: nothing here is
-        // kept), so the stop fits in the little time a test process gets at exit.
+        // Kill the postmaster outright (an immediate stop without the wait: nothing here is kept), so the stop fits in the
+        // little time a test process gets at exit; its children exit when they see it gone. Not Kill(entireProcessTree):
+        // that stops (SIGSTOP) each process of the tree before it kills it, and a test process ended in between left a
+        // stopped postgres behind for good (one each CI run).
         var pidFile = Path.Combine(root, "data", "postmaster.pid");
         if (File.Exists(pidFile) && int.TryParse(File.ReadLines(pidFile).FirstOrDefault(), CultureInfo.InvariantCulture, out var pid))
         {
@@ -137,7 +139,7 @@ public sealed class PostgresServer
                 using var postmaster = Process.GetProcessById(pid);
                 if (postmaster.ProcessName is "postgres" or "postmaster")
                 {
-                    postmaster.Kill(entireProcessTree: true);
+                    postmaster.Kill();
                     postmaster.WaitForExit(TimeSpan.FromSeconds(10));
                 }
             }
