@@ -188,6 +188,15 @@ public sealed partial class FerryDatabase
         WithoutFlushAsync(sql, parameters, (command, ct) => Rows.ReadFirstAsync(command, map, ct), cancellationToken);
 
     /// <summary>
+    /// <see cref="QueryFirstWithoutFlushAsync{T}"/> for a statement whose every row is wanted (heartbeats written in a
+    /// group): all of them, mapped.
+    /// </summary>
+    /// <remarks>A write: <paramref name="cancellationToken"/> only stops the wait for a connection.</remarks>
+    public Task<List<T>> QueryAllWithoutFlushAsync<T>(string sql, Func<DbDataReader, T> map, CancellationToken cancellationToken,
+        params (string Name, object? Value)[] parameters) =>
+        WithoutFlushAsync(sql, parameters, (command, ct) => Rows.ReadAllAsync(command, map, ct), cancellationToken);
+
+    /// <summary>
     /// Runs one statement as its own transaction without waiting for its WAL flush: on PostgreSQL on the no-flush
     /// connections, retried while the server is unreachable (a begun statement finishes whatever the token); on SQLite
     /// as an ordinary write.

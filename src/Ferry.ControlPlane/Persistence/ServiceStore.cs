@@ -14,6 +14,8 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
 
     private readonly string _versionSql = VersionSql(db.Dialect);
 
+    private readonly HeartbeatWriter _heartbeats = new(db, Map, Columns, HeartbeatSql);
+
     /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
     public long ChangeStamp => Interlocked.Read(ref _changeStamp);
 
@@ -88,8 +90,8 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         // database's work). It writes only heartbeat_at, so an admin's disable or forced_down written meanwhile stays (the
         // row lock of the UPDATE orders it with that write), no index changes and it takes no change number. One a
         // PostgreSQL crash loses is the next one's to make.
-        if (await db.QueryFirstWithoutFlushAsync(HeartbeatSql, Map, cancellationToken,
-                ("@h", host), ("@b", binary), ("@at", now.UtcTicks)) is { } reported)
+        // Heartbeats that arrive together are written together (HeartbeatWriter).
+        if (await _heartbeats.BeatAsync(host, binary, now.UtcTicks, cancellationToken) is { } reported)
         {
             // A new version (the host's agent was upgraded) is a change the readers of changes must see.
             if (reported.Version == version)

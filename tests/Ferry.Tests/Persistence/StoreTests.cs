@@ -365,6 +365,38 @@ public abstract class StoreTests : IDisposable
     }
 
     [Fact]
+    public async Task ServiceStore_HeartbeatsOfManyHostsAtOnce_EachWrittenAndAnsweredWithItsOwnRow()
+    {
+        var time = new ManualTimeProvider(new DateTimeOffset(2026, 12, 6, 10, 0, 0, TimeSpan.Zero));
+        var agent = new ServiceStore(_db, time);
+        var hosts = Enumerable.Range(0, 150).Select(i => $"host-{i}").ToList();
+        foreach (var host in hosts)
+        {
+            agent.Report(host, "nova-compute", "compute", 66);
+        }
+        var before = time.GetUtcNow();
+        time.Advance(TimeSpan.FromSeconds(10));
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // Every host at once, one of them twice, and a host with no row yet (its report makes the row).
+        List<string> reporting = [.. hosts, "host-7", "host-new"];
+        var beats = reporting.Select(host => Task.Run(async () =>
+        {
+            await gate.Task;
+            return await agent.ReportAsync(host, "nova-compute", "compute", 66, CancellationToken.None);
+        })).ToList();
+        gate.SetResult();
+        var replies = await Task.WhenAll(beats).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(reporting, replies.Select(r => r.Host));
+        Assert.All(replies, r => Assert.Equal(time.GetUtcNow(), r.LastSeenUp));
+        var since = await agent.ListHeartbeatsSinceAsync("nova-compute", before, CancellationToken.None);
+        Assert.Equal([.. hosts.Append("host-new").Order(StringComparer.Ordinal)], since.Select(b => b.Host).Order(StringComparer.Ordinal), StringComparer.Ordinal);
+        Assert.All(since, b => Assert.Equal(time.GetUtcNow(), b.At));
+        Assert.Equal(151, (await agent.ListAsync(CancellationToken.None, binary: "nova-compute")).Count);
+    }
+
+    [Fact]
     public void ComputeNodeStore_UpsertAgain_KeepsIdAndUuid()
     {
         var store = new ComputeNodeStore(_db);
