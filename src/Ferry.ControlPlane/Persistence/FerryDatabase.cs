@@ -408,12 +408,28 @@ public sealed partial class FerryDatabase : IDisposable
         command.CommandText = sql;
         foreach (var (name, value) in parameters)
         {
-            var parameter = command.CreateParameter();
-            parameter.ParameterName = name;
-            parameter.Value = value ?? DBNull.Value;
-            command.Parameters.Add(parameter);
+            command.Parameters.Add(Parameter(command.CreateParameter(), name, value));
         }
         return command;
+    }
+
+    /// <summary><see cref="Command"/> for one statement of a <see cref="DbBatch"/>, added to it.</summary>
+    public static void AddBatchCommand(DbBatch batch, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var command = batch.CreateBatchCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.Add(Parameter(command.CreateParameter(), name, value));
+        }
+        batch.BatchCommands.Add(command);
+    }
+
+    private static DbParameter Parameter(DbParameter parameter, string name, object? value)
+    {
+        parameter.ParameterName = name;
+        parameter.Value = value ?? DBNull.Value;
+        return parameter;
     }
 
     public void Dispose()

@@ -93,14 +93,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         // Heartbeats that arrive together are written together (HeartbeatWriter).
         if (await _heartbeats.BeatAsync(host, binary, now.UtcTicks, cancellationToken) is { } reported)
         {
-            // A new version (the host's agent was upgraded) is a change the readers of changes must see.
-            if (reported.Version == version)
-            {
-                return reported;
-            }
-            Interlocked.Increment(ref _changeStamp);
-            return await db.QueryFirstWithoutFlushAsync(_versionSql, Map, cancellationToken,
-                ("@h", host), ("@b", binary), ("@keys", VersionKeys(now, version))) ?? reported;
+            return await WithVersionAsync(reported, version, now, parameters => db.QueryFirstWithoutFlushAsync(_versionSql, Map, cancellationToken, parameters));
         }
         Interlocked.Increment(ref _changeStamp);
         return await db.WriteAsync(async (c, t, ct) =>
@@ -127,16 +120,32 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
                 }
             }
             // Another process made the row since the heartbeat found none: this report is a heartbeat on it.
+            Service existing;
             await using (var beat = FerryDatabase.Command(c, t, HeartbeatSql, ("@h", host), ("@b", binary), ("@at", now.UtcTicks)))
             {
-                if (await Rows.ReadFirstAsync(beat, Map, ct) is { } existing && existing.Version == version)
-                {
-                    return existing;
-                }
+                existing = (await Rows.ReadFirstAsync(beat, Map, ct))!;
             }
-            await using var upgrade = FerryDatabase.Command(c, t, _versionSql, ("@h", host), ("@b", binary), ("@keys", VersionKeys(now, version)));
-            return (await Rows.ReadFirstAsync(upgrade, Map, ct))!;
+            return await WithVersionAsync(existing, version, now, async parameters =>
+            {
+                await using var upgrade = FerryDatabase.Command(c, t, _versionSql, parameters);
+                return await Rows.ReadFirstAsync(upgrade, Map, ct);
+            });
         }, cancellationToken);
+    }
+
+    /// <summary>
+    /// The row a heartbeat read back, with the reported <paramref name="version"/>: a new one (the host's agent was upgraded)
+    /// is a change the readers of changes must see, so it is written (<see cref="VersionSql"/>, run by <paramref name="query"/>).
+    /// </summary>
+    private async Task<Service> WithVersionAsync(Service reported, int version, DateTimeOffset now,
+        Func<(string Name, object? Value)[], Task<Service?>> query)
+    {
+        if (reported.Version == version)
+        {
+            return reported;
+        }
+        Interlocked.Increment(ref _changeStamp);
+        return await query([("@h", reported.Host), ("@b", reported.Binary), ("@keys", VersionKeys(now, version))]) ?? reported;
     }
 
     /// <summary>A heartbeat on an existing row: its time in heartbeat_at, the row read back.</summary>

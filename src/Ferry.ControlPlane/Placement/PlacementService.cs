@@ -1416,16 +1416,7 @@ public sealed class PlacementService : IPlacementService
                 batch.Transaction = transaction;
                 for (var i = start; i < end; i++)
                 {
-                    var command = batch.CreateBatchCommand();
-                    command.CommandText = _statements[i].Sql;
-                    foreach (var (name, value) in _statements[i].Parameters)
-                    {
-                        var parameter = command.CreateParameter();
-                        parameter.ParameterName = name;
-                        parameter.Value = value ?? DBNull.Value;
-                        command.Parameters.Add(parameter);
-                    }
-                    batch.BatchCommands.Add(command);
+                    FerryDatabase.AddBatchCommand(batch, _statements[i].Sql, _statements[i].Parameters);
                 }
                 await batch.ExecuteNonQueryAsync(cancellationToken);
                 if (_statements[end - 1].MustHit && batch.BatchCommands[^1].RecordsAffected == 0)
