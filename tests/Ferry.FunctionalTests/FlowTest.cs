@@ -133,4 +133,9 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
     }
 
     protected string? LastFault(string id) => Fixture.Ferry.Services.GetRequiredService<ActionStore>().LatestFault(id)?.Message;
+
+    /// <summary>Asserts how a move ended; a failure names the instance's last fault, which says why a move failed.</summary>
+    protected void AssertMoveEnded(string id, (Instance Instance, Migration Migration) end, string status, string host) =>
+        Assert.True(end.Migration.Status == status && end.Instance.Host == host,
+            $"expected {status} on {host}, got {end.Migration.Status} on {end.Instance.Host}; last fault: {LastFault(id) ?? "none"}");
 }

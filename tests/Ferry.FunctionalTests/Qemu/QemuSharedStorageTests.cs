@@ -43,8 +43,7 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
         }))
         {
             Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
-            var (instance, migration) = await WaitForMoveEndAsync(id);
-            Assert.Equal((MigrationStatus.Completed, "compute2"), (migration.Status, instance.Host));
+            AssertMoveEnded(id, await WaitForMoveEndAsync(id), MigrationStatus.Completed, "compute2");
         }
         var capabilities = await Qemu("compute2").ExecuteQmpAsync(id, "query-migrate-capabilities", null, CancellationToken.None);
         Assert.Contains(capabilities.EnumerateArray(), c => c.GetProperty("capability").GetString() == "multifd" && c.GetProperty("state").GetBoolean() == expectMultifd);
