@@ -151,10 +151,6 @@ public static class HypervisorsEndpoints
         var withServers = v.AtLeast(53) && q["with_servers"].FirstOrDefault() is { } ws && BodySchema.TryBoolean(ws, out var b) && b;
         List<ComputeNode> page;
         int? limit = null;
-        // The whole list's services and usage do not depend on its nodes: read meanwhile, on connections of their own.
-        var wholeListFacts = (pattern is not null || !v.AtLeast(33)) && !withServers
-            ? HostFacts.LoadAsync(services, instances, serversOf: null, http.RequestAborted)
-            : null;
         if (pattern is not null)
         {
             if (q.ContainsKey("limit") || q.ContainsKey("marker"))
@@ -189,8 +185,8 @@ public static class HypervisorsEndpoints
         }
         // Three queries for the whole page (nodes, services, usage; a fourth for with_servers), never one per node.
         // A page reads the services and usage of its own hosts (index seeks); the whole list reads them all at once.
-        var facts = wholeListFacts is not null ? await wholeListFacts
-            : limit is null ? await HostFacts.LoadAsync(services, instances, withServers ? page.Select(n => n.Host).ToList() : null, http.RequestAborted)
+        var facts = limit is null
+            ? await HostFacts.LoadAsync(services, instances, withServers ? page.Select(n => n.Host).ToList() : null, http.RequestAborted)
             : await HostFacts.LoadForAsync(page.Select(n => n.Host).ToList(), services, instances, withServers, http.RequestAborted);
         // A node whose compute service was deleted is skipped, as Nova skips it (and, as Nova, counted out of the page).
         var shown = page.Where(n => facts.Services.ContainsKey(n.Host)).ToList();
@@ -305,15 +301,10 @@ public static class HypervisorsEndpoints
         IReadOnlyDictionary<string, HostUsage> Usage,
         IReadOnlyDictionary<string, List<(int Id, string Uuid)>>? Hosted)
     {
-        /// <summary>Every host's facts: the two (three) reads at once.</summary>
         public static async Task<HostFacts> LoadAsync(ServiceStore services, InstanceStore instances, IReadOnlyCollection<string>? serversOf,
-            CancellationToken cancellationToken)
-        {
-            var computes = ComputeServicesAsync(services, cancellationToken);
-            var usage = instances.UsageByHostAsync(null, cancellationToken);
-            var hosted = serversOf is null ? null : instances.ListIdsByHostAsync(serversOf, cancellationToken);
-            return new(await computes, await usage, hosted is null ? null : await hosted);
-        }
+            CancellationToken cancellationToken) =>
+            new(await ComputeServicesAsync(services, cancellationToken), await instances.UsageByHostAsync(null, cancellationToken),
+                serversOf is null ? null : await instances.ListIdsByHostAsync(serversOf, cancellationToken));
 
         public static async Task<HostFacts> LoadForAsync(List<string> hosts, ServiceStore services, InstanceStore instances, bool withServers,
             CancellationToken cancellationToken) =>
