@@ -4,10 +4,10 @@ using Ferry.Core.Domain;
 namespace Ferry.ControlPlane.Persistence;
 
 /// <summary>
-/// Writes services' heartbeats in groups (a group commit): heartbeats that arrive while one statement of them runs go
-/// together in the next one, written by one of their own callers. At 10,000 hosts (1,000 heartbeats a second) one
-/// statement each was a quarter of PostgreSQL's core and most of the conductor's database time; a heartbeat that
-/// arrives alone is still written at once, by itself, with the same statement as before.
+/// Writes services' heartbeats in groups (a group commit): the caller that finds no group being written waits 20 ms for
+/// others, then writes its own and those that arrived meanwhile in one statement; heartbeats that arrive while it runs
+/// form the next group. At 10,000 hosts (1,000 heartbeats a second) one statement each was a quarter of PostgreSQL's
+/// core and most of the conductor's database time. A group of one is the single-row statement of before.
 /// </summary>
 internal sealed class HeartbeatWriter(FerryDatabase db, Func<DbDataReader, Service> map, string columns, string singleSql)
 {
