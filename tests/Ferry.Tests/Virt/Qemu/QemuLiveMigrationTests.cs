@@ -23,6 +23,9 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
     private const int HotRegionMib = 24;
     private const string HotDirtyMiBps = "400"; // more than TCG can write: the dirty rate follows the vCPU's CPU share
     private const int HotBandwidthMiBps = 16;  // 16 MiB/s × 300 ms = 4.8 MiB ≪ 24 MiB working set
+    // Post-copy still has ~20 MiB to send after the switch: ~1.3 s at 16 MiB/s, which a loaded CI machine once spent
+    // before the test could cut the link; ~5 s at this rate.
+    private const int InterruptibleBandwidthMiBps = 4;
     private const string RootDiskBackend = "/machine/peripheral/disk0-dev/virtio-backend";
 
     private QemuDriver NewDriver(string host, string address = "127.0.0.1")
@@ -457,7 +460,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var callbacks = ResumingAtDestination(pair);
         var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
         var wall = Stopwatch.StartNew();
-        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps), callbacks);
+        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, InterruptibleBandwidthMiBps), callbacks);
 
         network.Cut();
         var outcome = await migrate;
@@ -475,7 +478,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         await using var network = new TcpRelay(pair.IncomingUri);
         var callbacks = ResumingAtDestination(pair);
         var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
-        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps) with { PostCopyStallSeconds = 2 }, callbacks);
+        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, InterruptibleBandwidthMiBps) with { PostCopyStallSeconds = 2 }, callbacks);
 
         network.Silence(); // no reset reaches either QEMU: only the monitor's stall check can notice
         var outcome = await migrate;
@@ -491,7 +494,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
         var callbacks = ResumingAtDestination(pair);
         var counter = await LastCounterAsync(pair.Source, pair.Guest.Uuid);
-        var migrate = await StartPostCopyAsync(pair, Plan(pair.IncomingUri, HotBandwidthMiBps), callbacks);
+        var migrate = await StartPostCopyAsync(pair, Plan(pair.IncomingUri, InterruptibleBandwidthMiBps), callbacks);
 
         // A source host so busy that its QEMU answers nothing for longer than a QMP command may take (20 s).
         Assert.Equal(0, Ferry.Host.Distributed.ProcessSignals.Send(pair.SourcePid, "STOP"));
@@ -528,7 +531,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         };
         try
         {
-            var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps) with { PostCopyStallSeconds = 2 }, callbacks);
+            var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, InterruptibleBandwidthMiBps) with { PostCopyStallSeconds = 2 }, callbacks);
             network.Cut();
 
             var error = await Assert.ThrowsAsync<Ferry.Core.Errors.FerryException>(() => migrate);
@@ -554,7 +557,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
         await using var network = new TcpRelay(pair.IncomingUri);
         var callbacks = new RecordingCallbacks { OnRecoverPostCopy = () => throw new Ferry.Core.Errors.FerryException("the destination host does not answer") };
-        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, HotBandwidthMiBps) with { PostCopyRecoveryAttempts = 2 }, callbacks);
+        var migrate = await StartPostCopyAsync(pair, Plan(network.Uri, InterruptibleBandwidthMiBps) with { PostCopyRecoveryAttempts = 2 }, callbacks);
 
         network.Cut();
 
@@ -581,7 +584,7 @@ public sealed class QemuLiveMigrationTests(TestGuestFixture fixture, ITestOutput
         var pair = await PrepareAsync(Guest(HotDirtyMiBps, HotRegionMib));
         var callbacks = ResumingAtDestination(pair);
         var log = Path.Combine(pair.Dest.InstanceDirectory(pair.Guest.Uuid), "qemu.log");
-        var migrate = await StartPostCopyAsync(pair, Plan(pair.IncomingUri, HotBandwidthMiBps) with { PostCopyRecoveryAttempts = 2 }, callbacks);
+        var migrate = await StartPostCopyAsync(pair, Plan(pair.IncomingUri, InterruptibleBandwidthMiBps) with { PostCopyRecoveryAttempts = 2 }, callbacks);
 
         // SIGTERM makes QEMU say why it stops ("terminating on signal 15 from pid …") before it goes.
         using (var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", pair.DestPid.ToString(CultureInfo.InvariantCulture) } })!)
