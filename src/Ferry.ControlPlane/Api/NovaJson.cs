@@ -12,6 +12,30 @@ internal static class NovaJson
     public static IResult Ok(JsonNode body, int statusCode = StatusCodes.Status200OK) =>
         TypedResults.Json(body, ApiJsonContext.Default.JsonNode, statusCode: statusCode);
 
+    /// <summary>
+    /// A body written straight into the response: for lists of thousands (all hypervisors of a cloud: ~7 MB), where a
+    /// JsonNode tree of every item costs more than the queries behind it. Same encoder and content type as <see cref="Ok(JsonNode, int)"/>.
+    /// </summary>
+    public static IResult Ok(Action<Utf8JsonWriter> write, int statusCode = StatusCodes.Status200OK) => new WrittenJson(write, statusCode);
+
+    private sealed class WrittenJson(Action<Utf8JsonWriter> write, int statusCode) : IResult, IStatusCodeHttpResult, IContentTypeHttpResult
+    {
+        public int? StatusCode => statusCode;
+
+        public string ContentType => "application/json; charset=utf-8";
+
+        public async Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.StatusCode = statusCode;
+            httpContext.Response.ContentType = ContentType;
+            using (var writer = new Utf8JsonWriter(httpContext.Response.BodyWriter))
+            {
+                write(writer);
+            }
+            await httpContext.Response.BodyWriter.FlushAsync(httpContext.RequestAborted);
+        }
+    }
+
     public static IResult Fault(int status, string faultName, string message) =>
         Ok(new JsonObject { [faultName] = new JsonObject { ["code"] = status, ["message"] = message } }, status);
 

@@ -67,6 +67,29 @@ public sealed class HypervisorsEndpointsTests(ComputeApiFixture f)
         }
     }
 
+    /// <summary>Before 2.28 cpu_info is the 2.28 object as a string: each host's own, also among hosts that share a CPU.</summary>
+    [Fact]
+    public async Task List_Below228_CpuInfoIsEachHostsObjectAsText()
+    {
+        var (_, first) = AddBootedHost();
+        var (_, other) = AddBootedHost();
+        var (_, same) = AddBootedHost();
+        f.Nodes.Upsert(other with { Vcpus = other.Vcpus + 2, CpuInfo = new CpuInfo { Model = "EPYC-Rome", Vendor = "AMD", Features = ["sse4.2", "avx2"] } });
+        f.Nodes.Upsert(same with { CpuInfo = first.CpuInfo with { Features = [.. first.CpuInfo.Features] } });
+
+        var texts = await f.SendAsync(HttpMethod.Get, "v2.1/os-hypervisors/detail", version: "2.27");
+        var objects = await f.SendAsync(HttpMethod.Get, "v2.1/os-hypervisors/detail", version: "2.28");
+
+        Assert.Equal(200, texts.Status);
+        var asObjects = objects.Json!["hypervisors"]!.AsArray().ToDictionary(h => h!["id"]!.GetValue<int>(), h => h!["cpu_info"]);
+        var asTexts = texts.Json!["hypervisors"]!.AsArray().ToDictionary(h => h!["id"]!.GetValue<int>(), h => JsonNode.Parse(h!["cpu_info"]!.GetValue<string>()));
+        Assert.Equal(asObjects.Keys.Order(), asTexts.Keys.Order());
+        Assert.All(asObjects, p => Assert.True(JsonNode.DeepEquals(p.Value, asTexts[p.Key]), $"host {p.Key}: {asTexts[p.Key]!.ToJsonString()} is not {p.Value!.ToJsonString()}"));
+        Assert.Equal("EPYC-Rome", asTexts[other.Id]!["model"]!.GetValue<string>());
+        Assert.Equal(other.Vcpus + 2, asTexts[other.Id]!["topology"]!["cores"]!.GetValue<int>());
+        Assert.Equal(["sse4.2", "avx2"], asTexts[other.Id]!["features"]!.AsArray().Select(x => x!.GetValue<string>()));
+    }
+
     [Fact]
     public async Task Show_DownHostAt288_UptimeIsNull()
     {
