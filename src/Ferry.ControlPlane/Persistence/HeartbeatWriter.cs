@@ -9,7 +9,7 @@ namespace Ferry.ControlPlane.Persistence;
 /// form the next group. At 10,000 hosts (1,000 heartbeats a second) one statement each was a quarter of PostgreSQL's
 /// core and most of the conductor's database time. A group of one is the single-row statement of before.
 /// </summary>
-internal sealed class HeartbeatWriter(FerryDatabase db, Func<DbDataReader, Service> map, string columns, string singleSql)
+internal sealed class HeartbeatWriter(FerryDatabase db, Func<DbDataReader, Service> map, string columns)
 {
     /// <summary>Most heartbeats one statement writes (three parameters each).</summary>
     internal const int MaxGroup = 512;
@@ -17,10 +17,15 @@ internal sealed class HeartbeatWriter(FerryDatabase db, Func<DbDataReader, Servi
     // How long the writer of a group waits for others to join it: nothing to the 60 s a service may stay silent.
     private static readonly TimeSpan s_gather = TimeSpan.FromMilliseconds(20);
 
+    private readonly string _singleSql = SingleRowSql(columns);
     private readonly object _lock = new();
     private readonly List<Beat> _waiting = [];
     private bool _writing;
     private TaskCompletionSource _written = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>One service's heartbeat (parameters @h, @b, @at), the row's <paramref name="columns"/> read back; a group's statement sets the same.</summary>
+    internal static string SingleRowSql(string columns) =>
+        $"UPDATE services SET heartbeat_at = @at WHERE host = @h AND \"binary\" = @b RETURNING {columns}";
 
     private sealed record Beat(string Host, string Binary, long AtTicks)
     {
@@ -123,7 +128,7 @@ internal sealed class HeartbeatWriter(FerryDatabase db, Func<DbDataReader, Servi
         if (group.Count == 1)
         {
             var beat = group[0];
-            if (await db.QueryFirstWithoutFlushAsync(singleSql, map, CancellationToken.None,
+            if (await db.QueryFirstWithoutFlushAsync(_singleSql, map, CancellationToken.None,
                     ("@h", beat.Host), ("@b", beat.Binary), ("@at", beat.AtTicks)) is { } row)
             {
                 found[(row.Host, row.Binary)] = row;

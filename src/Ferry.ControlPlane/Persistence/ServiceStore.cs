@@ -14,7 +14,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
 
     private readonly string _versionSql = VersionSql(db.Dialect);
 
-    private readonly HeartbeatWriter _heartbeats = new(db, Map, Columns, HeartbeatSql);
+    private readonly HeartbeatWriter _heartbeats = new(db, Map, Columns);
 
     /// <summary>Grows on every write, so readers can cache and notice changes cheaply.</summary>
     public long ChangeStamp => Interlocked.Read(ref _changeStamp);
@@ -121,7 +121,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
             }
             // Another process made the row since the heartbeat found none: this report is a heartbeat on it.
             Service existing;
-            await using (var beat = FerryDatabase.Command(c, t, HeartbeatSql, ("@h", host), ("@b", binary), ("@at", now.UtcTicks)))
+            await using (var beat = FerryDatabase.Command(c, t, s_heartbeatSql, ("@h", host), ("@b", binary), ("@at", now.UtcTicks)))
             {
                 existing = (await Rows.ReadFirstAsync(beat, Map, ct))!;
             }
@@ -149,7 +149,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
     }
 
     /// <summary>A heartbeat on an existing row: its time in heartbeat_at, the row read back.</summary>
-    internal const string HeartbeatSql = $"UPDATE services SET heartbeat_at = @at WHERE host = @h AND \"binary\" = @b RETURNING {Columns}";
+    private static readonly string s_heartbeatSql = HeartbeatWriter.SingleRowSql(Columns);
 
     /// <summary>
     /// A report of a new version: the version and updated_at keys set in the stored JSON (<see cref="SqlDialect.JsonSetKeys"/>,
