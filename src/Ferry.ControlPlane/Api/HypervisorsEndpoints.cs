@@ -113,8 +113,7 @@ public static class HypervisorsEndpoints
             throw new BadRequestException($"Compute service of {node.Host} is unavailable at this time.");
         }
         var views = new ViewWriter(ctx, await HostFacts.OfAsync(node.Host, services, instances, withServers: false, http.RequestAborted), compute, detail: false, withServers: false);
-        var uptime = Uptime(node.BootedAt, compute.Now);
-        return NovaJson.Ok(w => views.WriteOne(w, "hypervisor", node, uptime: w => w.WriteString("uptime", uptime)));
+        return NovaJson.Ok(w => views.WriteOne(w, node, withUptime: true));
     }
 
     /// <summary>
@@ -216,7 +215,7 @@ public static class HypervisorsEndpoints
             throw HypervisorNotFound(id);
         }
         var views = new ViewWriter(ctx, facts, compute, detail: true, withServers);
-        return NovaJson.Ok(w => views.WriteOne(w, "hypervisor", node));
+        return NovaJson.Ok(w => views.WriteOne(w, node));
     }
 
     /// <summary>
@@ -246,16 +245,16 @@ public static class HypervisorsEndpoints
             w.WriteEndObject();
         }
 
-        /// <summary><c>{"hypervisor": {...}}</c>, with <paramref name="uptime"/> writing the last fields (GET …/uptime).</summary>
-        public void WriteOne(Utf8JsonWriter w, string key, ComputeNode n, Action<Utf8JsonWriter>? uptime = null)
+        /// <summary><c>{"hypervisor": {...}}</c>; GET …/uptime (<paramref name="withUptime"/>) adds the host's uptime last.</summary>
+        public void WriteOne(Utf8JsonWriter w, ComputeNode n, bool withUptime = false)
         {
             w.WriteStartObject();
-            w.WritePropertyName(key);
-            Write(w, n, uptime);
+            w.WritePropertyName("hypervisor");
+            Write(w, n, withUptime);
             w.WriteEndObject();
         }
 
-        private void Write(Utf8JsonWriter w, ComputeNode n, Action<Utf8JsonWriter>? more = null)
+        private void Write(Utf8JsonWriter w, ComputeNode n, bool withUptime = false)
         {
             var service = facts.Services.GetValueOrDefault(n.Host);
             var up = service is not null && compute.IsUp(service);
@@ -290,7 +289,10 @@ public static class HypervisorsEndpoints
                 }
                 w.WriteEndArray();
             }
-            more?.Invoke(w);
+            if (withUptime)
+            {
+                w.WriteString("uptime", Uptime(n.BootedAt, compute.Now));
+            }
             w.WriteEndObject();
         }
 
