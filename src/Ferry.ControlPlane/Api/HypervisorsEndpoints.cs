@@ -226,6 +226,9 @@ public static class HypervisorsEndpoints
     {
         private readonly ApiVersion _v = ctx.Version;
         private (CpuInfo Cpu, int Vcpus, string Text)? _lastCpuInfo; // hosts of a cloud mostly share a CPU: its text is made once
+        private string? _loadAverages; // read once for a list, not once a host
+
+        private string? Uptime(ComputeNode n) => HypervisorsEndpoints.Uptime(n.BootedAt, compute.Now, _loadAverages ??= LoadAverages());
 
         /// <summary><c>{"hypervisors": [...], "hypervisors_links": [...]}</c>; links absent, not empty, without a next page (as Nova).</summary>
         public void WriteList(Utf8JsonWriter w, IEnumerable<ComputeNode> nodes, JsonArray? links)
@@ -291,7 +294,7 @@ public static class HypervisorsEndpoints
             }
             if (withUptime)
             {
-                w.WriteString("uptime", Uptime(n.BootedAt, compute.Now));
+                w.WriteString("uptime", Uptime(n));
             }
             w.WriteEndObject();
         }
@@ -320,7 +323,7 @@ public static class HypervisorsEndpoints
             if (_v.AtLeast(88))
             {
                 // A host that is down cannot report its uptime: Nova shows null.
-                w.WriteString("uptime", up ? Uptime(n.BootedAt, compute.Now) : null);
+                w.WriteString("uptime", up ? Uptime(n) : null);
                 return;
             }
             var u = Usage(n, facts.Usage.GetValueOrDefault(n.Host));
@@ -416,9 +419,9 @@ public static class HypervisorsEndpoints
 
     /// <summary>
     /// The host's uptime in the format of Linux `uptime`, as Nova reports it (the openstack CLI parses it):
-    /// time since the compute agent started, and this machine's load averages.
+    /// time since the compute agent started, and this machine's load averages (<see cref="LoadAverages"/>).
     /// </summary>
-    internal static string? Uptime(DateTimeOffset? bootedAt, DateTimeOffset now)
+    internal static string? Uptime(DateTimeOffset? bootedAt, DateTimeOffset now, string loadAverages)
     {
         if (bootedAt is not { } booted)
         {
@@ -428,18 +431,20 @@ public static class HypervisorsEndpoints
         var duration = up.TotalDays >= 1
             ? $"{(int)up.TotalDays} day{((int)up.TotalDays == 1 ? "" : "s")}, {up.Hours,2}:{up.Minutes:00}"
             : up.TotalHours >= 1 ? $"{up.Hours,2}:{up.Minutes:00}" : $"{up.Minutes} min";
-        var load = "0.00, 0.00, 0.00";
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $" {now:HH:mm:ss} up {duration},  1 user,  load average: {loadAverages}");
+    }
+
+    /// <summary>This machine's 1, 5 and 15 minute load averages as `uptime` prints them.</summary>
+    internal static string LoadAverages()
+    {
         try
         {
             var parts = File.ReadAllText("/proc/loadavg").Split(' ');
-            load = $"{parts[0]}, {parts[1]}, {parts[2]}";
+            return $"{parts[0]}, {parts[1]}, {parts[2]}";
         }
-        catch (IOException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
+            return "0.00, 0.00, 0.00";
         }
-        catch (UnauthorizedAccessException)
-        {
-        }
-        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $" {now:HH:mm:ss} up {duration},  1 user,  load average: {load}");
     }
 }
