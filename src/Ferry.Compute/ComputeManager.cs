@@ -134,10 +134,12 @@ public sealed partial class ComputeManager : IAsyncDisposable
         {
             try
             {
-                await ReportServiceAsync(ct);
-                await new ResourceTracker(_context).ReportAsync(ct);
+                var tracker = new ResourceTracker(_context);
+                var proposed = tracker.ProposedNode();
+                var started = await _context.Conductor.StartComputeAsync(new ComputeStartRequest(ServiceReport(), proposed), ct);
+                await tracker.ReportInventoryAsync(started.Node, proposed, ct);
                 var recovery = new StartupRecovery(_context);
-                await recovery.RunAsync(ct);
+                await recovery.RunAsync(started.Recovery, ct);
                 await new PowerStateSync(_context).RunAsync(recovery.Instances, ct);
                 return recovery;
             }
@@ -159,8 +161,6 @@ public sealed partial class ComputeManager : IAsyncDisposable
 
     // How long a starting agent keeps trying to reach the conductor before its start fails.
     private static readonly TimeSpan s_conductorWait = TimeSpan.FromMinutes(5);
-
-    private Task ReportServiceAsync(CancellationToken ct) => _context.Conductor.ReportServiceAsync(ServiceReport(), ct);
 
     private ServiceReportRequest ServiceReport() => new(_context.Host, "nova-compute", Topics.Compute(_context.Host), 1);
 

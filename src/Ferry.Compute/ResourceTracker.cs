@@ -1,44 +1,52 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Placement;
-using Ferry.Core.Rpc.Conductor;
+using Ferry.Virt;
 
 namespace Ferry.Compute;
 
-/// <summary>Reports this host's node to the conductor and its inventory to placement (Nova's resource tracker).</summary>
+/// <summary>This host's node as the driver sees it, and its inventory reported to placement (Nova's resource tracker).</summary>
 public sealed class ResourceTracker(ComputeContext context)
 {
-    public async Task<ComputeNode> ReportAsync(CancellationToken ct)
+    private readonly HostResources _resources = context.Driver.GetHostResources();
+
+    /// <summary>
+    /// The node to report, with a new uuid: the conductor keeps a node's uuid for life, so the one it saves is this one
+    /// only when the node is new.
+    /// </summary>
+    public ComputeNode ProposedNode()
     {
-        var resources = context.Driver.GetHostResources();
         var options = context.Options;
-        var proposedUuid = Guid.NewGuid().ToString();
-        var node = await context.Conductor.UpdateComputeNodeAsync(new ComputeNodeUpdateRequest(new ComputeNode
+        return new ComputeNode
         {
-            Uuid = proposedUuid,
+            Uuid = Guid.NewGuid().ToString(),
             Host = context.Host,
             HypervisorHostname = context.Host,
             HostIp = options.MyIp,
-            HypervisorType = resources.HypervisorType,
-            HypervisorVersion = resources.HypervisorVersion,
-            Vcpus = resources.Vcpus,
-            MemoryMb = resources.MemoryMb,
-            LocalGb = resources.LocalGb,
-            CpuInfo = new CpuInfo { Arch = resources.Arch, Model = resources.CpuModel, Vendor = resources.CpuVendor, Features = [.. resources.CpuFeatures] },
-            SupportedArchitectures = [resources.Arch],
+            HypervisorType = _resources.HypervisorType,
+            HypervisorVersion = _resources.HypervisorVersion,
+            Vcpus = _resources.Vcpus,
+            MemoryMb = _resources.MemoryMb,
+            LocalGb = _resources.LocalGb,
+            CpuInfo = new CpuInfo { Arch = _resources.Arch, Model = _resources.CpuModel, Vendor = _resources.CpuVendor, Features = [.. _resources.CpuFeatures] },
+            SupportedArchitectures = [_resources.Arch],
             CpuAllocationRatio = options.CpuAllocationRatio,
             RamAllocationRatio = options.RamAllocationRatio,
             DiskAllocationRatio = options.DiskAllocationRatio,
             ReservedHostMemoryMb = options.ReservedHostMemoryMb,
             BootedAt = context.Time.GetUtcNow(),
-        }), ct);
-        context.NodeUuid = node.Uuid;
-        // The conductor keeps a node's uuid for life: ours back means the node was created now, so its provider is new too.
-        await context.Placement.ReportResourceProviderAsync(node.Uuid, context.Host, new Dictionary<string, InventoryDto>
+        };
+    }
+
+    /// <summary>Adopts the node the conductor saved and reports its inventory (a node created now has a new provider too).</summary>
+    public async Task ReportInventoryAsync(ComputeNode saved, ComputeNode proposed, CancellationToken ct)
+    {
+        var options = context.Options;
+        context.NodeUuid = saved.Uuid;
+        await context.Placement.ReportResourceProviderAsync(saved.Uuid, context.Host, new Dictionary<string, InventoryDto>
         {
-            ["VCPU"] = new(resources.Vcpus, MaxUnit: resources.Vcpus, AllocationRatio: options.CpuAllocationRatio),
-            ["MEMORY_MB"] = new(resources.MemoryMb, Reserved: options.ReservedHostMemoryMb, MaxUnit: resources.MemoryMb, AllocationRatio: options.RamAllocationRatio),
-            ["DISK_GB"] = new(resources.LocalGb, MaxUnit: resources.LocalGb, AllocationRatio: options.DiskAllocationRatio),
-        }, newNode: node.Uuid == proposedUuid, ct);
-        return node;
+            ["VCPU"] = new(_resources.Vcpus, MaxUnit: _resources.Vcpus, AllocationRatio: options.CpuAllocationRatio),
+            ["MEMORY_MB"] = new(_resources.MemoryMb, Reserved: options.ReservedHostMemoryMb, MaxUnit: _resources.MemoryMb, AllocationRatio: options.RamAllocationRatio),
+            ["DISK_GB"] = new(_resources.LocalGb, MaxUnit: _resources.LocalGb, AllocationRatio: options.DiskAllocationRatio),
+        }, newNode: saved.Uuid == proposed.Uuid, ct);
     }
 }

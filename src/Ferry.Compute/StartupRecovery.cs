@@ -30,12 +30,13 @@ public sealed partial class StartupRecovery(ComputeContext context)
     /// </summary>
     public IReadOnlyList<Instance> Instances { get; private set; } = [];
 
-    public async Task RunAsync(CancellationToken ct)
+    /// <param name="state">
+    /// The host's migrations and instances as the agent's start read them (<c>compute_start</c>): one read serves every step
+    /// below. Nothing before the instances' recovery moves an instance onto this host or changes one placed here, so they
+    /// may be read with the migrations.
+    /// </param>
+    public async Task RunAsync(HostRecoveryState state, CancellationToken ct)
     {
-        // One read of the host's migrations and instances serves every step below: at 10,000 hosts each call more per
-        // host was 10,000 conductor calls more at every start. Nothing before the instances' recovery moves an instance
-        // onto this host or changes one placed here, so they may be read with the migrations.
-        var state = await context.Conductor.GetHostRecoveryStateAsync(context.Host, ct);
         var migrations = await DestroyEvacuatedInstancesAsync(state.Migrations, ct);
         await RecoverMovesAwayAsync(migrations, ct);
         Instances = state.Instances;

@@ -24,7 +24,7 @@ public sealed class ComputeNodeStore(FerryDatabase db)
         {
             if (isNew is null)
             {
-                await using var command = FerryDatabase.Command(c, null, "SELECT data, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
+                await using var command = FerryDatabase.Command(c, null, "SELECT id, data, change_seq FROM compute_nodes WHERE change_seq > @after", ("@after", afterSeq));
                 return await Rows.ReadAllAsync(command, ReadWithSeq, ct);
             }
             List<int> wanted;
@@ -37,7 +37,7 @@ public sealed class ComputeNodeStore(FerryDatabase db)
             foreach (var chunk in wanted.Chunk(500))
             {
                 var names = chunk.Select((_, i) => $"@i{i}").ToArray();
-                await using var command = FerryDatabase.Command(c, null, $"SELECT data, change_seq FROM compute_nodes WHERE id IN ({string.Join(", ", names)})",
+                await using var command = FerryDatabase.Command(c, null, $"SELECT id, data, change_seq FROM compute_nodes WHERE id IN ({string.Join(", ", names)})",
                     [.. chunk.Select((id, i) => ($"@i{i}", (object?)id))]);
                 rows.AddRange(await Rows.ReadAllAsync(command, ReadWithSeq, ct));
             }
@@ -45,33 +45,35 @@ public sealed class ComputeNodeStore(FerryDatabase db)
         }, cancellationToken);
 
     private static (ComputeNode Node, long Seq) ReadWithSeq(DbDataReader r) =>
-        (Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode), Convert.ToInt64(r.GetValue(1), System.Globalization.CultureInfo.InvariantCulture));
+        (Read(r), Convert.ToInt64(r.GetValue(2), System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>A row read as <c>id, data</c>: the id lives in its column (a new node's JSON is written before the insert gives it one).</summary>
+    private static ComputeNode Read(DbDataReader r) => Rows.FromJson(r.GetString(1), PersistenceJsonContext.Default.ComputeNode) with { Id = Rows.Int(r, 0) };
 
     /// <summary>Creates or updates the host's node; a node keeps its uuid (= resource provider uuid) for life.</summary>
     public Task<ComputeNode> UpsertAsync(ComputeNode node, CancellationToken cancellationToken) =>
         db.WriteAsync(async (c, t, ct) =>
         {
             Interlocked.Increment(ref _changeStamp);
-            // Insert-or-nothing, then lock the row if it was there: two processes registering one host end with one node. A
-            // row the insert made is this transaction's already (a new host's start skips the locking read).
-            object? madeId;
+            // A new host's node is this one statement (row, change number and id at once); a known host's row is locked and
+            // rewritten, so two processes registering one host end with one node.
             await using (var insert = FerryDatabase.Command(c, t,
-                "INSERT INTO compute_nodes(uuid, host, data) VALUES (@u, @h, '{}') ON CONFLICT(host) DO NOTHING RETURNING id", ("@u", node.Uuid), ("@h", node.Host)))
+                "INSERT INTO compute_nodes(uuid, host, data, change_seq) VALUES (@u, @h, @d, (SELECT COALESCE(MAX(change_seq), 0) + 1 FROM compute_nodes)) "
+                + "ON CONFLICT(host) DO NOTHING RETURNING id",
+                ("@u", node.Uuid), ("@h", node.Host), ("@d", Rows.Json(node, PersistenceJsonContext.Default.ComputeNode))))
             {
-                madeId = await insert.ExecuteScalarAsync(ct);
+                if (await insert.ExecuteScalarAsync(ct) is { } id and not DBNull)
+                {
+                    return node with { Id = Convert.ToInt32(id, System.Globalization.CultureInfo.InvariantCulture) };
+                }
             }
             ComputeNode saved;
-            var previous = "{}";
-            if (madeId is not null and not DBNull)
+            string previous;
+            await using (var find = FerryDatabase.Command(c, t, "SELECT id, uuid, data FROM compute_nodes WHERE host = @h" + db.Dialect.ForUpdate, ("@h", node.Host)))
             {
-                saved = node with { Id = Convert.ToInt32(madeId, System.Globalization.CultureInfo.InvariantCulture) };
-            }
-            else
-            {
-                await using var find = FerryDatabase.Command(c, t, "SELECT id, uuid, data FROM compute_nodes WHERE host = @h" + db.Dialect.ForUpdate, ("@h", node.Host));
                 (saved, previous) = (await Rows.ReadFirstAsync(find, r => (node with { Id = Rows.Int(r, 0), Uuid = r.GetString(1) }, r.GetString(2)), ct))!;
             }
-            if (previous != "{}" && Rows.FromJson(previous, PersistenceJsonContext.Default.ComputeNode) with { BootedAt = saved.BootedAt } is var same
+            if (Rows.FromJson(previous, PersistenceJsonContext.Default.ComputeNode) with { Id = saved.Id, BootedAt = saved.BootedAt } is var same
                 && Rows.Json(same, PersistenceJsonContext.Default.ComputeNode) == Rows.Json(saved, PersistenceJsonContext.Default.ComputeNode))
             {
                 // A restarted agent reporting the same node: only its boot time moves, which a PostgreSQL crash may lose (the
@@ -87,8 +89,8 @@ public sealed class ComputeNodeStore(FerryDatabase db)
     public Task<List<ComputeNode>> ListAsync(CancellationToken cancellationToken) =>
         db.ReadAsync(async (c, ct) =>
         {
-            await using var command = FerryDatabase.Command(c, null, "SELECT data FROM compute_nodes ORDER BY id");
-            return await Rows.ReadAllAsync(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode), ct);
+            await using var command = FerryDatabase.Command(c, null, "SELECT id, data FROM compute_nodes ORDER BY id");
+            return await Rows.ReadAllAsync(command, Read, ct);
         }, cancellationToken);
 
     /// <summary>
@@ -99,9 +101,9 @@ public sealed class ComputeNodeStore(FerryDatabase db)
         db.ReadAsync(async (c, ct) =>
         {
             await using var command = FerryDatabase.Command(c, null,
-                "SELECT data FROM compute_nodes" + (afterId is null ? "" : " WHERE id > @after") + " ORDER BY id" + (limit is null ? "" : " LIMIT @limit"),
+                "SELECT id, data FROM compute_nodes" + (afterId is null ? "" : " WHERE id > @after") + " ORDER BY id" + (limit is null ? "" : " LIMIT @limit"),
                 ("@after", afterId), ("@limit", limit));
-            return await Rows.ReadAllAsync(command, r => Rows.FromJson(r.GetString(0), PersistenceJsonContext.Default.ComputeNode), ct);
+            return await Rows.ReadAllAsync(command, Read, ct);
         }, cancellationToken);
 
     public Task<ComputeNode?> FindByIdAsync(int id, CancellationToken cancellationToken) =>
@@ -121,8 +123,9 @@ public sealed class ComputeNodeStore(FerryDatabase db)
             await FerryDatabase.ExecuteAsync(FerryDatabase.Command(c, t, "DELETE FROM compute_nodes WHERE host = @h", ("@h", host)), ct);
         }, cancellationToken);
 
-    private static async Task<ComputeNode?> FindAsync(DbConnection c, string where, object key, CancellationToken cancellationToken) =>
-        await FerryDatabase.ScalarAsync(FerryDatabase.Command(c, null, $"SELECT data FROM compute_nodes WHERE {where}", ("@k", key)), cancellationToken) is string json
-            ? Rows.FromJson(json, PersistenceJsonContext.Default.ComputeNode)
-            : null;
+    private static async Task<ComputeNode?> FindAsync(DbConnection c, string where, object key, CancellationToken cancellationToken)
+    {
+        await using var command = FerryDatabase.Command(c, null, $"SELECT id, data FROM compute_nodes WHERE {where}", ("@k", key));
+        return await Rows.ReadFirstAsync(command, Read, cancellationToken);
+    }
 }

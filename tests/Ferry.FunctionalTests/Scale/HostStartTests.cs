@@ -7,7 +7,7 @@ namespace Ferry.FunctionalTests.Scale;
 
 /// <summary>
 /// What one host's start costs, counted through the process's own <c>/metrics</c> (the placement API's requests, the
-/// conductor calls): an all-in-one of many hosts registers each in two placement requests and three conductor calls, and a
+/// conductor calls): an all-in-one of many hosts registers each in two placement requests and one conductor call, and a
 /// restart reports each in one request, with every host's provider carrying its inventory both times.
 /// </summary>
 [Collection(ProcessRestartCollection.Name)]
@@ -38,11 +38,11 @@ public sealed class HostStartTests
         // First start: POST /resource_providers and PUT its inventories (no read first: the node is new, so is its provider).
         Assert.Equal(2.0 * Hosts, fresh.Sum(PlacementRequests, ("ferry_service", "placement")));
         Assert.Equal(Hosts, fresh.Sum(PlacementRequests, ("ferry_service", "placement"), ("http_request_method", "POST")));
-        // service_report, compute_node_update, one read of the host's instances and migrations.
-        Assert.Equal(3.0 * Hosts, fresh.Sum(ConductorCalls, ("topic", "conductor")));
+        // compute_start: service, node, and the host's instances and migrations for its recovery.
+        Assert.Equal(1.0 * Hosts, fresh.Sum(ConductorCalls, ("topic", "conductor")));
         // Restart: one GET of each provider's inventories, unchanged.
         Assert.Equal(1.0 * Hosts, restarted.Sum(PlacementRequests, ("ferry_service", "placement")));
-        Assert.Equal(3.0 * Hosts, restarted.Sum(ConductorCalls, ("topic", "conductor")));
+        Assert.Equal(1.0 * Hosts, restarted.Sum(ConductorCalls, ("topic", "conductor")));
     }
 
     private static void AssertEveryProviderHasInventory(RestartableFerry ferry)

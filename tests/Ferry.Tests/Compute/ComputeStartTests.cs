@@ -24,9 +24,9 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
         var transport = new InProcessTransport(NullLogger<InProcessTransport>.Instance);
         var conductor = new StubConductor();
         await using var listener = transport.Listen(Topics.Conductor, conductor.CreateServer());
-        // Conductor calls 1 (the first service report) and 4 (the recovery's read, after the node was reported) fail as a busy
-        // or absent broker fails them; the agent starts over each time.
-        var flaky = new FailingCalls(transport, failing: [1, 4], timeout);
+        // The first two starts' calls fail as a busy or absent broker fails them (a timeout's after the conductor saved the
+        // node: the third start finds it, with a uuid other than the one it proposed); the agent starts over each time.
+        var flaky = new FailingCalls(transport, failing: [1, 2], timeout);
         var host = timeout ? "start-host-timeout" : "start-host-unavailable"; // one placement for both cases: a provider each
         await using var compute = new ComputeManager(new ComputeOptions { Host = host },
             new FakeDriver(new FakeDriverOptions { HostName = host, InstancesPath = Path.Combine(_root, host), TimeScale = 0 }),
@@ -83,19 +83,18 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
         }
     }
 
-    /// <summary>Answers the three calls of an agent's start as a conductor with an empty database does.</summary>
+    /// <summary>Answers an agent's start as a conductor with an empty database does.</summary>
     private sealed class StubConductor
     {
         public string? NodeUuid { get; private set; }
 
         public RpcServer CreateServer() => new RpcServer()
-            .On<ServiceReportRequest, ServiceReportReply>("service_report", (_, _) => Task.FromResult(new ServiceReportReply(1, false, false)))
-            .On<ComputeNodeUpdateRequest, ComputeNode>("compute_node_update", (request, _) =>
+            .On<ComputeStartRequest, ComputeStartReply>("compute_start", (request, _) =>
             {
                 NodeUuid ??= request.Node.Uuid;
-                return Task.FromResult(request.Node with { Id = 1, Uuid = NodeUuid });
-            })
-            .On<HostRecoveryStateRequest, HostRecoveryState>("host_recovery_state_get", (_, _) => Task.FromResult(new HostRecoveryState([], [])));
+                return Task.FromResult(new ComputeStartReply(new ServiceReportReply(1, false, false), request.Node with { Id = 1, Uuid = NodeUuid },
+                    new HostRecoveryState([], [])));
+            });
     }
 
     private sealed class FailingCalls(IRpcTransport inner, int[] failing, bool failWithTimeout) : IRpcTransport
@@ -107,16 +106,20 @@ public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFix
         public Task CastAsync(string topic, string method, byte[] payload, CancellationToken cancellationToken) =>
             inner.CastAsync(topic, method, payload, cancellationToken);
 
-        public Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken)
+        /// <summary>A failing call times out after the conductor handled it (its reply lost), or never reaches it.</summary>
+        public async Task<byte[]> CallAsync(string topic, string method, byte[] payload, TimeSpan timeout, CancellationToken cancellationToken)
         {
-            if (topic == Topics.Conductor && failing.Contains(Interlocked.Increment(ref _calls)))
+            if (topic != Topics.Conductor || !failing.Contains(Interlocked.Increment(ref _calls)))
             {
-                Failed++;
-                return Task.FromException<byte[]>(failWithTimeout
-                    ? new RpcTimeoutException($"Timed out waiting for a reply to {method} on {topic}")
-                    : new RpcUnavailableException($"The message broker is overloaded: {method} to {topic} had no confirm"));
+                return await inner.CallAsync(topic, method, payload, timeout, cancellationToken);
             }
-            return inner.CallAsync(topic, method, payload, timeout, cancellationToken);
+            Failed++;
+            if (!failWithTimeout)
+            {
+                throw new RpcUnavailableException($"The message broker is overloaded: {method} to {topic} had no confirm");
+            }
+            await inner.CallAsync(topic, method, payload, timeout, cancellationToken);
+            throw new RpcTimeoutException($"Timed out waiting for a reply to {method} on {topic}");
         }
 
         public IAsyncDisposable Listen(string topic, IRpcDispatcher dispatcher) => inner.Listen(topic, dispatcher);

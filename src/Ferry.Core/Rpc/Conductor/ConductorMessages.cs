@@ -23,7 +23,14 @@ public sealed record ServiceReportRequest(string Host, string Binary, string Top
 
 public sealed record ServiceReportReply(int ServiceId, bool ForcedDown, bool Disabled);
 
-public sealed record ComputeNodeUpdateRequest(ComputeNode Node);
+/// <summary>
+/// A compute agent's start in one call: its service report, its node (created, or updated keeping its uuid) and, for its
+/// recovery, the host's instances and migrations as they are once both are written.
+/// </summary>
+public sealed record ComputeStartRequest(ServiceReportRequest Service, ComputeNode Node);
+
+/// <param name="Node">The node as saved: a uuid other than the one proposed means the node (and its provider) existed.</param>
+public sealed record ComputeStartReply(ServiceReportReply Service, ComputeNode Node, HostRecoveryState Recovery);
 
 public sealed record InstanceGetRequest(string Uuid);
 
@@ -84,9 +91,6 @@ public sealed record MigrationUpdateRequest
     /// <summary>Only change the record while its status is one of these.</summary>
     public List<string>? ExpectedStatuses { get; init; }
 }
-
-/// <summary>What a starting agent's recovery reads of its host, in one call.</summary>
-public sealed record HostRecoveryStateRequest(string Host);
 
 /// <summary>The instances placed on the host, and every migration it is the source or destination of.</summary>
 public sealed record HostRecoveryState(List<Instance> Instances, List<Migration> Migrations);
