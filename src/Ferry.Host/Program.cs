@@ -54,6 +54,12 @@ try
         _ => await RunRoleAsync(role, options, started),
     };
 }
+catch (OperationCanceledException) when (StopSignals.Received)
+{
+    // Ctrl-C or SIGTERM before the ready line: what had started was stopped on the way here, as after a failed start.
+    Console.WriteLine("ferry: stopped before it was ready.");
+    return 0;
+}
 catch (FerryStartException ex)
 {
     Console.Error.WriteLine($"ferry: {ex.Message}");
@@ -224,6 +230,9 @@ internal sealed class StopSignals : IDisposable
 
     public CancellationToken Token => _stop.Token;
 
+    /// <summary>A Ctrl-C or SIGTERM came to this process (a start it cancelled is a stop, not a crash).</summary>
+    public static bool Received { get; private set; }
+
     public static StopSignals Register() => new();
 
     public async Task WaitAsync()
@@ -240,6 +249,7 @@ internal sealed class StopSignals : IDisposable
     private void Stop(PosixSignalContext context)
     {
         context.Cancel = true;
+        Received = true;
         _stop.Cancel();
     }
 

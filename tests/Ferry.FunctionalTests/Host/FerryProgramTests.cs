@@ -75,6 +75,62 @@ public sealed class FerryProgramTests : IDisposable
     }
 
     [Fact]
+    public async Task AllInOne_SigtermWhileHostsStart_StopsAndExitsZero()
+    {
+        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry")) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[] { "all-in-one", "--hosts", "2000", "--auth", "noauth2", "--data-dir", _dataDirectory,
+            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--identity-port", "0" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        using var process = Process.Start(start)!;
+        var output = new System.Text.StringBuilder();
+        var hostsStarting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Append(string? line)
+        {
+            lock (output)
+            {
+                output.AppendLine(line);
+            }
+            if (line?.Contains("Fake host compute", StringComparison.Ordinal) == true)
+            {
+                hostsStarting.TrySetResult();
+            }
+        }
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            // Stopped while its 2,000 agents start: before the ready line.
+            await hostsStarting.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                await kill.WaitForExitAsync();
+            }
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            await process.WaitForExitAsync(timeout.Token);
+            string text;
+            lock (output)
+            {
+                text = output.ToString();
+            }
+
+            Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {text}");
+            Assert.DoesNotContain("Unhandled exception", text, StringComparison.Ordinal);
+            Assert.Contains("ferry: stopped before it was ready.", text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    [Fact]
     public async Task Api_PlacementAndImagesAlone_ServesThemAndStopsOnSigterm()
     {
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry"))
