@@ -24,7 +24,7 @@ internal sealed class HeartbeatWriter(FerryDatabase db, Func<DbDataReader, Servi
     private TaskCompletionSource _written = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>One service's heartbeat (parameters @h, @b, @at), the row's <paramref name="columns"/> read back; a group's statement sets the same.</summary>
-    internal static string SingleRowSql(string columns) =>
+    private static string SingleRowSql(string columns) =>
         $"UPDATE services SET heartbeat_at = @at WHERE host = @h AND \"binary\" = @b RETURNING {columns}";
 
     private sealed record Beat(string Host, string Binary, long AtTicks)

@@ -91,46 +91,35 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         // row lock of the UPDATE orders it with that write), no index changes and it takes no change number. One a
         // PostgreSQL crash loses is the next one's to make.
         // Heartbeats that arrive together are written together (HeartbeatWriter).
-        if (await _heartbeats.BeatAsync(host, binary, now.UtcTicks, cancellationToken) is { } reported)
+        while (true)
         {
-            return await WithVersionAsync(reported, version, now, parameters => db.QueryFirstWithoutFlushAsync(_versionSql, Map, cancellationToken, parameters));
-        }
-        Interlocked.Increment(ref _changeStamp);
-        return await db.WriteAsync(async (c, t, ct) =>
-        {
+            if (await _heartbeats.BeatAsync(host, binary, now.UtcTicks, cancellationToken) is { } reported)
+            {
+                return await WithVersionAsync(reported, version, now, parameters => db.QueryFirstWithoutFlushAsync(_versionSql, Map, cancellationToken, parameters));
+            }
+            Interlocked.Increment(ref _changeStamp);
             var fresh = new Service
             {
                 Id = 0, Uuid = Guid.NewGuid().ToString(), Host = host, Binary = binary, Topic = topic,
                 Zone = binary == "nova-compute" ? "nova" : "internal", Version = version,
                 LastSeenUp = now, CreatedAt = now, UpdatedAt = now,
             };
-            // A first report is this one statement (row, change number and id at once): 10,000 hosts registering at start
-            // each waited on three before. The row's id lives in its column; the JSON's is not read. Like a heartbeat it
-            // need not wait for the disk: a row a PostgreSQL crash loses is made again by the host's next report, and
-            // nothing refers to it by id (the node is found by host). That was one of four flushes of each host's first start.
-            await db.CommitWithoutFlushAsync(c, t, ct);
-            await using (var ensure = FerryDatabase.Command(c, t,
+            // A first report is this one statement (row, change number and id at once) and, like a heartbeat, its own
+            // transaction that does not wait for the disk: one round trip, where BEGIN, SET LOCAL, the insert and COMMIT were
+            // four for each of 10,000 hosts registering at start. A row a PostgreSQL crash loses is made again by the host's
+            // next report, and nothing refers to it by id (the node is found by host). The row's id lives in its column; the
+            // JSON's is not read.
+            if (await db.QueryFirstWithoutFlushAsync(
                 "INSERT INTO services(uuid, host, \"binary\", data, heartbeat_at, change_seq) VALUES (@u, @h, @b, @d, @at, "
                 + "(SELECT COALESCE(MAX(change_seq), 0) + 1 FROM services)) ON CONFLICT(host, \"binary\") DO NOTHING RETURNING id",
-                ("@u", fresh.Uuid), ("@h", host), ("@b", binary), ("@d", Rows.Json(fresh, PersistenceJsonContext.Default.Service)), ("@at", now.UtcTicks)))
+                r => fresh with { Id = Rows.Int(r, 0) }, cancellationToken,
+                ("@u", fresh.Uuid), ("@h", host), ("@b", binary), ("@d", Rows.Json(fresh, PersistenceJsonContext.Default.Service)), ("@at", now.UtcTicks)) is { } made)
             {
-                if (await ensure.ExecuteScalarAsync(ct) is { } id and not DBNull)
-                {
-                    return fresh with { Id = Convert.ToInt32(id, System.Globalization.CultureInfo.InvariantCulture) };
-                }
+                return made;
             }
-            // Another process made the row since the heartbeat found none: this report is a heartbeat on it.
-            Service existing;
-            await using (var beat = FerryDatabase.Command(c, t, s_heartbeatSql, ("@h", host), ("@b", binary), ("@at", now.UtcTicks)))
-            {
-                existing = (await Rows.ReadFirstAsync(beat, Map, ct))!;
-            }
-            return await WithVersionAsync(existing, version, now, async parameters =>
-            {
-                await using var upgrade = FerryDatabase.Command(c, t, _versionSql, parameters);
-                return await Rows.ReadFirstAsync(upgrade, Map, ct);
-            });
-        }, cancellationToken);
+            // Another process made the row since the heartbeat found none (or this insert ran twice, its connection lost
+            // after the commit): this report is a heartbeat on it.
+        }
     }
 
     /// <summary>
@@ -147,9 +136,6 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         Interlocked.Increment(ref _changeStamp);
         return await query([("@h", reported.Host), ("@b", reported.Binary), ("@keys", VersionKeys(now, version))]) ?? reported;
     }
-
-    /// <summary>A heartbeat on an existing row: its time in heartbeat_at, the row read back.</summary>
-    private static readonly string s_heartbeatSql = HeartbeatWriter.SingleRowSql(Columns);
 
     /// <summary>
     /// A report of a new version: the version and updated_at keys set in the stored JSON (<see cref="SqlDialect.JsonSetKeys"/>,

@@ -34,6 +34,22 @@ public sealed class PostgresServiceHeartbeatTests : IDisposable
     }
 
     [Fact]
+    public async Task ReportAsync_NewService_TheHeartbeatThenOneInsertOutsideAnyTransaction()
+    {
+        var store = new ServiceStore(_agentProcess, TimeProvider.System);
+
+        var statements = await NpgsqlCommands.RecordAsync(() => store.ReportAsync("host-new", "nova-compute", "compute", 66, CancellationToken.None));
+
+        // The heartbeat finds no row; the insert is its own transaction on a no-flush session (no SET LOCAL before it).
+        Assert.Collection(statements, s => Assert.StartsWith("UPDATE services SET heartbeat_at = ", s, StringComparison.Ordinal),
+            s => Assert.StartsWith("INSERT INTO services", s, StringComparison.Ordinal));
+        var made = store.Find("host-new", "nova-compute")!;
+        Assert.Equal((66, "compute"), (made.Version, made.Topic));
+        Assert.True(made.Id > 0);
+        Assert.Equal(made.Id, store.Report("host-new", "nova-compute", "compute", 66).Id); // the next report is a heartbeat on it
+    }
+
+    [Fact]
     public async Task ReportAsync_NewVersion_TheHeartbeatThenTheVersionWithAChangeNumber()
     {
         var store = new ServiceStore(_agentProcess, TimeProvider.System);
