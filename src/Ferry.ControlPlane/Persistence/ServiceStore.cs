@@ -95,7 +95,7 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
         {
             if (await _heartbeats.BeatAsync(host, binary, now.UtcTicks, cancellationToken) is { } reported)
             {
-                return await WithVersionAsync(reported, version, now, parameters => db.QueryFirstWithoutFlushAsync(_versionSql, Map, cancellationToken, parameters));
+                return await WithVersionAsync(reported, version, now, cancellationToken);
             }
             Interlocked.Increment(ref _changeStamp);
             var fresh = new Service
@@ -124,17 +124,18 @@ public sealed class ServiceStore(FerryDatabase db, TimeProvider time)
 
     /// <summary>
     /// The row a heartbeat read back, with the reported <paramref name="version"/>: a new one (the host's agent was upgraded)
-    /// is a change the readers of changes must see, so it is written (<see cref="VersionSql"/>, run by <paramref name="query"/>).
+    /// is a change the readers of changes must see, so it is written (<see cref="VersionSql"/>, without waiting for the disk as
+    /// the heartbeat).
     /// </summary>
-    private async Task<Service> WithVersionAsync(Service reported, int version, DateTimeOffset now,
-        Func<(string Name, object? Value)[], Task<Service?>> query)
+    private async Task<Service> WithVersionAsync(Service reported, int version, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (reported.Version == version)
         {
             return reported;
         }
         Interlocked.Increment(ref _changeStamp);
-        return await query([("@h", reported.Host), ("@b", reported.Binary), ("@keys", VersionKeys(now, version))]) ?? reported;
+        return await db.QueryFirstWithoutFlushAsync(_versionSql, Map, cancellationToken,
+            ("@h", reported.Host), ("@b", reported.Binary), ("@keys", VersionKeys(now, version))) ?? reported;
     }
 
     /// <summary>
