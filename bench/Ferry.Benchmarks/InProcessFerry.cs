@@ -48,6 +48,7 @@ internal sealed class InProcessFerry : IBenchFerry, IAsyncDisposable
             ComputeApiPort = 0, // bound at build time: no race for a released port
             PlacementPort = 0,
             ImagePort = 0,
+            NetworkPort = 0,
             Hosts = hosts,
             FakeTimeScale = 0,
             FakeBandwidthMiBps = 0,

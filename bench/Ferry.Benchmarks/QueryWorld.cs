@@ -55,6 +55,7 @@ internal sealed class QueryWorld : IAsyncDisposable
             ComputeApiPort = 0,
             PlacementPort = 0,
             ImagePort = 0,
+            NetworkPort = 0,
             Hosts = 1,
             FakeTimeScale = 0,
             FakeBandwidthMiBps = 0,

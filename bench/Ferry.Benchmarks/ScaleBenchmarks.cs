@@ -40,6 +40,7 @@ internal static partial class ScaleBenchmarks
                 PlacementPort = 0,
                 IdentityPort = 0,
                 ImagePort = 0,
+                NetworkPort = 0,
                 Hosts = hosts,
                 Auth = "noauth2",
             };
@@ -83,7 +84,7 @@ internal static partial class ScaleBenchmarks
         foreach (var arg in new[]
         {
             hostDll, "all-in-one", "--hosts", hosts.ToString(CultureInfo.InvariantCulture), "--data-dir", dataDirectory, "--compute-port", "0",
-            "--placement-port", "0", "--image-port", "0", "--auth", "noauth2", "--log-level", "warning",
+            "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--auth", "noauth2", "--log-level", "warning",
         })
         {
             start.ArgumentList.Add(arg);

@@ -1,5 +1,6 @@
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
+using Ferry.Core.Networking;
 using Ferry.Core.Placement;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
@@ -24,6 +25,13 @@ public sealed partial class ComputeContext(
     public ConductorClient Conductor { get; } = conductor;
     public ComputeClient Compute { get; } = compute;
     public PlacementHttpClient Placement { get; } = placement;
+    /// <summary>The network service (ports and their bindings); null when the agent has none, and its servers get no NICs.</summary>
+    public NetworkHttpClient? Network { get; init; }
+
+    /// <summary>The servers' ports on this host, through <see cref="Network"/>.</summary>
+    public InstanceNetworks Networks => _networks ??= new InstanceNetworks(this);
+
+    private InstanceNetworks? _networks;
     public TimeProvider Time { get; } = time;
     public ILogger Logger { get; } = logger;
 
@@ -51,6 +59,7 @@ public sealed partial class ComputeContext(
             ConfigDrive = instance.ConfigDrive,
             VolumeBacked = instance.VolumeBacked,
             Metadata = instance.Metadata,
+            Vifs = instance.NetworkInfo,
         };
     }
 

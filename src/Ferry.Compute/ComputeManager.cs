@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Ferry.Core.Networking;
 using Ferry.Core.Placement;
 using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
@@ -23,12 +24,12 @@ public sealed partial class ComputeManager : IAsyncDisposable
     private readonly Channel<string> _stoppedGuests = Channel.CreateUnbounded<string>(new() { SingleReader = true });
 
     public ComputeManager(ComputeOptions options, IComputeDriver driver, IRpcTransport transport, RpcOptions rpcOptions,
-        PlacementHttpClient placement, TimeProvider time, ILoggerFactory loggers)
+        PlacementHttpClient placement, TimeProvider time, ILoggerFactory loggers, NetworkHttpClient? network = null)
     {
         options.Validate();
         _transport = transport;
         _context = new ComputeContext(options, driver, new ConductorClient(transport, rpcOptions), new ComputeClient(transport, rpcOptions),
-            placement, time, loggers.CreateLogger($"Ferry.Compute.{options.Host}"));
+            placement, time, loggers.CreateLogger($"Ferry.Compute.{options.Host}")) { Network = network };
     }
 
     public string Host => _context.Host;

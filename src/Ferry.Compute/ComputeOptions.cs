@@ -74,6 +74,12 @@ public sealed class ComputeOptions
     public Uri? ImageUrl { get; set; }
 
     /// <summary>
+    /// The network API ports are made and bound with (Nova's [neutron] endpoint_override); null: the token catalog's
+    /// <c>network</c> endpoint, or, without credentials, no network service (servers get no NICs).
+    /// </summary>
+    public Uri? NetworkUrl { get; set; }
+
+    /// <summary>
     /// The agent's Keystone service credentials for placement and the image API (Nova's [placement] and [glance]
     /// keystoneauth options). Null: the identity service is off (noauth2), and <see cref="NoAuthToken"/> is sent to
     /// <see cref="PlacementUrl"/> and <see cref="ImageUrl"/>, which must then be set.

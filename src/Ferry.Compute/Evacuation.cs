@@ -41,6 +41,8 @@ public sealed class Evacuation(ComputeContext context)
                     TaskState = TaskState.RebuildSpawning,
                     ExpectedTaskStates = [TaskState.Rebuilding],
                 }, ct);
+                // The ports are bound here before the guest starts (Nova's setup_instance_network_on_host in rebuild).
+                await context.Networks.BindToHostAsync(instance, context.Host, ct);
                 await context.Driver.SpawnAsync(ComputeContext.GuestFor(instance), reuseDisks: onDisk, ct);
                 if (originalVmState == VmState.Stopped)
                 {

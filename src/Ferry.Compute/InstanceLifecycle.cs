@@ -15,10 +15,14 @@ public sealed class InstanceLifecycle(ComputeContext context)
         {
             await context.RunEventAsync(instance, request.RequestId, "compute_build_and_run_instance", async () =>
             {
+                // Ports first, bound to this host (Nova's _build_networks_for_instance), so the guest starts with its NICs.
+                var vifs = await context.Networks.AllocateAsync(instance, ct);
+                instance = instance with { NetworkInfo = vifs };
                 await context.Driver.SpawnAsync(ComputeContext.GuestFor(instance), reuseDisks: false, ct);
                 await context.UpdateInstanceAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
+                    NetworkInfo = vifs,
                     VmState = VmState.Active,
                     SetTaskState = true,
                     TaskState = null,
@@ -30,8 +34,9 @@ public sealed class InstanceLifecycle(ComputeContext context)
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            // Nothing runs for a failed build: free its claim and say so.
+            // Nothing runs for a failed build: free its ports and claim and say so.
             await context.TryAsync("destroy", instance.Uuid, () => context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct));
+            await context.TryAsync("release ports", instance.Uuid, () => context.Networks.DeallocateAsync(instance, CancellationToken.None));
             await context.TryAsync("delete allocations", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(instance.Uuid, ct));
             await context.TryAsync("error out", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
             {
@@ -124,6 +129,7 @@ public sealed class InstanceLifecycle(ComputeContext context)
             await context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct);
             // A copy kept here for a resize that could not be reverted goes too.
             await context.Driver.ConfirmMigrationAsync(ComputeContext.GuestFor(instance), ct);
+            await context.Networks.DeallocateAsync(instance, ct);
             await context.Placement.DeleteAllocationsAsync(instance.Uuid, ct);
             await context.UpdateInstanceAsync(new InstanceUpdateRequest
             {

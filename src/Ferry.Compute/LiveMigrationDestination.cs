@@ -38,9 +38,20 @@ public sealed class LiveMigrationDestination(ComputeContext context)
     public Task<LiveMigrateData> PreLiveMigrationAsync(PreLiveMigrationRequest request, CancellationToken ct) =>
         context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_pre_live_migration", async () =>
         {
-            var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance),
-                request.Data.IsSharedInstancePath, request.Data.BlockMigration ?? false, request.Data.ParallelConnections, ct);
-            return request.Data with { IncomingUri = uri };
+            // Inactive bindings for this host first (Nova's conductor binds them before pre_live_migration), so the
+            // destination's VIFs are plugged from them; activated at switch-over by the source.
+            await context.Networks.BindInactiveAsync(request.Instance, context.Host, ct);
+            try
+            {
+                var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance),
+                    request.Data.IsSharedInstancePath, request.Data.BlockMigration ?? false, request.Data.ParallelConnections, ct);
+                return request.Data with { IncomingUri = uri };
+            }
+            catch (Exception) when (request.Instance.NetworkInfo.Count > 0)
+            {
+                await context.TryAsync("delete port bindings", request.Instance.Uuid, () => context.Networks.DeleteBindingsAsync(request.Instance, context.Host, CancellationToken.None));
+                throw;
+            }
         }, ct);
 
     /// <summary>The guest now runs here: make it so in the database (host switches at this moment, as in Nova).</summary>
@@ -78,6 +89,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
             // Read before the rollback deletes the incoming copy's files (its qemu.log with them).
             var exit = await context.Driver.GuestExitReportAsync(request.Instance.Uuid, ct);
             await context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), request.DestroyDisks, ct);
+            await context.Networks.DeleteBindingsAsync(request.Instance, context.Host, ct);
             return new RollbackLiveMigrationAtDestinationReply(exit?.Message, exit?.Details);
         }, ct);
 

@@ -296,6 +296,8 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
         var instance = request.Instance;
         try
         {
+            // Switch-over: the destination's port bindings become the active ones (Nova's migrate_instance_start).
+            await context.Networks.ActivateAsync(instance, request.Dest, ct);
             await context.Compute.PostLiveMigrationAtDestinationAsync(request.Dest, new PostLiveMigrationAtDestinationRequest(instance, request.Migration, request.RequestId), ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException && outgoing.PostCopy)
@@ -323,6 +325,8 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
             }
             if (destinationGone)
             {
+                // The guest runs here again: so do its ports (the destination deleted its bindings).
+                await context.TryAsync("activate port bindings here", instance.Uuid, () => context.Networks.ActivateAsync(instance, context.Host, CancellationToken.None));
                 await context.Driver.PowerOnAsync(instance.Uuid, ct);
                 await RollbackAsync(outgoing, MigrationStatus.Failed, destinationPrepared: false, ct, cause: ex);
             }
@@ -361,6 +365,8 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
                 break;
             }
         }
+        // The source's bindings, inactive since the switch-over (Nova's setup_networks_on_host teardown).
+        await context.TryAsync("delete port bindings", instance.Uuid, () => context.Networks.DeleteBindingsAsync(instance, context.Host, ct));
         await context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct);
         await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Completed, ct);
     }

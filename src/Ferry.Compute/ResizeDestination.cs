@@ -74,6 +74,8 @@ public sealed class ResizeDestination(ComputeContext context)
                     ExpectedTaskStates = [TaskState.ResizeMigrated],
                 }, ct);
                 var powerOn = instance.OldVmState != VmState.Stopped;
+                // The ports follow before the guest starts here (Nova's migrate_instance_finish in _finish_resize).
+                await context.Networks.BindToHostAsync(instance, context.Host, ct);
                 await context.Driver.FinishMigrationAsync(ComputeContext.GuestFor(instance, request.NewFlavor), request.DiskInfo, powerOn, ct);
                 // Migration first, as Nova does: a client that confirms the moment it sees
                 // VERIFY_RESIZE must find a `finished` migration.

@@ -51,6 +51,7 @@ public sealed class ResizeSource(ComputeContext context)
                 // Our copy is intact (kept for revert): bring it back as it was.
                 await context.TryAsync("restore source", instance.Uuid, () =>
                     context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance), instance.VmState != VmState.Stopped, ct));
+                await context.TryAsync("bind ports here", instance.Uuid, () => context.Networks.BindToHostAsync(instance, context.Host, ct));
                 await context.TryAsync("restore host", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
@@ -131,6 +132,7 @@ public sealed class ResizeSource(ComputeContext context)
             await context.RunEventAsync(instance, request.Migration, request.RequestId, "compute_finish_revert_resize", async () =>
             {
                 var powerOn = instance.OldVmState != VmState.Stopped;
+                await context.Networks.BindToHostAsync(instance, context.Host, ct);
                 await context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance, oldFlavor), powerOn, ct);
                 await context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct);
                 await context.UpdateInstanceAsync(RevertedHere(instance, request.Migration, oldFlavor, instance.OldVmState ?? VmState.Active), ct);

@@ -1,5 +1,6 @@
 using Ferry.Core.Identity;
 using Ferry.Core.Images;
+using Ferry.Core.Networking;
 using Ferry.Core.Placement;
 
 namespace Ferry.Compute;
@@ -8,7 +9,7 @@ namespace Ferry.Compute;
 /// The agent's clients of other services, built from its options as Nova builds keystoneauth adapters from its
 /// [placement] and [glance] sections: one <see cref="KeystoneSession"/> for both (or a shared one), or noauth2's fixed token.
 /// </summary>
-public sealed record ServiceClients(PlacementHttpClient Placement, IImageService Images, KeystoneSession? Session)
+public sealed record ServiceClients(PlacementHttpClient Placement, IImageService Images, NetworkHttpClient? Network, KeystoneSession? Session)
 {
     /// <param name="httpClient">Used for every call (may come from IHttpClientFactory; its base address is not used).</param>
     /// <param name="session">A session to share (agents of one process); null: a new one from <see cref="ComputeOptions.ServiceCredentials"/>.</param>
@@ -24,9 +25,11 @@ public sealed record ServiceClients(PlacementHttpClient Placement, IImageService
         if (options.ServiceCredentials is { } credentials)
         {
             var shared = session ?? new KeystoneSession(httpClient, credentials, time);
-            return new(new PlacementHttpClient(httpClient, shared, options.PlacementUrl), new ImageHttpClient(httpClient, shared, options.ImageUrl), shared);
+            return new(new PlacementHttpClient(httpClient, shared, options.PlacementUrl), new ImageHttpClient(httpClient, shared, options.ImageUrl),
+                new NetworkHttpClient(httpClient, shared, options.NetworkUrl), shared);
         }
         return new(new PlacementHttpClient(httpClient, options.NoAuthToken, options.PlacementUrl!),
-            new ImageHttpClient(httpClient, options.ImageUrl!, options.NoAuthToken), null);
+            new ImageHttpClient(httpClient, options.ImageUrl!, options.NoAuthToken),
+            options.NetworkUrl is { } network ? new NetworkHttpClient(httpClient, network, options.NoAuthToken) : null, null);
     }
 }

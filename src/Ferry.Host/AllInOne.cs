@@ -91,6 +91,7 @@ public sealed class AllInOne : IAsyncDisposable
             new CatalogService("placement", "placement", options.PlacementUrl),
             new CatalogService("identity", "keystone", $"{options.IdentityUrl}/v3"),
             new CatalogService("image", "glance", options.ImageUrl),
+            new CatalogService("network", "neutron", options.NetworkUrl),
         ],
     };
 

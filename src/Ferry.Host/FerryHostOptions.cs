@@ -39,6 +39,7 @@ public sealed class FerryHostOptions
     public string? PlacementPublicUrl { get; set; }
     public string? IdentityPublicUrl { get; set; }
     public string? ImagePublicUrl { get; set; }
+    public string? NetworkPublicUrl { get; set; }
 
     /// <summary>The compute role's host name (<c>ferry compute --host NAME</c>).</summary>
     public string? ComputeHost { get; set; }
@@ -64,6 +65,9 @@ public sealed class FerryHostOptions
 
     /// <summary>Where the token catalog says the image service (Glance v2) is.</summary>
     public int ImagePort { get; set; } = 9292;
+
+    /// <summary>Where the token catalog says the network service (Neutron v2.0) is.</summary>
+    public int NetworkPort { get; set; } = 9696;
 
     /// <summary>
     /// <c>noauth2</c> (X-Auth-Token: user:project; what embedded hosts and tests use unless they ask) or
@@ -210,6 +214,8 @@ public sealed class FerryHostOptions
     public string IdentityUrl => IdentityPublicUrl ?? $"http://{ListenAddress}:{IdentityPort}";
 
     public string ImageUrl => ImagePublicUrl ?? $"http://{ListenAddress}:{ImagePort}";
+
+    public string NetworkUrl => NetworkPublicUrl ?? $"http://{ListenAddress}:{NetworkPort}";
 
     /// <summary>The users, projects and password hashes (keystone mode).</summary>
     public string IdentityConfigPath => Path.Combine(DataDirectory, "identity.json");

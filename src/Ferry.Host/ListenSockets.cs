@@ -35,6 +35,10 @@ internal sealed class ListenSockets
         {
             options.ImagePort = sockets.Add(options.ImagePort);
         }
+        if (options.Serves("network"))
+        {
+            options.NetworkPort = sockets.Add(options.NetworkPort);
+        }
         return sockets;
     }
 

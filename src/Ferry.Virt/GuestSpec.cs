@@ -27,6 +27,8 @@ public sealed record GuestSpec
     public string? KeyType { get; init; }
     /// <summary>Instance metadata; drivers read their per-guest knobs from it (e.g. <c>ferry:dirty_rate_mibps</c>).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+    /// <summary>The guest's network interfaces: one NIC each, on the port's tap device with the port's MAC.</summary>
+    public IReadOnlyList<Ferry.Core.Domain.Vif> Vifs { get; init; } = [];
 }
 
 /// <summary>What a host offers, reported to placement and to the scheduler.</summary>

@@ -56,6 +56,7 @@ public class FerryFixture : IAsyncLifetime
             PlacementPort = 0,
             IdentityPort = 0,
             ImagePort = 0,
+            NetworkPort = 0,
             Hosts = 3,
             FakeTimeScale = 0,
         };

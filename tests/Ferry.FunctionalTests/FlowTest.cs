@@ -36,14 +36,14 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
 
     /// <summary>Boots a server (on a given host when asked) and waits until it is ACTIVE.</summary>
     protected async Task<string> BootAsync(string? host = null, string flavor = "m1.tiny", Dictionary<string, string>? metadata = null, string name = "vm",
-        JsonObject? schedulerHints = null)
+        JsonObject? schedulerHints = null, JsonNode? networks = null)
     {
         var server = new JsonObject
         {
             ["name"] = name,
             ["imageRef"] = "ferry-test-guest",
             ["flavorRef"] = flavor,
-            ["networks"] = "none",
+            ["networks"] = networks ?? "none",
         };
         if (host is not null)
         {

@@ -44,6 +44,43 @@ public static class Invariants
         AssertOneRunningCopy(ferry);
         AssertGuestsMatch(ferry);
         AssertFilesMatch(ferry);
+        await AssertPortsMatchAsync(ferry);
+    }
+
+    /// <summary>
+    /// Every server's port is bound (actively, and only) to the host that runs the server, and every port a server
+    /// owns is in its info cache: no binding left on a host the guest left, no port left by a deleted server.
+    /// </summary>
+    public static async Task AssertPortsMatchAsync(AllInOne ferry)
+    {
+        var instances = ferry.Services.GetRequiredService<InstanceStore>();
+        var ports = await ferry.Services.GetRequiredService<NetworkStore>().ListPortsAsync(new PortQuery(), CancellationToken.None);
+        var problems = new List<string>();
+        foreach (var port in ports.Where(p => p.Port.DeviceOwner.StartsWith("compute:", StringComparison.Ordinal)))
+        {
+            var owner = instances.Find(port.Port.DeviceId);
+            if (owner is null)
+            {
+                problems.Add($"port {port.Port.Id} belongs to {port.Port.DeviceId}, which is no server");
+                continue;
+            }
+            if (port.Bindings.Count != 1 || port.ActiveBinding?.Host != owner.Host)
+            {
+                problems.Add($"port {port.Port.Id} of {owner.Uuid} (on {owner.Host}) has bindings {string.Join(", ", port.Bindings.Select(b => $"{b.Host} {b.Status}"))}");
+            }
+            if (owner.NetworkInfo.All(v => v.Id != port.Port.Id))
+            {
+                problems.Add($"port {port.Port.Id} of {owner.Uuid} is not in its network info");
+            }
+        }
+        foreach (var instance in instances.List().Where(i => i.NetworkInfo.Count > 0))
+        {
+            foreach (var vif in instance.NetworkInfo.Where(v => ports.All(p => p.Port.Id != v.Id || p.Port.DeviceId != instance.Uuid)))
+            {
+                problems.Add($"{instance.Uuid}'s port {vif.Id} is gone or owned by another device");
+            }
+        }
+        Assert.True(problems.Count == 0, "Ports out of step with their servers: " + string.Join("; ", problems));
     }
 
     public static void AssertPlacementMatches(AllInOne ferry)

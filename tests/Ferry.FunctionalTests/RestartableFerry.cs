@@ -46,6 +46,7 @@ public sealed class RestartableFerry : IAsyncDisposable
             PlacementPort = 0,
             IdentityPort = 0,
             ImagePort = 0,
+            NetworkPort = 0,
             Hosts = 3,
             FakeTimeScale = 0,
         };

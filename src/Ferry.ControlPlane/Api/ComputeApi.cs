@@ -121,6 +121,7 @@ internal sealed partial class ComputeApi(
             UserData = spec.UserData,
             ServerGroupUuid = group?.Uuid,
             SchedulerHints = spec.SchedulerHints,
+            RequestedNetworks = spec.RequestedNetworks,
             CreatedAt = now,
             UpdatedAt = now,
         }, cancellationToken);

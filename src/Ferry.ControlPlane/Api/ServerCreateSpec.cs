@@ -21,4 +21,6 @@ internal sealed record ServerCreateSpec
     /// <summary>min_count / max_count: build as many as quota allows in this range (Nova's multiple create).</summary>
     public int MinCount { get; init; } = 1;
     public int MaxCount { get; init; } = 1;
+    /// <summary>The networks and ports the compute host makes the server's NICs on (checked already).</summary>
+    public List<RequestedNetwork> RequestedNetworks { get; init; } = [];
 }

@@ -103,7 +103,7 @@ public static partial class ServerMetadataEndpoints
         var ctx = RequestContext.Of(http);
         var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin("os_compute_api:ips:index", instance.ProjectId);
-        return NovaJson.Ok(new JsonObject { ["addresses"] = new JsonObject() });
+        return NovaJson.Ok(new JsonObject { ["addresses"] = ServerViewBuilder.Addresses(instance, extended: false) });
     }
 
     internal static async Task<IResult> IpsOfNetworkAsync(HttpContext http, string id, string network, ComputeApi compute)
@@ -111,8 +111,9 @@ public static partial class ServerMetadataEndpoints
         var ctx = RequestContext.Of(http);
         var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin("os_compute_api:ips:show", instance.ProjectId);
-        // A server is a member of no network here; Nova answers this for any name it is not on.
-        throw new NotFoundException("Instance is not a member of specified network");
+        return ServerViewBuilder.Addresses(instance, extended: false)[network] is JsonArray ips
+            ? NovaJson.Ok(new JsonObject { [network] = ips.DeepClone() })
+            : throw new NotFoundException("Instance is not a member of specified network");
     }
 
     /// <summary>

@@ -62,7 +62,7 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
             ["flavor"] = Flavor(http, v, i.Flavor),
             ["created"] = NovaJson.IsoZ(i.CreatedAt),
             ["updated"] = NovaJson.IsoZ(i.UpdatedAt),
-            ["addresses"] = new JsonObject(),
+            ["addresses"] = Addresses(i, extended: true),
             ["accessIPv4"] = "",
             ["accessIPv6"] = "",
             ["links"] = NovaJson.Links(http, $"servers/{i.Uuid}"),
@@ -194,5 +194,32 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
         var chars = displayName.ToLowerInvariant().Select(c => char.IsAsciiLetterOrDigit(c) || c == '-' ? c : '-').ToArray();
         var name = new string(chars).Trim('-');
         return name.Length == 0 ? "server" : name[..Math.Min(name.Length, 63)];
+    }
+
+    /// <summary>
+    /// Nova's addresses view: the server's fixed IPs under their network's name, from its info cache; with
+    /// <paramref name="extended"/> (server show and detail) each carries its type and the port's MAC.
+    /// </summary>
+    internal static JsonObject Addresses(Instance i, bool extended)
+    {
+        var addresses = new JsonObject();
+        foreach (var vif in i.NetworkInfo)
+        {
+            if (addresses[vif.NetworkLabel] is not JsonArray list)
+            {
+                addresses[vif.NetworkLabel] = list = new JsonArray();
+            }
+            foreach (var ip in vif.Ips)
+            {
+                var entry = new JsonObject { ["version"] = 4, ["addr"] = ip.Address };
+                if (extended)
+                {
+                    entry["OS-EXT-IPS:type"] = "fixed";
+                    entry["OS-EXT-IPS-MAC:mac_addr"] = vif.MacAddress;
+                }
+                list.Add((JsonNode)entry);
+            }
+        }
+        return addresses;
     }
 }

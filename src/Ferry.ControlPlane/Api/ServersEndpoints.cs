@@ -179,7 +179,8 @@ public static class ServersEndpoints
 
     private static readonly TimeSpan s_nameFilterBudget = TimeSpan.FromMilliseconds(100);
 
-    internal static async Task<IResult> CreateAsync(HttpContext http, ComputeApi compute, CatalogStore catalog, ComputeNodeStore nodes, ServiceStore services)
+    internal static async Task<IResult> CreateAsync(HttpContext http, ComputeApi compute, CatalogStore catalog, ComputeNodeStore nodes, ServiceStore services,
+        NetworkStore networkStore)
     {
         var ctx = RequestContext.Of(http);
         var body = await NovaJson.ReadBodyAsync(http);
@@ -200,7 +201,6 @@ public static class ServersEndpoints
         var metadata = server.TryGetPropertyValue("metadata", out var metadataNode) && metadataNode is not null
             ? ServerMetadataEndpoints.Metadata(metadataNode as JsonObject ?? throw BodySchema.Invalid("metadata", metadataNode, $"{NovaJson.Describe(metadataNode)} is not of type 'object'"), "metadata")
             : [];
-        ValidateNetworks(server);
         var volumeBacked = BootsFromVolume(server);
         var hints = SchedulerHints(body, out var groupUuid);
         var minCount = PositiveInteger(server, "min_count") ?? 1;
@@ -209,6 +209,7 @@ public static class ServersEndpoints
         {
             throw new BadRequestException("min_count must be <= max_count");
         }
+        var networks = await ServerNetworks.ResolveAsync(ctx, server, maxCount, networkStore, http.RequestAborted);
 
         var flavor = FlavorsEndpoints.Accessible(ctx, await catalog.FindFlavorAsync(BodySchema.RefId(flavorRef), http.RequestAborted));
         if (flavor is null || flavor.Disabled)
@@ -280,6 +281,7 @@ public static class ServersEndpoints
             SchedulerHints = hints,
             MinCount = minCount,
             MaxCount = maxCount,
+            RequestedNetworks = networks,
         };
         var (instance, adminPass) = await compute.CreateAsync(ctx, spec, http.RequestAborted);
         var links = NovaJson.Links(http, $"servers/{instance.Uuid}");
@@ -351,25 +353,6 @@ public static class ServersEndpoints
             return n.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
         return BodySchema.String(o, key);
-    }
-
-    /// <summary>Ferry has no network service: "none", "auto" or a list of requests are accepted and ignored.</summary>
-    private static void ValidateNetworks(JsonObject server)
-    {
-        if (!server.TryGetPropertyValue("networks", out var node) || node is null)
-        {
-            return;
-        }
-        var ok = node switch
-        {
-            JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>() is "none" or "auto",
-            JsonArray a => a.All(e => e is JsonObject),
-            _ => false,
-        };
-        if (!ok)
-        {
-            throw BodySchema.Invalid("networks", node, $"{NovaJson.Describe(node)} is not valid under any of the given schemas");
-        }
     }
 
     private static bool BootsFromVolume(JsonObject server)

@@ -15,6 +15,7 @@ public static class DatabaseSchema
         (PlacementSchema.CatalogComponent, PlacementSchema.CatalogScripts),
         (IdentitySchema.Component, IdentitySchema.Scripts),
         (MessagingSchema.Component, MessagingSchema.Scripts),
+        (NetworkSchema.Component, NetworkSchema.Scripts),
     ];
 
     /// <summary>Applies every missing script of every component; running it again changes nothing.</summary>

@@ -326,6 +326,7 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         Progress = u.Progress ?? i.Progress,
         LaunchedAt = u.LaunchedAt ?? i.LaunchedAt,
         Metadata = u.Metadata ?? i.Metadata,
+        NetworkInfo = u.NetworkInfo ?? i.NetworkInfo,
         TerminatedAt = u.Deleted ? now : i.TerminatedAt,
         UpdatedAt = now,
     };

@@ -11,4 +11,8 @@ namespace Ferry.ControlPlane.Persistence;
 [JsonSerializable(typeof(Service))]
 [JsonSerializable(typeof(ComputeNode))]
 [JsonSerializable(typeof(List<string>))]
+[JsonSerializable(typeof(Ferry.Core.Networking.Network))]
+[JsonSerializable(typeof(Ferry.Core.Networking.Subnet))]
+[JsonSerializable(typeof(Ferry.Core.Networking.Port))]
+[JsonSerializable(typeof(Ferry.Core.Networking.PortBinding))]
 internal sealed partial class PersistenceJsonContext : JsonSerializerContext;

@@ -18,6 +18,7 @@ public static class PersistenceServiceCollectionExtensions
         services.TryAddSingleton<ServerGroupStore>();
         services.TryAddSingleton<KeyPairStore>();
         services.TryAddSingleton<QuotaStore>();
+        services.TryAddSingleton<NetworkStore>();
         return services;
     }
 }

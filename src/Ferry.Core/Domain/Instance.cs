@@ -45,6 +45,13 @@ public sealed record Instance
     public string? ServerGroupUuid { get; init; }
     /// <summary>The boot request's scheduler hints (same_host, different_host…), honoured again on every move as Nova's RequestSpec does.</summary>
     public Dictionary<string, List<string>> SchedulerHints { get; init; } = [];
+    /// <summary>
+    /// The networks the boot request asked for, kept for the compute host that builds the server (Nova's
+    /// requested_networks): empty for none.
+    /// </summary>
+    public List<RequestedNetwork> RequestedNetworks { get; init; } = [];
+    /// <summary>The instance's network interfaces (Nova's info cache), filled in by the compute host that built it.</summary>
+    public List<Vif> NetworkInfo { get; init; } = [];
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }
     public DateTimeOffset? LaunchedAt { get; init; }

@@ -15,6 +15,7 @@ public sealed record DistributedPlan(
     int PlacementPort,
     int IdentityPort,
     int ImagePort,
+    int NetworkPort,
     bool UsesKeystone,
     IReadOnlyDictionary<string, string> Environment,
     int? MetricsPort = null)
@@ -83,6 +84,8 @@ public sealed class DistributedLauncher : IAsyncDisposable
     public string IdentityUrl { get; private set; } = "";
     public string ImageUrl { get; private set; } = "";
 
+    public string NetworkUrl { get; private set; } = "";
+
     private string PidFile => Path.Combine(_plan.DataDirectory, "distributed.pids");
 
     /// <summary>Starts everything; on any failure stops what it started and throws <see cref="FerryStartException"/>.</summary>
@@ -146,14 +149,15 @@ public sealed class DistributedLauncher : IAsyncDisposable
         }
 
         // The first api replica picks the ports (0: free ones); the others join it on the same ports.
-        var first = await StartAsync("api-1", ["api", "--reuse-port", .. ApiPorts(_plan.ComputePort, _plan.PlacementPort, _plan.IdentityPort, _plan.ImagePort)], shared, ct);
+        var first = await StartAsync("api-1", ["api", "--reuse-port", .. ApiPorts(_plan.ComputePort, _plan.PlacementPort, _plan.IdentityPort, _plan.ImagePort, _plan.NetworkPort)], shared, ct);
         ComputeApiUrl = UrlIn(first.ReadyLine, "compute API", "/v2.1");
         PlacementUrl = UrlIn(first.ReadyLine, "placement", "");
         ImageUrl = UrlIn(first.ReadyLine, "images", "");
+        NetworkUrl = UrlIn(first.ReadyLine, "network", "");
         IdentityUrl = _plan.UsesKeystone ? UrlIn(first.ReadyLine, "identity", "/v3") : "";
-        var ports = new[] { PortOf(ComputeApiUrl), PortOf(PlacementUrl), _plan.UsesKeystone ? PortOf(IdentityUrl) : 0, PortOf(ImageUrl) };
+        var ports = new[] { PortOf(ComputeApiUrl), PortOf(PlacementUrl), _plan.UsesKeystone ? PortOf(IdentityUrl) : 0, PortOf(ImageUrl), PortOf(NetworkUrl) };
         var others = Enumerable.Range(2, _plan.Replicas - 1)
-            .Select(i => StartAsync($"api-{i}", ["api", "--reuse-port", .. ApiPorts(ports[0], ports[1], ports[2], ports[3])], shared, ct));
+            .Select(i => StartAsync($"api-{i}", ["api", "--reuse-port", .. ApiPorts(ports[0], ports[1], ports[2], ports[3], ports[4])], shared, ct));
         var control = Enumerable.Range(1, _plan.Replicas).SelectMany(i => new[]
         {
             StartAsync($"conductor-{i}", ["conductor", "--controller-host", $"{Environment.MachineName}-{i}", .. MetricsPort(2 * (i - 1))], shared, ct),
@@ -165,6 +169,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
         {
             ["FERRY_API__PLACEMENTURL"] = PlacementUrl,
             ["FERRY_API__IMAGEURL"] = ImageUrl,
+            ["FERRY_API__NETWORKURL"] = NetworkUrl,
         };
         if (_plan.UsesKeystone)
         {
@@ -188,9 +193,10 @@ public sealed class DistributedLauncher : IAsyncDisposable
         { } first => ["--metrics-port", Invariant(first + index)],
     };
 
-    private static string[] ApiPorts(int compute, int placement, int identity, int image) =>
+    private static string[] ApiPorts(int compute, int placement, int identity, int image, int network) =>
     [
         "--compute-port", Invariant(compute), "--placement-port", Invariant(placement), "--identity-port", Invariant(identity), "--image-port", Invariant(image),
+        "--network-port", Invariant(network),
     ];
 
     private async Task<FerryChild> StartAsync(string name, string[] arguments, IReadOnlyDictionary<string, string> environment, CancellationToken ct)

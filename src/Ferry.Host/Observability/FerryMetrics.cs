@@ -150,6 +150,7 @@ public static class FerryHostOptionsMetricsExtensions
             [options.ComputeApiPort] = "compute",
             [options.PlacementPort] = "placement",
             [options.ImagePort] = "image",
+            [options.NetworkPort] = "network",
         };
         if (options.UsesKeystone)
         {

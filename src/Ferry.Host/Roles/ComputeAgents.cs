@@ -86,6 +86,7 @@ public sealed class ComputeAgents : IAsyncDisposable
             // With credentials the endpoints come from the token's catalog, as in a Nova deployment.
             PlacementUrl = Session is null ? new Uri(_options.PlacementUrl + "/") : null,
             ImageUrl = Session is null ? new Uri(_options.ImageUrl + "/") : null,
+            NetworkUrl = Session is null ? new Uri(_options.NetworkUrl + "/") : null,
             ServiceCredentials = Session?.Credentials,
             LiveMigrationBandwidthMiBps = _options.LiveMigrationBandwidthMiBps,
             LiveMigrationPermitPostCopy = _options.LiveMigrationPermitPostCopy,
@@ -104,7 +105,7 @@ public sealed class ComputeAgents : IAsyncDisposable
         // The driver binds what the agent advertises: its my_ip and live_migration_inbound_addr.
         IComputeDriver driver = _options.Driver == "qemu" ? CreateQemuDriver(host, computeOptions, clients.Images) : CreateFakeDriver(host, computeOptions);
         Drivers[host] = driver;
-        var compute = new ComputeManager(computeOptions, driver, _transport, _rpcOptions, clients.Placement, _time, _loggers);
+        var compute = new ComputeManager(computeOptions, driver, _transport, _rpcOptions, clients.Placement, _time, _loggers, clients.Network);
         await compute.StartAsync(ct);
         Computes[host] = compute;
         return compute;

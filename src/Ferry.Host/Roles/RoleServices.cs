@@ -3,6 +3,7 @@ using Ferry.ControlPlane.Api;
 using Ferry.ControlPlane.Conductor;
 using Ferry.ControlPlane.Identity;
 using Ferry.ControlPlane.Images;
+using Ferry.ControlPlane.Networking;
 using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.ControlPlane.Scheduler;
@@ -128,6 +129,10 @@ internal static class RoleServices
         if (options.Serves("image"))
         {
             app.MapGroup("").RequireLocalPort(options.ImagePort).MapImageApi();
+        }
+        if (options.Serves("network"))
+        {
+            app.MapGroup("").RequireLocalPort(options.NetworkPort).MapNetworkApi();
         }
         app.MapHealthcheck(Healthcheck.DisableFilePath(options.DataDirectory)); // every API port, before any authentication
     }

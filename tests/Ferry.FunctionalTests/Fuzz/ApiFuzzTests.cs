@@ -40,6 +40,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             PlacementPort = 0,
             IdentityPort = 0,
             ImagePort = 0,
+            NetworkPort = 0,
             Auth = "keystone",
             Hosts = 3,
             FakeTimeScale = 0,
@@ -80,6 +81,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             [_options.PlacementPort] = FuzzService.Placement,
             [_options.IdentityPort] = FuzzService.Identity,
             [_options.ImagePort] = FuzzService.Image,
+            [_options.NetworkPort] = FuzzService.Network,
         };
         var routes = FuzzRoute.Enumerate(_ferry.Services, ports);
         foreach (var service in Enum.GetValues<FuzzService>())
@@ -218,6 +220,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             FuzzService.Compute => _options.ComputeApiUrl,
             FuzzService.Placement => _options.PlacementUrl,
             FuzzService.Identity => _options.IdentityUrl,
+            FuzzService.Network => _options.NetworkUrl,
             _ => _options.ImageUrl,
         };
         using var message = new HttpRequestMessage(new HttpMethod(request.Method), new Uri(baseUrl + request.Path));
@@ -317,6 +320,20 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             var token = await GetAsync(_options.IdentityUrl + "/v3/auth/tokens", caller, subjectToken: _tokens[caller]);
             _world.Add("user", token["token"]!["user"]!["id"]!.GetValue<string>());
         }
+        foreach (var n in (await GetAsync(_options.NetworkUrl + "/v2.0/networks", "admin"))["networks"]!.AsArray())
+        {
+            _world.Add("network", n!["id"]!.GetValue<string>());
+        }
+        foreach (var s in (await GetAsync(_options.NetworkUrl + "/v2.0/subnets", "admin"))["subnets"]!.AsArray())
+        {
+            _world.Add("subnet", s!["id"]!.GetValue<string>());
+        }
+        var port = await SendJsonAsync(HttpMethod.Post, _options.NetworkUrl + "/v2.0/ports", "member",
+            new JsonObject { ["port"] = new JsonObject { ["network_id"] = _world.Ids["network"][0], ["device_owner"] = "compute:nova" } });
+        _world.Add("port", port["port"]!["id"]!.GetValue<string>());
+        _world.Add("host", "compute1");
+        _world.Add("host", "compute2");
+        _world.Add("alias", "binding");
         _world.Add("resource_class", "VCPU");
         _world.Add("resource_class", "MEMORY_MB");
         _world.Add("extra_spec", "hw:cpu_policy");

@@ -10,6 +10,7 @@ internal enum FuzzService
     Placement,
     Identity,
     Image,
+    Network,
 }
 
 /// <summary>
@@ -69,6 +70,7 @@ internal static class ErrorShapes
             FuzzService.Identity => Keystone(o, status),
             FuzzService.Image => Glance(o, status),
             FuzzService.Placement => Placement(o, status),
+            FuzzService.Network => Neutron(o),
             _ => "unknown service",
         };
     }
@@ -132,6 +134,16 @@ internal static class ErrorShapes
             return "Placement error without string title and detail";
         }
         return IsString(error["request_id"]) ? null : "Placement error without request_id";
+    }
+
+    /// <summary><c>{"NeutronError": {"type", "message", "detail"}}</c> (neutron/api/api_common.py); neutronclient needs all three.</summary>
+    private static string? Neutron(JsonObject o)
+    {
+        if (o.Count != 1 || o["NeutronError"] is not JsonObject error)
+        {
+            return "not Neutron's error body (expected the single key 'NeutronError')";
+        }
+        return IsString(error["type"]) && IsString(error["message"]) && IsString(error["detail"]) ? null : "Neutron error without string type, message and detail";
     }
 
     private static bool IsInt(JsonNode? node, int expected) =>

@@ -37,6 +37,9 @@ internal sealed class FuzzWorld
             "requestId" => "request",
             "key" => "extra_spec",
             "name" => "keypair",
+            "host" => "host",
+            "alias" => "alias",
+            "projectId" => "project",
             _ => null,
         };
         if (kind is null)
@@ -55,6 +58,9 @@ internal sealed class FuzzWorld
                 "users" => "user",
                 "os-keypairs" => "keypair",
                 "os-quota-sets" or "os-quota-class-sets" => "project",
+                "networks" => "network",
+                "subnets" => "subnet",
+                "ports" => "port",
                 _ => null,
             };
         }
@@ -110,6 +116,19 @@ internal sealed class FuzzWorld
                 ["rxtx_factor"] = 1.0, ["os-flavor-access:is_public"] = true,
             },
         },
+        ["POST /v2.0/networks"] = _ => new JsonObject { ["network"] = new JsonObject { ["name"] = "fuzz-net" } },
+        ["PUT /v2.0/networks/{id}"] = _ => new JsonObject { ["network"] = new JsonObject { ["name"] = "fuzz-renamed", ["admin_state_up"] = true } },
+        ["POST /v2.0/subnets"] = w => new JsonObject
+        {
+            ["subnet"] = new JsonObject { ["network_id"] = w.One("network"), ["cidr"] = "10.123.0.0/24", ["ip_version"] = 4, ["name"] = "fuzz-subnet" },
+        },
+        ["PUT /v2.0/subnets/{id}"] = _ => new JsonObject { ["subnet"] = new JsonObject { ["name"] = "fuzz-renamed", ["dns_nameservers"] = new JsonArray("10.0.0.53") } },
+        ["POST /v2.0/ports"] = w => new JsonObject
+        {
+            ["port"] = new JsonObject { ["network_id"] = w.One("network"), ["name"] = "fuzz-port", ["fixed_ips"] = new JsonArray(new JsonObject { ["subnet_id"] = w.One("subnet") }) },
+        },
+        ["PUT /v2.0/ports/{id}"] = _ => new JsonObject { ["port"] = new JsonObject { ["name"] = "fuzz-renamed", ["binding:host_id"] = "compute2" } },
+        ["POST /v2.0/ports/{id}/bindings"] = _ => new JsonObject { ["binding"] = new JsonObject { ["host"] = "compute3" } },
         ["POST /os-keypairs"] = _ => new JsonObject { ["keypair"] = new JsonObject { ["name"] = "fuzz", ["type"] = "ssh", ["public_key"] = PublicKey } },
         ["POST /os-server-groups"] = w => new JsonObject
         {

@@ -19,7 +19,7 @@ public sealed class FerryProgramTests : IDisposable
 
         Assert.True(first.ExitCode == 0, first.Output);
         Assert.Contains($"ferry db sync: the database {Path.Combine(_dataDirectory, "ferry.db")} is up to date.", first.Output, StringComparison.Ordinal);
-        Assert.Equal(["compute", "identity", "messaging", "placement", "placement_catalog"], afterFirst.Keys.Order());
+        Assert.Equal(["compute", "identity", "messaging", "network", "placement", "placement_catalog"], afterFirst.Keys.Order());
         Assert.All(afterFirst.Values, version => Assert.True(version > 0));
         Assert.True(second.ExitCode == 0, second.Output);
         Assert.Equal(afterFirst, SchemaVersions());
@@ -79,7 +79,7 @@ public sealed class FerryProgramTests : IDisposable
     {
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry")) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { "all-in-one", "--hosts", "2000", "--auth", "noauth2", "--data-dir", _dataDirectory,
-            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--identity-port", "0" })
+            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--identity-port", "0" })
         {
             start.ArgumentList.Add(arg);
         }
@@ -139,7 +139,7 @@ public sealed class FerryProgramTests : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { "api", "--apis", "placement,image", "--auth", "noauth2", "--placement-port", "0", "--image-port", "0", "--data-dir", _dataDirectory })
+        foreach (var arg in new[] { "api", "--apis", "placement,image", "--auth", "noauth2", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--data-dir", _dataDirectory })
         {
             start.ArgumentList.Add(arg);
         }

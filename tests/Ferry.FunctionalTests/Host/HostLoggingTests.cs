@@ -18,6 +18,7 @@ public sealed class HostLoggingTests
                 ComputeApiPort = 0,
                 PlacementPort = 0,
                 ImagePort = 0,
+                NetworkPort = 0,
                 Hosts = 1,
                 FakeTimeScale = 0,
                 LogFilePath = FerryLogging.LogFilePath(dataDirectory, DateTimeOffset.UtcNow),

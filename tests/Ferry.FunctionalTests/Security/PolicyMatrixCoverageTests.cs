@@ -23,6 +23,7 @@ public sealed class PolicyMatrixCoverageTests(PolicyMatrixFixture fixture) : ICl
             [options.PlacementPort] = FuzzService.Placement,
             [options.IdentityPort] = FuzzService.Identity,
             [options.ImagePort] = FuzzService.Image,
+            [options.NetworkPort] = FuzzService.Network,
         };
         var mapped = FuzzRoute.Enumerate(fixture.Ferry.Services, ports).Where(r => !r.IsFallback)
             .Select(r => (Service: (Service)(int)r.Service, r.Method, Template: Canonical((Service)(int)r.Service, r.Template)))
@@ -51,6 +52,7 @@ public sealed class PolicyMatrixCoverageTests(PolicyMatrixFixture fixture) : ICl
         Service.Compute => "/v2.1",
         Service.Identity => "/v3",
         Service.Image => "/v2",
+        Service.Network => "/v2.0",
         _ => "",
     };
 

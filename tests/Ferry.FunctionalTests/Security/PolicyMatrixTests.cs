@@ -81,6 +81,17 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
         Ids["demoProject"] = DemoProjectId;
         Ids["flavor"] = "m1.tiny";
         Ids["memberToken"] = Token(Caller.Member)!;
+        var network = await SendAsync(Caller.Member, Service.Network, HttpMethod.Post, "/networks", """{"network": {"name": "demo-net"}}""");
+        Ids["network"] = (string)network.Body!["network"]!["id"]!;
+        var subnet = await SendAsync(Caller.Member, Service.Network, HttpMethod.Post, "/subnets",
+            $$$"""{"subnet": {"network_id": "{{{Ids["network"]}}}", "cidr": "10.55.0.0/24", "ip_version": 4}}""");
+        Ids["subnet"] = (string)subnet.Body!["subnet"]!["id"]!;
+        var port = await SendAsync(Caller.Member, Service.Network, HttpMethod.Post, "/ports",
+            $$$"""{"port": {"network_id": "{{{Ids["network"]}}}", "device_owner": "compute:nova"}}""");
+        Ids["port"] = (string)port.Body!["port"]!["id"]!;
+        // Bound to the host, so the binding routes have a binding to show, delete and activate.
+        var bound = await SendAsync(Caller.Admin, Service.Network, HttpMethod.Put, $"/ports/{Ids["port"]}", """{"port": {"binding:host_id": "compute1"}}""");
+        Assert.True(bound.Status == 200, bound.Body?.ToJsonString());
     }
 
     /// <summary>The service's URL without its API version prefix (version discovery).</summary>
@@ -89,6 +100,7 @@ public sealed class PolicyMatrixFixture : SecurityFixture, IAsyncLifetime
         Service.Compute => Ferry.Options.ComputeApiUrl,
         Service.Placement => Ferry.Options.PlacementUrl,
         Service.Identity => Ferry.Options.IdentityUrl,
+        Service.Network => Ferry.Options.NetworkUrl,
         _ => Ferry.Options.ImageUrl,
     };
 
@@ -305,6 +317,35 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Image, "DELETE", "/images/{image}", Rule.OwnedWrite, allowed: 204),
         R(Service.Image, "DELETE", "/images/2d4b7a1e-6c1f-4a3e-9a8e-f3e7c0d9b001", Rule.Admin, allowed: 204,
             overrides: new() { [Caller.Reader] = 403, [Caller.Member] = 403, [Caller.OtherMember] = 403 }),
+
+        // Neutron's defaults: a project's own networks, subnets and ports; shared networks readable by all; bindings the admin's.
+        R(Service.Network, "GET", "/", Rule.Public, root: true),
+        R(Service.Network, "GET", "/", Rule.AnyReader),
+        R(Service.Network, "GET", "/extensions", Rule.AnyReader),
+        R(Service.Network, "GET", "/extensions/binding", Rule.AnyReader),
+        R(Service.Network, "GET", "/security-groups", Rule.AnyReader),
+        R(Service.Network, "GET", "/quotas/{demoProject}", Rule.OwnedRead, overrides: new() { [Caller.OtherMember] = 403 }),
+        R(Service.Network, "GET", "/networks", Rule.AnyReader),
+        R(Service.Network, "POST", "/networks", Rule.AnyMember, """{"network": {"name": "x"}}""", 201),
+        R(Service.Network, "GET", "/networks/{network}", Rule.OwnedRead),
+        R(Service.Network, "PUT", "/networks/{network}", Rule.OwnedWrite, """{"network": {"name": "pwned"}}"""),
+        R(Service.Network, "DELETE", "/networks/{network}", Rule.OwnedWrite, allowed: 204),
+        R(Service.Network, "GET", "/subnets", Rule.AnyReader),
+        R(Service.Network, "POST", "/subnets", Rule.Admin,
+            """{"subnet": {"network_id": "7c1f0b6e-3a51-4c39-9d0e-5b2f8e6a0001", "cidr": "10.56.0.0/24", "ip_version": 4}}""", 201),
+        R(Service.Network, "GET", "/subnets/{subnet}", Rule.OwnedRead),
+        R(Service.Network, "PUT", "/subnets/{subnet}", Rule.OwnedWrite, """{"subnet": {"name": "pwned"}}"""),
+        R(Service.Network, "DELETE", "/subnets/{subnet}", Rule.OwnedWrite, allowed: 204),
+        R(Service.Network, "GET", "/ports", Rule.AnyReader),
+        R(Service.Network, "POST", "/ports", Rule.AnyMember, """{"port": {"network_id": "7c1f0b6e-3a51-4c39-9d0e-5b2f8e6a0001"}}""", 201),
+        R(Service.Network, "GET", "/ports/{port}", Rule.OwnedRead),
+        R(Service.Network, "PUT", "/ports/{port}", Rule.OwnedWrite, """{"port": {"name": "pwned"}}"""),
+        R(Service.Network, "DELETE", "/ports/{port}", Rule.OwnedWrite, allowed: 204),
+        R(Service.Network, "GET", "/ports/{port}/bindings", Rule.AdminOwned),
+        R(Service.Network, "POST", "/ports/{port}/bindings", Rule.AdminOwned, """{"binding": {"host": "compute9"}}""", 201),
+        R(Service.Network, "GET", "/ports/{port}/bindings/compute1", Rule.AdminOwned),
+        R(Service.Network, "DELETE", "/ports/{port}/bindings/compute1", Rule.AdminOwned, allowed: 204),
+        R(Service.Network, "PUT", "/ports/{port}/bindings/compute1/activate", Rule.AdminOwned),
     ];
 
     /// <summary>The status a caller gets; null when the caller is allowed to change state (not sent).</summary>

@@ -28,6 +28,11 @@ public sealed class PolicyMatrixWriteTests(PolicyMatrixFixture fixture) : IClass
         ["Compute POST /servers/{server}/migrations/1/action"] = "needs a live migration in flight: Cli/MigrationInFlightCliTests",
         ["Compute DELETE /servers/{server}/migrations/1"] = "needs a live migration in flight: Cli/MigrationInFlightCliTests",
         ["Compute DELETE /os-services/{service}"] = "would delete the matrix's only compute host and its provider: Flows/ServiceDeleteTests",
+        ["Network DELETE /networks/{network}"] = "the fixture's demo network, which the other rows read: Cli/NetworkCliTests deletes networks through the client, Persistence/NetworkStoreTests",
+        ["Network DELETE /subnets/{subnet}"] = "the fixture's demo subnet, which the other rows read: Cli/NetworkCliTests, Persistence/NetworkStoreTests",
+        ["Network DELETE /ports/{port}"] = "the fixture's demo port, which the binding rows use: Cli/NetworkCliTests, Networking/NetworkFlowTests",
+        ["Network DELETE /ports/{port}/bindings/compute1"] = "the demo port's one active binding, which the binding rows read: Persistence/NetworkStoreTests.Bindings_LiveMigrationSequence_…, Networking/NetworkFlowTests.LiveMigrate_…",
+        ["Network PUT /ports/{port}/bindings/compute1/activate"] = "already active (409 by design); activation of an inactive binding: Persistence/NetworkStoreTests.Bindings_LiveMigrationSequence_…, Networking/NetworkFlowTests.LiveMigrate_…",
         ["Image DELETE /images/2d4b7a1e-6c1f-4a3e-9a8e-f3e7c0d9b001"] = "the seeded ferry-test-guest image, whose id Glance never lets be reused: Images/ImageApiTests",
     };
 
@@ -191,6 +196,41 @@ public sealed class PolicyMatrixWriteTests(PolicyMatrixFixture fixture) : IClass
                 return Task.CompletedTask;
             }),
         // Image: each on an image made for it.
+        ["Network POST /networks"] = new(["networks"],
+            async c =>
+            {
+                c.Saved["id"] = (string)c.Response!["network"]!["id"]!;
+                Assert.Equal(c.ProjectId, (string?)(await c.ExpectAsync(Caller.Admin, Service.Network, "GET", $"/networks/{c.Saved["id"]}", 200))!["network"]!["project_id"]);
+            },
+            Restore: c => c.ExpectAsync(Caller.Admin, Service.Network, "DELETE", $"/networks/{c.Saved["id"]}", 204)),
+        ["Network PUT /networks/{network}"] = new(["networks"],
+            async c => Assert.Equal("pwned", (string?)(await c.ExpectAsync(Caller.Admin, Service.Network, "GET", $"/networks/{c.Ids["network"]}", 200))!["network"]!["name"]),
+            Restore: c => c.ExpectAsync(Caller.Admin, Service.Network, "PUT", $"/networks/{c.Ids["network"]}", """{"network": {"name": "demo-net"}}""", 200)),
+        ["Network POST /subnets"] = new(["subnets"],
+            async c =>
+            {
+                c.Saved["id"] = (string)c.Response!["subnet"]!["id"]!;
+                Assert.Equal("10.56.0.0/24", (string?)(await c.ExpectAsync(Caller.Admin, Service.Network, "GET", $"/subnets/{c.Saved["id"]}", 200))!["subnet"]!["cidr"]);
+            },
+            Restore: c => c.ExpectAsync(Caller.Admin, Service.Network, "DELETE", $"/subnets/{c.Saved["id"]}", 204)),
+        ["Network PUT /subnets/{subnet}"] = new(["subnets"],
+            async c => Assert.Equal("pwned", (string?)(await c.ExpectAsync(Caller.Admin, Service.Network, "GET", $"/subnets/{c.Ids["subnet"]}", 200))!["subnet"]!["name"]),
+            Restore: c => c.ExpectAsync(Caller.Admin, Service.Network, "PUT", $"/subnets/{c.Ids["subnet"]}", """{"subnet": {"name": ""}}""", 200)),
+        ["Network POST /ports"] = new(["ports", "ip_allocations"],
+            async c =>
+            {
+                c.Saved["id"] = (string)c.Response!["port"]!["id"]!;
+                var port = await c.ExpectAsync(Caller.Admin, Service.Network, "GET", $"/ports/{c.Saved["id"]}", 200);
+                Assert.Equal(c.ProjectId, (string?)port!["port"]!["project_id"]);
+                Assert.Single(port["port"]!["fixed_ips"]!.AsArray());
+            },
+            Restore: c => c.ExpectAsync(Caller.Admin, Service.Network, "DELETE", $"/ports/{c.Saved["id"]}", 204)),
+        ["Network PUT /ports/{port}"] = new(["ports"],
+            async c => Assert.Equal("pwned", (string?)(await c.ExpectAsync(Caller.Admin, Service.Network, "GET", $"/ports/{c.Ids["port"]}", 200))!["port"]!["name"]),
+            Restore: c => c.ExpectAsync(Caller.Admin, Service.Network, "PUT", $"/ports/{c.Ids["port"]}", """{"port": {"name": ""}}""", 200)),
+        ["Network POST /ports/{port}/bindings"] = new(["port_bindings"],
+            async c => Assert.Equal("INACTIVE", (string?)(await c.ExpectAsync(Caller.Admin, Service.Network, "GET", $"/ports/{c.Ids["port"]}/bindings/compute9", 200))!["binding"]!["status"]),
+            Restore: c => c.ExpectAsync(Caller.Admin, Service.Network, "DELETE", $"/ports/{c.Ids["port"]}/bindings/compute9", 204)),
         ["Image POST /images"] = new(["images"],
             async c =>
             {

@@ -29,6 +29,7 @@ public enum Service
     Placement,
     Identity,
     Image,
+    Network,
 }
 
 /// <summary>
@@ -87,6 +88,7 @@ public class SecurityFixture : CliFixture, IAsyncLifetime
         Service.Compute => Ferry.Options.ComputeApiUrl + "/v2.1",
         Service.Placement => Ferry.Options.PlacementUrl,
         Service.Identity => Ferry.Options.IdentityUrl + "/v3",
+        Service.Network => Ferry.Options.NetworkUrl + "/v2.0",
         _ => Ferry.Options.ImageUrl + "/v2",
     };
 

@@ -72,6 +72,7 @@ public sealed class ComputeApiFixture : IAsyncLifetime
             ? Ferry.Tests.Shared.PostgresServer.Shared.CreateDatabase("api")
             : _dbPath);
         Db.Migrate(ComputeSchema.Component, ComputeSchema.Scripts);
+        Db.Migrate(NetworkSchema.Component, NetworkSchema.Scripts);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();

@@ -26,6 +26,7 @@ public sealed class WebHostConfigurationTests : IDisposable
             PlacementPort = 0,
             IdentityPort = 0,
             ImagePort = 0,
+            NetworkPort = 0,
         };
         await using var ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
 

@@ -66,6 +66,8 @@ public sealed record InstanceUpdateRequest
     public DateTimeOffset? LaunchedAt { get; init; }
     /// <summary>Replaces the instance's metadata (server metadata API).</summary>
     public Dictionary<string, string>? Metadata { get; init; }
+    /// <summary>Replaces the instance's network info cache.</summary>
+    public List<Vif>? NetworkInfo { get; init; }
     /// <summary>Marks the row deleted (terminate finished).</summary>
     public bool Deleted { get; init; }
     public List<TaskState?>? ExpectedTaskStates { get; init; }
