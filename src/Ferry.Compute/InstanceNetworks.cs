@@ -126,6 +126,42 @@ public sealed class InstanceNetworks(ComputeContext context)
         }
     }
 
+    /// <summary>
+    /// Leaves every port of the server bound to <paramref name="host"/> alone: its binding there made active (activated
+    /// when a migration had left one, else set), every other binding deleted. Idempotent; start-up recovery runs it for
+    /// the servers whose move it finished or rolled back, wherever the move was cut.
+    /// </summary>
+    public async Task SettleOnHostAsync(Instance instance, string host, CancellationToken ct)
+    {
+        foreach (var vif in instance.NetworkInfo)
+        {
+            List<PortBinding> bindings;
+            try
+            {
+                bindings = await Client.ListBindingsAsync(vif.Id, ct);
+            }
+            catch (NeutronException ex) when (ex.HttpStatus == 404)
+            {
+                continue; // the port is gone: nothing to settle
+            }
+            if (bindings.FirstOrDefault(b => b.Host == host) is { } here)
+            {
+                if (here.Status != PortBindingStatus.Active)
+                {
+                    await Client.ActivateBindingAsync(vif.Id, host, ct);
+                }
+            }
+            else
+            {
+                await Client.UpdatePortAsync(vif.Id, new JsonObject { ["binding:host_id"] = host }, ct);
+            }
+            foreach (var other in bindings.Where(b => b.Host != host))
+            {
+                await Client.DeleteBindingAsync(vif.Id, other.Host, ct);
+            }
+        }
+    }
+
     private NetworkHttpClient Client => context.Network
         ?? throw new FerryException("This compute host has no network service configured (network_url) to move the server's ports.", 500);
 

@@ -52,6 +52,38 @@ public sealed partial class StartupRecovery(ComputeContext context)
                 Log.RecoveryFailed(context.Logger, ex, instance.Uuid);
             }
         }
+        await SettlePortsAsync(state, ct);
+    }
+
+    /// <summary>
+    /// The ports of every server whose move recovery just finished or rolled back follow it to the host it ended on: a move
+    /// cut between binding the destination and settling leaves a binding on the host the guest is not on (or an inactive
+    /// one). Servers still moving (a post-copy migration carried on) are left to their move; servers that were not moving
+    /// have nothing to settle, so a restart makes no network call for them.
+    /// </summary>
+    private async Task SettlePortsAsync(HostRecoveryState state, CancellationToken ct)
+    {
+        var moved = state.Instances.Where(i => i.TaskState is not null && i.NetworkInfo.Count > 0).Select(i => i.Uuid)
+            .Concat(state.Migrations.Where(m => !MigrationStatus.Final.Contains(m.Status)).Select(m => m.InstanceUuid))
+            .Except(PostCopies.Select(p => p.Instance.Uuid)).Distinct();
+        foreach (var uuid in moved)
+        {
+            try
+            {
+                var instance = await context.Conductor.GetInstanceAsync(uuid, ct);
+                if (instance.Host is { } host && instance.TaskState is null && instance.NetworkInfo.Count > 0)
+                {
+                    await context.Networks.SettleOnHostAsync(instance, host, ct);
+                }
+            }
+            catch (NotFoundException)
+            {
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.RecoveryFailed(context.Logger, ex, uuid);
+            }
+        }
     }
 
     /// <summary>

@@ -72,12 +72,32 @@ public static class Invariants
             {
                 problems.Add($"port {port.Port.Id} of {owner.Uuid} is not in its network info");
             }
+            if (owner.Host is { } runsOn && ferry.Computes.TryGetValue(runsOn, out var agent) && agent.IsRunning && agent.Driver is FakeDriver driver
+                && driver.GetGuest(owner.Uuid) is not null && driver.TapDevices().All(t => t.PortId != port.Port.Id))
+            {
+                problems.Add($"port {port.Port.Id} of {owner.Uuid} is bound to {runsOn}, which has no tap device for it");
+            }
         }
         foreach (var instance in instances.List().Where(i => i.NetworkInfo.Count > 0))
         {
             foreach (var vif in instance.NetworkInfo.Where(v => ports.All(p => p.Port.Id != v.Id || p.Port.DeviceId != instance.Uuid)))
             {
                 problems.Add($"{instance.Uuid}'s port {vif.Id} is gone or owned by another device");
+            }
+        }
+        foreach (var (host, compute) in ferry.Computes)
+        {
+            if (compute.Driver is not FakeDriver fake || !compute.IsRunning)
+            {
+                continue;
+            }
+            foreach (var tap in fake.TapDevices())
+            {
+                // A tap device on a host is there for a port bound to that host, and for no other.
+                if (ports.FirstOrDefault(p => p.Port.Id == tap.PortId) is not { } port || port.ActiveBinding?.Host != host || port.Port.MacAddress != tap.MacAddress)
+                {
+                    problems.Add($"tap {tap.Name} on {host} (guest {tap.GuestUuid}) has no port bound to {host}");
+                }
             }
         }
         Assert.True(problems.Count == 0, "Ports out of step with their servers: " + string.Join("; ", problems));

@@ -3,6 +3,7 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.Core.Domain;
 using Ferry.Core.Errors;
+using Ferry.Core.Networking;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Microsoft.Extensions.Logging;
@@ -23,6 +24,7 @@ internal sealed partial class ComputeApi(
     ComputeNodeStore nodes,
     ServerGroupStore groups,
     KeyPairStore keypairs,
+    NetworkStore networks,
     IPlacementService placement,
     QuotaEngine quotas,
     ConductorClient conductor,
@@ -237,6 +239,35 @@ internal sealed partial class ComputeApi(
         if (instance.ServerGroupUuid is { } groupUuid && await groups.FindAsync(groupUuid, CancellationToken.None) is not null)
         {
             await groups.RemoveMemberAsync(groupUuid, instance.Uuid, CancellationToken.None);
+        }
+        await ReleasePortsAsync(instance);
+    }
+
+    /// <summary>
+    /// No compute host will release the server's ports (it never had one, or its host is down): the ports made for it go,
+    /// a port its user gave is unbound and kept (Nova's _local_delete deallocates the network too).
+    /// </summary>
+    private async Task ReleasePortsAsync(Instance instance)
+    {
+        var given = instance.RequestedNetworks.Where(r => r.PortId is not null).Select(r => r.PortId!).ToHashSet();
+        foreach (var port in await networks.ListPortsAsync(new PortQuery { DeviceIds = [instance.Uuid] }, CancellationToken.None))
+        {
+            try
+            {
+                if (given.Contains(port.Port.Id) || instance.NetworkInfo.Any(v => v.Id == port.Port.Id && v.PreserveOnDelete))
+                {
+                    await networks.UpdatePortAsync(port.Port.Id, p => p with { DeviceId = "", DeviceOwner = "" }, null,
+                        new BindingChange("", VifTypes.Unbound, [], port.Port.VnicType, []), CancellationToken.None);
+                }
+                else
+                {
+                    await networks.DeletePortAsync(port.Port.Id, CancellationToken.None);
+                }
+            }
+            catch (NeutronException ex) when (ex.HttpStatus == 404)
+            {
+                // Gone meanwhile (its user deleted it): nothing to release.
+            }
         }
     }
 

@@ -23,11 +23,7 @@ public static class PlacementAuthFilter
         var caller = await http.RequestServices.GetRequiredService<IRequestAuthenticator>().AuthenticateAsync(http, http.RequestAborted);
         if (caller is null)
         {
-            if (http.RequestServices.GetService<IdentityOptions>()?.Catalog.FirstOrDefault(s => s.Type == "identity")?.Url is { } identityUrl)
-            {
-                http.Response.Headers.WWWAuthenticate = "Keystone uri=\"" + identityUrl.Replace("/v3", "", StringComparison.Ordinal) + "\"";
-            }
-            return IdentityEndpoints.Error(StatusCodes.Status401Unauthorized, "Unauthorized", "The request you have made requires authentication.");
+            return KeystoneChallenge.Unauthorized(http);
         }
         if (!caller.IsAdmin)
         {

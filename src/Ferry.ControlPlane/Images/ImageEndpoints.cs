@@ -86,9 +86,7 @@ public static class ImageEndpoints
             var identity = await http.RequestServices.GetRequiredService<IRequestAuthenticator>().AuthenticateAsync(http, http.RequestAborted);
             if (identity is null)
             {
-                var identityUrl = http.RequestServices.GetService<IdentityOptions>()?.Catalog.FirstOrDefault(s => s.Type == "identity")?.Url;
-                http.Response.Headers.WWWAuthenticate = $"Keystone uri=\"{identityUrl?.Replace("/v3", "", StringComparison.Ordinal)}\"";
-                return IdentityEndpoints.Error(401, "Unauthorized", "The request you have made requires authentication.");
+                return KeystoneChallenge.Unauthorized(http);
             }
             http.Items[IdentityKey] = identity;
         }

@@ -75,6 +75,19 @@ public sealed class NetworkHttpClient
         }
     }
 
+    /// <summary>The port's bindings, active and inactive.</summary>
+    public async Task<List<PortBinding>> ListBindingsAsync(string portId, CancellationToken cancellationToken)
+    {
+        var body = await SendAsync(HttpMethod.Get, $"v2.0/ports/{Uri.EscapeDataString(portId)}/bindings", null, cancellationToken);
+        return [.. body!["bindings"]!.AsArray().Select(b => new PortBinding
+        {
+            PortId = portId,
+            Host = b!["host"]?.GetValue<string>() ?? "",
+            Status = b["status"]?.GetValue<string>() ?? PortBindingStatus.Inactive,
+            VifType = b["vif_type"]?.GetValue<string>() ?? VifTypes.Unbound,
+        })];
+    }
+
     /// <summary>Adds an inactive binding of the port for <paramref name="host"/> (a live migration's destination).</summary>
     public async Task CreateBindingAsync(string portId, string host, CancellationToken cancellationToken) =>
         await SendAsync(HttpMethod.Post, $"v2.0/ports/{Uri.EscapeDataString(portId)}/bindings",

@@ -115,6 +115,14 @@ public sealed partial class FakeDriver : IComputeDriver
         : State.ResizeSources.TryGetValue(uuid, out var source) ? source.ToInfo()
         : null;
 
+    /// <summary>
+    /// The host's tap devices, as a real host's would be: one per VIF of every guest defined here (a running guest, or
+    /// one coming in by live migration: plugged in spawn, pre_live_migration and finish_migration; unplugged by destroy,
+    /// post-migration at the source, rollback, and migrate_disk_and_power_off, whose kept copy has none).
+    /// </summary>
+    public IReadOnlyList<FakeTap> TapDevices() =>
+        [.. State.Guests.Values.SelectMany(g => g.Spec.Vifs.Select(v => new FakeTap(v.DeviceName, v.Id, v.MacAddress, g.Uuid))).OrderBy(t => t.Name, StringComparer.Ordinal)];
+
     public IReadOnlyList<GuestInfo> ListGuests()
     {
         var guests = State.Guests.Values.Select(g => g.ToInfo()).ToList();

@@ -11,3 +11,6 @@ internal sealed record FakeGuest(string Uuid, GuestPowerState PowerState, int Me
 
     public GuestInfo ToInfo() => new(Uuid, PowerState, MemoryMb);
 }
+
+/// <summary>A fake host's tap device: its name (<c>tap</c> + the port id's first 11 characters), the port, its MAC and the guest.</summary>
+public sealed record FakeTap(string Name, string PortId, string MacAddress, string GuestUuid);

@@ -9,8 +9,8 @@ namespace Ferry.FunctionalTests.Flows;
 /// The fault sweep with kill -9 instead of an exception: a whole Ferry in a child process is killed
 /// (<c>FERRY_FAKE_CRASH_AT</c>) before and after every driver step of every flow, then a new Ferry starts on its
 /// data directory. Start-up recovery must leave the invariants holding, database and disk (nothing stuck, every
-/// migration final, placement matching, one running copy, files only where the database says), and the server
-/// must still be deletable without leftovers. Three classes so that xunit runs them side by side.
+/// migration final, placement matching, one running copy, files only where the database says, the server's port
+/// bound to the host that runs it and nowhere else), and the server must still be deletable without leftovers. Three classes so that xunit runs them side by side.
 /// </summary>
 public abstract class CrashSweepTests
 {
@@ -158,7 +158,7 @@ public abstract class CrashSweepTests
     private static async Task<string> BootAsync(FerryChildProcess child)
     {
         var (status, body) = await child.Admin.PostAsync("servers", JsonNode.Parse("""
-            {"server": {"name": "vm", "imageRef": "ferry-test-guest", "flavorRef": "m1.tiny", "networks": "none", "availability_zone": "nova:compute1"}}
+            {"server": {"name": "vm", "imageRef": "ferry-test-guest", "flavorRef": "m1.tiny", "networks": "auto", "availability_zone": "nova:compute1"}}
             """));
         Assert.True(status == HttpStatusCode.Accepted, $"boot: {(int)status} {body?.ToJsonString()}");
         var id = body!["server"]!["id"]!.GetValue<string>();

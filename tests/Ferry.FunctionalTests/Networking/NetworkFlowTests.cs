@@ -79,6 +79,10 @@ public sealed class NetworkFlowTests(FerryFixture fixture) : FlowTest<FerryFixtu
         Assert.Equal(("compute2", PortBindingStatus.Active), (Assert.Single(after.Bindings).Host, after.Bindings[0].Status));
         Assert.Equal(before.Port.FixedIps, after.Port.FixedIps);
         Assert.Equal(before.Port.MacAddress, after.Port.MacAddress);
+        // The VIF moved with it: plugged on the destination, unplugged from the source.
+        var tap = Assert.Single(Driver("compute2").TapDevices(), t => t.PortId == after.Port.Id);
+        Assert.Equal(("tap" + after.Port.Id[..11], after.Port.MacAddress), (tap.Name, tap.MacAddress));
+        Assert.DoesNotContain(Driver("compute1").TapDevices(), t => t.PortId == after.Port.Id);
     }
 
     [Fact]
@@ -94,6 +98,8 @@ public sealed class NetworkFlowTests(FerryFixture fixture) : FlowTest<FerryFixtu
         var port = await PortOfAsync(id);
         Assert.Equal("compute1", Assert.Single(port.Bindings).Host);
         Assert.Empty(await Ports.ListBindingsOnHostAsync("compute3", CancellationToken.None));
+        Assert.DoesNotContain(Driver("compute3").TapDevices(), t => t.PortId == port.Port.Id);
+        Assert.Single(Driver("compute1").TapDevices(), t => t.PortId == port.Port.Id);
     }
 
     [Fact]
@@ -139,6 +145,28 @@ public sealed class NetworkFlowTests(FerryFixture fixture) : FlowTest<FerryFixtu
             await Fixture.Ferry.StartComputeAsync("compute3", CancellationToken.None);
             await ForceDownAsync("compute3", false);
         }
+    }
+
+    [Fact]
+    public async Task Delete_HostDown_TheApiDeletesTheServersPortItself()
+    {
+        var id = await BootAsync("compute2", networks: OnPrivate);
+        var port = await PortOfAsync(id);
+        await Fixture.Ferry.Computes["compute2"].StopAsync();
+        await ForceDownAsync("compute2", true);
+        try
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}")).Status);
+            await WaitForAsync(id, i => i.TerminatedAt is not null, "deleted locally");
+
+            Assert.Null(await Ports.GetPortAsync(port.Port.Id, CancellationToken.None));
+        }
+        finally
+        {
+            await Fixture.Ferry.StartComputeAsync("compute2", CancellationToken.None);
+            await ForceDownAsync("compute2", false);
+        }
+        Assert.DoesNotContain(Driver("compute2").TapDevices(), t => t.PortId == port.Port.Id);
     }
 
     [Theory]
