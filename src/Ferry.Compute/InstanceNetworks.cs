@@ -204,7 +204,7 @@ public sealed class InstanceNetworks(ComputeContext context)
             VifType = port.ActiveBinding?.VifType ?? VifTypes.Bridge,
             PreserveOnDelete = preserveOnDelete,
             Ips = [.. port.Port.FixedIps.Select(ip => subnets.TryGetValue(ip.SubnetId, out var s)
-                ? new VifIp(ip.IpAddress, s.Id, s.Cidr, s.GatewayIp)
+                ? new VifIp(ip.IpAddress, s.Id, s.Cidr, s.GatewayIp, s.EnableDhcp, s.DnsNameservers)
                 : new VifIp(ip.IpAddress, ip.SubnetId, "", null))],
         };
     }

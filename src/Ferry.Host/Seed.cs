@@ -52,6 +52,8 @@ internal static class Seed
             {
                 Id = PrivateSubnetId, NetworkId = PrivateNetworkId, ProjectId = ownerProject, Name = "private-subnet", Cidr = cidr!.Value.ToString(),
                 GatewayIp = Ipv4.Format(cidr.Value.FirstHost), AllocationPools = [new IpRange(Ipv4.Format(cidr.Value.FirstHost + 1), Ipv4.Format(cidr.Value.LastHost))],
+                // No DHCP server runs here: guests take their address from the config drive (network_data.json's static form).
+                EnableDhcp = false,
                 CreatedAt = now, UpdatedAt = now,
             }, cancellationToken);
         }

@@ -23,8 +23,11 @@ public sealed record Vif
     public string DeviceName => "tap" + Id[..Math.Min(11, Id.Length)];
 }
 
-/// <summary>A fixed IPv4 address and the subnet it belongs to.</summary>
-public sealed record VifIp(string Address, string SubnetId, string Cidr, string? Gateway);
+/// <summary>
+/// A fixed IPv4 address and the subnet it belongs to: its CIDR, gateway, whether a DHCP server hands the address out
+/// (else the guest configures it from the config drive's network_data.json) and its DNS servers.
+/// </summary>
+public sealed record VifIp(string Address, string SubnetId, string Cidr, string? Gateway, bool Dhcp = false, IReadOnlyList<string>? Dns = null);
 
 /// <summary>
 /// One entry of a boot request's <c>networks</c>: a network to make a port on (with an optional fixed IP), or a port

@@ -28,7 +28,7 @@ internal static class ConfigDrive
             var dir = Path.Combine(root, "openstack", version);
             Directory.CreateDirectory(dir);
             await File.WriteAllTextAsync(Path.Combine(dir, "meta_data.json"), MetaData(guest).ToJsonString(), Encoding.UTF8, cancellationToken);
-            await File.WriteAllTextAsync(Path.Combine(dir, "network_data.json"), """{"links": [], "networks": [], "services": []}""", Encoding.UTF8, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(dir, "network_data.json"), NetworkData(guest).ToJsonString(), Encoding.UTF8, cancellationToken);
             await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data.json"), "{}", Encoding.UTF8, cancellationToken);
             await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data2.json"), "{}", Encoding.UTF8, cancellationToken);
             if (guest.UserData is { } userData)
@@ -77,6 +77,58 @@ internal static class ConfigDrive
     }
 
     /// <summary>Nova's sanitize_hostname, ASCII only: spaces, underscores and dots become dashes, anything else outside [a-z0-9-] goes, no dash at either end, at most 63 characters.</summary>
+    /// <summary>
+    /// Nova's network_data.json (nova/virt/netutils.py get_network_metadata), which cloud-init configures the guest's
+    /// NICs from: a link per VIF (its tap name, port, MAC, MTU), a network per VIF's first IPv4 address — static
+    /// (<c>ipv4</c>: address, netmask, default route via the gateway, DNS) when its subnet has no DHCP server, else
+    /// <c>ipv4_dhcp</c> — and the DNS servers of them all. Empty lists for a guest without NICs.
+    /// </summary>
+    public static JsonObject NetworkData(GuestSpec guest)
+    {
+        var links = new JsonArray();
+        var networks = new JsonArray();
+        var services = new List<string>();
+        foreach (var vif in guest.Vifs)
+        {
+            if (vif.Ips.FirstOrDefault() is not { } ip || !Core.Networking.Ipv4Cidr.TryParse(ip.Cidr, out var cidr))
+            {
+                continue;
+            }
+            links.Add((JsonNode)new JsonObject
+            {
+                ["id"] = vif.DeviceName,
+                ["vif_id"] = vif.Id,
+                ["type"] = vif.VifType,
+                ["mtu"] = ip.Dhcp ? null : vif.Mtu,
+                ["ethernet_mac_address"] = vif.MacAddress,
+            });
+            var network = new JsonObject
+            {
+                ["id"] = $"network{networks.Count}",
+                ["type"] = ip.Dhcp ? "ipv4_dhcp" : "ipv4",
+                ["link"] = vif.DeviceName,
+                ["network_id"] = vif.NetworkId,
+            };
+            if (!ip.Dhcp)
+            {
+                network["ip_address"] = ip.Address;
+                network["netmask"] = Core.Networking.Ipv4.Format(cidr.Value.Mask);
+                network["routes"] = ip.Gateway is { } gateway
+                    ? new JsonArray(new JsonObject { ["network"] = "0.0.0.0", ["netmask"] = "0.0.0.0", ["gateway"] = gateway })
+                    : new JsonArray();
+                network["services"] = new JsonArray([.. (ip.Dns ?? []).Select(d => (JsonNode)new JsonObject { ["type"] = "dns", ["address"] = d })]);
+                services.AddRange(ip.Dns ?? []);
+            }
+            networks.Add((JsonNode)network);
+        }
+        return new JsonObject
+        {
+            ["links"] = links,
+            ["networks"] = networks,
+            ["services"] = new JsonArray([.. services.Distinct().Select(d => (JsonNode)new JsonObject { ["type"] = "dns", ["address"] = d })]),
+        };
+    }
+
     public static string Hostname(string displayName, string uuid)
     {
         var hostname = Regex.Replace(displayName.ToLowerInvariant(), "[ _.]", "-");
