@@ -471,6 +471,9 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
         {
             outgoing.PostCopy = true;
             await context.SetMigrationStatusAsync(_request.Migration.Uuid, MigrationStatus.RunningPostCopy, cancellationToken);
+            // The guest runs on the destination from now on: so does its network (Nova activates the destination's
+            // bindings on the post-copy event). The completion activates again, harmlessly, if this one failed.
+            await context.TryAsync("activate port bindings", uuid, () => context.Networks.ActivateAsync(_request.Instance, _request.Dest, cancellationToken));
         }
 
         public async ValueTask<string> RecoverPostCopyAsync(string uuid, CancellationToken cancellationToken)

@@ -31,7 +31,8 @@ public sealed class PostCopyRecoveryTests(PostCopyRecoveryFixture fixture) : Flo
     [Fact]
     public async Task PostCopyStreamBreaksTwice_ResumedFromDestination_CompletesOnDestination()
     {
-        var id = await BootAsync("compute1", metadata: Guests.NonConverging);
+        // With a port: its binding is activated at the switch, and the invariant check holds it to compute2 at the end.
+        var id = await BootAsync("compute1", metadata: Guests.NonConverging, networks: "auto");
         Driver("compute1").Faults.FailNext(FakeSteps.PostCopyStream, times: 2);
 
         await ForceIntoPostCopyAsync(id);
