@@ -534,6 +534,12 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
                     }
                 }
             }
+            // The monitor closes a moment before the OS reaps the process: wait for that, or a start asked for at once
+            // would find the old process still "running" and start nothing.
+            if (guest.Process == process)
+            {
+                await process.WaitForExitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+            }
             // Still this guest's process: the driver did not end it (its own stops let go of the process first).
             if (guest.Process == process)
             {
