@@ -55,6 +55,11 @@ var qemu = new Command("qemu", "Real QEMU live migrations between two local QEMU
 {
     qemuJson, quick, png, statusTicks, qemuOnly, parallel, repeat,
 };
+var netJson = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
+var net = new Command("net", "The network blackout of live migrations between two namespace hosts over links shaped to 1 Gbit/s and 100 Mbit/s (root; results in BENCHMARKS.md).")
+{
+    netJson,
+};
 var bdn = new Command("bdn", "BenchmarkDotNet (select_destinations at 1,000 hosts); further arguments go to BenchmarkDotNet.")
 {
     TreatUnmatchedTokensAsErrors = false,
@@ -66,7 +71,7 @@ var queryDatabase = new Option<string>("--query-database")
     Description = "queries: run on this PostgreSQL database (postgresql://… or Host=…; it must be empty) instead of SQLite.",
     HelpName = "DB",
 };
-var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, distributedOption, scaleHosts, scaleInstances, scaleHostsPerCompute, queryHosts, queryInstances, queryDatabase, qemu, bdn };
+var command = new RootCommand("Ferry's benchmarks: the figures of BENCHMARKS.md.") { jsonOption, onlyOption, distributedOption, scaleHosts, scaleInstances, scaleHostsPerCompute, queryHosts, queryInstances, queryDatabase, qemu, net, bdn };
 foreach (var version in command.Options.OfType<VersionOption>().ToList())
 {
     command.Options.Remove(version); // no release version to print
@@ -94,6 +99,10 @@ if (parsed.CommandResult.Command == bdn)
     var rest = parsed.UnmatchedTokens.ToArray();
     BenchmarkSwitcher.FromTypes([typeof(SelectDestinationsBenchmark)]).Run(rest.Length == 0 ? ["--filter", "*"] : rest, config);
     return 0;
+}
+if (parsed.CommandResult.Command == net)
+{
+    return await Ferry.Benchmarks.Qemu.NetworkBlackoutBench.RunAsync(parsed.GetValue(netJson));
 }
 if (parsed.CommandResult.Command == qemu)
 {

@@ -122,6 +122,15 @@ public sealed class FerryHostOptions
     /// <summary>`ferry distributed`: processes of each control-plane role.</summary>
     public int Replicas { get; set; } = 2;
 
+    /// <summary>`ferry distributed --netns`: each compute host in its own network namespace (the lab).</summary>
+    public bool Netns { get; set; }
+
+    /// <summary>With <see cref="Netns"/>: every host link's rate in Mbit/s (0: unshaped).</summary>
+    public double LinkBandwidthMbit { get; set; }
+
+    /// <summary>With <see cref="Netns"/>: every host link's one-way delay in ms (0: none).</summary>
+    public double LinkLatencyMs { get; set; }
+
     /// <summary>`ferry distributed`: hosts each compute process serves (fake driver; 1: one process per host).</summary>
     public int HostsPerCompute { get; set; } = 1;
 
@@ -145,6 +154,15 @@ public sealed class FerryHostOptions
     /// (built by tools/test-guest/build.sh).
     /// </summary>
     public string TestGuestKernelPath { get; set; } = Path.Combine("tools", "test-guest", "out", "ferry-test-guest.elf");
+
+    /// <summary>QEMU driver: the Linux bridge guests' NICs join on every host (null: guests get no NICs).</summary>
+    public string? Bridge { get; set; } = "ferrybr0";
+
+    /// <summary>QEMU driver: the address (a.b.c.d/prefix) a host puts on its bridge, by default the seeded subnet's gateway, so this machine reaches its guests (null: none).</summary>
+    public string? BridgeAddress { get; set; } = "192.168.233.1/24";
+
+    /// <summary>QEMU driver: this compute host runs in a network namespace of its own (the lab), so its taps get Nova's names.</summary>
+    public bool OwnNetworkNamespace { get; set; }
 
     /// <summary>
     /// Kill the QEMU guests when Ferry stops. Off for `./ferry up`: like nova-compute, a stopped agent leaves

@@ -20,6 +20,9 @@ internal static class Seed
     /// </summary>
     public const string PrivateCidr = "192.168.233.0/24";
 
+    /// <summary>That subnet's gateway with its prefix length: the address a bridge of this machine takes to reach the guests.</summary>
+    public const string PrivateGateway = "192.168.233.1/24";
+
     /// <summary>
     /// A network <c>private</c> shared by every project, with an IPv4 subnet <c>private-subnet</c> (gateway .1, the rest
     /// allocatable), so a server created without naming a network gets a port and an address (Nova's <c>auto</c>).

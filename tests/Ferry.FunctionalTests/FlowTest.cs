@@ -36,7 +36,7 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
 
     /// <summary>Boots a server (on a given host when asked) and waits until it is ACTIVE.</summary>
     protected async Task<string> BootAsync(string? host = null, string flavor = "m1.tiny", Dictionary<string, string>? metadata = null, string name = "vm",
-        JsonObject? schedulerHints = null, JsonNode? networks = null)
+        JsonObject? schedulerHints = null, JsonNode? networks = null, bool configDrive = false)
     {
         var server = new JsonObject
         {
@@ -45,6 +45,10 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
             ["flavorRef"] = flavor,
             ["networks"] = networks ?? "none",
         };
+        if (configDrive)
+        {
+            server["config_drive"] = true;
+        }
         if (host is not null)
         {
             server["availability_zone"] = $"nova:{host}";

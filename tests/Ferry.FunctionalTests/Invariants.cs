@@ -100,6 +100,28 @@ public static class Invariants
                 }
             }
         }
+        foreach (var (host, compute) in ferry.Computes)
+        {
+            if (compute.Driver is not QemuDriver qemu || !compute.IsRunning)
+            {
+                continue;
+            }
+            foreach (var tap in await qemu.GuestTapsAsync(CancellationToken.None))
+            {
+                if (tap.PortId is null)
+                {
+                    problems.Add($"tap {tap.Name} on {host} serves no guest of {host}");
+                }
+                else if (!tap.Exists || tap.Bridge != qemu.Options.Bridge)
+                {
+                    problems.Add($"guest {tap.GuestUuid} on {host} has no tap {tap.Name} on {qemu.Options.Bridge} for port {tap.PortId} (exists: {tap.Exists}, on {tap.Bridge ?? "no bridge"})");
+                }
+                else if (ports.FirstOrDefault(p => p.Port.Id == tap.PortId) is not { } port || port.ActiveBinding?.Host != host || port.Port.MacAddress != tap.MacAddress)
+                {
+                    problems.Add($"tap {tap.Name} on {host} (guest {tap.GuestUuid}) has no port bound to {host}");
+                }
+            }
+        }
         Assert.True(problems.Count == 0, "Ports out of step with their servers: " + string.Join("; ", problems));
     }
 

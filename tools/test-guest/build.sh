@@ -8,7 +8,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="$here/out"
 elf="$out/ferry-test-guest.elf"
 img="$out/ferry-disk-guest.img"
-sources=("$here/boot.S" "$here/kmain.c" "$here/link.ld" "$here/bootsector.S" "$here/build.sh")
+c_files=(kmain.c virtio.c configdrive.c net.c mem.c)
+sources=("$here/boot.S" "${c_files[@]/#/$here/}" "$here/guest.h" "$here/virtio.h" "$here/configdrive.h" "$here/link.ld"
+         "$here/bootsector.S" "$here/build.sh")
 
 up_to_date=1
 [[ -f "$elf" && -f "$img" ]] || up_to_date=0
@@ -23,8 +25,12 @@ trap 'rm -rf "$tmp"' EXIT
 cflags=(-m32 -march=i686 -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables
         -nostdlib -nostdinc -Wall -Wextra -Werror -std=gnu11)
 gcc "${cflags[@]}" -c "$here/boot.S" -o "$tmp/boot.o"
-gcc "${cflags[@]}" -c "$here/kmain.c" -o "$tmp/kmain.o"
-ld -m elf_i386 -nostdlib -static --no-warn-rwx-segments -T "$here/link.ld" -o "$tmp/ferry-test-guest.elf" "$tmp/boot.o" "$tmp/kmain.o"
+objects=("$tmp/boot.o")                 # first: the multiboot header must sit in the image's first 8 KiB
+for c in "${c_files[@]}"; do
+  gcc "${cflags[@]}" -c "$here/$c" -o "$tmp/${c%.c}.o"
+  objects+=("$tmp/${c%.c}.o")
+done
+ld -m elf_i386 -nostdlib -static --no-warn-rwx-segments -T "$here/link.ld" -o "$tmp/ferry-test-guest.elf" "${objects[@]}"
 gcc -m32 -c "$here/bootsector.S" -o "$tmp/bootsector.o"
 ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o "$tmp/ferry-disk-guest.img" "$tmp/bootsector.o"
 mv -f "$tmp/ferry-test-guest.elf" "$elf"

@@ -2,14 +2,11 @@
  * Ferry test guest: a multiboot v1 kernel that dirties a memory region at a rate set on the kernel
  * command line and prints a verifiable checksum of that region on COM1. No libc, no interrupts.
  * See README.md for the exact function a test can check the printed checksum against.
+ * With a NIC and a config drive it also answers on the network (net.c), polled from the loops below.
  */
-typedef unsigned int u32;
-typedef unsigned short u16;
-typedef unsigned char u8;
+#include "guest.h"
 
 #define COM1 0x3f8
-#define PIT_HZ 1193182u
-#define TICK_HZ 100u
 #define PIT_COUNTS_PER_TICK ((PIT_HZ + TICK_HZ / 2) / TICK_HZ)
 #define PRINT_EVERY_TICKS 50u           /* default: print twice per (guest) second */
 #define MAX_LAG_TICKS 100u              /* drop lag beyond this instead of spiralling */
@@ -19,9 +16,6 @@ typedef unsigned char u8;
 struct multiboot_info {
     u32 flags, mem_lower, mem_upper, boot_device, cmdline;
 };
-
-static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
-static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 
 static void serial_init(void)
 {
@@ -34,22 +28,22 @@ static void serial_init(void)
     outb(COM1 + 4, 0x03);               /* DTR, RTS */
 }
 
-static void putc_serial(char c)
+void putc_serial(char c)
 {
     for (u32 i = 0; i < 100000u && !(inb(COM1 + 5) & 0x20); i++) { }
     outb(COM1, (u8)c);
 }
 
-static void puts_serial(const char *s) { while (*s) putc_serial(*s++); }
+void puts_serial(const char *s) { while (*s) putc_serial(*s++); }
 
-static void put_dec(u32 v)
+void put_dec(u32 v)
 {
     char buf[11]; int i = 10; buf[i] = 0;
     do { buf[--i] = (char)('0' + v % 10u); v /= 10u; } while (v);
     puts_serial(&buf[i]);
 }
 
-static void put_hex8(u32 v)
+void put_hex8(u32 v)
 {
     static const char digits[] = "0123456789abcdef";
     for (int s = 28; s >= 0; s -= 4) putc_serial(digits[(v >> s) & 0xF]);
@@ -72,7 +66,7 @@ static int parse_u32(const char *cmdline, const char *key, u32 *out)
 }
 
 /* ---- PIT channel 0, mode 2, divisor 65536, polled (no IRQs) ---- */
-static u16 pit_read(void)
+u16 pit_read(void)
 {
     outb(0x43, 0x00);                   /* latch channel 0 */
     u8 lo = inb(0x40);
@@ -119,24 +113,30 @@ static void write_page(u32 page, u32 gen)
     for (u32 i = 0; i < PAGE_WORDS; i++) w[i] = word_value(page, i, gen);
 }
 
-/* FNV-1a over the region's 32-bit words, in address order. */
-static u32 checksum_memory(void)
+/*
+ * FNV-1a over the region's 32-bit words, in address order. The network is polled after every page (when `poll`
+ * is given) so that a large region's checksum does not hold probes up for its whole duration.
+ */
+static u32 checksum_memory(const struct probe_status *poll)
 {
     u32 c = 0x811c9dc5u;
     volatile u32 *w = (volatile u32 *)REGION_BASE;
-    u32 n = g_pages * PAGE_WORDS;
-    for (u32 i = 0; i < n; i++) c = (c ^ w[i]) * 0x01000193u;
+    for (u32 p = 0; p < g_pages; p++, w += PAGE_WORDS) {
+        for (u32 i = 0; i < PAGE_WORDS; i++) c = (c ^ w[i]) * 0x01000193u;
+        if (poll) net_poll(poll);
+    }
     return c;
 }
 
 /* The same checksum, computed from the counter alone (what the memory must hold). */
-static u32 checksum_expected(u32 counter, u32 per_tick)
+static u32 checksum_expected(u32 counter, u32 per_tick, const struct probe_status *poll)
 {
     u32 c = 0x811c9dc5u, wraps, cursor;
     position_at(counter, per_tick, &wraps, &cursor);
     for (u32 p = 0; p < g_pages; p++) {
         u32 gen = wraps + (p < cursor ? 1u : 0u);
         for (u32 i = 0; i < PAGE_WORDS; i++) c = (c ^ word_value(p, i, gen)) * 0x01000193u;
+        if (poll) net_poll(poll);
     }
     return c;
 }
@@ -172,10 +172,16 @@ void kmain(u32 magic, struct multiboot_info *mbi)
     puts_serial(" tick_hz="); put_dec(TICK_HZ);
     puts_serial("\n");
 
-    pit_init();
+    pit_init();                         /* before the network: the config drive's reads time out by it */
+    net_init();
+
+    /* What a probe is told. Until the first status line has its checksum, nothing is polled: the reply would have none. */
+    struct probe_status status = { 0, 0, 0 };
+    const struct probe_status *poll = 0;
     u16 last = pit_read();
     u32 acc = 0, pending = 0, counter = 0, since_print = status_every;
     for (;;) {
+        if (poll) net_poll(poll);
         u16 now = pit_read();
         acc += (u16)(last - now);
         last = now;
@@ -184,8 +190,8 @@ void kmain(u32 magic, struct multiboot_info *mbi)
 
         if (since_print >= status_every) {
             since_print = 0;
-            u32 actual = checksum_memory();
-            u32 expected = checksum_expected(counter, pages_per_tick);
+            u32 actual = checksum_memory(poll);
+            u32 expected = checksum_expected(counter, pages_per_tick, poll);
             puts_serial("ferry-guest counter="); put_dec(counter);
             puts_serial(" checksum="); put_hex8(actual);
             puts_serial("\n");
@@ -195,6 +201,9 @@ void kmain(u32 magic, struct multiboot_info *mbi)
                 puts_serial(" expected="); put_hex8(expected);
                 puts_serial("\n");
             }
+            status.checksum_counter = counter;
+            status.checksum = actual;
+            poll = &status;
         }
 
         if (pending == 0) continue;
@@ -204,7 +213,9 @@ void kmain(u32 magic, struct multiboot_info *mbi)
         for (u32 i = 0; i < pages_per_tick; i++) {
             write_page(cursor, wraps + 1u);
             if (++cursor == g_pages) { cursor = 0; wraps++; }
+            if (poll) net_poll(poll);   /* a hot guest writes for most of a tick: answer between pages */
         }
         counter++;
+        status.counter = counter;
     }
 }

@@ -98,6 +98,15 @@ public static class FerrySettings
             null, "ADDRESS", Agent, (o, v) => o.ComputeAddress = v, CheckAddress),
         Text("testGuestKernel", "--test-guest-kernel", "The test guest kernel QEMU boots for the image ferry-test-guest (built by tools/test-guest/build.sh).",
             s_defaults.TestGuestKernelPath, "FILE", Agent, (o, v) => o.TestGuestKernelPath = v),
+        Text("compute:bridge", "--bridge",
+            "QEMU driver: the Linux bridge every guest NIC (a tap per port) joins, made when missing; \"\" gives guests no NICs.",
+            s_defaults.Bridge, "NAME", Agent, (o, v) => o.Bridge = v, CheckDeviceName),
+        Text("compute:bridgeAddress", "--bridge-address",
+            "QEMU driver: the address (a.b.c.d/prefix) put on the bridge, by default the seeded subnet's gateway, so this machine reaches the guests; \"\" for none.",
+            s_defaults.BridgeAddress, "CIDR", Agent, (o, v) => o.BridgeAddress = v, CheckInterfaceAddress),
+        Switch("compute:ownNetworkNamespace", "--own-netns",
+            "QEMU driver: this compute host has a network namespace of its own, so its taps get Nova's names (tap + the port id's first 11 characters).",
+            Agent, (o, v) => o.OwnNetworkNamespace = v),
         Switch("killGuestsOnStop", "--kill-guests-on-stop",
             "End every guest Ferry started when Ferry stops (default: QEMU guests keep running and are re-attached at the next start).", Agent,
             (o, v) => o.KillGuestsOnStop = v),
@@ -147,6 +156,14 @@ public static class FerrySettings
         Int("distributed:hostsPerCompute", "--hosts-per-compute",
             "Hosts each `ferry compute` process serves (fake driver): 10,000 hosts in 10 processes of 1,000 instead of 10,000 processes.",
             s_defaults.HostsPerCompute, 1, ComputeHostList.MaxHosts, "N", FerryRoles.Distributed, (o, v) => o.HostsPerCompute = v),
+        Switch("distributed:netns", "--netns",
+            "Each compute host in a network namespace of its own (needs root and iproute2): a veth to a bridge of this machine, where the control plane " +
+            "listens on 10.233.X.1 and the seeded subnet's gateway sits; its own address, bridge and guests. Ctrl-C removes them all.",
+            FerryRoles.Distributed, (o, v) => o.Netns = v),
+        Seconds("distributed:linkBandwidth", "--link-bandwidth", "With --netns: every host's link shaped to this rate in Mbit/s, each way (tc netem; 0: unshaped).",
+            0, 0, FerryRoles.Distributed, (o, v) => o.LinkBandwidthMbit = v, "MBIT"),
+        Seconds("distributed:linkLatency", "--link-latency", "With --netns: every host's link delays packets this many ms, each way (tc netem; 0: none).",
+            0, 0, FerryRoles.Distributed, (o, v) => o.LinkLatencyMs = v, "MS"),
         Int("distributed:replicas", "--replicas", "Processes of each control-plane role (api, conductor, scheduler).", s_defaults.Replicas, 1, 8, "N",
             FerryRoles.Distributed, (o, v) => o.Replicas = v),
         Int("distributed:postgresPort", "--postgres-port", "Port of the PostgreSQL server it runs under <data dir>/postgres. 0 picks a free port.",
@@ -216,6 +233,19 @@ public static class FerrySettings
 
     private static string? CheckAddress(string value) =>
         IPAddress.TryParse(value, out _) ? null : $"'{value}' is not an IP address";
+
+    /// <summary>A Linux network device name (IFNAMSIZ), or empty for none.</summary>
+    private static string? CheckDeviceName(string value) =>
+        value.Length <= 15 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_')
+            ? null
+            : $"'{value}' is not a network device name (at most 15 letters, digits, '-', '.', '_')";
+
+    /// <summary>An IPv4 interface address with its prefix (a.b.c.d/n), or empty for none.</summary>
+    private static string? CheckInterfaceAddress(string value) =>
+        value.Length == 0 || value.Split('/') is [var address, var prefix] && Ferry.Core.Networking.Ipv4.TryParse(address, out _)
+            && int.TryParse(prefix, NumberStyles.None, CultureInfo.InvariantCulture, out var length) && length is >= 1 and <= 32
+            ? null
+            : $"'{value}' is not an address with its prefix length (a.b.c.d/n)";
 
     private static string? CheckHostName(string value) =>
         value.Length > 0 && value.Length <= 255 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_')

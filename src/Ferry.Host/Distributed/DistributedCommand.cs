@@ -29,13 +29,22 @@ internal static class DistributedCommand
             Database = options.Database,
             HostsPerCompute = options.HostsPerCompute,
             Transport = options.UsesInProcessTransport ? null : options.Transport,
+            Lab = options.Netns
+                ? new LabPlan(options.LinkBandwidthMbit > 0 ? options.LinkBandwidthMbit : null, options.LinkLatencyMs > 0 ? options.LinkLatencyMs : null)
+                : null,
         };
         await using var launcher = await DistributedLauncher.StartAsync(plan, Console.Out, stopping);
         var dataDirectory = plan.DataDirectory;
         Console.WriteLine($"Ferry (distributed) is ready in {started.ElapsedMilliseconds} ms: compute API {launcher.ComputeApiUrl}, placement {launcher.PlacementUrl}, " +
             (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}, network {launcher.NetworkUrl}; {launcher.DatabaseDisplay}, " +
             $"{launcher.BrokerDisplay}; {options.Replicas} api, {options.Replicas} conductor, {options.Replicas} scheduler and " +
-            $"{plan.ComputeProcesses().Count} compute processes for {options.Hosts} hosts (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
+            $"{(plan.Lab is null ? plan.ComputeProcesses().Count : options.Hosts)} compute processes for {options.Hosts} hosts (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
+        if (launcher.Lab is { } lab)
+        {
+            Console.WriteLine($"Lab: bridge {lab.RootBridge} (controller {lab.ControllerAddress}/{NetnsLab.PrefixLength}, guests' gateway {Seed.PrivateGateway}); " +
+                string.Join(", ", Enumerable.Range(1, options.Hosts).Select(h => $"compute{h} in namespace {lab.Namespace(h)} at {lab.HostAddress(h)}")) +
+                (plan.Lab!.LinkBandwidthMbit is { } bw ? $"; links {bw} Mbit/s" : "") + (plan.Lab.LinkLatencyMs is { } ms ? $", {ms} ms each way" : "") + ".");
+        }
         if (launcher.MetricsUrls() is { Count: > 0 } metrics)
         {
             Console.WriteLine($"Metrics (besides every API port's /metrics): {string.Join(", ", metrics.Select(m => $"{m.Name} {m.Url}"))}");

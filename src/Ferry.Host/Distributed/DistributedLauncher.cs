@@ -39,7 +39,13 @@ public sealed record DistributedPlan(
 
     /// <summary>The <c>ferry</c> executable the roles run (tests: a native ferry); null: this program.</summary>
     public string? Program { get; init; }
+
+    /// <summary>Each compute host in a network namespace of its own (<see cref="NetnsLab"/>); null: every process on loopback.</summary>
+    public LabPlan? Lab { get; init; }
 }
+
+/// <summary>`--netns`: the hosts' links shaped to a rate (Mbit/s) and a one-way delay (ms), each when given.</summary>
+public sealed record LabPlan(double? LinkBandwidthMbit = null, double? LinkLatencyMs = null);
 
 /// <summary>
 /// Nova's shape on one machine: PostgreSQL and RabbitMQ on loopback (data under the data directory), `ferry db sync`,
@@ -56,9 +62,10 @@ public sealed class DistributedLauncher : IAsyncDisposable
     private readonly DistributedPlan _plan;
     private readonly TextWriter _output;
     private readonly List<FerryChild> _children = [];
-    private readonly Dictionary<string, (string[] Arguments, IReadOnlyDictionary<string, string> Environment)> _started = [];
+    private readonly Dictionary<string, (string[] Arguments, IReadOnlyDictionary<string, string> Environment, IReadOnlyList<string>? Wrapper)> _started = [];
     private LocalPostgres? _postgres;
     private LocalRabbitMq? _rabbitMq;
+    private NetnsLab? _lab;
 
     private DistributedLauncher(DistributedPlan plan, TextWriter output)
     {
@@ -86,6 +93,9 @@ public sealed class DistributedLauncher : IAsyncDisposable
 
     public string NetworkUrl { get; private set; } = "";
 
+    /// <summary>The namespaces, veths and bridges of `--netns` (null without it).</summary>
+    public NetnsLab? Lab => _lab;
+
     private string PidFile => Path.Combine(_plan.DataDirectory, "distributed.pids");
 
     /// <summary>Starts everything; on any failure stops what it started and throws <see cref="FerryStartException"/>.</summary>
@@ -108,6 +118,17 @@ public sealed class DistributedLauncher : IAsyncDisposable
     {
         Directory.CreateDirectory(_plan.DataDirectory);
         KillLeftovers();
+        if (_plan.Lab is { } lab)
+        {
+            if (NetnsLab.Unavailable() is { } missing)
+            {
+                throw new FerryStartException(missing);
+            }
+            _lab = await NetnsLab.CreateAsync(_plan.DataDirectory, _plan.Hosts, lab.LinkBandwidthMbit, lab.LinkLatencyMs, Seed.PrivateGateway, ct);
+        }
+        // In a lab the hosts reach the control plane at the controller's address on the management network.
+        var controller = _lab?.ControllerAddress ?? "127.0.0.1";
+        string[] listen = _lab is null ? [] : ["--listen", controller];
         string database, transport;
         if (_plan.Database is { } given)
         {
@@ -129,8 +150,8 @@ public sealed class DistributedLauncher : IAsyncDisposable
         }
         else
         {
-            _rabbitMq = await LocalRabbitMq.StartAsync(Path.Combine(_plan.DataDirectory, "rabbitmq"), _plan.RabbitMqPort);
-            (transport, BrokerDisplay) = (_rabbitMq.Url, $"RabbitMQ 127.0.0.1:{_rabbitMq.Port}");
+            _rabbitMq = await LocalRabbitMq.StartAsync(Path.Combine(_plan.DataDirectory, "rabbitmq"), _plan.RabbitMqPort, address: controller);
+            (transport, BrokerDisplay) = (_rabbitMq.Url, $"RabbitMQ {controller}:{_rabbitMq.Port}");
         }
         var shared = new Dictionary<string, string>(_plan.Environment)
         {
@@ -149,7 +170,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
         }
 
         // The first api replica picks the ports (0: free ones); the others join it on the same ports.
-        var first = await StartAsync("api-1", ["api", "--reuse-port", .. ApiPorts(_plan.ComputePort, _plan.PlacementPort, _plan.IdentityPort, _plan.ImagePort, _plan.NetworkPort)], shared, ct);
+        var first = await StartAsync("api-1", ["api", "--reuse-port", .. listen, .. ApiPorts(_plan.ComputePort, _plan.PlacementPort, _plan.IdentityPort, _plan.ImagePort, _plan.NetworkPort)], shared, ct);
         ComputeApiUrl = UrlIn(first.ReadyLine, "compute API", "/v2.1");
         PlacementUrl = UrlIn(first.ReadyLine, "placement", "");
         ImageUrl = UrlIn(first.ReadyLine, "images", "");
@@ -157,7 +178,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
         IdentityUrl = _plan.UsesKeystone ? UrlIn(first.ReadyLine, "identity", "/v3") : "";
         var ports = new[] { PortOf(ComputeApiUrl), PortOf(PlacementUrl), _plan.UsesKeystone ? PortOf(IdentityUrl) : 0, PortOf(ImageUrl), PortOf(NetworkUrl) };
         var others = Enumerable.Range(2, _plan.Replicas - 1)
-            .Select(i => StartAsync($"api-{i}", ["api", "--reuse-port", .. ApiPorts(ports[0], ports[1], ports[2], ports[3], ports[4])], shared, ct));
+            .Select(i => StartAsync($"api-{i}", ["api", "--reuse-port", .. listen, .. ApiPorts(ports[0], ports[1], ports[2], ports[3], ports[4])], shared, ct));
         var control = Enumerable.Range(1, _plan.Replicas).SelectMany(i => new[]
         {
             StartAsync($"conductor-{i}", ["conductor", "--controller-host", $"{Environment.MachineName}-{i}", .. MetricsPort(2 * (i - 1))], shared, ct),
@@ -174,6 +195,16 @@ public sealed class DistributedLauncher : IAsyncDisposable
         if (_plan.UsesKeystone)
         {
             agentEnvironment["FERRY_API__IDENTITYURL"] = IdentityUrl[..^"/v3".Length];
+        }
+        if (_lab is { } netns)
+        {
+            // One agent per namespace, with Nova's tap names, its own address for migrations and its namespace's bridge
+            // (the lab made it, with the uplink); guests end with their agent, so nothing keeps a namespace alive.
+            await Task.WhenAll(Enumerable.Range(1, _plan.Hosts).Select(host => StartAsync($"compute{host}",
+                ["compute", "--host", $"compute{host}", "--address", netns.HostAddress(host), "--own-netns", "--bridge", NetnsLab.HostBridge,
+                    "--bridge-address", "", "--kill-guests-on-stop", .. MetricsPort(2 * _plan.Replicas + host - 1)],
+                agentEnvironment, ct, netns.Wrapper(host))));
+            return;
         }
         await Task.WhenAll(_plan.ComputeProcesses().Select((process, i) =>
             StartAsync(process.Name, ["compute", "--host", process.Hosts, .. MetricsPort(2 * _plan.Replicas + i)], agentEnvironment, ct)));
@@ -199,12 +230,13 @@ public sealed class DistributedLauncher : IAsyncDisposable
         "--network-port", Invariant(network),
     ];
 
-    private async Task<FerryChild> StartAsync(string name, string[] arguments, IReadOnlyDictionary<string, string> environment, CancellationToken ct)
+    private async Task<FerryChild> StartAsync(string name, string[] arguments, IReadOnlyDictionary<string, string> environment, CancellationToken ct,
+        IReadOnlyList<string>? wrapper = null)
     {
-        var child = FerryChild.Start(name, [.. arguments, "--log-name", name], environment, _plan.Program);
+        var child = FerryChild.Start(name, [.. arguments, "--log-name", name], environment, _plan.Program, wrapper);
         lock (_children)
         {
-            _started[name] = (arguments, environment);
+            _started[name] = (arguments, environment, wrapper);
             _children.Add(child);
             File.WriteAllLines(PidFile, _children.Select(c => $"{Invariant(c.ProcessId)} {c.Name}"));
         }
@@ -224,7 +256,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
     public async Task<FerryChild> RestartAsync(string name, CancellationToken ct)
     {
         FerryChild old;
-        (string[] Arguments, IReadOnlyDictionary<string, string> Environment) start;
+        (string[] Arguments, IReadOnlyDictionary<string, string> Environment, IReadOnlyList<string>? Wrapper) start;
         lock (_children)
         {
             old = _children.LastOrDefault(c => c.Name == name) ?? throw new InvalidOperationException($"no child {name}");
@@ -236,7 +268,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
             _children.Remove(old);
         }
         old.Dispose();
-        return await StartAsync(name, start.Arguments, start.Environment, ct);
+        return await StartAsync(name, start.Arguments, start.Environment, ct, start.Wrapper);
     }
 
     /// <summary>Ends the children a killed launcher left (only processes whose command line is a Ferry role of this data directory).</summary>
@@ -287,5 +319,10 @@ public sealed class DistributedLauncher : IAsyncDisposable
             await _rabbitMq.StopAsync();
         }
         _postgres?.Stop();
+        if (_lab is not null)
+        {
+            await _lab.DisposeAsync();
+            _lab = null;
+        }
     }
 }

@@ -33,13 +33,26 @@ public sealed class FerryChild : IDisposable
     /// <param name="program">
     /// The <c>ferry</c> executable to run (a native one, say); null: this program again.
     /// </param>
-    public static FerryChild Start(string name, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, string? program = null)
+    /// <param name="wrapper">A command that runs the program (<c>ip netns exec NS</c>: it execs, so the pid stays the program's); null: none.</param>
+    public static FerryChild Start(string name, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string> environment, string? program = null,
+        IReadOnlyList<string>? wrapper = null)
     {
         var info = new ProcessStartInfo { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         // Under `dotnet ferry.dll` the process is dotnet and the program its first argument (ferry.dll beside this code:
         // Assembly.Location is empty in a native ferry); the apphost or a native ferry runs itself.
         var self = program ?? Environment.ProcessPath ?? throw new InvalidOperationException("no process path");
-        info.FileName = self;
+        if (wrapper is { Count: > 0 })
+        {
+            info.FileName = wrapper[0];
+            foreach (var word in wrapper.Skip(1).Append(self))
+            {
+                info.ArgumentList.Add(word);
+            }
+        }
+        else
+        {
+            info.FileName = self;
+        }
         if (program is null && Path.GetFileNameWithoutExtension(self) == "dotnet")
         {
             info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ferry.dll"));

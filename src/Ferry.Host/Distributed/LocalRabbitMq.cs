@@ -21,8 +21,9 @@ public sealed class LocalRabbitMq : IAsyncDisposable
     private readonly StringBuilder _output = new();
     private Process? _process;
 
-    private LocalRabbitMq(string directory, string nodeName, int port, int distributionPort)
+    private LocalRabbitMq(string directory, string nodeName, int port, int distributionPort, string address)
     {
+        Address = address;
         Directory = directory;
         NodeName = nodeName;
         Port = port;
@@ -31,6 +32,9 @@ public sealed class LocalRabbitMq : IAsyncDisposable
 
     public string Directory { get; }
 
+    /// <summary>The address AMQP listens on: 127.0.0.1, or a lab's controller address that its hosts' agents reach.</summary>
+    public string Address { get; }
+
     public string NodeName { get; }
 
     public int Port { get; }
@@ -38,7 +42,7 @@ public sealed class LocalRabbitMq : IAsyncDisposable
     public int DistributionPort { get; }
 
     /// <summary>The transport URL of this node (RabbitMQ lets its default guest user in from loopback).</summary>
-    public string Url => $"rabbitmq://guest:guest@127.0.0.1:{Port}/";
+    public string Url => $"rabbitmq://guest:guest@{Address}:{Port}/";
 
     public static bool IsInstalled => File.Exists(ServerScript);
 
@@ -47,7 +51,8 @@ public sealed class LocalRabbitMq : IAsyncDisposable
 
     /// <summary>Starts the node of <paramref name="directory"/> on <paramref name="port"/> (0: a free one) and waits until it accepts AMQP.</summary>
     /// <exception cref="FerryStartException">RabbitMQ is missing or would not start (its last output quoted).</exception>
-    public static async Task<LocalRabbitMq> StartAsync(string directory, int port, string? nodeName = null, TimeSpan? startTimeout = null)
+    /// <param name="address">Where AMQP listens (default loopback); elsewhere the guest user is let in from other addresses too.</param>
+    public static async Task<LocalRabbitMq> StartAsync(string directory, int port, string? nodeName = null, TimeSpan? startTimeout = null, string address = "127.0.0.1")
     {
         if (!IsInstalled)
         {
@@ -58,12 +63,13 @@ public sealed class LocalRabbitMq : IAsyncDisposable
         System.IO.Directory.CreateDirectory(Path.Combine(directory, "log"));
         KillLeftover(directory);
         await File.WriteAllTextAsync(Path.Combine(directory, "enabled_plugins"), "[].\n");
-        await File.WriteAllTextAsync(Path.Combine(directory, "rabbitmq.conf"), "");
+        // RabbitMQ lets its guest user in from loopback only; a lab's agents come from their namespaces' addresses.
+        await File.WriteAllTextAsync(Path.Combine(directory, "rabbitmq.conf"), address == "127.0.0.1" ? "" : "loopback_users = none\n");
         // The node name stays with the directory: RabbitMQ keeps its database per node name.
         var nameFile = Path.Combine(directory, "node-name");
         nodeName ??= File.Exists(nameFile) ? (await File.ReadAllTextAsync(nameFile)).Trim() : $"ferry-{Guid.NewGuid().ToString("N")[..8]}@localhost";
         await File.WriteAllTextAsync(nameFile, nodeName);
-        var node = new LocalRabbitMq(directory, nodeName, port == 0 ? LocalPostgres.FreePort() : port, LocalPostgres.FreePort());
+        var node = new LocalRabbitMq(directory, nodeName, port == 0 ? LocalPostgres.FreePort() : port, LocalPostgres.FreePort(), address);
         if (startTimeout is { } timeout)
         {
             node.StartTimeout = timeout;
@@ -78,7 +84,7 @@ public sealed class LocalRabbitMq : IAsyncDisposable
         var env = start.Environment;
         env["HOME"] = Directory;
         env["RABBITMQ_NODENAME"] = NodeName;
-        env["RABBITMQ_NODE_IP_ADDRESS"] = "127.0.0.1";
+        env["RABBITMQ_NODE_IP_ADDRESS"] = Address;
         env["RABBITMQ_NODE_PORT"] = Port.ToString(CultureInfo.InvariantCulture);
         env["RABBITMQ_DIST_PORT"] = DistributionPort.ToString(CultureInfo.InvariantCulture);
         env["RABBITMQ_MNESIA_BASE"] = Path.Combine(Directory, "mnesia");
@@ -102,7 +108,7 @@ public sealed class LocalRabbitMq : IAsyncDisposable
             {
                 Kill();
                 var last = Output().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(3);
-                throw new FerryStartException($"RabbitMQ node {NodeName} did not accept AMQP on 127.0.0.1:{Port}: {string.Join(" | ", last)}");
+                throw new FerryStartException($"RabbitMQ node {NodeName} did not accept AMQP on {Address}:{Port}: {string.Join(" | ", last)}");
             }
             await Task.Delay(100);
         }
@@ -181,7 +187,7 @@ public sealed class LocalRabbitMq : IAsyncDisposable
         using var client = new TcpClient();
         try
         {
-            await client.ConnectAsync(IPAddress.Loopback, Port);
+            await client.ConnectAsync(IPAddress.Parse(Address), Port);
             return true;
         }
         catch (SocketException)

@@ -154,6 +154,9 @@ public sealed class ComputeAgents : IAsyncDisposable
             MigrationAddress = compute.InboundAddress,
             HostAddress = compute.MyIp,
             KillGuestsOnDispose = _options.KillGuestsOnStop,
+            Bridge = string.IsNullOrEmpty(_options.Bridge) ? null : _options.Bridge,
+            BridgeAddress = string.IsNullOrEmpty(_options.BridgeAddress) ? null : _options.BridgeAddress,
+            OwnNetworkNamespace = _options.OwnNetworkNamespace,
         };
         ConfigureQemuDriver?.Invoke(driverOptions);
         // Images reach the host through the image API with the agent's token, never the controller's directory.

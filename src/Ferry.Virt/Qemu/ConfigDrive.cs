@@ -20,6 +20,9 @@ internal static class ConfigDrive
 
     private static readonly string[] s_versions = ["2012-08-10", "latest"];
 
+    /// <summary>UTF-8 without a byte-order mark: cloud-init's JSON loader (and the test guest's) refuse one.</summary>
+    private static readonly UTF8Encoding s_utf8 = new(encoderShouldEmitUTF8Identifier: false);
+
     /// <summary>Writes the drive's tree under <paramref name="root"/> (an empty directory).</summary>
     public static async Task WriteTreeAsync(GuestSpec guest, string root, CancellationToken cancellationToken)
     {
@@ -27,10 +30,10 @@ internal static class ConfigDrive
         {
             var dir = Path.Combine(root, "openstack", version);
             Directory.CreateDirectory(dir);
-            await File.WriteAllTextAsync(Path.Combine(dir, "meta_data.json"), MetaData(guest).ToJsonString(), Encoding.UTF8, cancellationToken);
-            await File.WriteAllTextAsync(Path.Combine(dir, "network_data.json"), NetworkData(guest).ToJsonString(), Encoding.UTF8, cancellationToken);
-            await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data.json"), "{}", Encoding.UTF8, cancellationToken);
-            await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data2.json"), "{}", Encoding.UTF8, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(dir, "meta_data.json"), MetaData(guest).ToJsonString(), s_utf8, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(dir, "network_data.json"), NetworkData(guest).ToJsonString(), s_utf8, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data.json"), "{}", s_utf8, cancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(dir, "vendor_data2.json"), "{}", s_utf8, cancellationToken);
             if (guest.UserData is { } userData)
             {
                 var compact = string.Concat(userData.Where(c => !char.IsWhiteSpace(c)));

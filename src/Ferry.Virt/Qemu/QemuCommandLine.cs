@@ -65,6 +65,16 @@ public static class QemuCommandLine
         {
             AddDisk(args, "config0", spec.ConfigDrivePath, "raw", readOnly: true, bootIndex: null);
         }
+        for (var i = 0; i < spec.Nics.Count; i++)
+        {
+            var nic = spec.Nics[i];
+            var id = "net" + i.ToString(CultureInfo.InvariantCulture);
+            // script=no: the driver puts the tap on the host's bridge itself once QEMU made it.
+            args.Add("-netdev");
+            args.Add($"tap,id={id},ifname={Escape(nic.TapName)},script=no,downscript=no");
+            args.Add("-device");
+            args.Add($"{Escape(nic.Model)},netdev={id},mac={Escape(nic.MacAddress)},id={id}-dev");
+        }
         if (spec.StartPaused)
         {
             args.Add("-S");

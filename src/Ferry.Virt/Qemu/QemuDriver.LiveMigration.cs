@@ -90,7 +90,7 @@ public sealed partial class QemuDriver
                 }
                 await File.WriteAllTextAsync(Path.Combine(dir, "guest.json"), JsonSerializer.Serialize(guest, QemuJsonContext.Default.GuestSpec), cancellationToken);
             }
-            var process = await QemuProcess.StartAsync(_options.QemuBinary, LaunchSpec(guest) with { IncomingUri = "defer" }, _options.StartTimeout, cancellationToken);
+            var process = await StartQemuAsync(LaunchSpec(guest) with { IncomingUri = "defer" }, cancellationToken);
             record.Process = process;
             record.PowerState = GuestPowerState.Paused;
             StartEventPump(record, process);
@@ -172,6 +172,7 @@ public sealed partial class QemuDriver
                 status = await RunStatusAsync(process, cancellationToken);
             }
             record.PowerState = MapStatus(status);
+            await AnnounceSelfAsync(record, cancellationToken);
         }
     }
 

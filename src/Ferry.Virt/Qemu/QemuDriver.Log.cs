@@ -109,4 +109,10 @@ public sealed partial class QemuDriver
 
     [LoggerMessage(EventId = 7251, Level = LogLevel.Information, Message = "Resumed {InstanceId} from its saved state (QEMU pid {Pid})")]
     private partial void LogResumed(string instanceId, int pid);
+
+    [LoggerMessage(EventId = 7260, Level = LogLevel.Debug, Message = "Plugged {Taps} into {Bridge}")]
+    private partial void LogNicsPlugged(string taps, string bridge);
+
+    [LoggerMessage(EventId = 7261, Level = LogLevel.Warning, Message = "announce-self for {InstanceId} failed: {Reason}")]
+    private partial void LogAnnounceFailed(string instanceId, string reason);
 }

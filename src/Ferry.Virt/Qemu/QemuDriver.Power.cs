@@ -67,7 +67,7 @@ public sealed partial class QemuDriver
             {
                 throw new ConflictException($"Guest {uuid} on {_options.HostName} is {guest.PowerState}, not suspended: it cannot be resumed.");
             }
-            var process = await QemuProcess.StartAsync(_options.QemuBinary, LaunchSpec(guest.Spec) with { IncomingUri = "defer" }, _options.StartTimeout, cancellationToken);
+            var process = await StartQemuAsync(LaunchSpec(guest.Spec) with { IncomingUri = "defer" }, cancellationToken);
             guest.Process = process;
             try
             {

@@ -119,6 +119,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             _guests.TryAdd(uuid, guest);
         }
         await AdoptKeptResizeSourcesAsync(cancellationToken);
+        await InitHostNetworkAsync(cancellationToken);
         LogHostInitialized(_options.HostName, _hypervisorVersion, Accel, _guests.Count, attached);
         return ListGuests();
     }
@@ -416,9 +417,13 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
 
     // --- internals ---
 
-    private static int FreeTcpPort(string address)
+    /// <summary>
+    /// A port free on the address, for a QEMU to listen on. When QEMU runs in another network namespace the address is
+    /// not this process's: a port free here on any address is taken (that namespace holds only its QEMUs' sockets).
+    /// </summary>
+    private int FreeTcpPort(string address)
     {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Parse(address), 0);
+        using var listener = new System.Net.Sockets.TcpListener(_options.NetworkNamespace is null ? System.Net.IPAddress.Parse(address) : System.Net.IPAddress.Any, 0);
         listener.Start();
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
@@ -462,6 +467,8 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             KernelAppend = append,
             DiskPath = Path.Combine(dir, "disk"),
             ConfigDrivePath = guest.ConfigDrive && File.Exists(configDrive) ? configDrive : null,
+            Nics = Nics(guest),
+            NetworkNamespace = _options.NetworkNamespace,
             SerialLogPath = Path.Combine(dir, "console.log"),
             LogPath = Path.Combine(dir, QemuLogFileName),
             QmpSocketPath = Path.Combine(runtime, "qmp.sock"),
@@ -473,7 +480,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
 
     private async Task<QemuProcess> StartGuestAsync(QemuGuest guest, CancellationToken cancellationToken)
     {
-        var process = await QemuProcess.StartAsync(_options.QemuBinary, LaunchSpec(guest.Spec), _options.StartTimeout, cancellationToken);
+        var process = await StartQemuAsync(LaunchSpec(guest.Spec), cancellationToken);
         guest.Process = process;
         try
         {

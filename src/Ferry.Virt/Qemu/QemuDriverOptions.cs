@@ -42,6 +42,28 @@ public sealed class QemuDriverOptions
     /// <summary>This host's own address (Nova's my_ip): the cold-migration transfer server listens on it.</summary>
     public string HostAddress { get; set; } = "127.0.0.1";
 
+    /// <summary>
+    /// The Linux bridge this host's guest NICs join (Nova's linux bridge VIFs); created when missing. Null: guests get
+    /// no NICs whatever ports they have (a host without a data plane).
+    /// </summary>
+    public string? Bridge { get; set; }
+
+    /// <summary>An address (a.b.c.d/prefix) the host puts on its bridge at start, e.g. the gateway of the guests' subnet; null: none.</summary>
+    public string? BridgeAddress { get; set; }
+
+    /// <summary>
+    /// This host has a network namespace of its own (a machine, or a lab namespace): taps are named as Nova names them,
+    /// <c>tap</c> + the port id's first 11 characters. Otherwise hosts share one namespace (all-in-one) and a tap's
+    /// name carries a tag of its host too, so a port's taps on the two ends of a migration never collide.
+    /// </summary>
+    public bool OwnNetworkNamespace { get; set; }
+
+    /// <summary>
+    /// A named network namespace this host's QEMUs, taps and bridge live in while the driver itself runs outside it
+    /// (benchmarks drive two such hosts from one process); null: the driver's own namespace. Implies <see cref="OwnNetworkNamespace"/>.
+    /// </summary>
+    public string? NetworkNamespace { get; set; }
+
     public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(15);
 
     /// <summary>How long the source of a cold migration serves the guest's files to the destination at most.</summary>

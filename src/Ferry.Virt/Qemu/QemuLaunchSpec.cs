@@ -15,6 +15,8 @@ public sealed record QemuLaunchSpec
     public string DiskFormat { get; init; } = "qcow2";
     /// <summary>A read-only config drive (raw), attached as block node <c>config0</c>.</summary>
     public string? ConfigDrivePath { get; init; }
+    /// <summary>The guest's NICs, after its disks (so both ends of a migration lay out the same PCI slots).</summary>
+    public IReadOnlyList<QemuNic> Nics { get; init; } = [];
     public required string SerialLogPath { get; init; }
     public required string QmpSocketPath { get; init; }
     public string? PidFilePath { get; init; }
@@ -25,8 +27,16 @@ public sealed record QemuLaunchSpec
     public string MachineType { get; init; } = "pc";
     /// <summary>A named model both ends of a migration can run (not <c>host</c>).</summary>
     public string CpuModel { get; init; } = "qemu64";
+    /// <summary>A named network namespace QEMU runs in (<c>ip netns exec</c>): its taps and listening sockets are there; null: the agent's.</summary>
+    public string? NetworkNamespace { get; init; }
     /// <summary>When set, the process waits for an incoming migration (<c>defer</c> = wait for <c>migrate-incoming</c>).</summary>
     public string? IncomingUri { get; init; }
     /// <summary>Start with vCPUs stopped (<c>-S</c>); <c>cont</c> starts them.</summary>
     public bool StartPaused { get; init; }
 }
+
+/// <summary>
+/// One NIC: a tap device of this host that QEMU creates on start and the kernel removes when QEMU exits (so a guest's
+/// NICs never outlive its process), and the guest-visible device with the port's MAC.
+/// </summary>
+public sealed record QemuNic(string TapName, string MacAddress, string Model = "virtio-net-pci");

@@ -70,7 +70,14 @@ public sealed class QemuProcess : IAsyncDisposable
         // sh is never a process group leader, so setsid(1) calls setsid() and execs QEMU in place: the pid stays the child's.
         var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
         psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add("exec setsid \"$0\" \"$@\" </dev/null >>\"$FERRY_QEMU_LOG\" 2>&1");
+        // ip netns exec also execs (after setns): still the same pid.
+        psi.ArgumentList.Add(spec.NetworkNamespace is null
+            ? "exec setsid \"$0\" \"$@\" </dev/null >>\"$FERRY_QEMU_LOG\" 2>&1"
+            : "exec setsid ip netns exec \"$FERRY_QEMU_NETNS\" \"$0\" \"$@\" </dev/null >>\"$FERRY_QEMU_LOG\" 2>&1");
+        if (spec.NetworkNamespace is { } netns)
+        {
+            psi.Environment["FERRY_QEMU_NETNS"] = netns;
+        }
         psi.ArgumentList.Add(binary);
         foreach (var arg in args)
         {

@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Ferry.Host;
+using Ferry.Virt;
 using Ferry.Virt.Qemu;
 
 namespace Ferry.FunctionalTests.Qemu;
@@ -20,7 +22,17 @@ public class QemuFerryFixture : FerryFixture
         options.TestGuestKernelPath = BuildTestGuest();
         // Guests outlive an agent restart (tests restart agents); the fixture destroys them at the end.
         options.KillGuestsOnStop = false;
+        // Guests' NICs on a bridge of the fixture's own, without an address unless a test asks (the seeded gateway
+        // address may sit on one bridge of the machine only).
+        options.Bridge = Bridge;
+        options.BridgeAddress = BridgeAddress;
     }
+
+    /// <summary>This fixture's bridge: named after the test process, so a later run removes it if this one was killed.</summary>
+    public string Bridge { get; } = TestBridges.NewName();
+
+    /// <summary>The address the hosts put on the bridge (null: none).</summary>
+    protected virtual string? BridgeAddress => null;
 
     public QemuDriver Driver(string host) => (QemuDriver)Ferry.Drivers[host];
 
@@ -33,6 +45,7 @@ public class QemuFerryFixture : FerryFixture
                 await driver.DestroyAsync(guest.Uuid, destroyDisks: true, CancellationToken.None);
             }
         }
+        await LinuxNetwork.DeleteAsync(Bridge, CancellationToken.None);
     }
 
     /// <summary>tools/test-guest/build.sh (a no-op when the kernel is up to date); returns the kernel's path.</summary>
@@ -74,3 +87,28 @@ public sealed class QemuSharedFerryFixture : QemuFerryFixture
 /// <summary>QEMU flow tests share two cores: one class at a time.</summary>
 [CollectionDefinition("qemu")]
 public sealed class QemuCollection;
+
+/// <summary>Bridges of QEMU test fixtures: <c>fqb</c> + the test process's pid + a number; a bridge whose process is gone is a leftover.</summary>
+internal static class TestBridges
+{
+    private static int s_next;
+
+    public static string NewName()
+    {
+        RemoveLeftovers();
+        return string.Create(CultureInfo.InvariantCulture, $"fqb{Environment.ProcessId:x}-{Interlocked.Increment(ref s_next) & 0xff:x}");
+    }
+
+    /// <summary>Deletes the bridges of test processes that no longer run (a run killed before its fixtures were disposed).</summary>
+    private static void RemoveLeftovers()
+    {
+        foreach (var device in Directory.EnumerateDirectories("/sys/class/net").Select(Path.GetFileName))
+        {
+            if (device is not null && device.StartsWith("fqb", StringComparison.Ordinal) && device.IndexOf('-') is > 3 and var dash
+                && int.TryParse(device.AsSpan(3, dash - 3), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var pid) && !Directory.Exists($"/proc/{pid}"))
+            {
+                LinuxNetwork.DeleteAsync(device, CancellationToken.None).GetAwaiter().GetResult();
+            }
+        }
+    }
+}

@@ -50,13 +50,17 @@ public abstract class QemuFlowTest<TFixture>(TFixture fixture) : FlowTest<TFixtu
     /// <summary>Deletes the server when the test ends.</summary>
     protected void Track(string id) => _booted.Add(id);
 
-    /// <summary>Boots the test guest (64 MiB) dirtying <paramref name="dirtyMiBps"/> of its 4 MiB region.</summary>
-    protected async Task<string> BootGuestAsync(string host, double dirtyMiBps = 1)
+    /// <summary>
+    /// Boots the test guest (64 MiB) dirtying <paramref name="dirtyMiBps"/> of its 4 MiB region, with a port on the
+    /// seeded network (a NIC on the fixture's bridge: every move carries it); with <paramref name="configDrive"/> the
+    /// guest also learns its address and answers on the network.
+    /// </summary>
+    protected async Task<string> BootGuestAsync(string host, double dirtyMiBps = 1, bool configDrive = false)
     {
         var id = await BootAsync(host, flavor: "m1.nano", metadata: new Dictionary<string, string>
         {
             [QemuTestGuest.DirtyRateMetadataKey] = dirtyMiBps.ToString(CultureInfo.InvariantCulture),
-        });
+        }, networks: "auto", configDrive: configDrive);
         _booted.Add(id);
         return id;
     }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Ferry.Virt;
 
 namespace Ferry.FunctionalTests.Qemu;
 
@@ -16,6 +17,7 @@ public sealed partial class QemuGuestLifetimeTests : IDisposable
 {
     private static readonly TimeSpan s_waitLimit = TimeSpan.FromSeconds(300);
     private readonly string _dataDirectory = Path.Combine("/tmp", "fgl-" + Guid.NewGuid().ToString("N")[..8]);
+    private readonly string _bridge = TestBridges.NewName();
     private readonly string _kernel = QemuFerryFixture.BuildTestGuest();
 
     private static CancellationToken Ct => CancellationToken.None;
@@ -80,6 +82,7 @@ public sealed partial class QemuGuestLifetimeTests : IDisposable
     {
         // Even when a test failed: no QEMU of this test may outlive it.
         FerryHostProcess.KillQemuProcesses(_dataDirectory);
+        LinuxNetwork.DeleteAsync(_bridge, CancellationToken.None).GetAwaiter().GetResult();
         try
         {
             Directory.Delete(_dataDirectory, recursive: true);
@@ -90,7 +93,7 @@ public sealed partial class QemuGuestLifetimeTests : IDisposable
     }
 
     private Task<FerryHostProcess> StartFerryAsync(params string[] extra) =>
-        FerryHostProcess.StartAsync(_dataDirectory, ["--driver", "qemu", "--hosts", "2", "--test-guest-kernel", _kernel, "--report-interval", "1", .. extra], Ct);
+        FerryHostProcess.StartAsync(_dataDirectory, ["--driver", "qemu", "--hosts", "2", "--test-guest-kernel", _kernel, "--report-interval", "1", "--bridge", _bridge, "--bridge-address", "", .. extra], Ct);
 
     private static NovaClient Nova(FerryHostProcess ferry) => new(ferry.ComputeUrl, "admin:admin");
 

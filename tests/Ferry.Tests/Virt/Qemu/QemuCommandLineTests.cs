@@ -47,6 +47,29 @@ public sealed class QemuCommandLineTests
     }
 
     [Fact]
+    public void Build_Nics_TapBackendsWithoutScriptsAndDevicesWithThePortsMacsAfterTheDisks()
+    {
+        var args = QemuCommandLine.Build(Spec() with
+        {
+            ConfigDrivePath = "/i/6f1b/disk.config",
+            Nics = [new QemuNic("tap1b2c3d4e-5f", "fa:16:3e:00:00:01"), new QemuNic("tap9a8b7c6d-5e", "fa:16:3e:00:00:02", "e1000")],
+        });
+
+        var netdevs = args.Select((a, i) => (a, i)).Where(x => x.a == "-netdev").Select(x => args[x.i + 1]).ToList();
+        Assert.Equal(["tap,id=net0,ifname=tap1b2c3d4e-5f,script=no,downscript=no", "tap,id=net1,ifname=tap9a8b7c6d-5e,script=no,downscript=no"], netdevs);
+        var devices = args.Select((a, i) => (a, i)).Where(x => x.a == "-device").Select(x => args[x.i + 1]).ToList();
+        Assert.Equal("virtio-net-pci,netdev=net0,mac=fa:16:3e:00:00:01,id=net0-dev", devices[^2]);
+        Assert.Equal("e1000,netdev=net1,mac=fa:16:3e:00:00:02,id=net1-dev", devices[^1]);
+        Assert.StartsWith("virtio-blk-pci,drive=config0", devices[^3]);
+    }
+
+    [Fact]
+    public void Build_NoNics_NoNetworkAtAll()
+    {
+        Assert.DoesNotContain("-netdev", QemuCommandLine.Build(Spec()));
+    }
+
+    [Fact]
     public void Build_Always_HasSerialFileAndQmpServerSocket()
     {
         var args = QemuCommandLine.Build(Spec());

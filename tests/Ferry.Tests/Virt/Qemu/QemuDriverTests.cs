@@ -195,7 +195,9 @@ public sealed partial class QemuDriverTests(TestGuestFixture fixture) : QemuDriv
         Assert.Equal("iso9660", (await RunAsync("blkid", "-o", "value", "-s", "TYPE", drive)).Trim());
         var extracted = Path.Combine(Root, "meta_data.json");
         await RunAsync("xorriso", "-osirrox", "on", "-indev", drive, "-extract", "/openstack/latest/meta_data.json", extracted);
-        var meta = System.Text.Json.Nodes.JsonNode.Parse(await File.ReadAllTextAsync(extracted, Ct))!;
+        var bytes = await File.ReadAllBytesAsync(extracted, Ct);
+        Assert.True(bytes[0] == (byte)'{', "no byte-order mark: cloud-init's JSON loader refuses one");
+        var meta = System.Text.Json.Nodes.JsonNode.Parse(bytes)!;
         Assert.Equal(guest.Uuid, (string?)meta["uuid"]);
         Assert.Equal("Web server_01.prod", (string?)meta["name"]);
         Assert.Equal("web-server-01-prod", (string?)meta["hostname"]);

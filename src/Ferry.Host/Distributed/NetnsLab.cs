@@ -1,0 +1,260 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Ferry.Host.Distributed;
+
+/// <summary>
+/// Machines on one machine (`./ferry up --distributed --netns`): each compute host in a network namespace of its own,
+/// joined to the root namespace by a veth pair whose root end is on the lab's bridge. One flat L2 segment carries both
+/// the management network (the controller at .1, host N at .(10+N); live migration, NBD and cold-migration transfers
+/// cross it) and the guests' network (the seeded subnet's gateway on the same root bridge), as a flat provider network
+/// would: inside a host the veth sits on the host's own bridge, which carries the host's management address and its
+/// guests' taps. Both ends of every veth may be shaped with <c>tc netem</c> (rate and one-way delay).
+/// Names carry a tag of the data directory, so two labs never collide and a start removes what a killed one left.
+/// </summary>
+public sealed class NetnsLab : IAsyncDisposable
+{
+    /// <summary>The bridge in each host namespace (the QEMU driver's <c>--bridge</c>).</summary>
+    public const string HostBridge = "ferrybr0";
+
+    private readonly List<string> _namespaces = [];
+    private bool _bridgeMade;
+
+    private NetnsLab(string tag, int subnet, int hosts)
+    {
+        Tag = tag;
+        _subnetOctet = subnet;
+        Hosts = hosts;
+    }
+
+    private readonly int _subnetOctet;
+
+    /// <summary>Four hex digits of the data directory's path.</summary>
+    public string Tag { get; }
+
+    public int Hosts { get; }
+
+    /// <summary>The lab's bridge in the root namespace.</summary>
+    public string RootBridge => $"fl{Tag}br";
+
+    /// <summary>The management network's prefix length.</summary>
+    public const int PrefixLength = 24;
+
+    /// <summary>The root namespace's address on the management network: the control plane listens here.</summary>
+    public string ControllerAddress => Address(1);
+
+    public string HostAddress(int host) => Address(10 + host);
+
+    public string Namespace(int host) => $"ferry-{Tag}-compute{host.ToString(CultureInfo.InvariantCulture)}";
+
+    /// <summary>How a process is started inside host <paramref name="host"/>'s namespace (ip netns exec execs, so the pid is the program's).</summary>
+    public IReadOnlyList<string> Wrapper(int host) => ["ip", "netns", "exec", Namespace(host)];
+
+    private string Address(int last) => string.Create(CultureInfo.InvariantCulture, $"10.233.{_subnetOctet}.{last}");
+
+    private string RootVeth(int host) => string.Create(CultureInfo.InvariantCulture, $"fl{Tag}v{host}");
+
+    /// <summary>One clear line when this machine cannot make a lab: not root, or no <c>ip</c>.</summary>
+    public static string? Unavailable()
+    {
+        var uid = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("Uid:", StringComparison.Ordinal))?.Split('\t', StringSplitOptions.RemoveEmptyEntries);
+        if (uid is not { Length: > 2 } || uid[2] != "0")
+        {
+            return "--netns needs root (network namespaces, veths and bridges are made with CAP_NET_ADMIN): run it as root or with sudo";
+        }
+        var path = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/sbin").Append("/sbin");
+        if (!path.Any(d => File.Exists(Path.Combine(d, "ip"))) || !path.Any(d => File.Exists(Path.Combine(d, "tc"))))
+        {
+            return "--netns needs the ip and tc commands (Debian package iproute2): apt-get install iproute2";
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Makes the lab for <paramref name="hosts"/> hosts, after removing whatever a lab of the same data directory left.
+    /// <paramref name="guestGateway"/> (a.b.c.d/n) goes on the root bridge beside the controller's address.
+    /// </summary>
+    public static async Task<NetnsLab> CreateAsync(string dataDirectory, int hosts, double? bandwidthMbit, double? latencyMs, string? guestGateway,
+        CancellationToken ct)
+    {
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(dataDirectory)));
+        // The management subnet 10.233.X.0/24 follows the tag too: two labs' controllers never share an address.
+        var lab = new NetnsLab(Convert.ToHexStringLower(hash)[..4], hash[2], hosts);
+        try
+        {
+            await lab.RemoveLeftoversAsync(ct);
+            await IpAsync(ct, "link", "add", lab.RootBridge, "type", "bridge", "stp_state", "0", "forward_delay", "0");
+            lab._bridgeMade = true;
+            await IpAsync(ct, "address", "add", $"{lab.ControllerAddress}/{PrefixLength}", "dev", lab.RootBridge);
+            if (!string.IsNullOrEmpty(guestGateway))
+            {
+                await IpAsync(ct, "address", "replace", guestGateway, "dev", lab.RootBridge);
+            }
+            await IpAsync(ct, "link", "set", lab.RootBridge, "up");
+            for (var host = 1; host <= hosts; host++)
+            {
+                await lab.AddHostAsync(host, bandwidthMbit, latencyMs, ct);
+            }
+            return lab;
+        }
+        catch
+        {
+            await lab.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task AddHostAsync(int host, double? bandwidthMbit, double? latencyMs, CancellationToken ct)
+    {
+        var ns = Namespace(host);
+        await IpAsync(ct, "netns", "add", ns);
+        _namespaces.Add(ns);
+        // The pair is made with its host end already in the namespace, named eth0 there.
+        await IpAsync(ct, "link", "add", RootVeth(host), "type", "veth", "peer", "name", "eth0", "netns", ns);
+        await IpAsync(ct, "link", "set", RootVeth(host), "master", RootBridge, "up");
+        await IpAsync(ct, "-n", ns, "link", "set", "lo", "up");
+        await IpAsync(ct, "-n", ns, "link", "add", HostBridge, "type", "bridge", "stp_state", "0", "forward_delay", "0");
+        await IpAsync(ct, "-n", ns, "link", "set", "eth0", "master", HostBridge, "up");
+        await IpAsync(ct, "-n", ns, "address", "add", $"{HostAddress(host)}/{PrefixLength}", "dev", HostBridge);
+        await IpAsync(ct, "-n", ns, "link", "set", HostBridge, "up");
+        await IpAsync(ct, "-n", ns, "route", "add", "default", "via", ControllerAddress);
+        if (bandwidthMbit is not null || latencyMs is not null)
+        {
+            await ShapeAsync(null, RootVeth(host), bandwidthMbit, latencyMs, ct);
+            await ShapeAsync(ns, "eth0", bandwidthMbit, latencyMs, ct);
+        }
+    }
+
+    /// <summary>
+    /// Shapes the device's egress (each direction of a link is shaped at its sender): a one-way delay needs netem (with
+    /// the rate there too); a rate alone is a token bucket (tbf), which every kernel has.
+    /// </summary>
+    private static async Task ShapeAsync(string? ns, string device, double? bandwidthMbit, double? latencyMs, CancellationToken ct)
+    {
+        var args = new List<string>();
+        if (ns is not null)
+        {
+            args.AddRange(["-n", ns]);
+        }
+        args.AddRange(["qdisc", "replace", "dev", device, "root"]);
+        if (latencyMs is { } latency)
+        {
+            args.AddRange(["netem", "limit", "100000", "delay", string.Create(CultureInfo.InvariantCulture, $"{latency}ms")]);
+            if (bandwidthMbit is { } netemRate)
+            {
+                args.AddRange(["rate", string.Create(CultureInfo.InvariantCulture, $"{netemRate}mbit")]);
+            }
+        }
+        else
+        {
+            // A burst of at least 4 ms of the rate (the kernel's tick may be 4 ms) and never below 64 KiB; 100 ms of queue.
+            var rate = bandwidthMbit!.Value;
+            var burstBytes = Math.Max(64 * 1024, (long)(rate * 1_000_000 / 8 * 0.004));
+            args.AddRange(["tbf", "rate", string.Create(CultureInfo.InvariantCulture, $"{rate}mbit"),
+                "burst", burstBytes.ToString(CultureInfo.InvariantCulture), "latency", "100ms"]);
+        }
+        try
+        {
+            await RunAsync("tc", args, ct);
+        }
+        catch (FerryStartException ex) when (latencyMs is not null && ex.Message.Contains("qdisc kind is unknown", StringComparison.Ordinal))
+        {
+            throw new FerryStartException("--link-latency needs tc's netem qdisc (kernel module sch_netem), which this kernel does not have; --link-bandwidth alone works");
+        }
+    }
+
+    /// <summary>Shapes both directions of host <paramref name="host"/>'s link to <paramref name="mbit"/> Mbit/s (tests: a slower link for one move).</summary>
+    public async Task ShapeLinkAsync(int host, double mbit, CancellationToken ct)
+    {
+        await ShapeAsync(null, RootVeth(host), mbit, null, ct);
+        await ShapeAsync(Namespace(host), "eth0", mbit, null, ct);
+    }
+
+    /// <summary>Takes host <paramref name="host"/>'s link down or up (its veth's root end): a cut cable.</summary>
+    public Task SetLinkAsync(int host, bool up, CancellationToken ct) => IpAsync(ct, "link", "set", RootVeth(host), up ? "up" : "down");
+
+    /// <summary>Namespaces and root devices of this lab's tag, whoever made them.</summary>
+    private async Task RemoveLeftoversAsync(CancellationToken ct)
+    {
+        var prefix = $"ferry-{Tag}-";
+        if (Directory.Exists("/run/netns"))
+        {
+            foreach (var ns in Directory.EnumerateFiles("/run/netns").Select(Path.GetFileName).Where(n => n!.StartsWith(prefix, StringComparison.Ordinal)))
+            {
+                await KillProcessesInAsync(ns!);
+                await RunAsync("ip", ["netns", "delete", ns!], ct, ignoreFailure: true);
+            }
+        }
+        foreach (var device in Directory.EnumerateDirectories("/sys/class/net").Select(Path.GetFileName).Where(d => d!.StartsWith($"fl{Tag}", StringComparison.Ordinal)))
+        {
+            await RunAsync("ip", ["link", "delete", device!], ct, ignoreFailure: true);
+        }
+    }
+
+    /// <summary>
+    /// Deletes the namespaces (their veth ends, and so the root ends, go with them) and the root bridge. Processes still
+    /// inside a namespace keep it alive until they end: stop them first.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var ns in _namespaces)
+        {
+            await KillProcessesInAsync(ns);
+            await RunAsync("ip", ["netns", "delete", ns], CancellationToken.None, ignoreFailure: true);
+        }
+        _namespaces.Clear();
+        for (var host = 1; host <= Hosts; host++)
+        {
+            if (Directory.Exists($"/sys/class/net/{RootVeth(host)}"))
+            {
+                await RunAsync("ip", ["link", "delete", RootVeth(host)], CancellationToken.None, ignoreFailure: true);
+            }
+        }
+        if (_bridgeMade)
+        {
+            await RunAsync("ip", ["link", "delete", RootBridge], CancellationToken.None, ignoreFailure: true);
+            _bridgeMade = false;
+        }
+    }
+
+    /// <summary>Ends every process still in the namespace (QEMU guests an agent left): a namespace with processes outlives its deletion.</summary>
+    private static async Task KillProcessesInAsync(string ns)
+    {
+        var info = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, ArgumentList = { "netns", "pids", ns } };
+        using var process = Process.Start(info);
+        if (process is null)
+        {
+            return;
+        }
+        var pids = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        foreach (var line in pids.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (int.TryParse(line, CultureInfo.InvariantCulture, out var pid))
+            {
+                _ = ProcessSignals.Send(pid, "KILL");
+            }
+        }
+    }
+
+    private static Task IpAsync(CancellationToken ct, params string[] args) => RunAsync("ip", args, ct);
+
+    private static async Task RunAsync(string program, IReadOnlyList<string> args, CancellationToken ct, bool ignoreFailure = false)
+    {
+        var info = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+        using var process = Process.Start(info) ?? throw new FerryStartException($"could not start {program}");
+        var stderr = process.StandardError.ReadToEndAsync(ct);
+        await process.StandardOutput.ReadToEndAsync(ct);
+        await process.WaitForExitAsync(ct);
+        if (process.ExitCode != 0 && !ignoreFailure)
+        {
+            throw new FerryStartException($"lab: {program} {string.Join(' ', args)} failed: {(await stderr).Trim()}");
+        }
+    }
+}
