@@ -57,19 +57,33 @@ public sealed class NetnsLab : IAsyncDisposable
     private string RootVeth(int host) => string.Create(CultureInfo.InvariantCulture, $"fl{Tag}v{host}");
 
     /// <summary>One clear line when this machine cannot make a lab: not root, or no <c>ip</c>.</summary>
-    public static string? Unavailable()
+    public static string? Unavailable() =>
+        Unavailable(File.ReadLines("/proc/self/status"), (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/sbin").Append("/sbin"));
+
+    /// <summary>The same from a process status (its <c>Uid:</c> line: real, effective…) and the directories searched for commands.</summary>
+    internal static string? Unavailable(IEnumerable<string> processStatus, IEnumerable<string> commandPath)
     {
-        var uid = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("Uid:", StringComparison.Ordinal))?.Split('\t', StringSplitOptions.RemoveEmptyEntries);
+        var uid = processStatus.FirstOrDefault(l => l.StartsWith("Uid:", StringComparison.Ordinal))?.Split(['\t', ' '], StringSplitOptions.RemoveEmptyEntries);
         if (uid is not { Length: > 2 } || uid[2] != "0")
         {
             return "--netns needs root (network namespaces, veths and bridges are made with CAP_NET_ADMIN): run it as root or with sudo";
         }
-        var path = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/sbin").Append("/sbin");
+        var path = commandPath.ToList();
         if (!path.Any(d => File.Exists(Path.Combine(d, "ip"))) || !path.Any(d => File.Exists(Path.Combine(d, "tc"))))
         {
             return "--netns needs the ip and tc commands (Debian package iproute2): apt-get install iproute2";
         }
         return null;
+    }
+
+    /// <summary>Removes what a lab of <paramref name="dataDirectory"/> left (a killed launcher's): namespaces with their processes, devices.</summary>
+    public static Task RemoveLeftoversAsync(string dataDirectory, CancellationToken ct) => ForDirectory(dataDirectory, 0).RemoveLeftoversAsync(ct);
+
+    private static NetnsLab ForDirectory(string dataDirectory, int hosts)
+    {
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(dataDirectory)));
+        // The management subnet 10.233.X.0/24 follows the tag too: two labs' controllers never share an address.
+        return new NetnsLab(Convert.ToHexStringLower(hash)[..4], hash[2], hosts);
     }
 
     /// <summary>
@@ -79,9 +93,7 @@ public sealed class NetnsLab : IAsyncDisposable
     public static async Task<NetnsLab> CreateAsync(string dataDirectory, int hosts, double? bandwidthMbit, double? latencyMs, string? guestGateway,
         CancellationToken ct)
     {
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(dataDirectory)));
-        // The management subnet 10.233.X.0/24 follows the tag too: two labs' controllers never share an address.
-        var lab = new NetnsLab(Convert.ToHexStringLower(hash)[..4], hash[2], hosts);
+        var lab = ForDirectory(dataDirectory, hosts);
         try
         {
             await lab.RemoveLeftoversAsync(ct);

@@ -40,8 +40,10 @@ public sealed class NetnsLabFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        await RemoveKilledRunsAsync();
         Directory.CreateDirectory(DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
             | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        await File.WriteAllTextAsync(Path.Combine(DataDirectory, "owner.pid"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         var settings = new Dictionary<string, string>
         {
             ["FERRY_AUTH"] = "noauth2",
@@ -70,6 +72,45 @@ public sealed class NetnsLabFixture : IAsyncLifetime
         Placement.DefaultRequestHeaders.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         Network = new HttpClient { BaseAddress = new Uri(_launcher.NetworkUrl + "/v2.0/"), Timeout = TimeSpan.FromSeconds(30) };
         Network.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin");
+    }
+
+    /// <summary>
+    /// What a killed test run's lab left (its test process gone): every process that names its data directory (roles,
+    /// PostgreSQL, RabbitMQ, QEMU), its namespaces and devices, the directory.
+    /// </summary>
+    private static async Task RemoveKilledRunsAsync()
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/tmp", "flab-*"))
+        {
+            var owner = File.Exists(Path.Combine(dir, "owner.pid")) ? File.ReadAllText(Path.Combine(dir, "owner.pid")).Trim() : "0";
+            if (Directory.Exists($"/proc/{owner}"))
+            {
+                continue;
+            }
+            foreach (var proc in Directory.EnumerateDirectories("/proc").Where(p => int.TryParse(Path.GetFileName(p), out _)))
+            {
+                try
+                {
+                    if (File.ReadAllText(Path.Combine(proc, "cmdline")).Contains(dir, StringComparison.Ordinal)
+                        || File.ReadAllText(Path.Combine(proc, "environ")).Contains($"FERRY_DATADIR={dir}\0", StringComparison.Ordinal))
+                    {
+                        Process.GetProcessById(int.Parse(Path.GetFileName(proc), CultureInfo.InvariantCulture)).Kill();
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+                {
+                    // Ended meanwhile, or not ours to read.
+                }
+            }
+            await NetnsLab.RemoveLeftoversAsync(dir, CancellationToken.None);
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
     }
 
     /// <summary>The QEMU processes running the guest, with the namespace of each (its host): exactly one after any move.</summary>
