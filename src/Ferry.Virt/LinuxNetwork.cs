@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Ferry.Core.Errors;
 
@@ -128,28 +127,8 @@ public static class LinuxNetwork
         return stdout;
     }
 
-    private static async Task<(int ExitCode, string Stdout, string Stderr)> RunRawAsync(IReadOnlyList<string> args, CancellationToken cancellationToken, string? binary = null)
-    {
-        var psi = new ProcessStartInfo(binary ?? IpBinary) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in args)
-        {
-            psi.ArgumentList.Add(arg);
-        }
-        Process? started;
-        try
-        {
-            started = Process.Start(psi);
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            throw new FerryException($"Could not start {psi.FileName}: {ex.Message} (Debian package iproute2).");
-        }
-        using var process = started ?? throw new FerryException($"Could not start {psi.FileName}.");
-        var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
-        await process.WaitForExitAsync(cancellationToken);
-        return (process.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int ExitCode, string Stdout, string Stderr)> RunRawAsync(IReadOnlyList<string> args, CancellationToken cancellationToken, string? binary = null) =>
+        HostCommand.RunAsync(binary ?? IpBinary, args, "the Debian package iproute2", cancellationToken);
 }
 
 /// <summary>A tap device: its name, the bridge it is on, its MAC and whether a process (QEMU) holds it open.</summary>

@@ -675,46 +675,12 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
 
     private static async Task<string> RunToolAsync(string binary, IReadOnlyList<string> args, CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var psi = new ProcessStartInfo(binary)
+        var (exitCode, stdout, stderr) = await HostCommand.RunAsync(binary, args, "its Debian package (see tests/qemu-packages.txt)", cancellationToken, environment);
+        if (exitCode != 0)
         {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
-        {
-            psi.Environment[name] = value;
+            throw new FerryException($"{binary} {string.Join(' ', args)} failed ({exitCode}): {stderr.Trim()}");
         }
-        foreach (var arg in args)
-        {
-            psi.ArgumentList.Add(arg);
-        }
-        Process? started;
-        try
-        {
-            started = Process.Start(psi);
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            throw new FerryException($"Could not start {binary}: {ex.Message} (is its Debian package installed? see tests/qemu-packages.txt)");
-        }
-        using var process = started ?? throw new FerryException($"Could not start {binary}.");
-        var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
-        try
-        {
-            await process.WaitForExitAsync(cancellationToken);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-        if (process.ExitCode != 0)
-        {
-            throw new FerryException($"{binary} {string.Join(' ', args)} failed ({process.ExitCode}): {(await stderr).Trim()}");
-        }
-        return await stdout;
+        return stdout;
     }
 
     private async Task<long> ReadQemuVersionAsync(CancellationToken cancellationToken) =>

@@ -85,6 +85,62 @@ public sealed class NetnsLabTests(NetnsLabFixture fixture, ITestOutputHelper out
     }
 
     [Fact]
+    public async Task ResizeAndRevert_AcrossTheLink_GuestAnswersFromTheSourceAgain()
+    {
+        var (id, address) = await BootAsync("compute1");
+        await using var prober = TestGuestProber.Start(address, s_probeInterval, TimeSpan.FromMinutes(4));
+        await prober.WaitForReplyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(60), CancellationToken.None);
+
+        var migration = await MoveAsync(id, new JsonObject { ["resize"] = new JsonObject { ["flavorRef"] = "1" } });
+        Assert.Equal("finished", (string?)migration["status"]);
+        await prober.WaitForReplyAsync(prober.Elapsed, TimeSpan.FromSeconds(60), CancellationToken.None);
+        await AssertRunsOnlyOnAsync(id, "compute2");
+        var (status, body) = await Admin.ActionAsync(id, new JsonObject { ["revertResize"] = null });
+        Assert.True(status == HttpStatusCode.Accepted, $"revert: {(int)status} {body?.ToJsonString()}");
+        await WaitForServerAsync(id, s => (string?)s["status"] == "ACTIVE" && TaskState(s) is null && (string?)s["OS-EXT-SRV-ATTR:host"] == "compute1", "ACTIVE on compute1 after revert");
+        var after = await prober.WaitForReplyAsync(prober.Elapsed, TimeSpan.FromSeconds(60), CancellationToken.None);
+
+        AssertIntact(after);
+        await AssertRunsOnlyOnAsync(id, "compute1");
+    }
+
+    [Fact]
+    public async Task Evacuate_HostDiesWithItsGuests_RebuiltOnTheOtherHostAndAnswers()
+    {
+        var (id, address) = await BootAsync("compute1");
+        await using var prober = TestGuestProber.Start(address, s_probeInterval, TimeSpan.FromMinutes(4));
+        await prober.WaitForReplyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(60), CancellationToken.None);
+        var (_, services) = await Admin.GetAsync("os-services?host=compute1&binary=nova-compute");
+        var serviceId = (string)services!["services"]![0]!["id"]!;
+
+        // The machine dies: its agent and its guests, everything in its namespace.
+        fixture.KillEverythingIn(1);
+        await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = true });
+        try
+        {
+            var migration = await MoveAsync(id, new JsonObject { ["evacuate"] = new JsonObject() }, expected: HttpStatusCode.OK);
+            Assert.Equal("done", (string?)migration["status"]);
+            var after = await prober.WaitForReplyAsync(prober.Elapsed, TimeSpan.FromSeconds(60), CancellationToken.None);
+            AssertIntact(after);
+            Assert.Equal("compute2", Assert.Single(fixture.QemuProcessesOf(id)).Host);
+
+            // The host comes back: it finds the guest evacuated, removes its own copy and gives up its claim (held
+            // until then, as Nova holds a `done` evacuation's source allocation).
+            await fixture.Launcher.RestartAsync("compute1", CancellationToken.None);
+            await WaitAsync(async () => (string?)(await MigrationsAsync(id))[0]["status"] == "completed", "the evacuation completed by the returning host");
+        }
+        finally
+        {
+            if (fixture.Launcher.Children.Last(c => c.Name == "compute1").HasExited)
+            {
+                await fixture.Launcher.RestartAsync("compute1", CancellationToken.None);
+            }
+            await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = false });
+        }
+        await AssertRunsOnlyOnAsync(id, "compute2");
+    }
+
+    [Fact]
     public async Task LiveMigrate_DestinationLinkCutMidMove_GuestRunsOnExactlyOneHostAndAnswersAgain()
     {
         // 32 MiB of written memory over a 20 Mbit/s link: the first pass alone takes ~13 s, so the cut lands mid-copy.
@@ -154,11 +210,11 @@ public sealed class NetnsLabTests(NetnsLabFixture fixture, ITestOutputHelper out
     }
 
     /// <summary>Starts a move and waits for its migration record to reach a final status (or <c>finished</c> for a resize), and the task to clear.</summary>
-    private async Task<JsonNode> MoveAsync(string id, JsonObject action)
+    private async Task<JsonNode> MoveAsync(string id, JsonObject action, HttpStatusCode expected = HttpStatusCode.Accepted)
     {
         var before = (await MigrationsAsync(id)).Select(m => (int)m["id"]!).DefaultIfEmpty(0).Max();
         var (status, body) = await Admin.ActionAsync(id, action);
-        Assert.True(status == HttpStatusCode.Accepted, $"{action.First().Key}: {(int)status} {body?.ToJsonString()}");
+        Assert.True(status == expected, $"{action.First().Key}: {(int)status} {body?.ToJsonString()}");
         JsonNode? migration = null;
         await WaitAsync(async () =>
         {
@@ -194,18 +250,24 @@ public sealed class NetnsLabTests(NetnsLabFixture fixture, ITestOutputHelper out
             var (status, body) = await Admin.GetAsync($"servers/{id}", "2.95");
             server = status == HttpStatusCode.OK ? body!["server"] : server;
             return server is not null && condition(server);
-        }, $"{what} (server: {server?.ToJsonString()})", limit);
+        }, () => $"{what} (server: {server?.ToJsonString()})", limit);
         return server!;
     }
 
     private static string? TaskState(JsonNode server) => (string?)server["OS-EXT-STS:task_state"];
 
-    private static async Task WaitAsync(Func<Task<bool>> condition, string what, TimeSpan? limit = null)
+    private static Task WaitAsync(Func<Task<bool>> condition, string what, TimeSpan? limit = null) => WaitAsync(condition, () => what, limit);
+
+    /// <summary>Polls until the condition holds; <paramref name="what"/> is read at the end, so it can tell the last state seen.</summary>
+    private static async Task WaitAsync(Func<Task<bool>> condition, Func<string> what, TimeSpan? limit = null)
     {
         var deadline = DateTime.UtcNow + (limit ?? TimeSpan.FromSeconds(90));
         while (!await condition())
         {
-            Assert.True(DateTime.UtcNow < deadline, $"waited in vain for {what}");
+            if (DateTime.UtcNow >= deadline)
+            {
+                Assert.Fail($"waited in vain for {what()}");
+            }
             await Task.Delay(100);
         }
     }
@@ -228,7 +290,7 @@ public sealed class NetnsLabTests(NetnsLabFixture fixture, ITestOutputHelper out
             Assert.True(verdict.Item1 != QemuTestGuest.Integrity.Lost, $"{verdict.Item2}: {log}");
             var samples = QemuTestGuest.ParseSamples(log);
             return verdict.Item1 == QemuTestGuest.Integrity.Intact && samples.Count > 0 && samples[^1].Counter > above;
-        }, $"an intact counter above {above} ({verdict.Item2})", limit);
+        }, () => $"an intact counter above {above} ({verdict.Item2})", limit);
     }
 
     private static void AssertIntact(ProbeReply reply, int regionMib = QemuTestGuest.DefaultRegionMib) =>
@@ -239,20 +301,33 @@ public sealed class NetnsLabTests(NetnsLabFixture fixture, ITestOutputHelper out
     {
         // The source's copy ends a moment after the move is reported: give it a few seconds.
         IReadOnlyList<(int Pid, string Host)> processes = [];
-        await WaitAsync(() => Task.FromResult((processes = fixture.QemuProcessesOf(id)).Count == 1), $"one QEMU of {id}", TimeSpan.FromSeconds(20));
+        await WaitAsync(() => Task.FromResult((processes = fixture.QemuProcessesOf(id)).Count == 1),
+            () => $"one QEMU of {id} (running: {string.Join(", ", processes.Select(p => $"{p.Pid} on {p.Host}"))})", TimeSpan.FromSeconds(20));
         Assert.Equal(host, processes[0].Host);
-        var providers = await fixture.ProvidersAsync();
-        var allocations = await fixture.AllocationsAsync(id);
-        Assert.True(allocations.Count == 1 && allocations.ContainsKey(providers[host]), $"allocations of {id}: {allocations.ToJsonString()}");
+        var provider = (await fixture.ProvidersAsync())[host];
+        JsonObject allocations = [];
+        await WaitAsync(async () => (allocations = await fixture.AllocationsAsync(id)).Count == 1 && allocations.ContainsKey(provider),
+            () => $"the allocations of {id} on {host} only ({provider}): {allocations.ToJsonString()}", TimeSpan.FromSeconds(20));
     }
 
-    /// <summary>Every tap in a host's namespace is on its bridge and serves a port bound to that host whose server runs there.</summary>
+    /// <summary>
+    /// Every server's port is bound to the host that runs it, and every tap in a host's namespace is on its bridge and
+    /// serves a port bound to that host whose server runs there (and each such port has its tap).
+    /// </summary>
     private async Task AssertTapsMatchGuestsAsync()
     {
         var (status, body) = await Admin.GetAsync("servers/detail?all_tenants=1", "2.95");
         Assert.Equal(HttpStatusCode.OK, status);
         var ports = JsonNode.Parse(await fixture.Network.GetStringAsync("ports"));
         var problems = new List<string>();
+        foreach (var port in ports!["ports"]!.AsArray().Where(p => ((string?)p!["device_owner"] ?? "").StartsWith("compute:", StringComparison.Ordinal)))
+        {
+            var server = body!["servers"]!.AsArray().FirstOrDefault(s => (string?)s!["id"] == (string?)port!["device_id"]);
+            if (server is null || (string?)port!["binding:host_id"] != (string?)server["OS-EXT-SRV-ATTR:host"])
+            {
+                problems.Add($"port {(string?)port!["id"]} is bound to {(string?)port["binding:host_id"]}, its server {(string?)port["device_id"]} runs on {(string?)server?["OS-EXT-SRV-ATTR:host"] ?? "no host"}");
+            }
+        }
         for (var host = 1; host <= fixture.Lab.Hosts; host++)
         {
             var name = $"compute{host}";
