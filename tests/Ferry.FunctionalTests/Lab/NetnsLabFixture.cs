@@ -17,7 +17,7 @@ namespace Ferry.FunctionalTests.Lab;
 /// bridge (controller and guests' gateway) shaped to <see cref="LinkMbit"/>. The test process sits in the root
 /// namespace, where an operator would: it reaches the APIs at the controller's address and the guests at theirs.
 /// </summary>
-public sealed class NetnsLabFixture : IAsyncLifetime
+public class NetnsLabFixture : IAsyncLifetime
 {
     /// <summary>Every host's link, each way: slow enough that a test can act while a migration crosses it.</summary>
     public const double LinkMbit = 200;
@@ -27,6 +27,9 @@ public sealed class NetnsLabFixture : IAsyncLifetime
 
     /// <summary>Under /tmp with mode 0755 (PostgreSQL runs as postgres); short: QMP socket paths must fit 107 bytes.</summary>
     public string DataDirectory { get; } = Path.Combine("/tmp", $"flab-{Guid.NewGuid().ToString("N")[..8]}");
+
+    /// <summary>Every host's instances directory is one directory (shared storage, seen by each namespace alike).</summary>
+    protected virtual bool SharedStorage => false;
 
     public DistributedLauncher Launcher => _launcher ?? throw new InvalidOperationException("not started");
 
@@ -50,6 +53,7 @@ public sealed class NetnsLabFixture : IAsyncLifetime
             ["FERRY_DRIVER"] = "qemu",
             ["FERRY_TESTGUESTKERNEL"] = QemuFerryFixture.BuildTestGuest(),
             ["FERRY_REPORTINTERVAL"] = "1",
+            ["FERRY_SHAREDSTORAGE"] = SharedStorage ? "true" : "false",
         };
         var plan = new DistributedPlan(DataDirectory, Hosts: 2, Replicas: 1, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, 0, UsesKeystone: false, settings)
         {
@@ -224,4 +228,10 @@ public sealed class NetnsLabFixture : IAsyncLifetime
         {
         }
     }
+}
+
+/// <summary>The same lab with one instances directory for both hosts: a live migration moves memory only.</summary>
+public sealed class NetnsLabSharedFixture : NetnsLabFixture
+{
+    protected override bool SharedStorage => true;
 }
