@@ -64,7 +64,7 @@ public static class LinuxNetwork
         return exitCode == 0;
     }
 
-    /// <summary>The tap devices of this network namespace with the bridge each is on (null: none) and whether a process holds it.</summary>
+    /// <summary>The tap devices of this (or the named) network namespace, with the bridge each is on.</summary>
     public static async Task<IReadOnlyList<TapDevice>> ListTapsAsync(CancellationToken cancellationToken, string? netns = null)
     {
         var json = await RunAsync(In(netns, ["-j", "-d", "link", "show", "type", "tun"]), cancellationToken);
@@ -77,13 +77,7 @@ public static class LinuxNetwork
             {
                 continue;
             }
-            var flags = link.TryGetProperty("flags", out var f) ? f.EnumerateArray().Select(x => x.GetString()).ToList() : [];
-            taps.Add(new TapDevice(
-                link.GetProperty("ifname").GetString()!,
-                link.TryGetProperty("master", out var master) ? master.GetString() : null,
-                link.TryGetProperty("address", out var mac) ? mac.GetString() : null,
-                // A tap nobody holds has no carrier.
-                InUse: !flags.Contains("NO-CARRIER")));
+            taps.Add(new TapDevice(link.GetProperty("ifname").GetString()!, link.TryGetProperty("master", out var master) ? master.GetString() : null));
         }
         return taps;
     }
@@ -131,5 +125,5 @@ public static class LinuxNetwork
         HostCommand.RunAsync(binary ?? IpBinary, args, "the Debian package iproute2", cancellationToken);
 }
 
-/// <summary>A tap device: its name, the bridge it is on, its MAC and whether a process (QEMU) holds it open.</summary>
-public sealed record TapDevice(string Name, string? Bridge, string? MacAddress, bool InUse);
+/// <summary>A tap device: its name and the bridge it is on (null: none).</summary>
+public sealed record TapDevice(string Name, string? Bridge);

@@ -2,12 +2,12 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Ferry.FunctionalTests.Distributed;
 using Ferry.FunctionalTests.Qemu;
 using Ferry.Host;
 using Ferry.Host.Distributed;
+using Ferry.Virt;
 
 namespace Ferry.FunctionalTests.Lab;
 
@@ -183,16 +183,8 @@ public class NetnsLabFixture : IAsyncLifetime
         }
     }
 
-    /// <summary>The tap devices in host <paramref name="host"/>'s namespace: name, bridge, whether QEMU holds it.</summary>
-    public async Task<IReadOnlyList<(string Name, string? Bridge)>> TapsOfAsync(int host)
-    {
-        var info = new ProcessStartInfo("ip", ["-n", Lab.Namespace(host), "-j", "-d", "link", "show", "type", "tun"]) { RedirectStandardOutput = true, UseShellExecute = false };
-        using var process = Process.Start(info)!;
-        var json = await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        using var doc = JsonDocument.Parse(string.IsNullOrWhiteSpace(json) ? "[]" : json);
-        return [.. doc.RootElement.EnumerateArray().Select(l => (l.GetProperty("ifname").GetString()!, l.TryGetProperty("master", out var m) ? m.GetString() : null))];
-    }
+    /// <summary>The tap devices in host <paramref name="host"/>'s namespace, with the bridge each is on.</summary>
+    public Task<IReadOnlyList<TapDevice>> TapsOfAsync(int host) => LinuxNetwork.ListTapsAsync(CancellationToken.None, Lab.Namespace(host));
 
     /// <summary>The resource provider uuid of each host.</summary>
     public async Task<Dictionary<string, string>> ProvidersAsync()
