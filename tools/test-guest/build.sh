@@ -23,7 +23,7 @@ mkdir -p "$out"
 tmp="$(mktemp -d "$out/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 cflags=(-m32 -march=i686 -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables
-        -nostdlib -nostdinc -Wall -Wextra -Werror -std=gnu11)
+        -ffixed-ebx -nostdlib -nostdinc -Wall -Wextra -Werror -std=gnu11)
 gcc "${cflags[@]}" -c "$here/boot.S" -o "$tmp/boot.o"
 objects=("$tmp/boot.o")                 # first: the multiboot header must sit in the image's first 8 KiB
 for c in "${c_files[@]}"; do

@@ -94,6 +94,15 @@ static inline u32 word_value(u32 page, u32 word, u32 gen)
 static u32 g_pages;                     /* region size in pages (at most 65535, so pages squared fits in 32 bits) */
 
 /*
+ * The tick counter, the one value that must survive a live migration exactly, lives in EBX and nowhere else (every
+ * file is built with -ffixed-ebx, so no code saves, spills or reuses it). A migration carries the CPU's registers
+ * exactly, while under TCG on QEMU 7.2 it may hand over a stale copy of a page the guest writes often (README): two
+ * copies of the counter on their own pages both came back 30 ticks old after a post-copy. Locals are on the stack,
+ * so a status line is printed only if the counter it checksummed is still the counter after the checksums.
+ */
+register u32 g_counter __asm__("ebx");
+
+/*
  * Where the writes stand after `counter` ticks of `per_tick` pages: `wraps` completed passes over the region,
  * `cursor` the next page. Derived from the counter alone, never kept in memory: a live migration under TCG on
  * QEMU 7.2 can hand over a stale copy of a page (README), and bookkeeping kept in one would drift from the
@@ -176,10 +185,11 @@ void kmain(u32 magic, struct multiboot_info *mbi)
     net_init();
 
     /* What a probe is told. Until the first status line has its checksum, nothing is polled: the reply would have none. */
-    struct probe_status status = { 0, 0, 0 };
+    static struct probe_status status;
     const struct probe_status *poll = 0;
     u16 last = pit_read();
-    u32 acc = 0, pending = 0, counter = 0, since_print = status_every;
+    u32 acc = 0, pending = 0, since_print = status_every;
+    g_counter = 0;
     for (;;) {
         if (poll) net_poll(poll);
         u16 now = pit_read();
@@ -190,8 +200,12 @@ void kmain(u32 magic, struct multiboot_info *mbi)
 
         if (since_print >= status_every) {
             since_print = 0;
-            u32 actual = checksum_memory(poll);
-            u32 expected = checksum_expected(counter, pages_per_tick, poll);
+            u32 counter, actual, expected;
+            do {                        /* again if a stale stack page handed `counter` back older (see g_counter) */
+                counter = g_counter;
+                actual = checksum_memory(poll);
+                expected = checksum_expected(counter, pages_per_tick, poll);
+            } while (counter != g_counter);
             puts_serial("ferry-guest counter="); put_dec(counter);
             puts_serial(" checksum="); put_hex8(actual);
             puts_serial("\n");
@@ -209,13 +223,13 @@ void kmain(u32 magic, struct multiboot_info *mbi)
         if (pending == 0) continue;
         pending--;
         u32 wraps, cursor;
-        position_at(counter, pages_per_tick, &wraps, &cursor);
+        position_at(g_counter, pages_per_tick, &wraps, &cursor);
         for (u32 i = 0; i < pages_per_tick; i++) {
             write_page(cursor, wraps + 1u);
             if (++cursor == g_pages) { cursor = 0; wraps++; }
             if (poll) net_poll(poll);   /* a hot guest writes for most of a tick: answer between pages */
         }
-        counter++;
-        status.counter = counter;
+        g_counter++;
+        status.counter = g_counter;
     }
 }

@@ -70,8 +70,8 @@ public static partial class QemuTestGuest
     /// QEMU 7.2 under TCG can hand over, in a live migration, a stale copy of a page the guest keeps writing: a race in
     /// TCG's dirty tracking (notdirty_write re-enables the fast write path for a page the migration thread has just
     /// marked clean; fixed upstream, not in Debian's 7.2; KVM is not affected). The guest keeps no state in memory but
-    /// its counter and region (tools/test-guest/README.md), so it heals: a stale counter replays ticks whose writes
-    /// are already there (at most this many seen: 1–4), a stale region page is rewritten within one pass.
+    /// its region, and its counter in a register (tools/test-guest/README.md), so it heals: a stale region page is
+    /// rewritten within one pass. This margin is from when the counter could come back stale (1–4 ticks seen).
     /// </summary>
     public const int TcgStaleCounterTicks = 16;
 

@@ -57,7 +57,7 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
     }
 
     /// <summary>
-    /// Live-migrates the guest to compute2 over a 4 MiB/s link with post-copy permitted and a 2 s/GiB completion timeout
+    /// Live-migrates the guest to compute2 over a 4 MiB/s link with post-copy permitted, a 100 ms downtime limit and a 2 s/GiB completion timeout
     /// that force-completes, and returns once the migration is in post-copy; disposing it restores compute1's policy.
     /// </summary>
     private async Task<IDisposable> MigrateIntoPostCopyAsync(string id, long bandwidthMiBps = 4)
@@ -68,6 +68,9 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
             o.LiveMigrationPermitPostCopy = true;
             o.LiveMigrationTimeoutAction = CompletionTimeoutAction.ForceComplete;
             o.LiveMigrationCompletionTimeoutSecondsPerGiB = 2;
+            // A short downtime, so pre-copy cannot converge even when a loaded machine slows the guest's writes (a loaded
+            // run once saw this migration complete in pre-copy with the 500 ms default).
+            o.LiveMigrationDowntimeMs = 100;
         });
         Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
         await WaitForMigrationAsync(id, m => m.Status == MigrationStatus.RunningPostCopy, "post-copy");
@@ -97,7 +100,9 @@ public sealed class QemuSharedStorageTests(QemuSharedFerryFixture fixture) : Qem
     {
         var id = await BootGuestAsync("compute1", dirtyMiBps: 8);
         var before = await WaitForCounterAsync(id, 0);
-        using (await MigrateIntoPostCopyAsync(id))
+        // 1 MiB/s: the post-copy lasts seconds, so the cut finds pages still to send (at 4 MiB/s CI once cut a stream
+        // whose last page had gone, and the move completed with nothing to recover).
+        using (await MigrateIntoPostCopyAsync(id, bandwidthMiBps: 1))
         {
             await WaitUntilDestinationRunsAsync(id);
             var source = Qemu("compute1").GetProcessId(id) ?? throw new InvalidOperationException("no source QEMU");
