@@ -11,7 +11,7 @@ namespace Ferry.Host.Distributed;
 /// the management network (the controller at .1, host N at .(10+N); live migration, NBD and cold-migration transfers
 /// cross it) and the guests' network (the seeded subnet's gateway on the same root bridge), as a flat provider network
 /// would: inside a host the veth sits on the host's own bridge, which carries the host's management address and its
-/// guests' taps. Both ends of every veth may be shaped with <c>tc netem</c> (rate and one-way delay).
+/// guests' taps. Both ends of every veth may be shaped with <c>tc</c> (a rate with HTB, a one-way delay with netem).
 /// Names carry a tag of the data directory, so two labs never collide and a start removes what a killed one left.
 /// </summary>
 public sealed class NetnsLab : IAsyncDisposable
@@ -140,42 +140,55 @@ public sealed class NetnsLab : IAsyncDisposable
     }
 
     /// <summary>
-    /// Shapes the device's egress (each direction of a link is shaped at its sender): a one-way delay needs netem (with
-    /// the rate there too); a rate alone is a token bucket (tbf), which every kernel has.
+    /// Shapes the device's egress (each direction of a link is shaped at its sender). A one-way delay needs netem (with
+    /// the rate there too). A rate alone is an HTB class with two leaves, as an operator would give a link shared by
+    /// guests, control traffic and live migrations: IP packets under 512 bytes (probes, ARP-sized traffic, TCP ACKs,
+    /// small RPCs) and everything that is not IP go first; bulk (a migration's memory stream, NBD, disk copies) gets the
+    /// rest and queues at most 100 ms of the rate. A single token bucket put a guest's answers behind the stream's
+    /// queue (up to 100 ms at 100 Mbit/s), dropped them when it was full, and counted that as the migration's blackout.
     /// </summary>
     private static async Task ShapeAsync(string? ns, string device, double? bandwidthMbit, double? latencyMs, CancellationToken ct)
     {
-        var args = new List<string>();
-        if (ns is not null)
-        {
-            args.AddRange(["-n", ns]);
-        }
-        args.AddRange(["qdisc", "replace", "dev", device, "root"]);
         if (latencyMs is { } latency)
         {
-            args.AddRange(["netem", "limit", "100000", "delay", string.Create(CultureInfo.InvariantCulture, $"{latency}ms")]);
+            List<string> netem = ["qdisc", "replace", "dev", device, "root", "netem", "limit", "100000", "delay", Invariant($"{latency}ms")];
             if (bandwidthMbit is { } netemRate)
             {
-                args.AddRange(["rate", string.Create(CultureInfo.InvariantCulture, $"{netemRate}mbit")]);
+                netem.AddRange(["rate", Invariant($"{netemRate}mbit")]);
             }
+            try
+            {
+                await TcAsync(ns, netem, ct);
+            }
+            catch (FerryStartException ex) when (ex.Message.Contains("qdisc kind is unknown", StringComparison.Ordinal))
+            {
+                throw new FerryStartException("--link-latency needs tc's netem qdisc (kernel module sch_netem), which this kernel does not have; --link-bandwidth alone works");
+            }
+            return;
         }
-        else
-        {
-            // A burst of at least 4 ms of the rate (the kernel's tick may be 4 ms) and never below 64 KiB; 100 ms of queue.
-            var rate = bandwidthMbit!.Value;
-            var burstBytes = Math.Max(64 * 1024, (long)(rate * 1_000_000 / 8 * 0.004));
-            args.AddRange(["tbf", "rate", string.Create(CultureInfo.InvariantCulture, $"{rate}mbit"),
-                "burst", burstBytes.ToString(CultureInfo.InvariantCulture), "latency", "100ms"]);
-        }
-        try
-        {
-            await RunAsync("tc", args, ct);
-        }
-        catch (FerryStartException ex) when (latencyMs is not null && ex.Message.Contains("qdisc kind is unknown", StringComparison.Ordinal))
-        {
-            throw new FerryStartException("--link-latency needs tc's netem qdisc (kernel module sch_netem), which this kernel does not have; --link-bandwidth alone works");
-        }
+        var rate = bandwidthMbit!.Value;
+        // A burst of at least 4 ms of the rate (the kernel's tick may be 4 ms) and never below 64 KiB.
+        var burst = Invariant($"{Math.Max(64 * 1024, (long)(rate * 1_000_000 / 8 * 0.004))}b");
+        var bulkQueueBytes = Invariant($"{Math.Max(256 * 1024, (long)(rate * 1_000_000 / 8 * 0.1))}");
+        await RunAsync("tc", ns is null ? ["qdisc", "del", "dev", device, "root"] : ["-n", ns, "qdisc", "del", "dev", device, "root"], ct, ignoreFailure: true);
+        await TcAsync(ns, ["qdisc", "add", "dev", device, "root", "handle", "1:", "htb", "default", "10"], ct);
+        await TcAsync(ns, ["class", "add", "dev", device, "parent", "1:", "classid", "1:1", "htb", "rate", Mbit(rate), "burst", burst, "cburst", burst, "quantum", "60000"], ct);
+        await TcAsync(ns, ["class", "add", "dev", device, "parent", "1:1", "classid", "1:10", "htb", "rate", Mbit(rate * 0.1), "ceil", Mbit(rate),
+            "burst", burst, "cburst", burst, "prio", "0", "quantum", "60000"], ct);
+        await TcAsync(ns, ["class", "add", "dev", device, "parent", "1:1", "classid", "1:20", "htb", "rate", Mbit(rate * 0.9), "ceil", Mbit(rate),
+            "burst", burst, "cburst", burst, "prio", "1", "quantum", "60000"], ct);
+        await TcAsync(ns, ["qdisc", "add", "dev", device, "parent", "1:20", "handle", "20:", "bfifo", "limit", bulkQueueBytes], ct);
+        // The IP total length (bytes 2–3 of the header) below 512 → first; any other IP packet → bulk.
+        await TcAsync(ns, ["filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "u16", "0x0000", "0xfe00", "at", "2", "flowid", "1:10"], ct);
+        await TcAsync(ns, ["filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "2", "u32", "match", "u32", "0", "0", "flowid", "1:20"], ct);
+
+        static string Mbit(double mbit) => Invariant($"{mbit}mbit");
     }
+
+    private static Task TcAsync(string? ns, IReadOnlyList<string> args, CancellationToken ct) =>
+        RunAsync("tc", ns is null ? args : ["-n", ns, .. args], ct);
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Shapes both directions of host <paramref name="host"/>'s link to <paramref name="mbit"/> Mbit/s (tests: a slower link for one move).</summary>
     public async Task ShapeLinkAsync(int host, double mbit, CancellationToken ct)

@@ -42,7 +42,12 @@ public sealed class NetnsLabTests : IDisposable
                 Assert.Equal(0, Run("ip", "netns", "exec", lab.Namespace(host), "ping", "-c", "1", "-W", "5", lab.ControllerAddress).ExitCode);
             }
             Assert.Equal(0, Run("ip", "netns", "exec", lab.Namespace(1), "ping", "-c", "1", "-W", "5", lab.HostAddress(2)).ExitCode);
-            Assert.Contains("tbf", Run("tc", "qdisc", "show", "dev", $"fl{tag}v1").Output, StringComparison.Ordinal);
+            // Shaped to 100 Mbit/s in both directions; small packets ahead of bulk (NetnsLab.ShapeAsync).
+            Assert.Contains("htb 1:1 root rate 100Mbit", Run("tc", "class", "show", "dev", $"fl{tag}v1").Output, StringComparison.Ordinal);
+            var hostEnd = Run("tc", "-n", lab.Namespace(1), "class", "show", "dev", "eth0").Output;
+            Assert.Contains("htb 1:10 parent 1:1 prio 0 rate 10Mbit ceil 100Mbit", hostEnd, StringComparison.Ordinal);
+            Assert.Contains("htb 1:20 parent 1:1 leaf 20: prio 1 rate 90Mbit ceil 100Mbit", hostEnd, StringComparison.Ordinal);
+            Assert.Contains("flowid 1:10", Run("tc", "filter", "show", "dev", $"fl{tag}v1").Output, StringComparison.Ordinal);
         }
 
         Assert.Empty(Namespaces(tag));
