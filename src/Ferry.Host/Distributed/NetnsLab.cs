@@ -132,6 +132,10 @@ public sealed class NetnsLab : IAsyncDisposable
         await IpAsync(ct, "-n", ns, "address", "add", $"{HostAddress(host)}/{PrefixLength}", "dev", HostBridge);
         await IpAsync(ct, "-n", ns, "link", "set", HostBridge, "up");
         await IpAsync(ct, "-n", ns, "route", "add", "default", "via", ControllerAddress);
+        // At most 256 KiB a sender has not yet sent may wait in a TCP socket (the kernel allows 4 MiB). QEMU counts its
+        // downtime until the last byte is in the socket, not on the wire: 4 MiB queued there is 335 ms at 100 Mbit/s that
+        // the guest is stopped and QEMU does not report.
+        await RunAsync("ip", ["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_notsent_lowat=262144"], ct);
         if (bandwidthMbit is not null || latencyMs is not null)
         {
             await ShapeAsync(null, RootVeth(host), bandwidthMbit, latencyMs, ct);
@@ -169,7 +173,7 @@ public sealed class NetnsLab : IAsyncDisposable
         var rate = bandwidthMbit!.Value;
         // A burst of at least 4 ms of the rate (the kernel's tick may be 4 ms) and never below 64 KiB.
         var burst = Invariant($"{Math.Max(64 * 1024, (long)(rate * 1_000_000 / 8 * 0.004))}b");
-        var bulkQueueBytes = Invariant($"{Math.Max(256 * 1024, (long)(rate * 1_000_000 / 8 * 0.1))}");
+        var bulkQueueBytes = Invariant($"{Math.Max(64 * 1024, (long)(rate * 1_000_000 / 8 * 0.01))}");
         await RunAsync("tc", ns is null ? ["qdisc", "del", "dev", device, "root"] : ["-n", ns, "qdisc", "del", "dev", device, "root"], ct, ignoreFailure: true);
         await TcAsync(ns, ["qdisc", "add", "dev", device, "root", "handle", "1:", "htb", "default", "10"], ct);
         await TcAsync(ns, ["class", "add", "dev", device, "parent", "1:", "classid", "1:1", "htb", "rate", Mbit(rate), "burst", burst, "cburst", burst, "quantum", "60000"], ct);
