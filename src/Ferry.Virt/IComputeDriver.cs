@@ -41,6 +41,15 @@ public interface IComputeDriver
 
     Task PowerOffAsync(string uuid, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Gives the guest the volume as a disk (Nova's attach_volume): hot-plugged when it runs, and part of its definition
+    /// from then on, so every later start opens it. Attaching a volume it has is a no-op.
+    /// </summary>
+    Task AttachVolumeAsync(string uuid, GuestVolume volume, CancellationToken cancellationToken);
+
+    /// <summary>Takes the volume's disk from the guest (detach_volume; a running guest must release it). No error if it has none.</summary>
+    Task DetachVolumeAsync(string uuid, string volumeId, CancellationToken cancellationToken);
+
     Task PowerOnAsync(string uuid, CancellationToken cancellationToken);
 
     /// <summary>Freezes the running guest's vCPUs in memory (QMP <c>stop</c>); it stays defined and holds its memory.</summary>

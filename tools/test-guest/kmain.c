@@ -74,6 +74,20 @@ u16 pit_read(void)
     return (u16)(lo | (hi << 8));
 }
 
+/*
+ * ACPI PCI hotplug of QEMU's pc machine (PIIX4, I/O ports 0xae00-0xae0f): a device_del marks its slot in the "down"
+ * register and waits for the OS to eject it, which an OS does from its ACPI tables. This guest has no ACPI
+ * interpreter, so it answers every request itself: the host can take a volume's disk away from it.
+ */
+#define PCIHP_DOWN 0xae04
+#define PCIHP_EJECT 0xae08
+
+static void eject_requested_slots(void)
+{
+    u32 down = inl(PCIHP_DOWN);
+    if (down) outl(PCIHP_EJECT, down);
+}
+
 static void pit_init(void)
 {
     outb(0x43, 0x34);                   /* channel 0, lo/hi, mode 2 */
@@ -222,6 +236,7 @@ void kmain(u32 magic, struct multiboot_info *mbi)
 
         if (pending == 0) continue;
         pending--;
+        eject_requested_slots();
         u32 wraps, cursor;
         position_at(g_counter, pages_per_tick, &wraps, &cursor);
         for (u32 i = 0; i < pages_per_tick; i++) {

@@ -327,6 +327,7 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         LaunchedAt = u.LaunchedAt ?? i.LaunchedAt,
         Metadata = u.Metadata ?? i.Metadata,
         NetworkInfo = u.NetworkInfo ?? i.NetworkInfo,
+        BlockDevices = u.BlockDevices ?? i.BlockDevices,
         TerminatedAt = u.Deleted ? now : i.TerminatedAt,
         UpdatedAt = now,
     };

@@ -52,6 +52,8 @@ public sealed record Instance
     public List<RequestedNetwork> RequestedNetworks { get; init; } = [];
     /// <summary>The instance's network interfaces (Nova's info cache), filled in by the compute host that built it.</summary>
     public List<Vif> NetworkInfo { get; init; } = [];
+    /// <summary>The server's volumes (Nova's block device mappings of destination volume), in device order.</summary>
+    public List<BlockDeviceMapping> BlockDevices { get; init; } = [];
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }
     public DateTimeOffset? LaunchedAt { get; init; }

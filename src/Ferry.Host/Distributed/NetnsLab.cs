@@ -148,7 +148,7 @@ public sealed class NetnsLab : IAsyncDisposable
     /// the rate there too). A rate alone is an HTB class with two leaves, as an operator would give a link shared by
     /// guests, control traffic and live migrations: IP packets under 512 bytes (probes, ARP-sized traffic, TCP ACKs,
     /// small RPCs) and everything that is not IP go first; bulk (a migration's memory stream, NBD, disk copies) gets the
-    /// rest and queues at most 100 ms of the rate. A single token bucket put a guest's answers behind the stream's
+    /// rest and queues at most 10 ms of the rate (more is data in flight that QEMU does not count as downtime). A single token bucket put a guest's answers behind the stream's
     /// queue (up to 100 ms at 100 Mbit/s), dropped them when it was full, and counted that as the migration's blackout.
     /// </summary>
     private static async Task ShapeAsync(string? ns, string device, double? bandwidthMbit, double? latencyMs, CancellationToken ct)

@@ -123,6 +123,33 @@ public sealed partial class FakeDriver : IComputeDriver
     public IReadOnlyList<FakeTap> TapDevices() =>
         [.. State.Guests.Values.SelectMany(g => g.Spec.Vifs.Select(v => new FakeTap(v.DeviceName, v.Id, v.MacAddress, g.Uuid))).OrderBy(t => t.Name, StringComparer.Ordinal)];
 
+    /// <summary>
+    /// The volume connections this host holds: one per volume of every guest defined here (incoming ones too), as the
+    /// taps are; a connection made in pre_live_migration or finish_migration, gone with the guest's definition.
+    /// </summary>
+    public IReadOnlyList<FakeVolumeConnection> VolumeConnections() =>
+        [.. State.Guests.Values.SelectMany(g => g.Spec.Volumes.Select(v => new FakeVolumeConnection(g.Uuid, v.VolumeId, v.DeviceName, v.Connection.Export)))
+            .OrderBy(c => c.GuestUuid, StringComparer.Ordinal).ThenBy(c => c.DeviceName, StringComparer.Ordinal)];
+
+    public async Task AttachVolumeAsync(string uuid, GuestVolume volume, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        await Faults.CheckAsync(FakeSteps.AttachVolume, cancellationToken);
+        if (!State.TryUpdate(uuid, g => g with { Spec = g.Spec with { Volumes = [.. g.Spec.Volumes.Where(v => v.VolumeId != volume.VolumeId), volume] } }))
+        {
+            throw new InstanceNotFoundException(uuid);
+        }
+    }
+
+    public async Task DetachVolumeAsync(string uuid, string volumeId, CancellationToken cancellationToken)
+    {
+        await Faults.CheckAsync(FakeSteps.DetachVolume, cancellationToken);
+        if (!State.TryUpdate(uuid, g => g with { Spec = g.Spec with { Volumes = [.. g.Spec.Volumes.Where(v => v.VolumeId != volumeId)] } }))
+        {
+            throw new InstanceNotFoundException(uuid);
+        }
+    }
+
     public IReadOnlyList<GuestInfo> ListGuests()
     {
         var guests = State.Guests.Values.Select(g => g.ToInfo()).ToList();

@@ -14,3 +14,6 @@ internal sealed record FakeGuest(string Uuid, GuestPowerState PowerState, int Me
 
 /// <summary>A fake host's tap device: its name (<c>tap</c> + the port id's first 11 characters), the port, its MAC and the guest.</summary>
 public sealed record FakeTap(string Name, string PortId, string MacAddress, string GuestUuid);
+
+/// <summary>A volume a fake host has connected for a guest (<see cref="FakeDriver.VolumeConnections"/>).</summary>
+public sealed record FakeVolumeConnection(string GuestUuid, string VolumeId, string DeviceName, string Export);

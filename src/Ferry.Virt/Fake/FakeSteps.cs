@@ -23,6 +23,10 @@ public static class FakeSteps
     public const string FinishMigration = "finish_migration";
     public const string ConfirmMigration = "confirm_migration";
     public const string FinishRevertMigration = "finish_revert_migration";
+    /// <summary>Not part of <see cref="All"/>: no move attaches or detaches a volume.</summary>
+    public const string AttachVolume = "attach_volume";
+    /// <inheritdoc cref="AttachVolume"/>
+    public const string DetachVolume = "detach_volume";
     /// <summary>Not part of <see cref="All"/>: no move reboots a guest.</summary>
     public const string Reboot = "reboot";
     /// <summary>

@@ -65,6 +65,13 @@ public static class QemuCommandLine
         {
             AddDisk(args, "config0", spec.ConfigDrivePath, "raw", readOnly: true, bootIndex: null);
         }
+        foreach (var volume in spec.Volumes)
+        {
+            args.Add("-blockdev");
+            args.Add(NbdBlockdev(volume));
+            args.Add("-device");
+            args.Add(VolumeDevice(volume));
+        }
         for (var i = 0; i < spec.Nics.Count; i++)
         {
             var nic = spec.Nics[i];
@@ -86,6 +93,31 @@ public static class QemuCommandLine
         }
         return args;
     }
+
+    /// <summary>
+    /// The volume's NBD client node. <c>reconnect-delay</c>: requests wait up to that long for an export whose server
+    /// restarted (the volume service's daemon) instead of failing the guest's I/O at once.
+    /// </summary>
+    public static string NbdBlockdev(GuestVolume volume)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        var c = volume.Connection;
+        if (c.DriverVolumeType != Ferry.Core.Volumes.VolumeConnectionInfo.NbdType)
+        {
+            throw new ArgumentException($"QEMU opens volumes over NBD only, not '{c.DriverVolumeType}'.", nameof(volume));
+        }
+        var ro = c.AccessMode == "ro" ? ",read-only=on" : "";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"driver=nbd,node-name={volume.NodeName},server.type=inet,server.host={Escape(c.Host)},server.port={c.Port},export={Escape(c.Export)},reconnect-delay={NbdReconnectDelaySeconds}{ro}");
+    }
+
+    public static string VolumeDevice(GuestVolume volume)
+    {
+        ArgumentNullException.ThrowIfNull(volume);
+        return string.Create(CultureInfo.InvariantCulture, $"virtio-blk-pci,drive={volume.NodeName},id={volume.NodeName}-dev,addr=0x{volume.PciSlot:x}");
+    }
+
+    public const int NbdReconnectDelaySeconds = 30;
 
     /// <summary>Doubles commas, QEMU's escape inside option lists.</summary>
     public static string Escape(string value) => value.Replace(",", ",,", StringComparison.Ordinal);

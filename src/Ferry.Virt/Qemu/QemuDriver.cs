@@ -467,6 +467,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             KernelAppend = append,
             DiskPath = Path.Combine(dir, "disk"),
             ConfigDrivePath = guest.ConfigDrive && File.Exists(configDrive) ? configDrive : null,
+            Volumes = guest.Volumes,
             Nics = Nics(guest),
             NetworkNamespace = _options.NetworkNamespace,
             SerialLogPath = Path.Combine(dir, "console.log"),

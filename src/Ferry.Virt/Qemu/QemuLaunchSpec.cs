@@ -15,6 +15,8 @@ public sealed record QemuLaunchSpec
     public string DiskFormat { get; init; } = "qcow2";
     /// <summary>A read-only config drive (raw), attached as block node <c>config0</c>.</summary>
     public string? ConfigDrivePath { get; init; }
+    /// <summary>Volumes over NBD, each in the PCI slot its device name fixes (<see cref="GuestVolume.PciSlot"/>).</summary>
+    public IReadOnlyList<GuestVolume> Volumes { get; init; } = [];
     /// <summary>The guest's NICs, after its disks (so both ends of a migration lay out the same PCI slots).</summary>
     public IReadOnlyList<QemuNic> Nics { get; init; } = [];
     public required string SerialLogPath { get; init; }

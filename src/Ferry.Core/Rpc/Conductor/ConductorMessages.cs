@@ -68,6 +68,8 @@ public sealed record InstanceUpdateRequest
     public Dictionary<string, string>? Metadata { get; init; }
     /// <summary>Replaces the instance's network info cache.</summary>
     public List<Vif>? NetworkInfo { get; init; }
+    /// <summary>Replaces the instance's block device mappings.</summary>
+    public List<BlockDeviceMapping>? BlockDevices { get; init; }
     /// <summary>Marks the row deleted (terminate finished).</summary>
     public bool Deleted { get; init; }
     public List<TaskState?>? ExpectedTaskStates { get; init; }

@@ -54,6 +54,29 @@ public sealed class FakeDriverTests : IDisposable
         Assert.False(driver.HasLocalDisks(guest));
     }
 
+    // --- volumes ---
+
+    [Fact]
+    public async Task AttachVolume_ConnectionHeldUntilDetachOrDestroy()
+    {
+        var driver = NewDriver("host1");
+        var guest = Guest();
+        await driver.SpawnAsync(guest, reuseDisks: false, Ct);
+        var connection = new Ferry.Core.Volumes.VolumeConnectionInfo { Host = "127.0.0.1", Port = 10809, Export = "volume-v1" };
+
+        await driver.AttachVolumeAsync(guest.Uuid, new GuestVolume("v1", "/dev/vdb", connection), Ct);
+        await driver.AttachVolumeAsync(guest.Uuid, new GuestVolume("v2", "/dev/vdc", connection with { Export = "volume-v2" }), Ct);
+        await driver.AttachVolumeAsync(guest.Uuid, new GuestVolume("v1", "/dev/vdb", connection), Ct);   // again: no second connection
+
+        Assert.Equal([new FakeVolumeConnection(guest.Uuid, "v1", "/dev/vdb", "volume-v1"), new FakeVolumeConnection(guest.Uuid, "v2", "/dev/vdc", "volume-v2")],
+            driver.VolumeConnections());
+        await driver.DetachVolumeAsync(guest.Uuid, "v1", Ct);
+        Assert.Equal(["v2"], driver.VolumeConnections().Select(c => c.VolumeId));
+        await driver.DestroyAsync(guest.Uuid, destroyDisks: true, Ct);
+        Assert.Empty(driver.VolumeConnections());
+        await Assert.ThrowsAsync<InstanceNotFoundException>(() => driver.AttachVolumeAsync(guest.Uuid, new GuestVolume("v1", "/dev/vdb", connection), Ct));
+    }
+
     [Fact]
     public async Task Spawn_AlreadyDefined_ThrowsConflict()
     {

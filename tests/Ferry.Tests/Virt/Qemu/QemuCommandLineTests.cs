@@ -47,6 +47,35 @@ public sealed class QemuCommandLineTests
     }
 
     [Fact]
+    public void Build_Volumes_NbdNodesThatReconnectAndDisksInTheSlotsTheirDeviceNamesFix()
+    {
+        var connection = new Ferry.Core.Volumes.VolumeConnectionInfo { Host = "10.233.1.1", Port = 10809, Export = "volume-v1" };
+        var args = QemuCommandLine.Build(Spec() with
+        {
+            Volumes = [new Ferry.Virt.GuestVolume("v1", "/dev/vdc", connection), new Ferry.Virt.GuestVolume("v2", "/dev/vdb", connection with { Export = "volume-v2", AccessMode = "ro" })],
+            Nics = [new QemuNic("tap1", "fa:16:3e:00:00:01")],
+        });
+
+        var text = string.Join(' ', args);
+        Assert.Contains("-blockdev driver=nbd,node-name=vol-vdc,server.type=inet,server.host=10.233.1.1,server.port=10809,export=volume-v1,reconnect-delay=30 -device virtio-blk-pci,drive=vol-vdc,id=vol-vdc-dev,addr=0x11", text, StringComparison.Ordinal);
+        Assert.Contains("export=volume-v2,reconnect-delay=30,read-only=on -device virtio-blk-pci,drive=vol-vdb,id=vol-vdb-dev,addr=0x10", text, StringComparison.Ordinal);
+        Assert.True(text.IndexOf("vol-vdb-dev", StringComparison.Ordinal) < text.IndexOf("-netdev", StringComparison.Ordinal), "volumes come before the NICs");
+    }
+
+    [Theory]
+    [InlineData("/dev/vdb", 0x10)]
+    [InlineData("vdc", 0x11)]
+    [InlineData("/dev/vdq", 0x1f)]
+    public void SlotOf_DeviceName_FixedSlot(string device, int slot) => Assert.Equal(slot, Ferry.Virt.GuestVolume.SlotOf(device));
+
+    [Theory]
+    [InlineData("/dev/vda")]
+    [InlineData("/dev/vdr")]
+    [InlineData("/dev/sdb")]
+    [InlineData("/dev/vdbb")]
+    public void SlotOf_NotAVolumeDevice_Refused(string device) => Assert.Throws<ArgumentException>(() => Ferry.Virt.GuestVolume.SlotOf(device));
+
+    [Fact]
     public void Build_Nics_TapBackendsWithoutScriptsAndDevicesWithThePortsMacsAfterTheDisks()
     {
         var args = QemuCommandLine.Build(Spec() with
