@@ -107,12 +107,23 @@ public sealed partial class QemuDriver
                 await Task.Delay(100, cancellationToken);
             }
         }
-        try
+        // The device leaves the PCI bus a moment before it lets go of its block node: "in use" until then.
+        var released = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
         {
-            await process.Qmp.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = volume.NodeName }, cancellationToken);
-        }
-        catch (QmpException ex) when (ex.Message.Contains("not found", StringComparison.OrdinalIgnoreCase))
-        {
+            try
+            {
+                await process.Qmp.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = volume.NodeName }, cancellationToken);
+                return;
+            }
+            catch (QmpException ex) when (ex.Message.Contains("not found", StringComparison.OrdinalIgnoreCase))
+            {
+                return;
+            }
+            catch (QmpException ex) when (ex.Message.Contains("in use", StringComparison.OrdinalIgnoreCase) && released.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                await Task.Delay(50, cancellationToken);
+            }
         }
     }
 
