@@ -122,6 +122,7 @@ public sealed class ArchitectureTests
         { typeof(Ferry.ControlPlane.Persistence.CatalogStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.ServiceStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.ComputeNodeStore), [] },
+        { typeof(Ferry.ControlPlane.Persistence.VolumeStore), [] },
         { typeof(Ferry.ControlPlane.Persistence.DatabaseRpcDeduplicator), ["Dispose"] }, // Dispose only stops the renewal timer
         { typeof(Ferry.ControlPlane.Placement.PlacementService), [] },
     };

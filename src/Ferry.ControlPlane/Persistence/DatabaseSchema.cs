@@ -16,6 +16,7 @@ public static class DatabaseSchema
         (IdentitySchema.Component, IdentitySchema.Scripts),
         (MessagingSchema.Component, MessagingSchema.Scripts),
         (NetworkSchema.Component, NetworkSchema.Scripts),
+        (VolumeSchema.Component, VolumeSchema.Scripts),
     ];
 
     /// <summary>Applies every missing script of every component; running it again changes nothing.</summary>

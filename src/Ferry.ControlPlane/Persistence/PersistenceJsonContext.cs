@@ -15,4 +15,6 @@ namespace Ferry.ControlPlane.Persistence;
 [JsonSerializable(typeof(Ferry.Core.Networking.Subnet))]
 [JsonSerializable(typeof(Ferry.Core.Networking.Port))]
 [JsonSerializable(typeof(Ferry.Core.Networking.PortBinding))]
+[JsonSerializable(typeof(Ferry.Core.Volumes.Volume))]
+[JsonSerializable(typeof(Ferry.Core.Volumes.VolumeAttachment))]
 internal sealed partial class PersistenceJsonContext : JsonSerializerContext;

@@ -19,6 +19,7 @@ public static class PersistenceServiceCollectionExtensions
         services.TryAddSingleton<KeyPairStore>();
         services.TryAddSingleton<QuotaStore>();
         services.TryAddSingleton<NetworkStore>();
+        services.TryAddSingleton<VolumeStore>();
         return services;
     }
 }

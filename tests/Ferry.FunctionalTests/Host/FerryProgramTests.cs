@@ -19,7 +19,7 @@ public sealed class FerryProgramTests : IDisposable
 
         Assert.True(first.ExitCode == 0, first.Output);
         Assert.Contains($"ferry db sync: the database {Path.Combine(_dataDirectory, "ferry.db")} is up to date.", first.Output, StringComparison.Ordinal);
-        Assert.Equal(["compute", "identity", "messaging", "network", "placement", "placement_catalog"], afterFirst.Keys.Order());
+        Assert.Equal(["compute", "identity", "messaging", "network", "placement", "placement_catalog", "volume"], afterFirst.Keys.Order());
         Assert.All(afterFirst.Values, version => Assert.True(version > 0));
         Assert.True(second.ExitCode == 0, second.Output);
         Assert.Equal(afterFirst, SchemaVersions());
