@@ -26,7 +26,7 @@ internal static partial class ChildHostBenchmarks
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { hostDll, "all-in-one", "--data-dir", dataDirectory, "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--auth", "noauth2" })
+        foreach (var arg in new[] { hostDll, "all-in-one", "--data-dir", dataDirectory, "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0", "--auth", "noauth2" })
         {
             start.ArgumentList.Add(arg);
         }

@@ -63,7 +63,7 @@ internal sealed partial class DistributedFerry : IBenchFerry, IAsyncDisposable
         [
             .. prefix, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--replicas", "2",
             "--time-scale", "0", "--max-concurrent-live-migrations", Invariant(maxConcurrentLiveMigrations), "--auth", "noauth2",
-            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0",
+            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0",
             .. extra.Contains("--log-level") ? (string[])[] : ["--log-level", "warning"], .. extra,
         ];
         DistributedRun? run = null;

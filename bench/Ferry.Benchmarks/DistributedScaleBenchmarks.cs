@@ -55,7 +55,7 @@ internal static partial class DistributedScaleBenchmarks
             [
                 .. HostBuild.Command(hostDll).Prefix, "distributed", "--data-dir", dataDirectory, "--hosts", Invariant(hosts), "--hosts-per-compute", Invariant(hostsPerCompute),
                 "--replicas", "2", "--database", postgres.ConnectionString, "--transport", rabbitMq.Url, "--auth", "noauth2",
-                "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--log-level", "warning",
+                "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0", "--log-level", "warning",
             ];
             var processes = (hosts + hostsPerCompute - 1) / hostsPerCompute;
 

@@ -49,6 +49,7 @@ internal sealed class InProcessFerry : IBenchFerry, IAsyncDisposable
             PlacementPort = 0,
             ImagePort = 0,
             NetworkPort = 0,
+            VolumePort = 0,
             Hosts = hosts,
             FakeTimeScale = 0,
             FakeBandwidthMiBps = 0,

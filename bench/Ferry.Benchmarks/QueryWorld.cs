@@ -56,6 +56,7 @@ internal sealed class QueryWorld : IAsyncDisposable
             PlacementPort = 0,
             ImagePort = 0,
             NetworkPort = 0,
+            VolumePort = 0,
             Hosts = 1,
             FakeTimeScale = 0,
             FakeBandwidthMiBps = 0,

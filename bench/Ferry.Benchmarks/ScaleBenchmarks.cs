@@ -41,6 +41,7 @@ internal static partial class ScaleBenchmarks
                 IdentityPort = 0,
                 ImagePort = 0,
                 NetworkPort = 0,
+                VolumePort = 0,
                 Hosts = hosts,
                 Auth = "noauth2",
             };
@@ -84,7 +85,7 @@ internal static partial class ScaleBenchmarks
         foreach (var arg in new[]
         {
             hostDll, "all-in-one", "--hosts", hosts.ToString(CultureInfo.InvariantCulture), "--data-dir", dataDirectory, "--compute-port", "0",
-            "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--auth", "noauth2", "--log-level", "warning",
+            "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0", "--auth", "noauth2", "--log-level", "warning",
         })
         {
             start.ArgumentList.Add(arg);

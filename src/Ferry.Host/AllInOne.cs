@@ -92,6 +92,9 @@ public sealed class AllInOne : IAsyncDisposable
             new CatalogService("identity", "keystone", $"{options.IdentityUrl}/v3"),
             new CatalogService("image", "glance", options.ImageUrl),
             new CatalogService("network", "neutron", options.NetworkUrl),
+            // Cinder's form, the token's project in the path (Keystone substitutes it): Nova needs the v3 in it.
+            new CatalogService("volumev3", "cinderv3", $"{options.VolumeUrl}/v3/$(project_id)s"),
+            new CatalogService("block-storage", "cinder", $"{options.VolumeUrl}/v3/$(project_id)s"),
         ],
     };
 

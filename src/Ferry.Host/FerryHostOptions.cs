@@ -40,6 +40,7 @@ public sealed class FerryHostOptions
     public string? IdentityPublicUrl { get; set; }
     public string? ImagePublicUrl { get; set; }
     public string? NetworkPublicUrl { get; set; }
+    public string? VolumePublicUrl { get; set; }
 
     /// <summary>The compute role's host name (<c>ferry compute --host NAME</c>).</summary>
     public string? ComputeHost { get; set; }
@@ -68,6 +69,9 @@ public sealed class FerryHostOptions
 
     /// <summary>Where the token catalog says the network service (Neutron v2.0) is.</summary>
     public int NetworkPort { get; set; } = 9696;
+
+    /// <summary>Where the token catalog says the volume service (Cinder v3 subset) is.</summary>
+    public int VolumePort { get; set; } = 8776;
 
     /// <summary>
     /// <c>noauth2</c> (X-Auth-Token: user:project; what embedded hosts and tests use unless they ask) or
@@ -234,6 +238,9 @@ public sealed class FerryHostOptions
     public string ImageUrl => ImagePublicUrl ?? $"http://{ListenAddress}:{ImagePort}";
 
     public string NetworkUrl => NetworkPublicUrl ?? $"http://{ListenAddress}:{NetworkPort}";
+
+    /// <summary>The volume API's base URL, without <c>/v3</c>.</summary>
+    public string VolumeUrl => VolumePublicUrl ?? $"http://{ListenAddress}:{VolumePort}";
 
     /// <summary>The users, projects and password hashes (keystone mode).</summary>
     public string IdentityConfigPath => Path.Combine(DataDirectory, "identity.json");

@@ -39,6 +39,10 @@ internal sealed class ListenSockets
         {
             options.NetworkPort = sockets.Add(options.NetworkPort);
         }
+        if (options.Serves("volume"))
+        {
+            options.VolumePort = sockets.Add(options.VolumePort);
+        }
         return sockets;
     }
 

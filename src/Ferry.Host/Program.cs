@@ -114,7 +114,7 @@ static async Task<int> RunAllInOneAsync(FerryHostOptions options, Stopwatch star
         Console.Error.WriteLine($"ferry: cannot start: {ex.Message}");
         return 1;
     }
-    Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, images {options.ImageUrl}, network {options.NetworkUrl}, " +
+    Console.WriteLine($"Ferry is ready in {started.ElapsedMilliseconds} ms: compute API {options.ComputeApiUrl}/v2.1, placement {options.PlacementUrl}, images {options.ImageUrl}, network {options.NetworkUrl}, volumes {options.VolumeUrl}/v3, " +
         $"{options.Hosts} {options.Driver} hosts, database {Path.GetFullPath(options.DatabasePath)}, log {Path.GetFullPath(options.LogFilePath)}. Ctrl-C stops it.");
     if (options.UsesKeystone)
     {
@@ -216,6 +216,10 @@ static IEnumerable<string> ServedApis(FerryHostOptions options)
     if (options.Serves("network"))
     {
         yield return $"network {options.NetworkUrl}";
+    }
+    if (options.Serves("volume"))
+    {
+        yield return $"volume {options.VolumeUrl}";
     }
 }
 

@@ -58,7 +58,7 @@ public sealed class FerryChildProcess : IAsyncDisposable
         foreach (var arg in new[]
         {
             "all-in-one", "--auth", "noauth2", "--data-dir", dataDirectory, "--hosts", hosts.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            "--time-scale", "0", "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--identity-port", "0",
+            "--time-scale", "0", "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0", "--identity-port", "0",
         })
         {
             start.ArgumentList.Add(arg);

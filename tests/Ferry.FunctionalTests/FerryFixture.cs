@@ -57,6 +57,7 @@ public class FerryFixture : IAsyncLifetime
             IdentityPort = 0,
             ImagePort = 0,
             NetworkPort = 0,
+            VolumePort = 0,
             Hosts = 3,
             FakeTimeScale = 0,
         };

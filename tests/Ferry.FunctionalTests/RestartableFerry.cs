@@ -47,6 +47,7 @@ public sealed class RestartableFerry : IAsyncDisposable
             IdentityPort = 0,
             ImagePort = 0,
             NetworkPort = 0,
+            VolumePort = 0,
             Hosts = 3,
             FakeTimeScale = 0,
         };

@@ -213,8 +213,8 @@ public static class IdentityEndpoints
 
     private static async Task<IResult> GetCatalogAsync(HttpContext http, TokenStore tokens, IdentityOptions options)
     {
-        _ = await CallerAsync(http, tokens);
-        return Json(new JsonObject { ["catalog"] = Catalog(options), ["links"] = SelfLinks(http) });
+        var caller = await CallerAsync(http, tokens);
+        return Json(new JsonObject { ["catalog"] = Catalog(options, caller.Project?.Id), ["links"] = SelfLinks(http) });
     }
 
     private static async Task<IResult> GetAuthProjectsAsync(HttpContext http, IdentityStore store, TokenStore tokens) =>
@@ -310,27 +310,41 @@ public static class IdentityEndpoints
             view["project"] = new JsonObject { ["domain"] = DomainView(store.DomainOf(project.DomainId)), ["id"] = project.Id, ["name"] = project.Name };
             view["is_domain"] = false;
             view["roles"] = new JsonArray([.. token.Roles.Select(r => (JsonNode)new JsonObject { ["id"] = r.Id, ["name"] = r.Name })]);
-            view["catalog"] = Catalog(options);
+            view["catalog"] = Catalog(options, project.Id);
         }
         return view;
     }
 
-    /// <summary>The service catalog: every service with a public, internal and admin endpoint in the region.</summary>
-    public static JsonArray Catalog(IdentityOptions options) =>
-        new([.. options.Catalog.Select(service => (JsonNode)new JsonObject
+    /// <summary>
+    /// The service catalog: every service with a public, internal and admin endpoint in the region. A URL naming
+    /// <c>$(project_id)s</c> (or <c>%(project_id)s</c>) gets the token's project, as Keystone substitutes it; without a
+    /// project such a service is left out, as Keystone leaves out an endpoint it cannot complete.
+    /// </summary>
+    public static JsonArray Catalog(IdentityOptions options, string? projectId) =>
+        new([.. options.Catalog.Select(service => (Service: service, Url: Substitute(service.Url, projectId))).Where(s => s.Url is not null)
+            .Select(s => (JsonNode)new JsonObject
         {
             ["endpoints"] = new JsonArray([.. new[] { "public", "internal", "admin" }.Select(face => (JsonNode)new JsonObject
             {
-                ["id"] = StableId($"{service.Type}/{face}"),
+                ["id"] = StableId($"{s.Service.Type}/{face}"),
                 ["interface"] = face,
                 ["region_id"] = options.Region,
-                ["url"] = service.Url,
+                ["url"] = s.Url,
                 ["region"] = options.Region,
             })]),
-            ["id"] = StableId(service.Type),
-            ["type"] = service.Type,
-            ["name"] = service.Name,
+            ["id"] = StableId(s.Service.Type),
+            ["type"] = s.Service.Type,
+            ["name"] = s.Service.Name,
         })]);
+
+    private static string? Substitute(string url, string? projectId)
+    {
+        if (!url.Contains("(project_id)s", StringComparison.Ordinal))
+        {
+            return url;
+        }
+        return projectId is null ? null : url.Replace("$(project_id)s", projectId, StringComparison.Ordinal).Replace("%(project_id)s", projectId, StringComparison.Ordinal);
+    }
 
     /// <summary><c>2026-11-23T11:12:45.000000Z</c>: ISO 8601 with microseconds and a Z, as Keystone writes them.</summary>
     public static string Timestamp(DateTimeOffset time) =>

@@ -18,7 +18,7 @@ public static class FerrySettings
     public const string DefaultConfigFile = "/etc/ferry/ferry.json";
 
     /// <summary>The APIs the api role can serve (<c>--apis</c>).</summary>
-    public static readonly string[] ApiNames = ["compute", "placement", "identity", "image", "network"];
+    public static readonly string[] ApiNames = ["compute", "placement", "identity", "image", "network", "volume"];
 
     private static readonly FerryHostOptions s_defaults = new();
 
@@ -41,7 +41,7 @@ public static class FerrySettings
         Text("controlExchange", "--control-exchange", "The RabbitMQ exchange of this deployment (oslo.messaging's control_exchange); its queues are <exchange>.<topic>, so several deployments can share one broker.",
             s_defaults.ControlExchange, "NAME", FerryRoles.Running, (o, v) => o.ControlExchange = v),
         Text("listen", "--listen", "The address the APIs listen on.", s_defaults.ListenAddress, "ADDRESS", ApiOnly, (o, v) => o.ListenAddress = v, CheckAddress),
-        new("apis", "--apis", "The APIs this process serves, comma-separated: compute, placement, identity, image, network (identity with keystone auth only).",
+        new("apis", "--apis", "The APIs this process serves, comma-separated: compute, placement, identity, image, network, volume (identity with keystone auth only).",
             "LIST", string.Join(',', ApiNames), FerryRoles.Api, CheckApis, (o, v) => o.Apis = new HashSet<string>(SplitList(v), StringComparer.Ordinal))
         {
             IsList = true,
@@ -51,6 +51,7 @@ public static class FerrySettings
         Port("api:identityPort", "--identity-port", "Port of the identity API (Keystone v3 subset; keystone auth only).", s_defaults.IdentityPort, (o, v) => o.IdentityPort = v),
         Port("api:imagePort", "--image-port", "Port of the image API (Glance v2 subset).", s_defaults.ImagePort, (o, v) => o.ImagePort = v),
         Port("api:networkPort", "--network-port", "Port of the network API (Neutron v2.0 subset).", s_defaults.NetworkPort, (o, v) => o.NetworkPort = v),
+        Port("api:volumePort", "--volume-port", "Port of the volume API (Cinder v3 subset).", s_defaults.VolumePort, (o, v) => o.VolumePort = v),
         Url("api:computeUrl", "--compute-url", "The compute API's public URL (catalog; how other roles reach it), without /v2.1. Default: http://<listen>:<port>.",
             FerryRoles.Api | FerryRoles.AllInOne, (o, v) => o.ComputeApiPublicUrl = v),
         Url("api:placementUrl", "--placement-url", "The placement API's public URL (catalog; where compute agents report). Default: http://<listen>:<port>.",
@@ -61,6 +62,8 @@ public static class FerrySettings
             Controller | FerryRoles.Compute, (o, v) => o.ImagePublicUrl = v),
         Url("api:networkUrl", "--network-url", "The network API's public URL (catalog; where compute agents make and bind ports). Default: http://<listen>:<port>.",
             Controller | FerryRoles.Compute, (o, v) => o.NetworkPublicUrl = v),
+        Url("api:volumeUrl", "--volume-url", "The volume API's public URL (catalog; where Nova and the clients reach volumes), without /v3. Default: http://<listen>:<port>.",
+            Controller | FerryRoles.Compute, (o, v) => o.VolumePublicUrl = v),
         Choice("auth", "--auth", "keystone (tokens from the identity API) or noauth2 (X-Auth-Token: user:project, Nova's test convention).",
             "keystone", ["keystone", "noauth2"], ApiOnly | FerryRoles.Compute, (o, v) => o.Auth = v),
         Text("service:user", "--service-user", "The user a compute agent logs in as to reach placement (keystone auth; Nova's [placement] username).",

@@ -23,7 +23,7 @@ internal static class DistributedCommand
             environment[FerryConfiguration.ConfigVariable] = Path.GetFullPath(configFile);
         }
         var plan = new DistributedPlan(Path.GetFullPath(options.DataDirectory), options.Hosts, options.Replicas, options.PostgresPort, options.RabbitMqPort,
-            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.NetworkPort, options.UsesKeystone, environment, options.MetricsPort)
+            options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.NetworkPort, options.VolumePort, options.UsesKeystone, environment, options.MetricsPort)
         {
             // Given a database or a broker, the launcher uses the operator's own instead of starting one.
             Database = options.Database,
@@ -36,7 +36,7 @@ internal static class DistributedCommand
         await using var launcher = await DistributedLauncher.StartAsync(plan, Console.Out, stopping);
         var dataDirectory = plan.DataDirectory;
         Console.WriteLine($"Ferry (distributed) is ready in {started.ElapsedMilliseconds} ms: compute API {launcher.ComputeApiUrl}, placement {launcher.PlacementUrl}, " +
-            (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}, network {launcher.NetworkUrl}; {launcher.DatabaseDisplay}, " +
+            (options.UsesKeystone ? $"identity {launcher.IdentityUrl}, " : "") + $"images {launcher.ImageUrl}, network {launcher.NetworkUrl}, volumes {launcher.VolumeUrl}/v3; {launcher.DatabaseDisplay}, " +
             $"{launcher.BrokerDisplay}; {options.Replicas} api, {options.Replicas} conductor, {options.Replicas} scheduler and " +
             $"{(plan.Lab is null ? plan.ComputeProcesses().Count : options.Hosts)} compute processes for {options.Hosts} hosts (logs in {Path.Combine(dataDirectory, "log")}). Ctrl-C stops them all.");
         if (launcher.Lab is { } lab)

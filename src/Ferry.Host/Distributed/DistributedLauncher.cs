@@ -16,6 +16,7 @@ public sealed record DistributedPlan(
     int IdentityPort,
     int ImagePort,
     int NetworkPort,
+    int VolumePort,
     bool UsesKeystone,
     IReadOnlyDictionary<string, string> Environment,
     int? MetricsPort = null)
@@ -92,6 +93,9 @@ public sealed class DistributedLauncher : IAsyncDisposable
     public string ImageUrl { get; private set; } = "";
 
     public string NetworkUrl { get; private set; } = "";
+
+    /// <summary>The volume API, without /v3.</summary>
+    public string VolumeUrl { get; private set; } = "";
 
     /// <summary>The namespaces, veths and bridges of `--netns` (null without it).</summary>
     public NetnsLab? Lab => _lab;
@@ -170,15 +174,16 @@ public sealed class DistributedLauncher : IAsyncDisposable
         }
 
         // The first api replica picks the ports (0: free ones); the others join it on the same ports.
-        var first = await StartAsync("api-1", ["api", "--reuse-port", .. listen, .. ApiPorts(_plan.ComputePort, _plan.PlacementPort, _plan.IdentityPort, _plan.ImagePort, _plan.NetworkPort)], shared, ct);
+        var first = await StartAsync("api-1", ["api", "--reuse-port", .. listen, .. ApiPorts(_plan.ComputePort, _plan.PlacementPort, _plan.IdentityPort, _plan.ImagePort, _plan.NetworkPort, _plan.VolumePort)], shared, ct);
         ComputeApiUrl = UrlIn(first.ReadyLine, "compute API", "/v2.1");
         PlacementUrl = UrlIn(first.ReadyLine, "placement", "");
         ImageUrl = UrlIn(first.ReadyLine, "images", "");
         NetworkUrl = UrlIn(first.ReadyLine, "network", "");
+        VolumeUrl = UrlIn(first.ReadyLine, "volume", "");
         IdentityUrl = _plan.UsesKeystone ? UrlIn(first.ReadyLine, "identity", "/v3") : "";
-        var ports = new[] { PortOf(ComputeApiUrl), PortOf(PlacementUrl), _plan.UsesKeystone ? PortOf(IdentityUrl) : 0, PortOf(ImageUrl), PortOf(NetworkUrl) };
+        var ports = new[] { PortOf(ComputeApiUrl), PortOf(PlacementUrl), _plan.UsesKeystone ? PortOf(IdentityUrl) : 0, PortOf(ImageUrl), PortOf(NetworkUrl), PortOf(VolumeUrl) };
         var others = Enumerable.Range(2, _plan.Replicas - 1)
-            .Select(i => StartAsync($"api-{i}", ["api", "--reuse-port", .. listen, .. ApiPorts(ports[0], ports[1], ports[2], ports[3], ports[4])], shared, ct));
+            .Select(i => StartAsync($"api-{i}", ["api", "--reuse-port", .. listen, .. ApiPorts(ports[0], ports[1], ports[2], ports[3], ports[4], ports[5])], shared, ct));
         var control = Enumerable.Range(1, _plan.Replicas).SelectMany(i => new[]
         {
             StartAsync($"conductor-{i}", ["conductor", "--controller-host", $"{Environment.MachineName}-{i}", .. MetricsPort(2 * (i - 1))], shared, ct),
@@ -224,10 +229,10 @@ public sealed class DistributedLauncher : IAsyncDisposable
         { } first => ["--metrics-port", Invariant(first + index)],
     };
 
-    private static string[] ApiPorts(int compute, int placement, int identity, int image, int network) =>
+    private static string[] ApiPorts(int compute, int placement, int identity, int image, int network, int volume) =>
     [
         "--compute-port", Invariant(compute), "--placement-port", Invariant(placement), "--identity-port", Invariant(identity), "--image-port", Invariant(image),
-        "--network-port", Invariant(network),
+        "--network-port", Invariant(network), "--volume-port", Invariant(volume),
     ];
 
     private async Task<FerryChild> StartAsync(string name, string[] arguments, IReadOnlyDictionary<string, string> environment, CancellationToken ct,

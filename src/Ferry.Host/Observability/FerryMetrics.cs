@@ -151,6 +151,7 @@ public static class FerryHostOptionsMetricsExtensions
             [options.PlacementPort] = "placement",
             [options.ImagePort] = "image",
             [options.NetworkPort] = "network",
+            [options.VolumePort] = "volume",
         };
         if (options.UsesKeystone)
         {

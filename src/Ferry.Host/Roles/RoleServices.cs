@@ -7,13 +7,16 @@ using Ferry.ControlPlane.Networking;
 using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.ControlPlane.Scheduler;
+using Ferry.ControlPlane.Volumes;
 using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Core.Rpc.Scheduler;
+using Ferry.Core.Volumes;
 using Ferry.Host.Observability;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -96,6 +99,8 @@ internal static class RoleServices
             services.AddFerryIdentity(AllInOne.IdentityOptionsOf(options));
         }
         services.AddFerryComputeApi();
+        // The file-only backend until an NBD-exporting one is configured; replicas share the data directory, as images do.
+        services.TryAddSingleton<IVolumeBackend>(new LocalFileVolumeBackend(Path.GetFullPath(Path.Combine(options.DataDirectory, "volumes"))));
         services.AddLocalPortRouting();
         if (options.Metrics)
         {
@@ -133,6 +138,10 @@ internal static class RoleServices
         if (options.Serves("network"))
         {
             app.MapGroup("").RequireLocalPort(options.NetworkPort).MapNetworkApi();
+        }
+        if (options.Serves("volume"))
+        {
+            app.MapGroup("").RequireLocalPort(options.VolumePort).MapVolumeApi();
         }
         app.MapHealthcheck(Healthcheck.DisableFilePath(options.DataDirectory)); // every API port, before any authentication
     }

@@ -70,6 +70,7 @@ public class CliFixture : IAsyncLifetime
             IdentityPort = 0,
             ImagePort = 0,
             NetworkPort = 0,
+            VolumePort = 0,
             Auth = "keystone",
             Hosts = 3,
             FakeTimeScale = 0,
@@ -105,7 +106,7 @@ public class CliFixture : IAsyncLifetime
         Distributed = await DistributedFerry.StartAsync(_dataDirectory,
             "--hosts", Invariant(options.Hosts), "--replicas", "2", "--time-scale", Invariant(options.FakeTimeScale),
             "--lm-completion-timeout", Invariant(options.LiveMigrationCompletionTimeoutSecondsPerGiB),
-            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0",
+            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0",
             "--database", Tests.Shared.PostgresServer.Shared.CreateDatabase("cli"), "--transport", broker.Url,
             "--control-exchange", $"ferry-cli-{Guid.NewGuid():N}");
         AdminEnv = Distributed.AdminEnv;

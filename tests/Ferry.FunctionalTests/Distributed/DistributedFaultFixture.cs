@@ -83,7 +83,7 @@ public class DistributedFaultFixture : IAsyncLifetime
         {
             given[name] = value;
         }
-        var plan = new DistributedPlan(DataDirectory, HostCount, Replicas: 2, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, 0, UsesKeystone: false, given)
+        var plan = new DistributedPlan(DataDirectory, HostCount, Replicas: 2, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, 0, 0, UsesKeystone: false, given)
         {
             Program = FerryBinary.Given,
             HostsPerCompute = _hostsPerCompute,
@@ -113,7 +113,7 @@ public class DistributedFaultFixture : IAsyncLifetime
     private async Task StartApiAsync(string name, CancellationToken ct)
     {
         var child = FerryChild.Start(name,
-            ["api", "--apis", "compute", "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--identity-port", "0", "--log-name", name],
+            ["api", "--apis", "compute", "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0", "--identity-port", "0", "--log-name", name],
             _environment, FerryBinary.Given);
         lock (_apis)
         {

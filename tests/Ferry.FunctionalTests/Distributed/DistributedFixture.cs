@@ -27,7 +27,7 @@ public class DistributedFixture : IAsyncLifetime
     /// <summary>The flags of <c>ferry distributed</c> besides the data directory.</summary>
     protected virtual string[] Arguments =>
         ["--hosts", "2", "--replicas", "2", "--time-scale", "0",
-         "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0", "--metrics-port", "0"];
+         "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0", "--metrics-port", "0"];
 
     public string? OpenStack { get; } = CliFixture.FindOnPath("openstack");
 

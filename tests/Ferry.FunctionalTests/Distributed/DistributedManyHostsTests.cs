@@ -14,7 +14,7 @@ public sealed class ManyHostsFixture : DistributedFixture
 
     protected override string[] Arguments =>
         ["--hosts", "4", "--hosts-per-compute", "3", "--replicas", "1", "--time-scale", "0",
-         "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0"];
+         "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0"];
 }
 
 [Collection(ProcessRestartCollection.Name)]

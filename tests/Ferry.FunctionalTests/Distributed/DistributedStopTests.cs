@@ -14,7 +14,7 @@ public sealed class DistributedStopTests
         Directory.CreateDirectory(dataDirectory);
         var start = new ProcessStartInfo(FerryBinary.Executable) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in (string[])["distributed", "--data-dir", dataDirectory, "--hosts", "2", "--time-scale", "0",
-            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0"])
+            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0"])
         {
             start.ArgumentList.Add(arg);
         }

@@ -41,6 +41,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             IdentityPort = 0,
             ImagePort = 0,
             NetworkPort = 0,
+            VolumePort = 0,
             Auth = "keystone",
             Hosts = 3,
             FakeTimeScale = 0,
@@ -82,6 +83,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             [_options.IdentityPort] = FuzzService.Identity,
             [_options.ImagePort] = FuzzService.Image,
             [_options.NetworkPort] = FuzzService.Network,
+            [_options.VolumePort] = FuzzService.Volume,
         };
         var routes = FuzzRoute.Enumerate(_ferry.Services, ports);
         foreach (var service in Enum.GetValues<FuzzService>())
@@ -221,6 +223,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             FuzzService.Placement => _options.PlacementUrl,
             FuzzService.Identity => _options.IdentityUrl,
             FuzzService.Network => _options.NetworkUrl,
+            FuzzService.Volume => _options.VolumeUrl,
             _ => _options.ImageUrl,
         };
         using var message = new HttpRequestMessage(new HttpMethod(request.Method), new Uri(baseUrl + request.Path));
@@ -231,6 +234,11 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
         foreach (var (name, value) in request.Headers)
         {
             message.Headers.TryAddWithoutValidation(name, value);
+        }
+        if (request.Route.Service == FuzzService.Volume && !request.Headers.Any(h => h.Key == "OpenStack-API-Version"))
+        {
+            // The attachments API needs 3.27+; without it most of its requests would only meet the 404 below it.
+            message.Headers.TryAddWithoutValidation("OpenStack-API-Version", "volume 3.70");
         }
         if (request.Body is not null)
         {
@@ -331,6 +339,17 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
         var port = await SendJsonAsync(HttpMethod.Post, _options.NetworkUrl + "/v2.0/ports", "member",
             new JsonObject { ["port"] = new JsonObject { ["network_id"] = _world.Ids["network"][0], ["device_owner"] = "compute:nova" } });
         _world.Add("port", port["port"]!["id"]!.GetValue<string>());
+        var volume = await SendJsonAsync(HttpMethod.Post, _options.VolumeUrl + "/v3/volumes", "member",
+            new JsonObject { ["volume"] = new JsonObject { ["size"] = 1, ["name"] = "fuzz-volume" } });
+        _world.Add("volume", volume["volume"]!["id"]!.GetValue<string>());
+        var attached = await SendJsonAsync(HttpMethod.Post, _options.VolumeUrl + "/v3/volumes", "member",
+            new JsonObject { ["volume"] = new JsonObject { ["size"] = 1, ["name"] = "fuzz-attached" } });
+        _world.Add("volume", attached["volume"]!["id"]!.GetValue<string>());
+        var attachment = await SendJsonAsync(HttpMethod.Post, _options.VolumeUrl + "/v3/attachments", "member", new JsonObject
+        {
+            ["attachment"] = new JsonObject { ["volume_uuid"] = _world.Ids["volume"][1], ["instance_uuid"] = _world.Ids["server"][0], ["connector"] = null },
+        }, "volume 3.44");
+        _world.Add("attachment", attachment["attachment"]!["id"]!.GetValue<string>());
         _world.Add("host", "compute1");
         _world.Add("host", "compute2");
         _world.Add("alias", "binding");
@@ -377,11 +396,11 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
         return JsonNode.Parse(text)!;
     }
 
-    private async Task<JsonNode> SendJsonAsync(HttpMethod method, string url, string caller, JsonNode body)
+    private async Task<JsonNode> SendJsonAsync(HttpMethod method, string url, string caller, JsonNode body, string version = "compute 2.95")
     {
         using var message = new HttpRequestMessage(method, url) { Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json") };
         message.Headers.Add("X-Auth-Token", _tokens[caller]);
-        message.Headers.Add("OpenStack-API-Version", "compute 2.95");
+        message.Headers.Add("OpenStack-API-Version", version);
         using var response = await _http.SendAsync(message);
         var text = await response.Content.ReadAsStringAsync();
         Assert.True(response.IsSuccessStatusCode, $"{method} {url}: {(int)response.StatusCode} {text}");

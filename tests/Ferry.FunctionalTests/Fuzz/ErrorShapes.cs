@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 
 namespace Ferry.FunctionalTests.Fuzz;
 
-/// <summary>The four services Ferry serves, each with its own error body.</summary>
+/// <summary>The services Ferry serves, each with its own error body (Cinder's is Nova's).</summary>
 internal enum FuzzService
 {
     Compute,
@@ -11,6 +11,7 @@ internal enum FuzzService
     Identity,
     Image,
     Network,
+    Volume,
 }
 
 /// <summary>
@@ -71,6 +72,8 @@ internal static class ErrorShapes
             FuzzService.Image => Glance(o, status),
             FuzzService.Placement => Placement(o, status),
             FuzzService.Network => Neutron(o),
+            // Cinder's Fault is Nova's: the same fault names and {"code", "message"} (cinder/api/openstack/wsgi.py).
+            FuzzService.Volume => Nova(o, status),
             _ => "unknown service",
         };
     }

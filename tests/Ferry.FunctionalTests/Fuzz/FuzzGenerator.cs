@@ -48,7 +48,7 @@ internal sealed class FuzzGenerator(Random random, FuzzWorld world)
         "compute 2.", "compute .2", "compute 02.1", "compute 2.01", "compute 2.1.1", "compute ", "compute", "compute 2.1, compute 2.95",
         "compute -2.1", "compute 99999999999.1", "compute 2.99999999999", "placement 1.39", "placement latest", "placement 1.0",
         "placement 0.9", "placement 2.0", "placement 1.40", "placement 1.x", "placement", "placement 1.9999999999", "image 2.1",
-        "identity 3.14", "LATEST", ",", "latest latest",
+        "identity 3.14", "volume 3.0", "volume 3.44", "volume latest", "volume 3.71", "volume 3.x", "volume 2.0", "LATEST", ",", "latest latest",
     ];
 
     private static readonly string[] s_contentTypes =

@@ -39,7 +39,7 @@ internal sealed class FuzzWorld
             "name" => "keypair",
             "host" => "host",
             "alias" => "alias",
-            "projectId" => "project",
+            "projectId" or "project_id" => "project",
             _ => null,
         };
         if (kind is null)
@@ -61,6 +61,8 @@ internal sealed class FuzzWorld
                 "networks" => "network",
                 "subnets" => "subnet",
                 "ports" => "port",
+                "volumes" => "volume",
+                "attachments" => "attachment",
                 _ => null,
             };
         }
@@ -74,7 +76,48 @@ internal sealed class FuzzWorld
     }
 
     /// <summary>One valid body per write route (keys as <see cref="FuzzRoute.Key"/>); other routes get a small object.</summary>
-    public static Dictionary<string, Func<FuzzWorld, JsonNode>> Seeds(string adminPassword) => new(StringComparer.Ordinal)
+    public static Dictionary<string, Func<FuzzWorld, JsonNode>> Seeds(string adminPassword)
+    {
+        var seeds = ServiceSeeds(adminPassword);
+        // The volume API serves each route with and without the project in the path.
+        foreach (var prefix in new[] { "/v3", "/v3/{project_id}" })
+        {
+            seeds[$"POST {prefix}/volumes"] = w => new JsonObject
+            {
+                ["volume"] = new JsonObject
+                {
+                    ["size"] = 1, ["name"] = "fuzz-vol", ["description"] = null, ["volume_type"] = null, ["availability_zone"] = null, ["metadata"] = new JsonObject(),
+                    ["imageRef"] = w.Random.Next(3) == 0 ? w.One("image") : null, ["snapshot_id"] = null, ["source_volid"] = null,
+                },
+            };
+            seeds[$"PUT {prefix}/volumes/{{id}}"] = _ => new JsonObject { ["volume"] = new JsonObject { ["name"] = "fuzz-renamed", ["metadata"] = new JsonObject { ["k"] = "v" } } };
+            seeds[$"POST {prefix}/volumes/{{id}}/action"] = w => w.Random.Next(6) switch
+            {
+                0 => new JsonObject { ["os-extend"] = new JsonObject { ["new_size"] = 2 } },
+                1 => new JsonObject { ["os-begin_detaching"] = null },
+                2 => new JsonObject { ["os-roll_detaching"] = null },
+                3 => new JsonObject { ["os-reset_status"] = new JsonObject { ["status"] = "available" } },
+                4 => new JsonObject { ["os-force_delete"] = null },
+                _ => new JsonObject { ["os-unknown"] = null },
+            };
+            seeds[$"POST {prefix}/attachments"] = w => new JsonObject
+            {
+                ["attachment"] = new JsonObject
+                {
+                    ["volume_uuid"] = w.One("volume"), ["instance_uuid"] = w.One("server"),
+                    ["connector"] = w.Random.Next(2) == 0 ? null : new JsonObject { ["host"] = "compute1", ["ip"] = "127.0.0.1", ["mountpoint"] = "/dev/vdb" },
+                },
+            };
+            seeds[$"PUT {prefix}/attachments/{{id}}"] = _ => new JsonObject
+            {
+                ["attachment"] = new JsonObject { ["connector"] = new JsonObject { ["host"] = "compute2", ["ip"] = "127.0.0.1", ["mountpoint"] = "/dev/vdc" } },
+            };
+            seeds[$"POST {prefix}/attachments/{{id}}/action"] = _ => new JsonObject { ["os-complete"] = null };
+        }
+        return seeds;
+    }
+
+    private static Dictionary<string, Func<FuzzWorld, JsonNode>> ServiceSeeds(string adminPassword) => new(StringComparer.Ordinal)
     {
         ["POST /servers"] = w => new JsonObject
         {

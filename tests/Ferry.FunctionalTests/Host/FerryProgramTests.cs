@@ -79,7 +79,7 @@ public sealed class FerryProgramTests : IDisposable
     {
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ferry")) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { "all-in-one", "--hosts", "2000", "--auth", "noauth2", "--data-dir", _dataDirectory,
-            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--identity-port", "0" })
+            "--compute-port", "0", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0", "--identity-port", "0" })
         {
             start.ArgumentList.Add(arg);
         }
@@ -139,7 +139,7 @@ public sealed class FerryProgramTests : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { "api", "--apis", "placement,image", "--auth", "noauth2", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--data-dir", _dataDirectory })
+        foreach (var arg in new[] { "api", "--apis", "placement,image", "--auth", "noauth2", "--placement-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0", "--data-dir", _dataDirectory })
         {
             start.ArgumentList.Add(arg);
         }

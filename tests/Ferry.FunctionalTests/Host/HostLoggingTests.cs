@@ -19,6 +19,7 @@ public sealed class HostLoggingTests
                 PlacementPort = 0,
                 ImagePort = 0,
                 NetworkPort = 0,
+                VolumePort = 0,
                 Hosts = 1,
                 FakeTimeScale = 0,
                 LogFilePath = FerryLogging.LogFilePath(dataDirectory, DateTimeOffset.UtcNow),

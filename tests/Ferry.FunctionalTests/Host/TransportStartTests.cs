@@ -25,6 +25,7 @@ public sealed class TransportStartTests
             IdentityPort = 0,
             ImagePort = 0,
             NetworkPort = 0,
+            VolumePort = 0,
             RabbitMq = new RabbitMqOptions { Url = $"rabbitmq://ferry:s3cret@127.0.0.1:{closedPort}/prod" },
         };
         try

@@ -55,7 +55,7 @@ public class NetnsLabFixture : IAsyncLifetime
             ["FERRY_REPORTINTERVAL"] = "1",
             ["FERRY_SHAREDSTORAGE"] = SharedStorage ? "true" : "false",
         };
-        var plan = new DistributedPlan(DataDirectory, Hosts: 2, Replicas: 1, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, 0, UsesKeystone: false, settings)
+        var plan = new DistributedPlan(DataDirectory, Hosts: 2, Replicas: 1, PostgresPort: 0, RabbitMqPort: 0, 0, 0, 0, 0, 0, 0, UsesKeystone: false, settings)
         {
             Program = FerryBinary.Given,
             Lab = new LabPlan(LinkBandwidthMbit: LinkMbit),

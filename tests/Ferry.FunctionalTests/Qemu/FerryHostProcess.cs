@@ -50,7 +50,7 @@ public sealed class FerryHostProcess : IAsyncDisposable
         };
         foreach (var argument in (string[])["-MPOSIX", "-e", "$SIG{INT} = 'DEFAULT'; POSIX::setsid() or die \"setsid: $!\"; exec { $ARGV[0] } @ARGV or die \"exec: $!\"",
             "dotnet", HostDll(), "all-in-one", "--data-dir", dataDirectory, "--auth", "noauth2",
-            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0"])
+            "--compute-port", "0", "--placement-port", "0", "--identity-port", "0", "--image-port", "0", "--network-port", "0", "--volume-port", "0"])
         {
             psi.ArgumentList.Add(argument);
         }

@@ -24,6 +24,7 @@ public sealed class PolicyMatrixCoverageTests(PolicyMatrixFixture fixture) : ICl
             [options.IdentityPort] = FuzzService.Identity,
             [options.ImagePort] = FuzzService.Image,
             [options.NetworkPort] = FuzzService.Network,
+            [options.VolumePort] = FuzzService.Volume,
         };
         var mapped = FuzzRoute.Enumerate(fixture.Ferry.Services, ports).Where(r => !r.IsFallback)
             .Select(r => (Service: (Service)(int)r.Service, r.Method, Template: Canonical((Service)(int)r.Service, r.Template)))
@@ -53,12 +54,21 @@ public sealed class PolicyMatrixCoverageTests(PolicyMatrixFixture fixture) : ICl
         Service.Identity => "/v3",
         Service.Image => "/v2",
         Service.Network => "/v2.0",
+        Service.Volume => "/v3",
         _ => "",
     };
 
-    /// <summary>The template, with the compute API's legacy <c>/v2</c> routes (the same handlers) folded onto <c>/v2.1</c>.</summary>
-    private static string Canonical(Service service, string template) =>
-        service == Service.Compute && (template == "/v2" || template.StartsWith("/v2/", StringComparison.Ordinal)) ? "/v2.1" + template[3..] : template;
+    /// <summary>
+    /// The template, with the compute API's legacy <c>/v2</c> routes (the same handlers) folded onto <c>/v2.1</c>, and the
+    /// volume API's <c>/v3/{project_id}/…</c> routes (the same handlers, the project checked against the token's:
+    /// VolumeApiTests.Projects_…) onto <c>/v3/…</c>.
+    /// </summary>
+    private static string Canonical(Service service, string template) => service switch
+    {
+        Service.Compute when template == "/v2" || template.StartsWith("/v2/", StringComparison.Ordinal) => "/v2.1" + template[3..],
+        Service.Volume when template.StartsWith("/v3/{project_id}/", StringComparison.Ordinal) => "/v3/" + template["/v3/{project_id}/".Length..],
+        _ => template,
+    };
 
     private static bool Matches(string template, string path)
     {

@@ -17,6 +17,8 @@ public sealed class PolicyMatrixWriteTests(PolicyMatrixFixture fixture) : IClass
 
     private static readonly string[] s_build = ["instances", "instance_actions", "instance_action_events", "allocations", "consumers", "resource_providers"];
     private static readonly string[] s_action = ["instances", "instance_actions", "instance_action_events"];
+    private static readonly string[] s_volume = ["volumes"];
+    private static readonly string[] s_attachments = ["volumes", "volume_attachments"];
 
     /// <summary>Allowed writes the matrix does not send, each with the reason and the tests that do.</summary>
     private static readonly Dictionary<string, string> s_exempt = new(StringComparer.Ordinal)
@@ -231,6 +233,40 @@ public sealed class PolicyMatrixWriteTests(PolicyMatrixFixture fixture) : IClass
         ["Network POST /ports/{port}/bindings"] = new(["port_bindings"],
             async c => Assert.Equal("INACTIVE", (string?)(await c.ExpectAsync(Caller.Admin, Service.Network, "GET", $"/ports/{c.Ids["port"]}/bindings/compute9", 200))!["binding"]!["status"]),
             Restore: c => c.ExpectAsync(Caller.Admin, Service.Network, "DELETE", $"/ports/{c.Ids["port"]}/bindings/compute9", 204)),
+        // Volume: each on a volume (and attachment) made for it, except the rename, which is put back.
+        ["Volume POST /volumes"] = new(s_volume,
+            async c =>
+            {
+                c.Saved["id"] = (string)c.Response!["volume"]!["id"]!;
+                var volume = await c.VolumeAsync(c.Saved["id"]);
+                Assert.Equal((c.ProjectId, "available"), ((string?)volume["os-vol-tenant-attr:tenant_id"], (string?)volume["status"]));
+            },
+            Restore: c => c.DeleteVolumeAsync(c.Saved["id"])),
+        ["Volume PUT /volumes/{volume}"] = new(s_volume,
+            async c => Assert.Equal("pwned", (string?)(await c.VolumeAsync(c.Ids["volume"]))["name"]),
+            Restore: c => c.ExpectAsync(Caller.Admin, Service.Volume, "PUT", $"/volumes/{c.Ids["volume"]}", """{"volume": {"name": "demo-vol"}}""", 200)),
+        ["Volume DELETE /volumes/{volume}"] = new(s_volume,
+            c => c.ExpectAsync(Caller.Admin, Service.Volume, "GET", $"/volumes/{c.Ids["volume"]}", 404),
+            Prepare: c => c.NewVolumeAsync()),
+        ["Volume POST /volumes/{volume}/action"] = new(s_volume,
+            async c => Assert.Equal(2, (int)(await c.VolumeAsync(c.Ids["volume"]))["size"]!),
+            Prepare: c => c.NewVolumeAsync(), Restore: c => c.DeleteVolumeAsync(c.Ids["volume"])),
+        ["Volume POST /attachments"] = new(s_attachments,
+            async c =>
+            {
+                c.Ids["attachment"] = (string)c.Response!["attachment"]!["id"]!;
+                Assert.Equal("reserved", (string?)(await c.VolumeAsync(c.Ids["volume"]))["status"]);
+            },
+            Prepare: c => c.NewVolumeAsync(), Restore: c => c.DeleteAttachedVolumeAsync()),
+        ["Volume PUT /attachments/{attachment}"] = new(s_attachments,
+            async c => Assert.Equal("attaching", (string?)(await c.VolumeAsync(c.Ids["volume"]))["status"]),
+            Prepare: c => c.NewAttachmentAsync(), Restore: c => c.DeleteAttachedVolumeAsync()),
+        ["Volume POST /attachments/{attachment}/action"] = new(s_attachments,
+            async c => Assert.Equal("in-use", (string?)(await c.VolumeAsync(c.Ids["volume"]))["status"]),
+            Prepare: c => c.NewAttachmentAsync(connect: true), Restore: c => c.DeleteAttachedVolumeAsync()),
+        ["Volume DELETE /attachments/{attachment}"] = new(s_attachments,
+            async c => Assert.Equal("available", (string?)(await c.VolumeAsync(c.Ids["volume"]))["status"]),
+            Prepare: c => c.NewAttachmentAsync(), Restore: c => c.DeleteVolumeAsync(c.Ids["volume"])),
         ["Image POST /images"] = new(["images"],
             async c =>
             {
@@ -454,6 +490,34 @@ public sealed class PolicyMatrixWriteTests(PolicyMatrixFixture fixture) : IClass
                 """{"name": "matrix", "disk_format": "raw", "container_format": "bare", "visibility": "private"}""", 201))!["id"]!;
 
         public Task DeleteImageAsync() => ExpectAsync(Caller.Admin, Service.Image, "DELETE", $"/images/{Ids["image"]}", 204);
+
+        /// <summary>A volume of the demo project, available, as <c>{volume}</c>.</summary>
+        public async Task NewVolumeAsync() =>
+            Ids["volume"] = (string)(await ExpectAsync(Caller.Member, Service.Volume, "POST", "/volumes", """{"volume": {"size": 1, "name": "matrix"}}""", 202))!["volume"]!["id"]!;
+
+        /// <summary>A new demo volume reserved for the demo server as <c>{attachment}</c>, connected to compute1 when asked.</summary>
+        public async Task NewAttachmentAsync(bool connect = false)
+        {
+            await NewVolumeAsync();
+            var body = await ExpectAsync(Caller.Member, Service.Volume, "POST", "/attachments",
+                $$$"""{"attachment": {"volume_uuid": "{{{Ids["volume"]}}}", "instance_uuid": "{{{Ids["server"]}}}", "connector": null}}""", 200);
+            Ids["attachment"] = (string)body!["attachment"]!["id"]!;
+            if (connect)
+            {
+                await ExpectAsync(Caller.Member, Service.Volume, "PUT", $"/attachments/{Ids["attachment"]}", """{"attachment": {"connector": {"host": "compute1"}}}""", 200);
+            }
+        }
+
+        public async Task<JsonNode> VolumeAsync(string id) => (await ExpectAsync(Caller.Admin, Service.Volume, "GET", $"/volumes/{id}", 200))!["volume"]!;
+
+        public Task DeleteVolumeAsync(string id) => ExpectAsync(Caller.Admin, Service.Volume, "DELETE", $"/volumes/{id}", 202);
+
+        /// <summary>Deletes <c>{attachment}</c> (if still there) and then <c>{volume}</c>.</summary>
+        public async Task DeleteAttachedVolumeAsync()
+        {
+            await SendAsync(Caller.Admin, Service.Volume, "DELETE", $"/attachments/{Ids["attachment"]}");
+            await DeleteVolumeAsync(Ids["volume"]);
+        }
 
         public string IssueMemberToken()
         {

@@ -30,6 +30,7 @@ public enum Service
     Identity,
     Image,
     Network,
+    Volume,
 }
 
 /// <summary>
@@ -89,6 +90,7 @@ public class SecurityFixture : CliFixture, IAsyncLifetime
         Service.Placement => Ferry.Options.PlacementUrl,
         Service.Identity => Ferry.Options.IdentityUrl + "/v3",
         Service.Network => Ferry.Options.NetworkUrl + "/v2.0",
+        Service.Volume => Ferry.Options.VolumeUrl + "/v3",
         _ => Ferry.Options.ImageUrl + "/v2",
     };
 
@@ -113,6 +115,10 @@ public class SecurityFixture : CliFixture, IAsyncLifetime
         if (service == Service.Placement)
         {
             request.Headers.Add("OpenStack-API-Version", "placement 1.39");
+        }
+        if (service == Service.Volume)
+        {
+            request.Headers.Add("OpenStack-API-Version", "volume 3.70");
         }
         if (body is not null)
         {

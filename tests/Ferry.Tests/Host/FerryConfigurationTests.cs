@@ -162,11 +162,11 @@ public sealed class FerryConfigurationTests : IDisposable
         var file = File("""{ "apis": ["placement", "identity"] }""");
 
         var loaded = Load(["api", "--config", file]);
-        var bad = Load(["api", "--config", File("""{ "apis": ["placement", "volume"] }""")]);
+        var bad = Load(["api", "--config", File("""{ "apis": ["placement", "object-store"] }""")]);
 
         Assert.Empty(loaded.Errors);
         Assert.Equal(["identity", "placement"], loaded.Options.Apis.Order());
-        Assert.EndsWith("'volume' is not one of compute, placement, identity, image, network", Assert.Single(bad.Errors), StringComparison.Ordinal);
+        Assert.EndsWith("'object-store' is not one of compute, placement, identity, image, network, volume", Assert.Single(bad.Errors), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -201,7 +201,7 @@ public sealed class FerryConfigurationTests : IDisposable
     [Fact]
     public void DistributedPlan_HostsPerCompute_SplitsHostsIntoProcessesLastOneSmaller()
     {
-        var plan = new Ferry.Host.Distributed.DistributedPlan("/tmp/x", 7, 1, 0, 0, 0, 0, 0, 0, 0, false, new Dictionary<string, string>()) { HostsPerCompute = 3 };
+        var plan = new Ferry.Host.Distributed.DistributedPlan("/tmp/x", 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, false, new Dictionary<string, string>()) { HostsPerCompute = 3 };
 
         Assert.Equal([("compute1-3", "compute[1-3]"), ("compute4-6", "compute[4-6]"), ("compute7", "compute7")], plan.ComputeProcesses());
     }

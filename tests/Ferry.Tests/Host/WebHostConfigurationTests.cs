@@ -27,6 +27,7 @@ public sealed class WebHostConfigurationTests : IDisposable
             IdentityPort = 0,
             ImagePort = 0,
             NetworkPort = 0,
+            VolumePort = 0,
         };
         await using var ferry = AllInOne.Build(options, logging => logging.SetMinimumLevel(LogLevel.None));
 
