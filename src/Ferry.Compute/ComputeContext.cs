@@ -4,6 +4,7 @@ using Ferry.Core.Networking;
 using Ferry.Core.Placement;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Volumes;
 using Ferry.Virt;
 using Microsoft.Extensions.Logging;
 
@@ -32,6 +33,14 @@ public sealed partial class ComputeContext(
     public InstanceNetworks Networks => _networks ??= new InstanceNetworks(this);
 
     private InstanceNetworks? _networks;
+
+    /// <summary>The block storage service (volume attachments); null when the agent has none, and its servers get no volumes.</summary>
+    public VolumeHttpClient? Volume { get; init; }
+
+    /// <summary>The servers' volumes on this host, through <see cref="Volume"/>.</summary>
+    public InstanceVolumes Volumes => _volumes ??= new InstanceVolumes(this);
+
+    private InstanceVolumes? _volumes;
     public TimeProvider Time { get; } = time;
     public ILogger Logger { get; } = logger;
 
@@ -60,6 +69,8 @@ public sealed partial class ComputeContext(
             VolumeBacked = instance.VolumeBacked,
             Metadata = instance.Metadata,
             Vifs = instance.NetworkInfo,
+            Volumes = [.. instance.BlockDevices.Where(b => b.ConnectionInfo is not null)
+                .Select(b => new GuestVolume(b.VolumeId, b.DeviceName, b.ConnectionInfo!))],
         };
     }
 

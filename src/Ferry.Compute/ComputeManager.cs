@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Ferry.Core.Networking;
+using Ferry.Core.Volumes;
 using Ferry.Core.Placement;
 using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Compute;
@@ -24,12 +25,12 @@ public sealed partial class ComputeManager : IAsyncDisposable
     private readonly Channel<string> _stoppedGuests = Channel.CreateUnbounded<string>(new() { SingleReader = true });
 
     public ComputeManager(ComputeOptions options, IComputeDriver driver, IRpcTransport transport, RpcOptions rpcOptions,
-        PlacementHttpClient placement, TimeProvider time, ILoggerFactory loggers, NetworkHttpClient? network = null)
+        PlacementHttpClient placement, TimeProvider time, ILoggerFactory loggers, NetworkHttpClient? network = null, VolumeHttpClient? volume = null)
     {
         options.Validate();
         _transport = transport;
         _context = new ComputeContext(options, driver, new ConductorClient(transport, rpcOptions), new ComputeClient(transport, rpcOptions),
-            placement, time, loggers.CreateLogger($"Ferry.Compute.{options.Host}")) { Network = network };
+            placement, time, loggers.CreateLogger($"Ferry.Compute.{options.Host}")) { Network = network, Volume = volume };
     }
 
     public string Host => _context.Host;
@@ -102,6 +103,8 @@ public sealed partial class ComputeManager : IAsyncDisposable
             .On<InstanceRequest>("resume_instance", lifecycle.ResumeAsync)
             .On<InstanceRequest>("terminate_instance", lifecycle.TerminateAsync)
             .On<ConsoleOutputRequest, ConsoleOutputReply>("get_console_output", lifecycle.GetConsoleOutputAsync)
+            .On<AttachVolumeRequest>("attach_volume", _context.Volumes.AttachAsync)
+            .On<DetachVolumeRequest>("detach_volume", _context.Volumes.DetachAsync)
             .On<CheckCanLiveMigrateDestinationRequest, LiveMigrateData>("check_can_live_migrate_destination", liveDest.CheckCanLiveMigrateDestinationAsync)
             .On<CheckCanLiveMigrateSourceRequest, LiveMigrateData>("check_can_live_migrate_source", liveSource.CheckCanLiveMigrateSourceAsync)
             .On<LiveMigrationRequest>("live_migration", liveSource.LiveMigrationAsync)

@@ -78,6 +78,8 @@ public sealed class ComputeOptions
     /// <c>network</c> endpoint, or, without credentials, no network service (servers get no NICs).
     /// </summary>
     public Uri? NetworkUrl { get; set; }
+    /// <summary>The block storage service (Cinder v3) under noauth2; with credentials, the catalog's volumev3 endpoint.</summary>
+    public Uri? VolumeUrl { get; set; }
 
     /// <summary>
     /// The agent's Keystone service credentials for placement and the image API (Nova's [placement] and [glance]

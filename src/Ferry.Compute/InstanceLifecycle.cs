@@ -130,6 +130,7 @@ public sealed class InstanceLifecycle(ComputeContext context)
             // A copy kept here for a resize that could not be reverted goes too.
             await context.Driver.ConfirmMigrationAsync(ComputeContext.GuestFor(instance), ct);
             await context.Networks.DeallocateAsync(instance, ct);
+            await context.Volumes.ReleaseAsync(instance, ct);
             await context.Placement.DeleteAllocationsAsync(instance.Uuid, ct);
             await context.UpdateInstanceAsync(new InstanceUpdateRequest
             {

@@ -2,6 +2,7 @@ using Ferry.Core.Identity;
 using Ferry.Core.Images;
 using Ferry.Core.Networking;
 using Ferry.Core.Placement;
+using Ferry.Core.Volumes;
 
 namespace Ferry.Compute;
 
@@ -11,6 +12,9 @@ namespace Ferry.Compute;
 /// </summary>
 public sealed record ServiceClients(PlacementHttpClient Placement, IImageService Images, NetworkHttpClient? Network, KeystoneSession? Session)
 {
+    /// <summary>The block storage service's client; null under noauth2 without a volume URL.</summary>
+    public VolumeHttpClient? Volume { get; init; }
+
     /// <param name="httpClient">Used for every call (may come from IHttpClientFactory; its base address is not used).</param>
     /// <param name="session">A session to share (agents of one process); null: a new one from <see cref="ComputeOptions.ServiceCredentials"/>.</param>
     public static ServiceClients Create(ComputeOptions options, HttpClient httpClient, TimeProvider time, KeystoneSession? session = null)
@@ -26,10 +30,16 @@ public sealed record ServiceClients(PlacementHttpClient Placement, IImageService
         {
             var shared = session ?? new KeystoneSession(httpClient, credentials, time);
             return new(new PlacementHttpClient(httpClient, shared, options.PlacementUrl), new ImageHttpClient(httpClient, shared, options.ImageUrl),
-                new NetworkHttpClient(httpClient, shared, options.NetworkUrl), shared);
+                new NetworkHttpClient(httpClient, shared, options.NetworkUrl), shared)
+            {
+                Volume = new VolumeHttpClient(httpClient, shared, options.VolumeUrl),
+            };
         }
         return new(new PlacementHttpClient(httpClient, options.NoAuthToken, options.PlacementUrl!),
             new ImageHttpClient(httpClient, options.ImageUrl!, options.NoAuthToken),
-            options.NetworkUrl is { } network ? new NetworkHttpClient(httpClient, network, options.NoAuthToken) : null, null);
+            options.NetworkUrl is { } network ? new NetworkHttpClient(httpClient, network, options.NoAuthToken) : null, null)
+        {
+            Volume = options.VolumeUrl is { } volume ? new VolumeHttpClient(httpClient, volume, options.NoAuthToken) : null,
+        };
     }
 }

@@ -4,6 +4,7 @@ using Ferry.ControlPlane.Identity;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Identity;
 using Ferry.Core.Rpc;
+using Ferry.Core.Volumes;
 using Ferry.Host.Roles;
 using Ferry.Virt;
 using Ferry.Virt.Fake;
@@ -133,6 +134,10 @@ public sealed class AllInOne : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _agents.DisposeAsync();
+        if (Options.KillGuestsOnStop)
+        {
+            await VolumeBackends.StopAsync(App.Services.GetService<IVolumeBackend>());
+        }
         await App.StopAsync();
         await App.DisposeAsync();
         await _infrastructure.DisposeAsync();

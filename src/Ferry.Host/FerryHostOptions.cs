@@ -147,6 +147,9 @@ public sealed class FerryHostOptions
     /// <summary>Number of fake compute hosts, named compute1..computeN.</summary>
     public int Hosts { get; set; } = 3;
 
+    /// <summary>Where volumes live: <c>nbd</c> (exported by a qemu-storage-daemon), <c>file</c> or <c>auto</c> (nbd when the daemon is installed).</summary>
+    public string VolumeBackend { get; set; } = "auto";
+
     /// <summary><c>fake</c> (in-memory guests) or <c>qemu</c> (a QEMU process per guest, driven over QMP).</summary>
     public string Driver { get; set; } = "fake";
 

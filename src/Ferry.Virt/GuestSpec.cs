@@ -40,23 +40,10 @@ public sealed record GuestVolume(string VolumeId, string DeviceName, Ferry.Core.
     /// The disk's PCI slot, fixed by its device name (vdb → 0x10, vdc → 0x11, …): a disk hot-plugged into a running guest
     /// and the same disk on the command line of a migration's destination must sit in the same slot.
     /// </summary>
-    public int PciSlot => SlotOf(DeviceName);
+    public int PciSlot => Ferry.Core.Volumes.VolumeDevices.SlotOf(DeviceName);
 
     /// <summary>The block node and device id stem of the disk (<c>vol-vdb</c>).</summary>
     public string NodeName => "vol-" + DeviceName[(DeviceName.LastIndexOf('/') + 1)..];
-
-    /// <summary>The most volumes a guest can have: one PCI slot each from 0x10 to 0x1f.</summary>
-    public const int MaxVolumes = 16;
-
-    public static int SlotOf(string deviceName)
-    {
-        var name = deviceName[(deviceName.LastIndexOf('/') + 1)..];
-        if (name.Length != 3 || !name.StartsWith("vd", StringComparison.Ordinal) || name[2] < 'b' || name[2] > 'b' + MaxVolumes - 1)
-        {
-            throw new ArgumentException($"A volume's device must be /dev/vdb to /dev/vd{(char)('b' + MaxVolumes - 1)}, not '{deviceName}'.", nameof(deviceName));
-        }
-        return 0x10 + (name[2] - 'b');
-    }
 }
 
 /// <summary>What a host offers, reported to placement and to the scheduler.</summary>

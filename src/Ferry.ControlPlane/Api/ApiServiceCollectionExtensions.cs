@@ -55,6 +55,7 @@ public static class ApiServiceCollectionExtensions
             api.MapServerMigrations();
             api.MapMigrations();
             api.MapInstanceActions();
+            api.MapVolumeAttachments();
             api.MapServices();
             api.MapHypervisors();
             api.MapFlavors();

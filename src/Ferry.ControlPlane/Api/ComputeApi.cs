@@ -29,6 +29,7 @@ internal sealed partial class ComputeApi(
     QuotaEngine quotas,
     ConductorClient conductor,
     ComputeClient compute,
+    VolumeStore volumes,
     ControlPlaneOptions options,
     TimeProvider time,
     ILogger<ComputeApi> logger)

@@ -16,6 +16,8 @@ namespace Ferry.Core.Rpc;
 [JsonSerializable(typeof(LiveMigrateData))]
 [JsonSerializable(typeof(BuildAndRunInstanceRequest))]
 [JsonSerializable(typeof(InstanceRequest))]
+[JsonSerializable(typeof(AttachVolumeRequest))]
+[JsonSerializable(typeof(DetachVolumeRequest))]
 [JsonSerializable(typeof(RebootInstanceRequest))]
 [JsonSerializable(typeof(CheckCanLiveMigrateDestinationRequest))]
 [JsonSerializable(typeof(CheckCanLiveMigrateSourceRequest))]

@@ -64,6 +64,8 @@ public static class FerrySettings
             Controller | FerryRoles.Compute, (o, v) => o.NetworkPublicUrl = v),
         Url("api:volumeUrl", "--volume-url", "The volume API's public URL (catalog; where Nova and the clients reach volumes), without /v3. Default: http://<listen>:<port>.",
             Controller | FerryRoles.Compute, (o, v) => o.VolumePublicUrl = v),
+        Choice("volume:backend", "--volume-backend", "Where volumes live: nbd (files exported over NBD by a qemu-storage-daemon on the listen address, which guests open), file (files only: for fake hosts) or auto (nbd when qemu-storage-daemon is installed).",
+            "auto", ["auto", "nbd", "file"], ApiOnly, (o, v) => o.VolumeBackend = v),
         Choice("auth", "--auth", "keystone (tokens from the identity API) or noauth2 (X-Auth-Token: user:project, Nova's test convention).",
             "keystone", ["keystone", "noauth2"], ApiOnly | FerryRoles.Compute, (o, v) => o.Auth = v),
         Text("service:user", "--service-user", "The user a compute agent logs in as to reach placement (keystone auth; Nova's [placement] username).",

@@ -87,6 +87,7 @@ public sealed class ComputeAgents : IAsyncDisposable
             PlacementUrl = Session is null ? new Uri(_options.PlacementUrl + "/") : null,
             ImageUrl = Session is null ? new Uri(_options.ImageUrl + "/") : null,
             NetworkUrl = Session is null ? new Uri(_options.NetworkUrl + "/") : null,
+            VolumeUrl = Session is null ? new Uri(_options.VolumeUrl + "/v3/") : null,
             ServiceCredentials = Session?.Credentials,
             LiveMigrationBandwidthMiBps = _options.LiveMigrationBandwidthMiBps,
             LiveMigrationPermitPostCopy = _options.LiveMigrationPermitPostCopy,
@@ -105,7 +106,7 @@ public sealed class ComputeAgents : IAsyncDisposable
         // The driver binds what the agent advertises: its my_ip and live_migration_inbound_addr.
         IComputeDriver driver = _options.Driver == "qemu" ? CreateQemuDriver(host, computeOptions, clients.Images) : CreateFakeDriver(host, computeOptions);
         Drivers[host] = driver;
-        var compute = new ComputeManager(computeOptions, driver, _transport, _rpcOptions, clients.Placement, _time, _loggers, clients.Network);
+        var compute = new ComputeManager(computeOptions, driver, _transport, _rpcOptions, clients.Placement, _time, _loggers, clients.Network, clients.Volume);
         await compute.StartAsync(ct);
         Computes[host] = compute;
         return compute;

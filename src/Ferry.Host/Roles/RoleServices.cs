@@ -99,8 +99,8 @@ internal static class RoleServices
             services.AddFerryIdentity(AllInOne.IdentityOptionsOf(options));
         }
         services.AddFerryComputeApi();
-        // The file-only backend until an NBD-exporting one is configured; replicas share the data directory, as images do.
-        services.TryAddSingleton<IVolumeBackend>(new LocalFileVolumeBackend(Path.GetFullPath(Path.Combine(options.DataDirectory, "volumes"))));
+        // Replicas share the data directory, as images do, and with it the one storage daemon (the first to start it).
+        services.TryAddSingleton<IVolumeBackend>(sp => VolumeBackends.Create(options, sp.GetRequiredService<ILoggerFactory>()));
         services.AddLocalPortRouting();
         if (options.Metrics)
         {

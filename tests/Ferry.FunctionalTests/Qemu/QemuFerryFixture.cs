@@ -46,6 +46,7 @@ public class QemuFerryFixture : FerryFixture
             }
         }
         await LinuxNetwork.DeleteAsync(Bridge, CancellationToken.None);
+        await global::Ferry.Host.Roles.VolumeBackends.StopAsync(Ferry.App.Services.GetService(typeof(global::Ferry.Core.Volumes.IVolumeBackend)) as global::Ferry.Core.Volumes.IVolumeBackend);
     }
 
     /// <summary>tools/test-guest/build.sh (a no-op when the kernel is up to date); returns the kernel's path.</summary>

@@ -207,6 +207,12 @@ public sealed class PolicyMatrixTests(PolicyMatrixFixture fixture) : IClassFixtu
         R(Service.Compute, "PUT", "/servers/{server}/metadata", Rule.OwnedWrite, """{"metadata": {}}"""),
         R(Service.Compute, "PUT", "/servers/{server}/metadata/k", Rule.OwnedWrite, """{"meta": {"k": "pwned"}}"""),
         R(Service.Compute, "DELETE", "/servers/{server}/metadata/k", Rule.OwnedWrite, allowed: 204),
+        R(Service.Compute, "GET", "/servers/{server}/os-volume_attachments", Rule.OwnedRead),
+        R(Service.Compute, "GET", "/servers/{server}/os-volume_attachments/{volume}", Rule.OwnedRead, allowed: 404),
+        // An unknown volume: the policy check comes first, and the server's owner gets the volume's 404.
+        R(Service.Compute, "POST", "/servers/{server}/os-volume_attachments", Rule.OwnedWrite,
+            """{"volumeAttachment": {"volumeId": "00000000-0000-4000-8000-000000000000"}}""", 404),
+        R(Service.Compute, "DELETE", "/servers/{server}/os-volume_attachments/{volume}", Rule.OwnedWrite, allowed: 404),
         R(Service.Compute, "GET", "/servers/{server}/ips", Rule.OwnedRead),
         R(Service.Compute, "GET", "/servers/{server}/ips/private", Rule.OwnedRead, allowed: 404),
         // Compute: flavors, images, limits, zones.

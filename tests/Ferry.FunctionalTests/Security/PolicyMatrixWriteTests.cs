@@ -29,6 +29,8 @@ public sealed class PolicyMatrixWriteTests(PolicyMatrixFixture fixture) : IClass
         ["Compute POST /servers/{server}/action {\"evacuate\""] = "needs a second host and a failed one: Flows/EvacuationTests",
         ["Compute POST /servers/{server}/migrations/1/action"] = "needs a live migration in flight: Cli/MigrationInFlightCliTests",
         ["Compute DELETE /servers/{server}/migrations/1"] = "needs a live migration in flight: Cli/MigrationInFlightCliTests",
+        ["Compute POST /servers/{server}/os-volume_attachments"] = "attaches the demo volume the volume rows delete and extend: Volumes/VolumeAttachTests (attach, detach, in-use refusal, delete_on_termination)",
+        ["Compute DELETE /servers/{server}/os-volume_attachments/{volume}"] = "needs an attached volume: Volumes/VolumeAttachTests",
         ["Compute DELETE /os-services/{service}"] = "would delete the matrix's only compute host and its provider: Flows/ServiceDeleteTests",
         ["Network DELETE /networks/{network}"] = "the fixture's demo network, which the other rows read: Cli/NetworkCliTests deletes networks through the client, Persistence/NetworkStoreTests",
         ["Network DELETE /subnets/{subnet}"] = "the fixture's demo subnet, which the other rows read: Cli/NetworkCliTests, Persistence/NetworkStoreTests",

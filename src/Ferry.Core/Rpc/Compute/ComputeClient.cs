@@ -32,6 +32,12 @@ public sealed class ComputeClient(IRpcTransport transport, RpcOptions options) :
     public Task TerminateInstanceAsync(string host, InstanceRequest request, CancellationToken ct) =>
         CastAsync(Topics.Compute(host), "terminate_instance", request, ct);
 
+    public Task AttachVolumeAsync(string host, AttachVolumeRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "attach_volume", request, ct);
+
+    public Task DetachVolumeAsync(string host, DetachVolumeRequest request, CancellationToken ct) =>
+        CastAsync(Topics.Compute(host), "detach_volume", request, ct);
+
     public Task<ConsoleOutputReply> GetConsoleOutputAsync(string host, ConsoleOutputRequest request, CancellationToken ct) =>
         CallAsync<ConsoleOutputRequest, ConsoleOutputReply>(Topics.Compute(host), "get_console_output", request, ct);
 

@@ -26,6 +26,12 @@ public sealed record BuildAndRunInstanceRequest(Instance Instance, Image? Image,
 
 public sealed record InstanceRequest(Instance Instance, string? RequestId = null);
 
+/// <summary>attach_volume: the API reserved the volume (an attachment without a connector) and added the mapping.</summary>
+public sealed record AttachVolumeRequest(Instance Instance, BlockDeviceMapping Mapping, string? RequestId);
+
+/// <summary>detach_volume: the API marked the volume detaching.</summary>
+public sealed record DetachVolumeRequest(Instance Instance, string VolumeId, string? RequestId);
+
 public sealed record RebootInstanceRequest(Instance Instance, bool Hard, string? RequestId);
 
 public sealed record CheckCanLiveMigrateDestinationRequest(Instance Instance, Migration Migration, bool? BlockMigration, string SourceHost, string? RequestId);

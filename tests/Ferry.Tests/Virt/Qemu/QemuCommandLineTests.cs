@@ -66,14 +66,14 @@ public sealed class QemuCommandLineTests
     [InlineData("/dev/vdb", 0x10)]
     [InlineData("vdc", 0x11)]
     [InlineData("/dev/vdq", 0x1f)]
-    public void SlotOf_DeviceName_FixedSlot(string device, int slot) => Assert.Equal(slot, Ferry.Virt.GuestVolume.SlotOf(device));
+    public void SlotOf_DeviceName_FixedSlot(string device, int slot) => Assert.Equal(slot, Ferry.Core.Volumes.VolumeDevices.SlotOf(device));
 
     [Theory]
     [InlineData("/dev/vda")]
     [InlineData("/dev/vdr")]
     [InlineData("/dev/sdb")]
     [InlineData("/dev/vdbb")]
-    public void SlotOf_NotAVolumeDevice_Refused(string device) => Assert.Throws<ArgumentException>(() => Ferry.Virt.GuestVolume.SlotOf(device));
+    public void SlotOf_NotAVolumeDevice_Refused(string device) => Assert.Throws<ArgumentException>(() => Ferry.Core.Volumes.VolumeDevices.SlotOf(device));
 
     [Fact]
     public void Build_Nics_TapBackendsWithoutScriptsAndDevicesWithThePortsMacsAfterTheDisks()

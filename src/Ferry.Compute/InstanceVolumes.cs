@@ -1,0 +1,120 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Volumes;
+using Ferry.Virt;
+
+namespace Ferry.Compute;
+
+/// <summary>
+/// A server's volumes on this host, driven through the block storage service as Nova's volume module and block device
+/// driver do: an attachment gets this host's connector and hands back the connection the driver opens, is completed once
+/// the guest has the disk, and is deleted when the host lets go.
+/// </summary>
+public sealed class InstanceVolumes(ComputeContext context)
+{
+    /// <summary>What this host tells the volume service about itself.</summary>
+    public VolumeConnector Connector(string? mountpoint = null) => new() { Host = context.Host, Ip = context.Options.MyIp, Mountpoint = mountpoint };
+
+    private VolumeHttpClient Service => context.Volume
+        ?? throw new FerryException("This compute host has no block storage service configured (volume_url) to attach volumes.", 500);
+
+    /// <summary>
+    /// attach_volume: connect this host to the volume reserved by the API, give the guest the disk, complete the attachment
+    /// and record the connection on the mapping. A failure lets go of all of it (the attachment is deleted, the volume is
+    /// available again) and removes the mapping, as Nova's attach does when the driver fails.
+    /// </summary>
+    public async Task AttachAsync(AttachVolumeRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        var mapping = request.Mapping;
+        var attachmentId = mapping.AttachmentId ?? throw new BadRequestException($"Volume {mapping.VolumeId} has no attachment to connect.");
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, "compute_attach_volume", async () =>
+            {
+                var connection = await Service.ConnectAsync(attachmentId, Connector(mapping.DeviceName), ct);
+                await context.Driver.AttachVolumeAsync(instance.Uuid, new GuestVolume(mapping.VolumeId, mapping.DeviceName, connection), ct);
+                await Service.CompleteAsync(attachmentId, ct);
+                await SaveMappingAsync(instance, mapping with { ConnectionInfo = connection }, ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await context.TryAsync("undo the volume attach", instance.Uuid, async () =>
+            {
+                await context.Driver.DetachVolumeAsync(instance.Uuid, mapping.VolumeId, CancellationToken.None);
+                await Service.DeleteAttachmentAsync(attachmentId, CancellationToken.None);
+                await RemoveMappingAsync(instance, mapping.VolumeId, CancellationToken.None);
+            });
+        }
+    }
+
+    /// <summary>
+    /// detach_volume: take the disk from the guest, delete this host's attachment (the volume is available again) and drop
+    /// the mapping. A guest that does not let go keeps the disk, and the volume goes back to in-use (os-roll_detaching).
+    /// </summary>
+    public async Task DetachAsync(DetachVolumeRequest request, CancellationToken ct)
+    {
+        var instance = request.Instance;
+        var mapping = instance.BlockDevices.FirstOrDefault(b => b.VolumeId == request.VolumeId);
+        if (mapping is null)
+        {
+            return;
+        }
+        try
+        {
+            await context.RunEventAsync(instance, request.RequestId, "compute_detach_volume", async () =>
+            {
+                await context.Driver.DetachVolumeAsync(instance.Uuid, mapping.VolumeId, ct);
+                if (mapping.AttachmentId is { } attachmentId)
+                {
+                    await Service.DeleteAttachmentAsync(attachmentId, ct);
+                }
+                await RemoveMappingAsync(instance, mapping.VolumeId, ct);
+            }, ct);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await context.TryAsync("roll the detach back", instance.Uuid, () => Service.RollDetachingAsync(mapping.VolumeId, CancellationToken.None));
+        }
+    }
+
+    /// <summary>
+    /// At delete, after the guest is gone: every attachment of the server is deleted, and the volumes it was told to delete
+    /// with it (delete_on_termination) are deleted.
+    /// </summary>
+    public async Task ReleaseAsync(Instance instance, CancellationToken ct)
+    {
+        if (instance.BlockDevices.Count == 0)
+        {
+            return;
+        }
+        foreach (var mapping in instance.BlockDevices)
+        {
+            if (mapping.AttachmentId is { } attachmentId)
+            {
+                await Service.DeleteAttachmentAsync(attachmentId, ct);
+            }
+            if (mapping.DeleteOnTermination)
+            {
+                await Service.DeleteVolumeAsync(mapping.VolumeId, ct);
+            }
+        }
+    }
+
+    private Task SaveMappingAsync(Instance instance, BlockDeviceMapping mapping, CancellationToken ct) =>
+        context.UpdateInstanceAsync(new InstanceUpdateRequest
+        {
+            Uuid = instance.Uuid,
+            BlockDevices = [.. instance.BlockDevices.Select(b => b.VolumeId == mapping.VolumeId ? mapping : b)],
+        }, ct);
+
+    private Task RemoveMappingAsync(Instance instance, string volumeId, CancellationToken ct) =>
+        context.UpdateInstanceAsync(new InstanceUpdateRequest
+        {
+            Uuid = instance.Uuid,
+            BlockDevices = [.. instance.BlockDevices.Where(b => b.VolumeId != volumeId)],
+        }, ct);
+}

@@ -1,0 +1,126 @@
+using Ferry.Core.Domain;
+using Ferry.Core.Errors;
+using Ferry.Core.Rpc.Compute;
+using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Volumes;
+
+namespace Ferry.ControlPlane.Api;
+
+/// <summary>Volume attach and detach (compute/api.py attach_volume, detach_volume).</summary>
+internal sealed partial class ComputeApi
+{
+    /// <summary>Where a volume can be attached or detached (Nova: ACTIVE, PAUSED, STOPPED, RESIZED… with no task).</summary>
+    private static readonly VmState[] s_volumeStates = [VmState.Active, VmState.Paused, VmState.Stopped, VmState.Resized];
+
+    /// <summary>
+    /// Reserves the volume for the server (an attachment without a connector), adds the mapping with the next free device
+    /// (or the one asked for) and casts attach_volume to the server's host, which connects it. Cinder's refusals (an in-use,
+    /// error or unknown volume) come back as they are; nothing is left reserved when a later step fails.
+    /// </summary>
+    public async Task<BlockDeviceMapping> AttachVolumeAsync(RequestContext ctx, Instance instance, string volumeId, string? device,
+        string? tag, bool deleteOnTermination, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, "attach_volume", s_volumeStates, s_noTask);
+        var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        var volume = await volumes.GetVolumeAsync(volumeId, cancellationToken) is { } found && (ctx.IsAdmin || found.ProjectId == ctx.ProjectId)
+            ? found
+            : throw new NotFoundException($"Volume {volumeId} could not be found.");
+        if (instance.BlockDevices.Any(b => b.VolumeId == volume.Id))
+        {
+            throw new BadRequestException($"Invalid volume: volume {volume.Id} already attached");
+        }
+        if (!volume.Multiattach && volume.Status is not VolumeStatus.Available)
+        {
+            var holders = (await volumes.ListAttachmentsAsync(new Persistence.AttachmentQuery { VolumeIds = [volume.Id] }, cancellationToken))
+                .Select(a => a.InstanceUuid).Distinct();
+            throw new BadRequestException($"Invalid volume: volume {volume.Id} is already attached to instances: {string.Join(",", holders)}");
+        }
+        var deviceName = NextDevice(instance, device);
+        var attachment = await volumes.CreateAttachmentAsync(new VolumeAttachment
+        {
+            Id = Guid.NewGuid().ToString(),
+            VolumeId = volume.Id,
+            InstanceUuid = instance.Uuid,
+            AttachStatus = VolumeAttachStatus.Reserved,
+        }, time.GetUtcNow(), cancellationToken);
+        var mapping = new BlockDeviceMapping
+        {
+            Uuid = Guid.NewGuid().ToString(),
+            VolumeId = volume.Id,
+            DeviceName = deviceName,
+            DeleteOnTermination = deleteOnTermination,
+            Tag = tag,
+            AttachmentId = attachment.Id,
+            CreatedAt = time.GetUtcNow(),
+        };
+        Instance updated;
+        try
+        {
+            updated = await instances.UpdateAsync(new InstanceUpdateRequest
+            {
+                Uuid = instance.Uuid,
+                BlockDevices = [.. instance.BlockDevices, mapping],
+                ExpectedTaskStates = [null],
+            }, cancellationToken);
+            await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "attach_volume", ctx.UserId, ctx.ProjectId, cancellationToken);
+            await compute.AttachVolumeAsync(host, new AttachVolumeRequest(updated, mapping, ctx.RequestId), cancellationToken);
+        }
+        catch
+        {
+            await volumes.DeleteAttachmentAsync(attachment.Id, time.GetUtcNow(), CancellationToken.None);
+            throw;
+        }
+        Log.Cast(logger, "attach_volume", instance.Uuid, ctx.RequestId);
+        return mapping;
+    }
+
+    /// <summary>Marks the volume detaching and casts detach_volume to the server's host; a root volume stays.</summary>
+    public async Task DetachVolumeAsync(RequestContext ctx, Instance instance, string volumeId, CancellationToken cancellationToken)
+    {
+        CheckLock(ctx, instance);
+        CheckState(instance, "detach_volume", s_volumeStates, s_noTask);
+        var host = instance.Host ?? throw new ConflictException($"Instance {instance.Uuid} is not ready");
+        var mapping = instance.BlockDevices.FirstOrDefault(b => b.VolumeId == volumeId)
+            ?? throw new NotFoundException($"Instance {instance.Uuid} is not attached to volume {volumeId}");
+        if (mapping.BootIndex == 0)
+        {
+            throw new BadRequestException("Cannot detach a root device volume");
+        }
+        await volumes.UpdateVolumeAsync(volumeId, v => v.Status == VolumeStatus.InUse && v.AttachStatus == VolumeAttachStatus.Attached
+            ? v with { Status = VolumeStatus.Detaching, UpdatedAt = time.GetUtcNow() }
+            : throw new BadRequestException("Invalid volume: Unable to detach volume. Volume status must be 'in-use' and attach_status must be 'attached' to detach."),
+            cancellationToken);
+        await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "detach_volume", ctx.UserId, ctx.ProjectId, cancellationToken);
+        await compute.DetachVolumeAsync(host, new DetachVolumeRequest(instance, volumeId, ctx.RequestId), cancellationToken);
+        Log.Cast(logger, "detach_volume", instance.Uuid, ctx.RequestId);
+    }
+
+    /// <summary>The device asked for (its slot must be free), else the first free one from /dev/vdb; 403 past the last slot.</summary>
+    private static string NextDevice(Instance instance, string? requested)
+    {
+        var taken = instance.BlockDevices.Select(b => b.DeviceName).ToHashSet(StringComparer.Ordinal);
+        if (requested is not null)
+        {
+            var name = "/dev/" + requested[(requested.LastIndexOf('/') + 1)..];
+            try
+            {
+                VolumeDevices.SlotOf(name);
+            }
+            catch (ArgumentException ex)
+            {
+                throw new BadRequestException(ex.Message);
+            }
+            return taken.Contains(name) ? throw new BadRequestException($"The supplied device path ({name}) is in use.") : name;
+        }
+        for (var i = 0; i < VolumeDevices.Max; i++)
+        {
+            var name = VolumeDevices.Name(i);
+            if (!taken.Contains(name))
+            {
+                return name;
+            }
+        }
+        throw new ForbiddenException($"The maximum number of volumes ({VolumeDevices.Max}) is attached to instance {instance.Uuid}.");
+    }
+}

@@ -1,0 +1,194 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Ferry.Core.Errors;
+using Ferry.Core.Identity;
+
+namespace Ferry.Core.Volumes;
+
+/// <summary>
+/// The compute agent's client of the block storage service (Cinder v3, the attachments API at microversion 3.44 as Nova's
+/// volume module uses it): a host gives an attachment its connector and gets the connection it opens, completes it once
+/// the guest has the disk, and deletes it when the host lets go. The endpoint is configured or taken from the token's
+/// catalog (type <c>volumev3</c>); a Cinder error is rethrown as a <see cref="CinderException"/> of the same status.
+/// </summary>
+public sealed class VolumeHttpClient
+{
+    /// <summary>The microversion of the attachments API with <c>os-complete</c>.</summary>
+    public const string Microversion = "3.44";
+
+    private readonly HttpClient _httpClient;
+    private readonly KeystoneSession? _session;
+    private readonly string? _authToken;
+    private readonly Uri? _endpoint;
+
+    /// <summary>A fixed token (noauth2) and a known endpoint.</summary>
+    public VolumeHttpClient(HttpClient httpClient, Uri endpoint, string? authToken)
+    {
+        _httpClient = httpClient;
+        _endpoint = endpoint;
+        _authToken = authToken;
+    }
+
+    /// <summary>As a service: tokens from <paramref name="session"/>, the endpoint configured or from its catalog.</summary>
+    public VolumeHttpClient(HttpClient httpClient, KeystoneSession session, Uri? endpoint = null)
+    {
+        _httpClient = httpClient;
+        _session = session;
+        _endpoint = endpoint;
+    }
+
+    /// <summary>Reserves the volume for the instance (no connector yet): Nova's attachment_create.</summary>
+    public async Task<string> CreateAttachmentAsync(string volumeId, string instanceUuid, VolumeConnector? connector, CancellationToken cancellationToken)
+    {
+        var body = new JsonObject { ["attachment"] = new JsonObject { ["volume_uuid"] = volumeId, ["instance_uuid"] = instanceUuid, ["connector"] = Connector(connector) } };
+        var reply = await SendAsync(HttpMethod.Post, "attachments", body, cancellationToken);
+        return reply?["attachment"]?["id"]?.GetValue<string>() ?? throw new FerryException("The volume service's attachment has no id.", 502);
+    }
+
+    /// <summary>Gives the attachment this host's connector and returns how the host opens the volume (attachment_update).</summary>
+    public async Task<VolumeConnectionInfo> ConnectAsync(string attachmentId, VolumeConnector connector, CancellationToken cancellationToken)
+    {
+        var body = new JsonObject { ["attachment"] = new JsonObject { ["connector"] = Connector(connector) } };
+        var reply = await SendAsync(HttpMethod.Put, $"attachments/{Uri.EscapeDataString(attachmentId)}", body, cancellationToken);
+        return ConnectionInfo(reply?["attachment"]?["connection_info"] as JsonObject)
+            ?? throw new FerryException($"The volume service gave attachment {attachmentId} no connection.", 502);
+    }
+
+    /// <summary>The guest has the disk: the attachment is attached and the volume in-use (attachment_complete).</summary>
+    public Task CompleteAsync(string attachmentId, CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Post, $"attachments/{Uri.EscapeDataString(attachmentId)}/action", new JsonObject { ["os-complete"] = null }, cancellationToken);
+
+    /// <summary>Deletes the attachment; one already gone is fine (attachment_delete ignores a 404 too).</summary>
+    public async Task DeleteAttachmentAsync(string attachmentId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await SendAsync(HttpMethod.Delete, $"attachments/{Uri.EscapeDataString(attachmentId)}", null, cancellationToken);
+        }
+        catch (CinderException ex) when (ex.HttpStatus == 404)
+        {
+        }
+    }
+
+    /// <summary>A detach that failed: the volume goes back from detaching to in-use (os-roll_detaching).</summary>
+    public Task RollDetachingAsync(string volumeId, CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Post, $"volumes/{Uri.EscapeDataString(volumeId)}/action", new JsonObject { ["os-roll_detaching"] = null }, cancellationToken);
+
+    /// <summary>The volume's status, or null when it does not exist.</summary>
+    public async Task<string?> GetVolumeStatusAsync(string volumeId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return (await SendAsync(HttpMethod.Get, $"volumes/{Uri.EscapeDataString(volumeId)}", null, cancellationToken))?["volume"]?["status"]?.GetValue<string>();
+        }
+        catch (CinderException ex) when (ex.HttpStatus == 404)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Deletes the volume (a server's delete_on_termination); one already gone is fine.</summary>
+    public async Task DeleteVolumeAsync(string volumeId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await SendAsync(HttpMethod.Delete, $"volumes/{Uri.EscapeDataString(volumeId)}", null, cancellationToken);
+        }
+        catch (CinderException ex) when (ex.HttpStatus == 404)
+        {
+        }
+    }
+
+    private static JsonObject? Connector(VolumeConnector? connector) => connector is null ? null : new JsonObject
+    {
+        ["host"] = connector.Host,
+        ["ip"] = connector.Ip,
+        ["platform"] = connector.Platform,
+        ["os_type"] = connector.OsType,
+        ["multipath"] = connector.Multipath,
+        ["mountpoint"] = connector.Mountpoint,
+    };
+
+    /// <summary>Cinder's connection_info, flat as it stores it or with the driver's keys under <c>data</c>.</summary>
+    public static VolumeConnectionInfo? ConnectionInfo(JsonObject? info)
+    {
+        if (info is null || info.Count == 0)
+        {
+            return null;
+        }
+        var data = info["data"] as JsonObject ?? info;
+        var port = data["port"] switch
+        {
+            JsonValue v when v.TryGetValue<int>(out var n) => n,
+            JsonValue v when int.TryParse(v.ToString(), NumberStyles.None, CultureInfo.InvariantCulture, out var n) => n,
+            _ => 0,
+        };
+        return new VolumeConnectionInfo
+        {
+            DriverVolumeType = info["driver_volume_type"]?.GetValue<string>() ?? VolumeConnectionInfo.NbdType,
+            Host = data["host"]?.GetValue<string>() ?? "",
+            Port = port,
+            Export = data["export"]?.GetValue<string>() ?? "",
+            AccessMode = (info["access_mode"] ?? data["access_mode"])?.GetValue<string>() ?? "rw",
+        };
+    }
+
+    private async Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken cancellationToken)
+    {
+        var token = _session is null ? _authToken : await _session.GetTokenAsync(cancellationToken);
+        var root = _endpoint ?? await _session!.GetEndpointAsync("volumev3", cancellationToken);
+        var uri = new Uri(root.AbsoluteUri.EndsWith('/') ? root : new Uri(root.AbsoluteUri + "/"), path);
+        var response = await SendOnceAsync(method, uri, body, token, cancellationToken);
+        if (response.StatusCode == HttpStatusCode.Unauthorized && _session is not null && token is not null)
+        {
+            response.Dispose();
+            _session.Invalidate(token);
+            response = await SendOnceAsync(method, uri, body, await _session.GetTokenAsync(cancellationToken), cancellationToken);
+        }
+        using (response)
+        {
+            var text = await response.Content.ReadAsStringAsync(cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw Failure(response.StatusCode, text, method, path);
+            }
+            return text.Length == 0 ? null : JsonNode.Parse(text);
+        }
+    }
+
+    private Task<HttpResponseMessage> SendOnceAsync(HttpMethod method, Uri uri, JsonNode? body, string? token, CancellationToken cancellationToken) =>
+        TransientHttpRetry.SendAsync(_httpClient, () =>
+        {
+            var request = new HttpRequestMessage(method, uri);
+            request.Headers.TryAddWithoutValidation("OpenStack-API-Version", "volume " + Microversion);
+            if (token is not null)
+            {
+                request.Headers.TryAddWithoutValidation("X-Auth-Token", token);
+            }
+            if (body is not null)
+            {
+                request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+            }
+            return request;
+        }, cancellationToken);
+
+    /// <summary>Cinder's error (<c>{"badRequest": {"code", "message"}}</c>) as a CinderException; anything else as a 502 naming the call.</summary>
+    private static FerryException Failure(HttpStatusCode status, string text, HttpMethod method, string path)
+    {
+        try
+        {
+            if (JsonNode.Parse(text) is JsonObject { Count: 1 } error && error.First().Value is JsonObject fault && fault["message"]?.GetValue<string>() is { } message)
+            {
+                return new CinderException((int)status, message);
+            }
+        }
+        catch (JsonException)
+        {
+        }
+        return new FerryException(string.Create(CultureInfo.InvariantCulture,
+            $"The volume service answered {(int)status} to {method} {path}: {(text.Length > 300 ? text[..300] : text)}"), 502);
+    }
+}

@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Volumes;
+using Ferry.Virt.Fake;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ferry.FunctionalTests.Volumes;
+
+/// <summary>
+/// os-volume_attachments end to end on fake hosts: the API reserves the volume and casts attach_volume, the host connects
+/// it (a Cinder attachment with its connector), the guest gets the disk and the volume goes in-use; detach and server
+/// delete give it back (or delete it, with delete_on_termination).
+/// </summary>
+public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixture>(fixture)
+{
+    private VolumeStore Volumes => Fixture.Ferry.Services.GetRequiredService<VolumeStore>();
+
+    [Fact]
+    public async Task AttachThenDetach_RunningServer_VolumeInUseOnItsHostThenAvailable()
+    {
+        var id = await BootAsync("compute1");
+        var volumeId = await CreateVolumeAsync();
+
+        var (status, body) = await Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments",
+            Attach(volumeId));
+
+        Assert.True(status == HttpStatusCode.OK, $"{(int)status} {body?.ToJsonString()}");
+        Assert.Equal("/dev/vdb", (string?)body!["volumeAttachment"]!["device"]);
+        Assert.Equal(id, (string?)body["volumeAttachment"]!["serverId"]);
+        var volume = await WaitForVolumeAsync(volumeId, VolumeStatus.InUse);
+        var attachment = Assert.Single(await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None));
+        Assert.Equal(("compute1", id, VolumeAttachStatus.Attached), (attachment.AttachedHost, attachment.InstanceUuid, attachment.AttachStatus));
+        Assert.Equal([new FakeVolumeConnection(id, volumeId, "/dev/vdb", "volume-" + volumeId)], Connections("compute1", id));
+        Assert.Equal(attachment.Id, Instances.Get(id).BlockDevices.Single().AttachmentId);
+        var list = (await Admin.GetAsync($"servers/{id}/os-volume_attachments", "2.89")).Body!["volumeAttachments"]!.AsArray();
+        Assert.Equal((volumeId, attachment.Id), ((string?)list.Single()!["volumeId"], (string?)list.Single()!["attachment_id"]));
+        var server = (await Admin.GetAsync($"servers/{id}")).Body!["server"]!;
+        Assert.Equal(volumeId, (string?)server["os-extended-volumes:volumes_attached"]![0]!["id"]);
+        Assert.Equal(VolumeAttachStatus.Attached, volume.AttachStatus);
+
+        (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}/os-volume_attachments/{volumeId}");
+
+        Assert.True(status == HttpStatusCode.Accepted, $"{(int)status} {body?.ToJsonString()}");
+        await WaitForVolumeAsync(volumeId, VolumeStatus.Available);
+        Assert.Empty(await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None));
+        Assert.Empty(Connections("compute1", id));
+        await WaitUntilAsync(() => Instances.Get(id).BlockDevices.Count == 0, "the mapping is dropped");
+    }
+
+    [Fact]
+    public async Task Attach_VolumeInUseByAnotherServer_400AndNothingChanges()
+    {
+        var first = await BootAsync("compute1");
+        var second = await BootAsync("compute2");
+        var volumeId = await CreateVolumeAsync();
+        Assert.Equal(HttpStatusCode.OK, (await Admin.SendAsync(HttpMethod.Post, $"servers/{first}/os-volume_attachments",
+            Attach(volumeId))).Status);
+        await WaitForVolumeAsync(volumeId, VolumeStatus.InUse);
+
+        var (status, body) = await Admin.SendAsync(HttpMethod.Post, $"servers/{second}/os-volume_attachments",
+            Attach(volumeId));
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal($"Invalid volume: volume {volumeId} is already attached to instances: {first}", (string?)body!["badRequest"]!["message"]);
+        Assert.Empty(Instances.Get(second).BlockDevices);
+        Assert.Single(await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None));
+        Assert.Empty(Connections("compute2", second));
+    }
+
+    [Theory]
+    [InlineData("{\"volumeAttachment\": {\"volumeId\": \"00000000-0000-0000-0000-000000000000\"}}", 404, "itemNotFound")]
+    [InlineData("{\"volumeAttachment\": {\"volumeId\": \"not-a-uuid\"}}", 400, "badRequest")]
+    [InlineData("{\"volumeAttachment\": {}}", 400, "badRequest")]
+    [InlineData("{\"volumeAttachment\": {\"volumeId\": \"VOLUME\", \"device\": \"/dev/sdz\"}}", 400, "badRequest")]
+    public async Task Attach_BadRequest_NovaErrorAndNothingReserved(string request, int code, string fault)
+    {
+        var id = await BootAsync("compute1");
+        var volumeId = await CreateVolumeAsync();
+
+        var (status, body) = await Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments", JsonNode.Parse(request.Replace("VOLUME", volumeId, StringComparison.Ordinal)));
+
+        Assert.Equal(code, (int)status);
+        Assert.NotNull(body![fault]!["message"]);
+        Assert.Equal(VolumeStatus.Available, (await Volumes.GetVolumeAsync(volumeId, CancellationToken.None))!.Status);
+        Assert.Empty(Instances.Get(id).BlockDevices);
+    }
+
+    [Fact]
+    public async Task Detach_NotAttached_404()
+    {
+        var id = await BootAsync("compute1");
+        var volumeId = await CreateVolumeAsync();
+
+        var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}/os-volume_attachments/{volumeId}");
+
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        Assert.Equal($"Instance {id} is not attached to volume {volumeId}", (string?)body!["itemNotFound"]!["message"]);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task DeleteServer_AttachedVolume_DeletedOnlyWithDeleteOnTermination(bool deleteOnTermination)
+    {
+        var id = await BootAsync("compute1");
+        var volumeId = await CreateVolumeAsync();
+        var (status, _) = await Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments",
+            Attach(volumeId, deleteOnTermination), "2.79");
+        Assert.Equal(HttpStatusCode.OK, status);
+        await WaitForVolumeAsync(volumeId, VolumeStatus.InUse);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}")).Status);
+
+        await WaitUntilAsync(async () => deleteOnTermination
+            ? await Volumes.GetVolumeAsync(volumeId, CancellationToken.None) is null
+            : (await Volumes.GetVolumeAsync(volumeId, CancellationToken.None))?.Status == VolumeStatus.Available, "the volume follows delete_on_termination");
+        Assert.Empty(await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None));
+        Assert.Empty(Connections("compute1", id));
+    }
+
+    /// <summary>The volume connections the host holds for this server (servers of other tests of the class live on).</summary>
+    private List<FakeVolumeConnection> Connections(string host, string server) => [.. Driver(host).VolumeConnections().Where(c => c.GuestUuid == server)];
+
+    private static JsonObject Attach(string volumeId, bool? deleteOnTermination = null)
+    {
+        var attachment = new JsonObject { ["volumeId"] = volumeId };
+        if (deleteOnTermination is { } delete)
+        {
+            attachment["delete_on_termination"] = delete;
+        }
+        return new JsonObject { ["volumeAttachment"] = attachment };
+    }
+
+    private async Task<string> CreateVolumeAsync()
+    {
+        using var http = new HttpClient { BaseAddress = new Uri(Fixture.Ferry.Options.VolumeUrl + "/") };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v3/volumes")
+        {
+            Content = new StringContent("""{"volume": {"size": 1, "name": "data"}}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("X-Auth-Token", "admin:admin");
+        using var response = await http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, text);
+        return (string)JsonNode.Parse(text)!["volume"]!["id"]!;
+    }
+
+    private async Task<Volume> WaitForVolumeAsync(string id, string status)
+    {
+        Volume? volume = null;
+        await WaitUntilAsync(async () => (volume = await Volumes.GetVolumeAsync(id, CancellationToken.None))?.Status == status, $"volume {id} {status}");
+        return volume!;
+    }
+
+    private Task WaitUntilAsync(Func<bool> condition, string what) => WaitUntilAsync(() => Task.FromResult(condition()), what);
+
+    private async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    {
+        var started = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            Assert.True(started.Elapsed < WaitLimit, $"waited {WaitLimit.TotalSeconds:0} s for: {what}");
+            await Task.Delay(25);
+        }
+    }
+}
