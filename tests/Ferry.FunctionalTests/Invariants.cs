@@ -45,6 +45,70 @@ public static class Invariants
         AssertGuestsMatch(ferry);
         AssertFilesMatch(ferry);
         await AssertPortsMatchAsync(ferry);
+        await AssertVolumesMatchAsync(ferry);
+    }
+
+    /// <summary>
+    /// Every volume attachment is a server's, connected (if at all) from the host that runs it, and in that server's
+    /// mappings; every mapping's volume is in-use through it; a host holds a volume connection only for a server it runs;
+    /// the backend exports no volume that does not exist.
+    /// </summary>
+    public static async Task AssertVolumesMatchAsync(AllInOne ferry)
+    {
+        var instances = ferry.Services.GetRequiredService<InstanceStore>();
+        var store = ferry.Services.GetRequiredService<VolumeStore>();
+        var attachments = await store.ListAttachmentsAsync(new AttachmentQuery(), CancellationToken.None);
+        var volumes = await store.ListVolumesAsync(null, CancellationToken.None);
+        var problems = new List<string>();
+        foreach (var attachment in attachments)
+        {
+            var owner = instances.Find(attachment.InstanceUuid);
+            if (owner is null)
+            {
+                problems.Add($"attachment {attachment.Id} of volume {attachment.VolumeId} belongs to {attachment.InstanceUuid}, which is no server");
+                continue;
+            }
+            if (owner.BlockDevices.All(b => b.AttachmentId != attachment.Id))
+            {
+                problems.Add($"attachment {attachment.Id} of volume {attachment.VolumeId} is in none of {owner.Uuid}'s mappings");
+            }
+            if (attachment.AttachedHost is { } host && host != owner.Host)
+            {
+                problems.Add($"attachment {attachment.Id} of volume {attachment.VolumeId} connects {host}, but {owner.Uuid} runs on {owner.Host}");
+            }
+        }
+        foreach (var instance in instances.List().Where(i => i.BlockDevices.Count > 0))
+        {
+            foreach (var mapping in instance.BlockDevices)
+            {
+                var attachment = attachments.FirstOrDefault(a => a.Id == mapping.AttachmentId);
+                var volume = volumes.FirstOrDefault(v => v.Id == mapping.VolumeId);
+                if (attachment?.AttachStatus != "attached" || volume?.Status != "in-use")
+                {
+                    problems.Add($"{instance.Uuid}'s volume {mapping.VolumeId} is {volume?.Status ?? "gone"} with attachment {mapping.AttachmentId} {attachment?.AttachStatus ?? "gone"}");
+                }
+            }
+        }
+        foreach (var (host, compute) in ferry.Computes)
+        {
+            if (compute.Driver is not FakeDriver fake || !compute.IsRunning)
+            {
+                continue;
+            }
+            foreach (var connection in fake.VolumeConnections())
+            {
+                if (instances.Find(connection.GuestUuid) is not { } owner || owner.Host != host || owner.BlockDevices.All(b => b.VolumeId != connection.VolumeId))
+                {
+                    problems.Add($"{host} holds a connection to volume {connection.VolumeId} for {connection.GuestUuid}, which has no such volume on {host}");
+                }
+            }
+        }
+        var exported = await ferry.Services.GetRequiredService<global::Ferry.Core.Volumes.IVolumeBackend>().ListExportsAsync(CancellationToken.None);
+        foreach (var id in exported.Where(id => volumes.All(v => v.Id != id)))
+        {
+            problems.Add($"volume {id} is exported but does not exist");
+        }
+        Assert.True(problems.Count == 0, "Volumes out of step with their servers: " + string.Join("; ", problems));
     }
 
     /// <summary>
