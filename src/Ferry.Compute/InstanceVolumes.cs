@@ -104,6 +104,82 @@ public sealed class InstanceVolumes(ComputeContext context)
         }
     }
 
+    /// <summary>
+    /// pre_live_migration on the destination: an attachment of its own for each of the server's volumes, connected from
+    /// here (the source keeps its own until the switch-over). Returns the mappings as they are here; a failure deletes the
+    /// attachments made so far before it propagates.
+    /// </summary>
+    public async Task<List<BlockDeviceMapping>> ConnectForIncomingAsync(Instance instance, CancellationToken ct)
+    {
+        var mappings = new List<BlockDeviceMapping>();
+        if (instance.BlockDevices.Count == 0)
+        {
+            return mappings;
+        }
+        try
+        {
+            foreach (var mapping in instance.BlockDevices)
+            {
+                var attachmentId = await Service.CreateAttachmentAsync(mapping.VolumeId, instance.Uuid, null, ct);
+                mappings.Add(mapping with { AttachmentId = attachmentId, ConnectionInfo = null });
+                var connection = await Service.ConnectAsync(attachmentId, Connector(mapping.DeviceName), ct);
+                mappings[^1] = mappings[^1] with { ConnectionInfo = connection };
+            }
+            return mappings;
+        }
+        catch
+        {
+            foreach (var made in mappings)
+            {
+                await context.TryAsync("delete an attachment", instance.Uuid, () => Service.DeleteAttachmentAsync(made.AttachmentId!, CancellationToken.None));
+            }
+            throw;
+        }
+    }
+
+    /// <summary>The guest runs here now: this host's attachments complete (the volumes stay in-use through them).</summary>
+    public async Task CompleteIncomingAsync(IReadOnlyList<BlockDeviceMapping> mappings, CancellationToken ct)
+    {
+        foreach (var mapping in mappings.Where(m => m.AttachmentId is not null))
+        {
+            await Service.CompleteAsync(mapping.AttachmentId!, ct);
+        }
+    }
+
+    /// <summary>
+    /// After the guest left (post_live_migration at the source): the attachments the server's mappings no longer name
+    /// (this host's, replaced by the destination's) are deleted.
+    /// </summary>
+    public async Task DeleteReplacedAsync(Instance before, IReadOnlyList<BlockDeviceMapping>? after, CancellationToken ct)
+    {
+        if (after is null)
+        {
+            return;   // the destination connected nothing: the server had no volumes when it prepared
+        }
+        var kept = after.Select(m => m.AttachmentId).ToHashSet(StringComparer.Ordinal);
+        foreach (var mapping in before.BlockDevices.Where(m => m.AttachmentId is not null && !kept.Contains(m.AttachmentId)))
+        {
+            await Service.DeleteAttachmentAsync(mapping.AttachmentId!, ct);
+        }
+    }
+
+    /// <summary>
+    /// Rollback on the destination: every attachment of the server that its mappings do not name (the ones this host made
+    /// in pre_live_migration) is deleted.
+    /// </summary>
+    public async Task DeleteUnmappedAsync(Instance instance, CancellationToken ct)
+    {
+        if (instance.BlockDevices.Count == 0)
+        {
+            return;
+        }
+        var mapped = instance.BlockDevices.Select(m => m.AttachmentId).ToHashSet(StringComparer.Ordinal);
+        foreach (var id in (await Service.ListAttachmentIdsAsync(instance.Uuid, ct)).Where(id => !mapped.Contains(id)))
+        {
+            await Service.DeleteAttachmentAsync(id, ct);
+        }
+    }
+
     private Task SaveMappingAsync(Instance instance, BlockDeviceMapping mapping, CancellationToken ct) =>
         context.UpdateInstanceAsync(new InstanceUpdateRequest
         {

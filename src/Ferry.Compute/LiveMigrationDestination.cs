@@ -41,15 +41,19 @@ public sealed class LiveMigrationDestination(ComputeContext context)
             // Inactive bindings for this host first (Nova's conductor binds them before pre_live_migration), so the
             // destination's VIFs are plugged from them; activated at switch-over by the source.
             await context.Networks.BindInactiveAsync(request.Instance, context.Host, ct);
+            List<BlockDeviceMapping> volumes = [];
             try
             {
-                var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance),
+                // This host's own attachments and connections to the volumes (both QEMUs open the same exports).
+                volumes = await context.Volumes.ConnectForIncomingAsync(request.Instance, ct);
+                var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance with { BlockDevices = volumes.Count > 0 ? volumes : request.Instance.BlockDevices }),
                     request.Data.IsSharedInstancePath, request.Data.BlockMigration ?? false, request.Data.ParallelConnections, ct);
-                return request.Data with { IncomingUri = uri };
+                return request.Data with { IncomingUri = uri, DestinationVolumes = volumes.Count > 0 ? volumes : null };
             }
-            catch (Exception) when (request.Instance.NetworkInfo.Count > 0)
+            catch (Exception) when (request.Instance.NetworkInfo.Count > 0 || volumes.Count > 0)
             {
                 await context.TryAsync("delete port bindings", request.Instance.Uuid, () => context.Networks.DeleteBindingsAsync(request.Instance, context.Host, CancellationToken.None));
+                await context.TryAsync("delete volume attachments", request.Instance.Uuid, () => context.Volumes.DeleteUnmappedAsync(request.Instance, CancellationToken.None));
                 throw;
             }
         }, ct);
@@ -58,7 +62,12 @@ public sealed class LiveMigrationDestination(ComputeContext context)
     public Task PostLiveMigrationAtDestinationAsync(PostLiveMigrationAtDestinationRequest request, CancellationToken ct) =>
         context.RunEventAsync(request.Instance, request.Migration, request.RequestId, "compute_post_live_migration_at_destination", async () =>
         {
-            await context.Driver.PostLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), ct);
+            var instance = request.Volumes is { } volumes ? request.Instance with { BlockDevices = volumes } : request.Instance;
+            await context.Driver.PostLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(instance), ct);
+            if (request.Volumes is { } incoming)
+            {
+                await context.Volumes.CompleteIncomingAsync(incoming, ct);
+            }
             if (request.Instance.VmState == VmState.Paused && context.Driver.GetGuest(request.Instance.Uuid) is { PowerState: Virt.GuestPowerState.Running })
             {
                 // A paused server stays paused where it lands, as libvirt keeps a paused domain paused (QEMU does by itself).
@@ -73,6 +82,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
                 SetTaskState = true,
                 TaskState = null,
                 Progress = 0,
+                BlockDevices = request.Volumes,
                 ExpectedTaskStates = [TaskState.Migrating],
             }, ct);
         }, ct);
@@ -90,6 +100,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
             var exit = await context.Driver.GuestExitReportAsync(request.Instance.Uuid, ct);
             await context.Driver.RollbackLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(request.Instance), request.DestroyDisks, ct);
             await context.Networks.DeleteBindingsAsync(request.Instance, context.Host, ct);
+            await context.Volumes.DeleteUnmappedAsync(request.Instance, ct);
             return new RollbackLiveMigrationAtDestinationReply(exit?.Message, exit?.Details);
         }, ct);
 

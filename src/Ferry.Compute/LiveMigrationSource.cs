@@ -298,7 +298,8 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
         {
             // Switch-over: the destination's port bindings become the active ones (Nova's migrate_instance_start).
             await context.Networks.ActivateAsync(instance, request.Dest, ct);
-            await context.Compute.PostLiveMigrationAtDestinationAsync(request.Dest, new PostLiveMigrationAtDestinationRequest(instance, request.Migration, request.RequestId), ct);
+            await context.Compute.PostLiveMigrationAtDestinationAsync(request.Dest,
+                new PostLiveMigrationAtDestinationRequest(instance, request.Migration, request.RequestId, data.DestinationVolumes), ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException && outgoing.PostCopy)
         {
@@ -367,6 +368,8 @@ public sealed partial class LiveMigrationSource(ComputeContext context)
         }
         // The source's bindings, inactive since the switch-over (Nova's setup_networks_on_host teardown).
         await context.TryAsync("delete port bindings", instance.Uuid, () => context.Networks.DeleteBindingsAsync(instance, context.Host, ct));
+        // This host's volume attachments, replaced by the destination's (Nova's old_vol_attachment_ids).
+        await context.TryAsync("delete volume attachments", instance.Uuid, () => context.Volumes.DeleteReplacedAsync(instance, data.DestinationVolumes, ct));
         await context.Placement.DeleteAllocationsAsync(request.Migration.Uuid, ct);
         await context.SetMigrationStatusAsync(request.Migration.Uuid, MigrationStatus.Completed, ct);
     }

@@ -77,6 +77,13 @@ public sealed class VolumeHttpClient
     public Task RollDetachingAsync(string volumeId, CancellationToken cancellationToken) =>
         SendAsync(HttpMethod.Post, $"volumes/{Uri.EscapeDataString(volumeId)}/action", new JsonObject { ["os-roll_detaching"] = null }, cancellationToken);
 
+    /// <summary>The ids of the instance's attachments (any host, any status).</summary>
+    public async Task<List<string>> ListAttachmentIdsAsync(string instanceUuid, CancellationToken cancellationToken)
+    {
+        var reply = await SendAsync(HttpMethod.Get, $"attachments?instance_id={Uri.EscapeDataString(instanceUuid)}", null, cancellationToken);
+        return [.. (reply?["attachments"] as JsonArray ?? []).Select(a => a?["id"]?.GetValue<string>()).OfType<string>()];
+    }
+
     /// <summary>The volume's status, or null when it does not exist.</summary>
     public async Task<string?> GetVolumeStatusAsync(string volumeId, CancellationToken cancellationToken)
     {

@@ -51,6 +51,44 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
     }
 
     [Fact]
+    public async Task LiveMigrate_AttachedVolume_DestinationsAttachmentReplacesTheSources()
+    {
+        var id = await BootAsync("compute1");
+        var volumeId = await AttachNewVolumeAsync(id);
+        var before = Assert.Single(await AttachmentsAsync(volumeId));
+
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal(("completed", "compute2"), (migration.Status, instance.Host));
+        var after = Assert.Single(await AttachmentsAsync(volumeId));
+        Assert.NotEqual(before.Id, after.Id);
+        Assert.Equal(("compute2", VolumeAttachStatus.Attached), (after.AttachedHost, after.AttachStatus));
+        Assert.Equal(after.Id, Instances.Get(id).BlockDevices.Single().AttachmentId);
+        Assert.Equal(VolumeStatus.InUse, (await Volumes.GetVolumeAsync(volumeId, CancellationToken.None))!.Status);
+        Assert.Equal([volumeId], Connections("compute2", id).Select(c => c.VolumeId));
+        Assert.Empty(Connections("compute1", id));
+    }
+
+    [Fact]
+    public async Task LiveMigrate_PreLiveMigrationFails_SourceKeepsItsAttachmentAndTheDestinationNone()
+    {
+        var id = await BootAsync("compute1");
+        var volumeId = await AttachNewVolumeAsync(id);
+        var before = Assert.Single(await AttachmentsAsync(volumeId));
+        Driver("compute3").Faults.FailNext(FakeSteps.PreLiveMigration);
+
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute3"));
+        var (instance, _) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal("compute1", instance.Host);
+        Assert.Equal(before, Assert.Single(await AttachmentsAsync(volumeId)));
+        Assert.Equal(VolumeStatus.InUse, (await Volumes.GetVolumeAsync(volumeId, CancellationToken.None))!.Status);
+        Assert.Equal([volumeId], Connections("compute1", id).Select(c => c.VolumeId));
+        Assert.Empty(Connections("compute3", id));
+    }
+
+    [Fact]
     public async Task Attach_VolumeInUseByAnotherServer_400AndNothingChanges()
     {
         var first = await BootAsync("compute1");
@@ -120,6 +158,17 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
         Assert.Empty(await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None));
         Assert.Empty(Connections("compute1", id));
     }
+
+    private async Task<string> AttachNewVolumeAsync(string server)
+    {
+        var volumeId = await CreateVolumeAsync();
+        Assert.Equal(HttpStatusCode.OK, (await Admin.SendAsync(HttpMethod.Post, $"servers/{server}/os-volume_attachments", Attach(volumeId))).Status);
+        await WaitForVolumeAsync(volumeId, VolumeStatus.InUse);
+        return volumeId;
+    }
+
+    private Task<List<VolumeAttachment>> AttachmentsAsync(string volumeId) =>
+        Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None);
 
     /// <summary>The volume connections the host holds for this server (servers of other tests of the class live on).</summary>
     private List<FakeVolumeConnection> Connections(string host, string server) => [.. Driver(host).VolumeConnections().Where(c => c.GuestUuid == server)];

@@ -19,6 +19,11 @@ public sealed record LiveMigrateData
     public string? IncomingUri { get; init; }
     /// <summary>TCP streams for the memory (multifd when above 1), decided by the source and set up by both ends.</summary>
     public int ParallelConnections { get; init; } = 1;
+    /// <summary>
+    /// The server's volume mappings as the destination connected them in pre_live_migration (its own attachments and
+    /// connections, Nova's new attachment ids; the source's stay in old_vol_attachment_ids' place, the instance's mappings).
+    /// </summary>
+    public List<BlockDeviceMapping>? DestinationVolumes { get; init; }
 }
 
 /// <summary><see cref="Image"/> is null for a server booted from a volume.</summary>
@@ -42,7 +47,8 @@ public sealed record LiveMigrationRequest(Instance Instance, Migration Migration
 
 public sealed record PreLiveMigrationRequest(Instance Instance, Migration Migration, LiveMigrateData Data, string? RequestId);
 
-public sealed record PostLiveMigrationAtDestinationRequest(Instance Instance, Migration Migration, string? RequestId);
+/// <param name="Volumes">The destination's volume mappings from pre_live_migration (null: the server has none).</param>
+public sealed record PostLiveMigrationAtDestinationRequest(Instance Instance, Migration Migration, string? RequestId, List<BlockDeviceMapping>? Volumes = null);
 
 public sealed record RollbackLiveMigrationAtDestinationRequest(Instance Instance, Migration Migration, bool DestroyDisks, string? RequestId);
 

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Ferry.ControlPlane.Persistence;
+using Ferry.Core.Domain;
+using Ferry.Core.Volumes;
+using Ferry.Virt.Qemu;
+using Ferry.Virt.Storage;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Ferry.FunctionalTests.Qemu;
+
+/// <summary>
+/// Volumes on real QEMU hosts: the volume service's qemu-storage-daemon exports the volume over NBD, the guest's QEMU
+/// opens it hot-plugged, and a live migration with block migration of the local disks moves the guest while both QEMUs
+/// open the one export: what the source wrote, the destination reads, and only the destination's attachment is left.
+/// </summary>
+[Collection("qemu")]
+[Trait("Requires", "qemu")]
+public sealed class QemuVolumeTests(QemuFerryFixture fixture) : QemuFlowTest<QemuFerryFixture>(fixture)
+{
+    private VolumeStore Volumes => Fixture.Ferry.Services.GetRequiredService<VolumeStore>();
+
+    [Fact]
+    public async Task AttachWriteLiveMigrate_DestinationReadsWhatTheSourceWrote()
+    {
+        Assert.IsType<QemuStorageDaemonBackend>(Fixture.Ferry.Services.GetRequiredService<IVolumeBackend>());
+        var id = await BootGuestAsync("compute1", dirtyMiBps: 1);
+        var before = await WaitForCounterAsync(id, 0);
+        var volumeId = await CreateVolumeAsync();
+        var (status, body) = await Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments",
+            new JsonObject { ["volumeAttachment"] = new JsonObject { ["volumeId"] = volumeId } });
+        Assert.True(status == HttpStatusCode.OK, $"{(int)status} {body?.ToJsonString()}");
+        await WaitUntilAsync(async () => (await Volumes.GetVolumeAsync(volumeId, CancellationToken.None))?.Status == VolumeStatus.InUse, "volume in-use");
+        Assert.Equal(["vol-vdb"], await Qemu("compute1").OpenVolumeNodesAsync(id, CancellationToken.None));
+        // Written through the export while the source's QEMU has the volume open (its disk device holds the node's write
+        // permission, so a second writer inside that QEMU is refused).
+        var connection = (await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None)).Single().ConnectionInfo!;
+        var wrote = await RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0xc7 1M 64k", $"nbd://{connection.Host}:{connection.Port}/{connection.Export}");
+        Assert.Contains("wrote 65536/65536 bytes", wrote, StringComparison.Ordinal);
+
+        Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, "compute2"));
+        var (instance, migration) = await WaitForMoveEndAsync(id);
+
+        Assert.Equal((MigrationStatus.Completed, "compute2"), (migration.Status, instance.Host));
+        await WaitForCounterAsync(id, before + 50, movedAtCounter: 0);
+        AssertRunsOnlyOn(id, "compute2");
+        Assert.Equal(["vol-vdb"], await Qemu("compute2").OpenVolumeNodesAsync(id, CancellationToken.None));
+        var read = await QemuIoAsync("compute2", id, "read -P 0xc7 1M 64k");
+        Assert.True(read.Contains("read 65536/65536 bytes", StringComparison.Ordinal) && !read.Contains("Pattern verification failed", StringComparison.Ordinal), read);
+        var attachment = Assert.Single(await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None));
+        Assert.Equal(("compute2", VolumeAttachStatus.Attached), (attachment.AttachedHost, attachment.AttachStatus));
+
+        (status, _) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}/os-volume_attachments/{volumeId}");
+        Assert.Equal(HttpStatusCode.Accepted, status);
+        await WaitUntilAsync(async () => (await Volumes.GetVolumeAsync(volumeId, CancellationToken.None))?.Status == VolumeStatus.Available, "volume available");
+        Assert.Empty(await Qemu("compute2").OpenVolumeNodesAsync(id, CancellationToken.None));
+    }
+
+    /// <summary>qemu-io on the guest's volume node (HMP); its output goes to the guest's qemu.log, read from where it stood.</summary>
+    private async Task<string> QemuIoAsync(string host, string id, string command)
+    {
+        var log = Path.Combine(Qemu(host).InstanceDirectory(id), "qemu.log");
+        var start = File.Exists(log) ? new FileInfo(log).Length : 0;
+        var monitor = (await Qemu(host).ExecuteQmpAsync(id, "human-monitor-command",
+            new JsonObject { ["command-line"] = $"qemu-io vol-vdb \"{command}\"" }, CancellationToken.None)).GetString() ?? "";
+        await Task.Delay(300);
+        await using var stream = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        stream.Seek(start, SeekOrigin.Begin);
+        return monitor + await new StreamReader(stream).ReadToEndAsync();
+    }
+
+    private static async Task<string> RunAsync(string file, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using var process = Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync();
+        var errors = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return output + errors;
+    }
+
+    private async Task<string> CreateVolumeAsync()
+    {
+        using var http = new HttpClient { BaseAddress = new Uri(Fixture.Ferry.Options.VolumeUrl + "/") };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v3/volumes")
+        {
+            Content = new StringContent("""{"volume": {"size": 1, "name": "data"}}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("X-Auth-Token", "admin:admin");
+        using var response = await http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, text);
+        return (string)JsonNode.Parse(text)!["volume"]!["id"]!;
+    }
+
+    private async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    {
+        var started = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            Assert.True(started.Elapsed < WaitLimit, $"waited {WaitLimit.TotalSeconds:0} s for: {what}");
+            await Task.Delay(50);
+        }
+    }
+}
