@@ -13,6 +13,46 @@ public sealed class VolumeCliTests(CliFixture fixture) : IClassFixture<CliFixtur
     private Task<JsonNode> AdminAsync(params string[] args) => fixture.AdminJsonAsync("2.latest", args);
 
     [Fact]
+    public async Task Server_add_volume_then_volume_list_then_remove_volume()
+    {
+        fixture.RequireOpenStack();
+        await AdminAsync("server", "create", "--flavor", "m1.tiny", "--image", "ferry-test-guest", "--nic", "none", "--wait", "cli-vol-server");
+        var volume = await AdminAsync("volume", "create", "--size", "1", "cli-vol-data");
+
+        var added = await fixture.RunAsync(fixture.AdminEnv, "server", "add", "volume", "cli-vol-server", "cli-vol-data");
+
+        Assert.True(added.ExitCode == 0, added.ToString());
+        var inUse = await WaitForVolumeStatusAsync("cli-vol-data", "in-use");
+        var listed = Assert.Single((await AdminAsync("server", "volume", "list", "cli-vol-server")).AsArray())!;
+        Assert.Equal(((string?)volume["id"], "/dev/vdb"), ((string?)listed["Volume ID"], (string?)listed["Device"]));
+        Assert.Equal("/dev/vdb", (string?)Assert.Single(inUse["attachments"]!.AsArray())!["device"]);
+
+        var removed = await fixture.RunAsync(fixture.AdminEnv, "server", "remove", "volume", "cli-vol-server", "cli-vol-data");
+
+        Assert.True(removed.ExitCode == 0, removed.ToString());
+        await WaitForVolumeStatusAsync("cli-vol-data", "available");
+        Assert.Empty((await AdminAsync("server", "volume", "list", "cli-vol-server")).AsArray());
+        var cleaned = await fixture.RunAsync(fixture.AdminEnv, "server", "delete", "--wait", "cli-vol-server");
+        Assert.True(cleaned.ExitCode == 0, cleaned.ToString());
+        Assert.Equal(0, (await fixture.RunAsync(fixture.AdminEnv, "volume", "delete", "cli-vol-data")).ExitCode);
+    }
+
+    private async Task<JsonNode> WaitForVolumeStatusAsync(string name, string status)
+    {
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            var shown = await AdminAsync("volume", "show", name);
+            if ((string?)shown["status"] == status)
+            {
+                return shown;
+            }
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(60), $"volume {name} is {(string?)shown["status"]}, not {status}");
+            await Task.Delay(250);
+        }
+    }
+
+    [Fact]
     public async Task Volume_create_list_show_extend_then_delete_refused_while_attached_and_done_after()
     {
         fixture.RequireOpenStack();
