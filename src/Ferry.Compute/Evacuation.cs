@@ -43,6 +43,8 @@ public sealed class Evacuation(ComputeContext context)
                 }, ct);
                 // The ports are bound here before the guest starts (Nova's setup_instance_network_on_host in rebuild).
                 await context.Networks.BindToHostAsync(instance, context.Host, ct);
+                // The volumes are attached here, and the dead host's attachments deleted (its QEMU is gone).
+                instance = instance with { BlockDevices = await context.Volumes.ReconnectHereAsync(instance, ct) };
                 await context.Driver.SpawnAsync(ComputeContext.GuestFor(instance), reuseDisks: onDisk, ct);
                 if (originalVmState == VmState.Stopped)
                 {
@@ -53,6 +55,7 @@ public sealed class Evacuation(ComputeContext context)
                     Uuid = instance.Uuid,
                     Host = context.Host,
                     Node = request.Selection.Nodename,
+                    BlockDevices = instance.BlockDevices,
                     VmState = originalVmState == VmState.Stopped ? VmState.Stopped : VmState.Active,
                     PowerState = context.PowerStateOf(instance.Uuid),
                     SetTaskState = true,

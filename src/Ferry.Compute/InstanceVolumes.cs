@@ -37,7 +37,7 @@ public sealed class InstanceVolumes(ComputeContext context)
                 var connection = await Service.ConnectAsync(attachmentId, Connector(mapping.DeviceName), ct);
                 await context.Driver.AttachVolumeAsync(instance.Uuid, new GuestVolume(mapping.VolumeId, mapping.DeviceName, connection), ct);
                 await Service.CompleteAsync(attachmentId, ct);
-                await SaveMappingAsync(instance, mapping with { ConnectionInfo = connection }, ct);
+                await SaveMappingAsync(instance, mapping with { ConnectionInfo = connection, AttachedHost = context.Host }, ct);
             }, ct);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -123,7 +123,7 @@ public sealed class InstanceVolumes(ComputeContext context)
                 var attachmentId = await Service.CreateAttachmentAsync(mapping.VolumeId, instance.Uuid, null, ct);
                 mappings.Add(mapping with { AttachmentId = attachmentId, ConnectionInfo = null });
                 var connection = await Service.ConnectAsync(attachmentId, Connector(mapping.DeviceName), ct);
-                mappings[^1] = mappings[^1] with { ConnectionInfo = connection };
+                mappings[^1] = mappings[^1] with { ConnectionInfo = connection, AttachedHost = context.Host };
             }
             return mappings;
         }
@@ -178,6 +178,34 @@ public sealed class InstanceVolumes(ComputeContext context)
         {
             await Service.DeleteAttachmentAsync(id, ct);
         }
+    }
+
+    /// <summary>
+    /// A cold move's host takes the guest (finish_resize, finish_revert_resize, rebuild on the evacuation target): each
+    /// volume this host is not attached to yet gets an attachment from here, connected and completed, and the one of the
+    /// host the guest left (powered off or dead, so no longer open) is deleted. Returns the mappings as they are here, to
+    /// start the guest with and to save with the host switch; mappings already this host's are kept as they are.
+    /// </summary>
+    public async Task<List<BlockDeviceMapping>> ReconnectHereAsync(Instance instance, CancellationToken ct)
+    {
+        var mappings = new List<BlockDeviceMapping>();
+        foreach (var mapping in instance.BlockDevices)
+        {
+            if (mapping.AttachedHost == context.Host && mapping.ConnectionInfo is not null)
+            {
+                mappings.Add(mapping);
+                continue;
+            }
+            var attachmentId = await Service.CreateAttachmentAsync(mapping.VolumeId, instance.Uuid, null, ct);
+            var connection = await Service.ConnectAsync(attachmentId, Connector(mapping.DeviceName), ct);
+            await Service.CompleteAsync(attachmentId, ct);
+            if (mapping.AttachmentId is { } old)
+            {
+                await Service.DeleteAttachmentAsync(old, ct);
+            }
+            mappings.Add(mapping with { AttachmentId = attachmentId, ConnectionInfo = connection, AttachedHost = context.Host });
+        }
+        return mappings;
     }
 
     private Task SaveMappingAsync(Instance instance, BlockDeviceMapping mapping, CancellationToken ct) =>

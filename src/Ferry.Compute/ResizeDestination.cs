@@ -76,6 +76,9 @@ public sealed class ResizeDestination(ComputeContext context)
                 var powerOn = instance.OldVmState != VmState.Stopped;
                 // The ports follow before the guest starts here (Nova's migrate_instance_finish in _finish_resize).
                 await context.Networks.BindToHostAsync(instance, context.Host, ct);
+                // The volumes too: this host's own attachments, and the source's deleted (its copy is off).
+                var volumes = await context.Volumes.ReconnectHereAsync(instance, ct);
+                instance = instance with { BlockDevices = volumes };
                 await context.Driver.FinishMigrationAsync(ComputeContext.GuestFor(instance, request.NewFlavor), request.DiskInfo, powerOn, ct);
                 // Migration first, as Nova does: a client that confirms the moment it sees
                 // VERIFY_RESIZE must find a `finished` migration.
@@ -84,6 +87,7 @@ public sealed class ResizeDestination(ComputeContext context)
                 {
                     Uuid = instance.Uuid,
                     Flavor = request.NewFlavor,
+                    BlockDevices = instance.BlockDevices,
                     VmState = VmState.Resized,
                     SetTaskState = true,
                     TaskState = null,

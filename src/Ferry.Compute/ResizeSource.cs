@@ -133,6 +133,7 @@ public sealed class ResizeSource(ComputeContext context)
             {
                 var powerOn = instance.OldVmState != VmState.Stopped;
                 await context.Networks.BindToHostAsync(instance, context.Host, ct);
+                instance = instance with { BlockDevices = await context.Volumes.ReconnectHereAsync(instance, ct) };
                 await context.Driver.FinishRevertMigrationAsync(ComputeContext.GuestFor(instance, oldFlavor), powerOn, ct);
                 await context.Placement.MoveAllocationsAsync(request.Migration.Uuid, instance.Uuid, ct);
                 await context.UpdateInstanceAsync(RevertedHere(instance, request.Migration, oldFlavor, instance.OldVmState ?? VmState.Active), ct);
@@ -154,6 +155,7 @@ public sealed class ResizeSource(ComputeContext context)
         Host = context.Host,
         Node = migration.SourceNode ?? context.Host,
         Flavor = oldFlavor,
+        BlockDevices = instance.BlockDevices,
         SetOldFlavor = true,
         OldFlavor = null,
         SetNewFlavor = true,

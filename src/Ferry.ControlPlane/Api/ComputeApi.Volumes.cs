@@ -96,6 +96,24 @@ internal sealed partial class ComputeApi
         Log.Cast(logger, "detach_volume", instance.Uuid, ctx.RequestId);
     }
 
+    /// <summary>
+    /// A local delete (no host, or its compute down): the API lets go of the server's attachments itself, so its volumes
+    /// are available again. Volumes marked delete_on_termination stay (Nova's local delete leaves them too).
+    /// </summary>
+    private async Task ReleaseVolumeAttachmentsAsync(Instance instance)
+    {
+        foreach (var attachment in await volumes.ListAttachmentsAsync(new Persistence.AttachmentQuery { InstanceUuid = instance.Uuid }, CancellationToken.None))
+        {
+            try
+            {
+                await volumes.DeleteAttachmentAsync(attachment.Id, time.GetUtcNow(), CancellationToken.None);
+            }
+            catch (CinderException ex) when (ex.HttpStatus == 404)
+            {
+            }
+        }
+    }
+
     /// <summary>The device asked for (its slot must be free), else the first free one from /dev/vdb; 403 past the last slot.</summary>
     private static string NextDevice(Instance instance, string? requested)
     {

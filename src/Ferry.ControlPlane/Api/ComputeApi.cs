@@ -242,6 +242,7 @@ internal sealed partial class ComputeApi(
             await groups.RemoveMemberAsync(groupUuid, instance.Uuid, CancellationToken.None);
         }
         await ReleasePortsAsync(instance);
+        await ReleaseVolumeAttachmentsAsync(instance);
     }
 
     /// <summary>

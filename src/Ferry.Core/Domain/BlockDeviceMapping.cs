@@ -24,6 +24,8 @@ public sealed record BlockDeviceMapping
     public string? Tag { get; init; }
     /// <summary>The Cinder attachment of the host that holds the guest; null until one was made.</summary>
     public string? AttachmentId { get; init; }
+    /// <summary>The host whose attachment <see cref="AttachmentId"/> is (its connector); null until connected.</summary>
+    public string? AttachedHost { get; init; }
     /// <summary>How that host opens the volume; null until connected.</summary>
     public VolumeConnectionInfo? ConnectionInfo { get; init; }
     public DateTimeOffset CreatedAt { get; init; }

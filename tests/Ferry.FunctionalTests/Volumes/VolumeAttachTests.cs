@@ -89,6 +89,86 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
     }
 
     [Fact]
+    public async Task ColdMigrateConfirm_ThenResizeRevert_TheAttachmentFollowsTheServer()
+    {
+        var id = await BootAsync("compute1");
+        var volumeId = await AttachNewVolumeAsync(id);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"migrate": {"host": "compute2"}}""")!)).Status);
+        await WaitUntilAsync(() => Instances.Get(id) is { VmState: Ferry.Core.Domain.VmState.Resized, TaskState: null }, "VERIFY_RESIZE");
+        AssertAttachedOn(id, volumeId, "compute2", await AttachmentsAsync(volumeId));
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.ActionAsync(id, JsonNode.Parse("""{"confirmResize": null}""")!)).Status);
+        await WaitForMoveEndAsync(id);
+        AssertAttachedOn(id, volumeId, "compute2", await AttachmentsAsync(volumeId));
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"resize": {"flavorRef": "2"}}""")!)).Status);
+        await WaitUntilAsync(() => Instances.Get(id) is { VmState: Ferry.Core.Domain.VmState.Resized, TaskState: null }, "VERIFY_RESIZE after resize");
+        var resizedOn = Instances.Get(id).Host!;
+        Assert.NotEqual("compute2", resizedOn);
+        AssertAttachedOn(id, volumeId, resizedOn, await AttachmentsAsync(volumeId));
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"revertResize": null}""")!)).Status);
+        await WaitUntilAsync(() => Instances.Get(id) is { VmState: Ferry.Core.Domain.VmState.Active, TaskState: null }, "ACTIVE after revert");
+
+        AssertAttachedOn(id, volumeId, "compute2", await AttachmentsAsync(volumeId));
+        Assert.Empty(Connections(resizedOn, id));
+    }
+
+    [Fact]
+    public async Task Evacuate_SourceDown_TheVolumeIsAttachedOnTheNewHost()
+    {
+        var id = await BootAsync("compute3");
+        var volumeId = await AttachNewVolumeAsync(id);
+        await Fixture.Ferry.Computes["compute3"].StopAsync();
+        var service = (await Admin.GetAsync("os-services?host=compute3&binary=nova-compute")).Body!["services"]![0]!["id"]!.GetValue<string>();
+        await Admin.SendAsync(HttpMethod.Put, $"os-services/{service}", new JsonObject { ["forced_down"] = true });
+        try
+        {
+            var (status, body) = await Admin.ActionAsync(id, JsonNode.Parse("""{"evacuate": {}}""")!);
+            Assert.True(status == HttpStatusCode.OK, body?.ToJsonString());
+            var (instance, _) = await WaitForMoveEndAsync(id);
+
+            Assert.NotEqual("compute3", instance.Host);
+            AssertAttachedOn(id, volumeId, instance.Host!, await AttachmentsAsync(volumeId));
+        }
+        finally
+        {
+            await Fixture.Ferry.StartComputeAsync("compute3", CancellationToken.None);
+            await Admin.SendAsync(HttpMethod.Put, $"os-services/{service}", new JsonObject { ["forced_down"] = false });
+        }
+    }
+
+    [Fact]
+    public async Task Delete_HostDown_TheApiReleasesTheAttachmentItself()
+    {
+        var id = await BootAsync("compute2");
+        var volumeId = await AttachNewVolumeAsync(id);
+        await Fixture.Ferry.Computes["compute2"].StopAsync();
+        var service = (await Admin.GetAsync("os-services?host=compute2&binary=nova-compute")).Body!["services"]![0]!["id"]!.GetValue<string>();
+        await Admin.SendAsync(HttpMethod.Put, $"os-services/{service}", new JsonObject { ["forced_down"] = true });
+        try
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}")).Status);
+
+            await WaitForVolumeAsync(volumeId, VolumeStatus.Available);
+            Assert.Empty(await AttachmentsAsync(volumeId));
+        }
+        finally
+        {
+            await Fixture.Ferry.StartComputeAsync("compute2", CancellationToken.None);
+            await Admin.SendAsync(HttpMethod.Put, $"os-services/{service}", new JsonObject { ["forced_down"] = false });
+        }
+    }
+
+    /// <summary>One attachment, the server's, attached from <paramref name="host"/>, whose fake driver holds the connection.</summary>
+    private void AssertAttachedOn(string id, string volumeId, string host, List<VolumeAttachment> attachments)
+    {
+        var attachment = Assert.Single(attachments);
+        Assert.Equal((host, VolumeAttachStatus.Attached), (attachment.AttachedHost, attachment.AttachStatus));
+        Assert.Equal((attachment.Id, host), (Instances.Get(id).BlockDevices.Single().AttachmentId, Instances.Get(id).Host));
+        Assert.Equal([volumeId], Connections(host, id).Select(c => c.VolumeId));
+    }
+
+    [Fact]
     public async Task Attach_VolumeInUseByAnotherServer_400AndNothingChanges()
     {
         var first = await BootAsync("compute1");
