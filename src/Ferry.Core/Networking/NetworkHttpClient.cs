@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Ferry.Core.Errors;
@@ -16,25 +15,18 @@ namespace Ferry.Core.Networking;
 /// </summary>
 public sealed class NetworkHttpClient
 {
-    private readonly HttpClient _httpClient;
-    private readonly KeystoneSession? _session;
-    private readonly string? _authToken;
-    private readonly Uri? _endpoint;
+    private readonly ServiceApiCaller _api;
 
     /// <summary>A fixed token (noauth2) and a known endpoint.</summary>
     public NetworkHttpClient(HttpClient httpClient, Uri endpoint, string? authToken)
     {
-        _httpClient = httpClient;
-        _endpoint = endpoint;
-        _authToken = authToken;
+        _api = new ServiceApiCaller(httpClient, null, authToken, endpoint, "network", Failure);
     }
 
     /// <summary>As a service: tokens from <paramref name="session"/>, the endpoint configured or from its catalog.</summary>
     public NetworkHttpClient(HttpClient httpClient, KeystoneSession session, Uri? endpoint = null)
     {
-        _httpClient = httpClient;
-        _session = session;
-        _endpoint = endpoint;
+        _api = new ServiceApiCaller(httpClient, session, null, endpoint, "network", Failure);
     }
 
     public async Task<Network> GetNetworkAsync(string id, CancellationToken cancellationToken) =>
@@ -117,43 +109,8 @@ public sealed class NetworkHttpClient
         }
     }
 
-    private async Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken cancellationToken)
-    {
-        var token = _session is null ? _authToken : await _session.GetTokenAsync(cancellationToken);
-        var root = _endpoint ?? await _session!.GetEndpointAsync("network", cancellationToken);
-        var uri = new Uri(root.AbsoluteUri.EndsWith('/') ? root : new Uri(root.AbsoluteUri + "/"), path);
-        var response = await SendOnceAsync(method, uri, body, token, cancellationToken);
-        if (response.StatusCode == HttpStatusCode.Unauthorized && _session is not null && token is not null)
-        {
-            response.Dispose();
-            _session.Invalidate(token);
-            response = await SendOnceAsync(method, uri, body, await _session.GetTokenAsync(cancellationToken), cancellationToken);
-        }
-        using (response)
-        {
-            var text = await response.Content.ReadAsStringAsync(cancellationToken);
-            if (!response.IsSuccessStatusCode)
-            {
-                throw Failure(response.StatusCode, text, method, path);
-            }
-            return text.Length == 0 ? null : JsonNode.Parse(text);
-        }
-    }
-
-    private Task<HttpResponseMessage> SendOnceAsync(HttpMethod method, Uri uri, JsonNode? body, string? token, CancellationToken cancellationToken) =>
-        TransientHttpRetry.SendAsync(_httpClient, () =>
-        {
-            var request = new HttpRequestMessage(method, uri);
-            if (token is not null)
-            {
-                request.Headers.TryAddWithoutValidation("X-Auth-Token", token);
-            }
-            if (body is not null)
-            {
-                request.Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
-            }
-            return request;
-        }, cancellationToken);
+    private Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken cancellationToken) =>
+        _api.SendAsync(method, path, body, cancellationToken);
 
     /// <summary>Neutron's error as the exception of its type; anything else (no NeutronError body) as a 502 naming the call.</summary>
     private static FerryException Failure(HttpStatusCode status, string text, HttpMethod method, string path)
