@@ -56,6 +56,9 @@ public static class VolumeEndpoints
         v3.MapDelete("/volumes/{id}", VolumeHandlers.DeleteAsync);
         v3.MapPost("/volumes/{id}/action", VolumeHandlers.ActionAsync);
 
+        v3.MapGet("/os-quota-sets/{target}", QuotaHandlers.ShowAsync);
+        v3.MapGet("/os-quota-sets/{target}/defaults", QuotaHandlers.Defaults);
+        v3.MapGet("/limits", QuotaHandlers.LimitsAsync);
         v3.MapGet("/attachments", AttachmentHandlers.ListAsync);
         v3.MapGet("/attachments/detail", AttachmentHandlers.ListDetailAsync);
         v3.MapPost("/attachments", AttachmentHandlers.CreateAsync);
