@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Ferry.Host.Configuration;
+using Ferry.Host.Roles;
 
 namespace Ferry.Host.Distributed;
 
@@ -22,6 +23,8 @@ internal static class DistributedCommand
         {
             environment[FerryConfiguration.ConfigVariable] = Path.GetFullPath(configFile);
         }
+        // The api processes do not know the agents' driver: the volume backend is decided here, for QEMU hosts NBD.
+        environment[FerrySettings.Find("volume:backend")!.EnvironmentVariable] = VolumeBackends.Resolve(options);
         var plan = new DistributedPlan(Path.GetFullPath(options.DataDirectory), options.Hosts, options.Replicas, options.PostgresPort, options.RabbitMqPort,
             options.ComputeApiPort, options.PlacementPort, options.IdentityPort, options.ImagePort, options.NetworkPort, options.VolumePort, options.UsesKeystone, environment, options.MetricsPort)
         {

@@ -16,14 +16,7 @@ public static class VolumeBackends
     {
         ArgumentNullException.ThrowIfNull(options);
         var volumes = Path.GetFullPath(Path.Combine(options.DataDirectory, "volumes"));
-        var nbd = options.VolumeBackend switch
-        {
-            "nbd" => true,
-            "file" => false,
-            // Fake guests open nothing: the daemon is for QEMU hosts.
-            _ => options.Driver == "qemu" && OnPath("qemu-storage-daemon"),
-        };
-        if (!nbd)
+        if (Resolve(options) == "file")
         {
             return new LocalFileVolumeBackend(volumes);
         }
@@ -33,6 +26,17 @@ public static class VolumeBackends
             RunDirectory = Path.GetFullPath(Path.Combine(options.DataDirectory, "run", "volumes")),
             ListenAddress = options.ListenAddress,
         }, loggers.CreateLogger<QemuStorageDaemonBackend>());
+    }
+
+    /// <summary><c>nbd</c> or <c>file</c>: auto is nbd for QEMU hosts where qemu-storage-daemon is installed (fake guests open nothing).</summary>
+    public static string Resolve(FerryHostOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.VolumeBackend switch
+        {
+            "nbd" or "file" => options.VolumeBackend,
+            _ => options.Driver == "qemu" && OnPath("qemu-storage-daemon") ? "nbd" : "file",
+        };
     }
 
     private static bool OnPath(string program) =>
