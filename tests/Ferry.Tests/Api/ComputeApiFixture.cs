@@ -73,6 +73,7 @@ public sealed class ComputeApiFixture : IAsyncLifetime
             : _dbPath);
         Db.Migrate(ComputeSchema.Component, ComputeSchema.Scripts);
         Db.Migrate(NetworkSchema.Component, NetworkSchema.Scripts);
+        Db.Migrate(VolumeSchema.Component, VolumeSchema.Scripts);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
