@@ -87,10 +87,6 @@ public sealed class InstanceVolumes(ComputeContext context)
     /// </summary>
     public async Task ReleaseAsync(Instance instance, CancellationToken ct)
     {
-        if (instance.BlockDevices.Count == 0)
-        {
-            return;
-        }
         foreach (var mapping in instance.BlockDevices)
         {
             if (mapping.AttachmentId is { } attachmentId)
@@ -112,18 +108,11 @@ public sealed class InstanceVolumes(ComputeContext context)
     public async Task<List<BlockDeviceMapping>> ConnectForIncomingAsync(Instance instance, CancellationToken ct)
     {
         var mappings = new List<BlockDeviceMapping>();
-        if (instance.BlockDevices.Count == 0)
-        {
-            return mappings;
-        }
         try
         {
             foreach (var mapping in instance.BlockDevices)
             {
-                var attachmentId = await Service.CreateAttachmentAsync(mapping.VolumeId, instance.Uuid, null, ct);
-                mappings.Add(mapping with { AttachmentId = attachmentId, ConnectionInfo = null });
-                var connection = await Service.ConnectAsync(attachmentId, Connector(mapping.DeviceName), ct);
-                mappings[^1] = mappings[^1] with { ConnectionInfo = connection, AttachedHost = context.Host };
+                mappings.Add(await AttachFromHereAsync(instance, mapping, ct));
             }
             return mappings;
         }
@@ -196,16 +185,31 @@ public sealed class InstanceVolumes(ComputeContext context)
                 mappings.Add(mapping);
                 continue;
             }
-            var attachmentId = await Service.CreateAttachmentAsync(mapping.VolumeId, instance.Uuid, null, ct);
-            var connection = await Service.ConnectAsync(attachmentId, Connector(mapping.DeviceName), ct);
-            await Service.CompleteAsync(attachmentId, ct);
+            var here = await AttachFromHereAsync(instance, mapping, ct);
+            await Service.CompleteAsync(here.AttachmentId!, ct);
             if (mapping.AttachmentId is { } old)
             {
                 await Service.DeleteAttachmentAsync(old, ct);
             }
-            mappings.Add(mapping with { AttachmentId = attachmentId, ConnectionInfo = connection, AttachedHost = context.Host });
+            mappings.Add(here);
         }
         return mappings;
+    }
+
+    /// <summary>The mapping with a new attachment of its volume for this host, connected; the attachment goes again if the connect fails.</summary>
+    private async Task<BlockDeviceMapping> AttachFromHereAsync(Instance instance, BlockDeviceMapping mapping, CancellationToken ct)
+    {
+        var attachmentId = await Service.CreateAttachmentAsync(mapping.VolumeId, instance.Uuid, null, ct);
+        try
+        {
+            var connection = await Service.ConnectAsync(attachmentId, Connector(mapping.DeviceName), ct);
+            return mapping with { AttachmentId = attachmentId, ConnectionInfo = connection, AttachedHost = context.Host };
+        }
+        catch
+        {
+            await context.TryAsync("delete an attachment", instance.Uuid, () => Service.DeleteAttachmentAsync(attachmentId, CancellationToken.None));
+            throw;
+        }
     }
 
     private Task SaveMappingAsync(Instance instance, BlockDeviceMapping mapping, CancellationToken ct) =>

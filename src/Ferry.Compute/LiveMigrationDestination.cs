@@ -46,7 +46,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
             {
                 // This host's own attachments and connections to the volumes (both QEMUs open the same exports).
                 volumes = await context.Volumes.ConnectForIncomingAsync(request.Instance, ct);
-                var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance with { BlockDevices = volumes.Count > 0 ? volumes : request.Instance.BlockDevices }),
+                var uri = await context.Driver.PreLiveMigrationAsync(ComputeContext.GuestFor(request.Instance with { BlockDevices = volumes }),
                     request.Data.IsSharedInstancePath, request.Data.BlockMigration ?? false, request.Data.ParallelConnections, ct);
                 return request.Data with { IncomingUri = uri, DestinationVolumes = volumes.Count > 0 ? volumes : null };
             }

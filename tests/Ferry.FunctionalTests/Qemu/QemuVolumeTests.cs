@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Text;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
@@ -28,7 +27,7 @@ public sealed class QemuVolumeTests(QemuFerryFixture fixture) : QemuFlowTest<Qem
         Assert.IsType<QemuStorageDaemonBackend>(Fixture.Ferry.Services.GetRequiredService<IVolumeBackend>());
         var id = await BootGuestAsync("compute1", dirtyMiBps: 1);
         var before = await WaitForCounterAsync(id, 0);
-        var volumeId = await CreateVolumeAsync();
+        var volumeId = await Ferry.FunctionalTests.Volumes.VolumeRequests.CreateAsync(Fixture.Ferry);
         var (status, body) = await Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments",
             new JsonObject { ["volumeAttachment"] = new JsonObject { ["volumeId"] = volumeId } });
         Assert.True(status == HttpStatusCode.OK, $"{(int)status} {body?.ToJsonString()}");
@@ -83,20 +82,6 @@ public sealed class QemuVolumeTests(QemuFerryFixture fixture) : QemuFlowTest<Qem
         var errors = await process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
         return output + errors;
-    }
-
-    private async Task<string> CreateVolumeAsync()
-    {
-        using var http = new HttpClient { BaseAddress = new Uri(Fixture.Ferry.Options.VolumeUrl + "/") };
-        using var request = new HttpRequestMessage(HttpMethod.Post, "v3/volumes")
-        {
-            Content = new StringContent("""{"volume": {"size": 1, "name": "data"}}""", Encoding.UTF8, "application/json"),
-        };
-        request.Headers.Add("X-Auth-Token", "admin:admin");
-        using var response = await http.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.Accepted, text);
-        return (string)JsonNode.Parse(text)!["volume"]!["id"]!;
     }
 
     private async Task WaitUntilAsync(Func<Task<bool>> condition, string what)

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Text;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Volumes;
@@ -22,7 +21,7 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
     public async Task AttachThenDetach_RunningServer_VolumeInUseOnItsHostThenAvailable()
     {
         var id = await BootAsync("compute1");
-        var volumeId = await CreateVolumeAsync();
+        var volumeId = await VolumeRequests.CreateAsync(Fixture.Ferry);
 
         var (status, body) = await Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments",
             Attach(volumeId));
@@ -173,7 +172,7 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
     {
         var first = await BootAsync("compute1");
         var second = await BootAsync("compute2");
-        var volumeId = await CreateVolumeAsync();
+        var volumeId = await VolumeRequests.CreateAsync(Fixture.Ferry);
         Assert.Equal(HttpStatusCode.OK, (await Admin.SendAsync(HttpMethod.Post, $"servers/{first}/os-volume_attachments",
             Attach(volumeId))).Status);
         await WaitForVolumeAsync(volumeId, VolumeStatus.InUse);
@@ -196,7 +195,7 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
     public async Task Attach_BadRequest_NovaErrorAndNothingReserved(string request, int code, string fault)
     {
         var id = await BootAsync("compute1");
-        var volumeId = await CreateVolumeAsync();
+        var volumeId = await VolumeRequests.CreateAsync(Fixture.Ferry);
 
         var (status, body) = await Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments", JsonNode.Parse(request.Replace("VOLUME", volumeId, StringComparison.Ordinal)));
 
@@ -210,7 +209,7 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
     public async Task Detach_NotAttached_404()
     {
         var id = await BootAsync("compute1");
-        var volumeId = await CreateVolumeAsync();
+        var volumeId = await VolumeRequests.CreateAsync(Fixture.Ferry);
 
         var (status, body) = await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}/os-volume_attachments/{volumeId}");
 
@@ -224,7 +223,7 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
     public async Task DeleteServer_AttachedVolume_DeletedOnlyWithDeleteOnTermination(bool deleteOnTermination)
     {
         var id = await BootAsync("compute1");
-        var volumeId = await CreateVolumeAsync();
+        var volumeId = await VolumeRequests.CreateAsync(Fixture.Ferry);
         var (status, _) = await Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments",
             Attach(volumeId, deleteOnTermination), "2.79");
         Assert.Equal(HttpStatusCode.OK, status);
@@ -241,7 +240,7 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
 
     private async Task<string> AttachNewVolumeAsync(string server)
     {
-        var volumeId = await CreateVolumeAsync();
+        var volumeId = await VolumeRequests.CreateAsync(Fixture.Ferry);
         Assert.Equal(HttpStatusCode.OK, (await Admin.SendAsync(HttpMethod.Post, $"servers/{server}/os-volume_attachments", Attach(volumeId))).Status);
         await WaitForVolumeAsync(volumeId, VolumeStatus.InUse);
         return volumeId;
@@ -261,20 +260,6 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
             attachment["delete_on_termination"] = delete;
         }
         return new JsonObject { ["volumeAttachment"] = attachment };
-    }
-
-    private async Task<string> CreateVolumeAsync()
-    {
-        using var http = new HttpClient { BaseAddress = new Uri(Fixture.Ferry.Options.VolumeUrl + "/") };
-        using var request = new HttpRequestMessage(HttpMethod.Post, "v3/volumes")
-        {
-            Content = new StringContent("""{"volume": {"size": 1, "name": "data"}}""", Encoding.UTF8, "application/json"),
-        };
-        request.Headers.Add("X-Auth-Token", "admin:admin");
-        using var response = await http.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == HttpStatusCode.Accepted, text);
-        return (string)JsonNode.Parse(text)!["volume"]!["id"]!;
     }
 
     private async Task<Volume> WaitForVolumeAsync(string id, string status)
