@@ -64,13 +64,14 @@ public sealed partial class ComputeContext(
             Vcpus = f.Vcpus,
             MemoryMb = f.MemoryMb,
             RootGb = f.RootGb,
-            ImageRef = instance.ImageRef,
+            // A server booted from a volume runs what its root volume was made from.
+            ImageRef = instance.ImageRef.Length > 0 ? instance.ImageRef : instance.BlockDevices.FirstOrDefault(b => b.BootIndex == 0)?.ImageId ?? "",
             ConfigDrive = instance.ConfigDrive,
             VolumeBacked = instance.VolumeBacked,
             Metadata = instance.Metadata,
             Vifs = instance.NetworkInfo,
             Volumes = [.. instance.BlockDevices.Where(b => b.ConnectionInfo is not null)
-                .Select(b => new GuestVolume(b.VolumeId, b.DeviceName, b.ConnectionInfo!))],
+                .Select(b => new GuestVolume(b.VolumeId, b.DeviceName, b.ConnectionInfo!, b.BootIndex))],
         };
     }
 

@@ -11,18 +11,23 @@ public sealed class InstanceLifecycle(ComputeContext context)
     public async Task BuildAndRunAsync(BuildAndRunInstanceRequest request, CancellationToken ct)
     {
         var instance = request.Instance;
+        var volumes = new List<BlockDeviceMapping>(instance.BlockDevices);
         try
         {
             await context.RunEventAsync(instance, request.RequestId, "compute_build_and_run_instance", async () =>
             {
-                // Ports first, bound to this host (Nova's _build_networks_for_instance), so the guest starts with its NICs.
+                // Ports first, bound to this host (Nova's _build_networks_for_instance), so the guest starts with its NICs;
+                // then its volumes, connected from here (_prep_block_device), so it starts with its disks.
                 var vifs = await context.Networks.AllocateAsync(instance, ct);
-                instance = instance with { NetworkInfo = vifs };
+                await context.Volumes.ConnectForBuildAsync(instance, volumes, ct);
+                instance = instance with { NetworkInfo = vifs, BlockDevices = [.. volumes] };
                 await context.Driver.SpawnAsync(ComputeContext.GuestFor(instance), reuseDisks: false, ct);
+                await context.Volumes.CompleteAsync(volumes, ct);
                 await context.UpdateInstanceAsync(new InstanceUpdateRequest
                 {
                     Uuid = instance.Uuid,
                     NetworkInfo = vifs,
+                    BlockDevices = [.. volumes],
                     VmState = VmState.Active,
                     SetTaskState = true,
                     TaskState = null,
@@ -34,9 +39,11 @@ public sealed class InstanceLifecycle(ComputeContext context)
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            // Nothing runs for a failed build: free its ports and claim and say so.
+            // Nothing runs for a failed build: free its ports, volumes and claim and say so (Nova's _cleanup_volumes: the
+            // attachments go, the delete_on_termination volumes too, the others stay available and off the server).
             await context.TryAsync("destroy", instance.Uuid, () => context.Driver.DestroyAsync(instance.Uuid, destroyDisks: true, ct));
             await context.TryAsync("release ports", instance.Uuid, () => context.Networks.DeallocateAsync(instance, CancellationToken.None));
+            await context.TryAsync("release volumes", instance.Uuid, () => context.Volumes.ReleaseAsync(instance with { BlockDevices = [.. volumes] }, CancellationToken.None));
             await context.TryAsync("delete allocations", instance.Uuid, () => context.Placement.DeleteAllocationsAsync(instance.Uuid, ct));
             await context.TryAsync("error out", instance.Uuid, () => context.UpdateInstanceAsync(new InstanceUpdateRequest
             {
@@ -45,6 +52,7 @@ public sealed class InstanceLifecycle(ComputeContext context)
                 SetTaskState = true,
                 TaskState = null,
                 PowerState = PowerState.NoState,
+                BlockDevices = [],
                 ClearHost = true,
             }, ct));
         }

@@ -82,23 +82,62 @@ public sealed class InstanceVolumes(ComputeContext context)
     }
 
     /// <summary>
-    /// At delete, after the guest is gone: every attachment of the server is deleted, and the volumes it was told to delete
-    /// with it (delete_on_termination) are deleted.
+    /// At delete, after the guest is gone (or after a failed build): every attachment of the server is deleted, also one a
+    /// crash kept off its mappings, and the volumes it was told to delete with it (delete_on_termination) are deleted.
     /// </summary>
     public async Task ReleaseAsync(Instance instance, CancellationToken ct)
     {
-        foreach (var mapping in instance.BlockDevices)
+        if (instance.BlockDevices.Count == 0)
         {
-            if (mapping.AttachmentId is { } attachmentId)
-            {
-                await Service.DeleteAttachmentAsync(attachmentId, ct);
-            }
-            if (mapping.DeleteOnTermination)
-            {
-                await Service.DeleteVolumeAsync(mapping.VolumeId, ct);
-            }
+            return;   // the API makes every attachment together with its mapping
+        }
+        var attachments = instance.BlockDevices.Select(m => m.AttachmentId).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        attachments.UnionWith(await Service.ListAttachmentIdsAsync(instance.Uuid, ct));
+        foreach (var attachmentId in attachments)
+        {
+            await Service.DeleteAttachmentAsync(attachmentId, ct);
+        }
+        foreach (var mapping in instance.BlockDevices.Where(m => m.DeleteOnTermination && m.HasVolume))
+        {
+            await Service.DeleteVolumeAsync(mapping.VolumeId, ct);
         }
     }
+
+    /// <summary>
+    /// build_and_run_instance, before the guest starts (Nova's _prep_block_device): each mapping that asks for a new volume
+    /// gets one, made from its image or blank and saved on the server at once (a crash then leaves it the server's, not
+    /// lost); each gets an attachment of this host (the API reserved one for an existing volume) and this host's
+    /// connection. <paramref name="mappings"/> is updated in place, so a failure's clean-up sees everything made so far.
+    /// </summary>
+    public async Task ConnectForBuildAsync(Instance instance, List<BlockDeviceMapping> mappings, CancellationToken ct)
+    {
+        for (var i = 0; i < mappings.Count; i++)
+        {
+            var mapping = mappings[i];
+            if (!mapping.HasVolume)
+            {
+                var made = await Service.CreateVolumeAsync(mapping.VolumeSize ?? 1, mapping.SourceType == "image" ? mapping.ImageId : null, ct);
+                mapping = mappings[i] = mapping with { VolumeId = made };
+                await context.UpdateInstanceAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, BlockDevices = [.. mappings] }, ct);
+                await Service.WaitUntilAvailableAsync(made, s_volumePollInterval, VolumePollAttempts, context.Time, ct);
+            }
+            else if (mapping.BootIndex == 0 && mapping.ImageId is null)
+            {
+                // The guest boots what its root volume was made from (Nova's image meta from volume_image_metadata).
+                mapping = mappings[i] = mapping with { ImageId = (await Service.GetVolumeAsync(mapping.VolumeId, ct))?.ImageId };
+            }
+            if (mapping.AttachmentId is null)
+            {
+                mapping = mappings[i] = mapping with { AttachmentId = await Service.CreateAttachmentAsync(mapping.VolumeId, instance.Uuid, null, ct) };
+            }
+            var connection = await Service.ConnectAsync(mapping.AttachmentId!, Connector(mapping.DeviceName), ct);
+            mappings[i] = mapping with { ConnectionInfo = connection, AttachedHost = context.Host };
+        }
+    }
+
+    /// <summary>Nova's block_device_allocate_retries (60) and its interval (3 s): how long a build waits for a volume being made.</summary>
+    private const int VolumePollAttempts = 60;
+    private static readonly TimeSpan s_volumePollInterval = TimeSpan.FromSeconds(3);
 
     /// <summary>
     /// pre_live_migration on the destination: an attachment of its own for each of the server's volumes, connected from
@@ -126,8 +165,8 @@ public sealed class InstanceVolumes(ComputeContext context)
         }
     }
 
-    /// <summary>The guest runs here now: this host's attachments complete (the volumes stay in-use through them).</summary>
-    public async Task CompleteIncomingAsync(IReadOnlyList<BlockDeviceMapping> mappings, CancellationToken ct)
+    /// <summary>The guest runs here now (built or migrated in): this host's attachments complete, the volumes are in-use through them.</summary>
+    public async Task CompleteAsync(IReadOnlyList<BlockDeviceMapping> mappings, CancellationToken ct)
     {
         foreach (var mapping in mappings.Where(m => m.AttachmentId is not null))
         {

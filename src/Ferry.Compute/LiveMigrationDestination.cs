@@ -66,7 +66,7 @@ public sealed class LiveMigrationDestination(ComputeContext context)
             await context.Driver.PostLiveMigrationAtDestinationAsync(ComputeContext.GuestFor(instance), ct);
             if (request.Volumes is { } incoming)
             {
-                await context.Volumes.CompleteIncomingAsync(incoming, ct);
+                await context.Volumes.CompleteAsync(incoming, ct);
             }
             if (request.Instance.VmState == VmState.Paused && context.Driver.GetGuest(request.Instance.Uuid) is { PowerState: Virt.GuestPowerState.Running })
             {
@@ -145,7 +145,7 @@ public static class LiveMigrationChecks
         }
         if (block)
         {
-            var needMb = (long)instance.Flavor.DiskGb * 1024;
+            var needMb = (long)instance.Flavor.LocalDiskGb(instance.VolumeBacked) * 1024;
             if (needMb > data.DiskAvailableMb)
             {
                 throw new MigrationPreCheckException(

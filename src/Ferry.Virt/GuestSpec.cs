@@ -33,11 +33,14 @@ public sealed record GuestSpec
     public IReadOnlyList<GuestVolume> Volumes { get; init; } = [];
 }
 
-/// <summary>A volume as a guest's disk: the device it appears as and how this host reaches the volume.</summary>
-public sealed record GuestVolume(string VolumeId, string DeviceName, Ferry.Core.Volumes.VolumeConnectionInfo Connection)
+/// <summary>
+/// A volume as a guest's disk: the device it appears as, how this host reaches the volume, and boot index 0 for the root
+/// volume of a guest booted from a volume.
+/// </summary>
+public sealed record GuestVolume(string VolumeId, string DeviceName, Ferry.Core.Volumes.VolumeConnectionInfo Connection, int? BootIndex = null)
 {
     /// <summary>
-    /// The disk's PCI slot, fixed by its device name (vdb → 0x10, vdc → 0x11, …): a disk hot-plugged into a running guest
+    /// The disk's PCI slot, fixed by its device name (vda → 0x0f, vdb → 0x10, vdc → 0x11, …): a disk hot-plugged into a running guest
     /// and the same disk on the command line of a migration's destination must sit in the same slot.
     /// </summary>
     public int PciSlot => Ferry.Core.Volumes.VolumeDevices.SlotOf(DeviceName);

@@ -88,7 +88,10 @@ public interface IComputeDriver
     /// <summary>True when the guest's files are visible here (evacuation on shared storage).</summary>
     bool InstanceOnDisk(string uuid);
 
-    /// <summary>True when the guest has local disks (root or config drive) that a block migration must copy.</summary>
+    /// <summary>
+    /// True when the guest has a local root disk that a live migration must copy (or find on shared storage). A config drive
+    /// does not count: it is a pure function of the spec, written again on the destination.
+    /// </summary>
     bool HasLocalDisks(GuestSpec guest);
 
     // --- live migration ---

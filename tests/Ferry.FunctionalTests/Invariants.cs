@@ -203,25 +203,25 @@ public static class Invariants
         foreach (var node in nodes)
         {
             var expected = new Dictionary<string, long> { ["VCPU"] = 0, ["MEMORY_MB"] = 0, ["DISK_GB"] = 0 };
-            void Add(Flavor f)
+            void Add(Flavor f, bool volumeBacked)
             {
                 expected["VCPU"] += f.Vcpus;
                 expected["MEMORY_MB"] += f.MemoryMb;
-                expected["DISK_GB"] += f.DiskGb;
+                expected["DISK_GB"] += f.LocalDiskGb(volumeBacked);
             }
             foreach (var instance in byHost[node.Host])
             {
-                Add(instance.Flavor);
+                Add(instance.Flavor, instance.VolumeBacked);
             }
             foreach (var m in holding.Where(m => m.SourceCompute == node.Host))
             {
                 if (m.Status == MigrationStatus.Finished && m.OldInstanceTypeId is { } old)
                 {
-                    Add(catalog[old]);
+                    Add(catalog[old], instances.FirstOrDefault(i => i.Uuid == m.InstanceUuid)?.VolumeBacked ?? false);
                 }
                 if (m.Status == MigrationStatus.Done && instances.FirstOrDefault(i => i.Uuid == m.InstanceUuid) is { } evacuated)
                 {
-                    Add(evacuated.Flavor);
+                    Add(evacuated.Flavor, evacuated.VolumeBacked);
                 }
             }
             var actual = placement.GetProviderUsages(node.Uuid);

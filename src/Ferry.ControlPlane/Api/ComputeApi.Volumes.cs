@@ -97,6 +97,75 @@ internal sealed partial class ComputeApi
     }
 
     /// <summary>
+    /// The existing volumes a boot request names (Nova's get_bdm_image_metadata and _get_volumes_for_bdms): each must be the
+    /// caller's, and the root one bootable. Their status is the reservation's to judge (<see cref="ReserveBootVolumesAsync"/>).
+    /// </summary>
+    private async Task CheckBootVolumesAsync(RequestContext ctx, IEnumerable<BlockDeviceMapping> mappings, CancellationToken cancellationToken)
+    {
+        foreach (var mapping in mappings.Where(m => m.SourceType == "volume"))
+        {
+            var volume = await volumes.GetVolumeAsync(mapping.VolumeId, cancellationToken) is { } found && (ctx.IsAdmin || found.ProjectId == ctx.ProjectId) ? found : null;
+            if (mapping.BootIndex == 0)
+            {
+                _ = volume ?? throw new BadRequestException($"Block Device Mapping is Invalid: failed to get volume {mapping.VolumeId}.");
+                if (!volume.Bootable)
+                {
+                    throw new BadRequestException($"Block Device {mapping.VolumeId} is not bootable.");
+                }
+            }
+            else if (volume is null)
+            {
+                throw new BadRequestException($"Volume {mapping.VolumeId} could not be found.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reserves each existing volume of a new server (an attachment without a connector, as Nova's _validate_bdm does) and
+    /// returns the mappings with their attachments. A volume the block storage service will not reserve (in use, in error)
+    /// fails the request with its reason wrapped as Nova wraps it, and the reservations made so far are deleted.
+    /// </summary>
+    private async Task<List<BlockDeviceMapping>> ReserveBootVolumesAsync(string instanceUuid, List<BlockDeviceMapping> mappings, CancellationToken cancellationToken)
+    {
+        var reserved = new List<BlockDeviceMapping>(mappings.Count);
+        try
+        {
+            foreach (var mapping in mappings)
+            {
+                if (mapping.SourceType != "volume")
+                {
+                    reserved.Add(mapping);
+                    continue;
+                }
+                var attachment = await volumes.CreateAttachmentAsync(new VolumeAttachment
+                {
+                    Id = Guid.NewGuid().ToString(),
+                    VolumeId = mapping.VolumeId,
+                    InstanceUuid = instanceUuid,
+                    AttachStatus = VolumeAttachStatus.Reserved,
+                }, time.GetUtcNow(), cancellationToken);
+                reserved.Add(mapping with { AttachmentId = attachment.Id });
+            }
+            return reserved;
+        }
+        catch (Exception ex)
+        {
+            await ReleaseReservationsAsync(reserved);
+            throw ex is CinderException { HttpStatus: 400 } refused
+                ? new BadRequestException($"Invalid volume: Invalid input received: {refused.Message} (HTTP 400)")
+                : ex is CinderException { HttpStatus: 404 } ? new BadRequestException(ex.Message) : ex;
+        }
+    }
+
+    private async Task ReleaseReservationsAsync(IEnumerable<BlockDeviceMapping> mappings)
+    {
+        foreach (var attachmentId in mappings.Select(m => m.AttachmentId).OfType<string>())
+        {
+            await volumes.DeleteAttachmentAsync(attachmentId, time.GetUtcNow(), CancellationToken.None);
+        }
+    }
+
+    /// <summary>
     /// A local delete (no host, or its compute down): the API lets go of the server's attachments itself, so its volumes
     /// are available again. Volumes marked delete_on_termination stay (Nova's local delete leaves them too).
     /// </summary>
@@ -129,7 +198,8 @@ internal sealed partial class ComputeApi
             {
                 throw new BadRequestException(ex.Message);
             }
-            return taken.Contains(name) ? throw new BadRequestException($"The supplied device path ({name}) is in use.") : name;
+            // The root disk is /dev/vda, local or a volume.
+            return taken.Contains(name) || name == VolumeDevices.Root ? throw new BadRequestException($"The supplied device path ({name}) is in use.") : name;
         }
         for (var i = 0; i < VolumeDevices.Max; i++)
         {

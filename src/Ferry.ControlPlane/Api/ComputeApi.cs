@@ -87,6 +87,7 @@ internal sealed partial class ComputeApi(
         {
             keypair = await keypairs.FindAsync(ctx.UserId, keyName, cancellationToken) ?? throw new BadRequestException("Invalid key_name provided.");
         }
+        await CheckBootVolumesAsync(ctx, spec.BlockDevices, cancellationToken);
         using var quotaGate = await quotas.EnterCreateAsync(cancellationToken);
         var count = await quotas.CheckCreateAsync(ctx, spec, group, cancellationToken);
         Instance? first = null;
@@ -102,32 +103,43 @@ internal sealed partial class ComputeApi(
     private async Task<Instance> BuildOneAsync(RequestContext ctx, ServerCreateSpec spec, ServerGroupRow? group, KeyPairRow? keypair, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var uuid = Guid.NewGuid().ToString();
-        var instance = await instances.CreateAsync(id => new Instance
+        var blockDevices = await ReserveBootVolumesAsync(uuid, spec.BlockDevices, cancellationToken);
+        Instance instance;
+        try
         {
-            Id = id,
-            Uuid = uuid,
-            DisplayName = spec.Name,
-            ProjectId = ctx.ProjectId,
-            UserId = ctx.UserId,
-            Flavor = spec.Flavor,
-            ImageRef = spec.Image?.Id ?? "",
-            VmState = VmState.Building,
-            TaskState = TaskState.Scheduling,
-            PowerState = PowerState.NoState,
-            AvailabilityZone = spec.AvailabilityZone ?? "nova",
-            Metadata = spec.Metadata,
-            ConfigDrive = spec.ConfigDrive,
-            VolumeBacked = spec.VolumeBacked,
-            KeyName = keypair?.Name,
-            KeyData = keypair?.PublicKey,
-            KeyType = keypair?.Type,
-            UserData = spec.UserData,
-            ServerGroupUuid = group?.Uuid,
-            SchedulerHints = spec.SchedulerHints,
-            RequestedNetworks = spec.RequestedNetworks,
-            CreatedAt = now,
-            UpdatedAt = now,
-        }, cancellationToken);
+            instance = await instances.CreateAsync(id => new Instance
+            {
+                Id = id,
+                Uuid = uuid,
+                DisplayName = spec.Name,
+                ProjectId = ctx.ProjectId,
+                UserId = ctx.UserId,
+                Flavor = spec.Flavor,
+                ImageRef = spec.Image?.Id ?? "",
+                VmState = VmState.Building,
+                TaskState = TaskState.Scheduling,
+                PowerState = PowerState.NoState,
+                AvailabilityZone = spec.AvailabilityZone ?? "nova",
+                Metadata = spec.Metadata,
+                ConfigDrive = spec.ConfigDrive,
+                VolumeBacked = spec.VolumeBacked,
+                KeyName = keypair?.Name,
+                KeyData = keypair?.PublicKey,
+                KeyType = keypair?.Type,
+                UserData = spec.UserData,
+                ServerGroupUuid = group?.Uuid,
+                SchedulerHints = spec.SchedulerHints,
+                RequestedNetworks = spec.RequestedNetworks,
+                BlockDevices = blockDevices,
+                CreatedAt = now,
+                UpdatedAt = now,
+            }, cancellationToken);
+        }
+        catch
+        {
+            await ReleaseReservationsAsync(blockDevices);
+            throw;
+        }
         ServerGroupPolicy? policy = null;
         if (group is not null)
         {
@@ -155,6 +167,7 @@ internal sealed partial class ComputeApi(
             UserId = ctx.UserId,
             Flavor = spec.Flavor,
             ImageProperties = spec.Image?.Properties ?? [],
+            IsBfv = spec.VolumeBacked,
             AvailabilityZone = spec.AvailabilityZone,
             RequestedHost = spec.RequestedHost,
             SchedulerHints = spec.SchedulerHints,

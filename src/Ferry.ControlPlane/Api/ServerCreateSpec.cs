@@ -13,6 +13,8 @@ internal sealed record ServerCreateSpec
     public Dictionary<string, string> Metadata { get; init; } = [];
     public bool ConfigDrive { get; init; }
     public bool VolumeBacked { get; init; }
+    /// <summary>The volumes asked for (block_device_mapping_v2), devices given; existing ones are reserved at create.</summary>
+    public List<BlockDeviceMapping> BlockDevices { get; init; } = [];
     public string? KeyName { get; init; }
     /// <summary>Base64, as the user sent it (Nova keeps it encoded too); the config drive carries it decoded.</summary>
     public string? UserData { get; init; }

@@ -76,7 +76,7 @@ internal sealed class ServerViewBuilder(ActionStore actions, ServiceStore servic
             ["OS-SRV-USG:launched_at"] = NovaJson.Db(i.LaunchedAt),
             ["OS-SRV-USG:terminated_at"] = NovaJson.Db(i.TerminatedAt),
             // 2.3 adds delete_on_termination (extended_volumes.py).
-            ["os-extended-volumes:volumes_attached"] = NovaJson.Array(i.BlockDevices.OrderBy(b => b.DeviceName, StringComparer.Ordinal)
+            ["os-extended-volumes:volumes_attached"] = NovaJson.Array(i.BlockDevices.Where(b => b.HasVolume).OrderBy(b => b.DeviceName, StringComparer.Ordinal)
                 .Select(b => v.AtLeast(3) ? new JsonObject { ["id"] = b.VolumeId, ["delete_on_termination"] = b.DeleteOnTermination } : new JsonObject { ["id"] = b.VolumeId })),
             // No security_groups: Nova lists the groups of the server's ports, and a Ferry server has
             // none (as with Nova's networks=none), so the key is absent, as in nova-cli-session.txt.

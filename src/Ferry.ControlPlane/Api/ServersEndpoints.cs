@@ -201,7 +201,6 @@ public static class ServersEndpoints
         var metadata = server.TryGetPropertyValue("metadata", out var metadataNode) && metadataNode is not null
             ? ServerMetadataEndpoints.Metadata(metadataNode as JsonObject ?? throw BodySchema.Invalid("metadata", metadataNode, $"{NovaJson.Describe(metadataNode)} is not of type 'object'"), "metadata")
             : [];
-        var volumeBacked = BootsFromVolume(server);
         var hints = SchedulerHints(body, out var groupUuid);
         var minCount = PositiveInteger(server, "min_count") ?? 1;
         var maxCount = PositiveInteger(server, "max_count") ?? minCount;
@@ -209,6 +208,8 @@ public static class ServersEndpoints
         {
             throw new BadRequestException("min_count must be <= max_count");
         }
+        var blockDevices = ServerBlockDevices.Parse(server, !string.IsNullOrEmpty(imageRef), maxCount, compute.Now);
+        var volumeBacked = blockDevices.Any(b => b.BootIndex == 0);
         var networks = await ServerNetworks.ResolveAsync(ctx, server, maxCount, networkStore, http.RequestAborted);
 
         var flavor = FlavorsEndpoints.Accessible(ctx, await catalog.FindFlavorAsync(BodySchema.RefId(flavorRef), http.RequestAborted));
@@ -223,7 +224,7 @@ public static class ServersEndpoints
                 ? found
                 : throw new BadRequestException("Can not find requested image");
         }
-        else if (!volumeBacked)
+        else if (blockDevices.Count == 0)
         {
             throw new BadRequestException("Missing imageRef attribute");
         }
@@ -238,6 +239,7 @@ public static class ServersEndpoints
                 throw new BadRequestException("Flavor's disk is too small for requested image.");
             }
         }
+        blockDevices = await BlockDeviceImagesAsync(ctx, blockDevices, flavor, catalog, http.RequestAborted);
 
         string? requestedHost = null;
         if (!string.IsNullOrEmpty(az) && az.Contains(':', StringComparison.Ordinal))
@@ -275,6 +277,7 @@ public static class ServersEndpoints
             Metadata = metadata,
             ConfigDrive = configDrive,
             VolumeBacked = volumeBacked,
+            BlockDevices = blockDevices,
             KeyName = keyName,
             UserData = userData,
             GroupUuid = groupUuid,
@@ -355,19 +358,37 @@ public static class ServersEndpoints
         return BodySchema.String(o, key);
     }
 
-    private static bool BootsFromVolume(JsonObject server)
+    /// <summary>
+    /// The images of the volumes to be made from one (Nova's _validate_bdm and, for the root, _validate_flavor_image): each
+    /// must exist and be visible; the root's minimums hold against the flavor's memory and the volume's size.
+    /// </summary>
+    private static async Task<List<BlockDeviceMapping>> BlockDeviceImagesAsync(RequestContext ctx, List<BlockDeviceMapping> mappings, Flavor flavor,
+        CatalogStore catalog, CancellationToken cancellationToken)
     {
-        if (!server.TryGetPropertyValue("block_device_mapping_v2", out var node) || node is null)
+        const long GiB = 1L << 30;
+        var checkedMappings = new List<BlockDeviceMapping>(mappings.Count);
+        foreach (var mapping in mappings)
         {
-            return false;
+            if (mapping.SourceType != "image")
+            {
+                checkedMappings.Add(mapping);
+                continue;
+            }
+            var image = await catalog.FindImageAsync(mapping.ImageId!, cancellationToken) is { } found && ImageAccess.CanSee(ctx.ProjectId, ctx.IsAdmin, found)
+                ? found
+                : throw new BadRequestException($"Block Device Mapping is Invalid: failed to get image {mapping.ImageId}.");
+            if (mapping.BootIndex == 0 && image.MinRamMb > flavor.MemoryMb)
+            {
+                throw new BadRequestException("Flavor's memory is too small for requested image.");
+            }
+            if (mapping.BootIndex == 0 && image.MinDiskGb > mapping.VolumeSize)
+            {
+                throw new BadRequestException("Volume is smaller than the minimum size specified in image metadata. " +
+                    $"Volume size is {mapping.VolumeSize * GiB} bytes, minimum size is {image.MinDiskGb * GiB} bytes.");
+            }
+            checkedMappings.Add(mapping with { ImageId = image.Id });
         }
-        if (node is not JsonArray mappings || mappings.Any(m => m is not JsonObject))
-        {
-            throw BodySchema.Invalid("block_device_mapping_v2", node, $"{NovaJson.Describe(node)} is not of type 'array'");
-        }
-        return mappings.OfType<JsonObject>().Any(m =>
-            m["boot_index"]?.ToString() == "0"
-            && (m["destination_type"]?.ToString() ?? "volume") == "volume");
+        return checkedMappings;
     }
 
     private static Dictionary<string, List<string>> SchedulerHints(JsonObject body, out string? groupUuid)

@@ -29,7 +29,7 @@ public static class VolumeAttachmentsEndpoints
         var ctx = RequestContext.Of(http);
         var instance = await compute.GetInstanceAsync(ctx, id, http.RequestAborted);
         ctx.RequireOwnerOrAdmin(PolicyRoot + "index", instance.ProjectId);
-        var mappings = instance.BlockDevices.OrderBy(b => b.DeviceName, StringComparer.Ordinal).ToList();
+        var mappings = instance.BlockDevices.Where(b => b.HasVolume).OrderBy(b => b.DeviceName, StringComparer.Ordinal).ToList();
         var limit = Paging.Limit(http);
         var offset = http.Request.Query["offset"].FirstOrDefault() is { } o && int.TryParse(o, out var n) && n >= 0 ? n : 0;
         return NovaJson.Ok(new JsonObject

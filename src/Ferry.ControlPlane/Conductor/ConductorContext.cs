@@ -182,18 +182,19 @@ public sealed partial class ConductorContext(
             UserId = instance.UserId,
             Flavor = flavor,
             ImageProperties = image?.Properties ?? [],
+            IsBfv = instance.VolumeBacked,
             SchedulerHints = instance.SchedulerHints,
             HintedHosts = await Instances.HostsOfHintedInstancesAsync(instance.SchedulerHints, cancellationToken),
             Group = group,
         };
     }
 
-    /// <summary>The amounts a flavor claims in placement.</summary>
-    public static Dictionary<string, long> Resources(Flavor flavor) => new()
+    /// <summary>The amounts an instance of a flavor claims in placement (no root disk for one booted from a volume).</summary>
+    public static Dictionary<string, long> Resources(Flavor flavor, bool volumeBacked) => new()
     {
         [ResourceClasses.Vcpu] = flavor.Vcpus,
         [ResourceClasses.MemoryMb] = flavor.MemoryMb,
-        [ResourceClasses.DiskGb] = flavor.DiskGb,
+        [ResourceClasses.DiskGb] = flavor.LocalDiskGb(volumeBacked),
     };
 
     public ILogger Logger<T>() => Loggers.CreateLogger<T>();

@@ -255,8 +255,7 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
     private static long Long(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? 0 : Convert.ToInt64(reader.GetValue(ordinal), System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The local disk an instance uses: its flavor's, without the root disk when it boots from a volume.</summary>
-    internal static int DiskUsed(Instance instance) =>
-        instance.VolumeBacked ? instance.Flavor.DiskGb - instance.Flavor.RootGb : instance.Flavor.DiskGb;
+    internal static int DiskUsed(Instance instance) => instance.Flavor.LocalDiskGb(instance.VolumeBacked);
 
     internal const string InTaskStatesSql = "SELECT data FROM instances WHERE deleted = 0 AND task_state IS NOT NULL AND task_state IN ({0})";
 

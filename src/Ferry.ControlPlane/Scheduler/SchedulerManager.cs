@@ -45,7 +45,7 @@ public sealed partial class SchedulerManager(
         // Host facts are loaded before anything filters: the filter chain is synchronous and must not wait on the database.
         await hostManager.RefreshAsync(cancellationToken);
         var opts = options.Value;
-        var resources = RequestedResources(spec.Flavor);
+        var resources = RequestedResources(spec.Flavor, spec.IsBfv);
 
         string? inTree = null;
         if (spec.RequestedHost is { } requestedHost)
@@ -119,7 +119,7 @@ public sealed partial class SchedulerManager(
             var selections = new List<Selection>(1 + alternates);
             for (var i = chosen; i <= chosen + alternates; i++)
             {
-                selections.Add(ToSelection(hosts[i].Host, spec.Flavor));
+                selections.Add(ToSelection(hosts[i].Host, spec));
             }
             Log.Selected(logger, spec.InstanceUuid, hosts[chosen].Host.Host, hosts[chosen].Host.Nodename, hosts.Count);
             return selections;
@@ -129,7 +129,7 @@ public sealed partial class SchedulerManager(
     }
 
     /// <summary>The unnumbered request group of the flavor; zero amounts are left out as Nova does.</summary>
-    internal static Dictionary<string, long> RequestedResources(Flavor flavor)
+    internal static Dictionary<string, long> RequestedResources(Flavor flavor, bool isBfv)
     {
         var resources = new Dictionary<string, long>(3, StringComparer.Ordinal);
         if (flavor.Vcpus > 0)
@@ -140,9 +140,9 @@ public sealed partial class SchedulerManager(
         {
             resources[ResourceClasses.MemoryMb] = flavor.MemoryMb;
         }
-        if (flavor.DiskGb > 0)
+        if (flavor.LocalDiskGb(isBfv) is > 0 and var disk)
         {
-            resources[ResourceClasses.DiskGb] = flavor.DiskGb;
+            resources[ResourceClasses.DiskGb] = disk;
         }
         return resources;
     }
@@ -233,16 +233,16 @@ public sealed partial class SchedulerManager(
         }
     }
 
-    private static Selection ToSelection(HostState host, Flavor flavor) => new()
+    private static Selection ToSelection(HostState host, RequestSpec spec) => new()
     {
         ServiceHost = host.Host,
         Nodename = host.Nodename,
         ComputeNodeUuid = host.NodeUuid,
         Resources = new Dictionary<string, int>(3, StringComparer.Ordinal)
         {
-            [ResourceClasses.Vcpu] = flavor.Vcpus,
-            [ResourceClasses.MemoryMb] = flavor.MemoryMb,
-            [ResourceClasses.DiskGb] = flavor.DiskGb,
+            [ResourceClasses.Vcpu] = spec.Flavor.Vcpus,
+            [ResourceClasses.MemoryMb] = spec.Flavor.MemoryMb,
+            [ResourceClasses.DiskGb] = spec.Flavor.LocalDiskGb(spec.IsBfv),
         },
         AvailabilityZone = host.AvailabilityZone,
     };

@@ -19,4 +19,7 @@ public sealed record Flavor
 
     /// <summary>DISK_GB a flavor asks placement for: root + ephemeral + swap rounded up to GiB.</summary>
     public int DiskGb => RootGb + EphemeralGb + (SwapMb + 1023) / 1024;
+
+    /// <summary>The local disk an instance of this flavor uses: without the root disk when it boots from a volume (Nova's is_bfv).</summary>
+    public int LocalDiskGb(bool volumeBacked) => volumeBacked ? DiskGb - RootGb : DiskGb;
 }

@@ -8,6 +8,8 @@ public sealed record RequestSpec
     public required string UserId { get; init; }
     public required Flavor Flavor { get; init; }
     public Dictionary<string, string> ImageProperties { get; init; } = [];
+    /// <summary>Boots from a volume: its root disk is not local, so the host is not asked for it (Nova's is_bfv).</summary>
+    public bool IsBfv { get; init; }
     public string? AvailabilityZone { get; init; }
     /// <summary>Hosts that must not be chosen (the source host on a move, hosts already tried).</summary>
     public List<string> IgnoreHosts { get; init; } = [];

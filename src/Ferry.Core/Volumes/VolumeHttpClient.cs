@@ -91,6 +91,61 @@ public sealed class VolumeHttpClient
         }
     }
 
+    /// <summary>
+    /// Creates a volume for a server's build (Nova's _prep_block_device): from the image when one is named, blank otherwise,
+    /// with no name as Nova gives it. Returns its id; the volume may still be creating (<see cref="WaitUntilAvailableAsync"/>).
+    /// </summary>
+    public async Task<string> CreateVolumeAsync(int sizeGb, string? imageId, CancellationToken cancellationToken)
+    {
+        var volume = new JsonObject { ["size"] = sizeGb, ["name"] = "" };
+        if (imageId is not null)
+        {
+            volume["imageRef"] = imageId;
+        }
+        var reply = await SendAsync(HttpMethod.Post, "volumes", new JsonObject { ["volume"] = volume }, cancellationToken);
+        return reply?["volume"]?["id"]?.GetValue<string>() ?? throw new FerryException("The volume service's new volume has no id.", 502);
+    }
+
+    /// <summary>The volume, or null when it does not exist.</summary>
+    public async Task<VolumeSummary?> GetVolumeAsync(string volumeId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var volume = (await SendAsync(HttpMethod.Get, $"volumes/{Uri.EscapeDataString(volumeId)}", null, cancellationToken))?["volume"];
+            return volume is null ? null : new VolumeSummary(
+                volumeId,
+                volume["status"]?.GetValue<string>() ?? "",
+                volume["size"]?.GetValue<int>() ?? 0,
+                volume["volume_image_metadata"]?["image_id"]?.GetValue<string>());
+        }
+        catch (CinderException ex) when (ex.HttpStatus == 404)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Waits for a volume being made to become available (Nova's _await_block_device_map_created), polling every
+    /// <paramref name="interval"/> up to <paramref name="attempts"/> times; an <c>error</c> volume or the time running out fails.
+    /// </summary>
+    public async Task<VolumeSummary> WaitUntilAvailableAsync(string volumeId, TimeSpan interval, int attempts, TimeProvider time, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var volume = await GetVolumeAsync(volumeId, cancellationToken)
+                ?? throw new FerryException($"Volume {volumeId} did not finish being created: it is gone.", 500);
+            if (volume.Status == "available")
+            {
+                return volume;
+            }
+            if (volume.Status == "error" || attempt >= attempts)
+            {
+                throw new FerryException($"Volume {volumeId} did not finish being created even after we waited {(interval * attempt).TotalSeconds:0} seconds or {attempt} attempts. And its status is {volume.Status}.", 500);
+            }
+            await Task.Delay(interval, time, cancellationToken);
+        }
+    }
+
     /// <summary>Deletes the volume (a server's delete_on_termination); one already gone is fine.</summary>
     public async Task DeleteVolumeAsync(string volumeId, CancellationToken cancellationToken)
     {

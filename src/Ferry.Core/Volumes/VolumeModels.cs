@@ -127,3 +127,6 @@ public interface IVolumeBackend
     /// <summary>The ids of the volumes exported now (invariants: no export without a volume).</summary>
     Task<IReadOnlyList<string>> ListExportsAsync(CancellationToken cancellationToken);
 }
+
+/// <summary>What the compute agent reads of a volume: its status, size and the image it was made from (volume_image_metadata).</summary>
+public sealed record VolumeSummary(string Id, string Status, int SizeGb, string? ImageId);

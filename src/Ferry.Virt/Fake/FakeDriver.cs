@@ -18,7 +18,8 @@ namespace Ferry.Virt.Fake;
 /// <remarks>
 /// Block migration copies the root disk as <c>RootGb / 64</c> GiB (<see cref="DiskScaleDivisor"/>): the fake
 /// disk is thin and only that fraction counts as allocated. It keeps numbers sane (a 20 GiB flavor copies
-/// 320 MiB, not 20 GiB) while disk size still matters. A config drive counts as <see cref="ConfigDriveBytes"/>.
+/// 320 MiB, not 20 GiB) while disk size still matters. A config drive is written again on the destination, as the
+/// QEMU driver does, so it copies nothing.
 /// </remarks>
 public sealed partial class FakeDriver : IComputeDriver
 {
@@ -26,8 +27,6 @@ public sealed partial class FakeDriver : IComputeDriver
 
     /// <summary>Divisor applied to RootGb to get the bytes a block migration copies.</summary>
     public const int DiskScaleDivisor = 64;
-
-    public const long ConfigDriveBytes = 1L << 20;
 
     /// <summary>The directory under the instances path that holds each host's guest definitions; never an instance.</summary>
     public const string RuntimeDirectoryName = "_run";
@@ -257,7 +256,7 @@ public sealed partial class FakeDriver : IComputeDriver
     /// A config drive is a local disk even for a volume-backed guest: Nova once treated such a guest as
     /// having no local disks, so its config drive was never copied and the migration broke it.
     /// </summary>
-    public bool HasLocalDisks(GuestSpec guest) => !guest.VolumeBacked || guest.ConfigDrive;
+    public bool HasLocalDisks(GuestSpec guest) => !guest.VolumeBacked;
 
     // --- live migration: destination side ---
 
@@ -536,10 +535,9 @@ public sealed partial class FakeDriver : IComputeDriver
             ? rate
             : _options.DefaultDirtyRateMiBps;
 
-    /// <summary>Bytes a block migration copies for the guest's local disks (see the class remarks).</summary>
+    /// <summary>Bytes a block migration copies for the guest's local root disk (see the class remarks).</summary>
     internal static long BlockMigrationDiskBytes(GuestSpec guest) =>
-        (guest.VolumeBacked ? 0L : (long)guest.RootGb * (1L << 30) / DiskScaleDivisor)
-        + (guest.ConfigDrive ? ConfigDriveBytes : 0L);
+        guest.VolumeBacked ? 0L : (long)guest.RootGb * (1L << 30) / DiskScaleDivisor;
 
     private void SetPowerState(string uuid, GuestPowerState powerState)
     {

@@ -19,9 +19,9 @@ public static class QemuCommandLine
         {
             throw new ArgumentException($"Unknown accelerator '{spec.Accel}'.", nameof(spec));
         }
-        if (spec.KernelPath is null && spec.DiskPath is null)
+        if (spec.KernelPath is null && spec.DiskPath is null && !spec.Volumes.Any(v => v.BootIndex == 0))
         {
-            throw new ArgumentException("A guest needs a kernel or a disk to boot from.", nameof(spec));
+            throw new ArgumentException("A guest needs a kernel, a disk or a root volume to boot from.", nameof(spec));
         }
 
         var args = new List<string>
@@ -114,7 +114,8 @@ public static class QemuCommandLine
     public static string VolumeDevice(GuestVolume volume)
     {
         ArgumentNullException.ThrowIfNull(volume);
-        return string.Create(CultureInfo.InvariantCulture, $"virtio-blk-pci,drive={volume.NodeName},id={volume.NodeName}-dev,addr=0x{volume.PciSlot:x}");
+        var boot = volume.BootIndex == 0 ? ",bootindex=1" : "";
+        return string.Create(CultureInfo.InvariantCulture, $"virtio-blk-pci,drive={volume.NodeName},id={volume.NodeName}-dev,addr=0x{volume.PciSlot:x}{boot}");
     }
 
     public const int NbdReconnectDelaySeconds = 30;

@@ -74,7 +74,7 @@ public sealed partial class QemuDriver
         {
             throw new ConflictException($"Guest {guest.Uuid} is already defined on {_options.HostName}.");
         }
-        var exportDisk = blockMigration && !sharedInstancePath;
+        var exportDisk = blockMigration && !sharedInstancePath && !guest.VolumeBacked;
         try
         {
             CheckSocketPath(guest.Uuid);
@@ -83,7 +83,11 @@ public sealed partial class QemuDriver
             {
                 // A fresh overlay over this host's own _base copy: only the overlay's data is mirrored (sync=top),
                 // and the config drive is a pure function of the spec, so it is written again rather than copied.
-                await CreateRootDiskAsync(guest, Path.Combine(dir, "disk"), cancellationToken);
+                // A guest booted from a volume has no root disk here: its volumes are shared.
+                if (!guest.VolumeBacked)
+                {
+                    await CreateRootDiskAsync(guest, Path.Combine(dir, "disk"), cancellationToken);
+                }
                 if (guest.ConfigDrive)
                 {
                     await WriteConfigDriveAsync(guest, Path.Combine(dir, "disk.config"), cancellationToken);
@@ -297,12 +301,20 @@ public sealed partial class QemuDriver
         var record = Find(guest.Uuid);
         var process = record.Process ?? throw new ConflictException($"Guest {guest.Uuid} is not running.");
         var incoming = IncomingEndpoints.Parse(plan.IncomingUri ?? throw new BadRequestException("The live migration plan has no incoming URI."));
+        plan = MirroredPlan(guest, plan);
         if (plan.BlockMigration && incoming.NbdUri is null)
         {
             throw new BadRequestException($"Block migration of {guest.Uuid}: the destination exported no disk ({plan.IncomingUri}).");
         }
         return await MonitorAsync(record, plan, migration => new MigrationMonitor(this, guest, plan, process, migration, incoming, callbacks).RunAsync(cancellationToken));
     }
+
+    /// <summary>
+    /// The plan as this driver carries it out: a block migration mirrors the root disk, and a guest booted from a volume has
+    /// none (its volumes are shared, its config drive is written on the destination), so it migrates its memory only.
+    /// </summary>
+    private static LiveMigrationPlan MirroredPlan(GuestSpec guest, LiveMigrationPlan plan) =>
+        guest.VolumeBacked ? plan with { BlockMigration = false } : plan;
 
     /// <summary>QEMU carries on with a migration whether or not anyone watches: after an agent restart, a new monitor takes it over.</summary>
     public async Task<LiveMigrationOutcome> ReattachLiveMigrationAsync(GuestSpec guest, LiveMigrationPlan plan, IDriverCallbacks callbacks, CancellationToken cancellationToken)
@@ -314,6 +326,7 @@ public sealed partial class QemuDriver
         {
             return LiveMigrationOutcome.Failed;
         }
+        plan = MirroredPlan(guest, plan);
         var status = Str(await process.Qmp.ExecuteAsync("query-migrate", null, cancellationToken), "status");
         LogMigrationReattaching(guest.Uuid, plan.MigrationUuid, status ?? "none");
         switch (status)

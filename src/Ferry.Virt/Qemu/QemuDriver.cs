@@ -189,7 +189,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             CheckSocketPath(guest.Uuid);
             Directory.CreateDirectory(dir);
             var disk = Path.Combine(dir, "disk");
-            if (!reuseDisks || !File.Exists(disk))
+            if (!guest.VolumeBacked && (!reuseDisks || !File.Exists(disk)))
             {
                 if (reuseDisks)
                 {
@@ -378,10 +378,11 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
         return File.Exists(Path.Combine(dir, "disk")) || File.Exists(Path.Combine(dir, "guest.json"));
     }
 
+    /// <remarks>The config drive does not count: it is a pure function of the spec, written again on the destination.</remarks>
     public bool HasLocalDisks(GuestSpec guest)
     {
         ArgumentNullException.ThrowIfNull(guest);
-        return !guest.VolumeBacked || guest.ConfigDrive;
+        return !guest.VolumeBacked;
     }
 
     public async ValueTask DisposeAsync()
@@ -465,7 +466,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
             Vcpus = guest.Vcpus,
             KernelPath = kernel,
             KernelAppend = append,
-            DiskPath = Path.Combine(dir, "disk"),
+            DiskPath = guest.VolumeBacked ? null : Path.Combine(dir, "disk"),
             ConfigDrivePath = guest.ConfigDrive && File.Exists(configDrive) ? configDrive : null,
             Volumes = guest.Volumes,
             Nics = Nics(guest),

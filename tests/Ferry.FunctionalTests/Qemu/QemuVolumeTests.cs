@@ -57,13 +57,58 @@ public sealed class QemuVolumeTests(QemuFerryFixture fixture) : QemuFlowTest<Qem
         Assert.Empty(await Qemu("compute2").OpenVolumeNodesAsync(id, CancellationToken.None));
     }
 
-    /// <summary>qemu-io on the guest's volume node (HMP); its output goes to the guest's qemu.log, read from where it stood.</summary>
-    private async Task<string> QemuIoAsync(string host, string id, string command)
+    /// <summary>
+    /// Seed 004's guest: booted from a volume (the root disk is the storage daemon's export, /dev/vda) with a config drive.
+    /// It live-migrates without a block migration (auto picks it: the root volume is shared, the config drive is written
+    /// again on the destination) and back with one; no disk byte is copied, what was written to the root volume is read
+    /// on each destination, the guest's memory counter carries on, and the attachment is always the running host's.
+    /// </summary>
+    [Fact]
+    public async Task BootFromVolumeWithConfigDrive_LiveMigratesBothWays_TheRootVolumeIsSharedAndIntact()
+    {
+        var volumeId = await Ferry.FunctionalTests.Volumes.VolumeRequests.CreateAsync(Fixture.Ferry, Ferry.Host.Seed.TestImageId);
+        var request = JsonNode.Parse($$$"""
+            {"server": {"name": "seed-004", "imageRef": "", "flavorRef": "m1.nano", "networks": "none", "config_drive": true,
+              "availability_zone": "nova:compute1", "metadata": {"{{{QemuTestGuest.DirtyRateMetadataKey}}}": "1"},
+              "block_device_mapping_v2": [{"boot_index": 0, "uuid": "{{{volumeId}}}", "source_type": "volume", "destination_type": "volume"}]}}
+            """)!;
+        var (status, body) = await Admin.PostAsync("servers", request);
+        Assert.True(status == HttpStatusCode.Accepted, $"{(int)status} {body?.ToJsonString()}");
+        var id = (string)body!["server"]!["id"]!;
+        Track(id);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE");
+        var before = await WaitForCounterAsync(id, 0);
+        Assert.Equal(["vol-vda"], await Qemu("compute1").OpenVolumeNodesAsync(id, CancellationToken.None));
+        Assert.False(File.Exists(Path.Combine(Qemu("compute1").InstanceDirectory(id), "disk")), "no local root disk");
+        var connection = (await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None)).Single().ConnectionInfo!;
+        var wrote = await RunAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5e 2M 64k", $"nbd://{connection.Host}:{connection.Port}/{connection.Export}");
+        Assert.Contains("wrote 65536/65536 bytes", wrote, StringComparison.Ordinal);
+
+        foreach (var (to, blockMigration) in new[] { ("compute2", (object?)null), ("compute1", true) })
+        {
+            Assert.Equal(HttpStatusCode.Accepted, await LiveMigrateAsync(id, to, blockMigration));
+            var end = await WaitForMoveEndAsync(id);
+
+            AssertMoveEnded(id, end, MigrationStatus.Completed, to);
+            Assert.True(end.Migration.DiskTotal is null or 0, $"copied {end.Migration.DiskTotal} disk bytes");
+            AssertRunsOnlyOn(id, to);
+            Assert.Equal(["vol-vda"], await Qemu(to).OpenVolumeNodesAsync(id, CancellationToken.None));
+            Assert.True(File.Exists(Path.Combine(Qemu(to).InstanceDirectory(id), "disk.config")), "the config drive is on the destination");
+            var read = await QemuIoAsync(to, id, "read -P 0x5e 2M 64k", "vol-vda");
+            Assert.True(read.Contains("read 65536/65536 bytes", StringComparison.Ordinal) && !read.Contains("Pattern verification failed", StringComparison.Ordinal), read);
+            var attachment = Assert.Single(await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None));
+            Assert.Equal((to, VolumeAttachStatus.Attached), (attachment.AttachedHost, attachment.AttachStatus));
+            before = await WaitForCounterAsync(id, before + 20, movedAtCounter: 0);
+        }
+    }
+
+    /// <summary>qemu-io on one of the guest's volume nodes (HMP); its output goes to the guest's qemu.log, read from where it stood.</summary>
+    private async Task<string> QemuIoAsync(string host, string id, string command, string node = "vol-vdb")
     {
         var log = Path.Combine(Qemu(host).InstanceDirectory(id), "qemu.log");
         var start = File.Exists(log) ? new FileInfo(log).Length : 0;
         var monitor = (await Qemu(host).ExecuteQmpAsync(id, "human-monitor-command",
-            new JsonObject { ["command-line"] = $"qemu-io vol-vdb \"{command}\"" }, CancellationToken.None)).GetString() ?? "";
+            new JsonObject { ["command-line"] = $"qemu-io {node} \"{command}\"" }, CancellationToken.None)).GetString() ?? "";
         await Task.Delay(300);
         await using var stream = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
         stream.Seek(start, SeekOrigin.Begin);

@@ -13,10 +13,8 @@ namespace Ferry.FunctionalTests.Volumes;
 /// it (a Cinder attachment with its connector), the guest gets the disk and the volume goes in-use; detach and server
 /// delete give it back (or delete it, with delete_on_termination).
 /// </summary>
-public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixture>(fixture)
+public sealed class VolumeAttachTests(FerryFixture fixture) : VolumeFlowTest(fixture)
 {
-    private VolumeStore Volumes => Fixture.Ferry.Services.GetRequiredService<VolumeStore>();
-
     [Fact]
     public async Task AttachThenDetach_RunningServer_VolumeInUseOnItsHostThenAvailable()
     {
@@ -246,12 +244,6 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
         return volumeId;
     }
 
-    private Task<List<VolumeAttachment>> AttachmentsAsync(string volumeId) =>
-        Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None);
-
-    /// <summary>The volume connections the host holds for this server (servers of other tests of the class live on).</summary>
-    private List<FakeVolumeConnection> Connections(string host, string server) => [.. Driver(host).VolumeConnections().Where(c => c.GuestUuid == server)];
-
     private static JsonObject Attach(string volumeId, bool? deleteOnTermination = null)
     {
         var attachment = new JsonObject { ["volumeId"] = volumeId };
@@ -260,24 +252,5 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : FlowTest<FerryFixt
             attachment["delete_on_termination"] = delete;
         }
         return new JsonObject { ["volumeAttachment"] = attachment };
-    }
-
-    private async Task<Volume> WaitForVolumeAsync(string id, string status)
-    {
-        Volume? volume = null;
-        await WaitUntilAsync(async () => (volume = await Volumes.GetVolumeAsync(id, CancellationToken.None))?.Status == status, $"volume {id} {status}");
-        return volume!;
-    }
-
-    private Task WaitUntilAsync(Func<bool> condition, string what) => WaitUntilAsync(() => Task.FromResult(condition()), what);
-
-    private async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var started = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            Assert.True(started.Elapsed < WaitLimit, $"waited {WaitLimit.TotalSeconds:0} s for: {what}");
-            await Task.Delay(25);
-        }
     }
 }

@@ -54,6 +54,7 @@ public sealed class ComputeApiFixture : IAsyncLifetime
     public MigrationStore Migrations { get; private set; } = null!;
     public ActionStore Actions { get; private set; } = null!;
     public ServiceStore Services { get; private set; } = null!;
+    public VolumeStore Volumes { get; private set; } = null!;
     public ComputeNodeStore Nodes { get; private set; } = null!;
     public CatalogStore Catalog { get; private set; } = null!;
     public ServerGroupStore Groups { get; private set; } = null!;
@@ -98,6 +99,7 @@ public sealed class ComputeApiFixture : IAsyncLifetime
         Nodes = sp.GetRequiredService<ComputeNodeStore>();
         Catalog = sp.GetRequiredService<CatalogStore>();
         Groups = sp.GetRequiredService<ServerGroupStore>();
+        Volumes = sp.GetRequiredService<VolumeStore>();
         Transport = sp.GetRequiredService<InProcessTransport>();
         _listeners.Add(Transport.Listen(Topics.Conductor, new RecordingDispatcher(Topics.Conductor, this)));
 

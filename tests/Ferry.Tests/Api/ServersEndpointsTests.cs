@@ -1,4 +1,5 @@
 using Ferry.Core.Domain;
+using Ferry.Core.Volumes;
 
 namespace Ferry.Tests.Api;
 
@@ -180,14 +181,23 @@ public sealed class ServersEndpointsTests(ComputeApiFixture f)
     }
 
     [Fact]
-    public async Task Create_BootFromVolumeWithoutImage_IsVolumeBacked()
+    public async Task Create_BootFromVolumeWithoutImage_VolumeBackedWithItsRootVolumeReserved()
     {
-        var r = await f.SendAsync(HttpMethod.Post, "v2.1/servers", """
-            {"server": {"name": "bfv", "flavorRef": "1", "block_device_mapping_v2": [
-              {"boot_index": 0, "uuid": "0c8e6a47-0000-4000-8000-000000000001", "source_type": "volume", "destination_type": "volume"}]}}
+        var volumes = f.Volumes;
+        var volumeId = Guid.NewGuid().ToString();
+        await volumes.CreateVolumeAsync(new Volume { Id = volumeId, ProjectId = "admin", SizeGb = 1, Status = VolumeStatus.Available, Bootable = true }, CancellationToken.None);
+
+        var r = await f.SendAsync(HttpMethod.Post, "v2.1/servers", $$$"""
+            {"server": {"name": "bfv", "flavorRef": "1", "imageRef": "", "block_device_mapping_v2": [
+              {"boot_index": 0, "uuid": "{{{volumeId}}}", "source_type": "volume", "destination_type": "volume"}]}}
             """);
+
         Assert.Equal(202, r.Status);
-        Assert.True(f.Instances.Get(r.Json!["server"]!["id"]!.GetValue<string>()).VolumeBacked);
+        var instance = f.Instances.Get(r.Json!["server"]!["id"]!.GetValue<string>());
+        Assert.True(instance.VolumeBacked);
+        var mapping = Assert.Single(instance.BlockDevices);
+        Assert.Equal((volumeId, "/dev/vda", 0), (mapping.VolumeId, mapping.DeviceName, mapping.BootIndex));
+        Assert.Equal(VolumeStatus.Reserved, (await volumes.GetVolumeAsync(volumeId, CancellationToken.None))!.Status);
     }
 
     [Fact]

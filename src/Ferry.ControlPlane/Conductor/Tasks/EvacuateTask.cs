@@ -44,7 +44,10 @@ public sealed class EvacuateTask(ConductorContext context)
                 DestCompute = selection.ServiceHost,
                 DestNode = selection.Nodename,
             }, ct);
-            var image = await context.Catalog.FindImageAsync(instance.ImageRef, ct) ?? throw new ImageNotFoundException(instance.ImageRef);
+            // A server booted from a volume keeps its root volume: there is no image to rebuild from (Nova's image_ref "").
+            var image = instance.ImageRef.Length == 0
+                ? null
+                : await context.Catalog.FindImageAsync(instance.ImageRef, ct) ?? throw new ImageNotFoundException(instance.ImageRef);
             await context.Actions.RecordEventAsync(instance.Uuid, request.RequestId, EventName, ConductorContext.ConductorHost, true, false, null, cancellationToken: ct);
             context.LogTaskDone(EventName, instance.Uuid, migration.Uuid, instance.Host, selection.ServiceHost, started);
             await context.Compute.RebuildInstanceAsync(selection.ServiceHost,
@@ -67,7 +70,7 @@ public sealed class EvacuateTask(ConductorContext context)
     {
         var node = await context.Nodes.FindByHostAsync(host, ct) ?? throw new ComputeHostNotFoundException(host);
         var current = await context.Placement.GetAllocationsAsync(instance.Uuid, ct);
-        var resources = ConductorContext.Resources(instance.Flavor);
+        var resources = ConductorContext.Resources(instance.Flavor, instance.VolumeBacked);
         var allocations = current.Allocations.ToDictionary(a => a.Key, a => new Dictionary<string, long>(a.Value));
         allocations[node.Uuid] = resources;
         try

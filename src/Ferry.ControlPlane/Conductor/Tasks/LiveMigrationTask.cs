@@ -148,7 +148,7 @@ public sealed class LiveMigrationTask(ConductorContext context)
         }
         await CheckEnoughMemoryAsync(instance, node, ct);
         await CheckCompatibleWithSourceAsync(instance.Host!, dest, ct);
-        var resources = ConductorContext.Resources(instance.Flavor);
+        var resources = ConductorContext.Resources(instance.Flavor, instance.VolumeBacked);
         try
         {
             await context.Placement.PutAllocationsAsync(instance.Uuid, new AllocationRequest

@@ -106,7 +106,7 @@ public sealed class MigrationTask(ConductorContext context)
             {
                 await context.Placement.PutAllocationsAsync(instance.Uuid, new Placement.AllocationRequest
                 {
-                    Allocations = new() { [alternate.ComputeNodeUuid] = ConductorContext.Resources(newFlavor) },
+                    Allocations = new() { [alternate.ComputeNodeUuid] = ConductorContext.Resources(newFlavor, instance.VolumeBacked) },
                     ProjectId = instance.ProjectId,
                     UserId = instance.UserId,
                     ConsumerGeneration = (await context.Placement.GetAllocationsAsync(instance.Uuid, ct)).ConsumerGeneration,

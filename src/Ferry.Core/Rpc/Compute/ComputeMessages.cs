@@ -74,7 +74,7 @@ public sealed record FinishResizeRequest(Instance Instance, Migration Migration,
 
 public sealed record MigrationRequest(Instance Instance, Migration Migration, string? RequestId);
 
-public sealed record RebuildInstanceRequest(Instance Instance, Migration Migration, Image Image, bool? OnSharedStorage, Selection Selection, string? RequestId);
+public sealed record RebuildInstanceRequest(Instance Instance, Migration Migration, Image? Image, bool? OnSharedStorage, Selection Selection, string? RequestId);
 
 public sealed record CheckInstanceSharedStorageRequest(Instance Instance, string Filename);
 

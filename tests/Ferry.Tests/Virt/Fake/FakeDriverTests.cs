@@ -132,8 +132,8 @@ public sealed class FakeDriverTests : IDisposable
     [InlineData(false, false, true)]
     [InlineData(false, true, true)]
     [InlineData(true, false, false)]
-    [InlineData(true, true, true)]
-    public void HasLocalDisks_VolumeBackedAndConfigDrive_ConfigDriveCountsAsLocal(bool volumeBacked, bool configDrive, bool expected)
+    [InlineData(true, true, false)]
+    public void HasLocalDisks_VolumeBackedAndConfigDrive_OnlyTheRootDiskCounts(bool volumeBacked, bool configDrive, bool expected)
     {
         var driver = NewDriver("host1");
 

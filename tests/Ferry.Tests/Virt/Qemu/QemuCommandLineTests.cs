@@ -62,14 +62,32 @@ public sealed class QemuCommandLineTests
         Assert.True(text.IndexOf("vol-vdb-dev", StringComparison.Ordinal) < text.IndexOf("-netdev", StringComparison.Ordinal), "volumes come before the NICs");
     }
 
+    [Fact]
+    public void Build_RootVolumeAndNoDisk_BootsFromTheVolumeInTheRootSlot()
+    {
+        var connection = new Ferry.Core.Volumes.VolumeConnectionInfo { Host = "10.233.1.1", Port = 10809, Export = "volume-root" };
+        var args = QemuCommandLine.Build(Spec() with
+        {
+            KernelPath = null,
+            DiskPath = null,
+            Volumes = [new Ferry.Virt.GuestVolume("root", Ferry.Core.Volumes.VolumeDevices.Root, connection, BootIndex: 0)],
+        });
+
+        var text = string.Join(' ', args);
+        Assert.Contains("-device virtio-blk-pci,drive=vol-vda,id=vol-vda-dev,addr=0xf,bootindex=1", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("disk0", text, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => QemuCommandLine.Build(Spec() with { KernelPath = null, DiskPath = null }));
+    }
+
     [Theory]
+    [InlineData("/dev/vda", 0x0f)]
     [InlineData("/dev/vdb", 0x10)]
     [InlineData("vdc", 0x11)]
     [InlineData("/dev/vdq", 0x1f)]
     public void SlotOf_DeviceName_FixedSlot(string device, int slot) => Assert.Equal(slot, Ferry.Core.Volumes.VolumeDevices.SlotOf(device));
 
     [Theory]
-    [InlineData("/dev/vda")]
+    [InlineData("vda1")]
     [InlineData("/dev/vdr")]
     [InlineData("/dev/sdb")]
     [InlineData("/dev/vdbb")]
