@@ -37,6 +37,36 @@ public sealed class VolumeCliTests(CliFixture fixture) : IClassFixture<CliFixtur
         Assert.Equal(0, (await fixture.RunAsync(fixture.AdminEnv, "volume", "delete", "cli-vol-data")).ExitCode);
     }
 
+    [Fact]
+    public async Task Server_create_from_a_volume_and_with_boot_from_volume_then_delete()
+    {
+        fixture.RequireOpenStack();
+        var root = await AdminAsync("volume", "create", "--image", "ferry-test-guest", "--size", "1", "cli-bfv-root");
+
+        var fromVolume = await AdminAsync("server", "create", "--flavor", "m1.tiny", "--volume", "cli-bfv-root", "--nic", "none", "--wait", "cli-bfv-a");
+        // Debian's client has no --delete-on-termination yet: the volume made at build stays when the server goes.
+        var fromImage = await AdminAsync("server", "create", "--flavor", "m1.tiny", "--image", "ferry-test-guest", "--boot-from-volume", "1",
+            "--nic", "none", "--wait", "cli-bfv-b");
+
+        foreach (var server in new[] { fromVolume, fromImage })
+        {
+            Assert.Equal(("ACTIVE", "N/A (booted from volume)"), ((string?)server["status"], (string?)server["image"]));
+        }
+        Assert.Equal((string?)root["id"], (string?)fromVolume["volumes_attached"]![0]!["id"]);
+        var made = (string)fromImage["volumes_attached"]![0]!["id"]!;
+        var listed = Assert.Single((await AdminAsync("server", "volume", "list", "cli-bfv-b")).AsArray())!;
+        Assert.Equal((made, "/dev/vda"), ((string?)listed["Volume ID"], (string?)listed["Device"]));
+        Assert.Equal(("in-use", "true"), ((string?)(await AdminAsync("volume", "show", made))["status"], (string?)(await AdminAsync("volume", "show", made))["bootable"]));
+        Assert.Equal("in-use", (string?)(await AdminAsync("volume", "show", "cli-bfv-root"))["status"]);
+
+        var deleted = await fixture.RunAsync(fixture.AdminEnv, "server", "delete", "--wait", "cli-bfv-a", "cli-bfv-b");
+
+        Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        await WaitForVolumeStatusAsync("cli-bfv-root", "available");
+        await WaitForVolumeStatusAsync(made, "available");
+        Assert.Equal(0, (await fixture.RunAsync(fixture.AdminEnv, "volume", "delete", "cli-bfv-root", made)).ExitCode);
+    }
+
     private async Task<JsonNode> WaitForVolumeStatusAsync(string name, string status)
     {
         var started = System.Diagnostics.Stopwatch.StartNew();
