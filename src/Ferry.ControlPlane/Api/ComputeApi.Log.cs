@@ -14,5 +14,8 @@ internal sealed partial class ComputeApi
 
         [LoggerMessage(EventId = 3003, Level = LogLevel.Warning, Message = "Host {Host} of instance {InstanceId} is down: deleting it from the database ({RequestId})")]
         public static partial void LocalDelete(ILogger logger, string host, string instanceId, string requestId);
+
+        [LoggerMessage(EventId = 3004, Level = LogLevel.Warning, Message = "Volume {VolumeId} of deleted instance {InstanceId} was not deleted with it: {Reason}")]
+        public static partial void VolumeKept(ILogger logger, string volumeId, string instanceId, string reason);
     }
 }

@@ -167,9 +167,10 @@ internal sealed partial class ComputeApi
 
     /// <summary>
     /// A local delete (no host, or its compute down): the API lets go of the server's attachments itself, so its volumes
-    /// are available again. Volumes marked delete_on_termination stay (Nova's local delete leaves them too).
+    /// are available again, and deletes the ones marked delete_on_termination (Nova's _local_cleanup_bdm_volumes). A volume
+    /// that cannot be deleted now (taken by another server meanwhile) stays.
     /// </summary>
-    private async Task ReleaseVolumeAttachmentsAsync(Instance instance)
+    private async Task ReleaseVolumesAsync(Instance instance)
     {
         foreach (var attachment in await volumes.ListAttachmentsAsync(new Persistence.AttachmentQuery { InstanceUuid = instance.Uuid }, CancellationToken.None))
         {
@@ -180,6 +181,19 @@ internal sealed partial class ComputeApi
             catch (CinderException ex) when (ex.HttpStatus == 404)
             {
             }
+        }
+        foreach (var mapping in instance.BlockDevices.Where(m => m.DeleteOnTermination && m.HasVolume))
+        {
+            try
+            {
+                await volumes.BeginDeleteAsync(mapping.VolumeId, force: false, time.GetUtcNow(), CancellationToken.None);
+            }
+            catch (CinderException ex)
+            {
+                Log.VolumeKept(logger, mapping.VolumeId, instance.Uuid, ex.Message);
+                continue;
+            }
+            await Volumes.VolumeHandlers.RemoveAsync(volumes, volumeBackend, mapping.VolumeId, ex => Log.VolumeKept(logger, mapping.VolumeId, instance.Uuid, ex.Message));
         }
     }
 

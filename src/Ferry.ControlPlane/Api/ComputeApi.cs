@@ -6,6 +6,7 @@ using Ferry.Core.Errors;
 using Ferry.Core.Networking;
 using Ferry.Core.Rpc.Compute;
 using Ferry.Core.Rpc.Conductor;
+using Ferry.Core.Volumes;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.ControlPlane.Api;
@@ -30,6 +31,7 @@ internal sealed partial class ComputeApi(
     ConductorClient conductor,
     ComputeClient compute,
     VolumeStore volumes,
+    IVolumeBackend volumeBackend,
     ControlPlaneOptions options,
     TimeProvider time,
     ILogger<ComputeApi> logger)
@@ -255,7 +257,7 @@ internal sealed partial class ComputeApi(
             await groups.RemoveMemberAsync(groupUuid, instance.Uuid, CancellationToken.None);
         }
         await ReleasePortsAsync(instance);
-        await ReleaseVolumeAttachmentsAsync(instance);
+        await ReleaseVolumesAsync(instance);
     }
 
     /// <summary>

@@ -307,8 +307,14 @@ internal static class VolumeHandlers
         }
     }
 
-    /// <summary>Deletes a volume in <c>deleting</c>: its storage, then its row; <c>error_deleting</c> when the storage stays.</summary>
-    private static async Task RemoveAsync(HttpContext http, VolumeStore store, IVolumeBackend backend, string id)
+    private static Task RemoveAsync(HttpContext http, VolumeStore store, IVolumeBackend backend, string id) =>
+        RemoveAsync(store, backend, id, ex => ApiErrorLog.RequestFailed(http, "volume", ex));
+
+    /// <summary>
+    /// Deletes a volume in <c>deleting</c>: its storage, then its row; <c>error_deleting</c> when the storage stays. Also
+    /// the compute API's, for the volumes a server deleted without its host takes with it.
+    /// </summary>
+    public static async Task RemoveAsync(VolumeStore store, IVolumeBackend backend, string id, Action<Exception> failed)
     {
         try
         {
@@ -317,7 +323,7 @@ internal static class VolumeHandlers
         }
         catch (Exception ex) when (ex is not CinderException)
         {
-            ApiErrorLog.RequestFailed(http, "volume", ex);
+            failed(ex);
             await store.UpdateVolumeAsync(id, v => v with { Status = VolumeStatus.ErrorDeleting }, CancellationToken.None);
         }
     }

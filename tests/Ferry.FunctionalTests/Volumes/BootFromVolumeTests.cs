@@ -137,6 +137,28 @@ public sealed class BootFromVolumeTests(FerryFixture fixture) : VolumeFlowTest(f
         }
     }
 
+    [Fact]
+    public async Task Delete_HostDown_TheApiDeletesTheDeleteOnTerminationRootVolume()
+    {
+        var id = await BootFromVolumeAsync("compute2", volumeSize: 1, deleteOnTermination: true);
+        var volumeId = RootVolumeOf(id);
+        await Fixture.Ferry.Computes["compute2"].StopAsync();
+        var service = (await Admin.GetAsync("os-services?host=compute2&binary=nova-compute")).Body!["services"]![0]!["id"]!.GetValue<string>();
+        await Admin.SendAsync(HttpMethod.Put, $"os-services/{service}", new JsonObject { ["forced_down"] = true });
+        try
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}")).Status);
+
+            Assert.Null(await Volumes.GetVolumeAsync(volumeId, CancellationToken.None));
+            Assert.Empty(await AttachmentsAsync(volumeId));
+        }
+        finally
+        {
+            await Fixture.Ferry.StartComputeAsync("compute2", CancellationToken.None);
+            await Admin.SendAsync(HttpMethod.Put, $"os-services/{service}", new JsonObject { ["forced_down"] = false });
+        }
+    }
+
     [Theory]
     [InlineData("""[{"boot_index": 0, "uuid": "{missing}", "source_type": "volume", "destination_type": "volume"}]""", "Block Device Mapping is Invalid: failed to get volume {missing}.")]
     [InlineData("""[{"boot_index": 0, "uuid": "{image}", "source_type": "image", "destination_type": "volume"}]""", "Images with destination_type 'volume' need to have a non-zero size specified")]

@@ -84,6 +84,7 @@ public sealed class ComputeApiFixture : IAsyncLifetime
         builder.Services.AddSingleton(new RpcOptions());
         builder.Services.AddSingleton<InProcessTransport>();
         builder.Services.AddSingleton<IRpcTransport>(sp => new OutageTransport(sp.GetRequiredService<InProcessTransport>(), () => BusDown));
+        builder.Services.AddSingleton<Ferry.Core.Volumes.IVolumeBackend>(new Ferry.ControlPlane.Volumes.LocalFileVolumeBackend(_dbPath + ".volumes"));
         builder.Services.AddFerryComputeApi();
         _app = builder.Build();
         _app.MapFerryComputeApi();
