@@ -50,10 +50,12 @@ var png = new Option<string>("--png") { Description = "Where to write the chart 
 var statusTicks = PositiveInt("--status-ticks", "Guest status line every N ticks.");
 var qemuOnly = new Option<string>("--only") { Description = "Run only these cells, comma-separated.", HelpName = "CELLS" };
 var parallel = new Option<bool>("--parallel") { Description = "Measure 1, 2 and 4 memory streams (multifd) instead." };
-var repeat = PositiveInt("--repeat", "Rounds per cell with --parallel.");
+var volumes = new Option<bool>("--volumes") { Description = "Compare a guest booted from a volume (no disk copied) with one whose local disk is block-migrated instead." };
+var repeat = PositiveInt("--repeat", "Rounds per cell with --parallel or --volumes.");
+var dataMib = PositiveInt("--data-mib", "With --volumes: MiB written to the volume and to the local disk before each move (default 64).");
 var qemu = new Command("qemu", "Real QEMU live migrations between two local QEMU hosts (results in BENCHMARKS.md).")
 {
-    qemuJson, quick, png, statusTicks, qemuOnly, parallel, repeat,
+    qemuJson, quick, png, statusTicks, qemuOnly, parallel, volumes, repeat, dataMib,
 };
 var netJson = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
 var net = new Command("net", "The network blackout of live migrations between two namespace hosts over links shaped to 1 Gbit/s and 100 Mbit/s (root; results in BENCHMARKS.md).")
@@ -108,7 +110,7 @@ if (parsed.CommandResult.Command == qemu)
 {
     return await Ferry.Benchmarks.Qemu.QemuMigrationBench.RunAsync(new Ferry.Benchmarks.Qemu.QemuBenchArguments(
         parsed.GetValue(qemuJson), parsed.GetValue(quick), parsed.GetValue(png), parsed.GetValue(statusTicks),
-        parsed.GetValue(qemuOnly)?.Split(','), parsed.GetValue(parallel), parsed.GetValue(repeat)));
+        parsed.GetValue(qemuOnly)?.Split(','), parsed.GetValue(parallel), parsed.GetValue(repeat), parsed.GetValue(volumes), parsed.GetValue(dataMib)));
 }
 
 var json = parsed.GetValue(jsonOption);

@@ -13,6 +13,8 @@ namespace Ferry.Benchmarks.Qemu;
 /// on stdout, progress on stderr, and draws docs/img/qemu-migration.png.
 /// <c>./ferry bench qemu --parallel [--json] [--repeat N]</c> runs <see cref="ParallelConnectionsBench"/> instead: 1, 2 and 4 parallel
 /// connections (QEMU multifd) for an idle, prefilled guest of 128 and 256 MiB, unlimited and at 64 MiB/s; no chart.
+/// <c>./ferry bench qemu --volumes [--json] [--repeat N] [--data-mib N]</c> runs <see cref="VolumeMigrationBench"/>: a guest
+/// booted from a volume against one whose local disk of the same size is block-migrated, bytes sent and time of each.
 /// </summary>
 internal static class QemuMigrationBench
 {
@@ -44,6 +46,10 @@ internal static class QemuMigrationBench
         if (args.Parallel)
         {
             return await ParallelConnectionsBench.RunAsync(args);
+        }
+        if (args.Volumes)
+        {
+            return await VolumeMigrationBench.RunAsync(args);
         }
         var json = args.Json;
         var quick = args.Quick;
