@@ -251,17 +251,10 @@ public sealed class InstanceVolumes(ComputeContext context)
         }
     }
 
+    // One mapping at a time, under the row's lock: an attach of another volume may have landed since this copy was read.
     private Task SaveMappingAsync(Instance instance, BlockDeviceMapping mapping, CancellationToken ct) =>
-        context.UpdateInstanceAsync(new InstanceUpdateRequest
-        {
-            Uuid = instance.Uuid,
-            BlockDevices = [.. instance.BlockDevices.Select(b => b.VolumeId == mapping.VolumeId ? mapping : b)],
-        }, ct);
+        context.UpdateInstanceAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, ReplaceBlockDevice = mapping }, ct);
 
     private Task RemoveMappingAsync(Instance instance, string volumeId, CancellationToken ct) =>
-        context.UpdateInstanceAsync(new InstanceUpdateRequest
-        {
-            Uuid = instance.Uuid,
-            BlockDevices = [.. instance.BlockDevices.Where(b => b.VolumeId != volumeId)],
-        }, ct);
+        context.UpdateInstanceAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, RemoveBlockDevice = volumeId }, ct);
 }

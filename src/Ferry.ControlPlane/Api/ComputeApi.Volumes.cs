@@ -36,7 +36,6 @@ internal sealed partial class ComputeApi
                 .Select(a => a.InstanceUuid).Distinct();
             throw new BadRequestException($"Invalid volume: volume {volume.Id} is already attached to instances: {string.Join(",", holders)}");
         }
-        var deviceName = NextDevice(instance, device);
         var attachment = await volumes.CreateAttachmentAsync(new VolumeAttachment
         {
             Id = Guid.NewGuid().ToString(),
@@ -44,30 +43,54 @@ internal sealed partial class ComputeApi
             InstanceUuid = instance.Uuid,
             AttachStatus = VolumeAttachStatus.Reserved,
         }, time.GetUtcNow(), cancellationToken);
-        var mapping = new BlockDeviceMapping
-        {
-            Uuid = Guid.NewGuid().ToString(),
-            VolumeId = volume.Id,
-            DeviceName = deviceName,
-            DeleteOnTermination = deleteOnTermination,
-            Tag = tag,
-            AttachmentId = attachment.Id,
-            CreatedAt = time.GetUtcNow(),
-        };
-        Instance updated;
+        BlockDeviceMapping? mapping = null;
         try
         {
-            updated = await instances.UpdateAsync(new InstanceUpdateRequest
+            Instance updated;
+            for (var attempt = 1; ; attempt++)
             {
-                Uuid = instance.Uuid,
-                BlockDevices = [.. instance.BlockDevices, mapping],
-                ExpectedTaskStates = [null],
-            }, cancellationToken);
+                mapping = new BlockDeviceMapping
+                {
+                    Uuid = Guid.NewGuid().ToString(),
+                    VolumeId = volume.Id,
+                    DeviceName = NextDevice(instance, device),
+                    DeleteOnTermination = deleteOnTermination,
+                    Tag = tag,
+                    AttachmentId = attachment.Id,
+                    CreatedAt = time.GetUtcNow(),
+                };
+                try
+                {
+                    updated = await instances.UpdateAsync(new InstanceUpdateRequest
+                    {
+                        Uuid = instance.Uuid,
+                        AddBlockDevice = mapping,
+                        ExpectedTaskStates = [null],
+                    }, cancellationToken);
+                    break;
+                }
+                catch (BlockDeviceTakenException taken) when (taken.DeviceTaken && device is null && attempt < 3)
+                {
+                    // Another attach took that device a moment ago: the next free one, as of now.
+                    mapping = null;
+                    instance = await instances.FindAsync(instance.Uuid, cancellationToken) ?? throw new InstanceNotFoundException(instance.Uuid);
+                }
+                catch
+                {
+                    mapping = null;
+                    throw;
+                }
+            }
             await actions.StartActionAsync(instance.Uuid, ctx.RequestId, "attach_volume", ctx.UserId, ctx.ProjectId, cancellationToken);
             await compute.AttachVolumeAsync(host, new AttachVolumeRequest(updated, mapping, ctx.RequestId), cancellationToken);
         }
         catch
         {
+            // Nothing was cast: the mapping (if it landed) and the reservation go again.
+            if (mapping is not null)
+            {
+                await instances.UpdateAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, RemoveBlockDevice = mapping.VolumeId }, CancellationToken.None);
+            }
             await volumes.DeleteAttachmentAsync(attachment.Id, time.GetUtcNow(), CancellationToken.None);
             throw;
         }

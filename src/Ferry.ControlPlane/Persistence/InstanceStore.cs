@@ -300,6 +300,17 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
             {
                 throw new UnexpectedTaskStateException($"Conflict updating instance {update.Uuid}: host is {current.Host}, expected {expectedHost}");
             }
+            if (update.AddBlockDevice is { } added)
+            {
+                if (current.BlockDevices.Any(b => b.VolumeId == added.VolumeId))
+                {
+                    throw new BlockDeviceTakenException($"Invalid volume: volume {added.VolumeId} already attached", deviceTaken: false);
+                }
+                if (current.BlockDevices.Any(b => b.DeviceName == added.DeviceName))
+                {
+                    throw new BlockDeviceTakenException($"The supplied device path ({added.DeviceName}) is in use.", deviceTaken: true);
+                }
+            }
             var next = Apply(current, update, time.GetUtcNow());
             await using var write = FerryDatabase.Command(c, t,
                 "UPDATE instances SET host = @h, vm_state = @v, task_state = @ts, deleted = @del, data = @d, vcpus = @vcpus, memory_mb = @ram, disk_gb = @disk WHERE uuid = @u",
@@ -326,10 +337,27 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         LaunchedAt = u.LaunchedAt ?? i.LaunchedAt,
         Metadata = u.Metadata ?? i.Metadata,
         NetworkInfo = u.NetworkInfo ?? i.NetworkInfo,
-        BlockDevices = u.BlockDevices ?? i.BlockDevices,
+        BlockDevices = BlockDevicesAfter(u.BlockDevices ?? i.BlockDevices, u),
         TerminatedAt = u.Deleted ? now : i.TerminatedAt,
         UpdatedAt = now,
     };
+
+    private static List<BlockDeviceMapping> BlockDevicesAfter(List<BlockDeviceMapping> mappings, InstanceUpdateRequest u)
+    {
+        if (u.AddBlockDevice is { } added)
+        {
+            mappings = [.. mappings, added];
+        }
+        if (u.ReplaceBlockDevice is { } replaced)
+        {
+            mappings = [.. mappings.Select(b => b.VolumeId == replaced.VolumeId ? replaced : b)];
+        }
+        if (u.RemoveBlockDevice is { } removed)
+        {
+            mappings = [.. mappings.Where(b => b.VolumeId != removed)];
+        }
+        return mappings;
+    }
 
     private static async Task<Instance?> FindAsync(DbConnection c, DbTransaction? t, string uuid, bool includeDeleted, string forUpdate, CancellationToken cancellationToken)
     {

@@ -65,6 +65,13 @@ public class NotFoundException(string message) : FerryException(message, 404);
 
 public class ConflictException(string message) : FerryException(message, 409);
 
+/// <summary>A mapping added to an instance whose volume is mapped already, or whose device another volume took first.</summary>
+public sealed class BlockDeviceTakenException(string message, bool deviceTaken) : BadRequestException(message)
+{
+    /// <summary>The device was taken (a retry with the next free one may succeed), not the volume mapped twice.</summary>
+    public bool DeviceTaken { get; } = deviceTaken;
+}
+
 /// <summary>Raised when the request names a microversion the API does not serve.</summary>
 public sealed class VersionNotAcceptableException(string message) : FerryException(message, 406);
 

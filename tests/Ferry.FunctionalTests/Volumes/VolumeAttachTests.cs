@@ -48,6 +48,28 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : VolumeFlowTest(fix
     }
 
     [Fact]
+    public async Task Attach_FourVolumesAtOnce_EachGetsItsOwnDeviceAndNoneIsLost()
+    {
+        var id = await BootAsync("compute1");
+        var volumeIds = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            volumeIds.Add(await VolumeRequests.CreateAsync(Fixture.Ferry));
+        }
+
+        var replies = await Task.WhenAll(volumeIds.Select(v => Admin.SendAsync(HttpMethod.Post, $"servers/{id}/os-volume_attachments", Attach(v))));
+
+        Assert.All(replies, r => Assert.True(r.Status == HttpStatusCode.OK, $"{(int)r.Status} {r.Body?.ToJsonString()}"));
+        Assert.Equal(4, replies.Select(r => (string?)r.Body!["volumeAttachment"]!["device"]).Distinct().Count());
+        foreach (var volumeId in volumeIds)
+        {
+            await WaitForVolumeAsync(volumeId, VolumeStatus.InUse);
+        }
+        await WaitUntilAsync(() => Instances.Get(id).BlockDevices.Count(b => b.ConnectionInfo is not null) == 4, "four mappings, each connected");
+        Assert.Equal(volumeIds.Order(), Connections("compute1", id).Select(c => c.VolumeId).Order());
+    }
+
+    [Fact]
     public async Task LiveMigrate_AttachedVolume_DestinationsAttachmentReplacesTheSources()
     {
         var id = await BootAsync("compute1");

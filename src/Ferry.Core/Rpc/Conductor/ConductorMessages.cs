@@ -70,6 +70,15 @@ public sealed record InstanceUpdateRequest
     public List<Vif>? NetworkInfo { get; init; }
     /// <summary>Replaces the instance's block device mappings.</summary>
     public List<BlockDeviceMapping>? BlockDevices { get; init; }
+    /// <summary>
+    /// Adds one mapping to the row's list under its lock, refused (<see cref="Errors.BlockDeviceTakenException"/>) when its
+    /// volume is mapped already or its device taken: two attaches at once cannot both take /dev/vdb, nor lose each other.
+    /// </summary>
+    public BlockDeviceMapping? AddBlockDevice { get; init; }
+    /// <summary>Replaces the mapping of the same volume under the row's lock (its connection recorded), if it is still there.</summary>
+    public BlockDeviceMapping? ReplaceBlockDevice { get; init; }
+    /// <summary>Drops the mapping of this volume under the row's lock.</summary>
+    public string? RemoveBlockDevice { get; init; }
     /// <summary>Marks the row deleted (terminate finished).</summary>
     public bool Deleted { get; init; }
     public List<TaskState?>? ExpectedTaskStates { get; init; }
