@@ -140,6 +140,28 @@ public sealed class InstanceVolumes(ComputeContext context)
     private static readonly TimeSpan s_volumePollInterval = TimeSpan.FromSeconds(3);
 
     /// <summary>
+    /// At the agent's start, for a server here with no task: a mapping this host never recorded a connection for (an
+    /// attach_volume cut short by the agent's death) is undone as a failed attach is, so its volume is available again; a
+    /// volume left detaching goes back to in-use (the guest still has the disk), so the detach can be asked again.
+    /// </summary>
+    public async Task SettleAfterRestartAsync(Instance instance, CancellationToken ct)
+    {
+        foreach (var mapping in instance.BlockDevices)
+        {
+            if (mapping.ConnectionInfo is null && mapping.AttachmentId is { } attachmentId)
+            {
+                await context.Driver.DetachVolumeAsync(instance.Uuid, mapping.VolumeId, ct);
+                await Service.DeleteAttachmentAsync(attachmentId, ct);
+                await RemoveMappingAsync(instance, mapping.VolumeId, ct);
+            }
+            else if (await Service.GetVolumeAsync(mapping.VolumeId, ct) is { Status: "detaching" })
+            {
+                await Service.RollDetachingAsync(mapping.VolumeId, ct);
+            }
+        }
+    }
+
+    /// <summary>
     /// pre_live_migration on the destination: an attachment of its own for each of the server's volumes, connected from
     /// here (the source keeps its own until the switch-over). Returns the mappings as they are here; a failure deletes the
     /// attachments made so far before it propagates.

@@ -332,6 +332,9 @@ public sealed partial class StartupRecovery(ComputeContext context)
             case TaskState.ResizeReverting:
                 await ResumeRevertAsync(instance, migrations, ct);
                 break;
+            case null when instance.BlockDevices.Count > 0:
+                await context.Volumes.SettleAfterRestartAsync(instance, ct);
+                break;
             case TaskState.Deleting:
                 // The delete was accepted: finish it (destroying what is left here is idempotent).
                 await new InstanceLifecycle(context).TerminateAsync(new InstanceRequest(instance, null), ct);

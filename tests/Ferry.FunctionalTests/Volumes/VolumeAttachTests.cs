@@ -70,6 +70,34 @@ public sealed class VolumeAttachTests(FerryFixture fixture) : VolumeFlowTest(fix
     }
 
     [Fact]
+    public async Task AgentRestart_AttachAndDetachCutShort_TheAttachIsUndoneAndTheDetachRolledBack()
+    {
+        var id = await BootAsync("compute2");
+        var detaching = await AttachNewVolumeAsync(id);
+        var reserved = await VolumeRequests.CreateAsync(Fixture.Ferry);
+        // As the agent's death leaves them: an attach reserved and mapped that the host never connected, a detach begun.
+        var attachment = await Volumes.CreateAttachmentAsync(new VolumeAttachment
+        {
+            Id = Guid.NewGuid().ToString(), VolumeId = reserved, InstanceUuid = id, AttachStatus = VolumeAttachStatus.Reserved,
+        }, DateTimeOffset.UtcNow, CancellationToken.None);
+        Instances.Update(new Ferry.Core.Rpc.Conductor.InstanceUpdateRequest
+        {
+            Uuid = id,
+            AddBlockDevice = new Ferry.Core.Domain.BlockDeviceMapping { Uuid = Guid.NewGuid().ToString(), VolumeId = reserved, DeviceName = "/dev/vdc", AttachmentId = attachment.Id },
+        });
+        await Volumes.UpdateVolumeAsync(detaching, v => v with { Status = VolumeStatus.Detaching }, CancellationToken.None);
+
+        await Fixture.Ferry.Computes["compute2"].StopAsync();
+        await Fixture.Ferry.StartComputeAsync("compute2", CancellationToken.None);
+
+        await WaitForVolumeAsync(reserved, VolumeStatus.Available);
+        Assert.Empty(await AttachmentsAsync(reserved));
+        await WaitForVolumeAsync(detaching, VolumeStatus.InUse);
+        Assert.Equal([detaching], Instances.Get(id).BlockDevices.Select(b => b.VolumeId));
+        Assert.Equal([detaching], Connections("compute2", id).Select(c => c.VolumeId));
+    }
+
+    [Fact]
     public async Task LiveMigrate_AttachedVolume_DestinationsAttachmentReplacesTheSources()
     {
         var id = await BootAsync("compute1");
