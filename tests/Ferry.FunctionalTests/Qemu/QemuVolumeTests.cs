@@ -66,17 +66,7 @@ public sealed class QemuVolumeTests(QemuFerryFixture fixture) : QemuFlowTest<Qem
     [Fact]
     public async Task BootFromVolumeWithConfigDrive_LiveMigratesBothWays_TheRootVolumeIsSharedAndIntact()
     {
-        var volumeId = await Ferry.FunctionalTests.Volumes.VolumeRequests.CreateAsync(Fixture.Ferry, Ferry.Host.Seed.TestImageId);
-        var request = JsonNode.Parse($$$"""
-            {"server": {"name": "seed-004", "imageRef": "", "flavorRef": "m1.nano", "networks": "none", "config_drive": true,
-              "availability_zone": "nova:compute1", "metadata": {"{{{QemuTestGuest.DirtyRateMetadataKey}}}": "1"},
-              "block_device_mapping_v2": [{"boot_index": 0, "uuid": "{{{volumeId}}}", "source_type": "volume", "destination_type": "volume"}]}}
-            """)!;
-        var (status, body) = await Admin.PostAsync("servers", request);
-        Assert.True(status == HttpStatusCode.Accepted, $"{(int)status} {body?.ToJsonString()}");
-        var id = (string)body!["server"]!["id"]!;
-        Track(id);
-        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE");
+        var (id, volumeId) = await BootFromVolumeAsync("seed-004", configDrive: true);
         var before = await WaitForCounterAsync(id, 0);
         Assert.Equal(["vol-vda"], await Qemu("compute1").OpenVolumeNodesAsync(id, CancellationToken.None));
         Assert.False(File.Exists(Path.Combine(Qemu("compute1").InstanceDirectory(id), "disk")), "no local root disk");
@@ -100,6 +90,43 @@ public sealed class QemuVolumeTests(QemuFerryFixture fixture) : QemuFlowTest<Qem
             Assert.Equal((to, VolumeAttachStatus.Attached), (attachment.AttachedHost, attachment.AttachStatus));
             before = await WaitForCounterAsync(id, before + 20, movedAtCounter: 0);
         }
+    }
+
+    [Fact]
+    public async Task BootFromVolume_ColdMigrateAndConfirm_TheDestinationBootsTheSameVolume()
+    {
+        var (id, volumeId) = await BootFromVolumeAsync("bfv-cold", configDrive: false);
+        await WaitForCounterAsync(id, 0);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"migrate": {"host": "compute2"}}""")!)).Status);
+        var (resized, migration) = await WaitForMoveEndAsync(id);
+        Assert.Equal(("compute2", VmState.Resized, MigrationStatus.Finished), (resized.Host, resized.VmState, migration.Status));
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.ActionAsync(id, JsonNode.Parse("""{"confirmResize": null}""")!)).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after confirm");
+
+        await WaitForCounterAsync(id, 0);
+        AssertRunsOnlyOn(id, "compute2");
+        Assert.Equal(["vol-vda"], await Qemu("compute2").OpenVolumeNodesAsync(id, CancellationToken.None));
+        Assert.False(File.Exists(Path.Combine(Qemu("compute2").InstanceDirectory(id), "disk")), "no local root disk");
+        var attachment = Assert.Single(await Volumes.ListAttachmentsAsync(new AttachmentQuery { VolumeIds = [volumeId] }, CancellationToken.None));
+        Assert.Equal(("compute2", VolumeAttachStatus.Attached), (attachment.AttachedHost, attachment.AttachStatus));
+    }
+
+    /// <summary>Boots the test guest on compute1 from a new volume made from the test image (/dev/vda), with or without a config drive.</summary>
+    private async Task<(string Id, string VolumeId)> BootFromVolumeAsync(string name, bool configDrive)
+    {
+        var volumeId = await Ferry.FunctionalTests.Volumes.VolumeRequests.CreateAsync(Fixture.Ferry, Ferry.Host.Seed.TestImageId);
+        var request = JsonNode.Parse($$$"""
+            {"server": {"name": "{{{name}}}", "imageRef": "", "flavorRef": "m1.nano", "networks": "none", "config_drive": {{{(configDrive ? "true" : "false")}}},
+              "availability_zone": "nova:compute1", "metadata": {"{{{QemuTestGuest.DirtyRateMetadataKey}}}": "1"},
+              "block_device_mapping_v2": [{"boot_index": 0, "uuid": "{{{volumeId}}}", "source_type": "volume", "destination_type": "volume"}]}}
+            """)!;
+        var (status, body) = await Admin.PostAsync("servers", request);
+        Assert.True(status == HttpStatusCode.Accepted, $"{(int)status} {body?.ToJsonString()}");
+        var id = (string)body!["server"]!["id"]!;
+        Track(id);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE");
+        return (id, volumeId);
     }
 
     /// <summary>qemu-io on one of the guest's volume nodes (HMP); its output goes to the guest's qemu.log, read from where it stood.</summary>
