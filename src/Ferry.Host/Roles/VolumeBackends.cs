@@ -1,5 +1,6 @@
 using Ferry.ControlPlane.Volumes;
 using Ferry.Core.Volumes;
+using Ferry.Virt;
 using Ferry.Virt.Storage;
 using Microsoft.Extensions.Logging;
 
@@ -35,13 +36,9 @@ public static class VolumeBackends
         return options.VolumeBackend switch
         {
             "nbd" or "file" => options.VolumeBackend,
-            _ => options.Driver == "qemu" && OnPath("qemu-storage-daemon") ? "nbd" : "file",
+            _ => options.Driver == "qemu" && ExecutablePath.Exists("qemu-storage-daemon") ? "nbd" : "file",
         };
     }
-
-    private static bool OnPath(string program) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .Any(dir => File.Exists(Path.Combine(dir, program)));
 
     /// <summary>Ends the storage daemon of <paramref name="backend"/>, if it has one (at a stop that ends the guests too).</summary>
     public static async Task StopAsync(IVolumeBackend? backend)
