@@ -32,6 +32,7 @@ internal static class DistributedCommand
             Database = options.Database,
             HostsPerCompute = options.HostsPerCompute,
             Transport = options.UsesInProcessTransport ? null : options.Transport,
+            KillGuestsOnStop = options.KillGuestsOnStop,
             Lab = options.Netns
                 ? new LabPlan(options.LinkBandwidthMbit > 0 ? options.LinkBandwidthMbit : null, options.LinkLatencyMs > 0 ? options.LinkLatencyMs : null)
                 : null,

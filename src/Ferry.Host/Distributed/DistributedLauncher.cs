@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Ferry.Host.Roles;
 
 namespace Ferry.Host.Distributed;
 
@@ -43,6 +44,18 @@ public sealed record DistributedPlan(
 
     /// <summary>Each compute host in a network namespace of its own (<see cref="NetnsLab"/>); null: every process on loopback.</summary>
     public LabPlan? Lab { get; init; }
+
+    /// <summary>
+    /// <c>--kill-guests-on-stop</c>: guests end with Ferry (the compute processes have the setting too). A lab's agents
+    /// always end theirs (nothing may keep a namespace alive).
+    /// </summary>
+    public bool KillGuestsOnStop { get; init; }
+
+    /// <summary>
+    /// Whether the guests end when the launcher stops, and with them the volume storage daemon that serves their volumes,
+    /// as the all-in-one ends it; otherwise both outlive Ferry and the next start adopts them.
+    /// </summary>
+    public bool GuestsEndWithFerry => KillGuestsOnStop || Lab is not null;
 }
 
 /// <summary>`--netns`: the hosts' links shaped to a rate (Mbit/s) and a one-way delay (ms), each when given.</summary>
@@ -54,7 +67,9 @@ public sealed record LabPlan(double? LinkBandwidthMbit = null, double? LinkLaten
 /// and scheduler; the api replicas share their ports through SO_REUSEPORT, so the kernel spreads connections between
 /// them) and one `ferry compute` process per host, or per <see cref="DistributedPlan.HostsPerCompute"/> hosts. <see cref="DisposeAsync"/> stops them all, agents first, then the
 /// broker and the database. The children's pids are kept in <c>&lt;data dir&gt;/distributed.pids</c>, so a start after a
-/// killed launcher first ends the processes it left (one "pid name" line each).
+/// killed launcher first ends the processes it left (one "pid name" line each). The volume storage daemon an api process
+/// started runs in a session of its own: it outlives the launcher as the guests do, unless they end with Ferry
+/// (<see cref="DistributedPlan.GuestsEndWithFerry"/>), when the stop ends it after the api processes.
 /// </summary>
 public sealed class DistributedLauncher : IAsyncDisposable
 {
@@ -319,6 +334,18 @@ public sealed class DistributedLauncher : IAsyncDisposable
         }
         _children.Clear();
         File.Delete(PidFile);
+        if (_plan.GuestsEndWithFerry)
+        {
+            // Its users, the api processes, are gone: nothing starts or adopts it again.
+            try
+            {
+                await VolumeBackends.StopDaemonAsync(_plan.DataDirectory);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                await _output.WriteLineAsync($"ferry distributed: could not stop the volume storage daemon of {_plan.DataDirectory}: {ex.Message}");
+            }
+        }
         if (_rabbitMq is not null)
         {
             await _rabbitMq.StopAsync();

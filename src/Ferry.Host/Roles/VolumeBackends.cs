@@ -1,7 +1,9 @@
 using Ferry.ControlPlane.Volumes;
 using Ferry.Core.Volumes;
+using Ferry.Virt;
 using Ferry.Virt.Storage;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Ferry.Host.Roles;
 
@@ -15,17 +17,12 @@ public static class VolumeBackends
     public static IVolumeBackend Create(FerryHostOptions options, ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var volumes = Path.GetFullPath(Path.Combine(options.DataDirectory, "volumes"));
         if (Resolve(options) == "file")
         {
-            return new LocalFileVolumeBackend(volumes);
+            return new LocalFileVolumeBackend(VolumesDirectory(options.DataDirectory));
         }
-        return new QemuStorageDaemonBackend(new QemuStorageDaemonOptions
-        {
-            VolumesDirectory = volumes,
-            RunDirectory = Path.GetFullPath(Path.Combine(options.DataDirectory, "run", "volumes")),
-            ListenAddress = options.ListenAddress,
-        }, loggers.CreateLogger<QemuStorageDaemonBackend>());
+        return new QemuStorageDaemonBackend(DaemonOptions(options.DataDirectory) with { ListenAddress = options.ListenAddress },
+            loggers.CreateLogger<QemuStorageDaemonBackend>());
     }
 
     /// <summary><c>nbd</c> or <c>file</c>: auto is nbd for QEMU hosts where qemu-storage-daemon is installed (fake guests open nothing).</summary>
@@ -35,13 +32,9 @@ public static class VolumeBackends
         return options.VolumeBackend switch
         {
             "nbd" or "file" => options.VolumeBackend,
-            _ => options.Driver == "qemu" && OnPath("qemu-storage-daemon") ? "nbd" : "file",
+            _ => options.Driver == "qemu" && ExecutablePath.Exists("qemu-storage-daemon") ? "nbd" : "file",
         };
     }
-
-    private static bool OnPath(string program) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .Any(dir => File.Exists(Path.Combine(dir, program)));
 
     /// <summary>Ends the storage daemon of <paramref name="backend"/>, if it has one (at a stop that ends the guests too).</summary>
     public static async Task StopAsync(IVolumeBackend? backend)
@@ -51,4 +44,32 @@ public static class VolumeBackends
             await daemon.StopDaemonAsync(CancellationToken.None);
         }
     }
+
+    /// <summary>
+    /// Ends the storage daemon the api processes of <paramref name="dataDirectory"/> started or adopted, if one runs: for a
+    /// process that serves no volumes itself (the distributed launcher, once its api processes have stopped), at a stop
+    /// that ends the guests too. Nothing to do for the file backend, or when no daemon runs.
+    /// </summary>
+    public static async Task StopDaemonAsync(string dataDirectory, ILogger<QemuStorageDaemonBackend>? logger = null)
+    {
+        var options = DaemonOptions(dataDirectory);
+        if (!Directory.Exists(options.RunDirectory))
+        {
+            return; // never an NBD backend here (and perhaps a path too long for one)
+        }
+        await using var backend = new QemuStorageDaemonBackend(options, logger ?? NullLogger<QemuStorageDaemonBackend>.Instance);
+        if (File.Exists(backend.PidFilePath))
+        {
+            await backend.StopDaemonAsync(CancellationToken.None);
+        }
+    }
+
+    private static string VolumesDirectory(string dataDirectory) => Path.GetFullPath(Path.Combine(dataDirectory, "volumes"));
+
+    /// <summary>Every process of one data directory shares its daemon through the run directory.</summary>
+    private static QemuStorageDaemonOptions DaemonOptions(string dataDirectory) => new()
+    {
+        VolumesDirectory = VolumesDirectory(dataDirectory),
+        RunDirectory = Path.GetFullPath(Path.Combine(dataDirectory, "run", "volumes")),
+    };
 }

@@ -367,7 +367,7 @@ public sealed partial class QemuStorageDaemonBackend : IVolumeBackend, IAsyncDis
     /// </summary>
     private async Task<(QmpClient Qmp, int Pid)> StartDaemonAsync(CancellationToken cancellationToken)
     {
-        if (!BinaryExists(_options.Binary))
+        if (!ExecutablePath.Exists(_options.Binary))
         {
             throw MissingBinary();
         }
@@ -718,12 +718,6 @@ public sealed partial class QemuStorageDaemonBackend : IVolumeBackend, IAsyncDis
             // already gone
         }
     }
-
-    private static bool BinaryExists(string binary) =>
-        binary.Contains('/', StringComparison.Ordinal)
-            ? File.Exists(binary)
-            : (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
-                .Any(directory => File.Exists(Path.Combine(directory, binary)));
 
     private FerryException MissingBinary() =>
         new($"{_options.Binary} was not found: install the Debian package {DaemonPackage}, which brings qemu-storage-daemon.");

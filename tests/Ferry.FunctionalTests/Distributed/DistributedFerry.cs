@@ -154,8 +154,9 @@ public sealed class DistributedFerry : IAsyncDisposable
         await ready.Task.WaitAsync(s_readyTimeout);
     }
 
+    /// <summary>The variables of an openrc file; none with <c>--auth noauth2</c>, which writes no openrc files.</summary>
     private static List<KeyValuePair<string, string>> ReadOpenRc(string path) =>
-        [.. File.ReadAllLines(path)
+        !File.Exists(path) ? [] : [.. File.ReadAllLines(path)
             .Where(line => line.StartsWith("export ", StringComparison.Ordinal))
             .Select(line => line["export ".Length..].Split('=', 2))
             .Select(parts => KeyValuePair.Create(parts[0], parts[1].Trim('\'')))];

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Ferry.Host;
+using Ferry.Tests.Shared;
 using Ferry.Virt;
 using Ferry.Virt.Qemu;
 
@@ -13,7 +14,7 @@ namespace Ferry.FunctionalTests.Qemu;
 /// </summary>
 public class QemuFerryFixture : FerryFixture
 {
-    protected override string NewDataDirectory() => Path.Combine("/tmp", "fqf-" + Guid.NewGuid().ToString("N")[..8]);
+    protected override string NewDataDirectory() => QemuTestDirectories.Create("fqf");
 
     protected override void Configure(FerryHostOptions options)
     {

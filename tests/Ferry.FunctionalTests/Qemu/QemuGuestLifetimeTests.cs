@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Ferry.Tests.Shared;
 using Ferry.Virt;
 
 namespace Ferry.FunctionalTests.Qemu;
@@ -16,7 +17,7 @@ namespace Ferry.FunctionalTests.Qemu;
 public sealed partial class QemuGuestLifetimeTests : IDisposable
 {
     private static readonly TimeSpan s_waitLimit = TimeSpan.FromSeconds(300);
-    private readonly string _dataDirectory = Path.Combine("/tmp", "fgl-" + Guid.NewGuid().ToString("N")[..8]);
+    private readonly string _dataDirectory = QemuTestDirectories.Create("fgl");
     private readonly string _bridge = TestBridges.NewName();
     private readonly string _kernel = QemuFerryFixture.BuildTestGuest();
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Ferry.Tests.Shared;
 
 namespace Ferry.Tests.Virt.Qemu;
 
@@ -33,13 +34,8 @@ public sealed class TestGuestFixture : IAsyncLifetime
 
     public Task DisposeAsync() => Task.CompletedTask;
 
-    /// <summary>A fresh directory like /tmp/fq-1a2b3c4d.</summary>
-    public static string NewTempRoot()
-    {
-        var root = Path.Combine("/tmp", "fq-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(root);
-        return root;
-    }
+    /// <summary>A fresh directory like /tmp/fq-1a2b3c4d, owned by this test process (a later run removes it if this one is killed).</summary>
+    public static string NewTempRoot() => QemuTestDirectories.Create("fq");
 
     // Build output may live outside the repo (--artifacts-path), so also look above this source file and the working directory.
     private static string FindRepoRoot([CallerFilePath] string sourceFile = "")
