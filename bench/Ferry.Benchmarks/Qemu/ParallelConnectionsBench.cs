@@ -140,30 +140,10 @@ internal static class ParallelConnectionsBench
             var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, cell.Connections, cancellationToken);
             destDefined = true;
             var recorder = new ProgressRecorder(clock, dest);
-            await using var limit = new HarnessLimit(source, guest.Uuid, s_harnessLimit, cancellationToken);
-
-            LiveMigrationOutcome? outcome = null;
-            string? error = null;
             var startMs = clock.Elapsed.TotalMilliseconds;
-            try
-            {
-                outcome = await source.LiveMigrateAsync(guest, Plan(cell, uri), recorder, limit.Token);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                error = $"{ex.GetType().Name}: {ex.Message}";
-            }
-            var wallMs = clock.Elapsed.TotalMilliseconds - startMs;
-            await limit.DisposeAsync();
-            result = result with
-            {
-                Outcome = limit.TimedOut ? "timed out" : error is not null ? "error: " + error : outcome switch
-                {
-                    LiveMigrationOutcome.Completed => "completed",
-                    LiveMigrationOutcome.Failed => "failed",
-                    _ => "cancelled",
-                },
-            };
+            var (outcome, _, endMs) = await HarnessLimit.MigrateAsync(source, guest, Plan(cell, uri), recorder, s_harnessLimit, clock, cancellationToken);
+            var wallMs = endMs - startMs;
+            result = result with { Outcome = outcome };
             if (!result.Completed)
             {
                 return result with { TransferredBytes = recorder.Last?.MemoryProcessedBytes ?? double.NaN, Note = $"gave up after {wallMs / 1000:0.0} s" };

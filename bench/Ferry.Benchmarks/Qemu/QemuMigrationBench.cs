@@ -201,33 +201,15 @@ internal static class QemuMigrationBench
 
             // The harness's own bound, past the plan's completion timeout (1.5 × lower bound) and whatever it escalates to.
             var harnessLimit = lowerBound * 3 + TimeSpan.FromSeconds(20);
-            await using var limit = new HarnessLimit(source, guest.Uuid, harnessLimit, cancellationToken);
+            var (outcome, migrated, endMs) = await HarnessLimit.MigrateAsync(source, guest, Plan(cell, uri), recorder, harnessLimit, clock, cancellationToken);
 
-            LiveMigrationOutcome? outcome = null;
-            string? error = null;
-            try
-            {
-                outcome = await source.LiveMigrateAsync(guest, Plan(cell, uri), recorder, limit.Token);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                error = $"{ex.GetType().Name}: {ex.Message}";
-            }
-            var endMs = clock.Elapsed.TotalMilliseconds;
-            await limit.DisposeAsync();
-
-            var info = outcome == LiveMigrationOutcome.Completed ? await QueryMigrateAsync(source, guest.Uuid, cancellationToken) : null;
+            var info = migrated ? await QueryMigrateAsync(source, guest.Uuid, cancellationToken) : null;
             await follow.CancelAsync();
             await Task.WhenAll(following, monitoring);
             sourceTail.Poll();
             result = result with
             {
-                Outcome = limit.TimedOut ? "timed out" : error is not null ? "error: " + error : outcome switch
-                {
-                    LiveMigrationOutcome.Completed => "completed",
-                    LiveMigrationOutcome.Failed => "failed",
-                    _ => "cancelled",
-                },
+                Outcome = outcome,
                 Mode = monitor.Mode(recorder.PostCopyAtMs is not null),
                 DirtyDuringMiBps = cell.DirtyFraction > 0 ? sourceTail.DirtyRateMiBps(startMs, endMs) : 0,
             };
