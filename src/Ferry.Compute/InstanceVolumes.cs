@@ -116,7 +116,7 @@ public sealed class InstanceVolumes(ComputeContext context)
             var mapping = mappings[i];
             if (!mapping.HasVolume)
             {
-                var made = await Service.CreateVolumeAsync(mapping.VolumeSize ?? 1, mapping.SourceType == "image" ? mapping.ImageId : null, ct);
+                var made = await Service.CreateVolumeAsync(mapping.VolumeSize ?? 1, mapping.SourceType == "image" ? mapping.ImageId : null, instance.Uuid, ct);
                 mapping = mappings[i] = mapping with { VolumeId = made };
                 await context.UpdateInstanceAsync(new InstanceUpdateRequest { Uuid = instance.Uuid, BlockDevices = [.. mappings] }, ct);
                 await Service.WaitUntilAvailableAsync(made, s_volumePollInterval, VolumePollAttempts, context.Time, ct);

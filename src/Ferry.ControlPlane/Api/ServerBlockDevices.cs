@@ -50,7 +50,7 @@ internal static class ServerBlockDevices
         }
         var requested = items.Select(i => Item(i, hasImageRef)).ToList();
         var bootIndexes = requested.Where(r => r.BootIndex is not null).Select(r => r.BootIndex!.Value).Order().ToList();
-        if (bootIndexes.Count == 0 && !hasImageRef || !bootIndexes.SequenceEqual(Enumerable.Range(0, bootIndexes.Count)))
+        if ((bootIndexes.Count == 0 && !hasImageRef) || !bootIndexes.SequenceEqual(Enumerable.Range(0, bootIndexes.Count)))
         {
             throw new BadRequestException(Invalid + "Boot sequence for the instance and image/block device mapping combination is not valid.");
         }

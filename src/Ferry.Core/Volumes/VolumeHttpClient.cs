@@ -93,11 +93,12 @@ public sealed class VolumeHttpClient
 
     /// <summary>
     /// Creates a volume for a server's build (Nova's _prep_block_device): from the image when one is named, blank otherwise,
-    /// with no name as Nova gives it. Returns its id; the volume may still be creating (<see cref="WaitUntilAvailableAsync"/>).
+    /// named as Nova names them (no name, <c>&lt;server&gt;-blank-vol</c> for a blank one). Returns its id; the volume may still
+    /// be creating (<see cref="WaitUntilAvailableAsync"/>).
     /// </summary>
-    public async Task<string> CreateVolumeAsync(int sizeGb, string? imageId, CancellationToken cancellationToken)
+    public async Task<string> CreateVolumeAsync(int sizeGb, string? imageId, string instanceUuid, CancellationToken cancellationToken)
     {
-        var volume = new JsonObject { ["size"] = sizeGb, ["name"] = "" };
+        var volume = new JsonObject { ["size"] = sizeGb, ["name"] = imageId is null ? $"{instanceUuid}-blank-vol" : "" };
         if (imageId is not null)
         {
             volume["imageRef"] = imageId;

@@ -54,6 +54,29 @@ public sealed class BootFromVolumeTests(FerryFixture fixture) : VolumeFlowTest(f
     }
 
     [Fact]
+    public async Task Boot_ImageWithABlankDataVolume_MadeAtBuildAsVdbAndKeptAfterDelete()
+    {
+        var request = JsonNode.Parse("""
+            {"server": {"name": "blank", "imageRef": "ferry-test-guest", "flavorRef": "m1.tiny", "networks": "none", "availability_zone": "nova:compute1",
+              "block_device_mapping_v2": [{"source_type": "blank", "destination_type": "volume", "volume_size": 1, "boot_index": -1}]}}
+            """)!.AsObject();
+        var (status, body) = await Admin.PostAsync("servers", request);
+        Assert.True(status == HttpStatusCode.Accepted, body?.ToJsonString());
+        var id = body!["server"]!["id"]!.GetValue<string>();
+        var instance = await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE");
+
+        Assert.False(instance.VolumeBacked);
+        var mapping = instance.BlockDevices.Single();
+        Assert.Equal(("/dev/vdb", (int?)null), (mapping.DeviceName, mapping.BootIndex));
+        await AssertAttachedOnAsync(id, mapping.VolumeId, "compute1");
+        var volume = (await Volumes.GetVolumeAsync(mapping.VolumeId, CancellationToken.None))!;
+        Assert.Equal(($"{id}-blank-vol", false), (volume.Name, volume.Bootable));
+
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{id}")).Status);
+        await WaitForVolumeAsync(mapping.VolumeId, VolumeStatus.Available);
+    }
+
+    [Fact]
     public async Task Build_TheVolumeCannotBeMade_ServerErrorAndNothingLeft()
     {
         var volumesBefore = (await Volumes.ListVolumesAsync(null, CancellationToken.None)).Count;
