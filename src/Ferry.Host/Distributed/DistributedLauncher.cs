@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Ferry.Host.Roles;
 
 namespace Ferry.Host.Distributed;
 
@@ -196,6 +197,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
             ["FERRY_API__PLACEMENTURL"] = PlacementUrl,
             ["FERRY_API__IMAGEURL"] = ImageUrl,
             ["FERRY_API__NETWORKURL"] = NetworkUrl,
+            ["FERRY_API__VOLUMEURL"] = VolumeUrl,
         };
         if (_plan.UsesKeystone)
         {
@@ -312,6 +314,12 @@ public sealed class DistributedLauncher : IAsyncDisposable
         {
             var group = _children.Where(c => c.Name.StartsWith(prefix, StringComparison.Ordinal)).ToList();
             await Task.WhenAll(group.Select(c => c.StopAsync(TimeSpan.FromSeconds(15))));
+        }
+        if (_lab is not null)
+        {
+            // The lab's guests end with their agents, and so do the exports they opened: the api processes' storage
+            // daemon outlives them by design (guests keep their volumes across an api restart), so it is ended here.
+            await VolumeBackends.StopDaemonAsync(_plan.DataDirectory);
         }
         foreach (var child in _children)
         {

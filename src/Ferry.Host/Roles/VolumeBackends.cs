@@ -15,18 +15,21 @@ public static class VolumeBackends
     public static IVolumeBackend Create(FerryHostOptions options, ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var volumes = Path.GetFullPath(Path.Combine(options.DataDirectory, "volumes"));
         if (Resolve(options) == "file")
         {
-            return new LocalFileVolumeBackend(volumes);
+            return new LocalFileVolumeBackend(VolumesDirectory(options.DataDirectory));
         }
         return new QemuStorageDaemonBackend(new QemuStorageDaemonOptions
         {
-            VolumesDirectory = volumes,
-            RunDirectory = Path.GetFullPath(Path.Combine(options.DataDirectory, "run", "volumes")),
+            VolumesDirectory = VolumesDirectory(options.DataDirectory),
+            RunDirectory = RunDirectory(options.DataDirectory),
             ListenAddress = options.ListenAddress,
         }, loggers.CreateLogger<QemuStorageDaemonBackend>());
     }
+
+    private static string VolumesDirectory(string dataDirectory) => Path.GetFullPath(Path.Combine(dataDirectory, "volumes"));
+
+    private static string RunDirectory(string dataDirectory) => Path.GetFullPath(Path.Combine(dataDirectory, "run", "volumes"));
 
     /// <summary><c>nbd</c> or <c>file</c>: auto is nbd for QEMU hosts where qemu-storage-daemon is installed (fake guests open nothing).</summary>
     public static string Resolve(FerryHostOptions options)
@@ -42,6 +45,24 @@ public static class VolumeBackends
     private static bool OnPath(string program) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
             .Any(dir => File.Exists(Path.Combine(dir, program)));
+
+    /// <summary>
+    /// Ends the storage daemon that the api processes of <paramref name="dataDirectory"/> share, if one runs: at the stop of a
+    /// `ferry distributed` whose guests end with it, once every api process is gone (none of them owns the daemon).
+    /// </summary>
+    public static async Task StopDaemonAsync(string dataDirectory)
+    {
+        if (!Directory.Exists(RunDirectory(dataDirectory)))
+        {
+            return;
+        }
+        await using var daemon = new QemuStorageDaemonBackend(new QemuStorageDaemonOptions
+        {
+            VolumesDirectory = VolumesDirectory(dataDirectory),
+            RunDirectory = RunDirectory(dataDirectory),
+        });
+        await daemon.StopDaemonAsync(CancellationToken.None);
+    }
 
     /// <summary>Ends the storage daemon of <paramref name="backend"/>, if it has one (at a stop that ends the guests too).</summary>
     public static async Task StopAsync(IVolumeBackend? backend)
