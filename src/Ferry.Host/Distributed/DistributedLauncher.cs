@@ -211,6 +211,7 @@ public sealed class DistributedLauncher : IAsyncDisposable
             ["FERRY_API__PLACEMENTURL"] = PlacementUrl,
             ["FERRY_API__IMAGEURL"] = ImageUrl,
             ["FERRY_API__NETWORKURL"] = NetworkUrl,
+            ["FERRY_API__VOLUMEURL"] = VolumeUrl,
         };
         if (_plan.UsesKeystone)
         {

@@ -182,9 +182,10 @@ public sealed class NetnsLab : IAsyncDisposable
         await TcAsync(ns, ["class", "add", "dev", device, "parent", "1:1", "classid", "1:20", "htb", "rate", Mbit(rate * 0.9), "ceil", Mbit(rate),
             "burst", burst, "cburst", burst, "prio", "1", "quantum", "60000"], ct);
         await TcAsync(ns, ["qdisc", "add", "dev", device, "parent", "1:20", "handle", "20:", "bfifo", "limit", bulkQueueBytes], ct);
-        // The IP total length (bytes 2–3 of the header) below 512 → first; any other IP packet → bulk.
-        await TcAsync(ns, ["filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "u16", "0x0000", "0xfe00", "at", "2", "flowid", "1:10"], ct);
-        await TcAsync(ns, ["filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "2", "u32", "match", "u32", "0", "0", "flowid", "1:20"], ct);
+        // The IP total length (bytes 2–3 of the header) below 512 → first; any other IP packet → bulk. Priority 1 stays
+        // free for a blocked port (SetPortBlockedAsync), which must be matched before either.
+        await TcAsync(ns, ["filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "2", "u32", "match", "u16", "0x0000", "0xfe00", "at", "2", "flowid", "1:10"], ct);
+        await TcAsync(ns, ["filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "3", "u32", "match", "u32", "0", "0", "flowid", "1:20"], ct);
 
         static string Mbit(double mbit) => Invariant($"{mbit}mbit");
     }
@@ -203,6 +204,33 @@ public sealed class NetnsLab : IAsyncDisposable
 
     /// <summary>Takes host <paramref name="host"/>'s link down or up (its veth's root end): a cut cable.</summary>
     public Task SetLinkAsync(int host, bool up, CancellationToken ct) => IpAsync(ct, "link", "set", RootVeth(host), up ? "up" : "down");
+
+    /// <summary>
+    /// Makes host <paramref name="host"/> unable, or able again, to reach the controller's TCP port <paramref name="port"/>
+    /// only, as a firewall that drops silently would: what the controller sends from that port to the host goes into a
+    /// queue with no room on the host's link (its root end), so the host's connects go unanswered until its TCP gives up.
+    /// Every other port, the other direction's traffic to other ports and the other hosts are untouched. Needs the link
+    /// shaped with a rate (its HTB). This kernel's tc has no drop action, and a drop at the host's own end would be
+    /// reported to the sending socket at once rather than look like a dead path.
+    /// </summary>
+    public async Task SetPortBlockedAsync(int host, int port, bool blocked, CancellationToken ct)
+    {
+        var device = RootVeth(host);
+        if (!blocked)
+        {
+            await RunAsync("tc", ["filter", "del", "dev", device, "parent", "1:", "protocol", "ip", "prio", "1"], ct, ignoreFailure: true);
+            await RunAsync("tc", ["class", "del", "dev", device, "classid", BlockedClass], ct, ignoreFailure: true);
+            return;
+        }
+        await TcAsync(null, ["class", "replace", "dev", device, "parent", "1:", "classid", BlockedClass, "htb", "rate", "8kbit", "quantum", "1500"], ct);
+        await TcAsync(null, ["qdisc", "replace", "dev", device, "parent", BlockedClass, "handle", "30:", "pfifo", "limit", "0"], ct);
+        await TcAsync(null, ["filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+            "match", "ip", "protocol", "6", "0xff", "match", "ip", "src", $"{ControllerAddress}/32",
+            "match", "ip", "sport", port.ToString(CultureInfo.InvariantCulture), "0xffff", "flowid", BlockedClass], ct);
+    }
+
+    /// <summary>The HTB class of a link whose leaf holds nothing: what is sent to it is dropped.</summary>
+    private const string BlockedClass = "1:30";
 
     /// <summary>Namespaces and root devices of this lab's tag, whoever made them.</summary>
     private async Task RemoveLeftoversAsync(CancellationToken ct)

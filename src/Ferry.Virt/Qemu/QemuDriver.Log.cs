@@ -115,4 +115,7 @@ public sealed partial class QemuDriver
 
     [LoggerMessage(EventId = 7261, Level = LogLevel.Warning, Message = "announce-self for {InstanceId} failed: {Reason}")]
     private partial void LogAnnounceFailed(string instanceId, string reason);
+
+    [LoggerMessage(EventId = 7270, Level = LogLevel.Warning, Message = "Volumes {VolumeIds} of {InstanceId} cannot be opened on {HostName}: their export at {Endpoint} is not reachable ({Reason})")]
+    private partial void LogVolumeExportUnreachable(string instanceId, string volumeIds, string hostName, string endpoint, string reason);
 }

@@ -59,9 +59,13 @@ public sealed partial class QemuDriver
     private IReadOnlyList<QemuNic> Nics(GuestSpec guest) =>
         _options.Bridge is null ? [] : [.. guest.Vifs.Select(v => new QemuNic(TapName(v), v.MacAddress))];
 
-    /// <summary>Every QEMU start goes through here: the process, then its taps on the bridge; neither stays when the other fails.</summary>
+    /// <summary>
+    /// Every QEMU start goes through here: its volumes' exports checked from here, the process, then its taps on the
+    /// bridge; neither stays when the other fails.
+    /// </summary>
     private async Task<QemuProcess> StartQemuAsync(QemuLaunchSpec spec, CancellationToken cancellationToken)
     {
+        await CheckVolumeExportsAsync(spec.Uuid, spec.Volumes, cancellationToken);
         var process = await QemuProcess.StartAsync(_options.QemuBinary, spec, _options.StartTimeout, cancellationToken);
         try
         {

@@ -28,6 +28,8 @@ public sealed partial class QemuDriver
             }
             if (record.Process is { HasExited: false } process && !record.Spec.Volumes.Any(v => v.VolumeId == volume.VolumeId))
             {
+                // blockdev-add connects while QEMU holds its main loop: the guest's devices and monitor wait with it.
+                await CheckVolumeExportsAsync(uuid, [volume], cancellationToken);
                 await process.Qmp.ExecuteAsync("blockdev-add", NbdBlockdevArguments(volume), cancellationToken);
                 try
                 {
@@ -132,6 +134,32 @@ public sealed partial class QemuDriver
         var buses = await process.Qmp.ExecuteAsync("query-pci", null, cancellationToken);
         return buses.EnumerateArray().SelectMany(b => b.GetProperty("devices").EnumerateArray())
             .Any(d => d.TryGetProperty("qdev_id", out var q) && q.GetString() == id);
+    }
+
+    /// <summary>
+    /// Fails, naming the volumes and their export, when an NBD server of <paramref name="volumes"/> does not greet this host
+    /// within <see cref="QemuDriverOptions.VolumeConnectTimeout"/>: QEMU's own connect would hold its start-up (seen only as
+    /// a monitor that never opened) or its main loop until the kernel gave up. One probe per server. Skipped when QEMU runs
+    /// in a named namespace this process is not in (<see cref="QemuDriverOptions.NetworkNamespace"/>): a probe from here
+    /// would take another path than QEMU's.
+    /// </summary>
+    private async Task CheckVolumeExportsAsync(string uuid, IReadOnlyList<GuestVolume> volumes, CancellationToken cancellationToken)
+    {
+        if (_options.NetworkNamespace is not null)
+        {
+            return;
+        }
+        foreach (var server in volumes.GroupBy(v => (v.Connection.Host, v.Connection.Port)))
+        {
+            var (host, port) = server.Key;
+            if (await NbdExportProbe.ProbeAsync(host, port, _options.VolumeConnectTimeout, cancellationToken) is { } reason)
+            {
+                var endpoint = string.Create(CultureInfo.InvariantCulture, $"{host}:{port}");
+                string[] ids = [.. server.Select(v => v.VolumeId)];
+                LogVolumeExportUnreachable(uuid, string.Join(", ", ids), _options.HostName, endpoint, reason);
+                throw new VolumeExportUnreachableException(ids, endpoint, _options.HostName, reason);
+            }
+        }
     }
 
     /// <summary>The blockdev-add arguments of <see cref="QemuCommandLine.NbdBlockdev"/>.</summary>

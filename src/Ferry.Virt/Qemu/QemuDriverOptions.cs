@@ -66,6 +66,12 @@ public sealed class QemuDriverOptions
 
     public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How long a volume's NBD server may take to greet this host before a QEMU is given the volume (<see cref="NbdExportProbe"/>):
+    /// a storage path that drops packets fails the start, migration or attach in this time instead of holding QEMU.
+    /// </summary>
+    public TimeSpan VolumeConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How long the source of a cold migration serves the guest's files to the destination at most.</summary>
     public TimeSpan ResizeTransferLifetime { get; set; } = TimeSpan.FromHours(1);
 

@@ -8,12 +8,13 @@ namespace Ferry.FunctionalTests.Lab;
 /// <summary>
 /// What a lab test does through the APIs, as an operator would: boot a guest with a port and a config drive, move it
 /// and wait for the move's end, prove its memory from its console, find its QEMU processes, and at the end check that
-/// ports, taps and servers agree on every host before deleting the servers it booted.
+/// ports, taps and servers agree on every host before deleting the servers it booted and the volumes it made.
 /// </summary>
 public sealed class LabSession(NetnsLabFixture fixture) : IAsyncDisposable
 {
     private const int KibPerTick = 11; // 1 MiB/s, the test guest's rate here
     private readonly List<string> _servers = [];
+    private readonly List<string> _volumes = [];
 
     private NovaClient Admin => fixture.Admin;
 
@@ -33,35 +34,129 @@ public sealed class LabSession(NetnsLabFixture fixture) : IAsyncDisposable
             {
                 await WaitAsync(async () => (await Admin.GetAsync($"servers/{id}")).Status == HttpStatusCode.NotFound, $"{id} deleted");
             }
+            // A server's delete lets go of its volumes (they are available again); then they go too.
+            foreach (var id in _volumes)
+            {
+                await WaitAsync(async () => (string?)(await VolumeAsync(id))?["status"] is null or "available" or "error", $"volume {id} let go");
+                using var response = await fixture.Volume.DeleteAsync($"volumes/{id}");
+                Assert.True(response.StatusCode is HttpStatusCode.Accepted or HttpStatusCode.NotFound,
+                    $"volume delete: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                await WaitAsync(async () => await VolumeAsync(id) is null, $"volume {id} deleted");
+            }
         }
     }
 
-    public async Task<(string Id, IPAddress Address)> BootAsync(string host, int regionMib = QemuTestGuest.DefaultRegionMib)
+    public Task<(string Id, IPAddress Address)> BootAsync(string host, int regionMib = QemuTestGuest.DefaultRegionMib) =>
+        BootAsync(host, regionMib, rootVolume: null);
+
+    /// <summary>A guest booted from a new volume made from the test image: its root disk is the storage daemon's export (/dev/vda).</summary>
+    public async Task<(string Id, IPAddress Address, string VolumeId)> BootFromVolumeAsync(string host, int regionMib = QemuTestGuest.DefaultRegionMib)
     {
-        var (status, body) = await Admin.PostAsync("servers", new JsonObject
+        var volumeId = await CreateVolumeAsync(Ferry.Host.Seed.TestImageId);
+        var (id, address) = await BootAsync(host, regionMib, volumeId);
+        return (id, address, volumeId);
+    }
+
+    private async Task<(string Id, IPAddress Address)> BootAsync(string host, int regionMib, string? rootVolume)
+    {
+        var server = new JsonObject
         {
-            ["server"] = new JsonObject
+            ["name"] = "lab",
+            ["imageRef"] = rootVolume is null ? "ferry-test-guest" : "",
+            ["flavorRef"] = "m1.nano",
+            ["networks"] = "auto",
+            ["config_drive"] = true,
+            ["availability_zone"] = $"nova:{host}",
+            ["metadata"] = new JsonObject
             {
-                ["name"] = "lab",
-                ["imageRef"] = "ferry-test-guest",
-                ["flavorRef"] = "m1.nano",
-                ["networks"] = "auto",
-                ["config_drive"] = true,
-                ["availability_zone"] = $"nova:{host}",
-                ["metadata"] = new JsonObject
-                {
-                    [QemuTestGuest.DirtyRateMetadataKey] = "1",
-                    [QemuTestGuest.RegionMetadataKey] = regionMib.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                },
+                [QemuTestGuest.DirtyRateMetadataKey] = "1",
+                [QemuTestGuest.RegionMetadataKey] = regionMib.ToString(System.Globalization.CultureInfo.InvariantCulture),
             },
-        });
+        };
+        if (rootVolume is not null)
+        {
+            server["block_device_mapping_v2"] = new JsonArray(new JsonObject
+            {
+                ["boot_index"] = 0,
+                ["uuid"] = rootVolume,
+                ["source_type"] = "volume",
+                ["destination_type"] = "volume",
+            });
+        }
+        var (status, body) = await Admin.PostAsync("servers", new JsonObject { ["server"] = server });
         Assert.True(status == HttpStatusCode.Accepted, $"boot: {(int)status} {body?.ToJsonString()}");
         var id = (string)body!["server"]!["id"]!;
         _servers.Add(id);
-        var server = await WaitForServerAsync(id, s => (string?)s["status"] == "ACTIVE" && TaskState(s) is null, "ACTIVE after boot", TimeSpan.FromMinutes(2));
-        var address = (string)server["addresses"]!["private"]![0]!["addr"]!;
+        var booted = await WaitForServerAsync(id, s => (string?)s["status"] is "ACTIVE" or "ERROR" && TaskState(s) is null, "ACTIVE after boot", TimeSpan.FromMinutes(2));
+        Assert.True((string?)booted["status"] == "ACTIVE", $"boot: {booted.ToJsonString()}");
+        var address = (string)booted["addresses"]!["private"]![0]!["addr"]!;
         return (id, IPAddress.Parse(address));
     }
+
+    /// <summary>A 1 GiB volume (made from <paramref name="imageRef"/>, or blank), once it is available; deleted at the end.</summary>
+    public async Task<string> CreateVolumeAsync(string? imageRef = null)
+    {
+        var volume = new JsonObject { ["size"] = 1, ["name"] = "lab" };
+        if (imageRef is not null)
+        {
+            volume["imageRef"] = imageRef;
+        }
+        using var response = await fixture.Volume.PostAsync("volumes", JsonContent(new JsonObject { ["volume"] = volume }));
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, $"volume create: {(int)response.StatusCode} {text}");
+        var id = (string)JsonNode.Parse(text)!["volume"]!["id"]!;
+        _volumes.Add(id);
+        JsonNode? last = null;
+        await WaitAsync(async () => (string?)(last = await VolumeAsync(id))?["status"] == "available", () => $"volume {id} available ({last?.ToJsonString()})", TimeSpan.FromMinutes(2));
+        return id;
+    }
+
+    /// <summary>The volume as the volume API shows it to an admin (its attachments with their hosts), or null when it is gone.</summary>
+    public async Task<JsonNode?> VolumeAsync(string volumeId)
+    {
+        using var response = await fixture.Volume.GetAsync($"volumes/{volumeId}");
+        var text = await response.Content.ReadAsStringAsync();
+        if (response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"volume {volumeId}: {(int)response.StatusCode} {text}");
+        return JsonNode.Parse(text)!["volume"];
+    }
+
+    /// <summary>Every attachment of the volume, whatever its status, with its connection info.</summary>
+    public async Task<List<JsonNode>> AttachmentsAsync(string volumeId)
+    {
+        var text = await fixture.Volume.GetStringAsync($"attachments/detail?volume_id={volumeId}");
+        return [.. JsonNode.Parse(text)!["attachments"]!.AsArray().Select(a => a!)];
+    }
+
+    /// <summary>Attaches the volume through the compute API (os-volume_attachments) and waits until it is in-use.</summary>
+    public async Task AttachVolumeAsync(string serverId, string volumeId)
+    {
+        var (status, body) = await Admin.PostAsync($"servers/{serverId}/os-volume_attachments",
+            new JsonObject { ["volumeAttachment"] = new JsonObject { ["volumeId"] = volumeId } });
+        Assert.True(status == HttpStatusCode.OK, $"attach: {(int)status} {body?.ToJsonString()}");
+        JsonNode? last = null;
+        await WaitAsync(async () => (string?)(last = await VolumeAsync(volumeId))?["status"] == "in-use", () => $"volume {volumeId} in-use ({last?.ToJsonString()})");
+    }
+
+    /// <summary>The volume is in-use by the server through exactly one attachment, attached, of <paramref name="host"/>.</summary>
+    public async Task AssertAttachedOnlyOnAsync(string volumeId, string serverId, string host)
+    {
+        JsonNode? volume = null;
+        List<JsonNode> attachments = [];
+        await WaitAsync(async () =>
+        {
+            volume = await VolumeAsync(volumeId);
+            attachments = await AttachmentsAsync(volumeId);
+            return (string?)volume?["status"] == "in-use" && attachments.Count == 1 && (string?)attachments[0]["status"] == "attached"
+                && volume!["attachments"]!.AsArray() is [{ } seen] && (string?)seen["host_name"] == host && (string?)seen["server_id"] == serverId;
+        }, () => $"volume {volumeId} in-use by {serverId} on {host} only (volume: {volume?.ToJsonString()}; attachments: {string.Join(", ", attachments.Select(a => a.ToJsonString()))})",
+            TimeSpan.FromSeconds(30));
+    }
+
+    private static StringContent JsonContent(JsonNode body) => new(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json");
 
     /// <summary>Starts a move and waits for its migration record to reach a final status (or <c>finished</c> for a resize), and the task to clear.</summary>
     public async Task<JsonNode> MoveAsync(string id, JsonObject action, HttpStatusCode expected = HttpStatusCode.Accepted)

@@ -41,6 +41,9 @@ public class NetnsLabFixture : IAsyncLifetime
 
     public HttpClient Network { get; private set; } = null!;
 
+    /// <summary>The volume API (Cinder v3, project-less paths, as admin): volumes and their attachments.</summary>
+    public HttpClient Volume { get; private set; } = null!;
+
     public async Task InitializeAsync()
     {
         await RemoveKilledRunsAsync();
@@ -76,6 +79,9 @@ public class NetnsLabFixture : IAsyncLifetime
         Placement.DefaultRequestHeaders.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         Network = new HttpClient { BaseAddress = new Uri(_launcher.NetworkUrl + "/v2.0/"), Timeout = TimeSpan.FromSeconds(30) };
         Network.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin");
+        Volume = new HttpClient { BaseAddress = new Uri(_launcher.VolumeUrl + "/v3/"), Timeout = TimeSpan.FromSeconds(30) };
+        Volume.DefaultRequestHeaders.Add("X-Auth-Token", "admin:admin");
+        Volume.DefaultRequestHeaders.Add("OpenStack-API-Version", "volume 3.44");
     }
 
     /// <summary>
@@ -208,9 +214,30 @@ public class NetnsLabFixture : IAsyncLifetime
     {
         Placement?.Dispose();
         Network?.Dispose();
+        Volume?.Dispose();
         if (_launcher is not null)
         {
             await _launcher.DisposeAsync();
+        }
+        // Whatever the lab started must end with it (QEMUs, the volumes' storage daemon): a survivor fails the class.
+        // (Given 10 s: the database and the broker may still be on their way out.)
+        var survivors = ProcessesNaming(DataDirectory);
+        for (var waited = 0; survivors.Count > 0 && waited < 100; waited++)
+        {
+            await Task.Delay(100);
+            survivors = ProcessesNaming(DataDirectory);
+        }
+        foreach (var (pid, _) in survivors)
+        {
+            try
+            {
+                using var process = Process.GetProcessById(pid);
+                process.Kill();
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+            {
+                // Ended meanwhile.
+            }
         }
         try
         {
@@ -219,6 +246,36 @@ public class NetnsLabFixture : IAsyncLifetime
         catch (IOException)
         {
         }
+        if (survivors.Count > 0)
+        {
+            throw new InvalidOperationException($"the lab's processes outlived it (killed now): {string.Join("; ", survivors.Select(s => $"{s.Pid} {s.CommandLine}"))}");
+        }
+    }
+
+    /// <summary>Live processes whose command line names <paramref name="path"/>.</summary>
+    private static List<(int Pid, string CommandLine)> ProcessesNaming(string path)
+    {
+        var found = new List<(int, string)>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), CultureInfo.InvariantCulture, out var pid) || pid == Environment.ProcessId)
+            {
+                continue;
+            }
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                if (cmdline.Contains(path, StringComparison.Ordinal) && !File.ReadAllText(Path.Combine(dir, "stat")).Split(' ')[2].Equals("Z", StringComparison.Ordinal))
+                {
+                    found.Add((pid, cmdline.Replace('\0', ' ').Trim()));
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Ended while it was read, or not ours to read.
+            }
+        }
+        return found;
     }
 }
 

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using Ferry.Host.Distributed;
 
 namespace Ferry.Tests.Host;
@@ -70,6 +72,31 @@ public sealed class NetnsLabTests : IDisposable
         }
         Assert.Empty(Namespaces(crashed.Tag));
     }
+
+    [Fact]
+    public async Task SetPortBlockedAsync_OnePortOfOneHost_ThatConnectGoesUnansweredUntilUnblocked()
+    {
+        await using var lab = await NetnsLab.CreateAsync(_dataDirectory, hosts: 2, bandwidthMbit: 100, latencyMs: null, guestGateway: null, CancellationToken.None);
+        using var blocked = new TcpListener(IPAddress.Parse(lab.ControllerAddress), 0);
+        using var open = new TcpListener(IPAddress.Parse(lab.ControllerAddress), 0);
+        blocked.Start();
+        open.Start();
+        var port = ((IPEndPoint)blocked.LocalEndpoint).Port;
+
+        await lab.SetPortBlockedAsync(1, port, blocked: true, CancellationToken.None);
+
+        // timeout(1) exits 124: the connect was never answered (a refusal would exit 1 at once).
+        Assert.Equal(124, Connect(lab, 1, port));
+        Assert.Equal(0, Connect(lab, 1, ((IPEndPoint)open.LocalEndpoint).Port));
+        Assert.Equal(0, Connect(lab, 2, port));
+        await lab.SetPortBlockedAsync(1, port, blocked: false, CancellationToken.None);
+        Assert.Equal(0, Connect(lab, 1, port));
+        Assert.DoesNotContain("1:30", Run("tc", "class", "show", "dev", $"fl{lab.Tag}v1").Output, StringComparison.Ordinal);
+    }
+
+    /// <summary>A TCP connect from the host's namespace to the controller's port, given 3 s: the exit code of timeout(1).</summary>
+    private static int Connect(NetnsLab lab, int host, int port) =>
+        Run("ip", "netns", "exec", lab.Namespace(host), "timeout", "3", "bash", "-c", $"exec 3<>/dev/tcp/{lab.ControllerAddress}/{port}").ExitCode;
 
     private static List<string> Namespaces(string tag) =>
         Directory.Exists("/run/netns") ? [.. Directory.EnumerateFiles("/run/netns").Select(Path.GetFileName).Where(n => n!.StartsWith($"ferry-{tag}-", StringComparison.Ordinal)).Order()!] : [];

@@ -77,7 +77,48 @@ public sealed class QemuVolumeTests(TestGuestFixture fixture) : QemuDriverTest(T
         Pids.Add((driver.GetProcessId(guest.Uuid)!.Value, guest.Uuid));
     }
 
-    private QemuDriver NewDriver()
+    /// <summary>
+    /// The storage path drops or holds the connection (here: a server that accepts and never greets, as QEMU's own connect
+    /// would wait on it): a running guest is not held while QEMU tries, the attach fails naming the volume and its export.
+    /// </summary>
+    [Fact]
+    public async Task AttachVolumeAsync_ExportNeverGreets_FailsNamingTheExportAndTheGuestRunsOn()
+    {
+        using var silent = SilentServer.Start();
+        var driver = NewDriver(volumeConnectTimeout: TimeSpan.FromSeconds(1));
+        var guest = Guest();
+        await SpawnAsync(driver, guest);
+
+        var failure = await Assert.ThrowsAsync<VolumeExportUnreachableException>(() =>
+            driver.AttachVolumeAsync(guest.Uuid, new GuestVolume("s", "/dev/vdb", silent.Connection), Ct));
+
+        Assert.Equal($"Volume s cannot be opened on qemu-test: the export at 127.0.0.1:{silent.Connection.Port} is not reachable from there (no answer within 1 s).", failure.Message);
+        Assert.Empty(await driver.OpenVolumeNodesAsync(guest.Uuid, Ct));
+        Assert.Equal(GuestPowerState.Running, driver.GetGuest(guest.Uuid)!.PowerState);
+    }
+
+    /// <summary>
+    /// A migration's destination that cannot reach the volume's export refuses the guest in pre_live_migration, in the
+    /// probe's time rather than QEMU's (its incoming process would wait on the connect before opening its monitor), and
+    /// keeps nothing of it.
+    /// </summary>
+    [Fact]
+    public async Task PreLiveMigrationAsync_RootVolumeExportNeverGreets_FailsNamingTheExportAndLeavesNothing()
+    {
+        using var silent = SilentServer.Start();
+        var driver = NewDriver(volumeConnectTimeout: TimeSpan.FromSeconds(1));
+        await driver.InitHostAsync(Ct);
+        var guest = Guest() with { VolumeBacked = true, Volumes = [new GuestVolume("root", "/dev/vda", silent.Connection, BootIndex: 0)] };
+
+        var failure = await Assert.ThrowsAsync<VolumeExportUnreachableException>(() =>
+            driver.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, parallelConnections: 1, Ct));
+
+        Assert.Contains($"the export at 127.0.0.1:{silent.Connection.Port} is not reachable", failure.Message, StringComparison.Ordinal);
+        Assert.Null(driver.GetGuest(guest.Uuid));
+        Assert.False(Directory.Exists(driver.InstanceDirectory(guest.Uuid)), "the destination kept the guest's directory");
+    }
+
+    private QemuDriver NewDriver(TimeSpan? volumeConnectTimeout = null)
     {
         var driver = new QemuDriver(new QemuDriverOptions
         {
@@ -86,6 +127,7 @@ public sealed class QemuVolumeTests(TestGuestFixture fixture) : QemuDriverTest(T
             TestGuestKernelPath = fixture.KernelPath,
             Accel = "auto",
             KillGuestsOnDispose = true,
+            VolumeConnectTimeout = volumeConnectTimeout ?? TimeSpan.FromSeconds(10),
         });
         Drivers.Add(driver);
         return driver;
@@ -142,6 +184,51 @@ public sealed class QemuVolumeTests(TestGuestFixture fixture) : QemuDriverTest(T
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>A TCP server on loopback that accepts every connection and never says a word (no NBD greeting).</summary>
+    private sealed class SilentServer : IDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly List<TcpClient> _accepted = [];
+
+        public VolumeConnectionInfo Connection => new() { Host = "127.0.0.1", Port = ((IPEndPoint)_listener.LocalEndpoint).Port, Export = "volume-silent" };
+
+        public static SilentServer Start()
+        {
+            var server = new SilentServer();
+            server._listener.Start();
+            _ = server.AcceptAsync();
+            return server;
+        }
+
+        private async Task AcceptAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await _listener.AcceptTcpClientAsync();
+                    lock (_accepted)
+                    {
+                        _accepted.Add(client);
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // stopped
+            }
+        }
+
+        public void Dispose()
+        {
+            _listener.Stop();
+            lock (_accepted)
+            {
+                _accepted.ForEach(c => c.Dispose());
+            }
+        }
     }
 
     /// <summary>A 1 MiB raw file filled with one byte, exported over NBD by qemu-nbd on loopback to any number of clients.</summary>
