@@ -113,7 +113,10 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             // 20 s; a listener whose declare timed out starts over on a new channel, adding to the work that made it late.
             // A broker that is gone is found by the connection's heartbeat, not by this.
             ContinuationTimeout = TimeSpan.FromMinutes(2),
-            RequestedConnectionTimeout = _options.UnavailableWait,
+            // Every try of the connection's recovery connects with this timeout, not with UnavailableWait (how long a caller
+            // waits): a broker that is down refuses at once anyway, while a process too loaded to run a connect's completion
+            // within UnavailableWait (2 s in the tests) timed out against a broker that was back, try after try.
+            RequestedConnectionTimeout = ConnectionFactory.DefaultConnectionTimeout,
             ClientProvidedName = $"ferry {Environment.MachineName} {Environment.ProcessId}",
         };
         IConnection connection;
