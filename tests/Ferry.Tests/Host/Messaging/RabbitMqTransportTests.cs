@@ -193,6 +193,28 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     }
 
     [Fact]
+    public async Task Handshake_ClientSlowerThanRabbitMqsDefault10s_BrokerKeepsTheConnection()
+    {
+        // A loaded client process answers connection.start late. RabbitMQ's default closes the connection 10 s after its
+        // accept, which made every reconnection of a test run on a busy 2-core machine start over until none got through.
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(System.Net.IPAddress.Loopback, broker.Port);
+        var stream = client.GetStream();
+        await stream.WriteAsync("AMQP\0\0\u0009\u0001"u8.ToArray());
+        var buffer = new byte[4096];
+        Assert.True(await stream.ReadAsync(buffer).AsTask().WaitAsync(s_long) > 0, "no connection.start");
+
+        await Task.Delay(TimeSpan.FromSeconds(12));
+
+        // Still open: a read waits for the client's next frame instead of ending (0 bytes) or failing (reset).
+        var next = stream.ReadAsync(buffer).AsTask();
+        await Task.WhenAny(next, Task.Delay(TimeSpan.FromSeconds(1)));
+        Assert.False(next.IsCompleted, "the broker closed the connection 12 s into its handshake (handshake_timeout)");
+        client.Dispose();
+        await next.ContinueWith(_ => { }, TaskScheduler.Default);
+    }
+
+    [Fact]
     public async Task Listen_MoreLongHandlersThanOldPrefetchEachCallingItsOwnTopic_AllRunAtOnceAndComplete()
     {
         // 240 moves at once on 20 hosts: every conductor slot held by a live_migrate_instance waiting on a compute that
