@@ -47,6 +47,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     private Link? _link;
     private IDisposable? _health;
     private volatile bool _recovering;
+    private string? _lastRecoveryError; // of the reconnection going on: each reason is logged once, not at every try
     private TaskCompletionSource _recovered = new(TaskCreationOptions.RunContinuationsAsynchronously); // completed at each recovery, then replaced
     private volatile bool _disposed;
 
@@ -144,6 +145,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             consumer.ReceivedAsync += OnReplyAsync;
             await replies.BasicConsumeAsync(replyQueue, autoAck: true, consumer, cancellationToken);
             connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
+            connection.ConnectionRecoveryErrorAsync += OnConnectionRecoveryErrorAsync;
             connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
             _link = new Link(connection, publish, calls, replies, replyQueue);
             // ferry.bus.up{transport="rabbitmq"} reads the connection at every scrape: 0 from its loss until its recovery.
@@ -416,9 +418,20 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         return Task.CompletedTask;
     }
 
+    private Task OnConnectionRecoveryErrorAsync(object sender, ConnectionRecoveryErrorEventArgs args)
+    {
+        var reason = Innermost(args.Exception).Message;
+        if (Interlocked.Exchange(ref _lastRecoveryError, reason) != reason)
+        {
+            Log.ReconnectFailed(_logger, _endpoint.Display, reason);
+        }
+        return Task.CompletedTask;
+    }
+
     private Task OnRecoverySucceededAsync(object sender, AsyncEventArgs args)
     {
         _recovering = false;
+        _lastRecoveryError = null;
         _declaredTopics.Clear();
         Log.ConnectionRecovered(_logger, _endpoint.Display);
         Interlocked.Exchange(ref _recovered, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();

@@ -190,6 +190,8 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
         }
 
         Assert.Equal("back", Text(await CallOnceRecoveredAsync(transport, "conductor", "back")));
+        // Every try while it was down was refused: the reason is logged once, not at each try (every 500 ms here).
+        Assert.Single(LoggedMessages, m => m == $"Reconnecting to the message broker at {transport.BrokerDisplay} failed (Connection refused); trying again");
     }
 
     [Fact]
