@@ -54,21 +54,43 @@ public sealed class RabbitMqTransportTests(RabbitMqServer broker) : RpcTransport
     }
 
     /// <summary>
-    /// Calls until one succeeds: after a restart the client reconnects on its own, within a few recovery intervals. The
-    /// bound is a minute: on a loaded 2-core machine the broker's own start took most of the 30 s this had (one CI run).
+    /// Calls until one succeeds, for at most a minute after the broker accepts connections again. Idle, the client is back
+    /// within a few recovery intervals; in a process whose thread pool runs work seconds late (a loaded 2-core machine) one
+    /// reconnection, its AMQP handshake and then the topology's round trips, took 35–55 s.
     /// </summary>
-    private static async Task<byte[]> CallOnceRecoveredAsync(IRpcTransport transport, string topic, string payload)
+    private async Task<byte[]> CallOnceRecoveredAsync(IRpcTransport transport, string topic, string payload)
     {
+        var waited = Stopwatch.StartNew();
         using var give = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        string? unavailable = null;
         while (true)
         {
             try
             {
                 return await transport.CallAsync(topic, "ping", Bytes(payload), TimeSpan.FromSeconds(10), give.Token);
             }
-            catch (RpcUnavailableException) when (!give.IsCancellationRequested)
+            catch (RpcUnavailableException ex) when (!give.IsCancellationRequested)
             {
+                unavailable = ex.Message;
             }
+            catch (Exception ex) when (give.IsCancellationRequested && ex is OperationCanceledException or RpcUnavailableException)
+            {
+                Assert.Fail($"No call on {topic} got through in {waited.Elapsed.TotalSeconds:F0} s after the broker was back (last: " +
+                    $"{unavailable ?? "none"}); broker log: {BrokerLogTail()}");
+            }
+        }
+    }
+
+    /// <summary>The node's last log lines (a reconnection it closed shows there, e.g. <c>handshake_timeout</c>).</summary>
+    private string BrokerLogTail()
+    {
+        try
+        {
+            return Tail(File.ReadAllText(Path.Combine(broker.Directory, "log", $"{broker.NodeName}.log")));
+        }
+        catch (IOException ex)
+        {
+            return ex.Message;
         }
     }
 
