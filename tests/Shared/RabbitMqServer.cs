@@ -37,8 +37,7 @@ public sealed class RabbitMqServer : IAsyncLifetime
     public async Task InitializeAsync()
     {
         CleanStaleNodes();
-        System.IO.Directory.CreateDirectory(Directory);
-        await File.WriteAllTextAsync(Path.Combine(Directory, "owner.pid"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        CreateWhole(Directory, new Dictionary<string, string> { ["owner.pid"] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         // A start or restart on a loaded 2-core machine (a full test run) can take a minute or more; the default bound is 90 s.
         _node = await LocalRabbitMq.StartAsync(Directory, port: 0, NodeName, startTimeout: TimeSpan.FromMinutes(5));
         AppDomain.CurrentDomain.ProcessExit += (_, _) => LocalRabbitMq.KillLeftover(Directory);
@@ -97,6 +96,22 @@ public sealed class RabbitMqServer : IAsyncLifetime
     }
 
     public string Output() => _node?.Output() ?? "";
+
+    /// <summary>
+    /// Creates <paramref name="directory"/> with its <paramref name="files"/> already in it (written aside, then renamed):
+    /// a <see cref="CleanStaleNodes"/> running meanwhile, in this test process or another one, never finds it without its
+    /// owner.pid, which it takes for a dead run's (it removed a directory between its creation and that file's write).
+    /// </summary>
+    internal static void CreateWhole(string directory, IReadOnlyDictionary<string, string> files)
+    {
+        var aside = Path.Combine(Path.GetTempPath(), $"ferry-staging-{Guid.NewGuid():N}");
+        System.IO.Directory.CreateDirectory(aside);
+        foreach (var (name, text) in files)
+        {
+            File.WriteAllText(Path.Combine(aside, name), text);
+        }
+        System.IO.Directory.Move(aside, directory);
+    }
 
     /// <summary>Kills the nodes and deletes the dirs of earlier runs whose test process is dead.</summary>
     internal static void CleanStaleNodes()

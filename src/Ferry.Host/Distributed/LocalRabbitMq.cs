@@ -63,8 +63,16 @@ public sealed class LocalRabbitMq : IAsyncDisposable
         System.IO.Directory.CreateDirectory(Path.Combine(directory, "log"));
         KillLeftover(directory);
         await File.WriteAllTextAsync(Path.Combine(directory, "enabled_plugins"), "[].\n");
+        // RabbitMQ closes a connection whose AMQP handshake is not over 10 s after its accept. A client process loaded
+        // enough to take longer (a test run on a busy 2-core machine) had each reconnection closed that way and started
+        // over, never getting through while the load lasted: a slow handshake gets a minute here to finish.
+        var config = "handshake_timeout = 60000\n";
         // RabbitMQ lets its guest user in from loopback only; a lab's agents come from their namespaces' addresses.
-        await File.WriteAllTextAsync(Path.Combine(directory, "rabbitmq.conf"), address == "127.0.0.1" ? "" : "loopback_users = none\n");
+        if (address != "127.0.0.1")
+        {
+            config += "loopback_users = none\n";
+        }
+        await File.WriteAllTextAsync(Path.Combine(directory, "rabbitmq.conf"), config);
         // The node name stays with the directory: RabbitMQ keeps its database per node name.
         var nameFile = Path.Combine(directory, "node-name");
         nodeName ??= File.Exists(nameFile) ? (await File.ReadAllTextAsync(nameFile)).Trim() : $"ferry-{Guid.NewGuid().ToString("N")[..8]}@localhost";

@@ -41,5 +41,8 @@ public sealed partial class RabbitMqTransport
 
         [LoggerMessage(EventId = 132, Level = LogLevel.Information, Message = "{Method} on {Topic} (message {MessageId}) sent again: the connection recovered while its reply was awaited")]
         public static partial void CallResent(ILogger logger, string method, string topic, string messageId);
+
+        [LoggerMessage(EventId = 133, Level = LogLevel.Warning, Message = "Reconnecting to the message broker at {Broker} failed ({Reason}); trying again")]
+        public static partial void ReconnectFailed(ILogger logger, string broker, string reason);
     }
 }

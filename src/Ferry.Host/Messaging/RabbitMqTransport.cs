@@ -47,6 +47,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
     private Link? _link;
     private IDisposable? _health;
     private volatile bool _recovering;
+    private string? _lastRecoveryError; // of the reconnection going on: each reason is logged once, not at every try
     private TaskCompletionSource _recovered = new(TaskCreationOptions.RunContinuationsAsynchronously); // completed at each recovery, then replaced
     private volatile bool _disposed;
 
@@ -113,7 +114,10 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             // 20 s; a listener whose declare timed out starts over on a new channel, adding to the work that made it late.
             // A broker that is gone is found by the connection's heartbeat, not by this.
             ContinuationTimeout = TimeSpan.FromMinutes(2),
-            RequestedConnectionTimeout = _options.UnavailableWait,
+            // Every try of the connection's recovery connects with this timeout, not with UnavailableWait (how long a caller
+            // waits): a broker that is down refuses at once anyway, while a process too loaded to run a connect's completion
+            // within UnavailableWait (2 s in the tests) timed out against a broker that was back, try after try.
+            RequestedConnectionTimeout = ConnectionFactory.DefaultConnectionTimeout,
             ClientProvidedName = $"ferry {Environment.MachineName} {Environment.ProcessId}",
         };
         IConnection connection;
@@ -141,6 +145,7 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
             consumer.ReceivedAsync += OnReplyAsync;
             await replies.BasicConsumeAsync(replyQueue, autoAck: true, consumer, cancellationToken);
             connection.ConnectionShutdownAsync += OnConnectionShutdownAsync;
+            connection.ConnectionRecoveryErrorAsync += OnConnectionRecoveryErrorAsync;
             connection.RecoverySucceededAsync += OnRecoverySucceededAsync;
             _link = new Link(connection, publish, calls, replies, replyQueue);
             // ferry.bus.up{transport="rabbitmq"} reads the connection at every scrape: 0 from its loss until its recovery.
@@ -413,9 +418,20 @@ public sealed partial class RabbitMqTransport : IRpcTransport, IAsyncDisposable
         return Task.CompletedTask;
     }
 
+    private Task OnConnectionRecoveryErrorAsync(object sender, ConnectionRecoveryErrorEventArgs args)
+    {
+        var reason = Innermost(args.Exception).Message;
+        if (Interlocked.Exchange(ref _lastRecoveryError, reason) != reason)
+        {
+            Log.ReconnectFailed(_logger, _endpoint.Display, reason);
+        }
+        return Task.CompletedTask;
+    }
+
     private Task OnRecoverySucceededAsync(object sender, AsyncEventArgs args)
     {
         _recovering = false;
+        _lastRecoveryError = null;
         _declaredTopics.Clear();
         Log.ConnectionRecovered(_logger, _endpoint.Display);
         Interlocked.Exchange(ref _recovered, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();

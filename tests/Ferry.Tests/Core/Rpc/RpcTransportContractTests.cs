@@ -24,6 +24,9 @@ public abstract class RpcTransportContractTests : IAsyncLifetime
     /// <summary>The factory the transports log through: its lines keep their scopes, for the tests to read.</summary>
     protected ILoggerFactory LoggerFactory { get; }
 
+    /// <summary>What the transports and handlers logged so far, in order.</summary>
+    protected IEnumerable<string> LoggedMessages => _logs.Lines.Select(l => l.Message);
+
     /// <summary>A transport on the same bus as every other one this test made (a new client of the broker, or the one in-process bus).</summary>
     protected abstract Task<IRpcTransport> ConnectAsync();
 

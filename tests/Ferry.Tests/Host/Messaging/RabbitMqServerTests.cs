@@ -16,10 +16,13 @@ public sealed class RabbitMqServerTests
         var live = Path.Combine(Path.GetTempPath(), $"ferry-rabbit-{Environment.ProcessId}-{Guid.NewGuid():N}");
         foreach (var (dir, owner) in new[] { (stale, gone.Id), (live, Environment.ProcessId) })
         {
-            Directory.CreateDirectory(Path.Combine(dir, "mnesia"));
-            await File.WriteAllTextAsync(Path.Combine(dir, "owner.pid"), owner.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            // The node's pid file names a live process that is not a node of that dir: it must not be killed.
-            await File.WriteAllTextAsync(Path.Combine(dir, "pid"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            // Whole at once: the broker fixture's own clean-up may run meanwhile, and take the stale one already.
+            RabbitMqServer.CreateWhole(dir, new Dictionary<string, string>
+            {
+                ["owner.pid"] = owner.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                // The node's pid file names a live process that is not a node of that dir: it must not be killed.
+                ["pid"] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            });
         }
         try
         {
