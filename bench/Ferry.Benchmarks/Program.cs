@@ -58,9 +58,10 @@ var qemu = new Command("qemu", "Real QEMU live migrations between two local QEMU
     qemuJson, quick, png, statusTicks, qemuOnly, parallel, volumes, repeat, dataMib,
 };
 var netJson = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
+var netOnly = new Option<string>("--only") { Description = "Run only these cells, comma-separated (1000M-converging, 1000M-hot, 100M-converging, 100M-hot).", HelpName = "CELLS" };
 var net = new Command("net", "The network blackout of live migrations between two namespace hosts over links shaped to 1 Gbit/s and 100 Mbit/s (root; results in BENCHMARKS.md).")
 {
-    netJson,
+    netJson, netOnly,
 };
 var bdn = new Command("bdn", "BenchmarkDotNet (select_destinations at 1,000 hosts); further arguments go to BenchmarkDotNet.")
 {
@@ -104,7 +105,7 @@ if (parsed.CommandResult.Command == bdn)
 }
 if (parsed.CommandResult.Command == net)
 {
-    return await Ferry.Benchmarks.Qemu.NetworkBlackoutBench.RunAsync(parsed.GetValue(netJson));
+    return await Ferry.Benchmarks.Qemu.NetworkBlackoutBench.RunAsync(parsed.GetValue(netJson), parsed.GetValue(netOnly));
 }
 if (parsed.CommandResult.Command == qemu)
 {

@@ -24,6 +24,9 @@ internal static class NetworkBlackoutBench
     private const string GuestAddress = "192.168.233.50";
     private static readonly TimeSpan s_probeInterval = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>How long the guest is probed before it moves, for the baseline gap.</summary>
+    private static readonly TimeSpan s_baseline = TimeSpan.FromSeconds(3);
+
     private static void Log(string line) => Console.Error.WriteLine($"[bench net {DateTime.Now:HH:mm:ss}] {line}");
 
     internal sealed record Cell(double LinkMbit, string Guest, double DirtyMiBps)
@@ -34,12 +37,25 @@ internal static class NetworkBlackoutBench
         public double BoundSeconds => RamMib * 1024 * 1024 * 8 / (LinkMbit * 1_000_000);
     }
 
-    internal sealed record CellResult(Cell Cell, string Outcome, double TotalMs, double DowntimeMs, double BlackoutMs, long Probes, long Answers, string Note)
+    /// <summary>
+    /// The prober's gaps beside the blackout (the longest gap from the migration's start until the destination answers):
+    /// the one across the switch-over (QEMU's stop-and-copy and the destination's first answers), the longest one that
+    /// ended before the stop (the guest running but not answering: throttled, or its vCPU not scheduled on a busy
+    /// machine), and the longest one in the same guest's <see cref="s_baseline"/> before the migration (what this
+    /// machine's load does to a guest that does not move).
+    /// </summary>
+    internal sealed record Gaps(double SwitchOverMs, double BeforeStopMs, double BaselineMs, long MaxThrottlePercent)
+    {
+        public static readonly Gaps None = new(double.NaN, double.NaN, double.NaN, 0);
+    }
+
+    internal sealed record CellResult(Cell Cell, string Outcome, double TotalMs, double DowntimeMs, double BlackoutMs, long Probes, long Answers, string Note,
+        Gaps? Gaps = null)
     {
         public double Ratio => TotalMs / 1000 / Cell.BoundSeconds;
     }
 
-    public static async Task<int> RunAsync(bool json)
+    public static async Task<int> RunAsync(bool json, string? only = null)
     {
         if (NetnsLab.Unavailable() is { } missing)
         {
@@ -52,6 +68,11 @@ internal static class NetworkBlackoutBench
         var total = Stopwatch.StartNew();
         // A converging guest (1 MiB/s) and a hot one, dirtying well over half of what the slower link carries.
         Cell[] cells = [new(1000, "converging", 1), new(1000, "hot", 24), new(100, "converging", 1), new(100, "hot", 8)];
+        if (only is not null)
+        {
+            var wanted = only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            cells = cells.Where(c => wanted.Contains(c.Key, StringComparer.OrdinalIgnoreCase)).ToArray();
+        }
         var results = new List<CellResult>();
         foreach (var cell in cells)
         {
@@ -82,14 +103,22 @@ internal static class NetworkBlackoutBench
             await source.SpawnAsync(guest, reuseDisks: false, cancellationToken);
             await using var prober = TestGuestProber.Start(IPAddress.Parse(GuestAddress), s_probeInterval, TimeSpan.FromMinutes(5));
             await prober.WaitForReplyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(60), cancellationToken);
-            // The hot guest's rate is measured over its first seconds, as a prober would see it settle.
-            await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken);
+            // The baseline: the same guest, not moving, probed as long as a fast migration lasts.
+            var baselineFrom = prober.Elapsed;
+            await Task.Delay(s_baseline, cancellationToken);
+            var (baseline, _) = prober.LongestGap(baselineFrom);
 
             var uri = await dest.PreLiveMigrationAsync(guest, sharedInstancePath: false, blockMigration: false, parallelConnections: 1, cancellationToken);
             destDefined = true;
             var recorder = new ProgressRecorder(clock, dest);
+            var monitor = new SourceMonitor(source, guest.Uuid, clock);
+            using var stopMonitor = new CancellationTokenSource();
+            var monitoring = monitor.RunAsync(stopMonitor.Token);
             var startedAt = prober.Elapsed;
+            var clockAtStart = clock.Elapsed;
             var outcome = await source.LiveMigrateAsync(guest, Plan(cell, uri), recorder, cancellationToken);
+            await stopMonitor.CancelAsync();
+            await monitoring;
             var info = outcome == LiveMigrationOutcome.Completed ? await QemuMigrationBench.QueryMigrateAsync(source, guest.Uuid, cancellationToken) : null;
             var wallMs = (prober.Elapsed - startedAt).TotalMilliseconds;
             if (outcome != LiveMigrationOutcome.Completed)
@@ -103,9 +132,12 @@ internal static class NetworkBlackoutBench
             await prober.WaitForReplyAsync(prober.Elapsed, TimeSpan.FromSeconds(30), cancellationToken);
             await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
             var (totalMs, downtimeMs, figures, _) = QemuMigrationBench.MigrationFigures(recorder.Last, info, wallMs);
-            var (gap, _) = prober.LongestGap(startedAt);
+            var (gap, gapAt) = prober.LongestGap(startedAt);
+            var gaps = Split(prober, startedAt, wallMs - downtimeMs, baseline, monitor.MaxThrottlePercent);
+            Log($"{cell.Key}: longest gap {gap.TotalMilliseconds:0} ms from {(gapAt - startedAt).TotalSeconds:0.000} s, stop at ~{(wallMs - downtimeMs) / 1000:0.000} s, " +
+                $"end {wallMs / 1000:0.000} s; {gaps}; throttle {Throttle(monitor, clockAtStart)}");
             return new CellResult(cell, "completed", totalMs, downtimeMs, gap.TotalMilliseconds, prober.Sent, prober.Replies.Count,
-                figures == "driver" ? "" : $"(times from {figures})");
+                figures == "driver" ? "" : $"(times from {figures})", gaps);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -117,6 +149,37 @@ internal static class NetworkBlackoutBench
             QemuMigrationBench.TryDelete(work);
         }
     }
+
+    /// <summary>
+    /// The gaps between answers from <paramref name="startedAt"/> on, split at the stop-and-copy (QEMU stops the source
+    /// about <c>stopAtMs</c> after the start): the gap that spans it, and the longest one that ended before it.
+    /// </summary>
+    private static Gaps Split(TestGuestProber prober, TimeSpan startedAt, double stopAtMs, TimeSpan baseline, long maxThrottle)
+    {
+        var times = prober.Replies.Where(r => r.ReceivedAt >= startedAt).Select(r => (r.ReceivedAt - startedAt).TotalMilliseconds).ToList();
+        double beforeStop = 0, switchOver = 0;
+        for (var i = 1; i < times.Count; i++)
+        {
+            var gap = times[i] - times[i - 1];
+            if (times[i] < stopAtMs)
+            {
+                beforeStop = Math.Max(beforeStop, gap);
+            }
+            else if (times[i - 1] <= stopAtMs)
+            {
+                switchOver = gap; // the last answer before the stop to the first one after it
+            }
+        }
+        return new Gaps(switchOver, beforeStop, baseline.TotalMilliseconds, maxThrottle);
+    }
+
+    private static string Throttle(SourceMonitor monitor, TimeSpan clockAtStart)
+    {
+        var changes = string.Join(" ", monitor.ThrottleChanges.Select(t => Invariant($"{(t.AtMs - clockAtStart.TotalMilliseconds) / 1000:0.0}s:{t.Percent}%")));
+        return changes.Length == 0 ? "none" : changes;
+    }
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
     private static QemuDriver NewDriver(NetnsLab lab, int host, string instances, string kernel)
     {
@@ -188,13 +251,14 @@ internal static class NetworkBlackoutBench
         text.AppendLine(CultureInfo.InvariantCulture, $"Network blackout of a live migration ({RamMib} MiB test guest, {QemuMigrationBench.QemuVersion()}, 1 ms UDP prober in the root namespace, " +
             $"load {load}, {elapsed.TotalSeconds:0} s):");
         text.AppendLine();
-        text.AppendLine("| link | guest | outcome | total | total ÷ (RAM ÷ link) | QEMU downtime | blackout (longest gap) | blackout − downtime | answers |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        text.AppendLine("| link | guest | outcome | total | total ÷ (RAM ÷ link) | QEMU downtime | blackout (longest gap) | blackout − downtime | switch-over gap | longest gap before the stop | baseline gap (not moving, 3 s) | throttle | answers |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
         {
+            var g = r.Gaps ?? Gaps.None;
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"| {r.Cell.LinkMbit} Mbit/s | {r.Cell.Guest} ({r.Cell.DirtyMiBps} MiB/s) | {r.Outcome} | {r.TotalMs / 1000:0.00} s | {r.Ratio:0.00}× | {r.DowntimeMs:0} ms | {r.BlackoutMs:0} ms | " +
-                $"{r.BlackoutMs - r.DowntimeMs:0} ms | {r.Answers}/{r.Probes} {r.Note}|");
+                $"{r.BlackoutMs - r.DowntimeMs:0} ms | {g.SwitchOverMs:0} ms | {g.BeforeStopMs:0} ms | {g.BaselineMs:0} ms | {(g.MaxThrottlePercent > 0 ? $"{g.MaxThrottlePercent}%" : "none")} | {r.Answers}/{r.Probes} {r.Note}|");
         }
         return text.ToString();
     }
@@ -214,8 +278,14 @@ internal static class NetworkBlackoutBench
                 ["ratio_to_bound"] = double.IsNaN(r.Ratio) ? -1 : Math.Round(r.Ratio, 2),
                 ["qemu_downtime_ms"] = double.IsNaN(r.DowntimeMs) ? -1 : Math.Round(r.DowntimeMs),
                 ["blackout_ms"] = double.IsNaN(r.BlackoutMs) ? -1 : Math.Round(r.BlackoutMs),
+                ["switch_over_gap_ms"] = Rounded(r.Gaps?.SwitchOverMs),
+                ["longest_gap_before_stop_ms"] = Rounded(r.Gaps?.BeforeStopMs),
+                ["baseline_gap_ms"] = Rounded(r.Gaps?.BaselineMs),
+                ["max_throttle_percent"] = r.Gaps?.MaxThrottlePercent ?? 0,
                 ["answers"] = r.Answers,
                 ["probes"] = r.Probes,
             }).ToList(),
         }) + Environment.NewLine;
+
+    private static double Rounded(double? ms) => ms is { } v && !double.IsNaN(v) ? Math.Round(v) : -1;
 }

@@ -13,6 +13,9 @@ internal sealed class SourceMonitor(QemuDriver source, string uuid, Stopwatch cl
 
     public long MaxThrottlePercent { get; private set; }
 
+    /// <summary>Each change of auto-converge's throttle: when (the clock's ms) and to what percentage.</summary>
+    public List<(double AtMs, long Percent)> ThrottleChanges { get; } = [];
+
     public bool SawPostCopy { get; private set; }
 
     /// <summary>When the source was first seen paused (not in QEMU's own stop-and-copy): the force-complete pause.</summary>
@@ -32,6 +35,10 @@ internal sealed class SourceMonitor(QemuDriver source, string uuid, Stopwatch cl
                     if (migrate.TryGetProperty("cpu-throttle-percentage", out var throttle) && throttle.TryGetInt64(out var percent))
                     {
                         MaxThrottlePercent = Math.Max(MaxThrottlePercent, percent);
+                        if (ThrottleChanges.Count == 0 ? percent > 0 : ThrottleChanges[^1].Percent != percent)
+                        {
+                            ThrottleChanges.Add((clock.Elapsed.TotalMilliseconds, percent));
+                        }
                     }
                     SawPostCopy |= status is not null && status.StartsWith("postcopy", StringComparison.Ordinal);
                     if (status is "active" && PausedAtMs is null)
