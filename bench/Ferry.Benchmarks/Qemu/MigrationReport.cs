@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using static Ferry.Benchmarks.Qemu.ReportCells;
 
 namespace Ferry.Benchmarks.Qemu;
 
@@ -99,33 +100,5 @@ internal sealed class MigrationReport(IReadOnlyList<CellResult> results, string 
         return $"{list.Count - missed.Count}/{list.Count}" + (missed.Count > 0 ? $" (missed: {string.Join(", ", missed)})" : "");
     }
 
-    private static void Number(Utf8JsonWriter w, string key, double value)
-    {
-        if (double.IsNaN(value))
-        {
-            w.WriteNull(key);
-        }
-        else
-        {
-            w.WriteNumber(key, Math.Round(value, 3));
-        }
-    }
-
-    private static void Bool(Utf8JsonWriter w, string key, bool? value)
-    {
-        if (value is { } b)
-        {
-            w.WriteBoolean(key, b);
-        }
-        else
-        {
-            w.WriteNull(key);
-        }
-    }
-
     private static string F(double v) => double.IsNaN(v) ? "—" : v.ToString("0.0", CultureInfo.InvariantCulture);
-
-    private static string Seconds(double ms) => double.IsNaN(ms) ? "—" : (ms / 1000).ToString("0.00", CultureInfo.InvariantCulture) + " s";
-
-    private static string Mib(double bytes) => double.IsNaN(bytes) ? "—" : (bytes / (1 << 20)).ToString("0.0", CultureInfo.InvariantCulture) + " MiB";
 }

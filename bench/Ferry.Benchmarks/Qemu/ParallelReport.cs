@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using static Ferry.Benchmarks.Qemu.ReportCells;
 
 namespace Ferry.Benchmarks.Qemu;
 
@@ -41,9 +42,8 @@ internal sealed class ParallelReport(IReadOnlyList<ParallelResult> results, stri
         {
             var ratio = RatioToBaseline(row, rows);
             var totals = row.Done.Count > 1 ? $" ({Ms(row.Done.Min(r => r.TotalMs))}–{Ms(row.Done.Max(r => r.TotalMs))})" : "";
-            var continues = row.GuestContinues switch { true => "yes", false => "**NO**", null => "—" };
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {row.Cell.RamMib} MiB | {row.Cell.BandwidthLabel} | {row.Cell.Connections} | {row.Outcome} | {Ms(row.TotalMs)}{totals} | {(double.IsNaN(ratio) ? "—" : ratio.ToString("0.00", CultureInfo.InvariantCulture) + "×")} | {Ms(row.DowntimeMs)} | {Mib(row.TransferredBytes)} | {Mib(row.MultifdBytes)} | {Rate(row.TransferredBytes, row.TotalMs)} | {continues}{(row.Notes.Length > 0 ? " (" + row.Notes + ")" : "")} |");
+                $"| {row.Cell.RamMib} MiB | {row.Cell.BandwidthLabel} | {row.Cell.Connections} | {row.Outcome} | {Ms(row.TotalMs)}{totals} | {(double.IsNaN(ratio) ? "—" : ratio.ToString("0.00", CultureInfo.InvariantCulture) + "×")} | {Ms(row.DowntimeMs)} | {Mib(row.TransferredBytes)} | {Mib(row.MultifdBytes)} | {Rate(row.TransferredBytes, row.TotalMs)} | {YesNo(row.GuestContinues)}{(row.Notes.Length > 0 ? " (" + row.Notes + ")" : "")} |");
         }
         return sb.ToString();
     }
@@ -107,27 +107,6 @@ internal sealed class ParallelReport(IReadOnlyList<ParallelResult> results, stri
         }
         return Encoding.UTF8.GetString(stream.ToArray()) + Environment.NewLine;
     }
-
-    /// <summary>Nearest rank, as the other reports: with an even count, the lower middle.</summary>
-    private static double Median(IEnumerable<double> values) => Stats.Percentile([.. values.Where(v => !double.IsNaN(v))], 50);
-
-    private static void Number(Utf8JsonWriter w, string key, double value)
-    {
-        if (double.IsNaN(value))
-        {
-            w.WriteNull(key);
-        }
-        else
-        {
-            w.WriteNumber(key, Math.Round(value, 3));
-        }
-    }
-
-    private static string Ms(double ms) => double.IsNaN(ms) ? "—" : ms >= 1000
-        ? (ms / 1000).ToString("0.00", CultureInfo.InvariantCulture) + " s"
-        : ms.ToString("0", CultureInfo.InvariantCulture) + " ms";
-
-    private static string Mib(double bytes) => double.IsNaN(bytes) ? "—" : (bytes / (1 << 20)).ToString("0.0", CultureInfo.InvariantCulture) + " MiB";
 
     private static string Rate(double bytes, double ms) => double.IsNaN(bytes) || double.IsNaN(ms) || ms <= 0
         ? "—"

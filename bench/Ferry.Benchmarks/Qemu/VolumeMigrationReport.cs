@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using static Ferry.Benchmarks.Qemu.ReportCells;
 
 namespace Ferry.Benchmarks.Qemu;
 
@@ -118,41 +119,4 @@ internal sealed class VolumeMigrationReport(IReadOnlyList<VolumeMigrationResult>
     private static string Label(RootDiskKind kind) => kind == RootDiskKind.Volume ? "volume (NBD, boot index 0)" : "local qcow2 overlay";
 
     private static string Migration(RootDiskKind kind) => kind == RootDiskKind.Volume ? "RAM only" : "block migration";
-
-    /// <summary>Nearest rank, as the other reports: with an even count, the lower middle.</summary>
-    private static double Median(IEnumerable<double> values) => Stats.Percentile([.. values.Where(v => !double.IsNaN(v))], 50);
-
-    private static void Number(Utf8JsonWriter w, string key, double value)
-    {
-        if (double.IsNaN(value) || double.IsInfinity(value))
-        {
-            w.WriteNull(key);
-        }
-        else
-        {
-            w.WriteNumber(key, Math.Round(value, 3));
-        }
-    }
-
-    private static void Bool(Utf8JsonWriter w, string key, bool? value)
-    {
-        if (value is { } b)
-        {
-            w.WriteBoolean(key, b);
-        }
-        else
-        {
-            w.WriteNull(key);
-        }
-    }
-
-    private static string YesNo(bool? value) => value switch { true => "yes", false => "**NO**", null => "—" };
-
-    private static string Times(double ratio) => double.IsNaN(ratio) || double.IsInfinity(ratio) ? "—" : ratio.ToString("0.00", CultureInfo.InvariantCulture) + "×";
-
-    private static string Ms(double ms) => double.IsNaN(ms) ? "—" : ms >= 1000
-        ? (ms / 1000).ToString("0.00", CultureInfo.InvariantCulture) + " s"
-        : ms.ToString("0", CultureInfo.InvariantCulture) + " ms";
-
-    private static string Mib(double bytes) => double.IsNaN(bytes) ? "—" : (bytes / (1 << 20)).ToString("0.0", CultureInfo.InvariantCulture) + " MiB";
 }
