@@ -42,20 +42,8 @@ internal static class ParallelConnectionsBench
         var json = args.Json;
         var repeat = args.Repeat ?? DefaultRounds;
         var only = args.Only;
-        using var cts = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
-        {
-            e.Cancel = true;
-            cts.Cancel();
-        };
-
-        var total = Stopwatch.StartNew();
-        var loadAtStart = Results.LoadAverage();
-        var root = QemuMigrationBench.RepositoryRoot();
-        var kernel = QemuMigrationBench.BuildTestGuest(root);
-        var work = Path.Combine(Path.GetTempPath(), $"fqp{Environment.ProcessId}");
-        var logs = Path.Combine(Path.GetTempPath(), "ferry-bench-qemu-logs");
-        Directory.CreateDirectory(logs);
+        using var run = new QemuBenchRun("fqp");
+        var (kernel, work, logs) = (run.Kernel, run.Work, run.Logs);
         var cells = (from ram in RamMib
                      from bandwidth in BandwidthsMiBps
                      from connections in Connections
@@ -72,8 +60,8 @@ internal static class ParallelConnectionsBench
             {
                 foreach (var cell in cells)
                 {
-                    cts.Token.ThrowIfCancellationRequested();
-                    var result = await RunCellAsync(source, dest, cell, round, logs, cts.Token);
+                    run.Token.ThrowIfCancellationRequested();
+                    var result = await RunCellAsync(source, dest, cell, round, logs, run.Token);
                     results.Add(result);
                     Log($"{cell.Key} (round {round}): {result.Outcome}, total {result.TotalMs:0} ms, downtime {result.DowntimeMs:0} ms, "
                         + $"{result.TransferredBytes / (1 << 20):0.0} MiB sent ({result.MultifdBytes / (1 << 20):0.0} via multifd), continues {result.GuestContinues?.ToString() ?? "—"} {result.Note}");
@@ -82,8 +70,8 @@ internal static class ParallelConnectionsBench
         }
         QemuMigrationBench.TryDelete(work);
 
-        var report = new ParallelReport(results, loadAtStart, Results.LoadAverage(), total.Elapsed, QemuMigrationBench.QemuVersion(), repeat);
-        Log($"done in {total.Elapsed.TotalSeconds:0} s");
+        var report = new ParallelReport(results, run.LoadAtStart, Results.LoadAverage(), run.Clock.Elapsed, QemuMigrationBench.QemuVersion(), repeat);
+        Log($"done in {run.Clock.Elapsed.TotalSeconds:0} s");
         Console.Out.Write(json ? report.ToJson() : report.ToMarkdown());
         return 0; // a slower cell is a finding in the output, not a harness failure
     }

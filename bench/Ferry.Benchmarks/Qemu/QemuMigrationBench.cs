@@ -53,24 +53,12 @@ internal static class QemuMigrationBench
         }
         var json = args.Json;
         var quick = args.Quick;
-        var root = RepositoryRoot();
-        var png = args.Png ?? Path.Combine(root, "docs", "img", "qemu-migration.png");
-        using var cts = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
-        {
-            e.Cancel = true;
-            cts.Cancel();
-        };
-
+        using var run = new QemuBenchRun("fqb");
+        var (kernel, work, logs) = (run.Kernel, run.Work, run.Logs);
+        var png = args.Png ?? Path.Combine(run.Root, "docs", "img", "qemu-migration.png");
         var statusTicks = args.StatusTicks ?? DefaultStatusEveryTicks;
-        var total = Stopwatch.StartNew();
-        var loadAtStart = Results.LoadAverage();
-        var kernel = BuildTestGuest(root);
-        var work = Path.Combine(Path.GetTempPath(), $"fqb{Environment.ProcessId}");
         var only = args.Only;
         var cells = Cells(quick ? [64] : [64, 128, 256]).Where(c => only is null || only.Contains(c.Key)).ToList();
-        var logs = Path.Combine(Path.GetTempPath(), "ferry-bench-qemu-logs");
-        Directory.CreateDirectory(logs);
         var results = new List<CellResult>();
         await using (var source = NewDriver("bench-src", Path.Combine(work, "s"), kernel))
         await using (var dest = NewDriver("bench-dst", Path.Combine(work, "d"), kernel))
@@ -78,8 +66,8 @@ internal static class QemuMigrationBench
             Log($"{cells.Count} cells, bandwidth {BandwidthMiBps} MiB/s, downtime limit {DowntimeLimitMs} ms, accel {source.Accel}, kernel {kernel}");
             foreach (var cell in cells)
             {
-                cts.Token.ThrowIfCancellationRequested();
-                var result = await RunCellAsync(source, dest, cell, statusTicks, logs, cts.Token);
+                run.Token.ThrowIfCancellationRequested();
+                var result = await RunCellAsync(source, dest, cell, statusTicks, logs, run.Token);
                 results.Add(result);
                 Log($"{cell.Key}: {result.Outcome}, {result.Mode}, total {result.TotalMs / 1000:0.00} s ({result.Ratio:0.00}× lower bound), downtime {result.DowntimeMs:0} ms, "
                     + $"{result.TransferredBytes / (1 << 20):0.0} MiB sent, guest dirty {result.MeasuredDirtyMiBps:0.0}/{result.DirtyDuringMiBps:0.0} MiB/s, continues {result.GuestContinues?.ToString() ?? "—"} {result.Note}");
@@ -87,9 +75,9 @@ internal static class QemuMigrationBench
         }
         TryDelete(work);
 
-        var report = new MigrationReport(results, loadAtStart, Results.LoadAverage(), total.Elapsed, QemuVersion(), quick);
+        var report = new MigrationReport(results, run.LoadAtStart, Results.LoadAverage(), run.Clock.Elapsed, QemuVersion(), quick);
         PngWriter.Save(MigrationChart.Draw(results, BandwidthMiBps, DowntimeLimitMs), png);
-        Log($"done in {total.Elapsed.TotalSeconds:0} s; chart {png}");
+        Log($"done in {run.Clock.Elapsed.TotalSeconds:0} s; chart {png}");
         Console.Out.Write(json ? report.ToJson() : report.ToMarkdown());
         return 0; // a missed target is a finding in the output, not a harness failure
     }

@@ -71,20 +71,8 @@ internal static class VolumeMigrationBench
             return 2;
         }
         var repeat = args.Repeat ?? DefaultRounds;
-        using var cts = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
-        {
-            e.Cancel = true;
-            cts.Cancel();
-        };
-
-        var total = Stopwatch.StartNew();
-        var loadAtStart = Results.LoadAverage();
-        var root = QemuMigrationBench.RepositoryRoot();
-        var kernel = QemuMigrationBench.BuildTestGuest(root);
-        var work = Path.Combine(Path.GetTempPath(), $"fqv{Environment.ProcessId}");
-        var logs = Path.Combine(Path.GetTempPath(), "ferry-bench-qemu-logs");
-        Directory.CreateDirectory(logs);
+        using var run = new QemuBenchRun("fqv");
+        var (kernel, work, logs) = (run.Kernel, run.Work, run.Logs);
         var results = new List<VolumeMigrationResult>();
         try
         {
@@ -97,7 +85,7 @@ internal static class VolumeMigrationBench
             });
             try
             {
-                await storage.StartAsync(cts.Token);
+                await storage.StartAsync(run.Token);
                 Log($"2 cases × {repeat}, {RamMib} MiB guest, {DiskGb} GiB root disk, {dataMib} MiB written, {BandwidthMiBps} MiB/s, accel {source.Accel}, " +
                     $"qemu-storage-daemon pid {storage.DaemonPid} on port {storage.Port}, work {work}");
                 for (var round = 1; round <= repeat; round++)
@@ -106,8 +94,8 @@ internal static class VolumeMigrationBench
                     RootDiskKind[] order = round % 2 == 1 ? [RootDiskKind.Volume, RootDiskKind.LocalDisk] : [RootDiskKind.LocalDisk, RootDiskKind.Volume];
                     foreach (var kind in order)
                     {
-                        cts.Token.ThrowIfCancellationRequested();
-                        var result = await RunCaseAsync(source, dest, storage, kind, round, dataMib, logs, cts.Token);
+                        run.Token.ThrowIfCancellationRequested();
+                        var result = await RunCaseAsync(source, dest, storage, kind, round, dataMib, logs, run.Token);
                         results.Add(result);
                         Log($"{kind} (round {round}): {result.Outcome}, total {result.TotalMs:0} ms (QEMU {result.QemuTotalMs:0} ms), downtime {result.DowntimeMs:0} ms, " +
                             $"RAM {result.RamBytes / (1 << 20):0.0} MiB + disk {result.DiskBytes / (1 << 20):0.0} MiB, continues {result.GuestContinues?.ToString() ?? "—"}, " +
@@ -126,8 +114,8 @@ internal static class VolumeMigrationBench
             QemuMigrationBench.TryDelete(work);
         }
 
-        var report = new VolumeMigrationReport(results, dataMib, loadAtStart, Results.LoadAverage(), total.Elapsed, QemuMigrationBench.QemuVersion(), repeat);
-        Log($"done in {total.Elapsed.TotalSeconds:0} s");
+        var report = new VolumeMigrationReport(results, dataMib, run.LoadAtStart, Results.LoadAverage(), run.Clock.Elapsed, QemuMigrationBench.QemuVersion(), repeat);
+        Log($"done in {run.Clock.Elapsed.TotalSeconds:0} s");
         Console.Out.Write(args.Json ? report.ToJson() : report.ToMarkdown());
         return 0; // a slower case is a finding in the output, not a harness failure
     }
