@@ -30,6 +30,12 @@ public sealed class ComputeOptions
     /// <summary>Outgoing live migrations run at once from this host; more wait as `queued` (Nova default 1; 0 = unlimited).</summary>
     public int MaxConcurrentLiveMigrations { get; set; } = 1;
 
+    /// <summary>
+    /// Nova's force_config_drive: every guest built here gets a config drive, asked for or not, and keeps it through every
+    /// move (the instance's config_drive becomes True). A guest without DHCP takes its address from the drive only.
+    /// </summary>
+    public bool ForceConfigDrive { get; set; }
+
     public double CpuAllocationRatio { get; set; } = 4.0;
     public double RamAllocationRatio { get; set; } = 1.0;
     public double DiskAllocationRatio { get; set; } = 1.0;

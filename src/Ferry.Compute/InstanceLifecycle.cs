@@ -18,6 +18,10 @@ public sealed class InstanceLifecycle(ComputeContext context)
             {
                 // Ports first, bound to this host (Nova's _build_networks_for_instance), so the guest starts with its NICs;
                 // then its volumes, connected from here (_prep_block_device), so it starts with its disks.
+                if (context.Options.ForceConfigDrive)
+                {
+                    instance = instance with { ConfigDrive = true };
+                }
                 var vifs = await context.Networks.AllocateAsync(instance, ct);
                 await context.Volumes.ConnectForBuildAsync(instance, volumes, ct);
                 instance = instance with { NetworkInfo = vifs, BlockDevices = [.. volumes] };
@@ -33,6 +37,7 @@ public sealed class InstanceLifecycle(ComputeContext context)
                     TaskState = null,
                     PowerState = context.PowerStateOf(instance.Uuid),
                     LaunchedAt = context.Time.GetUtcNow(),
+                    ConfigDrive = instance.ConfigDrive ? true : null,
                     ExpectedTaskStates = [TaskState.Spawning],
                 }, ct);
             }, ct);

@@ -177,6 +177,9 @@ public sealed class FerryHostOptions
     /// </summary>
     public bool KillGuestsOnStop { get; set; }
 
+    /// <inheritdoc cref="Compute.ComputeOptions.ForceConfigDrive"/>
+    public bool ForceConfigDrive { get; set; }
+
     /// <summary>The live-migration policy of every compute agent (Nova's [libvirt] live_migration_* options).</summary>
     public long LiveMigrationBandwidthMiBps { get; set; }
     public bool LiveMigrationPermitPostCopy { get; set; }

@@ -335,6 +335,7 @@ public sealed class InstanceStore(FerryDatabase db, TimeProvider time)
         OldVmState = u.SetOldVmState ? u.OldVmState : i.OldVmState,
         Progress = u.Progress ?? i.Progress,
         LaunchedAt = u.LaunchedAt ?? i.LaunchedAt,
+        ConfigDrive = u.ConfigDrive ?? i.ConfigDrive,
         Metadata = u.Metadata ?? i.Metadata,
         NetworkInfo = u.NetworkInfo ?? i.NetworkInfo,
         BlockDevices = BlockDevicesAfter(u.BlockDevices ?? i.BlockDevices, u),

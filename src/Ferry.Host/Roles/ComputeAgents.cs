@@ -83,6 +83,7 @@ public sealed class ComputeAgents : IAsyncDisposable
             ReportInterval = _options.ReportInterval,
             PowerStateSyncInterval = _options.PowerStateSyncInterval,
             MaxConcurrentLiveMigrations = _options.MaxConcurrentLiveMigrations,
+            ForceConfigDrive = _options.ForceConfigDrive,
             // With credentials the endpoints come from the token's catalog, as in a Nova deployment.
             PlacementUrl = Session is null ? new Uri(_options.PlacementUrl + "/") : null,
             ImageUrl = Session is null ? new Uri(_options.ImageUrl + "/") : null,

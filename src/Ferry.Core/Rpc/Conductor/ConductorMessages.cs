@@ -64,6 +64,8 @@ public sealed record InstanceUpdateRequest
     public VmState? OldVmState { get; init; }
     public int? Progress { get; init; }
     public DateTimeOffset? LaunchedAt { get; init; }
+    /// <summary>True: the guest has a config drive from now on (the host's force_config_drive made one it was not asked for).</summary>
+    public bool? ConfigDrive { get; init; }
     /// <summary>Replaces the instance's metadata (server metadata API).</summary>
     public Dictionary<string, string>? Metadata { get; init; }
     /// <summary>Replaces the instance's network info cache.</summary>
