@@ -10,7 +10,7 @@ namespace Ferry.FunctionalTests.Flows;
 /// <summary>
 /// The image property hw_vif_model: kept on the server at boot (system_metadata image_hw_vif_model), it gives every
 /// host the server runs on the same NIC model (a fake host shows it on the guest's tap), and a model no guest can have
-/// fails the build with UnsupportedHardware, as Nova's libvirt driver does.
+/// fails the build with UnsupportedHardware, as Nova's libvirt driver does. Evacuation rebuilds it with the same model.
 /// </summary>
 public sealed class VifModelTests(FerryFixture fixture) : FlowTest<FerryFixture>(fixture)
 {
@@ -56,6 +56,38 @@ public sealed class VifModelTests(FerryFixture fixture) : FlowTest<FerryFixture>
         Assert.Equal("compute2", reverted.Host);
         Assert.Equal("e1000", ModelOnHost("compute2", id));
         Assert.Equal("e1000", reverted.SystemMetadata["image_hw_vif_model"]);
+    }
+
+    [Fact]
+    public async Task Evacuate_GuestOnE1000_RebuiltElsewhereWithE1000()
+    {
+        var image = await ImageWithAsync("e1000", new() { ["hw_vif_model"] = "e1000" });
+        var id = await BootAsync("compute3", networks: OnPrivate, image: image);
+        await Fixture.Ferry.Computes["compute3"].StopAsync();
+        await ForceDownAsync("compute3", true);
+        try
+        {
+            var (status, body) = await Admin.ActionAsync(id, JsonNode.Parse("""{"evacuate": {}}""")!);
+            Assert.True(status == HttpStatusCode.OK, body?.ToJsonString());
+            var (instance, migration) = await WaitForMoveEndAsync(id);
+
+            Assert.Equal((MigrationType.Evacuation, MigrationStatus.Done), (migration.MigrationType, migration.Status));
+            Assert.NotEqual("compute3", instance.Host);
+            Assert.Equal("e1000", ModelOnHost(instance.Host!, id));
+        }
+        finally
+        {
+            await Fixture.Ferry.StartComputeAsync("compute3", CancellationToken.None);
+            await ForceDownAsync("compute3", false);
+        }
+    }
+
+    private async Task<HttpStatusCode> ForceDownAsync(string host, bool down)
+    {
+        var services = (await Admin.GetAsync($"os-services?host={host}&binary=nova-compute")).Body!["services"]!.AsArray();
+        var serviceId = services.Single()!["id"]!.GetValue<string>();
+        var (status, _) = await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = down });
+        return status;
     }
 
     [Fact]

@@ -39,7 +39,7 @@ public sealed class QemuVifModelTests(QemuNetworkFerryFixture fixture, ITestOutp
     }
 
     [Fact]
-    public async Task LiveMigrate_GuestOnE1000_AnswersFromTheDestinationWithCounterAndChecksumIntact()
+    public async Task LiveMigrateAndPowerCycle_GuestOnE1000_AnswersOnTheDestinationWithCounterAndChecksumIntact()
     {
         await SetTestImagePropertiesAsync(new() { ["hw_vif_model"] = "e1000" });
         string id;
@@ -74,7 +74,21 @@ public sealed class QemuVifModelTests(QemuNetworkFerryFixture fixture, ITestOutp
         var (gap, at) = prober.LongestGap(movedAt);
         output.WriteLine($"e1000 live migration: {prober.Sent} probes, {prober.Replies.Count} answers, longest gap {gap.TotalMilliseconds:0} ms at {at.TotalSeconds:0.00} s");
         Assert.True(gap < TimeSpan.FromSeconds(10), $"the guest went unheard for {gap.TotalMilliseconds:0} ms");
+
+        // A power cycle starts a new QEMU on the destination from the spec it builds from the instance: e1000 again.
+        var netLinesBefore = CountOf(await ConsoleAsync(id), " nic=e1000");
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"os-stop": null}""")!)).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Stopped && i.TaskState is null, "STOPPED");
+        var stoppedAt = prober.Elapsed;
+        Assert.Equal(HttpStatusCode.Accepted, (await Admin.ActionAsync(id, JsonNode.Parse("""{"os-start": null}""")!)).Status);
+        await WaitForAsync(id, i => i.VmState == VmState.Active && i.TaskState is null, "ACTIVE after start");
+        var restarted = await prober.WaitForReplyAsync(stoppedAt, TimeSpan.FromSeconds(30), CancellationToken.None);
+        Assert.True(restarted.Counter < after.Counter, $"a fresh boot answers: counter {restarted.Counter} after {after.Counter}");
+        AssertChecksumIntact(restarted);
+        Assert.True(CountOf(await ConsoleAsync(id), " nic=e1000") > netLinesBefore, "the restarted guest drives an e1000 again");
     }
+
+    private static int CountOf(string text, string what) => (text.Length - text.Replace(what, "", StringComparison.Ordinal).Length) / what.Length;
 
     private static void AssertChecksumIntact(ProbeReply reply) =>
         Assert.True(reply.Checksum == QemuTestGuest.ExpectedChecksum(reply.ChecksumCounter, QemuTestGuest.DefaultRegionMib, KibPerTick(1)),
