@@ -49,6 +49,24 @@ public static class ImageSystemMetadata
         return metadata;
     }
 
+    /// <summary>Nova's SM_INHERITABLE_KEYS: kept beside the properties, but fields of the image, not properties.</summary>
+    private static readonly HashSet<string> s_inherited = new(StringComparer.Ordinal) { "min_ram", "min_disk", "disk_format", "container_format" };
+
+    /// <summary>
+    /// The image properties a server keeps, without the prefix and without the image's own fields (Nova's
+    /// get_image_from_system_metadata); null when it keeps none (booted before Ferry kept them, or from no image).
+    /// </summary>
+    public static Dictionary<string, string>? Properties(IReadOnlyDictionary<string, string> systemMetadata)
+    {
+        if (!systemMetadata.Keys.Any(k => k.StartsWith(Prefix, StringComparison.Ordinal)))
+        {
+            return null;
+        }
+        return systemMetadata
+            .Where(m => m.Key.StartsWith(Prefix, StringComparison.Ordinal) && !s_inherited.Contains(m.Key[Prefix.Length..]))
+            .ToDictionary(m => m.Key[Prefix.Length..], m => m.Value, StringComparer.Ordinal);
+    }
+
     /// <summary>The image property <paramref name="key"/> (without the prefix) a server keeps; null when its image had none.</summary>
     public static string? Property(IReadOnlyDictionary<string, string> systemMetadata, string key) =>
         systemMetadata.TryGetValue(Prefix + key, out var value) ? value : null;

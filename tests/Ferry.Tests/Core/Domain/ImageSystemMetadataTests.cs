@@ -67,4 +67,14 @@ public sealed class ImageSystemMetadataTests
         Assert.Equal("e1000", ImageSystemMetadata.Property(metadata, ImageSystemMetadata.VifModelProperty));
         Assert.Null(ImageSystemMetadata.Property(metadata, "hw_disk_bus"));
     }
+
+    [Fact]
+    public void Properties_KeptAtBoot_ThePropertiesWithoutTheImagesFields()
+    {
+        var metadata = ImageSystemMetadata.FromImage(ImageWith(new() { ["hw_vif_model"] = "e1000", ["hw_architecture"] = "x86_64" }), s_flavor);
+
+        Assert.Equal(new Dictionary<string, string> { ["hw_vif_model"] = "e1000", ["hw_architecture"] = "x86_64" }, ImageSystemMetadata.Properties(metadata));
+        Assert.Empty(ImageSystemMetadata.Properties(ImageSystemMetadata.FromImage(ImageWith([]), s_flavor))!);
+        Assert.Null(ImageSystemMetadata.Properties(new Dictionary<string, string>()));
+    }
 }
