@@ -63,7 +63,8 @@ static u8 *tx_frame(void) { return nic.driver->tx_frame(); }
 static void tx_send(u32 frame_len)
 {
     if (frame_len < ETH_MIN_FRAME) {
-        memset(nic.driver->tx_frame() + frame_len, 0, ETH_MIN_FRAME - frame_len);
+        u8 *frame = nic.driver->tx_frame();     /* the same buffer again: the driver derives it from the ring, as before */
+        if (frame) memset(frame + frame_len, 0, ETH_MIN_FRAME - frame_len);
         frame_len = ETH_MIN_FRAME;
     }
     nic.driver->tx_send(frame_len);
