@@ -70,6 +70,7 @@ public sealed partial class ComputeContext(
             VolumeBacked = instance.VolumeBacked,
             Metadata = instance.Metadata,
             Vifs = instance.NetworkInfo,
+            VifModel = ImageSystemMetadata.Property(instance.SystemMetadata, ImageSystemMetadata.VifModelProperty),
             Volumes = [.. instance.BlockDevices.Where(b => b.ConnectionInfo is not null)
                 .Select(b => new GuestVolume(b.VolumeId, b.DeviceName, b.ConnectionInfo!, b.BootIndex))],
         };

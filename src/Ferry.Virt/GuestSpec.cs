@@ -29,6 +29,12 @@ public sealed record GuestSpec
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
     /// <summary>The guest's network interfaces: one NIC each, on the port's tap device with the port's MAC.</summary>
     public IReadOnlyList<Ferry.Core.Domain.Vif> Vifs { get; init; } = [];
+    /// <summary>
+    /// The NIC model of every interface, as the boot image's <c>hw_vif_model</c> names it (null: the driver's default,
+    /// virtio). The same on every host the guest ever runs on: a live migration's destination must create the same
+    /// device. A driver refuses a model it cannot give with <see cref="UnsupportedHardwareException"/> (<see cref="VifModels"/>).
+    /// </summary>
+    public string? VifModel { get; init; }
     /// <summary>The guest's volumes that this host has connected: one disk each, opened where the connection says.</summary>
     public IReadOnlyList<GuestVolume> Volumes { get; init; } = [];
 }

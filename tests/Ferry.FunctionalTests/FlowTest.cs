@@ -36,12 +36,12 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
 
     /// <summary>Boots a server (on a given host when asked) and waits until it is ACTIVE.</summary>
     protected async Task<string> BootAsync(string? host = null, string flavor = "m1.tiny", Dictionary<string, string>? metadata = null, string name = "vm",
-        JsonObject? schedulerHints = null, JsonNode? networks = null, bool configDrive = false)
+        JsonObject? schedulerHints = null, JsonNode? networks = null, bool configDrive = false, string image = "ferry-test-guest")
     {
         var server = new JsonObject
         {
             ["name"] = name,
-            ["imageRef"] = "ferry-test-guest",
+            ["imageRef"] = image,
             ["flavorRef"] = flavor,
             ["networks"] = networks ?? "none",
         };

@@ -8,8 +8,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="$here/out"
 elf="$out/ferry-test-guest.elf"
 img="$out/ferry-disk-guest.img"
-c_files=(kmain.c virtio.c configdrive.c net.c mem.c)
-sources=("$here/boot.S" "${c_files[@]/#/$here/}" "$here/guest.h" "$here/virtio.h" "$here/configdrive.h" "$here/link.ld"
+c_files=(kmain.c pci.c virtio.c virtio_net.c e1000.c configdrive.c net.c mem.c)
+sources=("$here/boot.S" "${c_files[@]/#/$here/}" "$here/guest.h" "$here/pci.h" "$here/virtio.h" "$here/nic.h" "$here/configdrive.h" "$here/link.ld"
          "$here/bootsector.S" "$here/build.sh")
 
 up_to_date=1

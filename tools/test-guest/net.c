@@ -1,23 +1,12 @@
 /*
- * One virtio-net NIC with the address from the config drive. It answers ARP for that address, ICMP echo, and UDP
- * probes on port 7777 with the guest's counter and last checksum (README, "Network"). Polled from the main loop;
- * nothing here ever waits for the network.
- *
- * The driver keeps no ring index of its own: both queues give slot s of the avail ring to buffer s % BUFFERS once,
- * at start, and the device uses buffers in order (QEMU's virtio-net does), so the avail and used indexes in the
- * rings say everything. A stale copy of a page after a migration (README) cannot leave a private index disagreeing
- * with the rings; what it can do to the device is caught by the heartbeat below.
+ * One NIC (virtio-net or e1000, nic.h) with the address from the config drive. It answers ARP for that address, ICMP
+ * echo, and UDP probes on port 7777 with the guest's counter and last checksum (README, "Network"). Polled from the
+ * main loop; nothing here ever waits for the network.
  */
 #include "configdrive.h"
-#include "virtio.h"
+#include "nic.h"
 
-#define VIRTIO_NET_F_MAC (1u << 5)
-#define NET_HDR_LEN 10u                 /* legacy virtio_net_hdr without mergeable RX buffers; all zero = no offloads */
-#define RX_QUEUE 0
-#define TX_QUEUE 1
-#define RX_BUFFERS 32u                  /* powers of two, so they divide the ring size */
-#define TX_BUFFERS 64u                  /* more than RX: after a host stall QEMU delivers a burst before it completes our sends */
-#define BUFFER_BYTES 2048u              /* header + the largest frame a tap without offloads delivers (1514) */
+#define RX_BUDGET 32u                   /* frames handled per poll at most, so a flood cannot stop the dirtier */
 
 #define ETH_HEADER 14u
 #define ETH_MIN_FRAME 60u
@@ -34,22 +23,18 @@
 #define PROBE_PORT 7777u
 #define PROBE_MAX 64u
 
-static u8 rx_ring[VIRTQ_MEM_BYTES] __attribute__((aligned(4096)));
-static u8 tx_ring[VIRTQ_MEM_BYTES] __attribute__((aligned(4096)));
-static u8 rx_buffers[RX_BUFFERS][BUFFER_BYTES] __attribute__((aligned(4096)));
-static u8 tx_buffers[TX_BUFFERS][BUFFER_BYTES] __attribute__((aligned(4096)));
+/* The drivers net_init tries, in order: virtio-net first, so a guest with both keeps the NIC it always had. */
+static const struct nic_driver *const drivers[] = { &virtio_net_driver, &e1000_driver };
 
 static const u8 broadcast_mac[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 static const u8 zero_mac[6];
 
 static struct {
     int up;
-    u16 io;
+    const struct nic_driver *driver;
     u8 mac[6];
     struct net_config addr;
-    struct virtq rx, tx;
     u32 heartbeat_counter;              /* tick counter at the last heartbeat */
-    u16 tx_used_at_heartbeat;
 } nic;
 
 static u16 be16(const u8 *p) { return (u16)(p[0] << 8 | p[1]); }
@@ -63,62 +48,26 @@ static int same_bytes(const u8 *a, const u8 *b, u32 n)
 
 /* ---- the device ---- */
 
-static int nic_start(void)
-{
-    virtio_start(nic.io, VIRTIO_NET_F_MAC);
-    if (!virtq_setup(&nic.rx, nic.io, RX_QUEUE, rx_ring) || !virtq_setup(&nic.tx, nic.io, TX_QUEUE, tx_ring)
-        || nic.rx.size < RX_BUFFERS || nic.tx.size < TX_BUFFERS) {
-        virtio_reset(nic.io);
-        return 0;
-    }
-    for (u32 i = 0; i < RX_BUFFERS; i++) {
-        nic.rx.desc[i].addr = (u32)rx_buffers[i];
-        nic.rx.desc[i].len = BUFFER_BYTES;
-        nic.rx.desc[i].flags = VRING_DESC_F_WRITE;
-    }
-    for (u32 i = 0; i < TX_BUFFERS; i++) nic.tx.desc[i].addr = (u32)tx_buffers[i];
-    for (u32 s = 0; s < nic.rx.size; s++) nic.rx.avail->ring[s] = (u16)(s % RX_BUFFERS);
-    for (u32 s = 0; s < nic.tx.size; s++) nic.tx.avail->ring[s] = (u16)(s % TX_BUFFERS);
-    nic.rx.avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
-    nic.tx.avail->flags = VRING_AVAIL_F_NO_INTERRUPT;
-    nic.rx.avail->idx = RX_BUFFERS;     /* every RX buffer posted */
-    nic.tx_used_at_heartbeat = 0;
-    virtio_driver_ok(nic.io);
-    virtq_kick(&nic.rx);                /* QEMU holds back frames that came while no buffer was posted */
-    return 1;
-}
-
 static void nic_restart(const char *reason)
 {
     puts_serial("ferry-guest net restart reason=");
     puts_serial(reason);
     puts_serial("\n");
-    nic.up = nic_start();
+    nic.up = nic.driver->start();
 }
 
 /* The frame area of the next free TX buffer, or 0 when all are in flight: the caller drops its frame, never waits. */
-static u8 *tx_frame(void)
-{
-    u16 next = nic.tx.avail->idx;
-    if ((u16)(next - nic.tx.used->idx) >= TX_BUFFERS) return 0;
-    u8 *buffer = tx_buffers[next % TX_BUFFERS];
-    memset(buffer, 0, NET_HDR_LEN);
-    return buffer + NET_HDR_LEN;
-}
+static u8 *tx_frame(void) { return nic.driver->tx_frame(); }
 
 /* Sends the frame tx_frame() handed out. */
 static void tx_send(u32 frame_len)
 {
-    u16 next = nic.tx.avail->idx;
-    u8 *frame = tx_buffers[next % TX_BUFFERS] + NET_HDR_LEN;
     if (frame_len < ETH_MIN_FRAME) {
-        memset(frame + frame_len, 0, ETH_MIN_FRAME - frame_len);
+        u8 *frame = nic.driver->tx_frame();     /* the same buffer again: the driver derives it from the ring, as before */
+        if (frame) memset(frame + frame_len, 0, ETH_MIN_FRAME - frame_len);
         frame_len = ETH_MIN_FRAME;
     }
-    nic.tx.desc[next % TX_BUFFERS].len = NET_HDR_LEN + frame_len;
-    compiler_barrier();
-    nic.tx.avail->idx = (u16)(next + 1u);
-    virtq_kick(&nic.tx);
+    nic.driver->tx_send(frame_len);
 }
 
 /* ---- frames ---- */
@@ -284,12 +233,10 @@ static void handle_frame(const u8 *frame, u32 len, const struct probe_status *st
 static void heartbeat(u32 counter)
 {
     nic.heartbeat_counter = counter;
-    u16 used = nic.tx.used->idx;
-    if (nic.tx.avail->idx != used && used == nic.tx_used_at_heartbeat) {
+    if (nic.driver->tx_stalled()) {
         nic_restart("tx-stalled");
         if (!nic.up) return;
     }
-    nic.tx_used_at_heartbeat = nic.tx.used->idx;
     send_gratuitous_arp();
 }
 
@@ -300,23 +247,7 @@ void net_poll(const struct probe_status *status)
         heartbeat(status->counter);
         if (!nic.up) return;
     }
-    int received = 0;
-    for (u32 budget = RX_BUFFERS; budget; budget--) {   /* a flood must not starve the dirtier */
-        u16 seen = (u16)(nic.rx.avail->idx - RX_BUFFERS);  /* frames before this one were handled and their buffers posted again */
-        u16 used = nic.rx.used->idx;
-        if (used == seen) break;
-        volatile struct vring_used_elem *element = &nic.rx.used->ring[seen % nic.rx.size];
-        u32 id = element->id, len = element->len;
-        if ((u16)(used - seen) > RX_BUFFERS || id != seen % RX_BUFFERS) {   /* not the ring we gave it */
-            nic_restart("rx-inconsistent");
-            return;
-        }
-        if (len > NET_HDR_LEN && len <= BUFFER_BYTES) handle_frame(rx_buffers[id] + NET_HDR_LEN, len - NET_HDR_LEN, status);
-        compiler_barrier();
-        nic.rx.avail->idx = (u16)(seen + 1u + RX_BUFFERS);    /* the buffer goes back */
-        received = 1;
-    }
-    if (received) virtq_kick(&nic.rx);
+    if (nic.driver->receive(RX_BUDGET, handle_frame, status) < 0) nic_restart("rx-inconsistent");   /* not the ring we gave it */
 }
 
 static void put_hex2(u8 v)
@@ -332,18 +263,15 @@ static void put_ipv4(const u8 a[4])
 
 void net_init(void)
 {
-    u32 slot = 0;
-    const char *why_not = 0;
-    nic.io = virtio_pci_find(VIRTIO_PCI_NET, &slot);
-    if (!nic.io) {
-        why_not = "no-nic";             /* the usual test guest: no disk is touched */
-    } else {
-        for (u32 i = 0; i < 6u; i++) nic.mac[i] = inb(nic.io + VIRTIO_DEVICE_CONFIG + i);
+    const char *why_not = "no-nic";    /* the usual test guest: no disk is touched */
+    for (u32 i = 0; i < sizeof drivers / sizeof drivers[0] && !nic.driver; i++)
+        if (drivers[i]->find(nic.mac)) nic.driver = drivers[i];
+    if (nic.driver) {
         why_not = config_drive_network(nic.mac, &nic.addr);
-        if (!why_not && !nic_start()) why_not = "no-nic";
+        if (!why_not && !nic.driver->start()) why_not = "no-nic";
     }
     if (why_not) {
-        if (nic.io) virtio_reset(nic.io);
+        if (nic.driver) nic.driver->stop();
         puts_serial("ferry-guest net none reason=");
         puts_serial(why_not);
         puts_serial("\n");
@@ -357,6 +285,7 @@ void net_init(void)
     puts_serial(" gateway=");
     if (nic.addr.has_gateway) put_ipv4(nic.addr.gateway); else puts_serial("none");
     puts_serial(" udp="); put_dec(PROBE_PORT);
+    puts_serial(" nic="); puts_serial(nic.driver->model);
     puts_serial("\n");
     nic.heartbeat_counter = 0;
     send_gratuitous_arp();

@@ -1,8 +1,6 @@
-/* Legacy virtio PCI transport: device discovery through PCI configuration mechanism #1, queue set-up, polling. */
+/* Legacy virtio PCI transport: device discovery, queue set-up, polling. */
+#include "pci.h"
 #include "virtio.h"
-
-#define PCI_ADDRESS 0xcf8
-#define PCI_DATA 0xcfc
 
 /* Legacy register offsets in BAR0 */
 #define VIRTIO_HOST_FEATURES 0
@@ -16,34 +14,13 @@
 #define STATUS_DRIVER 2
 #define STATUS_DRIVER_OK 4
 
-static u32 pci_read32(u32 slot, u8 offset)
-{
-    outl(PCI_ADDRESS, 0x80000000u | (slot << 8) | (offset & 0xfcu));
-    return inl(PCI_DATA);
-}
-
-static void pci_write16(u32 slot, u8 offset, u16 value)
-{
-    outl(PCI_ADDRESS, 0x80000000u | (slot << 8) | (offset & 0xfcu));
-    outw(PCI_DATA + (offset & 2u), value);
-}
-
-/*
- * slot is device << 3 | function on bus 0: QEMU's pc machine puts every device there, and scanning 256 buses
- * would cost thousands of port accesses (VM exits) at boot for nothing.
- */
+/* Legacy registers need an I/O BAR the firmware placed; I/O space and bus mastering (DMA into our rings) get enabled. */
 u16 virtio_pci_find(u16 device_id, u32 *slot)
 {
-    for (; *slot < 256u; (*slot)++) {
-        u32 s = *slot;
-        u32 id = pci_read32(s, 0);
-        if ((s & 7u) == 0 && (id & 0xffffu) == 0xffffu) { *slot |= 7u; continue; }   /* no device: skip its functions */
-        if ((s & 7u) == 0 && !(pci_read32(s, 0x0c) & 0x00800000u)) *slot |= 7u;        /* single-function */
-        if (id != ((u32)device_id << 16 | VIRTIO_PCI_VENDOR)) continue;
-        u32 bar0 = pci_read32(s, 0x10);
-        if (!(bar0 & 1u) || (bar0 & ~3u) == 0) continue;    /* legacy registers need an I/O BAR the firmware placed */
-        pci_write16(s, 0x04, (u16)(pci_read32(s, 0x04) | 0x5u));   /* I/O space + bus master (DMA into our rings) */
-        (*slot)++;
+    u32 found, bar0;
+    while (pci_find(VIRTIO_PCI_VENDOR, device_id, slot, &found, &bar0)) {
+        if (!(bar0 & 1u) || (bar0 & ~3u) == 0) continue;
+        pci_enable(found, PCI_COMMAND_IO | PCI_COMMAND_MASTER);
         return (u16)(bar0 & ~3u);
     }
     return 0;

@@ -123,8 +123,10 @@ internal sealed partial class ComputeApi
     /// The existing volumes a boot request names (Nova's get_bdm_image_metadata and _get_volumes_for_bdms): each must be the
     /// caller's, and the root one bootable. Their status is the reservation's to judge (<see cref="ReserveBootVolumesAsync"/>).
     /// </summary>
-    private async Task CheckBootVolumesAsync(RequestContext ctx, IEnumerable<BlockDeviceMapping> mappings, CancellationToken cancellationToken)
+    /// <returns>The image an existing root volume was made from (its volume_image_metadata), or null.</returns>
+    private async Task<string?> CheckBootVolumesAsync(RequestContext ctx, IEnumerable<BlockDeviceMapping> mappings, CancellationToken cancellationToken)
     {
+        string? rootImageId = null;
         foreach (var mapping in mappings.Where(m => m.SourceType == "volume"))
         {
             var volume = await volumes.GetVolumeAsync(mapping.VolumeId, cancellationToken) is { } found && (ctx.IsAdmin || found.ProjectId == ctx.ProjectId) ? found : null;
@@ -135,12 +137,30 @@ internal sealed partial class ComputeApi
                 {
                     throw new BadRequestException($"Block Device {mapping.VolumeId} is not bootable.");
                 }
+                rootImageId = volume.ImageId;
             }
             else if (volume is null)
             {
                 throw new BadRequestException($"Volume {mapping.VolumeId} could not be found.");
             }
         }
+        return rootImageId;
+    }
+
+    /// <summary>
+    /// The image whose properties a new server keeps (<see cref="ImageSystemMetadata"/>): the one it boots; for a server
+    /// booted from a volume, the image its root volume is made from at build, or the one an existing root volume was made
+    /// from. Nova reads the latter from the volume's whole volume_image_metadata; Ferry's volumes keep only the image's
+    /// id, so the image's record is read instead (null when it is gone: the server then keeps no image properties).
+    /// </summary>
+    private async Task<Image?> BootImageAsync(ServerCreateSpec spec, string? rootVolumeImageId, CancellationToken cancellationToken)
+    {
+        if (spec.Image is { } image)
+        {
+            return image;
+        }
+        var imageId = spec.BlockDevices.FirstOrDefault(b => b.BootIndex == 0 && b.SourceType == "image")?.ImageId ?? rootVolumeImageId;
+        return imageId is null ? null : await catalog.FindImageAsync(imageId, cancellationToken);
     }
 
     /// <summary>

@@ -32,6 +32,7 @@ internal sealed partial class ComputeApi(
     ComputeClient compute,
     VolumeStore volumes,
     IVolumeBackend volumeBackend,
+    CatalogStore catalog,
     ControlPlaneOptions options,
     TimeProvider time,
     ILogger<ComputeApi> logger)
@@ -89,20 +90,22 @@ internal sealed partial class ComputeApi(
         {
             keypair = await keypairs.FindAsync(ctx.UserId, keyName, cancellationToken) ?? throw new BadRequestException("Invalid key_name provided.");
         }
-        await CheckBootVolumesAsync(ctx, spec.BlockDevices, cancellationToken);
+        var rootVolumeImageId = await CheckBootVolumesAsync(ctx, spec.BlockDevices, cancellationToken);
+        var bootImage = await BootImageAsync(spec, rootVolumeImageId, cancellationToken);
         using var quotaGate = await quotas.EnterCreateAsync(cancellationToken);
         var count = await quotas.CheckCreateAsync(ctx, spec, group, cancellationToken);
         Instance? first = null;
         for (var i = 1; i <= count; i++)
         {
             // Nova's multi_instance_display_name_template "%(name)s-%(count)d" when more than one is asked for.
-            var one = await BuildOneAsync(ctx, spec with { Name = spec.MaxCount > 1 ? $"{spec.Name}-{i}" : spec.Name }, group, keypair, now, cancellationToken);
+            var one = await BuildOneAsync(ctx, spec with { Name = spec.MaxCount > 1 ? $"{spec.Name}-{i}" : spec.Name }, bootImage, group, keypair, now, cancellationToken);
             first ??= one;
         }
         return (first!, GeneratePassword());
     }
 
-    private async Task<Instance> BuildOneAsync(RequestContext ctx, ServerCreateSpec spec, ServerGroupRow? group, KeyPairRow? keypair, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<Instance> BuildOneAsync(RequestContext ctx, ServerCreateSpec spec, Image? bootImage, ServerGroupRow? group, KeyPairRow? keypair,
+        DateTimeOffset now, CancellationToken cancellationToken)
     {
         var uuid = Guid.NewGuid().ToString();
         var blockDevices = await ReserveBootVolumesAsync(uuid, spec.BlockDevices, cancellationToken);
@@ -123,6 +126,7 @@ internal sealed partial class ComputeApi(
                 PowerState = PowerState.NoState,
                 AvailabilityZone = spec.AvailabilityZone ?? "nova",
                 Metadata = spec.Metadata,
+                SystemMetadata = bootImage is null ? [] : ImageSystemMetadata.FromImage(bootImage, spec.Flavor),
                 ConfigDrive = spec.ConfigDrive,
                 VolumeBacked = spec.VolumeBacked,
                 KeyName = keypair?.Name,
@@ -168,7 +172,7 @@ internal sealed partial class ComputeApi(
             ProjectId = ctx.ProjectId,
             UserId = ctx.UserId,
             Flavor = spec.Flavor,
-            ImageProperties = spec.Image?.Properties ?? [],
+            ImageProperties = bootImage?.Properties ?? [],
             IsBfv = spec.VolumeBacked,
             AvailabilityZone = spec.AvailabilityZone,
             RequestedHost = spec.RequestedHost,

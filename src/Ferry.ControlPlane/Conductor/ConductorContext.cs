@@ -161,7 +161,10 @@ public sealed partial class ConductorContext(
 
     public async Task<RequestSpec> BuildRequestSpecAsync(Instance instance, Flavor flavor, CancellationToken cancellationToken)
     {
-        var image = await Catalog.FindImageAsync(instance.ImageRef, cancellationToken);
+        // A move schedules by the image the server booted, as kept at boot (Nova's ImageMeta.from_instance), not by
+        // what the image says now; a server from before Ferry kept them asks the catalog.
+        var imageProperties = ImageSystemMetadata.Properties(instance.SystemMetadata)
+            ?? (await Catalog.FindImageAsync(instance.ImageRef, cancellationToken))?.Properties ?? [];
         ServerGroupPolicy? group = null;
         if (instance.ServerGroupUuid is { } groupUuid && await Groups.FindAsync(groupUuid, cancellationToken) is { } row)
         {
@@ -181,7 +184,7 @@ public sealed partial class ConductorContext(
             ProjectId = instance.ProjectId,
             UserId = instance.UserId,
             Flavor = flavor,
-            ImageProperties = image?.Properties ?? [],
+            ImageProperties = imageProperties,
             IsBfv = instance.VolumeBacked,
             SchedulerHints = instance.SchedulerHints,
             HintedHosts = await Instances.HostsOfHintedInstancesAsync(instance.SchedulerHints, cancellationToken),

@@ -26,6 +26,11 @@ public sealed record Instance
     public VmState? OldVmState { get; init; }
     public string AvailabilityZone { get; init; } = "nova";
     public Dictionary<string, string> Metadata { get; init; } = [];
+    /// <summary>
+    /// Nova's instance.system_metadata as far as Ferry keeps it: the boot image's properties as <c>image_&lt;key&gt;</c>
+    /// (<see cref="ImageSystemMetadata"/>), written at create and read by the compute host that builds or moves the guest.
+    /// </summary>
+    public Dictionary<string, string> SystemMetadata { get; init; } = [];
     public bool Locked { get; init; }
     public string? LockedReason { get; init; }
     public int Progress { get; init; }

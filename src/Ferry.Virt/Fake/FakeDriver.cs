@@ -120,7 +120,8 @@ public sealed partial class FakeDriver : IComputeDriver
     /// post-migration at the source, rollback, and migrate_disk_and_power_off, whose kept copy has none).
     /// </summary>
     public IReadOnlyList<FakeTap> TapDevices() =>
-        [.. State.Guests.Values.SelectMany(g => g.Spec.Vifs.Select(v => new FakeTap(v.DeviceName, v.Id, v.MacAddress, g.Uuid))).OrderBy(t => t.Name, StringComparer.Ordinal)];
+        [.. State.Guests.Values.SelectMany(g => g.Spec.Vifs.Select(v => new FakeTap(v.DeviceName, v.Id, v.MacAddress, g.Uuid, VifModels.Resolve(g.Spec.VifModel))))
+            .OrderBy(t => t.Name, StringComparer.Ordinal)];
 
     /// <summary>
     /// The volume connections this host holds: one per volume of every guest defined here (incoming ones too), as the
@@ -161,6 +162,7 @@ public sealed partial class FakeDriver : IComputeDriver
     public async Task SpawnAsync(GuestSpec guest, bool reuseDisks, CancellationToken cancellationToken)
     {
         await Faults.CheckAsync(FakeSteps.Spawn, cancellationToken);
+        VifModels.Resolve(guest.VifModel);     // what the QEMU driver refuses, a fake host refuses too
         var dir = InstanceDirectory(guest.Uuid);
         var record = new FakeGuest(guest.Uuid, GuestPowerState.Running, guest.MemoryMb, guest);
         if (!State.Guests.TryAdd(guest.Uuid, record))

@@ -56,8 +56,9 @@ public sealed partial class QemuDriver
         ? name.StartsWith("tap", StringComparison.Ordinal)
         : name.Length == LinuxNetwork.MaxDeviceNameLength && name.StartsWith("t" + HostTapTag, StringComparison.Ordinal);
 
+    /// <summary>The guest's NICs, each the device its image's <c>hw_vif_model</c> names (the same on every host).</summary>
     private IReadOnlyList<QemuNic> Nics(GuestSpec guest) =>
-        _options.Bridge is null ? [] : [.. guest.Vifs.Select(v => new QemuNic(TapName(v), v.MacAddress))];
+        _options.Bridge is null ? [] : [.. guest.Vifs.Select(v => new QemuNic(TapName(v), v.MacAddress, VifModels.QemuDevice(guest.VifModel)))];
 
     /// <summary>
     /// Every QEMU start goes through here: its volumes' exports checked from here, the process, then its taps on the

@@ -177,6 +177,7 @@ public sealed partial class QemuDriver : IComputeDriver, IAsyncDisposable
     public async Task SpawnAsync(GuestSpec guest, bool reuseDisks, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(guest);
+        VifModels.Resolve(guest.VifModel);     // before anything is made: libvirt refuses it while building the domain XML
         var dir = InstanceDirectory(guest.Uuid);
         var record = new QemuGuest(guest);
         if (!_guests.TryAdd(guest.Uuid, record))

@@ -164,6 +164,38 @@ public sealed class OpenStackCliTests(CliFixture fixture) : IClassFixture<CliFix
     }
 
     [Fact]
+    public async Task Image_property_hw_vif_model_set_by_image_create_and_set_picks_the_nic_or_fails_the_build()
+    {
+        fixture.RequireOpenStack();
+        var file = Path.Combine(fixture.DataDirectory, "vif-image.raw");
+        await File.WriteAllBytesAsync(file, new byte[4096]);
+        var created = await fixture.JsonAsync(fixture.AdminEnv, "image", "create", "--file", file, "--disk-format", "raw", "--container-format", "bare",
+            "--property", "hw_vif_model=e1000", "cli-vif-image");
+        var imageId = (string)created["id"]!;
+        var shown = await fixture.JsonAsync(fixture.AdminEnv, "image", "show", imageId);
+        Assert.Equal("e1000", (string?)(shown["properties"] ?? shown)["hw_vif_model"]);
+
+        var good = await AdminAsync("server", "create", "--flavor", "m1.tiny", "--image", imageId, "--nic", "none", "--wait", "cli-e1000");
+        Assert.Equal("ACTIVE", (string?)good["status"]);
+
+        var set = await fixture.RunAsync(fixture.AdminEnv, "image", "set", "--property", "hw_vif_model=bogus", imageId);
+        Assert.True(set.ExitCode == 0, set.ToString());
+        var bad = await fixture.RunAsync(fixture.AdminEnv, "--os-compute-api-version", ComputeVersion,
+            "server", "create", "--flavor", "m1.tiny", "--image", imageId, "--nic", "none", "--wait", "cli-bogus");
+        Assert.Contains("Error creating server: cli-bogus", bad.Stderr, StringComparison.Ordinal);   // OSC 6 still exits 0 for it
+        var failed = await AdminAsync("server", "show", "cli-bogus");
+        Assert.Equal("ERROR", (string?)failed["status"]);
+        Assert.Equal("Requested hardware 'bogus' is not supported by the 'qemu' virt driver", (string?)failed["fault"]!["message"]);
+
+        foreach (var server in new[] { (string)good["id"]!, (string)failed["id"]! })
+        {
+            var deleted = await fixture.RunAsync(fixture.AdminEnv, "--os-compute-api-version", ComputeVersion, "server", "delete", "--wait", server);
+            Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        }
+        Assert.Equal(0, (await fixture.RunAsync(fixture.AdminEnv, "image", "delete", imageId)).ExitCode);
+    }
+
+    [Fact]
     public async Task Wrong_password_is_a_one_line_401()
     {
         fixture.RequireOpenStack();

@@ -54,6 +54,32 @@ public sealed class BootFromVolumeTests(FerryFixture fixture) : VolumeFlowTest(f
     }
 
     [Fact]
+    public async Task Boot_RootVolumeOfAnImageWithProperties_ServerKeepsTheImagesPropertiesAndTheGuestItsVifModel()
+    {
+        // Nova reads them from the volume's volume_image_metadata; Ferry's volumes keep only image_id, so the image's record.
+        var catalog = Fixture.Ferry.Services.GetRequiredService<ControlPlane.Persistence.CatalogStore>();
+        var image = (await catalog.FindImageAsync(Ferry.Host.Seed.TestImageId, CancellationToken.None))!;
+        await catalog.SaveImageAsync(image with { Properties = new() { ["hw_vif_model"] = "e1000" } }, CancellationToken.None);
+        string fromVolume, fromImage;
+        try
+        {
+            var volumeId = await VolumeRequests.CreateAsync(Fixture.Ferry, Ferry.Host.Seed.TestImageId);
+            fromVolume = await BootFromVolumeAsync("compute1", volumeId);
+            fromImage = await BootFromVolumeAsync("compute2", volumeSize: 1, deleteOnTermination: true);
+        }
+        finally
+        {
+            await catalog.SaveImageAsync(image, CancellationToken.None);
+        }
+
+        Assert.Equal("e1000", Instances.Get(fromVolume).SystemMetadata["image_hw_vif_model"]);
+        Assert.Equal("e1000", Instances.Get(fromImage).SystemMetadata["image_hw_vif_model"]);
+        Assert.Equal("e1000", Driver("compute2").State.Guests[fromImage].Spec.VifModel);
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{fromVolume}")).Status);
+        Assert.Equal(HttpStatusCode.NoContent, (await Admin.SendAsync(HttpMethod.Delete, $"servers/{fromImage}")).Status);
+    }
+
+    [Fact]
     public async Task Boot_ImageWithABlankDataVolume_MadeAtBuildAsVdbAndKeptAfterDelete()
     {
         var request = JsonNode.Parse("""

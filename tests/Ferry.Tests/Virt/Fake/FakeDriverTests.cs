@@ -24,6 +24,19 @@ public sealed class FakeDriverTests : IDisposable
     // --- spawn / destroy ---
 
     [Fact]
+    public async Task Spawn_VifModelNoGuestCanHave_UnsupportedHardwareAndNothingDefined()
+    {
+        var driver = NewDriver("host1");
+        var guest = Guest() with { VifModel = "bogus" };
+
+        var refused = await Assert.ThrowsAsync<UnsupportedHardwareException>(() => driver.SpawnAsync(guest, reuseDisks: false, Ct));
+
+        Assert.Equal("Requested hardware 'bogus' is not supported by the 'qemu' virt driver", refused.Message);
+        Assert.Null(driver.GetGuest(guest.Uuid));
+        Assert.False(driver.InstanceOnDisk(guest.Uuid));
+    }
+
+    [Fact]
     public async Task Spawn_WithConfigDrive_CreatesDiskConsoleAndConfigDrive()
     {
         var driver = NewDriver("host1");
