@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
+using Ferry.Host;
 using Ferry.Virt.Fake;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -33,6 +34,16 @@ public abstract class FlowTest<TFixture>(TFixture fixture) : IClassFixture<TFixt
     protected InstanceStore Instances => Fixture.Ferry.Services.GetRequiredService<InstanceStore>();
 
     protected MigrationStore Migrations => Fixture.Ferry.Services.GetRequiredService<MigrationStore>();
+
+    /// <summary>A copy of the test guest's image with these properties, under a name of its own.</summary>
+    protected async Task<string> ImageWithAsync(string name, Dictionary<string, string> properties)
+    {
+        var catalog = Fixture.Ferry.Services.GetRequiredService<CatalogStore>();
+        var guest = await catalog.FindImageAsync(Seed.TestImageId, CancellationToken.None) ?? throw new InvalidOperationException("no test guest image");
+        var image = guest with { Id = Guid.NewGuid().ToString(), Name = name + "-" + Guid.NewGuid().ToString("N")[..8], Properties = properties };
+        await catalog.SaveImageAsync(image, CancellationToken.None);
+        return image.Id;
+    }
 
     /// <summary>Boots a server (on a given host when asked) and waits until it is ACTIVE.</summary>
     protected async Task<string> BootAsync(string? host = null, string flavor = "m1.tiny", Dictionary<string, string>? metadata = null, string name = "vm",

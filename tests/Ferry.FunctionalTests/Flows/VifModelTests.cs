@@ -16,16 +16,6 @@ public sealed class VifModelTests(FerryFixture fixture) : FlowTest<FerryFixture>
 {
     private static JsonNode OnPrivate => new JsonArray(new JsonObject { ["uuid"] = Seed.PrivateNetworkId });
 
-    /// <summary>A copy of the test guest's image with these properties, under a name of its own.</summary>
-    private async Task<string> ImageWithAsync(string name, Dictionary<string, string> properties)
-    {
-        var catalog = Fixture.Ferry.Services.GetRequiredService<CatalogStore>();
-        var guest = await catalog.FindImageAsync(Seed.TestImageId, CancellationToken.None) ?? throw new InvalidOperationException("no test guest image");
-        var image = guest with { Id = Guid.NewGuid().ToString(), Name = name + "-" + Guid.NewGuid().ToString("N")[..8], Properties = properties };
-        await catalog.SaveImageAsync(image, CancellationToken.None);
-        return image.Id;
-    }
-
     private string ModelOnHost(string host, string id) => Assert.Single(Driver(host).TapDevices(), t => t.GuestUuid == id).Model;
 
     [Fact]

@@ -28,3 +28,28 @@ public sealed class ForceConfigDriveTests(ForceConfigDriveFixture fixture) : Flo
         Assert.True(File.Exists(Path.Combine(Driver("compute2").InstanceDirectory(id), "disk.config")), "the destination wrote the config drive again");
     }
 }
+
+public sealed class ImageConfigDriveTests(FerryFixture fixture) : FlowTest<FerryFixture>(fixture)
+{
+    [Fact]
+    public async Task Boot_ImageMakesConfigDriveMandatory_GetsOneUnasked()
+    {
+        var image = await ImageWithAsync("mandatory-config-drive", new() { ["img_config_drive"] = "mandatory" });
+
+        var id = await BootAsync("compute1", image: image, configDrive: false);
+
+        Assert.True(Instances.Find(id)!.ConfigDrive, "the instance records the config drive its image demands");
+        Assert.True(File.Exists(Path.Combine(Driver("compute1").InstanceDirectory(id), "disk.config")), "the guest has a config drive");
+    }
+
+    [Fact]
+    public async Task Boot_ImageLeavesConfigDriveOptional_GetsNoneUnasked()
+    {
+        var image = await ImageWithAsync("optional-config-drive", new() { ["img_config_drive"] = "optional" });
+
+        var id = await BootAsync("compute1", image: image, configDrive: false);
+
+        Assert.False(Instances.Find(id)!.ConfigDrive);
+        Assert.False(File.Exists(Path.Combine(Driver("compute1").InstanceDirectory(id), "disk.config")), "a config drive nobody asked for");
+    }
+}
