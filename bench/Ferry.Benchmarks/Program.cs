@@ -58,9 +58,21 @@ var qemu = new Command("qemu", "Real QEMU live migrations between two local QEMU
     qemuJson, quick, png, statusTicks, qemuOnly, parallel, volumes, repeat, dataMib,
 };
 var netJson = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
+var netLatency = new Option<double>("--link-latency")
+{
+    Description = "Every host's link also delays packets this many ms each way (source and destination 4×MS apart in round trip).",
+    HelpName = "MS",
+};
+netLatency.Validators.Add(r =>
+{
+    if (r.GetValueOrDefault<double>() is < 0 or double.NaN)
+    {
+        r.AddError("--link-latency must be 0 or more");
+    }
+});
 var net = new Command("net", "The network blackout of live migrations between two namespace hosts over links shaped to 1 Gbit/s and 100 Mbit/s (root; results in BENCHMARKS.md).")
 {
-    netJson,
+    netJson, netLatency,
 };
 var bdn = new Command("bdn", "BenchmarkDotNet (select_destinations at 1,000 hosts); further arguments go to BenchmarkDotNet.")
 {
@@ -104,7 +116,7 @@ if (parsed.CommandResult.Command == bdn)
 }
 if (parsed.CommandResult.Command == net)
 {
-    return await Ferry.Benchmarks.Qemu.NetworkBlackoutBench.RunAsync(parsed.GetValue(netJson));
+    return await Ferry.Benchmarks.Qemu.NetworkBlackoutBench.RunAsync(parsed.GetValue(netJson), parsed.GetValue(netLatency));
 }
 if (parsed.CommandResult.Command == qemu)
 {

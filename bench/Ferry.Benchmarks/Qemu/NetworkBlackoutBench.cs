@@ -11,8 +11,8 @@ using Ferry.Virt.Qemu;
 namespace Ferry.Benchmarks.Qemu;
 
 /// <summary>
-/// <c>./ferry bench net [--json]</c> (root): the network blackout of a live migration. Two QEMU hosts, each in a network
-/// namespace of a <see cref="NetnsLab"/> whose links are shaped to 1 Gbit/s and to 100 Mbit/s; the test guest (its
+/// <c>./ferry bench net [--json] [--link-latency MS]</c> (root): the network blackout of a live migration. Two QEMU hosts, each in a network
+/// namespace of a <see cref="NetnsLab"/> whose links are shaped to 1 Gbit/s and to 100 Mbit/s (and delayed MS ms each way); the test guest (its
 /// address from the config drive) is probed every millisecond from the root namespace while it moves, and the longest
 /// time without an answer is set beside QEMU's own reported downtime. Also total time ÷ (RAM ÷ link bandwidth).
 /// The drivers run in this process (as in <see cref="QemuMigrationBench"/>) with their QEMUs, taps and bridges in the
@@ -26,9 +26,11 @@ internal static class NetworkBlackoutBench
 
     private static void Log(string line) => Console.Error.WriteLine($"[bench net {DateTime.Now:HH:mm:ss}] {line}");
 
-    internal sealed record Cell(double LinkMbit, string Guest, double DirtyMiBps)
+    internal sealed record Cell(double LinkMbit, string Guest, double DirtyMiBps, double LatencyMs)
     {
-        public string Key => string.Create(CultureInfo.InvariantCulture, $"{LinkMbit}M-{Guest}");
+        public string Key => string.Create(CultureInfo.InvariantCulture, $"{LinkMbit}M-{LatencyMs}ms-{Guest}");
+
+        public string Link => LatencyMs > 0 ? string.Create(CultureInfo.InvariantCulture, $"{LinkMbit} Mbit/s, {LatencyMs} ms") : string.Create(CultureInfo.InvariantCulture, $"{LinkMbit} Mbit/s");
 
         /// <summary>RAM ÷ link bandwidth: the time the guest's memory needs on the link once.</summary>
         public double BoundSeconds => RamMib * 1024 * 1024 * 8 / (LinkMbit * 1_000_000);
@@ -39,7 +41,8 @@ internal static class NetworkBlackoutBench
         public double Ratio => TotalMs / 1000 / Cell.BoundSeconds;
     }
 
-    public static async Task<int> RunAsync(bool json)
+    /// <param name="latencyMs">Every link's delay each way (NetnsLab's DelayWire), 0 for none: source and destination are 4×MS apart in round trip.</param>
+    public static async Task<int> RunAsync(bool json, double latencyMs)
     {
         if (NetnsLab.Unavailable() is { } missing)
         {
@@ -51,7 +54,7 @@ internal static class NetworkBlackoutBench
         var load = Results.LoadAverage();
         var total = Stopwatch.StartNew();
         // A converging guest (1 MiB/s) and a hot one, dirtying well over half of what the slower link carries.
-        Cell[] cells = [new(1000, "converging", 1), new(1000, "hot", 24), new(100, "converging", 1), new(100, "hot", 8)];
+        Cell[] cells = [new(1000, "converging", 1, latencyMs), new(1000, "hot", 24, latencyMs), new(100, "converging", 1, latencyMs), new(100, "hot", 8, latencyMs)];
         var results = new List<CellResult>();
         foreach (var cell in cells)
         {
@@ -68,7 +71,7 @@ internal static class NetworkBlackoutBench
     {
         var work = Path.Combine("/tmp", $"fbn{Environment.ProcessId}-{cell.Key}");
         Directory.CreateDirectory(work);
-        await using var lab = await NetnsLab.CreateAsync(work, hosts: 2, cell.LinkMbit, latencyMs: null, guestGateway: "192.168.233.1/24", cancellationToken);
+        await using var lab = await NetnsLab.CreateAsync(work, hosts: 2, cell.LinkMbit, cell.LatencyMs > 0 ? cell.LatencyMs : null, guestGateway: "192.168.233.1/24", cancellationToken);
         await using var source = NewDriver(lab, 1, Path.Combine(work, "s"), kernel);
         await using var dest = NewDriver(lab, 2, Path.Combine(work, "d"), kernel);
         await source.InitHostAsync(cancellationToken);
@@ -193,7 +196,7 @@ internal static class NetworkBlackoutBench
         foreach (var r in results)
         {
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"| {r.Cell.LinkMbit} Mbit/s | {r.Cell.Guest} ({r.Cell.DirtyMiBps} MiB/s) | {r.Outcome} | {r.TotalMs / 1000:0.00} s | {r.Ratio:0.00}× | {r.DowntimeMs:0} ms | {r.BlackoutMs:0} ms | " +
+                $"| {r.Cell.Link} | {r.Cell.Guest} ({r.Cell.DirtyMiBps} MiB/s) | {r.Outcome} | {r.TotalMs / 1000:0.00} s | {r.Ratio:0.00}× | {r.DowntimeMs:0} ms | {r.BlackoutMs:0} ms | " +
                 $"{r.BlackoutMs - r.DowntimeMs:0} ms | {r.Answers}/{r.Probes} {r.Note}|");
         }
         return text.ToString();
@@ -207,6 +210,7 @@ internal static class NetworkBlackoutBench
             ["cells"] = results.Select(r => new Dictionary<string, object>
             {
                 ["link_mbit"] = r.Cell.LinkMbit,
+                ["link_latency_ms"] = r.Cell.LatencyMs,
                 ["guest"] = r.Cell.Guest,
                 ["dirty_mibps"] = r.Cell.DirtyMiBps,
                 ["outcome"] = r.Outcome,

@@ -31,6 +31,7 @@ internal sealed partial class DelayWire : IDisposable
     private readonly int _second;
     private readonly int _stop;
     private readonly Direction[] _directions;
+    private int _disposed;
 
     private DelayWire(int first, int second, int stop, TimeSpan delay, string name)
     {
@@ -112,6 +113,10 @@ internal sealed partial class DelayWire : IDisposable
     /// <summary>Stops both directions, drops what is still queued and closes the taps (they vanish).</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
         ReadOnlySpan<byte> one = BitConverter.GetBytes(1UL);
         _ = Write(_stop, one, (nuint)one.Length);
         foreach (var direction in _directions)
