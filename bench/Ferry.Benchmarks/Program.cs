@@ -59,9 +59,21 @@ var qemu = new Command("qemu", "Real QEMU live migrations between two local QEMU
 };
 var netJson = new Option<bool>("--json") { Description = "Print one JSON object instead of the table." };
 var netOnly = new Option<string>("--only") { Description = "Run only these cells, comma-separated (1000M-converging, 1000M-hot, 100M-converging, 100M-hot).", HelpName = "CELLS" };
+var netLatency = new Option<double>("--link-latency")
+{
+    Description = "Every host's link also delays packets this many ms each way (source and destination 4×MS apart in round trip).",
+    HelpName = "MS",
+};
+netLatency.Validators.Add(r =>
+{
+    if (r.GetValueOrDefault<double>() is < 0 or double.NaN)
+    {
+        r.AddError("--link-latency must be 0 or more");
+    }
+});
 var net = new Command("net", "The network blackout of live migrations between two namespace hosts over links shaped to 1 Gbit/s and 100 Mbit/s (root; results in BENCHMARKS.md).")
 {
-    netJson, netOnly,
+    netJson, netOnly, netLatency,
 };
 var bdn = new Command("bdn", "BenchmarkDotNet (select_destinations at 1,000 hosts); further arguments go to BenchmarkDotNet.")
 {
@@ -105,7 +117,7 @@ if (parsed.CommandResult.Command == bdn)
 }
 if (parsed.CommandResult.Command == net)
 {
-    return await Ferry.Benchmarks.Qemu.NetworkBlackoutBench.RunAsync(parsed.GetValue(netJson), parsed.GetValue(netOnly));
+    return await Ferry.Benchmarks.Qemu.NetworkBlackoutBench.RunAsync(parsed.GetValue(netJson), parsed.GetValue(netLatency), parsed.GetValue(netOnly));
 }
 if (parsed.CommandResult.Command == qemu)
 {

@@ -11,8 +11,8 @@ using Ferry.Virt.Qemu;
 namespace Ferry.Benchmarks.Qemu;
 
 /// <summary>
-/// <c>./ferry bench net [--json]</c> (root): the network blackout of a live migration. Two QEMU hosts, each in a network
-/// namespace of a <see cref="NetnsLab"/> whose links are shaped to 1 Gbit/s and to 100 Mbit/s; the test guest (its
+/// <c>./ferry bench net [--json] [--link-latency MS]</c> (root): the network blackout of a live migration. Two QEMU hosts, each in a network
+/// namespace of a <see cref="NetnsLab"/> whose links are shaped to 1 Gbit/s and to 100 Mbit/s (and delayed MS ms each way); the test guest (its
 /// address from the config drive) is probed every millisecond from the root namespace while it moves, and the longest
 /// time without an answer is set beside QEMU's own reported downtime. Also total time ÷ (RAM ÷ link bandwidth).
 /// The drivers run in this process (as in <see cref="QemuMigrationBench"/>) with their QEMUs, taps and bridges in the
@@ -29,9 +29,12 @@ internal static class NetworkBlackoutBench
 
     private static void Log(string line) => Console.Error.WriteLine($"[bench net {DateTime.Now:HH:mm:ss}] {line}");
 
-    internal sealed record Cell(double LinkMbit, string Guest, double DirtyMiBps)
+    internal sealed record Cell(double LinkMbit, string Guest, double DirtyMiBps, double LatencyMs)
     {
+        /// <summary>What `--only` names (the latency is the run's, the same for every cell).</summary>
         public string Key => string.Create(CultureInfo.InvariantCulture, $"{LinkMbit}M-{Guest}");
+
+        public string Link => LatencyMs > 0 ? string.Create(CultureInfo.InvariantCulture, $"{LinkMbit} Mbit/s, {LatencyMs} ms") : string.Create(CultureInfo.InvariantCulture, $"{LinkMbit} Mbit/s");
 
         /// <summary>RAM ÷ link bandwidth: the time the guest's memory needs on the link once.</summary>
         public double BoundSeconds => RamMib * 1024 * 1024 * 8 / (LinkMbit * 1_000_000);
@@ -55,7 +58,8 @@ internal static class NetworkBlackoutBench
         public double Ratio => TotalMs / 1000 / Cell.BoundSeconds;
     }
 
-    public static async Task<int> RunAsync(bool json, string? only = null)
+    /// <param name="latencyMs">Every link's delay each way (NetnsLab's DelayWire), 0 for none: source and destination are 4×MS apart in round trip.</param>
+    public static async Task<int> RunAsync(bool json, double latencyMs, string? only = null)
     {
         if (NetnsLab.Unavailable() is { } missing)
         {
@@ -67,7 +71,7 @@ internal static class NetworkBlackoutBench
         var load = Results.LoadAverage();
         var total = Stopwatch.StartNew();
         // A converging guest (1 MiB/s) and a hot one, dirtying well over half of what the slower link carries.
-        Cell[] cells = [new(1000, "converging", 1), new(1000, "hot", 24), new(100, "converging", 1), new(100, "hot", 8)];
+        Cell[] cells = [new(1000, "converging", 1, latencyMs), new(1000, "hot", 24, latencyMs), new(100, "converging", 1, latencyMs), new(100, "hot", 8, latencyMs)];
         if (only is not null)
         {
             var wanted = only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -89,7 +93,7 @@ internal static class NetworkBlackoutBench
     {
         var work = Path.Combine("/tmp", $"fbn{Environment.ProcessId}-{cell.Key}");
         Directory.CreateDirectory(work);
-        await using var lab = await NetnsLab.CreateAsync(work, hosts: 2, cell.LinkMbit, latencyMs: null, guestGateway: "192.168.233.1/24", cancellationToken);
+        await using var lab = await NetnsLab.CreateAsync(work, hosts: 2, cell.LinkMbit, cell.LatencyMs > 0 ? cell.LatencyMs : null, guestGateway: "192.168.233.1/24", cancellationToken);
         await using var source = NewDriver(lab, 1, Path.Combine(work, "s"), kernel);
         await using var dest = NewDriver(lab, 2, Path.Combine(work, "d"), kernel);
         await source.InitHostAsync(cancellationToken);
@@ -135,7 +139,7 @@ internal static class NetworkBlackoutBench
             var (gap, gapAt) = prober.LongestGap(startedAt);
             var gaps = Split(prober, startedAt, wallMs - downtimeMs, baseline, monitor.MaxThrottlePercent);
             Log($"{cell.Key}: longest gap {gap.TotalMilliseconds:0} ms from {(gapAt - startedAt).TotalSeconds:0.000} s, stop at ~{(wallMs - downtimeMs) / 1000:0.000} s, " +
-                $"end {wallMs / 1000:0.000} s; {gaps}; throttle {Throttle(monitor, clockAtStart)}");
+                $"end {wallMs / 1000:0.000} s; switch-over gap {gaps.SwitchOverMs:0} ms, before the stop {gaps.BeforeStopMs:0} ms, baseline {gaps.BaselineMs:0} ms; throttle {Throttle(monitor, clockAtStart)}");
             return new CellResult(cell, "completed", totalMs, downtimeMs, gap.TotalMilliseconds, prober.Sent, prober.Replies.Count,
                 figures == "driver" ? "" : $"(times from {figures})", gaps);
         }
@@ -257,7 +261,7 @@ internal static class NetworkBlackoutBench
         {
             var g = r.Gaps ?? Gaps.None;
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"| {r.Cell.LinkMbit} Mbit/s | {r.Cell.Guest} ({r.Cell.DirtyMiBps} MiB/s) | {r.Outcome} | {r.TotalMs / 1000:0.00} s | {r.Ratio:0.00}× | {r.DowntimeMs:0} ms | {r.BlackoutMs:0} ms | " +
+                $"| {r.Cell.Link} | {r.Cell.Guest} ({r.Cell.DirtyMiBps} MiB/s) | {r.Outcome} | {r.TotalMs / 1000:0.00} s | {r.Ratio:0.00}× | {r.DowntimeMs:0} ms | {r.BlackoutMs:0} ms | " +
                 $"{r.BlackoutMs - r.DowntimeMs:0} ms | {g.SwitchOverMs:0} ms | {g.BeforeStopMs:0} ms | {g.BaselineMs:0} ms | {(g.MaxThrottlePercent > 0 ? $"{g.MaxThrottlePercent}%" : "none")} | {r.Answers}/{r.Probes} {r.Note}|");
         }
         return text.ToString();
@@ -271,6 +275,7 @@ internal static class NetworkBlackoutBench
             ["cells"] = results.Select(r => new Dictionary<string, object>
             {
                 ["link_mbit"] = r.Cell.LinkMbit,
+                ["link_latency_ms"] = r.Cell.LatencyMs,
                 ["guest"] = r.Cell.Guest,
                 ["dirty_mibps"] = r.Cell.DirtyMiBps,
                 ["outcome"] = r.Outcome,

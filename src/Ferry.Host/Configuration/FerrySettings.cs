@@ -168,9 +168,10 @@ public static class FerrySettings
             "Each compute host in a network namespace of its own (needs root and iproute2): a veth to a bridge of this machine, where the control plane " +
             "listens on 10.233.X.1 and the seeded subnet's gateway sits; its own address, bridge and guests. Ctrl-C removes them all.",
             FerryRoles.Distributed, (o, v) => o.Netns = v),
-        Seconds("distributed:linkBandwidth", "--link-bandwidth", "With --netns: every host's link shaped to this rate in Mbit/s, each way (tc netem; 0: unshaped).",
+        Seconds("distributed:linkBandwidth", "--link-bandwidth", "With --netns: every host's link shaped to this rate in Mbit/s, each way (tc HTB at both ends; 0: unshaped).",
             0, 0, FerryRoles.Distributed, (o, v) => o.LinkBandwidthMbit = v, "MBIT"),
-        Seconds("distributed:linkLatency", "--link-latency", "With --netns: every host's link delays packets this many ms, each way (tc netem; 0: none).",
+        Seconds("distributed:linkLatency", "--link-latency", "With --netns: every host's link delays packets this many ms, each way (the link is then two taps joined by the launcher, " +
+            "which holds each frame MS ms; no netem needed): a host and the controller are 2×MS apart (round trip), two hosts 4×MS. 0: none.",
             0, 0, FerryRoles.Distributed, (o, v) => o.LinkLatencyMs = v, "MS"),
         Int("distributed:replicas", "--replicas", "Processes of each control-plane role (api, conductor, scheduler).", s_defaults.Replicas, 1, 8, "N",
             FerryRoles.Distributed, (o, v) => o.Replicas = v),

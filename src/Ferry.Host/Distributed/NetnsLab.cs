@@ -7,11 +7,12 @@ namespace Ferry.Host.Distributed;
 
 /// <summary>
 /// Machines on one machine (`./ferry up --distributed --netns`): each compute host in a network namespace of its own,
-/// joined to the root namespace by a veth pair whose root end is on the lab's bridge. One flat L2 segment carries both
+/// joined to the root namespace by a link (a veth pair, or with a latency two taps joined by a <see cref="DelayWire"/>)
+/// whose root end is on the lab's bridge. One flat L2 segment carries both
 /// the management network (the controller at .1, host N at .(10+N); live migration, NBD and cold-migration transfers
 /// cross it) and the guests' network (the seeded subnet's gateway on the same root bridge), as a flat provider network
-/// would: inside a host the veth sits on the host's own bridge, which carries the host's management address and its
-/// guests' taps. Both ends of every veth may be shaped with <c>tc</c> (a rate with HTB, a one-way delay with netem).
+/// would: inside a host the link's end sits on the host's own bridge, which carries the host's management address and its
+/// guests' taps. Both ends of every link may be shaped with <c>tc</c> (a rate with HTB); a one-way delay is the wire's.
 /// Names carry a tag of the data directory, so two labs never collide and a start removes what a killed one left.
 /// </summary>
 public sealed class NetnsLab : IAsyncDisposable
@@ -20,6 +21,7 @@ public sealed class NetnsLab : IAsyncDisposable
     public const string HostBridge = "ferrybr0";
 
     private readonly List<string> _namespaces = [];
+    private readonly List<DelayWire> _wires = [];
     private bool _bridgeMade;
 
     private NetnsLab(string tag, int subnet, int hosts)
@@ -54,7 +56,11 @@ public sealed class NetnsLab : IAsyncDisposable
 
     private string Address(int last) => string.Create(CultureInfo.InvariantCulture, $"10.233.{_subnetOctet}.{last}");
 
+    /// <summary>The root end of host <paramref name="host"/>'s link (a veth or a tap), on the root bridge.</summary>
     private string RootVeth(int host) => string.Create(CultureInfo.InvariantCulture, $"fl{Tag}v{host}");
+
+    /// <summary>The host end of a delayed link while it is made in the root namespace, before it moves in as eth0.</summary>
+    private string HostTap(int host) => string.Create(CultureInfo.InvariantCulture, $"fl{Tag}h{host}");
 
     /// <summary>One clear line when this machine cannot make a lab: not root, or no <c>ip</c>.</summary>
     public static string? Unavailable() =>
@@ -123,8 +129,20 @@ public sealed class NetnsLab : IAsyncDisposable
         var ns = Namespace(host);
         await IpAsync(ct, "netns", "add", ns);
         _namespaces.Add(ns);
-        // The pair is made with its host end already in the namespace, named eth0 there.
-        await IpAsync(ct, "link", "add", RootVeth(host), "type", "veth", "peer", "name", "eth0", "netns", ns);
+        if (latencyMs is { } latency)
+        {
+            // A delay is carried by this process (DelayWire) rather than by tc netem even where the kernel has netem: one
+            // path that works on every kernel with tun (this machine's has no netem), and the one the tests exercise. The
+            // wire lives as long as this lab; a killed launcher's taps vanish with its descriptors.
+            var wire = DelayWire.Open(HostTap(host), RootVeth(host), TimeSpan.FromMilliseconds(latency));
+            _wires.Add(wire);
+            await IpAsync(ct, "link", "set", HostTap(host), "netns", ns, "name", "eth0");
+        }
+        else
+        {
+            // The pair is made with its host end already in the namespace, named eth0 there.
+            await IpAsync(ct, "link", "add", RootVeth(host), "type", "veth", "peer", "name", "eth0", "netns", ns);
+        }
         await IpAsync(ct, "link", "set", RootVeth(host), "master", RootBridge, "up");
         await IpAsync(ct, "-n", ns, "link", "set", "lo", "up");
         await IpAsync(ct, "-n", ns, "link", "add", HostBridge, "type", "bridge", "stp_state", "0", "forward_delay", "0");
@@ -136,41 +154,23 @@ public sealed class NetnsLab : IAsyncDisposable
         // downtime until the last byte is in the socket, not on the wire: 4 MiB queued there is 335 ms at 100 Mbit/s that
         // the guest is stopped and QEMU does not report.
         await RunAsync("ip", ["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_notsent_lowat=262144"], ct);
-        if (bandwidthMbit is not null || latencyMs is not null)
+        if (bandwidthMbit is { } rate)
         {
-            await ShapeAsync(null, RootVeth(host), bandwidthMbit, latencyMs, ct);
-            await ShapeAsync(ns, "eth0", bandwidthMbit, latencyMs, ct);
+            await ShapeAsync(null, RootVeth(host), rate, ct);
+            await ShapeAsync(ns, "eth0", rate, ct);
         }
     }
 
     /// <summary>
-    /// Shapes the device's egress (each direction of a link is shaped at its sender). A one-way delay needs netem (with
-    /// the rate there too). A rate alone is an HTB class with two leaves, as an operator would give a link shared by
+    /// Shapes the device's egress (each direction of a link is shaped at its sender, before a delayed link's wire) to
+    /// <paramref name="rate"/> Mbit/s: an HTB class with two leaves, as an operator would give a link shared by
     /// guests, control traffic and live migrations: IP packets under 512 bytes (probes, ARP-sized traffic, TCP ACKs,
     /// small RPCs) and everything that is not IP go first; bulk (a migration's memory stream, NBD, disk copies) gets the
     /// rest and queues at most 10 ms of the rate (more is data in flight that QEMU does not count as downtime). A single token bucket put a guest's answers behind the stream's
     /// queue (up to 100 ms at 100 Mbit/s), dropped them when it was full, and counted that as the migration's blackout.
     /// </summary>
-    private static async Task ShapeAsync(string? ns, string device, double? bandwidthMbit, double? latencyMs, CancellationToken ct)
+    private static async Task ShapeAsync(string? ns, string device, double rate, CancellationToken ct)
     {
-        if (latencyMs is { } latency)
-        {
-            List<string> netem = ["qdisc", "replace", "dev", device, "root", "netem", "limit", "100000", "delay", Invariant($"{latency}ms")];
-            if (bandwidthMbit is { } netemRate)
-            {
-                netem.AddRange(["rate", Invariant($"{netemRate}mbit")]);
-            }
-            try
-            {
-                await TcAsync(ns, netem, ct);
-            }
-            catch (FerryStartException ex) when (ex.Message.Contains("qdisc kind is unknown", StringComparison.Ordinal))
-            {
-                throw new FerryStartException("--link-latency needs tc's netem qdisc (kernel module sch_netem), which this kernel does not have; --link-bandwidth alone works");
-            }
-            return;
-        }
-        var rate = bandwidthMbit!.Value;
         // A burst of at least 4 ms of the rate (the kernel's tick may be 4 ms) and never below 64 KiB.
         var burst = Invariant($"{Math.Max(64 * 1024, (long)(rate * 1_000_000 / 8 * 0.004))}b");
         var bulkQueueBytes = Invariant($"{Math.Max(64 * 1024, (long)(rate * 1_000_000 / 8 * 0.01))}");
@@ -198,11 +198,14 @@ public sealed class NetnsLab : IAsyncDisposable
     /// <summary>Shapes both directions of host <paramref name="host"/>'s link to <paramref name="mbit"/> Mbit/s (tests: a slower link for one move).</summary>
     public async Task ShapeLinkAsync(int host, double mbit, CancellationToken ct)
     {
-        await ShapeAsync(null, RootVeth(host), mbit, null, ct);
-        await ShapeAsync(Namespace(host), "eth0", mbit, null, ct);
+        await ShapeAsync(null, RootVeth(host), mbit, ct);
+        await ShapeAsync(Namespace(host), "eth0", mbit, ct);
     }
 
-    /// <summary>Takes host <paramref name="host"/>'s link down or up (its veth's root end): a cut cable.</summary>
+    /// <summary>
+    /// Takes host <paramref name="host"/>'s link down or up (its root end): a cut cable. On a delayed link the host's end
+    /// stays up, but what it sends is lost at the wire, as what the bridge would send it is never sent.
+    /// </summary>
     public Task SetLinkAsync(int host, bool up, CancellationToken ct) => IpAsync(ct, "link", "set", RootVeth(host), up ? "up" : "down");
 
     /// <summary>
@@ -251,11 +254,16 @@ public sealed class NetnsLab : IAsyncDisposable
     }
 
     /// <summary>
-    /// Deletes the namespaces (their veth ends, and so the root ends, go with them) and the root bridge. Processes still
-    /// inside a namespace keep it alive until they end: stop them first.
+    /// Stops the delayed links' wires (their taps vanish), deletes the namespaces (their veth ends, and so the root ends, go
+    /// with them) and the root bridge. Processes still inside a namespace keep it alive until they end: stop them first.
     /// </summary>
     public async ValueTask DisposeAsync()
     {
+        foreach (var wire in _wires)
+        {
+            wire.Dispose();
+        }
+        _wires.Clear();
         foreach (var ns in _namespaces)
         {
             await KillProcessesInAsync(ns);

@@ -1,12 +1,14 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using Ferry.Host.Distributed;
 
 namespace Ferry.Tests.Host;
 
 /// <summary>
-/// The lab's namespaces, veths and bridge (<see cref="NetnsLab"/>): made, reachable, removed, and removed by the next
+/// The lab's namespaces, links (veths, or taps joined by a delaying wire) and bridge (<see cref="NetnsLab"/>): made, reachable, removed, and removed by the next
 /// start when a lab was never disposed (its launcher killed). Needs root and iproute2, as `--netns` does. No guests' gateway:
 /// the QEMU network tests of the other test process may hold it on a bridge of theirs.
 /// </summary>
@@ -73,10 +75,12 @@ public sealed class NetnsLabTests : IDisposable
         Assert.Empty(Namespaces(crashed.Tag));
     }
 
-    [Fact]
-    public async Task SetPortBlockedAsync_OnePortOfOneHost_ThatConnectGoesUnansweredUntilUnblocked()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(5.0)]
+    public async Task SetPortBlockedAsync_OnePortOfOneHost_ThatConnectGoesUnansweredUntilUnblocked(double? latencyMs)
     {
-        await using var lab = await NetnsLab.CreateAsync(_dataDirectory, hosts: 2, bandwidthMbit: 100, latencyMs: null, guestGateway: null, CancellationToken.None);
+        await using var lab = await NetnsLab.CreateAsync(_dataDirectory, hosts: 2, bandwidthMbit: 100, latencyMs, guestGateway: null, CancellationToken.None);
         using var blocked = new TcpListener(IPAddress.Parse(lab.ControllerAddress), 0);
         using var open = new TcpListener(IPAddress.Parse(lab.ControllerAddress), 0);
         blocked.Start();
@@ -92,6 +96,96 @@ public sealed class NetnsLabTests : IDisposable
         await lab.SetPortBlockedAsync(1, port, blocked: false, CancellationToken.None);
         Assert.Equal(0, Connect(lab, 1, port));
         Assert.DoesNotContain("1:30", Run("tc", "class", "show", "dev", $"fl{lab.Tag}v1").Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CreateAsync_Latency_RoundTripsTakeTheDelayPerLinkCrossedTcpArrivesIntactAndDisposeRemovesEverything()
+    {
+        const double Delay = 20;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var ct = timeout.Token;
+        string tag;
+        await using (var lab = await NetnsLab.CreateAsync(_dataDirectory, hosts: 2, bandwidthMbit: 100, latencyMs: Delay, guestGateway: null, ct))
+        {
+            tag = lab.Tag;
+            Assert.Equal([lab.Namespace(1), lab.Namespace(2)], Namespaces(tag));
+            // Host and controller: one link, crossed each way. Host and host: two links. The first ping is left out (ARP's
+            // round trip comes before it); the slack is generous, a loaded machine's scheduling is not the wire's.
+            AssertRoundTrips(lab, 1, lab.ControllerAddress, 2 * Delay);
+            AssertRoundTrips(lab, 1, lab.HostAddress(2), 4 * Delay);
+            AssertRoundTrips(lab, 2, lab.HostAddress(1), 4 * Delay);
+            // Both ends are shaped on a delayed link too (the rate before the wire).
+            Assert.Contains("htb 1:1 root rate 100Mbit", Run("tc", "class", "show", "dev", $"fl{tag}v1").Output, StringComparison.Ordinal);
+            Assert.Contains("htb 1:1 root rate 100Mbit", Run("tc", "-n", lab.Namespace(1), "class", "show", "dev", "eth0").Output, StringComparison.Ordinal);
+
+            var data = RandomNumberGenerator.GetBytes(4 << 20);
+            var file = Path.Combine(_dataDirectory, "data");
+            await File.WriteAllBytesAsync(file, data, ct);
+            var expected = Convert.ToHexStringLower(SHA256.HashData(data));
+            using var listener = new TcpListener(IPAddress.Parse(lab.ControllerAddress), 0);
+            listener.Start();
+            var port = ((IPEndPoint)listener.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture);
+
+            // Host to controller: the test reads what host 1 sends.
+            var received = ReceiveAllAsync(listener, ct);
+            var send = Run("ip", "netns", "exec", lab.Namespace(1), "timeout", "60", "bash", "-c", $"cat {file} > /dev/tcp/{lab.ControllerAddress}/{port}");
+            Assert.Equal(0, send.ExitCode);
+            Assert.Equal(expected, Convert.ToHexStringLower(SHA256.HashData(await received)));
+
+            // Controller to host: host 2 hashes what the test sends.
+            var sent = SendAllAsync(listener, data, ct);
+            var hashed = Run("ip", "netns", "exec", lab.Namespace(2), "timeout", "60", "bash", "-c", $"sha256sum < /dev/tcp/{lab.ControllerAddress}/{port}");
+            await sent;
+            Assert.Equal(0, hashed.ExitCode);
+            Assert.StartsWith(expected, hashed.Output, StringComparison.Ordinal);
+        }
+
+        Assert.Empty(Namespaces(tag));
+        Assert.Empty(RootDevices(tag));
+    }
+
+    [Fact]
+    public async Task SetLinkAsync_DelayedLinkDownThenUp_HostUnreachableThenReachableAgain()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var ct = timeout.Token;
+        await using var lab = await NetnsLab.CreateAsync(_dataDirectory, hosts: 1, bandwidthMbit: null, latencyMs: 5, guestGateway: null, ct);
+        Assert.Equal(0, Ping(lab, 1, lab.ControllerAddress, count: 1).ExitCode);
+
+        await lab.SetLinkAsync(1, up: false, ct);
+        Assert.NotEqual(0, Ping(lab, 1, lab.ControllerAddress, count: 2).ExitCode);
+        await lab.SetLinkAsync(1, up: true, ct);
+
+        // The wire lost what it could not deliver and carries on.
+        Assert.Equal(0, Ping(lab, 1, lab.ControllerAddress, count: 1).ExitCode);
+    }
+
+    private static void AssertRoundTrips(NetnsLab lab, int host, string address, double expectedMs)
+    {
+        var ping = Ping(lab, host, address, count: 5);
+        Assert.True(ping.ExitCode == 0, $"ping from host {host} to {address}: {ping.Output}");
+        var times = ping.Output.Split('\n').Where(l => l.Contains("time=", StringComparison.Ordinal))
+            .Select(l => double.Parse(l[(l.IndexOf("time=", StringComparison.Ordinal) + 5)..].Split(' ')[0], CultureInfo.InvariantCulture)).Skip(1).ToList();
+        Assert.True(times.Count == 4, ping.Output);
+        Assert.All(times, t => Assert.InRange(t, expectedMs, expectedMs + 50));
+    }
+
+    private static (int ExitCode, string Output) Ping(NetnsLab lab, int host, string address, int count) =>
+        Run("ip", "netns", "exec", lab.Namespace(host), "ping", "-n", "-c", count.ToString(CultureInfo.InvariantCulture), "-i", "0.2", "-W", "2", address);
+
+    private static async Task<byte[]> ReceiveAllAsync(TcpListener listener, CancellationToken ct)
+    {
+        using var client = await listener.AcceptTcpClientAsync(ct);
+        using var received = new MemoryStream();
+        await client.GetStream().CopyToAsync(received, ct);
+        return received.ToArray();
+    }
+
+    private static async Task SendAllAsync(TcpListener listener, byte[] data, CancellationToken ct)
+    {
+        using var client = await listener.AcceptTcpClientAsync(ct);
+        await client.GetStream().WriteAsync(data, ct);
+        client.Client.Shutdown(SocketShutdown.Send);
     }
 
     /// <summary>A TCP connect from the host's namespace to the controller's port, given 3 s: the exit code of timeout(1).</summary>
