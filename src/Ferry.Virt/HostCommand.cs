@@ -4,7 +4,7 @@ using Ferry.Core.Errors;
 namespace Ferry.Virt;
 
 /// <summary>One run of a host tool (qemu-img, xorriso, ip…): its exit code and its whole output; killed when cancelled.</summary>
-internal static class HostCommand
+public static class HostCommand
 {
     /// <param name="package">The Debian package that brings <paramref name="binary"/>, named when it cannot be started.</param>
     public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string binary, IReadOnlyList<string> args, string package,

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using Ferry.Virt;
 
 namespace Ferry.Host.Distributed;
 
@@ -62,7 +63,10 @@ public sealed class NetnsLab : IAsyncDisposable
     /// <summary>The host end of a delayed link while it is made in the root namespace, before it moves in as eth0.</summary>
     private string HostTap(int host) => string.Create(CultureInfo.InvariantCulture, $"fl{Tag}h{host}");
 
-    /// <summary>One clear line when this machine cannot make a lab: not root, or no <c>ip</c>.</summary>
+    /// <summary>
+    /// One clear line when this machine cannot make a lab: not root, or no <c>ip</c>. Root's commands live in /usr/sbin,
+    /// which a user's PATH may lack: it is searched after PATH.
+    /// </summary>
     public static string? Unavailable() =>
         Unavailable(File.ReadLines("/proc/self/status"), (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Append("/usr/sbin").Append("/sbin"));
 
@@ -74,8 +78,8 @@ public sealed class NetnsLab : IAsyncDisposable
         {
             return "--netns needs root (network namespaces, veths and bridges are made with CAP_NET_ADMIN): run it as root or with sudo";
         }
-        var path = commandPath.ToList();
-        if (!path.Any(d => File.Exists(Path.Combine(d, "ip"))) || !path.Any(d => File.Exists(Path.Combine(d, "tc"))))
+        var path = string.Join(':', commandPath);
+        if (!ExecutablePath.Exists("ip", path) || !ExecutablePath.Exists("tc", path))
         {
             return "--netns needs the ip and tc commands (Debian package iproute2): apt-get install iproute2";
         }
@@ -284,22 +288,29 @@ public sealed class NetnsLab : IAsyncDisposable
         }
     }
 
+    /// <summary>Kills every process in host <paramref name="host"/>'s namespace (a machine that lost its power) and waits until they are gone.</summary>
+    public Task KillProcessesInAsync(int host) => KillProcessesInAsync(Namespace(host));
+
     /// <summary>Ends every process still in the namespace (QEMU guests an agent left): a namespace with processes outlives its deletion.</summary>
     private static async Task KillProcessesInAsync(string ns)
     {
-        var info = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, ArgumentList = { "netns", "pids", ns } };
-        using var process = Process.Start(info);
-        if (process is null)
-        {
-            return;
-        }
-        var pids = await process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync();
+        var (_, pids, _) = await HostCommand.RunAsync("ip", ["netns", "pids", ns], "iproute2", CancellationToken.None);
         foreach (var line in pids.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
-            if (int.TryParse(line, CultureInfo.InvariantCulture, out var pid))
+            if (!int.TryParse(line, CultureInfo.InvariantCulture, out var pid))
             {
-                _ = ProcessSignals.Send(pid, "KILL");
+                continue;
+            }
+            try
+            {
+                using var process = Process.GetProcessById(pid);
+                process.Kill();
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                await process.WaitForExitAsync(timeout.Token);
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or OperationCanceledException or System.ComponentModel.Win32Exception)
+            {
+                // Gone already, or not ours to wait for: the namespace goes once its last process has.
             }
         }
     }
@@ -308,18 +319,10 @@ public sealed class NetnsLab : IAsyncDisposable
 
     private static async Task RunAsync(string program, IReadOnlyList<string> args, CancellationToken ct, bool ignoreFailure = false)
     {
-        var info = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var arg in args)
+        var (exitCode, _, stderr) = await HostCommand.RunAsync(program, args, "iproute2", ct);
+        if (exitCode != 0 && !ignoreFailure)
         {
-            info.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(info) ?? throw new FerryStartException($"could not start {program}");
-        var stderr = process.StandardError.ReadToEndAsync(ct);
-        await process.StandardOutput.ReadToEndAsync(ct);
-        await process.WaitForExitAsync(ct);
-        if (process.ExitCode != 0 && !ignoreFailure)
-        {
-            throw new FerryStartException($"lab: {program} {string.Join(' ', args)} failed: {(await stderr).Trim()}");
+            throw new FerryStartException($"lab: {program} {string.Join(' ', args)} failed: {stderr.Trim()}");
         }
     }
 }

@@ -167,28 +167,6 @@ public class NetnsLabFixture : IAsyncLifetime
         return output;
     }
 
-    /// <summary>Kills every process in host <paramref name="host"/>'s namespace (its agent and its QEMUs): the machine died.</summary>
-    public void KillEverythingIn(int host)
-    {
-        var info = new ProcessStartInfo("ip", ["netns", "pids", Lab.Namespace(host)]) { RedirectStandardOutput = true, UseShellExecute = false };
-        using var list = Process.Start(info)!;
-        var pids = list.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToList();
-        list.WaitForExit();
-        foreach (var pid in pids)
-        {
-            try
-            {
-                using var process = Process.GetProcessById(pid);
-                process.Kill();
-                process.WaitForExit(10_000);
-            }
-            catch (ArgumentException)
-            {
-                // Already gone.
-            }
-        }
-    }
-
     /// <summary>The tap devices in host <paramref name="host"/>'s namespace, with the bridge each is on.</summary>
     public Task<IReadOnlyList<TapDevice>> TapsOfAsync(int host) => LinuxNetwork.ListTapsAsync(CancellationToken.None, Lab.Namespace(host));
 

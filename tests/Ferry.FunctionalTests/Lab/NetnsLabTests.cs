@@ -96,7 +96,7 @@ public sealed class NetnsLabTests(NetnsLabFixture fixture, ITestOutputHelper out
         var serviceId = (string)services!["services"]![0]!["id"]!;
 
         // The machine dies: its agent and its guests, everything in its namespace.
-        fixture.KillEverythingIn(1);
+        await fixture.Lab.KillProcessesInAsync(1);
         await Admin.SendAsync(HttpMethod.Put, $"os-services/{serviceId}", new JsonObject { ["forced_down"] = true });
         try
         {
