@@ -19,7 +19,7 @@ public sealed class InstanceLifecycle(ComputeContext context)
                 // Ports first, bound to this host (Nova's _build_networks_for_instance), so the guest starts with its NICs;
                 // then its volumes, connected from here (_prep_block_device), so it starts with its disks.
                 // Nova's configdrive.required_by: asked for, forced on this host, or demanded by the image (img_config_drive).
-                if (context.Options.ForceConfigDrive || ImageSystemMetadata.Property(instance.SystemMetadata, "img_config_drive") == "mandatory")
+                if (context.Options.ForceConfigDrive || ImageSystemMetadata.Property(instance.SystemMetadata, ImageSystemMetadata.ConfigDriveProperty) == "mandatory")
                 {
                     instance = instance with { ConfigDrive = true };
                 }

@@ -21,6 +21,9 @@ public static class ImageSystemMetadata
     /// <summary>The image property that picks the guest's NIC model (virtio, e1000, …).</summary>
     public const string VifModelProperty = "hw_vif_model";
 
+    /// <summary>The image property that makes a config drive <c>mandatory</c> for its servers (Nova's img_config_drive).</summary>
+    public const string ConfigDriveProperty = "img_config_drive";
+
     /// <summary>Properties Nova never copies (SM_SKIP_KEYS): large structured values that would not fit.</summary>
     private static readonly HashSet<string> s_skipped = new(StringComparer.Ordinal)
     {

@@ -64,7 +64,7 @@ public sealed record InstanceUpdateRequest
     public VmState? OldVmState { get; init; }
     public int? Progress { get; init; }
     public DateTimeOffset? LaunchedAt { get; init; }
-    /// <summary>True: the guest has a config drive from now on (the host's force_config_drive made one it was not asked for).</summary>
+    /// <summary>True: the guest has a config drive from now on (made at build though not asked for: the host's force_config_drive or the image's img_config_drive).</summary>
     public bool? ConfigDrive { get; init; }
     /// <summary>Replaces the instance's metadata (server metadata API).</summary>
     public Dictionary<string, string>? Metadata { get; init; }
