@@ -166,6 +166,7 @@ internal static partial class DistributedScaleBenchmarks
         Action<string> log)
     {
         var figures = new QueryFigures("distributed", hosts, instances, double.NaN);
+        var slowest = new List<(double Ms, double At)>();
         Flavor flavor;
         using (var db = FerryInfrastructure.OpenDatabase(database))
         {
@@ -199,10 +200,14 @@ internal static partial class DistributedScaleBenchmarks
                 if (i >= 50)
                 {
                     figures.Select.Add(Stats.Ms(t1 - t0));
+                    slowest.Add((Stats.Ms(t1 - t0), Stats.Ms(t0 - started) / 1000));
                 }
             }
         }
         log($"select_destinations (RPC through RabbitMQ): n={figures.Select.Count} p50 {Stats.Percentile(figures.Select, 50):0.00} ms p99 {Stats.Percentile(figures.Select, 99):0.00} ms");
+        // When the tail happened says what made it (a burst, one periodic task, spread evenly): the ten slowest and when.
+        log("select_destinations, the ten slowest (ms at s from the first call): " +
+            string.Join(", ", slowest.OrderByDescending(s => s.Ms).Take(10).Select(s => string.Create(CultureInfo.InvariantCulture, $"{s.Ms:0.0} at {s.At:0.0}"))));
         await QueryBenchmarks.TimeGetAsync(api, "os-hypervisors/detail", "2.1", warmup: 2, measured: 20, figures.HypervisorsAll,
             json => QueryBenchmarks.Check(json, "hypervisors", hosts));
         log($"GET /os-hypervisors/detail (2.1, all {hosts}): p50 {Stats.Percentile(figures.HypervisorsAll, 50):0} ms p99 {Stats.Percentile(figures.HypervisorsAll, 99):0} ms");

@@ -6,8 +6,8 @@ namespace Ferry.Host.Distributed;
 
 /// <summary>
 /// A PostgreSQL 15 server (Debian's <c>postgresql</c>) that Ferry runs for itself in one directory: created with
-/// initdb on first use, listening on 127.0.0.1 only, its socket in the directory, and stopped with Ferry. PostgreSQL
-/// refuses to run as root, so as root the directory belongs to the <c>postgres</c> user and every tool runs through
+/// initdb on first use, listening on 127.0.0.1 only and on its socket in the directory (which Ferry's connections use),
+/// and stopped with Ferry. PostgreSQL refuses to run as root, so as root the directory belongs to the <c>postgres</c> user and every tool runs through
 /// <c>runuser</c>. A server a killed earlier run left running in the directory is stopped first.
 /// </summary>
 public sealed class LocalPostgres
@@ -39,12 +39,18 @@ public sealed class LocalPostgres
     // At most ConnectionsAProcess a process: with Npgsql's default of 100, six control-plane processes of a loaded
     // 10,000-host start grew their pools past max_connections ("53300: sorry, too many clients already"), and on 2 cores
     // a statement waiting for a pooled connection is no slower than one waiting for a CPU in its own backend.
+    // Through the server's socket in its directory, not TCP on loopback: the same server, ~15 % cheaper a round trip on this
+    // kind of machine (pgbench SELECT 1, 8 clients: 58-65k against 51-55k a second), and a 10,000-host control plane makes
+    // hundreds of thousands of them. A directory whose socket path would not fit a socket address keeps TCP.
     public string ConnectionStringOf(string database) =>
         new NpgsqlConnectionStringBuilder
         {
-            Host = "127.0.0.1", Port = Port, Username = "postgres", Database = database, GssEncryptionMode = GssEncryptionMode.Disable,
-            MaxPoolSize = ConnectionsAProcess,
+            Host = SocketFits ? Directory : "127.0.0.1", Port = Port, Username = "postgres", Database = database,
+            GssEncryptionMode = GssEncryptionMode.Disable, MaxPoolSize = ConnectionsAProcess,
         }.ConnectionString;
+
+    // sun_path holds 108 bytes with its terminating NUL.
+    private bool SocketFits => System.Text.Encoding.UTF8.GetByteCount(Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $".s.PGSQL.{Port}"))) < 108;
 
     /// <summary>
     /// The pool of each process (its history statements have up to 16 more): 3 replicas of api, conductor and scheduler

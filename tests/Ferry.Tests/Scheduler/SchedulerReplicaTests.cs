@@ -1,0 +1,105 @@
+using Ferry.ControlPlane.Persistence;
+using Ferry.ControlPlane.Placement;
+using Ferry.ControlPlane.Scheduler;
+using Ferry.ControlPlane.Scheduler.Filters;
+using Ferry.ControlPlane.Scheduler.Weighers;
+using Ferry.Core.Domain;
+using Ferry.Tests.Persistence;
+using Ferry.Tests.Shared;
+using Microsoft.Extensions.Logging.Abstractions;
+using static Ferry.Tests.Scheduler.SchedulerTestData;
+
+namespace Ferry.Tests.Scheduler;
+
+/// <summary>
+/// select_destinations through one placement replica over PostgreSQL while another replica writes: the scheduler's
+/// cache is a moment old, and its claims must still never lose another's write.
+/// </summary>
+[Collection(PostgresServer.Collection)]
+public sealed class SchedulerReplicaTests : IDisposable
+{
+    private readonly TestDatabase _files = new(DatabaseEngine.PostgreSql);
+    private readonly PlacementService _other;
+    private readonly PlacementService _schedulers;
+    private readonly InterceptingPlacement _intercepting;
+    private readonly TestHostStateSource _source = new();
+
+    public SchedulerReplicaTests()
+    {
+        _other = new PlacementService(_files.Open());
+        _schedulers = new PlacementService(_files.Open());
+        _intercepting = new InterceptingPlacement(_schedulers);
+        // h1 has the most free RAM, so it is tried first; h3 is a provider the scheduler never offers.
+        foreach (var (host, memoryMb) in new[] { ("h1", 16384), ("h2", 8192), ("h3", 8192) })
+        {
+            _other.EnsureProvider(NodeUuid(host), host + ".node");
+            _other.SetInventories(NodeUuid(host), null, new Dictionary<string, Inventory>
+            {
+                [ResourceClasses.Vcpu] = new() { Total = 16 },
+                [ResourceClasses.MemoryMb] = new() { Total = memoryMb },
+                [ResourceClasses.DiskGb] = new() { Total = 200 },
+            });
+            if (host == "h3")
+            {
+                continue;
+            }
+            _source.Nodes.Add(new ComputeNode
+            {
+                Uuid = NodeUuid(host),
+                Host = host,
+                HypervisorHostname = host + ".node",
+                HypervisorType = "QEMU",
+                HypervisorVersion = 8_002_000,
+                Vcpus = 16,
+                MemoryMb = memoryMb,
+                LocalGb = 200,
+            });
+            _source.Services[host] = Service(host);
+        }
+    }
+
+    public void Dispose() => _files.Dispose();
+
+    private static string NodeUuid(string host) => $"00000000-0000-0000-0000-0000000000{host[1..].PadLeft(2, '0')}";
+
+    [Fact]
+    public void SelectDestinations_ConsumerChangedByAnotherReplicaAfterTheCandidates_NextHostClaimedAndTheOtherWriteKept()
+    {
+        // The claim on h1 is planned from the cache the candidates' read left (no allocation for inst-1), so it conflicts
+        // with the other replica's write; the next host's claim reads the consumer afresh and keeps that write.
+        var racer = new Dictionary<string, long> { [ResourceClasses.MemoryMb] = 1024 };
+        _intercepting.AfterCandidates = () => _other.PutAllocations("inst-1", new AllocationRequest
+        {
+            Allocations = new() { [NodeUuid("h3")] = racer },
+            ProjectId = "project-1",
+            UserId = "user-1",
+        });
+
+        var selections = Scheduler().SelectDestinations(Spec(), 0);
+
+        Assert.Equal("h2", Assert.Single(selections).ServiceHost);
+        var held = _other.GetAllocations("inst-1");
+        Assert.Equal([NodeUuid("h2"), NodeUuid("h3")], held.Allocations.Keys.Order());
+        Assert.Equal(racer, held.Allocations[NodeUuid("h3")]);
+        Assert.Equal(2048, held.Allocations[NodeUuid("h2")][ResourceClasses.MemoryMb]);
+        Assert.Equal(2, held.ConsumerGeneration);
+        Assert.Equal(0, _other.GetProviderUsages(NodeUuid("h1")).GetValueOrDefault(ResourceClasses.MemoryMb));
+    }
+
+    [Fact]
+    public void SelectDestinations_NothingInBetween_ClaimsTheBestHost()
+    {
+        var selections = Scheduler().SelectDestinations(Spec(), 1);
+
+        Assert.Equal(["h1", "h2"], selections.Select(s => s.ServiceHost));
+        Assert.Equal([NodeUuid("h1")], _other.GetAllocations("inst-1").Allocations.Keys);
+    }
+
+    private SchedulerManager Scheduler()
+    {
+        var options = Options(o => o.EnabledFilters = ["ComputeFilter"]);
+        IHostFilter[] filters = [new ComputeFilter(new ManualTimeProvider(Now), options)];
+        IHostWeigher[] weighers = [new RamWeigher(options)];
+        return new SchedulerManager(_intercepting, new HostManager(_source), filters, weighers, options, NullLogger<SchedulerManager>.Instance);
+    }
+}
