@@ -61,8 +61,10 @@ internal static partial class DistributedScaleBenchmarks
 
             // Ready once every agent has reported its service, node and provider; the list then proves it (polling a list
             // of 10,000 hypervisors all along would load the API and database the start needs).
+            var servers = ServersCpu(postgres, rabbitMq);
             ferry = await DistributedRun.StartAsync(HostBuild.Command(hostDll).FileName, arguments, dataDirectory, s_startLimit);
             var freshMs = Stats.Ms(ferry.ReadyAt - ferry.Started);
+            log($"distributed scale: CPU of the start on an empty database, s: {StartCpu(ferry.Children(), servers, postgres, rabbitMq)}");
             var (computeUrl, _) = Urls(ferry.ReadyLine);
             using (var http = InProcessFerry.Client(computeUrl))
             {
@@ -89,7 +91,9 @@ internal static partial class DistributedScaleBenchmarks
             }
             log($"distributed scale: {instances} instances seeded in {seedMs:0} ms");
 
+            servers = ServersCpu(postgres, rabbitMq);
             ferry = await DistributedRun.StartAsync(HostBuild.Command(hostDll).FileName, arguments, dataDirectory, s_startLimit);
+            log($"distributed scale: CPU of the start with the instances, s: {StartCpu(ferry.Children(), servers, postgres, rabbitMq)}");
             (computeUrl, var placementUrl) = Urls(ferry.ReadyLine);
             var readyMs = Stats.Ms(ferry.ReadyAt - ferry.Started);
             var readyAt = DateTimeOffset.UtcNow;
@@ -135,6 +139,37 @@ internal static partial class DistributedScaleBenchmarks
             {
             }
         }
+    }
+
+    private static (Dictionary<int, TimeSpan> Postgres, Dictionary<int, TimeSpan> RabbitMq) ServersCpu(LocalPostgres postgres, LocalRabbitMq rabbitMq) =>
+        (TreeCpu(Path.Combine(postgres.Directory, "data", "postmaster.pid")), TreeCpu(Path.Combine(rabbitMq.Directory, "pid")));
+
+    private static Dictionary<int, TimeSpan> TreeCpu(string pidFile) =>
+        ProcessMemory.Tree(ProcessMemory.PidInFile(pidFile)).ToDictionary(pid => pid, ProcessMemory.CpuTime);
+
+    // Per process: a backend of an earlier client that ended since counts nothing, one that began counts its whole life.
+    private static double SecondsSince(Dictionary<int, TimeSpan> before, Dictionary<int, TimeSpan> now) =>
+        now.Sum(p => (p.Value - before.GetValueOrDefault(p.Key)).TotalSeconds);
+
+    /// <summary>
+    /// The CPU seconds a start took by role, read at its ready line: the role processes' whole lives (they began with it),
+    /// PostgreSQL's and RabbitMQ's processes since <paramref name="before"/> (read before the launch; a backend that ended
+    /// meanwhile is not counted). A start on 2 cores is CPU-bound, so this says where its time goes.
+    /// </summary>
+    private static string StartCpu(IReadOnlyList<(string Name, int Pid)> children, (Dictionary<int, TimeSpan> Postgres, Dictionary<int, TimeSpan> RabbitMq) before,
+        LocalPostgres postgres, LocalRabbitMq rabbitMq)
+    {
+        var used = new SortedDictionary<string, double>(StringComparer.Ordinal);
+        foreach (var (name, pid) in children)
+        {
+            var role = new string([.. name.TakeWhile(char.IsAsciiLetter)]);
+            used[role] = used.GetValueOrDefault(role) + ProcessMemory.CpuTime(pid).TotalSeconds;
+        }
+        var (postgresNow, rabbitMqNow) = ServersCpu(postgres, rabbitMq);
+        used["postgresql"] = SecondsSince(before.Postgres, postgresNow);
+        used["rabbitmq"] = SecondsSince(before.RabbitMq, rabbitMqNow);
+        used["all"] = used.Values.Sum();
+        return string.Join(", ", used.Select(r => string.Create(CultureInfo.InvariantCulture, $"{r.Key} {r.Value:0.0}")));
     }
 
     /// <summary>CPU used over <see cref="s_steadyWindow"/> by each role's processes (compute1-1000 → compute), in % of one core.</summary>

@@ -42,14 +42,6 @@ public interface IPlacementService
     /// <summary>The consumer's allocations, or an empty record (generation null) when it has none.</summary>
     Task<ConsumerAllocations> GetAllocationsAsync(string consumerUuid, CancellationToken cancellationToken);
 
-    /// <summary>
-    /// The consumer's allocations as this service last read them (on a shared database, the last look at it, which may
-    /// be a moment old), without reading again: for a caller that has just read through another call and whose write
-    /// then carries the consumer generation, so a change in between makes that write a conflict, not a lost update
-    /// (select_destinations claiming right after its candidates).
-    /// </summary>
-    ConsumerAllocations GetAllocationsAsLastRead(string consumerUuid);
-
     /// <summary>All allocations against one provider, by consumer.</summary>
     Task<IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>>> GetProviderAllocationsAsync(string providerUuid, CancellationToken cancellationToken);
 

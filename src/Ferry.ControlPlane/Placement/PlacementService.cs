@@ -401,11 +401,6 @@ public sealed class PlacementService : IPlacementService
     public async Task<ConsumerAllocations> GetAllocationsAsync(string consumerUuid, CancellationToken cancellationToken)
     {
         await RefreshAsync(cancellationToken);
-        return GetAllocationsAsLastRead(consumerUuid);
-    }
-
-    public ConsumerAllocations GetAllocationsAsLastRead(string consumerUuid)
-    {
         lock (_gate)
         {
             if (!_consumers.TryGetValue(consumerUuid, out var consumer))
@@ -1187,45 +1182,25 @@ public sealed class PlacementService : IPlacementService
         // The consumers the database has on the changed providers now are selected in SQL (no read of them first).
         var changedArray = changed.ToArray();
         var known = consumers.ToArray();
+        const string OnChanged = "(SELECT consumer FROM allocations WHERE rp = ANY(@rps))";
         var inventories = new List<(string Rp, string Rc, Inventory Inventory)>();
         var traits = new List<(string Rp, string Trait)>();
         var consumerRows = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
         var allocationRows = new List<(string Consumer, string Rp, string Rc, long Used)>();
-        // Arrays of at most 100 uuids per query (commands stay within Npgsql's 8 KB write buffer). The six reads of a round
-        // go as one statement, one round trip: a reload was six, each waiting for the last, in every select_destinations
-        // that followed another replica's write.
-        var rounds = Math.Max((changedArray.Length + 99) / 100, (known.Length + 99) / 100);
-        for (var round = 0; round < rounds; round++)
+        // Arrays of at most 100 uuids per query (commands stay within Npgsql's 8 KB write buffer).
+        foreach (var rps in changedArray.Chunk(100))
         {
-            await using var command = FerryDatabase.Command(connection, transaction, ReloadRowsSql,
-                ("@rps", changedArray.Skip(round * 100).Take(100).ToArray()), ("@cs", known.Skip(round * 100).Take(100).ToArray()));
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                switch (reader.GetInt32(0))
-                {
-                    case 0:
-                        inventories.Add((reader.GetString(1), reader.GetString(2), new Inventory
-                        {
-                            Total = reader.GetInt64(4),
-                            Reserved = reader.GetInt64(5),
-                            MinUnit = reader.GetInt64(6),
-                            MaxUnit = reader.GetInt64(7),
-                            StepSize = reader.GetInt64(8),
-                            AllocationRatio = reader.GetDouble(9),
-                        }));
-                        break;
-                    case 1:
-                        traits.Add((reader.GetString(1), reader.GetString(2)));
-                        break;
-                    case 2:
-                        consumerRows[reader.GetString(1)] = (reader.GetString(2), reader.GetString(3), reader.GetInt64(4));
-                        break;
-                    default:
-                        allocationRows.Add((reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4)));
-                        break;
-                }
-            }
+            await ReadManyAsync(connection, transaction, rps, [], cancellationToken,
+                (InventoriesSql + " WHERE rp = ANY(@rps)", r => inventories.Add(ReadInventory(r))),
+                (TraitsSql + " WHERE rp = ANY(@rps)", r => traits.Add((r.GetString(0), r.GetString(1)))),
+                (ConsumersSql + " WHERE uuid IN " + OnChanged, r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
+                (AllocationsSql + " WHERE consumer IN " + OnChanged, r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
+        }
+        foreach (var cs in known.Chunk(100))
+        {
+            await ReadManyAsync(connection, transaction, [], cs, cancellationToken,
+                (ConsumersSql + " WHERE uuid = ANY(@cs)", r => consumerRows[r.GetString(0)] = (r.GetString(1), r.GetString(2), r.GetInt64(3))),
+                (AllocationsSql + " WHERE consumer = ANY(@cs)", r => allocationRows.Add((r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3)))));
         }
         foreach (var (consumer, _, _, _) in allocationRows)
         {
@@ -1278,21 +1253,6 @@ public sealed class PlacementService : IPlacementService
         SetInventoriesAndTraits(reload.Inventories, reload.Traits);
         AddConsumers(reload.ConsumerRows, reload.AllocationRows);
     }
-
-    /// <summary>
-    /// A reload's rows in one statement (PostgreSQL), each branch on its own index: kind 0 the inventories and 1 the traits of
-    /// the providers <c>@rps</c>; 2 the consumers and 3 the allocations of every consumer on them now, and of <c>@cs</c>
-    /// (the consumers the cache had there). A consumer in both comes twice, the same rows.
-    /// </summary>
-    private const string ReloadRowsSql =
-        "SELECT 0, rp, rc, NULL::text, total, reserved, min_unit, max_unit, step_size, allocation_ratio FROM inventories WHERE rp = ANY(@rps) " +
-        "UNION ALL SELECT 1, rp, trait, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM traits WHERE rp = ANY(@rps) " +
-        "UNION ALL SELECT 2, uuid, project_id, user_id, generation, NULL, NULL, NULL, NULL, NULL FROM consumers " +
-        "WHERE uuid IN (SELECT consumer FROM allocations WHERE rp = ANY(@rps)) " +
-        "UNION ALL SELECT 2, uuid, project_id, user_id, generation, NULL, NULL, NULL, NULL, NULL FROM consumers WHERE uuid = ANY(@cs) " +
-        "UNION ALL SELECT 3, consumer, rp, rc, used, NULL, NULL, NULL, NULL, NULL FROM allocations " +
-        "WHERE consumer IN (SELECT consumer FROM allocations WHERE rp = ANY(@rps)) " +
-        "UNION ALL SELECT 3, consumer, rp, rc, used, NULL, NULL, NULL, NULL, NULL FROM allocations WHERE consumer = ANY(@cs)";
 
     private const string InventoriesSql = "SELECT rp, rc, total, reserved, min_unit, max_unit, step_size, allocation_ratio FROM inventories";
     private const string TraitsSql = "SELECT rp, trait FROM traits";

@@ -105,9 +105,7 @@ public sealed partial class SchedulerManager(
     private async Task<List<Selection>> ClaimAndSelectAsync(ArraySegment<WeighedHost> hosts, RequestSpec spec, Dictionary<string, long> resources, int numAlternates,
         CancellationToken cancellationToken)
     {
-        // As the candidates' read left them: reading the consumer again would be another round trip to a shared database in
-        // every request, and the claim carries its generation, so a change since makes it a conflict, then read afresh.
-        ConsumerAllocations? current = placement.GetAllocationsAsLastRead(spec.InstanceUuid);
+        ConsumerAllocations? current = null;
         for (var chosen = 0; chosen < hosts.Count; chosen++)
         {
             bool claimed;

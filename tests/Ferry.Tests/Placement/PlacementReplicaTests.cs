@@ -273,49 +273,6 @@ public sealed class PlacementReplicaTests : IDisposable
         Assert.Equal(1, _second.GetProvider(uuid)!.Generation);
     }
 
-    [Fact]
-    public async Task GetAllocationCandidates_ProviderChangedByTheOtherReplica_ReloadedInOneStatementWithItsConsumers()
-    {
-        var rp = AddProvider(_first, "host-a", 8);
-        _first.SetTraits(rp, 1, ["HW_CPU_X86_AVX2"]);
-        _first.PutAllocations("c1", Request(rp, vcpu: 1));
-        var want = new Dictionary<string, long> { ["VCPU"] = 1 };
-        Assert.Equal([rp], _second.GetAllocationCandidates(want).ProviderUuids);
-        // Changes the provider under the second replica's cache: one consumer more, one grown.
-        _first.PutAllocations("c2", Request(rp, vcpu: 2));
-        _first.PutAllocations("c1", Request(rp, vcpu: 3) with { ConsumerGeneration = 1 });
-
-        AllocationCandidates candidates = null!;
-        var commands = await NpgsqlCommands.RecordAsync(async () =>
-            candidates = await _second.GetAllocationCandidatesAsync(want, null, null, null, 10, CancellationToken.None));
-
-        // The log, the providers' committed generations, then every row of the reload in one statement.
-        var rows = Assert.Single(commands, c => c.Contains("FROM inventories", StringComparison.Ordinal));
-        Assert.Contains("FROM traits", rows, StringComparison.Ordinal);
-        Assert.Contains("FROM consumers", rows, StringComparison.Ordinal);
-        Assert.Contains("FROM allocations", rows, StringComparison.Ordinal);
-        Assert.DoesNotContain(commands, c => c != rows && (c.Contains("FROM consumers", StringComparison.Ordinal) || c.Contains("FROM traits", StringComparison.Ordinal)));
-        Assert.Equal([rp], candidates.ProviderUuids);
-        Assert.Equal(5, _second.GetProviderUsages(rp)["VCPU"]);
-        Assert.Equal(_first.GetAllocations("c1").Allocations, _second.GetAllocationsAsLastRead("c1").Allocations);
-        Assert.Equal(2, _second.GetAllocationsAsLastRead("c1").ConsumerGeneration);
-        Assert.Equal(_first.GetAllocations("c2").Allocations, _second.GetAllocationsAsLastRead("c2").Allocations);
-        Assert.Equal(new HashSet<string> { "HW_CPU_X86_AVX2" }, _second.GetTraits(rp));
-    }
-
-    [Fact]
-    public void GetAllocationsAsLastRead_OtherReplicaWroteSince_AnswersWithoutReading()
-    {
-        var rp = AddProvider(_first, "host-a", 8);
-        Assert.Empty(_second.GetAllocations("c1").Allocations); // a read: the cache is now as of this moment
-
-        _first.PutAllocations("c1", Request(rp, vcpu: 1));
-
-        Assert.Null(_second.GetAllocationsAsLastRead("c1").ConsumerGeneration); // not read again
-        Assert.Equal(1, _second.GetAllocations("c1").ConsumerGeneration);
-        Assert.Equal(1, _second.GetAllocationsAsLastRead("c1").ConsumerGeneration);
-    }
-
     private static string AddProvider(PlacementService placement, string name, long vcpus)
     {
         var uuid = Guid.NewGuid().ToString();

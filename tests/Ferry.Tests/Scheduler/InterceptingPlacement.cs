@@ -43,7 +43,6 @@ internal sealed class InterceptingPlacement(IPlacementService inner) : IPlacemen
         inner.GetUsagesAsync(projectId, userId, cancellationToken);
     public Task<ConsumerAllocations> GetAllocationsAsync(string consumerUuid, CancellationToken cancellationToken) =>
         inner.GetAllocationsAsync(consumerUuid, cancellationToken);
-    public ConsumerAllocations GetAllocationsAsLastRead(string consumerUuid) => inner.GetAllocationsAsLastRead(consumerUuid);
     public Task<IReadOnlyDictionary<string, IReadOnlyDictionary<string, long>>> GetProviderAllocationsAsync(string providerUuid, CancellationToken cancellationToken) =>
         inner.GetProviderAllocationsAsync(providerUuid, cancellationToken);
     public Task<ConsumerAllocations> PutAllocationsAsync(string consumerUuid, AllocationRequest request, CancellationToken cancellationToken) =>

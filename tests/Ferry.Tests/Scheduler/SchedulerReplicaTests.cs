@@ -63,10 +63,10 @@ public sealed class SchedulerReplicaTests : IDisposable
     private static string NodeUuid(string host) => $"00000000-0000-0000-0000-0000000000{host[1..].PadLeft(2, '0')}";
 
     [Fact]
-    public void SelectDestinations_ConsumerChangedByAnotherReplicaAfterTheCandidates_NextHostClaimedAndTheOtherWriteKept()
+    public void SelectDestinations_ConsumerChangedByAnotherReplicaAfterTheCandidates_ClaimKeepsTheOtherWrite()
     {
-        // The claim on h1 is planned from the cache the candidates' read left (no allocation for inst-1), so it conflicts
-        // with the other replica's write; the next host's claim reads the consumer afresh and keeps that write.
+        // The scheduler's replica has not seen the other replica's write when it offers the candidates; the claim reads the
+        // consumer afresh and adds the best host to what it holds (a doubled allocation) rather than overwriting it.
         var racer = new Dictionary<string, long> { [ResourceClasses.MemoryMb] = 1024 };
         _intercepting.AfterCandidates = () => _other.PutAllocations("inst-1", new AllocationRequest
         {
@@ -77,13 +77,12 @@ public sealed class SchedulerReplicaTests : IDisposable
 
         var selections = Scheduler().SelectDestinations(Spec(), 0);
 
-        Assert.Equal("h2", Assert.Single(selections).ServiceHost);
+        Assert.Equal("h1", Assert.Single(selections).ServiceHost);
         var held = _other.GetAllocations("inst-1");
-        Assert.Equal([NodeUuid("h2"), NodeUuid("h3")], held.Allocations.Keys.Order());
+        Assert.Equal([NodeUuid("h1"), NodeUuid("h3")], held.Allocations.Keys.Order());
         Assert.Equal(racer, held.Allocations[NodeUuid("h3")]);
-        Assert.Equal(2048, held.Allocations[NodeUuid("h2")][ResourceClasses.MemoryMb]);
+        Assert.Equal(2048, held.Allocations[NodeUuid("h1")][ResourceClasses.MemoryMb]);
         Assert.Equal(2, held.ConsumerGeneration);
-        Assert.Equal(0, _other.GetProviderUsages(NodeUuid("h1")).GetValueOrDefault(ResourceClasses.MemoryMb));
     }
 
     [Fact]

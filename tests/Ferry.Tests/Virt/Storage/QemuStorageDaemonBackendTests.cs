@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Ferry.Core.Errors;
 using Ferry.Core.Volumes;
+using Ferry.Tests.Shared;
 using Ferry.Tests.Virt.Qemu;
 using Ferry.Virt;
 using Ferry.Virt.Qemu;
@@ -46,13 +47,7 @@ public sealed class QemuStorageDaemonBackendTests(ITestOutputHelper output) : IA
                 await backend.DisposeAsync();
             }
             // Belt and braces: nothing a test started may outlive it.
-            var survivors = DaemonsOfThisTest();
-            foreach (var pid in survivors)
-            {
-                using var p = Process.GetProcessById(pid);
-                p.Kill();
-            }
-            Assert.True(survivors.Count == 0, $"qemu-storage-daemon pids {string.Join(", ", survivors)} survived the clean-up");
+            Survivors.KillAndFail(DaemonsOfThisTest(), "qemu-storage-daemon");
         }
         finally
         {

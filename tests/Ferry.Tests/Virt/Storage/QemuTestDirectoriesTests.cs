@@ -36,13 +36,7 @@ public sealed class QemuTestDirectoriesTests(ITestOutputHelper output) : IAsyncL
                 await using var backend = Backend(directory);
                 await backend.StopDaemonAsync(CancellationToken.None);
             }
-            var survivors = DaemonsUnder(_root);
-            foreach (var pid in survivors)
-            {
-                using var process = Process.GetProcessById(pid);
-                process.Kill();
-            }
-            Assert.True(survivors.Count == 0, $"qemu-storage-daemon pids {string.Join(", ", survivors)} survived the clean-up");
+            Survivors.KillAndFail(DaemonsUnder(_root), "qemu-storage-daemon");
         }
         finally
         {
