@@ -28,25 +28,7 @@ public sealed class SchedulerManagerTests : IDisposable
         _intercepting = new InterceptingPlacement(_placement);
         foreach (var (host, memoryMb) in s_hosts)
         {
-            var uuid = NodeUuid(host);
-            _placement.EnsureProvider(uuid, host + ".node");
-            _placement.SetInventories(uuid, null, new Dictionary<string, Inventory>
-            {
-                [ResourceClasses.Vcpu] = new() { Total = 16 },
-                [ResourceClasses.MemoryMb] = new() { Total = memoryMb },
-                [ResourceClasses.DiskGb] = new() { Total = 200 },
-            });
-            _source.Nodes.Add(new ComputeNode
-            {
-                Uuid = uuid,
-                Host = host,
-                HypervisorHostname = host + ".node",
-                HypervisorType = "QEMU",
-                HypervisorVersion = 8_002_000,
-                Vcpus = 16,
-                MemoryMb = memoryMb,
-                LocalGb = 200,
-            });
+            _source.Nodes.Add(AddHost(_placement, NodeUuid(host), host, memoryMb));
             _source.Services[host] = Service(host);
         }
     }

@@ -32,29 +32,12 @@ public sealed class SchedulerReplicaTests : IDisposable
         // h1 has the most free RAM, so it is tried first; h3 is a provider the scheduler never offers.
         foreach (var (host, memoryMb) in new[] { ("h1", 16384), ("h2", 8192), ("h3", 8192) })
         {
-            _other.EnsureProvider(NodeUuid(host), host + ".node");
-            _other.SetInventories(NodeUuid(host), null, new Dictionary<string, Inventory>
+            var node = AddHost(_other, NodeUuid(host), host, memoryMb);
+            if (host != "h3")
             {
-                [ResourceClasses.Vcpu] = new() { Total = 16 },
-                [ResourceClasses.MemoryMb] = new() { Total = memoryMb },
-                [ResourceClasses.DiskGb] = new() { Total = 200 },
-            });
-            if (host == "h3")
-            {
-                continue;
+                _source.Nodes.Add(node);
+                _source.Services[host] = Service(host);
             }
-            _source.Nodes.Add(new ComputeNode
-            {
-                Uuid = NodeUuid(host),
-                Host = host,
-                HypervisorHostname = host + ".node",
-                HypervisorType = "QEMU",
-                HypervisorVersion = 8_002_000,
-                Vcpus = 16,
-                MemoryMb = memoryMb,
-                LocalGb = 200,
-            });
-            _source.Services[host] = Service(host);
         }
     }
 

@@ -1,3 +1,4 @@
+using Ferry.ControlPlane.Placement;
 using Ferry.ControlPlane.Scheduler;
 using Ferry.Core.Domain;
 using Microsoft.Extensions.Options;
@@ -83,6 +84,29 @@ internal static class SchedulerTestData
         HypervisorVersion = hypervisorVersion,
         SupportedArchitectures = architectures ?? ["x86_64"],
     };
+
+    /// <summary>A host of 16 vCPUs, <paramref name="memoryMb"/> and 200 GB: its provider and inventory put in placement, its compute node returned.</summary>
+    public static ComputeNode AddHost(IPlacementService placement, string uuid, string host, int memoryMb)
+    {
+        placement.EnsureProvider(uuid, host + ".node");
+        placement.SetInventories(uuid, null, new Dictionary<string, Inventory>
+        {
+            [ResourceClasses.Vcpu] = new() { Total = 16 },
+            [ResourceClasses.MemoryMb] = new() { Total = memoryMb },
+            [ResourceClasses.DiskGb] = new() { Total = 200 },
+        });
+        return new ComputeNode
+        {
+            Uuid = uuid,
+            Host = host,
+            HypervisorHostname = host + ".node",
+            HypervisorType = "QEMU",
+            HypervisorVersion = 8_002_000,
+            Vcpus = 16,
+            MemoryMb = memoryMb,
+            LocalGb = 200,
+        };
+    }
 
     public static IOptions<SchedulerOptions> Options(Action<SchedulerOptions>? configure = null)
     {
