@@ -7,8 +7,9 @@ namespace Ferry.Host.Distributed;
 /// <summary>
 /// A PostgreSQL 15 server (Debian's <c>postgresql</c>) that Ferry runs for itself in one directory: created with
 /// initdb on first use, listening on 127.0.0.1 only and on its socket in the directory (which Ferry's connections use),
-/// and stopped with Ferry. PostgreSQL refuses to run as root, so as root the directory belongs to the <c>postgres</c> user and every tool runs through
-/// <c>runuser</c>. A server a killed earlier run left running in the directory is stopped first.
+/// and stopped with Ferry. PostgreSQL refuses to run as root, so as root the directory belongs to the <c>postgres</c>
+/// user and every tool runs through <c>runuser</c>. A server a killed earlier run left running in the directory is
+/// stopped first.
 /// </summary>
 public sealed class LocalPostgres
 {
@@ -50,7 +51,8 @@ public sealed class LocalPostgres
         }.ConnectionString;
 
     // sun_path holds 108 bytes with its terminating NUL.
-    private bool SocketFits => System.Text.Encoding.UTF8.GetByteCount(Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $".s.PGSQL.{Port}"))) < 108;
+    private bool SocketFits =>
+        System.Text.Encoding.UTF8.GetByteCount(Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $".s.PGSQL.{Port}"))) < 108;
 
     /// <summary>
     /// The pool of each process (its history statements have up to 16 more): 3 replicas of api, conductor and scheduler
