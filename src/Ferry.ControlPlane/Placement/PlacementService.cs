@@ -1187,9 +1187,9 @@ public sealed class PlacementService : IPlacementService
         var traits = new List<(string Rp, string Trait)>();
         var consumerRows = new Dictionary<string, (string Project, string User, long Generation)>(StringComparer.Ordinal);
         var allocationRows = new List<(string Consumer, string Rp, string Rc, long Used)>();
-        // Arrays of at most 100 uuids per query: commands stay within Npgsql's 8 KB write buffer (a larger one is written
-        // from the thread pool, which loaded schedulers starve: the six reads below as one statement, with two arrays of
-        // 100, hung 29-103 of 200 live migrations at once in select_destinations; BENCHMARKS.md).
+        // Arrays of at most 100 uuids per query (commands stay within Npgsql's 8 KB write buffer). Read one by one: the six
+        // reads below as one statement made 29-103 of 200 live migrations at once time out in select_destinations, even
+        // with 100 uuids a statement in all (BENCHMARKS.md; not understood), as an Npgsql batch of them hung before.
         foreach (var rps in changedArray.Chunk(100))
         {
             await ReadManyAsync(connection, transaction, rps, [], cancellationToken,
