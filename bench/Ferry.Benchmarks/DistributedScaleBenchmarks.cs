@@ -141,6 +141,9 @@ internal static partial class DistributedScaleBenchmarks
         }
     }
 
+    /// <summary>A child's role from its name: compute1-1000 → compute, conductor-2 → conductor.</summary>
+    private static string RoleOf(string child) => new([.. child.TakeWhile(char.IsAsciiLetter)]);
+
     private static (Dictionary<int, TimeSpan> Postgres, Dictionary<int, TimeSpan> RabbitMq) ServersCpu(LocalPostgres postgres, LocalRabbitMq rabbitMq) =>
         (TreeCpu(Path.Combine(postgres.Directory, "data", "postmaster.pid")), TreeCpu(Path.Combine(rabbitMq.Directory, "pid")));
 
@@ -162,7 +165,7 @@ internal static partial class DistributedScaleBenchmarks
         var used = new SortedDictionary<string, double>(StringComparer.Ordinal);
         foreach (var (name, pid) in children)
         {
-            var role = new string([.. name.TakeWhile(char.IsAsciiLetter)]);
+            var role = RoleOf(name);
             used[role] = used.GetValueOrDefault(role) + ProcessMemory.CpuTime(pid).TotalSeconds;
         }
         var (postgresNow, rabbitMqNow) = ServersCpu(postgres, rabbitMq);
@@ -176,7 +179,7 @@ internal static partial class DistributedScaleBenchmarks
     private static async Task<IReadOnlyDictionary<string, double>> SteadyCpuAsync(IReadOnlyList<(string Name, int Pid)> children,
         LocalPostgres postgres, LocalRabbitMq rabbitMq)
     {
-        var roles = children.Select(c => (Role: new string([.. c.Name.TakeWhile(char.IsAsciiLetter)]), c.Pid))
+        var roles = children.Select(c => (Role: RoleOf(c.Name), c.Pid))
             .Concat(ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(postgres.Directory, "data", "postmaster.pid"))).Select(p => (Role: "postgresql", Pid: p)))
             .Concat(ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(rabbitMq.Directory, "pid"))).Select(p => (Role: "rabbitmq", Pid: p)))
             .ToList();
