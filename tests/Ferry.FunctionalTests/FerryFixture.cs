@@ -40,7 +40,7 @@ public class FerryFixture : IAsyncLifetime
 
     protected virtual void ConfigureLogging(ILoggingBuilder logging) => logging.SetMinimumLevel(LogLevel.None);
 
-    protected virtual string NewDataDirectory() => Directory.CreateTempSubdirectory("ferry-test-").FullName;
+    protected virtual string NewDataDirectory() => TestTempNames.Directory("test");
 
     /// <summary>Runs before the Ferry stops (e.g. to remove what the hosts still run).</summary>
     protected virtual Task BeforeDisposeAsync() => Task.CompletedTask;

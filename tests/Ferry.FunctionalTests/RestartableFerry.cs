@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
 using Ferry.Host;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -21,7 +22,7 @@ public sealed class RestartableFerry : IAsyncDisposable
     public RestartableFerry(Action<FerryHostOptions>? configure = null, string? dataDirectory = null)
     {
         _configure = configure;
-        DataDirectory = dataDirectory ?? Directory.CreateTempSubdirectory("ferry-restart-").FullName;
+        DataDirectory = dataDirectory ?? TestTempNames.Directory("restart");
     }
 
     public string DataDirectory { get; }

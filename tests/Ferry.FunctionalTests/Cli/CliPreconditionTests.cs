@@ -1,3 +1,4 @@
+using Ferry.Tests.Shared;
 using Xunit.Sdk;
 
 namespace Ferry.FunctionalTests.Cli;
@@ -8,7 +9,7 @@ public sealed class CliPreconditionTests
     [Fact]
     public void RequireTool_ClientNotOnPath_FailsNamingThePackage()
     {
-        var empty = Directory.CreateTempSubdirectory("ferry-empty-path-").FullName;
+        var empty = TestTempNames.Directory("empty-path");
         try
         {
             var missing = CliFixture.FindOnPath("openstack", empty);
@@ -26,7 +27,7 @@ public sealed class CliPreconditionTests
     [Fact]
     public void RequireTool_ClientOnPath_Passes()
     {
-        var bin = Directory.CreateTempSubdirectory("ferry-path-").FullName;
+        var bin = TestTempNames.Directory("path");
         try
         {
             File.WriteAllText(Path.Combine(bin, "nova"), "");

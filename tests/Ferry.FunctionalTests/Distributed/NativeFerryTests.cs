@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Ferry.Tests.Shared;
 
 namespace Ferry.FunctionalTests.Distributed;
 
@@ -43,8 +44,8 @@ public sealed partial class NativeFerryTests
     {
         var native = FerryBinary.Given
             ?? throw new InvalidOperationException($"{FerryBinary.Variable} is not set: ./ferry test publishes the native ferry and sets it");
-        var nativeDir = Directory.CreateTempSubdirectory("ferry-native-").FullName;
-        var jitDir = Directory.CreateTempSubdirectory("ferry-jit-").FullName;
+        var nativeDir = TestTempNames.Directory("native");
+        var jitDir = TestTempNames.Directory("jit");
         try
         {
             var startNative = FerryChildProcess.StartAsync(nativeDir, new Dictionary<string, string>(), hosts: 2, program: native);
@@ -127,7 +128,7 @@ public sealed partial class NativeFerryTests
     {
         var native = FerryBinary.Given
             ?? throw new InvalidOperationException($"{FerryBinary.Variable} is not set: ./ferry test publishes the native ferry and sets it");
-        var dataDir = Directory.CreateTempSubdirectory("ferry-native-threads-").FullName;
+        var dataDir = TestTempNames.Directory("native-threads");
         try
         {
             await using var ferry = await FerryChildProcess.StartAsync(dataDir, new Dictionary<string, string>(), hosts: 1, program: native);

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json.Nodes;
 using Ferry.Core.Domain;
+using Ferry.Tests.Shared;
 using Ferry.Virt.Fake;
 
 namespace Ferry.FunctionalTests.Flows;
@@ -53,7 +54,7 @@ public abstract class CrashSweepTests
 
     protected static async Task RunTrialAsync(string flowName, string point)
     {
-        var dataDirectory = Directory.CreateTempSubdirectory("ferry-crash-").FullName;
+        var dataDirectory = TestTempNames.Directory("crash");
         try
         {
             await RunTrialAsync(flowName, point, dataDirectory);

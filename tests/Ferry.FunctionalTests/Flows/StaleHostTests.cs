@@ -6,6 +6,7 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.ControlPlane.Placement;
 using Ferry.Core.Domain;
 using Ferry.Host;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Ferry.FunctionalTests.Flows;
@@ -186,7 +187,7 @@ public sealed class StaleHostRestartTests
     [Fact]
     public async Task Restart_FewerHosts_OldHostDownFromTheStart_ItsServerDeletedLocally()
     {
-        var dataDirectory = Directory.CreateTempSubdirectory("ferry-test-").FullName;
+        var dataDirectory = TestTempNames.Directory("test");
         var first = new RunFixture(dataDirectory, hosts: 3);
         await first.InitializeAsync();
         string id;

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
 using Ferry.Host;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
 
@@ -32,7 +33,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _dataDirectory = Directory.CreateTempSubdirectory("ferry-fuzz-").FullName;
+        _dataDirectory = TestTempNames.Directory("fuzz");
         _options = new FerryHostOptions
         {
             DataDirectory = _dataDirectory,

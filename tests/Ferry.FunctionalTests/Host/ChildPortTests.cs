@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Ferry.Tests.Shared;
 
 namespace Ferry.FunctionalTests.Host;
 
@@ -10,7 +11,7 @@ public sealed class ChildPortTests
     [Fact]
     public async Task Start_PortZeroOnTheSameDataDirectoryTwice_EachChildAnswersOnThePortsItReports()
     {
-        var dataDirectory = Directory.CreateTempSubdirectory("ferry-child-ports-").FullName;
+        var dataDirectory = TestTempNames.Directory("child-ports");
         try
         {
             int firstPort;

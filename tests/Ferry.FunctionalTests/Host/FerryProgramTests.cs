@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Ferry.Tests.Shared;
 using Microsoft.Data.Sqlite;
 
 namespace Ferry.FunctionalTests.Host;
@@ -6,7 +7,7 @@ namespace Ferry.FunctionalTests.Host;
 /// <summary>The <c>ferry</c> program as an operator runs it: <c>ferry db sync</c>, and the one-line refusals of a bad start.</summary>
 public sealed class FerryProgramTests : IDisposable
 {
-    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("ferry-program-").FullName;
+    private readonly string _dataDirectory = TestTempNames.Directory("program");
 
     public void Dispose() => Directory.Delete(_dataDirectory, recursive: true);
 

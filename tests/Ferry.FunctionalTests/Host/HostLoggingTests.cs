@@ -1,5 +1,6 @@
 using Ferry.Host;
 using Ferry.Host.Logging;
+using Ferry.Tests.Shared;
 
 namespace Ferry.FunctionalTests.Host;
 
@@ -9,7 +10,7 @@ public sealed class HostLoggingTests
     [Fact]
     public async Task Build_DefaultLogging_RunLogFileHasFerryStepsAndNoRequestNoise()
     {
-        var dataDirectory = Directory.CreateTempSubdirectory("ferry-log-run-").FullName;
+        var dataDirectory = TestTempNames.Directory("log-run");
         try
         {
             var options = new FerryHostOptions

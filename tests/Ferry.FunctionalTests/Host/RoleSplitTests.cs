@@ -4,6 +4,7 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
 using Ferry.Host;
 using Ferry.Host.Roles;
+using Ferry.Tests.Shared;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -24,7 +25,7 @@ public sealed class RoleSplitTests
     [InlineData("keystone")]
     public async Task SeparateRoleHosts_BootAndLiveMigrate_ServerMovesToTheOtherHost(string auth)
     {
-        var dataDirectory = Directory.CreateTempSubdirectory("ferry-roles-").FullName;
+        var dataDirectory = TestTempNames.Directory("roles");
         var options = new FerryHostOptions
         {
             DataDirectory = dataDirectory,
@@ -115,7 +116,7 @@ public sealed class RoleSplitTests
     [Fact]
     public async Task ConductorAlone_StartsReportsAndStops_ItsServiceRowIsUp()
     {
-        var dataDirectory = Directory.CreateTempSubdirectory("ferry-conductor-").FullName;
+        var dataDirectory = TestTempNames.Directory("conductor");
         var options = new FerryHostOptions { DataDirectory = dataDirectory, ControllerHost = "ctl1" };
         try
         {

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Ferry.Core.Errors;
 using Ferry.Host;
 using Ferry.Host.Messaging;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.Logging;
 
 namespace Ferry.FunctionalTests.Host;
@@ -16,7 +17,7 @@ public sealed class TransportStartTests
         listener.Start();
         var closedPort = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
-        var data = Directory.CreateTempSubdirectory("ferry-test-").FullName;
+        var data = TestTempNames.Directory("test");
         var options = new FerryHostOptions
         {
             DataDirectory = data,

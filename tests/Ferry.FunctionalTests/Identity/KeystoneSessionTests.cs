@@ -3,6 +3,7 @@ using Ferry.Compute;
 using Ferry.Core.Identity;
 using Ferry.Core.Placement;
 using Ferry.Host;
+using Ferry.Tests.Shared;
 
 namespace Ferry.FunctionalTests.Identity;
 
@@ -144,7 +145,7 @@ public sealed class KeystoneSessionTests(KeystoneFerryFixture fixture) : IClassF
             using var uploaded = await _http.SendAsync(upload);
             Assert.Equal(HttpStatusCode.NoContent, uploaded.StatusCode);
         }
-        var target = Path.Combine(Path.GetTempPath(), "ferry-ks-" + Guid.NewGuid().ToString("N"));
+        var target = TestTempNames.Path("ks");
         try
         {
             await Ferry.Virt.ImageDownload.FetchAsync(clients.Images, imageId, target, CancellationToken.None);

@@ -7,6 +7,7 @@ using Ferry.ControlPlane.Api;
 using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
 using Ferry.Core.Rpc;
+using Ferry.Tests.Shared;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -42,7 +43,7 @@ public sealed class RecordingDispatcher(string topic, ComputeApiFixture fixture)
 /// <summary>The compute API on real Kestrel at 127.0.0.1:0 over a temp SQLite file (or PostgreSQL, see InitializeAsync) and the in-process bus.</summary>
 public sealed class ComputeApiFixture : IAsyncLifetime
 {
-    private readonly string _dbPath = Path.Combine(Path.GetTempPath(), $"ferry-api-{Guid.NewGuid():N}.db");
+    private readonly string _dbPath = TestTempNames.Path("api", ".db");
     private readonly ConcurrentQueue<RecordedCast> _casts = new();
     private readonly SemaphoreSlim _castArrived = new(0);
     private readonly List<IAsyncDisposable> _listeners = [];

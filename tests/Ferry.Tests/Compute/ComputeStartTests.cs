@@ -4,6 +4,7 @@ using Ferry.Core.Errors;
 using Ferry.Core.Rpc;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Tests.Placement;
+using Ferry.Tests.Shared;
 using Ferry.Virt.Fake;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -12,7 +13,7 @@ namespace Ferry.Tests.Compute;
 /// <summary>A compute agent's start against a conductor that does not answer at first (placement is real, on loopback).</summary>
 public sealed class ComputeStartTests(PlacementApiFixture placement) : IClassFixture<PlacementApiFixture>, IDisposable
 {
-    private readonly string _root = Directory.CreateTempSubdirectory("ferry-compute-start-").FullName;
+    private readonly string _root = TestTempNames.Directory("compute-start");
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Ferry.Host;
+using Ferry.Tests.Shared;
 using Ferry.Virt;
 using Microsoft.Extensions.Logging;
 
@@ -26,7 +27,7 @@ public sealed class FerryCommandLineTests
             start.ArgumentList.Add(arg);
         }
         // A dotnet first on the PATH that only records that it ran: the help must not build or run anything.
-        var stubs = Directory.CreateTempSubdirectory("ferry-no-dotnet-").FullName;
+        var stubs = TestTempNames.Directory("no-dotnet");
         var marker = Path.Combine(stubs, "dotnet-ran");
         var stub = Path.Combine(stubs, "dotnet");
         await File.WriteAllTextAsync(stub, $"#!/bin/sh\ntouch '{marker}'\nexit 97\n");

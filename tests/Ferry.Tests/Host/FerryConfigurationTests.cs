@@ -1,6 +1,7 @@
 using System.Collections;
 using Ferry.Host;
 using Ferry.Host.Configuration;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Ferry.Tests.Host;
@@ -8,7 +9,7 @@ namespace Ferry.Tests.Host;
 /// <summary>Settings from the file, the environment and flags: which wins, and what a bad value from each says.</summary>
 public sealed class FerryConfigurationTests : IDisposable
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("ferry-config-").FullName;
+    private readonly string _directory = TestTempNames.Directory("config");
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 

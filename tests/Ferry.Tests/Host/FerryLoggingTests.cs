@@ -1,4 +1,5 @@
 using Ferry.Host.Logging;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -6,7 +7,7 @@ namespace Ferry.Tests.Host;
 
 public sealed class FerryLoggingTests : IDisposable
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("ferry-log-").FullName;
+    private readonly string _directory = TestTempNames.Directory("log");
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 

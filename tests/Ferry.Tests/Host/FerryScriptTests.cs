@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Ferry.Tests.Shared;
 
 namespace Ferry.Tests.Host;
 
@@ -8,7 +9,7 @@ public sealed class FerryScriptTests
     [Fact]
     public async Task Test_BuildFails_SaysSoAndCountsNoTest()
     {
-        var project = Directory.CreateTempSubdirectory("ferry-broken-").FullName;
+        var project = TestTempNames.Directory("broken");
         try
         {
             await File.WriteAllTextAsync(Path.Combine(project, "Broken.csproj"),
@@ -24,6 +25,43 @@ public sealed class FerryScriptTests
         finally
         {
             Directory.Delete(project, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Test_KilledRunsTempPaths_RemovedWithTheirProcessesLiveRunsKept()
+    {
+        // A test process that is gone (a killed run) left a SQLite file, and a data directory a process still names.
+        using var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        await gone.WaitForExitAsync();
+        var tmp = Path.GetTempPath();
+        var staleFile = Path.Combine(tmp, $"ferry-api-p{gone.Id}-{Guid.NewGuid().ToString("N")[..12]}.db");
+        var staleDirectory = Path.Combine(tmp, $"ferry-test-p{gone.Id}-{Guid.NewGuid().ToString("N")[..12]}");
+        await File.WriteAllTextAsync(staleFile, "");
+        Directory.CreateDirectory(staleDirectory);
+        await File.WriteAllTextAsync(Path.Combine(staleDirectory, "log"), "");
+        using var orphan = Process.Start(new ProcessStartInfo("tail", ["-f", Path.Combine(staleDirectory, "log")]) { UseShellExecute = false })!;
+        var live = TestTempNames.Directory("test");
+        var project = TestTempNames.Directory("broken");
+        try
+        {
+            await File.WriteAllTextAsync(Path.Combine(project, "Broken.csproj"), "<Project />");
+
+            await RunAsync(Path.Combine(project, "Broken.csproj"));
+
+            Assert.False(File.Exists(staleFile));
+            Assert.False(Directory.Exists(staleDirectory));
+            Assert.True(orphan.WaitForExit(TimeSpan.FromSeconds(10)), "the process naming the killed run's directory still runs");
+            Assert.True(Directory.Exists(live));
+        }
+        finally
+        {
+            orphan.Kill();
+            File.Delete(staleFile);
+            foreach (var directory in new[] { staleDirectory, live, project }.Where(Directory.Exists))
+            {
+                Directory.Delete(directory, recursive: true);
+            }
         }
     }
 

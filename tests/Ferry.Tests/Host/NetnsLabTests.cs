@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Ferry.Host.Distributed;
+using Ferry.Tests.Shared;
 
 namespace Ferry.Tests.Host;
 
@@ -14,7 +15,7 @@ namespace Ferry.Tests.Host;
 /// </summary>
 public sealed class NetnsLabTests : IDisposable
 {
-    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("ferry-lab-test-").FullName;
+    private readonly string _dataDirectory = TestTempNames.Directory("lab-test");
 
     [Fact]
     public void Unavailable_NotRoot_OneLineNamingRoot()

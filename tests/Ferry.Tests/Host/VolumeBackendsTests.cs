@@ -1,5 +1,6 @@
 using Ferry.Host;
 using Ferry.Host.Roles;
+using Ferry.Tests.Shared;
 using Ferry.Virt.Qemu;
 using Ferry.Virt.Storage;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -12,7 +13,7 @@ namespace Ferry.Tests.Host;
 /// </summary>
 public sealed class VolumeBackendsTests : IDisposable
 {
-    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("ferry-vb-").FullName;
+    private readonly string _dataDirectory = TestTempNames.Directory("vb");
     private readonly CancellationTokenSource _limit = new(TimeSpan.FromSeconds(60));
 
     [Fact]

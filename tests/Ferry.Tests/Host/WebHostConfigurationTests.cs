@@ -1,4 +1,5 @@
 using Ferry.Host;
+using Ferry.Tests.Shared;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Configuration.Json;
 using Microsoft.Extensions.Logging;
@@ -12,7 +13,7 @@ namespace Ferry.Tests.Host;
 /// </summary>
 public sealed class WebHostConfigurationTests : IDisposable
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("ferry-webhost-").FullName;
+    private readonly string _directory = TestTempNames.Directory("webhost");
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 

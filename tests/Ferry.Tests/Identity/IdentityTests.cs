@@ -169,7 +169,7 @@ public sealed class IdentityStoreTests
     [Fact]
     public void Default_file_has_admin_and_demo_with_hashed_passwords_and_owner_only_mode()
     {
-        var directory = Directory.CreateTempSubdirectory("ferry-identity-").FullName;
+        var directory = TestTempNames.Directory("identity");
         try
         {
             var path = Path.Combine(directory, "identity.json");
@@ -209,7 +209,7 @@ public sealed class IdentityStoreTests
     {
         // Two api replicas of `ferry distributed` create the identity file on their first request: each kept the users and
         // projects it had drawn itself, so a token of one replica named a project the other did not know.
-        var directory = Directory.CreateTempSubdirectory("ferry-identity-").FullName;
+        var directory = TestTempNames.Directory("identity");
         try
         {
             var path = Path.Combine(directory, "identity.json");

@@ -2,6 +2,7 @@ using Ferry.ControlPlane.Persistence;
 using Ferry.Core.Domain;
 using Ferry.Core.Rpc.Conductor;
 using Ferry.Tests.Api;
+using Ferry.Tests.Shared;
 
 namespace Ferry.Tests.Persistence;
 
@@ -9,7 +10,7 @@ namespace Ferry.Tests.Persistence;
 public sealed class InstanceStoreTests : IDisposable
 {
     private static readonly DateTimeOffset s_start = new(2026, 12, 4, 12, 0, 0, TimeSpan.Zero);
-    private readonly string _directory = Directory.CreateTempSubdirectory("ferry-instances-").FullName;
+    private readonly string _directory = TestTempNames.Directory("instances");
     private readonly FerryDatabase _db;
     private readonly ManualTimeProvider _time = new(s_start);
     private readonly InstanceStore _instances;

@@ -1,5 +1,6 @@
 using Ferry.ControlPlane.Identity;
 using Ferry.ControlPlane.Persistence;
+using Ferry.Tests.Shared;
 
 namespace Ferry.Tests.Persistence;
 
@@ -7,7 +8,7 @@ namespace Ferry.Tests.Persistence;
 public sealed class PrivateFilesTests : IDisposable
 {
     private const UnixFileMode WorldReadable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
-    private readonly string _directory = Directory.CreateTempSubdirectory("ferry-private-").FullName;
+    private readonly string _directory = TestTempNames.Directory("private");
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 

@@ -10,7 +10,7 @@ namespace Ferry.Tests.Persistence;
 /// </summary>
 internal sealed class TestDatabase : IDisposable
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "ferry-db-" + Guid.NewGuid().ToString("N"));
+    private readonly string _folder = TestTempNames.Path("db");
     private readonly List<FerryDatabase> _opened = [];
 
     public TestDatabase(DatabaseEngine engine = DatabaseEngine.Sqlite)

@@ -1,4 +1,5 @@
 using System.Runtime.Versioning;
+using Ferry.Tests.Shared;
 using Ferry.Virt;
 
 namespace Ferry.Tests.Virt;
@@ -8,7 +9,7 @@ public sealed class ExecutablePathTests : IDisposable
 {
     private const UnixFileMode Executable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
-    private readonly string _root = Directory.CreateTempSubdirectory("ferry-exepath-").FullName;
+    private readonly string _root = TestTempNames.Directory("exepath");
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Ferry.Core.Images;
+using Ferry.Tests.Shared;
 using Ferry.Virt;
 
 namespace Ferry.Tests.Virt;
@@ -7,7 +8,7 @@ namespace Ferry.Tests.Virt;
 public sealed class ImageDownloadTests : IDisposable
 {
     private static readonly byte[] s_data = [.. Enumerable.Range(0, 300_000).Select(i => (byte)(i * 7))];
-    private readonly string _root = Directory.CreateTempSubdirectory("ferry-image-download-").FullName;
+    private readonly string _root = TestTempNames.Directory("image-download");
 
     private string Target => Path.Combine(_root, "base.part");
 

@@ -1,4 +1,5 @@
 using Ferry.Core.Errors;
+using Ferry.Tests.Shared;
 using Ferry.Virt;
 using Ferry.Virt.Fake;
 
@@ -6,7 +7,7 @@ namespace Ferry.Tests.Virt.Fake;
 
 public sealed class FakeDriverPowerTests : IDisposable
 {
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "ferry-fake-power-" + Guid.NewGuid().ToString("N"));
+    private readonly string _root = TestTempNames.Path("fake-power");
     private readonly FakeDriver _driver;
     private readonly GuestSpec _guest = new()
     {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Ferry.Core.Errors;
+using Ferry.Tests.Shared;
 using Ferry.Virt;
 using Ferry.Virt.Fake;
 
@@ -7,7 +8,7 @@ namespace Ferry.Tests.Virt.Fake;
 
 public sealed class FakeDriverTests : IDisposable
 {
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "ferry-fake-tests-" + Guid.NewGuid().ToString("N"));
+    private readonly string _root = TestTempNames.Path("fake-tests");
     private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(30));
 
     private CancellationToken Ct => _timeout.Token;
