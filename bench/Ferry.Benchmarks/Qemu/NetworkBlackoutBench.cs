@@ -53,7 +53,7 @@ internal static class NetworkBlackoutBench
     }
 
     internal sealed record CellResult(Cell Cell, string Outcome, double TotalMs, double DowntimeMs, double BlackoutMs, long Probes, long Answers, string Note,
-        Gaps? Gaps = null)
+        Gaps? Gaps = null, long WireDropped = 0, long WireLost = 0)
     {
         public double Ratio => TotalMs / 1000 / Cell.BoundSeconds;
     }
@@ -138,10 +138,12 @@ internal static class NetworkBlackoutBench
             var (totalMs, downtimeMs, figures, _) = QemuMigrationBench.MigrationFigures(recorder.Last, info, wallMs);
             var (gap, gapAt) = prober.LongestGap(startedAt);
             var gaps = Split(prober, startedAt, wallMs - downtimeMs, baseline, monitor.MaxThrottlePercent);
+            var (wireDropped, wireLost) = lab.DelayWireFrames;
             Log($"{cell.Key}: longest gap {gap.TotalMilliseconds:0} ms from {(gapAt - startedAt).TotalSeconds:0.000} s, stop at ~{(wallMs - downtimeMs) / 1000:0.000} s, " +
-                $"end {wallMs / 1000:0.000} s; switch-over gap {gaps.SwitchOverMs:0} ms, before the stop {gaps.BeforeStopMs:0} ms, baseline {gaps.BaselineMs:0} ms; throttle {Throttle(monitor, clockAtStart)}");
+                $"end {wallMs / 1000:0.000} s; switch-over gap {gaps.SwitchOverMs:0} ms, before the stop {gaps.BeforeStopMs:0} ms, baseline {gaps.BaselineMs:0} ms; throttle {Throttle(monitor, clockAtStart)}; " +
+                $"delay wires dropped {wireDropped} and lost {wireLost} frames");
             return new CellResult(cell, "completed", totalMs, downtimeMs, gap.TotalMilliseconds, prober.Sent, prober.Replies.Count,
-                figures == "driver" ? "" : $"(times from {figures})", gaps);
+                figures == "driver" ? "" : $"(times from {figures})", gaps, wireDropped, wireLost);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -255,14 +257,14 @@ internal static class NetworkBlackoutBench
         text.AppendLine(CultureInfo.InvariantCulture, $"Network blackout of a live migration ({RamMib} MiB test guest, {QemuMigrationBench.QemuVersion()}, 1 ms UDP prober in the root namespace, " +
             $"load {load}, {elapsed.TotalSeconds:0} s):");
         text.AppendLine();
-        text.AppendLine("| link | guest | outcome | total | total ÷ (RAM ÷ link) | QEMU downtime | blackout (longest gap) | blackout − downtime | switch-over gap | longest gap before the stop | baseline gap (not moving, 3 s) | throttle | answers |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        text.AppendLine("| link | guest | outcome | total | total ÷ (RAM ÷ link) | QEMU downtime | blackout (longest gap) | blackout − downtime | switch-over gap | longest gap before the stop | baseline gap (not moving, 3 s) | throttle | answers | frames the delay wires dropped / lost |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
         {
             var g = r.Gaps ?? Gaps.None;
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"| {r.Cell.Link} | {r.Cell.Guest} ({r.Cell.DirtyMiBps} MiB/s) | {r.Outcome} | {r.TotalMs / 1000:0.00} s | {r.Ratio:0.00}× | {r.DowntimeMs:0} ms | {r.BlackoutMs:0} ms | " +
-                $"{r.BlackoutMs - r.DowntimeMs:0} ms | {g.SwitchOverMs:0} ms | {g.BeforeStopMs:0} ms | {g.BaselineMs:0} ms | {(g.MaxThrottlePercent > 0 ? $"{g.MaxThrottlePercent}%" : "none")} | {r.Answers}/{r.Probes} {r.Note}|");
+                $"{r.BlackoutMs - r.DowntimeMs:0} ms | {g.SwitchOverMs:0} ms | {g.BeforeStopMs:0} ms | {g.BaselineMs:0} ms | {(g.MaxThrottlePercent > 0 ? $"{g.MaxThrottlePercent}%" : "none")} | {r.Answers}/{r.Probes} {r.Note}| {r.WireDropped} / {r.WireLost} |");
         }
         return text.ToString();
     }
@@ -289,6 +291,8 @@ internal static class NetworkBlackoutBench
                 ["max_throttle_percent"] = r.Gaps?.MaxThrottlePercent ?? 0,
                 ["answers"] = r.Answers,
                 ["probes"] = r.Probes,
+                ["delay_wire_frames_dropped"] = r.WireDropped,
+                ["delay_wire_frames_lost"] = r.WireLost,
             }).ToList(),
         }) + Environment.NewLine;
 

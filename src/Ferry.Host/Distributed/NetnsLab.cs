@@ -50,6 +50,12 @@ public sealed class NetnsLab : IAsyncDisposable
 
     public string HostAddress(int host) => Address(10 + host);
 
+    /// <summary>
+    /// Frames the links' delay wires (a lab made with a latency) have dropped so far, their queue full, and lost, a link
+    /// down: a blackout measured across a wire that dropped frames measures the wire as well. Both 0 without a latency.
+    /// </summary>
+    public (long Dropped, long Lost) DelayWireFrames => (_wires.Sum(w => w.Dropped), _wires.Sum(w => w.Lost));
+
     public string Namespace(int host) => $"ferry-{Tag}-compute{host.ToString(CultureInfo.InvariantCulture)}";
 
     /// <summary>How a process is started inside host <paramref name="host"/>'s namespace (ip netns exec execs, so the pid is the program's).</summary>
