@@ -104,8 +104,9 @@ internal static partial class DistributedScaleBenchmarks
             var seconds = heartbeats.GroupBy(t => t.ToUnixTimeSeconds() % (long)s_reportInterval.TotalSeconds).Select(g => g.Count()).ToList();
             var children = ferry.Children();
             var rssMb = children.Sum(c => ProcessMemory.StatusMb(c.Pid, "VmRSS"));
-            var postgresMb = ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(postgres.Directory, "data", "postmaster.pid"))).Sum(p => ProcessMemory.StatusMb(p, "VmRSS"));
-            var rabbitMqMb = ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(rabbitMq.Directory, "pid"))).Sum(p => ProcessMemory.StatusMb(p, "VmRSS"));
+            var (postgresPids, rabbitMqPids) = ServerProcesses(postgres, rabbitMq);
+            var postgresMb = postgresPids.Sum(p => ProcessMemory.StatusMb(p, "VmRSS"));
+            var rabbitMqMb = rabbitMqPids.Sum(p => ProcessMemory.StatusMb(p, "VmRSS"));
             log($"distributed scale: {children.Count} Ferry processes VmRSS {rssMb:0} MB, PostgreSQL {postgresMb:0} MB, RabbitMQ {rabbitMqMb:0} MB; " +
                 $"heartbeats over {seconds.Count} of {s_reportInterval.TotalSeconds:0} seconds, the busiest second {seconds.Max() / (double)heartbeats.Count:P1}");
 
@@ -144,11 +145,16 @@ internal static partial class DistributedScaleBenchmarks
     /// <summary>A child's role from its name: compute1-1000 → compute, conductor-2 → conductor.</summary>
     private static string RoleOf(string child) => new([.. child.TakeWhile(char.IsAsciiLetter)]);
 
-    private static (Dictionary<int, TimeSpan> Postgres, Dictionary<int, TimeSpan> RabbitMq) ServersCpu(LocalPostgres postgres, LocalRabbitMq rabbitMq) =>
-        (TreeCpu(Path.Combine(postgres.Directory, "data", "postmaster.pid")), TreeCpu(Path.Combine(rabbitMq.Directory, "pid")));
+    /// <summary>The processes of the bench's PostgreSQL and RabbitMQ servers now (each server's tree from its pid file).</summary>
+    private static (IReadOnlyList<int> Postgres, IReadOnlyList<int> RabbitMq) ServerProcesses(LocalPostgres postgres, LocalRabbitMq rabbitMq) =>
+        (ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(postgres.Directory, "data", "postmaster.pid"))),
+         ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(rabbitMq.Directory, "pid"))));
 
-    private static Dictionary<int, TimeSpan> TreeCpu(string pidFile) =>
-        ProcessMemory.Tree(ProcessMemory.PidInFile(pidFile)).ToDictionary(pid => pid, ProcessMemory.CpuTime);
+    private static (Dictionary<int, TimeSpan> Postgres, Dictionary<int, TimeSpan> RabbitMq) ServersCpu(LocalPostgres postgres, LocalRabbitMq rabbitMq)
+    {
+        var (postgresPids, rabbitMqPids) = ServerProcesses(postgres, rabbitMq);
+        return (postgresPids.ToDictionary(pid => pid, ProcessMemory.CpuTime), rabbitMqPids.ToDictionary(pid => pid, ProcessMemory.CpuTime));
+    }
 
     // Per process: a backend of an earlier client that ended since counts nothing, one that began counts its whole life.
     private static double SecondsSince(Dictionary<int, TimeSpan> before, Dictionary<int, TimeSpan> now) =>
@@ -179,9 +185,10 @@ internal static partial class DistributedScaleBenchmarks
     private static async Task<IReadOnlyDictionary<string, double>> SteadyCpuAsync(IReadOnlyList<(string Name, int Pid)> children,
         LocalPostgres postgres, LocalRabbitMq rabbitMq)
     {
+        var (postgresPids, rabbitMqPids) = ServerProcesses(postgres, rabbitMq);
         var roles = children.Select(c => (Role: RoleOf(c.Name), c.Pid))
-            .Concat(ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(postgres.Directory, "data", "postmaster.pid"))).Select(p => (Role: "postgresql", Pid: p)))
-            .Concat(ProcessMemory.Tree(ProcessMemory.PidInFile(Path.Combine(rabbitMq.Directory, "pid"))).Select(p => (Role: "rabbitmq", Pid: p)))
+            .Concat(postgresPids.Select(p => (Role: "postgresql", Pid: p)))
+            .Concat(rabbitMqPids.Select(p => (Role: "rabbitmq", Pid: p)))
             .ToList();
         var before = roles.Select(r => ProcessMemory.CpuTime(r.Pid)).ToList();
         var clock = Stopwatch.StartNew();

@@ -10,10 +10,13 @@ namespace Ferry.Tests.Shared;
 /// </summary>
 public static class TestTempNames
 {
-    /// <summary>A new path for <paramref name="kind"/> (lower-case letters and dashes), ending with <paramref name="suffix"/>; nothing is made.</summary>
-    public static string Path(string kind, string suffix = "") =>
+    /// <summary>
+    /// A new path for <paramref name="kind"/> (lower-case letters and dashes), ending with <paramref name="suffix"/>, owned by
+    /// this process or by <paramref name="owner"/> (the sweep's test: a process that is gone); nothing is made.
+    /// </summary>
+    public static string Path(string kind, string suffix = "", int? owner = null) =>
         System.IO.Path.Combine(System.IO.Path.GetTempPath(),
-            string.Create(CultureInfo.InvariantCulture, $"ferry-{kind}-p{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..12]}{suffix}"));
+            string.Create(CultureInfo.InvariantCulture, $"ferry-{kind}-p{owner ?? Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..12]}{suffix}"));
 
     /// <summary>A new empty directory for <paramref name="kind"/>; its full path.</summary>
     public static string Directory(string kind) => System.IO.Directory.CreateDirectory(Path(kind)).FullName;

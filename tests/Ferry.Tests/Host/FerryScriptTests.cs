@@ -34,9 +34,8 @@ public sealed class FerryScriptTests
         // A test process that is gone (a killed run) left a SQLite file, and a data directory a process still names.
         using var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
         await gone.WaitForExitAsync();
-        var tmp = Path.GetTempPath();
-        var staleFile = Path.Combine(tmp, $"ferry-api-p{gone.Id}-{Guid.NewGuid().ToString("N")[..12]}.db");
-        var staleDirectory = Path.Combine(tmp, $"ferry-test-p{gone.Id}-{Guid.NewGuid().ToString("N")[..12]}");
+        var staleFile = TestTempNames.Path("api", ".db", owner: gone.Id);
+        var staleDirectory = TestTempNames.Path("test", owner: gone.Id);
         await File.WriteAllTextAsync(staleFile, "");
         Directory.CreateDirectory(staleDirectory);
         await File.WriteAllTextAsync(Path.Combine(staleDirectory, "log"), "");
