@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace Ferry.Benchmarks;
 
 /// <summary>
@@ -77,7 +79,8 @@ internal static class DistributedBenchmarks
 
     /// <summary>
     /// Each Ferry process's VmRSS, its anonymous and file parts, PSS, peak and threads. With FERRY_BENCH_MEMORY_DIR set, each
-    /// one's <c>/proc</c> status and smaps are copied there too (per mapping: GC regions, malloc arenas, stacks, the binary).
+    /// one's <c>/proc</c> status and smaps are copied there too (per mapping: GC regions, malloc arenas, stacks, the binary), and
+    /// the file offsets of its executable's resident pages (<c>executable-pages</c>).
     /// </summary>
     private static void LogEachProcess(DistributedFerry ferry, string when, Action<string> log)
     {
@@ -103,6 +106,8 @@ internal static class DistributedBenchmarks
                         // The process ended: nothing to copy.
                     }
                 }
+                File.WriteAllLines($"{prefix}.executable-pages",
+                    ProcessMemory.ResidentExecutablePages(pid).Select(offset => offset.ToString("x", CultureInfo.InvariantCulture)));
             }
         }
     }

@@ -88,6 +88,49 @@ internal static class ProcessMemory
         }
     }
 
+    /// <summary>
+    /// The file offsets of the pages of the process's executable that are resident in it (<c>/proc/PID/pagemap</c>'s
+    /// present bit, root only; empty otherwise): with the executable's symbols they show which code and data each role touches.
+    /// </summary>
+    public static IReadOnlyList<long> ResidentExecutablePages(int pid)
+    {
+        var offsets = new List<long>();
+        try
+        {
+            var executable = File.ResolveLinkTarget($"/proc/{pid}/exe", returnFinalTarget: true)?.FullName;
+            using var pagemap = File.OpenHandle($"/proc/{pid}/pagemap");
+            var entry = new byte[8];
+            foreach (var line in File.ReadLines($"/proc/{pid}/maps"))
+            {
+                // "start-end perms offset dev inode path"
+                var fields = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+                if (fields.Length < 6 || fields[5] != executable)
+                {
+                    continue;
+                }
+                var range = fields[0].Split('-');
+                var start = long.Parse(range[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                var end = long.Parse(range[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                var fileOffset = long.Parse(fields[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                for (var page = start; page < end; page += PageSize)
+                {
+                    RandomAccess.Read(pagemap, entry, page / PageSize * 8);
+                    if ((BitConverter.ToUInt64(entry) & (1UL << 63)) != 0)
+                    {
+                        offsets.Add(fileOffset + page - start);
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // The process ended or this is not root: nothing to read.
+        }
+        return offsets;
+    }
+
+    private const int PageSize = 4096;
+
     private static long ReadKb(string file, string field)
     {
         try

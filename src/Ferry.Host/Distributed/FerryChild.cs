@@ -65,6 +65,14 @@ public sealed class FerryChild : IDisposable
         {
             info.Environment[key] = value;
         }
+        if (Environment.GetEnvironmentVariable("FERRY_JIT_METHOD_LIST_DIR") is { Length: > 0 } listDir)
+        {
+            // tools/method-order: under the JIT, every method a role runs is compiled once at least; listed per role, they
+            // order the native ferry's code so that each role's methods lie together (src/Ferry.Host/method-order.txt).
+            info.Environment["DOTNET_JitStdOutFile"] = Path.Combine(listDir, $"{name}.{Guid.NewGuid():N}.txt");
+            info.Environment["DOTNET_JitDisasmSummary"] = "1";
+            info.Environment["DOTNET_ReadyToRun"] = "0";
+        }
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         var child = new FerryChild(name, process);
         process.OutputDataReceived += (_, e) => child.OnLine(e.Data);

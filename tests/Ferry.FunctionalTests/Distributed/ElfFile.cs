@@ -3,11 +3,23 @@ using System.Text;
 
 namespace Ferry.FunctionalTests.Distributed;
 
-/// <summary>The header type and section names of a 64-bit little-endian ELF file (the native ferry), read from its headers.</summary>
-public sealed record ElfFile(ushort Type, IReadOnlyList<string> SectionNames)
+/// <summary>
+/// The header type, sections and function symbols of a 64-bit little-endian ELF file (the native ferry, or its symbols in
+/// <c>ferry.dbg</c>), read from its headers and <c>.symtab</c>.
+/// </summary>
+public sealed record ElfFile(ushort Type, IReadOnlyList<ElfSection> Sections, IReadOnlyDictionary<string, ulong> FunctionAddresses)
 {
     /// <summary>ET_EXEC: an executable linked at a fixed address (not position independent).</summary>
     public const ushort Executable = 2;
+
+    private const uint SymbolTable = 2; // SHT_SYMTAB
+    private const int SymbolSize = 24;
+    private const byte Function = 2; // STT_FUNC
+
+    public IEnumerable<string> SectionNames => Sections.Select(s => s.Name);
+
+    public ElfSection Section(string name) =>
+        Sections.FirstOrDefault(s => s.Name == name) ?? throw new InvalidDataException($"no section {name}");
 
     public static ElfFile Read(string path)
     {
@@ -22,14 +34,42 @@ public sealed record ElfFile(ushort Type, IReadOnlyList<string> SectionNames)
         var sectionSize = BinaryPrimitives.ReadUInt16LittleEndian(span[58..]);
         var sectionCount = BinaryPrimitives.ReadUInt16LittleEndian(span[60..]);
         var namesIndex = BinaryPrimitives.ReadUInt16LittleEndian(span[62..]);
-        var namesOffset = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(span[(sectionOffset + namesIndex * sectionSize + 24)..]));
-        var names = new List<string>(sectionCount);
-        for (var i = 0; i < sectionCount; i++)
+        var headers = Enumerable.Range(0, sectionCount).Select(i => sectionOffset + i * sectionSize).ToArray();
+        var namesOffset = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(span[(headers[namesIndex] + 24)..]));
+        var sections = new List<ElfSection>(sectionCount);
+        var functions = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        foreach (var header in headers)
         {
-            var nameOffset = namesOffset + (int)BinaryPrimitives.ReadUInt32LittleEndian(span[(sectionOffset + i * sectionSize)..]);
-            var end = span[nameOffset..].IndexOf((byte)0);
-            names.Add(Encoding.ASCII.GetString(span.Slice(nameOffset, end)));
+            var h = span[header..];
+            sections.Add(new ElfSection(
+                Text(span, namesOffset + (int)BinaryPrimitives.ReadUInt32LittleEndian(h)),
+                BinaryPrimitives.ReadUInt64LittleEndian(h[16..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(h[32..])));
+            if (BinaryPrimitives.ReadUInt32LittleEndian(h[4..]) != SymbolTable)
+            {
+                continue;
+            }
+            var offset = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(h[24..]));
+            var size = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(h[32..]));
+            var strings = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(span[(headers[BinaryPrimitives.ReadUInt32LittleEndian(h[40..])] + 24)..]));
+            for (var symbol = offset; symbol + SymbolSize <= offset + size; symbol += SymbolSize)
+            {
+                var s = span[symbol..];
+                if ((s[4] & 0xf) == Function)
+                {
+                    functions.TryAdd(Text(span, strings + (int)BinaryPrimitives.ReadUInt32LittleEndian(s)), BinaryPrimitives.ReadUInt64LittleEndian(s[8..]));
+                }
+            }
         }
-        return new ElfFile(type, names);
+        return new ElfFile(type, sections, functions);
     }
+
+    private static string Text(ReadOnlySpan<byte> file, int offset) =>
+        Encoding.ASCII.GetString(file.Slice(offset, file[offset..].IndexOf((byte)0)));
+}
+
+/// <summary>A section's name, the address it is loaded at and its size.</summary>
+public sealed record ElfSection(string Name, ulong Address, ulong Size)
+{
+    public bool Contains(ulong address) => address >= Address && address < Address + Size;
 }

@@ -93,6 +93,37 @@ public sealed partial class NativeFerryTests
     }
 
     [Fact]
+    public void Binary_Published_MethodsLaidOutInTheOrderFilesOrder()
+    {
+        var native = FerryBinary.Given
+            ?? throw new InvalidOperationException($"{FerryBinary.Variable} is not set: ./ferry test publishes the native ferry and sets it");
+        var symbols = ElfFile.Read(native + ".dbg");
+        var code = symbols.Section("__managedcode");
+        var order = File.ReadAllLines(Path.Combine(RepoRoot(), "src", "Ferry.Host", "method-order.txt"));
+
+        // Still the binary's methods (tools/method-order/update.sh makes the list again when the code has moved on).
+        var present = order.Where(symbols.FunctionAddresses.ContainsKey).ToList();
+        Assert.True(present.Count >= order.Length * 0.8, $"{present.Count} of the {order.Length} methods in method-order.txt are in the binary");
+        // Laid out as listed: each role's methods together (fault-around makes every 64 KB a process touches resident).
+        var addresses = present.Select(name => symbols.FunctionAddresses[name]).Where(code.Contains).ToList();
+        Assert.Equal(code.Address, addresses[0]);
+        var outOfOrder = addresses.Zip(addresses.Skip(1)).Count(pair => pair.Second < pair.First);
+        Assert.True(outOfOrder <= addresses.Count / 100, $"{outOfOrder} of {addresses.Count} listed methods lie before the one listed before them");
+    }
+
+    private static string RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Ferry.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+        throw new InvalidOperationException("Ferry.slnx not found above " + AppContext.BaseDirectory);
+    }
+
+    [Fact]
     public void Binary_Published_Gen0BudgetIsOneRegion()
     {
         var native = FerryBinary.Given
