@@ -2,10 +2,10 @@
 """Orders the native ferry's methods so that what each role runs lies together (src/Ferry.Host/method-order.txt).
 
 The kernel maps the 64 KB around every page a process touches in a file it maps (fault-around), and VmRSS counts those
-pages in every process. With the default layout a role's methods are spread over the whole 16 MB of code, so each of the
-nine processes of `ferry distributed` had 11-14 MB of code resident. Listing every method each role ran (under the JIT
-every method run is compiled at least once: tools/method-order/README.md) and placing them first, grouped by the roles
-that run them, keeps each role's code in fewer windows.
+pages in every process. With the default layout a role's methods are spread over the whole 16.5 MB of code, so each of
+the nine processes of `ferry distributed` had 10.7-14.5 MB of code resident (4.5-5.6 MB laid out by role). Listing every
+method each role ran (under the JIT every method run is compiled at least once: tools/method-order/README.md) and
+placing them first, grouped by the roles that run them, keeps each role's code in fewer windows.
 
 usage: method-order.py JIT_LIST_DIR FERRY_DBG ILC_RSP [PAGES_DIR] > src/Ferry.Host/method-order.txt
   JIT_LIST_DIR  the DOTNET_JitStdOutFile files of FERRY_JIT_METHOD_LIST_DIR (<role><n>.<id>.txt)
