@@ -91,7 +91,7 @@ public sealed class NetnsLabTests : IDisposable
         await lab.SetPortBlockedAsync(1, port, blocked: true, CancellationToken.None);
 
         // timeout(1) exits 124: the connect was never answered (a refusal would exit 1 at once).
-        Assert.Equal(124, Connect(lab, 1, port));
+        Assert.Equal(124, Connect(lab, 1, port, seconds: 3));
         Assert.Equal(0, Connect(lab, 1, ((IPEndPoint)open.LocalEndpoint).Port));
         Assert.Equal(0, Connect(lab, 2, port));
         await lab.SetPortBlockedAsync(1, port, blocked: false, CancellationToken.None);
@@ -197,8 +197,12 @@ public sealed class NetnsLabTests : IDisposable
     }
 
     /// <summary>A TCP connect from the host's namespace to the controller's port, given 3 s: the exit code of timeout(1).</summary>
-    private static int Connect(NetnsLab lab, int host, int port) =>
-        Run("ip", "netns", "exec", lab.Namespace(host), "timeout", "3", "bash", "-c", $"exec 3<>/dev/tcp/{lab.ControllerAddress}/{port}").ExitCode;
+    /// <summary>timeout's exit code for a TCP connect from a host: 0 connected, 124 unanswered within <paramref name="seconds"/>.</summary>
+    /// <param name="seconds">How long an answer may take: 3 where none is expected; more where one is, as a loaded machine's
+    /// delay wire (in this process) can hold a handshake for seconds.</param>
+    private static int Connect(NetnsLab lab, int host, int port, int seconds = 30) =>
+        Run("ip", "netns", "exec", lab.Namespace(host), "timeout", seconds.ToString(CultureInfo.InvariantCulture), "bash", "-c",
+            $"exec 3<>/dev/tcp/{lab.ControllerAddress}/{port}").ExitCode;
 
     private static List<string> Namespaces(string tag) =>
         Directory.Exists("/run/netns") ? [.. Directory.EnumerateFiles("/run/netns").Select(Path.GetFileName).Where(n => n!.StartsWith($"ferry-{tag}-", StringComparison.Ordinal)).Order()!] : [];
