@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates src/Ferry.Host/method-order.txt from two runs of the distributed moves bench (README.md here; ~20 min, root:
+# Regenerates src/Ferry.Host/method-order.txt from two runs of the distributed moves bench (README.md here; ~5 min, root:
 # it reads other processes' pagemaps and sets the disk's read-ahead to 0 for the second run, restoring it after).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
