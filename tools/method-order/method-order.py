@@ -113,12 +113,8 @@ def main(list_dir, dbg, rsp, pages_dir=None):
 
     # The managed code's symbols, keyed as the JIT names them: no assembly prefix, no generic arguments, no overload suffix.
     symbols = collections.defaultdict(list)
-    nm = subprocess.run(["nm", "--defined-only", "-n", dbg], check=True, capture_output=True, text=True).stdout
-    for line in nm.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) != 3 or parts[1] not in "tT":
-            continue
-        name = parts[2]
+    code = code_symbols(dbg)
+    for _, name in code:
         bare = name[len("unbox_"):] if name.startswith("unbox_") else name
         bare = strip_nested(bare, "<", ">")
         prefix = next((p for p in prefixes if bare.startswith(p + "_")), None)
@@ -150,7 +146,7 @@ def main(list_dir, dbg, rsp, pages_dir=None):
             rank.setdefault(name, first_seen[key])
     jit_symbols = len(roles_by_symbol)
     if pages_dir:
-        for name, roles in native_roles(dbg, pages_dir).items():
+        for name, roles in native_roles(dbg, code, pages_dir).items():
             if name not in roles_by_symbol:
                 roles_by_symbol[name] = roles
                 rank[name] = len(first_seen) + len(rank)
@@ -167,7 +163,14 @@ def main(list_dir, dbg, rsp, pages_dir=None):
           f"{len(roles_by_symbol) - jit_symbols} more from resident pages; {len(roles_by_symbol)} symbols ordered", file=sys.stderr)
 
 
-def native_roles(dbg, pages_dir):
+def code_symbols(dbg):
+    """(address, name) of every code symbol of the binary, by address."""
+    nm = subprocess.run(["nm", "--defined-only", "-n", dbg], check=True, capture_output=True, text=True).stdout
+    return [(int(parts[0], 16), parts[2]) for parts in (line.split(" ", 2) for line in nm.splitlines())
+            if len(parts) == 3 and parts[0] and parts[1] in "tT"]
+
+
+def native_roles(dbg, code, pages_dir):
     """The roles whose processes had a page of each managed method resident (<when>.<role>.<pid>.executable-pages files)."""
     binary = dbg[:-len(".dbg")]
     segments = []  # (file offset, virtual address, size) of each LOAD segment
@@ -185,12 +188,6 @@ def native_roles(dbg, pages_dir):
             for file_offset, address, size in segments:
                 if file_offset <= offset < file_offset + size:
                     resident[(address + offset - file_offset) // 4096].add(role_of(parts[1]))
-    code = []
-    nm = subprocess.run(["nm", "--defined-only", "-n", dbg], check=True, capture_output=True, text=True).stdout
-    for line in nm.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] and parts[1] in "tT":
-            code.append((int(parts[0], 16), parts[2]))
     roles = {}
     for (start, name), (end, _) in zip(code, code[1:]):
         touched = set().union(*(resident.get(page, set()) for page in range(start // 4096, (max(end, start + 1) - 1) // 4096 + 1)))

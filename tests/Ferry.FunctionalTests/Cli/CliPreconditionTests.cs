@@ -43,22 +43,10 @@ public sealed class CliPreconditionTests
     [Fact]
     public void TestPackages_ListEveryClientTheCliTestsRun()
     {
-        var packages = File.ReadAllLines(Path.Combine(RepoRoot(), "tests", "debian-packages.txt")).Select(l => l.Split('#')[0].Trim());
+        var packages = File.ReadAllLines(Path.Combine(TestRepository.Root(), "tests", "debian-packages.txt")).Select(l => l.Split('#')[0].Trim());
 
         Assert.Contains("python3-openstackclient", packages);
         Assert.Contains("python3-novaclient", packages);
         Assert.Contains("python3-osc-placement", packages);
-    }
-
-    private static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "tests", "debian-packages.txt")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new InvalidOperationException("tests/debian-packages.txt not found above " + AppContext.BaseDirectory);
     }
 }

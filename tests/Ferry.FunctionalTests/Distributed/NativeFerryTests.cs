@@ -99,7 +99,7 @@ public sealed partial class NativeFerryTests
             ?? throw new InvalidOperationException($"{FerryBinary.Variable} is not set: ./ferry test publishes the native ferry and sets it");
         var symbols = ElfFile.Read(native + ".dbg");
         var code = symbols.Section("__managedcode");
-        var order = File.ReadAllLines(Path.Combine(RepoRoot(), "src", "Ferry.Host", "method-order.txt"));
+        var order = File.ReadAllLines(Path.Combine(TestRepository.Root(), "src", "Ferry.Host", "method-order.txt"));
 
         // Still the binary's methods (tools/method-order/update.sh makes the list again when the code has moved on).
         var present = order.Where(symbols.FunctionAddresses.ContainsKey).ToList();
@@ -109,18 +109,6 @@ public sealed partial class NativeFerryTests
         Assert.Equal(code.Address, addresses[0]);
         var outOfOrder = addresses.Zip(addresses.Skip(1)).Count(pair => pair.Second < pair.First);
         Assert.True(outOfOrder <= addresses.Count / 100, $"{outOfOrder} of {addresses.Count} listed methods lie before the one listed before them");
-    }
-
-    private static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Ferry.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new InvalidOperationException("Ferry.slnx not found above " + AppContext.BaseDirectory);
     }
 
     [Fact]

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Text;
+using Ferry.Tests.Shared;
 using Ferry.Virt.Qemu;
 
 namespace Ferry.FunctionalTests.Qemu;
@@ -165,20 +165,14 @@ public sealed class FerryHostProcess : IAsyncDisposable
     }
 
     /// <summary>src/Ferry.Host/bin/&lt;configuration&gt;/net10.0/ferry.dll, built with the tests (they reference Ferry.Host).</summary>
-    private static string HostDll([CallerFilePath] string sourceFile = "")
+    private static string HostDll()
     {
-        var root = new DirectoryInfo(Path.GetDirectoryName(sourceFile)!);
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Ferry.slnx")))
-        {
-            root = root.Parent;
-        }
 #if DEBUG
         const string configuration = "Debug";
 #else
         const string configuration = "Release";
 #endif
-        var dll = Path.Combine(root?.FullName ?? throw new InvalidOperationException("Ferry.slnx not found above " + sourceFile),
-            "src", "Ferry.Host", "bin", configuration, "net10.0", "ferry.dll");
+        var dll = Path.Combine(TestRepository.Root(), "src", "Ferry.Host", "bin", configuration, "net10.0", "ferry.dll");
         return File.Exists(dll) ? dll : throw new InvalidOperationException($"{dll} is missing: build src/Ferry.Host first");
     }
 }

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using Ferry.Host;
 using Ferry.Tests.Shared;
 using Ferry.Virt;
@@ -12,7 +11,7 @@ public sealed class FerryCommandLineTests
     [Fact]
     public void HelpText_KeptCopy_EqualsTheCommandsOwnHelp()
     {
-        var kept = File.ReadAllText(Path.Combine(RepoRoot(), "src", "Ferry.Host", "ferry-up-help.txt"));
+        var kept = File.ReadAllText(Path.Combine(TestRepository.Root(), "src", "Ferry.Host", "ferry-up-help.txt"));
         Assert.True(kept == FerryCommandLine.HelpText(),
             "src/Ferry.Host/ferry-up-help.txt differs from the command's help: regenerate it with " +
             "`dotnet src/Ferry.Host/bin/Release/net10.0/ferry.dll all-in-one --help > src/Ferry.Host/ferry-up-help.txt`");
@@ -21,7 +20,7 @@ public sealed class FerryCommandLineTests
     [Fact]
     public async Task FerryUpHelp_WithoutBuild_ListsEveryOptionWithItsMeaning()
     {
-        var start = new ProcessStartInfo("bash") { WorkingDirectory = RepoRoot(), RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var start = new ProcessStartInfo("bash") { WorkingDirectory = TestRepository.Root(), RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { "ferry", "up", "--hosts", "2", "--help" })
         {
             start.ArgumentList.Add(arg);
@@ -167,21 +166,5 @@ public sealed class FerryCommandLineTests
     {
         Assert.True(FerryCommandLine.WantsHelp(FerryCommandLine.Parse(["--hosts", "2", "--help"])));
         Assert.False(FerryCommandLine.WantsHelp(FerryCommandLine.Parse(["--hosts", "2"])));
-    }
-
-    internal static string RepoRoot([CallerFilePath] string sourceFile = "")
-    {
-        string?[] starts = [AppContext.BaseDirectory, Environment.CurrentDirectory, Path.GetDirectoryName(sourceFile)];
-        foreach (var start in starts.OfType<string>())
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "Ferry.slnx")) && File.Exists(Path.Combine(dir.FullName, "ferry")))
-                {
-                    return dir.FullName;
-                }
-            }
-        }
-        throw new InvalidOperationException("Ferry.slnx not found above " + AppContext.BaseDirectory);
     }
 }

@@ -68,7 +68,7 @@ public sealed class FerryScriptTests
     {
         var start = new ProcessStartInfo("bash")
         {
-            WorkingDirectory = FerryCommandLineTests.RepoRoot(),
+            WorkingDirectory = TestRepository.Root(),
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,

@@ -196,8 +196,10 @@ public sealed class NetnsLabTests : IDisposable
         client.Client.Shutdown(SocketShutdown.Send);
     }
 
-    /// <summary>A TCP connect from the host's namespace to the controller's port, given 3 s: the exit code of timeout(1).</summary>
-    /// <summary>timeout's exit code for a TCP connect from a host: 0 connected, 124 unanswered within <paramref name="seconds"/>.</summary>
+    /// <summary>
+    /// A TCP connect from the host's namespace to the controller's port: timeout(1)'s exit code, 0 connected, 124 unanswered
+    /// within <paramref name="seconds"/>.
+    /// </summary>
     /// <param name="seconds">How long an answer may take: 3 where none is expected; more where one is, as a loaded machine's
     /// delay wire (in this process) can hold a handshake for seconds.</param>
     private static int Connect(NetnsLab lab, int host, int port, int seconds = 30) =>

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using Ferry.Tests.Shared;
 
 namespace Ferry.Tests.Virt.Qemu;
@@ -12,7 +11,7 @@ public sealed class TestGuestFixture : IAsyncLifetime
 {
     public string KernelPath { get; private set; } = "";
 
-    public string RepoRoot { get; } = FindRepoRoot();
+    public string RepoRoot { get; } = TestRepository.Root();
 
     public async Task InitializeAsync()
     {
@@ -36,21 +35,4 @@ public sealed class TestGuestFixture : IAsyncLifetime
 
     /// <summary>A fresh directory like /tmp/fq-1a2b3c4d, owned by this test process (a later run removes it if this one is killed).</summary>
     public static string NewTempRoot() => QemuTestDirectories.Create("fq");
-
-    // Build output may live outside the repo (--artifacts-path), so also look above this source file and the working directory.
-    private static string FindRepoRoot([CallerFilePath] string sourceFile = "")
-    {
-        string?[] starts = [AppContext.BaseDirectory, Environment.CurrentDirectory, Path.GetDirectoryName(sourceFile)];
-        foreach (var start in starts.OfType<string>())
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "tools", "test-guest", "build.sh")))
-                {
-                    return dir.FullName;
-                }
-            }
-        }
-        throw new InvalidOperationException("tools/test-guest/build.sh not found above " + AppContext.BaseDirectory);
-    }
 }
